@@ -1,0 +1,490 @@
+//! The vocabulary of the domain core: identifiers, names and addresses parsed
+//! at the edge, and the enums of tenants, accounts and confidentiality.
+//! Nothing here touches I/O; every constructor from a string validates.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::Error;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered identifier (UUIDv7), so that ids sort by creation.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a tenant (operator, reseller, enterprise or the public instance).
+    TenantId
+);
+id_type!(
+    /// Identifies a hosted mail domain.
+    DomainId
+);
+id_type!(
+    /// Identifies a mail account.
+    AccountId
+);
+id_type!(
+    /// Identifies an API key.
+    ApiKeyId
+);
+
+/// A fully qualified DNS domain name in its ASCII (A-label) form, lower-cased,
+/// without a trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "example.com")]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let name = input.trim_end_matches('.').to_ascii_lowercase();
+        let invalid = |why: &str| Error::Invalid(format!("`{input}` is not a valid domain name: {why}"));
+        if name.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if name.len() > 253 {
+            return Err(invalid("it is longer than 253 characters"));
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 {
+            return Err(invalid("it needs at least two labels, like example.com"));
+        }
+        for label in &labels {
+            if label.is_empty() || label.len() > 63 {
+                return Err(invalid("each label must be 1 to 63 characters long"));
+            }
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(invalid(
+                    "labels may contain only letters, digits and hyphens (use the xn-- form for international names)",
+                ));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(invalid("a label cannot start or end with a hyphen"));
+            }
+        }
+        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(invalid("the top-level label cannot be numeric"));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(value: DomainName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The part of an address before the `@`: a lower-cased RFC 5321 dot-atom.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LocalPart(String);
+
+impl LocalPart {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let local = input.to_ascii_lowercase();
+        let invalid = |why: &str| Error::Invalid(format!("`{input}` is not a valid mailbox name: {why}"));
+        if local.is_empty() || local.len() > 64 {
+            return Err(invalid("it must be 1 to 64 characters long"));
+        }
+        const SPECIALS: &[u8] = b"!#$%&'*+/=?^_`{|}~-.";
+        if !local.bytes().all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b)) {
+            return Err(invalid("only letters, digits and !#$%&'*+/=?^_`{|}~-. are allowed"));
+        }
+        if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            return Err(invalid("dots cannot start, end or repeat"));
+        }
+        Ok(Self(local))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A mailbox address `local@domain`, lower-cased so that uniqueness is
+/// case-insensitive.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, format = Email, example = "alice@example.com")]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let (local, domain) = input
+            .rsplit_once('@')
+            .ok_or_else(|| Error::Invalid(format!("`{input}` is not an email address: it has no `@`")))?;
+        let address = Self::new(&LocalPart::parse(local)?, &DomainName::parse(domain)?);
+        if address.0.len() > 254 {
+            return Err(Error::Invalid(format!("`{input}` is longer than 254 characters")));
+        }
+        Ok(address)
+    }
+
+    pub fn new(local: &LocalPart, domain: &DomainName) -> Self {
+        Self(format!("{}@{}", local.0, domain.0))
+    }
+
+    fn at(&self) -> usize {
+        self.0.rfind('@').unwrap_or(0)
+    }
+
+    pub fn local(&self) -> &str {
+        &self.0[..self.at()]
+    }
+
+    pub fn domain(&self) -> DomainName {
+        DomainName(self.0[self.at() + 1..].to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(value: EmailAddress) -> Self {
+        value.0
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code naming where data may be stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "FR")]
+pub struct Jurisdiction(String);
+
+/// Every officially assigned ISO 3166-1 alpha-2 code.
+const ISO_3166_ALPHA2: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ \
+CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR \
+GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP \
+KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT \
+MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW \
+SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG \
+UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+impl Jurisdiction {
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let code = input.to_ascii_uppercase();
+        if code.len() == 2 && ISO_3166_ALPHA2.split(' ').any(|known| known == code) {
+            Ok(Self(code))
+        } else {
+            Err(Error::Invalid(format!(
+                "`{input}` is not an ISO 3166-1 alpha-2 country code"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Jurisdiction {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Jurisdiction> for String {
+    fn from(value: Jurisdiction) -> Self {
+        value.0
+    }
+}
+
+/// Defines a string enum with its wire names, `FromStr` with a precise error
+/// and `as_str`, so the database and JSON share one spelling.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self, Error> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(Error::Invalid(format!(
+                        concat!("`{}` is not a valid ", $what, "; expected one of: {}"),
+                        other,
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a tenant is: the instance operator, a reseller of child tenants,
+    /// a paying enterprise, or the public instance of free accounts.
+    TenantKind, "tenant kind" {
+        Operator => "operator",
+        Reseller => "reseller",
+        Enterprise => "enterprise",
+        Public => "public",
+    }
+);
+
+string_enum!(
+    /// Whether a tenant may use the service.
+    TenantStatus, "tenant status" {
+        Active => "active",
+        Suspended => "suspended",
+        Closed => "closed",
+    }
+);
+
+string_enum!(
+    /// Whether an account may sign in and receive mail. Deleted accounts keep
+    /// their address reserved so that it never reaches a new person.
+    AccountStatus, "account status" {
+        Active => "active",
+        Suspended => "suspended",
+        Deleted => "deleted",
+    }
+);
+
+string_enum!(
+    /// An account's role within its tenant.
+    AccountRole, "account role" {
+        Admin => "admin",
+        User => "user",
+    }
+);
+
+string_enum!(
+    /// The confidentiality ladder, lowest first: a tenant sets the floor,
+    /// an account may go higher.
+    Level, "confidentiality level" {
+        Standard => "standard",
+        Sealed => "sealed",
+        Dispersed => "dispersed",
+        EndToEnd => "end-to-end",
+    }
+);
+
+string_enum!(
+    /// What an API key or token may do: read, or read and change.
+    Scope, "scope" {
+        Read => "read",
+        Write => "write",
+    }
+);
+
+/// The hosting package of a tenant. For a reseller, limits cover its own
+/// objects and every descendant's together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Accounts that may exist (active or suspended) in this tenant and its descendants.
+    pub max_accounts: i64,
+    /// Domains that may exist in this tenant and its descendants.
+    pub max_domains: i64,
+    /// Storage shared by all the tenant's accounts, in bytes.
+    pub storage_quota_bytes: i64,
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_accounts < 0 || self.max_domains < 0 || self.storage_quota_bytes < 0 {
+            return Err(Error::Invalid("limits cannot be negative".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether every limit of `self` fits within `outer`.
+    pub fn fits_within(&self, outer: &Limits) -> Result<(), Error> {
+        let over = |what: &str, inner: i64, outer: i64| {
+            Error::LimitExceeded(format!(
+                "{what} of {inner} exceeds the parent's package of {outer}"
+            ))
+        };
+        if self.max_accounts > outer.max_accounts {
+            return Err(over("max_accounts", self.max_accounts, outer.max_accounts));
+        }
+        if self.max_domains > outer.max_domains {
+            return Err(over("max_domains", self.max_domains, outer.max_domains));
+        }
+        if self.storage_quota_bytes > outer.storage_quota_bytes {
+            return Err(over(
+                "storage_quota_bytes",
+                self.storage_quota_bytes,
+                outer.storage_quota_bytes,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A tenant's confidentiality policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The lowest level any mail of this tenant may be stored at.
+    pub min_level: Level,
+    /// Where the tenant's data may be stored (ISO 3166-1 alpha-2); empty means anywhere.
+    pub allowed_jurisdictions: Vec<Jurisdiction>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { min_level: Level::Standard, allowed_jurisdictions: Vec::new() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn addresses_are_case_insensitive() {
+        let a = EmailAddress::parse("Alice.Smith@Example.COM").unwrap();
+        assert_eq!(a.to_string(), "alice.smith@example.com");
+        assert_eq!(a.domain().as_str(), "example.com");
+    }
+
+    #[test]
+    fn bad_addresses_say_why() {
+        for (input, why) in [
+            ("alice", "no `@`"),
+            ("@example.com", "1 to 64"),
+            ("a..b@example.com", "dots"),
+            ("alice@localhost", "two labels"),
+            ("alice@-bad.com", "hyphen"),
+            ("al ice@example.com", "only letters"),
+            ("alice@exa_mple.com", "only letters, digits and hyphens"),
+            ("alice@example.123", "numeric"),
+        ] {
+            let err = EmailAddress::parse(input).unwrap_err().to_string();
+            assert!(err.contains(why), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn jurisdictions_are_real_country_codes() {
+        assert_eq!(Jurisdiction::parse("fr").unwrap().as_str(), "FR");
+        assert!(Jurisdiction::parse("XX").is_err());
+        assert!(Jurisdiction::parse("FRA").is_err());
+    }
+
+    #[test]
+    fn levels_are_ordered() {
+        assert!(Level::Standard < Level::Sealed);
+        assert!(Level::Dispersed < Level::EndToEnd);
+        assert_eq!("end-to-end".parse::<Level>().unwrap(), Level::EndToEnd);
+        assert!("secret".parse::<Level>().unwrap_err().to_string().contains("expected one of"));
+    }
+
+    #[test]
+    fn child_limits_must_fit_the_parent() {
+        let parent = Limits { max_accounts: 10, max_domains: 2, storage_quota_bytes: 100 };
+        let child = Limits { max_accounts: 11, ..parent };
+        assert!(child.fits_within(&parent).is_err());
+        assert!(parent.fits_within(&parent).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_domains_round_trip(labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", 1..4), tld in "[a-z]{2,6}") {
+            let name = format!("{}.{}", labels.join("."), tld);
+            let parsed = DomainName::parse(&name.to_uppercase()).unwrap();
+            prop_assert_eq!(parsed.as_str(), name.as_str());
+            prop_assert_eq!(DomainName::parse(parsed.as_str()).unwrap(), parsed);
+        }
+
+        #[test]
+        fn domain_parse_never_panics_and_accepts_only_ldh(input in "\\PC{0,80}") {
+            if let Ok(d) = DomainName::parse(&input) {
+                prop_assert!(d.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+                prop_assert!(d.as_str().len() <= 253);
+            }
+        }
+
+        #[test]
+        fn address_parse_never_panics_and_is_lowercase(input in "\\PC{0,80}") {
+            if let Ok(a) = EmailAddress::parse(&input) {
+                let s = a.to_string();
+                prop_assert_eq!(s.to_ascii_lowercase(), s.clone());
+                prop_assert_eq!(EmailAddress::parse(&s).unwrap(), a);
+            }
+        }
+    }
+}

@@ -1,0 +1,1121 @@
+//! The store: tenants, domains, accounts, API keys and the audit log on
+//! SQLite (the embedded default) or PostgreSQL, picked from the URL scheme.
+//!
+//! Both backends run the same SQL (`$n` placeholders, recursive CTEs); each
+//! method is written once and dispatched to the typed pool of the backend
+//! with [`on_pool!`], so the dialects differ only where a `match` says so
+//! (write locks). Every change writes its audit row in the same transaction,
+//! so nothing changes without a trace and no trace lies.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{FromRow, Transaction};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::model::*;
+use crate::{Error, Result};
+
+/// Which database a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL's scheme.
+    pub fn from_url(url: &str) -> Result<Backend> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(Error::Config(format!(
+                "unsupported database URL scheme `{scheme}`: use sqlite://PATH or postgres://USER@HOST/DB"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool of whichever backend is in use.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Opens a write transaction that serialises every change within one tenant
+/// tree, so that two concurrent creations cannot both pass a package limit.
+trait WriteLock {
+    type Db: sqlx::Database;
+    fn begin_locked(&self, root: Uuid) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+impl WriteLock for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_locked(&self, _root: Uuid) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>>> + Send {
+        // SQLite has one writer; taking the write lock up front avoids the
+        // deadlock of two readers upgrading at once.
+        async move { Ok(self.begin_with("BEGIN IMMEDIATE").await?) }
+    }
+}
+
+impl WriteLock for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_locked(&self, root: Uuid) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>>> + Send {
+        async move {
+            let mut tx = self.begin().await?;
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE").bind(root).execute(&mut *tx).await?;
+            Ok(tx)
+        }
+    }
+}
+
+/// Keyset pagination: items after `after`, at most `limit` of them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Page {
+    pub after: Option<Uuid>,
+    pub limit: u32,
+}
+
+impl Page {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 200;
+
+    fn after(&self) -> Uuid {
+        self.after.unwrap_or(Uuid::nil())
+    }
+
+    fn fetch(&self) -> i64 {
+        i64::from(self.limit.clamp(1, Self::MAX_LIMIT))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Records
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub kind: TenantKind,
+    pub parent_id: Option<TenantId>,
+    pub status: TenantStatus,
+    pub limits: Limits,
+    pub policy: Policy,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct TenantRow {
+    id: Uuid,
+    name: String,
+    kind: String,
+    parent_id: Option<Uuid>,
+    status: String,
+    max_accounts: i64,
+    max_domains: i64,
+    storage_quota_bytes: i64,
+    min_level: String,
+    allowed_jurisdictions: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = Error;
+    fn try_from(r: TenantRow) -> Result<Tenant> {
+        let jurisdictions: Vec<String> = serde_json::from_str(&r.allowed_jurisdictions)
+            .map_err(|e| Error::Internal(format!("stored jurisdictions: {e}")))?;
+        Ok(Tenant {
+            id: TenantId(r.id),
+            name: r.name,
+            kind: r.kind.parse().map_err(stored)?,
+            parent_id: r.parent_id.map(TenantId),
+            status: r.status.parse().map_err(stored)?,
+            limits: Limits {
+                max_accounts: r.max_accounts,
+                max_domains: r.max_domains,
+                storage_quota_bytes: r.storage_quota_bytes,
+            },
+            policy: Policy {
+                min_level: r.min_level.parse().map_err(stored)?,
+                allowed_jurisdictions: jurisdictions
+                    .iter()
+                    .map(|j| Jurisdiction::parse(j))
+                    .collect::<Result<_>>()
+                    .map_err(stored)?,
+            },
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A value read back from the database that no longer parses is our bug, not the caller's.
+fn stored(e: Error) -> Error {
+    Error::Internal(format!("stored value does not parse: {e}"))
+}
+
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    pub name: String,
+    pub kind: TenantKind,
+    pub parent_id: Option<TenantId>,
+    pub limits: Limits,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TenantUpdate {
+    pub name: Option<String>,
+    pub status: Option<TenantStatus>,
+    pub limits: Option<Limits>,
+    pub policy: Option<Policy>,
+}
+
+/// Which tenants a listing returns.
+#[derive(Clone, Debug, Default)]
+pub struct TenantFilter {
+    /// Only this tenant and its descendants (`None`: every tenant).
+    pub within: Option<TenantId>,
+    pub parent_id: Option<TenantId>,
+    pub kind: Option<TenantKind>,
+    pub status: Option<TenantStatus>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Domain {
+    pub id: DomainId,
+    pub tenant_id: TenantId,
+    pub name: DomainName,
+    pub verification_token: String,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub verification_method: Option<String>,
+    pub dkim_selector: String,
+    pub dkim_public_key: String,
+    pub dkim_private_key: SecretString,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct DomainRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    verification_token: String,
+    verified_at: Option<DateTime<Utc>>,
+    verification_method: Option<String>,
+    dkim_selector: String,
+    dkim_public_key: String,
+    dkim_private_key: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<DomainRow> for Domain {
+    type Error = Error;
+    fn try_from(r: DomainRow) -> Result<Domain> {
+        Ok(Domain {
+            id: DomainId(r.id),
+            tenant_id: TenantId(r.tenant_id),
+            name: DomainName::parse(&r.name).map_err(stored)?,
+            verification_token: r.verification_token,
+            verified_at: r.verified_at,
+            verification_method: r.verification_method,
+            dkim_selector: r.dkim_selector,
+            dkim_public_key: r.dkim_public_key,
+            dkim_private_key: r.dkim_private_key.into(),
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewDomain {
+    pub tenant_id: TenantId,
+    pub name: DomainName,
+    pub verification_token: String,
+    pub dkim_selector: String,
+    pub dkim_public_key: String,
+    pub dkim_private_key: SecretString,
+}
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub tenant_id: TenantId,
+    pub domain_id: DomainId,
+    pub address: EmailAddress,
+    pub display_name: String,
+    pub role: AccountRole,
+    pub status: AccountStatus,
+    pub level: Level,
+    pub password_hash: String,
+    pub fingerprint: String,
+    pub public_key: String,
+    pub secret_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct AccountRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    domain_id: Uuid,
+    address: String,
+    display_name: String,
+    role: String,
+    status: String,
+    level: String,
+    password_hash: String,
+    fingerprint: String,
+    public_key: String,
+    secret_key: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = Error;
+    fn try_from(r: AccountRow) -> Result<Account> {
+        Ok(Account {
+            id: AccountId(r.id),
+            tenant_id: TenantId(r.tenant_id),
+            domain_id: DomainId(r.domain_id),
+            address: EmailAddress::parse(&r.address).map_err(stored)?,
+            display_name: r.display_name,
+            role: r.role.parse().map_err(stored)?,
+            status: r.status.parse().map_err(stored)?,
+            level: r.level.parse().map_err(stored)?,
+            password_hash: r.password_hash,
+            fingerprint: r.fingerprint,
+            public_key: r.public_key,
+            secret_key: r.secret_key,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub tenant_id: TenantId,
+    pub domain_id: DomainId,
+    pub address: EmailAddress,
+    pub display_name: String,
+    pub role: AccountRole,
+    pub level: Level,
+    pub password_hash: String,
+    pub fingerprint: String,
+    pub public_key: String,
+    pub secret_key: String,
+}
+
+/// A change to an account. Key fields travel together: a new password always
+/// comes with the secret key re-locked (or regenerated) for it.
+#[derive(Clone, Debug, Default)]
+pub struct AccountUpdate {
+    pub display_name: Option<String>,
+    pub role: Option<AccountRole>,
+    pub status: Option<AccountStatus>,
+    pub level: Option<Level>,
+    pub credentials: Option<Credentials>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub password_hash: String,
+    pub fingerprint: String,
+    pub public_key: String,
+    pub secret_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// The first characters of the secret, to recognise a key without revealing it.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    prefix: String,
+    scopes: String,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = Error;
+    fn try_from(r: ApiKeyRow) -> Result<ApiKey> {
+        Ok(ApiKey {
+            id: ApiKeyId(r.id),
+            tenant_id: TenantId(r.tenant_id),
+            name: r.name,
+            prefix: r.prefix,
+            scopes: r
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(Scope::from_str)
+                .collect::<Result<_>>()
+                .map_err(stored)?,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub prefix: String,
+    pub secret_hash: String,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `operator`, `account:<id>` or `api_key:<id>`.
+    pub actor: String,
+    pub tenant_id: Option<TenantId>,
+    /// What happened, e.g. `tenant.create`, `domain.verify`.
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    tenant_id: Option<Uuid>,
+    action: String,
+    object_type: String,
+    object_id: String,
+    detail: String,
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> AuditEntry {
+        AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            tenant_id: r.tenant_id.map(TenantId),
+            action: r.action,
+            object_type: r.object_type,
+            object_id: r.object_id,
+            detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// One audit row to write along with a change.
+struct Audit<'a> {
+    actor: &'a str,
+    tenant_id: Option<Uuid>,
+    action: &'static str,
+    object_type: &'static str,
+    object_id: String,
+    detail: serde_json::Value,
+}
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, tenant_id, action, object_type, object_id, detail) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+macro_rules! write_audit {
+    ($tx:expr, $audit:expr) => {{
+        let a = $audit;
+        sqlx::query(INSERT_AUDIT)
+            .bind(Utc::now())
+            .bind(a.actor)
+            .bind(a.tenant_id)
+            .bind(a.action)
+            .bind(a.object_type)
+            .bind(a.object_id)
+            .bind(a.detail.to_string())
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
+// ---------------------------------------------------------------------------
+// SQL shared by both backends
+
+const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
+     min_level, allowed_jurisdictions, created_at, updated_at";
+const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
+       SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
+       UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
+     SELECT id FROM chain ORDER BY depth";
+const SUBTREE_ACCOUNTS: &str = "WITH RECURSIVE subtree(id) AS ( \
+       SELECT id FROM tenants WHERE id = $1 \
+       UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id WHERE t.status <> 'closed') \
+     SELECT COUNT(*) FROM accounts WHERE status <> 'deleted' AND tenant_id IN (SELECT id FROM subtree)";
+const SUBTREE_DOMAINS: &str = "WITH RECURSIVE subtree(id) AS ( \
+       SELECT id FROM tenants WHERE id = $1 \
+       UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id WHERE t.status <> 'closed') \
+     SELECT COUNT(*) FROM domains WHERE tenant_id IN (SELECT id FROM subtree)";
+const DOMAIN_COLUMNS: &str = "id, tenant_id, name, verification_token, verified_at, verification_method, \
+     dkim_selector, dkim_public_key, dkim_private_key, created_at";
+const ACCOUNT_COLUMNS: &str = "id, tenant_id, domain_id, address, display_name, role, status, level, password_hash, \
+     fingerprint, public_key, secret_key, created_at, updated_at";
+const API_KEY_COLUMNS: &str =
+    "id, tenant_id, name, prefix, scopes, created_by, created_at, last_used_at, revoked_at";
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn scopes_text(scopes: &[Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn jurisdictions_text(policy: &Policy) -> String {
+    serde_json::Value::from(
+        policy.allowed_jurisdictions.iter().map(|j| j.as_str().to_owned()).collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+/// The package check for a new object under `chain` (the tenant first, then
+/// its ancestors): every tenant on the way up must still have room.
+fn check_room(what: &str, chain: &[(Tenant, i64)], limit: impl Fn(&Limits) -> i64) -> Result<()> {
+    for (tenant, used) in chain {
+        if tenant.kind == TenantKind::Operator {
+            continue;
+        }
+        let max = limit(&tenant.limits);
+        if *used >= max {
+            let whose = if chain.first().is_some_and(|(first, _)| first.id == tenant.id) {
+                "this tenant's".to_owned()
+            } else {
+                format!("the parent tenant `{}`'s", tenant.name)
+            };
+            return Err(Error::LimitExceeded(format!(
+                "{what} limit reached: {whose} package allows {max} and {used} exist"
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+
+/// The database behind the domain core. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite files are
+    /// created if missing, in WAL mode, with foreign keys enforced.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let pool = match Backend::from_url(url)? {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| Error::Config(format!("invalid SQLite URL: {e}")))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                Pool::Sqlite(SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?)
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|e| Error::Config(format!("invalid PostgreSQL URL: {e}")))?;
+                Pool::Postgres(PgPoolOptions::new().max_connections(max_connections).connect_with(options).await?)
+            }
+        };
+        Ok(Store { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("../migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("../migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Creates an empty database next to this one (PostgreSQL; used to give
+    /// each test its own database).
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::Invalid(format!("`{name}` is not a plain database name")));
+        }
+        match &self.pool {
+            Pool::Postgres(p) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(p).await?;
+                Ok(())
+            }
+            Pool::Sqlite(_) => Err(Error::Config("SQLite databases are files; open a new URL instead".into())),
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(&self.pool, p => p.close().await)
+    }
+
+    // -- tenants -------------------------------------------------------------
+
+    /// The operator tenant, created on first start.
+    pub async fn ensure_operator(&self) -> Result<Tenant> {
+        let sql = || join_sql("SELECT ", TENANT_COLUMNS, " FROM tenants WHERE kind = 'operator'");
+        let found: Option<TenantRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql()).fetch_optional(p).await)?;
+        if let Some(row) = found {
+            return row.try_into();
+        }
+        let now = Utc::now();
+        let id = TenantId::new();
+        let insert = "INSERT INTO tenants (id, name, kind, parent_id, status, max_accounts, max_domains, \
+             storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at) \
+             VALUES ($1, 'Operator', 'operator', NULL, 'active', $2, $2, $2, 'standard', '[]', $3, $3) \
+             ON CONFLICT DO NOTHING";
+        on_pool!(&self.pool, p => sqlx::query(insert).bind(id.0).bind(i64::MAX).bind(now).execute(p).await.map(|_| ()))?;
+        let row: TenantRow = on_pool!(&self.pool, p => sqlx::query_as(sql()).fetch_one(p).await)?;
+        row.try_into()
+    }
+
+    pub async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>> {
+        let sql = join_sql("SELECT ", TENANT_COLUMNS, " FROM tenants WHERE id = $1");
+        let row: Option<TenantRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// The tenant followed by its ancestors up to the root; empty if unknown.
+    pub async fn ancestry(&self, id: TenantId) -> Result<Vec<TenantId>> {
+        let ids: Vec<(Uuid,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(ANCESTRY).bind(id.0).fetch_all(p).await)?;
+        Ok(ids.into_iter().map(|(id,)| TenantId(id)).collect())
+    }
+
+    async fn chain(&self, id: TenantId) -> Result<Vec<Tenant>> {
+        let mut chain = Vec::new();
+        for id in self.ancestry(id).await? {
+            chain.push(self.tenant(id).await?.ok_or(Error::NotFound("tenant"))?);
+        }
+        Ok(chain)
+    }
+
+    pub async fn list_tenants(&self, filter: &TenantFilter, page: Page) -> Result<Vec<Tenant>> {
+        let sql = "WITH RECURSIVE subtree(id) AS ( \
+               SELECT id FROM tenants WHERE ($1 IS NULL AND parent_id IS NULL) OR id = $1 \
+               UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
+             SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
+               t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at \
+             FROM tenants t \
+             WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
+               AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
+               AND ($4 IS NULL OR t.status = $4) AND t.id > $5 \
+             ORDER BY t.id LIMIT $6";
+        let rows: Vec<TenantRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(filter.within.map(|t| t.0))
+            .bind(filter.parent_id.map(|t| t.0))
+            .bind(filter.kind.map(|k| k.as_str()))
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(page.after())
+            .bind(page.fetch())
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter().map(Tenant::try_from).collect()
+    }
+
+    /// Creates a tenant. A child's package must fit within its parent's.
+    pub async fn create_tenant(&self, actor: &str, new: NewTenant) -> Result<Tenant> {
+        new.limits.validate()?;
+        let (root, parent) = match new.parent_id {
+            Some(parent_id) => {
+                let chain = self.chain(parent_id).await?;
+                let parent = chain.first().cloned().ok_or(Error::NotFound("parent tenant"))?;
+                if parent.kind != TenantKind::Reseller {
+                    return Err(Error::Invalid(format!(
+                        "tenant `{}` is not a reseller and cannot have child tenants",
+                        parent.name
+                    )));
+                }
+                if parent.status != TenantStatus::Active {
+                    return Err(Error::Conflict(format!("parent tenant `{}` is {}", parent.name, parent.status)));
+                }
+                new.limits.fits_within(&parent.limits)?;
+                (chain.last().map(|t| t.id).unwrap_or(parent_id), Some(parent))
+            }
+            None => (TenantId::new(), None),
+        };
+        if new.kind == TenantKind::Operator {
+            return Err(Error::Invalid("there is exactly one operator tenant, created at install".into()));
+        }
+        let now = Utc::now();
+        let id = TenantId::new();
+        let insert = "INSERT INTO tenants (id, name, kind, parent_id, status, max_accounts, max_domains, \
+             storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $10)";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin_locked(root.0).await?;
+            sqlx::query(insert)
+                .bind(id.0)
+                .bind(&new.name)
+                .bind(new.kind.as_str())
+                .bind(new.parent_id.map(|t| t.0))
+                .bind(new.limits.max_accounts)
+                .bind(new.limits.max_domains)
+                .bind(new.limits.storage_quota_bytes)
+                .bind(new.policy.min_level.as_str())
+                .bind(jurisdictions_text(&new.policy))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(id.0),
+                action: "tenant.create",
+                object_type: "tenant",
+                object_id: id.to_string(),
+                detail: serde_json::json!({
+                    "name": new.name, "kind": new.kind, "parent_id": parent.as_ref().map(|t| t.id),
+                    "limits": new.limits, "policy": new.policy,
+                }),
+            });
+            tx.commit().await?;
+        });
+        self.tenant(id).await?.ok_or(Error::NotFound("tenant"))
+    }
+
+    pub async fn update_tenant(&self, actor: &str, id: TenantId, update: TenantUpdate) -> Result<Tenant> {
+        let chain = self.chain(id).await?;
+        let current = chain.first().cloned().ok_or(Error::NotFound("tenant"))?;
+        if let Some(limits) = &update.limits {
+            limits.validate()?;
+            if let Some(parent) = chain.get(1) {
+                limits.fits_within(&parent.limits)?;
+            }
+        }
+        let root = chain.last().map(|t| t.id).unwrap_or(id);
+        let name = update.name.clone().unwrap_or(current.name.clone());
+        let status = update.status.unwrap_or(current.status);
+        let limits = update.limits.unwrap_or(current.limits);
+        let policy = update.policy.clone().unwrap_or(current.policy.clone());
+        let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
+             storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9 WHERE id = $1";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin_locked(root.0).await?;
+            sqlx::query(sql)
+                .bind(id.0)
+                .bind(&name)
+                .bind(status.as_str())
+                .bind(limits.max_accounts)
+                .bind(limits.max_domains)
+                .bind(limits.storage_quota_bytes)
+                .bind(policy.min_level.as_str())
+                .bind(jurisdictions_text(&policy))
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(id.0),
+                action: if status == TenantStatus::Closed { "tenant.close" } else { "tenant.update" },
+                object_type: "tenant",
+                object_id: id.to_string(),
+                detail: serde_json::json!({
+                    "name": update.name, "status": update.status, "limits": update.limits, "policy": update.policy,
+                }),
+            });
+            tx.commit().await?;
+        });
+        self.tenant(id).await?.ok_or(Error::NotFound("tenant"))
+    }
+
+    /// Children of `id` that are not closed.
+    pub async fn open_children(&self, id: TenantId) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM tenants WHERE parent_id = $1 AND status <> 'closed'";
+        let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_one(p).await)?;
+        Ok(n)
+    }
+
+    // -- domains -------------------------------------------------------------
+
+    pub async fn domain(&self, id: DomainId) -> Result<Option<Domain>> {
+        let sql = join_sql("SELECT ", DOMAIN_COLUMNS, " FROM domains WHERE id = $1");
+        let row: Option<DomainRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.map(Domain::try_from).transpose()
+    }
+
+    pub async fn domain_by_name(&self, name: &DomainName) -> Result<Option<Domain>> {
+        let sql = join_sql("SELECT ", DOMAIN_COLUMNS, " FROM domains WHERE name = $1");
+        let row: Option<DomainRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(name.as_str()).fetch_optional(p).await)?;
+        row.map(Domain::try_from).transpose()
+    }
+
+    pub async fn list_domains(&self, tenant: TenantId, page: Page) -> Result<Vec<Domain>> {
+        let sql = join_sql("SELECT ", DOMAIN_COLUMNS, " FROM domains WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let rows: Vec<DomainRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
+        rows.into_iter().map(Domain::try_from).collect()
+    }
+
+    /// Adds a domain to a tenant, within the package of the tenant and of every ancestor.
+    pub async fn create_domain(&self, actor: &str, new: NewDomain) -> Result<Domain> {
+        let chain = self.chain(new.tenant_id).await?;
+        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
+        let id = DomainId::new();
+        let insert = join_sql("INSERT INTO domains (", DOMAIN_COLUMNS, ") VALUES ($1, $2, $3, $4, NULL, NULL, $5, $6, $7, $8)");
+        let result: Result<()> = on_pool!(&self.pool, p => async {
+            let mut tx = p.begin_locked(root.0).await?;
+            let mut used = Vec::new();
+            for tenant in &chain {
+                let (n,): (i64,) = sqlx::query_as(SUBTREE_DOMAINS).bind(tenant.id.0).fetch_one(&mut *tx).await?;
+                used.push((tenant.clone(), n));
+            }
+            check_room("domain", &used, |l| l.max_domains)?;
+            sqlx::query(insert)
+                .bind(id.0)
+                .bind(new.tenant_id.0)
+                .bind(new.name.as_str())
+                .bind(&new.verification_token)
+                .bind(&new.dkim_selector)
+                .bind(&new.dkim_public_key)
+                .bind(new.dkim_private_key.expose_secret())
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| if unique_violation(&e) {
+                    Error::Conflict(format!("the domain `{}` is already hosted on this instance", new.name))
+                } else { e.into() })?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(new.tenant_id.0),
+                action: "domain.create",
+                object_type: "domain",
+                object_id: id.to_string(),
+                detail: serde_json::json!({ "name": new.name }),
+            });
+            tx.commit().await?;
+            Ok(())
+        }.await);
+        result?;
+        self.domain(id).await?.ok_or(Error::NotFound("domain"))
+    }
+
+    pub async fn mark_domain_verified(&self, actor: &str, domain: &Domain, method: &'static str) -> Result<Domain> {
+        let sql = "UPDATE domains SET verified_at = $2, verification_method = $3 WHERE id = $1";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(domain.id.0).bind(Utc::now()).bind(method).execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(domain.tenant_id.0),
+                action: if method == "forced" { "domain.verify.forced" } else { "domain.verify" },
+                object_type: "domain",
+                object_id: domain.id.to_string(),
+                detail: serde_json::json!({ "name": domain.name, "method": method }),
+            });
+            tx.commit().await?;
+        });
+        self.domain(domain.id).await?.ok_or(Error::NotFound("domain"))
+    }
+
+    /// Removes a domain that no account uses any more (deleted accounts
+    /// included: their addresses stay reserved while the domain is ours).
+    pub async fn delete_domain(&self, actor: &str, domain: &Domain) -> Result<()> {
+        let count = "SELECT COUNT(*) FROM accounts WHERE domain_id = $1";
+        let delete = "DELETE FROM domains WHERE id = $1";
+        let result: Result<()> = on_pool!(&self.pool, p => async {
+            let mut tx = p.begin().await?;
+            let (n,): (i64,) = sqlx::query_as(count).bind(domain.id.0).fetch_one(&mut *tx).await?;
+            if n > 0 {
+                return Err(Error::Conflict(format!(
+                    "the domain `{}` still has {n} account(s); delete or move them first", domain.name
+                )));
+            }
+            sqlx::query(delete).bind(domain.id.0).execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(domain.tenant_id.0),
+                action: "domain.delete",
+                object_type: "domain",
+                object_id: domain.id.to_string(),
+                detail: serde_json::json!({ "name": domain.name }),
+            });
+            tx.commit().await?;
+            Ok(())
+        }.await);
+        result
+    }
+
+    // -- accounts ------------------------------------------------------------
+
+    pub async fn account(&self, id: AccountId) -> Result<Option<Account>> {
+        let sql = join_sql("SELECT ", ACCOUNT_COLUMNS, " FROM accounts WHERE id = $1");
+        let row: Option<AccountRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.map(Account::try_from).transpose()
+    }
+
+    pub async fn account_by_address(&self, address: &EmailAddress) -> Result<Option<Account>> {
+        let sql = join_sql("SELECT ", ACCOUNT_COLUMNS, " FROM accounts WHERE address = $1");
+        let row: Option<AccountRow> = on_pool!(&self.pool, p =>
+            sqlx::query_as(sql).bind(address.to_string()).fetch_optional(p).await)?;
+        row.map(Account::try_from).transpose()
+    }
+
+    pub async fn list_accounts(&self, tenant: TenantId, page: Page) -> Result<Vec<Account>> {
+        let sql = join_sql("SELECT ", ACCOUNT_COLUMNS, " FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let rows: Vec<AccountRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    /// Creates an account, within the package of its tenant and of every ancestor.
+    pub async fn create_account(&self, actor: &str, new: NewAccount) -> Result<Account> {
+        let chain = self.chain(new.tenant_id).await?;
+        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
+        let id = AccountId::new();
+        let insert = join_sql("INSERT INTO accounts (", ACCOUNT_COLUMNS, ") \
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $12)");
+        let result: Result<()> = on_pool!(&self.pool, p => async {
+            let mut tx = p.begin_locked(root.0).await?;
+            let mut used = Vec::new();
+            for tenant in &chain {
+                let (n,): (i64,) = sqlx::query_as(SUBTREE_ACCOUNTS).bind(tenant.id.0).fetch_one(&mut *tx).await?;
+                used.push((tenant.clone(), n));
+            }
+            check_room("account", &used, |l| l.max_accounts)?;
+            sqlx::query(insert)
+                .bind(id.0)
+                .bind(new.tenant_id.0)
+                .bind(new.domain_id.0)
+                .bind(new.address.to_string())
+                .bind(&new.display_name)
+                .bind(new.role.as_str())
+                .bind(new.level.as_str())
+                .bind(&new.password_hash)
+                .bind(&new.fingerprint)
+                .bind(&new.public_key)
+                .bind(&new.secret_key)
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| if unique_violation(&e) {
+                    Error::Conflict(format!("the address `{}` is taken", new.address))
+                } else { e.into() })?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(new.tenant_id.0),
+                action: "account.create",
+                object_type: "account",
+                object_id: id.to_string(),
+                detail: serde_json::json!({ "address": new.address, "role": new.role, "level": new.level }),
+            });
+            tx.commit().await?;
+            Ok(())
+        }.await);
+        result?;
+        self.account(id).await?.ok_or(Error::NotFound("account"))
+    }
+
+    pub async fn update_account(&self, actor: &str, id: AccountId, update: AccountUpdate) -> Result<Account> {
+        let current = self.account(id).await?.ok_or(Error::NotFound("account"))?;
+        let credentials = update.credentials.clone().unwrap_or(Credentials {
+            password_hash: current.password_hash.clone(),
+            fingerprint: current.fingerprint.clone(),
+            public_key: current.public_key.clone(),
+            secret_key: current.secret_key.clone(),
+        });
+        let sql = "UPDATE accounts SET display_name = $2, role = $3, status = $4, level = $5, password_hash = $6, \
+             fingerprint = $7, public_key = $8, secret_key = $9, updated_at = $10 WHERE id = $1";
+        let status = update.status.unwrap_or(current.status);
+        let action = match (current.status, status) {
+            (s, AccountStatus::Deleted) if s != AccountStatus::Deleted => "account.delete",
+            _ if update.credentials.is_some() => "account.credentials",
+            _ => "account.update",
+        };
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql)
+                .bind(id.0)
+                .bind(update.display_name.as_ref().unwrap_or(&current.display_name))
+                .bind(update.role.unwrap_or(current.role).as_str())
+                .bind(status.as_str())
+                .bind(update.level.unwrap_or(current.level).as_str())
+                .bind(&credentials.password_hash)
+                .bind(&credentials.fingerprint)
+                .bind(&credentials.public_key)
+                .bind(&credentials.secret_key)
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action,
+                object_type: "account",
+                object_id: id.to_string(),
+                detail: serde_json::json!({
+                    "display_name": update.display_name, "role": update.role, "status": update.status,
+                    "level": update.level,
+                    "new_fingerprint": update.credentials.as_ref().map(|c| &c.fingerprint),
+                }),
+            });
+            tx.commit().await?;
+        });
+        self.account(id).await?.ok_or(Error::NotFound("account"))
+    }
+
+    // -- API keys ------------------------------------------------------------
+
+    pub async fn create_api_key(&self, actor: &str, new: NewApiKey) -> Result<ApiKey> {
+        let id = ApiKeyId::new();
+        let sql = "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql)
+                .bind(id.0)
+                .bind(new.tenant_id.0)
+                .bind(&new.name)
+                .bind(&new.prefix)
+                .bind(&new.secret_hash)
+                .bind(scopes_text(&new.scopes))
+                .bind(actor)
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(new.tenant_id.0),
+                action: "api_key.create",
+                object_type: "api_key",
+                object_id: id.to_string(),
+                detail: serde_json::json!({ "name": new.name, "prefix": new.prefix, "scopes": new.scopes }),
+            });
+            tx.commit().await?;
+        });
+        self.api_key(id).await?.ok_or(Error::NotFound("API key"))
+    }
+
+    pub async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKey>> {
+        let sql = join_sql("SELECT ", API_KEY_COLUMNS, " FROM api_keys WHERE id = $1");
+        let row: Option<ApiKeyRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    /// The live (unrevoked) key whose secret hashes to `secret_hash`, marked as used.
+    pub async fn use_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
+        let sql = join_sql("SELECT ", API_KEY_COLUMNS, " FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL");
+        let touch = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
+        let row: Option<ApiKeyRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(secret_hash).fetch_optional(p).await)?;
+        let Some(key) = row.map(ApiKey::try_from).transpose()? else { return Ok(None) };
+        on_pool!(&self.pool, p => sqlx::query(touch).bind(key.id.0).bind(Utc::now()).execute(p).await.map(|_| ()))?;
+        Ok(Some(key))
+    }
+
+    pub async fn list_api_keys(&self, tenant: TenantId, page: Page) -> Result<Vec<ApiKey>> {
+        let sql = join_sql("SELECT ", API_KEY_COLUMNS, " FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let rows: Vec<ApiKeyRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
+        rows.into_iter().map(ApiKey::try_from).collect()
+    }
+
+    pub async fn revoke_api_key(&self, actor: &str, key: &ApiKey) -> Result<ApiKey> {
+        let sql = "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(key.id.0).bind(Utc::now()).execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(key.tenant_id.0),
+                action: "api_key.revoke",
+                object_type: "api_key",
+                object_id: key.id.to_string(),
+                detail: serde_json::json!({ "name": key.name, "prefix": key.prefix }),
+            });
+            tx.commit().await?;
+        });
+        self.api_key(key.id).await?.ok_or(Error::NotFound("API key"))
+    }
+
+    // -- audit ---------------------------------------------------------------
+
+    /// Audit entries, newest first; `before` pages backwards by id.
+    pub async fn audit_log(&self, tenant: Option<TenantId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
+        let sql = "SELECT id, at, actor, tenant_id, action, object_type, object_id, detail FROM audit_log \
+             WHERE ($1 IS NULL OR tenant_id = $1) AND id < $2 ORDER BY id DESC LIMIT $3";
+        let rows: Vec<AuditRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(tenant.map(|t| t.0))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit.clamp(1, Page::MAX_LIMIT)))
+            .fetch_all(p)
+            .await)?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
+}
+
+/// Joins static SQL fragments (a shared column list between two clauses).
+fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("{a}{b}{c}"))
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

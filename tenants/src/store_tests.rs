@@ -1,0 +1,237 @@
+//! Store stories, each run on SQLite and on PostgreSQL.
+
+use super::*;
+use crate::on_both_backends;
+use crate::testing::fresh_store;
+
+const ACTOR: &str = "operator";
+
+fn limits(accounts: i64, domains: i64) -> Limits {
+    Limits { max_accounts: accounts, max_domains: domains, storage_quota_bytes: 1 << 30 }
+}
+
+async fn tenant(store: &Store, kind: TenantKind, parent: Option<TenantId>, l: Limits) -> Tenant {
+    store
+        .create_tenant(
+            ACTOR,
+            NewTenant { name: format!("{kind} tenant"), kind, parent_id: parent, limits: l, policy: Policy::default() },
+        )
+        .await
+        .unwrap()
+}
+
+async fn domain(store: &Store, tenant: TenantId, name: &str) -> Result<Domain> {
+    store
+        .create_domain(
+            ACTOR,
+            NewDomain {
+                tenant_id: tenant,
+                name: DomainName::parse(name)?,
+                verification_token: "token".into(),
+                dkim_selector: "caliop1".into(),
+                dkim_public_key: "pk".into(),
+                dkim_private_key: "sk".to_owned().into(),
+            },
+        )
+        .await
+}
+
+async fn account(store: &Store, d: &Domain, local: &str) -> Result<Account> {
+    store
+        .create_account(
+            ACTOR,
+            NewAccount {
+                tenant_id: d.tenant_id,
+                domain_id: d.id,
+                address: EmailAddress::parse(&format!("{local}@{}", d.name))?,
+                display_name: local.into(),
+                role: AccountRole::User,
+                level: Level::Standard,
+                password_hash: "hash".into(),
+                fingerprint: "fp".into(),
+                public_key: "public".into(),
+                secret_key: "secret".into(),
+            },
+        )
+        .await
+}
+
+on_both_backends!(
+    account_limit_holds_in_the_tenant,
+    reseller_package_holds_across_children,
+    child_package_must_fit_parent,
+    concurrent_creations_never_overshoot,
+    addresses_and_domains_are_unique,
+    domains_with_accounts_cannot_be_deleted,
+    lists_page_by_cursor,
+    audit_log_is_append_only,
+    ancestry_runs_up_to_the_root,
+);
+
+async fn account_limit_holds_in_the_tenant(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(2, 1)).await;
+    let d = domain(&store, t.id, "acme.test").await.unwrap();
+    account(&store, &d, "a").await.unwrap();
+    account(&store, &d, "b").await.unwrap();
+    let err = account(&store, &d, "c").await.unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
+    assert!(err.to_string().contains("allows 2"), "{err}");
+    let err = domain(&store, t.id, "other.test").await.unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
+
+    // Deleting frees a seat but never the address.
+    let a = store.account_by_address(&EmailAddress::parse("a@acme.test").unwrap()).await.unwrap().unwrap();
+    store
+        .update_account(ACTOR, a.id, AccountUpdate { status: Some(AccountStatus::Deleted), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(matches!(account(&store, &d, "a").await.unwrap_err(), Error::Conflict(_)));
+    account(&store, &d, "c").await.unwrap();
+}
+
+async fn reseller_package_holds_across_children(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let reseller = tenant(&store, TenantKind::Reseller, None, limits(3, 5)).await;
+    let a = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(2, 1)).await;
+    let b = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(2, 1)).await;
+    let da = domain(&store, a.id, "a.test").await.unwrap();
+    let db = domain(&store, b.id, "b.test").await.unwrap();
+    account(&store, &da, "one").await.unwrap();
+    account(&store, &da, "two").await.unwrap();
+    account(&store, &db, "three").await.unwrap();
+    let err = account(&store, &db, "four").await.unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
+    assert!(err.to_string().contains("parent tenant"), "{err}");
+
+    // Closing a child gives its seats back to the reseller.
+    store
+        .update_tenant(ACTOR, a.id, TenantUpdate { status: Some(TenantStatus::Closed), ..Default::default() })
+        .await
+        .unwrap();
+    account(&store, &db, "four").await.unwrap();
+}
+
+async fn child_package_must_fit_parent(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let reseller = tenant(&store, TenantKind::Reseller, None, limits(10, 2)).await;
+    let too_big = NewTenant {
+        name: "greedy".into(),
+        kind: TenantKind::Enterprise,
+        parent_id: Some(reseller.id),
+        limits: limits(11, 1),
+        policy: Policy::default(),
+    };
+    let err = store.create_tenant(ACTOR, too_big).await.unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
+    let child = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(10, 2)).await;
+    let err = store
+        .update_tenant(ACTOR, child.id, TenantUpdate { limits: Some(limits(20, 2)), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
+    let under_enterprise = NewTenant {
+        name: "nested".into(),
+        kind: TenantKind::Enterprise,
+        parent_id: Some(child.id),
+        limits: limits(1, 1),
+        policy: Policy::default(),
+    };
+    assert!(matches!(store.create_tenant(ACTOR, under_enterprise).await.unwrap_err(), Error::Invalid(_)));
+}
+
+async fn concurrent_creations_never_overshoot(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(5, 1)).await;
+    let d = domain(&store, t.id, "race.test").await.unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, d) = (store.clone(), d.clone());
+            tokio::spawn(async move { account(&store, &d, &format!("user{i}")).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(Error::LimitExceeded(_)) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(created, 5);
+    assert_eq!(store.list_accounts(t.id, Page { after: None, limit: 100 }).await.unwrap().len(), 5);
+}
+
+async fn addresses_and_domains_are_unique(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(5, 5)).await;
+    let other = tenant(&store, TenantKind::Enterprise, None, limits(5, 5)).await;
+    let d = domain(&store, t.id, "Unique.test").await.unwrap();
+    assert_eq!(d.name.as_str(), "unique.test");
+    let err = domain(&store, other.id, "UNIQUE.test.").await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    account(&store, &d, "Alice").await.unwrap();
+    let err = account(&store, &d, "ALICE").await.unwrap_err();
+    assert!(err.to_string().contains("alice@unique.test` is taken"), "{err}");
+}
+
+async fn domains_with_accounts_cannot_be_deleted(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(5, 5)).await;
+    let busy = domain(&store, t.id, "busy.test").await.unwrap();
+    let idle = domain(&store, t.id, "idle.test").await.unwrap();
+    account(&store, &busy, "x").await.unwrap();
+    assert!(matches!(store.delete_domain(ACTOR, &busy).await.unwrap_err(), Error::Conflict(_)));
+    store.delete_domain(ACTOR, &idle).await.unwrap();
+    assert!(store.domain(idle.id).await.unwrap().is_none());
+    assert!(store.domain(busy.id).await.unwrap().is_some());
+}
+
+async fn lists_page_by_cursor(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(10, 10)).await;
+    for i in 0..5 {
+        domain(&store, t.id, &format!("d{i}.test")).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_domains(t.id, Page { after, limit: 2 }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|d| d.id.0);
+        seen.extend(page.into_iter().map(|d| d.name.to_string()));
+    }
+    assert_eq!(seen, ["d0.test", "d1.test", "d2.test", "d3.test", "d4.test"]);
+}
+
+async fn audit_log_is_append_only(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(1, 1)).await;
+    let entries = store.audit_log(Some(t.id), None, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "tenant.create");
+    assert_eq!(entries[0].actor, ACTOR);
+
+    let update = "UPDATE audit_log SET actor = 'nobody'";
+    let delete = "DELETE FROM audit_log";
+    for sql in [update, delete] {
+        let refused = on_pool!(&store.pool, p => sqlx::query(sql).execute(p).await.map(|_| ()));
+        let err = refused.expect_err("the database must refuse to rewrite the audit log");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    assert_eq!(store.audit_log(Some(t.id), None, 10).await.unwrap()[0].actor, ACTOR);
+}
+
+async fn ancestry_runs_up_to_the_root(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let top = tenant(&store, TenantKind::Reseller, None, limits(10, 10)).await;
+    let mid = tenant(&store, TenantKind::Reseller, Some(top.id), limits(10, 10)).await;
+    let leaf = tenant(&store, TenantKind::Enterprise, Some(mid.id), limits(10, 10)).await;
+    assert_eq!(store.ancestry(leaf.id).await.unwrap(), [leaf.id, mid.id, top.id]);
+    assert!(store.ancestry(TenantId::new()).await.unwrap().is_empty());
+    let within = TenantFilter { within: Some(mid.id), ..Default::default() };
+    let listed: Vec<_> = store.list_tenants(&within, Page { after: None, limit: 10 }).await.unwrap();
+    assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), [mid.id, leaf.id]);
+}

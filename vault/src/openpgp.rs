@@ -1,0 +1,122 @@
+//! Account key pairs: an Ed25519 primary key for signing and certification
+//! with an X25519 (Curve25519) encryption subkey, in the v4 "legacy" forms
+//! that GnuPG 2.2 and Thunderbird read. The secret key is locked with the
+//! account's password (iterated and salted S2K, AES-256), so the server
+//! cannot use it, and the user can import it into any OpenPGP client.
+
+use pgp::composed::{
+    ArmorOptions, Deserializable, EncryptionCaps, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
+    SignedSecretKey, SubkeyParamsBuilder,
+};
+use pgp::crypto::ecc_curve::ECCCurve;
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::crypto::sym::SymmetricKeyAlgorithm;
+use pgp::types::{KeyDetails, Password};
+
+use crate::VaultError;
+
+/// A freshly generated or re-locked account key, ASCII-armored.
+#[derive(Clone)]
+pub struct AccountKey {
+    /// Upper-case hex fingerprint of the primary key.
+    pub fingerprint: String,
+    pub public_armored: String,
+    /// The transferable secret key, locked with the account's password.
+    pub secret_armored: String,
+}
+
+impl std::fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountKey").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+    }
+}
+
+fn pgp_err(e: impl std::fmt::Display) -> VaultError {
+    VaultError::OpenPgp(e.to_string())
+}
+
+impl AccountKey {
+    /// Generates a key pair for `user_id` (`Name <address>`), locked with `passphrase`.
+    pub fn generate(user_id: &str, passphrase: &str) -> Result<AccountKey, VaultError> {
+        let mut rng = rand08::thread_rng();
+        let encryption = SubkeyParamsBuilder::default()
+            .key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
+            .can_encrypt(EncryptionCaps::All)
+            .passphrase(Some(passphrase.to_owned()))
+            .build()
+            .map_err(pgp_err)?;
+        let params = SecretKeyParamsBuilder::default()
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .primary_user_id(user_id.to_owned())
+            .passphrase(Some(passphrase.to_owned()))
+            .preferred_symmetric_algorithms(
+                [SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES128].into_iter().collect(),
+            )
+            .preferred_hash_algorithms([HashAlgorithm::Sha256, HashAlgorithm::Sha512].into_iter().collect())
+            .subkeys(vec![encryption])
+            .build()
+            .map_err(pgp_err)?;
+        let secret = params.generate(&mut rng).map_err(pgp_err)?;
+        Self::from_secret(&secret)
+    }
+
+    fn from_secret(secret: &SignedSecretKey) -> Result<AccountKey, VaultError> {
+        let public: SignedPublicKey = secret.to_public_key();
+        Ok(AccountKey {
+            fingerprint: hex_upper(secret.fingerprint().as_bytes()),
+            public_armored: public.to_armored_string(ArmorOptions::default()).map_err(pgp_err)?,
+            secret_armored: secret.to_armored_string(ArmorOptions::default()).map_err(pgp_err)?,
+        })
+    }
+
+    /// Re-locks an armored secret key: unlocks it with `old` and locks it with `new`.
+    pub fn relock(secret_armored: &str, old: &str, new: &str) -> Result<AccountKey, VaultError> {
+        let (mut secret, _) = SignedSecretKey::from_string(secret_armored).map_err(pgp_err)?;
+        let mut rng = rand08::thread_rng();
+        let (old, new) = (Password::from(old), Password::from(new));
+        secret.primary_key.remove_password(&old).map_err(|_| VaultError::WrongPassphrase)?;
+        secret.primary_key.set_password(&mut rng, &new).map_err(pgp_err)?;
+        for sub in &mut secret.secret_subkeys {
+            sub.key.remove_password(&old).map_err(|_| VaultError::WrongPassphrase)?;
+            sub.key.set_password(&mut rng, &new).map_err(pgp_err)?;
+        }
+        Self::from_secret(&secret)
+    }
+
+    /// Whether `passphrase` unlocks the armored secret key.
+    pub fn unlocks(secret_armored: &str, passphrase: &str) -> bool {
+        let Ok((secret, _)) = SignedSecretKey::from_string(secret_armored) else { return false };
+        let mut primary = secret.primary_key.clone();
+        primary.remove_password(&Password::from(passphrase)).is_ok()
+    }
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_locked_and_relock() {
+        let key = AccountKey::generate("Alice <alice@example.com>", "first passphrase").unwrap();
+        assert_eq!(key.fingerprint.len(), 40);
+        assert!(key.public_armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        assert!(key.secret_armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+        assert!(AccountKey::unlocks(&key.secret_armored, "first passphrase"));
+        assert!(!AccountKey::unlocks(&key.secret_armored, "wrong"));
+
+        let relocked = AccountKey::relock(&key.secret_armored, "first passphrase", "second passphrase").unwrap();
+        assert_eq!(relocked.fingerprint, key.fingerprint, "same key, new lock");
+        assert!(AccountKey::unlocks(&relocked.secret_armored, "second passphrase"));
+        assert!(!AccountKey::unlocks(&relocked.secret_armored, "first passphrase"));
+        assert!(matches!(
+            AccountKey::relock(&key.secret_armored, "wrong", "x"),
+            Err(VaultError::WrongPassphrase)
+        ));
+    }
+}
