@@ -1,0 +1,125 @@
+//! A DNS client pointed at one configured resolver (loopback by default, a
+//! local validating resolver being what a mail server should use; tests
+//! point it at a DNS server they run on loopback). Answers come back as the
+//! text a person would compare against what they published.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::rr::{RData, RecordType};
+
+/// The record types Caliop asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Txt,
+    Mx,
+    Cname,
+    Srv,
+}
+
+impl Kind {
+    fn record_type(self) -> RecordType {
+        match self {
+            Kind::Txt => RecordType::TXT,
+            Kind::Mx => RecordType::MX,
+            Kind::Cname => RecordType::CNAME,
+            Kind::Srv => RecordType::SRV,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("`{0}` is not a valid DNS name")]
+    BadName(String),
+    #[error("the DNS resolver at {resolver} did not answer for {name}: {reason}")]
+    Unavailable { resolver: SocketAddr, name: String, reason: String },
+}
+
+/// A resolver bound to one upstream address.
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+    upstream: SocketAddr,
+}
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dns").field("upstream", &self.upstream).finish()
+    }
+}
+
+impl Dns {
+    /// A resolver that asks only `upstream` (UDP, then TCP for truncated
+    /// answers), without caching, so a record just published is seen at once.
+    pub fn new(upstream: SocketAddr, timeout: Duration) -> Result<Dns, LookupError> {
+        let connection = |protocol| {
+            let mut config = ConnectionConfig::new(protocol);
+            config.port = upstream.port();
+            config
+        };
+        let server = NameServerConfig::new(
+            upstream.ip(),
+            true,
+            vec![connection(ProtocolConfig::Udp), connection(ProtocolConfig::Tcp)],
+        );
+        let config = ResolverConfig::from_parts(None, vec![], vec![server]);
+        let mut options = ResolverOpts::default();
+        options.timeout = timeout;
+        options.attempts = 1;
+        options.cache_size = 0;
+        let resolver = hickory_resolver::Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(options)
+            .build()
+            .map_err(|e| LookupError::Unavailable { resolver: upstream, name: String::new(), reason: e.to_string() })?;
+        Ok(Dns { resolver, upstream })
+    }
+
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The records of `kind` at `name`, as text: TXT strings joined, `MX`
+    /// as `priority host`, `CNAME` as the target, `SRV` as
+    /// `priority weight port target`; names without the final dot.
+    /// A name with no such records gives an empty list, not an error.
+    pub async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<String>, LookupError> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let answer = match self.resolver.lookup(fqdn.as_str(), kind.record_type()).await {
+            Ok(answer) => answer,
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => return Ok(Vec::new()),
+            Err(NetError::Proto(e)) => return Err(LookupError::BadName(format!("{name}: {e}"))),
+            Err(e) => {
+                return Err(LookupError::Unavailable {
+                    resolver: self.upstream,
+                    name: name.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let trim = |s: String| s.trim_end_matches('.').to_owned();
+        Ok(answer
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) if kind == Kind::Txt => Some(
+                    txt.txt_data.iter().map(|part| String::from_utf8_lossy(part).into_owned()).collect::<String>(),
+                ),
+                RData::MX(mx) if kind == Kind::Mx => Some(format!("{} {}", mx.preference, trim(mx.exchange.to_ascii()))),
+                RData::CNAME(target) if kind == Kind::Cname => Some(trim(target.0.to_ascii())),
+                RData::SRV(srv) if kind == Kind::Srv => Some(format!(
+                    "{} {} {} {}",
+                    srv.priority,
+                    srv.weight,
+                    srv.port,
+                    trim(srv.target.to_ascii())
+                )),
+                _ => None,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,132 @@
+//! A small authoritative DNS server on loopback UDP, for tests: it answers
+//! TXT, MX, CNAME and SRV questions from a table the test fills, so domain
+//! checks run against a real DNS exchange instead of a mock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{CNAME, MX, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::net::UdpSocket;
+
+type Zone = Arc<Mutex<HashMap<(String, RecordType), Vec<RData>>>>;
+
+pub struct DnsServer {
+    addr: SocketAddr,
+    zone: Zone,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn name(text: &str) -> Name {
+    Name::from_ascii(format!("{}.", text.trim_end_matches('.'))).expect("valid DNS name in test")
+}
+
+impl DnsServer {
+    pub async fn start() -> std::io::Result<DnsServer> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        let addr = socket.local_addr()?;
+        let zone: Zone = Arc::default();
+        let task = tokio::spawn(serve(socket, zone.clone()));
+        Ok(DnsServer { addr, zone, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn set(&self, at: &str, kind: RecordType, data: Vec<RData>) {
+        let mut zone = self.zone.lock().unwrap_or_else(|p| p.into_inner());
+        if data.is_empty() {
+            zone.remove(&(key(at), kind));
+        } else {
+            zone.insert((key(at), kind), data);
+        }
+    }
+
+    /// Publishes TXT records at `at` (an empty list removes them).
+    pub fn set_txt(&self, at: &str, values: &[&str]) {
+        self.set(at, RecordType::TXT, values.iter().map(|v| RData::TXT(TXT::new(vec![(*v).to_owned()]))).collect());
+    }
+
+    pub fn set_mx(&self, at: &str, values: &[(u16, &str)]) {
+        self.set(at, RecordType::MX, values.iter().map(|(p, host)| RData::MX(MX::new(*p, name(host)))).collect());
+    }
+
+    pub fn set_cname(&self, at: &str, target: &str) {
+        self.set(at, RecordType::CNAME, vec![RData::CNAME(CNAME(name(target)))]);
+    }
+
+    pub fn set_srv(&self, at: &str, priority: u16, weight: u16, port: u16, target: &str) {
+        self.set(at, RecordType::SRV, vec![RData::SRV(SRV::new(priority, weight, port, name(target)))]);
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(socket: UdpSocket, zone: Zone) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((len, peer)) = socket.recv_from(&mut buf).await else { return };
+        let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
+        let mut response = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        response.metadata.authoritative = true;
+        response.metadata.recursion_desired = query.metadata.recursion_desired;
+        let mut known_name = false;
+        for question in &query.queries {
+            let wanted = key(&question.name().to_ascii());
+            let zone = zone.lock().unwrap_or_else(|p| p.into_inner());
+            known_name |= zone.keys().any(|(n, _)| *n == wanted);
+            for rdata in zone.get(&(wanted.clone(), question.query_type())).into_iter().flatten() {
+                response.add_answer(Record::from_rdata(question.name().clone(), 60, rdata.clone()));
+            }
+            response.add_query(question.clone());
+        }
+        if response.answers.is_empty() && !known_name {
+            response.metadata.response_code = ResponseCode::NXDomain;
+        }
+        if let Ok(bytes) = response.to_vec() {
+            let _ = socket.send_to(&bytes, peer).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::{Dns, Kind};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn answers_what_was_published_and_nothing_else() {
+        let server = DnsServer::start().await.unwrap();
+        server.set_txt("_caliop.example.com", &["caliop-verify=abc"]);
+        server.set_mx("example.com", &[(10, "mx.caliop.test")]);
+        server.set_srv("_submission._tcp.example.com", 0, 1, 587, "smtp.caliop.test");
+        let dns = Dns::new(server.addr(), Duration::from_secs(2)).unwrap();
+        assert_eq!(dns.lookup("_caliop.example.com", Kind::Txt).await.unwrap(), ["caliop-verify=abc"]);
+        assert_eq!(dns.lookup("Example.com.", Kind::Mx).await.unwrap(), ["10 mx.caliop.test"]);
+        assert_eq!(dns.lookup("_submission._tcp.example.com", Kind::Srv).await.unwrap(), ["0 1 587 smtp.caliop.test"]);
+        assert!(dns.lookup("example.com", Kind::Txt).await.unwrap().is_empty());
+        assert!(dns.lookup("nowhere.example.com", Kind::Txt).await.unwrap().is_empty());
+        server.set_txt("_caliop.example.com", &[]);
+        assert!(dns.lookup("_caliop.example.com", Kind::Txt).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_silent_resolver_is_an_error_not_an_empty_answer() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dns = Dns::new(silent.local_addr().unwrap(), Duration::from_millis(200)).unwrap();
+        let err = dns.lookup("example.com", Kind::Txt).await.unwrap_err();
+        assert!(matches!(err, crate::dns::LookupError::Unavailable { .. }), "{err}");
+    }
+}
