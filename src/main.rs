@@ -1,1 +1,168 @@
-fn main() {}
+//! The `caliop` binary: one executable for every role. `serve` runs
+//! everything in one process on the embedded default (SQLite in `./data`);
+//! the other commands run one role each, for scale-out deployments.
+
+mod config;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use tenants::{Actor, Role, Scope, Store, Subject};
+use tracing_subscriber::EnvFilter;
+
+use config::Config;
+
+#[derive(Parser)]
+#[command(name = "caliop", version, about = "Caliop: white-label, multi-tenant secure mail")]
+struct Cli {
+    /// A TOML configuration file; `CALIOP_*` environment variables override it.
+    #[arg(long, global = true, env = "CALIOP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process (API now; SMTP and workers as they land).
+    Serve,
+    /// Run the REST API only.
+    Api,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Administration from the command line.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print an operator access token, to bootstrap the instance through the API.
+    OperatorToken {
+        /// Lifetime of the token in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", api::openapi_json());
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve | Command::Api => serve(config).await,
+            Command::Migrate => {
+                let store = open_store(&config).await?;
+                store.close().await;
+                println!("migrations applied to {}", config.database_url_for_display());
+                Ok(())
+            }
+            Command::Admin { command: AdminCommand::OperatorToken { ttl } } => operator_token(&config, ttl).await,
+            Command::Openapi => Ok(()),
+        }
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Connects to the configured database, creating the data directory for
+/// the SQLite default, and applies pending migrations.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let url = config.database_url();
+    let store = Store::connect(url.expose_secret(), config.database.max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", config.database_url_for_display()))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+fn instance_key(config: &Config) -> anyhow::Result<vault::instance::InstanceKey> {
+    vault::instance::InstanceKey::load_or_create(&config.data_dir).context("loading the instance key")
+}
+
+async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let operator = store.ensure_operator().await?;
+    store.close().await;
+    let tokens = api::Tokens::new(&instance_key(config)?, Duration::from_secs(ttl));
+    let actor = Actor {
+        subject: Subject::Operator,
+        tenant_id: operator.id,
+        role: Role::Operator,
+        scopes: vec![Scope::Read, Scope::Write],
+    };
+    let token = tokens.issue(&actor, Duration::from_secs(ttl)).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let key = instance_key(&config)?;
+    let dns = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms))?;
+    let state = api::AppState::new(store.clone(), &key, dns, config.api_config()).await?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.api.listen))?;
+    let address = listener.local_addr()?;
+    println!("Caliop {} is running.", env!("CARGO_PKG_VERSION"));
+    println!("  api listening on http://{address} (reference: http://{address}/docs)");
+    println!("  database: {}", config.database_url_for_display());
+    println!("  data directory: {}", config.data_dir.display());
+    println!("Get an operator token with: caliop admin operator-token");
+    println!("  (from a checkout: cargo run --release -- admin operator-token)");
+    tracing::info!(%address, "API listening");
+    api::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then get to finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}

@@ -1,1 +1,176 @@
-//! api
+//! The REST API: axum handlers over the domain core, with the OpenAPI
+//! document built from the same route list as the router (utoipa-axum), so
+//! the two cannot drift. Handlers are thin: extract (auth, scope, validated
+//! input), call `tenants`, map the error through [`problem`].
+
+pub mod auth;
+pub mod metrics;
+pub mod problem;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tenants::{Store, TenantId};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use auth::{LoginGuard, Tokens};
+pub use problem::{Problem, ProblemDetails};
+
+/// What the API needs to know beyond the store.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Lifetime of access tokens issued by `/v1/auth/token`.
+    pub token_ttl: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The host name of this instance's MX and submission server, as published in DNS records.
+    pub mail_hostname: String,
+    /// Failed sign-ins allowed per address and per client IP within `login_window`.
+    pub login_failures_per_address: usize,
+    pub login_failures_per_ip: usize,
+    pub login_window: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            token_ttl: Duration::from_secs(15 * 60),
+            max_body_bytes: 1024 * 1024,
+            mail_hostname: "mail.localhost".into(),
+            login_failures_per_address: 5,
+            login_failures_per_ip: 20,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+pub struct Inner {
+    pub store: Store,
+    pub tokens: Tokens,
+    pub dns: mail::dns::Dns,
+    pub config: ApiConfig,
+    pub login_guard: LoginGuard,
+    pub metrics: metrics::Metrics,
+    pub operator_tenant: TenantId,
+}
+
+/// Shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Prepares the state: makes sure the operator tenant exists.
+    pub async fn new(
+        store: Store,
+        instance_key: &vault::instance::InstanceKey,
+        dns: mail::dns::Dns,
+        config: ApiConfig,
+    ) -> Result<AppState, tenants::Error> {
+        let operator = store.ensure_operator().await?;
+        Ok(AppState(Arc::new(Inner {
+            tokens: Tokens::new(instance_key, config.token_ttl),
+            login_guard: LoginGuard::new(
+                config.login_window,
+                config.login_failures_per_address,
+                config.login_failures_per_ip,
+            ),
+            metrics: metrics::Metrics::default(),
+            operator_tenant: operator.id,
+            store,
+            dns,
+            config,
+        })))
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Caliop API",
+        description = "Multi-tenant secure mail: tenants, resellers, domains, accounts and their keys.\n\n\
+            Authenticate with `POST /v1/auth/token`, then send `Authorization: Bearer <token>`. \
+            Errors are RFC 9457 `application/problem+json`. Lists are paged with an opaque `cursor`.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Access tokens"),
+        (name = "tenants", description = "Operators, resellers and their tenants"),
+        (name = "domains", description = "Hosted domains and their DNS records"),
+        (name = "accounts", description = "Mail accounts and their OpenPGP keys"),
+        (name = "api-keys", description = "Keys for scripts and resellers"),
+        (name = "audit", description = "Who changed what"),
+        (name = "system", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::routes())
+}
+
+/// The OpenAPI document of this version of the code.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().into_openapi()
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, spec) = api_router().split_for_parts();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { Problem::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this route")
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -9,6 +9,7 @@
 //! the API and never shown.
 
 pub mod access;
+pub mod dns_records;
 pub mod model;
 pub mod password;
 pub mod store;

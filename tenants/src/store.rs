@@ -476,6 +476,9 @@ macro_rules! write_audit {
     }};
 }
 
+/// The operator's "no limit": the largest integer a JSON client reads exactly.
+const UNLIMITED: i64 = (1 << 53) - 1;
+
 // ---------------------------------------------------------------------------
 // SQL shared by both backends
 
@@ -626,7 +629,7 @@ impl Store {
              storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at) \
              VALUES ($1, 'Operator', 'operator', NULL, 'active', $2, $2, $2, 'standard', '[]', $3, $3) \
              ON CONFLICT DO NOTHING";
-        on_pool!(&self.pool, p => sqlx::query(insert).bind(id.0).bind(i64::MAX).bind(now).execute(p).await.map(|_| ()))?;
+        on_pool!(&self.pool, p => sqlx::query(insert).bind(id.0).bind(UNLIMITED).bind(now).execute(p).await.map(|_| ()))?;
         let row: TenantRow = on_pool!(&self.pool, p => sqlx::query_as(sql()).fetch_one(p).await)?;
         row.try_into()
     }

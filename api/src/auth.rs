@@ -1,0 +1,306 @@
+//! Tokens and the extractors that turn them into an [`Actor`].
+//!
+//! Tokens are JWTs signed with the instance's Ed25519 key (EdDSA only; no
+//! other algorithm is accepted, `none` least of all), short-lived, carrying
+//! the tenant, role and scopes. [`Principal`] verifies the token, checks the
+//! subject still exists and is active, then scopes every id in the path to
+//! what the actor may see: an object of another tenant answers 404 before
+//! the handler runs, so no handler can forget the check. [`Admin`] adds the
+//! role check (403).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use tenants::{
+    AccountId, AccountStatus, Actor, ApiKeyId, DomainId, Role, Scope, Subject, TenantId, TenantStatus,
+};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+const ISSUER: &str = "caliop";
+
+/// The claims of a Caliop access token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// `operator`, `account:<uuid>` or `api_key:<uuid>`.
+    pub sub: String,
+    /// The tenant the token acts for.
+    pub tid: Uuid,
+    pub role: Role,
+    pub scopes: Vec<Scope>,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: Uuid,
+}
+
+/// Signs and verifies access tokens with the instance key.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(key: &vault::instance::InstanceKey, ttl: Duration) -> Tokens {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Tokens {
+            encoding: EncodingKey::from_ed_der(key.pkcs8_der()),
+            decoding: DecodingKey::from_ed_der(key.public_key()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A signed token for `actor`, valid for `ttl`.
+    pub fn issue(&self, actor: &Actor, ttl: Duration) -> Result<String, Problem> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: actor.subject.to_token_sub(),
+            tid: actor.tenant_id.0,
+            role: actor.role,
+            scopes: actor.scopes.clone(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+            jti: Uuid::now_v7(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding).map_err(Problem::internal)
+    }
+
+    /// The actor a token speaks for, or a 401 that says what is wrong with it.
+    pub fn verify(&self, token: &str) -> Result<Actor, Problem> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            Problem::unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "the access token has expired; request a new one at /v1/auth/token",
+                ErrorKind::InvalidSignature => "the access token's signature does not verify with this instance's key",
+                ErrorKind::InvalidAlgorithm => "the access token must be signed with EdDSA by this instance",
+                ErrorKind::InvalidIssuer => "the access token was not issued by Caliop",
+                ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim (exp, iss or sub)",
+                _ => "the access token is not a well-formed EdDSA-signed JWT",
+            })
+        })?;
+        let claims = data.claims;
+        let subject = Subject::from_token_sub(&claims.sub)
+            .ok_or_else(|| Problem::unauthorized("the access token's subject is not recognised"))?;
+        Ok(Actor { subject, tenant_id: TenantId(claims.tid), role: claims.role, scopes: claims.scopes })
+    }
+}
+
+/// An authenticated actor whose path ids were all found within its reach.
+pub struct Principal(pub Actor);
+
+/// A [`Principal`] with an administrator role.
+pub struct Admin(pub Actor);
+
+fn bearer(parts: &Parts) -> Result<&str, Problem> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| Problem::unauthorized("this endpoint needs an `Authorization: Bearer <token>` header"))?;
+    let value = value.to_str().map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
+    value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Problem::unauthorized("the Authorization header must use the Bearer scheme"))
+}
+
+/// Refuses tokens whose subject was deleted, suspended or revoked since issue.
+async fn check_subject(state: &AppState, actor: &Actor) -> Result<(), Problem> {
+    let gone = || Problem::unauthorized("the access token's subject no longer exists or was revoked");
+    match actor.subject {
+        Subject::Operator => return Ok(()),
+        Subject::Account(id) => {
+            let account = state.store.account(id).await?.ok_or_else(gone)?;
+            if account.status != AccountStatus::Active || account.tenant_id != actor.tenant_id {
+                return Err(gone());
+            }
+        }
+        Subject::ApiKey(id) => {
+            let key = state.store.api_key(id).await?.ok_or_else(gone)?;
+            if key.revoked_at.is_some() || key.tenant_id != actor.tenant_id {
+                return Err(gone());
+            }
+        }
+    }
+    let tenant = state.store.tenant(actor.tenant_id).await?.ok_or_else(gone)?;
+    if tenant.status != TenantStatus::Active {
+        return Err(Problem::forbidden(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+    }
+    Ok(())
+}
+
+/// Finds the tenant owning each id in the path and checks the actor can see it.
+async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> Result<(), Problem> {
+    for (name, value) in params.iter() {
+        let parse = |what: &str| {
+            Uuid::parse_str(value).map_err(|_| Problem::bad_request(format!("`{value}` is not a valid {what} id")))
+        };
+        let (what, owner) = match name {
+            "tenant_id" => ("tenant", Some(TenantId(parse("tenant")?))),
+            "domain_id" => ("domain", state.store.domain(DomainId(parse("domain")?)).await?.map(|d| d.tenant_id)),
+            "account_id" => {
+                let id = AccountId(parse("account")?);
+                let account = state.store.account(id).await?;
+                if actor.role == Role::User && !actor.is_account(id) {
+                    return Err(Problem::not_found("account"));
+                }
+                ("account", account.map(|a| a.tenant_id))
+            }
+            "api_key_id" => ("API key", state.store.api_key(ApiKeyId(parse("API key")?)).await?.map(|k| k.tenant_id)),
+            other => return Err(Problem::internal(format!("path parameter `{other}` has no access rule"))),
+        };
+        let owner = owner.ok_or_else(|| Problem::not_found(what))?;
+        let ancestry = state.store.ancestry(owner).await?;
+        if ancestry.is_empty() || !actor.can_see(&ancestry) {
+            return Err(Problem::not_found(what));
+        }
+    }
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let actor = state.tokens.verify(bearer(parts)?)?;
+        check_subject(state, &actor).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        check_path(state, &actor, &params).await?;
+        if !matches!(parts.method, Method::GET | Method::HEAD) && !actor.may_write() {
+            return Err(Problem::forbidden("this token is read-only (scope `read`); changes need scope `write`"));
+        }
+        Ok(Principal(actor))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let Principal(actor) = Principal::from_request_parts(parts, state).await?;
+        if !actor.role.is_admin() {
+            return Err(Problem::forbidden("this needs a tenant administrator, a reseller or the operator"));
+        }
+        Ok(Admin(actor))
+    }
+}
+
+/// Counts failed sign-ins per address and per client IP over a sliding
+/// window, and refuses further attempts past the limit until it slides.
+pub struct LoginGuard {
+    window: Duration,
+    per_address: usize,
+    per_ip: usize,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl LoginGuard {
+    pub fn new(window: Duration, per_address: usize, per_ip: usize) -> LoginGuard {
+        LoginGuard { window, per_address, per_ip, failures: Mutex::default() }
+    }
+
+    fn keys(address: Option<&str>, ip: IpAddr) -> impl Iterator<Item = (String, bool)> {
+        address.map(|a| (format!("addr:{a}"), true)).into_iter().chain([(format!("ip:{ip}"), false)])
+    }
+
+    /// Refuses (429) when the address or the IP has used up its attempts.
+    pub fn check(&self, address: Option<&str>, ip: IpAddr) -> Result<(), Problem> {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, is_address) in Self::keys(address, ip) {
+            let limit = if is_address { self.per_address } else { self.per_ip };
+            if let Some(times) = failures.get_mut(&key) {
+                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+                    times.pop_front();
+                }
+                if times.len() >= limit {
+                    let oldest = times.front().copied().unwrap_or(now);
+                    let wait = self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
+                    return Err(Problem::too_many_attempts(wait));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn record_failure(&self, address: Option<&str>, ip: IpAddr) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() > 100_000 {
+            failures.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
+        }
+        for (key, _) in Self::keys(address, ip) {
+            failures.entry(key).or_default().push_back(now);
+        }
+    }
+
+    pub fn record_success(&self, address: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&format!("addr:{address}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_refuses_after_the_limit_and_forgets_on_success() {
+        let guard = LoginGuard::new(Duration::from_secs(60), 2, 3);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        guard.check(Some("a@x.test"), ip).unwrap();
+        guard.record_failure(Some("a@x.test"), ip);
+        guard.record_failure(Some("a@x.test"), ip);
+        let refused = guard.check(Some("a@x.test"), ip).unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        guard.check(Some("b@x.test"), ip).unwrap();
+        guard.record_failure(Some("b@x.test"), ip);
+        assert!(guard.check(Some("c@x.test"), ip).is_err(), "the IP has used its 3 attempts");
+        guard.record_success("a@x.test");
+        assert!(guard.check(Some("a@x.test"), "192.0.2.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn tokens_from_another_key_or_expired_are_refused() {
+        let key = vault::instance::InstanceKey::generate();
+        let tokens = Tokens::new(&key, Duration::from_secs(60));
+        let actor = Actor {
+            subject: Subject::Operator,
+            tenant_id: TenantId::new(),
+            role: Role::Operator,
+            scopes: vec![Scope::Read, Scope::Write],
+        };
+        let token = tokens.issue(&actor, Duration::from_secs(60)).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), actor);
+
+        let other = Tokens::new(&vault::instance::InstanceKey::generate(), Duration::from_secs(60));
+        assert_eq!(other.verify(&token).unwrap_err().status(), axum::http::StatusCode::UNAUTHORIZED);
+
+        let expired = tokens.issue(&actor, Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        let mut strict = Tokens::new(&key, Duration::from_secs(60));
+        strict.validation.leeway = 0;
+        assert!(strict.verify(&expired).is_err());
+    }
+}

@@ -1,0 +1,366 @@
+//! Mail accounts: creation with an OpenPGP key pair locked by the account's
+//! password, self-service changes, administration, and the keys.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenants::store::Credentials;
+use tenants::{
+    Account, AccountId, AccountRole, AccountStatus, AccountUpdate, Actor, DomainId, EmailAddress, Level, NewAccount,
+    TenantId, TenantStatus,
+};
+use utoipa::ToSchema;
+use vault::openpgp::AccountKey;
+
+use super::{PageQuery, Paged};
+use crate::AppState;
+use crate::auth::{Admin, Principal};
+use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails, Query};
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: AccountId,
+    pub tenant_id: TenantId,
+    pub domain_id: DomainId,
+    pub address: EmailAddress,
+    pub display_name: String,
+    pub role: AccountRole,
+    pub status: AccountStatus,
+    /// The level this account's mail is stored at (never below the tenant's floor).
+    pub level: Level,
+    /// Fingerprint of the account's OpenPGP key.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> AccountView {
+        AccountView {
+            id: a.id,
+            tenant_id: a.tenant_id,
+            domain_id: a.domain_id,
+            address: a.address.clone(),
+            display_name: a.display_name.clone(),
+            role: a.role,
+            status: a.status,
+            level: a.level,
+            fingerprint: a.fingerprint.clone(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountRequest {
+    /// `local@domain`, in one of the tenant's domains.
+    pub address: String,
+    pub display_name: Option<String>,
+    /// At least 10 characters. Also the passphrase of the account's OpenPGP secret key.
+    #[schema(format = Password)]
+    pub password: String,
+    /// `user` by default.
+    pub role: Option<AccountRole>,
+    /// The tenant's floor by default; never below it.
+    pub level: Option<Level>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    pub display_name: Option<String>,
+    /// A new password. With `current_password` (the owner), the OpenPGP key
+    /// is re-locked; without it (an administrator's reset) a new key pair is
+    /// generated and mail sealed to the old key stays readable only with it.
+    #[schema(format = Password)]
+    pub password: Option<String>,
+    #[schema(format = Password)]
+    pub current_password: Option<String>,
+    /// Administrators only.
+    pub role: Option<AccountRole>,
+    /// Administrators only: `active` or `suspended`.
+    pub status: Option<AccountStatus>,
+    pub level: Option<Level>,
+}
+
+fn display_name(name: Option<&str>, address: &EmailAddress) -> ApiResult<String> {
+    let name = name.map(str::trim).unwrap_or(address.local());
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Problem::invalid("the display name must be 1 to 200 printable characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn level_within_policy(level: Level, floor: Level) -> ApiResult<Level> {
+    if level < floor {
+        return Err(Problem::invalid(format!(
+            "the level `{level}` is below the tenant's floor `{floor}`"
+        )));
+    }
+    Ok(level)
+}
+
+fn user_id(name: &str, address: &EmailAddress) -> String {
+    format!("{} <{address}>", name.replace(['<', '>'], ""))
+}
+
+/// Creates an account in `tenant_id` with a fresh key pair locked by its password.
+pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, body: NewAccountRequest) -> ApiResult<Account> {
+    let address = EmailAddress::parse(&body.address)?;
+    let name = display_name(body.display_name.as_deref(), &address)?;
+    tenants::password::check_strength(&body.password)?;
+    let tenant = state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+    if tenant.status != TenantStatus::Active {
+        return Err(Problem::conflict(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+    }
+    let domain = state
+        .store
+        .domain_by_name(&address.domain())
+        .await?
+        .filter(|d| d.tenant_id == tenant_id)
+        .ok_or_else(|| Problem::invalid(format!("the domain `{}` is not hosted by this tenant", address.domain())))?;
+    let level = level_within_policy(body.level.unwrap_or(tenant.policy.min_level), tenant.policy.min_level)?;
+    if state.store.account_by_address(&address).await?.is_some() {
+        return Err(Problem::conflict(format!("the address `{address}` is taken")));
+    }
+    let uid = user_id(&name, &address);
+    let password = body.password;
+    let (hash, key) = tokio::task::spawn_blocking(move || {
+        Ok::<_, Problem>((tenants::password::hash(&password)?, AccountKey::generate(&uid, &password)?))
+    })
+    .await
+    .map_err(Problem::internal)??;
+    let new = NewAccount {
+        tenant_id,
+        domain_id: domain.id,
+        address,
+        display_name: name,
+        role: body.role.unwrap_or(AccountRole::User),
+        level,
+        password_hash: hash,
+        fingerprint: key.fingerprint,
+        public_key: key.public_armored,
+        secret_key: key.secret_armored,
+    };
+    Ok(state.store.create_account(&actor.audit_name(), new).await?)
+}
+
+async fn load(state: &AppState, id: AccountId) -> ApiResult<Account> {
+    state.store.account(id).await?.ok_or(Problem::not_found("account"))
+}
+
+/// Create an account
+///
+/// Generates the account's OpenPGP key pair (Ed25519 + X25519), its secret
+/// half locked with the password.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/accounts", tag = "accounts", operation_id = "createAccount",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    request_body = NewAccountRequest,
+    responses(
+        (status = 201, description = "Created", body = AccountView),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Address taken, or package exceeded", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(tenant_id): Path<TenantId>,
+    Json(body): Json<NewAccountRequest>,
+) -> ApiResult<(StatusCode, Json<AccountView>)> {
+    let account = create(&state, &actor, tenant_id, body).await?;
+    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+}
+
+/// List a tenant's accounts
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/accounts", tag = "accounts", operation_id = "listAccounts",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of accounts", body = Paged<AccountView>),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<Paged<AccountView>>> {
+    let page = query.page()?;
+    let accounts = state.store.list_accounts(tenant_id, page).await?;
+    Ok(Json(Paged::new(accounts.iter().map(AccountView::from).collect(), page, |a| a.id.0)))
+}
+
+/// Get an account
+///
+/// Users may read their own account; administrators any account of their tenants.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}", tag = "accounts", operation_id = "getAccount",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_account(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Path(account_id): Path<AccountId>,
+) -> ApiResult<Json<AccountView>> {
+    Ok(Json(AccountView::from(&load(&state, account_id).await?)))
+}
+
+/// Update an account
+///
+/// The owner may change its display name, level (upwards of the floor) and
+/// password; administrators may also change role and status, and reset the password.
+#[utoipa::path(patch, path = "/v1/accounts/{account_id}", tag = "accounts", operation_id = "updateAccount",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "The updated account", body = AccountView),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to change this, or wrong current password", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn update_account(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(account_id): Path<AccountId>,
+    Json(body): Json<UpdateAccount>,
+) -> ApiResult<Json<AccountView>> {
+    let account = load(&state, account_id).await?;
+    if !actor.role.is_admin() && (body.role.is_some() || body.status.is_some()) {
+        return Err(Problem::forbidden("only an administrator can change an account's role or status"));
+    }
+    if account.status == AccountStatus::Deleted {
+        return Err(Problem::conflict("the account is deleted"));
+    }
+    if body.status == Some(AccountStatus::Deleted) {
+        return Err(Problem::invalid("delete an account with DELETE /v1/accounts/{account_id}"));
+    }
+    let tenant = state.store.tenant(account.tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+    let level = body.level.map(|l| level_within_policy(l, tenant.policy.min_level)).transpose()?;
+    let name = body.display_name.as_deref().map(|n| display_name(Some(n), &account.address)).transpose()?;
+    let credentials = match (body.password, body.current_password) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(Problem::invalid("`current_password` goes with a new `password`")),
+        (Some(new), current) => {
+            tenants::password::check_strength(&new)?;
+            if current.is_none() && actor.is_account(account_id) {
+                return Err(Problem::invalid("changing your own password needs `current_password`"));
+            }
+            if current.is_none() && !actor.role.is_admin() {
+                return Err(Problem::forbidden("only an administrator can reset a password"));
+            }
+            let (secret, hash, uid) =
+                (account.secret_key.clone(), account.password_hash.clone(), user_id(&account.display_name, &account.address));
+            let credentials = tokio::task::spawn_blocking(move || {
+                let key = match current {
+                    Some(current) => {
+                        if !tenants::password::verify(&current, &hash) {
+                            return Err(Problem::forbidden("the current password is wrong"));
+                        }
+                        AccountKey::relock(&secret, &current, &new)?
+                    }
+                    None => AccountKey::generate(&uid, &new)?,
+                };
+                Ok(Credentials {
+                    password_hash: tenants::password::hash(&new)?,
+                    fingerprint: key.fingerprint,
+                    public_key: key.public_armored,
+                    secret_key: key.secret_armored,
+                })
+            })
+            .await
+            .map_err(Problem::internal)??;
+            Some(credentials)
+        }
+    };
+    let update = AccountUpdate { display_name: name, role: body.role, status: body.status, level, credentials };
+    let account = state.store.update_account(&actor.audit_name(), account_id, update).await?;
+    Ok(Json(AccountView::from(&account)))
+}
+
+/// Delete an account
+///
+/// The account can no longer sign in and stops counting against the
+/// package; its address stays reserved so it never reaches someone else.
+#[utoipa::path(delete, path = "/v1/accounts/{account_id}", tag = "accounts", operation_id = "deleteAccount",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete_account(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(account_id): Path<AccountId>,
+) -> ApiResult<StatusCode> {
+    let account = load(&state, account_id).await?;
+    if account.status != AccountStatus::Deleted {
+        let update = AccountUpdate { status: Some(AccountStatus::Deleted), ..Default::default() };
+        state.store.update_account(&actor.audit_name(), account_id, update).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The account's OpenPGP public key, ASCII-armored
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/public-key", tag = "accounts", operation_id = "getPublicKey",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "ASCII-armored OpenPGP public key", body = String, content_type = "application/pgp-keys"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn public_key(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Path(account_id): Path<AccountId>,
+) -> ApiResult<impl IntoResponse> {
+    let account = load(&state, account_id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pgp-keys")], account.public_key))
+}
+
+/// The account's OpenPGP secret key, locked with its password
+///
+/// Only the account itself may fetch it; import it into an OpenPGP mail
+/// client and unlock it there with the account's password.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/secret-key", tag = "accounts", operation_id = "getSecretKey",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "ASCII-armored OpenPGP secret key, passphrase-locked", body = String, content_type = "application/pgp-keys"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn secret_key(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(account_id): Path<AccountId>,
+) -> ApiResult<impl IntoResponse> {
+    if !actor.is_account(account_id) {
+        return Err(Problem::forbidden("only the account's owner can fetch its secret key"));
+    }
+    let account = load(&state, account_id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/pgp-keys"), (header::CACHE_CONTROL, "no-store")],
+        account.secret_key,
+    ))
+}

@@ -1,0 +1,155 @@
+//! `POST /v1/auth/token`: passwords and API keys exchanged for access tokens.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tenants::{AccountStatus, Actor, EmailAddress, Role, Scope, Subject, TenantStatus};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::problem::{ApiResult, Json, Problem, ProblemDetails};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    Password,
+    ApiKey,
+}
+
+/// Either `{"grant_type":"password","username","password"}` or `{"grant_type":"api_key","api_key"}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub grant_type: GrantType,
+    /// The account's address (password grant).
+    pub username: Option<String>,
+    #[schema(format = Password)]
+    pub password: Option<String>,
+    /// The secret shown once when the key was created (api_key grant).
+    #[schema(format = Password)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub role: Role,
+    pub tenant_id: tenants::TenantId,
+    /// The account signed in, for the password grant.
+    pub account_id: Option<tenants::AccountId>,
+    pub scopes: Vec<Scope>,
+}
+
+/// Hash under which API keys are stored: the secret is random, so one round of SHA-256 suffices.
+pub fn api_key_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Exchange credentials for an access token
+///
+/// Failed attempts are limited per address and per client IP; past the
+/// limit the answer is 429 with `Retry-After`.
+#[utoipa::path(
+    post, path = "/v1/auth/token", tag = "auth", operation_id = "issueToken",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "A signed access token", body = TokenResponse),
+        (status = 400, description = "Malformed request", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong credentials", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Account or tenant suspended", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed attempts", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(request): Json<TokenRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let ip = peer.ip();
+    let (actor, account_id) = match request.grant_type {
+        GrantType::Password => {
+            let (Some(username), Some(password), None) = (request.username, request.password, &request.api_key) else {
+                return Err(Problem::invalid("the password grant needs `username` and `password`, and no `api_key`"));
+            };
+            let address = EmailAddress::parse(&username)?;
+            state.login_guard.check(Some(address.as_str()), ip)?;
+            let account = state.store.account_by_address(&address).await?;
+            let verified = match &account {
+                Some(account) => {
+                    let hash = account.password_hash.clone();
+                    tokio::task::spawn_blocking(move || tenants::password::verify(&password, &hash))
+                        .await
+                        .map_err(Problem::internal)?
+                }
+                None => {
+                    tokio::task::spawn_blocking(move || tenants::password::verify_dummy(&password))
+                        .await
+                        .map_err(Problem::internal)?;
+                    false
+                }
+            };
+            let account = match account {
+                Some(account) if verified && account.status != AccountStatus::Deleted => account,
+                _ => {
+                    state.login_guard.record_failure(Some(address.as_str()), ip);
+                    tracing::info!(%ip, "failed sign-in");
+                    return Err(Problem::unauthorized("wrong address or password"));
+                }
+            };
+            state.login_guard.record_success(address.as_str());
+            if account.status != AccountStatus::Active {
+                return Err(Problem::forbidden(format!("the account is {}", account.status)));
+            }
+            let tenant = state.store.tenant(account.tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+            if tenant.status != TenantStatus::Active {
+                return Err(Problem::forbidden(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+            }
+            let actor = Actor {
+                subject: Subject::Account(account.id),
+                tenant_id: tenant.id,
+                role: Role::of(tenant.kind, account.role),
+                scopes: vec![Scope::Read, Scope::Write],
+            };
+            (actor, Some(account.id))
+        }
+        GrantType::ApiKey => {
+            let (Some(secret), None, None) = (request.api_key, &request.username, &request.password) else {
+                return Err(Problem::invalid("the api_key grant needs `api_key`, and no `username` or `password`"));
+            };
+            state.login_guard.check(None, ip)?;
+            let Some(key) = state.store.use_api_key(&api_key_hash(&secret)).await? else {
+                state.login_guard.record_failure(None, ip);
+                return Err(Problem::unauthorized("unknown or revoked API key"));
+            };
+            let tenant = state.store.tenant(key.tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+            if tenant.status != TenantStatus::Active {
+                return Err(Problem::forbidden(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+            }
+            let actor = Actor {
+                subject: Subject::ApiKey(key.id),
+                tenant_id: tenant.id,
+                role: Role::of(tenant.kind, tenants::AccountRole::Admin),
+                scopes: key.scopes,
+            };
+            (actor, None)
+        }
+    };
+    let ttl = state.tokens.ttl();
+    Ok(Json(TokenResponse {
+        access_token: state.tokens.issue(&actor, ttl)?,
+        token_type: "Bearer".into(),
+        expires_in: ttl.as_secs(),
+        role: actor.role,
+        tenant_id: actor.tenant_id,
+        account_id,
+        scopes: actor.scopes,
+    }))
+}

@@ -1,0 +1,99 @@
+//! The route list: every endpoint, registered once for both the router and
+//! the OpenAPI document, plus what the handlers share (views, paging).
+
+mod accounts;
+mod api_keys;
+mod audit;
+mod auth;
+mod domains;
+mod system;
+mod tenants;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::issue_token))
+        .routes(routes!(tenants::list_tenants, tenants::create_tenant))
+        .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::close_tenant))
+        .routes(routes!(tenants::onboard))
+        .routes(routes!(domains::list_domains, domains::create_domain))
+        .routes(routes!(domains::get_domain, domains::delete_domain))
+        .routes(routes!(domains::dns_records))
+        .routes(routes!(domains::verify_domain))
+        .routes(routes!(accounts::list_accounts, accounts::create_account))
+        .routes(routes!(accounts::get_account, accounts::update_account, accounts::delete_account))
+        .routes(routes!(accounts::public_key))
+        .routes(routes!(accounts::secret_key))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(audit::tenant_audit))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+}
+
+/// Paging parameters shared by every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// How many items to return (1 to 200, default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<::tenants::Page, Problem> {
+        let after = match &self.cursor {
+            None => None,
+            Some(cursor) => Some(decode_cursor(cursor)?),
+        };
+        let limit = self.limit.unwrap_or(::tenants::Page::DEFAULT_LIMIT);
+        if !(1..=::tenants::Page::MAX_LIMIT).contains(&limit) {
+            return Err(Problem::bad_request(format!(
+                "limit must be between 1 and {}",
+                ::tenants::Page::MAX_LIMIT
+            )));
+        }
+        Ok(::tenants::Page { after, limit })
+    }
+}
+
+fn decode_cursor(cursor: &str) -> Result<Uuid, Problem> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| Problem::bad_request("the cursor is not one this API returned"))
+}
+
+/// The cursor that continues after `last`, if the page was full.
+pub fn next_cursor(len: usize, page: ::tenants::Page, last: Option<Uuid>) -> Option<String> {
+    (len as u32 >= page.limit).then_some(last).flatten().map(|id| URL_SAFE_NO_PAD.encode(id.as_bytes()))
+}
+
+/// A page of items and where the next one starts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Paged<T> {
+    pub fn new(items: Vec<T>, page: ::tenants::Page, id: impl Fn(&T) -> Uuid) -> Paged<T> {
+        let cursor = next_cursor(items.len(), page, items.last().map(&id));
+        Paged { items, next_cursor: cursor }
+    }
+}

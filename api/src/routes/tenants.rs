@@ -1,0 +1,307 @@
+//! Tenants: the operator's and resellers' view of who is hosted, with what
+//! package, under which policy; and one-step onboarding.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tenants::{
+    Actor, Limits, NewTenant, Policy, Role, Tenant, TenantFilter, TenantId, TenantKind, TenantStatus, TenantUpdate,
+};
+use utoipa::{IntoParams, ToSchema};
+
+use super::accounts::{self, AccountView, NewAccountRequest};
+use super::domains::{self, DomainView};
+use super::{PageQuery, Paged};
+use crate::AppState;
+use crate::auth::Admin;
+use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails, Query};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+    /// `reseller`, `enterprise` or `public` (operator only).
+    pub kind: TenantKind,
+    /// The reseller this tenant belongs to. A reseller's own tenant by default
+    /// when a reseller creates it; none (top level) when the operator does.
+    pub parent_id: Option<TenantId>,
+    pub limits: Limits,
+    pub policy: Option<Policy>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    /// `active` or `suspended`; set by the parent reseller or the operator.
+    pub status: Option<TenantStatus>,
+    /// Set by the parent reseller or the operator, within the parent's package.
+    pub limits: Option<Limits>,
+    pub policy: Option<Policy>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantListQuery {
+    pub parent_id: Option<TenantId>,
+    pub kind: Option<TenantKind>,
+    pub status: Option<TenantStatus>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardRequest {
+    /// The domain to host, e.g. `example.com`.
+    pub domain: String,
+    /// The first administrator; its address must be in `domain`.
+    pub admin: NewAccountRequest,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Onboarded {
+    pub domain: DomainView,
+    pub admin: AccountView,
+    /// The records to publish, starting with the ownership proof.
+    pub dns_records: Vec<tenants::dns_records::ExpectedRecord>,
+}
+
+fn tenant_name(name: &str) -> Result<String, Problem> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Problem::invalid("the tenant name must be 1 to 200 characters long"));
+    }
+    Ok(name.to_owned())
+}
+
+async fn ancestry(state: &AppState, id: TenantId) -> ApiResult<Vec<TenantId>> {
+    Ok(state.store.ancestry(id).await?)
+}
+
+/// Create a tenant
+///
+/// The operator creates tenants of any kind; a reseller creates enterprise
+/// tenants and sub-resellers under itself, within its own package.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "createTenant",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = Tenant),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to create tenants", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such parent", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Package exceeded", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Json(body): Json<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let parent_id = match actor.role {
+        Role::Operator => body.parent_id,
+        Role::ResellerAdmin => {
+            let parent = body.parent_id.unwrap_or(actor.tenant_id);
+            if !actor.can_see(&ancestry(&state, parent).await?) {
+                return Err(Problem::not_found("parent tenant"));
+            }
+            if !matches!(body.kind, TenantKind::Enterprise | TenantKind::Reseller) {
+                return Err(Problem::forbidden("resellers create enterprise tenants and sub-resellers only"));
+            }
+            Some(parent)
+        }
+        Role::TenantAdmin | Role::User => {
+            return Err(Problem::forbidden("only the operator and resellers create tenants"));
+        }
+    };
+    let tenant = state
+        .store
+        .create_tenant(
+            &actor.audit_name(),
+            NewTenant {
+                name: tenant_name(&body.name)?,
+                kind: body.kind,
+                parent_id,
+                limits: body.limits,
+                policy: body.policy.unwrap_or_default(),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+/// List tenants
+///
+/// The operator sees every tenant; a reseller its own tree; a tenant admin its tenant.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "listTenants",
+    params(TenantListQuery),
+    responses(
+        (status = 200, description = "A page of tenants", body = Paged<Tenant>),
+        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Query(query): Query<TenantListQuery>,
+) -> ApiResult<Json<Paged<Tenant>>> {
+    let page = PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
+    let filter = TenantFilter {
+        within: (actor.role != Role::Operator).then_some(actor.tenant_id),
+        parent_id: query.parent_id,
+        kind: query.kind,
+        status: query.status,
+    };
+    let tenants = state.store.list_tenants(&filter, page).await?;
+    Ok(Json(Paged::new(tenants, page, |t| t.id.0)))
+}
+
+/// Get a tenant
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}", tag = "tenants", operation_id = "getTenant",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<Json<Tenant>> {
+    Ok(Json(state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?))
+}
+
+fn require_above(actor: &Actor, ancestry: &[TenantId], what: &str) -> ApiResult<()> {
+    if actor.is_above(ancestry) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!("only the parent reseller or the operator can change a tenant's {what}")))
+    }
+}
+
+/// Update a tenant
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "tenants", operation_id = "updateTenant",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The updated tenant", body = Tenant),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to change this", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Package exceeded or state conflict", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(tenant_id): Path<TenantId>,
+    Json(body): Json<UpdateTenant>,
+) -> ApiResult<Json<Tenant>> {
+    let ancestry = ancestry(&state, tenant_id).await?;
+    if body.status.is_some() {
+        require_above(&actor, &ancestry, "status")?;
+    }
+    if body.limits.is_some() {
+        require_above(&actor, &ancestry, "package")?;
+    }
+    match body.status {
+        Some(TenantStatus::Closed) => return Err(Problem::invalid("close a tenant with DELETE /v1/tenants/{tenant_id}")),
+        Some(_) if tenant_id == state.operator_tenant => {
+            return Err(Problem::conflict("the operator tenant cannot be suspended"));
+        }
+        _ => {}
+    }
+    let update = TenantUpdate {
+        name: body.name.as_deref().map(tenant_name).transpose()?,
+        status: body.status,
+        limits: body.limits,
+        policy: body.policy,
+    };
+    Ok(Json(state.store.update_tenant(&actor.audit_name(), tenant_id, update).await?))
+}
+
+/// Close a tenant
+///
+/// Closing stops sign-in and frees the tenant's seats in its parent's
+/// package; mail and records are kept. A reseller with open children cannot be closed.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}", tag = "tenants", operation_id = "closeTenant",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    responses(
+        (status = 204, description = "Closed"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant still has open children", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn close_tenant(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<StatusCode> {
+    require_above(&actor, &ancestry(&state, tenant_id).await?, "status")?;
+    if tenant_id == state.operator_tenant {
+        return Err(Problem::conflict("the operator tenant cannot be closed"));
+    }
+    let children = state.store.open_children(tenant_id).await?;
+    if children > 0 {
+        return Err(Problem::conflict(format!("the tenant still has {children} open child tenant(s); close them first")));
+    }
+    let update = TenantUpdate { status: Some(TenantStatus::Closed), ..Default::default() };
+    state.store.update_tenant(&actor.audit_name(), tenant_id, update).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Onboard a domain and its first administrator in one step
+///
+/// Creates the domain and an admin account in it, and returns the DNS
+/// records to publish. Either both are created or neither.
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/onboard", tag = "tenants", operation_id = "onboardTenant",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    request_body = OnboardRequest,
+    responses(
+        (status = 201, description = "Domain and administrator created", body = Onboarded),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Taken, or package exceeded", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn onboard(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(tenant_id): Path<TenantId>,
+    Json(body): Json<OnboardRequest>,
+) -> ApiResult<(StatusCode, Json<Onboarded>)> {
+    let name = tenants::DomainName::parse(&body.domain)?;
+    let admin = NewAccountRequest { role: Some(tenants::AccountRole::Admin), ..body.admin };
+    let address = tenants::EmailAddress::parse(&admin.address)?;
+    if address.domain() != name {
+        return Err(Problem::invalid(format!("the administrator's address must be in `{name}`")));
+    }
+    tenants::password::check_strength(&admin.password)?;
+    let domain = domains::create(&state, &actor, tenant_id, name).await?;
+    let account = match accounts::create(&state, &actor, tenant_id, admin).await {
+        Ok(account) => account,
+        Err(problem) => {
+            if let Err(e) = state.store.delete_domain(&actor.audit_name(), &domain).await {
+                tracing::error!(error = %e, domain = %domain.name, "could not roll back an onboarding");
+            }
+            return Err(problem);
+        }
+    };
+    let dns_records = tenants::dns_records::expected_records(&domain, &state.config.mail_hostname);
+    Ok((
+        StatusCode::CREATED,
+        Json(Onboarded { domain: DomainView::from(&domain), admin: AccountView::from(&account), dns_records }),
+    ))
+}

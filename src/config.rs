@@ -1,0 +1,221 @@
+//! Configuration: defaults that run, under an optional TOML file, under
+//! `CALIOP_*` environment variables (`CALIOP_API_LISTEN` sets `api.listen`,
+//! `CALIOP_DATA_DIR` sets `data_dir`). Secrets are `SecretString`s, so
+//! `Debug` and logs show `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
+const SECTIONS: &[&str] = &["database", "api", "mail", "dns", "log"];
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database, the instance key and (later) local storage sites live.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub api: ApiSection,
+    pub mail: MailSection,
+    pub dns: DnsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`; defaults to `sqlite://<data_dir>/caliop.db`.
+    #[serde(skip_serializing)]
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: SocketAddr,
+    pub token_ttl_seconds: u64,
+    pub max_body_bytes: usize,
+    pub login_failures_per_address: usize,
+    pub login_failures_per_ip: usize,
+    pub login_window_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSection {
+    /// The public host name of this instance's MX and submission service.
+    pub hostname: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsSection {
+    /// The resolver every DNS check asks. A local validating resolver is
+    /// what a mail server should use; the default stays on loopback.
+    pub resolver: SocketAddr,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info,sqlx=warn`. `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig { url: None, max_connections: 16 },
+            api: ApiSection::default(),
+            mail: MailSection { hostname: "mail.localhost".into() },
+            dns: DnsSection { resolver: SocketAddr::from(([127, 0, 0, 1], 53)), timeout_ms: 3000 },
+            log: LogSection { format: "text".into(), filter: "info,sqlx=warn".into() },
+        }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let api = api::ApiConfig::default();
+        ApiSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token_ttl_seconds: api.token_ttl.as_secs(),
+            max_body_bytes: api.max_body_bytes,
+            login_failures_per_address: api.login_failures_per_address,
+            login_failures_per_ip: api.login_failures_per_ip,
+            login_window_seconds: api.login_window.as_secs(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Config::default().database
+    }
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        Config::default().mail
+    }
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        Config::default().dns
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given, then `CALIOP_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("CALIOP_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key == "data_dir" || SECTIONS.iter().any(|s| key.strip_prefix(s).is_some_and(|r| r.starts_with('_')))
+            })
+            .map(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            SECTIONS
+                .iter()
+                .find_map(|s| key.strip_prefix(s).and_then(|rest| rest.strip_prefix('_')).map(|rest| format!("{s}.{rest}")))
+                .unwrap_or_else(|| key.to_owned())
+                .into()
+            });
+        figment.merge(env).extract().map_err(Box::new)
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => SecretString::from(format!("sqlite://{}", self.data_dir.join("caliop.db").display())),
+        }
+    }
+
+    /// The database URL with any password masked, for messages.
+    pub fn database_url_for_display(&self) -> String {
+        let url = self.database_url();
+        let url = url.expose_secret();
+        match (url.find("://"), url.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let credentials = &url[scheme_end + 3..at];
+                match credentials.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                    None => url.to_owned(),
+                }
+            }
+            _ => url.to_owned(),
+        }
+    }
+
+    pub fn api_config(&self) -> api::ApiConfig {
+        api::ApiConfig {
+            token_ttl: Duration::from_secs(self.api.token_ttl_seconds),
+            max_body_bytes: self.api.max_body_bytes,
+            mail_hostname: self.mail.hostname.clone(),
+            login_failures_per_address: self.api.login_failures_per_address,
+            login_failures_per_ip: self.api.login_failures_per_ip,
+            login_window: Duration::from_secs(self.api.login_window_seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        let mut config = Config::default();
+        config.database.url = Some(SecretString::from("postgres://caliop:hunter2@db/caliop".to_owned()));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.database_url_for_display(), "postgres://caliop:***@db/caliop");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("caliop.toml", "data_dir = \"/srv/caliop\"\n[api]\nlisten = \"0.0.0.0:9000\"\n")?;
+            jail.set_env("CALIOP_API_LISTEN", "127.0.0.1:9100");
+            jail.set_env("CALIOP_DATABASE_URL", "postgres://u@h/db");
+            let config = Config::load(Some(Path::new("caliop.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.api.listen, SocketAddr::from(([127, 0, 0, 1], 9100)));
+            assert_eq!(config.data_dir, PathBuf::from("/srv/caliop"));
+            assert_eq!(config.database_url().expose_secret(), "postgres://u@h/db");
+            assert_eq!(config.dns.resolver, SocketAddr::from(([127, 0, 0, 1], 53)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn typos_in_the_file_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("caliop.toml", "[api]\nlisten_on = \"0.0.0.0:9000\"\n")?;
+            let err = Config::load(Some(Path::new("caliop.toml"))).unwrap_err();
+            assert!(err.to_string().contains("listen_on"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,260 @@
+//! The DNS records a hosted domain must publish, and how an answer from DNS
+//! is judged against each: ownership proof, MX, SPF, DKIM, DMARC, MTA-STS,
+//! TLS reporting and client autoconfiguration. Pure functions; the lookups
+//! themselves happen in `api` through `mail::dns`.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::Domain;
+
+/// The record types we ask tenants to publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordType {
+    Txt,
+    Mx,
+    Cname,
+    Srv,
+}
+
+/// What the record is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Verification,
+    Mx,
+    Spf,
+    Dkim,
+    Dmarc,
+    MtaSts,
+    MtaStsPolicyHost,
+    TlsReporting,
+    SubmissionAutodiscovery,
+    ImapAutodiscovery,
+    Autoconfig,
+}
+
+/// One record as the tenant must publish it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ExpectedRecord {
+    pub purpose: Purpose,
+    #[serde(rename = "type")]
+    pub record_type: RecordType,
+    /// The owner name, fully qualified, without the final dot.
+    pub name: String,
+    /// The value to publish: TXT text, `priority host` for MX, the target for
+    /// CNAME, `priority weight port target` for SRV.
+    pub value: String,
+    /// Whether mail cannot flow correctly without it.
+    pub required: bool,
+}
+
+/// How what DNS answered compares with what is expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Published as expected.
+    Verified,
+    /// Nothing of this kind is published at that name.
+    Missing,
+    /// Something is published there, but not what is expected.
+    Wrong,
+    /// DNS could not be asked (resolver down or timed out).
+    Unknown,
+}
+
+pub const VERIFICATION_LABEL: &str = "_caliop-verification";
+pub const VERIFICATION_PREFIX: &str = "caliop-verification=";
+
+/// Where the ownership proof lives, and what it says.
+pub fn verification_record(domain: &Domain) -> ExpectedRecord {
+    ExpectedRecord {
+        purpose: Purpose::Verification,
+        record_type: RecordType::Txt,
+        name: format!("{VERIFICATION_LABEL}.{}", domain.name),
+        value: format!("{VERIFICATION_PREFIX}{}", domain.verification_token),
+        required: true,
+    }
+}
+
+/// Every record `domain` must publish for mail to flow through `mail_host`.
+pub fn expected_records(domain: &Domain, mail_host: &str) -> Vec<ExpectedRecord> {
+    let d = domain.name.as_str();
+    let record = |purpose, record_type, name: String, value: String, required| ExpectedRecord {
+        purpose,
+        record_type,
+        name,
+        value,
+        required,
+    };
+    vec![
+        verification_record(domain),
+        record(Purpose::Mx, RecordType::Mx, d.to_owned(), format!("10 {mail_host}"), true),
+        record(Purpose::Spf, RecordType::Txt, d.to_owned(), format!("v=spf1 a:{mail_host} -all"), true),
+        record(
+            Purpose::Dkim,
+            RecordType::Txt,
+            format!("{}._domainkey.{d}", domain.dkim_selector),
+            format!("v=DKIM1; k=rsa; p={}", domain.dkim_public_key),
+            true,
+        ),
+        record(
+            Purpose::Dmarc,
+            RecordType::Txt,
+            format!("_dmarc.{d}"),
+            format!("v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:dmarc-reports@{d}"),
+            true,
+        ),
+        record(
+            Purpose::MtaSts,
+            RecordType::Txt,
+            format!("_mta-sts.{d}"),
+            format!("v=STSv1; id={}", domain.created_at.format("%Y%m%d%H%M%S")),
+            false,
+        ),
+        record(Purpose::MtaStsPolicyHost, RecordType::Cname, format!("mta-sts.{d}"), mail_host.to_owned(), false),
+        record(
+            Purpose::TlsReporting,
+            RecordType::Txt,
+            format!("_smtp._tls.{d}"),
+            format!("v=TLSRPTv1; rua=mailto:tls-reports@{d}"),
+            false,
+        ),
+        record(
+            Purpose::SubmissionAutodiscovery,
+            RecordType::Srv,
+            format!("_submission._tcp.{d}"),
+            format!("0 1 587 {mail_host}"),
+            false,
+        ),
+        record(
+            Purpose::ImapAutodiscovery,
+            RecordType::Srv,
+            format!("_imaps._tcp.{d}"),
+            format!("0 1 993 {mail_host}"),
+            false,
+        ),
+        record(Purpose::Autoconfig, RecordType::Cname, format!("autoconfig.{d}"), mail_host.to_owned(), false),
+    ]
+}
+
+/// Tag-value pairs of a DKIM or DMARC record (`k=v; k=v`).
+fn tags(text: &str) -> Vec<(String, String)> {
+    text.split(';')
+        .filter_map(|part| part.split_once('='))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.chars().filter(|c| !c.is_whitespace()).collect()))
+        .collect()
+}
+
+fn tag<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Judges the values DNS returned at the record's name and type.
+pub fn judge(expected: &ExpectedRecord, found: &[String]) -> RecordStatus {
+    let same_host = |a: &str, b: &str| a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'));
+    let status = |ok: bool, relevant: bool| match (ok, relevant) {
+        (true, _) => RecordStatus::Verified,
+        (false, true) => RecordStatus::Wrong,
+        (false, false) => RecordStatus::Missing,
+    };
+    match expected.purpose {
+        Purpose::Verification => status(found.iter().any(|v| v.trim() == expected.value), !found.is_empty()),
+        Purpose::Mx | Purpose::SubmissionAutodiscovery | Purpose::ImapAutodiscovery => {
+            let host = expected.value.rsplit(' ').next().unwrap_or_default();
+            status(found.iter().any(|v| v.rsplit(' ').next().is_some_and(|h| same_host(h, host))), !found.is_empty())
+        }
+        Purpose::MtaStsPolicyHost | Purpose::Autoconfig => {
+            status(found.iter().any(|v| same_host(v, &expected.value)), !found.is_empty())
+        }
+        Purpose::Spf => {
+            let spf: Vec<&String> = found.iter().filter(|v| v.to_ascii_lowercase().starts_with("v=spf1")).collect();
+            let mechanism = expected.value.split(' ').nth(1).unwrap_or_default().to_ascii_lowercase();
+            // RFC 7208 §4.5: more than one SPF record is a permanent error.
+            let ok = spf.len() == 1
+                && spf[0].split_whitespace().any(|m| m.to_ascii_lowercase() == mechanism)
+                && spf[0].trim_end().ends_with("all");
+            status(ok, !spf.is_empty())
+        }
+        Purpose::Dkim => {
+            let want = tags(&expected.value);
+            let ok = found.iter().any(|v| tag(&tags(v), "p") == tag(&want, "p") && tag(&tags(v), "p").is_some());
+            status(ok, !found.is_empty())
+        }
+        Purpose::Dmarc | Purpose::MtaSts | Purpose::TlsReporting => {
+            let version = expected.value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let versioned: Vec<&String> =
+                found.iter().filter(|v| v.trim().to_ascii_lowercase().starts_with(&version)).collect();
+            status(versioned.len() == 1, !versioned.is_empty())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DomainId, DomainName, TenantId};
+
+    fn domain() -> Domain {
+        Domain {
+            id: DomainId::new(),
+            tenant_id: TenantId::new(),
+            name: DomainName::parse("acme.test").unwrap(),
+            verification_token: "tok123".into(),
+            verified_at: None,
+            verification_method: None,
+            dkim_selector: "caliop1".into(),
+            dkim_public_key: "MIIBIjAN".into(),
+            dkim_private_key: String::new().into(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn expected(purpose: Purpose) -> ExpectedRecord {
+        expected_records(&domain(), "mx.caliop.test").into_iter().find(|r| r.purpose == purpose).unwrap()
+    }
+
+    fn found(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn verification_needs_the_exact_token() {
+        let r = expected(Purpose::Verification);
+        assert_eq!(r.name, "_caliop-verification.acme.test");
+        assert_eq!(judge(&r, &found(&["caliop-verification=tok123"])), RecordStatus::Verified);
+        assert_eq!(judge(&r, &found(&["caliop-verification=other"])), RecordStatus::Wrong);
+        assert_eq!(judge(&r, &[]), RecordStatus::Missing);
+    }
+
+    #[test]
+    fn spf_must_be_single_and_name_our_host() {
+        let r = expected(Purpose::Spf);
+        assert_eq!(judge(&r, &found(&["v=spf1 a:mx.caliop.test -all", "google-site-verification=x"])), RecordStatus::Verified);
+        assert_eq!(judge(&r, &found(&["v=spf1 include:elsewhere.test -all"])), RecordStatus::Wrong);
+        assert_eq!(
+            judge(&r, &found(&["v=spf1 a:mx.caliop.test -all", "v=spf1 -all"])),
+            RecordStatus::Wrong,
+            "two SPF records are a permanent error"
+        );
+        assert_eq!(judge(&r, &found(&["unrelated"])), RecordStatus::Missing);
+    }
+
+    #[test]
+    fn dkim_compares_the_key_not_the_spacing() {
+        let r = expected(Purpose::Dkim);
+        assert_eq!(r.name, "caliop1._domainkey.acme.test");
+        assert_eq!(judge(&r, &found(&["v=DKIM1;k=rsa;  p=MIIB IjAN"])), RecordStatus::Verified);
+        assert_eq!(judge(&r, &found(&["v=DKIM1; k=rsa; p=OTHER"])), RecordStatus::Wrong);
+    }
+
+    #[test]
+    fn mx_and_cname_compare_hosts_case_insensitively() {
+        assert_eq!(judge(&expected(Purpose::Mx), &found(&["20 MX.Caliop.Test"])), RecordStatus::Verified);
+        assert_eq!(judge(&expected(Purpose::Mx), &found(&["10 mx.other.test"])), RecordStatus::Wrong);
+        assert_eq!(judge(&expected(Purpose::Autoconfig), &found(&["mx.caliop.test"])), RecordStatus::Verified);
+        assert_eq!(judge(&expected(Purpose::Dmarc), &found(&["v=DMARC1; p=none"])), RecordStatus::Verified);
+        assert_eq!(judge(&expected(Purpose::Dmarc), &[]), RecordStatus::Missing);
+    }
+}
