@@ -1,0 +1,127 @@
+//! Generated from the OpenAPI document, so a new route is covered the day it
+//! is added: every route with an id in its path answers 404 to a token of
+//! another tenant, and every administrator route answers 403 to a user.
+//! A path parameter this test does not know fails it.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Enterprise, TestApp};
+use tenants::{Backend, on_both_backends};
+
+/// Operations a plain user may call on its own account.
+const USER_OPERATIONS: &[&str] = &["getAccount", "updateAccount", "getPublicKey", "getSecretKey"];
+/// Operations that need no token at all.
+const PUBLIC_OPERATIONS: &[&str] = &["issueToken", "healthz", "readyz", "metrics"];
+
+struct Fixture {
+    tenant_id: String,
+    domain_id: String,
+    account_id: String,
+    api_key_id: String,
+}
+
+async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
+    let account_id = app.user(e, "user").await;
+    let key = app.post(&format!("/v1/tenants/{}/api-keys", e.tenant_id), &e.admin_token, json!({"name": "ci"})).await;
+    Fixture {
+        tenant_id: e.tenant_id.clone(),
+        domain_id: e.domain_id.clone(),
+        account_id,
+        api_key_id: key.ok(201)["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn fill(path: &str, ids: &Fixture) -> String {
+    let mut out = path.to_owned();
+    for (param, value) in [
+        ("{tenant_id}", &ids.tenant_id),
+        ("{domain_id}", &ids.domain_id),
+        ("{account_id}", &ids.account_id),
+        ("{api_key_id}", &ids.api_key_id),
+    ] {
+        out = out.replace(param, value);
+    }
+    assert!(
+        !out.contains('{'),
+        "route `{path}` has a path parameter the isolation test does not know: teach `fill` about it"
+    );
+    out
+}
+
+fn operations(spec: &Value) -> Vec<(String, String, String)> {
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            ops.push((method.to_uppercase(), path.clone(), id.to_owned()));
+        }
+    }
+    ops
+}
+
+on_both_backends!(other_tenants_objects_are_not_found, users_are_refused_admin_routes);
+
+async fn other_tenants_objects_are_not_found(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let a = app.enterprise("a.test", 10).await;
+    let b = app.enterprise("b.test", 10).await;
+    let theirs = fixture(&app, &b).await;
+    let user_a = {
+        app.user(&a, "alice").await;
+        app.login("alice@a.test", support::PASSWORD).await
+    };
+    let audit_before = app.audit_len(&b.tenant_id).await;
+    let spec = serde_json::to_value(api::openapi()).unwrap();
+    let mut checked = 0;
+    for (method, path, id) in operations(&spec) {
+        if !path.contains('{') {
+            continue;
+        }
+        let url = fill(&path, &theirs);
+        for token in [&a.admin_token, &user_a] {
+            let body = matches!(method.as_str(), "POST" | "PATCH" | "PUT").then(|| json!({}));
+            let reply = app.send(&method, &url, Some(token), body).await;
+            assert_eq!(reply.status.as_u16(), 404, "{id} ({method} {path}) leaked another tenant's object: {reply:?}");
+            reply.problem(404);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} routes with ids were found in the spec");
+    assert_eq!(app.audit_len(&b.tenant_id).await, audit_before, "nothing of B changed");
+
+    // Lists are scoped by the token, not by a path id.
+    let listed = app.get("/v1/tenants", &a.admin_token).await;
+    let ids: Vec<&str> = listed.ok(200)["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [a.tenant_id.as_str()]);
+}
+
+async fn users_are_refused_admin_routes(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let a = app.enterprise("a.test", 10).await;
+    let mine = fixture(&app, &a).await;
+    let user = app.login("user@a.test", support::PASSWORD).await;
+    let spec = serde_json::to_value(api::openapi()).unwrap();
+    let mut refused = 0;
+    for (method, path, id) in operations(&spec) {
+        if PUBLIC_OPERATIONS.contains(&id.as_str()) {
+            continue;
+        }
+        let url = fill(&path, &mine);
+        let body = matches!(method.as_str(), "POST" | "PATCH" | "PUT").then(|| json!({}));
+        let reply = app.send(&method, &url, Some(&user), body).await;
+        if USER_OPERATIONS.contains(&id.as_str()) {
+            assert!(reply.status.is_success(), "{id} ({method} {path}) must work for the account's owner: {reply:?}");
+        } else {
+            assert_eq!(reply.status.as_u16(), 403, "{id} ({method} {path}) let a user through: {reply:?}");
+            reply.problem(403);
+            refused += 1;
+        }
+        let anonymous = app.send(&method, &url, None, None).await;
+        anonymous.problem(401);
+    }
+    assert!(refused >= 15, "only {refused} admin routes were found in the spec");
+    // The user's own account is still there and unchanged in role.
+    let me = app.get(&format!("/v1/accounts/{}", mine.account_id), &user).await;
+    assert_eq!(me.ok(200)["role"], "user");
+}

@@ -1,0 +1,220 @@
+//! Spawns the real API on port 0 with a fresh database (SQLite or
+//! PostgreSQL) and a real DNS server on loopback, and speaks HTTP to it.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use api::{ApiConfig, AppState};
+use mail::dns_server::DnsServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tenants::{Actor, Backend, Role, Scope, Store, Subject};
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub dns: DnsServer,
+    pub state: AppState,
+    pub operator_token: String,
+    pub key: vault::instance::InstanceKey,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub const MAIL_HOST: &str = "mx.caliop.test";
+
+pub async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, ApiConfig { mail_hostname: MAIL_HOST.into(), ..ApiConfig::default() }).await
+}
+
+pub async fn spawn_with(backend: Backend, config: ApiConfig) -> TestApp {
+    let store = tenants::testing::fresh_store(backend).await;
+    let dns = DnsServer::start().await.expect("start the loopback DNS server");
+    let resolver = mail::dns::Dns::new(dns.addr(), Duration::from_secs(2)).expect("resolver");
+    let key = vault::instance::InstanceKey::generate();
+    let state = AppState::new(store.clone(), &key, resolver, config).await.expect("app state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(listener, state.clone(), async move {
+        let _ = rx.await;
+    }));
+    let operator = Actor {
+        subject: Subject::Operator,
+        tenant_id: state.operator_tenant,
+        role: Role::Operator,
+        scopes: vec![Scope::Read, Scope::Write],
+    };
+    let operator_token = state.tokens.issue(&operator, Duration::from_secs(600)).expect("operator token");
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        store,
+        dns,
+        state,
+        operator_token,
+        key,
+        shutdown: Some(tx),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response: status, content type and body (JSON when it parses, else a string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn text(&self) -> &str {
+        self.body.as_str().unwrap_or_default()
+    }
+
+    /// Asserts a problem+json answer with `status`, and returns its detail.
+    pub fn problem(&self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.body["status"], status, "{self:?}");
+        let detail = self.body["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(!detail.is_empty(), "a problem needs a detail: {self:?}");
+        detail
+    }
+
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {self:?}");
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_reply(request.send().await.expect("HTTP request")).await
+    }
+
+    pub async fn raw(&self, request: reqwest::RequestBuilder) -> Reply {
+        into_reply(request.send().await.expect("HTTP request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send("PATCH", path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send("DELETE", path, Some(token), None).await
+    }
+
+    pub async fn login(&self, address: &str, password: &str) -> String {
+        let reply = self
+            .send(
+                "POST",
+                "/v1/auth/token",
+                None,
+                Some(json!({"grant_type": "password", "username": address, "password": password})),
+            )
+            .await;
+        reply.ok(200)["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    pub async fn api_key_token(&self, secret: &str) -> String {
+        let reply = self
+            .send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "api_key", "api_key": secret})))
+            .await;
+        reply.ok(200)["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// An enterprise tenant (created by the operator) with one domain and an admin account.
+    pub async fn enterprise(&self, domain: &str, max_accounts: i64) -> Enterprise {
+        let tenant = self
+            .post(
+                "/v1/tenants",
+                &self.operator_token,
+                json!({"name": format!("{domain} Inc."), "kind": "enterprise",
+                       "limits": {"max_accounts": max_accounts, "max_domains": 3, "storage_quota_bytes": 1_000_000_000}}),
+            )
+            .await;
+        let tenant_id = tenant.ok(201)["id"].as_str().expect("tenant id").to_owned();
+        let admin_address = format!("admin@{domain}");
+        let onboarded = self
+            .post(
+                &format!("/v1/tenants/{tenant_id}/onboard"),
+                &self.operator_token,
+                json!({"domain": domain, "admin": {"address": admin_address, "password": PASSWORD}}),
+            )
+            .await;
+        let body = onboarded.ok(201);
+        Enterprise {
+            tenant_id,
+            domain_id: body["domain"]["id"].as_str().expect("domain id").to_owned(),
+            admin_id: body["admin"]["id"].as_str().expect("admin id").to_owned(),
+            admin_token: self.login(&admin_address, PASSWORD).await,
+            domain: domain.to_owned(),
+        }
+    }
+
+    /// Creates a user in the enterprise and returns its id.
+    pub async fn user(&self, e: &Enterprise, local: &str) -> String {
+        let reply = self
+            .post(
+                &format!("/v1/tenants/{}/accounts", e.tenant_id),
+                &e.admin_token,
+                json!({"address": format!("{local}@{}", e.domain), "password": PASSWORD}),
+            )
+            .await;
+        reply.ok(201)["id"].as_str().expect("account id").to_owned()
+    }
+
+    pub async fn audit_len(&self, tenant_id: &str) -> usize {
+        let reply = self.get(&format!("/v1/tenants/{tenant_id}/audit?limit=200"), &self.operator_token).await;
+        reply.ok(200)["items"].as_array().map(Vec::len).unwrap_or_default()
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Enterprise {
+    pub tenant_id: String,
+    pub domain_id: String,
+    pub admin_id: String,
+    pub admin_token: String,
+    pub domain: String,
+}
+
+async fn into_reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("response body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply { status, content_type, body, headers }
+}
