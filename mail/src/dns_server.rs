@@ -49,9 +49,14 @@ impl DnsServer {
         }
     }
 
-    /// Publishes TXT records at `at` (an empty list removes them).
+    /// Publishes TXT records at `at` (an empty list removes them). Values
+    /// longer than 255 bytes are split into several strings, as zone files do.
     pub fn set_txt(&self, at: &str, values: &[&str]) {
-        self.set(at, RecordType::TXT, values.iter().map(|v| RData::TXT(TXT::new(vec![(*v).to_owned()]))).collect());
+        let record = |v: &&str| {
+            let parts = v.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            RData::TXT(TXT::new(parts))
+        };
+        self.set(at, RecordType::TXT, values.iter().map(record).collect());
     }
 
     pub fn set_mx(&self, at: &str, values: &[(u16, &str)]) {

@@ -1,0 +1,192 @@
+//! Accounts and their keys, checked with GnuPG; sign-in limits; API keys.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use support::PASSWORD;
+use tenants::{Backend, on_both_backends};
+
+on_both_backends!(
+    gnupg_reads_our_keys_and_password_changes_relock_them,
+    failed_sign_ins_are_limited,
+    api_keys_carry_scopes_and_can_be_revoked,
+    suspended_accounts_and_tenants_cannot_act,
+);
+
+/// Runs gpg in its own home; returns (success, stdout + stderr).
+fn gpg(home: &Path, args: &[&str], input: &str) -> (bool, String) {
+    let mut child = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gpg is installed (the test command installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A throw-away GnuPG home whose agent caches no passphrase (so a wrong one
+/// is really tried) and is stopped when the home is dropped.
+struct GpgHome(tempfile::TempDir);
+
+impl GpgHome {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for GpgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").arg("--homedir").arg(self.0.path()).args(["--kill", "gpg-agent"]).status();
+    }
+}
+
+fn gpg_home() -> GpgHome {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("gpg-agent.conf"), "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n").unwrap();
+    GpgHome(home)
+}
+
+/// Whether `passphrase` unlocks the secret key for signing in this gpg home.
+fn can_sign(home: &Path, fingerprint: &str, passphrase: &str) -> bool {
+    let (ok, _) = gpg(home, &["--passphrase", passphrase, "--local-user", fingerprint, "--armor", "--sign"], "hello");
+    ok
+}
+
+async fn gnupg_reads_our_keys_and_password_changes_relock_them(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let id = app.user(&e, "alice").await;
+    let alice = app.login("alice@acme.test", PASSWORD).await;
+    let account = app.get(&format!("/v1/accounts/{id}"), &alice).await;
+    let fingerprint = account.ok(200)["fingerprint"].as_str().unwrap().to_owned();
+
+    let public = app.get(&format!("/v1/accounts/{id}/public-key"), &e.admin_token).await;
+    assert_eq!(public.status, 200);
+    assert_eq!(public.content_type, "application/pgp-keys");
+    let home = gpg_home();
+    let (ok, out) = gpg(home.path(), &["--import"], public.text());
+    assert!(ok, "gpg --import refused the public key: {out}");
+    let (ok, listing) = gpg(home.path(), &["--with-colons", "--list-keys", "alice@acme.test"], "");
+    assert!(ok && listing.contains(&fingerprint), "{listing}");
+    assert!(listing.contains("alice <alice@acme.test>"), "{listing}");
+    let (ok, out) = gpg(home.path(), &["--trust-model", "always", "--armor", "--encrypt", "--recipient", "alice@acme.test"], "secret");
+    assert!(ok && out.contains("BEGIN PGP MESSAGE"), "gpg cannot encrypt to the key: {out}");
+
+    // The secret key is for its owner only, and it is locked.
+    let by_admin = app.get(&format!("/v1/accounts/{id}/secret-key"), &e.admin_token).await;
+    assert!(by_admin.problem(403).contains("owner"));
+    let secret = app.get(&format!("/v1/accounts/{id}/secret-key"), &alice).await;
+    assert_eq!(secret.status, 200);
+    assert!(secret.text().starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+    let home = gpg_home();
+    let (ok, out) = gpg(home.path(), &["--passphrase", PASSWORD, "--import"], secret.text());
+    assert!(ok, "gpg refused the secret key: {out}");
+    assert!(can_sign(home.path(), &fingerprint, PASSWORD));
+    assert!(!can_sign(home.path(), &fingerprint, "not the password"));
+
+    // A password change by the owner re-locks the same key.
+    let new_password = "a much longer new passphrase";
+    let wrong = app
+        .patch(&format!("/v1/accounts/{id}"), &alice, json!({"password": new_password, "current_password": "nope nope nope"}))
+        .await;
+    assert!(wrong.problem(403).contains("current password"));
+    let changed = app
+        .patch(&format!("/v1/accounts/{id}"), &alice, json!({"password": new_password, "current_password": PASSWORD}))
+        .await;
+    assert_eq!(changed.ok(200)["fingerprint"], fingerprint.as_str(), "same key, new lock");
+    let alice = app.login("alice@acme.test", new_password).await;
+    let relocked = app.get(&format!("/v1/accounts/{id}/secret-key"), &alice).await;
+    let home = gpg_home();
+    let (ok, out) = gpg(home.path(), &["--passphrase", new_password, "--import"], relocked.text());
+    assert!(ok, "{out}");
+    assert!(can_sign(home.path(), &fingerprint, new_password));
+    assert!(!can_sign(home.path(), &fingerprint, PASSWORD));
+
+    // An administrator's reset cannot unlock the old key: a new one is made.
+    let reset = app.patch(&format!("/v1/accounts/{id}"), &e.admin_token, json!({"password": "reset by the admin 1"})).await;
+    assert_ne!(reset.ok(200)["fingerprint"], fingerprint.as_str());
+    let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
+    assert_eq!(audit.ok(200)["items"][0]["action"], "account.credentials");
+    assert!(!audit.body.to_string().contains(new_password), "no secret in the audit log");
+}
+
+async fn failed_sign_ins_are_limited(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    app.user(&e, "bob").await;
+    let attempt = |password: &'static str| {
+        app.send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "password", "username": "bob@acme.test", "password": password})))
+    };
+    for _ in 0..5 {
+        assert!(attempt("wrong password!").await.problem(401).contains("wrong address or password"));
+    }
+    let limited = attempt(PASSWORD).await;
+    assert!(limited.problem(429).contains("too many failed sign-in attempts"));
+    let retry: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 900);
+    let unknown = app
+        .send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "password", "username": "nobody@acme.test", "password": "whatever!!"})))
+        .await;
+    assert!(unknown.problem(401).contains("wrong address or password"), "unknown addresses look like wrong passwords");
+    let mixed = app
+        .send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "password", "username": "bob@acme.test", "api_key": "x"})))
+        .await;
+    assert!(mixed.problem(422).contains("needs `username` and `password`"));
+}
+
+async fn api_keys_carry_scopes_and_can_be_revoked(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let keys = format!("/v1/tenants/{}/api-keys", e.tenant_id);
+    let read_only = app.post(&keys, &e.admin_token, json!({"name": "dashboard", "scopes": ["read"]})).await;
+    let secret = read_only.ok(201)["secret"].as_str().unwrap().to_owned();
+    let key_id = read_only.body["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with(read_only.body["prefix"].as_str().unwrap()));
+
+    let listed = app.get(&keys, &e.admin_token).await;
+    assert!(!listed.ok(200).to_string().contains(&secret), "the secret is shown once");
+
+    let token = app.api_key_token(&secret).await;
+    app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &token).await.ok(200);
+    let write = app
+        .post(&format!("/v1/tenants/{}/accounts", e.tenant_id), &token, json!({"address": "x@acme.test", "password": PASSWORD}))
+        .await;
+    assert!(write.problem(403).contains("read-only"));
+
+    app.delete(&format!("/v1/api-keys/{key_id}"), &e.admin_token).await.ok(204);
+    let after = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &token).await;
+    assert!(after.problem(401).contains("revoked"), "tokens of a revoked key stop at once");
+    let exchange = app.send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "api_key", "api_key": secret}))).await;
+    exchange.problem(401);
+}
+
+async fn suspended_accounts_and_tenants_cannot_act(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let id = app.user(&e, "carol").await;
+    let carol = app.login("carol@acme.test", PASSWORD).await;
+    app.patch(&format!("/v1/accounts/{id}"), &e.admin_token, json!({"status": "suspended"})).await.ok(200);
+    app.get(&format!("/v1/accounts/{id}"), &carol).await.problem(401);
+    let login = app
+        .send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "password", "username": "carol@acme.test", "password": PASSWORD})))
+        .await;
+    assert!(login.problem(403).contains("suspended"));
+
+    // A tenant admin cannot lift its own suspension or raise its package.
+    let own = format!("/v1/tenants/{}", e.tenant_id);
+    let raise = app.patch(&own, &e.admin_token, json!({"limits": {"max_accounts": 1000, "max_domains": 10, "storage_quota_bytes": 1}})).await;
+    assert!(raise.problem(403).contains("parent reseller or the operator"));
+    app.patch(&own, &app.operator_token, json!({"status": "suspended"})).await.ok(200);
+    let refused = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token).await;
+    assert!(refused.problem(403).contains("suspended"));
+}

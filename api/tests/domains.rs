@@ -1,0 +1,97 @@
+//! Domain ownership and DNS records, checked against a real DNS server on
+//! loopback that the test fills as a tenant would fill its zone.
+
+mod support;
+
+use serde_json::{Value, json};
+use tenants::{Backend, on_both_backends};
+
+on_both_backends!(verification_reads_the_txt_record, dns_records_report_live_status, only_the_operator_can_force);
+
+fn record<'a>(records: &'a Value, purpose: &str) -> &'a Value {
+    records["records"].as_array().unwrap().iter().find(|r| r["purpose"] == purpose).unwrap()
+}
+
+async fn verification_reads_the_txt_record(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let verify = format!("/v1/domains/{}/verify", e.domain_id);
+    let domain = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    let proof = domain.ok(200)["verification_record"].clone();
+    assert_eq!(proof["name"], "_caliop-verification.acme.test");
+    let value = proof["value"].as_str().unwrap().to_owned();
+    assert!(value.starts_with("caliop-verification="));
+
+    let missing = app.post(&verify, &e.admin_token, json!({})).await;
+    let detail = missing.problem(422);
+    assert!(detail.contains("no TXT record at _caliop-verification.acme.test"), "{detail}");
+    assert_eq!(missing.body["found"], json!([]));
+
+    app.dns.set_txt("_caliop-verification.acme.test", &["caliop-verification=someone-else"]);
+    let wrong = app.send("POST", &verify, Some(&e.admin_token), None).await;
+    let detail = wrong.problem(422);
+    assert!(detail.contains("`caliop-verification=someone-else`"), "{detail}");
+    assert_eq!(wrong.body["found"], json!(["caliop-verification=someone-else"]));
+    let still = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    assert_eq!(still.ok(200)["verified"], false);
+
+    app.dns.set_txt("_caliop-verification.acme.test", &["v=other", &value]);
+    let verified = app.post(&verify, &e.admin_token, json!({})).await;
+    assert_eq!(verified.ok(200)["verified"], true);
+    assert_eq!(verified.body["verification_method"], "dns");
+    let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
+    assert_eq!(audit.ok(200)["items"][0]["action"], "domain.verify");
+}
+
+async fn dns_records_report_live_status(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let url = format!("/v1/domains/{}/dns-records", e.domain_id);
+    let before = app.get(&url, &e.admin_token).await;
+    let before = before.ok(200).clone();
+    assert_eq!(before["ready"], false);
+    for r in before["records"].as_array().unwrap() {
+        assert_eq!(r["status"], "missing", "{r}");
+    }
+    let dkim = record(&before, "dkim").clone();
+    assert_eq!(dkim["name"], "caliop1._domainkey.acme.test");
+    assert!(dkim["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MII"));
+
+    let publish = |purpose: &str| record(&before, purpose).clone();
+    let (proof, spf, dmarc) = (publish("verification"), publish("spf"), publish("dmarc"));
+    app.dns.set_txt(proof["name"].as_str().unwrap(), &[proof["value"].as_str().unwrap()]);
+    app.dns.set_mx("acme.test", &[(10, support::MAIL_HOST)]);
+    app.dns.set_txt("acme.test", &[spf["value"].as_str().unwrap()]);
+    app.dns.set_txt(dkim["name"].as_str().unwrap(), &[dkim["value"].as_str().unwrap()]);
+    app.dns.set_txt(dmarc["name"].as_str().unwrap(), &["v=DMARC1; p=reject"]);
+    app.dns.set_srv("_submission._tcp.acme.test", 0, 1, 587, support::MAIL_HOST);
+
+    let after = app.get(&url, &e.admin_token).await;
+    let after = after.ok(200).clone();
+    for purpose in ["verification", "mx", "spf", "dkim", "dmarc", "submission_autodiscovery"] {
+        assert_eq!(record(&after, purpose)["status"], "verified", "{purpose}: {after}");
+    }
+    assert_eq!(record(&after, "mta_sts")["status"], "missing");
+    assert_eq!(after["ready"], true, "every required record is published");
+
+    app.dns.set_txt("acme.test", &["v=spf1 include:_spf.elsewhere.test -all"]);
+    let wrong = app.get(&url, &e.admin_token).await;
+    let spf = record(wrong.ok(200), "spf").clone();
+    assert_eq!(spf["status"], "wrong");
+    assert_eq!(spf["found"], json!(["v=spf1 include:_spf.elsewhere.test -all"]));
+    assert_eq!(wrong.body["ready"], false);
+}
+
+async fn only_the_operator_can_force(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let verify = format!("/v1/domains/{}/verify", e.domain_id);
+    let refused = app.post(&verify, &e.admin_token, json!({"force": true})).await;
+    assert!(refused.problem(403).contains("only the operator"));
+    let forced = app.post(&verify, &app.operator_token, json!({"force": true})).await;
+    assert_eq!(forced.ok(200)["verification_method"], "forced");
+    let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
+    let entry = audit.ok(200)["items"][0].clone();
+    assert_eq!(entry["action"], "domain.verify.forced");
+    assert_eq!(entry["actor"], "operator");
+}
