@@ -128,12 +128,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.api.listen))?;
     let address = listener.local_addr()?;
-    println!("Caliop {} is running.", env!("CARGO_PKG_VERSION"));
-    println!("  api listening on http://{address} (reference: http://{address}/docs)");
-    println!("  database: {}", config.database_url_for_display());
-    println!("  data directory: {}", config.data_dir.display());
-    println!("Get an operator token with: caliop admin operator-token");
-    println!("  (from a checkout: cargo run --release -- admin operator-token)");
+    // The banner is for the person at the terminal; a closed stdout must not stop the server.
+    let banner = format!(
+        "Caliop {} is running.\n  api listening on http://{address} (reference: http://{address}/docs)\n  \
+         database: {}\n  data directory: {}\nGet an operator token with: caliop admin operator-token\n  \
+         (from a checkout: cargo run --release -- admin operator-token)\n",
+        env!("CARGO_PKG_VERSION"),
+        config.database_url_for_display(),
+        config.data_dir.display(),
+    );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     tracing::info!(%address, "API listening");
     api::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");

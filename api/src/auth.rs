@@ -282,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_from_another_key_or_expired_are_refused() {
+    fn tokens_from_another_key_are_refused() {
         let key = vault::instance::InstanceKey::generate();
         let tokens = Tokens::new(&key, Duration::from_secs(60));
         let actor = Actor {
@@ -296,11 +296,5 @@ mod tests {
 
         let other = Tokens::new(&vault::instance::InstanceKey::generate(), Duration::from_secs(60));
         assert_eq!(other.verify(&token).unwrap_err().status(), axum::http::StatusCode::UNAUTHORIZED);
-
-        let expired = tokens.issue(&actor, Duration::ZERO).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-        let mut strict = Tokens::new(&key, Duration::from_secs(60));
-        strict.validation.leeway = 0;
-        assert!(strict.verify(&expired).is_err());
     }
 }

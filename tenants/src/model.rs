@@ -256,9 +256,12 @@ impl From<Jurisdiction> for String {
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
+        // Every wire name is the kebab-case of its variant; `as_str` spells it out
+        // for SQL, and a unit test checks the two agree.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "kebab-case")]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
+            $($variant),+
         }
 
         impl $name {
@@ -451,6 +454,21 @@ mod tests {
         assert!(Level::Dispersed < Level::EndToEnd);
         assert_eq!("end-to-end".parse::<Level>().unwrap(), Level::EndToEnd);
         assert!("secret".parse::<Level>().unwrap_err().to_string().contains("expected one of"));
+    }
+
+    #[test]
+    fn wire_names_agree_with_serde() {
+        fn check<T: Serialize + Copy>(all: &[T], as_str: fn(T) -> &'static str) {
+            for v in all {
+                assert_eq!(serde_json::to_value(v).unwrap(), as_str(*v));
+            }
+        }
+        check(TenantKind::ALL, TenantKind::as_str);
+        check(TenantStatus::ALL, TenantStatus::as_str);
+        check(AccountStatus::ALL, AccountStatus::as_str);
+        check(AccountRole::ALL, AccountRole::as_str);
+        check(Level::ALL, Level::as_str);
+        check(Scope::ALL, Scope::as_str);
     }
 
     #[test]

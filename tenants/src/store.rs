@@ -256,7 +256,7 @@ pub struct NewDomain {
     pub dkim_private_key: SecretString,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Account {
     pub id: AccountId,
     pub tenant_id: TenantId,
@@ -272,6 +272,20 @@ pub struct Account {
     pub secret_key: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("address", &self.address)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field("level", &self.level)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(FromRow)]
@@ -314,7 +328,8 @@ impl TryFrom<AccountRow> for Account {
     }
 }
 
-#[derive(Clone, Debug)]
+/// Carries secrets (hash, locked key): deliberately not `Debug`.
+#[derive(Clone)]
 pub struct NewAccount {
     pub tenant_id: TenantId,
     pub domain_id: DomainId,
@@ -330,7 +345,7 @@ pub struct NewAccount {
 
 /// A change to an account. Key fields travel together: a new password always
 /// comes with the secret key re-locked (or regenerated) for it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AccountUpdate {
     pub display_name: Option<String>,
     pub role: Option<AccountRole>,
@@ -339,7 +354,8 @@ pub struct AccountUpdate {
     pub credentials: Option<Credentials>,
 }
 
-#[derive(Clone, Debug)]
+/// Carries secrets (hash, locked key): deliberately not `Debug`.
+#[derive(Clone)]
 pub struct Credentials {
     pub password_hash: String,
     pub fingerprint: String,
