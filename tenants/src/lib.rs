@@ -12,13 +12,14 @@ pub mod access;
 pub mod dns_records;
 pub mod model;
 pub mod password;
+pub mod privacy;
 pub mod store;
 
 pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{
-    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Domain, NewAccount, NewApiKey, NewDomain,
-    NewTenant, Page, Store, Tenant, TenantFilter, TenantUpdate,
+    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, MessageMeta, NewAccount, NewApiKey,
+    NewDomain, NewMessage, NewTenant, Page, Store, Tenant, TenantFilter, TenantUpdate,
 };
 
 /// What can go wrong in the domain core.

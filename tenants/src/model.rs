@@ -56,6 +56,10 @@ id_type!(
     /// Identifies an API key.
     ApiKeyId
 );
+id_type!(
+    /// Identifies a stored message (one per recipient account).
+    MessageId
+);
 
 /// A fully qualified DNS domain name in its ASCII (A-label) form, lower-cased,
 /// without a trailing dot.
@@ -351,6 +355,27 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Where a message sits in its account.
+    Folder, "folder" {
+        Inbox => "inbox",
+        Sent => "sent",
+        Archive => "archive",
+        Junk => "junk",
+        Trash => "trash",
+    }
+);
+
+string_enum!(
+    /// A message flag (IMAP system flags, without the backslash).
+    Flag, "flag" {
+        Seen => "seen",
+        Answered => "answered",
+        Flagged => "flagged",
+        Draft => "draft",
+    }
+);
+
 /// The hosting package of a tenant. For a reseller, limits cover its own
 /// objects and every descendant's together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -469,6 +494,8 @@ mod tests {
         check(AccountRole::ALL, AccountRole::as_str);
         check(Level::ALL, Level::as_str);
         check(Scope::ALL, Scope::as_str);
+        check(Folder::ALL, Folder::as_str);
+        check(Flag::ALL, Flag::as_str);
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     pub limits: Limits,
     pub policy: Policy,
+    /// Bytes of stored mail, shared by all the tenant's accounts.
+    pub storage_used_bytes: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -136,6 +138,7 @@ struct TenantRow {
     allowed_jurisdictions: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    storage_used_bytes: i64,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -162,6 +165,7 @@ impl TryFrom<TenantRow> for Tenant {
                     .collect::<Result<_>>()
                     .map_err(stored)?,
             },
+            storage_used_bytes: r.storage_used_bytes,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -499,7 +503,7 @@ const UNLIMITED: i64 = (1 << 53) - 1;
 // SQL shared by both backends
 
 const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
-     min_level, allowed_jurisdictions, created_at, updated_at";
+     min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes";
 const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
        SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
@@ -677,7 +681,7 @@ impl Store {
                SELECT id FROM tenants WHERE ($1 IS NULL AND parent_id IS NULL) OR id = $1 \
                UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
              SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
-               t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at \
+               t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes \
              FROM tenants t \
              WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
                AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
@@ -1138,3 +1142,6 @@ fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSq
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+mod messages;
+pub use messages::{Correspondent, MessageMeta, NewMessage};

@@ -9,6 +9,8 @@
 pub mod dkim;
 pub mod instance;
 pub mod openpgp;
+pub mod seal;
+pub mod at_rest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

@@ -1,0 +1,269 @@
+//! Stored messages, tenant data keys, correspondents and storage quota.
+//! A delivery to several accounts is one transaction: it commits for every
+//! recipient or for none, and the quota is checked by the same UPDATE that
+//! counts the bytes, so concurrent deliveries cannot overshoot it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Audit, INSERT_AUDIT, Page, Pool, Store};
+use crate::model::{AccountId, Flag, Folder, Level, MessageId, TenantId};
+use crate::privacy::PrivacyIndex;
+use crate::{Error, Result};
+
+/// A message for one recipient account, in the form it will be stored.
+pub struct NewMessage {
+    /// Chosen by the caller, because `standard` content is encrypted bound to it.
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub account_id: AccountId,
+    pub level: Level,
+    pub envelope_from: String,
+    pub envelope_to: String,
+    /// Known to the server only at `standard`.
+    pub subject: Option<String>,
+    pub sender: Option<String>,
+    pub privacy: PrivacyIndex,
+    /// SPF, DKIM, DMARC and TLS results, as JSON.
+    pub authentication: serde_json::Value,
+    /// Whether it arrived OpenPGP-encrypted (feeds the privacy index later).
+    pub arrived_encrypted: bool,
+    /// The stored bytes: AEAD ciphertext at `standard`, PGP/MIME above.
+    pub content: Vec<u8>,
+}
+
+/// What the server knows of a stored message, without its content.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MessageMeta {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub account_id: AccountId,
+    pub received_at: DateTime<Utc>,
+    /// Bytes stored, counted against the tenant's quota.
+    pub size: i64,
+    pub level: Level,
+    pub folder: Folder,
+    pub flags: Vec<Flag>,
+    pub envelope_from: String,
+    pub envelope_to: String,
+    /// Only for `standard` messages.
+    pub subject: Option<String>,
+    /// The `From` header, only for `standard` messages.
+    pub sender: Option<String>,
+    pub privacy: PrivacyIndex,
+    pub authentication: serde_json::Value,
+}
+
+#[derive(FromRow)]
+struct MessageRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    account_id: Uuid,
+    received_at: DateTime<Utc>,
+    size: i64,
+    level: String,
+    folder: String,
+    flags: String,
+    envelope_from: String,
+    envelope_to: String,
+    subject: Option<String>,
+    sender: Option<String>,
+    privacy: String,
+    authentication: String,
+}
+
+impl TryFrom<MessageRow> for MessageMeta {
+    type Error = Error;
+    fn try_from(r: MessageRow) -> Result<MessageMeta> {
+        let stored = |e: Error| Error::Internal(format!("stored message does not parse: {e}"));
+        Ok(MessageMeta {
+            id: MessageId(r.id),
+            tenant_id: TenantId(r.tenant_id),
+            account_id: AccountId(r.account_id),
+            received_at: r.received_at,
+            size: r.size,
+            level: r.level.parse().map_err(stored)?,
+            folder: r.folder.parse().map_err(stored)?,
+            flags: r.flags.split(' ').filter(|f| !f.is_empty()).map(str::parse).collect::<Result<_>>().map_err(stored)?,
+            envelope_from: r.envelope_from,
+            envelope_to: r.envelope_to,
+            subject: r.subject,
+            sender: r.sender,
+            privacy: serde_json::from_str(&r.privacy).map_err(|e| Error::Internal(e.to_string()))?,
+            authentication: serde_json::from_str(&r.authentication).unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// What an account's history says about one correspondent.
+#[derive(Clone, Copy, Debug, Default, FromRow)]
+pub struct Correspondent {
+    pub received: i64,
+    pub received_encrypted: i64,
+    pub sent: i64,
+}
+
+const META_COLUMNS: &str = "id, tenant_id, account_id, received_at, size, level, folder, flags, envelope_from, \
+     envelope_to, subject, sender, privacy, authentication";
+
+fn flags_text(flags: &[Flag]) -> String {
+    let mut flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+    flags.sort_unstable();
+    flags.dedup();
+    flags.join(" ")
+}
+
+impl Store {
+    /// The tenant's wrapped data key, if one was made.
+    pub async fn tenant_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {
+        let sql = "SELECT wrapped_key FROM tenant_keys WHERE tenant_id = $1";
+        let row: Option<(Vec<u8>,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        Ok(row.map(|(k,)| k))
+    }
+
+    /// Stores `wrapped` as the tenant's data key unless another process got
+    /// there first; returns the key that won.
+    pub async fn put_tenant_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>> {
+        let sql = "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id) DO NOTHING";
+        on_pool!(&self.pool, p => sqlx::query(sql).bind(tenant.0).bind(wrapped).bind(Utc::now()).execute(p).await.map(|_| ()))?;
+        self.tenant_key(tenant).await?.ok_or(Error::Internal("tenant key vanished".into()))
+    }
+
+    /// Bytes used and allowed for the tenant's messages.
+    pub async fn storage(&self, tenant: TenantId) -> Result<(i64, i64)> {
+        let sql = "SELECT storage_used_bytes, storage_quota_bytes FROM tenants WHERE id = $1";
+        let row: Option<(i64, i64)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        row.ok_or(Error::NotFound("tenant"))
+    }
+
+    pub async fn correspondent(&self, account: AccountId, address: &str) -> Result<Correspondent> {
+        let sql = "SELECT received, received_encrypted, sent FROM correspondents WHERE account_id = $1 AND address = $2";
+        let row: Option<Correspondent> = on_pool!(&self.pool, p =>
+            sqlx::query_as(sql).bind(account.0).bind(address.to_ascii_lowercase()).fetch_optional(p).await)?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Stores one message per recipient in a single transaction. Fails as a
+    /// whole with `LimitExceeded` when a tenant's quota would be exceeded.
+    pub async fn deliver(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>> {
+        let insert = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, folder, flags, \
+             envelope_from, envelope_to, subject, sender, privacy, authentication, content) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'inbox', '', $7, $8, $9, $10, $11, $12, $13)";
+        let count = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
+             WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes";
+        let remember = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
+             VALUES ($1, $2, 1, $3, 0) ON CONFLICT (account_id, address) DO UPDATE \
+             SET received = correspondents.received + 1, \
+                 received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
+        let now = Utc::now();
+        let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+        let result: Result<()> = on_pool!(&self.pool, p => async {
+            let mut tx = p.begin().await?;
+            for (id, m) in ids.iter().zip(&messages) {
+                let size = m.content.len() as i64;
+                let counted = sqlx::query(count).bind(m.tenant_id.0).bind(size).execute(&mut *tx).await?;
+                if counted.rows_affected() == 0 {
+                    return Err(Error::LimitExceeded("the tenant's storage quota is exhausted".into()));
+                }
+                sqlx::query(insert)
+                    .bind(id.0)
+                    .bind(m.tenant_id.0)
+                    .bind(m.account_id.0)
+                    .bind(now)
+                    .bind(size)
+                    .bind(m.level.as_str())
+                    .bind(&m.envelope_from)
+                    .bind(&m.envelope_to)
+                    .bind(&m.subject)
+                    .bind(&m.sender)
+                    .bind(serde_json::to_string(&m.privacy).unwrap_or_default())
+                    .bind(m.authentication.to_string())
+                    .bind(&m.content)
+                    .execute(&mut *tx)
+                    .await?;
+                if !m.envelope_from.is_empty() {
+                    sqlx::query(remember)
+                        .bind(m.account_id.0)
+                        .bind(m.envelope_from.to_ascii_lowercase())
+                        .bind(i64::from(m.arrived_encrypted))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }.await);
+        result?;
+        Ok(ids)
+    }
+
+    pub async fn list_messages(&self, account: AccountId, folder: Option<Folder>, page: Page) -> Result<Vec<MessageMeta>> {
+        let sql = super::join_sql(
+            "SELECT ",
+            META_COLUMNS,
+            " FROM messages WHERE account_id = $1 AND ($2 IS NULL OR folder = $2) AND id > $3 ORDER BY id LIMIT $4",
+        );
+        let rows: Vec<MessageRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(account.0).bind(folder.map(Folder::as_str)).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
+        rows.into_iter().map(MessageMeta::try_from).collect()
+    }
+
+    pub async fn message(&self, id: MessageId) -> Result<Option<MessageMeta>> {
+        let sql = super::join_sql("SELECT ", META_COLUMNS, " FROM messages WHERE id = $1");
+        let row: Option<MessageRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.map(MessageMeta::try_from).transpose()
+    }
+
+    /// The stored bytes of a message, exactly as written.
+    pub async fn message_content(&self, id: MessageId) -> Result<Option<Vec<u8>>> {
+        let sql = "SELECT content FROM messages WHERE id = $1";
+        let row: Option<(Vec<u8>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        Ok(row.map(|(c,)| c))
+    }
+
+    pub async fn update_message(&self, actor: &str, message: &MessageMeta, folder: Folder, flags: &[Flag]) -> Result<MessageMeta> {
+        let sql = "UPDATE messages SET folder = $2, flags = $3 WHERE id = $1";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(message.id.0).bind(folder.as_str()).bind(flags_text(flags)).execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(message.tenant_id.0),
+                action: "message.update",
+                object_type: "message",
+                object_id: message.id.to_string(),
+                detail: serde_json::json!({ "folder": folder, "flags": flags }),
+            });
+            tx.commit().await?;
+        });
+        self.message(message.id).await?.ok_or(Error::NotFound("message"))
+    }
+
+    /// Deletes a message and gives its bytes back to the tenant's quota.
+    pub async fn delete_message(&self, actor: &str, message: &MessageMeta) -> Result<()> {
+        let delete = "DELETE FROM messages WHERE id = $1";
+        let free = "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(delete).bind(message.id.0).execute(&mut *tx).await?;
+            if done.rows_affected() == 1 {
+                sqlx::query(free).bind(message.tenant_id.0).bind(message.size).execute(&mut *tx).await?;
+            }
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(message.tenant_id.0),
+                action: "message.delete",
+                object_type: "message",
+                object_id: message.id.to_string(),
+                detail: serde_json::json!({ "size": message.size }),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
