@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["database", "api", "mail", "dns", "log"];
+const SECTIONS: &[&str] = &["database", "api", "smtp", "mail", "dns", "log"];
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,6 +22,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub api: ApiSection,
+    pub smtp: SmtpSection,
     pub mail: MailSection,
     pub dns: DnsSection,
     pub log: LogSection,
@@ -45,6 +46,42 @@ pub struct ApiSection {
     pub login_failures_per_address: usize,
     pub login_failures_per_ip: usize,
     pub login_window_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSection {
+    /// The MX listener (port 25 in production, behind a redirect or capability).
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key for STARTTLS; a self-signed pair is
+    /// generated in the data directory when they are not set.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub command_timeout_seconds: u64,
+    pub session_timeout_seconds: u64,
+    pub max_connections_per_ip: usize,
+    pub greeting_delay_ms: u64,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        let smtp = mail::smtp::SmtpConfig::default();
+        SmtpSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            tls_certificate: None,
+            tls_key: None,
+            max_message_bytes: smtp.max_message_size,
+            max_recipients: smtp.max_recipients,
+            max_line_length: smtp.max_line_length,
+            command_timeout_seconds: smtp.command_timeout.as_secs(),
+            session_timeout_seconds: smtp.session_timeout.as_secs(),
+            max_connections_per_ip: smtp.max_connections_per_ip,
+            greeting_delay_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -78,6 +115,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database: DatabaseConfig { url: None, max_connections: 16 },
             api: ApiSection::default(),
+            smtp: SmtpSection::default(),
             mail: MailSection { hostname: "mail.localhost".into() },
             dns: DnsSection { resolver: SocketAddr::from(([127, 0, 0, 1], 53)), timeout_ms: 3000 },
             log: LogSection { format: "text".into(), filter: "info,sqlx=warn".into() },
@@ -167,6 +205,20 @@ impl Config {
                 }
             }
             _ => url.to_owned(),
+        }
+    }
+
+    pub fn smtp_config(&self) -> mail::smtp::SmtpConfig {
+        mail::smtp::SmtpConfig {
+            hostname: self.mail.hostname.clone(),
+            max_message_size: self.smtp.max_message_bytes,
+            max_recipients: self.smtp.max_recipients,
+            max_line_length: self.smtp.max_line_length,
+            command_timeout: Duration::from_secs(self.smtp.command_timeout_seconds),
+            session_timeout: Duration::from_secs(self.smtp.session_timeout_seconds),
+            max_connections_per_ip: self.smtp.max_connections_per_ip,
+            greeting_delay: Duration::from_millis(self.smtp.greeting_delay_ms),
+            max_errors: 10,
         }
     }
 

@@ -27,10 +27,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in one process (API now; SMTP and workers as they land).
+    /// Run everything in one process: the API and the SMTP MX.
     Serve,
     /// Run the REST API only.
     Api,
+    /// Run the inbound SMTP server (the MX) only.
+    Smtp,
     /// Apply database migrations and exit.
     Migrate,
     /// Administration from the command line.
@@ -63,7 +65,9 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve | Command::Api => serve(config).await,
+            Command::Serve => serve(config, Roles { api: true, smtp: true }).await,
+            Command::Api => serve(config, Roles { api: true, smtp: false }).await,
+            Command::Smtp => serve(config, Roles { api: false, smtp: true }).await,
             Command::Migrate => {
                 let store = open_store(&config).await?;
                 store.close().await;
@@ -119,31 +123,84 @@ async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Which services a process runs.
+struct Roles {
+    api: bool,
+    smtp: bool,
+}
+
+fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    match (&config.smtp.tls_certificate, &config.smtp.tls_key) {
+        (Some(cert), Some(key)) => Ok(mail::tls::server_config(cert, key)?),
+        (None, None) => Ok(mail::tls::self_signed(&config.data_dir, &config.mail.hostname)?),
+        _ => anyhow::bail!("smtp.tls_certificate and smtp.tls_key go together"),
+    }
+}
+
+async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let key = instance_key(&config)?;
     let dns = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms))?;
-    let state = api::AppState::new(store.clone(), &key, dns, config.api_config()).await?;
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.api.listen))?;
-    let address = listener.local_addr()?;
-    // The banner is for the person at the terminal; a closed stdout must not stop the server.
-    let banner = format!(
-        "Caliop {} is running.\n  api listening on http://{address} (reference: http://{address}/docs)\n  \
-         database: {}\n  data directory: {}\nGet an operator token with: caliop admin operator-token\n  \
+    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+    let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
+        store.clone(),
+        master,
+        Some(dns.authenticator()),
+        config.mail.hostname.clone(),
+    ));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    };
+    let mut banner = format!("Caliop {} is running.\n", env!("CARGO_PKG_VERSION"));
+    let mut services = tokio::task::JoinSet::new();
+    if roles.smtp {
+        let listener = tokio::net::TcpListener::bind(config.smtp.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.smtp.listen))?;
+        let address = listener.local_addr()?;
+        banner.push_str(&format!("  smtp listening on {address} (STARTTLS)\n"));
+        let server = mail::smtp::SmtpServer::new(config.smtp_config(), inbound.clone(), Some(tls_config(&config)?));
+        tracing::info!(%address, "SMTP listening");
+        services.spawn(server.serve(listener, stopped()));
+    }
+    if roles.api {
+        let key = instance_key(&config)?;
+        let state = api::AppState::new(store.clone(), &key, inbound.clone(), dns, config.api_config()).await?;
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.api.listen))?;
+        let address = listener.local_addr()?;
+        banner.push_str(&format!("  api listening on http://{address} (reference: http://{address}/docs)\n"));
+        tracing::info!(%address, "API listening");
+        services.spawn(api::serve(listener, state, stopped()));
+    }
+    banner.push_str(&format!(
+        "  database: {}\n  data directory: {}\nGet an operator token with: caliop admin operator-token\n  \
          (from a checkout: cargo run --release -- admin operator-token)\n",
-        env!("CARGO_PKG_VERSION"),
         config.database_url_for_display(),
         config.data_dir.display(),
-    );
+    ));
+    // The banner is for the person at the terminal; a closed stdout must not stop the server.
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
-    tracing::info!(%address, "API listening");
-    api::serve(listener, state, shutdown_signal()).await?;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        Some(ended) = services.join_next() => {
+            tracing::error!("a service stopped unexpectedly: {ended:?}");
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(ended) = services.join_next().await {
+        if let Ok(Err(e)) = ended {
+            tracing::warn!(error = %e, "service ended with an error");
+        }
+    }
     tracing::info!("stopped");
     store.close().await;
     Ok(())

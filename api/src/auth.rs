@@ -19,7 +19,7 @@ use axum::http::{Method, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use tenants::{
-    AccountId, AccountStatus, Actor, ApiKeyId, DomainId, Role, Scope, Subject, TenantId, TenantStatus,
+    AccountId, AccountStatus, Actor, ApiKeyId, DomainId, MessageId, Role, Scope, Subject, TenantId, TenantStatus,
 };
 use uuid::Uuid;
 
@@ -166,6 +166,13 @@ async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> 
                 ("account", account.map(|a| a.tenant_id))
             }
             "api_key_id" => ("API key", state.store.api_key(ApiKeyId(parse("API key")?)).await?.map(|k| k.tenant_id)),
+            "message_id" => {
+                let message = state.store.message(MessageId(parse("message")?)).await?;
+                if actor.role == Role::User && !message.as_ref().is_some_and(|m| actor.is_account(m.account_id)) {
+                    return Err(Problem::not_found("message"));
+                }
+                ("message", message.map(|m| m.tenant_id))
+            }
             other => return Err(Problem::internal(format!("path parameter `{other}` has no access rule"))),
         };
         let owner = owner.ok_or_else(|| Problem::not_found(what))?;

@@ -56,6 +56,8 @@ impl Default for ApiConfig {
 
 pub struct Inner {
     pub store: Store,
+    /// Opens `standard` messages (tenant data keys) for the message API.
+    pub inbound: Arc<mail::inbound::Inbound>,
     pub tokens: Tokens,
     pub dns: mail::dns::Dns,
     pub config: ApiConfig,
@@ -80,6 +82,7 @@ impl AppState {
     pub async fn new(
         store: Store,
         instance_key: &vault::instance::InstanceKey,
+        inbound: Arc<mail::inbound::Inbound>,
         dns: mail::dns::Dns,
         config: ApiConfig,
     ) -> Result<AppState, tenants::Error> {
@@ -93,6 +96,7 @@ impl AppState {
             ),
             metrics: metrics::Metrics::default(),
             operator_tenant: operator.id,
+            inbound,
             store,
             dns,
             config,
@@ -127,6 +131,7 @@ impl Modify for BearerAuth {
         (name = "tenants", description = "Operators, resellers and their tenants"),
         (name = "domains", description = "Hosted domains and their DNS records"),
         (name = "accounts", description = "Mail accounts and their OpenPGP keys"),
+        (name = "messages", description = "Received mail, stored at its confidentiality level"),
         (name = "api-keys", description = "Keys for scripts and resellers"),
         (name = "audit", description = "Who changed what"),
         (name = "system", description = "Health and metrics"),

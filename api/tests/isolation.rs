@@ -10,7 +10,17 @@ use support::{Enterprise, TestApp};
 use tenants::{Backend, on_both_backends};
 
 /// Operations a plain user may call on its own account.
-const USER_OPERATIONS: &[&str] = &["getAccount", "updateAccount", "getPublicKey", "getSecretKey"];
+const USER_OPERATIONS: &[&str] = &[
+    "getAccount",
+    "updateAccount",
+    "getPublicKey",
+    "getSecretKey",
+    "listMessages",
+    "getMessage",
+    "getRawMessage",
+    "updateMessage",
+    "deleteMessage",
+];
 /// Operations that need no token at all.
 const PUBLIC_OPERATIONS: &[&str] = &["issueToken", "healthz", "readyz", "metrics"];
 
@@ -19,16 +29,24 @@ struct Fixture {
     domain_id: String,
     account_id: String,
     api_key_id: String,
+    message_id: String,
 }
 
+/// One object of every kind in the enterprise, a message included.
 async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
     let account_id = app.user(e, "user").await;
     let key = app.post(&format!("/v1/tenants/{}/api-keys", e.tenant_id), &e.admin_token, json!({"name": "ci"})).await;
+    let to = format!("user@{}", e.domain);
+    let raw = support::message("someone@elsewhere.test", &to, "hello", "hi");
+    support::send_with_lettre(app.smtp, "someone@elsewhere.test", &[&to], &raw, false).await.expect("delivered");
+    let user = app.login(&to, support::PASSWORD).await;
+    let listed = app.get(&format!("/v1/accounts/{account_id}/messages"), &user).await;
     Fixture {
         tenant_id: e.tenant_id.clone(),
         domain_id: e.domain_id.clone(),
         account_id,
         api_key_id: key.ok(201)["id"].as_str().unwrap().to_owned(),
+        message_id: listed.ok(200)["items"][0]["id"].as_str().expect("a message").to_owned(),
     }
 }
 
@@ -39,6 +57,7 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{domain_id}", &ids.domain_id),
         ("{account_id}", &ids.account_id),
         ("{api_key_id}", &ids.api_key_id),
+        ("{message_id}", &ids.message_id),
     ] {
         out = out.replace(param, value);
     }
@@ -57,6 +76,8 @@ fn operations(spec: &Value) -> Vec<(String, String, String)> {
             ops.push((method.to_uppercase(), path.clone(), id.to_owned()));
         }
     }
+    // Deletions last, so that they do not remove what later checks look at.
+    ops.sort_by_key(|(method, _, _)| method == "DELETE");
     ops
 }
 

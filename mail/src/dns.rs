@@ -79,6 +79,11 @@ impl Dns {
         Ok(Dns { resolver, upstream })
     }
 
+    /// SPF, DKIM and DMARC checks through the same resolver.
+    pub fn authenticator(&self) -> mail_auth::MessageAuthenticator {
+        mail_auth::MessageAuthenticator(self.resolver.clone())
+    }
+
     pub fn upstream(&self) -> SocketAddr {
         self.upstream
     }

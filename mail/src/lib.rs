@@ -1,8 +1,12 @@
-//! Mail on the wire. Today: the DNS client every mail check goes through
-//! (domain ownership and published records); the SMTP server, MIME parsing
-//! and SPF/DKIM/DMARC arrive with the inbound-mail issue.
+//! Mail on the wire: the inbound SMTP server (the MX), what it does with a
+//! message before answering `250`, MIME parsing, SPF/DKIM/DMARC, TLS, and
+//! the DNS client every mail check goes through.
 
 pub mod dns;
+pub mod inbound;
+pub mod reply;
+pub mod smtp;
+pub mod tls;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod dns_server;

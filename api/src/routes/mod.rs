@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod domains;
+mod messages;
 mod system;
 mod tenants;
 
@@ -34,6 +35,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::get_account, accounts::update_account, accounts::delete_account))
         .routes(routes!(accounts::public_key))
         .routes(routes!(accounts::secret_key))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::get_message, messages::update_message, messages::delete_message))
+        .routes(routes!(messages::raw_message))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(audit::tenant_audit))

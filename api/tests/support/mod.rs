@@ -13,6 +13,9 @@ use tenants::{Actor, Backend, Role, Scope, Store, Subject};
 
 pub struct TestApp {
     pub base: String,
+    /// The MX, with STARTTLS on a self-signed certificate.
+    pub smtp: std::net::SocketAddr,
+    pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub store: Store,
     pub dns: DnsServer,
@@ -28,12 +31,39 @@ pub async fn spawn(backend: Backend) -> TestApp {
     spawn_with(backend, ApiConfig { mail_hostname: MAIL_HOST.into(), ..ApiConfig::default() }).await
 }
 
+pub fn smtp_config() -> mail::smtp::SmtpConfig {
+    mail::smtp::SmtpConfig {
+        hostname: MAIL_HOST.into(),
+        max_message_size: 2 * 1024 * 1024,
+        max_recipients: 5,
+        command_timeout: Duration::from_secs(20),
+        ..mail::smtp::SmtpConfig::default()
+    }
+}
+
 pub async fn spawn_with(backend: Backend, config: ApiConfig) -> TestApp {
+    spawn_full(backend, config, smtp_config()).await
+}
+
+pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::SmtpConfig) -> TestApp {
     let store = tenants::testing::fresh_store(backend).await;
     let dns = DnsServer::start().await.expect("start the loopback DNS server");
     let resolver = mail::dns::Dns::new(dns.addr(), Duration::from_secs(2)).expect("resolver");
     let key = vault::instance::InstanceKey::generate();
-    let state = AppState::new(store.clone(), &key, resolver, config).await.expect("app state");
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let master = vault::at_rest::MasterKey::load_or_create(data_dir.path()).expect("master key");
+    let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
+        store.clone(),
+        master,
+        Some(resolver.authenticator()),
+        MAIL_HOST.into(),
+    ));
+    let tls = mail::tls::self_signed(data_dir.path(), MAIL_HOST).expect("self-signed certificate");
+    let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let smtp_addr = smtp_listener.local_addr().expect("local addr");
+    let server = mail::smtp::SmtpServer::new(smtp, inbound.clone(), Some(tls));
+    tokio::spawn(server.serve(smtp_listener, std::future::pending()));
+    let state = AppState::new(store.clone(), &key, inbound, resolver, config).await.expect("app state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -49,6 +79,8 @@ pub async fn spawn_with(backend: Backend, config: ApiConfig) -> TestApp {
     let operator_token = state.tokens.issue(&operator, Duration::from_secs(600)).expect("operator token");
     TestApp {
         base,
+        smtp: smtp_addr,
+        data_dir,
         http: reqwest::Client::new(),
         store,
         dns,
@@ -217,4 +249,96 @@ async fn into_reply(response: reqwest::Response) -> Reply {
     let text = response.text().await.expect("response body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Reply { status, content_type, body, headers }
+}
+
+/// Sends `raw` with lettre, over STARTTLS (the test certificate is self-signed) or in clear.
+pub async fn send_with_lettre(
+    smtp: std::net::SocketAddr,
+    from: &str,
+    to: &[&str],
+    raw: &[u8],
+    starttls: bool,
+) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+    use lettre::AsyncTransport;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let tls = if starttls {
+        let parameters = TlsParameters::builder(MAIL_HOST.to_owned())
+            .dangerous_accept_invalid_certs(true)
+            .build_rustls()
+            .expect("TLS parameters");
+        Tls::Required(parameters)
+    } else {
+        Tls::None
+    };
+    let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(smtp.ip().to_string())
+        .port(smtp.port())
+        .tls(tls)
+        .build();
+    let envelope = lettre::address::Envelope::new(
+        Some(from.parse().expect("sender")),
+        to.iter().map(|t| t.parse().expect("recipient")).collect(),
+    )
+    .expect("envelope");
+    transport.send_raw(&envelope, raw).await
+}
+
+/// A hand-driven SMTP client, to see every reply code exactly.
+pub struct SmtpProbe {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+    pub greeting: (u16, String),
+}
+
+impl SmtpProbe {
+    pub async fn connect(smtp: std::net::SocketAddr) -> SmtpProbe {
+        let stream = tokio::net::TcpStream::connect(smtp).await.expect("connect to SMTP");
+        let mut probe = SmtpProbe { reader: tokio::io::BufReader::new(stream), greeting: (0, String::new()) };
+        probe.greeting = probe.read_reply().await;
+        probe
+    }
+
+    pub async fn read_reply(&mut self) -> (u16, String) {
+        use tokio::io::AsyncBufReadExt;
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).await.expect("read reply");
+            if n == 0 {
+                return (0, text);
+            }
+            text.push_str(line.get(4..).unwrap_or_default().trim_end());
+            text.push('\n');
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (line[..3].parse().expect("reply code"), text);
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.reader.get_mut().write_all(bytes).await.expect("write");
+    }
+
+    /// Sends one command line and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.read_reply().await
+    }
+
+    /// Asserts the reply to `line` has this code and enhanced status.
+    pub async fn expect(&mut self, line: &str, code: u16, status: &str) -> String {
+        let (got, text) = self.cmd(line).await;
+        assert_eq!(got, code, "`{line}` answered {got} {text}");
+        assert!(text.starts_with(status), "`{line}` answered {got} {text}, expected status {status}");
+        text
+    }
+}
+
+/// A minimal RFC 5322 message.
+pub fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\n\
+         Message-ID: <{}@sender.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+        uuid::Uuid::now_v7()
+    )
+    .into_bytes()
 }

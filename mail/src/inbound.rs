@@ -1,0 +1,398 @@
+//! What happens to a message between the end of DATA and the `250`:
+//! recipients are checked against the hosted domains and accounts, the
+//! sender is authenticated (SPF, DKIM, DMARC), the privacy index is
+//! computed, and each recipient's copy is stored at its level: AEAD under
+//! the tenant's data key at `standard`, sealed to the recipient's OpenPGP key
+//! above. Only then does the transaction commit, for every recipient at once.
+//!
+//! Nothing here logs a header or a body: only ids, sizes and levels.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, DkimResult, MessageAuthenticator, SpfResult};
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::spf::verify::SpfParameters;
+use mail_parser::{MessageParser, MimeHeaders};
+use tenants::privacy::{Facts, PrivacyIndex};
+use tenants::{Account, AccountStatus, EmailAddress, Level, MessageId, NewMessage, Store, TenantId, TenantStatus};
+use vault::at_rest::{DataKey, MasterKey};
+
+use crate::reply::Reply;
+
+/// A recipient that passed RCPT TO.
+#[derive(Clone)]
+pub struct Recipient {
+    pub account: Account,
+    /// The effective level: the higher of the tenant's floor and the account's.
+    pub level: Level,
+}
+
+/// What the SMTP session knows about the client.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub client_ip: IpAddr,
+    pub helo: String,
+    /// 12 for TLS 1.2, 13 for TLS 1.3, 0 in clear.
+    pub tls_version: u8,
+    pub tls_cipher: Option<String>,
+}
+
+/// One SMTP transaction, ready to be stored.
+pub struct Envelope {
+    /// Empty for the null sender (bounces).
+    pub from: String,
+    pub recipients: Vec<Recipient>,
+}
+
+/// The delivery side of the MX, shared by every session.
+pub struct Inbound {
+    store: Store,
+    master: MasterKey,
+    authenticator: Option<MessageAuthenticator>,
+    hostname: String,
+    data_keys: Mutex<HashMap<TenantId, Arc<DataKey>>>,
+}
+
+impl Inbound {
+    /// `authenticator` is `None` only where no DNS is wanted (benchmarks);
+    /// then SPF, DKIM and DMARC are recorded as `none`.
+    pub fn new(store: Store, master: MasterKey, authenticator: Option<MessageAuthenticator>, hostname: String) -> Inbound {
+        Inbound { store, master, authenticator, hostname, data_keys: Mutex::default() }
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// RCPT TO: is this an address we host, for a live account with room?
+    pub async fn check_recipient(&self, address: &str) -> Result<Recipient, Reply> {
+        let address = EmailAddress::parse(address)
+            .map_err(|_| Reply::new(501, "5.1.3", "bad recipient address syntax"))?;
+        let internal = |e: tenants::Error| {
+            tracing::error!(error = %e, "recipient lookup failed");
+            Reply::new(451, "4.3.0", "local error in processing, try again later")
+        };
+        if self.store.domain_by_name(&address.domain()).await.map_err(internal)?.is_none() {
+            return Err(Reply::new(550, "5.1.2", "relay not permitted: this domain is not hosted here"));
+        }
+        let account = match self.store.account_by_address(&address).await.map_err(internal)? {
+            Some(a) if a.status != AccountStatus::Deleted => a,
+            _ => return Err(Reply::new(550, "5.1.1", "no such mailbox here")),
+        };
+        if account.status == AccountStatus::Suspended {
+            return Err(Reply::new(550, "5.2.1", "mailbox disabled"));
+        }
+        let tenant = self.store.tenant(account.tenant_id).await.map_err(internal)?.ok_or_else(|| {
+            Reply::new(550, "5.1.1", "no such mailbox here")
+        })?;
+        if tenant.status != TenantStatus::Active {
+            return Err(Reply::new(550, "5.2.1", "mailbox disabled: the organisation is suspended"));
+        }
+        if tenant.storage_used_bytes >= tenant.limits.storage_quota_bytes {
+            return Err(Reply::new(452, "4.2.2", "mailbox full, try again later"));
+        }
+        let level = account.level.max(tenant.policy.min_level);
+        Ok(Recipient { account, level })
+    }
+
+    /// The bytes a tenant still has room for, across the envelope's tenants.
+    pub async fn room_for(&self, recipients: &[Recipient]) -> Result<i64, Reply> {
+        let mut room = i64::MAX;
+        for r in recipients {
+            let (used, quota) = self.store.storage(r.account.tenant_id).await.map_err(|e| {
+                tracing::error!(error = %e, "quota lookup failed");
+                Reply::new(451, "4.3.0", "local error in processing, try again later")
+            })?;
+            room = room.min(quota - used);
+        }
+        Ok(room)
+    }
+
+    async fn data_key(&self, tenant: TenantId) -> Result<Arc<DataKey>, Reply> {
+        if let Some(key) = self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).get(&tenant) {
+            return Ok(key.clone());
+        }
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "tenant data key unavailable");
+            Reply::new(451, "4.3.0", "local error in processing, try again later")
+        };
+        let owner = tenant.0.as_bytes().to_vec();
+        let wrapped = match self.store.tenant_key(tenant).await.map_err(|e| failed(&e))? {
+            Some(wrapped) => wrapped,
+            None => {
+                let (_, wrapped) = self.master.new_data_key(&owner).map_err(|e| failed(&e))?;
+                self.store.put_tenant_key(tenant, &wrapped).await.map_err(|e| failed(&e))?
+            }
+        };
+        let key = Arc::new(self.master.unwrap_data_key(&owner, &wrapped).map_err(|e| failed(&e))?);
+        self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant, key.clone());
+        Ok(key)
+    }
+
+    /// Opens a `standard` message for the API.
+    pub async fn open_standard(&self, tenant: TenantId, id: MessageId, stored: &[u8]) -> Result<Vec<u8>, Reply> {
+        let key = self.data_key(tenant).await?;
+        key.open(&context(id), stored).map_err(|e| {
+            tracing::error!(error = %e, message = %id, "stored message does not open");
+            Reply::new(451, "4.3.0", "stored message unreadable")
+        })
+    }
+
+    /// End of DATA: authenticate, judge, seal and store. `Ok` means committed.
+    pub async fn accept(&self, session: &Session, envelope: &Envelope, data: &[u8]) -> Result<Vec<MessageId>, Reply> {
+        let parsed = MessageParser::default()
+            .parse(data)
+            .ok_or_else(|| Reply::new(554, "5.6.0", "the message could not be parsed as RFC 5322"))?;
+        let (encrypted, signed) = openpgp_protection(&parsed);
+        let auth = self.authenticate(session, &envelope.from, data).await;
+        if auth.dmarc_reject {
+            return Err(Reply::new(550, "5.7.1", "rejected by the sender domain's DMARC policy (p=reject)"));
+        }
+        if !encrypted && envelope.recipients.iter().any(|r| r.level == Level::EndToEnd) {
+            return Err(Reply::new(
+                550,
+                "5.7.1",
+                "a recipient accepts only OpenPGP-encrypted mail (end-to-end level); encrypt to their key and resend",
+            ));
+        }
+        let room = self.room_for(&envelope.recipients).await?;
+        if (data.len() as i64) > room {
+            return Err(Reply::new(552, "5.2.2", "mailbox full: the organisation's storage quota is exhausted"));
+        }
+
+        let received_at = chrono::Utc::now();
+        let date = received_at.to_rfc2822();
+        let mut messages = Vec::with_capacity(envelope.recipients.len());
+        for recipient in &envelope.recipients {
+            let id = MessageId::new();
+            let account = &recipient.account;
+            let history = self.correspondent(account, &envelope.from).await?;
+            let sender_key_known = match EmailAddress::parse(&envelope.from) {
+                Ok(from) => self.store.account_by_address(&from).await.ok().flatten().is_some(),
+                Err(_) => false,
+            };
+            let privacy = PrivacyIndex::compute(&Facts {
+                tls_version: session.tls_version,
+                dkim_pass: auth.dkim_pass,
+                spf_pass: auth.spf_pass,
+                dmarc_pass: auth.dmarc_pass,
+                encrypted,
+                signed,
+                written_to_sender: history.sent > 0,
+                received_before: history.received,
+                received_encrypted_before: history.received_encrypted,
+                sender_key_known,
+            });
+            let trace = vec![
+                format!(
+                    "Received: from {} ([{}]) by {} with {} id {}; {}",
+                    sanitize(&session.helo),
+                    session.client_ip,
+                    self.hostname,
+                    if session.tls_version > 0 { "ESMTPS" } else { "ESMTP" },
+                    id,
+                    date
+                ),
+                auth.header.clone(),
+            ];
+            let (content, subject, sender) = match recipient.level {
+                Level::Standard => {
+                    let mut plain = Vec::with_capacity(data.len() + 512);
+                    for line in &trace {
+                        plain.extend_from_slice(line.as_bytes());
+                        plain.extend_from_slice(b"\r\n");
+                    }
+                    plain.extend_from_slice(data);
+                    let key = self.data_key(account.tenant_id).await?;
+                    let sealed = key.seal(&context(id), &plain).map_err(|e| {
+                        tracing::error!(error = %e, "encryption at rest failed");
+                        Reply::new(451, "4.3.0", "local error in processing, try again later")
+                    })?;
+                    let sender = parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_owned);
+                    (sealed, parsed.subject().map(str::to_owned), sender)
+                }
+                Level::EndToEnd => {
+                    // Already OpenPGP-encrypted by the sender: kept as it came, with our trace.
+                    let mut stored = Vec::with_capacity(data.len() + 512);
+                    for line in &trace {
+                        stored.extend_from_slice(line.as_bytes());
+                        stored.extend_from_slice(b"\r\n");
+                    }
+                    stored.extend_from_slice(data);
+                    (stored, None, None)
+                }
+                Level::Sealed | Level::Dispersed => {
+                    let message_id = format!("<{id}@{}>", self.hostname);
+                    let outer = vault::seal::Outer {
+                        trace: &trace,
+                        from: Some(envelope.from.as_str()).filter(|f| !f.is_empty()),
+                        to: account.address.as_str(),
+                        date: &date,
+                        message_id: &message_id,
+                        hostname: &self.hostname,
+                    };
+                    let sealed = vault::seal::seal(&account.public_key, data, &outer).map_err(|e| {
+                        tracing::error!(error = %e, account = %account.id, "sealing failed");
+                        Reply::new(451, "4.3.0", "local error in processing, try again later")
+                    })?;
+                    (sealed, None, None)
+                }
+            };
+            messages.push(NewMessage {
+                id,
+                tenant_id: account.tenant_id,
+                account_id: account.id,
+                level: recipient.level,
+                envelope_from: envelope.from.to_ascii_lowercase(),
+                envelope_to: account.address.to_string(),
+                subject,
+                sender,
+                privacy,
+                authentication: auth.json.clone(),
+                arrived_encrypted: encrypted,
+                content,
+            });
+        }
+        let sizes: usize = messages.iter().map(|m| m.content.len()).sum();
+        match self.store.deliver(messages).await {
+            Ok(ids) => {
+                tracing::info!(recipients = ids.len(), bytes = sizes, "message stored");
+                Ok(ids)
+            }
+            Err(tenants::Error::LimitExceeded(_)) => {
+                Err(Reply::new(552, "5.2.2", "mailbox full: the organisation's storage quota is exhausted"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing a message failed");
+                Err(Reply::new(451, "4.3.0", "local error in processing, try again later"))
+            }
+        }
+    }
+
+    async fn correspondent(&self, account: &Account, from: &str) -> Result<tenants::Correspondent, Reply> {
+        if from.is_empty() {
+            return Ok(tenants::Correspondent::default());
+        }
+        self.store.correspondent(account.id, from).await.map_err(|e| {
+            tracing::error!(error = %e, "correspondent lookup failed");
+            Reply::new(451, "4.3.0", "local error in processing, try again later")
+        })
+    }
+
+    async fn authenticate(&self, session: &Session, from: &str, data: &[u8]) -> AuthOutcome {
+        let Some(authenticator) = &self.authenticator else {
+            return AuthOutcome::none(&self.hostname);
+        };
+        let Some(message) = AuthenticatedMessage::parse(data) else {
+            return AuthOutcome::none(&self.hostname);
+        };
+        let dkim = authenticator.verify_dkim(&message).await;
+        let mail_from = if from.is_empty() { format!("postmaster@{}", session.helo) } else { from.to_owned() };
+        let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+        let spf = authenticator
+            .verify_spf(SpfParameters::verify_mail_from(session.client_ip, &session.helo, &self.hostname, &mail_from))
+            .await;
+        let dmarc = authenticator
+            .verify_dmarc(DmarcParameters::new(&message, &dkim, &mail_from_domain, &spf))
+            .await;
+        let header_from = message.from().to_owned();
+        let header = AuthenticationResults::new(&self.hostname)
+            .with_dkim_results(&dkim, &header_from)
+            .with_spf_mailfrom_result(&spf, session.client_ip, &mail_from, &session.helo)
+            .with_dmarc_result(&dmarc)
+            .to_string();
+        let dkim_pass = dkim.iter().any(|d| d.result() == &DkimResult::Pass);
+        let spf_pass = spf.result() == SpfResult::Pass;
+        let dmarc_pass = dmarc.dkim_result() == &DmarcResult::Pass || dmarc.spf_result() == &DmarcResult::Pass;
+        let dmarc_failed = matches!(dmarc.dkim_result(), DmarcResult::Fail(_)) && !dmarc_pass;
+        let dmarc_reject = dmarc_failed && dmarc.policy() == mail_auth::dmarc::Policy::Reject;
+        AuthOutcome {
+            header: format!("Authentication-Results: {}", header.replace("\r\n", "\r\n")),
+            json: serde_json::json!({
+                "spf": format!("{:?}", spf.result()).to_lowercase(),
+                "dkim": if dkim_pass { "pass" } else if dkim.is_empty() { "none" } else { "fail" },
+                "dmarc": if dmarc_pass { "pass" } else if dmarc_failed { "fail" } else { "none" },
+                "dmarc_policy": format!("{:?}", dmarc.policy()).to_lowercase(),
+                "tls": session.tls_version,
+                "tls_cipher": session.tls_cipher,
+            }),
+            dkim_pass,
+            spf_pass,
+            dmarc_pass,
+            dmarc_reject,
+        }
+    }
+}
+
+struct AuthOutcome {
+    header: String,
+    json: serde_json::Value,
+    dkim_pass: bool,
+    spf_pass: bool,
+    dmarc_pass: bool,
+    dmarc_reject: bool,
+}
+
+impl AuthOutcome {
+    fn none(hostname: &str) -> AuthOutcome {
+        AuthOutcome {
+            header: format!("Authentication-Results: {hostname}; none"),
+            json: serde_json::json!({"spf": "none", "dkim": "none", "dmarc": "none"}),
+            dkim_pass: false,
+            spf_pass: false,
+            dmarc_pass: false,
+            dmarc_reject: false,
+        }
+    }
+}
+
+/// The associated data that binds a stored `standard` message to its id.
+fn context(id: MessageId) -> Vec<u8> {
+    format!("caliop-message:{id}").into_bytes()
+}
+
+/// HELO names go into a header: keep them to printable ASCII without spaces.
+fn sanitize(helo: &str) -> String {
+    helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect()
+}
+
+/// Whether the message is OpenPGP-encrypted and/or signed, as PGP/MIME
+/// (RFC 3156) or inline armor.
+pub fn openpgp_protection(message: &mail_parser::Message<'_>) -> (bool, bool) {
+    let mut encrypted = false;
+    let mut signed = false;
+    if let Some(ct) = message.root_part().content_type() {
+        let protocol = ct.attribute("protocol").unwrap_or_default().to_ascii_lowercase();
+        let subtype = ct.subtype().unwrap_or_default().to_ascii_lowercase();
+        encrypted |= subtype == "encrypted" && protocol == "application/pgp-encrypted";
+        signed |= subtype == "signed" && protocol == "application/pgp-signature";
+    }
+    if let Some(text) = message.body_text(0) {
+        let text = text.trim_start();
+        encrypted |= text.starts_with("-----BEGIN PGP MESSAGE-----");
+        signed |= text.starts_with("-----BEGIN PGP SIGNED MESSAGE-----");
+    }
+    (encrypted, signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protection(raw: &str) -> (bool, bool) {
+        openpgp_protection(&MessageParser::default().parse(raw.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn recognises_pgp_mime_and_inline_armor() {
+        let pgp_mime = "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b--\r\n";
+        assert_eq!(protection(pgp_mime), (true, false));
+        let inline = "Subject: x\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n";
+        assert_eq!(protection(inline), (true, false));
+        let signed = "Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=b\r\n\r\n--b\r\n\r\nhi\r\n--b--\r\n";
+        assert_eq!(protection(signed), (false, true));
+        assert_eq!(protection("Subject: hi\r\n\r\nplain words\r\n"), (false, false));
+    }
+}

@@ -1,0 +1,589 @@
+//! The inbound SMTP server (RFC 5321 with PIPELINING, 8BITMIME, SMTPUTF8,
+//! SIZE, ENHANCEDSTATUSCODES, CHUNKING and STARTTLS). Commands are parsed by
+//! `smtp-proto`; this module owns the dialogue, its limits (line length,
+//! recipients, size, timeouts, connections per client IP, a greeting delay
+//! that catches clients who talk first) and the reply to every refusal.
+//! The message itself goes to [`Inbound`]; a `250` is sent only after it has
+//! committed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::inbound::{Envelope, Inbound, Recipient, Session};
+use crate::reply::Reply;
+
+/// Limits and names of the SMTP service.
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub hostname: String,
+    /// The instance's largest message, advertised with SIZE.
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included.
+    pub max_line_length: usize,
+    /// How long to wait for each command or data line.
+    pub command_timeout: Duration,
+    /// How long one connection may last in all.
+    pub session_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    /// Wait before the greeting; a client that speaks first is dropped.
+    pub greeting_delay: Duration,
+    /// Bad commands tolerated before the connection is closed.
+    pub max_errors: usize,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            hostname: "mail.localhost".into(),
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 4096,
+            command_timeout: Duration::from_secs(300),
+            session_timeout: Duration::from_secs(1800),
+            max_connections_per_ip: 20,
+            greeting_delay: Duration::ZERO,
+            max_errors: 10,
+        }
+    }
+}
+
+/// The MX: accepts connections and runs one session each.
+pub struct SmtpServer {
+    config: Arc<SmtpConfig>,
+    inbound: Arc<Inbound>,
+    tls: Option<TlsAcceptor>,
+    connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// Counts a client's open connections; gives the slot back when dropped.
+struct Slot {
+    ip: IpAddr,
+    connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl SmtpServer {
+    pub fn new(config: SmtpConfig, inbound: Arc<Inbound>, tls: Option<Arc<rustls::ServerConfig>>) -> SmtpServer {
+        SmtpServer {
+            config: Arc::new(config),
+            inbound,
+            tls: tls.map(TlsAcceptor::from),
+            connections: Arc::default(),
+        }
+    }
+
+    fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.config.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { ip, connections: self.connections.clone() })
+    }
+
+    /// Accepts connections until `shutdown` resolves, then gives open
+    /// sessions a few seconds to finish. A session cut short never got its
+    /// `250`, so its client will retry: nothing acknowledged is lost.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let mut sessions = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let slot = self.take_slot(peer.ip());
+                    let (config, inbound, tls) = (self.config.clone(), self.inbound.clone(), self.tls.clone());
+                    sessions.spawn(async move {
+                        let Some(slot) = slot else {
+                            let mut stream = stream;
+                            let reply = Reply::new(421, "4.7.0", "too many connections from your address, try later");
+                            let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                            return;
+                        };
+                        let limit = config.session_timeout;
+                        if tokio::time::timeout(limit, session(stream, peer, config, inbound, tls)).await.is_err() {
+                            tracing::info!(client = %peer.ip(), "session timed out");
+                        }
+                        drop(slot);
+                    });
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let drain = async { while sessions.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            sessions.abort_all();
+        }
+        Ok(())
+    }
+}
+
+enum Line {
+    Complete(Vec<u8>),
+    TooLong,
+}
+
+enum Ending<S> {
+    Closed,
+    StartTls(S),
+}
+
+struct Conn<S> {
+    reader: BufReader<S>,
+    out: Vec<u8>,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Gone;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn reply(&mut self, reply: &Reply) {
+        self.out.extend_from_slice(reply.to_wire().as_bytes());
+    }
+
+    fn raw(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let stream = self.reader.get_mut();
+        tokio::time::timeout(self.timeout, async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| Gone)?
+        .map_err(|_| Gone)
+    }
+
+    /// Flushes replies only when no pipelined command is waiting, so that a
+    /// pipelining client gets its replies in one write.
+    async fn flush_if_idle(&mut self) -> Result<(), Gone> {
+        if self.reader.buffer().is_empty() { self.flush().await } else { Ok(()) }
+    }
+
+    /// One line up to `max` bytes (LF included); longer lines are consumed
+    /// to their end and reported as too long.
+    async fn read_line(&mut self, max: usize) -> Result<Line, Gone> {
+        let mut line = Vec::new();
+        let mut too_long = false;
+        loop {
+            let available = match tokio::time::timeout(self.timeout, self.reader.fill_buf()).await {
+                Ok(Ok(buf)) => buf,
+                _ => return Err(Gone),
+            };
+            if available.is_empty() {
+                return Err(Gone);
+            }
+            let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (&available[..=i], true),
+                None => (available, false),
+            };
+            let used = chunk.len();
+            if !too_long && line.len() + used <= max {
+                line.extend_from_slice(chunk);
+            } else {
+                too_long = true;
+                line.clear();
+            }
+            self.reader.consume(used);
+            if done {
+                return Ok(if too_long { Line::TooLong } else { Line::Complete(line) });
+            }
+        }
+    }
+
+    /// Exactly `n` bytes for BDAT, keeping at most `keep` of them.
+    async fn read_chunk(&mut self, n: usize, keep: usize, into: &mut Vec<u8>) -> Result<bool, Gone> {
+        let mut left = n;
+        let mut kept_all = true;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = left.min(buf.len());
+            let got = match tokio::time::timeout(self.timeout, self.reader.read(&mut buf[..want])).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(Gone),
+                Ok(Ok(got)) => got,
+            };
+            if into.len() + got <= keep {
+                into.extend_from_slice(&buf[..got]);
+            } else {
+                kept_all = false;
+            }
+            left -= got;
+        }
+        Ok(kept_all)
+    }
+}
+
+#[derive(Default)]
+struct Transaction {
+    from: Option<String>,
+    declared_size: usize,
+    recipients: Vec<Recipient>,
+    chunks: Vec<u8>,
+    chunks_too_big: bool,
+}
+
+async fn session(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<SmtpConfig>,
+    inbound: Arc<Inbound>,
+    tls: Option<TlsAcceptor>,
+) {
+    let _ = stream.set_nodelay(true);
+    if !config.greeting_delay.is_zero() {
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(n)) = tokio::time::timeout(config.greeting_delay, stream.peek(&mut probe)).await {
+            if n > 0 {
+                let mut stream = stream;
+                let reply = Reply::new(554, "5.5.1", "protocol error: you spoke before the greeting");
+                let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                tracing::info!(client = %peer.ip(), "client talked before the greeting");
+            }
+            return;
+        }
+    }
+    let mut facts = Session { client_ip: peer.ip(), helo: String::new(), tls_version: 0, tls_cipher: None };
+    let greeting = Reply::new(220, "2.0.0", format!("{} ESMTP Caliop", config.hostname));
+    let ending = dialogue(stream, &config, &inbound, &mut facts, tls.is_some(), Some(greeting)).await;
+    let Ending::StartTls(stream) = ending else { return };
+    let Some(acceptor) = tls else { return };
+    let stream = match tokio::time::timeout(config.command_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        _ => {
+            tracing::info!(client = %peer.ip(), "TLS handshake failed");
+            return;
+        }
+    };
+    let (_, connection) = stream.get_ref();
+    facts.tls_version = match connection.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => 13,
+        Some(rustls::ProtocolVersion::TLSv1_2) => 12,
+        _ => 0,
+    };
+    facts.tls_cipher = connection.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+    facts.helo.clear();
+    dialogue(stream, &config, &inbound, &mut facts, false, None).await;
+}
+
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    config: &SmtpConfig,
+    inbound: &Inbound,
+    facts: &mut Session,
+    can_start_tls: bool,
+    greeting: Option<Reply>,
+) -> Ending<S> {
+    let mut conn = Conn { reader: BufReader::new(stream), out: Vec::new(), timeout: config.command_timeout };
+    if let Some(greeting) = greeting {
+        conn.reply(&greeting);
+        if conn.flush().await.is_err() {
+            return Ending::Closed;
+        }
+    }
+    let mut tx = Transaction::default();
+    let mut errors = 0usize;
+    loop {
+        if conn.flush_if_idle().await.is_err() {
+            return Ending::Closed;
+        }
+        if errors >= config.max_errors {
+            conn.reply(&Reply::new(421, "4.7.0", "too many errors, closing the connection"));
+            let _ = conn.flush().await;
+            return Ending::Closed;
+        }
+        let line = match conn.read_line(config.max_line_length).await {
+            Ok(Line::Complete(line)) => line,
+            Ok(Line::TooLong) => {
+                errors += 1;
+                conn.reply(&Reply::new(500, "5.5.2", format!("line too long (limit {} bytes)", config.max_line_length)));
+                continue;
+            }
+            Err(Gone) => {
+                conn.reply(&Reply::new(421, "4.4.2", "timeout or connection lost, closing"));
+                let _ = conn.flush().await;
+                return Ending::Closed;
+            }
+        };
+        let request = Request::parse(&mut line.iter()).map(Request::into_owned);
+        let reply = match request {
+            Ok(Request::Ehlo { host }) => {
+                tx = Transaction::default();
+                facts.helo = host.clone();
+                let mut lines = vec![
+                    format!("{} greets {}", config.hostname, host),
+                    "PIPELINING".to_owned(),
+                    "8BITMIME".to_owned(),
+                    "SMTPUTF8".to_owned(),
+                    format!("SIZE {}", config.max_message_size),
+                    "ENHANCEDSTATUSCODES".to_owned(),
+                    "CHUNKING".to_owned(),
+                ];
+                if can_start_tls {
+                    lines.push("STARTTLS".to_owned());
+                }
+                let last = lines.len() - 1;
+                for (i, text) in lines.iter().enumerate() {
+                    conn.raw(&format!("250{}{}\r\n", if i == last { ' ' } else { '-' }, text));
+                }
+                continue;
+            }
+            Ok(Request::Helo { host }) => {
+                tx = Transaction::default();
+                facts.helo = host;
+                Reply::new(250, "2.0.0", config.hostname.clone())
+            }
+            Ok(Request::StartTls) if can_start_tls => {
+                if !conn.reader.buffer().is_empty() {
+                    // Commands pipelined after STARTTLS would cross into the TLS
+                    // session unprotected (CVE-2011-0411): refuse the connection.
+                    conn.reply(&Reply::new(554, "5.5.1", "nothing may follow STARTTLS before the handshake"));
+                    let _ = conn.flush().await;
+                    return Ending::Closed;
+                }
+                conn.reply(&Reply::new(220, "2.0.0", "ready to start TLS"));
+                if conn.flush().await.is_err() {
+                    return Ending::Closed;
+                }
+                return Ending::StartTls(conn.reader.into_inner());
+            }
+            Ok(Request::StartTls) => Reply::new(503, "5.5.1", "TLS is already active or not available"),
+            Ok(Request::Mail { from }) => {
+                if facts.helo.is_empty() {
+                    Reply::new(503, "5.5.1", "send EHLO or HELO first")
+                } else if tx.from.is_some() {
+                    Reply::new(503, "5.5.1", "nested MAIL command")
+                } else if from.size > config.max_message_size {
+                    Reply::new(552, "5.3.4", format!("message size exceeds the limit of {} bytes", config.max_message_size))
+                } else {
+                    tx.declared_size = from.size;
+                    tx.from = Some(from.address);
+                    Reply::new(250, "2.1.0", "sender ok")
+                }
+            }
+            Ok(Request::Rcpt { to }) => {
+                if tx.from.is_none() {
+                    Reply::new(503, "5.5.1", "send MAIL first")
+                } else if tx.recipients.len() >= config.max_recipients {
+                    Reply::new(452, "4.5.3", format!("too many recipients (limit {})", config.max_recipients))
+                } else {
+                    match inbound.check_recipient(&to.address).await {
+                        Ok(recipient) => match inbound.room_for(std::slice::from_ref(&recipient)).await {
+                            Ok(room) if (tx.declared_size as i64) > room => {
+                                Reply::new(552, "5.2.2", "the message is larger than the mailbox's remaining quota")
+                            }
+                            Ok(_) => {
+                                if !tx.recipients.iter().any(|r| r.account.id == recipient.account.id) {
+                                    tx.recipients.push(recipient);
+                                }
+                                Reply::new(250, "2.1.5", "recipient ok")
+                            }
+                            Err(reply) => reply,
+                        },
+                        Err(reply) => reply,
+                    }
+                }
+            }
+            Ok(Request::Data) => {
+                if let Some(refusal) = ready_for_data(&tx) {
+                    refusal
+                } else {
+                    conn.reply(&Reply::new(354, "2.0.0", "start mail input; end with <CRLF>.<CRLF>"));
+                    if conn.flush().await.is_err() {
+                        return Ending::Closed;
+                    }
+                    let (data, too_big) = match read_data(&mut conn, config.max_message_size).await {
+                        Ok(read) => read,
+                        Err(Gone) => return Ending::Closed,
+                    };
+                    let reply = finish(inbound, facts, &mut tx, &data, too_big, config).await;
+                    tx = Transaction::default();
+                    reply
+                }
+            }
+            Ok(Request::Bdat { chunk_size, is_last }) => {
+                let refusal = ready_for_data(&tx);
+                let keep = if refusal.is_some() { 0 } else { config.max_message_size };
+                let mut chunks = std::mem::take(&mut tx.chunks);
+                let kept = match conn.read_chunk(chunk_size, keep, &mut chunks).await {
+                    Ok(kept) => kept,
+                    Err(Gone) => return Ending::Closed,
+                };
+                tx.chunks = chunks;
+                tx.chunks_too_big |= !kept;
+                if let Some(refusal) = refusal {
+                    refusal
+                } else if is_last {
+                    let data = std::mem::take(&mut tx.chunks);
+                    let too_big = tx.chunks_too_big;
+                    let reply = finish(inbound, facts, &mut tx, &data, too_big, config).await;
+                    tx = Transaction::default();
+                    reply
+                } else {
+                    Reply::new(250, "2.0.0", format!("{chunk_size} octets received"))
+                }
+            }
+            Ok(Request::Rset) => {
+                tx = Transaction::default();
+                Reply::new(250, "2.0.0", "reset")
+            }
+            Ok(Request::Noop { .. }) => Reply::new(250, "2.0.0", "ok"),
+            Ok(Request::Quit) => {
+                conn.reply(&Reply::new(221, "2.0.0", "bye"));
+                let _ = conn.flush().await;
+                return Ending::Closed;
+            }
+            Ok(Request::Vrfy { .. }) => Reply::new(252, "2.5.0", "cannot verify the address; send mail to find out"),
+            Ok(Request::Help { .. }) => Reply::new(214, "2.0.0", "see RFC 5321"),
+            Ok(Request::Auth { .. }) => Reply::new(503, "5.5.1", "authentication is for the submission port"),
+            Ok(_) => Reply::new(502, "5.5.1", "command not implemented"),
+            Err(ParseError::UnknownCommand) => Reply::new(500, "5.5.1", "command unrecognized"),
+            Err(ParseError::InvalidSenderAddress) => Reply::new(501, "5.1.7", "bad sender address syntax"),
+            Err(ParseError::InvalidRecipientAddress) => Reply::new(501, "5.1.3", "bad recipient address syntax"),
+            Err(ParseError::SyntaxError { syntax }) => Reply::new(501, "5.5.4", format!("syntax: {syntax}")),
+            Err(ParseError::InvalidParameter { param }) => Reply::new(501, "5.5.4", format!("invalid parameter {param}")),
+            Err(ParseError::UnsupportedParameter { param }) => {
+                Reply::new(555, "5.5.4", format!("unsupported parameter {param}"))
+            }
+            Err(_) => Reply::new(500, "5.5.2", "syntax error"),
+        };
+        if reply.code >= 500 && reply.code < 600 && !matches!(reply.code, 550..=554) {
+            errors += 1;
+        }
+        conn.reply(&reply);
+    }
+}
+
+fn ready_for_data(tx: &Transaction) -> Option<Reply> {
+    if tx.from.is_none() {
+        Some(Reply::new(503, "5.5.1", "send MAIL first"))
+    } else if tx.recipients.is_empty() {
+        Some(Reply::new(554, "5.5.1", "no valid recipients"))
+    } else {
+        None
+    }
+}
+
+/// Reads DATA to the final dot, undoing dot-stuffing; past `max` bytes it
+/// keeps reading (so the dialogue stays in step) but drops the content.
+async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, max: usize) -> Result<(Vec<u8>, bool), Gone> {
+    let mut data = Vec::with_capacity(16 * 1024);
+    let mut too_big = false;
+    loop {
+        let line = match conn.read_line(1024 * 1024).await? {
+            Line::Complete(line) => line,
+            Line::TooLong => {
+                too_big = true;
+                continue;
+            }
+        };
+        if line == b".\r\n" || line == b".\n" {
+            return Ok((data, too_big));
+        }
+        let line = line.strip_prefix(b".").unwrap_or(&line);
+        if data.len() + line.len() > max {
+            too_big = true;
+            data.clear();
+        } else if !too_big {
+            data.extend_from_slice(line);
+        }
+    }
+}
+
+async fn finish(
+    inbound: &Inbound,
+    facts: &Session,
+    tx: &mut Transaction,
+    data: &[u8],
+    too_big: bool,
+    config: &SmtpConfig,
+) -> Reply {
+    if too_big {
+        return Reply::new(552, "5.3.4", format!("message size exceeds the limit of {} bytes", config.max_message_size));
+    }
+    let envelope = Envelope { from: tx.from.clone().unwrap_or_default(), recipients: std::mem::take(&mut tx.recipients) };
+    match inbound.accept(facts, &envelope, data).await {
+        Ok(ids) => Reply::new(
+            250,
+            "2.0.0",
+            format!("ok: stored as {}", ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(" ")),
+        ),
+        Err(reply) => reply,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use smtp_proto::Request;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// The command parser never panics, whatever a client sends.
+        #[test]
+        fn command_parsing_never_panics(line in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Request::parse(&mut line.iter());
+        }
+
+        #[test]
+        fn plausible_commands_never_panic(verb in "(MAIL FROM:|RCPT TO:|EHLO |BDAT |DATA|STARTTLS|AUTH )", rest in "\\PC{0,200}") {
+            let line = format!("{verb}{rest}\r\n");
+            let _ = Request::parse(&mut line.as_bytes().iter());
+        }
+
+        /// MIME ingestion and OpenPGP detection never panic on arbitrary bytes.
+        #[test]
+        fn mime_ingestion_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..4000)) {
+            if let Some(message) = mail_parser::MessageParser::default().parse(&raw) {
+                let _ = crate::inbound::openpgp_protection(&message);
+                let _ = message.subject();
+                let _ = message.from();
+            }
+        }
+
+        #[test]
+        fn mime_like_ingestion_never_panics(
+            headers in proptest::collection::vec("(Content-Type|From|Subject|Content-Transfer-Encoding): \\PC{0,60}", 0..6),
+            body in "\\PC{0,400}",
+        ) {
+            let raw = format!("{}\r\n\r\n{body}", headers.join("\r\n"));
+            if let Some(message) = mail_parser::MessageParser::default().parse(raw.as_bytes()) {
+                let _ = crate::inbound::openpgp_protection(&message);
+            }
+        }
+    }
+}
