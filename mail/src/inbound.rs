@@ -305,8 +305,8 @@ impl Inbound {
             .to_string();
         let dkim_pass = dkim.iter().any(|d| d.result() == &DkimResult::Pass);
         let spf_pass = spf.result() == SpfResult::Pass;
-        let dmarc_pass = dmarc.dkim_result() == &DmarcResult::Pass || dmarc.spf_result() == &DmarcResult::Pass;
-        let dmarc_failed = matches!(dmarc.dkim_result(), DmarcResult::Fail(_)) && !dmarc_pass;
+        let dmarc_pass = dmarc.result() == DmarcResult::Pass;
+        let dmarc_failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         let dmarc_reject = dmarc_failed && dmarc.policy() == mail_auth::dmarc::Policy::Reject;
         AuthOutcome {
             header: format!("Authentication-Results: {}", header.replace("\r\n", "\r\n")),
