@@ -3,114 +3,24 @@
 //! enterprise child → onboarding → the admin signs in → users up to the
 //! package limit, and the next one refused. Then SIGTERM stops it cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-use serde_json::{Value, json};
+use common::field;
+use serde_json::json;
 use tenants::{Backend, on_both_backends};
 
-const BIN: &str = env!("CARGO_BIN_EXE_caliop");
-
-struct Caliop {
-    child: Child,
-    base: String,
-    env: Vec<(String, String)>,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Caliop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn database_url(backend: Backend, data: &std::path::Path) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}", data.join("caliop.db").display()),
-        Backend::Postgres => {
-            let fresh = tenants::testing::fresh_database(Backend::Postgres).await;
-            fresh.store.close().await;
-            fresh.url
-        }
-    }
-}
-
-async fn start(backend: Backend) -> Caliop {
+async fn start(backend: Backend) -> (common::Caliop, tempfile::TempDir, mail::dns_server::DnsServer) {
     let data = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("CALIOP_DATA_DIR".to_owned(), data.path().display().to_string()),
-        ("CALIOP_DATABASE_URL".to_owned(), database_url(backend, data.path()).await),
-        ("CALIOP_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("CALIOP_LOG_FORMAT".to_owned(), "json".to_owned()),
-    ];
-    let migrate = Command::new(BIN).arg("migrate").envs(env.clone()).output().unwrap();
-    assert!(migrate.status.success(), "caliop migrate: {}", String::from_utf8_lossy(&migrate.stderr));
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .envs(env.clone())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Read stdout to its end on a thread of its own, so the process never
-    // writes into a closed pipe; the listening address comes back first.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("api listening on ") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let base = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .expect("caliop serve prints where it listens");
-    Caliop { child, base, env, _data: data }
-}
-
-impl Caliop {
-    fn operator_token(&self) -> String {
-        let out = Command::new(BIN).args(["admin", "operator-token"]).envs(self.env.clone()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, String, Value) {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let text = response.text().await.unwrap();
-        (status, content_type, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, String, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
-    }
-}
-
-fn field(v: &Value, name: &str) -> String {
-    v[name].as_str().unwrap_or_else(|| panic!("no `{name}` in {v}")).to_owned()
+    let dns = mail::dns_server::DnsServer::start().await.unwrap();
+    let env = common::environment(backend, data.path(), dns.addr()).await;
+    let caliop = common::serve(env, data.path().join("caliop.log")).await;
+    (caliop, data, dns)
 }
 
 on_both_backends!(reseller_story_end_to_end);
 
 async fn reseller_story_end_to_end(backend: Backend) {
-    let caliop = start(backend).await;
+    let (caliop, _data, _dns) = start(backend).await;
     let (status, _, health) = caliop.call(reqwest::Method::GET, "/healthz", None, None).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let operator = caliop.operator_token();
@@ -187,15 +97,5 @@ async fn reseller_story_end_to_end(backend: Backend) {
     assert_eq!(listed["items"].as_array().unwrap().len(), 3);
 
     // SIGTERM drains and exits cleanly.
-    let pid = caliop.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let mut caliop = caliop;
-    let exit = tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || {
-        let status = caliop.child.wait();
-        (status, caliop)
-    }))
-    .await
-    .expect("caliop stops within 20 s of SIGTERM")
-    .unwrap();
-    assert!(exit.0.unwrap().success(), "caliop exits with status 0 after SIGTERM");
+    assert!(caliop.terminate().await.success(), "caliop exits with status 0 after SIGTERM");
 }

@@ -10,3 +10,5 @@ pub mod tls;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod dns_server;
+#[cfg(any(test, feature = "testing"))]
+pub mod probe;

@@ -1,7 +1,7 @@
 //! Spawns the real API on port 0 with a fresh database (SQLite or
 //! PostgreSQL) and a real DNS server on loopback, and speaks HTTP to it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::time::Duration;
 
@@ -282,56 +282,7 @@ pub async fn send_with_lettre(
     transport.send_raw(&envelope, raw).await
 }
 
-/// A hand-driven SMTP client, to see every reply code exactly.
-pub struct SmtpProbe {
-    reader: tokio::io::BufReader<tokio::net::TcpStream>,
-    pub greeting: (u16, String),
-}
-
-impl SmtpProbe {
-    pub async fn connect(smtp: std::net::SocketAddr) -> SmtpProbe {
-        let stream = tokio::net::TcpStream::connect(smtp).await.expect("connect to SMTP");
-        let mut probe = SmtpProbe { reader: tokio::io::BufReader::new(stream), greeting: (0, String::new()) };
-        probe.greeting = probe.read_reply().await;
-        probe
-    }
-
-    pub async fn read_reply(&mut self) -> (u16, String) {
-        use tokio::io::AsyncBufReadExt;
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).await.expect("read reply");
-            if n == 0 {
-                return (0, text);
-            }
-            text.push_str(line.get(4..).unwrap_or_default().trim_end());
-            text.push('\n');
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return (line[..3].parse().expect("reply code"), text);
-            }
-        }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        use tokio::io::AsyncWriteExt;
-        self.reader.get_mut().write_all(bytes).await.expect("write");
-    }
-
-    /// Sends one command line and returns the reply.
-    pub async fn cmd(&mut self, line: &str) -> (u16, String) {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.read_reply().await
-    }
-
-    /// Asserts the reply to `line` has this code and enhanced status.
-    pub async fn expect(&mut self, line: &str, code: u16, status: &str) -> String {
-        let (got, text) = self.cmd(line).await;
-        assert_eq!(got, code, "`{line}` answered {got} {text}");
-        assert!(text.starts_with(status), "`{line}` answered {got} {text}, expected status {status}");
-        text
-    }
-}
+pub use mail::probe::SmtpProbe;
 
 /// A minimal RFC 5322 message.
 pub fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
