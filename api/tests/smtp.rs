@@ -355,3 +355,37 @@ async fn privacy_index_reflects_tls_and_authentication(backend: Backend) {
     assert_eq!(tls["privacy"]["context"], 0);
     assert_eq!(clear["privacy"]["context"], 20, "the second message comes from a known sender");
 }
+
+on_both_backends!(early_talkers_and_crowds_are_turned_away);
+
+async fn early_talkers_and_crowds_are_turned_away(backend: Backend) {
+    let smtp = mail::smtp::SmtpConfig {
+        greeting_delay: std::time::Duration::from_millis(300),
+        max_connections_per_ip: 2,
+        ..support::smtp_config()
+    };
+    let app = support::spawn_full(backend, api::ApiConfig { mail_hostname: support::MAIL_HOST.into(), ..Default::default() }, smtp).await;
+
+    // A client that speaks before the greeting is dropped with 554 5.5.1.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut eager = tokio::net::TcpStream::connect(app.smtp).await.unwrap();
+        eager.write_all(b"EHLO spam.test\r\nMAIL FROM:<a@b.test>\r\n").await.unwrap();
+        let mut reply = String::new();
+        eager.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with("554 5.5.1"), "{reply}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // A patient client is greeted; a third connection from the same address is refused.
+    let first = SmtpProbe::connect(app.smtp).await;
+    let second = SmtpProbe::connect(app.smtp).await;
+    assert_eq!((first.greeting.0, second.greeting.0), (220, 220));
+    let third = SmtpProbe::connect(app.smtp).await;
+    assert_eq!(third.greeting.0, 421, "{:?}", third.greeting);
+    assert!(third.greeting.1.starts_with("4.7.0"));
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = SmtpProbe::connect(app.smtp).await;
+    assert_eq!(again.greeting.0, 220, "a slot is free again");
+}

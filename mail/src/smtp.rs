@@ -272,6 +272,12 @@ async fn session(
                 let mut stream = stream;
                 let reply = Reply::new(554, "5.5.1", "protocol error: you spoke before the greeting");
                 let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                let _ = stream.shutdown().await;
+                // Drain what the client sent, so closing does not reset the
+                // connection and throw our reply away before it is read.
+                let mut sink = [0u8; 4096];
+                let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
                 tracing::info!(client = %peer.ip(), "client talked before the greeting");
             }
             return;
