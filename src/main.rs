@@ -2,6 +2,7 @@
 //! everything in one process on the embedded default (SQLite in `./data`);
 //! the other commands run one role each, for scale-out deployments.
 
+mod bench;
 mod config;
 
 use std::path::PathBuf;
@@ -42,6 +43,17 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Measure a service and print a table.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Drive the SMTP MX over loopback with concurrent clients.
+    Smtp(bench::SmtpBench),
 }
 
 #[derive(Subcommand)]
@@ -76,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Admin { command: AdminCommand::OperatorToken { ttl } } => operator_token(&config, ttl).await,
             Command::Openapi => Ok(()),
+            Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
         }
     })
 }
