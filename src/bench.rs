@@ -12,11 +12,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(clap::Args, Debug)]
 pub struct SmtpBench {
-    /// Concurrent SMTP clients.
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent SMTP clients (an MX serves many senders at once).
+    #[arg(long, default_value_t = 32)]
     clients: usize,
     /// Messages per level.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     messages: usize,
     /// Message size in bytes.
     #[arg(long, default_value_t = 10 * 1024)]

@@ -389,3 +389,45 @@ async fn early_talkers_and_crowds_are_turned_away(backend: Backend) {
     let again = SmtpProbe::connect(app.smtp).await;
     assert_eq!(again.greeting.0, 220, "a slot is free again");
 }
+
+on_both_backends!(dkim_counts_only_when_it_verifies, sessions_time_out);
+
+async fn dkim_counts_only_when_it_verifies(backend: Backend) {
+    use mail_auth::common::crypto::{RsaKey, Sha256};
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+    use secrecy::ExposeSecret;
+
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (id, token) = user_token(&app, &e, "ivy").await;
+    let key = vault::dkim::DkimKey::generate().unwrap();
+    app.dns.set_txt("sel._domainkey.signed.test", &[&format!("v=DKIM1; k=rsa; p={}", key.public_key_b64)]);
+    let raw = support::message("ann@signed.test", "ivy@acme.test", "signed", "hello there");
+    let signer = DkimSigner::from_key(RsaKey::<Sha256>::from_pkcs8_pem(key.private_key_pem.expose_secret()).unwrap())
+        .domain("signed.test")
+        .selector("sel")
+        .headers(["From", "To", "Subject"]);
+    let signature = signer.sign(&raw).unwrap();
+    let signed = [signature.to_header().as_bytes(), raw.as_slice()].concat();
+    let tampered = String::from_utf8(signed.clone()).unwrap().replace("hello there", "send the money").into_bytes();
+    support::send_with_lettre(app.smtp, "ann@signed.test", &["ivy@acme.test"], &signed, false).await.expect("sent");
+    support::send_with_lettre(app.smtp, "ann@signed.test", &["ivy@acme.test"], &tampered, false).await.expect("sent");
+
+    let listed = app.get(&format!("/v1/accounts/{id}/messages"), &token).await;
+    let items = listed.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items[0]["authentication"]["dkim"], "pass");
+    assert_eq!(items[0]["privacy"]["technic"], 15, "a verified DKIM signature counts");
+    assert_eq!(items[1]["authentication"]["dkim"], "fail");
+    assert_eq!(items[1]["privacy"]["technic"], 0, "a signature that does not verify counts for nothing");
+}
+
+async fn sessions_time_out(backend: Backend) {
+    let smtp = mail::smtp::SmtpConfig { command_timeout: std::time::Duration::from_millis(300), ..support::smtp_config() };
+    let app = support::spawn_full(backend, api::ApiConfig { mail_hostname: support::MAIL_HOST.into(), ..Default::default() }, smtp).await;
+    let mut idle = SmtpProbe::connect(app.smtp).await;
+    assert_eq!(idle.cmd("EHLO idle.test").await.0, 250);
+    let (code, text) = idle.read_reply().await;
+    assert_eq!(code, 421, "an idle session is closed: {text}");
+    assert!(text.starts_with("4.4.2"), "{text}");
+}

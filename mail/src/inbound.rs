@@ -164,15 +164,16 @@ impl Inbound {
 
         let received_at = chrono::Utc::now();
         let date = received_at.to_rfc2822();
+        // A hosted sender's key is one we hold.
+        let sender_key_known = match EmailAddress::parse(&envelope.from) {
+            Ok(from) => self.store.account_by_address(&from).await.ok().flatten().is_some(),
+            Err(_) => false,
+        };
         let mut messages = Vec::with_capacity(envelope.recipients.len());
         for recipient in &envelope.recipients {
             let id = MessageId::new();
             let account = &recipient.account;
             let history = self.correspondent(account, &envelope.from).await?;
-            let sender_key_known = match EmailAddress::parse(&envelope.from) {
-                Ok(from) => self.store.account_by_address(&from).await.ok().flatten().is_some(),
-                Err(_) => false,
-            };
             let privacy = PrivacyIndex::compute(&Facts {
                 tls_version: session.tls_version,
                 dkim_pass: auth.dkim_pass,

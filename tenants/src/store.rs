@@ -566,6 +566,8 @@ fn check_room(what: &str, chain: &[(Tenant, i64)], limit: impl Fn(&Limits) -> i6
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// Where message deliveries queue for the group commit.
+    committer: Option<tokio::sync::mpsc::Sender<messages::Delivery>>,
 }
 
 impl Store {
@@ -589,7 +591,9 @@ impl Store {
                 Pool::Postgres(PgPoolOptions::new().max_connections(max_connections).connect_with(options).await?)
             }
         };
-        Ok(Store { pool })
+        let (queue, deliveries) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(messages::group_committer(Store { pool: pool.clone(), committer: None }, deliveries));
+        Ok(Store { pool, committer: Some(queue) })
     }
 
     pub fn backend(&self) -> Backend {

@@ -148,9 +148,25 @@ impl Store {
         Ok(row.unwrap_or_default())
     }
 
-    /// Stores one message per recipient in a single transaction. Fails as a
-    /// whole with `LimitExceeded` when a tenant's quota would be exceeded.
+    /// Stores one message per recipient, all or none, and returns once the
+    /// transaction is durable. Concurrent deliveries are committed together
+    /// (group commit: one fsync for many messages); each keeps its own
+    /// outcome, so one tenant over quota does not fail another's delivery.
     pub async fn deliver(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>> {
+        let Some(committer) = &self.committer else {
+            let mut outcomes = self.deliver_batch(vec![messages]).await?;
+            return outcomes.pop().unwrap_or_else(|| Err(Error::Internal("empty batch".into())));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        committer
+            .send(Delivery { messages, reply })
+            .await
+            .map_err(|_| Error::Internal("the committer has stopped".into()))?;
+        answer.await.map_err(|_| Error::Internal("the committer dropped a delivery".into()))?
+    }
+
+    /// One transaction for many deliveries, each inside its own savepoint.
+    async fn deliver_batch(&self, batch: Vec<Vec<NewMessage>>) -> Result<Vec<Result<Vec<MessageId>>>> {
         let insert = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, folder, flags, \
              envelope_from, envelope_to, subject, sender, privacy, authentication, content) \
              VALUES ($1, $2, $3, $4, $5, $6, 'inbox', '', $7, $8, $9, $10, $11, $12, $13)";
@@ -161,45 +177,55 @@ impl Store {
              SET received = correspondents.received + 1, \
                  received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
         let now = Utc::now();
-        let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
-        let result: Result<()> = on_pool!(&self.pool, p => async {
+        on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            for (id, m) in ids.iter().zip(&messages) {
-                let size = m.content.len() as i64;
-                let counted = sqlx::query(count).bind(m.tenant_id.0).bind(size).execute(&mut *tx).await?;
-                if counted.rows_affected() == 0 {
-                    return Err(Error::LimitExceeded("the tenant's storage quota is exhausted".into()));
-                }
-                sqlx::query(insert)
-                    .bind(id.0)
-                    .bind(m.tenant_id.0)
-                    .bind(m.account_id.0)
-                    .bind(now)
-                    .bind(size)
-                    .bind(m.level.as_str())
-                    .bind(&m.envelope_from)
-                    .bind(&m.envelope_to)
-                    .bind(&m.subject)
-                    .bind(&m.sender)
-                    .bind(serde_json::to_string(&m.privacy).unwrap_or_default())
-                    .bind(m.authentication.to_string())
-                    .bind(&m.content)
-                    .execute(&mut *tx)
-                    .await?;
-                if !m.envelope_from.is_empty() {
-                    sqlx::query(remember)
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for messages in &batch {
+                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                let mut over_quota = false;
+                for m in messages {
+                    let size = m.content.len() as i64;
+                    let counted = sqlx::query(count).bind(m.tenant_id.0).bind(size).execute(&mut *savepoint).await?;
+                    if counted.rows_affected() == 0 {
+                        over_quota = true;
+                        break;
+                    }
+                    sqlx::query(insert)
+                        .bind(m.id.0)
+                        .bind(m.tenant_id.0)
                         .bind(m.account_id.0)
-                        .bind(m.envelope_from.to_ascii_lowercase())
-                        .bind(i64::from(m.arrived_encrypted))
-                        .execute(&mut *tx)
+                        .bind(now)
+                        .bind(size)
+                        .bind(m.level.as_str())
+                        .bind(&m.envelope_from)
+                        .bind(&m.envelope_to)
+                        .bind(&m.subject)
+                        .bind(&m.sender)
+                        .bind(serde_json::to_string(&m.privacy).unwrap_or_default())
+                        .bind(m.authentication.to_string())
+                        .bind(&m.content)
+                        .execute(&mut *savepoint)
                         .await?;
+                    if !m.envelope_from.is_empty() {
+                        sqlx::query(remember)
+                            .bind(m.account_id.0)
+                            .bind(m.envelope_from.to_ascii_lowercase())
+                            .bind(i64::from(m.arrived_encrypted))
+                            .execute(&mut *savepoint)
+                            .await?;
+                    }
+                }
+                if over_quota {
+                    savepoint.rollback().await?;
+                    outcomes.push(Err(Error::LimitExceeded("the tenant's storage quota is exhausted".into())));
+                } else {
+                    savepoint.commit().await?;
+                    outcomes.push(Ok(messages.iter().map(|m| m.id).collect()));
                 }
             }
             tx.commit().await?;
-            Ok(())
-        }.await);
-        result?;
-        Ok(ids)
+            Ok(outcomes)
+        })
     }
 
     pub async fn list_messages(&self, account: AccountId, folder: Option<Folder>, page: Page) -> Result<Vec<MessageMeta>> {
@@ -265,5 +291,42 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+}
+
+/// A delivery waiting for the group commit.
+pub(super) struct Delivery {
+    messages: Vec<NewMessage>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<MessageId>>>,
+}
+
+/// Most deliveries committed by one transaction.
+const GROUP_COMMIT_MAX: usize = 256;
+
+/// Runs until every `Store` clone is gone: takes whatever deliveries are
+/// waiting, commits them in one transaction, answers each.
+pub(super) async fn group_committer(store: Store, mut queue: tokio::sync::mpsc::Receiver<Delivery>) {
+    while let Some(first) = queue.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < GROUP_COMMIT_MAX {
+            match queue.try_recv() {
+                Ok(next) => waiting.push(next),
+                Err(_) => break,
+            }
+        }
+        let (batch, replies): (Vec<_>, Vec<_>) = waiting.into_iter().map(|d| (d.messages, d.reply)).unzip();
+        match store.deliver_batch(batch).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Internal(format!("the delivery transaction failed: {e}"))));
+                }
+            }
+        }
     }
 }
