@@ -3,10 +3,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::json;
-use support::PASSWORD;
+use support::{PASSWORD, gpg, gpg_home};
 use tenants::{Backend, on_both_backends};
 
 on_both_backends!(
@@ -16,49 +15,9 @@ on_both_backends!(
     suspended_accounts_and_tenants_cannot_act,
 );
 
-/// Runs gpg in its own home; returns (success, stdout + stderr).
-fn gpg(home: &Path, args: &[&str], input: &str) -> (bool, String) {
-    let mut child = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gpg is installed (the test command installs it)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-/// A throw-away GnuPG home whose agent caches no passphrase (so a wrong one
-/// is really tried) and is stopped when the home is dropped.
-struct GpgHome(tempfile::TempDir);
-
-impl GpgHome {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for GpgHome {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf").arg("--homedir").arg(self.0.path()).args(["--kill", "gpg-agent"]).status();
-    }
-}
-
-fn gpg_home() -> GpgHome {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("gpg-agent.conf"), "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n").unwrap();
-    GpgHome(home)
-}
-
 /// Whether `passphrase` unlocks the secret key for signing in this gpg home.
 fn can_sign(home: &Path, fingerprint: &str, passphrase: &str) -> bool {
-    let (ok, _) = gpg(home, &["--passphrase", passphrase, "--local-user", fingerprint, "--armor", "--sign"], "hello");
+    let (ok, _, _) = gpg(home, &["--passphrase", passphrase, "--local-user", fingerprint, "--armor", "--sign"], b"hello");
     ok
 }
 
@@ -74,12 +33,14 @@ async fn gnupg_reads_our_keys_and_password_changes_relock_them(backend: Backend)
     assert_eq!(public.status, 200);
     assert_eq!(public.content_type, "application/pgp-keys");
     let home = gpg_home();
-    let (ok, out) = gpg(home.path(), &["--import"], public.text());
+    let (ok, _, out) = gpg(home.path(), &["--import"], public.text().as_bytes());
     assert!(ok, "gpg --import refused the public key: {out}");
-    let (ok, listing) = gpg(home.path(), &["--with-colons", "--list-keys", "alice@acme.test"], "");
+    let (ok, listing, _) = gpg(home.path(), &["--with-colons", "--list-keys", "alice@acme.test"], b"");
+    let listing = String::from_utf8_lossy(&listing).into_owned();
     assert!(ok && listing.contains(&fingerprint), "{listing}");
     assert!(listing.contains("alice <alice@acme.test>"), "{listing}");
-    let (ok, out) = gpg(home.path(), &["--trust-model", "always", "--armor", "--encrypt", "--recipient", "alice@acme.test"], "secret");
+    let (ok, out, _) = gpg(home.path(), &["--trust-model", "always", "--armor", "--encrypt", "--recipient", "alice@acme.test"], b"secret");
+    let out = String::from_utf8_lossy(&out).into_owned();
     assert!(ok && out.contains("BEGIN PGP MESSAGE"), "gpg cannot encrypt to the key: {out}");
 
     // The secret key is for its owner only, and it is locked.
@@ -89,7 +50,7 @@ async fn gnupg_reads_our_keys_and_password_changes_relock_them(backend: Backend)
     assert_eq!(secret.status, 200);
     assert!(secret.text().starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
     let home = gpg_home();
-    let (ok, out) = gpg(home.path(), &["--passphrase", PASSWORD, "--import"], secret.text());
+    let (ok, _, out) = gpg(home.path(), &["--passphrase", PASSWORD, "--import"], secret.text().as_bytes());
     assert!(ok, "gpg refused the secret key: {out}");
     assert!(can_sign(home.path(), &fingerprint, PASSWORD));
     assert!(!can_sign(home.path(), &fingerprint, "not the password"));
@@ -107,7 +68,7 @@ async fn gnupg_reads_our_keys_and_password_changes_relock_them(backend: Backend)
     let alice = app.login("alice@acme.test", new_password).await;
     let relocked = app.get(&format!("/v1/accounts/{id}/secret-key"), &alice).await;
     let home = gpg_home();
-    let (ok, out) = gpg(home.path(), &["--passphrase", new_password, "--import"], relocked.text());
+    let (ok, _, out) = gpg(home.path(), &["--passphrase", new_password, "--import"], relocked.text().as_bytes());
     assert!(ok, "{out}");
     assert!(can_sign(home.path(), &fingerprint, new_password));
     assert!(!can_sign(home.path(), &fingerprint, PASSWORD));

@@ -6,6 +6,8 @@ mod support;
 
 use std::process::{Command, Stdio};
 
+use support::gpg;
+
 use serde_json::json;
 use support::{PASSWORD, SmtpProbe, TestApp};
 use tenants::{Backend, on_both_backends};
@@ -33,23 +35,6 @@ async fn only_message(app: &TestApp, account: &str, token: &str) -> serde_json::
     items[0].clone()
 }
 
-fn gpg(home: &std::path::Path, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
-    use std::io::Write;
-    let mut child = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gpg");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 async fn sealed_mail_over_starttls_decrypts_to_the_original(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
@@ -72,7 +57,7 @@ async fn sealed_mail_over_starttls_decrypts_to_the_original(backend: Backend) {
     assert!(stored.contains("multipart/encrypted") && !stored.contains("Quarterly"), "{stored}");
 
     let secret = app.get(&format!("/v1/accounts/{id}/secret-key"), &token).await;
-    let home = tempfile::tempdir().unwrap();
+    let home = support::gpg_home();
     let (ok, _, err) = gpg(home.path(), &["--passphrase", PASSWORD, "--import"], secret.text().as_bytes());
     assert!(ok, "{err}");
     let armored = &stored[stored.find("-----BEGIN PGP MESSAGE-----").unwrap()..];
@@ -82,7 +67,6 @@ async fn sealed_mail_over_starttls_decrypts_to_the_original(backend: Backend) {
     // original plus one CRLF: that is the message the MX received.
     let transmitted = [original.as_slice(), b"\r\n"].concat();
     assert_eq!(plain, transmitted, "byte for byte");
-    let _ = Command::new("gpgconf").arg("--homedir").arg(home.path()).args(["--kill", "gpg-agent"]).status();
 }
 
 async fn standard_mail_from_python_smtplib(backend: Backend) {
@@ -404,7 +388,9 @@ async fn dkim_counts_only_when_it_verifies(backend: Backend) {
     let key = vault::dkim::DkimKey::generate().unwrap();
     app.dns.set_txt("sel._domainkey.signed.test", &[&format!("v=DKIM1; k=rsa; p={}", key.public_key_b64)]);
     let raw = support::message("ann@signed.test", "ivy@acme.test", "signed", "hello there");
-    let signer = DkimSigner::from_key(RsaKey::<Sha256>::from_pkcs8_pem(key.private_key_pem.expose_secret()).unwrap())
+    use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    let der = PrivateKeyDer::from_pem_slice(key.private_key_pem.expose_secret().as_bytes()).unwrap();
+    let signer = DkimSigner::from_key(RsaKey::<Sha256>::from_key_der(der).unwrap())
         .domain("signed.test")
         .selector("sel")
         .headers(["From", "To", "Subject"]);
