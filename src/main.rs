@@ -154,10 +154,24 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let dns = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms))?;
     let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+    // Without a resolver every message would wait for DNS timeouts; say so
+    // once, loudly, and receive mail without SPF/DKIM/DMARC until restarted.
+    let mut banner = format!("Caliop {} is running.\n", env!("CARGO_PKG_VERSION"));
+    let probe = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms.min(1000)))?;
+    let authenticator = if probe.answers().await {
+        Some(dns.authenticator())
+    } else {
+        tracing::warn!(resolver = %config.dns.resolver, "the DNS resolver does not answer: SPF, DKIM and DMARC checks are off");
+        banner.push_str(&format!(
+            "  warning: no DNS resolver answers at {} (dns.resolver): SPF, DKIM and DMARC checks are off\n",
+            config.dns.resolver
+        ));
+        None
+    };
     let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
         store.clone(),
         master,
-        Some(dns.authenticator()),
+        authenticator,
         config.mail.hostname.clone(),
     ));
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -167,7 +181,6 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             let _ = stopping.wait_for(|s| *s).await;
         }
     };
-    let mut banner = format!("Caliop {} is running.\n", env!("CARGO_PKG_VERSION"));
     let mut services = tokio::task::JoinSet::new();
     if roles.smtp {
         let listener = tokio::net::TcpListener::bind(config.smtp.listen)

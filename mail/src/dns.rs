@@ -79,6 +79,12 @@ impl Dns {
         Ok(Dns { resolver, upstream })
     }
 
+    /// Whether the resolver answers at all (an empty answer counts).
+    pub async fn answers(&self) -> bool {
+        // Not a special-use name (hickory answers `.invalid` itself), so the query really goes out.
+        self.lookup("resolver-probe.caliop-check", Kind::Txt).await.is_ok()
+    }
+
     /// SPF, DKIM and DMARC checks through the same resolver.
     pub fn authenticator(&self) -> mail_auth::MessageAuthenticator {
         mail_auth::MessageAuthenticator(self.resolver.clone())

@@ -133,5 +133,8 @@ mod tests {
         let dns = Dns::new(silent.local_addr().unwrap(), Duration::from_millis(200)).unwrap();
         let err = dns.lookup("example.com", Kind::Txt).await.unwrap_err();
         assert!(matches!(err, crate::dns::LookupError::Unavailable { .. }), "{err}");
+        assert!(!dns.answers().await, "a silent resolver is reported as such");
+        let server = DnsServer::start().await.unwrap();
+        assert!(Dns::new(server.addr(), Duration::from_secs(2)).unwrap().answers().await);
     }
 }
