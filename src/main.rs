@@ -28,12 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in one process: the API and the SMTP MX.
+    /// Run everything in one process: the API, the SMTP MX and the workers.
     Serve,
     /// Run the REST API only.
     Api,
     /// Run the inbound SMTP server (the MX) only.
     Smtp,
+    /// Run the background job workers only.
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Administration from the command line.
@@ -77,9 +79,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve(config, Roles { api: true, smtp: true }).await,
-            Command::Api => serve(config, Roles { api: true, smtp: false }).await,
-            Command::Smtp => serve(config, Roles { api: false, smtp: true }).await,
+            Command::Serve => serve(config, Roles { api: true, smtp: true, worker: true }).await,
+            Command::Api => serve(config, Roles { api: true, smtp: false, worker: false }).await,
+            Command::Smtp => serve(config, Roles { api: false, smtp: true, worker: false }).await,
+            Command::Worker => serve(config, Roles { api: false, smtp: false, worker: true }).await,
             Command::Migrate => {
                 let store = open_store(&config).await?;
                 store.close().await;
@@ -140,6 +143,7 @@ async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
 struct Roles {
     api: bool,
     smtp: bool,
+    worker: bool,
 }
 
 fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
@@ -191,6 +195,17 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         let server = mail::smtp::SmtpServer::new(config.smtp_config(), inbound.clone(), Some(tls_config(&config)?));
         tracing::info!(%address, "SMTP listening");
         services.spawn(server.serve(listener, stopped()));
+    }
+    if roles.worker {
+        let context = worker::Context { store: store.clone(), dns: dns.clone() };
+        let name = format!("{}-{}", config.mail.hostname, std::process::id());
+        banner.push_str("  workers running (job queue)\n");
+        let workers = worker::caliop_worker(context, name);
+        let stopping = stopped();
+        services.spawn(async move {
+            workers.run(stopping).await;
+            Ok(())
+        });
     }
     if roles.api {
         let key = instance_key(&config)?;

@@ -6,7 +6,12 @@ mod support;
 use serde_json::{Value, json};
 use tenants::{Backend, on_both_backends};
 
-on_both_backends!(verification_reads_the_txt_record, dns_records_report_live_status, only_the_operator_can_force);
+on_both_backends!(
+    verification_reads_the_txt_record,
+    dns_records_report_live_status,
+    only_the_operator_can_force,
+    a_background_job_verifies_the_domain_once_published,
+);
 
 fn record<'a>(records: &'a Value, purpose: &str) -> &'a Value {
     records["records"].as_array().unwrap().iter().find(|r| r["purpose"] == purpose).unwrap()
@@ -94,4 +99,33 @@ async fn only_the_operator_can_force(backend: Backend) {
     let entry = audit.ok(200)["items"][0].clone();
     assert_eq!(entry["action"], "domain.verify.forced");
     assert_eq!(entry["actor"], "operator");
+}
+
+async fn a_background_job_verifies_the_domain_once_published(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let dns = mail::dns::Dns::new(app.dns.addr(), std::time::Duration::from_secs(2)).unwrap();
+    let worker = worker::caliop_worker(worker::Context { store: app.store.clone(), dns }, "test-worker");
+
+    // Not published yet: the check fails and is queued again for later.
+    assert!(worker.run_one("test-worker").await, "the check was queued with the domain");
+    let queue = app.get("/v1/queue", &app.operator_token).await;
+    let depth = queue.ok(200)["depth"].as_array().unwrap().clone();
+    assert!(depth.iter().any(|d| d["kind"] == "domain.check" && d["state"] == "queued"), "{depth:?}");
+    assert!(!worker.run_one("test-worker").await, "the retry waits for its backoff");
+    app.get("/v1/queue", &e.admin_token).await.problem(403);
+
+    let domain = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    let record = domain.ok(200)["verification_record"].clone();
+    app.dns.set_txt(record["name"].as_str().unwrap(), &[record["value"].as_str().unwrap()]);
+    // The retry would find it; run the job's check now instead of waiting for its backoff.
+    let check = worker::DomainCheck { domain_id: tenants::DomainId(e.domain_id.parse().unwrap()) };
+    let dns = mail::dns::Dns::new(app.dns.addr(), std::time::Duration::from_secs(2)).unwrap();
+    let context = worker::Context { store: app.store.clone(), dns };
+    worker::Job::run(&check, &context).await.expect("the record is found");
+    let verified = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    assert_eq!(verified.ok(200)["verified"], true);
+    assert_eq!(verified.body["verification_method"], "dns");
+    let metrics = app.raw(app.http.get(format!("{}/metrics", app.base))).await;
+    assert!(metrics.text().contains("caliop_jobs{kind=\"domain.check\",state=\"queued\"} 1"), "{}", metrics.text());
 }

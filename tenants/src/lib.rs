@@ -17,7 +17,7 @@ pub mod store;
 
 pub use access::{Actor, Role, Subject};
 pub use model::*;
-pub use store::{
+pub use store::{DeadJob, QueueDepth, 
     Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, MessageMeta, NewAccount, NewApiKey,
     NewDomain, NewMessage, NewTenant, Page, Store, Tenant, TenantFilter, TenantUpdate,
 };

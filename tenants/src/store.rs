@@ -1147,5 +1147,7 @@ fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSq
 #[path = "store_tests.rs"]
 mod tests;
 
+mod jobs;
 mod messages;
+pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
 pub use messages::{Correspondent, MessageMeta, NewMessage};

@@ -1,4 +1,258 @@
-//! Background work: the durable job queue (claimed from the database with
-//! leases, retried with backoff, dead-lettered) and the jobs that run on it
-//! (delivery, DNS checks, scrub and repair of shards, billing sync). Empty
-//! until the outbound-mail issue builds the queue; nothing here pretends yet.
+//! Background work: the durable job queue and the jobs that run on it.
+//!
+//! A job is a type with a name ([`Job::NAME`]), serialized into the `jobs`
+//! table. Workers claim due jobs with a lease (PostgreSQL `SKIP LOCKED`,
+//! SQLite `UPDATE … RETURNING`); a worker that dies lets its lease expire and
+//! another worker takes the job again, so delivery is at-least-once. Retries,
+//! exponential backoff with jitter and dead letters are the queue's business:
+//! a job only says whether it succeeded. Deduplication keys keep one live job
+//! per key; `run_at` schedules a job for later.
+//!
+//! Jobs today: [`DomainCheck`] keeps looking for a new domain's ownership
+//! record and verifies the domain as soon as it is published.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tenants::store::NewJob;
+use tenants::{DomainId, Store};
+
+/// How often and how patiently a job is retried.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: i32,
+    /// Delay before the second attempt; doubles each time.
+    pub base: Duration,
+    /// The longest delay between attempts.
+    pub max: Duration,
+    /// ± share of the delay drawn at random, so retries do not march in step.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 10, base: Duration::from_secs(30), max: Duration::from_secs(3600), jitter: 0.2 }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after `attempt` failed attempts (1 for the first failure).
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
+        let raw = self.base.saturating_mul(2u32.saturating_pow(exponent)).min(self.max);
+        let spread = rand::rng().random_range(-self.jitter..=self.jitter);
+        raw.mul_f64((1.0 + spread).max(0.0))
+    }
+}
+
+/// A kind of background work on context `C`.
+pub trait Job<C>: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The name stored in the queue; never change it once jobs are queued.
+    const NAME: &'static str;
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// Jobs with the same key are not queued twice while one is live.
+    fn dedup_key(&self) -> Option<String> {
+        None
+    }
+
+    /// Does the work; an error is retried by the queue's policy.
+    fn run(&self, context: &C) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Adds jobs to the queue.
+pub async fn enqueue<C, J: Job<C>>(store: &Store, job: &J, run_at: Option<DateTime<Utc>>) -> Result<uuid::Uuid, tenants::Error> {
+    let payload = serde_json::to_string(job).map_err(|e| tenants::Error::Internal(e.to_string()))?;
+    let (id, _) = store
+        .enqueue(NewJob {
+            kind: J::NAME,
+            payload,
+            dedup_key: job.dedup_key(),
+            run_at: run_at.unwrap_or_else(Utc::now),
+            max_attempts: J::retry_policy().max_attempts,
+        })
+        .await?;
+    Ok(id)
+}
+
+type Handler<C> = Arc<
+    dyn for<'a> Fn(&'a str, &'a C) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> + Send + Sync,
+>;
+
+/// Runs the registered jobs, several at a time.
+pub struct Worker<C> {
+    store: Store,
+    context: Arc<C>,
+    name: String,
+    handlers: HashMap<&'static str, (Handler<C>, RetryPolicy)>,
+    /// How long a claimed job is ours before another worker may take it.
+    pub lease: Duration,
+    /// How long to sleep when no job is due.
+    pub idle: Duration,
+    pub concurrency: usize,
+}
+
+impl<C: Send + Sync + 'static> Worker<C> {
+    pub fn new(store: Store, context: C, name: impl Into<String>) -> Worker<C> {
+        Worker {
+            store,
+            context: Arc::new(context),
+            name: name.into(),
+            handlers: HashMap::new(),
+            lease: Duration::from_secs(300),
+            idle: Duration::from_millis(500),
+            concurrency: 4,
+        }
+    }
+
+    pub fn register<J: Job<C>>(mut self) -> Self {
+        let handler: Handler<C> = Arc::new(|payload: &str, context: &C| {
+            Box::pin(async move {
+                let job: J = serde_json::from_str(payload).map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
+                job.run(context).await
+            })
+        });
+        self.handlers.insert(J::NAME, (handler, J::retry_policy()));
+        self
+    }
+
+    /// Claims and runs jobs until `shutdown` resolves; running jobs finish first.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let this = Arc::new(self);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut loops = tokio::task::JoinSet::new();
+        for slot in 0..this.concurrency.max(1) {
+            let (this, mut stopping) = (this.clone(), stopping.clone());
+            loops.spawn(async move {
+                let name = format!("{}#{slot}", this.name);
+                while !*stopping.borrow() {
+                    let ran = this.run_one(&name).await;
+                    if !ran {
+                        tokio::select! {
+                            () = tokio::time::sleep(this.idle) => {}
+                            _ = stopping.changed() => {}
+                        }
+                    }
+                }
+            });
+        }
+        shutdown.await;
+        let _ = stop.send(true);
+        while loops.join_next().await.is_some() {}
+    }
+
+    /// Claims one due job and runs it; false when none was due.
+    pub async fn run_one(&self, name: &str) -> bool {
+        let kinds: Vec<&str> = self.handlers.keys().copied().collect();
+        let lease_until = Utc::now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(5));
+        let job = match self.store.claim_job(&kinds, name, lease_until).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a job failed");
+                return false;
+            }
+        };
+        let Some((handler, policy)) = self.handlers.get(job.kind.as_str()) else { return false };
+        let outcome = match tokio::time::timeout(self.lease, handler(&job.payload, &self.context)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("ran longer than its {} s lease", self.lease.as_secs())),
+        };
+        let recorded = match outcome {
+            Ok(()) => self.store.complete_job(job.id, name).await,
+            Err(error) => {
+                let retry_at = (job.attempts < job.max_attempts).then(|| {
+                    Utc::now() + chrono::Duration::from_std(policy.delay(job.attempts)).unwrap_or(chrono::Duration::zero())
+                });
+                if retry_at.is_none() {
+                    tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, "job moved to dead letters");
+                }
+                self.store.fail_job(job.id, name, &error, retry_at).await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, job = %job.id, "recording a job's outcome failed");
+        }
+        true
+    }
+}
+
+/// What the jobs of the `caliop` processes need.
+pub struct Context {
+    pub store: Store,
+    pub dns: mail::dns::Dns,
+}
+
+/// Looks for a new domain's verification record until it appears (or the
+/// attempts run out, over about a week), and verifies the domain then.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct DomainCheck {
+    pub domain_id: DomainId,
+}
+
+impl Job<Context> for DomainCheck {
+    const NAME: &'static str = "domain.check";
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 }
+    }
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(self.domain_id.to_string())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let Some(domain) = context.store.domain(self.domain_id).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        if domain.verified_at.is_some() {
+            return Ok(());
+        }
+        let expected = tenants::dns_records::verification_record(&domain);
+        let found = context.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| e.to_string())?;
+        match tenants::dns_records::judge(&expected, &found) {
+            tenants::dns_records::RecordStatus::Verified => {
+                context.store.mark_domain_verified("worker", &domain, "dns").await.map_err(|e| e.to_string())?;
+                tracing::info!(domain = %domain.id, "domain verified by the background check");
+                Ok(())
+            }
+            _ => Err(format!("no `{}` TXT record at {} yet", expected.value, expected.name)),
+        }
+    }
+}
+
+/// The worker of the `caliop` processes, with every job registered.
+pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Context> {
+    let store = context.store.clone();
+    Worker::new(store, context, name).register::<DomainCheck>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_bounds() {
+        let policy = RetryPolicy { max_attempts: 5, base: Duration::from_secs(10), max: Duration::from_secs(60), jitter: 0.0 };
+        assert_eq!(policy.delay(1), Duration::from_secs(10));
+        assert_eq!(policy.delay(2), Duration::from_secs(20));
+        assert_eq!(policy.delay(3), Duration::from_secs(40));
+        assert_eq!(policy.delay(4), Duration::from_secs(60));
+        assert_eq!(policy.delay(40), Duration::from_secs(60));
+        let jittered = RetryPolicy { jitter: 0.2, ..policy };
+        for _ in 0..100 {
+            let d = jittered.delay(2).as_secs_f64();
+            assert!((16.0..=24.0).contains(&d), "{d}");
+        }
+    }
+}

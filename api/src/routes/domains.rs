@@ -102,7 +102,11 @@ pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, name: 
         dkim_public_key: dkim.public_key_b64,
         dkim_private_key: dkim.private_key_pem,
     };
-    Ok(state.store.create_domain(&actor.audit_name(), new).await?)
+    let domain = state.store.create_domain(&actor.audit_name(), new).await?;
+    // Keep looking for the ownership record in the background, so the domain
+    // verifies itself once the tenant has published it.
+    worker::enqueue(&state.store, &worker::DomainCheck { domain_id: domain.id }, None).await?;
+    Ok(domain)
 }
 
 /// Add a domain to a tenant

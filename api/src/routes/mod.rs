@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod domains;
 mod messages;
+mod queue;
 mod system;
 mod tenants;
 
@@ -41,6 +42,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(audit::tenant_audit))
+        .routes(routes!(queue::queue))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
