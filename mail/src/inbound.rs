@@ -27,6 +27,8 @@ pub struct Recipient {
     pub account: Account,
     /// The effective level: the higher of the tenant's floor and the account's.
     pub level: Level,
+    /// Bytes left in the tenant's quota when the recipient was accepted.
+    pub room: i64,
 }
 
 /// What the SMTP session knows about the client.
@@ -67,6 +69,7 @@ impl Inbound {
     }
 
     /// RCPT TO: is this an address we host, for a live account with room?
+    /// One query on the hot path; the domain is looked up only on a miss.
     pub async fn check_recipient(&self, address: &str) -> Result<Recipient, Reply> {
         let address = EmailAddress::parse(address)
             .map_err(|_| Reply::new(501, "5.1.3", "bad recipient address syntax"))?;
@@ -74,40 +77,27 @@ impl Inbound {
             tracing::error!(error = %e, "recipient lookup failed");
             Reply::new(451, "4.3.0", "local error in processing, try again later")
         };
-        if self.store.domain_by_name(&address.domain()).await.map_err(internal)?.is_none() {
-            return Err(Reply::new(550, "5.1.2", "relay not permitted: this domain is not hosted here"));
-        }
-        let account = match self.store.account_by_address(&address).await.map_err(internal)? {
-            Some(a) if a.status != AccountStatus::Deleted => a,
-            _ => return Err(Reply::new(550, "5.1.1", "no such mailbox here")),
+        let mailbox = match self.store.mailbox(&address).await.map_err(internal)? {
+            Some(m) if m.account.status != AccountStatus::Deleted => m,
+            _ => {
+                if self.store.domain_by_name(&address.domain()).await.map_err(internal)?.is_none() {
+                    return Err(Reply::new(550, "5.1.2", "relay not permitted: this domain is not hosted here"));
+                }
+                return Err(Reply::new(550, "5.1.1", "no such mailbox here"));
+            }
         };
-        if account.status == AccountStatus::Suspended {
+        if mailbox.account.status == AccountStatus::Suspended {
             return Err(Reply::new(550, "5.2.1", "mailbox disabled"));
         }
-        let tenant = self.store.tenant(account.tenant_id).await.map_err(internal)?.ok_or_else(|| {
-            Reply::new(550, "5.1.1", "no such mailbox here")
-        })?;
-        if tenant.status != TenantStatus::Active {
+        if mailbox.tenant_status != TenantStatus::Active {
             return Err(Reply::new(550, "5.2.1", "mailbox disabled: the organisation is suspended"));
         }
-        if tenant.storage_used_bytes >= tenant.limits.storage_quota_bytes {
+        let room = mailbox.storage_quota_bytes - mailbox.storage_used_bytes;
+        if room <= 0 {
             return Err(Reply::new(452, "4.2.2", "mailbox full, try again later"));
         }
-        let level = account.level.max(tenant.policy.min_level);
-        Ok(Recipient { account, level })
-    }
-
-    /// The bytes a tenant still has room for, across the envelope's tenants.
-    pub async fn room_for(&self, recipients: &[Recipient]) -> Result<i64, Reply> {
-        let mut room = i64::MAX;
-        for r in recipients {
-            let (used, quota) = self.store.storage(r.account.tenant_id).await.map_err(|e| {
-                tracing::error!(error = %e, "quota lookup failed");
-                Reply::new(451, "4.3.0", "local error in processing, try again later")
-            })?;
-            room = room.min(quota - used);
-        }
-        Ok(room)
+        let level = mailbox.account.level.max(mailbox.tenant_min_level);
+        Ok(Recipient { account: mailbox.account, level, room })
     }
 
     async fn data_key(&self, tenant: TenantId) -> Result<Arc<DataKey>, Reply> {
@@ -157,8 +147,8 @@ impl Inbound {
                 "a recipient accepts only OpenPGP-encrypted mail (end-to-end level); encrypt to their key and resend",
             ));
         }
-        let room = self.room_for(&envelope.recipients).await?;
-        if (data.len() as i64) > room {
+        // Quick refusal from what RCPT saw; the store enforces the quota atomically anyway.
+        if envelope.recipients.iter().any(|r| (data.len() as i64) > r.room) {
             return Err(Reply::new(552, "5.2.2", "mailbox full: the organisation's storage quota is exhausted"));
         }
 

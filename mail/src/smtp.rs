@@ -408,18 +408,15 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     Reply::new(452, "4.5.3", format!("too many recipients (limit {})", config.max_recipients))
                 } else {
                     match inbound.check_recipient(&to.address).await {
-                        Ok(recipient) => match inbound.room_for(std::slice::from_ref(&recipient)).await {
-                            Ok(room) if (tx.declared_size as i64) > room => {
-                                Reply::new(552, "5.2.2", "the message is larger than the mailbox's remaining quota")
+                        Ok(recipient) if (tx.declared_size as i64) > recipient.room => {
+                            Reply::new(552, "5.2.2", "the message is larger than the mailbox's remaining quota")
+                        }
+                        Ok(recipient) => {
+                            if !tx.recipients.iter().any(|r| r.account.id == recipient.account.id) {
+                                tx.recipients.push(recipient);
                             }
-                            Ok(_) => {
-                                if !tx.recipients.iter().any(|r| r.account.id == recipient.account.id) {
-                                    tx.recipients.push(recipient);
-                                }
-                                Reply::new(250, "2.1.5", "recipient ok")
-                            }
-                            Err(reply) => reply,
-                        },
+                            Reply::new(250, "2.1.5", "recipient ok")
+                        }
                         Err(reply) => reply,
                     }
                 }

@@ -18,7 +18,7 @@ pub mod store;
 pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{DeadJob, QueueDepth, 
-    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, MessageMeta, NewAccount, NewApiKey,
+    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, Mailbox, MessageMeta, NewAccount, NewApiKey,
     NewDomain, NewMessage, NewTenant, Page, Store, Tenant, TenantFilter, TenantUpdate,
 };
 

@@ -332,6 +332,39 @@ impl TryFrom<AccountRow> for Account {
     }
 }
 
+/// An account and the parts of its tenant that mail delivery checks.
+#[derive(Clone, Debug)]
+pub struct Mailbox {
+    pub account: Account,
+    pub tenant_status: TenantStatus,
+    pub tenant_min_level: Level,
+    pub storage_used_bytes: i64,
+    pub storage_quota_bytes: i64,
+}
+
+#[derive(FromRow)]
+struct MailboxRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    tenant_status: String,
+    tenant_min_level: String,
+    storage_used_bytes: i64,
+    storage_quota_bytes: i64,
+}
+
+impl TryFrom<MailboxRow> for Mailbox {
+    type Error = Error;
+    fn try_from(r: MailboxRow) -> Result<Mailbox> {
+        Ok(Mailbox {
+            account: r.account.try_into()?,
+            tenant_status: r.tenant_status.parse().map_err(stored)?,
+            tenant_min_level: r.tenant_min_level.parse().map_err(stored)?,
+            storage_used_bytes: r.storage_used_bytes,
+            storage_quota_bytes: r.storage_quota_bytes,
+        })
+    }
+}
+
 /// Carries secrets (hash, locked key): deliberately not `Debug`.
 #[derive(Clone)]
 pub struct NewAccount {
@@ -941,6 +974,19 @@ impl Store {
         let row: Option<AccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.to_string()).fetch_optional(p).await)?;
         row.map(Account::try_from).transpose()
+    }
+
+    /// An account with what delivering to it needs of its tenant, in one
+    /// query: the hot path of every RCPT TO.
+    pub async fn mailbox(&self, address: &EmailAddress) -> Result<Option<Mailbox>> {
+        let sql = "SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
+               a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
+               t.status AS tenant_status, t.min_level AS tenant_min_level, \
+               t.storage_used_bytes, t.storage_quota_bytes \
+             FROM accounts a JOIN tenants t ON t.id = a.tenant_id WHERE a.address = $1";
+        let row: Option<MailboxRow> = on_pool!(&self.pool, p =>
+            sqlx::query_as(sql).bind(address.as_str()).fetch_optional(p).await)?;
+        row.map(Mailbox::try_from).transpose()
     }
 
     pub async fn list_accounts(&self, tenant: TenantId, page: Page) -> Result<Vec<Account>> {
