@@ -57,7 +57,9 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         )
         .await?;
     let domain_name = DomainName::parse(&format!("bench-{}.test", uuid::Uuid::now_v7().simple()))?;
+    let master = vault::at_rest::MasterKey::ephemeral()?;
     let dkim = vault::dkim::DkimKey::generate()?;
+    let sealed_dkim = master.seal_secret(&format!("dkim-private-key:{domain_name}"), secrecy::ExposeSecret::expose_secret(&dkim.private_key_pem).as_bytes())?;
     let domain = store
         .create_domain(
             "bench",
@@ -67,7 +69,7 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
                 verification_token: "bench".into(),
                 dkim_selector: "caliop1".into(),
                 dkim_public_key: dkim.public_key_b64,
-                dkim_private_key: dkim.private_key_pem,
+                dkim_private_key: sealed_dkim.into(),
             },
         )
         .await?;
@@ -93,7 +95,6 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
             .await?;
     }
 
-    let master = vault::at_rest::MasterKey::ephemeral()?;
     let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
     let config = mail::smtp::SmtpConfig {
         hostname: "bench.caliop.test".into(),

@@ -46,6 +46,14 @@ async fn verification_reads_the_txt_record(backend: Backend) {
     assert_eq!(verified.body["verification_method"], "dns");
     let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
     assert_eq!(audit.ok(200)["items"][0]["action"], "domain.verify");
+
+    // The DKIM signing key is at rest only sealed under the master key.
+    use secrecy::ExposeSecret;
+    let stored = app.store.domain(tenants::DomainId(e.domain_id.parse().unwrap())).await.unwrap().unwrap();
+    let at_rest = stored.dkim_private_key.expose_secret();
+    assert!(at_rest.starts_with("caliop-sealed:v1:") && !at_rest.contains("PRIVATE KEY"), "{at_rest}");
+    let opened = app.state.inbound.master().open_secret("dkim-private-key:acme.test", at_rest).unwrap();
+    assert!(String::from_utf8(opened).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
 }
 
 async fn dns_records_report_live_status(backend: Backend) {

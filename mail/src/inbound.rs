@@ -51,7 +51,7 @@ pub struct Envelope {
 /// The delivery side of the MX, shared by every session.
 pub struct Inbound {
     store: Store,
-    master: MasterKey,
+    master: Arc<MasterKey>,
     authenticator: Option<MessageAuthenticator>,
     hostname: String,
     data_keys: Mutex<HashMap<TenantId, Arc<DataKey>>>,
@@ -61,7 +61,12 @@ impl Inbound {
     /// `authenticator` is `None` only where no DNS is wanted (benchmarks);
     /// then SPF, DKIM and DMARC are recorded as `none`.
     pub fn new(store: Store, master: MasterKey, authenticator: Option<MessageAuthenticator>, hostname: String) -> Inbound {
-        Inbound { store, master, authenticator, hostname, data_keys: Mutex::default() }
+        Inbound { store, master: Arc::new(master), authenticator, hostname, data_keys: Mutex::default() }
+    }
+
+    /// The instance master key, for other secrets kept at rest (DKIM keys).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
     }
 
     pub fn hostname(&self) -> &str {

@@ -14,6 +14,8 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use crate::VaultError;
 
 const MAGIC: &[u8; 4] = b"CAL1";
+/// How a sealed secret is marked in a text column.
+const SEALED_SECRET_PREFIX: &str = "caliop-sealed:v1:";
 
 /// A 256-bit AES-GCM key.
 pub struct DataKey(LessSafeKey);
@@ -107,6 +109,25 @@ impl MasterKey {
         Ok((DataKey::from_bytes(&bytes)?, wrapped))
     }
 
+    /// Encrypts a small secret (a DKIM private key) for storage, bound to
+    /// `context`; the result is text, for a text column.
+    pub fn seal_secret(&self, context: &str, secret: &[u8]) -> Result<String, VaultError> {
+        use base64::Engine;
+        let sealed = self.0.seal(context.as_bytes(), secret)?;
+        Ok(format!("{SEALED_SECRET_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(sealed)))
+    }
+
+    pub fn open_secret(&self, context: &str, stored: &str) -> Result<Vec<u8>, VaultError> {
+        use base64::Engine;
+        let encoded = stored
+            .strip_prefix(SEALED_SECRET_PREFIX)
+            .ok_or_else(|| VaultError::Encoding("not a sealed secret".into()))?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| VaultError::Encoding(e.to_string()))?;
+        self.0.open(context.as_bytes(), &sealed)
+    }
+
     pub fn unwrap_data_key(&self, owner: &[u8], wrapped: &[u8]) -> Result<DataKey, VaultError> {
         let bytes = self.0.open(&[b"tenant-data-key:".as_slice(), owner].concat(), wrapped)?;
         DataKey::from_bytes(&bytes)
@@ -128,6 +149,10 @@ mod tests {
         let again = master.unwrap_data_key(b"tenant-1", &wrapped).unwrap();
         assert_eq!(again.open(b"message:1", &sealed).unwrap(), b"hello");
         assert!(master.unwrap_data_key(b"tenant-2", &wrapped).is_err(), "bound to its tenant");
+        let stored = master.seal_secret("dkim:acme.test", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        assert!(stored.starts_with("caliop-sealed:v1:") && !stored.contains("PRIVATE KEY"));
+        assert_eq!(master.open_secret("dkim:acme.test", &stored).unwrap(), b"-----BEGIN PRIVATE KEY-----");
+        assert!(master.open_secret("dkim:other.test", &stored).is_err());
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(key.open(b"message:1", &tampered).is_err());

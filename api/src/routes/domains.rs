@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tenants::dns_records::{self, ExpectedRecord, RecordStatus, RecordType};
 use tenants::{Actor, Domain, DomainId, DomainName, NewDomain, Role, TenantId, TenantStatus};
@@ -80,6 +81,11 @@ pub struct DnsRecords {
 
 const DKIM_SELECTOR: &str = "caliop1";
 
+/// What a domain's sealed DKIM key is bound to.
+pub fn dkim_key_context(domain: &DomainName) -> String {
+    format!("dkim-private-key:{domain}")
+}
+
 /// Creates a domain for `tenant_id`, with its verification token and DKIM key.
 pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, name: DomainName) -> ApiResult<Domain> {
     let tenant = state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
@@ -94,13 +100,18 @@ pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, name: 
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
     let dkim = tokio::task::spawn_blocking(vault::dkim::DkimKey::generate).await.map_err(Problem::internal)??;
+    // The signing key is kept sealed under the instance master key, bound to its domain.
+    let sealed_key = state
+        .inbound
+        .master()
+        .seal_secret(&dkim_key_context(&name), dkim.private_key_pem.expose_secret().as_bytes())?;
     let new = NewDomain {
         tenant_id,
         name,
         verification_token: token,
         dkim_selector: DKIM_SELECTOR.into(),
         dkim_public_key: dkim.public_key_b64,
-        dkim_private_key: dkim.private_key_pem,
+        dkim_private_key: sealed_key.into(),
     };
     let domain = state.store.create_domain(&actor.audit_name(), new).await?;
     // Keep looking for the ownership record in the background, so the domain
