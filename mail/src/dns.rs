@@ -90,10 +90,6 @@ impl Dns {
         mail_auth::MessageAuthenticator(self.resolver.clone())
     }
 
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
-    }
-
     /// The records of `kind` at `name`, as text: TXT strings joined, `MX`
     /// as `priority host`, `CNAME` as the target, `SRV` as
     /// `priority weight port target`; names without the final dot.

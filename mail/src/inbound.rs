@@ -69,10 +69,6 @@ impl Inbound {
         &self.master
     }
 
-    pub fn hostname(&self) -> &str {
-        &self.hostname
-    }
-
     /// RCPT TO: is this an address we host, for a live account with room?
     /// One query on the hot path; the domain is looked up only on a miss.
     pub async fn check_recipient(&self, address: &str) -> Result<Recipient, Reply> {

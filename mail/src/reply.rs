@@ -14,10 +14,6 @@ impl Reply {
         Reply { code, status, text: text.into() }
     }
 
-    pub fn is_positive(&self) -> bool {
-        self.code < 400
-    }
-
     /// The reply as it goes on the wire, CRLF included.
     pub fn to_wire(&self) -> String {
         format!("{} {} {}\r\n", self.code, self.status, self.text)

@@ -629,13 +629,6 @@ impl Store {
         Ok(Store { pool, committer: Some(queue) })
     }
 
-    pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
-        }
-    }
-
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     pub async fn migrate(&self) -> Result<()> {
         match &self.pool {
