@@ -7,6 +7,7 @@ pub mod auth;
 pub mod metrics;
 pub mod problem;
 mod routes;
+mod wkd;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -159,6 +160,7 @@ pub fn openapi_json() -> String {
 pub fn router(state: AppState) -> Router {
     let (api, spec) = api_router().split_for_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(wkd::routes())
         .fallback(|| async { Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this route")

@@ -13,6 +13,7 @@ on_both_backends!(
     failed_sign_ins_are_limited,
     api_keys_carry_scopes_and_can_be_revoked,
     suspended_accounts_and_tenants_cannot_act,
+    web_key_directory_serves_what_gnupg_asks_for,
 );
 
 /// Whether `passphrase` unlocks the secret key for signing in this gpg home.
@@ -150,4 +151,48 @@ async fn suspended_accounts_and_tenants_cannot_act(backend: Backend) {
     app.patch(&own, &app.operator_token, json!({"status": "suspended"})).await.ok(200);
     let refused = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token).await;
     assert!(refused.problem(403).contains("suspended"));
+}
+
+/// The URL GnuPG itself computes for an address's key.
+fn wkd_url(address: &str) -> String {
+    let out = std::process::Command::new("/usr/lib/gnupg/gpg-wks-client")
+        .args(["--print-wkd-url", address])
+        .output()
+        .expect("gpg-wks-client (part of GnuPG)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn web_key_directory_serves_what_gnupg_asks_for(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let id = app.user(&e, "alice").await;
+    let fingerprint = app.get(&format!("/v1/accounts/{id}"), &e.admin_token).await.ok(200)["fingerprint"].as_str().unwrap().to_owned();
+
+    // GnuPG's advanced URL: https://openpgpkey.acme.test/.well-known/openpgpkey/acme.test/hu/<hash>?l=alice
+    let url = wkd_url("alice@acme.test");
+    let path = &url[url.find("/.well-known/").expect("a WKD URL")..];
+    assert!(path.starts_with("/.well-known/openpgpkey/acme.test/hu/"), "{url}");
+    let get = |path: String, host: &'static str| {
+        app.raw(app.http.get(format!("{}{path}", app.base)).header("host", host))
+    };
+    assert_eq!(get(path.to_owned(), "openpgpkey.acme.test").await.status, 404, "not before the domain is verified");
+
+    app.post(&format!("/v1/domains/{}/verify", e.domain_id), &app.operator_token, json!({"force": true})).await.ok(200);
+    let advanced = get(path.to_owned(), "openpgpkey.acme.test").await;
+    assert_eq!(advanced.status, 200);
+    assert_eq!(advanced.content_type, "application/octet-stream");
+    let direct_path = path.replace("/openpgpkey/acme.test/hu/", "/openpgpkey/hu/");
+    let direct = app.http.get(format!("{}{direct_path}", app.base)).header("host", "acme.test").send().await.unwrap();
+    assert_eq!(direct.status(), 200);
+    let key = direct.bytes().await.unwrap();
+    assert_ne!(key.first(), Some(&b'-'), "binary, not armored");
+
+    let home = support::gpg_home();
+    let (ok, _, err) = gpg(home.path(), &["--import"], &key);
+    assert!(ok, "gpg --import refused the WKD key: {err}");
+    let (_, listing, _) = gpg(home.path(), &["--with-colons", "--list-keys"], b"");
+    assert!(String::from_utf8_lossy(&listing).contains(&fingerprint));
+    assert_eq!(get(path.replace("?l=alice", "?l=bob"), "openpgpkey.acme.test").await.status, 404, "the hash must match the name");
+    assert_eq!(get("/.well-known/openpgpkey/policy".into(), "acme.test").await.status, 200);
 }

@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod reply;
 pub mod smtp;
 pub mod tls;
+pub mod wkd;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod dns_server;

@@ -85,6 +85,13 @@ impl AccountKey {
         Self::from_secret(&secret)
     }
 
+    /// The armored public key in binary form (what WKD serves).
+    pub fn binary_public_key(public_armored: &str) -> Result<Vec<u8>, VaultError> {
+        use pgp::ser::Serialize;
+        let (key, _) = SignedPublicKey::from_string(public_armored).map_err(pgp_err)?;
+        key.to_bytes().map_err(pgp_err)
+    }
+
     /// Whether `passphrase` unlocks the armored secret key.
     pub fn unlocks(secret_armored: &str, passphrase: &str) -> bool {
         let Ok((secret, _)) = SignedSecretKey::from_string(secret_armored) else { return false };
