@@ -111,6 +111,13 @@ fn init_logging(config: &Config) {
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    // The database, keys and certificates live here: no one else may read them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {} to its owner", config.data_dir.display()))?;
+    }
     let url = config.database_url();
     let store = Store::connect(url.expose_secret(), config.database.max_connections)
         .await

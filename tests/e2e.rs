@@ -9,18 +9,25 @@ use common::field;
 use serde_json::json;
 use tenants::{Backend, on_both_backends};
 
-async fn start(backend: Backend) -> (common::Caliop, tempfile::TempDir, mail::dns_server::DnsServer) {
-    let data = tempfile::tempdir().unwrap();
+/// Starts `caliop serve` on a data directory it must create itself.
+async fn start(backend: Backend) -> (common::Caliop, tempfile::TempDir, std::path::PathBuf, mail::dns_server::DnsServer) {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
     let dns = mail::dns_server::DnsServer::start().await.unwrap();
-    let env = common::environment(backend, data.path(), dns.addr()).await;
-    let caliop = common::serve(env, data.path().join("caliop.log")).await;
-    (caliop, data, dns)
+    let env = common::environment(backend, &data, dns.addr()).await;
+    let caliop = common::serve(env, scratch.path().join("caliop.log")).await;
+    (caliop, scratch, data, dns)
 }
 
 on_both_backends!(reseller_story_end_to_end);
 
 async fn reseller_story_end_to_end(backend: Backend) {
-    let (caliop, _data, _dns) = start(backend).await;
+    let (caliop, _scratch, data, _dns) = start(backend).await;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the data directory is the owner's alone");
+    }
     let (status, _, health) = caliop.call(reqwest::Method::GET, "/healthz", None, None).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let operator = caliop.operator_token();
