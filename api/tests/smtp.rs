@@ -417,3 +417,40 @@ async fn sessions_time_out(backend: Backend) {
     assert_eq!(code, 421, "an idle session is closed: {text}");
     assert!(text.starts_with("4.4.2"), "{text}");
 }
+
+on_both_backends!(each_recipient_gets_a_copy_sealed_to_its_own_key);
+
+async fn each_recipient_gets_a_copy_sealed_to_its_own_key(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (jo_id, jo) = user_token(&app, &e, "jo").await;
+    let (kim_id, kim) = user_token(&app, &e, "kim").await;
+    for (id, token) in [(&jo_id, &jo), (&kim_id, &kim)] {
+        app.patch(&format!("/v1/accounts/{id}"), token, json!({"level": "sealed"})).await.ok(200);
+    }
+    let original = support::message("x@sender.test", "jo@acme.test", "for both", "one message, two keys");
+    support::send_with_lettre(app.smtp, "x@sender.test", &["jo@acme.test", "kim@acme.test"], &original, false)
+        .await
+        .expect("delivered to both");
+
+    let mut stored = Vec::new();
+    for (id, token) in [(&jo_id, &jo), (&kim_id, &kim)] {
+        let meta = only_message(&app, id, token).await;
+        let raw = app.raw(app.http.get(format!("{}/v1/messages/{}/raw", app.base, meta["id"].as_str().unwrap())).bearer_auth(token)).await;
+        let text = raw.text().to_owned();
+        let secret = app.get(&format!("/v1/accounts/{id}/secret-key"), token).await.text().to_owned();
+        stored.push((text, secret));
+    }
+    assert_ne!(stored[0].0, stored[1].0, "two copies, sealed separately");
+    let armored = |text: &str| text[text.find("-----BEGIN PGP MESSAGE-----").unwrap()..].to_owned();
+    for (mine, theirs) in [(0, 1), (1, 0)] {
+        let home = support::gpg_home();
+        let (ok, _, err) = gpg(home.path(), &["--passphrase", PASSWORD, "--import"], stored[mine].1.as_bytes());
+        assert!(ok, "{err}");
+        let (ok, plain, err) = gpg(home.path(), &["--passphrase", PASSWORD, "--decrypt"], armored(&stored[mine].0).as_bytes());
+        assert!(ok, "{err}");
+        assert!(String::from_utf8_lossy(&plain).contains("one message, two keys"));
+        let (ok, _, _) = gpg(home.path(), &["--passphrase", PASSWORD, "--decrypt"], armored(&stored[theirs].0).as_bytes());
+        assert!(!ok, "a recipient's key does not open the other's copy");
+    }
+}
