@@ -113,12 +113,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./data"),
-            database: DatabaseConfig { url: None, max_connections: 16 },
+            database: DatabaseConfig::default(),
             api: ApiSection::default(),
             smtp: SmtpSection::default(),
-            mail: MailSection { hostname: "mail.localhost".into() },
-            dns: DnsSection { resolver: SocketAddr::from(([127, 0, 0, 1], 53)), timeout_ms: 3000 },
-            log: LogSection { format: "text".into(), filter: "info,sqlx=warn".into() },
+            mail: MailSection::default(),
+            dns: DnsSection::default(),
+            log: LogSection::default(),
         }
     }
 }
@@ -139,25 +139,25 @@ impl Default for ApiSection {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Config::default().database
+        DatabaseConfig { url: None, max_connections: 16 }
     }
 }
 
 impl Default for MailSection {
     fn default() -> Self {
-        Config::default().mail
+        MailSection { hostname: "mail.localhost".into() }
     }
 }
 
 impl Default for DnsSection {
     fn default() -> Self {
-        Config::default().dns
+        DnsSection { resolver: SocketAddr::from(([127, 0, 0, 1], 53)), timeout_ms: 3000 }
     }
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        Config::default().log
+        LogSection { format: "text".into(), filter: "info,sqlx=warn".into() }
     }
 }
 

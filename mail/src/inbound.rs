@@ -301,7 +301,7 @@ impl Inbound {
         let dmarc_failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         let dmarc_reject = dmarc_failed && dmarc.policy() == mail_auth::dmarc::Policy::Reject;
         AuthOutcome {
-            header: format!("Authentication-Results: {}", header.replace("\r\n", "\r\n")),
+            header: format!("Authentication-Results: {header}"),
             json: serde_json::json!({
                 "spf": format!("{:?}", spf.result()).to_lowercase(),
                 "dkim": if dkim_pass { "pass" } else if dkim.is_empty() { "none" } else { "fail" },

@@ -122,9 +122,8 @@ impl SmtpServer {
                     let (config, inbound, tls) = (self.config.clone(), self.inbound.clone(), self.tls.clone());
                     sessions.spawn(async move {
                         let Some(slot) = slot else {
-                            let mut stream = stream;
                             let reply = Reply::new(421, "4.7.0", "too many connections from your address, try later");
-                            let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+                            refuse(stream, &reply).await;
                             return;
                         };
                         let limit = config.session_timeout;
@@ -257,6 +256,17 @@ struct Transaction {
     chunks_too_big: bool,
 }
 
+/// Answers a connection we will not serve, then closes it without losing the
+/// answer: what the client already sent is drained first, because closing a
+/// socket with unread bytes resets it and throws our reply away.
+async fn refuse(mut stream: TcpStream, reply: &Reply) {
+    let _ = stream.write_all(reply.to_wire().as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
 async fn session(
     stream: TcpStream,
     peer: SocketAddr,
@@ -269,15 +279,7 @@ async fn session(
         let mut probe = [0u8; 1];
         if let Ok(Ok(n)) = tokio::time::timeout(config.greeting_delay, stream.peek(&mut probe)).await {
             if n > 0 {
-                let mut stream = stream;
-                let reply = Reply::new(554, "5.5.1", "protocol error: you spoke before the greeting");
-                let _ = stream.write_all(reply.to_wire().as_bytes()).await;
-                let _ = stream.shutdown().await;
-                // Drain what the client sent, so closing does not reset the
-                // connection and throw our reply away before it is read.
-                let mut sink = [0u8; 4096];
-                let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
-                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                refuse(stream, &Reply::new(554, "5.5.1", "protocol error: you spoke before the greeting")).await;
                 tracing::info!(client = %peer.ip(), "client talked before the greeting");
             }
             return;

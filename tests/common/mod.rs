@@ -40,7 +40,7 @@ pub async fn database_url(backend: Backend, data: &Path) -> String {
     }
 }
 
-/// The environment for a `caliop` process on `data`, with logs at `log_filter`.
+/// The environment for a `caliop` process on `data`, resolving through `dns`.
 pub async fn environment(backend: Backend, data: &Path, dns: std::net::SocketAddr) -> Vec<(String, String)> {
     vec![
         ("CALIOP_DATA_DIR".to_owned(), data.display().to_string()),
