@@ -58,8 +58,7 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         .await?;
     let domain_name = DomainName::parse(&format!("bench-{}.test", uuid::Uuid::now_v7().simple()))?;
     let master = vault::at_rest::MasterKey::ephemeral()?;
-    let dkim = vault::dkim::DkimKey::generate()?;
-    let sealed_dkim = master.seal_secret(&format!("dkim-private-key:{domain_name}"), secrecy::ExposeSecret::expose_secret(&dkim.private_key_pem).as_bytes())?;
+    let dkim_keys = mail::outbound::generate_dkim_keys(&master, domain_name.as_str())?;
     let domain = store
         .create_domain(
             "bench",
@@ -67,9 +66,7 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
                 tenant_id: tenant.id,
                 name: domain_name.clone(),
                 verification_token: "bench".into(),
-                dkim_selector: "caliop1".into(),
-                dkim_public_key: dkim.public_key_b64,
-                dkim_private_key: sealed_dkim.into(),
+                dkim_keys,
             },
         )
         .await?;

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["database", "api", "smtp", "mail", "dns", "log"];
+const SECTIONS: &[&str] = &["database", "api", "smtp", "submission", "delivery", "worker", "mail", "dns", "log"];
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,9 +23,85 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub api: ApiSection,
     pub smtp: SmtpSection,
+    pub submission: SubmissionSection,
+    pub delivery: DeliverySection,
+    pub worker: WorkerSection,
+    /// Sending rates per kind of tenant (TOML only: `[send_limits.public]`, `[send_limits.paid]`).
+    pub send_limits: SendLimitsSection,
     pub mail: MailSection,
     pub dns: DnsSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionSection {
+    /// The submission listener for mail clients (587 in production). AUTH is
+    /// offered only after STARTTLS, except to clients on loopback.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySection {
+    /// The port spoken to on recipients' MX hosts.
+    pub port: u16,
+    /// How long a message is retried before it bounces.
+    pub lifetime_seconds: u64,
+    /// First delay between attempts; it doubles up to `retry_max_seconds`.
+    pub retry_base_seconds: u64,
+    pub retry_max_seconds: u64,
+    pub connect_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Jobs run at once per process.
+    pub concurrency: usize,
+    /// How long a claimed job is a worker's before another may take it over.
+    pub lease_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendLimitsSection {
+    /// Free accounts on the public instance.
+    pub public: tenants::store::SendCounts,
+    /// Enterprise, reseller and operator tenants.
+    pub paid: tenants::store::SendCounts,
+}
+
+impl Default for SubmissionSection {
+    fn default() -> Self {
+        SubmissionSection { listen: SocketAddr::from(([127, 0, 0, 1], 2587)) }
+    }
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let d = mail::outbound::OutboundConfig::default();
+        DeliverySection {
+            port: d.delivery_port,
+            lifetime_seconds: d.lifetime.as_secs(),
+            retry_base_seconds: 60,
+            retry_max_seconds: 3600,
+            connect_timeout_seconds: d.connect_timeout.as_secs(),
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection { concurrency: 4, lease_seconds: 300 }
+    }
+}
+
+impl Default for SendLimitsSection {
+    fn default() -> Self {
+        let limits = mail::outbound::SendLimits::default();
+        SendLimitsSection { public: limits.public, paid: limits.paid }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -116,6 +192,10 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             api: ApiSection::default(),
             smtp: SmtpSection::default(),
+            submission: SubmissionSection::default(),
+            delivery: DeliverySection::default(),
+            worker: WorkerSection::default(),
+            send_limits: SendLimitsSection::default(),
             mail: MailSection::default(),
             dns: DnsSection::default(),
             log: LogSection::default(),
@@ -182,6 +262,28 @@ impl Config {
                 .into()
             });
         figment.merge(env).extract().map_err(Box::new)
+    }
+
+    /// How submitted mail is sent.
+    pub fn outbound_config(&self) -> mail::outbound::OutboundConfig {
+        mail::outbound::OutboundConfig {
+            hostname: self.mail.hostname.clone(),
+            delivery_port: self.delivery.port,
+            lifetime: Duration::from_secs(self.delivery.lifetime_seconds),
+            connect_timeout: Duration::from_secs(self.delivery.connect_timeout_seconds),
+            max_recipients: self.smtp.max_recipients,
+            limits: mail::outbound::SendLimits { public: self.send_limits.public, paid: self.send_limits.paid },
+        }
+    }
+
+    /// Delays between delivery attempts.
+    pub fn delivery_retry(&self) -> worker::RetryPolicy {
+        worker::RetryPolicy {
+            max_attempts: 100_000,
+            base: Duration::from_secs(self.delivery.retry_base_seconds.max(1)),
+            max: Duration::from_secs(self.delivery.retry_max_seconds.max(self.delivery.retry_base_seconds).max(1)),
+            jitter: 0.2,
+        }
     }
 
     /// The database URL, defaulting to a SQLite file in the data directory.

@@ -179,6 +179,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         ));
         None
     };
+    let resolver_answers = authenticator.is_some();
     let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
         store.clone(),
         master,
@@ -203,11 +204,39 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         tracing::info!(%address, "SMTP listening");
         services.spawn(server.serve(listener, stopped()));
     }
+    let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
+        store.clone(),
+        inbound.clone(),
+        resolver_answers.then(|| dns.clone()),
+        config.outbound_config(),
+    ));
+    if roles.smtp {
+        let listener = tokio::net::TcpListener::bind(config.submission.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.submission.listen))?;
+        let address = listener.local_addr()?;
+        banner.push_str(&format!("  submission listening on {address} (STARTTLS, AUTH PLAIN/LOGIN)\n"));
+        let server = mail::smtp::SmtpServer::submission(
+            config.smtp_config(),
+            inbound.clone(),
+            outbound.clone(),
+            Some(tls_config(&config)?),
+        );
+        tracing::info!(%address, "submission listening");
+        services.spawn(server.serve(listener, stopped()));
+    }
     if roles.worker {
-        let context = worker::Context { store: store.clone(), dns: dns.clone() };
+        let context = worker::Context {
+            store: store.clone(),
+            dns: dns.clone(),
+            outbound: outbound.clone(),
+            delivery_retry: config.delivery_retry(),
+        };
         let name = format!("{}-{}", config.mail.hostname, std::process::id());
         banner.push_str("  workers running (job queue)\n");
-        let workers = worker::caliop_worker(context, name);
+        let mut workers = worker::caliop_worker(context, name);
+        workers.lease = Duration::from_secs(config.worker.lease_seconds.max(1));
+        workers.concurrency = config.worker.concurrency.max(1);
         let stopping = stopped();
         services.spawn(async move {
             workers.run(stopping).await;
@@ -216,7 +245,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.api {
         let key = instance_key(&config)?;
-        let state = api::AppState::new(store.clone(), &key, inbound.clone(), dns, config.api_config()).await?;
+        let state = api::AppState::new(store.clone(), &key, inbound.clone(), outbound.clone(), dns, config.api_config()).await?;
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .with_context(|| format!("listening on {}", config.api.listen))?;

@@ -59,6 +59,8 @@ pub struct Inner {
     pub store: Store,
     /// Opens `standard` messages (tenant data keys) for the message API.
     pub inbound: Arc<mail::inbound::Inbound>,
+    /// Queues submitted mail.
+    pub outbound: Arc<mail::outbound::Outbound>,
     pub tokens: Tokens,
     pub dns: mail::dns::Dns,
     pub config: ApiConfig,
@@ -84,6 +86,7 @@ impl AppState {
         store: Store,
         instance_key: &vault::instance::InstanceKey,
         inbound: Arc<mail::inbound::Inbound>,
+        outbound: Arc<mail::outbound::Outbound>,
         dns: mail::dns::Dns,
         config: ApiConfig,
     ) -> Result<AppState, tenants::Error> {
@@ -98,6 +101,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             operator_tenant: operator.id,
             inbound,
+            outbound,
             store,
             dns,
             config,

@@ -117,6 +117,12 @@ impl IntoResponse for Problem {
         if self.www_authenticate {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read, so this connection cannot
+            // carry another request: say so, or a client that pools
+            // connections sends its next request into a closing socket.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -130,6 +136,7 @@ impl From<tenants::Error> for Problem {
             E::Conflict(detail) => Problem::conflict(detail),
             E::LimitExceeded(detail) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
             E::Forbidden(detail) => Problem::forbidden(detail),
+            E::RateLimited(detail) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail),
             other @ (E::Config(_) | E::Database(_) | E::Migrate(_) | E::Internal(_)) => Problem::internal(other),
         }
     }

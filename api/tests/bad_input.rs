@@ -93,6 +93,7 @@ async fn malformed_bodies_are_refused_precisely(backend: Backend) {
         "limits": {"max_accounts": 1, "max_domains": 1, "storage_quota_bytes": 1}});
     let oversized = app.post("/v1/tenants", &token, huge).await;
     assert!(oversized.problem(413).contains("larger than"));
+    assert_eq!(oversized.headers["connection"], "close", "the unread body makes the connection unusable");
 
     let bad_cursor = app.get("/v1/tenants?cursor=!!", &token).await;
     assert!(bad_cursor.problem(400).contains("cursor"));

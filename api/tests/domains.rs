@@ -47,13 +47,17 @@ async fn verification_reads_the_txt_record(backend: Backend) {
     let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
     assert_eq!(audit.ok(200)["items"][0]["action"], "domain.verify");
 
-    // The DKIM signing key is at rest only sealed under the master key.
+    // The DKIM signing keys (RSA and Ed25519) are at rest only sealed under the master key.
     use secrecy::ExposeSecret;
-    let stored = app.store.domain(tenants::DomainId(e.domain_id.parse().unwrap())).await.unwrap().unwrap();
-    let at_rest = stored.dkim_private_key.expose_secret();
-    assert!(at_rest.starts_with("caliop-sealed:v1:") && !at_rest.contains("PRIVATE KEY"), "{at_rest}");
-    let opened = app.state.inbound.master().open_secret("dkim-private-key:acme.test", at_rest).unwrap();
-    assert!(String::from_utf8(opened).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    let keys = app.store.dkim_keys(tenants::DomainId(e.domain_id.parse().unwrap())).await.unwrap();
+    let algorithms: Vec<_> = keys.iter().map(|k| k.algorithm).collect();
+    assert_eq!(algorithms, [tenants::DkimAlgorithm::Rsa, tenants::DkimAlgorithm::Ed25519]);
+    for key in keys {
+        let at_rest = key.private_key.expose_secret();
+        assert!(at_rest.starts_with("caliop-sealed:v1:") && !at_rest.contains("PRIVATE KEY"), "{at_rest}");
+        let opened = app.state.inbound.master().open_secret("dkim-private-key:acme.test", at_rest).unwrap();
+        assert!(String::from_utf8(opened).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
 }
 
 async fn dns_records_report_live_status(backend: Backend) {
@@ -66,16 +70,21 @@ async fn dns_records_report_live_status(backend: Backend) {
     for r in before["records"].as_array().unwrap() {
         assert_eq!(r["status"], "missing", "{r}");
     }
-    let dkim = record(&before, "dkim").clone();
-    assert_eq!(dkim["name"], "caliop1._domainkey.acme.test");
-    assert!(dkim["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MII"));
+    let dkim: Vec<Value> = before["records"].as_array().unwrap().iter().filter(|r| r["purpose"] == "dkim").cloned().collect();
+    assert_eq!(dkim.len(), 2, "one RSA and one Ed25519 key: {dkim:?}");
+    assert!(dkim[0]["name"].as_str().unwrap().ends_with("-rsa._domainkey.acme.test"), "{dkim:?}");
+    assert!(dkim[0]["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MII"));
+    assert!(dkim[1]["name"].as_str().unwrap().ends_with("-ed._domainkey.acme.test"), "{dkim:?}");
+    assert!(dkim[1]["value"].as_str().unwrap().starts_with("v=DKIM1; k=ed25519; p="));
 
     let publish = |purpose: &str| record(&before, purpose).clone();
     let (proof, spf, dmarc) = (publish("verification"), publish("spf"), publish("dmarc"));
     app.dns.set_txt(proof["name"].as_str().unwrap(), &[proof["value"].as_str().unwrap()]);
     app.dns.set_mx("acme.test", &[(10, support::MAIL_HOST)]);
     app.dns.set_txt("acme.test", &[spf["value"].as_str().unwrap()]);
-    app.dns.set_txt(dkim["name"].as_str().unwrap(), &[dkim["value"].as_str().unwrap()]);
+    for key in &dkim {
+        app.dns.set_txt(key["name"].as_str().unwrap(), &[key["value"].as_str().unwrap()]);
+    }
     app.dns.set_txt(dmarc["name"].as_str().unwrap(), &["v=DMARC1; p=reject"]);
     app.dns.set_srv("_submission._tcp.acme.test", 0, 1, 587, support::MAIL_HOST);
 
@@ -112,8 +121,7 @@ async fn only_the_operator_can_force(backend: Backend) {
 async fn a_background_job_verifies_the_domain_once_published(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
-    let dns = mail::dns::Dns::new(app.dns.addr(), std::time::Duration::from_secs(2)).unwrap();
-    let worker = worker::caliop_worker(worker::Context { store: app.store.clone(), dns }, "test-worker");
+    let worker = worker::caliop_worker(app.worker_context(0, std::time::Duration::from_secs(60)), "test-worker");
 
     // Not published yet: the check fails and is queued again for later.
     assert!(worker.run_one("test-worker").await, "the check was queued with the domain");
@@ -128,8 +136,7 @@ async fn a_background_job_verifies_the_domain_once_published(backend: Backend) {
     app.dns.set_txt(record["name"].as_str().unwrap(), &[record["value"].as_str().unwrap()]);
     // The retry would find it; run the job's check now instead of waiting for its backoff.
     let check = worker::DomainCheck { domain_id: tenants::DomainId(e.domain_id.parse().unwrap()) };
-    let dns = mail::dns::Dns::new(app.dns.addr(), std::time::Duration::from_secs(2)).unwrap();
-    let context = worker::Context { store: app.store.clone(), dns };
+    let context = app.worker_context(0, std::time::Duration::from_secs(60));
     worker::Job::run(&check, &context).await.expect("the record is found");
     let verified = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
     assert_eq!(verified.ok(200)["verified"], true);

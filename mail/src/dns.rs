@@ -19,6 +19,8 @@ pub enum Kind {
     Mx,
     Cname,
     Srv,
+    A,
+    Aaaa,
 }
 
 impl Kind {
@@ -28,6 +30,8 @@ impl Kind {
             Kind::Mx => RecordType::MX,
             Kind::Cname => RecordType::CNAME,
             Kind::Srv => RecordType::SRV,
+            Kind::A => RecordType::A,
+            Kind::Aaaa => RecordType::AAAA,
         }
     }
 }
@@ -92,7 +96,8 @@ impl Dns {
 
     /// The records of `kind` at `name`, as text: TXT strings joined, `MX`
     /// as `priority host`, `CNAME` as the target, `SRV` as
-    /// `priority weight port target`; names without the final dot.
+    /// `priority weight port target`, `A`/`AAAA` as the address; names
+    /// without the final dot.
     /// A name with no such records gives an empty list, not an error.
     pub async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<String>, LookupError> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
@@ -125,6 +130,8 @@ impl Dns {
                     srv.port,
                     trim(srv.target.to_ascii())
                 )),
+                RData::A(a) if kind == Kind::A => Some(a.0.to_string()),
+                RData::AAAA(a) if kind == Kind::Aaaa => Some(a.0.to_string()),
                 _ => None,
             })
             .collect())

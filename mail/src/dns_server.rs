@@ -63,6 +63,11 @@ impl DnsServer {
         self.set(at, RecordType::MX, values.iter().map(|(p, host)| RData::MX(MX::new(*p, name(host)))).collect());
     }
 
+    /// Publishes A records (IPv4 addresses) at `at`.
+    pub fn set_a(&self, at: &str, addresses: &[std::net::Ipv4Addr]) {
+        self.set(at, RecordType::A, addresses.iter().map(|a| RData::A((*a).into())).collect());
+    }
+
     pub fn set_cname(&self, at: &str, target: &str) {
         self.set(at, RecordType::CNAME, vec![RData::CNAME(CNAME(name(target)))]);
     }

@@ -3,7 +3,9 @@
 //! the DNS client every mail check goes through.
 
 pub mod dns;
+pub mod dsn;
 pub mod inbound;
+pub mod outbound;
 pub mod reply;
 pub mod smtp;
 pub mod tls;

@@ -5,6 +5,11 @@
 //! that catches clients who talk first) and the reply to every refusal.
 //! The message itself goes to [`Inbound`]; a `250` is sent only after it has
 //! committed.
+//!
+//! The same dialogue serves the submission port ([`SmtpServer::submission`]):
+//! there a client must authenticate (AUTH PLAIN or LOGIN, offered only under
+//! TLS unless the client is on loopback), may write to any address, and its
+//! message goes to [`Outbound`] instead, which queues it for delivery.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,7 +23,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::inbound::{Envelope, Inbound, Recipient, Session};
+use crate::outbound::{Draft, Outbound};
 use crate::reply::Reply;
+
+/// Whom a listener serves.
+#[derive(Clone)]
+enum Role {
+    /// The MX: mail for hosted addresses, from anyone.
+    Mx,
+    /// Mail clients of hosted accounts, to anyone, after AUTH.
+    Submission(Arc<Outbound>),
+}
 
 /// Limits and names of the SMTP service.
 #[derive(Clone, Debug)]
@@ -59,6 +74,7 @@ impl Default for SmtpConfig {
 /// The MX: accepts connections and runs one session each.
 pub struct SmtpServer {
     config: Arc<SmtpConfig>,
+    role: Role,
     inbound: Arc<Inbound>,
     tls: Option<TlsAcceptor>,
     connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -86,10 +102,21 @@ impl SmtpServer {
     pub fn new(config: SmtpConfig, inbound: Arc<Inbound>, tls: Option<Arc<rustls::ServerConfig>>) -> SmtpServer {
         SmtpServer {
             config: Arc::new(config),
+            role: Role::Mx,
             inbound,
             tls: tls.map(TlsAcceptor::from),
             connections: Arc::default(),
         }
+    }
+
+    /// The submission service for mail clients.
+    pub fn submission(
+        config: SmtpConfig,
+        inbound: Arc<Inbound>,
+        outbound: Arc<Outbound>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> SmtpServer {
+        SmtpServer { role: Role::Submission(outbound), ..SmtpServer::new(config, inbound, tls) }
     }
 
     fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
@@ -120,6 +147,7 @@ impl SmtpServer {
                     };
                     let slot = self.take_slot(peer.ip());
                     let (config, inbound, tls) = (self.config.clone(), self.inbound.clone(), self.tls.clone());
+                    let role = self.role.clone();
                     sessions.spawn(async move {
                         let Some(slot) = slot else {
                             let reply = Reply::new(421, "4.7.0", "too many connections from your address, try later");
@@ -127,7 +155,7 @@ impl SmtpServer {
                             return;
                         };
                         let limit = config.session_timeout;
-                        if tokio::time::timeout(limit, session(stream, peer, config, inbound, tls)).await.is_err() {
+                        if tokio::time::timeout(limit, session(stream, peer, config, role, inbound, tls)).await.is_err() {
                             tracing::info!(client = %peer.ip(), "session timed out");
                         }
                         drop(slot);
@@ -252,6 +280,8 @@ struct Transaction {
     from: Option<String>,
     declared_size: usize,
     recipients: Vec<Recipient>,
+    /// On the submission port: every address RCPT named.
+    addresses: Vec<String>,
     chunks: Vec<u8>,
     chunks_too_big: bool,
 }
@@ -271,6 +301,7 @@ async fn session(
     stream: TcpStream,
     peer: SocketAddr,
     config: Arc<SmtpConfig>,
+    role: Role,
     inbound: Arc<Inbound>,
     tls: Option<TlsAcceptor>,
 ) {
@@ -287,7 +318,7 @@ async fn session(
     }
     let mut facts = Session { client_ip: peer.ip(), helo: String::new(), tls_version: 0, tls_cipher: None };
     let greeting = Reply::new(220, "2.0.0", format!("{} ESMTP Caliop", config.hostname));
-    let ending = dialogue(stream, &config, &inbound, &mut facts, tls.is_some(), Some(greeting)).await;
+    let ending = dialogue(stream, &config, &role, &inbound, &mut facts, tls.is_some(), Some(greeting)).await;
     let Ending::StartTls(stream) = ending else { return };
     let Some(acceptor) = tls else { return };
     let stream = match tokio::time::timeout(config.command_timeout, acceptor.accept(stream)).await {
@@ -305,12 +336,14 @@ async fn session(
     };
     facts.tls_cipher = connection.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
     facts.helo.clear();
-    dialogue(stream, &config, &inbound, &mut facts, false, None).await;
+    dialogue(stream, &config, &role, &inbound, &mut facts, false, None).await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     config: &SmtpConfig,
+    role: &Role,
     inbound: &Inbound,
     facts: &mut Session,
     can_start_tls: bool,
@@ -325,6 +358,14 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut tx = Transaction::default();
     let mut errors = 0usize;
+    // The authenticated account, on the submission port.
+    let mut user: Option<tenants::Account> = None;
+    let submission = match role {
+        Role::Submission(outbound) => Some(outbound),
+        Role::Mx => None,
+    };
+    // Passwords cross only encrypted connections, or never leave the machine.
+    let may_auth = submission.is_some() && (facts.tls_version > 0 || facts.client_ip.is_loopback());
     loop {
         if conn.flush_if_idle().await.is_err() {
             return Ending::Closed;
@@ -364,6 +405,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if can_start_tls {
                     lines.push("STARTTLS".to_owned());
                 }
+                if may_auth {
+                    lines.push("AUTH PLAIN LOGIN".to_owned());
+                }
                 let last = lines.len() - 1;
                 for (i, text) in lines.iter().enumerate() {
                     conn.raw(&format!("250{}{}\r\n", if i == last { ' ' } else { '-' }, text));
@@ -390,6 +434,35 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ending::StartTls(conn.reader.into_inner());
             }
             Ok(Request::StartTls) => Reply::new(503, "5.5.1", "TLS is already active or not available"),
+            Ok(Request::Auth { mechanism, initial_response }) => {
+                if submission.is_none() {
+                    Reply::new(503, "5.5.1", "authentication is for the submission port")
+                } else if !may_auth {
+                    Reply::new(538, "5.7.11", "encryption required: STARTTLS first, then AUTH")
+                } else if user.is_some() {
+                    Reply::new(503, "5.5.1", "already authenticated")
+                } else {
+                    match read_credentials(&mut conn, mechanism, initial_response).await {
+                        Err(Gone) => return Ending::Closed,
+                        Ok(None) => Reply::new(501, "5.5.2", "malformed or cancelled authentication exchange"),
+                        Ok(Some((name, password))) => match authenticate(inbound, &name, password).await {
+                            Some(account) => {
+                                user = Some(account);
+                                Reply::new(235, "2.7.0", "authentication succeeded")
+                            }
+                            None => {
+                                errors += 1;
+                                // Slow guessing down; the error count closes the connection.
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                                Reply::new(535, "5.7.8", "authentication credentials invalid")
+                            }
+                        },
+                    }
+                }
+            }
+            Ok(Request::Mail { .. }) if submission.is_some() && user.is_none() => {
+                Reply::new(530, "5.7.0", "authentication required")
+            }
             Ok(Request::Mail { from }) => {
                 if facts.helo.is_empty() {
                     Reply::new(503, "5.5.1", "send EHLO or HELO first")
@@ -401,6 +474,20 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     tx.declared_size = from.size;
                     tx.from = Some(from.address);
                     Reply::new(250, "2.1.0", "sender ok")
+                }
+            }
+            Ok(Request::Rcpt { to }) if submission.is_some() => {
+                if tx.from.is_none() {
+                    Reply::new(503, "5.5.1", "send MAIL first")
+                } else if tx.addresses.len() >= config.max_recipients {
+                    Reply::new(452, "4.5.3", format!("too many recipients (limit {})", config.max_recipients))
+                } else if tenants::EmailAddress::parse(&to.address).is_err() {
+                    Reply::new(501, "5.1.3", "bad recipient address syntax")
+                } else {
+                    if !tx.addresses.contains(&to.address) {
+                        tx.addresses.push(to.address);
+                    }
+                    Reply::new(250, "2.1.5", "recipient ok")
                 }
             }
             Ok(Request::Rcpt { to }) => {
@@ -424,7 +511,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Ok(Request::Data) => {
-                if let Some(refusal) = ready_for_data(&tx) {
+                if let Some(refusal) = ready_for_data(&tx, submission.is_some()) {
                     refusal
                 } else {
                     conn.reply(&Reply::new(354, "2.0.0", "start mail input; end with <CRLF>.<CRLF>"));
@@ -435,13 +522,16 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(read) => read,
                         Err(Gone) => return Ending::Closed,
                     };
-                    let reply = finish(inbound, facts, &mut tx, &data, too_big, config).await;
+                    let reply = match (submission, &user) {
+                        (Some(outbound), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
+                        _ => finish(inbound, facts, &mut tx, &data, too_big, config).await,
+                    };
                     tx = Transaction::default();
                     reply
                 }
             }
             Ok(Request::Bdat { chunk_size, is_last }) => {
-                let refusal = ready_for_data(&tx);
+                let refusal = ready_for_data(&tx, submission.is_some());
                 let keep = if refusal.is_some() { 0 } else { config.max_message_size };
                 let mut chunks = std::mem::take(&mut tx.chunks);
                 let kept = match conn.read_chunk(chunk_size, keep, &mut chunks).await {
@@ -455,7 +545,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 } else if is_last {
                     let data = std::mem::take(&mut tx.chunks);
                     let too_big = tx.chunks_too_big;
-                    let reply = finish(inbound, facts, &mut tx, &data, too_big, config).await;
+                    let reply = match (submission, &user) {
+                        (Some(outbound), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
+                        _ => finish(inbound, facts, &mut tx, &data, too_big, config).await,
+                    };
                     tx = Transaction::default();
                     reply
                 } else {
@@ -474,7 +567,6 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Request::Vrfy { .. }) => Reply::new(252, "2.5.0", "cannot verify the address; send mail to find out"),
             Ok(Request::Help { .. }) => Reply::new(214, "2.0.0", "see RFC 5321"),
-            Ok(Request::Auth { .. }) => Reply::new(503, "5.5.1", "authentication is for the submission port"),
             Ok(_) => Reply::new(502, "5.5.1", "command not implemented"),
             Err(ParseError::UnknownCommand) => Reply::new(500, "5.5.1", "command unrecognized"),
             Err(ParseError::InvalidSenderAddress) => Reply::new(501, "5.1.7", "bad sender address syntax"),
@@ -493,10 +585,10 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn ready_for_data(tx: &Transaction) -> Option<Reply> {
+fn ready_for_data(tx: &Transaction, submission: bool) -> Option<Reply> {
     if tx.from.is_none() {
         Some(Reply::new(503, "5.5.1", "send MAIL first"))
-    } else if tx.recipients.is_empty() {
+    } else if (submission && tx.addresses.is_empty()) || (!submission && tx.recipients.is_empty()) {
         Some(Reply::new(554, "5.5.1", "no valid recipients"))
     } else {
         None
@@ -590,5 +682,91 @@ mod tests {
                 let _ = crate::inbound::openpgp_protection(&message);
             }
         }
+    }
+}
+
+/// The name and password of an AUTH PLAIN (RFC 4616) or LOGIN exchange;
+/// `None` when it is malformed or the client cancels with `*`.
+async fn read_credentials<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    mechanism: u64,
+    initial: String,
+) -> Result<Option<(String, secrecy::SecretString)>, Gone> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    async fn ask<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, challenge: &str) -> Result<Option<Vec<u8>>, Gone> {
+        conn.raw(&format!("334 {challenge}\r\n"));
+        conn.flush().await?;
+        let Line::Complete(line) = conn.read_line(4096).await? else { return Ok(None) };
+        let text = String::from_utf8_lossy(&line).trim().to_owned();
+        if text == "*" {
+            return Ok(None);
+        }
+        Ok(base64::engine::general_purpose::STANDARD.decode(text).ok())
+    }
+    let decoded = |text: &str| if text.is_empty() || text == "=" { None } else { b64.decode(text.trim()).ok() };
+    if mechanism == smtp_proto::AUTH_PLAIN {
+        let data = match decoded(&initial) {
+            Some(data) => data,
+            None => match ask(conn, "").await? {
+                Some(data) => data,
+                None => return Ok(None),
+            },
+        };
+        // authzid NUL authcid NUL password; an authzid other than the user is not supported.
+        let mut parts = data.split(|&b| b == 0);
+        let (Some(authz), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        if !authz.is_empty() && authz != user {
+            return Ok(None);
+        }
+        let (Ok(user), Ok(password)) = (String::from_utf8(user.to_vec()), String::from_utf8(password.to_vec())) else {
+            return Ok(None);
+        };
+        return Ok(Some((user, password.into())));
+    }
+    if mechanism == smtp_proto::AUTH_LOGIN {
+        let user = match decoded(&initial) {
+            Some(user) => user,
+            None => match ask(conn, "VXNlcm5hbWU6").await? {
+                Some(user) => user,
+                None => return Ok(None),
+            },
+        };
+        let Some(password) = ask(conn, "UGFzc3dvcmQ6").await? else { return Ok(None) };
+        let (Ok(user), Ok(password)) = (String::from_utf8(user), String::from_utf8(password)) else { return Ok(None) };
+        return Ok(Some((user, password.into())));
+    }
+    Ok(None)
+}
+
+/// The active account these credentials open, checked like the API's sign-in.
+async fn authenticate(inbound: &Inbound, name: &str, password: secrecy::SecretString) -> Option<tenants::Account> {
+    use secrecy::ExposeSecret;
+    let address = tenants::EmailAddress::parse(name).ok();
+    let account = match &address {
+        Some(address) => inbound.store().account_by_address(address).await.ok().flatten(),
+        None => None,
+    };
+    let Some(account) = account.filter(|a| a.status == tenants::AccountStatus::Active) else {
+        // Same work whether or not the account exists.
+        let _ = tokio::task::spawn_blocking(move || tenants::password::verify_dummy(password.expose_secret())).await;
+        return None;
+    };
+    let hash = account.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || tenants::password::verify(password.expose_secret(), &hash)).await.ok()?;
+    ok.then_some(account)
+}
+
+/// End of DATA on the submission port: queue the message.
+async fn submit(outbound: &Outbound, account: &tenants::Account, tx: &Transaction, data: Vec<u8>, too_big: bool, config: &SmtpConfig) -> Reply {
+    if too_big {
+        return Reply::new(552, "5.3.4", format!("message size exceeds the limit of {} bytes", config.max_message_size));
+    }
+    let draft = Draft { account: account.clone(), recipients: tx.addresses.clone(), message: data, require_encryption: false };
+    match outbound.submit(draft).await {
+        Ok(submitted) => Reply::new(250, "2.0.0", format!("queued as {}", submitted.message_id)),
+        Err(refusal) => refusal.smtp_reply(),
     }
 }

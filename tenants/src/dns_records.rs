@@ -6,7 +6,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::Domain;
+use crate::model::DkimKeyState;
+use crate::store::{DkimKey, Domain};
 
 /// The record types we ask tenants to publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -78,8 +79,21 @@ pub fn verification_record(domain: &Domain) -> ExpectedRecord {
     }
 }
 
-/// Every record `domain` must publish for mail to flow through `mail_host`.
-pub fn expected_records(domain: &Domain, mail_host: &str) -> Vec<ExpectedRecord> {
+/// The TXT record of one DKIM key (RFC 6376 §3.6.1, RFC 8463 for Ed25519).
+pub fn dkim_record(domain: &Domain, key: &DkimKey) -> ExpectedRecord {
+    ExpectedRecord {
+        purpose: Purpose::Dkim,
+        record_type: RecordType::Txt,
+        name: format!("{}._domainkey.{}", key.selector, domain.name),
+        value: format!("v=DKIM1; k={}; p={}", key.algorithm.as_str(), key.public_key),
+        // A retired key is kept published out of courtesy to mail in flight.
+        required: key.state != DkimKeyState::Retired,
+    }
+}
+
+/// Every record `domain` must publish for mail to flow through `mail_host`,
+/// with one DKIM record per key that should be in DNS now.
+pub fn expected_records(domain: &Domain, dkim_keys: &[DkimKey], mail_host: &str) -> Vec<ExpectedRecord> {
     let d = domain.name.as_str();
     let record = |purpose, record_type, name: String, value: String, required| ExpectedRecord {
         purpose,
@@ -88,17 +102,12 @@ pub fn expected_records(domain: &Domain, mail_host: &str) -> Vec<ExpectedRecord>
         value,
         required,
     };
-    vec![
+    let now = chrono::Utc::now();
+    let dkim = dkim_keys.iter().filter(|k| k.published(now)).map(|k| dkim_record(domain, k));
+    let mut records = vec![
         verification_record(domain),
         record(Purpose::Mx, RecordType::Mx, d.to_owned(), format!("10 {mail_host}"), true),
         record(Purpose::Spf, RecordType::Txt, d.to_owned(), format!("v=spf1 a:{mail_host} -all"), true),
-        record(
-            Purpose::Dkim,
-            RecordType::Txt,
-            format!("{}._domainkey.{d}", domain.dkim_selector),
-            format!("v=DKIM1; k=rsa; p={}", domain.dkim_public_key),
-            true,
-        ),
         record(
             Purpose::Dmarc,
             RecordType::Txt,
@@ -136,7 +145,9 @@ pub fn expected_records(domain: &Domain, mail_host: &str) -> Vec<ExpectedRecord>
             false,
         ),
         record(Purpose::Autoconfig, RecordType::Cname, format!("autoconfig.{d}"), mail_host.to_owned(), false),
-    ]
+    ];
+    records.splice(3..3, dkim);
+    records
 }
 
 /// Tag-value pairs of a DKIM or DMARC record (`k=v; k=v`).
@@ -194,7 +205,7 @@ pub fn judge(expected: &ExpectedRecord, found: &[String]) -> RecordStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DomainId, DomainName, TenantId};
+    use crate::model::{DkimAlgorithm, DkimKeyState, DomainId, DomainName, TenantId};
 
     fn domain() -> Domain {
         Domain {
@@ -204,15 +215,28 @@ mod tests {
             verification_token: "tok123".into(),
             verified_at: None,
             verification_method: None,
-            dkim_selector: "caliop1".into(),
-            dkim_public_key: "MIIBIjAN".into(),
-            dkim_private_key: String::new().into(),
             created_at: chrono::Utc::now(),
         }
     }
 
+    fn key(selector: &str, algorithm: DkimAlgorithm, state: DkimKeyState, retired_days_ago: Option<i64>) -> DkimKey {
+        DkimKey {
+            id: uuid::Uuid::now_v7(),
+            domain_id: DomainId::new(),
+            selector: selector.into(),
+            algorithm,
+            public_key: "MIIBIjAN".into(),
+            private_key: String::new().into(),
+            state,
+            created_at: chrono::Utc::now(),
+            activated_at: None,
+            retired_at: retired_days_ago.map(|d| chrono::Utc::now() - chrono::Duration::days(d)),
+        }
+    }
+
     fn expected(purpose: Purpose) -> ExpectedRecord {
-        expected_records(&domain(), "mx.caliop.test").into_iter().find(|r| r.purpose == purpose).unwrap()
+        let keys = [key("caliop1", DkimAlgorithm::Rsa, DkimKeyState::Active, None)];
+        expected_records(&domain(), &keys, "mx.caliop.test").into_iter().find(|r| r.purpose == purpose).unwrap()
     }
 
     fn found(values: &[&str]) -> Vec<String> {
@@ -247,6 +271,26 @@ mod tests {
         assert_eq!(r.name, "caliop1._domainkey.acme.test");
         assert_eq!(judge(&r, &found(&["v=DKIM1;k=rsa;  p=MIIB IjAN"])), RecordStatus::Verified);
         assert_eq!(judge(&r, &found(&["v=DKIM1; k=rsa; p=OTHER"])), RecordStatus::Wrong);
+    }
+
+    #[test]
+    fn every_published_dkim_key_has_a_record() {
+        let keys = [
+            key("old", DkimAlgorithm::Rsa, DkimKeyState::Retired, Some(30)),
+            key("recent", DkimAlgorithm::Rsa, DkimKeyState::Retired, Some(1)),
+            key("r1", DkimAlgorithm::Rsa, DkimKeyState::Active, None),
+            key("e1", DkimAlgorithm::Ed25519, DkimKeyState::Active, None),
+            key("e2", DkimAlgorithm::Ed25519, DkimKeyState::Pending, None),
+        ];
+        let dkim: Vec<ExpectedRecord> = expected_records(&domain(), &keys, "mx.caliop.test")
+            .into_iter()
+            .filter(|r| r.purpose == Purpose::Dkim)
+            .collect();
+        let names: Vec<&str> = dkim.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["recent._domainkey.acme.test", "r1._domainkey.acme.test", "e1._domainkey.acme.test", "e2._domainkey.acme.test"]);
+        assert!(!dkim[0].required, "a retired key is published only as a courtesy");
+        assert!(dkim[1..].iter().all(|r| r.required));
+        assert!(dkim[2].value.starts_with("v=DKIM1; k=ed25519; p="));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum Error {
     /// The tenant's hosting package does not allow it.
     #[error("{0}")]
     LimitExceeded(String),
+    /// A sending rate (messages per hour, recipients per day) is used up.
+    #[error("{0}")]
+    RateLimited(String),
     /// The caller is known but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),

@@ -356,6 +356,36 @@ string_enum!(
 );
 
 string_enum!(
+    /// The signature algorithm of a DKIM key: RSA-2048 (what every verifier
+    /// knows) and Ed25519 (RFC 8463); outgoing mail is signed with both.
+    DkimAlgorithm, "DKIM algorithm" {
+        Rsa => "rsa",
+        Ed25519 => "ed25519",
+    }
+);
+
+string_enum!(
+    /// A DKIM key's life: `pending` keys are published but not yet used,
+    /// `active` keys sign, `retired` keys stay published a while for mail
+    /// still in flight.
+    DkimKeyState, "DKIM key state" {
+        Pending => "pending",
+        Active => "active",
+        Retired => "retired",
+    }
+);
+
+string_enum!(
+    /// Where a message stands with one recipient.
+    DeliveryStatus, "delivery status" {
+        Queued => "queued",
+        Deferred => "deferred",
+        Delivered => "delivered",
+        Bounced => "bounced",
+    }
+);
+
+string_enum!(
     /// Where a message sits in its account.
     Folder, "folder" {
         Inbox => "inbox",
@@ -496,6 +526,9 @@ mod tests {
         check(Scope::ALL, Scope::as_str);
         check(Folder::ALL, Folder::as_str);
         check(Flag::ALL, Flag::as_str);
+        check(DkimAlgorithm::ALL, DkimAlgorithm::as_str);
+        check(DkimKeyState::ALL, DkimKeyState::as_str);
+        check(DeliveryStatus::ALL, DeliveryStatus::as_str);
     }
 
     #[test]

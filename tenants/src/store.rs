@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sqlx::{FromRow, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -212,9 +212,6 @@ pub struct Domain {
     pub verification_token: String,
     pub verified_at: Option<DateTime<Utc>>,
     pub verification_method: Option<String>,
-    pub dkim_selector: String,
-    pub dkim_public_key: String,
-    pub dkim_private_key: SecretString,
     pub created_at: DateTime<Utc>,
 }
 
@@ -226,9 +223,6 @@ struct DomainRow {
     verification_token: String,
     verified_at: Option<DateTime<Utc>>,
     verification_method: Option<String>,
-    dkim_selector: String,
-    dkim_public_key: String,
-    dkim_private_key: String,
     created_at: DateTime<Utc>,
 }
 
@@ -242,9 +236,6 @@ impl TryFrom<DomainRow> for Domain {
             verification_token: r.verification_token,
             verified_at: r.verified_at,
             verification_method: r.verification_method,
-            dkim_selector: r.dkim_selector,
-            dkim_public_key: r.dkim_public_key,
-            dkim_private_key: r.dkim_private_key.into(),
             created_at: r.created_at,
         })
     }
@@ -255,9 +246,8 @@ pub struct NewDomain {
     pub tenant_id: TenantId,
     pub name: DomainName,
     pub verification_token: String,
-    pub dkim_selector: String,
-    pub dkim_public_key: String,
-    pub dkim_private_key: SecretString,
+    /// The domain's first signing keys, active at once.
+    pub dkim_keys: Vec<NewDkimKey>,
 }
 
 #[derive(Clone)]
@@ -529,6 +519,35 @@ macro_rules! write_audit {
     }};
 }
 
+const INSERT_DKIM_KEY: &str = "INSERT INTO dkim_keys (id, domain_id, selector, algorithm, public_key, private_key, state, \
+     created_at, activated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Adds a DKIM key to a domain inside the caller's transaction.
+macro_rules! insert_dkim_key {
+    ($tx:expr, $domain:expr, $key:expr, $state:expr) => {{
+        let (key, state): (&NewDkimKey, DkimKeyState) = ($key, $state);
+        let now = Utc::now();
+        sqlx::query(INSERT_DKIM_KEY)
+            .bind(Uuid::now_v7())
+            .bind($domain.0)
+            .bind(&key.selector)
+            .bind(key.algorithm.as_str())
+            .bind(&key.public_key)
+            .bind(key.private_key.expose_secret())
+            .bind(state.as_str())
+            .bind(now)
+            .bind((state == DkimKeyState::Active).then_some(now))
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    Error::Conflict(format!("the DKIM selector `{}` is already used by this domain", key.selector))
+                }
+                _ => Error::from(e),
+            })?;
+    }};
+}
+
 /// The operator's "no limit": the largest integer a JSON client reads exactly.
 const UNLIMITED: i64 = (1 << 53) - 1;
 
@@ -549,8 +568,7 @@ const SUBTREE_DOMAINS: &str = "WITH RECURSIVE subtree(id) AS ( \
        SELECT id FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id WHERE t.status <> 'closed') \
      SELECT COUNT(*) FROM domains WHERE tenant_id IN (SELECT id FROM subtree)";
-const DOMAIN_COLUMNS: &str = "id, tenant_id, name, verification_token, verified_at, verification_method, \
-     dkim_selector, dkim_public_key, dkim_private_key, created_at";
+const DOMAIN_COLUMNS: &str = "id, tenant_id, name, verification_token, verified_at, verification_method, created_at";
 const ACCOUNT_COLUMNS: &str = "id, tenant_id, domain_id, address, display_name, role, status, level, password_hash, \
      fingerprint, public_key, secret_key, created_at, updated_at";
 const API_KEY_COLUMNS: &str =
@@ -869,7 +887,7 @@ impl Store {
         let chain = self.chain(new.tenant_id).await?;
         let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
         let id = DomainId::new();
-        let insert = join_sql("INSERT INTO domains (", DOMAIN_COLUMNS, ") VALUES ($1, $2, $3, $4, NULL, NULL, $5, $6, $7, $8)");
+        let insert = join_sql("INSERT INTO domains (", DOMAIN_COLUMNS, ") VALUES ($1, $2, $3, $4, NULL, NULL, $5)");
         let result: Result<()> = on_pool!(&self.pool, p => async {
             let mut tx = p.begin_locked(root.0).await?;
             let mut used = Vec::new();
@@ -883,15 +901,15 @@ impl Store {
                 .bind(new.tenant_id.0)
                 .bind(new.name.as_str())
                 .bind(&new.verification_token)
-                .bind(&new.dkim_selector)
-                .bind(&new.dkim_public_key)
-                .bind(new.dkim_private_key.expose_secret())
                 .bind(Utc::now())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| if unique_violation(&e) {
                     Error::Conflict(format!("the domain `{}` is already hosted on this instance", new.name))
                 } else { e.into() })?;
+            for key in &new.dkim_keys {
+                insert_dkim_key!(tx, id, key, DkimKeyState::Active);
+            }
             write_audit!(tx, Audit {
                 actor,
                 tenant_id: Some(new.tenant_id.0),
@@ -938,6 +956,7 @@ impl Store {
                     "the domain `{}` still has {n} account(s); delete or move them first", domain.name
                 )));
             }
+            sqlx::query("DELETE FROM dkim_keys WHERE domain_id = $1").bind(domain.id.0).execute(&mut *tx).await?;
             sqlx::query(delete).bind(domain.id.0).execute(&mut *tx).await?;
             write_audit!(tx, Audit {
                 actor,
@@ -1186,7 +1205,12 @@ fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSq
 #[path = "store_tests.rs"]
 mod tests;
 
+mod dkim;
 mod jobs;
+#[macro_use]
 mod messages;
+mod outbound;
+pub use dkim::{DkimKey, NewDkimKey};
+pub use outbound::{NewOutbound, OutboundRow, RecipientDelivery, SendCounts, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
 pub use messages::{Correspondent, MessageMeta, NewMessage};

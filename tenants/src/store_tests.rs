@@ -20,6 +20,10 @@ async fn tenant(store: &Store, kind: TenantKind, parent: Option<TenantId>, l: Li
         .unwrap()
 }
 
+fn dkim_key(selector: &str, algorithm: DkimAlgorithm) -> NewDkimKey {
+    NewDkimKey { selector: selector.into(), algorithm, public_key: format!("pk-{selector}"), private_key: "sk".to_owned().into() }
+}
+
 async fn domain(store: &Store, tenant: TenantId, name: &str) -> Result<Domain> {
     store
         .create_domain(
@@ -28,9 +32,7 @@ async fn domain(store: &Store, tenant: TenantId, name: &str) -> Result<Domain> {
                 tenant_id: tenant,
                 name: DomainName::parse(name)?,
                 verification_token: "token".into(),
-                dkim_selector: "caliop1".into(),
-                dkim_public_key: "pk".into(),
-                dkim_private_key: "sk".to_owned().into(),
+                dkim_keys: vec![dkim_key("r1", DkimAlgorithm::Rsa), dkim_key("e1", DkimAlgorithm::Ed25519)],
             },
         )
         .await
@@ -66,7 +68,35 @@ on_both_backends!(
     lists_page_by_cursor,
     audit_log_is_append_only,
     ancestry_runs_up_to_the_root,
+    dkim_rotation_switches_keys_once,
 );
+
+async fn dkim_rotation_switches_keys_once(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(2, 1)).await;
+    let d = domain(&store, t.id, "acme.test").await.unwrap();
+    let states = |keys: Vec<DkimKey>| keys.into_iter().map(|k| (k.selector, k.state)).collect::<Vec<_>>();
+    assert_eq!(
+        states(store.dkim_keys(d.id).await.unwrap()),
+        [("r1".to_owned(), DkimKeyState::Active), ("e1".to_owned(), DkimKeyState::Active)]
+    );
+    assert!(!store.activate_pending_dkim_keys(ACTOR, t.id, d.id).await.unwrap(), "nothing pending yet");
+
+    let next = [dkim_key("r2", DkimAlgorithm::Rsa), dkim_key("e2", DkimAlgorithm::Ed25519)];
+    store.add_pending_dkim_keys(ACTOR, t.id, d.id, &next).await.unwrap();
+    let again = store.add_pending_dkim_keys(ACTOR, t.id, d.id, &[dkim_key("r3", DkimAlgorithm::Rsa)]).await.unwrap_err();
+    assert!(matches!(again, Error::Conflict(_)), "{again}");
+
+    assert!(store.activate_pending_dkim_keys(ACTOR, t.id, d.id).await.unwrap());
+    let keys = store.dkim_keys(d.id).await.unwrap();
+    let by = |s: &str| keys.iter().find(|k| k.selector == s).unwrap();
+    assert_eq!(by("r1").state, DkimKeyState::Retired);
+    assert_eq!(by("e1").state, DkimKeyState::Retired);
+    assert!(by("r1").retired_at.is_some() && by("r1").published(Utc::now()), "retired keys stay published a while");
+    assert_eq!(by("r2").state, DkimKeyState::Active);
+    assert_eq!(by("e2").state, DkimKeyState::Active);
+    assert!(!store.activate_pending_dkim_keys(ACTOR, t.id, d.id).await.unwrap(), "a switch happens once");
+}
 
 async fn account_limit_holds_in_the_tenant(backend: Backend) {
     let store = fresh_store(backend).await;

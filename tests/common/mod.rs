@@ -47,6 +47,7 @@ pub async fn environment(backend: Backend, data: &Path, dns: std::net::SocketAdd
         ("CALIOP_DATABASE_URL".to_owned(), database_url(backend, data).await),
         ("CALIOP_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_SMTP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CALIOP_SUBMISSION_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_DNS_RESOLVER".to_owned(), dns.to_string()),
         ("CALIOP_DNS_TIMEOUT_MS".to_owned(), "500".to_owned()),
         ("CALIOP_MAIL_HOSTNAME".to_owned(), "mx.caliop.test".to_owned()),

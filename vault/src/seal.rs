@@ -32,21 +32,40 @@ fn pgp_err(e: impl std::fmt::Display) -> VaultError {
 
 /// Encrypts `message` to the armored public key's encryption subkey.
 pub fn encrypt(public_key_armored: &str, message: &[u8]) -> Result<String, VaultError> {
-    let (key, _) = SignedPublicKey::from_string(public_key_armored).map_err(pgp_err)?;
-    let subkey = key
-        .public_subkeys
-        .iter()
-        .find(|k| k.algorithm().can_encrypt())
-        .ok_or_else(|| VaultError::OpenPgp("the key has no encryption subkey".into()))?;
+    encrypt_to_all(&[public_key_armored], message)
+}
+
+/// Encrypts `message` once, readable by each of the armored public keys.
+pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<String, VaultError> {
+    if public_keys_armored.is_empty() {
+        return Err(VaultError::OpenPgp("no key to encrypt to".into()));
+    }
+    let mut keys = Vec::with_capacity(public_keys_armored.len());
+    for armored in public_keys_armored {
+        let (key, _) = SignedPublicKey::from_string(armored).map_err(pgp_err)?;
+        keys.push(key);
+    }
     let mut rng = rand08::thread_rng();
     let mut builder = MessageBuilder::from_bytes("", message.to_vec()).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
-    builder.encrypt_to_key(&mut rng, subkey).map_err(pgp_err)?;
+    for key in &keys {
+        let subkey = key
+            .public_subkeys
+            .iter()
+            .find(|k| k.algorithm().can_encrypt())
+            .ok_or_else(|| VaultError::OpenPgp("a key has no encryption subkey".into()))?;
+        builder.encrypt_to_key(&mut rng, subkey).map_err(pgp_err)?;
+    }
     builder.to_armored_string(&mut rng, ArmorOptions::default()).map_err(pgp_err)
 }
 
 /// The PGP/MIME message that carries `message` sealed to the key.
 pub fn seal(public_key_armored: &str, message: &[u8], outer: &Outer<'_>) -> Result<Vec<u8>, VaultError> {
-    let armored = encrypt(public_key_armored, message)?;
+    seal_to_all(&[public_key_armored], message, outer)
+}
+
+/// The PGP/MIME message that carries `message` sealed to every key.
+pub fn seal_to_all(public_keys_armored: &[&str], message: &[u8], outer: &Outer<'_>) -> Result<Vec<u8>, VaultError> {
+    let armored = encrypt_to_all(public_keys_armored, message)?;
     let boundary = format!("caliop-sealed-{}", outer.message_id.trim_matches(|c| c == '<' || c == '>').replace('@', "."));
     let from = match outer.from {
         Some(from) if !from.is_empty() => format!("<{from}>"),

@@ -9,7 +9,9 @@
 //! per key; `run_at` schedules a job for later.
 //!
 //! Jobs today: [`DomainCheck`] keeps looking for a new domain's ownership
-//! record and verifies the domain as soon as it is published.
+//! record and verifies the domain as soon as it is published; [`Deliver`]
+//! sends submitted mail; [`DkimSwitch`] completes a DKIM key rotation once
+//! the new keys are in DNS.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -115,14 +117,19 @@ impl<C: Send + Sync + 'static> Worker<C> {
         }
     }
 
-    pub fn register<J: Job<C>>(mut self) -> Self {
+    pub fn register<J: Job<C>>(self) -> Self {
+        self.register_with::<J>(J::retry_policy())
+    }
+
+    /// Registers a job whose retry policy comes from configuration.
+    pub fn register_with<J: Job<C>>(mut self, policy: RetryPolicy) -> Self {
         let handler: Handler<C> = Arc::new(|payload: &str, context: &C| {
             Box::pin(async move {
                 let job: J = serde_json::from_str(payload).map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
                 job.run(context).await
             })
         });
-        self.handlers.insert(J::NAME, (handler, J::retry_policy()));
+        self.handlers.insert(J::NAME, (handler, policy));
         self
     }
 
@@ -191,6 +198,26 @@ impl<C: Send + Sync + 'static> Worker<C> {
 pub struct Context {
     pub store: Store,
     pub dns: mail::dns::Dns,
+    pub outbound: Arc<mail::outbound::Outbound>,
+    /// Delays between delivery attempts (the message's lifetime ends them).
+    pub delivery_retry: RetryPolicy,
+}
+
+/// Delivers one spooled version of a submitted message to its recipients
+/// still waiting; the queue retries it while some are deferred.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Deliver(pub mail::outbound::DeliverJob);
+
+impl Job<Context> for Deliver {
+    const NAME: &'static str = mail::outbound::DELIVER_JOB;
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 100_000, base: Duration::from_secs(60), max: Duration::from_secs(3600), jitter: 0.2 }
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        context.outbound.deliver(self.0.outbound_id).await.map(|_| ())
+    }
 }
 
 /// Looks for a new domain's verification record until it appears (or the
@@ -231,10 +258,48 @@ impl Job<Context> for DomainCheck {
     }
 }
 
+/// Completes a DKIM rotation: once every pending key's record is published,
+/// the pending keys sign and the old ones retire (still published a while).
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct DkimSwitch {
+    pub domain_id: DomainId,
+}
+
+impl Job<Context> for DkimSwitch {
+    const NAME: &'static str = "dkim.switch";
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 }
+    }
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(self.domain_id.to_string())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let Some(domain) = context.store.domain(self.domain_id).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let keys = context.store.dkim_keys(domain.id).await.map_err(|e| e.to_string())?;
+        for key in keys.iter().filter(|k| k.state == tenants::DkimKeyState::Pending) {
+            let expected = tenants::dns_records::dkim_record(&domain, key);
+            let found = context.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| e.to_string())?;
+            if tenants::dns_records::judge(&expected, &found) != tenants::dns_records::RecordStatus::Verified {
+                return Err(format!("the new DKIM key is not published at {} yet", expected.name));
+            }
+        }
+        if context.store.activate_pending_dkim_keys("worker", domain.tenant_id, domain.id).await.map_err(|e| e.to_string())? {
+            tracing::info!(domain = %domain.id, "DKIM rotation completed");
+        }
+        Ok(())
+    }
+}
+
 /// The worker of the `caliop` processes, with every job registered.
 pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Context> {
     let store = context.store.clone();
-    Worker::new(store, context, name).register::<DomainCheck>()
+    let retry = context.delivery_retry;
+    Worker::new(store, context, name).register::<DomainCheck>().register::<DkimSwitch>().register_with::<Deliver>(retry)
 }
 
 #[cfg(test)]

@@ -5,10 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tenants::dns_records::{self, ExpectedRecord, RecordStatus, RecordType};
-use tenants::{Actor, Domain, DomainId, DomainName, NewDomain, Role, TenantId, TenantStatus};
+use tenants::{Actor, DkimAlgorithm, DkimKeyState, Domain, DomainId, DomainName, NewDomain, Role, TenantId, TenantStatus};
 use utoipa::ToSchema;
 
 use super::{PageQuery, Paged};
@@ -27,7 +26,6 @@ pub struct DomainView {
     pub verification_method: Option<String>,
     /// The TXT record that proves ownership.
     pub verification_record: ExpectedRecord,
-    pub dkim_selector: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -41,7 +39,6 @@ impl From<&Domain> for DomainView {
             verified_at: d.verified_at,
             verification_method: d.verification_method.clone(),
             verification_record: dns_records::verification_record(d),
-            dkim_selector: d.dkim_selector.clone(),
             created_at: d.created_at,
         }
     }
@@ -79,11 +76,55 @@ pub struct DnsRecords {
     pub records: Vec<DnsRecordStatus>,
 }
 
-const DKIM_SELECTOR: &str = "caliop1";
+/// One DKIM key of a domain, without its private half.
+#[derive(Serialize, ToSchema)]
+pub struct DkimKeyView {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// `pending` (publish its record; it signs once published), `active` (signs), `retired`.
+    pub state: DkimKeyState,
+    /// The TXT record to publish for it.
+    pub record: ExpectedRecord,
+    pub created_at: DateTime<Utc>,
+    pub activated_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
 
-/// What a domain's sealed DKIM key is bound to.
-pub fn dkim_key_context(domain: &DomainName) -> String {
-    format!("dkim-private-key:{domain}")
+#[derive(Serialize, ToSchema)]
+pub struct DkimKeys {
+    pub domain: DomainName,
+    pub keys: Vec<DkimKeyView>,
+}
+
+async fn dkim_view(state: &AppState, domain: &Domain) -> ApiResult<DkimKeys> {
+    let keys = state.store.dkim_keys(domain.id).await?;
+    let now = Utc::now();
+    Ok(DkimKeys {
+        domain: domain.name.clone(),
+        keys: keys
+            .iter()
+            .filter(|k| k.published(now))
+            .map(|k| DkimKeyView {
+                selector: k.selector.clone(),
+                algorithm: k.algorithm,
+                state: k.state,
+                record: dns_records::dkim_record(domain, k),
+                created_at: k.created_at,
+                activated_at: k.activated_at,
+                retired_at: k.retired_at,
+            })
+            .collect(),
+    })
+}
+
+async fn new_dkim_keys(state: &AppState, name: &DomainName) -> ApiResult<Vec<tenants::store::NewDkimKey>> {
+    let inbound = state.inbound.clone();
+    let name = name.to_string();
+    // The signing keys are kept sealed under the instance master key, bound to their domain.
+    let keys = tokio::task::spawn_blocking(move || mail::outbound::generate_dkim_keys(inbound.master(), &name))
+        .await
+        .map_err(Problem::internal)??;
+    Ok(keys)
 }
 
 /// Creates a domain for `tenant_id`, with its verification token and DKIM key.
@@ -99,20 +140,8 @@ pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, name: 
         let bytes: [u8; 20] = rand::rng().random();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    let dkim = tokio::task::spawn_blocking(vault::dkim::DkimKey::generate).await.map_err(Problem::internal)??;
-    // The signing key is kept sealed under the instance master key, bound to its domain.
-    let sealed_key = state
-        .inbound
-        .master()
-        .seal_secret(&dkim_key_context(&name), dkim.private_key_pem.expose_secret().as_bytes())?;
-    let new = NewDomain {
-        tenant_id,
-        name,
-        verification_token: token,
-        dkim_selector: DKIM_SELECTOR.into(),
-        dkim_public_key: dkim.public_key_b64,
-        dkim_private_key: sealed_key.into(),
-    };
+    let dkim_keys = new_dkim_keys(state, &name).await?;
+    let new = NewDomain { tenant_id, name, verification_token: token, dkim_keys };
     let domain = state.store.create_domain(&actor.audit_name(), new).await?;
     // Keep looking for the ownership record in the background, so the domain
     // verifies itself once the tenant has published it.
@@ -236,7 +265,8 @@ pub async fn dns_records(
     Path(domain_id): Path<DomainId>,
 ) -> ApiResult<Json<DnsRecords>> {
     let domain = load(&state, domain_id).await?;
-    let expected = dns_records::expected_records(&domain, &state.config.mail_hostname);
+    let keys = state.store.dkim_keys(domain.id).await?;
+    let expected = dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
     let mut lookups = tokio::task::JoinSet::new();
     for (i, record) in expected.iter().enumerate() {
         let (dns, name, kind) = (state.dns.clone(), record.name.clone(), dns_kind(record.record_type));
@@ -328,4 +358,56 @@ pub async fn verify_domain(
         )
         .with_found(found)),
     }
+}
+
+/// List a domain's DKIM keys
+///
+/// The keys outgoing mail is signed with (one RSA-2048, one Ed25519), any
+/// pending rotation, and retired keys still worth publishing, each with the
+/// TXT record to publish.
+#[utoipa::path(get, path = "/v1/domains/{domain_id}/dkim", tag = "domains", operation_id = "listDkimKeys",
+    params(("domain_id" = DomainId, Path, description = "Domain id")),
+    responses(
+        (status = 200, description = "The domain's DKIM keys", body = DkimKeys),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such domain", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn dkim_keys(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(domain_id): Path<DomainId>,
+) -> ApiResult<Json<DkimKeys>> {
+    let domain = load(&state, domain_id).await?;
+    Ok(Json(dkim_view(&state, &domain).await?))
+}
+
+/// Rotate a domain's DKIM keys
+///
+/// Creates a new RSA and Ed25519 key as `pending`. Mail stays signed with
+/// the current keys until the new records are published: a background job
+/// watches DNS and switches as soon as they are, then keeps the old records
+/// listed for seven days so mail signed just before the switch still
+/// verifies. One rotation at a time.
+#[utoipa::path(post, path = "/v1/domains/{domain_id}/dkim/rotate", tag = "domains", operation_id = "rotateDkimKeys",
+    params(("domain_id" = DomainId, Path, description = "Domain id")),
+    responses(
+        (status = 202, description = "New keys pending: publish their records", body = DkimKeys),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such domain", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "A rotation is already pending", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn rotate_dkim(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(domain_id): Path<DomainId>,
+) -> ApiResult<(StatusCode, Json<DkimKeys>)> {
+    let domain = load(&state, domain_id).await?;
+    let keys = new_dkim_keys(&state, &domain.name).await?;
+    state.store.add_pending_dkim_keys(&actor.audit_name(), domain.tenant_id, domain.id, &keys).await?;
+    worker::enqueue(&state.store, &worker::DkimSwitch { domain_id: domain.id }, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(dkim_view(&state, &domain).await?)))
 }

@@ -1,13 +1,17 @@
-//! Received mail, for the account that owns it. Administrators manage
-//! accounts, not their mail: these routes answer only the account itself.
+//! Mail, for the account that owns it: what it received, what it sends and
+//! how delivery went. Administrators manage accounts, not their mail: these
+//! routes answer only the account itself.
 //! What the server shows depends on the level: subject and sender exist for
 //! `standard` messages only; above, the raw form is the PGP/MIME message
 //! that only the recipient's key opens.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use serde::Deserialize;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use mail::outbound::{Draft, Refusal};
+use tenants::store::RecipientDelivery;
 use tenants::{AccountId, Actor, Flag, Folder, Level, MessageId, MessageMeta};
 use utoipa::{IntoParams, ToSchema};
 
@@ -172,4 +176,236 @@ pub async fn delete_message(
     let message = load(&state, &actor, message_id).await?;
     state.store.delete_message(&actor.audit_name(), &message).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A message to send, written as fields; the server builds the MIME.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitMessage {
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Receive the message without appearing in its headers.
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    /// An HTML alternative to `text`.
+    pub html: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<SubmitAttachment>,
+    /// Refuse to send (nothing is queued) unless every recipient's OpenPGP
+    /// key is known, so that no copy leaves in clear.
+    #[serde(default)]
+    pub require_encryption: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitAttachment {
+    pub filename: String,
+    /// e.g. `application/pdf`.
+    pub media_type: String,
+    /// The content, base64 (standard alphabet, padded).
+    pub content_base64: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// For `message/rfc822` submissions: refuse unless every recipient's key is known.
+    #[serde(default)]
+    pub require_encryption: bool,
+}
+
+/// What was queued.
+#[derive(Serialize, ToSchema)]
+pub struct Submitted {
+    /// The sender's Sent copy; ask `/v1/messages/{id}/delivery` how delivery goes.
+    pub message_id: MessageId,
+    /// The `Message-ID` header of what is sent.
+    pub header_message_id: String,
+    pub recipients: usize,
+    /// Recipients who get an OpenPGP-encrypted copy.
+    pub encrypted_to: Vec<String>,
+}
+
+/// Per-recipient delivery of a sent message.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryReport {
+    pub message_id: MessageId,
+    pub recipients: Vec<RecipientDelivery>,
+}
+
+fn refusal(r: Refusal) -> Problem {
+    let detail = r.to_string();
+    match r {
+        Refusal::Invalid(_) => Problem::invalid(detail),
+        Refusal::NotYourAddress(_) => Problem::new(StatusCode::FORBIDDEN, "sender-not-allowed", detail),
+        Refusal::Suspended(_) => Problem::new(StatusCode::FORBIDDEN, "sending-suspended", detail),
+        Refusal::RateLimited(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail),
+        Refusal::OverQuota(_) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
+        Refusal::PlaintextAtEndToEnd => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "encryption-required", detail),
+        Refusal::MissingKeys(missing) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "recipient-keys-missing", detail).with_found(missing)
+        }
+        Refusal::Internal => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "try-again", detail),
+    }
+}
+
+fn mailbox(address: &str, what: &str) -> ApiResult<lettre::message::Mailbox> {
+    address
+        .trim()
+        .parse()
+        .map_err(|_| Problem::invalid(format!("`{address}` in `{what}` is not a valid email address")))
+}
+
+/// The RFC 5322 message a JSON submission describes, Bcc header kept (the
+/// sender's copy shows it; what is sent does not).
+fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> {
+    use lettre::message::{Attachment, MultiPart, SinglePart, header::ContentType};
+    let mut builder = lettre::Message::builder().keep_bcc().subject(m.subject.clone());
+    let from = if account.display_name.is_empty() {
+        mailbox(account.address.as_str(), "from")?
+    } else {
+        lettre::message::Mailbox::new(Some(account.display_name.clone()), mailbox(account.address.as_str(), "from")?.email)
+    };
+    builder = builder.from(from);
+    for to in &m.to {
+        builder = builder.to(mailbox(to, "to")?);
+    }
+    for cc in &m.cc {
+        builder = builder.cc(mailbox(cc, "cc")?);
+    }
+    for bcc in &m.bcc {
+        builder = builder.bcc(mailbox(bcc, "bcc")?);
+    }
+    let body = match &m.html {
+        Some(html) => MultiPart::alternative_plain_html(m.text.clone(), html.clone()),
+        None => MultiPart::mixed().singlepart(SinglePart::plain(m.text.clone())),
+    };
+    let message = if m.attachments.is_empty() {
+        match &m.html {
+            Some(_) => builder.multipart(body),
+            None => builder.body(m.text.clone()),
+        }
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for a in &m.attachments {
+            let content = base64::engine::general_purpose::STANDARD
+                .decode(a.content_base64.trim())
+                .map_err(|e| Problem::invalid(format!("attachment `{}`: content_base64 is not base64: {e}", a.filename)))?;
+            let media_type = ContentType::parse(&a.media_type)
+                .map_err(|_| Problem::invalid(format!("attachment `{}`: `{}` is not a media type", a.filename, a.media_type)))?;
+            mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(content, media_type));
+        }
+        builder.multipart(mixed)
+    };
+    message.map(|m| m.formatted()).map_err(|e| Problem::invalid(format!("the message cannot be built: {e}")))
+}
+
+/// Send a message
+///
+/// Either fields (`application/json`: the server writes the MIME) or a
+/// complete message (`message/rfc822`: recipients are read from its `To`,
+/// `Cc` and `Bcc`, and the `Bcc` header is removed before sending). The
+/// `From` must be the account's address. Answers once the message is stored
+/// and queued; a copy goes to Sent at the account's level. At `end-to-end`
+/// only OpenPGP-encrypted messages are accepted; at `sealed` and above the
+/// server encrypts to every recipient whose key it knows, and
+/// `require_encryption` refuses the message (nothing queued) when a key is
+/// missing, listing who in `found`.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/messages", tag = "messages", operation_id = "sendMessage",
+    params(("account_id" = AccountId, Path, description = "Account id"), SubmitQuery),
+    request_body(content(
+        (SubmitMessage = "application/json"),
+        (String = "message/rfc822"),
+    )),
+    responses(
+        (status = 202, description = "Queued", body = Submitted),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner, a `From` it does not own, or sending suspended", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Storage quota exhausted", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor message/rfc822", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message, plaintext at end-to-end, or recipient keys missing", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "A sending rate is used up", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn send_message(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(account_id): Path<AccountId>,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Submitted>)> {
+    owner_only(&actor, account_id)?;
+    let account = state.store.account(account_id).await?.ok_or(Problem::not_found("account"))?;
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let draft = match media_type.as_str() {
+        "application/json" => {
+            let m: SubmitMessage = serde_json::from_slice(&body).map_err(|e| {
+                if e.is_data() { Problem::invalid(e.to_string()) } else { Problem::bad_request(e.to_string()) }
+            })?;
+            if m.to.is_empty() && m.cc.is_empty() && m.bcc.is_empty() {
+                return Err(Problem::invalid("the message has no recipients: give at least one address in `to`, `cc` or `bcc`"));
+            }
+            let message = compose(&account, &m)?;
+            let recipients = m.to.iter().chain(&m.cc).chain(&m.bcc).map(|r| r.trim().to_owned()).collect();
+            Draft { account, recipients, message, require_encryption: m.require_encryption }
+        }
+        "message/rfc822" => {
+            let recipients = mail::outbound::header_recipients(&body);
+            Draft { account, recipients, message: body.to_vec(), require_encryption: query.require_encryption }
+        }
+        other => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!("send `application/json` fields or a `message/rfc822` message, not `{other}`"),
+            ));
+        }
+    };
+    let submitted = state.outbound.submit(draft).await.map_err(refusal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Submitted {
+            message_id: submitted.message_id,
+            header_message_id: submitted.header_message_id,
+            recipients: submitted.recipients,
+            encrypted_to: submitted.encrypted_to,
+        }),
+    ))
+}
+
+/// How delivery of a sent message goes
+///
+/// One entry per recipient: `queued`, `deferred` (with the remote server's
+/// reply; retried), `delivered` or `bounced` (a DSN is in the Inbox).
+#[utoipa::path(get, path = "/v1/messages/{message_id}/delivery", tag = "messages", operation_id = "getDelivery",
+    params(("message_id" = MessageId, Path, description = "The Sent copy's id")),
+    responses(
+        (status = 200, description = "Per-recipient status", body = DeliveryReport),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such message", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn delivery(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(message_id): Path<MessageId>,
+) -> ApiResult<Json<DeliveryReport>> {
+    let message = load(&state, &actor, message_id).await?;
+    let recipients = state.store.message_deliveries(message.id).await?;
+    Ok(Json(DeliveryReport { message_id: message.id, recipients }))
 }

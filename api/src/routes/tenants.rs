@@ -299,7 +299,8 @@ pub async fn onboard(
             return Err(problem);
         }
     };
-    let dns_records = tenants::dns_records::expected_records(&domain, &state.config.mail_hostname);
+    let keys = state.store.dkim_keys(domain.id).await?;
+    let dns_records = tenants::dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
     Ok((
         StatusCode::CREATED,
         Json(Onboarded { domain: DomainView::from(&domain), admin: AccountView::from(&account), dns_records }),

@@ -15,6 +15,10 @@ pub struct TestApp {
     pub base: String,
     /// The MX, with STARTTLS on a self-signed certificate.
     pub smtp: std::net::SocketAddr,
+    /// The submission port (AUTH PLAIN/LOGIN).
+    pub submission: std::net::SocketAddr,
+    pub inbound: std::sync::Arc<mail::inbound::Inbound>,
+    pub resolver: mail::dns::Dns,
     pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub store: Store,
@@ -61,9 +65,19 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     let tls = mail::tls::self_signed(data_dir.path(), MAIL_HOST).expect("self-signed certificate");
     let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let smtp_addr = smtp_listener.local_addr().expect("local addr");
+    let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
+        store.clone(),
+        inbound.clone(),
+        Some(resolver.clone()),
+        outbound_config(0),
+    ));
+    let submission_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let submission = submission_listener.local_addr().expect("local addr");
+    let server = mail::smtp::SmtpServer::submission(smtp.clone(), inbound.clone(), outbound.clone(), Some(tls.clone()));
+    tokio::spawn(server.serve(submission_listener, std::future::pending()));
     let server = mail::smtp::SmtpServer::new(smtp, inbound.clone(), Some(tls));
     tokio::spawn(server.serve(smtp_listener, std::future::pending()));
-    let state = AppState::new(store.clone(), &key, inbound, resolver, config).await.expect("app state");
+    let state = AppState::new(store.clone(), &key, inbound.clone(), outbound, resolver.clone(), config).await.expect("app state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -80,6 +94,9 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     TestApp {
         base,
         smtp: smtp_addr,
+        submission,
+        inbound,
+        resolver,
         data_dir,
         http: reqwest::Client::new(),
         store,
@@ -88,6 +105,141 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
         operator_token,
         key,
         shutdown: Some(tx),
+    }
+}
+
+/// Outbound settings for tests: deliveries go to `delivery_port` on
+/// loopback, and paid accounts may send 3 messages an hour (so that a test
+/// reaches the limit quickly).
+pub fn outbound_config(delivery_port: u16) -> mail::outbound::OutboundConfig {
+    let mut limits = mail::outbound::SendLimits::default();
+    limits.paid.account_messages_per_hour = 3;
+    mail::outbound::OutboundConfig {
+        hostname: MAIL_HOST.into(),
+        delivery_port,
+        connect_timeout: Duration::from_secs(5),
+        max_recipients: 5,
+        limits,
+        ..mail::outbound::OutboundConfig::default()
+    }
+}
+
+/// Background workers running every job, delivering to `delivery_port`.
+pub struct Workers {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Workers {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.done).await;
+    }
+}
+
+impl TestApp {
+    pub fn start_workers(&self, delivery_port: u16, retry_after: Duration) -> Workers {
+        let mut workers = worker::caliop_worker(self.worker_context(delivery_port, retry_after), "test-worker");
+        workers.idle = Duration::from_millis(100);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(workers.run(async move {
+            let _ = stopped.await;
+        }));
+        Workers { stop: Some(stop), done }
+    }
+
+    /// What the jobs need, delivering to `delivery_port` on loopback.
+    pub fn worker_context(&self, delivery_port: u16, retry_after: Duration) -> worker::Context {
+        let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
+            self.store.clone(),
+            self.inbound.clone(),
+            Some(self.resolver.clone()),
+            outbound_config(delivery_port),
+        ));
+        worker::Context {
+            store: self.store.clone(),
+            dns: self.resolver.clone(),
+            outbound,
+            delivery_retry: worker::RetryPolicy { max_attempts: 100, base: retry_after, max: retry_after, jitter: 0.0 },
+        }
+    }
+
+    /// Publishes the domain's DKIM records in the loopback DNS.
+    pub async fn publish_dkim(&self, domain_id: &str, token: &str) {
+        let keys = self.get(&format!("/v1/domains/{domain_id}/dkim"), token).await;
+        for key in keys.ok(200)["keys"].as_array().unwrap() {
+            self.dns.set_txt(key["record"]["name"].as_str().unwrap(), &[key["record"]["value"].as_str().unwrap()]);
+        }
+    }
+}
+
+/// The Python SMTP sink of `tests/sink/sink.py` (aiosmtpd), which records
+/// what it accepts as JSON and verifies DKIM signatures with dkimpy.
+pub struct Sink {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Sink {
+    pub fn start(args: &[&str]) -> Sink {
+        use std::io::BufRead;
+        let python = std::env::var("CALIOP_TEST_PYTHON")
+            .expect("CALIOP_TEST_PYTHON names the venv python with aiosmtpd and dkimpy (set by scripts/test)");
+        let dir = tempfile::tempdir().expect("sink dir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sink/sink.py");
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            // The sink exits when its stdin closes: it dies with the test.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the SMTP sink");
+        let stdout = child.stdout.take().expect("sink stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("sink banner");
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected sink banner: {line:?}"));
+        Sink { port, dir, child }
+    }
+
+    /// What the sink accepted, in order.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .expect("sink dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        files.sort();
+        files.iter().map(|p| serde_json::from_slice(&std::fs::read(p).expect("sink file")).expect("sink json")).collect()
+    }
+
+    /// Waits until the sink holds `n` messages.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n || tokio::time::Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

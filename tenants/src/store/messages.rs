@@ -109,6 +109,50 @@ pub struct Correspondent {
 const META_COLUMNS: &str = "id, tenant_id, account_id, received_at, size, level, folder, flags, envelope_from, \
      envelope_to, subject, sender, privacy, authentication";
 
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, \
+     folder, flags, envelope_from, envelope_to, subject, sender, privacy, authentication, content) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10, $11, $12, $13, $14)";
+/// Counts the bytes against the quota, in the same statement that checks it.
+pub(super) const COUNT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
+     WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes";
+const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
+     VALUES ($1, $2, 1, $3, 0) ON CONFLICT (account_id, address) DO UPDATE \
+     SET received = correspondents.received + 1, \
+         received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
+
+/// Stores one message in `$folder` inside the caller's transaction, counting
+/// its bytes against the tenant's quota; evaluates to false (and stores
+/// nothing) when the quota has no room.
+macro_rules! store_message {
+    ($tx:expr, $m:expr, $folder:expr, $now:expr) => {{
+        let m: &NewMessage = $m;
+        let size = m.content.len() as i64;
+        let counted = sqlx::query(COUNT_STORAGE).bind(m.tenant_id.0).bind(size).execute(&mut *$tx).await?;
+        if counted.rows_affected() == 1 {
+            sqlx::query(INSERT_MESSAGE)
+                .bind(m.id.0)
+                .bind(m.tenant_id.0)
+                .bind(m.account_id.0)
+                .bind($now)
+                .bind(size)
+                .bind(m.level.as_str())
+                .bind(Folder::as_str($folder))
+                .bind(&m.envelope_from)
+                .bind(&m.envelope_to)
+                .bind(&m.subject)
+                .bind(&m.sender)
+                .bind(serde_json::to_string(&m.privacy).unwrap_or_default())
+                .bind(m.authentication.to_string())
+                .bind(&m.content)
+                .execute(&mut *$tx)
+                .await?;
+            true
+        } else {
+            false
+        }
+    }};
+}
+
 fn flags_text(flags: &[Flag]) -> String {
     let mut flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
     flags.sort_unstable();
@@ -167,15 +211,6 @@ impl Store {
 
     /// One transaction for many deliveries, each inside its own savepoint.
     async fn deliver_batch(&self, batch: Vec<Vec<NewMessage>>) -> Result<Vec<Result<Vec<MessageId>>>> {
-        let insert = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, folder, flags, \
-             envelope_from, envelope_to, subject, sender, privacy, authentication, content) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'inbox', '', $7, $8, $9, $10, $11, $12, $13)";
-        let count = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
-             WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes";
-        let remember = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
-             VALUES ($1, $2, 1, $3, 0) ON CONFLICT (account_id, address) DO UPDATE \
-             SET received = correspondents.received + 1, \
-                 received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
         let now = Utc::now();
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -184,30 +219,12 @@ impl Store {
                 let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
                 let mut over_quota = false;
                 for m in messages {
-                    let size = m.content.len() as i64;
-                    let counted = sqlx::query(count).bind(m.tenant_id.0).bind(size).execute(&mut *savepoint).await?;
-                    if counted.rows_affected() == 0 {
+                    if !store_message!(savepoint, m, Folder::Inbox, now) {
                         over_quota = true;
                         break;
                     }
-                    sqlx::query(insert)
-                        .bind(m.id.0)
-                        .bind(m.tenant_id.0)
-                        .bind(m.account_id.0)
-                        .bind(now)
-                        .bind(size)
-                        .bind(m.level.as_str())
-                        .bind(&m.envelope_from)
-                        .bind(&m.envelope_to)
-                        .bind(&m.subject)
-                        .bind(&m.sender)
-                        .bind(serde_json::to_string(&m.privacy).unwrap_or_default())
-                        .bind(m.authentication.to_string())
-                        .bind(&m.content)
-                        .execute(&mut *savepoint)
-                        .await?;
                     if !m.envelope_from.is_empty() {
-                        sqlx::query(remember)
+                        sqlx::query(REMEMBER_SENDER)
                             .bind(m.account_id.0)
                             .bind(m.envelope_from.to_ascii_lowercase())
                             .bind(i64::from(m.arrived_encrypted))

@@ -1,0 +1,291 @@
+//! Outbound mail, end to end: submission over the API and the submission
+//! port, delivery by the workers to a real SMTP server on loopback (the
+//! Python sink, aiosmtpd) whose DKIM verdict comes from an independent
+//! verifier (dkimpy) reading our keys from the loopback DNS server;
+//! deferrals, bounces with their DSN, local delivery between tenants, and
+//! the refusals that queue nothing.
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Sink, TestApp};
+use tenants::{Backend, on_both_backends};
+
+on_both_backends!(
+    api_and_submission_port_deliver_signed_mail,
+    deferred_then_delivered_and_bounces_quote_the_remote,
+    hosted_domains_deliver_locally_at_the_recipients_level,
+    refused_submissions_queue_nothing,
+);
+
+/// `remote.test` has its MX on loopback, where the sink listens.
+fn route_remote(app: &TestApp) {
+    app.dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
+    app.dns.set_a("mx.remote.test", &[Ipv4Addr::LOCALHOST]);
+}
+
+async fn delivery(app: &TestApp, message_id: &str, token: &str) -> Vec<Value> {
+    let report = app.get(&format!("/v1/messages/{message_id}/delivery"), token).await;
+    report.ok(200)["recipients"].as_array().unwrap().clone()
+}
+
+async fn wait_status(app: &TestApp, message_id: &str, token: &str, recipient: &str, status: &str) -> Value {
+    for _ in 0..150 {
+        let all = delivery(app, message_id, token).await;
+        if let Some(r) = all.iter().find(|r| r["recipient"] == recipient && r["status"] == status) {
+            return r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{recipient} never reached {status}: {:?}", delivery(app, message_id, token).await);
+}
+
+async fn folder(app: &TestApp, account_id: &str, token: &str, folder: &str) -> Vec<Value> {
+    let list = app.get(&format!("/v1/accounts/{account_id}/messages?folder={folder}"), token).await;
+    list.ok(200)["items"].as_array().unwrap().clone()
+}
+
+/// A new user of `e`: its account id and a token.
+async fn person(app: &TestApp, e: &support::Enterprise, local: &str) -> (String, String) {
+    let id = app.user(e, local).await;
+    let token = app.login(&format!("{local}@{}", e.domain), support::PASSWORD).await;
+    (id, token)
+}
+
+async fn api_and_submission_port_deliver_signed_mail(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    app.publish_dkim(&e.domain_id, &e.admin_token).await;
+    route_remote(&app);
+    let dns = app.dns.addr().to_string();
+    let sink = Sink::start(&["--dns", &dns, "--tls"]);
+    let workers = app.start_workers(sink.port, Duration::from_secs(1));
+
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@remote.test"], "bcc": ["carol@remote.test"], "subject": "Quarterly figures",
+                   "text": "Numbers attached.", "attachments": [{"filename": "q3.csv", "media_type": "text/csv",
+                   "content_base64": "YSxiCjEsMgo="}]}),
+        )
+        .await;
+    let sent = sent.ok(202).clone();
+    assert_eq!(sent["recipients"], 2);
+    let message_id = sent["message_id"].as_str().unwrap().to_owned();
+
+    // Over the submission port, with STARTTLS and AUTH, as a mail client would.
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+    let tls = lettre::transport::smtp::client::TlsParameters::builder(support::MAIL_HOST.into())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .unwrap();
+    let client = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(app.submission.port())
+        .tls(lettre::transport::smtp::client::Tls::Required(tls))
+        .credentials(lettre::transport::smtp::authentication::Credentials::new(
+            "alice@acme.test".into(),
+            support::PASSWORD.into(),
+        ))
+        .build();
+    let raw = support::message("alice@acme.test", "dave@remote.test", "From my mail client", "Sent with AUTH PLAIN.");
+    let envelope = lettre::address::Envelope::new(
+        Some("alice@acme.test".parse().unwrap()),
+        vec!["dave@remote.test".parse().unwrap()],
+    )
+    .unwrap();
+    client.send_raw(&envelope, &raw).await.expect("the submission port queues the message");
+
+    let received = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    let from_api = received.iter().find(|m| m["message_id"] == sent["header_message_id"]).expect("the API message arrived");
+    let mut rcpts: Vec<&str> = from_api["rcpt_tos"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["bob@remote.test", "carol@remote.test"]);
+    for message in &received {
+        let data = message["data"].as_str().unwrap();
+        assert!(!data.to_ascii_lowercase().contains("\nbcc:"), "Bcc must not leave: {data}");
+        assert!(data.contains("Autocrypt: addr=alice@acme.test; prefer-encrypt=mutual; keydata="));
+        assert_eq!(message["mail_from"], "alice@acme.test");
+        assert_eq!(message["tls"], true, "opportunistic STARTTLS was used");
+        let dkim = message["dkim"].as_array().unwrap();
+        let algorithms: Vec<&str> = dkim.iter().map(|d| d["algorithm"].as_str().unwrap()).collect();
+        assert_eq!(algorithms, ["rsa-sha256", "ed25519-sha256"], "{dkim:?}");
+        for signature in dkim {
+            assert_eq!(signature["domain"], "acme.test");
+            assert_eq!(signature["verified"], true, "dkimpy verifies our signature: {signature}");
+        }
+    }
+    let client_message = received.iter().find(|m| m["rcpt_tos"] == json!(["dave@remote.test"])).unwrap();
+    assert!(client_message["data"].as_str().unwrap().contains("Sent with AUTH PLAIN."));
+
+    for r in ["bob@remote.test", "carol@remote.test"] {
+        let d = wait_status(&app, &message_id, &alice, r, "delivered").await;
+        assert_eq!(d["remote_host"], "mx.remote.test");
+        assert!(d["remote_reply"].as_str().unwrap().starts_with("250"), "{d}");
+    }
+    let sent_folder = folder(&app, &alice_id, &alice, "sent").await;
+    assert_eq!(sent_folder.len(), 2, "both submissions have a Sent copy");
+    let copy = app.get(&format!("/v1/messages/{message_id}/raw"), &alice).await;
+    assert!(copy.text().contains("Bcc: carol@remote.test"), "the sender's copy remembers the Bcc");
+    workers.stop().await;
+}
+
+async fn deferred_then_delivered_and_bounces_quote_the_remote(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    route_remote(&app);
+    let sink = Sink::start(&["--data-replies", "451", "--refuse-rcpt", "gone@remote.test=550"]);
+    let workers = app.start_workers(sink.port, Duration::from_secs(2));
+
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@remote.test", "gone@remote.test"], "subject": "Hello", "text": "Are you there?"}),
+        )
+        .await;
+    let message_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+
+    let deferred = wait_status(&app, &message_id, &alice, "bob@remote.test", "deferred").await;
+    assert!(deferred["remote_reply"].as_str().unwrap().starts_with("451 4.3.0"), "{deferred}");
+    let bounced = wait_status(&app, &message_id, &alice, "gone@remote.test", "bounced").await;
+    assert_eq!(bounced["remote_reply"], "550 5.1.1 <gone@remote.test>: no such user here");
+
+    let delivered = wait_status(&app, &message_id, &alice, "bob@remote.test", "delivered").await;
+    assert_eq!(delivered["attempts"], 2, "one deferral, then delivery: {delivered}");
+    assert_eq!(sink.messages().len(), 1, "the 451 attempt was not recorded, the retry was");
+
+    // The bounce: one DSN in the sender's Inbox, quoting the remote reply.
+    let inbox = folder(&app, &alice_id, &alice, "inbox").await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0]["envelope_from"], "", "DSNs use the null sender");
+    let dsn = app.get(&format!("/v1/messages/{}/raw", inbox[0]["id"].as_str().unwrap()), &alice).await;
+    let dsn = dsn.text();
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(dsn.contains("Final-Recipient: rfc822; gone@remote.test"), "{dsn}");
+    assert!(dsn.contains("Diagnostic-Code: smtp; 550 5.1.1 <gone@remote.test>: no such user here"), "{dsn}");
+    assert!(!dsn.contains("Final-Recipient: rfc822; bob@remote.test"), "bob was delivered, not bounced");
+    workers.stop().await;
+}
+
+async fn hosted_domains_deliver_locally_at_the_recipients_level(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let acme = app.enterprise("acme.test", 5).await;
+    let globex = app.enterprise("globex.test", 5).await;
+    let (alice_id, alice) = person(&app, &acme, "alice").await;
+    let (bob_id, bob) = person(&app, &globex, "bob").await;
+    let (carol_id, carol) = person(&app, &globex, "carol").await;
+    let sealed = app.patch(&format!("/v1/accounts/{bob_id}"), &globex.admin_token, json!({"level": "sealed"})).await;
+    assert_eq!(sealed.ok(200)["level"], "sealed");
+    // No DNS for either domain and no sink: nothing may leave the machine.
+    let workers = app.start_workers(9, Duration::from_secs(1));
+
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@globex.test", "carol@globex.test"], "subject": "Merger", "text": "Let us talk."}),
+        )
+        .await;
+    let message_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    for r in ["bob@globex.test", "carol@globex.test"] {
+        let d = wait_status(&app, &message_id, &alice, r, "delivered").await;
+        assert_eq!(d["remote_host"], support::MAIL_HOST);
+    }
+
+    let bobs = folder(&app, &bob_id, &bob, "inbox").await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0]["level"], "sealed");
+    assert_eq!(bobs[0]["subject"], Value::Null, "the server does not know a sealed subject");
+    assert_eq!(bobs[0]["authentication"]["auth"], "alice@acme.test");
+    let raw = app.get(&format!("/v1/messages/{}/raw", bobs[0]["id"].as_str().unwrap()), &bob).await;
+    assert!(raw.text().contains("multipart/encrypted"), "sealed on arrival");
+    assert!(!raw.text().contains("Let us talk."));
+
+    let carols = folder(&app, &carol_id, &carol, "inbox").await;
+    assert_eq!(carols.len(), 1);
+    assert_eq!(carols[0]["level"], "standard");
+    assert_eq!(carols[0]["subject"], "Merger");
+    assert!(carols[0]["privacy"]["score"].as_i64().unwrap() > 0);
+    let raw = app.get(&format!("/v1/messages/{}/raw", carols[0]["id"].as_str().unwrap()), &carol).await;
+    assert!(raw.text().contains("DKIM-Signature:"), "signed like any outgoing mail");
+    assert!(raw.text().contains("Let us talk."));
+    workers.stop().await;
+}
+
+async fn refused_submissions_queue_nothing(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    let send = format!("/v1/accounts/{alice_id}/messages");
+    let deliver_jobs = || async {
+        let depth = app.store.queue_depth().await.unwrap();
+        depth.iter().filter(|d| d.kind == "mail.deliver").map(|d| d.jobs).sum::<i64>()
+    };
+
+    // A From the account does not own.
+    let forged = support::message("boss@acme.test", "bob@remote.test", "Wire the money", "Now.");
+    let refused = app
+        .raw(app.http.post(format!("{}{send}", app.base)).bearer_auth(&alice).header("content-type", "message/rfc822").body(forged))
+        .await;
+    assert!(refused.problem(403).contains("`boss@acme.test` is not an address of this account"), "{refused:?}");
+
+    // Encryption required, and the remote recipient has no key we know.
+    let unknown = app
+        .post(&send, &alice, json!({"to": ["bob@remote.test"], "text": "secret", "require_encryption": true}))
+        .await;
+    assert!(unknown.problem(422).contains("bob@remote.test"));
+    assert_eq!(unknown.body["found"], json!(["bob@remote.test"]));
+
+    // Plaintext from an end-to-end account.
+    let (erin_id, e2e) = person(&app, &e, "erin").await;
+    let level = app.patch(&format!("/v1/accounts/{erin_id}"), &e.admin_token, json!({"level": "end-to-end"})).await;
+    assert_eq!(level.ok(200)["level"], "end-to-end");
+    let plain = app.post(&format!("/v1/accounts/{erin_id}/messages"), &e2e, json!({"to": ["bob@remote.test"], "text": "hi"})).await;
+    assert!(plain.problem(422).contains("end-to-end"));
+    assert_eq!(plain.body["type"], "/problems/encryption-required");
+
+    // Someone else's account (a user does not even see it), bad input.
+    app.post(&format!("/v1/accounts/{erin_id}/messages"), &alice, json!({"to": ["x@remote.test"], "text": "hi"})).await.problem(404);
+    let bad = app.post(&send, &alice, json!({"to": ["not an address"], "text": "hi"})).await;
+    assert!(bad.problem(422).contains("`not an address`"));
+    let no_rcpt = app.post(&send, &alice, json!({"to": [], "text": "hi"})).await;
+    assert!(no_rcpt.problem(422).contains("no recipients"));
+    assert_eq!(deliver_jobs().await, 0, "nothing refused was queued");
+    assert!(folder(&app, &alice_id, &alice, "sent").await.is_empty());
+
+    // The hourly rate (3 in tests): the fourth message is refused.
+    for i in 0..3 {
+        app.post(&send, &alice, json!({"to": ["bob@remote.test"], "text": format!("note {i}")})).await.ok(202);
+    }
+    let limited = app.post(&send, &alice, json!({"to": ["bob@remote.test"], "text": "one more"})).await;
+    assert!(limited.problem(429).contains("3 messages per hour"), "{limited:?}");
+    assert_eq!(deliver_jobs().await, 3);
+    assert_eq!(folder(&app, &alice_id, &alice, "sent").await.len(), 3);
+
+    // The submission port refuses the same way, with SMTP codes.
+    let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
+    let (_, ehlo) = probe.cmd("EHLO client.test").await;
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "loopback clients may authenticate in clear: {ehlo}");
+    probe.expect("MAIL FROM:<alice@acme.test>", 530, "5.7.0").await;
+    // alice@acme.test / wrong password
+    probe.expect("AUTH PLAIN AGFsaWNlQGFjbWUudGVzdAB3cm9uZyBwYXNzd29yZA==", 535, "5.7.8").await;
+    let good = format!("\0alice@acme.test\0{}", support::PASSWORD);
+    use base64::Engine;
+    let good = base64::engine::general_purpose::STANDARD.encode(good);
+    probe.expect(&format!("AUTH PLAIN {good}"), 235, "2.7.0").await;
+    probe.expect("MAIL FROM:<alice@acme.test>", 250, "2.1.0").await;
+    probe.expect("RCPT TO:<bob@remote.test>", 250, "2.1.5").await;
+    probe.expect("DATA", 354, "2.0.0").await;
+    probe.send(b"From: alice@acme.test\r\nTo: bob@remote.test\r\nSubject: again\r\n\r\nover the limit\r\n.\r\n").await;
+    let (code, text) = probe.read_reply().await;
+    assert_eq!(code, 450, "{text}");
+    assert!(text.starts_with("4.7.1") && text.contains("messages per hour"), "{text}");
+    assert_eq!(deliver_jobs().await, 3, "nothing more was queued");
+}

@@ -1,0 +1,1023 @@
+//! Mail on the way out: submission (from the API or the submission port)
+//! and delivery (by the workers).
+//!
+//! A submission is checked (the `From` is the sender's, the tenant may send,
+//! the rates allow it, the level allows plaintext), encrypted to the
+//! recipients' keys when the level or the sender asks for it, and stored in
+//! one transaction with the sender's Sent copy and its delivery jobs: once
+//! the caller has its `202`/`250`, the message cannot be lost. The spooled
+//! bytes are encrypted at rest under the tenant's data key.
+//!
+//! Delivery signs with the sender domain's active DKIM keys (RSA and
+//! Ed25519), groups recipients per domain, hands hosted domains to the
+//! inbound path without a network hop, and speaks SMTP to the MX of the
+//! others, one status per recipient. Temporary failures are retried by the
+//! queue until the message's lifetime runs out; permanent failures and
+//! expiry produce one DSN (RFC 3464) in the sender's Inbox.
+//!
+//! Nothing here logs addresses' mail content: ids, counts and remote codes only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::DkimSigner;
+use mail_parser::{Address, MessageParser};
+use secrecy::ExposeSecret;
+use tenants::store::{NewJob, NewMessage, NewOutbound, SendCounts, Submission};
+use tenants::{
+    Account, AccountStatus, DeliveryStatus, DkimAlgorithm, DkimKeyState, EmailAddress, Level, MessageId, Store,
+    TenantKind, TenantStatus,
+};
+use uuid::Uuid;
+
+use crate::dns::{Dns, Kind};
+use crate::inbound::{Envelope, Inbound, openpgp_protection};
+use crate::reply::Reply;
+
+/// The job that delivers one spooled version; its payload is [`DeliverJob`].
+pub const DELIVER_JOB: &str = "mail.deliver";
+
+/// The payload of a [`DELIVER_JOB`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct DeliverJob {
+    pub outbound_id: Uuid,
+}
+
+/// Sending rates per kind of tenant: free public accounts get tight ones.
+#[derive(Clone, Debug)]
+pub struct SendLimits {
+    pub public: SendCounts,
+    pub paid: SendCounts,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        SendLimits {
+            public: SendCounts {
+                account_messages_per_hour: 30,
+                account_recipients_per_day: 200,
+                tenant_messages_per_hour: 5_000,
+                tenant_recipients_per_day: 50_000,
+            },
+            paid: SendCounts {
+                account_messages_per_hour: 500,
+                account_recipients_per_day: 5_000,
+                tenant_messages_per_hour: 50_000,
+                tenant_recipients_per_day: 500_000,
+            },
+        }
+    }
+}
+
+impl SendLimits {
+    pub fn for_kind(&self, kind: TenantKind) -> SendCounts {
+        match kind {
+            TenantKind::Public => self.public,
+            TenantKind::Operator | TenantKind::Reseller | TenantKind::Enterprise => self.paid,
+        }
+    }
+}
+
+/// How mail leaves.
+#[derive(Clone, Debug)]
+pub struct OutboundConfig {
+    /// Our name in EHLO, Message-IDs and DSNs.
+    pub hostname: String,
+    /// The port spoken to on remote MX hosts (25; tests use their sink's).
+    pub delivery_port: u16,
+    /// How long a message is retried before it bounces.
+    pub lifetime: Duration,
+    pub connect_timeout: Duration,
+    pub max_recipients: usize,
+    pub limits: SendLimits,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            hostname: "mail.localhost".into(),
+            delivery_port: 25,
+            lifetime: Duration::from_secs(5 * 24 * 3600),
+            connect_timeout: Duration::from_secs(30),
+            max_recipients: 100,
+            limits: SendLimits::default(),
+        }
+    }
+}
+
+/// A message to send, as the sender wrote it.
+pub struct Draft {
+    /// The authenticated sender.
+    pub account: Account,
+    /// Everyone it goes to, Bcc included.
+    pub recipients: Vec<String>,
+    /// RFC 5322, as submitted (a `Bcc` header is removed before sending).
+    pub message: Vec<u8>,
+    /// Refuse rather than send in clear to anyone whose key is unknown.
+    pub require_encryption: bool,
+}
+
+/// What was queued.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    /// The Sent copy; delivery status is asked for by this id.
+    pub message_id: MessageId,
+    pub header_message_id: String,
+    /// Recipients who get an OpenPGP-encrypted version.
+    pub encrypted_to: Vec<String>,
+    pub recipients: usize,
+}
+
+/// Why a submission was refused; nothing was queued.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The message or the recipients are malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The `From` is not the sender's.
+    #[error("{0}")]
+    NotYourAddress(String),
+    #[error("{0}")]
+    Suspended(String),
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    OverQuota(String),
+    /// The sender is at `end-to-end` and the message is not encrypted.
+    #[error("this account sends only OpenPGP-encrypted mail (end-to-end level): encrypt the message to its recipients before submitting it")]
+    PlaintextAtEndToEnd,
+    /// Encryption was required and these recipients have no known key.
+    #[error("encryption was required, but no OpenPGP key is known for: {}", .0.join(", "))]
+    MissingKeys(Vec<String>),
+    #[error("the message could not be queued; try again later")]
+    Internal,
+}
+
+impl Refusal {
+    /// The submission port's answer.
+    pub fn smtp_reply(&self) -> Reply {
+        let text = self.to_string();
+        match self {
+            Refusal::Invalid(_) => Reply::new(554, "5.6.0", text),
+            Refusal::NotYourAddress(_) => Reply::new(553, "5.7.1", text),
+            Refusal::Suspended(_) => Reply::new(554, "5.7.1", text),
+            Refusal::RateLimited(_) => Reply::new(450, "4.7.1", text),
+            Refusal::OverQuota(_) => Reply::new(552, "5.2.2", text),
+            Refusal::PlaintextAtEndToEnd | Refusal::MissingKeys(_) => Reply::new(554, "5.7.1", text),
+            Refusal::Internal => Reply::new(451, "4.3.0", text),
+        }
+    }
+}
+
+/// The outcome of one delivery attempt over a version's pending recipients.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Attempt {
+    pub delivered: usize,
+    pub deferred: usize,
+    pub bounced: usize,
+}
+
+/// Submission and delivery, shared by the API, the submission port and the workers.
+pub struct Outbound {
+    store: Store,
+    inbound: Arc<Inbound>,
+    dns: Option<Dns>,
+    config: OutboundConfig,
+}
+
+fn internal(what: &str) -> impl Fn(&dyn std::fmt::Display) -> Refusal + '_ {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        Refusal::Internal
+    }
+}
+
+impl Outbound {
+    /// `dns` is `None` where no resolver answers: remote delivery then
+    /// waits (deferred) until one does; local delivery still works.
+    pub fn new(store: Store, inbound: Arc<Inbound>, dns: Option<Dns>, config: OutboundConfig) -> Outbound {
+        Outbound { store, inbound, dns, config }
+    }
+
+    pub fn config(&self) -> &OutboundConfig {
+        &self.config
+    }
+
+    /// Checks, encrypts where it must, and queues a message.
+    pub async fn submit(&self, draft: Draft) -> Result<Submitted, Refusal> {
+        let account = &draft.account;
+        let tenant = self
+            .store
+            .tenant(account.tenant_id)
+            .await
+            .map_err(|e| internal("sender tenant lookup failed")(&e))?
+            .ok_or(Refusal::Internal)?;
+        if tenant.status != TenantStatus::Active || account.status != AccountStatus::Active {
+            return Err(Refusal::Suspended(format!(
+                "{} cannot send: the {} is suspended",
+                account.address,
+                if account.status != AccountStatus::Active { "account" } else { "organisation" }
+            )));
+        }
+        let parsed = MessageParser::default()
+            .parse(&draft.message)
+            .filter(|m| m.headers().iter().any(|h| h.name().eq_ignore_ascii_case("from")))
+            .ok_or_else(|| Refusal::Invalid("the message is not RFC 5322: it needs at least a From header".into()))?;
+        let from = first_address(parsed.from())
+            .ok_or_else(|| Refusal::Invalid("the From header holds no address".into()))?;
+        if !from.eq_ignore_ascii_case(account.address.as_str()) {
+            return Err(Refusal::NotYourAddress(format!(
+                "`{from}` is not an address of this account; send as {}",
+                account.address
+            )));
+        }
+        let recipients = self.recipients(&draft.recipients)?;
+
+        let level = account.level.max(tenant.policy.min_level);
+        let (encrypted, _) = openpgp_protection(&parsed);
+        if level == Level::EndToEnd && !encrypted {
+            return Err(Refusal::PlaintextAtEndToEnd);
+        }
+        // Keys of the recipients, when the server may (sealed and above) or
+        // must (the sender asked) encrypt a plaintext submission.
+        let mut keys: BTreeMap<String, String> = BTreeMap::new();
+        if !encrypted && (level >= Level::Sealed || draft.require_encryption) {
+            for recipient in &recipients {
+                if let Some(key) = self.recipient_key(recipient).await {
+                    keys.insert(recipient.clone(), key);
+                }
+            }
+            let missing: Vec<String> = recipients.iter().filter(|r| !keys.contains_key(*r)).cloned().collect();
+            if draft.require_encryption && !missing.is_empty() {
+                return Err(Refusal::MissingKeys(missing));
+            }
+        }
+
+        // What leaves: the Bcc header dropped, Message-ID and Date added if
+        // missing, the sender's key offered (Autocrypt).
+        let header_message_id = parsed
+            .message_id()
+            .map(|id| format!("<{id}>"))
+            .unwrap_or_else(|| format!("<{}@{}>", Uuid::now_v7(), self.config.hostname));
+        let mut added = Vec::new();
+        if parsed.message_id().is_none() {
+            added.push(format!("Message-ID: {header_message_id}"));
+        }
+        if parsed.date().is_none() {
+            added.push(format!("Date: {}", Utc::now().to_rfc2822()));
+        }
+        if let Some(header) = autocrypt_header(account) {
+            added.push(header);
+        }
+        let outgoing = rewrite_headers(&draft.message, &added, &["bcc"]);
+
+        let mut versions: Vec<(Vec<u8>, Vec<String>)> = Vec::new();
+        let (with_key, without_key): (Vec<String>, Vec<String>) =
+            recipients.iter().cloned().partition(|r| keys.contains_key(r));
+        if !with_key.is_empty() {
+            let mut armored: Vec<&str> = with_key.iter().map(|r| keys[r].as_str()).collect();
+            // The sender can read what they sent.
+            armored.push(account.public_key.as_str());
+            let sealed = encrypt_outgoing(&parsed, &outgoing, &armored, &header_message_id, &self.config.hostname)
+                .map_err(|e| internal("encrypting a submission failed")(&e))?;
+            versions.push((sealed, with_key.clone()));
+        }
+        if !without_key.is_empty() {
+            versions.push((outgoing.clone(), without_key));
+        }
+
+        // The sender's copy, at the sender's level; it keeps the Bcc line.
+        let sent_id = MessageId::new();
+        let sent_plain = rewrite_headers(&draft.message, &added, &[]);
+        let (content, subject, sender) = match level {
+            Level::Standard => (
+                self.inbound.seal_standard(account.tenant_id, sent_id, &sent_plain).await.map_err(|_| Refusal::Internal)?,
+                parsed.subject().map(str::to_owned),
+                Some(from.clone()),
+            ),
+            Level::EndToEnd => (sent_plain.clone(), None, None),
+            Level::Sealed | Level::Dispersed => {
+                let date = Utc::now().to_rfc2822();
+                let to = recipients.join(">, <");
+                let outer = vault::seal::Outer {
+                    trace: &[],
+                    from: Some(account.address.as_str()),
+                    to: &to,
+                    date: &date,
+                    message_id: &header_message_id,
+                    hostname: &self.config.hostname,
+                };
+                let sealed = vault::seal::seal(&account.public_key, &sent_plain, &outer)
+                    .map_err(|e| internal("sealing the Sent copy failed")(&e))?;
+                (sealed, None, None)
+            }
+        };
+        let sent_copy = NewMessage {
+            id: sent_id,
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            level,
+            envelope_from: account.address.to_string(),
+            envelope_to: recipients.join(", "),
+            subject,
+            sender,
+            privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts {
+                tls_version: 13,
+                dkim_pass: true,
+                spf_pass: true,
+                dmarc_pass: true,
+                encrypted: encrypted || !keys.is_empty(),
+                signed: false,
+                written_to_sender: true,
+                received_before: 0,
+                received_encrypted_before: 0,
+                sender_key_known: true,
+            }),
+            authentication: serde_json::json!({"auth": account.address.as_str(), "submitted": true}),
+            arrived_encrypted: encrypted,
+            content,
+        };
+
+        let mut outbound = Vec::with_capacity(versions.len());
+        let mut jobs = Vec::with_capacity(versions.len());
+        for (bytes, to) in versions {
+            let id = Uuid::now_v7();
+            let content = self
+                .inbound
+                .seal_at_rest(account.tenant_id, &spool_context(id), &bytes)
+                .await
+                .map_err(|_| Refusal::Internal)?;
+            let payload = serde_json::to_string(&DeliverJob { outbound_id: id }).map_err(|e| internal("job encoding failed")(&e))?;
+            jobs.push(NewJob {
+                kind: DELIVER_JOB,
+                payload,
+                dedup_key: Some(id.to_string()),
+                run_at: Utc::now(),
+                // The lifetime, not a count, ends the retries.
+                max_attempts: 100_000,
+            });
+            outbound.push(NewOutbound { id, content, recipients: to });
+        }
+        let lifetime = chrono::Duration::from_std(self.config.lifetime).unwrap_or(chrono::Duration::days(5));
+        let submission = Submission {
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            envelope_from: account.address.to_string(),
+            header_message_id: header_message_id.clone(),
+            sent_copy,
+            outbound,
+            expires_at: Utc::now() + lifetime,
+            jobs,
+            limits: self.config.limits.for_kind(tenant.kind),
+        };
+        let message_id = match self.store.submit(submission).await {
+            Ok(id) => id,
+            Err(tenants::Error::RateLimited(detail)) => return Err(Refusal::RateLimited(detail)),
+            Err(tenants::Error::LimitExceeded(detail)) => return Err(Refusal::OverQuota(detail)),
+            Err(e) => return Err(internal("storing a submission failed")(&e)),
+        };
+        tracing::info!(message = %message_id, recipients = recipients.len(), encrypted = with_key.len(), "message queued");
+        Ok(Submitted { message_id, header_message_id, encrypted_to: with_key, recipients: recipients.len() })
+    }
+
+    fn recipients(&self, given: &[String]) -> Result<Vec<String>, Refusal> {
+        let mut out: Vec<String> = Vec::with_capacity(given.len());
+        for r in given {
+            let address = EmailAddress::parse(r.trim())
+                .map_err(|_| Refusal::Invalid(format!("`{r}` is not a valid recipient address")))?;
+            let address = address.to_string();
+            if !out.contains(&address) {
+                out.push(address);
+            }
+        }
+        if out.is_empty() {
+            return Err(Refusal::Invalid("the message has no recipients".into()));
+        }
+        if out.len() > self.config.max_recipients {
+            return Err(Refusal::Invalid(format!(
+                "{} recipients; at most {} per message",
+                out.len(),
+                self.config.max_recipients
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The recipient's OpenPGP key, when we host them.
+    async fn recipient_key(&self, recipient: &str) -> Option<String> {
+        let address = EmailAddress::parse(recipient).ok()?;
+        match self.store.account_by_address(&address).await {
+            Ok(Some(account)) if account.status == AccountStatus::Active => Some(account.public_key),
+            _ => None,
+        }
+    }
+
+    /// One delivery attempt for every recipient of `outbound_id` still
+    /// waiting. `Err` asks the queue to retry (some were deferred, or the
+    /// store failed); recipients already delivered are never sent again.
+    pub async fn deliver(&self, outbound_id: Uuid) -> Result<Attempt, String> {
+        let Some(row) = self.store.outbound(outbound_id).await.map_err(|e| e.to_string())? else {
+            return Ok(Attempt::default());
+        };
+        let Some(stored) = row.content.as_deref() else { return Ok(Attempt::default()) };
+        let pending: Vec<String> = self
+            .store
+            .outbound_deliveries(outbound_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|d| matches!(d.status, DeliveryStatus::Queued | DeliveryStatus::Deferred))
+            .map(|d| d.recipient)
+            .collect();
+        let tenant = tenants::TenantId(row.tenant_id);
+        let plain = self
+            .inbound
+            .open_at_rest(tenant, &spool_context(outbound_id), stored)
+            .await
+            .map_err(|r| r.text.clone())?;
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut attempt = Attempt::default();
+
+        if Utc::now() >= row.expires_at {
+            let deliveries = self.store.outbound_deliveries(outbound_id).await.map_err(|e| e.to_string())?;
+            for d in deliveries.into_iter().filter(|d| pending.contains(&d.recipient)) {
+                let reply = format!(
+                    "delivery gave up after {} attempts; last: {}",
+                    d.attempts,
+                    d.remote_reply.as_deref().unwrap_or("no answer")
+                );
+                self.record(outbound_id, &d.recipient, DeliveryStatus::Bounced, d.remote_host.as_deref(), &reply).await?;
+                failures.push(Failure { recipient: d.recipient, status: "4.4.7".into(), host: d.remote_host, reply });
+                attempt.bounced += 1;
+            }
+            self.bounce(&row, &plain, &failures, true).await?;
+            self.store.finish_outbound(outbound_id).await.map_err(|e| e.to_string())?;
+            return Ok(attempt);
+        }
+
+        let signed = self.sign(&row.envelope_from, &plain).await;
+        let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in pending {
+            let domain = r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+            by_domain.entry(domain).or_default().push(r);
+        }
+        for (domain, recipients) in by_domain {
+            let outcomes = if self.is_hosted(&domain).await? {
+                self.deliver_locally(&row.envelope_from, &recipients, &signed).await
+            } else {
+                self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed).await
+            };
+            for outcome in outcomes {
+                let status = match outcome.kind {
+                    Kind3::Delivered => DeliveryStatus::Delivered,
+                    Kind3::Deferred => DeliveryStatus::Deferred,
+                    Kind3::Bounced => DeliveryStatus::Bounced,
+                };
+                self.record(outbound_id, &outcome.recipient, status, outcome.host.as_deref(), &outcome.reply).await?;
+                match outcome.kind {
+                    Kind3::Delivered => attempt.delivered += 1,
+                    Kind3::Deferred => attempt.deferred += 1,
+                    Kind3::Bounced => {
+                        attempt.bounced += 1;
+                        failures.push(Failure {
+                            recipient: outcome.recipient,
+                            status: enhanced_status(&outcome.reply).unwrap_or_else(|| "5.0.0".into()),
+                            host: outcome.host,
+                            reply: outcome.reply,
+                        });
+                    }
+                }
+            }
+        }
+        if !failures.is_empty() {
+            self.bounce(&row, &plain, &failures, false).await?;
+        }
+        self.store.finish_outbound(outbound_id).await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            outbound = %outbound_id,
+            delivered = attempt.delivered,
+            deferred = attempt.deferred,
+            bounced = attempt.bounced,
+            "delivery attempt"
+        );
+        if attempt.deferred > 0 {
+            return Err(format!("{} recipient(s) deferred", attempt.deferred));
+        }
+        Ok(attempt)
+    }
+
+    async fn record(&self, outbound: Uuid, recipient: &str, status: DeliveryStatus, host: Option<&str>, reply: &str) -> Result<(), String> {
+        self.store
+            .record_delivery(outbound, recipient, status, host, Some(reply))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn is_hosted(&self, domain: &str) -> Result<bool, String> {
+        let Ok(name) = tenants::DomainName::parse(domain) else { return Ok(false) };
+        Ok(self.store.domain_by_name(&name).await.map_err(|e| e.to_string())?.is_some())
+    }
+
+    /// DKIM signatures by the sender domain's active keys, prepended.
+    async fn sign(&self, envelope_from: &str, message: &[u8]) -> Vec<u8> {
+        let Some((_, domain)) = envelope_from.rsplit_once('@') else { return message.to_vec() };
+        let Ok(name) = tenants::DomainName::parse(domain) else { return message.to_vec() };
+        let Ok(Some(domain)) = self.store.domain_by_name(&name).await else { return message.to_vec() };
+        let keys = match self.store.dkim_keys(domain.id).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(error = %e, "DKIM keys unavailable; sending unsigned");
+                return message.to_vec();
+            }
+        };
+        let mut headers = String::new();
+        for key in keys.iter().filter(|k| k.state == DkimKeyState::Active) {
+            match self.dkim_signature(&domain.name, key, message) {
+                Ok(header) => headers.push_str(&header),
+                Err(e) => tracing::warn!(error = %e, selector = %key.selector, "DKIM signing failed"),
+            }
+        }
+        let mut signed = headers.into_bytes();
+        signed.extend_from_slice(message);
+        signed
+    }
+
+    fn dkim_signature(&self, domain: &tenants::DomainName, key: &tenants::store::DkimKey, message: &[u8]) -> Result<String, String> {
+        let pem = self
+            .inbound
+            .master()
+            .open_secret(&dkim_key_context(domain.as_str()), key.private_key.expose_secret())
+            .map_err(|e| e.to_string())?;
+        let pem = String::from_utf8(pem).map_err(|e| e.to_string())?;
+        let signature = match key.algorithm {
+            DkimAlgorithm::Rsa => {
+                use rustls::pki_types::pem::PemObject;
+                let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
+                let key_pair = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
+                signer_headers(DkimSigner::from_key(key_pair).domain(domain.as_str()).selector(&key.selector))
+                    .sign(message)
+            }
+            DkimAlgorithm::Ed25519 => {
+                let (seed, public) = vault::dkim::ed25519_parts(&pem).map_err(|e| e.to_string())?;
+                let key_pair = Ed25519Key::from_seed_and_public_key(seed.expose_secret(), &public).map_err(|e| e.to_string())?;
+                signer_headers(DkimSigner::from_key(key_pair).domain(domain.as_str()).selector(&key.selector))
+                    .sign(message)
+            }
+        };
+        Ok(signature.map_err(|e| e.to_string())?.to_header())
+    }
+
+    async fn deliver_locally(&self, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
+        let host = Some(self.config.hostname.clone());
+        let mut outcomes = Vec::with_capacity(recipients.len());
+        let mut accepted = Vec::new();
+        for r in recipients {
+            match self.inbound.check_recipient(r).await {
+                Ok(recipient) => accepted.push((r.clone(), recipient)),
+                Err(reply) => outcomes.push(Outcome::from_reply(r, host.clone(), &reply)),
+            }
+        }
+        if accepted.is_empty() {
+            return outcomes;
+        }
+        // One copy per recipient, each at its own level, like mail from outside.
+        for (address, recipient) in accepted {
+            let envelope = Envelope { from: envelope_from.to_owned(), recipients: vec![recipient] };
+            let outcome = match self.inbound.accept_local(&envelope, message, Some(envelope_from)).await {
+                Ok(_) => Outcome { recipient: address, kind: Kind3::Delivered, host: host.clone(), reply: "250 2.0.0 delivered locally".into() },
+                Err(reply) => Outcome::from_reply(&address, host.clone(), &reply),
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    async fn deliver_remotely(&self, domain: &str, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
+        let defer_all = |host: Option<String>, reply: String| -> Vec<Outcome> {
+            recipients
+                .iter()
+                .map(|r| Outcome { recipient: r.clone(), kind: Kind3::Deferred, host: host.clone(), reply: reply.clone() })
+                .collect()
+        };
+        let bounce_all = |reply: String| -> Vec<Outcome> {
+            recipients
+                .iter()
+                .map(|r| Outcome { recipient: r.clone(), kind: Kind3::Bounced, host: None, reply: reply.clone() })
+                .collect()
+        };
+        let Some(dns) = &self.dns else {
+            return defer_all(None, "no DNS resolver answers: the recipient's mail server cannot be found yet".into());
+        };
+        let hosts = match mx_hosts(dns, domain).await {
+            Ok(hosts) if hosts.is_empty() => {
+                return bounce_all(format!("550 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"));
+            }
+            Ok(hosts) => hosts,
+            Err(MxError::NoSuchDomain) => return bounce_all(format!("550 5.1.2 {domain} has no mail server (no MX, no address)")),
+            Err(MxError::Dns(reason)) => return defer_all(None, format!("DNS lookup for {domain} failed: {reason}")),
+        };
+        let mut last = None;
+        for host in hosts {
+            let addresses = match addresses(dns, &host).await {
+                Ok(a) if !a.is_empty() => a,
+                Ok(_) => {
+                    last = Some((host.clone(), format!("{host} has no address")));
+                    continue;
+                }
+                Err(reason) => {
+                    last = Some((host.clone(), reason));
+                    continue;
+                }
+            };
+            for ip in addresses {
+                match self.smtp_transaction(&host, ip, envelope_from, recipients, message).await {
+                    Ok(outcomes) => return outcomes,
+                    Err(reason) => last = Some((host.clone(), reason)),
+                }
+            }
+        }
+        let (host, reason) = last.unwrap_or((String::new(), "no mail server could be reached".into()));
+        defer_all(Some(host).filter(|h| !h.is_empty()), reason)
+    }
+
+    /// One SMTP transaction; `Err` when the server could not be talked to
+    /// (the next host is tried), `Ok` with one outcome per recipient once it
+    /// answered.
+    async fn smtp_transaction(
+        &self,
+        host: &str,
+        ip: std::net::IpAddr,
+        envelope_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<Vec<Outcome>, String> {
+        let hello = ClientId::Domain(self.config.hostname.clone());
+        let server = std::net::SocketAddr::new(ip, self.config.delivery_port);
+        let mut conn = AsyncSmtpConnection::connect_tokio1(server, Some(self.config.connect_timeout), &hello, None, None)
+            .await
+            .map_err(|e| format!("could not connect to {host} ({server}): {e}"))?;
+        if conn.can_starttls() {
+            // Opportunistic TLS (RFC 3207): encrypt whenever offered. Without
+            // MTA-STS or DANE a certificate cannot be checked against anything,
+            // so it is not; a failed handshake falls back to the next host.
+            let tls = TlsParameters::builder(host.to_owned())
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true)
+                .build_rustls()
+                .map_err(|e| format!("TLS setup failed: {e}"))?;
+            conn.starttls(tls, &hello).await.map_err(|e| format!("STARTTLS with {host} failed: {e}"))?;
+        }
+        let from = envelope_from.parse::<lettre::Address>().map_err(|e| format!("bad sender address: {e}"))?;
+        let options = if message.is_ascii() {
+            vec![]
+        } else {
+            vec![lettre::transport::smtp::extension::MailParameter::Body(
+                lettre::transport::smtp::extension::MailBodyParameter::EightBitMime,
+            )]
+        };
+        if let Err(e) = conn.command(Mail::new(Some(from), options)).await {
+            conn.abort().await;
+            return reply_error(&e).map(|(kind, reply)| recipients.iter().map(|r| Outcome { recipient: r.clone(), kind, host: Some(host.to_owned()), reply: reply.clone() }).collect());
+        }
+        let mut outcomes = Vec::with_capacity(recipients.len());
+        let mut accepted = Vec::new();
+        for r in recipients {
+            let Ok(address) = r.parse::<lettre::Address>() else {
+                outcomes.push(Outcome { recipient: r.clone(), kind: Kind3::Bounced, host: None, reply: "553 5.1.3 invalid address".into() });
+                continue;
+            };
+            match conn.command(Rcpt::new(address, vec![])).await {
+                Ok(_) => accepted.push(r.clone()),
+                Err(e) => {
+                    let (kind, reply) = reply_error(&e)?;
+                    outcomes.push(Outcome { recipient: r.clone(), kind, host: Some(host.to_owned()), reply });
+                }
+            }
+        }
+        if accepted.is_empty() {
+            let _ = conn.quit().await;
+            return Ok(outcomes);
+        }
+        let data = match conn.command(Data).await {
+            Ok(_) => conn.message(message).await,
+            Err(e) => Err(e),
+        };
+        let (kind, reply) = match data {
+            Ok(response) => (Kind3::Delivered, format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
+            Err(e) => reply_error(&e)?,
+        };
+        let _ = conn.quit().await;
+        outcomes.extend(accepted.into_iter().map(|r| Outcome { recipient: r, kind, host: Some(host.to_owned()), reply: reply.clone() }));
+        Ok(outcomes)
+    }
+
+    /// Puts one DSN for `failures` in the sender's Inbox, through the inbound path.
+    async fn bounce(&self, row: &tenants::store::OutboundRow, original: &[u8], failures: &[Failure], expired: bool) -> Result<(), String> {
+        if failures.is_empty() || row.envelope_from.is_empty() {
+            return Ok(());
+        }
+        let headers_end = original.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(original.len());
+        let postmaster = format!("postmaster@{}", self.config.hostname);
+        let now = Utc::now();
+        let recipients: Vec<crate::dsn::FailedRecipient<'_>> = failures
+            .iter()
+            .map(|f| crate::dsn::FailedRecipient {
+                address: &f.recipient,
+                status: &f.status,
+                remote_mta: f.host.as_deref(),
+                diagnostic: Some(&f.reply),
+                last_attempt: now,
+            })
+            .collect();
+        let report = crate::dsn::build(&crate::dsn::Bounce {
+            reporting_mta: &self.config.hostname,
+            postmaster: &postmaster,
+            to: &row.envelope_from,
+            original_envelope_id: None,
+            arrival: row.created_at,
+            original_headers: &original[..headers_end],
+            recipients: &recipients,
+            expired,
+        });
+        let sender = self.inbound.check_recipient(&row.envelope_from).await.map_err(|r| r.text.clone())?;
+        let envelope = Envelope { from: String::new(), recipients: vec![sender] };
+        self.inbound.accept_local(&envelope, &report, None).await.map_err(|r| r.text.clone())?;
+        tracing::info!(outbound = %row.id, recipients = failures.len(), expired, "bounce delivered to the sender");
+        Ok(())
+    }
+}
+
+/// What a domain's DKIM private key is sealed to.
+pub fn dkim_key_context(domain: &str) -> String {
+    format!("dkim-private-key:{domain}")
+}
+
+/// A fresh pair of DKIM keys for `domain` (RSA-2048 and Ed25519), sealed
+/// under the master key, with selectors that name the month and differ
+/// from any earlier ones. Slow (RSA): call it off the async threads.
+pub fn generate_dkim_keys(master: &vault::at_rest::MasterKey, domain: &str) -> Result<Vec<tenants::store::NewDkimKey>, vault::VaultError> {
+    let tag = format!("{}-{:04x}", Utc::now().format("%Y%m"), rand_u16());
+    let mut keys = Vec::with_capacity(2);
+    for (algorithm, key) in [
+        (DkimAlgorithm::Rsa, vault::dkim::DkimKey::generate()?),
+        (DkimAlgorithm::Ed25519, vault::dkim::DkimKey::generate_ed25519()?),
+    ] {
+        let private = master.seal_secret(&dkim_key_context(domain), key.private_key_pem.expose_secret().as_bytes())?;
+        keys.push(tenants::store::NewDkimKey {
+            selector: format!("caliop-{tag}-{}", if algorithm == DkimAlgorithm::Rsa { "rsa" } else { "ed" }),
+            algorithm,
+            public_key: key.public_key_b64,
+            private_key: private.into(),
+        });
+    }
+    Ok(keys)
+}
+
+fn rand_u16() -> u16 {
+    let bytes = Uuid::new_v4().into_bytes();
+    u16::from_le_bytes([bytes[0], bytes[1]])
+}
+
+fn spool_context(id: Uuid) -> String {
+    format!("caliop-outbound:{id}")
+}
+
+/// The headers DKIM covers: what a forger would want to change.
+fn signer_headers<T: mail_auth::common::crypto::SigningKey>(
+    signer: DkimSigner<T, mail_auth::dkim::NeedHeaders>,
+) -> DkimSigner<T, mail_auth::dkim::Done> {
+    signer.headers([
+        "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "In-Reply-To", "References", "MIME-Version",
+        "Content-Type", "Content-Transfer-Encoding", "Autocrypt",
+    ])
+}
+
+struct Failure {
+    recipient: String,
+    status: String,
+    host: Option<String>,
+    reply: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind3 {
+    Delivered,
+    Deferred,
+    Bounced,
+}
+
+struct Outcome {
+    recipient: String,
+    kind: Kind3,
+    host: Option<String>,
+    reply: String,
+}
+
+impl Outcome {
+    fn from_reply(recipient: &str, host: Option<String>, reply: &Reply) -> Outcome {
+        let kind = if reply.code >= 500 { Kind3::Bounced } else { Kind3::Deferred };
+        Outcome { recipient: recipient.to_owned(), kind, host, reply: reply.to_wire().trim_end().to_owned() }
+    }
+}
+
+/// A negative reply as (outcome, quoted reply); `Err` for failures that
+/// are not replies (the connection broke), so the next host is tried.
+fn reply_error(e: &lettre::transport::smtp::Error) -> Result<(Kind3, String), String> {
+    let Some(code) = e.status() else { return Err(e.to_string()) };
+    let text = e.to_string();
+    // lettre says "permanent error (550): <reply text>"; keep the reply.
+    let detail = text.split_once("): ").map(|(_, d)| d.to_owned()).unwrap_or(text);
+    let reply = format!("{code} {detail}");
+    Ok((if e.is_permanent() { Kind3::Bounced } else { Kind3::Deferred }, reply))
+}
+
+/// The enhanced status code (RFC 3463) in a reply, if it carries one.
+fn enhanced_status(reply: &str) -> Option<String> {
+    let word = reply.split_whitespace().nth(1)?;
+    let parts: Vec<&str> = word.split('.').collect();
+    (parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) && matches!(parts[0], "2" | "4" | "5"))
+        .then(|| word.to_owned())
+}
+
+enum MxError {
+    NoSuchDomain,
+    Dns(String),
+}
+
+/// MX hosts by preference; the domain itself when it has none (RFC 5321
+/// §5.1); an empty list for a null MX.
+async fn mx_hosts(dns: &Dns, domain: &str) -> Result<Vec<String>, MxError> {
+    let records = dns.lookup(domain, Kind::Mx).await.map_err(|e| MxError::Dns(e.to_string()))?;
+    let mut hosts: Vec<(u16, String)> = records
+        .iter()
+        .filter_map(|r| {
+            let (preference, host) = r.split_once(' ')?;
+            Some((preference.parse().ok()?, host.to_ascii_lowercase()))
+        })
+        .collect();
+    if hosts.len() == 1 && (hosts[0].1.is_empty() || hosts[0].1 == ".") {
+        return Ok(Vec::new());
+    }
+    if hosts.is_empty() {
+        let a = addresses(dns, domain).await.map_err(MxError::Dns)?;
+        if a.is_empty() {
+            return Err(MxError::NoSuchDomain);
+        }
+        return Ok(vec![domain.to_owned()]);
+    }
+    hosts.sort();
+    Ok(hosts.into_iter().map(|(_, h)| h).collect())
+}
+
+async fn addresses(dns: &Dns, host: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    let mut out = Vec::new();
+    for kind in [Kind::A, Kind::Aaaa] {
+        let found = dns.lookup(host, kind).await.map_err(|e| e.to_string())?;
+        out.extend(found.iter().filter_map(|a| a.parse::<std::net::IpAddr>().ok()));
+    }
+    Ok(out)
+}
+
+/// Everyone a complete message is addressed to: its To, Cc and Bcc.
+pub fn header_recipients(message: &[u8]) -> Vec<String> {
+    let Some(parsed) = MessageParser::default().parse(message) else { return Vec::new() };
+    let mut out = Vec::new();
+    for list in [parsed.to(), parsed.cc(), parsed.bcc()].into_iter().flatten() {
+        for address in list.iter() {
+            if let Some(a) = address.address() {
+                out.push(a.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn first_address(address: Option<&Address<'_>>) -> Option<String> {
+    address?.first()?.address().map(str::to_owned)
+}
+
+/// The Autocrypt header (Level 1) offering the sender's public key.
+fn autocrypt_header(account: &Account) -> Option<String> {
+    let key = vault::openpgp::AccountKey::binary_public_key(&account.public_key).ok()?;
+    let data = base64::engine::general_purpose::STANDARD.encode(key);
+    let mut header = format!("Autocrypt: addr={}; prefer-encrypt=mutual; keydata=", account.address);
+    // Folded: continuation lines start with a space (RFC 5322 §2.2.3).
+    for (i, chunk) in data.as_bytes().chunks(72).enumerate() {
+        if i > 0 {
+            header.push_str("\r\n ");
+        }
+        header.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+    }
+    Some(header)
+}
+
+/// The message with `add` header lines put first and the headers named in
+/// `drop` removed (with their continuation lines).
+fn rewrite_headers(message: &[u8], add: &[String], drop: &[&str]) -> Vec<u8> {
+    let end = message.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2)
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|i| i + 1))
+        .unwrap_or(message.len());
+    let (head, body) = message.split_at(end);
+    let mut out = Vec::with_capacity(message.len() + 1024);
+    for line in add {
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut dropping = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            dropping = drop.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes()));
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// The outgoing PGP/MIME message: the whole original (headers included,
+/// RFC 9788 style) encrypted once to every key, inside an envelope that
+/// shows only what delivery needs.
+fn encrypt_outgoing(
+    parsed: &mail_parser::Message<'_>,
+    original: &[u8],
+    keys: &[&str],
+    message_id: &str,
+    hostname: &str,
+) -> Result<Vec<u8>, vault::VaultError> {
+    let armored = vault::seal::encrypt_to_all(keys, original)?;
+    let raw = |name: &str| -> Option<String> {
+        parsed.headers().iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| {
+            let start = h.offset_start() as usize;
+            let end = h.offset_end() as usize;
+            String::from_utf8_lossy(&parsed.raw_message()[start..end]).trim().to_owned()
+        })
+    };
+    let boundary = format!("caliop-{}", Uuid::now_v7().simple());
+    let mut out = String::with_capacity(armored.len() + 1024);
+    for name in ["From", "To", "Cc", "Date", "Autocrypt", "In-Reply-To", "References"] {
+        if let Some(value) = raw(name) {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    if raw("Date").is_none() {
+        out.push_str(&format!("Date: {}\r\n", Utc::now().to_rfc2822()));
+    }
+    out.push_str(&format!(
+        "Message-ID: {message_id}\r\nSubject: ...\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{boundary}\"\r\n\r\n\
+         This is an OpenPGP/MIME encrypted message (RFC 3156), encrypted by {hostname}.\r\n\r\n\
+         --{boundary}\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\n\
+         Version: 1\r\n\r\n\
+         --{boundary}\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+         Content-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n"
+    ));
+    for line in armored.lines() {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("\r\n--{boundary}--\r\n"));
+    Ok(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bcc_is_dropped_with_its_continuation_lines() {
+        let message = b"From: a@x.test\r\nBcc: hidden@y.test,\r\n  other@z.test\r\nTo: b@y.test\r\n\r\nBcc: in the body stays\r\n";
+        let out = rewrite_headers(message, &["Message-ID: <1@x>".into()], &["bcc"]);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "Message-ID: <1@x>\r\nFrom: a@x.test\r\nTo: b@y.test\r\n\r\nBcc: in the body stays\r\n");
+    }
+
+    #[test]
+    fn enhanced_status_is_read_from_replies() {
+        assert_eq!(enhanced_status("550 5.1.1 <bob@x>: no such user").as_deref(), Some("5.1.1"));
+        assert_eq!(enhanced_status("451 4.3.0 try later").as_deref(), Some("4.3.0"));
+        assert_eq!(enhanced_status("550 no such user"), None);
+        assert_eq!(enhanced_status("550 1.2.3 odd"), None);
+    }
+
+    #[test]
+    fn free_accounts_get_tighter_rates() {
+        let limits = SendLimits::default();
+        let free = limits.for_kind(TenantKind::Public);
+        let paid = limits.for_kind(TenantKind::Enterprise);
+        assert!(free.account_messages_per_hour < paid.account_messages_per_hour);
+        assert!(free.account_recipients_per_day < paid.account_recipients_per_day);
+    }
+}

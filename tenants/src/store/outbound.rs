@@ -1,0 +1,240 @@
+//! The outbound spool. A submission is one transaction: the sender's Sent
+//! copy, the bytes to send (already encrypted at rest by the caller), one
+//! delivery row per recipient and the delivery jobs all commit together, or
+//! nothing does; the sending rates are checked inside that transaction, so
+//! parallel submissions cannot overshoot them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::messages::{COUNT_STORAGE, INSERT_MESSAGE};
+use super::{NewJob, NewMessage, Pool, Store, WriteLock};
+use crate::model::{AccountId, DeliveryStatus, Folder, MessageId, TenantId};
+use crate::{Error, Result};
+
+/// One version of a message to send, with the recipients who get it.
+pub struct NewOutbound {
+    pub id: Uuid,
+    /// AEAD ciphertext under the tenant's data key.
+    pub content: Vec<u8>,
+    pub recipients: Vec<String>,
+}
+
+/// Sending rates a submission must stay within (0 means no sending at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct SendCounts {
+    pub account_messages_per_hour: i64,
+    pub account_recipients_per_day: i64,
+    pub tenant_messages_per_hour: i64,
+    pub tenant_recipients_per_day: i64,
+}
+
+/// Everything a submission stores at once.
+pub struct Submission {
+    pub tenant_id: TenantId,
+    pub account_id: AccountId,
+    pub envelope_from: String,
+    /// The `Message-ID` header of what is sent.
+    pub header_message_id: String,
+    /// The sender's copy, stored in Sent; its id names the submission.
+    pub sent_copy: NewMessage,
+    pub outbound: Vec<NewOutbound>,
+    pub expires_at: DateTime<Utc>,
+    /// Delivery jobs, one per outbound version.
+    pub jobs: Vec<NewJob<'static>>,
+    pub limits: SendCounts,
+}
+
+/// A spooled version of a message.
+#[derive(Clone, Debug, FromRow)]
+pub struct OutboundRow {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: Uuid,
+    pub envelope_from: String,
+    pub header_message_id: String,
+    /// `None` once every recipient has a final status.
+    pub content: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where one recipient stands.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RecipientDelivery {
+    pub recipient: String,
+    pub status: DeliveryStatus,
+    /// Delivery attempts made so far.
+    pub attempts: i32,
+    /// The host that answered last.
+    pub remote_host: Option<String>,
+    /// The last reply of the remote server (or why it could not be reached).
+    pub remote_reply: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct DeliveryRow {
+    recipient: String,
+    status: String,
+    attempts: i32,
+    remote_host: Option<String>,
+    remote_reply: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<DeliveryRow> for RecipientDelivery {
+    type Error = Error;
+    fn try_from(r: DeliveryRow) -> Result<RecipientDelivery> {
+        Ok(RecipientDelivery {
+            recipient: r.recipient,
+            status: r.status.parse()?,
+            attempts: r.attempts,
+            remote_host: r.remote_host,
+            remote_reply: r.remote_reply,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+const INSERT_OUTBOUND: &str = "INSERT INTO outbound (id, message_id, tenant_id, account_id, envelope_from, \
+     header_message_id, content, recipients, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const INSERT_DELIVERY: &str =
+    "INSERT INTO deliveries (outbound_id, recipient, status, attempts, updated_at) VALUES ($1, $2, 'queued', 0, $3)";
+const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, payload, dedup_key, state, attempts, max_attempts, run_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)";
+const REMEMBER_RECIPIENT: &str = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
+     VALUES ($1, $2, 0, 0, 1) ON CONFLICT (account_id, address) DO UPDATE SET sent = correspondents.sent + 1";
+/// Messages in the last hour and recipients in the last day, for one sender column.
+const COUNTS_ACCOUNT: &str = "SELECT \
+       (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE account_id = $1 AND created_at > $2), \
+       (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE account_id = $1 AND created_at > $3)";
+const COUNTS_TENANT: &str = "SELECT \
+       (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE tenant_id = $1 AND created_at > $2), \
+       (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE tenant_id = $1 AND created_at > $3)";
+
+fn over(used: i64, adding: i64, limit: i64, what: &str, per: &str) -> Result<()> {
+    if used + adding > limit {
+        return Err(Error::RateLimited(format!(
+            "the {what} sending limit is {limit} {per}; {used} used, this message needs {adding} more"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Stores a submission (Sent copy, spool, deliveries, jobs) in one
+    /// transaction, within the sending rates and the storage quota.
+    pub async fn submit(&self, s: Submission) -> Result<MessageId> {
+        let now = Utc::now();
+        let hour_ago = now - chrono::Duration::hours(1);
+        let day_ago = now - chrono::Duration::days(1);
+        let recipients: i64 = s.outbound.iter().map(|o| o.recipients.len() as i64).sum();
+        let message_id = s.sent_copy.id;
+        on_pool!(&self.pool, p => {
+            // Serialises one tenant's submissions, so that the rate check holds.
+            let mut tx = p.begin_locked(s.tenant_id.0).await?;
+            let (account_messages, account_recipients): (i64, i64) = sqlx::query_as(COUNTS_ACCOUNT)
+                .bind(s.account_id.0).bind(hour_ago).bind(day_ago).fetch_one(&mut *tx).await?;
+            over(account_messages, 1, s.limits.account_messages_per_hour, "account's", "messages per hour")?;
+            over(account_recipients, recipients, s.limits.account_recipients_per_day, "account's", "recipients per day")?;
+            let (tenant_messages, tenant_recipients): (i64, i64) = sqlx::query_as(COUNTS_TENANT)
+                .bind(s.tenant_id.0).bind(hour_ago).bind(day_ago).fetch_one(&mut *tx).await?;
+            over(tenant_messages, 1, s.limits.tenant_messages_per_hour, "organisation's", "messages per hour")?;
+            over(tenant_recipients, recipients, s.limits.tenant_recipients_per_day, "organisation's", "recipients per day")?;
+
+            if !store_message!(tx, &s.sent_copy, Folder::Sent, now) {
+                return Err(Error::LimitExceeded(
+                    "the organisation's storage quota is exhausted: the Sent copy does not fit".into(),
+                ));
+            }
+            for o in &s.outbound {
+                sqlx::query(INSERT_OUTBOUND)
+                    .bind(o.id)
+                    .bind(message_id.0)
+                    .bind(s.tenant_id.0)
+                    .bind(s.account_id.0)
+                    .bind(&s.envelope_from)
+                    .bind(&s.header_message_id)
+                    .bind(&o.content)
+                    .bind(o.recipients.len() as i64)
+                    .bind(now)
+                    .bind(s.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                for recipient in &o.recipients {
+                    sqlx::query(INSERT_DELIVERY).bind(o.id).bind(recipient).bind(now).execute(&mut *tx).await?;
+                    sqlx::query(REMEMBER_RECIPIENT).bind(s.account_id.0).bind(recipient.to_ascii_lowercase()).execute(&mut *tx).await?;
+                }
+            }
+            for job in &s.jobs {
+                sqlx::query(INSERT_JOB)
+                    .bind(Uuid::now_v7())
+                    .bind(job.kind)
+                    .bind(&job.payload)
+                    .bind(&job.dedup_key)
+                    .bind(job.max_attempts)
+                    .bind(job.run_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(message_id)
+    }
+
+    /// A spooled version, with its bytes while it has recipients left.
+    pub async fn outbound(&self, id: Uuid) -> Result<Option<OutboundRow>> {
+        let sql = "SELECT id, message_id, tenant_id, account_id, envelope_from, header_message_id, content, created_at, \
+             expires_at FROM outbound WHERE id = $1";
+        let row: Option<OutboundRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        Ok(row)
+    }
+
+    /// The recipients of one version, in the order they were given.
+    pub async fn outbound_deliveries(&self, outbound: Uuid) -> Result<Vec<RecipientDelivery>> {
+        let sql = "SELECT recipient, status, attempts, remote_host, remote_reply, updated_at FROM deliveries \
+             WHERE outbound_id = $1 ORDER BY recipient";
+        let rows: Vec<DeliveryRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(outbound).fetch_all(p).await)?;
+        rows.into_iter().map(RecipientDelivery::try_from).collect()
+    }
+
+    /// Every recipient of a submitted message, by the id of its Sent copy.
+    pub async fn message_deliveries(&self, message: MessageId) -> Result<Vec<RecipientDelivery>> {
+        let sql = "SELECT d.recipient, d.status, d.attempts, d.remote_host, d.remote_reply, d.updated_at \
+             FROM deliveries d JOIN outbound o ON o.id = d.outbound_id WHERE o.message_id = $1 ORDER BY d.recipient";
+        let rows: Vec<DeliveryRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(message.0).fetch_all(p).await)?;
+        rows.into_iter().map(RecipientDelivery::try_from).collect()
+    }
+
+    /// Records one attempt's outcome for one recipient. A final status
+    /// (`delivered`, `bounced`) is never overwritten.
+    pub async fn record_delivery(
+        &self,
+        outbound: Uuid,
+        recipient: &str,
+        status: DeliveryStatus,
+        remote_host: Option<&str>,
+        remote_reply: Option<&str>,
+    ) -> Result<bool> {
+        let sql = "UPDATE deliveries SET status = $3, attempts = attempts + 1, remote_host = $4, remote_reply = $5, \
+             updated_at = $6 WHERE outbound_id = $1 AND recipient = $2 AND status IN ('queued', 'deferred')";
+        let n = on_pool!(&self.pool, p => sqlx::query(sql)
+            .bind(outbound).bind(recipient).bind(status.as_str()).bind(remote_host).bind(remote_reply).bind(Utc::now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Drops the spooled bytes of a version whose recipients are all final.
+    pub async fn finish_outbound(&self, id: Uuid) -> Result<bool> {
+        let sql = "UPDATE outbound SET content = NULL, finished_at = $2 WHERE id = $1 AND finished_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE outbound_id = $1 AND status IN ('queued', 'deferred'))";
+        let n = on_pool!(&self.pool, p => sqlx::query(sql).bind(id).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+}
