@@ -15,3 +15,5 @@ pub mod wkd;
 pub mod dns_server;
 #[cfg(any(test, feature = "testing"))]
 pub mod probe;
+#[cfg(any(test, feature = "testing"))]
+pub mod sink;
