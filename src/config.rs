@@ -67,9 +67,9 @@ pub struct WorkerSection {
 #[serde(default, deny_unknown_fields)]
 pub struct SendLimitsSection {
     /// Free accounts on the public instance.
-    pub public: tenants::store::SendCounts,
+    pub public: tenants::store::SendRates,
     /// Enterprise, reseller and operator tenants.
-    pub paid: tenants::store::SendCounts,
+    pub paid: tenants::store::SendRates,
 }
 
 impl Default for SubmissionSection {
@@ -279,7 +279,7 @@ impl Config {
     /// Delays between delivery attempts.
     pub fn delivery_retry(&self) -> worker::RetryPolicy {
         worker::RetryPolicy {
-            max_attempts: 100_000,
+            max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS,
             base: Duration::from_secs(self.delivery.retry_base_seconds.max(1)),
             max: Duration::from_secs(self.delivery.retry_max_seconds.max(self.delivery.retry_base_seconds).max(1)),
             jitter: 0.2,

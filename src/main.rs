@@ -210,6 +210,8 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         resolver_answers.then(|| dns.clone()),
         config.outbound_config(),
     ));
+    // One count of failed sign-ins for the API and the submission port.
+    let login_guard = std::sync::Arc::new(config.api_config().login_guard());
     if roles.smtp {
         let listener = tokio::net::TcpListener::bind(config.submission.listen)
             .await
@@ -220,6 +222,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             config.smtp_config(),
             inbound.clone(),
             outbound.clone(),
+            login_guard.clone(),
             Some(tls_config(&config)?),
         );
         tracing::info!(%address, "submission listening");
@@ -245,7 +248,8 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.api {
         let key = instance_key(&config)?;
-        let state = api::AppState::new(store.clone(), &key, inbound.clone(), outbound.clone(), dns, config.api_config()).await?;
+        let state = api::AppState::new(store.clone(), &key, inbound.clone(), outbound.clone(), dns, login_guard.clone(), config.api_config())
+            .await?;
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .with_context(|| format!("listening on {}", config.api.listen))?;

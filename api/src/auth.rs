@@ -8,10 +8,7 @@
 //! the handler runs, so no handler can forget the check. [`Admin`] adds the
 //! role check (403).
 
-use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
@@ -213,80 +210,9 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Counts failed sign-ins per address and per client IP over a sliding
-/// window, and refuses further attempts past the limit until it slides.
-pub struct LoginGuard {
-    window: Duration,
-    per_address: usize,
-    per_ip: usize,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl LoginGuard {
-    pub fn new(window: Duration, per_address: usize, per_ip: usize) -> LoginGuard {
-        LoginGuard { window, per_address, per_ip, failures: Mutex::default() }
-    }
-
-    fn keys(address: Option<&str>, ip: IpAddr) -> impl Iterator<Item = (String, bool)> {
-        address.map(|a| (format!("addr:{a}"), true)).into_iter().chain([(format!("ip:{ip}"), false)])
-    }
-
-    /// Refuses (429) when the address or the IP has used up its attempts.
-    pub fn check(&self, address: Option<&str>, ip: IpAddr) -> Result<(), Problem> {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, is_address) in Self::keys(address, ip) {
-            let limit = if is_address { self.per_address } else { self.per_ip };
-            if let Some(times) = failures.get_mut(&key) {
-                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-                    times.pop_front();
-                }
-                if times.len() >= limit {
-                    let oldest = times.front().copied().unwrap_or(now);
-                    let wait = self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                    return Err(Problem::too_many_attempts(wait));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn record_failure(&self, address: Option<&str>, ip: IpAddr) {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > 100_000 {
-            failures.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
-        }
-        for (key, _) in Self::keys(address, ip) {
-            failures.entry(key).or_default().push_back(now);
-        }
-    }
-
-    pub fn record_success(&self, address: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("addr:{address}"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn guard_refuses_after_the_limit_and_forgets_on_success() {
-        let guard = LoginGuard::new(Duration::from_secs(60), 2, 3);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        guard.check(Some("a@x.test"), ip).unwrap();
-        guard.record_failure(Some("a@x.test"), ip);
-        guard.record_failure(Some("a@x.test"), ip);
-        let refused = guard.check(Some("a@x.test"), ip).unwrap_err();
-        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
-        guard.check(Some("b@x.test"), ip).unwrap();
-        guard.record_failure(Some("b@x.test"), ip);
-        assert!(guard.check(Some("c@x.test"), ip).is_err(), "the IP has used its 3 attempts");
-        guard.record_success("a@x.test");
-        assert!(guard.check(Some("a@x.test"), "192.0.2.2".parse().unwrap()).is_ok());
-    }
 
     #[test]
     fn tokens_from_another_key_are_refused() {

@@ -24,7 +24,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use auth::{LoginGuard, Tokens};
+pub use auth::Tokens;
+pub use tenants::login::LoginGuard;
 pub use problem::{Problem, ProblemDetails};
 
 /// What the API needs to know beyond the store.
@@ -40,6 +41,13 @@ pub struct ApiConfig {
     pub login_failures_per_address: usize,
     pub login_failures_per_ip: usize,
     pub login_window: Duration,
+}
+
+impl ApiConfig {
+    /// The sign-in limits these settings describe.
+    pub fn login_guard(&self) -> LoginGuard {
+        LoginGuard::new(self.login_window, self.login_failures_per_address, self.login_failures_per_ip)
+    }
 }
 
 impl Default for ApiConfig {
@@ -64,7 +72,8 @@ pub struct Inner {
     pub tokens: Tokens,
     pub dns: mail::dns::Dns,
     pub config: ApiConfig,
-    pub login_guard: LoginGuard,
+    /// Shared with the submission port: failures count across both.
+    pub login_guard: Arc<LoginGuard>,
     pub metrics: metrics::Metrics,
     pub operator_tenant: TenantId,
 }
@@ -88,16 +97,13 @@ impl AppState {
         inbound: Arc<mail::inbound::Inbound>,
         outbound: Arc<mail::outbound::Outbound>,
         dns: mail::dns::Dns,
+        login_guard: Arc<LoginGuard>,
         config: ApiConfig,
     ) -> Result<AppState, tenants::Error> {
         let operator = store.ensure_operator().await?;
         Ok(AppState(Arc::new(Inner {
             tokens: Tokens::new(instance_key, config.token_ttl),
-            login_guard: LoginGuard::new(
-                config.login_window,
-                config.login_failures_per_address,
-                config.login_failures_per_ip,
-            ),
+            login_guard,
             metrics: metrics::Metrics::default(),
             operator_tenant: operator.id,
             inbound,

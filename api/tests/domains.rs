@@ -11,6 +11,7 @@ on_both_backends!(
     dns_records_report_live_status,
     only_the_operator_can_force,
     a_background_job_verifies_the_domain_once_published,
+    dkim_rotation_switches_once_the_new_keys_are_published,
 );
 
 fn record<'a>(records: &'a Value, purpose: &str) -> &'a Value {
@@ -143,4 +144,56 @@ async fn a_background_job_verifies_the_domain_once_published(backend: Backend) {
     assert_eq!(verified.body["verification_method"], "dns");
     let metrics = app.raw(app.http.get(format!("{}/metrics", app.base))).await;
     assert!(metrics.text().contains("caliop_jobs{kind=\"domain.check\",state=\"queued\"} 1"), "{}", metrics.text());
+}
+
+async fn dkim_rotation_switches_once_the_new_keys_are_published(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let keys_url = format!("/v1/domains/{}/dkim", e.domain_id);
+    let states = |body: &Value| -> Vec<(String, String)> {
+        body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["selector"].as_str().unwrap().to_owned(), k["state"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let before = app.get(&keys_url, &e.admin_token).await.ok(200).clone();
+    let old: Vec<String> = states(&before).into_iter().map(|(s, state)| {
+        assert_eq!(state, "active");
+        s
+    }).collect();
+    assert_eq!(old.len(), 2);
+
+    let rotated = app.post(&format!("{keys_url}/rotate"), &e.admin_token, json!({})).await;
+    let rotated = rotated.ok(202).clone();
+    let pending: Vec<Value> = rotated["keys"].as_array().unwrap().iter().filter(|k| k["state"] == "pending").cloned().collect();
+    assert_eq!(pending.len(), 2, "{rotated}");
+    assert!(pending.iter().all(|k| !old.contains(&k["selector"].as_str().unwrap().to_owned())), "fresh selectors");
+    let again = app.post(&format!("{keys_url}/rotate"), &e.admin_token, json!({})).await;
+    assert!(again.problem(409).contains("already pending"));
+
+    // The switch waits for DNS.
+    let context = app.worker_context(0, std::time::Duration::from_secs(60));
+    let switch = worker::DkimSwitch { domain_id: tenants::DomainId(e.domain_id.parse().unwrap()) };
+    let waiting = worker::Job::run(&switch, &context).await.unwrap_err();
+    assert!(waiting.contains("not published"), "{waiting}");
+    for key in &pending {
+        app.dns.set_txt(key["record"]["name"].as_str().unwrap(), &[key["record"]["value"].as_str().unwrap()]);
+    }
+    worker::Job::run(&switch, &context).await.expect("published: the switch happens");
+
+    let after = app.get(&keys_url, &e.admin_token).await.ok(200).clone();
+    for (selector, state) in states(&after) {
+        let expected = if old.contains(&selector) { "retired" } else { "active" };
+        assert_eq!(state, expected, "{selector}: {after}");
+    }
+    // Retired keys stay among the records to publish, no longer required.
+    let records = app.get(&format!("/v1/domains/{}/dns-records", e.domain_id), &e.admin_token).await;
+    let dkim: Vec<Value> = records.ok(200)["records"].as_array().unwrap().iter().filter(|r| r["purpose"] == "dkim").cloned().collect();
+    assert_eq!(dkim.len(), 4);
+    for r in &dkim {
+        let retired = old.iter().any(|s| r["name"].as_str().unwrap().starts_with(&format!("{s}.")));
+        assert_eq!(r["required"], !retired, "{r}");
+    }
 }

@@ -19,6 +19,8 @@ on_both_backends!(
     deferred_then_delivered_and_bounces_quote_the_remote,
     hosted_domains_deliver_locally_at_the_recipients_level,
     refused_submissions_queue_nothing,
+    sealed_senders_encrypt_to_every_key_they_know,
+    failed_sign_ins_count_across_the_api_and_the_submission_port,
 );
 
 /// `remote.test` has its MX on loopback, where the sink listens.
@@ -120,6 +122,9 @@ async fn api_and_submission_port_deliver_signed_mail(backend: Backend) {
             assert_eq!(signature["verified"], true, "dkimpy verifies our signature: {signature}");
         }
     }
+    let api_data = from_api["data"].as_str().unwrap();
+    assert_eq!(api_data.matches("multipart/mixed").count(), 1, "text and attachment side by side: {api_data}");
+    assert!(api_data.contains("q3.csv"));
     let client_message = received.iter().find(|m| m["rcpt_tos"] == json!(["dave@remote.test"])).unwrap();
     assert!(client_message["data"].as_str().unwrap().contains("Sent with AUTH PLAIN."));
 
@@ -288,4 +293,79 @@ async fn refused_submissions_queue_nothing(backend: Backend) {
     assert_eq!(code, 450, "{text}");
     assert!(text.starts_with("4.7.1") && text.contains("messages per hour"), "{text}");
     assert_eq!(deliver_jobs().await, 3, "nothing more was queued");
+}
+
+async fn sealed_senders_encrypt_to_every_key_they_know(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let acme = app.enterprise("acme.test", 5).await;
+    let globex = app.enterprise("globex.test", 5).await;
+    let (alice_id, alice) = person(&app, &acme, "alice").await;
+    let (bob_id, bob) = person(&app, &globex, "bob").await;
+    let sealed = app.patch(&format!("/v1/accounts/{alice_id}"), &acme.admin_token, json!({"level": "sealed"})).await;
+    assert_eq!(sealed.ok(200)["level"], "sealed");
+    route_remote(&app);
+    let sink = Sink::start(&[]);
+    let workers = app.start_workers(sink.port, Duration::from_secs(1));
+
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@globex.test", "dave@remote.test"], "subject": "Plans", "text": "Meet at noon."}),
+        )
+        .await;
+    let sent = sent.ok(202).clone();
+    assert_eq!(sent["encrypted_to"], json!(["bob@globex.test"]), "only bob's key is known");
+    let message_id = sent["message_id"].as_str().unwrap().to_owned();
+    for r in ["bob@globex.test", "dave@remote.test"] {
+        wait_status(&app, &message_id, &alice, r, "delivered").await;
+    }
+
+    // Dave's key is unknown: he gets the message in clear (the sender did not require encryption).
+    let received = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert!(received[0]["data"].as_str().unwrap().contains("Meet at noon."));
+
+    // Bob's copy left encrypted: only the envelope headers are outside, and his key opens it.
+    let inbox = folder(&app, &bob_id, &bob, "inbox").await;
+    assert_eq!(inbox.len(), 1);
+    assert!(inbox[0]["privacy"]["technic"].as_u64().unwrap() >= 30, "it arrived encrypted: {}", inbox[0]);
+    let raw = app.get(&format!("/v1/messages/{}/raw", inbox[0]["id"].as_str().unwrap()), &bob).await;
+    let raw = raw.text();
+    assert!(raw.contains("multipart/encrypted") && !raw.contains("Meet at noon.") && !raw.contains("Plans"), "{raw}");
+    assert!(raw.contains("Autocrypt: addr=alice@acme.test"), "the sender's key rides outside: {raw}");
+    let start = raw.find("-----BEGIN PGP MESSAGE-----").unwrap();
+    let end = raw.find("-----END PGP MESSAGE-----").unwrap() + "-----END PGP MESSAGE-----".len();
+    let secret = app.get(&format!("/v1/accounts/{bob_id}/secret-key"), &bob).await;
+    let home = support::gpg_home();
+    let (ok, _, err) = support::gpg(home.path(), &["--passphrase", support::PASSWORD, "--import"], secret.text().as_bytes());
+    assert!(ok, "{err}");
+    let (ok, plain, err) = support::gpg(home.path(), &["--passphrase", support::PASSWORD, "--decrypt"], raw[start..end].as_bytes());
+    assert!(ok, "gpg --decrypt: {err}");
+    let plain = String::from_utf8_lossy(&plain);
+    assert!(plain.contains("Subject: Plans") && plain.contains("Meet at noon."), "{plain}");
+
+    // Alice's Sent copy is sealed to her own key.
+    let sent_copy = app.get(&format!("/v1/messages/{message_id}/raw"), &alice).await;
+    assert!(sent_copy.text().contains("multipart/encrypted") && !sent_copy.text().contains("Meet at noon."));
+    workers.stop().await;
+}
+
+async fn failed_sign_ins_count_across_the_api_and_the_submission_port(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    person(&app, &e, "alice").await;
+    use base64::Engine;
+    let wrong = base64::engine::general_purpose::STANDARD.encode("\0alice@acme.test\0not the password");
+    let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
+    probe.cmd("EHLO client.test").await;
+    // The default allows 5 failures per address.
+    for _ in 0..5 {
+        probe.expect(&format!("AUTH PLAIN {wrong}"), 535, "5.7.8").await;
+    }
+    let locked = probe.expect(&format!("AUTH PLAIN {wrong}"), 454, "4.7.0").await;
+    assert!(locked.contains("try again in"), "{locked}");
+    // The API's sign-in is the same door for a guesser.
+    let api = app.send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "password",
+        "username": "alice@acme.test", "password": support::PASSWORD}))).await;
+    assert!(api.problem(429).contains("too many failed sign-in attempts"), "{api:?}");
 }

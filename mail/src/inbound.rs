@@ -128,7 +128,7 @@ impl Inbound {
 
     /// Opens a `standard` message for the API.
     pub async fn open_standard(&self, tenant: TenantId, id: MessageId, stored: &[u8]) -> Result<Vec<u8>, Reply> {
-        self.open_at_rest(tenant, &String::from_utf8_lossy(&context(id)), stored).await
+        self.open_at_rest(tenant, &context(id), stored).await
     }
 
     /// End of DATA: authenticate, judge, seal and store. `Ok` means committed.
@@ -156,18 +156,18 @@ impl Inbound {
     }
 
     /// Encrypts bytes at rest under the tenant's data key, bound to `context`.
-    pub async fn seal_at_rest(&self, tenant: TenantId, context: &str, plain: &[u8]) -> Result<Vec<u8>, Reply> {
+    pub async fn seal_at_rest(&self, tenant: TenantId, context: &[u8], plain: &[u8]) -> Result<Vec<u8>, Reply> {
         let key = self.data_key(tenant).await?;
-        key.seal(context.as_bytes(), plain).map_err(|e| {
+        key.seal(context, plain).map_err(|e| {
             tracing::error!(error = %e, "encryption at rest failed");
             Reply::new(451, "4.3.0", "local error in processing, try again later")
         })
     }
 
     /// Opens what [`Inbound::seal_at_rest`] sealed.
-    pub async fn open_at_rest(&self, tenant: TenantId, context: &str, stored: &[u8]) -> Result<Vec<u8>, Reply> {
+    pub async fn open_at_rest(&self, tenant: TenantId, context: &[u8], stored: &[u8]) -> Result<Vec<u8>, Reply> {
         let key = self.data_key(tenant).await?;
-        key.open(context.as_bytes(), stored).map_err(|e| {
+        key.open(context, stored).map_err(|e| {
             tracing::error!(error = %e, "stored bytes do not open");
             Reply::new(451, "4.3.0", "stored data unreadable")
         })
@@ -175,7 +175,7 @@ impl Inbound {
 
     /// The sealed form of a `standard` message, as the store keeps it.
     pub async fn seal_standard(&self, tenant: TenantId, id: MessageId, plain: &[u8]) -> Result<Vec<u8>, Reply> {
-        self.seal_at_rest(tenant, &String::from_utf8_lossy(&context(id)), plain).await
+        self.seal_at_rest(tenant, &context(id), plain).await
     }
 
     async fn store_copies(&self, session: &Session, envelope: &Envelope, data: &[u8], auth: AuthOutcome) -> Result<Vec<MessageId>, Reply> {
@@ -261,7 +261,7 @@ impl Inbound {
                     let outer = vault::seal::Outer {
                         trace: &trace,
                         from: Some(envelope.from.as_str()).filter(|f| !f.is_empty()),
-                        to: account.address.as_str(),
+                        to: &[account.address.as_str()],
                         date: &date,
                         message_id: &message_id,
                         hostname: &self.hostname,

@@ -31,7 +31,7 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use mail_parser::{Address, MessageParser};
 use secrecy::ExposeSecret;
-use tenants::store::{NewJob, NewMessage, NewOutbound, SendCounts, Submission};
+use tenants::store::{NewJob, NewMessage, NewOutbound, RecipientDelivery, SendRates, Submission};
 use tenants::{
     Account, AccountStatus, DeliveryStatus, DkimAlgorithm, DkimKeyState, EmailAddress, Level, MessageId, Store,
     TenantKind, TenantStatus,
@@ -45,6 +45,10 @@ use crate::reply::Reply;
 /// The job that delivers one spooled version; its payload is [`DeliverJob`].
 pub const DELIVER_JOB: &str = "mail.deliver";
 
+/// Delivery is retried until the message's lifetime ends, not a count of
+/// attempts: this bound is only a backstop.
+pub const DELIVERY_MAX_ATTEMPTS: i32 = 100_000;
+
 /// The payload of a [`DELIVER_JOB`].
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct DeliverJob {
@@ -54,20 +58,20 @@ pub struct DeliverJob {
 /// Sending rates per kind of tenant: free public accounts get tight ones.
 #[derive(Clone, Debug)]
 pub struct SendLimits {
-    pub public: SendCounts,
-    pub paid: SendCounts,
+    pub public: SendRates,
+    pub paid: SendRates,
 }
 
 impl Default for SendLimits {
     fn default() -> Self {
         SendLimits {
-            public: SendCounts {
+            public: SendRates {
                 account_messages_per_hour: 30,
                 account_recipients_per_day: 200,
                 tenant_messages_per_hour: 5_000,
                 tenant_recipients_per_day: 50_000,
             },
-            paid: SendCounts {
+            paid: SendRates {
                 account_messages_per_hour: 500,
                 account_recipients_per_day: 5_000,
                 tenant_messages_per_hour: 50_000,
@@ -78,7 +82,7 @@ impl Default for SendLimits {
 }
 
 impl SendLimits {
-    pub fn for_kind(&self, kind: TenantKind) -> SendCounts {
+    pub fn for_kind(&self, kind: TenantKind) -> SendRates {
         match kind {
             TenantKind::Public => self.public,
             TenantKind::Operator | TenantKind::Reseller | TenantKind::Enterprise => self.paid,
@@ -193,11 +197,10 @@ pub struct Outbound {
     config: OutboundConfig,
 }
 
-fn internal(what: &str) -> impl Fn(&dyn std::fmt::Display) -> Refusal + '_ {
-    move |e| {
-        tracing::error!(error = %e, "{what}");
-        Refusal::Internal
-    }
+/// A failure of ours: logged with its cause, answered without it.
+fn internal(what: &str, cause: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %cause, "{what}");
+    Refusal::Internal
 }
 
 impl Outbound {
@@ -207,10 +210,6 @@ impl Outbound {
         Outbound { store, inbound, dns, config }
     }
 
-    pub fn config(&self) -> &OutboundConfig {
-        &self.config
-    }
-
     /// Checks, encrypts where it must, and queues a message.
     pub async fn submit(&self, draft: Draft) -> Result<Submitted, Refusal> {
         let account = &draft.account;
@@ -218,7 +217,7 @@ impl Outbound {
             .store
             .tenant(account.tenant_id)
             .await
-            .map_err(|e| internal("sender tenant lookup failed")(&e))?
+            .map_err(|e| internal("sender tenant lookup failed", e))?
             .ok_or(Refusal::Internal)?;
         if tenant.status != TenantStatus::Active || account.status != AccountStatus::Active {
             return Err(Refusal::Suspended(format!(
@@ -286,8 +285,8 @@ impl Outbound {
             let mut armored: Vec<&str> = with_key.iter().map(|r| keys[r].as_str()).collect();
             // The sender can read what they sent.
             armored.push(account.public_key.as_str());
-            let sealed = encrypt_outgoing(&parsed, &outgoing, &armored, &header_message_id, &self.config.hostname)
-                .map_err(|e| internal("encrypting a submission failed")(&e))?;
+            let sealed = encrypt_outgoing(&outgoing, &armored)
+                .map_err(|e| internal("encrypting a submission failed", e))?;
             versions.push((sealed, with_key.clone()));
         }
         if !without_key.is_empty() {
@@ -306,7 +305,7 @@ impl Outbound {
             Level::EndToEnd => (sent_plain.clone(), None, None),
             Level::Sealed | Level::Dispersed => {
                 let date = Utc::now().to_rfc2822();
-                let to = recipients.join(">, <");
+                let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
                 let outer = vault::seal::Outer {
                     trace: &[],
                     from: Some(account.address.as_str()),
@@ -316,7 +315,7 @@ impl Outbound {
                     hostname: &self.config.hostname,
                 };
                 let sealed = vault::seal::seal(&account.public_key, &sent_plain, &outer)
-                    .map_err(|e| internal("sealing the Sent copy failed")(&e))?;
+                    .map_err(|e| internal("sealing the Sent copy failed", e))?;
                 (sealed, None, None)
             }
         };
@@ -352,17 +351,16 @@ impl Outbound {
             let id = Uuid::now_v7();
             let content = self
                 .inbound
-                .seal_at_rest(account.tenant_id, &spool_context(id), &bytes)
+                .seal_at_rest(account.tenant_id, spool_context(id).as_bytes(), &bytes)
                 .await
                 .map_err(|_| Refusal::Internal)?;
-            let payload = serde_json::to_string(&DeliverJob { outbound_id: id }).map_err(|e| internal("job encoding failed")(&e))?;
+            let payload = serde_json::to_string(&DeliverJob { outbound_id: id }).map_err(|e| internal("job encoding failed", e))?;
             jobs.push(NewJob {
                 kind: DELIVER_JOB,
                 payload,
                 dedup_key: Some(id.to_string()),
                 run_at: Utc::now(),
-                // The lifetime, not a count, ends the retries.
-                max_attempts: 100_000,
+                max_attempts: DELIVERY_MAX_ATTEMPTS,
             });
             outbound.push(NewOutbound { id, content, recipients: to });
         }
@@ -382,7 +380,7 @@ impl Outbound {
             Ok(id) => id,
             Err(tenants::Error::RateLimited(detail)) => return Err(Refusal::RateLimited(detail)),
             Err(tenants::Error::LimitExceeded(detail)) => return Err(Refusal::OverQuota(detail)),
-            Err(e) => return Err(internal("storing a submission failed")(&e)),
+            Err(e) => return Err(internal("storing a submission failed", e)),
         };
         tracing::info!(message = %message_id, recipients = recipients.len(), encrypted = with_key.len(), "message queued");
         Ok(Submitted { message_id, header_message_id, encrypted_to: with_key, recipients: recipients.len() })
@@ -428,78 +426,67 @@ impl Outbound {
             return Ok(Attempt::default());
         };
         let Some(stored) = row.content.as_deref() else { return Ok(Attempt::default()) };
-        let pending: Vec<String> = self
+        let pending: Vec<RecipientDelivery> = self
             .store
             .outbound_deliveries(outbound_id)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|d| matches!(d.status, DeliveryStatus::Queued | DeliveryStatus::Deferred))
-            .map(|d| d.recipient)
             .collect();
-        let tenant = tenants::TenantId(row.tenant_id);
         let plain = self
             .inbound
-            .open_at_rest(tenant, &spool_context(outbound_id), stored)
+            .open_at_rest(tenants::TenantId(row.tenant_id), spool_context(outbound_id).as_bytes(), stored)
             .await
             .map_err(|r| r.text.clone())?;
-        let mut failures: Vec<Failure> = Vec::new();
+
+        let expired = Utc::now() >= row.expires_at;
+        let outcomes = if expired {
+            pending
+                .into_iter()
+                .map(|d| Outcome {
+                    reply: format!(
+                        "delivery gave up after {} attempts; last: {}",
+                        d.attempts,
+                        d.remote_reply.as_deref().unwrap_or("no answer")
+                    ),
+                    recipient: d.recipient,
+                    status: DeliveryStatus::Bounced,
+                    host: d.remote_host,
+                })
+                .collect()
+        } else {
+            let signed = self.sign(&row.envelope_from, &plain).await;
+            let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for d in pending {
+                let domain = d.recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+                by_domain.entry(domain).or_default().push(d.recipient);
+            }
+            let mut outcomes = Vec::new();
+            for (domain, recipients) in by_domain {
+                outcomes.extend(if self.is_hosted(&domain).await? {
+                    self.deliver_locally(&row.envelope_from, &recipients, &signed).await
+                } else {
+                    self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed).await
+                });
+            }
+            outcomes
+        };
+
         let mut attempt = Attempt::default();
-
-        if Utc::now() >= row.expires_at {
-            let deliveries = self.store.outbound_deliveries(outbound_id).await.map_err(|e| e.to_string())?;
-            for d in deliveries.into_iter().filter(|d| pending.contains(&d.recipient)) {
-                let reply = format!(
-                    "delivery gave up after {} attempts; last: {}",
-                    d.attempts,
-                    d.remote_reply.as_deref().unwrap_or("no answer")
-                );
-                self.record(outbound_id, &d.recipient, DeliveryStatus::Bounced, d.remote_host.as_deref(), &reply).await?;
-                failures.push(Failure { recipient: d.recipient, status: "4.4.7".into(), host: d.remote_host, reply });
-                attempt.bounced += 1;
-            }
-            self.bounce(&row, &plain, &failures, true).await?;
-            self.store.finish_outbound(outbound_id).await.map_err(|e| e.to_string())?;
-            return Ok(attempt);
-        }
-
-        let signed = self.sign(&row.envelope_from, &plain).await;
-        let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for r in pending {
-            let domain = r.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-            by_domain.entry(domain).or_default().push(r);
-        }
-        for (domain, recipients) in by_domain {
-            let outcomes = if self.is_hosted(&domain).await? {
-                self.deliver_locally(&row.envelope_from, &recipients, &signed).await
-            } else {
-                self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed).await
-            };
-            for outcome in outcomes {
-                let status = match outcome.kind {
-                    Kind3::Delivered => DeliveryStatus::Delivered,
-                    Kind3::Deferred => DeliveryStatus::Deferred,
-                    Kind3::Bounced => DeliveryStatus::Bounced,
-                };
-                self.record(outbound_id, &outcome.recipient, status, outcome.host.as_deref(), &outcome.reply).await?;
-                match outcome.kind {
-                    Kind3::Delivered => attempt.delivered += 1,
-                    Kind3::Deferred => attempt.deferred += 1,
-                    Kind3::Bounced => {
-                        attempt.bounced += 1;
-                        failures.push(Failure {
-                            recipient: outcome.recipient,
-                            status: enhanced_status(&outcome.reply).unwrap_or_else(|| "5.0.0".into()),
-                            host: outcome.host,
-                            reply: outcome.reply,
-                        });
-                    }
-                }
+        for o in &outcomes {
+            self.store
+                .record_delivery(outbound_id, &o.recipient, o.status, o.host.as_deref(), Some(&o.reply))
+                .await
+                .map_err(|e| e.to_string())?;
+            match o.status {
+                DeliveryStatus::Delivered => attempt.delivered += 1,
+                DeliveryStatus::Bounced => attempt.bounced += 1,
+                DeliveryStatus::Deferred | DeliveryStatus::Queued => attempt.deferred += 1,
             }
         }
-        if !failures.is_empty() {
-            self.bounce(&row, &plain, &failures, false).await?;
-        }
+        let bounced: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == DeliveryStatus::Bounced).collect();
+        self.bounce(&row, &plain, &bounced, expired).await?;
         self.store.finish_outbound(outbound_id).await.map_err(|e| e.to_string())?;
         tracing::info!(
             outbound = %outbound_id,
@@ -512,14 +499,6 @@ impl Outbound {
             return Err(format!("{} recipient(s) deferred", attempt.deferred));
         }
         Ok(attempt)
-    }
-
-    async fn record(&self, outbound: Uuid, recipient: &str, status: DeliveryStatus, host: Option<&str>, reply: &str) -> Result<(), String> {
-        self.store
-            .record_delivery(outbound, recipient, status, host, Some(reply))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 
     async fn is_hosted(&self, domain: &str) -> Result<bool, String> {
@@ -579,41 +558,26 @@ impl Outbound {
     async fn deliver_locally(&self, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
         let host = Some(self.config.hostname.clone());
         let mut outcomes = Vec::with_capacity(recipients.len());
-        let mut accepted = Vec::new();
-        for r in recipients {
-            match self.inbound.check_recipient(r).await {
-                Ok(recipient) => accepted.push((r.clone(), recipient)),
-                Err(reply) => outcomes.push(Outcome::from_reply(r, host.clone(), &reply)),
-            }
-        }
-        if accepted.is_empty() {
-            return outcomes;
-        }
         // One copy per recipient, each at its own level, like mail from outside.
-        for (address, recipient) in accepted {
-            let envelope = Envelope { from: envelope_from.to_owned(), recipients: vec![recipient] };
-            let outcome = match self.inbound.accept_local(&envelope, message, Some(envelope_from)).await {
-                Ok(_) => Outcome { recipient: address, kind: Kind3::Delivered, host: host.clone(), reply: "250 2.0.0 delivered locally".into() },
-                Err(reply) => Outcome::from_reply(&address, host.clone(), &reply),
+        for r in recipients {
+            let accepted = match self.inbound.check_recipient(r).await {
+                Ok(recipient) => {
+                    let envelope = Envelope { from: envelope_from.to_owned(), recipients: vec![recipient] };
+                    self.inbound.accept_local(&envelope, message, Some(envelope_from)).await
+                }
+                Err(reply) => Err(reply),
             };
-            outcomes.push(outcome);
+            outcomes.push(match accepted {
+                Ok(_) => Outcome::new(r, DeliveryStatus::Delivered, host.clone(), "250 2.0.0 delivered locally".into()),
+                Err(reply) => Outcome::from_reply(r, host.clone(), &reply),
+            });
         }
         outcomes
     }
 
     async fn deliver_remotely(&self, domain: &str, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
-        let defer_all = |host: Option<String>, reply: String| -> Vec<Outcome> {
-            recipients
-                .iter()
-                .map(|r| Outcome { recipient: r.clone(), kind: Kind3::Deferred, host: host.clone(), reply: reply.clone() })
-                .collect()
-        };
-        let bounce_all = |reply: String| -> Vec<Outcome> {
-            recipients
-                .iter()
-                .map(|r| Outcome { recipient: r.clone(), kind: Kind3::Bounced, host: None, reply: reply.clone() })
-                .collect()
-        };
+        let defer_all = |host: Option<String>, reply: String| Outcome::all(recipients, DeliveryStatus::Deferred, host, reply);
+        let bounce_all = |reply: String| Outcome::all(recipients, DeliveryStatus::Bounced, None, reply);
         let Some(dns) = &self.dns else {
             return defer_all(None, "no DNS resolver answers: the recipient's mail server cannot be found yet".into());
         };
@@ -686,20 +650,20 @@ impl Outbound {
         };
         if let Err(e) = conn.command(Mail::new(Some(from), options)).await {
             conn.abort().await;
-            return reply_error(&e).map(|(kind, reply)| recipients.iter().map(|r| Outcome { recipient: r.clone(), kind, host: Some(host.to_owned()), reply: reply.clone() }).collect());
+            return reply_error(&e).map(|(status, reply)| Outcome::all(recipients, status, Some(host.to_owned()), reply));
         }
         let mut outcomes = Vec::with_capacity(recipients.len());
         let mut accepted = Vec::new();
         for r in recipients {
             let Ok(address) = r.parse::<lettre::Address>() else {
-                outcomes.push(Outcome { recipient: r.clone(), kind: Kind3::Bounced, host: None, reply: "553 5.1.3 invalid address".into() });
+                outcomes.push(Outcome::new(r, DeliveryStatus::Bounced, None, "553 5.1.3 invalid address".into()));
                 continue;
             };
             match conn.command(Rcpt::new(address, vec![])).await {
                 Ok(_) => accepted.push(r.clone()),
                 Err(e) => {
-                    let (kind, reply) = reply_error(&e)?;
-                    outcomes.push(Outcome { recipient: r.clone(), kind, host: Some(host.to_owned()), reply });
+                    let (status, reply) = reply_error(&e)?;
+                    outcomes.push(Outcome::new(r, status, Some(host.to_owned()), reply));
                 }
             }
         }
@@ -711,28 +675,31 @@ impl Outbound {
             Ok(_) => conn.message(message).await,
             Err(e) => Err(e),
         };
-        let (kind, reply) = match data {
-            Ok(response) => (Kind3::Delivered, format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
+        let (status, reply) = match data {
+            Ok(response) => (DeliveryStatus::Delivered, format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
             Err(e) => reply_error(&e)?,
         };
         let _ = conn.quit().await;
-        outcomes.extend(accepted.into_iter().map(|r| Outcome { recipient: r, kind, host: Some(host.to_owned()), reply: reply.clone() }));
+        outcomes.extend(Outcome::all(&accepted, status, Some(host.to_owned()), reply));
         Ok(outcomes)
     }
 
     /// Puts one DSN for `failures` in the sender's Inbox, through the inbound path.
-    async fn bounce(&self, row: &tenants::store::OutboundRow, original: &[u8], failures: &[Failure], expired: bool) -> Result<(), String> {
+    async fn bounce(&self, row: &tenants::store::OutboundRow, original: &[u8], failures: &[&Outcome], expired: bool) -> Result<(), String> {
         if failures.is_empty() || row.envelope_from.is_empty() {
             return Ok(());
         }
         let headers_end = original.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(original.len());
         let postmaster = format!("postmaster@{}", self.config.hostname);
         let now = Utc::now();
+        // Without an enhanced status in the reply, the DSN builder says 5.0.0 (or 4.4.7 once expired).
+        let statuses: Vec<String> = failures.iter().map(|f| enhanced_status(&f.reply).unwrap_or_default()).collect();
         let recipients: Vec<crate::dsn::FailedRecipient<'_>> = failures
             .iter()
-            .map(|f| crate::dsn::FailedRecipient {
+            .zip(&statuses)
+            .map(|(f, status)| crate::dsn::FailedRecipient {
                 address: &f.recipient,
-                status: &f.status,
+                status,
                 remote_mta: f.host.as_deref(),
                 diagnostic: Some(&f.reply),
                 last_attempt: now,
@@ -765,7 +732,8 @@ pub fn dkim_key_context(domain: &str) -> String {
 /// under the master key, with selectors that name the month and differ
 /// from any earlier ones. Slow (RSA): call it off the async threads.
 pub fn generate_dkim_keys(master: &vault::at_rest::MasterKey, domain: &str) -> Result<Vec<tenants::store::NewDkimKey>, vault::VaultError> {
-    let tag = format!("{}-{:04x}", Utc::now().format("%Y%m"), rand_u16());
+    let random = Uuid::new_v4().simple().to_string();
+    let tag = format!("{}-{}", Utc::now().format("%Y%m"), &random[..4]);
     let mut keys = Vec::with_capacity(2);
     for (algorithm, key) in [
         (DkimAlgorithm::Rsa, vault::dkim::DkimKey::generate()?),
@@ -782,10 +750,6 @@ pub fn generate_dkim_keys(master: &vault::at_rest::MasterKey, domain: &str) -> R
     Ok(keys)
 }
 
-fn rand_u16() -> u16 {
-    let bytes = Uuid::new_v4().into_bytes();
-    u16::from_le_bytes([bytes[0], bytes[1]])
-}
 
 fn spool_context(id: Uuid) -> String {
     format!("caliop-outbound:{id}")
@@ -801,43 +765,40 @@ fn signer_headers<T: mail_auth::common::crypto::SigningKey>(
     ])
 }
 
-struct Failure {
-    recipient: String,
-    status: String,
-    host: Option<String>,
-    reply: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind3 {
-    Delivered,
-    Deferred,
-    Bounced,
-}
-
+/// Where one recipient stands after an attempt, and the reply that says so.
 struct Outcome {
     recipient: String,
-    kind: Kind3,
+    status: DeliveryStatus,
     host: Option<String>,
     reply: String,
 }
 
 impl Outcome {
+    fn new(recipient: &str, status: DeliveryStatus, host: Option<String>, reply: String) -> Outcome {
+        Outcome { recipient: recipient.to_owned(), status, host, reply }
+    }
+
+    /// The same outcome for every recipient of a transaction.
+    fn all(recipients: &[String], status: DeliveryStatus, host: Option<String>, reply: String) -> Vec<Outcome> {
+        recipients.iter().map(|r| Outcome::new(r, status, host.clone(), reply.clone())).collect()
+    }
+
+    /// Our own inbound path's answer for a hosted recipient.
     fn from_reply(recipient: &str, host: Option<String>, reply: &Reply) -> Outcome {
-        let kind = if reply.code >= 500 { Kind3::Bounced } else { Kind3::Deferred };
-        Outcome { recipient: recipient.to_owned(), kind, host, reply: reply.to_wire().trim_end().to_owned() }
+        let status = if reply.code >= 500 { DeliveryStatus::Bounced } else { DeliveryStatus::Deferred };
+        Outcome::new(recipient, status, host, reply.to_wire().trim_end().to_owned())
     }
 }
 
 /// A negative reply as (outcome, quoted reply); `Err` for failures that
 /// are not replies (the connection broke), so the next host is tried.
-fn reply_error(e: &lettre::transport::smtp::Error) -> Result<(Kind3, String), String> {
+fn reply_error(e: &lettre::transport::smtp::Error) -> Result<(DeliveryStatus, String), String> {
     let Some(code) = e.status() else { return Err(e.to_string()) };
     let text = e.to_string();
     // lettre says "permanent error (550): <reply text>"; keep the reply.
     let detail = text.split_once("): ").map(|(_, d)| d.to_owned()).unwrap_or(text);
     let reply = format!("{code} {detail}");
-    Ok((if e.is_permanent() { Kind3::Bounced } else { Kind3::Deferred }, reply))
+    Ok((if e.is_permanent() { DeliveryStatus::Bounced } else { DeliveryStatus::Deferred }, reply))
 }
 
 /// The enhanced status code (RFC 3463) in a reply, if it carries one.
@@ -947,49 +908,25 @@ fn rewrite_headers(message: &[u8], add: &[String], drop: &[&str]) -> Vec<u8> {
     out
 }
 
-/// The outgoing PGP/MIME message: the whole original (headers included,
-/// RFC 9788 style) encrypted once to every key, inside an envelope that
-/// shows only what delivery needs.
-fn encrypt_outgoing(
-    parsed: &mail_parser::Message<'_>,
-    original: &[u8],
-    keys: &[&str],
-    message_id: &str,
-    hostname: &str,
-) -> Result<Vec<u8>, vault::VaultError> {
-    let armored = vault::seal::encrypt_to_all(keys, original)?;
-    let raw = |name: &str| -> Option<String> {
-        parsed.headers().iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| {
-            let start = h.offset_start() as usize;
-            let end = h.offset_end() as usize;
-            String::from_utf8_lossy(&parsed.raw_message()[start..end]).trim().to_owned()
+/// The outgoing PGP/MIME message: the whole outgoing message (headers
+/// included, RFC 9788 style) encrypted once to every key, inside an
+/// envelope that shows only what delivery and threading need.
+fn encrypt_outgoing(outgoing: &[u8], keys: &[&str]) -> Result<Vec<u8>, vault::VaultError> {
+    let armored = vault::seal::encrypt_to_all(keys, outgoing)?;
+    let parsed = MessageParser::default()
+        .parse(outgoing)
+        .ok_or_else(|| vault::VaultError::Encoding("the outgoing message does not parse".into()))?;
+    let raw = parsed.raw_message();
+    let mut headers: Vec<String> = ["From", "To", "Cc", "Date", "Message-ID", "Autocrypt", "In-Reply-To", "References"]
+        .iter()
+        .filter_map(|name| parsed.headers().iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| (name, h)))
+        .map(|(name, h)| {
+            let value = String::from_utf8_lossy(&raw[h.offset_start() as usize..h.offset_end() as usize]);
+            format!("{name}: {}", value.trim())
         })
-    };
-    let boundary = format!("caliop-{}", Uuid::now_v7().simple());
-    let mut out = String::with_capacity(armored.len() + 1024);
-    for name in ["From", "To", "Cc", "Date", "Autocrypt", "In-Reply-To", "References"] {
-        if let Some(value) = raw(name) {
-            out.push_str(&format!("{name}: {value}\r\n"));
-        }
-    }
-    if raw("Date").is_none() {
-        out.push_str(&format!("Date: {}\r\n", Utc::now().to_rfc2822()));
-    }
-    out.push_str(&format!(
-        "Message-ID: {message_id}\r\nSubject: ...\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{boundary}\"\r\n\r\n\
-         This is an OpenPGP/MIME encrypted message (RFC 3156), encrypted by {hostname}.\r\n\r\n\
-         --{boundary}\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\n\
-         Version: 1\r\n\r\n\
-         --{boundary}\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
-         Content-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n"
-    ));
-    for line in armored.lines() {
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str(&format!("\r\n--{boundary}--\r\n"));
-    Ok(out.into_bytes())
+        .collect();
+    headers.push("Subject: ...".to_owned());
+    Ok(vault::seal::pgp_mime(&headers, &armored))
 }
 
 #[cfg(test)]

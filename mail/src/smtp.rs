@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::inbound::{Envelope, Inbound, Recipient, Session};
 use crate::outbound::{Draft, Outbound};
+use tenants::login::LoginGuard;
 use crate::reply::Reply;
 
 /// Whom a listener serves.
@@ -31,8 +32,9 @@ use crate::reply::Reply;
 enum Role {
     /// The MX: mail for hosted addresses, from anyone.
     Mx,
-    /// Mail clients of hosted accounts, to anyone, after AUTH.
-    Submission(Arc<Outbound>),
+    /// Mail clients of hosted accounts, to anyone, after AUTH; failed
+    /// attempts count in the guard the API's sign-in uses too.
+    Submission(Arc<Outbound>, Arc<LoginGuard>),
 }
 
 /// Limits and names of the SMTP service.
@@ -114,9 +116,10 @@ impl SmtpServer {
         config: SmtpConfig,
         inbound: Arc<Inbound>,
         outbound: Arc<Outbound>,
+        login_guard: Arc<LoginGuard>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> SmtpServer {
-        SmtpServer { role: Role::Submission(outbound), ..SmtpServer::new(config, inbound, tls) }
+        SmtpServer { role: Role::Submission(outbound, login_guard), ..SmtpServer::new(config, inbound, tls) }
     }
 
     fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
@@ -360,9 +363,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     let mut errors = 0usize;
     // The authenticated account, on the submission port.
     let mut user: Option<tenants::Account> = None;
-    let submission = match role {
-        Role::Submission(outbound) => Some(outbound),
-        Role::Mx => None,
+    let (submission, guard) = match role {
+        Role::Submission(outbound, guard) => (Some(outbound), Some(guard)),
+        Role::Mx => (None, None),
     };
     // Passwords cross only encrypted connections, or never leave the machine.
     let may_auth = submission.is_some() && (facts.tls_version > 0 || facts.client_ip.is_loopback());
@@ -445,17 +448,16 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     match read_credentials(&mut conn, mechanism, initial_response).await {
                         Err(Gone) => return Ending::Closed,
                         Ok(None) => Reply::new(501, "5.5.2", "malformed or cancelled authentication exchange"),
-                        Ok(Some((name, password))) => match authenticate(inbound, &name, password).await {
-                            Some(account) => {
-                                user = Some(account);
-                                Reply::new(235, "2.7.0", "authentication succeeded")
-                            }
-                            None => {
-                                errors += 1;
-                                // Slow guessing down; the error count closes the connection.
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                Reply::new(535, "5.7.8", "authentication credentials invalid")
-                            }
+                        Ok(Some((name, password))) => match guard {
+                            Some(guard) => match authenticate(inbound, guard, facts.client_ip, &name, password).await {
+                                Ok(account) => {
+                                    user = Some(account);
+                                    Reply::new(235, "2.7.0", "authentication succeeded")
+                                }
+                                // A 535 counts as a bad command below; the guard counts it across connections.
+                                Err(reply) => reply,
+                            },
+                            None => Reply::new(503, "5.5.1", "authentication is for the submission port"),
                         },
                     }
                 }
@@ -741,22 +743,39 @@ async fn read_credentials<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(None)
 }
 
-/// The active account these credentials open, checked like the API's sign-in.
-async fn authenticate(inbound: &Inbound, name: &str, password: secrecy::SecretString) -> Option<tenants::Account> {
-    use secrecy::ExposeSecret;
-    let address = tenants::EmailAddress::parse(name).ok();
-    let account = match &address {
-        Some(address) => inbound.store().account_by_address(address).await.ok().flatten(),
-        None => None,
-    };
-    let Some(account) = account.filter(|a| a.status == tenants::AccountStatus::Active) else {
-        // Same work whether or not the account exists.
-        let _ = tokio::task::spawn_blocking(move || tenants::password::verify_dummy(password.expose_secret())).await;
-        return None;
-    };
-    let hash = account.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || tenants::password::verify(password.expose_secret(), &hash)).await.ok()?;
-    ok.then_some(account)
+/// The active account these credentials open, checked and counted exactly
+/// like the API's sign-in.
+async fn authenticate(
+    inbound: &Inbound,
+    guard: &LoginGuard,
+    ip: IpAddr,
+    name: &str,
+    password: secrecy::SecretString,
+) -> Result<tenants::Account, Reply> {
+    let invalid = || Reply::new(535, "5.7.8", "authentication credentials invalid");
+    let Ok(address) = tenants::EmailAddress::parse(name) else { return Err(invalid()) };
+    if let Err(t) = guard.check(Some(address.as_str()), ip) {
+        return Err(Reply::new(
+            454,
+            "4.7.0",
+            format!("too many failed authentications; try again in {} seconds", t.retry_after),
+        ));
+    }
+    let account = inbound.store().verify_password(&address, password).await.map_err(|e| {
+        tracing::error!(error = %e, "password check failed");
+        Reply::new(454, "4.7.0", "temporary authentication failure")
+    })?;
+    match account {
+        Some(account) if account.status == tenants::AccountStatus::Active => {
+            guard.record_success(address.as_str());
+            Ok(account)
+        }
+        _ => {
+            guard.record_failure(Some(address.as_str()), ip);
+            tracing::info!(%ip, "failed submission authentication");
+            Err(invalid())
+        }
+    }
 }
 
 /// End of DATA on the submission port: queue the message.

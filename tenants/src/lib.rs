@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod dns_records;
+pub mod login;
 pub mod model;
 pub mod password;
 pub mod privacy;

@@ -17,7 +17,8 @@ pub struct Outer<'a> {
     pub trace: &'a [String],
     /// The envelope sender, or `None` for the null sender.
     pub from: Option<&'a str>,
-    pub to: &'a str,
+    /// The envelope recipients.
+    pub to: &'a [&'a str],
     /// RFC 5322 date of receipt.
     pub date: &'a str,
     /// `<id@host>` for the wrapper.
@@ -60,40 +61,48 @@ pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<St
 
 /// The PGP/MIME message that carries `message` sealed to the key.
 pub fn seal(public_key_armored: &str, message: &[u8], outer: &Outer<'_>) -> Result<Vec<u8>, VaultError> {
-    seal_to_all(&[public_key_armored], message, outer)
-}
-
-/// The PGP/MIME message that carries `message` sealed to every key.
-pub fn seal_to_all(public_keys_armored: &[&str], message: &[u8], outer: &Outer<'_>) -> Result<Vec<u8>, VaultError> {
-    let armored = encrypt_to_all(public_keys_armored, message)?;
-    let boundary = format!("caliop-sealed-{}", outer.message_id.trim_matches(|c| c == '<' || c == '>').replace('@', "."));
+    let armored = encrypt(public_key_armored, message)?;
     let from = match outer.from {
         Some(from) if !from.is_empty() => format!("<{from}>"),
         _ => format!("MAILER-DAEMON@{}", outer.hostname),
     };
+    let to: Vec<String> = outer.to.iter().map(|a| format!("<{a}>")).collect();
+    let mut headers = outer.trace.to_vec();
+    headers.extend([
+        format!("From: {from}"),
+        format!("To: {}", to.join(", ")),
+        format!("Date: {}", outer.date),
+        format!("Message-ID: {}", outer.message_id),
+        "Subject: ...".to_owned(),
+    ]);
+    Ok(pgp_mime(&headers, &armored))
+}
+
+/// Wraps an armored OpenPGP message as PGP/MIME (RFC 3156) under the given
+/// complete header lines (without CRLF). The boundary holds `_`, which
+/// armor never does, so it cannot occur inside the parts.
+pub fn pgp_mime(headers: &[String], armored: &str) -> Vec<u8> {
+    const BOUNDARY: &str = "caliop_pgp_mime";
     let mut out = String::with_capacity(armored.len() + 1024);
-    for line in outer.trace {
+    for line in headers {
         out.push_str(line);
         out.push_str("\r\n");
     }
     out.push_str(&format!(
-        "From: {from}\r\nTo: <{to}>\r\nDate: {date}\r\nMessage-ID: {id}\r\nSubject: ...\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{boundary}\"\r\n\r\n\
+        "MIME-Version: 1.0\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"{BOUNDARY}\"\r\n\r\n\
          This is an OpenPGP/MIME encrypted message (RFC 3156).\r\n\r\n\
-         --{boundary}\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\n\
+         --{BOUNDARY}\r\nContent-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\n\
          Version: 1\r\n\r\n\
-         --{boundary}\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
-         Content-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n",
-        to = outer.to,
-        date = outer.date,
-        id = outer.message_id,
+         --{BOUNDARY}\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+         Content-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n"
     ));
     for line in armored.lines() {
         out.push_str(line);
         out.push_str("\r\n");
     }
-    out.push_str(&format!("\r\n--{boundary}--\r\n"));
-    Ok(out.into_bytes())
+    out.push_str(&format!("\r\n--{BOUNDARY}--\r\n"));
+    out.into_bytes()
 }
 
 #[cfg(test)]
@@ -109,7 +118,7 @@ mod tests {
         let outer = Outer {
             trace: &["Received: from mx.example.org by mx.caliop.test".to_owned()],
             from: Some("alice@example.org"),
-            to: "bob@example.com",
+            to: &["bob@example.com"],
             date: "Thu, 26 Nov 2026 12:00:00 +0000",
             message_id: "<abc@mx.caliop.test>",
             hostname: "mx.caliop.test",

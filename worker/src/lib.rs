@@ -9,8 +9,8 @@
 //! per key; `run_at` schedules a job for later.
 //!
 //! Jobs today: [`DomainCheck`] keeps looking for a new domain's ownership
-//! record and verifies the domain as soon as it is published; [`Deliver`]
-//! sends submitted mail; [`DkimSwitch`] completes a DKIM key rotation once
+//! record and verifies the domain as soon as it is published;
+//! [`mail::outbound::DeliverJob`] sends submitted mail; [`DkimSwitch`] completes a DKIM key rotation once
 //! the new keys are in DNS.
 
 use std::collections::HashMap;
@@ -204,21 +204,21 @@ pub struct Context {
 }
 
 /// Delivers one spooled version of a submitted message to its recipients
-/// still waiting; the queue retries it while some are deferred.
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct Deliver(pub mail::outbound::DeliverJob);
-
-impl Job<Context> for Deliver {
+/// still waiting; the queue retries it while some are deferred. Queued by
+/// the submission itself, in its transaction; the delays between attempts
+/// come from configuration ([`Context::delivery_retry`]).
+impl Job<Context> for mail::outbound::DeliverJob {
     const NAME: &'static str = mail::outbound::DELIVER_JOB;
 
-    fn retry_policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 100_000, base: Duration::from_secs(60), max: Duration::from_secs(3600), jitter: 0.2 }
-    }
-
     async fn run(&self, context: &Context) -> Result<(), String> {
-        context.outbound.deliver(self.0.outbound_id).await.map(|_| ())
+        context.outbound.deliver(self.outbound_id).await.map(|_| ())
     }
 }
+
+/// Jobs that wait for a tenant to publish a DNS record: every minute at
+/// first, then every half hour, for about a week.
+const WAIT_FOR_DNS: RetryPolicy =
+    RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 };
 
 /// Looks for a new domain's verification record until it appears (or the
 /// attempts run out, over about a week), and verifies the domain then.
@@ -231,7 +231,7 @@ impl Job<Context> for DomainCheck {
     const NAME: &'static str = "domain.check";
 
     fn retry_policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 }
+        WAIT_FOR_DNS
     }
 
     fn dedup_key(&self) -> Option<String> {
@@ -269,7 +269,7 @@ impl Job<Context> for DkimSwitch {
     const NAME: &'static str = "dkim.switch";
 
     fn retry_policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 }
+        WAIT_FOR_DNS
     }
 
     fn dedup_key(&self) -> Option<String> {
@@ -299,7 +299,7 @@ impl Job<Context> for DkimSwitch {
 pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Context> {
     let store = context.store.clone();
     let retry = context.delivery_retry;
-    Worker::new(store, context, name).register::<DomainCheck>().register::<DkimSwitch>().register_with::<Deliver>(retry)
+    Worker::new(store, context, name).register::<DomainCheck>().register::<DkimSwitch>().register_with::<mail::outbound::DeliverJob>(retry)
 }
 
 #[cfg(test)]

@@ -80,24 +80,9 @@ pub async fn issue_token(
                 return Err(Problem::invalid("the password grant needs `username` and `password`, and no `api_key`"));
             };
             let address = EmailAddress::parse(&username)?;
-            state.login_guard.check(Some(address.as_str()), ip)?;
-            let account = state.store.account_by_address(&address).await?;
-            let verified = match &account {
-                Some(account) => {
-                    let hash = account.password_hash.clone();
-                    tokio::task::spawn_blocking(move || tenants::password::verify(&password, &hash))
-                        .await
-                        .map_err(Problem::internal)?
-                }
-                None => {
-                    tokio::task::spawn_blocking(move || tenants::password::verify_dummy(&password))
-                        .await
-                        .map_err(Problem::internal)?;
-                    false
-                }
-            };
-            let account = match account {
-                Some(account) if verified && account.status != AccountStatus::Deleted => account,
+            state.login_guard.check(Some(address.as_str()), ip).map_err(too_many)?;
+            let account = match state.store.verify_password(&address, password.into()).await? {
+                Some(account) if account.status != AccountStatus::Deleted => account,
                 _ => {
                     state.login_guard.record_failure(Some(address.as_str()), ip);
                     tracing::info!(%ip, "failed sign-in");
@@ -124,7 +109,7 @@ pub async fn issue_token(
             let (Some(secret), None, None) = (request.api_key, &request.username, &request.password) else {
                 return Err(Problem::invalid("the api_key grant needs `api_key`, and no `username` or `password`"));
             };
-            state.login_guard.check(None, ip)?;
+            state.login_guard.check(None, ip).map_err(too_many)?;
             let Some(key) = state.store.use_api_key(&api_key_hash(&secret)).await? else {
                 state.login_guard.record_failure(None, ip);
                 return Err(Problem::unauthorized("unknown or revoked API key"));
@@ -152,4 +137,8 @@ pub async fn issue_token(
         account_id,
         scopes: actor.scopes,
     }))
+}
+
+fn too_many(t: tenants::login::TooManyAttempts) -> Problem {
+    Problem::too_many_attempts(t.retry_after)
 }

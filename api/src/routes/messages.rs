@@ -283,26 +283,26 @@ fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> 
     for bcc in &m.bcc {
         builder = builder.bcc(mailbox(bcc, "bcc")?);
     }
-    let body = match &m.html {
-        Some(html) => MultiPart::alternative_plain_html(m.text.clone(), html.clone()),
-        None => MultiPart::mixed().singlepart(SinglePart::plain(m.text.clone())),
-    };
-    let message = if m.attachments.is_empty() {
-        match &m.html {
-            Some(_) => builder.multipart(body),
-            None => builder.body(m.text.clone()),
+    let alternative = |html: &String| MultiPart::alternative_plain_html(m.text.clone(), html.clone());
+    let message = match (&m.html, m.attachments.as_slice()) {
+        (None, []) => builder.body(m.text.clone()),
+        (Some(html), []) => builder.multipart(alternative(html)),
+        (html, attachments) => {
+            let mut mixed = match html {
+                Some(html) => MultiPart::mixed().multipart(alternative(html)),
+                None => MultiPart::mixed().singlepart(SinglePart::plain(m.text.clone())),
+            };
+            for a in attachments {
+                let content = base64::engine::general_purpose::STANDARD
+                    .decode(a.content_base64.trim())
+                    .map_err(|e| Problem::invalid(format!("attachment `{}`: content_base64 is not base64: {e}", a.filename)))?;
+                let media_type = ContentType::parse(&a.media_type).map_err(|_| {
+                    Problem::invalid(format!("attachment `{}`: `{}` is not a media type", a.filename, a.media_type))
+                })?;
+                mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(content, media_type));
+            }
+            builder.multipart(mixed)
         }
-    } else {
-        let mut mixed = MultiPart::mixed().multipart(body);
-        for a in &m.attachments {
-            let content = base64::engine::general_purpose::STANDARD
-                .decode(a.content_base64.trim())
-                .map_err(|e| Problem::invalid(format!("attachment `{}`: content_base64 is not base64: {e}", a.filename)))?;
-            let media_type = ContentType::parse(&a.media_type)
-                .map_err(|_| Problem::invalid(format!("attachment `{}`: `{}` is not a media type", a.filename, a.media_type)))?;
-            mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(content, media_type));
-        }
-        builder.multipart(mixed)
     };
     message.map(|m| m.formatted()).map_err(|e| Problem::invalid(format!("the message cannot be built: {e}")))
 }

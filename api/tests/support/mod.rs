@@ -73,11 +73,20 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     ));
     let submission_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let submission = submission_listener.local_addr().expect("local addr");
-    let server = mail::smtp::SmtpServer::submission(smtp.clone(), inbound.clone(), outbound.clone(), Some(tls.clone()));
+    let login_guard = std::sync::Arc::new(config.login_guard());
+    let server = mail::smtp::SmtpServer::submission(
+        smtp.clone(),
+        inbound.clone(),
+        outbound.clone(),
+        login_guard.clone(),
+        Some(tls.clone()),
+    );
     tokio::spawn(server.serve(submission_listener, std::future::pending()));
     let server = mail::smtp::SmtpServer::new(smtp, inbound.clone(), Some(tls));
     tokio::spawn(server.serve(smtp_listener, std::future::pending()));
-    let state = AppState::new(store.clone(), &key, inbound.clone(), outbound, resolver.clone(), config).await.expect("app state");
+    let state = AppState::new(store.clone(), &key, inbound.clone(), outbound, resolver.clone(), login_guard, config)
+        .await
+        .expect("app state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -162,7 +171,7 @@ impl TestApp {
             store: self.store.clone(),
             dns: self.resolver.clone(),
             outbound,
-            delivery_retry: worker::RetryPolicy { max_attempts: 100, base: retry_after, max: retry_after, jitter: 0.0 },
+            delivery_retry: worker::RetryPolicy { max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS, base: retry_after, max: retry_after, jitter: 0.0 },
         }
     }
 

@@ -24,8 +24,8 @@ pub struct NewOutbound {
 }
 
 /// Sending rates a submission must stay within (0 means no sending at all).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-pub struct SendCounts {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SendRates {
     pub account_messages_per_hour: i64,
     pub account_recipients_per_day: i64,
     pub tenant_messages_per_hour: i64,
@@ -45,7 +45,7 @@ pub struct Submission {
     pub expires_at: DateTime<Utc>,
     /// Delivery jobs, one per outbound version.
     pub jobs: Vec<NewJob<'static>>,
-    pub limits: SendCounts,
+    pub limits: SendRates,
 }
 
 /// A spooled version of a message.
