@@ -39,59 +39,7 @@ struct Outcome {
 
 pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
     let levels: Vec<Level> = args.levels.split(',').map(|l| l.trim().parse()).collect::<Result<_, _>>()?;
-    let dir = std::env::temp_dir().join(format!("caliop-bench-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let url = args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("caliop.db").display()));
-    let store = Store::connect(&url, 16).await.context("connecting to the benchmark database")?;
-    store.migrate().await?;
-    let tenant = store
-        .create_tenant(
-            "bench",
-            NewTenant {
-                name: format!("bench {}", uuid::Uuid::now_v7().simple()),
-                kind: TenantKind::Enterprise,
-                parent_id: None,
-                limits: Limits { max_accounts: 100, max_domains: 10, storage_quota_bytes: 1 << 50 },
-                policy: Policy::default(),
-            },
-        )
-        .await?;
-    let domain_name = DomainName::parse(&format!("bench-{}.test", uuid::Uuid::now_v7().simple()))?;
-    let master = vault::at_rest::MasterKey::ephemeral()?;
-    let dkim_keys = mail::outbound::generate_dkim_keys(&master, domain_name.as_str())?;
-    let domain = store
-        .create_domain(
-            "bench",
-            NewDomain {
-                tenant_id: tenant.id,
-                name: domain_name.clone(),
-                verification_token: "bench".into(),
-                dkim_keys,
-            },
-        )
-        .await?;
-    for level in &levels {
-        let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
-        let key = vault::openpgp::AccountKey::generate(&format!("Bench <{address}>"), "bench passphrase")?;
-        store
-            .create_account(
-                "bench",
-                NewAccount {
-                    tenant_id: tenant.id,
-                    domain_id: domain.id,
-                    address,
-                    display_name: level.to_string(),
-                    role: AccountRole::User,
-                    level: *level,
-                    password_hash: tenants::password::hash("bench passphrase")?,
-                    fingerprint: key.fingerprint,
-                    public_key: key.public_armored,
-                    secret_key: key.secret_armored,
-                },
-            )
-            .await?;
-    }
-
+    let Fixture { dir, url, store, master, domain_name } = fixture(args.database_url.as_deref(), &levels).await?;
     let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
     let config = mail::smtp::SmtpConfig {
         hostname: "bench.caliop.test".into(),
@@ -151,6 +99,73 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
 
     print_table(&args, &url, &outcomes);
     Ok(())
+}
+
+/// A throw-away database (or the one given) with one tenant, one domain
+/// (with DKIM keys) and one account per level, named `{level}@{domain}`.
+struct Fixture {
+    dir: std::path::PathBuf,
+    url: String,
+    store: Store,
+    master: vault::at_rest::MasterKey,
+    domain_name: DomainName,
+}
+
+async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result<Fixture> {
+    let dir = std::env::temp_dir().join(format!("caliop-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let url = database_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.join("caliop.db").display()));
+    let store = Store::connect(&url, 16).await.context("connecting to the benchmark database")?;
+    store.migrate().await?;
+    let tenant = store
+        .create_tenant(
+            "bench",
+            NewTenant {
+                name: format!("bench {}", uuid::Uuid::now_v7().simple()),
+                kind: TenantKind::Enterprise,
+                parent_id: None,
+                limits: Limits { max_accounts: 100, max_domains: 10, storage_quota_bytes: 1 << 50 },
+                policy: Policy::default(),
+            },
+        )
+        .await?;
+    let domain_name = DomainName::parse(&format!("bench-{}.test", uuid::Uuid::now_v7().simple()))?;
+    let master = vault::at_rest::MasterKey::ephemeral()?;
+    let dkim_keys = mail::outbound::generate_dkim_keys(&master, domain_name.as_str())?;
+    let domain = store
+        .create_domain(
+            "bench",
+            NewDomain {
+                tenant_id: tenant.id,
+                name: domain_name.clone(),
+                verification_token: "bench".into(),
+                dkim_keys,
+            },
+        )
+        .await?;
+    for level in levels {
+        let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
+        let key = vault::openpgp::AccountKey::generate(&format!("Bench <{address}>"), "bench passphrase")?;
+        store
+            .create_account(
+                "bench",
+                NewAccount {
+                    tenant_id: tenant.id,
+                    domain_id: domain.id,
+                    address,
+                    display_name: level.to_string(),
+                    role: AccountRole::User,
+                    level: *level,
+                    password_hash: tenants::password::hash("bench passphrase")?,
+                    fingerprint: key.fingerprint,
+                    public_key: key.public_armored,
+                    secret_key: key.secret_armored,
+                },
+            )
+            .await?;
+    }
+
+    Ok(Fixture { dir, url, store, master, domain_name })
 }
 
 /// One client on one connection, pipelining each transaction.
@@ -231,5 +246,227 @@ fn print_table(args: &SmtpBench, url: &str, outcomes: &[Outcome]) {
             percentile(&sorted, 0.95),
             percentile(&sorted, 0.99),
         );
+    }
+}
+
+/// `caliop bench outbound`: messages submitted as a user would (the same
+/// path as the API and the submission port), delivered by the workers,
+/// DKIM-signed, to an SMTP sink on loopback reached as a relay.
+#[derive(clap::Args, Debug)]
+pub struct OutboundBench {
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 10 * 1024)]
+    size: usize,
+    /// Concurrent submitters.
+    #[arg(long, default_value_t = 8)]
+    submitters: usize,
+    /// Jobs the workers run at once.
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// A database URL instead of a throw-away SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// What the sink saw: arrival time per Message-ID, and how many carried DKIM signatures.
+#[derive(Default)]
+struct Arrivals {
+    at: std::collections::HashMap<String, Instant>,
+    signed: usize,
+}
+
+pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
+    let Fixture { dir, url, store, master, domain_name } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let sender = store
+        .account_by_address(&EmailAddress::parse(&format!("standard@{domain_name}"))?)
+        .await?
+        .context("the bench account")?;
+    let arrivals = Arc::new(std::sync::Mutex::new(Arrivals::default()));
+    let (all_arrived, arrived) = tokio::sync::watch::channel(0usize);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let sink = tokio::spawn(sink(listener, arrivals.clone(), all_arrived));
+
+    let unlimited = tenants::store::SendRates {
+        account_messages_per_hour: i64::MAX / 4,
+        account_recipients_per_day: i64::MAX / 4,
+        tenant_messages_per_hour: i64::MAX / 4,
+        tenant_recipients_per_day: i64::MAX / 4,
+    };
+    let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
+    let outbound = Arc::new(mail::outbound::Outbound::new(
+        store.clone(),
+        inbound,
+        None,
+        mail::outbound::OutboundConfig {
+            hostname: "bench.caliop.test".into(),
+            relay: Some(sink_addr),
+            limits: mail::outbound::SendLimits { public: unlimited, paid: unlimited },
+            ..mail::outbound::OutboundConfig::default()
+        },
+    ));
+    let context = worker::Context {
+        store: store.clone(),
+        // Never asked: every message goes through the relay.
+        dns: mail::dns::Dns::new(std::net::SocketAddr::from(([127, 0, 0, 1], 53)), Duration::from_secs(1))?,
+        outbound: outbound.clone(),
+        delivery_retry: worker::RetryPolicy {
+            max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS,
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        },
+    };
+    let mut workers = worker::caliop_worker(context, "bench-worker");
+    workers.concurrency = args.workers.max(1);
+    workers.idle = Duration::from_millis(10);
+    let (stop_workers, workers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(workers.run(async move {
+        let _ = workers_stopped.await;
+    }));
+
+    let body_line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let mut text = String::new();
+    while text.len() + body_line.len() + 200 <= args.size {
+        text.push_str(body_line);
+    }
+    let text = Arc::new(text);
+    eprintln!(
+        "bench: {} × ~{} B submitted by {} tasks, delivered by {} workers through a loopback sink…",
+        args.messages, args.size, args.submitters, args.workers
+    );
+    let started = Instant::now();
+    let mut submitters = tokio::task::JoinSet::new();
+    let per_task = args.messages.div_ceil(args.submitters.max(1));
+    for t in 0..args.submitters.max(1) {
+        let count = per_task.min(args.messages.saturating_sub(t * per_task));
+        let (outbound, sender, text, from) = (outbound.clone(), sender.clone(), text.clone(), sender.address.to_string());
+        submitters.spawn(async move {
+            let mut submitted = Vec::with_capacity(count);
+            for i in 0..count {
+                let message = format!("From: <{from}>\r\nTo: <bench{t}-{i}@remote.test>\r\nSubject: bench\r\n\r\n{text}");
+                let at = Instant::now();
+                let draft = mail::outbound::Draft {
+                    account: sender.clone(),
+                    recipients: vec![format!("bench{t}-{i}@remote.test")],
+                    message: message.into_bytes(),
+                    require_encryption: false,
+                };
+                match outbound.submit(draft).await {
+                    Ok(done) => submitted.push((done.header_message_id, at, at.elapsed())),
+                    Err(e) => eprintln!("bench: a submission was refused: {e}"),
+                }
+            }
+            submitted
+        });
+    }
+    let mut submitted = Vec::with_capacity(args.messages);
+    while let Some(done) = submitters.join_next().await {
+        submitted.extend(done?);
+    }
+    let submit_elapsed = started.elapsed();
+    let expected = submitted.len();
+    let mut arrived = arrived;
+    let waited = tokio::time::timeout(Duration::from_secs(600), arrived.wait_for(|n| *n >= expected)).await;
+    let elapsed = started.elapsed();
+    let _ = stop_workers.send(());
+    let _ = workers.await;
+    sink.abort();
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let arrivals = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+    let mut submit_latency: Vec<Duration> = submitted.iter().map(|(_, _, took)| *took).collect();
+    let mut queue_latency: Vec<Duration> = submitted
+        .iter()
+        .filter_map(|(id, at, _)| arrivals.at.get(id).map(|arrived| arrived.duration_since(*at)))
+        .collect();
+    submit_latency.sort();
+    queue_latency.sort();
+    if waited.is_err() {
+        eprintln!("bench: gave up waiting after 600 s");
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let backend = if url.starts_with("sqlite") { "SQLite (WAL, synchronous=FULL)" } else { "PostgreSQL" };
+    println!("caliop bench outbound — {cores} cores, database {backend}");
+    println!(
+        "settings: {} messages of ~{} B, {} submitters, {} workers, one recipient each, RSA-2048 + Ed25519 DKIM, plain SMTP to a loopback relay",
+        args.messages, args.size, args.submitters, args.workers
+    );
+    println!(
+        "{:>9} {:>9} {:>7} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "submitted", "delivered", "signed", "submit msg/s", "e2e msg/s", "submit p50", "submit p99", "queue p50", "queue p99"
+    );
+    println!(
+        "{:>9} {:>9} {:>7} {:>12.0} {:>10.0} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
+        expected,
+        queue_latency.len(),
+        arrivals.signed,
+        expected as f64 / submit_elapsed.as_secs_f64().max(f64::EPSILON),
+        queue_latency.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        percentile(&submit_latency, 0.50),
+        percentile(&submit_latency, 0.99),
+        percentile(&queue_latency, 0.50),
+        percentile(&queue_latency, 0.99),
+    );
+    println!("queue latency: from the start of the submission to the sink's 250 (p90 {:.1} ms)", percentile(&queue_latency, 0.90));
+    Ok(())
+}
+
+/// A minimal SMTP sink: answers every command, records each message's
+/// arrival by Message-ID and whether it was DKIM-signed.
+async fn sink(listener: tokio::net::TcpListener, arrivals: Arc<std::sync::Mutex<Arrivals>>, count: tokio::sync::watch::Sender<usize>) {
+    let count = Arc::new(count);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (arrivals, count) = (arrivals.clone(), count.clone());
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            let _ = reader.get_mut().write_all(b"220 sink ESMTP\r\n").await;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                    "DATA" => {
+                        let _ = reader.get_mut().write_all(b"354 go ahead\r\n").await;
+                        let (mut message_id, mut signed) = (None, false);
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            signed |= lower.starts_with("dkim-signature:");
+                            if message_id.is_none() && lower.starts_with("message-id:") {
+                                message_id = Some(line[11..].trim().to_owned());
+                            }
+                        }
+                        let mut a = arrivals.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(id) = message_id {
+                            a.at.insert(id, Instant::now());
+                        }
+                        a.signed += usize::from(signed);
+                        count.send_replace(a.at.len());
+                        b"250 ok\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = reader.get_mut().write_all(b"221 bye\r\n").await;
+                        return;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                let _ = reader.get_mut().write_all(reply).await;
+            }
+        });
     }
 }

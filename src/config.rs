@@ -46,6 +46,13 @@ pub struct SubmissionSection {
 pub struct DeliverySection {
     /// The port spoken to on recipients' MX hosts.
     pub port: u16,
+    /// `host:port` of a relay that takes all mail for other domains
+    /// instead of their MX (an outbound gateway); unset: deliver directly.
+    pub relay: Option<SocketAddr>,
+    /// The port of HTTPS fetches from mail domains (MTA-STS policies, WKD keys).
+    pub https_port: u16,
+    /// A PEM file of trust anchors beside the web PKI's, for a private PKI.
+    pub extra_ca_file: Option<PathBuf>,
     /// How long a message is retried before it bounces.
     pub lifetime_seconds: u64,
     /// First delay between attempts; it doubles up to `retry_max_seconds`.
@@ -83,6 +90,9 @@ impl Default for DeliverySection {
         let d = mail::outbound::OutboundConfig::default();
         DeliverySection {
             port: d.delivery_port,
+            relay: d.relay,
+            https_port: d.https_port,
+            extra_ca_file: None,
             lifetime_seconds: d.lifetime.as_secs(),
             retry_base_seconds: 60,
             retry_max_seconds: 3600,
@@ -265,15 +275,22 @@ impl Config {
     }
 
     /// How submitted mail is sent.
-    pub fn outbound_config(&self) -> mail::outbound::OutboundConfig {
-        mail::outbound::OutboundConfig {
+    pub fn outbound_config(&self) -> Result<mail::outbound::OutboundConfig, String> {
+        let extra_roots = match &self.delivery.extra_ca_file {
+            Some(path) => mail::https::load_roots(path)?,
+            None => Vec::new(),
+        };
+        Ok(mail::outbound::OutboundConfig {
             hostname: self.mail.hostname.clone(),
             delivery_port: self.delivery.port,
+            relay: self.delivery.relay,
+            https_port: self.delivery.https_port,
+            extra_roots,
             lifetime: Duration::from_secs(self.delivery.lifetime_seconds),
             connect_timeout: Duration::from_secs(self.delivery.connect_timeout_seconds),
             max_recipients: self.smtp.max_recipients,
             limits: mail::outbound::SendLimits { public: self.send_limits.public, paid: self.send_limits.paid },
-        }
+        })
     }
 
     /// Delays between delivery attempts.

@@ -56,6 +56,8 @@ enum Command {
 enum BenchCommand {
     /// Drive the SMTP MX over loopback with concurrent clients.
     Smtp(bench::SmtpBench),
+    /// Submit messages and deliver them, DKIM-signed, to an SMTP sink on loopback.
+    Outbound(bench::OutboundBench),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             Command::Admin { command: AdminCommand::OperatorToken { ttl } } => operator_token(&config, ttl).await,
             Command::Openapi => Ok(()),
             Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
+            Command::Bench { command: BenchCommand::Outbound(args) } => bench::outbound(args).await,
         }
     })
 }
@@ -208,7 +211,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         store.clone(),
         inbound.clone(),
         resolver_answers.then(|| dns.clone()),
-        config.outbound_config(),
+        config.outbound_config().map_err(|e| anyhow::anyhow!("delivery.extra_ca_file: {e}"))?,
     ));
     // One count of failed sign-ins for the API and the submission port.
     let login_guard = std::sync::Arc::new(config.api_config().login_guard());

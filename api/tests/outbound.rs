@@ -21,6 +21,9 @@ on_both_backends!(
     refused_submissions_queue_nothing,
     sealed_senders_encrypt_to_every_key_they_know,
     failed_sign_ins_count_across_the_api_and_the_submission_port,
+    a_relay_takes_mail_for_every_other_domain,
+    mta_sts_enforce_means_verified_tls_or_waiting,
+    remote_keys_found_by_wkd_encrypt_outgoing_mail,
 );
 
 /// `remote.test` has its MX on loopback, where the sink listens.
@@ -368,4 +371,121 @@ async fn failed_sign_ins_count_across_the_api_and_the_submission_port(backend: B
     let api = app.send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "password",
         "username": "alice@acme.test", "password": support::PASSWORD}))).await;
     assert!(api.problem(429).contains("too many failed sign-in attempts"), "{api:?}");
+}
+
+async fn a_relay_takes_mail_for_every_other_domain(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    // No MX anywhere: without the relay this would bounce as "no mail server".
+    let sink = Sink::start(&[]);
+    let relay = std::net::SocketAddr::from(([127, 0, 0, 1], sink.port));
+    let config = mail::outbound::OutboundConfig { relay: Some(relay), ..app.outbound_config(9) };
+    let workers = app.start_workers_with(config, Duration::from_secs(1));
+    let sent = app
+        .post(&format!("/v1/accounts/{alice_id}/messages"), &alice, json!({"to": ["zoe@nowhere.test"], "text": "via the gateway"}))
+        .await;
+    let message_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    let d = wait_status(&app, &message_id, &alice, "zoe@nowhere.test", "delivered").await;
+    assert_eq!(d["remote_host"], "127.0.0.1");
+    let received = sink.messages();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["rcpt_tos"], json!(["zoe@nowhere.test"]));
+    workers.stop().await;
+}
+
+async fn mta_sts_enforce_means_verified_tls_or_waiting(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    route_remote(&app);
+    app.dns.set_txt("_mta-sts.remote.test", &["v=STSv1; id=20261126"]);
+    app.https.put(
+        "mta-sts.remote.test",
+        "/.well-known/mta-sts.txt",
+        "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n",
+    );
+
+    // The MX does not offer STARTTLS: under `enforce` the message waits.
+    let plain_sink = Sink::start(&[]);
+    let workers = app.start_workers(plain_sink.port, Duration::from_secs(1));
+    let sent = app
+        .post(&format!("/v1/accounts/{alice_id}/messages"), &alice, json!({"to": ["bob@remote.test"], "text": "only over TLS"}))
+        .await;
+    let message_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    let deferred = wait_status(&app, &message_id, &alice, "bob@remote.test", "deferred").await;
+    assert!(deferred["remote_reply"].as_str().unwrap().contains("MTA-STS: mx.remote.test does not offer STARTTLS"), "{deferred}");
+    workers.stop().await;
+    assert!(plain_sink.messages().is_empty(), "nothing went out in clear");
+
+    // The MX now offers STARTTLS with a certificate valid for its name: delivered.
+    let issued = app.ca.issue(&["mx.remote.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    let tls_sink = Sink::start(&["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let workers = app.start_workers(tls_sink.port, Duration::from_secs(1));
+    wait_status(&app, &message_id, &alice, "bob@remote.test", "delivered").await;
+    let received = tls_sink.messages();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["tls"], true);
+    workers.stop().await;
+
+    // A certificate for another name is not good enough.
+    let wrong = app.ca.issue(&["elsewhere.test"]);
+    std::fs::write(&cert, &wrong.cert_pem).unwrap();
+    std::fs::write(&key, &wrong.key_pem).unwrap();
+    let wrong_sink = Sink::start(&["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let workers = app.start_workers(wrong_sink.port, Duration::from_secs(1));
+    let sent = app
+        .post(&format!("/v1/accounts/{alice_id}/messages"), &alice, json!({"to": ["carl@remote.test"], "text": "again"}))
+        .await;
+    let message_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    let deferred = wait_status(&app, &message_id, &alice, "carl@remote.test", "deferred").await;
+    assert!(deferred["remote_reply"].as_str().unwrap().contains("MTA-STS: TLS with mx.remote.test failed"), "{deferred}");
+    assert!(wrong_sink.messages().is_empty());
+    workers.stop().await;
+}
+
+async fn remote_keys_found_by_wkd_encrypt_outgoing_mail(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    route_remote(&app);
+    // dave@remote.test publishes his key in his domain's Web Key Directory (advanced layout).
+    let dave = vault::openpgp::AccountKey::generate("Dave <dave@remote.test>", "dave's passphrase").unwrap();
+    let binary = vault::openpgp::AccountKey::binary_public_key(&dave.public_armored).unwrap();
+    let hash = mail::wkd::hash("dave");
+    app.https.put("openpgpkey.remote.test", &format!("/.well-known/openpgpkey/remote.test/hu/{hash}?l=dave"), binary);
+    let sink = Sink::start(&[]);
+    let workers = app.start_workers(sink.port, Duration::from_secs(1));
+
+    // erin@remote.test has no key: requiring encryption to her is refused.
+    let refused = app
+        .post(&format!("/v1/accounts/{alice_id}/messages"), &alice,
+            json!({"to": ["dave@remote.test", "erin@remote.test"], "text": "x", "require_encryption": true}))
+        .await;
+    assert!(refused.problem(422).contains("erin@remote.test"));
+    assert_eq!(refused.body["found"], json!(["erin@remote.test"]));
+
+    let sent = app
+        .post(&format!("/v1/accounts/{alice_id}/messages"), &alice,
+            json!({"to": ["dave@remote.test"], "subject": "For your eyes", "text": "The vault code is 1234.", "require_encryption": true}))
+        .await;
+    let sent = sent.ok(202).clone();
+    assert_eq!(sent["encrypted_to"], json!(["dave@remote.test"]));
+    let received = sink.wait_for(1, Duration::from_secs(15)).await;
+    let data = received[0]["data"].as_str().unwrap();
+    assert!(data.contains("multipart/encrypted") && !data.contains("1234") && !data.contains("For your eyes"), "{data}");
+
+    let home = support::gpg_home();
+    let (ok, _, err) = support::gpg(home.path(), &["--passphrase", "dave's passphrase", "--import"], dave.secret_armored.as_bytes());
+    assert!(ok, "{err}");
+    let start = data.find("-----BEGIN PGP MESSAGE-----").unwrap();
+    let end = data.find("-----END PGP MESSAGE-----").unwrap() + "-----END PGP MESSAGE-----".len();
+    let (ok, plain, err) = support::gpg(home.path(), &["--passphrase", "dave's passphrase", "--decrypt"], data[start..end].as_bytes());
+    assert!(ok, "dave's own key opens it: {err}");
+    assert!(String::from_utf8_lossy(&plain).contains("The vault code is 1234."));
+    workers.stop().await;
 }

@@ -4,7 +4,9 @@
 
 pub mod dns;
 pub mod dsn;
+pub mod https;
 pub mod inbound;
+pub mod mta_sts;
 pub mod outbound;
 pub mod reply;
 pub mod smtp;
@@ -13,6 +15,8 @@ pub mod wkd;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod dns_server;
+#[cfg(any(test, feature = "testing"))]
+pub mod https_server;
 #[cfg(any(test, feature = "testing"))]
 pub mod probe;
 #[cfg(any(test, feature = "testing"))]

@@ -11,7 +11,9 @@
 //! Delivery signs with the sender domain's active DKIM keys (RSA and
 //! Ed25519), groups recipients per domain, hands hosted domains to the
 //! inbound path without a network hop, and speaks SMTP to the MX of the
-//! others, one status per recipient. Temporary failures are retried by the
+//! others (over verified TLS to the hosts an MTA-STS `enforce` policy
+//! names), one status per recipient. Recipients' keys come from our own
+//! accounts or from their domain's Web Key Directory. Temporary failures are retried by the
 //! queue until the message's lifetime runs out; permanent failures and
 //! expiry produce one DSN (RFC 3464) in the sender's Inbox.
 //!
@@ -39,6 +41,8 @@ use tenants::{
 use uuid::Uuid;
 
 use crate::dns::{Dns, Kind};
+use crate::https::Https;
+use crate::mta_sts::Policies;
 use crate::inbound::{Envelope, Inbound, openpgp_protection};
 use crate::reply::Reply;
 
@@ -97,6 +101,14 @@ pub struct OutboundConfig {
     pub hostname: String,
     /// The port spoken to on remote MX hosts (25; tests use their sink's).
     pub delivery_port: u16,
+    /// A relay ("smarthost") that takes all mail for other domains instead
+    /// of their MX, e.g. an outbound gateway.
+    pub relay: Option<std::net::SocketAddr>,
+    /// The port of HTTPS fetches (MTA-STS policies, WKD keys): 443, except in tests.
+    pub https_port: u16,
+    /// Trust anchors beside the web PKI's, for certificates of MTA-STS
+    /// policy hosts, WKD hosts and MX hosts under an `enforce` policy.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// How long a message is retried before it bounces.
     pub lifetime: Duration,
     pub connect_timeout: Duration,
@@ -109,6 +121,9 @@ impl Default for OutboundConfig {
         OutboundConfig {
             hostname: "mail.localhost".into(),
             delivery_port: 25,
+            relay: None,
+            https_port: 443,
+            extra_roots: Vec::new(),
             lifetime: Duration::from_secs(5 * 24 * 3600),
             connect_timeout: Duration::from_secs(30),
             max_recipients: 100,
@@ -194,6 +209,10 @@ pub struct Outbound {
     store: Store,
     inbound: Arc<Inbound>,
     dns: Option<Dns>,
+    /// WKD lookups of recipients' keys (only with a resolver).
+    https: Option<Https>,
+    /// Recipient domains' MTA-STS policies (only with a resolver).
+    policies: Option<Policies>,
     config: OutboundConfig,
 }
 
@@ -207,7 +226,13 @@ impl Outbound {
     /// `dns` is `None` where no resolver answers: remote delivery then
     /// waits (deferred) until one does; local delivery still works.
     pub fn new(store: Store, inbound: Arc<Inbound>, dns: Option<Dns>, config: OutboundConfig) -> Outbound {
-        Outbound { store, inbound, dns, config }
+        let https = dns.as_ref().and_then(|dns| {
+            Https::new(dns.clone(), config.https_port, &config.extra_roots, Duration::from_secs(10))
+                .inspect_err(|e| tracing::error!(error = %e, "HTTPS client unavailable: no MTA-STS, no WKD lookups"))
+                .ok()
+        });
+        let policies = dns.as_ref().zip(https.clone()).map(|(dns, https)| Policies::new(dns.clone(), https));
+        Outbound { store, inbound, dns, https, policies, config }
     }
 
     /// Checks, encrypts where it must, and queues a message.
@@ -409,13 +434,34 @@ impl Outbound {
         Ok(out)
     }
 
-    /// The recipient's OpenPGP key, when we host them.
+    /// The recipient's OpenPGP key: ours when we host them, else what their
+    /// domain's Web Key Directory serves (advanced layout first, then direct).
     async fn recipient_key(&self, recipient: &str) -> Option<String> {
         let address = EmailAddress::parse(recipient).ok()?;
         match self.store.account_by_address(&address).await {
-            Ok(Some(account)) if account.status == AccountStatus::Active => Some(account.public_key),
-            _ => None,
+            Ok(Some(account)) if account.status == AccountStatus::Active => return Some(account.public_key),
+            Ok(Some(_)) => return None,
+            _ => {}
         }
+        let https = self.https.as_ref()?;
+        let (local, domain) = (address.local(), address.domain());
+        let hash = crate::wkd::hash(local);
+        let local_query: String = local.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let places = [
+            (format!("openpgpkey.{domain}"), format!("/.well-known/openpgpkey/{domain}/hu/{hash}?l={local_query}")),
+            (domain.to_string(), format!("/.well-known/openpgpkey/hu/{hash}?l={local_query}")),
+        ];
+        for (host, path) in places {
+            match https.get(&host, &path, 256 * 1024).await {
+                Ok(Some(binary)) => match vault::openpgp::AccountKey::armored_for_address(&binary, address.as_str()) {
+                    Ok(armored) => return Some(armored),
+                    Err(e) => tracing::info!(error = %e, %host, "a WKD key was refused"),
+                },
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, %host, "no WKD answer"),
+            }
+        }
+        None
     }
 
     /// One delivery attempt for every recipient of `outbound_id` still
@@ -578,6 +624,13 @@ impl Outbound {
     async fn deliver_remotely(&self, domain: &str, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
         let defer_all = |host: Option<String>, reply: String| Outcome::all(recipients, DeliveryStatus::Deferred, host, reply);
         let bounce_all = |reply: String| Outcome::all(recipients, DeliveryStatus::Bounced, None, reply);
+        if let Some(relay) = self.config.relay {
+            let host = relay.ip().to_string();
+            return match self.smtp_transaction(&host, relay, false, envelope_from, recipients, message).await {
+                Ok(outcomes) => outcomes,
+                Err(reason) => defer_all(Some(host), reason),
+            };
+        }
         let Some(dns) = &self.dns else {
             return defer_all(None, "no DNS resolver answers: the recipient's mail server cannot be found yet".into());
         };
@@ -589,6 +642,20 @@ impl Outbound {
             Err(MxError::NoSuchDomain) => return bounce_all(format!("550 5.1.2 {domain} has no mail server (no MX, no address)")),
             Err(MxError::Dns(reason)) => return defer_all(None, format!("DNS lookup for {domain} failed: {reason}")),
         };
+        // MTA-STS `enforce`: only the MX hosts the policy names, only over
+        // TLS with a valid certificate; otherwise wait, never send in clear.
+        let policy = match &self.policies {
+            Some(policies) => policies.policy(domain).await.filter(|p| p.mode == crate::mta_sts::Mode::Enforce),
+            None => None,
+        };
+        let hosts: Vec<String> = match &policy {
+            Some(policy) => hosts.into_iter().filter(|h| policy.allows(h)).collect(),
+            None => hosts,
+        };
+        if hosts.is_empty() {
+            return defer_all(None, format!("MTA-STS: no MX host of {domain} matches its enforced policy"));
+        }
+        let require_tls = policy.is_some();
         let mut last = None;
         for host in hosts {
             let addresses = match addresses(dns, &host).await {
@@ -603,7 +670,8 @@ impl Outbound {
                 }
             };
             for ip in addresses {
-                match self.smtp_transaction(&host, ip, envelope_from, recipients, message).await {
+                let server = std::net::SocketAddr::new(ip, self.config.delivery_port);
+                match self.smtp_transaction(&host, server, require_tls, envelope_from, recipients, message).await {
                     Ok(outcomes) => return outcomes,
                     Err(reason) => last = Some((host.clone(), reason)),
                 }
@@ -619,17 +687,32 @@ impl Outbound {
     async fn smtp_transaction(
         &self,
         host: &str,
-        ip: std::net::IpAddr,
+        server: std::net::SocketAddr,
+        require_tls: bool,
         envelope_from: &str,
         recipients: &[String],
         message: &[u8],
     ) -> Result<Vec<Outcome>, String> {
         let hello = ClientId::Domain(self.config.hostname.clone());
-        let server = std::net::SocketAddr::new(ip, self.config.delivery_port);
         let mut conn = AsyncSmtpConnection::connect_tokio1(server, Some(self.config.connect_timeout), &hello, None, None)
             .await
             .map_err(|e| format!("could not connect to {host} ({server}): {e}"))?;
-        if conn.can_starttls() {
+        if require_tls {
+            // MTA-STS: a certificate valid for this MX host, or no delivery.
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(format!("MTA-STS: {host} does not offer STARTTLS"));
+            }
+            let mut tls = TlsParameters::builder(host.to_owned());
+            for root in &self.config.extra_roots {
+                tls = tls.add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_der(root.to_vec())
+                        .map_err(|e| format!("TLS setup failed: {e}"))?,
+                );
+            }
+            let tls = tls.build_rustls().map_err(|e| format!("TLS setup failed: {e}"))?;
+            conn.starttls(tls, &hello).await.map_err(|e| format!("MTA-STS: TLS with {host} failed: {e}"))?;
+        } else if conn.can_starttls() {
             // Opportunistic TLS (RFC 3207): encrypt whenever offered. Without
             // MTA-STS or DANE a certificate cannot be checked against anything,
             // so it is not; a failed handshake falls back to the next host.

@@ -13,7 +13,7 @@ Usage:
 
     python3 tests/sink/sink.py --dir OUT_DIR [--dns 127.0.0.1:PORT]
         [--data-replies 451,250] [--refuse-rcpt ADDR=550 ...]
-        [--hold-first-data SECONDS] [--tls]
+        [--hold-first-data SECONDS] [--tls | --cert FILE --key FILE]
 
 Contract with the caller:
 
@@ -73,6 +73,9 @@ Options:
 --tls
     Offer STARTTLS with a throw-away self-signed certificate (CN=sink.test)
     made with the openssl CLI at start. STARTTLS is offered, not required.
+--cert FILE --key FILE
+    Offer STARTTLS with this certificate instead (e.g. one a test's own CA
+    issued for the MX host name, so that verifying clients accept it).
 
 Dependencies: Python 3.11 with aiosmtpd, dkimpy, dnspython and pynacl (dkimpy
 needs pynacl for ed25519-sha256). scripts/test installs pinned versions into a
@@ -122,6 +125,8 @@ class Config:
     refuse_rcpt: dict[str, int]  # lower-cased address -> reply code
     hold_first_data: float
     tls: bool
+    cert: Optional[Path]
+    key: Optional[Path]
 
 
 def _smtp_failure_code(text: str) -> int:
@@ -184,6 +189,8 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--hold-first-data", type=float, default=0.0, metavar="SECONDS",
                    help="hold the first DATA this long before answering")
     p.add_argument("--tls", action="store_true", help="offer STARTTLS (self-signed)")
+    p.add_argument("--cert", type=Path, help="offer STARTTLS with this PEM certificate (with --key)")
+    p.add_argument("--key", type=Path, help="the PEM private key of --cert")
     a = p.parse_args(argv)
     return Config(
         out_dir=a.dir,
@@ -191,7 +198,9 @@ def parse_args(argv: list[str]) -> Config:
         data_replies=a.data_replies,
         refuse_rcpt={addr.lower(): code for addr, code in a.refuse_rcpt},
         hold_first_data=max(0.0, a.hold_first_data),
-        tls=a.tls,
+        tls=a.tls or a.cert is not None,
+        cert=a.cert,
+        key=a.key,
     )
 
 
@@ -456,8 +465,14 @@ class Handler:
         return seq
 
 
-def make_tls_context() -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for sink.test."""
+def make_tls_context(config: Config) -> ssl.SSLContext:
+    """A server context with the given certificate, or a fresh self-signed one for sink.test."""
+    if config.cert is not None:
+        if config.key is None:
+            raise SystemExit("sink: --cert needs --key")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(config.cert, config.key)
+        return context
     with tempfile.TemporaryDirectory(prefix="caliop-sink-tls-") as tmp:
         cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
         made = subprocess.run(
@@ -491,7 +506,7 @@ def watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 
 async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
-    tls_context = make_tls_context() if config.tls else None
+    tls_context = make_tls_context(config) if config.tls else None
     handler = Handler(config)
 
     def protocol() -> SinkSMTP:

@@ -92,6 +92,26 @@ impl AccountKey {
         key.to_bytes().map_err(pgp_err)
     }
 
+    /// A key found for `address` (e.g. by Web Key Directory), in binary
+    /// form: accepted, armored, only if its self-signatures verify, it
+    /// names the address in a user ID and it can encrypt.
+    pub fn armored_for_address(binary: &[u8], address: &str) -> Result<String, VaultError> {
+        let key = SignedPublicKey::from_bytes(binary).map_err(pgp_err)?;
+        key.verify_bindings().map_err(pgp_err)?;
+        let wanted = address.to_ascii_lowercase();
+        let names_address = key.details.users.iter().any(|user| {
+            let id = String::from_utf8_lossy(user.id.id()).to_ascii_lowercase();
+            id == wanted || id.ends_with(&format!("<{wanted}>"))
+        });
+        if !names_address {
+            return Err(VaultError::OpenPgp(format!("the key has no user ID for {address}")));
+        }
+        if !key.public_subkeys.iter().any(|k| k.algorithm().can_encrypt()) {
+            return Err(VaultError::OpenPgp("the key has no encryption subkey".into()));
+        }
+        key.to_armored_string(ArmorOptions::default()).map_err(pgp_err)
+    }
+
     /// Whether `passphrase` unlocks the armored secret key.
     pub fn unlocks(secret_armored: &str, passphrase: &str) -> bool {
         let Ok((secret, _)) = SignedSecretKey::from_string(secret_armored) else { return false };
@@ -125,5 +145,16 @@ mod tests {
             AccountKey::relock(&key.secret_armored, "wrong", "x"),
             Err(VaultError::WrongPassphrase)
         ));
+    }
+
+    #[test]
+    fn keys_found_for_an_address_must_name_it() {
+        let key = AccountKey::generate("Bob <bob@example.com>", "bob's passphrase").unwrap();
+        let binary = AccountKey::binary_public_key(&key.public_armored).unwrap();
+        let armored = AccountKey::armored_for_address(&binary, "Bob@Example.com").unwrap();
+        assert!(armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        let wrong = AccountKey::armored_for_address(&binary, "eve@example.com").unwrap_err();
+        assert!(wrong.to_string().contains("no user ID for eve@example.com"), "{wrong}");
+        assert!(AccountKey::armored_for_address(b"not a key", "bob@example.com").is_err());
     }
 }

@@ -19,6 +19,10 @@ pub struct TestApp {
     pub submission: std::net::SocketAddr,
     pub inbound: std::sync::Arc<mail::inbound::Inbound>,
     pub resolver: mail::dns::Dns,
+    /// A private CA the instance trusts, and an HTTPS server on loopback
+    /// with its certificate for `remote.test`'s web hosts (MTA-STS, WKD).
+    pub ca: mail::https_server::TestCa,
+    pub https: mail::https_server::HttpsServer,
     pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub store: Store,
@@ -65,11 +69,16 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     let tls = mail::tls::self_signed(data_dir.path(), MAIL_HOST).expect("self-signed certificate");
     let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let smtp_addr = smtp_listener.local_addr().expect("local addr");
+    let ca = mail::https_server::TestCa::new();
+    let https = mail::https_server::HttpsServer::start(&ca, REMOTE_WEB_HOSTS).await.expect("HTTPS server");
+    for host in REMOTE_WEB_HOSTS {
+        dns.set_a(host, &[std::net::Ipv4Addr::LOCALHOST]);
+    }
     let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
         store.clone(),
         inbound.clone(),
         Some(resolver.clone()),
-        outbound_config(0),
+        outbound_config(0, &https, &ca),
     ));
     let submission_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let submission = submission_listener.local_addr().expect("local addr");
@@ -106,6 +115,8 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
         submission,
         inbound,
         resolver,
+        ca,
+        https,
         data_dir,
         http: reqwest::Client::new(),
         store,
@@ -117,15 +128,25 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     }
 }
 
+/// The web hosts of the remote test domain, served by [`TestApp::https`].
+pub const REMOTE_WEB_HOSTS: &[&str] = &["remote.test", "mta-sts.remote.test", "openpgpkey.remote.test"];
+
 /// Outbound settings for tests: deliveries go to `delivery_port` on
-/// loopback, and paid accounts may send 3 messages an hour (so that a test
-/// reaches the limit quickly).
-pub fn outbound_config(delivery_port: u16) -> mail::outbound::OutboundConfig {
+/// loopback, HTTPS fetches to the test server (trusting the test CA), and
+/// paid accounts may send 3 messages an hour (so that a test reaches the
+/// limit quickly).
+fn outbound_config(
+    delivery_port: u16,
+    https: &mail::https_server::HttpsServer,
+    ca: &mail::https_server::TestCa,
+) -> mail::outbound::OutboundConfig {
     let mut limits = mail::outbound::SendLimits::default();
     limits.paid.account_messages_per_hour = 3;
     mail::outbound::OutboundConfig {
         hostname: MAIL_HOST.into(),
         delivery_port,
+        https_port: https.port(),
+        extra_roots: vec![ca.root()],
         connect_timeout: Duration::from_secs(5),
         max_recipients: 5,
         limits,
@@ -149,8 +170,16 @@ impl Workers {
 }
 
 impl TestApp {
+    pub fn outbound_config(&self, delivery_port: u16) -> mail::outbound::OutboundConfig {
+        outbound_config(delivery_port, &self.https, &self.ca)
+    }
+
     pub fn start_workers(&self, delivery_port: u16, retry_after: Duration) -> Workers {
-        let mut workers = worker::caliop_worker(self.worker_context(delivery_port, retry_after), "test-worker");
+        self.start_workers_with(self.outbound_config(delivery_port), retry_after)
+    }
+
+    pub fn start_workers_with(&self, config: mail::outbound::OutboundConfig, retry_after: Duration) -> Workers {
+        let mut workers = worker::caliop_worker(self.worker_context_with(config, retry_after), "test-worker");
         workers.idle = Duration::from_millis(100);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(workers.run(async move {
@@ -161,11 +190,15 @@ impl TestApp {
 
     /// What the jobs need, delivering to `delivery_port` on loopback.
     pub fn worker_context(&self, delivery_port: u16, retry_after: Duration) -> worker::Context {
+        self.worker_context_with(self.outbound_config(delivery_port), retry_after)
+    }
+
+    pub fn worker_context_with(&self, config: mail::outbound::OutboundConfig, retry_after: Duration) -> worker::Context {
         let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
             self.store.clone(),
             self.inbound.clone(),
             Some(self.resolver.clone()),
-            outbound_config(delivery_port),
+            config,
         ));
         worker::Context {
             store: self.store.clone(),
