@@ -33,7 +33,7 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use mail_parser::{Address, MessageParser};
 use secrecy::ExposeSecret;
-use tenants::store::{NewJob, NewMessage, NewOutbound, RecipientDelivery, SendRates, Submission};
+use tenants::store::{DeliveryUpdate, NewJob, NewMessage, NewOutbound, RecipientDelivery, SendRates, Submission};
 use tenants::{
     Account, AccountStatus, DeliveryStatus, DkimAlgorithm, DkimKeyState, EmailAddress, Level, MessageId, Store,
     TenantKind, TenantStatus,
@@ -487,8 +487,9 @@ impl Outbound {
             .map_err(|r| r.text.clone())?;
 
         let expired = Utc::now() >= row.expires_at;
-        let outcomes = if expired {
-            pending
+        let mut outcomes = Vec::with_capacity(pending.len());
+        if expired {
+            let gave_up: Vec<Outcome> = pending
                 .into_iter()
                 .map(|d| Outcome {
                     reply: format!(
@@ -500,7 +501,9 @@ impl Outbound {
                     status: DeliveryStatus::Bounced,
                     host: d.remote_host,
                 })
-                .collect()
+                .collect();
+            self.record(outbound_id, &gave_up).await?;
+            outcomes.extend(gave_up);
         } else {
             let signed = self.sign(&row.envelope_from, &plain).await;
             let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -508,23 +511,21 @@ impl Outbound {
                 let domain = d.recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
                 by_domain.entry(domain).or_default().push(d.recipient);
             }
-            let mut outcomes = Vec::new();
             for (domain, recipients) in by_domain {
-                outcomes.extend(if self.is_hosted(&domain).await? {
+                let done = if self.is_hosted(&domain).await? {
                     self.deliver_locally(&row.envelope_from, &recipients, &signed).await
                 } else {
                     self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed).await
-                });
+                };
+                // Recorded as soon as each server has answered, so that a
+                // worker dying later does not send these again.
+                self.record(outbound_id, &done).await?;
+                outcomes.extend(done);
             }
-            outcomes
-        };
+        }
 
         let mut attempt = Attempt::default();
         for o in &outcomes {
-            self.store
-                .record_delivery(outbound_id, &o.recipient, o.status, o.host.as_deref(), Some(&o.reply))
-                .await
-                .map_err(|e| e.to_string())?;
             match o.status {
                 DeliveryStatus::Delivered => attempt.delivered += 1,
                 DeliveryStatus::Bounced => attempt.bounced += 1,
@@ -533,7 +534,6 @@ impl Outbound {
         }
         let bounced: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == DeliveryStatus::Bounced).collect();
         self.bounce(&row, &plain, &bounced, expired).await?;
-        self.store.finish_outbound(outbound_id).await.map_err(|e| e.to_string())?;
         tracing::info!(
             outbound = %outbound_id,
             delivered = attempt.delivered,
@@ -545,6 +545,19 @@ impl Outbound {
             return Err(format!("{} recipient(s) deferred", attempt.deferred));
         }
         Ok(attempt)
+    }
+
+    async fn record(&self, outbound: Uuid, outcomes: &[Outcome]) -> Result<(), String> {
+        let updates: Vec<DeliveryUpdate<'_>> = outcomes
+            .iter()
+            .map(|o| DeliveryUpdate {
+                recipient: &o.recipient,
+                status: o.status,
+                remote_host: o.host.as_deref(),
+                remote_reply: &o.reply,
+            })
+            .collect();
+        self.store.record_deliveries(outbound, &updates).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     async fn is_hosted(&self, domain: &str) -> Result<bool, String> {

@@ -41,8 +41,9 @@ CREATE TABLE outbound (
     finished_at   TIMESTAMPTZ
 );
 CREATE INDEX outbound_message ON outbound (message_id);
-CREATE INDEX outbound_account ON outbound (account_id, created_at);
-CREATE INDEX outbound_tenant ON outbound (tenant_id, created_at);
+-- Covering the sending-rate counts, so they never read the rows (and their content).
+CREATE INDEX outbound_account ON outbound (account_id, created_at, message_id, recipients);
+CREATE INDEX outbound_tenant ON outbound (tenant_id, created_at, message_id, recipients);
 
 CREATE TABLE deliveries (
     outbound_id  UUID NOT NULL REFERENCES outbound (id),

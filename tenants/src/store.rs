@@ -1211,6 +1211,6 @@ mod jobs;
 mod messages;
 mod outbound;
 pub use dkim::{DkimKey, NewDkimKey};
-pub use outbound::{NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
+pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
 pub use messages::{Correspondent, MessageMeta, NewMessage};

@@ -212,29 +212,42 @@ impl Store {
         rows.into_iter().map(RecipientDelivery::try_from).collect()
     }
 
-    /// Records one attempt's outcome for one recipient. A final status
-    /// (`delivered`, `bounced`) is never overwritten.
-    pub async fn record_delivery(
-        &self,
-        outbound: Uuid,
-        recipient: &str,
-        status: DeliveryStatus,
-        remote_host: Option<&str>,
-        remote_reply: Option<&str>,
-    ) -> Result<bool> {
-        let sql = "UPDATE deliveries SET status = $3, attempts = attempts + 1, remote_host = $4, remote_reply = $5, \
+    /// Records one attempt's outcome for some recipients, and drops the
+    /// spooled bytes once no recipient is left waiting, in one transaction.
+    /// A final status (`delivered`, `bounced`) is never overwritten. Returns
+    /// whether the version is finished.
+    pub async fn record_deliveries(&self, outbound: Uuid, updates: &[DeliveryUpdate<'_>]) -> Result<bool> {
+        let record = "UPDATE deliveries SET status = $3, attempts = attempts + 1, remote_host = $4, remote_reply = $5, \
              updated_at = $6 WHERE outbound_id = $1 AND recipient = $2 AND status IN ('queued', 'deferred')";
-        let n = on_pool!(&self.pool, p => sqlx::query(sql)
-            .bind(outbound).bind(recipient).bind(status.as_str()).bind(remote_host).bind(remote_reply).bind(Utc::now())
-            .execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
-    }
-
-    /// Drops the spooled bytes of a version whose recipients are all final.
-    pub async fn finish_outbound(&self, id: Uuid) -> Result<bool> {
-        let sql = "UPDATE outbound SET content = NULL, finished_at = $2 WHERE id = $1 AND finished_at IS NULL \
+        let finish = "UPDATE outbound SET content = NULL, finished_at = $2 WHERE id = $1 AND finished_at IS NULL \
              AND NOT EXISTS (SELECT 1 FROM deliveries WHERE outbound_id = $1 AND status IN ('queued', 'deferred'))";
-        let n = on_pool!(&self.pool, p => sqlx::query(sql).bind(id).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
+        let now = Utc::now();
+        let finished = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            for u in updates {
+                sqlx::query(record)
+                    .bind(outbound)
+                    .bind(u.recipient)
+                    .bind(u.status.as_str())
+                    .bind(u.remote_host)
+                    .bind(u.remote_reply)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let done = sqlx::query(finish).bind(outbound).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            done.rows_affected() == 1
+        });
+        Ok(finished)
     }
+}
+
+/// One recipient's outcome of a delivery attempt.
+pub struct DeliveryUpdate<'a> {
+    pub recipient: &'a str,
+    pub status: DeliveryStatus,
+    pub remote_host: Option<&'a str>,
+    /// The remote reply, or why there was none.
+    pub remote_reply: &'a str,
 }
