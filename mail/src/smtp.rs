@@ -363,9 +363,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     let mut errors = 0usize;
     // The authenticated account, on the submission port.
     let mut user: Option<tenants::Account> = None;
-    let (submission, guard) = match role {
-        Role::Submission(outbound, guard) => (Some(outbound), Some(guard)),
-        Role::Mx => (None, None),
+    let submission = match role {
+        Role::Submission(outbound, guard) => Some((outbound, guard)),
+        Role::Mx => None,
     };
     // Passwords cross only encrypted connections, or never leave the machine.
     let may_auth = submission.is_some() && (facts.tls_version > 0 || facts.client_ip.is_loopback());
@@ -437,31 +437,23 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ending::StartTls(conn.reader.into_inner());
             }
             Ok(Request::StartTls) => Reply::new(503, "5.5.1", "TLS is already active or not available"),
-            Ok(Request::Auth { mechanism, initial_response }) => {
-                if submission.is_none() {
-                    Reply::new(503, "5.5.1", "authentication is for the submission port")
-                } else if !may_auth {
-                    Reply::new(538, "5.7.11", "encryption required: STARTTLS first, then AUTH")
-                } else if user.is_some() {
-                    Reply::new(503, "5.5.1", "already authenticated")
-                } else {
-                    match read_credentials(&mut conn, mechanism, initial_response).await {
-                        Err(Gone) => return Ending::Closed,
-                        Ok(None) => Reply::new(501, "5.5.2", "malformed or cancelled authentication exchange"),
-                        Ok(Some((name, password))) => match guard {
-                            Some(guard) => match authenticate(inbound, guard, facts.client_ip, &name, password).await {
-                                Ok(account) => {
-                                    user = Some(account);
-                                    Reply::new(235, "2.7.0", "authentication succeeded")
-                                }
-                                // A 535 counts as a bad command below; the guard counts it across connections.
-                                Err(reply) => reply,
-                            },
-                            None => Reply::new(503, "5.5.1", "authentication is for the submission port"),
-                        },
-                    }
-                }
-            }
+            Ok(Request::Auth { mechanism, initial_response }) => match submission {
+                None => Reply::new(503, "5.5.1", "authentication is for the submission port"),
+                Some(_) if !may_auth => Reply::new(538, "5.7.11", "encryption required: STARTTLS first, then AUTH"),
+                Some(_) if user.is_some() => Reply::new(503, "5.5.1", "already authenticated"),
+                Some((_, guard)) => match read_credentials(&mut conn, mechanism, initial_response).await {
+                    Err(Gone) => return Ending::Closed,
+                    Ok(None) => Reply::new(501, "5.5.2", "malformed or cancelled authentication exchange"),
+                    Ok(Some((name, password))) => match authenticate(inbound, guard, facts.client_ip, &name, password).await {
+                        Ok(account) => {
+                            user = Some(account);
+                            Reply::new(235, "2.7.0", "authentication succeeded")
+                        }
+                        // A 535 counts as a bad command below; the guard counts it across connections.
+                        Err(reply) => reply,
+                    },
+                },
+            },
             Ok(Request::Mail { .. }) if submission.is_some() && user.is_none() => {
                 Reply::new(530, "5.7.0", "authentication required")
             }
@@ -525,7 +517,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                         Err(Gone) => return Ending::Closed,
                     };
                     let reply = match (submission, &user) {
-                        (Some(outbound), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
+                        (Some((outbound, _)), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
                         _ => finish(inbound, facts, &mut tx, &data, too_big, config).await,
                     };
                     tx = Transaction::default();
@@ -548,7 +540,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     let data = std::mem::take(&mut tx.chunks);
                     let too_big = tx.chunks_too_big;
                     let reply = match (submission, &user) {
-                        (Some(outbound), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
+                        (Some((outbound, _)), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
                         _ => finish(inbound, facts, &mut tx, &data, too_big, config).await,
                     };
                     tx = Transaction::default();

@@ -220,6 +220,12 @@ impl Job<Context> for mail::outbound::DeliverJob {
 const WAIT_FOR_DNS: RetryPolicy =
     RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 };
 
+/// Whether DNS serves the TXT record as expected now.
+async fn published(context: &Context, expected: &tenants::dns_records::ExpectedRecord) -> Result<bool, String> {
+    let found = context.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| e.to_string())?;
+    Ok(tenants::dns_records::judge(expected, &found) == tenants::dns_records::RecordStatus::Verified)
+}
+
 /// Looks for a new domain's verification record until it appears (or the
 /// attempts run out, over about a week), and verifies the domain then.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -246,15 +252,12 @@ impl Job<Context> for DomainCheck {
             return Ok(());
         }
         let expected = tenants::dns_records::verification_record(&domain);
-        let found = context.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| e.to_string())?;
-        match tenants::dns_records::judge(&expected, &found) {
-            tenants::dns_records::RecordStatus::Verified => {
-                context.store.mark_domain_verified("worker", &domain, "dns").await.map_err(|e| e.to_string())?;
-                tracing::info!(domain = %domain.id, "domain verified by the background check");
-                Ok(())
-            }
-            _ => Err(format!("no `{}` TXT record at {} yet", expected.value, expected.name)),
+        if !published(context, &expected).await? {
+            return Err(format!("no `{}` TXT record at {} yet", expected.value, expected.name));
         }
+        context.store.mark_domain_verified("worker", &domain, "dns").await.map_err(|e| e.to_string())?;
+        tracing::info!(domain = %domain.id, "domain verified by the background check");
+        Ok(())
     }
 }
 
@@ -283,8 +286,7 @@ impl Job<Context> for DkimSwitch {
         let keys = context.store.dkim_keys(domain.id).await.map_err(|e| e.to_string())?;
         for key in keys.iter().filter(|k| k.state == tenants::DkimKeyState::Pending) {
             let expected = tenants::dns_records::dkim_record(&domain, key);
-            let found = context.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| e.to_string())?;
-            if tenants::dns_records::judge(&expected, &found) != tenants::dns_records::RecordStatus::Verified {
+            if !published(context, &expected).await? {
                 return Err(format!("the new DKIM key is not published at {} yet", expected.name));
             }
         }
