@@ -23,6 +23,7 @@ on_both_backends!(
     failed_sign_ins_count_across_the_api_and_the_submission_port,
     a_relay_takes_mail_for_every_other_domain,
     mta_sts_enforce_means_verified_tls_or_waiting,
+    expired_messages_bounce_with_the_last_reply,
     remote_keys_found_by_wkd_encrypt_outgoing_mail,
 );
 
@@ -296,6 +297,24 @@ async fn refused_submissions_queue_nothing(backend: Backend) {
     assert_eq!(code, 450, "{text}");
     assert!(text.starts_with("4.7.1") && text.contains("messages per hour"), "{text}");
     assert_eq!(deliver_jobs().await, 3, "nothing more was queued");
+
+    // A suspended organisation cannot send, whatever its tokens.
+    let (bob_id, bob) = person(&app, &e, "bob").await;
+    let suspended = app.patch(&format!("/v1/tenants/{}", e.tenant_id), &app.operator_token, json!({"status": "suspended"})).await;
+    assert_eq!(suspended.ok(200)["status"], "suspended");
+    let refused = app.post(&format!("/v1/accounts/{bob_id}/messages"), &bob, json!({"to": ["x@remote.test"], "text": "hi"})).await;
+    assert!(refused.problem(403).contains("is suspended"), "{refused:?}");
+    let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
+    probe.cmd("EHLO client.test").await;
+    let bob_login = base64::engine::general_purpose::STANDARD.encode(format!("\0bob@acme.test\0{}", support::PASSWORD));
+    probe.expect(&format!("AUTH PLAIN {bob_login}"), 235, "2.7.0").await;
+    probe.expect("MAIL FROM:<bob@acme.test>", 250, "2.1.0").await;
+    probe.expect("RCPT TO:<x@remote.test>", 250, "2.1.5").await;
+    probe.expect("DATA", 354, "2.0.0").await;
+    probe.send(b"From: bob@acme.test\r\nTo: x@remote.test\r\n\r\nhi\r\n").await;
+    let refused = probe.expect(".", 554, "5.7.1").await;
+    assert!(refused.contains("the organisation is suspended"), "{refused}");
+    assert_eq!(deliver_jobs().await, 3);
 }
 
 async fn sealed_senders_encrypt_to_every_key_they_know(backend: Backend) {
@@ -487,5 +506,40 @@ async fn remote_keys_found_by_wkd_encrypt_outgoing_mail(backend: Backend) {
     let (ok, plain, err) = support::gpg(home.path(), &["--passphrase", "dave's passphrase", "--decrypt"], data[start..end].as_bytes());
     assert!(ok, "dave's own key opens it: {err}");
     assert!(String::from_utf8_lossy(&plain).contains("The vault code is 1234."));
+    workers.stop().await;
+}
+
+async fn expired_messages_bounce_with_the_last_reply(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    route_remote(&app);
+    let sink = Sink::start(&["--data-replies", "451,451,451,451,451,451,451,451,451,451"]);
+    // Messages from this submitter live two seconds; the workers retry every second.
+    let short = mail::outbound::OutboundConfig { lifetime: Duration::from_secs(2), ..app.outbound_config(sink.port) };
+    let submitter = mail::outbound::Outbound::new(app.store.clone(), app.inbound.clone(), None, short);
+    let account = app.store.account(tenants::AccountId(alice_id.parse().unwrap())).await.unwrap().unwrap();
+    let submitted = submitter
+        .submit(mail::outbound::Draft {
+            account,
+            recipients: vec!["bob@remote.test".into()],
+            message: support::message("alice@acme.test", "bob@remote.test", "never arrives", "greylisted forever"),
+            require_encryption: false,
+        })
+        .await
+        .expect("queued");
+    let workers = app.start_workers(sink.port, Duration::from_secs(1));
+    let message_id = submitted.message_id.to_string();
+    let bounced = wait_status(&app, &message_id, &alice, "bob@remote.test", "bounced").await;
+    let reply = bounced["remote_reply"].as_str().unwrap();
+    assert!(reply.starts_with("delivery gave up after") && reply.contains("last: 451 4.3.0 greylisted"), "{reply}");
+    assert!(sink.messages().is_empty());
+
+    let inbox = folder(&app, &alice_id, &alice, "inbox").await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    let dsn = app.get(&format!("/v1/messages/{}/raw", inbox[0]["id"].as_str().unwrap()), &alice).await;
+    let dsn = dsn.text();
+    assert!(dsn.contains("Status: 4.4.7"), "{dsn}");
+    assert!(dsn.contains("Final-Recipient: rfc822; bob@remote.test"), "{dsn}");
     workers.stop().await;
 }
