@@ -1,7 +1,10 @@
 //! Confidentiality: the keys Caliop holds and the ones it holds for users.
-//! Today: OpenPGP account keys (generated here, stored locked with the
-//! user's password), DKIM signing keys for hosted domains, and the instance
-//! key that signs tokens. Sealing and k-of-n dispersal come with later issues.
+//! OpenPGP account keys (generated here, stored locked with the user's
+//! password), DKIM signing keys for hosted domains, the instance key that
+//! signs tokens; sealing to OpenPGP keys ([`seal`]); encryption at rest
+//! ([`at_rest`]); and k-of-n dispersal of objects over storage sites in
+//! several jurisdictions ([`dispersal`] for the format, [`sites`] for where
+//! the shards go).
 //!
 //! Error policy: every failure is a [`VaultError`]; a wrong passphrase is its
 //! own variant so callers can tell a user error from a broken key.
@@ -11,6 +14,8 @@ pub mod instance;
 pub mod openpgp;
 pub mod seal;
 pub mod at_rest;
+pub mod dispersal;
+pub mod sites;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -20,6 +25,16 @@ pub enum VaultError {
     OpenPgp(String),
     #[error("key encoding: {0}")]
     Encoding(String),
+    #[error("dispersal: {0}")]
+    Dispersal(String),
+    #[error("storage site: {0}")]
+    Site(String),
+    /// The policy cannot be met with the configured sites: refused, never downgraded.
+    #[error("placement refused: {0}")]
+    Placement(String),
+    /// Too few sites answered.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("key file {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }

@@ -1,0 +1,625 @@
+//! k-of-n dispersal: one object becomes `n` shards, any `k` of which rebuild
+//! it, while any `k − 1` of them reveal neither the key nor any plaintext.
+//!
+//! The scheme is AONT-RS (Resch & Plank, FAST 2011): the object is encrypted
+//! under a fresh random key, the key is hidden by an all-or-nothing transform
+//! (XOR with a hash of the whole ciphertext), and ciphertext and hidden key
+//! are cut into `k` data pieces plus `n − k` parity pieces by a systematic
+//! Reed–Solomon code. Whoever holds fewer than `k` shards lacks part of the
+//! ciphertext, so cannot compute the hash, so cannot unmask the key. Nothing
+//! here needs the key to repair a shard: missing pieces are rebuilt from the
+//! Reed–Solomon code alone.
+//!
+//! # Format, version 1
+//!
+//! All integers are big-endian. Let `L` be the object's length, `S` the
+//! segment size (1 MiB by default), `id` the object's 16-byte identifier.
+//!
+//! 1. **Key.** `K` = 32 random bytes, never stored.
+//! 2. **Segments.** The plaintext is cut into `m = max(1, ⌈L / S⌉)`
+//!    segments of `S` bytes (the last one shorter, possibly empty).
+//!    Segment `i` is encrypted with AES-256-GCM under `K`, nonce = 4 zero
+//!    bytes ‖ `i` as u64, associated data =
+//!    `"caliop-dispersal"` ‖ version (u8) ‖ k (u8) ‖ n (u8) ‖ S (u32) ‖ id ‖
+//!    L (u64) ‖ i (u32) ‖ m (u32), giving `C_i` = ciphertext ‖ 16-byte tag.
+//! 3. **All-or-nothing transform.** `h` = BLAKE3 in key-derivation mode
+//!    with context `"caliop dispersal v1 all-or-nothing"` over
+//!    `C_0 ‖ C_1 ‖ … ‖ C_{m−1}`; the key block `B = K ⊕ h` (32 bytes).
+//! 4. **Pieces.** Each `C_i`, and then `B`, is cut into `k` pieces of
+//!    `p = ⌈len / k⌉` bytes rounded up to an even number (zero padding at
+//!    the end), and `n − k` parity pieces of the same length are computed
+//!    with the systematic Reed–Solomon code over GF(2¹⁶) of Leopard-RS
+//!    (implemented by the `reed-solomon-simd` crate, version 3): pieces
+//!    `0..k` are the data, pieces `k..n` the code's recovery shards `0..n−k`.
+//! 5. **Shard `j`** = a 48-byte header ‖ piece `j` of `C_0` ‖ … ‖ piece `j`
+//!    of `C_{m−1}` ‖ piece `j` of `B`. Header: magic `"CALIOPDS"` (8 bytes),
+//!    version = 1, k, n, j (one byte each), S (u32), id (16 bytes), L (u64),
+//!    8 zero bytes.
+//! 6. **Manifest.** The BLAKE3 hash of each whole shard is kept in the
+//!    database next to the site that holds it; a shard whose hash differs is
+//!    discarded before decoding.
+//!
+//! Decoding takes any `k` shards with identical headers (but for `j`),
+//! restores the data pieces of every segment and of `B`, recomputes `h`,
+//! unmasks `K` and opens every segment; a wrong piece anywhere yields a
+//! wrong `K` and no segment authenticates.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+use crate::VaultError;
+
+pub const VERSION: u8 = 1;
+pub const MAGIC: &[u8; 8] = b"CALIOPDS";
+pub const HEADER_LEN: usize = 48;
+/// Plaintext bytes per segment.
+pub const SEGMENT_SIZE: u32 = 1 << 20;
+/// Most shards per object.
+pub const MAX_SHARDS: u8 = 32;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+const AONT_CONTEXT: &str = "caliop dispersal v1 all-or-nothing";
+
+fn error(message: impl Into<String>) -> VaultError {
+    VaultError::Dispersal(message.into())
+}
+
+/// Redundancy: any `k` of `n` shards rebuild an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Params {
+    k: u8,
+    n: u8,
+}
+
+impl Params {
+    /// `2 ≤ k < n ≤ 32`: one shard alone must never be enough, and at least
+    /// one shard may be lost.
+    pub fn new(k: u8, n: u8) -> Result<Params, VaultError> {
+        if k < 2 {
+            return Err(error(format!("k = {k}: at least 2 shards must be needed to read an object")));
+        }
+        if n <= k {
+            return Err(error(format!("{k}-of-{n}: n must exceed k, or losing one shard loses the object")));
+        }
+        if n > MAX_SHARDS {
+            return Err(error(format!("n = {n}: at most {MAX_SHARDS} shards per object")));
+        }
+        Ok(Params { k, n })
+    }
+
+    pub fn k(self) -> u8 {
+        self.k
+    }
+
+    pub fn n(self) -> u8 {
+        self.n
+    }
+
+    fn parity(self) -> usize {
+        usize::from(self.n - self.k)
+    }
+}
+
+impl std::fmt::Display for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-of-{}", self.k, self.n)
+    }
+}
+
+/// What every shard of one object says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub params: Params,
+    pub index: u8,
+    pub segment_size: u32,
+    pub object_id: [u8; 16],
+    pub length: u64,
+}
+
+impl Header {
+    pub fn parse(shard: &[u8]) -> Result<Header, VaultError> {
+        let h = shard.get(..HEADER_LEN).ok_or_else(|| error("shard shorter than its header"))?;
+        if &h[..8] != MAGIC {
+            return Err(error("not a Caliop shard"));
+        }
+        if h[8] != VERSION {
+            return Err(error(format!("shard format version {} is not supported", h[8])));
+        }
+        let params = Params::new(h[9], h[10])?;
+        let index = h[11];
+        if index >= params.n {
+            return Err(error(format!("shard index {index} out of range for {params}")));
+        }
+        if h[40..48].iter().any(|&b| b != 0) {
+            return Err(error("reserved header bytes are not zero"));
+        }
+        let segment_size = u32::from_be_bytes(h[12..16].try_into().unwrap_or_default());
+        if segment_size == 0 {
+            return Err(error("segment size 0"));
+        }
+        Ok(Header {
+            params,
+            index,
+            segment_size,
+            object_id: h[16..32].try_into().unwrap_or_default(),
+            length: u64::from_be_bytes(h[32..40].try_into().unwrap_or_default()),
+        })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[VERSION, self.params.k, self.params.n, self.index]);
+        out.extend_from_slice(&self.segment_size.to_be_bytes());
+        out.extend_from_slice(&self.object_id);
+        out.extend_from_slice(&self.length.to_be_bytes());
+        out.extend_from_slice(&[0; 8]);
+    }
+
+    fn segments(&self) -> u64 {
+        self.length.div_ceil(u64::from(self.segment_size)).max(1)
+    }
+
+    /// Ciphertext length of each segment, then of the key block.
+    fn blocks(&self) -> impl Iterator<Item = usize> + '_ {
+        let m = self.segments();
+        let s = u64::from(self.segment_size);
+        (0..m)
+            .map(move |i| (self.length - i * s).min(s) as usize + TAG_LEN)
+            .chain(std::iter::once(KEY_LEN))
+    }
+
+    /// The size of every shard of this object.
+    pub fn shard_len(&self) -> usize {
+        HEADER_LEN + self.blocks().map(|len| piece_len(len, self.params.k)).sum::<usize>()
+    }
+
+    fn aad(&self, segment: u64) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64);
+        aad.extend_from_slice(b"caliop-dispersal");
+        aad.extend_from_slice(&[VERSION, self.params.k, self.params.n]);
+        aad.extend_from_slice(&self.segment_size.to_be_bytes());
+        aad.extend_from_slice(&self.object_id);
+        aad.extend_from_slice(&self.length.to_be_bytes());
+        aad.extend_from_slice(&(segment as u32).to_be_bytes());
+        aad.extend_from_slice(&(self.segments() as u32).to_be_bytes());
+        aad
+    }
+
+    fn same_object(&self, other: &Header) -> bool {
+        Header { index: 0, ..*self } == Header { index: 0, ..*other }
+    }
+}
+
+/// Bytes of one piece of a block of `len` bytes.
+fn piece_len(len: usize, k: u8) -> usize {
+    let p = len.div_ceil(usize::from(k));
+    p + (p & 1)
+}
+
+fn nonce(segment: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&segment.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+/// The shard's hash, as the manifest keeps it.
+pub fn hash(shard: &[u8]) -> [u8; 32] {
+    *blake3::hash(shard).as_bytes()
+}
+
+/// Cuts `plaintext` into `params.n()` shards, shard `j` at position `j`.
+pub fn encode(object_id: [u8; 16], params: Params, plaintext: &[u8]) -> Result<Vec<Vec<u8>>, VaultError> {
+    encode_with_segments(object_id, params, SEGMENT_SIZE, plaintext)
+}
+
+/// [`encode`] with another segment size (tests use small ones).
+pub fn encode_with_segments(
+    object_id: [u8; 16],
+    params: Params,
+    segment_size: u32,
+    plaintext: &[u8],
+) -> Result<Vec<Vec<u8>>, VaultError> {
+    let mut key = [0u8; KEY_LEN];
+    SystemRandom::new().fill(&mut key).map_err(|_| error("no randomness"))?;
+    encode_keyed(key, object_id, params, segment_size, plaintext)
+}
+
+fn encode_keyed(
+    mut key: [u8; KEY_LEN],
+    object_id: [u8; 16],
+    params: Params,
+    segment_size: u32,
+    plaintext: &[u8],
+) -> Result<Vec<Vec<u8>>, VaultError> {
+    if segment_size == 0 {
+        return Err(error("segment size 0"));
+    }
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| error("bad key"))?);
+    let header = Header { params, index: 0, segment_size, object_id, length: plaintext.len() as u64 };
+    let shard_len = header.shard_len();
+    let mut shards: Vec<Vec<u8>> = (0..params.n)
+        .map(|index| {
+            let mut shard = Vec::with_capacity(shard_len);
+            Header { index, ..header }.write(&mut shard);
+            shard
+        })
+        .collect();
+    let mut coder = Coder::new(params);
+    let mut aont = blake3::Hasher::new_derive_key(AONT_CONTEXT);
+    let mut block = Vec::with_capacity((segment_size as usize).min(plaintext.len()) + TAG_LEN);
+    let segments: Box<dyn Iterator<Item = &[u8]>> = if plaintext.is_empty() {
+        Box::new(std::iter::once(&[][..]))
+    } else {
+        Box::new(plaintext.chunks(segment_size as usize))
+    };
+    for (i, segment) in segments.enumerate() {
+        block.clear();
+        block.extend_from_slice(segment);
+        let tag = aead
+            .seal_in_place_separate_tag(nonce(i as u64), Aad::from(header.aad(i as u64)), &mut block)
+            .map_err(|_| error("encryption failed"))?;
+        block.extend_from_slice(tag.as_ref());
+        aont.update(&block);
+        coder.spread(&block, &mut shards)?;
+    }
+    let mut masked = *aont.finalize().as_bytes();
+    masked.iter_mut().zip(key).for_each(|(m, k)| *m ^= k);
+    key.fill(0);
+    coder.spread(&masked, &mut shards)?;
+    debug_assert!(shards.iter().all(|s| s.len() == shard_len));
+    Ok(shards)
+}
+
+/// Reed–Solomon over the pieces of one block at a time.
+struct Coder {
+    params: Params,
+    encoder: Option<ReedSolomonEncoder>,
+    padded: Vec<u8>,
+}
+
+impl Coder {
+    fn new(params: Params) -> Coder {
+        Coder { params, encoder: None, padded: Vec::new() }
+    }
+
+    fn encoder(&mut self, piece: usize) -> Result<&mut ReedSolomonEncoder, VaultError> {
+        let (k, parity) = (usize::from(self.params.k), self.params.parity());
+        let rs = |e: reed_solomon_simd::Error| error(format!("Reed–Solomon: {e}"));
+        match &mut self.encoder {
+            Some(encoder) => encoder.reset(k, parity, piece).map_err(rs)?,
+            slot @ None => *slot = Some(ReedSolomonEncoder::new(k, parity, piece).map_err(rs)?),
+        }
+        Ok(self.encoder.as_mut().expect("just set"))
+    }
+
+    /// Appends piece `j` of `block` to shard `j`, parity included.
+    fn spread(&mut self, block: &[u8], shards: &mut [Vec<u8>]) -> Result<(), VaultError> {
+        let k = usize::from(self.params.k);
+        let piece = piece_len(block.len(), self.params.k);
+        let mut padded = std::mem::take(&mut self.padded);
+        padded.clear();
+        padded.extend_from_slice(block);
+        padded.resize(piece * k, 0);
+        let rs = |e: reed_solomon_simd::Error| error(format!("Reed–Solomon: {e}"));
+        let encoder = self.encoder(piece)?;
+        for (j, data) in padded.chunks_exact(piece).enumerate() {
+            encoder.add_original_shard(data).map_err(rs)?;
+            shards[j].extend_from_slice(data);
+        }
+        let result = encoder.encode().map_err(rs)?;
+        for (j, recovery) in result.recovery_iter().enumerate() {
+            shards[k + j].extend_from_slice(recovery);
+        }
+        drop(result);
+        self.padded = padded;
+        Ok(())
+    }
+}
+
+/// Checks that `shards` are at least `k` distinct shards of one object
+/// (`object_id` when given) and returns their header and the shards by index.
+fn gather<'a>(object_id: Option<[u8; 16]>, shards: &[&'a [u8]]) -> Result<(Header, Vec<Option<&'a [u8]>>), VaultError> {
+    let first = Header::parse(shards.first().ok_or_else(|| error("no shard"))?)?;
+    if object_id.is_some_and(|id| id != first.object_id) {
+        return Err(error("the shards belong to another object"));
+    }
+    let mut by_index: Vec<Option<&[u8]>> = vec![None; usize::from(first.params.n)];
+    for shard in shards {
+        let header = Header::parse(shard)?;
+        if !header.same_object(&first) {
+            return Err(error("the shards do not belong to the same object"));
+        }
+        if shard.len() != first.shard_len() {
+            return Err(error(format!("shard {} has {} bytes, {} expected", header.index, shard.len(), first.shard_len())));
+        }
+        by_index[usize::from(header.index)] = Some(shard);
+    }
+    let present = by_index.iter().filter(|s| s.is_some()).count();
+    if present < usize::from(first.params.k) {
+        return Err(error(format!("{present} distinct shards, {} needed", first.params.k)));
+    }
+    Ok((first, by_index))
+}
+
+/// The data pieces of one block (`offset` into each shard, `piece` bytes).
+/// Borrowed where the data shard is present, restored from parity otherwise.
+fn data_pieces<'a>(
+    header: &Header,
+    by_index: &[Option<&'a [u8]>],
+    offset: usize,
+    piece: usize,
+    decoder: &mut Option<ReedSolomonDecoder>,
+) -> Result<Vec<std::borrow::Cow<'a, [u8]>>, VaultError> {
+    use std::borrow::Cow;
+    let k = usize::from(header.params.k);
+    let at = |s: &'a [u8]| &s[offset..offset + piece];
+    if by_index[..k].iter().all(Option::is_some) {
+        return Ok(by_index[..k].iter().map(|s| Cow::Borrowed(at(s.expect("checked")))).collect());
+    }
+    let rs = |e: reed_solomon_simd::Error| error(format!("Reed–Solomon: {e}"));
+    let parity = header.params.parity();
+    let decoder = match decoder {
+        Some(d) => {
+            d.reset(k, parity, piece).map_err(rs)?;
+            d
+        }
+        slot @ None => slot.insert(ReedSolomonDecoder::new(k, parity, piece).map_err(rs)?),
+    };
+    for (j, shard) in by_index.iter().enumerate() {
+        if let Some(shard) = shard {
+            if j < k {
+                decoder.add_original_shard(j, at(shard)).map_err(rs)?;
+            } else {
+                decoder.add_recovery_shard(j - k, at(shard)).map_err(rs)?;
+            }
+        }
+    }
+    let result = decoder.decode().map_err(rs)?;
+    let mut restored: Vec<Option<Vec<u8>>> = vec![None; k];
+    for (j, data) in result.restored_original_iter() {
+        restored[j] = Some(data.to_vec());
+    }
+    drop(result);
+    (0..k)
+        .map(|j| match (by_index[j], restored[j].take()) {
+            (Some(shard), _) => Ok(Cow::Borrowed(at(shard))),
+            (None, Some(data)) => Ok(Cow::Owned(data)),
+            (None, None) => Err(error(format!("piece {j} could not be restored"))),
+        })
+        .collect()
+}
+
+/// Rebuilds the object from at least `k` shards whose hashes were checked.
+pub fn decode(object_id: [u8; 16], shards: &[&[u8]]) -> Result<Vec<u8>, VaultError> {
+    let (header, by_index) = gather(Some(object_id), shards)?;
+    let k = header.params.k;
+    let blocks: Vec<usize> = header.blocks().collect();
+    // Pass 1: the ciphertext, in place where the plaintext will be.
+    let mut out = Vec::with_capacity(header.length as usize + TAG_LEN);
+    let mut ends = Vec::with_capacity(blocks.len());
+    let mut aont = blake3::Hasher::new_derive_key(AONT_CONTEXT);
+    let mut decoder = None;
+    let mut offset = HEADER_LEN;
+    let mut masked = [0u8; KEY_LEN];
+    for (b, &len) in blocks.iter().enumerate() {
+        let piece = piece_len(len, k);
+        let pieces = data_pieces(&header, &by_index, offset, piece, &mut decoder)?;
+        let start = out.len();
+        let mut left = len;
+        for p in &pieces {
+            let take = left.min(piece);
+            if b + 1 == blocks.len() {
+                masked[len - left..len - left + take].copy_from_slice(&p[..take]);
+            } else {
+                out.extend_from_slice(&p[..take]);
+            }
+            left -= take;
+        }
+        if b + 1 < blocks.len() {
+            aont.update(&out[start..]);
+            ends.push(out.len());
+        }
+        offset += piece;
+    }
+    let mut key = *aont.finalize().as_bytes();
+    key.iter_mut().zip(masked).for_each(|(k, m)| *k ^= m);
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| error("bad key"))?);
+    key.fill(0);
+    // Pass 2: open each segment where it lies, then close the tag gaps.
+    let mut plain_end = 0;
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        let opened = aead
+            .open_in_place(nonce(i as u64), Aad::from(header.aad(i as u64)), &mut out[start..end])
+            .map_err(|_| error("the object does not authenticate: a shard is wrong or missing"))?
+            .len();
+        out.copy_within(start..start + opened, plain_end);
+        plain_end += opened;
+        start = end;
+    }
+    out.truncate(plain_end);
+    Ok(out)
+}
+
+/// Rebuilds shard `index` from at least `k` others, without the key: the
+/// Reed–Solomon code alone restores it.
+pub fn rebuild(shards: &[&[u8]], index: u8) -> Result<Vec<u8>, VaultError> {
+    let (header, by_index) = gather(None, shards)?;
+    if index >= header.params.n {
+        return Err(error(format!("shard index {index} out of range for {}", header.params)));
+    }
+    if let Some(shard) = by_index[usize::from(index)] {
+        return Ok(shard.to_vec());
+    }
+    let mut out = Vec::with_capacity(header.shard_len());
+    Header { index, ..header }.write(&mut out);
+    let k = usize::from(header.params.k);
+    let mut decoder = None;
+    let mut coder = Coder::new(header.params);
+    let mut scratch: Vec<Vec<u8>> = vec![Vec::new(); usize::from(header.params.n)];
+    let mut offset = HEADER_LEN;
+    for len in header.blocks() {
+        let piece = piece_len(len, header.params.k);
+        let pieces = data_pieces(&header, &by_index, offset, piece, &mut decoder)?;
+        if usize::from(index) < k {
+            out.extend_from_slice(&pieces[usize::from(index)]);
+        } else {
+            let block: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            scratch.iter_mut().for_each(Vec::clear);
+            coder.spread(&block, &mut scratch)?;
+            out.extend_from_slice(&scratch[usize::from(index)]);
+        }
+        offset += piece;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> [u8; 16] {
+        [n; 16]
+    }
+
+    /// Every subset of `n` of size `size`, as bit masks.
+    fn subsets(n: u8, size: u32) -> impl Iterator<Item = u32> {
+        (0u32..(1 << n)).filter(move |m| m.count_ones() == size)
+    }
+
+    fn pick(shards: &[Vec<u8>], mask: u32) -> Vec<&[u8]> {
+        shards.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| s.as_slice()).collect()
+    }
+
+    /// A cheap deterministic generator, so failures reproduce.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    const MARKER: &[u8] = b"CALIOP-PLAINTEXT-MARKER-4f1c";
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn any_k_shards_rebuild_any_object_and_k_minus_1_do_not() {
+        let mut rng = Lcg(7);
+        for (k, n) in [(2u8, 3u8), (3, 5), (2, 4), (4, 6)] {
+            let params = Params::new(k, n).unwrap();
+            for round in 0..6 {
+                // Lengths around segment and piece boundaries, small segments.
+                let segment = [64u32, 100, 1000][round % 3];
+                let len = [0usize, 1, 63, 64, 65, 257, 3001][(rng.next() % 7) as usize] + round;
+                let mut object = rng.bytes(len);
+                if len >= MARKER.len() {
+                    let at = (rng.next() as usize) % (len - MARKER.len() + 1);
+                    object[at..at + MARKER.len()].copy_from_slice(MARKER);
+                }
+                let shards = encode_with_segments(id(round as u8), params, segment, &object).unwrap();
+                assert_eq!(shards.len(), usize::from(n));
+                for mask in subsets(n, u32::from(k)) {
+                    let chosen = pick(&shards, mask);
+                    assert_eq!(decode(id(round as u8), &chosen).unwrap(), object, "{params} mask {mask:b} len {len}");
+                }
+                for mask in subsets(n, u32::from(k) - 1) {
+                    assert!(decode(id(round as u8), &pick(&shards, mask)).is_err(), "{params}: k−1 shards decoded");
+                }
+                if len >= MARKER.len() {
+                    assert!(shards.iter().all(|s| !contains(s, MARKER)), "plaintext marker in a shard");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_appears_in_no_shard_and_k_minus_1_shards_with_a_guess_fail() {
+        let params = Params::new(3, 5).unwrap();
+        let object = b"a secret letter ".repeat(200);
+        let key: [u8; 32] = std::array::from_fn(|i| 0xA0 ^ i as u8);
+        let shards = encode_keyed(key, id(1), params, 1024, &object).unwrap();
+        for shard in &shards {
+            assert!(!contains(shard, &key[..8]), "key bytes in a shard");
+            assert!(!contains(shard, &key[24..]), "key bytes in a shard");
+            assert!(!contains(shard, b"secret letter"), "plaintext in a shard");
+        }
+        // k − 1 real shards, and a zero-filled guess for a missing one.
+        for mask in subsets(5, 2) {
+            let mut chosen: Vec<Vec<u8>> = pick(&shards, mask).iter().map(|s| s.to_vec()).collect();
+            let missing = (0..5u8).find(|j| mask & (1 << j) == 0).unwrap();
+            let mut guess = vec![0u8; chosen[0].len()];
+            guess[..HEADER_LEN].copy_from_slice(&chosen[0][..HEADER_LEN]);
+            guess[11] = missing;
+            chosen.push(guess);
+            let refs: Vec<&[u8]> = chosen.iter().map(Vec::as_slice).collect();
+            assert!(decode(id(1), &refs).is_err(), "k−1 real shards and a guess decoded");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_is_caught_by_the_hash_and_by_decoding() {
+        let params = Params::new(2, 3).unwrap();
+        let object = Lcg(3).bytes(5000);
+        let shards = encode_with_segments(id(2), params, 1024, &object).unwrap();
+        let hashes: Vec<[u8; 32]> = shards.iter().map(|s| hash(s)).collect();
+        let mut rng = Lcg(11);
+        for j in 0..3 {
+            for _ in 0..20 {
+                let mut bad = shards[j].clone();
+                let bit = (rng.next() as usize) % (bad.len() * 8);
+                bad[bit / 8] ^= 1 << (bit % 8);
+                assert_ne!(hash(&bad), hashes[j], "the manifest hash misses a flipped bit");
+                // Decoding with the bad shard fails (never returns wrong bytes).
+                let other = (j + 1) % 3;
+                if let Ok(decoded) = decode(id(2), &[&bad, &shards[other]]) {
+                    assert_eq!(decoded, object, "a flipped bit gave different plaintext");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rebuilt_shards_are_identical_to_the_lost_ones() {
+        let params = Params::new(3, 5).unwrap();
+        let object = Lcg(5).bytes(10_000);
+        let shards = encode_with_segments(id(3), params, 4096, &object).unwrap();
+        for lost in 0..5u8 {
+            for mask in subsets(5, 3).filter(|m| m & (1 << lost) == 0) {
+                let rebuilt = rebuild(&pick(&shards, mask), lost).unwrap();
+                assert_eq!(rebuilt, shards[usize::from(lost)], "shard {lost} from {mask:b}");
+            }
+        }
+    }
+
+    #[test]
+    fn shards_of_another_object_or_format_are_refused() {
+        let params = Params::new(2, 3).unwrap();
+        let a = encode(id(4), params, b"first").unwrap();
+        let b = encode(id(5), params, b"first").unwrap();
+        assert!(decode(id(4), &[&a[0], &b[1]]).is_err());
+        assert!(decode(id(5), &[&a[0], &a[1]]).is_err(), "asked for another id");
+        let mut future = a[0].clone();
+        future[8] = 2;
+        assert!(Header::parse(&future).is_err());
+        assert!(Params::new(1, 3).is_err());
+        assert!(Params::new(3, 3).is_err());
+        assert!(Params::new(3, 40).is_err());
+    }
+
+    #[test]
+    fn the_same_object_encrypts_differently_each_time() {
+        let params = Params::new(2, 3).unwrap();
+        let a = encode(id(6), params, b"same bytes").unwrap();
+        let b = encode(id(6), params, b"same bytes").unwrap();
+        assert_ne!(a[0][HEADER_LEN..], b[0][HEADER_LEN..], "a fresh key per object");
+        assert_eq!(a[0][..HEADER_LEN], b[0][..HEADER_LEN]);
+    }
+}
