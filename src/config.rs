@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["database", "api", "smtp", "submission", "delivery", "worker", "mail", "dns", "log"];
+const SECTIONS: &[&str] = &["database", "api", "smtp", "submission", "delivery", "worker", "storage", "mail", "dns", "log"];
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +26,8 @@ pub struct Config {
     pub submission: SubmissionSection,
     pub delivery: DeliverySection,
     pub worker: WorkerSection,
+    /// Storage sites for dispersed mail, and how objects are cut.
+    pub storage: StorageSection,
     /// Sending rates per kind of tenant (TOML only: `[send_limits.public]`, `[send_limits.paid]`).
     pub send_limits: SendLimitsSection,
     pub mail: MailSection,
@@ -111,6 +113,49 @@ impl Default for SendLimitsSection {
     fn default() -> Self {
         let limits = mail::outbound::SendLimits::default();
         SendLimitsSection { public: limits.public, paid: limits.paid }
+    }
+}
+
+/// `[storage]`: k-of-n dispersal over storage sites. Without any
+/// `[[storage.sites]]`, three local folders under the data directory stand
+/// in for three sites (labelled FR, DE and CH): enough to run and try
+/// dispersal, not a protection against losing the machine.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// Shards needed to read an object, for tenants without their own choice.
+    pub k: u8,
+    /// Shards written per object.
+    pub n: u8,
+    /// Shards that must be stored before a write succeeds (at least k + 1; 0 means k + 1).
+    pub write_quorum: usize,
+    /// Bounds on a tenant's own redundancy.
+    pub min_k: u8,
+    pub max_n: u8,
+    /// A read asks one more site when an answer takes longer than this.
+    pub hedge_after_ms: u64,
+    /// One request to a site gives up after this long.
+    pub request_timeout_ms: u64,
+    /// Every shard is re-hashed this often (0: never on schedule).
+    pub scrub_interval_hours: u64,
+    /// The sites (TOML only): `name`, `jurisdiction`, and `path` or an `[storage.sites.s3]` table.
+    #[serde(skip_serializing)]
+    pub sites: Vec<vault::sites::SiteConfig>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            k: 2,
+            n: 3,
+            write_quorum: 0,
+            min_k: 2,
+            max_n: 8,
+            hedge_after_ms: 150,
+            request_timeout_ms: 10_000,
+            scrub_interval_hours: 24,
+            sites: Vec::new(),
+        }
     }
 }
 
@@ -205,6 +250,7 @@ impl Default for Config {
             submission: SubmissionSection::default(),
             delivery: DeliverySection::default(),
             worker: WorkerSection::default(),
+            storage: StorageSection::default(),
             send_limits: SendLimitsSection::default(),
             mail: MailSection::default(),
             dns: DnsSection::default(),
@@ -272,6 +318,44 @@ impl Config {
                 .into()
             });
         figment.merge(env).extract().map_err(Box::new)
+    }
+
+    /// The configured sites, or the three local ones of the embedded default.
+    pub fn storage_sites(&self) -> Vec<vault::sites::SiteConfig> {
+        if !self.storage.sites.is_empty() {
+            return self.storage.sites.clone();
+        }
+        [("local-fr", "FR"), ("local-de", "DE"), ("local-ch", "CH")]
+            .into_iter()
+            .map(|(name, jurisdiction)| vault::sites::SiteConfig {
+                name: name.into(),
+                jurisdiction: jurisdiction.into(),
+                path: Some(self.data_dir.join("sites").join(name)),
+                s3: None,
+            })
+            .collect()
+    }
+
+    /// Opens the storage sites and the dispersal service over them.
+    pub fn dispersed(&self, store: &tenants::Store) -> Result<mail::dispersed::Dispersed, vault::VaultError> {
+        let sites = vault::sites::Sites::open(
+            &self.storage_sites(),
+            vault::sites::SiteOptions {
+                hedge_after: Duration::from_millis(self.storage.hedge_after_ms),
+                request_timeout: Duration::from_millis(self.storage.request_timeout_ms.max(100)),
+            },
+        )?;
+        let default = vault::dispersal::Params::new(self.storage.k, self.storage.n)?;
+        mail::dispersed::Dispersed::new(
+            store.clone(),
+            sites,
+            mail::dispersed::DispersalConfig {
+                default,
+                write_quorum: self.storage.write_quorum,
+                min_k: self.storage.min_k.max(2),
+                max_n: self.storage.max_n,
+            },
+        )
     }
 
     /// How submitted mail is sent.

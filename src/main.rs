@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod sites;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +43,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Storage sites of dispersed mail: status, scrub, repair, evacuation.
+    Sites {
+        #[command(subcommand)]
+        command: sites::SitesCommand,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -92,6 +98,13 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Admin { command: AdminCommand::OperatorToken { ttl } } => operator_token(&config, ttl).await,
+            Command::Sites { command } => {
+                let store = open_store(&config).await?;
+                let dispersed = config.dispersed(&store).context("opening the storage sites")?;
+                let outcome = sites::run(&dispersed, command).await;
+                store.close().await;
+                outcome
+            }
             Command::Openapi => Ok(()),
             Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
             Command::Bench { command: BenchCommand::Outbound(args) } => bench::outbound(args).await,
@@ -183,12 +196,17 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         None
     };
     let resolver_answers = authenticator.is_some();
-    let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
-        store.clone(),
-        master,
-        authenticator,
-        config.mail.hostname.clone(),
+    let dispersed = std::sync::Arc::new(config.dispersed(&store).context("opening the storage sites")?);
+    banner.push_str(&format!(
+        "  storage: {} sites ({}), {} by default\n",
+        dispersed.sites().all().len(),
+        dispersed.sites().all().iter().map(|s| format!("{} {}", s.name, s.jurisdiction)).collect::<Vec<_>>().join(", "),
+        dispersed.config().default,
     ));
+    let inbound = std::sync::Arc::new(
+        mail::inbound::Inbound::new(store.clone(), master, authenticator, config.mail.hostname.clone())
+            .with_dispersed(dispersed.clone()),
+    );
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stopping = stopping.clone();
@@ -237,7 +255,9 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             dns: dns.clone(),
             outbound: outbound.clone(),
             delivery_retry: config.delivery_retry(),
+            dispersed: Some(dispersed.clone()),
         };
+        worker::schedule_scrub(&store, config.storage.scrub_interval_hours).await?;
         let name = format!("{}-{}", config.mail.hostname, std::process::id());
         banner.push_str("  workers running (job queue)\n");
         let mut workers = worker::caliop_worker(context, name);

@@ -79,6 +79,11 @@ impl Problem {
         }
     }
 
+    /// Something the server depends on is down; the client may retry.
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
     /// A server-side failure: logged here with its cause, answered without it.
     pub fn internal(cause: impl std::fmt::Display) -> Problem {
         tracing::error!(error = %cause, "request failed");

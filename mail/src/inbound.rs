@@ -16,9 +16,11 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_parser::{MessageParser, MimeHeaders};
 use tenants::privacy::{Facts, PrivacyIndex};
+use tenants::store::NewObject;
 use tenants::{Account, AccountStatus, EmailAddress, Level, MessageId, NewMessage, Store, TenantId, TenantStatus};
 use vault::at_rest::{DataKey, MasterKey};
 
+use crate::dispersed::Dispersed;
 use crate::reply::Reply;
 
 /// A recipient that passed RCPT TO.
@@ -55,13 +57,80 @@ pub struct Inbound {
     authenticator: Option<MessageAuthenticator>,
     hostname: String,
     data_keys: Mutex<HashMap<TenantId, Arc<DataKey>>>,
+    /// Where `dispersed` and `end-to-end` messages go; without it they are refused (451).
+    dispersed: Option<Arc<Dispersed>>,
 }
 
 impl Inbound {
     /// `authenticator` is `None` only where no DNS is wanted (benchmarks);
     /// then SPF, DKIM and DMARC are recorded as `none`.
     pub fn new(store: Store, master: MasterKey, authenticator: Option<MessageAuthenticator>, hostname: String) -> Inbound {
-        Inbound { store, master: Arc::new(master), authenticator, hostname, data_keys: Mutex::default() }
+        Inbound { store, master: Arc::new(master), authenticator, hostname, data_keys: Mutex::default(), dispersed: None }
+    }
+
+    /// Stores `dispersed` and `end-to-end` messages as shards on these sites.
+    pub fn with_dispersed(mut self, dispersed: Arc<Dispersed>) -> Inbound {
+        self.dispersed = Some(dispersed);
+        self
+    }
+
+    pub fn dispersed(&self) -> Option<&Arc<Dispersed>> {
+        self.dispersed.as_ref()
+    }
+
+    /// Cuts the stored form of a message into shards on the sites, under the
+    /// tenant's policy. Refused with 451 4.3.0 (the sender retries) when the
+    /// policy cannot be met: a message is never stored below its level.
+    pub async fn disperse(&self, tenant: TenantId, id: MessageId, stored: &[u8]) -> Result<NewObject, Reply> {
+        let Some(dispersed) = &self.dispersed else {
+            tracing::error!(message = %id, "a message needs dispersed storage and no storage sites are configured");
+            return Err(Reply::new(451, "4.3.0", "storage for this recipient's confidentiality level is unavailable, try again later"));
+        };
+        dispersed.write(tenant, id.0, stored).await.map_err(|e| {
+            tracing::warn!(message = %id, error = %e, "dispersal refused");
+            match e {
+                vault::VaultError::Placement(_) => Reply::new(
+                    451,
+                    "4.3.0",
+                    "the recipient's storage policy cannot be met right now, try again later",
+                ),
+                _ => Reply::new(451, "4.3.0", "storage sites unavailable, try again later"),
+            }
+        })
+    }
+
+    /// Reads back a message whose bytes are dispersed, as it was stored.
+    pub async fn read_dispersed(&self, id: MessageId) -> Result<Vec<u8>, Reply> {
+        let Some(dispersed) = &self.dispersed else {
+            return Err(Reply::new(451, "4.3.0", "no storage sites are configured"));
+        };
+        dispersed.read(id.0).await.map_err(|e| {
+            tracing::error!(message = %id, error = %e, "a dispersed message could not be read");
+            Reply::new(451, "4.3.0", "too few storage sites answered; try again later")
+        })
+    }
+
+    /// Deletes the shards of messages whose storing failed after dispersal.
+    pub async fn discard(&self, written: &[(MessageId, NewObject)]) {
+        let Some(dispersed) = &self.dispersed else { return };
+        for (id, object) in written {
+            dispersed.discard(id.0, object).await;
+        }
+    }
+
+    fn written(messages: &[NewMessage]) -> Vec<(MessageId, NewObject)> {
+        messages.iter().filter_map(|m| Some((m.id, m.dispersed.clone()?))).collect()
+    }
+
+    /// Stores messages, and takes their shards back if the store refuses.
+    async fn commit(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>, tenants::Error> {
+        let written = Self::written(&messages);
+        let outcome = self.store.deliver(messages).await;
+        if outcome.is_err() {
+            // Nothing was committed: the shards written for it go too.
+            self.discard(&written).await;
+        }
+        outcome
     }
 
     pub fn store(&self) -> &Store {
@@ -273,6 +342,17 @@ impl Inbound {
                     (sealed, None, None)
                 }
             };
+            // Above `sealed`, the bytes go to the storage sites, not the database.
+            let (content, dispersed) = match recipient.level {
+                Level::Dispersed | Level::EndToEnd => match self.disperse(account.tenant_id, id, &content).await {
+                    Ok(object) => (Vec::new(), Some(object)),
+                    Err(reply) => {
+                        self.discard(&Self::written(&messages)).await;
+                        return Err(reply);
+                    }
+                },
+                Level::Standard | Level::Sealed => (content, None),
+            };
             messages.push(NewMessage {
                 id,
                 tenant_id: account.tenant_id,
@@ -286,10 +366,11 @@ impl Inbound {
                 authentication: auth.json.clone(),
                 arrived_encrypted: encrypted,
                 content,
+                dispersed,
             });
         }
-        let sizes: usize = messages.iter().map(|m| m.content.len()).sum();
-        match self.store.deliver(messages).await {
+        let sizes: i64 = messages.iter().map(NewMessage::size).sum();
+        match self.commit(messages).await {
             Ok(ids) => {
                 tracing::info!(recipients = ids.len(), bytes = sizes, "message stored");
                 Ok(ids)

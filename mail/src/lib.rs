@@ -2,6 +2,7 @@
 //! message before answering `250`, MIME parsing, SPF/DKIM/DMARC, TLS, and
 //! the DNS client every mail check goes through.
 
+pub mod dispersed;
 pub mod dns;
 pub mod dsn;
 pub mod https;
@@ -19,5 +20,7 @@ pub mod dns_server;
 pub mod https_server;
 #[cfg(any(test, feature = "testing"))]
 pub mod probe;
+#[cfg(any(test, feature = "testing"))]
+pub mod s3_site;
 #[cfg(any(test, feature = "testing"))]
 pub mod sink;

@@ -176,6 +176,10 @@ pub enum Refusal {
     /// Encryption was required and these recipients have no known key.
     #[error("encryption was required, but no OpenPGP key is known for: {}", .0.join(", "))]
     MissingKeys(Vec<String>),
+    /// The Sent copy's storage policy cannot be met now (sites down, or too
+    /// few sites in the allowed jurisdictions).
+    #[error("{0}")]
+    StorageUnavailable(String),
     #[error("the message could not be queued; try again later")]
     Internal,
 }
@@ -191,7 +195,7 @@ impl Refusal {
             Refusal::RateLimited(_) => Reply::new(450, "4.7.1", text),
             Refusal::OverQuota(_) => Reply::new(552, "5.2.2", text),
             Refusal::PlaintextAtEndToEnd | Refusal::MissingKeys(_) => Reply::new(554, "5.7.1", text),
-            Refusal::Internal => Reply::new(451, "4.3.0", text),
+            Refusal::Internal | Refusal::StorageUnavailable(_) => Reply::new(451, "4.3.0", text),
         }
     }
 }
@@ -344,6 +348,18 @@ impl Outbound {
                 (sealed, None, None)
             }
         };
+        // Above `sealed`, the Sent copy's bytes go to the storage sites.
+        let (content, dispersed) = match level {
+            Level::Dispersed | Level::EndToEnd => {
+                let object = self
+                    .inbound
+                    .disperse(account.tenant_id, sent_id, &content)
+                    .await
+                    .map_err(|reply| Refusal::StorageUnavailable(reply.text))?;
+                (Vec::new(), Some(object))
+            }
+            Level::Standard | Level::Sealed => (content, None),
+        };
         let sent_copy = NewMessage {
             id: sent_id,
             tenant_id: account.tenant_id,
@@ -368,6 +384,7 @@ impl Outbound {
             authentication: serde_json::json!({"auth": account.address.as_str(), "submitted": true}),
             arrived_encrypted: encrypted,
             content,
+            dispersed,
         };
 
         let mut outbound = Vec::with_capacity(versions.len());
@@ -401,7 +418,13 @@ impl Outbound {
             jobs,
             limits: self.config.limits.for_kind(tenant.kind),
         };
-        let message_id = match self.store.submit(submission).await {
+        let written: Vec<(MessageId, tenants::store::NewObject)> =
+            submission.sent_copy.dispersed.clone().map(|o| (sent_id, o)).into_iter().collect();
+        let stored = self.store.submit(submission).await;
+        if stored.is_err() {
+            self.inbound.discard(&written).await;
+        }
+        let message_id = match stored {
             Ok(id) => id,
             Err(tenants::Error::RateLimited(detail)) => return Err(Refusal::RateLimited(detail)),
             Err(tenants::Error::LimitExceeded(detail)) => return Err(Refusal::OverQuota(detail)),

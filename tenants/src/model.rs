@@ -451,6 +451,15 @@ impl Limits {
     }
 }
 
+string_enum!(
+    /// What the last look at a stored shard found.
+    ShardState, "shard state" {
+        Ok => "ok",
+        Missing => "missing",
+        Corrupt => "corrupt",
+    }
+);
+
 /// A tenant's confidentiality policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -459,11 +468,44 @@ pub struct Policy {
     pub min_level: Level,
     /// Where the tenant's data may be stored (ISO 3166-1 alpha-2); empty means anywhere.
     pub allowed_jurisdictions: Vec<Jurisdiction>,
+    /// How `dispersed` mail is cut: any `k` of `n` shards rebuild a message.
+    /// Absent: the operator's default. Must stay within the operator's bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<Redundancy>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { min_level: Level::Standard, allowed_jurisdictions: Vec::new() }
+        Self { min_level: Level::Standard, allowed_jurisdictions: Vec::new(), redundancy: None }
+    }
+}
+
+/// k-of-n: any `k` shards of `n` rebuild an object; fewer reveal nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Redundancy {
+    #[schema(minimum = 2, maximum = 31, example = 3)]
+    pub k: u8,
+    #[schema(minimum = 3, maximum = 32, example = 5)]
+    pub n: u8,
+}
+
+impl Redundancy {
+    /// `2 ≤ k < n ≤ 32`.
+    pub fn validate(self) -> Result<Redundancy, Error> {
+        if self.k < 2 {
+            return Err(Error::Invalid(format!("redundancy.k = {}: at least 2 shards must be needed to read a message", self.k)));
+        }
+        if self.n <= self.k {
+            return Err(Error::Invalid(format!(
+                "redundancy {}-of-{}: n must exceed k, or losing one site loses the message",
+                self.k, self.n
+            )));
+        }
+        if self.n > 32 {
+            return Err(Error::Invalid(format!("redundancy.n = {}: at most 32 shards", self.n)));
+        }
+        Ok(self)
     }
 }
 
@@ -528,6 +570,7 @@ mod tests {
         check(Flag::ALL, Flag::as_str);
         check(DkimAlgorithm::ALL, DkimAlgorithm::as_str);
         check(DkimKeyState::ALL, DkimKeyState::as_str);
+        check(ShardState::ALL, ShardState::as_str);
         check(DeliveryStatus::ALL, DeliveryStatus::as_str);
     }
 

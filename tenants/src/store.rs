@@ -139,6 +139,8 @@ struct TenantRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     storage_used_bytes: i64,
+    dispersal_k: Option<i32>,
+    dispersal_n: Option<i32>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -164,6 +166,10 @@ impl TryFrom<TenantRow> for Tenant {
                     .map(|j| Jurisdiction::parse(j))
                     .collect::<Result<_>>()
                     .map_err(stored)?,
+                redundancy: match (r.dispersal_k, r.dispersal_n) {
+                    (Some(k), Some(n)) => Some(Redundancy { k: k as u8, n: n as u8 }),
+                    _ => None,
+                },
             },
             storage_used_bytes: r.storage_used_bytes,
             created_at: r.created_at,
@@ -555,7 +561,7 @@ const UNLIMITED: i64 = (1 << 53) - 1;
 // SQL shared by both backends
 
 const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
-     min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes";
+     min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes, dispersal_k, dispersal_n";
 const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
        SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
@@ -729,7 +735,8 @@ impl Store {
                SELECT id FROM tenants WHERE ($1 IS NULL AND parent_id IS NULL) OR id = $1 \
                UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
              SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
-               t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes \
+               t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes, \
+               t.dispersal_k, t.dispersal_n \
              FROM tenants t \
              WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
                AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
@@ -750,6 +757,7 @@ impl Store {
     /// Creates a tenant. A child's package must fit within its parent's.
     pub async fn create_tenant(&self, actor: &str, new: NewTenant) -> Result<Tenant> {
         new.limits.validate()?;
+        new.policy.redundancy.map(Redundancy::validate).transpose()?;
         let (root, parent) = match new.parent_id {
             Some(parent_id) => {
                 let chain = self.chain(parent_id).await?;
@@ -774,8 +782,8 @@ impl Store {
         let now = Utc::now();
         let id = TenantId::new();
         let insert = "INSERT INTO tenants (id, name, kind, parent_id, status, max_accounts, max_domains, \
-             storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $10)";
+             storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at, dispersal_k, dispersal_n) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $10, $11, $12)";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(insert)
@@ -789,6 +797,8 @@ impl Store {
                 .bind(new.policy.min_level.as_str())
                 .bind(jurisdictions_text(&new.policy))
                 .bind(now)
+                .bind(new.policy.redundancy.map(|r| i32::from(r.k)))
+                .bind(new.policy.redundancy.map(|r| i32::from(r.n)))
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -810,6 +820,9 @@ impl Store {
     pub async fn update_tenant(&self, actor: &str, id: TenantId, update: TenantUpdate) -> Result<Tenant> {
         let chain = self.chain(id).await?;
         let current = chain.first().cloned().ok_or(Error::NotFound("tenant"))?;
+        if let Some(policy) = &update.policy {
+            policy.redundancy.map(Redundancy::validate).transpose()?;
+        }
         if let Some(limits) = &update.limits {
             limits.validate()?;
             if let Some(parent) = chain.get(1) {
@@ -822,7 +835,8 @@ impl Store {
         let limits = update.limits.unwrap_or(current.limits);
         let policy = update.policy.clone().unwrap_or(current.policy.clone());
         let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
-             storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9 WHERE id = $1";
+             storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9, \
+             dispersal_k = $10, dispersal_n = $11 WHERE id = $1";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(sql)
@@ -835,6 +849,8 @@ impl Store {
                 .bind(policy.min_level.as_str())
                 .bind(jurisdictions_text(&policy))
                 .bind(Utc::now())
+                .bind(policy.redundancy.map(|r| i32::from(r.k)))
+                .bind(policy.redundancy.map(|r| i32::from(r.n)))
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -1208,9 +1224,12 @@ mod tests;
 mod dkim;
 mod jobs;
 #[macro_use]
+mod objects;
+#[macro_use]
 mod messages;
 mod outbound;
 pub use dkim::{DkimKey, NewDkimKey};
 pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
-pub use messages::{Correspondent, MessageMeta, NewMessage};
+pub use messages::{Correspondent, MessageMeta, NewMessage, StoredContent};
+pub use objects::{NewObject, NewShard, ObjectCount, RedundancyCount, ShardRecord, SiteUsage, StoredObject};

@@ -397,16 +397,20 @@ impl Sites {
     }
 
     /// A site for one more shard of an object whose other shards are on
-    /// `holders` (site names), respecting the jurisdiction rule.
-    pub fn place_one(&self, params: Params, allowed: &[String], holders: &[&str]) -> Option<Arc<Site>> {
+    /// `holders` (site names), respecting the jurisdiction rule; sites in
+    /// `exclude` (already tried) are passed over.
+    pub fn place_one(&self, params: Params, allowed: &[String], holders: &[&str], exclude: &[&str]) -> Option<Arc<Site>> {
         let mut taken: HashMap<String, usize> = HashMap::new();
         for holder in holders {
             if let Some(site) = self.get(holder) {
                 *taken.entry(site.jurisdiction.clone()).or_default() += 1;
             }
         }
-        let candidates: Vec<Arc<Site>> =
-            self.candidates(allowed).into_iter().filter(|s| !holders.contains(&s.name.as_str())).collect();
+        let candidates: Vec<Arc<Site>> = self
+            .candidates(allowed)
+            .into_iter()
+            .filter(|s| !holders.contains(&s.name.as_str()) && !exclude.contains(&s.name.as_str()))
+            .collect();
         pick(&candidates, params, &taken, 1).pop()
     }
 
@@ -457,16 +461,17 @@ impl Sites {
             }
         }
         // Spare sites, one shard at a time, within the jurisdiction rule.
+        let mut tried: Vec<String> = chosen.iter().map(|s| s.name.clone()).collect();
         for i in failed {
-            let holders: Vec<String> = placed.iter().filter_map(|p| p.site.clone()).collect();
-            let tried: Vec<&str> = chosen.iter().map(|s| s.name.as_str()).chain(holders.iter().map(String::as_str)).collect();
-            let Some(spare) = self.place_one(params, allowed, &tried).filter(|s| {
-                self.fits(params, s, &holders.iter().map(String::as_str).collect::<Vec<_>>())
-            }) else {
-                continue;
-            };
-            if spare.put_shard(object, i as u8, shards[i].clone(), timeout).await.is_ok() {
-                placed[i].site = Some(spare.name.clone());
+            loop {
+                let holders: Vec<&str> = placed.iter().filter_map(|p| p.site.as_deref()).collect();
+                let exclude: Vec<&str> = tried.iter().map(String::as_str).collect();
+                let Some(spare) = self.place_one(params, allowed, &holders, &exclude) else { break };
+                tried.push(spare.name.clone());
+                if spare.put_shard(object, i as u8, shards[i].clone(), timeout).await.is_ok() {
+                    placed[i].site = Some(spare.name.clone());
+                    break;
+                }
             }
         }
         let stored = placed.iter().filter(|p| p.site.is_some()).count();

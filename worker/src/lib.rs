@@ -201,6 +201,115 @@ pub struct Context {
     pub outbound: Arc<mail::outbound::Outbound>,
     /// Delays between delivery attempts (the message's lifetime ends them).
     pub delivery_retry: RetryPolicy,
+    /// The storage sites of dispersed mail, for scrub, repair and evacuation.
+    pub dispersed: Option<Arc<mail::dispersed::Dispersed>>,
+}
+
+impl Context {
+    fn dispersed(&self) -> Result<&mail::dispersed::Dispersed, String> {
+        self.dispersed.as_deref().ok_or_else(|| "no storage sites are configured in this process".to_owned())
+    }
+}
+
+fn summary(report: &mail::dispersed::PassReport) -> String {
+    format!(
+        "{} objects, {} shards checked, {} missing, {} corrupt, {} unreachable, {} rebuilt, {} moved, {} purged, {} skipped",
+        report.objects,
+        report.shards_checked,
+        report.missing,
+        report.corrupt,
+        report.unreachable,
+        report.rebuilt,
+        report.moved,
+        report.purged,
+        report.skipped.len()
+    )
+}
+
+/// Rebuilds every missing or corrupt shard (most endangered objects first)
+/// and purges the shards of deleted mail. Queued by writes that left a
+/// shard behind, by reads and scrubs that found a bad one, and by deletions
+/// that could not reach a site. Objects that could not be repaired (too few
+/// sites up) make the job fail, so the queue tries again later.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct RepairSites {}
+
+impl Job<Context> for RepairSites {
+    const NAME: &'static str = mail::dispersed::REPAIR_JOB;
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 20, base: Duration::from_secs(60), max: Duration::from_secs(3600), jitter: 0.2 }
+    }
+
+    fn dedup_key(&self) -> Option<String> {
+        Some("all".into())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let report = context.dispersed()?.repair(&mail::dispersed::Quiet).await.map_err(|e| e.to_string())?;
+        tracing::info!(report = %summary(&report), "shard repair pass");
+        if report.skipped.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} objects could not be repaired yet", report.skipped.len()))
+        }
+    }
+}
+
+/// Re-hashes every shard, then schedules the next scrub `every_hours` later.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ScrubSites {
+    pub every_hours: u64,
+}
+
+impl Job<Context> for ScrubSites {
+    const NAME: &'static str = mail::dispersed::SCRUB_JOB;
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let report = context.dispersed()?.scrub(&mail::dispersed::Quiet, false).await.map_err(|e| e.to_string())?;
+        tracing::info!(report = %summary(&report), "scrub pass");
+        let at = Utc::now() + chrono::Duration::hours(self.every_hours as i64);
+        enqueue::<Context, _>(&context.store, self, Some(at)).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Schedules scrubbing every `every_hours`, unless a scrub is already on the queue.
+pub async fn schedule_scrub(store: &Store, every_hours: u64) -> Result<(), tenants::Error> {
+    if every_hours == 0 || store.live_jobs(mail::dispersed::SCRUB_JOB).await? > 0 {
+        return Ok(());
+    }
+    let at = Utc::now() + chrono::Duration::hours(every_hours as i64);
+    enqueue::<Context, _>(store, &ScrubSites { every_hours }, Some(at)).await.map(|_| ())
+}
+
+/// Moves every shard off `from` (to `to`, or wherever placement allows).
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct EvacuateSite {
+    pub from: String,
+    pub to: Option<String>,
+}
+
+impl Job<Context> for EvacuateSite {
+    const NAME: &'static str = mail::dispersed::EVACUATE_JOB;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(self.from.clone())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let report = context
+            .dispersed()?
+            .evacuate(&self.from, self.to.as_deref(), &mail::dispersed::Quiet)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(site = %self.from, report = %summary(&report), "evacuation pass");
+        if report.skipped.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} objects are still on site {}", report.skipped.len(), self.from))
+        }
+    }
 }
 
 /// Delivers one spooled version of a submitted message to its recipients
@@ -301,7 +410,13 @@ impl Job<Context> for DkimSwitch {
 pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Context> {
     let store = context.store.clone();
     let retry = context.delivery_retry;
-    Worker::new(store, context, name).register::<DomainCheck>().register::<DkimSwitch>().register_with::<mail::outbound::DeliverJob>(retry)
+    Worker::new(store, context, name)
+        .register::<DomainCheck>()
+        .register::<DkimSwitch>()
+        .register_with::<mail::outbound::DeliverJob>(retry)
+        .register::<RepairSites>()
+        .register::<ScrubSites>()
+        .register::<EvacuateSite>()
 }
 
 #[cfg(test)]

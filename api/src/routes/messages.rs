@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use mail::outbound::{Draft, Refusal};
-use tenants::store::RecipientDelivery;
+use tenants::store::{RecipientDelivery, StoredContent};
 use tenants::{AccountId, Actor, Flag, Folder, Level, MessageId, MessageMeta};
 use utoipa::{IntoParams, ToSchema};
 
@@ -120,7 +120,14 @@ pub async fn raw_message(
     Path(message_id): Path<MessageId>,
 ) -> ApiResult<impl IntoResponse> {
     let message = load(&state, &actor, message_id).await?;
-    let stored = state.store.message_content(message_id).await?.ok_or(Problem::not_found("message"))?;
+    let stored = match state.store.message_content(message_id).await?.ok_or(Problem::not_found("message"))? {
+        StoredContent::Inline(bytes) => bytes,
+        StoredContent::Dispersed => state
+            .inbound
+            .read_dispersed(message_id)
+            .await
+            .map_err(|_| Problem::unavailable("too few storage sites answered to rebuild this message; try again later"))?,
+    };
     let body = match message.level {
         Level::Standard => state
             .inbound
@@ -175,6 +182,12 @@ pub async fn delete_message(
 ) -> ApiResult<StatusCode> {
     let message = load(&state, &actor, message_id).await?;
     state.store.delete_message(&actor.audit_name(), &message).await?;
+    if let Some(dispersed) = state.inbound.dispersed() {
+        // Crypto-shredding: the shards go now; what a down site keeps, the repair pass deletes.
+        if let Err(e) = dispersed.shred(message_id.0).await {
+            tracing::warn!(message = %message_id, error = %e, "shards not deleted yet");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -253,6 +266,7 @@ fn refusal(r: Refusal) -> Problem {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "recipient-keys-missing", detail).with_found(missing)
         }
         Refusal::Internal => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "try-again", detail),
+        Refusal::StorageUnavailable(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", detail),
     }
 }
 

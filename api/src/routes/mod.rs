@@ -8,6 +8,7 @@ mod auth;
 mod domains;
 mod messages;
 mod queue;
+mod sites;
 mod system;
 mod tenants;
 
@@ -46,6 +47,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(audit::tenant_audit))
         .routes(routes!(queue::queue))
+        .routes(routes!(sites::list_sites))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

@@ -116,6 +116,9 @@ pub async fn create_tenant(
             return Err(Problem::forbidden("only the operator and resellers create tenants"));
         }
     };
+    if let Some(policy) = &body.policy {
+        check_redundancy(&state, policy)?;
+    }
     let tenant = state
         .store
         .create_tenant(
@@ -219,6 +222,9 @@ pub async fn update_tenant(
         }
         _ => {}
     }
+    if let Some(policy) = &body.policy {
+        check_redundancy(&state, policy)?;
+    }
     let update = TenantUpdate {
         name: body.name.as_deref().map(tenant_name).transpose()?,
         status: body.status,
@@ -305,4 +311,14 @@ pub async fn onboard(
         StatusCode::CREATED,
         Json(Onboarded { domain: DomainView::from(&domain), admin: AccountView::from(&account), dns_records }),
     ))
+}
+
+/// A tenant's own redundancy must fit the operator's bounds and the sites.
+fn check_redundancy(state: &AppState, policy: &Policy) -> ApiResult<()> {
+    let Some(redundancy) = policy.redundancy else { return Ok(()) };
+    redundancy.validate()?;
+    if let Some(dispersed) = state.inbound.dispersed() {
+        dispersed.check_redundancy(redundancy).map_err(Problem::invalid)?;
+    }
+    Ok(())
 }

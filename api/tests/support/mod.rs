@@ -18,6 +18,8 @@ pub struct TestApp {
     /// The submission port (AUTH PLAIN/LOGIN).
     pub submission: std::net::SocketAddr,
     pub inbound: std::sync::Arc<mail::inbound::Inbound>,
+    /// Three local storage sites (FR, DE, CH) under `data_dir/sites`, 2-of-3.
+    pub dispersed: std::sync::Arc<mail::dispersed::Dispersed>,
     pub resolver: mail::dns::Dns,
     /// A private CA the instance trusts, and an HTTPS server on loopback
     /// with its certificate for `remote.test`'s web hosts (MTA-STS, WKD).
@@ -60,12 +62,11 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     let key = vault::instance::InstanceKey::generate();
     let data_dir = tempfile::tempdir().expect("data dir");
     let master = vault::at_rest::MasterKey::load_or_create(data_dir.path()).expect("master key");
-    let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
-        store.clone(),
-        master,
-        Some(resolver.authenticator()),
-        MAIL_HOST.into(),
-    ));
+    let dispersed = std::sync::Arc::new(local_sites(&store, data_dir.path()));
+    let inbound = std::sync::Arc::new(
+        mail::inbound::Inbound::new(store.clone(), master, Some(resolver.authenticator()), MAIL_HOST.into())
+            .with_dispersed(dispersed.clone()),
+    );
     let tls = mail::tls::self_signed(data_dir.path(), MAIL_HOST).expect("self-signed certificate");
     let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let smtp_addr = smtp_listener.local_addr().expect("local addr");
@@ -114,6 +115,7 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
         smtp: smtp_addr,
         submission,
         inbound,
+        dispersed,
         resolver,
         ca,
         https,
@@ -126,6 +128,31 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
         key,
         shutdown: Some(tx),
     }
+}
+
+/// The test storage sites: local folders FR, DE and CH under `dir/sites`, 2-of-3.
+pub fn local_sites(store: &Store, dir: &std::path::Path) -> mail::dispersed::Dispersed {
+    let configs: Vec<vault::sites::SiteConfig> = [("site-fr", "FR"), ("site-de", "DE"), ("site-ch", "CH")]
+        .into_iter()
+        .map(|(name, jurisdiction)| vault::sites::SiteConfig {
+            name: name.into(),
+            jurisdiction: jurisdiction.into(),
+            path: Some(dir.join("sites").join(name)),
+            s3: None,
+        })
+        .collect();
+    let sites = vault::sites::Sites::open(&configs, vault::sites::SiteOptions::default()).expect("local sites");
+    mail::dispersed::Dispersed::new(
+        store.clone(),
+        sites,
+        mail::dispersed::DispersalConfig {
+            default: vault::dispersal::Params::new(2, 3).expect("2-of-3"),
+            write_quorum: 0,
+            min_k: 2,
+            max_n: 5,
+        },
+    )
+    .expect("dispersal")
 }
 
 /// The web hosts of the remote test domain, served by [`TestApp::https`].
@@ -205,6 +232,7 @@ impl TestApp {
             dns: self.resolver.clone(),
             outbound,
             delivery_retry: worker::RetryPolicy { max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS, base: retry_after, max: retry_after, jitter: 0.0 },
+            dispersed: Some(self.dispersed.clone()),
         }
     }
 

@@ -126,6 +126,13 @@ impl Store {
     }
 
     /// Jobs per kind and state.
+    /// Jobs of `kind` queued or running.
+    pub async fn live_jobs(&self, kind: &str) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state IN ('queued', 'running')";
+        let n: (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(kind).fetch_one(p).await)?;
+        Ok(n.0)
+    }
+
     pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
         let sql = "SELECT kind, state, COUNT(*) AS jobs FROM jobs GROUP BY kind, state ORDER BY kind, state";
         let rows: Vec<QueueDepth> = on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?;

@@ -31,8 +31,27 @@ pub struct NewMessage {
     pub authentication: serde_json::Value,
     /// Whether it arrived OpenPGP-encrypted (feeds the privacy index later).
     pub arrived_encrypted: bool,
-    /// The stored bytes: AEAD ciphertext at `standard`, PGP/MIME above.
+    /// The stored bytes: AEAD ciphertext at `standard`, PGP/MIME above;
+    /// empty when the bytes are dispersed.
     pub content: Vec<u8>,
+    /// The shards that hold the bytes, when they are dispersed.
+    pub dispersed: Option<super::NewObject>,
+}
+
+impl NewMessage {
+    /// Bytes counted against the quota.
+    pub fn size(&self) -> i64 {
+        self.dispersed.as_ref().map_or(self.content.len() as i64, |o| o.size)
+    }
+}
+
+/// Where a message's bytes are.
+#[derive(Debug)]
+pub enum StoredContent {
+    /// In the database, exactly as stored.
+    Inline(Vec<u8>),
+    /// In shards on the storage sites; the object's id is the message's.
+    Dispersed,
 }
 
 /// What the server knows of a stored message, without its content.
@@ -110,8 +129,8 @@ const META_COLUMNS: &str = "id, tenant_id, account_id, received_at, size, level,
      envelope_to, subject, sender, privacy, authentication";
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, \
-     folder, flags, envelope_from, envelope_to, subject, sender, privacy, authentication, content) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10, $11, $12, $13, $14)";
+     folder, flags, envelope_from, envelope_to, subject, sender, privacy, authentication, content, storage) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10, $11, $12, $13, $14, $15)";
 /// Counts the bytes against the quota, in the same statement that checks it.
 pub(super) const COUNT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
      WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes";
@@ -126,7 +145,7 @@ const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, 
 macro_rules! store_message {
     ($tx:expr, $m:expr, $folder:expr, $now:expr) => {{
         let m: &NewMessage = $m;
-        let size = m.content.len() as i64;
+        let size = m.size();
         let counted = sqlx::query(COUNT_STORAGE).bind(m.tenant_id.0).bind(size).execute(&mut *$tx).await?;
         if counted.rows_affected() == 1 {
             sqlx::query(INSERT_MESSAGE)
@@ -144,8 +163,12 @@ macro_rules! store_message {
                 .bind(serde_json::to_string(&m.privacy).unwrap_or_default())
                 .bind(m.authentication.to_string())
                 .bind(&m.content)
+                .bind(if m.dispersed.is_some() { "dispersed" } else { "database" })
                 .execute(&mut *$tx)
                 .await?;
+            if let Some(object) = &m.dispersed {
+                insert_object!($tx, m.id.0, m.tenant_id.0, object, $now);
+            }
             true
         } else {
             false
@@ -262,11 +285,15 @@ impl Store {
         row.map(MessageMeta::try_from).transpose()
     }
 
-    /// The stored bytes of a message, exactly as written.
-    pub async fn message_content(&self, id: MessageId) -> Result<Option<Vec<u8>>> {
-        let sql = "SELECT content FROM messages WHERE id = $1";
-        let row: Option<(Vec<u8>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
-        Ok(row.map(|(c,)| c))
+    /// The stored bytes of a message, exactly as written, or where they are.
+    pub async fn message_content(&self, id: MessageId) -> Result<Option<StoredContent>> {
+        let sql = "SELECT content, storage FROM messages WHERE id = $1";
+        let row: Option<(Vec<u8>, String)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        Ok(row.map(|(content, storage)| match storage.as_str() {
+            "dispersed" => StoredContent::Dispersed,
+            _ => StoredContent::Inline(content),
+        }))
     }
 
     pub async fn update_message(&self, actor: &str, message: &MessageMeta, folder: Folder, flags: &[Flag]) -> Result<MessageMeta> {
@@ -288,14 +315,18 @@ impl Store {
     }
 
     /// Deletes a message and gives its bytes back to the tenant's quota.
+    /// A dispersed message's object is marked deleted in the same
+    /// transaction; its shards are purged from the sites afterwards.
     pub async fn delete_message(&self, actor: &str, message: &MessageMeta) -> Result<()> {
         let delete = "DELETE FROM messages WHERE id = $1";
         let free = "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+        let shred = "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let done = sqlx::query(delete).bind(message.id.0).execute(&mut *tx).await?;
             if done.rows_affected() == 1 {
                 sqlx::query(free).bind(message.tenant_id.0).bind(message.size).execute(&mut *tx).await?;
+                sqlx::query(shred).bind(message.id.0).bind(Utc::now()).execute(&mut *tx).await?;
             }
             write_audit!(tx, Audit {
                 actor,
