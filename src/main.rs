@@ -64,6 +64,8 @@ enum BenchCommand {
     Smtp(bench::SmtpBench),
     /// Submit messages and deliver them, DKIM-signed, to an SMTP sink on loopback.
     Outbound(bench::OutboundBench),
+    /// Encode and decode dispersed objects (k-of-n shards) on one core, next to a memory copy.
+    Vault(bench::VaultBench),
 }
 
 #[derive(Subcommand)]
@@ -108,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             Command::Openapi => Ok(()),
             Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
             Command::Bench { command: BenchCommand::Outbound(args) } => bench::outbound(args).await,
+            Command::Bench { command: BenchCommand::Vault(args) } => bench::vault(args),
         }
     })
 }

@@ -413,7 +413,7 @@ impl Dispersed {
             return Ok(());
         }
         let (good, _) = self.sites.read(object.id, params, &locations(object, true)).await?;
-        let refs: Vec<&[u8]> = good.iter().map(|b| b.as_ref()).collect();
+        let refs: Vec<&[u8]> = good.iter().map(|(b, _)| b.as_ref()).collect();
         for shard in bad {
             let rebuilt = dispersal::rebuild(&refs, shard.index)?;
             if dispersal::hash(&rebuilt) != shard.hash {
@@ -607,7 +607,7 @@ impl Dispersed {
                     let others: Vec<Location> =
                         locations(object, true).into_iter().filter(|l| l.index != shard.index).collect();
                     let (good, _) = self.sites.read(object.id, params, &others).await?;
-                    let refs: Vec<&[u8]> = good.iter().map(|b| b.as_ref()).collect();
+                    let refs: Vec<&[u8]> = good.iter().map(|(b, _)| b.as_ref()).collect();
                     let rebuilt = dispersal::rebuild(&refs, shard.index)?;
                     report.rebuilt += 1;
                     bytes::Bytes::from(rebuilt)

@@ -22,27 +22,34 @@
 //!    bytes ‖ `i` as u64, associated data =
 //!    `"caliop-dispersal"` ‖ version (u8) ‖ k (u8) ‖ n (u8) ‖ S (u32) ‖ id ‖
 //!    L (u64) ‖ i (u32) ‖ m (u32), giving `C_i` = ciphertext ‖ 16-byte tag.
-//! 3. **All-or-nothing transform.** `h` = BLAKE3 in key-derivation mode
-//!    with context `"caliop dispersal v1 all-or-nothing"` over
-//!    `C_0 ‖ C_1 ‖ … ‖ C_{m−1}`; the key block `B = K ⊕ h` (32 bytes).
-//! 4. **Pieces.** Each `C_i`, and then `B`, is cut into `k` pieces of
-//!    `p = ⌈len / k⌉` bytes rounded up to an even number (zero padding at
-//!    the end), and `n − k` parity pieces of the same length are computed
-//!    with the systematic Reed–Solomon code over GF(2¹⁶) of Leopard-RS
-//!    (implemented by the `reed-solomon-simd` crate, version 3): pieces
-//!    `0..k` are the data, pieces `k..n` the code's recovery shards `0..n−k`.
-//! 5. **Shard `j`** = a 48-byte header ‖ piece `j` of `C_0` ‖ … ‖ piece `j`
-//!    of `C_{m−1}` ‖ piece `j` of `B`. Header: magic `"CALIOPDS"` (8 bytes),
-//!    version = 1, k, n, j (one byte each), S (u32), id (16 bytes), L (u64),
-//!    8 zero bytes.
+//! 3. **Pieces.** Each `C_i` is cut into `k` pieces of `p = ⌈len / k⌉`
+//!    bytes rounded up to an even number (zero padding at the end), and
+//!    `n − k` parity pieces of the same length are computed with the
+//!    systematic Reed–Solomon code over GF(2¹⁶) of Leopard-RS (implemented
+//!    by the `reed-solomon-simd` crate, version 3): pieces `0..k` are the
+//!    data, pieces `k..n` the code's recovery shards `0..n−k`. The body of
+//!    shard `j` is its header (below) ‖ piece `j` of `C_0` ‖ … ‖ piece `j`
+//!    of `C_{m−1}`.
+//! 4. **All-or-nothing transform.** `P_j` = BLAKE3 of the body of data
+//!    shard `j` (for `j < k`); `h` = BLAKE3 in key-derivation mode with
+//!    context `"caliop dispersal v1 all-or-nothing"` over
+//!    `P_0 ‖ … ‖ P_{k−1}`; the key block `B = K ⊕ h` (32 bytes). `h`
+//!    depends on every byte of ciphertext (the data shards are the
+//!    ciphertext), and any `k − 1` shards leave at least one data shard
+//!    undetermined, so they cannot give `h`, nor `K`. (Hashing the shard
+//!    bodies rather than the ciphertext lets the manifest hashes below and
+//!    `h` share one pass over the bytes.)
+//! 5. **Shard `j`** = its body ‖ piece `j` of `B` (cut and coded as in 3).
+//!    Header, 48 bytes: magic `"CALIOPDS"`, version = 1, k, n, j (one byte
+//!    each), S (u32), id (16 bytes), L (u64), 8 zero bytes.
 //! 6. **Manifest.** The BLAKE3 hash of each whole shard is kept in the
 //!    database next to the site that holds it; a shard whose hash differs is
 //!    discarded before decoding.
 //!
 //! Decoding takes any `k` shards with identical headers (but for `j`),
-//! restores the data pieces of every segment and of `B`, recomputes `h`,
-//! unmasks `K` and opens every segment; a wrong piece anywhere yields a
-//! wrong `K` and no segment authenticates.
+//! restores the data pieces of every segment and of `B`, recomputes `h`
+//! from the data shards' bodies, unmasks `K` and opens every segment; a
+//! wrong piece anywhere yields a wrong `K` and no segment authenticates.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -213,6 +220,16 @@ pub fn encode(object_id: [u8; 16], params: Params, plaintext: &[u8]) -> Result<V
     encode_with_segments(object_id, params, SEGMENT_SIZE, plaintext)
 }
 
+/// [`encode`], with every shard's [`hash`] computed on the way (each piece
+/// is hashed while it is in cache, in the same pass that the all-or-nothing
+/// transform needs).
+pub fn encode_hashed(object_id: [u8; 16], params: Params, plaintext: &[u8]) -> Result<Vec<(Vec<u8>, [u8; 32])>, VaultError> {
+    let mut key = [0u8; KEY_LEN];
+    SystemRandom::new().fill(&mut key).map_err(|_| error("no randomness"))?;
+    let (shards, hashes) = encode_keyed(key, object_id, params, SEGMENT_SIZE, plaintext)?;
+    Ok(shards.into_iter().zip(hashes).collect())
+}
+
 /// [`encode`] with another segment size (tests use small ones).
 pub fn encode_with_segments(
     object_id: [u8; 16],
@@ -222,7 +239,13 @@ pub fn encode_with_segments(
 ) -> Result<Vec<Vec<u8>>, VaultError> {
     let mut key = [0u8; KEY_LEN];
     SystemRandom::new().fill(&mut key).map_err(|_| error("no randomness"))?;
-    encode_keyed(key, object_id, params, segment_size, plaintext)
+    Ok(encode_keyed(key, object_id, params, segment_size, plaintext)?.0)
+}
+
+thread_local! {
+    /// The segment being encrypted, kept per thread: a fresh megabyte per
+    /// object would cost page faults rather than work.
+    static BLOCK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn encode_keyed(
@@ -231,44 +254,73 @@ fn encode_keyed(
     params: Params,
     segment_size: u32,
     plaintext: &[u8],
-) -> Result<Vec<Vec<u8>>, VaultError> {
+) -> Result<(Vec<Vec<u8>>, Vec<[u8; 32]>), VaultError> {
     if segment_size == 0 {
         return Err(error("segment size 0"));
     }
     let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| error("bad key"))?);
     let header = Header { params, index: 0, segment_size, object_id, length: plaintext.len() as u64 };
     let shard_len = header.shard_len();
+    let mut hashers: Vec<blake3::Hasher> = Vec::with_capacity(usize::from(params.n));
     let mut shards: Vec<Vec<u8>> = (0..params.n)
         .map(|index| {
             let mut shard = Vec::with_capacity(shard_len);
             Header { index, ..header }.write(&mut shard);
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&shard);
+            hashers.push(hasher);
             shard
         })
         .collect();
     let mut coder = Coder::new(params);
-    let mut aont = blake3::Hasher::new_derive_key(AONT_CONTEXT);
-    let mut block = Vec::with_capacity((segment_size as usize).min(plaintext.len()) + TAG_LEN);
-    let segments: Box<dyn Iterator<Item = &[u8]>> = if plaintext.is_empty() {
-        Box::new(std::iter::once(&[][..]))
-    } else {
-        Box::new(plaintext.chunks(segment_size as usize))
-    };
-    for (i, segment) in segments.enumerate() {
-        block.clear();
-        block.extend_from_slice(segment);
-        let tag = aead
-            .seal_in_place_separate_tag(nonce(i as u64), Aad::from(header.aad(i as u64)), &mut block)
-            .map_err(|_| error("encryption failed"))?;
-        block.extend_from_slice(tag.as_ref());
-        aont.update(&block);
-        coder.spread(&block, &mut shards)?;
-    }
-    let mut masked = *aont.finalize().as_bytes();
+    BLOCK.with(|block| -> Result<(), VaultError> {
+        let mut block = block.borrow_mut();
+        let segments: Box<dyn Iterator<Item = &[u8]>> = if plaintext.is_empty() {
+            Box::new(std::iter::once(&[][..]))
+        } else {
+            Box::new(plaintext.chunks(segment_size as usize))
+        };
+        for (i, segment) in segments.enumerate() {
+            block.clear();
+            block.extend_from_slice(segment);
+            let tag = aead
+                .seal_in_place_separate_tag(nonce(i as u64), Aad::from(header.aad(i as u64)), &mut *block)
+                .map_err(|_| error("encryption failed"))?;
+            block.extend_from_slice(tag.as_ref());
+            coder.spread(&block, &mut shards, Some(&mut hashers[..]))?;
+        }
+        Ok(())
+    })?;
+    let mut masked = aont(hashers[..usize::from(params.k)].iter().map(|h| *h.finalize().as_bytes()));
     masked.iter_mut().zip(key).for_each(|(m, k)| *m ^= k);
     key.fill(0);
-    coder.spread(&masked, &mut shards)?;
+    coder.spread(&masked, &mut shards, Some(&mut hashers[..]))?;
     debug_assert!(shards.iter().all(|s| s.len() == shard_len));
-    Ok(shards)
+    Ok((shards, hashers.iter().map(|h| *h.finalize().as_bytes()).collect()))
+}
+
+/// `h` of the all-or-nothing transform, from the data shards' body hashes.
+fn aont(bodies: impl Iterator<Item = [u8; 32]>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(AONT_CONTEXT);
+    for body in bodies {
+        h.update(&body);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Checks a shard against the manifest hash in one pass, and returns the
+/// hash of its body (what decoding needs) when it matches.
+pub fn check(shard: &[u8], expected: &[u8; 32]) -> Option<[u8; 32]> {
+    let header = Header::parse(shard).ok()?;
+    if shard.len() != header.shard_len() {
+        return None;
+    }
+    let body = shard.len() - piece_len(KEY_LEN, header.params.k);
+    let mut h = blake3::Hasher::new();
+    h.update(&shard[..body]);
+    let body_hash = *h.finalize().as_bytes();
+    h.update(&shard[body..]);
+    (h.finalize().as_bytes() == expected).then_some(body_hash)
 }
 
 /// Reed–Solomon over the pieces of one block at a time.
@@ -278,9 +330,16 @@ struct Coder {
     padded: Vec<u8>,
 }
 
+thread_local! {
+    /// An encoder kept per thread: making one allocates its work space,
+    /// which costs more than encoding a mail-sized object.
+    static ENCODER: std::cell::RefCell<Option<ReedSolomonEncoder>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Coder {
     fn new(params: Params) -> Coder {
-        Coder { params, encoder: None, padded: Vec::new() }
+        let encoder = ENCODER.with(|cached| cached.borrow_mut().take());
+        Coder { params, encoder, padded: Vec::new() }
     }
 
     fn encoder(&mut self, piece: usize) -> Result<&mut ReedSolomonEncoder, VaultError> {
@@ -293,27 +352,45 @@ impl Coder {
         Ok(self.encoder.as_mut().expect("just set"))
     }
 
-    /// Appends piece `j` of `block` to shard `j`, parity included.
-    fn spread(&mut self, block: &[u8], shards: &mut [Vec<u8>]) -> Result<(), VaultError> {
+    /// Appends piece `j` of `block` to shard `j`, parity included, and feeds
+    /// each piece to its shard's hash while it is still in cache.
+    fn spread(&mut self, block: &[u8], shards: &mut [Vec<u8>], mut hashers: Option<&mut [blake3::Hasher]>) -> Result<(), VaultError> {
         let k = usize::from(self.params.k);
         let piece = piece_len(block.len(), self.params.k);
-        let mut padded = std::mem::take(&mut self.padded);
-        padded.clear();
-        padded.extend_from_slice(block);
-        padded.resize(piece * k, 0);
+        // Whole pieces are read from the block itself; only the tail is padded.
+        let whole = (block.len() / piece).min(k);
+        let mut tail = std::mem::take(&mut self.padded);
+        tail.clear();
+        tail.extend_from_slice(&block[whole * piece..]);
+        tail.resize(piece * (k - whole), 0);
         let rs = |e: reed_solomon_simd::Error| error(format!("Reed–Solomon: {e}"));
         let encoder = self.encoder(piece)?;
-        for (j, data) in padded.chunks_exact(piece).enumerate() {
+        let pieces = block[..whole * piece].chunks_exact(piece).chain(tail.chunks_exact(piece));
+        for (j, data) in pieces.enumerate() {
             encoder.add_original_shard(data).map_err(rs)?;
             shards[j].extend_from_slice(data);
+            if let Some(h) = hashers.as_deref_mut() {
+                h[j].update(data);
+            }
         }
         let result = encoder.encode().map_err(rs)?;
         for (j, recovery) in result.recovery_iter().enumerate() {
             shards[k + j].extend_from_slice(recovery);
+            if let Some(h) = hashers.as_deref_mut() {
+                h[k + j].update(recovery);
+            }
         }
         drop(result);
-        self.padded = padded;
+        self.padded = tail;
         Ok(())
+    }
+}
+
+impl Drop for Coder {
+    fn drop(&mut self) {
+        if let Some(encoder) = self.encoder.take() {
+            ENCODER.with(|cached| *cached.borrow_mut() = Some(encoder));
+        }
     }
 }
 
@@ -392,37 +469,80 @@ fn data_pieces<'a>(
 
 /// Rebuilds the object from at least `k` shards whose hashes were checked.
 pub fn decode(object_id: [u8; 16], shards: &[&[u8]]) -> Result<Vec<u8>, VaultError> {
+    decode_inner(object_id, shards, &[])
+}
+
+/// [`decode`] for shards that went through [`check`], with the body hashes
+/// it returned (so no shard is hashed twice).
+pub fn decode_checked(object_id: [u8; 16], shards: &[(&[u8], [u8; 32])]) -> Result<Vec<u8>, VaultError> {
+    let (bytes, bodies): (Vec<&[u8]>, Vec<[u8; 32]>) = shards.iter().copied().unzip();
+    decode_inner(object_id, &bytes, &bodies)
+}
+
+fn decode_inner(object_id: [u8; 16], shards: &[&[u8]], bodies: &[[u8; 32]]) -> Result<Vec<u8>, VaultError> {
     let (header, by_index) = gather(Some(object_id), shards)?;
-    let k = header.params.k;
+    let k = usize::from(header.params.k);
+    let body_len = header.shard_len() - piece_len(KEY_LEN, header.params.k);
+    // The body hash of every data shard: given, hashed here, or (for a
+    // data shard restored from parity) hashed as its pieces are restored.
+    let mut body_hashes: Vec<Option<[u8; 32]>> = vec![None; k];
+    for (i, shard) in shards.iter().enumerate() {
+        let index = usize::from(shard[11]);
+        if index < k {
+            body_hashes[index] = Some(match bodies.get(i) {
+                Some(given) => *given,
+                None => *blake3::hash(&shard[..body_len]).as_bytes(),
+            });
+        }
+    }
+    let mut restoring: Vec<Option<blake3::Hasher>> = (0..k)
+        .map(|j| {
+            body_hashes[j].is_none().then(|| {
+                let mut head = Vec::with_capacity(HEADER_LEN);
+                Header { index: j as u8, ..header }.write(&mut head);
+                let mut h = blake3::Hasher::new();
+                h.update(&head);
+                h
+            })
+        })
+        .collect();
     let blocks: Vec<usize> = header.blocks().collect();
     // Pass 1: the ciphertext, in place where the plaintext will be.
     let mut out = Vec::with_capacity(header.length as usize + TAG_LEN);
     let mut ends = Vec::with_capacity(blocks.len());
-    let mut aont = blake3::Hasher::new_derive_key(AONT_CONTEXT);
     let mut decoder = None;
     let mut offset = HEADER_LEN;
     let mut masked = [0u8; KEY_LEN];
     for (b, &len) in blocks.iter().enumerate() {
-        let piece = piece_len(len, k);
+        let last = b + 1 == blocks.len();
+        let piece = piece_len(len, header.params.k);
         let pieces = data_pieces(&header, &by_index, offset, piece, &mut decoder)?;
-        let start = out.len();
         let mut left = len;
-        for p in &pieces {
+        for (j, p) in pieces.iter().enumerate() {
+            if !last {
+                if let Some(h) = &mut restoring[j] {
+                    h.update(p);
+                }
+            }
             let take = left.min(piece);
-            if b + 1 == blocks.len() {
+            if last {
                 masked[len - left..len - left + take].copy_from_slice(&p[..take]);
             } else {
                 out.extend_from_slice(&p[..take]);
             }
             left -= take;
         }
-        if b + 1 < blocks.len() {
-            aont.update(&out[start..]);
+        if !last {
             ends.push(out.len());
         }
         offset += piece;
     }
-    let mut key = *aont.finalize().as_bytes();
+    for (j, h) in restoring.iter().enumerate() {
+        if let Some(h) = h {
+            body_hashes[j] = Some(*h.finalize().as_bytes());
+        }
+    }
+    let mut key = aont(body_hashes.iter().map(|h| h.unwrap_or_default()));
     key.iter_mut().zip(masked).for_each(|(k, m)| *k ^= m);
     let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| error("bad key"))?);
     key.fill(0);
@@ -467,7 +587,7 @@ pub fn rebuild(shards: &[&[u8]], index: u8) -> Result<Vec<u8>, VaultError> {
         } else {
             let block: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
             scratch.iter_mut().for_each(Vec::clear);
-            coder.spread(&block, &mut scratch)?;
+            coder.spread(&block, &mut scratch, None)?;
             out.extend_from_slice(&scratch[usize::from(index)]);
         }
         offset += piece;
@@ -545,7 +665,7 @@ mod tests {
         let params = Params::new(3, 5).unwrap();
         let object = b"a secret letter ".repeat(200);
         let key: [u8; 32] = std::array::from_fn(|i| 0xA0 ^ i as u8);
-        let shards = encode_keyed(key, id(1), params, 1024, &object).unwrap();
+        let (shards, _) = encode_keyed(key, id(1), params, 1024, &object).unwrap();
         for shard in &shards {
             assert!(!contains(shard, &key[..8]), "key bytes in a shard");
             assert!(!contains(shard, &key[24..]), "key bytes in a shard");
@@ -612,6 +732,26 @@ mod tests {
         assert!(Params::new(1, 3).is_err());
         assert!(Params::new(3, 3).is_err());
         assert!(Params::new(3, 40).is_err());
+    }
+
+    #[test]
+    fn hashes_computed_on_the_way_are_the_shards_hashes_and_check_agrees() {
+        for len in [0, 5, 4096, 3 << 20] {
+            let object = Lcg(len as u64).bytes(len);
+            let encoded = encode_hashed(id(9), Params::new(3, 5).unwrap(), &object).unwrap();
+            let mut checked = Vec::new();
+            for (shard, h) in &encoded {
+                assert_eq!(hash(shard), *h, "len {len}");
+                let body = check(shard, h).expect("a shard passes its own hash");
+                let mut bad = *h;
+                bad[0] ^= 1;
+                assert!(check(shard, &bad).is_none());
+                checked.push((shard.as_slice(), body));
+            }
+            // Parity and data mixed, with the body hashes check gave.
+            let pick = [&checked[4], &checked[1], &checked[3]].map(|c| *c);
+            assert_eq!(decode_checked(id(9), &pick).unwrap(), object, "len {len}");
+        }
     }
 
     #[test]

@@ -433,13 +433,13 @@ impl Sites {
     ) -> Result<Vec<Placed>, VaultError> {
         let quorum = quorum.max(usize::from(params.k()) + 1).min(usize::from(params.n()));
         let chosen = self.place(params, allowed)?;
-        let shards: Vec<Bytes> =
-            dispersal::encode(*object.as_bytes(), params, plaintext)?.into_iter().map(Bytes::from).collect();
-        let mut placed: Vec<Placed> = shards
+        let encoded = dispersal::encode_hashed(*object.as_bytes(), params, plaintext)?;
+        let mut placed: Vec<Placed> = encoded
             .iter()
             .enumerate()
-            .map(|(i, s)| Placed { index: i as u8, site: None, hash: dispersal::hash(s), size: s.len() as u64 })
+            .map(|(i, (s, hash))| Placed { index: i as u8, site: None, hash: *hash, size: s.len() as u64 })
             .collect();
+        let shards: Vec<Bytes> = encoded.into_iter().map(|(s, _)| Bytes::from(s)).collect();
         let timeout = self.options.request_timeout;
         let mut writes = JoinSet::new();
         for (i, site) in chosen.iter().enumerate() {
@@ -492,21 +492,30 @@ impl Sites {
         object: Uuid,
         params: Params,
         locations: &[Location],
-    ) -> Result<(Vec<Bytes>, ReadReport), VaultError> {
+    ) -> Result<(Vec<(Bytes, [u8; 32])>, ReadReport), VaultError> {
         let k = usize::from(params.k());
         let mut queue: Vec<(&Location, Arc<Site>)> =
             locations.iter().filter_map(|l| self.get(&l.site).map(|s| (l, s.clone()))).collect();
-        queue.sort_by_key(|(_, s)| s.score());
+        // Healthy sites first; among them data shards before parity (decoding
+        // from parity costs a Reed–Solomon pass), then the fastest.
+        queue.sort_by_key(|(l, s)| {
+            let (failures, latency) = s.score();
+            (failures, l.index >= params.k(), latency)
+        });
         let mut queue = std::collections::VecDeque::from(queue);
         let mut report = ReadReport::default();
-        let mut good: Vec<Bytes> = Vec::with_capacity(k);
+        // Each good shard with its body hash (see `dispersal::check`).
+        let mut good: Vec<(Bytes, [u8; 32])> = Vec::with_capacity(k);
         let mut reads = JoinSet::new();
         let timeout = self.options.request_timeout;
         let launch = |reads: &mut JoinSet<_>, (location, site): (&Location, Arc<Site>)| {
             let (index, hash) = (location.index, location.hash);
             reads.spawn(async move {
                 let outcome = site.get_shard(object, index, timeout).await.and_then(|bytes| {
-                    if dispersal::hash(&bytes) == hash { Ok(bytes) } else { Err(ShardError::Corrupt) }
+                    match dispersal::check(&bytes, &hash) {
+                        Some(body) => Ok((bytes, body)),
+                        None => Err(ShardError::Corrupt),
+                    }
                 });
                 (index, site.name.clone(), outcome)
             });
@@ -561,8 +570,8 @@ impl Sites {
         locations: &[Location],
     ) -> Result<(Vec<u8>, ReadReport), VaultError> {
         let (shards, report) = self.read(object, params, locations).await?;
-        let refs: Vec<&[u8]> = shards.iter().map(|s| s.as_ref()).collect();
-        Ok((dispersal::decode(*object.as_bytes(), &refs)?, report))
+        let refs: Vec<(&[u8], [u8; 32])> = shards.iter().map(|(s, body)| (s.as_ref(), *body)).collect();
+        Ok((dispersal::decode_checked(*object.as_bytes(), &refs)?, report))
     }
 
     /// Deletes the shards that were placed; failures are only logged (the
