@@ -473,4 +473,17 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_compose_configuration_loads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/caliop.toml");
+        let config = Config::load(Some(&file)).unwrap();
+        let sites = config.storage_sites();
+        assert_eq!(sites.len(), 3);
+        let mut jurisdictions: Vec<_> = sites.iter().map(|s| s.jurisdiction.clone()).collect();
+        jurisdictions.dedup();
+        assert_eq!(jurisdictions.len(), 3, "one site per jurisdiction");
+        assert!(sites.iter().all(|s| s.s3.as_ref().is_some_and(|s3| s3.endpoint.starts_with("https://"))));
+        assert!(!format!("{config:?}").contains("change-me"), "site secrets never show");
+    }
 }

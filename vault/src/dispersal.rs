@@ -3,7 +3,7 @@
 //!
 //! The scheme is AONT-RS (Resch & Plank, FAST 2011): the object is encrypted
 //! under a fresh random key, the key is hidden by an all-or-nothing transform
-//! (XOR with a hash of the whole ciphertext), and ciphertext and hidden key
+//! (XOR with a hash of all the ciphertext), and ciphertext and hidden key
 //! are cut into `k` data pieces plus `n − k` parity pieces by a systematic
 //! Reed–Solomon code. Whoever holds fewer than `k` shards lacks part of the
 //! ciphertext, so cannot compute the hash, so cannot unmask the key. Nothing
@@ -598,6 +598,7 @@ pub fn rebuild(shards: &[&[u8]], index: u8) -> Result<Vec<u8>, VaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn id(n: u8) -> [u8; 16] {
         [n; 16]
@@ -630,33 +631,58 @@ mod tests {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
-    #[test]
-    fn any_k_shards_rebuild_any_object_and_k_minus_1_do_not() {
-        let mut rng = Lcg(7);
-        for (k, n) in [(2u8, 3u8), (3, 5), (2, 4), (4, 6)] {
-            let params = Params::new(k, n).unwrap();
-            for round in 0..6 {
-                // Lengths around segment and piece boundaries, small segments.
-                let segment = [64u32, 100, 1000][round % 3];
-                let len = [0usize, 1, 63, 64, 65, 257, 3001][(rng.next() % 7) as usize] + round;
-                let mut object = rng.bytes(len);
-                if len >= MARKER.len() {
-                    let at = (rng.next() as usize) % (len - MARKER.len() + 1);
-                    object[at..at + MARKER.len()].copy_from_slice(MARKER);
-                }
-                let shards = encode_with_segments(id(round as u8), params, segment, &object).unwrap();
-                assert_eq!(shards.len(), usize::from(n));
-                for mask in subsets(n, u32::from(k)) {
-                    let chosen = pick(&shards, mask);
-                    assert_eq!(decode(id(round as u8), &chosen).unwrap(), object, "{params} mask {mask:b} len {len}");
-                }
-                for mask in subsets(n, u32::from(k) - 1) {
-                    assert!(decode(id(round as u8), &pick(&shards, mask)).is_err(), "{params}: k−1 shards decoded");
-                }
-                if len >= MARKER.len() {
-                    assert!(shards.iter().all(|s| !contains(s, MARKER)), "plaintext marker in a shard");
-                }
+    fn params() -> impl Strategy<Value = Params> {
+        prop::sample::select(vec![(2u8, 3u8), (3, 5), (2, 4), (4, 6), (3, 4)]).prop_map(|(k, n)| Params::new(k, n).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// For random objects, segment sizes and redundancies: every subset
+        /// of `k` shards rebuilds the object exactly; every subset of `k − 1`
+        /// fails; no shard contains the plaintext marker.
+        #[test]
+        fn any_k_shards_rebuild_any_object_and_k_minus_1_do_not(
+            params in params(),
+            segment in 32u32..1500,
+            body in prop::collection::vec(any::<u8>(), 0..4000),
+            marker_at in any::<prop::sample::Index>(),
+        ) {
+            let mut object = body;
+            if object.len() >= MARKER.len() {
+                let at = marker_at.index(object.len() - MARKER.len() + 1);
+                object[at..at + MARKER.len()].copy_from_slice(MARKER);
             }
+            let shards = encode_with_segments(id(1), params, segment, &object).unwrap();
+            prop_assert_eq!(shards.len(), usize::from(params.n()));
+            if object.len() >= MARKER.len() {
+                prop_assert!(shards.iter().all(|s| !contains(s, MARKER)), "plaintext marker in a shard");
+            }
+            for mask in subsets(params.n(), u32::from(params.k())) {
+                prop_assert_eq!(&decode(id(1), &pick(&shards, mask)).unwrap(), &object, "mask {:b}", mask);
+            }
+            for mask in subsets(params.n(), u32::from(params.k()) - 1) {
+                prop_assert!(decode(id(1), &pick(&shards, mask)).is_err(), "k−1 shards decoded");
+            }
+        }
+
+        /// A flipped bit anywhere in a shard changes its hash, and `check`
+        /// (what reads use) turns the shard away.
+        #[test]
+        fn a_flipped_bit_anywhere_is_caught(
+            params in params(),
+            body in prop::collection::vec(any::<u8>(), 0..3000),
+            which in any::<prop::sample::Index>(),
+            bit in any::<prop::sample::Index>(),
+        ) {
+            let encoded = encode_hashed(id(2), params, &body).unwrap();
+            let (shard, hash_) = &encoded[which.index(encoded.len())];
+            let mut bad = shard.clone();
+            let bit = bit.index(bad.len() * 8);
+            bad[bit / 8] ^= 1 << (bit % 8);
+            prop_assert_ne!(hash(&bad), *hash_);
+            prop_assert!(check(&bad, hash_).is_none());
+            prop_assert!(check(shard, hash_).is_some());
         }
     }
 
