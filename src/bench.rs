@@ -317,6 +317,7 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         dns: mail::dns::Dns::new(std::net::SocketAddr::from(([127, 0, 0, 1], 53)), Duration::from_secs(1))?,
         outbound: outbound.clone(),
         dispersed: None,
+        billing: None,
         delivery_retry: worker::RetryPolicy {
             max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS,
             base: Duration::from_millis(200),

@@ -13,7 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["database", "api", "smtp", "submission", "delivery", "worker", "storage", "mail", "dns", "log"];
+const SECTIONS: &[&str] =
+    &["database", "api", "smtp", "submission", "delivery", "worker", "storage", "billing", "mail", "dns", "log"];
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +31,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Sending rates per kind of tenant (TOML only: `[send_limits.public]`, `[send_limits.paid]`).
     pub send_limits: SendLimitsSection,
+    /// Plans and payments (Stripe or none), the funding pool, public signup.
+    pub billing: billing::BillingConfig,
     pub mail: MailSection,
     pub dns: DnsSection,
     pub log: LogSection,
@@ -252,6 +255,7 @@ impl Default for Config {
             worker: WorkerSection::default(),
             storage: StorageSection::default(),
             send_limits: SendLimitsSection::default(),
+            billing: billing::BillingConfig::default(),
             mail: MailSection::default(),
             dns: DnsSection::default(),
             log: LogSection::default(),
@@ -374,6 +378,7 @@ impl Config {
             connect_timeout: Duration::from_secs(self.delivery.connect_timeout_seconds),
             max_recipients: self.smtp.max_recipients,
             limits: mail::outbound::SendLimits { public: self.send_limits.public, paid: self.send_limits.paid },
+            payment_grace: chrono::Duration::days(self.billing.grace_days.max(0)),
         })
     }
 
@@ -485,5 +490,26 @@ mod tests {
         assert_eq!(jurisdictions.len(), 3, "one site per jurisdiction");
         assert!(sites.iter().all(|s| s.s3.as_ref().is_some_and(|s3| s3.endpoint.starts_with("https://"))));
         assert!(!format!("{config:?}").contains("change-me"), "site secrets never show");
+    }
+
+    #[test]
+    fn billing_comes_from_the_file_and_the_environment_and_its_secrets_never_show() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "caliop.toml",
+                "[billing]\nprovider = \"stripe\"\nstripe_webhook_secrets = [\"whsec_filesecret\"]\n\
+                 [billing.free_account_month_cents]\neur = 150\n",
+            )?;
+            jail.set_env("CALIOP_BILLING_STRIPE_SECRET_KEY", "sk_test_envsecret");
+            jail.set_env("CALIOP_BILLING_GRACE_DAYS", "3");
+            let config = Config::load(Some(Path::new("caliop.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.billing.provider, billing::Provider::Stripe);
+            assert_eq!(config.billing.grace_days, 3);
+            assert_eq!(config.billing.free_account_month_cents.get("eur"), Some(&150));
+            assert_eq!(config.billing.stripe_webhook_secrets.len(), 1);
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("whsec_filesecret") && !shown.contains("sk_test_envsecret"), "{shown}");
+            Ok(())
+        });
     }
 }

@@ -252,6 +252,8 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         tracing::info!(%address, "submission listening");
         services.spawn(server.serve(listener, stopped()));
     }
+    let billing = billing::Billing::new(store.clone(), config.billing.clone(), instance_key(&config)?.pkcs8_der())
+        .map_err(|e| anyhow::anyhow!("billing: {e}"))?;
     if roles.worker {
         let context = worker::Context {
             store: store.clone(),
@@ -259,8 +261,10 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             outbound: outbound.clone(),
             delivery_retry: config.delivery_retry(),
             dispersed: Some(dispersed.clone()),
+            billing: Some(billing.clone()),
         };
         worker::schedule_scrub(&store, config.storage.scrub_interval_hours).await?;
+        worker::schedule_pool(&store).await?;
         let name = format!("{}-{}", config.mail.hostname, std::process::id());
         banner.push_str("  workers running (job queue)\n");
         let mut workers = worker::caliop_worker(context, name);
@@ -275,7 +279,8 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     if roles.api {
         let key = instance_key(&config)?;
         let state = api::AppState::new(store.clone(), &key, inbound.clone(), outbound.clone(), dns, login_guard.clone(), config.api_config())
-            .await?;
+            .await?
+            .with_billing(billing.clone());
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .with_context(|| format!("listening on {}", config.api.listen))?;

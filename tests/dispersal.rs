@@ -145,14 +145,19 @@ async fn a_lost_site_loses_no_mail(backend: Backend) {
     let caliop = common::serve(env, data.path().join("caliop.log")).await;
     assert_eq!(raw(&caliop, &token, &id).await, served, "read from the two sites left");
 
-    // A scrub finds the missing shard (a read may not have: it prefers data
-    // shards, and the lost one may be parity); the repair, by the worker in
-    // `serve` or by hand, puts back byte for byte the shard that was lost.
-    let scrub = caliop_cli(&caliop, &["sites", "scrub", "--restart"]);
-    assert!(scrub.contains("1 objects: 3 shards checked, 1 missing, 0 corrupt"), "{scrub}");
-    caliop_cli(&caliop, &["sites", "repair"]);
+    // If the lost shard was a data shard, the read noticed and the worker in
+    // `serve` may have rebuilt it already; if it was parity, reads never ask
+    // for it and the scrub finds it. Either way the repair puts back, byte
+    // for byte, the shard that was lost.
     let lost = shard_files(&data.path().join("lost-de"));
     let expected = std::fs::read(&lost[0]).unwrap();
+    let scrub = caliop_cli(&caliop, &["sites", "scrub", "--restart"]);
+    assert!(scrub.contains("1 objects: 3 shards checked"), "{scrub}");
+    assert!(
+        scrub.contains("1 missing, 0 corrupt") || !shard_files(&site_dir("local-de")).is_empty(),
+        "the scrub finds the shard that is still missing: {scrub}"
+    );
+    caliop_cli(&caliop, &["sites", "repair"]);
     let rebuilt: Vec<Vec<u8>> =
         shard_files(&site_dir("local-de")).iter().filter_map(|f| std::fs::read(f).ok()).collect();
     assert_eq!(rebuilt.len(), 1, "one shard rebuilt on the lost site");

@@ -76,6 +76,8 @@ pub struct Inner {
     pub login_guard: Arc<LoginGuard>,
     pub metrics: metrics::Metrics,
     pub operator_tenant: TenantId,
+    /// Plans, Stripe, the funding pool and public signup.
+    billing: Arc<billing::Billing>,
 }
 
 /// Shared by every request. Cheap to clone.
@@ -101,7 +103,10 @@ impl AppState {
         config: ApiConfig,
     ) -> Result<AppState, tenants::Error> {
         let operator = store.ensure_operator().await?;
+        let billing = billing::Billing::new(store.clone(), billing::BillingConfig::default(), instance_key.pkcs8_der())
+            .map_err(tenants::Error::Config)?;
         Ok(AppState(Arc::new(Inner {
+            billing,
             tokens: Tokens::new(instance_key, config.token_ttl),
             login_guard,
             metrics: metrics::Metrics::default(),
@@ -112,6 +117,41 @@ impl AppState {
             dns,
             config,
         })))
+    }
+}
+
+impl AppState {
+    /// Uses `billing` (its configuration, its Stripe account) instead of the default (no provider).
+    pub fn with_billing(mut self, billing: Arc<billing::Billing>) -> AppState {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.billing = billing,
+            None => tracing::error!("with_billing called on a shared AppState; billing unchanged"),
+        }
+        self
+    }
+
+    pub fn billing(&self) -> &billing::Billing {
+        &self.billing
+    }
+
+    /// Queues a recount of a tenant's seats (and its Stripe quantity), if it is on a plan.
+    pub async fn queue_seat_sync(&self, tenant: TenantId) {
+        match self.store.tenant_billing(tenant).await {
+            Ok(Some(_)) => {
+                let job = tenants::store::NewJob {
+                    kind: billing::SEATS_JOB,
+                    payload: serde_json::json!({ "tenant": tenant }).to_string(),
+                    dedup_key: Some(tenant.to_string()),
+                    run_at: chrono::Utc::now(),
+                    max_attempts: 20,
+                };
+                if let Err(e) = self.store.enqueue(job).await {
+                    tracing::error!(error = %e, "could not queue a seat recount");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not read a tenant's billing"),
+        }
     }
 }
 
@@ -145,6 +185,8 @@ impl Modify for BearerAuth {
         (name = "messages", description = "Received mail, stored at its confidentiality level"),
         (name = "api-keys", description = "Keys for scripts and resellers"),
         (name = "audit", description = "Who changed what"),
+        (name = "billing", description = "Plans, subscriptions, invoices and usage"),
+        (name = "public", description = "What anyone may see or do without an account: the funding pool and signup"),
         (name = "system", description = "Health and metrics"),
     )
 )]

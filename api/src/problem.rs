@@ -79,6 +79,11 @@ impl Problem {
         }
     }
 
+    /// Too many requests of this kind from this client; `retry_after` seconds to wait.
+    pub fn rate_limited(retry_after: u64, detail: impl Into<String>) -> Problem {
+        Problem { retry_after: Some(retry_after), ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail) }
+    }
+
     /// Something the server depends on is down; the client may retry.
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
@@ -143,6 +148,19 @@ impl From<tenants::Error> for Problem {
             E::Forbidden(detail) => Problem::forbidden(detail),
             E::RateLimited(detail) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail),
             other @ (E::Config(_) | E::Database(_) | E::Migrate(_) | E::Internal(_)) => Problem::internal(other),
+        }
+    }
+}
+
+impl From<billing::BillingError> for Problem {
+    fn from(e: billing::BillingError) -> Problem {
+        use billing::BillingError as E;
+        match e {
+            E::Invalid(detail) => Problem::invalid(detail),
+            E::Conflict(detail) => Problem::conflict(detail),
+            E::Unavailable(detail) => Problem::unavailable(detail),
+            E::Provider(detail) => Problem::new(StatusCode::BAD_GATEWAY, "payment-provider", detail),
+            E::Store(e) => e.into(),
         }
     }
 }

@@ -114,6 +114,8 @@ pub struct OutboundConfig {
     pub connect_timeout: Duration,
     pub max_recipients: usize,
     pub limits: SendLimits,
+    /// How long a tenant may stay past due on its invoices before its sending stops.
+    pub payment_grace: chrono::Duration,
 }
 
 impl Default for OutboundConfig {
@@ -128,6 +130,7 @@ impl Default for OutboundConfig {
             connect_timeout: Duration::from_secs(30),
             max_recipients: 100,
             limits: SendLimits::default(),
+            payment_grace: chrono::Duration::days(14),
         }
     }
 }
@@ -166,6 +169,9 @@ pub enum Refusal {
     NotYourAddress(String),
     #[error("{0}")]
     Suspended(String),
+    /// Past due on payment beyond the grace period.
+    #[error("{0}")]
+    PaymentOverdue(String),
     #[error("{0}")]
     RateLimited(String),
     #[error("{0}")]
@@ -191,7 +197,7 @@ impl Refusal {
         match self {
             Refusal::Invalid(_) => Reply::new(554, "5.6.0", text),
             Refusal::NotYourAddress(_) => Reply::new(553, "5.7.1", text),
-            Refusal::Suspended(_) => Reply::new(554, "5.7.1", text),
+            Refusal::Suspended(_) | Refusal::PaymentOverdue(_) => Reply::new(554, "5.7.1", text),
             Refusal::RateLimited(_) => Reply::new(450, "4.7.1", text),
             Refusal::OverQuota(_) => Reply::new(552, "5.2.2", text),
             Refusal::PlaintextAtEndToEnd | Refusal::MissingKeys(_) => Reply::new(554, "5.7.1", text),
@@ -253,6 +259,19 @@ impl Outbound {
                 "{} cannot send: the {} is suspended",
                 account.address,
                 if account.status != AccountStatus::Active { "account" } else { "organisation" }
+            )));
+        }
+        let overdue = self
+            .store
+            .sending_suspended(tenant.id, self.config.payment_grace)
+            .await
+            .map_err(|e| internal("billing lookup failed", e))?;
+        if let Some(since) = overdue {
+            return Err(Refusal::PaymentOverdue(format!(
+                "{} cannot send: the organisation's payment is overdue since {}; sending resumes once it is paid \
+                 (received mail is kept)",
+                account.address,
+                since.format("%Y-%m-%d")
             )));
         }
         let parsed = MessageParser::default()
@@ -801,6 +820,28 @@ impl Outbound {
         let _ = conn.quit().await;
         outcomes.extend(Outcome::all(&accepted, status, Some(host.to_owned()), reply));
         Ok(outcomes)
+    }
+
+    /// Puts a plain-text notice from this instance's postmaster in a hosted
+    /// account's Inbox (quota warnings, billing notices), through the
+    /// inbound path, so it is stored at the account's level.
+    pub async fn notify_local(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
+        let postmaster = format!("postmaster@{}", self.config.hostname);
+        let now = Utc::now();
+        let message = format!(
+            "From: {} <{postmaster}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {}\r\n\
+             Message-ID: <{}@{}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: 8bit\r\nAuto-Submitted: auto-generated\r\n\r\n{}\r\n",
+            self.config.hostname,
+            now.to_rfc2822(),
+            uuid::Uuid::now_v7().simple(),
+            self.config.hostname,
+            body.replace('\n', "\r\n"),
+        );
+        let recipient = self.inbound.check_recipient(to).await.map_err(|r| r.text.clone())?;
+        let envelope = Envelope { from: String::new(), recipients: vec![recipient] };
+        self.inbound.accept_local(&envelope, message.as_bytes(), None).await.map_err(|r| r.text.clone())?;
+        Ok(())
     }
 
     /// Puts one DSN for `failures` in the sender's Inbox, through the inbound path.

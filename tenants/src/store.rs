@@ -1228,6 +1228,11 @@ mod objects;
 #[macro_use]
 mod messages;
 mod outbound;
+mod billing;
+pub use billing::{
+    Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolRates, PoolSummary,
+    PublicInstance, SignupStatus, StripeEvent, TenantBilling, UsageMonth, month_of, quota_threshold_crossed,
+};
 pub use dkim::{DkimKey, NewDkimKey};
 pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};

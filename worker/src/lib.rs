@@ -203,9 +203,15 @@ pub struct Context {
     pub delivery_retry: RetryPolicy,
     /// The storage sites of dispersed mail, for scrub, repair and evacuation.
     pub dispersed: Option<Arc<mail::dispersed::Dispersed>>,
+    /// Plans, Stripe and the pool, for seat counts and admissions.
+    pub billing: Option<Arc<billing::Billing>>,
 }
 
 impl Context {
+    fn billing(&self) -> Result<&billing::Billing, String> {
+        self.billing.as_deref().ok_or_else(|| "billing is not configured in this process".to_owned())
+    }
+
     fn dispersed(&self) -> Result<&mail::dispersed::Dispersed, String> {
         self.dispersed.as_deref().ok_or_else(|| "no storage sites are configured in this process".to_owned())
     }
@@ -406,6 +412,127 @@ impl Job<Context> for DkimSwitch {
     }
 }
 
+/// Recounts a tenant's seats (its limits follow) and sets the quantity on
+/// its Stripe subscription, or its reseller's, prorated.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SyncSeats {
+    pub tenant: tenants::TenantId,
+}
+
+impl Job<Context> for SyncSeats {
+    const NAME: &'static str = billing::SEATS_JOB;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(self.tenant.to_string())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let seats = context.billing()?.sync_seats(self.tenant).await.map_err(|e| e.to_string())?;
+        tracing::info!(tenant = %self.tenant, ?seats, "seats synchronised");
+        Ok(())
+    }
+}
+
+/// Tells a tenant's administrators that its storage crossed `percent` of its quota.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct QuotaWarning {
+    pub tenant: tenants::TenantId,
+    pub percent: u8,
+}
+
+impl Job<Context> for QuotaWarning {
+    const NAME: &'static str = billing::QUOTA_WARNING_JOB;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("{}:{}", self.tenant, self.percent))
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let tenant = context.store.tenant(self.tenant).await.map_err(|e| e.to_string())?.ok_or("the tenant is gone")?;
+        let admins = context.store.tenant_admins(self.tenant).await.map_err(|e| e.to_string())?;
+        let (used, quota) = (tenant.storage_used_bytes, tenant.limits.storage_quota_bytes);
+        let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+        let subject = format!("{}: mail storage at {}% of the quota", tenant.name, self.percent);
+        let body = format!(
+            "The mail of {} now uses {:.1} MiB of its {:.1} MiB ({}%).\n\n\
+             When the quota is full, new mail is refused (senders are told to try again later) \
+             until messages are deleted or the quota grows: add seats or move to a larger plan.\n\n\
+             Nothing has been deleted.\n",
+            tenant.name,
+            mib(used),
+            mib(quota),
+            if quota > 0 { used * 100 / quota } else { 100 },
+        );
+        for admin in &admins {
+            // A full quota may refuse the warning itself: log it, do not retry forever.
+            if let Err(e) = context.outbound.notify_local(admin, &subject, &body).await {
+                tracing::warn!(tenant = %self.tenant, error = %e, "a quota warning could not be delivered");
+            }
+        }
+        tracing::info!(tenant = %self.tenant, percent = self.percent, admins = admins.len(), "quota warning sent");
+        Ok(())
+    }
+}
+
+/// Opens free accounts for the waiting line while the pool funds places;
+/// then schedules itself again.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct AdmitWaiting {
+    pub every_minutes: i64,
+}
+
+impl Job<Context> for AdmitWaiting {
+    const NAME: &'static str = billing::ADMIT_JOB;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some("all".into())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let admitted = context.billing()?.admit().await.map_err(|e| e.to_string())?;
+        tracing::info!(admitted = admitted.len(), "waiting line");
+        let at = Utc::now() + chrono::Duration::minutes(self.every_minutes.max(1));
+        enqueue::<Context, _>(&context.store, &AdmitWaiting { every_minutes: self.every_minutes }, Some(at))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Debits the pool one month per active free account, once per month; runs
+/// daily (the debit of a month is recorded once, whatever the day).
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct DebitPool {}
+
+impl Job<Context> for DebitPool {
+    const NAME: &'static str = billing::DEBIT_JOB;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some("all".into())
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let month = tenants::store::month_of(Utc::now());
+        let debited = context.store.debit_pool(&month).await.map_err(|e| e.to_string())?;
+        tracing::info!(%month, debited, "pool debit");
+        enqueue::<Context, _>(&context.store, &DebitPool {}, Some(Utc::now() + chrono::Duration::days(1)))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Schedules the pool's recurring jobs unless they are on the queue.
+pub async fn schedule_pool(store: &Store) -> Result<(), tenants::Error> {
+    if store.live_jobs(billing::ADMIT_JOB).await? == 0 {
+        enqueue::<Context, _>(store, &AdmitWaiting { every_minutes: 60 }, None).await?;
+    }
+    if store.live_jobs(billing::DEBIT_JOB).await? == 0 {
+        enqueue::<Context, _>(store, &DebitPool {}, None).await?;
+    }
+    Ok(())
+}
+
 /// The worker of the `caliop` processes, with every job registered.
 pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Context> {
     let store = context.store.clone();
@@ -417,6 +544,10 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<RepairSites>()
         .register::<ScrubSites>()
         .register::<EvacuateSite>()
+        .register::<SyncSeats>()
+        .register::<QuotaWarning>()
+        .register::<AdmitWaiting>()
+        .register::<DebitPool>()
 }
 
 #[cfg(test)]

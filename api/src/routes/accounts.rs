@@ -146,7 +146,9 @@ pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, body: 
         public_key: key.public_armored,
         secret_key: key.secret_armored,
     };
-    Ok(state.store.create_account(&actor.audit_name(), new).await?)
+    let account = state.store.create_account(&actor.audit_name(), new).await?;
+    state.queue_seat_sync(tenant_id).await;
+    Ok(account)
 }
 
 async fn load(state: &AppState, id: AccountId) -> ApiResult<Account> {
@@ -289,7 +291,11 @@ pub async fn update_account(
         }
     };
     let update = AccountUpdate { display_name: name, role: body.role, status: body.status, level, credentials };
+    let status_changed = update.status.is_some();
     let account = state.store.update_account(&actor.audit_name(), account_id, update).await?;
+    if status_changed {
+        state.queue_seat_sync(account.tenant_id).await;
+    }
     Ok(Json(AccountView::from(&account)))
 }
 
@@ -315,6 +321,7 @@ pub async fn delete_account(
     if account.status != AccountStatus::Deleted {
         let update = AccountUpdate { status: Some(AccountStatus::Deleted), ..Default::default() };
         state.store.update_account(&actor.audit_name(), account_id, update).await?;
+        state.queue_seat_sync(account.tenant_id).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -259,6 +259,7 @@ fn refusal(r: Refusal) -> Problem {
         Refusal::Invalid(_) => Problem::invalid(detail),
         Refusal::NotYourAddress(_) => Problem::new(StatusCode::FORBIDDEN, "sender-not-allowed", detail),
         Refusal::Suspended(_) => Problem::new(StatusCode::FORBIDDEN, "sending-suspended", detail),
+        Refusal::PaymentOverdue(_) => Problem::new(StatusCode::PAYMENT_REQUIRED, "payment-overdue", detail),
         Refusal::RateLimited(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail),
         Refusal::OverQuota(_) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
         Refusal::PlaintextAtEndToEnd => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "encryption-required", detail),

@@ -5,6 +5,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod auth;
+mod billing;
 mod domains;
 mod messages;
 mod queue;
@@ -48,6 +49,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::tenant_audit))
         .routes(routes!(queue::queue))
         .routes(routes!(sites::list_sites))
+        .routes(routes!(billing::list_plans, billing::create_plan))
+        .routes(routes!(billing::get_plan, billing::update_plan, billing::delete_plan))
+        .routes(routes!(billing::assign_plan))
+        .routes(routes!(billing::get_billing))
+        .routes(routes!(billing::checkout))
+        .routes(routes!(billing::usage))
+        .routes(routes!(billing::stripe_webhook))
+        .routes(routes!(billing::pool))
+        .routes(routes!(billing::signup_challenge))
+        .routes(routes!(billing::sign_up))
+        .routes(routes!(billing::signup_status))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

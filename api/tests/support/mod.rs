@@ -32,6 +32,7 @@ pub struct TestApp {
     pub state: AppState,
     pub operator_token: String,
     pub key: vault::instance::InstanceKey,
+    pub billing: std::sync::Arc<billing::Billing>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -56,6 +57,16 @@ pub async fn spawn_with(backend: Backend, config: ApiConfig) -> TestApp {
 }
 
 pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::SmtpConfig) -> TestApp {
+    spawn_billing(backend, config, smtp, billing::BillingConfig::default()).await
+}
+
+/// An app whose billing (provider, pool, signup) is `billing`.
+pub async fn spawn_billing(
+    backend: Backend,
+    config: ApiConfig,
+    smtp: mail::smtp::SmtpConfig,
+    billing: billing::BillingConfig,
+) -> TestApp {
     let store = tenants::testing::fresh_store(backend).await;
     let dns = DnsServer::start().await.expect("start the loopback DNS server");
     let resolver = mail::dns::Dns::new(dns.addr(), Duration::from_secs(2)).expect("resolver");
@@ -79,7 +90,10 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
         store.clone(),
         inbound.clone(),
         Some(resolver.clone()),
-        outbound_config(0, &https, &ca),
+        mail::outbound::OutboundConfig {
+            payment_grace: chrono::Duration::days(billing.grace_days),
+            ..outbound_config(0, &https, &ca)
+        },
     ));
     let submission_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let submission = submission_listener.local_addr().expect("local addr");
@@ -94,9 +108,11 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
     tokio::spawn(server.serve(submission_listener, std::future::pending()));
     let server = mail::smtp::SmtpServer::new(smtp, inbound.clone(), Some(tls));
     tokio::spawn(server.serve(smtp_listener, std::future::pending()));
+    let billing = billing::Billing::new(store.clone(), billing, key.pkcs8_der()).expect("billing");
     let state = AppState::new(store.clone(), &key, inbound.clone(), outbound, resolver.clone(), login_guard, config)
         .await
-        .expect("app state");
+        .expect("app state")
+        .with_billing(billing.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -126,6 +142,7 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
         state,
         operator_token,
         key,
+        billing,
         shutdown: Some(tx),
     }
 }
@@ -233,6 +250,7 @@ impl TestApp {
             outbound,
             delivery_retry: worker::RetryPolicy { max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS, base: retry_after, max: retry_after, jitter: 0.0 },
             dispersed: Some(self.dispersed.clone()),
+            billing: Some(self.billing.clone()),
         }
     }
 

@@ -133,7 +133,10 @@ pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, tenant_id, ac
      VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10, $11, $12, $13, $14, $15)";
 /// Counts the bytes against the quota, in the same statement that checks it.
 pub(super) const COUNT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
-     WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes";
+     WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes RETURNING storage_used_bytes, storage_quota_bytes";
+/// The account's own cap, when it has one, in the same way.
+pub(super) const COUNT_ACCOUNT_STORAGE: &str = "UPDATE accounts SET storage_used_bytes = storage_used_bytes + $2 \
+     WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2 <= storage_quota_bytes)";
 const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
      VALUES ($1, $2, 1, $3, 0) ON CONFLICT (account_id, address) DO UPDATE \
      SET received = correspondents.received + 1, \
@@ -146,8 +149,13 @@ macro_rules! store_message {
     ($tx:expr, $m:expr, $folder:expr, $now:expr) => {{
         let m: &NewMessage = $m;
         let size = m.size();
-        let counted = sqlx::query(COUNT_STORAGE).bind(m.tenant_id.0).bind(size).execute(&mut *$tx).await?;
-        if counted.rows_affected() == 1 {
+        let counted: Option<(i64, i64)> =
+            sqlx::query_as(COUNT_STORAGE).bind(m.tenant_id.0).bind(size).fetch_optional(&mut *$tx).await?;
+        let account_room = match counted {
+            Some(_) => sqlx::query(COUNT_ACCOUNT_STORAGE).bind(m.account_id.0).bind(size).execute(&mut *$tx).await?.rows_affected() == 1,
+            None => false,
+        };
+        if let (Some((used, quota)), true) = (counted, account_room) {
             sqlx::query(INSERT_MESSAGE)
                 .bind(m.id.0)
                 .bind(m.tenant_id.0)
@@ -168,6 +176,24 @@ macro_rules! store_message {
                 .await?;
             if let Some(object) = &m.dispersed {
                 insert_object!($tx, m.id.0, m.tenant_id.0, object, $now);
+            }
+            let sent = $folder == Folder::Sent;
+            sqlx::query(super::billing::COUNT_USAGE)
+                .bind(m.tenant_id.0)
+                .bind(super::billing::month_of($now))
+                .bind(i64::from(!sent))
+                .bind(i64::from(sent))
+                .execute(&mut *$tx)
+                .await?;
+            if let Some(percent) = super::billing::quota_threshold_crossed(used - size, used, quota) {
+                let payload = serde_json::json!({ "tenant": m.tenant_id.0, "percent": percent }).to_string();
+                sqlx::query(super::billing::QUEUE_QUOTA_WARNING)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(payload)
+                    .bind(format!("{}:{percent}", m.tenant_id.0))
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
             }
             true
         } else {
@@ -320,12 +346,17 @@ impl Store {
     pub async fn delete_message(&self, actor: &str, message: &MessageMeta) -> Result<()> {
         let delete = "DELETE FROM messages WHERE id = $1";
         let free = "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+        let free_account = "UPDATE accounts SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
         let shred = "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let done = sqlx::query(delete).bind(message.id.0).execute(&mut *tx).await?;
             if done.rows_affected() == 1 {
                 sqlx::query(free).bind(message.tenant_id.0).bind(message.size).execute(&mut *tx).await?;
+                sqlx::query(free_account).bind(message.account_id.0).bind(message.size).execute(&mut *tx).await?;
+                sqlx::query(super::billing::COUNT_USAGE)
+                    .bind(message.tenant_id.0).bind(super::billing::month_of(Utc::now())).bind(0i64).bind(0i64)
+                    .execute(&mut *tx).await?;
                 sqlx::query(shred).bind(message.id.0).bind(Utc::now()).execute(&mut *tx).await?;
             }
             write_audit!(tx, Audit {
