@@ -630,22 +630,34 @@ async fn admins_are_warned_at_80_percent_and_usage_rolls_up(backend: Backend) {
     let mut probe = mail::probe::SmtpProbe::connect(app.smtp).await;
     assert_eq!(probe.cmd("EHLO sender.test").await.0, 250);
     let mut accepted = 0;
-    for n in 0..6 {
+    let mut refusal = None;
+    for n in 0..8 {
         assert_eq!(probe.cmd("MAIL FROM:<sender@elsewhere.test>").await.0, 250);
-        let rcpt = probe.cmd("RCPT TO:<admin@acme.test>").await.0;
-        if rcpt != 250 {
-            assert_eq!(rcpt, 452, "over quota: try later");
+        let rcpt = probe.cmd("RCPT TO:<admin@acme.test>").await;
+        if rcpt.0 != 250 {
+            refusal = Some(rcpt);
             probe.cmd("RSET").await;
             break;
         }
         assert_eq!(probe.cmd("DATA").await.0, 354);
         let message = format!("From: <sender@elsewhere.test>\r\nTo: <admin@acme.test>\r\nSubject: load {n}\r\n\r\n{body}\r\n.\r\n");
         probe.send(message.as_bytes()).await;
-        let (code, _) = probe.read_reply().await;
-        if code == 250 {
-            accepted += 1;
+        let reply = probe.read_reply().await;
+        if reply.0 != 250 {
+            refusal = Some(reply);
+            break;
         }
+        accepted += 1;
     }
+    let (code, text) = refusal.expect("the 40 KB quota filled up");
+    assert_eq!(code, 452, "over quota, the sender is told to try later: {text}");
+    assert!(text.contains("4.2.2"), "{text}");
+    // Larger than the whole quota: refused for good.
+    assert_eq!(probe.cmd("MAIL FROM:<sender@elsewhere.test> SIZE=50000").await.0, 250);
+    let permanent = probe.cmd("RCPT TO:<admin@acme.test>").await;
+    assert_eq!(permanent.0, 552, "{permanent:?}");
+    assert!(permanent.1.contains("5.2.2") && permanent.1.contains("whole quota"), "{permanent:?}");
+    probe.cmd("RSET").await;
     assert!(accepted >= 3, "some mail got in before the quota filled: {accepted}");
     let worker = worker::Worker::new(app.store.clone(), app.worker_context(0, Duration::from_secs(1)), "warn")
         .register::<worker::QuotaWarning>();
@@ -678,4 +690,68 @@ async fn admins_are_warned_at_80_percent_and_usage_rolls_up(backend: Backend) {
     assert!(lines.iter().any(|l| l.contains("Child Corp")), "{lines:?}");
     let bad = app.get(&format!("/v1/tenants/{reseller_id}/usage?format=xml"), &app.operator_token).await;
     assert!(bad.problem(422).contains("`format`"));
+}
+
+on_both_backends!(a_plan_sets_the_limits_and_a_reseller_pays_for_its_wholesale_children);
+
+async fn a_plan_sets_the_limits_and_a_reseller_pays_for_its_wholesale_children(backend: Backend) {
+    let app = app_with(backend, stripe_billing(None)).await;
+    let small = app
+        .post("/v1/plans", &app.operator_token, json!({"name": "Small", "currency": "eur", "seat_price_cents": 400,
+            "storage_per_seat_bytes": 500_000_000, "max_domains": 1, "max_accounts": 2, "account_messages_per_hour": 1}))
+        .await;
+    let small = small.ok(201)["id"].as_str().unwrap().to_owned();
+    let bad = app.post("/v1/plans", &app.operator_token, json!({"name": "Bad", "currency": "EUR", "seat_price_cents": 1,
+        "storage_per_seat_bytes": 1})).await;
+    assert!(bad.problem(422).contains("`currency`"));
+    let e = app.enterprise("acme.test", 20).await;
+    let plans = app.get("/v1/plans", &e.admin_token).await;
+    assert_eq!(plans.ok(200).as_array().unwrap().len(), 1, "admins read the price list");
+    let denied = app.post("/v1/plans", &e.admin_token, json!({"name": "Mine", "currency": "eur", "seat_price_cents": 0,
+        "storage_per_seat_bytes": 1})).await;
+    denied.problem(403);
+    app.send("PUT", &format!("/v1/tenants/{}/plan", e.tenant_id), Some(&app.operator_token), Some(json!({"plan_id": small})))
+        .await
+        .ok(200);
+    let tenant = app.get(&format!("/v1/tenants/{}", e.tenant_id), &app.operator_token).await;
+    let limits = &tenant.ok(200)["limits"];
+    assert_eq!((limits["max_accounts"].as_i64(), limits["storage_quota_bytes"].as_i64()), (Some(2), Some(500_000_000)));
+    app.user(&e, "second").await;
+    let third = app
+        .post(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token,
+            json!({"address": "third@acme.test", "password": PASSWORD}))
+        .await;
+    assert_eq!(third.status.as_u16(), 409, "the plan allows two accounts: {third:?}");
+    // The plan's sending rate: one message an hour per account.
+    let path = format!("/v1/accounts/{}/messages", e.admin_id);
+    let send = || app.post(&path, &e.admin_token, json!({"to": ["second@acme.test"], "subject": "hi", "text": "once"}));
+    assert_eq!(send().await.status.as_u16(), 202);
+    assert_eq!(send().await.status.as_u16(), 429, "the plan's rate, not the default 500 an hour");
+    // A plan in use cannot be deleted.
+    app.delete(&format!("/v1/plans/{small}"), &app.operator_token).await.problem(409);
+
+    // Wholesale: the reseller's seats include its child's; the child cannot check out on its own.
+    let reseller = app
+        .post("/v1/tenants", &app.operator_token, json!({"name": "Hosting Co", "kind": "reseller",
+            "limits": {"max_accounts": 50, "max_domains": 10, "storage_quota_bytes": 1}}))
+        .await;
+    let reseller_id = reseller.ok(201)["id"].as_str().unwrap().to_owned();
+    let child = app
+        .post("/v1/tenants", &app.operator_token, json!({"name": "Child Corp", "kind": "enterprise", "parent_id": reseller_id,
+            "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1}}))
+        .await;
+    let child_id = child.ok(201)["id"].as_str().unwrap().to_owned();
+    let retail_only = app.send("PUT", &format!("/v1/tenants/{reseller_id}/plan"), Some(&app.operator_token),
+        Some(json!({"plan_id": small, "paid_by": "parent"}))).await;
+    assert!(retail_only.problem(422).contains("only a reseller's child"));
+    app.send("PUT", &format!("/v1/tenants/{reseller_id}/plan"), Some(&app.operator_token), Some(json!({"plan_id": small})))
+        .await
+        .ok(200);
+    app.send("PUT", &format!("/v1/tenants/{child_id}/plan"), Some(&app.operator_token),
+        Some(json!({"plan_id": small, "paid_by": "parent", "committed_seats": 3}))).await.ok(200);
+    let reseller_view = app.get(&format!("/v1/tenants/{reseller_id}"), &app.operator_token).await;
+    assert_eq!(reseller_view.ok(200)["limits"]["storage_quota_bytes"], 3 * 500_000_000i64, "the child's 3 seats are on the reseller");
+    let child_view = app.get(&format!("/v1/tenants/{child_id}/billing"), &app.operator_token).await;
+    assert_eq!(child_view.ok(200)["paid_by"], "parent");
+    assert!(child_view.body["next_invoice"].is_null(), "the reseller is invoiced, not the child");
 }

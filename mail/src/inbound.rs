@@ -31,6 +31,19 @@ pub struct Recipient {
     pub level: Level,
     /// Bytes left in the tenant's quota when the recipient was accepted.
     pub room: i64,
+    /// The tenant's whole quota: a message larger than this can never be taken.
+    pub quota: i64,
+}
+
+/// The refusal for a message of `size` bytes that does not fit in `room`:
+/// temporary while deleting mail could make room, permanent when the
+/// message is larger than the whole quota.
+pub fn over_quota(size: i64, quota: i64) -> Reply {
+    if size > quota {
+        Reply::new(552, "5.2.2", "the message is larger than the mailbox's whole quota")
+    } else {
+        Reply::new(452, "4.2.2", "mailbox full: the organisation's storage quota has no room for this message, try again later")
+    }
 }
 
 /// What the SMTP session knows about the client.
@@ -145,6 +158,12 @@ impl Inbound {
     /// RCPT TO: is this an address we host, for a live account with room?
     /// One query on the hot path; the domain is looked up only on a miss.
     pub async fn check_recipient(&self, address: &str) -> Result<Recipient, Reply> {
+        self.check_recipient_sized(address, 0).await
+    }
+
+    /// [`Inbound::check_recipient`] for a message announced at `size` bytes
+    /// (`SIZE=`): refused at once if it cannot fit (see [`over_quota`]).
+    pub async fn check_recipient_sized(&self, address: &str, size: i64) -> Result<Recipient, Reply> {
         let address = EmailAddress::parse(address)
             .map_err(|_| Reply::new(501, "5.1.3", "bad recipient address syntax"))?;
         let internal = |e: tenants::Error| {
@@ -167,11 +186,11 @@ impl Inbound {
             return Err(Reply::new(550, "5.2.1", "mailbox disabled: the organisation is suspended"));
         }
         let room = mailbox.storage_quota_bytes - mailbox.storage_used_bytes;
-        if room <= 0 {
-            return Err(Reply::new(452, "4.2.2", "mailbox full, try again later"));
+        if room <= 0 || size > room {
+            return Err(over_quota(size, mailbox.storage_quota_bytes));
         }
         let level = mailbox.account.level.max(mailbox.tenant_min_level);
-        Ok(Recipient { account: mailbox.account, level, room })
+        Ok(Recipient { account: mailbox.account, level, room, quota: mailbox.storage_quota_bytes })
     }
 
     async fn data_key(&self, tenant: TenantId) -> Result<Arc<DataKey>, Reply> {
@@ -263,8 +282,8 @@ impl Inbound {
             ));
         }
         // Quick refusal from what RCPT saw; the store enforces the quota atomically anyway.
-        if envelope.recipients.iter().any(|r| (data.len() as i64) > r.room) {
-            return Err(Reply::new(552, "5.2.2", "mailbox full: the organisation's storage quota is exhausted"));
+        if let Some(r) = envelope.recipients.iter().find(|r| (data.len() as i64) > r.room) {
+            return Err(over_quota(data.len() as i64, r.quota));
         }
 
         let received_at = chrono::Utc::now();
@@ -375,8 +394,9 @@ impl Inbound {
                 tracing::info!(recipients = ids.len(), bytes = sizes, "message stored");
                 Ok(ids)
             }
+            // Another message took the room since RCPT: the sender may retry.
             Err(tenants::Error::LimitExceeded(_)) => {
-                Err(Reply::new(552, "5.2.2", "mailbox full: the organisation's storage quota is exhausted"))
+                Err(Reply::new(452, "4.2.2", "mailbox full: the organisation's storage quota has no room for this message, try again later"))
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing a message failed");

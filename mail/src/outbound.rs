@@ -426,6 +426,12 @@ impl Outbound {
             outbound.push(NewOutbound { id, content, recipients: to });
         }
         let lifetime = chrono::Duration::from_std(self.config.lifetime).unwrap_or(chrono::Duration::days(5));
+        // A tenant on a plan sends at its plan's per-account rates.
+        let mut limits = self.config.limits.for_kind(tenant.kind);
+        if let Some(plan) = self.store.tenant_plan(tenant.id).await.map_err(|e| internal("plan lookup failed", e))? {
+            limits.account_messages_per_hour = plan.account_messages_per_hour;
+            limits.account_recipients_per_day = plan.account_recipients_per_day;
+        }
         let submission = Submission {
             tenant_id: account.tenant_id,
             account_id: account.id,
@@ -435,7 +441,7 @@ impl Outbound {
             outbound,
             expires_at: Utc::now() + lifetime,
             jobs,
-            limits: self.config.limits.for_kind(tenant.kind),
+            limits,
         };
         let written: Vec<(MessageId, tenants::store::NewObject)> =
             submission.sent_copy.dispersed.clone().map(|o| (sent_id, o)).into_iter().collect();

@@ -490,10 +490,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 } else if tx.recipients.len() >= config.max_recipients {
                     Reply::new(452, "4.5.3", format!("too many recipients (limit {})", config.max_recipients))
                 } else {
-                    match inbound.check_recipient(&to.address).await {
-                        Ok(recipient) if (tx.declared_size as i64) > recipient.room => {
-                            Reply::new(552, "5.2.2", "the message is larger than the mailbox's remaining quota")
-                        }
+                    match inbound.check_recipient_sized(&to.address, tx.declared_size as i64).await {
                         Ok(recipient) => {
                             if !tx.recipients.iter().any(|r| r.account.id == recipient.account.id) {
                                 tx.recipients.push(recipient);

@@ -67,6 +67,7 @@ on_both_backends!(
     domains_with_accounts_cannot_be_deleted,
     lists_page_by_cursor,
     audit_log_is_append_only,
+    pool_ledger_is_append_only_and_debits_once_a_month,
     ancestry_runs_up_to_the_root,
     dkim_rotation_switches_keys_once,
 );
@@ -252,6 +253,39 @@ async fn audit_log_is_append_only(backend: Backend) {
         assert!(err.to_string().contains("append-only"), "{err}");
     }
     assert_eq!(store.audit_log(Some(t.id), None, 10).await.unwrap()[0].actor, ACTOR);
+}
+
+async fn pool_ledger_is_append_only_and_debits_once_a_month(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let credit = "INSERT INTO pool_ledger (at, kind, reference, milli_months, amount_cents) VALUES ($1, 'credit', 'in_1', 5000, 500)";
+    on_pool!(&store.pool, p => sqlx::query(credit).bind(chrono::Utc::now()).execute(p).await.map(|_| ())).unwrap();
+    let again = on_pool!(&store.pool, p => sqlx::query(credit).bind(chrono::Utc::now()).execute(p).await.map(|_| ()));
+    assert!(again.is_err(), "one credit per invoice");
+    for sql in ["UPDATE pool_ledger SET milli_months = 99000", "DELETE FROM pool_ledger"] {
+        let refused = on_pool!(&store.pool, p => sqlx::query(sql).execute(p).await.map(|_| ()));
+        let err = refused.expect_err("the database must refuse to rewrite the ledger");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    // Two free accounts, debited once for the month however often the job runs.
+    let t = tenant(&store, TenantKind::Public, None, limits(10, 1)).await;
+    let d = domain(&store, t.id, "free.test").await.unwrap();
+    for local in ["ann", "ben"] {
+        let a = account(&store, &d, local).await.unwrap();
+        let free = "UPDATE accounts SET free = TRUE WHERE id = $1";
+        on_pool!(&store.pool, p => sqlx::query(free).bind(a.id.0).execute(p).await.map(|_| ())).unwrap();
+    }
+    assert_eq!(store.debit_pool("2026-11").await.unwrap(), 2);
+    assert_eq!(store.debit_pool("2026-11").await.unwrap(), 0, "a month is debited once");
+    assert_eq!(store.debit_pool("2026-12").await.unwrap(), 2);
+    let summary = store.pool_summary(None, 1).await.unwrap();
+    assert_eq!(summary.funded_account_months, 1.0, "5 months credited, 4 debited");
+    assert_eq!(summary.active_free_accounts, 2);
+    assert_eq!(summary.funded_capacity, 1);
+    // The daily snapshot keeps a month's active accounts for its history.
+    assert!(store.snapshot_usage("2026-11").await.unwrap() >= 1);
+    let history = store.usage_history(t.id, 12).await.unwrap();
+    let november = history.iter().find(|m| m.month == "2026-11").expect("November is recorded");
+    assert_eq!(november.active_accounts, 2);
 }
 
 async fn ancestry_runs_up_to_the_root(backend: Backend) {

@@ -499,8 +499,9 @@ impl Job<Context> for AdmitWaiting {
     }
 }
 
-/// Debits the pool one month per active free account, once per month; runs
-/// daily (the debit of a month is recorded once, whatever the day).
+/// Debits the pool one month per active free account, once per month, and
+/// records every tenant's storage and active accounts in its monthly usage;
+/// runs daily (the debit of a month is recorded once, whatever the day).
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 pub struct DebitPool {}
 
@@ -514,7 +515,8 @@ impl Job<Context> for DebitPool {
     async fn run(&self, context: &Context) -> Result<(), String> {
         let month = tenants::store::month_of(Utc::now());
         let debited = context.store.debit_pool(&month).await.map_err(|e| e.to_string())?;
-        tracing::info!(%month, debited, "pool debit");
+        let tenants = context.store.snapshot_usage(&month).await.map_err(|e| e.to_string())?;
+        tracing::info!(%month, debited, tenants, "pool debit and usage snapshot");
         enqueue::<Context, _>(&context.store, &DebitPool {}, Some(Utc::now() + chrono::Duration::days(1)))
             .await
             .map_err(|e| e.to_string())?;

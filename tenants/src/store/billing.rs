@@ -591,6 +591,15 @@ impl Store {
         Ok(seats.map(|s| (payer, s)))
     }
 
+    /// The plan a tenant is on, if any.
+    pub async fn tenant_plan(&self, tenant: TenantId) -> Result<Option<Plan>> {
+        let sql = format!(
+            "SELECT {} FROM plans p JOIN tenant_billing b ON b.plan_id = p.id WHERE b.tenant_id = $1",
+            PLAN_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        Ok(on_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant.0).fetch_optional(p).await)?)
+    }
+
     /// Active accounts of a tenant (its own, not its children's).
     pub async fn own_seats(&self, tenant: TenantId) -> Result<i64> {
         let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(OWN_SEATS).bind(tenant.0).fetch_one(p).await)?;
@@ -810,6 +819,23 @@ impl Store {
             tx.commit().await?;
             Ok(n)
         })
+    }
+
+    /// Records every open tenant's storage and active accounts for `month`
+    /// (peaks kept), so past months keep what they were. Run daily.
+    pub async fn snapshot_usage(&self, month: &str) -> Result<u64> {
+        let sql = "INSERT INTO usage_monthly (tenant_id, month, storage_bytes, storage_peak_bytes, messages_received, \
+             messages_sent, active_accounts) \
+             SELECT t.id, $1, t.storage_used_bytes, t.storage_used_bytes, 0, 0, \
+               (SELECT COUNT(*) FROM accounts a WHERE a.tenant_id = t.id AND a.status = 'active') \
+             FROM tenants t WHERE t.status <> 'closed' \
+             ON CONFLICT (tenant_id, month) DO UPDATE SET storage_bytes = excluded.storage_bytes, \
+               storage_peak_bytes = CASE WHEN excluded.storage_bytes > usage_monthly.storage_peak_bytes \
+                 THEN excluded.storage_bytes ELSE usage_monthly.storage_peak_bytes END, \
+               active_accounts = CASE WHEN excluded.active_accounts > usage_monthly.active_accounts \
+                 THEN excluded.active_accounts ELSE usage_monthly.active_accounts END";
+        let done = on_pool!(&self.pool, p => sqlx::query(sql).bind(month).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done)
     }
 
     /// Records a challenge as spent; false if it already was.
