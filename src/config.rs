@@ -223,6 +223,10 @@ impl Default for SmtpSection {
 pub struct MailSection {
     /// The public host name of this instance's MX and submission service.
     pub hostname: String,
+    /// The IMAP port mail clients are told to use (autoconfig): 993 (TLS) or 143 (STARTTLS).
+    pub client_imap_port: u16,
+    /// The submission port mail clients are told to use: 587 (STARTTLS) or 465 (TLS).
+    pub client_submission_port: u16,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -285,7 +289,7 @@ impl Default for DatabaseConfig {
 
 impl Default for MailSection {
     fn default() -> Self {
-        MailSection { hostname: "mail.localhost".into() }
+        MailSection { hostname: "mail.localhost".into(), client_imap_port: 993, client_submission_port: 587 }
     }
 }
 
@@ -438,6 +442,8 @@ impl Config {
             login_failures_per_address: self.api.login_failures_per_address,
             login_failures_per_ip: self.api.login_failures_per_ip,
             login_window: Duration::from_secs(self.api.login_window_seconds),
+            client_imap_port: self.mail.client_imap_port,
+            client_submission_port: self.mail.client_submission_port,
         }
     }
 }

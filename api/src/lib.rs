@@ -4,6 +4,8 @@
 //! input), call `tenants`, map the error through [`problem`].
 
 pub mod auth;
+mod autoconfig;
+mod brand_assets;
 pub mod metrics;
 pub mod problem;
 mod routes;
@@ -41,6 +43,10 @@ pub struct ApiConfig {
     pub login_failures_per_address: usize,
     pub login_failures_per_ip: usize,
     pub login_window: Duration,
+    /// The ports mail clients are told to use (autoconfig): IMAP (993 implicit
+    /// TLS, or 143 STARTTLS) and submission (587 STARTTLS, or 465 implicit TLS).
+    pub client_imap_port: u16,
+    pub client_submission_port: u16,
 }
 
 impl ApiConfig {
@@ -59,6 +65,8 @@ impl Default for ApiConfig {
             login_failures_per_address: 5,
             login_failures_per_ip: 20,
             login_window: Duration::from_secs(15 * 60),
+            client_imap_port: 993,
+            client_submission_port: 587,
         }
     }
 }
@@ -186,6 +194,7 @@ impl Modify for BearerAuth {
         (name = "api-keys", description = "Keys for scripts and resellers"),
         (name = "audit", description = "Who changed what"),
         (name = "billing", description = "Plans, subscriptions, invoices and usage"),
+        (name = "branding", description = "White label: each tenant's brand, logo and custom hostnames"),
         (name = "public", description = "What anyone may see or do without an account: the funding pool and signup"),
         (name = "system", description = "Health and metrics"),
     )
@@ -213,6 +222,7 @@ pub fn router(state: AppState) -> Router {
     let (api, spec) = api_router().split_for_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(wkd::routes())
+        .merge(autoconfig::routes())
         .fallback(|| async { Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this route")

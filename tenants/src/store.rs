@@ -1229,6 +1229,8 @@ mod objects;
 mod messages;
 mod outbound;
 mod billing;
+mod branding;
+pub use branding::{BrandAsset, BrandFields, Hostname};
 pub use billing::{
     Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolRates, PoolSummary,
     PublicInstance, SignupStatus, StripeEvent, TenantBilling, UsageMonth, month_of, quota_threshold_crossed,

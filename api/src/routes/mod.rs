@@ -6,6 +6,8 @@ mod api_keys;
 mod audit;
 mod auth;
 mod billing;
+mod branding;
+pub use branding::caliop_brand;
 mod domains;
 mod messages;
 mod queue;
@@ -60,6 +62,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(billing::signup_challenge))
         .routes(routes!(billing::sign_up))
         .routes(routes!(billing::signup_status))
+        .routes(routes!(branding::get_branding, branding::set_branding))
+        .routes(routes!(branding::set_logo, branding::get_logo))
+        .routes(routes!(branding::set_favicon))
+        .routes(routes!(branding::public_branding))
+        .routes(routes!(branding::public_logo))
+        .routes(routes!(branding::public_favicon))
+        .routes(routes!(branding::list_hostnames, branding::create_hostname))
+        .routes(routes!(branding::verify_hostname))
+        .routes(routes!(branding::delete_hostname))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

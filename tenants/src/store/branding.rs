@@ -1,0 +1,261 @@
+//! Tenants' brands, their logo and favicon, and their custom hostnames.
+//!
+//! A brand is a set of optional fields; what a tenant leaves unset comes
+//! from its parent reseller, then from the operator, then from Caliop's own
+//! defaults. A hostname shows a tenant's brand only once the tenant proved
+//! it controls it (a TXT record), and one hostname belongs to one tenant.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Audit, INSERT_AUDIT, Pool, Store, unique_violation};
+use crate::model::TenantId;
+use crate::{Error, Result};
+
+/// The fields of a brand, each optional (unset: inherited).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, FromRow)]
+pub struct BrandFields {
+    /// The product's name, as users see it ("Acme Mail").
+    pub product_name: Option<String>,
+    /// `#rrggbb`; text on it is white, so it must contrast with white (WCAG AA, 4.5:1).
+    pub primary_color: Option<String>,
+    /// `#rrggbb`; links and highlights on a white background (WCAG AA, 4.5:1).
+    pub accent_color: Option<String>,
+    pub support_address: Option<String>,
+    pub legal_url: Option<String>,
+    pub privacy_url: Option<String>,
+    /// `fr` or `en`.
+    pub default_language: Option<String>,
+}
+
+impl BrandFields {
+    /// Fills what is unset from `parent`.
+    pub fn inherit(self, parent: &BrandFields) -> BrandFields {
+        BrandFields {
+            product_name: self.product_name.or_else(|| parent.product_name.clone()),
+            primary_color: self.primary_color.or_else(|| parent.primary_color.clone()),
+            accent_color: self.accent_color.or_else(|| parent.accent_color.clone()),
+            support_address: self.support_address.or_else(|| parent.support_address.clone()),
+            legal_url: self.legal_url.or_else(|| parent.legal_url.clone()),
+            privacy_url: self.privacy_url.or_else(|| parent.privacy_url.clone()),
+            default_language: self.default_language.or_else(|| parent.default_language.clone()),
+        }
+    }
+}
+
+/// A logo or favicon.
+#[derive(Clone, Debug)]
+pub struct BrandAsset {
+    pub tenant_id: TenantId,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A hostname a tenant registered.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Hostname {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub hostname: String,
+    /// The TXT value to publish at `_caliop-hostname.{hostname}`.
+    pub token: String,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct HostnameRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    hostname: String,
+    token: String,
+    verified_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<HostnameRow> for Hostname {
+    fn from(r: HostnameRow) -> Hostname {
+        Hostname {
+            id: r.id,
+            tenant_id: TenantId(r.tenant_id),
+            hostname: r.hostname,
+            token: r.token,
+            verified_at: r.verified_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+const BRAND_COLUMNS: &str =
+    "product_name, primary_color, accent_color, support_address, legal_url, privacy_url, default_language";
+const HOSTNAME_COLUMNS: &str = "id, tenant_id, hostname, token, verified_at, created_at";
+
+impl Store {
+    /// The brand a tenant set itself (nothing inherited).
+    pub async fn own_brand(&self, tenant: TenantId) -> Result<BrandFields> {
+        let sql = super::join_sql("SELECT ", BRAND_COLUMNS, " FROM branding WHERE tenant_id = $1");
+        let row: Option<BrandFields> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// The brand a tenant shows: its own, then its ancestors', then `defaults`.
+    pub async fn brand(&self, tenant: TenantId, defaults: &BrandFields) -> Result<(BrandFields, Option<TenantId>)> {
+        let mut brand = BrandFields::default();
+        let mut logo_owner = None;
+        for id in self.ancestry(tenant).await? {
+            brand = brand.inherit(&self.own_brand(id).await?);
+            if logo_owner.is_none() && self.brand_asset(id, "logo").await?.is_some() {
+                logo_owner = Some(id);
+            }
+        }
+        Ok((brand.inherit(defaults), logo_owner))
+    }
+
+    /// Replaces a tenant's own brand fields.
+    pub async fn set_brand(&self, actor: &str, tenant: TenantId, fields: &BrandFields) -> Result<()> {
+        let upsert = super::join_sql(
+            "INSERT INTO branding (tenant_id, ",
+            BRAND_COLUMNS,
+            ", updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id) DO UPDATE SET \
+             product_name = excluded.product_name, primary_color = excluded.primary_color, \
+             accent_color = excluded.accent_color, support_address = excluded.support_address, \
+             legal_url = excluded.legal_url, privacy_url = excluded.privacy_url, \
+             default_language = excluded.default_language, updated_at = excluded.updated_at",
+        );
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(upsert)
+                .bind(tenant.0).bind(&fields.product_name).bind(&fields.primary_color).bind(&fields.accent_color)
+                .bind(&fields.support_address).bind(&fields.legal_url).bind(&fields.privacy_url)
+                .bind(&fields.default_language).bind(Utc::now())
+                .execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant.0),
+                action: "branding.update",
+                object_type: "tenant",
+                object_id: tenant.to_string(),
+                detail: serde_json::to_value(fields).unwrap_or_default(),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn brand_asset(&self, tenant: TenantId, kind: &str) -> Result<Option<BrandAsset>> {
+        let sql = "SELECT content_type, bytes, sha256, updated_at FROM brand_assets WHERE tenant_id = $1 AND kind = $2";
+        let row: Option<(String, Vec<u8>, String, DateTime<Utc>)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(kind).fetch_optional(p).await)?;
+        Ok(row.map(|(content_type, bytes, sha256, updated_at)| BrandAsset { tenant_id: tenant, content_type, bytes, sha256, updated_at }))
+    }
+
+    /// Stores a logo or favicon that was already checked.
+    pub async fn set_brand_asset(&self, actor: &str, tenant: TenantId, kind: &'static str, content_type: &str, bytes: &[u8]) -> Result<String> {
+        let sha256 = {
+            use sha2::Digest;
+            sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let upsert = "INSERT INTO brand_assets (tenant_id, kind, content_type, bytes, sha256, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, kind) DO UPDATE SET \
+             content_type = excluded.content_type, bytes = excluded.bytes, sha256 = excluded.sha256, updated_at = excluded.updated_at";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(upsert).bind(tenant.0).bind(kind).bind(content_type).bind(bytes).bind(&sha256).bind(Utc::now())
+                .execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant.0),
+                action: "branding.asset",
+                object_type: "tenant",
+                object_id: tenant.to_string(),
+                detail: serde_json::json!({ "kind": kind, "content_type": content_type, "bytes": bytes.len(), "sha256": sha256 }),
+            });
+            tx.commit().await?;
+        });
+        Ok(sha256)
+    }
+
+    /// Registers a hostname for a tenant, unverified; a hostname belongs to one tenant.
+    pub async fn add_hostname(&self, actor: &str, tenant: TenantId, hostname: &str, token: &str) -> Result<Hostname> {
+        let id = Uuid::now_v7();
+        let insert = "INSERT INTO hostnames (id, tenant_id, hostname, token, verified_at, created_at) VALUES ($1, $2, $3, $4, NULL, $5)";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(insert).bind(id).bind(tenant.0).bind(hostname).bind(token).bind(Utc::now())
+                .execute(&mut *tx).await
+                .map_err(|e| if unique_violation(&e) {
+                    Error::Conflict(format!("the hostname `{hostname}` is already registered"))
+                } else { e.into() })?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant.0),
+                action: "hostname.create",
+                object_type: "hostname",
+                object_id: id.to_string(),
+                detail: serde_json::json!({ "hostname": hostname }),
+            });
+            tx.commit().await?;
+        });
+        self.hostname(id).await?.ok_or(Error::NotFound("hostname"))
+    }
+
+    pub async fn hostname(&self, id: Uuid) -> Result<Option<Hostname>> {
+        let sql = super::join_sql("SELECT ", HOSTNAME_COLUMNS, " FROM hostnames WHERE id = $1");
+        let row: Option<HostnameRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        Ok(row.map(Hostname::from))
+    }
+
+    pub async fn hostnames(&self, tenant: TenantId) -> Result<Vec<Hostname>> {
+        let sql = super::join_sql("SELECT ", HOSTNAME_COLUMNS, " FROM hostnames WHERE tenant_id = $1 ORDER BY hostname");
+        let rows: Vec<HostnameRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(Hostname::from).collect())
+    }
+
+    /// The tenant a verified hostname belongs to.
+    pub async fn tenant_by_hostname(&self, hostname: &str) -> Result<Option<TenantId>> {
+        let sql = "SELECT tenant_id FROM hostnames WHERE hostname = $1 AND verified_at IS NOT NULL";
+        let row: Option<(Uuid,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(hostname).fetch_optional(p).await)?;
+        Ok(row.map(|(t,)| TenantId(t)))
+    }
+
+    pub async fn mark_hostname_verified(&self, actor: &str, host: &Hostname) -> Result<Hostname> {
+        let sql = "UPDATE hostnames SET verified_at = $2 WHERE id = $1 AND verified_at IS NULL";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(host.id).bind(Utc::now()).execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(host.tenant_id.0),
+                action: "hostname.verify",
+                object_type: "hostname",
+                object_id: host.id.to_string(),
+                detail: serde_json::json!({ "hostname": host.hostname }),
+            });
+            tx.commit().await?;
+        });
+        self.hostname(host.id).await?.ok_or(Error::NotFound("hostname"))
+    }
+
+    pub async fn delete_hostname(&self, actor: &str, host: &Hostname) -> Result<()> {
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM hostnames WHERE id = $1").bind(host.id).execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(host.tenant_id.0),
+                action: "hostname.delete",
+                object_type: "hostname",
+                object_id: host.id.to_string(),
+                detail: serde_json::json!({ "hostname": host.hostname }),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
