@@ -170,6 +170,8 @@ async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> 
                 }
                 ("message", message.map(|m| m.tenant_id))
             }
+            // Names, not ids: checked by the handler.
+            "template" | "language" => continue,
             "hostname_id" => ("hostname", state.store.hostname(parse("hostname")?).await?.map(|h| h.tenant_id)),
             // Plans are a price list every administrator may read (only the operator writes them).
             "plan_id" => ("plan", state.store.plan(parse("plan")?).await?.map(|_| actor.tenant_id)),

@@ -142,6 +142,32 @@ impl AppState {
         &self.billing
     }
 
+    /// Queues the welcome mail of a new account to its recovery address, if
+    /// it has one (from the tenant's domain, in its brand).
+    pub async fn queue_welcome(&self, account: &tenants::Account, recovery: Option<&str>) {
+        let signin_host = match self.store.tenant_hostname(account.tenant_id).await {
+            Ok(Some(host)) => host,
+            _ => self.config.mail_hostname.clone(),
+        };
+        let values = std::collections::BTreeMap::from([
+            ("display_name".to_owned(), account.display_name.clone()),
+            ("address".to_owned(), account.address.to_string()),
+            ("signin_url".to_owned(), format!("https://{signin_host}/")),
+        ]);
+        if let Some(to) = recovery {
+            let mail = worker::SystemMail {
+                tenant: account.tenant_id,
+                template: "welcome".into(),
+                to: to.to_owned(),
+                language: None,
+                values: values.clone(),
+            };
+            if let Err(e) = worker::enqueue::<worker::Context, _>(&self.store, &mail, None).await {
+                tracing::error!(error = %e, "could not queue a welcome mail");
+            }
+        }
+    }
+
     /// Queues a recount of a tenant's seats (and its Stripe quantity), if it is on a plan.
     pub async fn queue_seat_sync(&self, tenant: TenantId) {
         match self.store.tenant_billing(tenant).await {

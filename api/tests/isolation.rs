@@ -94,6 +94,8 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{message_id}", &ids.message_id),
         ("{plan_id}", &ids.plan_id),
         ("{hostname_id}", &ids.hostname_id),
+        ("{template}", &"welcome".to_owned()),
+        ("{language}", &"fr".to_owned()),
         ("{token}", &"no-such-signup-token".to_owned()),
     ] {
         out = out.replace(param, value);

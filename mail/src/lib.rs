@@ -11,6 +11,7 @@ pub mod mta_sts;
 pub mod outbound;
 pub mod reply;
 pub mod smtp;
+pub mod templates;
 pub mod tls;
 pub mod wkd;
 

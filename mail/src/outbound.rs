@@ -828,6 +828,36 @@ impl Outbound {
         Ok(outcomes)
     }
 
+    /// Sends one message the system wrote for a tenant (welcome, reset,
+    /// notices) to one recipient, now: signed with the keys of
+    /// `envelope_from`'s domain, delivered locally or to the recipient's MX.
+    /// `Err` when it was deferred, so the calling job retries.
+    pub async fn send_system(&self, envelope_from: &str, recipient: &str, message: &[u8]) -> Result<DeliveryStatus, String> {
+        let signed = self.sign(envelope_from, message).await;
+        let domain = recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let recipients = vec![recipient.to_owned()];
+        let outcomes = if self.is_hosted(&domain).await? {
+            self.deliver_locally(envelope_from, &recipients, &signed).await
+        } else {
+            self.deliver_remotely(&domain, envelope_from, &recipients, &signed).await
+        };
+        match outcomes.into_iter().next() {
+            Some(o) if o.status == DeliveryStatus::Deferred || o.status == DeliveryStatus::Queued => Err(o.reply),
+            Some(o) => {
+                if o.status == DeliveryStatus::Bounced {
+                    tracing::warn!(reply = %o.reply, "a system mail was refused");
+                }
+                Ok(o.status)
+            }
+            None => Err("no delivery outcome".into()),
+        }
+    }
+
+    /// This instance's host name (EHLO, Message-IDs).
+    pub fn hostname(&self) -> &str {
+        &self.config.hostname
+    }
+
     /// Puts a plain-text notice from this instance's postmaster in a hosted
     /// account's Inbox (quota warnings, billing notices), through the
     /// inbound path, so it is stored at the account's level.

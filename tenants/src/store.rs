@@ -1230,7 +1230,7 @@ mod messages;
 mod outbound;
 mod billing;
 mod branding;
-pub use branding::{BrandAsset, BrandFields, Hostname};
+pub use branding::{BrandAsset, BrandFields, Hostname, TemplateOverride};
 pub use billing::{
     Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolRates, PoolSummary,
     PublicInstance, SignupStatus, StripeEvent, TenantBilling, UsageMonth, month_of, quota_threshold_crossed,

@@ -451,21 +451,27 @@ impl Job<Context> for QuotaWarning {
         let tenant = context.store.tenant(self.tenant).await.map_err(|e| e.to_string())?.ok_or("the tenant is gone")?;
         let admins = context.store.tenant_admins(self.tenant).await.map_err(|e| e.to_string())?;
         let (used, quota) = (tenant.storage_used_bytes, tenant.limits.storage_quota_bytes);
-        let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
-        let subject = format!("{}: mail storage at {}% of the quota", tenant.name, self.percent);
-        let body = format!(
-            "The mail of {} now uses {:.1} MiB of its {:.1} MiB ({}%).\n\n\
-             When the quota is full, new mail is refused (senders are told to try again later) \
-             until messages are deleted or the quota grows: add seats or move to a larger plan.\n\n\
-             Nothing has been deleted.\n",
-            tenant.name,
-            mib(used),
-            mib(quota),
-            if quota > 0 { used * 100 / quota } else { 100 },
-        );
+        let mib = |b: i64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        let values = std::collections::BTreeMap::from([
+            ("organisation".to_owned(), tenant.name.clone()),
+            ("used".to_owned(), mib(used)),
+            ("quota".to_owned(), mib(quota)),
+            ("percent".to_owned(), self.percent.to_string()),
+        ]);
         for admin in &admins {
+            let mail = SystemMail {
+                tenant: self.tenant,
+                template: "quota_warning".into(),
+                to: admin.clone(),
+                language: None,
+                values: values.clone(),
+            };
             // A full quota may refuse the warning itself: log it, do not retry forever.
-            if let Err(e) = context.outbound.notify_local(admin, &subject, &body).await {
+            let sent = match render_system_mail(&context.store, context.outbound.hostname(), &mail).await {
+                Ok((sender, message)) => context.outbound.send_system(&sender.from, admin, &message).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
                 tracing::warn!(tenant = %self.tenant, error = %e, "a quota warning could not be delivered");
             }
         }
@@ -524,6 +530,72 @@ impl Job<Context> for DebitPool {
     }
 }
 
+/// One mail the system writes to a person, from a template, in the brand
+/// of `tenant` and in the recipient's language, from the tenant's own
+/// domain (DKIM-signed with it). Rendered when sent, so it uses the brand
+/// and wording of that moment.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SystemMail {
+    pub tenant: tenants::TenantId,
+    pub template: String,
+    pub to: String,
+    /// `fr` or `en`; the tenant's default language when absent.
+    pub language: Option<String>,
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+pub const SYSTEM_MAIL_JOB: &str = "mail.system";
+
+impl Job<Context> for SystemMail {
+    const NAME: &'static str = SYSTEM_MAIL_JOB;
+
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: 30, base: Duration::from_secs(60), max: Duration::from_secs(3600), jitter: 0.2 }
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let (outbound, sent) = render_system_mail(&context.store, context.outbound.hostname(), self).await?;
+        context.outbound.send_system(&outbound.from, &self.to, &sent).await?;
+        tracing::info!(tenant = %self.tenant, template = %self.template, "system mail sent");
+        Ok(())
+    }
+}
+
+/// Who a system mail comes from.
+pub struct SystemSender {
+    pub from: String,
+    pub name: String,
+}
+
+/// Renders a system mail: the tenant's brand and wording (or its
+/// ancestors', or the built-in ones), from `no-reply@` its sending domain.
+pub async fn render_system_mail(store: &Store, hostname: &str, mail: &SystemMail) -> Result<(SystemSender, Vec<u8>), String> {
+    use mail::templates;
+    let (brand, _) = store.brand(mail.tenant, &tenants::store::BrandFields::caliop()).await.map_err(|e| e.to_string())?;
+    let language = mail
+        .language
+        .clone()
+        .or_else(|| brand.default_language.clone())
+        .filter(|l| templates::LANGUAGES.contains(&l.as_str()))
+        .unwrap_or_else(|| "en".into());
+    let template = match store.template_override(mail.tenant, &mail.template, &language).await.map_err(|e| e.to_string())? {
+        Some((_, w)) => templates::Template { subject: w.subject, text: w.text, html: w.html },
+        None => templates::builtin(&mail.template, &language).ok_or_else(|| format!("no template `{}`", mail.template))?,
+    };
+    let mut domain = None;
+    for id in store.ancestry(mail.tenant).await.map_err(|e| e.to_string())? {
+        if let Some(d) = store.sending_domain(id).await.map_err(|e| e.to_string())? {
+            domain = Some(d);
+            break;
+        }
+    }
+    let domain = domain.unwrap_or_else(|| hostname.to_owned());
+    let rendered = templates::render(&template, &language, &brand, &format!("postmaster@{domain}"), &mail.values);
+    let sender = SystemSender { from: format!("no-reply@{domain}"), name: brand.product_name.clone().unwrap_or_default() };
+    let message = templates::message(&sender.name, &sender.from, &mail.to, &rendered, &language, hostname)?;
+    Ok((sender, message))
+}
+
 /// Schedules the pool's recurring jobs unless they are on the queue.
 pub async fn schedule_pool(store: &Store) -> Result<(), tenants::Error> {
     if store.live_jobs(billing::ADMIT_JOB).await? == 0 {
@@ -550,6 +622,7 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<QuotaWarning>()
         .register::<AdmitWaiting>()
         .register::<DebitPool>()
+        .register::<SystemMail>()
 }
 
 #[cfg(test)]

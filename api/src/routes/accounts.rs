@@ -67,6 +67,8 @@ pub struct NewAccountRequest {
     pub role: Option<AccountRole>,
     /// The tenant's floor by default; never below it.
     pub level: Option<Level>,
+    /// An address elsewhere where the owner gets the welcome mail and password resets.
+    pub recovery_address: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -111,6 +113,7 @@ fn user_id(name: &str, address: &EmailAddress) -> String {
 /// Creates an account in `tenant_id` with a fresh key pair locked by its password.
 pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, body: NewAccountRequest) -> ApiResult<Account> {
     let address = EmailAddress::parse(&body.address)?;
+    let address_for_checks = address.clone();
     let name = display_name(body.display_name.as_deref(), &address)?;
     tenants::password::check_strength(&body.password)?;
     let tenant = state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
@@ -146,8 +149,19 @@ pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, body: 
         public_key: key.public_armored,
         secret_key: key.secret_armored,
     };
+    let recovery = match body.recovery_address.as_deref() {
+        Some(r) => Some(EmailAddress::parse(r).map_err(|_| Problem::invalid(format!("`recovery_address` {r:?} is not an email address")))?),
+        None => None,
+    };
+    if recovery.as_ref().is_some_and(|r| r.as_str().eq_ignore_ascii_case(address_for_checks.as_str())) {
+        return Err(Problem::invalid("`recovery_address` must be another address than the account's own"));
+    }
     let account = state.store.create_account(&actor.audit_name(), new).await?;
+    if let Some(recovery) = &recovery {
+        state.store.set_recovery_address(account.id, Some(recovery.as_str())).await?;
+    }
     state.queue_seat_sync(tenant_id).await;
+    state.queue_welcome(&account, recovery.as_ref().map(|r| r.as_str())).await;
     Ok(account)
 }
 

@@ -19,15 +19,7 @@ use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
 
 /// Caliop's own brand: what shows where no tenant set anything.
 pub fn caliop_brand() -> BrandFields {
-    BrandFields {
-        product_name: Some("Caliop".into()),
-        primary_color: Some("#1d4ed8".into()),
-        accent_color: Some("#0f766e".into()),
-        support_address: None,
-        legal_url: None,
-        privacy_url: None,
-        default_language: Some("en".into()),
-    }
+    BrandFields::caliop()
 }
 
 pub const LOGO_LIMIT: usize = 512 * 1024;
@@ -452,4 +444,151 @@ pub async fn delete_hostname(State(state): State<AppState>, Admin(actor): Admin,
     let host = state.store.hostname(hostname_id).await?.ok_or(Problem::not_found("hostname"))?;
     state.store.delete_hostname(&actor.audit_name(), &host).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateInfo {
+    /// `welcome`, `password_reset`, `quota_warning`, `payment_failed`, `delivery_failure`, `admission`.
+    pub name: String,
+    /// `fr` or `en`.
+    pub language: String,
+    /// What `{{…}}` may name in it.
+    pub variables: Vec<String>,
+    /// The tenant whose wording is in effect (itself or an ancestor); none: the built-in one.
+    pub overridden_by: Option<TenantId>,
+    pub subject: String,
+}
+
+fn template_params(name: &str, language: &str) -> ApiResult<Vec<&'static str>> {
+    let variables = mail::templates::variables(name).ok_or_else(|| Problem::not_found("template"))?;
+    if !mail::templates::LANGUAGES.contains(&language) {
+        return Err(Problem::not_found("template language"));
+    }
+    Ok(variables)
+}
+
+async fn effective_template(state: &AppState, tenant: TenantId, name: &str, language: &str) -> ApiResult<(Option<TenantId>, mail::templates::Template)> {
+    Ok(match state.store.template_override(tenant, name, language).await? {
+        Some((owner, w)) => (Some(owner), mail::templates::Template { subject: w.subject, text: w.text, html: w.html }),
+        None => (None, mail::templates::builtin(name, language).ok_or_else(|| Problem::not_found("template"))?),
+    })
+}
+
+/// List the system mail templates
+///
+/// Every template the system writes to people, in both languages, with the
+/// variables it may use and whose wording is in effect.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/templates", tag = "branding", operation_id = "listTemplates",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "Every template", body = Vec<TemplateInfo>),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_templates(State(state): State<AppState>, _admin: Admin, Path(tenant_id): Path<TenantId>) -> ApiResult<Json<Vec<TemplateInfo>>> {
+    let mut out = Vec::new();
+    for (name, _) in mail::templates::TEMPLATES {
+        for language in mail::templates::LANGUAGES {
+            let (owner, template) = effective_template(&state, tenant_id, name, language).await?;
+            out.push(TemplateInfo {
+                name: (*name).to_owned(),
+                language: (*language).to_owned(),
+                variables: template_params(name, language)?.into_iter().map(str::to_owned).collect(),
+                overridden_by: owner,
+                subject: template.subject,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+/// Reword a system mail
+///
+/// The tenant's own subject, text and HTML for one template and language
+/// (its children inherit it). Refused if it names a variable the template
+/// does not have, or carries scripts.
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/templates/{template}/{language}", tag = "branding", operation_id = "setTemplate",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id"), ("template" = String, Path, description = "Template name"),
+           ("language" = String, Path, description = "`fr` or `en`")),
+    request_body = mail::templates::Template,
+    responses(
+        (status = 200, description = "Saved; the preview with sample data", body = mail::templates::Rendered),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant or template", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown variable, or unsafe HTML", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn set_template(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path((tenant_id, name, language)): Path<(TenantId, String, String)>,
+    Json(body): Json<mail::templates::Template>,
+) -> ApiResult<Json<mail::templates::Rendered>> {
+    template_params(&name, &language)?;
+    mail::templates::check(&name, &body).map_err(Problem::invalid)?;
+    let wording = tenants::store::TemplateOverride { subject: body.subject, text: body.text, html: body.html };
+    state.store.set_template_override(&actor.audit_name(), tenant_id, &name, &language, Some(&wording)).await?;
+    Ok(Json(preview_of(&state, tenant_id, &name, &language).await?))
+}
+
+/// Restore a system mail's wording
+///
+/// Removes the tenant's own wording: its reseller's, or the built-in one, applies again.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant_id}/templates/{template}/{language}", tag = "branding", operation_id = "resetTemplate",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id"), ("template" = String, Path, description = "Template name"),
+           ("language" = String, Path, description = "`fr` or `en`")),
+    responses(
+        (status = 204, description = "Restored"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant or template", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn reset_template(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path((tenant_id, name, language)): Path<(TenantId, String, String)>,
+) -> ApiResult<StatusCode> {
+    template_params(&name, &language)?;
+    state.store.set_template_override(&actor.audit_name(), tenant_id, &name, &language, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn preview_of(state: &AppState, tenant: TenantId, name: &str, language: &str) -> ApiResult<mail::templates::Rendered> {
+    let (_, template) = effective_template(state, tenant, name, language).await?;
+    let (brand, _) = state.store.brand(tenant, &caliop_brand()).await?;
+    let mut domain = None;
+    for id in state.store.ancestry(tenant).await? {
+        if let Some(d) = state.store.sending_domain(id).await? {
+            domain = Some(d);
+            break;
+        }
+    }
+    let support = format!("postmaster@{}", domain.unwrap_or_else(|| state.config.mail_hostname.clone()));
+    Ok(mail::templates::render(&template, language, &brand, &support, &mail::templates::sample_values(name)))
+}
+
+/// Preview a system mail
+///
+/// Renders the wording in effect with the tenant's brand and sample data.
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/templates/{template}/{language}/preview", tag = "branding", operation_id = "previewTemplate",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id"), ("template" = String, Path, description = "Template name"),
+           ("language" = String, Path, description = "`fr` or `en`")),
+    responses(
+        (status = 200, description = "Subject, text and the whole HTML document", body = mail::templates::Rendered),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant or template", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn preview_template(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((tenant_id, name, language)): Path<(TenantId, String, String)>,
+) -> ApiResult<Json<mail::templates::Rendered>> {
+    template_params(&name, &language)?;
+    Ok(Json(preview_of(&state, tenant_id, &name, &language).await?))
 }

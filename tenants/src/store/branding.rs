@@ -32,6 +32,19 @@ pub struct BrandFields {
 }
 
 impl BrandFields {
+    /// Caliop's own brand: what shows where no tenant set anything.
+    pub fn caliop() -> BrandFields {
+        BrandFields {
+            product_name: Some("Caliop".into()),
+            primary_color: Some("#1d4ed8".into()),
+            accent_color: Some("#0f766e".into()),
+            support_address: None,
+            legal_url: None,
+            privacy_url: None,
+            default_language: Some("en".into()),
+        }
+    }
+
     /// Fills what is unset from `parent`.
     pub fn inherit(self, parent: &BrandFields) -> BrandFields {
         BrandFields {
@@ -89,6 +102,14 @@ impl From<HostnameRow> for Hostname {
             created_at: r.created_at,
         }
     }
+}
+
+/// A tenant's wording of a system mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateOverride {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
 }
 
 const BRAND_COLUMNS: &str =
@@ -179,6 +200,72 @@ impl Store {
             tx.commit().await?;
         });
         Ok(sha256)
+    }
+
+    /// The wording of a template for a tenant: its own, else its nearest ancestor's.
+    pub async fn template_override(&self, tenant: TenantId, name: &str, language: &str) -> Result<Option<(TenantId, TemplateOverride)>> {
+        let sql = "SELECT subject, text_body, html_body FROM template_overrides WHERE tenant_id = $1 AND name = $2 AND language = $3";
+        for id in self.ancestry(tenant).await? {
+            let row: Option<(String, String, String)> =
+                on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).bind(name).bind(language).fetch_optional(p).await)?;
+            if let Some((subject, text, html)) = row {
+                return Ok(Some((id, TemplateOverride { subject, text, html })));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Saves (`Some`) or removes (`None`) a tenant's wording of a template.
+    pub async fn set_template_override(&self, actor: &str, tenant: TenantId, name: &str, language: &str, wording: Option<&TemplateOverride>) -> Result<()> {
+        let upsert = "INSERT INTO template_overrides (tenant_id, name, language, subject, text_body, html_body, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, name, language) DO UPDATE SET \
+             subject = excluded.subject, text_body = excluded.text_body, html_body = excluded.html_body, updated_at = excluded.updated_at";
+        let delete = "DELETE FROM template_overrides WHERE tenant_id = $1 AND name = $2 AND language = $3";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            match wording {
+                Some(w) => sqlx::query(upsert).bind(tenant.0).bind(name).bind(language).bind(&w.subject).bind(&w.text)
+                    .bind(&w.html).bind(Utc::now()).execute(&mut *tx).await?,
+                None => sqlx::query(delete).bind(tenant.0).bind(name).bind(language).execute(&mut *tx).await?,
+            };
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant.0),
+                action: if wording.is_some() { "template.update" } else { "template.reset" },
+                object_type: "template",
+                object_id: format!("{name}.{language}"),
+                detail: serde_json::json!({ "subject": wording.map(|w| w.subject.clone()) }),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The domain a tenant's system mail comes from: its first verified domain.
+    pub async fn sending_domain(&self, tenant: TenantId) -> Result<Option<String>> {
+        let sql = "SELECT name FROM domains WHERE tenant_id = $1 AND verified_at IS NOT NULL ORDER BY verified_at, name LIMIT 1";
+        let row: Option<(String,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        Ok(row.map(|(n,)| n))
+    }
+
+    /// Where the owner of an account gets welcome and password-reset mail.
+    pub async fn set_recovery_address(&self, account: crate::model::AccountId, address: Option<&str>) -> Result<()> {
+        let sql = "UPDATE accounts SET recovery_address = $2 WHERE id = $1";
+        on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(address).execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn recovery_address(&self, account: crate::model::AccountId) -> Result<Option<String>> {
+        let sql = "SELECT recovery_address FROM accounts WHERE id = $1";
+        let row: Option<(Option<String>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
+        Ok(row.and_then(|(a,)| a))
+    }
+
+    /// The first verified hostname of a tenant, for links in its mail.
+    pub async fn tenant_hostname(&self, tenant: TenantId) -> Result<Option<String>> {
+        let sql = "SELECT hostname FROM hostnames WHERE tenant_id = $1 AND verified_at IS NOT NULL ORDER BY verified_at LIMIT 1";
+        let row: Option<(String,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        Ok(row.map(|(h,)| h))
     }
 
     /// Registers a hostname for a tenant, unverified; a hostname belongs to one tenant.
