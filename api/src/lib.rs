@@ -86,6 +86,8 @@ pub struct Inner {
     pub operator_tenant: TenantId,
     /// Plans, Stripe, the funding pool and public signup.
     billing: Arc<billing::Billing>,
+    /// Password reset requests per address and per client IP.
+    pub reset_guard: LoginGuard,
 }
 
 /// Shared by every request. Cheap to clone.
@@ -115,6 +117,7 @@ impl AppState {
             .map_err(tenants::Error::Config)?;
         Ok(AppState(Arc::new(Inner {
             billing,
+            reset_guard: LoginGuard::new(Duration::from_secs(3600), 3, 20),
             tokens: Tokens::new(instance_key, config.token_ttl),
             login_guard,
             metrics: metrics::Metrics::default(),

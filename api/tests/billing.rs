@@ -283,6 +283,13 @@ async fn a_failed_payment_suspends_sending_after_the_grace_and_payment_restores_
     assert_eq!(view["sending_suspended"], true);
     let refused = send().await;
     assert!(refused.problem(402).contains("payment is overdue"));
+    // The admins are told, in the tenant's brand and language.
+    let worker = worker::Worker::new(app.store.clone(), app.worker_context(0, Duration::from_secs(1)), "mail")
+        .register::<worker::SystemMail>();
+    assert!(worker.run_one("mail").await, "the failure queued a mail to the admin");
+    let inbox = app.get(&format!("/v1/accounts/{}/messages?folder=inbox", e.admin_id), &e.admin_token).await;
+    let subjects: Vec<String> = inbox.ok(200)["items"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(subjects.iter().any(|s| s == "Caliop: a payment did not go through"), "{subjects:?}");
     // Received mail is untouched: the tenant's messages are all still listed.
     let listed = app.get(&format!("/v1/accounts/{}/messages", e.admin_id), &e.admin_token).await;
     assert!(!listed.ok(200)["items"].as_array().unwrap().is_empty(), "nothing is deleted for non-payment");

@@ -37,6 +37,9 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "getPublicBranding",
     "getPublicLogo",
     "getPublicFavicon",
+    "requestPasswordReset",
+    "getPasswordReset",
+    "resetPassword",
 ];
 /// Path parameters of objects that belong to no tenant: the operator's
 /// price list, which every administrator may read (and only the operator
@@ -135,7 +138,8 @@ async fn other_tenants_objects_are_not_found(backend: Backend) {
     let spec = serde_json::to_value(api::openapi()).unwrap();
     let mut checked = 0;
     for (method, path, id) in operations(&spec) {
-        if !path.contains('{') || SHARED_PARAMETERS.iter().any(|p| path.contains(p)) {
+        // Public routes with a token in the path hold no tenant's object.
+        if !path.contains('{') || SHARED_PARAMETERS.iter().any(|p| path.contains(p)) || PUBLIC_OPERATIONS.contains(&id.as_str()) {
             continue;
         }
         let url = fill(&path, &theirs);

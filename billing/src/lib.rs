@@ -32,6 +32,8 @@ pub const SEATS_JOB: &str = "billing.seats";
 pub const QUOTA_WARNING_JOB: &str = "billing.quota_warning";
 pub const ADMIT_JOB: &str = "pool.admit";
 pub const DEBIT_JOB: &str = "pool.debit";
+/// The worker's job that sends one templated system mail.
+pub const SYSTEM_MAIL_JOB: &str = "mail.system";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -264,6 +266,9 @@ impl Billing {
         let applied = self.store.apply_stripe_event(&event, &self.rates()).await?;
         tracing::info!(event = %event.id, kind = %event.kind, replayed = applied.replayed, stale = applied.stale,
             pool_milli_months = applied.pool_milli_months, "stripe event");
+        if let (tenants::store::BillingEvent::InvoiceFailed(invoice), false, Some(tenant)) = (&event.event, applied.replayed, applied.tenant) {
+            self.tell_admins_payment_failed(tenant, invoice).await;
+        }
         if applied.pool_milli_months > 0 {
             // New funding: let the waiting line in now.
             if let Err(e) = self.admit().await {
@@ -271,6 +276,35 @@ impl Billing {
             }
         }
         Ok(applied)
+    }
+
+    /// Queues a system mail (worker job `mail.system`) from a template.
+    async fn queue_mail(&self, tenant: TenantId, template: &str, to: &str, values: serde_json::Value) {
+        let payload = serde_json::json!({ "tenant": tenant, "template": template, "to": to, "language": null, "values": values });
+        let job = tenants::store::NewJob {
+            kind: SYSTEM_MAIL_JOB,
+            payload: payload.to_string(),
+            dedup_key: None,
+            run_at: Utc::now(),
+            max_attempts: 30,
+        };
+        if let Err(e) = self.store.enqueue(job).await {
+            tracing::error!(error = %e, template, "could not queue a system mail");
+        }
+    }
+
+    /// Tells a tenant's admins a payment failed, and when sending would stop.
+    async fn tell_admins_payment_failed(&self, tenant: TenantId, invoice: &tenants::store::InvoiceEvent) {
+        let Ok(Some(t)) = self.store.tenant(tenant).await else { return };
+        let admins = self.store.tenant_admins(tenant).await.unwrap_or_default();
+        let amount = format!("{}.{:02} {}", invoice.amount_due / 100, invoice.amount_due % 100, invoice.currency.to_ascii_uppercase());
+        let suspension = (Utc::now() + self.grace()).format("%Y-%m-%d").to_string();
+        let billing_url = self.config.checkout_cancel_url.split('?').next().unwrap_or_default().to_owned();
+        for admin in admins {
+            let values = serde_json::json!({ "organisation": t.name, "amount": amount, "billing_url": billing_url,
+                "suspension_date": suspension });
+            self.queue_mail(tenant, "payment_failed", &admin, values).await;
+        }
     }
 
     /// The public instance, if configured and real.
@@ -298,6 +332,13 @@ impl Billing {
         let admitted = self.store.admit_waiting(&public).await?;
         if !admitted.is_empty() {
             tracing::info!(count = admitted.len(), "free accounts opened from the waiting line");
+        }
+        for (_, account) in &admitted {
+            if let Ok(Some(a)) = self.store.account(*account).await {
+                let domain = a.address.domain();
+                let values = serde_json::json!({ "address": a.address, "signin_url": format!("https://{domain}/") });
+                self.queue_mail(public.tenant, "admission", a.address.as_str(), values).await;
+            }
         }
         Ok(admitted.into_iter().map(|(_, a)| a).collect())
     }

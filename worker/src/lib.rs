@@ -544,7 +544,7 @@ pub struct SystemMail {
     pub values: std::collections::BTreeMap<String, String>,
 }
 
-pub const SYSTEM_MAIL_JOB: &str = "mail.system";
+pub const SYSTEM_MAIL_JOB: &str = billing::SYSTEM_MAIL_JOB;
 
 impl Job<Context> for SystemMail {
     const NAME: &'static str = SYSTEM_MAIL_JOB;

@@ -11,6 +11,7 @@ pub use branding::caliop_brand;
 mod domains;
 mod messages;
 mod queue;
+mod reset;
 mod sites;
 mod system;
 mod tenants;
@@ -74,6 +75,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(branding::list_templates))
         .routes(routes!(branding::set_template, branding::reset_template))
         .routes(routes!(branding::preview_template))
+        .routes(routes!(reset::request_reset))
+        .routes(routes!(reset::export_before_reset, reset::reset_password))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

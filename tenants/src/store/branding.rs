@@ -261,6 +261,36 @@ impl Store {
         Ok(row.and_then(|(a,)| a))
     }
 
+    /// Records a password reset (its token's hash), valid until `expires_at`;
+    /// earlier unused resets of the account stop working.
+    pub async fn create_password_reset(&self, account: crate::model::AccountId, token_hash: &str, expires_at: DateTime<Utc>) -> Result<()> {
+        let now = Utc::now();
+        let retire = "UPDATE password_resets SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL";
+        let insert = "INSERT INTO password_resets (token_hash, account_id, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, NULL)";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(retire).bind(account.0).bind(now).execute(&mut *tx).await?;
+            sqlx::query(insert).bind(token_hash).bind(account.0).bind(now).bind(expires_at).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The account a live (unused, unexpired) reset token belongs to.
+    pub async fn password_reset(&self, token_hash: &str) -> Result<Option<crate::model::AccountId>> {
+        let sql = "SELECT account_id FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+        let row: Option<(Uuid,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(token_hash).bind(Utc::now()).fetch_optional(p).await)?;
+        Ok(row.map(|(a,)| crate::model::AccountId(a)))
+    }
+
+    /// Spends a reset token: true for the one caller that used it while live.
+    pub async fn spend_password_reset(&self, token_hash: &str) -> Result<bool> {
+        let sql = "UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+        let done = on_pool!(&self.pool, p => sqlx::query(sql).bind(token_hash).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
     /// The first verified hostname of a tenant, for links in its mail.
     pub async fn tenant_hostname(&self, tenant: TenantId) -> Result<Option<String>> {
         let sql = "SELECT hostname FROM hostnames WHERE tenant_id = $1 AND verified_at IS NOT NULL ORDER BY verified_at LIMIT 1";
