@@ -312,3 +312,39 @@ async fn mail_clients_configure_themselves_from_an_address(backend: Backend) {
     assert!(names.iter().any(|n| n.starts_with("_submission._tcp.")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("_imaps._tcp.") || n.starts_with("_imap._tcp.")), "{names:?}");
 }
+
+on_both_backends!(signup_on_a_tenants_hostname_makes_an_account_of_that_tenant);
+
+async fn signup_on_a_tenants_hostname_makes_an_account_of_that_tenant(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let acme = app.enterprise("acme.test", 5).await;
+    let unverified = app
+        .send("PUT", &format!("/v1/tenants/{}/self-signup", acme.tenant_id), Some(&acme.admin_token), Some(json!({"domain": "acme.test"})))
+        .await;
+    assert!(unverified.problem(422).contains("not a verified domain"));
+    app.post(&format!("/v1/domains/{}/verify", acme.domain_id), &app.operator_token, json!({"force": true})).await.ok(200);
+    app.send("PUT", &format!("/v1/tenants/{}/self-signup", acme.tenant_id), Some(&acme.admin_token), Some(json!({"domain": "acme.test"})))
+        .await
+        .ok(200);
+    let host = app.post(&format!("/v1/tenants/{}/hostnames", acme.tenant_id), &acme.admin_token, json!({"hostname": "join.acme.test"})).await;
+    let host = host.ok(201).clone();
+    app.dns.set_txt("_caliop-hostname.join.acme.test", &[host["verification_record"]["value"].as_str().unwrap()]);
+    app.post(&format!("/v1/hostnames/{}/verify", host["id"].as_str().unwrap()), &acme.admin_token, json!({})).await.ok(200);
+
+    // Anywhere else there is no signup on this instance (no public domain configured).
+    let elsewhere = on_host(&app, "/v1/public/signup/challenge", "unknown.example").await;
+    elsewhere.problem(503);
+    let challenge = on_host(&app, "/v1/public/signup/challenge", "join.acme.test").await;
+    let challenge = challenge.ok(200).clone();
+    let c = challenge["challenge"].as_str().unwrap();
+    let counter = billing::signup::solve(c, "zoe@acme.test", challenge["difficulty"].as_u64().unwrap() as u8);
+    let signed_up = app
+        .raw(app.http.post(format!("{}/v1/public/signup", app.base)).header("host", "join.acme.test")
+            .json(&json!({"address": "zoe", "password": support::PASSWORD, "stamp": {"challenge": c, "counter": counter}})))
+        .await;
+    assert_eq!(signed_up.ok(201)["address"], "zoe@acme.test");
+    let accounts = app.get(&format!("/v1/tenants/{}/accounts", acme.tenant_id), &acme.admin_token).await;
+    let addresses: Vec<&str> = accounts.ok(200)["items"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    assert!(addresses.contains(&"zoe@acme.test"), "an account of the tenant: {addresses:?}");
+    assert!(!app.login("zoe@acme.test", support::PASSWORD).await.is_empty());
+}

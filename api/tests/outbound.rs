@@ -177,6 +177,13 @@ async fn deferred_then_delivered_and_bounces_quote_the_remote(backend: Backend) 
     let dsn = app.get(&format!("/v1/messages/{}/raw", inbox[0]["id"].as_str().unwrap()), &alice).await;
     let dsn = dsn.text();
     assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    // In the sender's tenant's brand and words (its delivery_failure template).
+    let parsed = mail_parser::MessageParser::default().parse(dsn.as_bytes()).unwrap();
+    let explanation = parsed.body_text(0).unwrap();
+    assert!(explanation.starts_with("Hello,"), "{explanation}");
+    assert!(explanation.contains("could not be delivered to gone@remote.test"), "{explanation}");
+    assert!(explanation.contains("The details, for your mail administrator"), "{explanation}");
+    assert_eq!(parsed.from().and_then(|f| f.first()).and_then(|a| a.name()), Some("Caliop"));
     assert!(dsn.contains("Final-Recipient: rfc822; gone@remote.test"), "{dsn}");
     assert!(dsn.contains("Diagnostic-Code: smtp; 550 5.1.1 <gone@remote.test>: no such user here"), "{dsn}");
     assert!(!dsn.contains("Final-Recipient: rfc822; bob@remote.test"), "bob was delivered, not bounced");

@@ -70,6 +70,29 @@ pub struct Bounce<'a> {
     pub recipients: &'a [FailedRecipient<'a>],
     /// `true` when the retry lifetime ran out, `false` when a server refused.
     pub expired: bool,
+    /// The sender's tenant's wording and brand (its `delivery_failure`
+    /// template): subject, sender name and the opening of the explanation.
+    pub notice: Option<Notice<'a>>,
+}
+
+/// A branded opening for the notification.
+#[derive(Clone, Copy, Debug)]
+pub struct Notice<'a> {
+    pub subject: &'a str,
+    /// The display name of the `From` (the tenant's product name).
+    pub from_name: &'a str,
+    /// Plain text, before the technical details.
+    pub text: &'a str,
+}
+
+/// `text` as an RFC 2047 encoded word when it is not plain ASCII.
+fn encode_word(text: &str) -> String {
+    use base64::Engine;
+    if text.is_ascii() {
+        text.to_owned()
+    } else {
+        format!("=?utf-8?b?{}?=", base64::engine::general_purpose::STANDARD.encode(text.as_bytes()))
+    }
 }
 
 /// The notification as a complete RFC 5322 message, CRLF line endings,
@@ -109,10 +132,17 @@ fn top_fields(bounce: &Bounce<'_>, date: DateTime<Utc>, host: &str, token: &str,
         empty if empty.is_empty() => "undisclosed-recipients:;".to_owned(),
         to => format!("<{to}>"),
     };
+    let (from_name, subject) = match &bounce.notice {
+        Some(n) => (
+            n.from_name.replace(['"', '<', '>', '\r', '\n'], ""),
+            encode_word(&n.subject.replace(['\r', '\n'], " ")),
+        ),
+        None => ("Mail Delivery System".to_owned(), SUBJECT.to_owned()),
+    };
     [
-        field("From", &format!("Mail Delivery System <{postmaster}>")),
+        field("From", &format!("{} <{postmaster}>", encode_word(&from_name))),
         field("To", &to),
-        field("Subject", SUBJECT),
+        field("Subject", &subject),
         field("Date", &date.to_rfc2822()),
         field("Message-ID", &format!("<{token}@{host}>")),
         field("Auto-Submitted", "auto-replied"),
@@ -148,7 +178,10 @@ fn explanation_part(bounce: &Bounce<'_>, host: &str) -> String {
 
 /// The explanation as plain text, lines separated by `\n`.
 fn explanation(bounce: &Bounce<'_>, host: &str) -> String {
-    let mut text = format!("This is the mail delivery system at {host}.\n\n");
+    let mut text = match &bounce.notice {
+        Some(n) => format!("{}\n-- \nThe details, for your mail administrator (from {host}):\n\n", n.text.trim_end()),
+        None => format!("This is the mail delivery system at {host}.\n\n"),
+    };
     if bounce.expired {
         let _ = writeln!(
             text,
@@ -530,6 +563,7 @@ mod tests {
 
     fn bounce<'a>(recipients: &'a [FailedRecipient<'a>], expired: bool) -> Bounce<'a> {
         Bounce {
+            notice: None,
             reporting_mta: "mx.caliop.example",
             postmaster: "postmaster@mx.caliop.example",
             to: "alice@caliop.example",

@@ -901,7 +901,29 @@ impl Outbound {
                 last_attempt: now,
             })
             .collect();
+        // The sender's tenant's wording and brand, in the sender's language.
+        let header_text = String::from_utf8_lossy(&original[..headers_end]).replace("\r\n ", " ").replace("\r\n\t", " ");
+        let original_subject = header_text
+            .lines()
+            .find_map(|l| l.get(..8).filter(|h| h.eq_ignore_ascii_case("subject:")).map(|_| l[8..].trim().to_owned()))
+            .unwrap_or_default();
+        let values = std::collections::BTreeMap::from([
+            ("original_subject".to_owned(), original_subject),
+            ("recipients".to_owned(), failures.iter().map(|f| f.recipient.as_str()).collect::<Vec<_>>().join(", ")),
+            ("reason".to_owned(), failures.first().map(|f| f.reply.clone()).unwrap_or_default()),
+        ]);
+        let prepared =
+            crate::templates::prepare(&self.store, &self.config.hostname, tenants::TenantId(row.tenant_id), "delivery_failure", None, &values)
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "the branded DSN wording is unavailable; using the plain one"))
+                .ok();
+        let notice = prepared.as_ref().map(|p| crate::dsn::Notice {
+            subject: &p.rendered.subject,
+            from_name: &p.from_name,
+            text: &p.rendered.text,
+        });
         let report = crate::dsn::build(&crate::dsn::Bounce {
+            notice,
             reporting_mta: &self.config.hostname,
             postmaster: &postmaster,
             to: &row.envelope_from,

@@ -204,6 +204,48 @@ pub fn render(template: &Template, language: &str, brand: &BrandFields, fallback
     Rendered { subject, text, html }
 }
 
+/// A system mail rendered for a tenant, and who it comes from.
+pub struct Prepared {
+    pub rendered: Rendered,
+    pub language: String,
+    /// `no-reply@` the tenant's (or its nearest ancestor's) verified domain, else this host.
+    pub from: String,
+    /// The tenant's product name.
+    pub from_name: String,
+}
+
+/// Renders template `name` for `tenant`: its brand and wording (or its
+/// ancestors', or the built-in ones), in `language` or the tenant's own.
+pub async fn prepare(
+    store: &tenants::Store,
+    hostname: &str,
+    tenant: tenants::TenantId,
+    name: &str,
+    language: Option<&str>,
+    values: &BTreeMap<String, String>,
+) -> Result<Prepared, String> {
+    let (brand, _) = store.brand(tenant, &BrandFields::caliop()).await.map_err(|e| e.to_string())?;
+    let language = language
+        .map(str::to_owned)
+        .or_else(|| brand.default_language.clone())
+        .filter(|l| LANGUAGES.contains(&l.as_str()))
+        .unwrap_or_else(|| "en".into());
+    let template = match store.template_override(tenant, name, &language).await.map_err(|e| e.to_string())? {
+        Some((_, w)) => Template { subject: w.subject, text: w.text, html: w.html },
+        None => builtin(name, &language).ok_or_else(|| format!("no template `{name}`"))?,
+    };
+    let mut domain = None;
+    for id in store.ancestry(tenant).await.map_err(|e| e.to_string())? {
+        if let Some(d) = store.sending_domain(id).await.map_err(|e| e.to_string())? {
+            domain = Some(d);
+            break;
+        }
+    }
+    let domain = domain.unwrap_or_else(|| hostname.to_owned());
+    let rendered = render(&template, &language, &brand, &format!("postmaster@{domain}"), values);
+    Ok(Prepared { rendered, language, from: format!("no-reply@{domain}"), from_name: brand.product_name.unwrap_or_default() })
+}
+
 /// Sample values for previews.
 pub fn sample_values(name: &str) -> BTreeMap<String, String> {
     let sample: &[(&str, &str)] = &[

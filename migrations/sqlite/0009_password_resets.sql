@@ -9,3 +9,6 @@ CREATE TABLE password_resets (
     used_at    TEXT
 );
 CREATE INDEX password_resets_account ON password_resets (account_id);
+
+-- Self-signup on a tenant's own hostnames: the domain new accounts get (NULL: no self-signup).
+ALTER TABLE tenants ADD COLUMN self_signup_domain TEXT;

@@ -570,30 +570,9 @@ pub struct SystemSender {
 /// Renders a system mail: the tenant's brand and wording (or its
 /// ancestors', or the built-in ones), from `no-reply@` its sending domain.
 pub async fn render_system_mail(store: &Store, hostname: &str, mail: &SystemMail) -> Result<(SystemSender, Vec<u8>), String> {
-    use mail::templates;
-    let (brand, _) = store.brand(mail.tenant, &tenants::store::BrandFields::caliop()).await.map_err(|e| e.to_string())?;
-    let language = mail
-        .language
-        .clone()
-        .or_else(|| brand.default_language.clone())
-        .filter(|l| templates::LANGUAGES.contains(&l.as_str()))
-        .unwrap_or_else(|| "en".into());
-    let template = match store.template_override(mail.tenant, &mail.template, &language).await.map_err(|e| e.to_string())? {
-        Some((_, w)) => templates::Template { subject: w.subject, text: w.text, html: w.html },
-        None => templates::builtin(&mail.template, &language).ok_or_else(|| format!("no template `{}`", mail.template))?,
-    };
-    let mut domain = None;
-    for id in store.ancestry(mail.tenant).await.map_err(|e| e.to_string())? {
-        if let Some(d) = store.sending_domain(id).await.map_err(|e| e.to_string())? {
-            domain = Some(d);
-            break;
-        }
-    }
-    let domain = domain.unwrap_or_else(|| hostname.to_owned());
-    let rendered = templates::render(&template, &language, &brand, &format!("postmaster@{domain}"), &mail.values);
-    let sender = SystemSender { from: format!("no-reply@{domain}"), name: brand.product_name.clone().unwrap_or_default() };
-    let message = templates::message(&sender.name, &sender.from, &mail.to, &rendered, &language, hostname)?;
-    Ok((sender, message))
+    let p = mail::templates::prepare(store, hostname, mail.tenant, &mail.template, mail.language.as_deref(), &mail.values).await?;
+    let message = mail::templates::message(&p.from_name, &p.from, &mail.to, &p.rendered, &p.language, hostname)?;
+    Ok((SystemSender { from: p.from, name: p.from_name }, message))
 }
 
 /// Schedules the pool's recurring jobs unless they are on the queue.

@@ -351,9 +351,9 @@ pub async fn pool(State(state): State<AppState>) -> ApiResult<Json<PoolSummary>>
         (status = 200, description = "A challenge, valid for 15 minutes", body = Challenge),
         (status = 503, description = "Public signup is not open", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
-pub async fn signup_challenge(State(state): State<AppState>) -> ApiResult<Json<Challenge>> {
+pub async fn signup_challenge(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Challenge>> {
     let billing = state.billing();
-    if billing.public_instance().await?.is_none() {
+    if self_signup_target(&state, &headers).await?.is_none() && billing.public_instance().await?.is_none() {
         return Err(Problem::unavailable("public signup is not open on this instance"));
     }
     Ok(Json(billing.challenges.issue(Utc::now())))
@@ -404,8 +404,12 @@ pub struct SignupView {
 pub async fn sign_up(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<SignupRequest>,
 ) -> ApiResult<Response> {
+    if let Some((tenant, domain)) = self_signup_target(&state, &headers).await? {
+        return tenant_sign_up(&state, peer, tenant, &domain, body).await;
+    }
     let billing = state.billing();
     let public = billing.public_instance().await?.ok_or_else(|| Problem::unavailable("public signup is not open on this instance"))?;
     let domain = billing.config.public_domain.clone().unwrap_or_default();
@@ -461,6 +465,112 @@ pub async fn sign_up(
         ),
     };
     Ok((status, Json(view)).into_response())
+}
+
+/// The tenant (and domain) a signup on this Host goes to, when the Host is
+/// a verified hostname of a tenant that allows self-signup.
+async fn self_signup_target(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<(TenantId, String)>> {
+    let tenant = super::branding::tenant_for_host(state, headers).await?;
+    if tenant == state.operator_tenant {
+        return Ok(None);
+    }
+    Ok(state.store.self_signup_domain(tenant).await?.map(|d| (tenant, d)))
+}
+
+/// A signup on a tenant's own hostname: an account of that tenant, paid by
+/// it like any other (its limits apply), no pool involved.
+async fn tenant_sign_up(state: &AppState, peer: SocketAddr, tenant: TenantId, domain: &str, body: SignupRequest) -> ApiResult<Response> {
+    let local = match body.address.rsplit_once('@') {
+        Some((local, host)) if host.eq_ignore_ascii_case(domain) => local.to_owned(),
+        Some((_, host)) => return Err(Problem::invalid(format!("`address`: accounts here are on `{domain}`, not `{host}`"))),
+        None => body.address.clone(),
+    };
+    if let Some(why) = billing::signup::refused_local_part(&local) {
+        return Err(Problem::invalid(format!("`address`: {why}")));
+    }
+    let address = tenants::EmailAddress::parse(&format!("{local}@{domain}")).map_err(|e| Problem::invalid(format!("`address`: {e}")))?;
+    let billing = state.billing();
+    let stamp = billing
+        .challenges
+        .check(&body.stamp.challenge, address.as_str(), body.stamp.counter, Utc::now())
+        .map_err(|why| Problem::invalid(format!("`stamp`: {why}")))?;
+    tenants::password::check_strength(&body.password)?;
+    if state.store.account_by_address(&address).await?.is_some() {
+        return Err(Problem::conflict(format!("the address `{address}` is taken")));
+    }
+    billing.count_signup(peer.ip()).map_err(|(wait, why)| Problem::rate_limited(wait, why))?;
+    if !state.store.spend_challenge(&stamp.nonce, stamp.expires_at).await? {
+        return Err(Problem::invalid("`stamp`: this challenge was already used; ask for a new one"));
+    }
+    let t = state.store.tenant(tenant).await?.ok_or_else(|| Problem::not_found("tenant"))?;
+    let domain_row = state
+        .store
+        .domain_by_name(&address.domain())
+        .await?
+        .filter(|d| d.tenant_id == tenant)
+        .ok_or_else(|| Problem::unavailable("self-signup is misconfigured: its domain is not the tenant's"))?;
+    let uid = format!("{local} <{address}>");
+    let password = body.password;
+    let (hash, key) = tokio::task::spawn_blocking(move || {
+        Ok::<_, Problem>((tenants::password::hash(&password)?, vault::openpgp::AccountKey::generate(&uid, &password)?))
+    })
+    .await
+    .map_err(Problem::internal)??;
+    let new = tenants::store::NewAccount {
+        tenant_id: tenant,
+        domain_id: domain_row.id,
+        address: address.clone(),
+        display_name: local.clone(),
+        role: tenants::AccountRole::User,
+        level: t.policy.min_level,
+        password_hash: hash,
+        fingerprint: key.fingerprint,
+        public_key: key.public_armored,
+        secret_key: key.secret_armored,
+    };
+    let account = state.store.create_account("self-signup", new).await?;
+    state.queue_seat_sync(tenant).await;
+    let view = SignupView { status: "admitted".into(), address: address.to_string(), account_id: Some(account.id.0), position: None, token: String::new() };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfSignup {
+    /// One of the tenant's verified domains; `null` stops self-signup.
+    pub domain: Option<String>,
+}
+
+/// Allow self-signup on the tenant's hostnames
+///
+/// People who sign up on one of the tenant's verified hostnames get an
+/// account of the tenant in `domain` (its limits and seats apply).
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/self-signup", tag = "branding", operation_id = "setSelfSignup",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id")),
+    request_body = SelfSignup,
+    responses(
+        (status = 200, description = "Saved", body = SelfSignup),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Not one of the tenant's verified domains", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn set_self_signup(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(tenant_id): Path<TenantId>,
+    Json(body): Json<SelfSignup>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if let Some(domain) = &body.domain {
+        let name = tenants::DomainName::parse(domain).map_err(|e| Problem::invalid(format!("`domain`: {e}")))?;
+        let found = state.store.domain_by_name(&name).await?.filter(|d| d.tenant_id == tenant_id);
+        if !found.is_some_and(|d| d.verified_at.is_some()) {
+            return Err(Problem::invalid(format!("`domain`: `{name}` is not a verified domain of this tenant")));
+        }
+    }
+    state.store.set_self_signup_domain(&actor.audit_name(), tenant_id, body.domain.as_deref()).await?;
+    Ok(Json(serde_json::json!({ "domain": body.domain })))
 }
 
 /// Where a signup stands

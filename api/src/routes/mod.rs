@@ -6,7 +6,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod billing;
-mod branding;
+pub(crate) mod branding;
 pub use branding::caliop_brand;
 mod domains;
 mod messages;
@@ -63,6 +63,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(billing::signup_challenge))
         .routes(routes!(billing::sign_up))
         .routes(routes!(billing::signup_status))
+        .routes(routes!(billing::set_self_signup))
         .routes(routes!(branding::get_branding, branding::set_branding))
         .routes(routes!(branding::set_logo, branding::get_logo))
         .routes(routes!(branding::set_favicon))

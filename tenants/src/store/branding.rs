@@ -291,6 +291,32 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// The domain self-signups on the tenant's hostnames get, if it allows them.
+    pub async fn self_signup_domain(&self, tenant: TenantId) -> Result<Option<String>> {
+        let sql = "SELECT self_signup_domain FROM tenants WHERE id = $1";
+        let row: Option<(Option<String>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        Ok(row.and_then(|(d,)| d))
+    }
+
+    /// Allows self-signup on the tenant's hostnames into `domain` (or stops it with `None`).
+    pub async fn set_self_signup_domain(&self, actor: &str, tenant: TenantId, domain: Option<&str>) -> Result<()> {
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE tenants SET self_signup_domain = $2 WHERE id = $1").bind(tenant.0).bind(domain)
+                .execute(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant.0),
+                action: "tenant.self_signup",
+                object_type: "tenant",
+                object_id: tenant.to_string(),
+                detail: serde_json::json!({ "domain": domain }),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// The first verified hostname of a tenant, for links in its mail.
     pub async fn tenant_hostname(&self, tenant: TenantId) -> Result<Option<String>> {
         let sql = "SELECT hostname FROM hostnames WHERE tenant_id = $1 AND verified_at IS NOT NULL ORDER BY verified_at LIMIT 1";
