@@ -734,6 +734,21 @@ async fn a_plan_sets_the_limits_and_a_reseller_pays_for_its_wholesale_children(b
     let send = || app.post(&path, &e.admin_token, json!({"to": ["second@acme.test"], "subject": "hi", "text": "once"}));
     assert_eq!(send().await.status.as_u16(), 202);
     assert_eq!(send().await.status.as_u16(), 429, "the plan's rate, not the default 500 an hour");
+    // An account's own cap inside the shared quota: only admins set it, mail beyond it waits.
+    let second = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token).await;
+    let second_id = second.ok(200)["items"].as_array().unwrap().iter()
+        .find(|a| a["address"] == "second@acme.test").unwrap()["id"].as_str().unwrap().to_owned();
+    let user = app.login("second@acme.test", PASSWORD).await;
+    let own = app.patch(&format!("/v1/accounts/{second_id}"), &user, json!({"storage_quota_bytes": 1_000_000})).await;
+    own.problem(403);
+    app.patch(&format!("/v1/accounts/{second_id}"), &e.admin_token, json!({"storage_quota_bytes": 100})).await.ok(200);
+    let raw = support::message("x@elsewhere.test", "second@acme.test", "too big for the cap", &"z".repeat(500));
+    let refused = support::send_with_lettre(app.smtp, "x@elsewhere.test", &["second@acme.test"], &raw, false).await;
+    assert!(refused.is_err(), "over the account's cap");
+    assert_eq!(app.store.account_storage(tenants::AccountId(second_id.parse().unwrap())).await.unwrap(), (0, Some(100)));
+    app.patch(&format!("/v1/accounts/{second_id}"), &e.admin_token, json!({"storage_quota_bytes": null})).await.ok(200);
+    support::send_with_lettre(app.smtp, "x@elsewhere.test", &["second@acme.test"], &raw, false).await.expect("no cap: it fits");
+    assert!(app.store.account_storage(tenants::AccountId(second_id.parse().unwrap())).await.unwrap().0 > 500);
     // A plan in use cannot be deleted.
     app.delete(&format!("/v1/plans/{small}"), &app.operator_token).await.problem(409);
 

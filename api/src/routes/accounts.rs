@@ -87,6 +87,16 @@ pub struct UpdateAccount {
     /// Administrators only: `active` or `suspended`.
     pub status: Option<AccountStatus>,
     pub level: Option<Level>,
+    /// Administrators only: this account's own storage cap in bytes, inside
+    /// the tenant's shared quota; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub storage_quota_bytes: Option<Option<i64>>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 fn display_name(name: Option<&str>, address: &EmailAddress) -> ApiResult<String> {
@@ -257,8 +267,13 @@ pub async fn update_account(
     Json(body): Json<UpdateAccount>,
 ) -> ApiResult<Json<AccountView>> {
     let account = load(&state, account_id).await?;
-    if !actor.role.is_admin() && (body.role.is_some() || body.status.is_some()) {
-        return Err(Problem::forbidden("only an administrator can change an account's role or status"));
+    if !actor.role.is_admin() && (body.role.is_some() || body.status.is_some() || body.storage_quota_bytes.is_some()) {
+        return Err(Problem::forbidden("only an administrator can change an account's role, status or storage cap"));
+    }
+    if let Some(Some(cap)) = body.storage_quota_bytes
+        && cap < 0
+    {
+        return Err(Problem::invalid("`storage_quota_bytes` cannot be negative"));
     }
     if account.status == AccountStatus::Deleted {
         return Err(Problem::conflict("the account is deleted"));
@@ -306,6 +321,9 @@ pub async fn update_account(
     };
     let update = AccountUpdate { display_name: name, role: body.role, status: body.status, level, credentials };
     let status_changed = update.status.is_some();
+    if let Some(cap) = body.storage_quota_bytes {
+        state.store.set_account_quota(&actor.audit_name(), account_id, cap).await?;
+    }
     let account = state.store.update_account(&actor.audit_name(), account_id, update).await?;
     if status_changed {
         state.queue_seat_sync(account.tenant_id).await;

@@ -963,6 +963,37 @@ impl Store {
         Ok(rows)
     }
 
+    /// Sets (or with `None` removes) an account's own storage cap.
+    pub async fn set_account_quota(&self, actor: &str, account: AccountId, cap: Option<i64>) -> Result<()> {
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query("UPDATE accounts SET storage_quota_bytes = $2 WHERE id = $1").bind(account.0).bind(cap)
+                .execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound("account"));
+            }
+            let (tenant,): (Uuid,) = sqlx::query_as("SELECT tenant_id FROM accounts WHERE id = $1").bind(account.0)
+                .fetch_one(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant),
+                action: "account.quota",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({ "storage_quota_bytes": cap }),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Bytes an account stores and its own cap, if any.
+    pub async fn account_storage(&self, account: AccountId) -> Result<(i64, Option<i64>)> {
+        let sql = "SELECT storage_used_bytes, storage_quota_bytes FROM accounts WHERE id = $1";
+        let row: Option<(i64, Option<i64>)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
+        row.ok_or(Error::NotFound("account"))
+    }
+
     /// Active accounts with the admin role in a tenant: who gets its warnings.
     pub async fn tenant_admins(&self, tenant: TenantId) -> Result<Vec<String>> {
         let sql = "SELECT address FROM accounts WHERE tenant_id = $1 AND role = 'admin' AND status = 'active' ORDER BY address";
