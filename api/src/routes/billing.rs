@@ -424,18 +424,7 @@ pub async fn sign_up(
         return Err(Problem::invalid(format!("`address`: {why}")));
     }
     let address = billing.public_address(&local)?;
-    let stamp = billing
-        .challenges
-        .check(&body.stamp.challenge, address.as_str(), body.stamp.counter, Utc::now())
-        .map_err(|why| Problem::invalid(format!("`stamp`: {why}")))?;
-    tenants::password::check_strength(&body.password)?;
-    if state.store.account_by_address(&address).await?.is_some() {
-        return Err(Problem::conflict(format!("the address `{address}` is taken")));
-    }
-    billing.count_signup(peer.ip()).map_err(|(wait, why)| Problem::rate_limited(wait, why))?;
-    if !state.store.spend_challenge(&stamp.nonce, stamp.expires_at).await? {
-        return Err(Problem::invalid("`stamp`: this challenge was already used; ask for a new one"));
-    }
+    admissible(&state, peer, &address, &body).await?;
     let uid = format!("{local} <{address}>");
     let password = body.password;
     let (hash, key) = tokio::task::spawn_blocking(move || {
@@ -467,6 +456,26 @@ pub async fn sign_up(
     Ok((status, Json(view)).into_response())
 }
 
+/// What every signup must pass, in this order: a valid stamp for this
+/// address, a strong password, a free address, the rate limits, and a
+/// challenge not spent before (spent now).
+async fn admissible(state: &AppState, peer: SocketAddr, address: &tenants::EmailAddress, body: &SignupRequest) -> ApiResult<()> {
+    let billing = state.billing();
+    let stamp = billing
+        .challenges
+        .check(&body.stamp.challenge, address.as_str(), body.stamp.counter, Utc::now())
+        .map_err(|why| Problem::invalid(format!("`stamp`: {why}")))?;
+    tenants::password::check_strength(&body.password)?;
+    if state.store.account_by_address(address).await?.is_some() {
+        return Err(Problem::conflict(format!("the address `{address}` is taken")));
+    }
+    billing.count_signup(peer.ip()).map_err(|(wait, why)| Problem::rate_limited(wait, why))?;
+    if !state.store.spend_challenge(&stamp.nonce, stamp.expires_at).await? {
+        return Err(Problem::invalid("`stamp`: this challenge was already used; ask for a new one"));
+    }
+    Ok(())
+}
+
 /// The tenant (and domain) a signup on this Host goes to, when the Host is
 /// a verified hostname of a tenant that allows self-signup.
 async fn self_signup_target(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<(TenantId, String)>> {
@@ -489,19 +498,7 @@ async fn tenant_sign_up(state: &AppState, peer: SocketAddr, tenant: TenantId, do
         return Err(Problem::invalid(format!("`address`: {why}")));
     }
     let address = tenants::EmailAddress::parse(&format!("{local}@{domain}")).map_err(|e| Problem::invalid(format!("`address`: {e}")))?;
-    let billing = state.billing();
-    let stamp = billing
-        .challenges
-        .check(&body.stamp.challenge, address.as_str(), body.stamp.counter, Utc::now())
-        .map_err(|why| Problem::invalid(format!("`stamp`: {why}")))?;
-    tenants::password::check_strength(&body.password)?;
-    if state.store.account_by_address(&address).await?.is_some() {
-        return Err(Problem::conflict(format!("the address `{address}` is taken")));
-    }
-    billing.count_signup(peer.ip()).map_err(|(wait, why)| Problem::rate_limited(wait, why))?;
-    if !state.store.spend_challenge(&stamp.nonce, stamp.expires_at).await? {
-        return Err(Problem::invalid("`stamp`: this challenge was already used; ask for a new one"));
-    }
+    admissible(state, peer, &address, &body).await?;
     let t = state.store.tenant(tenant).await?.ok_or_else(|| Problem::not_found("tenant"))?;
     let domain_row = state
         .store

@@ -558,17 +558,11 @@ pub async fn reset_template(
 }
 
 async fn preview_of(state: &AppState, tenant: TenantId, name: &str, language: &str) -> ApiResult<mail::templates::Rendered> {
-    let (_, template) = effective_template(state, tenant, name, language).await?;
-    let (brand, _) = state.store.brand(tenant, &caliop_brand()).await?;
-    let mut domain = None;
-    for id in state.store.ancestry(tenant).await? {
-        if let Some(d) = state.store.sending_domain(id).await? {
-            domain = Some(d);
-            break;
-        }
-    }
-    let support = format!("postmaster@{}", domain.unwrap_or_else(|| state.config.mail_hostname.clone()));
-    Ok(mail::templates::render(&template, language, &brand, &support, &mail::templates::sample_values(name)))
+    let values = mail::templates::sample_values(name);
+    let prepared = mail::templates::prepare(&state.store, &state.config.mail_hostname, tenant, name, Some(language), &values)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(prepared.rendered)
 }
 
 /// Preview a system mail
