@@ -127,7 +127,7 @@ impl Challenges {
         };
         let body = format!("{version}.{expires}.{difficulty}.{nonce}");
         let expected = self.mac(&body);
-        if version != "v1" || !aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), mac.as_bytes()).is_ok() {
+        if version != "v1" || aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), mac.as_bytes()).is_err() {
             return Err("the proof-of-work challenge is not one this server issued".into());
         }
         let expires: i64 = expires.parse().map_err(|_| "the proof-of-work challenge is malformed".to_owned())?;

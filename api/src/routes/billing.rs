@@ -562,7 +562,7 @@ pub async fn set_self_signup(
     if let Some(domain) = &body.domain {
         let name = tenants::DomainName::parse(domain).map_err(|e| Problem::invalid(format!("`domain`: {e}")))?;
         let found = state.store.domain_by_name(&name).await?.filter(|d| d.tenant_id == tenant_id);
-        if !found.is_some_and(|d| d.verified_at.is_some()) {
+        if found.is_none_or(|d| d.verified_at.is_none()) {
             return Err(Problem::invalid(format!("`domain`: `{name}` is not a verified domain of this tenant")));
         }
     }

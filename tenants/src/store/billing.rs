@@ -493,7 +493,7 @@ impl Store {
             for (tenant,) in tenants {
                 apply_plan_limits!(tx, tenant);
             }
-            write_audit!(tx, Audit { actor: actor, tenant_id: None, action: if base.is_some() { "plan.update" } else { "plan.create" }, object_type: "plan", object_id: plan.id.to_string(), detail: serde_json::json!({ "name": plan.name, "seat_price_cents": plan.seat_price_cents,
+            write_audit!(tx, Audit { actor, tenant_id: None, action: if base.is_some() { "plan.update" } else { "plan.create" }, object_type: "plan", object_id: plan.id.to_string(), detail: serde_json::json!({ "name": plan.name, "seat_price_cents": plan.seat_price_cents,
                     "currency": plan.currency, "solidarity_percent": plan.solidarity_percent }) });
             tx.commit().await?;
         });
@@ -513,7 +513,7 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(Error::NotFound("plan"));
             }
-            write_audit!(tx, Audit { actor: actor, tenant_id: None, action: "plan.delete", object_type: "plan", object_id: id.to_string(), detail: serde_json::json!({}) });
+            write_audit!(tx, Audit { actor, tenant_id: None, action: "plan.delete", object_type: "plan", object_id: id.to_string(), detail: serde_json::json!({}) });
             tx.commit().await?;
         });
         Ok(())
@@ -563,7 +563,7 @@ impl Store {
             if let Some(parent) = parent {
                 apply_plan_limits!(tx, parent);
             }
-            write_audit!(tx, Audit { actor: actor, tenant_id: Some(tenant.0), action: "billing.plan", object_type: "tenant", object_id: tenant.to_string(), detail: serde_json::json!({ "plan": plan, "committed_seats": committed_seats, "paid_by": paid_by }) });
+            write_audit!(tx, Audit { actor, tenant_id: Some(tenant.0), action: "billing.plan", object_type: "tenant", object_id: tenant.to_string(), detail: serde_json::json!({ "plan": plan, "committed_seats": committed_seats, "paid_by": paid_by }) });
             tx.commit().await?;
             seats
         });
