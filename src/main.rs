@@ -254,6 +254,17 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     let billing = billing::Billing::new(store.clone(), config.billing.clone(), instance_key(&config)?.pkcs8_der())
         .map_err(|e| anyhow::anyhow!("billing: {e}"))?;
+    banner.push_str(&format!(
+        "  billing: {}; public signup {}\n",
+        match config.billing.provider {
+            billing::Provider::None => "no payment provider (the operator assigns plans)",
+            billing::Provider::Stripe => "Stripe",
+        },
+        match &config.billing.public_domain {
+            Some(domain) => format!("on {domain}"),
+            None => "off (set billing.public_domain)".to_owned(),
+        }
+    ));
     if roles.worker {
         let context = worker::Context {
             store: store.clone(),
