@@ -54,6 +54,19 @@ async fn folder(app: &TestApp, account_id: &str, token: &str, folder: &str) -> V
     list.ok(200)["items"].as_array().unwrap().clone()
 }
 
+/// The Inbox once it holds a message: the job records a recipient as
+/// bounced first, then puts the DSN in the sender's Inbox.
+async fn inbox_with_dsn(app: &TestApp, account_id: &str, token: &str) -> Vec<Value> {
+    for _ in 0..100 {
+        let inbox = folder(app, account_id, token, "inbox").await;
+        if !inbox.is_empty() {
+            return inbox;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    folder(app, account_id, token, "inbox").await
+}
+
 /// A new user of `e`: its account id and a token.
 async fn person(app: &TestApp, e: &support::Enterprise, local: &str) -> (String, String) {
     let id = app.user(e, local).await;
@@ -171,7 +184,7 @@ async fn deferred_then_delivered_and_bounces_quote_the_remote(backend: Backend) 
     assert_eq!(sink.messages().len(), 1, "the 451 attempt was not recorded, the retry was");
 
     // The bounce: one DSN in the sender's Inbox, quoting the remote reply.
-    let inbox = folder(&app, &alice_id, &alice, "inbox").await;
+    let inbox = inbox_with_dsn(&app, &alice_id, &alice).await;
     assert_eq!(inbox.len(), 1, "{inbox:?}");
     assert_eq!(inbox[0]["envelope_from"], "", "DSNs use the null sender");
     let dsn = app.get(&format!("/v1/messages/{}/raw", inbox[0]["id"].as_str().unwrap()), &alice).await;
@@ -543,7 +556,7 @@ async fn expired_messages_bounce_with_the_last_reply(backend: Backend) {
     assert!(reply.starts_with("delivery gave up after") && reply.contains("last: 451 4.3.0 greylisted"), "{reply}");
     assert!(sink.messages().is_empty());
 
-    let inbox = folder(&app, &alice_id, &alice, "inbox").await;
+    let inbox = inbox_with_dsn(&app, &alice_id, &alice).await;
     assert_eq!(inbox.len(), 1, "{inbox:?}");
     let dsn = app.get(&format!("/v1/messages/{}/raw", inbox[0]["id"].as_str().unwrap()), &alice).await;
     let dsn = dsn.text();
