@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] =
-    &["database", "api", "smtp", "submission", "delivery", "worker", "storage", "billing", "mail", "dns", "log"];
+    &["database", "api", "smtp", "submission", "delivery", "worker", "storage", "billing", "mail", "dns", "log", "admin"];
+/// `CALIOP_*` variables that are a command's input, not configuration
+/// (`CALIOP_ADMIN_PASSWORD` is the password of `caliop admin create-operator`).
+const NOT_CONFIGURATION: &[&str] = &["admin_password"];
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +39,22 @@ pub struct Config {
     pub mail: MailSection,
     pub dns: DnsSection,
     pub log: LogSection,
+    /// The admin app served at `/admin/`.
+    pub admin: AdminSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// The admin app's build (`npm run build` in `web-admin/`), relative to
+    /// the working directory unless absolute.
+    pub assets_dir: PathBuf,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection { assets_dir: api::ApiConfig::default().admin_assets_dir }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -263,6 +282,7 @@ impl Default for Config {
             mail: MailSection::default(),
             dns: DnsSection::default(),
             log: LogSection::default(),
+            admin: AdminSection::default(),
         }
     }
 }
@@ -315,6 +335,9 @@ impl Config {
         let env = Env::prefixed("CALIOP_")
             .filter(|key| {
                 let key = key.as_str().to_ascii_lowercase();
+                if NOT_CONFIGURATION.contains(&key.as_str()) {
+                    return false;
+                }
                 key == "data_dir" || SECTIONS.iter().any(|s| key.strip_prefix(s).is_some_and(|r| r.starts_with('_')))
             })
             .map(|key| {
@@ -444,11 +467,14 @@ impl Config {
             login_window: Duration::from_secs(self.api.login_window_seconds),
             client_imap_port: self.mail.client_imap_port,
             client_submission_port: self.mail.client_submission_port,
+            admin_assets_dir: self.admin.assets_dir.clone(),
         }
     }
 }
 
 #[cfg(test)]
+// `figment::Jail`'s closures return `figment::Error`, whose size is figment's choice.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -471,6 +497,22 @@ mod tests {
             assert_eq!(config.data_dir, PathBuf::from("/srv/caliop"));
             assert_eq!(config.database_url().expose_secret(), "postgres://u@h/db");
             assert_eq!(config.dns.resolver, SocketAddr::from(([127, 0, 0, 1], 53)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_admin_app_folder_comes_from_the_environment_and_a_password_is_no_setting() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).map_err(|e| e.to_string())?.admin.assets_dir, PathBuf::from("web-admin/dist"));
+            jail.set_env("CALIOP_ADMIN_ASSETS_DIR", "/srv/caliop/admin");
+            jail.set_env("CALIOP_ADMIN_PASSWORD", "not a setting");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.api_config().admin_assets_dir, PathBuf::from("/srv/caliop/admin"));
+            // (A typo goes in the file: a bad variable would reach the tests that run beside this one.)
+            jail.create_file("caliop.toml", "[admin]\nasset_dir = \"/typo\"\n")?;
+            let err = Config::load(Some(Path::new("caliop.toml"))).unwrap_err();
+            assert!(err.to_string().contains("asset_dir"), "{err}");
             Ok(())
         });
     }

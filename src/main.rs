@@ -76,6 +76,16 @@ enum AdminCommand {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Create an administrator of the operator tenant, who signs in with
+    /// the operator's role; hosts the address's domain in the operator
+    /// tenant if no tenant does. The password comes from `CALIOP_ADMIN_PASSWORD`,
+    /// or else the first line of standard input. Prints the account id.
+    CreateOperator {
+        /// The administrator's address, e.g. `admin@ops.example`.
+        address: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -100,6 +110,9 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Admin { command: AdminCommand::OperatorToken { ttl } } => operator_token(&config, ttl).await,
+            Command::Admin { command: AdminCommand::CreateOperator { address, display_name } } => {
+                create_operator(&config, &address, display_name).await
+            }
             Command::Sites { command } => {
                 let store = open_store(&config).await?;
                 let dispersed = config.dispersed(&store).context("opening the storage sites")?;
@@ -162,6 +175,51 @@ async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
     };
     let token = tokens.issue(&actor, Duration::from_secs(ttl)).map_err(|p| anyhow::anyhow!("{p:?}"))?;
     println!("{token}");
+    Ok(())
+}
+
+/// The password of a new administrator: `CALIOP_ADMIN_PASSWORD`, or else
+/// the first line of standard input (without its line ending).
+fn admin_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("CALIOP_ADMIN_PASSWORD") {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.is_empty() {
+        anyhow::bail!("no password: set CALIOP_ADMIN_PASSWORD or give it as one line on standard input");
+    }
+    Ok(password.to_owned())
+}
+
+async fn create_operator(config: &Config, address: &str, display_name: Option<String>) -> anyhow::Result<()> {
+    let password = admin_password()?;
+    let store = open_store(config).await?;
+    let created = async {
+        let key = instance_key(config)?;
+        let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+        // What creating an account needs of the mail side: the master key
+        // that seals the domain's DKIM keys. Nothing is received or sent here.
+        let inbound =
+            std::sync::Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, config.mail.hostname.clone()));
+        let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
+            store.clone(),
+            inbound.clone(),
+            None,
+            config.outbound_config().map_err(|e| anyhow::anyhow!("delivery.extra_ca_file: {e}"))?,
+        ));
+        let dns = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms))?;
+        let api_config = config.api_config();
+        let login_guard = std::sync::Arc::new(api_config.login_guard());
+        let state = api::AppState::new(store.clone(), &key, inbound, outbound, dns, login_guard, api_config).await?;
+        api::create_operator_admin(&state, address, display_name, password)
+            .await
+            .map_err(|problem| anyhow::anyhow!("{}", problem.detail()))
+    }
+    .await;
+    store.close().await;
+    println!("{}", created?.id);
     Ok(())
 }
 

@@ -17,34 +17,7 @@ use mail::probe::SmtpProbe;
 use serde_json::json;
 use tenants::{Backend, on_both_backends};
 
-const PASSWORD: &str = "a long user passphrase";
 const SITES: [&str; 3] = ["local-fr", "local-de", "local-ch"];
-
-async fn dispersed_mailbox(caliop: &Caliop) -> (String, String) {
-    let operator = caliop.operator_token();
-    let (status, _, tenant) = caliop
-        .post(
-            "/v1/tenants",
-            Some(&operator),
-            json!({"name": "Acme", "kind": "enterprise",
-                   "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000_000}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{tenant}");
-    let (status, _, onboarded) = caliop
-        .post(
-            &format!("/v1/tenants/{}/onboard", field(&tenant, "id")),
-            Some(&operator),
-            json!({"domain": "acme.test", "admin": {"address": "user@acme.test", "password": PASSWORD, "level": "dispersed"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{onboarded}");
-    let (status, _, token) = caliop
-        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}))
-        .await;
-    assert_eq!(status, 200, "{token}");
-    (field(&onboarded["admin"], "id"), field(&token, "access_token"))
-}
 
 /// Every shard file under one site folder.
 fn shard_files(site: &Path) -> Vec<PathBuf> {
@@ -89,7 +62,8 @@ async fn a_lost_site_loses_no_mail(backend: Backend) {
     let dns = mail::dns_server::DnsServer::start().await.unwrap();
     let env = common::environment(backend, data.path(), dns.addr()).await;
     let caliop = common::serve(env.clone(), data.path().join("caliop.log")).await;
-    let (account, token) = dispersed_mailbox(&caliop).await;
+    let account = common::mailbox(&caliop, "dispersed").await;
+    let token = common::user_token(&caliop).await;
 
     let marker = format!("DISPERSED-MARKER-{}", uuid::Uuid::now_v7().simple());
     let mut probe = SmtpProbe::connect(caliop.smtp).await;

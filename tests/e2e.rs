@@ -2,6 +2,7 @@
 //! on PostgreSQL: operator token → reseller → the reseller's API key → an
 //! enterprise child → onboarding → the admin signs in → users up to the
 //! package limit, and the next one refused. Then SIGTERM stops it cleanly.
+//! And the operator's own administrators, made with `caliop admin create-operator`.
 
 mod common;
 
@@ -19,7 +20,7 @@ async fn start(backend: Backend) -> (common::Caliop, tempfile::TempDir, std::pat
     (caliop, scratch, data, dns)
 }
 
-on_both_backends!(reseller_story_end_to_end);
+on_both_backends!(reseller_story_end_to_end, operators_are_made_from_the_command_line);
 
 async fn reseller_story_end_to_end(backend: Backend) {
     let (caliop, _scratch, data, _dns) = start(backend).await;
@@ -105,4 +106,65 @@ async fn reseller_story_end_to_end(backend: Backend) {
 
     // SIGTERM drains and exits cleanly.
     assert!(caliop.terminate().await.success(), "caliop exits with status 0 after SIGTERM");
+}
+
+/// Runs `caliop admin create-operator` with `args`, the password in the
+/// environment or else on standard input; returns (success, stdout, stderr).
+fn create_operator(caliop: &common::Caliop, args: &[&str], env_password: Option<&str>, stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(common::BIN);
+    command.args(["admin", "create-operator"]).args(args).envs(caliop.env.clone()).env_remove("CALIOP_ADMIN_PASSWORD");
+    if let Some(password) = env_password {
+        command.env("CALIOP_ADMIN_PASSWORD", password);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+async fn operators_are_made_from_the_command_line(backend: Backend) {
+    let (caliop, _scratch, _data, _dns) = start(backend).await;
+    let password = "a long operator passphrase";
+    let (ok, id, stderr) =
+        create_operator(&caliop, &["root@ops.example", "--display-name", "Ops Root"], Some(password), "");
+    assert!(ok, "{stderr}");
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "prints the account id: {id:?}");
+
+    let (status, _, login) = caliop
+        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "root@ops.example", "password": password}))
+        .await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["role"], "operator");
+    let token = field(&login, "access_token");
+    let (status, _, account) = caliop.get(&format!("/v1/accounts/{id}"), &token).await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!((account["display_name"].as_str(), account["role"].as_str()), (Some("Ops Root"), Some("admin")));
+    // A full operator: it sees every tenant, the storage sites included.
+    let (status, _, _) = caliop.get("/v1/sites", &token).await;
+    assert_eq!(status, 200);
+    let (status, _, domains) = caliop.get(&format!("/v1/tenants/{}/domains", account["tenant_id"].as_str().unwrap()), &token).await;
+    assert_eq!(status, 200, "{domains}");
+    assert_eq!(domains["items"][0]["name"], "ops.example", "the domain is hosted by the operator tenant");
+
+    // A second administrator in the same domain, its password on standard input.
+    let (ok, second, stderr) = create_operator(&caliop, &["second@ops.example"], None, "another long passphrase\n");
+    assert!(ok, "{stderr}");
+    assert_ne!(second, id);
+    let (status, _, login) = caliop
+        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "second@ops.example", "password": "another long passphrase"}))
+        .await;
+    assert_eq!((status, login["role"].as_str()), (200, Some("operator")), "{login}");
+
+    // An address that is taken is refused, and says so.
+    let (ok, out, stderr) = create_operator(&caliop, &["root@ops.example"], Some(password), "");
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(stderr.contains("the address `root@ops.example` is taken"), "{stderr}");
+    let (ok, _, stderr) = create_operator(&caliop, &["third@ops.example"], None, "");
+    assert!(!ok && stderr.contains("CALIOP_ADMIN_PASSWORD"), "{stderr}");
 }

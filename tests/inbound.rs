@@ -10,43 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Caliop, field};
+use common::{field, mailbox, user_token};
 use mail::probe::SmtpProbe;
-use serde_json::json;
 use tenants::{Backend, on_both_backends};
-
-const PASSWORD: &str = "a long user passphrase";
-
-/// An enterprise with one domain and one user at `level`; returns the user's id.
-async fn mailbox(caliop: &Caliop, level: &str) -> String {
-    let operator = caliop.operator_token();
-    let (status, _, tenant) = caliop
-        .post(
-            "/v1/tenants",
-            Some(&operator),
-            json!({"name": "Acme", "kind": "enterprise",
-                   "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000_000}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{tenant}");
-    let (status, _, onboarded) = caliop
-        .post(
-            &format!("/v1/tenants/{}/onboard", field(&tenant, "id")),
-            Some(&operator),
-            json!({"domain": "acme.test", "admin": {"address": "user@acme.test", "password": PASSWORD, "level": level}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{onboarded}");
-    field(&onboarded["admin"], "id")
-}
-
-async fn user_token(caliop: &Caliop) -> String {
-    let (status, _, token) = caliop
-        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}))
-        .await;
-    assert_eq!(status, 200, "{token}");
-    field(&token, "access_token")
-}
 
 fn message(subject: &str, body: &str) -> String {
     format!(

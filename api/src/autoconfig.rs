@@ -49,7 +49,7 @@ async fn hosted(state: &AppState, address: Option<&str>, headers: &HeaderMap) ->
         }
     };
     let hosted = state.store.domain_by_name(&domain).await.ok()??;
-    let (brand, _) = state.store.brand(hosted.tenant_id, &crate::routes::caliop_brand()).await.ok()?;
+    let brand = state.store.brand(hosted.tenant_id, &crate::routes::caliop_brand()).await.ok()?;
     Some((domain, brand.product_name.unwrap_or_else(|| "Mail".into())))
 }
 

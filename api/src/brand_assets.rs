@@ -253,4 +253,31 @@ mod tests {
         assert!(pale.contains("contrast of 1.07:1"), "{pale}");
         assert!(check_color("accent_color", "blue").unwrap_err().contains("#rrggbb"));
     }
+
+    /// The admin app checks forms before sending them (web-admin/src/validate.ts);
+    /// its unit tests and this one run the same vectors, so both sides agree.
+    #[test]
+    fn the_admin_apps_vectors_are_judged_alike_here() {
+        let vectors: serde_json::Value = serde_json::from_str(include_str!("../../web-admin/tests/vectors.json")).unwrap();
+        let check = |kind: &str, value: &str| -> bool {
+            match kind {
+                "domain" => tenants::DomainName::parse(value).is_ok(),
+                "email" => tenants::EmailAddress::parse(value).is_ok(),
+                "password" => tenants::password::check_strength(value).is_ok(),
+                "color" => check_color("primary_color", value).is_ok(),
+                other => panic!("no check for {other}"),
+            }
+        };
+        let mut seen = 0;
+        for kind in ["domain", "email", "password", "color"] {
+            for (list, expected) in [("valid", true), ("invalid", false)] {
+                for value in vectors[kind][list].as_array().unwrap() {
+                    let value = value.as_str().unwrap();
+                    assert_eq!(check(kind, value), expected, "{kind} {value:?} should be {list}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 40, "only {seen} vectors");
+    }
 }

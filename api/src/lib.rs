@@ -1,8 +1,10 @@
 //! The REST API: axum handlers over the domain core, with the OpenAPI
 //! document built from the same route list as the router (utoipa-axum), so
 //! the two cannot drift. Handlers are thin: extract (auth, scope, validated
-//! input), call `tenants`, map the error through [`problem`].
+//! input), call `tenants`, map the error through [`problem`]. The admin
+//! app's built files are served beside the API, outside its document.
 
+mod admin_app;
 pub mod auth;
 mod autoconfig;
 mod brand_assets;
@@ -13,6 +15,7 @@ mod wkd;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use auth::Tokens;
 pub use tenants::login::LoginGuard;
 pub use problem::{Problem, ProblemDetails};
+pub use routes::tenants::create_operator_admin;
 
 /// What the API needs to know beyond the store.
 #[derive(Clone, Debug)]
@@ -47,6 +51,8 @@ pub struct ApiConfig {
     /// TLS, or 143 STARTTLS) and submission (587 STARTTLS, or 465 implicit TLS).
     pub client_imap_port: u16,
     pub client_submission_port: u16,
+    /// The admin app's build (`index.html` and `assets/`), served at `/admin/`.
+    pub admin_assets_dir: PathBuf,
 }
 
 impl ApiConfig {
@@ -67,6 +73,7 @@ impl Default for ApiConfig {
             login_window: Duration::from_secs(15 * 60),
             client_imap_port: 993,
             client_submission_port: 587,
+            admin_assets_dir: PathBuf::from("web-admin/dist"),
         }
     }
 }
@@ -252,6 +259,7 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(wkd::routes())
         .merge(autoconfig::routes())
+        .merge(admin_app::routes())
         .fallback(|| async { Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this route")

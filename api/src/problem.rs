@@ -104,6 +104,11 @@ impl Problem {
         self.status
     }
 
+    /// What went wrong, as the client is told.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     fn title(&self) -> String {
         self.status.canonical_reason().unwrap_or("Error").to_owned()
     }

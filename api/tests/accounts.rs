@@ -1,4 +1,5 @@
-//! Accounts and their keys, checked with GnuPG; sign-in limits; API keys.
+//! Accounts and their keys, checked with GnuPG; sign-in limits; API keys;
+//! each account's storage and its own cap.
 
 mod support;
 
@@ -14,6 +15,7 @@ on_both_backends!(
     api_keys_carry_scopes_and_can_be_revoked,
     suspended_accounts_and_tenants_cannot_act,
     web_key_directory_serves_what_gnupg_asks_for,
+    accounts_show_what_they_store_and_their_own_cap,
 );
 
 /// Whether `passphrase` unlocks the secret key for signing in this gpg home.
@@ -195,4 +197,32 @@ async fn web_key_directory_serves_what_gnupg_asks_for(backend: Backend) {
     assert!(String::from_utf8_lossy(&listing).contains(&fingerprint));
     assert_eq!(get(path.replace("?l=alice", "?l=bob"), "openpgpkey.acme.test").await.status, 404, "the hash must match the name");
     assert_eq!(get("/.well-known/openpgpkey/policy".into(), "acme.test").await.status, 200);
+}
+
+async fn accounts_show_what_they_store_and_their_own_cap(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let id = app.user(&e, "dora").await;
+    let dora = app.login("dora@acme.test", PASSWORD).await;
+    let fresh = app.get(&format!("/v1/accounts/{id}"), &dora).await;
+    let fresh = fresh.ok(200);
+    assert_eq!((fresh["storage_used_bytes"].as_i64(), fresh["storage_quota_bytes"].is_null()), (Some(0), true), "{fresh}");
+
+    let capped = app.patch(&format!("/v1/accounts/{id}"), &e.admin_token, json!({"storage_quota_bytes": 500_000})).await;
+    assert_eq!(capped.ok(200)["storage_quota_bytes"], 500_000);
+    let raw = support::message("someone@elsewhere.test", "dora@acme.test", "hello", &"x".repeat(2_000));
+    support::send_with_lettre(app.smtp, "someone@elsewhere.test", &["dora@acme.test"], &raw, false).await.expect("delivered");
+    let after = app.get(&format!("/v1/accounts/{id}"), &dora).await;
+    let used = after.ok(200)["storage_used_bytes"].as_i64().unwrap();
+    assert!(used >= 2_000, "the message counts: {used}");
+    let listed = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token).await;
+    let listed = listed.ok(200)["items"].as_array().unwrap().clone();
+    let row = listed.iter().find(|a| a["id"] == id.as_str()).expect("dora is listed");
+    assert_eq!((row["storage_used_bytes"].as_i64(), row["storage_quota_bytes"].as_i64()), (Some(used), Some(500_000)));
+    let admin = listed.iter().find(|a| a["id"] == e.admin_id.as_str()).expect("the admin is listed");
+    assert_eq!((admin["storage_used_bytes"].as_i64(), admin["storage_quota_bytes"].is_null()), (Some(0), true));
+
+    let uncapped = app.patch(&format!("/v1/accounts/{id}"), &e.admin_token, json!({"storage_quota_bytes": null})).await;
+    assert!(uncapped.ok(200)["storage_quota_bytes"].is_null());
+    assert_eq!(uncapped.body["storage_used_bytes"].as_i64(), Some(used));
 }

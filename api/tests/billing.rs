@@ -11,7 +11,9 @@
 //!   refund shrinks capacity without closing anyone's account;
 //! - public signup's refusals (proof of work, reserved names, rate);
 //! - payment overdue past the grace period suspends sending, payment restores it;
-//! - quota warnings reach the tenant's admins; usage rolls up with CSV.
+//! - quota warnings reach the tenant's admins; usage rolls up with CSV;
+//! - daily traffic covers a reseller's whole tree; the pool's history runs
+//!   month by month, for the operator only.
 
 #![recursion_limit = "256"]
 
@@ -135,8 +137,7 @@ fn stripe_billing(api_base: Option<String>) -> billing::BillingConfig {
 }
 
 async fn app_with(backend: Backend, billing: billing::BillingConfig) -> TestApp {
-    let config = api::ApiConfig { mail_hostname: support::MAIL_HOST.into(), ..api::ApiConfig::default() };
-    support::spawn_billing(backend, config, support::smtp_config(), billing).await
+    support::spawn_billing(backend, support::api_config(), support::smtp_config(), billing).await
 }
 
 /// A plan at 10 EUR a seat, 1 GB a seat, 20% to the pool.
@@ -178,6 +179,8 @@ on_both_backends!(
     signups_without_work_with_reserved_names_or_too_often_are_refused,
     checkout_and_seat_changes_speak_stripes_api,
     admins_are_warned_at_80_percent_and_usage_rolls_up,
+    traffic_counts_a_resellers_tree_by_day,
+    the_operator_reads_the_pool_month_by_month,
 );
 
 async fn webhooks_apply_once_and_refuse_what_stripe_did_not_sign(backend: Backend) {
@@ -776,4 +779,97 @@ async fn a_plan_sets_the_limits_and_a_reseller_pays_for_its_wholesale_children(b
     let child_view = app.get(&format!("/v1/tenants/{child_id}/billing"), &app.operator_token).await;
     assert_eq!(child_view.ok(200)["paid_by"], "parent");
     assert!(child_view.body["next_invoice"].is_null(), "the reseller is invoiced, not the child");
+}
+
+
+async fn deliver_to(app: &TestApp, to: &str, subject: &str) {
+    let raw = support::message("someone@elsewhere.test", to, subject, "hello");
+    support::send_with_lettre(app.smtp, "someone@elsewhere.test", &[to], &raw, false).await.expect("delivered");
+}
+
+async fn traffic_counts_a_resellers_tree_by_day(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let reseller = app
+        .post("/v1/tenants", &app.operator_token, json!({"name": "Hosting Co", "kind": "reseller",
+            "limits": {"max_accounts": 50, "max_domains": 10, "storage_quota_bytes": 10_000_000_000i64}}))
+        .await;
+    let reseller_id = reseller.ok(201)["id"].as_str().unwrap().to_owned();
+    let child = app
+        .post("/v1/tenants", &app.operator_token, json!({"name": "Child Corp", "kind": "enterprise", "parent_id": reseller_id,
+            "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000_000}}))
+        .await;
+    let child_id = child.ok(201)["id"].as_str().unwrap().to_owned();
+    let onboarded = app
+        .post(&format!("/v1/tenants/{child_id}/onboard"), &app.operator_token,
+            json!({"domain": "child.test", "admin": {"address": "admin@child.test", "password": PASSWORD}}))
+        .await;
+    let admin_id = onboarded.ok(201)["admin"]["id"].as_str().unwrap().to_owned();
+    let admin = app.login("admin@child.test", PASSWORD).await;
+    let stranger = app.enterprise("stranger.test", 5).await;
+
+    deliver_to(&app, "admin@child.test", "one").await;
+    deliver_to(&app, "admin@child.test", "two").await;
+    deliver_to(&app, "admin@stranger.test", "elsewhere").await;
+    app.post(&format!("/v1/accounts/{admin_id}/messages"), &admin, json!({"to": ["bob@remote.test"], "text": "hi"}))
+        .await
+        .ok(202);
+
+    let today = chrono::Utc::now().date_naive();
+    let tree = app.get(&format!("/v1/tenants/{reseller_id}/traffic?days=2"), &app.operator_token).await;
+    let tree = tree.ok(200);
+    assert_eq!(tree["tenant_id"], reseller_id);
+    let days = tree["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2);
+    assert_eq!(days[0]["date"], (today - chrono::Days::new(1)).format("%Y-%m-%d").to_string());
+    assert_eq!(days[0], json!({"date": days[0]["date"], "received": 0, "sent": 0, "received_bytes": 0, "sent_bytes": 0}));
+    let now = &days[1];
+    assert_eq!(now["date"], today.format("%Y-%m-%d").to_string());
+    assert_eq!((now["received"].as_i64(), now["sent"].as_i64()), (Some(2), Some(1)), "the child's mail, not the stranger's: {now}");
+    assert!(now["received_bytes"].as_i64().unwrap() > 0 && now["sent_bytes"].as_i64().unwrap() > 0, "{now}");
+
+    // The child's admin sees its own tenant, 30 days by default, and not its reseller's.
+    let own = app.get(&format!("/v1/tenants/{child_id}/traffic"), &admin).await;
+    let own = own.ok(200);
+    assert_eq!(own["days"].as_array().unwrap().len(), 30);
+    assert_eq!(own["days"][29]["received"], 2);
+    assert_eq!(own["days"][29]["sent"], 1);
+    app.get(&format!("/v1/tenants/{reseller_id}/traffic"), &admin).await.problem(404);
+    let theirs = app.get(&format!("/v1/tenants/{}/traffic?days=1", stranger.tenant_id), &stranger.admin_token).await;
+    assert_eq!(theirs.ok(200)["days"][0]["received"], 1);
+
+    for bad in ["0", "367", "-1", "abc", ""] {
+        let reply = app.get(&format!("/v1/tenants/{child_id}/traffic?days={bad}"), &admin).await;
+        assert!(reply.problem(400).contains("`days` must be a whole number from 1 to 366"), "{bad}: {reply:?}");
+    }
+    assert_eq!(app.get(&format!("/v1/tenants/{child_id}/traffic?days=366"), &admin).await.ok(200)["days"].as_array().unwrap().len(), 366);
+}
+
+async fn the_operator_reads_the_pool_month_by_month(backend: Backend) {
+    let app = app_with(backend, stripe_billing(None)).await;
+    public_instance(&app).await;
+    let plan_id = plan(&app).await;
+    let acme = paying(&app, "acme.test", "cus_Acme0001", &plan_id).await;
+    // 2 free-account-months in, one free account opened and debited for this month.
+    paid_invoice(&app, "in_1Hist0001", "cus_Acme0001", 1000).await;
+    assert_eq!(signup(&app, "alice").await.ok(201)["status"], "admitted");
+    let month = tenants::store::month_of(chrono::Utc::now());
+    assert_eq!(app.store.debit_pool(&month).await.unwrap(), 1);
+
+    let history = app.get("/v1/pool/history?months=3", &app.operator_token).await;
+    let history = history.ok(200);
+    assert_eq!(history["horizon_months"], 1);
+    let months = history["months"].as_array().unwrap();
+    assert_eq!(months.len(), 3);
+    assert_eq!(months[2], json!({"month": month, "credited": 2.0, "debited": 1.0, "balance": 1.0, "capacity": 1, "free_accounts": 1}));
+    for earlier in &months[..2] {
+        assert_eq!((earlier["credited"].as_f64(), earlier["balance"].as_f64(), earlier["free_accounts"].as_i64()), (Some(0.0), Some(0.0), Some(0)));
+    }
+    assert!(months[0]["month"].as_str().unwrap() < months[1]["month"].as_str().unwrap(), "oldest first");
+    assert_eq!(app.get("/v1/pool/history", &app.operator_token).await.ok(200)["months"].as_array().unwrap().len(), 12);
+
+    for bad in ["0", "121", "twelve"] {
+        let reply = app.get(&format!("/v1/pool/history?months={bad}"), &app.operator_token).await;
+        assert!(reply.problem(400).contains("`months` must be a whole number from 1 to 120"), "{bad}: {reply:?}");
+    }
+    assert!(app.get("/v1/pool/history", &acme.admin_token).await.problem(403).contains("operator"));
 }

@@ -27,6 +27,7 @@ on_both_backends!(
     tenants_choose_redundancy_within_the_operators_bounds,
     the_operator_sees_the_sites_and_no_one_else_does,
     s3_sites_keep_writing_and_reading_at_3_of_5_with_one_down,
+    anyone_signed_in_reads_where_mail_may_be_stored,
 );
 
 const MARKER: &str = "DISPERSAL-PLAINTEXT-MARKER-7a1e";
@@ -468,4 +469,20 @@ async fn s3_sites_keep_writing_and_reading_at_3_of_5_with_one_down(backend: Back
     for (id, bytes) in ids.iter().zip(&before) {
         assert_eq!(&dispersed.read(id.0).await.unwrap(), bytes, "every object reads after repair and evacuation");
     }
+}
+
+async fn anyone_signed_in_reads_where_mail_may_be_stored(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    app.user(&e, "user").await;
+    let user = app.login("user@acme.test", support::PASSWORD).await;
+    let expected = json!({"jurisdictions": ["CH", "DE", "FR"], "default_redundancy": {"k": 2, "n": 3}});
+    for token in [&app.operator_token, &e.admin_token, &user] {
+        assert_eq!(app.get("/v1/jurisdictions", token).await.ok(200), &expected);
+    }
+    app.send("GET", "/v1/jurisdictions", None, None).await.problem(401);
+    // What it lists is what a policy may name.
+    let path = format!("/v1/tenants/{}", e.tenant_id);
+    let policy = json!({"policy": {"min_level": "standard", "allowed_jurisdictions": expected["jurisdictions"]}});
+    assert_eq!(app.patch(&path, &e.admin_token, policy).await.ok(200)["policy"]["allowed_jurisdictions"], expected["jurisdictions"]);
 }

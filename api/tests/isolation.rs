@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use support::{Enterprise, TestApp};
 use tenants::{Backend, on_both_backends};
 
-/// Operations a plain user may call on its own account.
+/// Operations a plain user may call on its own account, or that anyone signed in may call.
 const USER_OPERATIONS: &[&str] = &[
     "getAccount",
     "updateAccount",
@@ -22,6 +22,7 @@ const USER_OPERATIONS: &[&str] = &[
     "deleteMessage",
     "sendMessage",
     "getDelivery",
+    "listJurisdictions",
 ];
 /// Operations that need no token at all.
 const PUBLIC_OPERATIONS: &[&str] = &[

@@ -224,7 +224,7 @@ pub async fn prepare(
     language: Option<&str>,
     values: &BTreeMap<String, String>,
 ) -> Result<Prepared, String> {
-    let (brand, _) = store.brand(tenant, &BrandFields::caliop()).await.map_err(|e| e.to_string())?;
+    let brand = store.brand(tenant, &BrandFields::caliop()).await.map_err(|e| e.to_string())?;
     let language = language
         .map(str::to_owned)
         .or_else(|| brand.default_language.clone())

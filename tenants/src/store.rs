@@ -272,6 +272,10 @@ pub struct Account {
     pub secret_key: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Bytes of mail this account stores (counted in its tenant's quota too).
+    pub storage_used_bytes: i64,
+    /// The account's own cap inside its tenant's shared quota, if it has one.
+    pub storage_quota_bytes: Option<i64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -304,6 +308,8 @@ struct AccountRow {
     secret_key: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    storage_used_bytes: i64,
+    storage_quota_bytes: Option<i64>,
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -324,6 +330,8 @@ impl TryFrom<AccountRow> for Account {
             secret_key: r.secret_key,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            storage_used_bytes: r.storage_used_bytes,
+            storage_quota_bytes: r.storage_quota_bytes,
         })
     }
 }
@@ -344,7 +352,9 @@ struct MailboxRow {
     account: AccountRow,
     tenant_status: String,
     tenant_min_level: String,
+    #[sqlx(rename = "tenant_storage_used_bytes")]
     storage_used_bytes: i64,
+    #[sqlx(rename = "tenant_storage_quota_bytes")]
     storage_quota_bytes: i64,
 }
 
@@ -575,8 +585,16 @@ const SUBTREE_DOMAINS: &str = "WITH RECURSIVE subtree(id) AS ( \
        UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id WHERE t.status <> 'closed') \
      SELECT COUNT(*) FROM domains WHERE tenant_id IN (SELECT id FROM subtree)";
 const DOMAIN_COLUMNS: &str = "id, tenant_id, name, verification_token, verified_at, verification_method, created_at";
-const ACCOUNT_COLUMNS: &str = "id, tenant_id, domain_id, address, display_name, role, status, level, password_hash, \
-     fingerprint, public_key, secret_key, created_at, updated_at";
+/// The columns an account is created with.
+macro_rules! account_columns {
+    () => {
+        "id, tenant_id, domain_id, address, display_name, role, status, level, password_hash, \
+         fingerprint, public_key, secret_key, created_at, updated_at"
+    };
+}
+const ACCOUNT_COLUMNS: &str = account_columns!();
+/// What an account is read with: its columns and the storage the store keeps count of.
+const ACCOUNT_READ_COLUMNS: &str = concat!(account_columns!(), ", storage_used_bytes, storage_quota_bytes");
 const API_KEY_COLUMNS: &str =
     "id, tenant_id, name, prefix, scopes, created_by, created_at, last_used_at, revoked_at";
 
@@ -991,14 +1009,14 @@ impl Store {
     // -- accounts ------------------------------------------------------------
 
     pub async fn account(&self, id: AccountId) -> Result<Option<Account>> {
-        let sql = join_sql("SELECT ", ACCOUNT_COLUMNS, " FROM accounts WHERE id = $1");
+        let sql = join_sql("SELECT ", ACCOUNT_READ_COLUMNS, " FROM accounts WHERE id = $1");
         let row: Option<AccountRow> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
         row.map(Account::try_from).transpose()
     }
 
     pub async fn account_by_address(&self, address: &EmailAddress) -> Result<Option<Account>> {
-        let sql = join_sql("SELECT ", ACCOUNT_COLUMNS, " FROM accounts WHERE address = $1");
+        let sql = join_sql("SELECT ", ACCOUNT_READ_COLUMNS, " FROM accounts WHERE address = $1");
         let row: Option<AccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.to_string()).fetch_optional(p).await)?;
         row.map(Account::try_from).transpose()
@@ -1009,8 +1027,9 @@ impl Store {
     pub async fn mailbox(&self, address: &EmailAddress) -> Result<Option<Mailbox>> {
         let sql = "SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
                a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
+               a.storage_used_bytes, a.storage_quota_bytes, \
                t.status AS tenant_status, t.min_level AS tenant_min_level, \
-               t.storage_used_bytes, t.storage_quota_bytes \
+               t.storage_used_bytes AS tenant_storage_used_bytes, t.storage_quota_bytes AS tenant_storage_quota_bytes \
              FROM accounts a JOIN tenants t ON t.id = a.tenant_id WHERE a.address = $1";
         let row: Option<MailboxRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.as_str()).fetch_optional(p).await)?;
@@ -1018,7 +1037,7 @@ impl Store {
     }
 
     pub async fn list_accounts(&self, tenant: TenantId, page: Page) -> Result<Vec<Account>> {
-        let sql = join_sql("SELECT ", ACCOUNT_COLUMNS, " FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let sql = join_sql("SELECT ", ACCOUNT_READ_COLUMNS, " FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
         let rows: Vec<AccountRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
             .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
         rows.into_iter().map(Account::try_from).collect()
@@ -1232,11 +1251,12 @@ mod billing;
 mod branding;
 pub use branding::{BrandAsset, BrandFields, Hostname, TemplateOverride};
 pub use billing::{
-    Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolRates, PoolSummary,
-    PublicInstance, SignupStatus, StripeEvent, TenantBilling, UsageMonth, month_of, quota_threshold_crossed,
+    Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolHistory, PoolMonth,
+    PoolRates, PoolSummary, PublicInstance, SignupStatus, StripeEvent, TenantBilling, UsageMonth, month_of,
+    quota_threshold_crossed,
 };
 pub use dkim::{DkimKey, NewDkimKey};
 pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
-pub use messages::{Correspondent, MessageMeta, NewMessage, StoredContent};
+pub use messages::{Correspondent, MessageMeta, NewMessage, StoredContent, TrafficDay};
 pub use objects::{NewObject, NewShard, ObjectCount, RedundancyCount, ShardRecord, SiteUsage, StoredObject};

@@ -70,6 +70,8 @@ on_both_backends!(
     pool_ledger_is_append_only_and_debits_once_a_month,
     ancestry_runs_up_to_the_root,
     dkim_rotation_switches_keys_once,
+    traffic_counts_a_tenant_tree_by_day,
+    pool_history_runs_month_by_month,
 );
 
 async fn dkim_rotation_switches_keys_once(backend: Backend) {
@@ -277,7 +279,7 @@ async fn pool_ledger_is_append_only_and_debits_once_a_month(backend: Backend) {
     assert_eq!(store.debit_pool("2026-11").await.unwrap(), 2);
     assert_eq!(store.debit_pool("2026-11").await.unwrap(), 0, "a month is debited once");
     assert_eq!(store.debit_pool("2026-12").await.unwrap(), 2);
-    let summary = store.pool_summary(None, 1).await.unwrap();
+    let summary = store.pool_summary(1).await.unwrap();
     assert_eq!(summary.funded_account_months, 1.0, "5 months credited, 4 debited");
     assert_eq!(summary.active_free_accounts, 2);
     assert_eq!(summary.funded_capacity, 1);
@@ -298,4 +300,115 @@ async fn ancestry_runs_up_to_the_root(backend: Backend) {
     let within = TenantFilter { within: Some(mid.id), ..Default::default() };
     let listed: Vec<_> = store.list_tenants(&within, Page { after: None, limit: 10 }).await.unwrap();
     assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), [mid.id, leaf.id]);
+}
+
+fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+}
+
+fn date(text: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+}
+
+/// A stored message of `size` bytes in `folder`, received (or sent) at `when`.
+async fn stored_message(store: &Store, a: &Account, when: &str, size: i64, folder: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let sql = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, folder, flags, envelope_from, \
+         envelope_to, privacy, authentication, content) VALUES ($1, $2, $3, $4, $5, 'standard', $6, '', 'a@x.test', 'b@y.test', '{}', '{}', $7)";
+    on_pool!(&store.pool, p => sqlx::query(sql).bind(id).bind(a.tenant_id.0).bind(a.id.0).bind(at(when)).bind(size).bind(folder)
+        .bind(Vec::<u8>::new()).execute(p).await.map(|_| ())).unwrap();
+    id
+}
+
+/// A submission's Sent copy, with its spooled version, later moved to `folder`.
+async fn sent_message(store: &Store, a: &Account, when: &str, size: i64, folder: &str) {
+    let id = stored_message(store, a, when, size, folder).await;
+    let sql = "INSERT INTO outbound (id, message_id, tenant_id, account_id, envelope_from, header_message_id, content, \
+         recipients, created_at, expires_at) VALUES ($1, $2, $3, $4, 'a@x.test', '<m@x.test>', NULL, 1, $5, $5)";
+    on_pool!(&store.pool, p => sqlx::query(sql).bind(Uuid::now_v7()).bind(id).bind(a.tenant_id.0).bind(a.id.0).bind(at(when))
+        .execute(p).await.map(|_| ())).unwrap();
+}
+
+async fn traffic_counts_a_tenant_tree_by_day(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let reseller = tenant(&store, TenantKind::Reseller, None, limits(10, 10)).await;
+    let child = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(5, 5)).await;
+    let other = tenant(&store, TenantKind::Enterprise, None, limits(5, 5)).await;
+    let own = account(&store, &domain(&store, reseller.id, "reseller.test").await.unwrap(), "own").await.unwrap();
+    let kid = account(&store, &domain(&store, child.id, "child.test").await.unwrap(), "kid").await.unwrap();
+    let stranger = account(&store, &domain(&store, other.id, "other.test").await.unwrap(), "x").await.unwrap();
+
+    stored_message(&store, &kid, "2026-03-07T23:59:59.999+00:00", 7, "inbox").await; // the day before the window
+    stored_message(&store, &kid, "2026-03-08T00:00:00+00:00", 100, "inbox").await;
+    stored_message(&store, &own, "2026-03-09T08:00:00.5+00:00", 5, "archive").await;
+    // Received, then moved to Sent by its owner: still received.
+    stored_message(&store, &kid, "2026-03-09T23:59:59.999999+00:00", 20, "sent").await;
+    stored_message(&store, &kid, "2026-03-10T00:00:00+00:00", 10, "inbox").await;
+    // Sent, then moved to the archive: still sent.
+    sent_message(&store, &kid, "2026-03-10T12:00:00+00:00", 1000, "archive").await;
+    stored_message(&store, &kid, "2026-03-11T00:00:00+00:00", 9, "inbox").await; // the day after
+    stored_message(&store, &stranger, "2026-03-09T12:00:00+00:00", 50, "inbox").await; // another tree
+
+    let day = |date: &str, received, sent, received_bytes, sent_bytes| TrafficDay {
+        date: date.into(),
+        received,
+        sent,
+        received_bytes,
+        sent_bytes,
+    };
+    let tree = store.traffic(reseller.id, date("2026-03-10"), 3).await.unwrap();
+    assert_eq!(tree, [day("2026-03-08", 1, 0, 100, 0), day("2026-03-09", 2, 0, 25, 0), day("2026-03-10", 1, 1, 10, 1000)]);
+    let leaf = store.traffic(child.id, date("2026-03-10"), 3).await.unwrap();
+    assert_eq!(leaf, [day("2026-03-08", 1, 0, 100, 0), day("2026-03-09", 1, 0, 20, 0), day("2026-03-10", 1, 1, 10, 1000)]);
+    // Days without mail are there, as zeros, oldest first.
+    let week = store.traffic(other.id, date("2026-03-12"), 7).await.unwrap();
+    assert_eq!(week.len(), 7);
+    assert_eq!(week[0].date, "2026-03-06");
+    assert_eq!(week[6].date, "2026-03-12");
+    assert_eq!(week.iter().map(|d| d.received).collect::<Vec<_>>(), [0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(week[3], day("2026-03-09", 1, 0, 50, 0));
+}
+
+async fn pool_history_runs_month_by_month(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let (ann, ben) = (Uuid::now_v7(), Uuid::now_v7());
+    let entries = [
+        ("2025-12-15T10:00:00+00:00", "credit", "in_old".to_owned(), 6000), // before the window
+        ("2026-01-05T10:00:00+00:00", "credit", "in_jan".to_owned(), 3000),
+        ("2026-01-31T23:59:59.9+00:00", "debit", format!("{ann}:2026-01"), -1000),
+        ("2026-01-31T23:59:59.9+00:00", "debit", format!("{ben}:2026-01"), -1000),
+        ("2026-03-01T00:00:00+00:00", "debit", format!("{ann}:2026-03"), -1000),
+        ("2026-03-02T00:00:00+00:00", "reversal", "in_jan:500".to_owned(), -500),
+        ("2026-03-20T00:00:00+00:00", "credit", "in_mar".to_owned(), 2000),
+        ("2026-04-01T00:00:00+00:00", "credit", "in_apr".to_owned(), 9000), // after the window
+    ];
+    let insert = "INSERT INTO pool_ledger (at, kind, reference, milli_months, amount_cents) VALUES ($1, $2, $3, $4, 0)";
+    for (when, kind, reference, milli) in entries {
+        on_pool!(&store.pool, p => sqlx::query(insert).bind(at(when)).bind(kind).bind(reference).bind(milli)
+            .execute(p).await.map(|_| ())).unwrap();
+    }
+    let history = store.pool_history(2, date("2026-03-10"), 3).await.unwrap();
+    assert_eq!(history.horizon_months, 2);
+    let month = |month: &str, credited, debited, balance, capacity, free_accounts| PoolMonth {
+        month: month.into(),
+        credited,
+        debited,
+        balance,
+        capacity,
+        free_accounts,
+    };
+    assert_eq!(
+        history.months,
+        [
+            month("2026-01", 3.0, 2.0, 7.0, 3, 2),
+            month("2026-02", 0.0, 0.0, 7.0, 3, 0),
+            month("2026-03", 1.5, 1.0, 7.5, 3, 1),
+        ]
+    );
+    let one = store.pool_history(1, date("2026-04-30"), 1).await.unwrap();
+    assert_eq!(one.months, [month("2026-04", 9.0, 0.0, 16.5, 16, 0)]);
+    // A window across a year's end, before any entry.
+    let early = store.pool_history(12, date("2025-02-01"), 2).await.unwrap();
+    assert_eq!(early.months.iter().map(|m| m.month.as_str()).collect::<Vec<_>>(), ["2025-01", "2025-02"]);
+    assert!(early.months.iter().all(|m| m.balance == 0.0 && m.capacity == 0));
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tenants::Backend;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_caliop");
@@ -144,4 +144,37 @@ impl Caliop {
 
 pub fn field(v: &Value, name: &str) -> String {
     v[name].as_str().unwrap_or_else(|| panic!("no `{name}` in {v}")).to_owned()
+}
+
+pub const PASSWORD: &str = "a long user passphrase";
+
+/// An enterprise with one domain and one user at `level`; returns the user's id.
+pub async fn mailbox(caliop: &Caliop, level: &str) -> String {
+    let operator = caliop.operator_token();
+    let (status, _, tenant) = caliop
+        .post(
+            "/v1/tenants",
+            Some(&operator),
+            json!({"name": "Acme", "kind": "enterprise",
+                   "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000_000}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{tenant}");
+    let (status, _, onboarded) = caliop
+        .post(
+            &format!("/v1/tenants/{}/onboard", field(&tenant, "id")),
+            Some(&operator),
+            json!({"domain": "acme.test", "admin": {"address": "user@acme.test", "password": PASSWORD, "level": level}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{onboarded}");
+    field(&onboarded["admin"], "id")
+}
+
+pub async fn user_token(caliop: &Caliop) -> String {
+    let (status, _, token) = caliop
+        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{token}");
+    field(&token, "access_token")
 }

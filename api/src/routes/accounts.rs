@@ -32,6 +32,10 @@ pub struct AccountView {
     pub level: Level,
     /// Fingerprint of the account's OpenPGP key.
     pub fingerprint: String,
+    /// Bytes of mail this account stores (they count in its tenant's shared quota too).
+    pub storage_used_bytes: i64,
+    /// The account's own storage cap inside its tenant's quota; `null` when it has none.
+    pub storage_quota_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -48,6 +52,8 @@ impl From<&Account> for AccountView {
             status: a.status,
             level: a.level,
             fingerprint: a.fingerprint.clone(),
+            storage_used_bytes: a.storage_used_bytes,
+            storage_quota_bytes: a.storage_quota_bytes,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }

@@ -1,5 +1,6 @@
-//! Plans, tenants' billing, Stripe's webhook, usage, and the public side of
-//! the funding pool: its figures and the signup that spends it.
+//! Plans, tenants' billing, Stripe's webhook, usage and daily traffic, the
+//! funding pool's history, and the public side of the pool: its figures and
+//! the signup that spends it.
 
 use std::net::SocketAddr;
 
@@ -10,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use billing::{Challenge, SignupOutcome};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenants::store::{Invoice, NewSignup, PaidBy, Plan, PlanInput, PoolSummary, SignupStatus, TenantFilter, UsageMonth};
+use tenants::store::{
+    Invoice, NewSignup, PaidBy, Plan, PlanInput, PoolHistory, PoolSummary, SignupStatus, TenantFilter, TrafficDay, UsageMonth,
+};
 use tenants::{Page, Role, TenantId};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -338,7 +341,7 @@ pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, b
     responses((status = 200, description = "The pool", body = PoolSummary)), security(()))]
 pub async fn pool(State(state): State<AppState>) -> ApiResult<Json<PoolSummary>> {
     let billing = state.billing();
-    Ok(Json(state.store.pool_summary(None, billing.config.pool_horizon_months).await?))
+    Ok(Json(state.store.pool_summary(billing.config.pool_horizon_months).await?))
 }
 
 /// A proof-of-work challenge for signing up
@@ -411,7 +414,9 @@ pub async fn sign_up(
         return tenant_sign_up(&state, peer, tenant, &domain, body).await;
     }
     let billing = state.billing();
-    let public = billing.public_instance().await?.ok_or_else(|| Problem::unavailable("public signup is not open on this instance"))?;
+    if billing.public_instance().await?.is_none() {
+        return Err(Problem::unavailable("public signup is not open on this instance"));
+    }
     let domain = billing.config.public_domain.clone().unwrap_or_default();
     let local = match body.address.rsplit_once('@') {
         Some((local, host)) if host.eq_ignore_ascii_case(&domain) => local.to_owned(),
@@ -441,7 +446,6 @@ pub async fn sign_up(
         public_key: key.public_armored,
         secret_key: key.secret_armored,
     };
-    let _ = public;
     let outcome = billing.sign_up(prepared, token).await?;
     let (status, view) = match outcome {
         SignupOutcome::Admitted { account, token } => (
@@ -713,4 +717,97 @@ pub async fn usage(
     let total_storage_used_bytes = all.iter().map(|t| t.storage_used_bytes).sum();
     let total_active_accounts = all.iter().map(|t| t.months.first().map(|m| m.active_accounts).unwrap_or(0)).sum();
     Ok(Json(UsageReport { tenant: own, children, total_storage_used_bytes, total_active_accounts }).into_response())
+}
+
+/// A count in a query string: absent means `default`; anything but a whole
+/// number within `range` is refused with the parameter's name.
+fn count_param(name: &str, value: Option<&str>, default: u32, range: std::ops::RangeInclusive<u32>) -> ApiResult<u32> {
+    let Some(value) = value else { return Ok(default) };
+    value.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+        Problem::bad_request(format!(
+            "`{name}` must be a whole number from {} to {}; got {value:?}",
+            range.start(),
+            range.end()
+        ))
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TrafficQuery {
+    /// Days to report, ending today (1 to 366, default 30).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
+    pub days: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrafficReport {
+    pub tenant_id: TenantId,
+    /// One entry per UTC day, oldest first, ending today; days without mail are zeros.
+    pub days: Vec<TrafficDay>,
+}
+
+/// A tenant's mail per day
+///
+/// Messages received and sent, and their bytes, per UTC day, by the
+/// tenant's accounts and those of every tenant below it (a reseller sees
+/// its whole tree). A message is sent when it is the Sent copy of a
+/// submission; everything else was received. Messages deleted since are
+/// not counted (the monthly usage keeps them).
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/traffic", tag = "billing", operation_id = "getTraffic",
+    params(("tenant_id" = TenantId, Path, description = "Tenant id"), TrafficQuery),
+    responses(
+        (status = 200, description = "Mail per day", body = TrafficReport),
+        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn traffic(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+    Query(query): Query<TrafficQuery>,
+) -> ApiResult<Json<TrafficReport>> {
+    let days = count_param("days", query.days.as_deref(), 30, 1..=366)?;
+    let days = state.store.traffic(tenant_id, Utc::now().date_naive(), days).await?;
+    Ok(Json(TrafficReport { tenant_id, days }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PoolHistoryQuery {
+    /// Calendar months to report, ending with this one (1 to 120, default 12).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 120)]
+    pub months: Option<String>,
+}
+
+/// The funding pool month by month
+///
+/// From the pool's ledger, per calendar month (UTC): free-account-months
+/// credited (paid invoices, less refunds reversed) and debited (free
+/// accounts), the balance at the month's end (everything before included),
+/// the free accounts that balance funds over the horizon, and the free
+/// accounts debited. For the operator.
+#[utoipa::path(get, path = "/v1/pool/history", tag = "billing", operation_id = "getPoolHistory",
+    params(PoolHistoryQuery),
+    responses(
+        (status = 200, description = "The pool per month, oldest first", body = PoolHistory),
+        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the operator", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn pool_history(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Query(query): Query<PoolHistoryQuery>,
+) -> ApiResult<Json<PoolHistory>> {
+    operator_only(&actor, "sees the pool's history")?;
+    let months = count_param("months", query.months.as_deref(), 12, 1..=120)?;
+    let horizon = state.billing().config.pool_horizon_months;
+    Ok(Json(state.store.pool_history(horizon, Utc::now().date_naive(), months).await?))
 }

@@ -38,8 +38,9 @@ pub struct BrandingView {
 }
 
 async fn view(state: &AppState, tenant: TenantId) -> ApiResult<BrandingView> {
-    let (effective, logo_owner) = state.store.brand(tenant, &caliop_brand()).await?;
-    let favicon_owner = first_asset(state, tenant, "favicon").await?;
+    let effective = state.store.brand(tenant, &caliop_brand()).await?;
+    let logo_owner = state.store.brand_asset_owner(tenant, "logo").await?;
+    let favicon_owner = state.store.brand_asset_owner(tenant, "favicon").await?;
     Ok(BrandingView {
         tenant_id: tenant,
         own: state.store.own_brand(tenant).await?,
@@ -47,15 +48,6 @@ async fn view(state: &AppState, tenant: TenantId) -> ApiResult<BrandingView> {
         logo_url: logo_owner.map(|t| format!("/v1/tenants/{t}/branding/logo")),
         favicon_url: favicon_owner.map(|t| format!("/v1/tenants/{t}/branding/favicon")),
     })
-}
-
-async fn first_asset(state: &AppState, tenant: TenantId, kind: &str) -> ApiResult<Option<TenantId>> {
-    for id in state.store.ancestry(tenant).await? {
-        if state.store.brand_asset(id, kind).await?.is_some() {
-            return Ok(Some(id));
-        }
-    }
-    Ok(None)
 }
 
 /// A tenant's brand
@@ -255,8 +247,9 @@ pub struct PublicBrand {
     responses((status = 200, description = "The brand for the requested Host", body = PublicBrand)), security(()))]
 pub async fn public_branding(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<PublicBrand>> {
     let tenant = tenant_for_host(&state, &headers).await?;
-    let (brand, logo) = state.store.brand(tenant, &caliop_brand()).await?;
-    let favicon = first_asset(&state, tenant, "favicon").await?;
+    let brand = state.store.brand(tenant, &caliop_brand()).await?;
+    let logo = state.store.brand_asset_owner(tenant, "logo").await?;
+    let favicon = state.store.brand_asset_owner(tenant, "favicon").await?;
     Ok(Json(PublicBrand {
         brand,
         logo_url: logo.map(|_| "/v1/public/branding/logo".to_owned()),
@@ -266,7 +259,7 @@ pub async fn public_branding(State(state): State<AppState>, headers: HeaderMap) 
 
 async fn public_asset(state: &AppState, headers: &HeaderMap, kind: &str) -> ApiResult<Response> {
     let tenant = tenant_for_host(state, headers).await?;
-    let owner = first_asset(state, tenant, kind).await?.ok_or_else(|| Problem::not_found(if kind == "logo" { "logo" } else { "favicon" }))?;
+    let owner = state.store.brand_asset_owner(tenant, kind).await?.ok_or_else(|| Problem::not_found(if kind == "logo" { "logo" } else { "favicon" }))?;
     let asset = state.store.brand_asset(owner, kind).await?.ok_or_else(|| Problem::not_found("logo"))?;
     Ok(image(asset))
 }

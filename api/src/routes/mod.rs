@@ -14,7 +14,7 @@ mod queue;
 mod reset;
 mod sites;
 mod system;
-mod tenants;
+pub(crate) mod tenants;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -52,12 +52,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::tenant_audit))
         .routes(routes!(queue::queue))
         .routes(routes!(sites::list_sites))
+        .routes(routes!(sites::list_jurisdictions))
         .routes(routes!(billing::list_plans, billing::create_plan))
         .routes(routes!(billing::get_plan, billing::update_plan, billing::delete_plan))
         .routes(routes!(billing::assign_plan))
         .routes(routes!(billing::get_billing))
         .routes(routes!(billing::checkout))
         .routes(routes!(billing::usage))
+        .routes(routes!(billing::traffic))
+        .routes(routes!(billing::pool_history))
         .routes(routes!(billing::stripe_webhook))
         .routes(routes!(billing::pool))
         .routes(routes!(billing::signup_challenge))

@@ -1,6 +1,7 @@
 //! `GET /v1/sites`: the storage sites that hold dispersed mail, for the
 //! operator: health, jurisdiction, what each holds, and how many objects
-//! have how many good shards.
+//! have how many good shards. `GET /v1/jurisdictions`: where they are, for
+//! anyone choosing a tenant's policy.
 
 use axum::extract::State;
 use serde::Serialize;
@@ -9,7 +10,7 @@ use tenants::{Redundancy, Role};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Principal};
 use crate::problem::{ApiResult, Json, Problem, ProblemDetails};
 
 #[derive(Serialize, ToSchema)]
@@ -92,4 +93,37 @@ pub async fn list_sites(State(state): State<AppState>, Admin(actor): Admin) -> A
             .collect(),
         redundancy: status.redundancy,
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Jurisdictions {
+    /// ISO 3166-1 alpha-2 codes of the storage sites, sorted, each once:
+    /// what a tenant's `policy.allowed_jurisdictions` may name.
+    #[schema(example = json!(["CH", "DE", "FR"]))]
+    pub jurisdictions: Vec<String>,
+    /// Redundancy for tenants that did not choose their own.
+    pub default_redundancy: Redundancy,
+}
+
+/// Where mail may be stored
+///
+/// The jurisdictions of this instance's storage sites, for choosing a
+/// tenant's `allowed_jurisdictions`, and the default redundancy.
+#[utoipa::path(get, path = "/v1/jurisdictions", tag = "system", operation_id = "listJurisdictions",
+    responses(
+        (status = 200, description = "The storage sites' jurisdictions", body = Jurisdictions),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "No storage sites are configured", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn list_jurisdictions(State(state): State<AppState>, _principal: Principal) -> ApiResult<Json<Jurisdictions>> {
+    let dispersed = state
+        .inbound
+        .dispersed()
+        .ok_or_else(|| Problem::unavailable("no storage sites are configured on this instance"))?;
+    let mut jurisdictions: Vec<String> = dispersed.sites().all().iter().map(|s| s.jurisdiction.clone()).collect();
+    jurisdictions.sort();
+    jurisdictions.dedup();
+    let default = dispersed.config().default;
+    Ok(Json(Jurisdictions { jurisdictions, default_redundancy: Redundancy { k: default.k(), n: default.n() } }))
 }

@@ -1,11 +1,13 @@
 //! Tenants: the operator's and resellers' view of who is hosted, with what
-//! package, under which policy; and one-step onboarding.
+//! package, under which policy; one-step onboarding; and the operator's
+//! first administrators, made from the command line.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenants::{
-    Actor, Limits, NewTenant, Policy, Role, Tenant, TenantFilter, TenantId, TenantKind, TenantStatus, TenantUpdate,
+    Account, Actor, Limits, NewTenant, Policy, Role, Scope, Subject, Tenant, TenantFilter, TenantId, TenantKind,
+    TenantStatus, TenantUpdate,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -311,6 +313,59 @@ pub async fn onboard(
         StatusCode::CREATED,
         Json(Onboarded { domain: DomainView::from(&domain), admin: AccountView::from(&account), dns_records }),
     ))
+}
+
+/// Creates an administrator of the operator tenant at `address` (which
+/// then signs in with the operator's role), hosting its domain in the
+/// operator tenant first if no tenant does: the same checks, keys and audit
+/// as through the API. An address already taken, or a domain another tenant
+/// hosts, is refused and nothing is left behind.
+pub async fn create_operator_admin(
+    state: &AppState,
+    address: &str,
+    display_name: Option<String>,
+    password: String,
+) -> ApiResult<Account> {
+    let actor = Actor {
+        subject: Subject::Operator,
+        tenant_id: state.operator_tenant,
+        role: Role::Operator,
+        scopes: vec![Scope::Read, Scope::Write],
+    };
+    let parsed = tenants::EmailAddress::parse(address)?;
+    tenants::password::check_strength(&password)?;
+    if state.store.account_by_address(&parsed).await?.is_some() {
+        return Err(Problem::conflict(format!("the address `{parsed}` is taken")));
+    }
+    let created = match state.store.domain_by_name(&parsed.domain()).await? {
+        Some(domain) if domain.tenant_id == state.operator_tenant => None,
+        Some(_) => {
+            return Err(Problem::conflict(format!(
+                "the domain `{}` is hosted by another tenant; an operator's address must be in a domain of the operator tenant",
+                parsed.domain()
+            )));
+        }
+        None => Some(domains::create(state, &actor, state.operator_tenant, parsed.domain()).await?),
+    };
+    let request = NewAccountRequest {
+        address: parsed.to_string(),
+        display_name,
+        password,
+        role: Some(tenants::AccountRole::Admin),
+        level: None,
+        recovery_address: None,
+    };
+    match accounts::create(state, &actor, state.operator_tenant, request).await {
+        Ok(account) => Ok(account),
+        Err(problem) => {
+            if let Some(domain) = created
+                && let Err(e) = state.store.delete_domain(&actor.audit_name(), &domain).await
+            {
+                tracing::error!(error = %e, domain = %domain.name, "could not remove the domain of a failed operator account");
+            }
+            Err(problem)
+        }
+    }
 }
 
 /// A tenant's own redundancy must fit the operator's bounds and the sites.

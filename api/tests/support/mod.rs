@@ -39,7 +39,17 @@ pub struct TestApp {
 pub const MAIL_HOST: &str = "mx.caliop.test";
 
 pub async fn spawn(backend: Backend) -> TestApp {
-    spawn_with(backend, ApiConfig { mail_hostname: MAIL_HOST.into(), ..ApiConfig::default() }).await
+    spawn_with(backend, api_config()).await
+}
+
+/// The API settings of the tests: the test MX name, and no admin app build
+/// (a test that serves one points `admin_assets_dir` at its own).
+pub fn api_config() -> ApiConfig {
+    ApiConfig {
+        mail_hostname: MAIL_HOST.into(),
+        admin_assets_dir: std::env::temp_dir().join("caliop-tests-no-admin-app"),
+        ..ApiConfig::default()
+    }
 }
 
 pub fn smtp_config() -> mail::smtp::SmtpConfig {

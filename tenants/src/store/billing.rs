@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::ToSchema;
@@ -293,6 +293,41 @@ pub struct PoolSummary {
     /// Names of the funders who chose to be named.
     pub named_funders: Vec<String>,
 }
+
+/// One calendar month of the pool, in free-account-months.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct PoolMonth {
+    /// `YYYY-MM`.
+    #[schema(example = "2026-03")]
+    pub month: String,
+    /// Paid in by invoices this month, less the refunds reversed this month.
+    pub credited: f64,
+    /// Spent on free accounts this month.
+    pub debited: f64,
+    /// What the pool held at the end of the month, everything before included.
+    pub balance: f64,
+    /// Free accounts that balance funds over the horizon.
+    pub capacity: i64,
+    /// Distinct free accounts debited this month.
+    pub free_accounts: i64,
+}
+
+/// The pool month by month.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PoolHistory {
+    /// Months of funding each free place must have (what `capacity` divides by).
+    pub horizon_months: i64,
+    /// Oldest first, months without entries included.
+    pub months: Vec<PoolMonth>,
+}
+
+/// The ledger's entries per month: credits (net of reversals), debits, and
+/// the accounts debited (a debit's reference is `<account id>:<YYYY-MM>`).
+const POOL_MONTHS: &str = "SELECT MONTH_OF_AT AS period, \
+       CAST(COALESCE(SUM(CASE WHEN kind = 'debit' THEN 0 ELSE milli_months END), 0) AS BIGINT), \
+       CAST(COALESCE(SUM(CASE WHEN kind = 'debit' THEN -milli_months ELSE 0 END), 0) AS BIGINT), \
+       COUNT(DISTINCT CASE WHEN kind = 'debit' THEN substr(reference, 1, 36) END) \
+     FROM pool_ledger WHERE at >= $1 AND at < $2 GROUP BY period";
 
 /// A signup ready to become an account: password hashed, key pair made and locked.
 #[derive(Clone)]
@@ -773,14 +808,13 @@ impl Store {
     }
 
     /// The pool: balance, capacity over `horizon_months`, use and waiting line.
-    pub async fn pool_summary(&self, public: Option<TenantId>, horizon_months: i64) -> Result<PoolSummary> {
+    pub async fn pool_summary(&self, horizon_months: i64) -> Result<PoolSummary> {
         let balance = "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger";
         let active = "SELECT COUNT(*) FROM accounts WHERE free = TRUE AND status = 'active'";
         let waiting = "SELECT COUNT(*) FROM waiting_line WHERE admitted_at IS NULL";
         let funders = "SELECT COUNT(DISTINCT tenant_id) FROM pool_ledger WHERE kind = 'credit'";
         let named = "SELECT t.name FROM tenants t JOIN tenant_billing b ON b.tenant_id = t.id \
              WHERE b.public_funder = TRUE AND t.id IN (SELECT tenant_id FROM pool_ledger WHERE kind = 'credit') ORDER BY t.name";
-        let _ = public;
         let (balance, active, waiting, funders, named) = on_pool!(&self.pool, p => {
             let (b,): (i64,) = sqlx::query_as(balance).fetch_one(p).await?;
             let (a,): (i64,) = sqlx::query_as(active).fetch_one(p).await?;
@@ -799,6 +833,60 @@ impl Store {
             funding_tenants: funders,
             named_funders: named.into_iter().map(|(n,)| n).collect(),
         })
+    }
+
+    /// The pool per calendar month for the `months` months that end with
+    /// the one of `today`, oldest first: what came in and went out, the
+    /// balance at each month's end and the capacity it gave over `horizon_months`.
+    pub async fn pool_history(&self, horizon_months: i64, today: NaiveDate, months: u32) -> Result<PoolHistory> {
+        let months = months.max(1);
+        let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1)
+            .ok_or_else(|| Error::Internal(format!("no first day in the month of {today}")))?;
+        let first = this_month
+            .checked_sub_months(Months::new(months - 1))
+            .ok_or_else(|| Error::Invalid(format!("{months} months before {today} is out of range")))?;
+        let next = this_month
+            .checked_add_months(Months::new(1))
+            .ok_or_else(|| Error::Invalid(format!("the month after {today} is out of range")))?;
+        let from = first.and_time(NaiveTime::MIN).and_utc();
+        let until = next.and_time(NaiveTime::MIN).and_utc();
+        let opening = "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger WHERE at < $1";
+        // Timestamps are RFC 3339 text in UTC on SQLite, TIMESTAMPTZ on PostgreSQL.
+        let sql = |month: &str| sqlx::AssertSqlSafe(POOL_MONTHS.replace("MONTH_OF_AT", month));
+        let (opening, rows): (i64, Vec<(String, i64, i64, i64)>) = match &self.pool {
+            Pool::Sqlite(p) => {
+                let (o,): (i64,) = sqlx::query_as(opening).bind(from).fetch_one(p).await?;
+                (o, sqlx::query_as(sql("substr(at, 1, 7)")).bind(from).bind(until).fetch_all(p).await?)
+            }
+            Pool::Postgres(p) => {
+                let (o,): (i64,) = sqlx::query_as(opening).bind(from).fetch_one(p).await?;
+                let month = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM')";
+                (o, sqlx::query_as(sql(month)).bind(from).bind(until).fetch_all(p).await?)
+            }
+        };
+        let mut by_month: HashMap<String, (i64, i64, i64)> =
+            rows.into_iter().map(|(month, credited, debited, accounts)| (month, (credited, debited, accounts))).collect();
+        let horizon = horizon_months.max(1);
+        let mut balance = opening;
+        let mut out = Vec::with_capacity(months as usize);
+        for i in 0..months {
+            let month = first
+                .checked_add_months(Months::new(i))
+                .ok_or_else(|| Error::Internal("a month inside the window is out of range".into()))?
+                .format("%Y-%m")
+                .to_string();
+            let (credited, debited, free_accounts) = by_month.remove(&month).unwrap_or_default();
+            balance += credited - debited;
+            out.push(PoolMonth {
+                month,
+                credited: credited as f64 / MILLI as f64,
+                debited: debited as f64 / MILLI as f64,
+                balance: balance as f64 / MILLI as f64,
+                capacity: (balance / (MILLI * horizon)).max(0),
+                free_accounts,
+            });
+        }
+        Ok(PoolHistory { horizon_months: horizon, months: out })
     }
 
     /// Debits the pool one month per active free account for `month`

@@ -126,16 +126,25 @@ impl Store {
     }
 
     /// The brand a tenant shows: its own, then its ancestors', then `defaults`.
-    pub async fn brand(&self, tenant: TenantId, defaults: &BrandFields) -> Result<(BrandFields, Option<TenantId>)> {
+    pub async fn brand(&self, tenant: TenantId, defaults: &BrandFields) -> Result<BrandFields> {
         let mut brand = BrandFields::default();
-        let mut logo_owner = None;
         for id in self.ancestry(tenant).await? {
             brand = brand.inherit(&self.own_brand(id).await?);
-            if logo_owner.is_none() && self.brand_asset(id, "logo").await?.is_some() {
-                logo_owner = Some(id);
+        }
+        Ok(brand.inherit(defaults))
+    }
+
+    /// The tenant whose logo or favicon `tenant` shows: itself or its nearest
+    /// ancestor that has one (without reading the image).
+    pub async fn brand_asset_owner(&self, tenant: TenantId, kind: &str) -> Result<Option<TenantId>> {
+        let sql = "SELECT COUNT(*) FROM brand_assets WHERE tenant_id = $1 AND kind = $2";
+        for id in self.ancestry(tenant).await? {
+            let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).bind(kind).fetch_one(p).await)?;
+            if n > 0 {
+                return Ok(Some(id));
             }
         }
-        Ok((brand.inherit(defaults), logo_owner))
+        Ok(None)
     }
 
     /// Replaces a tenant's own brand fields.

@@ -1,9 +1,12 @@
-//! Stored messages, tenant data keys, correspondents and storage quota.
-//! A delivery to several accounts is one transaction: it commits for every
-//! recipient or for none, and the quota is checked by the same UPDATE that
-//! counts the bytes, so concurrent deliveries cannot overshoot it.
+//! Stored messages, tenant data keys, correspondents, storage quota and the
+//! daily traffic of a tenant tree. A delivery to several accounts is one
+//! transaction: it commits for every recipient or for none, and the quota is
+//! checked by the same UPDATE that counts the bytes, so concurrent
+//! deliveries cannot overshoot it.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
 use utoipa::ToSchema;
@@ -124,6 +127,34 @@ pub struct Correspondent {
     pub received_encrypted: i64,
     pub sent: i64,
 }
+
+/// One UTC day of a tenant tree's mail.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TrafficDay {
+    /// `YYYY-MM-DD`, in UTC.
+    #[schema(example = "2026-03-10")]
+    pub date: String,
+    /// Messages stored for the tenants' accounts that are not Sent copies.
+    pub received: i64,
+    /// Messages the tenants' accounts submitted (their Sent copies).
+    pub sent: i64,
+    pub received_bytes: i64,
+    pub sent_bytes: i64,
+}
+
+/// Messages per UTC day of a tenant and its descendants, by kind. A message
+/// is sent when it is the Sent copy of a submission, which the spool names
+/// (`outbound.message_id`) whatever folder it was moved to since.
+const TRAFFIC: &str = "WITH RECURSIVE subtree(id) AS ( \
+       SELECT id FROM tenants WHERE id = $1 \
+       UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
+     SELECT day, CAST(SUM(1 - sent) AS BIGINT), CAST(SUM(sent) AS BIGINT), \
+       CAST(SUM(size * (1 - sent)) AS BIGINT), CAST(SUM(size * sent) AS BIGINT) \
+     FROM (SELECT DAY_OF_RECEIVED_AT AS day, m.size, \
+         CASE WHEN EXISTS (SELECT 1 FROM outbound o WHERE o.message_id = m.id) THEN 1 ELSE 0 END AS sent \
+       FROM messages m \
+       WHERE m.tenant_id IN (SELECT id FROM subtree) AND m.received_at >= $2 AND m.received_at < $3) counted \
+     GROUP BY day";
 
 const META_COLUMNS: &str = "id, tenant_id, account_id, received_at, size, level, folder, flags, envelope_from, \
      envelope_to, subject, sender, privacy, authentication";
@@ -320,6 +351,40 @@ impl Store {
             "dispersed" => StoredContent::Dispersed,
             _ => StoredContent::Inline(content),
         }))
+    }
+
+    /// Mail of `tenant` and its descendants per UTC day, for the `days` days
+    /// that end with `today`: oldest first, days without mail included.
+    /// Counts the messages still stored (a deleted one leaves these figures;
+    /// the monthly usage counters keep it).
+    pub async fn traffic(&self, tenant: TenantId, today: NaiveDate, days: u32) -> Result<Vec<TrafficDay>> {
+        let first = today - Days::new(u64::from(days.max(1) - 1));
+        let from = first.and_time(NaiveTime::MIN).and_utc();
+        let until = (today + Days::new(1)).and_time(NaiveTime::MIN).and_utc();
+        // Timestamps are RFC 3339 text in UTC on SQLite, TIMESTAMPTZ on PostgreSQL.
+        let sql = |day: &str| sqlx::AssertSqlSafe(TRAFFIC.replace("DAY_OF_RECEIVED_AT", day));
+        let rows: Vec<(String, i64, i64, i64, i64)> = match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_as(sql("substr(m.received_at, 1, 10)"))
+                    .bind(tenant.0).bind(from).bind(until).fetch_all(p).await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as(sql("to_char(m.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"))
+                    .bind(tenant.0).bind(from).bind(until).fetch_all(p).await?
+            }
+        };
+        let mut counted: HashMap<String, TrafficDay> = rows
+            .into_iter()
+            .map(|(date, received, sent, received_bytes, sent_bytes)| {
+                (date.clone(), TrafficDay { date, received, sent, received_bytes, sent_bytes })
+            })
+            .collect();
+        Ok((0..u64::from(days.max(1)))
+            .map(|i| {
+                let date = (first + Days::new(i)).format("%Y-%m-%d").to_string();
+                counted.remove(&date).unwrap_or(TrafficDay { date, ..TrafficDay::default() })
+            })
+            .collect())
     }
 
     pub async fn update_message(&self, actor: &str, message: &MessageMeta, folder: Folder, flags: &[Flag]) -> Result<MessageMeta> {

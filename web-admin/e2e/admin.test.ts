@@ -1,0 +1,317 @@
+// The admin app end to end: an operator creates a reseller, the reseller
+// onboards a customer, the customer's admin publishes DNS, creates accounts,
+// brands, makes an API key and looks at billing. Every step checks what is
+// on screen and what the API holds afterwards; the main views pass axe-core
+// without serious or critical violations and are photographed at laptop and
+// phone width into artifacts/.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { Caliop, accessibility, describeViolations, launchBrowser, newPage, screenshots } from "./harness";
+
+const OPERATOR = { address: "ops@operator.test", password: "operator passphrase" };
+const RESELLER = { address: "admin@hosting.test", password: "reseller passphrase" };
+const TENANT = { address: "boss@acme.test", password: "tenant admin passphrase" };
+
+let caliop: Caliop;
+let browser: Browser;
+let operatorToken: string;
+
+beforeAll(async () => {
+  caliop = await Caliop.start();
+  caliop.createOperator(OPERATOR.address, OPERATOR.password);
+  operatorToken = caliop.operatorToken();
+  browser = await launchBrowser();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await caliop?.stop();
+});
+
+async function signIn(page: Page, who: { address: string; password: string }): Promise<void> {
+  await page.goto(`${caliop.base}/admin/`);
+  await page.getByLabel("Email address").fill(who.address);
+  await page.getByLabel("Password").fill(who.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+async function checkView(page: Page, name: string): Promise<void> {
+  await page.waitForLoadState("networkidle");
+  const violations = await accessibility(page);
+  expect(violations, describeViolations(violations)).toEqual([]);
+  await screenshots(page, name);
+}
+
+interface Tenant {
+  id: string;
+  name: string;
+  kind: string;
+  parent_id: string | null;
+}
+interface Page_<T> {
+  items: T[];
+}
+
+describe("the admin app", () => {
+  it("refuses a wrong password with the API's words, and signs the operator in", async () => {
+    const { context, page } = await newPage(browser);
+    await page.goto(`${caliop.base}/admin/`);
+    await checkView(page, "signin");
+    await page.getByLabel("Email address").fill("not-an-address");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.locator("#field-address-error").textContent()).resolves.toContain("is not an email address");
+    await page.getByLabel("Email address").fill(OPERATOR.address);
+    await page.getByLabel("Password").fill("wrong password!");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("wrong address or password").waitFor();
+    await page.getByLabel("Password").fill(OPERATOR.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByText("Operator", { exact: true }).first().isVisible()).resolves.toBe(true);
+    await context.close();
+  });
+
+  it("lets the operator create a reseller with its first admin", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, OPERATOR);
+    await checkView(page, "operator-overview");
+    await page.getByRole("link", { name: "Tenants" }).click();
+    await page.getByRole("link", { name: "New tenant" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("Hosting Co");
+    await page.getByLabel("Kind").selectOption("reseller");
+    await page.getByLabel("Accounts").fill("100");
+    await page.getByLabel("Domains").fill("10");
+    await page.getByLabel("Storage (GB)").fill("100");
+    await page.getByLabel("Mail domain").fill("hosting.test");
+    await page.getByLabel("Administrator's address").fill(RESELLER.address);
+    await page.getByLabel("Administrator's password").fill(RESELLER.password);
+    await checkView(page, "operator-new-tenant");
+    await page.getByRole("button", { name: "Create and onboard" }).click();
+    await page.getByRole("heading", { name: "Hosting Co" }).waitFor();
+    await page.getByRole("heading", { name: "hosting.test" }).waitFor();
+
+    const resellers = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants?kind=reseller", operatorToken);
+    const hosting = resellers.body.items.find((x) => x.name === "Hosting Co");
+    expect(hosting?.kind).toBe("reseller");
+    const accounts = await caliop.api<Page_<{ address: string; role: string }>>("GET", `/v1/tenants/${hosting!.id}/accounts`, operatorToken);
+    expect(accounts.body.items).toEqual([expect.objectContaining({ address: RESELLER.address, role: "admin" })]);
+
+    await page.getByRole("link", { name: "Tenants" }).click();
+    await page.getByRole("link", { name: "Hosting Co" }).waitFor();
+    await checkView(page, "operator-tenants");
+    for (const [link, name] of [["Plans", "plans"], ["Funding pool", "pool"], ["Storage sites", "sites"], ["Job queue", "queue"], ["Audit log", "operator-audit"]] as const) {
+      await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: link }).click();
+      await page.getByRole("heading", { level: 1, name: link }).waitFor();
+      await checkView(page, name);
+    }
+    await context.close();
+  });
+
+  it("lets the reseller onboard a customer in one step", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, RESELLER);
+    await page.getByRole("link", { name: "New customer" }).first().click();
+    await page.getByLabel("Name", { exact: true }).fill("Acme");
+    await page.getByLabel("Mail domain").fill("acme.test");
+    // Client-side: the admin must be in the domain, the password long enough.
+    await page.getByLabel("Administrator's address").fill("boss@elsewhere.test");
+    await page.getByLabel("Administrator's password").fill("short");
+    await page.getByRole("button", { name: "Create and onboard" }).click();
+    await page.getByText("must be in the domain acme.test").waitFor();
+    const before = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    expect(before.body.items.some((x) => x.name === "Acme")).toBe(false);
+
+    await page.getByLabel("Administrator's address").fill(TENANT.address);
+    await page.getByLabel("Administrator's password").fill(TENANT.password);
+    await checkView(page, "reseller-onboard");
+    await page.getByRole("button", { name: "Create and onboard" }).click();
+    await page.getByRole("heading", { name: "acme.test" }).waitFor();
+
+    const all = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = all.body.items.find((x) => x.name === "Acme")!;
+    const hosting = all.body.items.find((x) => x.name === "Hosting Co")!;
+    expect(acme.parent_id).toBe(hosting.id);
+    expect(acme.kind).toBe("enterprise");
+
+    await page.getByRole("link", { name: "Customers" }).click();
+    await page.getByRole("link", { name: "Acme" }).waitFor();
+    await checkView(page, "reseller-customers");
+    await page.getByRole("link", { name: "Usage" }).click();
+    await page.getByRole("cell", { name: "Acme" }).waitFor();
+    const download = page.waitForEvent("download");
+    await page.getByRole("button", { name: /Export CSV/ }).click();
+    const csv = await (await download).createReadStream();
+    const text = await new Promise<string>((resolve) => {
+      let out = "";
+      csv.on("data", (c) => (out += c));
+      csv.on("end", () => resolve(out));
+    });
+    expect(text).toContain("Acme");
+    await checkView(page, "reseller-usage");
+    await context.close();
+  });
+
+  it("shows the tenant admin its DNS records, live, and verifies the domain", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    await page.getByRole("link", { name: "Domains" }).click();
+    const ownership = page.locator(".record", { hasText: "Ownership" });
+    await expect(ownership.locator(".badge").textContent()).resolves.toBe("Missing");
+    await expect(page.locator(".record", { hasText: "Incoming mail (MX)" }).locator(".badge").textContent()).resolves.toBe("Missing");
+    await checkView(page, "tenant-domains");
+
+    // Publish the ownership record the page shows, as the admin would at its DNS host.
+    const name = (await ownership.locator("dd code").nth(0).textContent())!;
+    const value = (await ownership.locator("dd code").nth(1).textContent())!;
+    caliop.dns.publish(name, "TXT", value);
+    await page.getByRole("button", { name: "Check again" }).click();
+    await expect.poll(() => ownership.locator(".badge").textContent()).toBe("Verified");
+    await page.getByRole("button", { name: "Verify", exact: true }).click();
+    await page.getByText("The domain is verified.").waitFor();
+
+    const token = await caliop.token(TENANT.address, TENANT.password);
+    const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = tenants.body.items.find((x) => x.name === "Acme")!;
+    const domains = await caliop.api<Page_<{ name: string; verified: boolean }>>("GET", `/v1/tenants/${acme.id}/domains`, token);
+    expect(domains.body.items).toEqual([expect.objectContaining({ name: "acme.test", verified: true })]);
+    await context.close();
+  });
+
+  it("creates two accounts, with the API's problems next to the field", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    await page.getByRole("link", { name: "Accounts" }).click();
+    const form = page.locator("form", { hasText: "New account" });
+    // Client-side: too short a password never reaches the API.
+    await form.getByLabel("Address").fill("alice@acme.test");
+    await form.getByLabel("Password").fill("short");
+    await form.getByRole("button", { name: "Create account" }).click();
+    await expect(page.locator("#field-password-error").textContent()).resolves.toBe("the password must be at least 10 characters long");
+    // Server-side: a domain the tenant does not host, said next to the address.
+    await form.getByLabel("Address").fill("carol@other.test");
+    await form.getByLabel("Password").fill("long enough password");
+    await form.getByRole("button", { name: "Create account" }).click();
+    await expect.poll(() => page.locator("#field-address-error").textContent()).toContain("other.test");
+
+    for (const [address, display] of [["alice@acme.test", "Alice"], ["bob@acme.test", "Bob"]]) {
+      await form.getByLabel("Address").fill(address!);
+      await form.getByLabel("Display name").fill(display!);
+      await form.getByLabel("Password").fill("long enough password");
+      await form.getByRole("button", { name: "Create account" }).click();
+      await page.getByText(`${address} was created.`).waitFor();
+    }
+    await page.getByRole("cell", { name: /bob@acme\.test/ }).waitFor();
+    await checkView(page, "tenant-accounts");
+
+    // Suspend Bob from the table.
+    await page.getByRole("button", { name: "Suspend bob@acme.test" }).click();
+    await page.getByRole("button", { name: "Reactivate bob@acme.test" }).waitFor();
+
+    const token = await caliop.token(TENANT.address, TENANT.password);
+    const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = tenants.body.items.find((x) => x.name === "Acme")!;
+    const accounts = await caliop.api<Page_<{ address: string; status: string; display_name: string }>>("GET", `/v1/tenants/${acme.id}/accounts`, token);
+    const byAddress = Object.fromEntries(accounts.body.items.map((a) => [a.address, a]));
+    expect(Object.keys(byAddress).sort()).toEqual(["alice@acme.test", "bob@acme.test", TENANT.address].sort());
+    expect(byAddress["alice@acme.test"]).toMatchObject({ status: "active", display_name: "Alice" });
+    expect(byAddress["bob@acme.test"]).toMatchObject({ status: "suspended" });
+    await context.close();
+  });
+
+  it("changes the branding and the previews show the new colours", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    await page.getByRole("link", { name: "Branding" }).click();
+    const preview = page.getByTestId("preview-button");
+    await preview.waitFor();
+    // Too pale a colour: refused before sending, with the contrast the API would state.
+    await page.getByLabel("Main colour", { exact: true }).fill("#ffff00");
+    await page.getByLabel("Product name").fill("Acme Mail");
+    await page.getByRole("button", { name: "Save" }).click();
+    await expect(page.locator("#field-primary_color-error").textContent()).resolves.toContain("4.5:1");
+
+    await page.getByLabel("Main colour", { exact: true }).fill("#7c2d12");
+    // Live: the signup preview follows what is typed, before saving.
+    await expect.poll(() => preview.evaluate((el) => getComputedStyle(el).backgroundColor)).toBe("rgb(124, 45, 18)");
+    await expect(page.getByTestId("signup-preview").textContent()).resolves.toContain("Acme Mail");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Saved.").first().waitFor();
+    // The system mail, rendered by the server with the saved brand.
+    await expect.poll(() => page.getByTestId("mail-preview").getAttribute("srcdoc")).toContain("#7c2d12");
+    await expect(page.getByTestId("mail-preview").getAttribute("srcdoc")).resolves.toContain("Acme Mail");
+    await checkView(page, "tenant-branding");
+
+    const token = await caliop.token(TENANT.address, TENANT.password);
+    const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = tenants.body.items.find((x) => x.name === "Acme")!;
+    const branding = await caliop.api<{ own: { primary_color: string; product_name: string } }>("GET", `/v1/tenants/${acme.id}/branding`, token);
+    expect(branding.body.own).toMatchObject({ primary_color: "#7c2d12", product_name: "Acme Mail" });
+    await context.close();
+  });
+
+  it("creates an API key shown once, which works until it is revoked", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    await page.getByRole("link", { name: "API keys" }).click();
+    await page.getByLabel("Name").fill("provisioning");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const secret = (await page.getByTestId("api-key-secret").textContent())!;
+    expect(secret.length).toBeGreaterThan(20);
+    await screenshots(page, "tenant-key-shown-once");
+    await page.getByRole("button", { name: "I have stored it" }).click();
+    await expect(page.getByTestId("api-key-secret").count()).resolves.toBe(0);
+    await page.getByRole("cell", { name: "provisioning" }).waitFor();
+    await checkView(page, "tenant-keys");
+    // The page never shows the secret again.
+    await page.reload();
+    await page.getByRole("cell", { name: "provisioning" }).waitFor();
+    expect(await page.content()).not.toContain(secret);
+
+    const exchange = () =>
+      fetch(`${caliop.base}/v1/auth/token`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ grant_type: "api_key", api_key: secret }) });
+    expect((await exchange()).status).toBe(200);
+    await page.getByRole("button", { name: "Revoke the key provisioning" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+    await page.getByText(/^Revoked /).waitFor();
+    expect((await exchange()).status).toBe(401);
+    await context.close();
+  });
+
+  it("shows billing with the provider none, and the rest of the tenant's views", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    await page.getByRole("link", { name: "Billing" }).click();
+    await page.getByTestId("provider-none").waitFor();
+    await expect(page.getByText("No subscription").isVisible()).resolves.toBe(true);
+    await expect(page.getByRole("button", { name: "Pay by card" }).count()).resolves.toBe(0);
+    await checkView(page, "tenant-billing");
+    const token = await caliop.token(TENANT.address, TENANT.password);
+    const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = tenants.body.items.find((x) => x.name === "Acme")!;
+    const billing = await caliop.api<{ provider: string; status: string }>("GET", `/v1/tenants/${acme.id}/billing`, token);
+    expect(billing.body).toMatchObject({ provider: "none", status: "none" });
+
+    await page.getByRole("link", { name: "Confidentiality" }).click();
+    await page.getByRole("heading", { name: "What your policy says" }).waitFor();
+    await checkView(page, "tenant-policy");
+    await page.getByRole("link", { name: "Audit log" }).click();
+    await page.getByRole("cell", { name: "account.create" }).first().waitFor();
+    await checkView(page, "tenant-audit");
+    await page.getByRole("link", { name: "Overview" }).click();
+    await page.getByRole("heading", { name: "Acme" }).waitFor();
+    await checkView(page, "tenant-overview");
+    await context.close();
+  });
+
+  it("follows the browser's language and switches on request", async () => {
+    const { context, page } = await newPage(browser, "fr-FR");
+    await page.goto(`${caliop.base}/admin/`);
+    await page.getByRole("button", { name: "Se connecter" }).waitFor();
+    await expect(page.evaluate(() => document.documentElement.lang)).resolves.toBe("fr");
+    await page.getByRole("button", { name: "Switch to English" }).click();
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    await page.reload();
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    await context.close();
+  });
+});

@@ -1,0 +1,189 @@
+// Starts what the browser tests run against: a DNS server on loopback, a real
+// `caliop serve` (SQLite, every port 0) serving the built app from dist/, and
+// Debian's Chromium through playwright-core. Screenshots go to artifacts/.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { type Browser, type BrowserContext, type Page, chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const appDir = resolve(here, "..");
+export const artifacts = resolve(appDir, "artifacts");
+const repo = resolve(appDir, "..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(repo, "target");
+export const BIN = process.env.CALIOP_BIN ?? join(targetDir, "debug", "caliop");
+const PYTHON = process.env.CALIOP_TEST_PYTHON ?? "python3";
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+export const LAPTOP = { width: 1366, height: 860 };
+export const PHONE = { width: 390, height: 844 };
+
+function waitForLine(child: ChildProcess, prefix: string, what: string): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start in time`)), 60_000);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const trimmed = line.trim();
+      if (trimmed.startsWith(prefix)) {
+        clearTimeout(timer);
+        resolvePromise(trimmed.slice(prefix.length).split(/\s+/)[0]!);
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`${what} exited with ${code}`)));
+  });
+}
+
+export class Dns {
+  zone: Record<string, Record<string, string[]>> = {};
+  private constructor(readonly process: ChildProcess, readonly address: string, readonly zonePath: string) {}
+
+  static async start(scratch: string): Promise<Dns> {
+    const zonePath = join(scratch, "zone.json");
+    writeFileSync(zonePath, "{}");
+    const child = spawn(PYTHON, [join(here, "dns_server.py"), zonePath], { stdio: ["ignore", "pipe", "inherit"] });
+    const address = await waitForLine(child, "dns listening on ", "the DNS server");
+    return new Dns(child, address, zonePath);
+  }
+
+  /** Publishes a record (name without the trailing dot). */
+  publish(name: string, type: string, value: string): void {
+    const key = `${name.toLowerCase().replace(/\.$/, "")}.`;
+    const entry = (this.zone[key] ??= {});
+    (entry[type] ??= []).push(value);
+    writeFileSync(this.zonePath, JSON.stringify(this.zone));
+  }
+}
+
+export class Caliop {
+  private constructor(
+    readonly process: ChildProcess,
+    readonly base: string,
+    readonly env: NodeJS.ProcessEnv,
+    readonly scratch: string,
+    readonly dns: Dns,
+  ) {}
+
+  static async start(extraEnv: Record<string, string> = {}): Promise<Caliop> {
+    const scratch = mkdtempSync(join(tmpdir(), "caliop-admin-e2e-"));
+    const dns = await Dns.start(scratch);
+    const data = join(scratch, "data");
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      CALIOP_DATA_DIR: data,
+      CALIOP_DATABASE_URL: `sqlite://${join(data, "caliop.db")}`,
+      CALIOP_API_LISTEN: "127.0.0.1:0",
+      CALIOP_SMTP_LISTEN: "127.0.0.1:0",
+      CALIOP_SUBMISSION_LISTEN: "127.0.0.1:0",
+      CALIOP_DNS_RESOLVER: dns.address,
+      CALIOP_DNS_TIMEOUT_MS: "500",
+      CALIOP_MAIL_HOSTNAME: "mx.caliop.test",
+      CALIOP_ADMIN_ASSETS_DIR: join(appDir, "dist"),
+      CALIOP_LOG_FORMAT: "json",
+      ...extraEnv,
+    };
+    mkdirSync(data, { recursive: true });
+    execFileSync(BIN, ["migrate"], { env, stdio: "pipe" });
+    const child = spawn(BIN, ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    child.stderr!.on("data", () => {}); // JSON logs: drained, not printed
+    const base = await waitForLine(child, "api listening on ", "caliop serve");
+    child.stdout!.resume();
+    return new Caliop(child, base, env, scratch, dns);
+  }
+
+  port(): string {
+    return new URL(this.base).port;
+  }
+
+  operatorToken(): string {
+    return execFileSync(BIN, ["admin", "operator-token"], { env: this.env }).toString().trim();
+  }
+
+  createOperator(address: string, password: string): void {
+    execFileSync(BIN, ["admin", "create-operator", address], { env: { ...this.env, CALIOP_ADMIN_PASSWORD: password }, stdio: "pipe" });
+  }
+
+  /** Calls the API directly, to check what the app did. */
+  async api<T = unknown>(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const response = await fetch(this.base + path, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
+  }
+
+  async token(username: string, password: string): Promise<string> {
+    const response = await fetch(this.base + "/v1/auth/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ grant_type: "password", username, password }),
+    });
+    if (!response.ok) throw new Error(`sign-in of ${username}: ${response.status} ${await response.text()}`);
+    return ((await response.json()) as { access_token: string }).access_token;
+  }
+
+  async stop(): Promise<void> {
+    this.process.kill("SIGTERM");
+    this.dns.process.kill("SIGTERM");
+    await new Promise((r) => this.process.once("exit", r));
+    rmSync(this.scratch, { recursive: true, force: true });
+  }
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    // Custom hostnames of the white-label test resolve to loopback.
+    args: ["--no-sandbox", "--host-resolver-rules=MAP *.test 127.0.0.1"],
+  });
+}
+
+export async function newPage(browser: Browser, locale = "en-US"): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: LAPTOP, locale });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => {
+    throw e;
+  });
+  return { context, page };
+}
+
+const axeSource = readFileSync(join(appDir, "node_modules", "axe-core", "axe.min.js"), "utf8");
+
+export interface Violation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/** Runs axe-core on the page; returns the serious and critical violations. */
+export async function accessibility(page: Page): Promise<Violation[]> {
+  await page.addScriptTag({ content: axeSource });
+  const violations = await page.evaluate(async () => {
+    const result = await (window as unknown as { axe: { run: (o: unknown) => Promise<{ violations: Violation[] }> } }).axe.run({
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] },
+    });
+    return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
+  });
+  return violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+}
+
+/** Saves the page at laptop and phone width into artifacts/, then restores the laptop size. */
+export async function screenshots(page: Page, name: string): Promise<void> {
+  mkdirSync(artifacts, { recursive: true });
+  await page.setViewportSize(LAPTOP);
+  await page.screenshot({ path: join(artifacts, `${name}-laptop.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(100);
+  await page.screenshot({ path: join(artifacts, `${name}-phone.png`), fullPage: true });
+  await page.setViewportSize(LAPTOP);
+}
+
+/** Fails with the list of violations, readable in the test output. */
+export function describeViolations(violations: Violation[]): string {
+  return violations.map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`).join("\n");
+}

@@ -1,0 +1,86 @@
+// French and English. The browser's language picks one at first; the choice
+// in the header is remembered. `fr` must translate every key of `en` (the type
+// says so) and tests/i18n.test.ts checks placeholders match.
+import { useEffect, useState } from "preact/hooks";
+import { en } from "./locales/en";
+import { fr } from "./locales/fr";
+
+export type Key = keyof typeof en;
+export type Language = "en" | "fr";
+export const dictionaries: Record<Language, Record<Key, string>> = { en, fr };
+
+const STORAGE_KEY = "caliop.admin.language";
+const listeners = new Set<() => void>();
+
+function initialLanguage(): Language {
+  const saved = typeof localStorage !== "undefined" ? localStorage.getItem(STORAGE_KEY) : null;
+  if (saved === "en" || saved === "fr") return saved;
+  const preferred = typeof navigator !== "undefined" ? navigator.languages ?? [navigator.language] : [];
+  for (const tag of preferred) {
+    const primary = tag.toLowerCase().split("-")[0];
+    if (primary === "fr" || primary === "en") return primary;
+  }
+  return "en";
+}
+
+let language: Language = initialLanguage();
+
+export function currentLanguage(): Language {
+  return language;
+}
+
+export function setLanguage(next: Language): void {
+  language = next;
+  localStorage.setItem(STORAGE_KEY, next);
+  document.documentElement.lang = next;
+  listeners.forEach((l) => l());
+}
+
+export function useLanguage(): Language {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const l = () => setTick((n) => n + 1);
+    listeners.add(l);
+    return () => listeners.delete(l);
+  }, []);
+  return language;
+}
+
+/** The text of `key` in the current language, with `{name}` placeholders filled. */
+export function t(key: Key, params: Record<string, string | number> = {}): string {
+  const text: string = dictionaries[language][key] ?? en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name: string) => (name in params ? String(params[name]) : `{${name}}`));
+}
+
+export function formatNumber(n: number): string {
+  return new Intl.NumberFormat(language).format(n);
+}
+
+/** A limit: numbers this large mean "no limit" (the operator's own tenant). */
+export function formatLimit(n: number): string {
+  return n >= 2 ** 50 ? t("common.unlimited") : formatNumber(n);
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 50) return t("common.unlimited");
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  const digits = value < 10 && unit > 0 ? 1 : 0;
+  return `${new Intl.NumberFormat(language, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+}
+
+export function formatDate(iso: string | null | undefined, withTime = false): string {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return new Intl.DateTimeFormat(language, withTime ? { dateStyle: "medium", timeStyle: "short" } : { dateStyle: "medium" }).format(d);
+}
+
+export function formatMoney(cents: number, currency: string): string {
+  return new Intl.NumberFormat(language, { style: "currency", currency: currency.toUpperCase() }).format(cents / 100);
+}

@@ -1,0 +1,130 @@
+// Domains and the DNS records to publish for each, with a copy button per
+// value and the live status of every record: verified, missing, or wrong
+// (with what DNS returned).
+import { useState } from "preact/hooks";
+import { type Schemas, api, call } from "../api";
+import { type Key, formatDate, t } from "../i18n";
+import { Badge, CopyButton, ErrorBox, Field, FormError, Submit, useForm, useLoad } from "../ui";
+import { domainName } from "../validate";
+
+type Domain = Schemas["DomainView"];
+
+export function Domains({ tenantId }: { tenantId: string }) {
+  const domains = useLoad(
+    () => call(api.GET("/v1/tenants/{tenant_id}/domains", { params: { path: { tenant_id: tenantId }, query: { limit: 200 } } })),
+    [tenantId],
+  );
+  const form = useForm({ name: "" }, { name: domainName });
+  const add = form.submit(
+    async (v) => {
+      await call(api.POST("/v1/tenants/{tenant_id}/domains", { params: { path: { tenant_id: tenantId } }, body: { name: v.name.trim().toLowerCase() } }));
+      form.setValues({ name: "" });
+      domains.reload();
+    },
+    { name: ["domain"] },
+  );
+  const items = domains.data?.items as Domain[] | undefined;
+  return (
+    <>
+      <form class="card inline-form" noValidate onSubmit={add}>
+        <Field {...form.field("name")} label={t("domains.add_label")} placeholder="example.com" autoComplete="off" />
+        <Submit busy={form.busy} label={t("domains.add")} />
+        <FormError message={form.formError} />
+      </form>
+      {domains.error && <ErrorBox problem={domains.error} retry={domains.reload} />}
+      {!items && !domains.error && <div class="card bone-block" aria-busy="true" />}
+      {items && items.length === 0 && <p class="empty card">{t("domains.empty")}</p>}
+      {items?.map((d, i) => <DomainCard key={d.id} domain={d} open={i === 0} onChange={domains.reload} />)}
+    </>
+  );
+}
+
+function DomainCard({ domain, open, onChange }: { domain: Domain; open: boolean; onChange: () => void }) {
+  const [expanded, setExpanded] = useState(open);
+  const [verifying, setVerifying] = useState(false);
+  const [message, setMessage] = useState<string | null>(null);
+  const records = useLoad(
+    () => (expanded ? call(api.GET("/v1/domains/{domain_id}/dns-records", { params: { path: { domain_id: domain.id } } })) : Promise.resolve(undefined)),
+    [domain.id, expanded],
+  );
+  const verify = async () => {
+    setVerifying(true);
+    setMessage(null);
+    try {
+      await call(api.POST("/v1/domains/{domain_id}/verify", { params: { path: { domain_id: domain.id } }, body: { force: false } }));
+      setMessage(t("domains.verified_now"));
+      onChange();
+    } catch (e) {
+      setMessage((e as { detail: string }).detail);
+    } finally {
+      setVerifying(false);
+      records.reload();
+    }
+  };
+  const panel = `records-${domain.id}`;
+  return (
+    <article class="card domain" aria-labelledby={`domain-${domain.id}`}>
+      <header class="domain-head">
+        <h2 id={`domain-${domain.id}`}>{domain.name}</h2>
+        <Badge status={domain.verified ? "verified" : "pending"} label={domain.verified ? t("domains.verified") : t("domains.unverified")} />
+        <span class="small">{domain.verified ? t("domains.verified_at", { date: formatDate(domain.verified_at) }) : ""}</span>
+        <div class="actions">
+          {!domain.verified && (
+            <button type="button" class="primary" onClick={verify} disabled={verifying}>
+              {verifying ? t("common.working") : t("domains.verify")}
+            </button>
+          )}
+          <button type="button" aria-expanded={expanded ? "true" : "false"} aria-controls={panel} onClick={() => setExpanded(!expanded)}>
+            {expanded ? t("domains.hide_records") : t("domains.show_records")}
+          </button>
+          <button type="button" onClick={() => records.reload()} disabled={!expanded}>{t("domains.recheck")}</button>
+        </div>
+      </header>
+      {message && <p class="notice" role="status">{message}</p>}
+      <div id={panel} hidden={!expanded}>
+        {records.error && <ErrorBox problem={records.error} retry={records.reload} />}
+        {expanded && <Records data={records.data} loading={records.loading} />}
+      </div>
+    </article>
+  );
+}
+
+function Records({ data, loading }: { data: Schemas["DnsRecords"] | undefined; loading: boolean }) {
+  if (!data) return <div class="bone-block" aria-busy={loading ? "true" : undefined} />;
+  return (
+    <>
+      <p class="small">{data.ready ? t("domains.ready") : t("domains.not_ready")}</p>
+      <ul class="records">
+        {data.records.map((r) => (
+          <li key={`${r.purpose}-${r.name}-${r.value}`} class={`record ${r.status}`}>
+            <div class="record-head">
+              <strong>{t(`purpose.${r.purpose}` as Key)}</strong>
+              <Badge status={r.status} />
+              {!r.required && <span class="small">{t("domains.optional")}</span>}
+            </div>
+            <dl>
+              <dt>{t("domains.type")}</dt>
+              <dd><code>{r.type}</code></dd>
+              <dt>{t("domains.name")}</dt>
+              <dd class="copyable">
+                <code>{r.name}</code>
+                <CopyButton text={r.name} label={`${t(`purpose.${r.purpose}` as Key)} ${t("domains.name")}`} />
+              </dd>
+              <dt>{t("domains.value")}</dt>
+              <dd class="copyable">
+                <code class="value">{r.value}</code>
+                <CopyButton text={r.value} label={`${t(`purpose.${r.purpose}` as Key)} ${t("domains.value")}`} />
+              </dd>
+              {r.status === "wrong" && (
+                <>
+                  <dt>{t("domains.found")}</dt>
+                  <dd>{r.found.length ? r.found.map((f) => <code class="value found" key={f}>{f}</code>) : "—"}</dd>
+                </>
+              )}
+            </dl>
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}

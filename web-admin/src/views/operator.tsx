@@ -1,0 +1,131 @@
+// Operator views: the funding pool, the storage sites, the job queue.
+import { api, call } from "../api";
+import { Chart } from "../charts";
+import { type Key, formatBytes, formatDate, formatNumber, t } from "../i18n";
+import { Badge, type Column, ErrorBox, PageHeader, Table, useLoad } from "../ui";
+import type { Schemas } from "../api";
+
+export function PoolChart() {
+  const history = useLoad(() => call(api.GET("/v1/pool/history", { params: { query: { months: 12 } } })), []);
+  const months = history.data?.months ?? [];
+  return (
+    <Chart
+      title={t("chart.pool")}
+      kind="lines"
+      loading={!history.data}
+      labels={months.map((m) => m.month)}
+      series={[
+        { name: t("chart.capacity"), values: months.map((m) => m.capacity), tone: "primary" },
+        { name: t("chart.free_accounts"), values: months.map((m) => m.free_accounts), tone: "accent" },
+      ]}
+    />
+  );
+}
+
+export function Pool() {
+  const pool = useLoad(() => call(api.GET("/v1/public/pool")), []);
+  const p = pool.data;
+  const stat = (label: string, value: string | undefined, testid: string) => (
+    <div class="card stat">
+      <h2>{label}</h2>
+      <p class="big" data-testid={testid}>{value ?? "\u00a0"}</p>
+    </div>
+  );
+  return (
+    <section>
+      <PageHeader title={t("nav.pool")} />
+      <p class="lead">{t("pool.lead")}</p>
+      {pool.error && <ErrorBox problem={pool.error} retry={pool.reload} />}
+      <div class="cards">
+        {stat(t("pool.capacity"), p && formatNumber(p.funded_capacity), "pool-capacity")}
+        {stat(t("pool.active"), p && formatNumber(p.active_free_accounts), "pool-active")}
+        {stat(t("pool.waiting"), p && formatNumber(p.waiting), "pool-waiting")}
+        {stat(t("pool.funded"), p && t("pool.months", { n: formatNumber(Math.floor(p.funded_account_months)) }), "pool-funded")}
+      </div>
+      <p class="small">{p ? t("pool.horizon", { n: p.horizon_months, tenants: p.funding_tenants }) : "\u00a0"}</p>
+      {p && p.named_funders.length > 0 && <p class="small">{t("pool.named", { list: p.named_funders.join(", ") })}</p>}
+      <PoolChart />
+    </section>
+  );
+}
+
+type Site = Schemas["SiteReport"];
+
+export function Sites() {
+  const sites = useLoad(() => call(api.GET("/v1/sites")), []);
+  const s = sites.data;
+  const columns: Column<Site>[] = [
+    { label: t("sites.name"), cell: (x) => <span class="strong">{x.name}</span> },
+    { label: t("sites.jurisdiction"), cell: (x) => x.jurisdiction },
+    { label: t("sites.health"), cell: (x) => <Badge status={x.up ? "up" : "down"} label={x.up ? t("sites.up", { ms: x.latency_ms }) : t("sites.down")} /> },
+    { label: t("sites.shards"), cell: (x) => formatNumber(x.shards), class: "num" },
+    { label: t("sites.bytes"), cell: (x) => formatBytes(x.bytes), class: "num" },
+    { label: t("sites.unhealthy"), cell: (x) => (x.unhealthy ? <Badge status="wrong" label={formatNumber(x.unhealthy)} /> : "0"), class: "num" },
+    { label: t("sites.where"), cell: (x) => <span class="small">{x.backend}: {x.location}{x.error ? ` — ${x.error}` : ""}</span> },
+  ];
+  return (
+    <section>
+      <PageHeader title={t("nav.sites")}>
+        <button type="button" onClick={sites.reload}>{t("common.refresh")}</button>
+      </PageHeader>
+      {s && <p class="lead">{t("sites.lead", { k: s.default_redundancy.k, n: s.default_redundancy.n, quorum: s.write_quorum })}</p>}
+      {sites.error ? <ErrorBox problem={sites.error} retry={sites.reload} /> : <Table caption={t("nav.sites")} columns={columns} rows={s?.sites} loading={sites.loading} empty={t("sites.empty")} rowKey={(x) => x.name} />}
+      <h2>{t("sites.redundancy")}</h2>
+      <p class="hint">{t("sites.redundancy_hint")}</p>
+      <Table
+        caption={t("sites.redundancy")}
+        columns={[
+          { label: t("sites.scheme"), cell: (r: Schemas["RedundancyCount"]) => `${r.k}-of-${r.n}` },
+          { label: t("sites.good"), cell: (r) => `${r.good} / ${r.n}` },
+          { label: t("sites.margin"), cell: (r) => <Badge status={r.good - r.k <= 0 ? "wrong" : r.good < r.n ? "pending" : "verified"} label={t("sites.margin_value", { n: r.good - r.k })} /> },
+          { label: t("sites.objects"), cell: (r) => formatNumber(r.objects), class: "num" },
+        ]}
+        rows={s?.redundancy}
+        loading={sites.loading}
+        empty={t("sites.no_objects")}
+        rowKey={(r) => `${r.k}-${r.n}-${r.good}`}
+        skeletonRows={2}
+      />
+    </section>
+  );
+}
+
+export function Queue() {
+  const queue = useLoad(() => call(api.GET("/v1/queue")), []);
+  const q = queue.data;
+  return (
+    <section>
+      <PageHeader title={t("nav.queue")}>
+        <button type="button" onClick={queue.reload}>{t("common.refresh")}</button>
+      </PageHeader>
+      {queue.error && <ErrorBox problem={queue.error} retry={queue.reload} />}
+      <Table
+        caption={t("queue.depth")}
+        columns={[
+          { label: t("queue.kind"), cell: (d: Schemas["QueueDepth"]) => <code>{d.kind}</code> },
+          { label: t("queue.state"), cell: (d) => <Badge status={d.state} label={t(`jobstate.${d.state}` as Key) === `jobstate.${d.state}` ? d.state : t(`jobstate.${d.state}` as Key)} /> },
+          { label: t("queue.jobs"), cell: (d) => formatNumber(d.jobs), class: "num" },
+        ]}
+        rows={q?.depth}
+        loading={queue.loading}
+        empty={t("queue.idle")}
+        rowKey={(d) => `${d.kind}-${d.state}`}
+      />
+      <h2>{t("queue.dead")}</h2>
+      <Table
+        caption={t("queue.dead")}
+        columns={[
+          { label: t("queue.kind"), cell: (j: Schemas["DeadJob"]) => <code>{j.kind}</code> },
+          { label: t("queue.attempts"), cell: (j) => formatNumber(j.attempts), class: "num" },
+          { label: t("queue.when"), cell: (j) => formatDate(j.updated_at, true) },
+          { label: t("queue.error"), cell: (j) => <span class="small mono">{j.last_error ?? ""}</span> },
+        ]}
+        rows={q?.dead_letters}
+        loading={queue.loading}
+        empty={t("queue.no_dead")}
+        rowKey={(j) => j.id}
+        skeletonRows={2}
+      />
+    </section>
+  );
+}
