@@ -142,9 +142,22 @@ export async function launchBrowser(): Promise<Browser> {
   });
 }
 
+let lastPage: Page | null = null;
+
+/** After a failed test: a picture of where the page was, in artifacts/. */
+export async function pictureOfFailure(name: string): Promise<void> {
+  if (!lastPage || lastPage.isClosed()) return;
+  mkdirSync(artifacts, { recursive: true });
+  await lastPage.screenshot({ path: join(artifacts, `FAILED-${name.replace(/[^a-z0-9]+/gi, "-")}.png`), fullPage: true }).catch(() => {});
+}
+
 export async function newPage(browser: Browser, locale = "en-US"): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: LAPTOP, locale });
+  // bypassCSP only lets the test inject axe-core: the app itself runs under
+  // the server's strict Content-Security-Policy.
+  const context = await browser.newContext({ viewport: LAPTOP, locale, bypassCSP: true });
+  context.setDefaultTimeout(10_000);
   const page = await context.newPage();
+  lastPage = page;
   page.on("pageerror", (e) => {
     throw e;
   });

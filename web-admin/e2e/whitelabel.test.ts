@@ -3,9 +3,9 @@
 // tenant. And a session that expires mid-form asks for the password again
 // without losing what was typed.
 import { deflateSync, crc32 } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Browser } from "playwright-core";
-import { Caliop, accessibility, describeViolations, launchBrowser, newPage, screenshots } from "./harness";
+import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pictureOfFailure, screenshots } from "./harness";
 
 const ADMIN = { address: "it@globex.test", password: "globex admin passphrase" };
 
@@ -31,6 +31,10 @@ function png(r: number, g: number, b: number): Buffer {
 }
 
 let browser: Browser;
+
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === "fail") await pictureOfFailure(ctx.task.name);
+});
 beforeAll(async () => {
   browser = await launchBrowser();
 });

@@ -103,18 +103,18 @@ function Logo({ brand }: { brand: Brand | null }) {
 
 /** Asks for the password again when the session ran out; the page underneath keeps its state. */
 function Reauth({ expired, done }: { expired: Session; done: (s: Session | null) => void }) {
-  const form = useForm({ password: "" }, { password: passwordCheck });
+  const form = useForm({ reauth_password: "" }, { reauth_password: passwordCheck });
   return (
     <Dialog title={t("reauth.title")}>
       <p>{t("reauth.body", { address: expired.username })}</p>
       <form
         onSubmit={form.submit(async (v) => {
-          const renewed = await signIn(expired.username, v.password);
+          const renewed = await signIn(expired.username, v.reauth_password);
           setSession(renewed);
           done(renewed);
         })}
       >
-        <Field {...form.field("password")} type="password" label={t("signin.password")} autoComplete="current-password" />
+        <Field {...form.field("reauth_password")} type="password" label={t("signin.password")} autoComplete="current-password" />
         <FormError message={form.formError} />
         <div class="buttons">
           <Submit busy={form.busy} label={t("reauth.continue")} />

@@ -84,7 +84,7 @@ export function Chart({ title, labels, series, kind, format = formatNumber, load
       </svg>
       <details>
         <summary>{t("chart.show_numbers")}</summary>
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label={title}>
           <table>
             <thead>
               <tr>

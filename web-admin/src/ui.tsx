@@ -223,7 +223,8 @@ export function Table<T>({ caption, columns, rows, loading, empty, rowKey, skele
   skeletonRows?: number;
 }) {
   return (
-    <div class="table-wrap">
+    // Focusable, so a keyboard can scroll it when it is wider than the screen.
+    <div class="table-wrap" tabIndex={0} role="region" aria-label={caption}>
       <table>
         <caption class="visually-hidden">{caption}</caption>
         <thead>

@@ -173,7 +173,7 @@ export const en = {
   "accounts.reset_done": "The password is changed and a new key pair was made. Let the user know.",
   "accounts.reset_title": "Reset the password of {address}",
   "accounts.reset_warning": "The user's secret key is locked with the old password, which you do not know: a reset makes a new key pair. Mail sealed before stays readable only with the old key, if the user kept an export of it.",
-  "accounts.reset_who": "Reset the password of {address}",
+  "accounts.reset_who": "Reset password of {address}",
   "accounts.role": "Role",
   "accounts.status": "Status",
   "accounts.storage": "Storage",

@@ -146,7 +146,7 @@ function NewAccount({ tenantId, floor, onCreated }: { tenantId: string; floor: S
 }
 
 function ResetPassword({ account, onClose }: { account: Account; onClose: () => void }) {
-  const form = useForm({ password: "" }, { password });
+  const form = useForm({ new_password: "" }, { new_password: password });
   const [done, setDone] = useState(false);
   return (
     <Dialog title={t("accounts.reset_title", { address: account.address })} onClose={onClose}>
@@ -159,12 +159,12 @@ function ResetPassword({ account, onClose }: { account: Account; onClose: () => 
         <form
           noValidate
           onSubmit={form.submit(async (v) => {
-            await call(api.PATCH("/v1/accounts/{account_id}", { params: { path: { account_id: account.id } }, body: { password: v.password } }));
+            await call(api.PATCH("/v1/accounts/{account_id}", { params: { path: { account_id: account.id } }, body: { password: v.new_password } }));
             setDone(true);
           })}
         >
           <p class="warning">{t("accounts.reset_warning")}</p>
-          <Field {...form.field("password")} label={t("accounts.new_password")} type="password" autoComplete="new-password" hint={t("password.hint")} />
+          <Field {...form.field("new_password")} label={t("accounts.new_password")} type="password" autoComplete="new-password" hint={t("password.hint")} />
           <FormError message={form.formError} />
           <div class="buttons">
             <Submit busy={form.busy} label={t("accounts.reset")} />

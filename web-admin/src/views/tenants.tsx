@@ -137,7 +137,7 @@ export function NewTenant({ session }: { session: Session }) {
             body: {
               name: values.name.trim(),
               kind: values.kind as Schemas["TenantKind"],
-              parent_id: session.tenantId,
+              parent_id: operator ? null : session.tenantId,
               limits: {
                 max_accounts: Number(values.max_accounts),
                 max_domains: Number(values.max_domains),
