@@ -172,7 +172,7 @@ function MailPreview({ tenantId, tick }: { tenantId: string; tick: number }) {
       </div>
       {rendered.error && <ErrorBox problem={rendered.error} retry={rendered.reload} />}
       <p class="subject"><strong>{t("branding.subject")}</strong> {rendered.data?.subject ?? "…"}</p>
-      <iframe class="mail-preview" title={t("branding.preview_mail")} sandbox="" srcDoc={rendered.data?.html ?? ""} data-testid="mail-preview" />
+      <iframe class="mail-preview" title={t("branding.preview_mail")} sandbox="allow-same-origin" srcDoc={rendered.data?.html ?? ""} data-testid="mail-preview" />
     </>
   );
 }
