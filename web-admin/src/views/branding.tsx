@@ -75,8 +75,8 @@ export function Branding({ tenantId }: { tenantId: string }) {
         <h2 id="brand-title">{t("branding.identity")}</h2>
         <Field {...form.field("product_name")} label={t("branding.product_name")} hint={inherited("product_name")} autoComplete="off" />
         <div class="row">
-          <ColorField form={form} name="primary_color" label={t("branding.primary_color")} hint={inherited("primary_color") ?? t("branding.primary_hint")} />
-          <ColorField form={form} name="accent_color" label={t("branding.accent_color")} hint={inherited("accent_color") ?? t("branding.accent_hint")} />
+          <ColorField form={form} name="primary_color" inherited={effective?.primary_color} label={t("branding.primary_color")} hint={inherited("primary_color") ?? t("branding.primary_hint")} />
+          <ColorField form={form} name="accent_color" inherited={effective?.accent_color} label={t("branding.accent_color")} hint={inherited("accent_color") ?? t("branding.accent_hint")} />
         </div>
         <Field {...form.field("support_address")} label={t("branding.support_address")} type="email" hint={inherited("support_address")} autoComplete="off" />
         <div class="row">
@@ -110,7 +110,7 @@ export function Branding({ tenantId }: { tenantId: string }) {
   );
 }
 
-function ColorField({ form, name, label, hint }: { form: ReturnType<typeof useForm<BrandKey>>; name: "primary_color" | "accent_color"; label: string; hint?: string | undefined }) {
+function ColorField({ form, name, label, hint, inherited }: { form: ReturnType<typeof useForm<BrandKey>>; name: "primary_color" | "accent_color"; label: string; hint?: string | undefined; inherited?: string | null | undefined }) {
   const f = form.field(name);
   const valid = /^#[0-9a-fA-F]{6}$/.test(f.value);
   const ratio = valid ? contrast(f.value, "#ffffff") : null;
@@ -121,7 +121,7 @@ function ColorField({ form, name, label, hint }: { form: ReturnType<typeof useFo
         <input
           type="color"
           aria-label={t("branding.pick", { what: label })}
-          value={valid ? f.value : "#000000"}
+          value={valid ? f.value : (inherited ?? "#000000")}
           onInput={f.onInput}
         />
         <input id={f.id} name={f.id} value={f.value} onInput={f.onInput} placeholder="#1d4ed8" aria-invalid={f.error ? "true" : undefined} aria-describedby={`${f.id}-hint ${f.id}-error`} spellcheck={false} />

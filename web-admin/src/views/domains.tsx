@@ -96,7 +96,7 @@ function Records({ data, loading }: { data: Schemas["DnsRecords"] | undefined; l
       <p class="small">{data.ready ? t("domains.ready") : t("domains.not_ready")}</p>
       <ul class="records">
         {data.records.map((r) => (
-          <li key={`${r.purpose}-${r.name}-${r.value}`} class={`record ${r.status}`}>
+          <li key={`${r.purpose}-${r.name}-${r.value}`} class={`record ${r.status}${r.required ? "" : " optional"}`}>
             <div class="record-head">
               <strong>{t(`purpose.${r.purpose}` as Key)}</strong>
               <Badge status={r.status} />
