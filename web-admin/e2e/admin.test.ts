@@ -160,25 +160,34 @@ describe("the admin app", () => {
     const { context, page } = await newPage(browser);
     await signIn(page, TENANT);
     await page.getByRole("link", { name: "Domains" }).click();
-    const ownership = page.locator(".record", { hasText: "Ownership" });
+    // The admin adds a second domain; a malformed one is refused before sending.
+    await page.getByLabel("New domain").fill("-bad.test");
+    await page.getByRole("button", { name: "Add domain" }).click();
+    await expect(page.locator("#field-name-error").textContent()).resolves.toContain("cannot start or end with a hyphen");
+    await page.getByLabel("New domain").fill("acme-mail.test");
+    await page.getByRole("button", { name: "Add domain" }).click();
+    await page.getByRole("heading", { name: "acme-mail.test" }).waitFor();
+    const ownership = page.locator("article", { hasText: "acme.test" }).first().locator(".record", { hasText: "Ownership" });
     await expect(ownership.locator(".badge").textContent()).resolves.toBe("Missing");
-    await expect(page.locator(".record", { hasText: "Incoming mail (MX)" }).locator(".badge").textContent()).resolves.toBe("Missing");
+    await expect(page.locator(".record", { hasText: "Incoming mail (MX)" }).first().locator(".badge").textContent()).resolves.toBe("Missing");
     await checkView(page, "tenant-domains");
 
     // Publish the ownership record the page shows, as the admin would at its DNS host.
     const name = (await ownership.locator("dd code").nth(1).textContent())!;
     const value = (await ownership.locator("dd code").nth(2).textContent())!;
     caliop.dns.publish(name, "TXT", value);
-    await page.getByRole("button", { name: "Check again" }).click();
+    await page.getByRole("button", { name: "Check again" }).first().click();
     await expect.poll(() => ownership.locator(".badge").textContent()).toBe("Verified");
-    await page.getByRole("button", { name: "Verify", exact: true }).click();
+    await page.getByRole("button", { name: "Verify", exact: true }).first().click();
     await page.getByText("The domain is verified.").waitFor();
 
     const token = await caliop.token(TENANT.address, TENANT.password);
     const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
     const acme = tenants.body.items.find((x) => x.name === "Acme")!;
     const domains = await caliop.api<Page_<{ name: string; verified: boolean }>>("GET", `/v1/tenants/${acme.id}/domains`, token);
-    expect(domains.body.items).toEqual([expect.objectContaining({ name: "acme.test", verified: true })]);
+    expect(domains.body.items).toHaveLength(2);
+    expect(domains.body.items).toContainEqual(expect.objectContaining({ name: "acme.test", verified: true }));
+    expect(domains.body.items).toContainEqual(expect.objectContaining({ name: "acme-mail.test", verified: false }));
     await context.close();
   });
 
