@@ -14,7 +14,6 @@ use std::process::Command;
 
 use common::{BIN, Caliop, field};
 use mail::probe::SmtpProbe;
-use serde_json::json;
 use tenants::{Backend, on_both_backends};
 
 const SITES: [&str; 3] = ["local-fr", "local-de", "local-ch"];
