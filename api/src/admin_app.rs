@@ -108,22 +108,7 @@ fn with_title(html: &str, title: &str) -> String {
     let Some(open) = lower.find("<title>") else { return html.to_owned() };
     let start = open + "<title>".len();
     let Some(length) = lower[start..].find("</title>") else { return html.to_owned() };
-    format!("{}{}{}", &html[..start], escape_html(title), &html[start + length..])
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    format!("{}{}{}", &html[..start], mail::templates::escape(title), &html[start + length..])
 }
 
 /// The percent-decoded path below `/admin/`, if it is a plain relative one:

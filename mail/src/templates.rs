@@ -131,7 +131,8 @@ pub fn check(name: &str, template: &Template) -> Result<(), String> {
     Ok(())
 }
 
-fn escape(text: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
