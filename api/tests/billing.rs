@@ -789,16 +789,7 @@ async fn deliver_to(app: &TestApp, to: &str, subject: &str) {
 
 async fn traffic_counts_a_resellers_tree_by_day(backend: Backend) {
     let app = support::spawn(backend).await;
-    let reseller = app
-        .post("/v1/tenants", &app.operator_token, json!({"name": "Hosting Co", "kind": "reseller",
-            "limits": {"max_accounts": 50, "max_domains": 10, "storage_quota_bytes": 10_000_000_000i64}}))
-        .await;
-    let reseller_id = reseller.ok(201)["id"].as_str().unwrap().to_owned();
-    let child = app
-        .post("/v1/tenants", &app.operator_token, json!({"name": "Child Corp", "kind": "enterprise", "parent_id": reseller_id,
-            "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000_000}}))
-        .await;
-    let child_id = child.ok(201)["id"].as_str().unwrap().to_owned();
+    let (reseller_id, child_id) = app.reseller_and_child(1_000_000_000).await;
     let onboarded = app
         .post(&format!("/v1/tenants/{child_id}/onboard"), &app.operator_token,
             json!({"domain": "child.test", "admin": {"address": "admin@child.test", "password": PASSWORD}}))

@@ -63,16 +63,7 @@ on_both_backends!(
 
 async fn brands_inherit_and_stay_readable(backend: Backend) {
     let app = support::spawn(backend).await;
-    let reseller = app
-        .post("/v1/tenants", &app.operator_token, json!({"name": "Hosting Co", "kind": "reseller",
-            "limits": {"max_accounts": 50, "max_domains": 10, "storage_quota_bytes": 10_000_000_000i64}}))
-        .await;
-    let reseller_id = reseller.ok(201)["id"].as_str().unwrap().to_owned();
-    let child = app
-        .post("/v1/tenants", &app.operator_token, json!({"name": "Child Corp", "kind": "enterprise", "parent_id": reseller_id,
-            "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000}}))
-        .await;
-    let child_id = child.ok(201)["id"].as_str().unwrap().to_owned();
+    let (reseller_id, child_id) = app.reseller_and_child(1_000_000).await;
     app.send("PUT", &format!("/v1/tenants/{reseller_id}/branding"), Some(&app.operator_token),
         Some(json!({"product_name": "HostMail", "primary_color": "#6d28d9", "default_language": "fr",
                     "support_address": "help@hostmail.example", "legal_url": "https://hostmail.example/legal"})))

@@ -88,16 +88,7 @@ async fn every_template_in_both_languages_shows_only_its_tenants_brand(backend: 
 
 async fn overrides_are_checked_and_inherited(backend: Backend) {
     let app = support::spawn(backend).await;
-    let reseller = app
-        .post("/v1/tenants", &app.operator_token, json!({"name": "Hosting Co", "kind": "reseller",
-            "limits": {"max_accounts": 50, "max_domains": 10, "storage_quota_bytes": 10_000_000_000i64}}))
-        .await;
-    let reseller_id = reseller.ok(201)["id"].as_str().unwrap().to_owned();
-    let child = app
-        .post("/v1/tenants", &app.operator_token, json!({"name": "Child Corp", "kind": "enterprise", "parent_id": reseller_id,
-            "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": 1_000_000}}))
-        .await;
-    let child_id = child.ok(201)["id"].as_str().unwrap().to_owned();
+    let (reseller_id, child_id) = app.reseller_and_child(1_000_000).await;
     let path = format!("/v1/tenants/{reseller_id}/templates/welcome/en");
     let unknown = app
         .send("PUT", &path, Some(&app.operator_token), Some(json!({"subject": "Hi {{first_name}}", "text": "x", "html": "<p>x</p>"})))

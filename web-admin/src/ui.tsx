@@ -28,8 +28,7 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
     return () => {
       live = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [...deps, tick]);
+  }, [...deps, tick]); // `load` is new on every render: `deps` say when it changed
   return { ...state, reload: useCallback(() => setTick((n) => n + 1), []) };
 }
 
@@ -271,8 +270,9 @@ export function Badge({ status, label }: { status: string; label?: string }) {
   return <span class={`badge ${STATUS_TONE[status] ?? "neutral"}`}>{label ?? statusLabel(status)}</span>;
 }
 
-export function statusLabel(status: string): string {
-  const key = `status.${status}` as Key;
+/** The translated word for a status-like value (`status.active`, `billingstatus.past_due`…), or the value itself. */
+export function statusLabel(status: string, prefix = "status"): string {
+  const key = `${prefix}.${status}` as Key;
   const text = t(key);
   return text === key ? status : text;
 }

@@ -314,6 +314,24 @@ impl Reply {
 }
 
 impl TestApp {
+    /// A reseller "Hosting Co" (10 GB) and its enterprise child "Child Corp"
+    /// with `child_storage` bytes of quota, made by the operator: their ids.
+    pub async fn reseller_and_child(&self, child_storage: i64) -> (String, String) {
+        let reseller = self
+            .post("/v1/tenants", &self.operator_token, json!({"name": "Hosting Co", "kind": "reseller",
+                "limits": {"max_accounts": 50, "max_domains": 10, "storage_quota_bytes": 10_000_000_000i64}}))
+            .await;
+        let reseller_id = reseller.ok(201)["id"].as_str().unwrap().to_owned();
+        let child = self
+            .post("/v1/tenants", &self.operator_token, json!({"name": "Child Corp", "kind": "enterprise", "parent_id": reseller_id,
+                "limits": {"max_accounts": 5, "max_domains": 1, "storage_quota_bytes": child_storage}}))
+            .await;
+        let child_id = child.ok(201)["id"].as_str().unwrap().to_owned();
+        (reseller_id, child_id)
+    }
+}
+
+impl TestApp {
     pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, format!("{}{path}", self.base));

@@ -1,7 +1,7 @@
 // Accounts of a tenant: create, suspend or reactivate, reset the password
 // (which makes a new key pair: said before it is done), and a quota bar each.
 import { useState } from "preact/hooks";
-import { type Schemas, type Session, api, call } from "../api";
+import { type Schemas, api, call } from "../api";
 import { type Key, formatBytes, t } from "../i18n";
 import { Badge, type Column, Dialog, ErrorBox, Field, FormError, QuotaBar, Select, Submit, Table, useForm, useLoad } from "../ui";
 import { displayName, emailAddress, password } from "../validate";
@@ -9,16 +9,15 @@ import { displayName, emailAddress, password } from "../validate";
 type Account = Schemas["AccountView"];
 const LEVELS: Schemas["Level"][] = ["standard", "sealed", "dispersed", "end-to-end"];
 
-export function Accounts({ tenantId }: { tenantId: string; session: Session }) {
+export function Accounts({ tenantId, tenant }: { tenantId: string; tenant: Schemas["Tenant"] | undefined }) {
   const accounts = useLoad(
     () => call(api.GET("/v1/tenants/{tenant_id}/accounts", { params: { path: { tenant_id: tenantId }, query: { limit: 200 } } })),
     [tenantId],
   );
-  const tenant = useLoad(() => call(api.GET("/v1/tenants/{tenant_id}", { params: { path: { tenant_id: tenantId } } })), [tenantId]);
   const [resetting, setResetting] = useState<Account | null>(null);
   const [rowError, setRowError] = useState<string | null>(null);
   const rows = accounts.data?.items as Account[] | undefined;
-  const floor = tenant.data?.policy.min_level;
+  const floor = tenant?.policy.min_level;
 
   const setStatus = async (account: Account, status: "active" | "suspended") => {
     setRowError(null);
@@ -47,7 +46,7 @@ export function Accounts({ tenantId }: { tenantId: string; session: Session }) {
     {
       label: t("accounts.storage"),
       cell: (a) => {
-        const cap = a.storage_quota_bytes ?? tenant.data?.limits.storage_quota_bytes ?? null;
+        const cap = a.storage_quota_bytes ?? tenant?.limits.storage_quota_bytes ?? null;
         return (
           <div class="quota-cell">
             <QuotaBar used={a.storage_used_bytes} total={cap} label={t("accounts.storage_of", { address: a.address })} />

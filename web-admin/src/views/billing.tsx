@@ -3,8 +3,8 @@
 // operator or the tenant's reseller picks the plan here.
 import { useState } from "preact/hooks";
 import { type Schemas, type Session, api, call } from "../api";
-import { type Key, formatBytes, formatDate, formatMoney, formatNumber, t } from "../i18n";
-import { Badge, type Column, ErrorBox, FormError, Table, useLoad } from "../ui";
+import { formatBytes, formatDate, formatMoney, formatNumber, t } from "../i18n";
+import { Badge, type Column, ErrorBox, FormError, Table, statusLabel, useLoad } from "../ui";
 
 type Invoice = Schemas["Invoice"];
 
@@ -55,7 +55,7 @@ export function Billing({ tenantId, session }: { tenantId: string; session: Sess
         </div>
         <div class="card stat">
           <h2>{t("billing.status")}</h2>
-          <p class="big">{b ? <Badge status={b.status} label={t(`billingstatus.${b.status}` as Key) === `billingstatus.${b.status}` ? b.status : t(`billingstatus.${b.status}` as Key)} /> : "\u00a0"}</p>
+          <p class="big">{b ? <Badge status={b.status} label={statusLabel(b.status, "billingstatus")} /> : "\u00a0"}</p>
           {b?.sending_suspended && <p class="warning">{t("billing.sending_suspended")}</p>}
           {b?.past_due_since && <p class="small">{t("billing.past_due_since", { date: formatDate(b.past_due_since) })}</p>}
         </div>

@@ -31,7 +31,6 @@ export function Branding({ tenantId }: { tenantId: string }) {
   useEffect(() => {
     const own = branding.data?.own;
     if (own) form.setValues(Object.fromEntries(FIELDS.map((f) => [f, own[f] ?? ""])) as Record<BrandKey, string>);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [branding.data]);
 
   useEffect(() => {

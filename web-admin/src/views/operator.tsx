@@ -1,8 +1,8 @@
 // Operator views: the funding pool, the storage sites, the job queue.
 import { api, call } from "../api";
 import { Chart } from "../charts";
-import { type Key, formatBytes, formatDate, formatNumber, t } from "../i18n";
-import { Badge, type Column, ErrorBox, PageHeader, Table, useLoad } from "../ui";
+import { formatBytes, formatDate, formatNumber, t } from "../i18n";
+import { Badge, type Column, ErrorBox, PageHeader, Table, statusLabel, useLoad } from "../ui";
 import type { Schemas } from "../api";
 
 export function PoolChart() {
@@ -103,7 +103,7 @@ export function Queue() {
         caption={t("queue.depth")}
         columns={[
           { label: t("queue.kind"), cell: (d: Schemas["QueueDepth"]) => <code>{d.kind}</code> },
-          { label: t("queue.state"), cell: (d) => <Badge status={d.state} label={t(`jobstate.${d.state}` as Key) === `jobstate.${d.state}` ? d.state : t(`jobstate.${d.state}` as Key)} /> },
+          { label: t("queue.state"), cell: (d) => <Badge status={d.state} label={statusLabel(d.state, "jobstate")} /> },
           { label: t("queue.jobs"), cell: (d) => formatNumber(d.jobs), class: "num" },
         ]}
         rows={q?.depth}

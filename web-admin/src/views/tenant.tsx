@@ -48,7 +48,7 @@ function TabBody({ session, tenantId, tab, tenant, reload }: { session: Session;
     case "domains":
       return <Domains tenantId={tenantId} />;
     case "accounts":
-      return <Accounts tenantId={tenantId} session={session} />;
+      return <Accounts tenantId={tenantId} tenant={tenant} />;
     case "policy":
       return <Policy session={session} tenant={tenant} reload={reload} />;
     case "branding":
