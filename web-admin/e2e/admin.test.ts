@@ -64,7 +64,7 @@ describe("the admin app", () => {
     await checkView(page, "signin");
     await page.getByLabel("Email address").fill("not-an-address");
     await page.getByRole("button", { name: "Sign in" }).click();
-    await expect(page.locator("#field-address-error").textContent()).resolves.toContain("is not an email address");
+    await expect.poll(() => page.locator("#field-address-error").textContent()).toContain("is not an email address");
     await page.getByLabel("Email address").fill(OPERATOR.address);
     await page.getByLabel("Password").fill("wrong password!");
     await page.getByRole("button", { name: "Sign in" }).click();
@@ -163,7 +163,7 @@ describe("the admin app", () => {
     // The admin adds a second domain; a malformed one is refused before sending.
     await page.getByLabel("New domain").fill("-bad.test");
     await page.getByRole("button", { name: "Add domain" }).click();
-    await expect(page.locator("#field-name-error").textContent()).resolves.toContain("cannot start or end with a hyphen");
+    await expect.poll(() => page.locator("#field-name-error").textContent()).toContain("cannot start or end with a hyphen");
     await page.getByLabel("New domain").fill("acme-mail.test");
     await page.getByRole("button", { name: "Add domain" }).click();
     await page.getByRole("heading", { name: "acme-mail.test" }).waitFor();
@@ -200,7 +200,7 @@ describe("the admin app", () => {
     await form.getByLabel("Address").fill("alice@acme.test");
     await form.getByLabel("Password").fill("short");
     await form.getByRole("button", { name: "Create account" }).click();
-    await expect(page.locator("#field-password-error").textContent()).resolves.toBe("the password must be at least 10 characters long");
+    await expect.poll(() => page.locator("#field-password-error").textContent()).toBe("the password must be at least 10 characters long");
     // Server-side: a domain the tenant does not host, said next to the address.
     await form.getByLabel("Address").fill("carol@other.test");
     await form.getByLabel("Password").fill("long enough password");
@@ -242,12 +242,12 @@ describe("the admin app", () => {
     await page.getByLabel("Main colour", { exact: true }).fill("#ffff00");
     await page.getByLabel("Product name").fill("Acme Mail");
     await page.getByRole("button", { name: "Save" }).click();
-    await expect(page.locator("#field-primary_color-error").textContent()).resolves.toContain("4.5:1");
+    await expect.poll(() => page.locator("#field-primary_color-error").textContent()).toContain("4.5:1");
 
     await page.getByLabel("Main colour", { exact: true }).fill("#7c2d12");
     // Live: the signup preview follows what is typed, before saving.
     await expect.poll(() => preview.evaluate((el) => getComputedStyle(el).backgroundColor)).toBe("rgb(124, 45, 18)");
-    await expect(page.getByTestId("signup-preview").textContent()).resolves.toContain("Acme Mail");
+    await expect.poll(() => page.getByTestId("signup-preview").textContent()).toContain("Acme Mail");
     await page.getByRole("button", { name: "Save" }).click();
     await page.getByText("Saved.").first().waitFor();
     // The system mail, rendered by the server with the saved brand.
@@ -273,7 +273,7 @@ describe("the admin app", () => {
     expect(secret.length).toBeGreaterThan(20);
     await screenshots(page, "tenant-key-shown-once");
     await page.getByRole("button", { name: "I have stored it" }).click();
-    await expect(page.getByTestId("api-key-secret").count()).resolves.toBe(0);
+    await expect.poll(() => page.getByTestId("api-key-secret").count()).toBe(0);
     await page.getByRole("cell", { name: "provisioning" }).first().waitFor();
     await checkView(page, "tenant-keys");
     // The page never shows the secret again.
@@ -296,7 +296,7 @@ describe("the admin app", () => {
     await signIn(page, TENANT);
     await page.getByRole("link", { name: "Billing" }).click();
     await page.getByTestId("provider-none").waitFor();
-    await expect(page.getByText("No subscription").isVisible()).resolves.toBe(true);
+    await expect.poll(() => page.getByText("No subscription").isVisible()).toBe(true);
     await expect(page.getByRole("button", { name: "Pay by card" }).count()).resolves.toBe(0);
     await checkView(page, "tenant-billing");
     const token = await caliop.token(TENANT.address, TENANT.password);
