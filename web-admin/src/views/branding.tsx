@@ -72,6 +72,8 @@ export function Branding({ tenantId }: { tenantId: string }) {
     <div class="branding">
       <form class="card form-grid" noValidate onSubmit={save} aria-labelledby="brand-title">
         <h2 id="brand-title">{t("branding.identity")}</h2>
+        {/* Not editable before the saved values arrive: they would replace what was typed. */}
+        <fieldset disabled={!branding.data} aria-busy={branding.data ? undefined : "true"}>
         <Field {...form.field("product_name")} label={t("branding.product_name")} hint={inherited("product_name")} autoComplete="off" />
         <div class="row">
           <ColorField form={form} name="primary_color" inherited={effective?.primary_color} label={t("branding.primary_color")} hint={inherited("primary_color") ?? t("branding.primary_hint")} />
@@ -87,9 +89,10 @@ export function Branding({ tenantId }: { tenantId: string }) {
           label={t("branding.default_language")}
           options={[{ value: "", label: t("branding.inherit") }, { value: "en", label: "English" }, { value: "fr", label: "Français" }]}
         />
+        </fieldset>
         <FormError message={form.formError} />
         {saved && <p class="notice" role="status">{t("common.saved")}</p>}
-        <Submit busy={form.busy} label={t("common.save")} />
+        <Submit busy={form.busy || !branding.data} label={t("common.save")} />
       </form>
 
       <section class="card" aria-labelledby="preview-title">
