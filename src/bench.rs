@@ -562,3 +562,187 @@ pub fn vault(args: VaultBench) -> anyhow::Result<()> {
 fn human(bytes: usize) -> String {
     if bytes >= 1 << 20 { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) }
 }
+
+/// `caliop bench imap`: a mailbox of many messages (put there directly,
+/// encrypted at `standard` as the MX would), then timed over loopback:
+/// SELECT of the whole mailbox, FETCH of a thousand messages' headers and
+/// envelopes, and a flag search over everything.
+#[derive(clap::Args, Debug)]
+pub struct ImapBench {
+    /// Messages in the mailbox that is selected.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    /// Messages whose headers are fetched.
+    #[arg(long, default_value_t = 1000)]
+    headers: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Times each operation is run.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// A database URL instead of a throw-away SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
+    let Fixture { dir, url, store, master, domain_name } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
+    let address = EmailAddress::parse(&format!("standard@{domain_name}"))?;
+    let account = store.account_by_address(&address).await?.context("the bench account")?;
+    let inbox = store.mailbox_of_role(account.id, tenants::Folder::Inbox).await?;
+
+    let progress = indicatif::ProgressBar::new(args.messages as u64).with_message("filling the mailbox");
+    progress.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec})")?);
+    let filler = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let started = Instant::now();
+    let mut n = 0;
+    while n < args.messages {
+        let mut batch = Vec::with_capacity(1000);
+        for _ in 0..(args.messages - n).min(1000) {
+            let mut raw = format!(
+                "From: Sender {n} <sender{n}@elsewhere.test>\r\nTo: <{address}>\r\nSubject: Message number {n}\r\n\
+                 Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{n}@elsewhere.test>\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            );
+            while raw.len() < args.size {
+                raw.push_str(filler);
+            }
+            let id = tenants::MessageId::new();
+            let content = inbound.seal_standard(account.tenant_id, id, raw.as_bytes()).await.map_err(|r| anyhow::anyhow!(r.text))?;
+            batch.push(tenants::NewMessage {
+                id,
+                tenant_id: account.tenant_id,
+                account_id: account.id,
+                level: Level::Standard,
+                envelope_from: format!("sender{n}@elsewhere.test"),
+                envelope_to: address.to_string(),
+                subject: Some(format!("Message number {n}")),
+                sender: Some(format!("sender{n}@elsewhere.test")),
+                privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts::default()),
+                authentication: serde_json::json!({}),
+                arrived_encrypted: false,
+                content,
+                dispersed: None,
+                rfc822_size: raw.len() as i64,
+                flags: if n % 3 == 0 { vec![tenants::Flag::Seen] } else { Vec::new() },
+                keywords: Vec::new(),
+                received_at: None,
+            });
+            n += 1;
+        }
+        store.append_messages(&inbox, &batch).await?;
+        progress.set_position(n as u64);
+    }
+    progress.finish_and_clear();
+    let fill = started.elapsed();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let imap = listener.local_addr()?;
+    let guard = Arc::new(tenants::login::LoginGuard::new(Duration::from_secs(60), 1000, 1000));
+    let server = mail::imap::ImapServer::new(mail::imap::ImapConfig::default(), inbound, guard, None);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server.serve(listener, false, async move {
+        let _ = stopped.await;
+    }));
+    let mut client = ImapClient::connect(imap).await?;
+    client.run(&format!("LOGIN \"{address}\" \"bench passphrase\"")).await?;
+
+    let headers = args.headers.min(args.messages).max(1);
+    let operations: Vec<(String, String)> = vec![
+        (format!("SELECT INBOX ({} messages)", args.messages), "SELECT INBOX".into()),
+        (format!("FETCH {headers} headers"), format!("FETCH 1:{headers} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])")),
+        (format!("FETCH {headers} envelopes"), format!("FETCH 1:{headers} (UID ENVELOPE)")),
+        (format!("UID SEARCH UNSEEN ({} messages)", args.messages), "UID SEARCH UNSEEN".into()),
+    ];
+    let mut rows = Vec::new();
+    for (name, command) in &operations {
+        let mut times = Vec::with_capacity(args.runs);
+        let mut bytes = 0;
+        for _ in 0..args.runs.max(1) {
+            let started = Instant::now();
+            bytes = client.run(command).await?;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        rows.push((name.clone(), times, bytes));
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+
+    let cpu = cpu_name();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let backend = if url.starts_with("sqlite") { "SQLite (WAL, synchronous=FULL)" } else { "PostgreSQL" };
+    println!("caliop bench imap — {cores} cores, {cpu}");
+    println!(
+        "settings: {} messages of {} B at standard, database {backend}, plain IMAP on loopback, client in-process; \
+         filled in {:.1} s ({:.0} messages/s)",
+        args.messages,
+        args.size,
+        fill.as_secs_f64(),
+        args.messages as f64 / fill.as_secs_f64().max(f64::EPSILON)
+    );
+    println!("{:<36} {:>6} {:>10} {:>10} {:>12}", "operation", "runs", "best ms", "median ms", "response");
+    for (name, times, bytes) in rows {
+        println!(
+            "{:<36} {:>6} {:>10.1} {:>10.1} {:>12}",
+            name,
+            times.len(),
+            times[0].as_secs_f64() * 1000.0,
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            human(bytes)
+        );
+    }
+    store.close().await;
+    if args.database_url.is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+/// Just enough of an IMAP client to time commands: sends one, reads to its
+/// tagged answer (literals included) and says how many bytes came back.
+struct ImapClient {
+    reader: BufReader<tokio::net::TcpStream>,
+    next: u32,
+}
+
+impl ImapClient {
+    async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<ImapClient> {
+        let mut client = ImapClient { reader: BufReader::new(tokio::net::TcpStream::connect(addr).await?), next: 0 };
+        let mut greeting = Vec::new();
+        client.reader.read_until(b'\n', &mut greeting).await?;
+        Ok(client)
+    }
+
+    async fn run(&mut self, command: &str) -> anyhow::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        self.next += 1;
+        let tag = format!("b{}", self.next);
+        self.reader.get_mut().write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        let mut bytes = 0;
+        loop {
+            let mut line = Vec::new();
+            if self.reader.read_until(b'\n', &mut line).await? == 0 {
+                anyhow::bail!("the server closed the connection");
+            }
+            bytes += line.len();
+            if line.starts_with(tag.as_bytes()) {
+                anyhow::ensure!(line[tag.len()..].starts_with(b" OK"), "{command}: {}", String::from_utf8_lossy(&line));
+                return Ok(bytes);
+            }
+            if let Some(n) = literal_length(&line) {
+                let mut data = vec![0u8; n];
+                self.reader.read_exact(&mut data).await?;
+                bytes += n;
+            }
+        }
+    }
+}
+
+fn literal_length(line: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(line).ok()?.trim_end();
+    let inner = text.strip_suffix('}')?;
+    inner[inner.rfind('{')? + 1..].parse().ok()
+}

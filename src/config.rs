@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] =
-    &["database", "api", "smtp", "submission", "delivery", "worker", "storage", "billing", "mail", "dns", "log", "admin"];
+    &["database", "api", "smtp", "submission", "imap", "delivery", "worker", "storage", "billing", "mail", "dns", "log", "admin"];
 /// `CALIOP_*` variables that are a command's input, not configuration
 /// (`CALIOP_ADMIN_PASSWORD` is the password of `caliop admin create-operator`).
 const NOT_CONFIGURATION: &[&str] = &["admin_password"];
@@ -28,6 +28,7 @@ pub struct Config {
     pub api: ApiSection,
     pub smtp: SmtpSection,
     pub submission: SubmissionSection,
+    pub imap: ImapSection,
     pub delivery: DeliverySection,
     pub worker: WorkerSection,
     /// Storage sites for dispersed mail, and how objects are cut.
@@ -63,6 +64,34 @@ pub struct SubmissionSection {
     /// The submission listener for mail clients (587 in production). AUTH is
     /// offered only after STARTTLS, except to clients on loopback.
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapSection {
+    /// The IMAP listener (143 in production): STARTTLS, and sign-in only
+    /// after it unless the client is on loopback.
+    pub listen: SocketAddr,
+    /// A second listener with TLS from the first byte (993 in production);
+    /// only with `smtp.tls_certificate` configured.
+    pub tls_listen: Option<SocketAddr>,
+    /// Largest APPENDed message.
+    pub max_message_bytes: usize,
+    pub max_connections_per_ip: usize,
+    /// Minutes a signed-in client may stay silent, IDLE included.
+    pub autologout_minutes: u64,
+}
+
+impl Default for ImapSection {
+    fn default() -> Self {
+        ImapSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2143)),
+            tls_listen: None,
+            max_message_bytes: 52_428_800,
+            max_connections_per_ip: 20,
+            autologout_minutes: 30,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -274,6 +303,7 @@ impl Default for Config {
             api: ApiSection::default(),
             smtp: SmtpSection::default(),
             submission: SubmissionSection::default(),
+            imap: ImapSection::default(),
             delivery: DeliverySection::default(),
             worker: WorkerSection::default(),
             storage: StorageSection::default(),
@@ -454,6 +484,16 @@ impl Config {
             max_connections_per_ip: self.smtp.max_connections_per_ip,
             greeting_delay: Duration::from_millis(self.smtp.greeting_delay_ms),
             max_errors: 10,
+        }
+    }
+
+    pub fn imap_config(&self) -> mail::imap::ImapConfig {
+        mail::imap::ImapConfig {
+            hostname: self.mail.hostname.clone(),
+            max_literal: self.imap.max_message_bytes,
+            max_connections_per_ip: self.imap.max_connections_per_ip,
+            autologout: Duration::from_secs(self.imap.autologout_minutes.max(30) * 60),
+            ..mail::imap::ImapConfig::default()
         }
     }
 

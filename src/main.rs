@@ -35,6 +35,8 @@ enum Command {
     Api,
     /// Run the inbound SMTP server (the MX) only.
     Smtp,
+    /// Run the IMAP server only.
+    Imap,
     /// Run the background job workers only.
     Worker,
     /// Apply database migrations and exit.
@@ -66,6 +68,8 @@ enum BenchCommand {
     Outbound(bench::OutboundBench),
     /// Encode and decode dispersed objects (k-of-n shards) on one core, next to a memory copy.
     Vault(bench::VaultBench),
+    /// SELECT a large mailbox and FETCH message headers over loopback IMAP.
+    Imap(bench::ImapBench),
 }
 
 #[derive(Subcommand)]
@@ -99,10 +103,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve(config, Roles { api: true, smtp: true, worker: true }).await,
-            Command::Api => serve(config, Roles { api: true, smtp: false, worker: false }).await,
-            Command::Smtp => serve(config, Roles { api: false, smtp: true, worker: false }).await,
-            Command::Worker => serve(config, Roles { api: false, smtp: false, worker: true }).await,
+            Command::Serve => serve(config, Roles { api: true, smtp: true, imap: true, worker: true }).await,
+            Command::Api => serve(config, Roles { api: true, smtp: false, imap: false, worker: false }).await,
+            Command::Smtp => serve(config, Roles { api: false, smtp: true, imap: false, worker: false }).await,
+            Command::Imap => serve(config, Roles { api: false, smtp: false, imap: true, worker: false }).await,
+            Command::Worker => serve(config, Roles { api: false, smtp: false, imap: false, worker: true }).await,
             Command::Migrate => {
                 let store = open_store(&config).await?;
                 store.close().await;
@@ -124,6 +129,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
             Command::Bench { command: BenchCommand::Outbound(args) } => bench::outbound(args).await,
             Command::Bench { command: BenchCommand::Vault(args) } => bench::vault(args),
+            Command::Bench { command: BenchCommand::Imap(args) } => bench::imap(args).await,
         }
     })
 }
@@ -227,6 +233,7 @@ async fn create_operator(config: &Config, address: &str, display_name: Option<St
 struct Roles {
     api: bool,
     smtp: bool,
+    imap: bool,
     worker: bool,
 }
 
@@ -309,6 +316,26 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         );
         tracing::info!(%address, "submission listening");
         services.spawn(server.serve(listener, stopped()));
+    }
+    if roles.imap {
+        let server = mail::imap::ImapServer::new(config.imap_config(), inbound.clone(), login_guard.clone(), Some(tls_config(&config)?));
+        let listener = tokio::net::TcpListener::bind(config.imap.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.imap.listen))?;
+        let address = listener.local_addr()?;
+        banner.push_str(&format!("  imap listening on {address} (STARTTLS, LOGIN / AUTHENTICATE PLAIN, LOGIN)\n"));
+        tracing::info!(%address, "IMAP listening");
+        services.spawn(server.clone().serve(listener, false, stopped()));
+        if let Some(tls_listen) = config.imap.tls_listen {
+            if config.smtp.tls_certificate.is_none() {
+                anyhow::bail!("imap.tls_listen needs a certificate: set smtp.tls_certificate and smtp.tls_key");
+            }
+            let listener =
+                tokio::net::TcpListener::bind(tls_listen).await.with_context(|| format!("listening on {tls_listen}"))?;
+            let address = listener.local_addr()?;
+            banner.push_str(&format!("  imaps listening on {address} (TLS)\n"));
+            services.spawn(server.serve(listener, true, stopped()));
+        }
     }
     let billing = billing::Billing::new(store.clone(), config.billing.clone(), instance_key(&config)?.pkcs8_der())
         .map_err(|e| anyhow::anyhow!("billing: {e}"))?;

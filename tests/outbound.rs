@@ -47,7 +47,7 @@ async fn a_killed_worker_delivers_exactly_once(backend: Backend) {
     let migrate = Command::new(common::BIN).arg("migrate").envs(env.iter().cloned()).output().unwrap();
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     let (mut api, base) = start("api", &env, &log, "api listening on ");
-    let caliop = common::Caliop { child: Command::new("true").spawn().unwrap(), base, smtp: "127.0.0.1:9".parse().unwrap(), env: env.clone(), log: log.clone() };
+    let caliop = common::Caliop { child: Command::new("true").spawn().unwrap(), base, smtp: "127.0.0.1:9".parse().unwrap(), imap: "127.0.0.1:9".parse().unwrap(), env: env.clone(), log: log.clone() };
     let operator = caliop.operator_token();
 
     let (status, _, tenant) = caliop

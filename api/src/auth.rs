@@ -170,6 +170,17 @@ async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> 
                 }
                 ("message", message.map(|m| m.tenant_id))
             }
+            "mailbox_id" => {
+                let mailbox = state.store.mailbox(tenants::MailboxId(parse("mailbox")?)).await?;
+                if actor.role == Role::User && !mailbox.as_ref().is_some_and(|m| actor.is_account(m.account_id)) {
+                    return Err(Problem::not_found("mailbox"));
+                }
+                let account = match mailbox {
+                    Some(m) => state.store.account(m.account_id).await?,
+                    None => None,
+                };
+                ("mailbox", account.map(|a| a.tenant_id))
+            }
             // Names, not ids: checked by the handler.
             "template" | "language" => continue,
             "hostname_id" => ("hostname", state.store.hostname(parse("hostname")?).await?.map(|h| h.tenant_id)),

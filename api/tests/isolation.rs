@@ -22,6 +22,10 @@ const USER_OPERATIONS: &[&str] = &[
     "deleteMessage",
     "sendMessage",
     "getDelivery",
+    "listMailboxes",
+    "createMailbox",
+    "updateMailbox",
+    "deleteMailbox",
     "listJurisdictions",
 ];
 /// Operations that need no token at all.
@@ -53,6 +57,7 @@ struct Fixture {
     account_id: String,
     api_key_id: String,
     message_id: String,
+    mailbox_id: String,
     plan_id: String,
     hostname_id: String,
 }
@@ -66,7 +71,9 @@ async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
     support::send_with_lettre(app.smtp, "someone@elsewhere.test", &[&to], &raw, false).await.expect("delivered");
     let user = app.login(&to, support::PASSWORD).await;
     let listed = app.get(&format!("/v1/accounts/{account_id}/messages"), &user).await;
+    let mailbox = app.post(&format!("/v1/accounts/{account_id}/mailboxes"), &user, json!({"name": "Projects"})).await;
     Fixture {
+        mailbox_id: mailbox.ok(201)["id"].as_str().unwrap().to_owned(),
         tenant_id: e.tenant_id.clone(),
         domain_id: e.domain_id.clone(),
         account_id,
@@ -96,6 +103,7 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{account_id}", &ids.account_id),
         ("{api_key_id}", &ids.api_key_id),
         ("{message_id}", &ids.message_id),
+        ("{mailbox_id}", &ids.mailbox_id),
         ("{plan_id}", &ids.plan_id),
         ("{hostname_id}", &ids.hostname_id),
         ("{template}", &"welcome".to_owned()),
@@ -176,6 +184,7 @@ async fn users_are_refused_admin_routes(backend: Backend) {
         let body = match id.as_str() {
             // An owner's request must be valid to succeed.
             "sendMessage" => Some(json!({"to": ["someone@a.test"], "text": "hello"})),
+            "createMailbox" => Some(json!({"name": "Made by the test"})),
             _ => matches!(method.as_str(), "POST" | "PATCH" | "PUT").then(|| json!({})),
         };
         let reply = app.send(&method, &url, Some(&user), body).await;

@@ -106,6 +106,7 @@ print("sent")
     assert_eq!(meta["subject"], "Lunch on Friday?");
     assert_eq!(meta["sender"], "dave@sender.test");
     assert_eq!(meta["folder"], "inbox");
+    assert_eq!(meta["uid"], 1, "the first message of the INBOX: {meta}");
     let raw = app.raw(app.http.get(format!("{}/v1/messages/{}/raw", app.base, meta["id"].as_str().unwrap())).bearer_auth(&token)).await;
     let text = raw.text();
     assert!(text.starts_with("Received: from client.sender.test ([127.0.0.1]) by mx.caliop.test with ESMTPS"), "{text}");

@@ -170,7 +170,7 @@ impl Inbound {
             tracing::error!(error = %e, "recipient lookup failed");
             Reply::new(451, "4.3.0", "local error in processing, try again later")
         };
-        let mailbox = match self.store.mailbox(&address).await.map_err(internal)? {
+        let mailbox = match self.store.recipient(&address).await.map_err(internal)? {
             Some(m) if m.account.status != AccountStatus::Deleted => m,
             _ => {
                 if self.store.domain_by_name(&address.domain()).await.map_err(internal)?.is_none() {
@@ -361,6 +361,10 @@ impl Inbound {
                     (sealed, None, None)
                 }
             };
+            let rfc822_size = match recipient.level {
+                Level::Standard => (data.len() + trace.iter().map(|l| l.len() + 2).sum::<usize>()) as i64,
+                _ => content.len() as i64,
+            };
             // Above `sealed`, the bytes go to the storage sites, not the database.
             let (content, dispersed) = match recipient.level {
                 Level::Dispersed | Level::EndToEnd => match self.disperse(account.tenant_id, id, &content).await {
@@ -386,6 +390,10 @@ impl Inbound {
                 arrived_encrypted: encrypted,
                 content,
                 dispersed,
+                rfc822_size,
+                flags: Vec::new(),
+                keywords: Vec::new(),
+                received_at: None,
             });
         }
         let sizes: i64 = messages.iter().map(NewMessage::size).sum();

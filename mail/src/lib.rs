@@ -6,6 +6,7 @@ pub mod dispersed;
 pub mod dns;
 pub mod dsn;
 pub mod https;
+pub mod imap;
 pub mod inbound;
 pub mod mta_sts;
 pub mod outbound;
@@ -19,6 +20,8 @@ pub mod wkd;
 pub mod dns_server;
 #[cfg(any(test, feature = "testing"))]
 pub mod https_server;
+#[cfg(any(test, feature = "testing"))]
+pub mod imap_probe;
 #[cfg(any(test, feature = "testing"))]
 pub mod probe;
 #[cfg(any(test, feature = "testing"))]

@@ -367,6 +367,10 @@ impl Outbound {
                 (sealed, None, None)
             }
         };
+        let rfc822_size = match level {
+            Level::Standard => sent_plain.len() as i64,
+            _ => content.len() as i64,
+        };
         // Above `sealed`, the Sent copy's bytes go to the storage sites.
         let (content, dispersed) = match level {
             Level::Dispersed | Level::EndToEnd => {
@@ -404,6 +408,11 @@ impl Outbound {
             arrived_encrypted: encrypted,
             content,
             dispersed,
+            rfc822_size,
+            // The sender has read what they wrote.
+            flags: vec![tenants::Flag::Seen],
+            keywords: Vec::new(),
+            received_at: None,
         };
 
         let mut outbound = Vec::with_capacity(versions.len());

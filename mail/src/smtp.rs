@@ -741,30 +741,19 @@ async fn authenticate(
     name: &str,
     password: secrecy::SecretString,
 ) -> Result<tenants::Account, Reply> {
-    let invalid = || Reply::new(535, "5.7.8", "authentication credentials invalid");
-    let Ok(address) = tenants::EmailAddress::parse(name) else { return Err(invalid()) };
-    if let Err(t) = guard.check(Some(address.as_str()), ip) {
-        return Err(Reply::new(
+    use tenants::login::SignInRefused;
+    tenants::login::sign_in(inbound.store(), guard, ip, name, password).await.map_err(|refused| match refused {
+        SignInRefused::Invalid => {
+            tracing::info!(%ip, "failed submission authentication");
+            Reply::new(535, "5.7.8", "authentication credentials invalid")
+        }
+        SignInRefused::TooManyAttempts(t) => Reply::new(
             454,
             "4.7.0",
             format!("too many failed authentications; try again in {} seconds", t.retry_after),
-        ));
-    }
-    let account = inbound.store().verify_password(&address, password).await.map_err(|e| {
-        tracing::error!(error = %e, "password check failed");
-        Reply::new(454, "4.7.0", "temporary authentication failure")
-    })?;
-    match account {
-        Some(account) if account.status == tenants::AccountStatus::Active => {
-            guard.record_success(address.as_str());
-            Ok(account)
-        }
-        _ => {
-            guard.record_failure(Some(address.as_str()), ip);
-            tracing::info!(%ip, "failed submission authentication");
-            Err(invalid())
-        }
-    }
+        ),
+        SignInRefused::Unavailable => Reply::new(454, "4.7.0", "temporary authentication failure"),
+    })
 }
 
 /// End of DATA on the submission port: queue the message.

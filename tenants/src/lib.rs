@@ -19,7 +19,7 @@ pub mod store;
 pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{DeadJob, QueueDepth, 
-    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, Mailbox, MessageMeta, NewAccount, NewApiKey,
+    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, Mailbox, MessageMeta, RecipientAccount, NewAccount, NewApiKey,
     NewDomain, NewMessage, NewTenant, Page, Store, Tenant, TenantFilter, TenantUpdate,
 };
 

@@ -77,6 +77,46 @@ impl LoginGuard {
     }
 }
 
+/// Why a mail client's sign-in failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignInRefused {
+    /// Wrong address or password, or an account that may not sign in.
+    Invalid,
+    TooManyAttempts(TooManyAttempts),
+    /// The store failed; the client may try again.
+    Unavailable,
+}
+
+/// A mail client's sign-in (submission, IMAP): the active account these
+/// credentials open, checked and counted exactly like the API's.
+pub async fn sign_in(
+    store: &Store,
+    guard: &LoginGuard,
+    ip: IpAddr,
+    name: &str,
+    password: SecretString,
+) -> Result<Account, SignInRefused> {
+    let Ok(address) = EmailAddress::parse(name) else {
+        guard.record_failure(None, ip);
+        return Err(SignInRefused::Invalid);
+    };
+    guard.check(Some(address.as_str()), ip).map_err(SignInRefused::TooManyAttempts)?;
+    let account = store.verify_password(&address, password).await.map_err(|e| {
+        tracing::error!(error = %e, "password check failed");
+        SignInRefused::Unavailable
+    })?;
+    match account {
+        Some(account) if account.status == crate::AccountStatus::Active => {
+            guard.record_success(address.as_str());
+            Ok(account)
+        }
+        _ => {
+            guard.record_failure(Some(address.as_str()), ip);
+            Err(SignInRefused::Invalid)
+        }
+    }
+}
+
 impl Store {
     /// The account at `address` if `password` is its password, whatever its
     /// status (callers decide what a suspended account may do). Hashing runs

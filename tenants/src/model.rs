@@ -60,6 +60,10 @@ id_type!(
     /// Identifies a stored message (one per recipient account).
     MessageId
 );
+id_type!(
+    /// Identifies a mailbox (an IMAP folder) of an account.
+    MailboxId
+);
 
 /// A fully qualified DNS domain name in its ASCII (A-label) form, lower-cased,
 /// without a trailing dot.
@@ -386,10 +390,12 @@ string_enum!(
 );
 
 string_enum!(
-    /// Where a message sits in its account.
+    /// The special use of a mailbox (RFC 6154): every account has one
+    /// mailbox of each, and mail arrives in (or is sent from) them.
     Folder, "folder" {
         Inbox => "inbox",
         Sent => "sent",
+        Drafts => "drafts",
         Archive => "archive",
         Junk => "junk",
         Trash => "trash",
@@ -403,8 +409,35 @@ string_enum!(
         Answered => "answered",
         Flagged => "flagged",
         Draft => "draft",
+        Deleted => "deleted",
     }
 );
+
+impl Folder {
+    /// The name of the account's mailbox of this use, as it is first made.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "INBOX",
+            Folder::Sent => "Sent",
+            Folder::Drafts => "Drafts",
+            Folder::Archive => "Archive",
+            Folder::Junk => "Junk",
+            Folder::Trash => "Trash",
+        }
+    }
+
+    /// The RFC 6154 attribute (none for INBOX, which needs none).
+    pub fn special_use(self) -> Option<&'static str> {
+        match self {
+            Folder::Inbox => None,
+            Folder::Sent => Some("\\Sent"),
+            Folder::Drafts => Some("\\Drafts"),
+            Folder::Archive => Some("\\Archive"),
+            Folder::Junk => Some("\\Junk"),
+            Folder::Trash => Some("\\Trash"),
+        }
+    }
+}
 
 /// The hosting package of a tenant. For a reseller, limits cover its own
 /// objects and every descendant's together.

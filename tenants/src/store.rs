@@ -338,7 +338,7 @@ impl TryFrom<AccountRow> for Account {
 
 /// An account and the parts of its tenant that mail delivery checks.
 #[derive(Clone, Debug)]
-pub struct Mailbox {
+pub struct RecipientAccount {
     pub account: Account,
     pub tenant_status: TenantStatus,
     pub tenant_min_level: Level,
@@ -347,7 +347,7 @@ pub struct Mailbox {
 }
 
 #[derive(FromRow)]
-struct MailboxRow {
+struct RecipientAccountRow {
     #[sqlx(flatten)]
     account: AccountRow,
     tenant_status: String,
@@ -358,10 +358,10 @@ struct MailboxRow {
     storage_quota_bytes: i64,
 }
 
-impl TryFrom<MailboxRow> for Mailbox {
+impl TryFrom<RecipientAccountRow> for RecipientAccount {
     type Error = Error;
-    fn try_from(r: MailboxRow) -> Result<Mailbox> {
-        Ok(Mailbox {
+    fn try_from(r: RecipientAccountRow) -> Result<RecipientAccount> {
+        Ok(RecipientAccount {
             account: r.account.try_into()?,
             tenant_status: r.tenant_status.parse().map_err(stored)?,
             tenant_min_level: r.tenant_min_level.parse().map_err(stored)?,
@@ -643,6 +643,8 @@ pub struct Store {
     pool: Pool,
     /// Where message deliveries queue for the group commit.
     committer: Option<tokio::sync::mpsc::Sender<messages::Delivery>>,
+    /// Mailboxes that changed in this process, for IMAP sessions to look.
+    changes: tokio::sync::broadcast::Sender<MailboxId>,
 }
 
 impl Store {
@@ -667,8 +669,9 @@ impl Store {
             }
         };
         let (queue, deliveries) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(messages::group_committer(Store { pool: pool.clone(), committer: None }, deliveries));
-        Ok(Store { pool, committer: Some(queue) })
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
+        tokio::spawn(messages::group_committer(Store { pool: pool.clone(), committer: None, changes: changes.clone() }, deliveries));
+        Ok(Store { pool, committer: Some(queue), changes })
     }
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
@@ -1024,16 +1027,16 @@ impl Store {
 
     /// An account with what delivering to it needs of its tenant, in one
     /// query: the hot path of every RCPT TO.
-    pub async fn mailbox(&self, address: &EmailAddress) -> Result<Option<Mailbox>> {
+    pub async fn recipient(&self, address: &EmailAddress) -> Result<Option<RecipientAccount>> {
         let sql = "SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
                a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
                a.storage_used_bytes, a.storage_quota_bytes, \
                t.status AS tenant_status, t.min_level AS tenant_min_level, \
                t.storage_used_bytes AS tenant_storage_used_bytes, t.storage_quota_bytes AS tenant_storage_quota_bytes \
              FROM accounts a JOIN tenants t ON t.id = a.tenant_id WHERE a.address = $1";
-        let row: Option<MailboxRow> = on_pool!(&self.pool, p =>
+        let row: Option<RecipientAccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.as_str()).fetch_optional(p).await)?;
-        row.map(Mailbox::try_from).transpose()
+        row.map(RecipientAccount::try_from).transpose()
     }
 
     pub async fn list_accounts(&self, tenant: TenantId, page: Page) -> Result<Vec<Account>> {
@@ -1245,6 +1248,8 @@ mod jobs;
 #[macro_use]
 mod objects;
 #[macro_use]
+mod mailboxes;
+#[macro_use]
 mod messages;
 mod outbound;
 mod billing;
@@ -1258,5 +1263,6 @@ pub use billing::{
 pub use dkim::{DkimKey, NewDkimKey};
 pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
+pub use mailboxes::{FlagChange, FlagOp, Mailbox, MailboxChanges, MailboxCounts, ViewEntry, mailbox_name};
 pub use messages::{Correspondent, MessageMeta, NewMessage, StoredContent, TrafficDay};
 pub use objects::{NewObject, NewShard, ObjectCount, RedundancyCount, ShardRecord, SiteUsage, StoredObject};

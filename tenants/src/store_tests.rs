@@ -313,8 +313,12 @@ fn date(text: &str) -> chrono::NaiveDate {
 /// A stored message of `size` bytes in `folder`, received (or sent) at `when`.
 async fn stored_message(store: &Store, a: &Account, when: &str, size: i64, folder: &str) -> Uuid {
     let id = Uuid::now_v7();
-    let sql = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, folder, flags, envelope_from, \
-         envelope_to, privacy, authentication, content) VALUES ($1, $2, $3, $4, $5, 'standard', $6, '', 'a@x.test', 'b@y.test', '{}', '{}', $7)";
+    store.ensure_mailboxes(a.id).await.unwrap();
+    let sql = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, mailbox_id, uid, flags, envelope_from, \
+         envelope_to, privacy, authentication, content) VALUES ($1, $2, $3, $4, $5, 'standard', \
+         (SELECT id FROM mailboxes WHERE account_id = $3 AND role = $6), \
+         (SELECT COALESCE(MAX(m.uid), 0) + 1 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.account_id = $3 AND b.role = $6), \
+         '', 'a@x.test', 'b@y.test', '{}', '{}', $7)";
     on_pool!(&store.pool, p => sqlx::query(sql).bind(id).bind(a.tenant_id.0).bind(a.id.0).bind(at(when)).bind(size).bind(folder)
         .bind(Vec::<u8>::new()).execute(p).await.map(|_| ())).unwrap();
     id

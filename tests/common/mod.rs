@@ -18,6 +18,7 @@ pub struct Caliop {
     pub child: Child,
     pub base: String,
     pub smtp: std::net::SocketAddr,
+    pub imap: std::net::SocketAddr,
     pub env: Vec<(String, String)>,
     pub log: std::path::PathBuf,
 }
@@ -48,6 +49,7 @@ pub async fn environment(backend: Backend, data: &Path, dns: std::net::SocketAdd
         ("CALIOP_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_SMTP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_SUBMISSION_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CALIOP_IMAP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_DNS_RESOLVER".to_owned(), dns.to_string()),
         ("CALIOP_DNS_TIMEOUT_MS".to_owned(), "500".to_owned()),
         ("CALIOP_MAIL_HOSTNAME".to_owned(), "mx.caliop.test".to_owned()),
@@ -76,8 +78,8 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
             let _ = tx.send(line);
         }
     });
-    let (mut base, mut smtp) = (None, None);
-    while base.is_none() || smtp.is_none() {
+    let (mut base, mut smtp, mut imap) = (None, None, None);
+    while base.is_none() || smtp.is_none() || imap.is_none() {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("caliop serve prints where it listens");
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("api listening on ") {
@@ -86,8 +88,11 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         if let Some(rest) = line.strip_prefix("smtp listening on ") {
             smtp = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
+        if let Some(rest) = line.strip_prefix("imap listening on ") {
+            imap = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
     }
-    Caliop { child, base: base.unwrap(), smtp: smtp.unwrap(), env, log }
+    Caliop { child, base: base.unwrap(), smtp: smtp.unwrap(), imap: imap.unwrap(), env, log }
 }
 
 impl Caliop {

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use mail::outbound::{Draft, Refusal};
 use tenants::store::{RecipientDelivery, StoredContent};
-use tenants::{AccountId, Actor, Flag, Folder, Level, MessageId, MessageMeta};
+use tenants::{AccountId, Actor, Flag, Folder, Level, MailboxId, MessageId, MessageMeta};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Paged;
@@ -24,8 +24,10 @@ use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails, Query};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MessageListQuery {
-    /// Only this folder.
+    /// Only the mailbox of this special use.
     pub folder: Option<Folder>,
+    /// Only this mailbox.
+    pub mailbox_id: Option<MailboxId>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -33,9 +35,14 @@ pub struct MessageListQuery {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMessage {
+    /// Move it to the account's mailbox of this special use.
     pub folder: Option<Folder>,
+    /// Move it to this mailbox of the account (not with `folder`).
+    pub mailbox_id: Option<MailboxId>,
     /// The complete new set of flags.
     pub flags: Option<Vec<Flag>>,
+    /// The complete new set of keywords (IMAP atoms such as `$Forwarded`).
+    pub keywords: Option<Vec<String>>,
 }
 
 fn owner_only(actor: &Actor, account: AccountId) -> ApiResult<()> {
@@ -70,7 +77,7 @@ pub async fn list_messages(
 ) -> ApiResult<Json<Paged<MessageMeta>>> {
     owner_only(&actor, account_id)?;
     let page = super::PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
-    let messages = state.store.list_messages(account_id, query.folder, page).await?;
+    let messages = state.store.list_messages(account_id, query.folder, query.mailbox_id, page).await?;
     Ok(Json(Paged::new(messages, page, |m| m.id.0)))
 }
 
@@ -158,9 +165,15 @@ pub async fn update_message(
     Json(body): Json<UpdateMessage>,
 ) -> ApiResult<Json<MessageMeta>> {
     let message = load(&state, &actor, message_id).await?;
-    let folder = body.folder.unwrap_or(message.folder);
+    let mailbox = match (body.folder, body.mailbox_id) {
+        (Some(_), Some(_)) => return Err(Problem::invalid("give `folder` or `mailbox_id`, not both")),
+        (Some(folder), None) => state.store.mailbox_of_role(message.account_id, folder).await?.id,
+        (None, Some(id)) => id,
+        (None, None) => message.mailbox_id,
+    };
     let flags = body.flags.unwrap_or_else(|| message.flags.clone());
-    Ok(Json(state.store.update_message(&actor.audit_name(), &message, folder, &flags).await?))
+    let keywords = body.keywords.unwrap_or_else(|| message.keywords.clone());
+    Ok(Json(state.store.update_message(&actor.audit_name(), &message, mailbox, &flags, &keywords).await?))
 }
 
 /// Delete a message

@@ -9,6 +9,7 @@ mod billing;
 pub(crate) mod branding;
 pub use branding::caliop_brand;
 mod domains;
+mod mailboxes;
 mod messages;
 mod queue;
 mod reset;
@@ -47,6 +48,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::delivery))
         .routes(routes!(messages::get_message, messages::update_message, messages::delete_message))
         .routes(routes!(messages::raw_message))
+        .routes(routes!(mailboxes::list_mailboxes, mailboxes::create_mailbox))
+        .routes(routes!(mailboxes::update_mailbox, mailboxes::delete_mailbox))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(audit::tenant_audit))

@@ -17,6 +17,9 @@ pub struct TestApp {
     pub smtp: std::net::SocketAddr,
     /// The submission port (AUTH PLAIN/LOGIN).
     pub submission: std::net::SocketAddr,
+    /// IMAP, in clear with STARTTLS (loopback clients may sign in without it).
+    pub imap: std::net::SocketAddr,
+    pub imap_server: mail::imap::ImapServer,
     pub inbound: std::sync::Arc<mail::inbound::Inbound>,
     /// Three local storage sites (FR, DE, CH) under `data_dir/sites`, 2-of-3.
     pub dispersed: std::sync::Arc<mail::dispersed::Dispersed>,
@@ -59,6 +62,15 @@ pub fn smtp_config() -> mail::smtp::SmtpConfig {
         max_recipients: 5,
         command_timeout: Duration::from_secs(20),
         ..mail::smtp::SmtpConfig::default()
+    }
+}
+
+/// IMAP settings of the tests: small literals, so that the limit is easy to reach.
+pub fn imap_config() -> mail::imap::ImapConfig {
+    mail::imap::ImapConfig {
+        hostname: MAIL_HOST.into(),
+        max_literal: 4 * 1024 * 1024,
+        ..mail::imap::ImapConfig::default()
     }
 }
 
@@ -116,6 +128,10 @@ pub async fn spawn_billing(
         Some(tls.clone()),
     );
     tokio::spawn(server.serve(submission_listener, std::future::pending()));
+    let imap_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let imap = imap_listener.local_addr().expect("local addr");
+    let imap_server = mail::imap::ImapServer::new(imap_config(), inbound.clone(), login_guard.clone(), Some(tls.clone()));
+    tokio::spawn(imap_server.clone().serve(imap_listener, false, std::future::pending()));
     let server = mail::smtp::SmtpServer::new(smtp, inbound.clone(), Some(tls));
     tokio::spawn(server.serve(smtp_listener, std::future::pending()));
     let billing = billing::Billing::new(store.clone(), billing, key.pkcs8_der()).expect("billing");
@@ -140,6 +156,8 @@ pub async fn spawn_billing(
         base,
         smtp: smtp_addr,
         submission,
+        imap,
+        imap_server,
         inbound,
         dispersed,
         resolver,

@@ -12,8 +12,8 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Audit, INSERT_AUDIT, Page, Pool, Store};
-use crate::model::{AccountId, Flag, Folder, Level, MessageId, TenantId};
+use super::{Audit, INSERT_AUDIT, Mailbox, Page, Pool, Store};
+use crate::model::{AccountId, Flag, Folder, Level, MailboxId, MessageId, TenantId};
 use crate::privacy::PrivacyIndex;
 use crate::{Error, Result};
 
@@ -39,6 +39,14 @@ pub struct NewMessage {
     pub content: Vec<u8>,
     /// The shards that hold the bytes, when they are dispersed.
     pub dispersed: Option<super::NewObject>,
+    /// Bytes of the message as it is served (RFC822.SIZE): the plaintext at
+    /// `standard`, the stored PGP/MIME form above.
+    pub rfc822_size: i64,
+    /// Flags and keywords it starts with (an IMAP APPEND's), usually none.
+    pub flags: Vec<Flag>,
+    pub keywords: Vec<String>,
+    /// The INTERNALDATE an APPEND gave; else the time it is stored.
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 impl NewMessage {
@@ -67,8 +75,16 @@ pub struct MessageMeta {
     /// Bytes stored, counted against the tenant's quota.
     pub size: i64,
     pub level: Level,
-    pub folder: Folder,
+    pub mailbox_id: MailboxId,
+    /// The special use of its mailbox; none in a mailbox of the account's own.
+    pub folder: Option<Folder>,
+    /// Its IMAP UID in its mailbox.
+    pub uid: i64,
     pub flags: Vec<Flag>,
+    /// IMAP keywords (`$Forwarded`, `$Junk`, a client's own).
+    pub keywords: Vec<String>,
+    /// Bytes served by `/raw` and IMAP (RFC822.SIZE).
+    pub rfc822_size: i64,
     pub envelope_from: String,
     pub envelope_to: String,
     /// Only for `standard` messages.
@@ -87,8 +103,12 @@ struct MessageRow {
     received_at: DateTime<Utc>,
     size: i64,
     level: String,
-    folder: String,
+    mailbox_id: Uuid,
+    role: Option<String>,
+    uid: i64,
     flags: String,
+    keywords: String,
+    rfc822_size: i64,
     envelope_from: String,
     envelope_to: String,
     subject: Option<String>,
@@ -108,8 +128,12 @@ impl TryFrom<MessageRow> for MessageMeta {
             received_at: r.received_at,
             size: r.size,
             level: r.level.parse().map_err(stored)?,
-            folder: r.folder.parse().map_err(stored)?,
-            flags: r.flags.split(' ').filter(|f| !f.is_empty()).map(str::parse).collect::<Result<_>>().map_err(stored)?,
+            mailbox_id: MailboxId(r.mailbox_id),
+            folder: r.role.as_deref().map(str::parse).transpose().map_err(stored)?,
+            uid: r.uid,
+            flags: parse_flags(&r.flags).map_err(stored)?,
+            keywords: r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+            rfc822_size: r.rfc822_size,
             envelope_from: r.envelope_from,
             envelope_to: r.envelope_to,
             subject: r.subject,
@@ -156,12 +180,13 @@ const TRAFFIC: &str = "WITH RECURSIVE subtree(id) AS ( \
        WHERE m.tenant_id IN (SELECT id FROM subtree) AND m.received_at >= $2 AND m.received_at < $3) counted \
      GROUP BY day";
 
-const META_COLUMNS: &str = "id, tenant_id, account_id, received_at, size, level, folder, flags, envelope_from, \
-     envelope_to, subject, sender, privacy, authentication";
+const META_COLUMNS: &str = "m.id, m.tenant_id, m.account_id, m.received_at, m.size, m.level, m.mailbox_id, b.role, \
+     m.uid, m.flags, m.keywords, m.rfc822_size, m.envelope_from, m.envelope_to, m.subject, m.sender, m.privacy, m.authentication";
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, \
-     folder, flags, envelope_from, envelope_to, subject, sender, privacy, authentication, content, storage) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10, $11, $12, $13, $14, $15)";
+     mailbox_id, uid, modseq, flags, keywords, rfc822_size, envelope_from, envelope_to, subject, sender, privacy, \
+     authentication, content, storage) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
 /// Counts the bytes against the quota, in the same statement that checks it.
 pub(super) const COUNT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
      WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes RETURNING storage_used_bytes, storage_quota_bytes";
@@ -173,11 +198,18 @@ const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, 
      SET received = correspondents.received + 1, \
          received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
 
-/// Stores one message in `$folder` inside the caller's transaction, counting
-/// its bytes against the tenant's quota; evaluates to false (and stores
-/// nothing) when the quota has no room.
+pub(super) const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = $1";
+pub(super) const FREE_TENANT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+pub(super) const FREE_ACCOUNT_STORAGE: &str = "UPDATE accounts SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+/// A deleted message's dispersed object: its shards are purged afterwards.
+pub(super) const SHRED_OBJECT: &str = "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
+
+/// Stores one message in `$target` (a [`super::mailboxes::Target`]) inside
+/// the caller's transaction, counting its bytes against the tenant's quota;
+/// evaluates to the mailbox and UID it got, or `None` (and stores nothing)
+/// when the quota has no room.
 macro_rules! store_message {
-    ($tx:expr, $m:expr, $folder:expr, $now:expr) => {{
+    ($tx:expr, $m:expr, $target:expr, $now:expr) => {{
         let m: &NewMessage = $m;
         let size = m.size();
         let counted: Option<(i64, i64)> =
@@ -187,14 +219,22 @@ macro_rules! store_message {
             None => false,
         };
         if let (Some((used, quota)), true) = (counted, account_room) {
+            let target: &super::mailboxes::Target = &$target;
+            let (mailbox_id, uid, modseq) = take_uids!($tx, m.account_id, target, 1);
+            let received_at = m.received_at.unwrap_or($now);
             sqlx::query(INSERT_MESSAGE)
                 .bind(m.id.0)
                 .bind(m.tenant_id.0)
                 .bind(m.account_id.0)
-                .bind($now)
+                .bind(received_at)
                 .bind(size)
                 .bind(m.level.as_str())
-                .bind(Folder::as_str($folder))
+                .bind(mailbox_id)
+                .bind(uid)
+                .bind(modseq)
+                .bind(super::messages::flags_text(&m.flags))
+                .bind(m.keywords.join(" "))
+                .bind(m.rfc822_size)
                 .bind(&m.envelope_from)
                 .bind(&m.envelope_to)
                 .bind(&m.subject)
@@ -208,7 +248,7 @@ macro_rules! store_message {
             if let Some(object) = &m.dispersed {
                 insert_object!($tx, m.id.0, m.tenant_id.0, object, $now);
             }
-            let sent = $folder == Folder::Sent;
+            let sent = matches!(target, super::mailboxes::Target::Role(Folder::Sent));
             sqlx::query(super::billing::COUNT_USAGE)
                 .bind(m.tenant_id.0)
                 .bind(super::billing::month_of($now))
@@ -226,14 +266,18 @@ macro_rules! store_message {
                     .execute(&mut *$tx)
                     .await?;
             }
-            true
+            Some((crate::model::MailboxId(mailbox_id), uid))
         } else {
-            false
+            None
         }
     }};
 }
 
-fn flags_text(flags: &[Flag]) -> String {
+pub(super) fn parse_flags(text: &str) -> Result<Vec<Flag>> {
+    text.split(' ').filter(|f| !f.is_empty()).map(str::parse).collect()
+}
+
+pub(super) fn flags_text(flags: &[Flag]) -> String {
     let mut flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
     flags.sort_unstable();
     flags.dedup();
@@ -295,14 +339,17 @@ impl Store {
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let mut outcomes = Vec::with_capacity(batch.len());
+            let mut touched = Vec::new();
             for messages in &batch {
                 let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
                 let mut over_quota = false;
+                let mut stored = Vec::with_capacity(messages.len());
                 for m in messages {
-                    if !store_message!(savepoint, m, Folder::Inbox, now) {
+                    let Some((mailbox, _)) = store_message!(savepoint, m, super::mailboxes::Target::Role(Folder::Inbox), now) else {
                         over_quota = true;
                         break;
-                    }
+                    };
+                    stored.push(mailbox);
                     if !m.envelope_from.is_empty() {
                         sqlx::query(REMEMBER_SENDER)
                             .bind(m.account_id.0)
@@ -317,27 +364,41 @@ impl Store {
                     outcomes.push(Err(Error::LimitExceeded("the tenant's storage quota is exhausted".into())));
                 } else {
                     savepoint.commit().await?;
+                    touched.extend(stored);
                     outcomes.push(Ok(messages.iter().map(|m| m.id).collect()));
                 }
             }
             tx.commit().await?;
+            for mailbox in touched {
+                self.changed(mailbox);
+            }
             Ok(outcomes)
         })
     }
 
-    pub async fn list_messages(&self, account: AccountId, folder: Option<Folder>, page: Page) -> Result<Vec<MessageMeta>> {
+    /// A page of the account's messages, in one mailbox (by id or by
+    /// special use) or in all.
+    pub async fn list_messages(
+        &self,
+        account: AccountId,
+        folder: Option<Folder>,
+        mailbox: Option<MailboxId>,
+        page: Page,
+    ) -> Result<Vec<MessageMeta>> {
         let sql = super::join_sql(
             "SELECT ",
             META_COLUMNS,
-            " FROM messages WHERE account_id = $1 AND ($2 IS NULL OR folder = $2) AND id > $3 ORDER BY id LIMIT $4",
+            " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.account_id = $1 \
+              AND ($2 IS NULL OR b.role = $2) AND ($3 IS NULL OR m.mailbox_id = $3) AND m.id > $4 ORDER BY m.id LIMIT $5",
         );
         let rows: Vec<MessageRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
-            .bind(account.0).bind(folder.map(Folder::as_str)).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
+            .bind(account.0).bind(folder.map(Folder::as_str)).bind(mailbox.map(|m| m.0)).bind(page.after()).bind(page.fetch())
+            .fetch_all(p).await)?;
         rows.into_iter().map(MessageMeta::try_from).collect()
     }
 
     pub async fn message(&self, id: MessageId) -> Result<Option<MessageMeta>> {
-        let sql = super::join_sql("SELECT ", META_COLUMNS, " FROM messages WHERE id = $1");
+        let sql = super::join_sql("SELECT ", META_COLUMNS, " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.id = $1");
         let row: Option<MessageRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
         row.map(MessageMeta::try_from).transpose()
     }
@@ -387,36 +448,84 @@ impl Store {
             .collect())
     }
 
-    pub async fn update_message(&self, actor: &str, message: &MessageMeta, folder: Folder, flags: &[Flag]) -> Result<MessageMeta> {
-        let sql = "UPDATE messages SET folder = $2, flags = $3 WHERE id = $1";
+    /// Files a message in another mailbox (a new UID there; its old one
+    /// is expunged) and sets its flags and keywords, as one change.
+    pub async fn update_message(
+        &self,
+        actor: &str,
+        message: &MessageMeta,
+        mailbox: MailboxId,
+        flags: &[Flag],
+        keywords: &[String],
+    ) -> Result<MessageMeta> {
+        let keywords = super::mailboxes::keywords_text(keywords)?;
+        let moved = mailbox != message.mailbox_id;
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            sqlx::query(sql).bind(message.id.0).bind(folder.as_str()).bind(flags_text(flags)).execute(&mut *tx).await?;
+            let owner: Option<(Uuid,)> = sqlx::query_as("SELECT account_id FROM mailboxes WHERE id = $1")
+                .bind(mailbox.0).fetch_optional(&mut *tx).await?;
+            if owner.map(|(a,)| a) != Some(message.account_id.0) {
+                return Err(Error::Invalid(format!("mailbox {mailbox} is not one of this account's")));
+            }
+            let (_, uid, modseq) = take_uids!(tx, message.account_id, &super::mailboxes::Target::Mailbox(mailbox), i64::from(moved));
+            let uid = if moved { uid } else { message.uid };
+            sqlx::query("UPDATE messages SET mailbox_id = $2, uid = $3, modseq = $4, flags = $5, keywords = $6 WHERE id = $1")
+                .bind(message.id.0).bind(mailbox.0).bind(uid).bind(modseq).bind(flags_text(flags)).bind(&keywords)
+                .execute(&mut *tx).await?;
+            if moved {
+                bury!(tx, message.mailbox_id.0, message.uid);
+            }
             write_audit!(tx, Audit {
                 actor,
                 tenant_id: Some(message.tenant_id.0),
                 action: "message.update",
                 object_type: "message",
                 object_id: message.id.to_string(),
-                detail: serde_json::json!({ "folder": folder, "flags": flags }),
+                detail: serde_json::json!({ "mailbox": mailbox, "flags": flags, "keywords": keywords }),
             });
             tx.commit().await?;
         });
+        self.changed(message.mailbox_id);
+        self.changed(mailbox);
         self.message(message.id).await?.ok_or(Error::NotFound("message"))
+    }
+
+    /// Stores messages in a mailbox, all or none (APPEND, COPY); returns
+    /// their UIDs. Refuses with `LimitExceeded` when the quota has no room.
+    pub async fn append_messages(&self, mailbox: &Mailbox, messages: &[NewMessage]) -> Result<Vec<i64>> {
+        for m in messages {
+            super::mailboxes::keywords_text(&m.keywords)?;
+            if m.account_id != mailbox.account_id {
+                return Err(Error::Invalid("a message goes only to a mailbox of its own account".into()));
+            }
+        }
+        let now = Utc::now();
+        let uids = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut uids = Vec::with_capacity(messages.len());
+            for m in messages {
+                match store_message!(tx, m, super::mailboxes::Target::Mailbox(mailbox.id), now) {
+                    Some((_, uid)) => uids.push(uid),
+                    None => return Err(Error::LimitExceeded("the organisation's storage quota has no room for this message".into())),
+                }
+            }
+            tx.commit().await?;
+            uids
+        });
+        self.changed(mailbox.id);
+        Ok(uids)
     }
 
     /// Deletes a message and gives its bytes back to the tenant's quota.
     /// A dispersed message's object is marked deleted in the same
     /// transaction; its shards are purged from the sites afterwards.
     pub async fn delete_message(&self, actor: &str, message: &MessageMeta) -> Result<()> {
-        let delete = "DELETE FROM messages WHERE id = $1";
-        let free = "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
-        let free_account = "UPDATE accounts SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
-        let shred = "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
+        let (delete, free, free_account, shred) = (DELETE_MESSAGE, FREE_TENANT_STORAGE, FREE_ACCOUNT_STORAGE, SHRED_OBJECT);
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let done = sqlx::query(delete).bind(message.id.0).execute(&mut *tx).await?;
             if done.rows_affected() == 1 {
+                bury!(tx, message.mailbox_id.0, message.uid);
                 sqlx::query(free).bind(message.tenant_id.0).bind(message.size).execute(&mut *tx).await?;
                 sqlx::query(free_account).bind(message.account_id.0).bind(message.size).execute(&mut *tx).await?;
                 sqlx::query(super::billing::COUNT_USAGE)
@@ -434,6 +543,7 @@ impl Store {
             });
             tx.commit().await?;
         });
+        self.changed(message.mailbox_id);
         Ok(())
     }
 }

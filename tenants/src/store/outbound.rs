@@ -147,11 +147,11 @@ impl Store {
             over(tenant_messages, 1, s.limits.tenant_messages_per_hour, "organisation's", "messages per hour")?;
             over(tenant_recipients, recipients, s.limits.tenant_recipients_per_day, "organisation's", "recipients per day")?;
 
-            if !store_message!(tx, &s.sent_copy, Folder::Sent, now) {
+            let Some((sent_mailbox, _)) = store_message!(tx, &s.sent_copy, super::mailboxes::Target::Role(Folder::Sent), now) else {
                 return Err(Error::LimitExceeded(
                     "the organisation's storage quota is exhausted: the Sent copy does not fit".into(),
                 ));
-            }
+            };
             for o in &s.outbound {
                 sqlx::query(INSERT_OUTBOUND)
                     .bind(o.id)
@@ -184,6 +184,7 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
+            self.changed(sent_mailbox);
         });
         Ok(message_id)
     }

@@ -1,0 +1,179 @@
+//! The IMAP server (IMAP4rev2, RFC 9051, with IMAP4rev1 clients welcome):
+//! commands are parsed by `imap-codec`; this module owns the listener, the
+//! limits (line and literal sizes, timeouts, connections per client IP) and
+//! hands each connection to a [`session`]. Messages are served exactly as
+//! stored: plaintext for `standard`, the PGP/MIME form the recipient's key
+//! opens above, so the server never needs that key.
+
+pub mod message;
+pub mod search;
+mod session;
+mod utf7;
+mod view;
+mod wire;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::inbound::Inbound;
+use tenants::login::LoginGuard;
+
+/// Limits and names of the IMAP service.
+#[derive(Clone, Debug)]
+pub struct ImapConfig {
+    pub hostname: String,
+    /// Largest literal (an APPENDed message).
+    pub max_literal: usize,
+    /// Longest command, literals excluded.
+    pub max_line: usize,
+    /// How long a client may take to sign in.
+    pub login_timeout: Duration,
+    /// How long a signed-in client may stay silent (IDLE included; RFC 9051
+    /// asks for at least 30 minutes).
+    pub autologout: Duration,
+    pub max_connections_per_ip: usize,
+    /// How often a selected mailbox is checked for changes that other
+    /// processes made (those of this process are seen at once).
+    pub poll_interval: Duration,
+    /// Bad commands tolerated in a row before the connection is closed.
+    pub max_errors: usize,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            hostname: "mail.localhost".into(),
+            max_literal: 50 * 1024 * 1024,
+            max_line: 64 * 1024,
+            login_timeout: Duration::from_secs(60),
+            autologout: Duration::from_secs(30 * 60),
+            max_connections_per_ip: 20,
+            poll_interval: Duration::from_secs(1),
+            max_errors: 20,
+        }
+    }
+}
+
+/// Accepts IMAP connections and runs one session each.
+#[derive(Clone)]
+pub struct ImapServer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: ImapConfig,
+    inbound: Arc<Inbound>,
+    guard: Arc<LoginGuard>,
+    tls: Option<TlsAcceptor>,
+    connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A client's connection slot; given back when dropped.
+struct Slot {
+    ip: IpAddr,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.shared.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ImapServer {
+    pub fn new(
+        config: ImapConfig,
+        inbound: Arc<Inbound>,
+        guard: Arc<LoginGuard>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> ImapServer {
+        ImapServer {
+            shared: Arc::new(Shared {
+                config,
+                inbound,
+                guard,
+                tls: tls.map(TlsAcceptor::from),
+                connections: Mutex::default(),
+            }),
+        }
+    }
+
+    fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
+        let mut map = self.shared.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.shared.config.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { ip, shared: self.shared.clone() })
+    }
+
+    /// Serves `listener` until `shutdown` resolves: in clear with STARTTLS,
+    /// or with TLS from the first byte (`implicit_tls`, port 993's way).
+    /// Open sessions are told BYE and given a few seconds.
+    pub async fn serve(self, listener: TcpListener, implicit_tls: bool, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        if implicit_tls && self.shared.tls.is_none() {
+            return Err(std::io::Error::other("implicit TLS needs a certificate"));
+        }
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut sessions = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (mut stream, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let Some(slot) = self.take_slot(peer.ip()) else {
+                        let _ = stream.write_all(b"* BYE too many connections from your address, try later\r\n").await;
+                        continue;
+                    };
+                    let shared = self.shared.clone();
+                    let stopping = stop.subscribe();
+                    sessions.spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        session::run(stream, peer, &shared.config, &shared.inbound, &shared.guard, shared.tls.clone(), implicit_tls, stopping).await;
+                        drop(slot);
+                    });
+                }
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop.send(true);
+        let drain = async { while sessions.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+            sessions.abort_all();
+        }
+        Ok(())
+    }
+
+    /// Runs one session over any byte stream, as if a client on `peer` had
+    /// connected in clear (tests drive the command path with it).
+    pub async fn session_over<S>(&self, stream: S, peer: std::net::SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let s = &self.shared;
+        let transport = session::Transport { secure: false, can_starttls: false, greet: true };
+        session::dialogue(stream, peer, &s.config, &s.inbound, &s.guard, transport, stopping).await;
+    }
+}

@@ -1,0 +1,1444 @@
+//! One IMAP connection: the states of RFC 3501 §3 (not authenticated,
+//! authenticated, selected, logout), each command's handling, and the
+//! untagged responses that keep the client's picture of the selected
+//! mailbox true while other sessions, the API and the MX change it.
+//!
+//! Error policy: a command the parser refuses gets `BAD` with what was
+//! wrong; a command that is understood but cannot be done gets `NO` with a
+//! response code (RFC 5530) and a sentence; a store failure is logged and
+//! answered `NO [UNAVAILABLE]`. Only a client that keeps sending garbage,
+//! stays silent past the timeouts or goes away ends its session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::Utc;
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_types::auth::AuthMechanism;
+use imap_types::command::{Command, CommandBody};
+use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section as WireSection};
+use imap_types::flag::{Flag as WireFlag, StoreResponse, StoreType};
+use imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
+use imap_types::search::SearchKey;
+use imap_types::sequence::SequenceSet;
+use imap_types::status::StatusDataItemName;
+use secrecy::SecretString;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::message::{self, Section, SectionText};
+use super::search::{self, Bounds, Candidate};
+use super::view::{View, flag_list};
+use super::wire::{Conn, Frame, Gone, name_of, tag_of};
+use super::{ImapConfig, utf7};
+use crate::inbound::{Inbound, openpgp_protection};
+use tenants::login::{LoginGuard, SignInRefused};
+use tenants::store::{FlagChange, FlagOp, NewMessage, StoredContent, ViewEntry};
+use tenants::{Account, Flag, Folder, Level, Mailbox, MailboxId, MessageId, Store};
+
+const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
+const FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk";
+
+/// How the connection is protected, and whether the greeting is due.
+#[derive(Clone, Copy)]
+pub struct Transport {
+    pub secure: bool,
+    pub can_starttls: bool,
+    pub greet: bool,
+}
+
+pub enum Ending<S> {
+    Closed,
+    StartTls(S),
+}
+
+/// A TCP connection from accept to close, with STARTTLS or implicit TLS.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &ImapConfig,
+    inbound: &Inbound,
+    guard: &LoginGuard,
+    tls: Option<TlsAcceptor>,
+    implicit_tls: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let handshake = |acceptor: TlsAcceptor, stream: TcpStream| async move {
+        match tokio::time::timeout(config.login_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Some(stream),
+            _ => {
+                tracing::info!(client = %peer.ip(), "IMAP TLS handshake failed");
+                None
+            }
+        }
+    };
+    let secure = Transport { secure: true, can_starttls: false, greet: true };
+    if implicit_tls {
+        let Some(acceptor) = tls else { return };
+        if let Some(stream) = handshake(acceptor, stream).await {
+            dialogue(stream, peer, config, inbound, guard, secure, stopping).await;
+        }
+        return;
+    }
+    let clear = Transport { secure: false, can_starttls: tls.is_some(), greet: true };
+    let Ending::StartTls(stream) = dialogue(stream, peer, config, inbound, guard, clear, stopping.clone()).await else { return };
+    let Some(acceptor) = tls else { return };
+    if let Some(stream) = handshake(acceptor, stream).await {
+        dialogue(stream, peer, config, inbound, guard, Transport { greet: false, ..secure }, stopping).await;
+    }
+}
+
+/// How a command ended.
+enum Done {
+    Ok(String),
+    No(String),
+    Bad(String),
+    /// The command wrote its own tagged answer.
+    Sent,
+}
+
+enum Flow {
+    Continue,
+    Logout,
+    StartTls,
+}
+
+struct Session<'a, S> {
+    conn: Conn<S>,
+    peer: SocketAddr,
+    config: &'a ImapConfig,
+    inbound: &'a Inbound,
+    store: &'a Store,
+    guard: &'a LoginGuard,
+    transport: Transport,
+    account: Option<Account>,
+    view: Option<View>,
+    feed: tokio::sync::broadcast::Receiver<MailboxId>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// The last message read, for clients that fetch its parts one by one.
+    cached: Option<(MessageId, Arc<Vec<u8>>)>,
+    errors: usize,
+}
+
+/// Runs the dialogue on `stream` until LOGOUT, STARTTLS, an error or shutdown.
+pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: SocketAddr,
+    config: &ImapConfig,
+    inbound: &Inbound,
+    guard: &LoginGuard,
+    transport: Transport,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Ending<S> {
+    let store = inbound.store();
+    let mut s = Session {
+        conn: Conn::new(stream),
+        peer,
+        config,
+        inbound,
+        store,
+        guard,
+        transport,
+        account: None,
+        view: None,
+        feed: store.mailbox_changes_feed(),
+        stopping,
+        cached: None,
+        errors: 0,
+    };
+    if transport.greet {
+        let greeting = format!("* OK [CAPABILITY {}] {} Caliop IMAP ready", s.capabilities(), config.hostname);
+        s.conn.line(&greeting);
+        if s.conn.flush().await.is_err() {
+            return Ending::Closed;
+        }
+    }
+    match s.serve().await {
+        Ok(Flow::StartTls) => Ending::StartTls(s.conn.into_inner()),
+        _ => Ending::Closed,
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    fn may_login(&self) -> bool {
+        self.transport.secure || self.peer.ip().is_loopback()
+    }
+
+    fn capabilities(&self) -> String {
+        let mut caps = String::from(
+            "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE",
+        );
+        if self.account.is_none() {
+            if self.transport.can_starttls {
+                caps.push_str(" STARTTLS");
+            }
+            if self.may_login() {
+                caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+            } else {
+                caps.push_str(" LOGINDISABLED");
+            }
+        }
+        caps
+    }
+
+    async fn serve(&mut self) -> Result<Flow, Gone> {
+        loop {
+            let timeout = if self.account.is_some() { self.config.autologout } else { self.config.login_timeout };
+            let read = self.conn.read_command(self.config.max_line, self.config.max_literal, timeout);
+            let mut stopping = self.stopping.clone();
+            let frame = tokio::select! {
+                frame = read => frame,
+                () = stopped(&mut stopping) => {
+                    self.conn.line("* BYE the server is shutting down, reconnect in a moment");
+                    let _ = self.conn.flush().await;
+                    return Ok(Flow::Logout);
+                }
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(Gone) => {
+                    if self.account.is_some() {
+                        self.conn.line("* BYE autologout: idle for too long");
+                        let _ = self.conn.flush().await;
+                    }
+                    return Err(Gone);
+                }
+            };
+            let flow = match frame {
+                Frame::TooLong(head) => {
+                    let tag = tag_of(&head).unwrap_or_else(|| "*".into());
+                    self.bad(&tag, &format!("[TOOBIG] command line longer than {} bytes", self.config.max_line));
+                    Flow::Continue
+                }
+                Frame::LiteralTooLarge { head, length } => {
+                    let tag = tag_of(&head).unwrap_or_else(|| "*".into());
+                    let text = format!("[TOOBIG] literal of {length} bytes; at most {} are accepted", self.config.max_literal);
+                    self.conn.line(&format!("{tag} NO {text}"));
+                    Flow::Continue
+                }
+                Frame::Command(bytes) => self.command(&bytes).await?,
+            };
+            if self.errors >= self.config.max_errors {
+                self.conn.line("* BYE too many bad commands");
+                let _ = self.conn.flush().await;
+                return Ok(Flow::Logout);
+            }
+            self.conn.flush().await?;
+            match flow {
+                Flow::Continue => {}
+                other => return Ok(other),
+            }
+        }
+    }
+
+    fn bad(&mut self, tag: &str, text: &str) {
+        self.errors += 1;
+        self.conn.line(&format!("{tag} BAD {text}"));
+    }
+
+    async fn command(&mut self, bytes: &[u8]) -> Result<Flow, Gone> {
+        let command = match CommandCodec::default().decode(bytes) {
+            Ok((_, command)) => command,
+            Err(_) => {
+                let tag = tag_of(bytes).unwrap_or_else(|| "*".into());
+                let name = name_of(bytes);
+                let text = if name.is_empty() {
+                    "empty or unreadable command".to_owned()
+                } else {
+                    format!("syntax error in {name}: see RFC 3501 for its arguments")
+                };
+                self.bad(&tag, &text);
+                return Ok(Flow::Continue);
+            }
+        };
+        let tag = command.tag.inner().to_owned();
+        let name = command.name();
+        // EXPUNGE responses may not be sent while sequence numbers are in use (RFC 3501 §7.4.1).
+        let may_expunge = !matches!(
+            command.body,
+            CommandBody::Fetch { uid: false, .. } | CommandBody::Store { uid: false, .. } | CommandBody::Search { uid: false, .. }
+        );
+        let (done, flow) = self.dispatch(&tag, command).await?;
+        self.refresh(may_expunge).await?;
+        match done {
+            Done::Ok(text) => {
+                self.errors = 0;
+                self.conn.line(&format!("{tag} OK {}", if text.is_empty() { format!("{name} completed") } else { text }));
+            }
+            Done::No(text) => self.conn.line(&format!("{tag} NO {text}")),
+            Done::Bad(text) => self.bad(&tag, &text),
+            Done::Sent => {}
+        }
+        Ok(flow)
+    }
+
+    async fn dispatch(&mut self, tag: &str, command: Command<'_>) -> Result<(Done, Flow), Gone> {
+        let authenticated = self.account.is_some();
+        let selected = self.view.is_some();
+        let done = match command.body {
+            CommandBody::Capability => {
+                let caps = self.capabilities();
+                self.conn.line(&format!("* CAPABILITY {caps}"));
+                Done::Ok(String::new())
+            }
+            CommandBody::Noop | CommandBody::Check if authenticated || matches!(command.body, CommandBody::Noop) => {
+                Done::Ok(String::new())
+            }
+            CommandBody::Logout => {
+                self.conn.line("* BYE logging out");
+                return Ok((Done::Ok(String::new()), Flow::Logout));
+            }
+            CommandBody::Id { .. } => {
+                self.conn.line(&format!("* ID (\"name\" \"Caliop\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION")));
+                Done::Ok(String::new())
+            }
+            CommandBody::StartTLS if !authenticated => {
+                if !self.transport.can_starttls {
+                    Done::Bad(if self.transport.secure { "TLS is already on".into() } else { "STARTTLS is not offered here".into() })
+                } else {
+                    self.conn.line(&format!("{tag} OK begin TLS negotiation now"));
+                    self.conn.flush().await?;
+                    return Ok((Done::Sent, Flow::StartTls));
+                }
+            }
+            CommandBody::Login { username, password } if !authenticated => {
+                let name = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let password = SecretString::from(String::from_utf8_lossy(password.declassify().as_ref()).into_owned());
+                self.sign_in(&name, password).await
+            }
+            CommandBody::Authenticate { mechanism, initial_response } if !authenticated => {
+                let initial = initial_response.map(|r| r.declassify().to_vec());
+                self.authenticate(&mechanism, initial).await?
+            }
+            CommandBody::StartTLS | CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                Done::Bad("already authenticated".into())
+            }
+            _ if !authenticated => Done::Bad("sign in first: LOGIN or AUTHENTICATE".into()),
+
+            CommandBody::Enable { .. } => {
+                self.conn.line("* ENABLED");
+                Done::Ok(String::new())
+            }
+            CommandBody::Namespace => {
+                self.conn.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                Done::Ok(String::new())
+            }
+            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false).await,
+            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true).await,
+            CommandBody::Create { mailbox } => self.create(&mailbox).await,
+            CommandBody::Delete { mailbox } => self.delete(&mailbox).await,
+            CommandBody::Rename { from, to } => self.rename(&from, &to).await,
+            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
+            CommandBody::List { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, false).await,
+            CommandBody::Lsub { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, true).await,
+            CommandBody::Status { mailbox, item_names } => self.status(&mailbox, &item_names).await,
+            CommandBody::Append { mailbox, flags, date, message } => {
+                let data = match &message {
+                    imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
+                    imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                };
+                let date = date.map(|d| d.as_ref().with_timezone(&Utc));
+                self.append(&mailbox, &flags, date, data).await
+            }
+            CommandBody::GetQuotaRoot { mailbox } => self.quota(Some(&mailbox)).await,
+            CommandBody::GetQuota { root } => {
+                if root.as_ref().is_empty() {
+                    self.quota(None).await
+                } else {
+                    Done::No("[NONEXISTENT] the only quota root is \"\"".into())
+                }
+            }
+            CommandBody::SetQuota { .. } => Done::No("[NOPERM] quotas are set by the organisation's administrators".into()),
+            CommandBody::Idle => return self.idle(tag).await.map(|flow| (Done::Sent, flow)),
+
+            _ if !selected => Done::Bad("select a mailbox first".into()),
+
+            CommandBody::Check | CommandBody::Noop => Done::Ok(String::new()),
+            CommandBody::Close => {
+                if let Some(view) = &self.view
+                    && !view.read_only
+                {
+                    let id = view.mailbox.id;
+                    if let Err(done) = self.expunge_in(id, None).await {
+                        return Ok((done, Flow::Continue));
+                    }
+                }
+                self.view = None;
+                Done::Ok(String::new())
+            }
+            CommandBody::Unselect => {
+                self.view = None;
+                Done::Ok(String::new())
+            }
+            CommandBody::Expunge => self.expunge(None).await,
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set)).await,
+            CommandBody::Search { criteria, uid, .. } => self.search(criteria.as_ref(), uid).await?,
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid).await?
+            }
+            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
+                self.store_flags(&sequence_set, kind, response, &flags, uid).await
+            }
+            CommandBody::Copy { sequence_set, mailbox, uid } => self.copy(&sequence_set, &mailbox, uid).await,
+            CommandBody::Move { sequence_set, mailbox, uid } => self.move_to(&sequence_set, &mailbox, uid).await,
+            _ => Done::Bad("this server does not implement that command".into()),
+        };
+        Ok((done, Flow::Continue))
+    }
+
+    // -----------------------------------------------------------------
+    // Signing in
+
+    async fn sign_in(&mut self, name: &str, password: SecretString) -> Done {
+        if !self.may_login() {
+            return Done::No("[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into());
+        }
+        match tenants::login::sign_in(self.store, self.guard, self.peer.ip(), name, password).await {
+            Ok(account) => {
+                tracing::info!(account = %account.id, client = %self.peer.ip(), "IMAP sign-in");
+                self.account = Some(account);
+                Done::Ok(format!("[CAPABILITY {}] signed in", self.capabilities()))
+            }
+            Err(SignInRefused::Invalid) => {
+                tracing::info!(client = %self.peer.ip(), "failed IMAP sign-in");
+                Done::No("[AUTHENTICATIONFAILED] invalid address or password".into())
+            }
+            Err(SignInRefused::TooManyAttempts(t)) => Done::No(format!(
+                "[UNAVAILABLE] too many failed sign-ins; try again in {} seconds",
+                t.retry_after
+            )),
+            Err(SignInRefused::Unavailable) => Done::No("[UNAVAILABLE] sign-in is unavailable, try again later".into()),
+        }
+    }
+
+    async fn challenge(&mut self, prompt: &str) -> Result<Option<Vec<u8>>, Gone> {
+        self.conn.line(&format!("+ {prompt}"));
+        self.conn.flush().await?;
+        let Some(line) = self.conn.read_line(self.config.max_line, self.config.login_timeout).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text == "*" {
+            return Ok(None);
+        }
+        Ok(base64::engine::general_purpose::STANDARD.decode(text).ok())
+    }
+
+    async fn authenticate(&mut self, mechanism: &AuthMechanism<'_>, initial: Option<Vec<u8>>) -> Result<Done, Gone> {
+        if !self.may_login() {
+            return Ok(Done::No("[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into()));
+        }
+        let cancelled = || Done::Bad("authentication cancelled or not base64".into());
+        match mechanism {
+            AuthMechanism::Plain => {
+                let data = match initial {
+                    Some(data) => data,
+                    None => match self.challenge("").await? {
+                        Some(data) => data,
+                        None => return Ok(cancelled()),
+                    },
+                };
+                let mut parts = data.split(|&b| b == 0);
+                let (Some(authz), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Ok(Done::Bad("PLAIN expects authzid NUL authcid NUL password".into()));
+                };
+                if !authz.is_empty() && authz != user {
+                    return Ok(Done::No("[AUTHORIZATIONFAILED] signing in as another user is not supported".into()));
+                }
+                let user = String::from_utf8_lossy(user).into_owned();
+                let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
+                Ok(self.sign_in(&user, password).await)
+            }
+            AuthMechanism::Login => {
+                let Some(user) = self.challenge("VXNlcm5hbWU6").await? else { return Ok(cancelled()) };
+                let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else { return Ok(cancelled()) };
+                let user = String::from_utf8_lossy(&user).into_owned();
+                let password = SecretString::from(String::from_utf8_lossy(&password).into_owned());
+                Ok(self.sign_in(&user, password).await)
+            }
+            other => Ok(Done::No(format!("[CANNOT] {other} is not offered: use PLAIN or LOGIN"))),
+        }
+    }
+
+    fn account(&self) -> &Account {
+        self.account.as_ref().expect("commands past sign-in have an account")
+    }
+
+    // -----------------------------------------------------------------
+    // Mailboxes
+
+    /// The UTF-8 name a client means (IMAP4rev1 clients write modified UTF-7).
+    fn name_of(mailbox: &WireMailbox<'_>) -> String {
+        match mailbox {
+            WireMailbox::Inbox => "INBOX".into(),
+            WireMailbox::Other(other) => {
+                let raw = String::from_utf8_lossy(other.as_ref()).into_owned();
+                utf7::decode(&raw).unwrap_or(raw)
+            }
+        }
+    }
+
+    fn wire_name(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        message::string(&mut out, utf7::encode(name).as_bytes());
+        out
+    }
+
+    async fn find(&self, mailbox: &WireMailbox<'_>) -> Result<Mailbox, Done> {
+        let name = Self::name_of(mailbox);
+        match self.store.mailbox_named(self.account().id, &name).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(Done::No(format!("[NONEXISTENT] no mailbox named `{name}`"))),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn find_target(&self, mailbox: &WireMailbox<'_>) -> Result<Mailbox, Done> {
+        self.find(mailbox).await.map_err(|done| match done {
+            Done::No(text) if text.starts_with("[NONEXISTENT]") => {
+                Done::No(text.replacen("[NONEXISTENT]", "[TRYCREATE]", 1))
+            }
+            other => other,
+        })
+    }
+
+    async fn select(&mut self, mailbox: &WireMailbox<'_>, read_only: bool) -> Done {
+        self.view = None;
+        let found = match self.find(mailbox).await {
+            Ok(found) => found,
+            Err(done) => return done,
+        };
+        let (mailbox, entries) = match self.store.mailbox_view(found.id).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return Done::No("[NONEXISTENT] the mailbox was just deleted".into()),
+            Err(e) => return unavailable(e),
+        };
+        while self.feed.try_recv().is_ok() {}
+        let view = View::new(mailbox, entries, read_only);
+        self.conn.line(&format!("* FLAGS ({FLAGS})"));
+        let permanent = if read_only { "" } else { PERMANENT_FLAGS };
+        self.conn.line(&format!("* OK [PERMANENTFLAGS ({permanent})] flags that stay"));
+        self.conn.line(&format!("* {} EXISTS", view.exists()));
+        self.conn.line("* 0 RECENT");
+        if let Some(i) = view.entries.iter().position(|e| !e.flags.contains(&Flag::Seen)) {
+            self.conn.line(&format!("* OK [UNSEEN {}] first unseen", i + 1));
+        }
+        self.conn.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", view.mailbox.uid_validity));
+        self.conn.line(&format!("* OK [UIDNEXT {}] predicted next UID", view.mailbox.uid_next));
+        self.view = Some(view);
+        Done::Ok(if read_only { "[READ-ONLY] EXAMINE completed".into() } else { "[READ-WRITE] SELECT completed".into() })
+    }
+
+    async fn create(&mut self, mailbox: &WireMailbox<'_>) -> Done {
+        let name = Self::name_of(mailbox);
+        let name = name.trim_end_matches('/');
+        match self.store.create_mailbox(&self.account().address.to_string(), self.account().id, name).await {
+            Ok(_) => Done::Ok(String::new()),
+            Err(e) => refusal(e),
+        }
+    }
+
+    async fn delete(&mut self, mailbox: &WireMailbox<'_>) -> Done {
+        let found = match self.find(mailbox).await {
+            Ok(found) => found,
+            Err(done) => return done,
+        };
+        if self.view.as_ref().is_some_and(|v| v.mailbox.id == found.id) {
+            self.view = None;
+        }
+        match self.store.delete_mailbox(&self.account().address.to_string(), &found).await {
+            Ok(dispersed) => {
+                self.shred(dispersed).await;
+                Done::Ok(String::new())
+            }
+            Err(e) => refusal(e),
+        }
+    }
+
+    async fn rename(&mut self, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Done {
+        let found = match self.find(from).await {
+            Ok(found) => found,
+            Err(done) => return done,
+        };
+        let to = Self::name_of(to);
+        match self.store.rename_mailbox(&self.account().address.to_string(), &found, &to).await {
+            Ok(_) => Done::Ok(String::new()),
+            Err(e) => refusal(e),
+        }
+    }
+
+    async fn subscribe(&mut self, mailbox: &WireMailbox<'_>, subscribed: bool) -> Done {
+        let found = match self.find(mailbox).await {
+            Ok(found) => found,
+            Err(done) => return done,
+        };
+        match self.store.subscribe_mailbox(found.id, subscribed).await {
+            Ok(()) => Done::Ok(String::new()),
+            Err(e) => unavailable(e),
+        }
+    }
+
+    async fn list(&mut self, reference: &WireMailbox<'_>, pattern: &ListMailbox<'_>, lsub: bool) -> Done {
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        let pattern = match pattern {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        let reference = match reference {
+            WireMailbox::Inbox => "INBOX".to_owned(),
+            WireMailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        if pattern.is_empty() {
+            self.conn.line(&format!("* {verb} (\\Noselect) \"/\" \"\""));
+            return Done::Ok(String::new());
+        }
+        let full = utf7::decode(&format!("{reference}{pattern}")).unwrap_or_else(|| format!("{reference}{pattern}"));
+        let mailboxes = match self.store.mailboxes(self.account().id).await {
+            Ok(m) => m,
+            Err(e) => return unavailable(e),
+        };
+        let keys: Vec<String> = mailboxes.iter().map(|m| m.name.to_lowercase()).collect();
+        let wanted = full.to_lowercase();
+        for (m, key) in mailboxes.iter().zip(&keys) {
+            if !wildcard(wanted.as_bytes(), key.as_bytes()) || (lsub && !m.subscribed) {
+                continue;
+            }
+            let prefix = format!("{key}/");
+            let children = keys.iter().any(|k| k.starts_with(&prefix));
+            let mut attributes = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
+            if let Some(special) = m.role.and_then(Folder::special_use) {
+                attributes.push(special);
+            }
+            let mut line = format!("* {verb} ({}) \"/\" ", attributes.join(" ")).into_bytes();
+            line.extend_from_slice(&Self::wire_name(&m.name));
+            line.extend_from_slice(b"\r\n");
+            self.conn.write(&line);
+        }
+        Done::Ok(String::new())
+    }
+
+    async fn status(&mut self, mailbox: &WireMailbox<'_>, items: &[StatusDataItemName]) -> Done {
+        let found = match self.find(mailbox).await {
+            Ok(found) => found,
+            Err(done) => return done,
+        };
+        let counts = match self.store.mailbox_counts(found.id).await {
+            Ok(c) => c,
+            Err(e) => return unavailable(e),
+        };
+        let mut parts = Vec::new();
+        for item in items {
+            parts.push(match item {
+                StatusDataItemName::Messages => format!("MESSAGES {}", counts.messages),
+                StatusDataItemName::Recent => "RECENT 0".into(),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", found.uid_next),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", found.uid_validity),
+                StatusDataItemName::Unseen => format!("UNSEEN {}", counts.unseen),
+                StatusDataItemName::Deleted => format!("DELETED {}", counts.deleted),
+                StatusDataItemName::DeletedStorage => "DELETED-STORAGE 0".into(),
+            });
+        }
+        let mut line = b"* STATUS ".to_vec();
+        line.extend_from_slice(&Self::wire_name(&found.name));
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.conn.write(&line);
+        Done::Ok(String::new())
+    }
+
+    async fn quota(&mut self, mailbox: Option<&WireMailbox<'_>>) -> Done {
+        if let Some(mailbox) = mailbox {
+            let found = match self.find(mailbox).await {
+                Ok(found) => found,
+                Err(done) => return done,
+            };
+            let mut line = b"* QUOTAROOT ".to_vec();
+            line.extend_from_slice(&Self::wire_name(&found.name));
+            line.extend_from_slice(b" \"\"\r\n");
+            self.conn.write(&line);
+        }
+        match self.store.storage(self.account().tenant_id).await {
+            Ok((used, quota)) => {
+                // RFC 9208 counts STORAGE in units of 1024 octets.
+                self.conn.line(&format!("* QUOTA \"\" (STORAGE {} {})", (used + 1023) / 1024, quota / 1024));
+                Done::Ok(String::new())
+            }
+            Err(e) => unavailable(e),
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // The selected mailbox
+
+    /// Tells the client what changed in the selected mailbox.
+    async fn refresh(&mut self, may_expunge: bool) -> Result<(), Gone> {
+        let Some(view) = &mut self.view else { return Ok(()) };
+        match self.store.mailbox_changes(view.mailbox.id, view.modseq).await {
+            Ok(Some(changes)) => {
+                let mut out = Vec::new();
+                view.apply(changes, may_expunge, &mut out);
+                for line in out {
+                    self.conn.line(&line);
+                }
+            }
+            Ok(None) => {
+                self.view = None;
+                self.conn.line("* BYE the selected mailbox was deleted");
+                self.conn.flush().await?;
+                return Err(Gone);
+            }
+            Err(e) => tracing::warn!(error = %e, "mailbox changes unavailable"),
+        }
+        Ok(())
+    }
+
+    fn view(&self) -> &View {
+        self.view.as_ref().expect("selected-state commands have a view")
+    }
+
+    /// Indices into the view of the messages a set names.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<usize> {
+        let view = self.view();
+        if uid {
+            let largest = view.max_uid();
+            view.entries.iter().enumerate().filter(|(_, e)| search::in_set(set, e.uid as u32, largest)).map(|(i, _)| i).collect()
+        } else {
+            let largest = view.exists();
+            (0..view.entries.len()).filter(|&i| search::in_set(set, i as u32 + 1, largest)).collect()
+        }
+    }
+
+    /// UID ranges covering these view indices, for the store's queries.
+    fn ranges(&self, indices: &[usize]) -> Vec<(i64, i64)> {
+        // Consecutive positions make one range: the UIDs between them are not in the mailbox.
+        let view = self.view();
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        let mut previous: Option<usize> = None;
+        for &i in indices {
+            let uid = view.entries[i].uid;
+            match ranges.last_mut() {
+                Some((_, high)) if previous.is_some_and(|p| p + 1 == i) => *high = uid,
+                _ => ranges.push((uid, uid)),
+            }
+            previous = Some(i);
+        }
+        ranges
+    }
+
+    async fn expunge_in(&mut self, mailbox: MailboxId, uids: Option<&[(i64, i64)]>) -> Result<Vec<i64>, Done> {
+        match self.store.expunge(mailbox, uids).await {
+            Ok(removed) => {
+                let dispersed: Vec<MessageId> = removed.iter().filter(|r| r.2).map(|r| r.1).collect();
+                self.shred(dispersed).await;
+                Ok(removed.into_iter().map(|r| r.0).collect())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn expunge(&mut self, set: Option<&SequenceSet>) -> Done {
+        if self.view().read_only {
+            return Done::No("[READ-ONLY] the mailbox was opened with EXAMINE".into());
+        }
+        let ranges = set.map(|set| {
+            let indices = self.resolve(set, true);
+            self.ranges(&indices)
+        });
+        if ranges.as_ref().is_some_and(Vec::is_empty) {
+            return Done::Ok(String::new());
+        }
+        let id = self.view().mailbox.id;
+        match self.expunge_in(id, ranges.as_deref()).await {
+            // The untagged EXPUNGEs follow from the refresh after the command.
+            Ok(_) => Done::Ok(String::new()),
+            Err(done) => done,
+        }
+    }
+
+    async fn shred(&self, dispersed: Vec<MessageId>) {
+        if let Some(sites) = self.inbound.dispersed() {
+            for id in dispersed {
+                if let Err(e) = sites.shred(id.0).await {
+                    tracing::warn!(message = %id, error = %e, "shards not deleted yet");
+                }
+            }
+        }
+    }
+
+    /// The message's bytes as IMAP serves them.
+    async fn content(&mut self, entry: &ViewEntry) -> Result<Arc<Vec<u8>>, Done> {
+        if let Some((id, bytes)) = &self.cached
+            && *id == entry.id
+        {
+            return Ok(bytes.clone());
+        }
+        let tenant = self.account().tenant_id;
+        let stored = match self.store.message_content(entry.id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Err(Done::No("[EXPUNGEISSUED] a message was expunged meanwhile".into())),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let bytes = match stored {
+            StoredContent::Inline(bytes) => bytes,
+            StoredContent::Dispersed => self
+                .inbound
+                .read_dispersed(entry.id)
+                .await
+                .map_err(|_| Done::No("[UNAVAILABLE] too few storage sites answered; try again later".into()))?,
+        };
+        let bytes = match entry.level {
+            Level::Standard => self
+                .inbound
+                .open_standard(tenant, entry.id, &bytes)
+                .await
+                .map_err(|_| Done::No("[SERVERBUG] a stored message does not open".into()))?,
+            _ => bytes,
+        };
+        let bytes = Arc::new(bytes);
+        self.cached = Some((entry.id, bytes.clone()));
+        Ok(bytes)
+    }
+
+    async fn fetch(&mut self, set: &SequenceSet, items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Result<Done, Gone> {
+        let mut items = match items {
+            MacroOrMessageDataItemNames::Macro(m) => expand(m),
+            MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
+        };
+        if uid && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        if items.iter().any(|i| matches!(i, MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. })) {
+            return Ok(Done::Bad("BINARY is not offered by this server".into()));
+        }
+        let needs_content = items.iter().any(|i| {
+            !matches!(
+                i,
+                MessageDataItemName::Uid
+                    | MessageDataItemName::Flags
+                    | MessageDataItemName::InternalDate
+                    | MessageDataItemName::Rfc822Size
+            )
+        });
+        let read_only = self.view().read_only;
+        let sets_seen = !read_only
+            && items.iter().any(|i| {
+                matches!(i, MessageDataItemName::BodyExt { peek: false, .. } | MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text)
+            });
+        let indices = self.resolve(set, uid);
+        // Reading a message marks it seen (RFC 3501 §6.4.5), before it is shown.
+        let mut newly_seen: Vec<i64> = Vec::new();
+        if sets_seen {
+            let unseen: Vec<usize> =
+                indices.iter().copied().filter(|&i| !self.view().entries[i].flags.contains(&Flag::Seen)).collect();
+            if !unseen.is_empty() {
+                let ranges = self.ranges(&unseen);
+                let change = FlagChange { op: FlagOp::Add, flags: vec![Flag::Seen], keywords: Vec::new() };
+                match self.store.store_flags(self.view().mailbox.id, &ranges, &change).await {
+                    Ok(changed) => {
+                        let view = self.view.as_mut().expect("selected");
+                        for entry in changed {
+                            if let Some(i) = view.index_of(entry.uid) {
+                                newly_seen.push(entry.uid);
+                                view.entries[i].flags = entry.flags;
+                            }
+                        }
+                    }
+                    Err(e) => return Ok(unavailable(e)),
+                }
+            }
+        }
+        let with_flags = items.contains(&MessageDataItemName::Flags);
+        for i in indices {
+            let entry = self.view().entries[i].clone();
+            let content = if needs_content {
+                match self.content(&entry).await {
+                    Ok(c) => Some(c),
+                    Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
+                    Err(done) => return Ok(done),
+                }
+            } else {
+                None
+            };
+            let mut out = format!("* {} FETCH (", i + 1).into_bytes();
+            let mut first = true;
+            for item in &items {
+                if !first {
+                    out.push(b' ');
+                }
+                first = false;
+                render(&mut out, item, &entry, content.as_deref().map(Vec::as_slice));
+            }
+            if !with_flags && newly_seen.contains(&entry.uid) {
+                out.extend_from_slice(format!(" FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes());
+            }
+            out.extend_from_slice(b")\r\n");
+            self.conn.write(&out);
+            if self.conn.pending() > 1 << 20 {
+                self.conn.flush().await?;
+            }
+        }
+        Ok(Done::Ok(String::new()))
+    }
+
+    async fn store_flags(&mut self, set: &SequenceSet, kind: StoreType, response: StoreResponse, flags: &[WireFlag<'_>], uid: bool) -> Done {
+        if self.view().read_only {
+            return Done::No("[READ-ONLY] the mailbox was opened with EXAMINE".into());
+        }
+        let (flags, keywords) = match split_flags(flags) {
+            Ok(split) => split,
+            Err(text) => return Done::Bad(text),
+        };
+        let op = match kind {
+            StoreType::Add => FlagOp::Add,
+            StoreType::Remove => FlagOp::Remove,
+            StoreType::Replace => FlagOp::Replace,
+        };
+        let indices = self.resolve(set, uid);
+        if indices.is_empty() {
+            return Done::Ok(String::new());
+        }
+        let ranges = self.ranges(&indices);
+        let change = FlagChange { op, flags, keywords };
+        let changed = match self.store.store_flags(self.view().mailbox.id, &ranges, &change).await {
+            Ok(changed) => changed,
+            Err(tenants::Error::Invalid(text)) => return Done::Bad(text),
+            Err(e) => return unavailable(e),
+        };
+        let view = self.view.as_mut().expect("selected");
+        for entry in changed {
+            if let Some(i) = view.index_of(entry.uid) {
+                view.entries[i] = entry;
+            }
+        }
+        if response == StoreResponse::Answer {
+            for i in indices {
+                let e = &self.view().entries[i];
+                let line = format!("* {} FETCH (UID {} FLAGS ({}))", i + 1, e.uid, flag_list(&e.flags, &e.keywords));
+                self.conn.line(&line);
+            }
+        }
+        Done::Ok(String::new())
+    }
+
+    async fn move_to(&mut self, set: &SequenceSet, mailbox: &WireMailbox<'_>, uid: bool) -> Done {
+        if self.view().read_only {
+            return Done::No("[READ-ONLY] the mailbox was opened with EXAMINE".into());
+        }
+        let target = match self.find_target(mailbox).await {
+            Ok(target) => target,
+            Err(done) => return done,
+        };
+        let indices = self.resolve(set, uid);
+        if indices.is_empty() {
+            return Done::Ok("no messages to move".into());
+        }
+        let ranges = self.ranges(&indices);
+        let from = self.view().mailbox.clone();
+        if from.id == target.id {
+            return Done::No("[CANNOT] the messages are in that mailbox already".into());
+        }
+        let moved = match self.store.move_messages(&from, &ranges, &target).await {
+            Ok(moved) => moved,
+            Err(e) => return unavailable(e),
+        };
+        let (old, new): (Vec<i64>, Vec<i64>) = moved.iter().copied().unzip();
+        self.conn.line(&format!("* OK [COPYUID {} {} {}] moved", target.uid_validity, uid_set(&old), uid_set(&new)));
+        // Told now rather than by the next refresh, as RFC 6851 wants.
+        let view = self.view.as_mut().expect("selected");
+        let mut gone: Vec<usize> = old.iter().filter_map(|&u| view.index_of(u)).collect();
+        gone.sort_unstable();
+        for &i in gone.iter().rev() {
+            view.entries.remove(i);
+            self.conn.line(&format!("* {} EXPUNGE", i + 1));
+        }
+        Done::Ok(String::new())
+    }
+
+    async fn copy(&mut self, set: &SequenceSet, mailbox: &WireMailbox<'_>, uid: bool) -> Done {
+        let target = match self.find_target(mailbox).await {
+            Ok(target) => target,
+            Err(done) => return done,
+        };
+        let indices = self.resolve(set, uid);
+        let mut copies = Vec::with_capacity(indices.len());
+        let mut old = Vec::with_capacity(indices.len());
+        for i in indices {
+            let entry = self.view().entries[i].clone();
+            let meta = match self.store.message(entry.id).await {
+                Ok(Some(meta)) => meta,
+                Ok(None) => continue,
+                Err(e) => return unavailable(e),
+            };
+            let content = match self.content(&entry).await {
+                Ok(c) => c,
+                Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
+                Err(done) => return done,
+            };
+            let id = MessageId::new();
+            let (stored, dispersed) = match self.stored_form(entry.level, id, &content).await {
+                Ok(form) => form,
+                Err(done) => return done,
+            };
+            copies.push(NewMessage {
+                id,
+                tenant_id: meta.tenant_id,
+                account_id: meta.account_id,
+                level: meta.level,
+                envelope_from: meta.envelope_from,
+                envelope_to: meta.envelope_to,
+                subject: meta.subject,
+                sender: meta.sender,
+                privacy: meta.privacy,
+                authentication: meta.authentication,
+                arrived_encrypted: false,
+                content: stored,
+                dispersed,
+                rfc822_size: entry.rfc822_size,
+                flags: entry.flags.clone(),
+                keywords: entry.keywords.clone(),
+                received_at: Some(entry.received_at),
+            });
+            old.push(entry.uid);
+        }
+        if copies.is_empty() {
+            return Done::Ok("no messages to copy".into());
+        }
+        match self.store.append_messages(&target, &copies).await {
+            Ok(new) => Done::Ok(format!("[COPYUID {} {} {}] COPY completed", target.uid_validity, uid_set(&old), uid_set(&new))),
+            Err(e) => {
+                self.discard(&copies).await;
+                refusal(e)
+            }
+        }
+    }
+
+    async fn discard(&self, messages: &[NewMessage]) {
+        let written: Vec<_> = messages.iter().filter_map(|m| m.dispersed.clone().map(|o| (m.id, o))).collect();
+        self.inbound.discard(&written).await;
+    }
+
+    /// How a message of `level` is kept: AEAD under the tenant's key at
+    /// `standard`, the bytes as they are above (already PGP/MIME), and on
+    /// the storage sites from `dispersed` up.
+    async fn stored_form(&self, level: Level, id: MessageId, plain: &[u8]) -> Result<(Vec<u8>, Option<tenants::store::NewObject>), Done> {
+        let tenant = self.account().tenant_id;
+        let failed = |_| Done::No("[UNAVAILABLE] the message could not be stored, try again later".into());
+        match level {
+            Level::Standard => Ok((self.inbound.seal_standard(tenant, id, plain).await.map_err(failed)?, None)),
+            Level::Sealed => Ok((plain.to_vec(), None)),
+            Level::Dispersed | Level::EndToEnd => {
+                let object = self.inbound.disperse(tenant, id, plain).await.map_err(failed)?;
+                Ok((Vec::new(), Some(object)))
+            }
+        }
+    }
+
+    async fn append(&mut self, mailbox: &WireMailbox<'_>, flags: &[WireFlag<'_>], date: Option<chrono::DateTime<Utc>>, data: Vec<u8>) -> Done {
+        let target = match self.find_target(mailbox).await {
+            Ok(target) => target,
+            Err(done) => return done,
+        };
+        let (flags, keywords) = match split_flags(flags) {
+            Ok(split) => split,
+            Err(text) => return Done::Bad(text),
+        };
+        let account = self.account().clone();
+        let tenant = match self.store.tenant(account.tenant_id).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return Done::No("[UNAVAILABLE] the organisation is gone".into()),
+            Err(e) => return unavailable(e),
+        };
+        let level = account.level.max(tenant.policy.min_level);
+        let Some(parsed) = mail_parser::MessageParser::default().parse(&data) else {
+            return Done::No("[CANNOT] the message is not RFC 5322".into());
+        };
+        let (encrypted, _) = openpgp_protection(&parsed);
+        if level == Level::EndToEnd && !encrypted {
+            return Done::No(
+                "[CANNOT] this account is end-to-end: APPEND only OpenPGP-encrypted messages (turn on draft encryption)".into(),
+            );
+        }
+        let id = MessageId::new();
+        let (plain_for_level, subject, sender) = match level {
+            Level::Standard => (
+                data.clone(),
+                parsed.subject().map(str::to_owned),
+                parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_owned),
+            ),
+            _ if encrypted => (data.clone(), None, None),
+            _ => {
+                // Sealed before anything is written: what the client sent in clear.
+                let date = parsed.date().map(|d| d.to_rfc822()).unwrap_or_else(|| Utc::now().to_rfc2822());
+                let message_id = format!("<{id}@{}>", self.config.hostname);
+                let outer = vault::seal::Outer {
+                    trace: &[],
+                    from: Some(account.address.as_str()),
+                    to: &[account.address.as_str()],
+                    date: &date,
+                    message_id: &message_id,
+                    hostname: &self.config.hostname,
+                };
+                match vault::seal::seal(&account.public_key, &data, &outer) {
+                    Ok(sealed) => (sealed, None, None),
+                    Err(e) => {
+                        tracing::error!(error = %e, account = %account.id, "sealing an APPEND failed");
+                        return Done::No("[UNAVAILABLE] the message could not be sealed, try again later".into());
+                    }
+                }
+            }
+        };
+        let rfc822_size = plain_for_level.len() as i64;
+        let (content, dispersed) = match self.stored_form(level, id, &plain_for_level).await {
+            Ok(form) => form,
+            Err(done) => return done,
+        };
+        let message = NewMessage {
+            id,
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            level,
+            envelope_from: account.address.to_string(),
+            envelope_to: account.address.to_string(),
+            subject,
+            sender,
+            privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts {
+                tls_version: if self.transport.secure { 13 } else { 0 },
+                dkim_pass: false,
+                spf_pass: false,
+                dmarc_pass: false,
+                encrypted,
+                signed: false,
+                written_to_sender: true,
+                received_before: 0,
+                received_encrypted_before: 0,
+                sender_key_known: true,
+            }),
+            authentication: serde_json::json!({ "auth": account.address.as_str(), "appended": true }),
+            arrived_encrypted: encrypted,
+            content,
+            dispersed,
+            rfc822_size,
+            flags,
+            keywords,
+            received_at: date,
+        };
+        match self.store.append_messages(&target, std::slice::from_ref(&message)).await {
+            Ok(uids) => Done::Ok(format!("[APPENDUID {} {}] APPEND completed", target.uid_validity, uid_set(&uids))),
+            Err(e) => {
+                self.discard(std::slice::from_ref(&message)).await;
+                refusal(e)
+            }
+        }
+    }
+
+    async fn search(&mut self, keys: &[SearchKey<'_>], uid: bool) -> Result<Done, Gone> {
+        let needs_content = search::needs_content(keys);
+        let bounds = Bounds { max_seq: self.view().exists(), max_uid: self.view().max_uid() };
+        let mut found = Vec::new();
+        for i in 0..self.view().entries.len() {
+            let entry = self.view().entries[i].clone();
+            let content = if needs_content && entry.level == Level::Standard {
+                match self.content(&entry).await {
+                    Ok(c) => Some(c),
+                    Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
+                    Err(done) => return Ok(done),
+                }
+            } else {
+                None
+            };
+            let has = |f: Flag| entry.flags.contains(&f);
+            let candidate = Candidate {
+                seq: i as u32 + 1,
+                uid: entry.uid as u32,
+                seen: has(Flag::Seen),
+                answered: has(Flag::Answered),
+                flagged: has(Flag::Flagged),
+                deleted: has(Flag::Deleted),
+                draft: has(Flag::Draft),
+                keywords: &entry.keywords,
+                internal_date: entry.received_at,
+                size: entry.rfc822_size as u64,
+                content: content.as_deref().map(Vec::as_slice),
+            };
+            if search::matches(keys, &candidate, bounds) {
+                found.push(if uid { entry.uid as u32 } else { i as u32 + 1 });
+            }
+        }
+        let mut line = String::from("* SEARCH");
+        for n in found {
+            line.push(' ');
+            line.push_str(&n.to_string());
+        }
+        self.conn.line(&line);
+        Ok(Done::Ok(String::new()))
+    }
+
+    async fn idle(&mut self, tag: &str) -> Result<Flow, Gone> {
+        while self.feed.try_recv().is_ok() {}
+        self.conn.line("+ idling");
+        self.conn.flush().await?;
+        let mine = self.view.as_ref().map(|v| v.mailbox.id);
+        let mut poll = tokio::time::interval(self.config.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = tokio::time::sleep(self.config.autologout);
+        tokio::pin!(deadline);
+        let mut stopping = self.stopping.clone();
+        loop {
+            tokio::select! {
+                ready = self.conn.readable() => {
+                    ready?;
+                    let line = self.conn.read_line(self.config.max_line, self.config.login_timeout).await?;
+                    let done = line.as_deref().map(|l| String::from_utf8_lossy(l).trim().eq_ignore_ascii_case("DONE"));
+                    if done == Some(true) {
+                        self.refresh(true).await?;
+                        self.conn.line(&format!("{tag} OK IDLE terminated"));
+                    } else {
+                        self.bad(tag, "IDLE ends with DONE");
+                    }
+                    return Ok(Flow::Continue);
+                }
+                changed = self.feed.recv() => {
+                    let ours = match changed {
+                        Ok(id) => Some(id) == mine,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                    };
+                    if ours {
+                        self.refresh(true).await?;
+                        self.conn.flush().await?;
+                    }
+                }
+                _ = poll.tick() => {
+                    self.refresh(true).await?;
+                    self.conn.flush().await?;
+                }
+                () = &mut deadline => {
+                    self.conn.line("* BYE autologout: idle for too long");
+                    self.conn.flush().await?;
+                    return Ok(Flow::Logout);
+                }
+                () = stopped(&mut stopping) => {
+                    self.conn.line("* BYE the server is shutting down, reconnect in a moment");
+                    self.conn.flush().await?;
+                    return Ok(Flow::Logout);
+                }
+            }
+        }
+    }
+}
+
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+fn expand(m: Macro) -> Vec<MessageDataItemName<'static>> {
+    use MessageDataItemName as N;
+    match m {
+        Macro::Fast => vec![N::Flags, N::InternalDate, N::Rfc822Size],
+        Macro::All => vec![N::Flags, N::InternalDate, N::Rfc822Size, N::Envelope],
+        Macro::Full => vec![N::Flags, N::InternalDate, N::Rfc822Size, N::Envelope, N::Body],
+        _ => vec![N::Flags, N::InternalDate, N::Rfc822Size],
+    }
+}
+
+/// Writes one FETCH data item.
+fn render(out: &mut Vec<u8>, item: &MessageDataItemName<'_>, entry: &ViewEntry, content: Option<&[u8]>) {
+    use MessageDataItemName as N;
+    let content = content.unwrap_or_default();
+    let literal = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match item {
+        N::Uid => out.extend_from_slice(format!("UID {}", entry.uid).as_bytes()),
+        N::Flags => out.extend_from_slice(format!("FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes()),
+        N::InternalDate => {
+            out.extend_from_slice(format!("INTERNALDATE \"{}\"", entry.received_at.format("%d-%b-%Y %H:%M:%S +0000")).as_bytes())
+        }
+        N::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", entry.rfc822_size).as_bytes()),
+        N::Envelope => {
+            out.extend_from_slice(b"ENVELOPE ");
+            out.extend_from_slice(&message::envelope(content));
+        }
+        N::BodyStructure => {
+            out.extend_from_slice(b"BODYSTRUCTURE ");
+            out.extend_from_slice(&message::body_structure(content, true));
+        }
+        N::Body => {
+            out.extend_from_slice(b"BODY ");
+            out.extend_from_slice(&message::body_structure(content, false));
+        }
+        N::Rfc822 => {
+            out.extend_from_slice(b"RFC822 ");
+            literal(out, content);
+        }
+        N::Rfc822Header => {
+            out.extend_from_slice(b"RFC822.HEADER ");
+            let header = message::section(content, &Section { part: vec![], text: SectionText::Header }).unwrap_or_default();
+            literal(out, &header);
+        }
+        N::Rfc822Text => {
+            out.extend_from_slice(b"RFC822.TEXT ");
+            let text = message::section(content, &Section { part: vec![], text: SectionText::Text }).unwrap_or_default();
+            literal(out, &text);
+        }
+        N::BodyExt { section, partial, .. } => {
+            let (spec, wanted) = section_of(section.as_ref());
+            out.extend_from_slice(b"BODY[");
+            out.extend_from_slice(spec.as_bytes());
+            out.push(b']');
+            let bytes = message::section(content, &wanted);
+            let Some(bytes) = bytes else {
+                out.extend_from_slice(b" NIL");
+                return;
+            };
+            match partial {
+                Some((origin, length)) => {
+                    out.extend_from_slice(format!("<{origin}> ").as_bytes());
+                    let start = (*origin as usize).min(bytes.len());
+                    let end = start.saturating_add(length.get() as usize).min(bytes.len());
+                    literal(out, &bytes[start..end]);
+                }
+                None => {
+                    out.push(b' ');
+                    literal(out, &bytes);
+                }
+            }
+        }
+        N::Binary { .. } | N::BinarySize { .. } => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// The section as the response names it, and as [`message::section`] takes it.
+fn section_of(section: Option<&WireSection<'_>>) -> (String, Section) {
+    let numbers = |part: &Part| part.0.as_ref().iter().map(|n| n.get()).collect::<Vec<u32>>();
+    let dotted = |part: &[u32]| part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+    let fields = |names: &imap_types::core::Vec1<imap_types::core::AString<'_>>| {
+        names.as_ref().iter().map(|n| String::from_utf8_lossy(n.as_ref()).into_owned()).collect::<Vec<String>>()
+    };
+    let with = |part: Vec<u32>, suffix: &str, text: SectionText| {
+        let spec = if part.is_empty() { suffix.to_owned() } else if suffix.is_empty() { dotted(&part) } else { format!("{}.{suffix}", dotted(&part)) };
+        (spec, Section { part, text })
+    };
+    match section {
+        None => with(vec![], "", SectionText::Full),
+        Some(WireSection::Part(p)) => with(numbers(p), "", SectionText::Full),
+        Some(WireSection::Header(p)) => with(p.as_ref().map(numbers).unwrap_or_default(), "HEADER", SectionText::Header),
+        Some(WireSection::HeaderFields(p, names)) => {
+            let names = fields(names);
+            let suffix = format!("HEADER.FIELDS ({})", names.join(" "));
+            with(p.as_ref().map(numbers).unwrap_or_default(), &suffix, SectionText::HeaderFields(names))
+        }
+        Some(WireSection::HeaderFieldsNot(p, names)) => {
+            let names = fields(names);
+            let suffix = format!("HEADER.FIELDS.NOT ({})", names.join(" "));
+            with(p.as_ref().map(numbers).unwrap_or_default(), &suffix, SectionText::HeaderFieldsNot(names))
+        }
+        Some(WireSection::Text(p)) => with(p.as_ref().map(numbers).unwrap_or_default(), "TEXT", SectionText::Text),
+        Some(WireSection::Mime(p)) => with(numbers(p), "MIME", SectionText::Mime),
+    }
+}
+
+/// System flags and keywords of a STORE or APPEND.
+fn split_flags(flags: &[WireFlag<'_>]) -> Result<(Vec<Flag>, Vec<String>), String> {
+    let mut system = Vec::new();
+    let mut keywords = Vec::new();
+    for flag in flags {
+        match flag {
+            WireFlag::Seen => system.push(Flag::Seen),
+            WireFlag::Answered => system.push(Flag::Answered),
+            WireFlag::Flagged => system.push(Flag::Flagged),
+            WireFlag::Deleted => system.push(Flag::Deleted),
+            WireFlag::Draft => system.push(Flag::Draft),
+            WireFlag::Keyword(atom) => keywords.push(atom.as_ref().to_owned()),
+            WireFlag::Extension(_) => return Err(format!("{flag} cannot be set: \\Recent belongs to the server and others do not exist")),
+        }
+    }
+    system.sort_by_key(|f| f.as_str());
+    system.dedup();
+    Ok((system, keywords))
+}
+
+/// A UID set in its shortest form: `3:5,9`.
+fn uid_set(uids: &[i64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        parts.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// Whether a LIST pattern (`*` anything, `%` anything but `/`) matches a name.
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
+        Some((b'%', rest)) => {
+            let stop = name.iter().position(|&b| b == b'/').unwrap_or(name.len());
+            (0..=stop).any(|i| wildcard(rest, &name[i..]))
+        }
+        Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
+    }
+}
+
+fn unavailable(e: tenants::Error) -> Done {
+    tracing::error!(error = %e, "IMAP store failure");
+    Done::No("[UNAVAILABLE] the server could not do that now, try again later".into())
+}
+
+/// A refusal of the domain core, in IMAP's words.
+fn refusal(e: tenants::Error) -> Done {
+    match e {
+        tenants::Error::Conflict(text) if text.contains("exists already") => Done::No(format!("[ALREADYEXISTS] {text}")),
+        tenants::Error::Conflict(text) | tenants::Error::Invalid(text) => Done::No(format!("[CANNOT] {text}")),
+        tenants::Error::LimitExceeded(text) => Done::No(format!("[OVERQUOTA] {text}")),
+        tenants::Error::NotFound(what) => Done::No(format!("[NONEXISTENT] {what} not found")),
+        other => unavailable(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    #[test]
+    fn list_wildcards() {
+        assert!(wildcard(b"*", b"projects/2026"));
+        assert!(wildcard(b"%", b"inbox"));
+        assert!(!wildcard(b"%", b"projects/2026"));
+        assert!(wildcard(b"projects/%", b"projects/2026"));
+        assert!(!wildcard(b"projects/%", b"projects"));
+        assert!(wildcard(b"p*6", b"projects/2026"));
+    }
+
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
+    }
+
+    #[test]
+    fn sections_are_named_back_as_asked() {
+        let (spec, section) = section_of(None);
+        assert_eq!((spec.as_str(), section.text), ("", SectionText::Full));
+        let part = Part(imap_types::core::Vec1::try_from(vec![NonZeroU32::new(1).unwrap(), NonZeroU32::new(2).unwrap()]).unwrap());
+        let (spec, section) = section_of(Some(&WireSection::Mime(part)));
+        assert_eq!(spec, "1.2.MIME");
+        assert_eq!(section.part, vec![1, 2]);
+    }
+}

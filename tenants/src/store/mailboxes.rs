@@ -1,0 +1,709 @@
+//! Mailboxes (IMAP folders) of an account, and what IMAP sessions need of
+//! them: UIDs handed out by the mailbox's own counter (never reused, kept
+//! across restarts), a change counter (`highest_modseq`) that every change
+//! in the mailbox bumps and stamps on what it touched, and tombstones of the
+//! UIDs that left it, so that a session asks "what changed since N" in two
+//! indexed queries. Every account has one mailbox of each special use
+//! ([`Folder`]), made the first time it is needed; names are unique per
+//! account whatever their case.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::messages::{flags_text, parse_flags};
+use super::{Audit, INSERT_AUDIT, Pool, Store};
+use crate::model::{AccountId, Flag, Folder, Level, MailboxId, MessageId};
+use crate::{Error, Result};
+
+/// Where a stored message goes: the account's mailbox of a special use, or
+/// a mailbox by id.
+pub(super) enum Target {
+    Role(Folder),
+    Mailbox(MailboxId),
+}
+
+pub(super) const TAKE_BY_ROLE: &str = "UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = highest_modseq + 1 \
+     WHERE account_id = $1 AND role = $2 RETURNING id, uid_next - $3, highest_modseq";
+pub(super) const TAKE_BY_ID: &str = "UPDATE mailboxes SET uid_next = uid_next + $2, highest_modseq = highest_modseq + 1 \
+     WHERE id = $1 RETURNING id, uid_next - $2, highest_modseq";
+pub(super) const INSERT_MAILBOX: &str = "INSERT INTO mailboxes (id, account_id, name, name_key, role, uid_validity, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+const BUMP: &str = "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1 RETURNING highest_modseq";
+pub(super) const BURY: &str = "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3) \
+     ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq";
+const MAILBOX_COLUMNS: &str = "id, account_id, name, role, uid_validity, uid_next, highest_modseq, subscribed, created_at";
+macro_rules! view_columns {
+    () => {
+        "uid, modseq, flags, keywords, rfc822_size, received_at, level, id"
+    };
+}
+
+/// Takes `$n` UIDs in the target mailbox inside the caller's transaction and
+/// bumps its change counter; evaluates to (mailbox id, first UID, modseq).
+/// A special-use mailbox the account does not have yet is made first.
+macro_rules! take_uids {
+    ($tx:expr, $account:expr, $target:expr, $n:expr) => {{
+        let n: i64 = $n;
+        let account: crate::model::AccountId = $account;
+        let taken: Option<(uuid::Uuid, i64, i64)> = match $target {
+            super::mailboxes::Target::Role(role) => {
+                let take = || sqlx::query_as(super::mailboxes::TAKE_BY_ROLE).bind(account.0).bind(role.as_str()).bind(n);
+                match take().fetch_optional(&mut *$tx).await? {
+                    Some(taken) => Some(taken),
+                    None => {
+                        sqlx::query(super::mailboxes::INSERT_MAILBOX)
+                            .bind(uuid::Uuid::now_v7())
+                            .bind(account.0)
+                            .bind(role.default_name())
+                            .bind(role.default_name().to_lowercase())
+                            .bind(role.as_str())
+                            .bind(super::mailboxes::new_uid_validity())
+                            .bind(chrono::Utc::now())
+                            .execute(&mut *$tx)
+                            .await?;
+                        take().fetch_optional(&mut *$tx).await?
+                    }
+                }
+            }
+            super::mailboxes::Target::Mailbox(id) => {
+                sqlx::query_as(super::mailboxes::TAKE_BY_ID).bind(id.0).bind(n).fetch_optional(&mut *$tx).await?
+            }
+        };
+        taken.ok_or(crate::Error::NotFound("mailbox"))?
+    }};
+}
+
+/// Records inside the caller's transaction that `$uid` left `$mailbox`.
+macro_rules! bury {
+    ($tx:expr, $mailbox:expr, $uid:expr) => {{
+        let mailbox: uuid::Uuid = $mailbox;
+        let (modseq,): (i64,) = sqlx::query_as(
+            "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1 RETURNING highest_modseq",
+        )
+        .bind(mailbox)
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query(super::mailboxes::BURY).bind(mailbox).bind($uid).bind(modseq).execute(&mut *$tx).await?;
+    }};
+}
+
+/// Removes messages of a mailbox inside the caller's transaction (those
+/// flagged `\Deleted` when `$only_deleted`, among `$uids` when given),
+/// giving their bytes back and leaving tombstones; evaluates to
+/// (UID, message, dispersed) of each.
+macro_rules! remove_messages {
+    ($tx:expr, $mailbox:expr, $uids:expr, $only_deleted:expr) => {{
+        let mailbox: Uuid = $mailbox;
+        let uids: Option<&UidRanges> = $uids;
+        let only_deleted: bool = $only_deleted;
+        let all = [(1i64, i64::MAX)];
+        let select = if only_deleted {
+            "SELECT id, uid, tenant_id, account_id, size, storage FROM messages \
+             WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 AND (' ' || flags || ' ') LIKE '% deleted %' ORDER BY uid"
+        } else {
+            "SELECT id, uid, tenant_id, account_id, size, storage FROM messages \
+             WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid"
+        };
+        let mut found: Vec<(Uuid, i64, Uuid, Uuid, i64, String)> = Vec::new();
+        for &(low, high) in uids.unwrap_or(&all) {
+            let rows: Vec<(Uuid, i64, Uuid, Uuid, i64, String)> =
+                sqlx::query_as(select).bind(mailbox).bind(low).bind(high).fetch_all(&mut *$tx).await?;
+            found.extend(rows);
+        }
+        let mut removed = Vec::with_capacity(found.len());
+        if !found.is_empty() {
+            let (modseq,): (i64,) = sqlx::query_as(BUMP).bind(mailbox).fetch_one(&mut *$tx).await?;
+            let now = Utc::now();
+            for (id, uid, tenant, account, size, storage) in found {
+                sqlx::query(super::messages::DELETE_MESSAGE).bind(id).execute(&mut *$tx).await?;
+                sqlx::query(super::messages::FREE_TENANT_STORAGE).bind(tenant).bind(size).execute(&mut *$tx).await?;
+                sqlx::query(super::messages::FREE_ACCOUNT_STORAGE).bind(account).bind(size).execute(&mut *$tx).await?;
+                sqlx::query(super::messages::SHRED_OBJECT).bind(id).bind(now).execute(&mut *$tx).await?;
+                sqlx::query(BURY).bind(mailbox).bind(uid).bind(modseq).execute(&mut *$tx).await?;
+                removed.push((uid, MessageId(id), storage == "dispersed"));
+            }
+        }
+        removed
+    }};
+}
+
+/// A UIDVALIDITY for a new mailbox: random, so that a mailbox deleted and
+/// made again under the same name does not pass for the old one.
+pub(super) fn new_uid_validity() -> i64 {
+    i64::from(rand::random::<u32>() >> 1).max(1)
+}
+
+/// One mailbox of an account.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub account_id: AccountId,
+    /// Its IMAP name, with `/` between levels (`INBOX`, `Projects/2026`).
+    pub name: String,
+    /// Its special use, for the mailboxes every account has.
+    pub role: Option<Folder>,
+    /// With `uid_next`: the IMAP UIDs of this mailbox stay valid while this does not change.
+    pub uid_validity: i64,
+    pub uid_next: i64,
+    /// Bumped by every change in the mailbox.
+    pub highest_modseq: i64,
+    pub subscribed: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct MailboxRow {
+    id: Uuid,
+    account_id: Uuid,
+    name: String,
+    role: Option<String>,
+    uid_validity: i64,
+    uid_next: i64,
+    highest_modseq: i64,
+    subscribed: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<MailboxRow> for Mailbox {
+    type Error = Error;
+    fn try_from(r: MailboxRow) -> Result<Mailbox> {
+        Ok(Mailbox {
+            id: MailboxId(r.id),
+            account_id: AccountId(r.account_id),
+            name: r.name,
+            role: r.role.as_deref().map(str::parse).transpose().map_err(|e| Error::Internal(format!("stored mailbox: {e}")))?,
+            uid_validity: r.uid_validity,
+            uid_next: r.uid_next,
+            highest_modseq: r.highest_modseq,
+            subscribed: r.subscribed,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// What STATUS and the API count in a mailbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema, FromRow)]
+pub struct MailboxCounts {
+    pub messages: i64,
+    pub unseen: i64,
+    pub deleted: i64,
+    /// Sum of the messages' RFC822.SIZE.
+    pub size: i64,
+}
+
+/// One message as a session's view of its mailbox holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewEntry {
+    pub uid: i64,
+    pub modseq: i64,
+    pub flags: Vec<Flag>,
+    pub keywords: Vec<String>,
+    pub rfc822_size: i64,
+    pub received_at: DateTime<Utc>,
+    pub level: Level,
+    pub id: MessageId,
+}
+
+#[derive(FromRow)]
+struct ViewRow {
+    uid: i64,
+    modseq: i64,
+    flags: String,
+    keywords: String,
+    rfc822_size: i64,
+    received_at: DateTime<Utc>,
+    level: String,
+    id: Uuid,
+}
+
+impl TryFrom<ViewRow> for ViewEntry {
+    type Error = Error;
+    fn try_from(r: ViewRow) -> Result<ViewEntry> {
+        let stored = |e: Error| Error::Internal(format!("stored message does not parse: {e}"));
+        Ok(ViewEntry {
+            uid: r.uid,
+            modseq: r.modseq,
+            flags: parse_flags(&r.flags).map_err(stored)?,
+            keywords: r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+            rfc822_size: r.rfc822_size,
+            received_at: r.received_at,
+            level: r.level.parse().map_err(stored)?,
+            id: MessageId(r.id),
+        })
+    }
+}
+
+/// What changed in a mailbox since a session last looked.
+#[derive(Debug, Default)]
+pub struct MailboxChanges {
+    /// The counter as it was before the changes below were read.
+    pub highest_modseq: i64,
+    /// Messages added or whose flags changed, by UID.
+    pub changed: Vec<ViewEntry>,
+    /// UIDs that left the mailbox.
+    pub expunged: Vec<i64>,
+}
+
+/// How STORE changes flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// A STORE: flags and keywords added, removed or set.
+#[derive(Clone, Debug)]
+pub struct FlagChange {
+    pub op: FlagOp,
+    pub flags: Vec<Flag>,
+    pub keywords: Vec<String>,
+}
+
+impl FlagChange {
+    /// The flags and keywords after the change; keywords compare without case.
+    pub fn apply(&self, flags: &[Flag], keywords: &[String]) -> (Vec<Flag>, Vec<String>) {
+        let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
+        match self.op {
+            FlagOp::Replace => (self.flags.clone(), dedup_keywords(self.keywords.clone())),
+            FlagOp::Add => {
+                let mut f = flags.to_vec();
+                f.extend(self.flags.iter().filter(|x| !flags.contains(x)));
+                let mut k = keywords.to_vec();
+                k.extend(self.keywords.iter().filter(|x| !keywords.iter().any(|y| same(x, y))).cloned());
+                (f, dedup_keywords(k))
+            }
+            FlagOp::Remove => (
+                flags.iter().filter(|x| !self.flags.contains(x)).copied().collect(),
+                keywords.iter().filter(|x| !self.keywords.iter().any(|y| same(x, y))).cloned().collect(),
+            ),
+        }
+    }
+}
+
+fn dedup_keywords(mut keywords: Vec<String>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    keywords.retain(|k| {
+        let lower = k.to_ascii_lowercase();
+        if seen.contains(&lower) {
+            false
+        } else {
+            seen.push(lower);
+            true
+        }
+    });
+    keywords
+}
+
+/// Keywords as stored; refuses what is not an IMAP atom, or a flag name.
+pub(super) fn keywords_text(keywords: &[String]) -> Result<String> {
+    for k in keywords {
+        let atom = !k.is_empty()
+            && k.len() <= 64
+            && k.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
+        if !atom {
+            return Err(Error::Invalid(format!(
+                "`{k}` is not a keyword: use 1 to 64 printable ASCII characters without spaces or ( ) {{ % * \" \\ ]"
+            )));
+        }
+    }
+    Ok(dedup_keywords(keywords.to_vec()).join(" "))
+}
+
+/// A mailbox name as stored, and its key: INBOX in any case is `INBOX`
+/// (with its children), levels are separated by `/` and none is empty.
+pub fn mailbox_name(name: &str) -> Result<(String, String)> {
+    let invalid = |why: &str| Err(Error::Invalid(format!("`{name}` is not a usable mailbox name: {why}")));
+    if name.is_empty() || name.len() > 255 {
+        return invalid("it must have 1 to 255 bytes");
+    }
+    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+        return invalid("control characters and the wildcards * and % are not allowed");
+    }
+    if name.split('/').any(|level| level.is_empty() || level.trim() != level) {
+        return invalid("no level may be empty or start or end with a space");
+    }
+    let name = match name.split_once('/') {
+        Some((first, rest)) if first.eq_ignore_ascii_case("inbox") => format!("INBOX/{rest}"),
+        None if name.eq_ignore_ascii_case("inbox") => "INBOX".to_owned(),
+        _ => name.to_owned(),
+    };
+    let key = name.to_lowercase();
+    Ok((name, key))
+}
+
+/// UID ranges (inclusive), as the queries below take them.
+pub type UidRanges = [(i64, i64)];
+
+impl Store {
+    /// Changes made in this process, by mailbox, for sessions to look at.
+    pub fn mailbox_changes_feed(&self) -> tokio::sync::broadcast::Receiver<MailboxId> {
+        self.changes.subscribe()
+    }
+
+    pub(super) fn changed(&self, mailbox: MailboxId) {
+        let _ = self.changes.send(mailbox);
+    }
+
+    /// Makes the special-use mailboxes the account does not have yet.
+    pub async fn ensure_mailboxes(&self, account: AccountId) -> Result<()> {
+        let count = "SELECT COUNT(*) FROM mailboxes WHERE account_id = $1 AND role IS NOT NULL";
+        let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(count).bind(account.0).fetch_one(p).await)?;
+        if n as usize == Folder::ALL.len() {
+            return Ok(());
+        }
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            for role in Folder::ALL {
+                sqlx::query(INSERT_MAILBOX)
+                    .bind(Uuid::now_v7())
+                    .bind(account.0)
+                    .bind(role.default_name())
+                    .bind(role.default_name().to_lowercase())
+                    .bind(role.as_str())
+                    .bind(new_uid_validity())
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The account's mailboxes, INBOX first, then by name.
+    pub async fn mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.ensure_mailboxes(account).await?;
+        let sql = super::join_sql(
+            "SELECT ",
+            MAILBOX_COLUMNS,
+            " FROM mailboxes WHERE account_id = $1 ORDER BY CASE WHEN name = 'INBOX' THEN 0 ELSE 1 END, name_key",
+        );
+        let rows: Vec<MailboxRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_all(p).await)?;
+        rows.into_iter().map(Mailbox::try_from).collect()
+    }
+
+    pub async fn mailbox(&self, id: MailboxId) -> Result<Option<Mailbox>> {
+        let sql = super::join_sql("SELECT ", MAILBOX_COLUMNS, " FROM mailboxes WHERE id = $1");
+        let row: Option<MailboxRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.map(Mailbox::try_from).transpose()
+    }
+
+    /// The account's mailbox of that name (any case), if it has one.
+    pub async fn mailbox_named(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        let Ok((_, key)) = mailbox_name(name) else { return Ok(None) };
+        self.ensure_mailboxes(account).await?;
+        let sql = super::join_sql("SELECT ", MAILBOX_COLUMNS, " FROM mailboxes WHERE account_id = $1 AND name_key = $2");
+        let row: Option<MailboxRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(key).fetch_optional(p).await)?;
+        row.map(Mailbox::try_from).transpose()
+    }
+
+    /// The account's mailbox of a special use.
+    pub async fn mailbox_of_role(&self, account: AccountId, role: Folder) -> Result<Mailbox> {
+        self.ensure_mailboxes(account).await?;
+        let sql = super::join_sql("SELECT ", MAILBOX_COLUMNS, " FROM mailboxes WHERE account_id = $1 AND role = $2");
+        let row: Option<MailboxRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(role.as_str()).fetch_optional(p).await)?;
+        row.map(Mailbox::try_from).transpose()?.ok_or(Error::NotFound("mailbox"))
+    }
+
+    pub async fn mailbox_counts(&self, id: MailboxId) -> Result<MailboxCounts> {
+        let sql = "SELECT COUNT(*) AS messages, \
+               COALESCE(SUM(CASE WHEN (' ' || flags || ' ') LIKE '% seen %' THEN 0 ELSE 1 END), 0) AS unseen, \
+               COALESCE(SUM(CASE WHEN (' ' || flags || ' ') LIKE '% deleted %' THEN 1 ELSE 0 END), 0) AS deleted, \
+               COALESCE(SUM(rfc822_size), 0) AS size \
+             FROM messages WHERE mailbox_id = $1";
+        // SUM is NUMERIC on PostgreSQL: cast each back.
+        let sql = match &self.pool {
+            Pool::Sqlite(_) => sqlx::AssertSqlSafe(sql.to_owned()),
+            Pool::Postgres(_) => sqlx::AssertSqlSafe(
+                sql.replace("COALESCE(SUM(", "CAST(COALESCE(SUM(").replace("), 0) AS", "), 0) AS BIGINT) AS"),
+            ),
+        };
+        let counts: MailboxCounts = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_one(p).await)?;
+        Ok(counts)
+    }
+
+    /// Makes a mailbox, and the levels above it that do not exist yet.
+    pub async fn create_mailbox(&self, actor: &str, account: AccountId, name: &str) -> Result<Mailbox> {
+        let (name, key) = mailbox_name(name)?;
+        self.ensure_mailboxes(account).await?;
+        let levels: Vec<&str> = name.split('/').collect();
+        let id = MailboxId::new();
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let tenant: Option<(Uuid,)> = sqlx::query_as("SELECT tenant_id FROM accounts WHERE id = $1")
+                .bind(account.0).fetch_optional(&mut *tx).await?;
+            let (tenant,) = tenant.ok_or(Error::NotFound("account"))?;
+            for depth in 1..levels.len() {
+                let parent = levels[..depth].join("/");
+                sqlx::query(INSERT_MAILBOX)
+                    .bind(Uuid::now_v7()).bind(account.0).bind(&parent).bind(parent.to_lowercase())
+                    .bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
+                    .execute(&mut *tx).await?;
+            }
+            let done = sqlx::query(INSERT_MAILBOX)
+                .bind(id.0).bind(account.0).bind(&name).bind(&key).bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
+                .execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::Conflict(format!("a mailbox named `{name}` exists already")));
+            }
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant),
+                action: "mailbox.create",
+                object_type: "mailbox",
+                object_id: id.to_string(),
+                detail: serde_json::json!({ "account": account, "name": name }),
+            });
+            tx.commit().await?;
+        });
+        self.mailbox(id).await?.ok_or(Error::NotFound("mailbox"))
+    }
+
+    /// Renames a mailbox and the mailboxes under it. Renaming INBOX moves
+    /// its messages to a new mailbox of that name and leaves INBOX empty
+    /// (RFC 9051 §6.3.6).
+    pub async fn rename_mailbox(&self, actor: &str, mailbox: &Mailbox, new_name: &str) -> Result<Mailbox> {
+        let (new_name, new_key) = mailbox_name(new_name)?;
+        if mailbox.role == Some(Folder::Inbox) {
+            let target = self.create_mailbox(actor, mailbox.account_id, &new_name).await?;
+            self.move_messages(mailbox, &[(1, i64::MAX)], &target).await?;
+            return self.mailbox(target.id).await?.ok_or(Error::NotFound("mailbox"));
+        }
+        let old_key = mailbox.name.to_lowercase();
+        if new_key == old_key {
+            return Ok(mailbox.clone());
+        }
+        if new_key.starts_with(&format!("{old_key}/")) {
+            return Err(Error::Invalid(format!("`{}` cannot move under itself", mailbox.name)));
+        }
+        let all = self.mailboxes(mailbox.account_id).await?;
+        if all.iter().any(|m| m.name.to_lowercase() == new_key) {
+            return Err(Error::Conflict(format!("a mailbox named `{new_name}` exists already")));
+        }
+        let prefix = format!("{old_key}/");
+        let renamed: Vec<(Uuid, String)> = all
+            .iter()
+            .filter(|m| m.id == mailbox.id || m.name.to_lowercase().starts_with(&prefix))
+            .map(|m| (m.id.0, format!("{new_name}{}", &m.name[mailbox.name.len()..])))
+            .collect();
+        let levels: Vec<&str> = new_name.split('/').collect();
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            for depth in 1..levels.len() {
+                let parent = levels[..depth].join("/");
+                sqlx::query(INSERT_MAILBOX)
+                    .bind(Uuid::now_v7()).bind(mailbox.account_id.0).bind(&parent).bind(parent.to_lowercase())
+                    .bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
+                    .execute(&mut *tx).await?;
+            }
+            for (id, name) in &renamed {
+                sqlx::query("UPDATE mailboxes SET name = $2, name_key = $3 WHERE id = $1")
+                    .bind(id).bind(name).bind(name.to_lowercase()).execute(&mut *tx).await
+                    .map_err(|e| if super::unique_violation(&e) {
+                        Error::Conflict(format!("a mailbox named `{name}` exists already"))
+                    } else { e.into() })?;
+            }
+            let (tenant,): (Uuid,) = sqlx::query_as("SELECT tenant_id FROM accounts WHERE id = $1")
+                .bind(mailbox.account_id.0).fetch_one(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant),
+                action: "mailbox.rename",
+                object_type: "mailbox",
+                object_id: mailbox.id.to_string(),
+                detail: serde_json::json!({ "from": mailbox.name, "to": new_name }),
+            });
+            tx.commit().await?;
+        });
+        self.mailbox(mailbox.id).await?.ok_or(Error::NotFound("mailbox"))
+    }
+
+    /// Deletes a mailbox of the account's own with its messages, freeing
+    /// their bytes; returns the dispersed ones, whose shards go next.
+    pub async fn delete_mailbox(&self, actor: &str, mailbox: &Mailbox) -> Result<Vec<MessageId>> {
+        if let Some(role) = mailbox.role {
+            return Err(Error::Conflict(format!(
+                "`{}` is the account's {} mailbox and cannot be deleted",
+                mailbox.name,
+                role.as_str()
+            )));
+        }
+        let prefix = format!("{}/", mailbox.name.to_lowercase());
+        if self.mailboxes(mailbox.account_id).await?.iter().any(|m| m.name.to_lowercase().starts_with(&prefix)) {
+            return Err(Error::Conflict(format!("`{}` has mailboxes under it: delete or move them first", mailbox.name)));
+        }
+        let shredded = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let shredded = remove_messages!(tx, mailbox.id.0, None::<&UidRanges>, false);
+            sqlx::query("DELETE FROM expunged WHERE mailbox_id = $1").bind(mailbox.id.0).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM mailboxes WHERE id = $1").bind(mailbox.id.0).execute(&mut *tx).await?;
+            let (tenant,): (Uuid,) = sqlx::query_as("SELECT tenant_id FROM accounts WHERE id = $1")
+                .bind(mailbox.account_id.0).fetch_one(&mut *tx).await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(tenant),
+                action: "mailbox.delete",
+                object_type: "mailbox",
+                object_id: mailbox.id.to_string(),
+                detail: serde_json::json!({ "name": mailbox.name, "messages": shredded.len() }),
+            });
+            tx.commit().await?;
+            shredded
+        });
+        self.changed(mailbox.id);
+        Ok(shredded.into_iter().filter(|(_, _, dispersed)| *dispersed).map(|(_, id, _)| id).collect())
+    }
+
+    pub async fn subscribe_mailbox(&self, id: MailboxId, subscribed: bool) -> Result<()> {
+        let sql = "UPDATE mailboxes SET subscribed = $2 WHERE id = $1";
+        on_pool!(&self.pool, p => sqlx::query(sql).bind(id.0).bind(subscribed).execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// The mailbox and every message in it by UID, for SELECT. The counter
+    /// is read first: whatever changes meanwhile is seen again later.
+    pub async fn mailbox_view(&self, id: MailboxId) -> Result<Option<(Mailbox, Vec<ViewEntry>)>> {
+        let Some(mailbox) = self.mailbox(id).await? else { return Ok(None) };
+        let sql = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 ORDER BY uid");
+        let rows: Vec<ViewRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_all(p).await)?;
+        let entries = rows.into_iter().map(ViewEntry::try_from).collect::<Result<_>>()?;
+        Ok(Some((mailbox, entries)))
+    }
+
+    /// The mailbox's change counter; `None` once it is deleted.
+    pub async fn highest_modseq(&self, id: MailboxId) -> Result<Option<i64>> {
+        let sql = "SELECT highest_modseq FROM mailboxes WHERE id = $1";
+        let row: Option<(i64,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        Ok(row.map(|(m,)| m))
+    }
+
+    /// What changed in the mailbox after `since`; `None` once it is deleted.
+    pub async fn mailbox_changes(&self, id: MailboxId, since: i64) -> Result<Option<MailboxChanges>> {
+        let Some(highest) = self.highest_modseq(id).await? else { return Ok(None) };
+        if highest <= since {
+            return Ok(Some(MailboxChanges { highest_modseq: highest, ..MailboxChanges::default() }));
+        }
+        let changed = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid");
+        let expunged = "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
+        let (rows, gone): (Vec<ViewRow>, Vec<(i64,)>) = on_pool!(&self.pool, p => (
+            sqlx::query_as(changed).bind(id.0).bind(since).fetch_all(p).await?,
+            sqlx::query_as(expunged).bind(id.0).bind(since).fetch_all(p).await?,
+        ));
+        Ok(Some(MailboxChanges {
+            highest_modseq: highest,
+            changed: rows.into_iter().map(ViewEntry::try_from).collect::<Result<_>>()?,
+            expunged: gone.into_iter().map(|(u,)| u).collect(),
+        }))
+    }
+
+    /// Changes the flags of the messages with these UIDs; returns those that
+    /// changed, as they are now. Concurrent changes in one mailbox queue on
+    /// its row, so that none is lost.
+    pub async fn store_flags(&self, mailbox: MailboxId, uids: &UidRanges, change: &FlagChange) -> Result<Vec<ViewEntry>> {
+        keywords_text(&change.keywords)?;
+        let select = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid");
+        let update = "UPDATE messages SET flags = $2, keywords = $3, modseq = $4 WHERE id = $1";
+        let changed = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let (modseq,): (i64,) = sqlx::query_as(BUMP).bind(mailbox.0).fetch_one(&mut *tx).await?;
+            let mut changed = Vec::new();
+            for &(low, high) in uids {
+                let rows: Vec<ViewRow> = sqlx::query_as(select).bind(mailbox.0).bind(low).bind(high).fetch_all(&mut *tx).await?;
+                for row in rows {
+                    let mut entry = ViewEntry::try_from(row)?;
+                    let (flags, keywords) = change.apply(&entry.flags, &entry.keywords);
+                    if same_set(&flags, &entry.flags) && same_keywords(&keywords, &entry.keywords) {
+                        continue;
+                    }
+                    sqlx::query(update).bind(entry.id.0).bind(flags_text(&flags)).bind(keywords.join(" ")).bind(modseq)
+                        .execute(&mut *tx).await?;
+                    entry.flags = flags;
+                    entry.keywords = keywords;
+                    entry.modseq = modseq;
+                    changed.push(entry);
+                }
+            }
+            if changed.is_empty() {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            changed
+        });
+        if !changed.is_empty() {
+            self.changed(mailbox);
+        }
+        Ok(changed)
+    }
+
+    /// Moves the messages with these UIDs to another mailbox of the account
+    /// (RFC 6851): new UIDs there, in the same order, tombstones here.
+    /// Returns (old UID, new UID) pairs.
+    pub async fn move_messages(&self, from: &Mailbox, uids: &UidRanges, to: &Mailbox) -> Result<Vec<(i64, i64)>> {
+        if from.account_id != to.account_id {
+            return Err(Error::Invalid("messages move only between mailboxes of one account".into()));
+        }
+        let select = "SELECT id, uid FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid";
+        let moved = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let (modseq_from,): (i64,) = sqlx::query_as(BUMP).bind(from.id.0).fetch_one(&mut *tx).await?;
+            let mut found: Vec<(Uuid, i64)> = Vec::new();
+            for &(low, high) in uids {
+                let rows: Vec<(Uuid, i64)> = sqlx::query_as(select).bind(from.id.0).bind(low).bind(high).fetch_all(&mut *tx).await?;
+                found.extend(rows);
+            }
+            if found.is_empty() {
+                tx.rollback().await?;
+                return Ok(Vec::new());
+            }
+            let (_, first, modseq_to) = take_uids!(tx, to.account_id, &Target::Mailbox(to.id), found.len() as i64);
+            let mut moved = Vec::with_capacity(found.len());
+            for (i, (id, uid)) in found.into_iter().enumerate() {
+                let new_uid = first + i as i64;
+                sqlx::query("UPDATE messages SET mailbox_id = $2, uid = $3, modseq = $4 WHERE id = $1")
+                    .bind(id).bind(to.id.0).bind(new_uid).bind(modseq_to).execute(&mut *tx).await?;
+                sqlx::query(BURY).bind(from.id.0).bind(uid).bind(modseq_from).execute(&mut *tx).await?;
+                moved.push((uid, new_uid));
+            }
+            tx.commit().await?;
+            moved
+        });
+        self.changed(from.id);
+        self.changed(to.id);
+        Ok(moved)
+    }
+
+    /// Removes the messages flagged `\Deleted` (among these UIDs, if given),
+    /// freeing their bytes. Returns (UID, message, dispersed) of each.
+    pub async fn expunge(&self, mailbox: MailboxId, uids: Option<&UidRanges>) -> Result<Vec<(i64, MessageId, bool)>> {
+        let removed = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let removed = remove_messages!(tx, mailbox.0, uids, true);
+            if removed.is_empty() {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            removed
+        });
+        if !removed.is_empty() {
+            self.changed(mailbox);
+        }
+        Ok(removed)
+    }
+}
+
+
+fn same_set(a: &[Flag], b: &[Flag]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+fn same_keywords(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
+}
