@@ -318,7 +318,11 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         services.spawn(server.serve(listener, stopped()));
     }
     if roles.imap {
-        let server = mail::imap::ImapServer::new(config.imap_config(), inbound.clone(), login_guard.clone(), Some(tls_config(&config)?));
+        // Alone, IMAP learns of new mail by asking the database; beside the
+        // MX, the API and the workers it is told at once, and asks rarely.
+        let poll_interval = if roles.smtp && roles.api && roles.worker { Duration::from_secs(30) } else { Duration::from_secs(1) };
+        let imap_config = mail::imap::ImapConfig { poll_interval, ..config.imap_config() };
+        let server = mail::imap::ImapServer::new(imap_config, inbound.clone(), login_guard.clone(), Some(tls_config(&config)?));
         let listener = tokio::net::TcpListener::bind(config.imap.listen)
             .await
             .with_context(|| format!("listening on {}", config.imap.listen))?;

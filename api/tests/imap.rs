@@ -133,11 +133,27 @@ async fn sealed_mail_is_served_as_stored(backend: Backend) {
     assert!(decrypted, "{err}");
     let plain = String::from_utf8_lossy(&plain);
     assert!(plain.contains("Only Carol reads this."), "{plain}");
+
+    // A draft her client APPENDs in clear is sealed before it is written.
+    let draft = support::message(&address, "dan@elsewhere.test", "Draft about the merger", "Not yet.");
+    client.send_raw(format!("t50 APPEND Drafts (\\Draft) {{{}+}}\r\n", draft.len()).as_bytes()).await;
+    client.send_raw(&draft).await;
+    client.send_raw(b"\r\n").await;
+    let (_, done) = client.until("t50").await;
+    assert!(done.contains(" OK [APPENDUID "), "{done}");
+    let drafts = messages(&app, &id, &token, "folder=drafts").await;
+    assert_eq!(drafts[0]["level"], "sealed");
+    assert!(drafts[0]["subject"].is_null(), "{:?}", drafts[0]);
+    let raw = app.raw(app.http.get(format!("{}/v1/messages/{}/raw", app.base, drafts[0]["id"].as_str().unwrap())).bearer_auth(&token)).await;
+    let stored = raw.text();
+    assert!(stored.contains("multipart/encrypted") && !stored.contains("merger"), "{stored}");
 }
 
 async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     let app = support::spawn(backend).await;
-    let (_, address, _) = user(&app, "acme.test", "dave", "standard").await;
+    let e = app.enterprise("acme.test", 5).await;
+    app.user(&e, "dave").await;
+    let address = "dave@acme.test".to_owned();
     let (mut c, greeting) = Client::connect(app.imap).await;
     assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1"), "{greeting}");
 
@@ -150,15 +166,20 @@ async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     c.send_raw(format!("t90 NOOP {}\r\n", "x".repeat(70 * 1024)).as_bytes()).await;
     let (_, done) = c.until("t90").await;
     assert!(done.contains(" BAD [TOOBIG]"), "overlong line: {done}");
-    c.send_raw(b"t91 APPEND INBOX {999999999}\r\n").await;
+    c.send_raw(b"t91 LOGIN {9000}\r\n").await;
     let (_, done) = c.until("t91").await;
-    assert!(done.contains(" NO [TOOBIG]") && done.contains("999999999"), "literal over the limit: {done}");
+    assert!(done.contains(" NO [TOOBIG]") && done.contains("at most 8192"), "no big literal before sign-in: {done}");
     let (_, done) = c.run("LOGIN nobody@acme.test wrong").await;
     assert!(done.contains(" NO [AUTHENTICATIONFAILED]"), "{done}");
 
     c.login(&address, PASSWORD).await;
     let (_, done) = c.run("FETCH 1 (FLAGS)").await;
     assert!(done.contains(" BAD ") && done.contains("select a mailbox first"), "{done}");
+    c.send_raw(b"t93 APPEND INBOX {5000000}\r\n").await;
+    let (_, done) = c.until("t93").await;
+    assert!(done.contains(" NO [TOOBIG]") && done.contains("5000000"), "literal over the limit: {done}");
+    let (_, done) = c.run("LIST \"\" \"*****************************************x\"").await;
+    assert!(done.contains(" OK "), "wildcards cost little: {done}");
     let (_, done) = c.run("SELECT Nowhere").await;
     assert!(done.contains(" NO [NONEXISTENT]"), "{done}");
     let (_, done) = c.run("CREATE \"a*b\"").await;
@@ -203,6 +224,19 @@ async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     let (untagged, done) = other.run("SELECT INBOX").await;
     assert!(done.contains(" OK [READ-WRITE]"), "{done}");
     assert!(untagged.iter().any(|l| l.trim() == "* 1 EXISTS"), "{untagged:?}");
+
+    // Suspended by an administrator: open sessions end, new ones are refused.
+    let accounts = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token).await;
+    let dave = accounts.ok(200)["items"].as_array().unwrap().iter().find(|a| a["address"] == address.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.patch(&format!("/v1/accounts/{dave}"), &e.admin_token, json!({"status": "suspended"})).await.ok(200);
+    other.send_raw(b"t94 NOOP\r\n").await;
+    assert!(other.line().await.starts_with("* BYE "), "the open session is ended");
+    let (mut late, _) = Client::connect(app.imap).await;
+    let (_, done) = late.run(&format!("LOGIN \"{address}\" \"{PASSWORD}\"")).await;
+    assert!(done.contains(" NO [AUTHENTICATIONFAILED]"), "{done}");
 }
 
 /// Commands made of IMAP words, numbers, literals and random bytes, fed to

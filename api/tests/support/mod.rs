@@ -70,6 +70,7 @@ pub fn imap_config() -> mail::imap::ImapConfig {
     mail::imap::ImapConfig {
         hostname: MAIL_HOST.into(),
         max_literal: 4 * 1024 * 1024,
+        recheck: Duration::ZERO,
         ..mail::imap::ImapConfig::default()
     }
 }

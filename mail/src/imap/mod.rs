@@ -44,6 +44,9 @@ pub struct ImapConfig {
     pub poll_interval: Duration,
     /// Bad commands tolerated in a row before the connection is closed.
     pub max_errors: usize,
+    /// How often a signed-in session checks that its account and
+    /// organisation are still active and its password unchanged.
+    pub recheck: Duration,
 }
 
 impl Default for ImapConfig {
@@ -57,6 +60,7 @@ impl Default for ImapConfig {
             max_connections_per_ip: 20,
             poll_interval: Duration::from_secs(1),
             max_errors: 20,
+            recheck: Duration::from_secs(60),
         }
     }
 }

@@ -39,6 +39,9 @@ use tenants::login::{LoginGuard, SignInRefused};
 use tenants::store::{FlagChange, FlagOp, NewMessage, StoredContent, ViewEntry};
 use tenants::{Account, Flag, Folder, Level, Mailbox, MailboxId, MessageId, Store};
 
+/// Largest literal before sign-in.
+const PRE_AUTH_LITERAL: usize = 8 * 1024;
+
 const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
 const FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk";
 
@@ -122,6 +125,8 @@ struct Session<'a, S> {
     /// The last message read, for clients that fetch its parts one by one.
     cached: Option<(MessageId, Arc<Vec<u8>>)>,
     errors: usize,
+    /// When the account was last found still allowed in.
+    checked_at: std::time::Instant,
 }
 
 /// Runs the dialogue on `stream` until LOGOUT, STARTTLS, an error or shutdown.
@@ -149,6 +154,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         stopping,
         cached: None,
         errors: 0,
+        checked_at: std::time::Instant::now(),
     };
     if transport.greet {
         let greeting = format!("* OK [CAPABILITY {}] {} Caliop IMAP ready", s.capabilities(), config.hostname);
@@ -188,7 +194,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn serve(&mut self) -> Result<Flow, Gone> {
         loop {
             let timeout = if self.account.is_some() { self.config.autologout } else { self.config.login_timeout };
-            let read = self.conn.read_command(self.config.max_line, self.config.max_literal, timeout);
+            // Before sign-in, literals carry names and passwords, not messages.
+            let max_literal = if self.account.is_some() { self.config.max_literal } else { PRE_AUTH_LITERAL };
+            let read = self.conn.read_command(self.config.max_line, max_literal, timeout);
             let mut stopping = self.stopping.clone();
             let frame = tokio::select! {
                 frame = read => frame,
@@ -216,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
                 Frame::LiteralTooLarge { head, length } => {
                     let tag = tag_of(&head).unwrap_or_else(|| "*".into());
-                    let text = format!("[TOOBIG] literal of {length} bytes; at most {} are accepted", self.config.max_literal);
+                    let text = format!("[TOOBIG] literal of {length} bytes; at most {max_literal} are accepted in all");
                     self.conn.line(&format!("{tag} NO {text}"));
                     Flow::Continue
                 }
@@ -257,6 +265,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         let tag = command.tag.inner().to_owned();
         let name = command.name();
+        if !self.still_allowed().await {
+            return Ok(Flow::Logout);
+        }
         // EXPUNGE responses may not be sent while sequence numbers are in use (RFC 3501 §7.4.1).
         let may_expunge = !matches!(
             command.body,
@@ -467,6 +478,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
+    /// Whether the signed-in account may go on (checked every `recheck`): a
+    /// suspended account or organisation, or a new password, ends the session.
+    async fn still_allowed(&mut self) -> bool {
+        let Some(account) = &self.account else { return true };
+        if self.checked_at.elapsed() < self.config.recheck {
+            return true;
+        }
+        let now = match self.store.account(account.id).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "account re-check failed");
+                return true;
+            }
+        };
+        let tenant_active = match &now {
+            Some(a) => matches!(self.store.tenant(a.tenant_id).await, Ok(Some(t)) if t.status == tenants::TenantStatus::Active),
+            None => false,
+        };
+        let allowed = tenant_active
+            && now.is_some_and(|a| a.status == tenants::AccountStatus::Active && a.password_hash == account.password_hash);
+        if allowed {
+            self.checked_at = std::time::Instant::now();
+        } else {
+            tracing::info!(account = %account.id, "IMAP session ended: the account may no longer sign in");
+            self.conn.line("* BYE the account's access changed (suspended or new password): sign in again");
+            self.account = None;
+            self.view = None;
+        }
+        allowed
+    }
+
     fn account(&self) -> &Account {
         self.account.as_ref().expect("commands past sign-in have an account")
     }
@@ -663,7 +705,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             line.extend_from_slice(b" \"\"\r\n");
             self.conn.write(&line);
         }
-        match self.store.storage(self.account().tenant_id).await {
+        let own = match self.store.account(self.account().id).await {
+            Ok(Some(account)) => account.storage_quota_bytes.map(|quota| (account.storage_used_bytes, quota)),
+            Ok(None) => None,
+            Err(e) => return unavailable(e),
+        };
+        let storage = match own {
+            // An account with a cap of its own (a free account, a capped one) sees that one.
+            Some(own) => Ok(own),
+            None => self.store.storage(self.account().tenant_id).await,
+        };
+        match storage {
             Ok((used, quota)) => {
                 // RFC 9208 counts STORAGE in units of 1024 octets.
                 self.conn.line(&format!("* QUOTA \"\" (STORAGE {} {})", (used + 1023) / 1024, quota / 1024));
@@ -702,16 +754,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.view.as_ref().expect("selected-state commands have a view")
     }
 
-    /// Indices into the view of the messages a set names.
+    /// Indices into the view of the messages a set names, ascending: each
+    /// range of the set is found by binary search, not by testing every message.
     fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<usize> {
+        use imap_types::sequence::{SeqOrUid, Sequence};
         let view = self.view();
-        if uid {
-            let largest = view.max_uid();
-            view.entries.iter().enumerate().filter(|(_, e)| search::in_set(set, e.uid as u32, largest)).map(|(i, _)| i).collect()
-        } else {
-            let largest = view.exists();
-            (0..view.entries.len()).filter(|&i| search::in_set(set, i as u32 + 1, largest)).collect()
+        let largest = if uid { view.max_uid() } else { view.exists() };
+        if largest == 0 {
+            return Vec::new();
         }
+        let value = |s: &SeqOrUid| match s {
+            SeqOrUid::Value(n) => n.get(),
+            SeqOrUid::Asterisk => largest,
+        };
+        let mut indices = Vec::new();
+        for sequence in set.0.as_ref() {
+            let (a, b) = match sequence {
+                Sequence::Single(s) => (value(s), value(s)),
+                Sequence::Range(x, y) => (value(x), value(y)),
+            };
+            let (low, high) = (a.min(b), a.max(b));
+            if uid {
+                let start = view.entries.partition_point(|e| e.uid < i64::from(low));
+                let end = view.entries.partition_point(|e| e.uid <= i64::from(high));
+                indices.extend(start..end);
+            } else {
+                let end = (high as usize).min(view.entries.len());
+                indices.extend((low as usize).saturating_sub(1)..end);
+            }
+        }
+        indices.sort_unstable();
+        indices.dedup();
+        indices
     }
 
     /// UID ranges covering these view indices, for the store's queries.
@@ -832,7 +906,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             });
         let indices = self.resolve(set, uid);
         // Reading a message marks it seen (RFC 3501 §6.4.5), before it is shown.
-        let mut newly_seen: Vec<i64> = Vec::new();
+        let mut newly_seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
         if sets_seen {
             let unseen: Vec<usize> =
                 indices.iter().copied().filter(|&i| !self.view().entries[i].flags.contains(&Flag::Seen)).collect();
@@ -844,7 +918,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         let view = self.view.as_mut().expect("selected");
                         for entry in changed {
                             if let Some(i) = view.index_of(entry.uid) {
-                                newly_seen.push(entry.uid);
+                                newly_seen.insert(entry.uid);
                                 view.entries[i].flags = entry.flags;
                             }
                         }
@@ -947,15 +1021,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(moved) => moved,
             Err(e) => return unavailable(e),
         };
+        if moved.is_empty() {
+            return Done::Ok("no messages to move".into());
+        }
         let (old, new): (Vec<i64>, Vec<i64>) = moved.iter().copied().unzip();
         self.conn.line(&format!("* OK [COPYUID {} {} {}] moved", target.uid_validity, uid_set(&old), uid_set(&new)));
         // Told now rather than by the next refresh, as RFC 6851 wants.
-        let view = self.view.as_mut().expect("selected");
-        let mut gone: Vec<usize> = old.iter().filter_map(|&u| view.index_of(u)).collect();
-        gone.sort_unstable();
-        for &i in gone.iter().rev() {
-            view.entries.remove(i);
-            self.conn.line(&format!("* {} EXPUNGE", i + 1));
+        let mut out = Vec::new();
+        self.view.as_mut().expect("selected").remove(&old, &mut out);
+        for line in out {
+            self.conn.line(&line);
         }
         Done::Ok(String::new())
     }
@@ -973,17 +1048,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let meta = match self.store.message(entry.id).await {
                 Ok(Some(meta)) => meta,
                 Ok(None) => continue,
-                Err(e) => return unavailable(e),
+                Err(e) => {
+                    self.discard(&copies).await;
+                    return unavailable(e);
+                }
             };
             let content = match self.content(&entry).await {
                 Ok(c) => c,
                 Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
-                Err(done) => return done,
+                Err(done) => {
+                    self.discard(&copies).await;
+                    return done;
+                }
             };
             let id = MessageId::new();
             let (stored, dispersed) = match self.stored_form(entry.level, id, &content).await {
                 Ok(form) => form,
-                Err(done) => return done,
+                Err(done) => {
+                    self.discard(&copies).await;
+                    return done;
+                }
             };
             copies.push(NewMessage {
                 id,
@@ -1071,8 +1155,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 parsed.subject().map(str::to_owned),
                 parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_owned),
             ),
-            _ if encrypted => (data.clone(), None, None),
-            _ => {
+            // Already encrypted by the client, which is all end-to-end accepts.
+            Level::EndToEnd => (data.clone(), None, None),
+            // Sealed whatever it looks like: its headers are plaintext even when its body is not.
+            Level::Sealed | Level::Dispersed => {
                 // Sealed before anything is written: what the client sent in clear.
                 let date = parsed.date().map(|d| d.to_rfc822()).unwrap_or_else(|| Utc::now().to_rfc2822());
                 let message_id = format!("<{id}@{}>", self.config.hostname);
@@ -1215,6 +1301,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     }
                 }
                 _ = poll.tick() => {
+                    if !self.still_allowed().await {
+                        self.conn.flush().await?;
+                        return Ok(Flow::Logout);
+                    }
                     self.refresh(true).await?;
                     self.conn.flush().await?;
                 }
@@ -1382,17 +1472,41 @@ fn uid_set(uids: &[i64]) -> String {
     parts.join(",")
 }
 
-/// Whether a LIST pattern (`*` anything, `%` anything but `/`) matches a name.
+/// Whether a LIST pattern (`*` anything, `%` anything but `/`) matches a
+/// name; in time proportional to their product, whatever the wildcards.
 fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => {
-            let stop = name.iter().position(|&b| b == b'/').unwrap_or(name.len());
-            (0..=stop).any(|i| wildcard(rest, &name[i..]))
+    // matches[j]: the pattern read so far matches name[..j].
+    let mut matches = vec![false; name.len() + 1];
+    matches[0] = true;
+    for &p in pattern {
+        let mut next = vec![false; name.len() + 1];
+        match p {
+            b'*' => {
+                let mut any = false;
+                for j in 0..=name.len() {
+                    any |= matches[j];
+                    next[j] = any;
+                }
+            }
+            b'%' => {
+                let mut any = false;
+                for j in 0..=name.len() {
+                    if j > 0 && name[j - 1] == b'/' {
+                        any = false;
+                    }
+                    any |= matches[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=name.len() {
+                    next[j] = matches[j - 1] && name[j - 1] == c;
+                }
+            }
         }
-        Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
+        matches = next;
     }
+    matches[name.len()]
 }
 
 fn unavailable(e: tenants::Error) -> Done {
@@ -1418,6 +1532,9 @@ mod tests {
 
     #[test]
     fn list_wildcards() {
+        assert!(wildcard(&[b'*'; 64], b"inbox"), "many stars cost no more than one");
+        assert!(!wildcard(&[b'*'; 4000].iter().chain(b"x").copied().collect::<Vec<u8>>(), b"inbox"));
+        assert!(wildcard(b"%/%", b"a/b") && !wildcard(b"%/%", b"a/b/c"));
         assert!(wildcard(b"*", b"projects/2026"));
         assert!(wildcard(b"%", b"inbox"));
         assert!(!wildcard(b"%", b"projects/2026"));

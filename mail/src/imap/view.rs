@@ -35,19 +35,25 @@ impl View {
         self.entries.binary_search_by_key(&uid, |e| e.uid).ok()
     }
 
+    /// Takes these UIDs out of the view, telling the client with EXPUNGE
+    /// responses from the highest number down (each renumbers only those
+    /// after it); one pass over the view, however many go.
+    pub fn remove(&mut self, uids: &[i64], out: &mut Vec<String>) {
+        let gone: std::collections::HashSet<i64> = uids.iter().copied().collect();
+        let mut positions: Vec<usize> =
+            self.entries.iter().enumerate().filter(|(_, e)| gone.contains(&e.uid)).map(|(i, _)| i).collect();
+        positions.reverse();
+        out.extend(positions.iter().map(|i| format!("* {} EXPUNGE", i + 1)));
+        self.entries.retain(|e| !gone.contains(&e.uid));
+    }
+
     /// Applies what changed; writes the untagged responses into `out`.
     /// With `may_expunge` false, expunges wait for a later call.
     pub fn apply(&mut self, changes: MailboxChanges, may_expunge: bool, out: &mut Vec<String>) {
         self.pending_expunges.extend(changes.expunged);
         if may_expunge && !self.pending_expunges.is_empty() {
             let pending = std::mem::take(&mut self.pending_expunges);
-            let mut gone: Vec<usize> = pending.into_iter().filter_map(|uid| self.index_of(uid)).collect();
-            gone.sort_unstable();
-            gone.dedup();
-            for &i in gone.iter().rev() {
-                out.push(format!("* {} EXPUNGE", i + 1));
-                self.entries.remove(i);
-            }
+            self.remove(&pending, out);
         }
         let before = self.entries.len();
         let max = self.entries.last().map_or(0, |e| e.uid);

@@ -116,6 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub async fn read_command(&mut self, max_line: usize, max_literal: usize, timeout: Duration) -> Result<Frame, Gone> {
         let mut command = Vec::new();
         let mut line_bytes = 0usize;
+        let mut literal_bytes = 0u64;
         loop {
             let (line, complete) = self.read_bounded_line(max_line.saturating_sub(line_bytes).max(1), timeout).await?;
             if !complete {
@@ -130,7 +131,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let Some((length, synchronising)) = literal_at_end(&line) else {
                 return Ok(Frame::Command(command));
             };
-            if length > max_literal as u64 {
+            // The limit holds for the command's literals together.
+            literal_bytes = literal_bytes.saturating_add(length);
+            if literal_bytes > max_literal as u64 {
                 if synchronising {
                     return Ok(Frame::LiteralTooLarge { head: command, length });
                 }
@@ -143,11 +146,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.line("+ Ready for literal data");
                 self.flush().await?;
             }
-            let start = command.len();
-            command.resize(start + length as usize, 0);
-            match tokio::time::timeout(timeout, self.reader.read_exact(&mut command[start..])).await {
-                Ok(Ok(_)) => {}
-                _ => return Err(Gone),
+            // Grown as the bytes come, not reserved on the client's word.
+            let mut left = length;
+            let mut chunk = vec![0u8; 64 * 1024];
+            while left > 0 {
+                let want = left.min(chunk.len() as u64) as usize;
+                match tokio::time::timeout(timeout, self.reader.read(&mut chunk[..want])).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        command.extend_from_slice(&chunk[..n]);
+                        left -= n as u64;
+                    }
+                    _ => return Err(Gone),
+                }
             }
         }
     }

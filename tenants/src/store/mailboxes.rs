@@ -99,6 +99,9 @@ macro_rules! remove_messages {
         let mailbox: Uuid = $mailbox;
         let uids: Option<&UidRanges> = $uids;
         let only_deleted: bool = $only_deleted;
+        // The mailbox's row first: concurrent expunges queue here, and the
+        // second finds nothing left to remove.
+        let (modseq,): (i64,) = sqlx::query_as(BUMP).bind(mailbox).fetch_one(&mut *$tx).await?;
         let all = [(1i64, i64::MAX)];
         let select = if only_deleted {
             "SELECT id, uid, tenant_id, account_id, size, storage FROM messages \
@@ -114,26 +117,32 @@ macro_rules! remove_messages {
             found.extend(rows);
         }
         let mut removed = Vec::with_capacity(found.len());
-        if !found.is_empty() {
-            let (modseq,): (i64,) = sqlx::query_as(BUMP).bind(mailbox).fetch_one(&mut *$tx).await?;
-            let now = Utc::now();
-            for (id, uid, tenant, account, size, storage) in found {
-                sqlx::query(super::messages::DELETE_MESSAGE).bind(id).execute(&mut *$tx).await?;
-                sqlx::query(super::messages::FREE_TENANT_STORAGE).bind(tenant).bind(size).execute(&mut *$tx).await?;
-                sqlx::query(super::messages::FREE_ACCOUNT_STORAGE).bind(account).bind(size).execute(&mut *$tx).await?;
-                sqlx::query(super::messages::SHRED_OBJECT).bind(id).bind(now).execute(&mut *$tx).await?;
-                sqlx::query(BURY).bind(mailbox).bind(uid).bind(modseq).execute(&mut *$tx).await?;
-                removed.push((uid, MessageId(id), storage == "dispersed"));
+        let mut freed: std::collections::BTreeMap<(Uuid, Uuid), i64> = std::collections::BTreeMap::new();
+        let now = Utc::now();
+        for (id, uid, tenant, account, size, storage) in found {
+            let gone = sqlx::query("DELETE FROM messages WHERE id = $1 AND mailbox_id = $2")
+                .bind(id).bind(mailbox).execute(&mut *$tx).await?;
+            if gone.rows_affected() != 1 {
+                continue;
             }
+            *freed.entry((tenant, account)).or_default() += size;
+            sqlx::query(super::messages::SHRED_OBJECT).bind(id).bind(now).execute(&mut *$tx).await?;
+            sqlx::query(BURY).bind(mailbox).bind(uid).bind(modseq).execute(&mut *$tx).await?;
+            removed.push((uid, MessageId(id), storage == "dispersed"));
+        }
+        for ((tenant, account), size) in freed {
+            sqlx::query(super::messages::FREE_TENANT_STORAGE).bind(tenant).bind(size).execute(&mut *$tx).await?;
+            sqlx::query(super::messages::FREE_ACCOUNT_STORAGE).bind(account).bind(size).execute(&mut *$tx).await?;
         }
         removed
     }};
 }
 
-/// A UIDVALIDITY for a new mailbox: random, so that a mailbox deleted and
-/// made again under the same name does not pass for the old one.
+/// A UIDVALIDITY for a new mailbox: the time in seconds, so that a mailbox
+/// deleted and made again under the same name gets a greater one
+/// (RFC 3501 §2.3.1.1); it fits 32 bits until 2106.
 pub(super) fn new_uid_validity() -> i64 {
-    i64::from(rand::random::<u32>() >> 1).max(1)
+    Utc::now().timestamp().clamp(1, i64::from(u32::MAX))
 }
 
 /// One mailbox of an account.
@@ -652,6 +661,11 @@ impl Store {
         let select = "SELECT id, uid FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid";
         let moved = on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
+            // Both rows are locked in the order of their ids, whatever the
+            // direction of the move, so that two moves cannot deadlock.
+            if to.id.0 < from.id.0 {
+                sqlx::query(BUMP).bind(to.id.0).execute(&mut *tx).await?;
+            }
             let (modseq_from,): (i64,) = sqlx::query_as(BUMP).bind(from.id.0).fetch_one(&mut *tx).await?;
             let mut found: Vec<(Uuid, i64)> = Vec::new();
             for &(low, high) in uids {

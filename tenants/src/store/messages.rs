@@ -248,12 +248,18 @@ macro_rules! store_message {
             if let Some(object) = &m.dispersed {
                 insert_object!($tx, m.id.0, m.tenant_id.0, object, $now);
             }
-            let sent = matches!(target, super::mailboxes::Target::Role(Folder::Sent));
+            // Mail received or sent counts in the month's usage; what a
+            // client files itself (APPEND, COPY) is neither.
+            let (received, sent) = match target {
+                super::mailboxes::Target::Role(Folder::Sent) => (0i64, 1i64),
+                super::mailboxes::Target::Role(_) => (1, 0),
+                super::mailboxes::Target::Mailbox(_) => (0, 0),
+            };
             sqlx::query(super::billing::COUNT_USAGE)
                 .bind(m.tenant_id.0)
                 .bind(super::billing::month_of($now))
-                .bind(i64::from(!sent))
-                .bind(i64::from(sent))
+                .bind(received)
+                .bind(sent)
                 .execute(&mut *$tx)
                 .await?;
             if let Some(percent) = super::billing::quota_threshold_crossed(used - size, used, quota) {
@@ -469,9 +475,15 @@ impl Store {
             }
             let (_, uid, modseq) = take_uids!(tx, message.account_id, &super::mailboxes::Target::Mailbox(mailbox), i64::from(moved));
             let uid = if moved { uid } else { message.uid };
-            sqlx::query("UPDATE messages SET mailbox_id = $2, uid = $3, modseq = $4, flags = $5, keywords = $6 WHERE id = $1")
+            // Only where it was read: an IMAP client may have moved or expunged it since.
+            let done = sqlx::query("UPDATE messages SET mailbox_id = $2, uid = $3, modseq = $4, flags = $5, keywords = $6 \
+                     WHERE id = $1 AND mailbox_id = $7 AND uid = $8")
                 .bind(message.id.0).bind(mailbox.0).bind(uid).bind(modseq).bind(flags_text(flags)).bind(&keywords)
+                .bind(message.mailbox_id.0).bind(message.uid)
                 .execute(&mut *tx).await?;
+            if done.rows_affected() != 1 {
+                return Err(Error::Conflict("the message was moved or deleted meanwhile; read it again".into()));
+            }
             if moved {
                 bury!(tx, message.mailbox_id.0, message.uid);
             }
@@ -523,9 +535,10 @@ impl Store {
         let (delete, free, free_account, shred) = (DELETE_MESSAGE, FREE_TENANT_STORAGE, FREE_ACCOUNT_STORAGE, SHRED_OBJECT);
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            let done = sqlx::query(delete).bind(message.id.0).execute(&mut *tx).await?;
-            if done.rows_affected() == 1 {
-                bury!(tx, message.mailbox_id.0, message.uid);
+            let gone: Option<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{delete} RETURNING mailbox_id, uid")))
+                .bind(message.id.0).fetch_optional(&mut *tx).await?;
+            if let Some((mailbox, uid)) = gone {
+                bury!(tx, mailbox, uid);
                 sqlx::query(free).bind(message.tenant_id.0).bind(message.size).execute(&mut *tx).await?;
                 sqlx::query(free_account).bind(message.account_id.0).bind(message.size).execute(&mut *tx).await?;
                 sqlx::query(super::billing::COUNT_USAGE)
