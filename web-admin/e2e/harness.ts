@@ -77,6 +77,7 @@ export class Caliop {
       CALIOP_API_LISTEN: "127.0.0.1:0",
       CALIOP_SMTP_LISTEN: "127.0.0.1:0",
       CALIOP_SUBMISSION_LISTEN: "127.0.0.1:0",
+      CALIOP_IMAP_LISTEN: "127.0.0.1:0",
       CALIOP_DNS_RESOLVER: dns.address,
       CALIOP_DNS_TIMEOUT_MS: "500",
       CALIOP_MAIL_HOSTNAME: "mx.caliop.test",
