@@ -39,6 +39,9 @@ use tenants::login::{LoginGuard, SignInRefused};
 use tenants::store::{FlagChange, FlagOp, NewMessage, StoredContent, ViewEntry};
 use tenants::{Account, Flag, Folder, Level, Mailbox, MailboxId, MessageId, Store};
 
+/// Messages read from the store in one query by FETCH and SEARCH.
+const PREFETCH: usize = 100;
+
 /// Largest literal before sign-in.
 const PRE_AUTH_LITERAL: usize = 8 * 1024;
 
@@ -124,6 +127,8 @@ struct Session<'a, S> {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The last message read, for clients that fetch its parts one by one.
     cached: Option<(MessageId, Arc<Vec<u8>>)>,
+    /// Stored bytes read ahead, a batch at a time, by FETCH and SEARCH.
+    prefetched: std::collections::HashMap<MessageId, StoredContent>,
     errors: usize,
     /// When the account was last found still allowed in.
     checked_at: std::time::Instant,
@@ -153,6 +158,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         feed: store.mailbox_changes_feed(),
         stopping,
         cached: None,
+        prefetched: std::collections::HashMap::new(),
         errors: 0,
         checked_at: std::time::Instant::now(),
     };
@@ -853,10 +859,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Ok(bytes.clone());
         }
         let tenant = self.account().tenant_id;
-        let stored = match self.store.message_content(entry.id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return Err(Done::No("[EXPUNGEISSUED] a message was expunged meanwhile".into())),
-            Err(e) => return Err(unavailable(e)),
+        let stored = match self.prefetched.remove(&entry.id) {
+            Some(stored) => stored,
+            None => match self.store.message_content(entry.id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => return Err(Done::No("[EXPUNGEISSUED] a message was expunged meanwhile".into())),
+                Err(e) => return Err(unavailable(e)),
+            },
         };
         let bytes = match stored {
             StoredContent::Inline(bytes) => bytes,
@@ -877,6 +886,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let bytes = Arc::new(bytes);
         self.cached = Some((entry.id, bytes.clone()));
         Ok(bytes)
+    }
+
+    /// Reads the stored bytes of the messages at these positions ahead, in one query.
+    async fn prefetch(&mut self, indices: &[usize]) {
+        let ids: Vec<MessageId> = indices.iter().map(|&i| self.view().entries[i].id).collect();
+        match self.store.message_contents(&ids).await {
+            Ok(found) => self.prefetched = found,
+            // Each message is then read on its own, and a real failure reported there.
+            Err(e) => tracing::warn!(error = %e, "reading messages ahead failed"),
+        }
     }
 
     async fn fetch(&mut self, set: &SequenceSet, items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Result<Done, Gone> {
@@ -928,7 +947,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         let with_flags = items.contains(&MessageDataItemName::Flags);
-        for i in indices {
+        for (n, &i) in indices.iter().enumerate() {
+            if needs_content && n % PREFETCH == 0 {
+                self.prefetch(&indices[n..(n + PREFETCH).min(indices.len())]).await;
+            }
             let entry = self.view().entries[i].clone();
             let content = if needs_content {
                 match self.content(&entry).await {
@@ -957,6 +979,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 self.conn.flush().await?;
             }
         }
+        self.prefetched.clear();
         Ok(Done::Ok(String::new()))
     }
 
@@ -1228,6 +1251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let bounds = Bounds { max_seq: self.view().exists(), max_uid: self.view().max_uid() };
         let mut found = Vec::new();
         for i in 0..self.view().entries.len() {
+            if needs_content && i % PREFETCH == 0 {
+                let batch: Vec<usize> = (i..(i + PREFETCH).min(self.view().entries.len()))
+                    .filter(|&j| self.view().entries[j].level == Level::Standard)
+                    .collect();
+                self.prefetch(&batch).await;
+            }
             let entry = self.view().entries[i].clone();
             let content = if needs_content && entry.level == Level::Standard {
                 match self.content(&entry).await {
@@ -1256,6 +1285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 found.push(if uid { entry.uid as u32 } else { i as u32 + 1 });
             }
         }
+        self.prefetched.clear();
         let mut line = String::from("* SEARCH");
         for n in found {
             line.push(' ');

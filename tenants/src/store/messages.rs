@@ -420,6 +420,30 @@ impl Store {
         }))
     }
 
+    /// The stored bytes of several messages in one query (IMAP FETCH and
+    /// SEARCH read them by the hundred); absent ids are left out.
+    pub async fn message_contents(&self, ids: &[MessageId]) -> Result<HashMap<MessageId, StoredContent>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT id, content, storage FROM messages WHERE id IN ({})", placeholders.join(", "));
+        let rows: Vec<(Uuid, Vec<u8>, String)> = on_pool!(&self.pool, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in ids {
+                query = query.bind(id.0);
+            }
+            query.fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, content, storage)| {
+                let stored = if storage == "dispersed" { StoredContent::Dispersed } else { StoredContent::Inline(content) };
+                (MessageId(id), stored)
+            })
+            .collect())
+    }
+
     /// Mail of `tenant` and its descendants per UTC day, for the `days` days
     /// that end with `today`: oldest first, days without mail included.
     /// Counts the messages still stored (a deleted one leaves these figures;
