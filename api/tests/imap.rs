@@ -237,6 +237,12 @@ async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     let (mut late, _) = Client::connect(app.imap).await;
     let (_, done) = late.run(&format!("LOGIN \"{address}\" \"{PASSWORD}\"")).await;
     assert!(done.contains(" NO [AUTHENTICATIONFAILED]"), "{done}");
+
+    // A suspended organisation: its users are told so, not that their password is wrong.
+    app.patch(&format!("/v1/accounts/{dave}"), &e.admin_token, json!({"status": "active"})).await.ok(200);
+    app.patch(&format!("/v1/tenants/{}", e.tenant_id), &app.operator_token, json!({"status": "suspended"})).await.ok(200);
+    let (_, done) = late.run(&format!("LOGIN \"{address}\" \"{PASSWORD}\"")).await;
+    assert!(done.contains(" NO [CONTACTADMIN]") && done.contains("suspended"), "{done}");
 }
 
 /// Commands made of IMAP words, numbers, literals and random bytes, fed to

@@ -87,9 +87,9 @@ pub enum SignInRefused {
     Unavailable,
 }
 
-/// A mail client's sign-in (submission, IMAP): the active account of an
-/// active organisation these credentials open, checked and counted exactly
-/// like the API's.
+/// A mail client's sign-in (submission, IMAP): the active account these
+/// credentials open, checked and counted exactly like the API's. What a
+/// suspended organisation's users may still do is the caller's to say.
 pub async fn sign_in(
     store: &Store,
     guard: &LoginGuard,
@@ -106,16 +106,8 @@ pub async fn sign_in(
         tracing::error!(error = %e, "password check failed");
         SignInRefused::Unavailable
     })?;
-    let tenant_active = match &account {
-        Some(a) => store.tenant(a.tenant_id).await.map_err(|e| {
-            tracing::error!(error = %e, "tenant lookup failed");
-            SignInRefused::Unavailable
-        })?
-        .is_some_and(|t| t.status == crate::TenantStatus::Active),
-        None => false,
-    };
     match account {
-        Some(account) if account.status == crate::AccountStatus::Active && tenant_active => {
+        Some(account) if account.status == crate::AccountStatus::Active => {
             guard.record_success(address.as_str());
             Ok(account)
         }

@@ -9,6 +9,7 @@ use tenants::{AccountId, Actor, Mailbox, MailboxId};
 use tenants::store::MailboxCounts;
 use utoipa::ToSchema;
 
+use super::messages::owner_only;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
@@ -35,14 +36,6 @@ pub struct UpdateMailbox {
     /// A new name; the mailboxes under it follow.
     pub name: Option<String>,
     pub subscribed: Option<bool>,
-}
-
-fn owner_only(actor: &Actor, account: AccountId) -> ApiResult<()> {
-    if actor.is_account(account) {
-        Ok(())
-    } else {
-        Err(Problem::forbidden("only the account itself reads and files its mail"))
-    }
 }
 
 async fn load(state: &AppState, actor: &Actor, id: MailboxId) -> ApiResult<Mailbox> {

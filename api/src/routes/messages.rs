@@ -45,7 +45,7 @@ pub struct UpdateMessage {
     pub keywords: Option<Vec<String>>,
 }
 
-fn owner_only(actor: &Actor, account: AccountId) -> ApiResult<()> {
+pub(super) fn owner_only(actor: &Actor, account: AccountId) -> ApiResult<()> {
     if actor.is_account(account) {
         Ok(())
     } else {

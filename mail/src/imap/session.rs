@@ -416,6 +416,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Done::No("[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into());
         }
         match tenants::login::sign_in(self.store, self.guard, self.peer.ip(), name, password).await {
+            Ok(account) if !self.organisation_active(&account).await => {
+                Done::No("[CONTACTADMIN] the organisation is suspended; its administrators can say more".into())
+            }
             Ok(account) => {
                 tracing::info!(account = %account.id, client = %self.peer.ip(), "IMAP sign-in");
                 self.account = Some(account);
@@ -499,7 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         };
         let tenant_active = match &now {
-            Some(a) => matches!(self.store.tenant(a.tenant_id).await, Ok(Some(t)) if t.status == tenants::TenantStatus::Active),
+            Some(a) => self.organisation_active(a).await,
             None => false,
         };
         let allowed = tenant_active
@@ -513,6 +516,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             self.view = None;
         }
         allowed
+    }
+
+    /// Like the API, IMAP serves nobody of a suspended or closed organisation.
+    async fn organisation_active(&self, account: &Account) -> bool {
+        matches!(self.store.tenant(account.tenant_id).await, Ok(Some(t)) if t.status == tenants::TenantStatus::Active)
     }
 
     fn account(&self) -> &Account {
@@ -851,19 +859,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
-    /// The message's bytes as IMAP serves them.
-    async fn content(&mut self, entry: &ViewEntry) -> Result<Arc<Vec<u8>>, Done> {
+    /// The message's bytes as IMAP serves them; `None` once it is expunged
+    /// (by another session, while this one may not be told yet).
+    async fn content(&mut self, entry: &ViewEntry) -> Result<Option<Arc<Vec<u8>>>, Done> {
         if let Some((id, bytes)) = &self.cached
             && *id == entry.id
         {
-            return Ok(bytes.clone());
+            return Ok(Some(bytes.clone()));
         }
         let tenant = self.account().tenant_id;
         let stored = match self.prefetched.remove(&entry.id) {
             Some(stored) => stored,
             None => match self.store.message_content(entry.id).await {
                 Ok(Some(stored)) => stored,
-                Ok(None) => return Err(Done::No("[EXPUNGEISSUED] a message was expunged meanwhile".into())),
+                Ok(None) => return Ok(None),
                 Err(e) => return Err(unavailable(e)),
             },
         };
@@ -885,7 +894,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         let bytes = Arc::new(bytes);
         self.cached = Some((entry.id, bytes.clone()));
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     /// Reads the stored bytes of the messages at these positions ahead, in one query.
@@ -954,8 +963,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let entry = self.view().entries[i].clone();
             let content = if needs_content {
                 match self.content(&entry).await {
-                    Ok(c) => Some(c),
-                    Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
+                    Ok(Some(c)) => Some(c),
+                    Ok(None) => continue,
                     Err(done) => return Ok(done),
                 }
             } else {
@@ -1077,8 +1086,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
             };
             let content = match self.content(&entry).await {
-                Ok(c) => c,
-                Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
                 Err(done) => {
                     self.discard(&copies).await;
                     return done;
@@ -1260,8 +1269,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let entry = self.view().entries[i].clone();
             let content = if needs_content && entry.level == Level::Standard {
                 match self.content(&entry).await {
-                    Ok(c) => Some(c),
-                    Err(Done::No(text)) if text.starts_with("[EXPUNGEISSUED]") => continue,
+                    Ok(Some(c)) => Some(c),
+                    Ok(None) => continue,
                     Err(done) => return Ok(done),
                 }
             } else {
