@@ -302,9 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 self.conn.line(&format!("* CAPABILITY {caps}"));
                 Done::Ok(String::new())
             }
-            CommandBody::Noop | CommandBody::Check if authenticated || matches!(command.body, CommandBody::Noop) => {
-                Done::Ok(String::new())
-            }
+            CommandBody::Noop => Done::Ok(String::new()),
             CommandBody::Logout => {
                 self.conn.line("* BYE logging out");
                 return Ok((Done::Ok(String::new()), Flow::Logout));
@@ -375,7 +373,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
             _ if !selected => Done::Bad("select a mailbox first".into()),
 
-            CommandBody::Check | CommandBody::Noop => Done::Ok(String::new()),
+            CommandBody::Check => Done::Ok(String::new()),
             CommandBody::Close => {
                 if let Some(view) = &self.view
                     && !view.read_only
