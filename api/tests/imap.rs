@@ -59,6 +59,7 @@ async fn imaplib_runs_a_whole_session_and_the_api_agrees(backend: Backend) {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "the imaplib session failed:\n{}\n{stdout}", String::from_utf8_lossy(&run.stderr));
     let out: Value = serde_json::from_str(stdout.trim()).expect("the script's summary");
+    eprintln!("imaplib session: {out}");
     assert_eq!(out["inbox"], 2, "{out}");
 
     // The API sees the same mailboxes, messages and flags.
