@@ -72,7 +72,65 @@ on_both_backends!(
     dkim_rotation_switches_keys_once,
     traffic_counts_a_tenant_tree_by_day,
     pool_history_runs_month_by_month,
+    mailbox_views_read_the_same_both_ways,
 );
+
+/// SELECT's view (one aggregated read on SQLite) and the change feed (row
+/// by row) agree on every field; UIDs and flags survive APPEND, STORE,
+/// MOVE and EXPUNGE as the session expects.
+async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(2, 1)).await;
+    let d = domain(&store, t.id, "acme.test").await.unwrap();
+    let a = account(&store, &d, "ann").await.unwrap();
+    let inbox = store.mailbox_of_role(a.id, Folder::Inbox).await.unwrap();
+    let archive = store.mailbox_of_role(a.id, Folder::Archive).await.unwrap();
+    let message = |n: i64, flags: Vec<Flag>, keywords: &[&str]| NewMessage {
+        id: MessageId::new(),
+        tenant_id: t.id,
+        account_id: a.id,
+        level: if n % 2 == 0 { Level::Standard } else { Level::Sealed },
+        envelope_from: "x@elsewhere.test".into(),
+        envelope_to: "ann@acme.test".into(),
+        subject: None,
+        sender: None,
+        privacy: crate::privacy::PrivacyIndex::compute(&crate::privacy::Facts::default()),
+        authentication: serde_json::json!({}),
+        arrived_encrypted: false,
+        content: vec![b'x'; n as usize],
+        dispersed: None,
+        rfc822_size: n,
+        flags,
+        keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        received_at: Some(chrono::DateTime::parse_from_rfc3339("2026-03-01T10:20:30.123456+00:00").unwrap().to_utc()),
+    };
+    let batch = vec![
+        message(10, vec![], &[]),
+        message(11, vec![Flag::Seen, Flag::Flagged], &["$Work", "$Forwarded"]),
+        message(12, vec![Flag::Deleted], &[]),
+        message(13, vec![Flag::Draft], &["$Junk"]),
+    ];
+    assert_eq!(store.append_messages(&inbox, &batch).await.unwrap(), [1, 2, 3, 4]);
+    let change = FlagChange { op: FlagOp::Add, flags: vec![Flag::Answered], keywords: vec!["$work".into(), "Todo".into()] };
+    let changed = store.store_flags(inbox.id, &[(2, 2)], &change).await.unwrap();
+    assert_eq!(changed[0].keywords, ["$Work", "$Forwarded", "Todo"], "keywords compare without case");
+    assert_eq!(store.move_messages(&inbox, &[(4, 4)], &archive).await.unwrap(), [(4, 1)]);
+    let expunged = store.expunge(inbox.id, None).await.unwrap();
+    assert_eq!(expunged.iter().map(|e| e.0).collect::<Vec<_>>(), [3]);
+
+    let (mailbox, view) = store.mailbox_view(inbox.id).await.unwrap().unwrap();
+    let feed = store.mailbox_changes(inbox.id, 0).await.unwrap().unwrap();
+    assert_eq!(view, feed.changed, "the two reads agree");
+    assert_eq!(view.iter().map(|e| e.uid).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(view[1].flags, [Flag::Answered, Flag::Flagged, Flag::Seen]);
+    assert_eq!(view[1].level, Level::Sealed);
+    assert_eq!(view[0].received_at, batch[0].received_at.unwrap());
+    assert_eq!(feed.expunged, [3, 4], "moved and expunged UIDs left tombstones");
+    assert_eq!(mailbox.uid_next, 5, "UIDs are never given twice");
+    assert!(store.mailbox_view(archive.id).await.unwrap().unwrap().1.iter().all(|e| e.keywords == ["$Junk"]));
+    let (empty, none) = store.mailbox_view(store.mailbox_of_role(a.id, Folder::Trash).await.unwrap().id).await.unwrap().unwrap();
+    assert!(none.is_empty() && empty.uid_next == 1);
+}
 
 async fn dkim_rotation_switches_keys_once(backend: Backend) {
     let store = fresh_store(backend).await;

@@ -245,6 +245,29 @@ impl TryFrom<ViewRow> for ViewEntry {
     }
 }
 
+/// One message of SQLite's aggregated view: the view's columns, tab-separated.
+fn view_line(line: &str) -> Result<ViewEntry> {
+    let bad = || Error::Internal(format!("stored message does not parse: `{line}`"));
+    let fields: Vec<&str> = line.split('\t').collect();
+    let [uid, modseq, flags, keywords, size, received_at, level, id] = fields[..] else { return Err(bad()) };
+    let number = |text: &str| text.parse::<i64>().map_err(|_| bad());
+    let received_at = DateTime::parse_from_rfc3339(received_at)
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(received_at, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc().fixed_offset()))
+        .map_err(|_| bad())?
+        .to_utc();
+    let id = Uuid::try_parse(id).map_err(|_| bad())?;
+    ViewEntry::try_from(ViewRow {
+        uid: number(uid)?,
+        modseq: number(modseq)?,
+        flags: flags.to_owned(),
+        keywords: keywords.to_owned(),
+        rfc822_size: number(size)?,
+        received_at,
+        level: level.to_owned(),
+        id,
+    })
+}
+
 /// What changed in a mailbox since a session last looked.
 #[derive(Debug, Default)]
 pub struct MailboxChanges {
@@ -579,9 +602,23 @@ impl Store {
     /// is read first: whatever changes meanwhile is seen again later.
     pub async fn mailbox_view(&self, id: MailboxId) -> Result<Option<(Mailbox, Vec<ViewEntry>)>> {
         let Some(mailbox) = self.mailbox(id).await? else { return Ok(None) };
-        let sql = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 ORDER BY uid");
-        let rows: Vec<ViewRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_all(p).await)?;
-        let entries = rows.into_iter().map(ViewEntry::try_from).collect::<Result<_>>()?;
+        let entries = match &self.pool {
+            // SQLite reads the index in 50 ms for 100,000 messages, but sqlx
+            // hands rows over one by one at several microseconds each: the
+            // whole view comes back as one text, 4-5 times faster.
+            Pool::Sqlite(p) => {
+                let sql = "SELECT group_concat(uid || char(9) || modseq || char(9) || flags || char(9) || keywords || char(9) \
+                       || rfc822_size || char(9) || received_at || char(9) || level || char(9) || hex(id), char(10) ORDER BY uid) \
+                     FROM messages WHERE mailbox_id = $1";
+                let (all,): (Option<String>,) = sqlx::query_as(sql).bind(id.0).fetch_one(p).await?;
+                all.as_deref().unwrap_or_default().split('\n').filter(|l| !l.is_empty()).map(view_line).collect::<Result<_>>()?
+            }
+            Pool::Postgres(p) => {
+                let sql = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 ORDER BY uid");
+                let rows: Vec<ViewRow> = sqlx::query_as(sql).bind(id.0).fetch_all(p).await?;
+                rows.into_iter().map(ViewEntry::try_from).collect::<Result<_>>()?
+            }
+        };
         Ok(Some((mailbox, entries)))
     }
 
