@@ -8,6 +8,7 @@ pub mod dsn;
 pub mod https;
 pub mod imap;
 pub mod inbound;
+mod lines;
 pub mod mta_sts;
 pub mod outbound;
 pub mod reply;

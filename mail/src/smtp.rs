@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smtp_proto::{Error as ParseError, Request};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -228,31 +228,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// One line up to `max` bytes (LF included); longer lines are consumed
     /// to their end and reported as too long.
     async fn read_line(&mut self, max: usize) -> Result<Line, Gone> {
-        let mut line = Vec::new();
-        let mut too_long = false;
-        loop {
-            let available = match tokio::time::timeout(self.timeout, self.reader.fill_buf()).await {
-                Ok(Ok(buf)) => buf,
-                _ => return Err(Gone),
-            };
-            if available.is_empty() {
-                return Err(Gone);
-            }
-            let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (&available[..=i], true),
-                None => (available, false),
-            };
-            let used = chunk.len();
-            if !too_long && line.len() + used <= max {
-                line.extend_from_slice(chunk);
-            } else {
-                too_long = true;
-                line.clear();
-            }
-            self.reader.consume(used);
-            if done {
-                return Ok(if too_long { Line::TooLong } else { Line::Complete(line) });
-            }
+        match crate::lines::read_bounded_line(&mut self.reader, max, self.timeout).await {
+            Some((line, true)) => Ok(Line::Complete(line)),
+            Some((_, false)) => Ok(Line::TooLong),
+            None => Err(Gone),
         }
     }
 

@@ -85,31 +85,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// One line of at most `max` bytes, and whether it fit; a longer one is
     /// read to its end and its first bytes kept (for the tag).
     async fn read_bounded_line(&mut self, max: usize, timeout: Duration) -> Result<(Vec<u8>, bool), Gone> {
-        let mut line = Vec::new();
-        let mut too_long = false;
-        loop {
-            let available = match tokio::time::timeout(timeout, self.reader.fill_buf()).await {
-                Ok(Ok(buf)) if !buf.is_empty() => buf,
-                _ => return Err(Gone),
-            };
-            let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (&available[..=i], true),
-                None => (available, false),
-            };
-            let used = chunk.len();
-            if !too_long && line.len() + used <= max {
-                line.extend_from_slice(chunk);
-            } else {
-                if !too_long {
-                    line.truncate(64);
-                }
-                too_long = true;
-            }
-            self.reader.consume(used);
-            if done {
-                return Ok((line, !too_long));
-            }
-        }
+        crate::lines::read_bounded_line(&mut self.reader, max, timeout).await.ok_or(Gone)
     }
 
     /// A whole command: its lines and the literals between them.
