@@ -27,10 +27,17 @@ export function Branding({ tenantId }: { tenantId: string }) {
     privacy_url: optional(httpsUrl("privacy_url")),
   });
   const [saved, setSaved] = useState(false);
+  // The form opens only once the saved values are in it: enabling it on the
+  // data's arrival and filling it in a later effect left a moment where what
+  // was typed got replaced.
+  const [filled, setFilled] = useState(false);
 
   useEffect(() => {
     const own = branding.data?.own;
-    if (own) form.setValues(Object.fromEntries(FIELDS.map((f) => [f, own[f] ?? ""])) as Record<BrandKey, string>);
+    if (own) {
+      form.setValues(Object.fromEntries(FIELDS.map((f) => [f, own[f] ?? ""])) as Record<BrandKey, string>);
+      setFilled(true);
+    }
   }, [branding.data]);
 
   useEffect(() => {
@@ -73,7 +80,7 @@ export function Branding({ tenantId }: { tenantId: string }) {
       <form class="card form-grid" noValidate onSubmit={save} aria-labelledby="brand-title">
         <h2 id="brand-title">{t("branding.identity")}</h2>
         {/* Not editable before the saved values arrive: they would replace what was typed. */}
-        <fieldset disabled={!branding.data} aria-busy={branding.data ? undefined : "true"}>
+        <fieldset disabled={!filled} aria-busy={filled ? undefined : "true"}>
         <Field {...form.field("product_name")} label={t("branding.product_name")} hint={inherited("product_name")} autoComplete="off" />
         <div class="row">
           <ColorField form={form} name="primary_color" inherited={effective?.primary_color} label={t("branding.primary_color")} hint={inherited("primary_color") ?? t("branding.primary_hint")} />
@@ -92,7 +99,7 @@ export function Branding({ tenantId }: { tenantId: string }) {
         </fieldset>
         <FormError message={form.formError} />
         {saved && <p class="notice" role="status">{t("common.saved")}</p>}
-        <Submit busy={form.busy || !branding.data} label={t("common.save")} />
+        <Submit busy={form.busy || !filled} label={t("common.save")} />
       </form>
 
       <section class="card" aria-labelledby="preview-title">
