@@ -130,7 +130,8 @@ async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result
         )
         .await?;
     let domain_name = DomainName::parse(&format!("bench-{}.test", uuid::Uuid::now_v7().simple()))?;
-    let master = vault::at_rest::MasterKey::ephemeral()?;
+    // Kept in the directory, so that a `caliop` process run on it (the transfer bench) opens what is sealed.
+    let master = vault::at_rest::MasterKey::load_or_create(&dir)?;
     let dkim_keys = mail::outbound::generate_dkim_keys(&master, domain_name.as_str())?;
     let domain = store
         .create_domain(
@@ -318,6 +319,9 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         outbound: outbound.clone(),
         dispersed: None,
         billing: None,
+        instance_key: None,
+        inbound: None,
+        exports_dir: None,
         delivery_retry: worker::RetryPolicy {
             max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS,
             base: Duration::from_millis(200),
@@ -745,4 +749,143 @@ fn literal_length(line: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(line).ok()?.trim_end();
     let inner = text.strip_suffix('}')?;
     inner[inner.rfind('{')? + 1..].parse().ok()
+}
+
+/// Export of a tenant of `size_mb` megabytes of mail to an encrypted
+/// archive, and its import into an empty instance, each by a `caliop`
+/// process of its own whose peak memory (max RSS) is measured.
+#[derive(clap::Args, Debug)]
+pub struct TransferBench {
+    /// Megabytes of stored mail in the tenant.
+    #[arg(long, default_value_t = 1024)]
+    size_mb: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 100_000)]
+    message_size: usize,
+    /// A database URL for the importing instance instead of a throw-away SQLite file.
+    #[arg(long)]
+    import_database_url: Option<String>,
+}
+
+/// Runs `caliop ARGS` with `env`; its wall time and peak resident memory.
+fn measured(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(Duration, u64, String)> {
+    let started = Instant::now();
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("CALIOP_LOG_FILTER", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("piped");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed)?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for the child we spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    anyhow::ensure!(waited == pid, "waiting for caliop {args:?} failed");
+    anyhow::ensure!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "caliop {args:?} failed");
+    Ok((started.elapsed(), usage.ru_maxrss as u64 * 1024, printed))
+}
+
+pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
+    let Fixture { dir, url, store, master, domain_name } = fixture(None, &[Level::Standard, Level::Sealed]).await?;
+    let inbound = mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into());
+    let mut accounts = Vec::new();
+    for level in [Level::Standard, Level::Sealed] {
+        let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
+        let account = store.account_by_address(&address).await?.context("the bench account")?;
+        let inbox = store.mailbox_of_role(account.id, tenants::Folder::Inbox).await?;
+        accounts.push((level, account, inbox));
+    }
+    let tenant = accounts[0].1.tenant_id;
+    let total = (args.size_mb << 20) / args.message_size as u64;
+    let progress = indicatif::ProgressBar::new(total).with_message("filling the tenant");
+    progress.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec})")?);
+    let filler = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n < total {
+        let (level, account, inbox) = &accounts[(n / 64 % 2) as usize];
+        let mut batch = Vec::with_capacity(64);
+        for _ in 0..(total - n).min(64) {
+            let mut raw = format!("From: <sender{n}@elsewhere.test>\r\nTo: <{}>\r\nSubject: Message {n}\r\n\r\n", account.address);
+            while raw.len() < args.message_size {
+                raw.push_str(filler);
+            }
+            raw.truncate(args.message_size);
+            let id = tenants::MessageId::new();
+            // Sealed mail stands in as opaque bytes of the same size: export never opens it.
+            let content = match level {
+                Level::Standard => inbound.seal_standard(account.tenant_id, id, raw.as_bytes()).await.map_err(|r| anyhow::anyhow!(r.text))?,
+                _ => raw.into_bytes(),
+            };
+            batch.push(tenants::NewMessage {
+                id,
+                tenant_id: account.tenant_id,
+                account_id: account.id,
+                level: *level,
+                envelope_from: format!("sender{n}@elsewhere.test"),
+                envelope_to: account.address.to_string(),
+                subject: None,
+                sender: None,
+                privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts::default()),
+                authentication: serde_json::json!({}),
+                arrived_encrypted: false,
+                rfc822_size: content.len() as i64,
+                content,
+                dispersed: None,
+                flags: Vec::new(),
+                keywords: Vec::new(),
+                received_at: None,
+            });
+            n += 1;
+        }
+        store.append_messages(inbox, &batch).await?;
+        progress.set_position(n);
+    }
+    progress.finish_and_clear();
+    let fill = started.elapsed();
+    store.close().await;
+
+    let passphrase = dir.join("passphrase");
+    std::fs::write(&passphrase, "bench archive passphrase\n")?;
+    let archive = dir.join("tenant.caliop");
+    let from_env = [("CALIOP_DATA_DIR", dir.display().to_string()), ("CALIOP_DATABASE_URL", url.clone())];
+    eprintln!("exporting {total} messages ({} MiB)…", args.size_mb);
+    let tenant_id = tenant.0.to_string();
+    let (export_time, export_rss, _) = measured(
+        &["tenant", "export", &tenant_id, archive.to_str().unwrap_or_default(), "--passphrase-file", passphrase.to_str().unwrap_or_default()],
+        &from_env,
+    )?;
+    let archive_bytes = std::fs::metadata(&archive)?.len();
+    let to_dir = dir.join("importing");
+    std::fs::create_dir_all(&to_dir)?;
+    let to_url = args.import_database_url.clone().unwrap_or_else(|| format!("sqlite://{}", to_dir.join("caliop.db").display()));
+    let to_env = [("CALIOP_DATA_DIR", to_dir.display().to_string()), ("CALIOP_DATABASE_URL", to_url)];
+    eprintln!("importing…");
+    let (import_time, import_rss, _) = measured(
+        &["tenant", "import", archive.to_str().unwrap_or_default(), "--passphrase-file", passphrase.to_str().unwrap_or_default()],
+        &to_env,
+    )?;
+
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let stored = total * args.message_size as u64;
+    println!("tenant transfer: {total} messages of {} bytes ({:.0} MiB of mail), filled in {:.1} s", args.message_size, mib(stored), fill.as_secs_f64());
+    println!("{:<8} {:>10} {:>12} {:>14} {:>16}", "step", "seconds", "MiB/s", "archive MiB", "peak RSS MiB");
+    for (step, time, rss) in [("export", export_time, export_rss), ("import", import_time, import_rss)] {
+        println!(
+            "{:<8} {:>10.1} {:>12.1} {:>14.1} {:>16.1}",
+            step,
+            time.as_secs_f64(),
+            mib(stored) / time.as_secs_f64(),
+            mib(archive_bytes),
+            mib(rss)
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
 }

@@ -508,6 +508,7 @@ impl Config {
             client_imap_port: self.mail.client_imap_port,
             client_submission_port: self.mail.client_submission_port,
             admin_assets_dir: self.admin.assets_dir.clone(),
+            exports_dir: self.data_dir.join("exports"),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod bench;
 mod config;
 mod sites;
+mod transfer;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +52,16 @@ enum Command {
         #[command(subcommand)]
         command: sites::SitesCommand,
     },
+    /// Move a whole tenant to another instance: export it to an encrypted archive, import one.
+    Tenant {
+        #[command(subcommand)]
+        command: transfer::TenantCommand,
+    },
+    /// Legal requests: the disclosure export of a valid request.
+    Legal {
+        #[command(subcommand)]
+        command: transfer::LegalCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Measure a service and print a table.
@@ -70,6 +81,8 @@ enum BenchCommand {
     Vault(bench::VaultBench),
     /// SELECT a large mailbox and FETCH message headers over loopback IMAP.
     Imap(bench::ImapBench),
+    /// Export a tenant of 1 GiB of mail to an encrypted archive and import it, measuring peak memory.
+    Transfer(bench::TransferBench),
 }
 
 #[derive(Subcommand)]
@@ -125,11 +138,14 @@ fn main() -> anyhow::Result<()> {
                 store.close().await;
                 outcome
             }
+            Command::Tenant { command } => transfer::tenant(&config, command).await,
+            Command::Legal { command } => transfer::legal(&config, command).await,
             Command::Openapi => Ok(()),
             Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
             Command::Bench { command: BenchCommand::Outbound(args) } => bench::outbound(args).await,
             Command::Bench { command: BenchCommand::Vault(args) } => bench::vault(args),
             Command::Bench { command: BenchCommand::Imap(args) } => bench::imap(args).await,
+            Command::Bench { command: BenchCommand::Transfer(args) } => bench::transfer(args).await,
         }
     })
 }
@@ -362,9 +378,13 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             delivery_retry: config.delivery_retry(),
             dispersed: Some(dispersed.clone()),
             billing: Some(billing.clone()),
+            instance_key: Some(std::sync::Arc::new(instance_key(&config)?)),
+            inbound: Some(inbound.clone()),
+            exports_dir: Some(config.data_dir.join("exports")),
         };
         worker::schedule_scrub(&store, config.storage.scrub_interval_hours).await?;
         worker::schedule_pool(&store).await?;
+        worker::schedule_canary(&store).await?;
         let name = format!("{}-{}", config.mail.hostname, std::process::id());
         banner.push_str("  workers running (job queue)\n");
         let mut workers = worker::caliop_worker(context, name);

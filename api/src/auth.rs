@@ -186,6 +186,15 @@ async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> 
             "hostname_id" => ("hostname", state.store.hostname(parse("hostname")?).await?.map(|h| h.tenant_id)),
             // Plans are a price list every administrator may read (only the operator writes them).
             "plan_id" => ("plan", state.store.plan(parse("plan")?).await?.map(|_| actor.tenant_id)),
+            "export_id" => ("export", state.store.tenant_export(parse("export")?).await?.map(|e| e.tenant_id)),
+            // The legal request register is the operator's alone. Anyone else is
+            // refused whatever the id, so that no answer says whether a request exists.
+            "request_id" => {
+                if actor.role != Role::Operator {
+                    return Err(Problem::forbidden(crate::routes::LEGAL_REGISTER_IS_THE_OPERATORS));
+                }
+                ("legal request", state.store.legal_request(parse("legal request")?).await?.map(|_| actor.tenant_id))
+            }
             other => return Err(Problem::internal(format!("path parameter `{other}` has no access rule"))),
         };
         let owner = owner.ok_or_else(|| Problem::not_found(what))?;

@@ -53,6 +53,8 @@ pub struct ApiConfig {
     pub client_submission_port: u16,
     /// The admin app's build (`index.html` and `assets/`), served at `/admin/`.
     pub admin_assets_dir: PathBuf,
+    /// Where the export jobs write tenant archives (`data_dir/exports`).
+    pub exports_dir: PathBuf,
 }
 
 impl ApiConfig {
@@ -74,6 +76,7 @@ impl Default for ApiConfig {
             client_imap_port: 993,
             client_submission_port: 587,
             admin_assets_dir: PathBuf::from("web-admin/dist"),
+            exports_dir: PathBuf::from("data/exports"),
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct Inner {
     pub login_guard: Arc<LoginGuard>,
     pub metrics: metrics::Metrics,
     pub operator_tenant: TenantId,
+    /// The instance's Ed25519 public key, published beside what it signs (the warrant canary).
+    pub instance_public_key: [u8; 32],
     /// Plans, Stripe, the funding pool and public signup.
     billing: Arc<billing::Billing>,
     /// Password reset requests per address and per client IP.
@@ -126,6 +131,7 @@ impl AppState {
             billing,
             reset_guard: LoginGuard::new(Duration::from_secs(3600), 3, 20),
             tokens: Tokens::new(instance_key, config.token_ttl),
+            instance_public_key: *instance_key.public_key(),
             login_guard,
             metrics: metrics::Metrics::default(),
             operator_tenant: operator.id,
@@ -231,6 +237,7 @@ impl Modify for BearerAuth {
         (name = "audit", description = "Who changed what"),
         (name = "billing", description = "Plans, subscriptions, invoices and usage"),
         (name = "branding", description = "White label: each tenant's brand, logo and custom hostnames"),
+        (name = "legal", description = "The legal request register (the operator's) and transparency reports"),
         (name = "public", description = "What anyone may see or do without an account: the funding pool and signup"),
         (name = "system", description = "Health and metrics"),
     )

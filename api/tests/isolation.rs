@@ -45,11 +45,16 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "requestPasswordReset",
     "getPasswordReset",
     "resetPassword",
+    "getPublicTransparency",
+    // The link itself is the capability (a token valid once); exports.rs checks it.
+    "downloadTenantExport",
 ];
 /// Path parameters of objects that belong to no tenant: the operator's
 /// price list, which every administrator may read (and only the operator
-/// change, which `users_are_refused_admin_routes` checks).
-const SHARED_PARAMETERS: &[&str] = &["{plan_id}"];
+/// change, which `users_are_refused_admin_routes` checks), and the legal
+/// request register, which only the operator may read (anyone else gets 403
+/// whatever the id; api/tests/legal.rs checks it).
+const SHARED_PARAMETERS: &[&str] = &["{plan_id}", "{request_id}"];
 
 struct Fixture {
     tenant_id: String,
@@ -60,6 +65,8 @@ struct Fixture {
     mailbox_id: String,
     plan_id: String,
     hostname_id: String,
+    request_id: String,
+    export_id: String,
 }
 
 /// One object of every kind in the enterprise, a message included.
@@ -85,6 +92,20 @@ async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
                 .await;
             host.ok(201)["id"].as_str().unwrap().to_owned()
         },
+        request_id: {
+            let request = app
+                .post("/v1/legal-requests", &app.operator_token, json!({"authority": "Tribunal", "country": "FR",
+                    "legal_basis": "RG 26/1", "received_on": "2026-01-05", "decision": "contested",
+                    "scope": {"tenant_id": e.tenant_id, "kinds": ["messages"]}}))
+                .await;
+            request.ok(201)["id"].as_str().unwrap().to_owned()
+        },
+        export_id: {
+            let export = app
+                .post(&format!("/v1/tenants/{}/export", e.tenant_id), &e.admin_token, json!({"passphrase": "twelve chars or more"}))
+                .await;
+            export.ok(202)["export"]["id"].as_str().unwrap().to_owned()
+        },
         plan_id: {
             let plan = app
                 .post("/v1/plans", &app.operator_token, json!({"name": format!("Plan of {}", e.domain), "currency": "eur",
@@ -106,6 +127,8 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{mailbox_id}", &ids.mailbox_id),
         ("{plan_id}", &ids.plan_id),
         ("{hostname_id}", &ids.hostname_id),
+        ("{request_id}", &ids.request_id),
+        ("{export_id}", &ids.export_id),
         ("{template}", &"welcome".to_owned()),
         ("{language}", &"fr".to_owned()),
         ("{token}", &"no-such-signup-token".to_owned()),

@@ -186,6 +186,13 @@ impl Dispersed {
     /// (never stored with less) when the policy cannot be met.
     pub async fn write(&self, tenant: TenantId, id: Uuid, bytes: &[u8]) -> Result<NewObject, VaultError> {
         let policy = self.store.tenant(tenant).await.map_err(internal)?.map(|t| t.policy).unwrap_or_default();
+        self.write_for(&policy, id, bytes).await
+    }
+
+    /// Disperses `bytes` as object `id` under `policy` (a tenant being
+    /// imported, not yet in the store).
+    pub async fn write_for(&self, policy: &Policy, id: Uuid, bytes: &[u8]) -> Result<NewObject, VaultError> {
+        let policy = policy.clone();
         let params = self.params_for(&policy);
         let placed = self.sites.write(id, params, self.quorum(params), &allowed(&policy), bytes).await?;
         let missing = placed.iter().filter(|p| p.site.is_none()).count();

@@ -413,6 +413,60 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What the operator did with a legal request. A request without a
+    /// legal basis (a court order reference) is always `refused`.
+    Decision, "decision" {
+        Complied => "complied",
+        Partially => "partially",
+        Contested => "contested",
+        Refused => "refused",
+    }
+);
+
+/// A kind of data a legal request asks for.
+// Spelt in snake case on the wire, unlike the kebab-case enums above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// Addresses, names, creation dates, keys' fingerprints, storage used.
+    AccountMetadata,
+    /// Who sent what to whom and when (envelopes, delivery attempts), not contents.
+    DeliveryLogs,
+    /// Messages as stored: ciphertext for `sealed` and above.
+    Messages,
+}
+
+impl DataKind {
+    pub const ALL: &'static [DataKind] = &[DataKind::AccountMetadata, DataKind::DeliveryLogs, DataKind::Messages];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::AccountMetadata => "account_metadata",
+            DataKind::DeliveryLogs => "delivery_logs",
+            DataKind::Messages => "messages",
+        }
+    }
+}
+
+impl FromStr for DataKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        DataKind::ALL.iter().copied().find(|k| k.as_str() == s).ok_or_else(|| {
+            Error::Invalid(format!(
+                "`{s}` is not a valid kind of data; expected one of: {}",
+                DataKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+}
+
+impl fmt::Display for DataKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Folder {
     /// The name of the account's mailbox of this use, as it is first made.
     pub fn default_name(self) -> &'static str {
@@ -605,6 +659,12 @@ mod tests {
         check(DkimKeyState::ALL, DkimKeyState::as_str);
         check(ShardState::ALL, ShardState::as_str);
         check(DeliveryStatus::ALL, DeliveryStatus::as_str);
+        check(Decision::ALL, Decision::as_str);
+        check(DataKind::ALL, DataKind::as_str);
+        for kind in DataKind::ALL {
+            assert_eq!(kind.as_str().parse::<DataKind>().unwrap(), *kind);
+        }
+        assert!("account-metadata".parse::<DataKind>().unwrap_err().to_string().contains("account_metadata"));
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub struct Tenant {
     pub policy: Policy,
     /// Bytes of stored mail, shared by all the tenant's accounts.
     pub storage_used_bytes: i64,
+    /// Whether the tenant's own transparency report is public on its verified hostnames.
+    pub publish_transparency: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -141,6 +143,7 @@ struct TenantRow {
     storage_used_bytes: i64,
     dispersal_k: Option<i32>,
     dispersal_n: Option<i32>,
+    publish_transparency: bool,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -172,6 +175,7 @@ impl TryFrom<TenantRow> for Tenant {
                 },
             },
             storage_used_bytes: r.storage_used_bytes,
+            publish_transparency: r.publish_transparency,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -198,6 +202,7 @@ pub struct TenantUpdate {
     pub status: Option<TenantStatus>,
     pub limits: Option<Limits>,
     pub policy: Option<Policy>,
+    pub publish_transparency: Option<bool>,
 }
 
 /// Which tenants a listing returns.
@@ -571,7 +576,8 @@ const UNLIMITED: i64 = (1 << 53) - 1;
 // SQL shared by both backends
 
 const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
-     min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes, dispersal_k, dispersal_n";
+     min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes, dispersal_k, dispersal_n, \
+     publish_transparency";
 const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
        SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
@@ -757,7 +763,7 @@ impl Store {
                UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
              SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
                t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes, \
-               t.dispersal_k, t.dispersal_n \
+               t.dispersal_k, t.dispersal_n, t.publish_transparency \
              FROM tenants t \
              WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
                AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
@@ -855,9 +861,10 @@ impl Store {
         let status = update.status.unwrap_or(current.status);
         let limits = update.limits.unwrap_or(current.limits);
         let policy = update.policy.clone().unwrap_or(current.policy.clone());
+        let publish_transparency = update.publish_transparency.unwrap_or(current.publish_transparency);
         let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
              storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9, \
-             dispersal_k = $10, dispersal_n = $11 WHERE id = $1";
+             dispersal_k = $10, dispersal_n = $11, publish_transparency = $12 WHERE id = $1";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(sql)
@@ -872,6 +879,7 @@ impl Store {
                 .bind(Utc::now())
                 .bind(policy.redundancy.map(|r| i32::from(r.k)))
                 .bind(policy.redundancy.map(|r| i32::from(r.n)))
+                .bind(publish_transparency)
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -882,6 +890,7 @@ impl Store {
                 object_id: id.to_string(),
                 detail: serde_json::json!({
                     "name": update.name, "status": update.status, "limits": update.limits, "policy": update.policy,
+                    "publish_transparency": update.publish_transparency,
                 }),
             });
             tx.commit().await?;
@@ -1252,8 +1261,15 @@ mod mailboxes;
 #[macro_use]
 mod messages;
 mod outbound;
+mod exports;
+pub mod transfer;
 mod billing;
 mod branding;
+mod legal;
+pub use legal::{
+    LegalExport, LegalRequest, LegalScope, MessagesByLevel, NewCanary, NewLegalExport, NewLegalRequest, TransparencyCounts,
+    TransparencyReport, TransparencyRow, WarrantCanary, quarter_of,
+};
 pub use branding::{BrandAsset, BrandFields, Hostname, TemplateOverride};
 pub use billing::{
     Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolHistory, PoolMonth,
@@ -1261,6 +1277,7 @@ pub use billing::{
     quota_threshold_crossed,
 };
 pub use dkim::{DkimKey, NewDkimKey};
+pub use exports::{ExportRecipient, ExportState, NewTenantExport, TenantExport};
 pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
 pub use mailboxes::{FlagChange, FlagOp, Mailbox, MailboxChanges, MailboxCounts, ViewEntry, mailbox_name};

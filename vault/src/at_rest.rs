@@ -128,6 +128,18 @@ impl MasterKey {
         self.0.open(context.as_bytes(), &sealed)
     }
 
+    /// The raw bytes of a wrapped data key, to carry it to another instance
+    /// inside an encrypted archive (tenant export).
+    pub fn unwrap_data_key_bytes(&self, owner: &[u8], wrapped: &[u8]) -> Result<secrecy::SecretSlice<u8>, VaultError> {
+        Ok(self.0.open(&[b"tenant-data-key:".as_slice(), owner].concat(), wrapped)?.into())
+    }
+
+    /// Wraps raw data key bytes that came from another instance (tenant import).
+    pub fn wrap_data_key_bytes(&self, owner: &[u8], raw: &[u8]) -> Result<Vec<u8>, VaultError> {
+        DataKey::from_bytes(raw)?;
+        self.0.seal(&[b"tenant-data-key:".as_slice(), owner].concat(), raw)
+    }
+
     pub fn unwrap_data_key(&self, owner: &[u8], wrapped: &[u8]) -> Result<DataKey, VaultError> {
         let bytes = self.0.open(&[b"tenant-data-key:".as_slice(), owner].concat(), wrapped)?;
         DataKey::from_bytes(&bytes)
@@ -149,6 +161,16 @@ mod tests {
         let again = master.unwrap_data_key(b"tenant-1", &wrapped).unwrap();
         assert_eq!(again.open(b"message:1", &sealed).unwrap(), b"hello");
         assert!(master.unwrap_data_key(b"tenant-2", &wrapped).is_err(), "bound to its tenant");
+
+        // Carried to another instance: the same key under another master.
+        use secrecy::ExposeSecret;
+        let other = MasterKey::ephemeral().unwrap();
+        let raw = master.unwrap_data_key_bytes(b"tenant-1", &wrapped).unwrap();
+        let rewrapped = other.wrap_data_key_bytes(b"tenant-1", raw.expose_secret()).unwrap();
+        assert!(master.unwrap_data_key(b"tenant-1", &rewrapped).is_err());
+        let moved = other.unwrap_data_key(b"tenant-1", &rewrapped).unwrap();
+        let sealed = key.seal(b"ctx", b"mail").unwrap();
+        assert_eq!(moved.open(b"ctx", &sealed).unwrap(), b"mail");
         let stored = master.seal_secret("dkim:acme.test", b"-----BEGIN PRIVATE KEY-----").unwrap();
         assert!(stored.starts_with("caliop-sealed:v1:") && !stored.contains("PRIVATE KEY"));
         assert_eq!(master.open_secret("dkim:acme.test", &stored).unwrap(), b"-----BEGIN PRIVATE KEY-----");

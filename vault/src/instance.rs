@@ -65,6 +65,20 @@ impl InstanceKey {
     pub fn public_key(&self) -> &[u8; 32] {
         &self.public
     }
+
+    /// An Ed25519 signature of `message` (exports, the warrant canary).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        let key = SigningKey::from_pkcs8_der(self.pkcs8_der()).expect("the instance key was valid PKCS#8 when loaded");
+        key.sign(message).to_bytes()
+    }
+}
+
+/// Whether `signature` is the Ed25519 signature of `message` by `public_key`.
+pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else { return false };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else { return false };
+    key.verify_strict(message, &signature).is_ok()
 }
 
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -88,6 +102,10 @@ mod tests {
         let b = InstanceKey::load_or_create(&dir).unwrap();
         assert_eq!(a.public_key(), b.public_key());
         assert_ne!(a.public_key(), InstanceKey::generate().public_key());
+        let signature = b.sign(b"statement");
+        assert!(verify(a.public_key(), b"statement", &signature));
+        assert!(!verify(a.public_key(), b"statement!", &signature));
+        assert!(!verify(InstanceKey::generate().public_key(), b"statement", &signature));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -2,9 +2,9 @@
 //! OpenPGP account keys (generated here, stored locked with the user's
 //! password), DKIM signing keys for hosted domains, the instance key that
 //! signs tokens; sealing to OpenPGP keys ([`seal`]); encryption at rest
-//! ([`at_rest`]); and k-of-n dispersal of objects over storage sites in
-//! several jurisdictions ([`dispersal`] for the format, [`sites`] for where
-//! the shards go).
+//! ([`at_rest`]); encrypted, resumable tenant archives ([`archive`]); and
+//! k-of-n dispersal of objects over storage sites in several jurisdictions
+//! ([`dispersal`] for the format, [`sites`] for where the shards go).
 //!
 //! Error policy: every failure is a [`VaultError`]; a wrong passphrase is its
 //! own variant so callers can tell a user error from a broken key.
@@ -16,11 +16,15 @@ pub mod seal;
 pub mod at_rest;
 pub mod dispersal;
 pub mod sites;
+pub mod archive;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("the passphrase does not unlock this key")]
     WrongPassphrase,
+    /// The message is not encrypted to the key given.
+    #[error("the message is not encrypted to this key")]
+    NotARecipient,
     #[error("OpenPGP: {0}")]
     OpenPgp(String),
     #[error("key encoding: {0}")]

@@ -3,11 +3,14 @@
 //! X25519 subkey) and wrapped as PGP/MIME (RFC 3156), so the stored form is
 //! an RFC 5322 message that GnuPG or Thunderbird decrypts to the original
 //! bytes. Only delivery metadata stays outside: trace and authentication
-//! headers, the envelope addresses, the date.
+//! headers, the envelope addresses, the date. [`decrypt`] is the other
+//! way, for the few small messages Caliop itself must open (an archive's key).
 
-use pgp::composed::{ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey};
+use std::io::Read;
+
+use pgp::composed::{ArmorOptions, Deserializable, Esk, Message, MessageBuilder, SignedPublicKey, SignedSecretKey};
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
-use pgp::types::KeyDetails;
+use pgp::types::{KeyDetails, Password};
 
 use crate::VaultError;
 
@@ -57,6 +60,65 @@ pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<St
         builder.encrypt_to_key(&mut rng, subkey).map_err(pgp_err)?;
     }
     builder.to_armored_string(&mut rng, ArmorOptions::default()).map_err(pgp_err)
+}
+
+/// Decrypts an armored OpenPGP message with an armored secret key locked
+/// with `passphrase`. [`VaultError::NotARecipient`] when the message is not
+/// encrypted to this key, [`VaultError::WrongPassphrase`] when it is but the
+/// passphrase does not unlock it. The whole plaintext is held in memory: for
+/// small messages only.
+pub fn decrypt(secret_key_armored: &str, passphrase: &str, armored_message: &str) -> Result<Vec<u8>, VaultError> {
+    decrypt_at_most(secret_key_armored, passphrase, armored_message, usize::MAX)
+}
+
+/// [`decrypt`], refusing a plaintext longer than `limit` bytes (a compressed
+/// message could otherwise expand without bound).
+pub(crate) fn decrypt_at_most(
+    secret_key_armored: &str,
+    passphrase: &str,
+    armored_message: &str,
+    limit: usize,
+) -> Result<Vec<u8>, VaultError> {
+    let (mut secret, _) = SignedSecretKey::from_string(secret_key_armored).map_err(pgp_err)?;
+    let (message, _) = Message::from_armor(armored_message.as_bytes()).map_err(pgp_err)?;
+    let Message::Encrypted { esk, .. } = &message else {
+        return Err(VaultError::OpenPgp("the message is not encrypted".into()));
+    };
+    let recipients: Vec<_> = esk
+        .iter()
+        .filter_map(|esk| match esk {
+            Esk::PublicKeyEncryptedSessionKey(pkesk) => Some(pkesk),
+            Esk::SymKeyEncryptedSessionKey(_) => None,
+        })
+        .collect();
+    // rpgp reports a missing key and a wrong password alike, so tell them
+    // apart here: find the packets of this key the message names, and
+    // unlock those (once: the unlocked key then decrypts without S2K).
+    let password = Password::from(passphrase);
+    let mut named = false;
+    if recipients.iter().any(|r| r.match_identity(secret.primary_key.public_key())) {
+        named = true;
+        secret.primary_key.remove_password(&password).map_err(|_| VaultError::WrongPassphrase)?;
+    }
+    for sub in &mut secret.secret_subkeys {
+        if recipients.iter().any(|r| r.match_identity(sub.key.public_key())) {
+            named = true;
+            sub.key.remove_password(&password).map_err(|_| VaultError::WrongPassphrase)?;
+        }
+    }
+    if !named {
+        return Err(VaultError::NotARecipient);
+    }
+    let mut plain = message.decrypt(&Password::empty(), &secret).map_err(pgp_err)?;
+    if plain.is_compressed() {
+        plain = plain.decompress().map_err(pgp_err)?;
+    }
+    let mut out = Vec::new();
+    (&mut plain).take(limit.saturating_add(1) as u64).read_to_end(&mut out).map_err(pgp_err)?;
+    if out.len() > limit {
+        return Err(VaultError::OpenPgp(format!("the message is longer than {limit} bytes")));
+    }
+    Ok(out)
 }
 
 /// The PGP/MIME message that carries `message` sealed to the key.
@@ -109,7 +171,6 @@ pub fn pgp_mime(headers: &[String], armored: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::openpgp::AccountKey;
-    use pgp::composed::{Message, SignedSecretKey};
 
     #[test]
     fn sealed_messages_decrypt_to_the_original_bytes() {
@@ -132,5 +193,17 @@ mod tests {
         let (message, _) = Message::from_armor(armored.as_bytes()).unwrap();
         let mut decrypted = message.decrypt(&"bob's passphrase".into(), &secret).unwrap();
         assert_eq!(decrypted.as_data_vec().unwrap(), original);
+    }
+
+    #[test]
+    fn decrypt_opens_archive_keys_and_tells_a_wrong_key_from_a_wrong_passphrase() {
+        let bob = AccountKey::generate("Bob <bob@example.com>", "bob's passphrase").unwrap();
+        let eve = AccountKey::generate("Eve <eve@example.com>", "eve's passphrase").unwrap();
+        let armored = encrypt(&bob.public_armored, b"the archive key").unwrap();
+        assert_eq!(decrypt(&bob.secret_armored, "bob's passphrase", &armored).unwrap(), b"the archive key");
+        assert!(matches!(decrypt(&bob.secret_armored, "wrong", &armored), Err(VaultError::WrongPassphrase)));
+        assert!(matches!(decrypt(&eve.secret_armored, "eve's passphrase", &armored), Err(VaultError::NotARecipient)));
+        let too_long = decrypt_at_most(&bob.secret_armored, "bob's passphrase", &armored, 4).unwrap_err();
+        assert!(too_long.to_string().contains("longer than 4 bytes"), "{too_long}");
     }
 }

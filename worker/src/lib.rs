@@ -11,7 +11,10 @@
 //! Jobs today: [`DomainCheck`] keeps looking for a new domain's ownership
 //! record and verifies the domain as soon as it is published;
 //! [`mail::outbound::DeliverJob`] sends submitted mail; [`DkimSwitch`] completes a DKIM key rotation once
-//! the new keys are in DNS.
+//! the new keys are in DNS; [`RenewCanary`] signs the warrant canary every day.
+
+pub mod exports;
+pub use exports::{ExpireTenantExport, ExportTenant};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -205,6 +208,12 @@ pub struct Context {
     pub dispersed: Option<Arc<mail::dispersed::Dispersed>>,
     /// Plans, Stripe and the pool, for seat counts and admissions.
     pub billing: Option<Arc<billing::Billing>>,
+    /// The store and keys of the mail, for tenant exports.
+    pub inbound: Option<Arc<mail::inbound::Inbound>>,
+    /// Where tenant exports are written (`data_dir/exports`).
+    pub exports_dir: Option<std::path::PathBuf>,
+    /// What the instance signs with (the warrant canary).
+    pub instance_key: Option<Arc<vault::instance::InstanceKey>>,
 }
 
 impl Context {
@@ -214,6 +223,10 @@ impl Context {
 
     fn dispersed(&self) -> Result<&mail::dispersed::Dispersed, String> {
         self.dispersed.as_deref().ok_or_else(|| "no storage sites are configured in this process".to_owned())
+    }
+
+    fn instance_key(&self) -> Result<&vault::instance::InstanceKey, String> {
+        self.instance_key.as_deref().ok_or_else(|| "the instance key is not loaded in this process".to_owned())
     }
 }
 
@@ -530,6 +543,90 @@ impl Job<Context> for DebitPool {
     }
 }
 
+pub const CANARY_JOB: &str = "legal.canary";
+
+/// How often the warrant canary is renewed.
+pub const CANARY_EVERY_HOURS: u64 = 24;
+
+/// Renews the warrant canary, then schedules itself `every_hours` later.
+/// While a gag order runs it signs nothing, so that the canary published
+/// last lapses at its due date: that silence is the canary's message.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct RenewCanary {
+    pub every_hours: u64,
+}
+
+impl Job<Context> for RenewCanary {
+    const NAME: &'static str = CANARY_JOB;
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let now = Utc::now();
+        let every = chrono::Duration::hours(self.every_hours.max(1) as i64);
+        let key = context.instance_key()?;
+        match renew_canary(&context.store, key, context.outbound.hostname(), now, every).await.map_err(|e| e.to_string())? {
+            Some(canary) => tracing::info!(next_due = %canary.next_due, "warrant canary renewed"),
+            None => tracing::warn!("a gag order runs: the warrant canary is not renewed and will lapse"),
+        }
+        enqueue::<Context, _>(&context.store, self, Some(now + every)).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// The words of the canary of `hostname` issued at `issued_at`.
+pub fn canary_statement(hostname: &str, issued_at: DateTime<Utc>, next_due: DateTime<Utc>) -> String {
+    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+    let instant = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        "Warrant canary of {hostname}\n\
+         \n\
+         Issued on {} ({}).\n\
+         \n\
+         As of this date, the operator of {hostname} has received no order, from a court or any\n\
+         other authority, that it is forbidden to disclose: no gag order has come with any\n\
+         request for the data of its users.\n\
+         \n\
+         The next statement is due by {} ({}). If none has been published by then,\n\
+         this one no longer holds.\n",
+        day(issued_at),
+        instant(issued_at),
+        day(next_due),
+        instant(next_due),
+    )
+}
+
+/// Signs and publishes a canary issued `now`, due again two periods later
+/// (one missed renewal is not yet a lapse); `None` while a gag order runs.
+pub async fn renew_canary(
+    store: &Store,
+    key: &vault::instance::InstanceKey,
+    hostname: &str,
+    now: DateTime<Utc>,
+    every: chrono::Duration,
+) -> Result<Option<tenants::store::WarrantCanary>, tenants::Error> {
+    use base64::Engine;
+    if store.gag_order_running(now.date_naive()).await? {
+        return Ok(None);
+    }
+    let next_due = now + every * 2;
+    let statement = canary_statement(hostname, now, next_due);
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(statement.as_bytes()));
+    let new = tenants::store::NewCanary { issued_at: now, next_due, statement, signature };
+    match store.issue_canary("worker", new).await {
+        Ok(canary) => Ok(Some(canary)),
+        // A gag order recorded since the look above.
+        Err(tenants::Error::Conflict(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Schedules the canary's renewal, now, unless it is on the queue.
+pub async fn schedule_canary(store: &Store) -> Result<(), tenants::Error> {
+    if store.live_jobs(CANARY_JOB).await? > 0 {
+        return Ok(());
+    }
+    enqueue::<Context, _>(store, &RenewCanary { every_hours: CANARY_EVERY_HOURS }, None).await.map(|_| ())
+}
+
 /// One mail the system writes to a person, from a template, in the brand
 /// of `tenant` and in the recipient's language, from the tenant's own
 /// domain (DKIM-signed with it). Rendered when sent, so it uses the brand
@@ -602,6 +699,9 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<AdmitWaiting>()
         .register::<DebitPool>()
         .register::<SystemMail>()
+        .register::<RenewCanary>()
+        .register::<ExportTenant>()
+        .register::<ExpireTenantExport>()
 }
 
 #[cfg(test)]

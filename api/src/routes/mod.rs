@@ -9,6 +9,9 @@ mod billing;
 pub(crate) mod branding;
 pub use branding::caliop_brand;
 mod domains;
+mod exports;
+mod legal;
+pub use legal::LEGAL_REGISTER_IS_THE_OPERATORS;
 mod mailboxes;
 mod messages;
 mod queue;
@@ -34,6 +37,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::close_tenant))
         .routes(routes!(tenants::onboard))
+        .routes(routes!(exports::export_tenant))
+        .routes(routes!(exports::list_exports))
+        .routes(routes!(exports::download_export))
         .routes(routes!(domains::list_domains, domains::create_domain))
         .routes(routes!(domains::get_domain, domains::delete_domain))
         .routes(routes!(domains::dns_records))
@@ -82,6 +88,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(branding::list_templates))
         .routes(routes!(branding::set_template, branding::reset_template))
         .routes(routes!(branding::preview_template))
+        .routes(routes!(legal::list_legal_requests, legal::create_legal_request))
+        .routes(routes!(legal::get_legal_request))
+        .routes(routes!(legal::correct_legal_request))
+        .routes(routes!(legal::tenant_transparency))
+        .routes(routes!(legal::public_transparency))
         .routes(routes!(reset::request_reset))
         .routes(routes!(reset::export_before_reset, reset::reset_password))
         .routes(routes!(system::healthz))

@@ -40,6 +40,9 @@ pub struct UpdateTenant {
     /// Set by the parent reseller or the operator, within the parent's package.
     pub limits: Option<Limits>,
     pub policy: Option<Policy>,
+    /// Show the tenant's own transparency report at `/v1/public/transparency`
+    /// on its verified hostnames (instead of the instance's).
+    pub publish_transparency: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -232,6 +235,7 @@ pub async fn update_tenant(
         status: body.status,
         limits: body.limits,
         policy: body.policy,
+        publish_transparency: body.publish_transparency,
     };
     Ok(Json(state.store.update_tenant(&actor.audit_name(), tenant_id, update).await?))
 }

@@ -35,6 +35,8 @@ pub struct TestApp {
     pub state: AppState,
     pub operator_token: String,
     pub key: vault::instance::InstanceKey,
+    /// The same key, for the workers.
+    pub instance_key: std::sync::Arc<vault::instance::InstanceKey>,
     pub billing: std::sync::Arc<billing::Billing>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -86,15 +88,18 @@ pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::S
 /// An app whose billing (provider, pool, signup) is `billing`.
 pub async fn spawn_billing(
     backend: Backend,
-    config: ApiConfig,
+    mut config: ApiConfig,
     smtp: mail::smtp::SmtpConfig,
     billing: billing::BillingConfig,
 ) -> TestApp {
     let store = tenants::testing::fresh_store(backend).await;
     let dns = DnsServer::start().await.expect("start the loopback DNS server");
     let resolver = mail::dns::Dns::new(dns.addr(), Duration::from_secs(2)).expect("resolver");
-    let key = vault::instance::InstanceKey::generate();
     let data_dir = tempfile::tempdir().expect("data dir");
+    config.exports_dir = data_dir.path().join("exports");
+    // The instance key, once for the API and once more (the same key, from its file) for the workers.
+    let key = vault::instance::InstanceKey::load_or_create(data_dir.path()).expect("instance key");
+    let instance_key = std::sync::Arc::new(vault::instance::InstanceKey::load_or_create(data_dir.path()).expect("instance key"));
     let master = vault::at_rest::MasterKey::load_or_create(data_dir.path()).expect("master key");
     let dispersed = std::sync::Arc::new(local_sites(&store, data_dir.path()));
     let inbound = std::sync::Arc::new(
@@ -171,6 +176,7 @@ pub async fn spawn_billing(
         state,
         operator_token,
         key,
+        instance_key,
         billing,
         shutdown: Some(tx),
     }
@@ -280,6 +286,9 @@ impl TestApp {
             delivery_retry: worker::RetryPolicy { max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS, base: retry_after, max: retry_after, jitter: 0.0 },
             dispersed: Some(self.dispersed.clone()),
             billing: Some(self.billing.clone()),
+            instance_key: Some(self.instance_key.clone()),
+            inbound: Some(self.inbound.clone()),
+            exports_dir: Some(self.data_dir.path().join("exports")),
         }
     }
 

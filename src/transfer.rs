@@ -1,0 +1,194 @@
+//! `caliop tenant export|import` (a whole tenant to another instance) and
+//! `caliop legal export` (a disclosure for a legal request), with progress
+//! bars on a terminal and progress lines in the log otherwise.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use secrecy::SecretString;
+use tenants::TenantId;
+use vault::archive::{Recipient, Unlock};
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Write TENANT_ID, every tenant under it and all their data to one
+    /// encrypted archive OUT (resumable with --resume).
+    Export {
+        tenant_id: uuid::Uuid,
+        out: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Encrypt to this OpenPGP public key (armored) instead of a passphrase.
+        #[arg(long, value_name = "PUBLIC_KEY_FILE")]
+        to_key: Option<PathBuf>,
+        /// Continue an export that was interrupted.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Recreate on this instance the tenant tree exported to ARCHIVE: all of it, or nothing.
+    Import {
+        archive: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Open the archive with this OpenPGP secret key (armored); its
+        /// passphrase comes as the archive passphrase would.
+        #[arg(long, value_name = "SECRET_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// The tenant to hang the imported tree under (default: the operator tenant).
+        #[arg(long)]
+        parent: Option<uuid::Uuid>,
+    },
+}
+
+#[derive(Args)]
+pub struct KeyArgs {
+    /// Read the passphrase from the first line of this file (else
+    /// `CALIOP_ARCHIVE_PASSPHRASE`, else the first line of standard input).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum LegalCommand {
+    /// Write the signed disclosure archive of a valid legal request and record it in the register.
+    Export {
+        request_id: uuid::Uuid,
+        /// Where to write it (default: `disclosure-REQUEST_ID.tar` here).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+impl KeyArgs {
+    fn passphrase(&self) -> anyhow::Result<SecretString> {
+        let line = if let Some(path) = &self.passphrase_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            text.lines().next().unwrap_or_default().to_owned()
+        } else if let Ok(value) = std::env::var("CALIOP_ARCHIVE_PASSPHRASE") {
+            value
+        } else {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the passphrase from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        };
+        if line.is_empty() {
+            anyhow::bail!("no passphrase: give --passphrase-file, set CALIOP_ARCHIVE_PASSPHRASE, or type it on standard input");
+        }
+        Ok(SecretString::from(line))
+    }
+}
+
+/// A progress bar on a terminal; otherwise a log line every tenth of the way.
+struct Bar {
+    bar: Mutex<Option<(ProgressBar, String, u64, u64)>>,
+}
+
+impl transfer::Progress for Bar {
+    fn start(&self, what: &str, total: u64) {
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
+        bar.set_length(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_owned());
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some((bar, what.to_owned(), total, 0));
+    }
+
+    fn advance(&self, done: u64) {
+        if let Some((bar, what, total, logged)) = &mut *self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            bar.inc(done);
+            let tenth = (bar.position() * 10).checked_div(*total).unwrap_or(0);
+            if bar.is_hidden() && tenth > *logged {
+                *logged = tenth;
+                tracing::info!(step = %what, done = bar.position(), total = *total, "{}0% done", tenth);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((bar, ..)) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn bar() -> Bar {
+    Bar { bar: Mutex::new(None) }
+}
+
+/// The store, keys and storage sites, as `serve` opens them; nothing listens.
+async fn instance(config: &Config) -> anyhow::Result<mail::inbound::Inbound> {
+    let store = crate::open_store(config).await?;
+    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+    let dispersed = std::sync::Arc::new(config.dispersed(&store).context("opening the storage sites")?);
+    Ok(mail::inbound::Inbound::new(store, master, None, config.mail.hostname.clone()).with_dispersed(dispersed))
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
+    let inbound = instance(config).await?;
+    let outcome = match command {
+        TenantCommand::Export { tenant_id, out, key, to_key, resume } => {
+            let recipient = match &to_key {
+                Some(path) => Recipient::OpenPgp { public_key_armored: read(path)? },
+                None => Recipient::passphrase(key.passphrase()?),
+            };
+            let summary = transfer::tenant::export(&inbound, TenantId(tenant_id), &out, &recipient, resume, &bar()).await;
+            summary.map(|s| {
+                println!(
+                    "exported {} tenant(s), {} account(s), {} message(s) ({} bytes of mail) to {} ({} bytes)",
+                    s.tenants, s.accounts, s.messages, s.message_bytes, out.display(), s.archive_bytes
+                );
+            })
+        }
+        TenantCommand::Import { archive, key, key_file, parent } => {
+            let unlock = match &key_file {
+                Some(path) => Unlock::OpenPgp { secret_key_armored: read(path)?, passphrase: key.passphrase()? },
+                None => Unlock::Passphrase(key.passphrase()?),
+            };
+            let summary =
+                transfer::tenant::import(&inbound, &archive, &unlock, parent.map(TenantId), "operator", &bar()).await;
+            summary.map(|s| {
+                println!(
+                    "imported {} tenant(s), {} account(s), {} message(s) ({} bytes of mail) from {}",
+                    s.tenants, s.accounts, s.messages, s.message_bytes, archive.display()
+                );
+                for warning in &s.warnings {
+                    println!("  warning: {warning}");
+                }
+            })
+        }
+    };
+    inbound.store().close().await;
+    outcome.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub async fn legal(config: &Config, command: LegalCommand) -> anyhow::Result<()> {
+    let LegalCommand::Export { request_id, out } = command;
+    let inbound = instance(config).await?;
+    let key = crate::instance_key(config)?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("disclosure-{request_id}.tar")));
+    let outcome = transfer::legal::export(&inbound, &key, &config.mail.hostname, request_id, &out, "operator").await;
+    inbound.store().close().await;
+    let d = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let [standard, sealed, dispersed, end_to_end] = d.messages_by_level;
+    println!("wrote {} ({} bytes), signature in {}", d.archive.display(), d.bytes, d.signature_file.display());
+    println!("sha256 {}", d.sha256);
+    println!(
+        "{} account(s); messages: {standard} standard (readable), {sealed} sealed, {dispersed} dispersed, \
+         {end_to_end} end-to-end (ciphertext only)",
+        d.accounts
+    );
+    Ok(())
+}
