@@ -126,8 +126,10 @@ fn bar() -> Bar {
 
 /// The store, keys and storage sites, as `serve` opens them; nothing listens.
 async fn instance(config: &Config) -> anyhow::Result<mail::inbound::Inbound> {
+    // Never a new key here: what it sealed would open nowhere. Checked
+    // before the store is opened, which would make an empty database.
+    let master = vault::at_rest::MasterKey::load(&config.data_dir).context("loading the master key")?;
     let store = crate::open_store(config).await?;
-    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
     let dispersed = std::sync::Arc::new(config.dispersed(&store).context("opening the storage sites")?);
     Ok(mail::inbound::Inbound::new(store, master, None, config.mail.hostname.clone()).with_dispersed(dispersed))
 }
@@ -142,7 +144,13 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
         TenantCommand::Export { tenant_id, out, key, to_key, resume } => {
             let recipient = match &to_key {
                 Some(path) => Recipient::OpenPgp { public_key_armored: read(path)? },
-                None => Recipient::passphrase(key.passphrase()?),
+                None => {
+                    let passphrase = key.passphrase()?;
+                    if secrecy::ExposeSecret::expose_secret(&passphrase).chars().count() < 12 {
+                        anyhow::bail!("the passphrase must be at least 12 characters long: it is all that protects the archive");
+                    }
+                    Recipient::passphrase(passphrase)
+                }
             };
             let summary = transfer::tenant::export(&inbound, TenantId(tenant_id), &out, &recipient, resume, &bar()).await;
             summary.map(|s| {
@@ -177,7 +185,7 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
 pub async fn legal(config: &Config, command: LegalCommand) -> anyhow::Result<()> {
     let LegalCommand::Export { request_id, out } = command;
     let inbound = instance(config).await?;
-    let key = crate::instance_key(config)?;
+    let key = vault::instance::InstanceKey::load(&config.data_dir).context("loading the instance key")?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("disclosure-{request_id}.tar")));
     let outcome = transfer::legal::export(&inbound, &key, &config.mail.hostname, request_id, &out, "operator").await;
     inbound.store().close().await;

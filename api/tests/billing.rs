@@ -180,6 +180,7 @@ on_both_backends!(
     checkout_and_seat_changes_speak_stripes_api,
     admins_are_warned_at_80_percent_and_usage_rolls_up,
     traffic_counts_a_resellers_tree_by_day,
+    the_pool_jobs_schedule_their_next_run,
     the_operator_reads_the_pool_month_by_month,
 );
 
@@ -863,4 +864,21 @@ async fn the_operator_reads_the_pool_month_by_month(backend: Backend) {
         assert!(reply.problem(400).contains("`months` must be a whole number from 1 to 120"), "{bad}: {reply:?}");
     }
     assert!(app.get("/v1/pool/history", &acme.admin_token).await.problem(403).contains("operator"));
+}
+
+/// The waiting line and the pool's debit run from the queue and put their
+/// next run on it (a job re-queued from inside its own run once clashed with
+/// itself on its deduplication key, and the pool stopped until a restart).
+async fn the_pool_jobs_schedule_their_next_run(backend: Backend) {
+    let app = support::spawn(backend).await;
+    worker::schedule_pool(&app.store).await.unwrap();
+    let workers = worker::caliop_worker(app.worker_context(0, Duration::from_secs(1)), "test");
+    for _ in 0..20 {
+        if !workers.run_one("test").await {
+            break;
+        }
+    }
+    for kind in [billing::ADMIT_JOB, billing::DEBIT_JOB] {
+        assert_eq!(app.store.live_jobs(kind).await.unwrap(), 1, "{kind} ran and comes back");
+    }
 }

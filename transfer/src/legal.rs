@@ -85,7 +85,27 @@ fn level_index(level: Level) -> usize {
 /// Writes the disclosure archive for request `request_id` to `out`, signs
 /// it and records it in the register. Refused unless the request (its
 /// newest version) has a legal basis and was complied with, wholly or partly.
+/// If anything fails, no archive is left behind.
 pub async fn export(
+    inbound: &mail::inbound::Inbound,
+    key: &InstanceKey,
+    instance: &str,
+    request_id: Uuid,
+    out: &Path,
+    actor: &str,
+) -> Result<Disclosure> {
+    let outcome = write(inbound, key, instance, request_id, out, actor).await;
+    if outcome.is_err() && out.exists() {
+        // A part of a disclosure holds readable mail: it does not stay around.
+        let _ = std::fs::remove_file(out);
+        let mut sig = out.as_os_str().to_owned();
+        sig.push(".sig");
+        let _ = std::fs::remove_file(PathBuf::from(sig));
+    }
+    outcome
+}
+
+async fn write(
     inbound: &mail::inbound::Inbound,
     key: &InstanceKey,
     instance: &str,
@@ -109,6 +129,12 @@ pub async fn export(
         )));
     }
     let scope = &request.scope;
+    // The time range as disclosed: an open end stops at the end of the day
+    // the request was received, never at the day of the export.
+    let from = scope.from;
+    let until = Some(scope.until.unwrap_or_else(|| {
+        (request.received_on + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc()
+    }));
     let mut accounts: Vec<Account> = Vec::new();
     if scope.account_ids.is_empty() {
         let mut after = None;
@@ -165,7 +191,7 @@ pub async fn export(
     let mut outbound_log: Vec<Value> = Vec::new();
     for account in &accounts {
         if wants(DataKind::DeliveryLogs) {
-            for entry in store.delivery_log(account.id, scope.from, scope.until).await? {
+            for entry in store.delivery_log(account.id, from, until).await? {
                 outbound_log.push(json!({"account_id": account.id, "delivery": entry}));
             }
         }
@@ -174,7 +200,7 @@ pub async fn export(
         }
         let mut after = None;
         loop {
-            let page = store.messages_between(account.id, scope.from, scope.until, after, 64).await?;
+            let page = store.messages_between(account.id, from, until, after, 64).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.0);
             for meta in page {
@@ -223,6 +249,7 @@ pub async fn export(
             "id": request.id, "authority": request.authority, "country": request.country, "legal_basis": request.legal_basis,
             "received_on": request.received_on, "decision": request.decision, "scope": request.scope,
         },
+        "disclosed_range": {"from": from, "until": until},
         "accounts": accounts.iter().map(|a| a.id).collect::<Vec<_>>(),
         "files": files,
         "messages": messages,
@@ -250,6 +277,13 @@ pub async fn export(
     std::fs::write(&signature_file, serde_json::to_vec_pretty(&sig).map_err(|e| Error::Refused(e.to_string()))?)
         .map_err(io(&signature_file))?;
 
+    // Recorded under the entry it was made for: a correction made meanwhile voids it.
+    let current = store.current_legal_request(request_id).await?.map(|r| r.id);
+    if current != Some(request.id) {
+        return Err(Error::Refused(format!(
+            "request {request_id} was corrected while the archive was written: export the correction instead"
+        )));
+    }
     store
         .record_legal_export(
             actor,

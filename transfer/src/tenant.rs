@@ -19,7 +19,7 @@
 //! instance, writing nothing; then for real, in one database transaction,
 //! removing the shards it wrote if anything fails.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,9 @@ struct ResumeState {
     header_digest: String,
     frames_written: u64,
     bytes_written: u64,
+    /// The archive generation of the last checkpoint (0 in a state written before generations).
+    #[serde(default)]
+    generation: u32,
     table: usize,
     tenant_index: usize,
     after: Option<Row>,
@@ -153,7 +156,8 @@ struct Exporter<'a> {
 
 impl Exporter<'_> {
     /// Opens what only this instance's keys open, for the encrypted archive.
-    async fn outgoing(&mut self, table: &Table, row: &mut Row) -> Result<Option<Vec<u8>>> {
+    /// `None`: the row went away while the export ran (a message expunged), and is left out.
+    async fn outgoing(&mut self, table: &Table, row: &mut Row) -> Result<Option<Option<Vec<u8>>>> {
         let master = self.inbound.master();
         match table.name {
             "tenant_keys" => {
@@ -187,19 +191,28 @@ impl Exporter<'_> {
             }
             "messages" => {
                 let id = uuid(row, "id")?;
+                let store = self.inbound.store();
                 let bytes = if text(row, "storage")? == "dispersed" {
                     let dispersed = self.inbound.dispersed().ok_or_else(|| {
                         Error::Refused("the tenant has dispersed mail and this process has no storage sites configured".into())
                     })?;
-                    dispersed.read(id).await?
+                    match dispersed.read(id).await {
+                        Ok(bytes) => bytes,
+                        Err(_) if store.message(tenants::MessageId(id)).await?.is_none() => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
                 } else {
-                    self.inbound.store().export_blob(table, row).await?
+                    match store.export_blob(table, row).await {
+                        Ok(bytes) => bytes,
+                        Err(tenants::Error::NotFound(_)) => return Ok(None),
+                        Err(e) => return Err(e.into()),
+                    }
                 };
-                return Ok(Some(bytes));
+                return Ok(Some(Some(bytes)));
             }
             _ => {}
         }
-        Ok(None)
+        Ok(Some(None))
     }
 }
 
@@ -245,9 +258,20 @@ pub async fn export(
             frames_written: state.frames_written,
             bytes_written: state.bytes_written,
             header_digest: hex_decode(&state.header_digest)?,
+            generation: state.generation,
         };
         let key = FileKey::from_bytes(&key)?;
-        (ArchiveWriter::resume(file, &key, &at)?, state)
+        let mut writer = ArchiveWriter::resume(file, &key, &at)?;
+        // This run seals under a new generation: keep it before any record,
+        // so that another interruption does not resume under it again.
+        let mut state = state;
+        let checkpoint = writer.checkpoint()?;
+        writer.get_mut().sync_data().map_err(io(out))?;
+        state.frames_written = checkpoint.frames_written;
+        state.bytes_written = checkpoint.bytes_written;
+        state.generation = checkpoint.generation;
+        write_state(&state_path, &state)?;
+        (writer, state)
     } else {
         if state_path.exists() {
             return Err(Error::Refused(format!(
@@ -257,7 +281,7 @@ pub async fn export(
             )));
         }
         let file = crate::create_private(out)?;
-        let (mut writer, key) = ArchiveWriter::create(file, recipient, LABEL)?;
+        let (mut writer, key) = blocking(|| ArchiveWriter::create(file, recipient, LABEL))?;
         let header = json!({
             "format": FORMAT,
             "version": VERSION,
@@ -276,6 +300,7 @@ pub async fn export(
             header_digest: crate::hex(&writer.header_digest()),
             frames_written: checkpoint.frames_written,
             bytes_written: checkpoint.bytes_written,
+            generation: checkpoint.generation,
             table: 0,
             tenant_index: 0,
             after: None,
@@ -298,8 +323,14 @@ pub async fn export(
     let mut exporter = Exporter { inbound, domains: HashMap::new(), plans: HashMap::new() };
     // On resume, what earlier pages taught the exporter (domain names).
     for tenant in &tree {
-        for domain in store.list_domains(*tenant, tenants::Page { after: None, limit: tenants::Page::MAX_LIMIT }).await? {
-            exporter.domains.insert(domain.id.0, domain.name.to_string());
+        let mut after = None;
+        loop {
+            let page = store.list_domains(*tenant, tenants::Page { after, limit: tenants::Page::MAX_LIMIT }).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.0);
+            for domain in &page {
+                exporter.domains.insert(domain.id.0, domain.name.to_string());
+            }
         }
     }
 
@@ -311,23 +342,30 @@ pub async fn export(
                 let page = store.export_page(table, tenant, state.after.as_ref(), PAGE).await?;
                 let Some(last) = page.last().cloned() else { break };
                 let rows = page.len() as u64;
+                let mut written = 0;
                 for mut row in page {
-                    let blob = exporter.outgoing(table, &mut row).await?;
+                    let Some(blob) = exporter.outgoing(table, &mut row).await? else { continue };
                     let record = json!({"t": table.name, "r": row});
-                    writer.write_record(ROW, record.to_string().as_bytes())?;
+                    blocking(|| writer.write_record(ROW, record.to_string().as_bytes()))?;
                     if let Some(blob) = blob {
-                        writer.write_record(BLOB, &blob)?;
+                        blocking(|| writer.write_record(BLOB, &blob))?;
                         state.counts.blobs += 1;
                         state.counts.blob_bytes += blob.len() as u64;
                     }
+                    written += 1;
                 }
-                *state.counts.rows.entry(table.name.to_owned()).or_default() += rows;
+                *state.counts.rows.entry(table.name.to_owned()).or_default() += written;
                 state.done += rows;
-                state.after = Some(last);
-                let checkpoint = writer.checkpoint()?;
-                writer.get_mut().sync_data().map_err(io(out))?;
+                // Only the key: the state file is outside the encrypted archive.
+                state.after = Some(table.key.iter().filter_map(|k| Some(((*k).to_owned(), last.get(*k)?.clone()))).collect());
+                let checkpoint = blocking(|| {
+                    let checkpoint = writer.checkpoint()?;
+                    writer.get_mut().sync_data().map_err(io(out))?;
+                    Ok::<_, Error>(checkpoint)
+                })?;
                 state.frames_written = checkpoint.frames_written;
                 state.bytes_written = checkpoint.bytes_written;
+                state.generation = checkpoint.generation;
                 write_state(&state_path, &state)?;
                 progress.advance(rows);
             }
@@ -338,9 +376,12 @@ pub async fn export(
         state.tenant_index = 0;
     }
     let trailer = serde_json::to_vec(&state.counts).map_err(|e| Error::Refused(e.to_string()))?;
-    writer.write_record(TRAILER, &trailer)?;
-    let file = writer.finish()?;
-    file.sync_all().map_err(io(out))?;
+    let file = blocking(|| {
+        writer.write_record(TRAILER, &trailer)?;
+        let file = writer.finish()?;
+        file.sync_all().map_err(io(out))?;
+        Ok::<_, Error>(file)
+    })?;
     let archive_bytes = file.metadata().map_err(io(out))?.len();
     drop(file);
     std::fs::remove_file(&state_path).map_err(io(&state_path))?;
@@ -354,6 +395,15 @@ pub async fn export(
         archive_bytes,
         warnings: Vec::new(),
     })
+}
+
+/// Runs CPU- or disk-bound work (Argon2, AES over a frame, fsync) without
+/// holding up the other tasks of a multi-threaded runtime.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 fn hex_decode<const N: usize>(text: &str) -> Result<[u8; N]> {
@@ -420,6 +470,137 @@ impl<R: std::io::Read> Records<R> {
     }
 }
 
+/// Whose each row of the archive is, checked row by row in the order they
+/// come (parents first), the same way in both readings. The archive is
+/// authenticated, but by a key its exporter chose: nothing in it may reach
+/// outside its own tenants. A row that names another tenant, or an object of
+/// one of its tenants under another, refuses the archive; a row whose parent
+/// is not in the archive (made while the export ran, after its table was
+/// read) is left out and counted.
+#[derive(Default)]
+struct Owners {
+    root: Uuid,
+    /// The tenants the header lists.
+    listed: HashSet<Uuid>,
+    tenants: HashSet<Uuid>,
+    /// Domain and account → tenant; mailbox → account.
+    domains: HashMap<Uuid, Uuid>,
+    accounts: HashMap<Uuid, Uuid>,
+    mailboxes: HashMap<Uuid, Uuid>,
+    outbound: HashSet<Uuid>,
+    left_out: BTreeMap<&'static str, u64>,
+}
+
+enum Verdict {
+    Keep,
+    LeaveOut,
+}
+
+impl Owners {
+    fn new(root: Uuid, listed: &[TenantId]) -> Owners {
+        Owners { root, listed: listed.iter().map(|t| t.0).collect(), ..Owners::default() }
+    }
+
+    fn judge(&mut self, table: &Table, row: &Row) -> Result<Verdict> {
+        let hostile = |what: String| Err(Error::Unusable(format!("{what}: the archive reaches outside its own tenants")));
+        let id = || uuid(row, "id");
+        let opt = |column: &str| -> Result<Option<Uuid>> {
+            match row.get(column) {
+                None | Some(Value::Null) => Ok(None),
+                Some(_) => uuid(row, column).map(Some),
+            }
+        };
+        if table.name == "tenants" {
+            let id = id()?;
+            if !self.listed.contains(&id) {
+                return hostile(format!("tenant {id} is not one its header lists"));
+            }
+            if text(row, "kind")? == "operator" {
+                return hostile("it holds an operator tenant".into());
+            }
+            if id != self.root && !opt("parent_id")?.is_some_and(|p| self.tenants.contains(&p)) {
+                return hostile(format!("tenant {id} hangs under a tenant the archive does not hold"));
+            }
+            self.tenants.insert(id);
+            return Ok(Verdict::Keep);
+        }
+        if table.column("tenant_id").is_some() {
+            let tenant = uuid(row, "tenant_id")?;
+            if !self.tenants.contains(&tenant) {
+                return hostile(format!("a row of `{}` belongs to tenant {tenant}", table.name));
+            }
+        }
+        // A reference to an object the archive holds must be to one of the same owner.
+        let same = |known: Option<&Uuid>, owner: Uuid, what: &str| -> Result<Option<()>> {
+            match known {
+                Some(o) if *o == owner => Ok(Some(())),
+                Some(_) => Err(Error::Unusable(format!(
+                    "a row of `{}` refers to a {what} of someone else: the archive reaches outside its own tenants",
+                    table.name
+                ))),
+                None => Ok(None),
+            }
+        };
+        let keep = match table.name {
+            "domains" => {
+                self.domains.insert(id()?, uuid(row, "tenant_id")?);
+                true
+            }
+            "dkim_keys" => self.domains.contains_key(&uuid(row, "domain_id")?),
+            "accounts" => {
+                let tenant = uuid(row, "tenant_id")?;
+                let kept = same(self.domains.get(&uuid(row, "domain_id")?), tenant, "domain")?.is_some();
+                if kept {
+                    self.accounts.insert(id()?, tenant);
+                }
+                kept
+            }
+            "mailboxes" => {
+                let account = uuid(row, "account_id")?;
+                let kept = self.accounts.contains_key(&account);
+                if kept {
+                    self.mailboxes.insert(id()?, account);
+                }
+                kept
+            }
+            "messages" => {
+                let (tenant, account) = (uuid(row, "tenant_id")?, uuid(row, "account_id")?);
+                same(self.accounts.get(&account), tenant, "account")?.is_some()
+                    && same(self.mailboxes.get(&uuid(row, "mailbox_id")?), account, "mailbox")?.is_some()
+            }
+            "expunged" => self.mailboxes.contains_key(&uuid(row, "mailbox_id")?),
+            "correspondents" => self.accounts.contains_key(&uuid(row, "account_id")?),
+            "outbound" => {
+                let kept = same(self.accounts.get(&uuid(row, "account_id")?), uuid(row, "tenant_id")?, "account")?.is_some();
+                if kept {
+                    self.outbound.insert(id()?);
+                }
+                kept
+            }
+            "deliveries" => self.outbound.contains(&uuid(row, "outbound_id")?),
+            _ => true,
+        };
+        if keep {
+            Ok(Verdict::Keep)
+        } else {
+            *self.left_out.entry(table.name).or_default() += 1;
+            Ok(Verdict::LeaveOut)
+        }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.left_out
+            .iter()
+            .map(|(table, n)| {
+                format!(
+                    "{n} row(s) of `{table}` were left out: made while the export ran, under something it had already read; \
+                     they are still on the old instance (suspend the tenant before exporting for a still picture)"
+                )
+            })
+            .collect()
+    }
+}
+
 /// What the first reading of an archive found.
 struct Checked {
     root: TenantId,
@@ -428,31 +609,42 @@ struct Checked {
     dispersed: u64,
     counts: Counts,
     name: String,
+    header: Value,
 }
 
-/// Reads all of the archive, authenticating every frame, and writes nothing.
-fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checked> {
-    let mut records = Records::open(path, unlock)?;
+fn header_ids(header: &Value) -> Result<(TenantId, Vec<TenantId>)> {
     let root = TenantId(
-        records.header["tenant_id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Unusable("its header names no tenant".into()))?,
+        header["tenant_id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Unusable("its header names no tenant".into()))?,
     );
-    let tenants: Vec<TenantId> = records.header["tenants"]
+    let tenants: Vec<TenantId> = header["tenants"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).map(TenantId).collect())
         .unwrap_or_default();
+    if !tenants.contains(&root) {
+        return Err(Error::Unusable("its header is inconsistent".into()));
+    }
+    Ok((root, tenants))
+}
+
+/// Reads all of the archive, authenticating every frame and judging every
+/// row, and writes nothing.
+fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checked> {
+    let mut records = Records::open(path, unlock)?;
+    let (root, tenants) = header_ids(&records.header)?;
     let name = records.header["tenant_name"].as_str().unwrap_or_default().to_owned();
     let file_len = std::fs::metadata(path).map_err(io(path))?.len();
     progress.start("verifying", file_len);
+    let mut owners = Owners::new(root.0, &tenants);
     let mut counts = Counts::default();
     let mut clashes = Clashes::default();
     let mut dispersed = 0;
     let mut trailer = None;
     let mut expect_blob = false;
     while let Some(item) = records.next()? {
-        let mut seen = 0u64;
         if trailer.is_some() {
             return Err(Error::Unusable("records follow its trailer".into()));
         }
+        let mut seen = 0u64;
         match item {
             Item::Row { table, row } => {
                 if expect_blob {
@@ -460,22 +652,24 @@ fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checke
                 }
                 *counts.rows.entry(table.name.to_owned()).or_default() += 1;
                 seen += 100;
-                match table.name {
-                    "tenants" => clashes.tenant_ids.push(text(&row, "id")?.to_owned()),
-                    "domains" => clashes.domains.push(text(&row, "name")?.to_owned()),
-                    "accounts" => clashes.addresses.push(text(&row, "address")?.to_owned()),
-                    "hostnames" => clashes.hostnames.push(text(&row, "hostname")?.to_owned()),
-                    "messages" => {
-                        if clashes.sample_messages.len() < 16 {
-                            clashes.sample_messages.push(text(&row, "id")?.to_owned());
-                        }
-                        if text(&row, "storage")? == "dispersed" {
-                            dispersed += 1;
-                        }
-                    }
-                    _ => {}
-                }
                 expect_blob = table.blob.is_some();
+                if let Verdict::Keep = owners.judge(table, &row)? {
+                    match table.name {
+                        "tenants" => clashes.tenant_ids.push(text(&row, "id")?.to_owned()),
+                        "domains" => clashes.domains.push(text(&row, "name")?.to_owned()),
+                        "accounts" => clashes.addresses.push(text(&row, "address")?.to_owned()),
+                        "hostnames" => clashes.hostnames.push(text(&row, "hostname")?.to_owned()),
+                        "messages" => {
+                            if clashes.sample_messages.len() < 16 {
+                                clashes.sample_messages.push(text(&row, "id")?.to_owned());
+                            }
+                            if text(&row, "storage")? == "dispersed" {
+                                dispersed += 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
             }
             Item::Blob(bytes) => {
                 if !expect_blob {
@@ -486,7 +680,12 @@ fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checke
                 counts.blob_bytes += bytes.len() as u64;
                 seen += bytes.len() as u64;
             }
-            Item::Trailer(t) => trailer = Some(t),
+            Item::Trailer(t) => {
+                if expect_blob {
+                    return Err(Error::Unusable("a message's bytes are missing".into()));
+                }
+                trailer = Some(t);
+            }
         }
         progress.advance(seen);
     }
@@ -496,10 +695,11 @@ fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checke
         Some(_) => return Err(Error::Unusable("its trailer does not match what it holds".into())),
         None => return Err(Error::Unusable("it ends without its trailer".into())),
     }
-    if !tenants.contains(&root) {
-        return Err(Error::Unusable("its header is inconsistent".into()));
+    if owners.tenants.len() != tenants.len() {
+        return Err(Error::Unusable("it lacks tenants its header lists".into()));
     }
-    Ok(Checked { root, tenants, clashes, dispersed, counts, name })
+    let header = records.header;
+    Ok(Checked { root, tenants, clashes, dispersed, counts, name, header })
 }
 
 /// Recreates on this instance the tenant tree exported to `archive`, under
@@ -513,7 +713,7 @@ pub async fn import(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let store = inbound.store();
-    let checked = check(archive, unlock, progress)?;
+    let checked = blocking(|| check(archive, unlock, progress))?;
     let clashes = store.import_clashes(&checked.clashes).await?;
     if !clashes.is_empty() {
         return Err(Error::Refused(format!(
@@ -541,6 +741,7 @@ pub async fn import(
             Ok(summary)
         }
         Err(e) => {
+            // Nothing was committed: the shards written on the way belong to nothing.
             if let Some(dispersed) = inbound.dispersed() {
                 for (id, object) in &written {
                     dispersed.discard(*id, object).await;
@@ -551,6 +752,9 @@ pub async fn import(
     }
 }
 
+/// The second reading: every row written in one transaction, which commits
+/// last, so that an error anywhere leaves nothing (the caller then removes
+/// the shards written on the way).
 #[allow(clippy::too_many_arguments)]
 async fn write_all(
     inbound: &mail::inbound::Inbound,
@@ -565,15 +769,21 @@ async fn write_all(
     let store = inbound.store();
     let master = inbound.master();
     let plans: HashMap<String, Uuid> = store.list_plans().await?.into_iter().map(|p| (p.name, p.id)).collect();
-    let mut records = Records::open(archive, unlock)?;
+    let mut records = blocking(|| Records::open(archive, unlock))?;
+    if records.header != checked.header {
+        return Err(Error::Unusable("it changed between its two readings".into()));
+    }
+    let archive_bytes = std::fs::metadata(archive).map_err(io(archive))?.len();
+    let mut owners = Owners::new(checked.root.0, &checked.tenants);
     let mut import = store.begin_import().await?;
     let mut domains: HashMap<Uuid, String> = HashMap::new();
     let mut policies: HashMap<Uuid, Policy> = HashMap::new();
-    let mut summary = Summary { tenants: checked.tenants.len() as u64, ..Summary::default() };
+    let mut summary = Summary { tenants: checked.tenants.len() as u64, archive_bytes, ..Summary::default() };
     let total: u64 = checked.counts.rows.values().sum();
     progress.start("importing", total);
     let mut pending: Option<(&'static Table, Row)> = None;
-    while let Some(item) = records.next()? {
+    loop {
+        let Some(item) = blocking(|| records.next())? else { break };
         let (table, mut row, blob) = match item {
             Item::Row { table, row } if table.blob.is_some() => {
                 pending = Some((table, row));
@@ -586,6 +796,10 @@ async fn write_all(
             }
             Item::Trailer(_) => break,
         };
+        progress.advance(1);
+        if let Verdict::LeaveOut = owners.judge(table, &row)? {
+            continue;
+        }
         match table.name {
             "tenants" => {
                 let id = uuid(&row, "id")?;
@@ -624,16 +838,14 @@ async fn write_all(
                             "tenant {} was on plan `{name}`, which this instance does not have: it was imported without a plan",
                             text(&row, "tenant_id")?
                         ));
-                        progress.advance(1);
                         continue;
                     }
                 }
             }
             _ => {}
         }
-        let mut bytes = blob;
         if table.name == "messages" {
-            let content = bytes.take().unwrap_or_default();
+            let content = blob.unwrap_or_default();
             summary.messages += 1;
             summary.message_bytes += content.len() as u64;
             if text(&row, "storage")? == "dispersed" {
@@ -649,18 +861,18 @@ async fn write_all(
                 import.insert(table, &row, Some(&content)).await?;
             }
         } else {
-            import.insert(table, &row, bytes.as_deref()).await?;
+            import.insert(table, &row, blob.as_deref()).await?;
         }
-        progress.advance(1);
     }
+    summary.warnings.extend(owners.warnings());
     let detail = json!({
         "tenant": checked.name,
         "tenants": checked.tenants.len(),
         "messages": summary.messages,
+        "left_out": owners.left_out,
         "archive_created_at": records.reader.created_at().to_string(),
     });
     import.finish(actor, checked.root, parent, &checked.tenants, detail).await?;
     progress.finish();
-    summary.archive_bytes = std::fs::metadata(archive).map_err(io(archive))?.len();
     Ok(summary)
 }

@@ -197,6 +197,20 @@ async fn exactly_one_account_and_one_month(backend: Backend) {
     assert!(!vault::instance::verify(key.public_key(), transfer::legal::statement(valid.id, &"0".repeat(64)).as_bytes(), &signature));
     let sig_file: serde_json::Value = serde_json::from_slice(&std::fs::read(&disclosure.signature_file).unwrap()).unwrap();
     assert_eq!(sig_file["sha256"], sha256.as_str());
+
+    // A range left open ends with the day the request was received, not the day of the export.
+    let open_ended = NewLegalRequest {
+        scope: LegalScope { until: None, ..scope.clone() },
+        received_on: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        ..request(Some("RG 26/01235"), Some(Decision::Partially))
+    };
+    let open_ended = store.record_legal_request("operator", open_ended).await.unwrap();
+    let out = dir.path().join("open-ended.tar");
+    let disclosure = transfer::legal::export(&inbound, &key, "mx.caliop.test", open_ended.id, &out, "operator").await.unwrap();
+    assert_eq!(disclosure.messages_by_level, [2, 1, 0, 0], "November only");
+    assert!(!contains(&std::fs::read(&out).unwrap(), "OUT-DECEMBER"));
+    let manifest: serde_json::Value = serde_json::from_slice(&entries(&out)["manifest.json"]).unwrap();
+    assert_eq!(manifest["disclosed_range"]["until"], "2026-12-01T00:00:00Z");
 }
 
 on_both_backends!(exactly_one_account_and_one_month);

@@ -167,3 +167,57 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
 }
 
 on_both_backends!(a_resumed_export_imports_whole);
+
+/// An archive is authenticated by a key its exporter chose, so a tenant
+/// admin can forge one: a row that names a tenant outside the archive
+/// refuses the whole of it.
+async fn a_forged_archive_cannot_reach_other_tenants(backend: Backend) {
+    let source = fresh_store(backend).await;
+    let target = fresh_store(backend).await;
+    let limits = Limits { max_accounts: 10, max_domains: 10, storage_quota_bytes: 1 << 30 };
+    let new_tenant = |name: &str| NewTenant { name: name.into(), kind: TenantKind::Enterprise, parent_id: None, limits, policy: Policy::default() };
+    let leaving = source.create_tenant("operator", new_tenant("Leaving")).await.unwrap();
+    let victim = target.create_tenant("operator", new_tenant("Victim")).await.unwrap();
+    let from = mail::inbound::Inbound::new(source.clone(), MasterKey::ephemeral().unwrap(), None, "old.test".into());
+    let to = mail::inbound::Inbound::new(target.clone(), MasterKey::ephemeral().unwrap(), None, "new.test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let honest = dir.path().join("honest.caliop");
+    let kdf = || vault::archive::KdfParams::new(1024, 1, 1).unwrap();
+    let recipient = Recipient::Passphrase { passphrase: SecretString::from(PASSPHRASE), kdf: kdf() };
+    transfer::tenant::export(&from, leaving.id, &honest, &recipient, false, &transfer::Quiet).await.unwrap();
+
+    // Re-written by its exporter with an API key for the victim tenant.
+    let unlock = Unlock::Passphrase(SecretString::from(PASSPHRASE));
+    let mut reader = vault::archive::ArchiveReader::open(std::fs::File::open(&honest).unwrap(), &unlock, 1 << 20).unwrap();
+    let forged = dir.path().join("forged.caliop");
+    let (mut writer, _) = vault::archive::ArchiveWriter::create(std::fs::File::create(&forged).unwrap(), &recipient, reader.label()).unwrap();
+    let mut injected = false;
+    while let Some((kind, bytes)) = reader.next_record().unwrap() {
+        let mut bytes = bytes;
+        if kind == 4 && !injected {
+            let key = serde_json::json!({"t": "api_keys", "r": {
+                "id": uuid::Uuid::now_v7().to_string(), "tenant_id": victim.id.0.to_string(), "name": "backdoor",
+                "prefix": "cal_x", "secret_hash": "known", "scopes": "read write", "created_by": "forger",
+                "created_at": "2026-01-01T00:00:00Z", "last_used_at": null, "revoked_at": null}});
+            writer.write_record(2, key.to_string().as_bytes()).unwrap();
+            let mut trailer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let n = trailer["rows"]["api_keys"].as_u64().unwrap_or(0);
+            trailer["rows"]["api_keys"] = (n + 1).into();
+            bytes = trailer.to_string().into_bytes();
+            injected = true;
+        }
+        writer.write_record(kind, &bytes).unwrap();
+    }
+    writer.finish().unwrap();
+    assert!(injected);
+
+    let err = transfer::tenant::import(&to, &forged, &unlock, None, "operator", &transfer::Quiet).await.unwrap_err();
+    assert!(err.to_string().contains("reaches outside its own tenants"), "{err}");
+    assert!(target.tenant(leaving.id).await.unwrap().is_none(), "nothing imported");
+    assert!(target.list_api_keys(victim.id, Page { after: None, limit: 10 }).await.unwrap().is_empty());
+    // The honest archive imports.
+    transfer::tenant::import(&to, &honest, &unlock, None, "operator", &transfer::Quiet).await.unwrap();
+    assert!(target.tenant(leaving.id).await.unwrap().is_some());
+}
+
+on_both_backends!(a_forged_archive_cannot_reach_other_tenants);

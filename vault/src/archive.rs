@@ -8,8 +8,10 @@
 //! ```text
 //! archive = header frame* last-frame
 //! header  = "CALIOP-ARCHIVE\n" ‖ version (u8, 1) ‖ JSON length (u32 BE) ‖ JSON
-//! frame   = ciphertext length (u32 BE) ‖ AES-256-GCM ciphertext ‖ 16-byte tag
+//! frame   = ciphertext length (u32 BE) ‖ generation (u32 BE) ‖ AES-256-GCM ciphertext ‖ 16-byte tag
 //! ```
+//!
+//! The length counts the ciphertext and its tag, not the generation.
 //!
 //! The JSON header holds `created_at` (RFC 3339), the caller's `label`, and
 //! `key`, how the random 32-byte file key is protected:
@@ -22,22 +24,51 @@
 //!   OpenPGP message to the recipient's key ([`crate::seal::encrypt`]), which
 //!   GnuPG can open too.
 //!
-//! Frames follow the STREAM construction (as in age): frame `i` is sealed
-//! under the file key with the nonce `i` (11 bytes BE) ‖ `1` on the last
-//! frame, `0` otherwise, and the associated data SHA-256(header bytes, magic
-//! to JSON). A frame's plaintext is at most [`FRAME_SIZE`]; any frame may be
-//! shorter (a checkpoint emits what it has) and the last one may be empty.
-//! Their concatenation is a sequence of records, kind (u8) ‖ length (u64 BE)
-//! ‖ bytes, which may span frames.
+//! Frames follow the STREAM construction (as in age), with a generation
+//! added: each run of a writer (the first, then one per resume) seals under
+//! a generation of its own, 0 for the first. Frame `i` of generation `g` is
+//! sealed under the file key with the nonce
 //!
-//! So a changed byte (header included), a frame moved, dropped or taken from
-//! another archive fails a tag; a file cut at a frame boundary lacks its
-//! last frame; bytes after the last frame are refused. A tampered key field
-//! cannot be told from a wrong passphrase or key, and reads as one. The
-//! reader authenticates the first frame before it returns, so the label and
-//! date it shows are authenticated. A header cannot make the reader allocate
-//! more than [`KdfParams::MAX_M_COST_KIB`] for Argon2, 64 KiB of JSON, two
-//! frame buffers and the current record (at most the caller's `max_record`).
+//! ```text
+//! g (4 bytes BE) ‖ i (7 bytes BE) ‖ 1 on the last frame, 0 otherwise
+//! ```
+//!
+//! and the associated data
+//!
+//! ```text
+//! SHA-256(header bytes, magic to JSON) ‖ start (u64 BE) ‖ previous (u32 BE)
+//! ```
+//!
+//! where `start` is the index of generation `g`'s first frame (where its run
+//! resumed) and `previous` the generation of the frame before it (0 and 0
+//! for the first run). The generation is thus authenticated although it
+//! travels in clear. 7 bytes of counter allow 2^56 frames, and 4 bytes of
+//! generation 2^32 runs: the writer refuses to go past either.
+//!
+//! A frame's plaintext is at most [`FRAME_SIZE`]; any frame may be shorter
+//! (a checkpoint emits what it has) or empty. Their concatenation is a
+//! sequence of records, kind (u8) ‖ length (u64 BE) ‖ bytes, which may span
+//! frames.
+//!
+//! The reader wants frame counters 0, 1, 2, … and generations that never
+//! decrease. A frame whose generation is higher than its predecessor's must
+//! have been sealed with that frame's own index as `start` and the
+//! predecessor's generation as `previous`; the frames after it in the same
+//! generation, with the same pair. So the frames a reader accepts are those
+//! of one chain of runs, each taking over exactly where the run it resumed
+//! had checkpointed: a frame of an interrupted run's discarded tail (an
+//! older generation, or a newer one that does not continue the frames
+//! before it) fails, wherever it is spliced in.
+//!
+//! So a changed byte (header and generations included), a frame moved,
+//! dropped or taken from another archive or another run fails a tag; a file
+//! cut at a frame boundary lacks its last frame; bytes after the last frame
+//! are refused. A tampered key field cannot be told from a wrong passphrase
+//! or key, and reads as one. The reader authenticates the first frame
+//! before it returns, so the label and date it shows are authenticated. A
+//! header cannot make the reader allocate more than
+//! [`KdfParams::MAX_M_COST_KIB`] for Argon2, 64 KiB of JSON, two frame
+//! buffers and the current record (at most the caller's `max_record`).
 //!
 //! # Resuming
 //!
@@ -45,11 +76,18 @@
 //! the [`Checkpoint`] with the [`FileKey`] (sealed, e.g. with
 //! [`crate::at_rest::MasterKey::seal_secret`]) and its own cursor. To resume
 //! it truncates the file to [`Checkpoint::bytes_written`], seeks to its end
-//! and calls [`ArchiveWriter::resume`]. Frames after the checkpoint are then
-//! sealed again under the nonces the discarded tail used: harmless while
-//! that tail never left the machine, but an archive written where a copy of
-//! a discarded tail may survive (an object store, a replicated volume) would
-//! reuse AES-GCM nonces.
+//! and calls [`ArchiveWriter::resume`], which seals under
+//! [`Checkpoint::generation`] + 1. The frames of the discarded tail were
+//! sealed under an older generation, so nothing the resumed run writes
+//! reuses their nonces, whatever survives of them.
+//!
+//! That holds while a generation is given to one run only, so a caller that
+//! may be interrupted again must, right after `resume` and before writing
+//! any record, take a [`ArchiveWriter::checkpoint`], sync the file and keep
+//! that checkpoint in place of the old one. That checkpoint seals an empty
+//! frame under the new generation; should the run be interrupted before it
+//! is kept, resuming again from the old checkpoint seals the same empty
+//! frame, byte for byte, and nothing else was sealed under the generation.
 //!
 //! Error policy: every failure is an [`ArchiveError`] whose message is
 //! written for the person running the import. After an error, a writer or
@@ -84,6 +122,10 @@ const SALT_LEN: usize = 16;
 const MAX_HEADER: usize = 64 * 1024;
 const KEY_WRAP_AAD: &[u8] = b"caliop-archive-key:v1";
 const RECORD_HEADER_LEN: usize = 9;
+/// Frame counters fill 7 bytes of the nonce.
+const MAX_FRAMES: u64 = 1 << 56;
+/// A frame's clear framing: ciphertext length, generation.
+const FRAME_HEADER_LEN: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -253,6 +295,9 @@ pub struct Checkpoint {
     pub bytes_written: u64,
     /// SHA-256 of the header: every frame's associated data.
     pub header_digest: [u8; 32],
+    /// The generation the writer sealed under, that of the last frame: a
+    /// writer resumed from here seals under the next one.
+    pub generation: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -351,12 +396,15 @@ pub struct ArchiveWriter<W: Write> {
     frame: Vec<u8>,
     frames_written: u64,
     bytes_written: u64,
+    /// What this run seals under; see the module doc.
+    generation: Generation,
     failed: bool,
 }
 
 impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArchiveWriter")
+            .field("generation", &self.generation.number)
             .field("frames_written", &self.frames_written)
             .field("bytes_written", &self.bytes_written)
             .field("failed", &self.failed)
@@ -384,14 +432,31 @@ impl<W: Write> ArchiveWriter<W> {
         bytes.extend_from_slice(&(json.len() as u32).to_be_bytes());
         bytes.extend_from_slice(&json);
         out.write_all(&bytes)?;
-        let start = Checkpoint { frames_written: 0, bytes_written: bytes.len() as u64, header_digest: sha256(&[&bytes]) };
-        let writer = Self::resume(out, &file_key, &start)?;
+        let writer = ArchiveWriter {
+            out,
+            key: file_key.aead()?,
+            header_digest: sha256(&[&bytes]),
+            frame: Vec::with_capacity(FRAME_SIZE + TAG_LEN),
+            frames_written: 0,
+            bytes_written: bytes.len() as u64,
+            generation: Generation::FIRST,
+            failed: false,
+        };
         Ok((writer, file_key))
     }
 
-    /// Continues an archive from `at`; `out` must end where `at` says, at
-    /// [`Checkpoint::bytes_written`].
+    /// Continues an archive from `at` under the generation after
+    /// [`Checkpoint::generation`]; `out` must end where `at` says, at
+    /// [`Checkpoint::bytes_written`]. Unless this run cannot be interrupted,
+    /// take and keep a [`ArchiveWriter::checkpoint`] before writing a record
+    /// (see the module doc): a generation must serve one run only.
     pub fn resume(out: W, key: &FileKey, at: &Checkpoint) -> Result<Self, ArchiveError> {
+        let number = at.generation.checked_add(1).ok_or_else(|| {
+            ArchiveError::Crypto(format!("the archive has been resumed {} times, the most it can be", u32::MAX))
+        })?;
+        if at.frames_written >= MAX_FRAMES {
+            return Err(ArchiveError::Crypto(format!("the archive already holds the most frames it can ({MAX_FRAMES})")));
+        }
         Ok(ArchiveWriter {
             out,
             key: key.aead()?,
@@ -399,6 +464,7 @@ impl<W: Write> ArchiveWriter<W> {
             frame: Vec::with_capacity(FRAME_SIZE + TAG_LEN),
             frames_written: at.frames_written,
             bytes_written: at.bytes_written,
+            generation: Generation { number, start: at.frames_written, previous: at.generation },
             failed: false,
         })
     }
@@ -424,10 +490,12 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     /// Writes out what is buffered as a frame and flushes: every record
-    /// written so far survives an interruption from here on.
+    /// written so far survives an interruption from here on. The first
+    /// checkpoint of a run writes a frame even with nothing buffered, so
+    /// that the checkpoint's generation is that of its last frame.
     pub fn checkpoint(&mut self) -> Result<Checkpoint, ArchiveError> {
         self.usable()?;
-        if !self.frame.is_empty() {
+        if !self.frame.is_empty() || self.frames_written == self.generation.start {
             self.emit(false)?;
         }
         self.failed = true;
@@ -437,6 +505,7 @@ impl<W: Write> ArchiveWriter<W> {
             frames_written: self.frames_written,
             bytes_written: self.bytes_written,
             header_digest: self.header_digest,
+            generation: self.generation.number,
         })
     }
 
@@ -469,16 +538,22 @@ impl<W: Write> ArchiveWriter<W> {
         // Until the frame is out whole, the writer counts as failed: its
         // nonce may be spent, and must not seal other bytes.
         self.failed = true;
-        let nonce = frame_nonce(self.frames_written, last);
+        if self.frames_written >= MAX_FRAMES {
+            return Err(ArchiveError::Crypto(format!("the archive holds the most frames it can ({MAX_FRAMES})")));
+        }
+        let nonce = self.generation.nonce(self.frames_written, last);
         self.key
-            .seal_in_place_append_tag(nonce, Aad::from(self.header_digest), &mut self.frame)
+            .seal_in_place_append_tag(nonce, Aad::from(self.generation.aad(&self.header_digest)), &mut self.frame)
             .map_err(|_| ArchiveError::Crypto("sealing a frame failed".into()))?;
         let len = self.frame.len() as u32;
-        self.out.write_all(&len.to_be_bytes())?;
+        let mut framing = [0u8; FRAME_HEADER_LEN];
+        framing[..4].copy_from_slice(&len.to_be_bytes());
+        framing[4..].copy_from_slice(&self.generation.number.to_be_bytes());
+        self.out.write_all(&framing)?;
         self.out.write_all(&self.frame)?;
         self.frame.clear();
         self.frames_written += 1;
-        self.bytes_written += 4 + u64::from(len);
+        self.bytes_written += FRAME_HEADER_LEN as u64 + u64::from(len);
         self.failed = false;
         Ok(())
     }
@@ -499,6 +574,8 @@ pub struct ArchiveReader<R: Read> {
     /// How much of `plain` has been returned.
     consumed: usize,
     next_frame: u64,
+    /// That of the last frame read, or the first run's before any.
+    generation: Generation,
     /// The last frame has authenticated and nothing follows it.
     at_end: bool,
     failed: bool,
@@ -510,6 +587,7 @@ impl<R: Read> std::fmt::Debug for ArchiveReader<R> {
             .field("label", &self.label)
             .field("created_at", &self.created_at)
             .field("next_frame", &self.next_frame)
+            .field("generation", &self.generation.number)
             .field("at_end", &self.at_end)
             .finish_non_exhaustive()
     }
@@ -558,6 +636,7 @@ impl<R: Read> ArchiveReader<R> {
             plain: Vec::with_capacity(FRAME_SIZE),
             consumed: 0,
             next_frame: 0,
+            generation: Generation::FIRST,
             at_end: false,
             failed: false,
         };
@@ -625,6 +704,9 @@ impl<R: Read> ArchiveReader<R> {
 
     fn read_frame(&mut self) -> Result<(), ArchiveError> {
         let frame = self.next_frame;
+        if frame >= MAX_FRAMES {
+            return Err(ArchiveError::Tampered { frame });
+        }
         let mut len = [0u8; 4];
         if !read_full(&mut self.input, &mut len)? {
             return Err(ArchiveError::Truncated);
@@ -633,6 +715,19 @@ impl<R: Read> ArchiveReader<R> {
         if !(TAG_LEN..=FRAME_SIZE + TAG_LEN).contains(&len) {
             return Err(ArchiveError::Tampered { frame });
         }
+        let mut number = [0u8; 4];
+        if !read_full(&mut self.input, &mut number)? {
+            return Err(ArchiveError::Truncated);
+        }
+        let number = u32::from_be_bytes(number);
+        // A frame of an older run than the one before it: a discarded tail.
+        let generation = match number.cmp(&self.generation.number) {
+            std::cmp::Ordering::Less => return Err(ArchiveError::Tampered { frame }),
+            std::cmp::Ordering::Equal => self.generation,
+            // A run resumed here, from the run of the frame before.
+            std::cmp::Ordering::Greater => Generation { number, start: frame, previous: self.generation.number },
+        };
+        let aad = generation.aad(&self.header_digest);
         self.sealed.resize(len, 0);
         if !read_full(&mut self.input, &mut self.sealed)? {
             return Err(ArchiveError::Truncated);
@@ -643,7 +738,7 @@ impl<R: Read> ArchiveReader<R> {
         // intact, so a failed first guess costs one more tag check.
         let mut opens = |last| {
             self.key
-                .open_separate_gather(frame_nonce(frame, last), Aad::from(self.header_digest), ciphertext, tag, &mut self.plain)
+                .open_separate_gather(generation.nonce(frame, last), Aad::from(aad), ciphertext, tag, &mut self.plain)
                 .is_ok()
         };
         let last = if opens(false) {
@@ -654,6 +749,7 @@ impl<R: Read> ArchiveReader<R> {
             return Err(ArchiveError::Tampered { frame });
         };
         self.next_frame = frame + 1;
+        self.generation = generation;
         self.consumed = 0;
         if last {
             if !at_eof(&mut self.input)? {
@@ -665,12 +761,37 @@ impl<R: Read> ArchiveReader<R> {
     }
 }
 
-fn frame_nonce(counter: u64, last: bool) -> Nonce {
-    let mut nonce = [0u8; NONCE_LEN];
-    // 11 bytes of counter, of which a u64 fills the low 8.
-    nonce[3..11].copy_from_slice(&counter.to_be_bytes());
-    nonce[11] = u8::from(last);
-    Nonce::assume_unique_for_key(nonce)
+/// One run of a writer: the first, or one per resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    number: u32,
+    /// The index of the run's first frame.
+    start: u64,
+    /// The generation of the frame before `start` (0 for the first run).
+    previous: u32,
+}
+
+impl Generation {
+    const FIRST: Generation = Generation { number: 0, start: 0, previous: 0 };
+
+    /// `number` (4 bytes) ‖ `counter` (7 bytes, below [`MAX_FRAMES`]) ‖ last flag.
+    fn nonce(&self, counter: u64, last: bool) -> Nonce {
+        debug_assert!(counter < MAX_FRAMES);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..4].copy_from_slice(&self.number.to_be_bytes());
+        nonce[4..11].copy_from_slice(&counter.to_be_bytes()[1..]);
+        nonce[11] = u8::from(last);
+        Nonce::assume_unique_for_key(nonce)
+    }
+
+    /// The header's digest ‖ `start` ‖ `previous`: which run this one resumed, and where.
+    fn aad(&self, header_digest: &[u8; 32]) -> [u8; 44] {
+        let mut aad = [0u8; 44];
+        aad[..32].copy_from_slice(header_digest);
+        aad[32..40].copy_from_slice(&self.start.to_be_bytes());
+        aad[40..].copy_from_slice(&self.previous.to_be_bytes());
+        aad
+    }
 }
 
 fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, ArchiveError> {
@@ -751,17 +872,61 @@ mod tests {
         Ok(records)
     }
 
-    /// Each frame's bytes (length prefix included) in a well-formed archive.
+    /// Each frame's bytes (framing included) in a well-formed archive.
     fn frames(archive: &[u8]) -> Vec<Range<usize>> {
         let json_len = u32::from_be_bytes(archive[16..20].try_into().unwrap()) as usize;
         let mut at = 20 + json_len;
         let mut frames = Vec::new();
         while at < archive.len() {
             let len = u32::from_be_bytes(archive[at..at + 4].try_into().unwrap()) as usize;
-            frames.push(at..at + 4 + len);
-            at += 4 + len;
+            frames.push(at..at + FRAME_HEADER_LEN + len);
+            at += FRAME_HEADER_LEN + len;
         }
         frames
+    }
+
+    /// Each frame's generation, from its clear framing.
+    fn generations(archive: &[u8]) -> Vec<u32> {
+        frames(archive).iter().map(|f| u32::from_be_bytes(archive[f.start + 4..f.start + 8].try_into().unwrap())).collect()
+    }
+
+    /// `prefix` with `parts` of `from` appended, each a range of frames.
+    fn spliced(prefix: &[u8], parts: &[(&[u8], Range<usize>)]) -> Vec<u8> {
+        let mut out = prefix.to_vec();
+        for (from, range) in parts {
+            let spans = frames(from);
+            out.extend_from_slice(&from[spans[range.start].start..spans[range.end - 1].end]);
+        }
+        out
+    }
+
+    /// An archive resumed once and its interrupted run's file, cut-off tail
+    /// included: frames 0..3 before the checkpoint (generation 0), 3..5 the
+    /// tail (generation 0), then 3..6 the resumed run's (generation 1, the
+    /// first an empty frame from its own checkpoint).
+    fn resumed_once() -> (Vec<u8>, Vec<u8>, Checkpoint, Vec<(u8, Vec<u8>)>) {
+        let before = vec![(1, pattern(2 * FRAME_SIZE + 100, 1))];
+        let (mut writer, key) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
+        for (kind, bytes) in &before {
+            writer.write_record(*kind, bytes).unwrap();
+        }
+        let checkpoint = writer.checkpoint().unwrap();
+        assert_eq!((checkpoint.frames_written, checkpoint.generation), (3, 0));
+        writer.write_record(2, &pattern(2 * FRAME_SIZE + 10, 99)).unwrap();
+        let interrupted = writer.get_mut().clone();
+        assert_eq!(frames(&interrupted).len(), 5);
+
+        let prefix = interrupted[..checkpoint.bytes_written as usize].to_vec();
+        let mut writer = ArchiveWriter::resume(prefix, &key, &checkpoint).unwrap();
+        let again = writer.checkpoint().unwrap();
+        assert_eq!((again.frames_written, again.generation), (4, 1), "an empty frame under the new generation");
+        let after = vec![(3, pattern(FRAME_SIZE, 3)), (5, b"done".to_vec())];
+        for (kind, bytes) in &after {
+            writer.write_record(*kind, bytes).unwrap();
+        }
+        let archive = writer.finish().unwrap();
+        assert_eq!(generations(&archive), [0, 0, 0, 1, 1, 1]);
+        (archive, interrupted, checkpoint, before.into_iter().chain(after).collect())
     }
 
     /// Bytes that do not repeat with a period that divides a frame.
@@ -843,6 +1008,161 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let expected: Vec<_> = before.into_iter().chain(after).collect();
         assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(), expected);
+
+        // The resumed run sealed under a generation of its own, the cut-off tail's frames not.
+        let (old, new) = (generations(&interrupted), generations(&archive));
+        let kept = checkpoint.frames_written as usize;
+        assert_eq!(checkpoint.generation, 0);
+        assert!(old.len() > kept && new.len() > kept, "{old:?} {new:?}");
+        assert_eq!(new[..kept], old[..kept], "the frames before the checkpoint stay");
+        assert!(old.iter().all(|&g| g == 0), "{old:?}");
+        assert!(new[kept..].iter().all(|&g| g == 1), "{new:?}");
+        assert_eq!(archive[..checkpoint.bytes_written as usize], interrupted[..checkpoint.bytes_written as usize]);
+    }
+
+    #[test]
+    fn every_resume_seals_under_a_new_generation() {
+        let (archive, _, _, records) = resumed_once();
+        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(), records);
+
+        let (mut writer, key) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
+        let mut expected = vec![(0, pattern(FRAME_SIZE + 1, 0))];
+        writer.write_record(0, &expected[0].1).unwrap();
+        let mut checkpoint = writer.checkpoint().unwrap();
+        let mut file = writer.get_mut().clone();
+        for run in 1..=3u8 {
+            let mut writer = ArchiveWriter::resume(file, &key, &checkpoint).unwrap();
+            assert_eq!(writer.checkpoint().unwrap().generation, u32::from(run));
+            expected.push((run, pattern(FRAME_SIZE / 2, run)));
+            writer.write_record(run, &expected.last().unwrap().1).unwrap();
+            checkpoint = writer.checkpoint().unwrap();
+            file = if run < 3 { writer.get_mut().clone() } else { writer.finish().unwrap() };
+        }
+        assert_eq!(generations(&file), [0, 0, 1, 1, 2, 2, 3, 3, 3]);
+        assert_eq!(read_all(&file, &passphrase("pass"), 1 << 24).unwrap(), expected);
+
+        let exhausted = Checkpoint { generation: u32::MAX, ..checkpoint };
+        let err = ArchiveWriter::resume(Vec::new(), &key, &exhausted).unwrap_err();
+        assert!(matches!(err, ArchiveError::Crypto(_)), "no generation after the last: {err:?}");
+    }
+
+    #[test]
+    fn a_run_that_only_checkpointed_is_followed() {
+        // A run resumed and checkpointed (its empty frame), then interrupted
+        // before any record: the next run resumes after its empty frame.
+        let (mut writer, key) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
+        writer.write_record(1, b"one").unwrap();
+        let first = writer.checkpoint().unwrap();
+        let mut writer = ArchiveWriter::resume(writer.get_mut().clone(), &key, &first).unwrap();
+        let second = writer.checkpoint().unwrap();
+        let mut writer = ArchiveWriter::resume(writer.get_mut().clone(), &key, &second).unwrap();
+        writer.write_record(2, b"two").unwrap();
+        let archive = writer.finish().unwrap();
+        assert_eq!(generations(&archive), [0, 1, 2]);
+        assert_eq!(read_all(&archive, &passphrase("pass"), 1024).unwrap(), vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+    }
+
+    #[test]
+    fn resuming_again_before_the_new_checkpoint_is_kept_seals_the_same_bytes() {
+        // Interrupted between a resumed run's first checkpoint and keeping it:
+        // the next run, from the same old checkpoint, writes exactly the same.
+        let (mut writer, key) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
+        writer.write_record(1, b"one").unwrap();
+        let kept = writer.checkpoint().unwrap();
+        let file = writer.get_mut().clone();
+        let runs = [1, 2].map(|_| {
+            let mut writer = ArchiveWriter::resume(file.clone(), &key, &kept).unwrap();
+            let checkpoint = writer.checkpoint().unwrap();
+            (writer.get_mut().clone(), checkpoint)
+        });
+        assert_eq!(runs[0], runs[1]);
+        assert_eq!(runs[0].1.generation, 1);
+        let [(file, checkpoint), _] = runs;
+        let mut writer = ArchiveWriter::resume(file, &key, &checkpoint).unwrap();
+        writer.write_record(2, b"two").unwrap();
+        let archive = writer.finish().unwrap();
+        assert_eq!(read_all(&archive, &passphrase("pass"), 1024).unwrap(), vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+    }
+
+    #[test]
+    fn a_cut_off_frame_of_an_older_generation_is_refused() {
+        let (archive, interrupted, checkpoint, _) = resumed_once();
+        let prefix = &archive[..checkpoint.bytes_written as usize];
+        // The tail's frame 4 (generation 0) in place of the resumed run's frame 4, after its frame 3.
+        let forged = spliced(prefix, &[(&archive, 3..4), (&interrupted, 4..5), (&archive, 5..6)]);
+        assert_eq!(generations(&forged), [0, 0, 0, 1, 0, 1]);
+        let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
+        assert!(matches!(err, ArchiveError::Tampered { frame: 4 }), "{err:?}");
+
+        // The whole tail in place of the resumed run's first frames: the
+        // generations do not go back, but the resumed run did not start at frame 5.
+        let forged = spliced(prefix, &[(&interrupted, 3..5), (&archive, 5..6)]);
+        assert_eq!(generations(&forged), [0, 0, 0, 0, 0, 1]);
+        let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
+        assert!(matches!(err, ArchiveError::Tampered { frame: 5 }), "{err:?}");
+    }
+
+    #[test]
+    fn a_tail_cannot_stand_in_for_a_later_run() {
+        // Run 0 checkpoints after frame 1, writes frames 1..4 and is cut off;
+        // run 1 resumes at frame 1, checkpoints after frame 3 and is cut off;
+        // run 2 resumes at frame 3 and finishes. Run 0's frames 1..3 in place of
+        // run 1's, followed by run 2's: no generation goes back, but run 2
+        // continued run 1, not run 0.
+        let (mut writer, key) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
+        writer.write_record(0, b"zero").unwrap();
+        let first = writer.checkpoint().unwrap();
+        writer.write_record(9, &pattern(3 * FRAME_SIZE, 9)).unwrap();
+        let run0 = writer.get_mut().clone();
+        let mut writer = ArchiveWriter::resume(run0[..first.bytes_written as usize].to_vec(), &key, &first).unwrap();
+        writer.checkpoint().unwrap();
+        writer.write_record(1, &pattern(FRAME_SIZE - 100, 1)).unwrap();
+        let second = writer.checkpoint().unwrap();
+        assert_eq!(second.frames_written, 3);
+        let mut writer = ArchiveWriter::resume(writer.get_mut().clone(), &key, &second).unwrap();
+        writer.checkpoint().unwrap();
+        writer.write_record(2, b"two").unwrap();
+        let archive = writer.finish().unwrap();
+        assert_eq!(generations(&archive), [0, 1, 1, 2, 2]);
+        assert_eq!(generations(&run0), [0, 0, 0, 0]);
+        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap().len(), 3);
+
+        let prefix = &archive[..first.bytes_written as usize];
+        let forged = spliced(prefix, &[(&run0, 1..3), (&archive, 3..5)]);
+        let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
+        assert!(matches!(err, ArchiveError::Tampered { frame: 3 }), "{err:?}");
+    }
+
+    #[test]
+    fn a_changed_generation_is_tampering() {
+        let (archive, _) = four_frames();
+        let at = frames(&archive)[2].start + 4;
+        for forged_generation in [1u32, u32::MAX] {
+            let mut forged = archive.clone();
+            forged[at..at + 4].copy_from_slice(&forged_generation.to_be_bytes());
+            let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
+            assert!(matches!(err, ArchiveError::Tampered { frame: 2 }), "{forged_generation}: {err:?}");
+        }
+
+        let (archive, _, _, records) = resumed_once();
+        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(), records);
+        for (frame, forged_generation) in [(3, 0u32), (3, 2), (4, 0), (4, 2), (5, 0), (0, 1)] {
+            let at = frames(&archive)[frame].start + 4;
+            let mut forged = archive.clone();
+            forged[at..at + 4].copy_from_slice(&forged_generation.to_be_bytes());
+            let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
+            assert!(matches!(err, ArchiveError::Tampered { frame: f } if f == frame as u64), "{frame} {forged_generation}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_its_generation() {
+        let (_, _, checkpoint, _) = resumed_once();
+        let json = serde_json::to_value(checkpoint).unwrap();
+        assert_eq!(json["generation"], 0);
+        let again = Checkpoint { generation: 7, ..checkpoint };
+        let back: Checkpoint = serde_json::from_value(serde_json::to_value(again).unwrap()).unwrap();
+        assert_eq!(back, again);
     }
 
     #[test]

@@ -97,6 +97,20 @@ impl MasterKey {
         Ok(MasterKey(DataKey::from_bytes(&bytes)?))
     }
 
+    /// Loads `dir/master.key`, which must exist: for commands that work on an
+    /// instance's data and would otherwise seal it under a key nobody has.
+    pub fn load(dir: &Path) -> Result<MasterKey, VaultError> {
+        let path = dir.join(Self::FILE_NAME);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(MasterKey(DataKey::from_bytes(&bytes)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(VaultError::Encoding(format!(
+                "{} does not exist: this is not the data directory of an instance that has run (set CALIOP_DATA_DIR)",
+                path.display()
+            ))),
+            Err(source) => Err(VaultError::Io { path: path.display().to_string(), source }),
+        }
+    }
+
     /// A master key that lives only in memory (tests).
     pub fn ephemeral() -> Result<MasterKey, VaultError> {
         Ok(MasterKey(DataKey::from_bytes(&random::<32>()?)?))

@@ -56,6 +56,19 @@ impl InstanceKey {
         }
     }
 
+    /// Loads `dir/instance-key.pem`, which must exist (a signature by a fresh
+    /// key nobody knows would be worthless).
+    pub fn load(dir: &Path) -> Result<InstanceKey, VaultError> {
+        let path = dir.join(Self::FILE_NAME);
+        if !path.exists() {
+            return Err(VaultError::Encoding(format!(
+                "{} does not exist: this is not the data directory of an instance that has run (set CALIOP_DATA_DIR)",
+                path.display()
+            )));
+        }
+        Self::load_or_create(dir)
+    }
+
     /// PKCS#8 DER of the private key, for signers that take it.
     pub fn pkcs8_der(&self) -> &[u8] {
         self.pkcs8_der.expose_secret()

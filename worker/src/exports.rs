@@ -9,7 +9,7 @@ use tenants::store::ExportRecipient;
 use uuid::Uuid;
 use vault::archive::Recipient;
 
-use crate::{Context, Job, enqueue};
+use crate::{Context, Job};
 
 pub const EXPORT_JOB: &str = "tenant.export";
 pub const EXPIRE_EXPORT_JOB: &str = "tenant.export.expire";
@@ -38,6 +38,12 @@ pub struct ExportTenant {
 
 impl Job<Context> for ExportTenant {
     const NAME: &'static str = EXPORT_JOB;
+
+    /// A large export outlives a job's lease: each attempt resumes from the
+    /// last checkpoint, so it may take many.
+    fn retry_policy() -> crate::RetryPolicy {
+        crate::RetryPolicy { max_attempts: 100, base: std::time::Duration::from_secs(1), max: std::time::Duration::from_secs(60), jitter: 0.1 }
+    }
 
     fn dedup_key(&self) -> Option<String> {
         Some(self.export.to_string())
@@ -74,17 +80,18 @@ impl Job<Context> for ExportTenant {
                     .finish_tenant_export(export.id, summary.archive_bytes as i64, summary.messages as i64)
                     .await
                     .map_err(|e| e.to_string())?;
-                enqueue::<Context, _>(&context.store, &ExpireTenantExport { export: export.id }, Some(export.expires_at))
-                    .await
-                    .map_err(|e| e.to_string())?;
                 tracing::info!(export = %export.id, tenant = %export.tenant_id, bytes = summary.archive_bytes, "tenant export ready");
                 Ok(())
             }
             Err(e) => {
-                // Said once to whoever asked; they can ask again.
+                // Said to whoever asked, without the server's paths; they can ask again.
                 remove_partial(&path);
                 tracing::warn!(export = %export.id, error = %e, "tenant export failed");
-                context.store.fail_tenant_export(export.id, &e.to_string()).await.map_err(|e| e.to_string())
+                let said = match &e {
+                    transfer::Error::Io { .. } => "the archive could not be written on the server (its log says why)".to_owned(),
+                    other => other.to_string(),
+                };
+                context.store.fail_tenant_export(export.id, &said).await.map_err(|e| e.to_string())
             }
         }
     }
@@ -113,7 +120,7 @@ impl Job<Context> for ExpireTenantExport {
             && let Some(dir) = context.exports_dir.as_deref()
         {
             remove_partial(&export_path(dir, export.id));
-            tracing::info!(export = %export.id, "an export nobody downloaded was deleted");
+            tracing::info!(export = %export.id, "an export nobody downloaded in time was deleted");
         }
         Ok(())
     }

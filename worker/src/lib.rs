@@ -500,12 +500,10 @@ pub struct AdmitWaiting {
     pub every_minutes: i64,
 }
 
+// No deduplication key: the job queues its next run from inside its own
+// run, while it is itself live under that key (start-up checks `live_jobs`).
 impl Job<Context> for AdmitWaiting {
     const NAME: &'static str = billing::ADMIT_JOB;
-
-    fn dedup_key(&self) -> Option<String> {
-        Some("all".into())
-    }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
         let admitted = context.billing()?.admit().await.map_err(|e| e.to_string())?;
@@ -524,12 +522,9 @@ impl Job<Context> for AdmitWaiting {
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 pub struct DebitPool {}
 
+// No deduplication key, as for `AdmitWaiting`.
 impl Job<Context> for DebitPool {
     const NAME: &'static str = billing::DEBIT_JOB;
-
-    fn dedup_key(&self) -> Option<String> {
-        Some("all".into())
-    }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
         let month = tenants::store::month_of(Utc::now());

@@ -114,6 +114,8 @@ pub async fn export_tenant(
         )
         .await?;
     worker::enqueue::<worker::Context, _>(&state.store, &worker::ExportTenant { export: id }, None).await?;
+    // Whatever becomes of it, the archive and the passphrase are gone by then.
+    worker::enqueue::<worker::Context, _>(&state.store, &worker::ExpireTenantExport { export: id }, Some(export.expires_at)).await?;
     let download_url = format!("/v1/exports/{id}/download?token={token}");
     Ok((axum::http::StatusCode::ACCEPTED, Json(ExportCreated { export, download_url })))
 }
@@ -152,11 +154,17 @@ pub async fn download_export(
     Path(export_id): Path<Uuid>,
     Query(query): Query<DownloadQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let Some(export) = state.store.take_tenant_export(export_id, &billing::token_hash(&query.token)).await? else {
-        return Err(Problem::not_found("export link (wrong, already used, expired, or not ready yet)"));
+    let gone = || Problem::not_found("export link (wrong, already used, expired, or not ready yet)");
+    let path = worker::exports::export_path(&state.config.exports_dir, export_id);
+    // Opened before the link is spent: a file this process cannot reach must not cost the link.
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
+        Err(e) => return Err(Problem::internal(format!("{}: {e}", path.display()))),
     };
-    let path = state.config.exports_dir.join(format!("{}.caliop", export.id));
-    let file = tokio::fs::File::open(&path).await.map_err(|e| Problem::internal(format!("{}: {e}", path.display())))?;
+    let Some(export) = state.store.take_tenant_export(export_id, &billing::token_hash(&query.token)).await? else {
+        return Err(gone());
+    };
     // The open file stays readable; the archive leaves the server with this download.
     if let Err(e) = tokio::fs::remove_file(&path).await {
         tracing::warn!(export = %export.id, error = %e, "a downloaded export could not be deleted");

@@ -201,10 +201,13 @@ impl Store {
         self.tenant_export(id).await
     }
 
-    /// A ready export that was not downloaded in time.
+    /// An export past its time: not downloaded (`expired`), or never
+    /// finished (`failed`: a job that kept dying). Its secret is forgotten.
     pub async fn expire_tenant_export(&self, id: Uuid) -> Result<bool> {
         let done = on_pool!(&self.pool, p => sqlx::query(
-            "UPDATE tenant_exports SET state = 'expired' WHERE id = $1 AND state = 'ready' AND expires_at <= $2")
+            "UPDATE tenant_exports SET state = CASE WHEN state = 'ready' THEN 'expired' ELSE 'failed' END, secret = NULL, \
+             error = CASE WHEN state = 'ready' THEN error ELSE 'it did not finish in time' END, finished_at = COALESCE(finished_at, $2) \
+             WHERE id = $1 AND state IN ('queued', 'running', 'ready') AND expires_at <= $2")
             .bind(id).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done > 0)
     }
@@ -251,7 +254,14 @@ mod tests {
         assert!(store.take_tenant_export(late.id, "h2").await.unwrap().is_none(), "expired");
         assert!(store.expire_tenant_export(late.id).await.unwrap());
         assert_eq!(store.tenant_export(late.id).await.unwrap().unwrap().state, ExportState::Expired);
-        assert_eq!(store.list_tenant_exports(tenant.id).await.unwrap().len(), 2);
+        // One whose job never finished: failed, its secret forgotten.
+        let stuck = store.create_tenant_export("admin", new("h3", Utc::now() - chrono::Duration::seconds(1))).await.unwrap();
+        store.start_tenant_export(stuck.id).await.unwrap();
+        assert!(store.expire_tenant_export(stuck.id).await.unwrap());
+        let stuck = store.tenant_export(stuck.id).await.unwrap().unwrap();
+        assert_eq!((stuck.state, stuck.error.as_deref()), (ExportState::Failed, Some("it did not finish in time")));
+        assert!(store.start_tenant_export(stuck.id).await.unwrap().is_none());
+        assert_eq!(store.list_tenant_exports(tenant.id).await.unwrap().len(), 3);
     }
 
     on_both_backends!(a_download_link_works_once);
