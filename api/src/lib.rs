@@ -273,7 +273,12 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the route, not the URI: links carry tokens (password
+        // resets, export downloads) that must not reach a log.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+            let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("(no route)", |p| p.as_str());
+            tracing::debug_span!("request", method = %request.method(), route = %route)
+        }))
         .with_state(state)
 }
 
