@@ -864,6 +864,8 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
     let archive_bytes = std::fs::metadata(&archive)?.len();
     let to_dir = dir.join("importing");
     std::fs::create_dir_all(&to_dir)?;
+    // A new instance, as `serve` would have started it: its own master key.
+    vault::at_rest::MasterKey::load_or_create(&to_dir)?;
     let to_url = args.import_database_url.clone().unwrap_or_else(|| format!("sqlite://{}", to_dir.join("caliop.db").display()));
     let to_env = [("CALIOP_DATA_DIR", to_dir.display().to_string()), ("CALIOP_DATABASE_URL", to_url)];
     eprintln!("importing…");
