@@ -195,6 +195,32 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_reads_the_same_mail() {
     for needle in [marker.as_bytes(), b"user@acme.test".as_slice(), b"Acme".as_slice()] {
         assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the archive is encrypted");
     }
+    // Before it leaves: a court's request for the sealed account's mail,
+    // answered with `caliop legal export`, counted in the public report.
+    let (status, _, request) = from
+        .post(
+            "/v1/legal-requests",
+            Some(&operator),
+            json!({"authority": "Tribunal judiciaire de Paris", "country": "FR", "legal_basis": "RG 26/04242",
+                   "received_on": chrono::Utc::now().date_naive().to_string(), "decision": "complied",
+                   "scope": {"tenant_id": tenant_id, "account_ids": [accounts[1].1], "kinds": ["messages", "account_metadata"]}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{request}");
+    let disclosure = work.path().join("disclosure.tar");
+    let (ok, out, err) = cli(&from_env, &["legal", "export", &field(&request, "id"), "--out", disclosure.to_str().unwrap()]);
+    assert!(ok, "legal export: {err}");
+    assert!(out.contains("2 sealed"), "{out}");
+    let listing = Command::new("tar").arg("-tf").arg(&disclosure).output().unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    let mails: Vec<&str> = listing.lines().filter(|l| l.starts_with("messages/")).collect();
+    assert_eq!(mails.len(), 2, "{listing}");
+    assert!(mails.iter().all(|m| m.starts_with("messages/sealed@acme.test/")), "{listing}");
+    let tarred = std::fs::read(&disclosure).unwrap();
+    assert!(!tarred.windows(marker.len()).any(|w| w == marker.as_bytes()), "sealed mail is disclosed as ciphertext");
+    let report = reqwest::get(format!("{}/v1/public/transparency", from.base)).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(report["report"]["totals"]["messages_disclosed"]["sealed"], 2, "{report}");
+    assert_eq!(report["report"]["totals"]["messages_ciphertext_only"], 2, "{report}");
     drop(from);
 
     let to_env = common::environment(Backend::Postgres, to_dir.path(), dns.addr()).await;

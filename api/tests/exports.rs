@@ -79,6 +79,24 @@ async fn the_admin_gets_the_archive_once(backend: Backend) {
     assert!(left.is_empty(), "the archive left the server with its download: {left:?}");
     let list = app.get(&format!("/v1/tenants/{}/exports", acme.tenant_id), &acme.admin_token).await;
     assert_eq!(list.ok(200)["items"][0]["state"], "downloaded");
+
+    // To an OpenPGP key instead: it opens with that key's secret half only.
+    let key = vault::openpgp::AccountKey::generate("Acme ops <ops@acme.test>", "key passphrase").unwrap();
+    let created = app.post(&path, &acme.admin_token, json!({"openpgp_public_key": key.public_armored})).await;
+    let link = format!("{}{}", app.base, created.ok(202)["download_url"].as_str().unwrap());
+    for _ in 0..50 {
+        if !workers.run_one("test").await {
+            break;
+        }
+    }
+    let bytes = app.http.get(&link).send().await.unwrap().bytes().await.unwrap().to_vec();
+    let unlock = Unlock::OpenPgp { secret_key_armored: key.secret_armored.clone(), passphrase: "key passphrase".to_owned().into() };
+    let mut reader = ArchiveReader::open(std::io::Cursor::new(&bytes), &unlock, 1 << 20).unwrap();
+    assert_eq!(reader.label(), "caliop-tenant-export");
+    assert!(reader.next_record().unwrap().is_some());
+    let other = vault::openpgp::AccountKey::generate("Someone <else@other.test>", "other passphrase").unwrap();
+    let wrong = Unlock::OpenPgp { secret_key_armored: other.secret_armored, passphrase: "other passphrase".to_owned().into() };
+    assert!(ArchiveReader::open(std::io::Cursor::new(&bytes), &wrong, 1 << 20).is_err(), "no other key opens it");
 }
 
 on_both_backends!(the_admin_gets_the_archive_once);

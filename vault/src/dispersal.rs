@@ -176,9 +176,19 @@ impl Header {
             .chain(std::iter::once(KEY_LEN))
     }
 
-    /// The size of every shard of this object.
+    /// The size of every shard of this object, in closed form: a header read
+    /// from a damaged or hostile shard may claim 2^64 bytes, which summing
+    /// block by block would take hours to refute. Saturates instead of
+    /// overflowing (no real shard is that long, so it never matches).
     pub fn shard_len(&self) -> usize {
-        HEADER_LEN + self.blocks().map(|len| piece_len(len, self.params.k)).sum::<usize>()
+        let k = self.params.k;
+        let s = u64::from(self.segment_size);
+        let (full, rest) = (self.length / s, self.length % s);
+        let piece = |len: u64| usize::try_from(len).map(|len| piece_len(len.saturating_add(TAG_LEN), k)).unwrap_or(usize::MAX);
+        let full_pieces = usize::try_from(full).ok().and_then(|n| n.checked_mul(piece(s))).unwrap_or(usize::MAX);
+        // A last short segment, or the one empty segment of an empty object.
+        let last = if rest > 0 || self.length == 0 { piece(rest) } else { 0 };
+        HEADER_LEN.saturating_add(full_pieces).saturating_add(last).saturating_add(piece_len(KEY_LEN, k))
     }
 
     fn aad(&self, segment: u64) -> Vec<u8> {
@@ -684,6 +694,33 @@ mod tests {
             prop_assert!(check(&bad, hash_).is_none());
             prop_assert!(check(shard, hash_).is_some());
         }
+    }
+
+    #[test]
+    fn shard_length_in_closed_form_is_the_sum_of_its_blocks() {
+        for (k, n) in [(2, 3), (3, 5), (4, 7)] {
+            for segment_size in [1u32, 7, 64, 1000] {
+                for length in [0u64, 1, 6, 7, 8, 63, 64, 65, 999, 1000, 1001, 4096] {
+                    let header =
+                        Header { params: Params::new(k, n).unwrap(), index: 0, segment_size, object_id: [0; 16], length };
+                    let summed = HEADER_LEN + header.blocks().map(|len| piece_len(len, k)).sum::<usize>();
+                    assert_eq!(header.shard_len(), summed, "k={k} segment={segment_size} length={length}");
+                }
+            }
+        }
+    }
+
+    /// A damaged header that claims an object of 2^64 bytes in 1-byte
+    /// segments is refused at once, not after summing 2^64 blocks.
+    #[test]
+    fn a_header_claiming_an_enormous_object_is_refused_at_once() {
+        let params = Params::new(2, 3).unwrap();
+        let shards = encode(id(3), params, b"small").unwrap();
+        let mut bad = shards[0].clone();
+        bad[12..16].copy_from_slice(&1u32.to_be_bytes());
+        bad[32..40].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(check(&bad, &hash(&bad)).is_none());
+        assert!(decode(id(3), &[&bad, &shards[1]]).is_err());
     }
 
     #[test]
