@@ -76,6 +76,9 @@ struct Counts {
 #[derive(Serialize, Deserialize)]
 struct ResumeState {
     tenant: Uuid,
+    /// The tenants the header lists, in order (a tenant made since is not exported).
+    #[serde(default)]
+    tree: Vec<Uuid>,
     /// The archive's key, sealed under this instance's master key.
     sealed_key: String,
     header_digest: String,
@@ -232,7 +235,7 @@ pub async fn export(
     if tenant.kind == TenantKind::Operator {
         return Err(Error::Refused("the operator tenant is the instance itself; export its customer tenants instead".into()));
     }
-    let tree = store.subtree(root).await?;
+    let mut tree = store.subtree(root).await?;
     let state_path = resume_path(out);
     let master = inbound.master();
 
@@ -245,6 +248,9 @@ pub async fn export(
             serde_json::from_slice(&bytes).map_err(|e| Error::Refused(format!("{}: {e}", state_path.display())))?;
         if state.tenant != root.0 {
             return Err(Error::Refused(format!("{} is the export of another tenant ({})", out.display(), state.tenant)));
+        }
+        if !state.tree.is_empty() {
+            tree = state.tree.iter().copied().map(TenantId).collect();
         }
         let key = master.open_secret(&resume_context(root.0), &state.sealed_key)?;
         let mut file = std::fs::OpenOptions::new().write(true).open(out).map_err(io(out))?;
@@ -296,6 +302,7 @@ pub async fn export(
         let checkpoint = writer.checkpoint()?;
         let state = ResumeState {
             tenant: root.0,
+            tree: tree.iter().map(|t| t.0).collect(),
             sealed_key: master.seal_secret(&resume_context(root.0), key.to_bytes().as_slice())?,
             header_digest: crate::hex(&writer.header_digest()),
             frames_written: checkpoint.frames_written,

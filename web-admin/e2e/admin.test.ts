@@ -317,6 +317,119 @@ describe("the admin app", () => {
     await context.close();
   });
 
+  it("exports the whole tenant behind a link that works once, and publishes its transparency report", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    const token = await caliop.token(TENANT.address, TENANT.password);
+    const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = tenants.body.items.find((x) => x.name === "Acme")!;
+    const exports = () => caliop.api<Page_<{ id: string; state: string; bytes: number | null }>>("GET", `/v1/tenants/${acme.id}/exports`, token);
+
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Data & transparency" }).click();
+    await page.getByRole("heading", { level: 1, name: "Data & transparency" }).waitFor();
+    const form = page.locator("form", { hasText: "Export everything" });
+    const table = page.getByRole("table", { name: "Exports" });
+    await table.getByText("No export yet.").waitFor();
+
+    // Too short: the API refuses it (no check in the page does), and its words land next to the field.
+    await form.getByLabel("Passphrase", { exact: true }).fill("too short");
+    await form.getByLabel("Passphrase again").fill("too short");
+    const refused = page.waitForResponse((r) => r.url().endsWith(`/v1/tenants/${acme.id}/export`) && r.request().method() === "POST");
+    await form.getByRole("button", { name: "Start the export" }).click();
+    expect((await refused).status()).toBe(422);
+    await expect.poll(() => page.locator("#field-passphrase-error").textContent()).toBe("`passphrase` must be at least 12 characters long");
+    await expect(form.getByLabel("Passphrase", { exact: true }).getAttribute("aria-invalid")).resolves.toBe("true");
+    expect(await page.getByTestId("export-link").count()).toBe(0);
+    // Not a key: said next to the key, by the API.
+    await form.getByRole("radio", { name: /An OpenPGP public key/ }).check();
+    await form.getByLabel("OpenPGP public key", { exact: true }).fill("not a key at all");
+    await form.getByRole("button", { name: "Start the export" }).click();
+    await expect.poll(() => page.locator("#field-openpgp_public_key-error").textContent()).toContain("is not an armored OpenPGP public key");
+    await form.getByRole("radio", { name: /A passphrase/ }).check();
+    expect((await exports()).body.items).toEqual([]);
+
+    const passphrase = "correct horse battery staple";
+    await form.getByLabel("Passphrase", { exact: true }).fill(passphrase);
+    await form.getByLabel("Passphrase again").fill(passphrase);
+    await form.getByRole("button", { name: "Start the export" }).click();
+    const link = page.getByTestId("export-link");
+    await link.waitFor();
+    const url = (await link.textContent())!;
+    expect(url.startsWith(`${caliop.base}/v1/exports/`)).toBe(true);
+    expect(url).toMatch(/\/v1\/exports\/[0-9a-f-]{36}\/download\?token=[^&\s]+$/);
+    await page.getByText("This link is shown only now").waitFor();
+    await expect(page.getByRole("button", { name: "Copy: the download link" }).count()).resolves.toBe(1);
+
+    // The list follows the export by itself until it is ready; nothing is clicked meanwhile.
+    const newest = table.locator("tbody tr").first();
+    await expect.poll(() => newest.locator(".badge").textContent(), { timeout: 20_000 }).toBe("Ready");
+    await expect(newest.locator("td").nth(1).textContent()).resolves.toBe(TENANT.address);
+    await expect(newest.locator("td").nth(4).textContent()).resolves.toMatch(/^[\d.,]+\s(bytes|kB|MB|GB)$/);
+    await page.getByRole("link", { name: "Download now" }).waitFor();
+    const listed = (await exports()).body.items;
+    expect(listed).toHaveLength(1);
+    expect(listed[0]).toMatchObject({ state: "ready" });
+    expect(url).toContain(listed[0]!.id);
+    await checkView(page, "tenant-data");
+
+    // Once, without signing in; then never again.
+    const first = await page.request.get(url);
+    expect(first.status()).toBe(200);
+    const archive = await first.body();
+    expect(archive.length).toBe(listed[0]!.bytes);
+    expect(archive.subarray(0, 14).toString("latin1")).toBe("CALIOP-ARCHIVE");
+    const second = await page.request.get(url);
+    expect(second.status()).toBe(404);
+    expect((await exports()).body.items[0]).toMatchObject({ state: "downloaded" });
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await expect.poll(() => newest.locator(".badge").textContent()).toBe("Downloaded");
+
+    // The link lived only in the page: gone after a reload, and never stored.
+    const secret = new URL(url).searchParams.get("token")!;
+    await page.reload();
+    await table.locator("tbody tr .badge", { hasText: "Downloaded" }).waitFor();
+    expect(await page.getByTestId("export-link").count()).toBe(0);
+    expect(await page.content()).not.toContain(secret);
+    const stored = await page.evaluate(() => JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }));
+    expect(stored).not.toContain(secret);
+
+    // Transparency: nothing yet, then one request without a legal basis. A
+    // gagged one stays hidden from the tenant until its order ends.
+    await page.getByTestId("transparency-empty").waitFor();
+    const today = new Date().toISOString().slice(0, 10);
+    const nextYear = `${new Date().getUTCFullYear() + 1}-12-31`;
+    const scope = { tenant_id: acme.id, kinds: ["messages"] };
+    const plain = await caliop.api("POST", "/v1/legal-requests", operatorToken, { authority: "Some police service", country: "FR", received_on: today, scope });
+    expect(plain.status).toBe(201);
+    const gagged = await caliop.api("POST", "/v1/legal-requests", operatorToken, { authority: "Another agency", country: "DE", received_on: today, scope, gag_until: nextYear });
+    expect(gagged.status).toBe(201);
+    await page.reload();
+    const report = page.getByRole("table", { name: "Requests from courts and authorities, per quarter and country" });
+    const row = report.locator("tbody tr");
+    await expect.poll(() => row.count()).toBe(1);
+    const quarter = `Q${Math.floor(new Date().getUTCMonth() / 3) + 1} ${new Date().getUTCFullYear()}`;
+    await expect(row.getByRole("rowheader").textContent()).resolves.toBe(quarter);
+    await expect(row.locator("td").allTextContents()).resolves.toEqual(["France (FR)", "1", "1", "0", "0", "0", "0", "0", "0"]);
+    await expect(report.locator("tfoot td").allTextContents()).resolves.toEqual(["1", "1", "0", "0", "0", "0", "0", "0"]);
+    expect(await page.getByTestId("transparency-empty").count()).toBe(0);
+
+    // The switch publishes the report on the tenant's verified hostnames, and takes it back.
+    const publish = page.getByRole("switch", { name: "Show this report publicly on your verified hostnames" });
+    const published = async () => (await caliop.api<{ publish_transparency: boolean }>("GET", `/v1/tenants/${acme.id}`, token)).body.publish_transparency;
+    expect(await publish.isChecked()).toBe(false);
+    expect(await published()).toBe(false);
+    await publish.click();
+    await page.getByText("The report is now public on your verified hostnames.").waitFor();
+    expect(await publish.isChecked()).toBe(true);
+    expect(await published()).toBe(true);
+    await checkView(page, "tenant-transparency");
+    await publish.click();
+    await page.getByText("The report is no longer public.").waitFor();
+    expect(await publish.isChecked()).toBe(false);
+    expect(await published()).toBe(false);
+    await context.close();
+  });
+
   it("follows the browser's language and switches on request", async () => {
     const { context, page } = await newPage(browser, "fr-FR");
     await page.goto(`${caliop.base}/admin/`);

@@ -51,6 +51,7 @@ export function navFor(session: Session): NavItem[] {
       { href: own("billing"), label: "nav.billing" },
       { href: own("keys"), label: "nav.keys" },
       { href: own("audit"), label: "nav.audit" },
+      { href: own("data"), label: "nav.data" },
     ],
     user: [],
   };

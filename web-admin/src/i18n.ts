@@ -61,9 +61,10 @@ export function formatLimit(n: number): string {
   return n >= 2 ** 50 ? t("common.unlimited") : formatNumber(n);
 }
 
+/** A size in decimal units, with the current language's unit names (`1.5 MB`, `1,5 Mo`). */
 export function formatBytes(n: number): string {
   if (n >= 2 ** 50) return t("common.unlimited");
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  const units = ["byte", "kilobyte", "megabyte", "gigabyte", "terabyte"];
   let value = n;
   let unit = 0;
   while (value >= 1000 && unit < units.length - 1) {
@@ -71,7 +72,8 @@ export function formatBytes(n: number): string {
     unit++;
   }
   const digits = value < 10 && unit > 0 ? 1 : 0;
-  return `${new Intl.NumberFormat(language, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+  // Bytes spelt out ("512 bytes", "512 octets"): the short form of the byte is not a symbol in every language.
+  return new Intl.NumberFormat(language, { style: "unit", unit: units[unit], unitDisplay: unit === 0 ? "long" : "short", maximumFractionDigits: digits }).format(value);
 }
 
 export function formatDate(iso: string | null | undefined, withTime = false): string {

@@ -147,6 +147,42 @@ export function Field(p: FieldProps) {
   );
 }
 
+interface TextAreaProps {
+  id: string;
+  label: string;
+  value: string;
+  onInput: (e: TargetedEvent<HTMLTextAreaElement>) => void;
+  error?: string | undefined;
+  hint?: string;
+  rows?: number;
+  placeholder?: string;
+}
+
+/** A multi-line Field: same label, hint and error wiring. */
+export function TextArea(p: TextAreaProps) {
+  const hintId = `${p.id}-hint`;
+  const errorId = `${p.id}-error`;
+  const describedBy = [p.hint ? hintId : null, p.error ? errorId : null].filter(Boolean).join(" ") || undefined;
+  return (
+    <div class={`field${p.error ? " invalid" : ""}`}>
+      <label for={p.id}>{p.label}</label>
+      <textarea
+        id={p.id}
+        name={p.id}
+        value={p.value}
+        onInput={p.onInput}
+        rows={p.rows ?? 6}
+        placeholder={p.placeholder}
+        spellcheck={false}
+        aria-invalid={p.error ? "true" : undefined}
+        aria-describedby={describedBy}
+      />
+      {p.hint && <p class="hint" id={hintId}>{p.hint}</p>}
+      <p class="error" id={errorId} role={p.error ? "alert" : undefined}>{p.error ?? ""}</p>
+    </div>
+  );
+}
+
 interface SelectProps {
   id: string;
   label: string;
@@ -261,7 +297,7 @@ export function Table<T>({ caption, columns, rows, loading, empty, rowKey, skele
 }
 
 const STATUS_TONE: Record<string, string> = {
-  active: "good", verified: "good", paid: "good", up: "good", delivered: "good", complied: "good",
+  active: "good", verified: "good", paid: "good", up: "good", delivered: "good", complied: "good", ready: "good",
   suspended: "warn", pending: "warn", past_due: "warn", unknown: "neutral", queued: "neutral", deferred: "warn",
   closed: "bad", missing: "bad", wrong: "bad", down: "bad", failed: "bad", dead: "bad", revoked: "bad", deleted: "bad",
 };

@@ -21,6 +21,25 @@ describe("problem details land next to the right field", () => {
   });
 });
 
+describe("the export form's problems", () => {
+  // The API's words, from api/src/routes/exports.rs.
+  const passphrase = { passphrase: "too short", passphrase_again: "too short" };
+  const key = { openpgp_public_key: "not a key" };
+  const keyAliases = { openpgp_public_key: ["passphrase", "OpenPGP"] };
+  it("a short passphrase, next to the passphrase", () => {
+    expect(problemField("`passphrase` must be at least 12 characters long", passphrase)).toBe("passphrase");
+  });
+  it("anything about the recipient, next to the key when a key is used", () => {
+    expect(problemField("`openpgp_public_key` is not an armored OpenPGP public key: bad armor", key, keyAliases)).toBe("openpgp_public_key");
+    expect(problemField("give a `passphrase` or an `openpgp_public_key` to encrypt the archive to", key, keyAliases)).toBe("openpgp_public_key");
+  });
+  it("the operator's own tenant, above the button", () => {
+    const detail = "the operator tenant is the instance itself: export its customer tenants instead";
+    expect(problemField(detail, passphrase)).toBeNull();
+    expect(problemField(detail, key, keyAliases)).toBeNull();
+  });
+});
+
 describe("the tenant tree", () => {
   it("puts children under their parent, by name, depth-first", () => {
     const rows = asTree([

@@ -11,10 +11,11 @@ import { Branding } from "./branding";
 import { Billing } from "./billing";
 import { ApiKeys } from "./keys";
 import { Audit } from "./audit";
+import { DataAndTransparency } from "./data";
 import { TrafficChart, StorageChart } from "./overview";
 
-export type Tab = "overview" | "domains" | "accounts" | "policy" | "branding" | "billing" | "keys" | "audit";
-const TABS: Tab[] = ["overview", "domains", "accounts", "policy", "branding", "billing", "keys", "audit"];
+export type Tab = "overview" | "domains" | "accounts" | "policy" | "branding" | "billing" | "keys" | "audit" | "data";
+const TABS: Tab[] = ["overview", "domains", "accounts", "policy", "branding", "billing", "keys", "audit", "data"];
 
 export function TenantPage({ session, tenantId, tab }: { session: Session; tenantId: string; tab: Tab }) {
   const tenant = useLoad(() => call(api.GET("/v1/tenants/{tenant_id}", { params: { path: { tenant_id: tenantId } } })), [tenantId]);
@@ -59,6 +60,8 @@ function TabBody({ session, tenantId, tab, tenant, reload }: { session: Session;
       return <ApiKeys tenantId={tenantId} />;
     case "audit":
       return <Audit tenantId={tenantId} />;
+    case "data":
+      return <DataAndTransparency session={session} tenantId={tenantId} tenant={tenant} reload={reload} />;
     default:
       return <TenantOverview session={session} tenant={tenant} reload={reload} />;
   }
