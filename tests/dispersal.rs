@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{BIN, Caliop, field};
+use common::{BIN, Caliop, field, raw};
 use mail::probe::SmtpProbe;
 use tenants::{Backend, on_both_backends};
 
@@ -36,16 +36,6 @@ fn shard_files(site: &Path) -> Vec<PathBuf> {
     found
 }
 
-async fn raw(caliop: &Caliop, token: &str, message: &str) -> Vec<u8> {
-    let response = reqwest::Client::new()
-        .get(format!("{}/v1/messages/{message}/raw", caliop.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    response.bytes().await.unwrap().to_vec()
-}
 
 /// Runs `caliop ARGS` next to the server, on the same data; returns its output.
 fn caliop_cli(caliop: &Caliop, args: &[&str]) -> String {

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{BIN, Caliop, PASSWORD, field};
+use common::{BIN, Caliop, PASSWORD, field, gpg, raw};
 use mail::probe::SmtpProbe;
 use serde_json::{Value, json};
 use tenants::Backend;
@@ -47,16 +47,6 @@ async fn token(caliop: &Caliop, address: &str, password: &str) -> (u16, Value) {
     (status, body)
 }
 
-async fn raw(caliop: &Caliop, token: &str, message: &str) -> Vec<u8> {
-    let response = reqwest::Client::new()
-        .get(format!("{}/v1/messages/{message}/raw", caliop.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    response.bytes().await.unwrap().to_vec()
-}
 
 /// What a user sees: per message, its mailbox name, flags, level and bytes.
 async fn mail_of(caliop: &Caliop, address: &str, account: &str) -> Vec<(String, Value, String, Vec<u8>)> {
@@ -79,23 +69,6 @@ async fn mail_of(caliop: &Caliop, address: &str, account: &str) -> Vec<(String, 
     }
     out.sort_by(|a, b| a.3.cmp(&b.3));
     out
-}
-
-fn gpg(home: &Path, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
-    use std::io::Write;
-    let mut child = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gpg is installed");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn armored(message: &[u8]) -> &[u8] {

@@ -183,3 +183,34 @@ pub async fn user_token(caliop: &Caliop) -> String {
     assert_eq!(status, 200, "{token}");
     field(&token, "access_token")
 }
+
+/// The stored bytes of a message, as `/raw` serves them.
+pub async fn raw(caliop: &Caliop, token: &str, message: &str) -> Vec<u8> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/messages/{message}/raw", caliop.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// Runs GnuPG on the home `home` with `input` on its standard input: whether it succeeded, its output, its messages.
+pub fn gpg(home: &Path, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
+    use std::io::Write;
+    let mut child = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gpg is installed");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
