@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod progress;
 mod sites;
 mod transfer;
 

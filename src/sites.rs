@@ -3,12 +3,9 @@
 //! resumable: stopped halfway, it picks up where it was (scrub keeps a
 //! cursor; repair and evacuation work from what is still left to do).
 
-use std::sync::Mutex;
-
 use anyhow::Context as _;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
-use mail::dispersed::{Dispersed, PassReport, Progress};
+use mail::dispersed::{Dispersed, PassReport};
 
 #[derive(Subcommand)]
 pub enum SitesCommand {
@@ -30,34 +27,6 @@ pub enum SitesCommand {
         #[arg(long)]
         to: Option<String>,
     },
-}
-
-/// A progress bar on standard error.
-struct Bar(Mutex<Option<ProgressBar>>);
-
-impl Progress for Bar {
-    fn start(&self, what: &str, total: u64) {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} objects ({per_sec}, {eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_owned());
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
-    }
-
-    fn advance(&self, done: u64) {
-        if let Some(bar) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
-            bar.inc(done);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            bar.finish();
-        }
-    }
 }
 
 fn print_report(report: &PassReport) {
@@ -90,7 +59,7 @@ fn size(bytes: i64) -> String {
 }
 
 pub async fn run(dispersed: &Dispersed, command: SitesCommand) -> anyhow::Result<()> {
-    let bar = Bar(Mutex::new(None));
+    let bar = crate::progress::Bar::new("objects");
     match command {
         SitesCommand::Status => {
             let status = dispersed.status().await.context("reading the sites' status")?;

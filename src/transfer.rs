@@ -2,18 +2,16 @@
 //! `caliop legal export` (a disclosure for a legal request), with progress
 //! bars on a terminal and progress lines in the log otherwise.
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::SecretString;
 use tenants::TenantId;
 use vault::archive::{Recipient, Unlock};
 
 use crate::config::Config;
+use crate::progress::Bar;
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
@@ -84,45 +82,6 @@ impl KeyArgs {
     }
 }
 
-/// A progress bar on a terminal; otherwise a log line every tenth of the way.
-struct Bar {
-    bar: Mutex<Option<(ProgressBar, String, u64, u64)>>,
-}
-
-impl transfer::Progress for Bar {
-    fn start(&self, what: &str, total: u64) {
-        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
-        bar.set_length(total);
-        bar.set_style(
-            ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_owned());
-        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some((bar, what.to_owned(), total, 0));
-    }
-
-    fn advance(&self, done: u64) {
-        if let Some((bar, what, total, logged)) = &mut *self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
-            bar.inc(done);
-            let tenth = (bar.position() * 10).checked_div(*total).unwrap_or(0);
-            if bar.is_hidden() && tenth > *logged {
-                *logged = tenth;
-                tracing::info!(step = %what, done = bar.position(), total = *total, "{}0% done", tenth);
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some((bar, ..)) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-fn bar() -> Bar {
-    Bar { bar: Mutex::new(None) }
-}
 
 /// The store, keys and storage sites, as `serve` opens them; nothing listens.
 async fn instance(config: &Config) -> anyhow::Result<mail::inbound::Inbound> {
@@ -152,7 +111,7 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
                     Recipient::passphrase(passphrase)
                 }
             };
-            let summary = transfer::tenant::export(&inbound, TenantId(tenant_id), &out, &recipient, resume, &bar()).await;
+            let summary = transfer::tenant::export(&inbound, TenantId(tenant_id), &out, &recipient, resume, &Bar::new("")).await;
             summary.map(|s| {
                 println!(
                     "exported {} tenant(s), {} account(s), {} message(s) ({} bytes of mail) to {} ({} bytes)",
@@ -166,7 +125,7 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
                 None => Unlock::Passphrase(key.passphrase()?),
             };
             let summary =
-                transfer::tenant::import(&inbound, &archive, &unlock, parent.map(TenantId), "operator", &bar()).await;
+                transfer::tenant::import(&inbound, &archive, &unlock, parent.map(TenantId), "operator", &Bar::new("")).await;
             summary.map(|s| {
                 println!(
                     "imported {} tenant(s), {} account(s), {} message(s) ({} bytes of mail) from {}",
