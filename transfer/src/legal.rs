@@ -307,11 +307,7 @@ async fn message_bytes(inbound: &mail::inbound::Inbound, meta: &tenants::Message
     let content = inbound.store().message_content(MessageId(meta.id.0)).await?.ok_or(tenants::Error::NotFound("message"))?;
     let stored = match content {
         tenants::store::StoredContent::Inline(bytes) => bytes,
-        tenants::store::StoredContent::Dispersed => inbound
-            .dispersed()
-            .ok_or_else(|| Error::Refused("dispersed mail is in scope and this process has no storage sites configured".into()))?
-            .read(meta.id.0)
-            .await?,
+        tenants::store::StoredContent::Dispersed => inbound.read_dispersed(meta.id).await.map_err(crate::reply)?,
     };
     if meta.level == Level::Standard {
         inbound.open_standard(meta.tenant_id, meta.id, &stored).await.map_err(crate::reply)

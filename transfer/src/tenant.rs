@@ -94,7 +94,8 @@ struct ResumeState {
     done: u64,
 }
 
-fn resume_path(out: &Path) -> PathBuf {
+/// The state file an export keeps beside `out` until it is finished.
+pub fn resume_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
     name.push(".resume");
     PathBuf::from(name)
@@ -328,8 +329,9 @@ pub async fn export(
     progress.start("exporting", total.max(state.done));
     progress.advance(state.done);
     let mut exporter = Exporter { inbound, domains: HashMap::new(), plans: HashMap::new() };
-    // On resume, what earlier pages taught the exporter (domain names).
-    for tenant in &tree {
+    // On resume, what earlier pages taught the exporter (domain names);
+    // a fresh run learns them as it exports the domains.
+    for tenant in tree.iter().filter(|_| resume) {
         let mut after = None;
         loop {
             let page = store.list_domains(*tenant, tenants::Page { after, limit: tenants::Page::MAX_LIMIT }).await?;
@@ -879,7 +881,7 @@ async fn write_all(
         "left_out": owners.left_out,
         "archive_created_at": records.reader.created_at().to_string(),
     });
-    import.finish(actor, checked.root, parent, &checked.tenants, detail).await?;
+    import.finish(actor, checked.root, &checked.tenants, detail).await?;
     progress.finish();
     Ok(summary)
 }

@@ -20,9 +20,7 @@ pub fn export_path(dir: &std::path::Path, id: Uuid) -> std::path::PathBuf {
 }
 
 fn remove_partial(path: &std::path::Path) {
-    let mut resume = path.as_os_str().to_owned();
-    resume.push(".resume");
-    for file in [path.to_owned(), std::path::PathBuf::from(resume)] {
+    for file in [path.to_owned(), transfer::tenant::resume_path(path)] {
         if let Err(e) = std::fs::remove_file(&file)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -66,10 +64,8 @@ impl Job<Context> for ExportTenant {
         };
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = export_path(dir, export.id);
-        let mut resume_file = path.as_os_str().to_owned();
-        resume_file.push(".resume");
         // A worker that died mid-way left its checkpoint: continue from it.
-        let resume = std::path::Path::new(&resume_file).exists();
+        let resume = transfer::tenant::resume_path(&path).exists();
         if !resume {
             remove_partial(&path);
         }
