@@ -121,13 +121,26 @@ interface FieldProps {
   inputMode?: "numeric" | "email" | "text";
 }
 
-export function Field(p: FieldProps) {
-  const hintId = `${p.id}-hint`;
-  const errorId = `${p.id}-error`;
-  const describedBy = [p.hint ? hintId : null, p.error ? errorId : null].filter(Boolean).join(" ") || undefined;
+/** What a field's control is described by: its hint and its error, when shown. */
+function describedBy(p: { id: string; hint?: string | undefined; error?: string | undefined }): string | undefined {
+  return [p.hint ? `${p.id}-hint` : null, p.error ? `${p.id}-error` : null].filter(Boolean).join(" ") || undefined;
+}
+
+/** The label, hint and error around one control, wired by id. */
+function Framed(p: { id: string; label: string; hint?: string | undefined; error?: string | undefined; children: ComponentChildren }) {
   return (
     <div class={`field${p.error ? " invalid" : ""}`}>
       <label for={p.id}>{p.label}</label>
+      {p.children}
+      {p.hint && <p class="hint" id={`${p.id}-hint`}>{p.hint}</p>}
+      <p class="error" id={`${p.id}-error`} role={p.error ? "alert" : undefined}>{p.error ?? ""}</p>
+    </div>
+  );
+}
+
+export function Field(p: FieldProps) {
+  return (
+    <Framed id={p.id} label={p.label} hint={p.hint} error={p.error}>
       <input
         id={p.id}
         name={p.id}
@@ -139,11 +152,9 @@ export function Field(p: FieldProps) {
         placeholder={p.placeholder}
         inputMode={p.inputMode}
         aria-invalid={p.error ? "true" : undefined}
-        aria-describedby={describedBy}
+        aria-describedby={describedBy(p)}
       />
-      {p.hint && <p class="hint" id={hintId}>{p.hint}</p>}
-      <p class="error" id={errorId} role={p.error ? "alert" : undefined}>{p.error ?? ""}</p>
-    </div>
+    </Framed>
   );
 }
 
@@ -160,12 +171,8 @@ interface TextAreaProps {
 
 /** A multi-line Field: same label, hint and error wiring. */
 export function TextArea(p: TextAreaProps) {
-  const hintId = `${p.id}-hint`;
-  const errorId = `${p.id}-error`;
-  const describedBy = [p.hint ? hintId : null, p.error ? errorId : null].filter(Boolean).join(" ") || undefined;
   return (
-    <div class={`field${p.error ? " invalid" : ""}`}>
-      <label for={p.id}>{p.label}</label>
+    <Framed id={p.id} label={p.label} hint={p.hint} error={p.error}>
       <textarea
         id={p.id}
         name={p.id}
@@ -175,11 +182,9 @@ export function TextArea(p: TextAreaProps) {
         placeholder={p.placeholder}
         spellcheck={false}
         aria-invalid={p.error ? "true" : undefined}
-        aria-describedby={describedBy}
+        aria-describedby={describedBy(p)}
       />
-      {p.hint && <p class="hint" id={hintId}>{p.hint}</p>}
-      <p class="error" id={errorId} role={p.error ? "alert" : undefined}>{p.error ?? ""}</p>
-    </div>
+    </Framed>
   );
 }
 
