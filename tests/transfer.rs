@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{BIN, Caliop, PASSWORD, field, gpg, raw};
+use common::{BIN, Caliop, PASSWORD, field, gpg, gpg_home, raw};
 use mail::probe::SmtpProbe;
 use serde_json::{Value, json};
 use tenants::Backend;
@@ -234,8 +234,7 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_reads_the_same_mail() {
     let sealed_token = field(&body, "access_token");
     let (status, _, secret) = to.get(&format!("/v1/accounts/{}/secret-key", accounts[1].1), &sealed_token).await;
     assert_eq!(status, 200);
-    let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("gpg-agent.conf"), "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n").unwrap();
+    let home = gpg_home();
     let (ok, _, err) = gpg(home.path(), &["--passphrase", PASSWORD, "--import"], secret.as_str().unwrap().as_bytes());
     assert!(ok, "{err}");
     for (_, _, level, bytes) in sealed_mail {
@@ -245,7 +244,7 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_reads_the_same_mail() {
         assert!(ok, "gpg opens it with the user's key: {err}");
         assert!(String::from_utf8_lossy(&clear).contains(&marker));
     }
-    let stranger = tempfile::tempdir().unwrap();
+    let stranger = gpg_home();
     let (ok, _, _) = gpg(stranger.path(), &["--decrypt"], armored(&sealed_mail[0].3));
     assert!(!ok, "no other key opens it");
 

@@ -20,6 +20,8 @@ pub mod wkd;
 #[cfg(any(test, feature = "testing"))]
 pub mod dns_server;
 #[cfg(any(test, feature = "testing"))]
+pub mod gpg;
+#[cfg(any(test, feature = "testing"))]
 pub mod https_server;
 #[cfg(any(test, feature = "testing"))]
 pub mod imap_probe;

@@ -196,21 +196,5 @@ pub async fn raw(caliop: &Caliop, token: &str, message: &str) -> Vec<u8> {
     response.bytes().await.unwrap().to_vec()
 }
 
-/// Runs GnuPG on the home `home` with `input` on its standard input: whether it succeeded, its output, its messages.
-pub fn gpg(home: &Path, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
-    use std::io::Write;
-    let mut child = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gpg is installed");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
+#[allow(unused_imports)]
+pub use mail::gpg::{gpg, gpg_home};
