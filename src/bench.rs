@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tenants::{AccountRole, DomainName, EmailAddress, Level, Limits, NewAccount, NewDomain, NewTenant, Policy, Store, TenantKind};
+use tenants::{
+    AccountRole, DomainName, EmailAddress, Level, Limits, NewAccount, NewDomain, NewTenant, Policy,
+    Store, TenantKind,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(clap::Args, Debug)]
@@ -38,9 +41,24 @@ struct Outcome {
 }
 
 pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
-    let levels: Vec<Level> = args.levels.split(',').map(|l| l.trim().parse()).collect::<Result<_, _>>()?;
-    let Fixture { dir, url, store, master, domain_name } = fixture(args.database_url.as_deref(), &levels).await?;
-    let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
+    let levels: Vec<Level> = args
+        .levels
+        .split(',')
+        .map(|l| l.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let Fixture {
+        dir,
+        url,
+        store,
+        master,
+        domain_name,
+    } = fixture(args.database_url.as_deref(), &levels).await?;
+    let inbound = Arc::new(mail::inbound::Inbound::new(
+        store.clone(),
+        master,
+        None,
+        "bench.caliop.test".into(),
+    ));
     let config = mail::smtp::SmtpConfig {
         hostname: "bench.caliop.test".into(),
         max_connections_per_ip: args.clients + 1,
@@ -65,7 +83,12 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
             raw.push_str(body_line);
         }
         let raw = Arc::new(raw);
-        eprintln!("bench: {} × {} B to a {level} account with {} clients…", args.messages, raw.len(), args.clients);
+        eprintln!(
+            "bench: {} × {} B to a {level} account with {} clients…",
+            args.messages,
+            raw.len(),
+            args.clients
+        );
         let started = Instant::now();
         let mut clients = tokio::task::JoinSet::new();
         let per_client = args.messages.div_ceil(args.clients);
@@ -90,7 +113,13 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         }
         let elapsed = started.elapsed();
         eprintln!("bench: {level} done in {:.2} s", elapsed.as_secs_f64());
-        outcomes.push(Outcome { level: *level, sent: latencies.len(), failed, elapsed, latencies });
+        outcomes.push(Outcome {
+            level: *level,
+            sent: latencies.len(),
+            failed,
+            elapsed,
+            latencies,
+        });
     }
     let _ = stop.send(());
     let _ = server.await;
@@ -114,8 +143,12 @@ struct Fixture {
 async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result<Fixture> {
     let dir = std::env::temp_dir().join(format!("caliop-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
-    let url = database_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.join("caliop.db").display()));
-    let store = Store::connect(&url, 16).await.context("connecting to the benchmark database")?;
+    let url = database_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("caliop.db").display()));
+    let store = Store::connect(&url, 16)
+        .await
+        .context("connecting to the benchmark database")?;
     store.migrate().await?;
     let tenant = store
         .create_tenant(
@@ -124,7 +157,11 @@ async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result
                 name: format!("bench {}", uuid::Uuid::now_v7().simple()),
                 kind: TenantKind::Enterprise,
                 parent_id: None,
-                limits: Limits { max_accounts: 100, max_domains: 10, storage_quota_bytes: 1 << 50 },
+                limits: Limits {
+                    max_accounts: 100,
+                    max_domains: 10,
+                    storage_quota_bytes: 1 << 50,
+                },
                 policy: Policy::default(),
             },
         )
@@ -146,7 +183,10 @@ async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result
         .await?;
     for level in levels {
         let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
-        let key = vault::openpgp::AccountKey::generate(&format!("Bench <{address}>"), "bench passphrase")?;
+        let key = vault::openpgp::AccountKey::generate(
+            &format!("Bench <{address}>"),
+            "bench passphrase",
+        )?;
         store
             .create_account(
                 "bench",
@@ -166,16 +206,29 @@ async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result
             .await?;
     }
 
-    Ok(Fixture { dir, url, store, master, domain_name })
+    Ok(Fixture {
+        dir,
+        url,
+        store,
+        master,
+        domain_name,
+    })
 }
 
 /// One client on one connection, pipelining each transaction.
-async fn client(smtp: std::net::SocketAddr, to: &str, raw: &str, count: usize) -> anyhow::Result<(Vec<Duration>, usize)> {
+async fn client(
+    smtp: std::net::SocketAddr,
+    to: &str,
+    raw: &str,
+    count: usize,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
     let stream = tokio::net::TcpStream::connect(smtp).await?;
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    let reply = async |reader: &mut BufReader<tokio::net::TcpStream>, line: &mut String| -> anyhow::Result<u16> {
+    let reply = async |reader: &mut BufReader<tokio::net::TcpStream>,
+                       line: &mut String|
+           -> anyhow::Result<u16> {
         loop {
             line.clear();
             if reader.read_line(line).await? == 0 {
@@ -189,7 +242,8 @@ async fn client(smtp: std::net::SocketAddr, to: &str, raw: &str, count: usize) -
     reply(&mut reader, &mut line).await?;
     reader.get_mut().write_all(b"EHLO bench.client\r\n").await?;
     reply(&mut reader, &mut line).await?;
-    let transaction = format!("MAIL FROM:<bench@sender.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n{raw}.\r\n");
+    let transaction =
+        format!("MAIL FROM:<bench@sender.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n{raw}.\r\n");
     let mut latencies = Vec::with_capacity(count);
     let mut failed = 0;
     for _ in 0..count {
@@ -222,20 +276,33 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn print_table(args: &SmtpBench, url: &str, outcomes: &[Outcome]) {
     let cpu = cpu_name();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let backend = if url.starts_with("sqlite") { "SQLite (WAL, synchronous=FULL)" } else { "PostgreSQL" };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let backend = if url.starts_with("sqlite") {
+        "SQLite (WAL, synchronous=FULL)"
+    } else {
+        "PostgreSQL"
+    };
     println!("caliop bench smtp — {cores} cores, {cpu}");
     println!(
         "settings: {} clients, {} messages/level, {} B messages, database {backend}, SPF/DKIM/DMARC off (no DNS), plain SMTP, client in-process",
         args.clients, args.messages, args.size
     );
-    println!("{:<12} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}", "level", "sent", "failed", "msg/s", "MB/s", "p50 ms", "p95 ms", "p99 ms");
+    println!(
+        "{:<12} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "level", "sent", "failed", "msg/s", "MB/s", "p50 ms", "p95 ms", "p99 ms"
+    );
     for o in outcomes {
         let mut sorted = o.latencies.clone();
         sorted.sort();
@@ -283,7 +350,13 @@ struct Arrivals {
 }
 
 pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
-    let Fixture { dir, url, store, master, domain_name } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let Fixture {
+        dir,
+        url,
+        store,
+        master,
+        domain_name,
+    } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
     let sender = store
         .account_by_address(&EmailAddress::parse(&format!("standard@{domain_name}"))?)
         .await?
@@ -300,7 +373,12 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         tenant_messages_per_hour: i64::MAX / 4,
         tenant_recipients_per_day: i64::MAX / 4,
     };
-    let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
+    let inbound = Arc::new(mail::inbound::Inbound::new(
+        store.clone(),
+        master,
+        None,
+        "bench.caliop.test".into(),
+    ));
     let outbound = Arc::new(mail::outbound::Outbound::new(
         store.clone(),
         inbound,
@@ -308,14 +386,20 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         mail::outbound::OutboundConfig {
             hostname: "bench.caliop.test".into(),
             relay: Some(sink_addr),
-            limits: mail::outbound::SendLimits { public: unlimited, paid: unlimited },
+            limits: mail::outbound::SendLimits {
+                public: unlimited,
+                paid: unlimited,
+            },
             ..mail::outbound::OutboundConfig::default()
         },
     ));
     let context = worker::Context {
         store: store.clone(),
         // Never asked: every message goes through the relay.
-        dns: mail::dns::Dns::new(std::net::SocketAddr::from(([127, 0, 0, 1], 53)), Duration::from_secs(1))?,
+        dns: mail::dns::Dns::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
+            Duration::from_secs(1),
+        )?,
         outbound: outbound.clone(),
         dispersed: None,
         billing: None,
@@ -352,7 +436,12 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
     let per_task = args.messages.div_ceil(args.submitters.max(1));
     for t in 0..args.submitters.max(1) {
         let count = per_task.min(args.messages.saturating_sub(t * per_task));
-        let (outbound, sender, text, from) = (outbound.clone(), sender.clone(), text.clone(), sender.address.to_string());
+        let (outbound, sender, text, from) = (
+            outbound.clone(),
+            sender.clone(),
+            text.clone(),
+            sender.address.to_string(),
+        );
         submitters.spawn(async move {
             let mut submitted = Vec::with_capacity(count);
             for i in 0..count {
@@ -379,7 +468,11 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
     let submit_elapsed = started.elapsed();
     let expected = submitted.len();
     let mut arrived = arrived;
-    let waited = tokio::time::timeout(Duration::from_secs(600), arrived.wait_for(|n| *n >= expected)).await;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(600),
+        arrived.wait_for(|n| *n >= expected),
+    )
+    .await;
     let elapsed = started.elapsed();
     let _ = stop_workers.send(());
     let _ = workers.await;
@@ -391,15 +484,26 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
     let mut submit_latency: Vec<Duration> = submitted.iter().map(|(_, _, took)| *took).collect();
     let mut queue_latency: Vec<Duration> = submitted
         .iter()
-        .filter_map(|(id, at, _)| arrivals.at.get(id).map(|arrived| arrived.duration_since(*at)))
+        .filter_map(|(id, at, _)| {
+            arrivals
+                .at
+                .get(id)
+                .map(|arrived| arrived.duration_since(*at))
+        })
         .collect();
     submit_latency.sort();
     queue_latency.sort();
     if waited.is_err() {
         eprintln!("bench: gave up waiting after 600 s");
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let backend = if url.starts_with("sqlite") { "SQLite (WAL, synchronous=FULL)" } else { "PostgreSQL" };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let backend = if url.starts_with("sqlite") {
+        "SQLite (WAL, synchronous=FULL)"
+    } else {
+        "PostgreSQL"
+    };
     println!("caliop bench outbound — {cores} cores, database {backend}");
     println!(
         "settings: {} messages of ~{} B, {} submitters, {} workers, one recipient each, RSA-2048 + Ed25519 DKIM, plain SMTP to a loopback relay",
@@ -407,7 +511,15 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
     );
     println!(
         "{:>9} {:>9} {:>7} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "submitted", "delivered", "signed", "submit msg/s", "e2e msg/s", "submit p50", "submit p99", "queue p50", "queue p99"
+        "submitted",
+        "delivered",
+        "signed",
+        "submit msg/s",
+        "e2e msg/s",
+        "submit p50",
+        "submit p99",
+        "queue p50",
+        "queue p99"
     );
     println!(
         "{:>9} {:>9} {:>7} {:>12.0} {:>10.0} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
@@ -421,16 +533,25 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         percentile(&queue_latency, 0.50),
         percentile(&queue_latency, 0.99),
     );
-    println!("queue latency: from the start of the submission to the sink's 250 (p90 {:.1} ms)", percentile(&queue_latency, 0.90));
+    println!(
+        "queue latency: from the start of the submission to the sink's 250 (p90 {:.1} ms)",
+        percentile(&queue_latency, 0.90)
+    );
     Ok(())
 }
 
 /// A minimal SMTP sink: answers every command, records each message's
 /// arrival by Message-ID and whether it was DKIM-signed.
-async fn sink(listener: tokio::net::TcpListener, arrivals: Arc<std::sync::Mutex<Arrivals>>, count: tokio::sync::watch::Sender<usize>) {
+async fn sink(
+    listener: tokio::net::TcpListener,
+    arrivals: Arc<std::sync::Mutex<Arrivals>>,
+    count: tokio::sync::watch::Sender<usize>,
+) {
     let count = Arc::new(count);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let (arrivals, count) = (arrivals.clone(), count.clone());
         tokio::spawn(async move {
             let mut reader = BufReader::new(stream);
@@ -488,7 +609,11 @@ pub struct VaultBench {
     #[arg(long, default_value_t = 256)]
     mib: usize,
     /// Object sizes in bytes, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "4096,65536,1048576,16777216")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "4096,65536,1048576,16777216"
+    )]
     sizes: Vec<usize>,
     /// Skip the degraded decode (for profiling the rest).
     #[arg(long)]
@@ -510,13 +635,30 @@ fn throughput(times: usize, bytes: usize, mut f: impl FnMut()) -> f64 {
 pub fn vault(args: VaultBench) -> anyhow::Result<()> {
     use std::hint::black_box;
     use vault::dispersal::{Params, check, decode_checked, encode_hashed};
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("caliop bench vault — one core (of {cores}), {} MiB per row, {}", args.mib, cpu_name());
-    println!("encode: AES-256-GCM, Reed–Solomon, BLAKE3 of every shard (the manifest hash, which also gives the all-or-nothing key block)");
-    println!("decode: BLAKE3 check of k shards against the manifest, unmask the key, AES-256-GCM open; degraded: one data shard missing (parity used)");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "caliop bench vault — one core (of {cores}), {} MiB per row, {}",
+        args.mib,
+        cpu_name()
+    );
+    println!(
+        "encode: AES-256-GCM, Reed–Solomon, BLAKE3 of every shard (the manifest hash, which also gives the all-or-nothing key block)"
+    );
+    println!(
+        "decode: BLAKE3 check of k shards against the manifest, unmask the key, AES-256-GCM open; degraded: one data shard missing (parity used)"
+    );
     println!(
         "{:<8} {:<7} {:>12} {:>12} {:>14} {:>12} {:>9} {:>9}",
-        "object", "scheme", "encode MB/s", "decode MB/s", "degraded MB/s", "memcpy MB/s", "enc/copy", "dec/copy"
+        "object",
+        "scheme",
+        "encode MB/s",
+        "decode MB/s",
+        "degraded MB/s",
+        "memcpy MB/s",
+        "enc/copy",
+        "dec/copy"
     );
     let id = [7u8; 16];
     for size in args.sizes.iter().copied().filter(|&s| s > 0) {
@@ -531,8 +673,10 @@ pub fn vault(args: VaultBench) -> anyhow::Result<()> {
             // As a read does: check each shard against the manifest (one
             // BLAKE3 pass, which also gives the body hash), then decode.
             let read = |chosen: &[(Vec<u8>, [u8; 32])]| {
-                let checked: Vec<(&[u8], [u8; 32])> =
-                    chosen.iter().map(|(s, h)| (s.as_slice(), check(s, h).expect("hash"))).collect();
+                let checked: Vec<(&[u8], [u8; 32])> = chosen
+                    .iter()
+                    .map(|(s, h)| (s.as_slice(), check(s, h).expect("hash")))
+                    .collect();
                 black_box(decode_checked(id, black_box(&checked)).expect("decode"));
             };
             let decode_rate = throughput(times, size, || read(&shards[..usize::from(k)]));
@@ -564,7 +708,11 @@ pub fn vault(args: VaultBench) -> anyhow::Result<()> {
 }
 
 fn human(bytes: usize) -> String {
-    if bytes >= 1 << 20 { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) }
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
 }
 
 /// `caliop bench imap`: a mailbox of many messages (put there directly,
@@ -591,14 +739,33 @@ pub struct ImapBench {
 }
 
 pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
-    let Fixture { dir, url, store, master, domain_name } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
-    let inbound = Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into()));
+    let Fixture {
+        dir,
+        url,
+        store,
+        master,
+        domain_name,
+    } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let inbound = Arc::new(mail::inbound::Inbound::new(
+        store.clone(),
+        master,
+        None,
+        "bench.caliop.test".into(),
+    ));
     let address = EmailAddress::parse(&format!("standard@{domain_name}"))?;
-    let account = store.account_by_address(&address).await?.context("the bench account")?;
-    let inbox = store.mailbox_of_role(account.id, tenants::Folder::Inbox).await?;
+    let account = store
+        .account_by_address(&address)
+        .await?
+        .context("the bench account")?;
+    let inbox = store
+        .mailbox_of_role(account.id, tenants::Folder::Inbox)
+        .await?;
 
-    let progress = indicatif::ProgressBar::new(args.messages as u64).with_message("filling the mailbox");
-    progress.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec})")?);
+    let progress =
+        indicatif::ProgressBar::new(args.messages as u64).with_message("filling the mailbox");
+    progress.set_style(indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {pos}/{len} ({per_sec})",
+    )?);
     let filler = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
     let started = Instant::now();
     let mut n = 0;
@@ -614,7 +781,10 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                 raw.push_str(filler);
             }
             let id = tenants::MessageId::new();
-            let content = inbound.seal_standard(account.tenant_id, id, raw.as_bytes()).await.map_err(|r| anyhow::anyhow!(r.text))?;
+            let content = inbound
+                .seal_standard(account.tenant_id, id, raw.as_bytes())
+                .await
+                .map_err(|r| anyhow::anyhow!(r.text))?;
             batch.push(tenants::NewMessage {
                 id,
                 tenant_id: account.tenant_id,
@@ -624,13 +794,19 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                 envelope_to: address.to_string(),
                 subject: Some(format!("Message number {n}")),
                 sender: Some(format!("sender{n}@elsewhere.test")),
-                privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts::default()),
+                privacy: tenants::privacy::PrivacyIndex::compute(
+                    &tenants::privacy::Facts::default(),
+                ),
                 authentication: serde_json::json!({}),
                 arrived_encrypted: false,
                 content,
                 dispersed: None,
                 rfc822_size: raw.len() as i64,
-                flags: if n % 3 == 0 { vec![tenants::Flag::Seen] } else { Vec::new() },
+                flags: if n % 3 == 0 {
+                    vec![tenants::Flag::Seen]
+                } else {
+                    Vec::new()
+                },
                 keywords: Vec::new(),
                 received_at: None,
             });
@@ -644,21 +820,40 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let imap = listener.local_addr()?;
-    let guard = Arc::new(tenants::login::LoginGuard::new(Duration::from_secs(60), 1000, 1000));
-    let server = mail::imap::ImapServer::new(mail::imap::ImapConfig::default(), inbound, guard, None);
+    let guard = Arc::new(tenants::login::LoginGuard::new(
+        Duration::from_secs(60),
+        1000,
+        1000,
+    ));
+    let server =
+        mail::imap::ImapServer::new(mail::imap::ImapConfig::default(), inbound, guard, None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server.serve(listener, false, async move {
         let _ = stopped.await;
     }));
     let mut client = ImapClient::connect(imap).await?;
-    client.run(&format!("LOGIN \"{address}\" \"bench passphrase\"")).await?;
+    client
+        .run(&format!("LOGIN \"{address}\" \"bench passphrase\""))
+        .await?;
 
     let headers = args.headers.min(args.messages).max(1);
     let operations: Vec<(String, String)> = vec![
-        (format!("SELECT INBOX ({} messages)", args.messages), "SELECT INBOX".into()),
-        (format!("FETCH {headers} headers"), format!("FETCH 1:{headers} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])")),
-        (format!("FETCH {headers} envelopes"), format!("FETCH 1:{headers} (UID ENVELOPE)")),
-        (format!("UID SEARCH UNSEEN ({} messages)", args.messages), "UID SEARCH UNSEEN".into()),
+        (
+            format!("SELECT INBOX ({} messages)", args.messages),
+            "SELECT INBOX".into(),
+        ),
+        (
+            format!("FETCH {headers} headers"),
+            format!("FETCH 1:{headers} (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])"),
+        ),
+        (
+            format!("FETCH {headers} envelopes"),
+            format!("FETCH 1:{headers} (UID ENVELOPE)"),
+        ),
+        (
+            format!("UID SEARCH UNSEEN ({} messages)", args.messages),
+            "UID SEARCH UNSEEN".into(),
+        ),
     ];
     let mut rows = Vec::new();
     for (name, command) in &operations {
@@ -676,8 +871,14 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
     let _ = server.await;
 
     let cpu = cpu_name();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let backend = if url.starts_with("sqlite") { "SQLite (WAL, synchronous=FULL)" } else { "PostgreSQL" };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let backend = if url.starts_with("sqlite") {
+        "SQLite (WAL, synchronous=FULL)"
+    } else {
+        "PostgreSQL"
+    };
     println!("caliop bench imap — {cores} cores, {cpu}");
     println!(
         "settings: {} messages of {} B at standard, database {backend}, plain IMAP on loopback, client in-process; \
@@ -687,7 +888,10 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
         fill.as_secs_f64(),
         args.messages as f64 / fill.as_secs_f64().max(f64::EPSILON)
     );
-    println!("{:<36} {:>6} {:>10} {:>10} {:>12}", "operation", "runs", "best ms", "median ms", "response");
+    println!(
+        "{:<36} {:>6} {:>10} {:>10} {:>12}",
+        "operation", "runs", "best ms", "median ms", "response"
+    );
     for (name, times, bytes) in rows {
         println!(
             "{:<36} {:>6} {:>10.1} {:>10.1} {:>12}",
@@ -714,7 +918,10 @@ struct ImapClient {
 
 impl ImapClient {
     async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<ImapClient> {
-        let mut client = ImapClient { reader: BufReader::new(tokio::net::TcpStream::connect(addr).await?), next: 0 };
+        let mut client = ImapClient {
+            reader: BufReader::new(tokio::net::TcpStream::connect(addr).await?),
+            next: 0,
+        };
         let mut greeting = Vec::new();
         client.reader.read_until(b'\n', &mut greeting).await?;
         Ok(client)
@@ -724,7 +931,10 @@ impl ImapClient {
         use tokio::io::AsyncReadExt;
         self.next += 1;
         let tag = format!("b{}", self.next);
-        self.reader.get_mut().write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        self.reader
+            .get_mut()
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
         let mut bytes = 0;
         loop {
             let mut line = Vec::new();
@@ -733,7 +943,11 @@ impl ImapClient {
             }
             bytes += line.len();
             if line.starts_with(tag.as_bytes()) {
-                anyhow::ensure!(line[tag.len()..].starts_with(b" OK"), "{command}: {}", String::from_utf8_lossy(&line));
+                anyhow::ensure!(
+                    line[tag.len()..].starts_with(b" OK"),
+                    "{command}: {}",
+                    String::from_utf8_lossy(&line)
+                );
                 return Ok(bytes);
             }
             if let Some(n) = literal_length(&line) {
@@ -787,24 +1001,41 @@ fn measured(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(Duration, 
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     anyhow::ensure!(waited == pid, "waiting for caliop {args:?} failed");
-    anyhow::ensure!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "caliop {args:?} failed");
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "caliop {args:?} failed"
+    );
     Ok((started.elapsed(), usage.ru_maxrss as u64 * 1024, printed))
 }
 
 pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
-    let Fixture { dir, url, store, master, domain_name } = fixture(None, &[Level::Standard, Level::Sealed]).await?;
-    let inbound = mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into());
+    let Fixture {
+        dir,
+        url,
+        store,
+        master,
+        domain_name,
+    } = fixture(None, &[Level::Standard, Level::Sealed]).await?;
+    let inbound =
+        mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into());
     let mut accounts = Vec::new();
     for level in [Level::Standard, Level::Sealed] {
         let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
-        let account = store.account_by_address(&address).await?.context("the bench account")?;
-        let inbox = store.mailbox_of_role(account.id, tenants::Folder::Inbox).await?;
+        let account = store
+            .account_by_address(&address)
+            .await?
+            .context("the bench account")?;
+        let inbox = store
+            .mailbox_of_role(account.id, tenants::Folder::Inbox)
+            .await?;
         accounts.push((level, account, inbox));
     }
     let tenant = accounts[0].1.tenant_id;
     let total = (args.size_mb << 20) / args.message_size as u64;
     let progress = indicatif::ProgressBar::new(total).with_message("filling the tenant");
-    progress.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec})")?);
+    progress.set_style(indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {pos}/{len} ({per_sec})",
+    )?);
     let filler = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
     let started = Instant::now();
     let mut n = 0u64;
@@ -812,7 +1043,10 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
         let (level, account, inbox) = &accounts[(n / 64 % 2) as usize];
         let mut batch = Vec::with_capacity(64);
         for _ in 0..(total - n).min(64) {
-            let mut raw = format!("From: <sender{n}@elsewhere.test>\r\nTo: <{}>\r\nSubject: Message {n}\r\n\r\n", account.address);
+            let mut raw = format!(
+                "From: <sender{n}@elsewhere.test>\r\nTo: <{}>\r\nSubject: Message {n}\r\n\r\n",
+                account.address
+            );
             while raw.len() < args.message_size {
                 raw.push_str(filler);
             }
@@ -820,7 +1054,10 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
             let id = tenants::MessageId::new();
             // Sealed mail stands in as opaque bytes of the same size: export never opens it.
             let content = match level {
-                Level::Standard => inbound.seal_standard(account.tenant_id, id, raw.as_bytes()).await.map_err(|r| anyhow::anyhow!(r.text))?,
+                Level::Standard => inbound
+                    .seal_standard(account.tenant_id, id, raw.as_bytes())
+                    .await
+                    .map_err(|r| anyhow::anyhow!(r.text))?,
                 _ => raw.into_bytes(),
             };
             batch.push(tenants::NewMessage {
@@ -832,7 +1069,9 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
                 envelope_to: account.address.to_string(),
                 subject: None,
                 sender: None,
-                privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts::default()),
+                privacy: tenants::privacy::PrivacyIndex::compute(
+                    &tenants::privacy::Facts::default(),
+                ),
                 authentication: serde_json::json!({}),
                 arrived_encrypted: false,
                 rfc822_size: content.len() as i64,
@@ -854,11 +1093,21 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
     let passphrase = dir.join("passphrase");
     std::fs::write(&passphrase, "bench archive passphrase\n")?;
     let archive = dir.join("tenant.caliop");
-    let from_env = [("CALIOP_DATA_DIR", dir.display().to_string()), ("CALIOP_DATABASE_URL", url.clone())];
+    let from_env = [
+        ("CALIOP_DATA_DIR", dir.display().to_string()),
+        ("CALIOP_DATABASE_URL", url.clone()),
+    ];
     eprintln!("exporting {total} messages ({} MiB)…", args.size_mb);
     let tenant_id = tenant.0.to_string();
     let (export_time, export_rss, _) = measured(
-        &["tenant", "export", &tenant_id, archive.to_str().unwrap_or_default(), "--passphrase-file", passphrase.to_str().unwrap_or_default()],
+        &[
+            "tenant",
+            "export",
+            &tenant_id,
+            archive.to_str().unwrap_or_default(),
+            "--passphrase-file",
+            passphrase.to_str().unwrap_or_default(),
+        ],
         &from_env,
     )?;
     let archive_bytes = std::fs::metadata(&archive)?.len();
@@ -866,19 +1115,42 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
     std::fs::create_dir_all(&to_dir)?;
     // A new instance, as `serve` would have started it: its own master key.
     vault::at_rest::MasterKey::load_or_create(&to_dir)?;
-    let to_url = args.import_database_url.clone().unwrap_or_else(|| format!("sqlite://{}", to_dir.join("caliop.db").display()));
-    let to_env = [("CALIOP_DATA_DIR", to_dir.display().to_string()), ("CALIOP_DATABASE_URL", to_url)];
+    let to_url = args
+        .import_database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", to_dir.join("caliop.db").display()));
+    let to_env = [
+        ("CALIOP_DATA_DIR", to_dir.display().to_string()),
+        ("CALIOP_DATABASE_URL", to_url),
+    ];
     eprintln!("importing…");
     let (import_time, import_rss, _) = measured(
-        &["tenant", "import", archive.to_str().unwrap_or_default(), "--passphrase-file", passphrase.to_str().unwrap_or_default()],
+        &[
+            "tenant",
+            "import",
+            archive.to_str().unwrap_or_default(),
+            "--passphrase-file",
+            passphrase.to_str().unwrap_or_default(),
+        ],
         &to_env,
     )?;
 
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     let stored = total * args.message_size as u64;
-    println!("tenant transfer: {total} messages of {} bytes ({:.0} MiB of mail), filled in {:.1} s", args.message_size, mib(stored), fill.as_secs_f64());
-    println!("{:<8} {:>10} {:>12} {:>14} {:>16}", "step", "seconds", "MiB/s", "archive MiB", "peak RSS MiB");
-    for (step, time, rss) in [("export", export_time, export_rss), ("import", import_time, import_rss)] {
+    println!(
+        "tenant transfer: {total} messages of {} bytes ({:.0} MiB of mail), filled in {:.1} s",
+        args.message_size,
+        mib(stored),
+        fill.as_secs_f64()
+    );
+    println!(
+        "{:<8} {:>10} {:>12} {:>14} {:>16}",
+        "step", "seconds", "MiB/s", "archive MiB", "peak RSS MiB"
+    );
+    for (step, time, rss) in [
+        ("export", export_time, export_rss),
+        ("import", import_time, import_rss),
+    ] {
         println!(
             "{:<8} {:>10.1} {:>12.1} {:>14.1} {:>16.1}",
             step,

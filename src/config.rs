@@ -13,8 +13,21 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] =
-    &["database", "api", "smtp", "submission", "imap", "delivery", "worker", "storage", "billing", "mail", "dns", "log", "admin"];
+const SECTIONS: &[&str] = &[
+    "database",
+    "api",
+    "smtp",
+    "submission",
+    "imap",
+    "delivery",
+    "worker",
+    "storage",
+    "billing",
+    "mail",
+    "dns",
+    "log",
+    "admin",
+];
 /// `CALIOP_*` variables that are a command's input, not configuration
 /// (`CALIOP_ADMIN_PASSWORD` is the password of `caliop admin create-operator`).
 const NOT_CONFIGURATION: &[&str] = &["admin_password"];
@@ -54,7 +67,9 @@ pub struct AdminSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        AdminSection { assets_dir: api::ApiConfig::default().admin_assets_dir }
+        AdminSection {
+            assets_dir: api::ApiConfig::default().admin_assets_dir,
+        }
     }
 }
 
@@ -134,7 +149,9 @@ pub struct SendLimitsSection {
 
 impl Default for SubmissionSection {
     fn default() -> Self {
-        SubmissionSection { listen: SocketAddr::from(([127, 0, 0, 1], 2587)) }
+        SubmissionSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2587)),
+        }
     }
 }
 
@@ -156,14 +173,20 @@ impl Default for DeliverySection {
 
 impl Default for WorkerSection {
     fn default() -> Self {
-        WorkerSection { concurrency: 4, lease_seconds: 300 }
+        WorkerSection {
+            concurrency: 4,
+            lease_seconds: 300,
+        }
     }
 }
 
 impl Default for SendLimitsSection {
     fn default() -> Self {
         let limits = mail::outbound::SendLimits::default();
-        SendLimitsSection { public: limits.public, paid: limits.paid }
+        SendLimitsSection {
+            public: limits.public,
+            paid: limits.paid,
+        }
     }
 }
 
@@ -333,25 +356,38 @@ impl Default for ApiSection {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: None, max_connections: 16 }
+        DatabaseConfig {
+            url: None,
+            max_connections: 16,
+        }
     }
 }
 
 impl Default for MailSection {
     fn default() -> Self {
-        MailSection { hostname: "mail.localhost".into(), client_imap_port: 993, client_submission_port: 587 }
+        MailSection {
+            hostname: "mail.localhost".into(),
+            client_imap_port: 993,
+            client_submission_port: 587,
+        }
     }
 }
 
 impl Default for DnsSection {
     fn default() -> Self {
-        DnsSection { resolver: SocketAddr::from(([127, 0, 0, 1], 53)), timeout_ms: 3000 }
+        DnsSection {
+            resolver: SocketAddr::from(([127, 0, 0, 1], 53)),
+            timeout_ms: 3000,
+        }
     }
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { format: "text".into(), filter: "info,sqlx=warn".into() }
+        LogSection {
+            format: "text".into(),
+            filter: "info,sqlx=warn".into(),
+        }
     }
 }
 
@@ -368,15 +404,22 @@ impl Config {
                 if NOT_CONFIGURATION.contains(&key.as_str()) {
                     return false;
                 }
-                key == "data_dir" || SECTIONS.iter().any(|s| key.strip_prefix(s).is_some_and(|r| r.starts_with('_')))
+                key == "data_dir"
+                    || SECTIONS
+                        .iter()
+                        .any(|s| key.strip_prefix(s).is_some_and(|r| r.starts_with('_')))
             })
             .map(|key| {
-            let key = key.as_str().to_ascii_lowercase();
-            SECTIONS
-                .iter()
-                .find_map(|s| key.strip_prefix(s).and_then(|rest| rest.strip_prefix('_')).map(|rest| format!("{s}.{rest}")))
-                .unwrap_or_else(|| key.to_owned())
-                .into()
+                let key = key.as_str().to_ascii_lowercase();
+                SECTIONS
+                    .iter()
+                    .find_map(|s| {
+                        key.strip_prefix(s)
+                            .and_then(|rest| rest.strip_prefix('_'))
+                            .map(|rest| format!("{s}.{rest}"))
+                    })
+                    .unwrap_or_else(|| key.to_owned())
+                    .into()
             });
         figment.merge(env).extract().map_err(Box::new)
     }
@@ -398,7 +441,10 @@ impl Config {
     }
 
     /// Opens the storage sites and the dispersal service over them.
-    pub fn dispersed(&self, store: &tenants::Store) -> Result<mail::dispersed::Dispersed, vault::VaultError> {
+    pub fn dispersed(
+        &self,
+        store: &tenants::Store,
+    ) -> Result<mail::dispersed::Dispersed, vault::VaultError> {
         let sites = vault::sites::Sites::open(
             &self.storage_sites(),
             vault::sites::SiteOptions {
@@ -434,7 +480,10 @@ impl Config {
             lifetime: Duration::from_secs(self.delivery.lifetime_seconds),
             connect_timeout: Duration::from_secs(self.delivery.connect_timeout_seconds),
             max_recipients: self.smtp.max_recipients,
-            limits: mail::outbound::SendLimits { public: self.send_limits.public, paid: self.send_limits.paid },
+            limits: mail::outbound::SendLimits {
+                public: self.send_limits.public,
+                paid: self.send_limits.paid,
+            },
             payment_grace: chrono::Duration::days(self.billing.grace_days.max(0)),
         })
     }
@@ -444,7 +493,12 @@ impl Config {
         worker::RetryPolicy {
             max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS,
             base: Duration::from_secs(self.delivery.retry_base_seconds.max(1)),
-            max: Duration::from_secs(self.delivery.retry_max_seconds.max(self.delivery.retry_base_seconds).max(1)),
+            max: Duration::from_secs(
+                self.delivery
+                    .retry_max_seconds
+                    .max(self.delivery.retry_base_seconds)
+                    .max(1),
+            ),
             jitter: 0.2,
         }
     }
@@ -453,7 +507,10 @@ impl Config {
     pub fn database_url(&self) -> SecretString {
         match &self.database.url {
             Some(url) => url.clone(),
-            None => SecretString::from(format!("sqlite://{}", self.data_dir.join("caliop.db").display())),
+            None => SecretString::from(format!(
+                "sqlite://{}",
+                self.data_dir.join("caliop.db").display()
+            )),
         }
     }
 
@@ -465,7 +522,9 @@ impl Config {
             (Some(scheme_end), Some(at)) if at > scheme_end => {
                 let credentials = &url[scheme_end + 3..at];
                 match credentials.split_once(':') {
-                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                    Some((user, _)) => {
+                        format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                    }
                     None => url.to_owned(),
                 }
             }
@@ -522,15 +581,23 @@ mod tests {
     #[test]
     fn passwords_never_show() {
         let mut config = Config::default();
-        config.database.url = Some(SecretString::from("postgres://caliop:hunter2@db/caliop".to_owned()));
+        config.database.url = Some(SecretString::from(
+            "postgres://caliop:hunter2@db/caliop".to_owned(),
+        ));
         assert!(!format!("{config:?}").contains("hunter2"));
-        assert_eq!(config.database_url_for_display(), "postgres://caliop:***@db/caliop");
+        assert_eq!(
+            config.database_url_for_display(),
+            "postgres://caliop:***@db/caliop"
+        );
     }
 
     #[test]
     fn environment_overrides_file_and_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("caliop.toml", "data_dir = \"/srv/caliop\"\n[api]\nlisten = \"0.0.0.0:9000\"\n")?;
+            jail.create_file(
+                "caliop.toml",
+                "data_dir = \"/srv/caliop\"\n[api]\nlisten = \"0.0.0.0:9000\"\n",
+            )?;
             jail.set_env("CALIOP_API_LISTEN", "127.0.0.1:9100");
             jail.set_env("CALIOP_DATABASE_URL", "postgres://u@h/db");
             let config = Config::load(Some(Path::new("caliop.toml"))).map_err(|e| e.to_string())?;
@@ -545,11 +612,20 @@ mod tests {
     #[test]
     fn the_admin_app_folder_comes_from_the_environment_and_a_password_is_no_setting() {
         figment::Jail::expect_with(|jail| {
-            assert_eq!(Config::load(None).map_err(|e| e.to_string())?.admin.assets_dir, PathBuf::from("web-admin/dist"));
+            assert_eq!(
+                Config::load(None)
+                    .map_err(|e| e.to_string())?
+                    .admin
+                    .assets_dir,
+                PathBuf::from("web-admin/dist")
+            );
             jail.set_env("CALIOP_ADMIN_ASSETS_DIR", "/srv/caliop/admin");
             jail.set_env("CALIOP_ADMIN_PASSWORD", "not a setting");
             let config = Config::load(None).map_err(|e| e.to_string())?;
-            assert_eq!(config.api_config().admin_assets_dir, PathBuf::from("/srv/caliop/admin"));
+            assert_eq!(
+                config.api_config().admin_assets_dir,
+                PathBuf::from("/srv/caliop/admin")
+            );
             // (A typo goes in the file: a bad variable would reach the tests that run beside this one.)
             jail.create_file("caliop.toml", "[admin]\nasset_dir = \"/typo\"\n")?;
             let err = Config::load(Some(Path::new("caliop.toml"))).unwrap_err();
@@ -577,8 +653,14 @@ mod tests {
         let mut jurisdictions: Vec<_> = sites.iter().map(|s| s.jurisdiction.clone()).collect();
         jurisdictions.dedup();
         assert_eq!(jurisdictions.len(), 3, "one site per jurisdiction");
-        assert!(sites.iter().all(|s| s.s3.as_ref().is_some_and(|s3| s3.endpoint.starts_with("https://"))));
-        assert!(!format!("{config:?}").contains("change-me"), "site secrets never show");
+        assert!(sites.iter().all(|s| {
+            s.s3.as_ref()
+                .is_some_and(|s3| s3.endpoint.starts_with("https://"))
+        }));
+        assert!(
+            !format!("{config:?}").contains("change-me"),
+            "site secrets never show"
+        );
     }
 
     #[test]
@@ -594,10 +676,16 @@ mod tests {
             let config = Config::load(Some(Path::new("caliop.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.billing.provider, billing::Provider::Stripe);
             assert_eq!(config.billing.grace_days, 3);
-            assert_eq!(config.billing.free_account_month_cents.get("eur"), Some(&150));
+            assert_eq!(
+                config.billing.free_account_month_cents.get("eur"),
+                Some(&150)
+            );
             assert_eq!(config.billing.stripe_webhook_secrets.len(), 1);
             let shown = format!("{config:?}");
-            assert!(!shown.contains("whsec_filesecret") && !shown.contains("sk_test_envsecret"), "{shown}");
+            assert!(
+                !shown.contains("whsec_filesecret") && !shown.contains("sk_test_envsecret"),
+                "{shown}"
+            );
             Ok(())
         });
     }

@@ -20,7 +20,11 @@ use tracing_subscriber::EnvFilter;
 use config::Config;
 
 #[derive(Parser)]
-#[command(name = "caliop", version, about = "Caliop: white-label, multi-tenant secure mail")]
+#[command(
+    name = "caliop",
+    version,
+    about = "Caliop: white-label, multi-tenant secure mail"
+)]
 struct Cli {
     /// A TOML configuration file; `CALIOP_*` environment variables override it.
     #[arg(long, global = true, env = "CALIOP_CONFIG")]
@@ -114,27 +118,95 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     init_logging(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve(config, Roles { api: true, smtp: true, imap: true, worker: true }).await,
-            Command::Api => serve(config, Roles { api: true, smtp: false, imap: false, worker: false }).await,
-            Command::Smtp => serve(config, Roles { api: false, smtp: true, imap: false, worker: false }).await,
-            Command::Imap => serve(config, Roles { api: false, smtp: false, imap: true, worker: false }).await,
-            Command::Worker => serve(config, Roles { api: false, smtp: false, imap: false, worker: true }).await,
+            Command::Serve => {
+                serve(
+                    config,
+                    Roles {
+                        api: true,
+                        smtp: true,
+                        imap: true,
+                        worker: true,
+                    },
+                )
+                .await
+            }
+            Command::Api => {
+                serve(
+                    config,
+                    Roles {
+                        api: true,
+                        smtp: false,
+                        imap: false,
+                        worker: false,
+                    },
+                )
+                .await
+            }
+            Command::Smtp => {
+                serve(
+                    config,
+                    Roles {
+                        api: false,
+                        smtp: true,
+                        imap: false,
+                        worker: false,
+                    },
+                )
+                .await
+            }
+            Command::Imap => {
+                serve(
+                    config,
+                    Roles {
+                        api: false,
+                        smtp: false,
+                        imap: true,
+                        worker: false,
+                    },
+                )
+                .await
+            }
+            Command::Worker => {
+                serve(
+                    config,
+                    Roles {
+                        api: false,
+                        smtp: false,
+                        imap: false,
+                        worker: true,
+                    },
+                )
+                .await
+            }
             Command::Migrate => {
                 let store = open_store(&config).await?;
                 store.close().await;
-                println!("migrations applied to {}", config.database_url_for_display());
+                println!(
+                    "migrations applied to {}",
+                    config.database_url_for_display()
+                );
                 Ok(())
             }
-            Command::Admin { command: AdminCommand::OperatorToken { ttl } } => operator_token(&config, ttl).await,
-            Command::Admin { command: AdminCommand::CreateOperator { address, display_name } } => {
-                create_operator(&config, &address, display_name).await
-            }
+            Command::Admin {
+                command: AdminCommand::OperatorToken { ttl },
+            } => operator_token(&config, ttl).await,
+            Command::Admin {
+                command:
+                    AdminCommand::CreateOperator {
+                        address,
+                        display_name,
+                    },
+            } => create_operator(&config, &address, display_name).await,
             Command::Sites { command } => {
                 let store = open_store(&config).await?;
-                let dispersed = config.dispersed(&store).context("opening the storage sites")?;
+                let dispersed = config
+                    .dispersed(&store)
+                    .context("opening the storage sites")?;
                 let outcome = sites::run(&dispersed, command).await;
                 store.close().await;
                 outcome
@@ -142,18 +214,31 @@ fn main() -> anyhow::Result<()> {
             Command::Tenant { command } => transfer::tenant(&config, command).await,
             Command::Legal { command } => transfer::legal(&config, command).await,
             Command::Openapi => Ok(()),
-            Command::Bench { command: BenchCommand::Smtp(args) } => bench::run(args).await,
-            Command::Bench { command: BenchCommand::Outbound(args) } => bench::outbound(args).await,
-            Command::Bench { command: BenchCommand::Vault(args) } => bench::vault(args),
-            Command::Bench { command: BenchCommand::Imap(args) } => bench::imap(args).await,
-            Command::Bench { command: BenchCommand::Transfer(args) } => bench::transfer(args).await,
+            Command::Bench {
+                command: BenchCommand::Smtp(args),
+            } => bench::run(args).await,
+            Command::Bench {
+                command: BenchCommand::Outbound(args),
+            } => bench::outbound(args).await,
+            Command::Bench {
+                command: BenchCommand::Vault(args),
+            } => bench::vault(args),
+            Command::Bench {
+                command: BenchCommand::Imap(args),
+            } => bench::imap(args).await,
+            Command::Bench {
+                command: BenchCommand::Transfer(args),
+            } => bench::transfer(args).await,
         }
     })
 }
 
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -182,7 +267,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 fn instance_key(config: &Config) -> anyhow::Result<vault::instance::InstanceKey> {
-    vault::instance::InstanceKey::load_or_create(&config.data_dir).context("loading the instance key")
+    vault::instance::InstanceKey::load_or_create(&config.data_dir)
+        .context("loading the instance key")
 }
 
 async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
@@ -196,7 +282,9 @@ async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
         role: Role::Operator,
         scopes: vec![Scope::Read, Scope::Write],
     };
-    let token = tokens.issue(&actor, Duration::from_secs(ttl)).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let token = tokens
+        .issue(&actor, Duration::from_secs(ttl))
+        .map_err(|p| anyhow::anyhow!("{p:?}"))?;
     println!("{token}");
     Ok(())
 }
@@ -208,34 +296,64 @@ fn admin_password() -> anyhow::Result<String> {
         return Ok(password);
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
-    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
     if password.is_empty() {
-        anyhow::bail!("no password: set CALIOP_ADMIN_PASSWORD or give it as one line on standard input");
+        anyhow::bail!(
+            "no password: set CALIOP_ADMIN_PASSWORD or give it as one line on standard input"
+        );
     }
     Ok(password.to_owned())
 }
 
-async fn create_operator(config: &Config, address: &str, display_name: Option<String>) -> anyhow::Result<()> {
+async fn create_operator(
+    config: &Config,
+    address: &str,
+    display_name: Option<String>,
+) -> anyhow::Result<()> {
     let password = admin_password()?;
     let store = open_store(config).await?;
     let created = async {
         let key = instance_key(config)?;
-        let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+        let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir)
+            .context("loading the master key")?;
         // What creating an account needs of the mail side: the master key
         // that seals the domain's DKIM keys. Nothing is received or sent here.
-        let inbound =
-            std::sync::Arc::new(mail::inbound::Inbound::new(store.clone(), master, None, config.mail.hostname.clone()));
+        let inbound = std::sync::Arc::new(mail::inbound::Inbound::new(
+            store.clone(),
+            master,
+            None,
+            config.mail.hostname.clone(),
+        ));
         let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
             store.clone(),
             inbound.clone(),
             None,
-            config.outbound_config().map_err(|e| anyhow::anyhow!("delivery.extra_ca_file: {e}"))?,
+            config
+                .outbound_config()
+                .map_err(|e| anyhow::anyhow!("delivery.extra_ca_file: {e}"))?,
         ));
-        let dns = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms))?;
+        let dns = mail::dns::Dns::new(
+            config.dns.resolver,
+            Duration::from_millis(config.dns.timeout_ms),
+        )?;
         let api_config = config.api_config();
         let login_guard = std::sync::Arc::new(api_config.login_guard());
-        let state = api::AppState::new(store.clone(), &key, inbound, outbound, dns, login_guard, api_config).await?;
+        let state = api::AppState::new(
+            store.clone(),
+            &key,
+            inbound,
+            outbound,
+            dns,
+            login_guard,
+            api_config,
+        )
+        .await?;
         api::create_operator_admin(&state, address, display_name, password)
             .await
             .map_err(|problem| anyhow::anyhow!("{}", problem.detail()))
@@ -257,19 +375,29 @@ struct Roles {
 fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
     match (&config.smtp.tls_certificate, &config.smtp.tls_key) {
         (Some(cert), Some(key)) => Ok(mail::tls::server_config(cert, key)?),
-        (None, None) => Ok(mail::tls::self_signed(&config.data_dir, &config.mail.hostname)?),
+        (None, None) => Ok(mail::tls::self_signed(
+            &config.data_dir,
+            &config.mail.hostname,
+        )?),
         _ => anyhow::bail!("smtp.tls_certificate and smtp.tls_key go together"),
     }
 }
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let dns = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms))?;
-    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir).context("loading the master key")?;
+    let dns = mail::dns::Dns::new(
+        config.dns.resolver,
+        Duration::from_millis(config.dns.timeout_ms),
+    )?;
+    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir)
+        .context("loading the master key")?;
     // Without a resolver every message would wait for DNS timeouts; say so
     // once, loudly, and receive mail without SPF/DKIM/DMARC until restarted.
     let mut banner = format!("Caliop {} is running.\n", env!("CARGO_PKG_VERSION"));
-    let probe = mail::dns::Dns::new(config.dns.resolver, Duration::from_millis(config.dns.timeout_ms.min(1000)))?;
+    let probe = mail::dns::Dns::new(
+        config.dns.resolver,
+        Duration::from_millis(config.dns.timeout_ms.min(1000)),
+    )?;
     let authenticator = if probe.answers().await {
         Some(dns.authenticator())
     } else {
@@ -281,16 +409,31 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         None
     };
     let resolver_answers = authenticator.is_some();
-    let dispersed = std::sync::Arc::new(config.dispersed(&store).context("opening the storage sites")?);
+    let dispersed = std::sync::Arc::new(
+        config
+            .dispersed(&store)
+            .context("opening the storage sites")?,
+    );
     banner.push_str(&format!(
         "  storage: {} sites ({}), {} by default\n",
         dispersed.sites().all().len(),
-        dispersed.sites().all().iter().map(|s| format!("{} {}", s.name, s.jurisdiction)).collect::<Vec<_>>().join(", "),
+        dispersed
+            .sites()
+            .all()
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.jurisdiction))
+            .collect::<Vec<_>>()
+            .join(", "),
         dispersed.config().default,
     ));
     let inbound = std::sync::Arc::new(
-        mail::inbound::Inbound::new(store.clone(), master, authenticator, config.mail.hostname.clone())
-            .with_dispersed(dispersed.clone()),
+        mail::inbound::Inbound::new(
+            store.clone(),
+            master,
+            authenticator,
+            config.mail.hostname.clone(),
+        )
+        .with_dispersed(dispersed.clone()),
     );
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -306,7 +449,11 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", config.smtp.listen))?;
         let address = listener.local_addr()?;
         banner.push_str(&format!("  smtp listening on {address} (STARTTLS)\n"));
-        let server = mail::smtp::SmtpServer::new(config.smtp_config(), inbound.clone(), Some(tls_config(&config)?));
+        let server = mail::smtp::SmtpServer::new(
+            config.smtp_config(),
+            inbound.clone(),
+            Some(tls_config(&config)?),
+        );
         tracing::info!(%address, "SMTP listening");
         services.spawn(server.serve(listener, stopped()));
     }
@@ -314,7 +461,9 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         store.clone(),
         inbound.clone(),
         resolver_answers.then(|| dns.clone()),
-        config.outbound_config().map_err(|e| anyhow::anyhow!("delivery.extra_ca_file: {e}"))?,
+        config
+            .outbound_config()
+            .map_err(|e| anyhow::anyhow!("delivery.extra_ca_file: {e}"))?,
     ));
     // One count of failed sign-ins for the API and the submission port.
     let login_guard = std::sync::Arc::new(config.api_config().login_guard());
@@ -323,7 +472,9 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.submission.listen))?;
         let address = listener.local_addr()?;
-        banner.push_str(&format!("  submission listening on {address} (STARTTLS, AUTH PLAIN/LOGIN)\n"));
+        banner.push_str(&format!(
+            "  submission listening on {address} (STARTTLS, AUTH PLAIN/LOGIN)\n"
+        ));
         let server = mail::smtp::SmtpServer::submission(
             config.smtp_config(),
             inbound.clone(),
@@ -337,29 +488,50 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     if roles.imap {
         // Alone, IMAP learns of new mail by asking the database; beside the
         // MX, the API and the workers it is told at once, and asks rarely.
-        let poll_interval = if roles.smtp && roles.api && roles.worker { Duration::from_secs(30) } else { Duration::from_secs(1) };
-        let imap_config = mail::imap::ImapConfig { poll_interval, ..config.imap_config() };
-        let server = mail::imap::ImapServer::new(imap_config, inbound.clone(), login_guard.clone(), Some(tls_config(&config)?));
+        let poll_interval = if roles.smtp && roles.api && roles.worker {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(1)
+        };
+        let imap_config = mail::imap::ImapConfig {
+            poll_interval,
+            ..config.imap_config()
+        };
+        let server = mail::imap::ImapServer::new(
+            imap_config,
+            inbound.clone(),
+            login_guard.clone(),
+            Some(tls_config(&config)?),
+        );
         let listener = tokio::net::TcpListener::bind(config.imap.listen)
             .await
             .with_context(|| format!("listening on {}", config.imap.listen))?;
         let address = listener.local_addr()?;
-        banner.push_str(&format!("  imap listening on {address} (STARTTLS, LOGIN / AUTHENTICATE PLAIN, LOGIN)\n"));
+        banner.push_str(&format!(
+            "  imap listening on {address} (STARTTLS, LOGIN / AUTHENTICATE PLAIN, LOGIN)\n"
+        ));
         tracing::info!(%address, "IMAP listening");
         services.spawn(server.clone().serve(listener, false, stopped()));
         if let Some(tls_listen) = config.imap.tls_listen {
             if config.smtp.tls_certificate.is_none() {
-                anyhow::bail!("imap.tls_listen needs a certificate: set smtp.tls_certificate and smtp.tls_key");
+                anyhow::bail!(
+                    "imap.tls_listen needs a certificate: set smtp.tls_certificate and smtp.tls_key"
+                );
             }
-            let listener =
-                tokio::net::TcpListener::bind(tls_listen).await.with_context(|| format!("listening on {tls_listen}"))?;
+            let listener = tokio::net::TcpListener::bind(tls_listen)
+                .await
+                .with_context(|| format!("listening on {tls_listen}"))?;
             let address = listener.local_addr()?;
             banner.push_str(&format!("  imaps listening on {address} (TLS)\n"));
             services.spawn(server.serve(listener, true, stopped()));
         }
     }
-    let billing = billing::Billing::new(store.clone(), config.billing.clone(), instance_key(&config)?.pkcs8_der())
-        .map_err(|e| anyhow::anyhow!("billing: {e}"))?;
+    let billing = billing::Billing::new(
+        store.clone(),
+        config.billing.clone(),
+        instance_key(&config)?.pkcs8_der(),
+    )
+    .map_err(|e| anyhow::anyhow!("billing: {e}"))?;
     banner.push_str(&format!(
         "  billing: {}; public signup {}\n",
         match config.billing.provider {
@@ -399,14 +571,24 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.api {
         let key = instance_key(&config)?;
-        let state = api::AppState::new(store.clone(), &key, inbound.clone(), outbound.clone(), dns, login_guard.clone(), config.api_config())
-            .await?
-            .with_billing(billing.clone());
+        let state = api::AppState::new(
+            store.clone(),
+            &key,
+            inbound.clone(),
+            outbound.clone(),
+            dns,
+            login_guard.clone(),
+            config.api_config(),
+        )
+        .await?
+        .with_billing(billing.clone());
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .with_context(|| format!("listening on {}", config.api.listen))?;
         let address = listener.local_addr()?;
-        banner.push_str(&format!("  api listening on http://{address} (reference: http://{address}/docs)\n"));
+        banner.push_str(&format!(
+            "  api listening on http://{address} (reference: http://{address}/docs)\n"
+        ));
         tracing::info!(%address, "API listening");
         services.spawn(api::serve(listener, state, stopped()));
     }

@@ -55,19 +55,29 @@ fn size(bytes: i64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 pub async fn run(dispersed: &Dispersed, command: SitesCommand) -> anyhow::Result<()> {
     let bar = crate::progress::Bar::new("objects");
     match command {
         SitesCommand::Status => {
-            let status = dispersed.status().await.context("reading the sites' status")?;
+            let status = dispersed
+                .status()
+                .await
+                .context("reading the sites' status")?;
             println!(
                 "default redundancy {} (write quorum {})\n",
                 status.default, status.write_quorum
             );
-            println!("{:<16} {:<4} {:<6} {:<5} {:>8} {:>10} {:>12} {:>9}  location", "site", "jur", "kind", "up", "latency", "shards", "bytes", "unhealthy");
+            println!(
+                "{:<16} {:<4} {:<6} {:<5} {:>8} {:>10} {:>12} {:>9}  location",
+                "site", "jur", "kind", "up", "latency", "shards", "bytes", "unhealthy"
+            );
             for s in &status.sites {
                 println!(
                     "{:<16} {:<4} {:<6} {:<5} {:>6}ms {:>10} {:>12} {:>9}  {}{}",
@@ -80,10 +90,15 @@ pub async fn run(dispersed: &Dispersed, command: SitesCommand) -> anyhow::Result
                     size(s.usage.bytes),
                     s.usage.unhealthy,
                     s.location,
-                    s.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                    s.error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default(),
                 );
             }
-            println!("\nobjects by good shards (k needed to read; every shard above k is one more site that may be lost):");
+            println!(
+                "\nobjects by good shards (k needed to read; every shard above k is one more site that may be lost):"
+            );
             if status.redundancy.is_empty() {
                 println!("  no dispersed objects yet");
             }
@@ -92,9 +107,15 @@ pub async fn run(dispersed: &Dispersed, command: SitesCommand) -> anyhow::Result
                 let verdict = match margin {
                     m if m < 0 => "UNREADABLE until repaired".to_owned(),
                     0 => "no margin: one more loss makes it unreadable".to_owned(),
-                    m => format!("survives {m} more site loss{}", if m == 1 { "" } else { "es" }),
+                    m => format!(
+                        "survives {m} more site loss{}",
+                        if m == 1 { "" } else { "es" }
+                    ),
                 };
-                println!("  {}-of-{} with {} good: {:>8} objects  {}", r.k, r.n, r.good, r.objects, verdict);
+                println!(
+                    "  {}-of-{} with {} good: {:>8} objects  {}",
+                    r.k, r.n, r.good, r.objects, verdict
+                );
             }
         }
         SitesCommand::Scrub { restart } => print_report(&dispersed.scrub(&bar, restart).await?),

@@ -66,31 +66,43 @@ pub enum LegalCommand {
 impl KeyArgs {
     fn passphrase(&self) -> anyhow::Result<SecretString> {
         let line = if let Some(path) = &self.passphrase_file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             text.lines().next().unwrap_or_default().to_owned()
         } else if let Ok(value) = std::env::var("CALIOP_ARCHIVE_PASSPHRASE") {
             value
         } else {
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).context("reading the passphrase from standard input")?;
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the passphrase from standard input")?;
             line.trim_end_matches(['\r', '\n']).to_owned()
         };
         if line.is_empty() {
-            anyhow::bail!("no passphrase: give --passphrase-file, set CALIOP_ARCHIVE_PASSPHRASE, or type it on standard input");
+            anyhow::bail!(
+                "no passphrase: give --passphrase-file, set CALIOP_ARCHIVE_PASSPHRASE, or type it on standard input"
+            );
         }
         Ok(SecretString::from(line))
     }
 }
 
-
 /// The store, keys and storage sites, as `serve` opens them; nothing listens.
 async fn instance(config: &Config) -> anyhow::Result<mail::inbound::Inbound> {
     // Never a new key here: what it sealed would open nowhere. Checked
     // before the store is opened, which would make an empty database.
-    let master = vault::at_rest::MasterKey::load(&config.data_dir).context("loading the master key")?;
+    let master =
+        vault::at_rest::MasterKey::load(&config.data_dir).context("loading the master key")?;
     let store = crate::open_store(config).await?;
-    let dispersed = std::sync::Arc::new(config.dispersed(&store).context("opening the storage sites")?);
-    Ok(mail::inbound::Inbound::new(store, master, None, config.mail.hostname.clone()).with_dispersed(dispersed))
+    let dispersed = std::sync::Arc::new(
+        config
+            .dispersed(&store)
+            .context("opening the storage sites")?,
+    );
+    Ok(
+        mail::inbound::Inbound::new(store, master, None, config.mail.hostname.clone())
+            .with_dispersed(dispersed),
+    )
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -100,18 +112,40 @@ fn read(path: &Path) -> anyhow::Result<String> {
 pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
     let inbound = instance(config).await?;
     let outcome = match command {
-        TenantCommand::Export { tenant_id, out, key, to_key, resume } => {
+        TenantCommand::Export {
+            tenant_id,
+            out,
+            key,
+            to_key,
+            resume,
+        } => {
             let recipient = match &to_key {
-                Some(path) => Recipient::OpenPgp { public_key_armored: read(path)? },
+                Some(path) => Recipient::OpenPgp {
+                    public_key_armored: read(path)?,
+                },
                 None => {
                     let passphrase = key.passphrase()?;
-                    if secrecy::ExposeSecret::expose_secret(&passphrase).chars().count() < 12 {
-                        anyhow::bail!("the passphrase must be at least 12 characters long: it is all that protects the archive");
+                    if secrecy::ExposeSecret::expose_secret(&passphrase)
+                        .chars()
+                        .count()
+                        < 12
+                    {
+                        anyhow::bail!(
+                            "the passphrase must be at least 12 characters long: it is all that protects the archive"
+                        );
                     }
                     Recipient::passphrase(passphrase)
                 }
             };
-            let summary = transfer::tenant::export(&inbound, TenantId(tenant_id), &out, &recipient, resume, &Bar::new("")).await;
+            let summary = transfer::tenant::export(
+                &inbound,
+                TenantId(tenant_id),
+                &out,
+                &recipient,
+                resume,
+                &Bar::new(""),
+            )
+            .await;
             summary.map(|s| {
                 println!(
                     "exported {} tenant(s), {} account(s), {} message(s) ({} bytes of mail) to {} ({} bytes)",
@@ -119,13 +153,28 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
                 );
             })
         }
-        TenantCommand::Import { archive, key, key_file, parent } => {
+        TenantCommand::Import {
+            archive,
+            key,
+            key_file,
+            parent,
+        } => {
             let unlock = match &key_file {
-                Some(path) => Unlock::OpenPgp { secret_key_armored: read(path)?, passphrase: key.passphrase()? },
+                Some(path) => Unlock::OpenPgp {
+                    secret_key_armored: read(path)?,
+                    passphrase: key.passphrase()?,
+                },
                 None => Unlock::Passphrase(key.passphrase()?),
             };
-            let summary =
-                transfer::tenant::import(&inbound, &archive, &unlock, parent.map(TenantId), "operator", &Bar::new("")).await;
+            let summary = transfer::tenant::import(
+                &inbound,
+                &archive,
+                &unlock,
+                parent.map(TenantId),
+                "operator",
+                &Bar::new(""),
+            )
+            .await;
             summary.map(|s| {
                 println!(
                     "imported {} tenant(s), {} account(s), {} message(s) ({} bytes of mail) from {}",
@@ -144,13 +193,27 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
 pub async fn legal(config: &Config, command: LegalCommand) -> anyhow::Result<()> {
     let LegalCommand::Export { request_id, out } = command;
     let inbound = instance(config).await?;
-    let key = vault::instance::InstanceKey::load(&config.data_dir).context("loading the instance key")?;
+    let key =
+        vault::instance::InstanceKey::load(&config.data_dir).context("loading the instance key")?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("disclosure-{request_id}.tar")));
-    let outcome = transfer::legal::export(&inbound, &key, &config.mail.hostname, request_id, &out, "operator").await;
+    let outcome = transfer::legal::export(
+        &inbound,
+        &key,
+        &config.mail.hostname,
+        request_id,
+        &out,
+        "operator",
+    )
+    .await;
     inbound.store().close().await;
     let d = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
     let [standard, sealed, dispersed, end_to_end] = d.messages_by_level;
-    println!("wrote {} ({} bytes), signature in {}", d.archive.display(), d.bytes, d.signature_file.display());
+    println!(
+        "wrote {} ({} bytes), signature in {}",
+        d.archive.display(),
+        d.bytes,
+        d.signature_file.display()
+    );
     println!("sha256 {}", d.sha256);
     println!(
         "{} account(s); messages: {standard} standard (readable), {sealed} sealed, {dispersed} dispersed, \

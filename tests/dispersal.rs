@@ -23,7 +23,9 @@ fn shard_files(site: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![site.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -36,11 +38,18 @@ fn shard_files(site: &Path) -> Vec<PathBuf> {
     found
 }
 
-
 /// Runs `caliop ARGS` next to the server, on the same data; returns its output.
 fn caliop_cli(caliop: &Caliop, args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).envs(caliop.env.clone()).output().unwrap();
-    assert!(out.status.success(), "caliop {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(caliop.env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "caliop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -66,15 +75,23 @@ async fn a_lost_site_loses_no_mail(backend: Backend) {
          Message-ID: <pieces@elsewhere.test>\r\n\r\n{body}\r\n.\r\n"
     );
     probe.send(message.as_bytes()).await;
-    assert_eq!(probe.read_reply().await.0, 250, "a 250 once the shards are on the sites");
+    assert_eq!(
+        probe.read_reply().await.0,
+        250,
+        "a 250 once the shards are on the sites"
+    );
     probe.cmd("QUIT").await;
 
-    let (status, _, page) = caliop.get(&format!("/v1/accounts/{account}/messages"), &token).await;
+    let (status, _, page) = caliop
+        .get(&format!("/v1/accounts/{account}/messages"), &token)
+        .await;
     assert_eq!(status, 200, "{page}");
     let id = field(&page["items"][0], "id");
     let served = raw(&caliop, &token, &id).await;
     assert!(
-        served.windows(27).any(|w| w == b"-----BEGIN PGP MESSAGE-----"),
+        served
+            .windows(27)
+            .any(|w| w == b"-----BEGIN PGP MESSAGE-----"),
         "the stored message is PGP/MIME"
     );
     assert!(
@@ -90,14 +107,22 @@ async fn a_lost_site_loses_no_mail(backend: Backend) {
         let files = shard_files(&site_dir(site));
         assert_eq!(files.len(), 1, "site {site} holds one shard: {files:?}");
         let shard = std::fs::read(&files[0]).unwrap();
-        assert!(!shard.windows(marker.len()).any(|w| w == marker.as_bytes()), "plaintext on site {site}");
+        assert!(
+            !shard.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "plaintext on site {site}"
+        );
         shards.push(shard);
     }
     let header = vault::dispersal::Header::parse(&shards[0]).unwrap();
     assert_eq!((header.params.k(), header.params.n()), (2, 3));
     for pair in [[0, 1], [0, 2], [1, 2]] {
-        let decoded = vault::dispersal::decode(header.object_id, &[&shards[pair[0]], &shards[pair[1]]]).unwrap();
-        assert_eq!(decoded, served, "shards {pair:?} decode to the stored message");
+        let decoded =
+            vault::dispersal::decode(header.object_id, &[&shards[pair[0]], &shards[pair[1]]])
+                .unwrap();
+        assert_eq!(
+            decoded, served,
+            "shards {pair:?} decode to the stored message"
+        );
     }
     let decoded = vault::dispersal::decode(header.object_id, &[&shards[2]]);
     assert!(decoded.is_err(), "one shard is not enough");
@@ -106,7 +131,11 @@ async fn a_lost_site_loses_no_mail(backend: Backend) {
     // The German site is lost while Caliop is down.
     std::fs::rename(site_dir("local-de"), data.path().join("lost-de")).unwrap();
     let caliop = common::serve(env, data.path().join("caliop.log")).await;
-    assert_eq!(raw(&caliop, &token, &id).await, served, "read from the two sites left");
+    assert_eq!(
+        raw(&caliop, &token, &id).await,
+        served,
+        "read from the two sites left"
+    );
 
     // If the lost shard was a data shard, the read noticed and the worker in
     // `serve` may have rebuilt it already; if it was parity, reads never ask
@@ -121,16 +150,26 @@ async fn a_lost_site_loses_no_mail(backend: Backend) {
         "the scrub finds the shard that is still missing: {scrub}"
     );
     caliop_cli(&caliop, &["sites", "repair"]);
-    let rebuilt: Vec<Vec<u8>> =
-        shard_files(&site_dir("local-de")).iter().filter_map(|f| std::fs::read(f).ok()).collect();
+    let rebuilt: Vec<Vec<u8>> = shard_files(&site_dir("local-de"))
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .collect();
     assert_eq!(rebuilt.len(), 1, "one shard rebuilt on the lost site");
-    assert!(rebuilt[0] == expected, "the rebuilt shard is, byte for byte, the one that was lost");
+    assert!(
+        rebuilt[0] == expected,
+        "the rebuilt shard is, byte for byte, the one that was lost"
+    );
 
     let status = caliop_cli(&caliop, &["sites", "status"]);
     assert!(status.contains("2-of-3 with 3 good"), "{status}");
     assert!(status.contains("survives 1 more site loss"), "{status}");
     for site in SITES {
-        assert!(status.lines().any(|l| l.starts_with(site) && l.contains("yes")), "{site} is up: {status}");
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with(site) && l.contains("yes")),
+            "{site} is up: {status}"
+        );
     }
     assert!(caliop.terminate().await.success());
 }

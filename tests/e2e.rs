@@ -11,7 +11,14 @@ use serde_json::json;
 use tenants::{Backend, on_both_backends};
 
 /// Starts `caliop serve` on a data directory it must create itself.
-async fn start(backend: Backend) -> (common::Caliop, tempfile::TempDir, std::path::PathBuf, mail::dns_server::DnsServer) {
+async fn start(
+    backend: Backend,
+) -> (
+    common::Caliop,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    mail::dns_server::DnsServer,
+) {
     let scratch = tempfile::tempdir().unwrap();
     let data = scratch.path().join("data");
     let dns = mail::dns_server::DnsServer::start().await.unwrap();
@@ -20,7 +27,10 @@ async fn start(backend: Backend) -> (common::Caliop, tempfile::TempDir, std::pat
     (caliop, scratch, data, dns)
 }
 
-on_both_backends!(reseller_story_end_to_end, operators_are_made_from_the_command_line);
+on_both_backends!(
+    reseller_story_end_to_end,
+    operators_are_made_from_the_command_line
+);
 
 async fn reseller_story_end_to_end(backend: Backend) {
     let (caliop, _scratch, data, _dns) = start(backend).await;
@@ -29,7 +39,9 @@ async fn reseller_story_end_to_end(backend: Backend) {
         let mode = std::fs::metadata(&data).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the data directory is the owner's alone");
     }
-    let (status, _, health) = caliop.call(reqwest::Method::GET, "/healthz", None, None).await;
+    let (status, _, health) = caliop
+        .call(reqwest::Method::GET, "/healthz", None, None)
+        .await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let operator = caliop.operator_token();
 
@@ -44,11 +56,21 @@ async fn reseller_story_end_to_end(backend: Backend) {
     assert_eq!(status, 201, "{reseller}");
     let reseller_id = field(&reseller, "id");
 
-    let (status, _, key) =
-        caliop.post(&format!("/v1/tenants/{reseller_id}/api-keys"), Some(&operator), json!({"name": "provisioning"})).await;
+    let (status, _, key) = caliop
+        .post(
+            &format!("/v1/tenants/{reseller_id}/api-keys"),
+            Some(&operator),
+            json!({"name": "provisioning"}),
+        )
+        .await;
     assert_eq!(status, 201, "{key}");
-    let (status, _, token) =
-        caliop.post("/v1/auth/token", None, json!({"grant_type": "api_key", "api_key": field(&key, "secret")})).await;
+    let (status, _, token) = caliop
+        .post(
+            "/v1/auth/token",
+            None,
+            json!({"grant_type": "api_key", "api_key": field(&key, "secret")}),
+        )
+        .await;
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["role"], "reseller_admin");
     let reseller_token = field(&token, "access_token");
@@ -75,8 +97,14 @@ async fn reseller_story_end_to_end(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201, "{onboarded}");
-    assert_eq!(onboarded["admin"]["level"], "sealed", "accounts start at the tenant's floor");
-    assert_eq!(onboarded["dns_records"][0]["name"], "_caliop-verification.acme.example");
+    assert_eq!(
+        onboarded["admin"]["level"], "sealed",
+        "accounts start at the tenant's floor"
+    );
+    assert_eq!(
+        onboarded["dns_records"][0]["name"],
+        "_caliop-verification.acme.example"
+    );
 
     let (status, _, login) = caliop
         .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "Root@Acme.Example", "password": password}))
@@ -93,27 +121,45 @@ async fn reseller_story_end_to_end(backend: Backend) {
         assert_eq!(status, 201, "{created}");
     }
     let (status, content_type, refused) = caliop
-        .post(&accounts, Some(&admin), json!({"address": "carol@acme.example", "password": "user passphrase 123"}))
+        .post(
+            &accounts,
+            Some(&admin),
+            json!({"address": "carol@acme.example", "password": "user passphrase 123"}),
+        )
         .await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(refused["type"], "/problems/limit-exceeded");
     assert!(field(&refused, "detail").contains("allows 3"), "{refused}");
 
-    let (status, _, listed) = caliop.call(reqwest::Method::GET, &accounts, Some(&admin), None).await;
+    let (status, _, listed) = caliop
+        .call(reqwest::Method::GET, &accounts, Some(&admin), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(listed["items"].as_array().unwrap().len(), 3);
 
     // SIGTERM drains and exits cleanly.
-    assert!(caliop.terminate().await.success(), "caliop exits with status 0 after SIGTERM");
+    assert!(
+        caliop.terminate().await.success(),
+        "caliop exits with status 0 after SIGTERM"
+    );
 }
 
 /// Runs `caliop admin create-operator` with `args`, the password in the
 /// environment or else on standard input; returns (success, stdout, stderr).
-fn create_operator(caliop: &common::Caliop, args: &[&str], env_password: Option<&str>, stdin: &str) -> (bool, String, String) {
+fn create_operator(
+    caliop: &common::Caliop,
+    args: &[&str],
+    env_password: Option<&str>,
+    stdin: &str,
+) -> (bool, String, String) {
     use std::io::Write;
     let mut command = std::process::Command::new(common::BIN);
-    command.args(["admin", "create-operator"]).args(args).envs(caliop.env.clone()).env_remove("CALIOP_ADMIN_PASSWORD");
+    command
+        .args(["admin", "create-operator"])
+        .args(args)
+        .envs(caliop.env.clone())
+        .env_remove("CALIOP_ADMIN_PASSWORD");
     if let Some(password) = env_password {
         command.env("CALIOP_ADMIN_PASSWORD", password);
     }
@@ -123,48 +169,94 @@ fn create_operator(caliop: &common::Caliop, args: &[&str], env_password: Option<
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 async fn operators_are_made_from_the_command_line(backend: Backend) {
     let (caliop, _scratch, _data, _dns) = start(backend).await;
     let password = "a long operator passphrase";
-    let (ok, id, stderr) =
-        create_operator(&caliop, &["root@ops.example", "--display-name", "Ops Root"], Some(password), "");
+    let (ok, id, stderr) = create_operator(
+        &caliop,
+        &["root@ops.example", "--display-name", "Ops Root"],
+        Some(password),
+        "",
+    );
     assert!(ok, "{stderr}");
-    assert!(uuid::Uuid::parse_str(&id).is_ok(), "prints the account id: {id:?}");
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "prints the account id: {id:?}"
+    );
 
     let (status, _, login) = caliop
-        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "root@ops.example", "password": password}))
+        .post(
+            "/v1/auth/token",
+            None,
+            json!({"grant_type": "password", "username": "root@ops.example", "password": password}),
+        )
         .await;
     assert_eq!(status, 200, "{login}");
     assert_eq!(login["role"], "operator");
     let token = field(&login, "access_token");
     let (status, _, account) = caliop.get(&format!("/v1/accounts/{id}"), &token).await;
     assert_eq!(status, 200, "{account}");
-    assert_eq!((account["display_name"].as_str(), account["role"].as_str()), (Some("Ops Root"), Some("admin")));
+    assert_eq!(
+        (account["display_name"].as_str(), account["role"].as_str()),
+        (Some("Ops Root"), Some("admin"))
+    );
     // A full operator: it sees every tenant, the storage sites included.
     let (status, _, _) = caliop.get("/v1/sites", &token).await;
     assert_eq!(status, 200);
-    let (status, _, domains) = caliop.get(&format!("/v1/tenants/{}/domains", account["tenant_id"].as_str().unwrap()), &token).await;
+    let (status, _, domains) = caliop
+        .get(
+            &format!(
+                "/v1/tenants/{}/domains",
+                account["tenant_id"].as_str().unwrap()
+            ),
+            &token,
+        )
+        .await;
     assert_eq!(status, 200, "{domains}");
-    assert_eq!(domains["items"][0]["name"], "ops.example", "the domain is hosted by the operator tenant");
+    assert_eq!(
+        domains["items"][0]["name"], "ops.example",
+        "the domain is hosted by the operator tenant"
+    );
 
     // A second administrator in the same domain, its password on standard input.
-    let (ok, second, stderr) = create_operator(&caliop, &["second@ops.example"], None, "another long passphrase\n");
+    let (ok, second, stderr) = create_operator(
+        &caliop,
+        &["second@ops.example"],
+        None,
+        "another long passphrase\n",
+    );
     assert!(ok, "{stderr}");
     assert_ne!(second, id);
     let (status, _, login) = caliop
         .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "second@ops.example", "password": "another long passphrase"}))
         .await;
-    assert_eq!((status, login["role"].as_str()), (200, Some("operator")), "{login}");
+    assert_eq!(
+        (status, login["role"].as_str()),
+        (200, Some("operator")),
+        "{login}"
+    );
 
     // An address that is taken is refused, and says so.
     let (ok, out, stderr) = create_operator(&caliop, &["root@ops.example"], Some(password), "");
     assert!(!ok && out.is_empty(), "{out}");
-    assert!(stderr.contains("the address `root@ops.example` is taken"), "{stderr}");
+    assert!(
+        stderr.contains("the address `root@ops.example` is taken"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = create_operator(&caliop, &["third@ops.example"], None, "");
     assert!(!ok && stderr.contains("CALIOP_ADMIN_PASSWORD"), "{stderr}");
 }

@@ -36,12 +36,22 @@ async fn inbox(imap: std::net::SocketAddr) -> (String, String, Vec<String>) {
     let code = |name: &str| {
         untagged
             .iter()
-            .find_map(|l| l.split_once(&format!("[{name} ")).map(|(_, rest)| rest.split(']').next().unwrap().to_owned()))
+            .find_map(|l| {
+                l.split_once(&format!("[{name} "))
+                    .map(|(_, rest)| rest.split(']').next().unwrap().to_owned())
+            })
             .unwrap_or_else(|| panic!("{name} in {untagged:?}"))
     };
     let (validity, next) = (code("UIDVALIDITY"), code("UIDNEXT"));
     let (fetched, _) = c.run("FETCH 1:* (UID)").await;
-    let uids = fetched.iter().filter_map(|l| l.split("UID ").nth(1).map(|u| u.trim_end_matches([')', '\r', '\n']).to_owned())).collect();
+    let uids = fetched
+        .iter()
+        .filter_map(|l| {
+            l.split("UID ")
+                .nth(1)
+                .map(|u| u.trim_end_matches([')', '\r', '\n']).to_owned())
+        })
+        .collect();
     c.run("LOGOUT").await;
     (validity, next, uids)
 }
@@ -70,8 +80,18 @@ async fn uids_survive_a_restart(backend: Backend) {
     assert!(caliop.terminate().await.success());
     let caliop = common::serve(env, data.path().join("caliop.log")).await;
     let after = inbox(caliop.imap).await;
-    assert_eq!(after, before, "UIDVALIDITY, UIDNEXT and UIDs are the same after a restart");
+    assert_eq!(
+        after, before,
+        "UIDVALIDITY, UIDNEXT and UIDs are the same after a restart"
+    );
     deliver(caliop.smtp, "fifth").await;
     let (_, next, uids) = inbox(caliop.imap).await;
-    assert_eq!((next.as_str(), uids), ("6", vec!["1".to_owned(), "3".into(), "4".into(), "5".into()]), "no UID is reused");
+    assert_eq!(
+        (next.as_str(), uids),
+        (
+            "6",
+            vec!["1".to_owned(), "3".into(), "4".into(), "5".into()]
+        ),
+        "no UID is reused"
+    );
 }

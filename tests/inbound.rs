@@ -23,7 +23,8 @@ fn message(subject: &str, body: &str) -> String {
 
 /// Sends one message on an open session; true when the server answered 250.
 async fn send(probe: &mut SmtpProbe, raw: &str) -> bool {
-    let mut batch = "MAIL FROM:<sender@elsewhere.test>\r\nRCPT TO:<user@acme.test>\r\nDATA\r\n".to_owned();
+    let mut batch =
+        "MAIL FROM:<sender@elsewhere.test>\r\nRCPT TO:<user@acme.test>\r\nDATA\r\n".to_owned();
     batch.push_str(raw);
     batch.push_str(".\r\n");
     probe.send(batch.as_bytes()).await;
@@ -34,7 +35,10 @@ async fn send(probe: &mut SmtpProbe, raw: &str) -> bool {
     codes == [250, 250, 354, 250]
 }
 
-on_both_backends!(acknowledged_mail_survives_sigkill, sealed_plaintext_never_reaches_disk_or_logs);
+on_both_backends!(
+    acknowledged_mail_survives_sigkill,
+    sealed_plaintext_never_reaches_disk_or_logs
+);
 
 async fn acknowledged_mail_survives_sigkill(backend: Backend) {
     let data = tempfile::tempdir().unwrap();
@@ -55,9 +59,12 @@ async fn acknowledged_mail_survives_sigkill(backend: Backend) {
             }
             for n in 0.. {
                 let subject = format!("crash-{sender}-{n}");
-                let ok = tokio::time::timeout(Duration::from_secs(5), send(&mut probe, &message(&subject, "x")))
-                    .await
-                    .unwrap_or(false);
+                let ok = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    send(&mut probe, &message(&subject, "x")),
+                )
+                .await
+                .unwrap_or(false);
                 if !ok {
                     return;
                 }
@@ -73,7 +80,11 @@ async fn acknowledged_mail_survives_sigkill(backend: Backend) {
         let _ = sender.await;
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 8, "the stream was too short to mean anything: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 8,
+        "the stream was too short to mean anything: {}",
+        acknowledged.len()
+    );
     drop(caliop);
 
     let caliop = common::serve(env, data.path().join("caliop.log")).await;
@@ -81,8 +92,12 @@ async fn acknowledged_mail_survives_sigkill(backend: Backend) {
     let mut stored: HashMap<String, usize> = HashMap::new();
     let mut cursor = String::new();
     loop {
-        let (status, _, page) =
-            caliop.get(&format!("/v1/accounts/{account}/messages?limit=200{cursor}"), &token).await;
+        let (status, _, page) = caliop
+            .get(
+                &format!("/v1/accounts/{account}/messages?limit=200{cursor}"),
+                &token,
+            )
+            .await;
         assert_eq!(status, 200, "{page}");
         for m in page["items"].as_array().unwrap() {
             *stored.entry(field(m, "subject")).or_default() += 1;
@@ -93,12 +108,19 @@ async fn acknowledged_mail_survives_sigkill(backend: Backend) {
         }
     }
     for subject in &acknowledged {
-        assert_eq!(stored.get(subject), Some(&1), "acknowledged message {subject} is missing or stored twice");
+        assert_eq!(
+            stored.get(subject),
+            Some(&1),
+            "acknowledged message {subject} is missing or stored twice"
+        );
     }
     for (subject, count) in &stored {
         assert_eq!(*count, 1, "{subject} stored {count} times");
     }
-    assert!(stored.len() <= acknowledged.len() + 4, "at most one unacknowledged message per sender");
+    assert!(
+        stored.len() <= acknowledged.len() + 4,
+        "at most one unacknowledged message per sender"
+    );
     assert!(caliop.terminate().await.success());
 }
 
@@ -115,12 +137,17 @@ async fn sealed_plaintext_never_reaches_disk_or_logs(backend: Backend) {
     let mut probe = SmtpProbe::connect(caliop.smtp).await;
     assert_eq!(probe.cmd("EHLO secrecy.test").await.0, 250);
     for n in 0..3 {
-        let raw = message(&format!("{marker} subject {n}"), &format!("the body says {marker}"));
+        let raw = message(
+            &format!("{marker} subject {n}"),
+            &format!("the body says {marker}"),
+        );
         assert!(send(&mut probe, &raw).await, "delivered");
     }
     probe.cmd("QUIT").await;
     let token = user_token(&caliop).await;
-    let (status, _, page) = caliop.get(&format!("/v1/accounts/{account}/messages"), &token).await;
+    let (status, _, page) = caliop
+        .get(&format!("/v1/accounts/{account}/messages"), &token)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     assert!(caliop.terminate().await.success());
@@ -143,7 +170,13 @@ async fn sealed_plaintext_never_reaches_disk_or_logs(backend: Backend) {
             );
         }
     }
-    assert!(files >= 3, "the data directory holds the database, keys and log");
+    assert!(
+        files >= 3,
+        "the data directory holds the database, keys and log"
+    );
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains("message stored"), "the log is really there and at debug level");
+    assert!(
+        logged.contains("message stored"),
+        "the log is really there and at debug level"
+    );
 }

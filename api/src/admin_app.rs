@@ -35,9 +35,18 @@ pub fn routes() -> axum::Router<AppState> {
 
 async fn protect(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -55,28 +64,53 @@ async fn app(State(state): State<AppState>, request: Request) -> Response {
     if !tokio::fs::metadata(&index).await.is_ok_and(|m| m.is_file()) {
         return Problem::unavailable(NOT_BUILT).into_response();
     }
-    let raw = request.uri().path().strip_prefix(PREFIX).unwrap_or_default();
+    let raw = request
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .unwrap_or_default();
     // `pages/` is the page `pages`, never a file.
     let (raw, page) = match raw.strip_suffix('/') {
         Some(folder) if !folder.is_empty() => (folder, true),
         _ => (raw, false),
     };
     let Some(relative) = relative_path(raw) else {
-        return Problem::new(StatusCode::NOT_FOUND, "not-found", format!("`{raw}` is not a file of the admin app"))
-            .into_response();
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("`{raw}` is not a file of the admin app"),
+        )
+        .into_response();
     };
     if page || relative.is_empty() || relative == "index.html" {
         return index_page(&state, &index, request.headers()).await;
     }
     match read_inside(dir, &relative).await {
         Some(bytes) => {
-            let cache = if relative.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
-            ([(header::CONTENT_TYPE, content_type(&relative)), (header::CACHE_CONTROL, cache)], bytes).into_response()
+            let cache = if relative.starts_with("assets/") {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, content_type(&relative)),
+                    (header::CACHE_CONTROL, cache),
+                ],
+                bytes,
+            )
+                .into_response()
         }
         // A page of the app (no extension) is the app's to route.
-        None if extension(&relative).is_none() => index_page(&state, &index, request.headers()).await,
-        None => Problem::new(StatusCode::NOT_FOUND, "not-found", format!("the admin app has no file `{relative}`"))
-            .into_response(),
+        None if extension(&relative).is_none() => {
+            index_page(&state, &index, request.headers()).await
+        }
+        None => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("the admin app has no file `{relative}`"),
+        )
+        .into_response(),
     }
 }
 
@@ -84,19 +118,33 @@ async fn app(State(state): State<AppState>, request: Request) -> Response {
 async fn index_page(state: &AppState, index: &Path, headers: &HeaderMap) -> Response {
     let html = match tokio::fs::read(index).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Problem::unavailable(NOT_BUILT).into_response(),
-        Err(e) => return Problem::internal(format!("reading {}: {e}", index.display())).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Problem::unavailable(NOT_BUILT).into_response();
+        }
+        Err(e) => {
+            return Problem::internal(format!("reading {}: {e}", index.display())).into_response();
+        }
     };
     let brand = match tenant_for_host(state, headers).await {
-        Ok(tenant) => state.store.brand(tenant, &caliop_brand()).await.map_err(Problem::from),
+        Ok(tenant) => state
+            .store
+            .brand(tenant, &caliop_brand())
+            .await
+            .map_err(Problem::from),
         Err(problem) => Err(problem),
     };
     let name = match brand {
-        Ok(brand) => brand.product_name.or(caliop_brand().product_name).unwrap_or_default(),
+        Ok(brand) => brand
+            .product_name
+            .or(caliop_brand().product_name)
+            .unwrap_or_default(),
         Err(problem) => return problem.into_response(),
     };
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         with_title(&html, &name),
     )
         .into_response()
@@ -105,10 +153,19 @@ async fn index_page(state: &AppState, index: &Path, headers: &HeaderMap) -> Resp
 /// Replaces the text of the first `<title>…</title>` with `title`, escaped.
 fn with_title(html: &str, title: &str) -> String {
     let lower = html.to_ascii_lowercase();
-    let Some(open) = lower.find("<title>") else { return html.to_owned() };
+    let Some(open) = lower.find("<title>") else {
+        return html.to_owned();
+    };
     let start = open + "<title>".len();
-    let Some(length) = lower[start..].find("</title>") else { return html.to_owned() };
-    format!("{}{}{}", &html[..start], mail::templates::escape(title), &html[start + length..])
+    let Some(length) = lower[start..].find("</title>") else {
+        return html.to_owned();
+    };
+    format!(
+        "{}{}{}",
+        &html[..start],
+        mail::templates::escape(title),
+        &html[start + length..]
+    )
 }
 
 /// The percent-decoded path below `/admin/`, if it is a plain relative one:
@@ -120,7 +177,10 @@ fn relative_path(raw: &str) -> Option<String> {
         return Some(decoded);
     }
     let plain = decoded.split('/').all(|segment| {
-        !matches!(segment, "" | "." | "..") && !segment.chars().any(|c| c.is_control() || c == '\\' || c == ':')
+        !matches!(segment, "" | "." | "..")
+            && !segment
+                .chars()
+                .any(|c| c.is_control() || c == '\\' || c == ':')
     });
     plain.then_some(decoded)
 }
@@ -155,7 +215,9 @@ async fn read_inside(dir: &Path, relative: &str) -> Option<Vec<u8>> {
 
 fn extension(relative: &str) -> Option<&str> {
     let name = relative.rsplit('/').next()?;
-    name.rsplit_once('.').map(|(_, ext)| ext).filter(|ext| !ext.is_empty())
+    name.rsplit_once('.')
+        .map(|(_, ext)| ext)
+        .filter(|ext| !ext.is_empty())
 }
 
 fn content_type(relative: &str) -> &'static str {
@@ -179,7 +241,10 @@ mod tests {
     #[test]
     fn only_plain_relative_paths_pass() {
         assert_eq!(relative_path("").as_deref(), Some(""));
-        assert_eq!(relative_path("assets/app.js").as_deref(), Some("assets/app.js"));
+        assert_eq!(
+            relative_path("assets/app.js").as_deref(),
+            Some("assets/app.js")
+        );
         assert_eq!(relative_path("tenants/abc").as_deref(), Some("tenants/abc"));
         assert_eq!(relative_path("a%20b.png").as_deref(), Some("a b.png"));
         for bad in [
@@ -217,7 +282,10 @@ mod tests {
 
     #[test]
     fn types_follow_the_extension() {
-        assert_eq!(content_type("assets/app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("assets/app.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("assets/app.js.map"), "application/json");
         assert_eq!(content_type("favicon.ico"), "image/x-icon");
         assert_eq!(content_type("fonts/inter.WOFF2"), "font/woff2");

@@ -16,7 +16,8 @@ use axum::http::{Method, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use tenants::{
-    AccountId, AccountStatus, Actor, ApiKeyId, DomainId, MessageId, Role, Scope, Subject, TenantId, TenantStatus,
+    AccountId, AccountStatus, Actor, ApiKeyId, DomainId, MessageId, Role, Scope, Subject, TenantId,
+    TenantStatus,
 };
 use uuid::Uuid;
 
@@ -79,25 +80,40 @@ impl Tokens {
             exp: now + ttl.as_secs(),
             jti: Uuid::now_v7(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding).map_err(Problem::internal)
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
+            .map_err(Problem::internal)
     }
 
     /// The actor a token speaks for, or a 401 that says what is wrong with it.
     pub fn verify(&self, token: &str) -> Result<Actor, Problem> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            Problem::unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "the access token has expired; request a new one at /v1/auth/token",
-                ErrorKind::InvalidSignature => "the access token's signature does not verify with this instance's key",
-                ErrorKind::InvalidAlgorithm => "the access token must be signed with EdDSA by this instance",
-                ErrorKind::InvalidIssuer => "the access token was not issued by Caliop",
-                ErrorKind::MissingRequiredClaim(_) => "the access token lacks a required claim (exp, iss or sub)",
-                _ => "the access token is not a well-formed EdDSA-signed JWT",
-            })
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                Problem::unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        "the access token has expired; request a new one at /v1/auth/token"
+                    }
+                    ErrorKind::InvalidSignature => {
+                        "the access token's signature does not verify with this instance's key"
+                    }
+                    ErrorKind::InvalidAlgorithm => {
+                        "the access token must be signed with EdDSA by this instance"
+                    }
+                    ErrorKind::InvalidIssuer => "the access token was not issued by Caliop",
+                    ErrorKind::MissingRequiredClaim(_) => {
+                        "the access token lacks a required claim (exp, iss or sub)"
+                    }
+                    _ => "the access token is not a well-formed EdDSA-signed JWT",
+                })
+            })?;
         let claims = data.claims;
         let subject = Subject::from_token_sub(&claims.sub)
             .ok_or_else(|| Problem::unauthorized("the access token's subject is not recognised"))?;
-        Ok(Actor { subject, tenant_id: TenantId(claims.tid), role: claims.role, scopes: claims.scopes })
+        Ok(Actor {
+            subject,
+            tenant_id: TenantId(claims.tid),
+            role: claims.role,
+            scopes: claims.scopes,
+        })
     }
 }
 
@@ -108,11 +124,12 @@ pub struct Principal(pub Actor);
 pub struct Admin(pub Actor);
 
 fn bearer(parts: &Parts) -> Result<&str, Problem> {
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthorized("this endpoint needs an `Authorization: Bearer <token>` header"))?;
-    let value = value.to_str().map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
+    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        Problem::unauthorized("this endpoint needs an `Authorization: Bearer <token>` header")
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
     value
         .strip_prefix("Bearer ")
         .map(str::trim)
@@ -122,7 +139,8 @@ fn bearer(parts: &Parts) -> Result<&str, Problem> {
 
 /// Refuses tokens whose subject was deleted, suspended or revoked since issue.
 async fn check_subject(state: &AppState, actor: &Actor) -> Result<(), Problem> {
-    let gone = || Problem::unauthorized("the access token's subject no longer exists or was revoked");
+    let gone =
+        || Problem::unauthorized("the access token's subject no longer exists or was revoked");
     match actor.subject {
         Subject::Operator => return Ok(()),
         Subject::Account(id) => {
@@ -138,22 +156,41 @@ async fn check_subject(state: &AppState, actor: &Actor) -> Result<(), Problem> {
             }
         }
     }
-    let tenant = state.store.tenant(actor.tenant_id).await?.ok_or_else(gone)?;
+    let tenant = state
+        .store
+        .tenant(actor.tenant_id)
+        .await?
+        .ok_or_else(gone)?;
     if tenant.status != TenantStatus::Active {
-        return Err(Problem::forbidden(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+        return Err(Problem::forbidden(format!(
+            "the tenant `{}` is {}",
+            tenant.name, tenant.status
+        )));
     }
     Ok(())
 }
 
 /// Finds the tenant owning each id in the path and checks the actor can see it.
-async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> Result<(), Problem> {
+async fn check_path(
+    state: &AppState,
+    actor: &Actor,
+    params: &RawPathParams,
+) -> Result<(), Problem> {
     for (name, value) in params.iter() {
         let parse = |what: &str| {
-            Uuid::parse_str(value).map_err(|_| Problem::bad_request(format!("`{value}` is not a valid {what} id")))
+            Uuid::parse_str(value)
+                .map_err(|_| Problem::bad_request(format!("`{value}` is not a valid {what} id")))
         };
         let (what, owner) = match name {
             "tenant_id" => ("tenant", Some(TenantId(parse("tenant")?))),
-            "domain_id" => ("domain", state.store.domain(DomainId(parse("domain")?)).await?.map(|d| d.tenant_id)),
+            "domain_id" => (
+                "domain",
+                state
+                    .store
+                    .domain(DomainId(parse("domain")?))
+                    .await?
+                    .map(|d| d.tenant_id),
+            ),
             "account_id" => {
                 let id = AccountId(parse("account")?);
                 let account = state.store.account(id).await?;
@@ -162,17 +199,35 @@ async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> 
                 }
                 ("account", account.map(|a| a.tenant_id))
             }
-            "api_key_id" => ("API key", state.store.api_key(ApiKeyId(parse("API key")?)).await?.map(|k| k.tenant_id)),
+            "api_key_id" => (
+                "API key",
+                state
+                    .store
+                    .api_key(ApiKeyId(parse("API key")?))
+                    .await?
+                    .map(|k| k.tenant_id),
+            ),
             "message_id" => {
                 let message = state.store.message(MessageId(parse("message")?)).await?;
-                if actor.role == Role::User && !message.as_ref().is_some_and(|m| actor.is_account(m.account_id)) {
+                if actor.role == Role::User
+                    && !message
+                        .as_ref()
+                        .is_some_and(|m| actor.is_account(m.account_id))
+                {
                     return Err(Problem::not_found("message"));
                 }
                 ("message", message.map(|m| m.tenant_id))
             }
             "mailbox_id" => {
-                let mailbox = state.store.mailbox(tenants::MailboxId(parse("mailbox")?)).await?;
-                if actor.role == Role::User && !mailbox.as_ref().is_some_and(|m| actor.is_account(m.account_id)) {
+                let mailbox = state
+                    .store
+                    .mailbox(tenants::MailboxId(parse("mailbox")?))
+                    .await?;
+                if actor.role == Role::User
+                    && !mailbox
+                        .as_ref()
+                        .is_some_and(|m| actor.is_account(m.account_id))
+                {
                     return Err(Problem::not_found("mailbox"));
                 }
                 let account = match mailbox {
@@ -183,19 +238,53 @@ async fn check_path(state: &AppState, actor: &Actor, params: &RawPathParams) -> 
             }
             // Names, not ids: checked by the handler.
             "template" | "language" => continue,
-            "hostname_id" => ("hostname", state.store.hostname(parse("hostname")?).await?.map(|h| h.tenant_id)),
+            "hostname_id" => (
+                "hostname",
+                state
+                    .store
+                    .hostname(parse("hostname")?)
+                    .await?
+                    .map(|h| h.tenant_id),
+            ),
             // Plans are a price list every administrator may read (only the operator writes them).
-            "plan_id" => ("plan", state.store.plan(parse("plan")?).await?.map(|_| actor.tenant_id)),
-            "export_id" => ("export", state.store.tenant_export(parse("export")?).await?.map(|e| e.tenant_id)),
+            "plan_id" => (
+                "plan",
+                state
+                    .store
+                    .plan(parse("plan")?)
+                    .await?
+                    .map(|_| actor.tenant_id),
+            ),
+            "export_id" => (
+                "export",
+                state
+                    .store
+                    .tenant_export(parse("export")?)
+                    .await?
+                    .map(|e| e.tenant_id),
+            ),
             // The legal request register is the operator's alone. Anyone else is
             // refused whatever the id, so that no answer says whether a request exists.
             "request_id" => {
                 if actor.role != Role::Operator {
-                    return Err(Problem::forbidden(crate::routes::LEGAL_REGISTER_IS_THE_OPERATORS));
+                    return Err(Problem::forbidden(
+                        crate::routes::LEGAL_REGISTER_IS_THE_OPERATORS,
+                    ));
                 }
-                ("legal request", state.store.legal_request(parse("legal request")?).await?.map(|_| actor.tenant_id))
+                (
+                    "legal request",
+                    state
+                        .store
+                        .legal_request(parse("legal request")?)
+                        .await?
+                        .map(|_| actor.tenant_id),
+                )
             }
-            other => return Err(Problem::internal(format!("path parameter `{other}` has no access rule"))),
+            other => {
+                return Err(Problem::internal(format!(
+                    "path parameter `{other}` has no access rule"
+                )));
+            }
         };
         let owner = owner.ok_or_else(|| Problem::not_found(what))?;
         let ancestry = state.store.ancestry(owner).await?;
@@ -217,7 +306,9 @@ impl FromRequestParts<AppState> for Principal {
             .map_err(|e| Problem::bad_request(e.body_text()))?;
         check_path(state, &actor, &params).await?;
         if !matches!(parts.method, Method::GET | Method::HEAD) && !actor.may_write() {
-            return Err(Problem::forbidden("this token is read-only (scope `read`); changes need scope `write`"));
+            return Err(Problem::forbidden(
+                "this token is read-only (scope `read`); changes need scope `write`",
+            ));
         }
         Ok(Principal(actor))
     }
@@ -229,7 +320,9 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Principal(actor) = Principal::from_request_parts(parts, state).await?;
         if !actor.role.is_admin() {
-            return Err(Problem::forbidden("this needs a tenant administrator, a reseller or the operator"));
+            return Err(Problem::forbidden(
+                "this needs a tenant administrator, a reseller or the operator",
+            ));
         }
         Ok(Admin(actor))
     }
@@ -252,7 +345,13 @@ mod tests {
         let token = tokens.issue(&actor, Duration::from_secs(60)).unwrap();
         assert_eq!(tokens.verify(&token).unwrap(), actor);
 
-        let other = Tokens::new(&vault::instance::InstanceKey::generate(), Duration::from_secs(60));
-        assert_eq!(other.verify(&token).unwrap_err().status(), axum::http::StatusCode::UNAUTHORIZED);
+        let other = Tokens::new(
+            &vault::instance::InstanceKey::generate(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            other.verify(&token).unwrap_err().status(),
+            axum::http::StatusCode::UNAUTHORIZED
+        );
     }
 }

@@ -20,8 +20,14 @@ pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/.well-known/autoconfig/mail/config-v1.1.xml", get(mozilla))
         .route("/mail/config-v1.1.xml", get(mozilla))
-        .route("/autodiscover/autodiscover.xml", post(microsoft).get(microsoft_get))
-        .route("/Autodiscover/Autodiscover.xml", post(microsoft).get(microsoft_get))
+        .route(
+            "/autodiscover/autodiscover.xml",
+            post(microsoft).get(microsoft_get),
+        )
+        .route(
+            "/Autodiscover/Autodiscover.xml",
+            post(microsoft).get(microsoft_get),
+        )
 }
 
 #[derive(Deserialize)]
@@ -30,31 +36,58 @@ pub struct Lookup {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 fn xml(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/xml; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "application/xml; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The hosted domain a lookup is about: the address's, or `autoconfig.{domain}` / `autodiscover.{domain}`'s.
-async fn hosted(state: &AppState, address: Option<&str>, headers: &HeaderMap) -> Option<(DomainName, String)> {
+async fn hosted(
+    state: &AppState,
+    address: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<(DomainName, String)> {
     let domain = match address.and_then(|a| EmailAddress::parse(a).ok()) {
         Some(address) => address.domain(),
         None => {
             let host = headers.get(header::HOST)?.to_str().ok()?;
             let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-            let bare = host.strip_prefix("autoconfig.").or_else(|| host.strip_prefix("autodiscover.")).unwrap_or(host);
+            let bare = host
+                .strip_prefix("autoconfig.")
+                .or_else(|| host.strip_prefix("autodiscover."))
+                .unwrap_or(host);
             DomainName::parse(bare).ok()?
         }
     };
     let hosted = state.store.domain_by_name(&domain).await.ok()??;
-    let brand = state.store.brand(hosted.tenant_id, &crate::routes::caliop_brand()).await.ok()?;
+    let brand = state
+        .store
+        .brand(hosted.tenant_id, &crate::routes::caliop_brand())
+        .await
+        .ok()?;
     Some((domain, brand.product_name.unwrap_or_else(|| "Mail".into())))
 }
 
-async fn mozilla(State(state): State<AppState>, headers: HeaderMap, Query(lookup): Query<Lookup>) -> Response {
-    let Some((domain, name)) = hosted(&state, lookup.emailaddress.as_deref(), &headers).await else {
+async fn mozilla(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(lookup): Query<Lookup>,
+) -> Response {
+    let Some((domain, name)) = hosted(&state, lookup.emailaddress.as_deref(), &headers).await
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let c = &state.config;
@@ -85,9 +118,17 @@ async fn mozilla(State(state): State<AppState>, headers: HeaderMap, Query(lookup
 </clientConfig>
 "#,
         imap_port = c.client_imap_port,
-        imap_socket = if c.client_imap_port == 143 { "STARTTLS" } else { "SSL" },
+        imap_socket = if c.client_imap_port == 143 {
+            "STARTTLS"
+        } else {
+            "SSL"
+        },
         submission_port = c.client_submission_port,
-        submission_socket = if c.client_submission_port == 465 { "SSL" } else { "STARTTLS" },
+        submission_socket = if c.client_submission_port == 465 {
+            "SSL"
+        } else {
+            "STARTTLS"
+        },
     ))
 }
 
@@ -99,7 +140,11 @@ fn requested_address(body: &[u8]) -> Option<String> {
     Some(text[start..end].trim().to_owned())
 }
 
-async fn microsoft_answer(state: &AppState, headers: &HeaderMap, address: Option<String>) -> Response {
+async fn microsoft_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: Option<String>,
+) -> Response {
     let Some(address) = address else {
         return (StatusCode::BAD_REQUEST, "the request names no EMailAddress").into_response();
     };
@@ -143,7 +188,11 @@ async fn microsoft_answer(state: &AppState, headers: &HeaderMap, address: Option
 "#,
         imap_port = c.client_imap_port,
         submission_port = c.client_submission_port,
-        encryption = if c.client_submission_port == 465 { "SSL" } else { "TLS" },
+        encryption = if c.client_submission_port == 465 {
+            "SSL"
+        } else {
+            "TLS"
+        },
     ))
 }
 
@@ -151,6 +200,10 @@ async fn microsoft(State(state): State<AppState>, headers: HeaderMap, body: Byte
     microsoft_answer(&state, &headers, requested_address(&body)).await
 }
 
-async fn microsoft_get(State(state): State<AppState>, headers: HeaderMap, Query(lookup): Query<Lookup>) -> Response {
+async fn microsoft_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(lookup): Query<Lookup>,
+) -> Response {
     microsoft_answer(&state, &headers, lookup.emailaddress).await
 }

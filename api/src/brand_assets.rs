@@ -26,7 +26,11 @@ fn human(bytes: usize) -> String {
 /// Refuses a declared size over `limit` before reading the body.
 pub fn check_size(what: &str, size: usize, limit: usize) -> Result<(), String> {
     if size > limit {
-        return Err(format!("the {what} is {}; the limit is {}", human(size), human(limit)));
+        return Err(format!(
+            "the {what} is {}; the limit is {}",
+            human(size),
+            human(limit)
+        ));
     }
     Ok(())
 }
@@ -54,16 +58,37 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// Checks an upload declared as `declared`; returns the content type to store.
-pub fn check_image(what: &str, declared: &str, bytes: &[u8], limit: usize) -> Result<&'static str, String> {
+pub fn check_image(
+    what: &str,
+    declared: &str,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<&'static str, String> {
     check_size(what, bytes.len(), limit)?;
-    let declared = declared.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let declared = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let Some(&kind) = TYPES.iter().find(|t| **t == declared) else {
-        return Err(format!("the {what} must be sent as {} (Content-Type), not `{declared}`", TYPES.join(", ")));
+        return Err(format!(
+            "the {what} must be sent as {} (Content-Type), not `{declared}`",
+            TYPES.join(", ")
+        ));
     };
     match sniff(bytes) {
         Some(found) if found == kind => {}
-        Some(found) => return Err(format!("the {what} is declared as {kind} but its bytes are {found}")),
-        None => return Err(format!("the {what} is declared as {kind} but its bytes are not an image of that type")),
+        Some(found) => {
+            return Err(format!(
+                "the {what} is declared as {kind} but its bytes are {found}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "the {what} is declared as {kind} but its bytes are not an image of that type"
+            ));
+        }
     }
     if kind == "image/svg+xml" {
         check_svg(bytes).map_err(|why| format!("the {what} SVG is refused: {why}"))?;
@@ -88,7 +113,10 @@ fn css_is_external(css: &str) -> Option<String> {
     while let Some(i) = rest.find("url(") {
         let inside = rest[i + 4..].trim_start().trim_start_matches(['"', '\'']);
         if !inside.starts_with('#') {
-            return Some(format!("an external reference url({})", inside.split(')').next().unwrap_or_default()));
+            return Some(format!(
+                "an external reference url({})",
+                inside.split(')').next().unwrap_or_default()
+            ));
         }
         rest = &rest[i + 4..];
     }
@@ -103,10 +131,14 @@ pub fn check_svg(bytes: &[u8]) -> Result<(), String> {
     let mut in_style = false;
     loop {
         let position = reader.buffer_position();
-        let event = reader.read_event().map_err(|e| format!("it is not well-formed XML ({e}) near byte {position}"))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("it is not well-formed XML ({e}) near byte {position}"))?;
         let element = match &event {
             Event::Start(e) | Event::Empty(e) => Some(e.clone()),
-            Event::DocType(_) => return Err("a DOCTYPE (entities could expand or fetch) is not allowed".into()),
+            Event::DocType(_) => {
+                return Err("a DOCTYPE (entities could expand or fetch) is not allowed".into());
+            }
             Event::PI(_) => return Err("processing instructions are not allowed".into()),
             Event::Text(t) if in_style => {
                 let css = String::from_utf8_lossy(t.as_ref()).into_owned();
@@ -141,7 +173,11 @@ pub fn check_svg(bytes: &[u8]) -> Result<(), String> {
         }
         match name.as_str() {
             "script" => return Err(format!("a <script> element near byte {position}")),
-            "foreignobject" => return Err(format!("a <foreignObject> (it can embed HTML) near byte {position}")),
+            "foreignobject" => {
+                return Err(format!(
+                    "a <foreignObject> (it can embed HTML) near byte {position}"
+                ));
+            }
             "iframe" | "embed" | "object" | "audio" | "video" => {
                 return Err(format!("an <{name}> element near byte {position}"));
             }
@@ -149,22 +185,31 @@ pub fn check_svg(bytes: &[u8]) -> Result<(), String> {
             _ => {}
         }
         for attribute in element.attributes() {
-            let attribute = attribute.map_err(|e| format!("a malformed attribute near byte {position} ({e})"))?;
+            let attribute = attribute
+                .map_err(|e| format!("a malformed attribute near byte {position} ({e})"))?;
             let key = String::from_utf8_lossy(attribute.key.as_ref()).to_ascii_lowercase();
             let value = String::from_utf8_lossy(&attribute.value).into_owned();
             let local = key.rsplit(':').next().unwrap_or(&key).to_owned();
             if local.starts_with("on") {
-                return Err(format!("an event handler `{key}` on <{name}> near byte {position}"));
+                return Err(format!(
+                    "an event handler `{key}` on <{name}> near byte {position}"
+                ));
             }
             if local == "href" || local == "src" {
                 if external(&value) {
-                    return Err(format!("an external reference {key}=\"{value}\" on <{name}> near byte {position}"));
+                    return Err(format!(
+                        "an external reference {key}=\"{value}\" on <{name}> near byte {position}"
+                    ));
                 }
             } else if let Some(why) = css_is_external(&value) {
-                return Err(format!("{why} in the `{key}` attribute of <{name}> near byte {position}"));
+                return Err(format!(
+                    "{why} in the `{key}` attribute of <{name}> near byte {position}"
+                ));
             }
             if value.to_ascii_lowercase().contains("javascript:") {
-                return Err(format!("a javascript: URL in `{key}` on <{name}> near byte {position}"));
+                return Err(format!(
+                    "a javascript: URL in `{key}` on <{name}> near byte {position}"
+                ));
             }
         }
     }
@@ -182,7 +227,11 @@ fn luminance(color: &str) -> Option<f64> {
     }
     let channel = |i: usize| {
         let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).ok()?) / 255.0;
-        Some(if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) })
+        Some(if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        })
     };
     Some(0.2126 * channel(0)? + 0.7152 * channel(2)? + 0.0722 * channel(4)?)
 }
@@ -216,10 +265,26 @@ mod tests {
     fn images_are_what_they_say_and_small_enough() {
         assert_eq!(check_image("logo", "image/png", PNG, 1000), Ok("image/png"));
         let jpeg = b"\xff\xd8\xff\xe0\0\x10JFIF";
-        assert!(check_image("logo", "image/png", jpeg, 1000).unwrap_err().contains("its bytes are image/jpeg"));
-        assert!(check_image("logo", "image/jpeg", jpeg, 1000).unwrap_err().contains("must be sent as"));
-        assert!(check_image("logo", "image/png", &vec![0u8; 2048], 1024).unwrap_err().contains("the limit is 1 KiB"));
-        assert!(check_size("logo", 20 * 1024 * 1024, 512 * 1024).unwrap_err().contains("20.0 MiB"));
+        assert!(
+            check_image("logo", "image/png", jpeg, 1000)
+                .unwrap_err()
+                .contains("its bytes are image/jpeg")
+        );
+        assert!(
+            check_image("logo", "image/jpeg", jpeg, 1000)
+                .unwrap_err()
+                .contains("must be sent as")
+        );
+        assert!(
+            check_image("logo", "image/png", &vec![0u8; 2048], 1024)
+                .unwrap_err()
+                .contains("the limit is 1 KiB")
+        );
+        assert!(
+            check_size("logo", 20 * 1024 * 1024, 512 * 1024)
+                .unwrap_err()
+                .contains("20.0 MiB")
+        );
     }
 
     #[test]
@@ -251,14 +316,19 @@ mod tests {
         assert!(check_color("primary_color", "#1d4ed8").is_ok());
         let pale = check_color("primary_color", "#ffff00").unwrap_err();
         assert!(pale.contains("contrast of 1.07:1"), "{pale}");
-        assert!(check_color("accent_color", "blue").unwrap_err().contains("#rrggbb"));
+        assert!(
+            check_color("accent_color", "blue")
+                .unwrap_err()
+                .contains("#rrggbb")
+        );
     }
 
     /// The admin app checks forms before sending them (web-admin/src/validate.ts);
     /// its unit tests and this one run the same vectors, so both sides agree.
     #[test]
     fn the_admin_apps_vectors_are_judged_alike_here() {
-        let vectors: serde_json::Value = serde_json::from_str(include_str!("../../web-admin/tests/vectors.json")).unwrap();
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../web-admin/tests/vectors.json")).unwrap();
         let check = |kind: &str, value: &str| -> bool {
             match kind {
                 "domain" => tenants::DomainName::parse(value).is_ok(),
@@ -273,7 +343,11 @@ mod tests {
             for (list, expected) in [("valid", true), ("invalid", false)] {
                 for value in vectors[kind][list].as_array().unwrap() {
                     let value = value.as_str().unwrap();
-                    assert_eq!(check(kind, value), expected, "{kind} {value:?} should be {list}");
+                    assert_eq!(
+                        check(kind, value),
+                        expected,
+                        "{kind} {value:?} should be {list}"
+                    );
                     seen += 1;
                 }
             }

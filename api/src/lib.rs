@@ -30,9 +30,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::Tokens;
-pub use tenants::login::LoginGuard;
 pub use problem::{Problem, ProblemDetails};
 pub use routes::tenants::create_operator_admin;
+pub use tenants::login::LoginGuard;
 
 /// What the API needs to know beyond the store.
 #[derive(Clone, Debug)]
@@ -60,7 +60,11 @@ pub struct ApiConfig {
 impl ApiConfig {
     /// The sign-in limits these settings describe.
     pub fn login_guard(&self) -> LoginGuard {
-        LoginGuard::new(self.login_window, self.login_failures_per_address, self.login_failures_per_ip)
+        LoginGuard::new(
+            self.login_window,
+            self.login_failures_per_address,
+            self.login_failures_per_ip,
+        )
     }
 }
 
@@ -125,8 +129,12 @@ impl AppState {
         config: ApiConfig,
     ) -> Result<AppState, tenants::Error> {
         let operator = store.ensure_operator().await?;
-        let billing = billing::Billing::new(store.clone(), billing::BillingConfig::default(), instance_key.pkcs8_der())
-            .map_err(tenants::Error::Config)?;
+        let billing = billing::Billing::new(
+            store.clone(),
+            billing::BillingConfig::default(),
+            instance_key.pkcs8_der(),
+        )
+        .map_err(tenants::Error::Config)?;
         Ok(AppState(Arc::new(Inner {
             billing,
             reset_guard: LoginGuard::new(Duration::from_secs(3600), 3, 20),
@@ -212,7 +220,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -269,16 +282,28 @@ pub fn router(state: AppState) -> Router {
         .merge(admin_app::routes())
         .fallback(|| async { Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this route")
+            Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this method is not allowed on this route",
+            )
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // Spans name the route, not the URI: links carry tokens (password
         // resets, export downloads) that must not reach a log.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
-            let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("(no route)", |p| p.as_str());
-            tracing::debug_span!("request", method = %request.method(), route = %route)
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                let route = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map_or("(no route)", |p| p.as_str());
+                tracing::debug_span!("request", method = %request.method(), route = %route)
+            },
+        ))
         .with_state(state)
 }
 
@@ -290,5 +315,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

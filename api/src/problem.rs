@@ -41,7 +41,14 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { status, slug, detail: detail.into(), found: None, retry_after: None, www_authenticate: false }
+        Problem {
+            status,
+            slug,
+            detail: detail.into(),
+            found: None,
+            retry_after: None,
+            www_authenticate: false,
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -53,7 +60,10 @@ impl Problem {
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Problem {
-        Problem { www_authenticate: true, ..Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail) }
+        Problem {
+            www_authenticate: true,
+            ..Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        }
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Problem {
@@ -61,7 +71,11 @@ impl Problem {
     }
 
     pub fn not_found(what: &str) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found"))
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(detail: impl Into<String>) -> Problem {
@@ -81,7 +95,10 @@ impl Problem {
 
     /// Too many requests of this kind from this client; `retry_after` seconds to wait.
     pub fn rate_limited(retry_after: u64, detail: impl Into<String>) -> Problem {
-        Problem { retry_after: Some(retry_after), ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail) }
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+        }
     }
 
     /// Something the server depends on is down; the client may retry.
@@ -92,7 +109,11 @@ impl Problem {
     /// A server-side failure: logged here with its cause, answered without it.
     pub fn internal(cause: impl std::fmt::Display) -> Problem {
         tracing::error!(error = %cause, "request failed");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to handle this request")
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to handle this request",
+        )
     }
 
     pub fn with_found(mut self, found: Vec<String>) -> Problem {
@@ -125,12 +146,18 @@ impl IntoResponse for Problem {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.www_authenticate {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read, so this connection cannot
@@ -149,10 +176,16 @@ impl From<tenants::Error> for Problem {
             E::Invalid(detail) => Problem::invalid(detail),
             E::NotFound(what) => Problem::not_found(what),
             E::Conflict(detail) => Problem::conflict(detail),
-            E::LimitExceeded(detail) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
+            E::LimitExceeded(detail) => {
+                Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail)
+            }
             E::Forbidden(detail) => Problem::forbidden(detail),
-            E::RateLimited(detail) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail),
-            other @ (E::Config(_) | E::Database(_) | E::Migrate(_) | E::Internal(_)) => Problem::internal(other),
+            E::RateLimited(detail) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+            }
+            other @ (E::Config(_) | E::Database(_) | E::Migrate(_) | E::Internal(_)) => {
+                Problem::internal(other)
+            }
         }
     }
 }
@@ -164,7 +197,9 @@ impl From<billing::BillingError> for Problem {
             E::Invalid(detail) => Problem::invalid(detail),
             E::Conflict(detail) => Problem::conflict(detail),
             E::Unavailable(detail) => Problem::unavailable(detail),
-            E::Provider(detail) => Problem::new(StatusCode::BAD_GATEWAY, "payment-provider", detail),
+            E::Provider(detail) => {
+                Problem::new(StatusCode::BAD_GATEWAY, "payment-provider", detail)
+            }
             E::Store(e) => e.into(),
         }
     }
@@ -173,7 +208,9 @@ impl From<billing::BillingError> for Problem {
 impl From<vault::VaultError> for Problem {
     fn from(e: vault::VaultError) -> Problem {
         match e {
-            vault::VaultError::WrongPassphrase => Problem::forbidden("the current password is wrong"),
+            vault::VaultError::WrongPassphrase => {
+                Problem::forbidden("the current password is wrong")
+            }
             other => Problem::internal(other),
         }
     }
@@ -186,9 +223,11 @@ impl From<JsonRejection> for Problem {
         match rejection {
             JsonRejection::JsonDataError(_) => Problem::invalid(text),
             JsonRejection::JsonSyntaxError(_) => Problem::bad_request(text),
-            JsonRejection::MissingJsonContentType(_) => {
-                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", text)
-            }
+            JsonRejection::MissingJsonContentType(_) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                text,
+            ),
             _ if status == StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
                 status,
                 "payload-too-large",
@@ -235,8 +274,12 @@ pub struct Path<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Path<T> {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
-        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(Path(value))
     }
 }
@@ -247,8 +290,12 @@ pub struct Query<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(Query(value))
     }
 }

@@ -29,7 +29,13 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 async fn policy() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], "")
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        "",
+    )
 }
 
 fn host_domain(headers: &HeaderMap) -> Option<DomainName> {
@@ -64,9 +70,14 @@ async fn advanced(
 async fn key(state: &AppState, domain: DomainName, hash: &str, local: Option<String>) -> Response {
     let not_found = || StatusCode::NOT_FOUND.into_response();
     // The hash alone cannot name an account; every client sends `l` with it.
-    let Some(local) = local.filter(|l| mail::wkd::hash(l) == hash) else { return not_found() };
-    let Ok(local) = LocalPart::parse(&local) else { return not_found() };
-    let verified = matches!(state.store.domain_by_name(&domain).await, Ok(Some(d)) if d.verified_at.is_some());
+    let Some(local) = local.filter(|l| mail::wkd::hash(l) == hash) else {
+        return not_found();
+    };
+    let Ok(local) = LocalPart::parse(&local) else {
+        return not_found();
+    };
+    let verified =
+        matches!(state.store.domain_by_name(&domain).await, Ok(Some(d)) if d.verified_at.is_some());
     if !verified {
         return not_found();
     }
@@ -78,7 +89,10 @@ async fn key(state: &AppState, domain: DomainName, hash: &str, local: Option<Str
     };
     match vault::openpgp::AccountKey::binary_public_key(&account.public_key) {
         Ok(bytes) => (
-            [(header::CONTENT_TYPE, "application/octet-stream"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
             bytes,
         )
             .into_response(),

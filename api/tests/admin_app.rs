@@ -26,7 +26,11 @@ fn build(root: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dist.join("assets")).unwrap();
     std::fs::write(dist.join("index.html"), INDEX).unwrap();
     std::fs::write(dist.join("assets/app.js"), APP_JS).unwrap();
-    std::fs::write(dist.join("favicon.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").unwrap();
+    std::fs::write(
+        dist.join("favicon.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .unwrap();
     for outside in ["secret.txt", "Cargo.toml", "secret"] {
         std::fs::write(root.join(outside), SECRET).unwrap();
     }
@@ -35,7 +39,14 @@ fn build(root: &Path) -> std::path::PathBuf {
 }
 
 async fn app_serving(backend: Backend, dir: &Path) -> TestApp {
-    support::spawn_with(backend, api::ApiConfig { admin_assets_dir: dir.to_owned(), ..support::api_config() }).await
+    support::spawn_with(
+        backend,
+        api::ApiConfig {
+            admin_assets_dir: dir.to_owned(),
+            ..support::api_config()
+        },
+    )
+    .await
 }
 
 async fn get(app: &TestApp, path: &str, host: Option<&str>) -> support::Reply {
@@ -47,7 +58,11 @@ async fn get(app: &TestApp, path: &str, host: Option<&str>) -> support::Reply {
 }
 
 fn header<'a>(reply: &'a support::Reply, name: &str) -> &'a str {
-    reply.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    reply
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn assert_protected(reply: &support::Reply) {
@@ -71,9 +86,19 @@ async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
     let head = format!("GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }
 
@@ -88,9 +113,17 @@ async fn the_app_is_served_with_its_types_caching_and_policy(backend: Backend) {
     let scratch = tempfile::tempdir().unwrap();
     let app = app_serving(backend, &build(scratch.path())).await;
 
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    for (from, to) in [("/admin", "/admin/"), ("/admin?tenant=abc", "/admin/?tenant=abc")] {
-        let moved = app.raw(no_redirects.get(format!("{}{from}", app.base))).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (from, to) in [
+        ("/admin", "/admin/"),
+        ("/admin?tenant=abc", "/admin/?tenant=abc"),
+    ] {
+        let moved = app
+            .raw(no_redirects.get(format!("{}{from}", app.base)))
+            .await;
         assert_eq!(moved.status.as_u16(), 308, "{moved:?}");
         assert_eq!(header(&moved, "location"), to);
         assert_protected(&moved);
@@ -100,22 +133,40 @@ async fn the_app_is_served_with_its_types_caching_and_policy(backend: Backend) {
     assert_eq!(index.status.as_u16(), 200, "{index:?}");
     assert_eq!(index.content_type, "text/html; charset=utf-8");
     assert_eq!(header(&index, "cache-control"), "no-cache");
-    assert!(index.text().contains("<script type=\"module\" src=\"/admin/assets/app.js\">"));
+    assert!(
+        index
+            .text()
+            .contains("<script type=\"module\" src=\"/admin/assets/app.js\">")
+    );
     assert_protected(&index);
 
     let script = get(&app, "/admin/assets/app.js", None).await;
     assert_eq!(script.status.as_u16(), 200);
     assert_eq!(script.text(), APP_JS);
     assert_eq!(script.content_type, "text/javascript; charset=utf-8");
-    assert_eq!(header(&script, "cache-control"), "public, max-age=31536000, immutable");
+    assert_eq!(
+        header(&script, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
     assert_protected(&script);
 
     let icon = get(&app, "/admin/favicon.svg", None).await;
-    assert_eq!((icon.status.as_u16(), icon.content_type.as_str()), (200, "image/svg+xml"));
-    assert_eq!(header(&icon, "cache-control"), "no-cache", "only hashed assets are cached for good");
+    assert_eq!(
+        (icon.status.as_u16(), icon.content_type.as_str()),
+        (200, "image/svg+xml")
+    );
+    assert_eq!(
+        header(&icon, "cache-control"),
+        "no-cache",
+        "only hashed assets are cached for good"
+    );
 
     // The app's own pages are index.html, the app routes them in the browser.
-    for page in ["/admin/tenants/abc", "/admin/tenants/abc/", "/admin/index.html"] {
+    for page in [
+        "/admin/tenants/abc",
+        "/admin/tenants/abc/",
+        "/admin/index.html",
+    ] {
         let fallback = get(&app, page, None).await;
         assert_eq!(fallback.status.as_u16(), 200, "{page}: {fallback:?}");
         assert_eq!(fallback.content_type, "text/html; charset=utf-8", "{page}");
@@ -124,43 +175,85 @@ async fn the_app_is_served_with_its_types_caching_and_policy(backend: Backend) {
     }
     // A file that is not there is not the app.
     let missing = get(&app, "/admin/assets/missing.js", None).await;
-    assert!(missing.problem(404).contains("assets/missing.js"), "{missing:?}");
+    assert!(
+        missing.problem(404).contains("assets/missing.js"),
+        "{missing:?}"
+    );
     assert_protected(&missing);
 
     let spec = serde_json::to_value(api::openapi()).unwrap();
-    assert!(spec["paths"].as_object().unwrap().keys().all(|p| !p.starts_with("/admin")), "the app is not part of the API");
+    assert!(
+        spec["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|p| !p.starts_with("/admin")),
+        "the app is not part of the API"
+    );
 }
 
 async fn the_title_shows_the_brand_of_the_host(backend: Backend) {
     let scratch = tempfile::tempdir().unwrap();
     let app = app_serving(backend, &build(scratch.path())).await;
-    assert_eq!(title(&get(&app, "/admin/", None).await), "Caliop", "Caliop's own brand by default");
+    assert_eq!(
+        title(&get(&app, "/admin/", None).await),
+        "Caliop",
+        "Caliop's own brand by default"
+    );
     let operator = app.state.operator_tenant;
-    app.send("PUT", &format!("/v1/tenants/{operator}/branding"), Some(&app.operator_token),
-        Some(json!({"product_name": "Ops & <Co> \"Mail\""})))
-        .await
-        .ok(200);
+    app.send(
+        "PUT",
+        &format!("/v1/tenants/{operator}/branding"),
+        Some(&app.operator_token),
+        Some(json!({"product_name": "Ops & <Co> \"Mail\""})),
+    )
+    .await
+    .ok(200);
     let escaped = "Ops &amp; &lt;Co&gt; &quot;Mail&quot;";
     assert_eq!(title(&get(&app, "/admin/", None).await), escaped);
 
     let acme = app.enterprise("acme.test", 5).await;
-    app.send("PUT", &format!("/v1/tenants/{}/branding", acme.tenant_id), Some(&acme.admin_token),
-        Some(json!({"product_name": "Acme Secure Mail"})))
-        .await
-        .ok(200);
+    app.send(
+        "PUT",
+        &format!("/v1/tenants/{}/branding", acme.tenant_id),
+        Some(&acme.admin_token),
+        Some(json!({"product_name": "Acme Secure Mail"})),
+    )
+    .await
+    .ok(200);
     let created = app
-        .post(&format!("/v1/tenants/{}/hostnames", acme.tenant_id), &acme.admin_token, json!({"hostname": "mail-admin.acme.test"}))
+        .post(
+            &format!("/v1/tenants/{}/hostnames", acme.tenant_id),
+            &acme.admin_token,
+            json!({"hostname": "mail-admin.acme.test"}),
+        )
         .await;
     let host = created.ok(201).clone();
     // Not proven yet: the operator's brand.
-    assert_eq!(title(&get(&app, "/admin/", Some("mail-admin.acme.test")).await), escaped);
-    app.dns.set_txt("_caliop-hostname.mail-admin.acme.test", &[host["verification_record"]["value"].as_str().unwrap()]);
+    assert_eq!(
+        title(&get(&app, "/admin/", Some("mail-admin.acme.test")).await),
+        escaped
+    );
+    app.dns.set_txt(
+        "_caliop-hostname.mail-admin.acme.test",
+        &[host["verification_record"]["value"].as_str().unwrap()],
+    );
     let id = host["id"].as_str().unwrap();
-    app.post(&format!("/v1/hostnames/{id}/verify"), &acme.admin_token, json!({})).await.ok(200);
+    app.post(
+        &format!("/v1/hostnames/{id}/verify"),
+        &acme.admin_token,
+        json!({}),
+    )
+    .await
+    .ok(200);
 
     for (path, host, expected) in [
         ("/admin/", "mail-admin.acme.test", "Acme Secure Mail"),
-        ("/admin/accounts", "mail-admin.acme.test:8443", "Acme Secure Mail"),
+        (
+            "/admin/accounts",
+            "mail-admin.acme.test:8443",
+            "Acme Secure Mail",
+        ),
         ("/admin/", "acme.test", escaped),
         ("/admin/", "unknown.example", escaped),
     ] {
@@ -193,14 +286,24 @@ async fn no_path_leaves_the_build(backend: Backend) {
         "/admin/assets/app.js%00.png",
     ] {
         let (status, answer) = raw_get(&app, target).await;
-        assert!(!answer.contains(SECRET) && !answer.contains("root:"), "{target} leaked: {answer}");
+        assert!(
+            !answer.contains(SECRET) && !answer.contains("root:"),
+            "{target} leaked: {answer}"
+        );
         assert!(status == 404 || status == 400, "{target}: {answer}");
         if status == 404 {
-            assert!(answer.contains("application/problem+json"), "{target}: {answer}");
+            assert!(
+                answer.contains("application/problem+json"),
+                "{target}: {answer}"
+            );
         }
     }
     // The same through a client, which normalises what it can.
-    for path in ["/admin/../secret.txt", "/admin/%2e%2e/secret.txt", "/admin/assets/..%2f..%2fsecret"] {
+    for path in [
+        "/admin/../secret.txt",
+        "/admin/%2e%2e/secret.txt",
+        "/admin/assets/..%2f..%2fsecret",
+    ] {
         let reply = get(&app, path, None).await;
         assert!(!reply.text().contains(SECRET), "{path}: {reply:?}");
         assert_ne!(reply.status.as_u16(), 200, "{path}: {reply:?}");
@@ -220,5 +323,8 @@ async fn an_unbuilt_app_says_how_to_build_it(backend: Backend) {
     std::fs::write(scratch.path().join("assets/app.js"), APP_JS).unwrap();
     let half = app_serving(backend, scratch.path()).await;
     assert_eq!(get(&half, "/admin/", None).await.problem(503), NOT_BUILT);
-    assert_eq!(get(&half, "/admin/assets/app.js", None).await.problem(503), NOT_BUILT);
+    assert_eq!(
+        get(&half, "/admin/assets/app.js", None).await.problem(503),
+        NOT_BUILT
+    );
 }

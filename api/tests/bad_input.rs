@@ -38,23 +38,47 @@ fn operator_claims(app: &TestApp, exp_offset: i64) -> Value {
     })
 }
 
-on_both_backends!(malformed_bodies_are_refused_precisely, bad_tokens_are_refused_precisely);
+on_both_backends!(
+    malformed_bodies_are_refused_precisely,
+    bad_tokens_are_refused_precisely
+);
 
 async fn malformed_bodies_are_refused_precisely(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
     let token = app.operator_token.clone();
     let audit_before = app.audit_len(&e.tenant_id).await;
-    let tenants_before = app.get("/v1/tenants?limit=200", &token).await.ok(200)["items"].as_array().unwrap().len();
+    let tenants_before = app.get("/v1/tenants?limit=200", &token).await.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len();
     let url = |path: &str| format!("{}{path}", app.base);
 
     let broken = app
-        .raw(app.http.post(url("/v1/tenants")).bearer_auth(&token).header("content-type", "application/json").body("{\"name\":"))
+        .raw(
+            app.http
+                .post(url("/v1/tenants"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body("{\"name\":"),
+        )
         .await;
     assert!(broken.problem(400).contains("EOF"), "{broken:?}");
 
-    let not_json = app.raw(app.http.post(url("/v1/tenants")).bearer_auth(&token).body("name=x")).await;
-    assert!(not_json.problem(415).to_lowercase().contains("content-type"));
+    let not_json = app
+        .raw(
+            app.http
+                .post(url("/v1/tenants"))
+                .bearer_auth(&token)
+                .body("name=x"),
+        )
+        .await;
+    assert!(
+        not_json
+            .problem(415)
+            .to_lowercase()
+            .contains("content-type")
+    );
 
     let unknown = app
         .post(
@@ -76,35 +100,79 @@ async fn malformed_bodies_are_refused_precisely(backend: Backend) {
     assert!(negative.problem(422).contains("negative"));
 
     let accounts = format!("/v1/tenants/{}/accounts", e.tenant_id);
-    let no_at = app.post(&accounts, &e.admin_token, json!({"address": "alice", "password": support::PASSWORD})).await;
-    assert!(no_at.problem(422).contains("`alice` is not an email address"));
-    let foreign = app.post(&accounts, &e.admin_token, json!({"address": "alice@elsewhere.test", "password": support::PASSWORD})).await;
-    assert!(foreign.problem(422).contains("`elsewhere.test` is not hosted by this tenant"));
-    let short = app.post(&accounts, &e.admin_token, json!({"address": "alice@acme.test", "password": "short"})).await;
+    let no_at = app
+        .post(
+            &accounts,
+            &e.admin_token,
+            json!({"address": "alice", "password": support::PASSWORD}),
+        )
+        .await;
+    assert!(
+        no_at
+            .problem(422)
+            .contains("`alice` is not an email address")
+    );
+    let foreign = app
+        .post(
+            &accounts,
+            &e.admin_token,
+            json!({"address": "alice@elsewhere.test", "password": support::PASSWORD}),
+        )
+        .await;
+    assert!(
+        foreign
+            .problem(422)
+            .contains("`elsewhere.test` is not hosted by this tenant")
+    );
+    let short = app
+        .post(
+            &accounts,
+            &e.admin_token,
+            json!({"address": "alice@acme.test", "password": "short"}),
+        )
+        .await;
     assert!(short.problem(422).contains("at least 10 characters"));
 
     let domains = format!("/v1/tenants/{}/domains", e.tenant_id);
-    let spaced = app.post(&domains, &e.admin_token, json!({"name": "exa mple.test"})).await;
+    let spaced = app
+        .post(&domains, &e.admin_token, json!({"name": "exa mple.test"}))
+        .await;
     assert!(spaced.problem(422).contains("not a valid domain name"));
-    let single = app.post(&domains, &e.admin_token, json!({"name": "localhost"})).await;
+    let single = app
+        .post(&domains, &e.admin_token, json!({"name": "localhost"}))
+        .await;
     assert!(single.problem(422).contains("two labels"));
 
     let huge = json!({"name": "x".repeat(2 * 1024 * 1024), "kind": "enterprise",
         "limits": {"max_accounts": 1, "max_domains": 1, "storage_quota_bytes": 1}});
     let oversized = app.post("/v1/tenants", &token, huge).await;
     assert!(oversized.problem(413).contains("larger than"));
-    assert_eq!(oversized.headers["connection"], "close", "the unread body makes the connection unusable");
+    assert_eq!(
+        oversized.headers["connection"], "close",
+        "the unread body makes the connection unusable"
+    );
 
     let bad_cursor = app.get("/v1/tenants?cursor=!!", &token).await;
     assert!(bad_cursor.problem(400).contains("cursor"));
     let bad_id = app.get("/v1/tenants/not-a-uuid", &token).await;
     assert!(bad_id.problem(400).contains("not a valid tenant id"));
     let unknown_query = app.get("/v1/tenants?colour=red", &token).await;
-    assert!(unknown_query.problem(400).contains("unknown field `colour`"));
+    assert!(
+        unknown_query
+            .problem(400)
+            .contains("unknown field `colour`")
+    );
     app.get("/v1/nowhere", &token).await.problem(404);
 
-    assert_eq!(app.audit_len(&e.tenant_id).await, audit_before, "bad input changed nothing");
-    let tenants_after = app.get("/v1/tenants?limit=200", &token).await.ok(200)["items"].as_array().unwrap().len();
+    assert_eq!(
+        app.audit_len(&e.tenant_id).await,
+        audit_before,
+        "bad input changed nothing"
+    );
+    let tenants_after = app.get("/v1/tenants?limit=200", &token).await.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(tenants_after, tenants_before);
 }
 
@@ -116,27 +184,71 @@ async fn bad_tokens_are_refused_precisely(backend: Backend) {
 
     let cases = [
         ("garbage", "not a well-formed".to_owned()),
-        (&*forge(header.clone(), operator_claims(&app, -600), Some(&app.key)), "expired".to_owned()),
         (
-            &*forge(header.clone(), operator_claims(&app, 300), Some(&vault::instance::InstanceKey::generate())),
+            &*forge(header.clone(), operator_claims(&app, -600), Some(&app.key)),
+            "expired".to_owned(),
+        ),
+        (
+            &*forge(
+                header.clone(),
+                operator_claims(&app, 300),
+                Some(&vault::instance::InstanceKey::generate()),
+            ),
             "does not verify with this instance's key".to_owned(),
         ),
-        (&*forge(json!({"alg": "none", "typ": "JWT"}), operator_claims(&app, 300), None), "well-formed".to_owned()),
-        (&*forge(json!({"alg": "HS256", "typ": "JWT"}), operator_claims(&app, 300), Some(&app.key)), "EdDSA".to_owned()),
+        (
+            &*forge(
+                json!({"alg": "none", "typ": "JWT"}),
+                operator_claims(&app, 300),
+                None,
+            ),
+            "well-formed".to_owned(),
+        ),
+        (
+            &*forge(
+                json!({"alg": "HS256", "typ": "JWT"}),
+                operator_claims(&app, 300),
+                Some(&app.key),
+            ),
+            "EdDSA".to_owned(),
+        ),
     ];
     for (token, expected) in &cases {
-        let reply = app.post("/v1/tenants", token, json!({"name": "intruder", "kind": "reseller",
-            "limits": {"max_accounts": 1, "max_domains": 1, "storage_quota_bytes": 1}})).await;
+        let reply = app
+            .post(
+                "/v1/tenants",
+                token,
+                json!({"name": "intruder", "kind": "reseller",
+            "limits": {"max_accounts": 1, "max_domains": 1, "storage_quota_bytes": 1}}),
+            )
+            .await;
         let detail = reply.problem(401);
-        assert!(detail.contains(expected.as_str()), "token {token}: {detail}");
+        assert!(
+            detail.contains(expected.as_str()),
+            "token {token}: {detail}"
+        );
         assert!(reply.headers.contains_key("www-authenticate"));
     }
     let missing = app.send("GET", "/v1/tenants", None, None).await;
     assert!(missing.problem(401).contains("Authorization: Bearer"));
-    let basic = app.raw(app.http.get(format!("{}/v1/tenants", app.base)).header("authorization", "Basic Zm9vOmJhcg==")).await;
+    let basic = app
+        .raw(
+            app.http
+                .get(format!("{}/v1/tenants", app.base))
+                .header("authorization", "Basic Zm9vOmJhcg=="),
+        )
+        .await;
     assert!(basic.problem(401).contains("Bearer scheme"));
 
     let listed = app.get("/v1/tenants", &valid).await;
-    let names: Vec<&str> = listed.ok(200)["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(!names.contains(&"intruder"), "no bad token created anything");
+    let names: Vec<&str> = listed.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"intruder"),
+        "no bad token created anything"
+    );
 }

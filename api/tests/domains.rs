@@ -15,14 +15,21 @@ on_both_backends!(
 );
 
 fn record<'a>(records: &'a Value, purpose: &str) -> &'a Value {
-    records["records"].as_array().unwrap().iter().find(|r| r["purpose"] == purpose).unwrap()
+    records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["purpose"] == purpose)
+        .unwrap()
 }
 
 async fn verification_reads_the_txt_record(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
     let verify = format!("/v1/domains/{}/verify", e.domain_id);
-    let domain = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    let domain = app
+        .get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token)
+        .await;
     let proof = domain.ok(200)["verification_record"].clone();
     assert_eq!(proof["name"], "_caliop-verification.acme.test");
     let value = proof["value"].as_str().unwrap().to_owned();
@@ -30,34 +37,73 @@ async fn verification_reads_the_txt_record(backend: Backend) {
 
     let missing = app.post(&verify, &e.admin_token, json!({})).await;
     let detail = missing.problem(422);
-    assert!(detail.contains("no TXT record at _caliop-verification.acme.test"), "{detail}");
+    assert!(
+        detail.contains("no TXT record at _caliop-verification.acme.test"),
+        "{detail}"
+    );
     assert_eq!(missing.body["found"], json!([]));
 
-    app.dns.set_txt("_caliop-verification.acme.test", &["caliop-verification=someone-else"]);
+    app.dns.set_txt(
+        "_caliop-verification.acme.test",
+        &["caliop-verification=someone-else"],
+    );
     let wrong = app.send("POST", &verify, Some(&e.admin_token), None).await;
     let detail = wrong.problem(422);
-    assert!(detail.contains("`caliop-verification=someone-else`"), "{detail}");
-    assert_eq!(wrong.body["found"], json!(["caliop-verification=someone-else"]));
-    let still = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    assert!(
+        detail.contains("`caliop-verification=someone-else`"),
+        "{detail}"
+    );
+    assert_eq!(
+        wrong.body["found"],
+        json!(["caliop-verification=someone-else"])
+    );
+    let still = app
+        .get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token)
+        .await;
     assert_eq!(still.ok(200)["verified"], false);
 
-    app.dns.set_txt("_caliop-verification.acme.test", &["v=other", &value]);
+    app.dns
+        .set_txt("_caliop-verification.acme.test", &["v=other", &value]);
     let verified = app.post(&verify, &e.admin_token, json!({})).await;
     assert_eq!(verified.ok(200)["verified"], true);
     assert_eq!(verified.body["verification_method"], "dns");
-    let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
+    let audit = app
+        .get(
+            &format!("/v1/tenants/{}/audit", e.tenant_id),
+            &e.admin_token,
+        )
+        .await;
     assert_eq!(audit.ok(200)["items"][0]["action"], "domain.verify");
 
     // The DKIM signing keys (RSA and Ed25519) are at rest only sealed under the master key.
     use secrecy::ExposeSecret;
-    let keys = app.store.dkim_keys(tenants::DomainId(e.domain_id.parse().unwrap())).await.unwrap();
+    let keys = app
+        .store
+        .dkim_keys(tenants::DomainId(e.domain_id.parse().unwrap()))
+        .await
+        .unwrap();
     let algorithms: Vec<_> = keys.iter().map(|k| k.algorithm).collect();
-    assert_eq!(algorithms, [tenants::DkimAlgorithm::Rsa, tenants::DkimAlgorithm::Ed25519]);
+    assert_eq!(
+        algorithms,
+        [tenants::DkimAlgorithm::Rsa, tenants::DkimAlgorithm::Ed25519]
+    );
     for key in keys {
         let at_rest = key.private_key.expose_secret();
-        assert!(at_rest.starts_with("caliop-sealed:v1:") && !at_rest.contains("PRIVATE KEY"), "{at_rest}");
-        let opened = app.state.inbound.master().open_secret("dkim-private-key:acme.test", at_rest).unwrap();
-        assert!(String::from_utf8(opened).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(
+            at_rest.starts_with("caliop-sealed:v1:") && !at_rest.contains("PRIVATE KEY"),
+            "{at_rest}"
+        );
+        let opened = app
+            .state
+            .inbound
+            .master()
+            .open_secret("dkim-private-key:acme.test", at_rest)
+            .unwrap();
+        assert!(
+            String::from_utf8(opened)
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
     }
 }
 
@@ -71,37 +117,89 @@ async fn dns_records_report_live_status(backend: Backend) {
     for r in before["records"].as_array().unwrap() {
         assert_eq!(r["status"], "missing", "{r}");
     }
-    let dkim: Vec<Value> = before["records"].as_array().unwrap().iter().filter(|r| r["purpose"] == "dkim").cloned().collect();
+    let dkim: Vec<Value> = before["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["purpose"] == "dkim")
+        .cloned()
+        .collect();
     assert_eq!(dkim.len(), 2, "one RSA and one Ed25519 key: {dkim:?}");
-    assert!(dkim[0]["name"].as_str().unwrap().ends_with("-rsa._domainkey.acme.test"), "{dkim:?}");
-    assert!(dkim[0]["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MII"));
-    assert!(dkim[1]["name"].as_str().unwrap().ends_with("-ed._domainkey.acme.test"), "{dkim:?}");
-    assert!(dkim[1]["value"].as_str().unwrap().starts_with("v=DKIM1; k=ed25519; p="));
+    assert!(
+        dkim[0]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-rsa._domainkey.acme.test"),
+        "{dkim:?}"
+    );
+    assert!(
+        dkim[0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=MII")
+    );
+    assert!(
+        dkim[1]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("-ed._domainkey.acme.test"),
+        "{dkim:?}"
+    );
+    assert!(
+        dkim[1]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=ed25519; p=")
+    );
 
     let publish = |purpose: &str| record(&before, purpose).clone();
     let (proof, spf, dmarc) = (publish("verification"), publish("spf"), publish("dmarc"));
-    app.dns.set_txt(proof["name"].as_str().unwrap(), &[proof["value"].as_str().unwrap()]);
+    app.dns.set_txt(
+        proof["name"].as_str().unwrap(),
+        &[proof["value"].as_str().unwrap()],
+    );
     app.dns.set_mx("acme.test", &[(10, support::MAIL_HOST)]);
-    app.dns.set_txt("acme.test", &[spf["value"].as_str().unwrap()]);
+    app.dns
+        .set_txt("acme.test", &[spf["value"].as_str().unwrap()]);
     for key in &dkim {
-        app.dns.set_txt(key["name"].as_str().unwrap(), &[key["value"].as_str().unwrap()]);
+        app.dns.set_txt(
+            key["name"].as_str().unwrap(),
+            &[key["value"].as_str().unwrap()],
+        );
     }
-    app.dns.set_txt(dmarc["name"].as_str().unwrap(), &["v=DMARC1; p=reject"]);
-    app.dns.set_srv("_submission._tcp.acme.test", 0, 1, 587, support::MAIL_HOST);
+    app.dns
+        .set_txt(dmarc["name"].as_str().unwrap(), &["v=DMARC1; p=reject"]);
+    app.dns
+        .set_srv("_submission._tcp.acme.test", 0, 1, 587, support::MAIL_HOST);
 
     let after = app.get(&url, &e.admin_token).await;
     let after = after.ok(200).clone();
-    for purpose in ["verification", "mx", "spf", "dkim", "dmarc", "submission_autodiscovery"] {
-        assert_eq!(record(&after, purpose)["status"], "verified", "{purpose}: {after}");
+    for purpose in [
+        "verification",
+        "mx",
+        "spf",
+        "dkim",
+        "dmarc",
+        "submission_autodiscovery",
+    ] {
+        assert_eq!(
+            record(&after, purpose)["status"],
+            "verified",
+            "{purpose}: {after}"
+        );
     }
     assert_eq!(record(&after, "mta_sts")["status"], "missing");
     assert_eq!(after["ready"], true, "every required record is published");
 
-    app.dns.set_txt("acme.test", &["v=spf1 include:_spf.elsewhere.test -all"]);
+    app.dns
+        .set_txt("acme.test", &["v=spf1 include:_spf.elsewhere.test -all"]);
     let wrong = app.get(&url, &e.admin_token).await;
     let spf = record(wrong.ok(200), "spf").clone();
     assert_eq!(spf["status"], "wrong");
-    assert_eq!(spf["found"], json!(["v=spf1 include:_spf.elsewhere.test -all"]));
+    assert_eq!(
+        spf["found"],
+        json!(["v=spf1 include:_spf.elsewhere.test -all"])
+    );
     assert_eq!(wrong.body["ready"], false);
 }
 
@@ -109,11 +207,20 @@ async fn only_the_operator_can_force(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
     let verify = format!("/v1/domains/{}/verify", e.domain_id);
-    let refused = app.post(&verify, &e.admin_token, json!({"force": true})).await;
+    let refused = app
+        .post(&verify, &e.admin_token, json!({"force": true}))
+        .await;
     assert!(refused.problem(403).contains("only the operator"));
-    let forced = app.post(&verify, &app.operator_token, json!({"force": true})).await;
+    let forced = app
+        .post(&verify, &app.operator_token, json!({"force": true}))
+        .await;
     assert_eq!(forced.ok(200)["verification_method"], "forced");
-    let audit = app.get(&format!("/v1/tenants/{}/audit", e.tenant_id), &e.admin_token).await;
+    let audit = app
+        .get(
+            &format!("/v1/tenants/{}/audit", e.tenant_id),
+            &e.admin_token,
+        )
+        .await;
     let entry = audit.ok(200)["items"][0].clone();
     assert_eq!(entry["action"], "domain.verify.forced");
     assert_eq!(entry["actor"], "operator");
@@ -122,28 +229,59 @@ async fn only_the_operator_can_force(backend: Backend) {
 async fn a_background_job_verifies_the_domain_once_published(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
-    let worker = worker::caliop_worker(app.worker_context(0, std::time::Duration::from_secs(60)), "test-worker");
+    let worker = worker::caliop_worker(
+        app.worker_context(0, std::time::Duration::from_secs(60)),
+        "test-worker",
+    );
 
     // Not published yet: the check fails and is queued again for later.
-    assert!(worker.run_one("test-worker").await, "the check was queued with the domain");
+    assert!(
+        worker.run_one("test-worker").await,
+        "the check was queued with the domain"
+    );
     let queue = app.get("/v1/queue", &app.operator_token).await;
     let depth = queue.ok(200)["depth"].as_array().unwrap().clone();
-    assert!(depth.iter().any(|d| d["kind"] == "domain.check" && d["state"] == "queued"), "{depth:?}");
-    assert!(!worker.run_one("test-worker").await, "the retry waits for its backoff");
+    assert!(
+        depth
+            .iter()
+            .any(|d| d["kind"] == "domain.check" && d["state"] == "queued"),
+        "{depth:?}"
+    );
+    assert!(
+        !worker.run_one("test-worker").await,
+        "the retry waits for its backoff"
+    );
     app.get("/v1/queue", &e.admin_token).await.problem(403);
 
-    let domain = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    let domain = app
+        .get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token)
+        .await;
     let record = domain.ok(200)["verification_record"].clone();
-    app.dns.set_txt(record["name"].as_str().unwrap(), &[record["value"].as_str().unwrap()]);
+    app.dns.set_txt(
+        record["name"].as_str().unwrap(),
+        &[record["value"].as_str().unwrap()],
+    );
     // The retry would find it; run the job's check now instead of waiting for its backoff.
-    let check = worker::DomainCheck { domain_id: tenants::DomainId(e.domain_id.parse().unwrap()) };
+    let check = worker::DomainCheck {
+        domain_id: tenants::DomainId(e.domain_id.parse().unwrap()),
+    };
     let context = app.worker_context(0, std::time::Duration::from_secs(60));
-    worker::Job::run(&check, &context).await.expect("the record is found");
-    let verified = app.get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token).await;
+    worker::Job::run(&check, &context)
+        .await
+        .expect("the record is found");
+    let verified = app
+        .get(&format!("/v1/domains/{}", e.domain_id), &e.admin_token)
+        .await;
     assert_eq!(verified.ok(200)["verified"], true);
     assert_eq!(verified.body["verification_method"], "dns");
     let metrics = app.raw(app.http.get(format!("{}/metrics", app.base))).await;
-    assert!(metrics.text().contains("caliop_jobs{kind=\"domain.check\",state=\"queued\"} 1"), "{}", metrics.text());
+    assert!(
+        metrics
+            .text()
+            .contains("caliop_jobs{kind=\"domain.check\",state=\"queued\"} 1"),
+        "{}",
+        metrics.text()
+    );
 }
 
 async fn dkim_rotation_switches_once_the_new_keys_are_published(backend: Backend) {
@@ -155,45 +293,92 @@ async fn dkim_rotation_switches_once_the_new_keys_are_published(backend: Backend
             .as_array()
             .unwrap()
             .iter()
-            .map(|k| (k["selector"].as_str().unwrap().to_owned(), k["state"].as_str().unwrap().to_owned()))
+            .map(|k| {
+                (
+                    k["selector"].as_str().unwrap().to_owned(),
+                    k["state"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect()
     };
     let before = app.get(&keys_url, &e.admin_token).await.ok(200).clone();
-    let old: Vec<String> = states(&before).into_iter().map(|(s, state)| {
-        assert_eq!(state, "active");
-        s
-    }).collect();
+    let old: Vec<String> = states(&before)
+        .into_iter()
+        .map(|(s, state)| {
+            assert_eq!(state, "active");
+            s
+        })
+        .collect();
     assert_eq!(old.len(), 2);
 
-    let rotated = app.post(&format!("{keys_url}/rotate"), &e.admin_token, json!({})).await;
+    let rotated = app
+        .post(&format!("{keys_url}/rotate"), &e.admin_token, json!({}))
+        .await;
     let rotated = rotated.ok(202).clone();
-    let pending: Vec<Value> = rotated["keys"].as_array().unwrap().iter().filter(|k| k["state"] == "pending").cloned().collect();
+    let pending: Vec<Value> = rotated["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "pending")
+        .cloned()
+        .collect();
     assert_eq!(pending.len(), 2, "{rotated}");
-    assert!(pending.iter().all(|k| !old.contains(&k["selector"].as_str().unwrap().to_owned())), "fresh selectors");
-    let again = app.post(&format!("{keys_url}/rotate"), &e.admin_token, json!({})).await;
+    assert!(
+        pending
+            .iter()
+            .all(|k| !old.contains(&k["selector"].as_str().unwrap().to_owned())),
+        "fresh selectors"
+    );
+    let again = app
+        .post(&format!("{keys_url}/rotate"), &e.admin_token, json!({}))
+        .await;
     assert!(again.problem(409).contains("already pending"));
 
     // The switch waits for DNS.
     let context = app.worker_context(0, std::time::Duration::from_secs(60));
-    let switch = worker::DkimSwitch { domain_id: tenants::DomainId(e.domain_id.parse().unwrap()) };
+    let switch = worker::DkimSwitch {
+        domain_id: tenants::DomainId(e.domain_id.parse().unwrap()),
+    };
     let waiting = worker::Job::run(&switch, &context).await.unwrap_err();
     assert!(waiting.contains("not published"), "{waiting}");
     for key in &pending {
-        app.dns.set_txt(key["record"]["name"].as_str().unwrap(), &[key["record"]["value"].as_str().unwrap()]);
+        app.dns.set_txt(
+            key["record"]["name"].as_str().unwrap(),
+            &[key["record"]["value"].as_str().unwrap()],
+        );
     }
-    worker::Job::run(&switch, &context).await.expect("published: the switch happens");
+    worker::Job::run(&switch, &context)
+        .await
+        .expect("published: the switch happens");
 
     let after = app.get(&keys_url, &e.admin_token).await.ok(200).clone();
     for (selector, state) in states(&after) {
-        let expected = if old.contains(&selector) { "retired" } else { "active" };
+        let expected = if old.contains(&selector) {
+            "retired"
+        } else {
+            "active"
+        };
         assert_eq!(state, expected, "{selector}: {after}");
     }
     // Retired keys stay among the records to publish, no longer required.
-    let records = app.get(&format!("/v1/domains/{}/dns-records", e.domain_id), &e.admin_token).await;
-    let dkim: Vec<Value> = records.ok(200)["records"].as_array().unwrap().iter().filter(|r| r["purpose"] == "dkim").cloned().collect();
+    let records = app
+        .get(
+            &format!("/v1/domains/{}/dns-records", e.domain_id),
+            &e.admin_token,
+        )
+        .await;
+    let dkim: Vec<Value> = records.ok(200)["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["purpose"] == "dkim")
+        .cloned()
+        .collect();
     assert_eq!(dkim.len(), 4);
     for r in &dkim {
-        let retired = old.iter().any(|s| r["name"].as_str().unwrap().starts_with(&format!("{s}.")));
+        let retired = old
+            .iter()
+            .any(|s| r["name"].as_str().unwrap().starts_with(&format!("{s}.")));
         assert_eq!(r["required"], !retired, "{r}");
     }
 }

@@ -7,10 +7,10 @@ mod support;
 
 use std::time::Duration;
 
+use mail::imap_probe::ImapProbe as Client;
 use serde_json::{Value, json};
 use support::{PASSWORD, TestApp};
 use tenants::{Backend, on_both_backends};
-use mail::imap_probe::ImapProbe as Client;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 on_both_backends!(
@@ -30,13 +30,21 @@ async fn user(app: &TestApp, domain: &str, local: &str, level: &str) -> (String,
     let address = format!("{local}@{domain}");
     let token = app.login(&address, PASSWORD).await;
     if level != "standard" {
-        app.patch(&format!("/v1/accounts/{id}"), &token, json!({"level": level})).await.ok(200);
+        app.patch(
+            &format!("/v1/accounts/{id}"),
+            &token,
+            json!({"level": level}),
+        )
+        .await
+        .ok(200);
     }
     (id, address, token)
 }
 
 async fn messages(app: &TestApp, account: &str, token: &str, query: &str) -> Vec<Value> {
-    let listed = app.get(&format!("/v1/accounts/{account}/messages?{query}"), token).await;
+    let listed = app
+        .get(&format!("/v1/accounts/{account}/messages?{query}"), token)
+        .await;
     listed.ok(200)["items"].as_array().expect("items").clone()
 }
 
@@ -57,15 +65,27 @@ async fn imaplib_runs_a_whole_session_and_the_api_agrees(backend: Backend) {
         .unwrap()
     };
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "the imaplib session failed:\n{}\n{stdout}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "the imaplib session failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let out: Value = serde_json::from_str(stdout.trim()).expect("the script's summary");
     eprintln!("imaplib session: {out}");
     assert_eq!(out["inbox"], 2, "{out}");
 
     // The API sees the same mailboxes, messages and flags.
-    let mailboxes = app.get(&format!("/v1/accounts/{id}/mailboxes"), &token).await;
+    let mailboxes = app
+        .get(&format!("/v1/accounts/{id}/mailboxes"), &token)
+        .await;
     let mailboxes = mailboxes.ok(200).as_array().unwrap().clone();
-    let by_name = |name: &str| mailboxes.iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} in {mailboxes:?}")).clone();
+    let by_name = |name: &str| {
+        mailboxes
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {mailboxes:?}"))
+            .clone()
+    };
     assert_eq!(by_name("INBOX")["uid_validity"], out["uidvalidity"]);
     assert_eq!(by_name("INBOX")["counts"]["messages"], 2);
     assert_eq!(by_name("Archive")["counts"]["messages"], 1);
@@ -76,9 +96,20 @@ async fn imaplib_runs_a_whole_session_and_the_api_agrees(backend: Backend) {
     assert_eq!(archived.len(), 1);
     assert_eq!(archived[0]["subject"], out["moved_subject"]);
     let inbox = messages(&app, &id, &token, "folder=inbox").await;
-    let first = inbox.iter().find(|m| m["uid"] == out["flagged_uid"]).expect("the flagged message");
-    let flags: Vec<&str> = first["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
-    assert!(flags.contains(&"flagged") && flags.contains(&"answered"), "{flags:?}");
+    let first = inbox
+        .iter()
+        .find(|m| m["uid"] == out["flagged_uid"])
+        .expect("the flagged message");
+    let flags: Vec<&str> = first["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        flags.contains(&"flagged") && flags.contains(&"answered"),
+        "{flags:?}"
+    );
     assert_eq!(first["keywords"], json!(["$Work"]));
     let drafts = messages(&app, &id, &token, "folder=drafts").await;
     assert_eq!(drafts.len(), 1);
@@ -87,57 +118,117 @@ async fn imaplib_runs_a_whole_session_and_the_api_agrees(backend: Backend) {
     assert_eq!(drafts[0]["flags"], json!(["draft"]));
 
     // And what the API changes, IMAP sees: a move through the API.
-    let moved = app.patch(&format!("/v1/messages/{}", first["id"].as_str().unwrap()), &token, json!({"folder": "trash"})).await;
+    let moved = app
+        .patch(
+            &format!("/v1/messages/{}", first["id"].as_str().unwrap()),
+            &token,
+            json!({"folder": "trash"}),
+        )
+        .await;
     assert_eq!(moved.ok(200)["folder"], "trash");
     let (mut client, _) = Client::connect(app.imap).await;
     client.login(&address, PASSWORD).await;
     let (untagged, done) = client.run("STATUS Trash (MESSAGES UIDNEXT)").await;
     assert!(done.contains(" OK "), "{done}");
-    assert!(untagged[0].contains("MESSAGES 1") && untagged[0].contains("UIDNEXT 2"), "{untagged:?}");
+    assert!(
+        untagged[0].contains("MESSAGES 1") && untagged[0].contains("UIDNEXT 2"),
+        "{untagged:?}"
+    );
 }
 
 async fn sealed_mail_is_served_as_stored(backend: Backend) {
     let app = support::spawn(backend).await;
     let (id, address, token) = user(&app, "acme.test", "carol", "sealed").await;
-    let original = support::message("alice@sender.test", &address, "Sealed for Carol", "Only Carol reads this.");
-    let reply = support::send_with_lettre(app.smtp, "alice@sender.test", &[&address], &original, false).await.expect("delivered");
+    let original = support::message(
+        "alice@sender.test",
+        &address,
+        "Sealed for Carol",
+        "Only Carol reads this.",
+    );
+    let reply =
+        support::send_with_lettre(app.smtp, "alice@sender.test", &[&address], &original, false)
+            .await
+            .expect("delivered");
     assert!(reply.is_positive());
     let meta = messages(&app, &id, &token, "").await.remove(0);
-    let raw = app.raw(app.http.get(format!("{}/v1/messages/{}/raw", app.base, meta["id"].as_str().unwrap())).bearer_auth(&token)).await;
+    let raw = app
+        .raw(
+            app.http
+                .get(format!(
+                    "{}/v1/messages/{}/raw",
+                    app.base,
+                    meta["id"].as_str().unwrap()
+                ))
+                .bearer_auth(&token),
+        )
+        .await;
     let stored = raw.text().to_owned();
 
     let (mut client, _) = Client::connect(app.imap).await;
     client.login(&address, PASSWORD).await;
     client.run("SELECT INBOX").await;
-    let (untagged, done) = client.run("FETCH 1 (RFC822.SIZE BODYSTRUCTURE ENVELOPE BODY.PEEK[])").await;
+    let (untagged, done) = client
+        .run("FETCH 1 (RFC822.SIZE BODYSTRUCTURE ENVELOPE BODY.PEEK[])")
+        .await;
     assert!(done.contains(" OK "), "{done}");
     let response = untagged.concat();
-    assert!(response.contains(&format!("RFC822.SIZE {}", stored.len())), "{response}");
-    assert!(response.to_ascii_uppercase().contains("\"MULTIPART\" \"ENCRYPTED\"") || response.to_ascii_uppercase().contains("\"ENCRYPTED\""),
-        "BODYSTRUCTURE describes the encrypted wrapper: {response}");
-    assert!(!response.contains("Sealed for Carol"), "the subject is not known to the server: {response}");
-    let body_at = response.find(&format!("BODY[] {{{}}}\r\n", stored.len())).expect("the body literal");
-    let served = &response[body_at + format!("BODY[] {{{}}}\r\n", stored.len()).len()..][..stored.len()];
+    assert!(
+        response.contains(&format!("RFC822.SIZE {}", stored.len())),
+        "{response}"
+    );
+    assert!(
+        response
+            .to_ascii_uppercase()
+            .contains("\"MULTIPART\" \"ENCRYPTED\"")
+            || response.to_ascii_uppercase().contains("\"ENCRYPTED\""),
+        "BODYSTRUCTURE describes the encrypted wrapper: {response}"
+    );
+    assert!(
+        !response.contains("Sealed for Carol"),
+        "the subject is not known to the server: {response}"
+    );
+    let body_at = response
+        .find(&format!("BODY[] {{{}}}\r\n", stored.len()))
+        .expect("the body literal");
+    let served =
+        &response[body_at + format!("BODY[] {{{}}}\r\n", stored.len()).len()..][..stored.len()];
     assert_eq!(served, stored, "IMAP serves exactly the stored PGP/MIME");
 
     // The key the user exports opens it: GnuPG gets the original back.
-    let secret = app.get(&format!("/v1/accounts/{id}/secret-key"), &token).await;
+    let secret = app
+        .get(&format!("/v1/accounts/{id}/secret-key"), &token)
+        .await;
     let armored = secret.text().to_owned();
     let home = support::gpg_home();
     let (imported, _, err) = support::gpg(home.path(), &["--import"], armored.as_bytes());
     assert!(imported, "{err}");
-    let part = served.split("-----BEGIN PGP MESSAGE-----").nth(1).expect("an armored part");
-    let armored_message = format!("-----BEGIN PGP MESSAGE-----{}", part.split("-----END PGP MESSAGE-----").next().unwrap())
-        + "-----END PGP MESSAGE-----\n";
-    let (decrypted, plain, err) =
-        support::gpg(home.path(), &["--passphrase", PASSWORD, "--decrypt"], armored_message.as_bytes());
+    let part = served
+        .split("-----BEGIN PGP MESSAGE-----")
+        .nth(1)
+        .expect("an armored part");
+    let armored_message = format!(
+        "-----BEGIN PGP MESSAGE-----{}",
+        part.split("-----END PGP MESSAGE-----").next().unwrap()
+    ) + "-----END PGP MESSAGE-----\n";
+    let (decrypted, plain, err) = support::gpg(
+        home.path(),
+        &["--passphrase", PASSWORD, "--decrypt"],
+        armored_message.as_bytes(),
+    );
     assert!(decrypted, "{err}");
     let plain = String::from_utf8_lossy(&plain);
     assert!(plain.contains("Only Carol reads this."), "{plain}");
 
     // A draft her client APPENDs in clear is sealed before it is written.
-    let draft = support::message(&address, "dan@elsewhere.test", "Draft about the merger", "Not yet.");
-    client.send_raw(format!("t50 APPEND Drafts (\\Draft) {{{}+}}\r\n", draft.len()).as_bytes()).await;
+    let draft = support::message(
+        &address,
+        "dan@elsewhere.test",
+        "Draft about the merger",
+        "Not yet.",
+    );
+    client
+        .send_raw(format!("t50 APPEND Drafts (\\Draft) {{{}+}}\r\n", draft.len()).as_bytes())
+        .await;
     client.send_raw(&draft).await;
     client.send_raw(b"\r\n").await;
     let (_, done) = client.until("t50").await;
@@ -145,9 +236,22 @@ async fn sealed_mail_is_served_as_stored(backend: Backend) {
     let drafts = messages(&app, &id, &token, "folder=drafts").await;
     assert_eq!(drafts[0]["level"], "sealed");
     assert!(drafts[0]["subject"].is_null(), "{:?}", drafts[0]);
-    let raw = app.raw(app.http.get(format!("{}/v1/messages/{}/raw", app.base, drafts[0]["id"].as_str().unwrap())).bearer_auth(&token)).await;
+    let raw = app
+        .raw(
+            app.http
+                .get(format!(
+                    "{}/v1/messages/{}/raw",
+                    app.base,
+                    drafts[0]["id"].as_str().unwrap()
+                ))
+                .bearer_auth(&token),
+        )
+        .await;
     let stored = raw.text();
-    assert!(stored.contains("multipart/encrypted") && !stored.contains("merger"), "{stored}");
+    assert!(
+        stored.contains("multipart/encrypted") && !stored.contains("merger"),
+        "{stored}"
+    );
 }
 
 async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
@@ -156,94 +260,184 @@ async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     app.user(&e, "dave").await;
     let address = "dave@acme.test".to_owned();
     let (mut c, greeting) = Client::connect(app.imap).await;
-    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1"), "{greeting}");
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{greeting}"
+    );
 
     let (_, done) = c.run("FETCH 1 (FLAGS)").await;
-    assert!(done.contains(" BAD ") && done.contains("sign in first"), "wrong state: {done}");
+    assert!(
+        done.contains(" BAD ") && done.contains("sign in first"),
+        "wrong state: {done}"
+    );
     let (_, done) = c.run("FROBNICATE now").await;
-    assert!(done.contains(" BAD ") && done.contains("FROBNICATE"), "unknown command: {done}");
+    assert!(
+        done.contains(" BAD ") && done.contains("FROBNICATE"),
+        "unknown command: {done}"
+    );
     let (_, done) = c.run("LOGIN onlyone").await;
-    assert!(done.contains(" BAD ") && done.contains("LOGIN"), "missing argument: {done}");
-    c.send_raw(format!("t90 NOOP {}\r\n", "x".repeat(70 * 1024)).as_bytes()).await;
+    assert!(
+        done.contains(" BAD ") && done.contains("LOGIN"),
+        "missing argument: {done}"
+    );
+    c.send_raw(format!("t90 NOOP {}\r\n", "x".repeat(70 * 1024)).as_bytes())
+        .await;
     let (_, done) = c.until("t90").await;
     assert!(done.contains(" BAD [TOOBIG]"), "overlong line: {done}");
     c.send_raw(b"t91 LOGIN {9000}\r\n").await;
     let (_, done) = c.until("t91").await;
-    assert!(done.contains(" NO [TOOBIG]") && done.contains("at most 8192"), "no big literal before sign-in: {done}");
+    assert!(
+        done.contains(" NO [TOOBIG]") && done.contains("at most 8192"),
+        "no big literal before sign-in: {done}"
+    );
     let (_, done) = c.run("LOGIN nobody@acme.test wrong").await;
     assert!(done.contains(" NO [AUTHENTICATIONFAILED]"), "{done}");
 
     c.login(&address, PASSWORD).await;
     let (_, done) = c.run("FETCH 1 (FLAGS)").await;
-    assert!(done.contains(" BAD ") && done.contains("select a mailbox first"), "{done}");
+    assert!(
+        done.contains(" BAD ") && done.contains("select a mailbox first"),
+        "{done}"
+    );
     c.send_raw(b"t93 APPEND INBOX {5000000}\r\n").await;
     let (_, done) = c.until("t93").await;
-    assert!(done.contains(" NO [TOOBIG]") && done.contains("5000000"), "literal over the limit: {done}");
-    let (_, done) = c.run("LIST \"\" \"*****************************************x\"").await;
+    assert!(
+        done.contains(" NO [TOOBIG]") && done.contains("5000000"),
+        "literal over the limit: {done}"
+    );
+    let (_, done) = c
+        .run("LIST \"\" \"*****************************************x\"")
+        .await;
     assert!(done.contains(" OK "), "wildcards cost little: {done}");
     let (_, done) = c.run("SELECT Nowhere").await;
     assert!(done.contains(" NO [NONEXISTENT]"), "{done}");
     let (_, done) = c.run("CREATE \"a*b\"").await;
-    assert!(done.contains(" NO [CANNOT]") && done.contains("wildcards"), "{done}");
+    assert!(
+        done.contains(" NO [CANNOT]") && done.contains("wildcards"),
+        "{done}"
+    );
     let (_, done) = c.run("DELETE INBOX").await;
     assert!(done.contains(" NO [CANNOT]"), "{done}");
     assert!(c.run("CREATE Clients/Dupont").await.1.contains(" OK "));
     let (_, done) = c.run("DELETE Clients").await;
-    assert!(done.contains(" NO [CANNOT]") && done.contains("under it"), "{done}");
+    assert!(
+        done.contains(" NO [CANNOT]") && done.contains("under it"),
+        "{done}"
+    );
     let (_, done) = c.run("RENAME Clients Customers").await;
     assert!(done.contains(" OK "), "{done}");
     let (listed, _) = c.run("LIST \"\" Customers*").await;
     assert_eq!(listed.len(), 2, "the child follows its parent: {listed:?}");
-    assert!(listed.iter().any(|l| l.contains("\"Customers/Dupont\"")), "{listed:?}");
+    assert!(
+        listed.iter().any(|l| l.contains("\"Customers/Dupont\"")),
+        "{listed:?}"
+    );
     assert!(c.run("DELETE Customers/Dupont").await.1.contains(" OK "));
     assert!(c.run("DELETE Customers").await.1.contains(" OK "));
     c.run("SELECT INBOX").await;
     let (_, done) = c.run("FETCH 1:* (BINARY[1])").await;
     assert!(done.contains(" BAD ") && done.contains("BINARY"), "{done}");
     let (_, done) = c.run("UID FETCH 1:* (FLAGS)").await;
-    assert!(done.contains(" OK "), "an empty mailbox fetches nothing: {done}");
+    assert!(
+        done.contains(" OK "),
+        "an empty mailbox fetches nothing: {done}"
+    );
     let (_, done) = c.run("NOOP").await;
     assert!(done.contains(" OK "), "the session goes on: {done}");
 
     // A literal within the limit is taken; the continuation comes first.
     let message = support::message("dave@acme.test", "dave@acme.test", "Appended", "Hi.");
-    c.send_raw(format!("t92 APPEND INBOX (\\Seen) {{{}}}\r\n", message.len()).as_bytes()).await;
+    c.send_raw(format!("t92 APPEND INBOX (\\Seen) {{{}}}\r\n", message.len()).as_bytes())
+        .await;
     assert!(c.line().await.starts_with("+ "), "a continuation request");
     c.send_raw(&message).await;
     c.send_raw(b"\r\n").await;
     let (untagged, done) = c.until("t92").await;
-    assert!(done.contains(" OK [APPENDUID ") && done.contains(" 1]"), "{done}");
-    assert!(untagged.iter().any(|l| l.trim() == "* 1 EXISTS"), "the selected mailbox grew: {untagged:?}");
+    assert!(
+        done.contains(" OK [APPENDUID ") && done.contains(" 1]"),
+        "{done}"
+    );
+    assert!(
+        untagged.iter().any(|l| l.trim() == "* 1 EXISTS"),
+        "the selected mailbox grew: {untagged:?}"
+    );
     let (_, done) = c.run("STORE 1 +FLAGS (\\Recent)").await;
-    assert!(done.contains(" BAD ") && done.contains("\\Recent"), "{done}");
+    assert!(
+        done.contains(" BAD ") && done.contains("\\Recent"),
+        "{done}"
+    );
     let (untagged, done) = c.run("FETCH 1 (FLAGS)").await;
-    assert!(done.contains(" OK ") && untagged[0].contains("FLAGS (\\Seen)"), "{untagged:?} {done}");
+    assert!(
+        done.contains(" OK ") && untagged[0].contains("FLAGS (\\Seen)"),
+        "{untagged:?} {done}"
+    );
 
     // Another client is served as if nothing happened.
     let (mut other, _) = Client::connect(app.imap).await;
     other.login(&address, PASSWORD).await;
     let (untagged, done) = other.run("SELECT INBOX").await;
     assert!(done.contains(" OK [READ-WRITE]"), "{done}");
-    assert!(untagged.iter().any(|l| l.trim() == "* 1 EXISTS"), "{untagged:?}");
+    assert!(
+        untagged.iter().any(|l| l.trim() == "* 1 EXISTS"),
+        "{untagged:?}"
+    );
 
     // Suspended by an administrator: open sessions end, new ones are refused.
-    let accounts = app.get(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token).await;
-    let dave = accounts.ok(200)["items"].as_array().unwrap().iter().find(|a| a["address"] == address.as_str()).unwrap()["id"]
+    let accounts = app
+        .get(
+            &format!("/v1/tenants/{}/accounts", e.tenant_id),
+            &e.admin_token,
+        )
+        .await;
+    let dave = accounts.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == address.as_str())
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    app.patch(&format!("/v1/accounts/{dave}"), &e.admin_token, json!({"status": "suspended"})).await.ok(200);
+    app.patch(
+        &format!("/v1/accounts/{dave}"),
+        &e.admin_token,
+        json!({"status": "suspended"}),
+    )
+    .await
+    .ok(200);
     other.send_raw(b"t94 NOOP\r\n").await;
-    assert!(other.line().await.starts_with("* BYE "), "the open session is ended");
+    assert!(
+        other.line().await.starts_with("* BYE "),
+        "the open session is ended"
+    );
     let (mut late, _) = Client::connect(app.imap).await;
-    let (_, done) = late.run(&format!("LOGIN \"{address}\" \"{PASSWORD}\"")).await;
+    let (_, done) = late
+        .run(&format!("LOGIN \"{address}\" \"{PASSWORD}\""))
+        .await;
     assert!(done.contains(" NO [AUTHENTICATIONFAILED]"), "{done}");
 
     // A suspended organisation: its users are told so, not that their password is wrong.
-    app.patch(&format!("/v1/accounts/{dave}"), &e.admin_token, json!({"status": "active"})).await.ok(200);
-    app.patch(&format!("/v1/tenants/{}", e.tenant_id), &app.operator_token, json!({"status": "suspended"})).await.ok(200);
-    let (_, done) = late.run(&format!("LOGIN \"{address}\" \"{PASSWORD}\"")).await;
-    assert!(done.contains(" NO [CONTACTADMIN]") && done.contains("suspended"), "{done}");
+    app.patch(
+        &format!("/v1/accounts/{dave}"),
+        &e.admin_token,
+        json!({"status": "active"}),
+    )
+    .await
+    .ok(200);
+    app.patch(
+        &format!("/v1/tenants/{}", e.tenant_id),
+        &app.operator_token,
+        json!({"status": "suspended"}),
+    )
+    .await
+    .ok(200);
+    let (_, done) = late
+        .run(&format!("LOGIN \"{address}\" \"{PASSWORD}\""))
+        .await;
+    assert!(
+        done.contains(" NO [CONTACTADMIN]") && done.contains("suspended"),
+        "{done}"
+    );
 }
 
 /// Commands made of IMAP words, numbers, literals and random bytes, fed to
@@ -259,11 +453,53 @@ async fn random_input_on_the_command_path(backend: Backend) {
     let app = support::spawn(backend).await;
     let (_, address, _) = user(&app, "acme.test", "erin", "standard").await;
     let words = prop::sample::select(vec![
-        "a", "LOGIN", "SELECT", "INBOX", "FETCH", "UID", "STORE", "1:*", "*", "(", ")", "[", "]", "BODY[]", "+FLAGS",
-        "\\Seen", "{3}", "{5+}", "\"", "\"x\"", "NIL", "SEARCH", "OR", "APPEND", "IDLE", "DONE", "LIST", "\"\"", "%", "1",
-        "0", "4294967296", "MOVE", "COPY", "EXPUNGE", "AUTHENTICATE", "PLAIN", "=", "<0.5>", "ENVELOPE", "CREATE", "RENAME",
+        "a",
+        "LOGIN",
+        "SELECT",
+        "INBOX",
+        "FETCH",
+        "UID",
+        "STORE",
+        "1:*",
+        "*",
+        "(",
+        ")",
+        "[",
+        "]",
+        "BODY[]",
+        "+FLAGS",
+        "\\Seen",
+        "{3}",
+        "{5+}",
+        "\"",
+        "\"x\"",
+        "NIL",
+        "SEARCH",
+        "OR",
+        "APPEND",
+        "IDLE",
+        "DONE",
+        "LIST",
+        "\"\"",
+        "%",
+        "1",
+        "0",
+        "4294967296",
+        "MOVE",
+        "COPY",
+        "EXPUNGE",
+        "AUTHENTICATE",
+        "PLAIN",
+        "=",
+        "<0.5>",
+        "ENVELOPE",
+        "CREATE",
+        "RENAME",
     ]);
-    let token = prop_oneof![words.prop_map(|w| w.as_bytes().to_vec()), prop::collection::vec(any::<u8>(), 0..12)];
+    let token = prop_oneof![
+        words.prop_map(|w| w.as_bytes().to_vec()),
+        prop::collection::vec(any::<u8>(), 0..12)
+    ];
     let line = prop::collection::vec(token, 0..10).prop_map(|tokens| {
         let mut line = tokens.join(&b' ');
         line.retain(|b| *b != b'\n');
@@ -271,7 +507,10 @@ async fn random_input_on_the_command_path(backend: Backend) {
         line
     });
     let input = prop::collection::vec(line, 1..6);
-    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
     let mut cases = Vec::new();
     for _ in 0..48 {
         cases.push(input.new_tree(&mut runner).expect("a case").current());
@@ -286,7 +525,9 @@ async fn random_input_on_the_command_path(backend: Backend) {
         let mut read = BufReader::new(read);
         let mut prefix = Vec::new();
         if signed_in {
-            prefix.extend_from_slice(format!("p1 LOGIN \"{address}\" \"{PASSWORD}\"\r\np2 SELECT INBOX\r\n").as_bytes());
+            prefix.extend_from_slice(
+                format!("p1 LOGIN \"{address}\" \"{PASSWORD}\"\r\np2 SELECT INBOX\r\n").as_bytes(),
+            );
         }
         let mut input = prefix;
         for line in &lines {
@@ -298,7 +539,9 @@ async fn random_input_on_the_command_path(backend: Backend) {
         let mut said_bye = false;
         loop {
             let mut line = Vec::new();
-            match tokio::time::timeout(Duration::from_secs(3), read.read_until(b'\n', &mut line)).await {
+            match tokio::time::timeout(Duration::from_secs(3), read.read_until(b'\n', &mut line))
+                .await
+            {
                 Ok(Ok(0)) | Err(_) => break,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => panic!("reading the session: {e}"),
@@ -310,7 +553,11 @@ async fn random_input_on_the_command_path(backend: Backend) {
                     rest.starts_with("OK") || rest.starts_with("NO ") || rest.starts_with("BAD ")
                 })
                 || !text.ends_with("\r\n");
-            assert!(well_formed, "case {n}: `{text}` answers {:?}", String::from_utf8_lossy(&input));
+            assert!(
+                well_formed,
+                "case {n}: `{text}` answers {:?}",
+                String::from_utf8_lossy(&input)
+            );
             said_bye |= text.starts_with("* BYE");
             if text.starts_with("zz OK") {
                 answered = true;
@@ -318,8 +565,14 @@ async fn random_input_on_the_command_path(backend: Backend) {
             }
         }
         let promised_literal = input.windows(2).any(|w| w == b"}\r");
-        let idle = String::from_utf8_lossy(&input).to_ascii_uppercase().contains("IDLE");
-        assert!(answered || said_bye || promised_literal || idle, "case {n}: no answer to NOOP after {:?}", String::from_utf8_lossy(&input));
+        let idle = String::from_utf8_lossy(&input)
+            .to_ascii_uppercase()
+            .contains("IDLE");
+        assert!(
+            answered || said_bye || promised_literal || idle,
+            "case {n}: no answer to NOOP after {:?}",
+            String::from_utf8_lossy(&input)
+        );
         drop(write);
         drop(read);
         let _ = tokio::time::timeout(Duration::from_secs(5), session).await;

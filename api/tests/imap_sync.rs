@@ -27,7 +27,9 @@ fn mbsync(config: &Path) -> std::process::Output {
 
 async fn run_mbsync(config: &Path) {
     let config = config.to_owned();
-    let out = tokio::task::spawn_blocking(move || mbsync(&config)).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || mbsync(&config))
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "mbsync failed:\n{}\n{}",
@@ -40,7 +42,14 @@ async fn run_mbsync(config: &Path) {
 fn maildir(folder: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = ["cur", "new"]
         .iter()
-        .flat_map(|sub| std::fs::read_dir(folder.join(sub)).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect::<Vec<_>>()).unwrap_or_default())
+        .flat_map(|sub| {
+            std::fs::read_dir(folder.join(sub))
+                .map(|d| {
+                    d.filter_map(|e| e.ok().map(|e| e.path()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
         .collect();
     files.sort();
     files
@@ -63,11 +72,19 @@ async fn served(app: &TestApp, account: &str, token: &str) -> HashMap<String, (V
             Some(c) => format!("folder=inbox&limit=200&cursor={c}"),
             None => "folder=inbox&limit=200".to_owned(),
         };
-        let page = app.get(&format!("/v1/accounts/{account}/messages?{query}"), token).await;
+        let page = app
+            .get(&format!("/v1/accounts/{account}/messages?{query}"), token)
+            .await;
         let page = page.ok(200).clone();
         for m in page["items"].as_array().unwrap() {
             let id = m["id"].as_str().unwrap();
-            let raw = app.http.get(format!("{}/v1/messages/{id}/raw", app.base)).bearer_auth(token).send().await.unwrap();
+            let raw = app
+                .http
+                .get(format!("{}/v1/messages/{id}/raw", app.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
             let bytes = raw.bytes().await.unwrap().to_vec();
             out.insert(message_id(&bytes), (bytes, m["flags"].clone()));
         }
@@ -96,21 +113,40 @@ fn without_tuid(message: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(message);
     let end = text.find("\r\n\r\n").map_or(text.len(), |i| i + 2);
     let (header, body) = text.split_at(end);
-    let header: String = header.split_inclusive("\r\n").filter(|l| !l.starts_with("X-TUID: ")).collect();
+    let header: String = header
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("X-TUID: "))
+        .collect();
     format!("{header}{body}").into_bytes()
 }
 
 fn maildir_flags(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().rsplit_once(":2,").map(|(_, f)| f.to_owned()).unwrap_or_default()
+    path.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .rsplit_once(":2,")
+        .map(|(_, f)| f.to_owned())
+        .unwrap_or_default()
 }
 
 fn with_flags(path: &Path, flags: &str) -> PathBuf {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let base = name.split_once(":2,").map(|(b, _)| b.to_owned()).unwrap_or(name);
+    let base = name
+        .split_once(":2,")
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(name);
     let mut letters: Vec<char> = flags.chars().collect();
     letters.sort_unstable();
     letters.dedup();
-    path.parent().unwrap().parent().unwrap().join("cur").join(format!("{base}:2,{}", letters.into_iter().collect::<String>()))
+    path.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("cur")
+        .join(format!(
+            "{base}:2,{}",
+            letters.into_iter().collect::<String>()
+        ))
 }
 
 async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
@@ -128,9 +164,25 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
         senders.spawn(async move {
             let mut sent = Vec::new();
             for n in (client..MESSAGES).step_by(8) {
-                let body = format!("Message {n}.\r\n{}", "Lorem ipsum dolor sit amet.\r\n".repeat(n % 40));
-                let raw = support::message("alice@sender.test", "bob@acme.test", &format!("Number {n}"), &body);
-                let reply = support::send_with_lettre(smtp, "alice@sender.test", &["bob@acme.test"], &raw, false).await.expect("delivered");
+                let body = format!(
+                    "Message {n}.\r\n{}",
+                    "Lorem ipsum dolor sit amet.\r\n".repeat(n % 40)
+                );
+                let raw = support::message(
+                    "alice@sender.test",
+                    "bob@acme.test",
+                    &format!("Number {n}"),
+                    &body,
+                );
+                let reply = support::send_with_lettre(
+                    smtp,
+                    "alice@sender.test",
+                    &["bob@acme.test"],
+                    &raw,
+                    false,
+                )
+                .await
+                .expect("delivered");
                 assert!(reply.is_positive());
                 sent.push(raw);
             }
@@ -172,7 +224,12 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
         let local = without_tuid(&crlf(&std::fs::read(file).unwrap()));
         let key = message_id(&local);
         let (bytes, _) = &on_server[&key];
-        assert_eq!(&local, bytes, "{} is the message the server holds", file.display());
+        assert_eq!(
+            &local,
+            bytes,
+            "{} is the message the server holds",
+            file.display()
+        );
         // lettre ends DATA with CRLF . CRLF after the message's own last CRLF: one empty line more.
         let trim = |mut b: &[u8]| {
             while let Some(shorter) = b.strip_suffix(b"\r\n") {
@@ -180,7 +237,10 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
             }
             b.to_vec()
         };
-        assert!(trim(bytes).ends_with(&trim(&originals[&key])), "and that is what was delivered, behind the trace headers");
+        assert!(
+            trim(bytes).ends_with(&trim(&originals[&key])),
+            "and that is what was delivered, behind the trace headers"
+        );
     }
 
     // Back up: flags changed, ten messages deleted, one new message.
@@ -194,28 +254,63 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
             200..210 => "R",
             _ => continue,
         };
-        std::fs::rename(file, with_flags(file, &format!("{}{flags}", maildir_flags(file)))).unwrap();
+        std::fs::rename(
+            file,
+            with_flags(file, &format!("{}{flags}", maildir_flags(file))),
+        )
+        .unwrap();
         expected.insert(key, flags);
     }
     let new_message = "From: <bob@acme.test>\nTo: <carol@example.test>\nSubject: Written offline\nDate: Thu, 26 Nov 2026 12:00:00 +0000\n\
                        Message-ID: <offline-1@acme.test>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nÉcrit dans le train.\n";
-    std::fs::write(inbox.join("new").join("1700000000.offline.local"), new_message).unwrap();
+    std::fs::write(
+        inbox.join("new").join("1700000000.offline.local"),
+        new_message,
+    )
+    .unwrap();
     run_mbsync(&config).await;
 
     let on_server = served(&app, &id, &token).await;
-    assert_eq!(on_server.len(), MESSAGES - 10 + 1, "ten expunged, one appended");
+    assert_eq!(
+        on_server.len(),
+        MESSAGES - 10 + 1,
+        "ten expunged, one appended"
+    );
     for (key, flags) in &expected {
-        let has = |name: &str| on_server.get(key).is_some_and(|(_, f)| f.as_array().unwrap().iter().any(|x| x == name));
+        let has = |name: &str| {
+            on_server
+                .get(key)
+                .is_some_and(|(_, f)| f.as_array().unwrap().iter().any(|x| x == name))
+        };
         match *flags {
-            "T" => assert!(!on_server.contains_key(key), "{key} was deleted and expunged"),
-            "FS" => assert!(has("flagged") && has("seen"), "{key}: {:?}", on_server[key].1),
-            "S" => assert!(has("seen") && !has("flagged"), "{key}: {:?}", on_server[key].1),
-            "R" => assert!(has("answered") && !has("seen"), "{key}: {:?}", on_server[key].1),
+            "T" => assert!(
+                !on_server.contains_key(key),
+                "{key} was deleted and expunged"
+            ),
+            "FS" => assert!(
+                has("flagged") && has("seen"),
+                "{key}: {:?}",
+                on_server[key].1
+            ),
+            "S" => assert!(
+                has("seen") && !has("flagged"),
+                "{key}: {:?}",
+                on_server[key].1
+            ),
+            "R" => assert!(
+                has("answered") && !has("seen"),
+                "{key}: {:?}",
+                on_server[key].1
+            ),
             _ => unreachable!(),
         }
     }
     let (appended, _) = &on_server["<offline-1@acme.test>"];
-    assert_eq!(without_tuid(appended), crlf(new_message.as_bytes()), "the message written offline is stored as written");
+    assert_eq!(
+        without_tuid(appended),
+        crlf(new_message.as_bytes()),
+        "the message written offline is stored as written"
+    );
 
     // A third run: nothing to do, and the mirror still matches the server.
     run_mbsync(&config).await;
@@ -224,8 +319,18 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
     for file in &files {
         let local = crlf(&std::fs::read(file).unwrap());
         let (bytes, flags) = &on_server[&message_id(&local)];
-        assert_eq!(without_tuid(&local), without_tuid(bytes), "{}", file.display());
+        assert_eq!(
+            without_tuid(&local),
+            without_tuid(bytes),
+            "{}",
+            file.display()
+        );
         let seen = flags.as_array().unwrap().iter().any(|f| f == "seen");
-        assert_eq!(maildir_flags(file).contains('S'), seen, "{}: {flags}", file.display());
+        assert_eq!(
+            maildir_flags(file).contains('S'),
+            seen,
+            "{}: {flags}",
+            file.display()
+        );
     }
 }

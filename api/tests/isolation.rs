@@ -72,44 +72,79 @@ struct Fixture {
 /// One object of every kind in the enterprise, a message included.
 async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
     let account_id = app.user(e, "user").await;
-    let key = app.post(&format!("/v1/tenants/{}/api-keys", e.tenant_id), &e.admin_token, json!({"name": "ci"})).await;
+    let key = app
+        .post(
+            &format!("/v1/tenants/{}/api-keys", e.tenant_id),
+            &e.admin_token,
+            json!({"name": "ci"}),
+        )
+        .await;
     let to = format!("user@{}", e.domain);
     let raw = support::message("someone@elsewhere.test", &to, "hello", "hi");
-    support::send_with_lettre(app.smtp, "someone@elsewhere.test", &[&to], &raw, false).await.expect("delivered");
+    support::send_with_lettre(app.smtp, "someone@elsewhere.test", &[&to], &raw, false)
+        .await
+        .expect("delivered");
     let user = app.login(&to, support::PASSWORD).await;
-    let listed = app.get(&format!("/v1/accounts/{account_id}/messages"), &user).await;
-    let mailbox = app.post(&format!("/v1/accounts/{account_id}/mailboxes"), &user, json!({"name": "Projects"})).await;
+    let listed = app
+        .get(&format!("/v1/accounts/{account_id}/messages"), &user)
+        .await;
+    let mailbox = app
+        .post(
+            &format!("/v1/accounts/{account_id}/mailboxes"),
+            &user,
+            json!({"name": "Projects"}),
+        )
+        .await;
     Fixture {
         mailbox_id: mailbox.ok(201)["id"].as_str().unwrap().to_owned(),
         tenant_id: e.tenant_id.clone(),
         domain_id: e.domain_id.clone(),
         account_id,
         api_key_id: key.ok(201)["id"].as_str().unwrap().to_owned(),
-        message_id: listed.ok(200)["items"][0]["id"].as_str().expect("a message").to_owned(),
+        message_id: listed.ok(200)["items"][0]["id"]
+            .as_str()
+            .expect("a message")
+            .to_owned(),
         hostname_id: {
             let host = app
-                .post(&format!("/v1/tenants/{}/hostnames", e.tenant_id), &e.admin_token, json!({"hostname": format!("admin.{}", e.domain)}))
+                .post(
+                    &format!("/v1/tenants/{}/hostnames", e.tenant_id),
+                    &e.admin_token,
+                    json!({"hostname": format!("admin.{}", e.domain)}),
+                )
                 .await;
             host.ok(201)["id"].as_str().unwrap().to_owned()
         },
         request_id: {
             let request = app
-                .post("/v1/legal-requests", &app.operator_token, json!({"authority": "Tribunal", "country": "FR",
+                .post(
+                    "/v1/legal-requests",
+                    &app.operator_token,
+                    json!({"authority": "Tribunal", "country": "FR",
                     "legal_basis": "RG 26/1", "received_on": "2026-01-05", "decision": "contested",
-                    "scope": {"tenant_id": e.tenant_id, "kinds": ["messages"]}}))
+                    "scope": {"tenant_id": e.tenant_id, "kinds": ["messages"]}}),
+                )
                 .await;
             request.ok(201)["id"].as_str().unwrap().to_owned()
         },
         export_id: {
             let export = app
-                .post(&format!("/v1/tenants/{}/export", e.tenant_id), &e.admin_token, json!({"passphrase": "twelve chars or more"}))
+                .post(
+                    &format!("/v1/tenants/{}/export", e.tenant_id),
+                    &e.admin_token,
+                    json!({"passphrase": "twelve chars or more"}),
+                )
                 .await;
             export.ok(202)["export"]["id"].as_str().unwrap().to_owned()
         },
         plan_id: {
             let plan = app
-                .post("/v1/plans", &app.operator_token, json!({"name": format!("Plan of {}", e.domain), "currency": "eur",
-                    "seat_price_cents": 500, "storage_per_seat_bytes": 1_000_000}))
+                .post(
+                    "/v1/plans",
+                    &app.operator_token,
+                    json!({"name": format!("Plan of {}", e.domain), "currency": "eur",
+                    "seat_price_cents": 500, "storage_per_seat_bytes": 1_000_000}),
+                )
                 .await;
             plan.ok(201)["id"].as_str().unwrap().to_owned()
         },
@@ -146,7 +181,9 @@ fn operations(spec: &Value) -> Vec<(String, String, String)> {
     let mut ops = Vec::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("path item") {
-            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
             ops.push((method.to_uppercase(), path.clone(), id.to_owned()));
         }
     }
@@ -155,7 +192,10 @@ fn operations(spec: &Value) -> Vec<(String, String, String)> {
     ops
 }
 
-on_both_backends!(other_tenants_objects_are_not_found, users_are_refused_admin_routes);
+on_both_backends!(
+    other_tenants_objects_are_not_found,
+    users_are_refused_admin_routes
+);
 
 async fn other_tenants_objects_are_not_found(backend: Backend) {
     let app = support::spawn(backend).await;
@@ -171,24 +211,43 @@ async fn other_tenants_objects_are_not_found(backend: Backend) {
     let mut checked = 0;
     for (method, path, id) in operations(&spec) {
         // Public routes with a token in the path hold no tenant's object.
-        if !path.contains('{') || SHARED_PARAMETERS.iter().any(|p| path.contains(p)) || PUBLIC_OPERATIONS.contains(&id.as_str()) {
+        if !path.contains('{')
+            || SHARED_PARAMETERS.iter().any(|p| path.contains(p))
+            || PUBLIC_OPERATIONS.contains(&id.as_str())
+        {
             continue;
         }
         let url = fill(&path, &theirs);
         for token in [&a.admin_token, &user_a] {
             let body = matches!(method.as_str(), "POST" | "PATCH" | "PUT").then(|| json!({}));
             let reply = app.send(&method, &url, Some(token), body).await;
-            assert_eq!(reply.status.as_u16(), 404, "{id} ({method} {path}) leaked another tenant's object: {reply:?}");
+            assert_eq!(
+                reply.status.as_u16(),
+                404,
+                "{id} ({method} {path}) leaked another tenant's object: {reply:?}"
+            );
             reply.problem(404);
         }
         checked += 1;
     }
-    assert!(checked >= 15, "only {checked} routes with ids were found in the spec");
-    assert_eq!(app.audit_len(&b.tenant_id).await, audit_before, "nothing of B changed");
+    assert!(
+        checked >= 15,
+        "only {checked} routes with ids were found in the spec"
+    );
+    assert_eq!(
+        app.audit_len(&b.tenant_id).await,
+        audit_before,
+        "nothing of B changed"
+    );
 
     // Lists are scoped by the token, not by a path id.
     let listed = app.get("/v1/tenants", &a.admin_token).await;
-    let ids: Vec<&str> = listed.ok(200)["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [a.tenant_id.as_str()]);
 }
 
@@ -212,17 +271,29 @@ async fn users_are_refused_admin_routes(backend: Backend) {
         };
         let reply = app.send(&method, &url, Some(&user), body).await;
         if USER_OPERATIONS.contains(&id.as_str()) {
-            assert!(reply.status.is_success(), "{id} ({method} {path}) must work for the account's owner: {reply:?}");
+            assert!(
+                reply.status.is_success(),
+                "{id} ({method} {path}) must work for the account's owner: {reply:?}"
+            );
         } else {
-            assert_eq!(reply.status.as_u16(), 403, "{id} ({method} {path}) let a user through: {reply:?}");
+            assert_eq!(
+                reply.status.as_u16(),
+                403,
+                "{id} ({method} {path}) let a user through: {reply:?}"
+            );
             reply.problem(403);
             refused += 1;
         }
         let anonymous = app.send(&method, &url, None, None).await;
         anonymous.problem(401);
     }
-    assert!(refused >= 15, "only {refused} admin routes were found in the spec");
+    assert!(
+        refused >= 15,
+        "only {refused} admin routes were found in the spec"
+    );
     // The user's own account is still there and unchanged in role.
-    let me = app.get(&format!("/v1/accounts/{}", mine.account_id), &user).await;
+    let me = app
+        .get(&format!("/v1/accounts/{}", mine.account_id), &user)
+        .await;
     assert_eq!(me.ok(200)["role"], "user");
 }

@@ -30,18 +30,31 @@ fn every_operation_is_documented() {
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let name = format!("{method} {path}");
-            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{name}: no operationId"));
-            assert!(ids.insert(id.to_owned()), "{name}: duplicate operationId {id}");
-            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{name}: no summary");
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: no operationId"));
+            assert!(
+                ids.insert(id.to_owned()),
+                "{name}: duplicate operationId {id}"
+            );
+            assert!(
+                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{name}: no summary"
+            );
             assert!(op.get("security").is_some(), "{name}: security not stated");
             let responses = op["responses"].as_object().unwrap();
-            let secured = op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            let secured = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
             if secured {
                 assert!(responses.contains_key("401"), "{name}: 401 not documented");
                 let problem = &responses["401"]["content"]["application/problem+json"];
                 assert!(problem.is_object(), "{name}: 401 is not problem+json");
             }
-            assert!(responses.keys().any(|s| s.starts_with('2')), "{name}: no success response");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{name}: no success response"
+            );
         }
     }
 }

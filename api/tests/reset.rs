@@ -16,18 +16,33 @@ use tenants::{Backend, on_both_backends};
 fn token_in(received: &[serde_json::Value], skip: usize) -> String {
     let resets: Vec<&serde_json::Value> = received
         .iter()
-        .filter(|m| m["data"].as_str().unwrap().contains("Subject: Reset your Caliop password"))
+        .filter(|m| {
+            m["data"]
+                .as_str()
+                .unwrap()
+                .contains("Subject: Reset your Caliop password")
+        })
         .collect();
-    let mail = resets.get(skip).unwrap_or_else(|| panic!("reset mail #{skip} in {received:?}"));
+    let mail = resets
+        .get(skip)
+        .unwrap_or_else(|| panic!("reset mail #{skip} in {received:?}"));
     let data = mail["data"].as_str().unwrap();
-    let parsed = mail_parser::MessageParser::default().parse(data.as_bytes()).unwrap();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(data.as_bytes())
+        .unwrap();
     let text = parsed.body_text(0).unwrap().into_owned();
     let start = text.find("/reset#").expect("a reset link") + "/reset#".len();
     text[start..].split_whitespace().next().unwrap().to_owned()
 }
 
 async fn ask(app: &TestApp, address: &str) -> support::Reply {
-    app.send("POST", "/v1/public/password-reset", None, Some(json!({"address": address}))).await
+    app.send(
+        "POST",
+        "/v1/public/password-reset",
+        None,
+        Some(json!({"address": address})),
+    )
+    .await
 }
 
 on_both_backends!(a_reset_link_works_once_and_says_what_happens_to_the_key);
@@ -36,7 +51,8 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
     app.dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
-    app.dns.set_a("mx.remote.test", &[std::net::Ipv4Addr::LOCALHOST]);
+    app.dns
+        .set_a("mx.remote.test", &[std::net::Ipv4Addr::LOCALHOST]);
     let sink = Sink::start(&[]);
     let workers = app.start_workers(sink.port, Duration::from_millis(200));
     let created = app
@@ -47,50 +63,118 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
 
     let known = ask(&app, "nora@acme.test").await;
     let unknown = ask(&app, "nobody@acme.test").await;
-    assert_eq!(known.ok(202), unknown.ok(202), "the answer does not tell which addresses exist");
+    assert_eq!(
+        known.ok(202),
+        unknown.ok(202),
+        "the answer does not tell which addresses exist"
+    );
     let received = sink.wait_for(2, Duration::from_secs(20)).await;
-    assert!(received.iter().all(|m| m["rcpt_tos"] == json!(["nora@remote.test"])), "only the recovery address gets mail");
+    assert!(
+        received
+            .iter()
+            .all(|m| m["rcpt_tos"] == json!(["nora@remote.test"])),
+        "only the recovery address gets mail"
+    );
     let token = token_in(&received, 0);
 
     // Export first: the current key, still locked with the old password.
-    let export = app.send("GET", &format!("/v1/public/password-reset/{token}"), None, None).await;
+    let export = app
+        .send(
+            "GET",
+            &format!("/v1/public/password-reset/{token}"),
+            None,
+            None,
+        )
+        .await;
     let export = export.ok(200).clone();
     assert_eq!(export["fingerprint"], fingerprint.as_str());
-    assert!(export["secret_key"].as_str().unwrap().starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+    assert!(
+        export["secret_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----")
+    );
 
     let path = format!("/v1/public/password-reset/{token}");
-    let weak = app.send("POST", &path, None, Some(json!({"password": "short"}))).await;
+    let weak = app
+        .send("POST", &path, None, Some(json!({"password": "short"})))
+        .await;
     weak.problem(422);
     let wrong = app.send("POST", &path, None, Some(json!({"password": "a brand new passphrase", "current_password": "not the old one"}))).await;
     assert!(wrong.problem(403).contains("does not unlock the key"));
-    let kept = app.send("POST", &path, None, Some(json!({"password": "a brand new passphrase", "current_password": PASSWORD}))).await;
+    let kept = app
+        .send(
+            "POST",
+            &path,
+            None,
+            Some(json!({"password": "a brand new passphrase", "current_password": PASSWORD})),
+        )
+        .await;
     let kept = kept.ok(200).clone();
     assert_eq!(kept["key"], "kept");
-    assert_eq!(kept["fingerprint"], fingerprint.as_str(), "re-locked, the same key");
-    assert!(!app.login("nora@acme.test", "a brand new passphrase").await.is_empty());
+    assert_eq!(
+        kept["fingerprint"],
+        fingerprint.as_str(),
+        "re-locked, the same key"
+    );
+    assert!(
+        !app.login("nora@acme.test", "a brand new passphrase")
+            .await
+            .is_empty()
+    );
     let old = app.send("POST", "/v1/auth/token", None,
         Some(json!({"grant_type": "password", "username": "nora@acme.test", "password": PASSWORD}))).await;
     old.problem(401);
-    let again = app.send("POST", &path, None, Some(json!({"password": "yet another passphrase"}))).await;
-    assert!(again.problem(404).contains("used or expired"), "a link works once");
+    let again = app
+        .send(
+            "POST",
+            &path,
+            None,
+            Some(json!({"password": "yet another passphrase"})),
+        )
+        .await;
+    assert!(
+        again.problem(404).contains("used or expired"),
+        "a link works once"
+    );
 
     // Without the old password: a new key, and the answer says what that means.
     ask(&app, "nora@acme.test").await.ok(202);
     let received = sink.wait_for(3, Duration::from_secs(20)).await;
     let second = token_in(&received, 1);
     assert_ne!(second, token);
-    let replaced = app.send("POST", &format!("/v1/public/password-reset/{second}"), None, Some(json!({"password": "yet another passphrase"}))).await;
+    let replaced = app
+        .send(
+            "POST",
+            &format!("/v1/public/password-reset/{second}"),
+            None,
+            Some(json!({"password": "yet another passphrase"})),
+        )
+        .await;
     let replaced = replaced.ok(200).clone();
     assert_eq!(replaced["key"], "replaced");
     assert_ne!(replaced["fingerprint"], fingerprint.as_str());
-    assert!(replaced["detail"].as_str().unwrap().contains("readable only with the previous key"));
+    assert!(
+        replaced["detail"]
+            .as_str()
+            .unwrap()
+            .contains("readable only with the previous key")
+    );
     let token = app.login("nora@acme.test", "yet another passphrase").await;
-    let me = app.get(&format!("/v1/accounts/{}", created.body["id"].as_str().unwrap()), &token).await;
+    let me = app
+        .get(
+            &format!("/v1/accounts/{}", created.body["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
     assert_eq!(me.ok(200)["fingerprint"], replaced["fingerprint"]);
 
     // Three requests an hour per address.
     ask(&app, "nora@acme.test").await.ok(202);
     let limited = ask(&app, "nora@acme.test").await;
-    assert!(limited.problem(429).contains("too many reset requests"), "{limited:?}");
+    assert!(
+        limited.problem(429).contains("too many reset requests"),
+        "{limited:?}"
+    );
     workers.stop().await;
 }

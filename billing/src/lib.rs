@@ -90,7 +90,11 @@ impl Default for BillingConfig {
             checkout_success_url: "http://localhost:8080/admin/billing?checkout=done".into(),
             checkout_cancel_url: "http://localhost:8080/admin/billing?checkout=cancelled".into(),
             grace_days: 14,
-            free_account_month_cents: HashMap::from([("eur".to_owned(), 100), ("usd".to_owned(), 110), ("chf".to_owned(), 100)]),
+            free_account_month_cents: HashMap::from([
+                ("eur".to_owned(), 100),
+                ("usd".to_owned(), 110),
+                ("chf".to_owned(), 100),
+            ]),
             pool_horizon_months: 12,
             free_quota_bytes: 1 << 30,
             public_domain: None,
@@ -123,9 +127,10 @@ impl From<tenants::Error> for BillingError {
 impl std::fmt::Display for BillingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BillingError::Invalid(s) | BillingError::Conflict(s) | BillingError::Unavailable(s) | BillingError::Provider(s) => {
-                f.write_str(s)
-            }
+            BillingError::Invalid(s)
+            | BillingError::Conflict(s)
+            | BillingError::Unavailable(s)
+            | BillingError::Provider(s) => f.write_str(s),
             BillingError::Store(e) => write!(f, "{e}"),
         }
     }
@@ -158,18 +163,40 @@ impl Billing {
                     .as_ref()
                     .ok_or("billing.provider is stripe but billing.stripe_secret_key is not set")?;
                 if config.stripe_webhook_secrets.is_empty() {
-                    return Err("billing.provider is stripe but no billing.stripe_webhook_secrets are set".into());
+                    return Err(
+                        "billing.provider is stripe but no billing.stripe_webhook_secrets are set"
+                            .into(),
+                    );
                 }
-                Some(StripeApi::new(&config.stripe_api_base, key.expose_secret())?)
+                Some(StripeApi::new(
+                    &config.stripe_api_base,
+                    key.expose_secret(),
+                )?)
             }
         };
-        let challenges = Challenges::new(secret, config.signup_difficulty, chrono::Duration::minutes(15));
-        let guard = SignupGuard::new(Duration::from_secs(3600), config.signups_per_ip_per_hour, config.signups_per_prefix_per_hour);
-        Ok(Arc::new(Billing { store, config, stripe, challenges, guard }))
+        let challenges = Challenges::new(
+            secret,
+            config.signup_difficulty,
+            chrono::Duration::minutes(15),
+        );
+        let guard = SignupGuard::new(
+            Duration::from_secs(3600),
+            config.signups_per_ip_per_hour,
+            config.signups_per_prefix_per_hour,
+        );
+        Ok(Arc::new(Billing {
+            store,
+            config,
+            stripe,
+            challenges,
+            guard,
+        }))
     }
 
     pub fn rates(&self) -> PoolRates {
-        PoolRates { free_account_month_cents: self.config.free_account_month_cents.clone() }
+        PoolRates {
+            free_account_month_cents: self.config.free_account_month_cents.clone(),
+        }
     }
 
     pub fn grace(&self) -> chrono::Duration {
@@ -184,36 +211,63 @@ impl Billing {
 
     /// Starts a Stripe subscription for a tenant on a plan: makes the
     /// customer (once) and a Checkout Session; returns the session's URL.
-    pub async fn checkout(&self, tenant: TenantId, admin_email: Option<&str>) -> Result<String, BillingError> {
+    pub async fn checkout(
+        &self,
+        tenant: TenantId,
+        admin_email: Option<&str>,
+    ) -> Result<String, BillingError> {
         let stripe = self.stripe()?;
-        let billing = self
-            .store
-            .tenant_billing(tenant)
-            .await?
-            .ok_or_else(|| BillingError::Conflict("the tenant has no plan yet; the operator or its reseller assigns one".into()))?;
+        let billing = self.store.tenant_billing(tenant).await?.ok_or_else(|| {
+            BillingError::Conflict(
+                "the tenant has no plan yet; the operator or its reseller assigns one".into(),
+            )
+        })?;
         if billing.paid_by == tenants::store::PaidBy::Parent {
-            return Err(BillingError::Conflict("this tenant's seats are paid by its reseller (wholesale)".into()));
+            return Err(BillingError::Conflict(
+                "this tenant's seats are paid by its reseller (wholesale)".into(),
+            ));
         }
-        if billing.subscription_status.as_deref().is_some_and(|s| s != "canceled" && s != "incomplete_expired") {
+        if billing
+            .subscription_status
+            .as_deref()
+            .is_some_and(|s| s != "canceled" && s != "incomplete_expired")
+        {
             return Err(BillingError::Conflict(format!(
                 "the tenant already has a subscription ({})",
                 billing.subscription_status.as_deref().unwrap_or_default()
             )));
         }
-        let plan = self.store.plan(billing.plan_id).await?.ok_or(tenants::Error::NotFound("plan"))?;
-        let price = plan
-            .stripe_price_id
-            .ok_or_else(|| BillingError::Conflict(format!("the plan `{}` has no stripe_price_id", plan.name)))?;
-        let t = self.store.tenant(tenant).await?.ok_or(tenants::Error::NotFound("tenant"))?;
+        let plan = self
+            .store
+            .plan(billing.plan_id)
+            .await?
+            .ok_or(tenants::Error::NotFound("plan"))?;
+        let price = plan.stripe_price_id.ok_or_else(|| {
+            BillingError::Conflict(format!("the plan `{}` has no stripe_price_id", plan.name))
+        })?;
+        let t = self
+            .store
+            .tenant(tenant)
+            .await?
+            .ok_or(tenants::Error::NotFound("tenant"))?;
         let customer = match billing.stripe_customer_id {
             Some(c) => c,
             None => {
-                let c = stripe.create_customer(&tenant.to_string(), &t.name, admin_email).await.map_err(BillingError::Provider)?;
+                let c = stripe
+                    .create_customer(&tenant.to_string(), &t.name, admin_email)
+                    .await
+                    .map_err(BillingError::Provider)?;
                 self.store.set_stripe_customer(tenant, &c).await?;
                 c
             }
         };
-        let seats = self.store.refresh_seats(tenant).await?.map(|(_, s)| s).unwrap_or(1).max(1);
+        let seats = self
+            .store
+            .refresh_seats(tenant)
+            .await?
+            .map(|(_, s)| s)
+            .unwrap_or(1)
+            .max(1);
         // One session per tenant, seat count and minute: a retried request gets the same session.
         let attempt = format!("{seats}-{}", Utc::now().format("%Y%m%d%H%M"));
         let (_, url) = stripe
@@ -234,25 +288,44 @@ impl Billing {
     /// Brings the quantity Stripe bills in line with the seats of the tenant
     /// paying for `tenant` (itself, or its reseller); returns the seats.
     pub async fn sync_seats(&self, tenant: TenantId) -> Result<Option<i64>, BillingError> {
-        let Some((payer, seats)) = self.store.refresh_seats(tenant).await? else { return Ok(None) };
-        let Some(billing) = self.store.tenant_billing(payer).await? else { return Ok(Some(seats)) };
-        let (Some(item), Some(stripe)) = (billing.stripe_item_id.as_deref(), self.stripe.as_ref()) else {
+        let Some((payer, seats)) = self.store.refresh_seats(tenant).await? else {
+            return Ok(None);
+        };
+        let Some(billing) = self.store.tenant_billing(payer).await? else {
             return Ok(Some(seats));
         };
-        if billing.seats_billed == Some(seats) || billing.subscription_status.as_deref() == Some("canceled") {
+        let (Some(item), Some(stripe)) = (billing.stripe_item_id.as_deref(), self.stripe.as_ref())
+        else {
+            return Ok(Some(seats));
+        };
+        if billing.seats_billed == Some(seats)
+            || billing.subscription_status.as_deref() == Some("canceled")
+        {
             return Ok(Some(seats));
         }
         // The key names the change (from → to), so a retry does not bill twice.
-        let key = format!("caliop-seats-{payer}-{}-{seats}", billing.seats_billed.unwrap_or(0));
-        let billed = stripe.set_quantity(item, seats as u64, &key).await.map_err(BillingError::Provider)?;
+        let key = format!(
+            "caliop-seats-{payer}-{}-{seats}",
+            billing.seats_billed.unwrap_or(0)
+        );
+        let billed = stripe
+            .set_quantity(item, seats as u64, &key)
+            .await
+            .map_err(BillingError::Provider)?;
         self.store.set_seats_billed(payer, billed as i64).await?;
         Ok(Some(seats))
     }
 
     /// Checks and applies a webhook call.
-    pub async fn webhook(&self, payload: &[u8], signature: Option<&str>) -> Result<Applied, BillingError> {
+    pub async fn webhook(
+        &self,
+        payload: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Applied, BillingError> {
         if self.config.stripe_webhook_secrets.is_empty() {
-            return Err(BillingError::Unavailable("no Stripe webhook secret is configured".into()));
+            return Err(BillingError::Unavailable(
+                "no Stripe webhook secret is configured".into(),
+            ));
         }
         webhook::verify(
             payload,
@@ -266,7 +339,9 @@ impl Billing {
         let applied = self.store.apply_stripe_event(&event, &self.rates()).await?;
         tracing::info!(event = %event.id, kind = %event.kind, replayed = applied.replayed, stale = applied.stale,
             pool_milli_months = applied.pool_milli_months, "stripe event");
-        if let (tenants::store::BillingEvent::InvoiceFailed(invoice), false, Some(tenant)) = (&event.event, applied.replayed, applied.tenant) {
+        if let (tenants::store::BillingEvent::InvoiceFailed(invoice), false, Some(tenant)) =
+            (&event.event, applied.replayed, applied.tenant)
+        {
             self.tell_admins_payment_failed(tenant, invoice).await;
         }
         if applied.pool_milli_months > 0 {
@@ -279,7 +354,13 @@ impl Billing {
     }
 
     /// Queues a system mail (worker job `mail.system`) from a template.
-    async fn queue_mail(&self, tenant: TenantId, template: &str, to: &str, values: serde_json::Value) {
+    async fn queue_mail(
+        &self,
+        tenant: TenantId,
+        template: &str,
+        to: &str,
+        values: serde_json::Value,
+    ) {
         let payload = serde_json::json!({ "tenant": tenant, "template": template, "to": to, "language": null, "values": values });
         let job = tenants::store::NewJob {
             kind: SYSTEM_MAIL_JOB,
@@ -294,25 +375,49 @@ impl Billing {
     }
 
     /// Tells a tenant's admins a payment failed, and when sending would stop.
-    async fn tell_admins_payment_failed(&self, tenant: TenantId, invoice: &tenants::store::InvoiceEvent) {
-        let Ok(Some(t)) = self.store.tenant(tenant).await else { return };
+    async fn tell_admins_payment_failed(
+        &self,
+        tenant: TenantId,
+        invoice: &tenants::store::InvoiceEvent,
+    ) {
+        let Ok(Some(t)) = self.store.tenant(tenant).await else {
+            return;
+        };
         let admins = self.store.tenant_admins(tenant).await.unwrap_or_default();
-        let amount = format!("{}.{:02} {}", invoice.amount_due / 100, invoice.amount_due % 100, invoice.currency.to_ascii_uppercase());
+        let amount = format!(
+            "{}.{:02} {}",
+            invoice.amount_due / 100,
+            invoice.amount_due % 100,
+            invoice.currency.to_ascii_uppercase()
+        );
         let suspension = (Utc::now() + self.grace()).format("%Y-%m-%d").to_string();
-        let billing_url = self.config.checkout_cancel_url.split('?').next().unwrap_or_default().to_owned();
+        let billing_url = self
+            .config
+            .checkout_cancel_url
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         for admin in admins {
             let values = serde_json::json!({ "organisation": t.name, "amount": amount, "billing_url": billing_url,
                 "suspension_date": suspension });
-            self.queue_mail(tenant, "payment_failed", &admin, values).await;
+            self.queue_mail(tenant, "payment_failed", &admin, values)
+                .await;
         }
     }
 
     /// The public instance, if configured and real.
     pub async fn public_instance(&self) -> Result<Option<PublicInstance>, BillingError> {
-        let Some(name) = &self.config.public_domain else { return Ok(None) };
+        let Some(name) = &self.config.public_domain else {
+            return Ok(None);
+        };
         let name = DomainName::parse(name).map_err(|e| BillingError::Invalid(e.to_string()))?;
-        let Some(domain) = self.store.domain_by_name(&name).await? else { return Ok(None) };
-        let Some(tenant) = self.store.tenant(domain.tenant_id).await? else { return Ok(None) };
+        let Some(domain) = self.store.domain_by_name(&name).await? else {
+            return Ok(None);
+        };
+        let Some(tenant) = self.store.tenant(domain.tenant_id).await? else {
+            return Ok(None);
+        };
         if tenant.kind != TenantKind::Public {
             tracing::warn!(domain = %name, "billing.public_domain belongs to a tenant that is not of kind public");
             return Ok(None);
@@ -328,16 +433,22 @@ impl Billing {
 
     /// Lets the waiting line in while the pool funds places.
     pub async fn admit(&self) -> Result<Vec<AccountId>, BillingError> {
-        let Some(public) = self.public_instance().await? else { return Ok(Vec::new()) };
+        let Some(public) = self.public_instance().await? else {
+            return Ok(Vec::new());
+        };
         let admitted = self.store.admit_waiting(&public).await?;
         if !admitted.is_empty() {
-            tracing::info!(count = admitted.len(), "free accounts opened from the waiting line");
+            tracing::info!(
+                count = admitted.len(),
+                "free accounts opened from the waiting line"
+            );
         }
         for (_, account) in &admitted {
             if let Ok(Some(a)) = self.store.account(*account).await {
                 let domain = a.address.domain();
                 let values = serde_json::json!({ "address": a.address, "signin_url": format!("https://{domain}/") });
-                self.queue_mail(public.tenant, "admission", a.address.as_str(), values).await;
+                self.queue_mail(public.tenant, "admission", a.address.as_str(), values)
+                    .await;
             }
         }
         Ok(admitted.into_iter().map(|(_, a)| a).collect())
@@ -350,11 +461,18 @@ impl Billing {
 
     /// A signup whose stamp, name and rate were checked: it joins the line,
     /// and is admitted at once if the pool funds a place and nobody waits.
-    pub async fn sign_up(&self, prepared: NewSignup, token: String) -> Result<SignupOutcome, BillingError> {
-        self.store.join_waiting_line(&prepared).await.map_err(|e| match e {
-            tenants::Error::Conflict(s) => BillingError::Conflict(s),
-            e => BillingError::Store(e),
-        })?;
+    pub async fn sign_up(
+        &self,
+        prepared: NewSignup,
+        token: String,
+    ) -> Result<SignupOutcome, BillingError> {
+        self.store
+            .join_waiting_line(&prepared)
+            .await
+            .map_err(|e| match e {
+                tenants::Error::Conflict(s) => BillingError::Conflict(s),
+                e => BillingError::Store(e),
+            })?;
         self.admit().await?;
         let status = self
             .store
@@ -362,19 +480,24 @@ impl Billing {
             .await?
             .ok_or_else(|| BillingError::Provider("the signup vanished".into()))?;
         Ok(match (status.account_id, status.position) {
-            (Some(account), _) => SignupOutcome::Admitted { account: AccountId(account), token },
-            (None, position) => SignupOutcome::Waiting { position: position.unwrap_or(0), token },
+            (Some(account), _) => SignupOutcome::Admitted {
+                account: AccountId(account),
+                token,
+            },
+            (None, position) => SignupOutcome::Waiting {
+                position: position.unwrap_or(0),
+                token,
+            },
         })
     }
 
     /// The public domain's address for a local part, if signup is open.
     pub fn public_address(&self, local: &str) -> Result<EmailAddress, BillingError> {
-        let domain = self
-            .config
-            .public_domain
-            .as_deref()
-            .ok_or_else(|| BillingError::Unavailable("public signup is not open on this instance".into()))?;
-        EmailAddress::parse(&format!("{local}@{domain}")).map_err(|e| BillingError::Invalid(e.to_string()))
+        let domain = self.config.public_domain.as_deref().ok_or_else(|| {
+            BillingError::Unavailable("public signup is not open on this instance".into())
+        })?;
+        EmailAddress::parse(&format!("{local}@{domain}"))
+            .map_err(|e| BillingError::Invalid(e.to_string()))
     }
 }
 
@@ -383,7 +506,11 @@ impl Billing {
 /// `canceled`.
 pub fn status_word(billing: &TenantBilling, grace: chrono::Duration) -> &'static str {
     if let Some(since) = billing.past_due_since {
-        return if since + grace <= Utc::now() { "suspended" } else { "past_due" };
+        return if since + grace <= Utc::now() {
+            "suspended"
+        } else {
+            "past_due"
+        };
     }
     match billing.subscription_status.as_deref() {
         Some("active" | "trialing") => "active",

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest};
-use stripe_billing::subscription_item::{UpdateSubscriptionItem, UpdateSubscriptionItemProrationBehavior};
+use stripe_billing::subscription_item::{
+    UpdateSubscriptionItem, UpdateSubscriptionItemProrationBehavior,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
@@ -36,7 +38,9 @@ pub struct StripeApi {
 }
 
 fn idempotent(key: &str) -> Result<RequestStrategy, String> {
-    Ok(RequestStrategy::Idempotent(IdempotencyKey::new(key).map_err(|e| format!("idempotency key: {e:?}"))?))
+    Ok(RequestStrategy::Idempotent(
+        IdempotencyKey::new(key).map_err(|e| format!("idempotency key: {e:?}"))?,
+    ))
 }
 
 fn failed(what: &str) -> impl Fn(stripe::StripeError) -> String + '_ {
@@ -55,8 +59,16 @@ impl StripeApi {
     }
 
     /// Makes the customer for a tenant; the tenant's id makes the call idempotent.
-    pub async fn create_customer(&self, tenant: &str, name: &str, email: Option<&str>) -> Result<String, String> {
-        let mut request = CreateCustomer::new().name(name).metadata(HashMap::from([("caliop_tenant".to_owned(), tenant.to_owned())]));
+    pub async fn create_customer(
+        &self,
+        tenant: &str,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<String, String> {
+        let mut request = CreateCustomer::new().name(name).metadata(HashMap::from([(
+            "caliop_tenant".to_owned(),
+            tenant.to_owned(),
+        )]));
         if let Some(email) = email {
             request = request.email(email);
         }
@@ -86,7 +98,10 @@ impl StripeApi {
         item.price = Some(price.to_owned());
         item.quantity = Some(seats);
         let mut subscription = CreateCheckoutSessionSubscriptionData::new();
-        subscription.metadata = Some(HashMap::from([("caliop_tenant".to_owned(), tenant.to_owned())]));
+        subscription.metadata = Some(HashMap::from([(
+            "caliop_tenant".to_owned(),
+            tenant.to_owned(),
+        )]));
         let session: Session = CreateCheckoutSession::new()
             .mode(stripe_shared::CheckoutSessionMode::Subscription)
             .customer(customer)
@@ -101,7 +116,9 @@ impl StripeApi {
             .send(&self.client)
             .await
             .map_err(failed("open a Checkout Session"))?;
-        let url = session.url.ok_or_else(|| format!("Stripe's Checkout Session {} has no URL", session.id))?;
+        let url = session
+            .url
+            .ok_or_else(|| format!("Stripe's Checkout Session {} has no URL", session.id))?;
         Ok((session.id, url))
     }
 

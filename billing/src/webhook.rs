@@ -38,9 +38,14 @@ impl std::fmt::Display for WebhookError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WebhookError::Unsigned => f.write_str("the Stripe-Signature header is missing"),
-            WebhookError::Malformed(why) => write!(f, "the Stripe-Signature header is malformed: {why}"),
+            WebhookError::Malformed(why) => {
+                write!(f, "the Stripe-Signature header is malformed: {why}")
+            }
             WebhookError::Stale { age_seconds } => {
-                write!(f, "the signature's timestamp is {age_seconds} s away from now, beyond the tolerance")
+                write!(
+                    f,
+                    "the signature's timestamp is {age_seconds} s away from now, beyond the tolerance"
+                )
             }
             WebhookError::Forged => f.write_str("no v1 signature matches this endpoint's secret"),
             WebhookError::Invalid(why) => write!(f, "the event cannot be read: {why}"),
@@ -66,7 +71,10 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Checks the `Stripe-Signature` header of `payload` against `secrets` at time `now`.
@@ -82,14 +90,20 @@ pub fn verify(
     let mut signatures = Vec::new();
     for part in header.split(',') {
         let Some((key, value)) = part.trim().split_once('=') else {
-            return Err(WebhookError::Malformed(format!("`{part}` is not key=value")));
+            return Err(WebhookError::Malformed(format!(
+                "`{part}` is not key=value"
+            )));
         };
         match key {
             "t" => {
-                timestamp =
-                    Some(value.parse::<i64>().map_err(|_| WebhookError::Malformed(format!("t={value} is not a Unix time")))?)
+                timestamp = Some(value.parse::<i64>().map_err(|_| {
+                    WebhookError::Malformed(format!("t={value} is not a Unix time"))
+                })?)
             }
-            "v1" => signatures.push(unhex(value).ok_or_else(|| WebhookError::Malformed("a v1 value is not hex".into()))?),
+            "v1" => signatures.push(
+                unhex(value)
+                    .ok_or_else(|| WebhookError::Malformed("a v1 value is not hex".into()))?,
+            ),
             _ => {} // v0 (test mode) and schemes to come
         }
     }
@@ -105,9 +119,15 @@ pub fn verify(
     signed.push(b'.');
     signed.extend_from_slice(payload);
     for secret in secrets {
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
+        let key = aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            secret.expose_secret().as_bytes(),
+        );
         // `verify` compares in constant time.
-        if signatures.iter().any(|s| aws_lc_rs::hmac::verify(&key, &signed, s).is_ok()) {
+        if signatures
+            .iter()
+            .any(|s| aws_lc_rs::hmac::verify(&key, &signed, s).is_ok())
+        {
             return Ok(());
         }
     }
@@ -119,7 +139,10 @@ fn invalid(why: impl Into<String>) -> WebhookError {
 }
 
 fn text(v: &Value, field: &str) -> Result<String, WebhookError> {
-    v.get(field).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| invalid(format!("`{field}` is missing or not a string")))
+    v.get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| invalid(format!("`{field}` is missing or not a string")))
 }
 
 fn opt_text(v: &Value, field: &str) -> Option<String> {
@@ -127,11 +150,15 @@ fn opt_text(v: &Value, field: &str) -> Option<String> {
 }
 
 fn int(v: &Value, field: &str) -> Result<i64, WebhookError> {
-    v.get(field).and_then(Value::as_i64).ok_or_else(|| invalid(format!("`{field}` is missing or not an integer")))
+    v.get(field)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid(format!("`{field}` is missing or not an integer")))
 }
 
 fn time(v: &Value, field: &str) -> Option<DateTime<Utc>> {
-    v.get(field).and_then(Value::as_i64).and_then(|t| DateTime::from_timestamp(t, 0))
+    v.get(field)
+        .and_then(Value::as_i64)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
 }
 
 /// An id field that may be expanded into its object.
@@ -157,32 +184,44 @@ fn invoice(object: &Value) -> Result<InvoiceEvent, WebhookError> {
         currency: text(object, "currency")?.to_ascii_lowercase(),
         amount_due: int(object, "amount_due")?,
         amount_paid: int(object, "amount_paid")?,
-        period_start: line_period.and_then(|p| time(p, "start")).or_else(|| time(object, "period_start")),
-        period_end: line_period.and_then(|p| time(p, "end")).or_else(|| time(object, "period_end")),
+        period_start: line_period
+            .and_then(|p| time(p, "start"))
+            .or_else(|| time(object, "period_start")),
+        period_end: line_period
+            .and_then(|p| time(p, "end"))
+            .or_else(|| time(object, "period_end")),
         hosted_url: opt_text(object, "hosted_invoice_url"),
     })
 }
 
 /// Reads a verified payload.
 pub fn parse(payload: &[u8]) -> Result<StripeEvent, WebhookError> {
-    let root: Value = serde_json::from_slice(payload).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_slice(payload).map_err(|e| invalid(format!("not JSON: {e}")))?;
     if root.get("object").and_then(Value::as_str) != Some("event") {
         return Err(invalid("`object` is not \"event\""));
     }
     let id = text(&root, "id")?;
     let kind = text(&root, "type")?;
     let created = int(&root, "created")?;
-    let object = root.pointer("/data/object").ok_or_else(|| invalid("`data.object` is missing"))?;
+    let object = root
+        .pointer("/data/object")
+        .ok_or_else(|| invalid("`data.object` is missing"))?;
     let event = match kind.as_str() {
         "checkout.session.completed" => BillingEvent::CheckoutCompleted {
-            tenant: opt_text(object, "client_reference_id").and_then(|t| t.parse().ok()).map(TenantId),
+            tenant: opt_text(object, "client_reference_id")
+                .and_then(|t| t.parse().ok())
+                .map(TenantId),
             customer: customer(object)?,
             subscription: id_of(object, "subscription"),
         },
-        "customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted" => {
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
             let item = object.pointer("/items/data/0");
             // Newer API versions keep the period on the item.
-            let period_end = time(object, "current_period_end").or_else(|| item.and_then(|i| time(i, "current_period_end")));
+            let period_end = time(object, "current_period_end")
+                .or_else(|| item.and_then(|i| time(i, "current_period_end")));
             BillingEvent::Subscription {
                 id: text(object, "id")?,
                 customer: customer(object)?,
@@ -209,7 +248,12 @@ pub fn parse(payload: &[u8]) -> Result<StripeEvent, WebhookError> {
         },
         _ => BillingEvent::Ignored,
     };
-    Ok(StripeEvent { id, kind, created, event })
+    Ok(StripeEvent {
+        id,
+        kind,
+        created,
+        event,
+    })
 }
 
 #[cfg(test)]
@@ -230,14 +274,36 @@ mod tests {
         assert_eq!(verify(payload, Some(&header), &ours, 300, now), Ok(()));
         // Rolled secrets: either of ours, either of theirs.
         let rolled = [secret("whsec_old"), secret("whsec_a")];
-        let two = format!("t={},v1={},v1={good},v0=abc", now - 10, sign("whsec_b", now - 10, payload));
+        let two = format!(
+            "t={},v1={},v1={good},v0=abc",
+            now - 10,
+            sign("whsec_b", now - 10, payload)
+        );
         assert_eq!(verify(payload, Some(&two), &rolled, 300, now), Ok(()));
-        assert_eq!(verify(payload, None, &ours, 300, now), Err(WebhookError::Unsigned));
-        assert_eq!(verify(b"{}", Some(&header), &ours, 300, now), Err(WebhookError::Forged));
-        assert_eq!(verify(payload, Some(&header), &[secret("whsec_b")], 300, now), Err(WebhookError::Forged));
+        assert_eq!(
+            verify(payload, None, &ours, 300, now),
+            Err(WebhookError::Unsigned)
+        );
+        assert_eq!(
+            verify(b"{}", Some(&header), &ours, 300, now),
+            Err(WebhookError::Forged)
+        );
+        assert_eq!(
+            verify(payload, Some(&header), &[secret("whsec_b")], 300, now),
+            Err(WebhookError::Forged)
+        );
         let old = format!("t={},v1={}", now - 301, sign("whsec_a", now - 301, payload));
-        assert_eq!(verify(payload, Some(&old), &ours, 300, now), Err(WebhookError::Stale { age_seconds: 301 }));
-        assert!(matches!(verify(payload, Some("v1=00"), &ours, 300, now), Err(WebhookError::Malformed(_))));
-        assert!(matches!(verify(payload, Some(&format!("t={now}")), &ours, 300, now), Err(WebhookError::Malformed(_))));
+        assert_eq!(
+            verify(payload, Some(&old), &ours, 300, now),
+            Err(WebhookError::Stale { age_seconds: 301 })
+        );
+        assert!(matches!(
+            verify(payload, Some("v1=00"), &ours, 300, now),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify(payload, Some(&format!("t={now}")), &ours, 300, now),
+            Err(WebhookError::Malformed(_))
+        ));
     }
 }

@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tenants::store::{NewJob, NewObject, NewShard, ObjectCount, RedundancyCount, SiteUsage, StoredObject};
+use tenants::store::{
+    NewJob, NewObject, NewShard, ObjectCount, RedundancyCount, SiteUsage, StoredObject,
+};
 use tenants::{Policy, Redundancy, ShardState, Store, TenantId};
 use uuid::Uuid;
 use vault::VaultError;
@@ -103,12 +105,19 @@ pub struct Dispersed {
 
 impl std::fmt::Debug for Dispersed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispersed").field("sites", &self.sites).field("default", &self.config.default).finish()
+        f.debug_struct("Dispersed")
+            .field("sites", &self.sites)
+            .field("default", &self.config.default)
+            .finish()
     }
 }
 
 fn allowed(policy: &Policy) -> Vec<String> {
-    policy.allowed_jurisdictions.iter().map(|j| j.as_str().to_owned()).collect()
+    policy
+        .allowed_jurisdictions
+        .iter()
+        .map(|j| j.as_str().to_owned())
+        .collect()
 }
 
 fn internal(e: tenants::Error) -> VaultError {
@@ -124,12 +133,22 @@ fn locations(object: &StoredObject, only_ok: bool) -> Vec<Location> {
         .shards
         .iter()
         .filter(|s| !only_ok || s.state == ShardState::Ok)
-        .filter_map(|s| s.site.clone().map(|site| Location { index: s.index, site, hash: s.hash }))
+        .filter_map(|s| {
+            s.site.clone().map(|site| Location {
+                index: s.index,
+                site,
+                hash: s.hash,
+            })
+        })
         .collect()
 }
 
 impl Dispersed {
-    pub fn new(store: Store, sites: Sites, config: DispersalConfig) -> Result<Dispersed, VaultError> {
+    pub fn new(
+        store: Store,
+        sites: Sites,
+        config: DispersalConfig,
+    ) -> Result<Dispersed, VaultError> {
         let quorum = config.write_quorum.max(usize::from(config.default.k()) + 1);
         if quorum > usize::from(config.default.n()) {
             return Err(VaultError::Site(format!(
@@ -137,7 +156,14 @@ impl Dispersed {
                 config.default
             )));
         }
-        Ok(Dispersed { store, sites, config: DispersalConfig { write_quorum: quorum, ..config } })
+        Ok(Dispersed {
+            store,
+            sites,
+            config: DispersalConfig {
+                write_quorum: quorum,
+                ..config
+            },
+        })
     }
 
     pub fn sites(&self) -> &Sites {
@@ -153,10 +179,16 @@ impl Dispersed {
     pub fn check_redundancy(&self, redundancy: Redundancy) -> Result<Params, String> {
         let params = Params::new(redundancy.k, redundancy.n).map_err(|e| e.to_string())?;
         if redundancy.k < self.config.min_k {
-            return Err(format!("redundancy.k = {}: this instance needs at least {}", redundancy.k, self.config.min_k));
+            return Err(format!(
+                "redundancy.k = {}: this instance needs at least {}",
+                redundancy.k, self.config.min_k
+            ));
         }
         if redundancy.n > self.config.max_n {
-            return Err(format!("redundancy.n = {}: this instance allows at most {}", redundancy.n, self.config.max_n));
+            return Err(format!(
+                "redundancy.n = {}: this instance allows at most {}",
+                redundancy.n, self.config.max_n
+            ));
         }
         if usize::from(redundancy.n) > self.sites.all().len() {
             return Err(format!(
@@ -184,17 +216,36 @@ impl Dispersed {
 
     /// Disperses `bytes` as object `id` under the tenant's policy. Refused
     /// (never stored with less) when the policy cannot be met.
-    pub async fn write(&self, tenant: TenantId, id: Uuid, bytes: &[u8]) -> Result<NewObject, VaultError> {
-        let policy = self.store.tenant(tenant).await.map_err(internal)?.map(|t| t.policy).unwrap_or_default();
+    pub async fn write(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        bytes: &[u8],
+    ) -> Result<NewObject, VaultError> {
+        let policy = self
+            .store
+            .tenant(tenant)
+            .await
+            .map_err(internal)?
+            .map(|t| t.policy)
+            .unwrap_or_default();
         self.write_for(&policy, id, bytes).await
     }
 
     /// Disperses `bytes` as object `id` under `policy` (a tenant being
     /// imported, not yet in the store).
-    pub async fn write_for(&self, policy: &Policy, id: Uuid, bytes: &[u8]) -> Result<NewObject, VaultError> {
+    pub async fn write_for(
+        &self,
+        policy: &Policy,
+        id: Uuid,
+        bytes: &[u8],
+    ) -> Result<NewObject, VaultError> {
         let policy = policy.clone();
         let params = self.params_for(&policy);
-        let placed = self.sites.write(id, params, self.quorum(params), &allowed(&policy), bytes).await?;
+        let placed = self
+            .sites
+            .write(id, params, self.quorum(params), &allowed(&policy), bytes)
+            .await?;
         let missing = placed.iter().filter(|p| p.site.is_none()).count();
         if missing > 0 {
             tracing::warn!(object = %id, missing, "object stored with shards missing; repair queued");
@@ -206,7 +257,12 @@ impl Dispersed {
             size: bytes.len() as i64,
             shards: placed
                 .into_iter()
-                .map(|p| NewShard { index: p.index, site: p.site, hash: p.hash, size: p.size as i64 })
+                .map(|p| NewShard {
+                    index: p.index,
+                    site: p.site,
+                    hash: p.hash,
+                    size: p.size as i64,
+                })
                 .collect(),
         })
     }
@@ -216,7 +272,12 @@ impl Dispersed {
         let placed: Vec<vault::sites::Placed> = object
             .shards
             .iter()
-            .map(|s| vault::sites::Placed { index: s.index, site: s.site.clone(), hash: s.hash, size: s.size as u64 })
+            .map(|s| vault::sites::Placed {
+                index: s.index,
+                site: s.site.clone(),
+                hash: s.hash,
+                size: s.size as u64,
+            })
             .collect();
         let outcomes = self.sites.delete(id, &placed).await;
         let left = outcomes.iter().filter(|(_, ok)| !ok).count();
@@ -235,10 +296,16 @@ impl Dispersed {
             .map_err(internal)?
             .ok_or_else(|| VaultError::Site(format!("object {id} is not in the manifest")))?;
         let params = params_of(&object)?;
-        let outcome = match self.sites.read_object(id, params, &locations(&object, true)).await {
+        let outcome = match self
+            .sites
+            .read_object(id, params, &locations(&object, true))
+            .await
+        {
             Err(VaultError::Unavailable(_)) => {
                 // The shards believed bad may be back (a site that was down).
-                self.sites.read_object(id, params, &locations(&object, false)).await
+                self.sites
+                    .read_object(id, params, &locations(&object, false))
+                    .await
             }
             other => other,
         };
@@ -250,7 +317,10 @@ impl Dispersed {
                 ShardError::Corrupt => ShardState::Corrupt,
                 ShardError::Unreachable(_) => continue,
             };
-            self.store.mark_shard(id, *index, site, state).await.map_err(internal)?;
+            self.store
+                .mark_shard(id, *index, site, state)
+                .await
+                .map_err(internal)?;
             marked = true;
         }
         if marked {
@@ -291,17 +361,35 @@ impl Dispersed {
                     .iter()
                     .find(|u| u.site == site.name)
                     .cloned()
-                    .unwrap_or(SiteUsage { site: site.name.clone(), ..Default::default() }),
+                    .unwrap_or(SiteUsage {
+                        site: site.name.clone(),
+                        ..Default::default()
+                    }),
             })
             .collect();
-        Ok(DispersalStatus { default: self.config.default, write_quorum: self.config.write_quorum, sites, redundancy })
+        Ok(DispersalStatus {
+            default: self.config.default,
+            write_quorum: self.config.write_quorum,
+            sites,
+            redundancy,
+        })
     }
 
-    async fn policy(&self, cache: &mut HashMap<TenantId, Policy>, tenant: TenantId) -> Result<Policy, VaultError> {
+    async fn policy(
+        &self,
+        cache: &mut HashMap<TenantId, Policy>,
+        tenant: TenantId,
+    ) -> Result<Policy, VaultError> {
         if let Some(p) = cache.get(&tenant) {
             return Ok(p.clone());
         }
-        let policy = self.store.tenant(tenant).await.map_err(internal)?.map(|t| t.policy).unwrap_or_default();
+        let policy = self
+            .store
+            .tenant(tenant)
+            .await
+            .map_err(internal)?
+            .map(|t| t.policy)
+            .unwrap_or_default();
         cache.insert(tenant, policy.clone());
         Ok(policy)
     }
@@ -309,26 +397,50 @@ impl Dispersed {
     /// Re-hashes every shard of every live object; marks what is missing or
     /// corrupt and queues a repair. Resumes where an interrupted scrub
     /// stopped unless `restart`.
-    pub async fn scrub(&self, progress: &dyn Progress, restart: bool) -> Result<PassReport, VaultError> {
+    pub async fn scrub(
+        &self,
+        progress: &dyn Progress,
+        restart: bool,
+    ) -> Result<PassReport, VaultError> {
         const CURSOR: &str = "scrub";
-        let mut cursor = if restart { None } else { self.store.maintenance_cursor(CURSOR).await.map_err(internal)? };
-        let total = self.store.count_objects(ObjectCount::Live { after: cursor }).await.map_err(internal)?;
+        let mut cursor = if restart {
+            None
+        } else {
+            self.store
+                .maintenance_cursor(CURSOR)
+                .await
+                .map_err(internal)?
+        };
+        let total = self
+            .store
+            .count_objects(ObjectCount::Live { after: cursor })
+            .await
+            .map_err(internal)?;
         progress.start("scrub", total as u64);
         let mut report = PassReport::default();
         let timeout = self.sites.options().request_timeout;
         loop {
-            let batch = self.store.objects_after(cursor, BATCH).await.map_err(internal)?;
+            let batch = self
+                .store
+                .objects_after(cursor, BATCH)
+                .await
+                .map_err(internal)?;
             let Some(last) = batch.last() else { break };
             cursor = Some(last.id);
             for object in &batch {
                 for shard in &object.shards {
-                    let Some(name) = shard.site.as_deref() else { continue };
+                    let Some(name) = shard.site.as_deref() else {
+                        continue;
+                    };
                     report.shards_checked += 1;
                     let Some(site) = self.sites.get(name) else {
                         // A site taken out of the configuration holds nothing we can reach.
                         if shard.state == ShardState::Ok {
                             tracing::warn!(site = %name, object = %object.id, shard = shard.index, "scrub: shard on a site no longer configured");
-                            self.store.mark_shard(object.id, shard.index, name, ShardState::Missing).await.map_err(internal)?;
+                            self.store
+                                .mark_shard(object.id, shard.index, name, ShardState::Missing)
+                                .await
+                                .map_err(internal)?;
                         }
                         report.missing += 1;
                         continue;
@@ -351,14 +463,23 @@ impl Dispersed {
                     if found != ShardState::Ok || shard.state != ShardState::Ok {
                         tracing::info!(site = %site.name, object = %object.id, shard = shard.index, state = found.as_str(), "scrub");
                     }
-                    self.store.mark_shard(object.id, shard.index, &site.name, found).await.map_err(internal)?;
+                    self.store
+                        .mark_shard(object.id, shard.index, &site.name, found)
+                        .await
+                        .map_err(internal)?;
                 }
                 report.objects += 1;
                 progress.advance(1);
             }
-            self.store.set_maintenance_cursor(CURSOR, cursor).await.map_err(internal)?;
+            self.store
+                .set_maintenance_cursor(CURSOR, cursor)
+                .await
+                .map_err(internal)?;
         }
-        self.store.set_maintenance_cursor(CURSOR, None).await.map_err(internal)?;
+        self.store
+            .set_maintenance_cursor(CURSOR, None)
+            .await
+            .map_err(internal)?;
         progress.finish();
         if report.missing + report.corrupt > 0 {
             self.queue_repair().await;
@@ -372,13 +493,24 @@ impl Dispersed {
     pub async fn repair(&self, progress: &dyn Progress) -> Result<PassReport, VaultError> {
         let mut report = PassReport::default();
         self.purge(&mut report).await?;
-        let total = self.store.count_objects(ObjectCount::ToRepair).await.map_err(internal)?;
+        let total = self
+            .store
+            .count_objects(ObjectCount::ToRepair)
+            .await
+            .map_err(internal)?;
         progress.start("repair", total as u64);
         let mut policies = HashMap::new();
         let mut skipped: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
         loop {
-            let batch = self.store.objects_to_repair(BATCH + skipped.len() as i64).await.map_err(internal)?;
-            let batch: Vec<StoredObject> = batch.into_iter().filter(|o| !skipped.contains(&o.id)).collect();
+            let batch = self
+                .store
+                .objects_to_repair(BATCH + skipped.len() as i64)
+                .await
+                .map_err(internal)?;
+            let batch: Vec<StoredObject> = batch
+                .into_iter()
+                .filter(|o| !skipped.contains(&o.id))
+                .collect();
             if batch.is_empty() {
                 break;
             }
@@ -400,16 +532,28 @@ impl Dispersed {
         Ok(report)
     }
 
-    async fn repair_object(&self, object: &StoredObject, policy: &Policy, report: &mut PassReport) -> Result<(), VaultError> {
+    async fn repair_object(
+        &self,
+        object: &StoredObject,
+        policy: &Policy,
+        report: &mut PassReport,
+    ) -> Result<(), VaultError> {
         let params = params_of(object)?;
         let timeout = self.sites.options().request_timeout;
         // A shard marked bad may be fine again (its site was down): look first.
         let mut bad = Vec::new();
-        for shard in object.shards.iter().filter(|s| s.state != ShardState::Ok || s.site.is_none()) {
+        for shard in object
+            .shards
+            .iter()
+            .filter(|s| s.state != ShardState::Ok || s.site.is_none())
+        {
             if let Some(site) = shard.site.as_deref().and_then(|s| self.sites.get(s)) {
                 if let Ok(bytes) = site.get_shard(object.id, shard.index, timeout).await {
                     if dispersal::hash(&bytes) == shard.hash {
-                        self.store.mark_shard(object.id, shard.index, &site.name, ShardState::Ok).await.map_err(internal)?;
+                        self.store
+                            .mark_shard(object.id, shard.index, &site.name, ShardState::Ok)
+                            .await
+                            .map_err(internal)?;
                         continue;
                     }
                 }
@@ -419,12 +563,18 @@ impl Dispersed {
         if bad.is_empty() {
             return Ok(());
         }
-        let (good, _) = self.sites.read(object.id, params, &locations(object, true)).await?;
+        let (good, _) = self
+            .sites
+            .read(object.id, params, &locations(object, true))
+            .await?;
         let refs: Vec<&[u8]> = good.iter().map(|(b, _)| b.as_ref()).collect();
         for shard in bad {
             let rebuilt = dispersal::rebuild(&refs, shard.index)?;
             if dispersal::hash(&rebuilt) != shard.hash {
-                return Err(VaultError::Dispersal(format!("shard {} rebuilt with a hash the manifest does not have", shard.index)));
+                return Err(VaultError::Dispersal(format!(
+                    "shard {} rebuilt with a hash the manifest does not have",
+                    shard.index
+                )));
             }
             let holders: Vec<&str> = object
                 .shards
@@ -437,12 +587,18 @@ impl Dispersed {
                 .site
                 .as_deref()
                 .and_then(|s| self.sites.get(s))
-                .filter(|s| !holders.contains(&s.name.as_str()) && self.sites.fits(params, s, &holders))
+                .filter(|s| {
+                    !holders.contains(&s.name.as_str()) && self.sites.fits(params, s, &holders)
+                })
                 .cloned();
             let bytes = bytes::Bytes::from(rebuilt);
             let mut stored_on: Option<Arc<Site>> = None;
             if let Some(home) = home {
-                if home.put_shard(object.id, shard.index, bytes.clone(), timeout).await.is_ok() {
+                if home
+                    .put_shard(object.id, shard.index, bytes.clone(), timeout)
+                    .await
+                    .is_ok()
+                {
                     stored_on = Some(home);
                 }
             }
@@ -450,9 +606,18 @@ impl Dispersed {
                 let mut tried: Vec<String> = shard.site.iter().cloned().collect();
                 loop {
                     let exclude: Vec<&str> = tried.iter().map(String::as_str).collect();
-                    let Some(site) = self.sites.place_one(params, &allowed(policy), &holders, &exclude) else { break };
+                    let Some(site) =
+                        self.sites
+                            .place_one(params, &allowed(policy), &holders, &exclude)
+                    else {
+                        break;
+                    };
                     tried.push(site.name.clone());
-                    if site.put_shard(object.id, shard.index, bytes.clone(), timeout).await.is_ok() {
+                    if site
+                        .put_shard(object.id, shard.index, bytes.clone(), timeout)
+                        .await
+                        .is_ok()
+                    {
                         stored_on = Some(site);
                         break;
                     }
@@ -464,10 +629,26 @@ impl Dispersed {
                     shard.index
                 )));
             };
-            if self.store.move_shard(object.id, shard.index, shard.site.as_deref(), &site.name, &shard.hash).await.map_err(internal)? {
+            if self
+                .store
+                .move_shard(
+                    object.id,
+                    shard.index,
+                    shard.site.as_deref(),
+                    &site.name,
+                    &shard.hash,
+                )
+                .await
+                .map_err(internal)?
+            {
                 tracing::info!(object = %object.id, shard = shard.index, site = %site.name, "repair: shard rebuilt");
                 report.rebuilt += 1;
-                if let Some(old) = shard.site.as_deref().filter(|old| *old != site.name).and_then(|s| self.sites.get(s)) {
+                if let Some(old) = shard
+                    .site
+                    .as_deref()
+                    .filter(|old| *old != site.name)
+                    .and_then(|s| self.sites.get(s))
+                {
                     let _ = old.delete_shard(object.id, shard.index, timeout).await;
                 }
             }
@@ -481,20 +662,33 @@ impl Dispersed {
         let timeout = self.sites.options().request_timeout;
         let mut stuck: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
         loop {
-            let batch = self.store.deleted_objects(BATCH + stuck.len() as i64).await.map_err(internal)?;
-            let batch: Vec<StoredObject> = batch.into_iter().filter(|o| !stuck.contains(&o.id)).collect();
+            let batch = self
+                .store
+                .deleted_objects(BATCH + stuck.len() as i64)
+                .await
+                .map_err(internal)?;
+            let batch: Vec<StoredObject> = batch
+                .into_iter()
+                .filter(|o| !stuck.contains(&o.id))
+                .collect();
             if batch.is_empty() {
                 return Ok(());
             }
             for object in batch {
                 for shard in &object.shards {
                     let deleted = match shard.site.as_deref().and_then(|s| self.sites.get(s)) {
-                        Some(site) => site.delete_shard(object.id, shard.index, timeout).await.is_ok(),
+                        Some(site) => site
+                            .delete_shard(object.id, shard.index, timeout)
+                            .await
+                            .is_ok(),
                         // A site no longer configured, or none: nothing to delete.
                         None => true,
                     };
                     if deleted {
-                        self.store.forget_shard(object.id, shard.index).await.map_err(internal)?;
+                        self.store
+                            .forget_shard(object.id, shard.index)
+                            .await
+                            .map_err(internal)?;
                         report.purged += 1;
                     } else {
                         stuck.insert(object.id);
@@ -507,9 +701,13 @@ impl Dispersed {
     /// Deletes the shards of one deleted message now (the repair pass
     /// retries whatever a down site kept).
     pub async fn shred(&self, id: Uuid) -> Result<(), VaultError> {
-        let Some(object) = self.store.stored_object(id).await.map_err(internal)? else { return Ok(()) };
+        let Some(object) = self.store.stored_object(id).await.map_err(internal)? else {
+            return Ok(());
+        };
         if object.deleted_at.is_none() {
-            return Err(VaultError::Site(format!("object {id} still has its message")));
+            return Err(VaultError::Site(format!(
+                "object {id} still has its message"
+            )));
         }
         let timeout = self.sites.options().request_timeout;
         let mut left = 0;
@@ -519,7 +717,10 @@ impl Dispersed {
                 None => true,
             };
             if deleted {
-                self.store.forget_shard(id, shard.index).await.map_err(internal)?;
+                self.store
+                    .forget_shard(id, shard.index)
+                    .await
+                    .map_err(internal)?;
             } else {
                 left += 1;
             }
@@ -533,27 +734,59 @@ impl Dispersed {
 
     /// Moves every shard off `from`, to `to` or wherever placement allows,
     /// copying before deleting so no object ever has fewer stored shards.
-    pub async fn evacuate(&self, from: &str, to: Option<&str>, progress: &dyn Progress) -> Result<PassReport, VaultError> {
-        let source = self.sites.get(from).cloned().ok_or_else(|| VaultError::Site(format!("no site named {from:?}")))?;
+    pub async fn evacuate(
+        &self,
+        from: &str,
+        to: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<PassReport, VaultError> {
+        let source = self
+            .sites
+            .get(from)
+            .cloned()
+            .ok_or_else(|| VaultError::Site(format!("no site named {from:?}")))?;
         let target = match to {
-            Some(name) if name == from => return Err(VaultError::Site("a site cannot be evacuated to itself".into())),
-            Some(name) => Some(self.sites.get(name).cloned().ok_or_else(|| VaultError::Site(format!("no site named {name:?}")))?),
+            Some(name) if name == from => {
+                return Err(VaultError::Site(
+                    "a site cannot be evacuated to itself".into(),
+                ));
+            }
+            Some(name) => Some(
+                self.sites
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| VaultError::Site(format!("no site named {name:?}")))?,
+            ),
             None => None,
         };
-        let total = self.store.count_objects(ObjectCount::OnSite(from)).await.map_err(internal)?;
+        let total = self
+            .store
+            .count_objects(ObjectCount::OnSite(from))
+            .await
+            .map_err(internal)?;
         progress.start(&format!("evacuate {from}"), total as u64);
         let mut report = PassReport::default();
         let mut policies = HashMap::new();
         let mut skipped: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
         loop {
-            let batch = self.store.objects_on_site(from, BATCH + skipped.len() as i64).await.map_err(internal)?;
-            let batch: Vec<StoredObject> = batch.into_iter().filter(|o| !skipped.contains(&o.id)).collect();
+            let batch = self
+                .store
+                .objects_on_site(from, BATCH + skipped.len() as i64)
+                .await
+                .map_err(internal)?;
+            let batch: Vec<StoredObject> = batch
+                .into_iter()
+                .filter(|o| !skipped.contains(&o.id))
+                .collect();
             if batch.is_empty() {
                 break;
             }
             for object in &batch {
                 let policy = self.policy(&mut policies, object.tenant_id).await?;
-                if let Err(e) = self.evacuate_object(object, &source, target.as_ref(), &policy, &mut report).await {
+                if let Err(e) = self
+                    .evacuate_object(object, &source, target.as_ref(), &policy, &mut report)
+                    .await
+                {
                     tracing::warn!(object = %object.id, site = %from, error = %e, "evacuation: object left in place");
                     report.skipped.push((object.id, e.to_string()));
                     skipped.insert(object.id);
@@ -576,7 +809,11 @@ impl Dispersed {
     ) -> Result<(), VaultError> {
         let params = params_of(object)?;
         let timeout = self.sites.options().request_timeout;
-        for shard in object.shards.iter().filter(|s| s.site.as_deref() == Some(source.name.as_str())) {
+        for shard in object
+            .shards
+            .iter()
+            .filter(|s| s.site.as_deref() == Some(source.name.as_str()))
+        {
             let holders: Vec<&str> = object
                 .shards
                 .iter()
@@ -601,18 +838,24 @@ impl Dispersed {
                     }
                     t.clone()
                 }
-                None => {
-                    self.sites
-                        .place_one(params, &allowed(policy), &holders, &[source.name.as_str()])
-                        .ok_or_else(|| VaultError::Placement(format!("no other site can take shard {} under {params}", shard.index)))?
-                }
+                None => self
+                    .sites
+                    .place_one(params, &allowed(policy), &holders, &[source.name.as_str()])
+                    .ok_or_else(|| {
+                        VaultError::Placement(format!(
+                            "no other site can take shard {} under {params}",
+                            shard.index
+                        ))
+                    })?,
             };
             // The shard as it is, or rebuilt from the others if it is not.
             let bytes = match source.get_shard(object.id, shard.index, timeout).await {
                 Ok(bytes) if dispersal::hash(&bytes) == shard.hash => bytes,
                 _ => {
-                    let others: Vec<Location> =
-                        locations(object, true).into_iter().filter(|l| l.index != shard.index).collect();
+                    let others: Vec<Location> = locations(object, true)
+                        .into_iter()
+                        .filter(|l| l.index != shard.index)
+                        .collect();
                     let (good, _) = self.sites.read(object.id, params, &others).await?;
                     let refs: Vec<&[u8]> = good.iter().map(|(b, _)| b.as_ref()).collect();
                     let rebuilt = dispersal::rebuild(&refs, shard.index)?;
@@ -624,7 +867,18 @@ impl Dispersed {
                 .put_shard(object.id, shard.index, bytes, timeout)
                 .await
                 .map_err(|e| VaultError::Unavailable(format!("site {}: {e}", destination.name)))?;
-            if self.store.move_shard(object.id, shard.index, Some(&source.name), &destination.name, &shard.hash).await.map_err(internal)? {
+            if self
+                .store
+                .move_shard(
+                    object.id,
+                    shard.index,
+                    Some(&source.name),
+                    &destination.name,
+                    &shard.hash,
+                )
+                .await
+                .map_err(internal)?
+            {
                 let _ = source.delete_shard(object.id, shard.index, timeout).await;
                 tracing::info!(object = %object.id, shard = shard.index, from = %source.name, to = %destination.name, "shard moved");
                 report.moved += 1;

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::{RData, RecordType};
@@ -41,7 +43,11 @@ pub enum LookupError {
     #[error("`{0}` is not a valid DNS name")]
     BadName(String),
     #[error("the DNS resolver at {resolver} did not answer for {name}: {reason}")]
-    Unavailable { resolver: SocketAddr, name: String, reason: String },
+    Unavailable {
+        resolver: SocketAddr,
+        name: String,
+        reason: String,
+    },
 }
 
 /// A resolver bound to one upstream address.
@@ -53,7 +59,9 @@ pub struct Dns {
 
 impl std::fmt::Debug for Dns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dns").field("upstream", &self.upstream).finish()
+        f.debug_struct("Dns")
+            .field("upstream", &self.upstream)
+            .finish()
     }
 }
 
@@ -69,24 +77,36 @@ impl Dns {
         let server = NameServerConfig::new(
             upstream.ip(),
             true,
-            vec![connection(ProtocolConfig::Udp), connection(ProtocolConfig::Tcp)],
+            vec![
+                connection(ProtocolConfig::Udp),
+                connection(ProtocolConfig::Tcp),
+            ],
         );
         let config = ResolverConfig::from_parts(None, vec![], vec![server]);
         let mut options = ResolverOpts::default();
         options.timeout = timeout;
         options.attempts = 1;
         options.cache_size = 0;
-        let resolver = hickory_resolver::Resolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(options)
-            .build()
-            .map_err(|e| LookupError::Unavailable { resolver: upstream, name: String::new(), reason: e.to_string() })?;
+        let resolver = hickory_resolver::Resolver::builder_with_config(
+            config,
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(options)
+        .build()
+        .map_err(|e| LookupError::Unavailable {
+            resolver: upstream,
+            name: String::new(),
+            reason: e.to_string(),
+        })?;
         Ok(Dns { resolver, upstream })
     }
 
     /// Whether the resolver answers at all (an empty answer counts).
     pub async fn answers(&self) -> bool {
         // Not a special-use name (hickory answers `.invalid` itself), so the query really goes out.
-        self.lookup("resolver-probe.caliop-check", Kind::Txt).await.is_ok()
+        self.lookup("resolver-probe.caliop-check", Kind::Txt)
+            .await
+            .is_ok()
     }
 
     /// SPF, DKIM and DMARC checks through the same resolver.
@@ -101,7 +121,11 @@ impl Dns {
     /// A name with no such records gives an empty list, not an error.
     pub async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<String>, LookupError> {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
-        let answer = match self.resolver.lookup(fqdn.as_str(), kind.record_type()).await {
+        let answer = match self
+            .resolver
+            .lookup(fqdn.as_str(), kind.record_type())
+            .await
+        {
             Ok(answer) => answer,
             Err(NetError::Dns(DnsError::NoRecordsFound(_))) => return Ok(Vec::new()),
             Err(NetError::Proto(e)) => return Err(LookupError::BadName(format!("{name}: {e}"))),
@@ -119,9 +143,16 @@ impl Dns {
             .iter()
             .filter_map(|record| match &record.data {
                 RData::TXT(txt) if kind == Kind::Txt => Some(
-                    txt.txt_data.iter().map(|part| String::from_utf8_lossy(part).into_owned()).collect::<String>(),
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part).into_owned())
+                        .collect::<String>(),
                 ),
-                RData::MX(mx) if kind == Kind::Mx => Some(format!("{} {}", mx.preference, trim(mx.exchange.to_ascii()))),
+                RData::MX(mx) if kind == Kind::Mx => Some(format!(
+                    "{} {}",
+                    mx.preference,
+                    trim(mx.exchange.to_ascii())
+                )),
                 RData::CNAME(target) if kind == Kind::Cname => Some(trim(target.0.to_ascii())),
                 RData::SRV(srv) if kind == Kind::Srv => Some(format!(
                     "{} {} {} {}",

@@ -53,27 +53,50 @@ impl DnsServer {
     /// longer than 255 bytes are split into several strings, as zone files do.
     pub fn set_txt(&self, at: &str, values: &[&str]) {
         let record = |v: &&str| {
-            let parts = v.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let parts = v
+                .as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
             RData::TXT(TXT::new(parts))
         };
         self.set(at, RecordType::TXT, values.iter().map(record).collect());
     }
 
     pub fn set_mx(&self, at: &str, values: &[(u16, &str)]) {
-        self.set(at, RecordType::MX, values.iter().map(|(p, host)| RData::MX(MX::new(*p, name(host)))).collect());
+        self.set(
+            at,
+            RecordType::MX,
+            values
+                .iter()
+                .map(|(p, host)| RData::MX(MX::new(*p, name(host))))
+                .collect(),
+        );
     }
 
     /// Publishes A records (IPv4 addresses) at `at`.
     pub fn set_a(&self, at: &str, addresses: &[std::net::Ipv4Addr]) {
-        self.set(at, RecordType::A, addresses.iter().map(|a| RData::A((*a).into())).collect());
+        self.set(
+            at,
+            RecordType::A,
+            addresses.iter().map(|a| RData::A((*a).into())).collect(),
+        );
     }
 
     pub fn set_cname(&self, at: &str, target: &str) {
-        self.set(at, RecordType::CNAME, vec![RData::CNAME(CNAME(name(target)))]);
+        self.set(
+            at,
+            RecordType::CNAME,
+            vec![RData::CNAME(CNAME(name(target)))],
+        );
     }
 
     pub fn set_srv(&self, at: &str, priority: u16, weight: u16, port: u16, target: &str) {
-        self.set(at, RecordType::SRV, vec![RData::SRV(SRV::new(priority, weight, port, name(target)))]);
+        self.set(
+            at,
+            RecordType::SRV,
+            vec![RData::SRV(SRV::new(priority, weight, port, name(target)))],
+        );
     }
 }
 
@@ -86,8 +109,12 @@ impl Drop for DnsServer {
 async fn serve(socket: UdpSocket, zone: Zone) {
     let mut buf = vec![0u8; 4096];
     loop {
-        let Ok((len, peer)) = socket.recv_from(&mut buf).await else { return };
-        let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
+        let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+            return;
+        };
+        let Ok(query) = Message::from_vec(&buf[..len]) else {
+            continue;
+        };
         let mut response = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
         response.metadata.authoritative = true;
         response.metadata.recursion_desired = query.metadata.recursion_desired;
@@ -96,8 +123,16 @@ async fn serve(socket: UdpSocket, zone: Zone) {
             let wanted = key(&question.name().to_ascii());
             let zone = zone.lock().unwrap_or_else(|p| p.into_inner());
             known_name |= zone.keys().any(|(n, _)| *n == wanted);
-            for rdata in zone.get(&(wanted.clone(), question.query_type())).into_iter().flatten() {
-                response.add_answer(Record::from_rdata(question.name().clone(), 60, rdata.clone()));
+            for rdata in zone
+                .get(&(wanted.clone(), question.query_type()))
+                .into_iter()
+                .flatten()
+            {
+                response.add_answer(Record::from_rdata(
+                    question.name().clone(),
+                    60,
+                    rdata.clone(),
+                ));
             }
             response.add_query(question.clone());
         }
@@ -121,15 +156,47 @@ mod tests {
         let server = DnsServer::start().await.unwrap();
         server.set_txt("_caliop.example.com", &["caliop-verify=abc"]);
         server.set_mx("example.com", &[(10, "mx.caliop.test")]);
-        server.set_srv("_submission._tcp.example.com", 0, 1, 587, "smtp.caliop.test");
+        server.set_srv(
+            "_submission._tcp.example.com",
+            0,
+            1,
+            587,
+            "smtp.caliop.test",
+        );
         let dns = Dns::new(server.addr(), Duration::from_secs(2)).unwrap();
-        assert_eq!(dns.lookup("_caliop.example.com", Kind::Txt).await.unwrap(), ["caliop-verify=abc"]);
-        assert_eq!(dns.lookup("Example.com.", Kind::Mx).await.unwrap(), ["10 mx.caliop.test"]);
-        assert_eq!(dns.lookup("_submission._tcp.example.com", Kind::Srv).await.unwrap(), ["0 1 587 smtp.caliop.test"]);
-        assert!(dns.lookup("example.com", Kind::Txt).await.unwrap().is_empty());
-        assert!(dns.lookup("nowhere.example.com", Kind::Txt).await.unwrap().is_empty());
+        assert_eq!(
+            dns.lookup("_caliop.example.com", Kind::Txt).await.unwrap(),
+            ["caliop-verify=abc"]
+        );
+        assert_eq!(
+            dns.lookup("Example.com.", Kind::Mx).await.unwrap(),
+            ["10 mx.caliop.test"]
+        );
+        assert_eq!(
+            dns.lookup("_submission._tcp.example.com", Kind::Srv)
+                .await
+                .unwrap(),
+            ["0 1 587 smtp.caliop.test"]
+        );
+        assert!(
+            dns.lookup("example.com", Kind::Txt)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            dns.lookup("nowhere.example.com", Kind::Txt)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         server.set_txt("_caliop.example.com", &[]);
-        assert!(dns.lookup("_caliop.example.com", Kind::Txt).await.unwrap().is_empty());
+        assert!(
+            dns.lookup("_caliop.example.com", Kind::Txt)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -137,9 +204,20 @@ mod tests {
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let dns = Dns::new(silent.local_addr().unwrap(), Duration::from_millis(200)).unwrap();
         let err = dns.lookup("example.com", Kind::Txt).await.unwrap_err();
-        assert!(matches!(err, crate::dns::LookupError::Unavailable { .. }), "{err}");
-        assert!(!dns.answers().await, "a silent resolver is reported as such");
+        assert!(
+            matches!(err, crate::dns::LookupError::Unavailable { .. }),
+            "{err}"
+        );
+        assert!(
+            !dns.answers().await,
+            "a silent resolver is reported as such"
+        );
         let server = DnsServer::start().await.unwrap();
-        assert!(Dns::new(server.addr(), Duration::from_secs(2)).unwrap().answers().await);
+        assert!(
+            Dns::new(server.addr(), Duration::from_secs(2))
+                .unwrap()
+                .answers()
+                .await
+        );
     }
 }

@@ -91,7 +91,10 @@ fn encode_word(text: &str) -> String {
     if text.is_ascii() {
         text.to_owned()
     } else {
-        format!("=?utf-8?b?{}?=", base64::engine::general_purpose::STANDARD.encode(text.as_bytes()))
+        format!(
+            "=?utf-8?b?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+        )
     }
 }
 
@@ -122,7 +125,13 @@ pub fn render(bounce: &Bounce<'_>, date: DateTime<Utc>, unique: &str) -> Vec<u8>
 }
 
 /// The header of the notification itself.
-fn top_fields(bounce: &Bounce<'_>, date: DateTime<Utc>, host: &str, token: &str, boundary: &str) -> String {
+fn top_fields(
+    bounce: &Bounce<'_>,
+    date: DateTime<Utc>,
+    host: &str,
+    token: &str,
+    boundary: &str,
+) -> String {
     let postmaster = match address(bounce.postmaster) {
         empty if empty.is_empty() => format!("postmaster@{host}"),
         postmaster => postmaster,
@@ -140,14 +149,20 @@ fn top_fields(bounce: &Bounce<'_>, date: DateTime<Utc>, host: &str, token: &str,
         None => ("Mail Delivery System".to_owned(), SUBJECT.to_owned()),
     };
     [
-        field("From", &format!("{} <{postmaster}>", encode_word(&from_name))),
+        field(
+            "From",
+            &format!("{} <{postmaster}>", encode_word(&from_name)),
+        ),
         field("To", &to),
         field("Subject", &subject),
         field("Date", &date.to_rfc2822()),
         field("Message-ID", &format!("<{token}@{host}>")),
         field("Auto-Submitted", "auto-replied"),
         field("MIME-Version", "1.0"),
-        field("Content-Type", &format!("multipart/report; report-type=delivery-status; boundary=\"{boundary}\"")),
+        field(
+            "Content-Type",
+            &format!("multipart/report; report-type=delivery-status; boundary=\"{boundary}\""),
+        ),
     ]
     .concat()
 }
@@ -179,7 +194,10 @@ fn explanation_part(bounce: &Bounce<'_>, host: &str) -> String {
 /// The explanation as plain text, lines separated by `\n`.
 fn explanation(bounce: &Bounce<'_>, host: &str) -> String {
     let mut text = match &bounce.notice {
-        Some(n) => format!("{}\n-- \nThe details, for your mail administrator (from {host}):\n\n", n.text.trim_end()),
+        Some(n) => format!(
+            "{}\n-- \nThe details, for your mail administrator (from {host}):\n\n",
+            n.text.trim_end()
+        ),
         None => format!("This is the mail delivery system at {host}.\n\n"),
     };
     if bounce.expired {
@@ -209,19 +227,31 @@ fn explanation(bounce: &Bounce<'_>, host: &str) -> String {
 fn explain_recipient(text: &mut String, recipient: &FailedRecipient<'_>, expired: bool) {
     let _ = writeln!(text, "\n<{}>", one_line(recipient.address));
     let _ = writeln!(text, "    Status: {}", status(recipient.status, expired));
-    if let Some(mta) = recipient.remote_mta.map(one_line).filter(|mta| !mta.is_empty()) {
+    if let Some(mta) = recipient
+        .remote_mta
+        .map(one_line)
+        .filter(|mta| !mta.is_empty())
+    {
         let _ = writeln!(text, "    Remote server: {mta}");
     }
     let reply: Vec<String> = recipient.diagnostic.map(reply_lines).unwrap_or_default();
     if reply.is_empty() {
         text.push_str("    No reply from a remote server was recorded.\n");
     } else {
-        text.push_str(if expired { "    The last reply was:\n" } else { "    The server replied:\n" });
+        text.push_str(if expired {
+            "    The last reply was:\n"
+        } else {
+            "    The server replied:\n"
+        });
         for line in reply {
             let _ = writeln!(text, "        {line}");
         }
     }
-    let _ = writeln!(text, "    Last attempt: {}", recipient.last_attempt.to_rfc2822());
+    let _ = writeln!(
+        text,
+        "    Last attempt: {}",
+        recipient.last_attempt.to_rfc2822()
+    );
 }
 
 /// Part two: the machine-readable report (RFC 3464 §2), always 7-bit.
@@ -232,7 +262,11 @@ fn report_part(bounce: &Bounce<'_>, host: &str) -> String {
         "\r\n".to_owned(),
     ]
     .concat();
-    if let Some(id) = bounce.original_envelope_id.map(word).filter(|id| !id.is_empty()) {
+    if let Some(id) = bounce
+        .original_envelope_id
+        .map(word)
+        .filter(|id| !id.is_empty())
+    {
         part.push_str(&field("Original-Envelope-Id", &id));
     }
     part.push_str(&field("Reporting-MTA", &format!("dns; {host}")));
@@ -255,10 +289,17 @@ fn recipient_fields(recipient: &FailedRecipient<'_>, expired: bool) -> String {
     if let Some(mta) = recipient.remote_mta.map(word).filter(|mta| !mta.is_empty()) {
         block.push_str(&field("Remote-MTA", &format!("dns; {mta}")));
     }
-    if let Some(reply) = recipient.diagnostic.map(diagnostic).filter(|reply| !reply.is_empty()) {
+    if let Some(reply) = recipient
+        .diagnostic
+        .map(diagnostic)
+        .filter(|reply| !reply.is_empty())
+    {
         block.push_str(&field("Diagnostic-Code", &format!("smtp; {reply}")));
     }
-    block.push_str(&field("Last-Attempt-Date", &recipient.last_attempt.to_rfc2822()));
+    block.push_str(&field(
+        "Last-Attempt-Date",
+        &recipient.last_attempt.to_rfc2822(),
+    ));
     block
 }
 
@@ -288,13 +329,17 @@ fn headers_part(original: &[u8]) -> Option<String> {
 
 /// The lines of a header block, up to the first empty one.
 fn header_lines(original: &[u8]) -> Vec<&[u8]> {
-    lines(original).into_iter().take_while(|line| !line.is_empty()).collect()
+    lines(original)
+        .into_iter()
+        .take_while(|line| !line.is_empty())
+        .collect()
 }
 
 /// `status` when it is an enhanced status code `class.subject.detail`
 /// (RFC 3463 §2), otherwise the default for the kind of failure.
 fn status(status: &str, expired: bool) -> &str {
-    let number = |part: &str| (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    let number =
+        |part: &str| (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
     let mut parts = status.split('.');
     let valid = matches!(parts.next(), Some("2" | "4" | "5"))
         && parts.next().is_some_and(number)
@@ -333,7 +378,11 @@ fn diagnostic(reply: &str) -> String {
     let line = one_line(reply);
     let mut out = String::with_capacity(line.len());
     for c in line.chars() {
-        if c.is_ascii() { out.push(c) } else { push_escape(&mut out, c) }
+        if c.is_ascii() {
+            out.push(c)
+        } else {
+            push_escape(&mut out, c)
+        }
     }
     out
 }
@@ -375,8 +424,15 @@ fn one_line(text: &str) -> String {
 /// control characters, anything not ASCII as `\x{HEX}`.
 fn word(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars().filter(|c| !c.is_whitespace() && !c.is_control()) {
-        if c.is_ascii() { out.push(c) } else { push_escape(&mut out, c) }
+    for c in text
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+    {
+        if c.is_ascii() {
+            out.push(c)
+        } else {
+            push_escape(&mut out, c)
+        }
     }
     out
 }
@@ -393,16 +449,33 @@ fn address(text: &str) -> String {
 fn host_name(text: &str) -> String {
     let labels: Vec<String> = text
         .split('.')
-        .map(|label| label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect::<String>())
+        .map(|label| {
+            label
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect::<String>()
+        })
         .filter(|label| !label.is_empty())
         .collect();
-    if labels.is_empty() { "localhost".to_owned() } else { labels.join(".") }
+    if labels.is_empty() {
+        "localhost".to_owned()
+    } else {
+        labels.join(".")
+    }
 }
 
 /// The unique token: letters, digits and `-` only, at most 40 of them.
 fn token(unique: &str) -> String {
-    let token: String = unique.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
-    if token.is_empty() { "dsn".to_owned() } else { token }
+    let token: String = unique
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    if token.is_empty() {
+        "dsn".to_owned()
+    } else {
+        token
+    }
 }
 
 fn push_escape(out: &mut String, c: char) {
@@ -474,7 +547,11 @@ fn lines(text: &[u8]) -> Vec<&[u8]> {
     let mut rest = text;
     while let Some(at) = rest.iter().position(|b| matches!(b, b'\r' | b'\n')) {
         out.push(&rest[..at]);
-        let skip = if rest[at..].starts_with(b"\r\n") { 2 } else { 1 };
+        let skip = if rest[at..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[at + skip..];
     }
     if !rest.is_empty() {
@@ -489,7 +566,10 @@ fn lines(text: &[u8]) -> Vec<&[u8]> {
 fn text_body(text: &[u8]) -> (&'static str, String) {
     let lines = lines(text);
     let plain = |b: &u8| *b == b'\t' || (0x20..0x7f).contains(b);
-    if lines.iter().all(|line| line.len() <= HARD_LIMIT && line.iter().all(plain)) {
+    if lines
+        .iter()
+        .all(|line| line.len() <= HARD_LIMIT && line.iter().all(plain))
+    {
         let mut body = String::with_capacity(text.len() + lines.len());
         for line in lines {
             body.extend(line.iter().map(|&b| char::from(b)));
@@ -512,7 +592,8 @@ fn quoted_printable_line(out: &mut String, line: &[u8]) {
     let mut width = 0;
     for (i, &b) in line.iter().enumerate() {
         let last = i + 1 == line.len();
-        let literal = ((0x21..0x7f).contains(&b) && b != b'=') || (matches!(b, b' ' | b'\t') && !last);
+        let literal =
+            ((0x21..0x7f).contains(&b) && b != b'=') || (matches!(b, b' ' | b'\t') && !last);
         let size = if literal { 1 } else { 3 };
         if width + size > QP_LIMIT - 1 {
             out.push_str("=\r\n");
@@ -554,11 +635,23 @@ mod tests {
     ];
 
     fn at(hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 14, hour, 0, 0).single().expect("a valid date")
+        Utc.with_ymd_and_hms(2026, 3, 14, hour, 0, 0)
+            .single()
+            .expect("a valid date")
     }
 
-    fn recipient<'a>(address: &'a str, status: &'a str, diagnostic: Option<&'a str>) -> FailedRecipient<'a> {
-        FailedRecipient { address, status, remote_mta: Some("mx.remote.example"), diagnostic, last_attempt: at(12) }
+    fn recipient<'a>(
+        address: &'a str,
+        status: &'a str,
+        diagnostic: Option<&'a str>,
+    ) -> FailedRecipient<'a> {
+        FailedRecipient {
+            address,
+            status,
+            remote_mta: Some("mx.remote.example"),
+            diagnostic,
+            last_attempt: at(12),
+        }
     }
 
     fn bounce<'a>(recipients: &'a [FailedRecipient<'a>], expired: bool) -> Bounce<'a> {
@@ -576,13 +669,17 @@ mod tests {
     }
 
     fn parse(raw: &[u8]) -> Message<'_> {
-        MessageParser::default().parse(raw).expect("the notification parses")
+        MessageParser::default()
+            .parse(raw)
+            .expect("the notification parses")
     }
 
     /// The parts under the root, in order.
     fn parts<'x>(message: &'x Message<'x>) -> Vec<&'x mail_parser::MessagePart<'x>> {
         let ids = message.root_part().sub_parts().expect("a multipart root");
-        ids.iter().map(|&id| message.part(id).expect("a listed part")).collect()
+        ids.iter()
+            .map(|&id| message.part(id).expect("a listed part"))
+            .collect()
     }
 
     fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
@@ -591,7 +688,10 @@ mod tests {
     }
 
     fn explanation_text(message: &Message<'_>) -> String {
-        parts(message)[0].text_contents().expect("a text explanation").to_owned()
+        parts(message)[0]
+            .text_contents()
+            .expect("a text explanation")
+            .to_owned()
     }
 
     /// The delivery-status body, unfolded (RFC 5322 §2.2.3: CRLF before WSP removed).
@@ -619,7 +719,10 @@ mod tests {
     }
 
     fn value<'b>(block: &'b [(String, String)], name: &str) -> Option<&'b str> {
-        block.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        block
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every line within 998 octets, CRLF-terminated, no bare CR or LF, all ASCII.
@@ -630,33 +733,63 @@ mod tests {
         let (end, lines) = lines.split_last().expect("at least one line");
         assert!(end.is_empty());
         for line in lines {
-            assert!(line.ends_with(b"\r"), "bare LF after {:?}", String::from_utf8_lossy(line));
+            assert!(
+                line.ends_with(b"\r"),
+                "bare LF after {:?}",
+                String::from_utf8_lossy(line)
+            );
             let line = &line[..line.len() - 1];
-            assert!(!line.contains(&b'\r'), "bare CR in {:?}", String::from_utf8_lossy(line));
+            assert!(
+                !line.contains(&b'\r'),
+                "bare CR in {:?}",
+                String::from_utf8_lossy(line)
+            );
             assert!(line.len() <= 998, "a line of {} octets", line.len());
         }
     }
 
     #[test]
     fn is_a_multipart_report_with_three_parts() {
-        let recipients =
-            [recipient("bob@remote.example", "5.1.1", Some("550 5.1.1 <bob@remote.example>: no such user"))];
+        let recipients = [recipient(
+            "bob@remote.example",
+            "5.1.1",
+            Some("550 5.1.1 <bob@remote.example>: no such user"),
+        )];
         let raw = build(&bounce(&recipients, false));
         let message = parse(&raw);
 
         let root = message.content_type().expect("a Content-Type");
-        assert_eq!((root.ctype(), root.subtype()), ("multipart", Some("report")));
+        assert_eq!(
+            (root.ctype(), root.subtype()),
+            ("multipart", Some("report"))
+        );
         assert_eq!(root.attribute("report-type"), Some("delivery-status"));
         let types: Vec<String> = parts(&message).into_iter().map(content_type).collect();
-        assert_eq!(types, ["text/plain", "message/delivery-status", "text/rfc822-headers"]);
+        assert_eq!(
+            types,
+            [
+                "text/plain",
+                "message/delivery-status",
+                "text/rfc822-headers"
+            ]
+        );
 
         assert_eq!(message.subject(), Some(SUBJECT));
-        assert_eq!(message.header_raw("Auto-Submitted").map(str::trim), Some("auto-replied"));
-        assert_eq!(message.header_raw("MIME-Version").map(str::trim), Some("1.0"));
+        assert_eq!(
+            message.header_raw("Auto-Submitted").map(str::trim),
+            Some("auto-replied")
+        );
+        assert_eq!(
+            message.header_raw("MIME-Version").map(str::trim),
+            Some("1.0")
+        );
         let from = message.from().and_then(|a| a.first()).expect("a From");
         assert_eq!(from.address(), Some("postmaster@mx.caliop.example"));
         assert_eq!(from.name(), Some("Mail Delivery System"));
-        let to = message.to().and_then(|a| a.first()).and_then(|a| a.address());
+        let to = message
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address());
         assert_eq!(to, Some("alice@caliop.example"));
         assert!(message.date().is_some());
         let id = message.message_id().expect("a Message-ID");
@@ -668,9 +801,15 @@ mod tests {
         let recipients = [recipient("bob@remote.example", "5.1.1", None)];
         let raw = build(&bounce(&recipients, false));
         let message = parse(&raw);
-        let headers = parts(&message)[2].text_contents().expect("text headers").to_owned();
+        let headers = parts(&message)[2]
+            .text_contents()
+            .expect("text headers")
+            .to_owned();
         assert!(headers.contains("Subject: Lunch\r\n"), "{headers}");
-        assert!(headers.contains("Message-ID: <1@caliop.example>"), "{headers}");
+        assert!(
+            headers.contains("Message-ID: <1@caliop.example>"),
+            "{headers}"
+        );
         assert!(!headers.contains("The body"), "{headers}");
     }
 
@@ -683,8 +822,14 @@ mod tests {
 
         assert!(explanation_text(&message).contains(&format!("        {reply}\r\n")));
         let blocks = report_blocks(&message);
-        assert_eq!(value(&blocks[1], "Diagnostic-Code"), Some(format!("smtp; {reply}").as_str()));
-        assert_eq!(value(&blocks[1], "Remote-MTA"), Some("dns; mx.remote.example"));
+        assert_eq!(
+            value(&blocks[1], "Diagnostic-Code"),
+            Some(format!("smtp; {reply}").as_str())
+        );
+        assert_eq!(
+            value(&blocks[1], "Remote-MTA"),
+            Some("dns; mx.remote.example")
+        );
     }
 
     #[test]
@@ -697,14 +842,22 @@ mod tests {
         let report = report_text(&message);
         let joined = "smtp; 550-5.7.1 Sorry, we do not accept mail from you. 550-5.7.1 Please see \
                       550 5.7.1 https://remote.example/policy";
-        assert_eq!(value(&report_blocks(&message)[1], "Diagnostic-Code"), Some(joined));
+        assert_eq!(
+            value(&report_blocks(&message)[1], "Diagnostic-Code"),
+            Some(joined)
+        );
         for line in report.split("\r\n").filter(|line| !line.is_empty()) {
             let name = line.split_once(':').map(|(name, _)| name).unwrap_or(line);
-            assert!(REPORT_FIELDS.contains(&name), "a stray line in the report: {line:?}");
+            assert!(
+                REPORT_FIELDS.contains(&name),
+                "a stray line in the report: {line:?}"
+            );
         }
         // People see the reply as it came, one line under the other.
         let text = explanation_text(&message);
-        assert!(text.contains("        550-5.7.1 Please see\r\n        550 5.7.1 https://remote.example/policy\r\n"));
+        assert!(text.contains(
+            "        550-5.7.1 Please see\r\n        550 5.7.1 https://remote.example/policy\r\n"
+        ));
     }
 
     #[test]
@@ -725,18 +878,38 @@ mod tests {
         assert_wire_safe(&raw);
         let text = String::from_utf8(raw.clone()).expect("ASCII");
         for line in text.split("\r\n") {
-            assert!(!line.to_ascii_lowercase().starts_with("bcc:"), "an injected field: {line:?}");
+            assert!(
+                !line.to_ascii_lowercase().starts_with("bcc:"),
+                "an injected field: {line:?}"
+            );
         }
 
         let message = parse(&raw);
         let names: Vec<&str> = message.headers().iter().map(|h| h.name()).collect();
         assert_eq!(
             names,
-            ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version", "Content-Type"]
+            [
+                "From",
+                "To",
+                "Subject",
+                "Date",
+                "Message-ID",
+                "Auto-Submitted",
+                "MIME-Version",
+                "Content-Type"
+            ]
         );
         let blocks = report_blocks(&message);
-        assert_eq!(blocks.len(), 2, "one per-message and one per-recipient block");
-        assert_eq!(value(&blocks[1], "Status"), Some("5.0.0"), "a malformed status is replaced");
+        assert_eq!(
+            blocks.len(),
+            2,
+            "one per-message and one per-recipient block"
+        );
+        assert_eq!(
+            value(&blocks[1], "Status"),
+            Some("5.0.0"),
+            "a malformed status is replaced"
+        );
         assert_eq!(
             value(&blocks[1], "Diagnostic-Code"),
             Some("smtp; 550 no such user Bcc: victim@evil.example Injected body")
@@ -763,43 +936,81 @@ mod tests {
 
         let message = parse(&raw);
         let text = explanation_text(&message);
-        assert!(text.contains(unicode), "the human part keeps the reply as it came");
+        assert!(
+            text.contains(unicode),
+            "the human part keeps the reply as it came"
+        );
         assert!(text.contains(&one_long_word));
         let blocks = report_blocks(&message);
-        assert_eq!(value(&blocks[1], "Diagnostic-Code"), Some(format!("smtp; {}", long_words.trim_end()).as_str()));
+        assert_eq!(
+            value(&blocks[1], "Diagnostic-Code"),
+            Some(format!("smtp; {}", long_words.trim_end()).as_str())
+        );
         assert_eq!(
             value(&blocks[3], "Diagnostic-Code"),
-            Some("smtp; 550 5.1.1 <j\\x{F6}rg@b\\x{FC}cher.example>: Empf\\x{E4}nger unbekannt \\x{2709}")
+            Some(
+                "smtp; 550 5.1.1 <j\\x{F6}rg@b\\x{FC}cher.example>: Empf\\x{E4}nger unbekannt \\x{2709}"
+            )
         );
-        assert_eq!(value(&blocks[3], "Final-Recipient"), Some("utf-8; j\\x{F6}rg@b\\x{FC}cher.example"));
+        assert_eq!(
+            value(&blocks[3], "Final-Recipient"),
+            Some("utf-8; j\\x{F6}rg@b\\x{FC}cher.example")
+        );
         let original = parts(&message)[2].contents().to_vec();
-        assert!(original.windows(3000).any(|w| w.iter().all(|&b| b == b'y')), "the long header survives");
+        assert!(
+            original.windows(3000).any(|w| w.iter().all(|&b| b == b'y')),
+            "the long header survives"
+        );
         assert!(!original.ends_with(b"body"));
     }
 
     #[test]
     fn one_block_per_recipient_with_its_status() {
         let recipients = [
-            recipient("bob@remote.example", "5.1.1", Some("550 5.1.1 no such user")),
-            recipient("carol@other.example", "5.2.2", Some("552 5.2.2 mailbox full")),
+            recipient(
+                "bob@remote.example",
+                "5.1.1",
+                Some("550 5.1.1 no such user"),
+            ),
+            recipient(
+                "carol@other.example",
+                "5.2.2",
+                Some("552 5.2.2 mailbox full"),
+            ),
             recipient("dave@third.example", "5.7.1", None),
         ];
         let raw = build(&bounce(&recipients, false));
         let message = parse(&raw);
         let blocks = report_blocks(&message);
 
-        assert_eq!(value(&blocks[0], "Reporting-MTA"), Some("dns; mx.caliop.example"));
+        assert_eq!(
+            value(&blocks[0], "Reporting-MTA"),
+            Some("dns; mx.caliop.example")
+        );
         assert_eq!(value(&blocks[0], "Original-Envelope-Id"), Some("QQ314159"));
-        assert_eq!(value(&blocks[0], "Arrival-Date"), Some(at(9).to_rfc2822().as_str()));
+        assert_eq!(
+            value(&blocks[0], "Arrival-Date"),
+            Some(at(9).to_rfc2822().as_str())
+        );
         assert_eq!(value(&blocks[0], "Final-Recipient"), None);
         assert_eq!(blocks.len(), 1 + recipients.len());
         for (block, recipient) in blocks[1..].iter().zip(&recipients) {
-            assert_eq!(value(block, "Final-Recipient"), Some(format!("rfc822; {}", recipient.address).as_str()));
+            assert_eq!(
+                value(block, "Final-Recipient"),
+                Some(format!("rfc822; {}", recipient.address).as_str())
+            );
             assert_eq!(value(block, "Action"), Some("failed"));
             assert_eq!(value(block, "Status"), Some(recipient.status));
-            assert_eq!(value(block, "Last-Attempt-Date"), Some(at(12).to_rfc2822().as_str()));
+            assert_eq!(
+                value(block, "Last-Attempt-Date"),
+                Some(at(12).to_rfc2822().as_str())
+            );
         }
-        assert_eq!(value(&blocks[3], "Diagnostic-Code"), None, "no reply, no Diagnostic-Code");
+        assert_eq!(
+            value(&blocks[3], "Diagnostic-Code"),
+            None,
+            "no reply, no Diagnostic-Code"
+        );
         let text = explanation_text(&message);
         for recipient in &recipients {
             assert!(text.contains(&format!("<{}>", recipient.address)));
@@ -808,11 +1019,18 @@ mod tests {
 
     #[test]
     fn an_expired_bounce_says_so() {
-        let recipients = [recipient("bob@remote.example", "4.4.7", Some("421 4.4.2 try again later"))];
+        let recipients = [recipient(
+            "bob@remote.example",
+            "4.4.7",
+            Some("421 4.4.2 try again later"),
+        )];
         let expired = parse_owned(build(&bounce(&recipients, true)));
         let text = explanation_text(&expired);
         assert!(text.contains("retry period expired"), "{text}");
-        assert!(text.contains(&at(9).to_rfc2822()), "since when it was retried");
+        assert!(
+            text.contains(&at(9).to_rfc2822()),
+            "since when it was retried"
+        );
         assert!(!text.contains("refused"), "{text}");
         assert_eq!(value(&report_blocks(&expired)[1], "Status"), Some("4.4.7"));
 
@@ -823,7 +1041,10 @@ mod tests {
     }
 
     fn parse_owned(raw: Vec<u8>) -> Message<'static> {
-        MessageParser::default().parse(&raw).expect("the notification parses").into_owned()
+        MessageParser::default()
+            .parse(&raw)
+            .expect("the notification parses")
+            .into_owned()
     }
 
     #[test]
@@ -841,10 +1062,16 @@ mod tests {
     #[test]
     fn message_id_and_boundary_are_fresh() {
         let recipients = [recipient("bob@remote.example", "5.1.1", None)];
-        let (one, two) =
-            (parse_owned(build(&bounce(&recipients, false))), parse_owned(build(&bounce(&recipients, false))));
+        let (one, two) = (
+            parse_owned(build(&bounce(&recipients, false))),
+            parse_owned(build(&bounce(&recipients, false))),
+        );
         assert_ne!(one.message_id(), two.message_id());
-        let boundary = |m: &Message<'_>| m.content_type().and_then(|ct| ct.attribute("boundary")).map(str::to_owned);
+        let boundary = |m: &Message<'_>| {
+            m.content_type()
+                .and_then(|ct| ct.attribute("boundary"))
+                .map(str::to_owned)
+        };
         assert!(boundary(&one).is_some());
         assert_ne!(boundary(&one), boundary(&two));
     }
@@ -858,7 +1085,10 @@ mod tests {
         b.original_headers = &headers;
         let raw = render(&b, at(13), "fixed");
         let message = parse(&raw);
-        let boundary = message.content_type().and_then(|ct| ct.attribute("boundary")).expect("a boundary");
+        let boundary = message
+            .content_type()
+            .and_then(|ct| ct.attribute("boundary"))
+            .expect("a boundary");
         assert_eq!(boundary, "=_fixed.3");
         assert_eq!(parts(&message).len(), 3);
         assert_eq!(message.message_id(), Some("fixed@mx.caliop.example"));
@@ -885,7 +1115,10 @@ mod tests {
             assert!(line.len() <= SOFT_LIMIT, "{line:?}");
             assert!(!line.trim().is_empty(), "a blank continuation line");
         }
-        assert_eq!(folded.replace("\r\n ", " "), format!("Diagnostic-Code: {value}\r\n"));
+        assert_eq!(
+            folded.replace("\r\n ", " "),
+            format!("Diagnostic-Code: {value}\r\n")
+        );
     }
 
     #[test]
@@ -894,7 +1127,10 @@ mod tests {
         assert_eq!(encoding, "quoted-printable");
         assert_eq!(body, "a=3Db=20\r\n=C3=A7=C3=A0 trailing =09\r\n");
         let (_, body) = text_body("é".repeat(100).as_bytes());
-        assert!(body.split("\r\n").all(|line| line.len() <= QP_LIMIT), "{body}");
+        assert!(
+            body.split("\r\n").all(|line| line.len() <= QP_LIMIT),
+            "{body}"
+        );
         assert_eq!(text_body(b"plain\r\nascii\n").0, "7bit");
     }
 

@@ -15,9 +15,18 @@ pub fn gpg(home: &std::path::Path, args: &[&str], input: &[u8]) -> (bool, Vec<u8
         .stderr(Stdio::piped())
         .spawn()
         .expect("gpg is installed (the test command installs it)");
-    child.stdin.take().expect("stdin").write_all(input).expect("write to gpg");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write to gpg");
     let out = child.wait_with_output().expect("gpg runs");
-    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A throw-away GnuPG home whose agent caches no passphrase (so a wrong one
@@ -32,14 +41,21 @@ impl GpgHome {
 
 impl Drop for GpgHome {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("gpgconf").arg("--homedir").arg(self.0.path()).args(["--kill", "gpg-agent"]).status();
+        let _ = std::process::Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.0.path())
+            .args(["--kill", "gpg-agent"])
+            .status();
     }
 }
 
 /// A fresh home for [`gpg`].
 pub fn gpg_home() -> GpgHome {
     let home = tempfile::tempdir().expect("temp dir");
-    std::fs::write(home.path().join("gpg-agent.conf"), "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n")
-        .expect("gpg-agent.conf");
+    std::fs::write(
+        home.path().join("gpg-agent.conf"),
+        "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n",
+    )
+    .expect("gpg-agent.conf");
     GpgHome(home)
 }

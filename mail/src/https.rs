@@ -32,39 +32,84 @@ impl std::fmt::Debug for Https {
 
 impl Https {
     /// The web PKI's roots plus `extra_roots`.
-    pub fn new(dns: Dns, port: u16, extra_roots: &[CertificateDer<'static>], timeout: Duration) -> Result<Https, String> {
-        Ok(Https { dns, port, tls: tokio_rustls::TlsConnector::from(client_config(extra_roots)?), timeout })
+    pub fn new(
+        dns: Dns,
+        port: u16,
+        extra_roots: &[CertificateDer<'static>],
+        timeout: Duration,
+    ) -> Result<Https, String> {
+        Ok(Https {
+            dns,
+            port,
+            tls: tokio_rustls::TlsConnector::from(client_config(extra_roots)?),
+            timeout,
+        })
     }
 
     /// `https://{host}{path}`: the body of a 200, `None` for any other
     /// status, `Err` when the host cannot be reached or its certificate is
     /// not valid for it.
-    pub async fn get(&self, host: &str, path_and_query: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, String> {
+    pub async fn get(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<u8>>, String> {
         tokio::time::timeout(self.timeout, self.fetch(host, path_and_query, max_bytes))
             .await
-            .map_err(|_| format!("https://{host}{path_and_query} did not answer within {} s", self.timeout.as_secs()))?
+            .map_err(|_| {
+                format!(
+                    "https://{host}{path_and_query} did not answer within {} s",
+                    self.timeout.as_secs()
+                )
+            })?
     }
 
-    async fn fetch(&self, host: &str, path_and_query: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, String> {
+    async fn fetch(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<u8>>, String> {
         let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("`{host}`: {e}"))?;
         let mut addresses = Vec::new();
         for kind in [Kind::A, Kind::Aaaa] {
-            let found = self.dns.lookup(host, kind).await.map_err(|e| e.to_string())?;
-            addresses.extend(found.iter().filter_map(|a| a.parse::<std::net::IpAddr>().ok()));
+            let found = self
+                .dns
+                .lookup(host, kind)
+                .await
+                .map_err(|e| e.to_string())?;
+            addresses.extend(
+                found
+                    .iter()
+                    .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
+            );
         }
-        let Some(ip) = addresses.first() else { return Err(format!("{host} has no address")) };
-        let tcp = tokio::net::TcpStream::connect((*ip, self.port)).await.map_err(|e| format!("{host}: {e}"))?;
-        let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        let Some(ip) = addresses.first() else {
+            return Err(format!("{host} has no address"));
+        };
+        let tcp = tokio::net::TcpStream::connect((*ip, self.port))
             .await
-            .map_err(|e| format!("HTTP with {host}: {e}"))?;
+            .map_err(|e| format!("{host}: {e}"))?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {host}: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP with {host}: {e}"))?;
         tokio::spawn(connection);
         let request = hyper::Request::get(path_and_query)
             .header(hyper::header::HOST, host)
             .header(hyper::header::USER_AGENT, "Caliop")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| format!("HTTP with {host}: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("HTTP with {host}: {e}"))?;
         if response.status() != hyper::StatusCode::OK {
             return Ok(None);
         }
@@ -77,11 +122,15 @@ impl Https {
 }
 
 /// A TLS client configuration trusting the web PKI and `extra_roots`.
-pub fn client_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for root in extra_roots {
-        roots.add(root.clone()).map_err(|e| format!("an extra trust anchor is unusable: {e}"))?;
+        roots
+            .add(root.clone())
+            .map_err(|e| format!("an extra trust anchor is unusable: {e}"))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -14,24 +14,43 @@ pub struct ImapProbe {
 
 impl ImapProbe {
     pub async fn connect(addr: std::net::SocketAddr) -> (ImapProbe, String) {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to IMAP");
-        let mut client = ImapProbe { reader: BufReader::new(stream), next: 1 };
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to IMAP");
+        let mut client = ImapProbe {
+            reader: BufReader::new(stream),
+            next: 1,
+        };
         let greeting = client.line().await;
         (client, greeting)
     }
 
     pub async fn line(&mut self) -> String {
         let mut line = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(20), self.reader.read_until(b'\n', &mut line)).await;
-        assert!(matches!(read, Ok(Ok(n)) if n > 0), "the server answers (got {:?} so far)", String::from_utf8_lossy(&line));
+        let read = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.reader.read_until(b'\n', &mut line),
+        )
+        .await;
+        assert!(
+            matches!(read, Ok(Ok(n)) if n > 0),
+            "the server answers (got {:?} so far)",
+            String::from_utf8_lossy(&line)
+        );
         let mut text = String::from_utf8_lossy(&line).into_owned();
         // A literal follows: read it into the same response.
         while let Some(n) = literal(&text) {
             let mut data = vec![0u8; n];
-            self.reader.read_exact(&mut data).await.expect("literal data");
+            self.reader
+                .read_exact(&mut data)
+                .await
+                .expect("literal data");
             text.push_str(&String::from_utf8_lossy(&data));
             let mut rest = Vec::new();
-            self.reader.read_until(b'\n', &mut rest).await.expect("after the literal");
+            self.reader
+                .read_until(b'\n', &mut rest)
+                .await
+                .expect("after the literal");
             text.push_str(&String::from_utf8_lossy(&rest));
         }
         text
@@ -45,7 +64,8 @@ impl ImapProbe {
     pub async fn run(&mut self, command: &str) -> (Vec<String>, String) {
         let tag = format!("t{}", self.next);
         self.next += 1;
-        self.send_raw(format!("{tag} {command}\r\n").as_bytes()).await;
+        self.send_raw(format!("{tag} {command}\r\n").as_bytes())
+            .await;
         self.until(&tag).await
     }
 
@@ -61,7 +81,9 @@ impl ImapProbe {
     }
 
     pub async fn login(&mut self, address: &str, password: &str) {
-        let (_, done) = self.run(&format!("LOGIN \"{address}\" \"{password}\"")).await;
+        let (_, done) = self
+            .run(&format!("LOGIN \"{address}\" \"{password}\""))
+            .await;
         assert!(done.contains(" OK "), "{done}");
     }
 }
@@ -72,4 +94,3 @@ fn literal(line: &str) -> Option<usize> {
     let open = inner.rfind('{')?;
     inner[open + 1..].parse().ok()
 }
-

@@ -11,13 +11,19 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, DkimResult, MessageAuthenticator, SpfResult};
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+    SpfResult,
+};
 use mail_parser::{MessageParser, MimeHeaders};
 use tenants::privacy::{Facts, PrivacyIndex};
 use tenants::store::NewObject;
-use tenants::{Account, AccountStatus, EmailAddress, Level, MessageId, NewMessage, Store, TenantId, TenantStatus};
+use tenants::{
+    Account, AccountStatus, EmailAddress, Level, MessageId, NewMessage, Store, TenantId,
+    TenantStatus,
+};
 use vault::at_rest::{DataKey, MasterKey};
 
 use crate::dispersed::Dispersed;
@@ -40,9 +46,17 @@ pub struct Recipient {
 /// message is larger than the whole quota.
 pub fn over_quota(size: i64, quota: i64) -> Reply {
     if size > quota {
-        Reply::new(552, "5.2.2", "the message is larger than the mailbox's whole quota")
+        Reply::new(
+            552,
+            "5.2.2",
+            "the message is larger than the mailbox's whole quota",
+        )
     } else {
-        Reply::new(452, "4.2.2", "mailbox full: the organisation's storage quota has no room for this message, try again later")
+        Reply::new(
+            452,
+            "4.2.2",
+            "mailbox full: the organisation's storage quota has no room for this message, try again later",
+        )
     }
 }
 
@@ -77,8 +91,20 @@ pub struct Inbound {
 impl Inbound {
     /// `authenticator` is `None` only where no DNS is wanted (benchmarks);
     /// then SPF, DKIM and DMARC are recorded as `none`.
-    pub fn new(store: Store, master: MasterKey, authenticator: Option<MessageAuthenticator>, hostname: String) -> Inbound {
-        Inbound { store, master: Arc::new(master), authenticator, hostname, data_keys: Mutex::default(), dispersed: None }
+    pub fn new(
+        store: Store,
+        master: MasterKey,
+        authenticator: Option<MessageAuthenticator>,
+        hostname: String,
+    ) -> Inbound {
+        Inbound {
+            store,
+            master: Arc::new(master),
+            authenticator,
+            hostname,
+            data_keys: Mutex::default(),
+            dispersed: None,
+        }
     }
 
     /// Stores `dispersed` and `end-to-end` messages as shards on these sites.
@@ -94,10 +120,19 @@ impl Inbound {
     /// Cuts the stored form of a message into shards on the sites, under the
     /// tenant's policy. Refused with 451 4.3.0 (the sender retries) when the
     /// policy cannot be met: a message is never stored below its level.
-    pub async fn disperse(&self, tenant: TenantId, id: MessageId, stored: &[u8]) -> Result<NewObject, Reply> {
+    pub async fn disperse(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        stored: &[u8],
+    ) -> Result<NewObject, Reply> {
         let Some(dispersed) = &self.dispersed else {
             tracing::error!(message = %id, "a message needs dispersed storage and no storage sites are configured");
-            return Err(Reply::new(451, "4.3.0", "storage for this recipient's confidentiality level is unavailable, try again later"));
+            return Err(Reply::new(
+                451,
+                "4.3.0",
+                "storage for this recipient's confidentiality level is unavailable, try again later",
+            ));
         };
         dispersed.write(tenant, id.0, stored).await.map_err(|e| {
             tracing::warn!(message = %id, error = %e, "dispersal refused");
@@ -119,20 +154,29 @@ impl Inbound {
         };
         dispersed.read(id.0).await.map_err(|e| {
             tracing::error!(message = %id, error = %e, "a dispersed message could not be read");
-            Reply::new(451, "4.3.0", "too few storage sites answered; try again later")
+            Reply::new(
+                451,
+                "4.3.0",
+                "too few storage sites answered; try again later",
+            )
         })
     }
 
     /// Deletes the shards of messages whose storing failed after dispersal.
     pub async fn discard(&self, written: &[(MessageId, NewObject)]) {
-        let Some(dispersed) = &self.dispersed else { return };
+        let Some(dispersed) = &self.dispersed else {
+            return;
+        };
         for (id, object) in written {
             dispersed.discard(id.0, object).await;
         }
     }
 
     fn written(messages: &[NewMessage]) -> Vec<(MessageId, NewObject)> {
-        messages.iter().filter_map(|m| Some((m.id, m.dispersed.clone()?))).collect()
+        messages
+            .iter()
+            .filter_map(|m| Some((m.id, m.dispersed.clone()?)))
+            .collect()
     }
 
     /// Stores messages, and takes their shards back if the store refuses.
@@ -163,7 +207,11 @@ impl Inbound {
 
     /// [`Inbound::check_recipient`] for a message announced at `size` bytes
     /// (`SIZE=`): refused at once if it cannot fit (see [`over_quota`]).
-    pub async fn check_recipient_sized(&self, address: &str, size: i64) -> Result<Recipient, Reply> {
+    pub async fn check_recipient_sized(
+        &self,
+        address: &str,
+        size: i64,
+    ) -> Result<Recipient, Reply> {
         let address = EmailAddress::parse(address)
             .map_err(|_| Reply::new(501, "5.1.3", "bad recipient address syntax"))?;
         let internal = |e: tenants::Error| {
@@ -173,8 +221,18 @@ impl Inbound {
         let mailbox = match self.store.recipient(&address).await.map_err(internal)? {
             Some(m) if m.account.status != AccountStatus::Deleted => m,
             _ => {
-                if self.store.domain_by_name(&address.domain()).await.map_err(internal)?.is_none() {
-                    return Err(Reply::new(550, "5.1.2", "relay not permitted: this domain is not hosted here"));
+                if self
+                    .store
+                    .domain_by_name(&address.domain())
+                    .await
+                    .map_err(internal)?
+                    .is_none()
+                {
+                    return Err(Reply::new(
+                        550,
+                        "5.1.2",
+                        "relay not permitted: this domain is not hosted here",
+                    ));
                 }
                 return Err(Reply::new(550, "5.1.1", "no such mailbox here"));
             }
@@ -183,18 +241,32 @@ impl Inbound {
             return Err(Reply::new(550, "5.2.1", "mailbox disabled"));
         }
         if mailbox.tenant_status != TenantStatus::Active {
-            return Err(Reply::new(550, "5.2.1", "mailbox disabled: the organisation is suspended"));
+            return Err(Reply::new(
+                550,
+                "5.2.1",
+                "mailbox disabled: the organisation is suspended",
+            ));
         }
         let room = mailbox.storage_quota_bytes - mailbox.storage_used_bytes;
         if room <= 0 || size > room {
             return Err(over_quota(size, mailbox.storage_quota_bytes));
         }
         let level = mailbox.account.level.max(mailbox.tenant_min_level);
-        Ok(Recipient { account: mailbox.account, level, room, quota: mailbox.storage_quota_bytes })
+        Ok(Recipient {
+            account: mailbox.account,
+            level,
+            room,
+            quota: mailbox.storage_quota_bytes,
+        })
     }
 
     async fn data_key(&self, tenant: TenantId) -> Result<Arc<DataKey>, Reply> {
-        if let Some(key) = self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).get(&tenant) {
+        if let Some(key) = self
+            .data_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+        {
             return Ok(key.clone());
         }
         let failed = |e: &dyn std::fmt::Display| {
@@ -202,25 +274,50 @@ impl Inbound {
             Reply::new(451, "4.3.0", "local error in processing, try again later")
         };
         let owner = tenant.0.as_bytes().to_vec();
-        let wrapped = match self.store.tenant_key(tenant).await.map_err(|e| failed(&e))? {
+        let wrapped = match self
+            .store
+            .tenant_key(tenant)
+            .await
+            .map_err(|e| failed(&e))?
+        {
             Some(wrapped) => wrapped,
             None => {
                 let (_, wrapped) = self.master.new_data_key(&owner).map_err(|e| failed(&e))?;
-                self.store.put_tenant_key(tenant, &wrapped).await.map_err(|e| failed(&e))?
+                self.store
+                    .put_tenant_key(tenant, &wrapped)
+                    .await
+                    .map_err(|e| failed(&e))?
             }
         };
-        let key = Arc::new(self.master.unwrap_data_key(&owner, &wrapped).map_err(|e| failed(&e))?);
-        self.data_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(tenant, key.clone());
+        let key = Arc::new(
+            self.master
+                .unwrap_data_key(&owner, &wrapped)
+                .map_err(|e| failed(&e))?,
+        );
+        self.data_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, key.clone());
         Ok(key)
     }
 
     /// Opens a `standard` message for the API.
-    pub async fn open_standard(&self, tenant: TenantId, id: MessageId, stored: &[u8]) -> Result<Vec<u8>, Reply> {
+    pub async fn open_standard(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, Reply> {
         self.open_at_rest(tenant, &context(id), stored).await
     }
 
     /// End of DATA: authenticate, judge, seal and store. `Ok` means committed.
-    pub async fn accept(&self, session: &Session, envelope: &Envelope, data: &[u8]) -> Result<Vec<MessageId>, Reply> {
+    pub async fn accept(
+        &self,
+        session: &Session,
+        envelope: &Envelope,
+        data: &[u8],
+    ) -> Result<Vec<MessageId>, Reply> {
         let auth = self.authenticate(session, &envelope.from, data).await;
         self.store_copies(session, envelope, data, auth).await
     }
@@ -231,7 +328,12 @@ impl Inbound {
     /// levels and privacy index included, without the DNS checks that would
     /// only ask ourselves. `submitted_by` is the authenticated account, or
     /// `None` for mail the server itself writes (bounces).
-    pub async fn accept_local(&self, envelope: &Envelope, data: &[u8], submitted_by: Option<&str>) -> Result<Vec<MessageId>, Reply> {
+    pub async fn accept_local(
+        &self,
+        envelope: &Envelope,
+        data: &[u8],
+        submitted_by: Option<&str>,
+    ) -> Result<Vec<MessageId>, Reply> {
         let session = Session {
             client_ip: IpAddr::from([127, 0, 0, 1]),
             helo: self.hostname.clone(),
@@ -244,7 +346,12 @@ impl Inbound {
     }
 
     /// Encrypts bytes at rest under the tenant's data key, bound to `context`.
-    pub async fn seal_at_rest(&self, tenant: TenantId, context: &[u8], plain: &[u8]) -> Result<Vec<u8>, Reply> {
+    pub async fn seal_at_rest(
+        &self,
+        tenant: TenantId,
+        context: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, Reply> {
         let key = self.data_key(tenant).await?;
         key.seal(context, plain).map_err(|e| {
             tracing::error!(error = %e, "encryption at rest failed");
@@ -253,7 +360,12 @@ impl Inbound {
     }
 
     /// Opens what [`Inbound::seal_at_rest`] sealed.
-    pub async fn open_at_rest(&self, tenant: TenantId, context: &[u8], stored: &[u8]) -> Result<Vec<u8>, Reply> {
+    pub async fn open_at_rest(
+        &self,
+        tenant: TenantId,
+        context: &[u8],
+        stored: &[u8],
+    ) -> Result<Vec<u8>, Reply> {
         let key = self.data_key(tenant).await?;
         key.open(context, stored).map_err(|e| {
             tracing::error!(error = %e, "stored bytes do not open");
@@ -262,19 +374,39 @@ impl Inbound {
     }
 
     /// The sealed form of a `standard` message, as the store keeps it.
-    pub async fn seal_standard(&self, tenant: TenantId, id: MessageId, plain: &[u8]) -> Result<Vec<u8>, Reply> {
+    pub async fn seal_standard(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, Reply> {
         self.seal_at_rest(tenant, &context(id), plain).await
     }
 
-    async fn store_copies(&self, session: &Session, envelope: &Envelope, data: &[u8], auth: AuthOutcome) -> Result<Vec<MessageId>, Reply> {
-        let parsed = MessageParser::default()
-            .parse(data)
-            .ok_or_else(|| Reply::new(554, "5.6.0", "the message could not be parsed as RFC 5322"))?;
+    async fn store_copies(
+        &self,
+        session: &Session,
+        envelope: &Envelope,
+        data: &[u8],
+        auth: AuthOutcome,
+    ) -> Result<Vec<MessageId>, Reply> {
+        let parsed = MessageParser::default().parse(data).ok_or_else(|| {
+            Reply::new(554, "5.6.0", "the message could not be parsed as RFC 5322")
+        })?;
         let (encrypted, signed) = openpgp_protection(&parsed);
         if auth.dmarc_reject {
-            return Err(Reply::new(550, "5.7.1", "rejected by the sender domain's DMARC policy (p=reject)"));
+            return Err(Reply::new(
+                550,
+                "5.7.1",
+                "rejected by the sender domain's DMARC policy (p=reject)",
+            ));
         }
-        if !encrypted && envelope.recipients.iter().any(|r| r.level == Level::EndToEnd) {
+        if !encrypted
+            && envelope
+                .recipients
+                .iter()
+                .any(|r| r.level == Level::EndToEnd)
+        {
             return Err(Reply::new(
                 550,
                 "5.7.1",
@@ -282,7 +414,11 @@ impl Inbound {
             ));
         }
         // Quick refusal from what RCPT saw; the store enforces the quota atomically anyway.
-        if let Some(r) = envelope.recipients.iter().find(|r| (data.len() as i64) > r.room) {
+        if let Some(r) = envelope
+            .recipients
+            .iter()
+            .find(|r| (data.len() as i64) > r.room)
+        {
             return Err(over_quota(data.len() as i64, r.quota));
         }
 
@@ -290,7 +426,13 @@ impl Inbound {
         let date = received_at.to_rfc2822();
         // A hosted sender's key is one we hold.
         let sender_key_known = match EmailAddress::parse(&envelope.from) {
-            Ok(from) => self.store.account_by_address(&from).await.ok().flatten().is_some(),
+            Ok(from) => self
+                .store
+                .account_by_address(&from)
+                .await
+                .ok()
+                .flatten()
+                .is_some(),
             Err(_) => false,
         };
         let mut messages = Vec::with_capacity(envelope.recipients.len());
@@ -316,7 +458,11 @@ impl Inbound {
                     sanitize(&session.helo),
                     session.client_ip,
                     self.hostname,
-                    if session.tls_version > 0 { "ESMTPS" } else { "ESMTP" },
+                    if session.tls_version > 0 {
+                        "ESMTPS"
+                    } else {
+                        "ESMTP"
+                    },
                     id,
                     date
                 ),
@@ -331,7 +477,11 @@ impl Inbound {
                     }
                     plain.extend_from_slice(data);
                     let sealed = self.seal_standard(account.tenant_id, id, &plain).await?;
-                    let sender = parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_owned);
+                    let sender = parsed
+                        .from()
+                        .and_then(|a| a.first())
+                        .and_then(|a| a.address())
+                        .map(str::to_owned);
                     (sealed, parsed.subject().map(str::to_owned), sender)
                 }
                 Level::EndToEnd => {
@@ -354,26 +504,31 @@ impl Inbound {
                         message_id: &message_id,
                         hostname: &self.hostname,
                     };
-                    let sealed = vault::seal::seal(&account.public_key, data, &outer).map_err(|e| {
-                        tracing::error!(error = %e, account = %account.id, "sealing failed");
-                        Reply::new(451, "4.3.0", "local error in processing, try again later")
-                    })?;
+                    let sealed =
+                        vault::seal::seal(&account.public_key, data, &outer).map_err(|e| {
+                            tracing::error!(error = %e, account = %account.id, "sealing failed");
+                            Reply::new(451, "4.3.0", "local error in processing, try again later")
+                        })?;
                     (sealed, None, None)
                 }
             };
             let rfc822_size = match recipient.level {
-                Level::Standard => (data.len() + trace.iter().map(|l| l.len() + 2).sum::<usize>()) as i64,
+                Level::Standard => {
+                    (data.len() + trace.iter().map(|l| l.len() + 2).sum::<usize>()) as i64
+                }
                 _ => content.len() as i64,
             };
             // Above `sealed`, the bytes go to the storage sites, not the database.
             let (content, dispersed) = match recipient.level {
-                Level::Dispersed | Level::EndToEnd => match self.disperse(account.tenant_id, id, &content).await {
-                    Ok(object) => (Vec::new(), Some(object)),
-                    Err(reply) => {
-                        self.discard(&Self::written(&messages)).await;
-                        return Err(reply);
+                Level::Dispersed | Level::EndToEnd => {
+                    match self.disperse(account.tenant_id, id, &content).await {
+                        Ok(object) => (Vec::new(), Some(object)),
+                        Err(reply) => {
+                            self.discard(&Self::written(&messages)).await;
+                            return Err(reply);
+                        }
                     }
-                },
+                }
                 Level::Standard | Level::Sealed => (content, None),
             };
             messages.push(NewMessage {
@@ -403,24 +558,37 @@ impl Inbound {
                 Ok(ids)
             }
             // Another message took the room since RCPT: the sender may retry.
-            Err(tenants::Error::LimitExceeded(_)) => {
-                Err(Reply::new(452, "4.2.2", "mailbox full: the organisation's storage quota has no room for this message, try again later"))
-            }
+            Err(tenants::Error::LimitExceeded(_)) => Err(Reply::new(
+                452,
+                "4.2.2",
+                "mailbox full: the organisation's storage quota has no room for this message, try again later",
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "storing a message failed");
-                Err(Reply::new(451, "4.3.0", "local error in processing, try again later"))
+                Err(Reply::new(
+                    451,
+                    "4.3.0",
+                    "local error in processing, try again later",
+                ))
             }
         }
     }
 
-    async fn correspondent(&self, account: &Account, from: &str) -> Result<tenants::Correspondent, Reply> {
+    async fn correspondent(
+        &self,
+        account: &Account,
+        from: &str,
+    ) -> Result<tenants::Correspondent, Reply> {
         if from.is_empty() {
             return Ok(tenants::Correspondent::default());
         }
-        self.store.correspondent(account.id, from).await.map_err(|e| {
-            tracing::error!(error = %e, "correspondent lookup failed");
-            Reply::new(451, "4.3.0", "local error in processing, try again later")
-        })
+        self.store
+            .correspondent(account.id, from)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "correspondent lookup failed");
+                Reply::new(451, "4.3.0", "local error in processing, try again later")
+            })
     }
 
     async fn authenticate(&self, session: &Session, from: &str, data: &[u8]) -> AuthOutcome {
@@ -431,13 +599,30 @@ impl Inbound {
             return AuthOutcome::none(&self.hostname);
         };
         let dkim = authenticator.verify_dkim(&message).await;
-        let mail_from = if from.is_empty() { format!("postmaster@{}", session.helo) } else { from.to_owned() };
-        let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+        let mail_from = if from.is_empty() {
+            format!("postmaster@{}", session.helo)
+        } else {
+            from.to_owned()
+        };
+        let mail_from_domain = mail_from
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default();
         let spf = authenticator
-            .verify_spf(SpfParameters::verify_mail_from(session.client_ip, &session.helo, &self.hostname, &mail_from))
+            .verify_spf(SpfParameters::verify_mail_from(
+                session.client_ip,
+                &session.helo,
+                &self.hostname,
+                &mail_from,
+            ))
             .await;
         let dmarc = authenticator
-            .verify_dmarc(DmarcParameters::new(&message, &dkim, &mail_from_domain, &spf))
+            .verify_dmarc(DmarcParameters::new(
+                &message,
+                &dkim,
+                &mail_from_domain,
+                &spf,
+            ))
             .await;
         let header_from = message.from().to_owned();
         let header = AuthenticationResults::new(&self.hostname)
@@ -481,8 +666,14 @@ impl AuthOutcome {
     /// Mail that never left this instance: the sender authenticated to us.
     fn local(hostname: &str, submitted_by: Option<&str>) -> AuthOutcome {
         let (header, who) = match submitted_by {
-            Some(who) => (format!("Authentication-Results: {hostname}; auth=pass smtp.auth={who}"), who),
-            None => (format!("Authentication-Results: {hostname}; none (generated by this server)"), ""),
+            Some(who) => (
+                format!("Authentication-Results: {hostname}; auth=pass smtp.auth={who}"),
+                who,
+            ),
+            None => (
+                format!("Authentication-Results: {hostname}; none (generated by this server)"),
+                "",
+            ),
         };
         AuthOutcome {
             header,
@@ -513,7 +704,10 @@ fn context(id: MessageId) -> Vec<u8> {
 
 /// HELO names go into a header: keep them to printable ASCII without spaces.
 fn sanitize(helo: &str) -> String {
-    helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect()
+    helo.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect()
 }
 
 /// Whether the message is OpenPGP-encrypted and/or signed, as PGP/MIME
@@ -522,7 +716,10 @@ pub fn openpgp_protection(message: &mail_parser::Message<'_>) -> (bool, bool) {
     let mut encrypted = false;
     let mut signed = false;
     if let Some(ct) = message.root_part().content_type() {
-        let protocol = ct.attribute("protocol").unwrap_or_default().to_ascii_lowercase();
+        let protocol = ct
+            .attribute("protocol")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let subtype = ct.subtype().unwrap_or_default().to_ascii_lowercase();
         encrypted |= subtype == "encrypted" && protocol == "application/pgp-encrypted";
         signed |= subtype == "signed" && protocol == "application/pgp-signature";
@@ -551,6 +748,9 @@ mod tests {
         assert_eq!(protection(inline), (true, false));
         let signed = "Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=b\r\n\r\n--b\r\n\r\nhi\r\n--b--\r\n";
         assert_eq!(protection(signed), (false, true));
-        assert_eq!(protection("Subject: hi\r\n\r\nplain words\r\n"), (false, false));
+        assert_eq!(
+            protection("Subject: hi\r\n\r\nplain words\r\n"),
+            (false, false)
+        );
     }
 }

@@ -31,7 +31,9 @@ impl Policy {
     pub fn parse(text: &str) -> Option<Policy> {
         let (mut version, mut mode, mut max_age, mut mx) = (None, None, None, Vec::new());
         for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else { continue };
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             match key.trim() {
                 "version" => version = Some(value.to_owned()),
@@ -56,16 +58,22 @@ impl Policy {
             return None;
         }
         // At most a year (§3.2).
-        Some(Policy { mode, mx, max_age: Duration::from_secs(max_age?.min(31_557_600)) })
+        Some(Policy {
+            mode,
+            mx,
+            max_age: Duration::from_secs(max_age?.min(31_557_600)),
+        })
     }
 
     /// Whether `host` is an MX the policy allows (§4.1: a wildcard covers one label).
     pub fn allows(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.mx.iter().any(|pattern| match pattern.strip_prefix("*.") {
-            Some(parent) => host.split_once('.').is_some_and(|(_, rest)| rest == parent),
-            None => *pattern == host,
-        })
+        self.mx
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(parent) => host.split_once('.').is_some_and(|(_, rest)| rest == parent),
+                None => *pattern == host,
+            })
     }
 }
 
@@ -84,36 +92,71 @@ pub struct Policies {
 
 impl Policies {
     pub fn new(dns: Dns, https: Https) -> Policies {
-        Policies { https, dns, cache: Mutex::default() }
+        Policies {
+            https,
+            dns,
+            cache: Mutex::default(),
+        }
     }
 
     /// The domain's policy in force, if it publishes one. A policy that
     /// cannot be fetched falls back to the cached one, else to none (§5).
     pub async fn policy(&self, domain: &str) -> Option<Policy> {
         let domain = domain.to_ascii_lowercase();
-        let txt = self.dns.lookup(&format!("_mta-sts.{domain}"), Kind::Txt).await.ok().unwrap_or_default();
+        let txt = self
+            .dns
+            .lookup(&format!("_mta-sts.{domain}"), Kind::Txt)
+            .await
+            .ok()
+            .unwrap_or_default();
         let ids: Vec<String> = txt
             .iter()
             .filter(|r| r.trim_start().starts_with("v=STSv1"))
-            .filter_map(|r| r.split(';').find_map(|t| t.trim().strip_prefix("id=").map(str::to_owned)))
+            .filter_map(|r| {
+                r.split(';')
+                    .find_map(|t| t.trim().strip_prefix("id=").map(str::to_owned))
+            })
             .collect();
         let cached = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.get(&domain).filter(|c| c.until > Instant::now()).map(|c| (c.id.clone(), c.policy.clone()))
+            cache
+                .get(&domain)
+                .filter(|c| c.until > Instant::now())
+                .map(|c| (c.id.clone(), c.policy.clone()))
         };
         // Exactly one record (§3.1); otherwise keep what we know.
-        let [id] = ids.as_slice() else { return cached.map(|(_, p)| p) };
+        let [id] = ids.as_slice() else {
+            return cached.map(|(_, p)| p);
+        };
         if let Some((cached_id, policy)) = &cached
             && cached_id == id
         {
             return Some(policy.clone());
         }
-        let fetched = self.https.get(&format!("mta-sts.{domain}"), "/.well-known/mta-sts.txt", 64 * 1024).await;
-        match fetched.ok().flatten().and_then(|body| Policy::parse(&String::from_utf8_lossy(&body))) {
+        let fetched = self
+            .https
+            .get(
+                &format!("mta-sts.{domain}"),
+                "/.well-known/mta-sts.txt",
+                64 * 1024,
+            )
+            .await;
+        match fetched
+            .ok()
+            .flatten()
+            .and_then(|body| Policy::parse(&String::from_utf8_lossy(&body)))
+        {
             Some(policy) => {
                 let until = Instant::now() + policy.max_age;
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                cache.insert(domain, Cached { id: id.clone(), policy: policy.clone(), until });
+                cache.insert(
+                    domain,
+                    Cached {
+                        id: id.clone(),
+                        policy: policy.clone(),
+                        until,
+                    },
+                );
                 Some(policy)
             }
             None => {
@@ -135,11 +178,17 @@ mod tests {
         assert_eq!(policy.max_age, Duration::from_secs(86400));
         assert!(policy.allows("MX1.example.com."));
         assert!(policy.allows("a.mail.example.com"));
-        assert!(!policy.allows("a.b.mail.example.com"), "a wildcard covers one label");
+        assert!(
+            !policy.allows("a.b.mail.example.com"),
+            "a wildcard covers one label"
+        );
         assert!(!policy.allows("mail.example.com"));
         assert!(!policy.allows("mx2.example.com"));
         assert!(Policy::parse("version: STSv2\nmode: enforce\nmx: a\nmax_age: 1\n").is_none());
-        assert!(Policy::parse("version: STSv1\nmode: enforce\nmax_age: 1\n").is_none(), "enforce needs mx");
+        assert!(
+            Policy::parse("version: STSv1\nmode: enforce\nmax_age: 1\n").is_none(),
+            "enforce needs mx"
+        );
         assert!(Policy::parse("version: STSv1\nmode: sometimes\nmx: a\nmax_age: 1\n").is_none());
         assert!(Policy::parse("version: STSv1\nmode: none\nmax_age: 1\n").is_some());
     }

@@ -33,17 +33,19 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use mail_parser::{Address, MessageParser};
 use secrecy::ExposeSecret;
-use tenants::store::{DeliveryUpdate, NewJob, NewMessage, NewOutbound, RecipientDelivery, SendRates, Submission};
+use tenants::store::{
+    DeliveryUpdate, NewJob, NewMessage, NewOutbound, RecipientDelivery, SendRates, Submission,
+};
 use tenants::{
-    Account, AccountStatus, DeliveryStatus, DkimAlgorithm, DkimKeyState, EmailAddress, Level, MessageId, Store,
-    TenantKind, TenantStatus,
+    Account, AccountStatus, DeliveryStatus, DkimAlgorithm, DkimKeyState, EmailAddress, Level,
+    MessageId, Store, TenantKind, TenantStatus,
 };
 use uuid::Uuid;
 
 use crate::dns::{Dns, Kind};
 use crate::https::Https;
-use crate::mta_sts::Policies;
 use crate::inbound::{Envelope, Inbound, openpgp_protection};
+use crate::mta_sts::Policies;
 use crate::reply::Reply;
 
 /// The job that delivers one spooled version; its payload is [`DeliverJob`].
@@ -177,7 +179,9 @@ pub enum Refusal {
     #[error("{0}")]
     OverQuota(String),
     /// The sender is at `end-to-end` and the message is not encrypted.
-    #[error("this account sends only OpenPGP-encrypted mail (end-to-end level): encrypt the message to its recipients before submitting it")]
+    #[error(
+        "this account sends only OpenPGP-encrypted mail (end-to-end level): encrypt the message to its recipients before submitting it"
+    )]
     PlaintextAtEndToEnd,
     /// Encryption was required and these recipients have no known key.
     #[error("encryption was required, but no OpenPGP key is known for: {}", .0.join(", "))]
@@ -200,7 +204,9 @@ impl Refusal {
             Refusal::Suspended(_) | Refusal::PaymentOverdue(_) => Reply::new(554, "5.7.1", text),
             Refusal::RateLimited(_) => Reply::new(450, "4.7.1", text),
             Refusal::OverQuota(_) => Reply::new(552, "5.2.2", text),
-            Refusal::PlaintextAtEndToEnd | Refusal::MissingKeys(_) => Reply::new(554, "5.7.1", text),
+            Refusal::PlaintextAtEndToEnd | Refusal::MissingKeys(_) => {
+                Reply::new(554, "5.7.1", text)
+            }
             Refusal::Internal | Refusal::StorageUnavailable(_) => Reply::new(451, "4.3.0", text),
         }
     }
@@ -235,14 +241,29 @@ fn internal(what: &str, cause: impl std::fmt::Display) -> Refusal {
 impl Outbound {
     /// `dns` is `None` where no resolver answers: remote delivery then
     /// waits (deferred) until one does; local delivery still works.
-    pub fn new(store: Store, inbound: Arc<Inbound>, dns: Option<Dns>, config: OutboundConfig) -> Outbound {
+    pub fn new(
+        store: Store,
+        inbound: Arc<Inbound>,
+        dns: Option<Dns>,
+        config: OutboundConfig,
+    ) -> Outbound {
         let https = dns.as_ref().and_then(|dns| {
             Https::new(dns.clone(), config.https_port, &config.extra_roots, Duration::from_secs(10))
                 .inspect_err(|e| tracing::error!(error = %e, "HTTPS client unavailable: no MTA-STS, no WKD lookups"))
                 .ok()
         });
-        let policies = dns.as_ref().zip(https.clone()).map(|(dns, https)| Policies::new(dns.clone(), https));
-        Outbound { store, inbound, dns, https, policies, config }
+        let policies = dns
+            .as_ref()
+            .zip(https.clone())
+            .map(|(dns, https)| Policies::new(dns.clone(), https));
+        Outbound {
+            store,
+            inbound,
+            dns,
+            https,
+            policies,
+            config,
+        }
     }
 
     /// Checks, encrypts where it must, and queues a message.
@@ -258,7 +279,11 @@ impl Outbound {
             return Err(Refusal::Suspended(format!(
                 "{} cannot send: the {} is suspended",
                 account.address,
-                if account.status != AccountStatus::Active { "account" } else { "organisation" }
+                if account.status != AccountStatus::Active {
+                    "account"
+                } else {
+                    "organisation"
+                }
             )));
         }
         let overdue = self
@@ -276,8 +301,16 @@ impl Outbound {
         }
         let parsed = MessageParser::default()
             .parse(&draft.message)
-            .filter(|m| m.headers().iter().any(|h| h.name().eq_ignore_ascii_case("from")))
-            .ok_or_else(|| Refusal::Invalid("the message is not RFC 5322: it needs at least a From header".into()))?;
+            .filter(|m| {
+                m.headers()
+                    .iter()
+                    .any(|h| h.name().eq_ignore_ascii_case("from"))
+            })
+            .ok_or_else(|| {
+                Refusal::Invalid(
+                    "the message is not RFC 5322: it needs at least a From header".into(),
+                )
+            })?;
         let from = first_address(parsed.from())
             .ok_or_else(|| Refusal::Invalid("the From header holds no address".into()))?;
         if !from.eq_ignore_ascii_case(account.address.as_str()) {
@@ -302,7 +335,11 @@ impl Outbound {
                     keys.insert(recipient.clone(), key);
                 }
             }
-            let missing: Vec<String> = recipients.iter().filter(|r| !keys.contains_key(*r)).cloned().collect();
+            let missing: Vec<String> = recipients
+                .iter()
+                .filter(|r| !keys.contains_key(*r))
+                .cloned()
+                .collect();
             if draft.require_encryption && !missing.is_empty() {
                 return Err(Refusal::MissingKeys(missing));
             }
@@ -327,8 +364,10 @@ impl Outbound {
         let outgoing = rewrite_headers(&draft.message, &added, &["bcc"]);
 
         let mut versions: Vec<(Vec<u8>, Vec<String>)> = Vec::new();
-        let (with_key, without_key): (Vec<String>, Vec<String>) =
-            recipients.iter().cloned().partition(|r| keys.contains_key(r));
+        let (with_key, without_key): (Vec<String>, Vec<String>) = recipients
+            .iter()
+            .cloned()
+            .partition(|r| keys.contains_key(r));
         if !with_key.is_empty() {
             let mut armored: Vec<&str> = with_key.iter().map(|r| keys[r].as_str()).collect();
             // The sender can read what they sent.
@@ -346,7 +385,10 @@ impl Outbound {
         let sent_plain = rewrite_headers(&draft.message, &added, &[]);
         let (content, subject, sender) = match level {
             Level::Standard => (
-                self.inbound.seal_standard(account.tenant_id, sent_id, &sent_plain).await.map_err(|_| Refusal::Internal)?,
+                self.inbound
+                    .seal_standard(account.tenant_id, sent_id, &sent_plain)
+                    .await
+                    .map_err(|_| Refusal::Internal)?,
                 parsed.subject().map(str::to_owned),
                 Some(from.clone()),
             ),
@@ -424,7 +466,8 @@ impl Outbound {
                 .seal_at_rest(account.tenant_id, spool_context(id).as_bytes(), &bytes)
                 .await
                 .map_err(|_| Refusal::Internal)?;
-            let payload = serde_json::to_string(&DeliverJob { outbound_id: id }).map_err(|e| internal("job encoding failed", e))?;
+            let payload = serde_json::to_string(&DeliverJob { outbound_id: id })
+                .map_err(|e| internal("job encoding failed", e))?;
             jobs.push(NewJob {
                 kind: DELIVER_JOB,
                 payload,
@@ -432,12 +475,22 @@ impl Outbound {
                 run_at: Utc::now(),
                 max_attempts: DELIVERY_MAX_ATTEMPTS,
             });
-            outbound.push(NewOutbound { id, content, recipients: to });
+            outbound.push(NewOutbound {
+                id,
+                content,
+                recipients: to,
+            });
         }
-        let lifetime = chrono::Duration::from_std(self.config.lifetime).unwrap_or(chrono::Duration::days(5));
+        let lifetime =
+            chrono::Duration::from_std(self.config.lifetime).unwrap_or(chrono::Duration::days(5));
         // A tenant on a plan sends at its plan's per-account rates.
         let mut limits = self.config.limits.for_kind(tenant.kind);
-        if let Some(plan) = self.store.tenant_plan(tenant.id).await.map_err(|e| internal("plan lookup failed", e))? {
+        if let Some(plan) = self
+            .store
+            .tenant_plan(tenant.id)
+            .await
+            .map_err(|e| internal("plan lookup failed", e))?
+        {
             limits.account_messages_per_hour = plan.account_messages_per_hour;
             limits.account_recipients_per_day = plan.account_recipients_per_day;
         }
@@ -452,8 +505,13 @@ impl Outbound {
             jobs,
             limits,
         };
-        let written: Vec<(MessageId, tenants::store::NewObject)> =
-            submission.sent_copy.dispersed.clone().map(|o| (sent_id, o)).into_iter().collect();
+        let written: Vec<(MessageId, tenants::store::NewObject)> = submission
+            .sent_copy
+            .dispersed
+            .clone()
+            .map(|o| (sent_id, o))
+            .into_iter()
+            .collect();
         let stored = self.store.submit(submission).await;
         if stored.is_err() {
             self.inbound.discard(&written).await;
@@ -465,7 +523,12 @@ impl Outbound {
             Err(e) => return Err(internal("storing a submission failed", e)),
         };
         tracing::info!(message = %message_id, recipients = recipients.len(), encrypted = with_key.len(), "message queued");
-        Ok(Submitted { message_id, header_message_id, encrypted_to: with_key, recipients: recipients.len() })
+        Ok(Submitted {
+            message_id,
+            header_message_id,
+            encrypted_to: with_key,
+            recipients: recipients.len(),
+        })
     }
 
     fn recipients(&self, given: &[String]) -> Result<Vec<String>, Refusal> {
@@ -496,24 +559,44 @@ impl Outbound {
     async fn recipient_key(&self, recipient: &str) -> Option<String> {
         let address = EmailAddress::parse(recipient).ok()?;
         match self.store.account_by_address(&address).await {
-            Ok(Some(account)) if account.status == AccountStatus::Active => return Some(account.public_key),
+            Ok(Some(account)) if account.status == AccountStatus::Active => {
+                return Some(account.public_key);
+            }
             Ok(Some(_)) => return None,
             _ => {}
         }
         let https = self.https.as_ref()?;
         let (local, domain) = (address.local(), address.domain());
         let hash = crate::wkd::hash(local);
-        let local_query: String = local.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let local_query: String = local
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
         let places = [
-            (format!("openpgpkey.{domain}"), format!("/.well-known/openpgpkey/{domain}/hu/{hash}?l={local_query}")),
-            (domain.to_string(), format!("/.well-known/openpgpkey/hu/{hash}?l={local_query}")),
+            (
+                format!("openpgpkey.{domain}"),
+                format!("/.well-known/openpgpkey/{domain}/hu/{hash}?l={local_query}"),
+            ),
+            (
+                domain.to_string(),
+                format!("/.well-known/openpgpkey/hu/{hash}?l={local_query}"),
+            ),
         ];
         for (host, path) in places {
             match https.get(&host, &path, 256 * 1024).await {
-                Ok(Some(binary)) => match vault::openpgp::AccountKey::armored_for_address(&binary, address.as_str()) {
-                    Ok(armored) => return Some(armored),
-                    Err(e) => tracing::info!(error = %e, %host, "a WKD key was refused"),
-                },
+                Ok(Some(binary)) => {
+                    match vault::openpgp::AccountKey::armored_for_address(&binary, address.as_str())
+                    {
+                        Ok(armored) => return Some(armored),
+                        Err(e) => tracing::info!(error = %e, %host, "a WKD key was refused"),
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, %host, "no WKD answer"),
             }
@@ -525,10 +608,17 @@ impl Outbound {
     /// waiting. `Err` asks the queue to retry (some were deferred, or the
     /// store failed); recipients already delivered are never sent again.
     pub async fn deliver(&self, outbound_id: Uuid) -> Result<Attempt, String> {
-        let Some(row) = self.store.outbound(outbound_id).await.map_err(|e| e.to_string())? else {
+        let Some(row) = self
+            .store
+            .outbound(outbound_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(Attempt::default());
         };
-        let Some(stored) = row.content.as_deref() else { return Ok(Attempt::default()) };
+        let Some(stored) = row.content.as_deref() else {
+            return Ok(Attempt::default());
+        };
         let pending: Vec<RecipientDelivery> = self
             .store
             .outbound_deliveries(outbound_id)
@@ -539,7 +629,11 @@ impl Outbound {
             .collect();
         let plain = self
             .inbound
-            .open_at_rest(tenants::TenantId(row.tenant_id), spool_context(outbound_id).as_bytes(), stored)
+            .open_at_rest(
+                tenants::TenantId(row.tenant_id),
+                spool_context(outbound_id).as_bytes(),
+                stored,
+            )
             .await
             .map_err(|r| r.text.clone())?;
 
@@ -565,14 +659,20 @@ impl Outbound {
             let signed = self.sign(&row.envelope_from, &plain).await;
             let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for d in pending {
-                let domain = d.recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+                let domain = d
+                    .recipient
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default();
                 by_domain.entry(domain).or_default().push(d.recipient);
             }
             for (domain, recipients) in by_domain {
                 let done = if self.is_hosted(&domain).await? {
-                    self.deliver_locally(&row.envelope_from, &recipients, &signed).await
+                    self.deliver_locally(&row.envelope_from, &recipients, &signed)
+                        .await
                 } else {
-                    self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed).await
+                    self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed)
+                        .await
                 };
                 // Recorded as soon as each server has answered, so that a
                 // worker dying later does not send these again.
@@ -589,7 +689,10 @@ impl Outbound {
                 DeliveryStatus::Deferred | DeliveryStatus::Queued => attempt.deferred += 1,
             }
         }
-        let bounced: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == DeliveryStatus::Bounced).collect();
+        let bounced: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.status == DeliveryStatus::Bounced)
+            .collect();
         self.bounce(&row, &plain, &bounced, expired).await?;
         tracing::info!(
             outbound = %outbound_id,
@@ -614,19 +717,36 @@ impl Outbound {
                 remote_reply: &o.reply,
             })
             .collect();
-        self.store.record_deliveries(outbound, &updates).await.map(|_| ()).map_err(|e| e.to_string())
+        self.store
+            .record_deliveries(outbound, &updates)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     async fn is_hosted(&self, domain: &str) -> Result<bool, String> {
-        let Ok(name) = tenants::DomainName::parse(domain) else { return Ok(false) };
-        Ok(self.store.domain_by_name(&name).await.map_err(|e| e.to_string())?.is_some())
+        let Ok(name) = tenants::DomainName::parse(domain) else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .domain_by_name(&name)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some())
     }
 
     /// DKIM signatures by the sender domain's active keys, prepended.
     async fn sign(&self, envelope_from: &str, message: &[u8]) -> Vec<u8> {
-        let Some((_, domain)) = envelope_from.rsplit_once('@') else { return message.to_vec() };
-        let Ok(name) = tenants::DomainName::parse(domain) else { return message.to_vec() };
-        let Ok(Some(domain)) = self.store.domain_by_name(&name).await else { return message.to_vec() };
+        let Some((_, domain)) = envelope_from.rsplit_once('@') else {
+            return message.to_vec();
+        };
+        let Ok(name) = tenants::DomainName::parse(domain) else {
+            return message.to_vec();
+        };
+        let Ok(Some(domain)) = self.store.domain_by_name(&name).await else {
+            return message.to_vec();
+        };
         let keys = match self.store.dkim_keys(domain.id).await {
             Ok(keys) => keys,
             Err(e) => {
@@ -638,7 +758,9 @@ impl Outbound {
         for key in keys.iter().filter(|k| k.state == DkimKeyState::Active) {
             match self.dkim_signature(&domain.name, key, message) {
                 Ok(header) => headers.push_str(&header),
-                Err(e) => tracing::warn!(error = %e, selector = %key.selector, "DKIM signing failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, selector = %key.selector, "DKIM signing failed")
+                }
             }
         }
         let mut signed = headers.into_bytes();
@@ -646,76 +768,135 @@ impl Outbound {
         signed
     }
 
-    fn dkim_signature(&self, domain: &tenants::DomainName, key: &tenants::store::DkimKey, message: &[u8]) -> Result<String, String> {
+    fn dkim_signature(
+        &self,
+        domain: &tenants::DomainName,
+        key: &tenants::store::DkimKey,
+        message: &[u8],
+    ) -> Result<String, String> {
         let pem = self
             .inbound
             .master()
-            .open_secret(&dkim_key_context(domain.as_str()), key.private_key.expose_secret())
+            .open_secret(
+                &dkim_key_context(domain.as_str()),
+                key.private_key.expose_secret(),
+            )
             .map_err(|e| e.to_string())?;
         let pem = String::from_utf8(pem).map_err(|e| e.to_string())?;
         let signature = match key.algorithm {
             DkimAlgorithm::Rsa => {
                 use rustls::pki_types::pem::PemObject;
-                let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
+                let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes())
+                    .map_err(|e| e.to_string())?;
                 let key_pair = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
-                signer_headers(DkimSigner::from_key(key_pair).domain(domain.as_str()).selector(&key.selector))
-                    .sign(message)
+                signer_headers(
+                    DkimSigner::from_key(key_pair)
+                        .domain(domain.as_str())
+                        .selector(&key.selector),
+                )
+                .sign(message)
             }
             DkimAlgorithm::Ed25519 => {
                 let (seed, public) = vault::dkim::ed25519_parts(&pem).map_err(|e| e.to_string())?;
-                let key_pair = Ed25519Key::from_seed_and_public_key(seed.expose_secret(), &public).map_err(|e| e.to_string())?;
-                signer_headers(DkimSigner::from_key(key_pair).domain(domain.as_str()).selector(&key.selector))
-                    .sign(message)
+                let key_pair = Ed25519Key::from_seed_and_public_key(seed.expose_secret(), &public)
+                    .map_err(|e| e.to_string())?;
+                signer_headers(
+                    DkimSigner::from_key(key_pair)
+                        .domain(domain.as_str())
+                        .selector(&key.selector),
+                )
+                .sign(message)
             }
         };
         Ok(signature.map_err(|e| e.to_string())?.to_header())
     }
 
-    async fn deliver_locally(&self, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
+    async fn deliver_locally(
+        &self,
+        envelope_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<Outcome> {
         let host = Some(self.config.hostname.clone());
         let mut outcomes = Vec::with_capacity(recipients.len());
         // One copy per recipient, each at its own level, like mail from outside.
         for r in recipients {
             let accepted = match self.inbound.check_recipient(r).await {
                 Ok(recipient) => {
-                    let envelope = Envelope { from: envelope_from.to_owned(), recipients: vec![recipient] };
-                    self.inbound.accept_local(&envelope, message, Some(envelope_from)).await
+                    let envelope = Envelope {
+                        from: envelope_from.to_owned(),
+                        recipients: vec![recipient],
+                    };
+                    self.inbound
+                        .accept_local(&envelope, message, Some(envelope_from))
+                        .await
                 }
                 Err(reply) => Err(reply),
             };
             outcomes.push(match accepted {
-                Ok(_) => Outcome::new(r, DeliveryStatus::Delivered, host.clone(), "250 2.0.0 delivered locally".into()),
+                Ok(_) => Outcome::new(
+                    r,
+                    DeliveryStatus::Delivered,
+                    host.clone(),
+                    "250 2.0.0 delivered locally".into(),
+                ),
                 Err(reply) => Outcome::from_reply(r, host.clone(), &reply),
             });
         }
         outcomes
     }
 
-    async fn deliver_remotely(&self, domain: &str, envelope_from: &str, recipients: &[String], message: &[u8]) -> Vec<Outcome> {
-        let defer_all = |host: Option<String>, reply: String| Outcome::all(recipients, DeliveryStatus::Deferred, host, reply);
-        let bounce_all = |reply: String| Outcome::all(recipients, DeliveryStatus::Bounced, None, reply);
+    async fn deliver_remotely(
+        &self,
+        domain: &str,
+        envelope_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<Outcome> {
+        let defer_all = |host: Option<String>, reply: String| {
+            Outcome::all(recipients, DeliveryStatus::Deferred, host, reply)
+        };
+        let bounce_all =
+            |reply: String| Outcome::all(recipients, DeliveryStatus::Bounced, None, reply);
         if let Some(relay) = self.config.relay {
             let host = relay.ip().to_string();
-            return match self.smtp_transaction(&host, relay, false, envelope_from, recipients, message).await {
+            return match self
+                .smtp_transaction(&host, relay, false, envelope_from, recipients, message)
+                .await
+            {
                 Ok(outcomes) => outcomes,
                 Err(reason) => defer_all(Some(host), reason),
             };
         }
         let Some(dns) = &self.dns else {
-            return defer_all(None, "no DNS resolver answers: the recipient's mail server cannot be found yet".into());
+            return defer_all(
+                None,
+                "no DNS resolver answers: the recipient's mail server cannot be found yet".into(),
+            );
         };
         let hosts = match mx_hosts(dns, domain).await {
             Ok(hosts) if hosts.is_empty() => {
-                return bounce_all(format!("550 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"));
+                return bounce_all(format!(
+                    "550 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"
+                ));
             }
             Ok(hosts) => hosts,
-            Err(MxError::NoSuchDomain) => return bounce_all(format!("550 5.1.2 {domain} has no mail server (no MX, no address)")),
-            Err(MxError::Dns(reason)) => return defer_all(None, format!("DNS lookup for {domain} failed: {reason}")),
+            Err(MxError::NoSuchDomain) => {
+                return bounce_all(format!(
+                    "550 5.1.2 {domain} has no mail server (no MX, no address)"
+                ));
+            }
+            Err(MxError::Dns(reason)) => {
+                return defer_all(None, format!("DNS lookup for {domain} failed: {reason}"));
+            }
         };
         // MTA-STS `enforce`: only the MX hosts the policy names, only over
         // TLS with a valid certificate; otherwise wait, never send in clear.
         let policy = match &self.policies {
-            Some(policies) => policies.policy(domain).await.filter(|p| p.mode == crate::mta_sts::Mode::Enforce),
+            Some(policies) => policies
+                .policy(domain)
+                .await
+                .filter(|p| p.mode == crate::mta_sts::Mode::Enforce),
             None => None,
         };
         let hosts: Vec<String> = match &policy {
@@ -723,7 +904,10 @@ impl Outbound {
             None => hosts,
         };
         if hosts.is_empty() {
-            return defer_all(None, format!("MTA-STS: no MX host of {domain} matches its enforced policy"));
+            return defer_all(
+                None,
+                format!("MTA-STS: no MX host of {domain} matches its enforced policy"),
+            );
         }
         let require_tls = policy.is_some();
         let mut last = None;
@@ -741,13 +925,24 @@ impl Outbound {
             };
             for ip in addresses {
                 let server = std::net::SocketAddr::new(ip, self.config.delivery_port);
-                match self.smtp_transaction(&host, server, require_tls, envelope_from, recipients, message).await {
+                match self
+                    .smtp_transaction(
+                        &host,
+                        server,
+                        require_tls,
+                        envelope_from,
+                        recipients,
+                        message,
+                    )
+                    .await
+                {
                     Ok(outcomes) => return outcomes,
                     Err(reason) => last = Some((host.clone(), reason)),
                 }
             }
         }
-        let (host, reason) = last.unwrap_or((String::new(), "no mail server could be reached".into()));
+        let (host, reason) =
+            last.unwrap_or((String::new(), "no mail server could be reached".into()));
         defer_all(Some(host).filter(|h| !h.is_empty()), reason)
     }
 
@@ -764,9 +959,15 @@ impl Outbound {
         message: &[u8],
     ) -> Result<Vec<Outcome>, String> {
         let hello = ClientId::Domain(self.config.hostname.clone());
-        let mut conn = AsyncSmtpConnection::connect_tokio1(server, Some(self.config.connect_timeout), &hello, None, None)
-            .await
-            .map_err(|e| format!("could not connect to {host} ({server}): {e}"))?;
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            server,
+            Some(self.config.connect_timeout),
+            &hello,
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| format!("could not connect to {host} ({server}): {e}"))?;
         if require_tls {
             // MTA-STS: a certificate valid for this MX host, or no delivery.
             if !conn.can_starttls() {
@@ -780,8 +981,12 @@ impl Outbound {
                         .map_err(|e| format!("TLS setup failed: {e}"))?,
                 );
             }
-            let tls = tls.build_rustls().map_err(|e| format!("TLS setup failed: {e}"))?;
-            conn.starttls(tls, &hello).await.map_err(|e| format!("MTA-STS: TLS with {host} failed: {e}"))?;
+            let tls = tls
+                .build_rustls()
+                .map_err(|e| format!("TLS setup failed: {e}"))?;
+            conn.starttls(tls, &hello)
+                .await
+                .map_err(|e| format!("MTA-STS: TLS with {host} failed: {e}"))?;
         } else if conn.can_starttls() {
             // Opportunistic TLS (RFC 3207): encrypt whenever offered. Without
             // MTA-STS or DANE a certificate cannot be checked against anything,
@@ -791,9 +996,13 @@ impl Outbound {
                 .dangerous_accept_invalid_hostnames(true)
                 .build_rustls()
                 .map_err(|e| format!("TLS setup failed: {e}"))?;
-            conn.starttls(tls, &hello).await.map_err(|e| format!("STARTTLS with {host} failed: {e}"))?;
+            conn.starttls(tls, &hello)
+                .await
+                .map_err(|e| format!("STARTTLS with {host} failed: {e}"))?;
         }
-        let from = envelope_from.parse::<lettre::Address>().map_err(|e| format!("bad sender address: {e}"))?;
+        let from = envelope_from
+            .parse::<lettre::Address>()
+            .map_err(|e| format!("bad sender address: {e}"))?;
         let options = if message.is_ascii() {
             vec![]
         } else {
@@ -803,13 +1012,20 @@ impl Outbound {
         };
         if let Err(e) = conn.command(Mail::new(Some(from), options)).await {
             conn.abort().await;
-            return reply_error(&e).map(|(status, reply)| Outcome::all(recipients, status, Some(host.to_owned()), reply));
+            return reply_error(&e).map(|(status, reply)| {
+                Outcome::all(recipients, status, Some(host.to_owned()), reply)
+            });
         }
         let mut outcomes = Vec::with_capacity(recipients.len());
         let mut accepted = Vec::new();
         for r in recipients {
             let Ok(address) = r.parse::<lettre::Address>() else {
-                outcomes.push(Outcome::new(r, DeliveryStatus::Bounced, None, "553 5.1.3 invalid address".into()));
+                outcomes.push(Outcome::new(
+                    r,
+                    DeliveryStatus::Bounced,
+                    None,
+                    "553 5.1.3 invalid address".into(),
+                ));
                 continue;
             };
             match conn.command(Rcpt::new(address, vec![])).await {
@@ -829,11 +1045,23 @@ impl Outbound {
             Err(e) => Err(e),
         };
         let (status, reply) = match data {
-            Ok(response) => (DeliveryStatus::Delivered, format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
+            Ok(response) => (
+                DeliveryStatus::Delivered,
+                format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                ),
+            ),
             Err(e) => reply_error(&e)?,
         };
         let _ = conn.quit().await;
-        outcomes.extend(Outcome::all(&accepted, status, Some(host.to_owned()), reply));
+        outcomes.extend(Outcome::all(
+            &accepted,
+            status,
+            Some(host.to_owned()),
+            reply,
+        ));
         Ok(outcomes)
     }
 
@@ -841,17 +1069,31 @@ impl Outbound {
     /// notices) to one recipient, now: signed with the keys of
     /// `envelope_from`'s domain, delivered locally or to the recipient's MX.
     /// `Err` when it was deferred, so the calling job retries.
-    pub async fn send_system(&self, envelope_from: &str, recipient: &str, message: &[u8]) -> Result<DeliveryStatus, String> {
+    pub async fn send_system(
+        &self,
+        envelope_from: &str,
+        recipient: &str,
+        message: &[u8],
+    ) -> Result<DeliveryStatus, String> {
         let signed = self.sign(envelope_from, message).await;
-        let domain = recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let domain = recipient
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
         let recipients = vec![recipient.to_owned()];
         let outcomes = if self.is_hosted(&domain).await? {
-            self.deliver_locally(envelope_from, &recipients, &signed).await
+            self.deliver_locally(envelope_from, &recipients, &signed)
+                .await
         } else {
-            self.deliver_remotely(&domain, envelope_from, &recipients, &signed).await
+            self.deliver_remotely(&domain, envelope_from, &recipients, &signed)
+                .await
         };
         match outcomes.into_iter().next() {
-            Some(o) if o.status == DeliveryStatus::Deferred || o.status == DeliveryStatus::Queued => Err(o.reply),
+            Some(o)
+                if o.status == DeliveryStatus::Deferred || o.status == DeliveryStatus::Queued =>
+            {
+                Err(o.reply)
+            }
             Some(o) => {
                 if o.status == DeliveryStatus::Bounced {
                     tracing::warn!(reply = %o.reply, "a system mail was refused");
@@ -883,22 +1125,45 @@ impl Outbound {
             self.config.hostname,
             body.replace('\n', "\r\n"),
         );
-        let recipient = self.inbound.check_recipient(to).await.map_err(|r| r.text.clone())?;
-        let envelope = Envelope { from: String::new(), recipients: vec![recipient] };
-        self.inbound.accept_local(&envelope, message.as_bytes(), None).await.map_err(|r| r.text.clone())?;
+        let recipient = self
+            .inbound
+            .check_recipient(to)
+            .await
+            .map_err(|r| r.text.clone())?;
+        let envelope = Envelope {
+            from: String::new(),
+            recipients: vec![recipient],
+        };
+        self.inbound
+            .accept_local(&envelope, message.as_bytes(), None)
+            .await
+            .map_err(|r| r.text.clone())?;
         Ok(())
     }
 
     /// Puts one DSN for `failures` in the sender's Inbox, through the inbound path.
-    async fn bounce(&self, row: &tenants::store::OutboundRow, original: &[u8], failures: &[&Outcome], expired: bool) -> Result<(), String> {
+    async fn bounce(
+        &self,
+        row: &tenants::store::OutboundRow,
+        original: &[u8],
+        failures: &[&Outcome],
+        expired: bool,
+    ) -> Result<(), String> {
         if failures.is_empty() || row.envelope_from.is_empty() {
             return Ok(());
         }
-        let headers_end = original.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(original.len());
+        let headers_end = original
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| i + 2)
+            .unwrap_or(original.len());
         let postmaster = format!("postmaster@{}", self.config.hostname);
         let now = Utc::now();
         // Without an enhanced status in the reply, the DSN builder says 5.0.0 (or 4.4.7 once expired).
-        let statuses: Vec<String> = failures.iter().map(|f| enhanced_status(&f.reply).unwrap_or_default()).collect();
+        let statuses: Vec<String> = failures
+            .iter()
+            .map(|f| enhanced_status(&f.reply).unwrap_or_default())
+            .collect();
         let recipients: Vec<crate::dsn::FailedRecipient<'_>> = failures
             .iter()
             .zip(&statuses)
@@ -911,15 +1176,34 @@ impl Outbound {
             })
             .collect();
         // The sender's tenant's wording and brand, in the sender's language.
-        let header_text = String::from_utf8_lossy(&original[..headers_end]).replace("\r\n ", " ").replace("\r\n\t", " ");
+        let header_text = String::from_utf8_lossy(&original[..headers_end])
+            .replace("\r\n ", " ")
+            .replace("\r\n\t", " ");
         let original_subject = header_text
             .lines()
-            .find_map(|l| l.get(..8).filter(|h| h.eq_ignore_ascii_case("subject:")).map(|_| l[8..].trim().to_owned()))
+            .find_map(|l| {
+                l.get(..8)
+                    .filter(|h| h.eq_ignore_ascii_case("subject:"))
+                    .map(|_| l[8..].trim().to_owned())
+            })
             .unwrap_or_default();
         let values = std::collections::BTreeMap::from([
             ("original_subject".to_owned(), original_subject),
-            ("recipients".to_owned(), failures.iter().map(|f| f.recipient.as_str()).collect::<Vec<_>>().join(", ")),
-            ("reason".to_owned(), failures.first().map(|f| f.reply.clone()).unwrap_or_default()),
+            (
+                "recipients".to_owned(),
+                failures
+                    .iter()
+                    .map(|f| f.recipient.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "reason".to_owned(),
+                failures
+                    .first()
+                    .map(|f| f.reply.clone())
+                    .unwrap_or_default(),
+            ),
         ]);
         let prepared =
             crate::templates::prepare(&self.store, &self.config.hostname, tenants::TenantId(row.tenant_id), "delivery_failure", None, &values)
@@ -942,9 +1226,19 @@ impl Outbound {
             recipients: &recipients,
             expired,
         });
-        let sender = self.inbound.check_recipient(&row.envelope_from).await.map_err(|r| r.text.clone())?;
-        let envelope = Envelope { from: String::new(), recipients: vec![sender] };
-        self.inbound.accept_local(&envelope, &report, None).await.map_err(|r| r.text.clone())?;
+        let sender = self
+            .inbound
+            .check_recipient(&row.envelope_from)
+            .await
+            .map_err(|r| r.text.clone())?;
+        let envelope = Envelope {
+            from: String::new(),
+            recipients: vec![sender],
+        };
+        self.inbound
+            .accept_local(&envelope, &report, None)
+            .await
+            .map_err(|r| r.text.clone())?;
         tracing::info!(outbound = %row.id, recipients = failures.len(), expired, "bounce delivered to the sender");
         Ok(())
     }
@@ -958,17 +1252,33 @@ pub fn dkim_key_context(domain: &str) -> String {
 /// A fresh pair of DKIM keys for `domain` (RSA-2048 and Ed25519), sealed
 /// under the master key, with selectors that name the month and differ
 /// from any earlier ones. Slow (RSA): call it off the async threads.
-pub fn generate_dkim_keys(master: &vault::at_rest::MasterKey, domain: &str) -> Result<Vec<tenants::store::NewDkimKey>, vault::VaultError> {
+pub fn generate_dkim_keys(
+    master: &vault::at_rest::MasterKey,
+    domain: &str,
+) -> Result<Vec<tenants::store::NewDkimKey>, vault::VaultError> {
     let random = Uuid::new_v4().simple().to_string();
     let tag = format!("{}-{}", Utc::now().format("%Y%m"), &random[..4]);
     let mut keys = Vec::with_capacity(2);
     for (algorithm, key) in [
         (DkimAlgorithm::Rsa, vault::dkim::DkimKey::generate()?),
-        (DkimAlgorithm::Ed25519, vault::dkim::DkimKey::generate_ed25519()?),
+        (
+            DkimAlgorithm::Ed25519,
+            vault::dkim::DkimKey::generate_ed25519()?,
+        ),
     ] {
-        let private = master.seal_secret(&dkim_key_context(domain), key.private_key_pem.expose_secret().as_bytes())?;
+        let private = master.seal_secret(
+            &dkim_key_context(domain),
+            key.private_key_pem.expose_secret().as_bytes(),
+        )?;
         keys.push(tenants::store::NewDkimKey {
-            selector: format!("caliop-{tag}-{}", if algorithm == DkimAlgorithm::Rsa { "rsa" } else { "ed" }),
+            selector: format!(
+                "caliop-{tag}-{}",
+                if algorithm == DkimAlgorithm::Rsa {
+                    "rsa"
+                } else {
+                    "ed"
+                }
+            ),
             algorithm,
             public_key: key.public_key_b64,
             private_key: private.into(),
@@ -976,7 +1286,6 @@ pub fn generate_dkim_keys(master: &vault::at_rest::MasterKey, domain: &str) -> R
     }
     Ok(keys)
 }
-
 
 fn spool_context(id: Uuid) -> String {
     format!("caliop-outbound:{id}")
@@ -987,8 +1296,19 @@ fn signer_headers<T: mail_auth::common::crypto::SigningKey>(
     signer: DkimSigner<T, mail_auth::dkim::NeedHeaders>,
 ) -> DkimSigner<T, mail_auth::dkim::Done> {
     signer.headers([
-        "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "In-Reply-To", "References", "MIME-Version",
-        "Content-Type", "Content-Transfer-Encoding", "Autocrypt",
+        "From",
+        "To",
+        "Cc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Reply-To",
+        "In-Reply-To",
+        "References",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Autocrypt",
     ])
 }
 
@@ -1001,39 +1321,82 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn new(recipient: &str, status: DeliveryStatus, host: Option<String>, reply: String) -> Outcome {
-        Outcome { recipient: recipient.to_owned(), status, host, reply }
+    fn new(
+        recipient: &str,
+        status: DeliveryStatus,
+        host: Option<String>,
+        reply: String,
+    ) -> Outcome {
+        Outcome {
+            recipient: recipient.to_owned(),
+            status,
+            host,
+            reply,
+        }
     }
 
     /// The same outcome for every recipient of a transaction.
-    fn all(recipients: &[String], status: DeliveryStatus, host: Option<String>, reply: String) -> Vec<Outcome> {
-        recipients.iter().map(|r| Outcome::new(r, status, host.clone(), reply.clone())).collect()
+    fn all(
+        recipients: &[String],
+        status: DeliveryStatus,
+        host: Option<String>,
+        reply: String,
+    ) -> Vec<Outcome> {
+        recipients
+            .iter()
+            .map(|r| Outcome::new(r, status, host.clone(), reply.clone()))
+            .collect()
     }
 
     /// Our own inbound path's answer for a hosted recipient.
     fn from_reply(recipient: &str, host: Option<String>, reply: &Reply) -> Outcome {
-        let status = if reply.code >= 500 { DeliveryStatus::Bounced } else { DeliveryStatus::Deferred };
-        Outcome::new(recipient, status, host, reply.to_wire().trim_end().to_owned())
+        let status = if reply.code >= 500 {
+            DeliveryStatus::Bounced
+        } else {
+            DeliveryStatus::Deferred
+        };
+        Outcome::new(
+            recipient,
+            status,
+            host,
+            reply.to_wire().trim_end().to_owned(),
+        )
     }
 }
 
 /// A negative reply as (outcome, quoted reply); `Err` for failures that
 /// are not replies (the connection broke), so the next host is tried.
 fn reply_error(e: &lettre::transport::smtp::Error) -> Result<(DeliveryStatus, String), String> {
-    let Some(code) = e.status() else { return Err(e.to_string()) };
+    let Some(code) = e.status() else {
+        return Err(e.to_string());
+    };
     let text = e.to_string();
     // lettre says "permanent error (550): <reply text>"; keep the reply.
-    let detail = text.split_once("): ").map(|(_, d)| d.to_owned()).unwrap_or(text);
+    let detail = text
+        .split_once("): ")
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or(text);
     let reply = format!("{code} {detail}");
-    Ok((if e.is_permanent() { DeliveryStatus::Bounced } else { DeliveryStatus::Deferred }, reply))
+    Ok((
+        if e.is_permanent() {
+            DeliveryStatus::Bounced
+        } else {
+            DeliveryStatus::Deferred
+        },
+        reply,
+    ))
 }
 
 /// The enhanced status code (RFC 3463) in a reply, if it carries one.
 fn enhanced_status(reply: &str) -> Option<String> {
     let word = reply.split_whitespace().nth(1)?;
     let parts: Vec<&str> = word.split('.').collect();
-    (parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())) && matches!(parts[0], "2" | "4" | "5"))
-        .then(|| word.to_owned())
+    (parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && matches!(parts[0], "2" | "4" | "5"))
+    .then(|| word.to_owned())
 }
 
 enum MxError {
@@ -1044,7 +1407,10 @@ enum MxError {
 /// MX hosts by preference; the domain itself when it has none (RFC 5321
 /// §5.1); an empty list for a null MX.
 async fn mx_hosts(dns: &Dns, domain: &str) -> Result<Vec<String>, MxError> {
-    let records = dns.lookup(domain, Kind::Mx).await.map_err(|e| MxError::Dns(e.to_string()))?;
+    let records = dns
+        .lookup(domain, Kind::Mx)
+        .await
+        .map_err(|e| MxError::Dns(e.to_string()))?;
     let mut hosts: Vec<(u16, String)> = records
         .iter()
         .filter_map(|r| {
@@ -1070,16 +1436,25 @@ async fn addresses(dns: &Dns, host: &str) -> Result<Vec<std::net::IpAddr>, Strin
     let mut out = Vec::new();
     for kind in [Kind::A, Kind::Aaaa] {
         let found = dns.lookup(host, kind).await.map_err(|e| e.to_string())?;
-        out.extend(found.iter().filter_map(|a| a.parse::<std::net::IpAddr>().ok()));
+        out.extend(
+            found
+                .iter()
+                .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
+        );
     }
     Ok(out)
 }
 
 /// Everyone a complete message is addressed to: its To, Cc and Bcc.
 pub fn header_recipients(message: &[u8]) -> Vec<String> {
-    let Some(parsed) = MessageParser::default().parse(message) else { return Vec::new() };
+    let Some(parsed) = MessageParser::default().parse(message) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    for list in [parsed.to(), parsed.cc(), parsed.bcc()].into_iter().flatten() {
+    for list in [parsed.to(), parsed.cc(), parsed.bcc()]
+        .into_iter()
+        .flatten()
+    {
         for address in list.iter() {
             if let Some(a) = address.address() {
                 out.push(a.to_owned());
@@ -1097,7 +1472,10 @@ fn first_address(address: Option<&Address<'_>>) -> Option<String> {
 fn autocrypt_header(account: &Account) -> Option<String> {
     let key = vault::openpgp::AccountKey::binary_public_key(&account.public_key).ok()?;
     let data = base64::engine::general_purpose::STANDARD.encode(key);
-    let mut header = format!("Autocrypt: addr={}; prefer-encrypt=mutual; keydata=", account.address);
+    let mut header = format!(
+        "Autocrypt: addr={}; prefer-encrypt=mutual; keydata=",
+        account.address
+    );
     // Folded: continuation lines start with a space (RFC 5322 §2.2.3).
     for (i, chunk) in data.as_bytes().chunks(72).enumerate() {
         if i > 0 {
@@ -1111,7 +1489,10 @@ fn autocrypt_header(account: &Account) -> Option<String> {
 /// The message with `add` header lines put first and the headers named in
 /// `drop` removed (with their continuation lines).
 fn rewrite_headers(message: &[u8], add: &[String], drop: &[&str]) -> Vec<u8> {
-    let end = message.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2)
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 2)
         .or_else(|| message.windows(2).position(|w| w == b"\n\n").map(|i| i + 1))
         .unwrap_or(message.len());
     let (head, body) = message.split_at(end);
@@ -1144,14 +1525,30 @@ fn encrypt_outgoing(outgoing: &[u8], keys: &[&str]) -> Result<Vec<u8>, vault::Va
         .parse(outgoing)
         .ok_or_else(|| vault::VaultError::Encoding("the outgoing message does not parse".into()))?;
     let raw = parsed.raw_message();
-    let mut headers: Vec<String> = ["From", "To", "Cc", "Date", "Message-ID", "Autocrypt", "In-Reply-To", "References"]
-        .iter()
-        .filter_map(|name| parsed.headers().iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| (name, h)))
-        .map(|(name, h)| {
-            let value = String::from_utf8_lossy(&raw[h.offset_start() as usize..h.offset_end() as usize]);
-            format!("{name}: {}", value.trim())
-        })
-        .collect();
+    let mut headers: Vec<String> = [
+        "From",
+        "To",
+        "Cc",
+        "Date",
+        "Message-ID",
+        "Autocrypt",
+        "In-Reply-To",
+        "References",
+    ]
+    .iter()
+    .filter_map(|name| {
+        parsed
+            .headers()
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(name))
+            .map(|h| (name, h))
+    })
+    .map(|(name, h)| {
+        let value =
+            String::from_utf8_lossy(&raw[h.offset_start() as usize..h.offset_end() as usize]);
+        format!("{name}: {}", value.trim())
+    })
+    .collect();
     headers.push("Subject: ...".to_owned());
     Ok(vault::seal::pgp_mime(&headers, &armored))
 }
@@ -1165,13 +1562,22 @@ mod tests {
         let message = b"From: a@x.test\r\nBcc: hidden@y.test,\r\n  other@z.test\r\nTo: b@y.test\r\n\r\nBcc: in the body stays\r\n";
         let out = rewrite_headers(message, &["Message-ID: <1@x>".into()], &["bcc"]);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text, "Message-ID: <1@x>\r\nFrom: a@x.test\r\nTo: b@y.test\r\n\r\nBcc: in the body stays\r\n");
+        assert_eq!(
+            text,
+            "Message-ID: <1@x>\r\nFrom: a@x.test\r\nTo: b@y.test\r\n\r\nBcc: in the body stays\r\n"
+        );
     }
 
     #[test]
     fn enhanced_status_is_read_from_replies() {
-        assert_eq!(enhanced_status("550 5.1.1 <bob@x>: no such user").as_deref(), Some("5.1.1"));
-        assert_eq!(enhanced_status("451 4.3.0 try later").as_deref(), Some("4.3.0"));
+        assert_eq!(
+            enhanced_status("550 5.1.1 <bob@x>: no such user").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            enhanced_status("451 4.3.0 try later").as_deref(),
+            Some("4.3.0")
+        );
         assert_eq!(enhanced_status("550 no such user"), None);
         assert_eq!(enhanced_status("550 1.2.3 odd"), None);
     }

@@ -8,8 +8,13 @@ pub struct SmtpProbe {
 
 impl SmtpProbe {
     pub async fn connect(smtp: std::net::SocketAddr) -> SmtpProbe {
-        let stream = tokio::net::TcpStream::connect(smtp).await.expect("connect to SMTP");
-        let mut probe = SmtpProbe { reader: tokio::io::BufReader::new(stream), greeting: (0, String::new()) };
+        let stream = tokio::net::TcpStream::connect(smtp)
+            .await
+            .expect("connect to SMTP");
+        let mut probe = SmtpProbe {
+            reader: tokio::io::BufReader::new(stream),
+            greeting: (0, String::new()),
+        };
         probe.greeting = probe.read_reply().await;
         probe
     }
@@ -46,8 +51,10 @@ impl SmtpProbe {
     pub async fn expect(&mut self, line: &str, code: u16, status: &str) -> String {
         let (got, text) = self.cmd(line).await;
         assert_eq!(got, code, "`{line}` answered {got} {text}");
-        assert!(text.starts_with(status), "`{line}` answered {got} {text}, expected status {status}");
+        assert!(
+            text.starts_with(status),
+            "`{line}` answered {got} {text}, expected status {status}"
+        );
         text
     }
 }
-

@@ -11,7 +11,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(code: u16, status: &'static str, text: impl Into<String>) -> Reply {
-        Reply { code, status, text: text.into() }
+        Reply {
+            code,
+            status,
+            text: text.into(),
+        }
     }
 
     /// The reply as it goes on the wire, CRLF included.

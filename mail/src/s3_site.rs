@@ -26,13 +26,19 @@ impl S3Site {
             .expect("start the S3 site");
         let stdout = child.stdout.take().expect("site stdout");
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("site banner");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("site banner");
         let port = line
             .trim()
             .strip_prefix("listening on 127.0.0.1:")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected S3 site banner: {line:?}"));
-        S3Site { port, bucket: bucket.to_owned(), child: Some(child) }
+        S3Site {
+            port,
+            bucket: bucket.to_owned(),
+            child: Some(child),
+        }
     }
 
     /// The site's configuration, as an operator would write it.

@@ -33,7 +33,9 @@ impl Sink {
             .expect("start the SMTP sink");
         let stdout = child.stdout.take().expect("sink stdout");
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("sink banner");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("sink banner");
         let port = line
             .trim()
             .strip_prefix("listening on 127.0.0.1:")
@@ -48,10 +50,18 @@ impl Sink {
             .expect("sink dir")
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            })
             .collect();
         files.sort();
-        files.iter().map(|p| serde_json::from_slice(&std::fs::read(p).expect("sink file")).expect("sink json")).collect()
+        files
+            .iter()
+            .map(|p| {
+                serde_json::from_slice(&std::fs::read(p).expect("sink file")).expect("sink json")
+            })
+            .collect()
     }
 
     /// Waits until the sink holds `n` messages.
@@ -73,4 +83,3 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
-

@@ -24,8 +24,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::inbound::{Envelope, Inbound, Recipient, Session};
 use crate::outbound::{Draft, Outbound};
-use tenants::login::LoginGuard;
 use crate::reply::Reply;
+use tenants::login::LoginGuard;
 
 /// Whom a listener serves.
 #[derive(Clone)]
@@ -101,7 +101,11 @@ impl Drop for Slot {
 }
 
 impl SmtpServer {
-    pub fn new(config: SmtpConfig, inbound: Arc<Inbound>, tls: Option<Arc<rustls::ServerConfig>>) -> SmtpServer {
+    pub fn new(
+        config: SmtpConfig,
+        inbound: Arc<Inbound>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> SmtpServer {
         SmtpServer {
             config: Arc::new(config),
             role: Role::Mx,
@@ -119,7 +123,10 @@ impl SmtpServer {
         login_guard: Arc<LoginGuard>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> SmtpServer {
-        SmtpServer { role: Role::Submission(outbound, login_guard), ..SmtpServer::new(config, inbound, tls) }
+        SmtpServer {
+            role: Role::Submission(outbound, login_guard),
+            ..SmtpServer::new(config, inbound, tls)
+        }
     }
 
     fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
@@ -129,13 +136,20 @@ impl SmtpServer {
             return None;
         }
         *n += 1;
-        Some(Slot { ip, connections: self.connections.clone() })
+        Some(Slot {
+            ip,
+            connections: self.connections.clone(),
+        })
     }
 
     /// Accepts connections until `shutdown` resolves, then gives open
     /// sessions a few seconds to finish. A session cut short never got its
     /// `250`, so its client will retry: nothing acknowledged is lost.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let mut sessions = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -169,7 +183,10 @@ impl SmtpServer {
             }
         }
         let drain = async { while sessions.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
             sessions.abort_all();
         }
         Ok(())
@@ -222,7 +239,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Flushes replies only when no pipelined command is waiting, so that a
     /// pipelining client gets its replies in one write.
     async fn flush_if_idle(&mut self) -> Result<(), Gone> {
-        if self.reader.buffer().is_empty() { self.flush().await } else { Ok(()) }
+        if self.reader.buffer().is_empty() {
+            self.flush().await
+        } else {
+            Ok(())
+        }
     }
 
     /// One line up to `max` bytes (LF included); longer lines are consumed
@@ -236,13 +257,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Exactly `n` bytes for BDAT, keeping at most `keep` of them.
-    async fn read_chunk(&mut self, n: usize, keep: usize, into: &mut Vec<u8>) -> Result<bool, Gone> {
+    async fn read_chunk(
+        &mut self,
+        n: usize,
+        keep: usize,
+        into: &mut Vec<u8>,
+    ) -> Result<bool, Gone> {
         let mut left = n;
         let mut kept_all = true;
         let mut buf = vec![0u8; 64 * 1024];
         while left > 0 {
             let want = left.min(buf.len());
-            let got = match tokio::time::timeout(self.timeout, self.reader.read(&mut buf[..want])).await {
+            let got = match tokio::time::timeout(self.timeout, self.reader.read(&mut buf[..want]))
+                .await
+            {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(Gone),
                 Ok(Ok(got)) => got,
             };
@@ -290,18 +318,44 @@ async fn session(
     let _ = stream.set_nodelay(true);
     if !config.greeting_delay.is_zero() {
         let mut probe = [0u8; 1];
-        if let Ok(Ok(n)) = tokio::time::timeout(config.greeting_delay, stream.peek(&mut probe)).await {
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(config.greeting_delay, stream.peek(&mut probe)).await
+        {
             if n > 0 {
-                refuse(stream, &Reply::new(554, "5.5.1", "protocol error: you spoke before the greeting")).await;
+                refuse(
+                    stream,
+                    &Reply::new(
+                        554,
+                        "5.5.1",
+                        "protocol error: you spoke before the greeting",
+                    ),
+                )
+                .await;
                 tracing::info!(client = %peer.ip(), "client talked before the greeting");
             }
             return;
         }
     }
-    let mut facts = Session { client_ip: peer.ip(), helo: String::new(), tls_version: 0, tls_cipher: None };
+    let mut facts = Session {
+        client_ip: peer.ip(),
+        helo: String::new(),
+        tls_version: 0,
+        tls_cipher: None,
+    };
     let greeting = Reply::new(220, "2.0.0", format!("{} ESMTP Caliop", config.hostname));
-    let ending = dialogue(stream, &config, &role, &inbound, &mut facts, tls.is_some(), Some(greeting)).await;
-    let Ending::StartTls(stream) = ending else { return };
+    let ending = dialogue(
+        stream,
+        &config,
+        &role,
+        &inbound,
+        &mut facts,
+        tls.is_some(),
+        Some(greeting),
+    )
+    .await;
+    let Ending::StartTls(stream) = ending else {
+        return;
+    };
     let Some(acceptor) = tls else { return };
     let stream = match tokio::time::timeout(config.command_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -316,7 +370,9 @@ async fn session(
         Some(rustls::ProtocolVersion::TLSv1_2) => 12,
         _ => 0,
     };
-    facts.tls_cipher = connection.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+    facts.tls_cipher = connection
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()));
     facts.helo.clear();
     dialogue(stream, &config, &role, &inbound, &mut facts, false, None).await;
 }
@@ -331,7 +387,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     can_start_tls: bool,
     greeting: Option<Reply>,
 ) -> Ending<S> {
-    let mut conn = Conn { reader: BufReader::new(stream), out: Vec::new(), timeout: config.command_timeout };
+    let mut conn = Conn {
+        reader: BufReader::new(stream),
+        out: Vec::new(),
+        timeout: config.command_timeout,
+    };
     if let Some(greeting) = greeting {
         conn.reply(&greeting);
         if conn.flush().await.is_err() {
@@ -353,7 +413,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             return Ending::Closed;
         }
         if errors >= config.max_errors {
-            conn.reply(&Reply::new(421, "4.7.0", "too many errors, closing the connection"));
+            conn.reply(&Reply::new(
+                421,
+                "4.7.0",
+                "too many errors, closing the connection",
+            ));
             let _ = conn.flush().await;
             return Ending::Closed;
         }
@@ -361,11 +425,19 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Line::Complete(line)) => line,
             Ok(Line::TooLong) => {
                 errors += 1;
-                conn.reply(&Reply::new(500, "5.5.2", format!("line too long (limit {} bytes)", config.max_line_length)));
+                conn.reply(&Reply::new(
+                    500,
+                    "5.5.2",
+                    format!("line too long (limit {} bytes)", config.max_line_length),
+                ));
                 continue;
             }
             Err(Gone) => {
-                conn.reply(&Reply::new(421, "4.4.2", "timeout or connection lost, closing"));
+                conn.reply(&Reply::new(
+                    421,
+                    "4.4.2",
+                    "timeout or connection lost, closing",
+                ));
                 let _ = conn.flush().await;
                 return Ending::Closed;
             }
@@ -392,7 +464,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 let last = lines.len() - 1;
                 for (i, text) in lines.iter().enumerate() {
-                    conn.raw(&format!("250{}{}\r\n", if i == last { ' ' } else { '-' }, text));
+                    conn.raw(&format!(
+                        "250{}{}\r\n",
+                        if i == last { ' ' } else { '-' },
+                        text
+                    ));
                 }
                 continue;
             }
@@ -405,7 +481,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if !conn.reader.buffer().is_empty() {
                     // Commands pipelined after STARTTLS would cross into the TLS
                     // session unprotected (CVE-2011-0411): refuse the connection.
-                    conn.reply(&Reply::new(554, "5.5.1", "nothing may follow STARTTLS before the handshake"));
+                    conn.reply(&Reply::new(
+                        554,
+                        "5.5.1",
+                        "nothing may follow STARTTLS before the handshake",
+                    ));
                     let _ = conn.flush().await;
                     return Ending::Closed;
                 }
@@ -415,22 +495,39 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 return Ending::StartTls(conn.reader.into_inner());
             }
-            Ok(Request::StartTls) => Reply::new(503, "5.5.1", "TLS is already active or not available"),
-            Ok(Request::Auth { mechanism, initial_response }) => match submission {
+            Ok(Request::StartTls) => {
+                Reply::new(503, "5.5.1", "TLS is already active or not available")
+            }
+            Ok(Request::Auth {
+                mechanism,
+                initial_response,
+            }) => match submission {
                 None => Reply::new(503, "5.5.1", "authentication is for the submission port"),
-                Some(_) if !may_auth => Reply::new(538, "5.7.11", "encryption required: STARTTLS first, then AUTH"),
+                Some(_) if !may_auth => Reply::new(
+                    538,
+                    "5.7.11",
+                    "encryption required: STARTTLS first, then AUTH",
+                ),
                 Some(_) if user.is_some() => Reply::new(503, "5.5.1", "already authenticated"),
-                Some((_, guard)) => match read_credentials(&mut conn, mechanism, initial_response).await {
+                Some((_, guard)) => match read_credentials(&mut conn, mechanism, initial_response)
+                    .await
+                {
                     Err(Gone) => return Ending::Closed,
-                    Ok(None) => Reply::new(501, "5.5.2", "malformed or cancelled authentication exchange"),
-                    Ok(Some((name, password))) => match authenticate(inbound, guard, facts.client_ip, &name, password).await {
-                        Ok(account) => {
-                            user = Some(account);
-                            Reply::new(235, "2.7.0", "authentication succeeded")
+                    Ok(None) => Reply::new(
+                        501,
+                        "5.5.2",
+                        "malformed or cancelled authentication exchange",
+                    ),
+                    Ok(Some((name, password))) => {
+                        match authenticate(inbound, guard, facts.client_ip, &name, password).await {
+                            Ok(account) => {
+                                user = Some(account);
+                                Reply::new(235, "2.7.0", "authentication succeeded")
+                            }
+                            // A 535 counts as a bad command below; the guard counts it across connections.
+                            Err(reply) => reply,
                         }
-                        // A 535 counts as a bad command below; the guard counts it across connections.
-                        Err(reply) => reply,
-                    },
+                    }
                 },
             },
             Ok(Request::Mail { .. }) if submission.is_some() && user.is_none() => {
@@ -442,7 +539,14 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 } else if tx.from.is_some() {
                     Reply::new(503, "5.5.1", "nested MAIL command")
                 } else if from.size > config.max_message_size {
-                    Reply::new(552, "5.3.4", format!("message size exceeds the limit of {} bytes", config.max_message_size))
+                    Reply::new(
+                        552,
+                        "5.3.4",
+                        format!(
+                            "message size exceeds the limit of {} bytes",
+                            config.max_message_size
+                        ),
+                    )
                 } else {
                     tx.declared_size = from.size;
                     tx.from = Some(from.address);
@@ -453,7 +557,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if tx.from.is_none() {
                     Reply::new(503, "5.5.1", "send MAIL first")
                 } else if tx.addresses.len() >= config.max_recipients {
-                    Reply::new(452, "4.5.3", format!("too many recipients (limit {})", config.max_recipients))
+                    Reply::new(
+                        452,
+                        "4.5.3",
+                        format!("too many recipients (limit {})", config.max_recipients),
+                    )
                 } else if tenants::EmailAddress::parse(&to.address).is_err() {
                     Reply::new(501, "5.1.3", "bad recipient address syntax")
                 } else {
@@ -467,11 +575,22 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if tx.from.is_none() {
                     Reply::new(503, "5.5.1", "send MAIL first")
                 } else if tx.recipients.len() >= config.max_recipients {
-                    Reply::new(452, "4.5.3", format!("too many recipients (limit {})", config.max_recipients))
+                    Reply::new(
+                        452,
+                        "4.5.3",
+                        format!("too many recipients (limit {})", config.max_recipients),
+                    )
                 } else {
-                    match inbound.check_recipient_sized(&to.address, tx.declared_size as i64).await {
+                    match inbound
+                        .check_recipient_sized(&to.address, tx.declared_size as i64)
+                        .await
+                    {
                         Ok(recipient) => {
-                            if !tx.recipients.iter().any(|r| r.account.id == recipient.account.id) {
+                            if !tx
+                                .recipients
+                                .iter()
+                                .any(|r| r.account.id == recipient.account.id)
+                            {
                                 tx.recipients.push(recipient);
                             }
                             Reply::new(250, "2.1.5", "recipient ok")
@@ -484,25 +603,39 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 if let Some(refusal) = ready_for_data(&tx, submission.is_some()) {
                     refusal
                 } else {
-                    conn.reply(&Reply::new(354, "2.0.0", "start mail input; end with <CRLF>.<CRLF>"));
+                    conn.reply(&Reply::new(
+                        354,
+                        "2.0.0",
+                        "start mail input; end with <CRLF>.<CRLF>",
+                    ));
                     if conn.flush().await.is_err() {
                         return Ending::Closed;
                     }
-                    let (data, too_big) = match read_data(&mut conn, config.max_message_size).await {
+                    let (data, too_big) = match read_data(&mut conn, config.max_message_size).await
+                    {
                         Ok(read) => read,
                         Err(Gone) => return Ending::Closed,
                     };
                     let reply = match (submission, &user) {
-                        (Some((outbound, _)), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
+                        (Some((outbound, _)), Some(account)) => {
+                            submit(outbound, account, &tx, data, too_big, config).await
+                        }
                         _ => finish(inbound, facts, &mut tx, &data, too_big, config).await,
                     };
                     tx = Transaction::default();
                     reply
                 }
             }
-            Ok(Request::Bdat { chunk_size, is_last }) => {
+            Ok(Request::Bdat {
+                chunk_size,
+                is_last,
+            }) => {
                 let refusal = ready_for_data(&tx, submission.is_some());
-                let keep = if refusal.is_some() { 0 } else { config.max_message_size };
+                let keep = if refusal.is_some() {
+                    0
+                } else {
+                    config.max_message_size
+                };
                 let mut chunks = std::mem::take(&mut tx.chunks);
                 let kept = match conn.read_chunk(chunk_size, keep, &mut chunks).await {
                     Ok(kept) => kept,
@@ -516,7 +649,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     let data = std::mem::take(&mut tx.chunks);
                     let too_big = tx.chunks_too_big;
                     let reply = match (submission, &user) {
-                        (Some((outbound, _)), Some(account)) => submit(outbound, account, &tx, data, too_big, config).await,
+                        (Some((outbound, _)), Some(account)) => {
+                            submit(outbound, account, &tx, data, too_big, config).await
+                        }
                         _ => finish(inbound, facts, &mut tx, &data, too_big, config).await,
                     };
                     tx = Transaction::default();
@@ -535,14 +670,26 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = conn.flush().await;
                 return Ending::Closed;
             }
-            Ok(Request::Vrfy { .. }) => Reply::new(252, "2.5.0", "cannot verify the address; send mail to find out"),
+            Ok(Request::Vrfy { .. }) => Reply::new(
+                252,
+                "2.5.0",
+                "cannot verify the address; send mail to find out",
+            ),
             Ok(Request::Help { .. }) => Reply::new(214, "2.0.0", "see RFC 5321"),
             Ok(_) => Reply::new(502, "5.5.1", "command not implemented"),
             Err(ParseError::UnknownCommand) => Reply::new(500, "5.5.1", "command unrecognized"),
-            Err(ParseError::InvalidSenderAddress) => Reply::new(501, "5.1.7", "bad sender address syntax"),
-            Err(ParseError::InvalidRecipientAddress) => Reply::new(501, "5.1.3", "bad recipient address syntax"),
-            Err(ParseError::SyntaxError { syntax }) => Reply::new(501, "5.5.4", format!("syntax: {syntax}")),
-            Err(ParseError::InvalidParameter { param }) => Reply::new(501, "5.5.4", format!("invalid parameter {param}")),
+            Err(ParseError::InvalidSenderAddress) => {
+                Reply::new(501, "5.1.7", "bad sender address syntax")
+            }
+            Err(ParseError::InvalidRecipientAddress) => {
+                Reply::new(501, "5.1.3", "bad recipient address syntax")
+            }
+            Err(ParseError::SyntaxError { syntax }) => {
+                Reply::new(501, "5.5.4", format!("syntax: {syntax}"))
+            }
+            Err(ParseError::InvalidParameter { param }) => {
+                Reply::new(501, "5.5.4", format!("invalid parameter {param}"))
+            }
             Err(ParseError::UnsupportedParameter { param }) => {
                 Reply::new(555, "5.5.4", format!("unsupported parameter {param}"))
             }
@@ -567,7 +714,10 @@ fn ready_for_data(tx: &Transaction, submission: bool) -> Option<Reply> {
 
 /// Reads DATA to the final dot, undoing dot-stuffing; past `max` bytes it
 /// keeps reading (so the dialogue stays in step) but drops the content.
-async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, max: usize) -> Result<(Vec<u8>, bool), Gone> {
+async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    max: usize,
+) -> Result<(Vec<u8>, bool), Gone> {
     let mut data = Vec::with_capacity(16 * 1024);
     let mut too_big = false;
     loop {
@@ -600,14 +750,30 @@ async fn finish(
     config: &SmtpConfig,
 ) -> Reply {
     if too_big {
-        return Reply::new(552, "5.3.4", format!("message size exceeds the limit of {} bytes", config.max_message_size));
+        return Reply::new(
+            552,
+            "5.3.4",
+            format!(
+                "message size exceeds the limit of {} bytes",
+                config.max_message_size
+            ),
+        );
     }
-    let envelope = Envelope { from: tx.from.clone().unwrap_or_default(), recipients: std::mem::take(&mut tx.recipients) };
+    let envelope = Envelope {
+        from: tx.from.clone().unwrap_or_default(),
+        recipients: std::mem::take(&mut tx.recipients),
+    };
     match inbound.accept(facts, &envelope, data).await {
         Ok(ids) => Reply::new(
             250,
             "2.0.0",
-            format!("ok: stored as {}", ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(" ")),
+            format!(
+                "ok: stored as {}",
+                ids.iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
         ),
         Err(reply) => reply,
     }
@@ -664,17 +830,28 @@ async fn read_credentials<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Option<(String, secrecy::SecretString)>, Gone> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    async fn ask<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, challenge: &str) -> Result<Option<Vec<u8>>, Gone> {
+    async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
+        conn: &mut Conn<S>,
+        challenge: &str,
+    ) -> Result<Option<Vec<u8>>, Gone> {
         conn.raw(&format!("334 {challenge}\r\n"));
         conn.flush().await?;
-        let Line::Complete(line) = conn.read_line(4096).await? else { return Ok(None) };
+        let Line::Complete(line) = conn.read_line(4096).await? else {
+            return Ok(None);
+        };
         let text = String::from_utf8_lossy(&line).trim().to_owned();
         if text == "*" {
             return Ok(None);
         }
         Ok(base64::engine::general_purpose::STANDARD.decode(text).ok())
     }
-    let decoded = |text: &str| if text.is_empty() || text == "=" { None } else { b64.decode(text.trim()).ok() };
+    let decoded = |text: &str| {
+        if text.is_empty() || text == "=" {
+            None
+        } else {
+            b64.decode(text.trim()).ok()
+        }
+    };
     if mechanism == smtp_proto::AUTH_PLAIN {
         let data = match decoded(&initial) {
             Some(data) => data,
@@ -685,13 +862,18 @@ async fn read_credentials<S: AsyncRead + AsyncWrite + Unpin>(
         };
         // authzid NUL authcid NUL password; an authzid other than the user is not supported.
         let mut parts = data.split(|&b| b == 0);
-        let (Some(authz), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(authz), Some(user), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Ok(None);
         };
         if !authz.is_empty() && authz != user {
             return Ok(None);
         }
-        let (Ok(user), Ok(password)) = (String::from_utf8(user.to_vec()), String::from_utf8(password.to_vec())) else {
+        let (Ok(user), Ok(password)) = (
+            String::from_utf8(user.to_vec()),
+            String::from_utf8(password.to_vec()),
+        ) else {
             return Ok(None);
         };
         return Ok(Some((user, password.into())));
@@ -704,8 +886,13 @@ async fn read_credentials<S: AsyncRead + AsyncWrite + Unpin>(
                 None => return Ok(None),
             },
         };
-        let Some(password) = ask(conn, "UGFzc3dvcmQ6").await? else { return Ok(None) };
-        let (Ok(user), Ok(password)) = (String::from_utf8(user), String::from_utf8(password)) else { return Ok(None) };
+        let Some(password) = ask(conn, "UGFzc3dvcmQ6").await? else {
+            return Ok(None);
+        };
+        let (Ok(user), Ok(password)) = (String::from_utf8(user), String::from_utf8(password))
+        else {
+            return Ok(None);
+        };
         return Ok(Some((user, password.into())));
     }
     Ok(None)
@@ -721,26 +908,52 @@ async fn authenticate(
     password: secrecy::SecretString,
 ) -> Result<tenants::Account, Reply> {
     use tenants::login::SignInRefused;
-    tenants::login::sign_in(inbound.store(), guard, ip, name, password).await.map_err(|refused| match refused {
-        SignInRefused::Invalid => {
-            tracing::info!(%ip, "failed submission authentication");
-            Reply::new(535, "5.7.8", "authentication credentials invalid")
-        }
-        SignInRefused::TooManyAttempts(t) => Reply::new(
-            454,
-            "4.7.0",
-            format!("too many failed authentications; try again in {} seconds", t.retry_after),
-        ),
-        SignInRefused::Unavailable => Reply::new(454, "4.7.0", "temporary authentication failure"),
-    })
+    tenants::login::sign_in(inbound.store(), guard, ip, name, password)
+        .await
+        .map_err(|refused| match refused {
+            SignInRefused::Invalid => {
+                tracing::info!(%ip, "failed submission authentication");
+                Reply::new(535, "5.7.8", "authentication credentials invalid")
+            }
+            SignInRefused::TooManyAttempts(t) => Reply::new(
+                454,
+                "4.7.0",
+                format!(
+                    "too many failed authentications; try again in {} seconds",
+                    t.retry_after
+                ),
+            ),
+            SignInRefused::Unavailable => {
+                Reply::new(454, "4.7.0", "temporary authentication failure")
+            }
+        })
 }
 
 /// End of DATA on the submission port: queue the message.
-async fn submit(outbound: &Outbound, account: &tenants::Account, tx: &Transaction, data: Vec<u8>, too_big: bool, config: &SmtpConfig) -> Reply {
+async fn submit(
+    outbound: &Outbound,
+    account: &tenants::Account,
+    tx: &Transaction,
+    data: Vec<u8>,
+    too_big: bool,
+    config: &SmtpConfig,
+) -> Reply {
     if too_big {
-        return Reply::new(552, "5.3.4", format!("message size exceeds the limit of {} bytes", config.max_message_size));
+        return Reply::new(
+            552,
+            "5.3.4",
+            format!(
+                "message size exceeds the limit of {} bytes",
+                config.max_message_size
+            ),
+        );
     }
-    let draft = Draft { account: account.clone(), recipients: tx.addresses.clone(), message: data, require_encryption: false };
+    let draft = Draft {
+        account: account.clone(),
+        recipients: tx.addresses.clone(),
+        message: data,
+        require_encryption: false,
+    };
     match outbound.submit(draft).await {
         Ok(submitted) => Reply::new(250, "2.0.0", format!("queued as {}", submitted.message_id)),
         Err(refusal) => refusal.smtp_reply(),

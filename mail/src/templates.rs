@@ -16,15 +16,34 @@ use tenants::store::BrandFields;
 /// Every template, and the variables of its own (beside the brand's).
 pub const TEMPLATES: &[(&str, &[&str])] = &[
     ("welcome", &["display_name", "address", "signin_url"]),
-    ("password_reset", &["address", "reset_url", "expires_minutes"]),
-    ("quota_warning", &["organisation", "used", "quota", "percent"]),
-    ("payment_failed", &["organisation", "amount", "billing_url", "suspension_date"]),
-    ("delivery_failure", &["original_subject", "recipients", "reason"]),
+    (
+        "password_reset",
+        &["address", "reset_url", "expires_minutes"],
+    ),
+    (
+        "quota_warning",
+        &["organisation", "used", "quota", "percent"],
+    ),
+    (
+        "payment_failed",
+        &["organisation", "amount", "billing_url", "suspension_date"],
+    ),
+    (
+        "delivery_failure",
+        &["original_subject", "recipients", "reason"],
+    ),
     ("admission", &["address", "signin_url"]),
 ];
 
 /// Variables every template may use: the brand.
-pub const BRAND_VARIABLES: &[&str] = &["product_name", "primary_color", "accent_color", "support_address", "legal_url", "privacy_url"];
+pub const BRAND_VARIABLES: &[&str] = &[
+    "product_name",
+    "primary_color",
+    "accent_color",
+    "support_address",
+    "legal_url",
+    "privacy_url",
+];
 
 pub const LANGUAGES: &[&str] = &["en", "fr"];
 
@@ -42,7 +61,14 @@ macro_rules! builtin {
     };
 }
 
-builtin!("welcome", "password_reset", "quota_warning", "payment_failed", "delivery_failure", "admission");
+builtin!(
+    "welcome",
+    "password_reset",
+    "quota_warning",
+    "payment_failed",
+    "delivery_failure",
+    "admission"
+);
 
 fn layout(language: &str) -> &'static str {
     match language {
@@ -80,7 +106,11 @@ pub fn variables(name: &str) -> Option<Vec<&'static str>> {
 pub fn builtin(name: &str, language: &str) -> Option<Template> {
     let (txt, html) = builtin_files(name, language)?;
     let (first, text) = txt.split_once("\n\n")?;
-    Some(Template { subject: first.strip_prefix("Subject: ")?.trim().to_owned(), text: text.to_owned(), html: html.to_owned() })
+    Some(Template {
+        subject: first.strip_prefix("Subject: ")?.trim().to_owned(),
+        text: text.to_owned(),
+        html: html.to_owned(),
+    })
 }
 
 /// The `{{names}}` in `text`, or what is malformed about them.
@@ -89,10 +119,15 @@ fn placeholders(text: &str) -> Result<Vec<&str>, String> {
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| "a `{{` is never closed by `}}`".to_owned())?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "a `{{` is never closed by `}}`".to_owned())?;
         let name = after[..end].trim();
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            return Err(format!("`{{{{{}}}}}` is not a variable name", &after[..end]));
+            return Err(format!(
+                "`{{{{{}}}}}` is not a variable name",
+                &after[..end]
+            ));
         }
         found.push(name);
         rest = &after[end + 2..];
@@ -103,7 +138,11 @@ fn placeholders(text: &str) -> Result<Vec<&str>, String> {
 /// Checks a template (an override) against what `name` accepts.
 pub fn check(name: &str, template: &Template) -> Result<(), String> {
     let allowed = variables(name).ok_or_else(|| format!("there is no template `{name}`"))?;
-    for (part, text, limit) in [("subject", &template.subject, 200), ("text", &template.text, 20_000), ("html", &template.html, 50_000)] {
+    for (part, text, limit) in [
+        ("subject", &template.subject, 200),
+        ("text", &template.text, 20_000),
+        ("html", &template.html, 50_000),
+    ] {
         if text.trim().is_empty() {
             return Err(format!("`{part}` is empty"));
         }
@@ -123,7 +162,14 @@ pub fn check(name: &str, template: &Template) -> Result<(), String> {
         return Err("`subject` must be one line".into());
     }
     let lower = template.html.to_ascii_lowercase();
-    for banned in ["<script", "javascript:", "<iframe", "<object", "<embed", "<form"] {
+    for banned in [
+        "<script",
+        "javascript:",
+        "<iframe",
+        "<object",
+        "<embed",
+        "<form",
+    ] {
         if lower.contains(banned) {
             return Err(format!("`html` may not contain `{banned}`"));
         }
@@ -148,7 +194,12 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Replaces every `{{name}}`; `raw` values go in as they are, others through `encode`.
-fn fill(text: &str, values: &BTreeMap<String, String>, raw: &BTreeMap<&str, String>, encode: fn(&str) -> String) -> String {
+fn fill(
+    text: &str,
+    values: &BTreeMap<String, String>,
+    raw: &BTreeMap<&str, String>,
+    encode: fn(&str) -> String,
+) -> String {
     let mut out = String::with_capacity(text.len() + 256);
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -162,7 +213,9 @@ fn fill(text: &str, values: &BTreeMap<String, String>, raw: &BTreeMap<&str, Stri
         if let Some(value) = raw.get(name) {
             out.push_str(value);
         } else {
-            out.push_str(&encode(values.get(name).map(String::as_str).unwrap_or_default()));
+            out.push_str(&encode(
+                values.get(name).map(String::as_str).unwrap_or_default(),
+            ));
         }
         rest = &after[end + 2..];
     }
@@ -173,25 +226,64 @@ fn fill(text: &str, values: &BTreeMap<String, String>, raw: &BTreeMap<&str, Stri
 /// The brand's values, with sensible stand-ins for what is unset.
 fn brand_values(brand: &BrandFields, fallback_support: &str) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
-    values.insert("product_name".into(), brand.product_name.clone().unwrap_or_else(|| "Mail".into()));
-    values.insert("primary_color".into(), brand.primary_color.clone().unwrap_or_else(|| "#1d4ed8".into()));
-    values.insert("accent_color".into(), brand.accent_color.clone().unwrap_or_else(|| "#0f766e".into()));
-    values.insert("support_address".into(), brand.support_address.clone().unwrap_or_else(|| fallback_support.to_owned()));
-    values.insert("legal_url".into(), brand.legal_url.clone().unwrap_or_default());
-    values.insert("privacy_url".into(), brand.privacy_url.clone().unwrap_or_default());
+    values.insert(
+        "product_name".into(),
+        brand.product_name.clone().unwrap_or_else(|| "Mail".into()),
+    );
+    values.insert(
+        "primary_color".into(),
+        brand
+            .primary_color
+            .clone()
+            .unwrap_or_else(|| "#1d4ed8".into()),
+    );
+    values.insert(
+        "accent_color".into(),
+        brand
+            .accent_color
+            .clone()
+            .unwrap_or_else(|| "#0f766e".into()),
+    );
+    values.insert(
+        "support_address".into(),
+        brand
+            .support_address
+            .clone()
+            .unwrap_or_else(|| fallback_support.to_owned()),
+    );
+    values.insert(
+        "legal_url".into(),
+        brand.legal_url.clone().unwrap_or_default(),
+    );
+    values.insert(
+        "privacy_url".into(),
+        brand.privacy_url.clone().unwrap_or_default(),
+    );
     values
 }
 
 /// Renders `template` in `language` with `brand` and the template's own `values`.
 /// `fallback_support` is the address shown when the brand names none.
-pub fn render(template: &Template, language: &str, brand: &BrandFields, fallback_support: &str, values: &BTreeMap<String, String>) -> Rendered {
+pub fn render(
+    template: &Template,
+    language: &str,
+    brand: &BrandFields,
+    fallback_support: &str,
+    values: &BTreeMap<String, String>,
+) -> Rendered {
     let mut all = brand_values(brand, fallback_support);
     all.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
     let none = BTreeMap::new();
-    let subject = fill(&template.subject, &all, &none, |s| s.replace(['\r', '\n'], " "));
+    let subject = fill(&template.subject, &all, &none, |s| {
+        s.replace(['\r', '\n'], " ")
+    });
     let text = fill(&template.text, &all, &none, str::to_owned);
     let content = fill(&template.html, &all, &none, escape);
-    let (legal, privacy) = if language == "fr" { ("Mentions légales", "Confidentialité") } else { ("Legal notice", "Privacy") };
+    let (legal, privacy) = if language == "fr" {
+        ("Mentions légales", "Confidentialité")
+    } else {
+        ("Legal notice", "Privacy")
+    };
     let link = |key: &str, label: &str| match all.get(key).filter(|u| !u.is_empty()) {
         Some(url) => format!(" · <a href=\"{}\">{label}</a>", escape(url)),
         None => String::new(),
@@ -202,7 +294,11 @@ pub fn render(template: &Template, language: &str, brand: &BrandFields, fallback
     raw.insert("privacy_link", link("privacy_url", privacy));
     all.insert("subject".into(), subject.clone());
     let html = fill(layout(language), &all, &raw, escape);
-    Rendered { subject, text, html }
+    Rendered {
+        subject,
+        text,
+        html,
+    }
 }
 
 /// A system mail rendered for a tenant, and who it comes from.
@@ -225,14 +321,25 @@ pub async fn prepare(
     language: Option<&str>,
     values: &BTreeMap<String, String>,
 ) -> Result<Prepared, String> {
-    let brand = store.brand(tenant, &BrandFields::caliop()).await.map_err(|e| e.to_string())?;
+    let brand = store
+        .brand(tenant, &BrandFields::caliop())
+        .await
+        .map_err(|e| e.to_string())?;
     let language = language
         .map(str::to_owned)
         .or_else(|| brand.default_language.clone())
         .filter(|l| LANGUAGES.contains(&l.as_str()))
         .unwrap_or_else(|| "en".into());
-    let template = match store.template_override(tenant, name, &language).await.map_err(|e| e.to_string())? {
-        Some((_, w)) => Template { subject: w.subject, text: w.text, html: w.html },
+    let template = match store
+        .template_override(tenant, name, &language)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some((_, w)) => Template {
+            subject: w.subject,
+            text: w.text,
+            html: w.html,
+        },
         None => builtin(name, &language).ok_or_else(|| format!("no template `{name}`"))?,
     };
     let mut domain = None;
@@ -243,8 +350,19 @@ pub async fn prepare(
         }
     }
     let domain = domain.unwrap_or_else(|| hostname.to_owned());
-    let rendered = render(&template, &language, &brand, &format!("postmaster@{domain}"), values);
-    Ok(Prepared { rendered, language, from: format!("no-reply@{domain}"), from_name: brand.product_name.unwrap_or_default() })
+    let rendered = render(
+        &template,
+        &language,
+        &brand,
+        &format!("postmaster@{domain}"),
+        values,
+    );
+    Ok(Prepared {
+        rendered,
+        language,
+        from: format!("no-reply@{domain}"),
+        from_name: brand.product_name.unwrap_or_default(),
+    })
 }
 
 /// Sample values for previews.
@@ -266,16 +384,34 @@ pub fn sample_values(name: &str) -> BTreeMap<String, String> {
         ("recipients", "someone@example.net"),
         ("reason", "550 5.1.1 no such user"),
     ];
-    let own = TEMPLATES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or_default();
-    sample.iter().filter(|(k, _)| own.contains(k)).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    let own = TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_default();
+    sample
+        .iter()
+        .filter(|(k, _)| own.contains(k))
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A multipart/alternative message (text and HTML) from `from` to `to`.
-pub fn message(from_name: &str, from: &str, to: &str, rendered: &Rendered, language: &str, hostname: &str) -> Result<Vec<u8>, String> {
+pub fn message(
+    from_name: &str,
+    from: &str,
+    to: &str,
+    rendered: &Rendered,
+    language: &str,
+    hostname: &str,
+) -> Result<Vec<u8>, String> {
     use lettre::message::{Mailbox, MultiPart};
-    let from: Mailbox = format!("{} <{from}>", from_name.replace(['"', '<', '>', '\r', '\n'], ""))
-        .parse()
-        .map_err(|e| format!("the sender {from}: {e}"))?;
+    let from: Mailbox = format!(
+        "{} <{from}>",
+        from_name.replace(['"', '<', '>', '\r', '\n'], "")
+    )
+    .parse()
+    .map_err(|e| format!("the sender {from}: {e}"))?;
     let to: Mailbox = to.parse().map_err(|e| format!("the recipient {to}: {e}"))?;
     let message = lettre::Message::builder()
         .from(from)
@@ -284,7 +420,10 @@ pub fn message(from_name: &str, from: &str, to: &str, rendered: &Rendered, langu
         .message_id(Some(format!("<{}@{hostname}>", uuid::Uuid::now_v7())))
         .header(ContentLanguage(language.to_owned()))
         .header(AutoSubmitted)
-        .multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html.clone(),
+        ))
         .map_err(|e| format!("building the message: {e}"))?;
     Ok(message.formatted())
 }
@@ -333,7 +472,8 @@ mod tests {
     fn every_builtin_template_exists_in_both_languages_and_uses_only_its_variables() {
         for (name, _) in TEMPLATES {
             for language in LANGUAGES {
-                let template = builtin(name, language).unwrap_or_else(|| panic!("{name}.{language}"));
+                let template =
+                    builtin(name, language).unwrap_or_else(|| panic!("{name}.{language}"));
                 check(name, &template).unwrap_or_else(|e| panic!("{name}.{language}: {e}"));
             }
         }
@@ -343,7 +483,11 @@ mod tests {
     fn overrides_with_unknown_variables_or_scripts_are_refused() {
         let mut t = builtin("welcome", "en").unwrap();
         t.text.push_str("{{password}}");
-        assert!(check("welcome", &t).unwrap_err().contains("unknown variable `{{password}}`"));
+        assert!(
+            check("welcome", &t)
+                .unwrap_err()
+                .contains("unknown variable `{{password}}`")
+        );
         let mut t = builtin("welcome", "en").unwrap();
         t.html.push_str("<script>x</script>");
         assert!(check("welcome", &t).unwrap_err().contains("<script"));
@@ -355,14 +499,31 @@ mod tests {
 
     #[test]
     fn values_are_escaped_in_html_and_the_brand_is_applied() {
-        let brand = BrandFields { product_name: Some("Acme <Mail>".into()), primary_color: Some("#9d174d".into()), ..BrandFields::default() };
+        let brand = BrandFields {
+            product_name: Some("Acme <Mail>".into()),
+            primary_color: Some("#9d174d".into()),
+            ..BrandFields::default()
+        };
         let mut values = sample_values("welcome");
         values.insert("display_name".into(), "<b>Eve</b> & co".into());
-        let r = render(&builtin("welcome", "en").unwrap(), "en", &brand, "postmaster@acme.test", &values);
-        assert!(r.html.contains("&lt;b&gt;Eve&lt;/b&gt; &amp; co"), "{}", r.html);
+        let r = render(
+            &builtin("welcome", "en").unwrap(),
+            "en",
+            &brand,
+            "postmaster@acme.test",
+            &values,
+        );
+        assert!(
+            r.html.contains("&lt;b&gt;Eve&lt;/b&gt; &amp; co"),
+            "{}",
+            r.html
+        );
         assert!(!r.html.contains("<b>Eve</b>"));
         assert!(r.html.contains("Acme &lt;Mail&gt;") && r.html.contains("#9d174d"));
-        assert!(r.text.contains("<b>Eve</b> & co"), "plain text is not escaped");
+        assert!(
+            r.text.contains("<b>Eve</b> & co"),
+            "plain text is not escaped"
+        );
         assert_eq!(r.subject, "Welcome to Acme <Mail>, <b>Eve</b> & co");
         assert!(r.html.contains("mailto:postmaster@acme.test"));
         assert!(!r.html.contains("{{"), "every placeholder is filled");

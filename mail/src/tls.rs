@@ -17,7 +17,10 @@ pub enum TlsError {
 }
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
-    TlsError::File { path: path.display().to_string(), reason: reason.to_string() }
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 /// A rustls server configuration from PEM files.
@@ -49,10 +52,12 @@ pub fn self_signed(dir: &Path, hostname: &str) -> Result<Arc<ServerConfig>, TlsE
     let key = dir.join("smtp-key.pem");
     if !cert.exists() || !key.exists() {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
-        let generated = rcgen::generate_simple_self_signed(vec![hostname.to_owned(), "localhost".to_owned()])
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let generated =
+            rcgen::generate_simple_self_signed(vec![hostname.to_owned(), "localhost".to_owned()])
+                .map_err(|e| TlsError::Config(e.to_string()))?;
         std::fs::write(&cert, generated.cert.pem()).map_err(|e| file_error(&cert, e))?;
-        write_private(&key, generated.signing_key.serialize_pem().as_bytes()).map_err(|e| file_error(&key, e))?;
+        write_private(&key, generated.signing_key.serialize_pem().as_bytes())
+            .map_err(|e| file_error(&key, e))?;
     }
     server_config(&cert, &key)
 }

@@ -122,19 +122,31 @@ mod tests {
     use super::*;
 
     fn actor(role: Role, tenant: TenantId) -> Actor {
-        Actor { subject: Subject::Operator, tenant_id: tenant, role, scopes: vec![Scope::Read] }
+        Actor {
+            subject: Subject::Operator,
+            tenant_id: tenant,
+            role,
+            scopes: vec![Scope::Read],
+        }
     }
 
     #[test]
     fn resellers_see_their_subtree_only() {
-        let (reseller, child, grandchild, other) =
-            (TenantId::new(), TenantId::new(), TenantId::new(), TenantId::new());
+        let (reseller, child, grandchild, other) = (
+            TenantId::new(),
+            TenantId::new(),
+            TenantId::new(),
+            TenantId::new(),
+        );
         let a = actor(Role::ResellerAdmin, reseller);
         assert!(a.can_see(&[reseller]));
         assert!(a.can_see(&[child, reseller]));
         assert!(a.can_see(&[grandchild, child, reseller]));
         assert!(!a.can_see(&[other]));
-        assert!(!a.is_above(&[reseller]), "a reseller cannot raise its own package");
+        assert!(
+            !a.is_above(&[reseller]),
+            "a reseller cannot raise its own package"
+        );
         assert!(a.is_above(&[child, reseller]));
     }
 
@@ -151,7 +163,11 @@ mod tests {
 
     #[test]
     fn subjects_round_trip_through_token_sub() {
-        for s in [Subject::Operator, Subject::Account(AccountId::new()), Subject::ApiKey(ApiKeyId::new())] {
+        for s in [
+            Subject::Operator,
+            Subject::Account(AccountId::new()),
+            Subject::ApiKey(ApiKeyId::new()),
+        ] {
             assert_eq!(Subject::from_token_sub(&s.to_token_sub()), Some(s));
         }
         assert_eq!(Subject::from_token_sub("account:nope"), None);
@@ -160,8 +176,17 @@ mod tests {
 
     #[test]
     fn roles_follow_tenant_kind() {
-        assert_eq!(Role::of(TenantKind::Reseller, AccountRole::Admin), Role::ResellerAdmin);
-        assert_eq!(Role::of(TenantKind::Operator, AccountRole::User), Role::User);
-        assert_eq!(Role::of(TenantKind::Enterprise, AccountRole::Admin), Role::TenantAdmin);
+        assert_eq!(
+            Role::of(TenantKind::Reseller, AccountRole::Admin),
+            Role::ResellerAdmin
+        );
+        assert_eq!(
+            Role::of(TenantKind::Operator, AccountRole::User),
+            Role::User
+        );
+        assert_eq!(
+            Role::of(TenantKind::Enterprise, AccountRole::Admin),
+            Role::TenantAdmin
+        );
     }
 }

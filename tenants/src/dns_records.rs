@@ -85,7 +85,11 @@ pub fn dkim_record(domain: &Domain, key: &DkimKey) -> ExpectedRecord {
         purpose: Purpose::Dkim,
         record_type: RecordType::Txt,
         name: format!("{}._domainkey.{}", key.selector, domain.name),
-        value: format!("v=DKIM1; k={}; p={}", key.algorithm.as_str(), key.public_key),
+        value: format!(
+            "v=DKIM1; k={}; p={}",
+            key.algorithm.as_str(),
+            key.public_key
+        ),
         // A retired key is kept published out of courtesy to mail in flight.
         required: key.state != DkimKeyState::Retired,
     }
@@ -93,7 +97,11 @@ pub fn dkim_record(domain: &Domain, key: &DkimKey) -> ExpectedRecord {
 
 /// Every record `domain` must publish for mail to flow through `mail_host`,
 /// with one DKIM record per key that should be in DNS now.
-pub fn expected_records(domain: &Domain, dkim_keys: &[DkimKey], mail_host: &str) -> Vec<ExpectedRecord> {
+pub fn expected_records(
+    domain: &Domain,
+    dkim_keys: &[DkimKey],
+    mail_host: &str,
+) -> Vec<ExpectedRecord> {
     let d = domain.name.as_str();
     let record = |purpose, record_type, name: String, value: String, required| ExpectedRecord {
         purpose,
@@ -103,11 +111,26 @@ pub fn expected_records(domain: &Domain, dkim_keys: &[DkimKey], mail_host: &str)
         required,
     };
     let now = chrono::Utc::now();
-    let dkim = dkim_keys.iter().filter(|k| k.published(now)).map(|k| dkim_record(domain, k));
+    let dkim = dkim_keys
+        .iter()
+        .filter(|k| k.published(now))
+        .map(|k| dkim_record(domain, k));
     let mut records = vec![
         verification_record(domain),
-        record(Purpose::Mx, RecordType::Mx, d.to_owned(), format!("10 {mail_host}"), true),
-        record(Purpose::Spf, RecordType::Txt, d.to_owned(), format!("v=spf1 a:{mail_host} -all"), true),
+        record(
+            Purpose::Mx,
+            RecordType::Mx,
+            d.to_owned(),
+            format!("10 {mail_host}"),
+            true,
+        ),
+        record(
+            Purpose::Spf,
+            RecordType::Txt,
+            d.to_owned(),
+            format!("v=spf1 a:{mail_host} -all"),
+            true,
+        ),
         record(
             Purpose::Dmarc,
             RecordType::Txt,
@@ -122,7 +145,13 @@ pub fn expected_records(domain: &Domain, dkim_keys: &[DkimKey], mail_host: &str)
             format!("v=STSv1; id={}", domain.created_at.format("%Y%m%d%H%M%S")),
             false,
         ),
-        record(Purpose::MtaStsPolicyHost, RecordType::Cname, format!("mta-sts.{d}"), mail_host.to_owned(), false),
+        record(
+            Purpose::MtaStsPolicyHost,
+            RecordType::Cname,
+            format!("mta-sts.{d}"),
+            mail_host.to_owned(),
+            false,
+        ),
         record(
             Purpose::TlsReporting,
             RecordType::Txt,
@@ -144,7 +173,13 @@ pub fn expected_records(domain: &Domain, dkim_keys: &[DkimKey], mail_host: &str)
             format!("0 1 993 {mail_host}"),
             false,
         ),
-        record(Purpose::Autoconfig, RecordType::Cname, format!("autoconfig.{d}"), mail_host.to_owned(), false),
+        record(
+            Purpose::Autoconfig,
+            RecordType::Cname,
+            format!("autoconfig.{d}"),
+            mail_host.to_owned(),
+            false,
+        ),
     ];
     records.splice(3..3, dkim);
     records
@@ -154,49 +189,88 @@ pub fn expected_records(domain: &Domain, dkim_keys: &[DkimKey], mail_host: &str)
 fn tags(text: &str) -> Vec<(String, String)> {
     text.split(';')
         .filter_map(|part| part.split_once('='))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.chars().filter(|c| !c.is_whitespace()).collect()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_ascii_lowercase(),
+                v.chars().filter(|c| !c.is_whitespace()).collect(),
+            )
+        })
         .collect()
 }
 
 fn tag<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    tags.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Judges the values DNS returned at the record's name and type.
 pub fn judge(expected: &ExpectedRecord, found: &[String]) -> RecordStatus {
-    let same_host = |a: &str, b: &str| a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'));
+    let same_host = |a: &str, b: &str| {
+        a.trim_end_matches('.')
+            .eq_ignore_ascii_case(b.trim_end_matches('.'))
+    };
     let status = |ok: bool, relevant: bool| match (ok, relevant) {
         (true, _) => RecordStatus::Verified,
         (false, true) => RecordStatus::Wrong,
         (false, false) => RecordStatus::Missing,
     };
     match expected.purpose {
-        Purpose::Verification => status(found.iter().any(|v| v.trim() == expected.value), !found.is_empty()),
+        Purpose::Verification => status(
+            found.iter().any(|v| v.trim() == expected.value),
+            !found.is_empty(),
+        ),
         Purpose::Mx | Purpose::SubmissionAutodiscovery | Purpose::ImapAutodiscovery => {
             let host = expected.value.rsplit(' ').next().unwrap_or_default();
-            status(found.iter().any(|v| v.rsplit(' ').next().is_some_and(|h| same_host(h, host))), !found.is_empty())
+            status(
+                found
+                    .iter()
+                    .any(|v| v.rsplit(' ').next().is_some_and(|h| same_host(h, host))),
+                !found.is_empty(),
+            )
         }
-        Purpose::MtaStsPolicyHost | Purpose::Autoconfig => {
-            status(found.iter().any(|v| same_host(v, &expected.value)), !found.is_empty())
-        }
+        Purpose::MtaStsPolicyHost | Purpose::Autoconfig => status(
+            found.iter().any(|v| same_host(v, &expected.value)),
+            !found.is_empty(),
+        ),
         Purpose::Spf => {
-            let spf: Vec<&String> = found.iter().filter(|v| v.to_ascii_lowercase().starts_with("v=spf1")).collect();
-            let mechanism = expected.value.split(' ').nth(1).unwrap_or_default().to_ascii_lowercase();
+            let spf: Vec<&String> = found
+                .iter()
+                .filter(|v| v.to_ascii_lowercase().starts_with("v=spf1"))
+                .collect();
+            let mechanism = expected
+                .value
+                .split(' ')
+                .nth(1)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             // RFC 7208 §4.5: more than one SPF record is a permanent error.
             let ok = spf.len() == 1
-                && spf[0].split_whitespace().any(|m| m.to_ascii_lowercase() == mechanism)
+                && spf[0]
+                    .split_whitespace()
+                    .any(|m| m.to_ascii_lowercase() == mechanism)
                 && spf[0].trim_end().ends_with("all");
             status(ok, !spf.is_empty())
         }
         Purpose::Dkim => {
             let want = tags(&expected.value);
-            let ok = found.iter().any(|v| tag(&tags(v), "p") == tag(&want, "p") && tag(&tags(v), "p").is_some());
+            let ok = found
+                .iter()
+                .any(|v| tag(&tags(v), "p") == tag(&want, "p") && tag(&tags(v), "p").is_some());
             status(ok, !found.is_empty())
         }
         Purpose::Dmarc | Purpose::MtaSts | Purpose::TlsReporting => {
-            let version = expected.value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-            let versioned: Vec<&String> =
-                found.iter().filter(|v| v.trim().to_ascii_lowercase().starts_with(&version)).collect();
+            let version = expected
+                .value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            let versioned: Vec<&String> = found
+                .iter()
+                .filter(|v| v.trim().to_ascii_lowercase().starts_with(&version))
+                .collect();
             status(versioned.len() == 1, !versioned.is_empty())
         }
     }
@@ -219,7 +293,12 @@ mod tests {
         }
     }
 
-    fn key(selector: &str, algorithm: DkimAlgorithm, state: DkimKeyState, retired_days_ago: Option<i64>) -> DkimKey {
+    fn key(
+        selector: &str,
+        algorithm: DkimAlgorithm,
+        state: DkimKeyState,
+        retired_days_ago: Option<i64>,
+    ) -> DkimKey {
         DkimKey {
             id: uuid::Uuid::now_v7(),
             domain_id: DomainId::new(),
@@ -235,8 +314,16 @@ mod tests {
     }
 
     fn expected(purpose: Purpose) -> ExpectedRecord {
-        let keys = [key("caliop1", DkimAlgorithm::Rsa, DkimKeyState::Active, None)];
-        expected_records(&domain(), &keys, "mx.caliop.test").into_iter().find(|r| r.purpose == purpose).unwrap()
+        let keys = [key(
+            "caliop1",
+            DkimAlgorithm::Rsa,
+            DkimKeyState::Active,
+            None,
+        )];
+        expected_records(&domain(), &keys, "mx.caliop.test")
+            .into_iter()
+            .find(|r| r.purpose == purpose)
+            .unwrap()
     }
 
     fn found(values: &[&str]) -> Vec<String> {
@@ -247,16 +334,31 @@ mod tests {
     fn verification_needs_the_exact_token() {
         let r = expected(Purpose::Verification);
         assert_eq!(r.name, "_caliop-verification.acme.test");
-        assert_eq!(judge(&r, &found(&["caliop-verification=tok123"])), RecordStatus::Verified);
-        assert_eq!(judge(&r, &found(&["caliop-verification=other"])), RecordStatus::Wrong);
+        assert_eq!(
+            judge(&r, &found(&["caliop-verification=tok123"])),
+            RecordStatus::Verified
+        );
+        assert_eq!(
+            judge(&r, &found(&["caliop-verification=other"])),
+            RecordStatus::Wrong
+        );
         assert_eq!(judge(&r, &[]), RecordStatus::Missing);
     }
 
     #[test]
     fn spf_must_be_single_and_name_our_host() {
         let r = expected(Purpose::Spf);
-        assert_eq!(judge(&r, &found(&["v=spf1 a:mx.caliop.test -all", "google-site-verification=x"])), RecordStatus::Verified);
-        assert_eq!(judge(&r, &found(&["v=spf1 include:elsewhere.test -all"])), RecordStatus::Wrong);
+        assert_eq!(
+            judge(
+                &r,
+                &found(&["v=spf1 a:mx.caliop.test -all", "google-site-verification=x"])
+            ),
+            RecordStatus::Verified
+        );
+        assert_eq!(
+            judge(&r, &found(&["v=spf1 include:elsewhere.test -all"])),
+            RecordStatus::Wrong
+        );
         assert_eq!(
             judge(&r, &found(&["v=spf1 a:mx.caliop.test -all", "v=spf1 -all"])),
             RecordStatus::Wrong,
@@ -269,8 +371,14 @@ mod tests {
     fn dkim_compares_the_key_not_the_spacing() {
         let r = expected(Purpose::Dkim);
         assert_eq!(r.name, "caliop1._domainkey.acme.test");
-        assert_eq!(judge(&r, &found(&["v=DKIM1;k=rsa;  p=MIIB IjAN"])), RecordStatus::Verified);
-        assert_eq!(judge(&r, &found(&["v=DKIM1; k=rsa; p=OTHER"])), RecordStatus::Wrong);
+        assert_eq!(
+            judge(&r, &found(&["v=DKIM1;k=rsa;  p=MIIB IjAN"])),
+            RecordStatus::Verified
+        );
+        assert_eq!(
+            judge(&r, &found(&["v=DKIM1; k=rsa; p=OTHER"])),
+            RecordStatus::Wrong
+        );
     }
 
     #[test]
@@ -287,18 +395,41 @@ mod tests {
             .filter(|r| r.purpose == Purpose::Dkim)
             .collect();
         let names: Vec<&str> = dkim.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["recent._domainkey.acme.test", "r1._domainkey.acme.test", "e1._domainkey.acme.test", "e2._domainkey.acme.test"]);
-        assert!(!dkim[0].required, "a retired key is published only as a courtesy");
+        assert_eq!(
+            names,
+            [
+                "recent._domainkey.acme.test",
+                "r1._domainkey.acme.test",
+                "e1._domainkey.acme.test",
+                "e2._domainkey.acme.test"
+            ]
+        );
+        assert!(
+            !dkim[0].required,
+            "a retired key is published only as a courtesy"
+        );
         assert!(dkim[1..].iter().all(|r| r.required));
         assert!(dkim[2].value.starts_with("v=DKIM1; k=ed25519; p="));
     }
 
     #[test]
     fn mx_and_cname_compare_hosts_case_insensitively() {
-        assert_eq!(judge(&expected(Purpose::Mx), &found(&["20 MX.Caliop.Test"])), RecordStatus::Verified);
-        assert_eq!(judge(&expected(Purpose::Mx), &found(&["10 mx.other.test"])), RecordStatus::Wrong);
-        assert_eq!(judge(&expected(Purpose::Autoconfig), &found(&["mx.caliop.test"])), RecordStatus::Verified);
-        assert_eq!(judge(&expected(Purpose::Dmarc), &found(&["v=DMARC1; p=none"])), RecordStatus::Verified);
+        assert_eq!(
+            judge(&expected(Purpose::Mx), &found(&["20 MX.Caliop.Test"])),
+            RecordStatus::Verified
+        );
+        assert_eq!(
+            judge(&expected(Purpose::Mx), &found(&["10 mx.other.test"])),
+            RecordStatus::Wrong
+        );
+        assert_eq!(
+            judge(&expected(Purpose::Autoconfig), &found(&["mx.caliop.test"])),
+            RecordStatus::Verified
+        );
+        assert_eq!(
+            judge(&expected(Purpose::Dmarc), &found(&["v=DMARC1; p=none"])),
+            RecordStatus::Verified
+        );
         assert_eq!(judge(&expected(Purpose::Dmarc), &[]), RecordStatus::Missing);
     }
 }

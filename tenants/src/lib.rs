@@ -18,9 +18,10 @@ pub mod store;
 
 pub use access::{Actor, Role, Subject};
 pub use model::*;
-pub use store::{DeadJob, QueueDepth, 
-    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, Domain, Mailbox, MessageMeta, RecipientAccount, NewAccount, NewApiKey,
-    NewDomain, NewMessage, NewTenant, Page, Store, Tenant, TenantFilter, TenantUpdate,
+pub use store::{
+    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob, Domain, Mailbox,
+    MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant, Page, QueueDepth,
+    RecipientAccount, Store, Tenant, TenantFilter, TenantUpdate,
 };
 
 /// What can go wrong in the domain core.

@@ -32,11 +32,19 @@ pub struct LoginGuard {
 
 impl LoginGuard {
     pub fn new(window: Duration, per_address: usize, per_ip: usize) -> LoginGuard {
-        LoginGuard { window, per_address, per_ip, failures: Mutex::default() }
+        LoginGuard {
+            window,
+            per_address,
+            per_ip,
+            failures: Mutex::default(),
+        }
     }
 
     fn keys(address: Option<&str>, ip: IpAddr) -> impl Iterator<Item = (String, bool)> {
-        address.map(|a| (format!("addr:{a}"), true)).into_iter().chain([(format!("ip:{ip}"), false)])
+        address
+            .map(|a| (format!("addr:{a}"), true))
+            .into_iter()
+            .chain([(format!("ip:{ip}"), false)])
     }
 
     /// Refuses when the address or the IP has used up its attempts; the
@@ -45,14 +53,25 @@ impl LoginGuard {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for (key, is_address) in Self::keys(address, ip) {
-            let limit = if is_address { self.per_address } else { self.per_ip };
+            let limit = if is_address {
+                self.per_address
+            } else {
+                self.per_ip
+            };
             if let Some(times) = failures.get_mut(&key) {
-                while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+                while times
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
                     times.pop_front();
                 }
                 if times.len() >= limit {
                     let oldest = times.front().copied().unwrap_or(now);
-                    let wait = self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
+                    let wait = self
+                        .window
+                        .saturating_sub(now.duration_since(oldest))
+                        .as_secs()
+                        .max(1);
                     return Err(TooManyAttempts { retry_after: wait });
                 }
             }
@@ -64,7 +83,11 @@ impl LoginGuard {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() > 100_000 {
-            failures.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
+            failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
         }
         for (key, _) in Self::keys(address, ip) {
             failures.entry(key).or_default().push_back(now);
@@ -101,11 +124,16 @@ pub async fn sign_in(
         guard.record_failure(None, ip);
         return Err(SignInRefused::Invalid);
     };
-    guard.check(Some(address.as_str()), ip).map_err(SignInRefused::TooManyAttempts)?;
-    let account = store.verify_password(&address, password).await.map_err(|e| {
-        tracing::error!(error = %e, "password check failed");
-        SignInRefused::Unavailable
-    })?;
+    guard
+        .check(Some(address.as_str()), ip)
+        .map_err(SignInRefused::TooManyAttempts)?;
+    let account = store
+        .verify_password(&address, password)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "password check failed");
+            SignInRefused::Unavailable
+        })?;
     match account {
         Some(account) if account.status == crate::AccountStatus::Active => {
             guard.record_success(address.as_str());
@@ -123,7 +151,11 @@ impl Store {
     /// status (callers decide what a suspended account may do). Hashing runs
     /// off the async threads, and a dummy hash is checked for unknown
     /// addresses, so the answer takes as long either way.
-    pub async fn verify_password(&self, address: &EmailAddress, password: SecretString) -> Result<Option<Account>> {
+    pub async fn verify_password(
+        &self,
+        address: &EmailAddress,
+        password: SecretString,
+    ) -> Result<Option<Account>> {
         let account = self.account_by_address(address).await?;
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         let verified = tokio::task::spawn_blocking(move || match hash {
@@ -154,8 +186,15 @@ mod tests {
         assert!((1..=60).contains(&refused.retry_after), "{refused:?}");
         guard.check(Some("b@x.test"), ip).unwrap();
         guard.record_failure(Some("b@x.test"), ip);
-        assert!(guard.check(Some("c@x.test"), ip).is_err(), "the IP has used its 3 attempts");
+        assert!(
+            guard.check(Some("c@x.test"), ip).is_err(),
+            "the IP has used its 3 attempts"
+        );
         guard.record_success("a@x.test");
-        assert!(guard.check(Some("a@x.test"), "192.0.2.2".parse().unwrap()).is_ok());
+        assert!(
+            guard
+                .check(Some("a@x.test"), "192.0.2.2".parse().unwrap())
+                .is_ok()
+        );
     }
 }

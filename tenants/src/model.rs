@@ -75,7 +75,8 @@ pub struct DomainName(String);
 impl DomainName {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let name = input.trim_end_matches('.').to_ascii_lowercase();
-        let invalid = |why: &str| Error::Invalid(format!("`{input}` is not a valid domain name: {why}"));
+        let invalid =
+            |why: &str| Error::Invalid(format!("`{input}` is not a valid domain name: {why}"));
         if name.is_empty() {
             return Err(invalid("it is empty"));
         }
@@ -90,7 +91,10 @@ impl DomainName {
             if label.is_empty() || label.len() > 63 {
                 return Err(invalid("each label must be 1 to 63 characters long"));
             }
-            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(invalid(
                     "labels may contain only letters, digits and hyphens (use the xn-- form for international names)",
                 ));
@@ -99,7 +103,10 @@ impl DomainName {
                 return Err(invalid("a label cannot start or end with a hyphen"));
             }
         }
-        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(invalid("the top-level label cannot be numeric"));
         }
         Ok(Self(name))
@@ -136,13 +143,19 @@ pub struct LocalPart(String);
 impl LocalPart {
     pub fn parse(input: &str) -> Result<Self, Error> {
         let local = input.to_ascii_lowercase();
-        let invalid = |why: &str| Error::Invalid(format!("`{input}` is not a valid mailbox name: {why}"));
+        let invalid =
+            |why: &str| Error::Invalid(format!("`{input}` is not a valid mailbox name: {why}"));
         if local.is_empty() || local.len() > 64 {
             return Err(invalid("it must be 1 to 64 characters long"));
         }
         const SPECIALS: &[u8] = b"!#$%&'*+/=?^_`{|}~-.";
-        if !local.bytes().all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b)) {
-            return Err(invalid("only letters, digits and !#$%&'*+/=?^_`{|}~-. are allowed"));
+        if !local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b))
+        {
+            return Err(invalid(
+                "only letters, digits and !#$%&'*+/=?^_`{|}~-. are allowed",
+            ));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(invalid("dots cannot start, end or repeat"));
@@ -164,12 +177,14 @@ pub struct EmailAddress(String);
 
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<Self, Error> {
-        let (local, domain) = input
-            .rsplit_once('@')
-            .ok_or_else(|| Error::Invalid(format!("`{input}` is not an email address: it has no `@`")))?;
+        let (local, domain) = input.rsplit_once('@').ok_or_else(|| {
+            Error::Invalid(format!("`{input}` is not an email address: it has no `@`"))
+        })?;
         let address = Self::new(&LocalPart::parse(local)?, &DomainName::parse(domain)?);
         if address.0.len() > 254 {
-            return Err(Error::Invalid(format!("`{input}` is longer than 254 characters")));
+            return Err(Error::Invalid(format!(
+                "`{input}` is longer than 254 characters"
+            )));
         }
         Ok(address)
     }
@@ -426,7 +441,9 @@ string_enum!(
 
 /// A kind of data a legal request asks for.
 // Spelt in snake case on the wire, unlike the kebab-case enums above.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DataKind {
     /// Addresses, names, creation dates, keys' fingerprints, storage used.
@@ -438,7 +455,11 @@ pub enum DataKind {
 }
 
 impl DataKind {
-    pub const ALL: &'static [DataKind] = &[DataKind::AccountMetadata, DataKind::DeliveryLogs, DataKind::Messages];
+    pub const ALL: &'static [DataKind] = &[
+        DataKind::AccountMetadata,
+        DataKind::DeliveryLogs,
+        DataKind::Messages,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -452,12 +473,20 @@ impl DataKind {
 impl FromStr for DataKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        DataKind::ALL.iter().copied().find(|k| k.as_str() == s).ok_or_else(|| {
-            Error::Invalid(format!(
-                "`{s}` is not a valid kind of data; expected one of: {}",
-                DataKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })
+        DataKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "`{s}` is not a valid kind of data; expected one of: {}",
+                    DataKind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
     }
 }
 
@@ -563,7 +592,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { min_level: Level::Standard, allowed_jurisdictions: Vec::new(), redundancy: None }
+        Self {
+            min_level: Level::Standard,
+            allowed_jurisdictions: Vec::new(),
+            redundancy: None,
+        }
     }
 }
 
@@ -581,7 +614,10 @@ impl Redundancy {
     /// `2 ≤ k < n ≤ 32`.
     pub fn validate(self) -> Result<Redundancy, Error> {
         if self.k < 2 {
-            return Err(Error::Invalid(format!("redundancy.k = {}: at least 2 shards must be needed to read a message", self.k)));
+            return Err(Error::Invalid(format!(
+                "redundancy.k = {}: at least 2 shards must be needed to read a message",
+                self.k
+            )));
         }
         if self.n <= self.k {
             return Err(Error::Invalid(format!(
@@ -590,7 +626,10 @@ impl Redundancy {
             )));
         }
         if self.n > 32 {
-            return Err(Error::Invalid(format!("redundancy.n = {}: at most 32 shards", self.n)));
+            return Err(Error::Invalid(format!(
+                "redundancy.n = {}: at most 32 shards",
+                self.n
+            )));
         }
         Ok(self)
     }
@@ -637,7 +676,13 @@ mod tests {
         assert!(Level::Standard < Level::Sealed);
         assert!(Level::Dispersed < Level::EndToEnd);
         assert_eq!("end-to-end".parse::<Level>().unwrap(), Level::EndToEnd);
-        assert!("secret".parse::<Level>().unwrap_err().to_string().contains("expected one of"));
+        assert!(
+            "secret"
+                .parse::<Level>()
+                .unwrap_err()
+                .to_string()
+                .contains("expected one of")
+        );
     }
 
     #[test]
@@ -664,13 +709,26 @@ mod tests {
         for kind in DataKind::ALL {
             assert_eq!(kind.as_str().parse::<DataKind>().unwrap(), *kind);
         }
-        assert!("account-metadata".parse::<DataKind>().unwrap_err().to_string().contains("account_metadata"));
+        assert!(
+            "account-metadata"
+                .parse::<DataKind>()
+                .unwrap_err()
+                .to_string()
+                .contains("account_metadata")
+        );
     }
 
     #[test]
     fn child_limits_must_fit_the_parent() {
-        let parent = Limits { max_accounts: 10, max_domains: 2, storage_quota_bytes: 100 };
-        let child = Limits { max_accounts: 11, ..parent };
+        let parent = Limits {
+            max_accounts: 10,
+            max_domains: 2,
+            storage_quota_bytes: 100,
+        };
+        let child = Limits {
+            max_accounts: 11,
+            ..parent
+        };
         assert!(child.fits_within(&parent).is_err());
         assert!(parent.fits_within(&parent).is_ok());
     }

@@ -1,8 +1,8 @@
 //! Account passwords, hashed with Argon2id (PHC strings, parameters inside,
 //! so they can be raised later without breaking existing hashes).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use crate::Error;
 
@@ -37,7 +37,11 @@ pub fn hash(password: &str) -> Result<String, Error> {
 /// Whether `password` matches the PHC string `hash`. A malformed hash is a mismatch.
 pub fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

@@ -64,13 +64,15 @@ impl PrivacyIndex {
             + 20 * u32::from(f.received_before >= 1)
             + 20 * u32::from(f.received_before >= 4);
         let habit = if f.received_before > 0 {
-            (60 * f.received_encrypted_before.clamp(0, f.received_before) / f.received_before) as u32
+            (60 * f.received_encrypted_before.clamp(0, f.received_before) / f.received_before)
+                as u32
         } else {
             0
         };
         let key_known = f.sender_key_known || f.received_encrypted_before > 0;
         let comportment = 40 * u32::from(key_known) + habit;
-        let (technic, context, comportment) = (technic.min(100), context.min(100), comportment.min(100));
+        let (technic, context, comportment) =
+            (technic.min(100), context.min(100), comportment.min(100));
         let score = (2 * technic + context + comportment) / 4;
         let grade = match score {
             80.. => 'A',
@@ -79,7 +81,13 @@ impl PrivacyIndex {
             20.. => 'D',
             _ => 'E',
         };
-        PrivacyIndex { technic: technic as u8, context: context as u8, comportment: comportment as u8, score: score as u8, grade }
+        PrivacyIndex {
+            technic: technic as u8,
+            context: context as u8,
+            comportment: comportment as u8,
+            score: score as u8,
+            grade,
+        }
     }
 }
 
@@ -95,44 +103,173 @@ mod tests {
     fn each_technical_fact_counts() {
         let base = index(Facts::default());
         assert_eq!((base.technic, base.score, base.grade), (0, 0, 'E'));
-        assert_eq!(index(Facts { tls_version: 13, ..Default::default() }).technic, 25);
-        assert_eq!(index(Facts { tls_version: 12, ..Default::default() }).technic, 15);
-        assert_eq!(index(Facts { dkim_pass: true, ..Default::default() }).technic, 15);
-        assert_eq!(index(Facts { spf_pass: true, ..Default::default() }).technic, 10);
-        assert_eq!(index(Facts { dmarc_pass: true, ..Default::default() }).technic, 10);
-        assert_eq!(index(Facts { encrypted: true, ..Default::default() }).technic, 30);
-        assert_eq!(index(Facts { signed: true, ..Default::default() }).technic, 10);
-        let all = Facts { tls_version: 13, dkim_pass: true, spf_pass: true, dmarc_pass: true, encrypted: true, signed: true, ..Default::default() };
+        assert_eq!(
+            index(Facts {
+                tls_version: 13,
+                ..Default::default()
+            })
+            .technic,
+            25
+        );
+        assert_eq!(
+            index(Facts {
+                tls_version: 12,
+                ..Default::default()
+            })
+            .technic,
+            15
+        );
+        assert_eq!(
+            index(Facts {
+                dkim_pass: true,
+                ..Default::default()
+            })
+            .technic,
+            15
+        );
+        assert_eq!(
+            index(Facts {
+                spf_pass: true,
+                ..Default::default()
+            })
+            .technic,
+            10
+        );
+        assert_eq!(
+            index(Facts {
+                dmarc_pass: true,
+                ..Default::default()
+            })
+            .technic,
+            10
+        );
+        assert_eq!(
+            index(Facts {
+                encrypted: true,
+                ..Default::default()
+            })
+            .technic,
+            30
+        );
+        assert_eq!(
+            index(Facts {
+                signed: true,
+                ..Default::default()
+            })
+            .technic,
+            10
+        );
+        let all = Facts {
+            tls_version: 13,
+            dkim_pass: true,
+            spf_pass: true,
+            dmarc_pass: true,
+            encrypted: true,
+            signed: true,
+            ..Default::default()
+        };
         assert_eq!(index(all).technic, 100);
     }
 
     #[test]
     fn context_follows_the_relationship() {
-        assert_eq!(index(Facts { written_to_sender: true, ..Default::default() }).context, 60);
-        assert_eq!(index(Facts { received_before: 1, ..Default::default() }).context, 20);
-        assert_eq!(index(Facts { received_before: 4, ..Default::default() }).context, 40);
-        assert_eq!(index(Facts { written_to_sender: true, received_before: 9, ..Default::default() }).context, 100);
+        assert_eq!(
+            index(Facts {
+                written_to_sender: true,
+                ..Default::default()
+            })
+            .context,
+            60
+        );
+        assert_eq!(
+            index(Facts {
+                received_before: 1,
+                ..Default::default()
+            })
+            .context,
+            20
+        );
+        assert_eq!(
+            index(Facts {
+                received_before: 4,
+                ..Default::default()
+            })
+            .context,
+            40
+        );
+        assert_eq!(
+            index(Facts {
+                written_to_sender: true,
+                received_before: 9,
+                ..Default::default()
+            })
+            .context,
+            100
+        );
     }
 
     #[test]
     fn comportment_follows_keys_and_habits() {
-        assert_eq!(index(Facts { sender_key_known: true, ..Default::default() }).comportment, 40);
-        let habitual = Facts { received_before: 4, received_encrypted_before: 4, ..Default::default() };
+        assert_eq!(
+            index(Facts {
+                sender_key_known: true,
+                ..Default::default()
+            })
+            .comportment,
+            40
+        );
+        let habitual = Facts {
+            received_before: 4,
+            received_encrypted_before: 4,
+            ..Default::default()
+        };
         assert_eq!(index(habitual).comportment, 100);
-        let half = Facts { received_before: 4, received_encrypted_before: 2, ..Default::default() };
+        let half = Facts {
+            received_before: 4,
+            received_encrypted_before: 2,
+            ..Default::default()
+        };
         assert_eq!(index(half).comportment, 40 + 30);
     }
 
     #[test]
     fn grades_follow_the_score() {
         let best = Facts {
-            tls_version: 13, dkim_pass: true, spf_pass: true, dmarc_pass: true, encrypted: true, signed: true,
-            written_to_sender: true, received_before: 10, received_encrypted_before: 10, sender_key_known: true,
+            tls_version: 13,
+            dkim_pass: true,
+            spf_pass: true,
+            dmarc_pass: true,
+            encrypted: true,
+            signed: true,
+            written_to_sender: true,
+            received_before: 10,
+            received_encrypted_before: 10,
+            sender_key_known: true,
         };
-        assert_eq!(index(best), PrivacyIndex { technic: 100, context: 100, comportment: 100, score: 100, grade: 'A' });
-        let clear_stranger = Facts { dkim_pass: true, spf_pass: true, dmarc_pass: true, ..Default::default() };
+        assert_eq!(
+            index(best),
+            PrivacyIndex {
+                technic: 100,
+                context: 100,
+                comportment: 100,
+                score: 100,
+                grade: 'A'
+            }
+        );
+        let clear_stranger = Facts {
+            dkim_pass: true,
+            spf_pass: true,
+            dmarc_pass: true,
+            ..Default::default()
+        };
         assert_eq!(index(clear_stranger).grade, 'E');
-        let tls_stranger = Facts { tls_version: 13, dkim_pass: true, spf_pass: true, dmarc_pass: true, ..Default::default() };
+        let tls_stranger = Facts {
+            tls_version: 13,
+            dkim_pass: true,
+            spf_pass: true,
+            dmarc_pass: true,
+            ..Default::default()
+        };
         assert_eq!(index(tls_stranger).score, 30);
         assert_eq!(index(tls_stranger).grade, 'D');
     }

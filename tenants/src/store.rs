@@ -11,10 +11,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use secrecy::ExposeSecret;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{FromRow, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -63,12 +65,18 @@ macro_rules! on_pool {
 /// tree, so that two concurrent creations cannot both pass a package limit.
 trait WriteLock {
     type Db: sqlx::Database;
-    fn begin_locked(&self, root: Uuid) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+    fn begin_locked(
+        &self,
+        root: Uuid,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
 }
 
 impl WriteLock for SqlitePool {
     type Db = sqlx::Sqlite;
-    fn begin_locked(&self, _root: Uuid) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>>> + Send {
+    fn begin_locked(
+        &self,
+        _root: Uuid,
+    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>>> + Send {
         // SQLite has one writer; taking the write lock up front avoids the
         // deadlock of two readers upgrading at once.
         async move { Ok(self.begin_with("BEGIN IMMEDIATE").await?) }
@@ -77,10 +85,16 @@ impl WriteLock for SqlitePool {
 
 impl WriteLock for PgPool {
     type Db = sqlx::Postgres;
-    fn begin_locked(&self, root: Uuid) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>>> + Send {
+    fn begin_locked(
+        &self,
+        root: Uuid,
+    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>>> + Send {
         async move {
             let mut tx = self.begin().await?;
-            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE").bind(root).execute(&mut *tx).await?;
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(root)
+                .execute(&mut *tx)
+                .await?;
             Ok(tx)
         }
     }
@@ -170,7 +184,10 @@ impl TryFrom<TenantRow> for Tenant {
                     .collect::<Result<_>>()
                     .map_err(stored)?,
                 redundancy: match (r.dispersal_k, r.dispersal_n) {
-                    (Some(k), Some(n)) => Some(Redundancy { k: k as u8, n: n as u8 }),
+                    (Some(k), Some(n)) => Some(Redundancy {
+                        k: k as u8,
+                        n: n as u8,
+                    }),
                     _ => None,
                 },
             },
@@ -561,9 +578,10 @@ macro_rules! insert_dkim_key {
             .execute(&mut *$tx)
             .await
             .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    Error::Conflict(format!("the DKIM selector `{}` is already used by this domain", key.selector))
-                }
+                sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(format!(
+                    "the DKIM selector `{}` is already used by this domain",
+                    key.selector
+                )),
                 _ => Error::from(e),
             })?;
     }};
@@ -590,7 +608,8 @@ const SUBTREE_DOMAINS: &str = "WITH RECURSIVE subtree(id) AS ( \
        SELECT id FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id WHERE t.status <> 'closed') \
      SELECT COUNT(*) FROM domains WHERE tenant_id IN (SELECT id FROM subtree)";
-const DOMAIN_COLUMNS: &str = "id, tenant_id, name, verification_token, verified_at, verification_method, created_at";
+const DOMAIN_COLUMNS: &str =
+    "id, tenant_id, name, verification_token, verified_at, verification_method, created_at";
 /// The columns an account is created with.
 macro_rules! account_columns {
     () => {
@@ -600,7 +619,10 @@ macro_rules! account_columns {
 }
 const ACCOUNT_COLUMNS: &str = account_columns!();
 /// What an account is read with: its columns and the storage the store keeps count of.
-const ACCOUNT_READ_COLUMNS: &str = concat!(account_columns!(), ", storage_used_bytes, storage_quota_bytes");
+const ACCOUNT_READ_COLUMNS: &str = concat!(
+    account_columns!(),
+    ", storage_used_bytes, storage_quota_bytes"
+);
 const API_KEY_COLUMNS: &str =
     "id, tenant_id, name, prefix, scopes, created_by, created_at, last_used_at, revoked_at";
 
@@ -609,12 +631,20 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 }
 
 fn scopes_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn jurisdictions_text(policy: &Policy) -> String {
     serde_json::Value::from(
-        policy.allowed_jurisdictions.iter().map(|j| j.as_str().to_owned()).collect::<Vec<_>>(),
+        policy
+            .allowed_jurisdictions
+            .iter()
+            .map(|j| j.as_str().to_owned())
+            .collect::<Vec<_>>(),
     )
     .to_string()
 }
@@ -628,7 +658,10 @@ fn check_room(what: &str, chain: &[(Tenant, i64)], limit: impl Fn(&Limits) -> i6
         }
         let max = limit(&tenant.limits);
         if *used >= max {
-            let whose = if chain.first().is_some_and(|(first, _)| first.id == tenant.id) {
+            let whose = if chain
+                .first()
+                .is_some_and(|(first, _)| first.id == tenant.id)
+            {
                 "this tenant's".to_owned()
             } else {
                 format!("the parent tenant `{}`'s", tenant.name)
@@ -666,18 +699,39 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                Pool::Sqlite(SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?)
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(max_connections)
+                        .connect_with(options)
+                        .await?,
+                )
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|e| Error::Config(format!("invalid PostgreSQL URL: {e}")))?;
-                Pool::Postgres(PgPoolOptions::new().max_connections(max_connections).connect_with(options).await?)
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(max_connections)
+                        .connect_with(options)
+                        .await?,
+                )
             }
         };
         let (queue, deliveries) = tokio::sync::mpsc::channel(1024);
         let (changes, _) = tokio::sync::broadcast::channel(1024);
-        tokio::spawn(messages::group_committer(Store { pool: pool.clone(), committer: None, changes: changes.clone() }, deliveries));
-        Ok(Store { pool, committer: Some(queue), changes })
+        tokio::spawn(messages::group_committer(
+            Store {
+                pool: pool.clone(),
+                committer: None,
+                changes: changes.clone(),
+            },
+            deliveries,
+        ));
+        Ok(Store {
+            pool,
+            committer: Some(queue),
+            changes,
+        })
     }
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
@@ -699,14 +753,20 @@ impl Store {
     /// each test its own database).
     pub async fn create_database(&self, name: &str) -> Result<()> {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(Error::Invalid(format!("`{name}` is not a plain database name")));
+            return Err(Error::Invalid(format!(
+                "`{name}` is not a plain database name"
+            )));
         }
         match &self.pool {
             Pool::Postgres(p) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(p).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(p)
+                    .await?;
                 Ok(())
             }
-            Pool::Sqlite(_) => Err(Error::Config("SQLite databases are files; open a new URL instead".into())),
+            Pool::Sqlite(_) => Err(Error::Config(
+                "SQLite databases are files; open a new URL instead".into(),
+            )),
         }
     }
 
@@ -718,7 +778,13 @@ impl Store {
 
     /// The operator tenant, created on first start.
     pub async fn ensure_operator(&self) -> Result<Tenant> {
-        let sql = || join_sql("SELECT ", TENANT_COLUMNS, " FROM tenants WHERE kind = 'operator'");
+        let sql = || {
+            join_sql(
+                "SELECT ",
+                TENANT_COLUMNS,
+                " FROM tenants WHERE kind = 'operator'",
+            )
+        };
         let found: Option<TenantRow> =
             on_pool!(&self.pool, p => sqlx::query_as(sql()).fetch_optional(p).await)?;
         if let Some(row) = found {
@@ -784,11 +850,17 @@ impl Store {
     /// Creates a tenant. A child's package must fit within its parent's.
     pub async fn create_tenant(&self, actor: &str, new: NewTenant) -> Result<Tenant> {
         new.limits.validate()?;
-        new.policy.redundancy.map(Redundancy::validate).transpose()?;
+        new.policy
+            .redundancy
+            .map(Redundancy::validate)
+            .transpose()?;
         let (root, parent) = match new.parent_id {
             Some(parent_id) => {
                 let chain = self.chain(parent_id).await?;
-                let parent = chain.first().cloned().ok_or(Error::NotFound("parent tenant"))?;
+                let parent = chain
+                    .first()
+                    .cloned()
+                    .ok_or(Error::NotFound("parent tenant"))?;
                 if parent.kind != TenantKind::Reseller {
                     return Err(Error::Invalid(format!(
                         "tenant `{}` is not a reseller and cannot have child tenants",
@@ -796,15 +868,23 @@ impl Store {
                     )));
                 }
                 if parent.status != TenantStatus::Active {
-                    return Err(Error::Conflict(format!("parent tenant `{}` is {}", parent.name, parent.status)));
+                    return Err(Error::Conflict(format!(
+                        "parent tenant `{}` is {}",
+                        parent.name, parent.status
+                    )));
                 }
                 new.limits.fits_within(&parent.limits)?;
-                (chain.last().map(|t| t.id).unwrap_or(parent_id), Some(parent))
+                (
+                    chain.last().map(|t| t.id).unwrap_or(parent_id),
+                    Some(parent),
+                )
             }
             None => (TenantId::new(), None),
         };
         if new.kind == TenantKind::Operator {
-            return Err(Error::Invalid("there is exactly one operator tenant, created at install".into()));
+            return Err(Error::Invalid(
+                "there is exactly one operator tenant, created at install".into(),
+            ));
         }
         let now = Utc::now();
         let id = TenantId::new();
@@ -844,7 +924,12 @@ impl Store {
         self.tenant(id).await?.ok_or(Error::NotFound("tenant"))
     }
 
-    pub async fn update_tenant(&self, actor: &str, id: TenantId, update: TenantUpdate) -> Result<Tenant> {
+    pub async fn update_tenant(
+        &self,
+        actor: &str,
+        id: TenantId,
+        update: TenantUpdate,
+    ) -> Result<Tenant> {
         let chain = self.chain(id).await?;
         let current = chain.first().cloned().ok_or(Error::NotFound("tenant"))?;
         if let Some(policy) = &update.policy {
@@ -861,7 +946,9 @@ impl Store {
         let status = update.status.unwrap_or(current.status);
         let limits = update.limits.unwrap_or(current.limits);
         let policy = update.policy.clone().unwrap_or(current.policy.clone());
-        let publish_transparency = update.publish_transparency.unwrap_or(current.publish_transparency);
+        let publish_transparency = update
+            .publish_transparency
+            .unwrap_or(current.publish_transparency);
         let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
              storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9, \
              dispersal_k = $10, dispersal_n = $11, publish_transparency = $12 WHERE id = $1";
@@ -901,7 +988,8 @@ impl Store {
     /// Children of `id` that are not closed.
     pub async fn open_children(&self, id: TenantId) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM tenants WHERE parent_id = $1 AND status <> 'closed'";
-        let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_one(p).await)?;
+        let (n,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_one(p).await)?;
         Ok(n)
     }
 
@@ -916,13 +1004,16 @@ impl Store {
 
     pub async fn domain_by_name(&self, name: &DomainName) -> Result<Option<Domain>> {
         let sql = join_sql("SELECT ", DOMAIN_COLUMNS, " FROM domains WHERE name = $1");
-        let row: Option<DomainRow> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(name.as_str()).fetch_optional(p).await)?;
+        let row: Option<DomainRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(name.as_str()).fetch_optional(p).await)?;
         row.map(Domain::try_from).transpose()
     }
 
     pub async fn list_domains(&self, tenant: TenantId, page: Page) -> Result<Vec<Domain>> {
-        let sql = join_sql("SELECT ", DOMAIN_COLUMNS, " FROM domains WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let sql = join_sql(
+            "SELECT ",
+            DOMAIN_COLUMNS,
+            " FROM domains WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        );
         let rows: Vec<DomainRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
             .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
         rows.into_iter().map(Domain::try_from).collect()
@@ -931,9 +1022,16 @@ impl Store {
     /// Adds a domain to a tenant, within the package of the tenant and of every ancestor.
     pub async fn create_domain(&self, actor: &str, new: NewDomain) -> Result<Domain> {
         let chain = self.chain(new.tenant_id).await?;
-        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
+        let root = chain
+            .last()
+            .map(|t| t.id)
+            .ok_or(Error::NotFound("tenant"))?;
         let id = DomainId::new();
-        let insert = join_sql("INSERT INTO domains (", DOMAIN_COLUMNS, ") VALUES ($1, $2, $3, $4, NULL, NULL, $5)");
+        let insert = join_sql(
+            "INSERT INTO domains (",
+            DOMAIN_COLUMNS,
+            ") VALUES ($1, $2, $3, $4, NULL, NULL, $5)",
+        );
         let result: Result<()> = on_pool!(&self.pool, p => async {
             let mut tx = p.begin_locked(root.0).await?;
             let mut used = Vec::new();
@@ -971,7 +1069,12 @@ impl Store {
         self.domain(id).await?.ok_or(Error::NotFound("domain"))
     }
 
-    pub async fn mark_domain_verified(&self, actor: &str, domain: &Domain, method: &'static str) -> Result<Domain> {
+    pub async fn mark_domain_verified(
+        &self,
+        actor: &str,
+        domain: &Domain,
+        method: &'static str,
+    ) -> Result<Domain> {
         let sql = "UPDATE domains SET verified_at = $2, verification_method = $3 WHERE id = $1";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -986,7 +1089,9 @@ impl Store {
             });
             tx.commit().await?;
         });
-        self.domain(domain.id).await?.ok_or(Error::NotFound("domain"))
+        self.domain(domain.id)
+            .await?
+            .ok_or(Error::NotFound("domain"))
     }
 
     /// Removes a domain that no account uses any more (deleted accounts
@@ -1021,14 +1126,22 @@ impl Store {
     // -- accounts ------------------------------------------------------------
 
     pub async fn account(&self, id: AccountId) -> Result<Option<Account>> {
-        let sql = join_sql("SELECT ", ACCOUNT_READ_COLUMNS, " FROM accounts WHERE id = $1");
+        let sql = join_sql(
+            "SELECT ",
+            ACCOUNT_READ_COLUMNS,
+            " FROM accounts WHERE id = $1",
+        );
         let row: Option<AccountRow> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
         row.map(Account::try_from).transpose()
     }
 
     pub async fn account_by_address(&self, address: &EmailAddress) -> Result<Option<Account>> {
-        let sql = join_sql("SELECT ", ACCOUNT_READ_COLUMNS, " FROM accounts WHERE address = $1");
+        let sql = join_sql(
+            "SELECT ",
+            ACCOUNT_READ_COLUMNS,
+            " FROM accounts WHERE address = $1",
+        );
         let row: Option<AccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.to_string()).fetch_optional(p).await)?;
         row.map(Account::try_from).transpose()
@@ -1049,7 +1162,11 @@ impl Store {
     }
 
     pub async fn list_accounts(&self, tenant: TenantId, page: Page) -> Result<Vec<Account>> {
-        let sql = join_sql("SELECT ", ACCOUNT_READ_COLUMNS, " FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let sql = join_sql(
+            "SELECT ",
+            ACCOUNT_READ_COLUMNS,
+            " FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        );
         let rows: Vec<AccountRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
             .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
         rows.into_iter().map(Account::try_from).collect()
@@ -1058,10 +1175,17 @@ impl Store {
     /// Creates an account, within the package of its tenant and of every ancestor.
     pub async fn create_account(&self, actor: &str, new: NewAccount) -> Result<Account> {
         let chain = self.chain(new.tenant_id).await?;
-        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
+        let root = chain
+            .last()
+            .map(|t| t.id)
+            .ok_or(Error::NotFound("tenant"))?;
         let id = AccountId::new();
-        let insert = join_sql("INSERT INTO accounts (", ACCOUNT_COLUMNS, ") \
-             VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $12)");
+        let insert = join_sql(
+            "INSERT INTO accounts (",
+            ACCOUNT_COLUMNS,
+            ") \
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10, $11, $12, $12)",
+        );
         let result: Result<()> = on_pool!(&self.pool, p => async {
             let mut tx = p.begin_locked(root.0).await?;
             let mut used = Vec::new();
@@ -1103,7 +1227,12 @@ impl Store {
         self.account(id).await?.ok_or(Error::NotFound("account"))
     }
 
-    pub async fn update_account(&self, actor: &str, id: AccountId, update: AccountUpdate) -> Result<Account> {
+    pub async fn update_account(
+        &self,
+        actor: &str,
+        id: AccountId,
+        update: AccountUpdate,
+    ) -> Result<Account> {
         let current = self.account(id).await?.ok_or(Error::NotFound("account"))?;
         let credentials = update.credentials.clone().unwrap_or(Credentials {
             password_hash: current.password_hash.clone(),
@@ -1192,17 +1321,26 @@ impl Store {
 
     /// The live (unrevoked) key whose secret hashes to `secret_hash`, marked as used.
     pub async fn use_api_key(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
-        let sql = join_sql("SELECT ", API_KEY_COLUMNS, " FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL");
+        let sql = join_sql(
+            "SELECT ",
+            API_KEY_COLUMNS,
+            " FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
+        );
         let touch = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
-        let row: Option<ApiKeyRow> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(secret_hash).fetch_optional(p).await)?;
-        let Some(key) = row.map(ApiKey::try_from).transpose()? else { return Ok(None) };
+        let row: Option<ApiKeyRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(secret_hash).fetch_optional(p).await)?;
+        let Some(key) = row.map(ApiKey::try_from).transpose()? else {
+            return Ok(None);
+        };
         on_pool!(&self.pool, p => sqlx::query(touch).bind(key.id.0).bind(Utc::now()).execute(p).await.map(|_| ()))?;
         Ok(Some(key))
     }
 
     pub async fn list_api_keys(&self, tenant: TenantId, page: Page) -> Result<Vec<ApiKey>> {
-        let sql = join_sql("SELECT ", API_KEY_COLUMNS, " FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let sql = join_sql(
+            "SELECT ",
+            API_KEY_COLUMNS,
+            " FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        );
         let rows: Vec<ApiKeyRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
             .bind(tenant.0).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
         rows.into_iter().map(ApiKey::try_from).collect()
@@ -1223,13 +1361,20 @@ impl Store {
             });
             tx.commit().await?;
         });
-        self.api_key(key.id).await?.ok_or(Error::NotFound("API key"))
+        self.api_key(key.id)
+            .await?
+            .ok_or(Error::NotFound("API key"))
     }
 
     // -- audit ---------------------------------------------------------------
 
     /// Audit entries, newest first; `before` pages backwards by id.
-    pub async fn audit_log(&self, tenant: Option<TenantId>, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
+    pub async fn audit_log(
+        &self,
+        tenant: Option<TenantId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
         let sql = "SELECT id, at, actor, tenant_id, action, object_type, object_id, detail FROM audit_log \
              WHERE ($1 IS NULL OR tenant_id = $1) AND id < $2 ORDER BY id DESC LIMIT $3";
         let rows: Vec<AuditRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
@@ -1240,7 +1385,6 @@ impl Store {
             .await)?;
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
-
 }
 
 /// Joins static SQL fragments (a shared column list between two clauses).
@@ -1260,26 +1404,33 @@ mod objects;
 mod mailboxes;
 #[macro_use]
 mod messages;
-mod outbound;
-mod exports;
-pub mod transfer;
 mod billing;
 mod branding;
+mod exports;
 mod legal;
-pub use legal::{
-    LegalExport, LegalRequest, LegalScope, MessagesByLevel, NewCanary, NewLegalExport, NewLegalRequest, TransparencyCounts,
-    TransparencyReport, TransparencyRow, WarrantCanary, quarter_of,
+mod outbound;
+pub mod transfer;
+pub use billing::{
+    Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput,
+    PoolHistory, PoolMonth, PoolRates, PoolSummary, PublicInstance, SignupStatus, StripeEvent,
+    TenantBilling, UsageMonth, month_of, quota_threshold_crossed,
 };
 pub use branding::{BrandAsset, BrandFields, Hostname, TemplateOverride};
-pub use billing::{
-    Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput, PoolHistory, PoolMonth,
-    PoolRates, PoolSummary, PublicInstance, SignupStatus, StripeEvent, TenantBilling, UsageMonth, month_of,
-    quota_threshold_crossed,
-};
 pub use dkim::{DkimKey, NewDkimKey};
 pub use exports::{ExportRecipient, ExportState, NewTenantExport, TenantExport};
-pub use outbound::{DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission};
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
-pub use mailboxes::{FlagChange, FlagOp, Mailbox, MailboxChanges, MailboxCounts, ViewEntry, mailbox_name};
+pub use legal::{
+    LegalExport, LegalRequest, LegalScope, MessagesByLevel, NewCanary, NewLegalExport,
+    NewLegalRequest, TransparencyCounts, TransparencyReport, TransparencyRow, WarrantCanary,
+    quarter_of,
+};
+pub use mailboxes::{
+    FlagChange, FlagOp, Mailbox, MailboxChanges, MailboxCounts, ViewEntry, mailbox_name,
+};
 pub use messages::{Correspondent, MessageMeta, NewMessage, StoredContent, TrafficDay};
-pub use objects::{NewObject, NewShard, ObjectCount, RedundancyCount, ShardRecord, SiteUsage, StoredObject};
+pub use objects::{
+    NewObject, NewShard, ObjectCount, RedundancyCount, ShardRecord, SiteUsage, StoredObject,
+};
+pub use outbound::{
+    DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission,
+};

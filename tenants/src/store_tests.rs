@@ -7,21 +7,36 @@ use crate::testing::fresh_store;
 const ACTOR: &str = "operator";
 
 fn limits(accounts: i64, domains: i64) -> Limits {
-    Limits { max_accounts: accounts, max_domains: domains, storage_quota_bytes: 1 << 30 }
+    Limits {
+        max_accounts: accounts,
+        max_domains: domains,
+        storage_quota_bytes: 1 << 30,
+    }
 }
 
 async fn tenant(store: &Store, kind: TenantKind, parent: Option<TenantId>, l: Limits) -> Tenant {
     store
         .create_tenant(
             ACTOR,
-            NewTenant { name: format!("{kind} tenant"), kind, parent_id: parent, limits: l, policy: Policy::default() },
+            NewTenant {
+                name: format!("{kind} tenant"),
+                kind,
+                parent_id: parent,
+                limits: l,
+                policy: Policy::default(),
+            },
         )
         .await
         .unwrap()
 }
 
 fn dkim_key(selector: &str, algorithm: DkimAlgorithm) -> NewDkimKey {
-    NewDkimKey { selector: selector.into(), algorithm, public_key: format!("pk-{selector}"), private_key: "sk".to_owned().into() }
+    NewDkimKey {
+        selector: selector.into(),
+        algorithm,
+        public_key: format!("pk-{selector}"),
+        private_key: "sk".to_owned().into(),
+    }
 }
 
 async fn domain(store: &Store, tenant: TenantId, name: &str) -> Result<Domain> {
@@ -32,7 +47,10 @@ async fn domain(store: &Store, tenant: TenantId, name: &str) -> Result<Domain> {
                 tenant_id: tenant,
                 name: DomainName::parse(name)?,
                 verification_token: "token".into(),
-                dkim_keys: vec![dkim_key("r1", DkimAlgorithm::Rsa), dkim_key("e1", DkimAlgorithm::Ed25519)],
+                dkim_keys: vec![
+                    dkim_key("r1", DkimAlgorithm::Rsa),
+                    dkim_key("e1", DkimAlgorithm::Ed25519),
+                ],
             },
         )
         .await
@@ -89,7 +107,11 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
         id: MessageId::new(),
         tenant_id: t.id,
         account_id: a.id,
-        level: if n % 2 == 0 { Level::Standard } else { Level::Sealed },
+        level: if n % 2 == 0 {
+            Level::Standard
+        } else {
+            Level::Sealed
+        },
         envelope_from: "x@elsewhere.test".into(),
         envelope_to: "ann@acme.test".into(),
         subject: None,
@@ -102,19 +124,47 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
         rfc822_size: n,
         flags,
         keywords: keywords.iter().map(|k| k.to_string()).collect(),
-        received_at: Some(chrono::DateTime::parse_from_rfc3339("2026-03-01T10:20:30.123456+00:00").unwrap().to_utc()),
+        received_at: Some(
+            chrono::DateTime::parse_from_rfc3339("2026-03-01T10:20:30.123456+00:00")
+                .unwrap()
+                .to_utc(),
+        ),
     };
     let batch = vec![
         message(10, vec![], &[]),
-        message(11, vec![Flag::Seen, Flag::Flagged], &["$Work", "$Forwarded"]),
+        message(
+            11,
+            vec![Flag::Seen, Flag::Flagged],
+            &["$Work", "$Forwarded"],
+        ),
         message(12, vec![Flag::Deleted], &[]),
         message(13, vec![Flag::Draft], &["$Junk"]),
     ];
-    assert_eq!(store.append_messages(&inbox, &batch).await.unwrap(), [1, 2, 3, 4]);
-    let change = FlagChange { op: FlagOp::Add, flags: vec![Flag::Answered], keywords: vec!["$work".into(), "Todo".into()] };
-    let changed = store.store_flags(inbox.id, &[(2, 2)], &change).await.unwrap();
-    assert_eq!(changed[0].keywords, ["$Work", "$Forwarded", "Todo"], "keywords compare without case");
-    assert_eq!(store.move_messages(&inbox, &[(4, 4)], &archive).await.unwrap(), [(4, 1)]);
+    assert_eq!(
+        store.append_messages(&inbox, &batch).await.unwrap(),
+        [1, 2, 3, 4]
+    );
+    let change = FlagChange {
+        op: FlagOp::Add,
+        flags: vec![Flag::Answered],
+        keywords: vec!["$work".into(), "Todo".into()],
+    };
+    let changed = store
+        .store_flags(inbox.id, &[(2, 2)], &change)
+        .await
+        .unwrap();
+    assert_eq!(
+        changed[0].keywords,
+        ["$Work", "$Forwarded", "Todo"],
+        "keywords compare without case"
+    );
+    assert_eq!(
+        store
+            .move_messages(&inbox, &[(4, 4)], &archive)
+            .await
+            .unwrap(),
+        [(4, 1)]
+    );
     let expunged = store.expunge(inbox.id, None).await.unwrap();
     assert_eq!(expunged.iter().map(|e| e.0).collect::<Vec<_>>(), [3]);
 
@@ -125,10 +175,27 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
     assert_eq!(view[1].flags, [Flag::Answered, Flag::Flagged, Flag::Seen]);
     assert_eq!(view[1].level, Level::Sealed);
     assert_eq!(view[0].received_at, batch[0].received_at.unwrap());
-    assert_eq!(feed.expunged, [3, 4], "moved and expunged UIDs left tombstones");
+    assert_eq!(
+        feed.expunged,
+        [3, 4],
+        "moved and expunged UIDs left tombstones"
+    );
     assert_eq!(mailbox.uid_next, 5, "UIDs are never given twice");
-    assert!(store.mailbox_view(archive.id).await.unwrap().unwrap().1.iter().all(|e| e.keywords == ["$Junk"]));
-    let (empty, none) = store.mailbox_view(store.mailbox_of_role(a.id, Folder::Trash).await.unwrap().id).await.unwrap().unwrap();
+    assert!(
+        store
+            .mailbox_view(archive.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .iter()
+            .all(|e| e.keywords == ["$Junk"])
+    );
+    let (empty, none) = store
+        .mailbox_view(store.mailbox_of_role(a.id, Folder::Trash).await.unwrap().id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(none.is_empty() && empty.uid_next == 1);
 }
 
@@ -136,27 +203,63 @@ async fn dkim_rotation_switches_keys_once(backend: Backend) {
     let store = fresh_store(backend).await;
     let t = tenant(&store, TenantKind::Enterprise, None, limits(2, 1)).await;
     let d = domain(&store, t.id, "acme.test").await.unwrap();
-    let states = |keys: Vec<DkimKey>| keys.into_iter().map(|k| (k.selector, k.state)).collect::<Vec<_>>();
+    let states = |keys: Vec<DkimKey>| {
+        keys.into_iter()
+            .map(|k| (k.selector, k.state))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         states(store.dkim_keys(d.id).await.unwrap()),
-        [("r1".to_owned(), DkimKeyState::Active), ("e1".to_owned(), DkimKeyState::Active)]
+        [
+            ("r1".to_owned(), DkimKeyState::Active),
+            ("e1".to_owned(), DkimKeyState::Active)
+        ]
     );
-    assert!(!store.activate_pending_dkim_keys(ACTOR, t.id, d.id).await.unwrap(), "nothing pending yet");
+    assert!(
+        !store
+            .activate_pending_dkim_keys(ACTOR, t.id, d.id)
+            .await
+            .unwrap(),
+        "nothing pending yet"
+    );
 
-    let next = [dkim_key("r2", DkimAlgorithm::Rsa), dkim_key("e2", DkimAlgorithm::Ed25519)];
-    store.add_pending_dkim_keys(ACTOR, t.id, d.id, &next).await.unwrap();
-    let again = store.add_pending_dkim_keys(ACTOR, t.id, d.id, &[dkim_key("r3", DkimAlgorithm::Rsa)]).await.unwrap_err();
+    let next = [
+        dkim_key("r2", DkimAlgorithm::Rsa),
+        dkim_key("e2", DkimAlgorithm::Ed25519),
+    ];
+    store
+        .add_pending_dkim_keys(ACTOR, t.id, d.id, &next)
+        .await
+        .unwrap();
+    let again = store
+        .add_pending_dkim_keys(ACTOR, t.id, d.id, &[dkim_key("r3", DkimAlgorithm::Rsa)])
+        .await
+        .unwrap_err();
     assert!(matches!(again, Error::Conflict(_)), "{again}");
 
-    assert!(store.activate_pending_dkim_keys(ACTOR, t.id, d.id).await.unwrap());
+    assert!(
+        store
+            .activate_pending_dkim_keys(ACTOR, t.id, d.id)
+            .await
+            .unwrap()
+    );
     let keys = store.dkim_keys(d.id).await.unwrap();
     let by = |s: &str| keys.iter().find(|k| k.selector == s).unwrap();
     assert_eq!(by("r1").state, DkimKeyState::Retired);
     assert_eq!(by("e1").state, DkimKeyState::Retired);
-    assert!(by("r1").retired_at.is_some() && by("r1").published(Utc::now()), "retired keys stay published a while");
+    assert!(
+        by("r1").retired_at.is_some() && by("r1").published(Utc::now()),
+        "retired keys stay published a while"
+    );
     assert_eq!(by("r2").state, DkimKeyState::Active);
     assert_eq!(by("e2").state, DkimKeyState::Active);
-    assert!(!store.activate_pending_dkim_keys(ACTOR, t.id, d.id).await.unwrap(), "a switch happens once");
+    assert!(
+        !store
+            .activate_pending_dkim_keys(ACTOR, t.id, d.id)
+            .await
+            .unwrap(),
+        "a switch happens once"
+    );
 }
 
 async fn account_limit_holds_in_the_tenant(backend: Backend) {
@@ -172,20 +275,46 @@ async fn account_limit_holds_in_the_tenant(backend: Backend) {
     assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
 
     // Deleting frees a seat but never the address.
-    let a = store.account_by_address(&EmailAddress::parse("a@acme.test").unwrap()).await.unwrap().unwrap();
+    let a = store
+        .account_by_address(&EmailAddress::parse("a@acme.test").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     store
-        .update_account(ACTOR, a.id, AccountUpdate { status: Some(AccountStatus::Deleted), ..Default::default() })
+        .update_account(
+            ACTOR,
+            a.id,
+            AccountUpdate {
+                status: Some(AccountStatus::Deleted),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(matches!(account(&store, &d, "a").await.unwrap_err(), Error::Conflict(_)));
+    assert!(matches!(
+        account(&store, &d, "a").await.unwrap_err(),
+        Error::Conflict(_)
+    ));
     account(&store, &d, "c").await.unwrap();
 }
 
 async fn reseller_package_holds_across_children(backend: Backend) {
     let store = fresh_store(backend).await;
     let reseller = tenant(&store, TenantKind::Reseller, None, limits(3, 5)).await;
-    let a = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(2, 1)).await;
-    let b = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(2, 1)).await;
+    let a = tenant(
+        &store,
+        TenantKind::Enterprise,
+        Some(reseller.id),
+        limits(2, 1),
+    )
+    .await;
+    let b = tenant(
+        &store,
+        TenantKind::Enterprise,
+        Some(reseller.id),
+        limits(2, 1),
+    )
+    .await;
     let da = domain(&store, a.id, "a.test").await.unwrap();
     let db = domain(&store, b.id, "b.test").await.unwrap();
     account(&store, &da, "one").await.unwrap();
@@ -197,7 +326,14 @@ async fn reseller_package_holds_across_children(backend: Backend) {
 
     // Closing a child gives its seats back to the reseller.
     store
-        .update_tenant(ACTOR, a.id, TenantUpdate { status: Some(TenantStatus::Closed), ..Default::default() })
+        .update_tenant(
+            ACTOR,
+            a.id,
+            TenantUpdate {
+                status: Some(TenantStatus::Closed),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     account(&store, &db, "four").await.unwrap();
@@ -215,9 +351,22 @@ async fn child_package_must_fit_parent(backend: Backend) {
     };
     let err = store.create_tenant(ACTOR, too_big).await.unwrap_err();
     assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
-    let child = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(10, 2)).await;
+    let child = tenant(
+        &store,
+        TenantKind::Enterprise,
+        Some(reseller.id),
+        limits(10, 2),
+    )
+    .await;
     let err = store
-        .update_tenant(ACTOR, child.id, TenantUpdate { limits: Some(limits(20, 2)), ..Default::default() })
+        .update_tenant(
+            ACTOR,
+            child.id,
+            TenantUpdate {
+                limits: Some(limits(20, 2)),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::LimitExceeded(_)), "{err}");
@@ -228,7 +377,13 @@ async fn child_package_must_fit_parent(backend: Backend) {
         limits: limits(1, 1),
         policy: Policy::default(),
     };
-    assert!(matches!(store.create_tenant(ACTOR, under_enterprise).await.unwrap_err(), Error::Invalid(_)));
+    assert!(matches!(
+        store
+            .create_tenant(ACTOR, under_enterprise)
+            .await
+            .unwrap_err(),
+        Error::Invalid(_)
+    ));
 }
 
 async fn concurrent_creations_never_overshoot(backend: Backend) {
@@ -250,7 +405,20 @@ async fn concurrent_creations_never_overshoot(backend: Backend) {
         }
     }
     assert_eq!(created, 5);
-    assert_eq!(store.list_accounts(t.id, Page { after: None, limit: 100 }).await.unwrap().len(), 5);
+    assert_eq!(
+        store
+            .list_accounts(
+                t.id,
+                Page {
+                    after: None,
+                    limit: 100
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
 }
 
 async fn addresses_and_domains_are_unique(backend: Backend) {
@@ -263,7 +431,10 @@ async fn addresses_and_domains_are_unique(backend: Backend) {
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     account(&store, &d, "Alice").await.unwrap();
     let err = account(&store, &d, "ALICE").await.unwrap_err();
-    assert!(err.to_string().contains("alice@unique.test` is taken"), "{err}");
+    assert!(
+        err.to_string().contains("alice@unique.test` is taken"),
+        "{err}"
+    );
 }
 
 async fn domains_with_accounts_cannot_be_deleted(backend: Backend) {
@@ -272,7 +443,10 @@ async fn domains_with_accounts_cannot_be_deleted(backend: Backend) {
     let busy = domain(&store, t.id, "busy.test").await.unwrap();
     let idle = domain(&store, t.id, "idle.test").await.unwrap();
     account(&store, &busy, "x").await.unwrap();
-    assert!(matches!(store.delete_domain(ACTOR, &busy).await.unwrap_err(), Error::Conflict(_)));
+    assert!(matches!(
+        store.delete_domain(ACTOR, &busy).await.unwrap_err(),
+        Error::Conflict(_)
+    ));
     store.delete_domain(ACTOR, &idle).await.unwrap();
     assert!(store.domain(idle.id).await.unwrap().is_none());
     assert!(store.domain(busy.id).await.unwrap().is_some());
@@ -287,14 +461,20 @@ async fn lists_page_by_cursor(backend: Backend) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list_domains(t.id, Page { after, limit: 2 }).await.unwrap();
+        let page = store
+            .list_domains(t.id, Page { after, limit: 2 })
+            .await
+            .unwrap();
         if page.is_empty() {
             break;
         }
         after = page.last().map(|d| d.id.0);
         seen.extend(page.into_iter().map(|d| d.name.to_string()));
     }
-    assert_eq!(seen, ["d0.test", "d1.test", "d2.test", "d3.test", "d4.test"]);
+    assert_eq!(
+        seen,
+        ["d0.test", "d1.test", "d2.test", "d3.test", "d4.test"]
+    );
 }
 
 async fn audit_log_is_append_only(backend: Backend) {
@@ -312,7 +492,10 @@ async fn audit_log_is_append_only(backend: Backend) {
         let err = refused.expect_err("the database must refuse to rewrite the audit log");
         assert!(err.to_string().contains("append-only"), "{err}");
     }
-    assert_eq!(store.audit_log(Some(t.id), None, 10).await.unwrap()[0].actor, ACTOR);
+    assert_eq!(
+        store.audit_log(Some(t.id), None, 10).await.unwrap()[0].actor,
+        ACTOR
+    );
 }
 
 async fn pool_ledger_is_append_only_and_debits_once_a_month(backend: Backend) {
@@ -321,7 +504,10 @@ async fn pool_ledger_is_append_only_and_debits_once_a_month(backend: Backend) {
     on_pool!(&store.pool, p => sqlx::query(credit).bind(chrono::Utc::now()).execute(p).await.map(|_| ())).unwrap();
     let again = on_pool!(&store.pool, p => sqlx::query(credit).bind(chrono::Utc::now()).execute(p).await.map(|_| ()));
     assert!(again.is_err(), "one credit per invoice");
-    for sql in ["UPDATE pool_ledger SET milli_months = 99000", "DELETE FROM pool_ledger"] {
+    for sql in [
+        "UPDATE pool_ledger SET milli_months = 99000",
+        "DELETE FROM pool_ledger",
+    ] {
         let refused = on_pool!(&store.pool, p => sqlx::query(sql).execute(p).await.map(|_| ()));
         let err = refused.expect_err("the database must refuse to rewrite the ledger");
         assert!(err.to_string().contains("append-only"), "{err}");
@@ -332,19 +518,30 @@ async fn pool_ledger_is_append_only_and_debits_once_a_month(backend: Backend) {
     for local in ["ann", "ben"] {
         let a = account(&store, &d, local).await.unwrap();
         let free = "UPDATE accounts SET free = TRUE WHERE id = $1";
-        on_pool!(&store.pool, p => sqlx::query(free).bind(a.id.0).execute(p).await.map(|_| ())).unwrap();
+        on_pool!(&store.pool, p => sqlx::query(free).bind(a.id.0).execute(p).await.map(|_| ()))
+            .unwrap();
     }
     assert_eq!(store.debit_pool("2026-11").await.unwrap(), 2);
-    assert_eq!(store.debit_pool("2026-11").await.unwrap(), 0, "a month is debited once");
+    assert_eq!(
+        store.debit_pool("2026-11").await.unwrap(),
+        0,
+        "a month is debited once"
+    );
     assert_eq!(store.debit_pool("2026-12").await.unwrap(), 2);
     let summary = store.pool_summary(1).await.unwrap();
-    assert_eq!(summary.funded_account_months, 1.0, "5 months credited, 4 debited");
+    assert_eq!(
+        summary.funded_account_months, 1.0,
+        "5 months credited, 4 debited"
+    );
     assert_eq!(summary.active_free_accounts, 2);
     assert_eq!(summary.funded_capacity, 1);
     // The daily snapshot keeps a month's active accounts for its history.
     assert!(store.snapshot_usage("2026-11").await.unwrap() >= 1);
     let history = store.usage_history(t.id, 12).await.unwrap();
-    let november = history.iter().find(|m| m.month == "2026-11").expect("November is recorded");
+    let november = history
+        .iter()
+        .find(|m| m.month == "2026-11")
+        .expect("November is recorded");
     assert_eq!(november.active_accounts, 2);
 }
 
@@ -353,11 +550,29 @@ async fn ancestry_runs_up_to_the_root(backend: Backend) {
     let top = tenant(&store, TenantKind::Reseller, None, limits(10, 10)).await;
     let mid = tenant(&store, TenantKind::Reseller, Some(top.id), limits(10, 10)).await;
     let leaf = tenant(&store, TenantKind::Enterprise, Some(mid.id), limits(10, 10)).await;
-    assert_eq!(store.ancestry(leaf.id).await.unwrap(), [leaf.id, mid.id, top.id]);
+    assert_eq!(
+        store.ancestry(leaf.id).await.unwrap(),
+        [leaf.id, mid.id, top.id]
+    );
     assert!(store.ancestry(TenantId::new()).await.unwrap().is_empty());
-    let within = TenantFilter { within: Some(mid.id), ..Default::default() };
-    let listed: Vec<_> = store.list_tenants(&within, Page { after: None, limit: 10 }).await.unwrap();
-    assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), [mid.id, leaf.id]);
+    let within = TenantFilter {
+        within: Some(mid.id),
+        ..Default::default()
+    };
+    let listed: Vec<_> = store
+        .list_tenants(
+            &within,
+            Page {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [mid.id, leaf.id]
+    );
 }
 
 fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
@@ -394,11 +609,35 @@ async fn sent_message(store: &Store, a: &Account, when: &str, size: i64, folder:
 async fn traffic_counts_a_tenant_tree_by_day(backend: Backend) {
     let store = fresh_store(backend).await;
     let reseller = tenant(&store, TenantKind::Reseller, None, limits(10, 10)).await;
-    let child = tenant(&store, TenantKind::Enterprise, Some(reseller.id), limits(5, 5)).await;
+    let child = tenant(
+        &store,
+        TenantKind::Enterprise,
+        Some(reseller.id),
+        limits(5, 5),
+    )
+    .await;
     let other = tenant(&store, TenantKind::Enterprise, None, limits(5, 5)).await;
-    let own = account(&store, &domain(&store, reseller.id, "reseller.test").await.unwrap(), "own").await.unwrap();
-    let kid = account(&store, &domain(&store, child.id, "child.test").await.unwrap(), "kid").await.unwrap();
-    let stranger = account(&store, &domain(&store, other.id, "other.test").await.unwrap(), "x").await.unwrap();
+    let own = account(
+        &store,
+        &domain(&store, reseller.id, "reseller.test").await.unwrap(),
+        "own",
+    )
+    .await
+    .unwrap();
+    let kid = account(
+        &store,
+        &domain(&store, child.id, "child.test").await.unwrap(),
+        "kid",
+    )
+    .await
+    .unwrap();
+    let stranger = account(
+        &store,
+        &domain(&store, other.id, "other.test").await.unwrap(),
+        "x",
+    )
+    .await
+    .unwrap();
 
     stored_message(&store, &kid, "2026-03-07T23:59:59.999+00:00", 7, "inbox").await; // the day before the window
     stored_message(&store, &kid, "2026-03-08T00:00:00+00:00", 100, "inbox").await;
@@ -418,16 +657,42 @@ async fn traffic_counts_a_tenant_tree_by_day(backend: Backend) {
         received_bytes,
         sent_bytes,
     };
-    let tree = store.traffic(reseller.id, date("2026-03-10"), 3).await.unwrap();
-    assert_eq!(tree, [day("2026-03-08", 1, 0, 100, 0), day("2026-03-09", 2, 0, 25, 0), day("2026-03-10", 1, 1, 10, 1000)]);
-    let leaf = store.traffic(child.id, date("2026-03-10"), 3).await.unwrap();
-    assert_eq!(leaf, [day("2026-03-08", 1, 0, 100, 0), day("2026-03-09", 1, 0, 20, 0), day("2026-03-10", 1, 1, 10, 1000)]);
+    let tree = store
+        .traffic(reseller.id, date("2026-03-10"), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        tree,
+        [
+            day("2026-03-08", 1, 0, 100, 0),
+            day("2026-03-09", 2, 0, 25, 0),
+            day("2026-03-10", 1, 1, 10, 1000)
+        ]
+    );
+    let leaf = store
+        .traffic(child.id, date("2026-03-10"), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        leaf,
+        [
+            day("2026-03-08", 1, 0, 100, 0),
+            day("2026-03-09", 1, 0, 20, 0),
+            day("2026-03-10", 1, 1, 10, 1000)
+        ]
+    );
     // Days without mail are there, as zeros, oldest first.
-    let week = store.traffic(other.id, date("2026-03-12"), 7).await.unwrap();
+    let week = store
+        .traffic(other.id, date("2026-03-12"), 7)
+        .await
+        .unwrap();
     assert_eq!(week.len(), 7);
     assert_eq!(week[0].date, "2026-03-06");
     assert_eq!(week[6].date, "2026-03-12");
-    assert_eq!(week.iter().map(|d| d.received).collect::<Vec<_>>(), [0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(
+        week.iter().map(|d| d.received).collect::<Vec<_>>(),
+        [0, 0, 0, 1, 0, 0, 0]
+    );
     assert_eq!(week[3], day("2026-03-09", 1, 0, 50, 0));
 }
 
@@ -435,14 +700,54 @@ async fn pool_history_runs_month_by_month(backend: Backend) {
     let store = fresh_store(backend).await;
     let (ann, ben) = (Uuid::now_v7(), Uuid::now_v7());
     let entries = [
-        ("2025-12-15T10:00:00+00:00", "credit", "in_old".to_owned(), 6000), // before the window
-        ("2026-01-05T10:00:00+00:00", "credit", "in_jan".to_owned(), 3000),
-        ("2026-01-31T23:59:59.9+00:00", "debit", format!("{ann}:2026-01"), -1000),
-        ("2026-01-31T23:59:59.9+00:00", "debit", format!("{ben}:2026-01"), -1000),
-        ("2026-03-01T00:00:00+00:00", "debit", format!("{ann}:2026-03"), -1000),
-        ("2026-03-02T00:00:00+00:00", "reversal", "in_jan:500".to_owned(), -500),
-        ("2026-03-20T00:00:00+00:00", "credit", "in_mar".to_owned(), 2000),
-        ("2026-04-01T00:00:00+00:00", "credit", "in_apr".to_owned(), 9000), // after the window
+        (
+            "2025-12-15T10:00:00+00:00",
+            "credit",
+            "in_old".to_owned(),
+            6000,
+        ), // before the window
+        (
+            "2026-01-05T10:00:00+00:00",
+            "credit",
+            "in_jan".to_owned(),
+            3000,
+        ),
+        (
+            "2026-01-31T23:59:59.9+00:00",
+            "debit",
+            format!("{ann}:2026-01"),
+            -1000,
+        ),
+        (
+            "2026-01-31T23:59:59.9+00:00",
+            "debit",
+            format!("{ben}:2026-01"),
+            -1000,
+        ),
+        (
+            "2026-03-01T00:00:00+00:00",
+            "debit",
+            format!("{ann}:2026-03"),
+            -1000,
+        ),
+        (
+            "2026-03-02T00:00:00+00:00",
+            "reversal",
+            "in_jan:500".to_owned(),
+            -500,
+        ),
+        (
+            "2026-03-20T00:00:00+00:00",
+            "credit",
+            "in_mar".to_owned(),
+            2000,
+        ),
+        (
+            "2026-04-01T00:00:00+00:00",
+            "credit",
+            "in_apr".to_owned(),
+            9000,
+        ), // after the window
     ];
     let insert = "INSERT INTO pool_ledger (at, kind, reference, milli_months, amount_cents) VALUES ($1, $2, $3, $4, 0)";
     for (when, kind, reference, milli) in entries {
@@ -471,6 +776,18 @@ async fn pool_history_runs_month_by_month(backend: Backend) {
     assert_eq!(one.months, [month("2026-04", 9.0, 0.0, 16.5, 16, 0)]);
     // A window across a year's end, before any entry.
     let early = store.pool_history(12, date("2025-02-01"), 2).await.unwrap();
-    assert_eq!(early.months.iter().map(|m| m.month.as_str()).collect::<Vec<_>>(), ["2025-01", "2025-02"]);
-    assert!(early.months.iter().all(|m| m.balance == 0.0 && m.capacity == 0));
+    assert_eq!(
+        early
+            .months
+            .iter()
+            .map(|m| m.month.as_str())
+            .collect::<Vec<_>>(),
+        ["2025-01", "2025-02"]
+    );
+    assert!(
+        early
+            .months
+            .iter()
+            .all(|m| m.balance == 0.0 && m.capacity == 0)
+    );
 }

@@ -28,17 +28,28 @@ pub async fn fresh_database(backend: Backend) -> FreshDatabase {
         }
         Backend::Postgres => {
             let admin_url = postgres_admin_url();
-            let admin = Store::connect(&admin_url, 1)
+            let admin = Store::connect(&admin_url, 1).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin_url} is needed for this test: {e}")
+            });
+            admin
+                .create_database(&name)
                 .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for this test: {e}"));
-            admin.create_database(&name).await.expect("create test database");
+                .expect("create test database");
             admin.close().await;
-            let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url);
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| base)
+                .unwrap_or(&admin_url);
             format!("{base}/{name}")
         }
     };
-    let store = Store::connect(&url, 8).await.expect("connect to the fresh test database");
-    store.migrate().await.expect("migrate the fresh test database");
+    let store = Store::connect(&url, 8)
+        .await
+        .expect("connect to the fresh test database");
+    store
+        .migrate()
+        .await
+        .expect("migrate the fresh test database");
     FreshDatabase { url, store }
 }
 

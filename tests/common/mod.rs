@@ -42,26 +42,51 @@ pub async fn database_url(backend: Backend, data: &Path) -> String {
 }
 
 /// The environment for a `caliop` process on `data`, resolving through `dns`.
-pub async fn environment(backend: Backend, data: &Path, dns: std::net::SocketAddr) -> Vec<(String, String)> {
+pub async fn environment(
+    backend: Backend,
+    data: &Path,
+    dns: std::net::SocketAddr,
+) -> Vec<(String, String)> {
     vec![
         ("CALIOP_DATA_DIR".to_owned(), data.display().to_string()),
-        ("CALIOP_DATABASE_URL".to_owned(), database_url(backend, data).await),
+        (
+            "CALIOP_DATABASE_URL".to_owned(),
+            database_url(backend, data).await,
+        ),
         ("CALIOP_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_SMTP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("CALIOP_SUBMISSION_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "CALIOP_SUBMISSION_LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
         ("CALIOP_IMAP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_DNS_RESOLVER".to_owned(), dns.to_string()),
         ("CALIOP_DNS_TIMEOUT_MS".to_owned(), "500".to_owned()),
-        ("CALIOP_MAIL_HOSTNAME".to_owned(), "mx.caliop.test".to_owned()),
+        (
+            "CALIOP_MAIL_HOSTNAME".to_owned(),
+            "mx.caliop.test".to_owned(),
+        ),
         ("CALIOP_LOG_FORMAT".to_owned(), "json".to_owned()),
     ]
 }
 
 /// Starts `caliop serve` with `env`; its logs go to `log`.
 pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Caliop {
-    let migrate = Command::new(BIN).arg("migrate").envs(env.clone()).output().unwrap();
-    assert!(migrate.status.success(), "caliop migrate: {}", String::from_utf8_lossy(&migrate.stderr));
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let migrate = Command::new(BIN)
+        .arg("migrate")
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "caliop migrate: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     let mut child = Command::new(BIN)
         .arg("serve")
         .envs(env.clone())
@@ -80,7 +105,9 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
     });
     let (mut base, mut smtp, mut imap) = (None, None, None);
     while base.is_none() || smtp.is_none() || imap.is_none() {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("caliop serve prints where it listens");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("caliop serve prints where it listens");
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("api listening on ") {
             base = rest.split_whitespace().next().map(str::to_owned);
@@ -92,17 +119,38 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
             imap = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
     }
-    Caliop { child, base: base.unwrap(), smtp: smtp.unwrap(), imap: imap.unwrap(), env, log }
+    Caliop {
+        child,
+        base: base.unwrap(),
+        smtp: smtp.unwrap(),
+        imap: imap.unwrap(),
+        env,
+        log,
+    }
 }
 
 impl Caliop {
     pub fn operator_token(&self) -> String {
-        let out = Command::new(BIN).args(["admin", "operator-token"]).envs(self.env.clone()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["admin", "operator-token"])
+            .envs(self.env.clone())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, String, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, String, Value) {
         let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -118,21 +166,33 @@ impl Caliop {
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
         let text = response.text().await.unwrap();
-        (status, content_type, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            content_type,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, String, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, String, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None).await
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = tokio::time::timeout(
             Duration::from_secs(30),
             tokio::task::spawn_blocking(move || {
@@ -148,7 +208,10 @@ impl Caliop {
 }
 
 pub fn field(v: &Value, name: &str) -> String {
-    v[name].as_str().unwrap_or_else(|| panic!("no `{name}` in {v}")).to_owned()
+    v[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `{name}` in {v}"))
+        .to_owned()
 }
 
 pub const PASSWORD: &str = "a long user passphrase";
@@ -178,7 +241,11 @@ pub async fn mailbox(caliop: &Caliop, level: &str) -> String {
 
 pub async fn user_token(caliop: &Caliop) -> String {
     let (status, _, token) = caliop
-        .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}))
+        .post(
+            "/v1/auth/token",
+            None,
+            json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(status, 200, "{token}");
     field(&token, "access_token")

@@ -69,7 +69,12 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-fn append(tar: &mut tar::Builder<Hashing<std::io::BufWriter<std::fs::File>>>, path: &str, bytes: &[u8], out: &Path) -> Result<()> {
+fn append(
+    tar: &mut tar::Builder<Hashing<std::io::BufWriter<std::fs::File>>>,
+    path: &str,
+    bytes: &[u8],
+    out: &Path,
+) -> Result<()> {
     let mut header = tar::Header::new_ustar();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o644);
@@ -114,13 +119,21 @@ async fn write(
     actor: &str,
 ) -> Result<Disclosure> {
     let store = inbound.store();
-    let request: LegalRequest =
-        store.current_legal_request(request_id).await?.ok_or(tenants::Error::NotFound("legal request"))?;
+    let request: LegalRequest = store
+        .current_legal_request(request_id)
+        .await?
+        .ok_or(tenants::Error::NotFound("legal request"))?;
     if request.id != request_id {
-        return Err(Error::Refused(format!("request {request_id} was corrected by {}: export that one", request.id)));
+        return Err(Error::Refused(format!(
+            "request {request_id} was corrected by {}: export that one",
+            request.id
+        )));
     }
     if !request.valid {
-        return Err(Error::Refused("the request has no legal basis (no court order reference): nothing is disclosed".into()));
+        return Err(Error::Refused(
+            "the request has no legal basis (no court order reference): nothing is disclosed"
+                .into(),
+        ));
     }
     if !matches!(request.decision, Decision::Complied | Decision::Partially) {
         return Err(Error::Refused(format!(
@@ -133,29 +146,48 @@ async fn write(
     // the request was received, never at the day of the export.
     let from = scope.from;
     let until = Some(scope.until.unwrap_or_else(|| {
-        (request.received_on + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc()
+        (request.received_on + chrono::Days::new(1))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
     }));
     let mut accounts: Vec<Account> = Vec::new();
     if scope.account_ids.is_empty() {
         let mut after = None;
         loop {
-            let page = store.list_accounts(scope.tenant_id, Page { after, limit: Page::MAX_LIMIT }).await?;
+            let page = store
+                .list_accounts(
+                    scope.tenant_id,
+                    Page {
+                        after,
+                        limit: Page::MAX_LIMIT,
+                    },
+                )
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.0);
             accounts.extend(page);
         }
     } else {
         for id in &scope.account_ids {
-            let account = store.account(*id).await?.ok_or(tenants::Error::NotFound("account"))?;
+            let account = store
+                .account(*id)
+                .await?
+                .ok_or(tenants::Error::NotFound("account"))?;
             if account.tenant_id != scope.tenant_id {
-                return Err(Error::Refused(format!("account {id} is not in the request's tenant")));
+                return Err(Error::Refused(format!(
+                    "account {id} is not in the request's tenant"
+                )));
             }
             accounts.push(account);
         }
     }
 
     let file = crate::create_private(out)?;
-    let mut tar = tar::Builder::new(Hashing { inner: std::io::BufWriter::new(file), hash: Sha256::new(), bytes: 0 });
+    let mut tar = tar::Builder::new(Hashing {
+        inner: std::io::BufWriter::new(file),
+        hash: Sha256::new(),
+        bytes: 0,
+    });
     tar.mode(tar::HeaderMode::Deterministic);
     let wants = |kind: DataKind| scope.kinds.contains(&kind);
     let mut files: Vec<Value> = Vec::new();
@@ -182,7 +214,8 @@ async fn write(
                 })
             })
             .collect();
-        let bytes = serde_json::to_vec_pretty(&metadata).map_err(|e| Error::Refused(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&metadata).map_err(|e| Error::Refused(e.to_string()))?;
         files.push(json!({"path": "accounts.json", "sha256": hex(&Sha256::digest(&bytes)), "bytes": bytes.len()}));
         append(&mut tar, "accounts.json", &bytes, out)?;
     }
@@ -200,7 +233,9 @@ async fn write(
         }
         let mut after = None;
         loop {
-            let page = store.messages_between(account.id, from, until, after, 64).await?;
+            let page = store
+                .messages_between(account.id, from, until, after, 64)
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.0);
             for meta in page {
@@ -233,8 +268,9 @@ async fn write(
         }
     }
     if wants(DataKind::DeliveryLogs) {
-        let bytes = serde_json::to_vec_pretty(&json!({"received": inbound_log, "sent": outbound_log}))
-            .map_err(|e| Error::Refused(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&json!({"received": inbound_log, "sent": outbound_log}))
+                .map_err(|e| Error::Refused(e.to_string()))?;
         files.push(json!({"path": "delivery-log.json", "sha256": hex(&Sha256::digest(&bytes)), "bytes": bytes.len()}));
         append(&mut tar, "delivery-log.json", &bytes, out)?;
     }
@@ -274,8 +310,11 @@ async fn write(
         "request_id": request_id, "sha256": sha256, "statement": signed, "signature": signature,
         "public_key": b64(key.public_key()), "algorithm": "ed25519",
     });
-    std::fs::write(&signature_file, serde_json::to_vec_pretty(&sig).map_err(|e| Error::Refused(e.to_string()))?)
-        .map_err(io(&signature_file))?;
+    std::fs::write(
+        &signature_file,
+        serde_json::to_vec_pretty(&sig).map_err(|e| Error::Refused(e.to_string()))?,
+    )
+    .map_err(io(&signature_file))?;
 
     // Recorded under the entry it was made for: a correction made meanwhile voids it.
     let current = store.current_legal_request(request_id).await?.map(|r| r.id);
@@ -298,19 +337,41 @@ async fn write(
         )
         .await?;
     tracing::info!(request = %request_id, accounts = accounts.len(), messages = counts.iter().sum::<i64>(), "disclosure exported");
-    Ok(Disclosure { request_id, archive: out.to_owned(), signature_file, sha256, signature, accounts: accounts.len() as i64, messages_by_level: counts, bytes })
+    Ok(Disclosure {
+        request_id,
+        archive: out.to_owned(),
+        signature_file,
+        sha256,
+        signature,
+        accounts: accounts.len() as i64,
+        messages_by_level: counts,
+        bytes,
+    })
 }
 
 /// A message as the server holds it: opened at `standard` (the server's own
 /// key), untouched above.
-async fn message_bytes(inbound: &mail::inbound::Inbound, meta: &tenants::MessageMeta) -> Result<Vec<u8>> {
-    let content = inbound.store().message_content(MessageId(meta.id.0)).await?.ok_or(tenants::Error::NotFound("message"))?;
+async fn message_bytes(
+    inbound: &mail::inbound::Inbound,
+    meta: &tenants::MessageMeta,
+) -> Result<Vec<u8>> {
+    let content = inbound
+        .store()
+        .message_content(MessageId(meta.id.0))
+        .await?
+        .ok_or(tenants::Error::NotFound("message"))?;
     let stored = match content {
         tenants::store::StoredContent::Inline(bytes) => bytes,
-        tenants::store::StoredContent::Dispersed => inbound.read_dispersed(meta.id).await.map_err(crate::reply)?,
+        tenants::store::StoredContent::Dispersed => inbound
+            .read_dispersed(meta.id)
+            .await
+            .map_err(crate::reply)?,
     };
     if meta.level == Level::Standard {
-        inbound.open_standard(meta.tenant_id, meta.id, &stored).await.map_err(crate::reply)
+        inbound
+            .open_standard(meta.tenant_id, meta.id, &stored)
+            .await
+            .map_err(crate::reply)
     } else {
         Ok(stored)
     }

@@ -22,7 +22,10 @@ pub enum Error {
     #[error("{0}")]
     Vault(#[from] vault::VaultError),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// The request cannot be carried out as asked.
     #[error("{0}")]
     Refused(String),
@@ -34,11 +37,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.display().to_string(), source }
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn reply(r: mail::reply::Reply) -> Error {
-    Error::Refused(format!("the store could not open a message: {} {}", r.code, r.text))
+    Error::Refused(format!(
+        "the store could not open a message: {} {}",
+        r.code, r.text
+    ))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -27,8 +27,8 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tenants::store::transfer::{self, Clashes, Row, TABLES, Table};
 use tenants::store::NewObject;
+use tenants::store::transfer::{self, Clashes, Row, TABLES, Table};
 use tenants::{Jurisdiction, Policy, Redundancy, TenantId, TenantKind};
 use uuid::Uuid;
 use vault::archive::{ArchiveReader, ArchiveWriter, Checkpoint, FileKey, Recipient, Unlock};
@@ -112,24 +112,36 @@ fn text<'a>(row: &'a Row, column: &str) -> Result<&'a str> {
 }
 
 fn uuid(row: &Row, column: &str) -> Result<Uuid> {
-    text(row, column)?.parse().map_err(|_| Error::Unusable(format!("`{column}` is not a UUID")))
+    text(row, column)?
+        .parse()
+        .map_err(|_| Error::Unusable(format!("`{column}` is not a UUID")))
 }
 
 fn b64_decode(value: &str, what: &str) -> Result<Vec<u8>> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(value).map_err(|_| Error::Unusable(format!("{what} is not base64")))
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|_| Error::Unusable(format!("{what} is not base64")))
 }
 
 /// The policy stored in a `tenants` row (for dispersing its mail on import).
 fn policy_of(row: &Row) -> Result<Policy> {
     let jurisdictions: Vec<String> = serde_json::from_str(text(row, "allowed_jurisdictions")?)
         .map_err(|_| Error::Unusable("a tenant's jurisdictions do not parse".into()))?;
-    let redundancy = match (row.get("dispersal_k").and_then(Value::as_i64), row.get("dispersal_n").and_then(Value::as_i64)) {
-        (Some(k), Some(n)) => Some(Redundancy { k: k as u8, n: n as u8 }),
+    let redundancy = match (
+        row.get("dispersal_k").and_then(Value::as_i64),
+        row.get("dispersal_n").and_then(Value::as_i64),
+    ) {
+        (Some(k), Some(n)) => Some(Redundancy {
+            k: k as u8,
+            n: n as u8,
+        }),
         _ => None,
     };
     Ok(Policy {
-        min_level: text(row, "min_level")?.parse().map_err(|e: tenants::Error| Error::Unusable(e.to_string()))?,
+        min_level: text(row, "min_level")?
+            .parse()
+            .map_err(|e: tenants::Error| Error::Unusable(e.to_string()))?,
         allowed_jurisdictions: jurisdictions
             .iter()
             .map(|j| Jurisdiction::parse(j))
@@ -172,22 +184,32 @@ impl Exporter<'_> {
                 row.insert("data_key".into(), Value::String(b64(raw.expose_secret())));
             }
             "domains" => {
-                self.domains.insert(uuid(row, "id")?, text(row, "name")?.to_owned());
+                self.domains
+                    .insert(uuid(row, "id")?, text(row, "name")?.to_owned());
             }
             "dkim_keys" => {
-                let domain = self
-                    .domains
-                    .get(&uuid(row, "domain_id")?)
-                    .ok_or_else(|| Error::Refused("a DKIM key of a domain outside the tenant".into()))?;
-                let pem = master.open_secret(&mail::outbound::dkim_key_context(domain), text(row, "private_key")?)?;
+                let domain = self.domains.get(&uuid(row, "domain_id")?).ok_or_else(|| {
+                    Error::Refused("a DKIM key of a domain outside the tenant".into())
+                })?;
+                let pem = master.open_secret(
+                    &mail::outbound::dkim_key_context(domain),
+                    text(row, "private_key")?,
+                )?;
                 row.remove("private_key");
-                let pem = String::from_utf8(pem).map_err(|_| Error::Refused("a DKIM private key is not text".into()))?;
+                let pem = String::from_utf8(pem)
+                    .map_err(|_| Error::Refused("a DKIM private key is not text".into()))?;
                 row.insert("private_key_pem".into(), Value::String(pem));
             }
             "tenant_billing" => {
                 let plan = uuid(row, "plan_id")?;
                 if !self.plans.contains_key(&plan) {
-                    let name = self.inbound.store().plan(plan).await?.map(|p| p.name).unwrap_or_default();
+                    let name = self
+                        .inbound
+                        .store()
+                        .plan(plan)
+                        .await?
+                        .map(|p| p.name)
+                        .unwrap_or_default();
                     self.plans.insert(plan, name);
                 }
                 row.insert("plan_name".into(), Value::String(self.plans[&plan].clone()));
@@ -202,7 +224,9 @@ impl Exporter<'_> {
                     })?;
                     match dispersed.read(id).await {
                         Ok(bytes) => bytes,
-                        Err(_) if store.message(tenants::MessageId(id)).await?.is_none() => return Ok(None),
+                        Err(_) if store.message(tenants::MessageId(id)).await?.is_none() => {
+                            return Ok(None);
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 } else {
@@ -232,9 +256,15 @@ pub async fn export(
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let store = inbound.store();
-    let tenant = store.tenant(root).await?.ok_or(tenants::Error::NotFound("tenant"))?;
+    let tenant = store
+        .tenant(root)
+        .await?
+        .ok_or(tenants::Error::NotFound("tenant"))?;
     if tenant.kind == TenantKind::Operator {
-        return Err(Error::Refused("the operator tenant is the instance itself; export its customer tenants instead".into()));
+        return Err(Error::Refused(
+            "the operator tenant is the instance itself; export its customer tenants instead"
+                .into(),
+        ));
     }
     let mut tree = store.subtree(root).await?;
     let state_path = resume_path(out);
@@ -242,22 +272,34 @@ pub async fn export(
 
     let (mut writer, mut state) = if resume {
         let bytes = std::fs::read(&state_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Refused(format!("{} has no export to resume", out.display())),
+            std::io::ErrorKind::NotFound => {
+                Error::Refused(format!("{} has no export to resume", out.display()))
+            }
             _ => io(&state_path)(e),
         })?;
-        let state: ResumeState =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Refused(format!("{}: {e}", state_path.display())))?;
+        let state: ResumeState = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Refused(format!("{}: {e}", state_path.display())))?;
         if state.tenant != root.0 {
-            return Err(Error::Refused(format!("{} is the export of another tenant ({})", out.display(), state.tenant)));
+            return Err(Error::Refused(format!(
+                "{} is the export of another tenant ({})",
+                out.display(),
+                state.tenant
+            )));
         }
         if !state.tree.is_empty() {
             tree = state.tree.iter().copied().map(TenantId).collect();
         }
         let key = master.open_secret(&resume_context(root.0), &state.sealed_key)?;
-        let mut file = std::fs::OpenOptions::new().write(true).open(out).map_err(io(out))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)
+            .map_err(io(out))?;
         let len = file.metadata().map_err(io(out))?.len();
         if len < state.bytes_written {
-            return Err(Error::Refused(format!("{} is shorter than its last checkpoint: start the export again", out.display())));
+            return Err(Error::Refused(format!(
+                "{} is shorter than its last checkpoint: start the export again",
+                out.display()
+            )));
         }
         file.set_len(state.bytes_written).map_err(io(out))?;
         file.seek(std::io::SeekFrom::End(0)).map_err(io(out))?;
@@ -328,17 +370,31 @@ pub async fn export(
     }
     progress.start("exporting", total.max(state.done));
     progress.advance(state.done);
-    let mut exporter = Exporter { inbound, domains: HashMap::new(), plans: HashMap::new() };
+    let mut exporter = Exporter {
+        inbound,
+        domains: HashMap::new(),
+        plans: HashMap::new(),
+    };
     // On resume, what earlier pages taught the exporter (domain names);
     // a fresh run learns them as it exports the domains.
     for tenant in tree.iter().filter(|_| resume) {
         let mut after = None;
         loop {
-            let page = store.list_domains(*tenant, tenants::Page { after, limit: tenants::Page::MAX_LIMIT }).await?;
+            let page = store
+                .list_domains(
+                    *tenant,
+                    tenants::Page {
+                        after,
+                        limit: tenants::Page::MAX_LIMIT,
+                    },
+                )
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.0);
             for domain in &page {
-                exporter.domains.insert(domain.id.0, domain.name.to_string());
+                exporter
+                    .domains
+                    .insert(domain.id.0, domain.name.to_string());
             }
         }
     }
@@ -348,12 +404,18 @@ pub async fn export(
         while state.tenant_index < tree.len() {
             let tenant = tree[state.tenant_index];
             loop {
-                let page = store.export_page(table, tenant, state.after.as_ref(), PAGE).await?;
-                let Some(last) = page.last().cloned() else { break };
+                let page = store
+                    .export_page(table, tenant, state.after.as_ref(), PAGE)
+                    .await?;
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
                 let rows = page.len() as u64;
                 let mut written = 0;
                 for mut row in page {
-                    let Some(blob) = exporter.outgoing(table, &mut row).await? else { continue };
+                    let Some(blob) = exporter.outgoing(table, &mut row).await? else {
+                        continue;
+                    };
                     let record = json!({"t": table.name, "r": row});
                     blocking(|| writer.write_record(ROW, record.to_string().as_bytes()))?;
                     if let Some(blob) = blob {
@@ -366,7 +428,13 @@ pub async fn export(
                 *state.counts.rows.entry(table.name.to_owned()).or_default() += written;
                 state.done += rows;
                 // Only the key: the state file is outside the encrypted archive.
-                state.after = Some(table.key.iter().filter_map(|k| Some(((*k).to_owned(), last.get(*k)?.clone()))).collect());
+                state.after = Some(
+                    table
+                        .key
+                        .iter()
+                        .filter_map(|k| Some(((*k).to_owned(), last.get(*k)?.clone())))
+                        .collect(),
+                );
                 let checkpoint = blocking(|| {
                     let checkpoint = writer.checkpoint()?;
                     writer.get_mut().sync_data().map_err(io(out))?;
@@ -418,10 +486,15 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 fn hex_decode<const N: usize>(text: &str) -> Result<[u8; N]> {
     let bytes: Vec<u8> = (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect::<Option<_>>()
         .ok_or_else(|| Error::Refused("the resume state is damaged".into()))?;
-    bytes.try_into().map_err(|_| Error::Refused("the resume state is damaged".into()))
+    bytes
+        .try_into()
+        .map_err(|_| Error::Refused("the resume state is damaged".into()))
 }
 
 /// One record of the archive, parsed.
@@ -441,17 +514,24 @@ impl Records<std::fs::File> {
         let file = std::fs::File::open(path).map_err(io(path))?;
         let mut reader = ArchiveReader::open(file, unlock, MAX_RECORD)?;
         if reader.label() != LABEL {
-            return Err(Error::Unusable(format!("it is a `{}` archive, not a tenant export", reader.label())));
+            return Err(Error::Unusable(format!(
+                "it is a `{}` archive, not a tenant export",
+                reader.label()
+            )));
         }
         let header = match reader.next_record()? {
-            Some((HEADER, bytes)) => serde_json::from_slice::<Value>(&bytes).map_err(|_| Error::Unusable("its header does not parse".into()))?,
+            Some((HEADER, bytes)) => serde_json::from_slice::<Value>(&bytes)
+                .map_err(|_| Error::Unusable("its header does not parse".into()))?,
             _ => return Err(Error::Unusable("it does not start with a header".into())),
         };
         if header["format"] != FORMAT {
             return Err(Error::Unusable("it is not a tenant export".into()));
         }
         if header["version"].as_u64() != Some(VERSION) {
-            return Err(Error::Unusable(format!("it is version {} of the format; this Caliop reads version {VERSION}", header["version"])));
+            return Err(Error::Unusable(format!(
+                "it is version {} of the format; this Caliop reads version {VERSION}",
+                header["version"]
+            )));
         }
         Ok(Records { reader, header })
     }
@@ -459,7 +539,9 @@ impl Records<std::fs::File> {
 
 impl<R: std::io::Read> Records<R> {
     fn next(&mut self) -> Result<Option<Item>> {
-        let Some((kind, bytes)) = self.reader.next_record()? else { return Ok(None) };
+        let Some((kind, bytes)) = self.reader.next_record()? else {
+            return Ok(None);
+        };
         Ok(Some(match kind {
             ROW => {
                 #[derive(Deserialize)]
@@ -467,14 +549,29 @@ impl<R: std::io::Read> Records<R> {
                     t: String,
                     r: Row,
                 }
-                let record: Record = serde_json::from_slice(&bytes).map_err(|_| Error::Unusable("a row does not parse".into()))?;
-                let table = transfer::table(&record.t)
-                    .ok_or_else(|| Error::Unusable(format!("it has a table `{}` this Caliop does not know", record.t)))?;
-                Item::Row { table, row: record.r }
+                let record: Record = serde_json::from_slice(&bytes)
+                    .map_err(|_| Error::Unusable("a row does not parse".into()))?;
+                let table = transfer::table(&record.t).ok_or_else(|| {
+                    Error::Unusable(format!(
+                        "it has a table `{}` this Caliop does not know",
+                        record.t
+                    ))
+                })?;
+                Item::Row {
+                    table,
+                    row: record.r,
+                }
             }
             BLOB => Item::Blob(bytes),
-            TRAILER => Item::Trailer(serde_json::from_slice(&bytes).map_err(|_| Error::Unusable("its trailer does not parse".into()))?),
-            other => return Err(Error::Unusable(format!("it has a record of unknown kind {other}"))),
+            TRAILER => Item::Trailer(
+                serde_json::from_slice(&bytes)
+                    .map_err(|_| Error::Unusable("its trailer does not parse".into()))?,
+            ),
+            other => {
+                return Err(Error::Unusable(format!(
+                    "it has a record of unknown kind {other}"
+                )));
+            }
         }))
     }
 }
@@ -507,11 +604,19 @@ enum Verdict {
 
 impl Owners {
     fn new(root: Uuid, listed: &[TenantId]) -> Owners {
-        Owners { root, listed: listed.iter().map(|t| t.0).collect(), ..Owners::default() }
+        Owners {
+            root,
+            listed: listed.iter().map(|t| t.0).collect(),
+            ..Owners::default()
+        }
     }
 
     fn judge(&mut self, table: &Table, row: &Row) -> Result<Verdict> {
-        let hostile = |what: String| Err(Error::Unusable(format!("{what}: the archive reaches outside its own tenants")));
+        let hostile = |what: String| {
+            Err(Error::Unusable(format!(
+                "{what}: the archive reaches outside its own tenants"
+            )))
+        };
         let id = || uuid(row, "id");
         let opt = |column: &str| -> Result<Option<Uuid>> {
             match row.get(column) {
@@ -528,7 +633,9 @@ impl Owners {
                 return hostile("it holds an operator tenant".into());
             }
             if id != self.root && !opt("parent_id")?.is_some_and(|p| self.tenants.contains(&p)) {
-                return hostile(format!("tenant {id} hangs under a tenant the archive does not hold"));
+                return hostile(format!(
+                    "tenant {id} hangs under a tenant the archive does not hold"
+                ));
             }
             self.tenants.insert(id);
             return Ok(Verdict::Keep);
@@ -536,7 +643,10 @@ impl Owners {
         if table.column("tenant_id").is_some() {
             let tenant = uuid(row, "tenant_id")?;
             if !self.tenants.contains(&tenant) {
-                return hostile(format!("a row of `{}` belongs to tenant {tenant}", table.name));
+                return hostile(format!(
+                    "a row of `{}` belongs to tenant {tenant}",
+                    table.name
+                ));
             }
         }
         // A reference to an object the archive holds must be to one of the same owner.
@@ -558,7 +668,8 @@ impl Owners {
             "dkim_keys" => self.domains.contains_key(&uuid(row, "domain_id")?),
             "accounts" => {
                 let tenant = uuid(row, "tenant_id")?;
-                let kept = same(self.domains.get(&uuid(row, "domain_id")?), tenant, "domain")?.is_some();
+                let kept =
+                    same(self.domains.get(&uuid(row, "domain_id")?), tenant, "domain")?.is_some();
                 if kept {
                     self.accounts.insert(id()?, tenant);
                 }
@@ -575,12 +686,22 @@ impl Owners {
             "messages" => {
                 let (tenant, account) = (uuid(row, "tenant_id")?, uuid(row, "account_id")?);
                 same(self.accounts.get(&account), tenant, "account")?.is_some()
-                    && same(self.mailboxes.get(&uuid(row, "mailbox_id")?), account, "mailbox")?.is_some()
+                    && same(
+                        self.mailboxes.get(&uuid(row, "mailbox_id")?),
+                        account,
+                        "mailbox",
+                    )?
+                    .is_some()
             }
             "expunged" => self.mailboxes.contains_key(&uuid(row, "mailbox_id")?),
             "correspondents" => self.accounts.contains_key(&uuid(row, "account_id")?),
             "outbound" => {
-                let kept = same(self.accounts.get(&uuid(row, "account_id")?), uuid(row, "tenant_id")?, "account")?.is_some();
+                let kept = same(
+                    self.accounts.get(&uuid(row, "account_id")?),
+                    uuid(row, "tenant_id")?,
+                    "account",
+                )?
+                .is_some();
                 if kept {
                     self.outbound.insert(id()?);
                 }
@@ -623,11 +744,19 @@ struct Checked {
 
 fn header_ids(header: &Value) -> Result<(TenantId, Vec<TenantId>)> {
     let root = TenantId(
-        header["tenant_id"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::Unusable("its header names no tenant".into()))?,
+        header["tenant_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Unusable("its header names no tenant".into()))?,
     );
     let tenants: Vec<TenantId> = header["tenants"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).map(TenantId).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str()?.parse().ok())
+                .map(TenantId)
+                .collect()
+        })
         .unwrap_or_default();
     if !tenants.contains(&root) {
         return Err(Error::Unusable("its header is inconsistent".into()));
@@ -640,7 +769,10 @@ fn header_ids(header: &Value) -> Result<(TenantId, Vec<TenantId>)> {
 fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checked> {
     let mut records = Records::open(path, unlock)?;
     let (root, tenants) = header_ids(&records.header)?;
-    let name = records.header["tenant_name"].as_str().unwrap_or_default().to_owned();
+    let name = records.header["tenant_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let file_len = std::fs::metadata(path).map_err(io(path))?.len();
     progress.start("verifying", file_len);
     let mut owners = Owners::new(root.0, &tenants);
@@ -682,7 +814,9 @@ fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checke
             }
             Item::Blob(bytes) => {
                 if !expect_blob {
-                    return Err(Error::Unusable("it holds bytes that belong to no message".into()));
+                    return Err(Error::Unusable(
+                        "it holds bytes that belong to no message".into(),
+                    ));
                 }
                 expect_blob = false;
                 counts.blobs += 1;
@@ -701,14 +835,26 @@ fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checke
     progress.finish();
     match trailer {
         Some(t) if t == counts => {}
-        Some(_) => return Err(Error::Unusable("its trailer does not match what it holds".into())),
+        Some(_) => {
+            return Err(Error::Unusable(
+                "its trailer does not match what it holds".into(),
+            ));
+        }
         None => return Err(Error::Unusable("it ends without its trailer".into())),
     }
     if owners.tenants.len() != tenants.len() {
         return Err(Error::Unusable("it lacks tenants its header lists".into()));
     }
     let header = records.header;
-    Ok(Checked { root, tenants, clashes, dispersed, counts, name, header })
+    Ok(Checked {
+        root,
+        tenants,
+        clashes,
+        dispersed,
+        counts,
+        name,
+        header,
+    })
 }
 
 /// Recreates on this instance the tenant tree exported to `archive`, under
@@ -727,7 +873,11 @@ pub async fn import(
     if !clashes.is_empty() {
         return Err(Error::Refused(format!(
             "this instance already has {} of the archive: {}; nothing was imported",
-            if clashes.len() == 1 { "one part" } else { "parts" },
+            if clashes.len() == 1 {
+                "one part"
+            } else {
+                "parts"
+            },
             clashes.join(", ")
         )));
     }
@@ -738,12 +888,28 @@ pub async fn import(
         )));
     }
     let parent = match parent {
-        Some(p) => store.tenant(p).await?.ok_or(tenants::Error::NotFound("parent tenant"))?.id,
+        Some(p) => {
+            store
+                .tenant(p)
+                .await?
+                .ok_or(tenants::Error::NotFound("parent tenant"))?
+                .id
+        }
         None => store.ensure_operator().await?.id,
     };
 
     let mut written: Vec<(Uuid, NewObject)> = Vec::new();
-    let outcome = write_all(inbound, archive, unlock, &checked, parent, actor, progress, &mut written).await;
+    let outcome = write_all(
+        inbound,
+        archive,
+        unlock,
+        &checked,
+        parent,
+        actor,
+        progress,
+        &mut written,
+    )
+    .await;
     match outcome {
         Ok(summary) => {
             tracing::info!(tenant = %checked.root, messages = summary.messages, "tenant imported");
@@ -777,22 +943,35 @@ async fn write_all(
 ) -> Result<Summary> {
     let store = inbound.store();
     let master = inbound.master();
-    let plans: HashMap<String, Uuid> = store.list_plans().await?.into_iter().map(|p| (p.name, p.id)).collect();
+    let plans: HashMap<String, Uuid> = store
+        .list_plans()
+        .await?
+        .into_iter()
+        .map(|p| (p.name, p.id))
+        .collect();
     let mut records = blocking(|| Records::open(archive, unlock))?;
     if records.header != checked.header {
-        return Err(Error::Unusable("it changed between its two readings".into()));
+        return Err(Error::Unusable(
+            "it changed between its two readings".into(),
+        ));
     }
     let archive_bytes = std::fs::metadata(archive).map_err(io(archive))?.len();
     let mut owners = Owners::new(checked.root.0, &checked.tenants);
     let mut import = store.begin_import().await?;
     let mut domains: HashMap<Uuid, String> = HashMap::new();
     let mut policies: HashMap<Uuid, Policy> = HashMap::new();
-    let mut summary = Summary { tenants: checked.tenants.len() as u64, archive_bytes, ..Summary::default() };
+    let mut summary = Summary {
+        tenants: checked.tenants.len() as u64,
+        archive_bytes,
+        ..Summary::default()
+    };
     let total: u64 = checked.counts.rows.values().sum();
     progress.start("importing", total);
     let mut pending: Option<(&'static Table, Row)> = None;
     loop {
-        let Some(item) = blocking(|| records.next())? else { break };
+        let Some(item) = blocking(|| records.next())? else {
+            break;
+        };
         let (table, mut row, blob) = match item {
             Item::Row { table, row } if table.blob.is_some() => {
                 pending = Some((table, row));
@@ -800,7 +979,9 @@ async fn write_all(
             }
             Item::Row { table, row } => (table, row, None),
             Item::Blob(bytes) => {
-                let (table, row) = pending.take().ok_or_else(|| Error::Unusable("it holds bytes that belong to no message".into()))?;
+                let (table, row) = pending.take().ok_or_else(|| {
+                    Error::Unusable("it holds bytes that belong to no message".into())
+                })?;
                 (table, row, Some(bytes))
             }
             Item::Trailer(_) => break,
@@ -828,9 +1009,12 @@ async fn write_all(
                 domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
             }
             "dkim_keys" => {
-                let domain = domains.get(&uuid(&row, "domain_id")?).ok_or_else(|| Error::Unusable("a DKIM key of no domain".into()))?;
+                let domain = domains
+                    .get(&uuid(&row, "domain_id")?)
+                    .ok_or_else(|| Error::Unusable("a DKIM key of no domain".into()))?;
                 let pem = text(&row, "private_key_pem")?.to_owned();
-                let sealed = master.seal_secret(&mail::outbound::dkim_key_context(domain), pem.as_bytes())?;
+                let sealed = master
+                    .seal_secret(&mail::outbound::dkim_key_context(domain), pem.as_bytes())?;
                 row.remove("private_key_pem");
                 row.insert("private_key".into(), Value::String(sealed));
             }
@@ -861,11 +1045,19 @@ async fn write_all(
                 let id = uuid(&row, "id")?;
                 let tenant = uuid(&row, "tenant_id")?;
                 let policy = policies.get(&tenant).cloned().unwrap_or_default();
-                let dispersed = inbound.dispersed().ok_or_else(|| Error::Refused("no storage sites".into()))?;
+                let dispersed = inbound
+                    .dispersed()
+                    .ok_or_else(|| Error::Refused("no storage sites".into()))?;
                 let object = dispersed.write_for(&policy, id, &content).await?;
                 written.push((id, object));
                 import.insert(table, &row, Some(&[])).await?;
-                import.insert_object(id, TenantId(tenant), &written.last().expect("just pushed").1).await?;
+                import
+                    .insert_object(
+                        id,
+                        TenantId(tenant),
+                        &written.last().expect("just pushed").1,
+                    )
+                    .await?;
             } else {
                 import.insert(table, &row, Some(&content)).await?;
             }
@@ -881,7 +1073,9 @@ async fn write_all(
         "left_out": owners.left_out,
         "archive_created_at": records.reader.created_at().to_string(),
     });
-    import.finish(actor, checked.root, &checked.tenants, detail).await?;
+    import
+        .finish(actor, checked.root, &checked.tenants, detail)
+        .await?;
     progress.finish();
     Ok(summary)
 }

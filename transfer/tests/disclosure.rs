@@ -18,7 +18,13 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
-async fn account(store: &Store, tenant: &Tenant, domain: &Domain, local: &str, level: Level) -> Account {
+async fn account(
+    store: &Store,
+    tenant: &Tenant,
+    domain: &Domain,
+    local: &str,
+    level: Level,
+) -> Account {
     store
         .create_account(
             "operator",
@@ -40,9 +46,19 @@ async fn account(store: &Store, tenant: &Tenant, domain: &Domain, local: &str, l
 }
 
 /// Stores one message for `account` received at `when`; returns its id and the bytes a disclosure should hold.
-async fn deliver(inbound: &mail::inbound::Inbound, account: &Account, when: &str, level: Level, marker: &str) -> (MessageId, Vec<u8>) {
+async fn deliver(
+    inbound: &mail::inbound::Inbound,
+    account: &Account,
+    when: &str,
+    level: Level,
+    marker: &str,
+) -> (MessageId, Vec<u8>) {
     let id = MessageId::new();
-    let clear = format!("Subject: {marker}\r\n\r\n{marker} for {}\r\n", account.address).into_bytes();
+    let clear = format!(
+        "Subject: {marker}\r\n\r\n{marker} for {}\r\n",
+        account.address
+    )
+    .into_bytes();
     let stored = match level {
         Level::Standard => inbound.seal_standard(account.tenant_id, id, &clear).await.unwrap(),
         // Sealed mail is stored as the OpenPGP ciphertext it arrived as or was made into.
@@ -71,7 +87,14 @@ async fn deliver(inbound: &mail::inbound::Inbound, account: &Account, when: &str
         }])
         .await
         .unwrap();
-    (id, if level == Level::Standard { clear } else { stored })
+    (
+        id,
+        if level == Level::Standard {
+            clear
+        } else {
+            stored
+        },
+    )
 }
 
 fn entries(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
@@ -88,25 +111,47 @@ fn entries(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 async fn exactly_one_account_and_one_month(backend: Backend) {
     let store = fresh_store(backend).await;
-    let inbound = mail::inbound::Inbound::new(store.clone(), MasterKey::ephemeral().unwrap(), None, "mx.caliop.test".into());
+    let inbound = mail::inbound::Inbound::new(
+        store.clone(),
+        MasterKey::ephemeral().unwrap(),
+        None,
+        "mx.caliop.test".into(),
+    );
     let key = InstanceKey::generate();
-    let limits = Limits { max_accounts: 10, max_domains: 10, storage_quota_bytes: 1 << 30 };
+    let limits = Limits {
+        max_accounts: 10,
+        max_domains: 10,
+        storage_quota_bytes: 1 << 30,
+    };
     let tenant = store
         .create_tenant(
             "operator",
-            NewTenant { name: "Acme".into(), kind: TenantKind::Enterprise, parent_id: None, limits, policy: Policy::default() },
+            NewTenant {
+                name: "Acme".into(),
+                kind: TenantKind::Enterprise,
+                parent_id: None,
+                limits,
+                policy: Policy::default(),
+            },
         )
         .await
         .unwrap();
     let domain = store
         .create_domain(
             "operator",
-            NewDomain { tenant_id: tenant.id, name: DomainName::parse("acme.test").unwrap(), verification_token: "t".into(), dkim_keys: vec![] },
+            NewDomain {
+                tenant_id: tenant.id,
+                name: DomainName::parse("acme.test").unwrap(),
+                verification_token: "t".into(),
+                dkim_keys: vec![],
+            },
         )
         .await
         .unwrap();
@@ -122,16 +167,41 @@ async fn exactly_one_account_and_one_month(backend: Backend) {
         let (id, bytes) = deliver(&inbound, &target, when, level, marker).await;
         expected.insert(id, (level, bytes));
     }
-    deliver(&inbound, &target, "2026-10-31T23:59:59Z", Level::Standard, "OUT-OCTOBER").await;
-    deliver(&inbound, &target, "2026-12-01T00:00:00Z", Level::Sealed, "OUT-DECEMBER").await;
-    deliver(&inbound, &other, "2026-11-10T00:00:00Z", Level::Standard, "OUT-OTHER-ACCOUNT").await;
+    deliver(
+        &inbound,
+        &target,
+        "2026-10-31T23:59:59Z",
+        Level::Standard,
+        "OUT-OCTOBER",
+    )
+    .await;
+    deliver(
+        &inbound,
+        &target,
+        "2026-12-01T00:00:00Z",
+        Level::Sealed,
+        "OUT-DECEMBER",
+    )
+    .await;
+    deliver(
+        &inbound,
+        &other,
+        "2026-11-10T00:00:00Z",
+        Level::Standard,
+        "OUT-OTHER-ACCOUNT",
+    )
+    .await;
 
     let scope = LegalScope {
         tenant_id: tenant.id,
         account_ids: vec![target.id],
         from: Some(at("2026-11-01T00:00:00Z")),
         until: Some(at("2026-12-01T00:00:00Z")),
-        kinds: vec![DataKind::AccountMetadata, DataKind::DeliveryLogs, DataKind::Messages],
+        kinds: vec![
+            DataKind::AccountMetadata,
+            DataKind::DeliveryLogs,
+            DataKind::Messages,
+        ],
     };
     let request = |basis: Option<&str>, decision| NewLegalRequest {
         authority: "Tribunal judiciaire de Paris".into(),
@@ -146,70 +216,152 @@ async fn exactly_one_account_and_one_month(backend: Backend) {
     };
 
     // Without a legal basis: recorded, refused, nothing disclosed.
-    let refused = store.record_legal_request("operator", request(None, None)).await.unwrap();
+    let refused = store
+        .record_legal_request("operator", request(None, None))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let nothing = dir.path().join("refused.tar");
-    let err = transfer::legal::export(&inbound, &key, "mx.caliop.test", refused.id, &nothing, "operator").await.unwrap_err();
+    let err = transfer::legal::export(
+        &inbound,
+        &key,
+        "mx.caliop.test",
+        refused.id,
+        &nothing,
+        "operator",
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("no legal basis"), "{err}");
     assert!(!nothing.exists(), "no archive for a refused request");
 
-    let valid = store.record_legal_request("operator", request(Some("RG 26/01234"), Some(Decision::Complied))).await.unwrap();
+    let valid = store
+        .record_legal_request(
+            "operator",
+            request(Some("RG 26/01234"), Some(Decision::Complied)),
+        )
+        .await
+        .unwrap();
     let out = dir.path().join("disclosure.tar");
-    let disclosure = transfer::legal::export(&inbound, &key, "mx.caliop.test", valid.id, &out, "operator").await.unwrap();
+    let disclosure =
+        transfer::legal::export(&inbound, &key, "mx.caliop.test", valid.id, &out, "operator")
+            .await
+            .unwrap();
     assert_eq!(disclosure.messages_by_level, [2, 1, 0, 0]);
     assert_eq!(disclosure.accounts, 1);
 
     // Exactly the account's November messages, as stored.
     let files = entries(&out);
-    let messages: BTreeMap<String, &Vec<u8>> = files.iter().filter(|(name, _)| name.starts_with("messages/")).map(|(n, b)| (n.clone(), b)).collect();
-    assert_eq!(messages.len(), 3, "{:?}", messages.keys().collect::<Vec<_>>());
+    let messages: BTreeMap<String, &Vec<u8>> = files
+        .iter()
+        .filter(|(name, _)| name.starts_with("messages/"))
+        .map(|(n, b)| (n.clone(), b))
+        .collect();
+    assert_eq!(
+        messages.len(),
+        3,
+        "{:?}",
+        messages.keys().collect::<Vec<_>>()
+    );
     for (id, (level, bytes)) in &expected {
         let name = format!("messages/target@acme.test/{}.eml", id.0);
-        assert_eq!(messages.get(&name).map(|b| b.as_slice()), Some(bytes.as_slice()), "{name} ({level})");
+        assert_eq!(
+            messages.get(&name).map(|b| b.as_slice()),
+            Some(bytes.as_slice()),
+            "{name} ({level})"
+        );
     }
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     for entry in manifest["messages"].as_array().unwrap() {
         let (level, _) = &expected[&MessageId(entry["id"].as_str().unwrap().parse().unwrap())];
         let readable = *level == Level::Standard;
-        assert_eq!(entry["content"], if readable { "plaintext" } else { "ciphertext" }, "{entry}");
+        assert_eq!(
+            entry["content"],
+            if readable { "plaintext" } else { "ciphertext" },
+            "{entry}"
+        );
     }
     // Nothing of the other account, of other months, and no credentials.
     let everything: Vec<u8> = std::fs::read(&out).unwrap();
-    for absent in ["OUT-OTHER-ACCOUNT", "OUT-OCTOBER", "OUT-DECEMBER", "other@acme.test", &other.id.0.to_string(),
-                   "argon2-hash-not-disclosed", "locked-secret-not-disclosed"] {
+    for absent in [
+        "OUT-OTHER-ACCOUNT",
+        "OUT-OCTOBER",
+        "OUT-DECEMBER",
+        "other@acme.test",
+        &other.id.0.to_string(),
+        "argon2-hash-not-disclosed",
+        "locked-secret-not-disclosed",
+    ] {
         assert!(!contains(&everything, absent), "{absent} is not disclosed");
     }
     assert!(contains(&files["accounts.json"], "target@acme.test"));
-    assert!(contains(&files["delivery-log.json"], "sender@elsewhere.test"));
+    assert!(contains(
+        &files["delivery-log.json"],
+        "sender@elsewhere.test"
+    ));
 
     // The register holds the archive's hash and signature; the signature verifies.
     use sha2::Digest;
-    let sha256: String = sha2::Sha256::digest(&everything).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256: String = sha2::Sha256::digest(&everything)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(disclosure.sha256, sha256);
-    let recorded = store.current_legal_request(valid.id).await.unwrap().unwrap();
+    let recorded = store
+        .current_legal_request(valid.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(recorded.exports.len(), 1);
     assert_eq!(recorded.exports[0].sha256, sha256);
     assert_eq!(recorded.exports[0].signature, disclosure.signature);
     use base64::Engine;
-    let signature = base64::engine::general_purpose::STANDARD.decode(&disclosure.signature).unwrap();
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(&disclosure.signature)
+        .unwrap();
     let statement = transfer::legal::statement(valid.id, &sha256);
-    assert!(vault::instance::verify(key.public_key(), statement.as_bytes(), &signature));
-    assert!(!vault::instance::verify(key.public_key(), transfer::legal::statement(valid.id, &"0".repeat(64)).as_bytes(), &signature));
-    let sig_file: serde_json::Value = serde_json::from_slice(&std::fs::read(&disclosure.signature_file).unwrap()).unwrap();
+    assert!(vault::instance::verify(
+        key.public_key(),
+        statement.as_bytes(),
+        &signature
+    ));
+    assert!(!vault::instance::verify(
+        key.public_key(),
+        transfer::legal::statement(valid.id, &"0".repeat(64)).as_bytes(),
+        &signature
+    ));
+    let sig_file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&disclosure.signature_file).unwrap()).unwrap();
     assert_eq!(sig_file["sha256"], sha256.as_str());
 
     // A range left open ends with the day the request was received, not the day of the export.
     let open_ended = NewLegalRequest {
-        scope: LegalScope { until: None, ..scope.clone() },
+        scope: LegalScope {
+            until: None,
+            ..scope.clone()
+        },
         received_on: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
         ..request(Some("RG 26/01235"), Some(Decision::Partially))
     };
-    let open_ended = store.record_legal_request("operator", open_ended).await.unwrap();
+    let open_ended = store
+        .record_legal_request("operator", open_ended)
+        .await
+        .unwrap();
     let out = dir.path().join("open-ended.tar");
-    let disclosure = transfer::legal::export(&inbound, &key, "mx.caliop.test", open_ended.id, &out, "operator").await.unwrap();
+    let disclosure = transfer::legal::export(
+        &inbound,
+        &key,
+        "mx.caliop.test",
+        open_ended.id,
+        &out,
+        "operator",
+    )
+    .await
+    .unwrap();
     assert_eq!(disclosure.messages_by_level, [2, 1, 0, 0], "November only");
     assert!(!contains(&std::fs::read(&out).unwrap(), "OUT-DECEMBER"));
-    let manifest: serde_json::Value = serde_json::from_slice(&entries(&out)["manifest.json"]).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&entries(&out)["manifest.json"]).unwrap();
     assert_eq!(manifest["disclosed_range"]["until"], "2026-12-01T00:00:00Z");
 }
 

@@ -144,7 +144,9 @@ pub enum ArchiveError {
     WrongUnlock { needs: &'static str },
     #[error("the archive was modified after it was written (frame {frame} does not authenticate)")]
     Tampered { frame: u64 },
-    #[error("the archive is incomplete: it ends before its last frame (was the export interrupted?)")]
+    #[error(
+        "the archive is incomplete: it ends before its last frame (was the export interrupted?)"
+    )]
     Truncated,
     #[error("the archive has unexpected bytes after its end")]
     TrailingData,
@@ -179,7 +181,11 @@ impl KdfParams {
     pub const MAX_T_COST: u32 = 16;
     pub const MAX_P_COST: u32 = 16;
     /// What exports use: 64 MiB, 3 passes, 1 lane.
-    pub const DEFAULT: KdfParams = KdfParams { m_cost_kib: 64 * 1024, t_cost: 3, p_cost: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        m_cost_kib: 64 * 1024,
+        t_cost: 3,
+        p_cost: 1,
+    };
 
     /// Other costs, within the reader's bounds; small ones are for tests.
     pub fn new(m_cost_kib: u32, t_cost: u32, p_cost: u32) -> Result<KdfParams, ArchiveError> {
@@ -187,7 +193,10 @@ impl KdfParams {
     }
 
     fn checked(m_cost_kib: u32, t_cost: u32, p_cost: u32) -> Result<KdfParams, String> {
-        if m_cost_kib > Self::MAX_M_COST_KIB || t_cost > Self::MAX_T_COST || p_cost > Self::MAX_P_COST {
+        if m_cost_kib > Self::MAX_M_COST_KIB
+            || t_cost > Self::MAX_T_COST
+            || p_cost > Self::MAX_P_COST
+        {
             return Err(format!(
                 "Argon2id m={m_cost_kib} KiB, t={t_cost}, p={p_cost} is over the limits (m={} KiB, t={}, p={})",
                 Self::MAX_M_COST_KIB,
@@ -195,13 +204,27 @@ impl KdfParams {
                 Self::MAX_P_COST
             ));
         }
-        argon2::Params::new(m_cost_kib, t_cost, p_cost, Some(FILE_KEY_LEN)).map_err(|e| format!("Argon2id: {e}"))?;
-        Ok(KdfParams { m_cost_kib, t_cost, p_cost })
+        argon2::Params::new(m_cost_kib, t_cost, p_cost, Some(FILE_KEY_LEN))
+            .map_err(|e| format!("Argon2id: {e}"))?;
+        Ok(KdfParams {
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        })
     }
 
-    fn derive_kek(&self, passphrase: &SecretString, salt: &[u8]) -> Result<LessSafeKey, ArchiveError> {
-        let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(FILE_KEY_LEN))
-            .map_err(|e| ArchiveError::BadKdf(format!("Argon2id: {e}")))?;
+    fn derive_kek(
+        &self,
+        passphrase: &SecretString,
+        salt: &[u8],
+    ) -> Result<LessSafeKey, ArchiveError> {
+        let params = argon2::Params::new(
+            self.m_cost_kib,
+            self.t_cost,
+            self.p_cost,
+            Some(FILE_KEY_LEN),
+        )
+        .map_err(|e| ArchiveError::BadKdf(format!("Argon2id: {e}")))?;
         let mut kek = Zeroizing::new([0u8; FILE_KEY_LEN]);
         argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
             .hash_password_into(passphrase.expose_secret().as_bytes(), salt, kek.as_mut())
@@ -219,14 +242,22 @@ impl Default for KdfParams {
 /// Who can open an archive being written.
 #[derive(Debug)]
 pub enum Recipient {
-    Passphrase { passphrase: SecretString, kdf: KdfParams },
-    OpenPgp { public_key_armored: String },
+    Passphrase {
+        passphrase: SecretString,
+        kdf: KdfParams,
+    },
+    OpenPgp {
+        public_key_armored: String,
+    },
 }
 
 impl Recipient {
     /// A passphrase with the default Argon2id costs.
     pub fn passphrase(passphrase: SecretString) -> Recipient {
-        Recipient::Passphrase { passphrase, kdf: KdfParams::DEFAULT }
+        Recipient::Passphrase {
+            passphrase,
+            kdf: KdfParams::DEFAULT,
+        }
     }
 }
 
@@ -234,7 +265,10 @@ impl Recipient {
 pub enum Unlock {
     Passphrase(SecretString),
     /// The recipient's armored secret key and the passphrase that unlocks it.
-    OpenPgp { secret_key_armored: String, passphrase: SecretString },
+    OpenPgp {
+        secret_key_armored: String,
+        passphrase: SecretString,
+    },
 }
 
 impl std::fmt::Debug for Unlock {
@@ -269,15 +303,19 @@ impl FileKey {
 
     /// A key kept by [`FileKey::to_bytes`]; refused unless 32 bytes long.
     pub fn from_bytes(bytes: &[u8]) -> Result<FileKey, ArchiveError> {
-        let bytes: [u8; FILE_KEY_LEN] = bytes
-            .try_into()
-            .map_err(|_| ArchiveError::Crypto(format!("a file key is {FILE_KEY_LEN} bytes, not {}", bytes.len())))?;
+        let bytes: [u8; FILE_KEY_LEN] = bytes.try_into().map_err(|_| {
+            ArchiveError::Crypto(format!(
+                "a file key is {FILE_KEY_LEN} bytes, not {}",
+                bytes.len()
+            ))
+        })?;
         Ok(FileKey(SecretBox::new(Box::new(bytes))))
     }
 
     /// The key carried in a header, where a wrong length is a bad header.
     fn from_header(bytes: &[u8]) -> Result<FileKey, ArchiveError> {
-        FileKey::from_bytes(bytes).map_err(|_| ArchiveError::BadHeader(format!("the file key is {} bytes", bytes.len())))
+        FileKey::from_bytes(bytes)
+            .map_err(|_| ArchiveError::BadHeader(format!("the file key is {} bytes", bytes.len())))
     }
 
     fn aead(&self) -> Result<LessSafeKey, ArchiveError> {
@@ -310,8 +348,16 @@ struct Header {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "protection", rename_all = "lowercase")]
 enum KeyProtection {
-    Argon2id { m_cost_kib: u32, t_cost: u32, p_cost: u32, salt: String, wrapped_key: String },
-    OpenPgp { message: String },
+    Argon2id {
+        m_cost_kib: u32,
+        t_cost: u32,
+        p_cost: u32,
+        salt: String,
+        wrapped_key: String,
+    },
+    OpenPgp {
+        message: String,
+    },
 }
 
 impl KeyProtection {
@@ -327,7 +373,11 @@ impl KeyProtection {
                 let mut body = Zeroizing::new(Vec::with_capacity(FILE_KEY_LEN + TAG_LEN));
                 body.extend_from_slice(key.0.expose_secret());
                 kdf.derive_kek(passphrase, &salt)?
-                    .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(KEY_WRAP_AAD), &mut *body)
+                    .seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(KEY_WRAP_AAD),
+                        &mut *body,
+                    )
                     .map_err(|_| ArchiveError::Crypto("wrapping the file key failed".into()))?;
                 sealed.extend_from_slice(&body);
                 Ok(KeyProtection::Argon2id {
@@ -348,19 +398,36 @@ impl KeyProtection {
 
     fn open(&self, unlock: &Unlock) -> Result<FileKey, ArchiveError> {
         match (self, unlock) {
-            (KeyProtection::Argon2id { m_cost_kib, t_cost, p_cost, salt, wrapped_key }, Unlock::Passphrase(passphrase)) => {
-                let kdf = KdfParams::checked(*m_cost_kib, *t_cost, *p_cost).map_err(ArchiveError::BadHeader)?;
+            (
+                KeyProtection::Argon2id {
+                    m_cost_kib,
+                    t_cost,
+                    p_cost,
+                    salt,
+                    wrapped_key,
+                },
+                Unlock::Passphrase(passphrase),
+            ) => {
+                let kdf = KdfParams::checked(*m_cost_kib, *t_cost, *p_cost)
+                    .map_err(ArchiveError::BadHeader)?;
                 let salt = decode_base64("salt", salt)?;
                 if salt.len() != SALT_LEN {
-                    return Err(ArchiveError::BadHeader(format!("the salt is {} bytes, not {SALT_LEN}", salt.len())));
+                    return Err(ArchiveError::BadHeader(format!(
+                        "the salt is {} bytes, not {SALT_LEN}",
+                        salt.len()
+                    )));
                 }
                 let wrapped = decode_base64("wrapped_key", wrapped_key)?;
                 if wrapped.len() != NONCE_LEN + FILE_KEY_LEN + TAG_LEN {
-                    return Err(ArchiveError::BadHeader(format!("the wrapped key is {} bytes", wrapped.len())));
+                    return Err(ArchiveError::BadHeader(format!(
+                        "the wrapped key is {} bytes",
+                        wrapped.len()
+                    )));
                 }
                 let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
-                let nonce = Nonce::try_assume_unique_for_key(nonce)
-                    .map_err(|_| ArchiveError::BadHeader("the wrapped key's nonce is invalid".into()))?;
+                let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| {
+                    ArchiveError::BadHeader("the wrapped key's nonce is invalid".into())
+                })?;
                 let mut body = Zeroizing::new(sealed.to_vec());
                 let plain = kdf
                     .derive_kek(passphrase, &salt)?
@@ -368,20 +435,35 @@ impl KeyProtection {
                     .map_err(|_| ArchiveError::WrongPassphrase)?;
                 FileKey::from_header(plain)
             }
-            (KeyProtection::OpenPgp { message }, Unlock::OpenPgp { secret_key_armored, passphrase }) => {
-                let plain = crate::seal::decrypt_at_most(secret_key_armored, passphrase.expose_secret(), message, FILE_KEY_LEN)
-                    .map_err(|e| match e {
-                        VaultError::NotARecipient => ArchiveError::WrongKey,
-                        VaultError::WrongPassphrase => ArchiveError::WrongPassphrase,
-                        other => ArchiveError::Crypto(other.to_string()),
-                    })?;
+            (
+                KeyProtection::OpenPgp { message },
+                Unlock::OpenPgp {
+                    secret_key_armored,
+                    passphrase,
+                },
+            ) => {
+                let plain = crate::seal::decrypt_at_most(
+                    secret_key_armored,
+                    passphrase.expose_secret(),
+                    message,
+                    FILE_KEY_LEN,
+                )
+                .map_err(|e| match e {
+                    VaultError::NotARecipient => ArchiveError::WrongKey,
+                    VaultError::WrongPassphrase => ArchiveError::WrongPassphrase,
+                    other => ArchiveError::Crypto(other.to_string()),
+                })?;
                 FileKey::from_header(&Zeroizing::new(plain))
             }
             (KeyProtection::Argon2id { .. }, Unlock::OpenPgp { .. }) => {
-                Err(ArchiveError::WrongUnlock { needs: "a passphrase" })
+                Err(ArchiveError::WrongUnlock {
+                    needs: "a passphrase",
+                })
             }
             (KeyProtection::OpenPgp { .. }, Unlock::Passphrase(_)) => {
-                Err(ArchiveError::WrongUnlock { needs: "an OpenPGP secret key" })
+                Err(ArchiveError::WrongUnlock {
+                    needs: "an OpenPGP secret key",
+                })
             }
         }
     }
@@ -415,16 +497,24 @@ impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
 impl<W: Write> ArchiveWriter<W> {
     /// Starts an archive to `recipient` under a fresh file key, returned so
     /// the caller can keep it for [`ArchiveWriter::resume`].
-    pub fn create(mut out: W, recipient: &Recipient, label: &str) -> Result<(Self, FileKey), ArchiveError> {
+    pub fn create(
+        mut out: W,
+        recipient: &Recipient,
+        label: &str,
+    ) -> Result<(Self, FileKey), ArchiveError> {
         let file_key = FileKey::generate()?;
         let header = Header {
             created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
             label: label.to_owned(),
             key: KeyProtection::seal(recipient, &file_key)?,
         };
-        let json = serde_json::to_vec(&header).map_err(|e| ArchiveError::BadHeader(e.to_string()))?;
+        let json =
+            serde_json::to_vec(&header).map_err(|e| ArchiveError::BadHeader(e.to_string()))?;
         if json.len() > MAX_HEADER {
-            return Err(ArchiveError::BadHeader(format!("{} bytes, more than the {MAX_HEADER} allowed", json.len())));
+            return Err(ArchiveError::BadHeader(format!(
+                "{} bytes, more than the {MAX_HEADER} allowed",
+                json.len()
+            )));
         }
         let mut bytes = Vec::with_capacity(MAGIC.len() + 5 + json.len());
         bytes.extend_from_slice(MAGIC);
@@ -452,10 +542,15 @@ impl<W: Write> ArchiveWriter<W> {
     /// (see the module doc): a generation must serve one run only.
     pub fn resume(out: W, key: &FileKey, at: &Checkpoint) -> Result<Self, ArchiveError> {
         let number = at.generation.checked_add(1).ok_or_else(|| {
-            ArchiveError::Crypto(format!("the archive has been resumed {} times, the most it can be", u32::MAX))
+            ArchiveError::Crypto(format!(
+                "the archive has been resumed {} times, the most it can be",
+                u32::MAX
+            ))
         })?;
         if at.frames_written >= MAX_FRAMES {
-            return Err(ArchiveError::Crypto(format!("the archive already holds the most frames it can ({MAX_FRAMES})")));
+            return Err(ArchiveError::Crypto(format!(
+                "the archive already holds the most frames it can ({MAX_FRAMES})"
+            )));
         }
         Ok(ArchiveWriter {
             out,
@@ -464,7 +559,11 @@ impl<W: Write> ArchiveWriter<W> {
             frame: Vec::with_capacity(FRAME_SIZE + TAG_LEN),
             frames_written: at.frames_written,
             bytes_written: at.bytes_written,
-            generation: Generation { number, start: at.frames_written, previous: at.generation },
+            generation: Generation {
+                number,
+                start: at.frames_written,
+                previous: at.generation,
+            },
             failed: false,
         })
     }
@@ -518,7 +617,11 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     fn usable(&self) -> Result<(), ArchiveError> {
-        if self.failed { Err(ArchiveError::WriterFailed) } else { Ok(()) }
+        if self.failed {
+            Err(ArchiveError::WriterFailed)
+        } else {
+            Ok(())
+        }
     }
 
     fn push(&mut self, mut bytes: &[u8]) -> Result<(), ArchiveError> {
@@ -539,11 +642,17 @@ impl<W: Write> ArchiveWriter<W> {
         // nonce may be spent, and must not seal other bytes.
         self.failed = true;
         if self.frames_written >= MAX_FRAMES {
-            return Err(ArchiveError::Crypto(format!("the archive holds the most frames it can ({MAX_FRAMES})")));
+            return Err(ArchiveError::Crypto(format!(
+                "the archive holds the most frames it can ({MAX_FRAMES})"
+            )));
         }
         let nonce = self.generation.nonce(self.frames_written, last);
         self.key
-            .seal_in_place_append_tag(nonce, Aad::from(self.generation.aad(&self.header_digest)), &mut self.frame)
+            .seal_in_place_append_tag(
+                nonce,
+                Aad::from(self.generation.aad(&self.header_digest)),
+                &mut self.frame,
+            )
             .map_err(|_| ArchiveError::Crypto("sealing a frame failed".into()))?;
         let len = self.frame.len() as u32;
         let mut framing = [0u8; FRAME_HEADER_LEN];
@@ -614,13 +723,16 @@ impl<R: Read> ArchiveReader<R> {
         }
         let json_len = u32::from_be_bytes(len) as usize;
         if json_len > MAX_HEADER {
-            return Err(ArchiveError::BadHeader(format!("{json_len} bytes, more than the {MAX_HEADER} allowed")));
+            return Err(ArchiveError::BadHeader(format!(
+                "{json_len} bytes, more than the {MAX_HEADER} allowed"
+            )));
         }
         let mut json = vec![0u8; json_len];
         if !read_full(&mut input, &mut json)? {
             return Err(ArchiveError::Truncated);
         }
-        let header: Header = serde_json::from_slice(&json).map_err(|e| ArchiveError::BadHeader(e.to_string()))?;
+        let header: Header =
+            serde_json::from_slice(&json).map_err(|e| ArchiveError::BadHeader(e.to_string()))?;
         let created_at = DateTime::parse_from_rfc3339(&header.created_at)
             .map_err(|e| ArchiveError::BadHeader(format!("created_at: {e}")))?
             .with_timezone(&Utc);
@@ -667,18 +779,27 @@ impl<R: Read> ArchiveReader<R> {
         match self.fill(&mut head)? {
             0 => return Ok(None),
             RECORD_HEADER_LEN => {}
-            _ => return Err(ArchiveError::BadRecord("the last record's header is cut short".into())),
+            _ => {
+                return Err(ArchiveError::BadRecord(
+                    "the last record's header is cut short".into(),
+                ));
+            }
         }
         let mut size = [0u8; 8];
         size.copy_from_slice(&head[1..]);
         let size = u64::from_be_bytes(size);
-        let too_large = ArchiveError::RecordTooLarge { size, max: self.max_record };
+        let too_large = ArchiveError::RecordTooLarge {
+            size,
+            max: self.max_record,
+        };
         if size > self.max_record {
             return Err(too_large);
         }
         let mut bytes = vec![0u8; usize::try_from(size).map_err(|_| too_large)?];
         if self.fill(&mut bytes)? != bytes.len() {
-            return Err(ArchiveError::BadRecord("the last record is cut short".into()));
+            return Err(ArchiveError::BadRecord(
+                "the last record is cut short".into(),
+            ));
         }
         Ok(Some((head[0], bytes)))
     }
@@ -725,7 +846,11 @@ impl<R: Read> ArchiveReader<R> {
             std::cmp::Ordering::Less => return Err(ArchiveError::Tampered { frame }),
             std::cmp::Ordering::Equal => self.generation,
             // A run resumed here, from the run of the frame before.
-            std::cmp::Ordering::Greater => Generation { number, start: frame, previous: self.generation.number },
+            std::cmp::Ordering::Greater => Generation {
+                number,
+                start: frame,
+                previous: self.generation.number,
+            },
         };
         let aad = generation.aad(&self.header_digest);
         self.sealed.resize(len, 0);
@@ -738,7 +863,13 @@ impl<R: Read> ArchiveReader<R> {
         // intact, so a failed first guess costs one more tag check.
         let mut opens = |last| {
             self.key
-                .open_separate_gather(generation.nonce(frame, last), Aad::from(aad), ciphertext, tag, &mut self.plain)
+                .open_separate_gather(
+                    generation.nonce(frame, last),
+                    Aad::from(aad),
+                    ciphertext,
+                    tag,
+                    &mut self.plain,
+                )
                 .is_ok()
         };
         let last = if opens(false) {
@@ -772,7 +903,11 @@ struct Generation {
 }
 
 impl Generation {
-    const FIRST: Generation = Generation { number: 0, start: 0, previous: 0 };
+    const FIRST: Generation = Generation {
+        number: 0,
+        start: 0,
+        previous: 0,
+    };
 
     /// `number` (4 bytes) ‖ `counter` (7 bytes, below [`MAX_FRAMES`]) ‖ last flag.
     fn nonce(&self, counter: u64, last: bool) -> Nonce {
@@ -795,12 +930,15 @@ impl Generation {
 }
 
 fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, ArchiveError> {
-    let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| ArchiveError::Crypto("bad AES-256 key".into()))?;
+    let key = UnboundKey::new(&AES_256_GCM, bytes)
+        .map_err(|_| ArchiveError::Crypto("bad AES-256 key".into()))?;
     Ok(LessSafeKey::new(key))
 }
 
 fn fill_random(bytes: &mut [u8]) -> Result<(), ArchiveError> {
-    SystemRandom::new().fill(bytes).map_err(|_| ArchiveError::Crypto("no randomness".into()))
+    SystemRandom::new()
+        .fill(bytes)
+        .map_err(|_| ArchiveError::Crypto("no randomness".into()))
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -814,7 +952,9 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 fn decode_base64(field: &str, text: &str) -> Result<Vec<u8>, ArchiveError> {
-    BASE64.decode(text).map_err(|e| ArchiveError::BadHeader(format!("{field}: {e}")))
+    BASE64
+        .decode(text)
+        .map_err(|e| ArchiveError::BadHeader(format!("{field}: {e}")))
 }
 
 /// Reads exactly `buf.len()` bytes; `false` if the input ends first.
@@ -848,7 +988,10 @@ mod tests {
     const LABEL: &str = "tenant-export";
 
     fn quick(passphrase: &str) -> Recipient {
-        Recipient::Passphrase { passphrase: passphrase.into(), kdf: KdfParams::new(64, 1, 1).unwrap() }
+        Recipient::Passphrase {
+            passphrase: passphrase.into(),
+            kdf: KdfParams::new(64, 1, 1).unwrap(),
+        }
     }
 
     fn passphrase(passphrase: &str) -> Unlock {
@@ -863,7 +1006,11 @@ mod tests {
         writer.finish().unwrap()
     }
 
-    fn read_all(archive: &[u8], unlock: &Unlock, max_record: u64) -> Result<Vec<(u8, Vec<u8>)>, ArchiveError> {
+    fn read_all(
+        archive: &[u8],
+        unlock: &Unlock,
+        max_record: u64,
+    ) -> Result<Vec<(u8, Vec<u8>)>, ArchiveError> {
         let mut reader = ArchiveReader::open(archive, unlock, max_record)?;
         let mut records = Vec::new();
         while let Some(record) = reader.next_record()? {
@@ -887,7 +1034,10 @@ mod tests {
 
     /// Each frame's generation, from its clear framing.
     fn generations(archive: &[u8]) -> Vec<u32> {
-        frames(archive).iter().map(|f| u32::from_be_bytes(archive[f.start + 4..f.start + 8].try_into().unwrap())).collect()
+        frames(archive)
+            .iter()
+            .map(|f| u32::from_be_bytes(archive[f.start + 4..f.start + 8].try_into().unwrap()))
+            .collect()
     }
 
     /// `prefix` with `parts` of `from` appended, each a range of frames.
@@ -912,21 +1062,32 @@ mod tests {
         }
         let checkpoint = writer.checkpoint().unwrap();
         assert_eq!((checkpoint.frames_written, checkpoint.generation), (3, 0));
-        writer.write_record(2, &pattern(2 * FRAME_SIZE + 10, 99)).unwrap();
+        writer
+            .write_record(2, &pattern(2 * FRAME_SIZE + 10, 99))
+            .unwrap();
         let interrupted = writer.get_mut().clone();
         assert_eq!(frames(&interrupted).len(), 5);
 
         let prefix = interrupted[..checkpoint.bytes_written as usize].to_vec();
         let mut writer = ArchiveWriter::resume(prefix, &key, &checkpoint).unwrap();
         let again = writer.checkpoint().unwrap();
-        assert_eq!((again.frames_written, again.generation), (4, 1), "an empty frame under the new generation");
+        assert_eq!(
+            (again.frames_written, again.generation),
+            (4, 1),
+            "an empty frame under the new generation"
+        );
         let after = vec![(3, pattern(FRAME_SIZE, 3)), (5, b"done".to_vec())];
         for (kind, bytes) in &after {
             writer.write_record(*kind, bytes).unwrap();
         }
         let archive = writer.finish().unwrap();
         assert_eq!(generations(&archive), [0, 0, 0, 1, 1, 1]);
-        (archive, interrupted, checkpoint, before.into_iter().chain(after).collect())
+        (
+            archive,
+            interrupted,
+            checkpoint,
+            before.into_iter().chain(after).collect(),
+        )
     }
 
     /// Bytes that do not repeat with a period that divides a frame.
@@ -944,7 +1105,11 @@ mod tests {
 
     #[test]
     fn records_round_trip_across_frames() {
-        let mut records = vec![(0u8, Vec::new()), (9, pattern(FRAME_SIZE * 5 / 2, 1)), (3, Vec::new())];
+        let mut records = vec![
+            (0u8, Vec::new()),
+            (9, pattern(FRAME_SIZE * 5 / 2, 1)),
+            (3, Vec::new()),
+        ];
         for i in 0..2000u32 {
             records.push(((i % 7) as u8, pattern(i as usize % 1500, i as u8)));
         }
@@ -952,28 +1117,48 @@ mod tests {
         let archive = write(&quick("correct horse"), &records);
 
         assert!(frames(&archive).len() >= 4, "the big record spans frames");
-        assert!(!archive.windows(12).any(|w| w == b"the last one"), "records are encrypted");
+        assert!(
+            !archive.windows(12).any(|w| w == b"the last one"),
+            "records are encrypted"
+        );
         let text = String::from_utf8_lossy(&archive[..200]);
-        assert!(text.starts_with("CALIOP-ARCHIVE\n\u{1}") && text.contains("\"protection\":\"argon2id\""), "{text}");
+        assert!(
+            text.starts_with("CALIOP-ARCHIVE\n\u{1}")
+                && text.contains("\"protection\":\"argon2id\""),
+            "{text}"
+        );
 
-        let reader = ArchiveReader::open(archive.as_slice(), &passphrase("correct horse"), 1 << 28).unwrap();
+        let reader =
+            ArchiveReader::open(archive.as_slice(), &passphrase("correct horse"), 1 << 28).unwrap();
         assert_eq!(reader.label(), LABEL);
         let age = Utc::now() - reader.created_at();
-        assert!(age.num_seconds().abs() < 60, "created just now, not {}", reader.created_at());
-        assert_eq!(read_all(&archive, &passphrase("correct horse"), 1 << 28).unwrap(), records);
+        assert!(
+            age.num_seconds().abs() < 60,
+            "created just now, not {}",
+            reader.created_at()
+        );
+        assert_eq!(
+            read_all(&archive, &passphrase("correct horse"), 1 << 28).unwrap(),
+            records
+        );
     }
 
     #[test]
     fn an_empty_archive_has_no_records() {
         let archive = write(&quick("pass"), &[]);
         assert_eq!(frames(&archive).len(), 1);
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1024).unwrap(), vec![]);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1024).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
     fn an_interrupted_export_resumes_from_its_checkpoint() {
         let path = std::env::temp_dir().join(format!("caliop-archive-{}", uuid::Uuid::now_v7()));
-        let before: Vec<(u8, Vec<u8>)> = (0..50u8).map(|i| (1, pattern(30_000 + i as usize, i))).collect();
+        let before: Vec<(u8, Vec<u8>)> = (0..50u8)
+            .map(|i| (1, pattern(30_000 + i as usize, i)))
+            .collect();
         let (key, checkpoint) = {
             let file = std::fs::File::create(&path).unwrap();
             let (mut writer, key) = ArchiveWriter::create(file, &quick("pass"), LABEL).unwrap();
@@ -983,22 +1168,42 @@ mod tests {
             let checkpoint = writer.checkpoint().unwrap();
             writer.get_mut().sync_data().unwrap();
             assert_eq!(checkpoint.header_digest, writer.header_digest());
-            assert_eq!(checkpoint.bytes_written, writer.get_mut().metadata().unwrap().len());
+            assert_eq!(
+                checkpoint.bytes_written,
+                writer.get_mut().metadata().unwrap().len()
+            );
             // Work the interruption loses: some of it reaches the file.
-            writer.write_record(2, &pattern(2 * FRAME_SIZE + 10, 99)).unwrap();
+            writer
+                .write_record(2, &pattern(2 * FRAME_SIZE + 10, 99))
+                .unwrap();
             (key.to_bytes(), checkpoint)
         };
         assert!(std::fs::metadata(&path).unwrap().len() > checkpoint.bytes_written);
-        assert!(FileKey::from_bytes(&key[..31]).is_err(), "a kept key must be whole");
+        assert!(
+            FileKey::from_bytes(&key[..31]).is_err(),
+            "a kept key must be whole"
+        );
         let interrupted = std::fs::read(&path).unwrap();
-        assert!(matches!(read_all(&interrupted, &passphrase("pass"), 1 << 24), Err(ArchiveError::Truncated)));
+        assert!(matches!(
+            read_all(&interrupted, &passphrase("pass"), 1 << 24),
+            Err(ArchiveError::Truncated)
+        ));
 
-        let after: Vec<(u8, Vec<u8>)> = vec![(3, pattern(FRAME_SIZE + 5, 3)), (4, Vec::new()), (5, b"done".to_vec())];
+        let after: Vec<(u8, Vec<u8>)> = vec![
+            (3, pattern(FRAME_SIZE + 5, 3)),
+            (4, Vec::new()),
+            (5, b"done".to_vec()),
+        ];
         {
             let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             file.set_len(checkpoint.bytes_written).unwrap();
             file.seek(SeekFrom::End(0)).unwrap();
-            let mut writer = ArchiveWriter::resume(file, &FileKey::from_bytes(key.as_slice()).unwrap(), &checkpoint).unwrap();
+            let mut writer = ArchiveWriter::resume(
+                file,
+                &FileKey::from_bytes(key.as_slice()).unwrap(),
+                &checkpoint,
+            )
+            .unwrap();
             for (kind, bytes) in &after {
                 writer.write_record(*kind, bytes).unwrap();
             }
@@ -1007,23 +1212,36 @@ mod tests {
         let archive = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         let expected: Vec<_> = before.into_iter().chain(after).collect();
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(), expected);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(),
+            expected
+        );
 
         // The resumed run sealed under a generation of its own, the cut-off tail's frames not.
         let (old, new) = (generations(&interrupted), generations(&archive));
         let kept = checkpoint.frames_written as usize;
         assert_eq!(checkpoint.generation, 0);
         assert!(old.len() > kept && new.len() > kept, "{old:?} {new:?}");
-        assert_eq!(new[..kept], old[..kept], "the frames before the checkpoint stay");
+        assert_eq!(
+            new[..kept],
+            old[..kept],
+            "the frames before the checkpoint stay"
+        );
         assert!(old.iter().all(|&g| g == 0), "{old:?}");
         assert!(new[kept..].iter().all(|&g| g == 1), "{new:?}");
-        assert_eq!(archive[..checkpoint.bytes_written as usize], interrupted[..checkpoint.bytes_written as usize]);
+        assert_eq!(
+            archive[..checkpoint.bytes_written as usize],
+            interrupted[..checkpoint.bytes_written as usize]
+        );
     }
 
     #[test]
     fn every_resume_seals_under_a_new_generation() {
         let (archive, _, _, records) = resumed_once();
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(), records);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(),
+            records
+        );
 
         let (mut writer, key) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
         let mut expected = vec![(0, pattern(FRAME_SIZE + 1, 0))];
@@ -1034,16 +1252,31 @@ mod tests {
             let mut writer = ArchiveWriter::resume(file, &key, &checkpoint).unwrap();
             assert_eq!(writer.checkpoint().unwrap().generation, u32::from(run));
             expected.push((run, pattern(FRAME_SIZE / 2, run)));
-            writer.write_record(run, &expected.last().unwrap().1).unwrap();
+            writer
+                .write_record(run, &expected.last().unwrap().1)
+                .unwrap();
             checkpoint = writer.checkpoint().unwrap();
-            file = if run < 3 { writer.get_mut().clone() } else { writer.finish().unwrap() };
+            file = if run < 3 {
+                writer.get_mut().clone()
+            } else {
+                writer.finish().unwrap()
+            };
         }
         assert_eq!(generations(&file), [0, 0, 1, 1, 2, 2, 3, 3, 3]);
-        assert_eq!(read_all(&file, &passphrase("pass"), 1 << 24).unwrap(), expected);
+        assert_eq!(
+            read_all(&file, &passphrase("pass"), 1 << 24).unwrap(),
+            expected
+        );
 
-        let exhausted = Checkpoint { generation: u32::MAX, ..checkpoint };
+        let exhausted = Checkpoint {
+            generation: u32::MAX,
+            ..checkpoint
+        };
         let err = ArchiveWriter::resume(Vec::new(), &key, &exhausted).unwrap_err();
-        assert!(matches!(err, ArchiveError::Crypto(_)), "no generation after the last: {err:?}");
+        assert!(
+            matches!(err, ArchiveError::Crypto(_)),
+            "no generation after the last: {err:?}"
+        );
     }
 
     #[test]
@@ -1059,7 +1292,10 @@ mod tests {
         writer.write_record(2, b"two").unwrap();
         let archive = writer.finish().unwrap();
         assert_eq!(generations(&archive), [0, 1, 2]);
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1024).unwrap(), vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1024).unwrap(),
+            vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+        );
     }
 
     #[test]
@@ -1081,7 +1317,10 @@ mod tests {
         let mut writer = ArchiveWriter::resume(file, &key, &checkpoint).unwrap();
         writer.write_record(2, b"two").unwrap();
         let archive = writer.finish().unwrap();
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1024).unwrap(), vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1024).unwrap(),
+            vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+        );
     }
 
     #[test]
@@ -1089,17 +1328,26 @@ mod tests {
         let (archive, interrupted, checkpoint, _) = resumed_once();
         let prefix = &archive[..checkpoint.bytes_written as usize];
         // The tail's frame 4 (generation 0) in place of the resumed run's frame 4, after its frame 3.
-        let forged = spliced(prefix, &[(&archive, 3..4), (&interrupted, 4..5), (&archive, 5..6)]);
+        let forged = spliced(
+            prefix,
+            &[(&archive, 3..4), (&interrupted, 4..5), (&archive, 5..6)],
+        );
         assert_eq!(generations(&forged), [0, 0, 0, 1, 0, 1]);
         let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 4 }), "{err:?}");
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 4 }),
+            "{err:?}"
+        );
 
         // The whole tail in place of the resumed run's first frames: the
         // generations do not go back, but the resumed run did not start at frame 5.
         let forged = spliced(prefix, &[(&interrupted, 3..5), (&archive, 5..6)]);
         assert_eq!(generations(&forged), [0, 0, 0, 0, 0, 1]);
         let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 5 }), "{err:?}");
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 5 }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1114,9 +1362,13 @@ mod tests {
         let first = writer.checkpoint().unwrap();
         writer.write_record(9, &pattern(3 * FRAME_SIZE, 9)).unwrap();
         let run0 = writer.get_mut().clone();
-        let mut writer = ArchiveWriter::resume(run0[..first.bytes_written as usize].to_vec(), &key, &first).unwrap();
+        let mut writer =
+            ArchiveWriter::resume(run0[..first.bytes_written as usize].to_vec(), &key, &first)
+                .unwrap();
         writer.checkpoint().unwrap();
-        writer.write_record(1, &pattern(FRAME_SIZE - 100, 1)).unwrap();
+        writer
+            .write_record(1, &pattern(FRAME_SIZE - 100, 1))
+            .unwrap();
         let second = writer.checkpoint().unwrap();
         assert_eq!(second.frames_written, 3);
         let mut writer = ArchiveWriter::resume(writer.get_mut().clone(), &key, &second).unwrap();
@@ -1125,12 +1377,20 @@ mod tests {
         let archive = writer.finish().unwrap();
         assert_eq!(generations(&archive), [0, 1, 1, 2, 2]);
         assert_eq!(generations(&run0), [0, 0, 0, 0]);
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap().len(), 3);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1 << 24)
+                .unwrap()
+                .len(),
+            3
+        );
 
         let prefix = &archive[..first.bytes_written as usize];
         let forged = spliced(prefix, &[(&run0, 1..3), (&archive, 3..5)]);
         let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 3 }), "{err:?}");
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 3 }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1141,17 +1401,26 @@ mod tests {
             let mut forged = archive.clone();
             forged[at..at + 4].copy_from_slice(&forged_generation.to_be_bytes());
             let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
-            assert!(matches!(err, ArchiveError::Tampered { frame: 2 }), "{forged_generation}: {err:?}");
+            assert!(
+                matches!(err, ArchiveError::Tampered { frame: 2 }),
+                "{forged_generation}: {err:?}"
+            );
         }
 
         let (archive, _, _, records) = resumed_once();
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(), records);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1 << 24).unwrap(),
+            records
+        );
         for (frame, forged_generation) in [(3, 0u32), (3, 2), (4, 0), (4, 2), (5, 0), (0, 1)] {
             let at = frames(&archive)[frame].start + 4;
             let mut forged = archive.clone();
             forged[at..at + 4].copy_from_slice(&forged_generation.to_be_bytes());
             let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
-            assert!(matches!(err, ArchiveError::Tampered { frame: f } if f == frame as u64), "{frame} {forged_generation}: {err:?}");
+            assert!(
+                matches!(err, ArchiveError::Tampered { frame: f } if f == frame as u64),
+                "{frame} {forged_generation}: {err:?}"
+            );
         }
     }
 
@@ -1160,8 +1429,12 @@ mod tests {
         let (_, _, checkpoint, _) = resumed_once();
         let json = serde_json::to_value(checkpoint).unwrap();
         assert_eq!(json["generation"], 0);
-        let again = Checkpoint { generation: 7, ..checkpoint };
-        let back: Checkpoint = serde_json::from_value(serde_json::to_value(again).unwrap()).unwrap();
+        let again = Checkpoint {
+            generation: 7,
+            ..checkpoint
+        };
+        let back: Checkpoint =
+            serde_json::from_value(serde_json::to_value(again).unwrap()).unwrap();
         assert_eq!(back, again);
     }
 
@@ -1170,39 +1443,73 @@ mod tests {
         let archive = write(&quick("right"), &[(1, b"x".to_vec())]);
         let err = read_all(&archive, &passphrase("wrong"), 1024).unwrap_err();
         assert!(matches!(err, ArchiveError::WrongPassphrase), "{err:?}");
-        assert_eq!(err.to_string(), "wrong passphrase: the archive's key does not open with it");
+        assert_eq!(
+            err.to_string(),
+            "wrong passphrase: the archive's key does not open with it"
+        );
         let err = read_all(
             &archive,
-            &Unlock::OpenPgp { secret_key_armored: String::new(), passphrase: "right".into() },
+            &Unlock::OpenPgp {
+                secret_key_armored: String::new(),
+                passphrase: "right".into(),
+            },
             1024,
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "this archive opens with a passphrase, which was not given");
+        assert_eq!(
+            err.to_string(),
+            "this archive opens with a passphrase, which was not given"
+        );
     }
 
     #[test]
     fn archives_to_an_openpgp_key_open_only_with_it() {
         let bob = AccountKey::generate("Bob <bob@example.com>", "bob's passphrase").unwrap();
         assert_eq!(bob.fingerprint.len(), 40);
-        assert!(bob.public_armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
-        assert!(bob.secret_armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+        assert!(
+            bob.public_armored
+                .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        );
+        assert!(
+            bob.secret_armored
+                .starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----")
+        );
         let eve = AccountKey::generate("Eve <eve@example.com>", "eve's passphrase").unwrap();
         let records = vec![(1, pattern(FRAME_SIZE + 1, 5)), (2, b"mailbox".to_vec())];
-        let archive = write(&Recipient::OpenPgp { public_key_armored: bob.public_armored.clone() }, &records);
+        let archive = write(
+            &Recipient::OpenPgp {
+                public_key_armored: bob.public_armored.clone(),
+            },
+            &records,
+        );
         let header = String::from_utf8_lossy(&archive[..2000]);
-        assert!(header.contains("\"protection\":\"openpgp\"") && header.contains("-----BEGIN PGP MESSAGE-----"));
+        assert!(
+            header.contains("\"protection\":\"openpgp\"")
+                && header.contains("-----BEGIN PGP MESSAGE-----")
+        );
 
         let unlock = |key: &AccountKey, passphrase: &str| Unlock::OpenPgp {
             secret_key_armored: key.secret_armored.clone(),
             passphrase: passphrase.into(),
         };
-        assert_eq!(read_all(&archive, &unlock(&bob, "bob's passphrase"), 1 << 24).unwrap(), records);
+        assert_eq!(
+            read_all(&archive, &unlock(&bob, "bob's passphrase"), 1 << 24).unwrap(),
+            records
+        );
         let err = read_all(&archive, &unlock(&eve, "eve's passphrase"), 1 << 24).unwrap_err();
         assert!(matches!(err, ArchiveError::WrongKey), "{err:?}");
         let err = read_all(&archive, &unlock(&bob, "eve's passphrase"), 1 << 24).unwrap_err();
         assert!(matches!(err, ArchiveError::WrongPassphrase), "{err:?}");
         let err = read_all(&archive, &passphrase("bob's passphrase"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::WrongUnlock { needs: "an OpenPGP secret key" }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ArchiveError::WrongUnlock {
+                    needs: "an OpenPGP secret key"
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1211,18 +1518,31 @@ mod tests {
         let mut flipped = archive.clone();
         flipped[frames(&archive)[2].start + 100] ^= 0x01;
         let err = read_all(&flipped, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 2 }), "{err:?}");
-        assert_eq!(err.to_string(), "the archive was modified after it was written (frame 2 does not authenticate)");
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 2 }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the archive was modified after it was written (frame 2 does not authenticate)"
+        );
     }
 
     #[test]
     fn the_header_is_authenticated() {
         let archive = write(&quick("pass"), &[(1, b"x".to_vec())]);
-        let at = archive.windows(LABEL.len()).position(|w| w == LABEL.as_bytes()).unwrap();
+        let at = archive
+            .windows(LABEL.len())
+            .position(|w| w == LABEL.as_bytes())
+            .unwrap();
         let mut relabelled = archive.clone();
         relabelled[at] = b'T';
-        let err = ArchiveReader::open(relabelled.as_slice(), &passphrase("pass"), 1024).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 0 }), "{err:?}");
+        let err =
+            ArchiveReader::open(relabelled.as_slice(), &passphrase("pass"), 1024).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 0 }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1231,10 +1551,21 @@ mod tests {
         let spans = frames(&archive);
         let err = read_all(&archive[..spans[3].start], &passphrase("pass"), 1 << 24).unwrap_err();
         assert!(matches!(err, ArchiveError::Truncated), "{err:?}");
-        let err = read_all(&archive[..spans[1].start + 1000], &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Truncated), "cut inside a frame: {err:?}");
+        let err = read_all(
+            &archive[..spans[1].start + 1000],
+            &passphrase("pass"),
+            1 << 24,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::Truncated),
+            "cut inside a frame: {err:?}"
+        );
         let err = read_all(&archive[..30], &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Truncated), "cut inside the header: {err:?}");
+        assert!(
+            matches!(err, ArchiveError::Truncated),
+            "cut inside the header: {err:?}"
+        );
     }
 
     #[test]
@@ -1247,7 +1578,10 @@ mod tests {
         }
         assert_eq!(swapped.len(), archive.len());
         let err = read_all(&swapped, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 1 }), "{err:?}");
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 1 }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1260,15 +1594,30 @@ mod tests {
         let whole = doubled.clone();
         doubled.extend_from_slice(&whole[frames(&whole)[0].clone()]);
         let err = read_all(&doubled, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::TrailingData), "a replayed frame: {err:?}");
+        assert!(
+            matches!(err, ArchiveError::TrailingData),
+            "a replayed frame: {err:?}"
+        );
     }
 
     #[test]
     fn records_over_the_limit_are_refused() {
         let archive = write(&quick("pass"), &[(1, vec![7; 1000])]);
-        assert_eq!(read_all(&archive, &passphrase("pass"), 1000).unwrap(), vec![(1, vec![7; 1000])]);
+        assert_eq!(
+            read_all(&archive, &passphrase("pass"), 1000).unwrap(),
+            vec![(1, vec![7; 1000])]
+        );
         let err = read_all(&archive, &passphrase("pass"), 999).unwrap_err();
-        assert!(matches!(err, ArchiveError::RecordTooLarge { size: 1000, max: 999 }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ArchiveError::RecordTooLarge {
+                    size: 1000,
+                    max: 999
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1276,9 +1625,16 @@ mod tests {
         let (archive, _) = four_frames();
         let mut flipped = archive.clone();
         flipped[frames(&archive)[1].start + 10] ^= 0x80;
-        let mut reader = ArchiveReader::open(flipped.as_slice(), &passphrase("pass"), 1 << 24).unwrap();
-        assert!(matches!(reader.next_record(), Err(ArchiveError::Tampered { frame: 1 })));
-        assert!(matches!(reader.next_record(), Err(ArchiveError::ReaderFailed)), "never None after an error");
+        let mut reader =
+            ArchiveReader::open(flipped.as_slice(), &passphrase("pass"), 1 << 24).unwrap();
+        assert!(matches!(
+            reader.next_record(),
+            Err(ArchiveError::Tampered { frame: 1 })
+        ));
+        assert!(
+            matches!(reader.next_record(), Err(ArchiveError::ReaderFailed)),
+            "never None after an error"
+        );
     }
 
     #[test]
@@ -1286,14 +1642,23 @@ mod tests {
         let archive = write(&quick("pass"), &[]);
         let err = read_all(b"From: someone\r\n\r\nhello", &passphrase("pass"), 1024).unwrap_err();
         assert!(matches!(err, ArchiveError::NotAnArchive), "{err:?}");
-        assert!(matches!(read_all(b"CALIOP", &passphrase("pass"), 1024), Err(ArchiveError::NotAnArchive)));
+        assert!(matches!(
+            read_all(b"CALIOP", &passphrase("pass"), 1024),
+            Err(ArchiveError::NotAnArchive)
+        ));
         let mut future = archive.clone();
         future[MAGIC.len()] = 2;
         let err = read_all(&future, &passphrase("pass"), 1024).unwrap_err();
-        assert!(matches!(err, ArchiveError::UnsupportedVersion(2)), "{err:?}");
+        assert!(
+            matches!(err, ArchiveError::UnsupportedVersion(2)),
+            "{err:?}"
+        );
         let mut huge = archive.clone();
         huge[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(read_all(&huge, &passphrase("pass"), 1024), Err(ArchiveError::BadHeader(_))));
+        assert!(matches!(
+            read_all(&huge, &passphrase("pass"), 1024),
+            Err(ArchiveError::BadHeader(_))
+        ));
     }
 
     #[test]
@@ -1308,7 +1673,10 @@ mod tests {
         forged.extend_from_slice(greedy.as_bytes());
         forged.extend_from_slice(&archive[20 + json_len..]);
         let err = read_all(&forged, &passphrase("pass"), 1024).unwrap_err();
-        assert!(matches!(&err, ArchiveError::BadHeader(m) if m.contains("over the limits")), "{err:?}");
+        assert!(
+            matches!(&err, ArchiveError::BadHeader(m) if m.contains("over the limits")),
+            "{err:?}"
+        );
         assert!(KdfParams::new(KdfParams::MAX_M_COST_KIB + 1, 1, 1).is_err());
         assert!(KdfParams::new(64, 0, 1).is_err(), "Argon2 needs a pass");
     }
@@ -1320,20 +1688,33 @@ mod tests {
         let mut forged = archive[..at].to_vec();
         forged.extend_from_slice(&((FRAME_SIZE + TAG_LEN + 1) as u32).to_be_bytes());
         let err = read_all(&forged, &passphrase("pass"), 1 << 24).unwrap_err();
-        assert!(matches!(err, ArchiveError::Tampered { frame: 1 }), "refused, not read as truncated: {err:?}");
+        assert!(
+            matches!(err, ArchiveError::Tampered { frame: 1 }),
+            "refused, not read as truncated: {err:?}"
+        );
     }
 
     #[test]
     fn memory_stays_at_one_frame() {
         let (mut writer, _) = ArchiveWriter::create(Vec::new(), &quick("pass"), LABEL).unwrap();
         for i in 0..40u8 {
-            writer.write_record(i, &pattern(FRAME_SIZE / 3 + i as usize, i)).unwrap();
-            assert!(writer.frame.capacity() <= FRAME_SIZE + TAG_LEN, "{}", writer.frame.capacity());
+            writer
+                .write_record(i, &pattern(FRAME_SIZE / 3 + i as usize, i))
+                .unwrap();
+            assert!(
+                writer.frame.capacity() <= FRAME_SIZE + TAG_LEN,
+                "{}",
+                writer.frame.capacity()
+            );
         }
         let archive = writer.finish().unwrap();
-        let mut reader = ArchiveReader::open(archive.as_slice(), &passphrase("pass"), 1 << 24).unwrap();
+        let mut reader =
+            ArchiveReader::open(archive.as_slice(), &passphrase("pass"), 1 << 24).unwrap();
         while reader.next_record().unwrap().is_some() {
-            assert!(reader.sealed.capacity() <= FRAME_SIZE + TAG_LEN && reader.plain.capacity() <= FRAME_SIZE + TAG_LEN);
+            assert!(
+                reader.sealed.capacity() <= FRAME_SIZE + TAG_LEN
+                    && reader.plain.capacity() <= FRAME_SIZE + TAG_LEN
+            );
         }
     }
 
@@ -1342,9 +1723,20 @@ mod tests {
         let recipient = quick("hunter2-passphrase");
         let (writer, key) = ArchiveWriter::create(Vec::new(), &recipient, LABEL).unwrap();
         let key_hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        let unlock = Unlock::OpenPgp { secret_key_armored: "SECRET KEY BLOCK".into(), passphrase: "hunter2-passphrase".into() };
-        let printed = format!("{recipient:?} {key:?} {writer:?} {unlock:?} {:?}", passphrase("hunter2-passphrase"));
-        assert!(!printed.contains("hunter2") && !printed.contains("SECRET KEY") && !printed.contains(&key_hex), "{printed}");
+        let unlock = Unlock::OpenPgp {
+            secret_key_armored: "SECRET KEY BLOCK".into(),
+            passphrase: "hunter2-passphrase".into(),
+        };
+        let printed = format!(
+            "{recipient:?} {key:?} {writer:?} {unlock:?} {:?}",
+            passphrase("hunter2-passphrase")
+        );
+        assert!(
+            !printed.contains("hunter2")
+                && !printed.contains("SECRET KEY")
+                && !printed.contains(&key_hex),
+            "{printed}"
+        );
         assert!(printed.contains("FileKey([REDACTED])"), "{printed}");
     }
 }

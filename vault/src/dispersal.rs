@@ -84,13 +84,19 @@ impl Params {
     /// one shard may be lost.
     pub fn new(k: u8, n: u8) -> Result<Params, VaultError> {
         if k < 2 {
-            return Err(error(format!("k = {k}: at least 2 shards must be needed to read an object")));
+            return Err(error(format!(
+                "k = {k}: at least 2 shards must be needed to read an object"
+            )));
         }
         if n <= k {
-            return Err(error(format!("{k}-of-{n}: n must exceed k, or losing one shard loses the object")));
+            return Err(error(format!(
+                "{k}-of-{n}: n must exceed k, or losing one shard loses the object"
+            )));
         }
         if n > MAX_SHARDS {
-            return Err(error(format!("n = {n}: at most {MAX_SHARDS} shards per object")));
+            return Err(error(format!(
+                "n = {n}: at most {MAX_SHARDS} shards per object"
+            )));
         }
         Ok(Params { k, n })
     }
@@ -126,17 +132,24 @@ pub struct Header {
 
 impl Header {
     pub fn parse(shard: &[u8]) -> Result<Header, VaultError> {
-        let h = shard.get(..HEADER_LEN).ok_or_else(|| error("shard shorter than its header"))?;
+        let h = shard
+            .get(..HEADER_LEN)
+            .ok_or_else(|| error("shard shorter than its header"))?;
         if &h[..8] != MAGIC {
             return Err(error("not a Caliop shard"));
         }
         if h[8] != VERSION {
-            return Err(error(format!("shard format version {} is not supported", h[8])));
+            return Err(error(format!(
+                "shard format version {} is not supported",
+                h[8]
+            )));
         }
         let params = Params::new(h[9], h[10])?;
         let index = h[11];
         if index >= params.n {
-            return Err(error(format!("shard index {index} out of range for {params}")));
+            return Err(error(format!(
+                "shard index {index} out of range for {params}"
+            )));
         }
         if h[40..48].iter().any(|&b| b != 0) {
             return Err(error("reserved header bytes are not zero"));
@@ -184,11 +197,25 @@ impl Header {
         let k = self.params.k;
         let s = u64::from(self.segment_size);
         let (full, rest) = (self.length / s, self.length % s);
-        let piece = |len: u64| usize::try_from(len).map(|len| piece_len(len.saturating_add(TAG_LEN), k)).unwrap_or(usize::MAX);
-        let full_pieces = usize::try_from(full).ok().and_then(|n| n.checked_mul(piece(s))).unwrap_or(usize::MAX);
+        let piece = |len: u64| {
+            usize::try_from(len)
+                .map(|len| piece_len(len.saturating_add(TAG_LEN), k))
+                .unwrap_or(usize::MAX)
+        };
+        let full_pieces = usize::try_from(full)
+            .ok()
+            .and_then(|n| n.checked_mul(piece(s)))
+            .unwrap_or(usize::MAX);
         // A last short segment, or the one empty segment of an empty object.
-        let last = if rest > 0 || self.length == 0 { piece(rest) } else { 0 };
-        HEADER_LEN.saturating_add(full_pieces).saturating_add(last).saturating_add(piece_len(KEY_LEN, k))
+        let last = if rest > 0 || self.length == 0 {
+            piece(rest)
+        } else {
+            0
+        };
+        HEADER_LEN
+            .saturating_add(full_pieces)
+            .saturating_add(last)
+            .saturating_add(piece_len(KEY_LEN, k))
     }
 
     fn aad(&self, segment: u64) -> Vec<u8> {
@@ -226,16 +253,26 @@ pub fn hash(shard: &[u8]) -> [u8; 32] {
 }
 
 /// Cuts `plaintext` into `params.n()` shards, shard `j` at position `j`.
-pub fn encode(object_id: [u8; 16], params: Params, plaintext: &[u8]) -> Result<Vec<Vec<u8>>, VaultError> {
+pub fn encode(
+    object_id: [u8; 16],
+    params: Params,
+    plaintext: &[u8],
+) -> Result<Vec<Vec<u8>>, VaultError> {
     encode_with_segments(object_id, params, SEGMENT_SIZE, plaintext)
 }
 
 /// [`encode`], with every shard's [`hash`] computed on the way (each piece
 /// is hashed while it is in cache, in the same pass that the all-or-nothing
 /// transform needs).
-pub fn encode_hashed(object_id: [u8; 16], params: Params, plaintext: &[u8]) -> Result<Vec<(Vec<u8>, [u8; 32])>, VaultError> {
+pub fn encode_hashed(
+    object_id: [u8; 16],
+    params: Params,
+    plaintext: &[u8],
+) -> Result<Vec<(Vec<u8>, [u8; 32])>, VaultError> {
     let mut key = [0u8; KEY_LEN];
-    SystemRandom::new().fill(&mut key).map_err(|_| error("no randomness"))?;
+    SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| error("no randomness"))?;
     let (shards, hashes) = encode_keyed(key, object_id, params, SEGMENT_SIZE, plaintext)?;
     Ok(shards.into_iter().zip(hashes).collect())
 }
@@ -248,7 +285,9 @@ pub fn encode_with_segments(
     plaintext: &[u8],
 ) -> Result<Vec<Vec<u8>>, VaultError> {
     let mut key = [0u8; KEY_LEN];
-    SystemRandom::new().fill(&mut key).map_err(|_| error("no randomness"))?;
+    SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| error("no randomness"))?;
     Ok(encode_keyed(key, object_id, params, segment_size, plaintext)?.0)
 }
 
@@ -269,7 +308,13 @@ fn encode_keyed(
         return Err(error("segment size 0"));
     }
     let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| error("bad key"))?);
-    let header = Header { params, index: 0, segment_size, object_id, length: plaintext.len() as u64 };
+    let header = Header {
+        params,
+        index: 0,
+        segment_size,
+        object_id,
+        length: plaintext.len() as u64,
+    };
     let shard_len = header.shard_len();
     let mut hashers: Vec<blake3::Hasher> = Vec::with_capacity(usize::from(params.n));
     let mut shards: Vec<Vec<u8>> = (0..params.n)
@@ -294,19 +339,30 @@ fn encode_keyed(
             block.clear();
             block.extend_from_slice(segment);
             let tag = aead
-                .seal_in_place_separate_tag(nonce(i as u64), Aad::from(header.aad(i as u64)), &mut *block)
+                .seal_in_place_separate_tag(
+                    nonce(i as u64),
+                    Aad::from(header.aad(i as u64)),
+                    &mut *block,
+                )
                 .map_err(|_| error("encryption failed"))?;
             block.extend_from_slice(tag.as_ref());
             coder.spread(&block, &mut shards, Some(&mut hashers[..]))?;
         }
         Ok(())
     })?;
-    let mut masked = aont(hashers[..usize::from(params.k)].iter().map(|h| *h.finalize().as_bytes()));
+    let mut masked = aont(
+        hashers[..usize::from(params.k)]
+            .iter()
+            .map(|h| *h.finalize().as_bytes()),
+    );
     masked.iter_mut().zip(key).for_each(|(m, k)| *m ^= k);
     key.fill(0);
     coder.spread(&masked, &mut shards, Some(&mut hashers[..]))?;
     debug_assert!(shards.iter().all(|s| s.len() == shard_len));
-    Ok((shards, hashers.iter().map(|h| *h.finalize().as_bytes()).collect()))
+    Ok((
+        shards,
+        hashers.iter().map(|h| *h.finalize().as_bytes()).collect(),
+    ))
 }
 
 /// `h` of the all-or-nothing transform, from the data shards' body hashes.
@@ -349,7 +405,11 @@ thread_local! {
 impl Coder {
     fn new(params: Params) -> Coder {
         let encoder = ENCODER.with(|cached| cached.borrow_mut().take());
-        Coder { params, encoder, padded: Vec::new() }
+        Coder {
+            params,
+            encoder,
+            padded: Vec::new(),
+        }
     }
 
     fn encoder(&mut self, piece: usize) -> Result<&mut ReedSolomonEncoder, VaultError> {
@@ -364,7 +424,12 @@ impl Coder {
 
     /// Appends piece `j` of `block` to shard `j`, parity included, and feeds
     /// each piece to its shard's hash while it is still in cache.
-    fn spread(&mut self, block: &[u8], shards: &mut [Vec<u8>], mut hashers: Option<&mut [blake3::Hasher]>) -> Result<(), VaultError> {
+    fn spread(
+        &mut self,
+        block: &[u8],
+        shards: &mut [Vec<u8>],
+        mut hashers: Option<&mut [blake3::Hasher]>,
+    ) -> Result<(), VaultError> {
         let k = usize::from(self.params.k);
         let piece = piece_len(block.len(), self.params.k);
         // Whole pieces are read from the block itself; only the tail is padded.
@@ -375,7 +440,9 @@ impl Coder {
         tail.resize(piece * (k - whole), 0);
         let rs = |e: reed_solomon_simd::Error| error(format!("Reed–Solomon: {e}"));
         let encoder = self.encoder(piece)?;
-        let pieces = block[..whole * piece].chunks_exact(piece).chain(tail.chunks_exact(piece));
+        let pieces = block[..whole * piece]
+            .chunks_exact(piece)
+            .chain(tail.chunks_exact(piece));
         for (j, data) in pieces.enumerate() {
             encoder.add_original_shard(data).map_err(rs)?;
             shards[j].extend_from_slice(data);
@@ -406,7 +473,10 @@ impl Drop for Coder {
 
 /// Checks that `shards` are at least `k` distinct shards of one object
 /// (`object_id` when given) and returns their header and the shards by index.
-fn gather<'a>(object_id: Option<[u8; 16]>, shards: &[&'a [u8]]) -> Result<(Header, Vec<Option<&'a [u8]>>), VaultError> {
+fn gather<'a>(
+    object_id: Option<[u8; 16]>,
+    shards: &[&'a [u8]],
+) -> Result<(Header, Vec<Option<&'a [u8]>>), VaultError> {
     let first = Header::parse(shards.first().ok_or_else(|| error("no shard"))?)?;
     if object_id.is_some_and(|id| id != first.object_id) {
         return Err(error("the shards belong to another object"));
@@ -418,13 +488,21 @@ fn gather<'a>(object_id: Option<[u8; 16]>, shards: &[&'a [u8]]) -> Result<(Heade
             return Err(error("the shards do not belong to the same object"));
         }
         if shard.len() != first.shard_len() {
-            return Err(error(format!("shard {} has {} bytes, {} expected", header.index, shard.len(), first.shard_len())));
+            return Err(error(format!(
+                "shard {} has {} bytes, {} expected",
+                header.index,
+                shard.len(),
+                first.shard_len()
+            )));
         }
         by_index[usize::from(header.index)] = Some(shard);
     }
     let present = by_index.iter().filter(|s| s.is_some()).count();
     if present < usize::from(first.params.k) {
-        return Err(error(format!("{present} distinct shards, {} needed", first.params.k)));
+        return Err(error(format!(
+            "{present} distinct shards, {} needed",
+            first.params.k
+        )));
     }
     Ok((first, by_index))
 }
@@ -442,7 +520,10 @@ fn data_pieces<'a>(
     let k = usize::from(header.params.k);
     let at = |s: &'a [u8]| &s[offset..offset + piece];
     if by_index[..k].iter().all(Option::is_some) {
-        return Ok(by_index[..k].iter().map(|s| Cow::Borrowed(at(s.expect("checked")))).collect());
+        return Ok(by_index[..k]
+            .iter()
+            .map(|s| Cow::Borrowed(at(s.expect("checked"))))
+            .collect());
     }
     let rs = |e: reed_solomon_simd::Error| error(format!("Reed–Solomon: {e}"));
     let parity = header.params.parity();
@@ -484,12 +565,19 @@ pub fn decode(object_id: [u8; 16], shards: &[&[u8]]) -> Result<Vec<u8>, VaultErr
 
 /// [`decode`] for shards that went through [`check`], with the body hashes
 /// it returned (so no shard is hashed twice).
-pub fn decode_checked(object_id: [u8; 16], shards: &[(&[u8], [u8; 32])]) -> Result<Vec<u8>, VaultError> {
+pub fn decode_checked(
+    object_id: [u8; 16],
+    shards: &[(&[u8], [u8; 32])],
+) -> Result<Vec<u8>, VaultError> {
     let (bytes, bodies): (Vec<&[u8]>, Vec<[u8; 32]>) = shards.iter().copied().unzip();
     decode_inner(object_id, &bytes, &bodies)
 }
 
-fn decode_inner(object_id: [u8; 16], shards: &[&[u8]], bodies: &[[u8; 32]]) -> Result<Vec<u8>, VaultError> {
+fn decode_inner(
+    object_id: [u8; 16],
+    shards: &[&[u8]],
+    bodies: &[[u8; 32]],
+) -> Result<Vec<u8>, VaultError> {
     let (header, by_index) = gather(Some(object_id), shards)?;
     let k = usize::from(header.params.k);
     let body_len = header.shard_len() - piece_len(KEY_LEN, header.params.k);
@@ -509,7 +597,11 @@ fn decode_inner(object_id: [u8; 16], shards: &[&[u8]], bodies: &[[u8; 32]]) -> R
         .map(|j| {
             body_hashes[j].is_none().then(|| {
                 let mut head = Vec::with_capacity(HEADER_LEN);
-                Header { index: j as u8, ..header }.write(&mut head);
+                Header {
+                    index: j as u8,
+                    ..header
+                }
+                .write(&mut head);
                 let mut h = blake3::Hasher::new();
                 h.update(&head);
                 h
@@ -561,7 +653,11 @@ fn decode_inner(object_id: [u8; 16], shards: &[&[u8]], bodies: &[[u8; 32]]) -> R
     let mut start = 0;
     for (i, &end) in ends.iter().enumerate() {
         let opened = aead
-            .open_in_place(nonce(i as u64), Aad::from(header.aad(i as u64)), &mut out[start..end])
+            .open_in_place(
+                nonce(i as u64),
+                Aad::from(header.aad(i as u64)),
+                &mut out[start..end],
+            )
             .map_err(|_| error("the object does not authenticate: a shard is wrong or missing"))?
             .len();
         out.copy_within(start..start + opened, plain_end);
@@ -577,7 +673,10 @@ fn decode_inner(object_id: [u8; 16], shards: &[&[u8]], bodies: &[[u8; 32]]) -> R
 pub fn rebuild(shards: &[&[u8]], index: u8) -> Result<Vec<u8>, VaultError> {
     let (header, by_index) = gather(None, shards)?;
     if index >= header.params.n {
-        return Err(error(format!("shard index {index} out of range for {}", header.params)));
+        return Err(error(format!(
+            "shard index {index} out of range for {}",
+            header.params
+        )));
     }
     if let Some(shard) = by_index[usize::from(index)] {
         return Ok(shard.to_vec());
@@ -620,14 +719,22 @@ mod tests {
     }
 
     fn pick(shards: &[Vec<u8>], mask: u32) -> Vec<&[u8]> {
-        shards.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| s.as_slice()).collect()
+        shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, s)| s.as_slice())
+            .collect()
     }
 
     /// A cheap deterministic generator, so failures reproduce.
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             self.0 >> 33
         }
         fn bytes(&mut self, len: usize) -> Vec<u8> {
@@ -642,7 +749,8 @@ mod tests {
     }
 
     fn params() -> impl Strategy<Value = Params> {
-        prop::sample::select(vec![(2u8, 3u8), (3, 5), (2, 4), (4, 6), (3, 4)]).prop_map(|(k, n)| Params::new(k, n).unwrap())
+        prop::sample::select(vec![(2u8, 3u8), (3, 5), (2, 4), (4, 6), (3, 4)])
+            .prop_map(|(k, n)| Params::new(k, n).unwrap())
     }
 
     proptest! {
@@ -701,10 +809,20 @@ mod tests {
         for (k, n) in [(2, 3), (3, 5), (4, 7)] {
             for segment_size in [1u32, 7, 64, 1000] {
                 for length in [0u64, 1, 6, 7, 8, 63, 64, 65, 999, 1000, 1001, 4096] {
-                    let header =
-                        Header { params: Params::new(k, n).unwrap(), index: 0, segment_size, object_id: [0; 16], length };
-                    let summed = HEADER_LEN + header.blocks().map(|len| piece_len(len, k)).sum::<usize>();
-                    assert_eq!(header.shard_len(), summed, "k={k} segment={segment_size} length={length}");
+                    let header = Header {
+                        params: Params::new(k, n).unwrap(),
+                        index: 0,
+                        segment_size,
+                        object_id: [0; 16],
+                        length,
+                    };
+                    let summed =
+                        HEADER_LEN + header.blocks().map(|len| piece_len(len, k)).sum::<usize>();
+                    assert_eq!(
+                        header.shard_len(),
+                        summed,
+                        "k={k} segment={segment_size} length={length}"
+                    );
                 }
             }
         }
@@ -743,7 +861,10 @@ mod tests {
             guess[11] = missing;
             chosen.push(guess);
             let refs: Vec<&[u8]> = chosen.iter().map(Vec::as_slice).collect();
-            assert!(decode(id(1), &refs).is_err(), "k−1 real shards and a guess decoded");
+            assert!(
+                decode(id(1), &refs).is_err(),
+                "k−1 real shards and a guess decoded"
+            );
         }
     }
 
@@ -759,7 +880,11 @@ mod tests {
                 let mut bad = shards[j].clone();
                 let bit = (rng.next() as usize) % (bad.len() * 8);
                 bad[bit / 8] ^= 1 << (bit % 8);
-                assert_ne!(hash(&bad), hashes[j], "the manifest hash misses a flipped bit");
+                assert_ne!(
+                    hash(&bad),
+                    hashes[j],
+                    "the manifest hash misses a flipped bit"
+                );
                 // Decoding with the bad shard fails (never returns wrong bytes).
                 let other = (j + 1) % 3;
                 if let Ok(decoded) = decode(id(2), &[&bad, &shards[other]]) {
@@ -777,7 +902,11 @@ mod tests {
         for lost in 0..5u8 {
             for mask in subsets(5, 3).filter(|m| m & (1 << lost) == 0) {
                 let rebuilt = rebuild(&pick(&shards, mask), lost).unwrap();
-                assert_eq!(rebuilt, shards[usize::from(lost)], "shard {lost} from {mask:b}");
+                assert_eq!(
+                    rebuilt,
+                    shards[usize::from(lost)],
+                    "shard {lost} from {mask:b}"
+                );
             }
         }
     }
@@ -788,7 +917,10 @@ mod tests {
         let a = encode(id(4), params, b"first").unwrap();
         let b = encode(id(5), params, b"first").unwrap();
         assert!(decode(id(4), &[&a[0], &b[1]]).is_err());
-        assert!(decode(id(5), &[&a[0], &a[1]]).is_err(), "asked for another id");
+        assert!(
+            decode(id(5), &[&a[0], &a[1]]).is_err(),
+            "asked for another id"
+        );
         let mut future = a[0].clone();
         future[8] = 2;
         assert!(Header::parse(&future).is_err());
@@ -822,7 +954,11 @@ mod tests {
         let params = Params::new(2, 3).unwrap();
         let a = encode(id(6), params, b"same bytes").unwrap();
         let b = encode(id(6), params, b"same bytes").unwrap();
-        assert_ne!(a[0][HEADER_LEN..], b[0][HEADER_LEN..], "a fresh key per object");
+        assert_ne!(
+            a[0][HEADER_LEN..],
+            b[0][HEADER_LEN..],
+            "a fresh key per object"
+        );
         assert_eq!(a[0][..HEADER_LEN], b[0][..HEADER_LEN]);
     }
 }

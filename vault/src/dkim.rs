@@ -5,8 +5,8 @@
 //! the caller.
 
 use base64::Engine;
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::RsaPrivateKey;
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use secrecy::SecretString;
 
 use crate::VaultError;
@@ -27,7 +27,9 @@ impl DkimKey {
             .to_public_key()
             .to_public_key_der()
             .map_err(|e| VaultError::Encoding(e.to_string()))?;
-        let private = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| VaultError::Encoding(e.to_string()))?;
+        let private = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| VaultError::Encoding(e.to_string()))?;
         Ok(DkimKey {
             public_key_b64: base64::engine::general_purpose::STANDARD.encode(public.as_bytes()),
             private_key_pem: SecretString::from(private.to_string()),
@@ -42,7 +44,8 @@ impl DkimKey {
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map_err(|e| VaultError::Encoding(e.to_string()))?;
         Ok(DkimKey {
-            public_key_b64: base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes()),
+            public_key_b64: base64::engine::general_purpose::STANDARD
+                .encode(key.verifying_key().as_bytes()),
             private_key_pem: SecretString::from(private.to_string()),
         })
     }
@@ -51,8 +54,12 @@ impl DkimKey {
 /// The seed and public key of an Ed25519 DKIM key kept as PKCS#8 PEM.
 pub fn ed25519_parts(pem: &str) -> Result<(secrecy::SecretBox<[u8; 32]>, [u8; 32]), VaultError> {
     use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|e| VaultError::Encoding(e.to_string()))?;
-    Ok((secrecy::SecretBox::new(Box::new(key.to_bytes())), key.verifying_key().to_bytes()))
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+        .map_err(|e| VaultError::Encoding(e.to_string()))?;
+    Ok((
+        secrecy::SecretBox::new(Box::new(key.to_bytes())),
+        key.verifying_key().to_bytes(),
+    ))
 }
 
 #[cfg(test)]
@@ -64,21 +71,32 @@ mod tests {
     #[test]
     fn public_key_decodes_as_rsa_2048() {
         let key = DkimKey::generate().unwrap();
-        let der = base64::engine::general_purpose::STANDARD.decode(&key.public_key_b64).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&key.public_key_b64)
+            .unwrap();
         let public = rsa::RsaPublicKey::from_public_key_der(&der).unwrap();
         assert_eq!(rsa::traits::PublicKeyParts::size(&public), 256);
-        assert!(key.private_key_pem.expose_secret().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(
+            key.private_key_pem
+                .expose_secret()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
     }
 
     #[test]
     fn ed25519_keys_round_trip_through_pem() {
         let key = DkimKey::generate_ed25519().unwrap();
-        let public = base64::engine::general_purpose::STANDARD.decode(&key.public_key_b64).unwrap();
+        let public = base64::engine::general_purpose::STANDARD
+            .decode(&key.public_key_b64)
+            .unwrap();
         assert_eq!(public.len(), 32);
         let (seed, from_pem) = ed25519_parts(key.private_key_pem.expose_secret()).unwrap();
         assert_eq!(from_pem.as_slice(), public.as_slice());
         let again = ed25519_dalek::SigningKey::from_bytes(seed.expose_secret());
         assert_eq!(again.verifying_key().to_bytes(), from_pem);
-        assert!(ed25519_parts("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(
+            ed25519_parts("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .is_err()
+        );
     }
 }

@@ -17,7 +17,9 @@ pub struct InstanceKey {
 
 impl std::fmt::Debug for InstanceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InstanceKey").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("InstanceKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -30,17 +32,27 @@ impl InstanceKey {
     }
 
     fn from_signing_key(key: &SigningKey) -> InstanceKey {
-        let der = key.to_pkcs8_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default();
-        InstanceKey { pkcs8_der: der.into(), public: key.verifying_key().to_bytes() }
+        let der = key
+            .to_pkcs8_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        InstanceKey {
+            pkcs8_der: der.into(),
+            public: key.verifying_key().to_bytes(),
+        }
     }
 
     /// Loads `dir/instance-key.pem`, creating it (mode 0600) if it does not exist.
     pub fn load_or_create(dir: &Path) -> Result<InstanceKey, VaultError> {
         let path = dir.join(Self::FILE_NAME);
-        let io = |source| VaultError::Io { path: path.display().to_string(), source };
+        let io = |source| VaultError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         match std::fs::read_to_string(&path) {
             Ok(pem) => {
-                let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| VaultError::Encoding(format!("{}: {e}", path.display())))?;
+                let key = SigningKey::from_pkcs8_pem(&pem)
+                    .map_err(|e| VaultError::Encoding(format!("{}: {e}", path.display())))?;
                 Ok(Self::from_signing_key(&key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -82,15 +94,20 @@ impl InstanceKey {
     /// An Ed25519 signature of `message` (exports, the warrant canary).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer;
-        let key = SigningKey::from_pkcs8_der(self.pkcs8_der()).expect("the instance key was valid PKCS#8 when loaded");
+        let key = SigningKey::from_pkcs8_der(self.pkcs8_der())
+            .expect("the instance key was valid PKCS#8 when loaded");
         key.sign(message).to_bytes()
     }
 }
 
 /// Whether `signature` is the Ed25519 signature of `message` by `public_key`.
 pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else { return false };
-    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else { return false };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
+        return false;
+    };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+        return false;
+    };
     key.verify_strict(message, &signature).is_ok()
 }
 
@@ -118,12 +135,23 @@ mod tests {
         let signature = b.sign(b"statement");
         assert!(verify(a.public_key(), b"statement", &signature));
         assert!(!verify(a.public_key(), b"statement!", &signature));
-        assert!(!verify(InstanceKey::generate().public_key(), b"statement", &signature));
+        assert!(!verify(
+            InstanceKey::generate().public_key(),
+            b"statement",
+            &signature
+        ));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(InstanceKey::FILE_NAME)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "instance key must not be readable by others");
+            let mode = std::fs::metadata(dir.join(InstanceKey::FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "instance key must not be readable by others"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

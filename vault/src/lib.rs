@@ -9,14 +9,14 @@
 //! Error policy: every failure is a [`VaultError`]; a wrong passphrase is its
 //! own variant so callers can tell a user error from a broken key.
 
+pub mod archive;
+pub mod at_rest;
+pub mod dispersal;
 pub mod dkim;
 pub mod instance;
 pub mod openpgp;
 pub mod seal;
-pub mod at_rest;
-pub mod dispersal;
 pub mod sites;
-pub mod archive;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -40,5 +40,8 @@ pub enum VaultError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }

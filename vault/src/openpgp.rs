@@ -27,7 +27,9 @@ pub struct AccountKey {
 
 impl std::fmt::Debug for AccountKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountKey").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+        f.debug_struct("AccountKey")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,9 +54,15 @@ impl AccountKey {
             .primary_user_id(user_id.to_owned())
             .passphrase(Some(passphrase.to_owned()))
             .preferred_symmetric_algorithms(
-                [SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES128].into_iter().collect(),
+                [SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES128]
+                    .into_iter()
+                    .collect(),
             )
-            .preferred_hash_algorithms([HashAlgorithm::Sha256, HashAlgorithm::Sha512].into_iter().collect())
+            .preferred_hash_algorithms(
+                [HashAlgorithm::Sha256, HashAlgorithm::Sha512]
+                    .into_iter()
+                    .collect(),
+            )
             .subkeys(vec![encryption])
             .build()
             .map_err(pgp_err)?;
@@ -66,8 +74,12 @@ impl AccountKey {
         let public: SignedPublicKey = secret.to_public_key();
         Ok(AccountKey {
             fingerprint: hex_upper(secret.fingerprint().as_bytes()),
-            public_armored: public.to_armored_string(ArmorOptions::default()).map_err(pgp_err)?,
-            secret_armored: secret.to_armored_string(ArmorOptions::default()).map_err(pgp_err)?,
+            public_armored: public
+                .to_armored_string(ArmorOptions::default())
+                .map_err(pgp_err)?,
+            secret_armored: secret
+                .to_armored_string(ArmorOptions::default())
+                .map_err(pgp_err)?,
         })
     }
 
@@ -76,10 +88,18 @@ impl AccountKey {
         let (mut secret, _) = SignedSecretKey::from_string(secret_armored).map_err(pgp_err)?;
         let mut rng = rand08::thread_rng();
         let (old, new) = (Password::from(old), Password::from(new));
-        secret.primary_key.remove_password(&old).map_err(|_| VaultError::WrongPassphrase)?;
-        secret.primary_key.set_password(&mut rng, &new).map_err(pgp_err)?;
+        secret
+            .primary_key
+            .remove_password(&old)
+            .map_err(|_| VaultError::WrongPassphrase)?;
+        secret
+            .primary_key
+            .set_password(&mut rng, &new)
+            .map_err(pgp_err)?;
         for sub in &mut secret.secret_subkeys {
-            sub.key.remove_password(&old).map_err(|_| VaultError::WrongPassphrase)?;
+            sub.key
+                .remove_password(&old)
+                .map_err(|_| VaultError::WrongPassphrase)?;
             sub.key.set_password(&mut rng, &new).map_err(pgp_err)?;
         }
         Self::from_secret(&secret)
@@ -104,17 +124,28 @@ impl AccountKey {
             id == wanted || id.ends_with(&format!("<{wanted}>"))
         });
         if !names_address {
-            return Err(VaultError::OpenPgp(format!("the key has no user ID for {address}")));
+            return Err(VaultError::OpenPgp(format!(
+                "the key has no user ID for {address}"
+            )));
         }
-        if !key.public_subkeys.iter().any(|k| k.algorithm().can_encrypt()) {
-            return Err(VaultError::OpenPgp("the key has no encryption subkey".into()));
+        if !key
+            .public_subkeys
+            .iter()
+            .any(|k| k.algorithm().can_encrypt())
+        {
+            return Err(VaultError::OpenPgp(
+                "the key has no encryption subkey".into(),
+            ));
         }
-        key.to_armored_string(ArmorOptions::default()).map_err(pgp_err)
+        key.to_armored_string(ArmorOptions::default())
+            .map_err(pgp_err)
     }
 
     /// Whether `passphrase` unlocks the armored secret key.
     pub fn unlocks(secret_armored: &str, passphrase: &str) -> bool {
-        let Ok((secret, _)) = SignedSecretKey::from_string(secret_armored) else { return false };
+        let Ok((secret, _)) = SignedSecretKey::from_string(secret_armored) else {
+            return false;
+        };
         let mut primary = secret.primary_key.clone();
         primary.remove_password(&Password::from(passphrase)).is_ok()
     }
@@ -132,15 +163,29 @@ mod tests {
     fn generated_keys_are_locked_and_relock() {
         let key = AccountKey::generate("Alice <alice@example.com>", "first passphrase").unwrap();
         assert_eq!(key.fingerprint.len(), 40);
-        assert!(key.public_armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
-        assert!(key.secret_armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+        assert!(
+            key.public_armored
+                .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        );
+        assert!(
+            key.secret_armored
+                .starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----")
+        );
         assert!(AccountKey::unlocks(&key.secret_armored, "first passphrase"));
         assert!(!AccountKey::unlocks(&key.secret_armored, "wrong"));
 
-        let relocked = AccountKey::relock(&key.secret_armored, "first passphrase", "second passphrase").unwrap();
+        let relocked =
+            AccountKey::relock(&key.secret_armored, "first passphrase", "second passphrase")
+                .unwrap();
         assert_eq!(relocked.fingerprint, key.fingerprint, "same key, new lock");
-        assert!(AccountKey::unlocks(&relocked.secret_armored, "second passphrase"));
-        assert!(!AccountKey::unlocks(&relocked.secret_armored, "first passphrase"));
+        assert!(AccountKey::unlocks(
+            &relocked.secret_armored,
+            "second passphrase"
+        ));
+        assert!(!AccountKey::unlocks(
+            &relocked.secret_armored,
+            "first passphrase"
+        ));
         assert!(matches!(
             AccountKey::relock(&key.secret_armored, "wrong", "x"),
             Err(VaultError::WrongPassphrase)
@@ -154,7 +199,10 @@ mod tests {
         let armored = AccountKey::armored_for_address(&binary, "Bob@Example.com").unwrap();
         assert!(armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
         let wrong = AccountKey::armored_for_address(&binary, "eve@example.com").unwrap_err();
-        assert!(wrong.to_string().contains("no user ID for eve@example.com"), "{wrong}");
+        assert!(
+            wrong.to_string().contains("no user ID for eve@example.com"),
+            "{wrong}"
+        );
         assert!(AccountKey::armored_for_address(b"not a key", "bob@example.com").is_err());
     }
 }

@@ -8,7 +8,9 @@
 
 use std::io::Read;
 
-use pgp::composed::{ArmorOptions, Deserializable, Esk, Message, MessageBuilder, SignedPublicKey, SignedSecretKey};
+use pgp::composed::{
+    ArmorOptions, Deserializable, Esk, Message, MessageBuilder, SignedPublicKey, SignedSecretKey,
+};
 use pgp::crypto::sym::SymmetricKeyAlgorithm;
 use pgp::types::{KeyDetails, Password};
 
@@ -50,7 +52,8 @@ pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<St
         keys.push(key);
     }
     let mut rng = rand08::thread_rng();
-    let mut builder = MessageBuilder::from_bytes("", message.to_vec()).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+    let mut builder = MessageBuilder::from_bytes("", message.to_vec())
+        .seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
     for key in &keys {
         let subkey = key
             .public_subkeys
@@ -59,7 +62,9 @@ pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<St
             .ok_or_else(|| VaultError::OpenPgp("a key has no encryption subkey".into()))?;
         builder.encrypt_to_key(&mut rng, subkey).map_err(pgp_err)?;
     }
-    builder.to_armored_string(&mut rng, ArmorOptions::default()).map_err(pgp_err)
+    builder
+        .to_armored_string(&mut rng, ArmorOptions::default())
+        .map_err(pgp_err)
 }
 
 /// Decrypts an armored OpenPGP message with an armored secret key locked
@@ -67,7 +72,11 @@ pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<St
 /// encrypted to this key, [`VaultError::WrongPassphrase`] when it is but the
 /// passphrase does not unlock it. The whole plaintext is held in memory: for
 /// small messages only.
-pub fn decrypt(secret_key_armored: &str, passphrase: &str, armored_message: &str) -> Result<Vec<u8>, VaultError> {
+pub fn decrypt(
+    secret_key_armored: &str,
+    passphrase: &str,
+    armored_message: &str,
+) -> Result<Vec<u8>, VaultError> {
     decrypt_at_most(secret_key_armored, passphrase, armored_message, usize::MAX)
 }
 
@@ -96,33 +105,55 @@ pub(crate) fn decrypt_at_most(
     // unlock those (once: the unlocked key then decrypts without S2K).
     let password = Password::from(passphrase);
     let mut named = false;
-    if recipients.iter().any(|r| r.match_identity(secret.primary_key.public_key())) {
+    if recipients
+        .iter()
+        .any(|r| r.match_identity(secret.primary_key.public_key()))
+    {
         named = true;
-        secret.primary_key.remove_password(&password).map_err(|_| VaultError::WrongPassphrase)?;
+        secret
+            .primary_key
+            .remove_password(&password)
+            .map_err(|_| VaultError::WrongPassphrase)?;
     }
     for sub in &mut secret.secret_subkeys {
-        if recipients.iter().any(|r| r.match_identity(sub.key.public_key())) {
+        if recipients
+            .iter()
+            .any(|r| r.match_identity(sub.key.public_key()))
+        {
             named = true;
-            sub.key.remove_password(&password).map_err(|_| VaultError::WrongPassphrase)?;
+            sub.key
+                .remove_password(&password)
+                .map_err(|_| VaultError::WrongPassphrase)?;
         }
     }
     if !named {
         return Err(VaultError::NotARecipient);
     }
-    let mut plain = message.decrypt(&Password::empty(), &secret).map_err(pgp_err)?;
+    let mut plain = message
+        .decrypt(&Password::empty(), &secret)
+        .map_err(pgp_err)?;
     if plain.is_compressed() {
         plain = plain.decompress().map_err(pgp_err)?;
     }
     let mut out = Vec::new();
-    (&mut plain).take(limit.saturating_add(1) as u64).read_to_end(&mut out).map_err(pgp_err)?;
+    (&mut plain)
+        .take(limit.saturating_add(1) as u64)
+        .read_to_end(&mut out)
+        .map_err(pgp_err)?;
     if out.len() > limit {
-        return Err(VaultError::OpenPgp(format!("the message is longer than {limit} bytes")));
+        return Err(VaultError::OpenPgp(format!(
+            "the message is longer than {limit} bytes"
+        )));
     }
     Ok(out)
 }
 
 /// The PGP/MIME message that carries `message` sealed to the key.
-pub fn seal(public_key_armored: &str, message: &[u8], outer: &Outer<'_>) -> Result<Vec<u8>, VaultError> {
+pub fn seal(
+    public_key_armored: &str,
+    message: &[u8],
+    outer: &Outer<'_>,
+) -> Result<Vec<u8>, VaultError> {
     let armored = encrypt(public_key_armored, message)?;
     let from = match outer.from {
         Some(from) if !from.is_empty() => format!("<{from}>"),
@@ -188,10 +219,13 @@ mod tests {
         let text = String::from_utf8(sealed.clone()).unwrap();
         assert!(!text.contains("secret plans") && !text.contains("noon"));
         assert!(text.contains("multipart/encrypted"));
-        let armored = &text[text.find("-----BEGIN PGP MESSAGE-----").unwrap()..text.find("-----END PGP MESSAGE-----").unwrap() + 25];
+        let armored = &text[text.find("-----BEGIN PGP MESSAGE-----").unwrap()
+            ..text.find("-----END PGP MESSAGE-----").unwrap() + 25];
         let (secret, _) = SignedSecretKey::from_string(&key.secret_armored).unwrap();
         let (message, _) = Message::from_armor(armored.as_bytes()).unwrap();
-        let mut decrypted = message.decrypt(&"bob's passphrase".into(), &secret).unwrap();
+        let mut decrypted = message
+            .decrypt(&"bob's passphrase".into(), &secret)
+            .unwrap();
         assert_eq!(decrypted.as_data_vec().unwrap(), original);
     }
 
@@ -200,10 +234,23 @@ mod tests {
         let bob = AccountKey::generate("Bob <bob@example.com>", "bob's passphrase").unwrap();
         let eve = AccountKey::generate("Eve <eve@example.com>", "eve's passphrase").unwrap();
         let armored = encrypt(&bob.public_armored, b"the archive key").unwrap();
-        assert_eq!(decrypt(&bob.secret_armored, "bob's passphrase", &armored).unwrap(), b"the archive key");
-        assert!(matches!(decrypt(&bob.secret_armored, "wrong", &armored), Err(VaultError::WrongPassphrase)));
-        assert!(matches!(decrypt(&eve.secret_armored, "eve's passphrase", &armored), Err(VaultError::NotARecipient)));
-        let too_long = decrypt_at_most(&bob.secret_armored, "bob's passphrase", &armored, 4).unwrap_err();
-        assert!(too_long.to_string().contains("longer than 4 bytes"), "{too_long}");
+        assert_eq!(
+            decrypt(&bob.secret_armored, "bob's passphrase", &armored).unwrap(),
+            b"the archive key"
+        );
+        assert!(matches!(
+            decrypt(&bob.secret_armored, "wrong", &armored),
+            Err(VaultError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            decrypt(&eve.secret_armored, "eve's passphrase", &armored),
+            Err(VaultError::NotARecipient)
+        ));
+        let too_long =
+            decrypt_at_most(&bob.secret_armored, "bob's passphrase", &armored, 4).unwrap_err();
+        assert!(
+            too_long.to_string().contains("longer than 4 bytes"),
+            "{too_long}"
+        );
     }
 }

@@ -73,7 +73,10 @@ pub struct SiteOptions {
 
 impl Default for SiteOptions {
     fn default() -> Self {
-        SiteOptions { hedge_after: Duration::from_millis(150), request_timeout: Duration::from_secs(10) }
+        SiteOptions {
+            hedge_after: Duration::from_millis(150),
+            request_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -94,7 +97,10 @@ pub struct Site {
 
 impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Site").field("name", &self.name).field("jurisdiction", &self.jurisdiction).finish()
+        f.debug_struct("Site")
+            .field("name", &self.name)
+            .field("jurisdiction", &self.jurisdiction)
+            .finish()
     }
 }
 
@@ -116,53 +122,76 @@ fn is_loopback(endpoint: &str) -> bool {
 impl Site {
     pub fn open(config: &SiteConfig) -> Result<Site, VaultError> {
         let bad = |why: String| VaultError::Site(format!("site {:?}: {why}", config.name));
-        if config.name.is_empty() || !config.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if config.name.is_empty()
+            || !config
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(bad("a site name is letters, digits, '-' and '_'".into()));
         }
         let j = &config.jurisdiction;
         if j.len() != 2 || !j.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(bad(format!("jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code such as FR")));
+            return Err(bad(format!(
+                "jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code such as FR"
+            )));
         }
-        let (backend, location, store): (&'static str, String, Arc<dyn ObjectStore>) = match (&config.path, &config.s3) {
-            (Some(path), None) => {
-                std::fs::create_dir_all(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-                let store = object_store::local::LocalFileSystem::new_with_prefix(path)
-                    .map_err(|e| bad(e.to_string()))?
-                    .with_automatic_cleanup(true);
-                ("local", path.display().to_string(), Arc::new(store))
-            }
-            (None, Some(s3)) => {
-                let plain = s3.endpoint.starts_with("http://");
-                if plain && !is_loopback(&s3.endpoint) {
-                    return Err(bad(format!("{}: plain HTTP is allowed only on loopback; use https://", s3.endpoint)));
+        let (backend, location, store): (&'static str, String, Arc<dyn ObjectStore>) =
+            match (&config.path, &config.s3) {
+                (Some(path), None) => {
+                    std::fs::create_dir_all(path)
+                        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                    let store = object_store::local::LocalFileSystem::new_with_prefix(path)
+                        .map_err(|e| bad(e.to_string()))?
+                        .with_automatic_cleanup(true);
+                    ("local", path.display().to_string(), Arc::new(store))
                 }
-                if !plain && !s3.endpoint.starts_with("https://") {
-                    return Err(bad(format!("{}: the endpoint is an http(s) URL", s3.endpoint)));
+                (None, Some(s3)) => {
+                    let plain = s3.endpoint.starts_with("http://");
+                    if plain && !is_loopback(&s3.endpoint) {
+                        return Err(bad(format!(
+                            "{}: plain HTTP is allowed only on loopback; use https://",
+                            s3.endpoint
+                        )));
+                    }
+                    if !plain && !s3.endpoint.starts_with("https://") {
+                        return Err(bad(format!(
+                            "{}: the endpoint is an http(s) URL",
+                            s3.endpoint
+                        )));
+                    }
+                    let options = object_store::ClientOptions::new()
+                        .with_allow_http(plain)
+                        .with_connect_timeout(Duration::from_secs(3))
+                        .with_timeout(Duration::from_secs(30));
+                    let retry = object_store::RetryConfig {
+                        max_retries: 2,
+                        retry_timeout: Duration::from_secs(5),
+                        ..Default::default()
+                    };
+                    let store = object_store::aws::AmazonS3Builder::new()
+                        .with_endpoint(&s3.endpoint)
+                        .with_region(&s3.region)
+                        .with_bucket_name(&s3.bucket)
+                        .with_access_key_id(&s3.access_key_id)
+                        .with_secret_access_key(s3.secret_access_key.expose_secret())
+                        .with_virtual_hosted_style_request(false)
+                        .with_client_options(options)
+                        .with_retry(retry)
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?;
+                    (
+                        "s3",
+                        format!("{}/{}", s3.endpoint.trim_end_matches('/'), s3.bucket),
+                        Arc::new(store),
+                    )
                 }
-                let options = object_store::ClientOptions::new()
-                    .with_allow_http(plain)
-                    .with_connect_timeout(Duration::from_secs(3))
-                    .with_timeout(Duration::from_secs(30));
-                let retry = object_store::RetryConfig {
-                    max_retries: 2,
-                    retry_timeout: Duration::from_secs(5),
-                    ..Default::default()
-                };
-                let store = object_store::aws::AmazonS3Builder::new()
-                    .with_endpoint(&s3.endpoint)
-                    .with_region(&s3.region)
-                    .with_bucket_name(&s3.bucket)
-                    .with_access_key_id(&s3.access_key_id)
-                    .with_secret_access_key(s3.secret_access_key.expose_secret())
-                    .with_virtual_hosted_style_request(false)
-                    .with_client_options(options)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?;
-                ("s3", format!("{}/{}", s3.endpoint.trim_end_matches('/'), s3.bucket), Arc::new(store))
-            }
-            _ => return Err(bad("give either `path` (a local folder) or `s3` (a bucket), not both".into())),
-        };
+                _ => {
+                    return Err(bad(
+                        "give either `path` (a local folder) or `s3` (a bucket), not both".into(),
+                    ));
+                }
+            };
         Ok(Site {
             name: config.name.clone(),
             jurisdiction: config.jurisdiction.clone(),
@@ -188,7 +217,10 @@ impl Site {
 
     /// Lower is better: sites that failed last come last, then the slowest.
     fn score(&self) -> (u32, u64) {
-        (self.failures.load(Ordering::Relaxed).min(3), self.latency_us.load(Ordering::Relaxed))
+        (
+            self.failures.load(Ordering::Relaxed).min(3),
+            self.latency_us.load(Ordering::Relaxed),
+        )
     }
 
     async fn timed<T>(
@@ -201,25 +233,55 @@ impl Site {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(object_store::Error::NotFound { .. })) => Err(ShardError::Missing),
             Ok(Err(e)) => Err(ShardError::Unreachable(e.to_string())),
-            Err(_) => Err(ShardError::Unreachable(format!("no answer within {timeout:?}"))),
+            Err(_) => Err(ShardError::Unreachable(format!(
+                "no answer within {timeout:?}"
+            ))),
         };
         // A missing shard is an answer: the site is up.
         self.record(started, !matches!(outcome, Err(ShardError::Unreachable(_))));
         outcome
     }
 
-    pub async fn put_shard(&self, object: Uuid, index: u8, shard: Bytes, timeout: Duration) -> Result<(), ShardError> {
-        self.timed(timeout, self.store.put(&shard_path(object, index), PutPayload::from_bytes(shard))).await.map(|_| ())
+    pub async fn put_shard(
+        &self,
+        object: Uuid,
+        index: u8,
+        shard: Bytes,
+        timeout: Duration,
+    ) -> Result<(), ShardError> {
+        self.timed(
+            timeout,
+            self.store
+                .put(&shard_path(object, index), PutPayload::from_bytes(shard)),
+        )
+        .await
+        .map(|_| ())
     }
 
-    pub async fn get_shard(&self, object: Uuid, index: u8, timeout: Duration) -> Result<Bytes, ShardError> {
+    pub async fn get_shard(
+        &self,
+        object: Uuid,
+        index: u8,
+        timeout: Duration,
+    ) -> Result<Bytes, ShardError> {
         let path = shard_path(object, index);
-        self.timed(timeout, async { self.store.get(&path).await?.bytes().await }).await
+        self.timed(timeout, async {
+            self.store.get(&path).await?.bytes().await
+        })
+        .await
     }
 
     /// Deletes a shard; one that is not there counts as deleted.
-    pub async fn delete_shard(&self, object: Uuid, index: u8, timeout: Duration) -> Result<(), ShardError> {
-        match self.timed(timeout, self.store.delete(&shard_path(object, index))).await {
+    pub async fn delete_shard(
+        &self,
+        object: Uuid,
+        index: u8,
+        timeout: Duration,
+    ) -> Result<(), ShardError> {
+        match self
+            .timed(timeout, self.store.delete(&shard_path(object, index)))
+            .await
+        {
             Ok(()) | Err(ShardError::Missing) => Ok(()),
             Err(e) => Err(e),
         }
@@ -254,7 +316,9 @@ impl Site {
         let path = StorePath::from("health/probe");
         let probe = Bytes::from_static(b"caliop site probe");
         let outcome = tokio::time::timeout(timeout, async {
-            self.store.put(&path, PutPayload::from_bytes(probe.clone())).await?;
+            self.store
+                .put(&path, PutPayload::from_bytes(probe.clone()))
+                .await?;
             let back = self.store.get(&path).await?.bytes().await?;
             self.store.delete(&path).await?;
             Ok::<_, object_store::Error>(back == probe)
@@ -262,12 +326,19 @@ impl Site {
         .await;
         let (up, error) = match outcome {
             Ok(Ok(true)) => (true, None),
-            Ok(Ok(false)) => (false, Some("the probe object came back different".to_owned())),
+            Ok(Ok(false)) => (
+                false,
+                Some("the probe object came back different".to_owned()),
+            ),
             Ok(Err(e)) => (false, Some(e.to_string())),
             Err(_) => (false, Some(format!("no answer within {timeout:?}"))),
         };
         self.record(started, up);
-        SiteHealth { up, latency: started.elapsed(), error }
+        SiteHealth {
+            up,
+            latency: started.elapsed(),
+            error,
+        }
     }
 }
 
@@ -335,7 +406,9 @@ pub struct Sites {
 
 impl std::fmt::Debug for Sites {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.sites.iter().map(|s| &s.name)).finish()
+        f.debug_list()
+            .entries(self.sites.iter().map(|s| &s.name))
+            .finish()
     }
 }
 
@@ -344,7 +417,10 @@ impl Sites {
         let mut sites: Vec<Arc<Site>> = Vec::with_capacity(configs.len());
         for config in configs {
             if sites.iter().any(|s| s.name == config.name) {
-                return Err(VaultError::Site(format!("two sites are named {:?}", config.name)));
+                return Err(VaultError::Site(format!(
+                    "two sites are named {:?}",
+                    config.name
+                )));
             }
             sites.push(Arc::new(Site::open(config)?));
         }
@@ -368,7 +444,12 @@ impl Sites {
         let mut candidates: Vec<Arc<Site>> = self
             .sites
             .iter()
-            .filter(|s| allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(&s.jurisdiction)))
+            .filter(|s| {
+                allowed.is_empty()
+                    || allowed
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(&s.jurisdiction))
+            })
             .cloned()
             .collect();
         // Spread load among equals: shuffle, then a stable sort by health.
@@ -381,7 +462,12 @@ impl Sites {
     /// `n` distinct sites for a new object, no jurisdiction holding `k`.
     pub fn place(&self, params: Params, allowed: &[String]) -> Result<Vec<Arc<Site>>, VaultError> {
         let candidates = self.candidates(allowed);
-        let chosen = pick(&candidates, params, &HashMap::new(), usize::from(params.n()));
+        let chosen = pick(
+            &candidates,
+            params,
+            &HashMap::new(),
+            usize::from(params.n()),
+        );
         if chosen.len() < usize::from(params.n()) {
             let jurisdictions: std::collections::BTreeSet<&str> =
                 candidates.iter().map(|s| s.jurisdiction.as_str()).collect();
@@ -389,7 +475,11 @@ impl Sites {
                 "{params} needs {} sites with at most {} in any one jurisdiction; the allowed jurisdictions ({}) offer {} such sites",
                 params.n(),
                 params.k() - 1,
-                if jurisdictions.is_empty() { "none".to_owned() } else { jurisdictions.into_iter().collect::<Vec<_>>().join(", ") },
+                if jurisdictions.is_empty() {
+                    "none".to_owned()
+                } else {
+                    jurisdictions.into_iter().collect::<Vec<_>>().join(", ")
+                },
                 chosen.len()
             )));
         }
@@ -399,7 +489,13 @@ impl Sites {
     /// A site for one more shard of an object whose other shards are on
     /// `holders` (site names), respecting the jurisdiction rule; sites in
     /// `exclude` (already tried) are passed over.
-    pub fn place_one(&self, params: Params, allowed: &[String], holders: &[&str], exclude: &[&str]) -> Option<Arc<Site>> {
+    pub fn place_one(
+        &self,
+        params: Params,
+        allowed: &[String],
+        holders: &[&str],
+        exclude: &[&str],
+    ) -> Option<Arc<Site>> {
         let mut taken: HashMap<String, usize> = HashMap::new();
         for holder in holders {
             if let Some(site) = self.get(holder) {
@@ -416,7 +512,11 @@ impl Sites {
 
     /// Whether one more shard on `site` keeps every jurisdiction under `k`.
     pub fn fits(&self, params: Params, site: &Site, holders: &[&str]) -> bool {
-        let same = holders.iter().filter_map(|h| self.get(h)).filter(|s| s.jurisdiction == site.jurisdiction).count();
+        let same = holders
+            .iter()
+            .filter_map(|h| self.get(h))
+            .filter(|s| s.jurisdiction == site.jurisdiction)
+            .count();
         same < usize::from(params.k() - 1)
     }
 
@@ -431,13 +531,20 @@ impl Sites {
         allowed: &[String],
         plaintext: &[u8],
     ) -> Result<Vec<Placed>, VaultError> {
-        let quorum = quorum.max(usize::from(params.k()) + 1).min(usize::from(params.n()));
+        let quorum = quorum
+            .max(usize::from(params.k()) + 1)
+            .min(usize::from(params.n()));
         let chosen = self.place(params, allowed)?;
         let encoded = dispersal::encode_hashed(*object.as_bytes(), params, plaintext)?;
         let mut placed: Vec<Placed> = encoded
             .iter()
             .enumerate()
-            .map(|(i, (s, hash))| Placed { index: i as u8, site: None, hash: *hash, size: s.len() as u64 })
+            .map(|(i, (s, hash))| Placed {
+                index: i as u8,
+                site: None,
+                hash: *hash,
+                size: s.len() as u64,
+            })
             .collect();
         let shards: Vec<Bytes> = encoded.into_iter().map(|(s, _)| Bytes::from(s)).collect();
         let timeout = self.options.request_timeout;
@@ -466,9 +573,15 @@ impl Sites {
             loop {
                 let holders: Vec<&str> = placed.iter().filter_map(|p| p.site.as_deref()).collect();
                 let exclude: Vec<&str> = tried.iter().map(String::as_str).collect();
-                let Some(spare) = self.place_one(params, allowed, &holders, &exclude) else { break };
+                let Some(spare) = self.place_one(params, allowed, &holders, &exclude) else {
+                    break;
+                };
                 tried.push(spare.name.clone());
-                if spare.put_shard(object, i as u8, shards[i].clone(), timeout).await.is_ok() {
+                if spare
+                    .put_shard(object, i as u8, shards[i].clone(), timeout)
+                    .await
+                    .is_ok()
+                {
                     placed[i].site = Some(spare.name.clone());
                     break;
                 }
@@ -494,8 +607,10 @@ impl Sites {
         locations: &[Location],
     ) -> Result<(Vec<(Bytes, [u8; 32])>, ReadReport), VaultError> {
         let k = usize::from(params.k());
-        let mut queue: Vec<(&Location, Arc<Site>)> =
-            locations.iter().filter_map(|l| self.get(&l.site).map(|s| (l, s.clone()))).collect();
+        let mut queue: Vec<(&Location, Arc<Site>)> = locations
+            .iter()
+            .filter_map(|l| self.get(&l.site).map(|s| (l, s.clone())))
+            .collect();
         // Healthy sites first; among them data shards before parity (decoding
         // from parity costs a Reed–Solomon pass), then the fastest.
         queue.sort_by_key(|(l, s)| {
@@ -511,12 +626,13 @@ impl Sites {
         let launch = |reads: &mut JoinSet<_>, (location, site): (&Location, Arc<Site>)| {
             let (index, hash) = (location.index, location.hash);
             reads.spawn(async move {
-                let outcome = site.get_shard(object, index, timeout).await.and_then(|bytes| {
-                    match dispersal::check(&bytes, &hash) {
+                let outcome = site
+                    .get_shard(object, index, timeout)
+                    .await
+                    .and_then(|bytes| match dispersal::check(&bytes, &hash) {
                         Some(body) => Ok((bytes, body)),
                         None => Err(ShardError::Corrupt),
-                    }
-                });
+                    });
                 (index, site.name.clone(), outcome)
             });
         };
@@ -570,8 +686,12 @@ impl Sites {
         locations: &[Location],
     ) -> Result<(Vec<u8>, ReadReport), VaultError> {
         let (shards, report) = self.read(object, params, locations).await?;
-        let refs: Vec<(&[u8], [u8; 32])> = shards.iter().map(|(s, body)| (s.as_ref(), *body)).collect();
-        Ok((dispersal::decode_checked(*object.as_bytes(), &refs)?, report))
+        let refs: Vec<(&[u8], [u8; 32])> =
+            shards.iter().map(|(s, body)| (s.as_ref(), *body)).collect();
+        Ok((
+            dispersal::decode_checked(*object.as_bytes(), &refs)?,
+            report,
+        ))
     }
 
     /// Deletes the shards that were placed; failures are only logged (the
@@ -579,9 +699,16 @@ impl Sites {
     pub async fn delete(&self, object: Uuid, placed: &[Placed]) -> Vec<(u8, bool)> {
         let mut deletes = JoinSet::new();
         for p in placed {
-            let Some(site) = p.site.as_deref().and_then(|name| self.get(name)).cloned() else { continue };
+            let Some(site) = p.site.as_deref().and_then(|name| self.get(name)).cloned() else {
+                continue;
+            };
             let (index, timeout) = (p.index, self.options.request_timeout);
-            deletes.spawn(async move { (index, site.delete_shard(object, index, timeout).await.is_ok()) });
+            deletes.spawn(async move {
+                (
+                    index,
+                    site.delete_shard(object, index, timeout).await.is_ok(),
+                )
+            });
         }
         let mut outcomes = Vec::new();
         while let Some(Ok(outcome)) = deletes.join_next().await {
@@ -613,7 +740,12 @@ impl Sites {
 /// over `k − 1` shards counting those already `taken`. Greedy is optimal
 /// here: every jurisdiction has the same cap and sites within one are
 /// interchangeable.
-fn pick(candidates: &[Arc<Site>], params: Params, taken: &HashMap<String, usize>, want: usize) -> Vec<Arc<Site>> {
+fn pick(
+    candidates: &[Arc<Site>],
+    params: Params,
+    taken: &HashMap<String, usize>,
+    want: usize,
+) -> Vec<Arc<Site>> {
     let cap = usize::from(params.k() - 1);
     let mut count = taken.clone();
     let mut chosen = Vec::new();
@@ -640,7 +772,12 @@ mod tests {
     use super::*;
 
     fn local(dir: &std::path::Path, name: &str, jurisdiction: &str) -> SiteConfig {
-        SiteConfig { name: name.into(), jurisdiction: jurisdiction.into(), path: Some(dir.join(name)), s3: None }
+        SiteConfig {
+            name: name.into(),
+            jurisdiction: jurisdiction.into(),
+            path: Some(dir.join(name)),
+            s3: None,
+        }
     }
 
     fn temp() -> PathBuf {
@@ -653,24 +790,42 @@ mod tests {
     fn no_jurisdiction_ever_gets_k_shards() {
         let dir = temp();
         let sites = Sites::open(
-            &[local(&dir, "paris", "FR"), local(&dir, "lyon", "FR"), local(&dir, "berlin", "DE"), local(&dir, "zurich", "CH")],
+            &[
+                local(&dir, "paris", "FR"),
+                local(&dir, "lyon", "FR"),
+                local(&dir, "berlin", "DE"),
+                local(&dir, "zurich", "CH"),
+            ],
             SiteOptions::default(),
         )
         .unwrap();
         let params = Params::new(2, 3).unwrap();
         for _ in 0..50 {
             let chosen = sites.place(params, &[]).unwrap();
-            let mut jurisdictions: Vec<&str> = chosen.iter().map(|s| s.jurisdiction.as_str()).collect();
+            let mut jurisdictions: Vec<&str> =
+                chosen.iter().map(|s| s.jurisdiction.as_str()).collect();
             jurisdictions.sort_unstable();
-            assert_eq!(jurisdictions, ["CH", "DE", "FR"], "two shards in one country");
+            assert_eq!(
+                jurisdictions,
+                ["CH", "DE", "FR"],
+                "two shards in one country"
+            );
         }
         // Restricted to FR and DE, 2-of-3 cannot be placed: refused, not downgraded.
-        let refused = sites.place(params, &["FR".into(), "DE".into()]).unwrap_err();
-        assert!(matches!(refused, VaultError::Placement(ref why) if why.contains("2-of-3")), "{refused}");
+        let refused = sites
+            .place(params, &["FR".into(), "DE".into()])
+            .unwrap_err();
+        assert!(
+            matches!(refused, VaultError::Placement(ref why) if why.contains("2-of-3")),
+            "{refused}"
+        );
         // 3-of-5 over FR ×2, DE, CH: at most 2 per country, 4 sites: refused too.
         assert!(sites.place(Params::new(3, 5).unwrap(), &[]).is_err());
         // 3-of-4 fits: FR, FR, DE, CH.
-        assert_eq!(sites.place(Params::new(3, 4).unwrap(), &[]).unwrap().len(), 4);
+        assert_eq!(
+            sites.place(Params::new(3, 4).unwrap(), &[]).unwrap().len(),
+            4
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -691,11 +846,21 @@ mod tests {
         assert!(Site::open(&s3("http://127.0.0.1:9000")).is_ok());
         assert!(Site::open(&s3("http://[::1]:9000")).is_ok());
         assert!(Site::open(&s3("http://localhost:9000")).is_ok());
-        let refused = Site::open(&s3("http://s3.example.net")).unwrap_err().to_string();
+        let refused = Site::open(&s3("http://s3.example.net"))
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("only on loopback"), "{refused}");
         assert!(Site::open(&s3("https://s3.example.net")).is_ok());
-        let bad = SiteConfig { jurisdiction: "France".into(), ..s3("https://s3.example.net") };
-        assert!(Site::open(&bad).unwrap_err().to_string().contains("ISO 3166"));
+        let bad = SiteConfig {
+            jurisdiction: "France".into(),
+            ..s3("https://s3.example.net")
+        };
+        assert!(
+            Site::open(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("ISO 3166")
+        );
     }
 
     #[tokio::test]
@@ -714,26 +879,50 @@ mod tests {
         assert!(placed.iter().all(|p| p.site.is_some()));
         let locations: Vec<Location> = placed
             .iter()
-            .map(|p| Location { index: p.index, site: p.site.clone().unwrap(), hash: p.hash })
+            .map(|p| Location {
+                index: p.index,
+                site: p.site.clone().unwrap(),
+                hash: p.hash,
+            })
             .collect();
         // Lose one shard's file, corrupt another: still k good ones.
         let gone = &locations[0];
-        std::fs::remove_file(dir.join(&gone.site).join(format!("shards/{object}/{}", gone.index))).unwrap();
+        std::fs::remove_file(
+            dir.join(&gone.site)
+                .join(format!("shards/{object}/{}", gone.index)),
+        )
+        .unwrap();
         let bent = &locations[1];
-        let path = dir.join(&bent.site).join(format!("shards/{object}/{}", bent.index));
+        let path = dir
+            .join(&bent.site)
+            .join(format!("shards/{object}/{}", bent.index));
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
         std::fs::write(&path, bytes).unwrap();
         // Make them the sites asked first.
         for site in sites.all() {
-            site.latency_us.store(if site.name == gone.site || site.name == bent.site { 1 } else { 1000 }, Ordering::Relaxed);
+            site.latency_us.store(
+                if site.name == gone.site || site.name == bent.site {
+                    1
+                } else {
+                    1000
+                },
+                Ordering::Relaxed,
+            );
         }
         let (read, report) = sites.read_object(object, params, &locations).await.unwrap();
         assert_eq!(read, body);
-        let mut bad: Vec<(u8, ShardError)> = report.bad.iter().map(|(i, _, e)| (*i, e.clone())).collect();
+        let mut bad: Vec<(u8, ShardError)> =
+            report.bad.iter().map(|(i, _, e)| (*i, e.clone())).collect();
         bad.sort_by_key(|b| b.0);
-        assert_eq!(bad, [(gone.index, ShardError::Missing), (bent.index, ShardError::Corrupt)]);
+        assert_eq!(
+            bad,
+            [
+                (gone.index, ShardError::Missing),
+                (bent.index, ShardError::Corrupt)
+            ]
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -40,7 +40,12 @@ impl Job<Context> for ExportTenant {
     /// A large export outlives a job's lease: each attempt resumes from the
     /// last checkpoint, so it may take many.
     fn retry_policy() -> crate::RetryPolicy {
-        crate::RetryPolicy { max_attempts: 100, base: std::time::Duration::from_secs(1), max: std::time::Duration::from_secs(60), jitter: 0.1 }
+        crate::RetryPolicy {
+            max_attempts: 100,
+            base: std::time::Duration::from_secs(1),
+            max: std::time::Duration::from_secs(60),
+            jitter: 0.1,
+        }
     }
 
     fn dedup_key(&self) -> Option<String> {
@@ -48,19 +53,36 @@ impl Job<Context> for ExportTenant {
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let inbound = context.inbound.as_deref().ok_or("this process has no mail store to export from")?;
-        let dir = context.exports_dir.as_deref().ok_or("this process has no exports directory")?;
-        let Some((export, secret)) = context.store.start_tenant_export(self.export).await.map_err(|e| e.to_string())? else {
+        let inbound = context
+            .inbound
+            .as_deref()
+            .ok_or("this process has no mail store to export from")?;
+        let dir = context
+            .exports_dir
+            .as_deref()
+            .ok_or("this process has no exports directory")?;
+        let Some((export, secret)) = context
+            .store
+            .start_tenant_export(self.export)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(()); // done, failed or gone already
         };
         let recipient = match export.recipient {
             ExportRecipient::Passphrase => {
                 let context = passphrase_context(export.id);
-                let passphrase = inbound.master().open_secret(&context, &secret).map_err(|e| e.to_string())?;
-                let passphrase = String::from_utf8(passphrase).map_err(|_| "the sealed passphrase is not text".to_owned())?;
+                let passphrase = inbound
+                    .master()
+                    .open_secret(&context, &secret)
+                    .map_err(|e| e.to_string())?;
+                let passphrase = String::from_utf8(passphrase)
+                    .map_err(|_| "the sealed passphrase is not text".to_owned())?;
                 Recipient::passphrase(SecretString::from(passphrase))
             }
-            ExportRecipient::Openpgp => Recipient::OpenPgp { public_key_armored: secret },
+            ExportRecipient::Openpgp => Recipient::OpenPgp {
+                public_key_armored: secret,
+            },
         };
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = export_path(dir, export.id);
@@ -69,11 +91,24 @@ impl Job<Context> for ExportTenant {
         if !resume {
             remove_partial(&path);
         }
-        match transfer::tenant::export(inbound, export.tenant_id, &path, &recipient, resume, &transfer::Quiet).await {
+        match transfer::tenant::export(
+            inbound,
+            export.tenant_id,
+            &path,
+            &recipient,
+            resume,
+            &transfer::Quiet,
+        )
+        .await
+        {
             Ok(summary) => {
                 context
                     .store
-                    .finish_tenant_export(export.id, summary.archive_bytes as i64, summary.messages as i64)
+                    .finish_tenant_export(
+                        export.id,
+                        summary.archive_bytes as i64,
+                        summary.messages as i64,
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(export = %export.id, tenant = %export.tenant_id, bytes = summary.archive_bytes, "tenant export ready");
@@ -84,10 +119,17 @@ impl Job<Context> for ExportTenant {
                 remove_partial(&path);
                 tracing::warn!(export = %export.id, error = %e, "tenant export failed");
                 let said = match &e {
-                    transfer::Error::Io { .. } => "the archive could not be written on the server (its log says why)".to_owned(),
+                    transfer::Error::Io { .. } => {
+                        "the archive could not be written on the server (its log says why)"
+                            .to_owned()
+                    }
                     other => other.to_string(),
                 };
-                context.store.fail_tenant_export(export.id, &said).await.map_err(|e| e.to_string())
+                context
+                    .store
+                    .fail_tenant_export(export.id, &said)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -108,11 +150,22 @@ impl Job<Context> for ExpireTenantExport {
     const NAME: &'static str = EXPIRE_EXPORT_JOB;
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let Some(export) = context.store.tenant_export(self.export).await.map_err(|e| e.to_string())? else { return Ok(()) };
+        let Some(export) = context
+            .store
+            .tenant_export(self.export)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
         if export.expires_at > Utc::now() {
             return Err("not expired yet".into());
         }
-        if context.store.expire_tenant_export(export.id).await.map_err(|e| e.to_string())?
+        if context
+            .store
+            .expire_tenant_export(export.id)
+            .await
+            .map_err(|e| e.to_string())?
             && let Some(dir) = context.exports_dir.as_deref()
         {
             remove_partial(&export_path(dir, export.id));

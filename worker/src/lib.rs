@@ -43,7 +43,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 10, base: Duration::from_secs(30), max: Duration::from_secs(3600), jitter: 0.2 }
+        RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
     }
 }
 
@@ -51,7 +56,10 @@ impl RetryPolicy {
     /// The delay after `attempt` failed attempts (1 for the first failure).
     pub fn delay(&self, attempt: i32) -> Duration {
         let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
-        let raw = self.base.saturating_mul(2u32.saturating_pow(exponent)).min(self.max);
+        let raw = self
+            .base
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.max);
         let spread = rand::rng().random_range(-self.jitter..=self.jitter);
         raw.mul_f64((1.0 + spread).max(0.0))
     }
@@ -76,8 +84,13 @@ pub trait Job<C>: Serialize + DeserializeOwned + Send + Sync + 'static {
 }
 
 /// Adds jobs to the queue.
-pub async fn enqueue<C, J: Job<C>>(store: &Store, job: &J, run_at: Option<DateTime<Utc>>) -> Result<uuid::Uuid, tenants::Error> {
-    let payload = serde_json::to_string(job).map_err(|e| tenants::Error::Internal(e.to_string()))?;
+pub async fn enqueue<C, J: Job<C>>(
+    store: &Store,
+    job: &J,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<uuid::Uuid, tenants::Error> {
+    let payload =
+        serde_json::to_string(job).map_err(|e| tenants::Error::Internal(e.to_string()))?;
     let (id, _) = store
         .enqueue(NewJob {
             kind: J::NAME,
@@ -91,7 +104,9 @@ pub async fn enqueue<C, J: Job<C>>(store: &Store, job: &J, run_at: Option<DateTi
 }
 
 type Handler<C> = Arc<
-    dyn for<'a> Fn(&'a str, &'a C) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> + Send + Sync,
+    dyn for<'a> Fn(&'a str, &'a C) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>
+        + Send
+        + Sync,
 >;
 
 /// Runs the registered jobs, several at a time.
@@ -128,7 +143,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
     pub fn register_with<J: Job<C>>(mut self, policy: RetryPolicy) -> Self {
         let handler: Handler<C> = Arc::new(|payload: &str, context: &C| {
             Box::pin(async move {
-                let job: J = serde_json::from_str(payload).map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
+                let job: J = serde_json::from_str(payload)
+                    .map_err(|e| format!("undecodable {} job: {e}", J::NAME))?;
                 job.run(context).await
             })
         });
@@ -164,7 +180,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
     /// Claims one due job and runs it; false when none was due.
     pub async fn run_one(&self, name: &str) -> bool {
         let kinds: Vec<&str> = self.handlers.keys().copied().collect();
-        let lease_until = Utc::now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(5));
+        let lease_until = Utc::now()
+            + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(5));
         let job = match self.store.claim_job(&kinds, name, lease_until).await {
             Ok(Some(job)) => job,
             Ok(None) => return false,
@@ -173,16 +190,24 @@ impl<C: Send + Sync + 'static> Worker<C> {
                 return false;
             }
         };
-        let Some((handler, policy)) = self.handlers.get(job.kind.as_str()) else { return false };
-        let outcome = match tokio::time::timeout(self.lease, handler(&job.payload, &self.context)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!("ran longer than its {} s lease", self.lease.as_secs())),
+        let Some((handler, policy)) = self.handlers.get(job.kind.as_str()) else {
+            return false;
         };
+        let outcome =
+            match tokio::time::timeout(self.lease, handler(&job.payload, &self.context)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(format!(
+                    "ran longer than its {} s lease",
+                    self.lease.as_secs()
+                )),
+            };
         let recorded = match outcome {
             Ok(()) => self.store.complete_job(job.id, name).await,
             Err(error) => {
                 let retry_at = (job.attempts < job.max_attempts).then(|| {
-                    Utc::now() + chrono::Duration::from_std(policy.delay(job.attempts)).unwrap_or(chrono::Duration::zero())
+                    Utc::now()
+                        + chrono::Duration::from_std(policy.delay(job.attempts))
+                            .unwrap_or(chrono::Duration::zero())
                 });
                 if retry_at.is_none() {
                     tracing::warn!(job = %job.id, kind = %job.kind, attempts = job.attempts, "job moved to dead letters");
@@ -218,15 +243,21 @@ pub struct Context {
 
 impl Context {
     fn billing(&self) -> Result<&billing::Billing, String> {
-        self.billing.as_deref().ok_or_else(|| "billing is not configured in this process".to_owned())
+        self.billing
+            .as_deref()
+            .ok_or_else(|| "billing is not configured in this process".to_owned())
     }
 
     fn dispersed(&self) -> Result<&mail::dispersed::Dispersed, String> {
-        self.dispersed.as_deref().ok_or_else(|| "no storage sites are configured in this process".to_owned())
+        self.dispersed
+            .as_deref()
+            .ok_or_else(|| "no storage sites are configured in this process".to_owned())
     }
 
     fn instance_key(&self) -> Result<&vault::instance::InstanceKey, String> {
-        self.instance_key.as_deref().ok_or_else(|| "the instance key is not loaded in this process".to_owned())
+        self.instance_key
+            .as_deref()
+            .ok_or_else(|| "the instance key is not loaded in this process".to_owned())
     }
 }
 
@@ -257,7 +288,12 @@ impl Job<Context> for RepairSites {
     const NAME: &'static str = mail::dispersed::REPAIR_JOB;
 
     fn retry_policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 20, base: Duration::from_secs(60), max: Duration::from_secs(3600), jitter: 0.2 }
+        RetryPolicy {
+            max_attempts: 20,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
     }
 
     fn dedup_key(&self) -> Option<String> {
@@ -265,12 +301,19 @@ impl Job<Context> for RepairSites {
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let report = context.dispersed()?.repair(&mail::dispersed::Quiet).await.map_err(|e| e.to_string())?;
+        let report = context
+            .dispersed()?
+            .repair(&mail::dispersed::Quiet)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(report = %summary(&report), "shard repair pass");
         if report.skipped.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} objects could not be repaired yet", report.skipped.len()))
+            Err(format!(
+                "{} objects could not be repaired yet",
+                report.skipped.len()
+            ))
         }
     }
 }
@@ -285,10 +328,16 @@ impl Job<Context> for ScrubSites {
     const NAME: &'static str = mail::dispersed::SCRUB_JOB;
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let report = context.dispersed()?.scrub(&mail::dispersed::Quiet, false).await.map_err(|e| e.to_string())?;
+        let report = context
+            .dispersed()?
+            .scrub(&mail::dispersed::Quiet, false)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(report = %summary(&report), "scrub pass");
         let at = Utc::now() + chrono::Duration::hours(self.every_hours as i64);
-        enqueue::<Context, _>(&context.store, self, Some(at)).await.map_err(|e| e.to_string())?;
+        enqueue::<Context, _>(&context.store, self, Some(at))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -299,7 +348,9 @@ pub async fn schedule_scrub(store: &Store, every_hours: u64) -> Result<(), tenan
         return Ok(());
     }
     let at = Utc::now() + chrono::Duration::hours(every_hours as i64);
-    enqueue::<Context, _>(store, &ScrubSites { every_hours }, Some(at)).await.map(|_| ())
+    enqueue::<Context, _>(store, &ScrubSites { every_hours }, Some(at))
+        .await
+        .map(|_| ())
 }
 
 /// Moves every shard off `from` (to `to`, or wherever placement allows).
@@ -326,7 +377,11 @@ impl Job<Context> for EvacuateSite {
         if report.skipped.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} objects are still on site {}", report.skipped.len(), self.from))
+            Err(format!(
+                "{} objects are still on site {}",
+                report.skipped.len(),
+                self.from
+            ))
         }
     }
 }
@@ -345,13 +400,25 @@ impl Job<Context> for mail::outbound::DeliverJob {
 
 /// Jobs that wait for a tenant to publish a DNS record: every minute at
 /// first, then every half hour, for about a week.
-const WAIT_FOR_DNS: RetryPolicy =
-    RetryPolicy { max_attempts: 400, base: Duration::from_secs(60), max: Duration::from_secs(30 * 60), jitter: 0.2 };
+const WAIT_FOR_DNS: RetryPolicy = RetryPolicy {
+    max_attempts: 400,
+    base: Duration::from_secs(60),
+    max: Duration::from_secs(30 * 60),
+    jitter: 0.2,
+};
 
 /// Whether DNS serves the TXT record as expected now.
-async fn published(context: &Context, expected: &tenants::dns_records::ExpectedRecord) -> Result<bool, String> {
-    let found = context.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| e.to_string())?;
-    Ok(tenants::dns_records::judge(expected, &found) == tenants::dns_records::RecordStatus::Verified)
+async fn published(
+    context: &Context,
+    expected: &tenants::dns_records::ExpectedRecord,
+) -> Result<bool, String> {
+    let found = context
+        .dns
+        .lookup(&expected.name, mail::dns::Kind::Txt)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(tenants::dns_records::judge(expected, &found)
+        == tenants::dns_records::RecordStatus::Verified)
 }
 
 /// Looks for a new domain's verification record until it appears (or the
@@ -373,7 +440,12 @@ impl Job<Context> for DomainCheck {
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let Some(domain) = context.store.domain(self.domain_id).await.map_err(|e| e.to_string())? else {
+        let Some(domain) = context
+            .store
+            .domain(self.domain_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(());
         };
         if domain.verified_at.is_some() {
@@ -381,9 +453,16 @@ impl Job<Context> for DomainCheck {
         }
         let expected = tenants::dns_records::verification_record(&domain);
         if !published(context, &expected).await? {
-            return Err(format!("no `{}` TXT record at {} yet", expected.value, expected.name));
+            return Err(format!(
+                "no `{}` TXT record at {} yet",
+                expected.value, expected.name
+            ));
         }
-        context.store.mark_domain_verified("worker", &domain, "dns").await.map_err(|e| e.to_string())?;
+        context
+            .store
+            .mark_domain_verified("worker", &domain, "dns")
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(domain = %domain.id, "domain verified by the background check");
         Ok(())
     }
@@ -408,17 +487,37 @@ impl Job<Context> for DkimSwitch {
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let Some(domain) = context.store.domain(self.domain_id).await.map_err(|e| e.to_string())? else {
+        let Some(domain) = context
+            .store
+            .domain(self.domain_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(());
         };
-        let keys = context.store.dkim_keys(domain.id).await.map_err(|e| e.to_string())?;
-        for key in keys.iter().filter(|k| k.state == tenants::DkimKeyState::Pending) {
+        let keys = context
+            .store
+            .dkim_keys(domain.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        for key in keys
+            .iter()
+            .filter(|k| k.state == tenants::DkimKeyState::Pending)
+        {
             let expected = tenants::dns_records::dkim_record(&domain, key);
             if !published(context, &expected).await? {
-                return Err(format!("the new DKIM key is not published at {} yet", expected.name));
+                return Err(format!(
+                    "the new DKIM key is not published at {} yet",
+                    expected.name
+                ));
             }
         }
-        if context.store.activate_pending_dkim_keys("worker", domain.tenant_id, domain.id).await.map_err(|e| e.to_string())? {
+        if context
+            .store
+            .activate_pending_dkim_keys("worker", domain.tenant_id, domain.id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             tracing::info!(domain = %domain.id, "DKIM rotation completed");
         }
         Ok(())
@@ -440,7 +539,11 @@ impl Job<Context> for SyncSeats {
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let seats = context.billing()?.sync_seats(self.tenant).await.map_err(|e| e.to_string())?;
+        let seats = context
+            .billing()?
+            .sync_seats(self.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(tenant = %self.tenant, ?seats, "seats synchronised");
         Ok(())
     }
@@ -461,8 +564,17 @@ impl Job<Context> for QuotaWarning {
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let tenant = context.store.tenant(self.tenant).await.map_err(|e| e.to_string())?.ok_or("the tenant is gone")?;
-        let admins = context.store.tenant_admins(self.tenant).await.map_err(|e| e.to_string())?;
+        let tenant = context
+            .store
+            .tenant(self.tenant)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the tenant is gone")?;
+        let admins = context
+            .store
+            .tenant_admins(self.tenant)
+            .await
+            .map_err(|e| e.to_string())?;
         let (used, quota) = (tenant.storage_used_bytes, tenant.limits.storage_quota_bytes);
         let mib = |b: i64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         let values = std::collections::BTreeMap::from([
@@ -480,8 +592,14 @@ impl Job<Context> for QuotaWarning {
                 values: values.clone(),
             };
             // A full quota may refuse the warning itself: log it, do not retry forever.
-            let sent = match render_system_mail(&context.store, context.outbound.hostname(), &mail).await {
-                Ok((sender, message)) => context.outbound.send_system(&sender.from, admin, &message).await.map(|_| ()),
+            let sent = match render_system_mail(&context.store, context.outbound.hostname(), &mail)
+                .await
+            {
+                Ok((sender, message)) => context
+                    .outbound
+                    .send_system(&sender.from, admin, &message)
+                    .await
+                    .map(|_| ()),
                 Err(e) => Err(e),
             };
             if let Err(e) = sent {
@@ -506,12 +624,22 @@ impl Job<Context> for AdmitWaiting {
     const NAME: &'static str = billing::ADMIT_JOB;
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let admitted = context.billing()?.admit().await.map_err(|e| e.to_string())?;
-        tracing::info!(admitted = admitted.len(), "waiting line");
-        let at = Utc::now() + chrono::Duration::minutes(self.every_minutes.max(1));
-        enqueue::<Context, _>(&context.store, &AdmitWaiting { every_minutes: self.every_minutes }, Some(at))
+        let admitted = context
+            .billing()?
+            .admit()
             .await
             .map_err(|e| e.to_string())?;
+        tracing::info!(admitted = admitted.len(), "waiting line");
+        let at = Utc::now() + chrono::Duration::minutes(self.every_minutes.max(1));
+        enqueue::<Context, _>(
+            &context.store,
+            &AdmitWaiting {
+                every_minutes: self.every_minutes,
+            },
+            Some(at),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -528,12 +656,24 @@ impl Job<Context> for DebitPool {
 
     async fn run(&self, context: &Context) -> Result<(), String> {
         let month = tenants::store::month_of(Utc::now());
-        let debited = context.store.debit_pool(&month).await.map_err(|e| e.to_string())?;
-        let tenants = context.store.snapshot_usage(&month).await.map_err(|e| e.to_string())?;
-        tracing::info!(%month, debited, tenants, "pool debit and usage snapshot");
-        enqueue::<Context, _>(&context.store, &DebitPool {}, Some(Utc::now() + chrono::Duration::days(1)))
+        let debited = context
+            .store
+            .debit_pool(&month)
             .await
             .map_err(|e| e.to_string())?;
+        let tenants = context
+            .store
+            .snapshot_usage(&month)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%month, debited, tenants, "pool debit and usage snapshot");
+        enqueue::<Context, _>(
+            &context.store,
+            &DebitPool {},
+            Some(Utc::now() + chrono::Duration::days(1)),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -558,17 +698,28 @@ impl Job<Context> for RenewCanary {
         let now = Utc::now();
         let every = chrono::Duration::hours(self.every_hours.max(1) as i64);
         let key = context.instance_key()?;
-        match renew_canary(&context.store, key, context.outbound.hostname(), now, every).await.map_err(|e| e.to_string())? {
+        match renew_canary(&context.store, key, context.outbound.hostname(), now, every)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Some(canary) => tracing::info!(next_due = %canary.next_due, "warrant canary renewed"),
-            None => tracing::warn!("a gag order runs: the warrant canary is not renewed and will lapse"),
+            None => {
+                tracing::warn!("a gag order runs: the warrant canary is not renewed and will lapse")
+            }
         }
-        enqueue::<Context, _>(&context.store, self, Some(now + every)).await.map_err(|e| e.to_string())?;
+        enqueue::<Context, _>(&context.store, self, Some(now + every))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }
 
 /// The words of the canary of `hostname` issued at `issued_at`.
-pub fn canary_statement(hostname: &str, issued_at: DateTime<Utc>, next_due: DateTime<Utc>) -> String {
+pub fn canary_statement(
+    hostname: &str,
+    issued_at: DateTime<Utc>,
+    next_due: DateTime<Utc>,
+) -> String {
     let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
     let instant = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     format!(
@@ -604,8 +755,14 @@ pub async fn renew_canary(
     }
     let next_due = now + every * 2;
     let statement = canary_statement(hostname, now, next_due);
-    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(statement.as_bytes()));
-    let new = tenants::store::NewCanary { issued_at: now, next_due, statement, signature };
+    let signature =
+        base64::engine::general_purpose::STANDARD.encode(key.sign(statement.as_bytes()));
+    let new = tenants::store::NewCanary {
+        issued_at: now,
+        next_due,
+        statement,
+        signature,
+    };
     match store.issue_canary("worker", new).await {
         Ok(canary) => Ok(Some(canary)),
         // A gag order recorded since the look above.
@@ -619,7 +776,15 @@ pub async fn schedule_canary(store: &Store) -> Result<(), tenants::Error> {
     if store.live_jobs(CANARY_JOB).await? > 0 {
         return Ok(());
     }
-    enqueue::<Context, _>(store, &RenewCanary { every_hours: CANARY_EVERY_HOURS }, None).await.map(|_| ())
+    enqueue::<Context, _>(
+        store,
+        &RenewCanary {
+            every_hours: CANARY_EVERY_HOURS,
+        },
+        None,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// One mail the system writes to a person, from a template, in the brand
@@ -642,12 +807,21 @@ impl Job<Context> for SystemMail {
     const NAME: &'static str = SYSTEM_MAIL_JOB;
 
     fn retry_policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 30, base: Duration::from_secs(60), max: Duration::from_secs(3600), jitter: 0.2 }
+        RetryPolicy {
+            max_attempts: 30,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
     }
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let (outbound, sent) = render_system_mail(&context.store, context.outbound.hostname(), self).await?;
-        context.outbound.send_system(&outbound.from, &self.to, &sent).await?;
+        let (outbound, sent) =
+            render_system_mail(&context.store, context.outbound.hostname(), self).await?;
+        context
+            .outbound
+            .send_system(&outbound.from, &self.to, &sent)
+            .await?;
         tracing::info!(tenant = %self.tenant, template = %self.template, "system mail sent");
         Ok(())
     }
@@ -661,10 +835,35 @@ pub struct SystemSender {
 
 /// Renders a system mail: the tenant's brand and wording (or its
 /// ancestors', or the built-in ones), from `no-reply@` its sending domain.
-pub async fn render_system_mail(store: &Store, hostname: &str, mail: &SystemMail) -> Result<(SystemSender, Vec<u8>), String> {
-    let p = mail::templates::prepare(store, hostname, mail.tenant, &mail.template, mail.language.as_deref(), &mail.values).await?;
-    let message = mail::templates::message(&p.from_name, &p.from, &mail.to, &p.rendered, &p.language, hostname)?;
-    Ok((SystemSender { from: p.from, name: p.from_name }, message))
+pub async fn render_system_mail(
+    store: &Store,
+    hostname: &str,
+    mail: &SystemMail,
+) -> Result<(SystemSender, Vec<u8>), String> {
+    let p = mail::templates::prepare(
+        store,
+        hostname,
+        mail.tenant,
+        &mail.template,
+        mail.language.as_deref(),
+        &mail.values,
+    )
+    .await?;
+    let message = mail::templates::message(
+        &p.from_name,
+        &p.from,
+        &mail.to,
+        &p.rendered,
+        &p.language,
+        hostname,
+    )?;
+    Ok((
+        SystemSender {
+            from: p.from,
+            name: p.from_name,
+        },
+        message,
+    ))
 }
 
 /// Schedules the pool's recurring jobs unless they are on the queue.
@@ -705,13 +904,21 @@ mod tests {
 
     #[test]
     fn backoff_doubles_within_bounds() {
-        let policy = RetryPolicy { max_attempts: 5, base: Duration::from_secs(10), max: Duration::from_secs(60), jitter: 0.0 };
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+            jitter: 0.0,
+        };
         assert_eq!(policy.delay(1), Duration::from_secs(10));
         assert_eq!(policy.delay(2), Duration::from_secs(20));
         assert_eq!(policy.delay(3), Duration::from_secs(40));
         assert_eq!(policy.delay(4), Duration::from_secs(60));
         assert_eq!(policy.delay(40), Duration::from_secs(60));
-        let jittered = RetryPolicy { jitter: 0.2, ..policy };
+        let jittered = RetryPolicy {
+            jitter: 0.2,
+            ..policy
+        };
         for _ in 0..100 {
             let d = jittered.delay(2).as_secs_f64();
             assert!((16.0..=24.0).contains(&d), "{d}");

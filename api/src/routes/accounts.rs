@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenants::store::Credentials;
 use tenants::{
-    Account, AccountId, AccountRole, AccountStatus, AccountUpdate, Actor, DomainId, EmailAddress, Level, NewAccount,
-    TenantId, TenantStatus,
+    Account, AccountId, AccountRole, AccountStatus, AccountUpdate, Actor, DomainId, EmailAddress,
+    Level, NewAccount, TenantId, TenantStatus,
 };
 use utoipa::ToSchema;
 use vault::openpgp::AccountKey;
@@ -108,7 +108,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>
 fn display_name(name: Option<&str>, address: &EmailAddress) -> ApiResult<String> {
     let name = name.map(str::trim).unwrap_or(address.local());
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(Problem::invalid("the display name must be 1 to 200 printable characters"));
+        return Err(Problem::invalid(
+            "the display name must be 1 to 200 printable characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -127,29 +129,54 @@ fn user_id(name: &str, address: &EmailAddress) -> String {
 }
 
 /// Creates an account in `tenant_id` with a fresh key pair locked by its password.
-pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, body: NewAccountRequest) -> ApiResult<Account> {
+pub async fn create(
+    state: &AppState,
+    actor: &Actor,
+    tenant_id: TenantId,
+    body: NewAccountRequest,
+) -> ApiResult<Account> {
     let address = EmailAddress::parse(&body.address)?;
     let address_for_checks = address.clone();
     let name = display_name(body.display_name.as_deref(), &address)?;
     tenants::password::check_strength(&body.password)?;
-    let tenant = state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+    let tenant = state
+        .store
+        .tenant(tenant_id)
+        .await?
+        .ok_or(Problem::not_found("tenant"))?;
     if tenant.status != TenantStatus::Active {
-        return Err(Problem::conflict(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+        return Err(Problem::conflict(format!(
+            "the tenant `{}` is {}",
+            tenant.name, tenant.status
+        )));
     }
     let domain = state
         .store
         .domain_by_name(&address.domain())
         .await?
         .filter(|d| d.tenant_id == tenant_id)
-        .ok_or_else(|| Problem::invalid(format!("the domain `{}` is not hosted by this tenant", address.domain())))?;
-    let level = level_within_policy(body.level.unwrap_or(tenant.policy.min_level), tenant.policy.min_level)?;
+        .ok_or_else(|| {
+            Problem::invalid(format!(
+                "the domain `{}` is not hosted by this tenant",
+                address.domain()
+            ))
+        })?;
+    let level = level_within_policy(
+        body.level.unwrap_or(tenant.policy.min_level),
+        tenant.policy.min_level,
+    )?;
     if state.store.account_by_address(&address).await?.is_some() {
-        return Err(Problem::conflict(format!("the address `{address}` is taken")));
+        return Err(Problem::conflict(format!(
+            "the address `{address}` is taken"
+        )));
     }
     let uid = user_id(&name, &address);
     let password = body.password;
     let (hash, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Problem>((tenants::password::hash(&password)?, AccountKey::generate(&uid, &password)?))
+        Ok::<_, Problem>((
+            tenants::password::hash(&password)?,
+            AccountKey::generate(&uid, &password)?,
+        ))
     })
     .await
     .map_err(Problem::internal)??;
@@ -166,23 +193,39 @@ pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, body: 
         secret_key: key.secret_armored,
     };
     let recovery = match body.recovery_address.as_deref() {
-        Some(r) => Some(EmailAddress::parse(r).map_err(|_| Problem::invalid(format!("`recovery_address` {r:?} is not an email address")))?),
+        Some(r) => Some(EmailAddress::parse(r).map_err(|_| {
+            Problem::invalid(format!("`recovery_address` {r:?} is not an email address"))
+        })?),
         None => None,
     };
-    if recovery.as_ref().is_some_and(|r| r.as_str().eq_ignore_ascii_case(address_for_checks.as_str())) {
-        return Err(Problem::invalid("`recovery_address` must be another address than the account's own"));
+    if recovery
+        .as_ref()
+        .is_some_and(|r| r.as_str().eq_ignore_ascii_case(address_for_checks.as_str()))
+    {
+        return Err(Problem::invalid(
+            "`recovery_address` must be another address than the account's own",
+        ));
     }
     let account = state.store.create_account(&actor.audit_name(), new).await?;
     if let Some(recovery) = &recovery {
-        state.store.set_recovery_address(account.id, Some(recovery.as_str())).await?;
+        state
+            .store
+            .set_recovery_address(account.id, Some(recovery.as_str()))
+            .await?;
     }
     state.queue_seat_sync(tenant_id).await;
-    state.queue_welcome(&account, recovery.as_ref().map(|r| r.as_str())).await;
+    state
+        .queue_welcome(&account, recovery.as_ref().map(|r| r.as_str()))
+        .await;
     Ok(account)
 }
 
 async fn load(state: &AppState, id: AccountId) -> ApiResult<Account> {
-    state.store.account(id).await?.ok_or(Problem::not_found("account"))
+    state
+        .store
+        .account(id)
+        .await?
+        .ok_or(Problem::not_found("account"))
 }
 
 /// Create an account
@@ -229,7 +272,11 @@ pub async fn list_accounts(
 ) -> ApiResult<Json<Paged<AccountView>>> {
     let page = query.page()?;
     let accounts = state.store.list_accounts(tenant_id, page).await?;
-    Ok(Json(Paged::new(accounts.iter().map(AccountView::from).collect(), page, |a| a.id.0)))
+    Ok(Json(Paged::new(
+        accounts.iter().map(AccountView::from).collect(),
+        page,
+        |a| a.id.0,
+    )))
 }
 
 /// Get an account
@@ -273,8 +320,12 @@ pub async fn update_account(
     Json(body): Json<UpdateAccount>,
 ) -> ApiResult<Json<AccountView>> {
     let account = load(&state, account_id).await?;
-    if !actor.role.is_admin() && (body.role.is_some() || body.status.is_some() || body.storage_quota_bytes.is_some()) {
-        return Err(Problem::forbidden("only an administrator can change an account's role, status or storage cap"));
+    if !actor.role.is_admin()
+        && (body.role.is_some() || body.status.is_some() || body.storage_quota_bytes.is_some())
+    {
+        return Err(Problem::forbidden(
+            "only an administrator can change an account's role, status or storage cap",
+        ));
     }
     if let Some(Some(cap)) = body.storage_quota_bytes
         && cap < 0
@@ -285,24 +336,48 @@ pub async fn update_account(
         return Err(Problem::conflict("the account is deleted"));
     }
     if body.status == Some(AccountStatus::Deleted) {
-        return Err(Problem::invalid("delete an account with DELETE /v1/accounts/{account_id}"));
+        return Err(Problem::invalid(
+            "delete an account with DELETE /v1/accounts/{account_id}",
+        ));
     }
-    let tenant = state.store.tenant(account.tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
-    let level = body.level.map(|l| level_within_policy(l, tenant.policy.min_level)).transpose()?;
-    let name = body.display_name.as_deref().map(|n| display_name(Some(n), &account.address)).transpose()?;
+    let tenant = state
+        .store
+        .tenant(account.tenant_id)
+        .await?
+        .ok_or(Problem::not_found("tenant"))?;
+    let level = body
+        .level
+        .map(|l| level_within_policy(l, tenant.policy.min_level))
+        .transpose()?;
+    let name = body
+        .display_name
+        .as_deref()
+        .map(|n| display_name(Some(n), &account.address))
+        .transpose()?;
     let credentials = match (body.password, body.current_password) {
         (None, None) => None,
-        (None, Some(_)) => return Err(Problem::invalid("`current_password` goes with a new `password`")),
+        (None, Some(_)) => {
+            return Err(Problem::invalid(
+                "`current_password` goes with a new `password`",
+            ));
+        }
         (Some(new), current) => {
             tenants::password::check_strength(&new)?;
             if current.is_none() && actor.is_account(account_id) {
-                return Err(Problem::invalid("changing your own password needs `current_password`"));
+                return Err(Problem::invalid(
+                    "changing your own password needs `current_password`",
+                ));
             }
             if current.is_none() && !actor.role.is_admin() {
-                return Err(Problem::forbidden("only an administrator can reset a password"));
+                return Err(Problem::forbidden(
+                    "only an administrator can reset a password",
+                ));
             }
-            let (secret, hash, uid) =
-                (account.secret_key.clone(), account.password_hash.clone(), user_id(&account.display_name, &account.address));
+            let (secret, hash, uid) = (
+                account.secret_key.clone(),
+                account.password_hash.clone(),
+                user_id(&account.display_name, &account.address),
+            );
             let credentials = tokio::task::spawn_blocking(move || {
                 let key = match current {
                     Some(current) => {
@@ -325,12 +400,24 @@ pub async fn update_account(
             Some(credentials)
         }
     };
-    let update = AccountUpdate { display_name: name, role: body.role, status: body.status, level, credentials };
+    let update = AccountUpdate {
+        display_name: name,
+        role: body.role,
+        status: body.status,
+        level,
+        credentials,
+    };
     let status_changed = update.status.is_some();
     if let Some(cap) = body.storage_quota_bytes {
-        state.store.set_account_quota(&actor.audit_name(), account_id, cap).await?;
+        state
+            .store
+            .set_account_quota(&actor.audit_name(), account_id, cap)
+            .await?;
     }
-    let account = state.store.update_account(&actor.audit_name(), account_id, update).await?;
+    let account = state
+        .store
+        .update_account(&actor.audit_name(), account_id, update)
+        .await?;
     if status_changed {
         state.queue_seat_sync(account.tenant_id).await;
     }
@@ -357,8 +444,14 @@ pub async fn delete_account(
 ) -> ApiResult<StatusCode> {
     let account = load(&state, account_id).await?;
     if account.status != AccountStatus::Deleted {
-        let update = AccountUpdate { status: Some(AccountStatus::Deleted), ..Default::default() };
-        state.store.update_account(&actor.audit_name(), account_id, update).await?;
+        let update = AccountUpdate {
+            status: Some(AccountStatus::Deleted),
+            ..Default::default()
+        };
+        state
+            .store
+            .update_account(&actor.audit_name(), account_id, update)
+            .await?;
         state.queue_seat_sync(account.tenant_id).await;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -379,7 +472,10 @@ pub async fn public_key(
     Path(account_id): Path<AccountId>,
 ) -> ApiResult<impl IntoResponse> {
     let account = load(&state, account_id).await?;
-    Ok(([(header::CONTENT_TYPE, "application/pgp-keys")], account.public_key))
+    Ok((
+        [(header::CONTENT_TYPE, "application/pgp-keys")],
+        account.public_key,
+    ))
 }
 
 /// The account's OpenPGP secret key, locked with its password
@@ -401,11 +497,16 @@ pub async fn secret_key(
     Path(account_id): Path<AccountId>,
 ) -> ApiResult<impl IntoResponse> {
     if !actor.is_account(account_id) {
-        return Err(Problem::forbidden("only the account's owner can fetch its secret key"));
+        return Err(Problem::forbidden(
+            "only the account's owner can fetch its secret key",
+        ));
     }
     let account = load(&state, account_id).await?;
     Ok((
-        [(header::CONTENT_TYPE, "application/pgp-keys"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "application/pgp-keys"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         account.secret_key,
     ))
 }

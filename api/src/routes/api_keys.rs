@@ -53,18 +53,27 @@ pub async fn create_api_key(
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Problem::invalid("the key name must be 1 to 200 characters long"));
+        return Err(Problem::invalid(
+            "the key name must be 1 to 200 characters long",
+        ));
     }
-    let mut scopes = body.scopes.unwrap_or_else(|| vec![Scope::Read, Scope::Write]);
+    let mut scopes = body
+        .scopes
+        .unwrap_or_else(|| vec![Scope::Read, Scope::Write]);
     scopes.sort();
     scopes.dedup();
     if scopes.is_empty() {
         return Err(Problem::invalid("an API key needs at least one scope"));
     }
     if scopes.iter().any(|s| !actor.scopes.contains(s)) {
-        return Err(Problem::forbidden("an API key cannot have scopes its creator lacks"));
+        return Err(Problem::forbidden(
+            "an API key cannot have scopes its creator lacks",
+        ));
     }
-    let secret = format!("cal_{}", URL_SAFE_NO_PAD.encode(rand::rng().random::<[u8; 32]>()));
+    let secret = format!(
+        "cal_{}",
+        URL_SAFE_NO_PAD.encode(rand::rng().random::<[u8; 32]>())
+    );
     let new = NewApiKey {
         tenant_id,
         name: name.to_owned(),
@@ -114,9 +123,16 @@ pub async fn revoke_api_key(
     Admin(actor): Admin,
     Path(api_key_id): Path<ApiKeyId>,
 ) -> ApiResult<StatusCode> {
-    let key = state.store.api_key(api_key_id).await?.ok_or(Problem::not_found("API key"))?;
+    let key = state
+        .store
+        .api_key(api_key_id)
+        .await?
+        .ok_or(Problem::not_found("API key"))?;
     if key.revoked_at.is_none() {
-        state.store.revoke_api_key(&actor.audit_name(), &key).await?;
+        state
+            .store
+            .revoke_api_key(&actor.audit_name(), &key)
+            .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -44,7 +44,12 @@ pub async fn tenant_audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let items = state.store.audit_log(Some(tenant_id), query.before, limit).await?;
-    let next_before = (items.len() as u32 >= limit).then(|| items.last().map(|e| e.id)).flatten();
+    let items = state
+        .store
+        .audit_log(Some(tenant_id), query.before, limit)
+        .await?;
+    let next_before = (items.len() as u32 >= limit)
+        .then(|| items.last().map(|e| e.id))
+        .flatten();
     Ok(Json(AuditPage { items, next_before }))
 }

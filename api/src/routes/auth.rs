@@ -48,7 +48,10 @@ pub struct TokenResponse {
 
 /// Hash under which API keys are stored: the secret is random, so one round of SHA-256 suffices.
 pub fn api_key_hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Exchange credentials for an access token
@@ -76,12 +79,23 @@ pub async fn issue_token(
     let ip = peer.ip();
     let (actor, account_id) = match request.grant_type {
         GrantType::Password => {
-            let (Some(username), Some(password), None) = (request.username, request.password, &request.api_key) else {
-                return Err(Problem::invalid("the password grant needs `username` and `password`, and no `api_key`"));
+            let (Some(username), Some(password), None) =
+                (request.username, request.password, &request.api_key)
+            else {
+                return Err(Problem::invalid(
+                    "the password grant needs `username` and `password`, and no `api_key`",
+                ));
             };
             let address = EmailAddress::parse(&username)?;
-            state.login_guard.check(Some(address.as_str()), ip).map_err(too_many)?;
-            let account = match state.store.verify_password(&address, password.into()).await? {
+            state
+                .login_guard
+                .check(Some(address.as_str()), ip)
+                .map_err(too_many)?;
+            let account = match state
+                .store
+                .verify_password(&address, password.into())
+                .await?
+            {
                 Some(account) if account.status != AccountStatus::Deleted => account,
                 _ => {
                     state.login_guard.record_failure(Some(address.as_str()), ip);
@@ -91,11 +105,21 @@ pub async fn issue_token(
             };
             state.login_guard.record_success(address.as_str());
             if account.status != AccountStatus::Active {
-                return Err(Problem::forbidden(format!("the account is {}", account.status)));
+                return Err(Problem::forbidden(format!(
+                    "the account is {}",
+                    account.status
+                )));
             }
-            let tenant = state.store.tenant(account.tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+            let tenant = state
+                .store
+                .tenant(account.tenant_id)
+                .await?
+                .ok_or(Problem::not_found("tenant"))?;
             if tenant.status != TenantStatus::Active {
-                return Err(Problem::forbidden(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+                return Err(Problem::forbidden(format!(
+                    "the tenant `{}` is {}",
+                    tenant.name, tenant.status
+                )));
             }
             let actor = Actor {
                 subject: Subject::Account(account.id),
@@ -106,17 +130,28 @@ pub async fn issue_token(
             (actor, Some(account.id))
         }
         GrantType::ApiKey => {
-            let (Some(secret), None, None) = (request.api_key, &request.username, &request.password) else {
-                return Err(Problem::invalid("the api_key grant needs `api_key`, and no `username` or `password`"));
+            let (Some(secret), None, None) =
+                (request.api_key, &request.username, &request.password)
+            else {
+                return Err(Problem::invalid(
+                    "the api_key grant needs `api_key`, and no `username` or `password`",
+                ));
             };
             state.login_guard.check(None, ip).map_err(too_many)?;
             let Some(key) = state.store.use_api_key(&api_key_hash(&secret)).await? else {
                 state.login_guard.record_failure(None, ip);
                 return Err(Problem::unauthorized("unknown or revoked API key"));
             };
-            let tenant = state.store.tenant(key.tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+            let tenant = state
+                .store
+                .tenant(key.tenant_id)
+                .await?
+                .ok_or(Problem::not_found("tenant"))?;
             if tenant.status != TenantStatus::Active {
-                return Err(Problem::forbidden(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+                return Err(Problem::forbidden(format!(
+                    "the tenant `{}` is {}",
+                    tenant.name, tenant.status
+                )));
             }
             let actor = Actor {
                 subject: Subject::ApiKey(key.id),

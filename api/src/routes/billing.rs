@@ -12,7 +12,8 @@ use billing::{Challenge, SignupOutcome};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenants::store::{
-    Invoice, NewSignup, PaidBy, Plan, PlanInput, PoolHistory, PoolSummary, SignupStatus, TenantFilter, TrafficDay, UsageMonth,
+    Invoice, NewSignup, PaidBy, Plan, PlanInput, PoolHistory, PoolSummary, SignupStatus,
+    TenantFilter, TrafficDay, UsageMonth,
 };
 use tenants::{Page, Role, TenantId};
 use utoipa::{IntoParams, ToSchema};
@@ -23,7 +24,11 @@ use crate::auth::Admin;
 use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails, Query};
 
 fn operator_only(actor: &tenants::Actor, what: &str) -> ApiResult<()> {
-    if actor.role == Role::Operator { Ok(()) } else { Err(Problem::forbidden(format!("only the operator {what}"))) }
+    if actor.role == Role::Operator {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!("only the operator {what}")))
+    }
 }
 
 /// List plans
@@ -36,7 +41,10 @@ fn operator_only(actor: &tenants::Actor, what: &str) -> ApiResult<()> {
         (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn list_plans(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<Vec<Plan>>> {
+pub async fn list_plans(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> ApiResult<Json<Vec<Plan>>> {
     Ok(Json(state.store.list_plans().await?))
 }
 
@@ -57,7 +65,15 @@ pub async fn create_plan(
     Json(body): Json<PlanInput>,
 ) -> ApiResult<(StatusCode, Json<Plan>)> {
     operator_only(&actor, "manages plans")?;
-    Ok((StatusCode::CREATED, Json(state.store.save_plan(&actor.audit_name(), None, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .store
+                .save_plan(&actor.audit_name(), None, body)
+                .await?,
+        ),
+    ))
 }
 
 /// Get a plan
@@ -69,8 +85,18 @@ pub async fn create_plan(
         (status = 404, description = "No such plan", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn get_plan(State(state): State<AppState>, _admin: Admin, Path(plan_id): Path<Uuid>) -> ApiResult<Json<Plan>> {
-    Ok(Json(state.store.plan(plan_id).await?.ok_or(Problem::not_found("plan"))?))
+pub async fn get_plan(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(plan_id): Path<Uuid>,
+) -> ApiResult<Json<Plan>> {
+    Ok(Json(
+        state
+            .store
+            .plan(plan_id)
+            .await?
+            .ok_or(Problem::not_found("plan"))?,
+    ))
 }
 
 /// Change a plan
@@ -94,7 +120,12 @@ pub async fn update_plan(
     Json(body): Json<PlanInput>,
 ) -> ApiResult<Json<Plan>> {
     operator_only(&actor, "manages plans")?;
-    Ok(Json(state.store.save_plan(&actor.audit_name(), Some(plan_id), body).await?))
+    Ok(Json(
+        state
+            .store
+            .save_plan(&actor.audit_name(), Some(plan_id), body)
+            .await?,
+    ))
 }
 
 /// Delete a plan
@@ -108,9 +139,16 @@ pub async fn update_plan(
         (status = 409, description = "Tenants are on it", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn delete_plan(State(state): State<AppState>, Admin(actor): Admin, Path(plan_id): Path<Uuid>) -> ApiResult<StatusCode> {
+pub async fn delete_plan(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(plan_id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     operator_only(&actor, "manages plans")?;
-    state.store.delete_plan(&actor.audit_name(), plan_id).await?;
+    state
+        .store
+        .delete_plan(&actor.audit_name(), plan_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -186,12 +224,24 @@ async fn billing_view(state: &AppState, tenant_id: TenantId) -> ApiResult<Billin
         });
     };
     let plan = state.store.plan(record.plan_id).await?;
-    let seats = state.store.own_seats(tenant_id).await?.max(record.committed_seats);
+    let seats = state
+        .store
+        .own_seats(tenant_id)
+        .await?
+        .max(record.committed_seats);
     let status = billing::status_word(&record, billing.grace());
-    let next_invoice = plan.as_ref().filter(|_| record.paid_by == PaidBy::Itself && status != "canceled").map(|p| {
-        let seats = record.seats_billed.unwrap_or(seats);
-        NextInvoice { date: record.current_period_end, seats, amount_cents: seats * p.seat_price_cents, currency: p.currency.clone() }
-    });
+    let next_invoice = plan
+        .as_ref()
+        .filter(|_| record.paid_by == PaidBy::Itself && status != "canceled")
+        .map(|p| {
+            let seats = record.seats_billed.unwrap_or(seats);
+            NextInvoice {
+                date: record.current_period_end,
+                seats,
+                amount_cents: seats * p.seat_price_cents,
+                currency: p.currency.clone(),
+            }
+        });
     Ok(BillingView {
         tenant_id,
         status: status.into(),
@@ -202,7 +252,11 @@ async fn billing_view(state: &AppState, tenant_id: TenantId) -> ApiResult<Billin
         provider: provider.into(),
         subscription_status: record.subscription_status.clone(),
         past_due_since: record.past_due_since,
-        sending_suspended: state.store.sending_suspended(tenant_id, billing.grace()).await?.is_some(),
+        sending_suspended: state
+            .store
+            .sending_suspended(tenant_id, billing.grace())
+            .await?
+            .is_some(),
         public_funder: record.public_funder,
         next_invoice,
         invoices: state.store.invoices(tenant_id, 24).await?,
@@ -234,10 +288,15 @@ pub async fn assign_plan(
 ) -> ApiResult<Json<BillingView>> {
     let ancestry = state.store.ancestry(tenant_id).await?;
     if !actor.is_above(&ancestry) {
-        return Err(Problem::forbidden("only the operator or the tenant's reseller chooses its plan"));
+        return Err(Problem::forbidden(
+            "only the operator or the tenant's reseller chooses its plan",
+        ));
     }
     if state.store.plan(body.plan_id).await?.is_none() {
-        return Err(Problem::invalid(format!("`plan_id`: no plan {}", body.plan_id)));
+        return Err(Problem::invalid(format!(
+            "`plan_id`: no plan {}",
+            body.plan_id
+        )));
     }
     state
         .store
@@ -264,7 +323,11 @@ pub async fn assign_plan(
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn get_billing(State(state): State<AppState>, _admin: Admin, Path(tenant_id): Path<TenantId>) -> ApiResult<Json<BillingView>> {
+pub async fn get_billing(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<Json<BillingView>> {
     Ok(Json(billing_view(&state, tenant_id).await?))
 }
 
@@ -296,10 +359,17 @@ pub async fn checkout(
     Path(tenant_id): Path<TenantId>,
 ) -> ApiResult<(StatusCode, Json<CheckoutView>)> {
     let email = match actor.subject {
-        tenants::Subject::Account(id) => state.store.account(id).await?.map(|a| a.address.to_string()),
+        tenants::Subject::Account(id) => state
+            .store
+            .account(id)
+            .await?
+            .map(|a| a.address.to_string()),
         _ => None,
     };
-    let url = state.billing().checkout(tenant_id, email.as_deref()).await?;
+    let url = state
+        .billing()
+        .checkout(tenant_id, email.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(CheckoutView { url })))
 }
 
@@ -324,10 +394,19 @@ pub struct WebhookAnswer {
         (status = 400, description = "Unsigned, forged, stale or unreadable", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "No webhook secret is configured", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
-pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<WebhookAnswer>> {
-    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+pub async fn stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<WebhookAnswer>> {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
     match state.billing().webhook(&body, signature).await {
-        Ok(applied) => Ok(Json(WebhookAnswer { replayed: applied.replayed, stale: applied.stale })),
+        Ok(applied) => Ok(Json(WebhookAnswer {
+            replayed: applied.replayed,
+            stale: applied.stale,
+        })),
         Err(billing::BillingError::Invalid(detail)) => Err(Problem::bad_request(detail)),
         Err(e) => Err(e.into()),
     }
@@ -341,7 +420,12 @@ pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, b
     responses((status = 200, description = "The pool", body = PoolSummary)), security(()))]
 pub async fn pool(State(state): State<AppState>) -> ApiResult<Json<PoolSummary>> {
     let billing = state.billing();
-    Ok(Json(state.store.pool_summary(billing.config.pool_horizon_months).await?))
+    Ok(Json(
+        state
+            .store
+            .pool_summary(billing.config.pool_horizon_months)
+            .await?,
+    ))
 }
 
 /// A proof-of-work challenge for signing up
@@ -354,10 +438,17 @@ pub async fn pool(State(state): State<AppState>) -> ApiResult<Json<PoolSummary>>
         (status = 200, description = "A challenge, valid for 15 minutes", body = Challenge),
         (status = 503, description = "Public signup is not open", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
-pub async fn signup_challenge(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Challenge>> {
+pub async fn signup_challenge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Challenge>> {
     let billing = state.billing();
-    if self_signup_target(&state, &headers).await?.is_none() && billing.public_instance().await?.is_none() {
-        return Err(Problem::unavailable("public signup is not open on this instance"));
+    if self_signup_target(&state, &headers).await?.is_none()
+        && billing.public_instance().await?.is_none()
+    {
+        return Err(Problem::unavailable(
+            "public signup is not open on this instance",
+        ));
     }
     Ok(Json(billing.challenges.issue(Utc::now())))
 }
@@ -415,13 +506,17 @@ pub async fn sign_up(
     }
     let billing = state.billing();
     if billing.public_instance().await?.is_none() {
-        return Err(Problem::unavailable("public signup is not open on this instance"));
+        return Err(Problem::unavailable(
+            "public signup is not open on this instance",
+        ));
     }
     let domain = billing.config.public_domain.clone().unwrap_or_default();
     let local = match body.address.rsplit_once('@') {
         Some((local, host)) if host.eq_ignore_ascii_case(&domain) => local.to_owned(),
         Some((_, host)) => {
-            return Err(Problem::invalid(format!("`address`: free accounts are on `{domain}`, not `{host}`")));
+            return Err(Problem::invalid(format!(
+                "`address`: free accounts are on `{domain}`, not `{host}`"
+            )));
         }
         None => body.address.clone(),
     };
@@ -433,7 +528,10 @@ pub async fn sign_up(
     let uid = format!("{local} <{address}>");
     let password = body.password;
     let (hash, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Problem>((tenants::password::hash(&password)?, vault::openpgp::AccountKey::generate(&uid, &password)?))
+        Ok::<_, Problem>((
+            tenants::password::hash(&password)?,
+            vault::openpgp::AccountKey::generate(&uid, &password)?,
+        ))
     })
     .await
     .map_err(Problem::internal)??;
@@ -450,11 +548,23 @@ pub async fn sign_up(
     let (status, view) = match outcome {
         SignupOutcome::Admitted { account, token } => (
             StatusCode::CREATED,
-            SignupView { status: "admitted".into(), address: address.to_string(), account_id: Some(account.0), position: None, token },
+            SignupView {
+                status: "admitted".into(),
+                address: address.to_string(),
+                account_id: Some(account.0),
+                position: None,
+                token,
+            },
         ),
         SignupOutcome::Waiting { position, token } => (
             StatusCode::ACCEPTED,
-            SignupView { status: "waiting".into(), address: address.to_string(), account_id: None, position: Some(position), token },
+            SignupView {
+                status: "waiting".into(),
+                address: address.to_string(),
+                account_id: None,
+                position: Some(position),
+                token,
+            },
         ),
     };
     Ok((status, Json(view)).into_response())
@@ -463,57 +573,104 @@ pub async fn sign_up(
 /// What every signup must pass, in this order: a valid stamp for this
 /// address, a strong password, a free address, the rate limits, and a
 /// challenge not spent before (spent now).
-async fn admissible(state: &AppState, peer: SocketAddr, address: &tenants::EmailAddress, body: &SignupRequest) -> ApiResult<()> {
+async fn admissible(
+    state: &AppState,
+    peer: SocketAddr,
+    address: &tenants::EmailAddress,
+    body: &SignupRequest,
+) -> ApiResult<()> {
     let billing = state.billing();
     let stamp = billing
         .challenges
-        .check(&body.stamp.challenge, address.as_str(), body.stamp.counter, Utc::now())
+        .check(
+            &body.stamp.challenge,
+            address.as_str(),
+            body.stamp.counter,
+            Utc::now(),
+        )
         .map_err(|why| Problem::invalid(format!("`stamp`: {why}")))?;
     tenants::password::check_strength(&body.password)?;
     if state.store.account_by_address(address).await?.is_some() {
-        return Err(Problem::conflict(format!("the address `{address}` is taken")));
+        return Err(Problem::conflict(format!(
+            "the address `{address}` is taken"
+        )));
     }
-    billing.count_signup(peer.ip()).map_err(|(wait, why)| Problem::rate_limited(wait, why))?;
-    if !state.store.spend_challenge(&stamp.nonce, stamp.expires_at).await? {
-        return Err(Problem::invalid("`stamp`: this challenge was already used; ask for a new one"));
+    billing
+        .count_signup(peer.ip())
+        .map_err(|(wait, why)| Problem::rate_limited(wait, why))?;
+    if !state
+        .store
+        .spend_challenge(&stamp.nonce, stamp.expires_at)
+        .await?
+    {
+        return Err(Problem::invalid(
+            "`stamp`: this challenge was already used; ask for a new one",
+        ));
     }
     Ok(())
 }
 
 /// The tenant (and domain) a signup on this Host goes to, when the Host is
 /// a verified hostname of a tenant that allows self-signup.
-async fn self_signup_target(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<(TenantId, String)>> {
+async fn self_signup_target(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> ApiResult<Option<(TenantId, String)>> {
     let tenant = super::branding::tenant_for_host(state, headers).await?;
     if tenant == state.operator_tenant {
         return Ok(None);
     }
-    Ok(state.store.self_signup_domain(tenant).await?.map(|d| (tenant, d)))
+    Ok(state
+        .store
+        .self_signup_domain(tenant)
+        .await?
+        .map(|d| (tenant, d)))
 }
 
 /// A signup on a tenant's own hostname: an account of that tenant, paid by
 /// it like any other (its limits apply), no pool involved.
-async fn tenant_sign_up(state: &AppState, peer: SocketAddr, tenant: TenantId, domain: &str, body: SignupRequest) -> ApiResult<Response> {
+async fn tenant_sign_up(
+    state: &AppState,
+    peer: SocketAddr,
+    tenant: TenantId,
+    domain: &str,
+    body: SignupRequest,
+) -> ApiResult<Response> {
     let local = match body.address.rsplit_once('@') {
         Some((local, host)) if host.eq_ignore_ascii_case(domain) => local.to_owned(),
-        Some((_, host)) => return Err(Problem::invalid(format!("`address`: accounts here are on `{domain}`, not `{host}`"))),
+        Some((_, host)) => {
+            return Err(Problem::invalid(format!(
+                "`address`: accounts here are on `{domain}`, not `{host}`"
+            )));
+        }
         None => body.address.clone(),
     };
     if let Some(why) = billing::signup::refused_local_part(&local) {
         return Err(Problem::invalid(format!("`address`: {why}")));
     }
-    let address = tenants::EmailAddress::parse(&format!("{local}@{domain}")).map_err(|e| Problem::invalid(format!("`address`: {e}")))?;
+    let address = tenants::EmailAddress::parse(&format!("{local}@{domain}"))
+        .map_err(|e| Problem::invalid(format!("`address`: {e}")))?;
     admissible(state, peer, &address, &body).await?;
-    let t = state.store.tenant(tenant).await?.ok_or_else(|| Problem::not_found("tenant"))?;
+    let t = state
+        .store
+        .tenant(tenant)
+        .await?
+        .ok_or_else(|| Problem::not_found("tenant"))?;
     let domain_row = state
         .store
         .domain_by_name(&address.domain())
         .await?
         .filter(|d| d.tenant_id == tenant)
-        .ok_or_else(|| Problem::unavailable("self-signup is misconfigured: its domain is not the tenant's"))?;
+        .ok_or_else(|| {
+            Problem::unavailable("self-signup is misconfigured: its domain is not the tenant's")
+        })?;
     let uid = format!("{local} <{address}>");
     let password = body.password;
     let (hash, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Problem>((tenants::password::hash(&password)?, vault::openpgp::AccountKey::generate(&uid, &password)?))
+        Ok::<_, Problem>((
+            tenants::password::hash(&password)?,
+            vault::openpgp::AccountKey::generate(&uid, &password)?,
+        ))
     })
     .await
     .map_err(Problem::internal)??;
@@ -531,7 +688,13 @@ async fn tenant_sign_up(state: &AppState, peer: SocketAddr, tenant: TenantId, do
     };
     let account = state.store.create_account("self-signup", new).await?;
     state.queue_seat_sync(tenant).await;
-    let view = SignupView { status: "admitted".into(), address: address.to_string(), account_id: Some(account.id.0), position: None, token: String::new() };
+    let view = SignupView {
+        status: "admitted".into(),
+        address: address.to_string(),
+        account_id: Some(account.id.0),
+        position: None,
+        token: String::new(),
+    };
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -564,13 +727,23 @@ pub async fn set_self_signup(
     Json(body): Json<SelfSignup>,
 ) -> ApiResult<Json<serde_json::Value>> {
     if let Some(domain) = &body.domain {
-        let name = tenants::DomainName::parse(domain).map_err(|e| Problem::invalid(format!("`domain`: {e}")))?;
-        let found = state.store.domain_by_name(&name).await?.filter(|d| d.tenant_id == tenant_id);
+        let name = tenants::DomainName::parse(domain)
+            .map_err(|e| Problem::invalid(format!("`domain`: {e}")))?;
+        let found = state
+            .store
+            .domain_by_name(&name)
+            .await?
+            .filter(|d| d.tenant_id == tenant_id);
         if found.is_none_or(|d| d.verified_at.is_none()) {
-            return Err(Problem::invalid(format!("`domain`: `{name}` is not a verified domain of this tenant")));
+            return Err(Problem::invalid(format!(
+                "`domain`: `{name}` is not a verified domain of this tenant"
+            )));
         }
     }
-    state.store.set_self_signup_domain(&actor.audit_name(), tenant_id, body.domain.as_deref()).await?;
+    state
+        .store
+        .set_self_signup_domain(&actor.audit_name(), tenant_id, body.domain.as_deref())
+        .await?;
     Ok(Json(serde_json::json!({ "domain": body.domain })))
 }
 
@@ -581,8 +754,14 @@ pub async fn set_self_signup(
         (status = 200, description = "Waiting (with its place) or admitted", body = SignupStatus),
         (status = 404, description = "No signup has this token", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
-pub async fn signup_status(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Json<SignupStatus>> {
-    let status = state.store.signup_status(&billing::token_hash(&token)).await?;
+pub async fn signup_status(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<SignupStatus>> {
+    let status = state
+        .store
+        .signup_status(&billing::token_hash(&token))
+        .await?;
     Ok(Json(status.ok_or(Problem::not_found("signup"))?))
 }
 
@@ -619,7 +798,11 @@ pub struct UsageReport {
     pub total_active_accounts: i64,
 }
 
-async fn usage_of(state: &AppState, tenant: &tenants::Tenant, months: i64) -> ApiResult<TenantUsage> {
+async fn usage_of(
+    state: &AppState,
+    tenant: &tenants::Tenant,
+    months: i64,
+) -> ApiResult<TenantUsage> {
     Ok(TenantUsage {
         tenant_id: tenant.id,
         name: tenant.name.clone(),
@@ -633,8 +816,16 @@ async fn usage_of(state: &AppState, tenant: &tenants::Tenant, months: i64) -> Ap
 /// carriage return) defused with a `'`, so that a tenant's name cannot
 /// become a formula in whoever's spreadsheet opens the export.
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
-    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
 }
 
 #[cfg(test)]
@@ -646,7 +837,10 @@ mod tests {
         assert_eq!(csv_field("Acme"), "Acme");
         assert_eq!(csv_field("Acme, Inc."), "\"Acme, Inc.\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(\"http://evil\")"), "\"'=HYPERLINK(\"\"http://evil\"\")\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://evil\")"),
+            "\"'=HYPERLINK(\"\"http://evil\"\")\""
+        );
         assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_field("-1"), "'-1");
     }
@@ -680,15 +874,37 @@ pub async fn usage(
     let csv = match query.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(Problem::invalid(format!("`format` {other:?} is not `json` or `csv`"))),
+        Some(other) => {
+            return Err(Problem::invalid(format!(
+                "`format` {other:?} is not `json` or `csv`"
+            )));
+        }
     };
-    let tenant = state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+    let tenant = state
+        .store
+        .tenant(tenant_id)
+        .await?
+        .ok_or(Problem::not_found("tenant"))?;
     let mut children = Vec::new();
     if query.children.unwrap_or(false) {
-        let filter = TenantFilter { within: None, parent_id: Some(tenant_id), kind: None, status: None };
+        let filter = TenantFilter {
+            within: None,
+            parent_id: Some(tenant_id),
+            kind: None,
+            status: None,
+        };
         let mut after = None;
         loop {
-            let page = state.store.list_tenants(&filter, Page { after, limit: Page::MAX_LIMIT }).await?;
+            let page = state
+                .store
+                .list_tenants(
+                    &filter,
+                    Page {
+                        after,
+                        limit: Page::MAX_LIMIT,
+                    },
+                )
+                .await?;
             let last = page.last().map(|t| t.id.0);
             for child in &page {
                 children.push(usage_of(&state, child, months).await?);
@@ -702,34 +918,70 @@ pub async fn usage(
     let own = usage_of(&state, &tenant, months).await?;
     let all: Vec<&TenantUsage> = std::iter::once(&own).chain(children.iter()).collect();
     if csv {
-        let mut out = String::from("tenant_id,tenant,month,storage_bytes,storage_peak_bytes,messages_received,messages_sent,active_accounts\r\n");
+        let mut out = String::from(
+            "tenant_id,tenant,month,storage_bytes,storage_peak_bytes,messages_received,messages_sent,active_accounts\r\n",
+        );
         for t in &all {
             for m in &t.months {
                 out.push_str(&format!(
                     "{},{},{},{},{},{},{},{}\r\n",
-                    t.tenant_id, csv_field(&t.name), m.month, m.storage_bytes, m.storage_peak_bytes, m.messages_received, m.messages_sent, m.active_accounts
+                    t.tenant_id,
+                    csv_field(&t.name),
+                    m.month,
+                    m.storage_bytes,
+                    m.storage_peak_bytes,
+                    m.messages_received,
+                    m.messages_sent,
+                    m.active_accounts
                 ));
             }
         }
         let disposition = format!("attachment; filename=\"usage-{tenant_id}.csv\"");
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], out).into_response());
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            out,
+        )
+            .into_response());
     }
     let total_storage_used_bytes = all.iter().map(|t| t.storage_used_bytes).sum();
-    let total_active_accounts = all.iter().map(|t| t.months.first().map(|m| m.active_accounts).unwrap_or(0)).sum();
-    Ok(Json(UsageReport { tenant: own, children, total_storage_used_bytes, total_active_accounts }).into_response())
+    let total_active_accounts = all
+        .iter()
+        .map(|t| t.months.first().map(|m| m.active_accounts).unwrap_or(0))
+        .sum();
+    Ok(Json(UsageReport {
+        tenant: own,
+        children,
+        total_storage_used_bytes,
+        total_active_accounts,
+    })
+    .into_response())
 }
 
 /// A count in a query string: absent means `default`; anything but a whole
 /// number within `range` is refused with the parameter's name.
-fn count_param(name: &str, value: Option<&str>, default: u32, range: std::ops::RangeInclusive<u32>) -> ApiResult<u32> {
-    let Some(value) = value else { return Ok(default) };
-    value.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-        Problem::bad_request(format!(
-            "`{name}` must be a whole number from {} to {}; got {value:?}",
-            range.start(),
-            range.end()
-        ))
-    })
+fn count_param(
+    name: &str,
+    value: Option<&str>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> ApiResult<u32> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            Problem::bad_request(format!(
+                "`{name}` must be a whole number from {} to {}; got {value:?}",
+                range.start(),
+                range.end()
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -772,7 +1024,10 @@ pub async fn traffic(
     Query(query): Query<TrafficQuery>,
 ) -> ApiResult<Json<TrafficReport>> {
     let days = count_param("days", query.days.as_deref(), 30, 1..=366)?;
-    let days = state.store.traffic(tenant_id, Utc::now().date_naive(), days).await?;
+    let days = state
+        .store
+        .traffic(tenant_id, Utc::now().date_naive(), days)
+        .await?;
     Ok(Json(TrafficReport { tenant_id, days }))
 }
 
@@ -809,5 +1064,10 @@ pub async fn pool_history(
     operator_only(&actor, "sees the pool's history")?;
     let months = count_param("months", query.months.as_deref(), 12, 1..=120)?;
     let horizon = state.billing().config.pool_horizon_months;
-    Ok(Json(state.store.pool_history(horizon, Utc::now().date_naive(), months).await?))
+    Ok(Json(
+        state
+            .store
+            .pool_history(horizon, Utc::now().date_naive(), months)
+            .await?,
+    ))
 }

@@ -60,15 +60,25 @@ async fn view(state: &AppState, tenant: TenantId) -> ApiResult<BrandingView> {
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn get_branding(State(state): State<AppState>, _admin: Admin, Path(tenant_id): Path<TenantId>) -> ApiResult<Json<BrandingView>> {
+pub async fn get_branding(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<Json<BrandingView>> {
     Ok(Json(view(&state, tenant_id).await?))
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), Problem> {
-    let rest = url.strip_prefix("https://").ok_or_else(|| Problem::invalid(format!("`{field}` must be an https:// URL")))?;
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| Problem::invalid(format!("`{field}` must be an https:// URL")))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if DomainName::parse(host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)).is_err() || url.len() > 500 {
-        return Err(Problem::invalid(format!("`{field}` {url:?} is not a valid https:// URL")));
+    if DomainName::parse(host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)).is_err()
+        || url.len() > 500
+    {
+        return Err(Problem::invalid(format!(
+            "`{field}` {url:?} is not a valid https:// URL"
+        )));
     }
     Ok(())
 }
@@ -78,18 +88,30 @@ pub fn check_brand(fields: &BrandFields) -> Result<(), Problem> {
     if let Some(name) = &fields.product_name {
         let n = name.trim().chars().count();
         if n == 0 || n > 60 || name.chars().any(char::is_control) {
-            return Err(Problem::invalid("`product_name` must be 1 to 60 printable characters"));
+            return Err(Problem::invalid(
+                "`product_name` must be 1 to 60 printable characters",
+            ));
         }
     }
-    for (field, color) in [("primary_color", &fields.primary_color), ("accent_color", &fields.accent_color)] {
+    for (field, color) in [
+        ("primary_color", &fields.primary_color),
+        ("accent_color", &fields.accent_color),
+    ] {
         if let Some(color) = color {
             brand_assets::check_color(field, color).map_err(Problem::invalid)?;
         }
     }
     if let Some(address) = &fields.support_address {
-        EmailAddress::parse(address).map_err(|_| Problem::invalid(format!("`support_address` {address:?} is not an email address")))?;
+        EmailAddress::parse(address).map_err(|_| {
+            Problem::invalid(format!(
+                "`support_address` {address:?} is not an email address"
+            ))
+        })?;
     }
-    for (field, url) in [("legal_url", &fields.legal_url), ("privacy_url", &fields.privacy_url)] {
+    for (field, url) in [
+        ("legal_url", &fields.legal_url),
+        ("privacy_url", &fields.privacy_url),
+    ] {
         if let Some(url) = url {
             check_url(field, url)?;
         }
@@ -97,7 +119,9 @@ pub fn check_brand(fields: &BrandFields) -> Result<(), Problem> {
     if let Some(language) = &fields.default_language
         && !["fr", "en"].contains(&language.as_str())
     {
-        return Err(Problem::invalid(format!("`default_language` {language:?} is not `fr` or `en`")));
+        return Err(Problem::invalid(format!(
+            "`default_language` {language:?} is not `fr` or `en`"
+        )));
     }
     Ok(())
 }
@@ -125,22 +149,54 @@ pub async fn set_branding(
     Json(body): Json<BrandFields>,
 ) -> ApiResult<Json<BrandingView>> {
     check_brand(&body)?;
-    state.store.set_brand(&actor.audit_name(), tenant_id, &body).await?;
+    state
+        .store
+        .set_brand(&actor.audit_name(), tenant_id, &body)
+        .await?;
     Ok(Json(view(&state, tenant_id).await?))
 }
 
-async fn upload(state: &AppState, actor: &tenants::Actor, tenant: TenantId, kind: &'static str, headers: &HeaderMap, body: Body) -> ApiResult<BrandingView> {
-    let limit = if kind == "logo" { LOGO_LIMIT } else { FAVICON_LIMIT };
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+async fn upload(
+    state: &AppState,
+    actor: &tenants::Actor,
+    tenant: TenantId,
+    kind: &'static str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<BrandingView> {
+    let limit = if kind == "logo" {
+        LOGO_LIMIT
+    } else {
+        FAVICON_LIMIT
+    };
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         brand_assets::check_size(kind, length, limit)
             .map_err(|why| Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", why))?;
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("the {kind} is larger than the limit of {} KiB", limit / 1024))
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!(
+                "the {kind} is larger than the limit of {} KiB",
+                limit / 1024
+            ),
+        )
     })?;
-    let declared = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let content_type = brand_assets::check_image(kind, declared, &bytes, limit).map_err(Problem::invalid)?;
-    state.store.set_brand_asset(&actor.audit_name(), tenant, kind, content_type, &bytes).await?;
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let content_type =
+        brand_assets::check_image(kind, declared, &bytes, limit).map_err(Problem::invalid)?;
+    state
+        .store
+        .set_brand_asset(&actor.audit_name(), tenant, kind, content_type, &bytes)
+        .await?;
     view(state, tenant).await
 }
 
@@ -168,7 +224,9 @@ pub async fn set_logo(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<BrandingView>> {
-    Ok(Json(upload(&state, &actor, tenant_id, "logo", &headers, body).await?))
+    Ok(Json(
+        upload(&state, &actor, tenant_id, "logo", &headers, body).await?,
+    ))
 }
 
 /// Upload the favicon
@@ -193,7 +251,9 @@ pub async fn set_favicon(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<BrandingView>> {
-    Ok(Json(upload(&state, &actor, tenant_id, "favicon", &headers, body).await?))
+    Ok(Json(
+        upload(&state, &actor, tenant_id, "favicon", &headers, body).await?,
+    ))
 }
 
 fn image(asset: tenants::store::BrandAsset) -> Response {
@@ -202,7 +262,10 @@ fn image(asset: tenants::store::BrandAsset) -> Response {
             (header::CONTENT_TYPE, asset.content_type),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             // An SVG opened on its own runs nothing and fetches nothing.
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; sandbox".to_owned()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; sandbox".to_owned(),
+            ),
             (header::ETAG, format!("\"{}\"", asset.sha256)),
             (header::CACHE_CONTROL, "public, max-age=300".to_owned()),
         ],
@@ -214,7 +277,11 @@ fn image(asset: tenants::store::BrandAsset) -> Response {
 /// The hostname a request was made to, without its port.
 fn request_host(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
-    let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(h, _)| h)
+        .unwrap_or(host);
     DomainName::parse(host).ok().map(|d| d.to_string())
 }
 
@@ -222,7 +289,11 @@ fn request_host(headers: &HeaderMap) -> Option<String> {
 pub async fn tenant_for_host(state: &AppState, headers: &HeaderMap) -> ApiResult<TenantId> {
     if let Some(host) = request_host(headers)
         && let Some(tenant) = state.store.tenant_by_hostname(&host).await?
-        && state.store.tenant(tenant).await?.is_some_and(|t| t.status == tenants::TenantStatus::Active)
+        && state
+            .store
+            .tenant(tenant)
+            .await?
+            .is_some_and(|t| t.status == tenants::TenantStatus::Active)
     {
         return Ok(tenant);
     }
@@ -245,7 +316,10 @@ pub struct PublicBrand {
 /// any other host, the operator's. Never another tenant's.
 #[utoipa::path(get, path = "/v1/public/branding", tag = "public", operation_id = "getPublicBranding",
     responses((status = 200, description = "The brand for the requested Host", body = PublicBrand)), security(()))]
-pub async fn public_branding(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<PublicBrand>> {
+pub async fn public_branding(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<PublicBrand>> {
     let tenant = tenant_for_host(&state, &headers).await?;
     let brand = state.store.brand(tenant, &caliop_brand()).await?;
     let logo = state.store.brand_asset_owner(tenant, "logo").await?;
@@ -259,8 +333,16 @@ pub async fn public_branding(State(state): State<AppState>, headers: HeaderMap) 
 
 async fn public_asset(state: &AppState, headers: &HeaderMap, kind: &str) -> ApiResult<Response> {
     let tenant = tenant_for_host(state, headers).await?;
-    let owner = state.store.brand_asset_owner(tenant, kind).await?.ok_or_else(|| Problem::not_found(if kind == "logo" { "logo" } else { "favicon" }))?;
-    let asset = state.store.brand_asset(owner, kind).await?.ok_or_else(|| Problem::not_found("logo"))?;
+    let owner = state
+        .store
+        .brand_asset_owner(tenant, kind)
+        .await?
+        .ok_or_else(|| Problem::not_found(if kind == "logo" { "logo" } else { "favicon" }))?;
+    let asset = state
+        .store
+        .brand_asset(owner, kind)
+        .await?
+        .ok_or_else(|| Problem::not_found("logo"))?;
     Ok(image(asset))
 }
 
@@ -280,7 +362,10 @@ pub async fn public_logo(State(state): State<AppState>, headers: HeaderMap) -> A
         (status = 200, description = "The image", content_type = "image/png"),
         (status = 404, description = "No favicon", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
-pub async fn public_favicon(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn public_favicon(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     public_asset(&state, &headers, "favicon").await
 }
 
@@ -293,8 +378,18 @@ pub async fn public_favicon(State(state): State<AppState>, headers: HeaderMap) -
         (status = 404, description = "No logo", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn get_logo(State(state): State<AppState>, _admin: Admin, Path(tenant_id): Path<TenantId>) -> ApiResult<Response> {
-    Ok(image(state.store.brand_asset(tenant_id, "logo").await?.ok_or_else(|| Problem::not_found("logo"))?))
+pub async fn get_logo(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<Response> {
+    Ok(image(
+        state
+            .store
+            .brand_asset(tenant_id, "logo")
+            .await?
+            .ok_or_else(|| Problem::not_found("logo"))?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -326,7 +421,10 @@ pub struct TxtRecord {
 }
 
 fn verification(host: &Hostname) -> (String, String) {
-    (format!("_caliop-hostname.{}", host.hostname), format!("caliop-hostname={}", host.token))
+    (
+        format!("_caliop-hostname.{}", host.hostname),
+        format!("caliop-hostname={}", host.token),
+    )
 }
 
 fn hostname_view(host: Hostname) -> HostnameView {
@@ -337,7 +435,11 @@ fn hostname_view(host: Hostname) -> HostnameView {
         verified: host.verified_at.is_some(),
         verified_at: host.verified_at,
         hostname: host.hostname,
-        verification_record: TxtRecord { kind: "TXT".into(), name, value },
+        verification_record: TxtRecord {
+            kind: "TXT".into(),
+            name,
+            value,
+        },
     }
 }
 
@@ -364,12 +466,25 @@ pub async fn create_hostname(
     Path(tenant_id): Path<TenantId>,
     Json(body): Json<NewHostname>,
 ) -> ApiResult<(StatusCode, Json<HostnameView>)> {
-    let name = DomainName::parse(&body.hostname).map_err(|e| Problem::invalid(format!("`hostname`: {e}")))?;
-    if name.as_str().eq_ignore_ascii_case(&state.config.mail_hostname) {
-        return Err(Problem::conflict(format!("`{name}` is this instance's own host name")));
+    let name = DomainName::parse(&body.hostname)
+        .map_err(|e| Problem::invalid(format!("`hostname`: {e}")))?;
+    if name
+        .as_str()
+        .eq_ignore_ascii_case(&state.config.mail_hostname)
+    {
+        return Err(Problem::conflict(format!(
+            "`{name}` is this instance's own host name"
+        )));
     }
-    let token: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect();
-    let host = state.store.add_hostname(&actor.audit_name(), tenant_id, name.as_str(), &token).await?;
+    let token: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    let host = state
+        .store
+        .add_hostname(&actor.audit_name(), tenant_id, name.as_str(), &token)
+        .await?;
     Ok((StatusCode::CREATED, Json(hostname_view(host))))
 }
 
@@ -383,8 +498,20 @@ pub async fn create_hostname(
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn list_hostnames(State(state): State<AppState>, _admin: Admin, Path(tenant_id): Path<TenantId>) -> ApiResult<Json<Vec<HostnameView>>> {
-    Ok(Json(state.store.hostnames(tenant_id).await?.into_iter().map(hostname_view).collect()))
+pub async fn list_hostnames(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<Json<Vec<HostnameView>>> {
+    Ok(Json(
+        state
+            .store
+            .hostnames(tenant_id)
+            .await?
+            .into_iter()
+            .map(hostname_view)
+            .collect(),
+    ))
 }
 
 /// Verify a hostname now
@@ -401,8 +528,16 @@ pub async fn list_hostnames(State(state): State<AppState>, _admin: Admin, Path(t
         (status = 503, description = "DNS did not answer", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn verify_hostname(State(state): State<AppState>, Admin(actor): Admin, Path(hostname_id): Path<Uuid>) -> ApiResult<Json<HostnameView>> {
-    let host = state.store.hostname(hostname_id).await?.ok_or(Problem::not_found("hostname"))?;
+pub async fn verify_hostname(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(hostname_id): Path<Uuid>,
+) -> ApiResult<Json<HostnameView>> {
+    let host = state
+        .store
+        .hostname(hostname_id)
+        .await?
+        .ok_or(Problem::not_found("hostname"))?;
     if host.verified_at.is_some() {
         return Ok(Json(hostname_view(host)));
     }
@@ -411,7 +546,13 @@ pub async fn verify_hostname(State(state): State<AppState>, Admin(actor): Admin,
         .dns
         .lookup(&name, mail::dns::Kind::Txt)
         .await
-        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "dns-unavailable", e.to_string()))?;
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dns-unavailable",
+                e.to_string(),
+            )
+        })?;
     if !found.iter().any(|f| f.trim() == value) {
         let detail = if found.is_empty() {
             format!("no TXT record at {name}; publish `{value}` there")
@@ -420,7 +561,12 @@ pub async fn verify_hostname(State(state): State<AppState>, Admin(actor): Admin,
         };
         return Err(Problem::conflict(detail).with_found(found));
     }
-    Ok(Json(hostname_view(state.store.mark_hostname_verified(&actor.audit_name(), &host).await?)))
+    Ok(Json(hostname_view(
+        state
+            .store
+            .mark_hostname_verified(&actor.audit_name(), &host)
+            .await?,
+    )))
 }
 
 /// Remove a hostname
@@ -433,9 +579,20 @@ pub async fn verify_hostname(State(state): State<AppState>, Admin(actor): Admin,
         (status = 404, description = "No such hostname", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn delete_hostname(State(state): State<AppState>, Admin(actor): Admin, Path(hostname_id): Path<Uuid>) -> ApiResult<StatusCode> {
-    let host = state.store.hostname(hostname_id).await?.ok_or(Problem::not_found("hostname"))?;
-    state.store.delete_hostname(&actor.audit_name(), &host).await?;
+pub async fn delete_hostname(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(hostname_id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let host = state
+        .store
+        .hostname(hostname_id)
+        .await?
+        .ok_or(Problem::not_found("hostname"))?;
+    state
+        .store
+        .delete_hostname(&actor.audit_name(), &host)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -453,18 +610,41 @@ pub struct TemplateInfo {
 }
 
 fn template_params(name: &str, language: &str) -> ApiResult<Vec<&'static str>> {
-    let variables = mail::templates::variables(name).ok_or_else(|| Problem::not_found("template"))?;
+    let variables =
+        mail::templates::variables(name).ok_or_else(|| Problem::not_found("template"))?;
     if !mail::templates::LANGUAGES.contains(&language) {
         return Err(Problem::not_found("template language"));
     }
     Ok(variables)
 }
 
-async fn effective_template(state: &AppState, tenant: TenantId, name: &str, language: &str) -> ApiResult<(Option<TenantId>, mail::templates::Template)> {
-    Ok(match state.store.template_override(tenant, name, language).await? {
-        Some((owner, w)) => (Some(owner), mail::templates::Template { subject: w.subject, text: w.text, html: w.html }),
-        None => (None, mail::templates::builtin(name, language).ok_or_else(|| Problem::not_found("template"))?),
-    })
+async fn effective_template(
+    state: &AppState,
+    tenant: TenantId,
+    name: &str,
+    language: &str,
+) -> ApiResult<(Option<TenantId>, mail::templates::Template)> {
+    Ok(
+        match state
+            .store
+            .template_override(tenant, name, language)
+            .await?
+        {
+            Some((owner, w)) => (
+                Some(owner),
+                mail::templates::Template {
+                    subject: w.subject,
+                    text: w.text,
+                    html: w.html,
+                },
+            ),
+            None => (
+                None,
+                mail::templates::builtin(name, language)
+                    .ok_or_else(|| Problem::not_found("template"))?,
+            ),
+        },
+    )
 }
 
 /// List the system mail templates
@@ -480,7 +660,11 @@ async fn effective_template(state: &AppState, tenant: TenantId, name: &str, lang
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn list_templates(State(state): State<AppState>, _admin: Admin, Path(tenant_id): Path<TenantId>) -> ApiResult<Json<Vec<TemplateInfo>>> {
+pub async fn list_templates(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(tenant_id): Path<TenantId>,
+) -> ApiResult<Json<Vec<TemplateInfo>>> {
     let mut out = Vec::new();
     for (name, _) in mail::templates::TEMPLATES {
         for language in mail::templates::LANGUAGES {
@@ -488,7 +672,10 @@ pub async fn list_templates(State(state): State<AppState>, _admin: Admin, Path(t
             out.push(TemplateInfo {
                 name: (*name).to_owned(),
                 language: (*language).to_owned(),
-                variables: template_params(name, language)?.into_iter().map(str::to_owned).collect(),
+                variables: template_params(name, language)?
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 overridden_by: owner,
                 subject: template.subject,
             });
@@ -522,8 +709,21 @@ pub async fn set_template(
 ) -> ApiResult<Json<mail::templates::Rendered>> {
     template_params(&name, &language)?;
     mail::templates::check(&name, &body).map_err(Problem::invalid)?;
-    let wording = tenants::store::TemplateOverride { subject: body.subject, text: body.text, html: body.html };
-    state.store.set_template_override(&actor.audit_name(), tenant_id, &name, &language, Some(&wording)).await?;
+    let wording = tenants::store::TemplateOverride {
+        subject: body.subject,
+        text: body.text,
+        html: body.html,
+    };
+    state
+        .store
+        .set_template_override(
+            &actor.audit_name(),
+            tenant_id,
+            &name,
+            &language,
+            Some(&wording),
+        )
+        .await?;
     Ok(Json(preview_of(&state, tenant_id, &name, &language).await?))
 }
 
@@ -546,15 +746,30 @@ pub async fn reset_template(
     Path((tenant_id, name, language)): Path<(TenantId, String, String)>,
 ) -> ApiResult<StatusCode> {
     template_params(&name, &language)?;
-    state.store.set_template_override(&actor.audit_name(), tenant_id, &name, &language, None).await?;
+    state
+        .store
+        .set_template_override(&actor.audit_name(), tenant_id, &name, &language, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn preview_of(state: &AppState, tenant: TenantId, name: &str, language: &str) -> ApiResult<mail::templates::Rendered> {
+async fn preview_of(
+    state: &AppState,
+    tenant: TenantId,
+    name: &str,
+    language: &str,
+) -> ApiResult<mail::templates::Rendered> {
     let values = mail::templates::sample_values(name);
-    let prepared = mail::templates::prepare(&state.store, &state.config.mail_hostname, tenant, name, Some(language), &values)
-        .await
-        .map_err(Problem::internal)?;
+    let prepared = mail::templates::prepare(
+        &state.store,
+        &state.config.mail_hostname,
+        tenant,
+        name,
+        Some(language),
+        &values,
+    )
+    .await
+    .map_err(Problem::internal)?;
     Ok(prepared.rendered)
 }
 

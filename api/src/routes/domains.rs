@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tenants::dns_records::{self, ExpectedRecord, RecordStatus, RecordType};
-use tenants::{Actor, DkimAlgorithm, DkimKeyState, Domain, DomainId, DomainName, NewDomain, Role, TenantId, TenantStatus};
+use tenants::{
+    Actor, DkimAlgorithm, DkimKeyState, Domain, DomainId, DomainName, NewDomain, Role, TenantId,
+    TenantStatus,
+};
 use utoipa::ToSchema;
 
 use super::{PageQuery, Paged};
@@ -117,35 +120,66 @@ async fn dkim_view(state: &AppState, domain: &Domain) -> ApiResult<DkimKeys> {
     })
 }
 
-async fn new_dkim_keys(state: &AppState, name: &DomainName) -> ApiResult<Vec<tenants::store::NewDkimKey>> {
+async fn new_dkim_keys(
+    state: &AppState,
+    name: &DomainName,
+) -> ApiResult<Vec<tenants::store::NewDkimKey>> {
     let inbound = state.inbound.clone();
     let name = name.to_string();
     // The signing keys are kept sealed under the instance master key, bound to their domain.
-    let keys = tokio::task::spawn_blocking(move || mail::outbound::generate_dkim_keys(inbound.master(), &name))
-        .await
-        .map_err(Problem::internal)??;
+    let keys = tokio::task::spawn_blocking(move || {
+        mail::outbound::generate_dkim_keys(inbound.master(), &name)
+    })
+    .await
+    .map_err(Problem::internal)??;
     Ok(keys)
 }
 
 /// Creates a domain for `tenant_id`, with its verification token and DKIM key.
-pub async fn create(state: &AppState, actor: &Actor, tenant_id: TenantId, name: DomainName) -> ApiResult<Domain> {
-    let tenant = state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?;
+pub async fn create(
+    state: &AppState,
+    actor: &Actor,
+    tenant_id: TenantId,
+    name: DomainName,
+) -> ApiResult<Domain> {
+    let tenant = state
+        .store
+        .tenant(tenant_id)
+        .await?
+        .ok_or(Problem::not_found("tenant"))?;
     if tenant.status != TenantStatus::Active {
-        return Err(Problem::conflict(format!("the tenant `{}` is {}", tenant.name, tenant.status)));
+        return Err(Problem::conflict(format!(
+            "the tenant `{}` is {}",
+            tenant.name, tenant.status
+        )));
     }
     if state.store.domain_by_name(&name).await?.is_some() {
-        return Err(Problem::conflict(format!("the domain `{name}` is already hosted on this instance")));
+        return Err(Problem::conflict(format!(
+            "the domain `{name}` is already hosted on this instance"
+        )));
     }
     let token: String = {
         let bytes: [u8; 20] = rand::rng().random();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
     let dkim_keys = new_dkim_keys(state, &name).await?;
-    let new = NewDomain { tenant_id, name, verification_token: token, dkim_keys };
+    let new = NewDomain {
+        tenant_id,
+        name,
+        verification_token: token,
+        dkim_keys,
+    };
     let domain = state.store.create_domain(&actor.audit_name(), new).await?;
     // Keep looking for the ownership record in the background, so the domain
     // verifies itself once the tenant has published it.
-    worker::enqueue(&state.store, &worker::DomainCheck { domain_id: domain.id }, None).await?;
+    worker::enqueue(
+        &state.store,
+        &worker::DomainCheck {
+            domain_id: domain.id,
+        },
+        None,
+    )
+    .await?;
     Ok(domain)
 }
 
@@ -191,11 +225,19 @@ pub async fn list_domains(
 ) -> ApiResult<Json<Paged<DomainView>>> {
     let page = query.page()?;
     let domains = state.store.list_domains(tenant_id, page).await?;
-    Ok(Json(Paged::new(domains.iter().map(DomainView::from).collect(), page, |d| d.id.0)))
+    Ok(Json(Paged::new(
+        domains.iter().map(DomainView::from).collect(),
+        page,
+        |d| d.id.0,
+    )))
 }
 
 async fn load(state: &AppState, id: DomainId) -> ApiResult<Domain> {
-    state.store.domain(id).await?.ok_or(Problem::not_found("domain"))
+    state
+        .store
+        .domain(id)
+        .await?
+        .ok_or(Problem::not_found("domain"))
 }
 
 /// Get a domain
@@ -236,7 +278,10 @@ pub async fn delete_domain(
     Path(domain_id): Path<DomainId>,
 ) -> ApiResult<StatusCode> {
     let domain = load(&state, domain_id).await?;
-    state.store.delete_domain(&actor.audit_name(), &domain).await?;
+    state
+        .store
+        .delete_domain(&actor.audit_name(), &domain)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -269,7 +314,11 @@ pub async fn dns_records(
     let expected = dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
     let mut lookups = tokio::task::JoinSet::new();
     for (i, record) in expected.iter().enumerate() {
-        let (dns, name, kind) = (state.dns.clone(), record.name.clone(), dns_kind(record.record_type));
+        let (dns, name, kind) = (
+            state.dns.clone(),
+            record.name.clone(),
+            dns_kind(record.record_type),
+        );
         lookups.spawn(async move { (i, dns.lookup(&name, kind).await) });
     }
     let mut answers: Vec<Option<_>> = (0..expected.len()).map(|_| None).collect();
@@ -281,12 +330,26 @@ pub async fn dns_records(
         .into_iter()
         .zip(answers)
         .map(|(record, answer)| match answer {
-            Some(Ok(found)) => DnsRecordStatus { status: dns_records::judge(&record, &found), record, found },
-            _ => DnsRecordStatus { status: RecordStatus::Unknown, record, found: Vec::new() },
+            Some(Ok(found)) => DnsRecordStatus {
+                status: dns_records::judge(&record, &found),
+                record,
+                found,
+            },
+            _ => DnsRecordStatus {
+                status: RecordStatus::Unknown,
+                record,
+                found: Vec::new(),
+            },
         })
         .collect();
-    let ready = records.iter().all(|r| !r.record.required || r.status == RecordStatus::Verified);
-    Ok(Json(DnsRecords { domain: domain.name, ready, records }))
+    let ready = records
+        .iter()
+        .all(|r| !r.record.required || r.status == RecordStatus::Verified);
+    Ok(Json(DnsRecords {
+        domain: domain.name,
+        ready,
+        records,
+    }))
 }
 
 /// Prove ownership of a domain through its verification TXT record
@@ -322,28 +385,47 @@ pub async fn verify_domain(
     let domain = load(&state, domain_id).await?;
     if force {
         if actor.role != Role::Operator {
-            return Err(Problem::forbidden("only the operator can force a domain's verification"));
+            return Err(Problem::forbidden(
+                "only the operator can force a domain's verification",
+            ));
         }
-        let domain = state.store.mark_domain_verified(&actor.audit_name(), &domain, "forced").await?;
+        let domain = state
+            .store
+            .mark_domain_verified(&actor.audit_name(), &domain, "forced")
+            .await?;
         return Ok(Json(DomainView::from(&domain)));
     }
     if domain.verified_at.is_some() {
         return Ok(Json(DomainView::from(&domain)));
     }
     let expected = dns_records::verification_record(&domain);
-    let found = state.dns.lookup(&expected.name, mail::dns::Kind::Txt).await.map_err(|e| {
-        tracing::warn!(error = %e, "DNS lookup failed during domain verification");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "dns-unavailable", e.to_string())
-    })?;
+    let found = state
+        .dns
+        .lookup(&expected.name, mail::dns::Kind::Txt)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "DNS lookup failed during domain verification");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dns-unavailable",
+                e.to_string(),
+            )
+        })?;
     match dns_records::judge(&expected, &found) {
         RecordStatus::Verified => {
-            let domain = state.store.mark_domain_verified(&actor.audit_name(), &domain, "dns").await?;
+            let domain = state
+                .store
+                .mark_domain_verified(&actor.audit_name(), &domain, "dns")
+                .await?;
             Ok(Json(DomainView::from(&domain)))
         }
         RecordStatus::Missing => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "verification-failed",
-            format!("no TXT record at {}; publish `{}` there", expected.name, expected.value),
+            format!(
+                "no TXT record at {}; publish `{}` there",
+                expected.name, expected.value
+            ),
         )
         .with_found(found)),
         _ => Err(Problem::new(
@@ -352,7 +434,11 @@ pub async fn verify_domain(
             format!(
                 "the TXT record at {} says {}, not `{}`",
                 expected.name,
-                found.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+                found
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 expected.value
             ),
         )
@@ -407,7 +493,20 @@ pub async fn rotate_dkim(
 ) -> ApiResult<(StatusCode, Json<DkimKeys>)> {
     let domain = load(&state, domain_id).await?;
     let keys = new_dkim_keys(&state, &domain.name).await?;
-    state.store.add_pending_dkim_keys(&actor.audit_name(), domain.tenant_id, domain.id, &keys).await?;
-    worker::enqueue(&state.store, &worker::DkimSwitch { domain_id: domain.id }, None).await?;
-    Ok((StatusCode::ACCEPTED, Json(dkim_view(&state, &domain).await?)))
+    state
+        .store
+        .add_pending_dkim_keys(&actor.audit_name(), domain.tenant_id, domain.id, &keys)
+        .await?;
+    worker::enqueue(
+        &state.store,
+        &worker::DkimSwitch {
+            domain_id: domain.id,
+        },
+        None,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(dkim_view(&state, &domain).await?),
+    ))
 }

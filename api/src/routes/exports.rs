@@ -13,8 +13,8 @@ use tenants::store::{ExportRecipient, NewTenantExport, TenantExport};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Admin;
 use crate::AppState;
+use crate::auth::Admin;
 use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
 
 /// How long a written archive waits for its download.
@@ -75,26 +75,44 @@ pub async fn export_tenant(
     Json(body): Json<ExportRequest>,
 ) -> ApiResult<(axum::http::StatusCode, Json<ExportCreated>)> {
     if tenant_id == state.operator_tenant {
-        return Err(Problem::invalid("the operator tenant is the instance itself: export its customer tenants instead"));
+        return Err(Problem::invalid(
+            "the operator tenant is the instance itself: export its customer tenants instead",
+        ));
     }
     let id = Uuid::now_v7();
     let (recipient, secret) = match (body.passphrase, body.openpgp_public_key) {
-        (Some(_), Some(_)) => return Err(Problem::invalid("give `passphrase` or `openpgp_public_key`, not both")),
-        (None, None) => return Err(Problem::invalid("give a `passphrase` or an `openpgp_public_key` to encrypt the archive to")),
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid(
+                "give `passphrase` or `openpgp_public_key`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(Problem::invalid(
+                "give a `passphrase` or an `openpgp_public_key` to encrypt the archive to",
+            ));
+        }
         (Some(passphrase), None) => {
             if passphrase.chars().count() < 12 {
-                return Err(Problem::invalid("`passphrase` must be at least 12 characters long"));
+                return Err(Problem::invalid(
+                    "`passphrase` must be at least 12 characters long",
+                ));
             }
             let sealed = state
                 .inbound
                 .master()
-                .seal_secret(&worker::exports::passphrase_context(id), passphrase.as_bytes())
+                .seal_secret(
+                    &worker::exports::passphrase_context(id),
+                    passphrase.as_bytes(),
+                )
                 .map_err(Problem::internal)?;
             (ExportRecipient::Passphrase, sealed)
         }
         (None, Some(key)) => {
-            vault::openpgp::AccountKey::binary_public_key(&key)
-                .map_err(|e| Problem::invalid(format!("`openpgp_public_key` is not an armored OpenPGP public key: {e}")))?;
+            vault::openpgp::AccountKey::binary_public_key(&key).map_err(|e| {
+                Problem::invalid(format!(
+                    "`openpgp_public_key` is not an armored OpenPGP public key: {e}"
+                ))
+            })?;
             (ExportRecipient::Openpgp, key)
         }
     };
@@ -113,11 +131,23 @@ pub async fn export_tenant(
             },
         )
         .await?;
-    worker::enqueue::<worker::Context, _>(&state.store, &worker::ExportTenant { export: id }, None).await?;
+    worker::enqueue::<worker::Context, _>(&state.store, &worker::ExportTenant { export: id }, None)
+        .await?;
     // Whatever becomes of it, the archive and the passphrase are gone by then.
-    worker::enqueue::<worker::Context, _>(&state.store, &worker::ExpireTenantExport { export: id }, Some(export.expires_at)).await?;
+    worker::enqueue::<worker::Context, _>(
+        &state.store,
+        &worker::ExpireTenantExport { export: id },
+        Some(export.expires_at),
+    )
+    .await?;
     let download_url = format!("/v1/exports/{id}/download?token={token}");
-    Ok((axum::http::StatusCode::ACCEPTED, Json(ExportCreated { export, download_url })))
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(ExportCreated {
+            export,
+            download_url,
+        }),
+    ))
 }
 
 /// The tenant's exports
@@ -135,7 +165,9 @@ pub async fn list_exports(
     Admin(_actor): Admin,
     Path(tenant_id): Path<TenantId>,
 ) -> ApiResult<Json<ExportList>> {
-    Ok(Json(ExportList { items: state.store.list_tenant_exports(tenant_id).await? }))
+    Ok(Json(ExportList {
+        items: state.store.list_tenant_exports(tenant_id).await?,
+    }))
 }
 
 /// Download an export (once)
@@ -154,7 +186,8 @@ pub async fn download_export(
     Path(export_id): Path<Uuid>,
     Query(query): Query<DownloadQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let gone = || Problem::not_found("export link (wrong, already used, expired, or not ready yet)");
+    let gone =
+        || Problem::not_found("export link (wrong, already used, expired, or not ready yet)");
     let path = worker::exports::export_path(&state.config.exports_dir, export_id);
     // Opened before the link is spent: a file this process cannot reach must not cost the link.
     let file = match tokio::fs::File::open(&path).await {
@@ -162,7 +195,11 @@ pub async fn download_export(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
         Err(e) => return Err(Problem::internal(format!("{}: {e}", path.display()))),
     };
-    let Some(export) = state.store.take_tenant_export(export_id, &billing::token_hash(&query.token)).await? else {
+    let Some(export) = state
+        .store
+        .take_tenant_export(export_id, &billing::token_hash(&query.token))
+        .await?
+    else {
         return Err(gone());
     };
     // The open file stays readable; the archive leaves the server with this download.
@@ -170,7 +207,10 @@ pub async fn download_export(
         tracing::warn!(export = %export.id, error = %e, "a downloaded export could not be deleted");
     }
     let length = export.bytes.unwrap_or_default();
-    let name = format!("attachment; filename=\"tenant-{}.caliop\"", export.tenant_id.0);
+    let name = format!(
+        "attachment; filename=\"tenant-{}.caliop\"",
+        export.tenant_id.0
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

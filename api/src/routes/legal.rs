@@ -24,7 +24,11 @@ pub const LEGAL_REGISTER_IS_THE_OPERATORS: &str =
     "the legal request register is the operator's: only the operator may read or change it";
 
 fn operator_only(actor: &Actor) -> ApiResult<()> {
-    if actor.role == Role::Operator { Ok(()) } else { Err(Problem::forbidden(LEGAL_REGISTER_IS_THE_OPERATORS)) }
+    if actor.role == Role::Operator {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(LEGAL_REGISTER_IS_THE_OPERATORS))
+    }
 }
 
 /// Record a legal request
@@ -48,7 +52,10 @@ pub async fn create_legal_request(
     Json(body): Json<NewLegalRequest>,
 ) -> ApiResult<(StatusCode, Json<LegalRequest>)> {
     operator_only(&actor)?;
-    let recorded = state.store.record_legal_request(&actor.audit_name(), body).await?;
+    let recorded = state
+        .store
+        .record_legal_request(&actor.audit_name(), body)
+        .await?;
     Ok((StatusCode::CREATED, Json(recorded)))
 }
 
@@ -104,7 +111,11 @@ pub async fn get_legal_request(
     Path(request_id): Path<Uuid>,
 ) -> ApiResult<Json<LegalRequestHistory>> {
     operator_only(&actor)?;
-    let current = state.store.current_legal_request(request_id).await?.ok_or_else(|| Problem::not_found("legal request"))?;
+    let current = state
+        .store
+        .current_legal_request(request_id)
+        .await?
+        .ok_or_else(|| Problem::not_found("legal request"))?;
     let chain = state.store.legal_request_chain(request_id).await?;
     Ok(Json(LegalRequestHistory { current, chain }))
 }
@@ -133,7 +144,10 @@ pub async fn correct_legal_request(
     Json(body): Json<NewLegalRequest>,
 ) -> ApiResult<(StatusCode, Json<LegalRequest>)> {
     operator_only(&actor)?;
-    let recorded = state.store.correct_legal_request(&actor.audit_name(), request_id, body).await?;
+    let recorded = state
+        .store
+        .correct_legal_request(&actor.audit_name(), request_id, body)
+        .await?;
     Ok((StatusCode::CREATED, Json(recorded)))
 }
 
@@ -202,14 +216,24 @@ pub struct PublicTransparency {
 #[utoipa::path(get, path = "/v1/public/transparency", tag = "public", operation_id = "getPublicTransparency",
     responses((status = 200, description = "The report for the requested Host, and the warrant canary", body = PublicTransparency)),
     security(()))]
-pub async fn public_transparency(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<PublicTransparency>> {
+pub async fn public_transparency(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<PublicTransparency>> {
     let host = super::branding::tenant_for_host(&state, &headers).await?;
     let tenant = if host == state.operator_tenant {
         None
     } else {
-        state.store.tenant(host).await?.filter(|t| t.publish_transparency)
+        state
+            .store
+            .tenant(host)
+            .await?
+            .filter(|t| t.publish_transparency)
     };
-    let report = state.store.transparency(tenant.as_ref().map(|t| t.id)).await?;
+    let report = state
+        .store
+        .transparency(tenant.as_ref().map(|t| t.id))
+        .await?;
     let canary = state.store.latest_canary().await?.map(|c| CanaryView {
         current: c.next_due > Utc::now(),
         statement: c.statement,
@@ -218,5 +242,12 @@ pub async fn public_transparency(State(state): State<AppState>, headers: HeaderM
         issued_at: c.issued_at,
         next_due: c.next_due,
     });
-    Ok(Json(PublicTransparency { tenant: tenant.map(|t| ReportTenant { id: t.id, name: t.name }), report, canary }))
+    Ok(Json(PublicTransparency {
+        tenant: tenant.map(|t| ReportTenant {
+            id: t.id,
+            name: t.name,
+        }),
+        report,
+        canary,
+    }))
 }

@@ -5,8 +5,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tenants::{AccountId, Actor, Mailbox, MailboxId};
 use tenants::store::MailboxCounts;
+use tenants::{AccountId, Actor, Mailbox, MailboxId};
 use utoipa::ToSchema;
 
 use super::messages::owner_only;
@@ -39,7 +39,11 @@ pub struct UpdateMailbox {
 }
 
 async fn load(state: &AppState, actor: &Actor, id: MailboxId) -> ApiResult<Mailbox> {
-    let mailbox = state.store.mailbox(id).await?.ok_or(Problem::not_found("mailbox"))?;
+    let mailbox = state
+        .store
+        .mailbox(id)
+        .await?
+        .ok_or(Problem::not_found("mailbox"))?;
     owner_only(actor, mailbox.account_id)?;
     Ok(mailbox)
 }
@@ -90,7 +94,10 @@ pub async fn create_mailbox(
     Json(body): Json<NewMailbox>,
 ) -> ApiResult<(StatusCode, Json<MailboxView>)> {
     owner_only(&actor, account_id)?;
-    let mailbox = state.store.create_mailbox(&actor.audit_name(), account_id, &body.name).await?;
+    let mailbox = state
+        .store
+        .create_mailbox(&actor.audit_name(), account_id, &body.name)
+        .await?;
     Ok((StatusCode::CREATED, Json(view(&state, mailbox).await?)))
 }
 
@@ -115,10 +122,16 @@ pub async fn update_mailbox(
 ) -> ApiResult<Json<MailboxView>> {
     let mut mailbox = load(&state, &actor, mailbox_id).await?;
     if let Some(name) = &body.name {
-        mailbox = state.store.rename_mailbox(&actor.audit_name(), &mailbox, name).await?;
+        mailbox = state
+            .store
+            .rename_mailbox(&actor.audit_name(), &mailbox, name)
+            .await?;
     }
     if let Some(subscribed) = body.subscribed {
-        state.store.subscribe_mailbox(mailbox.id, subscribed).await?;
+        state
+            .store
+            .subscribe_mailbox(mailbox.id, subscribed)
+            .await?;
         mailbox.subscribed = subscribed;
     }
     Ok(Json(view(&state, mailbox).await?))
@@ -144,7 +157,10 @@ pub async fn delete_mailbox(
     Path(mailbox_id): Path<MailboxId>,
 ) -> ApiResult<StatusCode> {
     let mailbox = load(&state, &actor, mailbox_id).await?;
-    let dispersed = state.store.delete_mailbox(&actor.audit_name(), &mailbox).await?;
+    let dispersed = state
+        .store
+        .delete_mailbox(&actor.audit_name(), &mailbox)
+        .await?;
     if let Some(sites) = state.inbound.dispersed() {
         for id in dispersed {
             if let Err(e) = sites.shred(id.0).await {

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use mail::outbound::{Draft, Refusal};
+use serde::{Deserialize, Serialize};
 use tenants::store::{RecipientDelivery, StoredContent};
 use tenants::{AccountId, Actor, Flag, Folder, Level, MailboxId, MessageId, MessageMeta};
 use utoipa::{IntoParams, ToSchema};
@@ -49,12 +49,18 @@ pub(super) fn owner_only(actor: &Actor, account: AccountId) -> ApiResult<()> {
     if actor.is_account(account) {
         Ok(())
     } else {
-        Err(Problem::forbidden("only the account itself reads and files its mail"))
+        Err(Problem::forbidden(
+            "only the account itself reads and files its mail",
+        ))
     }
 }
 
 async fn load(state: &AppState, actor: &Actor, id: MessageId) -> ApiResult<MessageMeta> {
-    let message = state.store.message(id).await?.ok_or(Problem::not_found("message"))?;
+    let message = state
+        .store
+        .message(id)
+        .await?
+        .ok_or(Problem::not_found("message"))?;
     owner_only(actor, message.account_id)?;
     Ok(message)
 }
@@ -76,8 +82,15 @@ pub async fn list_messages(
     Query(query): Query<MessageListQuery>,
 ) -> ApiResult<Json<Paged<MessageMeta>>> {
     owner_only(&actor, account_id)?;
-    let page = super::PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
-    let messages = state.store.list_messages(account_id, query.folder, query.mailbox_id, page).await?;
+    let page = super::PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .page()?;
+    let messages = state
+        .store
+        .list_messages(account_id, query.folder, query.mailbox_id, page)
+        .await?;
     Ok(Json(Paged::new(messages, page, |m| m.id.0)))
 }
 
@@ -127,14 +140,22 @@ pub async fn raw_message(
     Path(message_id): Path<MessageId>,
 ) -> ApiResult<impl IntoResponse> {
     let message = load(&state, &actor, message_id).await?;
-    let stored = match state.store.message_content(message_id).await?.ok_or(Problem::not_found("message"))? {
-        StoredContent::Inline(bytes) => bytes,
-        StoredContent::Dispersed => state
-            .inbound
-            .read_dispersed(message_id)
-            .await
-            .map_err(|_| Problem::unavailable("too few storage sites answered to rebuild this message; try again later"))?,
-    };
+    let stored =
+        match state
+            .store
+            .message_content(message_id)
+            .await?
+            .ok_or(Problem::not_found("message"))?
+        {
+            StoredContent::Inline(bytes) => bytes,
+            StoredContent::Dispersed => state.inbound.read_dispersed(message_id).await.map_err(
+                |_| {
+                    Problem::unavailable(
+                        "too few storage sites answered to rebuild this message; try again later",
+                    )
+                },
+            )?,
+        };
     let body = match message.level {
         Level::Standard => state
             .inbound
@@ -143,7 +164,13 @@ pub async fn raw_message(
             .map_err(|reply| Problem::internal(reply))?,
         Level::Sealed | Level::Dispersed | Level::EndToEnd => stored,
     };
-    Ok(([(header::CONTENT_TYPE, "message/rfc822"), (header::CACHE_CONTROL, "no-store")], body))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "message/rfc822"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    ))
 }
 
 /// File a message or change its flags
@@ -166,14 +193,27 @@ pub async fn update_message(
 ) -> ApiResult<Json<MessageMeta>> {
     let message = load(&state, &actor, message_id).await?;
     let mailbox = match (body.folder, body.mailbox_id) {
-        (Some(_), Some(_)) => return Err(Problem::invalid("give `folder` or `mailbox_id`, not both")),
-        (Some(folder), None) => state.store.mailbox_of_role(message.account_id, folder).await?.id,
+        (Some(_), Some(_)) => {
+            return Err(Problem::invalid("give `folder` or `mailbox_id`, not both"));
+        }
+        (Some(folder), None) => {
+            state
+                .store
+                .mailbox_of_role(message.account_id, folder)
+                .await?
+                .id
+        }
         (None, Some(id)) => id,
         (None, None) => message.mailbox_id,
     };
     let flags = body.flags.unwrap_or_else(|| message.flags.clone());
     let keywords = body.keywords.unwrap_or_else(|| message.keywords.clone());
-    Ok(Json(state.store.update_message(&actor.audit_name(), &message, mailbox, &flags, &keywords).await?))
+    Ok(Json(
+        state
+            .store
+            .update_message(&actor.audit_name(), &message, mailbox, &flags, &keywords)
+            .await?,
+    ))
 }
 
 /// Delete a message
@@ -194,7 +234,10 @@ pub async fn delete_message(
     Path(message_id): Path<MessageId>,
 ) -> ApiResult<StatusCode> {
     let message = load(&state, &actor, message_id).await?;
-    state.store.delete_message(&actor.audit_name(), &message).await?;
+    state
+        .store
+        .delete_message(&actor.audit_name(), &message)
+        .await?;
     if let Some(dispersed) = state.inbound.dispersed() {
         // Crypto-shredding: the shards go now; what a down site keeps, the repair pass deletes.
         if let Err(e) = dispersed.shred(message_id.0).await {
@@ -270,36 +313,59 @@ fn refusal(r: Refusal) -> Problem {
     let detail = r.to_string();
     match r {
         Refusal::Invalid(_) => Problem::invalid(detail),
-        Refusal::NotYourAddress(_) => Problem::new(StatusCode::FORBIDDEN, "sender-not-allowed", detail),
-        Refusal::Suspended(_) => Problem::new(StatusCode::FORBIDDEN, "sending-suspended", detail),
-        Refusal::PaymentOverdue(_) => Problem::new(StatusCode::PAYMENT_REQUIRED, "payment-overdue", detail),
-        Refusal::RateLimited(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail),
-        Refusal::OverQuota(_) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
-        Refusal::PlaintextAtEndToEnd => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "encryption-required", detail),
-        Refusal::MissingKeys(missing) => {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "recipient-keys-missing", detail).with_found(missing)
+        Refusal::NotYourAddress(_) => {
+            Problem::new(StatusCode::FORBIDDEN, "sender-not-allowed", detail)
         }
+        Refusal::Suspended(_) => Problem::new(StatusCode::FORBIDDEN, "sending-suspended", detail),
+        Refusal::PaymentOverdue(_) => {
+            Problem::new(StatusCode::PAYMENT_REQUIRED, "payment-overdue", detail)
+        }
+        Refusal::RateLimited(_) => {
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+        }
+        Refusal::OverQuota(_) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
+        Refusal::PlaintextAtEndToEnd => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "encryption-required",
+            detail,
+        ),
+        Refusal::MissingKeys(missing) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "recipient-keys-missing",
+            detail,
+        )
+        .with_found(missing),
         Refusal::Internal => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "try-again", detail),
-        Refusal::StorageUnavailable(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", detail),
+        Refusal::StorageUnavailable(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            detail,
+        ),
     }
 }
 
 fn mailbox(address: &str, what: &str) -> ApiResult<lettre::message::Mailbox> {
-    address
-        .trim()
-        .parse()
-        .map_err(|_| Problem::invalid(format!("`{address}` in `{what}` is not a valid email address")))
+    address.trim().parse().map_err(|_| {
+        Problem::invalid(format!(
+            "`{address}` in `{what}` is not a valid email address"
+        ))
+    })
 }
 
 /// The RFC 5322 message a JSON submission describes, Bcc header kept (the
 /// sender's copy shows it; what is sent does not).
 fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> {
     use lettre::message::{Attachment, MultiPart, SinglePart, header::ContentType};
-    let mut builder = lettre::Message::builder().keep_bcc().subject(m.subject.clone());
+    let mut builder = lettre::Message::builder()
+        .keep_bcc()
+        .subject(m.subject.clone());
     let from = if account.display_name.is_empty() {
         mailbox(account.address.as_str(), "from")?
     } else {
-        lettre::message::Mailbox::new(Some(account.display_name.clone()), mailbox(account.address.as_str(), "from")?.email)
+        lettre::message::Mailbox::new(
+            Some(account.display_name.clone()),
+            mailbox(account.address.as_str(), "from")?.email,
+        )
     };
     builder = builder.from(from);
     for to in &m.to {
@@ -311,7 +377,8 @@ fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> 
     for bcc in &m.bcc {
         builder = builder.bcc(mailbox(bcc, "bcc")?);
     }
-    let alternative = |html: &String| MultiPart::alternative_plain_html(m.text.clone(), html.clone());
+    let alternative =
+        |html: &String| MultiPart::alternative_plain_html(m.text.clone(), html.clone());
     let message = match (&m.html, m.attachments.as_slice()) {
         (None, []) => builder.body(m.text.clone()),
         (Some(html), []) => builder.multipart(alternative(html)),
@@ -323,16 +390,27 @@ fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> 
             for a in attachments {
                 let content = base64::engine::general_purpose::STANDARD
                     .decode(a.content_base64.trim())
-                    .map_err(|e| Problem::invalid(format!("attachment `{}`: content_base64 is not base64: {e}", a.filename)))?;
+                    .map_err(|e| {
+                        Problem::invalid(format!(
+                            "attachment `{}`: content_base64 is not base64: {e}",
+                            a.filename
+                        ))
+                    })?;
                 let media_type = ContentType::parse(&a.media_type).map_err(|_| {
-                    Problem::invalid(format!("attachment `{}`: `{}` is not a media type", a.filename, a.media_type))
+                    Problem::invalid(format!(
+                        "attachment `{}`: `{}` is not a media type",
+                        a.filename, a.media_type
+                    ))
                 })?;
-                mixed = mixed.singlepart(Attachment::new(a.filename.clone()).body(content, media_type));
+                mixed =
+                    mixed.singlepart(Attachment::new(a.filename.clone()).body(content, media_type));
             }
             builder.multipart(mixed)
         }
     };
-    message.map(|m| m.formatted()).map_err(|e| Problem::invalid(format!("the message cannot be built: {e}")))
+    message
+        .map(|m| m.formatted())
+        .map_err(|e| Problem::invalid(format!("the message cannot be built: {e}")))
 }
 
 /// Send a message
@@ -372,7 +450,11 @@ pub async fn send_message(
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
     owner_only(&actor, account_id)?;
-    let account = state.store.account(account_id).await?.ok_or(Problem::not_found("account"))?;
+    let account = state
+        .store
+        .account(account_id)
+        .await?
+        .ok_or(Problem::not_found("account"))?;
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -382,24 +464,47 @@ pub async fn send_message(
     let draft = match media_type.as_str() {
         "application/json" => {
             let m: SubmitMessage = serde_json::from_slice(&body).map_err(|e| {
-                if e.is_data() { Problem::invalid(e.to_string()) } else { Problem::bad_request(e.to_string()) }
+                if e.is_data() {
+                    Problem::invalid(e.to_string())
+                } else {
+                    Problem::bad_request(e.to_string())
+                }
             })?;
             if m.to.is_empty() && m.cc.is_empty() && m.bcc.is_empty() {
-                return Err(Problem::invalid("the message has no recipients: give at least one address in `to`, `cc` or `bcc`"));
+                return Err(Problem::invalid(
+                    "the message has no recipients: give at least one address in `to`, `cc` or `bcc`",
+                ));
             }
             let message = compose(&account, &m)?;
-            let recipients = m.to.iter().chain(&m.cc).chain(&m.bcc).map(|r| r.trim().to_owned()).collect();
-            Draft { account, recipients, message, require_encryption: m.require_encryption }
+            let recipients =
+                m.to.iter()
+                    .chain(&m.cc)
+                    .chain(&m.bcc)
+                    .map(|r| r.trim().to_owned())
+                    .collect();
+            Draft {
+                account,
+                recipients,
+                message,
+                require_encryption: m.require_encryption,
+            }
         }
         "message/rfc822" => {
             let recipients = mail::outbound::header_recipients(&body);
-            Draft { account, recipients, message: body.to_vec(), require_encryption: query.require_encryption }
+            Draft {
+                account,
+                recipients,
+                message: body.to_vec(),
+                require_encryption: query.require_encryption,
+            }
         }
         other => {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
-                format!("send `application/json` fields or a `message/rfc822` message, not `{other}`"),
+                format!(
+                    "send `application/json` fields or a `message/rfc822` message, not `{other}`"
+                ),
             ));
         }
     };
@@ -435,5 +540,8 @@ pub async fn delivery(
 ) -> ApiResult<Json<DeliveryReport>> {
     let message = load(&state, &actor, message_id).await?;
     let recipients = state.store.message_deliveries(message.id).await?;
-    Ok(Json(DeliveryReport { message_id: message.id, recipients }))
+    Ok(Json(DeliveryReport {
+        message_id: message.id,
+        recipients,
+    }))
 }

@@ -35,7 +35,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(auth::issue_token))
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
-        .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::close_tenant))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::update_tenant,
+            tenants::close_tenant
+        ))
         .routes(routes!(tenants::onboard))
         .routes(routes!(exports::export_tenant))
         .routes(routes!(exports::list_exports))
@@ -47,15 +51,29 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::rotate_dkim))
         .routes(routes!(domains::verify_domain))
         .routes(routes!(accounts::list_accounts, accounts::create_account))
-        .routes(routes!(accounts::get_account, accounts::update_account, accounts::delete_account))
+        .routes(routes!(
+            accounts::get_account,
+            accounts::update_account,
+            accounts::delete_account
+        ))
         .routes(routes!(accounts::public_key))
         .routes(routes!(accounts::secret_key))
         .routes(routes!(messages::list_messages, messages::send_message))
         .routes(routes!(messages::delivery))
-        .routes(routes!(messages::get_message, messages::update_message, messages::delete_message))
+        .routes(routes!(
+            messages::get_message,
+            messages::update_message,
+            messages::delete_message
+        ))
         .routes(routes!(messages::raw_message))
-        .routes(routes!(mailboxes::list_mailboxes, mailboxes::create_mailbox))
-        .routes(routes!(mailboxes::update_mailbox, mailboxes::delete_mailbox))
+        .routes(routes!(
+            mailboxes::list_mailboxes,
+            mailboxes::create_mailbox
+        ))
+        .routes(routes!(
+            mailboxes::update_mailbox,
+            mailboxes::delete_mailbox
+        ))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(audit::tenant_audit))
@@ -63,7 +81,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sites::list_sites))
         .routes(routes!(sites::list_jurisdictions))
         .routes(routes!(billing::list_plans, billing::create_plan))
-        .routes(routes!(billing::get_plan, billing::update_plan, billing::delete_plan))
+        .routes(routes!(
+            billing::get_plan,
+            billing::update_plan,
+            billing::delete_plan
+        ))
         .routes(routes!(billing::assign_plan))
         .routes(routes!(billing::get_billing))
         .routes(routes!(billing::checkout))
@@ -88,7 +110,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(branding::list_templates))
         .routes(routes!(branding::set_template, branding::reset_template))
         .routes(routes!(branding::preview_template))
-        .routes(routes!(legal::list_legal_requests, legal::create_legal_request))
+        .routes(routes!(
+            legal::list_legal_requests,
+            legal::create_legal_request
+        ))
         .routes(routes!(legal::get_legal_request))
         .routes(routes!(legal::correct_legal_request))
         .routes(routes!(legal::tenant_transparency))
@@ -138,7 +163,10 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, Problem> {
 
 /// The cursor that continues after `last`, if the page was full.
 pub fn next_cursor(len: usize, page: ::tenants::Page, last: Option<Uuid>) -> Option<String> {
-    (len as u32 >= page.limit).then_some(last).flatten().map(|id| URL_SAFE_NO_PAD.encode(id.as_bytes()))
+    (len as u32 >= page.limit)
+        .then_some(last)
+        .flatten()
+        .map(|id| URL_SAFE_NO_PAD.encode(id.as_bytes()))
 }
 
 /// A page of items and where the next one starts.
@@ -152,6 +180,9 @@ pub struct Paged<T> {
 impl<T> Paged<T> {
     pub fn new(items: Vec<T>, page: ::tenants::Page, id: impl Fn(&T) -> Uuid) -> Paged<T> {
         let cursor = next_cursor(items.len(), page, items.last().map(&id));
-        Paged { items, next_cursor: cursor }
+        Paged {
+            items,
+            next_cursor: cursor,
+        }
     }
 }

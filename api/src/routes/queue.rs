@@ -25,9 +25,15 @@ pub struct QueueReport {
         (status = 403, description = "Not the operator", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn queue(State(state): State<AppState>, Admin(actor): Admin) -> ApiResult<Json<QueueReport>> {
+pub async fn queue(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+) -> ApiResult<Json<QueueReport>> {
     if actor.role != Role::Operator {
         return Err(Problem::forbidden("only the operator sees the job queue"));
     }
-    Ok(Json(QueueReport { depth: state.store.queue_depth().await?, dead_letters: state.store.dead_jobs(50).await? }))
+    Ok(Json(QueueReport {
+        depth: state.store.queue_depth().await?,
+        dead_letters: state.store.dead_jobs(50).await?,
+    }))
 }

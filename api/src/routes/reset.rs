@@ -49,15 +49,31 @@ pub async fn request_reset(
     Json(body): Json<ResetRequest>,
 ) -> ApiResult<(StatusCode, Json<ResetRequested>)> {
     let address = body.address.trim().to_ascii_lowercase();
-    state.reset_guard.check(Some(&address), peer.ip()).map_err(|t| {
-        Problem::rate_limited(t.retry_after, format!("too many reset requests; try again in {} seconds", t.retry_after))
-    })?;
+    state
+        .reset_guard
+        .check(Some(&address), peer.ip())
+        .map_err(|t| {
+            Problem::rate_limited(
+                t.retry_after,
+                format!(
+                    "too many reset requests; try again in {} seconds",
+                    t.retry_after
+                ),
+            )
+        })?;
     state.reset_guard.record_failure(Some(&address), peer.ip());
     let answer = ResetRequested {
         detail: "if this address has an account with a recovery address, a link valid for 30 minutes was sent there".into(),
     };
-    let Ok(address) = EmailAddress::parse(&address) else { return Ok((StatusCode::ACCEPTED, Json(answer))) };
-    let Some(account) = state.store.account_by_address(&address).await?.filter(|a| a.status == AccountStatus::Active) else {
+    let Ok(address) = EmailAddress::parse(&address) else {
+        return Ok((StatusCode::ACCEPTED, Json(answer)));
+    };
+    let Some(account) = state
+        .store
+        .account_by_address(&address)
+        .await?
+        .filter(|a| a.status == AccountStatus::Active)
+    else {
         return Ok((StatusCode::ACCEPTED, Json(answer)));
     };
     let Some(recovery) = state.store.recovery_address(account.id).await? else {
@@ -66,8 +82,15 @@ pub async fn request_reset(
     };
     let (token, hash) = billing::signup_token();
     let expires = chrono::Utc::now() + chrono::Duration::minutes(VALID_MINUTES);
-    state.store.create_password_reset(account.id, &hash, expires).await?;
-    let host = state.store.tenant_hostname(account.tenant_id).await?.unwrap_or_else(|| state.config.mail_hostname.clone());
+    state
+        .store
+        .create_password_reset(account.id, &hash, expires)
+        .await?;
+    let host = state
+        .store
+        .tenant_hostname(account.tenant_id)
+        .await?
+        .unwrap_or_else(|| state.config.mail_hostname.clone());
     let mail = worker::SystemMail {
         tenant: account.tenant_id,
         template: "password_reset".into(),
@@ -75,7 +98,10 @@ pub async fn request_reset(
         language: None,
         values: std::collections::BTreeMap::from([
             ("address".to_owned(), account.address.to_string()),
-            ("reset_url".to_owned(), format!("https://{host}/reset#{token}")),
+            (
+                "reset_url".to_owned(),
+                format!("https://{host}/reset#{token}"),
+            ),
             ("expires_minutes".to_owned(), VALID_MINUTES.to_string()),
         ]),
     };
@@ -97,8 +123,14 @@ async fn live(state: &AppState, token: &str) -> ApiResult<tenants::Account> {
         .store
         .password_reset(&billing::token_hash(token))
         .await?
-        .ok_or_else(|| Problem::not_found("password reset (the link is unknown, used or expired)"))?;
-    state.store.account(account).await?.ok_or_else(|| Problem::not_found("account"))
+        .ok_or_else(|| {
+            Problem::not_found("password reset (the link is unknown, used or expired)")
+        })?;
+    state
+        .store
+        .account(account)
+        .await?
+        .ok_or_else(|| Problem::not_found("account"))
 }
 
 /// Before resetting: export the current key
@@ -110,9 +142,16 @@ async fn live(state: &AppState, token: &str) -> ApiResult<tenants::Account> {
         (status = 200, description = "The account and its current, locked key", body = ResetExport),
         (status = 404, description = "Unknown, used or expired link", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
-pub async fn export_before_reset(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Json<ResetExport>> {
+pub async fn export_before_reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<ResetExport>> {
     let account = live(&state, &token).await?;
-    Ok(Json(ResetExport { address: account.address.to_string(), fingerprint: account.fingerprint.clone(), secret_key: account.secret_key }))
+    Ok(Json(ResetExport {
+        address: account.address.to_string(),
+        fingerprint: account.fingerprint.clone(),
+        secret_key: account.secret_key,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -162,7 +201,9 @@ pub async fn reset_password(
     if let Some(current) = &current
         && !AccountKey::unlocks(&secret, current)
     {
-        return Err(Problem::forbidden("the old password given does not unlock the key; leave it out to make a new key"));
+        return Err(Problem::forbidden(
+            "the old password given does not unlock the key; leave it out to make a new key",
+        ));
     }
     let kept = current.is_some();
     let (hash, key) = tokio::task::spawn_blocking(move || {
@@ -175,8 +216,14 @@ pub async fn reset_password(
     .await
     .map_err(Problem::internal)??;
     // Spent only now, so a weak password or a wrong old one leaves the link usable.
-    if !state.store.spend_password_reset(&billing::token_hash(&token)).await? {
-        return Err(Problem::not_found("password reset (the link is unknown, used or expired)"));
+    if !state
+        .store
+        .spend_password_reset(&billing::token_hash(&token))
+        .await?
+    {
+        return Err(Problem::not_found(
+            "password reset (the link is unknown, used or expired)",
+        ));
     }
     let credentials = Credentials {
         password_hash: hash,
@@ -184,8 +231,14 @@ pub async fn reset_password(
         public_key: key.public_armored,
         secret_key: key.secret_armored,
     };
-    let update = AccountUpdate { credentials: Some(credentials), ..AccountUpdate::default() };
-    state.store.update_account("password-reset", account.id, update).await?;
+    let update = AccountUpdate {
+        credentials: Some(credentials),
+        ..AccountUpdate::default()
+    };
+    state
+        .store
+        .update_account("password-reset", account.id, update)
+        .await?;
     let detail = if kept {
         "the password is changed and the key re-locked with it: all mail stays readable".to_owned()
     } else {

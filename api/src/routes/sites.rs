@@ -60,9 +60,14 @@ pub struct SitesReport {
         (status = 503, description = "No storage sites are configured", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn list_sites(State(state): State<AppState>, Admin(actor): Admin) -> ApiResult<Json<SitesReport>> {
+pub async fn list_sites(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+) -> ApiResult<Json<SitesReport>> {
     if actor.role != Role::Operator {
-        return Err(Problem::forbidden("only the operator sees the storage sites"));
+        return Err(Problem::forbidden(
+            "only the operator sees the storage sites",
+        ));
     }
     let dispersed = state
         .inbound
@@ -71,7 +76,10 @@ pub async fn list_sites(State(state): State<AppState>, Admin(actor): Admin) -> A
     let status = dispersed.status().await.map_err(Problem::internal)?;
     let config = dispersed.config();
     Ok(Json(SitesReport {
-        default_redundancy: Redundancy { k: status.default.k(), n: status.default.n() },
+        default_redundancy: Redundancy {
+            k: status.default.k(),
+            n: status.default.n(),
+        },
         write_quorum: status.write_quorum,
         min_k: config.min_k,
         max_n: config.max_n,
@@ -116,14 +124,28 @@ pub struct Jurisdictions {
         (status = 503, description = "No storage sites are configured", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-pub async fn list_jurisdictions(State(state): State<AppState>, _principal: Principal) -> ApiResult<Json<Jurisdictions>> {
+pub async fn list_jurisdictions(
+    State(state): State<AppState>,
+    _principal: Principal,
+) -> ApiResult<Json<Jurisdictions>> {
     let dispersed = state
         .inbound
         .dispersed()
         .ok_or_else(|| Problem::unavailable("no storage sites are configured on this instance"))?;
-    let mut jurisdictions: Vec<String> = dispersed.sites().all().iter().map(|s| s.jurisdiction.clone()).collect();
+    let mut jurisdictions: Vec<String> = dispersed
+        .sites()
+        .all()
+        .iter()
+        .map(|s| s.jurisdiction.clone())
+        .collect();
     jurisdictions.sort();
     jurisdictions.dedup();
     let default = dispersed.config().default;
-    Ok(Json(Jurisdictions { jurisdictions, default_redundancy: Redundancy { k: default.k(), n: default.n() } }))
+    Ok(Json(Jurisdictions {
+        jurisdictions,
+        default_redundancy: Redundancy {
+            k: default.k(),
+            n: default.n(),
+        },
+    }))
 }

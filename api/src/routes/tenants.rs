@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenants::{
-    Account, Actor, Limits, NewTenant, Policy, Role, Scope, Subject, Tenant, TenantFilter, TenantId, TenantKind,
-    TenantStatus, TenantUpdate,
+    Account, Actor, Limits, NewTenant, Policy, Role, Scope, Subject, Tenant, TenantFilter,
+    TenantId, TenantKind, TenantStatus, TenantUpdate,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,7 +76,9 @@ pub struct Onboarded {
 fn tenant_name(name: &str) -> Result<String, Problem> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Problem::invalid("the tenant name must be 1 to 200 characters long"));
+        return Err(Problem::invalid(
+            "the tenant name must be 1 to 200 characters long",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -113,12 +115,16 @@ pub async fn create_tenant(
                 return Err(Problem::not_found("parent tenant"));
             }
             if !matches!(body.kind, TenantKind::Enterprise | TenantKind::Reseller) {
-                return Err(Problem::forbidden("resellers create enterprise tenants and sub-resellers only"));
+                return Err(Problem::forbidden(
+                    "resellers create enterprise tenants and sub-resellers only",
+                ));
             }
             Some(parent)
         }
         Role::TenantAdmin | Role::User => {
-            return Err(Problem::forbidden("only the operator and resellers create tenants"));
+            return Err(Problem::forbidden(
+                "only the operator and resellers create tenants",
+            ));
         }
     };
     if let Some(policy) = &body.policy {
@@ -157,7 +163,11 @@ pub async fn list_tenants(
     Admin(actor): Admin,
     Query(query): Query<TenantListQuery>,
 ) -> ApiResult<Json<Paged<Tenant>>> {
-    let page = PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .page()?;
     let filter = TenantFilter {
         within: (actor.role != Role::Operator).then_some(actor.tenant_id),
         parent_id: query.parent_id,
@@ -183,14 +193,22 @@ pub async fn get_tenant(
     _admin: Admin,
     Path(tenant_id): Path<TenantId>,
 ) -> ApiResult<Json<Tenant>> {
-    Ok(Json(state.store.tenant(tenant_id).await?.ok_or(Problem::not_found("tenant"))?))
+    Ok(Json(
+        state
+            .store
+            .tenant(tenant_id)
+            .await?
+            .ok_or(Problem::not_found("tenant"))?,
+    ))
 }
 
 fn require_above(actor: &Actor, ancestry: &[TenantId], what: &str) -> ApiResult<()> {
     if actor.is_above(ancestry) {
         Ok(())
     } else {
-        Err(Problem::forbidden(format!("only the parent reseller or the operator can change a tenant's {what}")))
+        Err(Problem::forbidden(format!(
+            "only the parent reseller or the operator can change a tenant's {what}"
+        )))
     }
 }
 
@@ -221,7 +239,11 @@ pub async fn update_tenant(
         require_above(&actor, &ancestry, "package")?;
     }
     match body.status {
-        Some(TenantStatus::Closed) => return Err(Problem::invalid("close a tenant with DELETE /v1/tenants/{tenant_id}")),
+        Some(TenantStatus::Closed) => {
+            return Err(Problem::invalid(
+                "close a tenant with DELETE /v1/tenants/{tenant_id}",
+            ));
+        }
         Some(_) if tenant_id == state.operator_tenant => {
             return Err(Problem::conflict("the operator tenant cannot be suspended"));
         }
@@ -237,7 +259,12 @@ pub async fn update_tenant(
         policy: body.policy,
         publish_transparency: body.publish_transparency,
     };
-    Ok(Json(state.store.update_tenant(&actor.audit_name(), tenant_id, update).await?))
+    Ok(Json(
+        state
+            .store
+            .update_tenant(&actor.audit_name(), tenant_id, update)
+            .await?,
+    ))
 }
 
 /// Close a tenant
@@ -265,10 +292,18 @@ pub async fn close_tenant(
     }
     let children = state.store.open_children(tenant_id).await?;
     if children > 0 {
-        return Err(Problem::conflict(format!("the tenant still has {children} open child tenant(s); close them first")));
+        return Err(Problem::conflict(format!(
+            "the tenant still has {children} open child tenant(s); close them first"
+        )));
     }
-    let update = TenantUpdate { status: Some(TenantStatus::Closed), ..Default::default() };
-    state.store.update_tenant(&actor.audit_name(), tenant_id, update).await?;
+    let update = TenantUpdate {
+        status: Some(TenantStatus::Closed),
+        ..Default::default()
+    };
+    state
+        .store
+        .update_tenant(&actor.audit_name(), tenant_id, update)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,27 +330,41 @@ pub async fn onboard(
     Json(body): Json<OnboardRequest>,
 ) -> ApiResult<(StatusCode, Json<Onboarded>)> {
     let name = tenants::DomainName::parse(&body.domain)?;
-    let admin = NewAccountRequest { role: Some(tenants::AccountRole::Admin), ..body.admin };
+    let admin = NewAccountRequest {
+        role: Some(tenants::AccountRole::Admin),
+        ..body.admin
+    };
     let address = tenants::EmailAddress::parse(&admin.address)?;
     if address.domain() != name {
-        return Err(Problem::invalid(format!("the administrator's address must be in `{name}`")));
+        return Err(Problem::invalid(format!(
+            "the administrator's address must be in `{name}`"
+        )));
     }
     tenants::password::check_strength(&admin.password)?;
     let domain = domains::create(&state, &actor, tenant_id, name).await?;
     let account = match accounts::create(&state, &actor, tenant_id, admin).await {
         Ok(account) => account,
         Err(problem) => {
-            if let Err(e) = state.store.delete_domain(&actor.audit_name(), &domain).await {
+            if let Err(e) = state
+                .store
+                .delete_domain(&actor.audit_name(), &domain)
+                .await
+            {
                 tracing::error!(error = %e, domain = %domain.name, "could not roll back an onboarding");
             }
             return Err(problem);
         }
     };
     let keys = state.store.dkim_keys(domain.id).await?;
-    let dns_records = tenants::dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
+    let dns_records =
+        tenants::dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
     Ok((
         StatusCode::CREATED,
-        Json(Onboarded { domain: DomainView::from(&domain), admin: AccountView::from(&account), dns_records }),
+        Json(Onboarded {
+            domain: DomainView::from(&domain),
+            admin: AccountView::from(&account),
+            dns_records,
+        }),
     ))
 }
 
@@ -339,7 +388,9 @@ pub async fn create_operator_admin(
     let parsed = tenants::EmailAddress::parse(address)?;
     tenants::password::check_strength(&password)?;
     if state.store.account_by_address(&parsed).await?.is_some() {
-        return Err(Problem::conflict(format!("the address `{parsed}` is taken")));
+        return Err(Problem::conflict(format!(
+            "the address `{parsed}` is taken"
+        )));
     }
     let created = match state.store.domain_by_name(&parsed.domain()).await? {
         Some(domain) if domain.tenant_id == state.operator_tenant => None,
@@ -363,7 +414,10 @@ pub async fn create_operator_admin(
         Ok(account) => Ok(account),
         Err(problem) => {
             if let Some(domain) = created
-                && let Err(e) = state.store.delete_domain(&actor.audit_name(), &domain).await
+                && let Err(e) = state
+                    .store
+                    .delete_domain(&actor.audit_name(), &domain)
+                    .await
             {
                 tracing::error!(error = %e, domain = %domain.name, "could not remove the domain of a failed operator account");
             }
@@ -374,10 +428,14 @@ pub async fn create_operator_admin(
 
 /// A tenant's own redundancy must fit the operator's bounds and the sites.
 fn check_redundancy(state: &AppState, policy: &Policy) -> ApiResult<()> {
-    let Some(redundancy) = policy.redundancy else { return Ok(()) };
+    let Some(redundancy) = policy.redundancy else {
+        return Ok(());
+    };
     redundancy.validate()?;
     if let Some(dispersed) = state.inbound.dispersed() {
-        dispersed.check_redundancy(redundancy).map_err(Problem::invalid)?;
+        dispersed
+            .check_redundancy(redundancy)
+            .map_err(Problem::invalid)?;
     }
     Ok(())
 }

@@ -81,7 +81,11 @@ pub async fn spawn_with(backend: Backend, config: ApiConfig) -> TestApp {
     spawn_full(backend, config, smtp_config()).await
 }
 
-pub async fn spawn_full(backend: Backend, config: ApiConfig, smtp: mail::smtp::SmtpConfig) -> TestApp {
+pub async fn spawn_full(
+    backend: Backend,
+    config: ApiConfig,
+    smtp: mail::smtp::SmtpConfig,
+) -> TestApp {
     spawn_billing(backend, config, smtp, billing::BillingConfig::default()).await
 }
 
@@ -93,24 +97,37 @@ pub async fn spawn_billing(
     billing: billing::BillingConfig,
 ) -> TestApp {
     let store = tenants::testing::fresh_store(backend).await;
-    let dns = DnsServer::start().await.expect("start the loopback DNS server");
+    let dns = DnsServer::start()
+        .await
+        .expect("start the loopback DNS server");
     let resolver = mail::dns::Dns::new(dns.addr(), Duration::from_secs(2)).expect("resolver");
     let data_dir = tempfile::tempdir().expect("data dir");
     config.exports_dir = data_dir.path().join("exports");
     // The instance key, once for the API and once more (the same key, from its file) for the workers.
     let key = vault::instance::InstanceKey::load_or_create(data_dir.path()).expect("instance key");
-    let instance_key = std::sync::Arc::new(vault::instance::InstanceKey::load_or_create(data_dir.path()).expect("instance key"));
+    let instance_key = std::sync::Arc::new(
+        vault::instance::InstanceKey::load_or_create(data_dir.path()).expect("instance key"),
+    );
     let master = vault::at_rest::MasterKey::load_or_create(data_dir.path()).expect("master key");
     let dispersed = std::sync::Arc::new(local_sites(&store, data_dir.path()));
     let inbound = std::sync::Arc::new(
-        mail::inbound::Inbound::new(store.clone(), master, Some(resolver.authenticator()), MAIL_HOST.into())
-            .with_dispersed(dispersed.clone()),
+        mail::inbound::Inbound::new(
+            store.clone(),
+            master,
+            Some(resolver.authenticator()),
+            MAIL_HOST.into(),
+        )
+        .with_dispersed(dispersed.clone()),
     );
     let tls = mail::tls::self_signed(data_dir.path(), MAIL_HOST).expect("self-signed certificate");
-    let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let smtp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
     let smtp_addr = smtp_listener.local_addr().expect("local addr");
     let ca = mail::https_server::TestCa::new();
-    let https = mail::https_server::HttpsServer::start(&ca, REMOTE_WEB_HOSTS).await.expect("HTTPS server");
+    let https = mail::https_server::HttpsServer::start(&ca, REMOTE_WEB_HOSTS)
+        .await
+        .expect("HTTPS server");
     for host in REMOTE_WEB_HOSTS {
         dns.set_a(host, &[std::net::Ipv4Addr::LOCALHOST]);
     }
@@ -123,7 +140,9 @@ pub async fn spawn_billing(
             ..outbound_config(0, &https, &ca)
         },
     ));
-    let submission_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let submission_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
     let submission = submission_listener.local_addr().expect("local addr");
     let login_guard = std::sync::Arc::new(config.login_guard());
     let server = mail::smtp::SmtpServer::submission(
@@ -134,18 +153,39 @@ pub async fn spawn_billing(
         Some(tls.clone()),
     );
     tokio::spawn(server.serve(submission_listener, std::future::pending()));
-    let imap_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let imap_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
     let imap = imap_listener.local_addr().expect("local addr");
-    let imap_server = mail::imap::ImapServer::new(imap_config(), inbound.clone(), login_guard.clone(), Some(tls.clone()));
-    tokio::spawn(imap_server.clone().serve(imap_listener, false, std::future::pending()));
+    let imap_server = mail::imap::ImapServer::new(
+        imap_config(),
+        inbound.clone(),
+        login_guard.clone(),
+        Some(tls.clone()),
+    );
+    tokio::spawn(
+        imap_server
+            .clone()
+            .serve(imap_listener, false, std::future::pending()),
+    );
     let server = mail::smtp::SmtpServer::new(smtp, inbound.clone(), Some(tls));
     tokio::spawn(server.serve(smtp_listener, std::future::pending()));
     let billing = billing::Billing::new(store.clone(), billing, key.pkcs8_der()).expect("billing");
-    let state = AppState::new(store.clone(), &key, inbound.clone(), outbound, resolver.clone(), login_guard, config)
+    let state = AppState::new(
+        store.clone(),
+        &key,
+        inbound.clone(),
+        outbound,
+        resolver.clone(),
+        login_guard,
+        config,
+    )
+    .await
+    .expect("app state")
+    .with_billing(billing.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("app state")
-        .with_billing(billing.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        .expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(api::serve(listener, state.clone(), async move {
@@ -157,7 +197,10 @@ pub async fn spawn_billing(
         role: Role::Operator,
         scopes: vec![Scope::Read, Scope::Write],
     };
-    let operator_token = state.tokens.issue(&operator, Duration::from_secs(600)).expect("operator token");
+    let operator_token = state
+        .tokens
+        .issue(&operator, Duration::from_secs(600))
+        .expect("operator token");
     TestApp {
         base,
         smtp: smtp_addr,
@@ -184,16 +227,18 @@ pub async fn spawn_billing(
 
 /// The test storage sites: local folders FR, DE and CH under `dir/sites`, 2-of-3.
 pub fn local_sites(store: &Store, dir: &std::path::Path) -> mail::dispersed::Dispersed {
-    let configs: Vec<vault::sites::SiteConfig> = [("site-fr", "FR"), ("site-de", "DE"), ("site-ch", "CH")]
-        .into_iter()
-        .map(|(name, jurisdiction)| vault::sites::SiteConfig {
-            name: name.into(),
-            jurisdiction: jurisdiction.into(),
-            path: Some(dir.join("sites").join(name)),
-            s3: None,
-        })
-        .collect();
-    let sites = vault::sites::Sites::open(&configs, vault::sites::SiteOptions::default()).expect("local sites");
+    let configs: Vec<vault::sites::SiteConfig> =
+        [("site-fr", "FR"), ("site-de", "DE"), ("site-ch", "CH")]
+            .into_iter()
+            .map(|(name, jurisdiction)| vault::sites::SiteConfig {
+                name: name.into(),
+                jurisdiction: jurisdiction.into(),
+                path: Some(dir.join("sites").join(name)),
+                s3: None,
+            })
+            .collect();
+    let sites = vault::sites::Sites::open(&configs, vault::sites::SiteOptions::default())
+        .expect("local sites");
     mail::dispersed::Dispersed::new(
         store.clone(),
         sites,
@@ -208,7 +253,11 @@ pub fn local_sites(store: &Store, dir: &std::path::Path) -> mail::dispersed::Dis
 }
 
 /// The web hosts of the remote test domain, served by [`TestApp::https`].
-pub const REMOTE_WEB_HOSTS: &[&str] = &["remote.test", "mta-sts.remote.test", "openpgpkey.remote.test"];
+pub const REMOTE_WEB_HOSTS: &[&str] = &[
+    "remote.test",
+    "mta-sts.remote.test",
+    "openpgpkey.remote.test",
+];
 
 /// Outbound settings for tests: deliveries go to `delivery_port` on
 /// loopback, HTTPS fetches to the test server (trusting the test CA), and
@@ -257,14 +306,22 @@ impl TestApp {
         self.start_workers_with(self.outbound_config(delivery_port), retry_after)
     }
 
-    pub fn start_workers_with(&self, config: mail::outbound::OutboundConfig, retry_after: Duration) -> Workers {
-        let mut workers = worker::caliop_worker(self.worker_context_with(config, retry_after), "test-worker");
+    pub fn start_workers_with(
+        &self,
+        config: mail::outbound::OutboundConfig,
+        retry_after: Duration,
+    ) -> Workers {
+        let mut workers =
+            worker::caliop_worker(self.worker_context_with(config, retry_after), "test-worker");
         workers.idle = Duration::from_millis(100);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(workers.run(async move {
             let _ = stopped.await;
         }));
-        Workers { stop: Some(stop), done }
+        Workers {
+            stop: Some(stop),
+            done,
+        }
     }
 
     /// What the jobs need, delivering to `delivery_port` on loopback.
@@ -272,7 +329,11 @@ impl TestApp {
         self.worker_context_with(self.outbound_config(delivery_port), retry_after)
     }
 
-    pub fn worker_context_with(&self, config: mail::outbound::OutboundConfig, retry_after: Duration) -> worker::Context {
+    pub fn worker_context_with(
+        &self,
+        config: mail::outbound::OutboundConfig,
+        retry_after: Duration,
+    ) -> worker::Context {
         let outbound = std::sync::Arc::new(mail::outbound::Outbound::new(
             self.store.clone(),
             self.inbound.clone(),
@@ -283,7 +344,12 @@ impl TestApp {
             store: self.store.clone(),
             dns: self.resolver.clone(),
             outbound,
-            delivery_retry: worker::RetryPolicy { max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS, base: retry_after, max: retry_after, jitter: 0.0 },
+            delivery_retry: worker::RetryPolicy {
+                max_attempts: mail::outbound::DELIVERY_MAX_ATTEMPTS,
+                base: retry_after,
+                max: retry_after,
+                jitter: 0.0,
+            },
             dispersed: Some(self.dispersed.clone()),
             billing: Some(self.billing.clone()),
             instance_key: Some(self.instance_key.clone()),
@@ -294,9 +360,14 @@ impl TestApp {
 
     /// Publishes the domain's DKIM records in the loopback DNS.
     pub async fn publish_dkim(&self, domain_id: &str, token: &str) {
-        let keys = self.get(&format!("/v1/domains/{domain_id}/dkim"), token).await;
+        let keys = self
+            .get(&format!("/v1/domains/{domain_id}/dkim"), token)
+            .await;
         for key in keys.ok(200)["keys"].as_array().unwrap() {
-            self.dns.set_txt(key["record"]["name"].as_str().unwrap(), &[key["record"]["value"].as_str().unwrap()]);
+            self.dns.set_txt(
+                key["record"]["name"].as_str().unwrap(),
+                &[key["record"]["value"].as_str().unwrap()],
+            );
         }
     }
 }
@@ -360,7 +431,13 @@ impl TestApp {
 }
 
 impl TestApp {
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -401,14 +478,25 @@ impl TestApp {
                 Some(json!({"grant_type": "password", "username": address, "password": password})),
             )
             .await;
-        reply.ok(200)["access_token"].as_str().expect("access_token").to_owned()
+        reply.ok(200)["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     pub async fn api_key_token(&self, secret: &str) -> String {
         let reply = self
-            .send("POST", "/v1/auth/token", None, Some(json!({"grant_type": "api_key", "api_key": secret})))
+            .send(
+                "POST",
+                "/v1/auth/token",
+                None,
+                Some(json!({"grant_type": "api_key", "api_key": secret})),
+            )
             .await;
-        reply.ok(200)["access_token"].as_str().expect("access_token").to_owned()
+        reply.ok(200)["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     /// An enterprise tenant (created by the operator) with one domain and an admin account.
@@ -453,8 +541,16 @@ impl TestApp {
     }
 
     pub async fn audit_len(&self, tenant_id: &str) -> usize {
-        let reply = self.get(&format!("/v1/tenants/{tenant_id}/audit?limit=200"), &self.operator_token).await;
-        reply.ok(200)["items"].as_array().map(Vec::len).unwrap_or_default()
+        let reply = self
+            .get(
+                &format!("/v1/tenants/{tenant_id}/audit?limit=200"),
+                &self.operator_token,
+            )
+            .await;
+        reply.ok(200)["items"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or_default()
     }
 }
 
@@ -478,7 +574,12 @@ async fn into_reply(response: reqwest::Response) -> Reply {
         .to_owned();
     let text = response.text().await.expect("response body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply { status, content_type, body, headers }
+    Reply {
+        status,
+        content_type,
+        body,
+        headers,
+    }
 }
 
 /// Sends `raw` with lettre, over STARTTLS (the test certificate is self-signed) or in clear.
@@ -500,10 +601,12 @@ pub async fn send_with_lettre(
     } else {
         Tls::None
     };
-    let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(smtp.ip().to_string())
-        .port(smtp.port())
-        .tls(tls)
-        .build();
+    let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(
+        smtp.ip().to_string(),
+    )
+    .port(smtp.port())
+    .tls(tls)
+    .build();
     let envelope = lettre::address::Envelope::new(
         Some(from.parse().expect("sender")),
         to.iter().map(|t| t.parse().expect("recipient")).collect(),

@@ -7,7 +7,9 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::panic;
 
-use mail_parser::{Encoding, Header, HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{
+    Encoding, Header, HeaderName, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
 
 /// Bodies nested deeper than this (multiparts and message/rfc822 parts
 /// count alike) are described as `text/plain`: it bounds the recursion a
@@ -54,9 +56,16 @@ pub fn section(message: &[u8], section: &Section) -> Option<Vec<u8>> {
 pub fn envelope(message: &[u8]) -> Vec<u8> {
     // The header alone, read as `parse` reads it.
     let parsed = starts_with_header(message)
-        .then(|| panic::catch_unwind(|| MessageParser::default().parse_headers(message)).ok().flatten())
+        .then(|| {
+            panic::catch_unwind(|| MessageParser::default().parse_headers(message))
+                .ok()
+                .flatten()
+        })
         .flatten();
-    let headers = parsed.as_ref().and_then(|m| m.parts.first()).map_or(&[][..], |p| p.headers.as_slice());
+    let headers = parsed
+        .as_ref()
+        .and_then(|m| m.parts.first())
+        .map_or(&[][..], |p| p.headers.as_slice());
     let mut out = Vec::new();
     write_envelope(&mut out, message, headers);
     out
@@ -76,7 +85,9 @@ pub fn body_structure(message: &[u8], extensible: bool) -> Vec<u8> {
 /// 8-bit byte, not too long), otherwise a literal. A literal carries the bytes
 /// as given, so the caller keeps NUL out of it (IMAP forbids it in literals).
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() <= MAX_QUOTED && s.iter().all(|&b| matches!(b, 0x01..=0x09 | 0x0b..=0x0c | 0x0e..=0x7f));
+    let quotable = s.len() <= MAX_QUOTED
+        && s.iter()
+            .all(|&b| matches!(b, 0x01..=0x09 | 0x0b..=0x0c | 0x0e..=0x7f));
     if quotable {
         out.push(b'"');
         for &b in s {
@@ -122,7 +133,11 @@ fn parse(raw: &[u8]) -> Message<'_> {
     // malformed input can reach: a bad message must lose its structure, not
     // take the IMAP session down.
     let parsed = starts_with_header(raw)
-        .then(|| panic::catch_unwind(|| MessageParser::default().parse(raw)).ok().flatten())
+        .then(|| {
+            panic::catch_unwind(|| MessageParser::default().parse(raw))
+                .ok()
+                .flatten()
+        })
         .flatten();
     match parsed {
         Some(message) if !message.parts.is_empty() => message,
@@ -150,8 +165,14 @@ fn starts_with_header(raw: &[u8]) -> bool {
     if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
         return true;
     }
-    let name_end = line.iter().position(|&b| !matches!(b, 0x21..=0x39 | 0x3b..=0x7e)).unwrap_or(line.len());
-    name_end > 0 && line.get(name_end..).is_some_and(|rest| trim(rest).first() == Some(&b':'))
+    let name_end = line
+        .iter()
+        .position(|&b| !matches!(b, 0x21..=0x39 | 0x3b..=0x7e))
+        .unwrap_or(line.len());
+    name_end > 0
+        && line
+            .get(name_end..)
+            .is_some_and(|rest| trim(rest).first() == Some(&b':'))
 }
 
 /// One part of one (top-level or enclosed) message, with what its
@@ -203,11 +224,21 @@ impl<'n, 'a> Node<'n, 'a> {
     /// The part's header (with the blank line) and body, clamped to the bytes.
     fn extent(&self) -> (Range<usize>, Range<usize>) {
         let len = self.raw.len();
-        let Some(part) = self.part() else { return (len..len, len..len) };
-        let start = if self.id == 0 { 0 } else { (part.offset_header as usize).min(len) };
+        let Some(part) = self.part() else {
+            return (len..len, len..len);
+        };
+        let start = if self.id == 0 {
+            0
+        } else {
+            (part.offset_header as usize).min(len)
+        };
         let body = (part.offset_body as usize).clamp(start, len);
         // The root's body runs to the end of its message whatever mail-parser recorded.
-        let end = if self.id == 0 { len } else { (part.offset_end as usize).clamp(body, len) };
+        let end = if self.id == 0 {
+            len
+        } else {
+            (part.offset_end as usize).clamp(body, len)
+        };
         (start..body, body..end)
     }
 
@@ -221,11 +252,23 @@ impl<'n, 'a> Node<'n, 'a> {
 
     /// The root part of a message `depth` bodies down.
     fn root(raw: &'n [u8], message: &'n Message<'a>, depth: usize) -> Node<'n, 'a> {
-        Node { raw, message, id: 0, in_digest: false, depth }
+        Node {
+            raw,
+            message,
+            id: 0,
+            in_digest: false,
+            depth,
+        }
     }
 
     fn child(&self, id: usize, in_digest: bool) -> Node<'n, 'a> {
-        Node { raw: self.raw, message: self.message, id, in_digest, depth: self.depth + 1 }
+        Node {
+            raw: self.raw,
+            message: self.message,
+            id,
+            in_digest,
+            depth: self.depth + 1,
+        }
     }
 
     fn media(&self) -> Media<'n> {
@@ -234,14 +277,27 @@ impl<'n, 'a> Node<'n, 'a> {
         let declared = content_type.and_then(|ct| {
             let subtype = ct.subtype().filter(|s| !s.is_empty())?;
             let params = ct.attributes().unwrap_or_default();
-            (!ct.ctype().is_empty())
-                .then(|| (ct.ctype(), subtype, params.iter().map(|a| (a.name.as_ref(), a.value.as_ref())).collect()))
+            (!ct.ctype().is_empty()).then(|| {
+                (
+                    ct.ctype(),
+                    subtype,
+                    params
+                        .iter()
+                        .map(|a| (a.name.as_ref(), a.value.as_ref()))
+                        .collect(),
+                )
+            })
         });
         let plain = || Media {
             kind: Kind::Text,
             ty: "text",
             subtype: "plain",
-            params: vec![("charset", content_type.and_then(|ct| ct.attribute("charset")).unwrap_or("us-ascii"))],
+            params: vec![(
+                "charset",
+                content_type
+                    .and_then(|ct| ct.attribute("charset"))
+                    .unwrap_or("us-ascii"),
+            )],
         };
         let (ty, subtype, mut params) = match declared {
             Some(declared) => declared,
@@ -251,9 +307,11 @@ impl<'n, 'a> Node<'n, 'a> {
         let kind = if ty.eq_ignore_ascii_case("multipart") {
             let children: Vec<usize> = match part.map(|p| &p.body) {
                 // Ids after this part's own only, so that a walk always ends.
-                Some(PartType::Multipart(ids)) => {
-                    ids.iter().map(|&i| i as usize).filter(|&i| i > self.id && i < self.message.parts.len()).collect()
-                }
+                Some(PartType::Multipart(ids)) => ids
+                    .iter()
+                    .map(|&i| i as usize)
+                    .filter(|&i| i > self.id && i < self.message.parts.len())
+                    .collect(),
                 _ => Vec::new(),
             };
             // A multipart whose boundary never shows has no parts: its body is text.
@@ -268,14 +326,22 @@ impl<'n, 'a> Node<'n, 'a> {
             Kind::Message
         } else if ty.eq_ignore_ascii_case("text") {
             // RFC 2045 §5.2's default, said out loud as other servers do.
-            if !params.iter().any(|(name, _)| name.eq_ignore_ascii_case("charset")) {
+            if !params
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("charset"))
+            {
                 params.push(("charset", "us-ascii"));
             }
             Kind::Text
         } else {
             Kind::Basic
         };
-        Media { kind, ty, subtype, params }
+        Media {
+            kind,
+            ty,
+            subtype,
+            params,
+        }
     }
 
     /// The message a message/rfc822 part carries: its body, or the body
@@ -291,7 +357,11 @@ impl<'n, 'a> Node<'n, 'a> {
     /// The raw value of the last field of that name in the part's header, as
     /// mail-parser reads the last Content-Type and Content-Transfer-Encoding.
     fn field(&self, name: HeaderName<'_>) -> Option<Vec<u8>> {
-        self.headers().iter().rev().find(|h| h.name == name).map(|h| field_value(self.raw, h))
+        self.headers()
+            .iter()
+            .rev()
+            .find(|h| h.name == name)
+            .map(|h| field_value(self.raw, h))
     }
 }
 
@@ -299,8 +369,13 @@ impl<'n, 'a> Node<'n, 'a> {
 fn field_value(raw: &[u8], header: &Header<'_>) -> Vec<u8> {
     let start = (header.offset_start as usize).min(raw.len());
     let end = (header.offset_end as usize).clamp(start, raw.len());
-    let value: Vec<u8> =
-        raw.get(start..end).unwrap_or_default().iter().copied().filter(|&b| !matches!(b, b'\r' | b'\n' | 0)).collect();
+    let value: Vec<u8> = raw
+        .get(start..end)
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .filter(|&b| !matches!(b, b'\r' | b'\n' | 0))
+        .collect();
     trim(&value).to_vec()
 }
 
@@ -313,14 +388,21 @@ fn trim(s: &[u8]) -> &[u8] {
 
 /// Lines of a body: its line ends, and a last line without one.
 fn lines(body: &[u8]) -> usize {
-    body.iter().filter(|&&b| b == b'\n').count() + usize::from(body.last().is_some_and(|&b| b != b'\n'))
+    body.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(body.last().is_some_and(|&b| b != b'\n'))
 }
 
 // ---------------------------------------------------------------------------
 // BODY[section]
 
 /// Follows `path` from the root of a message.
-fn locate(raw: &[u8], message: &Message<'_>, path: &[u32], text: &SectionText, depth: usize) -> Option<Vec<u8>> {
+fn locate(
+    raw: &[u8],
+    message: &Message<'_>,
+    path: &[u32],
+    text: &SectionText,
+    depth: usize,
+) -> Option<Vec<u8>> {
     let root = Node::root(raw, message, depth);
     let Some((&first, rest)) = path.split_first() else {
         let (header, body) = root.extent();
@@ -328,8 +410,12 @@ fn locate(raw: &[u8], message: &Message<'_>, path: &[u32], text: &SectionText, d
             SectionText::Full => Some(raw.to_vec()),
             SectionText::Header => raw.get(header).map(<[u8]>::to_vec),
             SectionText::Text => raw.get(body).map(<[u8]>::to_vec),
-            SectionText::HeaderFields(names) => Some(select_fields(root.header_bytes(), names, true)),
-            SectionText::HeaderFieldsNot(names) => Some(select_fields(root.header_bytes(), names, false)),
+            SectionText::HeaderFields(names) => {
+                Some(select_fields(root.header_bytes(), names, true))
+            }
+            SectionText::HeaderFieldsNot(names) => {
+                Some(select_fields(root.header_bytes(), names, false))
+            }
             SectionText::Mime => None,
         };
     };
@@ -372,7 +458,11 @@ fn locate_in_part(node: &Node<'_, '_>, path: &[u32], text: &SectionText) -> Opti
 fn select_fields(header: &[u8], names: &[String], keep: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut emit = |field: &[u8], name: Option<&[u8]>| {
-        let named = name.is_some_and(|name| names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name)));
+        let named = name.is_some_and(|name| {
+            names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        });
         if named == keep && !field.is_empty() {
             out.extend_from_slice(field);
             if !field.ends_with(b"\n") {
@@ -388,7 +478,9 @@ fn select_fields(header: &[u8], names: &[String], keep: bool) -> Vec<u8> {
             .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
             .map_or(header.len(), |i| pos + i + 1);
         let line = header.get(pos..end).unwrap_or_default();
-        let blank = line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        let blank = line
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
         if blank && (field.is_empty() || !matches!(line.first(), Some(b' ' | b'\t'))) {
             break;
         }
@@ -444,8 +536,15 @@ fn write_body(out: &mut Vec<u8>, node: &Node<'_, '_>, extensible: bool) {
     out.push(b' ');
     nstring(out, node.field(HeaderName::ContentDescription).as_deref());
     out.push(b' ');
-    let encoding = node.field(HeaderName::ContentTransferEncoding).filter(|e| !e.is_empty());
-    string(out, &encoding.unwrap_or_else(|| b"7bit".to_vec()).to_ascii_uppercase());
+    let encoding = node
+        .field(HeaderName::ContentTransferEncoding)
+        .filter(|e| !e.is_empty());
+    string(
+        out,
+        &encoding
+            .unwrap_or_else(|| b"7bit".to_vec())
+            .to_ascii_uppercase(),
+    );
     let body = node.body_bytes();
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     match media.kind {
@@ -473,7 +572,11 @@ fn write_body(out: &mut Vec<u8>, node: &Node<'_, '_>, extensible: bool) {
 /// body-fld-dsp, body-fld-lang and body-fld-loc, each after a space.
 fn write_extension_tail(out: &mut Vec<u8>, node: &Node<'_, '_>) {
     out.push(b' ');
-    match node.part().and_then(|p| p.content_disposition()).filter(|d| !d.ctype().is_empty()) {
+    match node
+        .part()
+        .and_then(|p| p.content_disposition())
+        .filter(|d| !d.ctype().is_empty())
+    {
         Some(disposition) => {
             out.push(b'(');
             message_string(out, disposition.ctype().to_ascii_uppercase().as_bytes());
@@ -491,7 +594,11 @@ fn write_extension_tail(out: &mut Vec<u8>, node: &Node<'_, '_>) {
     }
     out.push(b' ');
     let language = node.field(HeaderName::ContentLanguage).unwrap_or_default();
-    let tags: Vec<&[u8]> = language.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty()).collect();
+    let tags: Vec<&[u8]> = language
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     match tags.as_slice() {
         [] => out.extend_from_slice(b"NIL"),
         [tag] => string(out, tag),
@@ -549,18 +656,33 @@ fn write_params(out: &mut Vec<u8>, params: &[(&str, &str)]) {
 // ENVELOPE
 
 fn write_envelope(out: &mut Vec<u8>, raw: &[u8], headers: &[Header<'_>]) {
-    let first = |name: HeaderName<'_>| headers.iter().find(|h| h.name == name).map(|h| field_value(raw, h));
-    let addresses = |name: HeaderName<'_>| first(name).map(|v| parse_addresses(&v)).unwrap_or_default();
+    let first = |name: HeaderName<'_>| {
+        headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| field_value(raw, h))
+    };
+    let addresses =
+        |name: HeaderName<'_>| first(name).map(|v| parse_addresses(&v)).unwrap_or_default();
     let from = addresses(HeaderName::From);
-    let sender = Some(addresses(HeaderName::Sender)).filter(|a| !a.is_empty()).unwrap_or_else(|| from.clone());
-    let reply_to = Some(addresses(HeaderName::ReplyTo)).filter(|a| !a.is_empty()).unwrap_or_else(|| from.clone());
+    let sender = Some(addresses(HeaderName::Sender))
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| from.clone());
+    let reply_to = Some(addresses(HeaderName::ReplyTo))
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| from.clone());
     out.push(b'(');
     nstring(out, first(HeaderName::Date).as_deref());
     out.push(b' ');
     nstring(out, first(HeaderName::Subject).as_deref());
-    for list in
-        [&from, &sender, &reply_to, &addresses(HeaderName::To), &addresses(HeaderName::Cc), &addresses(HeaderName::Bcc)]
-    {
+    for list in [
+        &from,
+        &sender,
+        &reply_to,
+        &addresses(HeaderName::To),
+        &addresses(HeaderName::Cc),
+        &addresses(HeaderName::Bcc),
+    ] {
         out.push(b' ');
         write_addresses(out, list);
     }
@@ -575,7 +697,12 @@ fn write_envelope(out: &mut Vec<u8>, raw: &[u8], headers: &[Header<'_>]) {
 /// or ends (RFC 9051 §7.5.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Entry {
-    Mailbox { name: Option<Vec<u8>>, route: Option<Vec<u8>>, local: Vec<u8>, domain: Vec<u8> },
+    Mailbox {
+        name: Option<Vec<u8>>,
+        route: Option<Vec<u8>>,
+        local: Vec<u8>,
+        domain: Vec<u8>,
+    },
     GroupStart(Vec<u8>),
     GroupEnd,
 }
@@ -590,7 +717,12 @@ fn write_addresses(out: &mut Vec<u8>, list: &[Entry]) {
         match entry {
             // A mailbox's host is never NIL, even when the address has no
             // domain: NIL there means the start of a group.
-            Entry::Mailbox { name, route, local, domain } => {
+            Entry::Mailbox {
+                name,
+                route,
+                local,
+                domain,
+            } => {
                 out.push(b'(');
                 nstring(out, name.as_deref());
                 out.push(b' ');
@@ -694,7 +826,10 @@ fn tokenize(value: &[u8]) -> (Vec<Spaced>, Vec<(usize, Vec<u8>)>) {
                     .get(i..)
                     .and_then(|rest| rest.iter().position(|&c| c == b']'))
                     .map_or(value.len(), |j| i + j + 1);
-                tokens.push((Token::Word(value.get(i..end).unwrap_or_default().to_vec()), spaced));
+                tokens.push((
+                    Token::Word(value.get(i..end).unwrap_or_default().to_vec()),
+                    spaced,
+                ));
                 spaced = false;
                 i = end;
             }
@@ -703,7 +838,10 @@ fn tokenize(value: &[u8]) -> (Vec<Spaced>, Vec<(usize, Vec<u8>)>) {
                     .get(i..)
                     .and_then(|rest| rest.iter().position(|c| b" \t\r\n()<>@,:;\"[".contains(c)))
                     .map_or(value.len(), |j| i + j);
-                tokens.push((Token::Word(value.get(i..end).unwrap_or_default().to_vec()), spaced));
+                tokens.push((
+                    Token::Word(value.get(i..end).unwrap_or_default().to_vec()),
+                    spaced,
+                ));
                 spaced = false;
                 i = end;
             }
@@ -743,7 +881,10 @@ fn joined(tokens: &[Spaced]) -> Vec<u8> {
 /// local-part and domain, split at the last `@`.
 fn addr_spec(tokens: &[Spaced]) -> (Vec<u8>, Vec<u8>) {
     match tokens.iter().rposition(|(t, _)| *t == Token::Special(b'@')) {
-        Some(at) => (joined(tokens.get(..at).unwrap_or_default()), joined(tokens.get(at + 1..).unwrap_or_default())),
+        Some(at) => (
+            joined(tokens.get(..at).unwrap_or_default()),
+            joined(tokens.get(at + 1..).unwrap_or_default()),
+        ),
         None => (joined(tokens), Vec::new()),
     }
 }
@@ -760,7 +901,10 @@ fn parse_addresses(value: &[u8]) -> Vec<Entry> {
     let mut angle: Option<Range<usize>> = None;
     let mut in_angle = false;
     let finish = |entries: &mut Vec<Entry>, range: Range<usize>, angle: Option<Range<usize>>| {
-        let comment = comments.iter().rev().find(|(at, c)| range.contains(at) || (*at == range.end && !c.is_empty()));
+        let comment = comments
+            .iter()
+            .rev()
+            .find(|(at, c)| range.contains(at) || (*at == range.end && !c.is_empty()));
         let comment = comment.map(|(_, c)| c.clone()).filter(|c| !c.is_empty());
         let words = |r: Range<usize>| -> Vec<Spaced> {
             tokens
@@ -776,14 +920,20 @@ fn parse_addresses(value: &[u8]) -> Vec<Entry> {
             let inner = words(angle);
             // An obsolete source route: `<@a.example,@b.example:user@c.example>`.
             let (route, spec) = match inner.iter().rposition(|(t, _)| *t == Token::Special(b':')) {
-                Some(colon) => {
-                    (Some(joined(inner.get(..colon).unwrap_or_default())), inner.get(colon + 1..).unwrap_or_default())
-                }
+                Some(colon) => (
+                    Some(joined(inner.get(..colon).unwrap_or_default())),
+                    inner.get(colon + 1..).unwrap_or_default(),
+                ),
                 None => (None, inner.as_slice()),
             };
             let (local, domain) = addr_spec(spec);
             let name = Some(phrase(&display)).filter(|n| !n.is_empty()).or(comment);
-            entries.push(Entry::Mailbox { name, route: route.filter(|r| !r.is_empty()), local, domain });
+            entries.push(Entry::Mailbox {
+                name,
+                route: route.filter(|r| !r.is_empty()),
+                local,
+                domain,
+            });
         } else {
             let words = words(range);
             if words.is_empty() {
@@ -792,7 +942,12 @@ fn parse_addresses(value: &[u8]) -> Vec<Entry> {
             let has_at = words.iter().any(|(t, _)| *t == Token::Special(b'@'));
             if has_at || words.len() == 1 {
                 let (local, domain) = addr_spec(&words);
-                entries.push(Entry::Mailbox { name: comment, route: None, local, domain });
+                entries.push(Entry::Mailbox {
+                    name: comment,
+                    route: None,
+                    local,
+                    domain,
+                });
             } else {
                 entries.push(Entry::Mailbox {
                     name: Some(phrase(&words)),
@@ -821,7 +976,9 @@ fn parse_addresses(value: &[u8]) -> Vec<Entry> {
                 start = i + 1;
             }
             Token::Special(b':') if !in_group => {
-                entries.push(Entry::GroupStart(phrase(tokens.get(start..i).unwrap_or_default())));
+                entries.push(Entry::GroupStart(phrase(
+                    tokens.get(start..i).unwrap_or_default(),
+                )));
                 in_group = true;
                 angle = None;
                 start = i + 1;
@@ -983,7 +1140,8 @@ Content-Type: text/plain; name=x.txt\n\
 three\n\
 --b--\n";
 
-    const GARBAGE: &[u8] = b"\x00\xff\xfe garbage \x80\x81 no header (\"<>@,;:\r\n\xc3\x28 \\ {5}\r\n";
+    const GARBAGE: &[u8] =
+        b"\x00\xff\xfe garbage \x80\x81 no header (\"<>@,;:\r\n\xc3\x28 \\ {5}\r\n";
 
     /// What damage to a message is made of: line ends, MIME syntax, bytes IMAP forbids.
     const SNIPPETS: &[&[u8]] = &[
@@ -1020,7 +1178,13 @@ three\n\
     const SAMPLES: &[&[u8]] = &[PLAIN, ALTERNATIVE, MIXED, NESTED, PGP, BARE_LF, GARBAGE];
 
     fn get(message: &[u8], part: &[u32], text: SectionText) -> Option<Vec<u8>> {
-        section(message, &Section { part: part.to_vec(), text })
+        section(
+            message,
+            &Section {
+                part: part.to_vec(),
+                text,
+            },
+        )
     }
 
     fn names(names: &[&str]) -> Vec<String> {
@@ -1033,9 +1197,16 @@ three\n\
         input.extend_from_slice(b")\r\n");
         let (rest, response) = ResponseCodec::default()
             .decode_static(&input)
-            .unwrap_or_else(|e| panic!("{item} does not parse ({e:?}): {}", String::from_utf8_lossy(&input)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{item} does not parse ({e:?}): {}",
+                    String::from_utf8_lossy(&input)
+                )
+            });
         assert!(rest.is_empty(), "left over: {rest:?}");
-        let Response::Data(Data::Fetch { items, .. }) = response else { panic!("not a FETCH: {response:?}") };
+        let Response::Data(Data::Fetch { items, .. }) = response else {
+            panic!("not a FETCH: {response:?}")
+        };
         items.into_inner().remove(0)
     }
 
@@ -1075,27 +1246,53 @@ three\n\
     }
 
     fn addr(name: Option<&str>, mailbox: &str, host: &str) -> Triple {
-        (name.map(|n| n.as_bytes().to_vec()), Some(mailbox.as_bytes().to_vec()), Some(host.as_bytes().to_vec()))
+        (
+            name.map(|n| n.as_bytes().to_vec()),
+            Some(mailbox.as_bytes().to_vec()),
+            Some(host.as_bytes().to_vec()),
+        )
     }
 
     /// (type, subtype, parameters, size) of a non-multipart body.
     fn single<'b>(
         body: &'b BodyStructure<'static>,
-    ) -> (String, String, Vec<(String, String)>, u32, &'b SpecificFields<'static>) {
+    ) -> (
+        String,
+        String,
+        Vec<(String, String)>,
+        u32,
+        &'b SpecificFields<'static>,
+    ) {
         let BodyStructure::Single { body, .. } = body else {
             panic!("multipart where a single part was expected: {body:?}")
         };
         let (ty, subtype) = match &body.specific {
-            SpecificFields::Basic { r#type, subtype } => (lossy(bytes(r#type)), lossy(bytes(subtype))),
+            SpecificFields::Basic { r#type, subtype } => {
+                (lossy(bytes(r#type)), lossy(bytes(subtype)))
+            }
             SpecificFields::Text { subtype, .. } => ("TEXT".to_string(), lossy(bytes(subtype))),
             SpecificFields::Message { .. } => ("MESSAGE".to_string(), "RFC822".to_string()),
         };
-        let params = body.basic.parameter_list.iter().map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v)))).collect();
-        (ty.to_ascii_uppercase(), subtype.to_ascii_uppercase(), params, body.basic.size, &body.specific)
+        let params = body
+            .basic
+            .parameter_list
+            .iter()
+            .map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v))))
+            .collect();
+        (
+            ty.to_ascii_uppercase(),
+            subtype.to_ascii_uppercase(),
+            params,
+            body.basic.size,
+            &body.specific,
+        )
     }
 
     fn multi<'b>(body: &'b BodyStructure<'static>) -> (&'b [BodyStructure<'static>], String) {
-        let BodyStructure::Multi { bodies, subtype, .. } = body else {
+        let BodyStructure::Multi {
+            bodies, subtype, ..
+        } = body
+        else {
             panic!("single part where a multipart was expected: {body:?}")
         };
         (bodies.as_ref(), lossy(bytes(subtype)).to_ascii_uppercase())
@@ -1107,7 +1304,9 @@ three\n\
 
     fn text_lines(specific: &SpecificFields<'_>) -> u32 {
         match specific {
-            SpecificFields::Text { number_of_lines, .. } => *number_of_lines,
+            SpecificFields::Text {
+                number_of_lines, ..
+            } => *number_of_lines,
             other => panic!("not text: {other:?}"),
         }
     }
@@ -1131,7 +1330,10 @@ three\n\
     }
 
     fn check_part(message: &[u8], body: &BodyStructure<'_>, path: &[u32]) {
-        assert!(get(message, path, SectionText::Mime).is_some(), "no MIME header for {path:?}");
+        assert!(
+            get(message, path, SectionText::Mime).is_some(),
+            "no MIME header for {path:?}"
+        );
         match body {
             BodyStructure::Multi { bodies, .. } => {
                 for (i, child) in bodies.as_ref().iter().enumerate() {
@@ -1139,19 +1341,44 @@ three\n\
                 }
             }
             BodyStructure::Single { body, .. } => {
-                let content = get(message, path, SectionText::Full).unwrap_or_else(|| panic!("no part {path:?}"));
+                let content = get(message, path, SectionText::Full)
+                    .unwrap_or_else(|| panic!("no part {path:?}"));
                 assert_eq!(body.basic.size as usize, content.len(), "size of {path:?}");
                 match &body.specific {
-                    SpecificFields::Text { number_of_lines, .. } => {
-                        assert_eq!(*number_of_lines as usize, lines(&content), "lines of {path:?}")
+                    SpecificFields::Text {
+                        number_of_lines, ..
+                    } => {
+                        assert_eq!(
+                            *number_of_lines as usize,
+                            lines(&content),
+                            "lines of {path:?}"
+                        )
                     }
-                    SpecificFields::Message { body_structure, number_of_lines, .. } => {
-                        assert_eq!(*number_of_lines as usize, lines(&content), "lines of {path:?}");
-                        let header =
-                            get(message, path, SectionText::Header).unwrap_or_else(|| panic!("no {path:?}.HEADER"));
-                        let text = get(message, path, SectionText::Text).unwrap_or_else(|| panic!("no {path:?}.TEXT"));
-                        if body.basic.content_transfer_encoding.as_ref().eq_ignore_ascii_case(b"7BIT") {
-                            assert_eq!([header, text].concat(), content, "{path:?}.HEADER and .TEXT make up {path:?}");
+                    SpecificFields::Message {
+                        body_structure,
+                        number_of_lines,
+                        ..
+                    } => {
+                        assert_eq!(
+                            *number_of_lines as usize,
+                            lines(&content),
+                            "lines of {path:?}"
+                        );
+                        let header = get(message, path, SectionText::Header)
+                            .unwrap_or_else(|| panic!("no {path:?}.HEADER"));
+                        let text = get(message, path, SectionText::Text)
+                            .unwrap_or_else(|| panic!("no {path:?}.TEXT"));
+                        if body
+                            .basic
+                            .content_transfer_encoding
+                            .as_ref()
+                            .eq_ignore_ascii_case(b"7BIT")
+                        {
+                            assert_eq!(
+                                [header, text].concat(),
+                                content,
+                                "{path:?}.HEADER and .TEXT make up {path:?}"
+                            );
                         }
                         check_message(message, body_structure, path);
                     }
@@ -1169,10 +1396,14 @@ three\n\
             check_message(message, &body, &[]);
         }
         decoded_envelope(message);
-        let header = get(message, &[], SectionText::Header).expect("a message has a header, maybe empty");
+        let header =
+            get(message, &[], SectionText::Header).expect("a message has a header, maybe empty");
         let text = get(message, &[], SectionText::Text).expect("a message has a text, maybe empty");
         assert_eq!([header, text].concat(), message);
-        assert_eq!(get(message, &[], SectionText::Full).as_deref(), Some(message));
+        assert_eq!(
+            get(message, &[], SectionText::Full).as_deref(),
+            Some(message)
+        );
         assert_eq!(get(message, &[], SectionText::Mime), None);
     }
 
@@ -1191,14 +1422,27 @@ Message-ID: <plain-1@example.com>\r\n\
         assert_eq!(get(PLAIN, &[1], SectionText::Full).unwrap(), text);
         assert_eq!(get(PLAIN, &[1], SectionText::Mime).unwrap(), header);
         assert_eq!(
-            get(PLAIN, &[], SectionText::HeaderFields(names(&["SUBJECT", "from"]))).unwrap(),
+            get(
+                PLAIN,
+                &[],
+                SectionText::HeaderFields(names(&["SUBJECT", "from"]))
+            )
+            .unwrap(),
             b"From: Alice Example <alice@example.com>\r\nSubject: Hello\r\n world\r\n\r\n"
         );
         assert_eq!(
-            get(PLAIN, &[], SectionText::HeaderFieldsNot(names(&["Return-Path", "To", "Subject", "Date"]))).unwrap(),
+            get(
+                PLAIN,
+                &[],
+                SectionText::HeaderFieldsNot(names(&["Return-Path", "To", "Subject", "Date"]))
+            )
+            .unwrap(),
             b"From: Alice Example <alice@example.com>\r\nMessage-ID: <plain-1@example.com>\r\n\r\n"
         );
-        assert_eq!(get(PLAIN, &[], SectionText::HeaderFields(names(&["X-Absent"]))).unwrap(), b"\r\n");
+        assert_eq!(
+            get(PLAIN, &[], SectionText::HeaderFields(names(&["X-Absent"]))).unwrap(),
+            b"\r\n"
+        );
         // Part 1 of a text/plain message is not a message: no HEADER, no part 1.1.
         assert_eq!(get(PLAIN, &[1], SectionText::Header), None);
         assert_eq!(get(PLAIN, &[2], SectionText::Full), None);
@@ -1210,15 +1454,29 @@ Message-ID: <plain-1@example.com>\r\n\
     #[test]
     fn plain_text_envelope() {
         let e = decoded_envelope(PLAIN);
-        assert_eq!(nbytes(&e.date), Some(&b"Mon, 7 Feb 1994 21:52:25 -0800"[..]));
+        assert_eq!(
+            nbytes(&e.date),
+            Some(&b"Mon, 7 Feb 1994 21:52:25 -0800"[..])
+        );
         assert_eq!(nbytes(&e.subject), Some(&b"Hello world"[..]), "unfolded");
         let alice = || addr(Some("Alice Example"), "alice", "example.com");
         assert_eq!(e.from.iter().map(address).collect::<Vec<_>>(), [alice()]);
-        assert_eq!(e.sender.iter().map(address).collect::<Vec<_>>(), [alice()], "Sender defaults to From");
-        assert_eq!(e.reply_to.iter().map(address).collect::<Vec<_>>(), [alice()], "Reply-To defaults to From");
+        assert_eq!(
+            e.sender.iter().map(address).collect::<Vec<_>>(),
+            [alice()],
+            "Sender defaults to From"
+        );
+        assert_eq!(
+            e.reply_to.iter().map(address).collect::<Vec<_>>(),
+            [alice()],
+            "Reply-To defaults to From"
+        );
         assert_eq!(
             e.to.iter().map(address).collect::<Vec<_>>(),
-            [addr(Some("Bob"), "bob", "example.org"), addr(None, "carol", "example.net")]
+            [
+                addr(Some("Bob"), "bob", "example.org"),
+                addr(None, "carol", "example.net")
+            ]
         );
         assert!(e.cc.is_empty() && e.bcc.is_empty());
         assert_eq!(nbytes(&e.in_reply_to), None);
@@ -1234,7 +1492,13 @@ Message-ID: <plain-1@example.com>\r\n\
             assert_eq!(params, [pair("CHARSET", "us-ascii")]);
             assert_eq!(size, 20);
             assert_eq!(text_lines(specific), 2);
-            let BodyStructure::Single { body, extension_data } = &body else { unreachable!() };
+            let BodyStructure::Single {
+                body,
+                extension_data,
+            } = &body
+            else {
+                unreachable!()
+            };
             assert_eq!(bytes(&body.basic.content_transfer_encoding), b"7BIT");
             assert_eq!(extension_data.is_some(), extensible);
         }
@@ -1250,43 +1514,83 @@ Message-ID: <plain-1@example.com>\r\n\
 
     #[test]
     fn multipart_alternative() {
-        assert_eq!(get(ALTERNATIVE, &[1], SectionText::Full).unwrap(), b"Plain text");
-        assert_eq!(get(ALTERNATIVE, &[2], SectionText::Full).unwrap(), b"<p>HTML =C3=A9</p>");
+        assert_eq!(
+            get(ALTERNATIVE, &[1], SectionText::Full).unwrap(),
+            b"Plain text"
+        );
+        assert_eq!(
+            get(ALTERNATIVE, &[2], SectionText::Full).unwrap(),
+            b"<p>HTML =C3=A9</p>"
+        );
         assert_eq!(
             get(ALTERNATIVE, &[2], SectionText::Mime).unwrap(),
             b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
         );
         assert_eq!(
-            get(ALTERNATIVE, &[], SectionText::HeaderFields(names(&["Subject", "From"]))).unwrap(),
+            get(
+                ALTERNATIVE,
+                &[],
+                SectionText::HeaderFields(names(&["Subject", "From"]))
+            )
+            .unwrap(),
             b"From: \"Smith, John\" <john@example.com>\r\nSubject: =?utf-8?q?Caf=C3=A9?=\r\n\r\n"
         );
-        assert!(get(ALTERNATIVE, &[], SectionText::Text).unwrap().starts_with(b"--alt\r\n"));
+        assert!(
+            get(ALTERNATIVE, &[], SectionText::Text)
+                .unwrap()
+                .starts_with(b"--alt\r\n")
+        );
         assert_eq!(get(ALTERNATIVE, &[3], SectionText::Full), None);
 
         let body = structure(ALTERNATIVE, true);
         let (parts, subtype) = multi(&body);
         assert_eq!(subtype, "ALTERNATIVE");
         let (ty, st, params, size, specific) = single(&parts[0]);
-        assert_eq!((ty.as_str(), st.as_str(), size, text_lines(specific)), ("TEXT", "PLAIN", 10, 1));
+        assert_eq!(
+            (ty.as_str(), st.as_str(), size, text_lines(specific)),
+            ("TEXT", "PLAIN", 10, 1)
+        );
         assert_eq!(params, [pair("CHARSET", "utf-8")]);
         let (ty, st, _, size, _) = single(&parts[1]);
         assert_eq!((ty.as_str(), st.as_str(), size), ("TEXT", "HTML", 18));
-        let BodyStructure::Single { body: html, .. } = &parts[1] else { unreachable!() };
-        assert_eq!(bytes(&html.basic.content_transfer_encoding), b"QUOTED-PRINTABLE");
-        let BodyStructure::Multi { extension_data: Some(ext), .. } = &body else {
+        let BodyStructure::Single { body: html, .. } = &parts[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            bytes(&html.basic.content_transfer_encoding),
+            b"QUOTED-PRINTABLE"
+        );
+        let BodyStructure::Multi {
+            extension_data: Some(ext),
+            ..
+        } = &body
+        else {
             panic!("no multipart extension data")
         };
         assert_eq!(
-            ext.parameter_list.iter().map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v)))).collect::<Vec<_>>(),
+            ext.parameter_list
+                .iter()
+                .map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v))))
+                .collect::<Vec<_>>(),
             [pair("BOUNDARY", "alt")]
         );
 
         let e = decoded_envelope(ALTERNATIVE);
-        assert_eq!(nbytes(&e.subject), Some(&b"=?utf-8?q?Caf=C3=A9?="[..]), "encoded-words are left to the client");
-        assert_eq!(e.from.iter().map(address).collect::<Vec<_>>(), [addr(Some("Smith, John"), "john", "example.com")]);
+        assert_eq!(
+            nbytes(&e.subject),
+            Some(&b"=?utf-8?q?Caf=C3=A9?="[..]),
+            "encoded-words are left to the client"
+        );
+        assert_eq!(
+            e.from.iter().map(address).collect::<Vec<_>>(),
+            [addr(Some("Smith, John"), "john", "example.com")]
+        );
         // An empty group: its start and its end.
         assert_eq!(e.to.len(), 2);
-        assert_eq!(nbytes(&e.to[0].mailbox), Some(&b"undisclosed-recipients"[..]));
+        assert_eq!(
+            nbytes(&e.to[0].mailbox),
+            Some(&b"undisclosed-recipients"[..])
+        );
         assert_eq!(nbytes(&e.to[0].host), None);
         assert_eq!(address(&e.to[1]), (None, None, None));
         consistent(ALTERNATIVE);
@@ -1300,15 +1604,31 @@ Content-Disposition: attachment; filename=\"report.pdf\"\r\n\
 Content-ID: <att1@example.com>\r\n\
 Content-Description: The report\r\n\
 \r\n";
-        let data = b"JVBERi0xLjQKJcOkw7zDtsOfCjIgMCBvYmoKPDwvTGVuZ3RoIDMgMCBSL0ZpbHRlci9GbGF0ZURl\r\n\
+        let data =
+            b"JVBERi0xLjQKJcOkw7zDtsOfCjIgMCBvYmoKPDwvTGVuZ3RoIDMgMCBSL0ZpbHRlci9GbGF0ZURl\r\n\
 Y29kZT4+CnN0cmVhbQp4nCvkMlAwUDA1NdUzMVGwMDHUszBSKErlCtfiyuMCAF9rBhQKZW5kc3Ry";
         assert_eq!(get(MIXED, &[2], SectionText::Mime).unwrap(), mime);
         assert_eq!(get(MIXED, &[2], SectionText::Full).unwrap(), data);
-        assert_eq!(get(MIXED, &[1], SectionText::Full).unwrap(), b"See attached.");
-        assert_eq!(get(MIXED, &[1], SectionText::Mime).unwrap(), b"Content-Type: text/plain\r\n\r\n");
-        assert_eq!(get(MIXED, &[2], SectionText::Text), None, "an attachment is not a message");
         assert_eq!(
-            get(MIXED, &[], SectionText::HeaderFields(names(&["subject", "FROM"]))).unwrap(),
+            get(MIXED, &[1], SectionText::Full).unwrap(),
+            b"See attached."
+        );
+        assert_eq!(
+            get(MIXED, &[1], SectionText::Mime).unwrap(),
+            b"Content-Type: text/plain\r\n\r\n"
+        );
+        assert_eq!(
+            get(MIXED, &[2], SectionText::Text),
+            None,
+            "an attachment is not a message"
+        );
+        assert_eq!(
+            get(
+                MIXED,
+                &[],
+                SectionText::HeaderFields(names(&["subject", "FROM"]))
+            )
+            .unwrap(),
             b"From: alice@example.com\r\nSubject: Report\r\n\r\n"
         );
 
@@ -1316,30 +1636,58 @@ Y29kZT4+CnN0cmVhbQp4nCvkMlAwUDA1NdUzMVGwMDHUszBSKErlCtfiyuMCAF9rBhQKZW5kc3Ry";
         let (parts, subtype) = multi(&body);
         assert_eq!((parts.len(), subtype.as_str()), (2, "MIXED"));
         let (ty, st, params, size, specific) = single(&parts[0]);
-        assert_eq!((ty.as_str(), st.as_str(), size, text_lines(specific)), ("TEXT", "PLAIN", 13, 1));
+        assert_eq!(
+            (ty.as_str(), st.as_str(), size, text_lines(specific)),
+            ("TEXT", "PLAIN", 13, 1)
+        );
         assert_eq!(params, [pair("CHARSET", "us-ascii")], "the default charset");
         let (ty, st, params, size, _) = single(&parts[1]);
-        assert_eq!((ty.as_str(), st.as_str(), size as usize), ("APPLICATION", "PDF", data.len()));
+        assert_eq!(
+            (ty.as_str(), st.as_str(), size as usize),
+            ("APPLICATION", "PDF", data.len())
+        );
         assert_eq!(params, [pair("NAME", "report.pdf")]);
-        let BodyStructure::Single { body: pdf, extension_data: Some(ext) } = &parts[1] else {
+        let BodyStructure::Single {
+            body: pdf,
+            extension_data: Some(ext),
+        } = &parts[1]
+        else {
             panic!("no extension data")
         };
         assert_eq!(bytes(&pdf.basic.content_transfer_encoding), b"BASE64");
         assert_eq!(nbytes(&pdf.basic.id), Some(&b"<att1@example.com>"[..]));
         assert_eq!(nbytes(&pdf.basic.description), Some(&b"The report"[..]));
         assert_eq!(nbytes(&ext.md5), None);
-        let (disposition, params) = ext.tail.as_ref().and_then(|t| t.disposition.as_ref()).expect("a disposition");
+        let (disposition, params) = ext
+            .tail
+            .as_ref()
+            .and_then(|t| t.disposition.as_ref())
+            .expect("a disposition");
         assert_eq!(bytes(disposition), b"ATTACHMENT");
         assert_eq!(
-            params.iter().map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v)))).collect::<Vec<_>>(),
+            params
+                .iter()
+                .map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v))))
+                .collect::<Vec<_>>(),
             [pair("FILENAME", "report.pdf")]
         );
 
         // BODY has no extension data, at any depth.
-        let BodyStructure::Multi { bodies, extension_data: None, .. } = structure(MIXED, false) else {
+        let BodyStructure::Multi {
+            bodies,
+            extension_data: None,
+            ..
+        } = structure(MIXED, false)
+        else {
             panic!("extension data in BODY")
         };
-        assert!(bodies.as_ref().iter().all(|b| matches!(b, BodyStructure::Single { extension_data: None, .. })));
+        assert!(bodies.as_ref().iter().all(|b| matches!(
+            b,
+            BodyStructure::Single {
+                extension_data: None,
+                ..
+            }
+        )));
         consistent(MIXED);
     }
 
@@ -1360,19 +1708,42 @@ Content-Type: text/html\r\n\
 \r\n\
 <b>Noon?</b>\r\n\
 --inner--";
-        assert_eq!(get(NESTED, &[2], SectionText::Header).unwrap(), inner_header);
+        assert_eq!(
+            get(NESTED, &[2], SectionText::Header).unwrap(),
+            inner_header
+        );
         assert_eq!(get(NESTED, &[2], SectionText::Text).unwrap(), inner_text);
-        assert_eq!(get(NESTED, &[2], SectionText::Full).unwrap(), [&inner_header[..], inner_text].concat());
-        assert_eq!(get(NESTED, &[2], SectionText::Mime).unwrap(), b"Content-Type: message/rfc822\r\n\r\n");
+        assert_eq!(
+            get(NESTED, &[2], SectionText::Full).unwrap(),
+            [&inner_header[..], inner_text].concat()
+        );
+        assert_eq!(
+            get(NESTED, &[2], SectionText::Mime).unwrap(),
+            b"Content-Type: message/rfc822\r\n\r\n"
+        );
         assert_eq!(get(NESTED, &[2, 1], SectionText::Full).unwrap(), b"Noon?");
-        assert_eq!(get(NESTED, &[2, 2], SectionText::Full).unwrap(), b"<b>Noon?</b>");
-        assert_eq!(get(NESTED, &[2, 2], SectionText::Mime).unwrap(), b"Content-Type: text/html\r\n\r\n");
+        assert_eq!(
+            get(NESTED, &[2, 2], SectionText::Full).unwrap(),
+            b"<b>Noon?</b>"
+        );
+        assert_eq!(
+            get(NESTED, &[2, 2], SectionText::Mime).unwrap(),
+            b"Content-Type: text/html\r\n\r\n"
+        );
         assert_eq!(get(NESTED, &[2, 3], SectionText::Full), None);
         assert_eq!(
-            get(NESTED, &[2], SectionText::HeaderFields(names(&["SUBJECT", "FROM"]))).unwrap(),
+            get(
+                NESTED,
+                &[2],
+                SectionText::HeaderFields(names(&["SUBJECT", "FROM"]))
+            )
+            .unwrap(),
             b"From: Carol <carol@example.net>\r\nSubject: Lunch\r\n\r\n"
         );
-        assert_eq!(get(NESTED, &[1], SectionText::Full).unwrap(), b"Forwarding.");
+        assert_eq!(
+            get(NESTED, &[1], SectionText::Full).unwrap(),
+            b"Forwarding."
+        );
 
         let body = structure(NESTED, true);
         let (parts, subtype) = multi(&body);
@@ -1382,30 +1753,48 @@ Content-Type: text/html\r\n\
             (ty.as_str(), st.as_str(), size as usize),
             ("MESSAGE", "RFC822", inner_header.len() + inner_text.len())
         );
-        let SpecificFields::Message { envelope, body_structure, number_of_lines } = specific else { unreachable!() };
+        let SpecificFields::Message {
+            envelope,
+            body_structure,
+            number_of_lines,
+        } = specific
+        else {
+            unreachable!()
+        };
         assert_eq!(*number_of_lines, 15);
         assert_eq!(nbytes(&envelope.subject), Some(&b"Lunch"[..]));
         assert_eq!(
             envelope.from.iter().map(address).collect::<Vec<_>>(),
             [addr(Some("Carol"), "carol", "example.net")]
         );
-        assert_eq!(nbytes(&envelope.message_id), Some(&b"<lunch@example.net>"[..]));
+        assert_eq!(
+            nbytes(&envelope.message_id),
+            Some(&b"<lunch@example.net>"[..])
+        );
         let (inner, subtype) = multi(body_structure);
         assert_eq!(subtype, "ALTERNATIVE");
         let (ty, st, _, size, specific) = single(&inner[1]);
-        assert_eq!((ty.as_str(), st.as_str(), size, text_lines(specific)), ("TEXT", "HTML", 12, 1));
+        assert_eq!(
+            (ty.as_str(), st.as_str(), size, text_lines(specific)),
+            ("TEXT", "HTML", 12, 1)
+        );
         consistent(NESTED);
     }
 
     #[test]
     fn message_that_is_a_message() {
         let message = b"From: a@example.com\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@example.com\r\nSubject: Inside\r\n\r\nHi\r\n";
-        assert_eq!(get(message, &[1], SectionText::Header).unwrap(), b"From: b@example.com\r\nSubject: Inside\r\n\r\n");
+        assert_eq!(
+            get(message, &[1], SectionText::Header).unwrap(),
+            b"From: b@example.com\r\nSubject: Inside\r\n\r\n"
+        );
         assert_eq!(get(message, &[1, 1], SectionText::Full).unwrap(), b"Hi\r\n");
         let body = structure(message, true);
         let (ty, _, _, _, specific) = single(&body);
         assert_eq!(ty, "MESSAGE");
-        let SpecificFields::Message { envelope, .. } = specific else { unreachable!() };
+        let SpecificFields::Message { envelope, .. } = specific else {
+            unreachable!()
+        };
         assert_eq!(nbytes(&envelope.subject), Some(&b"Inside"[..]));
         consistent(message);
     }
@@ -1416,13 +1805,18 @@ Content-Type: text/html\r\n\
         let message = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\
 Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
 RnJvbTogYkBleGFtcGxlLmNvbQ0KU3ViamVjdDogSW5zaWRlDQoNCkhpDQo=\r\n--x--\r\n";
-        assert_eq!(get(message, &[1], SectionText::Header).unwrap(), b"From: b@example.com\r\nSubject: Inside\r\n\r\n");
+        assert_eq!(
+            get(message, &[1], SectionText::Header).unwrap(),
+            b"From: b@example.com\r\nSubject: Inside\r\n\r\n"
+        );
         assert_eq!(get(message, &[1, 1], SectionText::Full).unwrap(), b"Hi\r\n");
         let body = structure(message, true);
         let (parts, _) = multi(&body);
         let (_, _, _, size, specific) = single(&parts[0]);
         assert_eq!(size, 60, "the size is of the body as sent");
-        let SpecificFields::Message { envelope, .. } = specific else { panic!("not a message: {specific:?}") };
+        let SpecificFields::Message { envelope, .. } = specific else {
+            panic!("not a message: {specific:?}")
+        };
         assert_eq!(nbytes(&envelope.subject), Some(&b"Inside"[..]));
         consistent(message);
     }
@@ -1435,7 +1829,9 @@ RnJvbTogYkBleGFtcGxlLmNvbQ0KU3ViamVjdDogSW5zaWRlDQoNCkhpDQo=\r\n--x--\r\n";
         assert_eq!((parts.len(), subtype.as_str()), (2, "DIGEST"));
         let (ty, _, _, _, specific) = single(&parts[1]);
         assert_eq!(ty, "MESSAGE");
-        let SpecificFields::Message { envelope, .. } = specific else { unreachable!() };
+        let SpecificFields::Message { envelope, .. } = specific else {
+            unreachable!()
+        };
         assert_eq!(nbytes(&envelope.subject), Some(&b"Two"[..]));
         assert_eq!(get(message, &[2, 1], SectionText::Full).unwrap(), b"second");
         assert_eq!(get(message, &[2], SectionText::Mime).unwrap(), b"\r\n");
@@ -1444,7 +1840,10 @@ RnJvbTogYkBleGFtcGxlLmNvbQ0KU3ViamVjdDogSW5zaWRlDQoNCkhpDQo=\r\n--x--\r\n";
 
     #[test]
     fn pgp_mime() {
-        assert_eq!(get(PGP, &[1], SectionText::Full).unwrap(), b"Version: 1\r\n");
+        assert_eq!(
+            get(PGP, &[1], SectionText::Full).unwrap(),
+            b"Version: 1\r\n"
+        );
         assert_eq!(
             get(PGP, &[1], SectionText::Mime).unwrap(),
             b"Content-Type: application/pgp-encrypted\r\nContent-Description: PGP/MIME version identification\r\n\r\n"
@@ -1463,18 +1862,46 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         let body = structure(PGP, true);
         let (parts, subtype) = multi(&body);
         assert_eq!(subtype, "ENCRYPTED");
-        let BodyStructure::Multi { extension_data: Some(ext), .. } = &body else { panic!("no extension data") };
+        let BodyStructure::Multi {
+            extension_data: Some(ext),
+            ..
+        } = &body
+        else {
+            panic!("no extension data")
+        };
         assert_eq!(
-            ext.parameter_list.iter().map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v)))).collect::<Vec<_>>(),
-            [pair("PROTOCOL", "application/pgp-encrypted"), pair("BOUNDARY", "pgp")]
+            ext.parameter_list
+                .iter()
+                .map(|(k, v)| (lossy(bytes(k)), lossy(bytes(v))))
+                .collect::<Vec<_>>(),
+            [
+                pair("PROTOCOL", "application/pgp-encrypted"),
+                pair("BOUNDARY", "pgp")
+            ]
         );
         let (ty, st, _, size, _) = single(&parts[0]);
-        assert_eq!((ty.as_str(), st.as_str(), size), ("APPLICATION", "PGP-ENCRYPTED", 12));
+        assert_eq!(
+            (ty.as_str(), st.as_str(), size),
+            ("APPLICATION", "PGP-ENCRYPTED", 12)
+        );
         let (ty, st, params, size, _) = single(&parts[1]);
-        assert_eq!((ty.as_str(), st.as_str(), size as usize), ("APPLICATION", "OCTET-STREAM", armored.len()));
+        assert_eq!(
+            (ty.as_str(), st.as_str(), size as usize),
+            ("APPLICATION", "OCTET-STREAM", armored.len())
+        );
         assert_eq!(params, [pair("NAME", "encrypted.asc")]);
-        let BodyStructure::Single { extension_data: Some(ext), .. } = &parts[1] else { panic!("no extension data") };
-        let (disposition, _) = ext.tail.as_ref().and_then(|t| t.disposition.as_ref()).expect("a disposition");
+        let BodyStructure::Single {
+            extension_data: Some(ext),
+            ..
+        } = &parts[1]
+        else {
+            panic!("no extension data")
+        };
+        let (disposition, _) = ext
+            .tail
+            .as_ref()
+            .and_then(|t| t.disposition.as_ref())
+            .expect("a disposition");
         assert_eq!(bytes(disposition), b"INLINE");
         consistent(PGP);
     }
@@ -1487,17 +1914,32 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         );
         assert_eq!(get(BARE_LF, &[1], SectionText::Full).unwrap(), b"one\ntwo");
         assert_eq!(get(BARE_LF, &[2], SectionText::Full).unwrap(), b"three");
-        assert_eq!(get(BARE_LF, &[2], SectionText::Mime).unwrap(), b"Content-Type: text/plain; name=x.txt\n\n");
         assert_eq!(
-            get(BARE_LF, &[], SectionText::HeaderFields(names(&["Subject", "From"]))).unwrap(),
+            get(BARE_LF, &[2], SectionText::Mime).unwrap(),
+            b"Content-Type: text/plain; name=x.txt\n\n"
+        );
+        assert_eq!(
+            get(
+                BARE_LF,
+                &[],
+                SectionText::HeaderFields(names(&["Subject", "From"]))
+            )
+            .unwrap(),
             b"From: alice@example.com\nSubject: Unix\n line ends\n\r\n"
         );
-        assert!(get(BARE_LF, &[], SectionText::Text).unwrap().starts_with(b"--b\n"));
+        assert!(
+            get(BARE_LF, &[], SectionText::Text)
+                .unwrap()
+                .starts_with(b"--b\n")
+        );
         let body = structure(BARE_LF, true);
         let (parts, _) = multi(&body);
         let (_, _, _, size, specific) = single(&parts[0]);
         assert_eq!((size, text_lines(specific)), (7, 2));
-        assert_eq!(nbytes(&decoded_envelope(BARE_LF).subject), Some(&b"Unix line ends"[..]));
+        assert_eq!(
+            nbytes(&decoded_envelope(BARE_LF).subject),
+            Some(&b"Unix line ends"[..])
+        );
         consistent(BARE_LF);
     }
 
@@ -1506,16 +1948,32 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         assert_eq!(get(GARBAGE, &[], SectionText::Header).unwrap(), b"");
         assert_eq!(get(GARBAGE, &[], SectionText::Text).unwrap(), GARBAGE);
         assert_eq!(get(GARBAGE, &[1], SectionText::Full).unwrap(), GARBAGE);
-        assert_eq!(get(GARBAGE, &[], SectionText::HeaderFields(names(&["Subject"]))).unwrap(), b"\r\n");
+        assert_eq!(
+            get(GARBAGE, &[], SectionText::HeaderFields(names(&["Subject"]))).unwrap(),
+            b"\r\n"
+        );
         let body = structure(GARBAGE, true);
         let (ty, st, _, size, specific) = single(&body);
         assert_eq!(
-            (ty.as_str(), st.as_str(), size as usize, text_lines(specific)),
+            (
+                ty.as_str(),
+                st.as_str(),
+                size as usize,
+                text_lines(specific)
+            ),
             ("TEXT", "PLAIN", GARBAGE.len(), 2)
         );
         let e = decoded_envelope(GARBAGE);
         assert!(e.from.is_empty() && nbytes(&e.subject).is_none() && nbytes(&e.date).is_none());
-        for raw in [&b""[..], b"\r\n", b"\n", b"x", b"Subject: no body", b"\x00", b"--\r\n--"] {
+        for raw in [
+            &b""[..],
+            b"\r\n",
+            b"\n",
+            b"x",
+            b"Subject: no body",
+            b"\x00",
+            b"--\r\n--",
+        ] {
             consistent(raw);
         }
     }
@@ -1551,7 +2009,10 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         for level in 0..200 {
             let boundary = format!("b{level}");
             message = [
-                format!("Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n--{boundary}\r\n").as_bytes(),
+                format!(
+                    "Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n--{boundary}\r\n"
+                )
+                .as_bytes(),
                 &message,
                 format!("\r\n--{boundary}--\r\n").as_bytes(),
             ]
@@ -1577,9 +2038,30 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         }
         assert_eq!(depth, 0);
         let deepest = deepest as usize;
-        assert!((MAX_NESTING..=MAX_NESTING + 4).contains(&deepest), "nesting {deepest}");
-        assert!(section(&message, &Section { part: vec![1; 300], text: SectionText::Full }).is_none());
-        assert!(section(&message, &Section { part: vec![1; 5], text: SectionText::Full }).is_some());
+        assert!(
+            (MAX_NESTING..=MAX_NESTING + 4).contains(&deepest),
+            "nesting {deepest}"
+        );
+        assert!(
+            section(
+                &message,
+                &Section {
+                    part: vec![1; 300],
+                    text: SectionText::Full
+                }
+            )
+            .is_none()
+        );
+        assert!(
+            section(
+                &message,
+                &Section {
+                    part: vec![1; 5],
+                    text: SectionText::Full
+                }
+            )
+            .is_some()
+        );
     }
 
     #[test]
@@ -1592,14 +2074,30 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
             domain: domain.as_bytes().to_vec(),
         };
         assert_eq!(parse("a@example.com"), [mailbox(None, "a", "example.com")]);
-        assert_eq!(parse("\"Doe, J.\" <j@example.com>"), [mailbox(Some("Doe, J."), "j", "example.com")]);
+        assert_eq!(
+            parse("\"Doe, J.\" <j@example.com>"),
+            [mailbox(Some("Doe, J."), "j", "example.com")]
+        );
         assert_eq!(
             parse("=?utf-8?q?J=C3=B6rg?= Smith <js@example.com>"),
-            [mailbox(Some("=?utf-8?q?J=C3=B6rg?= Smith"), "js", "example.com")]
+            [mailbox(
+                Some("=?utf-8?q?J=C3=B6rg?= Smith"),
+                "js",
+                "example.com"
+            )]
         );
-        assert_eq!(parse("j@example.com (Jane)"), [mailbox(Some("Jane"), "j", "example.com")]);
-        assert_eq!(parse("j@example.com <j@example.com>"), [mailbox(Some("j@example.com"), "j", "example.com")]);
-        assert_eq!(parse("\"john q\"@example.com"), [mailbox(None, "john q", "example.com")]);
+        assert_eq!(
+            parse("j@example.com (Jane)"),
+            [mailbox(Some("Jane"), "j", "example.com")]
+        );
+        assert_eq!(
+            parse("j@example.com <j@example.com>"),
+            [mailbox(Some("j@example.com"), "j", "example.com")]
+        );
+        assert_eq!(
+            parse("\"john q\"@example.com"),
+            [mailbox(None, "john q", "example.com")]
+        );
         assert_eq!(parse("MAILER-DAEMON"), [mailbox(None, "MAILER-DAEMON", "")]);
         assert_eq!(parse("<>"), [mailbox(None, "", "")]);
         assert_eq!(
@@ -1623,20 +2121,42 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         );
         assert_eq!(
             parse("Unclosed: a@example.com"),
-            [Entry::GroupStart(b"Unclosed".to_vec()), mailbox(None, "a", "example.com"), Entry::GroupEnd]
+            [
+                Entry::GroupStart(b"Unclosed".to_vec()),
+                mailbox(None, "a", "example.com"),
+                Entry::GroupEnd
+            ]
         );
         assert_eq!(parse(""), []);
         assert_eq!(parse(" , ,"), []);
         // Whatever the bytes, something comes out and nothing panics.
-        for junk in ["<<<", ">>>", "\"unterminated", "(((", ")))", "a@", "@", ":;:;", "<a@b", "[1.2.3.4]", "\\"] {
+        for junk in [
+            "<<<",
+            ">>>",
+            "\"unterminated",
+            "(((",
+            ")))",
+            "a@",
+            "@",
+            ":;:;",
+            "<a@b",
+            "[1.2.3.4]",
+            "\\",
+        ] {
             parse(junk);
         }
 
         let message =
             b"From: A <a@example.com>\r\nCc: Team: x@example.com, y@example.com;\r\nSender: S <s@example.com>\r\n\r\n";
         let e = decoded_envelope(message);
-        assert_eq!(e.sender.iter().map(address).collect::<Vec<_>>(), [addr(Some("S"), "s", "example.com")]);
-        assert_eq!(e.reply_to.iter().map(address).collect::<Vec<_>>(), [addr(Some("A"), "a", "example.com")]);
+        assert_eq!(
+            e.sender.iter().map(address).collect::<Vec<_>>(),
+            [addr(Some("S"), "s", "example.com")]
+        );
+        assert_eq!(
+            e.reply_to.iter().map(address).collect::<Vec<_>>(),
+            [addr(Some("A"), "a", "example.com")]
+        );
         assert_eq!(
             e.cc.iter().map(address).collect::<Vec<_>>(),
             [
@@ -1653,8 +2173,14 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
         let message =
             "Subject: Café \"quoted\" \\ back\r\nFrom: Jörg <j@example.com>\r\nTo: a\0b@example.com\r\n\r\n".as_bytes();
         let e = decoded_envelope(message);
-        assert_eq!(nbytes(&e.subject), Some("Café \"quoted\" \\ back".as_bytes()));
-        assert_eq!(e.from.iter().map(address).collect::<Vec<_>>(), [addr(Some("Jörg"), "j", "example.com")]);
+        assert_eq!(
+            nbytes(&e.subject),
+            Some("Café \"quoted\" \\ back".as_bytes())
+        );
+        assert_eq!(
+            e.from.iter().map(address).collect::<Vec<_>>(),
+            [addr(Some("Jörg"), "j", "example.com")]
+        );
         assert_eq!(
             e.to.iter().map(address).collect::<Vec<_>>(),
             [addr(None, "ab", "example.com")],
@@ -1663,22 +2189,42 @@ hF4DAAAAAAAAAAASAQdAbm90IHJlYWxseSBlbmNyeXB0ZWQ=\r\n\
 
         let message = "Content-Type: text/plain; name*=utf-8''%E2%82%AC.txt\r\n\r\nx".as_bytes();
         let (_, _, params, ..) = single(&structure(message, true));
-        assert_eq!(params, [pair("NAME*", "utf-8''%E2%82%AC.txt"), pair("CHARSET", "us-ascii")]);
+        assert_eq!(
+            params,
+            [
+                pair("NAME*", "utf-8''%E2%82%AC.txt"),
+                pair("CHARSET", "us-ascii")
+            ]
+        );
     }
 
     #[test]
     fn extension_data() {
         let message =
             b"Content-Type: text/html\r\nContent-Language: en, fr\r\nContent-Location: http://example.com/a\r\n\r\n<p>";
-        let BodyStructure::Single { extension_data: Some(ext), .. } = structure(message, true) else {
+        let BodyStructure::Single {
+            extension_data: Some(ext),
+            ..
+        } = structure(message, true)
+        else {
             panic!("no extension data")
         };
         let disposition = ext.tail.expect("disposition");
         assert!(disposition.disposition.is_none());
         let language = disposition.tail.expect("language");
-        assert_eq!(language.language.iter().map(|l| lossy(bytes(l))).collect::<Vec<_>>(), ["en", "fr"]);
+        assert_eq!(
+            language
+                .language
+                .iter()
+                .map(|l| lossy(bytes(l)))
+                .collect::<Vec<_>>(),
+            ["en", "fr"]
+        );
         let location = language.tail.expect("location");
-        assert_eq!(nbytes(&location.location), Some(&b"http://example.com/a"[..]));
+        assert_eq!(
+            nbytes(&location.location),
+            Some(&b"http://example.com/a"[..])
+        );
     }
 
     #[test]

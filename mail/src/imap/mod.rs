@@ -87,7 +87,11 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.shared.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -116,19 +120,31 @@ impl ImapServer {
     }
 
     fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
-        let mut map = self.shared.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= self.shared.config.max_connections_per_ip {
             return None;
         }
         *n += 1;
-        Some(Slot { ip, shared: self.shared.clone() })
+        Some(Slot {
+            ip,
+            shared: self.shared.clone(),
+        })
     }
 
     /// Serves `listener` until `shutdown` resolves: in clear with STARTTLS,
     /// or with TLS from the first byte (`implicit_tls`, port 993's way).
     /// Open sessions are told BYE and given a few seconds.
-    pub async fn serve(self, listener: TcpListener, implicit_tls: bool, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        implicit_tls: bool,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         if implicit_tls && self.shared.tls.is_none() {
             return Err(std::io::Error::other("implicit TLS needs a certificate"));
         }
@@ -163,7 +179,10 @@ impl ImapServer {
         }
         let _ = stop.send(true);
         let drain = async { while sessions.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
             sessions.abort_all();
         }
         Ok(())
@@ -177,7 +196,14 @@ impl ImapServer {
     {
         let (_stop, stopping) = tokio::sync::watch::channel(false);
         let s = &self.shared;
-        let transport = session::Transport { secure: false, can_starttls: false, greet: true };
-        session::dialogue(stream, peer, &s.config, &s.inbound, &s.guard, transport, stopping).await;
+        let transport = session::Transport {
+            secure: false,
+            can_starttls: false,
+            greet: true,
+        };
+        session::dialogue(
+            stream, peer, &s.config, &s.inbound, &s.guard, transport, stopping,
+        )
+        .await;
     }
 }

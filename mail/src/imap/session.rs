@@ -18,7 +18,9 @@ use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_types::auth::AuthMechanism;
 use imap_types::command::{Command, CommandBody};
-use imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section as WireSection};
+use imap_types::fetch::{
+    Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section as WireSection,
+};
 use imap_types::flag::{Flag as WireFlag, StoreResponse, StoreType};
 use imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_types::search::SearchKey;
@@ -46,7 +48,8 @@ const PREFETCH: usize = 100;
 const PRE_AUTH_LITERAL: usize = 8 * 1024;
 
 const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
-const FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk";
+const FLAGS: &str =
+    "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk";
 
 /// How the connection is protected, and whether the greeting is due.
 #[derive(Clone, Copy)]
@@ -82,7 +85,11 @@ pub async fn run(
             }
         }
     };
-    let secure = Transport { secure: true, can_starttls: false, greet: true };
+    let secure = Transport {
+        secure: true,
+        can_starttls: false,
+        greet: true,
+    };
     if implicit_tls {
         let Some(acceptor) = tls else { return };
         if let Some(stream) = handshake(acceptor, stream).await {
@@ -90,11 +97,39 @@ pub async fn run(
         }
         return;
     }
-    let clear = Transport { secure: false, can_starttls: tls.is_some(), greet: true };
-    let Ending::StartTls(stream) = dialogue(stream, peer, config, inbound, guard, clear, stopping.clone()).await else { return };
+    let clear = Transport {
+        secure: false,
+        can_starttls: tls.is_some(),
+        greet: true,
+    };
+    let Ending::StartTls(stream) = dialogue(
+        stream,
+        peer,
+        config,
+        inbound,
+        guard,
+        clear,
+        stopping.clone(),
+    )
+    .await
+    else {
+        return;
+    };
     let Some(acceptor) = tls else { return };
     if let Some(stream) = handshake(acceptor, stream).await {
-        dialogue(stream, peer, config, inbound, guard, Transport { greet: false, ..secure }, stopping).await;
+        dialogue(
+            stream,
+            peer,
+            config,
+            inbound,
+            guard,
+            Transport {
+                greet: false,
+                ..secure
+            },
+            stopping,
+        )
+        .await;
     }
 }
 
@@ -163,7 +198,11 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         checked_at: std::time::Instant::now(),
     };
     if transport.greet {
-        let greeting = format!("* OK [CAPABILITY {}] {} Caliop IMAP ready", s.capabilities(), config.hostname);
+        let greeting = format!(
+            "* OK [CAPABILITY {}] {} Caliop IMAP ready",
+            s.capabilities(),
+            config.hostname
+        );
         s.conn.line(&greeting);
         if s.conn.flush().await.is_err() {
             return Ending::Closed;
@@ -199,10 +238,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     async fn serve(&mut self) -> Result<Flow, Gone> {
         loop {
-            let timeout = if self.account.is_some() { self.config.autologout } else { self.config.login_timeout };
+            let timeout = if self.account.is_some() {
+                self.config.autologout
+            } else {
+                self.config.login_timeout
+            };
             // Before sign-in, literals carry names and passwords, not messages.
-            let max_literal = if self.account.is_some() { self.config.max_literal } else { PRE_AUTH_LITERAL };
-            let read = self.conn.read_command(self.config.max_line, max_literal, timeout);
+            let max_literal = if self.account.is_some() {
+                self.config.max_literal
+            } else {
+                PRE_AUTH_LITERAL
+            };
+            let read = self
+                .conn
+                .read_command(self.config.max_line, max_literal, timeout);
             let mut stopping = self.stopping.clone();
             let frame = tokio::select! {
                 frame = read => frame,
@@ -225,12 +274,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let flow = match frame {
                 Frame::TooLong(head) => {
                     let tag = tag_of(&head).unwrap_or_else(|| "*".into());
-                    self.bad(&tag, &format!("[TOOBIG] command line longer than {} bytes", self.config.max_line));
+                    self.bad(
+                        &tag,
+                        &format!(
+                            "[TOOBIG] command line longer than {} bytes",
+                            self.config.max_line
+                        ),
+                    );
                     Flow::Continue
                 }
                 Frame::LiteralTooLarge { head, length } => {
                     let tag = tag_of(&head).unwrap_or_else(|| "*".into());
-                    let text = format!("[TOOBIG] literal of {length} bytes; at most {max_literal} are accepted in all");
+                    let text = format!(
+                        "[TOOBIG] literal of {length} bytes; at most {max_literal} are accepted in all"
+                    );
                     self.conn.line(&format!("{tag} NO {text}"));
                     Flow::Continue
                 }
@@ -277,14 +334,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         // EXPUNGE responses may not be sent while sequence numbers are in use (RFC 3501 §7.4.1).
         let may_expunge = !matches!(
             command.body,
-            CommandBody::Fetch { uid: false, .. } | CommandBody::Store { uid: false, .. } | CommandBody::Search { uid: false, .. }
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
         );
         let (done, flow) = self.dispatch(&tag, command).await?;
         self.refresh(may_expunge).await?;
         match done {
             Done::Ok(text) => {
                 self.errors = 0;
-                self.conn.line(&format!("{tag} OK {}", if text.is_empty() { format!("{name} completed") } else { text }));
+                self.conn.line(&format!(
+                    "{tag} OK {}",
+                    if text.is_empty() {
+                        format!("{name} completed")
+                    } else {
+                        text
+                    }
+                ));
             }
             Done::No(text) => self.conn.line(&format!("{tag} NO {text}")),
             Done::Bad(text) => self.bad(&tag, &text),
@@ -308,30 +374,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 return Ok((Done::Ok(String::new()), Flow::Logout));
             }
             CommandBody::Id { .. } => {
-                self.conn.line(&format!("* ID (\"name\" \"Caliop\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION")));
+                self.conn.line(&format!(
+                    "* ID (\"name\" \"Caliop\" \"version\" \"{}\")",
+                    env!("CARGO_PKG_VERSION")
+                ));
                 Done::Ok(String::new())
             }
             CommandBody::StartTLS if !authenticated => {
                 if !self.transport.can_starttls {
-                    Done::Bad(if self.transport.secure { "TLS is already on".into() } else { "STARTTLS is not offered here".into() })
+                    Done::Bad(if self.transport.secure {
+                        "TLS is already on".into()
+                    } else {
+                        "STARTTLS is not offered here".into()
+                    })
                 } else {
-                    self.conn.line(&format!("{tag} OK begin TLS negotiation now"));
+                    self.conn
+                        .line(&format!("{tag} OK begin TLS negotiation now"));
                     self.conn.flush().await?;
                     return Ok((Done::Sent, Flow::StartTls));
                 }
             }
             CommandBody::Login { username, password } if !authenticated => {
                 let name = String::from_utf8_lossy(username.as_ref()).into_owned();
-                let password = SecretString::from(String::from_utf8_lossy(password.declassify().as_ref()).into_owned());
+                let password = SecretString::from(
+                    String::from_utf8_lossy(password.declassify().as_ref()).into_owned(),
+                );
                 self.sign_in(&name, password).await
             }
-            CommandBody::Authenticate { mechanism, initial_response } if !authenticated => {
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authenticated => {
                 let initial = initial_response.map(|r| r.declassify().to_vec());
                 self.authenticate(&mechanism, initial).await?
             }
-            CommandBody::StartTLS | CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
-                Done::Bad("already authenticated".into())
-            }
+            CommandBody::StartTLS
+            | CommandBody::Login { .. }
+            | CommandBody::Authenticate { .. } => Done::Bad("already authenticated".into()),
             _ if !authenticated => Done::Bad("sign in first: LOGIN or AUTHENTICATE".into()),
 
             CommandBody::Enable { .. } => {
@@ -349,13 +428,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             CommandBody::Rename { from, to } => self.rename(&from, &to).await,
             CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
             CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
-            CommandBody::List { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, false).await,
-            CommandBody::Lsub { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, true).await,
-            CommandBody::Status { mailbox, item_names } => self.status(&mailbox, &item_names).await,
-            CommandBody::Append { mailbox, flags, date, message } => {
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, false).await,
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, true).await,
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => self.status(&mailbox, &item_names).await,
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
                 let data = match &message {
-                    imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
-                    imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                    imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => {
+                        l.as_ref().to_vec()
+                    }
+                    imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => {
+                        l.data.to_vec()
+                    }
                 };
                 let date = date.map(|d| d.as_ref().with_timezone(&Utc));
                 self.append(&mailbox, &flags, date, data).await
@@ -368,7 +465,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     Done::No("[NONEXISTENT] the only quota root is \"\"".into())
                 }
             }
-            CommandBody::SetQuota { .. } => Done::No("[NOPERM] quotas are set by the organisation's administrators".into()),
+            CommandBody::SetQuota { .. } => {
+                Done::No("[NOPERM] quotas are set by the organisation's administrators".into())
+            }
             CommandBody::Idle => return self.idle(tag).await.map(|flow| (Done::Sent, flow)),
 
             _ if !selected => Done::Bad("select a mailbox first".into()),
@@ -392,15 +491,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
             CommandBody::Expunge => self.expunge(None).await,
             CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set)).await,
-            CommandBody::Search { criteria, uid, .. } => self.search(criteria.as_ref(), uid).await?,
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
-                self.fetch(&sequence_set, macro_or_item_names, uid).await?
+            CommandBody::Search { criteria, uid, .. } => {
+                self.search(criteria.as_ref(), uid).await?
             }
-            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
-                self.store_flags(&sequence_set, kind, response, &flags, uid).await
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => self.fetch(&sequence_set, macro_or_item_names, uid).await?,
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => {
+                self.store_flags(&sequence_set, kind, response, &flags, uid)
+                    .await
             }
-            CommandBody::Copy { sequence_set, mailbox, uid } => self.copy(&sequence_set, &mailbox, uid).await,
-            CommandBody::Move { sequence_set, mailbox, uid } => self.move_to(&sequence_set, &mailbox, uid).await,
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&sequence_set, &mailbox, uid).await,
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.move_to(&sequence_set, &mailbox, uid).await,
             _ => Done::Bad("this server does not implement that command".into()),
         };
         Ok((done, Flow::Continue))
@@ -411,12 +531,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     async fn sign_in(&mut self, name: &str, password: SecretString) -> Done {
         if !self.may_login() {
-            return Done::No("[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into());
+            return Done::No(
+                "[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into(),
+            );
         }
-        match tenants::login::sign_in(self.store, self.guard, self.peer.ip(), name, password).await {
-            Ok(account) if !self.organisation_active(&account).await => {
-                Done::No("[CONTACTADMIN] the organisation is suspended; its administrators can say more".into())
-            }
+        match tenants::login::sign_in(self.store, self.guard, self.peer.ip(), name, password).await
+        {
+            Ok(account) if !self.organisation_active(&account).await => Done::No(
+                "[CONTACTADMIN] the organisation is suspended; its administrators can say more"
+                    .into(),
+            ),
             Ok(account) => {
                 tracing::info!(account = %account.id, client = %self.peer.ip(), "IMAP sign-in");
                 self.account = Some(account);
@@ -430,14 +554,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 "[UNAVAILABLE] too many failed sign-ins; try again in {} seconds",
                 t.retry_after
             )),
-            Err(SignInRefused::Unavailable) => Done::No("[UNAVAILABLE] sign-in is unavailable, try again later".into()),
+            Err(SignInRefused::Unavailable) => {
+                Done::No("[UNAVAILABLE] sign-in is unavailable, try again later".into())
+            }
         }
     }
 
     async fn challenge(&mut self, prompt: &str) -> Result<Option<Vec<u8>>, Gone> {
         self.conn.line(&format!("+ {prompt}"));
         self.conn.flush().await?;
-        let Some(line) = self.conn.read_line(self.config.max_line, self.config.login_timeout).await? else {
+        let Some(line) = self
+            .conn
+            .read_line(self.config.max_line, self.config.login_timeout)
+            .await?
+        else {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&line);
@@ -448,9 +578,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         Ok(base64::engine::general_purpose::STANDARD.decode(text).ok())
     }
 
-    async fn authenticate(&mut self, mechanism: &AuthMechanism<'_>, initial: Option<Vec<u8>>) -> Result<Done, Gone> {
+    async fn authenticate(
+        &mut self,
+        mechanism: &AuthMechanism<'_>,
+        initial: Option<Vec<u8>>,
+    ) -> Result<Done, Gone> {
         if !self.may_login() {
-            return Ok(Done::No("[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into()));
+            return Ok(Done::No(
+                "[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into(),
+            ));
         }
         let cancelled = || Done::Bad("authentication cancelled or not base64".into());
         match mechanism {
@@ -463,32 +599,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     },
                 };
                 let mut parts = data.split(|&b| b == 0);
-                let (Some(authz), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+                let (Some(authz), Some(user), Some(password), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
                 else {
-                    return Ok(Done::Bad("PLAIN expects authzid NUL authcid NUL password".into()));
+                    return Ok(Done::Bad(
+                        "PLAIN expects authzid NUL authcid NUL password".into(),
+                    ));
                 };
                 if !authz.is_empty() && authz != user {
-                    return Ok(Done::No("[AUTHORIZATIONFAILED] signing in as another user is not supported".into()));
+                    return Ok(Done::No(
+                        "[AUTHORIZATIONFAILED] signing in as another user is not supported".into(),
+                    ));
                 }
                 let user = String::from_utf8_lossy(user).into_owned();
                 let password = SecretString::from(String::from_utf8_lossy(password).into_owned());
                 Ok(self.sign_in(&user, password).await)
             }
             AuthMechanism::Login => {
-                let Some(user) = self.challenge("VXNlcm5hbWU6").await? else { return Ok(cancelled()) };
-                let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else { return Ok(cancelled()) };
+                let Some(user) = self.challenge("VXNlcm5hbWU6").await? else {
+                    return Ok(cancelled());
+                };
+                let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else {
+                    return Ok(cancelled());
+                };
                 let user = String::from_utf8_lossy(&user).into_owned();
                 let password = SecretString::from(String::from_utf8_lossy(&password).into_owned());
                 Ok(self.sign_in(&user, password).await)
             }
-            other => Ok(Done::No(format!("[CANNOT] {other} is not offered: use PLAIN or LOGIN"))),
+            other => Ok(Done::No(format!(
+                "[CANNOT] {other} is not offered: use PLAIN or LOGIN"
+            ))),
         }
     }
 
     /// Whether the signed-in account may go on (checked every `recheck`): a
     /// suspended account or organisation, or a new password, ends the session.
     async fn still_allowed(&mut self) -> bool {
-        let Some(account) = &self.account else { return true };
+        let Some(account) = &self.account else {
+            return true;
+        };
         if self.checked_at.elapsed() < self.config.recheck {
             return true;
         }
@@ -504,12 +653,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             None => false,
         };
         let allowed = tenant_active
-            && now.is_some_and(|a| a.status == tenants::AccountStatus::Active && a.password_hash == account.password_hash);
+            && now.is_some_and(|a| {
+                a.status == tenants::AccountStatus::Active
+                    && a.password_hash == account.password_hash
+            });
         if allowed {
             self.checked_at = std::time::Instant::now();
         } else {
             tracing::info!(account = %account.id, "IMAP session ended: the account may no longer sign in");
-            self.conn.line("* BYE the account's access changed (suspended or new password): sign in again");
+            self.conn.line(
+                "* BYE the account's access changed (suspended or new password): sign in again",
+            );
             self.account = None;
             self.view = None;
         }
@@ -522,7 +676,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     fn account(&self) -> &Account {
-        self.account.as_ref().expect("commands past sign-in have an account")
+        self.account
+            .as_ref()
+            .expect("commands past sign-in have an account")
     }
 
     // -----------------------------------------------------------------
@@ -578,22 +734,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let view = View::new(mailbox, entries, read_only);
         self.conn.line(&format!("* FLAGS ({FLAGS})"));
         let permanent = if read_only { "" } else { PERMANENT_FLAGS };
-        self.conn.line(&format!("* OK [PERMANENTFLAGS ({permanent})] flags that stay"));
+        self.conn.line(&format!(
+            "* OK [PERMANENTFLAGS ({permanent})] flags that stay"
+        ));
         self.conn.line(&format!("* {} EXISTS", view.exists()));
         self.conn.line("* 0 RECENT");
-        if let Some(i) = view.entries.iter().position(|e| !e.flags.contains(&Flag::Seen)) {
-            self.conn.line(&format!("* OK [UNSEEN {}] first unseen", i + 1));
+        if let Some(i) = view
+            .entries
+            .iter()
+            .position(|e| !e.flags.contains(&Flag::Seen))
+        {
+            self.conn
+                .line(&format!("* OK [UNSEEN {}] first unseen", i + 1));
         }
-        self.conn.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", view.mailbox.uid_validity));
-        self.conn.line(&format!("* OK [UIDNEXT {}] predicted next UID", view.mailbox.uid_next));
+        self.conn.line(&format!(
+            "* OK [UIDVALIDITY {}] UIDs valid",
+            view.mailbox.uid_validity
+        ));
+        self.conn.line(&format!(
+            "* OK [UIDNEXT {}] predicted next UID",
+            view.mailbox.uid_next
+        ));
         self.view = Some(view);
-        Done::Ok(if read_only { "[READ-ONLY] EXAMINE completed".into() } else { "[READ-WRITE] SELECT completed".into() })
+        Done::Ok(if read_only {
+            "[READ-ONLY] EXAMINE completed".into()
+        } else {
+            "[READ-WRITE] SELECT completed".into()
+        })
     }
 
     async fn create(&mut self, mailbox: &WireMailbox<'_>) -> Done {
         let name = Self::name_of(mailbox);
         let name = name.trim_end_matches('/');
-        match self.store.create_mailbox(&self.account().address.to_string(), self.account().id, name).await {
+        match self
+            .store
+            .create_mailbox(&self.account().address.to_string(), self.account().id, name)
+            .await
+        {
             Ok(_) => Done::Ok(String::new()),
             Err(e) => refusal(e),
         }
@@ -607,7 +784,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.view.as_ref().is_some_and(|v| v.mailbox.id == found.id) {
             self.view = None;
         }
-        match self.store.delete_mailbox(&self.account().address.to_string(), &found).await {
+        match self
+            .store
+            .delete_mailbox(&self.account().address.to_string(), &found)
+            .await
+        {
             Ok(dispersed) => {
                 self.shred(dispersed).await;
                 Done::Ok(String::new())
@@ -622,7 +803,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(done) => return done,
         };
         let to = Self::name_of(to);
-        match self.store.rename_mailbox(&self.account().address.to_string(), &found, &to).await {
+        match self
+            .store
+            .rename_mailbox(&self.account().address.to_string(), &found, &to)
+            .await
+        {
             Ok(_) => Done::Ok(String::new()),
             Err(e) => refusal(e),
         }
@@ -639,7 +824,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
-    async fn list(&mut self, reference: &WireMailbox<'_>, pattern: &ListMailbox<'_>, lsub: bool) -> Done {
+    async fn list(
+        &mut self,
+        reference: &WireMailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+    ) -> Done {
         let verb = if lsub { "LSUB" } else { "LIST" };
         let pattern = match pattern {
             ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
@@ -653,7 +843,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             self.conn.line(&format!("* {verb} (\\Noselect) \"/\" \"\""));
             return Done::Ok(String::new());
         }
-        let full = utf7::decode(&format!("{reference}{pattern}")).unwrap_or_else(|| format!("{reference}{pattern}"));
+        let full = utf7::decode(&format!("{reference}{pattern}"))
+            .unwrap_or_else(|| format!("{reference}{pattern}"));
         let mailboxes = match self.store.mailboxes(self.account().id).await {
             Ok(m) => m,
             Err(e) => return unavailable(e),
@@ -666,7 +857,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
             let prefix = format!("{key}/");
             let children = keys.iter().any(|k| k.starts_with(&prefix));
-            let mut attributes = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
+            let mut attributes = vec![if children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            }];
             if let Some(special) = m.role.and_then(Folder::special_use) {
                 attributes.push(special);
             }
@@ -718,7 +913,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             self.conn.write(&line);
         }
         let own = match self.store.account(self.account().id).await {
-            Ok(Some(account)) => account.storage_quota_bytes.map(|quota| (account.storage_used_bytes, quota)),
+            Ok(Some(account)) => account
+                .storage_quota_bytes
+                .map(|quota| (account.storage_used_bytes, quota)),
             Ok(None) => None,
             Err(e) => return unavailable(e),
         };
@@ -730,7 +927,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         match storage {
             Ok((used, quota)) => {
                 // RFC 9208 counts STORAGE in units of 1024 octets.
-                self.conn.line(&format!("* QUOTA \"\" (STORAGE {} {})", (used + 1023) / 1024, quota / 1024));
+                self.conn.line(&format!(
+                    "* QUOTA \"\" (STORAGE {} {})",
+                    (used + 1023) / 1024,
+                    quota / 1024
+                ));
                 Done::Ok(String::new())
             }
             Err(e) => unavailable(e),
@@ -742,8 +943,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Tells the client what changed in the selected mailbox.
     async fn refresh(&mut self, may_expunge: bool) -> Result<(), Gone> {
-        let Some(view) = &mut self.view else { return Ok(()) };
-        match self.store.mailbox_changes(view.mailbox.id, view.modseq).await {
+        let Some(view) = &mut self.view else {
+            return Ok(());
+        };
+        match self
+            .store
+            .mailbox_changes(view.mailbox.id, view.modseq)
+            .await
+        {
             Ok(Some(changes)) => {
                 let mut out = Vec::new();
                 view.apply(changes, may_expunge, &mut out);
@@ -763,7 +970,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     fn view(&self) -> &View {
-        self.view.as_ref().expect("selected-state commands have a view")
+        self.view
+            .as_ref()
+            .expect("selected-state commands have a view")
     }
 
     /// Indices into the view of the messages a set names, ascending: each
@@ -817,10 +1026,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         ranges
     }
 
-    async fn expunge_in(&mut self, mailbox: MailboxId, uids: Option<&[(i64, i64)]>) -> Result<Vec<i64>, Done> {
+    async fn expunge_in(
+        &mut self,
+        mailbox: MailboxId,
+        uids: Option<&[(i64, i64)]>,
+    ) -> Result<Vec<i64>, Done> {
         match self.store.expunge(mailbox, uids).await {
             Ok(removed) => {
-                let dispersed: Vec<MessageId> = removed.iter().filter(|r| r.2).map(|r| r.1).collect();
+                let dispersed: Vec<MessageId> =
+                    removed.iter().filter(|r| r.2).map(|r| r.1).collect();
                 self.shred(dispersed).await;
                 Ok(removed.into_iter().map(|r| r.0).collect())
             }
@@ -876,11 +1090,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         let bytes = match stored {
             StoredContent::Inline(bytes) => bytes,
-            StoredContent::Dispersed => self
-                .inbound
-                .read_dispersed(entry.id)
-                .await
-                .map_err(|_| Done::No("[UNAVAILABLE] too few storage sites answered; try again later".into()))?,
+            StoredContent::Dispersed => {
+                self.inbound.read_dispersed(entry.id).await.map_err(|_| {
+                    Done::No("[UNAVAILABLE] too few storage sites answered; try again later".into())
+                })?
+            }
         };
         let bytes = match entry.level {
             Level::Standard => self
@@ -905,7 +1119,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
-    async fn fetch(&mut self, set: &SequenceSet, items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Result<Done, Gone> {
+    async fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) -> Result<Done, Gone> {
         let mut items = match items {
             MacroOrMessageDataItemNames::Macro(m) => expand(m),
             MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
@@ -913,7 +1132,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
         }
-        if items.iter().any(|i| matches!(i, MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. })) {
+        if items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
+            )
+        }) {
             return Ok(Done::Bad("BINARY is not offered by this server".into()));
         }
         let needs_content = items.iter().any(|i| {
@@ -928,18 +1152,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let read_only = self.view().read_only;
         let sets_seen = !read_only
             && items.iter().any(|i| {
-                matches!(i, MessageDataItemName::BodyExt { peek: false, .. } | MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text)
+                matches!(
+                    i,
+                    MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Rfc822
+                        | MessageDataItemName::Rfc822Text
+                )
             });
         let indices = self.resolve(set, uid);
         // Reading a message marks it seen (RFC 3501 §6.4.5), before it is shown.
         let mut newly_seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
         if sets_seen {
-            let unseen: Vec<usize> =
-                indices.iter().copied().filter(|&i| !self.view().entries[i].flags.contains(&Flag::Seen)).collect();
+            let unseen: Vec<usize> = indices
+                .iter()
+                .copied()
+                .filter(|&i| !self.view().entries[i].flags.contains(&Flag::Seen))
+                .collect();
             if !unseen.is_empty() {
                 let ranges = self.ranges(&unseen);
-                let change = FlagChange { op: FlagOp::Add, flags: vec![Flag::Seen], keywords: Vec::new() };
-                match self.store.store_flags(self.view().mailbox.id, &ranges, &change).await {
+                let change = FlagChange {
+                    op: FlagOp::Add,
+                    flags: vec![Flag::Seen],
+                    keywords: Vec::new(),
+                };
+                match self
+                    .store
+                    .store_flags(self.view().mailbox.id, &ranges, &change)
+                    .await
+                {
                     Ok(changed) => {
                         let view = self.view.as_mut().expect("selected");
                         for entry in changed {
@@ -956,7 +1196,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let with_flags = items.contains(&MessageDataItemName::Flags);
         for (n, &i) in indices.iter().enumerate() {
             if needs_content && n % PREFETCH == 0 {
-                self.prefetch(&indices[n..(n + PREFETCH).min(indices.len())]).await;
+                self.prefetch(&indices[n..(n + PREFETCH).min(indices.len())])
+                    .await;
             }
             let entry = self.view().entries[i].clone();
             let content = if needs_content {
@@ -975,10 +1216,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     out.push(b' ');
                 }
                 first = false;
-                render(&mut out, item, &entry, content.as_deref().map(Vec::as_slice));
+                render(
+                    &mut out,
+                    item,
+                    &entry,
+                    content.as_deref().map(Vec::as_slice),
+                );
             }
             if !with_flags && newly_seen.contains(&entry.uid) {
-                out.extend_from_slice(format!(" FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes());
+                out.extend_from_slice(
+                    format!(" FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes(),
+                );
             }
             out.extend_from_slice(b")\r\n");
             self.conn.write(&out);
@@ -990,7 +1238,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         Ok(Done::Ok(String::new()))
     }
 
-    async fn store_flags(&mut self, set: &SequenceSet, kind: StoreType, response: StoreResponse, flags: &[WireFlag<'_>], uid: bool) -> Done {
+    async fn store_flags(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[WireFlag<'_>],
+        uid: bool,
+    ) -> Done {
         if self.view().read_only {
             return Done::No("[READ-ONLY] the mailbox was opened with EXAMINE".into());
         }
@@ -1008,8 +1263,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Done::Ok(String::new());
         }
         let ranges = self.ranges(&indices);
-        let change = FlagChange { op, flags, keywords };
-        let changed = match self.store.store_flags(self.view().mailbox.id, &ranges, &change).await {
+        let change = FlagChange {
+            op,
+            flags,
+            keywords,
+        };
+        let changed = match self
+            .store
+            .store_flags(self.view().mailbox.id, &ranges, &change)
+            .await
+        {
             Ok(changed) => changed,
             Err(tenants::Error::Invalid(text)) => return Done::Bad(text),
             Err(e) => return unavailable(e),
@@ -1023,7 +1286,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if response == StoreResponse::Answer {
             for i in indices {
                 let e = &self.view().entries[i];
-                let line = format!("* {} FETCH (UID {} FLAGS ({}))", i + 1, e.uid, flag_list(&e.flags, &e.keywords));
+                let line = format!(
+                    "* {} FETCH (UID {} FLAGS ({}))",
+                    i + 1,
+                    e.uid,
+                    flag_list(&e.flags, &e.keywords)
+                );
                 self.conn.line(&line);
             }
         }
@@ -1055,7 +1323,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Done::Ok("no messages to move".into());
         }
         let (old, new): (Vec<i64>, Vec<i64>) = moved.iter().copied().unzip();
-        self.conn.line(&format!("* OK [COPYUID {} {} {}] moved", target.uid_validity, uid_set(&old), uid_set(&new)));
+        self.conn.line(&format!(
+            "* OK [COPYUID {} {} {}] moved",
+            target.uid_validity,
+            uid_set(&old),
+            uid_set(&new)
+        ));
         // Told now rather than by the next refresh, as RFC 6851 wants.
         let mut out = Vec::new();
         self.view.as_mut().expect("selected").remove(&old, &mut out);
@@ -1124,7 +1397,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Done::Ok("no messages to copy".into());
         }
         match self.store.append_messages(&target, &copies).await {
-            Ok(new) => Done::Ok(format!("[COPYUID {} {} {}] COPY completed", target.uid_validity, uid_set(&old), uid_set(&new))),
+            Ok(new) => Done::Ok(format!(
+                "[COPYUID {} {} {}] COPY completed",
+                target.uid_validity,
+                uid_set(&old),
+                uid_set(&new)
+            )),
             Err(e) => {
                 self.discard(&copies).await;
                 refusal(e)
@@ -1133,27 +1411,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn discard(&self, messages: &[NewMessage]) {
-        let written: Vec<_> = messages.iter().filter_map(|m| m.dispersed.clone().map(|o| (m.id, o))).collect();
+        let written: Vec<_> = messages
+            .iter()
+            .filter_map(|m| m.dispersed.clone().map(|o| (m.id, o)))
+            .collect();
         self.inbound.discard(&written).await;
     }
 
     /// How a message of `level` is kept: AEAD under the tenant's key at
     /// `standard`, the bytes as they are above (already PGP/MIME), and on
     /// the storage sites from `dispersed` up.
-    async fn stored_form(&self, level: Level, id: MessageId, plain: &[u8]) -> Result<(Vec<u8>, Option<tenants::store::NewObject>), Done> {
+    async fn stored_form(
+        &self,
+        level: Level,
+        id: MessageId,
+        plain: &[u8],
+    ) -> Result<(Vec<u8>, Option<tenants::store::NewObject>), Done> {
         let tenant = self.account().tenant_id;
-        let failed = |_| Done::No("[UNAVAILABLE] the message could not be stored, try again later".into());
+        let failed =
+            |_| Done::No("[UNAVAILABLE] the message could not be stored, try again later".into());
         match level {
-            Level::Standard => Ok((self.inbound.seal_standard(tenant, id, plain).await.map_err(failed)?, None)),
+            Level::Standard => Ok((
+                self.inbound
+                    .seal_standard(tenant, id, plain)
+                    .await
+                    .map_err(failed)?,
+                None,
+            )),
             Level::Sealed => Ok((plain.to_vec(), None)),
             Level::Dispersed | Level::EndToEnd => {
-                let object = self.inbound.disperse(tenant, id, plain).await.map_err(failed)?;
+                let object = self
+                    .inbound
+                    .disperse(tenant, id, plain)
+                    .await
+                    .map_err(failed)?;
                 Ok((Vec::new(), Some(object)))
             }
         }
     }
 
-    async fn append(&mut self, mailbox: &WireMailbox<'_>, flags: &[WireFlag<'_>], date: Option<chrono::DateTime<Utc>>, data: Vec<u8>) -> Done {
+    async fn append(
+        &mut self,
+        mailbox: &WireMailbox<'_>,
+        flags: &[WireFlag<'_>],
+        date: Option<chrono::DateTime<Utc>>,
+        data: Vec<u8>,
+    ) -> Done {
         let target = match self.find_target(mailbox).await {
             Ok(target) => target,
             Err(done) => return done,
@@ -1183,14 +1486,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Level::Standard => (
                 data.clone(),
                 parsed.subject().map(str::to_owned),
-                parsed.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_owned),
+                parsed
+                    .from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .map(str::to_owned),
             ),
             // Already encrypted by the client, which is all end-to-end accepts.
             Level::EndToEnd => (data.clone(), None, None),
             // Sealed whatever it looks like: its headers are plaintext even when its body is not.
             Level::Sealed | Level::Dispersed => {
                 // Sealed before anything is written: what the client sent in clear.
-                let date = parsed.date().map(|d| d.to_rfc822()).unwrap_or_else(|| Utc::now().to_rfc2822());
+                let date = parsed
+                    .date()
+                    .map(|d| d.to_rfc822())
+                    .unwrap_or_else(|| Utc::now().to_rfc2822());
                 let message_id = format!("<{id}@{}>", self.config.hostname);
                 let outer = vault::seal::Outer {
                     trace: &[],
@@ -1204,7 +1514,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     Ok(sealed) => (sealed, None, None),
                     Err(e) => {
                         tracing::error!(error = %e, account = %account.id, "sealing an APPEND failed");
-                        return Done::No("[UNAVAILABLE] the message could not be sealed, try again later".into());
+                        return Done::No(
+                            "[UNAVAILABLE] the message could not be sealed, try again later".into(),
+                        );
                     }
                 }
             }
@@ -1244,8 +1556,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             keywords,
             received_at: date,
         };
-        match self.store.append_messages(&target, std::slice::from_ref(&message)).await {
-            Ok(uids) => Done::Ok(format!("[APPENDUID {} {}] APPEND completed", target.uid_validity, uid_set(&uids))),
+        match self
+            .store
+            .append_messages(&target, std::slice::from_ref(&message))
+            .await
+        {
+            Ok(uids) => Done::Ok(format!(
+                "[APPENDUID {} {}] APPEND completed",
+                target.uid_validity,
+                uid_set(&uids)
+            )),
             Err(e) => {
                 self.discard(std::slice::from_ref(&message)).await;
                 refusal(e)
@@ -1255,7 +1575,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     async fn search(&mut self, keys: &[SearchKey<'_>], uid: bool) -> Result<Done, Gone> {
         let needs_content = search::needs_content(keys);
-        let bounds = Bounds { max_seq: self.view().exists(), max_uid: self.view().max_uid() };
+        let bounds = Bounds {
+            max_seq: self.view().exists(),
+            max_uid: self.view().max_uid(),
+        };
         let mut found = Vec::new();
         for i in 0..self.view().entries.len() {
             if needs_content && i % PREFETCH == 0 {
@@ -1369,13 +1692,24 @@ fn expand(m: Macro) -> Vec<MessageDataItemName<'static>> {
     match m {
         Macro::Fast => vec![N::Flags, N::InternalDate, N::Rfc822Size],
         Macro::All => vec![N::Flags, N::InternalDate, N::Rfc822Size, N::Envelope],
-        Macro::Full => vec![N::Flags, N::InternalDate, N::Rfc822Size, N::Envelope, N::Body],
+        Macro::Full => vec![
+            N::Flags,
+            N::InternalDate,
+            N::Rfc822Size,
+            N::Envelope,
+            N::Body,
+        ],
         _ => vec![N::Flags, N::InternalDate, N::Rfc822Size],
     }
 }
 
 /// Writes one FETCH data item.
-fn render(out: &mut Vec<u8>, item: &MessageDataItemName<'_>, entry: &ViewEntry, content: Option<&[u8]>) {
+fn render(
+    out: &mut Vec<u8>,
+    item: &MessageDataItemName<'_>,
+    entry: &ViewEntry,
+    content: Option<&[u8]>,
+) {
     use MessageDataItemName as N;
     let content = content.unwrap_or_default();
     let literal = |out: &mut Vec<u8>, bytes: &[u8]| {
@@ -1384,11 +1718,19 @@ fn render(out: &mut Vec<u8>, item: &MessageDataItemName<'_>, entry: &ViewEntry, 
     };
     match item {
         N::Uid => out.extend_from_slice(format!("UID {}", entry.uid).as_bytes()),
-        N::Flags => out.extend_from_slice(format!("FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes()),
-        N::InternalDate => {
-            out.extend_from_slice(format!("INTERNALDATE \"{}\"", entry.received_at.format("%d-%b-%Y %H:%M:%S +0000")).as_bytes())
+        N::Flags => out.extend_from_slice(
+            format!("FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes(),
+        ),
+        N::InternalDate => out.extend_from_slice(
+            format!(
+                "INTERNALDATE \"{}\"",
+                entry.received_at.format("%d-%b-%Y %H:%M:%S +0000")
+            )
+            .as_bytes(),
+        ),
+        N::Rfc822Size => {
+            out.extend_from_slice(format!("RFC822.SIZE {}", entry.rfc822_size).as_bytes())
         }
-        N::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", entry.rfc822_size).as_bytes()),
         N::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
             out.extend_from_slice(&message::envelope(content));
@@ -1407,15 +1749,31 @@ fn render(out: &mut Vec<u8>, item: &MessageDataItemName<'_>, entry: &ViewEntry, 
         }
         N::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
-            let header = message::section(content, &Section { part: vec![], text: SectionText::Header }).unwrap_or_default();
+            let header = message::section(
+                content,
+                &Section {
+                    part: vec![],
+                    text: SectionText::Header,
+                },
+            )
+            .unwrap_or_default();
             literal(out, &header);
         }
         N::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
-            let text = message::section(content, &Section { part: vec![], text: SectionText::Text }).unwrap_or_default();
+            let text = message::section(
+                content,
+                &Section {
+                    part: vec![],
+                    text: SectionText::Text,
+                },
+            )
+            .unwrap_or_default();
             literal(out, &text);
         }
-        N::BodyExt { section, partial, .. } => {
+        N::BodyExt {
+            section, partial, ..
+        } => {
             let (spec, wanted) = section_of(section.as_ref());
             out.extend_from_slice(b"BODY[");
             out.extend_from_slice(spec.as_bytes());
@@ -1444,30 +1802,67 @@ fn render(out: &mut Vec<u8>, item: &MessageDataItemName<'_>, entry: &ViewEntry, 
 
 /// The section as the response names it, and as [`message::section`] takes it.
 fn section_of(section: Option<&WireSection<'_>>) -> (String, Section) {
-    let numbers = |part: &Part| part.0.as_ref().iter().map(|n| n.get()).collect::<Vec<u32>>();
-    let dotted = |part: &[u32]| part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+    let numbers = |part: &Part| {
+        part.0
+            .as_ref()
+            .iter()
+            .map(|n| n.get())
+            .collect::<Vec<u32>>()
+    };
+    let dotted = |part: &[u32]| {
+        part.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
     let fields = |names: &imap_types::core::Vec1<imap_types::core::AString<'_>>| {
-        names.as_ref().iter().map(|n| String::from_utf8_lossy(n.as_ref()).into_owned()).collect::<Vec<String>>()
+        names
+            .as_ref()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n.as_ref()).into_owned())
+            .collect::<Vec<String>>()
     };
     let with = |part: Vec<u32>, suffix: &str, text: SectionText| {
-        let spec = if part.is_empty() { suffix.to_owned() } else if suffix.is_empty() { dotted(&part) } else { format!("{}.{suffix}", dotted(&part)) };
+        let spec = if part.is_empty() {
+            suffix.to_owned()
+        } else if suffix.is_empty() {
+            dotted(&part)
+        } else {
+            format!("{}.{suffix}", dotted(&part))
+        };
         (spec, Section { part, text })
     };
     match section {
         None => with(vec![], "", SectionText::Full),
         Some(WireSection::Part(p)) => with(numbers(p), "", SectionText::Full),
-        Some(WireSection::Header(p)) => with(p.as_ref().map(numbers).unwrap_or_default(), "HEADER", SectionText::Header),
+        Some(WireSection::Header(p)) => with(
+            p.as_ref().map(numbers).unwrap_or_default(),
+            "HEADER",
+            SectionText::Header,
+        ),
         Some(WireSection::HeaderFields(p, names)) => {
             let names = fields(names);
             let suffix = format!("HEADER.FIELDS ({})", names.join(" "));
-            with(p.as_ref().map(numbers).unwrap_or_default(), &suffix, SectionText::HeaderFields(names))
+            with(
+                p.as_ref().map(numbers).unwrap_or_default(),
+                &suffix,
+                SectionText::HeaderFields(names),
+            )
         }
         Some(WireSection::HeaderFieldsNot(p, names)) => {
             let names = fields(names);
             let suffix = format!("HEADER.FIELDS.NOT ({})", names.join(" "));
-            with(p.as_ref().map(numbers).unwrap_or_default(), &suffix, SectionText::HeaderFieldsNot(names))
+            with(
+                p.as_ref().map(numbers).unwrap_or_default(),
+                &suffix,
+                SectionText::HeaderFieldsNot(names),
+            )
         }
-        Some(WireSection::Text(p)) => with(p.as_ref().map(numbers).unwrap_or_default(), "TEXT", SectionText::Text),
+        Some(WireSection::Text(p)) => with(
+            p.as_ref().map(numbers).unwrap_or_default(),
+            "TEXT",
+            SectionText::Text,
+        ),
         Some(WireSection::Mime(p)) => with(numbers(p), "MIME", SectionText::Mime),
     }
 }
@@ -1484,7 +1879,11 @@ fn split_flags(flags: &[WireFlag<'_>]) -> Result<(Vec<Flag>, Vec<String>), Strin
             WireFlag::Deleted => system.push(Flag::Deleted),
             WireFlag::Draft => system.push(Flag::Draft),
             WireFlag::Keyword(atom) => keywords.push(atom.as_ref().to_owned()),
-            WireFlag::Extension(_) => return Err(format!("{flag} cannot be set: \\Recent belongs to the server and others do not exist")),
+            WireFlag::Extension(_) => {
+                return Err(format!(
+                    "{flag} cannot be set: \\Recent belongs to the server and others do not exist"
+                ));
+            }
         }
     }
     system.sort_by_key(|f| f.as_str());
@@ -1503,7 +1902,11 @@ fn uid_set(uids: &[i64]) -> String {
             i += 1;
             end = uids[i];
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}:{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
         i += 1;
     }
     parts.join(",")
@@ -1554,8 +1957,12 @@ fn unavailable(e: tenants::Error) -> Done {
 /// A refusal of the domain core, in IMAP's words.
 fn refusal(e: tenants::Error) -> Done {
     match e {
-        tenants::Error::Conflict(text) if text.contains("exists already") => Done::No(format!("[ALREADYEXISTS] {text}")),
-        tenants::Error::Conflict(text) | tenants::Error::Invalid(text) => Done::No(format!("[CANNOT] {text}")),
+        tenants::Error::Conflict(text) if text.contains("exists already") => {
+            Done::No(format!("[ALREADYEXISTS] {text}"))
+        }
+        tenants::Error::Conflict(text) | tenants::Error::Invalid(text) => {
+            Done::No(format!("[CANNOT] {text}"))
+        }
         tenants::Error::LimitExceeded(text) => Done::No(format!("[OVERQUOTA] {text}")),
         tenants::Error::NotFound(what) => Done::No(format!("[NONEXISTENT] {what} not found")),
         other => unavailable(other),
@@ -1569,8 +1976,18 @@ mod tests {
 
     #[test]
     fn list_wildcards() {
-        assert!(wildcard(&[b'*'; 64], b"inbox"), "many stars cost no more than one");
-        assert!(!wildcard(&[b'*'; 4000].iter().chain(b"y").copied().collect::<Vec<u8>>(), b"inbox"));
+        assert!(
+            wildcard(&[b'*'; 64], b"inbox"),
+            "many stars cost no more than one"
+        );
+        assert!(!wildcard(
+            &[b'*'; 4000]
+                .iter()
+                .chain(b"y")
+                .copied()
+                .collect::<Vec<u8>>(),
+            b"inbox"
+        ));
         assert!(wildcard(b"%/%", b"a/b") && !wildcard(b"%/%", b"a/b/c"));
         assert!(wildcard(b"*", b"projects/2026"));
         assert!(wildcard(b"%", b"inbox"));
@@ -1590,7 +2007,13 @@ mod tests {
     fn sections_are_named_back_as_asked() {
         let (spec, section) = section_of(None);
         assert_eq!((spec.as_str(), section.text), ("", SectionText::Full));
-        let part = Part(imap_types::core::Vec1::try_from(vec![NonZeroU32::new(1).unwrap(), NonZeroU32::new(2).unwrap()]).unwrap());
+        let part = Part(
+            imap_types::core::Vec1::try_from(vec![
+                NonZeroU32::new(1).unwrap(),
+                NonZeroU32::new(2).unwrap(),
+            ])
+            .unwrap(),
+        );
         let (spec, section) = section_of(Some(&WireSection::Mime(part)));
         assert_eq!(spec, "1.2.MIME");
         assert_eq!(section.part, vec![1, 2]);

@@ -3,14 +3,17 @@
 
 use base64::Engine;
 use base64::alphabet::Alphabet;
-use base64::engine::{GeneralPurpose, GeneralPurposeConfig, DecodePaddingMode};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 fn engine() -> GeneralPurpose {
-    let alphabet = Alphabet::new("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,")
-        .unwrap_or(base64::alphabet::STANDARD);
+    let alphabet =
+        Alphabet::new("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,")
+            .unwrap_or(base64::alphabet::STANDARD);
     GeneralPurpose::new(
         &alphabet,
-        GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::RequireNone),
+        GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone),
     )
 }
 
@@ -59,7 +62,10 @@ pub fn decode(text: &str) -> Option<String> {
             if bytes.len() % 2 != 0 {
                 return None;
             }
-            let units: Vec<u16> = bytes.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
             out.push_str(&String::from_utf16(&units).ok()?);
         }
         rest = &after[end + 1..];
@@ -74,10 +80,19 @@ mod tests {
 
     #[test]
     fn round_trips_the_rfc_examples() {
-        assert_eq!(encode("~peter/mail/台北/日本語"), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
-        assert_eq!(decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").as_deref(), Some("~peter/mail/台北/日本語"));
+        assert_eq!(
+            encode("~peter/mail/台北/日本語"),
+            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+        );
+        assert_eq!(
+            decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").as_deref(),
+            Some("~peter/mail/台北/日本語")
+        );
         assert_eq!(encode("Reçus & envoyés"), "Re&AOc-us &- envoy&AOk-s");
-        assert_eq!(decode("Re&AOc-us &- envoy&AOk-s").as_deref(), Some("Reçus & envoyés"));
+        assert_eq!(
+            decode("Re&AOc-us &- envoy&AOk-s").as_deref(),
+            Some("Reçus & envoyés")
+        );
         assert_eq!(decode("broken&AOc"), None);
         assert_eq!(encode("INBOX"), "INBOX");
     }

@@ -20,7 +20,13 @@ pub struct View {
 
 impl View {
     pub fn new(mailbox: Mailbox, entries: Vec<ViewEntry>, read_only: bool) -> View {
-        View { modseq: mailbox.highest_modseq, mailbox, read_only, entries, pending_expunges: Vec::new() }
+        View {
+            modseq: mailbox.highest_modseq,
+            mailbox,
+            read_only,
+            entries,
+            pending_expunges: Vec::new(),
+        }
     }
 
     pub fn exists(&self) -> u32 {
@@ -40,8 +46,13 @@ impl View {
     /// after it); one pass over the view, however many go.
     pub fn remove(&mut self, uids: &[i64], out: &mut Vec<String>) {
         let gone: std::collections::HashSet<i64> = uids.iter().copied().collect();
-        let mut positions: Vec<usize> =
-            self.entries.iter().enumerate().filter(|(_, e)| gone.contains(&e.uid)).map(|(i, _)| i).collect();
+        let mut positions: Vec<usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| gone.contains(&e.uid))
+            .map(|(i, _)| i)
+            .collect();
         positions.reverse();
         out.extend(positions.iter().map(|i| format!("* {} EXPUNGE", i + 1)));
         self.entries.retain(|e| !gone.contains(&e.uid));
@@ -66,9 +77,15 @@ impl View {
             }
             if let Some(i) = self.index_of(entry.uid) {
                 let known = &mut self.entries[i];
-                let differ = !same_flags(&known.flags, &entry.flags) || known.keywords != entry.keywords;
+                let differ =
+                    !same_flags(&known.flags, &entry.flags) || known.keywords != entry.keywords;
                 if differ {
-                    out.push(format!("* {} FETCH (UID {} FLAGS ({}))", i + 1, entry.uid, flag_list(&entry.flags, &entry.keywords)));
+                    out.push(format!(
+                        "* {} FETCH (UID {} FLAGS ({}))",
+                        i + 1,
+                        entry.uid,
+                        flag_list(&entry.flags, &entry.keywords)
+                    ));
                 }
                 *known = entry;
             }
@@ -87,7 +104,13 @@ fn same_flags(a: &[Flag], b: &[Flag]) -> bool {
 /// Flags and keywords as IMAP writes them, space-separated.
 pub fn flag_list(flags: &[Flag], keywords: &[String]) -> String {
     let mut out: Vec<&str> = Vec::with_capacity(flags.len() + keywords.len());
-    for flag in [Flag::Seen, Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Draft] {
+    for flag in [
+        Flag::Seen,
+        Flag::Answered,
+        Flag::Flagged,
+        Flag::Deleted,
+        Flag::Draft,
+    ] {
         if flags.contains(&flag) {
             out.push(system_flag(flag));
         }
@@ -141,7 +164,11 @@ mod tests {
 
     #[test]
     fn expunges_renumber_from_the_top_and_new_mail_counts_once() {
-        let mut view = View::new(mailbox(), (1..=5).map(|u| entry(u, vec![])).collect(), false);
+        let mut view = View::new(
+            mailbox(),
+            (1..=5).map(|u| entry(u, vec![])).collect(),
+            false,
+        );
         let mut out = Vec::new();
         let changes = MailboxChanges {
             highest_modseq: 9,
@@ -149,19 +176,49 @@ mod tests {
             expunged: vec![2, 4],
         };
         view.apply(changes, true, &mut out);
-        assert_eq!(out, vec!["* 4 EXPUNGE", "* 2 EXPUNGE", "* 2 FETCH (UID 3 FLAGS (\\Seen))", "* 4 EXISTS"]);
-        assert_eq!(view.entries.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 3, 5, 8]);
+        assert_eq!(
+            out,
+            vec![
+                "* 4 EXPUNGE",
+                "* 2 EXPUNGE",
+                "* 2 FETCH (UID 3 FLAGS (\\Seen))",
+                "* 4 EXISTS"
+            ]
+        );
+        assert_eq!(
+            view.entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+            vec![1, 3, 5, 8]
+        );
         assert_eq!(view.modseq, 9);
     }
 
     #[test]
     fn expunges_wait_when_the_client_may_not_be_told() {
-        let mut view = View::new(mailbox(), (1..=3).map(|u| entry(u, vec![])).collect(), false);
+        let mut view = View::new(
+            mailbox(),
+            (1..=3).map(|u| entry(u, vec![])).collect(),
+            false,
+        );
         let mut out = Vec::new();
-        view.apply(MailboxChanges { highest_modseq: 6, changed: vec![], expunged: vec![1] }, false, &mut out);
+        view.apply(
+            MailboxChanges {
+                highest_modseq: 6,
+                changed: vec![],
+                expunged: vec![1],
+            },
+            false,
+            &mut out,
+        );
         assert!(out.is_empty());
         assert_eq!(view.exists(), 3);
-        view.apply(MailboxChanges { highest_modseq: 6, ..MailboxChanges::default() }, true, &mut out);
+        view.apply(
+            MailboxChanges {
+                highest_modseq: 6,
+                ..MailboxChanges::default()
+            },
+            true,
+            &mut out,
+        );
         assert_eq!(out, vec!["* 1 EXPUNGE"]);
         assert_eq!(view.exists(), 2);
     }

@@ -28,7 +28,10 @@ pub struct Conn<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub fn new(stream: S) -> Conn<S> {
-        Conn { reader: BufReader::new(stream), out: Vec::with_capacity(8192) }
+        Conn {
+            reader: BufReader::new(stream),
+            out: Vec::with_capacity(8192),
+        }
     }
 
     pub fn into_inner(self) -> S {
@@ -77,24 +80,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// One line, LF included, of at most `max` bytes; `None` when longer
     /// (it is read to its end all the same).
-    pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Option<Vec<u8>>, Gone> {
+    pub async fn read_line(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, Gone> {
         let (line, complete) = self.read_bounded_line(max, timeout).await?;
         Ok(complete.then_some(line))
     }
 
     /// One line of at most `max` bytes, and whether it fit; a longer one is
     /// read to its end and its first bytes kept (for the tag).
-    async fn read_bounded_line(&mut self, max: usize, timeout: Duration) -> Result<(Vec<u8>, bool), Gone> {
-        crate::lines::read_bounded_line(&mut self.reader, max, timeout).await.ok_or(Gone)
+    async fn read_bounded_line(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, bool), Gone> {
+        crate::lines::read_bounded_line(&mut self.reader, max, timeout)
+            .await
+            .ok_or(Gone)
     }
 
     /// A whole command: its lines and the literals between them.
-    pub async fn read_command(&mut self, max_line: usize, max_literal: usize, timeout: Duration) -> Result<Frame, Gone> {
+    pub async fn read_command(
+        &mut self,
+        max_line: usize,
+        max_literal: usize,
+        timeout: Duration,
+    ) -> Result<Frame, Gone> {
         let mut command = Vec::new();
         let mut line_bytes = 0usize;
         let mut literal_bytes = 0u64;
         loop {
-            let (line, complete) = self.read_bounded_line(max_line.saturating_sub(line_bytes).max(1), timeout).await?;
+            let (line, complete) = self
+                .read_bounded_line(max_line.saturating_sub(line_bytes).max(1), timeout)
+                .await?;
             if !complete {
                 if command.is_empty() {
                     command = line;
@@ -111,12 +131,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             literal_bytes = literal_bytes.saturating_add(length);
             if literal_bytes > max_literal as u64 {
                 if synchronising {
-                    return Ok(Frame::LiteralTooLarge { head: command, length });
+                    return Ok(Frame::LiteralTooLarge {
+                        head: command,
+                        length,
+                    });
                 }
                 // The client sends it anyway: skip it, then report.
                 self.skip(length, timeout).await?;
                 let _ = self.read_line(max_line, timeout).await?;
-                return Ok(Frame::LiteralTooLarge { head: command, length });
+                return Ok(Frame::LiteralTooLarge {
+                    head: command,
+                    length,
+                });
             }
             if synchronising {
                 self.line("+ Ready for literal data");
@@ -158,23 +184,33 @@ pub fn literal_at_end(line: &[u8]) -> Option<(u64, bool)> {
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
     let spec = &inner[open + 1..];
-    let (digits, synchronising) = match spec.strip_suffix(b"+").or_else(|| spec.strip_suffix(b"-")) {
+    let (digits, synchronising) = match spec.strip_suffix(b"+").or_else(|| spec.strip_suffix(b"-"))
+    {
         Some(d) => (d, false),
         None => (spec, true),
     };
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok().map(|n| (n, synchronising))
+    std::str::from_utf8(digits)
+        .ok()?
+        .parse()
+        .ok()
+        .map(|n| (n, synchronising))
 }
 
 /// The tag a client put first on its line, if it looks like one.
 pub fn tag_of(command: &[u8]) -> Option<String> {
-    let end = command.iter().position(|&b| b == b' ' || b == b'\r' || b == b'\n').unwrap_or(command.len());
+    let end = command
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .unwrap_or(command.len());
     let tag = &command[..end];
     let ok = !tag.is_empty()
         && tag.len() <= 64
-        && tag.iter().all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b));
+        && tag
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b));
     ok.then(|| String::from_utf8_lossy(tag).into_owned())
 }
 
@@ -202,7 +238,10 @@ mod tests {
     #[test]
     fn literals_are_found_at_the_end_of_lines_only() {
         assert_eq!(literal_at_end(b"a LOGIN {5}\r\n"), Some((5, true)));
-        assert_eq!(literal_at_end(b"a APPEND INBOX {310+}\r\n"), Some((310, false)));
+        assert_eq!(
+            literal_at_end(b"a APPEND INBOX {310+}\r\n"),
+            Some((310, false))
+        );
         assert_eq!(literal_at_end(b"a LOGIN {x}\r\n"), None);
         assert_eq!(literal_at_end(b"a LOGIN \"{5}\" pw\r\n"), None);
         assert_eq!(literal_at_end(b"a NOOP\r\n"), None);

@@ -23,7 +23,9 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ACCOUNT_COLUMNS, Audit, INSERT_AUDIT, Pool, Store, WriteLock, join_sql, unique_violation};
+use super::{
+    ACCOUNT_COLUMNS, Audit, INSERT_AUDIT, Pool, Store, WriteLock, join_sql, unique_violation,
+};
 use crate::model::{AccountId, DomainId, EmailAddress, Level, TenantId};
 use crate::{Error, Result};
 
@@ -79,22 +81,45 @@ impl PlanInput {
         let need = |what: &str| Error::Invalid(format!("`{what}` is required"));
         let plan = Plan {
             id,
-            name: self.name.or_else(|| base.map(|b| b.name.clone())).ok_or_else(|| need("name"))?,
-            currency: self.currency.or_else(|| base.map(|b| b.currency.clone())).ok_or_else(|| need("currency"))?,
-            seat_price_cents: self.seat_price_cents.or(base.map(|b| b.seat_price_cents)).ok_or_else(|| need("seat_price_cents"))?,
+            name: self
+                .name
+                .or_else(|| base.map(|b| b.name.clone()))
+                .ok_or_else(|| need("name"))?,
+            currency: self
+                .currency
+                .or_else(|| base.map(|b| b.currency.clone()))
+                .ok_or_else(|| need("currency"))?,
+            seat_price_cents: self
+                .seat_price_cents
+                .or(base.map(|b| b.seat_price_cents))
+                .ok_or_else(|| need("seat_price_cents"))?,
             storage_per_seat_bytes: self
                 .storage_per_seat_bytes
                 .or(base.map(|b| b.storage_per_seat_bytes))
                 .ok_or_else(|| need("storage_per_seat_bytes"))?,
-            max_domains: self.max_domains.or(base.map(|b| b.max_domains)).unwrap_or(10),
-            max_accounts: self.max_accounts.or(base.map(|b| b.max_accounts)).unwrap_or(1000),
-            account_messages_per_hour: self.account_messages_per_hour.or(base.map(|b| b.account_messages_per_hour)).unwrap_or(500),
+            max_domains: self
+                .max_domains
+                .or(base.map(|b| b.max_domains))
+                .unwrap_or(10),
+            max_accounts: self
+                .max_accounts
+                .or(base.map(|b| b.max_accounts))
+                .unwrap_or(1000),
+            account_messages_per_hour: self
+                .account_messages_per_hour
+                .or(base.map(|b| b.account_messages_per_hour))
+                .unwrap_or(500),
             account_recipients_per_day: self
                 .account_recipients_per_day
                 .or(base.map(|b| b.account_recipients_per_day))
                 .unwrap_or(5000),
-            solidarity_percent: self.solidarity_percent.or(base.map(|b| b.solidarity_percent)).unwrap_or(0),
-            stripe_price_id: self.stripe_price_id.or_else(|| base.and_then(|b| b.stripe_price_id.clone())),
+            solidarity_percent: self
+                .solidarity_percent
+                .or(base.map(|b| b.solidarity_percent))
+                .unwrap_or(0),
+            stripe_price_id: self
+                .stripe_price_id
+                .or_else(|| base.and_then(|b| b.stripe_price_id.clone())),
             created_at: base.map(|b| b.created_at).unwrap_or(now),
             updated_at: now,
         };
@@ -109,28 +134,39 @@ impl PlanInput {
             )));
         }
         if plan.seat_price_cents < 0 {
-            return Err(Error::Invalid("`seat_price_cents` cannot be negative".into()));
+            return Err(Error::Invalid(
+                "`seat_price_cents` cannot be negative".into(),
+            ));
         }
         if plan.storage_per_seat_bytes <= 0 {
-            return Err(Error::Invalid("`storage_per_seat_bytes` must be positive".into()));
+            return Err(Error::Invalid(
+                "`storage_per_seat_bytes` must be positive".into(),
+            ));
         }
         for (what, v) in [
             ("max_domains", plan.max_domains),
             ("max_accounts", plan.max_accounts),
             ("account_messages_per_hour", plan.account_messages_per_hour),
-            ("account_recipients_per_day", plan.account_recipients_per_day),
+            (
+                "account_recipients_per_day",
+                plan.account_recipients_per_day,
+            ),
         ] {
             if v < 0 {
                 return Err(Error::Invalid(format!("`{what}` cannot be negative")));
             }
         }
         if !(0..=100).contains(&plan.solidarity_percent) {
-            return Err(Error::Invalid("`solidarity_percent` must be between 0 and 100".into()));
+            return Err(Error::Invalid(
+                "`solidarity_percent` must be between 0 and 100".into(),
+            ));
         }
         if let Some(price) = &plan.stripe_price_id
             && !price.starts_with("price_")
         {
-            return Err(Error::Invalid(format!("`stripe_price_id` {price:?} is not a Stripe Price id (price_…)")));
+            return Err(Error::Invalid(format!(
+                "`stripe_price_id` {price:?} is not a Stripe Price id (price_…)"
+            )));
         }
         Ok(plan)
     }
@@ -229,7 +265,11 @@ pub struct InvoiceEvent {
 /// What a verified Stripe event means for us.
 #[derive(Clone, Debug)]
 pub enum BillingEvent {
-    CheckoutCompleted { tenant: Option<TenantId>, customer: String, subscription: Option<String> },
+    CheckoutCompleted {
+        tenant: Option<TenantId>,
+        customer: String,
+        subscription: Option<String>,
+    },
     Subscription {
         id: String,
         customer: String,
@@ -243,7 +283,11 @@ pub enum BillingEvent {
     InvoicePaid(InvoiceEvent),
     InvoiceFailed(InvoiceEvent),
     /// A charge of `invoice` refunded, `amount_refunded` in all so far.
-    Refunded { customer: String, invoice: String, amount_refunded: i64 },
+    Refunded {
+        customer: String,
+        invoice: String,
+        amount_refunded: i64,
+    },
     /// A type we do not act on (recorded, so a replay is still a replay).
     Ignored,
 }
@@ -418,7 +462,11 @@ impl TryFrom<BillingRow> for TenantBilling {
             tenant_id: TenantId(r.tenant_id),
             plan_id: r.plan_id,
             committed_seats: r.committed_seats,
-            paid_by: if r.paid_by == "parent" { PaidBy::Parent } else { PaidBy::Itself },
+            paid_by: if r.paid_by == "parent" {
+                PaidBy::Parent
+            } else {
+                PaidBy::Itself
+            },
             stripe_customer_id: r.stripe_customer_id,
             stripe_subscription_id: r.stripe_subscription_id,
             stripe_item_id: r.stripe_item_id,
@@ -480,7 +528,11 @@ macro_rules! apply_plan_limits {
 }
 
 fn plan_conflict(e: sqlx::Error, name: &str) -> Error {
-    if unique_violation(&e) { Error::Conflict(format!("a plan named `{name}` exists")) } else { e.into() }
+    if unique_violation(&e) {
+        Error::Conflict(format!("a plan named `{name}` exists"))
+    } else {
+        e.into()
+    }
 }
 
 impl Store {
@@ -555,9 +607,16 @@ impl Store {
     }
 
     pub async fn tenant_billing(&self, tenant: TenantId) -> Result<Option<TenantBilling>> {
-        let sql = join_sql("SELECT ", BILLING_COLUMNS, " FROM tenant_billing WHERE tenant_id = $1");
-        let row: Option<BillingRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
-        let Some(mut billing) = row.map(TenantBilling::try_from).transpose()? else { return Ok(None) };
+        let sql = join_sql(
+            "SELECT ",
+            BILLING_COLUMNS,
+            " FROM tenant_billing WHERE tenant_id = $1",
+        );
+        let row: Option<BillingRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        let Some(mut billing) = row.map(TenantBilling::try_from).transpose()? else {
+            return Ok(None);
+        };
         let overdue = "SELECT MIN(failed_at) FROM invoices WHERE tenant_id = $1 AND status = 'open' AND failed_at IS NOT NULL";
         let (since,): (Option<DateTime<Utc>>,) =
             on_pool!(&self.pool, p => sqlx::query_as(overdue).bind(tenant.0).fetch_one(p).await)?;
@@ -577,14 +636,27 @@ impl Store {
         public_funder: bool,
     ) -> Result<i64> {
         if committed_seats < 0 {
-            return Err(Error::Invalid("`committed_seats` cannot be negative".into()));
+            return Err(Error::Invalid(
+                "`committed_seats` cannot be negative".into(),
+            ));
         }
         let chain = self.chain(tenant).await?;
-        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
-        if paid_by == PaidBy::Parent && chain.get(1).is_none_or(|p| p.kind != crate::model::TenantKind::Reseller) {
-            return Err(Error::Invalid("only a reseller's child can be paid for by its parent (`paid_by: parent`)".into()));
+        let root = chain
+            .last()
+            .map(|t| t.id)
+            .ok_or(Error::NotFound("tenant"))?;
+        if paid_by == PaidBy::Parent
+            && chain
+                .get(1)
+                .is_none_or(|p| p.kind != crate::model::TenantKind::Reseller)
+        {
+            return Err(Error::Invalid(
+                "only a reseller's child can be paid for by its parent (`paid_by: parent`)".into(),
+            ));
         }
-        self.plan(plan).await?.ok_or_else(|| Error::Invalid(format!("no plan {plan}")))?;
+        self.plan(plan)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("no plan {plan}")))?;
         let upsert = "INSERT INTO tenant_billing (tenant_id, plan_id, committed_seats, paid_by, public_funder, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET plan_id = excluded.plan_id, \
              committed_seats = excluded.committed_seats, paid_by = excluded.paid_by, \
@@ -609,9 +681,14 @@ impl Store {
     /// (and its reseller's, for a wholesale child); returns the tenant whose
     /// subscription carries the seats and its seat count, if it has a plan.
     pub async fn refresh_seats(&self, tenant: TenantId) -> Result<Option<(TenantId, i64)>> {
-        let Some(billing) = self.tenant_billing(tenant).await? else { return Ok(None) };
+        let Some(billing) = self.tenant_billing(tenant).await? else {
+            return Ok(None);
+        };
         let chain = self.chain(tenant).await?;
-        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
+        let root = chain
+            .last()
+            .map(|t| t.id)
+            .ok_or(Error::NotFound("tenant"))?;
         let payer = match billing.paid_by {
             PaidBy::Parent => chain.get(1).map(|t| t.id).unwrap_or(tenant),
             PaidBy::Itself => tenant,
@@ -630,14 +707,21 @@ impl Store {
     pub async fn tenant_plan(&self, tenant: TenantId) -> Result<Option<Plan>> {
         let sql = format!(
             "SELECT {} FROM plans p JOIN tenant_billing b ON b.plan_id = p.id WHERE b.tenant_id = $1",
-            PLAN_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+            PLAN_COLUMNS
+                .split(", ")
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        Ok(on_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant.0).fetch_optional(p).await)?)
+        Ok(
+            on_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant.0).fetch_optional(p).await)?,
+        )
     }
 
     /// Active accounts of a tenant (its own, not its children's).
     pub async fn own_seats(&self, tenant: TenantId) -> Result<i64> {
-        let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(OWN_SEATS).bind(tenant.0).fetch_one(p).await)?;
+        let (n,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(OWN_SEATS).bind(tenant.0).fetch_one(p).await)?;
         Ok(n)
     }
 
@@ -650,7 +734,8 @@ impl Store {
 
     /// Records the quantity Stripe now bills.
     pub async fn set_seats_billed(&self, tenant: TenantId, seats: i64) -> Result<()> {
-        let sql = "UPDATE tenant_billing SET seats_billed = $2, updated_at = $3 WHERE tenant_id = $1";
+        let sql =
+            "UPDATE tenant_billing SET seats_billed = $2, updated_at = $3 WHERE tenant_id = $1";
         on_pool!(&self.pool, p => sqlx::query(sql).bind(tenant.0).bind(seats).bind(Utc::now()).execute(p).await.map(|_| ()))?;
         Ok(())
     }
@@ -658,13 +743,21 @@ impl Store {
     pub async fn invoices(&self, tenant: TenantId, limit: i64) -> Result<Vec<Invoice>> {
         let sql = "SELECT id, number, status, currency, amount_due, amount_paid, amount_refunded, period_start, period_end, \
              hosted_url, failed_at, paid_at FROM invoices WHERE tenant_id = $1 ORDER BY created DESC, id DESC LIMIT $2";
-        Ok(on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(limit).fetch_all(p).await)?)
+        Ok(
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(limit).fetch_all(p).await)?,
+        )
     }
 
     /// Whether a tenant's sending is suspended for non-payment: past due
     /// (itself, or the reseller that pays for it) for longer than `grace`.
-    pub async fn sending_suspended(&self, tenant: TenantId, grace: chrono::Duration) -> Result<Option<DateTime<Utc>>> {
-        let Some(billing) = self.tenant_billing(tenant).await? else { return Ok(None) };
+    pub async fn sending_suspended(
+        &self,
+        tenant: TenantId,
+        grace: chrono::Duration,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let Some(billing) = self.tenant_billing(tenant).await? else {
+            return Ok(None);
+        };
         let mut since = billing.past_due_since;
         if billing.paid_by == PaidBy::Parent
             && let Some(parent) = self.tenant(tenant).await?.and_then(|t| t.parent_id)
@@ -679,7 +772,11 @@ impl Store {
     }
 
     /// Applies one verified Stripe event, once.
-    pub async fn apply_stripe_event(&self, event: &StripeEvent, rates: &PoolRates) -> Result<Applied> {
+    pub async fn apply_stripe_event(
+        &self,
+        event: &StripeEvent,
+        rates: &PoolRates,
+    ) -> Result<Applied> {
         let record = "INSERT INTO stripe_events (id, type, created, tenant_id, received_at) VALUES ($1, $2, $3, NULL, $4) \
              ON CONFLICT (id) DO NOTHING";
         let by_customer = "SELECT tenant_id FROM tenant_billing WHERE stripe_customer_id = $1";
@@ -838,34 +935,58 @@ impl Store {
     /// The pool per calendar month for the `months` months that end with
     /// the one of `today`, oldest first: what came in and went out, the
     /// balance at each month's end and the capacity it gave over `horizon_months`.
-    pub async fn pool_history(&self, horizon_months: i64, today: NaiveDate, months: u32) -> Result<PoolHistory> {
+    pub async fn pool_history(
+        &self,
+        horizon_months: i64,
+        today: NaiveDate,
+        months: u32,
+    ) -> Result<PoolHistory> {
         let months = months.max(1);
         let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1)
             .ok_or_else(|| Error::Internal(format!("no first day in the month of {today}")))?;
         let first = this_month
             .checked_sub_months(Months::new(months - 1))
-            .ok_or_else(|| Error::Invalid(format!("{months} months before {today} is out of range")))?;
+            .ok_or_else(|| {
+                Error::Invalid(format!("{months} months before {today} is out of range"))
+            })?;
         let next = this_month
             .checked_add_months(Months::new(1))
             .ok_or_else(|| Error::Invalid(format!("the month after {today} is out of range")))?;
         let from = first.and_time(NaiveTime::MIN).and_utc();
         let until = next.and_time(NaiveTime::MIN).and_utc();
-        let opening = "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger WHERE at < $1";
+        let opening =
+            "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger WHERE at < $1";
         // Timestamps are RFC 3339 text in UTC on SQLite, TIMESTAMPTZ on PostgreSQL.
         let sql = |month: &str| sqlx::AssertSqlSafe(POOL_MONTHS.replace("MONTH_OF_AT", month));
         let (opening, rows): (i64, Vec<(String, i64, i64, i64)>) = match &self.pool {
             Pool::Sqlite(p) => {
                 let (o,): (i64,) = sqlx::query_as(opening).bind(from).fetch_one(p).await?;
-                (o, sqlx::query_as(sql("substr(at, 1, 7)")).bind(from).bind(until).fetch_all(p).await?)
+                (
+                    o,
+                    sqlx::query_as(sql("substr(at, 1, 7)"))
+                        .bind(from)
+                        .bind(until)
+                        .fetch_all(p)
+                        .await?,
+                )
             }
             Pool::Postgres(p) => {
                 let (o,): (i64,) = sqlx::query_as(opening).bind(from).fetch_one(p).await?;
                 let month = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM')";
-                (o, sqlx::query_as(sql(month)).bind(from).bind(until).fetch_all(p).await?)
+                (
+                    o,
+                    sqlx::query_as(sql(month))
+                        .bind(from)
+                        .bind(until)
+                        .fetch_all(p)
+                        .await?,
+                )
             }
         };
-        let mut by_month: HashMap<String, (i64, i64, i64)> =
-            rows.into_iter().map(|(month, credited, debited, accounts)| (month, (credited, debited, accounts))).collect();
+        let mut by_month: HashMap<String, (i64, i64, i64)> = rows
+            .into_iter()
+            .map(|(month, credited, debited, accounts)| (month, (credited, debited, accounts)))
+            .collect();
         let horizon = horizon_months.max(1);
         let mut balance = opening;
         let mut out = Vec::with_capacity(months as usize);
@@ -886,7 +1007,10 @@ impl Store {
                 free_accounts,
             });
         }
-        Ok(PoolHistory { horizon_months: horizon, months: out })
+        Ok(PoolHistory {
+            horizon_months: horizon,
+            months: out,
+        })
     }
 
     /// Debits the pool one month per active free account for `month`
@@ -987,15 +1111,21 @@ impl Store {
     /// accounts already open are never closed for lack of funds.
     pub async fn admit_waiting(&self, public: &PublicInstance) -> Result<Vec<(Uuid, AccountId)>> {
         let chain = self.chain(public.tenant).await?;
-        let root = chain.last().map(|t| t.id).ok_or(Error::NotFound("tenant"))?;
+        let root = chain
+            .last()
+            .map(|t| t.id)
+            .ok_or(Error::NotFound("tenant"))?;
         let balance = "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger";
         let active = "SELECT COUNT(*) FROM accounts WHERE free = TRUE AND status = 'active'";
         let next = "SELECT id, address, password_hash, fingerprint, public_key, secret_key FROM waiting_line \
              WHERE admitted_at IS NULL ORDER BY created_at, id LIMIT $1";
-        let insert = format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}, storage_quota_bytes, free) \
-             VALUES ($1, $2, $3, $4, '', 'user', 'active', $5, $6, $7, $8, $9, $10, $10, $11, TRUE)");
+        let insert = format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}, storage_quota_bytes, free) \
+             VALUES ($1, $2, $3, $4, '', 'user', 'active', $5, $6, $7, $8, $9, $10, $10, $11, TRUE)"
+        );
         let admitted = "UPDATE waiting_line SET admitted_at = $2, account_id = $3 WHERE id = $1";
-        let grow = "UPDATE tenants SET storage_quota_bytes = storage_quota_bytes + $2 WHERE id = $1";
+        let grow =
+            "UPDATE tenants SET storage_quota_bytes = storage_quota_bytes + $2 WHERE id = $1";
         let horizon = public.horizon_months.max(1);
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
@@ -1027,32 +1157,40 @@ impl Store {
     pub async fn usage_history(&self, tenant: TenantId, months: i64) -> Result<Vec<UsageMonth>> {
         let sql = "SELECT tenant_id, month, storage_bytes, storage_peak_bytes, messages_received, messages_sent, active_accounts \
              FROM usage_monthly WHERE tenant_id = $1 ORDER BY month DESC LIMIT $2";
-        let mut rows: Vec<UsageMonth> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(months).fetch_all(p).await)?;
+        let mut rows: Vec<UsageMonth> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(months).fetch_all(p).await)?;
         // The current month's active accounts and storage are read live.
         let month = month_of(Utc::now());
-        let (active,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(OWN_SEATS).bind(tenant.0).fetch_one(p).await)?;
+        let (active,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(OWN_SEATS).bind(tenant.0).fetch_one(p).await)?;
         let (used, _) = self.storage(tenant).await?;
         match rows.first_mut() {
             Some(row) if row.month == month => {
                 row.active_accounts = active;
                 row.storage_bytes = used;
             }
-            _ => rows.insert(0, UsageMonth {
-                tenant_id: tenant.0,
-                month,
-                storage_bytes: used,
-                storage_peak_bytes: used,
-                messages_received: 0,
-                messages_sent: 0,
-                active_accounts: active,
-            }),
+            _ => rows.insert(
+                0,
+                UsageMonth {
+                    tenant_id: tenant.0,
+                    month,
+                    storage_bytes: used,
+                    storage_peak_bytes: used,
+                    messages_received: 0,
+                    messages_sent: 0,
+                    active_accounts: active,
+                },
+            ),
         }
         Ok(rows)
     }
 
     /// Sets (or with `None` removes) an account's own storage cap.
-    pub async fn set_account_quota(&self, actor: &str, account: AccountId, cap: Option<i64>) -> Result<()> {
+    pub async fn set_account_quota(
+        &self,
+        actor: &str,
+        account: AccountId,
+        cap: Option<i64>,
+    ) -> Result<()> {
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let done = sqlx::query("UPDATE accounts SET storage_quota_bytes = $2 WHERE id = $1").bind(account.0).bind(cap)
@@ -1078,14 +1216,16 @@ impl Store {
     /// Bytes an account stores and its own cap, if any.
     pub async fn account_storage(&self, account: AccountId) -> Result<(i64, Option<i64>)> {
         let sql = "SELECT storage_used_bytes, storage_quota_bytes FROM accounts WHERE id = $1";
-        let row: Option<(i64, Option<i64>)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
+        let row: Option<(i64, Option<i64>)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
         row.ok_or(Error::NotFound("account"))
     }
 
     /// Active accounts with the admin role in a tenant: who gets its warnings.
     pub async fn tenant_admins(&self, tenant: TenantId) -> Result<Vec<String>> {
         let sql = "SELECT address FROM accounts WHERE tenant_id = $1 AND role = 'admin' AND status = 'active' ORDER BY address";
-        let rows: Vec<(String,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_all(p).await)?;
+        let rows: Vec<(String,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_all(p).await)?;
         Ok(rows.into_iter().map(|(a,)| a).collect())
     }
 }
@@ -1098,9 +1238,17 @@ mod tests {
     fn thresholds_fire_once_going_up() {
         assert_eq!(quota_threshold_crossed(0, 79, 100), None);
         assert_eq!(quota_threshold_crossed(79, 80, 100), Some(80));
-        assert_eq!(quota_threshold_crossed(80, 90, 100), None, "already past 80");
+        assert_eq!(
+            quota_threshold_crossed(80, 90, 100),
+            None,
+            "already past 80"
+        );
         assert_eq!(quota_threshold_crossed(90, 95, 100), Some(95));
-        assert_eq!(quota_threshold_crossed(10, 99, 100), Some(95), "the highest line crossed");
+        assert_eq!(
+            quota_threshold_crossed(10, 99, 100),
+            Some(95),
+            "the highest line crossed"
+        );
         assert_eq!(quota_threshold_crossed(96, 99, 100), None);
         assert_eq!(quota_threshold_crossed(0, 10, 0), None);
     }

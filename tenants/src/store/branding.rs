@@ -51,10 +51,14 @@ impl BrandFields {
             product_name: self.product_name.or_else(|| parent.product_name.clone()),
             primary_color: self.primary_color.or_else(|| parent.primary_color.clone()),
             accent_color: self.accent_color.or_else(|| parent.accent_color.clone()),
-            support_address: self.support_address.or_else(|| parent.support_address.clone()),
+            support_address: self
+                .support_address
+                .or_else(|| parent.support_address.clone()),
             legal_url: self.legal_url.or_else(|| parent.legal_url.clone()),
             privacy_url: self.privacy_url.or_else(|| parent.privacy_url.clone()),
-            default_language: self.default_language.or_else(|| parent.default_language.clone()),
+            default_language: self
+                .default_language
+                .or_else(|| parent.default_language.clone()),
         }
     }
 }
@@ -112,14 +116,17 @@ pub struct TemplateOverride {
     pub html: String,
 }
 
-const BRAND_COLUMNS: &str =
-    "product_name, primary_color, accent_color, support_address, legal_url, privacy_url, default_language";
+const BRAND_COLUMNS: &str = "product_name, primary_color, accent_color, support_address, legal_url, privacy_url, default_language";
 const HOSTNAME_COLUMNS: &str = "id, tenant_id, hostname, token, verified_at, created_at";
 
 impl Store {
     /// The brand a tenant set itself (nothing inherited).
     pub async fn own_brand(&self, tenant: TenantId) -> Result<BrandFields> {
-        let sql = super::join_sql("SELECT ", BRAND_COLUMNS, " FROM branding WHERE tenant_id = $1");
+        let sql = super::join_sql(
+            "SELECT ",
+            BRAND_COLUMNS,
+            " FROM branding WHERE tenant_id = $1",
+        );
         let row: Option<BrandFields> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
         Ok(row.unwrap_or_default())
@@ -136,7 +143,11 @@ impl Store {
 
     /// The tenant whose logo or favicon `tenant` shows: itself or its nearest
     /// ancestor that has one (without reading the image).
-    pub async fn brand_asset_owner(&self, tenant: TenantId, kind: &str) -> Result<Option<TenantId>> {
+    pub async fn brand_asset_owner(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+    ) -> Result<Option<TenantId>> {
         let sql = "SELECT COUNT(*) FROM brand_assets WHERE tenant_id = $1 AND kind = $2";
         for id in self.ancestry(tenant).await? {
             let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).bind(kind).fetch_one(p).await)?;
@@ -148,7 +159,12 @@ impl Store {
     }
 
     /// Replaces a tenant's own brand fields.
-    pub async fn set_brand(&self, actor: &str, tenant: TenantId, fields: &BrandFields) -> Result<()> {
+    pub async fn set_brand(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        fields: &BrandFields,
+    ) -> Result<()> {
         let upsert = super::join_sql(
             "INSERT INTO branding (tenant_id, ",
             BRAND_COLUMNS,
@@ -180,16 +196,33 @@ impl Store {
 
     pub async fn brand_asset(&self, tenant: TenantId, kind: &str) -> Result<Option<BrandAsset>> {
         let sql = "SELECT content_type, bytes, sha256, updated_at FROM brand_assets WHERE tenant_id = $1 AND kind = $2";
-        let row: Option<(String, Vec<u8>, String, DateTime<Utc>)> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(kind).fetch_optional(p).await)?;
-        Ok(row.map(|(content_type, bytes, sha256, updated_at)| BrandAsset { tenant_id: tenant, content_type, bytes, sha256, updated_at }))
+        let row: Option<(String, Vec<u8>, String, DateTime<Utc>)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).bind(kind).fetch_optional(p).await)?;
+        Ok(
+            row.map(|(content_type, bytes, sha256, updated_at)| BrandAsset {
+                tenant_id: tenant,
+                content_type,
+                bytes,
+                sha256,
+                updated_at,
+            }),
+        )
     }
 
     /// Stores a logo or favicon that was already checked.
-    pub async fn set_brand_asset(&self, actor: &str, tenant: TenantId, kind: &'static str, content_type: &str, bytes: &[u8]) -> Result<String> {
+    pub async fn set_brand_asset(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        kind: &'static str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<String> {
         let sha256 = {
             use sha2::Digest;
-            sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+            sha2::Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
         let upsert = "INSERT INTO brand_assets (tenant_id, kind, content_type, bytes, sha256, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, kind) DO UPDATE SET \
@@ -212,24 +245,43 @@ impl Store {
     }
 
     /// The wording of a template for a tenant: its own, else its nearest ancestor's.
-    pub async fn template_override(&self, tenant: TenantId, name: &str, language: &str) -> Result<Option<(TenantId, TemplateOverride)>> {
+    pub async fn template_override(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<(TenantId, TemplateOverride)>> {
         let sql = "SELECT subject, text_body, html_body FROM template_overrides WHERE tenant_id = $1 AND name = $2 AND language = $3";
         for id in self.ancestry(tenant).await? {
-            let row: Option<(String, String, String)> =
-                on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).bind(name).bind(language).fetch_optional(p).await)?;
+            let row: Option<(String, String, String)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).bind(name).bind(language).fetch_optional(p).await)?;
             if let Some((subject, text, html)) = row {
-                return Ok(Some((id, TemplateOverride { subject, text, html })));
+                return Ok(Some((
+                    id,
+                    TemplateOverride {
+                        subject,
+                        text,
+                        html,
+                    },
+                )));
             }
         }
         Ok(None)
     }
 
     /// Saves (`Some`) or removes (`None`) a tenant's wording of a template.
-    pub async fn set_template_override(&self, actor: &str, tenant: TenantId, name: &str, language: &str, wording: Option<&TemplateOverride>) -> Result<()> {
+    pub async fn set_template_override(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        name: &str,
+        language: &str,
+        wording: Option<&TemplateOverride>,
+    ) -> Result<()> {
         let upsert = "INSERT INTO template_overrides (tenant_id, name, language, subject, text_body, html_body, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, name, language) DO UPDATE SET \
              subject = excluded.subject, text_body = excluded.text_body, html_body = excluded.html_body, updated_at = excluded.updated_at";
-        let delete = "DELETE FROM template_overrides WHERE tenant_id = $1 AND name = $2 AND language = $3";
+        let delete =
+            "DELETE FROM template_overrides WHERE tenant_id = $1 AND name = $2 AND language = $3";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             match wording {
@@ -253,28 +305,43 @@ impl Store {
     /// The domain a tenant's system mail comes from: its first verified domain.
     pub async fn sending_domain(&self, tenant: TenantId) -> Result<Option<String>> {
         let sql = "SELECT name FROM domains WHERE tenant_id = $1 AND verified_at IS NOT NULL ORDER BY verified_at, name LIMIT 1";
-        let row: Option<(String,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        let row: Option<(String,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
         Ok(row.map(|(n,)| n))
     }
 
     /// Where the owner of an account gets welcome and password-reset mail.
-    pub async fn set_recovery_address(&self, account: crate::model::AccountId, address: Option<&str>) -> Result<()> {
+    pub async fn set_recovery_address(
+        &self,
+        account: crate::model::AccountId,
+        address: Option<&str>,
+    ) -> Result<()> {
         let sql = "UPDATE accounts SET recovery_address = $2 WHERE id = $1";
         on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(address).execute(p).await.map(|_| ()))?;
         Ok(())
     }
 
-    pub async fn recovery_address(&self, account: crate::model::AccountId) -> Result<Option<String>> {
+    pub async fn recovery_address(
+        &self,
+        account: crate::model::AccountId,
+    ) -> Result<Option<String>> {
         let sql = "SELECT recovery_address FROM accounts WHERE id = $1";
-        let row: Option<(Option<String>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
+        let row: Option<(Option<String>,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
         Ok(row.and_then(|(a,)| a))
     }
 
     /// Records a password reset (its token's hash), valid until `expires_at`;
     /// earlier unused resets of the account stop working.
-    pub async fn create_password_reset(&self, account: crate::model::AccountId, token_hash: &str, expires_at: DateTime<Utc>) -> Result<()> {
+    pub async fn create_password_reset(
+        &self,
+        account: crate::model::AccountId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
         let now = Utc::now();
-        let retire = "UPDATE password_resets SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL";
+        let retire =
+            "UPDATE password_resets SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL";
         let insert = "INSERT INTO password_resets (token_hash, account_id, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, NULL)";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -286,10 +353,12 @@ impl Store {
     }
 
     /// The account a live (unused, unexpired) reset token belongs to.
-    pub async fn password_reset(&self, token_hash: &str) -> Result<Option<crate::model::AccountId>> {
+    pub async fn password_reset(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<crate::model::AccountId>> {
         let sql = "SELECT account_id FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
-        let row: Option<(Uuid,)> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(token_hash).bind(Utc::now()).fetch_optional(p).await)?;
+        let row: Option<(Uuid,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(token_hash).bind(Utc::now()).fetch_optional(p).await)?;
         Ok(row.map(|(a,)| crate::model::AccountId(a)))
     }
 
@@ -303,12 +372,18 @@ impl Store {
     /// The domain self-signups on the tenant's hostnames get, if it allows them.
     pub async fn self_signup_domain(&self, tenant: TenantId) -> Result<Option<String>> {
         let sql = "SELECT self_signup_domain FROM tenants WHERE id = $1";
-        let row: Option<(Option<String>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        let row: Option<(Option<String>,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
         Ok(row.and_then(|(d,)| d))
     }
 
     /// Allows self-signup on the tenant's hostnames into `domain` (or stops it with `None`).
-    pub async fn set_self_signup_domain(&self, actor: &str, tenant: TenantId, domain: Option<&str>) -> Result<()> {
+    pub async fn set_self_signup_domain(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        domain: Option<&str>,
+    ) -> Result<()> {
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             sqlx::query("UPDATE tenants SET self_signup_domain = $2 WHERE id = $1").bind(tenant.0).bind(domain)
@@ -329,12 +404,19 @@ impl Store {
     /// The first verified hostname of a tenant, for links in its mail.
     pub async fn tenant_hostname(&self, tenant: TenantId) -> Result<Option<String>> {
         let sql = "SELECT hostname FROM hostnames WHERE tenant_id = $1 AND verified_at IS NOT NULL ORDER BY verified_at LIMIT 1";
-        let row: Option<(String,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        let row: Option<(String,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
         Ok(row.map(|(h,)| h))
     }
 
     /// Registers a hostname for a tenant, unverified; a hostname belongs to one tenant.
-    pub async fn add_hostname(&self, actor: &str, tenant: TenantId, hostname: &str, token: &str) -> Result<Hostname> {
+    pub async fn add_hostname(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        hostname: &str,
+        token: &str,
+    ) -> Result<Hostname> {
         let id = Uuid::now_v7();
         let insert = "INSERT INTO hostnames (id, tenant_id, hostname, token, verified_at, created_at) VALUES ($1, $2, $3, $4, NULL, $5)";
         on_pool!(&self.pool, p => {
@@ -359,20 +441,27 @@ impl Store {
 
     pub async fn hostname(&self, id: Uuid) -> Result<Option<Hostname>> {
         let sql = super::join_sql("SELECT ", HOSTNAME_COLUMNS, " FROM hostnames WHERE id = $1");
-        let row: Option<HostnameRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<HostnameRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         Ok(row.map(Hostname::from))
     }
 
     pub async fn hostnames(&self, tenant: TenantId) -> Result<Vec<Hostname>> {
-        let sql = super::join_sql("SELECT ", HOSTNAME_COLUMNS, " FROM hostnames WHERE tenant_id = $1 ORDER BY hostname");
-        let rows: Vec<HostnameRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_all(p).await)?;
+        let sql = super::join_sql(
+            "SELECT ",
+            HOSTNAME_COLUMNS,
+            " FROM hostnames WHERE tenant_id = $1 ORDER BY hostname",
+        );
+        let rows: Vec<HostnameRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_all(p).await)?;
         Ok(rows.into_iter().map(Hostname::from).collect())
     }
 
     /// The tenant a verified hostname belongs to.
     pub async fn tenant_by_hostname(&self, hostname: &str) -> Result<Option<TenantId>> {
         let sql = "SELECT tenant_id FROM hostnames WHERE hostname = $1 AND verified_at IS NOT NULL";
-        let row: Option<(Uuid,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(hostname).fetch_optional(p).await)?;
+        let row: Option<(Uuid,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(hostname).fetch_optional(p).await)?;
         Ok(row.map(|(t,)| TenantId(t)))
     }
 
@@ -391,7 +480,9 @@ impl Store {
             });
             tx.commit().await?;
         });
-        self.hostname(host.id).await?.ok_or(Error::NotFound("hostname"))
+        self.hostname(host.id)
+            .await?
+            .ok_or(Error::NotFound("hostname"))
     }
 
     pub async fn delete_hostname(&self, actor: &str, host: &Hostname) -> Result<()> {

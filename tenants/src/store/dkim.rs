@@ -84,19 +84,29 @@ impl TryFrom<DkimRow> for DkimKey {
     }
 }
 
-const COLUMNS: &str =
-    "id, domain_id, selector, algorithm, public_key, private_key, state, created_at, activated_at, retired_at";
+const COLUMNS: &str = "id, domain_id, selector, algorithm, public_key, private_key, state, created_at, activated_at, retired_at";
 
 impl Store {
     /// Every key of a domain, oldest first.
     pub async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKey>> {
-        let sql = super::join_sql("SELECT ", COLUMNS, " FROM dkim_keys WHERE domain_id = $1 ORDER BY created_at, selector");
-        let rows: Vec<DkimRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(domain.0).fetch_all(p).await)?;
+        let sql = super::join_sql(
+            "SELECT ",
+            COLUMNS,
+            " FROM dkim_keys WHERE domain_id = $1 ORDER BY created_at, selector",
+        );
+        let rows: Vec<DkimRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(domain.0).fetch_all(p).await)?;
         rows.into_iter().map(DkimKey::try_from).collect()
     }
 
     /// Adds pending keys for a rotation; refused while another rotation is pending.
-    pub async fn add_pending_dkim_keys(&self, actor: &str, tenant: TenantId, domain: DomainId, keys: &[NewDkimKey]) -> Result<()> {
+    pub async fn add_pending_dkim_keys(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        domain: DomainId,
+        keys: &[NewDkimKey],
+    ) -> Result<()> {
         let pending = "SELECT COUNT(*) FROM dkim_keys WHERE domain_id = $1 AND state = 'pending'";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -124,7 +134,12 @@ impl Store {
 
     /// Completes a rotation: pending keys sign from now on, the old active
     /// ones retire. Returns false when nothing was pending.
-    pub async fn activate_pending_dkim_keys(&self, actor: &str, tenant: TenantId, domain: DomainId) -> Result<bool> {
+    pub async fn activate_pending_dkim_keys(
+        &self,
+        actor: &str,
+        tenant: TenantId,
+        domain: DomainId,
+    ) -> Result<bool> {
         let retire = "UPDATE dkim_keys SET state = 'retired', retired_at = $2 WHERE domain_id = $1 AND state = 'active'";
         let activate = "UPDATE dkim_keys SET state = 'active', activated_at = $2 WHERE domain_id = $1 AND state = 'pending'";
         let switched = on_pool!(&self.pool, p => {

@@ -91,7 +91,11 @@ impl TryFrom<ExportRow> for TenantExport {
             tenant_id: TenantId(r.tenant_id),
             requested_by: r.requested_by,
             state: ExportState::parse(&r.state)?,
-            recipient: if r.recipient == "openpgp" { ExportRecipient::Openpgp } else { ExportRecipient::Passphrase },
+            recipient: if r.recipient == "openpgp" {
+                ExportRecipient::Openpgp
+            } else {
+                ExportRecipient::Passphrase
+            },
             bytes: r.bytes,
             messages: r.messages,
             error: r.error,
@@ -119,7 +123,11 @@ pub struct NewTenantExport {
 }
 
 impl Store {
-    pub async fn create_tenant_export(&self, actor: &str, new: NewTenantExport) -> Result<TenantExport> {
+    pub async fn create_tenant_export(
+        &self,
+        actor: &str,
+        new: NewTenantExport,
+    ) -> Result<TenantExport> {
         let id = new.id;
         let now = Utc::now();
         let recipient = match new.recipient {
@@ -144,7 +152,9 @@ impl Store {
             });
             tx.commit().await?;
         });
-        self.tenant_export(id).await?.ok_or(Error::NotFound("export"))
+        self.tenant_export(id)
+            .await?
+            .ok_or(Error::NotFound("export"))
     }
 
     pub async fn tenant_export(&self, id: Uuid) -> Result<Option<TenantExport>> {
@@ -155,7 +165,9 @@ impl Store {
 
     /// The tenant's exports, newest first.
     pub async fn list_tenant_exports(&self, tenant: TenantId) -> Result<Vec<TenantExport>> {
-        let sql = format!("SELECT {COLUMNS} FROM tenant_exports WHERE tenant_id = $1 ORDER BY id DESC LIMIT 50");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tenant_exports WHERE tenant_id = $1 ORDER BY id DESC LIMIT 50"
+        );
         let rows: Vec<ExportRow> = on_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant.0).fetch_all(p).await)?;
         rows.into_iter().map(TenantExport::try_from).collect()
     }
@@ -188,13 +200,19 @@ impl Store {
 
     /// The ready export whose link carries this token, spent by this call:
     /// a second call with the same token finds nothing.
-    pub async fn take_tenant_export(&self, id: Uuid, token_hash: &str) -> Result<Option<TenantExport>> {
+    pub async fn take_tenant_export(
+        &self,
+        id: Uuid,
+        token_hash: &str,
+    ) -> Result<Option<TenantExport>> {
         let now = Utc::now();
         let taken: Option<(Uuid,)> = on_pool!(&self.pool, p => sqlx::query_as(
             "UPDATE tenant_exports SET state = 'downloaded', downloaded_at = $3 \
              WHERE id = $1 AND token_hash = $2 AND state = 'ready' AND expires_at > $3 RETURNING tenant_id")
             .bind(id).bind(token_hash).bind(now).fetch_optional(p).await)?;
-        let Some((tenant,)) = taken else { return Ok(None) };
+        let Some((tenant,)) = taken else {
+            return Ok(None);
+        };
         on_pool!(&self.pool, p => sqlx::query(INSERT_AUDIT)
             .bind(now).bind("download link").bind(Some(tenant)).bind("tenant.export.download").bind("tenant_export")
             .bind(id.to_string()).bind("{}").execute(p).await.map(|_| ()))?;
@@ -223,9 +241,22 @@ mod tests {
 
     async fn a_download_link_works_once(backend: Backend) {
         let store = fresh_store(backend).await;
-        let limits = Limits { max_accounts: 1, max_domains: 1, storage_quota_bytes: 1 };
+        let limits = Limits {
+            max_accounts: 1,
+            max_domains: 1,
+            storage_quota_bytes: 1,
+        };
         let tenant = store
-            .create_tenant("operator", NewTenant { name: "T".into(), kind: TenantKind::Enterprise, parent_id: None, limits, policy: Policy::default() })
+            .create_tenant(
+                "operator",
+                NewTenant {
+                    name: "T".into(),
+                    kind: TenantKind::Enterprise,
+                    parent_id: None,
+                    limits,
+                    policy: Policy::default(),
+                },
+            )
             .await
             .unwrap();
         let new = |hash: &str, expires_at| NewTenantExport {
@@ -236,30 +267,95 @@ mod tests {
             token_hash: hash.into(),
             expires_at,
         };
-        let export = store.create_tenant_export("admin", new("h1", Utc::now() + chrono::Duration::hours(1))).await.unwrap();
+        let export = store
+            .create_tenant_export("admin", new("h1", Utc::now() + chrono::Duration::hours(1)))
+            .await
+            .unwrap();
         assert_eq!(export.state, ExportState::Queued);
-        assert!(store.take_tenant_export(export.id, "h1").await.unwrap().is_none(), "not before it is ready");
+        assert!(
+            store
+                .take_tenant_export(export.id, "h1")
+                .await
+                .unwrap()
+                .is_none(),
+            "not before it is ready"
+        );
         let (running, secret) = store.start_tenant_export(export.id).await.unwrap().unwrap();
-        assert_eq!((running.state, secret.as_str()), (ExportState::Running, "sealed"));
+        assert_eq!(
+            (running.state, secret.as_str()),
+            (ExportState::Running, "sealed")
+        );
         store.finish_tenant_export(export.id, 100, 3).await.unwrap();
-        assert!(store.start_tenant_export(export.id).await.unwrap().is_none(), "the secret is gone once written");
-        assert!(store.take_tenant_export(export.id, "wrong").await.unwrap().is_none());
-        let taken = store.take_tenant_export(export.id, "h1").await.unwrap().unwrap();
-        assert_eq!((taken.state, taken.bytes), (ExportState::Downloaded, Some(100)));
-        assert!(store.take_tenant_export(export.id, "h1").await.unwrap().is_none(), "once");
+        assert!(
+            store
+                .start_tenant_export(export.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "the secret is gone once written"
+        );
+        assert!(
+            store
+                .take_tenant_export(export.id, "wrong")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let taken = store
+            .take_tenant_export(export.id, "h1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (taken.state, taken.bytes),
+            (ExportState::Downloaded, Some(100))
+        );
+        assert!(
+            store
+                .take_tenant_export(export.id, "h1")
+                .await
+                .unwrap()
+                .is_none(),
+            "once"
+        );
 
-        let late = store.create_tenant_export("admin", new("h2", Utc::now() - chrono::Duration::seconds(1))).await.unwrap();
+        let late = store
+            .create_tenant_export(
+                "admin",
+                new("h2", Utc::now() - chrono::Duration::seconds(1)),
+            )
+            .await
+            .unwrap();
         store.start_tenant_export(late.id).await.unwrap();
         store.finish_tenant_export(late.id, 1, 0).await.unwrap();
-        assert!(store.take_tenant_export(late.id, "h2").await.unwrap().is_none(), "expired");
+        assert!(
+            store
+                .take_tenant_export(late.id, "h2")
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
         assert!(store.expire_tenant_export(late.id).await.unwrap());
-        assert_eq!(store.tenant_export(late.id).await.unwrap().unwrap().state, ExportState::Expired);
+        assert_eq!(
+            store.tenant_export(late.id).await.unwrap().unwrap().state,
+            ExportState::Expired
+        );
         // One whose job never finished: failed, its secret forgotten.
-        let stuck = store.create_tenant_export("admin", new("h3", Utc::now() - chrono::Duration::seconds(1))).await.unwrap();
+        let stuck = store
+            .create_tenant_export(
+                "admin",
+                new("h3", Utc::now() - chrono::Duration::seconds(1)),
+            )
+            .await
+            .unwrap();
         store.start_tenant_export(stuck.id).await.unwrap();
         assert!(store.expire_tenant_export(stuck.id).await.unwrap());
         let stuck = store.tenant_export(stuck.id).await.unwrap().unwrap();
-        assert_eq!((stuck.state, stuck.error.as_deref()), (ExportState::Failed, Some("it did not finish in time")));
+        assert_eq!(
+            (stuck.state, stuck.error.as_deref()),
+            (ExportState::Failed, Some("it did not finish in time"))
+        );
         assert!(store.start_tenant_export(stuck.id).await.unwrap().is_none());
         assert_eq!(store.list_tenant_exports(tenant.id).await.unwrap().len(), 3);
     }

@@ -73,14 +73,21 @@ impl Store {
                 let live = "SELECT id FROM jobs WHERE kind = $1 AND dedup_key = $2 AND state IN ('queued', 'running')";
                 let found: Option<(Uuid,)> = on_pool!(&self.pool, p =>
                     sqlx::query_as(live).bind(job.kind).bind(&job.dedup_key).fetch_optional(p).await)?;
-                found.map(|(id,)| (id, false)).ok_or_else(|| Error::Internal("deduplicated job vanished".into()))
+                found
+                    .map(|(id,)| (id, false))
+                    .ok_or_else(|| Error::Internal("deduplicated job vanished".into()))
             }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Takes the next due job of one of `kinds` for `worker`, leased until `lease_until`.
-    pub async fn claim_job(&self, kinds: &[&str], worker: &str, lease_until: DateTime<Utc>) -> Result<Option<JobRow>> {
+    pub async fn claim_job(
+        &self,
+        kinds: &[&str],
+        worker: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<JobRow>> {
         let now = Utc::now();
         let kinds = serde_json::to_string(kinds).map_err(|e| Error::Internal(e.to_string()))?;
         let row: Option<JobRow> = match &self.pool {
@@ -91,7 +98,13 @@ impl Store {
                           AND ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3)) \
                         ORDER BY run_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      RETURNING id, kind, payload, attempts, max_attempts";
-                sqlx::query_as(sql).bind(lease_until).bind(worker).bind(now).bind(&kinds).fetch_optional(p).await?
+                sqlx::query_as(sql)
+                    .bind(lease_until)
+                    .bind(worker)
+                    .bind(now)
+                    .bind(&kinds)
+                    .fetch_optional(p)
+                    .await?
             }
             Pool::Sqlite(p) => {
                 let sql = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1, leased_by = $2, updated_at = $3 \
@@ -100,7 +113,13 @@ impl Store {
                           AND ((state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3)) \
                         ORDER BY run_at LIMIT 1) \
                      RETURNING id, kind, payload, attempts, max_attempts";
-                sqlx::query_as(sql).bind(lease_until).bind(worker).bind(now).bind(&kinds).fetch_optional(p).await?
+                sqlx::query_as(sql)
+                    .bind(lease_until)
+                    .bind(worker)
+                    .bind(now)
+                    .bind(&kinds)
+                    .fetch_optional(p)
+                    .await?
             }
         };
         Ok(row)
@@ -115,7 +134,13 @@ impl Store {
     }
 
     /// Records a failure: queued again at `retry_at`, or dead when `None`.
-    pub async fn fail_job(&self, id: Uuid, worker: &str, error: &str, retry_at: Option<DateTime<Utc>>) -> Result<bool> {
+    pub async fn fail_job(
+        &self,
+        id: Uuid,
+        worker: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
         let sql = "UPDATE jobs SET state = CASE WHEN $4 IS NULL THEN 'dead' ELSE 'queued' END, \
                run_at = COALESCE($4, run_at), lease_until = NULL, last_error = $3, updated_at = $5 \
              WHERE id = $1 AND leased_by = $2 AND state = 'running'";
@@ -129,13 +154,15 @@ impl Store {
     /// Jobs of `kind` queued or running.
     pub async fn live_jobs(&self, kind: &str) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state IN ('queued', 'running')";
-        let n: (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(kind).fetch_one(p).await)?;
+        let n: (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(kind).fetch_one(p).await)?;
         Ok(n.0)
     }
 
     pub async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
         let sql = "SELECT kind, state, COUNT(*) AS jobs FROM jobs GROUP BY kind, state ORDER BY kind, state";
-        let rows: Vec<QueueDepth> = on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        let rows: Vec<QueueDepth> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?;
         Ok(rows)
     }
 
@@ -143,14 +170,16 @@ impl Store {
     pub async fn dead_jobs(&self, limit: i64) -> Result<Vec<DeadJob>> {
         let sql = "SELECT id, kind, attempts, last_error, updated_at FROM jobs WHERE state = 'dead' \
              ORDER BY updated_at DESC LIMIT $1";
-        let rows: Vec<DeadJob> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(limit).fetch_all(p).await)?;
+        let rows: Vec<DeadJob> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(limit).fetch_all(p).await)?;
         Ok(rows)
     }
 
     /// The state of one job (tests and diagnostics).
     pub async fn job_state(&self, id: Uuid) -> Result<Option<(String, i32, Option<String>)>> {
         let sql = "SELECT state, attempts, last_error FROM jobs WHERE id = $1";
-        let row: Option<(String, i32, Option<String>)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<(String, i32, Option<String>)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         Ok(row)
     }
 }

@@ -16,7 +16,9 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Audit, INSERT_AUDIT, Page, Pool, Store, WriteLock, join_sql, stored, unique_violation};
+use super::{
+    Audit, INSERT_AUDIT, Page, Pool, Store, WriteLock, join_sql, stored, unique_violation,
+};
 use crate::model::{AccountId, DataKind, Decision, Jurisdiction, TenantId};
 use crate::{Error, Result};
 
@@ -102,7 +104,12 @@ pub struct MessagesByLevel {
 impl MessagesByLevel {
     /// From counts in the order of [`crate::Level::ALL`].
     pub fn from_counts([standard, sealed, dispersed, end_to_end]: [i64; 4]) -> MessagesByLevel {
-        MessagesByLevel { standard, sealed, dispersed, end_to_end }
+        MessagesByLevel {
+            standard,
+            sealed,
+            dispersed,
+            end_to_end,
+        }
     }
 
     /// Messages the server could only hand over as ciphertext: every level above `standard`.
@@ -242,9 +249,12 @@ struct RequestRow {
 
 impl RequestRow {
     fn into_request(self, exports: Vec<LegalExport>) -> Result<LegalRequest> {
-        let json = |what: &str, e: serde_json::Error| Error::Internal(format!("stored {what}: {e}"));
-        let accounts: Vec<Uuid> = serde_json::from_str(&self.account_ids).map_err(|e| json("scope accounts", e))?;
-        let kinds: Vec<String> = serde_json::from_str(&self.data_kinds).map_err(|e| json("data kinds", e))?;
+        let json =
+            |what: &str, e: serde_json::Error| Error::Internal(format!("stored {what}: {e}"));
+        let accounts: Vec<Uuid> =
+            serde_json::from_str(&self.account_ids).map_err(|e| json("scope accounts", e))?;
+        let kinds: Vec<String> =
+            serde_json::from_str(&self.data_kinds).map_err(|e| json("data kinds", e))?;
         Ok(LegalRequest {
             id: self.id,
             corrects: self.corrects_id,
@@ -259,7 +269,11 @@ impl RequestRow {
                 account_ids: accounts.into_iter().map(AccountId).collect(),
                 from: self.scope_from,
                 until: self.scope_until,
-                kinds: kinds.iter().map(|k| k.parse()).collect::<Result<_>>().map_err(stored)?,
+                kinds: kinds
+                    .iter()
+                    .map(|k| k.parse())
+                    .collect::<Result<_>>()
+                    .map_err(stored)?,
             },
             decision: self.decision.parse().map_err(stored)?,
             disclosed: self.disclosed,
@@ -319,7 +333,13 @@ struct CanaryRow {
 
 impl From<CanaryRow> for WarrantCanary {
     fn from(r: CanaryRow) -> WarrantCanary {
-        WarrantCanary { id: r.id, issued_at: r.issued_at, next_due: r.next_due, statement: r.statement, signature: r.signature }
+        WarrantCanary {
+            id: r.id,
+            issued_at: r.issued_at,
+            next_due: r.next_due,
+            statement: r.statement,
+            signature: r.signature,
+        }
     }
 }
 
@@ -339,8 +359,11 @@ const RUNNING_GAGS: &str = "SELECT COUNT(*) FROM legal_requests r WHERE r.gag_un
 fn check_signature(signature: &str) -> Result<()> {
     let alphabet = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
     let bytes = signature.as_bytes();
-    if bytes.len() != 88 || !signature.ends_with("==") || !bytes[..86].iter().all(|&b| alphabet(b)) {
-        return Err(Error::Invalid("the signature must be a base64 Ed25519 signature (64 bytes, 88 characters)".into()));
+    if bytes.len() != 88 || !signature.ends_with("==") || !bytes[..86].iter().all(|&b| alphabet(b))
+    {
+        return Err(Error::Invalid(
+            "the signature must be a base64 Ed25519 signature (64 bytes, 88 characters)".into(),
+        ));
     }
     Ok(())
 }
@@ -348,8 +371,13 @@ fn check_signature(signature: &str) -> Result<()> {
 /// Checks a new entry and settles its decision; what it returns is what is stored.
 fn checked(mut new: NewLegalRequest, today: NaiveDate) -> Result<NewLegalRequest> {
     let authority = new.authority.trim();
-    if authority.is_empty() || authority.chars().count() > 200 || authority.chars().any(char::is_control) {
-        return Err(Error::Invalid("`authority` must be 1 to 200 printable characters".into()));
+    if authority.is_empty()
+        || authority.chars().count() > 200
+        || authority.chars().any(char::is_control)
+    {
+        return Err(Error::Invalid(
+            "`authority` must be 1 to 200 printable characters".into(),
+        ));
     }
     new.authority = authority.to_owned();
     new.legal_basis = match new.legal_basis.as_deref().map(str::trim) {
@@ -360,7 +388,9 @@ fn checked(mut new: NewLegalRequest, today: NaiveDate) -> Result<NewLegalRequest
             ));
         }
         Some(basis) if basis.chars().count() > 500 => {
-            return Err(Error::Invalid("`legal_basis` is longer than 500 characters".into()));
+            return Err(Error::Invalid(
+                "`legal_basis` is longer than 500 characters".into(),
+            ));
         }
         Some(basis) => Some(basis.to_owned()),
     };
@@ -371,15 +401,24 @@ fn checked(mut new: NewLegalRequest, today: NaiveDate) -> Result<NewLegalRequest
                 "a request without a legal basis (a court order reference) can only be refused; it cannot be recorded as `{asked}`"
             )));
         }
-        (Some(_), None) => return Err(Error::Invalid("`decision` is required for a request with a legal basis".into())),
+        (Some(_), None) => {
+            return Err(Error::Invalid(
+                "`decision` is required for a request with a legal basis".into(),
+            ));
+        }
         (Some(_), Some(decision)) => decision,
     });
     // A day of slack: where the operator is, it may already be tomorrow (time zones reach UTC+14).
     if new.received_on > today + chrono::Days::new(1) {
-        return Err(Error::Invalid(format!("`received_on` {} is in the future", new.received_on)));
+        return Err(Error::Invalid(format!(
+            "`received_on` {} is in the future",
+            new.received_on
+        )));
     }
     if new.disclosed.chars().count() > 10_000 {
-        return Err(Error::Invalid("`disclosed` is longer than 10,000 characters".into()));
+        return Err(Error::Invalid(
+            "`disclosed` is longer than 10,000 characters".into(),
+        ));
     }
     let scope = &mut new.scope;
     if scope.kinds.is_empty() {
@@ -394,11 +433,16 @@ fn checked(mut new: NewLegalRequest, today: NaiveDate) -> Result<NewLegalRequest
     if let (Some(from), Some(until)) = (scope.from, scope.until)
         && from >= until
     {
-        return Err(Error::Invalid(format!("the scope's `from` ({from}) must be before its `until` ({until})")));
+        return Err(Error::Invalid(format!(
+            "the scope's `from` ({from}) must be before its `until` ({until})"
+        )));
     }
     if let Some(gag) = new.gag_until {
         if gag < new.received_on {
-            return Err(Error::Invalid(format!("`gag_until` {gag} is before the request was received ({})", new.received_on)));
+            return Err(Error::Invalid(format!(
+                "`gag_until` {gag} is before the request was received ({})",
+                new.received_on
+            )));
         }
         if new.tenant_notified && gag >= today {
             return Err(Error::Invalid(format!(
@@ -414,29 +458,46 @@ impl Store {
     /// The operator tenant, to which the register's audit rows belong.
     async fn operator_tenant_id(&self) -> Result<Option<Uuid>> {
         let sql = "SELECT id FROM tenants WHERE kind = 'operator'";
-        let row: Option<(Uuid,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_optional(p).await)?;
+        let row: Option<(Uuid,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_optional(p).await)?;
         Ok(row.map(|(id,)| id))
     }
 
     /// Records a request. One without a legal basis is recorded as refused.
-    pub async fn record_legal_request(&self, actor: &str, new: NewLegalRequest) -> Result<LegalRequest> {
+    pub async fn record_legal_request(
+        &self,
+        actor: &str,
+        new: NewLegalRequest,
+    ) -> Result<LegalRequest> {
         self.insert_legal_request(actor, None, new).await
     }
 
     /// Records `new` as the correction of entry `corrects`, which must be
     /// the newest entry of its chain.
-    pub async fn correct_legal_request(&self, actor: &str, corrects: Uuid, new: NewLegalRequest) -> Result<LegalRequest> {
+    pub async fn correct_legal_request(
+        &self,
+        actor: &str,
+        corrects: Uuid,
+        new: NewLegalRequest,
+    ) -> Result<LegalRequest> {
         self.insert_legal_request(actor, Some(corrects), new).await
     }
 
-    async fn insert_legal_request(&self, actor: &str, corrects: Option<Uuid>, new: NewLegalRequest) -> Result<LegalRequest> {
+    async fn insert_legal_request(
+        &self,
+        actor: &str,
+        corrects: Option<Uuid>,
+        new: NewLegalRequest,
+    ) -> Result<LegalRequest> {
         let new = checked(new, Utc::now().date_naive())?;
         let decision = new.decision.unwrap_or(Decision::Refused);
         let scope = &new.scope;
-        let tenant = self
-            .tenant(scope.tenant_id)
-            .await?
-            .ok_or_else(|| Error::Invalid(format!("the scope's tenant {} does not exist", scope.tenant_id)))?;
+        let tenant = self.tenant(scope.tenant_id).await?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "the scope's tenant {} does not exist",
+                scope.tenant_id
+            ))
+        })?;
         for id in &scope.account_ids {
             match self.account(*id).await? {
                 Some(account) if account.tenant_id == tenant.id => {}
@@ -446,20 +507,36 @@ impl Store {
                         account.address, tenant.name
                     )));
                 }
-                None => return Err(Error::Invalid(format!("the scope's account {id} does not exist"))),
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "the scope's account {id} does not exist"
+                    )));
+                }
             }
         }
         let operator = self.operator_tenant_id().await?;
         let id = Uuid::now_v7();
         let target = "SELECT r.chain_id, (SELECT c.id FROM legal_requests c WHERE c.corrects_id = r.id) \
              FROM legal_requests r WHERE r.id = $1";
-        let newest = join_sql("SELECT r.id FROM legal_requests r WHERE r.chain_id = $1 AND ", CURRENT, "");
+        let newest = join_sql(
+            "SELECT r.id FROM legal_requests r WHERE r.chain_id = $1 AND ",
+            CURRENT,
+            "",
+        );
         let insert = "INSERT INTO legal_requests (id, chain_id, corrects_id, authority, country, legal_basis, received_on, \
              tenant_id, account_ids, scope_from, scope_until, data_kinds, decision, disclosed, tenant_notified, gag_until, \
              recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
-        let account_ids =
-            serde_json::Value::from(scope.account_ids.iter().map(|a| a.to_string()).collect::<Vec<_>>()).to_string();
-        let kinds = serde_json::Value::from(scope.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()).to_string();
+        let account_ids = serde_json::Value::from(
+            scope
+                .account_ids
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        let kinds =
+            serde_json::Value::from(scope.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+                .to_string();
         let result: Result<()> = on_pool!(&self.pool, p => async {
             let mut tx = p.begin_locked(operator.unwrap_or(Uuid::nil())).await?;
             let chain_id = match corrects {
@@ -522,7 +599,9 @@ impl Store {
             Ok(())
         }.await);
         result?;
-        self.legal_request(id).await?.ok_or(Error::NotFound("legal request"))
+        self.legal_request(id)
+            .await?
+            .ok_or(Error::NotFound("legal request"))
     }
 
     /// The exports of the chains `chains`, oldest first, by chain. Exports
@@ -532,13 +611,21 @@ impl Store {
         let rows: Vec<ExportRow> = match chains {
             [] => Vec::new(),
             [chain] => {
-                let sql = join_sql("SELECT ", EXPORT_COLUMNS, " FROM legal_exports e JOIN legal_requests r ON r.id = e.request_id \
-                     WHERE r.chain_id = $1 ORDER BY e.id");
+                let sql = join_sql(
+                    "SELECT ",
+                    EXPORT_COLUMNS,
+                    " FROM legal_exports e JOIN legal_requests r ON r.id = e.request_id \
+                     WHERE r.chain_id = $1 ORDER BY e.id",
+                );
                 on_pool!(&self.pool, p => sqlx::query_as(sql).bind(*chain).fetch_all(p).await)?
             }
             _ => {
-                let sql = join_sql("SELECT ", EXPORT_COLUMNS, " FROM legal_exports e JOIN legal_requests r ON r.id = e.request_id \
-                     ORDER BY e.id");
+                let sql = join_sql(
+                    "SELECT ",
+                    EXPORT_COLUMNS,
+                    " FROM legal_exports e JOIN legal_requests r ON r.id = e.request_id \
+                     ORDER BY e.id",
+                );
                 on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?
             }
         };
@@ -565,8 +652,13 @@ impl Store {
 
     /// One entry of the register, as recorded (it may have been corrected since).
     pub async fn legal_request(&self, id: Uuid) -> Result<Option<LegalRequest>> {
-        let sql = join_sql("SELECT ", REQUEST_COLUMNS, " FROM legal_requests r WHERE r.id = $1");
-        let row: Option<RequestRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let sql = join_sql(
+            "SELECT ",
+            REQUEST_COLUMNS,
+            " FROM legal_requests r WHERE r.id = $1",
+        );
+        let row: Option<RequestRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         Ok(self.requests(row.into_iter().collect()).await?.pop())
     }
 
@@ -578,7 +670,8 @@ impl Store {
             " FROM legal_requests r WHERE r.chain_id = (SELECT chain_id FROM legal_requests WHERE id = $1) \
              AND NOT EXISTS (SELECT 1 FROM legal_requests c WHERE c.corrects_id = r.id)",
         );
-        let row: Option<RequestRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<RequestRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         Ok(self.requests(row.into_iter().collect()).await?.pop())
     }
 
@@ -589,14 +682,17 @@ impl Store {
             REQUEST_COLUMNS,
             " FROM legal_requests r WHERE r.chain_id = (SELECT chain_id FROM legal_requests WHERE id = $1) ORDER BY r.id",
         );
-        let rows: Vec<RequestRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_all(p).await)?;
+        let rows: Vec<RequestRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_all(p).await)?;
         let mut chain = self.requests(rows).await?;
         // Ids follow time, but a chain's order is its links: start at the first entry, follow the corrections.
         let mut ordered = Vec::with_capacity(chain.len());
         let mut next = chain.iter().position(|r| r.corrects.is_none());
         while let Some(i) = next {
             let entry = chain.swap_remove(i);
-            next = entry.corrected_by.and_then(|c| chain.iter().position(|r| r.id == c));
+            next = entry
+                .corrected_by
+                .and_then(|c| chain.iter().position(|r| r.id == c));
             ordered.push(entry);
         }
         Ok(ordered)
@@ -604,24 +700,44 @@ impl Store {
 
     /// The register's entries (corrections included), in the order they were recorded.
     pub async fn list_legal_requests(&self, page: Page) -> Result<Vec<LegalRequest>> {
-        let sql = join_sql("SELECT ", REQUEST_COLUMNS, " FROM legal_requests r WHERE r.id > $1 ORDER BY r.id LIMIT $2");
-        let rows: Vec<RequestRow> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
+        let sql = join_sql(
+            "SELECT ",
+            REQUEST_COLUMNS,
+            " FROM legal_requests r WHERE r.id > $1 ORDER BY r.id LIMIT $2",
+        );
+        let rows: Vec<RequestRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(page.after()).bind(page.fetch()).fetch_all(p).await)?;
         self.requests(rows).await
     }
 
     /// Records the archive handed over for a request. Only a request with a
     /// legal basis, as it stands complied with (fully or partially), may
     /// have one; the export is recorded under the request's current entry.
-    pub async fn record_legal_export(&self, actor: &str, request_id: Uuid, new: NewLegalExport) -> Result<LegalExport> {
-        if new.sha256.len() != 64 || !new.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(Error::Invalid("`sha256` must be 64 lower-case hexadecimal digits".into()));
+    pub async fn record_legal_export(
+        &self,
+        actor: &str,
+        request_id: Uuid,
+        new: NewLegalExport,
+    ) -> Result<LegalExport> {
+        if new.sha256.len() != 64
+            || !new
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::Invalid(
+                "`sha256` must be 64 lower-case hexadecimal digits".into(),
+            ));
         }
         check_signature(&new.signature)?;
         if new.accounts < 0 || new.bytes < 0 || new.messages_by_level.iter().any(|n| *n < 0) {
-            return Err(Error::Invalid("an export's counts cannot be negative".into()));
+            return Err(Error::Invalid(
+                "an export's counts cannot be negative".into(),
+            ));
         }
-        let current = self.current_legal_request(request_id).await?.ok_or(Error::NotFound("legal request"))?;
+        let current = self
+            .current_legal_request(request_id)
+            .await?
+            .ok_or(Error::NotFound("legal request"))?;
         if !current.valid {
             return Err(Error::Conflict(format!(
                 "the legal request {} has no legal basis (no court order reference): nothing may be disclosed for it",
@@ -658,8 +774,13 @@ impl Store {
             });
             tx.commit().await?;
         });
-        let sql = join_sql("SELECT ", EXPORT_COLUMNS, " FROM legal_exports e JOIN legal_requests r ON r.id = e.request_id WHERE e.id = $1");
-        let row: ExportRow = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_one(p).await)?;
+        let sql = join_sql(
+            "SELECT ",
+            EXPORT_COLUMNS,
+            " FROM legal_exports e JOIN legal_requests r ON r.id = e.request_id WHERE e.id = $1",
+        );
+        let row: ExportRow =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_one(p).await)?;
         Ok(row.into())
     }
 
@@ -670,15 +791,18 @@ impl Store {
     }
 
     /// [`Store::transparency`] as of day `today` (which decides whether a gag order still runs).
-    pub async fn transparency_on(&self, tenant: Option<TenantId>, today: NaiveDate) -> Result<TransparencyReport> {
+    pub async fn transparency_on(
+        &self,
+        tenant: Option<TenantId>,
+        today: NaiveDate,
+    ) -> Result<TransparencyReport> {
         let sql = join_sql(
             "SELECT ",
             REQUEST_COLUMNS,
             " FROM legal_requests r WHERE ($1 IS NULL OR r.tenant_id = $1) \
              AND NOT EXISTS (SELECT 1 FROM legal_requests c WHERE c.corrects_id = r.id) ORDER BY r.id",
         );
-        let rows: Vec<RequestRow> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.map(|t| t.0)).fetch_all(p).await)?;
+        let rows: Vec<RequestRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.map(|t| t.0)).fetch_all(p).await)?;
         let requests = self.requests(rows).await?;
         let mut rows: BTreeMap<(String, String), TransparencyCounts> = BTreeMap::new();
         let mut totals = TransparencyCounts::default();
@@ -688,7 +812,10 @@ impl Store {
             if tenant.is_some() && gagged {
                 continue;
             }
-            let key = (quarter_of(request.received_on), request.country.as_str().to_owned());
+            let key = (
+                quarter_of(request.received_on),
+                request.country.as_str().to_owned(),
+            );
             for counts in [rows.entry(key).or_default(), &mut totals] {
                 count(counts, request);
             }
@@ -698,7 +825,11 @@ impl Store {
             rows: rows
                 .into_iter()
                 .map(|((quarter, country), counts)| {
-                    Ok(TransparencyRow { quarter, country: Jurisdiction::parse(&country).map_err(stored)?, counts })
+                    Ok(TransparencyRow {
+                        quarter,
+                        country: Jurisdiction::parse(&country).map_err(stored)?,
+                        counts,
+                    })
                 })
                 .collect::<Result<_>>()?,
             totals,
@@ -707,7 +838,8 @@ impl Store {
 
     /// Whether a request, as it stands, has a gag order that still runs on `day`.
     pub async fn gag_order_running(&self, day: NaiveDate) -> Result<bool> {
-        let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(RUNNING_GAGS).bind(day).fetch_one(p).await)?;
+        let (n,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(RUNNING_GAGS).bind(day).fetch_one(p).await)?;
         Ok(n > 0)
     }
 
@@ -718,7 +850,9 @@ impl Store {
             return Err(Error::Invalid("the canary's statement is empty".into()));
         }
         if new.next_due <= new.issued_at {
-            return Err(Error::Invalid("the next canary must be due after this one is issued".into()));
+            return Err(Error::Invalid(
+                "the next canary must be due after this one is issued".into(),
+            ));
         }
         check_signature(&new.signature)?;
         let operator = self.operator_tenant_id().await?;
@@ -748,13 +882,16 @@ impl Store {
             Ok(())
         }.await);
         result?;
-        self.latest_canary().await?.ok_or_else(|| Error::Internal("the canary just issued is gone".into()))
+        self.latest_canary()
+            .await?
+            .ok_or_else(|| Error::Internal("the canary just issued is gone".into()))
     }
 
     /// The canary issued last.
     pub async fn latest_canary(&self) -> Result<Option<WarrantCanary>> {
         let sql = "SELECT id, issued_at, next_due, statement, signature FROM warrant_canaries ORDER BY id DESC LIMIT 1";
-        let row: Option<CanaryRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_optional(p).await)?;
+        let row: Option<CanaryRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_optional(p).await)?;
         Ok(row.map(WarrantCanary::from))
     }
 }
@@ -774,7 +911,12 @@ fn count(counts: &mut TransparencyCounts, request: &LegalRequest) {
     }
     counts.accounts_affected += if request.scope.account_ids.is_empty() {
         // Exports of the same request hold the same accounts: the largest is how many.
-        request.exports.iter().map(|e| e.accounts).max().unwrap_or(0)
+        request
+            .exports
+            .iter()
+            .map(|e| e.accounts)
+            .max()
+            .unwrap_or(0)
     } else {
         request.scope.account_ids.len() as i64
     };

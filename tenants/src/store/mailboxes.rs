@@ -34,7 +34,8 @@ pub(super) const INSERT_MAILBOX: &str = "INSERT INTO mailboxes (id, account_id, 
 const BUMP: &str = "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1 RETURNING highest_modseq";
 pub(super) const BURY: &str = "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3) \
      ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq";
-const MAILBOX_COLUMNS: &str = "id, account_id, name, role, uid_validity, uid_next, highest_modseq, subscribed, created_at";
+const MAILBOX_COLUMNS: &str =
+    "id, account_id, name, role, uid_validity, uid_next, highest_modseq, subscribed, created_at";
 macro_rules! view_columns {
     () => {
         "uid, modseq, flags, keywords, rfc822_size, received_at, level, id"
@@ -50,7 +51,12 @@ macro_rules! take_uids {
         let account: crate::model::AccountId = $account;
         let taken: Option<(uuid::Uuid, i64, i64)> = match $target {
             super::mailboxes::Target::Role(role) => {
-                let take = || sqlx::query_as(super::mailboxes::TAKE_BY_ROLE).bind(account.0).bind(role.as_str()).bind(n);
+                let take = || {
+                    sqlx::query_as(super::mailboxes::TAKE_BY_ROLE)
+                        .bind(account.0)
+                        .bind(role.as_str())
+                        .bind(n)
+                };
                 match take().fetch_optional(&mut *$tx).await? {
                     Some(taken) => Some(taken),
                     None => {
@@ -69,7 +75,11 @@ macro_rules! take_uids {
                 }
             }
             super::mailboxes::Target::Mailbox(id) => {
-                sqlx::query_as(super::mailboxes::TAKE_BY_ID).bind(id.0).bind(n).fetch_optional(&mut *$tx).await?
+                sqlx::query_as(super::mailboxes::TAKE_BY_ID)
+                    .bind(id.0)
+                    .bind(n)
+                    .fetch_optional(&mut *$tx)
+                    .await?
             }
         };
         taken.ok_or(crate::Error::NotFound("mailbox"))?
@@ -183,7 +193,12 @@ impl TryFrom<MailboxRow> for Mailbox {
             id: MailboxId(r.id),
             account_id: AccountId(r.account_id),
             name: r.name,
-            role: r.role.as_deref().map(str::parse).transpose().map_err(|e| Error::Internal(format!("stored mailbox: {e}")))?,
+            role: r
+                .role
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| Error::Internal(format!("stored mailbox: {e}")))?,
             uid_validity: r.uid_validity,
             uid_next: r.uid_next,
             highest_modseq: r.highest_modseq,
@@ -236,7 +251,12 @@ impl TryFrom<ViewRow> for ViewEntry {
             uid: r.uid,
             modseq: r.modseq,
             flags: parse_flags(&r.flags).map_err(stored)?,
-            keywords: r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+            keywords: r
+                .keywords
+                .split(' ')
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
             rfc822_size: r.rfc822_size,
             received_at: r.received_at,
             level: r.level.parse().map_err(stored)?,
@@ -249,10 +269,15 @@ impl TryFrom<ViewRow> for ViewEntry {
 fn view_line(line: &str) -> Result<ViewEntry> {
     let bad = || Error::Internal(format!("stored message does not parse: `{line}`"));
     let fields: Vec<&str> = line.split('\t').collect();
-    let [uid, modseq, flags, keywords, size, received_at, level, id] = fields[..] else { return Err(bad()) };
+    let [uid, modseq, flags, keywords, size, received_at, level, id] = fields[..] else {
+        return Err(bad());
+    };
     let number = |text: &str| text.parse::<i64>().map_err(|_| bad());
     let received_at = DateTime::parse_from_rfc3339(received_at)
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(received_at, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc().fixed_offset()))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(received_at, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|n| n.and_utc().fixed_offset())
+        })
         .map_err(|_| bad())?
         .to_utc();
     let id = Uuid::try_parse(id).map_err(|_| bad())?;
@@ -305,12 +330,25 @@ impl FlagChange {
                 let mut f = flags.to_vec();
                 f.extend(self.flags.iter().filter(|x| !flags.contains(x)));
                 let mut k = keywords.to_vec();
-                k.extend(self.keywords.iter().filter(|x| !keywords.iter().any(|y| same(x, y))).cloned());
+                k.extend(
+                    self.keywords
+                        .iter()
+                        .filter(|x| !keywords.iter().any(|y| same(x, y)))
+                        .cloned(),
+                );
                 (f, dedup_keywords(k))
             }
             FlagOp::Remove => (
-                flags.iter().filter(|x| !self.flags.contains(x)).copied().collect(),
-                keywords.iter().filter(|x| !self.keywords.iter().any(|y| same(x, y))).cloned().collect(),
+                flags
+                    .iter()
+                    .filter(|x| !self.flags.contains(x))
+                    .copied()
+                    .collect(),
+                keywords
+                    .iter()
+                    .filter(|x| !self.keywords.iter().any(|y| same(x, y)))
+                    .cloned()
+                    .collect(),
             ),
         }
     }
@@ -335,7 +373,8 @@ pub(super) fn keywords_text(keywords: &[String]) -> Result<String> {
     for k in keywords {
         let atom = !k.is_empty()
             && k.len() <= 64
-            && k.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
+            && k.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
         if !atom {
             return Err(Error::Invalid(format!(
                 "`{k}` is not a keyword: use 1 to 64 printable ASCII characters without spaces or ( ) {{ % * \" \\ ]"
@@ -348,14 +387,21 @@ pub(super) fn keywords_text(keywords: &[String]) -> Result<String> {
 /// A mailbox name as stored, and its key: INBOX in any case is `INBOX`
 /// (with its children), levels are separated by `/` and none is empty.
 pub fn mailbox_name(name: &str) -> Result<(String, String)> {
-    let invalid = |why: &str| Err(Error::Invalid(format!("`{name}` is not a usable mailbox name: {why}")));
+    let invalid = |why: &str| {
+        Err(Error::Invalid(format!(
+            "`{name}` is not a usable mailbox name: {why}"
+        )))
+    };
     if name.is_empty() || name.len() > 255 {
         return invalid("it must have 1 to 255 bytes");
     }
     if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
         return invalid("control characters and the wildcards * and % are not allowed");
     }
-    if name.split('/').any(|level| level.is_empty() || level.trim() != level) {
+    if name
+        .split('/')
+        .any(|level| level.is_empty() || level.trim() != level)
+    {
         return invalid("no level may be empty or start or end with a space");
     }
     let name = match name.split_once('/') {
@@ -383,7 +429,8 @@ impl Store {
     /// Makes the special-use mailboxes the account does not have yet.
     pub async fn ensure_mailboxes(&self, account: AccountId) -> Result<()> {
         let count = "SELECT COUNT(*) FROM mailboxes WHERE account_id = $1 AND role IS NOT NULL";
-        let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(count).bind(account.0).fetch_one(p).await)?;
+        let (n,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(count).bind(account.0).fetch_one(p).await)?;
         if n as usize == Folder::ALL.len() {
             return Ok(());
         }
@@ -414,33 +461,45 @@ impl Store {
             MAILBOX_COLUMNS,
             " FROM mailboxes WHERE account_id = $1 ORDER BY CASE WHEN name = 'INBOX' THEN 0 ELSE 1 END, name_key",
         );
-        let rows: Vec<MailboxRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_all(p).await)?;
+        let rows: Vec<MailboxRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_all(p).await)?;
         rows.into_iter().map(Mailbox::try_from).collect()
     }
 
     pub async fn mailbox(&self, id: MailboxId) -> Result<Option<Mailbox>> {
         let sql = super::join_sql("SELECT ", MAILBOX_COLUMNS, " FROM mailboxes WHERE id = $1");
-        let row: Option<MailboxRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        let row: Option<MailboxRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
         row.map(Mailbox::try_from).transpose()
     }
 
     /// The account's mailbox of that name (any case), if it has one.
     pub async fn mailbox_named(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
-        let Ok((_, key)) = mailbox_name(name) else { return Ok(None) };
+        let Ok((_, key)) = mailbox_name(name) else {
+            return Ok(None);
+        };
         self.ensure_mailboxes(account).await?;
-        let sql = super::join_sql("SELECT ", MAILBOX_COLUMNS, " FROM mailboxes WHERE account_id = $1 AND name_key = $2");
-        let row: Option<MailboxRow> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(key).fetch_optional(p).await)?;
+        let sql = super::join_sql(
+            "SELECT ",
+            MAILBOX_COLUMNS,
+            " FROM mailboxes WHERE account_id = $1 AND name_key = $2",
+        );
+        let row: Option<MailboxRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(key).fetch_optional(p).await)?;
         row.map(Mailbox::try_from).transpose()
     }
 
     /// The account's mailbox of a special use.
     pub async fn mailbox_of_role(&self, account: AccountId, role: Folder) -> Result<Mailbox> {
         self.ensure_mailboxes(account).await?;
-        let sql = super::join_sql("SELECT ", MAILBOX_COLUMNS, " FROM mailboxes WHERE account_id = $1 AND role = $2");
-        let row: Option<MailboxRow> =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(role.as_str()).fetch_optional(p).await)?;
-        row.map(Mailbox::try_from).transpose()?.ok_or(Error::NotFound("mailbox"))
+        let sql = super::join_sql(
+            "SELECT ",
+            MAILBOX_COLUMNS,
+            " FROM mailboxes WHERE account_id = $1 AND role = $2",
+        );
+        let row: Option<MailboxRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(role.as_str()).fetch_optional(p).await)?;
+        row.map(Mailbox::try_from)
+            .transpose()?
+            .ok_or(Error::NotFound("mailbox"))
     }
 
     pub async fn mailbox_counts(&self, id: MailboxId) -> Result<MailboxCounts> {
@@ -453,15 +512,22 @@ impl Store {
         let sql = match &self.pool {
             Pool::Sqlite(_) => sqlx::AssertSqlSafe(sql.to_owned()),
             Pool::Postgres(_) => sqlx::AssertSqlSafe(
-                sql.replace("COALESCE(SUM(", "CAST(COALESCE(SUM(").replace("), 0) AS", "), 0) AS BIGINT) AS"),
+                sql.replace("COALESCE(SUM(", "CAST(COALESCE(SUM(")
+                    .replace("), 0) AS", "), 0) AS BIGINT) AS"),
             ),
         };
-        let counts: MailboxCounts = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_one(p).await)?;
+        let counts: MailboxCounts =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_one(p).await)?;
         Ok(counts)
     }
 
     /// Makes a mailbox, and the levels above it that do not exist yet.
-    pub async fn create_mailbox(&self, actor: &str, account: AccountId, name: &str) -> Result<Mailbox> {
+    pub async fn create_mailbox(
+        &self,
+        actor: &str,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Mailbox> {
         let (name, key) = mailbox_name(name)?;
         self.ensure_mailboxes(account).await?;
         let levels: Vec<&str> = name.split('/').collect();
@@ -500,29 +566,50 @@ impl Store {
     /// Renames a mailbox and the mailboxes under it. Renaming INBOX moves
     /// its messages to a new mailbox of that name and leaves INBOX empty
     /// (RFC 9051 §6.3.6).
-    pub async fn rename_mailbox(&self, actor: &str, mailbox: &Mailbox, new_name: &str) -> Result<Mailbox> {
+    pub async fn rename_mailbox(
+        &self,
+        actor: &str,
+        mailbox: &Mailbox,
+        new_name: &str,
+    ) -> Result<Mailbox> {
         let (new_name, new_key) = mailbox_name(new_name)?;
         if mailbox.role == Some(Folder::Inbox) {
-            let target = self.create_mailbox(actor, mailbox.account_id, &new_name).await?;
-            self.move_messages(mailbox, &[(1, i64::MAX)], &target).await?;
-            return self.mailbox(target.id).await?.ok_or(Error::NotFound("mailbox"));
+            let target = self
+                .create_mailbox(actor, mailbox.account_id, &new_name)
+                .await?;
+            self.move_messages(mailbox, &[(1, i64::MAX)], &target)
+                .await?;
+            return self
+                .mailbox(target.id)
+                .await?
+                .ok_or(Error::NotFound("mailbox"));
         }
         let old_key = mailbox.name.to_lowercase();
         if new_key == old_key {
             return Ok(mailbox.clone());
         }
         if new_key.starts_with(&format!("{old_key}/")) {
-            return Err(Error::Invalid(format!("`{}` cannot move under itself", mailbox.name)));
+            return Err(Error::Invalid(format!(
+                "`{}` cannot move under itself",
+                mailbox.name
+            )));
         }
         let all = self.mailboxes(mailbox.account_id).await?;
         if all.iter().any(|m| m.name.to_lowercase() == new_key) {
-            return Err(Error::Conflict(format!("a mailbox named `{new_name}` exists already")));
+            return Err(Error::Conflict(format!(
+                "a mailbox named `{new_name}` exists already"
+            )));
         }
         let prefix = format!("{old_key}/");
         let renamed: Vec<(Uuid, String)> = all
             .iter()
             .filter(|m| m.id == mailbox.id || m.name.to_lowercase().starts_with(&prefix))
-            .map(|m| (m.id.0, format!("{new_name}{}", &m.name[mailbox.name.len()..])))
+            .map(|m| {
+                (
+                    m.id.0,
+                    format!("{new_name}{}", &m.name[mailbox.name.len()..]),
+                )
+            })
             .collect();
         let levels: Vec<&str> = new_name.split('/').collect();
         on_pool!(&self.pool, p => {
@@ -553,7 +640,9 @@ impl Store {
             });
             tx.commit().await?;
         });
-        self.mailbox(mailbox.id).await?.ok_or(Error::NotFound("mailbox"))
+        self.mailbox(mailbox.id)
+            .await?
+            .ok_or(Error::NotFound("mailbox"))
     }
 
     /// Deletes a mailbox of the account's own with its messages, freeing
@@ -567,8 +656,16 @@ impl Store {
             )));
         }
         let prefix = format!("{}/", mailbox.name.to_lowercase());
-        if self.mailboxes(mailbox.account_id).await?.iter().any(|m| m.name.to_lowercase().starts_with(&prefix)) {
-            return Err(Error::Conflict(format!("`{}` has mailboxes under it: delete or move them first", mailbox.name)));
+        if self
+            .mailboxes(mailbox.account_id)
+            .await?
+            .iter()
+            .any(|m| m.name.to_lowercase().starts_with(&prefix))
+        {
+            return Err(Error::Conflict(format!(
+                "`{}` has mailboxes under it: delete or move them first",
+                mailbox.name
+            )));
         }
         let shredded = on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -589,7 +686,11 @@ impl Store {
             shredded
         });
         self.changed(mailbox.id);
-        Ok(shredded.into_iter().filter(|(_, _, dispersed)| *dispersed).map(|(_, id, _)| id).collect())
+        Ok(shredded
+            .into_iter()
+            .filter(|(_, _, dispersed)| *dispersed)
+            .map(|(_, id, _)| id)
+            .collect())
     }
 
     pub async fn subscribe_mailbox(&self, id: MailboxId, subscribed: bool) -> Result<()> {
@@ -601,7 +702,9 @@ impl Store {
     /// The mailbox and every message in it by UID, for SELECT. The counter
     /// is read first: whatever changes meanwhile is seen again later.
     pub async fn mailbox_view(&self, id: MailboxId) -> Result<Option<(Mailbox, Vec<ViewEntry>)>> {
-        let Some(mailbox) = self.mailbox(id).await? else { return Ok(None) };
+        let Some(mailbox) = self.mailbox(id).await? else {
+            return Ok(None);
+        };
         let entries = match &self.pool {
             // SQLite reads the index in 50 ms for 100,000 messages, but sqlx
             // hands rows over one by one at several microseconds each: the
@@ -611,12 +714,23 @@ impl Store {
                        || rfc822_size || char(9) || received_at || char(9) || level || char(9) || hex(id), char(10) ORDER BY uid) \
                      FROM messages WHERE mailbox_id = $1";
                 let (all,): (Option<String>,) = sqlx::query_as(sql).bind(id.0).fetch_one(p).await?;
-                all.as_deref().unwrap_or_default().split('\n').filter(|l| !l.is_empty()).map(view_line).collect::<Result<_>>()?
+                all.as_deref()
+                    .unwrap_or_default()
+                    .split('\n')
+                    .filter(|l| !l.is_empty())
+                    .map(view_line)
+                    .collect::<Result<_>>()?
             }
             Pool::Postgres(p) => {
-                let sql = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 ORDER BY uid");
+                let sql = concat!(
+                    "SELECT ",
+                    view_columns!(),
+                    " FROM messages WHERE mailbox_id = $1 ORDER BY uid"
+                );
                 let rows: Vec<ViewRow> = sqlx::query_as(sql).bind(id.0).fetch_all(p).await?;
-                rows.into_iter().map(ViewEntry::try_from).collect::<Result<_>>()?
+                rows.into_iter()
+                    .map(ViewEntry::try_from)
+                    .collect::<Result<_>>()?
             }
         };
         Ok(Some((mailbox, entries)))
@@ -625,25 +739,43 @@ impl Store {
     /// The mailbox's change counter; `None` once it is deleted.
     pub async fn highest_modseq(&self, id: MailboxId) -> Result<Option<i64>> {
         let sql = "SELECT highest_modseq FROM mailboxes WHERE id = $1";
-        let row: Option<(i64,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        let row: Option<(i64,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
         Ok(row.map(|(m,)| m))
     }
 
     /// What changed in the mailbox after `since`; `None` once it is deleted.
-    pub async fn mailbox_changes(&self, id: MailboxId, since: i64) -> Result<Option<MailboxChanges>> {
-        let Some(highest) = self.highest_modseq(id).await? else { return Ok(None) };
+    pub async fn mailbox_changes(
+        &self,
+        id: MailboxId,
+        since: i64,
+    ) -> Result<Option<MailboxChanges>> {
+        let Some(highest) = self.highest_modseq(id).await? else {
+            return Ok(None);
+        };
         if highest <= since {
-            return Ok(Some(MailboxChanges { highest_modseq: highest, ..MailboxChanges::default() }));
+            return Ok(Some(MailboxChanges {
+                highest_modseq: highest,
+                ..MailboxChanges::default()
+            }));
         }
-        let changed = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid");
-        let expunged = "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
+        let changed = concat!(
+            "SELECT ",
+            view_columns!(),
+            " FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid"
+        );
+        let expunged =
+            "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
         let (rows, gone): (Vec<ViewRow>, Vec<(i64,)>) = on_pool!(&self.pool, p => (
             sqlx::query_as(changed).bind(id.0).bind(since).fetch_all(p).await?,
             sqlx::query_as(expunged).bind(id.0).bind(since).fetch_all(p).await?,
         ));
         Ok(Some(MailboxChanges {
             highest_modseq: highest,
-            changed: rows.into_iter().map(ViewEntry::try_from).collect::<Result<_>>()?,
+            changed: rows
+                .into_iter()
+                .map(ViewEntry::try_from)
+                .collect::<Result<_>>()?,
             expunged: gone.into_iter().map(|(u,)| u).collect(),
         }))
     }
@@ -651,9 +783,18 @@ impl Store {
     /// Changes the flags of the messages with these UIDs; returns those that
     /// changed, as they are now. Concurrent changes in one mailbox queue on
     /// its row, so that none is lost.
-    pub async fn store_flags(&self, mailbox: MailboxId, uids: &UidRanges, change: &FlagChange) -> Result<Vec<ViewEntry>> {
+    pub async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &UidRanges,
+        change: &FlagChange,
+    ) -> Result<Vec<ViewEntry>> {
         keywords_text(&change.keywords)?;
-        let select = concat!("SELECT ", view_columns!(), " FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid");
+        let select = concat!(
+            "SELECT ",
+            view_columns!(),
+            " FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid"
+        );
         let update = "UPDATE messages SET flags = $2, keywords = $3, modseq = $4 WHERE id = $1";
         let changed = on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -691,9 +832,16 @@ impl Store {
     /// Moves the messages with these UIDs to another mailbox of the account
     /// (RFC 6851): new UIDs there, in the same order, tombstones here.
     /// Returns (old UID, new UID) pairs.
-    pub async fn move_messages(&self, from: &Mailbox, uids: &UidRanges, to: &Mailbox) -> Result<Vec<(i64, i64)>> {
+    pub async fn move_messages(
+        &self,
+        from: &Mailbox,
+        uids: &UidRanges,
+        to: &Mailbox,
+    ) -> Result<Vec<(i64, i64)>> {
         if from.account_id != to.account_id {
-            return Err(Error::Invalid("messages move only between mailboxes of one account".into()));
+            return Err(Error::Invalid(
+                "messages move only between mailboxes of one account".into(),
+            ));
         }
         let select = "SELECT id, uid FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid";
         let moved = on_pool!(&self.pool, p => {
@@ -732,7 +880,11 @@ impl Store {
 
     /// Removes the messages flagged `\Deleted` (among these UIDs, if given),
     /// freeing their bytes. Returns (UID, message, dispersed) of each.
-    pub async fn expunge(&self, mailbox: MailboxId, uids: Option<&UidRanges>) -> Result<Vec<(i64, MessageId, bool)>> {
+    pub async fn expunge(
+        &self,
+        mailbox: MailboxId,
+        uids: Option<&UidRanges>,
+    ) -> Result<Vec<(i64, MessageId, bool)>> {
         let removed = on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let removed = remove_messages!(tx, mailbox.0, uids, true);
@@ -750,11 +902,12 @@ impl Store {
     }
 }
 
-
 fn same_set(a: &[Flag], b: &[Flag]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
 fn same_keywords(a: &[String], b: &[String]) -> bool {
-    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
+    a.len() == b.len()
+        && a.iter()
+            .all(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x)))
 }

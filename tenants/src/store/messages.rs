@@ -52,7 +52,9 @@ pub struct NewMessage {
 impl NewMessage {
     /// Bytes counted against the quota.
     pub fn size(&self) -> i64 {
-        self.dispersed.as_ref().map_or(self.content.len() as i64, |o| o.size)
+        self.dispersed
+            .as_ref()
+            .map_or(self.content.len() as i64, |o| o.size)
     }
 }
 
@@ -129,17 +131,29 @@ impl TryFrom<MessageRow> for MessageMeta {
             size: r.size,
             level: r.level.parse().map_err(stored)?,
             mailbox_id: MailboxId(r.mailbox_id),
-            folder: r.role.as_deref().map(str::parse).transpose().map_err(stored)?,
+            folder: r
+                .role
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(stored)?,
             uid: r.uid,
             flags: parse_flags(&r.flags).map_err(stored)?,
-            keywords: r.keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+            keywords: r
+                .keywords
+                .split(' ')
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
             rfc822_size: r.rfc822_size,
             envelope_from: r.envelope_from,
             envelope_to: r.envelope_to,
             subject: r.subject,
             sender: r.sender,
-            privacy: serde_json::from_str(&r.privacy).map_err(|e| Error::Internal(e.to_string()))?,
-            authentication: serde_json::from_str(&r.authentication).unwrap_or(serde_json::Value::Null),
+            privacy: serde_json::from_str(&r.privacy)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            authentication: serde_json::from_str(&r.authentication)
+                .unwrap_or(serde_json::Value::Null),
         })
     }
 }
@@ -199,10 +213,13 @@ const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, 
          received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
 
 pub(super) const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = $1";
-pub(super) const FREE_TENANT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
-pub(super) const FREE_ACCOUNT_STORAGE: &str = "UPDATE accounts SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+pub(super) const FREE_TENANT_STORAGE: &str =
+    "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+pub(super) const FREE_ACCOUNT_STORAGE: &str =
+    "UPDATE accounts SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
 /// A deleted message's dispersed object: its shards are purged afterwards.
-pub(super) const SHRED_OBJECT: &str = "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
+pub(super) const SHRED_OBJECT: &str =
+    "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
 
 /// Stores one message in `$target` (a [`super::mailboxes::Target`]) inside
 /// the caller's transaction, counting its bytes against the tenant's quota;
@@ -280,7 +297,10 @@ macro_rules! store_message {
 }
 
 pub(super) fn parse_flags(text: &str) -> Result<Vec<Flag>> {
-    text.split(' ').filter(|f| !f.is_empty()).map(str::parse).collect()
+    text.split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 pub(super) fn flags_text(flags: &[Flag]) -> String {
@@ -305,13 +325,16 @@ impl Store {
         let sql = "INSERT INTO tenant_keys (tenant_id, wrapped_key, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant_id) DO NOTHING";
         on_pool!(&self.pool, p => sqlx::query(sql).bind(tenant.0).bind(wrapped).bind(Utc::now()).execute(p).await.map(|_| ()))?;
-        self.tenant_key(tenant).await?.ok_or(Error::Internal("tenant key vanished".into()))
+        self.tenant_key(tenant)
+            .await?
+            .ok_or(Error::Internal("tenant key vanished".into()))
     }
 
     /// Bytes used and allowed for the tenant's messages.
     pub async fn storage(&self, tenant: TenantId) -> Result<(i64, i64)> {
         let sql = "SELECT storage_used_bytes, storage_quota_bytes FROM tenants WHERE id = $1";
-        let row: Option<(i64, i64)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
+        let row: Option<(i64, i64)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_optional(p).await)?;
         row.ok_or(Error::NotFound("tenant"))
     }
 
@@ -329,18 +352,25 @@ impl Store {
     pub async fn deliver(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageId>> {
         let Some(committer) = &self.committer else {
             let mut outcomes = self.deliver_batch(vec![messages]).await?;
-            return outcomes.pop().unwrap_or_else(|| Err(Error::Internal("empty batch".into())));
+            return outcomes
+                .pop()
+                .unwrap_or_else(|| Err(Error::Internal("empty batch".into())));
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         committer
             .send(Delivery { messages, reply })
             .await
             .map_err(|_| Error::Internal("the committer has stopped".into()))?;
-        answer.await.map_err(|_| Error::Internal("the committer dropped a delivery".into()))?
+        answer
+            .await
+            .map_err(|_| Error::Internal("the committer dropped a delivery".into()))?
     }
 
     /// One transaction for many deliveries, each inside its own savepoint.
-    async fn deliver_batch(&self, batch: Vec<Vec<NewMessage>>) -> Result<Vec<Result<Vec<MessageId>>>> {
+    async fn deliver_batch(
+        &self,
+        batch: Vec<Vec<NewMessage>>,
+    ) -> Result<Vec<Result<Vec<MessageId>>>> {
         let now = Utc::now();
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -404,8 +434,13 @@ impl Store {
     }
 
     pub async fn message(&self, id: MessageId) -> Result<Option<MessageMeta>> {
-        let sql = super::join_sql("SELECT ", META_COLUMNS, " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.id = $1");
-        let row: Option<MessageRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        let sql = super::join_sql(
+            "SELECT ",
+            META_COLUMNS,
+            " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.id = $1",
+        );
+        let row: Option<MessageRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
         row.map(MessageMeta::try_from).transpose()
     }
 
@@ -422,12 +457,18 @@ impl Store {
 
     /// The stored bytes of several messages in one query (IMAP FETCH and
     /// SEARCH read them by the hundred); absent ids are left out.
-    pub async fn message_contents(&self, ids: &[MessageId]) -> Result<HashMap<MessageId, StoredContent>> {
+    pub async fn message_contents(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<HashMap<MessageId, StoredContent>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT id, content, storage FROM messages WHERE id IN ({})", placeholders.join(", "));
+        let sql = format!(
+            "SELECT id, content, storage FROM messages WHERE id IN ({})",
+            placeholders.join(", ")
+        );
         let rows: Vec<(Uuid, Vec<u8>, String)> = on_pool!(&self.pool, p => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
             for id in ids {
@@ -438,7 +479,11 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|(id, content, storage)| {
-                let stored = if storage == "dispersed" { StoredContent::Dispersed } else { StoredContent::Inline(content) };
+                let stored = if storage == "dispersed" {
+                    StoredContent::Dispersed
+                } else {
+                    StoredContent::Inline(content)
+                };
                 (MessageId(id), stored)
             })
             .collect())
@@ -448,7 +493,12 @@ impl Store {
     /// that end with `today`: oldest first, days without mail included.
     /// Counts the messages still stored (a deleted one leaves these figures;
     /// the monthly usage counters keep it).
-    pub async fn traffic(&self, tenant: TenantId, today: NaiveDate, days: u32) -> Result<Vec<TrafficDay>> {
+    pub async fn traffic(
+        &self,
+        tenant: TenantId,
+        today: NaiveDate,
+        days: u32,
+    ) -> Result<Vec<TrafficDay>> {
         let first = today - Days::new(u64::from(days.max(1) - 1));
         let from = first.and_time(NaiveTime::MIN).and_utc();
         let until = (today + Days::new(1)).and_time(NaiveTime::MIN).and_utc();
@@ -457,23 +507,45 @@ impl Store {
         let rows: Vec<(String, i64, i64, i64, i64)> = match &self.pool {
             Pool::Sqlite(p) => {
                 sqlx::query_as(sql("substr(m.received_at, 1, 10)"))
-                    .bind(tenant.0).bind(from).bind(until).fetch_all(p).await?
+                    .bind(tenant.0)
+                    .bind(from)
+                    .bind(until)
+                    .fetch_all(p)
+                    .await?
             }
             Pool::Postgres(p) => {
-                sqlx::query_as(sql("to_char(m.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"))
-                    .bind(tenant.0).bind(from).bind(until).fetch_all(p).await?
+                sqlx::query_as(sql(
+                    "to_char(m.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+                ))
+                .bind(tenant.0)
+                .bind(from)
+                .bind(until)
+                .fetch_all(p)
+                .await?
             }
         };
         let mut counted: HashMap<String, TrafficDay> = rows
             .into_iter()
             .map(|(date, received, sent, received_bytes, sent_bytes)| {
-                (date.clone(), TrafficDay { date, received, sent, received_bytes, sent_bytes })
+                (
+                    date.clone(),
+                    TrafficDay {
+                        date,
+                        received,
+                        sent,
+                        received_bytes,
+                        sent_bytes,
+                    },
+                )
             })
             .collect();
         Ok((0..u64::from(days.max(1)))
             .map(|i| {
                 let date = (first + Days::new(i)).format("%Y-%m-%d").to_string();
-                counted.remove(&date).unwrap_or(TrafficDay { date, ..TrafficDay::default() })
+                counted.remove(&date).unwrap_or(TrafficDay {
+                    date,
+                    ..TrafficDay::default()
+                })
             })
             .collect())
     }
@@ -523,16 +595,24 @@ impl Store {
         });
         self.changed(message.mailbox_id);
         self.changed(mailbox);
-        self.message(message.id).await?.ok_or(Error::NotFound("message"))
+        self.message(message.id)
+            .await?
+            .ok_or(Error::NotFound("message"))
     }
 
     /// Stores messages in a mailbox, all or none (APPEND, COPY); returns
     /// their UIDs. Refuses with `LimitExceeded` when the quota has no room.
-    pub async fn append_messages(&self, mailbox: &Mailbox, messages: &[NewMessage]) -> Result<Vec<i64>> {
+    pub async fn append_messages(
+        &self,
+        mailbox: &Mailbox,
+        messages: &[NewMessage],
+    ) -> Result<Vec<i64>> {
         for m in messages {
             super::mailboxes::keywords_text(&m.keywords)?;
             if m.account_id != mailbox.account_id {
-                return Err(Error::Invalid("a message goes only to a mailbox of its own account".into()));
+                return Err(Error::Invalid(
+                    "a message goes only to a mailbox of its own account".into(),
+                ));
             }
         }
         let now = Utc::now();
@@ -556,7 +636,12 @@ impl Store {
     /// A dispersed message's object is marked deleted in the same
     /// transaction; its shards are purged from the sites afterwards.
     pub async fn delete_message(&self, actor: &str, message: &MessageMeta) -> Result<()> {
-        let (delete, free, free_account, shred) = (DELETE_MESSAGE, FREE_TENANT_STORAGE, FREE_ACCOUNT_STORAGE, SHRED_OBJECT);
+        let (delete, free, free_account, shred) = (
+            DELETE_MESSAGE,
+            FREE_TENANT_STORAGE,
+            FREE_ACCOUNT_STORAGE,
+            SHRED_OBJECT,
+        );
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let gone: Option<(Uuid, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{delete} RETURNING mailbox_id, uid")))
@@ -596,7 +681,10 @@ const GROUP_COMMIT_MAX: usize = 256;
 
 /// Runs until every `Store` clone is gone: takes whatever deliveries are
 /// waiting, commits them in one transaction, answers each.
-pub(super) async fn group_committer(store: Store, mut queue: tokio::sync::mpsc::Receiver<Delivery>) {
+pub(super) async fn group_committer(
+    store: Store,
+    mut queue: tokio::sync::mpsc::Receiver<Delivery>,
+) {
     while let Some(first) = queue.recv().await {
         let mut waiting = vec![first];
         while waiting.len() < GROUP_COMMIT_MAX {
@@ -605,7 +693,8 @@ pub(super) async fn group_committer(store: Store, mut queue: tokio::sync::mpsc::
                 Err(_) => break,
             }
         }
-        let (batch, replies): (Vec<_>, Vec<_>) = waiting.into_iter().map(|d| (d.messages, d.reply)).unzip();
+        let (batch, replies): (Vec<_>, Vec<_>) =
+            waiting.into_iter().map(|d| (d.messages, d.reply)).unzip();
         match store.deliver_batch(batch).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -615,7 +704,9 @@ pub(super) async fn group_committer(store: Store, mut queue: tokio::sync::mpsc::
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
                 for reply in replies {
-                    let _ = reply.send(Err(Error::Internal(format!("the delivery transaction failed: {e}"))));
+                    let _ = reply.send(Err(Error::Internal(format!(
+                        "the delivery transaction failed: {e}"
+                    ))));
                 }
             }
         }

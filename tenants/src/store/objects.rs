@@ -59,7 +59,10 @@ pub struct ShardRecord {
 impl StoredObject {
     /// Shards believed good.
     pub fn good(&self) -> usize {
-        self.shards.iter().filter(|s| s.state == ShardState::Ok && s.site.is_some()).count()
+        self.shards
+            .iter()
+            .filter(|s| s.state == ShardState::Ok && s.site.is_some())
+            .count()
     }
 }
 
@@ -119,15 +122,22 @@ fn group(rows: Vec<Row>) -> Result<Vec<StoredObject>> {
                 shards: Vec::new(),
             });
         }
-        let hash: [u8; 32] =
-            r.hash.as_slice().try_into().map_err(|_| Error::Internal("a stored shard hash is not 32 bytes".into()))?;
-        objects.last_mut().expect("pushed").shards.push(ShardRecord {
-            index: r.idx as u8,
-            site: r.site,
-            hash,
-            size: r.shard_size,
-            state: r.state.parse()?,
-        });
+        let hash: [u8; 32] = r
+            .hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Internal("a stored shard hash is not 32 bytes".into()))?;
+        objects
+            .last_mut()
+            .expect("pushed")
+            .shards
+            .push(ShardRecord {
+                index: r.idx as u8,
+                site: r.site,
+                hash,
+                size: r.shard_size,
+                state: r.state.parse()?,
+            });
     }
     Ok(objects)
 }
@@ -161,7 +171,11 @@ macro_rules! insert_object {
 }
 
 impl Store {
-    async fn objects_where(&self, ids_sql: &str, bind: impl FnOnce(ObjectQuery) -> ObjectQuery) -> Result<Vec<StoredObject>> {
+    async fn objects_where(
+        &self,
+        ids_sql: &str,
+        bind: impl FnOnce(ObjectQuery) -> ObjectQuery,
+    ) -> Result<Vec<StoredObject>> {
         let sql = format!("{SELECT_OBJECTS}{ids_sql}{ORDER_OBJECTS}");
         let query = bind(ObjectQuery::default());
         let rows: Vec<Row> = on_pool!(&self.pool, p => {
@@ -185,7 +199,11 @@ impl Store {
     }
 
     /// Live objects after `cursor` in id order (scrubbing).
-    pub async fn objects_after(&self, cursor: Option<Uuid>, limit: i64) -> Result<Vec<StoredObject>> {
+    pub async fn objects_after(
+        &self,
+        cursor: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<StoredObject>> {
         self.objects_where(
             "SELECT id FROM stored_objects WHERE deleted_at IS NULL AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
             |q| q.opt_uuid(cursor).int(limit),
@@ -249,7 +267,13 @@ impl Store {
     }
 
     /// Records what a look at a shard found (reads, scrubs).
-    pub async fn mark_shard(&self, object: Uuid, index: u8, site: &str, state: ShardState) -> Result<()> {
+    pub async fn mark_shard(
+        &self,
+        object: Uuid,
+        index: u8,
+        site: &str,
+        state: ShardState,
+    ) -> Result<()> {
         let sql = "UPDATE shards SET state = $4, checked_at = $5 WHERE object_id = $1 AND idx = $2 AND site = $3";
         on_pool!(&self.pool, p => sqlx::query(sql)
             .bind(object).bind(i32::from(index)).bind(site).bind(state.as_str()).bind(Utc::now())
@@ -259,7 +283,14 @@ impl Store {
 
     /// Points shard `index` at `to`, if it is still where the caller saw it
     /// (`from`, `None` for nowhere); false when another pass moved it first.
-    pub async fn move_shard(&self, object: Uuid, index: u8, from: Option<&str>, to: &str, hash: &[u8; 32]) -> Result<bool> {
+    pub async fn move_shard(
+        &self,
+        object: Uuid,
+        index: u8,
+        from: Option<&str>,
+        to: &str,
+        hash: &[u8; 32],
+    ) -> Result<bool> {
         let sql = "UPDATE shards SET site = $4, hash = $5, state = 'ok', checked_at = $6 \
              WHERE object_id = $1 AND idx = $2 AND (site = $3 OR ($3 IS NULL AND site IS NULL))";
         let moved = on_pool!(&self.pool, p => sqlx::query(sql)
@@ -290,26 +321,41 @@ impl Store {
                CAST(SUM(CASE WHEN s.state <> 'ok' THEN 1 ELSE 0 END) AS BIGINT) \
              FROM shards s JOIN stored_objects o ON o.id = s.object_id \
              WHERE o.deleted_at IS NULL AND s.site IS NOT NULL GROUP BY s.site ORDER BY s.site";
-        let sites: Vec<(String, i64, i64, i64)> = on_pool!(&self.pool, p => sqlx::query_as(per_site).fetch_all(p).await)?;
+        let sites: Vec<(String, i64, i64, i64)> =
+            on_pool!(&self.pool, p => sqlx::query_as(per_site).fetch_all(p).await)?;
         let levels = "SELECT k, n, good, COUNT(*) FROM ( \
                SELECT o.k, o.n, CAST(SUM(CASE WHEN s.state = 'ok' AND s.site IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS good \
                FROM stored_objects o JOIN shards s ON s.object_id = o.id WHERE o.deleted_at IS NULL \
                GROUP BY o.id, o.k, o.n) per_object \
              GROUP BY k, n, good ORDER BY k, n, good";
-        let rows: Vec<(i32, i32, i64, i64)> = on_pool!(&self.pool, p => sqlx::query_as(levels).fetch_all(p).await)?;
+        let rows: Vec<(i32, i32, i64, i64)> =
+            on_pool!(&self.pool, p => sqlx::query_as(levels).fetch_all(p).await)?;
         Ok((
             sites
                 .into_iter()
-                .map(|(site, shards, bytes, unhealthy)| SiteUsage { site, shards, bytes, unhealthy })
+                .map(|(site, shards, bytes, unhealthy)| SiteUsage {
+                    site,
+                    shards,
+                    bytes,
+                    unhealthy,
+                })
                 .collect(),
-            rows.into_iter().map(|(k, n, good, objects)| RedundancyCount { k, n, good: good as i32, objects }).collect(),
+            rows.into_iter()
+                .map(|(k, n, good, objects)| RedundancyCount {
+                    k,
+                    n,
+                    good: good as i32,
+                    objects,
+                })
+                .collect(),
         ))
     }
 
     /// Where a resumable pass stopped, if it did not finish.
     pub async fn maintenance_cursor(&self, name: &str) -> Result<Option<Uuid>> {
         let sql = "SELECT cursor_id FROM maintenance WHERE name = $1";
-        let row: Option<(Option<Uuid>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await)?;
+        let row: Option<(Option<Uuid>,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await)?;
         Ok(row.and_then(|(c,)| c))
     }
 

@@ -103,8 +103,7 @@ impl TryFrom<DeliveryRow> for RecipientDelivery {
 
 const INSERT_OUTBOUND: &str = "INSERT INTO outbound (id, message_id, tenant_id, account_id, envelope_from, \
      header_message_id, content, recipients, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-const INSERT_DELIVERY: &str =
-    "INSERT INTO deliveries (outbound_id, recipient, status, attempts, updated_at) VALUES ($1, $2, 'queued', 0, $3)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (outbound_id, recipient, status, attempts, updated_at) VALUES ($1, $2, 'queued', 0, $3)";
 const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, payload, dedup_key, state, attempts, max_attempts, run_at, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)";
 const REMEMBER_RECIPIENT: &str = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
@@ -193,7 +192,8 @@ impl Store {
     pub async fn outbound(&self, id: Uuid) -> Result<Option<OutboundRow>> {
         let sql = "SELECT id, message_id, tenant_id, account_id, envelope_from, header_message_id, content, created_at, \
              expires_at FROM outbound WHERE id = $1";
-        let row: Option<OutboundRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<OutboundRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
         Ok(row)
     }
 
@@ -201,7 +201,8 @@ impl Store {
     pub async fn outbound_deliveries(&self, outbound: Uuid) -> Result<Vec<RecipientDelivery>> {
         let sql = "SELECT recipient, status, attempts, remote_host, remote_reply, updated_at FROM deliveries \
              WHERE outbound_id = $1 ORDER BY recipient";
-        let rows: Vec<DeliveryRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(outbound).fetch_all(p).await)?;
+        let rows: Vec<DeliveryRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(outbound).fetch_all(p).await)?;
         rows.into_iter().map(RecipientDelivery::try_from).collect()
     }
 
@@ -209,7 +210,8 @@ impl Store {
     pub async fn message_deliveries(&self, message: MessageId) -> Result<Vec<RecipientDelivery>> {
         let sql = "SELECT d.recipient, d.status, d.attempts, d.remote_host, d.remote_reply, d.updated_at \
              FROM deliveries d JOIN outbound o ON o.id = d.outbound_id WHERE o.message_id = $1 ORDER BY d.recipient";
-        let rows: Vec<DeliveryRow> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(message.0).fetch_all(p).await)?;
+        let rows: Vec<DeliveryRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(message.0).fetch_all(p).await)?;
         rows.into_iter().map(RecipientDelivery::try_from).collect()
     }
 
@@ -217,7 +219,11 @@ impl Store {
     /// spooled bytes once no recipient is left waiting, in one transaction.
     /// A final status (`delivered`, `bounced`) is never overwritten. Returns
     /// whether the version is finished.
-    pub async fn record_deliveries(&self, outbound: Uuid, updates: &[DeliveryUpdate<'_>]) -> Result<bool> {
+    pub async fn record_deliveries(
+        &self,
+        outbound: Uuid,
+        updates: &[DeliveryUpdate<'_>],
+    ) -> Result<bool> {
         let record = "UPDATE deliveries SET status = $3, attempts = attempts + 1, remote_host = $4, remote_reply = $5, \
              updated_at = $6 WHERE outbound_id = $1 AND recipient = $2 AND status IN ('queued', 'deferred')";
         let finish = "UPDATE outbound SET content = NULL, finished_at = $2 WHERE id = $1 AND finished_at IS NULL \

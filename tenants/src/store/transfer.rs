@@ -70,18 +70,45 @@ impl Table {
 
 /// Tables that hold nothing to move, and why (checked against the schema).
 pub const LEFT_TABLES: &[(&str, &str)] = &[
-    ("jobs", "work of the exporting instance; the importer schedules its own"),
-    ("maintenance", "cursors of the exporting instance's maintenance passes"),
-    ("password_resets", "short-lived secrets sent to the old instance's users"),
-    ("plans", "the instance's price list; tenant billing refers to a plan by name"),
+    (
+        "jobs",
+        "work of the exporting instance; the importer schedules its own",
+    ),
+    (
+        "maintenance",
+        "cursors of the exporting instance's maintenance passes",
+    ),
+    (
+        "password_resets",
+        "short-lived secrets sent to the old instance's users",
+    ),
+    (
+        "plans",
+        "the instance's price list; tenant billing refers to a plan by name",
+    ),
     ("pool_ledger", "the exporting instance's free-account pool"),
-    ("shards", "regenerated: dispersed messages are dispersed again on the importing sites"),
+    (
+        "shards",
+        "regenerated: dispersed messages are dispersed again on the importing sites",
+    ),
     ("stored_objects", "regenerated with the shards"),
-    ("spent_challenges", "proof-of-work nonces of the instance's signup"),
-    ("stripe_events", "the exporting instance's webhook idempotency"),
+    (
+        "spent_challenges",
+        "proof-of-work nonces of the instance's signup",
+    ),
+    (
+        "stripe_events",
+        "the exporting instance's webhook idempotency",
+    ),
     ("waiting_line", "the exporting instance's free signup queue"),
-    ("legal_requests", "the operator's register, not the tenant's data"),
-    ("legal_exports", "the operator's register, not the tenant's data"),
+    (
+        "legal_requests",
+        "the operator's register, not the tenant's data",
+    ),
+    (
+        "legal_exports",
+        "the operator's register, not the tenant's data",
+    ),
     ("warrant_canaries", "the operator's statements"),
     ("tenant_exports", "the exporting instance's export jobs"),
 ];
@@ -121,20 +148,45 @@ macro_rules! table {
 /// The tenant's tables, parents before children (foreign keys).
 pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
     vec![
-        table!("tenants", key ["id"], "id = $1",
+        table!(
+            "tenants",
+            key["id"],
+            "id = $1",
             "id:u name kind parent_id:u status max_accounts:i max_domains:i storage_quota_bytes:i min_level \
              allowed_jurisdictions created_at:t updated_at:t storage_used_bytes:i dispersal_k:i dispersal_n:i self_signup_domain \
-             publish_transparency:b"),
-        table!("tenant_keys", key ["tenant_id"], "tenant_id = $1", "tenant_id:u wrapped_key:x created_at:t"),
-        table!("domains", key ["id"], "tenant_id = $1",
-            "id:u tenant_id:u name verification_token verified_at:t verification_method created_at:t"),
-        table!("dkim_keys", key ["id"], "domain_id IN (SELECT id FROM domains WHERE tenant_id = $1)",
-            "id:u domain_id:u selector algorithm public_key private_key state created_at:t activated_at:t retired_at:t"),
-        table!("accounts", key ["id"], "tenant_id = $1",
+             publish_transparency:b"
+        ),
+        table!(
+            "tenant_keys",
+            key["tenant_id"],
+            "tenant_id = $1",
+            "tenant_id:u wrapped_key:x created_at:t"
+        ),
+        table!(
+            "domains",
+            key["id"],
+            "tenant_id = $1",
+            "id:u tenant_id:u name verification_token verified_at:t verification_method created_at:t"
+        ),
+        table!(
+            "dkim_keys",
+            key["id"],
+            "domain_id IN (SELECT id FROM domains WHERE tenant_id = $1)",
+            "id:u domain_id:u selector algorithm public_key private_key state created_at:t activated_at:t retired_at:t"
+        ),
+        table!(
+            "accounts",
+            key["id"],
+            "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
-             secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address"),
-        table!("mailboxes", key ["id"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
-            "id:u account_id:u name name_key role uid_validity:i uid_next:i highest_modseq:i subscribed:b created_at:t"),
+             secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address"
+        ),
+        table!(
+            "mailboxes",
+            key["id"],
+            "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "id:u account_id:u name name_key role uid_validity:i uid_next:i highest_modseq:i subscribed:b created_at:t"
+        ),
         table!("messages", key ["id"], "tenant_id = $1",
             "id:u tenant_id:u account_id:u received_at:t size:i level flags envelope_from envelope_to subject sender \
              privacy authentication storage mailbox_id:u uid:i modseq:i keywords rfc822_size:i",
@@ -144,33 +196,66 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "mailbox_id:u uid:i modseq:i"),
         table!("correspondents", key ["account_id", "address"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "account_id:u address received:i received_encrypted:i sent:i"),
-        table!("api_keys", key ["id"], "tenant_id = $1",
-            "id:u tenant_id:u name prefix secret_hash scopes created_by created_at:t last_used_at:t revoked_at:t"),
-        table!("branding", key ["tenant_id"], "tenant_id = $1",
-            "tenant_id:u product_name primary_color accent_color support_address legal_url privacy_url default_language updated_at:t"),
+        table!(
+            "api_keys",
+            key["id"],
+            "tenant_id = $1",
+            "id:u tenant_id:u name prefix secret_hash scopes created_by created_at:t last_used_at:t revoked_at:t"
+        ),
+        table!(
+            "branding",
+            key["tenant_id"],
+            "tenant_id = $1",
+            "tenant_id:u product_name primary_color accent_color support_address legal_url privacy_url default_language updated_at:t"
+        ),
         table!("brand_assets", key ["tenant_id", "kind"], "tenant_id = $1",
             "tenant_id:u kind content_type bytes:x sha256 updated_at:t"),
-        table!("hostnames", key ["id"], "tenant_id = $1", "id:u tenant_id:u hostname token verified_at:t created_at:t"),
+        table!(
+            "hostnames",
+            key["id"],
+            "tenant_id = $1",
+            "id:u tenant_id:u hostname token verified_at:t created_at:t"
+        ),
         table!("template_overrides", key ["tenant_id", "name", "language"], "tenant_id = $1",
             "tenant_id:u name language subject text_body html_body updated_at:t"),
         // Delivery history; a delivery still under way stays with the
         // exporting instance, which finishes it.
-        table!("outbound", key ["id"], "tenant_id = $1 AND finished_at IS NOT NULL",
+        table!(
+            "outbound",
+            key["id"],
+            "tenant_id = $1 AND finished_at IS NOT NULL",
             "id:u message_id:u tenant_id:u account_id:u envelope_from header_message_id recipients:i created_at:t expires_at:t finished_at:t",
-            left [("content", "the spooled copy of a finished delivery is not needed any more")]),
+            left[(
+                "content",
+                "the spooled copy of a finished delivery is not needed any more"
+            )]
+        ),
         table!("deliveries", key ["outbound_id", "recipient"],
             "outbound_id IN (SELECT id FROM outbound WHERE tenant_id = $1 AND finished_at IS NOT NULL)",
             "outbound_id:u recipient status attempts:i remote_host remote_reply updated_at:t"),
-        table!("tenant_billing", key ["tenant_id"], "tenant_id = $1",
+        table!(
+            "tenant_billing",
+            key["tenant_id"],
+            "tenant_id = $1",
             "tenant_id:u plan_id:u committed_seats:i paid_by stripe_customer_id stripe_subscription_id stripe_item_id \
-             subscription_status subscription_at:i subscription_rank:i current_period_end:t seats_billed:i public_funder:b updated_at:t"),
-        table!("invoices", key ["id"], "tenant_id = $1",
+             subscription_status subscription_at:i subscription_rank:i current_period_end:t seats_billed:i public_funder:b updated_at:t"
+        ),
+        table!(
+            "invoices",
+            key["id"],
+            "tenant_id = $1",
             "id tenant_id:u number status currency amount_due:i amount_paid:i amount_refunded:i period_start:t period_end:t \
-             hosted_url failed_at:t paid_at:t created:i"),
+             hosted_url failed_at:t paid_at:t created:i"
+        ),
         table!("usage_monthly", key ["tenant_id", "month"], "tenant_id = $1",
             "tenant_id:u month storage_bytes:i storage_peak_bytes:i messages_received:i messages_sent:i active_accounts:i"),
-        table!("audit_log", key ["id"], "tenant_id = $1",
-            "id:i at:t actor tenant_id:u action object_type object_id detail", generated ["id"]),
+        table!(
+            "audit_log",
+            key["id"],
+            "tenant_id = $1",
+            "id:i at:t actor tenant_id:u action object_type object_id detail",
+            generated["id"]
+        ),
     ]
 });
 
@@ -195,13 +280,21 @@ fn text(v: &Value, t: &str, c: &str) -> Result<Option<String>> {
 }
 
 fn uuid(v: &Value, t: &str, c: &str) -> Result<Option<Uuid>> {
-    text(v, t, c)?.map(|s| s.parse().map_err(|_| bad(t, c, "a value that is not a UUID"))).transpose()
+    text(v, t, c)?
+        .map(|s| {
+            s.parse()
+                .map_err(|_| bad(t, c, "a value that is not a UUID"))
+        })
+        .transpose()
 }
 
 fn int(v: &Value, t: &str, c: &str) -> Result<Option<i64>> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| bad(t, c, "a number that is not an integer")),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| bad(t, c, "a number that is not an integer")),
         _ => Err(bad(t, c, "a value that is not an integer")),
     }
 }
@@ -216,14 +309,22 @@ fn boolean(v: &Value, t: &str, c: &str) -> Result<Option<bool>> {
 
 fn time(v: &Value, t: &str, c: &str) -> Result<Option<DateTime<Utc>>> {
     text(v, t, c)?
-        .map(|s| DateTime::parse_from_rfc3339(&s).map(|d| d.to_utc()).map_err(|_| bad(t, c, "a value that is not an RFC 3339 time")))
+        .map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|d| d.to_utc())
+                .map_err(|_| bad(t, c, "a value that is not an RFC 3339 time"))
+        })
         .transpose()
 }
 
 fn bytes(v: &Value, t: &str, c: &str) -> Result<Option<Vec<u8>>> {
     use base64::Engine;
     text(v, t, c)?
-        .map(|s| base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| bad(t, c, "a value that is not base64")))
+        .map(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| bad(t, c, "a value that is not base64"))
+        })
         .transpose()
 }
 
@@ -254,7 +355,9 @@ macro_rules! decode_row {
         for (i, c) in $table.columns.iter().enumerate() {
             let value = match c.kind {
                 Kind::Text => $row.try_get::<Option<String>, _>(i)?.map(Value::String),
-                Kind::Uuid => $row.try_get::<Option<Uuid>, _>(i)?.map(|u| Value::String(u.to_string())),
+                Kind::Uuid => $row
+                    .try_get::<Option<Uuid>, _>(i)?
+                    .map(|u| Value::String(u.to_string())),
                 Kind::Int => $row.try_get::<Option<i64>, _>(i)?.map(Value::from),
                 Kind::Bool => $row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
                 Kind::Time => $row
@@ -282,7 +385,9 @@ fn select_list(table: &Table) -> String {
 }
 
 fn key_condition(table: &Table, first: usize) -> String {
-    let placeholders: Vec<String> = (0..table.key.len()).map(|i| format!("${}", first + i)).collect();
+    let placeholders: Vec<String> = (0..table.key.len())
+        .map(|i| format!("${}", first + i))
+        .collect();
     if table.key.len() == 1 {
         format!("{} > {}", table.key[0], placeholders[0])
     } else {
@@ -291,7 +396,9 @@ fn key_condition(table: &Table, first: usize) -> String {
 }
 
 fn key_column<'a>(table: &'a Table, name: &str) -> Result<&'a Column> {
-    table.column(name).ok_or_else(|| Error::Internal(format!("key `{name}` of `{}` is not a column", table.name)))
+    table
+        .column(name)
+        .ok_or_else(|| Error::Internal(format!("key `{name}` of `{}` is not a column", table.name)))
 }
 
 fn missing(table: &str, column: &str) -> Error {
@@ -318,13 +425,28 @@ impl Store {
 
     /// Up to `limit` rows of `table` that belong to `tenant`, in key order,
     /// after the row whose key `after` holds (the first page without it).
-    pub async fn export_page(&self, table: &Table, tenant: TenantId, after: Option<&Row>, limit: u32) -> Result<Vec<Row>> {
-        let mut sql = format!("SELECT {} FROM {} WHERE ({})", select_list(table), table.name, table.scope);
+    pub async fn export_page(
+        &self,
+        table: &Table,
+        tenant: TenantId,
+        after: Option<&Row>,
+        limit: u32,
+    ) -> Result<Vec<Row>> {
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE ({})",
+            select_list(table),
+            table.name,
+            table.scope
+        );
         if after.is_some() {
             sql.push_str(" AND ");
             sql.push_str(&key_condition(table, 2));
         }
-        sql.push_str(&format!(" ORDER BY {} LIMIT {}", table.key.join(", "), limit.max(1)));
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            table.key.join(", "),
+            limit.max(1)
+        ));
         on_pool!(&self.pool, p => {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.0);
             if let Some(after) = after {
@@ -345,16 +467,30 @@ impl Store {
 
     /// How many rows of `table` belong to `tenant` (for progress).
     pub async fn export_count(&self, table: &Table, tenant: TenantId) -> Result<u64> {
-        let sql = format!("SELECT COUNT(*) FROM {} WHERE ({})", table.name, table.scope);
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE ({})",
+            table.name, table.scope
+        );
         let (n,): (i64,) = on_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant.0).fetch_one(p).await)?;
         Ok(n as u64)
     }
 
     /// The blob column of one row (a message's stored bytes).
     pub async fn export_blob(&self, table: &Table, row: &Row) -> Result<Vec<u8>> {
-        let blob = table.blob.ok_or_else(|| Error::Internal(format!("`{}` has no blob column", table.name)))?;
-        let condition: Vec<String> = table.key.iter().enumerate().map(|(i, k)| format!("{k} = ${}", i + 1)).collect();
-        let sql = format!("SELECT {blob} FROM {} WHERE {}", table.name, condition.join(" AND "));
+        let blob = table
+            .blob
+            .ok_or_else(|| Error::Internal(format!("`{}` has no blob column", table.name)))?;
+        let condition: Vec<String> = table
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} = ${}", i + 1))
+            .collect();
+        let sql = format!(
+            "SELECT {blob} FROM {} WHERE {}",
+            table.name,
+            condition.join(" AND ")
+        );
         let found: Option<Vec<u8>> = on_pool!(&self.pool, p => {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for k in table.key {
@@ -382,12 +518,22 @@ impl Store {
     pub async fn import_clashes(&self, clashes: &Clashes) -> Result<Vec<String>> {
         let mut found = Vec::new();
         let ids: [(&str, &str, &Vec<String>); 2] = [
-            ("tenant", "SELECT 1 FROM tenants WHERE id = $1", &clashes.tenant_ids),
-            ("message", "SELECT 1 FROM messages WHERE id = $1", &clashes.sample_messages),
+            (
+                "tenant",
+                "SELECT 1 FROM tenants WHERE id = $1",
+                &clashes.tenant_ids,
+            ),
+            (
+                "message",
+                "SELECT 1 FROM messages WHERE id = $1",
+                &clashes.sample_messages,
+            ),
         ];
         for (what, sql, values) in ids {
             for value in values {
-                let id: Uuid = value.parse().map_err(|_| Error::Invalid(format!("`{value}` is not a UUID")))?;
+                let id: Uuid = value
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("`{value}` is not a UUID")))?;
                 let hit: Option<(i32,)> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
                 if hit.is_some() {
                     found.push(format!("{what} {value}"));
@@ -395,9 +541,21 @@ impl Store {
             }
         }
         let names: [(&str, &str, &Vec<String>); 3] = [
-            ("domain", "SELECT 1 FROM domains WHERE name = $1", &clashes.domains),
-            ("account", "SELECT 1 FROM accounts WHERE address = $1", &clashes.addresses),
-            ("hostname", "SELECT 1 FROM hostnames WHERE hostname = $1", &clashes.hostnames),
+            (
+                "domain",
+                "SELECT 1 FROM domains WHERE name = $1",
+                &clashes.domains,
+            ),
+            (
+                "account",
+                "SELECT 1 FROM accounts WHERE address = $1",
+                &clashes.addresses,
+            ),
+            (
+                "hostname",
+                "SELECT 1 FROM hostnames WHERE hostname = $1",
+                &clashes.hostnames,
+            ),
         ];
         for (what, sql, values) in names {
             for value in values {
@@ -463,7 +621,9 @@ impl Store {
                    FROM outbound o JOIN deliveries d ON d.outbound_id = o.id \
                    WHERE o.account_id = $1 AND ($2 IS NULL OR o.created_at >= $2) AND ($3 IS NULL OR o.created_at < $3) \
                    ORDER BY o.created_at, o.id, d.recipient";
-        Ok(on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(from).bind(until).fetch_all(p).await)?)
+        Ok(
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).bind(from).bind(until).fetch_all(p).await)?,
+        )
     }
 }
 
@@ -515,7 +675,12 @@ impl Import {
             names.push(blob_column);
         }
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("INSERT INTO {} ({}) VALUES ({})", table.name, names.join(", "), placeholders.join(", "));
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table.name,
+            names.join(", "),
+            placeholders.join(", ")
+        );
         let name = table.name;
         let result = on_tx!(self, tx => {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -529,18 +694,23 @@ impl Import {
         });
         match result {
             Ok(()) => Ok(()),
-            Err(e) if super::unique_violation(&e) => {
-                Err(Error::Conflict(format!("this instance already has a row of `{name}` that the archive would create again")))
-            }
-            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
-                Err(Error::Invalid(format!("a row of `{name}` refers to something the archive does not hold")))
-            }
+            Err(e) if super::unique_violation(&e) => Err(Error::Conflict(format!(
+                "this instance already has a row of `{name}` that the archive would create again"
+            ))),
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => Err(Error::Invalid(
+                format!("a row of `{name}` refers to something the archive does not hold"),
+            )),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Records a dispersed object (a message's shards on this instance's sites).
-    pub async fn insert_object(&mut self, id: Uuid, tenant: TenantId, object: &NewObject) -> Result<()> {
+    pub async fn insert_object(
+        &mut self,
+        id: Uuid,
+        tenant: TenantId,
+        object: &NewObject,
+    ) -> Result<()> {
         let now = Utc::now();
         on_tx!(self, tx => {
             insert_object!(*tx, id, tenant.0, object, now);
@@ -551,7 +721,13 @@ impl Import {
     /// Makes the imported tree consistent with this instance (storage
     /// counters and UID counters recomputed from what was imported), writes
     /// the audit entry and commits.
-    pub async fn finish(mut self, actor: &str, root: TenantId, tenants: &[TenantId], detail: Value) -> Result<()> {
+    pub async fn finish(
+        mut self,
+        actor: &str,
+        root: TenantId,
+        tenants: &[TenantId],
+        detail: Value,
+    ) -> Result<()> {
         let fixups = [
             "UPDATE accounts SET storage_used_bytes = (SELECT COALESCE(SUM(size), 0) FROM messages WHERE account_id = accounts.id) \
              WHERE tenant_id = $1",
@@ -636,7 +812,9 @@ mod tests {
             if LEFT_TABLES.iter().any(|(t, _)| t == name) {
                 continue;
             }
-            let table = table(name).unwrap_or_else(|| panic!("table `{name}` is neither exported nor listed as left behind"));
+            let table = table(name).unwrap_or_else(|| {
+                panic!("table `{name}` is neither exported nor listed as left behind")
+            });
             let mut expected: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
             expected.extend(table.blob);
             expected.extend(table.left.iter().map(|(c, _)| *c));
@@ -646,7 +824,9 @@ mod tests {
             assert_eq!(actual, expected, "columns of `{name}`");
             if backend == Backend::Postgres {
                 for (column, ty) in columns {
-                    let Some(c) = table.column(column) else { continue };
+                    let Some(c) = table.column(column) else {
+                        continue;
+                    };
                     let fits = match c.kind {
                         Kind::Text => ty == "text",
                         Kind::Uuid => ty == "uuid",
@@ -655,12 +835,23 @@ mod tests {
                         Kind::Time => ty == "timestamp with time zone",
                         Kind::Bytes => ty == "bytea",
                     };
-                    assert!(fits, "`{name}.{column}` is {ty} in PostgreSQL, listed as {:?}", c.kind);
+                    assert!(
+                        fits,
+                        "`{name}.{column}` is {ty} in PostgreSQL, listed as {:?}",
+                        c.kind
+                    );
                 }
             }
         }
-        for name in LEFT_TABLES.iter().map(|(t, _)| *t).chain(TABLES.iter().map(|t| t.name)) {
-            assert!(schema.iter().any(|(t, _)| t == name), "`{name}` is listed but not in the schema");
+        for name in LEFT_TABLES
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(TABLES.iter().map(|t| t.name))
+        {
+            assert!(
+                schema.iter().any(|(t, _)| t == name),
+                "`{name}` is listed but not in the schema"
+            );
         }
     }
 
@@ -672,8 +863,13 @@ mod tests {
             for tenant in &tenants {
                 let mut after: Option<Row> = None;
                 loop {
-                    let page = store.export_page(table, *tenant, after.as_ref(), 2).await.unwrap();
-                    let Some(last) = page.last().cloned() else { break };
+                    let page = store
+                        .export_page(table, *tenant, after.as_ref(), 2)
+                        .await
+                        .unwrap();
+                    let Some(last) = page.last().cloned() else {
+                        break;
+                    };
                     for row in page {
                         let blob = match table.blob {
                             Some(_) => Some(store.export_blob(table, &row).await.unwrap()),
@@ -690,12 +886,39 @@ mod tests {
 
     async fn a_tenant_tree_moves_row_for_row_to_the_other_backend(backend: Backend) {
         let source = fresh_store(backend).await;
-        let target = fresh_store(if backend == Backend::Sqlite { Backend::Postgres } else { Backend::Sqlite }).await;
+        let target = fresh_store(if backend == Backend::Sqlite {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        })
+        .await;
         let target_operator = target.ensure_operator().await.unwrap();
-        let limits = Limits { max_accounts: 10, max_domains: 10, storage_quota_bytes: 1 << 30 };
-        let new_tenant = |name: &str, kind, parent| NewTenant { name: name.into(), kind, parent_id: parent, limits, policy: Policy::default() };
-        let reseller = source.create_tenant("operator", new_tenant("Reseller", TenantKind::Reseller, None)).await.unwrap();
-        let child = source.create_tenant("operator", new_tenant("Child", TenantKind::Enterprise, Some(reseller.id))).await.unwrap();
+        let limits = Limits {
+            max_accounts: 10,
+            max_domains: 10,
+            storage_quota_bytes: 1 << 30,
+        };
+        let new_tenant = |name: &str, kind, parent| NewTenant {
+            name: name.into(),
+            kind,
+            parent_id: parent,
+            limits,
+            policy: Policy::default(),
+        };
+        let reseller = source
+            .create_tenant(
+                "operator",
+                new_tenant("Reseller", TenantKind::Reseller, None),
+            )
+            .await
+            .unwrap();
+        let child = source
+            .create_tenant(
+                "operator",
+                new_tenant("Child", TenantKind::Enterprise, Some(reseller.id)),
+            )
+            .await
+            .unwrap();
         let domain = source
             .create_domain(
                 "operator",
@@ -738,12 +961,18 @@ mod tests {
                     id: MessageId::new(),
                     tenant_id: child.id,
                     account_id: account.id,
-                    level: if n % 2 == 0 { Level::Standard } else { Level::Sealed },
+                    level: if n % 2 == 0 {
+                        Level::Standard
+                    } else {
+                        Level::Sealed
+                    },
                     envelope_from: "x@elsewhere.test".into(),
                     envelope_to: "ann@child.test".into(),
                     subject: (n % 2 == 0).then(|| format!("subject {n}")),
                     sender: None,
-                    privacy: crate::privacy::PrivacyIndex::compute(&crate::privacy::Facts::default()),
+                    privacy: crate::privacy::PrivacyIndex::compute(
+                        &crate::privacy::Facts::default(),
+                    ),
                     authentication: serde_json::json!({"spf": "pass"}),
                     arrived_encrypted: false,
                     content: vec![n; 100 + usize::from(n)],
@@ -759,18 +988,31 @@ mod tests {
 
         let before = dump(&source, reseller.id).await;
         assert_eq!(before.iter().filter(|(t, ..)| *t == "messages").count(), 5);
-        assert_eq!(before.iter().filter(|(t, ..)| *t == "tenants").count(), 2, "the child comes with its reseller");
+        assert_eq!(
+            before.iter().filter(|(t, ..)| *t == "tenants").count(),
+            2,
+            "the child comes with its reseller"
+        );
         let mut import = target.begin_import().await.unwrap();
         for (name, row, blob) in &before {
             let mut row = row.clone();
             // The importer hangs the root under its own operator (transfer::tenant does the same).
             if *name == "tenants" && row["id"] == reseller.id.0.to_string() {
-                row.insert("parent_id".into(), Value::String(target_operator.id.0.to_string()));
+                row.insert(
+                    "parent_id".into(),
+                    Value::String(target_operator.id.0.to_string()),
+                );
             }
-            import.insert(table(name).unwrap(), &row, blob.as_deref()).await.unwrap();
+            import
+                .insert(table(name).unwrap(), &row, blob.as_deref())
+                .await
+                .unwrap();
         }
         let tree = source.subtree(reseller.id).await.unwrap();
-        import.finish("operator", reseller.id, &tree, serde_json::json!({})).await.unwrap();
+        import
+            .finish("operator", reseller.id, &tree, serde_json::json!({}))
+            .await
+            .unwrap();
 
         let after = dump(&target, reseller.id).await;
         let comparable = |rows: &[(&'static str, Row, Option<Vec<u8>>)]| -> Vec<(&'static str, Row, Option<Vec<u8>>)> {
@@ -790,15 +1032,30 @@ mod tests {
         };
         assert_eq!(comparable(&after), comparable(&before));
         let root = target.tenant(reseller.id).await.unwrap().unwrap();
-        assert_eq!(root.parent_id, Some(target_operator.id), "the root hangs under the importing operator");
-        assert!(after.iter().any(|(t, row, _)| *t == "audit_log" && row["action"] == "tenant.import"));
+        assert_eq!(
+            root.parent_id,
+            Some(target_operator.id),
+            "the root hangs under the importing operator"
+        );
+        assert!(
+            after
+                .iter()
+                .any(|(t, row, _)| *t == "audit_log" && row["action"] == "tenant.import")
+        );
 
         // Twice is a clash, and the failed second import leaves nothing.
-        let clashes = Clashes { domains: vec!["child.test".into()], tenant_ids: vec![child.id.0.to_string()], ..Default::default() };
+        let clashes = Clashes {
+            domains: vec!["child.test".into()],
+            tenant_ids: vec![child.id.0.to_string()],
+            ..Default::default()
+        };
         assert_eq!(target.import_clashes(&clashes).await.unwrap().len(), 2);
         let mut again = target.begin_import().await.unwrap();
         let (name, row, blob) = &before[0];
-        let err = again.insert(table(name).unwrap(), row, blob.as_deref()).await.unwrap_err();
+        let err = again
+            .insert(table(name).unwrap(), row, blob.as_deref())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
     }
 
@@ -826,16 +1083,28 @@ mod tests {
             ] {
                 row.insert(k.into(), v);
             }
-            import.insert(table("tenants").unwrap(), &row, None).await.unwrap();
+            import
+                .insert(table("tenants").unwrap(), &row, None)
+                .await
+                .unwrap();
             row.insert("unknown".into(), Value::Null);
-            let err = import.insert(table("tenants").unwrap(), &row, None).await.unwrap_err();
+            let err = import
+                .insert(table("tenants").unwrap(), &row, None)
+                .await
+                .unwrap_err();
             assert!(err.to_string().contains("newer Caliop"), "{err}");
             row.remove("unknown");
             row.insert("max_accounts".into(), "many".into());
-            let err = import.insert(table("tenants").unwrap(), &row, None).await.unwrap_err();
+            let err = import
+                .insert(table("tenants").unwrap(), &row, None)
+                .await
+                .unwrap_err();
             assert!(err.to_string().contains("tenants.max_accounts"), "{err}");
         }
-        assert!(store.tenant(TenantId(id)).await.unwrap().is_none(), "dropped without finishing: rolled back");
+        assert!(
+            store.tenant(TenantId(id)).await.unwrap().is_none(),
+            "dropped without finishing: rolled back"
+        );
     }
 
     on_both_backends!(
