@@ -283,7 +283,7 @@ async fn operator_token(config: &Config, ttl: u64) -> anyhow::Result<()> {
         scopes: vec![Scope::Read, Scope::Write],
     };
     let token = tokens
-        .issue(&actor, Duration::from_secs(ttl))
+        .issue(&actor, 0, Duration::from_secs(ttl))
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
     println!("{token}");
     Ok(())

@@ -105,6 +105,18 @@ async fn reseller_story_end_to_end(backend: Backend) {
         onboarded["dns_records"][0]["name"],
         "_caliop-verification.acme.example"
     );
+    // Only a verified domain is hosted: the operator vouches for this one.
+    let (status, _, verified) = caliop
+        .post(
+            &format!(
+                "/v1/domains/{}/verify",
+                onboarded["domain"]["id"].as_str().unwrap()
+            ),
+            Some(&caliop.operator_token()),
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
 
     let (status, _, login) = caliop
         .post("/v1/auth/token", None, json!({"grant_type": "password", "username": "Root@Acme.Example", "password": password}))

@@ -105,6 +105,18 @@ async fn a_killed_worker_delivers_exactly_once(backend: Backend) {
             json!({"domain": "acme.test", "admin": {"address": "root@acme.test", "display_name": "Root", "password": password}}))
         .await;
     assert_eq!(status, 201, "{onboarded}");
+    // Only a verified domain is hosted: the operator vouches for this one.
+    let (status, _, verified) = caliop
+        .post(
+            &format!(
+                "/v1/domains/{}/verify",
+                onboarded["domain"]["id"].as_str().unwrap()
+            ),
+            Some(&caliop.operator_token()),
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
     let (_, _, login) = caliop
         .post(
             "/v1/auth/token",

@@ -16,10 +16,11 @@ use axum::http::{Method, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use tenants::{
-    AccountId, AccountStatus, Actor, ApiKeyId, DomainId, MessageId, Role, Scope, Subject, TenantId,
-    TenantStatus,
+    AccountId, Actor, ApiKeyId, DomainId, Ended, MessageId, Role, Scope, Subject, TenantId,
 };
 use uuid::Uuid;
+
+use tenants::login::Door;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -39,6 +40,10 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: Uuid,
+    /// The account's credentials epoch at issue: a role, status or password
+    /// change since then ends the token.
+    #[serde(default)]
+    pub epc: i64,
 }
 
 /// Signs and verifies access tokens with the instance key.
@@ -67,8 +72,9 @@ impl Tokens {
         self.ttl
     }
 
-    /// A signed token for `actor`, valid for `ttl`.
-    pub fn issue(&self, actor: &Actor, ttl: Duration) -> Result<String, Problem> {
+    /// A signed token for `actor` (issued under the account's credentials
+    /// `epoch`; 0 for other subjects), valid for `ttl`.
+    pub fn issue(&self, actor: &Actor, epoch: i64, ttl: Duration) -> Result<String, Problem> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -79,13 +85,15 @@ impl Tokens {
             iat: now,
             exp: now + ttl.as_secs(),
             jti: Uuid::now_v7(),
+            epc: epoch,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .map_err(Problem::internal)
     }
 
-    /// The actor a token speaks for, or a 401 that says what is wrong with it.
-    pub fn verify(&self, token: &str) -> Result<Actor, Problem> {
+    /// The actor a token speaks for and the credentials epoch it was issued
+    /// under, or a 401 that says what is wrong with it.
+    pub fn verify(&self, token: &str) -> Result<(Actor, i64), Problem> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 Problem::unauthorized(match e.kind() {
@@ -108,12 +116,15 @@ impl Tokens {
         let claims = data.claims;
         let subject = Subject::from_token_sub(&claims.sub)
             .ok_or_else(|| Problem::unauthorized("the access token's subject is not recognised"))?;
-        Ok(Actor {
-            subject,
-            tenant_id: TenantId(claims.tid),
-            role: claims.role,
-            scopes: claims.scopes,
-        })
+        Ok((
+            Actor {
+                subject,
+                tenant_id: TenantId(claims.tid),
+                role: claims.role,
+                scopes: claims.scopes,
+            },
+            claims.epc,
+        ))
     }
 }
 
@@ -137,36 +148,47 @@ fn bearer(parts: &Parts) -> Result<&str, Problem> {
         .ok_or_else(|| Problem::unauthorized("the Authorization header must use the Bearer scheme"))
 }
 
-/// Refuses tokens whose subject was deleted, suspended or revoked since issue.
-async fn check_subject(state: &AppState, actor: &Actor) -> Result<(), Problem> {
+/// Refuses tokens whose subject changed since issue: an account's role,
+/// status or password (its credentials epoch), its domain's verification or
+/// its tenant's status, read in one query ([`tenants::Standing`]); an API
+/// key revoked, or whose maker lost the right to make it.
+async fn check_subject(state: &AppState, actor: &Actor, epoch: i64) -> Result<(), Problem> {
     let gone =
         || Problem::unauthorized("the access token's subject no longer exists or was revoked");
-    match actor.subject {
+    let tenant_id = match actor.subject {
         Subject::Operator => return Ok(()),
         Subject::Account(id) => {
-            let account = state.store.account(id).await?.ok_or_else(gone)?;
-            if account.status != AccountStatus::Active || account.tenant_id != actor.tenant_id {
+            let standing = state.store.standing(id).await?.ok_or_else(gone)?;
+            if standing.account.tenant_id != actor.tenant_id {
                 return Err(gone());
             }
+            return match standing.refusal(actor.role, epoch, Door::Api) {
+                None => Ok(()),
+                Some(Ended::CredentialsChanged) => Err(Problem::unauthorized(
+                    "the account's role, status or password changed since this token was issued; sign in again",
+                )),
+                Some(Ended::DomainUnverified) => Err(Problem::unauthorized(
+                    "the account's domain is not verified; it cannot act until it is",
+                )),
+                Some(Ended::OrganisationInactive(why)) => Err(Problem::forbidden(why)),
+            };
         }
         Subject::ApiKey(id) => {
             let key = state.store.api_key(id).await?.ok_or_else(gone)?;
-            if key.revoked_at.is_some() || key.tenant_id != actor.tenant_id {
+            if key.tenant_id != actor.tenant_id {
                 return Err(gone());
             }
+            if let Some(why) = state.store.api_key_refusal(&key).await? {
+                return Err(Problem::unauthorized(why));
+            }
+            key.tenant_id
         }
-    }
-    let tenant = state
+    };
+    state
         .store
-        .tenant(actor.tenant_id)
+        .active_tenant(tenant_id)
         .await?
-        .ok_or_else(gone)?;
-    if tenant.status != TenantStatus::Active {
-        return Err(Problem::forbidden(format!(
-            "the tenant `{}` is {}",
-            tenant.name, tenant.status
-        )));
-    }
+        .map_err(Problem::forbidden)?;
     Ok(())
 }
 
@@ -299,8 +321,8 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let actor = state.tokens.verify(bearer(parts)?)?;
-        check_subject(state, &actor).await?;
+        let (actor, epoch) = state.tokens.verify(bearer(parts)?)?;
+        check_subject(state, &actor, epoch).await?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -342,8 +364,8 @@ mod tests {
             role: Role::Operator,
             scopes: vec![Scope::Read, Scope::Write],
         };
-        let token = tokens.issue(&actor, Duration::from_secs(60)).unwrap();
-        assert_eq!(tokens.verify(&token).unwrap(), actor);
+        let token = tokens.issue(&actor, 7, Duration::from_secs(60)).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), (actor, 7));
 
         let other = Tokens::new(
             &vault::instance::InstanceKey::generate(),

@@ -503,13 +503,15 @@ async fn public_instance(app: &TestApp) {
         )
         .await;
     let id = tenant.ok(201)["id"].as_str().unwrap().to_owned();
-    app.post(
-        &format!("/v1/tenants/{id}/domains"),
-        &app.operator_token,
-        json!({"name": "free.test"}),
-    )
-    .await
-    .ok(201);
+    let domain = app
+        .post(
+            &format!("/v1/tenants/{id}/domains"),
+            &app.operator_token,
+            json!({"name": "free.test"}),
+        )
+        .await;
+    app.verify_domain(domain.ok(201)["id"].as_str().unwrap())
+        .await;
 }
 
 async fn signup(app: &TestApp, local: &str) -> support::Reply {
@@ -1415,6 +1417,8 @@ async fn traffic_counts_a_resellers_tree_by_day(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
+    app.verify_domain(onboarded.body["domain"]["id"].as_str().unwrap())
+        .await;
     let admin = app.login("admin@child.test", PASSWORD).await;
     let stranger = app.enterprise("stranger.test", 5).await;
 

@@ -590,22 +590,16 @@ on_both_backends!(signup_on_a_tenants_hostname_makes_an_account_of_that_tenant);
 async fn signup_on_a_tenants_hostname_makes_an_account_of_that_tenant(backend: Backend) {
     let app = support::spawn(backend).await;
     let acme = app.enterprise("acme.test", 5).await;
+    app.claim(&acme, "acme-claim.test").await;
     let unverified = app
         .send(
             "PUT",
             &format!("/v1/tenants/{}/self-signup", acme.tenant_id),
             Some(&acme.admin_token),
-            Some(json!({"domain": "acme.test"})),
+            Some(json!({"domain": "acme-claim.test"})),
         )
         .await;
     assert!(unverified.problem(422).contains("not a verified domain"));
-    app.post(
-        &format!("/v1/domains/{}/verify", acme.domain_id),
-        &app.operator_token,
-        json!({"force": true}),
-    )
-    .await
-    .ok(200);
     app.send(
         "PUT",
         &format!("/v1/tenants/{}/self-signup", acme.tenant_id),

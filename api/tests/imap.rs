@@ -414,7 +414,11 @@ async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     let (_, done) = late
         .run(&format!("LOGIN \"{address}\" \"{PASSWORD}\""))
         .await;
-    assert!(done.contains(" NO [AUTHENTICATIONFAILED]"), "{done}");
+    // The right password of a suspended account: said so, not "wrong password".
+    assert!(
+        done.contains(" NO [AUTHORIZATIONFAILED] the account is suspended"),
+        "{done}"
+    );
 
     // A suspended organisation: its users are told so, not that their password is wrong.
     app.patch(

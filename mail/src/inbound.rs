@@ -223,7 +223,7 @@ impl Inbound {
             _ => {
                 if self
                     .store
-                    .domain_by_name(&address.domain())
+                    .hosted_domain(&address.domain())
                     .await
                     .map_err(internal)?
                     .is_none()
@@ -428,7 +428,7 @@ impl Inbound {
         let sender_key_known = match EmailAddress::parse(&envelope.from) {
             Ok(from) => self
                 .store
-                .account_by_address(&from)
+                .hosted_account(&from)
                 .await
                 .ok()
                 .flatten()

@@ -286,6 +286,19 @@ impl Outbound {
                 }
             )));
         }
+        // The same rule as every sign-in: an account of a domain that is only
+        // a claim (unverified) sends nothing, whatever token it still holds.
+        if let Some(why) = self
+            .store
+            .may_sign_in(account, tenants::login::Door::Mail)
+            .await
+            .map_err(|e| internal("sender check failed", e))?
+        {
+            return Err(Refusal::Suspended(format!(
+                "{} cannot send: {why}",
+                account.address
+            )));
+        }
         let overdue = self
             .store
             .sending_suspended(tenant.id, self.config.payment_grace)
@@ -558,7 +571,7 @@ impl Outbound {
     /// domain's Web Key Directory serves (advanced layout first, then direct).
     async fn recipient_key(&self, recipient: &str) -> Option<String> {
         let address = EmailAddress::parse(recipient).ok()?;
-        match self.store.account_by_address(&address).await {
+        match self.store.hosted_account(&address).await {
             Ok(Some(account)) if account.status == AccountStatus::Active => {
                 return Some(account.public_key);
             }
@@ -730,7 +743,7 @@ impl Outbound {
         };
         Ok(self
             .store
-            .domain_by_name(&name)
+            .hosted_domain(&name)
             .await
             .map_err(|e| e.to_string())?
             .is_some())
@@ -744,7 +757,7 @@ impl Outbound {
         let Ok(name) = tenants::DomainName::parse(domain) else {
             return message.to_vec();
         };
-        let Ok(Some(domain)) = self.store.domain_by_name(&name).await else {
+        let Ok(Some(domain)) = self.store.hosted_domain(&name).await else {
             return message.to_vec();
         };
         let keys = match self.store.dkim_keys(domain.id).await {

@@ -11,6 +11,21 @@ impl SmtpProbe {
         let stream = tokio::net::TcpStream::connect(smtp)
             .await
             .expect("connect to SMTP");
+        Self::over(stream).await
+    }
+
+    /// Connects from `local` (any 127.0.0.0/8 address works on loopback),
+    /// to play a client on another network.
+    pub async fn connect_from(smtp: std::net::SocketAddr, local: std::net::IpAddr) -> SmtpProbe {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(local, 0))
+            .expect("bind the client address");
+        let stream = socket.connect(smtp).await.expect("connect to SMTP");
+        Self::over(stream).await
+    }
+
+    async fn over(stream: tokio::net::TcpStream) -> SmtpProbe {
         let mut probe = SmtpProbe {
             reader: tokio::io::BufReader::new(stream),
             greeting: (0, String::new()),

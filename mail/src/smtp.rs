@@ -908,25 +908,34 @@ async fn authenticate(
     password: secrecy::SecretString,
 ) -> Result<tenants::Account, Reply> {
     use tenants::login::SignInRefused;
-    tenants::login::sign_in(inbound.store(), guard, ip, name, password)
-        .await
-        .map_err(|refused| match refused {
-            SignInRefused::Invalid => {
-                tracing::info!(%ip, "failed submission authentication");
-                Reply::new(535, "5.7.8", "authentication credentials invalid")
-            }
-            SignInRefused::TooManyAttempts(t) => Reply::new(
-                454,
-                "4.7.0",
-                format!(
-                    "too many failed authentications; try again in {} seconds",
-                    t.retry_after
-                ),
+    tenants::login::sign_in(
+        inbound.store(),
+        guard,
+        ip,
+        name,
+        password,
+        tenants::login::Door::Mail,
+    )
+    .await
+    .map_err(|refused| match refused {
+        SignInRefused::Invalid => {
+            tracing::info!(%ip, "failed submission authentication");
+            Reply::new(535, "5.7.8", "authentication credentials invalid")
+        }
+        SignInRefused::Disabled(why) => {
+            tracing::info!(%ip, "submission sign-in of an account that may not sign in");
+            Reply::new(535, "5.7.1", why)
+        }
+        SignInRefused::TooManyAttempts(t) => Reply::new(
+            454,
+            "4.7.0",
+            format!(
+                "too many failed authentications; try again in {} seconds",
+                t.retry_after
             ),
-            SignInRefused::Unavailable => {
-                Reply::new(454, "4.7.0", "temporary authentication failure")
-            }
-        })
+        ),
+        SignInRefused::Unavailable => Reply::new(454, "4.7.0", "temporary authentication failure"),
+    })
 }
 
 /// End of DATA on the submission port: queue the message.

@@ -19,9 +19,10 @@ pub mod store;
 pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{
-    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob, Domain, Mailbox,
-    MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant, Page, QueueDepth,
-    RecipientAccount, Store, Tenant, TenantFilter, TenantUpdate,
+    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob, Domain, Ended,
+    Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant, Page,
+    QueueDepth, RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate,
+    inactive_tenant,
 };
 
 /// What can go wrong in the domain core.

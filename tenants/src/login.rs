@@ -1,8 +1,20 @@
 //! Signing in with an address and a password, the same way on every door
-//! (the API's token endpoint, the submission port, IMAP next): one password
-//! check that costs the same whether or not the address exists, and one
-//! [`LoginGuard`] per process that counts failures per address and per
-//! client IP across all of them, so that a guesser cannot switch doors.
+//! (the API's token endpoint, the submission port, IMAP): one password check
+//! that costs the same whether or not the address exists, and one
+//! [`LoginGuard`] per process that counts attempts across all of them, so
+//! that a guesser cannot switch doors.
+//!
+//! An attempt is counted *before* the password is checked: [`LoginGuard::reserve`]
+//! takes a slot under one lock, so sixty concurrent guesses get at most the
+//! configured number of answers and then `TooManyAttempts`; a right password
+//! gives its slot back. Attempts are counted per address and per client
+//! network (an IPv4 /24, an IPv6 /64: one host rarely has just one address).
+//!
+//! Lockout without lock-in: once an address has signed in from a network,
+//! that network keeps a budget of its own for the address. An attacker
+//! elsewhere can use up the address's shared budget, but not the owner's.
+//! The networks are remembered in memory by each process (a restart forgets
+//! them, and the owner then shares the budget until the next success).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -11,137 +23,246 @@ use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::model::EmailAddress;
+use crate::model::{AccountStatus, EmailAddress};
 use crate::store::{Account, Store};
 use crate::{Error, Result};
 
-/// Too many failures lately; try again in `retry_after` seconds.
+/// Too many attempts lately; try again in `retry_after` seconds.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooManyAttempts {
     pub retry_after: u64,
 }
 
-/// Counts failed sign-ins per address and per client IP over a sliding
+/// The network a client address belongs to, for counting: its /24 (IPv4,
+/// IPv4-mapped IPv6 included) or its /64 (IPv6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Network(IpAddr);
+
+impl Network {
+    pub fn of(ip: IpAddr) -> Network {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        Network(match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                IpAddr::from([a, b, c, 0])
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(_) => write!(f, "{}/24", self.0),
+            IpAddr::V6(_) => write!(f, "{}/64", self.0),
+        }
+    }
+}
+
+/// A slot taken by [`LoginGuard::reserve`]. Left alone it counts as a
+/// failure; [`LoginGuard::succeeded`] or [`LoginGuard::release`] gives it back.
+#[must_use = "an attempt is settled by succeeded() or release(), or counts as a failure"]
+#[derive(Debug)]
+pub struct Attempt {
+    keys: Vec<String>,
+    at: Instant,
+    address: Option<String>,
+    network: Network,
+}
+
+/// Networks remembered per address, at most this many (the latest).
+const KNOWN_NETWORKS: usize = 8;
+/// Beyond this many counters, expired ones are swept.
+const SWEEP_AT: usize = 100_000;
+
+#[derive(Default)]
+struct Counters {
+    attempts: HashMap<String, VecDeque<Instant>>,
+    known: HashMap<String, VecDeque<Network>>,
+}
+
+/// Counts attempts per address and per client network over a sliding
 /// window, and refuses further attempts past the limit until it slides.
 pub struct LoginGuard {
     window: Duration,
     per_address: usize,
-    per_ip: usize,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    per_network: usize,
+    counters: Mutex<Counters>,
 }
 
 impl LoginGuard {
-    pub fn new(window: Duration, per_address: usize, per_ip: usize) -> LoginGuard {
+    pub fn new(window: Duration, per_address: usize, per_network: usize) -> LoginGuard {
         LoginGuard {
             window,
             per_address,
-            per_ip,
-            failures: Mutex::default(),
+            per_network,
+            counters: Mutex::default(),
         }
     }
 
-    fn keys(address: Option<&str>, ip: IpAddr) -> impl Iterator<Item = (String, bool)> {
-        address
-            .map(|a| (format!("addr:{a}"), true))
-            .into_iter()
-            .chain([(format!("ip:{ip}"), false)])
-    }
-
-    /// Refuses when the address or the IP has used up its attempts; the
-    /// error says how many seconds until the next attempt is allowed.
-    pub fn check(&self, address: Option<&str>, ip: IpAddr) -> Result<(), TooManyAttempts> {
+    /// Takes an attempt for `address` (if any) from `ip`, or says how long
+    /// to wait. The check and the count are one step under one lock.
+    pub fn reserve(&self, address: Option<&str>, ip: IpAddr) -> Result<Attempt, TooManyAttempts> {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, is_address) in Self::keys(address, ip) {
-            let limit = if is_address {
-                self.per_address
-            } else {
-                self.per_ip
-            };
-            if let Some(times) = failures.get_mut(&key) {
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    times.pop_front();
-                }
-                if times.len() >= limit {
-                    let oldest = times.front().copied().unwrap_or(now);
-                    let wait = self
-                        .window
-                        .saturating_sub(now.duration_since(oldest))
-                        .as_secs()
-                        .max(1);
-                    return Err(TooManyAttempts { retry_after: wait });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn record_failure(&self, address: Option<&str>, ip: IpAddr) {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > 100_000 {
-            failures.retain(|_, times| {
+        let network = Network::of(ip);
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if counters.attempts.len() > SWEEP_AT {
+            let window = self.window;
+            counters.attempts.retain(|_, times| {
                 times
                     .back()
-                    .is_some_and(|t| now.duration_since(*t) < self.window)
+                    .is_some_and(|t| now.duration_since(*t) < window)
             });
         }
-        for (key, _) in Self::keys(address, ip) {
-            failures.entry(key).or_default().push_back(now);
+        let mut keys = vec![(format!("net:{network}"), self.per_network)];
+        if let Some(address) = address {
+            let own = counters
+                .known
+                .get(address)
+                .is_some_and(|nets| nets.contains(&network));
+            let key = if own {
+                format!("addr:{address}@{network}")
+            } else {
+                format!("addr:{address}")
+            };
+            keys.push((key, self.per_address));
+        }
+        for (key, limit) in &keys {
+            let Some(times) = counters.attempts.get_mut(key) else {
+                continue;
+            };
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
+                times.pop_front();
+            }
+            if times.len() >= *limit {
+                let oldest = times.front().copied().unwrap_or(now);
+                let wait = self
+                    .window
+                    .saturating_sub(now.duration_since(oldest))
+                    .as_secs()
+                    .max(1);
+                return Err(TooManyAttempts { retry_after: wait });
+            }
+        }
+        for (key, _) in &keys {
+            counters
+                .attempts
+                .entry(key.clone())
+                .or_default()
+                .push_back(now);
+        }
+        Ok(Attempt {
+            keys: keys.into_iter().map(|(k, _)| k).collect(),
+            at: now,
+            address: address.map(str::to_owned),
+            network,
+        })
+    }
+
+    /// The password was right: the slot is given back, and the network is
+    /// remembered as the address owner's, with a budget of its own.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        Self::give_back(&mut counters, &attempt);
+        if let Some(address) = attempt.address {
+            let nets = counters.known.entry(address).or_default();
+            if !nets.contains(&attempt.network) {
+                if nets.len() >= KNOWN_NETWORKS {
+                    nets.pop_front();
+                }
+                nets.push_back(attempt.network);
+            }
         }
     }
 
-    pub fn record_success(&self, address: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("addr:{address}"));
+    /// Nothing was learnt (the store failed): the slot is given back.
+    pub fn release(&self, attempt: Attempt) {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        Self::give_back(&mut counters, &attempt);
+    }
+
+    fn give_back(counters: &mut Counters, attempt: &Attempt) {
+        for key in &attempt.keys {
+            if let Some(times) = counters.attempts.get_mut(key)
+                && let Some(i) = times.iter().rposition(|t| *t == attempt.at)
+            {
+                times.remove(i);
+            }
+        }
     }
 }
 
-/// Why a mail client's sign-in failed.
+/// Why a sign-in failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignInRefused {
-    /// Wrong address or password, or an account that may not sign in.
+    /// Wrong address or password (or an account that no longer exists).
     Invalid,
+    /// The password is right but the account may not sign in; says why
+    /// (suspended, or its domain is not verified).
+    Disabled(String),
     TooManyAttempts(TooManyAttempts),
     /// The store failed; the client may try again.
     Unavailable,
 }
 
-/// A mail client's sign-in (submission, IMAP): the active account these
-/// credentials open, checked and counted exactly like the API's. What a
-/// suspended organisation's users may still do is the caller's to say.
+/// Which door a sign-in comes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// The REST API (and the apps on it).
+    Api,
+    /// A mail client: submission, IMAP (and later ManageSieve).
+    Mail,
+}
+
+/// Signs in on any door: the account these credentials open, if it may
+/// sign in there, counted in `guard`. Whether a suspended organisation's
+/// users may still do something is the caller's to say.
 pub async fn sign_in(
     store: &Store,
     guard: &LoginGuard,
     ip: IpAddr,
     name: &str,
     password: SecretString,
+    door: Door,
 ) -> Result<Account, SignInRefused> {
     let Ok(address) = EmailAddress::parse(name) else {
-        guard.record_failure(None, ip);
+        // Counted against the network: a malformed name is a failure too.
+        let _failed = guard
+            .reserve(None, ip)
+            .map_err(SignInRefused::TooManyAttempts)?;
         return Err(SignInRefused::Invalid);
     };
-    guard
-        .check(Some(address.as_str()), ip)
+    let attempt = guard
+        .reserve(Some(address.as_str()), ip)
         .map_err(SignInRefused::TooManyAttempts)?;
-    let account = store
-        .verify_password(&address, password)
-        .await
-        .map_err(|e| {
+    let account = match store.verify_password(&address, password).await {
+        Ok(account) => account,
+        Err(e) => {
+            guard.release(attempt);
             tracing::error!(error = %e, "password check failed");
-            SignInRefused::Unavailable
-        })?;
-    match account {
-        Some(account) if account.status == crate::AccountStatus::Active => {
-            guard.record_success(address.as_str());
-            Ok(account)
+            return Err(SignInRefused::Unavailable);
         }
-        _ => {
-            guard.record_failure(Some(address.as_str()), ip);
-            Err(SignInRefused::Invalid)
+    };
+    let Some(account) = account.filter(|a| a.status != AccountStatus::Deleted) else {
+        return Err(SignInRefused::Invalid);
+    };
+    guard.succeeded(attempt);
+    match store.may_sign_in(&account, door).await {
+        Ok(None) => Ok(account),
+        Ok(Some(why)) => Err(SignInRefused::Disabled(why)),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in check failed");
+            Err(SignInRefused::Unavailable)
         }
     }
 }
@@ -169,32 +290,101 @@ impl Store {
         .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
         Ok(account.filter(|_| verified))
     }
+
+    /// Why `account` may not sign in through `door`, if it may not: it is
+    /// not active, or its domain is only a claim (not verified). One
+    /// exception, so that a claim can be proven at all: an administrator of
+    /// a claim signs in to the API (to publish and check its DNS records);
+    /// that opens no mail door, since nothing is sent from or delivered
+    /// into a claim.
+    pub async fn may_sign_in(&self, account: &Account, door: Door) -> Result<Option<String>> {
+        if account.status != AccountStatus::Active {
+            return Ok(Some(format!("the account is {}", account.status)));
+        }
+        let hosted = self.is_hosted_domain_id(account.domain_id).await?;
+        Ok(claim_refusal(hosted, account, door))
+    }
+}
+
+/// The claim rule of [`Store::may_sign_in`], without a database.
+pub fn claim_refusal(hosted: bool, account: &Account, door: Door) -> Option<String> {
+    if hosted || (door == Door::Api && account.role == crate::AccountRole::Admin) {
+        return None;
+    }
+    Some(format!(
+        "the domain of {} is not verified yet; its administrator must verify it first",
+        account.address
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn guard_refuses_after_the_limit_and_forgets_on_success() {
-        let guard = LoginGuard::new(Duration::from_secs(60), 2, 3);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        guard.check(Some("a@x.test"), ip).unwrap();
-        guard.record_failure(Some("a@x.test"), ip);
-        guard.record_failure(Some("a@x.test"), ip);
-        let refused = guard.check(Some("a@x.test"), ip).unwrap_err();
+    fn attempts_are_counted_before_the_outcome_and_refused_past_the_limit() {
+        let guard = LoginGuard::new(Duration::from_secs(60), 2, 100);
+        let first = guard.reserve(Some("a@x.test"), ip("192.0.2.1")).unwrap();
+        let _second = guard.reserve(Some("a@x.test"), ip("198.51.100.1")).unwrap();
+        // Two slots taken and unsettled: the third is refused at once.
+        let refused = guard
+            .reserve(Some("a@x.test"), ip("203.0.113.1"))
+            .unwrap_err();
         assert!((1..=60).contains(&refused.retry_after), "{refused:?}");
-        guard.check(Some("b@x.test"), ip).unwrap();
-        guard.record_failure(Some("b@x.test"), ip);
+        guard.release(first);
+        assert!(guard.reserve(Some("a@x.test"), ip("203.0.113.1")).is_ok());
+        assert!(guard.reserve(Some("b@x.test"), ip("203.0.113.1")).is_ok());
+    }
+
+    #[test]
+    fn a_network_is_counted_as_one_client() {
+        let guard = LoginGuard::new(Duration::from_secs(60), 100, 3);
+        for host in ["10.1.2.3", "10.1.2.4", "10.1.2.200"] {
+            let _ = guard
+                .reserve(Some(&format!("{host}@x.test")), ip(host))
+                .unwrap();
+        }
         assert!(
-            guard.check(Some("c@x.test"), ip).is_err(),
-            "the IP has used its 3 attempts"
+            guard.reserve(Some("z@x.test"), ip("10.1.2.9")).is_err(),
+            "same /24"
         );
-        guard.record_success("a@x.test");
+        assert!(guard.reserve(Some("z@x.test"), ip("10.1.3.9")).is_ok());
+        for n in 1..=3 {
+            let _ = guard
+                .reserve(None, ip(&format!("2001:db8:1:2::{n}")))
+                .unwrap();
+        }
         assert!(
-            guard
-                .check(Some("a@x.test"), "192.0.2.2".parse().unwrap())
-                .is_ok()
+            guard.reserve(None, ip("2001:db8:1:2:ffff::1")).is_err(),
+            "same /64"
         );
+        assert!(guard.reserve(None, ip("2001:db8:1:3::1")).is_ok());
+        assert_eq!(
+            Network::of(ip("::ffff:10.1.2.3")),
+            Network::of(ip("10.1.2.77"))
+        );
+    }
+
+    #[test]
+    fn the_owners_network_keeps_its_budget_while_others_use_up_theirs() {
+        let guard = LoginGuard::new(Duration::from_secs(60), 3, 1000);
+        let owner = ip("192.0.2.10");
+        let signed_in = guard.reserve(Some("a@x.test"), owner).unwrap();
+        guard.succeeded(signed_in);
+        for n in 0..3 {
+            let _ = guard
+                .reserve(Some("a@x.test"), ip(&format!("198.51.100.{n}")))
+                .unwrap();
+        }
+        assert!(
+            guard.reserve(Some("a@x.test"), ip("203.0.113.5")).is_err(),
+            "the shared budget is used up"
+        );
+        let own = guard.reserve(Some("a@x.test"), owner);
+        assert!(own.is_ok(), "the owner's network has its own budget");
     }
 }

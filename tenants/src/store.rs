@@ -298,6 +298,9 @@ pub struct Account {
     pub storage_used_bytes: i64,
     /// The account's own cap inside its tenant's shared quota, if it has one.
     pub storage_quota_bytes: Option<i64>,
+    /// Raised whenever what lets the account act changes (role, status,
+    /// password, reset, deletion); tokens and sessions of an older value end.
+    pub credentials_epoch: i64,
 }
 
 impl std::fmt::Debug for Account {
@@ -332,6 +335,7 @@ struct AccountRow {
     updated_at: DateTime<Utc>,
     storage_used_bytes: i64,
     storage_quota_bytes: Option<i64>,
+    credentials_epoch: i64,
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -354,6 +358,7 @@ impl TryFrom<AccountRow> for Account {
             updated_at: r.updated_at,
             storage_used_bytes: r.storage_used_bytes,
             storage_quota_bytes: r.storage_quota_bytes,
+            credentials_epoch: r.credentials_epoch,
         })
     }
 }
@@ -621,7 +626,7 @@ const ACCOUNT_COLUMNS: &str = account_columns!();
 /// What an account is read with: its columns and the storage the store keeps count of.
 const ACCOUNT_READ_COLUMNS: &str = concat!(
     account_columns!(),
-    ", storage_used_bytes, storage_quota_bytes"
+    ", storage_used_bytes, storage_quota_bytes, credentials_epoch"
 );
 const API_KEY_COLUMNS: &str =
     "id, tenant_id, name, prefix, scopes, created_by, created_at, last_used_at, revoked_at";
@@ -1148,14 +1153,16 @@ impl Store {
     }
 
     /// An account with what delivering to it needs of its tenant, in one
-    /// query: the hot path of every RCPT TO.
+    /// query: the hot path of every RCPT TO. Only an account of a hosted
+    /// (verified) domain is a recipient: see `hosting`.
     pub async fn recipient(&self, address: &EmailAddress) -> Result<Option<RecipientAccount>> {
         let sql = "SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
                a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
-               a.storage_used_bytes, a.storage_quota_bytes, \
+               a.storage_used_bytes, a.storage_quota_bytes, a.credentials_epoch, \
                t.status AS tenant_status, t.min_level AS tenant_min_level, \
                t.storage_used_bytes AS tenant_storage_used_bytes, t.storage_quota_bytes AS tenant_storage_quota_bytes \
-             FROM accounts a JOIN tenants t ON t.id = a.tenant_id WHERE a.address = $1";
+             FROM accounts a JOIN tenants t ON t.id = a.tenant_id \
+             JOIN domains d ON d.id = a.domain_id AND d.verified_at IS NOT NULL WHERE a.address = $1";
         let row: Option<RecipientAccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.as_str()).fetch_optional(p).await)?;
         row.map(RecipientAccount::try_from).transpose()
@@ -1241,8 +1248,14 @@ impl Store {
             secret_key: current.secret_key.clone(),
         });
         let sql = "UPDATE accounts SET display_name = $2, role = $3, status = $4, level = $5, password_hash = $6, \
-             fingerprint = $7, public_key = $8, secret_key = $9, updated_at = $10 WHERE id = $1";
+             fingerprint = $7, public_key = $8, secret_key = $9, updated_at = $10, \
+             credentials_epoch = credentials_epoch + $11 WHERE id = $1";
         let status = update.status.unwrap_or(current.status);
+        let role = update.role.unwrap_or(current.role);
+        // What lets the account act changed: every token and session it holds ends.
+        let ends_sessions = role != current.role
+            || status != current.status
+            || credentials.password_hash != current.password_hash;
         let action = match (current.status, status) {
             (s, AccountStatus::Deleted) if s != AccountStatus::Deleted => "account.delete",
             _ if update.credentials.is_some() => "account.credentials",
@@ -1253,7 +1266,7 @@ impl Store {
             sqlx::query(sql)
                 .bind(id.0)
                 .bind(update.display_name.as_ref().unwrap_or(&current.display_name))
-                .bind(update.role.unwrap_or(current.role).as_str())
+                .bind(role.as_str())
                 .bind(status.as_str())
                 .bind(update.level.unwrap_or(current.level).as_str())
                 .bind(&credentials.password_hash)
@@ -1261,6 +1274,7 @@ impl Store {
                 .bind(&credentials.public_key)
                 .bind(&credentials.secret_key)
                 .bind(Utc::now())
+                .bind(i64::from(ends_sessions))
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -1407,8 +1421,10 @@ mod messages;
 mod billing;
 mod branding;
 mod exports;
+mod hosting;
 mod legal;
 mod outbound;
+mod standing;
 pub mod transfer;
 pub use billing::{
     Applied, BillingEvent, Invoice, InvoiceEvent, MILLI, NewSignup, PaidBy, Plan, PlanInput,
@@ -1434,3 +1450,4 @@ pub use objects::{
 pub use outbound::{
     DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission,
 };
+pub use standing::{Ended, Standing, inactive_tenant};

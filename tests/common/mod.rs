@@ -236,6 +236,15 @@ pub async fn mailbox(caliop: &Caliop, level: &str) -> String {
         )
         .await;
     assert_eq!(status, 201, "{onboarded}");
+    // Only a verified domain is hosted: the operator vouches for this one.
+    let (status, _, verified) = caliop
+        .post(
+            &format!("/v1/domains/{}/verify", field(&onboarded["domain"], "id")),
+            Some(&operator),
+            json!({"force": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
     field(&onboarded["admin"], "id")
 }
 

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tenants::{AccountStatus, Actor, EmailAddress, Role, Scope, Subject, TenantStatus};
+use tenants::login::{Door, SignInRefused, sign_in};
+use tenants::{Actor, Role, Scope, Subject};
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -65,7 +66,8 @@ pub fn api_key_hash(secret: &str) -> String {
         (status = 200, description = "A signed access token", body = TokenResponse),
         (status = 400, description = "Malformed request", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Wrong credentials", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "Account or tenant suspended", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Sign-in is unavailable for a moment", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Right password, but the account, its domain (not verified) or its tenant may not sign in", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts", body = ProblemDetails, content_type = "application/problem+json"),
     ),
@@ -77,7 +79,7 @@ pub async fn issue_token(
     Json(request): Json<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let ip = peer.ip();
-    let (actor, account_id) = match request.grant_type {
+    let (actor, account_id, epoch) = match request.grant_type {
         GrantType::Password => {
             let (Some(username), Some(password), None) =
                 (request.username, request.password, &request.api_key)
@@ -86,48 +88,40 @@ pub async fn issue_token(
                     "the password grant needs `username` and `password`, and no `api_key`",
                 ));
             };
-            let address = EmailAddress::parse(&username)?;
-            state
-                .login_guard
-                .check(Some(address.as_str()), ip)
-                .map_err(too_many)?;
-            let account = match state
-                .store
-                .verify_password(&address, password.into())
-                .await?
-            {
-                Some(account) if account.status != AccountStatus::Deleted => account,
-                _ => {
-                    state.login_guard.record_failure(Some(address.as_str()), ip);
+            // The same sign-in as submission and IMAP: counted before the
+            // password is checked, refused alike.
+            let account = sign_in(
+                &state.store,
+                &state.login_guard,
+                ip,
+                &username,
+                password.into(),
+                Door::Api,
+            )
+            .await
+            .map_err(|refused| match refused {
+                SignInRefused::Invalid => {
                     tracing::info!(%ip, "failed sign-in");
-                    return Err(Problem::unauthorized("wrong address or password"));
+                    Problem::unauthorized("wrong address or password")
                 }
-            };
-            state.login_guard.record_success(address.as_str());
-            if account.status != AccountStatus::Active {
-                return Err(Problem::forbidden(format!(
-                    "the account is {}",
-                    account.status
-                )));
-            }
+                SignInRefused::Disabled(why) => Problem::forbidden(why),
+                SignInRefused::TooManyAttempts(t) => too_many(t),
+                SignInRefused::Unavailable => {
+                    Problem::unavailable("sign-in is unavailable; try again later")
+                }
+            })?;
             let tenant = state
                 .store
-                .tenant(account.tenant_id)
+                .active_tenant(account.tenant_id)
                 .await?
-                .ok_or(Problem::not_found("tenant"))?;
-            if tenant.status != TenantStatus::Active {
-                return Err(Problem::forbidden(format!(
-                    "the tenant `{}` is {}",
-                    tenant.name, tenant.status
-                )));
-            }
+                .map_err(Problem::forbidden)?;
             let actor = Actor {
                 subject: Subject::Account(account.id),
                 tenant_id: tenant.id,
                 role: Role::of(tenant.kind, account.role),
                 scopes: vec![Scope::Read, Scope::Write],
             };
-            (actor, Some(account.id))
+            (actor, Some(account.id), account.credentials_epoch)
         }
         GrantType::ApiKey => {
             let (Some(secret), None, None) =
@@ -137,34 +131,32 @@ pub async fn issue_token(
                     "the api_key grant needs `api_key`, and no `username` or `password`",
                 ));
             };
-            state.login_guard.check(None, ip).map_err(too_many)?;
+            let attempt = state.login_guard.reserve(None, ip).map_err(too_many)?;
             let Some(key) = state.store.use_api_key(&api_key_hash(&secret)).await? else {
-                state.login_guard.record_failure(None, ip);
+                // The slot stays taken: a wrong key is a failed attempt.
                 return Err(Problem::unauthorized("unknown or revoked API key"));
             };
+            state.login_guard.release(attempt);
+            if let Some(why) = state.store.api_key_refusal(&key).await? {
+                return Err(Problem::unauthorized(why));
+            }
             let tenant = state
                 .store
-                .tenant(key.tenant_id)
+                .active_tenant(key.tenant_id)
                 .await?
-                .ok_or(Problem::not_found("tenant"))?;
-            if tenant.status != TenantStatus::Active {
-                return Err(Problem::forbidden(format!(
-                    "the tenant `{}` is {}",
-                    tenant.name, tenant.status
-                )));
-            }
+                .map_err(Problem::forbidden)?;
             let actor = Actor {
                 subject: Subject::ApiKey(key.id),
                 tenant_id: tenant.id,
                 role: Role::of(tenant.kind, tenants::AccountRole::Admin),
                 scopes: key.scopes,
             };
-            (actor, None)
+            (actor, None, 0)
         }
     };
     let ttl = state.tokens.ttl();
     Ok(Json(TokenResponse {
-        access_token: state.tokens.issue(&actor, ttl)?,
+        access_token: state.tokens.issue(&actor, epoch, ttl)?,
         token_type: "Bearer".into(),
         expires_in: ttl.as_secs(),
         role: actor.role,

@@ -49,9 +49,10 @@ pub async fn request_reset(
     Json(body): Json<ResetRequest>,
 ) -> ApiResult<(StatusCode, Json<ResetRequested>)> {
     let address = body.address.trim().to_ascii_lowercase();
-    state
+    // Every request counts, whatever comes of it: the slot is never given back.
+    let _counted = state
         .reset_guard
-        .check(Some(&address), peer.ip())
+        .reserve(Some(&address), peer.ip())
         .map_err(|t| {
             Problem::rate_limited(
                 t.retry_after,
@@ -61,7 +62,6 @@ pub async fn request_reset(
                 ),
             )
         })?;
-    state.reset_guard.record_failure(Some(&address), peer.ip());
     let answer = ResetRequested {
         detail: "if this address has an account with a recovery address, a link valid for 30 minutes was sent there".into(),
     };
@@ -70,7 +70,7 @@ pub async fn request_reset(
     };
     let Some(account) = state
         .store
-        .account_by_address(&address)
+        .hosted_account(&address)
         .await?
         .filter(|a| a.status == AccountStatus::Active)
     else {

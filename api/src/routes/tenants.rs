@@ -411,7 +411,20 @@ pub async fn create_operator_admin(
         recovery_address: None,
     };
     match accounts::create(state, &actor, state.operator_tenant, request).await {
-        Ok(account) => Ok(account),
+        Ok(account) => {
+            // The operator's own domain: whoever runs the command runs the
+            // instance, so it vouches for it (forced, audited) as it could
+            // through the API; only a verified domain is hosted.
+            if let Some(domain) = state.store.domain(account.domain_id).await?
+                && domain.verified_at.is_none()
+            {
+                state
+                    .store
+                    .mark_domain_verified(&actor.audit_name(), &domain, "forced")
+                    .await?;
+            }
+            Ok(account)
+        }
         Err(problem) => {
             if let Some(domain) = created
                 && let Err(e) = state

@@ -199,7 +199,7 @@ pub async fn spawn_billing(
     };
     let operator_token = state
         .tokens
-        .issue(&operator, Duration::from_secs(600))
+        .issue(&operator, 0, Duration::from_secs(600))
         .expect("operator token");
     TestApp {
         base,
@@ -519,13 +519,55 @@ impl TestApp {
             )
             .await;
         let body = onboarded.ok(201);
+        let domain_id = body["domain"]["id"].as_str().expect("domain id").to_owned();
+        // Only a verified domain is hosted: its admin could not sign in otherwise.
+        self.verify_domain(&domain_id).await;
         Enterprise {
             tenant_id,
-            domain_id: body["domain"]["id"].as_str().expect("domain id").to_owned(),
+            domain_id,
             admin_id: body["admin"]["id"].as_str().expect("admin id").to_owned(),
             admin_token: self.login(&admin_address, PASSWORD).await,
             domain: domain.to_owned(),
         }
+    }
+
+    /// An enterprise whose admin signs in from a verified home domain
+    /// (`home-{domain}`), and which claims `domain` without verifying it:
+    /// the returned `domain` and `domain_id` are the claim's.
+    pub async fn enterprise_claiming(&self, domain: &str, max_accounts: i64) -> Enterprise {
+        let home = self
+            .enterprise(&format!("home-{domain}"), max_accounts)
+            .await;
+        let domain_id = self.claim(&home, domain).await;
+        Enterprise {
+            domain_id,
+            domain: domain.to_owned(),
+            ..home
+        }
+    }
+
+    /// The operator vouches for a domain (forced verification, audited).
+    pub async fn verify_domain(&self, domain_id: &str) {
+        self.post(
+            &format!("/v1/domains/{domain_id}/verify"),
+            &self.operator_token,
+            json!({"force": true}),
+        )
+        .await
+        .ok(200);
+    }
+
+    /// A second domain of the enterprise, added by its admin and left
+    /// unverified (a claim); returns its id.
+    pub async fn claim(&self, e: &Enterprise, name: &str) -> String {
+        let reply = self
+            .post(
+                &format!("/v1/tenants/{}/domains", e.tenant_id),
+                &e.admin_token,
+                json!({"name": name}),
+            )
+            .await;
+        reply.ok(201)["id"].as_str().expect("domain id").to_owned()
     }
 
     /// Creates a user in the enterprise and returns its id.

@@ -60,7 +60,7 @@ impl Default for ImapConfig {
             max_connections_per_ip: 20,
             poll_interval: Duration::from_secs(1),
             max_errors: 20,
-            recheck: Duration::from_secs(60),
+            recheck: Duration::from_secs(5),
         }
     }
 }

@@ -535,7 +535,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 "[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into(),
             );
         }
-        match tenants::login::sign_in(self.store, self.guard, self.peer.ip(), name, password).await
+        match tenants::login::sign_in(
+            self.store,
+            self.guard,
+            self.peer.ip(),
+            name,
+            password,
+            tenants::login::Door::Mail,
+        )
+        .await
         {
             Ok(account) if !self.organisation_active(&account).await => Done::No(
                 "[CONTACTADMIN] the organisation is suspended; its administrators can say more"
@@ -549,6 +557,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(SignInRefused::Invalid) => {
                 tracing::info!(client = %self.peer.ip(), "failed IMAP sign-in");
                 Done::No("[AUTHENTICATIONFAILED] invalid address or password".into())
+            }
+            Err(SignInRefused::Disabled(why)) => {
+                tracing::info!(client = %self.peer.ip(), "IMAP sign-in of an account that may not sign in");
+                Done::No(format!("[AUTHORIZATIONFAILED] {why}"))
             }
             Err(SignInRefused::TooManyAttempts(t)) => Done::No(format!(
                 "[UNAVAILABLE] too many failed sign-ins; try again in {} seconds",
@@ -641,28 +653,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.checked_at.elapsed() < self.config.recheck {
             return true;
         }
-        let now = match self.store.account(account.id).await {
-            Ok(now) => now,
+        // The same standing as every API request: a new role, status or
+        // password (the credentials epoch), an unverified domain or an
+        // inactive organisation ends the session.
+        let allowed = match self.store.standing(account.id).await {
+            Ok(Some(now)) => now
+                .refusal(
+                    now.role(),
+                    account.credentials_epoch,
+                    tenants::login::Door::Mail,
+                )
+                .is_none(),
+            Ok(None) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "account re-check failed");
                 return true;
             }
         };
-        let tenant_active = match &now {
-            Some(a) => self.organisation_active(a).await,
-            None => false,
-        };
-        let allowed = tenant_active
-            && now.is_some_and(|a| {
-                a.status == tenants::AccountStatus::Active
-                    && a.password_hash == account.password_hash
-            });
         if allowed {
             self.checked_at = std::time::Instant::now();
         } else {
             tracing::info!(account = %account.id, "IMAP session ended: the account may no longer sign in");
             self.conn.line(
-                "* BYE the account's access changed (suspended or new password): sign in again",
+                "* BYE the account's access changed (role, status or password): sign in again",
             );
             self.account = None;
             self.view = None;
@@ -672,7 +685,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     /// Like the API, IMAP serves nobody of a suspended or closed organisation.
     async fn organisation_active(&self, account: &Account) -> bool {
-        matches!(self.store.tenant(account.tenant_id).await, Ok(Some(t)) if t.status == tenants::TenantStatus::Active)
+        matches!(self.store.active_tenant(account.tenant_id).await, Ok(Ok(_)))
     }
 
     fn account(&self) -> &Account {

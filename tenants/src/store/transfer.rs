@@ -179,7 +179,8 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             key["id"],
             "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
-             secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address"
+             secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address \
+             credentials_epoch:i"
         ),
         table!(
             "mailboxes",
