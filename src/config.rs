@@ -55,6 +55,22 @@ pub struct Config {
     pub log: LogSection,
     /// The admin app served at `/admin/`.
     pub admin: AdminSection,
+    /// Domains added but not verified (claims).
+    pub domains: DomainsSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomainsSection {
+    /// Days an unverified domain (a claim, which receives, sends and resets
+    /// nothing) is kept before it lapses and its name is free again.
+    pub claim_days: u32,
+}
+
+impl Default for DomainsSection {
+    fn default() -> Self {
+        DomainsSection { claim_days: 7 }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -336,6 +352,7 @@ impl Default for Config {
             dns: DnsSection::default(),
             log: LogSection::default(),
             admin: AdminSection::default(),
+            domains: DomainsSection::default(),
         }
     }
 }

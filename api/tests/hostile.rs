@@ -18,6 +18,7 @@ on_both_backends!(
     the_owners_network_signs_in_during_an_attack_from_elsewhere,
     tokens_and_sessions_end_when_credentials_change,
     api_keys_die_with_their_makers_admin_role,
+    a_squatted_name_returns_to_its_owner,
 );
 
 /// How many messages the store holds for an account, whatever the folder.
@@ -523,4 +524,81 @@ async fn api_keys_die_with_their_makers_admin_role(backend: Backend) {
         )
         .await;
     assert!(grant.problem(401).contains("no longer is one"), "{grant:?}");
+}
+
+/// Finding 1, the squatter's other gain: a claimed name blocked its real
+/// owner. The operator releases a claim with its accounts, and a claim
+/// left unverified lapses on its own after `domains.claim_days`.
+async fn a_squatted_name_returns_to_its_owner(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let squatter = app.enterprise("squatter.test", 5).await;
+    let owner = app.enterprise("owner.test", 5).await;
+    for name in ["victim.example", "other.example"] {
+        let claim = app.claim(&squatter, name).await;
+        app.post(
+            &format!("/v1/tenants/{}/accounts", squatter.tenant_id),
+            &squatter.admin_token,
+            json!({"address": format!("ceo@{name}"), "password": PASSWORD}),
+        )
+        .await
+        .ok(201);
+        let _ = claim;
+    }
+    let add = |name: &'static str| {
+        let (app, owner) = (&app, &owner);
+        async move {
+            app.post(
+                &format!("/v1/tenants/{}/domains", owner.tenant_id),
+                &owner.admin_token,
+                json!({"name": name}),
+            )
+            .await
+        }
+    };
+    assert!(add("victim.example").await.problem(409).contains("already"));
+
+    // The operator releases one claim: the name is free again.
+    let claims = app
+        .get(
+            &format!("/v1/tenants/{}/domains", squatter.tenant_id),
+            &app.operator_token,
+        )
+        .await;
+    let victim = claims.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "victim.example")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = app
+        .delete(&format!("/v1/domains/{victim}"), &squatter.admin_token)
+        .await;
+    refused.problem(409);
+    app.delete(&format!("/v1/domains/{victim}"), &app.operator_token)
+        .await
+        .ok(204);
+    add("victim.example").await.ok(201);
+
+    // The other lapses: nothing happens before its time, then it goes.
+    assert_eq!(
+        worker::claims::lapse_claims(&app.store, 7).await.unwrap(),
+        0
+    );
+    // The squatter's other claim, and the owner's new one, not verified yet either.
+    assert_eq!(
+        worker::claims::lapse_claims(&app.store, 0).await.unwrap(),
+        2
+    );
+    add("other.example").await.ok(201);
+    assert!(
+        app.store
+            .account_by_address(&tenants::EmailAddress::parse("ceo@other.example").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the claim's accounts went with it"
+    );
 }

@@ -13,7 +13,9 @@
 //! [`mail::outbound::DeliverJob`] sends submitted mail; [`DkimSwitch`] completes a DKIM key rotation once
 //! the new keys are in DNS; [`RenewCanary`] signs the warrant canary every day.
 
+pub mod claims;
 pub mod exports;
+pub use claims::{LapseClaims, schedule_claim_lapse};
 pub use exports::{ExpireTenantExport, ExportTenant};
 
 use std::collections::HashMap;
@@ -896,6 +898,7 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<RenewCanary>()
         .register::<ExportTenant>()
         .register::<ExpireTenantExport>()
+        .register::<LapseClaims>()
 }
 
 #[cfg(test)]

@@ -261,7 +261,10 @@ pub async fn get_domain(
 /// Remove a domain
 ///
 /// Only a domain without accounts can be removed (deleted accounts count:
-/// their addresses stay reserved while the domain is hosted here).
+/// their addresses stay reserved while the domain is hosted here). The
+/// operator may remove an unverified domain (a claim) with the accounts
+/// made in it, which never received or sent anything; claims also lapse on
+/// their own after `domains.claim_days`.
 #[utoipa::path(delete, path = "/v1/domains/{domain_id}", tag = "domains", operation_id = "deleteDomain",
     params(("domain_id" = DomainId, Path, description = "Domain id")),
     responses(
@@ -278,10 +281,19 @@ pub async fn delete_domain(
     Path(domain_id): Path<DomainId>,
 ) -> ApiResult<StatusCode> {
     let domain = load(&state, domain_id).await?;
-    state
-        .store
-        .delete_domain(&actor.audit_name(), &domain)
-        .await?;
+    if domain.verified_at.is_none() && actor.role == Role::Operator {
+        // An unverified claim: the operator releases it with the inert
+        // accounts made in it, freeing the name for its real owner.
+        state
+            .store
+            .release_claim(&actor.audit_name(), &domain)
+            .await?;
+    } else {
+        state
+            .store
+            .delete_domain(&actor.audit_name(), &domain)
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
