@@ -55,6 +55,9 @@ pub struct ApiConfig {
     pub admin_assets_dir: PathBuf,
     /// Where the export jobs write tenant archives (`data_dir/exports`).
     pub exports_dir: PathBuf,
+    /// Bytes that archives waiting for their download may use, instance-wide;
+    /// past it, new exports wait.
+    pub exports_max_bytes: i64,
 }
 
 impl ApiConfig {
@@ -81,6 +84,7 @@ impl Default for ApiConfig {
             client_submission_port: 587,
             admin_assets_dir: PathBuf::from("web-admin/dist"),
             exports_dir: PathBuf::from("data/exports"),
+            exports_max_bytes: 20 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -32,13 +32,17 @@ async fn the_admin_gets_the_archive_once(backend: Backend) {
         404
     );
     assert!(
-        app.post(&path, &acme.admin_token, json!({"passphrase": "short"}))
-            .await
-            .problem(422)
-            .contains("at least 12")
+        app.post(
+            &path,
+            &acme.admin_token,
+            json!({"passphrase": "short", "password": PASSWORD})
+        )
+        .await
+        .problem(422)
+        .contains("at least 12")
     );
     assert!(
-        app.post(&path, &acme.admin_token, json!({}))
+        app.post(&path, &acme.admin_token, json!({"password": PASSWORD}))
             .await
             .problem(422)
             .contains("passphrase")
@@ -47,7 +51,7 @@ async fn the_admin_gets_the_archive_once(backend: Backend) {
         app.post(
             &path,
             &acme.admin_token,
-            json!({"openpgp_public_key": "not a key"})
+            json!({"openpgp_public_key": "not a key", "password": PASSWORD})
         )
         .await
         .problem(422)
@@ -55,7 +59,11 @@ async fn the_admin_gets_the_archive_once(backend: Backend) {
     );
 
     let created = app
-        .post(&path, &acme.admin_token, json!({"passphrase": PASSPHRASE}))
+        .post(
+            &path,
+            &acme.admin_token,
+            json!({"passphrase": PASSPHRASE, "password": PASSWORD}),
+        )
         .await;
     let body = created.ok(202).clone();
     assert_eq!(body["export"]["state"], "queued");
@@ -151,7 +159,7 @@ async fn the_admin_gets_the_archive_once(backend: Backend) {
         .post(
             &path,
             &acme.admin_token,
-            json!({"openpgp_public_key": key.public_armored}),
+            json!({"openpgp_public_key": key.public_armored, "password": PASSWORD}),
         )
         .await;
     let link = format!(

@@ -19,6 +19,7 @@ on_both_backends!(
     tokens_and_sessions_end_when_credentials_change,
     api_keys_die_with_their_makers_admin_role,
     a_squatted_name_returns_to_its_owner,
+    exports_need_the_tenants_own_admin_and_password,
 );
 
 /// How many messages the store holds for an account, whatever the folder.
@@ -600,5 +601,101 @@ async fn a_squatted_name_returns_to_its_owner(backend: Backend) {
             .unwrap()
             .is_none(),
         "the claim's accounts went with it"
+    );
+}
+
+/// Finding 2: any administrator above a tenant, or an API key, exported a
+/// whole tenant (its data key and every `standard` message with it), as
+/// often as it liked, and nobody was told. Now only the tenant's own
+/// administrators with their password again, or the operator, may; one
+/// at a time; and every administrator of the tenant hears of it.
+async fn exports_need_the_tenants_own_admin_and_password(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let (reseller_id, child_id) = app.reseller_and_child(1_000_000_000).await;
+    let onboarded = app
+        .post(
+            &format!("/v1/tenants/{child_id}/onboard"),
+            &app.operator_token,
+            json!({"domain": "child.test", "admin": {"address": "admin@child.test", "password": PASSWORD}}),
+        )
+        .await;
+    app.verify_domain(onboarded.ok(201)["domain"]["id"].as_str().unwrap())
+        .await;
+    let admin = app.login("admin@child.test", PASSWORD).await;
+    let second = app
+        .post(
+            &format!("/v1/tenants/{child_id}/accounts"),
+            &admin,
+            json!({"address": "second@child.test", "password": PASSWORD, "role": "admin"}),
+        )
+        .await;
+    let second_id = second.ok(201)["id"].as_str().unwrap().to_owned();
+    let reseller_admin = {
+        let onboarded = app
+            .post(
+                &format!("/v1/tenants/{reseller_id}/onboard"),
+                &app.operator_token,
+                json!({"domain": "hosting.test", "admin": {"address": "ops@hosting.test", "password": PASSWORD}}),
+            )
+            .await;
+        app.verify_domain(onboarded.ok(201)["domain"]["id"].as_str().unwrap())
+            .await;
+        app.login("ops@hosting.test", PASSWORD).await
+    };
+    let path = format!("/v1/tenants/{child_id}/export");
+    let body =
+        |password: &str| json!({"passphrase": "a long archive passphrase", "password": password});
+
+    let above = app.post(&path, &reseller_admin, body(PASSWORD)).await;
+    assert!(
+        above.problem(403).contains("own administrators"),
+        "{above:?}"
+    );
+    let key = app
+        .post(
+            &format!("/v1/tenants/{child_id}/api-keys"),
+            &admin,
+            json!({"name": "ci", "scopes": ["read", "write"]}),
+        )
+        .await;
+    let key_token = app
+        .api_key_token(key.ok(201)["secret"].as_str().unwrap())
+        .await;
+    let by_key = app.post(&path, &key_token, body(PASSWORD)).await;
+    assert!(by_key.problem(403).contains("API key"), "{by_key:?}");
+    let bare = app
+        .post(
+            &path,
+            &admin,
+            json!({"passphrase": "a long archive passphrase"}),
+        )
+        .await;
+    assert!(bare.problem(422).contains("password"), "{bare:?}");
+    let wrong = app.post(&path, &admin, body("not my password")).await;
+    assert!(wrong.problem(403).contains("password"), "{wrong:?}");
+
+    app.post(&path, &admin, body(PASSWORD)).await.ok(202);
+    let again = app.post(&path, &admin, body(PASSWORD)).await;
+    assert!(again.problem(409).contains("already"), "{again:?}");
+
+    // Both administrators were told, in their Inbox.
+    let second_token = app.login("second@child.test", PASSWORD).await;
+    let inbox = app
+        .get(
+            &format!("/v1/accounts/{second_id}/messages?folder=inbox"),
+            &second_token,
+        )
+        .await;
+    let subjects: Vec<String> = inbox.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["subject"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("export of your organisation")),
+        "{subjects:?}"
     );
 }

@@ -132,7 +132,7 @@ async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
                 .post(
                     &format!("/v1/tenants/{}/export", e.tenant_id),
                     &e.admin_token,
-                    json!({"passphrase": "twelve chars or more"}),
+                    json!({"passphrase": "twelve chars or more", "password": support::PASSWORD}),
                 )
                 .await;
             export.ok(202)["export"]["id"].as_str().unwrap().to_owned()

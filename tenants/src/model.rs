@@ -357,7 +357,12 @@ string_enum!(
 
 string_enum!(
     /// The confidentiality ladder, lowest first: a tenant sets the floor,
-    /// an account may go higher.
+    /// an account may go higher. Who can read mail at each level:
+    /// `standard` is encrypted at rest under the organisation's data key,
+    /// which the server holds, so the server, the organisation's
+    /// administrators (through an export of the tenant) and the operator can
+    /// read it; `sealed`, `dispersed` and `end-to-end` mail is sealed to the
+    /// user's OpenPGP key, which none of them can open.
     Level, "confidentiality level" {
         Standard => "standard",
         Sealed => "sealed",

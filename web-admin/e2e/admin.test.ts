@@ -331,6 +331,8 @@ describe("the admin app", () => {
     const table = page.getByRole("table", { name: "Exports" });
     await table.getByText("No export yet.").waitFor();
 
+    // The administrator's own password is asked again.
+    await form.getByLabel("Your password").fill(TENANT.password);
     // Too short: the API refuses it (no check in the page does), and its words land next to the field.
     await form.getByLabel("Passphrase", { exact: true }).fill("too short");
     await form.getByLabel("Passphrase again").fill("too short");
@@ -343,6 +345,7 @@ describe("the admin app", () => {
     // Not a key: said next to the key, by the API.
     await form.getByRole("radio", { name: /An OpenPGP public key/ }).check();
     await form.getByLabel("OpenPGP public key", { exact: true }).fill("not a key at all");
+    await form.getByLabel("Your password").fill(TENANT.password);
     await form.getByRole("button", { name: "Start the export" }).click();
     await expect.poll(() => page.locator("#field-openpgp_public_key-error").textContent()).toContain("is not an armored OpenPGP public key");
     await form.getByRole("radio", { name: /A passphrase/ }).check();
@@ -351,6 +354,7 @@ describe("the admin app", () => {
     const passphrase = "correct horse battery staple";
     await form.getByLabel("Passphrase", { exact: true }).fill(passphrase);
     await form.getByLabel("Passphrase again").fill(passphrase);
+    await form.getByLabel("Your password").fill(TENANT.password);
     await form.getByRole("button", { name: "Start the export" }).click();
     const link = page.getByTestId("export-link");
     await link.waitFor();

@@ -8,8 +8,12 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tenants::TenantId;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use tenants::login::{Door, SignInRefused, sign_in};
 use tenants::store::{ExportRecipient, NewTenantExport, TenantExport};
+use tenants::{Actor, Role, Subject, TenantId};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -24,6 +28,10 @@ pub const EXPORT_LINK_HOURS: i64 = 48;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
+    /// The signed-in administrator's own password, given again: a token
+    /// alone (or an API key) does not take a whole organisation's data away.
+    #[schema(format = Password)]
+    pub password: Option<String>,
     /// At least 12 characters; `caliop tenant import` asks for it.
     #[schema(format = Password)]
     pub passphrase: Option<String>,
@@ -56,20 +64,36 @@ pub struct DownloadQuery {
 /// under it (branding, domains with their DKIM keys, accounts with their
 /// password hashes and locked OpenPGP keys, messages as stored, folders,
 /// flags, the audit log, billing references) to one archive encrypted to
-/// the passphrase or OpenPGP key given here. Sealed mail stays sealed.
+/// the passphrase or OpenPGP key given here.
+///
+/// **Who can read what.** Mail at `standard` is encrypted at rest under the
+/// organisation's data key, which the archive carries: whoever holds the
+/// archive (the organisation's administrators, and the operator, who can
+/// export any tenant) can read it. Mail at `sealed` and above stays sealed
+/// to each user's own key, which the archive holds only locked with the
+/// user's password: neither the organisation nor the operator can read it.
+///
+/// Only the tenant's own administrators, signed in with their password and
+/// giving it again in `password`, or the operator, may start one; API keys
+/// cannot. Every administrator of the tenant is told by mail. One export
+/// per tenant runs at a time, and archives waiting for their download share
+/// an instance-wide disk budget.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/export", tag = "tenants", operation_id = "exportTenant",
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
     request_body = ExportRequest,
     responses(
         (status = 202, description = "Queued; the download link works once it is ready", body = ExportCreated),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not this tenant's own administrator or the operator, an API key, or a wrong password", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "No usable passphrase or key", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "An export of this tenant is already queued or running, or the instance's export disk budget is used up", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "No usable passphrase or key, or no password", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn export_tenant(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Admin(actor): Admin,
     Path(tenant_id): Path<TenantId>,
     Json(body): Json<ExportRequest>,
@@ -79,6 +103,7 @@ pub async fn export_tenant(
             "the operator tenant is the instance itself: export its customer tenants instead",
         ));
     }
+    confirm_exporter(&state, peer, &actor, tenant_id, body.password).await?;
     let id = Uuid::now_v7();
     let (recipient, secret) = match (body.passphrase, body.openpgp_public_key) {
         (Some(_), Some(_)) => {
@@ -129,8 +154,10 @@ pub async fn export_tenant(
                 token_hash,
                 expires_at: Utc::now() + chrono::Duration::hours(EXPORT_LINK_HOURS),
             },
+            state.config.exports_max_bytes,
         )
         .await?;
+    announce_export(&state, &actor, tenant_id).await;
     worker::enqueue::<worker::Context, _>(&state.store, &worker::ExportTenant { export: id }, None)
         .await?;
     // Whatever becomes of it, the archive and the passphrase are gone by then.
@@ -148,6 +175,98 @@ pub async fn export_tenant(
             download_url,
         }),
     ))
+}
+
+/// Who may take a whole organisation's data away: its own administrators,
+/// signed in with a password and giving it again, or the operator. Not a
+/// reseller above it, not an API key, not a token alone.
+async fn confirm_exporter(
+    state: &AppState,
+    peer: SocketAddr,
+    actor: &Actor,
+    tenant_id: TenantId,
+    password: Option<String>,
+) -> ApiResult<()> {
+    if actor.role != Role::Operator && actor.tenant_id != tenant_id {
+        return Err(Problem::forbidden(
+            "only the tenant's own administrators or the operator may export it",
+        ));
+    }
+    let account = match actor.subject {
+        // The operator's token minted on the machine itself: no password to ask.
+        Subject::Operator => return Ok(()),
+        Subject::ApiKey(_) => {
+            return Err(Problem::forbidden(
+                "an API key cannot export a tenant: an administrator must, with their password",
+            ));
+        }
+        Subject::Account(id) => state
+            .store
+            .account(id)
+            .await?
+            .ok_or_else(|| Problem::unauthorized("the signed-in account is gone"))?,
+    };
+    let password = password.ok_or_else(|| {
+        Problem::invalid("give your own password again in `password` to export the tenant")
+    })?;
+    match sign_in(
+        &state.store,
+        &state.login_guard,
+        peer.ip(),
+        account.address.as_str(),
+        password.into(),
+        Door::Api,
+    )
+    .await
+    {
+        Ok(confirmed) if confirmed.id == account.id => Ok(()),
+        Ok(_) | Err(SignInRefused::Invalid) => Err(Problem::forbidden(
+            "the password given is not this administrator's",
+        )),
+        Err(SignInRefused::Disabled(why)) => Err(Problem::forbidden(why)),
+        Err(SignInRefused::TooManyAttempts(t)) => Err(Problem::too_many_attempts(t.retry_after)),
+        Err(SignInRefused::Unavailable) => Err(Problem::unavailable(
+            "the password cannot be checked right now; try again later",
+        )),
+    }
+}
+
+/// Tells every administrator of the tenant that an export was started, and by whom.
+async fn announce_export(state: &AppState, actor: &Actor, tenant_id: TenantId) {
+    let admins = match state.store.tenant_admins(tenant_id).await {
+        Ok(admins) => admins,
+        Err(e) => {
+            tracing::error!(error = %e, "the administrators to tell of an export are unknown");
+            return;
+        }
+    };
+    let who = match actor.subject {
+        Subject::Account(id) => match state.store.account(id).await {
+            Ok(Some(a)) if a.tenant_id == tenant_id => a.address.to_string(),
+            _ => "the instance's operator".to_owned(),
+        },
+        Subject::Operator => "the instance's operator".to_owned(),
+        Subject::ApiKey(_) => "an API key".to_owned(),
+    };
+    let body = format!(
+        "An export of all your organisation's data was started by {who}.\n\n\
+         It holds every account, folder and message as stored. Mail at the `standard` level can be\n\
+         read by whoever holds the archive; mail at `sealed` and above stays sealed to each user's key.\n\n\
+         If you did not expect this, tell your other administrators and your provider now."
+    );
+    for admin in admins {
+        if let Err(e) = state
+            .outbound
+            .notify_local(
+                &admin,
+                "An export of your organisation's data was started",
+                &body,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "an administrator could not be told of an export");
+        }
+    }
 }
 
 /// The tenant's exports

@@ -123,10 +123,14 @@ pub struct NewTenantExport {
 }
 
 impl Store {
+    /// Queues an export: at most one per tenant at a time (a unique index
+    /// keeps that under concurrency), and only while the archives waiting
+    /// for their download instance-wide stay under `disk_cap` bytes.
     pub async fn create_tenant_export(
         &self,
         actor: &str,
         new: NewTenantExport,
+        disk_cap: i64,
     ) -> Result<TenantExport> {
         let id = new.id;
         let now = Utc::now();
@@ -136,12 +140,19 @@ impl Store {
         };
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM tenant_exports WHERE state = 'ready'")
+                .fetch_one(&mut *tx).await?;
+            export_room(waiting, disk_cap)?;
             sqlx::query(
                 "INSERT INTO tenant_exports (id, tenant_id, requested_by, state, recipient, secret, token_hash, created_at, expires_at) \
                  VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)")
                 .bind(id).bind(new.tenant_id.0).bind(actor).bind(recipient).bind(&new.secret).bind(&new.token_hash)
                 .bind(now).bind(new.expires_at)
-                .execute(&mut *tx).await?;
+                .execute(&mut *tx).await
+                .map_err(|e| if super::unique_violation(&e) {
+                    Error::Conflict("an export of this tenant is already queued or running; wait for it to finish".into())
+                } else { e.into() })?;
             write_audit!(tx, Audit {
                 actor,
                 tenant_id: Some(new.tenant_id.0),
@@ -268,7 +279,11 @@ mod tests {
             expires_at,
         };
         let export = store
-            .create_tenant_export("admin", new("h1", Utc::now() + chrono::Duration::hours(1)))
+            .create_tenant_export(
+                "admin",
+                new("h1", Utc::now() + chrono::Duration::hours(1)),
+                i64::MAX,
+            )
             .await
             .unwrap();
         assert_eq!(export.state, ExportState::Queued);
@@ -323,6 +338,7 @@ mod tests {
             .create_tenant_export(
                 "admin",
                 new("h2", Utc::now() - chrono::Duration::seconds(1)),
+                i64::MAX,
             )
             .await
             .unwrap();
@@ -346,6 +362,7 @@ mod tests {
             .create_tenant_export(
                 "admin",
                 new("h3", Utc::now() - chrono::Duration::seconds(1)),
+                i64::MAX,
             )
             .await
             .unwrap();
@@ -361,4 +378,26 @@ mod tests {
     }
 
     on_both_backends!(a_download_link_works_once);
+}
+
+/// Whether another archive may be written while `waiting` bytes of ready
+/// archives wait for their download, under an instance-wide `cap`.
+pub fn export_room(waiting: i64, cap: i64) -> Result<()> {
+    if waiting >= cap {
+        return Err(Error::LimitExceeded(format!(
+            "exports waiting for their download already use {waiting} bytes of the instance's {cap}; \
+             try again once some are downloaded or expired"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod room_tests {
+    #[test]
+    fn exports_stop_at_the_disk_cap() {
+        assert!(super::export_room(0, 100).is_ok());
+        assert!(super::export_room(99, 100).is_ok());
+        assert!(super::export_room(100, 100).is_err());
+    }
 }

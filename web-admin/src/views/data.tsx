@@ -69,22 +69,22 @@ function ExportForm({ tenantId, name, onCreated }: { tenantId: string; name: str
   const [method, setMethod] = useState<Method>("passphrase");
   // One form per way of locking the archive: a problem the API has with one
   // lands next to its own fields, never next to hidden ones.
-  const byPassphrase = useForm({ passphrase: "", passphrase_again: "" });
-  const byKey = useForm({ openpgp_public_key: "" });
+  const byPassphrase = useForm({ passphrase: "", passphrase_again: "", password: "" });
+  const byKey = useForm({ openpgp_public_key: "", password: "" });
   const form = method === "passphrase" ? byPassphrase : byKey;
   const create = (body: Schemas["ExportRequest"]) => call(api.POST("/v1/tenants/{tenant_id}/export", { params: { path: { tenant_id: tenantId } }, body }));
   const submit =
     method === "passphrase"
       ? byPassphrase.submit(async (v) => {
           if (v.passphrase !== v.passphrase_again) throw { status: 0, detail: t("export.passphrase_mismatch"), field: "passphrase_again" };
-          const created = await create({ passphrase: v.passphrase });
-          byPassphrase.setValues({ passphrase: "", passphrase_again: "" });
+          const created = await create({ passphrase: v.passphrase, password: v.password });
+          byPassphrase.setValues({ passphrase: "", passphrase_again: "", password: "" });
           onCreated(created);
         })
       : byKey.submit(
           async (v) => {
-            const created = await create({ openpgp_public_key: v.openpgp_public_key.trim() });
-            byKey.setValues({ openpgp_public_key: "" });
+            const created = await create({ openpgp_public_key: v.openpgp_public_key.trim(), password: v.password });
+            byKey.setValues({ openpgp_public_key: "", password: "" });
             onCreated(created);
           },
           // Whatever the API says about the recipient is about the key here.
@@ -121,6 +121,7 @@ function ExportForm({ tenantId, name, onCreated }: { tenantId: string; name: str
       ) : (
         <TextArea {...byKey.field("openpgp_public_key")} label={t("export.openpgp_key")} hint={t("export.openpgp_hint")} rows={8} placeholder="-----BEGIN PGP PUBLIC KEY BLOCK-----" />
       )}
+      <Field {...form.field("password")} type="password" label={t("export.your_password")} hint={t("export.your_password_hint")} autoComplete="current-password" />
       <FormError message={form.formError} />
       <Submit busy={form.busy} label={t("export.submit")} />
     </form>
