@@ -267,6 +267,9 @@ pub struct ApiSection {
     pub login_failures_per_address: usize,
     pub login_failures_per_ip: usize,
     pub login_window_seconds: u64,
+    /// Bytes that tenant export archives waiting for their download may use
+    /// on this instance's disk; past it, new exports wait.
+    pub exports_max_bytes: i64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -367,6 +370,7 @@ impl Default for ApiSection {
             login_failures_per_address: api.login_failures_per_address,
             login_failures_per_ip: api.login_failures_per_ip,
             login_window_seconds: api.login_window.as_secs(),
+            exports_max_bytes: api.exports_max_bytes,
         }
     }
 }
@@ -585,6 +589,7 @@ impl Config {
             client_submission_port: self.mail.client_submission_port,
             admin_assets_dir: self.admin.assets_dir.clone(),
             exports_dir: self.data_dir.join("exports"),
+            exports_max_bytes: self.api.exports_max_bytes,
         }
     }
 }

@@ -41,6 +41,19 @@ pub enum TenantCommand {
         /// The tenant to hang the imported tree under (default: the operator tenant).
         #[arg(long)]
         parent: Option<uuid::Uuid>,
+        /// Keep the archive's domain and hostname verifications, vouched for
+        /// by you as forced verifications (audited). Without it they must be
+        /// proven again through DNS: the archive's word is not proof.
+        #[arg(long)]
+        trust_verification: bool,
+        /// The imported tenant's limits (default: the archive's); they must
+        /// fit the parent's package.
+        #[arg(long)]
+        max_accounts: Option<i64>,
+        #[arg(long)]
+        max_domains: Option<i64>,
+        #[arg(long)]
+        storage_quota_bytes: Option<i64>,
     },
 }
 
@@ -158,6 +171,10 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
             key,
             key_file,
             parent,
+            trust_verification,
+            max_accounts,
+            max_domains,
+            storage_quota_bytes,
         } => {
             let unlock = match &key_file {
                 Some(path) => Unlock::OpenPgp {
@@ -166,11 +183,18 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
                 },
                 None => Unlock::Passphrase(key.passphrase()?),
             };
-            let summary = transfer::tenant::import(
+            let options = transfer::tenant::ImportOptions {
+                parent: parent.map(TenantId),
+                trust_verification,
+                max_accounts,
+                max_domains,
+                storage_quota_bytes,
+            };
+            let summary = transfer::tenant::import_with(
                 &inbound,
                 &archive,
                 &unlock,
-                parent.map(TenantId),
+                &options,
                 "operator",
                 &Bar::new(""),
             )

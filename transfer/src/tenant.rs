@@ -61,7 +61,10 @@ pub struct Summary {
     pub message_bytes: u64,
     /// Bytes of the archive file.
     pub archive_bytes: u64,
-    /// What the importing instance could not take as it was (a plan it does not have).
+    /// API keys of the archive, which are never imported.
+    pub api_keys_left_out: u64,
+    /// What the importing instance could not take as it was (a plan it does
+    /// not have, a domain to verify again, API keys left out).
     pub warnings: Vec<String>,
 }
 
@@ -470,6 +473,7 @@ pub async fn export(
         messages: state.counts.blobs,
         message_bytes: state.counts.blob_bytes,
         archive_bytes,
+        api_keys_left_out: 0,
         warnings: Vec::new(),
     })
 }
@@ -857,6 +861,24 @@ fn check(path: &Path, unlock: &Unlock, progress: &dyn Progress) -> Result<Checke
     })
 }
 
+/// What the importing operator decides, rather than the archive: an
+/// archive's key is the exporter's choice, so nothing in it that grants
+/// trust is taken as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// The tenant to hang the tree under (the operator tenant by default).
+    pub parent: Option<TenantId>,
+    /// Keep the archive's domain and hostname verifications, as the
+    /// operator's forced verification (audited). Off: they arrive unverified
+    /// and must be proven again through DNS.
+    pub trust_verification: bool,
+    /// The imported root tenant's limits; the archive's when absent. Either
+    /// way they must fit the parent's package.
+    pub max_accounts: Option<i64>,
+    pub max_domains: Option<i64>,
+    pub storage_quota_bytes: Option<i64>,
+}
+
 /// Recreates on this instance the tenant tree exported to `archive`, under
 /// `parent` (the operator tenant by default). All of it or nothing.
 pub async fn import(
@@ -867,6 +889,23 @@ pub async fn import(
     actor: &str,
     progress: &dyn Progress,
 ) -> Result<Summary> {
+    let options = ImportOptions {
+        parent,
+        ..ImportOptions::default()
+    };
+    import_with(inbound, archive, unlock, &options, actor, progress).await
+}
+
+/// [`import`] with the importing operator's choices.
+pub async fn import_with(
+    inbound: &mail::inbound::Inbound,
+    archive: &Path,
+    unlock: &Unlock,
+    options: &ImportOptions,
+    actor: &str,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let parent = options.parent;
     let store = inbound.store();
     let checked = blocking(|| check(archive, unlock, progress))?;
     let clashes = store.import_clashes(&checked.clashes).await?;
@@ -899,12 +938,16 @@ pub async fn import(
     };
 
     let mut written: Vec<(Uuid, NewObject)> = Vec::new();
+    let parent_tenant = store
+        .tenant(parent)
+        .await?
+        .ok_or(tenants::Error::NotFound("parent tenant"))?;
     let outcome = write_all(
         inbound,
         archive,
         unlock,
         &checked,
-        parent,
+        (&parent_tenant, options),
         actor,
         progress,
         &mut written,
@@ -927,6 +970,45 @@ pub async fn import(
     }
 }
 
+/// The imported root's limits: the importing operator's when given, and
+/// within the parent's package either way.
+fn root_limits(row: &mut Row, parent: &tenants::Tenant, options: &ImportOptions) -> Result<()> {
+    let chosen = [
+        (
+            "max_accounts",
+            options.max_accounts,
+            parent.limits.max_accounts,
+        ),
+        (
+            "max_domains",
+            options.max_domains,
+            parent.limits.max_domains,
+        ),
+        (
+            "storage_quota_bytes",
+            options.storage_quota_bytes,
+            parent.limits.storage_quota_bytes,
+        ),
+    ];
+    for (column, given, parents) in chosen {
+        if let Some(value) = given {
+            row.insert(column.into(), Value::from(value));
+        }
+        let value = row
+            .get(column)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::Unusable(format!("its root tenant has no `{column}`")))?;
+        if parent.kind != tenants::TenantKind::Operator && value > parents {
+            return Err(Error::Refused(format!(
+                "the imported tenant's `{column}` ({value}) exceeds its parent's package ({parents}); \
+                 choose a smaller one (--{}) or another parent; nothing was imported",
+                column.replace('_', "-")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The second reading: every row written in one transaction, which commits
 /// last, so that an error anywhere leaves nothing (the caller then removes
 /// the shards written on the way).
@@ -936,7 +1018,7 @@ async fn write_all(
     archive: &Path,
     unlock: &Unlock,
     checked: &Checked,
-    parent: TenantId,
+    (parent, options): (&tenants::Tenant, &ImportOptions),
     actor: &str,
     progress: &dyn Progress,
     written: &mut Vec<(Uuid, NewObject)>,
@@ -994,9 +1076,39 @@ async fn write_all(
             "tenants" => {
                 let id = uuid(&row, "id")?;
                 if id == checked.root.0 {
-                    row.insert("parent_id".into(), Value::String(parent.0.to_string()));
+                    row.insert("parent_id".into(), Value::String(parent.id.0.to_string()));
+                    root_limits(&mut row, parent, options)?;
                 }
                 policies.insert(id, policy_of(&row)?);
+            }
+            // Proof of a domain or a hostname is this instance's to see:
+            // an archive could claim anything.
+            "domains" | "hostnames" if !options.trust_verification => {
+                if !row.get("verified_at").is_none_or(Value::is_null) {
+                    summary.warnings.push(format!(
+                        "{} `{}` arrives unverified: publish its verification record again (or import with --trust-verification)",
+                        if table.name == "domains" { "domain" } else { "hostname" },
+                        text(&row, if table.name == "domains" { "name" } else { "hostname" })?
+                    ));
+                }
+                row.insert("verified_at".into(), Value::Null);
+                if table.name == "domains" {
+                    row.insert("verification_method".into(), Value::Null);
+                    domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
+                }
+            }
+            "domains" | "hostnames" => {
+                if table.name == "domains" {
+                    if !row.get("verified_at").is_none_or(Value::is_null) {
+                        row.insert("verification_method".into(), Value::String("forced".into()));
+                    }
+                    domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
+                }
+            }
+            // Keys to this instance's API are this instance's to issue.
+            "api_keys" => {
+                summary.api_keys_left_out += 1;
+                continue;
             }
             "tenant_keys" => {
                 let tenant = uuid(&row, "tenant_id")?;
@@ -1004,9 +1116,6 @@ async fn write_all(
                 let wrapped = master.wrap_data_key_bytes(tenant.as_bytes(), &raw)?;
                 row.remove("data_key");
                 row.insert("wrapped_key".into(), Value::String(b64(&wrapped)));
-            }
-            "domains" => {
-                domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
             }
             "dkim_keys" => {
                 let domain = domains
@@ -1066,6 +1175,12 @@ async fn write_all(
         }
     }
     summary.warnings.extend(owners.warnings());
+    if summary.api_keys_left_out > 0 {
+        summary.warnings.push(format!(
+            "{} API key(s) were not imported: an administrator makes new ones here",
+            summary.api_keys_left_out
+        ));
+    }
     let detail = json!({
         "tenant": checked.name,
         "tenants": checked.tenants.len(),

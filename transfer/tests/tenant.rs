@@ -72,6 +72,24 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
         )
         .await
         .unwrap();
+    // Proven on the source, with an API key there: neither is the archive's to grant.
+    source
+        .mark_domain_verified("operator", &domain, "dns")
+        .await
+        .unwrap();
+    source
+        .create_api_key(
+            "operator",
+            NewApiKey {
+                tenant_id: tenant.id,
+                name: "provisioning".into(),
+                prefix: "cal_test".into(),
+                secret_hash: "0".repeat(64),
+                scopes: vec![Scope::Read, Scope::Write],
+            },
+        )
+        .await
+        .unwrap();
     let account = source
         .create_account(
             "operator",
@@ -230,6 +248,36 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
     assert_eq!(
         (imported.tenants, imported.accounts, imported.messages),
         (1, 1, 600)
+    );
+    // Nothing that grants trust came across: the domain must be proven
+    // again, and API keys are this instance's to issue.
+    let moved_domain = target.domain(domain.id).await.unwrap().unwrap();
+    assert_eq!(
+        moved_domain.verified_at, None,
+        "verified again here, not by the archive"
+    );
+    assert_eq!(imported.api_keys_left_out, 1);
+    assert!(
+        target
+            .list_api_keys(
+                tenant.id,
+                Page {
+                    after: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let warnings = imported.warnings.join("\n");
+    assert!(
+        warnings.contains("`movers.test` arrives unverified"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("1 API key(s) were not imported"),
+        "{warnings}"
     );
     let moved = target
         .list_messages(
