@@ -782,7 +782,7 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
             }
             let id = tenants::MessageId::new();
             let content = inbound
-                .seal_standard(account.tenant_id, id, raw.as_bytes())
+                .encrypt_standard(account.tenant_id, id, raw.as_bytes())
                 .await
                 .map_err(|r| anyhow::anyhow!(r.text))?;
             batch.push(tenants::NewMessage {
@@ -1055,7 +1055,7 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
             // Sealed mail stands in as opaque bytes of the same size: export never opens it.
             let content = match level {
                 Level::Standard => inbound
-                    .seal_standard(account.tenant_id, id, raw.as_bytes())
+                    .encrypt_standard(account.tenant_id, id, raw.as_bytes())
                     .await
                     .map_err(|r| anyhow::anyhow!(r.text))?,
                 _ => raw.into_bytes(),

@@ -1,9 +1,10 @@
 //! What happens to a message between the end of DATA and the `250`:
 //! recipients are checked against the hosted domains and accounts, the
 //! sender is authenticated (SPF, DKIM, DMARC), the privacy index is
-//! computed, and each recipient's copy is stored at its level: AEAD under
-//! the tenant's data key at `standard`, sealed to the recipient's OpenPGP key
-//! above. Only then does the transaction commit, for every recipient at once.
+//! computed, and each recipient's copy is stored at its level through the
+//! one stored form of [`crate::stored`] (encrypted at rest at `standard`,
+//! sealed to the recipient's OpenPGP key above). Only then does the
+//! transaction commit, for every recipient at once.
 //!
 //! Nothing here logs a header or a body: only ids, sizes and levels.
 
@@ -251,7 +252,7 @@ impl Inbound {
         if room <= 0 || size > room {
             return Err(over_quota(size, mailbox.storage_quota_bytes));
         }
-        let level = mailbox.account.level.max(mailbox.tenant_min_level);
+        let level = mailbox.account.effective_level(mailbox.tenant_min_level);
         Ok(Recipient {
             account: mailbox.account,
             level,
@@ -302,13 +303,13 @@ impl Inbound {
     }
 
     /// Opens a `standard` message for the API.
-    pub async fn open_standard(
+    pub async fn decrypt_standard(
         &self,
         tenant: TenantId,
         id: MessageId,
         stored: &[u8],
     ) -> Result<Vec<u8>, Reply> {
-        self.open_at_rest(tenant, &context(id), stored).await
+        self.decrypt_at_rest(tenant, &context(id), stored).await
     }
 
     /// End of DATA: authenticate, judge, seal and store. `Ok` means committed.
@@ -346,7 +347,7 @@ impl Inbound {
     }
 
     /// Encrypts bytes at rest under the tenant's data key, bound to `context`.
-    pub async fn seal_at_rest(
+    pub async fn encrypt_at_rest(
         &self,
         tenant: TenantId,
         context: &[u8],
@@ -359,8 +360,8 @@ impl Inbound {
         })
     }
 
-    /// Opens what [`Inbound::seal_at_rest`] sealed.
-    pub async fn open_at_rest(
+    /// Opens what [`Inbound::encrypt_at_rest`] sealed.
+    pub async fn decrypt_at_rest(
         &self,
         tenant: TenantId,
         context: &[u8],
@@ -374,13 +375,13 @@ impl Inbound {
     }
 
     /// The sealed form of a `standard` message, as the store keeps it.
-    pub async fn seal_standard(
+    pub async fn encrypt_standard(
         &self,
         tenant: TenantId,
         id: MessageId,
         plain: &[u8],
     ) -> Result<Vec<u8>, Reply> {
-        self.seal_at_rest(tenant, &context(id), plain).await
+        self.encrypt_at_rest(tenant, &context(id), plain).await
     }
 
     async fn store_copies(
@@ -468,68 +469,24 @@ impl Inbound {
                 ),
                 auth.header.clone(),
             ];
-            let (content, subject, sender) = match recipient.level {
-                Level::Standard => {
-                    let mut plain = Vec::with_capacity(data.len() + 512);
-                    for line in &trace {
-                        plain.extend_from_slice(line.as_bytes());
-                        plain.extend_from_slice(b"\r\n");
-                    }
-                    plain.extend_from_slice(data);
-                    let sealed = self.seal_standard(account.tenant_id, id, &plain).await?;
-                    let sender = parsed
-                        .from()
-                        .and_then(|a| a.first())
-                        .and_then(|a| a.address())
-                        .map(str::to_owned);
-                    (sealed, parsed.subject().map(str::to_owned), sender)
-                }
-                Level::EndToEnd => {
-                    // Already OpenPGP-encrypted by the sender: kept as it came, with our trace.
-                    let mut stored = Vec::with_capacity(data.len() + 512);
-                    for line in &trace {
-                        stored.extend_from_slice(line.as_bytes());
-                        stored.extend_from_slice(b"\r\n");
-                    }
-                    stored.extend_from_slice(data);
-                    (stored, None, None)
-                }
-                Level::Sealed | Level::Dispersed => {
-                    let message_id = format!("<{id}@{}>", self.hostname);
-                    let outer = vault::seal::Outer {
-                        trace: &trace,
-                        from: Some(envelope.from.as_str()).filter(|f| !f.is_empty()),
-                        to: &[account.address.as_str()],
-                        date: &date,
-                        message_id: &message_id,
-                        hostname: &self.hostname,
-                    };
-                    let sealed =
-                        vault::seal::seal(&account.public_key, data, &outer).map_err(|e| {
-                            tracing::error!(error = %e, account = %account.id, "sealing failed");
-                            Reply::new(451, "4.3.0", "local error in processing, try again later")
-                        })?;
-                    (sealed, None, None)
-                }
+            let message_id = format!("<{id}@{}>", self.hostname);
+            let copy = crate::stored::Copy {
+                id,
+                level: recipient.level,
+                account,
+                trace: &trace,
+                from: Some(envelope.from.as_str()),
+                to: &[account.address.as_str()],
+                date: &date,
+                message_id: &message_id,
+                hostname: &self.hostname,
             };
-            let rfc822_size = match recipient.level {
-                Level::Standard => {
-                    (data.len() + trace.iter().map(|l| l.len() + 2).sum::<usize>()) as i64
+            let stored = match self.stored_form(&copy, data, &parsed).await {
+                Ok(stored) => stored,
+                Err(reply) => {
+                    self.discard(&Self::written(&messages)).await;
+                    return Err(reply);
                 }
-                _ => content.len() as i64,
-            };
-            // Above `sealed`, the bytes go to the storage sites, not the database.
-            let (content, dispersed) = match recipient.level {
-                Level::Dispersed | Level::EndToEnd => {
-                    match self.disperse(account.tenant_id, id, &content).await {
-                        Ok(object) => (Vec::new(), Some(object)),
-                        Err(reply) => {
-                            self.discard(&Self::written(&messages)).await;
-                            return Err(reply);
-                        }
-                    }
-                }
-                Level::Standard | Level::Sealed => (content, None),
             };
             messages.push(NewMessage {
                 id,
@@ -538,14 +495,14 @@ impl Inbound {
                 level: recipient.level,
                 envelope_from: envelope.from.to_ascii_lowercase(),
                 envelope_to: account.address.to_string(),
-                subject,
-                sender,
+                subject: stored.subject,
+                sender: stored.sender,
                 privacy,
                 authentication: auth.json.clone(),
                 arrived_encrypted: encrypted,
-                content,
-                dispersed,
-                rfc822_size,
+                content: stored.content,
+                dispersed: stored.dispersed,
+                rfc822_size: stored.rfc822_size,
                 flags: Vec::new(),
                 keywords: Vec::new(),
                 received_at: None,

@@ -13,6 +13,7 @@ pub mod mta_sts;
 pub mod outbound;
 pub mod reply;
 pub mod smtp;
+pub mod stored;
 pub mod templates;
 pub mod tls;
 pub mod wkd;

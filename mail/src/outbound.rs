@@ -334,7 +334,7 @@ impl Outbound {
         }
         let recipients = self.recipients(&draft.recipients)?;
 
-        let level = account.level.max(tenant.policy.min_level);
+        let level = account.effective_level(tenant.policy.min_level);
         let (encrypted, _) = openpgp_protection(&parsed);
         if level == Level::EndToEnd && !encrypted {
             return Err(Refusal::PlaintextAtEndToEnd);
@@ -396,48 +396,24 @@ impl Outbound {
         // The sender's copy, at the sender's level; it keeps the Bcc line.
         let sent_id = MessageId::new();
         let sent_plain = rewrite_headers(&draft.message, &added, &[]);
-        let (content, subject, sender) = match level {
-            Level::Standard => (
-                self.inbound
-                    .seal_standard(account.tenant_id, sent_id, &sent_plain)
-                    .await
-                    .map_err(|_| Refusal::Internal)?,
-                parsed.subject().map(str::to_owned),
-                Some(from.clone()),
-            ),
-            Level::EndToEnd => (sent_plain.clone(), None, None),
-            Level::Sealed | Level::Dispersed => {
-                let date = Utc::now().to_rfc2822();
-                let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
-                let outer = vault::seal::Outer {
-                    trace: &[],
-                    from: Some(account.address.as_str()),
-                    to: &to,
-                    date: &date,
-                    message_id: &header_message_id,
-                    hostname: &self.config.hostname,
-                };
-                let sealed = vault::seal::seal(&account.public_key, &sent_plain, &outer)
-                    .map_err(|e| internal("sealing the Sent copy failed", e))?;
-                (sealed, None, None)
-            }
+        let date = Utc::now().to_rfc2822();
+        let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        let copy = crate::stored::Copy {
+            id: sent_id,
+            level,
+            account,
+            trace: &[],
+            from: Some(account.address.as_str()),
+            to: &to,
+            date: &date,
+            message_id: &header_message_id,
+            hostname: &self.config.hostname,
         };
-        let rfc822_size = match level {
-            Level::Standard => sent_plain.len() as i64,
-            _ => content.len() as i64,
-        };
-        // Above `sealed`, the Sent copy's bytes go to the storage sites.
-        let (content, dispersed) = match level {
-            Level::Dispersed | Level::EndToEnd => {
-                let object = self
-                    .inbound
-                    .disperse(account.tenant_id, sent_id, &content)
-                    .await
-                    .map_err(|reply| Refusal::StorageUnavailable(reply.text))?;
-                (Vec::new(), Some(object))
-            }
-            Level::Standard | Level::Sealed => (content, None),
-        };
+        let stored = self
+            .inbound
+            .stored_form(&copy, &sent_plain, &parsed)
+            .await
+            .map_err(|reply| Refusal::StorageUnavailable(reply.text))?;
         let sent_copy = NewMessage {
             id: sent_id,
             tenant_id: account.tenant_id,
@@ -445,8 +421,8 @@ impl Outbound {
             level,
             envelope_from: account.address.to_string(),
             envelope_to: recipients.join(", "),
-            subject,
-            sender,
+            subject: stored.subject,
+            sender: stored.sender,
             privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts {
                 tls_version: 13,
                 dkim_pass: true,
@@ -461,9 +437,9 @@ impl Outbound {
             }),
             authentication: serde_json::json!({"auth": account.address.as_str(), "submitted": true}),
             arrived_encrypted: encrypted,
-            content,
-            dispersed,
-            rfc822_size,
+            content: stored.content,
+            dispersed: stored.dispersed,
+            rfc822_size: stored.rfc822_size,
             // The sender has read what they wrote.
             flags: vec![tenants::Flag::Seen],
             keywords: Vec::new(),
@@ -476,7 +452,7 @@ impl Outbound {
             let id = Uuid::now_v7();
             let content = self
                 .inbound
-                .seal_at_rest(account.tenant_id, spool_context(id).as_bytes(), &bytes)
+                .encrypt_at_rest(account.tenant_id, spool_context(id).as_bytes(), &bytes)
                 .await
                 .map_err(|_| Refusal::Internal)?;
             let payload = serde_json::to_string(&DeliverJob { outbound_id: id })
@@ -642,7 +618,7 @@ impl Outbound {
             .collect();
         let plain = self
             .inbound
-            .open_at_rest(
+            .decrypt_at_rest(
                 tenants::TenantId(row.tenant_id),
                 spool_context(outbound_id).as_bytes(),
                 stored,

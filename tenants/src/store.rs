@@ -303,6 +303,14 @@ pub struct Account {
     pub credentials_epoch: i64,
 }
 
+impl Account {
+    /// The level the account's mail is kept at: its own, or the tenant's
+    /// floor when that is higher. The one place the two meet.
+    pub fn effective_level(&self, floor: Level) -> Level {
+        self.level.max(floor)
+    }
+}
+
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Account")

@@ -369,7 +369,7 @@ async fn message_bytes(
     };
     if meta.level == Level::Standard {
         inbound
-            .open_standard(meta.tenant_id, meta.id, &stored)
+            .decrypt_standard(meta.tenant_id, meta.id, &stored)
             .await
             .map_err(crate::reply)
     } else {

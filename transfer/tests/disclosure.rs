@@ -60,7 +60,7 @@ async fn deliver(
     )
     .into_bytes();
     let stored = match level {
-        Level::Standard => inbound.seal_standard(account.tenant_id, id, &clear).await.unwrap(),
+        Level::Standard => inbound.encrypt_standard(account.tenant_id, id, &clear).await.unwrap(),
         // Sealed mail is stored as the OpenPGP ciphertext it arrived as or was made into.
         _ => format!("Content-Type: multipart/encrypted\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nCIPHERTEXT-{marker}\r\n-----END PGP MESSAGE-----\r\n").into_bytes(),
     };

@@ -124,7 +124,7 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
         for n in 0..100 {
             let id = MessageId::new();
             let clear = format!("Subject: {batch}-{n}\r\n\r\nbody {batch}-{n}\r\n").into_bytes();
-            let content = from.seal_standard(tenant.id, id, &clear).await.unwrap();
+            let content = from.encrypt_standard(tenant.id, id, &clear).await.unwrap();
             originals.push((id, clear));
             messages.push(NewMessage {
                 id,
@@ -299,7 +299,7 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
             panic!("inline")
         };
         assert_eq!(
-            &to.open_standard(tenant.id, *id, &stored).await.unwrap(),
+            &to.decrypt_standard(tenant.id, *id, &stored).await.unwrap(),
             clear,
             "opens under the carried tenant key"
         );

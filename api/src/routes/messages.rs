@@ -159,7 +159,7 @@ pub async fn raw_message(
     let body = match message.level {
         Level::Standard => state
             .inbound
-            .open_standard(message.tenant_id, message.id, &stored)
+            .decrypt_standard(message.tenant_id, message.id, &stored)
             .await
             .map_err(|reply| Problem::internal(reply))?,
         Level::Sealed | Level::Dispersed | Level::EndToEnd => stored,

@@ -1112,7 +1112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let bytes = match entry.level {
             Level::Standard => self
                 .inbound
-                .open_standard(tenant, entry.id, &bytes)
+                .decrypt_standard(tenant, entry.id, &bytes)
                 .await
                 .map_err(|_| Done::No("[SERVERBUG] a stored message does not open".into()))?,
             _ => bytes,
@@ -1438,29 +1438,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         &self,
         level: Level,
         id: MessageId,
-        plain: &[u8],
+        readable: &[u8],
     ) -> Result<(Vec<u8>, Option<tenants::store::NewObject>), Done> {
-        let tenant = self.account().tenant_id;
-        let failed =
-            |_| Done::No("[UNAVAILABLE] the message could not be stored, try again later".into());
-        match level {
-            Level::Standard => Ok((
-                self.inbound
-                    .seal_standard(tenant, id, plain)
-                    .await
-                    .map_err(failed)?,
-                None,
-            )),
-            Level::Sealed => Ok((plain.to_vec(), None)),
-            Level::Dispersed | Level::EndToEnd => {
-                let object = self
-                    .inbound
-                    .disperse(tenant, id, plain)
-                    .await
-                    .map_err(failed)?;
-                Ok((Vec::new(), Some(object)))
-            }
-        }
+        self.inbound
+            .store_readable(level, self.account().tenant_id, id, readable.to_vec())
+            .await
+            .map_err(|_| {
+                Done::No("[UNAVAILABLE] the message could not be stored, try again later".into())
+            })
     }
 
     async fn append(
@@ -1484,7 +1469,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(None) => return Done::No("[UNAVAILABLE] the organisation is gone".into()),
             Err(e) => return unavailable(e),
         };
-        let level = account.level.max(tenant.policy.min_level);
+        let level = account.effective_level(tenant.policy.min_level);
         let Some(parsed) = mail_parser::MessageParser::default().parse(&data) else {
             return Done::No("[CANNOT] the message is not RFC 5322".into());
         };
@@ -1495,49 +1480,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             );
         }
         let id = MessageId::new();
-        let (plain_for_level, subject, sender) = match level {
-            Level::Standard => (
-                data.clone(),
-                parsed.subject().map(str::to_owned),
-                parsed
-                    .from()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.address())
-                    .map(str::to_owned),
-            ),
-            // Already encrypted by the client, which is all end-to-end accepts.
-            Level::EndToEnd => (data.clone(), None, None),
-            // Sealed whatever it looks like: its headers are plaintext even when its body is not.
-            Level::Sealed | Level::Dispersed => {
-                // Sealed before anything is written: what the client sent in clear.
-                let date = parsed
-                    .date()
-                    .map(|d| d.to_rfc822())
-                    .unwrap_or_else(|| Utc::now().to_rfc2822());
-                let message_id = format!("<{id}@{}>", self.config.hostname);
-                let outer = vault::seal::Outer {
-                    trace: &[],
-                    from: Some(account.address.as_str()),
-                    to: &[account.address.as_str()],
-                    date: &date,
-                    message_id: &message_id,
-                    hostname: &self.config.hostname,
-                };
-                match vault::seal::seal(&account.public_key, &data, &outer) {
-                    Ok(sealed) => (sealed, None, None),
-                    Err(e) => {
-                        tracing::error!(error = %e, account = %account.id, "sealing an APPEND failed");
-                        return Done::No(
-                            "[UNAVAILABLE] the message could not be sealed, try again later".into(),
-                        );
-                    }
-                }
-            }
+        // Sealed whatever it looks like at `sealed` and above: its headers
+        // are plaintext even when its body is not.
+        let sealed_date = parsed
+            .date()
+            .map(|d| d.to_rfc822())
+            .unwrap_or_else(|| Utc::now().to_rfc2822());
+        let message_id = format!("<{id}@{}>", self.config.hostname);
+        let copy = crate::stored::Copy {
+            id,
+            level,
+            account: &account,
+            trace: &[],
+            from: Some(account.address.as_str()),
+            to: &[account.address.as_str()],
+            date: &sealed_date,
+            message_id: &message_id,
+            hostname: &self.config.hostname,
         };
-        let rfc822_size = plain_for_level.len() as i64;
-        let (content, dispersed) = match self.stored_form(level, id, &plain_for_level).await {
-            Ok(form) => form,
-            Err(done) => return done,
+        let stored = match self.inbound.stored_form(&copy, &data, &parsed).await {
+            Ok(stored) => stored,
+            Err(_) => {
+                return Done::No(
+                    "[UNAVAILABLE] the message could not be stored, try again later".into(),
+                );
+            }
         };
         let message = NewMessage {
             id,
@@ -1546,8 +1513,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             level,
             envelope_from: account.address.to_string(),
             envelope_to: account.address.to_string(),
-            subject,
-            sender,
+            subject: stored.subject,
+            sender: stored.sender,
             privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts {
                 tls_version: if self.transport.secure { 13 } else { 0 },
                 dkim_pass: false,
@@ -1562,9 +1529,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }),
             authentication: serde_json::json!({ "auth": account.address.as_str(), "appended": true }),
             arrived_encrypted: encrypted,
-            content,
-            dispersed,
-            rfc822_size,
+            content: stored.content,
+            dispersed: stored.dispersed,
+            rfc822_size: stored.rfc822_size,
             flags,
             keywords,
             received_at: date,

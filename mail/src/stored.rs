@@ -1,0 +1,127 @@
+//! The stored form of one copy of a message: the function every door that
+//! stores mail calls (the MX and local delivery, IMAP APPEND and COPY, the
+//! Sent copy), so that a message is kept the same way whichever way it came.
+//!
+//! Given the effective level, the account and the bytes, it returns what is
+//! written: at `standard`, the trace and the message encrypted at rest (AEAD
+//! under the tenant's data key, which the server holds); at `sealed`, the
+//! message sealed as PGP/MIME to the account's OpenPGP key before anything
+//! is written; at `dispersed`, sealed then cut into shards on the storage
+//! sites; at `end-to-end`, as it came (already encrypted by its sender),
+//! with the trace, then cut into shards. The size an owner is charged is the
+//! size of what they read back.
+
+use tenants::store::NewObject;
+use tenants::{Account, Level, MessageId, TenantId};
+
+use crate::inbound::Inbound;
+use crate::reply::Reply;
+
+/// One copy to store, and the envelope around it.
+pub struct Copy<'a> {
+    pub id: MessageId,
+    /// The effective level (see `tenants::Account::effective_level`).
+    pub level: Level,
+    pub account: &'a Account,
+    /// Header lines put before the message (Received, Authentication-Results);
+    /// inside the seal at `sealed` and above.
+    pub trace: &'a [String],
+    /// The outer envelope of a sealed copy: what stays readable.
+    pub from: Option<&'a str>,
+    pub to: &'a [&'a str],
+    pub date: &'a str,
+    pub message_id: &'a str,
+    pub hostname: &'a str,
+}
+
+/// What is written for a copy.
+pub struct Stored {
+    /// The bytes kept in the database (empty when dispersed).
+    pub content: Vec<u8>,
+    pub dispersed: Option<NewObject>,
+    /// Bytes the owner reads back, which is what the quota counts.
+    pub rfc822_size: i64,
+    /// Kept in clear for listing only at `standard`.
+    pub subject: Option<String>,
+    pub sender: Option<String>,
+}
+
+impl Inbound {
+    /// The stored form of `copy` of `message` (see the module doc).
+    pub async fn stored_form(
+        &self,
+        copy: &Copy<'_>,
+        message: &[u8],
+        parsed: &mail_parser::Message<'_>,
+    ) -> Result<Stored, Reply> {
+        let account = copy.account;
+        let with_trace = || {
+            let mut bytes = Vec::with_capacity(message.len() + 512);
+            for line in copy.trace {
+                bytes.extend_from_slice(line.as_bytes());
+                bytes.extend_from_slice(b"\r\n");
+            }
+            bytes.extend_from_slice(message);
+            bytes
+        };
+        let (readable, subject, sender) = match copy.level {
+            Level::Standard => (
+                with_trace(),
+                parsed.subject().map(str::to_owned),
+                parsed
+                    .from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .map(str::to_owned),
+            ),
+            Level::EndToEnd => (with_trace(), None, None),
+            Level::Sealed | Level::Dispersed => {
+                let outer = vault::seal::Outer {
+                    trace: copy.trace,
+                    from: copy.from.filter(|f| !f.is_empty()),
+                    to: copy.to,
+                    date: copy.date,
+                    message_id: copy.message_id,
+                    hostname: copy.hostname,
+                };
+                let sealed =
+                    vault::seal::seal(&account.public_key, message, &outer).map_err(|e| {
+                        tracing::error!(error = %e, account = %account.id, "sealing failed");
+                        Reply::new(451, "4.3.0", "local error in processing, try again later")
+                    })?;
+                (sealed, None, None)
+            }
+        };
+        let rfc822_size = readable.len() as i64;
+        let (content, dispersed) = self
+            .store_readable(copy.level, account.tenant_id, copy.id, readable)
+            .await?;
+        Ok(Stored {
+            content,
+            dispersed,
+            rfc822_size,
+            subject,
+            sender,
+        })
+    }
+
+    /// Writes the readable form of a message (what its owner reads back) as
+    /// `level` keeps it: encrypted at rest, as it is (already sealed), or on
+    /// the storage sites. IMAP COPY uses it for the copy's new id.
+    pub async fn store_readable(
+        &self,
+        level: Level,
+        tenant: TenantId,
+        id: MessageId,
+        readable: Vec<u8>,
+    ) -> Result<(Vec<u8>, Option<NewObject>), Reply> {
+        Ok(match level {
+            Level::Standard => (self.encrypt_standard(tenant, id, &readable).await?, None),
+            Level::Sealed => (readable, None),
+            Level::Dispersed | Level::EndToEnd => (
+                Vec::new(),
+                Some(self.disperse(tenant, id, &readable).await?),
+            ),
+        })
+    }
+}
