@@ -1,0 +1,168 @@
+//! One stored form, whichever door a message comes through: the same bytes
+//! sent to the MX, appended over IMAP and submitted (its Sent copy) are kept
+//! at the account's level in the same form, and counted the same way.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{PASSWORD, TestApp};
+use tenants::{Backend, on_both_backends};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+on_both_backends!(the_mx_imap_append_and_the_sent_copy_store_alike);
+
+fn message(address: &str, marker: &str) -> String {
+    format!(
+        "From: <{address}>\r\nTo: <{address}>\r\nSubject: the same message\r\n\
+         Date: Sat, 05 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{}@acme.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe body says {marker}.\r\n",
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
+async fn through_the_mx(app: &TestApp, address: &str, raw: &str) {
+    let mut probe = mail::probe::SmtpProbe::connect(app.smtp).await;
+    probe.cmd("EHLO sender.test").await;
+    probe
+        .expect("MAIL FROM:<x@sender.test>", 250, "2.1.0")
+        .await;
+    probe
+        .expect(&format!("RCPT TO:<{address}>"), 250, "2.1.5")
+        .await;
+    probe.expect("DATA", 354, "").await;
+    probe.send(format!("{raw}.\r\n").as_bytes()).await;
+    let (code, text) = probe.read_reply().await;
+    assert_eq!(code, 250, "{text}");
+}
+
+async fn through_imap_append(app: &TestApp, address: &str, raw: &str) {
+    let stream = tokio::net::TcpStream::connect(app.imap).await.unwrap();
+    let mut conn = BufReader::new(stream);
+    let mut line = String::new();
+    conn.read_line(&mut line).await.unwrap();
+    let mut tagged = async |conn: &mut BufReader<tokio::net::TcpStream>, tag: &str| loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        assert!(!line.is_empty(), "the server hung up");
+        if line.starts_with(&format!("{tag} ")) {
+            return line;
+        }
+    };
+    conn.get_mut()
+        .write_all(format!("a LOGIN {address} \"{PASSWORD}\"\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(tagged(&mut conn, "a").await.starts_with("a OK"));
+    conn.get_mut()
+        .write_all(format!("b APPEND INBOX {{{}+}}\r\n{raw}\r\n", raw.len()).as_bytes())
+        .await
+        .unwrap();
+    let done = tagged(&mut conn, "b").await;
+    assert!(done.starts_with("b OK"), "{done}");
+    let mut rest = Vec::new();
+    conn.get_mut().write_all(b"c LOGOUT\r\n").await.unwrap();
+    let _ = conn.read_to_end(&mut rest).await;
+}
+
+async fn through_submission(app: &TestApp, address: &str, raw: &str) {
+    use base64::Engine;
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{PASSWORD}"));
+    let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
+    probe.cmd("EHLO client.test").await;
+    probe
+        .expect(&format!("AUTH PLAIN {plain}"), 235, "2.7.0")
+        .await;
+    probe
+        .expect(&format!("MAIL FROM:<{address}>"), 250, "2.1.0")
+        .await;
+    probe
+        .expect("RCPT TO:<someone@elsewhere.test>", 250, "2.1.5")
+        .await;
+    probe.expect("DATA", 354, "").await;
+    probe.send(format!("{raw}.\r\n").as_bytes()).await;
+    let (code, text) = probe.read_reply().await;
+    assert_eq!(code, 250, "{text}");
+}
+
+async fn raw_of(app: &TestApp, token: &str, id: &str) -> Vec<u8> {
+    let response = app
+        .http
+        .get(format!("{}/v1/messages/{id}/raw", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.bytes().await.unwrap().to_vec()
+}
+
+async fn the_mx_imap_append_and_the_sent_copy_store_alike(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 10).await;
+    for level in ["standard", "sealed", "dispersed"] {
+        let address = format!("{level}@acme.test");
+        let created = app
+            .post(
+                &format!("/v1/tenants/{}/accounts", e.tenant_id),
+                &e.admin_token,
+                json!({"address": address, "password": PASSWORD, "level": level}),
+            )
+            .await;
+        let account = created.ok(201)["id"].as_str().unwrap().to_owned();
+        let token = app.login(&address, PASSWORD).await;
+        let marker = format!("marker-{level}-{}", uuid::Uuid::now_v7().simple());
+        let raw = message(&address, &marker);
+        through_the_mx(&app, &address, &raw).await;
+        through_imap_append(&app, &address, &raw).await;
+        through_submission(&app, &address, &raw).await;
+
+        let listed = app
+            .get(&format!("/v1/accounts/{account}/messages"), &token)
+            .await;
+        let copies: Vec<Value> = listed.ok(200)["items"].as_array().unwrap().clone();
+        assert_eq!(copies.len(), 3, "{level}: one copy per door: {copies:?}");
+        let mut overheads = Vec::new();
+        for copy in &copies {
+            assert_eq!(copy["level"], level, "{copy}");
+            let id = copy["id"].as_str().unwrap();
+            let bytes = raw_of(&app, &token, id).await;
+            let rfc822_size = copy["rfc822_size"].as_i64().unwrap();
+            assert_eq!(
+                rfc822_size,
+                bytes.len() as i64,
+                "{level}: the size counted is what the owner reads back"
+            );
+            overheads.push(copy["size"].as_i64().unwrap() - rfc822_size);
+            let text = String::from_utf8_lossy(&bytes);
+            match level {
+                "standard" => assert!(text.contains(&marker), "readable by the server"),
+                _ => {
+                    assert!(
+                        text.contains("multipart/encrypted")
+                            && text.contains("-----BEGIN PGP MESSAGE-----"),
+                        "{level}: PGP/MIME whichever the door"
+                    );
+                    assert!(!text.contains(&marker), "{level}: never in clear");
+                }
+            }
+            let stored = app
+                .store
+                .message_content(tenants::MessageId(id.parse().unwrap()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                matches!(stored, tenants::store::StoredContent::Dispersed),
+                level == "dispersed",
+                "{level}: dispersed copies live on the sites, the others in the database"
+            );
+        }
+        overheads.dedup();
+        assert_eq!(
+            overheads.len(),
+            1,
+            "{level}: every door counts the quota alike"
+        );
+    }
+}
