@@ -194,7 +194,8 @@ fn operations(spec: &Value) -> Vec<(String, String, String)> {
 
 on_both_backends!(
     other_tenants_objects_are_not_found,
-    users_are_refused_admin_routes
+    users_are_refused_admin_routes,
+    no_mail_door_routes_to_a_claim
 );
 
 async fn other_tenants_objects_are_not_found(backend: Backend) {
@@ -296,4 +297,123 @@ async fn users_are_refused_admin_routes(backend: Backend) {
         .get(&format!("/v1/accounts/{}", mine.account_id), &user)
         .await;
     assert_eq!(me.ok(200)["role"], "user");
+}
+
+/// Every door through which mail or a sign-in reaches an address. Adding
+/// one fails to compile until its claim check below is written.
+#[derive(Clone, Copy, Debug)]
+enum MailDoor {
+    /// The MX's RCPT TO.
+    Rcpt,
+    /// Local delivery of a hosted user's mail (the workers).
+    LocalDelivery,
+    /// Sending from an address (submission port).
+    SendingFrom,
+    /// A password reset whose recovery address is the claimed one.
+    PasswordReset,
+}
+
+/// The mail doors, like the routes above: an address in a domain another
+/// tenant merely claims (added, never verified) is never ours.
+async fn no_mail_door_routes_to_a_claim(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let claimant = app.enterprise("claimant.test", 5).await;
+    app.claim(&claimant, "claimed.test").await;
+    app.post(
+        &format!("/v1/tenants/{}/accounts", claimant.tenant_id),
+        &claimant.admin_token,
+        json!({"address": "boss@claimed.test", "password": support::PASSWORD}),
+    )
+    .await
+    .ok(201);
+    let victim = app.enterprise("victim.test", 5).await;
+    let alice_id = app.user(&victim, "alice").await;
+    let alice = app.login("alice@victim.test", support::PASSWORD).await;
+    let boss = tenants::EmailAddress::parse("boss@claimed.test").unwrap();
+    let boss_id = app
+        .store
+        .account_by_address(&boss)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let nothing_stored = async || {
+        app.store
+            .list_messages(
+                boss_id,
+                None,
+                None,
+                tenants::Page {
+                    after: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    };
+    for door in [
+        MailDoor::Rcpt,
+        MailDoor::LocalDelivery,
+        MailDoor::SendingFrom,
+        MailDoor::PasswordReset,
+    ] {
+        match door {
+            MailDoor::Rcpt => {
+                let mut probe = mail::probe::SmtpProbe::connect(app.smtp).await;
+                probe.cmd("EHLO sender.test").await;
+                probe
+                    .expect("MAIL FROM:<x@sender.test>", 250, "2.1.0")
+                    .await;
+                probe
+                    .expect("RCPT TO:<boss@claimed.test>", 550, "5.1.2")
+                    .await;
+            }
+            MailDoor::LocalDelivery => {
+                // Not ours: the outbound copy goes to the domain's MX (none here), never inward.
+                let workers = app.start_workers(9, std::time::Duration::from_secs(1));
+                app.post(
+                    &format!("/v1/accounts/{alice_id}/messages"),
+                    &alice,
+                    json!({"to": ["boss@claimed.test"], "text": "hello"}),
+                )
+                .await
+                .ok(202);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                drop(workers);
+            }
+            MailDoor::SendingFrom => {
+                use base64::Engine;
+                let plain = base64::engine::general_purpose::STANDARD
+                    .encode(format!("\0boss@claimed.test\0{}", support::PASSWORD));
+                let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
+                probe.cmd("EHLO client.test").await;
+                probe
+                    .expect(&format!("AUTH PLAIN {plain}"), 535, "5.7.1")
+                    .await;
+            }
+            MailDoor::PasswordReset => {
+                app.post(
+                    &format!("/v1/tenants/{}/accounts", victim.tenant_id),
+                    &victim.admin_token,
+                    json!({"address": "cfo@victim.test", "password": support::PASSWORD,
+                           "recovery_address": "boss@claimed.test"}),
+                )
+                .await
+                .ok(201);
+                app.send(
+                    "POST",
+                    "/v1/public/password-reset",
+                    None,
+                    Some(json!({"address": "cfo@victim.test"})),
+                )
+                .await
+                .ok(202);
+                let workers = app.start_workers(9, std::time::Duration::from_secs(1));
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                drop(workers);
+            }
+        }
+        assert!(nothing_stored().await, "{door:?} reached the claim");
+    }
 }
