@@ -20,6 +20,7 @@ on_both_backends!(
     api_keys_die_with_their_makers_admin_role,
     a_squatted_name_returns_to_its_owner,
     exports_need_the_tenants_own_admin_and_password,
+    a_smuggled_second_message_is_never_stored,
 );
 
 /// How many messages the store holds for an account, whatever the folder.
@@ -698,4 +699,76 @@ async fn exports_need_the_tenants_own_admin_and_password(backend: Backend) {
             .any(|s| s.contains("export of your organisation")),
         "{subjects:?}"
     );
+}
+
+/// Finding 10, SMTP smuggling: the MX took `<LF>.<LF>` as the end of DATA,
+/// so what followed was read as a second transaction with a sender of the
+/// attacker's choice. Driven as raw bytes, as a relaying MTA that passes
+/// bare LFs would send them: one message or a refusal, never two.
+async fn a_smuggled_second_message_is_never_stored(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let user = app.user(&e, "user").await;
+    let stream = tokio::net::TcpStream::connect(app.smtp).await.unwrap();
+    let mut conn = BufReader::new(stream);
+    let mut read_reply = async |conn: &mut BufReader<tokio::net::TcpStream>| {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    read_reply(&mut conn).await;
+    for command in [
+        "EHLO relay.sender.test",
+        "MAIL FROM:<alice@sender.test>",
+        "RCPT TO:<user@acme.test>",
+        "DATA",
+    ] {
+        conn.get_mut()
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        read_reply(&mut conn).await;
+    }
+    conn.get_mut()
+        .write_all(
+            b"From: <alice@sender.test>\r\nSubject: honest\r\n\r\nbody\n.\n\
+              MAIL FROM:<evil@ext.test>\r\nRCPT TO:<user@acme.test>\r\nDATA\r\n\
+              From: <ceo@acme.test>\r\nSubject: smuggled\r\n\r\nPay this invoice.\r\n.\r\nQUIT\r\n",
+        )
+        .await
+        .unwrap();
+    let mut replies = String::new();
+    for _ in 0..8 {
+        let reply = read_reply(&mut conn).await;
+        if reply.is_empty() {
+            break;
+        }
+        replies.push_str(&reply);
+    }
+    let stored_replies = replies.matches("stored as").count();
+    assert!(stored_replies <= 1, "two messages from one DATA: {replies}");
+    let messages = app
+        .store
+        .list_messages(
+            AccountId(user.parse().unwrap()),
+            None,
+            None,
+            Page { after: None, limit: 10 },
+        )
+        .await
+        .unwrap();
+    assert!(messages.len() <= 1, "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m.envelope_from != "evil@ext.test"),
+        "the injected sender was stored"
+    );
+    assert!(replies.contains("521 5.5.2"), "refused, and said why: {replies}");
 }

@@ -613,7 +613,19 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     let (data, too_big) = match read_data(&mut conn, config.max_message_size).await
                     {
-                        Ok(read) => read,
+                        Ok(Data::Complete(data, too_big)) => (data, too_big),
+                        Ok(Data::BareNewline) => {
+                            // Nothing of this transaction is kept, and the
+                            // connection ends: what followed the bare line
+                            // ending is never read as commands (smuggling).
+                            conn.reply(&Reply::new(
+                                521,
+                                "5.5.2",
+                                "bare <LF> or <CR> in the message: lines must end with <CR><LF>; nothing was stored",
+                            ));
+                            let _ = conn.flush().await;
+                            return Ending::Closed;
+                        }
                         Err(Gone) => return Ending::Closed,
                     };
                     let reply = match (submission, &user) {
@@ -712,12 +724,27 @@ fn ready_for_data(tx: &Transaction, submission: bool) -> Option<Reply> {
     }
 }
 
+/// What DATA brought.
+enum Data {
+    /// The message up to `<CRLF>.<CRLF>`, and whether it went past the size limit.
+    Complete(Vec<u8>, bool),
+    /// A line ended with a bare LF, or held a bare CR.
+    BareNewline,
+}
+
 /// Reads DATA to the final dot, undoing dot-stuffing; past `max` bytes it
 /// keeps reading (so the dialogue stays in step) but drops the content.
+///
+/// Only `<CRLF>.<CRLF>` ends DATA. A bare LF or CR anywhere in it is
+/// refused outright, as Postfix's `smtpd_forbid_bare_newline = yes` does:
+/// MTAs disagree on what `<LF>.<LF>` means, and that disagreement is how
+/// a second message with a sender of the attacker's choice is smuggled
+/// through a relay (SMTP smuggling, CVE-2023-51764). BDAT chunks are
+/// counted in bytes, not lines, and are exempt.
 async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     max: usize,
-) -> Result<(Vec<u8>, bool), Gone> {
+) -> Result<Data, Gone> {
     let mut data = Vec::with_capacity(16 * 1024);
     let mut too_big = false;
     loop {
@@ -728,8 +755,11 @@ async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
         };
-        if line == b".\r\n" || line == b".\n" {
-            return Ok((data, too_big));
+        if bare_newline(&line) {
+            return Ok(Data::BareNewline);
+        }
+        if line == b".\r\n" {
+            return Ok(Data::Complete(data, too_big));
         }
         let line = line.strip_prefix(b".").unwrap_or(&line);
         if data.len() + line.len() > max {
@@ -738,6 +768,15 @@ async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
         } else if !too_big {
             data.extend_from_slice(line);
         }
+    }
+}
+
+/// Whether a line read off the wire (LF included) ends in a bare LF or
+/// holds a CR that is not part of its final CRLF.
+fn bare_newline(line: &[u8]) -> bool {
+    match line.strip_suffix(b"\r\n") {
+        Some(body) => body.contains(&b'\r'),
+        None => true,
     }
 }
 
@@ -783,6 +822,16 @@ async fn finish(
 mod tests {
     use proptest::prelude::*;
     use smtp_proto::Request;
+
+    #[test]
+    fn only_crlf_ends_a_line_of_data() {
+        assert!(!super::bare_newline(b"hello\r\n"));
+        assert!(!super::bare_newline(b".\r\n"));
+        assert!(super::bare_newline(b".\n"));
+        assert!(super::bare_newline(b"body\n"));
+        assert!(super::bare_newline(b"a\rb\r\n"));
+        assert!(super::bare_newline(b"end\r\r\n"));
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
