@@ -21,6 +21,7 @@ on_both_backends!(
     a_squatted_name_returns_to_its_owner,
     exports_need_the_tenants_own_admin_and_password,
     a_smuggled_second_message_is_never_stored,
+    a_second_author_never_rides_along,
 );
 
 /// How many messages the store holds for an account, whatever the folder.
@@ -761,7 +762,10 @@ async fn a_smuggled_second_message_is_never_stored(backend: Backend) {
             AccountId(user.parse().unwrap()),
             None,
             None,
-            Page { after: None, limit: 10 },
+            Page {
+                after: None,
+                limit: 10,
+            },
         )
         .await
         .unwrap();
@@ -770,5 +774,91 @@ async fn a_smuggled_second_message_is_never_stored(backend: Backend) {
         messages.iter().all(|m| m.envelope_from != "evil@ext.test"),
         "the injected sender was stored"
     );
-    assert!(replies.contains("521 5.5.2"), "refused, and said why: {replies}");
+    assert!(
+        replies.contains("521 5.5.2"),
+        "refused, and said why: {replies}"
+    );
+}
+
+/// Finding 7, From spoofing: a second `From:` header, or `From: alice@a.test,
+/// CEO <admin@b.test>`, passed the ownership check (only one address was
+/// looked at) and went out with `auth=pass`. Refused on the API and on the
+/// submission port, saying why.
+async fn a_second_author_never_rides_along(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let alice_id = app.user(&e, "alice").await;
+    let alice = app.login("alice@acme.test", PASSWORD).await;
+    let spoofs = [
+        (
+            "From: <alice@acme.test>\r\nFrom: CEO <admin@acme.test>\r\n",
+            "2 From headers",
+        ),
+        (
+            "From: <alice@acme.test>, CEO <admin@acme.test>\r\n",
+            "2 addresses",
+        ),
+        (
+            "From: CEO <admin@acme.test>, <alice@acme.test>\r\n",
+            "2 addresses",
+        ),
+        (
+            "From: <alice@acme.test>\r\nSender: <admin@acme.test>\r\n",
+            "Sender header",
+        ),
+    ];
+    let raw = |headers: &str| {
+        format!(
+            "{headers}To: <bob@remote.test>\r\nSubject: Wire transfer\r\n\
+             Date: Sat, 05 Dec 2026 10:00:00 +0000\r\n\r\nPlease pay today.\r\n"
+        )
+    };
+    for (headers, why) in spoofs {
+        let api = app
+            .raw(
+                app.http
+                    .post(format!("{}/v1/accounts/{alice_id}/messages", app.base))
+                    .bearer_auth(&alice)
+                    .header("content-type", "message/rfc822")
+                    .body(raw(headers)),
+            )
+            .await;
+        let detail = api.problem(403);
+        assert!(detail.contains(why), "{why}: {detail}");
+
+        use base64::Engine;
+        let plain = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0alice@acme.test\0{PASSWORD}"));
+        let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
+        probe.cmd("EHLO client.test").await;
+        probe
+            .expect(&format!("AUTH PLAIN {plain}"), 235, "2.7.0")
+            .await;
+        probe
+            .expect("MAIL FROM:<alice@acme.test>", 250, "2.1.0")
+            .await;
+        probe
+            .expect("RCPT TO:<bob@remote.test>", 250, "2.1.5")
+            .await;
+        probe.expect("DATA", 354, "").await;
+        probe
+            .send(format!("{}.\r\n", raw(headers)).as_bytes())
+            .await;
+        let (code, text) = probe.read_reply().await;
+        assert_eq!(code, 550, "{why}: {text}");
+        assert!(text.contains("5.7.1") && text.contains(why), "{text}");
+    }
+    // The honest message still goes.
+    let honest = app
+        .raw(
+            app.http
+                .post(format!("{}/v1/accounts/{alice_id}/messages", app.base))
+                .bearer_auth(&alice)
+                .header("content-type", "message/rfc822")
+                .body(raw(
+                    "From: Alice <alice@acme.test>\r\nSender: <alice@acme.test>\r\n",
+                )),
+        )
+        .await;
+    honest.ok(202);
 }

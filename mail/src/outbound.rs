@@ -200,7 +200,7 @@ impl Refusal {
         let text = self.to_string();
         match self {
             Refusal::Invalid(_) => Reply::new(554, "5.6.0", text),
-            Refusal::NotYourAddress(_) => Reply::new(553, "5.7.1", text),
+            Refusal::NotYourAddress(_) => Reply::new(550, "5.7.1", text),
             Refusal::Suspended(_) | Refusal::PaymentOverdue(_) => Reply::new(554, "5.7.1", text),
             Refusal::RateLimited(_) => Reply::new(450, "4.7.1", text),
             Refusal::OverQuota(_) => Reply::new(552, "5.2.2", text),
@@ -314,24 +314,8 @@ impl Outbound {
         }
         let parsed = MessageParser::default()
             .parse(&draft.message)
-            .filter(|m| {
-                m.headers()
-                    .iter()
-                    .any(|h| h.name().eq_ignore_ascii_case("from"))
-            })
-            .ok_or_else(|| {
-                Refusal::Invalid(
-                    "the message is not RFC 5322: it needs at least a From header".into(),
-                )
-            })?;
-        let from = first_address(parsed.from())
-            .ok_or_else(|| Refusal::Invalid("the From header holds no address".into()))?;
-        if !from.eq_ignore_ascii_case(account.address.as_str()) {
-            return Err(Refusal::NotYourAddress(format!(
-                "`{from}` is not an address of this account; send as {}",
-                account.address
-            )));
-        }
+            .ok_or_else(|| Refusal::Invalid("the message is not RFC 5322".into()))?;
+        author(&parsed, account)?;
         let recipients = self.recipients(&draft.recipients)?;
 
         let level = account.effective_level(tenant.policy.min_level);
@@ -1453,8 +1437,84 @@ pub fn header_recipients(message: &[u8]) -> Vec<String> {
     out
 }
 
-fn first_address(address: Option<&Address<'_>>) -> Option<String> {
-    address?.first()?.address().map(str::to_owned)
+/// Every address a header holds, groups included.
+fn addresses_of(address: &Address<'_>) -> Vec<Option<String>> {
+    match address {
+        Address::List(list) => list
+            .iter()
+            .map(|a| a.address().map(str::to_owned))
+            .collect(),
+        Address::Group(groups) => groups
+            .iter()
+            .flat_map(|g| g.addresses.iter().map(|a| a.address().map(str::to_owned)))
+            .collect(),
+    }
+}
+
+/// Who a submitted message says it is from, checked: exactly one `From:`
+/// header holding exactly one address the account may send as, and at
+/// most one `Sender:` holding one address the account owns. Anything else
+/// is how a second author rides along (a second header, or a list of
+/// addresses of which only one was checked).
+fn author(parsed: &mail_parser::Message<'_>, account: &Account) -> Result<String, Refusal> {
+    let count = |name: &str| {
+        parsed
+            .headers()
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(name))
+            .count()
+    };
+    match count("from") {
+        0 => {
+            return Err(Refusal::Invalid(
+                "the message is not RFC 5322: it needs a From header".into(),
+            ));
+        }
+        1 => {}
+        n => {
+            return Err(Refusal::NotYourAddress(format!(
+                "the message has {n} From headers; it must have exactly one"
+            )));
+        }
+    }
+    let from = parsed.from().map(addresses_of).unwrap_or_default();
+    let from = match from.as_slice() {
+        [Some(address)] => address.clone(),
+        [None] | [] => return Err(Refusal::Invalid("the From header holds no address".into())),
+        more => {
+            return Err(Refusal::NotYourAddress(format!(
+                "the From header holds {} addresses; it must hold exactly one, an address of this account",
+                more.len()
+            )));
+        }
+    };
+    if !tenants::may_send_as(account, &from) {
+        return Err(Refusal::NotYourAddress(format!(
+            "`{from}` is not an address of this account; send as {}",
+            account.address
+        )));
+    }
+    match count("sender") {
+        0 => {}
+        1 => {
+            let sender = parsed.sender().map(addresses_of).unwrap_or_default();
+            match sender.as_slice() {
+                [Some(address)] if tenants::may_send_as(account, address) => {}
+                _ => {
+                    return Err(Refusal::NotYourAddress(format!(
+                        "the Sender header must hold exactly one address of this account ({})",
+                        account.address
+                    )));
+                }
+            }
+        }
+        n => {
+            return Err(Refusal::NotYourAddress(format!(
+                "the message has {n} Sender headers; it may have at most one"
+            )));
+        }
+    }
+    Ok(from)
 }
 
 /// The Autocrypt header (Level 1) offering the sender's public key.

@@ -22,7 +22,7 @@ pub use store::{
     Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob, Domain, Ended,
     Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant, Page,
     QueueDepth, RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate,
-    inactive_tenant,
+    inactive_tenant, may_send_as,
 };
 
 /// What can go wrong in the domain core.

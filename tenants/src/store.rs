@@ -1442,6 +1442,7 @@ pub use billing::{
 pub use branding::{BrandAsset, BrandFields, Hostname, TemplateOverride};
 pub use dkim::{DkimKey, NewDkimKey};
 pub use exports::{ExportRecipient, ExportState, NewTenantExport, TenantExport};
+pub use hosting::may_send_as;
 pub use jobs::{DeadJob, JobRow, NewJob, QueueDepth};
 pub use legal::{
     LegalExport, LegalRequest, LegalScope, MessagesByLevel, NewCanary, NewLegalExport,

@@ -11,6 +11,12 @@ use super::{Account, Audit, DOMAIN_COLUMNS, Domain, DomainRow, INSERT_AUDIT, Poo
 use crate::model::{DomainId, DomainName, EmailAddress};
 use crate::{Error, Result};
 
+/// Whether `account` may send as `address` (in `From:` or `Sender:`): its
+/// own address (aliases will join it here).
+pub fn may_send_as(account: &Account, address: &str) -> bool {
+    address.eq_ignore_ascii_case(account.address.as_str())
+}
+
 impl Store {
     /// The hosted domain of this name: verified, so proven to be its tenant's.
     pub async fn hosted_domain(&self, name: &DomainName) -> Result<Option<Domain>> {
