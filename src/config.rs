@@ -143,6 +143,11 @@ pub struct DeliverySection {
     pub retry_base_seconds: u64,
     pub retry_max_seconds: u64,
     pub connect_timeout_seconds: u64,
+    /// Connect to loopback, private, link-local, ULA, CGNAT and reserved
+    /// addresses when an MX, WKD or MTA-STS host resolves to one. Off: a
+    /// domain cannot point the server at itself or its network. For tests
+    /// and private deployments; a `relay` is trusted either way.
+    pub allow_private_networks: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -183,6 +188,7 @@ impl Default for DeliverySection {
             retry_base_seconds: 60,
             retry_max_seconds: 3600,
             connect_timeout_seconds: d.connect_timeout.as_secs(),
+            allow_private_networks: d.allow_private_networks,
         }
     }
 }
@@ -506,6 +512,7 @@ impl Config {
                 paid: self.send_limits.paid,
             },
             payment_grace: chrono::Duration::days(self.billing.grace_days.max(0)),
+            allow_private_networks: self.delivery.allow_private_networks,
         })
     }
 

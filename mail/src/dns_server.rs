@@ -83,6 +83,15 @@ impl DnsServer {
         );
     }
 
+    /// Publishes AAAA records (IPv6 addresses) at `at`.
+    pub fn set_aaaa(&self, at: &str, addresses: &[std::net::Ipv6Addr]) {
+        self.set(
+            at,
+            RecordType::AAAA,
+            addresses.iter().map(|a| RData::AAAA((*a).into())).collect(),
+        );
+    }
+
     pub fn set_cname(&self, at: &str, target: &str) {
         self.set(
             at,

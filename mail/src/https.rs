@@ -22,6 +22,8 @@ pub struct Https {
     port: u16,
     tls: tokio_rustls::TlsConnector,
     timeout: Duration,
+    /// See [`crate::egress`].
+    allow_private_networks: bool,
 }
 
 impl std::fmt::Debug for Https {
@@ -43,7 +45,14 @@ impl Https {
             port,
             tls: tokio_rustls::TlsConnector::from(client_config(extra_roots)?),
             timeout,
+            allow_private_networks: false,
         })
+    }
+
+    /// Lets fetches reach loopback and private addresses (tests, private deployments).
+    pub fn allowing_private_networks(mut self, allow: bool) -> Https {
+        self.allow_private_networks = allow;
+        self
     }
 
     /// `https://{host}{path}`: the body of a 200, `None` for any other
@@ -85,8 +94,17 @@ impl Https {
                     .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
             );
         }
-        let Some(ip) = addresses.first() else {
+        if addresses.is_empty() {
             return Err(format!("{host} has no address"));
+        }
+        // Only public addresses, checked on the address connected to.
+        let Some(ip) = addresses
+            .iter()
+            .find(|ip| crate::egress::may_connect(**ip, self.allow_private_networks))
+        else {
+            return Err(format!(
+                "{host} resolves only to private or loopback addresses, which Caliop does not connect to"
+            ));
         };
         let tcp = tokio::net::TcpStream::connect((*ip, self.port))
             .await

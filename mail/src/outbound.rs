@@ -118,6 +118,9 @@ pub struct OutboundConfig {
     pub limits: SendLimits,
     /// How long a tenant may stay past due on its invoices before its sending stops.
     pub payment_grace: chrono::Duration,
+    /// Connect to loopback and private addresses too (MX hosts, WKD and
+    /// MTA-STS hosts); off by default: see [`crate::egress`].
+    pub allow_private_networks: bool,
 }
 
 impl Default for OutboundConfig {
@@ -133,6 +136,7 @@ impl Default for OutboundConfig {
             max_recipients: 100,
             limits: SendLimits::default(),
             payment_grace: chrono::Duration::days(14),
+            allow_private_networks: false,
         }
     }
 }
@@ -249,6 +253,7 @@ impl Outbound {
     ) -> Outbound {
         let https = dns.as_ref().and_then(|dns| {
             Https::new(dns.clone(), config.https_port, &config.extra_roots, Duration::from_secs(10))
+                .map(|h| h.allowing_private_networks(config.allow_private_networks))
                 .inspect_err(|e| tracing::error!(error = %e, "HTTPS client unavailable: no MTA-STS, no WKD lookups"))
                 .ok()
         });
@@ -884,6 +889,7 @@ impl Outbound {
         }
         let require_tls = policy.is_some();
         let mut last = None;
+        let mut refused = Vec::new();
         for host in hosts {
             let addresses = match addresses(dns, &host).await {
                 Ok(a) if !a.is_empty() => a,
@@ -897,6 +903,10 @@ impl Outbound {
                 }
             };
             for ip in addresses {
+                if !crate::egress::may_connect(ip, self.config.allow_private_networks) {
+                    refused.push(ip);
+                    continue;
+                }
                 let server = std::net::SocketAddr::new(ip, self.config.delivery_port);
                 match self
                     .smtp_transaction(
@@ -913,6 +923,20 @@ impl Outbound {
                     Err(reason) => last = Some((host.clone(), reason)),
                 }
             }
+        }
+        if last.is_none() && !refused.is_empty() {
+            let listed: Vec<String> = refused.iter().map(|ip| ip.to_string()).collect();
+            tracing::warn!(
+                domain,
+                "an MX resolves only to private addresses; not connected to"
+            );
+            last = Some((
+                String::new(),
+                format!(
+                    "the MX of {domain} resolves only to private, loopback or reserved addresses ({}), which Caliop does not connect to",
+                    listed.join(", ")
+                ),
+            ));
         }
         let (host, reason) =
             last.unwrap_or((String::new(), "no mail server could be reached".into()));

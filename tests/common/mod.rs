@@ -62,6 +62,11 @@ pub async fn environment(
         ("CALIOP_IMAP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("CALIOP_DNS_RESOLVER".to_owned(), dns.to_string()),
         ("CALIOP_DNS_TIMEOUT_MS".to_owned(), "500".to_owned()),
+        // The test sinks and MX hosts are on loopback.
+        (
+            "CALIOP_DELIVERY_ALLOW_PRIVATE_NETWORKS".to_owned(),
+            "true".to_owned(),
+        ),
         (
             "CALIOP_MAIL_HOSTNAME".to_owned(),
             "mx.caliop.test".to_owned(),

@@ -80,6 +80,7 @@ export class Caliop {
       CALIOP_IMAP_LISTEN: "127.0.0.1:0",
       CALIOP_DNS_RESOLVER: dns.address,
       CALIOP_DNS_TIMEOUT_MS: "500",
+      CALIOP_DELIVERY_ALLOW_PRIVATE_NETWORKS: "true",
       CALIOP_MAIL_HOSTNAME: "mx.caliop.test",
       CALIOP_ADMIN_ASSETS_DIR: join(appDir, "dist"),
       CALIOP_LOG_FORMAT: "json",
