@@ -16,6 +16,8 @@ use tenants::{Backend, on_both_backends};
 on_both_backends!(a_killed_worker_delivers_exactly_once);
 
 /// Starts `caliop <role>` and returns it once it printed `ready`'s line.
+// The child is handed to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn start(
     role: &str,
     env: &[(String, String)],

@@ -713,7 +713,7 @@ async fn a_smuggled_second_message_is_never_stored(backend: Backend) {
     let user = app.user(&e, "user").await;
     let stream = tokio::net::TcpStream::connect(app.smtp).await.unwrap();
     let mut conn = BufReader::new(stream);
-    let mut read_reply = async |conn: &mut BufReader<tokio::net::TcpStream>| {
+    let read_reply = async |conn: &mut BufReader<tokio::net::TcpStream>| {
         let mut all = String::new();
         loop {
             let mut line = String::new();

@@ -667,7 +667,7 @@ async fn sealed_senders_encrypt_to_every_key_they_know(backend: Backend) {
     let (ok, plain, err) = support::gpg(
         home.path(),
         &["--passphrase", support::PASSWORD, "--decrypt"],
-        raw[start..end].as_bytes(),
+        &raw.as_bytes()[start..end],
     );
     assert!(ok, "gpg --decrypt: {err}");
     let plain = String::from_utf8_lossy(&plain);
@@ -893,7 +893,7 @@ async fn remote_keys_found_by_wkd_encrypt_outgoing_mail(backend: Backend) {
     let (ok, plain, err) = support::gpg(
         home.path(),
         &["--passphrase", "dave's passphrase", "--decrypt"],
-        data[start..end].as_bytes(),
+        &data.as_bytes()[start..end],
     );
     assert!(ok, "dave's own key opens it: {err}");
     assert!(String::from_utf8_lossy(&plain).contains("The vault code is ORCHID-LANTERN-42."));

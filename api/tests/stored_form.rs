@@ -40,7 +40,7 @@ async fn through_imap_append(app: &TestApp, address: &str, raw: &str) {
     let mut conn = BufReader::new(stream);
     let mut line = String::new();
     conn.read_line(&mut line).await.unwrap();
-    let mut tagged = async |conn: &mut BufReader<tokio::net::TcpStream>, tag: &str| loop {
+    let tagged = async |conn: &mut BufReader<tokio::net::TcpStream>, tag: &str| loop {
         let mut line = String::new();
         conn.read_line(&mut line).await.unwrap();
         assert!(!line.is_empty(), "the server hung up");

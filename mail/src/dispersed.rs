@@ -547,17 +547,15 @@ impl Dispersed {
             .iter()
             .filter(|s| s.state != ShardState::Ok || s.site.is_none())
         {
-            if let Some(site) = shard.site.as_deref().and_then(|s| self.sites.get(s)) {
-                if let Ok(bytes) = site.get_shard(object.id, shard.index, timeout).await {
-                    if dispersal::hash(&bytes) == shard.hash {
+            if let Some(site) = shard.site.as_deref().and_then(|s| self.sites.get(s))
+                && let Ok(bytes) = site.get_shard(object.id, shard.index, timeout).await
+                    && dispersal::hash(&bytes) == shard.hash {
                         self.store
                             .mark_shard(object.id, shard.index, &site.name, ShardState::Ok)
                             .await
                             .map_err(internal)?;
                         continue;
                     }
-                }
-            }
             bad.push(shard);
         }
         if bad.is_empty() {
@@ -593,15 +591,14 @@ impl Dispersed {
                 .cloned();
             let bytes = bytes::Bytes::from(rebuilt);
             let mut stored_on: Option<Arc<Site>> = None;
-            if let Some(home) = home {
-                if home
+            if let Some(home) = home
+                && home
                     .put_shard(object.id, shard.index, bytes.clone(), timeout)
                     .await
                     .is_ok()
                 {
                     stored_on = Some(home);
                 }
-            }
             if stored_on.is_none() {
                 let mut tried: Vec<String> = shard.site.iter().cloned().collect();
                 loop {

@@ -818,58 +818,6 @@ async fn finish(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-    use smtp_proto::Request;
-
-    #[test]
-    fn only_crlf_ends_a_line_of_data() {
-        assert!(!super::bare_newline(b"hello\r\n"));
-        assert!(!super::bare_newline(b".\r\n"));
-        assert!(super::bare_newline(b".\n"));
-        assert!(super::bare_newline(b"body\n"));
-        assert!(super::bare_newline(b"a\rb\r\n"));
-        assert!(super::bare_newline(b"end\r\r\n"));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4000))]
-        /// The command parser never panics, whatever a client sends.
-        #[test]
-        fn command_parsing_never_panics(line in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = Request::parse(&mut line.iter());
-        }
-
-        #[test]
-        fn plausible_commands_never_panic(verb in "(MAIL FROM:|RCPT TO:|EHLO |BDAT |DATA|STARTTLS|AUTH )", rest in "\\PC{0,200}") {
-            let line = format!("{verb}{rest}\r\n");
-            let _ = Request::parse(&mut line.as_bytes().iter());
-        }
-
-        /// MIME ingestion and OpenPGP detection never panic on arbitrary bytes.
-        #[test]
-        fn mime_ingestion_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..4000)) {
-            if let Some(message) = mail_parser::MessageParser::default().parse(&raw) {
-                let _ = crate::inbound::openpgp_protection(&message);
-                let _ = message.subject();
-                let _ = message.from();
-            }
-        }
-
-        #[test]
-        fn mime_like_ingestion_never_panics(
-            headers in proptest::collection::vec("(Content-Type|From|Subject|Content-Transfer-Encoding): \\PC{0,60}", 0..6),
-            body in "\\PC{0,400}",
-        ) {
-            let raw = format!("{}\r\n\r\n{body}", headers.join("\r\n"));
-            if let Some(message) = mail_parser::MessageParser::default().parse(raw.as_bytes()) {
-                let _ = crate::inbound::openpgp_protection(&message);
-            }
-        }
-    }
-}
-
 /// The name and password of an AUTH PLAIN (RFC 4616) or LOGIN exchange;
 /// `None` when it is malformed or the client cancels with `*`.
 async fn read_credentials<S: AsyncRead + AsyncWrite + Unpin>(
@@ -1015,5 +963,57 @@ async fn submit(
     match outbound.submit(draft).await {
         Ok(submitted) => Reply::new(250, "2.0.0", format!("queued as {}", submitted.message_id)),
         Err(refusal) => refusal.smtp_reply(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use smtp_proto::Request;
+
+    #[test]
+    fn only_crlf_ends_a_line_of_data() {
+        assert!(!super::bare_newline(b"hello\r\n"));
+        assert!(!super::bare_newline(b".\r\n"));
+        assert!(super::bare_newline(b".\n"));
+        assert!(super::bare_newline(b"body\n"));
+        assert!(super::bare_newline(b"a\rb\r\n"));
+        assert!(super::bare_newline(b"end\r\r\n"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// The command parser never panics, whatever a client sends.
+        #[test]
+        fn command_parsing_never_panics(line in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Request::parse(&mut line.iter());
+        }
+
+        #[test]
+        fn plausible_commands_never_panic(verb in "(MAIL FROM:|RCPT TO:|EHLO |BDAT |DATA|STARTTLS|AUTH )", rest in "\\PC{0,200}") {
+            let line = format!("{verb}{rest}\r\n");
+            let _ = Request::parse(&mut line.as_bytes().iter());
+        }
+
+        /// MIME ingestion and OpenPGP detection never panic on arbitrary bytes.
+        #[test]
+        fn mime_ingestion_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..4000)) {
+            if let Some(message) = mail_parser::MessageParser::default().parse(&raw) {
+                let _ = crate::inbound::openpgp_protection(&message);
+                let _ = message.subject();
+                let _ = message.from();
+            }
+        }
+
+        #[test]
+        fn mime_like_ingestion_never_panics(
+            headers in proptest::collection::vec("(Content-Type|From|Subject|Content-Transfer-Encoding): \\PC{0,60}", 0..6),
+            body in "\\PC{0,400}",
+        ) {
+            let raw = format!("{}\r\n\r\n{body}", headers.join("\r\n"));
+            if let Some(message) = mail_parser::MessageParser::default().parse(raw.as_bytes()) {
+                let _ = crate::inbound::openpgp_protection(&message);
+            }
+        }
     }
 }

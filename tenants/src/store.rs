@@ -73,30 +73,22 @@ trait WriteLock {
 
 impl WriteLock for SqlitePool {
     type Db = sqlx::Sqlite;
-    fn begin_locked(
-        &self,
-        _root: Uuid,
-    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>>> + Send {
+    async fn begin_locked(&self, _root: Uuid) -> Result<Transaction<'static, sqlx::Sqlite>> {
         // SQLite has one writer; taking the write lock up front avoids the
         // deadlock of two readers upgrading at once.
-        async move { Ok(self.begin_with("BEGIN IMMEDIATE").await?) }
+        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
 impl WriteLock for PgPool {
     type Db = sqlx::Postgres;
-    fn begin_locked(
-        &self,
-        root: Uuid,
-    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>>> + Send {
-        async move {
-            let mut tx = self.begin().await?;
-            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
-                .bind(root)
-                .execute(&mut *tx)
-                .await?;
-            Ok(tx)
-        }
+    async fn begin_locked(&self, root: Uuid) -> Result<Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(root)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 }
 

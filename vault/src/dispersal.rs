@@ -342,7 +342,7 @@ fn encode_keyed(
                 .seal_in_place_separate_tag(
                     nonce(i as u64),
                     Aad::from(header.aad(i as u64)),
-                    &mut *block,
+                    &mut block,
                 )
                 .map_err(|_| error("encryption failed"))?;
             block.extend_from_slice(tag.as_ref());
@@ -621,11 +621,10 @@ fn decode_inner(
         let pieces = data_pieces(&header, &by_index, offset, piece, &mut decoder)?;
         let mut left = len;
         for (j, p) in pieces.iter().enumerate() {
-            if !last {
-                if let Some(h) = &mut restoring[j] {
+            if !last
+                && let Some(h) = &mut restoring[j] {
                     h.update(p);
                 }
-            }
             let take = left.min(piece);
             if last {
                 masked[len - left..len - left + take].copy_from_slice(&p[..take]);

@@ -161,7 +161,7 @@ pub async fn raw_message(
             .inbound
             .decrypt_standard(message.tenant_id, message.id, &stored)
             .await
-            .map_err(|reply| Problem::internal(reply))?,
+            .map_err(Problem::internal)?,
         Level::Sealed | Level::Dispersed | Level::EndToEnd => stored,
     };
     Ok((

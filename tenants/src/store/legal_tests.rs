@@ -506,7 +506,7 @@ async fn exports_need_a_valid_request_complied_with(backend: Backend) {
     for id in [contested.id, complied.id] {
         assert_eq!(
             store.legal_request(id).await.unwrap().unwrap().exports,
-            [made.clone()],
+            std::slice::from_ref(&made),
             "the chain's exports"
         );
     }
