@@ -10,6 +10,7 @@ mod autoconfig;
 mod brand_assets;
 pub mod metrics;
 pub mod problem;
+mod rejections;
 mod routes;
 mod wkd;
 
@@ -265,9 +266,16 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::routes())
 }
 
+/// The API's routes and their OpenAPI document, refusals included.
+fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut spec) = api_router().split_for_parts();
+    rejections::document(&mut spec);
+    (api, spec)
+}
+
 /// The OpenAPI document of this version of the code.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    api_parts().1
 }
 
 /// The OpenAPI document as committed in `openapi/openapi.json`.
@@ -279,7 +287,7 @@ pub fn openapi_json() -> String {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let (api, spec) = api_router().split_for_parts();
+    let (api, spec) = api_parts();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(wkd::routes())
         .merge(autoconfig::routes())

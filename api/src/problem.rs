@@ -6,7 +6,7 @@
 //! Extractor rejections (bad JSON, unknown fields, oversized bodies, bad
 //! path or query parameters) go through the same door.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -99,6 +99,15 @@ impl Problem {
             retry_after: Some(retry_after),
             ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
         }
+    }
+
+    /// The body is over `api.max_body_bytes` (and was left unread).
+    pub fn payload_too_large() -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "the request body is larger than this server accepts",
+        )
     }
 
     /// Something the server depends on is down; the client may retry.
@@ -228,12 +237,19 @@ impl From<JsonRejection> for Problem {
                 "unsupported-media-type",
                 text,
             ),
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-                status,
-                "payload-too-large",
-                "the request body is larger than this server accepts",
-            ),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(),
             _ => Problem::new(status, "bad-request", text),
+        }
+    }
+}
+
+impl From<BytesRejection> for Problem {
+    fn from(rejection: BytesRejection) -> Problem {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::payload_too_large()
+        } else {
+            Problem::new(status, "bad-request", rejection.body_text())
         }
     }
 }
@@ -265,6 +281,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A JSON body that may be left out: an empty (or all white space) body is
+/// `None`; any other is read as [`Json`] reads it, with the same refusals.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let (parts, body) = req.into_parts();
+        let Bytes(bytes) =
+            Bytes::from_request(Request::from_parts(parts.clone(), body), state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(OptionalJson(Some(value)))
+    }
+}
+
+/// `axum::body::Bytes` whose rejections (a body over the limit) are problems.
+pub struct Bytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Bytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Ok(Bytes(axum::body::Bytes::from_request(req, state).await?))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Generated from the OpenAPI document, so a new route is covered the day it
 //! is added: every route with an id in its path answers 404 to a token of
 //! another tenant, and every administrator route answers 403 to a user.
-//! A path parameter this test does not know fails it.
+//! A path parameter this test does not know fails it. The same walk sends
+//! every operation a malformed path id and a body not sent as JSON, and
+//! checks the refusal is one the document lists.
 
 mod support;
 
@@ -195,7 +197,8 @@ fn operations(spec: &Value) -> Vec<(String, String, String)> {
 on_both_backends!(
     other_tenants_objects_are_not_found,
     users_are_refused_admin_routes,
-    no_mail_door_routes_to_a_claim
+    no_mail_door_routes_to_a_claim,
+    refusals_are_the_ones_the_spec_lists
 );
 
 async fn other_tenants_objects_are_not_found(backend: Backend) {
@@ -416,4 +419,80 @@ async fn no_mail_door_routes_to_a_claim(backend: Backend) {
         }
         assert!(nothing_stored().await, "{door:?} reached the claim");
     }
+}
+
+/// Asserts that `reply` is a problem with `status` and that the spec lists that status for `op`.
+fn listed_refusal(reply: &support::Reply, status: u16, name: &str, op: &Value) -> String {
+    assert!(
+        op["responses"][status.to_string()].is_object(),
+        "{name} answered {status}, which its spec does not list: {reply:?}"
+    );
+    reply.problem(status)
+}
+
+async fn refusals_are_the_ones_the_spec_lists(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let a = app.enterprise("a.test", 10).await;
+    let mine = fixture(&app, &a).await;
+    let user = app.login("user@a.test", support::PASSWORD).await;
+    let spec = serde_json::to_value(api::openapi()).unwrap();
+    let (mut malformed_ids, mut unlabelled_bodies) = (0, 0);
+    for (method, path, id) in operations(&spec) {
+        let op = &spec["paths"][&path][method.to_lowercase()];
+        let name = format!("{id} ({method} {path})");
+        // The account's own operations refuse anyone else before reading the body.
+        let token = if USER_OPERATIONS.contains(&id.as_str()) {
+            &user
+        } else {
+            &app.operator_token
+        };
+        let url = fill(&path, &mine);
+
+        let ids = support::spec::path_ids(&spec, op);
+        if let Some(first) = ids.first() {
+            let mut bad = path.clone();
+            for param in &ids {
+                bad = bad.replace(&format!("{{{param}}}"), "null%2Cnull");
+            }
+            let reply = app
+                .send(&method, &fill(&bad, &mine), Some(token), None)
+                .await;
+            let detail = listed_refusal(&reply, 400, &name, op);
+            assert!(
+                detail.contains("null,null"),
+                "{name}: the detail does not name the malformed `{first}`: {detail}"
+            );
+            malformed_ids += 1;
+        }
+
+        if support::spec::parses_json_body(op) {
+            let base = format!("{}{url}", app.base);
+            let request = |body: &'static str| {
+                app.http
+                    .request(method.parse().expect("method"), &base)
+                    .bearer_auth(token)
+                    .body(body)
+            };
+            let unlabelled = app.raw(request("{}")).await;
+            let detail = listed_refusal(&unlabelled, 415, &name, op);
+            assert!(
+                detail.to_lowercase().contains("content-type"),
+                "{name}: the detail does not say which Content-Type: {detail}"
+            );
+            let as_json = |body| request(body).header("content-type", "application/json");
+            let broken = app.raw(as_json("{\"")).await;
+            listed_refusal(&broken, 400, &name, op);
+            let misfit = app.raw(as_json("42")).await;
+            listed_refusal(&misfit, 422, &name, op);
+            unlabelled_bodies += 1;
+        }
+    }
+    assert!(
+        malformed_ids >= 60,
+        "only {malformed_ids} operations with path ids were tried"
+    );
+    assert!(
+        unlabelled_bodies >= 25,
+        "only {unlabelled_bodies} operations with JSON bodies were tried"
+    );
 }

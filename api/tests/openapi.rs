@@ -1,7 +1,11 @@
 //! `openapi/openapi.json` is what the code generates (regenerate with
 //! `UPDATE_OPENAPI=1 cargo test -p api --test openapi` or
 //! `cargo run -- openapi > openapi/openapi.json`), and every operation is
-//! documented well enough for a reseller to generate a client from it.
+//! documented well enough for a reseller to generate a client from it,
+//! with every answer it can give: the extractors' refusals included.
+
+#[path = "support/spec.rs"]
+mod spec;
 
 use std::path::PathBuf;
 
@@ -57,4 +61,41 @@ fn every_operation_is_documented() {
             );
         }
     }
+}
+
+/// Asserts that `op` lists `status` as a problem+json answer.
+fn lists_problem(name: &str, op: &serde_json::Value, status: &str, why: &str) {
+    let problem = &op["responses"][status]["content"]["application/problem+json"];
+    assert!(
+        problem.is_object(),
+        "{name}: {status} ({why}) is not listed as problem+json"
+    );
+}
+
+#[test]
+fn every_refusal_is_listed() {
+    let spec = serde_json::to_value(api::openapi()).unwrap();
+    let (mut with_ids, mut with_bodies) = (0, 0);
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let name = format!("{method} {path}");
+            if !spec::path_ids(&spec, op).is_empty() {
+                lists_problem(&name, op, "400", "a malformed id in the path");
+                lists_problem(&name, op, "404", "an id that names nothing");
+                with_ids += 1;
+            }
+            if spec::parses_json_body(op) {
+                lists_problem(&name, op, "400", "a body that is not JSON");
+                lists_problem(&name, op, "413", "a body over the size limit");
+                lists_problem(&name, op, "415", "a body not sent as JSON");
+                lists_problem(&name, op, "422", "JSON that does not fit the schema");
+                with_bodies += 1;
+            }
+        }
+    }
+    assert!(with_ids >= 60, "only {with_ids} operations with path ids");
+    assert!(
+        with_bodies >= 25,
+        "only {with_bodies} operations with JSON bodies"
+    );
 }

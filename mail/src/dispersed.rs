@@ -549,13 +549,14 @@ impl Dispersed {
         {
             if let Some(site) = shard.site.as_deref().and_then(|s| self.sites.get(s))
                 && let Ok(bytes) = site.get_shard(object.id, shard.index, timeout).await
-                    && dispersal::hash(&bytes) == shard.hash {
-                        self.store
-                            .mark_shard(object.id, shard.index, &site.name, ShardState::Ok)
-                            .await
-                            .map_err(internal)?;
-                        continue;
-                    }
+                && dispersal::hash(&bytes) == shard.hash
+            {
+                self.store
+                    .mark_shard(object.id, shard.index, &site.name, ShardState::Ok)
+                    .await
+                    .map_err(internal)?;
+                continue;
+            }
             bad.push(shard);
         }
         if bad.is_empty() {
@@ -596,9 +597,9 @@ impl Dispersed {
                     .put_shard(object.id, shard.index, bytes.clone(), timeout)
                     .await
                     .is_ok()
-                {
-                    stored_on = Some(home);
-                }
+            {
+                stored_on = Some(home);
+            }
             if stored_on.is_none() {
                 let mut tried: Vec<String> = shard.site.iter().cloned().collect();
                 loop {

@@ -1097,13 +1097,12 @@ async fn write_all(
                     domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
                 }
             }
-            "domains" | "hostnames"
-                if table.name == "domains" => {
-                    if !row.get("verified_at").is_none_or(Value::is_null) {
-                        row.insert("verification_method".into(), Value::String("forced".into()));
-                    }
-                    domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
+            "domains" | "hostnames" if table.name == "domains" => {
+                if !row.get("verified_at").is_none_or(Value::is_null) {
+                    row.insert("verification_method".into(), Value::String("forced".into()));
                 }
+                domains.insert(uuid(&row, "id")?, text(&row, "name")?.to_owned());
+            }
             // Keys to this instance's API are this instance's to issue.
             "api_keys" => {
                 summary.api_keys_left_out += 1;

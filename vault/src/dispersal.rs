@@ -621,10 +621,9 @@ fn decode_inner(
         let pieces = data_pieces(&header, &by_index, offset, piece, &mut decoder)?;
         let mut left = len;
         for (j, p) in pieces.iter().enumerate() {
-            if !last
-                && let Some(h) = &mut restoring[j] {
-                    h.update(p);
-                }
+            if !last && let Some(h) = &mut restoring[j] {
+                h.update(p);
+            }
             let take = left.min(piece);
             if last {
                 masked[len - left..len - left + take].copy_from_slice(&p[..take]);

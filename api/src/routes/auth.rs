@@ -64,7 +64,6 @@ pub fn api_key_hash(secret: &str) -> String {
     request_body = TokenRequest,
     responses(
         (status = 200, description = "A signed access token", body = TokenResponse),
-        (status = 400, description = "Malformed request", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Wrong credentials", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Sign-in is unavailable for a moment", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Right password, but the account, its domain (not verified) or its tenant may not sign in", body = ProblemDetails, content_type = "application/problem+json"),

@@ -1011,7 +1011,6 @@ pub struct TrafficReport {
     params(("tenant_id" = TenantId, Path, description = "Tenant id"), TrafficQuery),
     responses(
         (status = 200, description = "Mail per day", body = TrafficReport),
-        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
@@ -1051,7 +1050,6 @@ pub struct PoolHistoryQuery {
     params(PoolHistoryQuery),
     responses(
         (status = 200, description = "The pool per month, oldest first", body = PoolHistory),
-        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not the operator", body = ProblemDetails, content_type = "application/problem+json"),
     ),

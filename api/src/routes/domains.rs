@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::{PageQuery, Paged};
 use crate::AppState;
 use crate::auth::Admin;
-use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails, Query};
+use crate::problem::{ApiResult, Json, OptionalJson, Path, Problem, ProblemDetails, Query};
 
 #[derive(Serialize, ToSchema)]
 pub struct DomainView {
@@ -385,15 +385,9 @@ pub async fn verify_domain(
     State(state): State<AppState>,
     Admin(actor): Admin,
     Path(domain_id): Path<DomainId>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<VerifyDomain>,
 ) -> ApiResult<Json<DomainView>> {
-    let force = if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        serde_json::from_slice::<VerifyDomain>(&body)
-            .map_err(|e| Problem::invalid(format!("invalid verification request: {e}")))?
-            .force
-    };
+    let force = body.is_some_and(|b| b.force);
     let domain = load(&state, domain_id).await?;
     if force {
         if actor.role != Role::Operator {

@@ -67,7 +67,6 @@ pub async fn create_legal_request(
     params(PageQuery),
     responses(
         (status = 200, description = "A page of entries", body = Paged<LegalRequest>),
-        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not the operator", body = ProblemDetails, content_type = "application/problem+json"),
     ),

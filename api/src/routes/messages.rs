@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::Paged;
 use crate::AppState;
 use crate::auth::Principal;
-use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails, Query};
+use crate::problem::{ApiResult, Bytes, Json, Path, Problem, ProblemDetails, Query};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -436,7 +436,7 @@ fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> 
         (status = 403, description = "Not the account's owner, a `From` it does not own, or sending suspended", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "Storage quota exhausted", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 415, description = "Neither JSON nor message/rfc822", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "The Content-Type is neither `application/json` nor `message/rfc822`, or missing", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid message, plaintext at end-to-end, or recipient keys missing", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "A sending rate is used up", body = ProblemDetails, content_type = "application/problem+json"),
     ),
@@ -447,7 +447,7 @@ pub async fn send_message(
     Path(account_id): Path<AccountId>,
     Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    Bytes(body): Bytes,
 ) -> ApiResult<(StatusCode, Json<Submitted>)> {
     owner_only(&actor, account_id)?;
     let account = state
@@ -499,11 +499,15 @@ pub async fn send_message(
             }
         }
         other => {
+            let sent = match other {
+                "" => "none".to_owned(),
+                other => format!("`{other}`"),
+            };
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 format!(
-                    "send `application/json` fields or a `message/rfc822` message, not `{other}`"
+                    "the Content-Type must be `application/json` (fields) or `message/rfc822` (a whole message), not {sent}"
                 ),
             ));
         }

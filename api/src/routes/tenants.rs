@@ -153,7 +153,6 @@ pub async fn create_tenant(
     params(TenantListQuery),
     responses(
         (status = 200, description = "A page of tenants", body = Paged<Tenant>),
-        (status = 400, description = "Bad query", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
     ),

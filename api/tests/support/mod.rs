@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod spec;
+
 use std::time::Duration;
 
 use api::{ApiConfig, AppState};
