@@ -2,6 +2,7 @@
 //! SMTP sink: the link goes to the recovery address (nowhere else, and the
 //! answer does not tell whether an address exists), works once, re-locks
 //! the key when the old password is known and makes a new one otherwise.
+//! The link exists only in the mail: no row of the job queue holds it.
 
 mod support;
 
@@ -54,7 +55,6 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
     app.dns
         .set_a("mx.remote.test", &[std::net::Ipv4Addr::LOCALHOST]);
     let sink = Sink::start(&[]);
-    let workers = app.start_workers(sink.port, Duration::from_millis(200));
     let created = app
         .post(&format!("/v1/tenants/{}/accounts", e.tenant_id), &e.admin_token,
             json!({"address": "nora@acme.test", "password": PASSWORD, "recovery_address": "nora@remote.test"}))
@@ -68,6 +68,19 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
         unknown.ok(202),
         "the answer does not tell which addresses exist"
     );
+    // While the mail waits in the queue, no row holds its link.
+    let queued = app.store.job_rows().await.unwrap();
+    for (kind, state, payload, _) in &queued {
+        assert!(
+            !payload.contains("/reset#"),
+            "a {state} {kind} job holds the reset link: {payload}"
+        );
+    }
+    assert!(
+        queued.iter().any(|(kind, _, _, _)| kind.contains("reset")),
+        "the reset mail is queued: {queued:?}"
+    );
+    let workers = app.start_workers(sink.port, Duration::from_millis(200));
     let received = sink.wait_for(2, Duration::from_secs(20)).await;
     assert!(
         received
@@ -76,6 +89,28 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
         "only the recovery address gets mail"
     );
     let token = token_in(&received, 0);
+
+    // Nobody reading the database finds the link: no job row holds the
+    // token or the reset URL, and finished jobs keep no payload at all.
+    let mut rows = app.store.job_rows().await.unwrap();
+    for _ in 0..100 {
+        if rows.iter().all(|(_, state, _, _)| state == "done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rows = app.store.job_rows().await.unwrap();
+    }
+    assert!(!rows.is_empty());
+    for (kind, state, payload, error) in &rows {
+        let row = format!("{kind} {state} {payload} {error:?}");
+        assert!(
+            !row.contains(&token) && !row.contains("/reset#"),
+            "a job row holds the reset link: {row}"
+        );
+        if state == "done" {
+            assert_eq!(payload, "{}", "a finished job keeps no payload: {row}");
+        }
+    }
 
     // Export first: the current key, still locked with the old password.
     let export = app

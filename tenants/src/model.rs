@@ -550,25 +550,47 @@ impl Limits {
 
     /// Whether every limit of `self` fits within `outer`.
     pub fn fits_within(&self, outer: &Limits) -> Result<(), Error> {
-        let over = |what: &str, inner: i64, outer: i64| {
-            Error::LimitExceeded(format!(
-                "{what} of {inner} exceeds the parent's package of {outer}"
-            ))
-        };
-        if self.max_accounts > outer.max_accounts {
-            return Err(over("max_accounts", self.max_accounts, outer.max_accounts));
-        }
-        if self.max_domains > outer.max_domains {
-            return Err(over("max_domains", self.max_domains, outer.max_domains));
-        }
-        if self.storage_quota_bytes > outer.storage_quota_bytes {
-            return Err(over(
-                "storage_quota_bytes",
-                self.storage_quota_bytes,
-                outer.storage_quota_bytes,
-            ));
+        self.fits_packages([("the parent", outer)])
+    }
+
+    /// Whether every limit of `self` fits the package of each ancestor
+    /// (`(who, package)`, nearest first): a tenant's limits, however they
+    /// are set (by hand, by a plan, by its seats), never exceed a package
+    /// above it. The refusal names the ancestor and by how much.
+    pub fn fits_packages<'a>(
+        &self,
+        ancestors: impl IntoIterator<Item = (&'a str, &'a Limits)>,
+    ) -> Result<(), Error> {
+        for (who, outer) in ancestors {
+            for (what, inner, outer) in [
+                ("max_accounts", self.max_accounts, outer.max_accounts),
+                ("max_domains", self.max_domains, outer.max_domains),
+                (
+                    "storage_quota_bytes",
+                    self.storage_quota_bytes,
+                    outer.storage_quota_bytes,
+                ),
+            ] {
+                if inner > outer {
+                    return Err(Error::LimitExceeded(format!(
+                        "{what} of {inner} exceeds {who}'s package of {outer} by {}",
+                        inner.saturating_sub(outer)
+                    )));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// `self` lowered, limit by limit, to the tightest package above it
+    /// (for limits that follow from something else, such as seats counted
+    /// from accounts, where refusing would leave them stale).
+    pub fn capped_by<'a>(self, ancestors: impl IntoIterator<Item = &'a Limits>) -> Limits {
+        ancestors.into_iter().fold(self, |inner, outer| Limits {
+            max_accounts: inner.max_accounts.min(outer.max_accounts),
+            max_domains: inner.max_domains.min(outer.max_domains),
+            storage_quota_bytes: inner.storage_quota_bytes.min(outer.storage_quota_bytes),
+        })
     }
 }
 
@@ -736,6 +758,44 @@ mod tests {
         };
         assert!(child.fits_within(&parent).is_err());
         assert!(parent.fits_within(&parent).is_ok());
+    }
+
+    #[test]
+    fn limits_must_fit_every_ancestor_and_the_refusal_says_whose_and_by_how_much() {
+        let mb = Limits {
+            max_accounts: 10,
+            max_domains: 2,
+            storage_quota_bytes: 1 << 20,
+        };
+        let wide = Limits {
+            max_accounts: 1000,
+            max_domains: 100,
+            storage_quota_bytes: 1 << 60,
+        };
+        let plan = Limits {
+            max_accounts: 5,
+            max_domains: 1,
+            storage_quota_bytes: 10_000_000_000_000_000,
+        };
+        let e = plan
+            .fits_packages([("reseller `R`", &wide), ("reseller `Top`", &mb)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reseller `Top`'s package"), "{e}");
+        assert!(
+            e.contains("storage_quota_bytes of 10000000000000000"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("by {}", 10_000_000_000_000_000i64 - (1 << 20))),
+            "{e}"
+        );
+        assert!(mb.fits_packages([("a", &mb), ("b", &wide)]).is_ok());
+        assert!(plan.fits_packages([]).is_ok());
+        let capped = plan.capped_by([&wide, &mb]);
+        assert_eq!(capped.storage_quota_bytes, 1 << 20);
+        assert_eq!(capped.max_accounts, 5);
+        assert!(capped.fits_packages([("a", &wide), ("b", &mb)]).is_ok());
     }
 
     proptest! {

@@ -124,7 +124,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     pub limits: Limits,
     pub policy: Policy,
-    /// Bytes of stored mail, shared by all the tenant's accounts.
+    /// Bytes of stored mail of the tenant's subtree: its own accounts' and
+    /// every descendant tenant's, counted against its package.
     pub storage_used_bytes: i64,
     /// Whether the tenant's own transparency report is public on its verified hostnames.
     pub publish_transparency: bool,
@@ -369,7 +370,11 @@ pub struct RecipientAccount {
     pub account: Account,
     pub tenant_status: TenantStatus,
     pub tenant_min_level: Level,
+    /// Storage as the tightest package above the account sees it (its
+    /// tenant's or an ancestor's, each counting its subtree):
+    /// `storage_quota_bytes - storage_used_bytes` is the room left for mail.
     pub storage_used_bytes: i64,
+    /// The smallest package on the way up: a message larger never fits.
     pub storage_quota_bytes: i64,
 }
 
@@ -942,9 +947,16 @@ impl Store {
         }
         if let Some(limits) = &update.limits {
             limits.validate()?;
-            if let Some(parent) = chain.get(1) {
-                limits.fits_within(&parent.limits)?;
-            }
+            let names: Vec<String> = chain[1..]
+                .iter()
+                .map(|t| format!("the tenant `{}`", t.name))
+                .collect();
+            limits.fits_packages(
+                names
+                    .iter()
+                    .zip(&chain[1..])
+                    .map(|(who, t)| (who.as_str(), &t.limits)),
+            )?;
         }
         let root = chain.last().map(|t| t.id).unwrap_or(id);
         let name = update.name.clone().unwrap_or(current.name.clone());
@@ -1156,12 +1168,18 @@ impl Store {
     /// query: the hot path of every RCPT TO. Only an account of a hosted
     /// (verified) domain is a recipient: see `hosting`.
     pub async fn recipient(&self, address: &EmailAddress) -> Result<Option<RecipientAccount>> {
-        let sql = "SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
+        let sql = "WITH RECURSIVE chain(id, parent_id) AS ( \
+               SELECT t.id, t.parent_id FROM tenants t JOIN accounts a ON a.tenant_id = t.id WHERE a.address = $1 \
+               UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id), \
+             packages(room, quota) AS ( \
+               SELECT MIN(t.storage_quota_bytes - t.storage_used_bytes), MIN(t.storage_quota_bytes) \
+               FROM tenants t WHERE t.id IN (SELECT id FROM chain)) \
+             SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
                a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
                a.storage_used_bytes, a.storage_quota_bytes, a.credentials_epoch, \
                t.status AS tenant_status, t.min_level AS tenant_min_level, \
-               t.storage_used_bytes AS tenant_storage_used_bytes, t.storage_quota_bytes AS tenant_storage_quota_bytes \
-             FROM accounts a JOIN tenants t ON t.id = a.tenant_id \
+               p.quota - p.room AS tenant_storage_used_bytes, p.quota AS tenant_storage_quota_bytes \
+             FROM accounts a JOIN tenants t ON t.id = a.tenant_id CROSS JOIN packages p \
              JOIN domains d ON d.id = a.domain_id AND d.verified_at IS NOT NULL WHERE a.address = $1";
         let row: Option<RecipientAccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.as_str()).fetch_optional(p).await)?;

@@ -829,6 +829,75 @@ impl Job<Context> for SystemMail {
     }
 }
 
+/// The mail with a password-reset link, for the account's live reset.
+///
+/// The link's token exists only in the mail: the queue holds the account,
+/// not the token. When the job runs it makes a new token, stores its hash
+/// on the live reset (replacing the placeholder the request wrote) and
+/// sends the link; a retry makes another, so a link that was never
+/// delivered dies with its attempt. The alternative, the token encrypted
+/// in the payload and the payload erased when done, would still keep a
+/// decryptable link at rest while the job waits or retries.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct PasswordResetMail {
+    pub account: tenants::AccountId,
+    /// The reset page on the tenant's hostname, without the token
+    /// (`https://host/reset`).
+    pub reset_page: String,
+    pub expires_minutes: i64,
+}
+
+impl Job<Context> for PasswordResetMail {
+    const NAME: &'static str = "mail.password_reset";
+
+    fn retry_policy() -> RetryPolicy {
+        SystemMail::retry_policy()
+    }
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let store = &context.store;
+        let (token, hash) = billing::signup_token();
+        if !store
+            .rekey_password_reset(self.account, &hash)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tracing::info!(account = %self.account, "password reset no longer live: no mail");
+            return Ok(());
+        }
+        let account = store
+            .account(self.account)
+            .await
+            .map_err(|e| e.to_string())?;
+        let recovery = store
+            .recovery_address(self.account)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (Some(account), Some(to)) = (account, recovery) else {
+            tracing::info!(account = %self.account, "password reset for an account without a recovery address: no mail");
+            return Ok(());
+        };
+        let mail = SystemMail {
+            tenant: account.tenant_id,
+            template: "password_reset".into(),
+            to,
+            language: None,
+            values: std::collections::BTreeMap::from([
+                ("address".to_owned(), account.address.to_string()),
+                (
+                    "reset_url".to_owned(),
+                    format!("{}#{token}", self.reset_page),
+                ),
+                (
+                    "expires_minutes".to_owned(),
+                    self.expires_minutes.to_string(),
+                ),
+            ]),
+        };
+        mail.run(context).await
+    }
+}
+
 /// Who a system mail comes from.
 pub struct SystemSender {
     pub from: String,
@@ -895,6 +964,7 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<AdmitWaiting>()
         .register::<DebitPool>()
         .register::<SystemMail>()
+        .register::<PasswordResetMail>()
         .register::<RenewCanary>()
         .register::<ExportTenant>()
         .register::<ExpireTenantExport>()

@@ -268,7 +268,8 @@ async fn billing_view(state: &AppState, tenant_id: TenantId) -> ApiResult<Billin
 ///
 /// The operator, or the tenant's reseller, chooses its plan, its committed
 /// seats and whether it pays itself or through the reseller. The tenant's
-/// limits follow the plan: storage quota = seats × storage per seat.
+/// limits follow the plan: storage quota = seats × storage per seat, and
+/// must fit the package of every tenant above it.
 #[utoipa::path(put, path = "/v1/tenants/{tenant_id}/plan", tag = "billing", operation_id = "assignPlan",
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
     request_body = AssignPlan,
@@ -277,6 +278,7 @@ async fn billing_view(state: &AppState, tenant_id: TenantId) -> ApiResult<Billin
         (status = 200, description = "The tenant's billing", body = BillingView),
         (status = 403, description = "Neither the operator nor the tenant's reseller", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The plan's limits exceed the package of a tenant above (named, with the excess)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -781,6 +783,8 @@ pub struct UsageQuery {
 pub struct TenantUsage {
     pub tenant_id: TenantId,
     pub name: String,
+    /// Bytes stored by the tenant's subtree (its own accounts and every
+    /// descendant tenant's), counted against its package.
     pub storage_used_bytes: i64,
     pub storage_quota_bytes: i64,
     /// Newest first; the current month is live.
@@ -793,8 +797,10 @@ pub struct UsageReport {
     pub tenant: TenantUsage,
     /// With `children=true`: each direct child.
     pub children: Vec<TenantUsage>,
-    /// This tenant and the children listed, this month.
+    /// Bytes stored by this tenant's whole subtree (its own
+    /// `storage_used_bytes`, which already includes every child's).
     pub total_storage_used_bytes: i64,
+    /// This tenant and the children listed, this month.
     pub total_active_accounts: i64,
 }
 
@@ -946,7 +952,8 @@ pub async fn usage(
         )
             .into_response());
     }
-    let total_storage_used_bytes = all.iter().map(|t| t.storage_used_bytes).sum();
+    // Usage is counted up the tree: summing the children would count them twice.
+    let total_storage_used_bytes = own.storage_used_bytes;
     let total_active_accounts = all
         .iter()
         .map(|t| t.months.first().map(|m| m.active_accounts).unwrap_or(0))

@@ -76,34 +76,27 @@ pub async fn request_reset(
     else {
         return Ok((StatusCode::ACCEPTED, Json(answer)));
     };
-    let Some(recovery) = state.store.recovery_address(account.id).await? else {
+    if state.store.recovery_address(account.id).await?.is_none() {
         tracing::info!(account = %account.id, "password reset asked for an account without a recovery address");
         return Ok((StatusCode::ACCEPTED, Json(answer)));
-    };
-    let (token, hash) = billing::signup_token();
+    }
+    // A placeholder nobody knows: the worker that sends the mail makes the
+    // link's token and stores its hash then (see `worker::PasswordResetMail`).
+    let (_, placeholder) = billing::signup_token();
     let expires = chrono::Utc::now() + chrono::Duration::minutes(VALID_MINUTES);
     state
         .store
-        .create_password_reset(account.id, &hash, expires)
+        .create_password_reset(account.id, &placeholder, expires)
         .await?;
     let host = state
         .store
         .tenant_hostname(account.tenant_id)
         .await?
         .unwrap_or_else(|| state.config.mail_hostname.clone());
-    let mail = worker::SystemMail {
-        tenant: account.tenant_id,
-        template: "password_reset".into(),
-        to: recovery,
-        language: None,
-        values: std::collections::BTreeMap::from([
-            ("address".to_owned(), account.address.to_string()),
-            (
-                "reset_url".to_owned(),
-                format!("https://{host}/reset#{token}"),
-            ),
-            ("expires_minutes".to_owned(), VALID_MINUTES.to_string()),
-        ]),
+    let mail = worker::PasswordResetMail {
+        account: account.id,
+        reset_page: format!("https://{host}/reset"),
+        expires_minutes: VALID_MINUTES,
     };
     worker::enqueue::<worker::Context, _>(&state.store, &mail, None).await?;
     Ok((StatusCode::ACCEPTED, Json(answer)))

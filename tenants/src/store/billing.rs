@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::{
     ACCOUNT_COLUMNS, Audit, INSERT_AUDIT, Pool, Store, WriteLock, join_sql, unique_violation,
 };
-use crate::model::{AccountId, DomainId, EmailAddress, Level, TenantId};
+use crate::model::{AccountId, DomainId, EmailAddress, Level, Limits, TenantId};
 use crate::{Error, Result};
 
 /// Thousandths of a free-account-month in one month of one account.
@@ -414,6 +414,8 @@ pub struct UsageMonth {
     pub tenant_id: Uuid,
     /// `YYYY-MM`.
     pub month: String,
+    /// Bytes stored by the tenant's subtree (its own accounts and every
+    /// descendant tenant's), as counted against its package.
     pub storage_bytes: i64,
     pub storage_peak_bytes: i64,
     pub messages_received: i64,
@@ -480,11 +482,49 @@ impl TryFrom<BillingRow> for TenantBilling {
     }
 }
 
+/// The packages above a tenant, nearest first: who each is and its limits.
+const ANCESTOR_PACKAGES: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
+       SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
+       UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
+     SELECT t.name, t.max_accounts, t.max_domains, t.storage_quota_bytes \
+     FROM chain c JOIN tenants t ON t.id = c.id WHERE c.depth > 0 ORDER BY c.depth";
+
+/// What a plan's limits do when they exceed a package above the tenant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OverPackage {
+    /// An administrator chose them (a plan or a commitment): refuse.
+    Refuse,
+    /// They follow from something else (accounts counted, a plan edited):
+    /// lower them to the package, so that they never exceed it either.
+    Cap,
+}
+
+/// Checks (or caps) limits a plan gives against every package above the
+/// tenant; `ancestors` are `(name, package)`, nearest first.
+fn within_packages(
+    limits: Limits,
+    ancestors: &[(String, Limits)],
+    over: OverPackage,
+) -> Result<Limits> {
+    match over {
+        OverPackage::Refuse => {
+            let named: Vec<(String, &Limits)> = ancestors
+                .iter()
+                .map(|(name, package)| (format!("the tenant `{name}`"), package))
+                .collect();
+            limits.fits_packages(named.iter().map(|(who, package)| (who.as_str(), *package)))?;
+            Ok(limits)
+        }
+        OverPackage::Cap => Ok(limits.capped_by(ancestors.iter().map(|(_, package)| package))),
+    }
+}
+
 /// Reads a tenant's plan and own seats inside a transaction, and sets its
 /// limits from them: quota = seats × storage per seat (a self-paying
-/// reseller's seats include its wholesale children's).
+/// reseller's seats include its wholesale children's), within every
+/// package above it (`$over` says how).
 macro_rules! apply_plan_limits {
-    ($tx:expr, $tenant:expr) => {{
+    ($tx:expr, $tenant:expr, $over:expr) => {{
         let tenant: Uuid = $tenant;
         let plan: Option<(i64, i64, i64, i64, String)> = sqlx::query_as(
             "SELECT p.storage_per_seat_bytes, p.max_domains, p.max_accounts, b.committed_seats, b.paid_by \
@@ -509,14 +549,27 @@ macro_rules! apply_plan_limits {
                     seats += n.max(committed);
                 }
             }
-            let quota = seats.max(1).saturating_mul(per_seat);
+            let wanted = Limits {
+                max_accounts,
+                max_domains,
+                storage_quota_bytes: seats.max(1).saturating_mul(per_seat),
+            };
+            let ancestors: Vec<(String, i64, i64, i64)> =
+                sqlx::query_as(ANCESTOR_PACKAGES).bind(tenant).fetch_all(&mut *$tx).await?;
+            let ancestors: Vec<(String, Limits)> = ancestors
+                .into_iter()
+                .map(|(name, max_accounts, max_domains, storage_quota_bytes)| {
+                    (name, Limits { max_accounts, max_domains, storage_quota_bytes })
+                })
+                .collect();
+            let limits = within_packages(wanted, &ancestors, $over)?;
             sqlx::query(
                 "UPDATE tenants SET storage_quota_bytes = $2, max_domains = $3, max_accounts = $4, updated_at = $5 WHERE id = $1",
             )
             .bind(tenant)
-            .bind(quota)
-            .bind(max_domains)
-            .bind(max_accounts)
+            .bind(limits.storage_quota_bytes)
+            .bind(limits.max_domains)
+            .bind(limits.max_accounts)
             .bind(Utc::now())
             .execute(&mut *$tx)
             .await?;
@@ -578,7 +631,7 @@ impl Store {
             let tenants: Vec<(Uuid,)> = sqlx::query_as("SELECT tenant_id FROM tenant_billing WHERE plan_id = $1")
                 .bind(plan.id).fetch_all(&mut *tx).await?;
             for (tenant,) in tenants {
-                apply_plan_limits!(tx, tenant);
+                apply_plan_limits!(tx, tenant, OverPackage::Cap);
             }
             write_audit!(tx, Audit { actor, tenant_id: None, action: if base.is_some() { "plan.update" } else { "plan.create" }, object_type: "plan", object_id: plan.id.to_string(), detail: serde_json::json!({ "name": plan.name, "seat_price_cents": plan.seat_price_cents,
                     "currency": plan.currency, "solidarity_percent": plan.solidarity_percent }) });
@@ -666,10 +719,12 @@ impl Store {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(upsert).bind(tenant.0).bind(plan).bind(committed_seats).bind(paid_by.as_str())
                 .bind(public_funder).bind(Utc::now()).execute(&mut *tx).await?;
-            let seats = apply_plan_limits!(tx, tenant.0).unwrap_or(0);
+            // The reseller's own limits first (its seats may include this
+            // child's), then the child's within them.
             if let Some(parent) = parent {
-                apply_plan_limits!(tx, parent);
+                apply_plan_limits!(tx, parent, OverPackage::Cap);
             }
+            let seats = apply_plan_limits!(tx, tenant.0, OverPackage::Refuse).unwrap_or(0);
             write_audit!(tx, Audit { actor, tenant_id: Some(tenant.0), action: "billing.plan", object_type: "tenant", object_id: tenant.to_string(), detail: serde_json::json!({ "plan": plan, "committed_seats": committed_seats, "paid_by": paid_by }) });
             tx.commit().await?;
             seats
@@ -695,8 +750,9 @@ impl Store {
         };
         let seats = on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
-            let own = apply_plan_limits!(tx, tenant.0);
-            let payer_seats = if payer == tenant { own } else { apply_plan_limits!(tx, payer.0) };
+            let payer_seats = if payer == tenant { None } else { apply_plan_limits!(tx, payer.0, OverPackage::Cap) };
+            let own = apply_plan_limits!(tx, tenant.0, OverPackage::Cap);
+            let payer_seats = if payer == tenant { own } else { payer_seats };
             tx.commit().await?;
             payer_seats
         });

@@ -352,6 +352,21 @@ impl Store {
         Ok(())
     }
 
+    /// Gives the account's live reset a new token (its hash), so that the
+    /// link is made by whoever sends it, at send time; false when no reset
+    /// of the account is live any more (used, expired or superseded).
+    pub async fn rekey_password_reset(
+        &self,
+        account: crate::model::AccountId,
+        token_hash: &str,
+    ) -> Result<bool> {
+        let sql = "UPDATE password_resets SET token_hash = $2 \
+             WHERE account_id = $1 AND used_at IS NULL AND expires_at > $3";
+        let done = on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(token_hash).bind(Utc::now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
     /// The account a live (unused, unexpired) reset token belongs to.
     pub async fn password_reset(
         &self,

@@ -3,6 +3,10 @@
 //! several processes never take the same job at once; SQLite has one
 //! writer, and `UPDATE … RETURNING` claims atomically. A running job whose
 //! lease has expired (its worker died) is claimable again.
+//!
+//! A payload holds references (ids, addresses, non-secret values), never a
+//! token, a password or message plaintext; a finished job (done or dead)
+//! keeps none.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -125,15 +129,18 @@ impl Store {
         Ok(row)
     }
 
-    /// Marks a job done, if `worker` still holds it.
+    /// Marks a job done, if `worker` still holds it. Its payload is
+    /// forgotten: a finished job keeps its kind, times and error, nothing
+    /// it was given.
     pub async fn complete_job(&self, id: Uuid, worker: &str) -> Result<bool> {
-        let sql = "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $3 \
+        let sql = "UPDATE jobs SET state = 'done', payload = '{}', lease_until = NULL, updated_at = $3 \
              WHERE id = $1 AND leased_by = $2 AND state = 'running'";
         let n = on_pool!(&self.pool, p => sqlx::query(sql).bind(id).bind(worker).bind(Utc::now()).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
-    /// Records a failure: queued again at `retry_at`, or dead when `None`.
+    /// Records a failure: queued again at `retry_at`, or dead when `None`
+    /// (and then, like a job done, without its payload).
     pub async fn fail_job(
         &self,
         id: Uuid,
@@ -142,6 +149,7 @@ impl Store {
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<bool> {
         let sql = "UPDATE jobs SET state = CASE WHEN $4 IS NULL THEN 'dead' ELSE 'queued' END, \
+               payload = CASE WHEN $4 IS NULL THEN '{}' ELSE payload END, \
                run_at = COALESCE($4, run_at), lease_until = NULL, last_error = $3, updated_at = $5 \
              WHERE id = $1 AND leased_by = $2 AND state = 'running'";
         let n = on_pool!(&self.pool, p => sqlx::query(sql)
@@ -172,6 +180,14 @@ impl Store {
              ORDER BY updated_at DESC LIMIT $1";
         let rows: Vec<DeadJob> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).bind(limit).fetch_all(p).await)?;
+        Ok(rows)
+    }
+
+    /// Every job's kind, state, payload and last error, as the table holds
+    /// them (tests and diagnostics: what a reader of the database sees).
+    pub async fn job_rows(&self) -> Result<Vec<(String, String, String, Option<String>)>> {
+        let sql = "SELECT kind, state, payload, last_error FROM jobs ORDER BY created_at";
+        let rows = on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?;
         Ok(rows)
     }
 

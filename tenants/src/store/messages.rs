@@ -201,9 +201,19 @@ pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, tenant_id, ac
      mailbox_id, uid, modseq, flags, keywords, rfc822_size, envelope_from, envelope_to, subject, sender, privacy, \
      authentication, content, storage) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
-/// Counts the bytes against the quota, in the same statement that checks it.
+/// Counts the bytes against one tenant's quota, in the same statement that
+/// checks it (so that concurrent deliveries cannot both pass), and names the
+/// parent to charge next. A tenant's `storage_used_bytes` is its subtree's:
+/// its own accounts' mail and every descendant's.
 pub(super) const COUNT_STORAGE: &str = "UPDATE tenants SET storage_used_bytes = storage_used_bytes + $2 \
-     WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes RETURNING storage_used_bytes, storage_quota_bytes";
+     WHERE id = $1 AND storage_used_bytes + $2 <= storage_quota_bytes \
+     RETURNING storage_used_bytes, storage_quota_bytes, parent_id";
+/// Gives back what [`COUNT_STORAGE`] took from one tenant.
+pub(super) const UNCOUNT_STORAGE: &str =
+    "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+/// The most tenants above one another; deeper trees are refused at creation
+/// long before this (a guard against a cycle, not a product limit).
+pub(super) const MAX_TREE_DEPTH: usize = 32;
 /// The account's own cap, when it has one, in the same way.
 pub(super) const COUNT_ACCOUNT_STORAGE: &str = "UPDATE accounts SET storage_used_bytes = storage_used_bytes + $2 \
      WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2 <= storage_quota_bytes)";
@@ -213,24 +223,73 @@ const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, 
          received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
 
 pub(super) const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = $1";
-pub(super) const FREE_TENANT_STORAGE: &str =
-    "UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
+/// Gives freed bytes back to the tenant and every ancestor (see [`COUNT_STORAGE`]).
+pub(super) const FREE_TENANT_STORAGE: &str = "WITH RECURSIVE chain(id, parent_id) AS ( \
+       SELECT id, parent_id FROM tenants WHERE id = $1 \
+       UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id) \
+     UPDATE tenants SET storage_used_bytes = storage_used_bytes - $2 WHERE id IN (SELECT id FROM chain)";
 pub(super) const FREE_ACCOUNT_STORAGE: &str =
     "UPDATE accounts SET storage_used_bytes = storage_used_bytes - $2 WHERE id = $1";
 /// A deleted message's dispersed object: its shards are purged afterwards.
 pub(super) const SHRED_OBJECT: &str =
     "UPDATE stored_objects SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
 
+/// Charges `$size` bytes to the tenant and every ancestor inside the
+/// caller's transaction, each against its own package: all of them or none
+/// (a refused ancestor undoes the ones below it). Evaluates to the tenant's
+/// own `(used, quota)` after the charge, or `None` when some package on the
+/// way up has no room. One UPDATE per level; trees are shallow.
+macro_rules! count_storage_up_the_tree {
+    ($tx:expr, $tenant:expr, $size:expr) => {{
+        let (tenant, size): (uuid::Uuid, i64) = ($tenant, $size);
+        let mut charged: Vec<uuid::Uuid> = Vec::new();
+        let mut own: Option<(i64, i64)> = None;
+        let mut next = Some(tenant);
+        let mut room = true;
+        while let Some(id) = next {
+            if charged.len() >= MAX_TREE_DEPTH {
+                return Err(Error::Internal(format!(
+                    "tenant {tenant} is deeper than {MAX_TREE_DEPTH} levels"
+                )));
+            }
+            let counted: Option<(i64, i64, Option<uuid::Uuid>)> = sqlx::query_as(COUNT_STORAGE)
+                .bind(id)
+                .bind(size)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            let Some((used, quota, parent)) = counted else {
+                room = false;
+                break;
+            };
+            own.get_or_insert((used, quota));
+            charged.push(id);
+            next = parent;
+        }
+        if room {
+            own
+        } else {
+            for id in charged {
+                sqlx::query(UNCOUNT_STORAGE)
+                    .bind(id)
+                    .bind(size)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            None
+        }
+    }};
+}
+
 /// Stores one message in `$target` (a [`super::mailboxes::Target`]) inside
-/// the caller's transaction, counting its bytes against the tenant's quota;
+/// the caller's transaction, counting its bytes against the quota of the
+/// tenant and of every ancestor;
 /// evaluates to the mailbox and UID it got, or `None` (and stores nothing)
 /// when the quota has no room.
 macro_rules! store_message {
     ($tx:expr, $m:expr, $target:expr, $now:expr) => {{
         let m: &NewMessage = $m;
         let size = m.size();
-        let counted: Option<(i64, i64)> =
-            sqlx::query_as(COUNT_STORAGE).bind(m.tenant_id.0).bind(size).fetch_optional(&mut *$tx).await?;
+        let counted: Option<(i64, i64)> = count_storage_up_the_tree!($tx, m.tenant_id.0, size);
         let account_room = match counted {
             Some(_) => sqlx::query(COUNT_ACCOUNT_STORAGE).bind(m.account_id.0).bind(size).execute(&mut *$tx).await?.rows_affected() == 1,
             None => false,

@@ -10,7 +10,9 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::messages::{COUNT_ACCOUNT_STORAGE, COUNT_STORAGE, INSERT_MESSAGE};
+use super::messages::{
+    COUNT_ACCOUNT_STORAGE, COUNT_STORAGE, INSERT_MESSAGE, MAX_TREE_DEPTH, UNCOUNT_STORAGE,
+};
 use super::{NewJob, NewMessage, Pool, Store, WriteLock};
 use crate::model::{AccountId, DeliveryStatus, Folder, MessageId, TenantId};
 use crate::{Error, Result};

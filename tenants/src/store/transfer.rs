@@ -732,7 +732,12 @@ impl Import {
         let fixups = [
             "UPDATE accounts SET storage_used_bytes = (SELECT COALESCE(SUM(size), 0) FROM messages WHERE account_id = accounts.id) \
              WHERE tenant_id = $1",
-            "UPDATE tenants SET storage_used_bytes = (SELECT COALESCE(SUM(size), 0) FROM messages WHERE tenant_id = tenants.id) \
+            // A tenant's usage is its subtree's (see `COUNT_STORAGE`).
+            "WITH RECURSIVE subtree(id) AS ( \
+               SELECT id FROM tenants WHERE id = $1 \
+               UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
+             UPDATE tenants SET storage_used_bytes = \
+               (SELECT COALESCE(SUM(size), 0) FROM messages WHERE tenant_id IN (SELECT id FROM subtree)) \
              WHERE id = $1",
             "UPDATE mailboxes SET uid_next = (SELECT COALESCE(MAX(uid), 0) + 1 FROM messages WHERE mailbox_id = mailboxes.id) \
              WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = $1) \
@@ -746,6 +751,14 @@ impl Import {
                 for sql in fixups {
                     sqlx::query(sql).bind(tenant.0).execute(&mut **tx).await?;
                 }
+            }
+            // The tenants above the imported root now hold its mail too
+            // (freeing a negative amount up the chain charges it).
+            let (parent, used): (Option<Uuid>, i64) =
+                sqlx::query_as("SELECT parent_id, storage_used_bytes FROM tenants WHERE id = $1")
+                    .bind(root.0).fetch_one(&mut **tx).await?;
+            if let Some(parent) = parent {
+                sqlx::query(super::messages::FREE_TENANT_STORAGE).bind(parent).bind(-used).execute(&mut **tx).await?;
             }
             let audit = Audit {
                 actor,
