@@ -61,6 +61,7 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
     ));
     let config = mail::smtp::SmtpConfig {
         hostname: "bench.caliop.test".into(),
+        max_connections: args.clients + 1,
         max_connections_per_ip: args.clients + 1,
         ..mail::smtp::SmtpConfig::default()
     };

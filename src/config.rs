@@ -108,6 +108,8 @@ pub struct ImapSection {
     pub tls_listen: Option<SocketAddr>,
     /// Largest APPENDed message.
     pub max_message_bytes: usize,
+    /// Connections each IMAP listener holds at once, from all clients.
+    pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// Minutes a signed-in client may stay silent, IDLE included.
     pub autologout_minutes: u64,
@@ -119,6 +121,7 @@ impl Default for ImapSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 2143)),
             tls_listen: None,
             max_message_bytes: 52_428_800,
+            max_connections: 1000,
             max_connections_per_ip: 20,
             autologout_minutes: 30,
         }
@@ -292,6 +295,9 @@ pub struct SmtpSection {
     pub max_line_length: usize,
     pub command_timeout_seconds: u64,
     pub session_timeout_seconds: u64,
+    /// Connections the MX, and the submission listener apart, hold at once
+    /// from all clients.
+    pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub greeting_delay_ms: u64,
 }
@@ -308,6 +314,7 @@ impl Default for SmtpSection {
             max_line_length: smtp.max_line_length,
             command_timeout_seconds: smtp.command_timeout.as_secs(),
             session_timeout_seconds: smtp.session_timeout.as_secs(),
+            max_connections: smtp.max_connections,
             max_connections_per_ip: smtp.max_connections_per_ip,
             greeting_delay_ms: 0,
         }
@@ -568,6 +575,7 @@ impl Config {
             max_line_length: self.smtp.max_line_length,
             command_timeout: Duration::from_secs(self.smtp.command_timeout_seconds),
             session_timeout: Duration::from_secs(self.smtp.session_timeout_seconds),
+            max_connections: self.smtp.max_connections,
             max_connections_per_ip: self.smtp.max_connections_per_ip,
             greeting_delay: Duration::from_millis(self.smtp.greeting_delay_ms),
             max_errors: 10,
@@ -578,6 +586,7 @@ impl Config {
         mail::imap::ImapConfig {
             hostname: self.mail.hostname.clone(),
             max_literal: self.imap.max_message_bytes,
+            max_connections: self.imap.max_connections,
             max_connections_per_ip: self.imap.max_connections_per_ip,
             autologout: Duration::from_secs(self.imap.autologout_minutes.max(30) * 60),
             ..mail::imap::ImapConfig::default()

@@ -1,7 +1,7 @@
 //! The inbound SMTP server (RFC 5321 with PIPELINING, 8BITMIME, SMTPUTF8,
 //! SIZE, ENHANCEDSTATUSCODES, CHUNKING and STARTTLS). Commands are parsed by
 //! `smtp-proto`; this module owns the dialogue, its limits (line length,
-//! recipients, size, timeouts, connections per client IP, a greeting delay
+//! recipients, size, timeouts, connections in all and per client IP, a greeting delay
 //! that catches clients who talk first) and the reply to every refusal.
 //! The message itself goes to [`Inbound`]; a `250` is sent only after it has
 //! committed.
@@ -11,10 +11,9 @@
 //! TLS unless the client is on loopback), may write to any address, and its
 //! message goes to [`Outbound`] instead, which queues it for delivery.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smtp_proto::{Error as ParseError, Request};
@@ -22,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::{Connections, Full};
 use crate::inbound::{Envelope, Inbound, Recipient, Session};
 use crate::outbound::{Draft, Outbound};
 use crate::reply::Reply;
@@ -50,6 +50,8 @@ pub struct SmtpConfig {
     pub command_timeout: Duration,
     /// How long one connection may last in all.
     pub session_timeout: Duration,
+    /// Connections the listener holds at once, from all clients.
+    pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// Wait before the greeting; a client that speaks first is dropped.
     pub greeting_delay: Duration,
@@ -66,6 +68,7 @@ impl Default for SmtpConfig {
             max_line_length: 4096,
             command_timeout: Duration::from_secs(300),
             session_timeout: Duration::from_secs(1800),
+            max_connections: 1000,
             max_connections_per_ip: 20,
             greeting_delay: Duration::ZERO,
             max_errors: 10,
@@ -79,25 +82,7 @@ pub struct SmtpServer {
     role: Role,
     inbound: Arc<Inbound>,
     tls: Option<TlsAcceptor>,
-    connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// Counts a client's open connections; gives the slot back when dropped.
-struct Slot {
-    ip: IpAddr,
-    connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
+    connections: Arc<Connections>,
 }
 
 impl SmtpServer {
@@ -107,11 +92,11 @@ impl SmtpServer {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> SmtpServer {
         SmtpServer {
+            connections: Connections::new(config.max_connections, config.max_connections_per_ip),
             config: Arc::new(config),
             role: Role::Mx,
             inbound,
             tls: tls.map(TlsAcceptor::from),
-            connections: Arc::default(),
         }
     }
 
@@ -127,19 +112,6 @@ impl SmtpServer {
             role: Role::Submission(outbound, login_guard),
             ..SmtpServer::new(config, inbound, tls)
         }
-    }
-
-    fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.config.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            ip,
-            connections: self.connections.clone(),
-        })
     }
 
     /// Accepts connections until `shutdown` resolves, then gives open
@@ -162,14 +134,20 @@ impl SmtpServer {
                             continue;
                         }
                     };
-                    let slot = self.take_slot(peer.ip());
+                    let slot = self.connections.admit(peer.ip());
                     let (config, inbound, tls) = (self.config.clone(), self.inbound.clone(), self.tls.clone());
                     let role = self.role.clone();
                     sessions.spawn(async move {
-                        let Some(slot) = slot else {
-                            let reply = Reply::new(421, "4.7.0", "too many connections from your address, try later");
-                            refuse(stream, &reply).await;
-                            return;
+                        let slot = match slot {
+                            Ok(slot) => slot,
+                            Err(full) => {
+                                let reply = match full {
+                                    Full::Instance => Reply::new(421, "4.3.2", "too many connections, try again later"),
+                                    Full::Address => Reply::new(421, "4.7.0", "too many connections from your address, try later"),
+                                };
+                                refuse(stream, &reply).await;
+                                return;
+                            }
                         };
                         let limit = config.session_timeout;
                         if tokio::time::timeout(limit, session(stream, peer, config, role, inbound, tls)).await.is_err() {
@@ -442,6 +420,17 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ending::Closed;
             }
         };
+        if bare_newline(&line) {
+            // The same rule as in DATA: a command line ends with <CR><LF>,
+            // and what a bare line break would split is read by no one.
+            conn.reply(&Reply::new(
+                521,
+                "5.5.2",
+                "bare <LF> or <CR> received: SMTP lines end with <CR><LF>; closing",
+            ));
+            let _ = conn.flush().await;
+            return Ending::Closed;
+        }
         let request = Request::parse(&mut line.iter()).map(Request::into_owned);
         let reply = match request {
             Ok(Request::Ehlo { host }) => {
@@ -621,7 +610,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                             conn.reply(&Reply::new(
                                 521,
                                 "5.5.2",
-                                "bare <LF> or <CR> in the message: lines must end with <CR><LF>; nothing was stored",
+                                "bare <LF> or <CR> received in the message: lines must end with <CR><LF>; nothing was stored",
                             ));
                             let _ = conn.flush().await;
                             return Ending::Closed;

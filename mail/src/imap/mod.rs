@@ -1,9 +1,9 @@
 //! The IMAP server (IMAP4rev2, RFC 9051, with IMAP4rev1 clients welcome):
 //! commands are parsed by `imap-codec`; this module owns the listener, the
-//! limits (line and literal sizes, timeouts, connections per client IP) and
-//! hands each connection to a [`session`]. Messages are served exactly as
-//! stored: plaintext for `standard`, the PGP/MIME form the recipient's key
-//! opens above, so the server never needs that key.
+//! limits (line and literal sizes, timeouts, connections in all and per
+//! client IP) and hands each connection to a [`session`]. Messages are
+//! served exactly as stored: plaintext for `standard`, the PGP/MIME form the
+//! recipient's key opens above, so the server never needs that key.
 
 pub mod message;
 pub mod search;
@@ -12,16 +12,15 @@ mod utf7;
 mod view;
 mod wire;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::{Connections, Full};
 use crate::inbound::Inbound;
 use tenants::login::LoginGuard;
 
@@ -38,6 +37,8 @@ pub struct ImapConfig {
     /// How long a signed-in client may stay silent (IDLE included; RFC 9051
     /// asks for at least 30 minutes).
     pub autologout: Duration,
+    /// Connections the listener holds at once, from all clients.
+    pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// How often a selected mailbox is checked for changes that other
     /// processes made (those of this process are seen at once).
@@ -57,6 +58,7 @@ impl Default for ImapConfig {
             max_line: 64 * 1024,
             login_timeout: Duration::from_secs(60),
             autologout: Duration::from_secs(30 * 60),
+            max_connections: 1000,
             max_connections_per_ip: 20,
             poll_interval: Duration::from_secs(1),
             max_errors: 20,
@@ -76,29 +78,7 @@ struct Shared {
     inbound: Arc<Inbound>,
     guard: Arc<LoginGuard>,
     tls: Option<TlsAcceptor>,
-    connections: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// A client's connection slot; given back when dropped.
-struct Slot {
-    ip: IpAddr,
-    shared: Arc<Shared>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut map = self
-            .shared
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
+    connections: Arc<Connections>,
 }
 
 impl ImapServer {
@@ -110,30 +90,16 @@ impl ImapServer {
     ) -> ImapServer {
         ImapServer {
             shared: Arc::new(Shared {
+                connections: Connections::new(
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                ),
                 config,
                 inbound,
                 guard,
                 tls: tls.map(TlsAcceptor::from),
-                connections: Mutex::default(),
             }),
         }
-    }
-
-    fn take_slot(&self, ip: IpAddr) -> Option<Slot> {
-        let mut map = self
-            .shared
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.shared.config.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            ip,
-            shared: self.shared.clone(),
-        })
     }
 
     /// Serves `listener` until `shutdown` resolves: in clear with STARTTLS,
@@ -161,9 +127,20 @@ impl ImapServer {
                             continue;
                         }
                     };
-                    let Some(slot) = self.take_slot(peer.ip()) else {
-                        let _ = stream.write_all(b"* BYE too many connections from your address, try later\r\n").await;
-                        continue;
+                    let slot = match self.shared.connections.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(full) => {
+                            // Answered apart, so that a slow client cannot hold up the accept loop.
+                            sessions.spawn(async move {
+                                let bye: &[u8] = match full {
+                                    Full::Instance => b"* BYE [UNAVAILABLE] too many connections, try again later\r\n",
+                                    Full::Address => b"* BYE [UNAVAILABLE] too many connections from your address, try later\r\n",
+                                };
+                                let write = stream.write_all(bye);
+                                let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+                            });
+                            continue;
+                        }
                     };
                     let shared = self.shared.clone();
                     let stopping = stop.subscribe();
