@@ -492,6 +492,100 @@ async fn end_to_end_accounts_refuse_plaintext(backend: Backend) {
         meta["privacy"]["technic"].as_u64().unwrap() >= 30,
         "encrypted counts: {meta}"
     );
+
+    // Finding 11: an armour line, or a multipart/encrypted header, was
+    // enough. Now the packets must parse as session keys then encrypted data.
+    let home = support::gpg_home();
+    let (ok, _, err) = gpg(home.path(), &["--import"], public.text().as_bytes());
+    assert!(ok, "{err}");
+    let (ok, _, err) = gpg(
+        home.path(),
+        &[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "x@sender.test",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        b"",
+    );
+    assert!(ok, "{err}");
+    let (ok, by_gnupg, err) = gpg(
+        home.path(),
+        &[
+            "--armor",
+            "--trust-model",
+            "always",
+            "--recipient",
+            "frank@acme.test",
+            "--encrypt",
+        ],
+        b"Subject: secret\r\n\r\nencrypted by GnuPG\r\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, signed_only, err) = gpg(
+        home.path(),
+        &[
+            "--armor",
+            "--passphrase",
+            "",
+            "--local-user",
+            "x@sender.test",
+            "--sign",
+        ],
+        b"signed, not encrypted\r\n",
+    );
+    assert!(ok, "{err}");
+    let crlf = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+    };
+    let inline = |body: &str| {
+        format!("From: <x@sender.test>\r\nTo: <frank@acme.test>\r\nSubject: ...\r\n\r\n{body}")
+    };
+    let pgp_mime = |data: &str| {
+        format!(
+            "From: <x@sender.test>\r\nTo: <frank@acme.test>\r\nSubject: ...\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n--b\r\n\
+             Content-Type: application/octet-stream\r\n\r\n{data}\r\n--b--\r\n"
+        )
+    };
+    let key_block = crlf(public.text().as_bytes());
+    let refused = [
+        (
+            "an armour line over junk",
+            inline(
+                "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA+not+packets\r\n-----END PGP MESSAGE-----\r\n",
+            ),
+        ),
+        ("a signed-only message", inline(&crlf(&signed_only))),
+        ("a public key block as PGP/MIME", pgp_mime(&key_block)),
+        (
+            "a public key block armoured as a message",
+            inline(&key_block.replace("PUBLIC KEY BLOCK", "MESSAGE")),
+        ),
+    ];
+    for (what, message) in refused {
+        s.expect("MAIL FROM:<x@sender.test>", 250, "2.1.0").await;
+        s.expect("RCPT TO:<frank@acme.test>", 250, "2.1.5").await;
+        s.expect("DATA", 354, "2.0.0").await;
+        s.send(message.as_bytes()).await;
+        let text = s.expect(".", 550, "5.7.1").await;
+        assert!(text.contains("OpenPGP-encrypted"), "{what}: {text}");
+    }
+    s.expect("MAIL FROM:<x@sender.test>", 250, "2.1.0").await;
+    s.expect("RCPT TO:<frank@acme.test>", 250, "2.1.5").await;
+    s.expect("DATA", 354, "2.0.0").await;
+    s.send(inline(&crlf(&by_gnupg)).as_bytes()).await;
+    s.expect(".", 250, "2.0.0").await;
+    let listed = app
+        .get(&format!("/v1/accounts/{id}/messages"), &token)
+        .await;
+    assert_eq!(listed.ok(200)["items"].as_array().map(Vec::len), Some(2));
 }
 
 async fn dmarc_reject_is_enforced(backend: Backend) {

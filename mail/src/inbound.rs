@@ -668,7 +668,9 @@ fn sanitize(helo: &str) -> String {
 }
 
 /// Whether the message is OpenPGP-encrypted and/or signed, as PGP/MIME
-/// (RFC 3156) or inline armor.
+/// (RFC 3156) or inline armor. Encrypted means that its OpenPGP packets
+/// parse as an encrypted message ([`vault::seal::is_encrypted_message`]),
+/// not that an armour line or a content type says so.
 pub fn openpgp_protection(message: &mail_parser::Message<'_>) -> (bool, bool) {
     let mut encrypted = false;
     let mut signed = false;
@@ -678,15 +680,44 @@ pub fn openpgp_protection(message: &mail_parser::Message<'_>) -> (bool, bool) {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let subtype = ct.subtype().unwrap_or_default().to_ascii_lowercase();
-        encrypted |= subtype == "encrypted" && protocol == "application/pgp-encrypted";
+        if subtype == "encrypted" && protocol == "application/pgp-encrypted" {
+            encrypted |= pgp_mime_is_encrypted(message);
+        }
         signed |= subtype == "signed" && protocol == "application/pgp-signature";
     }
     if let Some(text) = message.body_text(0) {
         let text = text.trim_start();
-        encrypted |= text.starts_with("-----BEGIN PGP MESSAGE-----");
+        if text.starts_with("-----BEGIN PGP MESSAGE-----") {
+            encrypted |= vault::seal::is_encrypted_message(text.as_bytes());
+        }
         signed |= text.starts_with("-----BEGIN PGP SIGNED MESSAGE-----");
     }
     (encrypted, signed)
+}
+
+/// RFC 3156 §4: a `multipart/encrypted` holds exactly a control part
+/// (`application/pgp-encrypted`) and then the armoured encrypted message
+/// (`application/octet-stream`), whose packets must parse as one.
+fn pgp_mime_is_encrypted(message: &mail_parser::Message<'_>) -> bool {
+    let Some(&[control, data]) = message.root_part().sub_parts() else {
+        return false;
+    };
+    let typed = |id: u32, subtype: &str| {
+        message
+            .part(id)
+            .and_then(|part| part.content_type())
+            .is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("application")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+            })
+    };
+    typed(control, "pgp-encrypted")
+        && typed(data, "octet-stream")
+        && message
+            .part(data)
+            .is_some_and(|part| vault::seal::is_encrypted_message(part.contents()))
 }
 
 #[cfg(test)]
@@ -698,11 +729,32 @@ mod tests {
     }
 
     #[test]
-    fn recognises_pgp_mime_and_inline_armor() {
-        let pgp_mime = "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b--\r\n";
-        assert_eq!(protection(pgp_mime), (true, false));
-        let inline = "Subject: x\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n";
-        assert_eq!(protection(inline), (true, false));
+    fn recognises_pgp_mime_and_inline_armor_whose_packets_are_encrypted() {
+        let key = vault::openpgp::AccountKey::generate("Bob <bob@example.com>", "pw").unwrap();
+        let armored = vault::seal::encrypt(&key.public_armored, b"Subject: x\r\n\r\nhi\r\n")
+            .unwrap()
+            .replace('\n', "\r\n");
+        let pgp_mime = |data: &str| {
+            format!(
+                "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+                 --b\r\nContent-Type: application/octet-stream\r\n\r\n{data}\r\n--b--\r\n"
+            )
+        };
+        assert_eq!(protection(&pgp_mime(&armored)), (true, false));
+        let inline = format!("Subject: x\r\n\r\n{armored}");
+        assert_eq!(protection(&inline), (true, false));
+
+        let junk = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n";
+        assert_eq!(
+            protection(&format!("Subject: x\r\n\r\n{junk}")),
+            (false, false)
+        );
+        assert_eq!(protection(&pgp_mime(junk)), (false, false));
+        let control_only = "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b--\r\n";
+        assert_eq!(protection(control_only), (false, false));
+        let key_block = key.public_armored.replace('\n', "\r\n");
+        assert_eq!(protection(&pgp_mime(&key_block)), (false, false));
         let signed = "Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=b\r\n\r\n--b\r\n\r\nhi\r\n--b--\r\n";
         assert_eq!(protection(signed), (false, true));
         assert_eq!(

@@ -67,6 +67,43 @@ pub fn encrypt_to_all(public_keys_armored: &[&str], message: &[u8]) -> Result<St
         .map_err(pgp_err)
 }
 
+/// Whether `armored` is an ASCII-armored OpenPGP *encrypted* message: a
+/// `PGP MESSAGE` block whose packets are one or more session keys (PKESK or
+/// SKESK, markers allowed before them) followed by exactly one encrypted
+/// data packet (SEIPD, SED or GnuPG's AEAD), then nothing but padding. The
+/// packets are parsed, not decrypted: an armour line over junk, a signed
+/// or literal message, or a key block, is not encrypted.
+pub fn is_encrypted_message(armored: &[u8]) -> bool {
+    use pgp::armor::{BlockType, Dearmor};
+    use pgp::packet::{Packet, PacketParser};
+
+    let mut dearmor = Dearmor::new(armored);
+    let mut packets = Vec::new();
+    if dearmor.read_to_end(&mut packets).is_err() || dearmor.typ != Some(BlockType::Message) {
+        return false;
+    }
+    let mut session_keys = 0usize;
+    let mut encrypted_data = false;
+    for packet in PacketParser::new(packets.as_slice()) {
+        match packet {
+            Ok(Packet::Marker(_)) if session_keys == 0 => {}
+            Ok(Packet::PublicKeyEncryptedSessionKey(_) | Packet::SymKeyEncryptedSessionKey(_))
+                if !encrypted_data =>
+            {
+                session_keys += 1;
+            }
+            Ok(
+                Packet::SymEncryptedProtectedData(_)
+                | Packet::SymEncryptedData(_)
+                | Packet::GnupgAeadData(_),
+            ) if session_keys > 0 && !encrypted_data => encrypted_data = true,
+            Ok(Packet::Padding(_)) if encrypted_data => {}
+            _ => return false,
+        }
+    }
+    encrypted_data
+}
+
 /// Decrypts an armored OpenPGP message with an armored secret key locked
 /// with `passphrase`. [`VaultError::NotARecipient`] when the message is not
 /// encrypted to this key, [`VaultError::WrongPassphrase`] when it is but the
@@ -202,6 +239,89 @@ pub fn pgp_mime(headers: &[String], armored: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::openpgp::AccountKey;
+
+    /// Finding 11: an armour line was enough to count as encrypted.
+    #[test]
+    fn only_session_keys_then_encrypted_data_count_as_encrypted() {
+        use pgp::ser::Serialize;
+
+        let key = AccountKey::generate("Bob <bob@example.com>", "pw").unwrap();
+        let encrypted = encrypt(&key.public_armored, b"Subject: x\r\n\r\nhi\r\n").unwrap();
+        assert!(is_encrypted_message(encrypted.as_bytes()));
+        let to_two = encrypt_to_all(
+            &[&key.public_armored, &key.public_armored],
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .unwrap();
+        assert!(is_encrypted_message(to_two.as_bytes()));
+
+        // Any packets under a `PGP MESSAGE` armour line, as a forger would write them.
+        let as_message = |bytes: &[u8]| {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN PGP MESSAGE-----\n\n{}\n-----END PGP MESSAGE-----\n",
+                lines.join("\n")
+            )
+            .into_bytes()
+        };
+        let mut packets = Vec::new();
+        pgp::armor::Dearmor::new(encrypted.as_bytes())
+            .read_to_end(&mut packets)
+            .unwrap();
+        assert!(
+            is_encrypted_message(&as_message(&packets)),
+            "re-armoured without a checksum"
+        );
+        let junk = "-----BEGIN PGP MESSAGE-----\n\nhQEMA junk, not base64 packets\n-----END PGP MESSAGE-----\n";
+        let (public, _) = SignedPublicKey::from_string(&key.public_armored).unwrap();
+        let public_packets = public.to_bytes().unwrap();
+        let literal = MessageBuilder::from_bytes("", b"in clear".to_vec())
+            .to_vec(rand08::thread_rng())
+            .unwrap();
+        let (secret, _) = SignedSecretKey::from_string(&key.secret_armored).unwrap();
+        let mut signing = MessageBuilder::from_bytes("", b"signed, in clear".to_vec());
+        signing.sign(
+            &secret.primary_key,
+            Password::from("pw"),
+            pgp::crypto::hash::HashAlgorithm::Sha256,
+        );
+        let signed = signing.to_vec(rand08::thread_rng()).unwrap();
+        let refused: Vec<(&str, Vec<u8>)> = vec![
+            ("an armour line over junk", junk.as_bytes().to_vec()),
+            (
+                "a public key block",
+                key.public_armored.clone().into_bytes(),
+            ),
+            (
+                "key packets armoured as a message",
+                as_message(&public_packets),
+            ),
+            ("a literal (unencrypted) message", as_message(&literal)),
+            ("a signed-only message", as_message(&signed)),
+            (
+                "a session key cut short",
+                as_message(&packets[..packets.len() / 4]),
+            ),
+            (
+                "encrypted data cut short",
+                as_message(&packets[..packets.len() - 10]),
+            ),
+            (
+                "encrypted data twice",
+                as_message(&[&packets[..], &packets[..]].concat()),
+            ),
+            ("nothing", Vec::new()),
+        ];
+        for (what, bytes) in refused {
+            assert!(!is_encrypted_message(&bytes), "{what} counted as encrypted");
+        }
+    }
 
     #[test]
     fn sealed_messages_decrypt_to_the_original_bytes() {
