@@ -18,6 +18,7 @@ on_both_backends!(
     sealed_mail_is_served_as_stored,
     bad_input_gets_bad_or_no_and_the_server_stays,
     random_input_on_the_command_path,
+    mailboxes_per_account_are_capped_at_every_door,
 );
 
 fn python() -> String {
@@ -581,4 +582,76 @@ async fn random_input_on_the_command_path(backend: Backend) {
         drop(read);
         let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
     }
+}
+
+/// Finding 11: nothing capped the mailboxes of an account. The cap (9 here,
+/// 1,000 in production) holds through the API and IMAP CREATE alike, counts
+/// the levels a nested name adds, and holds under concurrent creations.
+async fn mailboxes_per_account_are_capped_at_every_door(backend: Backend) {
+    const CAP: usize = 9;
+    let store = tenants::testing::fresh_store(backend)
+        .await
+        .with_max_mailboxes(CAP);
+    let app = support::spawn_on(
+        store,
+        support::api_config(),
+        support::smtp_config(),
+        billing::BillingConfig::default(),
+    )
+    .await;
+    let (id, address, token) = user(&app, "acme.test", "mia", "standard").await;
+    let list = format!("/v1/accounts/{id}/mailboxes");
+    let count = |body: &Value| body.as_array().map_or(0, Vec::len);
+    let special = count(app.get(&list, &token).await.ok(200));
+    assert!(special < CAP - 2, "{special} special-use mailboxes");
+    for i in special..CAP - 1 {
+        app.post(&list, &token, json!({"name": format!("Folder {i}")}))
+            .await
+            .ok(201);
+    }
+
+    let (mut client, _) = Client::connect(app.imap).await;
+    client.login(&address, PASSWORD).await;
+    let (_, done) = client.run("CREATE Last").await;
+    assert!(done.contains(" OK "), "{done}");
+    let (_, done) = client.run("CREATE \"One too many\"").await;
+    assert!(done.contains(" NO [LIMIT]"), "{done}");
+    assert!(done.contains("at most 9 mailboxes"), "{done}");
+    let refused = app
+        .post(&list, &token, json!({"name": "Another"}))
+        .await
+        .problem(409);
+    assert!(refused.contains("at most 9 mailboxes"), "{refused}");
+    let listed = app.get(&list, &token).await;
+    assert_eq!(count(listed.ok(200)), CAP);
+
+    // One freed: a name with a new level above it needs two, and makes neither.
+    let (_, done) = client.run("DELETE Last").await;
+    assert!(done.contains(" OK "), "{done}");
+    let (_, done) = client.run("CREATE Clients/Acme").await;
+    assert!(done.contains(" NO [LIMIT]"), "{done}");
+    assert_eq!(count(app.get(&list, &token).await.ok(200)), CAP - 1);
+
+    // Three freed, ten concurrent creations: exactly three are made.
+    let (_, done) = client.run("DELETE \"Folder 7\"").await;
+    assert!(done.contains(" OK "), "{done}");
+    let (_, done) = client.run("DELETE \"Folder 6\"").await;
+    assert!(done.contains(" OK "), "{done}");
+    let account = tenants::AccountId(id.parse().unwrap());
+    let mut racing = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = app.store.clone();
+        racing.spawn(async move {
+            store
+                .create_mailbox("test", account, &format!("Race {i}"))
+                .await
+        });
+    }
+    let made = racing.join_all().await;
+    let refused = made
+        .iter()
+        .filter(|r| matches!(r, Err(tenants::Error::LimitExceeded(_))))
+        .count();
+    assert_eq!(made.len() - refused, 3, "{made:?}");
+    assert_eq!(count(app.get(&list, &token).await.ok(200)), CAP);
 }

@@ -92,6 +92,43 @@ impl WriteLock for PgPool {
     }
 }
 
+/// Opens a write transaction that serialises the changes to one account's
+/// mailboxes, so that two concurrent creations cannot both pass its cap.
+trait AccountLock {
+    type Db: sqlx::Database;
+    fn begin_account_locked(
+        &self,
+        account: Uuid,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+impl AccountLock for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_account_locked(
+        &self,
+        _account: Uuid,
+    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>>> + Send {
+        async move { Ok(self.begin_with("BEGIN IMMEDIATE").await?) }
+    }
+}
+
+impl AccountLock for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_account_locked(
+        &self,
+        account: Uuid,
+    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>>> + Send {
+        async move {
+            let mut tx = self.begin().await?;
+            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        }
+    }
+}
+
 /// Keyset pagination: items after `after`, at most `limit` of them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Page {
@@ -694,7 +731,15 @@ pub struct Store {
     committer: Option<tokio::sync::mpsc::Sender<messages::Delivery>>,
     /// Mailboxes that changed in this process, for IMAP sessions to look.
     changes: tokio::sync::broadcast::Sender<MailboxId>,
+    /// The most mailboxes one account may have ([`MAX_MAILBOXES_PER_ACCOUNT`]).
+    max_mailboxes: usize,
 }
+
+/// The most mailboxes (folders, with the special-use ones) an account may
+/// have. A person filing by hand stays in the hundreds; every client lists
+/// and syncs them all, so a cap keeps LIST fast and stops one account from
+/// filling the table with millions of rows through IMAP CREATE or the API.
+pub const MAX_MAILBOXES_PER_ACCOUNT: usize = 1000;
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite files are
@@ -734,6 +779,7 @@ impl Store {
                 pool: pool.clone(),
                 committer: None,
                 changes: changes.clone(),
+                max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
             },
             deliveries,
         ));
@@ -741,7 +787,15 @@ impl Store {
             pool,
             committer: Some(queue),
             changes,
+            max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
         })
+    }
+
+    /// The same store with another cap on mailboxes per account (tests use
+    /// a small one); set it before handing out clones.
+    pub fn with_max_mailboxes(mut self, max: usize) -> Store {
+        self.max_mailboxes = max;
+        self
     }
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).

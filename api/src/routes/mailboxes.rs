@@ -83,7 +83,7 @@ pub async fn list_mailboxes(
         (status = 201, description = "Made", body = MailboxView),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken (whatever its case)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken (whatever its case), or the account has as many mailboxes as it may (`limit-exceeded`)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Not a usable name", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -110,7 +110,7 @@ pub async fn create_mailbox(
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "The new name is taken", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The new name is taken, or the levels it adds would pass the mailbox cap (`limit-exceeded`)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Not a usable name", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]

@@ -785,6 +785,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .await
         {
             Ok(_) => Done::Ok(String::new()),
+            // The mailbox cap is an implementation limit, not a quota (RFC 5530).
+            Err(tenants::Error::LimitExceeded(text)) => Done::No(format!("[LIMIT] {text}")),
             Err(e) => refusal(e),
         }
     }

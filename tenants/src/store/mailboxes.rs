@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::messages::{flags_text, parse_flags};
-use super::{Audit, INSERT_AUDIT, Pool, Store};
+use super::{AccountLock, Audit, INSERT_AUDIT, Pool, Store};
 use crate::model::{AccountId, Flag, Folder, Level, MailboxId, MessageId};
 use crate::{Error, Result};
 
@@ -413,6 +413,18 @@ pub fn mailbox_name(name: &str) -> Result<(String, String)> {
     Ok((name, key))
 }
 
+const COUNT_MAILBOXES: &str = "SELECT COUNT(*) FROM mailboxes WHERE account_id = $1";
+
+/// Refuses a change that leaves an account with more than `max` mailboxes.
+fn check_mailbox_cap(count: i64, max: usize) -> Result<()> {
+    if usize::try_from(count).unwrap_or(usize::MAX) > max {
+        return Err(Error::LimitExceeded(format!(
+            "an account may have at most {max} mailboxes; delete some before creating more"
+        )));
+    }
+    Ok(())
+}
+
 /// UID ranges (inclusive), as the queries below take them.
 pub type UidRanges = [(i64, i64)];
 
@@ -532,8 +544,9 @@ impl Store {
         self.ensure_mailboxes(account).await?;
         let levels: Vec<&str> = name.split('/').collect();
         let id = MailboxId::new();
+        let max = self.max_mailboxes;
         on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_account_locked(account.0).await?;
             let tenant: Option<(Uuid,)> = sqlx::query_as("SELECT tenant_id FROM accounts WHERE id = $1")
                 .bind(account.0).fetch_optional(&mut *tx).await?;
             let (tenant,) = tenant.ok_or(Error::NotFound("account"))?;
@@ -550,6 +563,11 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(Error::Conflict(format!("a mailbox named `{name}` exists already")));
             }
+            // Counted after the inserts, under the account's lock: the levels
+            // made on the way count too, and no concurrent creation slips in.
+            let (count,): (i64,) = sqlx::query_as(COUNT_MAILBOXES)
+                .bind(account.0).fetch_one(&mut *tx).await?;
+            check_mailbox_cap(count, max)?;
             write_audit!(tx, Audit {
                 actor,
                 tenant_id: Some(tenant),
@@ -612,8 +630,9 @@ impl Store {
             })
             .collect();
         let levels: Vec<&str> = new_name.split('/').collect();
+        let max = self.max_mailboxes;
         on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_account_locked(mailbox.account_id.0).await?;
             for depth in 1..levels.len() {
                 let parent = levels[..depth].join("/");
                 sqlx::query(INSERT_MAILBOX)
@@ -621,6 +640,9 @@ impl Store {
                     .bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
                     .execute(&mut *tx).await?;
             }
+            let (count,): (i64,) = sqlx::query_as(COUNT_MAILBOXES)
+                .bind(mailbox.account_id.0).fetch_one(&mut *tx).await?;
+            check_mailbox_cap(count, max)?;
             for (id, name) in &renamed {
                 sqlx::query("UPDATE mailboxes SET name = $2, name_key = $3 WHERE id = $1")
                     .bind(id).bind(name).bind(name.to_lowercase()).execute(&mut *tx).await
