@@ -271,6 +271,9 @@ pub struct DatabaseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the API (loopback by default:
+    /// the series describe the instance and are for its operator's scraper).
+    pub metrics_listen: SocketAddr,
     pub token_ttl_seconds: u64,
     pub max_body_bytes: usize,
     pub login_failures_per_address: usize,
@@ -378,6 +381,7 @@ impl Default for ApiSection {
         let api = api::ApiConfig::default();
         ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token_ttl_seconds: api.token_ttl.as_secs(),
             max_body_bytes: api.max_body_bytes,
             login_failures_per_address: api.login_failures_per_address,

@@ -591,6 +591,19 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             "  api listening on http://{address} (reference: http://{address}/docs)\n"
         ));
         tracing::info!(%address, "API listening");
+        let metrics_listener = tokio::net::TcpListener::bind(config.api.metrics_listen)
+            .await
+            .with_context(|| format!("listening on {}", config.api.metrics_listen))?;
+        let metrics_address = metrics_listener.local_addr()?;
+        banner.push_str(&format!(
+            "  metrics listening on http://{metrics_address}/metrics\n"
+        ));
+        tracing::info!(address = %metrics_address, "metrics listening");
+        services.spawn(api::metrics::serve(
+            metrics_listener,
+            state.clone(),
+            stopped(),
+        ));
         services.spawn(api::serve(listener, state, stopped()));
     }
     banner.push_str(&format!(

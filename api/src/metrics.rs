@@ -1,30 +1,36 @@
-//! Prometheus metrics for `/metrics`: requests by route template and status,
-//! and their latency. Labels use the matched route (`/v1/tenants/{tenant_id}`),
-//! never the concrete path, so ids do not explode the series count.
+//! Prometheus metrics: requests by route template and status, and their
+//! latency, served at `/metrics` on a listener of their own (`api.metrics_listen`,
+//! loopback by default), never on the public API. Every label comes from a
+//! bounded set, whatever a client sends: the method from a fixed list (else
+//! `other`), the matched route template (else `unmatched`), a standard status code.
 
+use std::future::Future;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 
 use crate::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
 }
 
@@ -66,22 +72,49 @@ impl Metrics {
     }
 }
 
+/// The method as a label: one of the methods the API answers, else `other`,
+/// so that made-up methods (`FOO`, `X1234`) cannot add series.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: &[Method] = &[
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    KNOWN
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
+/// The status as a label: a registered code, else 0 (none is expected;
+/// the bound holds even if a handler invents one).
+fn status_label(status: StatusCode) -> u16 {
+    if status.canonical_reason().is_some() {
+        status.as_u16()
+    } else {
+        0
+    }
+}
+
 /// Middleware counting every request under its route template.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16();
+    let status = status_label(response.status());
     state
         .metrics
         .latency
         .get_or_create(&RouteLabels {
-            method: method.clone(),
+            method,
             route: route.clone(),
         })
         .observe(started.elapsed().as_secs_f64());
@@ -95,4 +128,51 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         })
         .inc();
     response
+}
+
+/// Prometheus metrics: the request counters and the job queue's depth.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut text = state.metrics.render();
+    match state.store.queue_depth().await {
+        Ok(depth) => {
+            let mut jobs = String::from(
+                "# HELP caliop_jobs Jobs in the queue by kind and state.\n# TYPE caliop_jobs gauge\n",
+            );
+            for d in depth {
+                jobs.push_str(&format!(
+                    "caliop_jobs{{kind=\"{}\",state=\"{}\"}} {}\n",
+                    d.kind, d.state, d.jobs
+                ));
+            }
+            let end = text.rfind("# EOF").unwrap_or(text.len());
+            text.insert_str(end, &jobs);
+        }
+        Err(e) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// The metrics listener's application: `GET /metrics` and nothing else.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(state)
+}
+
+/// Serves `/metrics` on `listener` (the operator's, `api.metrics_listen`)
+/// until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

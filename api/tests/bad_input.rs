@@ -40,7 +40,8 @@ fn operator_claims(app: &TestApp, exp_offset: i64) -> Value {
 
 on_both_backends!(
     malformed_bodies_are_refused_precisely,
-    bad_tokens_are_refused_precisely
+    bad_tokens_are_refused_precisely,
+    made_up_methods_and_paths_add_a_bounded_number_of_metric_series
 );
 
 async fn malformed_bodies_are_refused_precisely(backend: Backend) {
@@ -251,4 +252,58 @@ async fn bad_tokens_are_refused_precisely(backend: Backend) {
         !names.contains(&"intruder"),
         "no bad token created anything"
     );
+}
+
+/// Finding 9: 300 requests with made-up methods and paths once added
+/// thousands of series to `/metrics`, which anyone could read on the API.
+/// Labels now come from bounded sets, and `/metrics` is only on its own listener.
+async fn made_up_methods_and_paths_add_a_bounded_number_of_metric_series(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let series = |text: &str, name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .count()
+    };
+    for i in 0..300 {
+        let noise = uuid::Uuid::new_v4().simple().to_string();
+        let method = match i % 4 {
+            0 => format!("X{}", &noise[..8]).to_uppercase(),
+            1 => "GET".to_owned(),
+            2 => "DELETE".to_owned(),
+            _ => format!("M{i}"),
+        };
+        let path = match i % 3 {
+            0 => format!("/{noise}"),
+            1 => format!("/v1/tenants/{noise}"),
+            _ => format!("/v1/{noise}/mailboxes/{i}"),
+        };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let answer = app
+            .http
+            .request(method, format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("HTTP request");
+        assert!(
+            answer.status().is_client_error(),
+            "{path}: {}",
+            answer.status()
+        );
+    }
+    let text = app.state.metrics.render();
+    let requests = series(&text, "caliop_http_requests_total");
+    let latencies = series(&text, "caliop_http_request_duration_seconds_count");
+    // method (8 values) x route (2 reached) x status (401, 404, 405): at most 48, in fact far fewer.
+    assert!(requests <= 24, "{requests} request series:\n{text}");
+    assert!(latencies <= 16, "{latencies} latency series:\n{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(text.contains("route=\"unmatched\""), "{text}");
+
+    let anonymous = app.raw(app.http.get(format!("{}/metrics", app.base))).await;
+    assert_eq!(anonymous.status, 404, "{}", anonymous.text());
+    let scraped = app
+        .raw(app.http.get(format!("{}/metrics", app.metrics)))
+        .await;
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.text().contains("caliop_http_requests_total"));
 }

@@ -279,7 +279,9 @@ async fn a_background_job_verifies_the_domain_once_published(backend: Backend) {
         .await;
     assert_eq!(verified.ok(200)["verified"], true);
     assert_eq!(verified.body["verification_method"], "dns");
-    let metrics = app.raw(app.http.get(format!("{}/metrics", app.base))).await;
+    let metrics = app
+        .raw(app.http.get(format!("{}/metrics", app.metrics)))
+        .await;
     assert!(
         metrics
             .text()

@@ -35,7 +35,6 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "issueToken",
     "healthz",
     "readyz",
-    "metrics",
     "stripeWebhook",
     "getPool",
     "getSignupChallenge",

@@ -54,6 +54,10 @@ pub async fn environment(
             database_url(backend, data).await,
         ),
         ("CALIOP_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "CALIOP_API_METRICS_LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
         ("CALIOP_SMTP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         (
             "CALIOP_SUBMISSION_LISTEN".to_owned(),

@@ -122,7 +122,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reset::export_before_reset, reset::reset_password))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
-        .routes(routes!(system::metrics))
 }
 
 /// Paging parameters shared by every list.

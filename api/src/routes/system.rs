@@ -1,8 +1,8 @@
-//! Liveness, readiness and metrics, for load balancers and Prometheus.
+//! Liveness and readiness, for load balancers. Metrics are served apart,
+//! on their own listener (`crate::metrics`).
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -44,34 +44,4 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Probl
             ))
         }
     }
-}
-
-/// Prometheus metrics
-#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "metrics",
-    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "text/plain")), security(()))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut text = state.metrics.render();
-    match state.store.queue_depth().await {
-        Ok(depth) => {
-            let mut jobs = String::from(
-                "# HELP caliop_jobs Jobs in the queue by kind and state.\n# TYPE caliop_jobs gauge\n",
-            );
-            for d in depth {
-                jobs.push_str(&format!(
-                    "caliop_jobs{{kind=\"{}\",state=\"{}\"}} {}\n",
-                    d.kind, d.state, d.jobs
-                ));
-            }
-            let end = text.rfind("# EOF").unwrap_or(text.len());
-            text.insert_str(end, &jobs);
-        }
-        Err(e) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
 }

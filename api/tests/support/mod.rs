@@ -15,6 +15,8 @@ use tenants::{Actor, Backend, Role, Scope, Store, Subject};
 
 pub struct TestApp {
     pub base: String,
+    /// The metrics listener (`/metrics`), apart from the API.
+    pub metrics: String,
     /// The MX, with STARTTLS on a self-signed certificate.
     pub smtp: std::net::SocketAddr,
     /// The submission port (AUTH PLAIN/LOGIN).
@@ -94,11 +96,21 @@ pub async fn spawn_full(
 /// An app whose billing (provider, pool, signup) is `billing`.
 pub async fn spawn_billing(
     backend: Backend,
-    mut config: ApiConfig,
+    config: ApiConfig,
     smtp: mail::smtp::SmtpConfig,
     billing: billing::BillingConfig,
 ) -> TestApp {
     let store = tenants::testing::fresh_store(backend).await;
+    spawn_on(store, config, smtp, billing).await
+}
+
+/// An app on `store` (a fresh one, perhaps with other limits).
+pub async fn spawn_on(
+    store: Store,
+    mut config: ApiConfig,
+    smtp: mail::smtp::SmtpConfig,
+    billing: billing::BillingConfig,
+) -> TestApp {
     let dns = DnsServer::start()
         .await
         .expect("start the loopback DNS server");
@@ -189,6 +201,18 @@ pub async fn spawn_billing(
         .await
         .expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let metrics = format!(
+        "http://{}",
+        metrics_listener.local_addr().expect("local addr")
+    );
+    tokio::spawn(api::metrics::serve(
+        metrics_listener,
+        state.clone(),
+        std::future::pending(),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(api::serve(listener, state.clone(), async move {
         let _ = rx.await;
@@ -205,6 +229,7 @@ pub async fn spawn_billing(
         .expect("operator token");
     TestApp {
         base,
+        metrics,
         smtp: smtp_addr,
         submission,
         imap,
