@@ -316,11 +316,11 @@ pub fn check_svg(bytes: &[u8]) -> Result<(), String> {
             .read_resolved_event()
             .map_err(|e| format!("it is not well-formed XML ({e}) near byte {position}"))?;
         let element_space = space_of(&resolved);
-        if let Some(css) = style.as_mut() {
-            if let Some(more) = style_text(&event, position)? {
-                css.push_str(&more);
-                continue;
-            }
+        if let Some(css) = style.as_mut()
+            && let Some(more) = style_text(&event, position)?
+        {
+            css.push_str(&more);
+            continue;
         }
         let element = match &event {
             Event::Start(e) | Event::Empty(e) => e.clone(),
@@ -329,10 +329,10 @@ pub fn check_svg(bytes: &[u8]) -> Result<(), String> {
             }
             Event::PI(_) => return Err("processing instructions are not allowed".into()),
             Event::End(_) => {
-                if let Some(css) = style.take() {
-                    if let Some(why) = css_danger(&css) {
-                        return Err(format!("{why} in a <style> before byte {position}"));
-                    }
+                if let Some(css) = style.take()
+                    && let Some(why) = css_danger(&css)
+                {
+                    return Err(format!("{why} in a <style> before byte {position}"));
                 }
                 continue;
             }

@@ -104,28 +104,26 @@ trait AccountLock {
 
 impl AccountLock for SqlitePool {
     type Db = sqlx::Sqlite;
-    fn begin_account_locked(
+    async fn begin_account_locked(
         &self,
         _account: Uuid,
-    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Sqlite>>> + Send {
-        async move { Ok(self.begin_with("BEGIN IMMEDIATE").await?) }
+    ) -> Result<Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
 impl AccountLock for PgPool {
     type Db = sqlx::Postgres;
-    fn begin_account_locked(
+    async fn begin_account_locked(
         &self,
         account: Uuid,
-    ) -> impl Future<Output = Result<Transaction<'static, sqlx::Postgres>>> + Send {
-        async move {
-            let mut tx = self.begin().await?;
-            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
-            Ok(tx)
-        }
+    ) -> Result<Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 }
 
