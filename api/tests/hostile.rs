@@ -164,9 +164,7 @@ async fn an_unverified_domain_receives_sends_and_resets_nothing(backend: Backend
         )
         .await;
     assert!(api.problem(403).contains("not verified"), "{api:?}");
-    use base64::Engine;
-    let plain = base64::engine::general_purpose::STANDARD
-        .encode(format!("\0ceo@victim.example\0{PASSWORD}"));
+    let plain = support::auth_plain("ceo@victim.example", PASSWORD);
     let mut submission = mail::probe::SmtpProbe::connect(app.submission).await;
     submission.cmd("EHLO client.test").await;
     let refused = submission
@@ -334,9 +332,7 @@ async fn sign_ins_are_counted_before_the_password_on_every_door(backend: Backend
     assert!(limited >= 60 - limit);
 
     // Submission, from 127.0.2.0/24.
-    use base64::Engine;
-    let plain =
-        base64::engine::general_purpose::STANDARD.encode("\0smtp@acme.test\0not the password");
+    let plain = support::auth_plain("smtp@acme.test", "not the password");
     let attempts = (0..60).map(|i| {
         let from = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1 + (i % 200) as u8));
         let (submission, plain) = (app.submission, plain.clone());
@@ -538,7 +534,7 @@ async fn a_squatted_name_returns_to_its_owner(backend: Backend) {
     let squatter = app.enterprise("squatter.test", 5).await;
     let owner = app.enterprise("owner.test", 5).await;
     for name in ["victim.example", "other.example"] {
-        let claim = app.claim(&squatter, name).await;
+        app.claim(&squatter, name).await;
         app.post(
             &format!("/v1/tenants/{}/accounts", squatter.tenant_id),
             &squatter.admin_token,
@@ -546,7 +542,6 @@ async fn a_squatted_name_returns_to_its_owner(backend: Backend) {
         )
         .await
         .ok(201);
-        let _ = claim;
     }
     let add = |name: &'static str| {
         let (app, owner) = (&app, &owner);
@@ -827,9 +822,7 @@ async fn a_second_author_never_rides_along(backend: Backend) {
         let detail = api.problem(403);
         assert!(detail.contains(why), "{why}: {detail}");
 
-        use base64::Engine;
-        let plain = base64::engine::general_purpose::STANDARD
-            .encode(format!("\0alice@acme.test\0{PASSWORD}"));
+        let plain = support::auth_plain("alice@acme.test", PASSWORD);
         let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
         probe.cmd("EHLO client.test").await;
         probe

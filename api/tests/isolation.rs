@@ -385,9 +385,7 @@ async fn no_mail_door_routes_to_a_claim(backend: Backend) {
                 drop(workers);
             }
             MailDoor::SendingFrom => {
-                use base64::Engine;
-                let plain = base64::engine::general_purpose::STANDARD
-                    .encode(format!("\0boss@claimed.test\0{}", support::PASSWORD));
+                let plain = support::auth_plain("boss@claimed.test", support::PASSWORD);
                 let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
                 probe.cmd("EHLO client.test").await;
                 probe

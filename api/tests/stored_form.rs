@@ -65,9 +65,7 @@ async fn through_imap_append(app: &TestApp, address: &str, raw: &str) {
 }
 
 async fn through_submission(app: &TestApp, address: &str, raw: &str) {
-    use base64::Engine;
-    let plain =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{PASSWORD}"));
+    let plain = support::auth_plain(address, PASSWORD);
     let mut probe = mail::probe::SmtpProbe::connect(app.submission).await;
     probe.cmd("EHLO client.test").await;
     probe

@@ -689,6 +689,12 @@ pub async fn send_with_lettre(
 pub use mail::probe::SmtpProbe;
 
 /// A minimal RFC 5322 message.
+/// The argument of `AUTH PLAIN` for `address` and `password`.
+pub fn auth_plain(address: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{password}"))
+}
+
 pub fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
     format!(
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\n\
