@@ -85,6 +85,7 @@ async fn a_killed_worker_delivers_exactly_once(backend: Backend) {
     let caliop = common::Caliop {
         child: Command::new("true").spawn().unwrap(),
         base,
+        submission: "127.0.0.1:9".parse().unwrap(),
         smtp: "127.0.0.1:9".parse().unwrap(),
         imap: "127.0.0.1:9".parse().unwrap(),
         env: env.clone(),

@@ -17,6 +17,24 @@ impl ImapProbe {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connect to IMAP");
+        Self::over(stream).await
+    }
+
+    /// Connects from `local` (any 127.0.0.0/8 address works on loopback),
+    /// to play a client on another network.
+    pub async fn connect_from(
+        addr: std::net::SocketAddr,
+        local: std::net::IpAddr,
+    ) -> (ImapProbe, String) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(local, 0))
+            .expect("bind the client address");
+        let stream = socket.connect(addr).await.expect("connect to IMAP");
+        Self::over(stream).await
+    }
+
+    async fn over(stream: tokio::net::TcpStream) -> (ImapProbe, String) {
         let mut client = ImapProbe {
             reader: BufReader::new(stream),
             next: 1,
@@ -54,6 +72,20 @@ impl ImapProbe {
             text.push_str(&String::from_utf8_lossy(&rest));
         }
         text
+    }
+
+    /// Everything the server sends until it closes the connection (20 s at
+    /// most): for a session the server is expected to end.
+    pub async fn until_closed(&mut self) -> String {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), self.reader.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "the server closes the connection (got {:?} so far)",
+            String::from_utf8_lossy(&rest)
+        );
+        String::from_utf8_lossy(&rest).into_owned()
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {

@@ -1,6 +1,12 @@
 //! A hand-driven SMTP client for tests, to see every reply code exactly
 //! (and to measure the server without a client library in the way).
 
+/// The argument of `AUTH PLAIN` (RFC 4616) for `address` and `password`.
+pub fn auth_plain(address: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{password}"))
+}
+
 pub struct SmtpProbe {
     reader: tokio::io::BufReader<tokio::net::TcpStream>,
     pub greeting: (u16, String),

@@ -19,9 +19,9 @@ pub mod store;
 pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{
-    Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob, Domain, Ended,
-    Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant, Page,
-    QueueDepth, RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate,
+    AccessChange, Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob,
+    Domain, Ended, Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant,
+    Page, QueueDepth, RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate,
     inactive_tenant, may_send_as,
 };
 

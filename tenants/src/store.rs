@@ -729,8 +729,32 @@ pub struct Store {
     committer: Option<tokio::sync::mpsc::Sender<messages::Delivery>>,
     /// Mailboxes that changed in this process, for IMAP sessions to look.
     changes: tokio::sync::broadcast::Sender<MailboxId>,
+    /// Accounts and tenants whose right to act changed in this process, so
+    /// that open sessions end at once instead of at their next re-check.
+    access: tokio::sync::broadcast::Sender<AccessChange>,
     /// The most mailboxes one account may have ([`MAX_MAILBOXES_PER_ACCOUNT`]).
     max_mailboxes: usize,
+}
+
+/// Something that may end open sessions: an account's role, status or
+/// password changed, or a tenant's status (which reaches its whole subtree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessChange {
+    Account(AccountId),
+    Tenant(TenantId),
+}
+
+impl Store {
+    /// Announces what changed to the sessions of this process (others find
+    /// it at their periodic re-check).
+    pub fn access_changed(&self, change: AccessChange) {
+        let _ = self.access.send(change);
+    }
+
+    /// Changes of who may act, for sessions that outlive a request.
+    pub fn access_changes(&self) -> tokio::sync::broadcast::Receiver<AccessChange> {
+        self.access.subscribe()
+    }
 }
 
 /// The most mailboxes (folders, with the special-use ones) an account may
@@ -772,11 +796,13 @@ impl Store {
         };
         let (queue, deliveries) = tokio::sync::mpsc::channel(1024);
         let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let (access, _) = tokio::sync::broadcast::channel(256);
         tokio::spawn(messages::group_committer(
             Store {
                 pool: pool.clone(),
                 committer: None,
                 changes: changes.clone(),
+                access: access.clone(),
                 max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
             },
             deliveries,
@@ -785,6 +811,7 @@ impl Store {
             pool,
             committer: Some(queue),
             changes,
+            access,
             max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
         })
     }
@@ -1051,6 +1078,9 @@ impl Store {
             });
             tx.commit().await?;
         });
+        if status != current.status {
+            self.access_changed(AccessChange::Tenant(id));
+        }
         self.tenant(id).await?.ok_or(Error::NotFound("tenant"))
     }
 
@@ -1361,6 +1391,9 @@ impl Store {
             });
             tx.commit().await?;
         });
+        if ends_sessions {
+            self.access_changed(AccessChange::Account(id));
+        }
         self.account(id).await?.ok_or(Error::NotFound("account"))
     }
 

@@ -18,6 +18,7 @@ pub struct Caliop {
     pub child: Child,
     pub base: String,
     pub smtp: std::net::SocketAddr,
+    pub submission: std::net::SocketAddr,
     pub imap: std::net::SocketAddr,
     pub env: Vec<(String, String)>,
     pub log: std::path::PathBuf,
@@ -112,8 +113,8 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
             let _ = tx.send(line);
         }
     });
-    let (mut base, mut smtp, mut imap) = (None, None, None);
-    while base.is_none() || smtp.is_none() || imap.is_none() {
+    let (mut base, mut smtp, mut submission, mut imap) = (None, None, None, None);
+    while base.is_none() || smtp.is_none() || submission.is_none() || imap.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("caliop serve prints where it listens");
@@ -124,6 +125,9 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         if let Some(rest) = line.strip_prefix("smtp listening on ") {
             smtp = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
+        if let Some(rest) = line.strip_prefix("submission listening on ") {
+            submission = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
         if let Some(rest) = line.strip_prefix("imap listening on ") {
             imap = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
@@ -132,6 +136,7 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         child,
         base: base.unwrap(),
         smtp: smtp.unwrap(),
+        submission: submission.unwrap(),
         imap: imap.unwrap(),
         env,
         log,

@@ -690,10 +690,7 @@ pub use mail::probe::SmtpProbe;
 
 /// A minimal RFC 5322 message.
 /// The argument of `AUTH PLAIN` for `address` and `password`.
-pub fn auth_plain(address: &str, password: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{address}\0{password}"))
-}
+pub use mail::probe::auth_plain;
 
 pub fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
     format!(

@@ -159,6 +159,9 @@ struct Session<'a, S> {
     account: Option<Account>,
     view: Option<View>,
     feed: tokio::sync::broadcast::Receiver<MailboxId>,
+    /// Changes of who may act: a session whose account lost the right ends
+    /// at once, even while it waits for the client.
+    access: tokio::sync::broadcast::Receiver<tenants::AccessChange>,
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The last message read, for clients that fetch its parts one by one.
     cached: Option<(MessageId, Arc<Vec<u8>>)>,
@@ -191,6 +194,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         account: None,
         view: None,
         feed: store.mailbox_changes_feed(),
+        access: store.access_changes(),
         stopping,
         cached: None,
         prefetched: std::collections::HashMap::new(),
@@ -249,14 +253,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             } else {
                 PRE_AUTH_LITERAL
             };
-            let read = self
-                .conn
-                .read_command(self.config.max_line, max_literal, timeout);
             let mut stopping = self.stopping.clone();
-            let frame = tokio::select! {
-                frame = read => frame,
-                () = stopped(&mut stopping) => {
-                    self.conn.line("* BYE the server is shutting down, reconnect in a moment");
+            let woken = {
+                let read = self
+                    .conn
+                    .read_command(self.config.max_line, max_literal, timeout);
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        frame = &mut read => break Woken::Frame(frame),
+                        () = stopped(&mut stopping) => break Woken::Stopping,
+                        change = self.access.recv(), if self.account.is_some() => {
+                            let account = self.account.as_ref().expect("signed in");
+                            if concerns(account, change) && !may_go_on(self.store, account).await {
+                                break Woken::Revoked;
+                            }
+                        }
+                    }
+                }
+            };
+            let frame = match woken {
+                Woken::Frame(frame) => frame,
+                Woken::Stopping => {
+                    self.conn
+                        .line("* BYE the server is shutting down, reconnect in a moment");
+                    let _ = self.conn.flush().await;
+                    return Ok(Flow::Logout);
+                }
+                Woken::Revoked => {
+                    self.revoked();
                     let _ = self.conn.flush().await;
                     return Ok(Flow::Logout);
                 }
@@ -653,34 +678,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.checked_at.elapsed() < self.config.recheck {
             return true;
         }
-        // The same standing as every API request: a new role, status or
-        // password (the credentials epoch), an unverified domain or an
-        // inactive organisation ends the session.
-        let allowed = match self.store.standing(account.id).await {
-            Ok(Some(now)) => now
-                .refusal(
-                    now.role(),
-                    account.credentials_epoch,
-                    tenants::login::Door::Mail,
-                )
-                .is_none(),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "account re-check failed");
-                return true;
-            }
-        };
+        let allowed = may_go_on(self.store, account).await;
         if allowed {
             self.checked_at = std::time::Instant::now();
         } else {
-            tracing::info!(account = %account.id, "IMAP session ended: the account may no longer sign in");
-            self.conn.line(
-                "* BYE the account's access changed (role, status or password): sign in again",
-            );
-            self.account = None;
-            self.view = None;
+            self.revoked();
         }
         allowed
+    }
+
+    /// Ends the signed-in part of the session, saying why.
+    fn revoked(&mut self) {
+        if let Some(account) = self.account.take() {
+            tracing::info!(account = %account.id, "IMAP session ended: the account may no longer sign in");
+        }
+        self.conn
+            .line("* BYE the account's access changed (role, status or password): sign in again");
+        self.view = None;
     }
 
     /// Like the API, IMAP serves nobody of a suspended or closed organisation.
@@ -1642,6 +1656,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         self.conn.flush().await?;
                     }
                 }
+                change = self.access.recv() => {
+                    let account = self.account();
+                    if concerns(account, change) && !may_go_on(self.store, account).await {
+                        self.revoked();
+                        self.conn.flush().await?;
+                        return Ok(Flow::Logout);
+                    }
+                }
                 _ = poll.tick() => {
                     if !self.still_allowed().await {
                         self.conn.flush().await?;
@@ -1661,6 +1683,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     return Ok(Flow::Logout);
                 }
             }
+        }
+    }
+}
+
+/// What ended the wait for the next command.
+enum Woken {
+    Frame(Result<Frame, Gone>),
+    Stopping,
+    Revoked,
+}
+
+/// Whether a change of who may act can concern `account` (a tenant's
+/// status reaches its subtree; a lost notice is taken as concerning).
+fn concerns(
+    account: &Account,
+    change: Result<tenants::AccessChange, tokio::sync::broadcast::error::RecvError>,
+) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    match change {
+        Ok(tenants::AccessChange::Account(id)) => id == account.id,
+        Ok(tenants::AccessChange::Tenant(_)) | Err(RecvError::Lagged(_)) => true,
+        Err(RecvError::Closed) => false,
+    }
+}
+
+/// The same standing as every API request: a new role, status or password
+/// (the credentials epoch), an unverified domain or an inactive
+/// organisation ends the session. A failed look lets it go on.
+async fn may_go_on(store: &Store, account: &Account) -> bool {
+    match store.standing(account.id).await {
+        Ok(Some(now)) => now
+            .refusal(
+                now.role(),
+                account.credentials_epoch,
+                tenants::login::Door::Mail,
+            )
+            .is_none(),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "account re-check failed");
+            true
         }
     }
 }
