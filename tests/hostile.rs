@@ -7,6 +7,8 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Caliop, PASSWORD, field};
@@ -24,6 +26,7 @@ on_both_backends!(
     a_smuggled_second_message_is_never_stored,
     a_second_author_is_refused_on_the_submission_port,
     listeners_refuse_connections_past_their_cap,
+    delivery_never_connects_to_private_networks,
 );
 
 /// The sign-in failures one address may have in a window.
@@ -560,4 +563,103 @@ async fn listeners_refuse_connections_past_their_cap(backend: Backend) {
         let (_third, line) = first_line(server).await;
         assert_eq!(line, refusal);
     }
+}
+
+/// Finding 5, SSRF: a domain whose MX resolved to 127.0.0.1 made the server
+/// speak SMTP to its own port with the attacker's content. With private
+/// networks not allowed (the default), loopback, RFC 1918, IPv6 loopback
+/// and ULA targets are never connected to: deferred, then bounced saying why.
+async fn delivery_never_connects_to_private_networks(backend: Backend) {
+    // Something listens where every MX points: it must never be reached.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let (caliop, _data, dns) = start(
+        backend,
+        &[
+            ("CALIOP_DELIVERY_ALLOW_PRIVATE_NETWORKS", "false"),
+            ("CALIOP_DELIVERY_PORT", &port),
+            ("CALIOP_DELIVERY_LIFETIME_SECONDS", "3"),
+            ("CALIOP_DELIVERY_RETRY_BASE_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let targets: [(&str, IpAddr); 4] = [
+        ("loop.test", "127.0.0.1".parse().unwrap()),
+        ("ten.test", "10.0.0.1".parse().unwrap()),
+        ("six.test", "::1".parse().unwrap()),
+        ("ula.test", "fd00::1".parse().unwrap()),
+    ];
+    for (domain, ip) in targets {
+        let mx = format!("mx.{domain}");
+        dns.set_mx(domain, &[(10, &mx)]);
+        match ip {
+            IpAddr::V4(v4) => dns.set_a(&mx, &[v4]),
+            IpAddr::V6(v6) => dns.set_aaaa(&mx, &[v6]),
+        }
+    }
+    let operator = caliop.operator_token();
+    let (acme, admin) = enterprise(&caliop, &operator, "acme.test").await;
+    let alice = account(&caliop, &admin, &acme, "alice@acme.test", "user").await;
+    let alice_token = token(&caliop, "alice@acme.test").await;
+    let to: Vec<String> = targets
+        .iter()
+        .map(|(d, _)| format!("postmaster@{d}"))
+        .collect();
+    let (status, _, sent) = caliop
+        .post(
+            &format!("/v1/accounts/{alice}/messages"),
+            Some(&alice_token),
+            json!({"to": to, "subject": "port 25", "text": "hello, port 25"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let report = format!("/v1/messages/{}/delivery", field(&sent, "message_id"));
+    let mut outcomes = Value::Null;
+    for _ in 0..300 {
+        let (status, _, delivery) = caliop.get(&report, &alice_token).await;
+        assert_eq!(status, 200, "{delivery}");
+        outcomes = delivery["recipients"].clone();
+        let statuses: Vec<&str> = outcomes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert!(
+            statuses
+                .iter()
+                .all(|s| ["pending", "queued", "deferred", "bounced"].contains(s)),
+            "{outcomes}"
+        );
+        if statuses.iter().all(|s| *s == "bounced") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (domain, ip) in targets {
+        let outcome = outcomes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["recipient"] == format!("postmaster@{domain}"))
+            .unwrap();
+        assert_eq!(outcome["status"], "bounced", "{outcome}");
+        let reply = outcome["remote_reply"].as_str().unwrap_or_default();
+        assert!(
+            reply.contains("private") && reply.contains(&ip.to_string()),
+            "{domain}: {reply}"
+        );
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "nothing connected to the private address"
+    );
 }
