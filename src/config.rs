@@ -610,6 +610,7 @@ impl Config {
             admin_assets_dir: self.admin.assets_dir.clone(),
             exports_dir: self.data_dir.join("exports"),
             exports_max_bytes: self.api.exports_max_bytes,
+            ksf: vault::opaque::KsfParams::default(),
         }
     }
 }

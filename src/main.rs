@@ -3,6 +3,7 @@
 //! the other commands run one role each, for scale-out deployments.
 
 mod bench;
+mod client;
 mod config;
 mod progress;
 mod sites;
@@ -67,6 +68,18 @@ enum Command {
         #[command(subcommand)]
         command: transfer::LegalCommand,
     },
+    /// Sign in as a user (the password stays on this machine) and print an access token.
+    Login(client::LoginArgs),
+    /// The account's OpenPGP key, unlocked on this machine.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// The account's password, changed on this machine.
+    Password {
+        #[command(subcommand)]
+        command: PasswordCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Measure a service and print a table.
@@ -74,6 +87,18 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PasswordCommand {
+    /// Change it (current from CALIOP_PASSWORD, new from CALIOP_NEW_PASSWORD, or two lines of stdin).
+    Change(client::PasswordArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Sign in and write the secret key unlocked, for GnuPG or Thunderbird.
+    Unlock(client::UnlockArgs),
 }
 
 #[derive(Subcommand)]
@@ -110,11 +135,29 @@ enum AdminCommand {
     },
 }
 
+fn on_current_thread(run: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Openapi = cli.command {
-        print!("{}", api::openapi_json());
-        return Ok(());
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", api::openapi_json());
+            return Ok(());
+        }
+        // The user's side needs no configuration of a server, and logs nothing.
+        Command::Login(args) => return on_current_thread(client::login(args)),
+        Command::Key {
+            command: KeyCommand::Unlock(args),
+        } => return on_current_thread(client::unlock(args)),
+        Command::Password {
+            command: PasswordCommand::Change(args),
+        } => return on_current_thread(client::change_password(args)),
+        _ => {}
     }
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     init_logging(&config);
@@ -213,7 +256,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Tenant { command } => transfer::tenant(&config, command).await,
             Command::Legal { command } => transfer::legal(&config, command).await,
-            Command::Openapi => Ok(()),
+            Command::Openapi
+            | Command::Login(_)
+            | Command::Key { .. }
+            | Command::Password { .. } => Ok(()),
             Command::Bench {
                 command: BenchCommand::Smtp(args),
             } => bench::run(args).await,

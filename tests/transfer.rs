@@ -213,6 +213,43 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_reads_the_same_mail() {
                 && flags.to_string().contains("flagged"))
     );
 
+    // An account that moved to device sign-in, with an app password: its
+    // OPAQUE record, its key locked on the device, the tenant's OPAQUE
+    // secrets and the app password move with the tenant.
+    let (status, _, mover) = from
+        .post(
+            &format!("/v1/tenants/{tenant_id}/accounts"),
+            Some(&operator),
+            json!({"address": "mover@acme.test", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{mover}");
+    let user_cli = |caliop: &Caliop, args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--api", &caliop.base])
+            .env("CALIOP_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mover_token = user_cli(&from, &["login", "mover@acme.test"]);
+    let (status, _, app_password) = from
+        .post(
+            &format!("/v1/accounts/{}/app-passwords", field(&mover, "id")),
+            Some(mover_token.trim()),
+            json!({"name": "phone"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{app_password}");
+    let app_secret = field(&app_password, "secret");
+    let mover_key = user_cli(&from, &["key", "unlock", "mover@acme.test"]);
+
     // Exported while the first instance runs.
     let archive = work.path().join("acme.caliop");
     let passphrase_file = work.path().join("passphrase");
@@ -367,6 +404,15 @@ async fn a_tenant_moves_from_sqlite_to_postgres_and_reads_the_same_mail() {
     assert!(ok, "import: {err}");
     assert!(out.contains("7 message(s)"), "{out}");
     assert_eq!(tenant_count(&to).await, tenants_before + 1);
+
+    // The moved account signs in unchanged, through OPAQUE, and unlocks
+    // the same key; its mail client's app password still opens IMAP.
+    assert_eq!(
+        user_cli(&to, &["key", "unlock", "mover@acme.test"]),
+        mover_key
+    );
+    let (mut imap, _) = mail::imap_probe::ImapProbe::connect(to.imap).await;
+    imap.login("mover@acme.test", &app_secret).await;
 
     // Same passwords, same folders, flags and bytes.
     for ((address, id, _), expected) in accounts.iter().zip(&before) {

@@ -260,6 +260,9 @@ async fn check_path(
             }
             // Names, not ids: checked by the handler.
             "template" | "language" => continue,
+            // Only ever looked up within the account of the same path, whose
+            // rule applies; the handler also requires its owner.
+            "app_password_id" => continue,
             "hostname_id" => (
                 "hostname",
                 state

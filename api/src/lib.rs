@@ -59,6 +59,9 @@ pub struct ApiConfig {
     /// Bytes that archives waiting for their download may use, instance-wide;
     /// past it, new exports wait.
     pub exports_max_bytes: i64,
+    /// The Argon2id parameters new device sign-ins are asked to stretch
+    /// passwords with (each account keeps those it registered with).
+    pub ksf: vault::opaque::KsfParams,
 }
 
 impl ApiConfig {
@@ -86,6 +89,7 @@ impl Default for ApiConfig {
             admin_assets_dir: PathBuf::from("web-admin/dist"),
             exports_dir: PathBuf::from("data/exports"),
             exports_max_bytes: 20 * 1024 * 1024 * 1024,
+            ksf: vault::opaque::KsfParams::default(),
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct Inner {
     billing: Arc<billing::Billing>,
     /// Password reset requests per address and per client IP.
     pub reset_guard: LoginGuard,
+    /// Device sign-ins between their two messages.
+    pub pending_logins: routes::PendingLogins,
 }
 
 /// Shared by every request. Cheap to clone.
@@ -143,6 +149,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             billing,
             reset_guard: LoginGuard::new(Duration::from_secs(3600), 3, 20),
+            pending_logins: routes::PendingLogins::default(),
             tokens: Tokens::new(instance_key, config.token_ttl),
             instance_public_key: *instance_key.public_key(),
             login_guard,

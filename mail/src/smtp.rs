@@ -906,7 +906,11 @@ async fn authenticate(
     .map_err(|refused| match refused {
         SignInRefused::Invalid => {
             tracing::info!(%ip, "failed submission authentication");
-            Reply::new(535, "5.7.8", "authentication credentials invalid")
+            Reply::new(
+                535,
+                "5.7.8",
+                "authentication credentials invalid; mail clients sign in with an app password, made in the account's settings",
+            )
         }
         SignInRefused::Disabled(why) => {
             tracing::info!(%ip, "submission sign-in of an account that may not sign in");

@@ -19,10 +19,10 @@ pub mod store;
 pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{
-    AccessChange, Account, AccountUpdate, ApiKey, AuditEntry, Backend, Correspondent, DeadJob,
-    Domain, Ended, Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage, NewTenant,
-    Page, QueueDepth, RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate,
-    inactive_tenant, may_send_as,
+    AccessChange, Account, AccountUpdate, ApiKey, AppPassword, AuditEntry, Backend, Correspondent,
+    DeadJob, Domain, Ended, Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage,
+    NewTenant, OpaqueRegistration, Page, QueueDepth, RecipientAccount, Standing, Store, Tenant,
+    TenantFilter, TenantUpdate, inactive_tenant, may_send_as,
 };
 
 /// What can go wrong in the domain core.

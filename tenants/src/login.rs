@@ -235,6 +235,26 @@ pub async fn sign_in(
     password: SecretString,
     door: Door,
 ) -> Result<Account, SignInRefused> {
+    sign_in_with(store, guard, ip, name, password, door)
+        .await
+        .map(|(account, _)| account)
+}
+
+/// [`sign_in`], also saying which app password opened a mail door (the
+/// session it opens ends when that app password is revoked).
+///
+/// A mail client signs in with an app password. The account's own
+/// password opens a mail door only while the account has not moved its
+/// key to the device (an account signed in through OPAQUE has no password
+/// hash: the server cannot check its password, by design).
+pub async fn sign_in_with(
+    store: &Store,
+    guard: &LoginGuard,
+    ip: IpAddr,
+    name: &str,
+    password: SecretString,
+    door: Door,
+) -> Result<(Account, Option<uuid::Uuid>), SignInRefused> {
     let Ok(address) = EmailAddress::parse(name) else {
         // Counted against the network: a malformed name is a failure too.
         let _failed = guard
@@ -245,7 +265,14 @@ pub async fn sign_in(
     let attempt = guard
         .reserve(Some(address.as_str()), ip)
         .map_err(SignInRefused::TooManyAttempts)?;
-    let account = match store.verify_password(&address, password).await {
+    let checked = match door {
+        Door::Mail => store.verify_mail_password(&address, password).await,
+        Door::Api => store
+            .verify_password(&address, password)
+            .await
+            .map(|a| a.map(|a| (a, None))),
+    };
+    let account = match checked {
         Ok(account) => account,
         Err(e) => {
             guard.release(attempt);
@@ -253,12 +280,13 @@ pub async fn sign_in(
             return Err(SignInRefused::Unavailable);
         }
     };
-    let Some(account) = account.filter(|a| a.status != AccountStatus::Deleted) else {
+    let Some((account, app_password)) = account.filter(|(a, _)| a.status != AccountStatus::Deleted)
+    else {
         return Err(SignInRefused::Invalid);
     };
     guard.succeeded(attempt);
     match store.may_sign_in(&account, door).await {
-        Ok(None) => Ok(account),
+        Ok(None) => Ok((account, app_password)),
         Ok(Some(why)) => Err(SignInRefused::Disabled(why)),
         Err(e) => {
             tracing::error!(error = %e, "sign-in check failed");
@@ -291,6 +319,32 @@ impl Store {
         Ok(account.filter(|_| verified))
     }
 
+    /// What opens a mail door: one of the account's app passwords (which
+    /// one is returned), or, for an account whose key has not moved to the
+    /// device yet, its password.
+    pub async fn verify_mail_password(
+        &self,
+        address: &EmailAddress,
+        password: SecretString,
+    ) -> Result<Option<(Account, Option<uuid::Uuid>)>> {
+        let Some(account) = self.account_by_address(address).await? else {
+            // As long as a real check: the dummy hash.
+            self.verify_password(address, password).await?;
+            return Ok(None);
+        };
+        let hash = app_password_hash(password.expose_secret());
+        if let Some(id) = self.use_app_password(account.id, &hash).await? {
+            return Ok(Some((account, Some(id))));
+        }
+        if account.password_hash.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .verify_password(address, password)
+            .await?
+            .map(|a| (a, None)))
+    }
+
     /// Why `account` may not sign in through `door`, if it may not: it is
     /// not active, or its domain is only a claim (not verified). One
     /// exception, so that a claim can be proven at all: an administrator of
@@ -304,6 +358,36 @@ impl Store {
         let hosted = self.is_hosted_domain_id(account.domain_id).await?;
         Ok(claim_refusal(hosted, account, door))
     }
+}
+
+/// How an app password is stored: its secret is random (160 bits and
+/// more), so one round of SHA-256 suffices and lets it be looked up.
+pub fn app_password_hash(secret: &str) -> String {
+    use sha2::Digest;
+    let normalised: String = secret
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    sha2::Sha256::digest(normalised.to_ascii_lowercase().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new app password: 26 characters of base32 (130 bits), shown as five
+/// groups so that a person can type it; spaces, dashes and case do not matter.
+pub fn new_app_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut rng = rand::rng();
+    let chars: Vec<char> = (0..26)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    chars
+        .chunks(5)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The claim rule of [`Store::may_sign_in`], without a database.

@@ -742,6 +742,8 @@ pub struct Store {
 pub enum AccessChange {
     Account(AccountId),
     Tenant(TenantId),
+    /// An app password was revoked: the sessions it opened end.
+    AppPassword(AccountId, Uuid),
 }
 
 impl Store {
@@ -1349,7 +1351,9 @@ impl Store {
         });
         let sql = "UPDATE accounts SET display_name = $2, role = $3, status = $4, level = $5, password_hash = $6, \
              fingerprint = $7, public_key = $8, secret_key = $9, updated_at = $10, \
-             credentials_epoch = credentials_epoch + $11 WHERE id = $1";
+             credentials_epoch = credentials_epoch + $11, \
+             opaque_record = CASE WHEN $12 THEN NULL ELSE opaque_record END, \
+             ksf_params = CASE WHEN $12 THEN NULL ELSE ksf_params END WHERE id = $1";
         let status = update.status.unwrap_or(current.status);
         let role = update.role.unwrap_or(current.role);
         // What lets the account act changed: every token and session it holds ends.
@@ -1375,6 +1379,9 @@ impl Store {
                 .bind(&credentials.secret_key)
                 .bind(Utc::now())
                 .bind(i64::from(ends_sessions))
+                // New credentials set here (an administrator's reset) come
+                // with a password: device sign-in is registered again after.
+                .bind(update.credentials.is_some())
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -1513,6 +1520,8 @@ fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSq
 #[path = "store_tests.rs"]
 mod tests;
 
+mod device_keys;
+pub use device_keys::{AppPassword, MAX_APP_PASSWORDS, OpaqueRegistration};
 mod dkim;
 mod jobs;
 #[macro_use]

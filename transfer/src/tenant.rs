@@ -179,6 +179,18 @@ impl Exporter<'_> {
     async fn outgoing(&mut self, table: &Table, row: &mut Row) -> Result<Option<Option<Vec<u8>>>> {
         let master = self.inbound.master();
         match table.name {
+            // The tenant's OPAQUE secrets move with it, so that its users
+            // sign in unchanged on the importing instance.
+            "tenants" => {
+                if let Some(sealed) = row.remove("opaque_setup").filter(|v| !v.is_null()) {
+                    let tenant = uuid(row, "id")?;
+                    let sealed = sealed.as_str().ok_or_else(|| {
+                        Error::Unusable("an OPAQUE setup that is not text".into())
+                    })?;
+                    let raw = master.open_secret(&vault::opaque::setup_context(&tenant), sealed)?;
+                    row.insert("opaque_setup_raw".into(), Value::String(b64(&raw)));
+                }
+            }
             "tenant_keys" => {
                 let tenant = uuid(row, "tenant_id")?;
                 let wrapped = b64_decode(text(row, "wrapped_key")?, "a wrapped key")?;
@@ -1075,6 +1087,16 @@ async fn write_all(
         match table.name {
             "tenants" => {
                 let id = uuid(&row, "id")?;
+                if let Some(raw) = row.remove("opaque_setup_raw").filter(|v| !v.is_null()) {
+                    let raw = b64_decode(
+                        raw.as_str().ok_or_else(|| {
+                            Error::Unusable("an OPAQUE setup that is not text".into())
+                        })?,
+                        "an OPAQUE setup",
+                    )?;
+                    let sealed = master.seal_secret(&vault::opaque::setup_context(&id), &raw)?;
+                    row.insert("opaque_setup".into(), Value::String(sealed));
+                }
                 if id == checked.root.0 {
                     row.insert("parent_id".into(), Value::String(parent.id.0.to_string()));
                     root_limits(&mut row, parent, options)?;

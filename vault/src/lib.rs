@@ -14,6 +14,7 @@ pub mod at_rest;
 pub mod dispersal;
 pub mod dkim;
 pub mod instance;
+pub mod opaque;
 pub mod openpgp;
 pub mod seal;
 pub mod sites;
@@ -29,6 +30,9 @@ pub enum VaultError {
     OpenPgp(String),
     #[error("key encoding: {0}")]
     Encoding(String),
+    /// A sign-in message or stored record that does not parse or verify.
+    #[error("OPAQUE: {0}")]
+    Opaque(String),
     #[error("dispersal: {0}")]
     Dispersal(String),
     #[error("storage site: {0}")]

@@ -105,6 +105,25 @@ impl AccountKey {
         Self::from_secret(&secret)
     }
 
+    /// The armored secret key unlocked with `passphrase` and armored again
+    /// without one: for the user's own machine (and to lock it again there).
+    pub fn unprotect(secret_armored: &str, passphrase: &str) -> Result<String, VaultError> {
+        let (mut secret, _) = SignedSecretKey::from_string(secret_armored).map_err(pgp_err)?;
+        let passphrase = Password::from(passphrase);
+        secret
+            .primary_key
+            .remove_password(&passphrase)
+            .map_err(|_| VaultError::WrongPassphrase)?;
+        for sub in &mut secret.secret_subkeys {
+            sub.key
+                .remove_password(&passphrase)
+                .map_err(|_| VaultError::WrongPassphrase)?;
+        }
+        secret
+            .to_armored_string(ArmorOptions::default())
+            .map_err(pgp_err)
+    }
+
     /// The armored public key in binary form (what WKD serves).
     pub fn binary_public_key(public_armored: &str) -> Result<Vec<u8>, VaultError> {
         use pgp::ser::Serialize;

@@ -373,6 +373,12 @@ pub async fn update_account(
                     "only an administrator can reset a password",
                 ));
             }
+            if current.is_some() && account.password_hash.is_empty() {
+                return Err(Problem::conflict(
+                    "this account's password changes on its device, where its key is unlocked: \
+                     POST /v1/accounts/{account_id}/opaque/register/start",
+                ));
+            }
             let (secret, hash, uid) = (
                 account.secret_key.clone(),
                 account.password_hash.clone(),

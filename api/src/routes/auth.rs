@@ -153,16 +153,26 @@ pub async fn issue_token(
             (actor, None, 0)
         }
     };
+    Ok(Json(token_response(&state, &actor, account_id, epoch)?))
+}
+
+/// The access token for `actor`, as every grant answers it.
+pub fn token_response(
+    state: &AppState,
+    actor: &Actor,
+    account_id: Option<tenants::AccountId>,
+    epoch: i64,
+) -> ApiResult<TokenResponse> {
     let ttl = state.tokens.ttl();
-    Ok(Json(TokenResponse {
-        access_token: state.tokens.issue(&actor, epoch, ttl)?,
+    Ok(TokenResponse {
+        access_token: state.tokens.issue(actor, epoch, ttl)?,
         token_type: "Bearer".into(),
         expires_in: ttl.as_secs(),
         role: actor.role,
         tenant_id: actor.tenant_id,
         account_id,
-        scopes: actor.scopes,
-    }))
+        scopes: actor.scopes.clone(),
+    })
 }
 
 fn too_many(t: tenants::login::TooManyAttempts) -> Problem {

@@ -5,6 +5,8 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod auth;
+mod device;
+pub use device::PendingLogins;
 mod billing;
 pub(crate) mod branding;
 pub use branding::caliop_brand;
@@ -34,6 +36,15 @@ use crate::problem::Problem;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(auth::issue_token))
+        .routes(routes!(device::login_start))
+        .routes(routes!(device::login_finish))
+        .routes(routes!(device::register_start))
+        .routes(routes!(device::register_finish))
+        .routes(routes!(
+            device::list_app_passwords,
+            device::create_app_password
+        ))
+        .routes(routes!(device::revoke_app_password))
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(
             tenants::get_tenant,

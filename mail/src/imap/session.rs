@@ -162,6 +162,9 @@ struct Session<'a, S> {
     /// Changes of who may act: a session whose account lost the right ends
     /// at once, even while it waits for the client.
     access: tokio::sync::broadcast::Receiver<tenants::AccessChange>,
+    /// The app password the session signed in with, if it did with one:
+    /// revoking it ends the session.
+    app_password: Option<uuid::Uuid>,
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The last message read, for clients that fetch its parts one by one.
     cached: Option<(MessageId, Arc<Vec<u8>>)>,
@@ -195,6 +198,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         view: None,
         feed: store.mailbox_changes_feed(),
         access: store.access_changes(),
+        app_password: None,
         stopping,
         cached: None,
         prefetched: std::collections::HashMap::new(),
@@ -265,7 +269,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         () = stopped(&mut stopping) => break Woken::Stopping,
                         change = self.access.recv(), if self.account.is_some() => {
                             let account = self.account.as_ref().expect("signed in");
-                            if concerns(account, change) && !may_go_on(self.store, account).await {
+                            if concerns(account, self.app_password, change)
+                                && !may_go_on(self.store, account, self.app_password).await
+                            {
                                 break Woken::Revoked;
                             }
                         }
@@ -560,7 +566,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 "[PRIVACYREQUIRED] STARTTLS first: passwords are not sent in clear".into(),
             );
         }
-        match tenants::login::sign_in(
+        match tenants::login::sign_in_with(
             self.store,
             self.guard,
             self.peer.ip(),
@@ -570,18 +576,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         )
         .await
         {
-            Ok(account) if !self.organisation_active(&account).await => Done::No(
+            Ok((account, _)) if !self.organisation_active(&account).await => Done::No(
                 "[CONTACTADMIN] the organisation is suspended; its administrators can say more"
                     .into(),
             ),
-            Ok(account) => {
+            Ok((account, app_password)) => {
                 tracing::info!(account = %account.id, client = %self.peer.ip(), "IMAP sign-in");
                 self.account = Some(account);
+                self.app_password = app_password;
                 Done::Ok(format!("[CAPABILITY {}] signed in", self.capabilities()))
             }
             Err(SignInRefused::Invalid) => {
                 tracing::info!(client = %self.peer.ip(), "failed IMAP sign-in");
-                Done::No("[AUTHENTICATIONFAILED] invalid address or password".into())
+                Done::No(
+                    "[AUTHENTICATIONFAILED] invalid address or password; mail clients sign in \
+                     with an app password, made in the account's settings"
+                        .into(),
+                )
             }
             Err(SignInRefused::Disabled(why)) => {
                 tracing::info!(client = %self.peer.ip(), "IMAP sign-in of an account that may not sign in");
@@ -678,7 +689,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.checked_at.elapsed() < self.config.recheck {
             return true;
         }
-        let allowed = may_go_on(self.store, account).await;
+        let allowed = may_go_on(self.store, account, self.app_password).await;
         if allowed {
             self.checked_at = std::time::Instant::now();
         } else {
@@ -693,7 +704,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             tracing::info!(account = %account.id, "IMAP session ended: the account may no longer sign in");
         }
         self.conn
-            .line("* BYE the account's access changed (role, status or password): sign in again");
+            .line("* BYE the account's access changed (role, status, password or app password): sign in again");
         self.view = None;
     }
 
@@ -1658,7 +1669,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
                 change = self.access.recv() => {
                     let account = self.account();
-                    if concerns(account, change) && !may_go_on(self.store, account).await {
+                    if concerns(account, self.app_password, change)
+                        && !may_go_on(self.store, account, self.app_password).await
+                    {
                         self.revoked();
                         self.conn.flush().await?;
                         return Ok(Flow::Logout);
@@ -1698,11 +1711,13 @@ enum Woken {
 /// status reaches its subtree; a lost notice is taken as concerning).
 fn concerns(
     account: &Account,
+    app_password: Option<uuid::Uuid>,
     change: Result<tenants::AccessChange, tokio::sync::broadcast::error::RecvError>,
 ) -> bool {
     use tokio::sync::broadcast::error::RecvError;
     match change {
         Ok(tenants::AccessChange::Account(id)) => id == account.id,
+        Ok(tenants::AccessChange::AppPassword(_, id)) => Some(id) == app_password,
         Ok(tenants::AccessChange::Tenant(_)) | Err(RecvError::Lagged(_)) => true,
         Err(RecvError::Closed) => false,
     }
@@ -1710,8 +1725,14 @@ fn concerns(
 
 /// The same standing as every API request: a new role, status or password
 /// (the credentials epoch), an unverified domain or an inactive
-/// organisation ends the session. A failed look lets it go on.
-async fn may_go_on(store: &Store, account: &Account) -> bool {
+/// organisation ends the session, and so does revoking the app password it
+/// signed in with. A failed look lets it go on.
+async fn may_go_on(store: &Store, account: &Account, app_password: Option<uuid::Uuid>) -> bool {
+    if let Some(id) = app_password
+        && matches!(store.app_password_exists(id).await, Ok(false))
+    {
+        return false;
+    }
     match store.standing(account.id).await {
         Ok(Some(now)) => now
             .refusal(

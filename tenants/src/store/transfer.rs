@@ -154,7 +154,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "id = $1",
             "id:u name kind parent_id:u status max_accounts:i max_domains:i storage_quota_bytes:i min_level \
              allowed_jurisdictions created_at:t updated_at:t storage_used_bytes:i dispersal_k:i dispersal_n:i self_signup_domain \
-             publish_transparency:b"
+             publish_transparency:b opaque_setup"
         ),
         table!(
             "tenant_keys",
@@ -180,7 +180,14 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
              secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address \
-             credentials_epoch:i"
+             credentials_epoch:i opaque_record ksf_params"
+        ),
+        // Mail clients keep signing in after the move (the hashes only).
+        table!(
+            "app_passwords",
+            key["id"],
+            "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "id:u account_id:u name secret_hash created_at:t last_used_at:t"
         ),
         table!(
             "mailboxes",

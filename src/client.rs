@@ -1,0 +1,371 @@
+//! `caliop login` and `caliop key unlock`: a small client of device sign-in
+//! for scripts, tests and people who read their mail in GnuPG or
+//! Thunderbird. The password is stretched and the key unlocked here, on the
+//! user's machine; the server sees neither (see `vault::opaque`).
+//!
+//! An account created before device sign-in moves on its first sign-in
+//! here: the password grant once, the password-locked key unlocked here,
+//! OPAQUE registered, the key locked again with the export key and
+//! uploaded; the server deletes the password hash and the old blob.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use vault::opaque::{self, ExportKey, KsfParams};
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The account's address.
+    pub address: String,
+    /// The API's base URL.
+    #[arg(long, env = "CALIOP_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+}
+
+#[derive(Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub login: LoginArgs,
+    /// Where to write the unlocked secret key (ASCII-armored, no passphrase;
+    /// created readable by you alone). Standard output when absent.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PasswordArgs {
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
+/// The new password: `CALIOP_NEW_PASSWORD`, or the next line of standard input.
+fn new_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("CALIOP_NEW_PASSWORD") {
+        return Ok(p);
+    }
+    eprint!("new password: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the new password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The password: `CALIOP_PASSWORD`, or the first line of standard input.
+fn password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("CALIOP_PASSWORD") {
+        return Ok(p);
+    }
+    eprint!("password: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+struct Client {
+    http: reqwest::Client,
+    api: String,
+}
+
+impl Client {
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.post(format!("{}{path}", self.api)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn get_text(&self, path: &str, token: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {}", detail(&text));
+        }
+        Ok(text)
+    }
+}
+
+fn detail(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a str> {
+    v[name]
+        .as_str()
+        .with_context(|| format!("the server's answer has no `{name}`: {v}"))
+}
+
+/// Signed in: the token, the account and the export key (never sent).
+struct Session {
+    token: String,
+    account_id: String,
+    export: ExportKey,
+}
+
+async fn sign_in(client: &Client, address: &str, password: &str) -> anyhow::Result<Session> {
+    for _ in 0..2 {
+        let (state, request) = opaque::client_login_start(password)?;
+        let (status, started) = client
+            .post(
+                "/v1/auth/opaque/login/start",
+                None,
+                json!({"username": address, "credential_request": request}),
+            )
+            .await?;
+        match status {
+            200 => {}
+            409 => {
+                move_to_device(client, address, password).await?;
+                continue;
+            }
+            _ => bail!(
+                "sign-in refused ({status}): {}",
+                detail(&started.to_string())
+            ),
+        }
+        let ksf: KsfParams = serde_json::from_value(started["ksf"].clone())
+            .context("the server's key-stretching parameters")?;
+        let (finalization, export) = match opaque::client_login_finish(
+            state,
+            password,
+            field(&started, "credential_response")?,
+            &ksf,
+        ) {
+            Ok(done) => done,
+            Err(vault::VaultError::WrongPassphrase) => bail!("wrong address or password"),
+            Err(e) => return Err(e.into()),
+        };
+        let (status, token) = client
+            .post(
+                "/v1/auth/opaque/login/finish",
+                None,
+                json!({"login_id": started["login_id"], "credential_finalization": finalization}),
+            )
+            .await?;
+        if status != 200 {
+            bail!("sign-in refused ({status}): {}", detail(&token.to_string()));
+        }
+        return Ok(Session {
+            token: field(&token, "access_token")?.to_owned(),
+            account_id: field(&token, "account_id")?.to_owned(),
+            export,
+        });
+    }
+    bail!("the account did not move to device sign-in")
+}
+
+/// The one-time move of an account created before device sign-in.
+async fn move_to_device(client: &Client, address: &str, password: &str) -> anyhow::Result<()> {
+    eprintln!("moving {address} to device sign-in: its key is locked again on this machine");
+    let (status, token) = client
+        .post(
+            "/v1/auth/token",
+            None,
+            json!({"grant_type": "password", "username": address, "password": password}),
+        )
+        .await?;
+    if status != 200 {
+        bail!("sign-in refused ({status}): {}", detail(&token.to_string()));
+    }
+    let (token, account) = (field(&token, "access_token")?, field(&token, "account_id")?);
+    let locked = client
+        .get_text(&format!("/v1/accounts/{account}/secret-key"), token)
+        .await?;
+    let password_owned = password.to_owned();
+    let armored = tokio::task::spawn_blocking(move || {
+        vault::openpgp::AccountKey::unprotect(&locked, &password_owned)
+    })
+    .await??;
+    register(client, token, account, password, &armored, None).await
+}
+
+/// Registers `password` for the account, with `armored` locked by its
+/// export key; `proof` is a finished sign-in with the current password
+/// (`(login_id, finalization)`), which a password change needs.
+async fn register(
+    client: &Client,
+    token: &str,
+    account: &str,
+    password: &str,
+    armored: &str,
+    proof: Option<(Value, String)>,
+) -> anyhow::Result<()> {
+    let (state, request) = opaque::client_register_start(password)?;
+    let (status, started) = client
+        .post(
+            &format!("/v1/accounts/{account}/opaque/register/start"),
+            Some(token),
+            json!({"registration_request": request}),
+        )
+        .await?;
+    if status != 200 {
+        bail!(
+            "registration refused ({status}): {}",
+            detail(&started.to_string())
+        );
+    }
+    let ksf: KsfParams = serde_json::from_value(started["ksf"].clone())?;
+    let (record, export) = opaque::client_register_finish(
+        state,
+        password,
+        field(&started, "registration_response")?,
+        &ksf,
+    )?;
+    let locked_key = export.wrap(armored)?;
+    let mut body = json!({"registration_record": record, "ksf": ksf, "locked_key": locked_key});
+    if let Some((login_id, finalization)) = proof {
+        body["current_password_proof"] =
+            json!({"login_id": login_id, "credential_finalization": finalization});
+    }
+    let (status, done) = client
+        .post(
+            &format!("/v1/accounts/{account}/opaque/register/finish"),
+            Some(token),
+            body,
+        )
+        .await?;
+    if status != 204 {
+        bail!(
+            "registration refused ({status}): {}",
+            detail(&done.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// The first half of a sign-in, finished on the device only: (login_id,
+/// finalization), to prove the password to another request.
+async fn prove(client: &Client, address: &str, password: &str) -> anyhow::Result<(Value, String)> {
+    let (state, request) = opaque::client_login_start(password)?;
+    let (status, started) = client
+        .post(
+            "/v1/auth/opaque/login/start",
+            None,
+            json!({"username": address, "credential_request": request}),
+        )
+        .await?;
+    if status != 200 {
+        bail!(
+            "sign-in refused ({status}): {}",
+            detail(&started.to_string())
+        );
+    }
+    let ksf: KsfParams = serde_json::from_value(started["ksf"].clone())?;
+    let (finalization, _) = opaque::client_login_finish(
+        state,
+        password,
+        field(&started, "credential_response")?,
+        &ksf,
+    )
+    .map_err(|_| anyhow::anyhow!("wrong address or password"))?;
+    Ok((started["login_id"].clone(), finalization))
+}
+
+fn client(api: &str) -> Client {
+    Client {
+        http: reqwest::Client::new(),
+        api: api.trim_end_matches('/').to_owned(),
+    }
+}
+
+/// `caliop login`: prints an access token.
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let password = password()?;
+    let session = sign_in(&client(&args.api), &args.address, &password).await?;
+    println!("{}", session.token);
+    Ok(())
+}
+
+/// `caliop key unlock`: writes the account's secret key, unlocked here.
+pub async fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
+    let password = password()?;
+    let api = client(&args.login.api);
+    let session = sign_in(&api, &args.login.address, &password).await?;
+    let locked = api
+        .get_text(
+            &format!("/v1/accounts/{}/secret-key", session.account_id),
+            &session.token,
+        )
+        .await?;
+    let armored = session
+        .export
+        .unwrap(&locked)
+        .context("unlocking the secret key")?;
+    match args.out {
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(armored.as_bytes())?;
+            eprintln!("the unlocked key is in {}", path.display());
+        }
+        None => print!("{armored}"),
+    }
+    Ok(())
+}
+
+/// `caliop password change`: a new password, the key re-locked here.
+pub async fn change_password(args: PasswordArgs) -> anyhow::Result<()> {
+    let current = password()?;
+    let new = new_password()?;
+    // The server never sees it: the strength rule is kept here.
+    tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api = client(&args.login.api);
+    let address = &args.login.address;
+    let session = sign_in(&api, address, &current).await?;
+    let locked = api
+        .get_text(
+            &format!("/v1/accounts/{}/secret-key", session.account_id),
+            &session.token,
+        )
+        .await?;
+    let armored = session
+        .export
+        .unwrap(&locked)
+        .context("unlocking the secret key")?;
+    let proof = prove(&api, address, &current).await?;
+    register(
+        &api,
+        &session.token,
+        &session.account_id,
+        &new,
+        &armored,
+        Some(proof),
+    )
+    .await?;
+    eprintln!("the password of {address} is changed; its key is locked with the new one");
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! What the server keeps of sign-ins it never sees the password of: each
+//! tenant's OPAQUE secrets (sealed by the caller), each account's OPAQUE
+//! record with its key-stretching parameters and its secret key locked on
+//! the device, and app passwords for mail clients.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Audit, INSERT_AUDIT, Pool, Store};
+use crate::model::{AccountId, TenantId};
+use crate::{Error, Result};
+
+/// An app password as listed: never its secret, which is shown once.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AppPassword {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    /// The device or client it is for, as its owner named it.
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// When a mail client last signed in with it.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct AppPasswordRow {
+    id: Uuid,
+    account_id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<AppPasswordRow> for AppPassword {
+    fn from(r: AppPasswordRow) -> Self {
+        AppPassword {
+            id: r.id,
+            account_id: AccountId(r.account_id),
+            name: r.name,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        }
+    }
+}
+
+/// An account's OPAQUE registration.
+#[derive(Clone, Debug)]
+pub struct OpaqueRegistration {
+    /// The registration record, unpadded base64url.
+    pub record: String,
+    /// The key-stretching parameters, as JSON.
+    pub ksf: String,
+}
+
+/// The most app passwords one account may hold (one per device; a person
+/// with more devices than this revokes old ones).
+pub const MAX_APP_PASSWORDS: i64 = 50;
+
+impl Store {
+    /// The tenant's sealed OPAQUE secrets; `make` seals new ones the first
+    /// time. Two nodes racing keep the same (the first written).
+    pub async fn opaque_setup(
+        &self,
+        tenant: TenantId,
+        make: impl FnOnce() -> Result<String>,
+    ) -> Result<String> {
+        let read = "SELECT opaque_setup FROM tenants WHERE id = $1";
+        let row: Option<(Option<String>,)> = on_pool!(&self.pool, p => sqlx::query_as(read)
+            .bind(tenant.0).fetch_optional(p).await)?;
+        let (current,) = row.ok_or(Error::NotFound("tenant"))?;
+        if let Some(sealed) = current {
+            return Ok(sealed);
+        }
+        let sealed = make()?;
+        let write = "UPDATE tenants SET opaque_setup = $2 WHERE id = $1 AND opaque_setup IS NULL";
+        on_pool!(&self.pool, p => sqlx::query(write).bind(tenant.0).bind(&sealed).execute(p).await.map(|_| ()))?;
+        let (stored,): (Option<String>,) = on_pool!(&self.pool, p => sqlx::query_as(read)
+            .bind(tenant.0).fetch_one(p).await)?;
+        stored.ok_or(Error::NotFound("tenant"))
+    }
+
+    /// The account's OPAQUE registration, if it has one.
+    pub async fn opaque_registration(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<OpaqueRegistration>> {
+        let sql = "SELECT opaque_record, ksf_params FROM accounts WHERE id = $1";
+        let row: Option<(Option<String>, Option<String>)> = on_pool!(&self.pool, p =>
+            sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
+        Ok(match row {
+            Some((Some(record), Some(ksf))) => Some(OpaqueRegistration { record, ksf }),
+            _ => None,
+        })
+    }
+
+    /// Registers (or re-registers, on a password change) the account's
+    /// OPAQUE record, with its secret key now locked on the device. The
+    /// password hash and the password-locked key are gone from then on, and
+    /// every token and session the account held ends.
+    pub async fn register_opaque(
+        &self,
+        actor: &str,
+        account: AccountId,
+        registration: &OpaqueRegistration,
+        locked_key: &str,
+    ) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        // A password hash still there: the account moves to the device now.
+        let moves = !current.password_hash.is_empty();
+        let sql = "UPDATE accounts SET opaque_record = $2, ksf_params = $3, secret_key = $4, password_hash = '', \
+             credentials_epoch = credentials_epoch + 1, updated_at = $5 WHERE id = $1";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql)
+                .bind(account.0)
+                .bind(&registration.record)
+                .bind(&registration.ksf)
+                .bind(locked_key)
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: if moves { "account.device_keys" } else { "account.password_change" },
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({"ksf": serde_json::from_str::<serde_json::Value>(&registration.ksf).ok()}),
+            });
+            tx.commit().await?;
+        });
+        self.access_changed(super::AccessChange::Account(account));
+        Ok(())
+    }
+
+    pub async fn create_app_password(
+        &self,
+        actor: &str,
+        account: AccountId,
+        name: &str,
+        secret_hash: &str,
+    ) -> Result<AppPassword> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let count = "SELECT COUNT(*) FROM app_passwords WHERE account_id = $1";
+        let (n,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(count).bind(account.0).fetch_one(p).await)?;
+        if n >= MAX_APP_PASSWORDS {
+            return Err(Error::LimitExceeded(format!(
+                "an account holds at most {MAX_APP_PASSWORDS} app passwords; revoke one no longer used"
+            )));
+        }
+        let id = Uuid::now_v7();
+        let now = Utc::now();
+        let sql = "INSERT INTO app_passwords (id, account_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql)
+                .bind(id)
+                .bind(account.0)
+                .bind(name)
+                .bind(secret_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: "app_password.create",
+                object_type: "app_password",
+                object_id: id.to_string(),
+                detail: serde_json::json!({"account_id": account, "name": name}),
+            });
+            tx.commit().await?;
+        });
+        Ok(AppPassword {
+            id,
+            account_id: account,
+            name: name.to_owned(),
+            created_at: now,
+            last_used_at: None,
+        })
+    }
+
+    pub async fn list_app_passwords(&self, account: AccountId) -> Result<Vec<AppPassword>> {
+        let sql = "SELECT id, account_id, name, created_at, last_used_at FROM app_passwords \
+             WHERE account_id = $1 ORDER BY id";
+        let rows: Vec<AppPasswordRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(AppPassword::from).collect())
+    }
+
+    /// Revokes an app password: mail clients signed in with it are ended.
+    pub async fn delete_app_password(
+        &self,
+        actor: &str,
+        account: AccountId,
+        id: Uuid,
+    ) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let sql = "DELETE FROM app_passwords WHERE id = $1 AND account_id = $2";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(sql).bind(id).bind(account.0).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(Error::NotFound("app password"));
+            }
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: "app_password.revoke",
+                object_type: "app_password",
+                object_id: id.to_string(),
+                detail: serde_json::json!({"account_id": account}),
+            });
+            tx.commit().await?;
+        });
+        self.access_changed(super::AccessChange::AppPassword(account, id));
+        Ok(())
+    }
+
+    /// The app password of `account` with this hash, marked used now.
+    pub async fn use_app_password(
+        &self,
+        account: AccountId,
+        secret_hash: &str,
+    ) -> Result<Option<Uuid>> {
+        let sql = "UPDATE app_passwords SET last_used_at = $3 WHERE account_id = $1 AND secret_hash = $2 RETURNING id";
+        let row: Option<(Uuid,)> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(account.0).bind(secret_hash).bind(Utc::now()).fetch_optional(p).await)?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Whether the app password a session signed in with still exists.
+    pub async fn app_password_exists(&self, id: Uuid) -> Result<bool> {
+        let sql = "SELECT COUNT(*) FROM app_passwords WHERE id = $1";
+        let (n,): (i64,) =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id).fetch_one(p).await)?;
+        Ok(n > 0)
+    }
+}
