@@ -64,6 +64,17 @@ fn password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// A second factor, for an account that has one: `CALIOP_TOTP_CODE` or
+/// `CALIOP_RECOVERY_CODE`.
+fn second_factor(body: &mut Value) {
+    if let Ok(code) = std::env::var("CALIOP_TOTP_CODE") {
+        body["totp_code"] = json!(code);
+    }
+    if let Ok(code) = std::env::var("CALIOP_RECOVERY_CODE") {
+        body["recovery_code"] = json!(code);
+    }
+}
+
 struct Client {
     http: reqwest::Client,
     api: String,
@@ -162,12 +173,11 @@ async fn sign_in(client: &Client, address: &str, password: &str) -> anyhow::Resu
             Err(vault::VaultError::WrongPassphrase) => bail!("wrong address or password"),
             Err(e) => return Err(e.into()),
         };
+        let mut finish =
+            json!({"login_id": started["login_id"], "credential_finalization": finalization});
+        second_factor(&mut finish);
         let (status, token) = client
-            .post(
-                "/v1/auth/opaque/login/finish",
-                None,
-                json!({"login_id": started["login_id"], "credential_finalization": finalization}),
-            )
+            .post("/v1/auth/opaque/login/finish", None, finish)
             .await?;
         if status != 200 {
             bail!("sign-in refused ({status}): {}", detail(&token.to_string()));
@@ -184,13 +194,9 @@ async fn sign_in(client: &Client, address: &str, password: &str) -> anyhow::Resu
 /// The one-time move of an account created before device sign-in.
 async fn move_to_device(client: &Client, address: &str, password: &str) -> anyhow::Result<()> {
     eprintln!("moving {address} to device sign-in: its key is locked again on this machine");
-    let (status, token) = client
-        .post(
-            "/v1/auth/token",
-            None,
-            json!({"grant_type": "password", "username": address, "password": password}),
-        )
-        .await?;
+    let mut grant = json!({"grant_type": "password", "username": address, "password": password});
+    second_factor(&mut grant);
+    let (status, token) = client.post("/v1/auth/token", None, grant).await?;
     if status != 200 {
         bail!("sign-in refused ({status}): {}", detail(&token.to_string()));
     }

@@ -282,6 +282,9 @@ pub struct ApiSection {
     /// Bytes that tenant export archives waiting for their download may use
     /// on this instance's disk; past it, new exports wait.
     pub exports_max_bytes: i64,
+    /// Days an operator or reseller administrator may sign in to the web
+    /// without a second factor (TOTP), from their first sign-in.
+    pub second_factor_grace_days: i64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -388,6 +391,7 @@ impl Default for ApiSection {
             login_failures_per_ip: api.login_failures_per_ip,
             login_window_seconds: api.login_window.as_secs(),
             exports_max_bytes: api.exports_max_bytes,
+            second_factor_grace_days: api.second_factor_grace_days,
         }
     }
 }
@@ -611,6 +615,7 @@ impl Config {
             exports_dir: self.data_dir.join("exports"),
             exports_max_bytes: self.api.exports_max_bytes,
             ksf: vault::opaque::KsfParams::default(),
+            second_factor_grace_days: self.api.second_factor_grace_days,
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct ApiConfig {
     /// The Argon2id parameters new device sign-ins are asked to stretch
     /// passwords with (each account keeps those it registered with).
     pub ksf: vault::opaque::KsfParams,
+    /// Days an operator or reseller administrator may sign in without a
+    /// second factor, from their first sign-in since second factors exist.
+    pub second_factor_grace_days: i64,
 }
 
 impl ApiConfig {
@@ -90,6 +93,7 @@ impl Default for ApiConfig {
             exports_dir: PathBuf::from("data/exports"),
             exports_max_bytes: 20 * 1024 * 1024 * 1024,
             ksf: vault::opaque::KsfParams::default(),
+            second_factor_grace_days: 7,
         }
     }
 }

@@ -33,11 +33,12 @@ const USER_OPERATIONS: &[&str] = &[
     "createAppPassword",
     "listAppPasswords",
     "revokeAppPassword",
+    "enrolTotp",
 ];
 /// Operations the owner may call whose success would end the test's own
 /// token (a new sign-in registered); here they must reach the handler's
 /// checks, not be refused: tests/device_keys.rs runs them through.
-const OWNER_OPERATIONS_NOT_RUN: &[&str] = &["finishOpaqueRegistration"];
+const OWNER_OPERATIONS_NOT_RUN: &[&str] = &["finishOpaqueRegistration", "confirmTotp"];
 /// Operations that need no token at all.
 const PUBLIC_OPERATIONS: &[&str] = &[
     "issueToken",

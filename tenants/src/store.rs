@@ -1521,7 +1521,7 @@ fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSq
 mod tests;
 
 mod device_keys;
-pub use device_keys::{AppPassword, MAX_APP_PASSWORDS, OpaqueRegistration};
+pub use device_keys::{AppPassword, MAX_APP_PASSWORDS, OpaqueRegistration, SecondFactor};
 mod dkim;
 mod jobs;
 #[macro_use]

@@ -31,6 +31,10 @@ pub struct TokenRequest {
     /// The secret shown once when the key was created (api_key grant).
     #[schema(format = Password)]
     pub api_key: Option<String>,
+    /// The authenticator's current code, for an account with a second factor.
+    pub totp_code: Option<String>,
+    /// A single-use recovery code, in place of `totp_code`.
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -120,6 +124,17 @@ pub async fn issue_token(
                 role: Role::of(tenant.kind, account.role),
                 scopes: vec![Scope::Read, Scope::Write],
             };
+            super::second_factor::check(
+                &state,
+                &account,
+                actor.role,
+                ip,
+                super::second_factor::Codes {
+                    totp_code: request.totp_code,
+                    recovery_code: request.recovery_code,
+                },
+            )
+            .await?;
             (actor, Some(account.id), account.credentials_epoch)
         }
         GrantType::ApiKey => {

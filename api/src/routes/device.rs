@@ -228,6 +228,10 @@ pub struct LoginFinishRequest {
     pub login_id: Uuid,
     /// OPAQUE `KE3` (the client's `finishLoginRequest`), unpadded base64url.
     pub credential_finalization: String,
+    /// The authenticator's current code, for an account with a second factor.
+    pub totp_code: Option<String>,
+    /// A single-use recovery code, in place of `totp_code`.
+    pub recovery_code: Option<String>,
 }
 
 /// Finish a sign-in (OPAQUE)
@@ -239,7 +243,7 @@ pub struct LoginFinishRequest {
     request_body = LoginFinishRequest,
     responses(
         (status = 200, description = "A signed access token", body = TokenResponse),
-        (status = 401, description = "Wrong address or password, or the sign-in expired", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong address or password, the sign-in expired, or a second-factor code is missing or wrong", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "The account, its domain or its tenant may not sign in", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 400, description = "Malformed message", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
@@ -249,6 +253,7 @@ pub struct LoginFinishRequest {
 )]
 pub async fn login_finish(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(request): Json<LoginFinishRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let pending = state
@@ -282,6 +287,17 @@ pub async fn login_finish(
         role: Role::of(tenant.kind, account.role),
         scopes: vec![Scope::Read, Scope::Write],
     };
+    super::second_factor::check(
+        &state,
+        &account,
+        actor.role,
+        peer.ip(),
+        super::second_factor::Codes {
+            totp_code: request.totp_code,
+            recovery_code: request.recovery_code,
+        },
+    )
+    .await?;
     Ok(Json(super::auth::token_response(
         &state,
         &actor,

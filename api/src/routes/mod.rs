@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod device;
+mod second_factor;
 pub use device::PendingLogins;
 mod billing;
 pub(crate) mod branding;
@@ -45,6 +46,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
             device::create_app_password
         ))
         .routes(routes!(device::revoke_app_password))
+        .routes(routes!(second_factor::enrol_totp))
+        .routes(routes!(second_factor::confirm_totp))
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(
             tenants::get_tenant,

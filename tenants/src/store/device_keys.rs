@@ -249,3 +249,134 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+/// An account's second factor, as stored.
+#[derive(Clone, Debug, Default)]
+pub struct SecondFactor {
+    /// The TOTP secret, sealed under the master key by the caller.
+    pub sealed_secret: Option<String>,
+    /// When a first code confirmed it; before that it is only being enrolled.
+    pub enabled_at: Option<DateTime<Utc>>,
+    /// The last time step a code was accepted for.
+    pub last_step: i64,
+    /// Operators and reseller administrators must have one from then on.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub async fn second_factor(&self, account: AccountId) -> Result<SecondFactor> {
+        let sql = "SELECT totp_secret, totp_enabled_at, totp_last_step, second_factor_due_at FROM accounts WHERE id = $1";
+        let row: Option<(
+            Option<String>,
+            Option<DateTime<Utc>>,
+            i64,
+            Option<DateTime<Utc>>,
+        )> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
+        let (sealed_secret, enabled_at, last_step, due_at) =
+            row.ok_or(Error::NotFound("account"))?;
+        Ok(SecondFactor {
+            sealed_secret,
+            enabled_at,
+            last_step,
+            due_at,
+        })
+    }
+
+    /// When the account must have a second factor by: set the first time
+    /// it is asked (its first sign-in since second factors exist), `grace`
+    /// from then.
+    pub async fn second_factor_due(
+        &self,
+        account: AccountId,
+        grace: chrono::Duration,
+    ) -> Result<DateTime<Utc>> {
+        let set = "UPDATE accounts SET second_factor_due_at = $2 WHERE id = $1 AND second_factor_due_at IS NULL";
+        on_pool!(&self.pool, p => sqlx::query(set).bind(account.0).bind(Utc::now() + grace)
+            .execute(p).await.map(|_| ()))?;
+        self.second_factor(account)
+            .await?
+            .due_at
+            .ok_or(Error::NotFound("account"))
+    }
+
+    /// Starts (or restarts) a TOTP enrolment: the secret is kept, not yet enabled.
+    pub async fn enrol_totp(&self, actor: &str, account: AccountId, sealed: &str) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let sql = "UPDATE accounts SET totp_secret = $2, totp_enabled_at = NULL, totp_last_step = 0 WHERE id = $1";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(account.0).bind(sealed).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM recovery_codes WHERE account_id = $1")
+                .bind(account.0)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: "account.totp_enrol",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({}),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Enables the enrolled TOTP (a first code was right at `step`), with
+    /// the hashes of its recovery codes.
+    pub async fn enable_totp(
+        &self,
+        actor: &str,
+        account: AccountId,
+        step: i64,
+        recovery_hashes: &[String],
+    ) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let sql = "UPDATE accounts SET totp_enabled_at = $2, totp_last_step = $3 WHERE id = $1 AND totp_secret IS NOT NULL";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(account.0).bind(Utc::now()).bind(step).execute(&mut *tx).await?;
+            for hash in recovery_hashes {
+                sqlx::query("INSERT INTO recovery_codes (account_id, code_hash) VALUES ($1, $2)")
+                    .bind(account.0)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: "account.totp_enable",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({"recovery_codes": recovery_hashes.len()}),
+            });
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Takes a TOTP time step: true once per step, and only for a step
+    /// later than the last one taken (a code is never accepted twice).
+    pub async fn take_totp_step(&self, account: AccountId, step: i64) -> Result<bool> {
+        let sql = "UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2";
+        let done = on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(step).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    /// Uses a recovery code: true the first time only.
+    pub async fn use_recovery_code(&self, account: AccountId, code_hash: &str) -> Result<bool> {
+        let sql = "UPDATE recovery_codes SET used_at = $3 WHERE account_id = $1 AND code_hash = $2 AND used_at IS NULL";
+        let done = on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(code_hash).bind(Utc::now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+}

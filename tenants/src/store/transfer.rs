@@ -75,6 +75,10 @@ pub const LEFT_TABLES: &[(&str, &str)] = &[
         "work of the exporting instance; the importer schedules its own",
     ),
     (
+        "recovery_codes",
+        "they go with the TOTP secret, which stays behind (the user enrols again)",
+    ),
+    (
         "maintenance",
         "cursors of the exporting instance's maintenance passes",
     ),
@@ -180,7 +184,13 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
              secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address \
-             credentials_epoch:i opaque_record ksf_params"
+             credentials_epoch:i opaque_record ksf_params",
+            left [
+                ("totp_secret", "sealed under the exporting instance's master key: the user enrols again"),
+                ("totp_enabled_at", "goes with the TOTP secret"),
+                ("totp_last_step", "goes with the TOTP secret"),
+                ("second_factor_due_at", "the importing instance gives its own grace")
+            ]
         ),
         // Mail clients keep signing in after the move (the hashes only).
         table!(
