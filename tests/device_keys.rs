@@ -193,6 +193,72 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
             "2.7.0",
         )
         .await;
+    // Real clients: Python's imaplib and smtplib, and mbsync (isync).
+    let python = std::env::var("CALIOP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import imaplib, smtplib, sys\n\
+        host, imap_port, smtp_port, user, password = sys.argv[1:]\n\
+        i = imaplib.IMAP4(host, int(imap_port)); i.login(user, password); i.select('INBOX'); i.logout()\n\
+        s = smtplib.SMTP(host, int(smtp_port)); s.ehlo('client.test'); s.login(user, password)\n\
+        s.sendmail(user, [user], b'From: <' + user.encode() + b'>\\r\\nTo: <' + user.encode() + b'>\\r\\nSubject: from smtplib\\r\\n\\r\\nhello\\r\\n'); s.quit()\n";
+    let run = |password: &str| {
+        Command::new(&python)
+            .args(["-c", script, "127.0.0.1"])
+            .arg(caliop.imap.port().to_string())
+            .arg(caliop.submission.port().to_string())
+            .args(["user@acme.test", password])
+            .output()
+            .unwrap()
+    };
+    let out = run(&secret);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(PASSWORD);
+    assert!(
+        !out.status.success(),
+        "the account password opens no mail door"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("app password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mail_home = tempfile::tempdir().unwrap();
+    let config = mail_home.path().join("mbsyncrc");
+    std::fs::create_dir_all(mail_home.path().join("Mail")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount caliop\nHost 127.0.0.1\nPort {}\nUser user@acme.test\nPass \"{secret}\"\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount caliop\n\n\
+             MaildirStore local\nPath {}/Mail/\nInbox {}/Mail/INBOX\nSubFolders Verbatim\n\n\
+             Channel all\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync Pull\nSyncState *\n",
+            caliop.imap.port(),
+            mail_home.path().display(),
+            mail_home.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("mbsync")
+        .args(["-c", config.to_str().unwrap(), "-a"])
+        .env("HOME", mail_home.path())
+        .output()
+        .expect("mbsync is installed (the test command installs isync)");
+    assert!(
+        out.status.success(),
+        "mbsync with the app password: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pulled = std::fs::read_dir(mail_home.path().join("Mail/INBOX/cur"))
+        .unwrap()
+        .count()
+        + std::fs::read_dir(mail_home.path().join("Mail/INBOX/new"))
+            .unwrap()
+            .count();
+    assert!(pulled >= 1, "mbsync pulled the mailbox");
+
     let (status, _, listed) = caliop
         .get(&format!("/v1/accounts/{account}/app-passwords"), &token)
         .await;

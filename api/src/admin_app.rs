@@ -20,7 +20,7 @@ const PREFIX: &str = "/admin/";
 /// What every answer under `/admin` carries: the app loads only its own
 /// files and talks only to this origin; it may frame only itself (previews).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
-     script-src 'self'; connect-src 'self'; frame-src 'self' blob: data:; object-src 'none'; base-uri 'none'; \
+     script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; frame-src 'self' blob: data:; object-src 'none'; base-uri 'none'; \
      frame-ancestors 'self'";
 
 const NOT_BUILT: &str = "the admin app is not built: run `npm ci && npm run build` in web-admin/ (./scripts/serve does it)";

@@ -16,7 +16,7 @@ const INDEX: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title
     <script type=\"module\" src=\"/admin/assets/app.js\"></script></head><body><div id=\"app\"></div></body></html>\n";
 const APP_JS: &str = "console.log('admin app');\n";
 const SECRET: &str = "SECRET-OUTSIDE-THE-BUILD";
-const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
+const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self' 'wasm-unsafe-eval'; \
     connect-src 'self'; frame-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
 const NOT_BUILT: &str = "the admin app is not built: run `npm ci && npm run build` in web-admin/ (./scripts/serve does it)";
 

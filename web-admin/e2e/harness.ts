@@ -2,7 +2,7 @@
 // `caliop serve` (SQLite, every port 0) serving the built app from dist/, and
 // Debian's Chromium through playwright-core. Screenshots go to artifacts/.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -89,7 +89,8 @@ export class Caliop {
     mkdirSync(data, { recursive: true });
     execFileSync(BIN, ["migrate"], { env, stdio: "pipe" });
     const child = spawn(BIN, ["serve"], { env, stdio: ["ignore", "pipe", "pipe"] });
-    child.stderr!.on("data", () => {}); // JSON logs: drained, not printed
+    // JSON logs: kept beside the data directory (a test greps them), not printed.
+    child.stderr!.pipe(createWriteStream(join(scratch, "caliop.log")));
     const base = await waitForLine(child, "api listening on ", "caliop serve");
     child.stdout!.resume();
     return new Caliop(child, base, env, scratch, dns);
@@ -118,14 +119,21 @@ export class Caliop {
     return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
   }
 
+  /** A token for `username`, signed in on the device (`caliop login`: the password is never sent). */
   async token(username: string, password: string): Promise<string> {
-    const response = await fetch(this.base + "/v1/auth/token", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ grant_type: "password", username, password }),
-    });
-    if (!response.ok) throw new Error(`sign-in of ${username}: ${response.status} ${await response.text()}`);
-    return ((await response.json()) as { access_token: string }).access_token;
+    return execFileSync(BIN, ["login", username, "--api", this.base], { env: { ...this.env, CALIOP_PASSWORD: password }, stdio: ["ignore", "pipe", "pipe"] })
+      .toString()
+      .trim();
+  }
+
+  /** `caliop key unlock`: the account's key, unlocked by the command-line client. */
+  unlockKey(username: string, password: string): string {
+    return execFileSync(BIN, ["key", "unlock", username, "--api", this.base], { env: { ...this.env, CALIOP_PASSWORD: password }, stdio: ["ignore", "pipe", "pipe"] }).toString();
+  }
+
+  /** Where the data directory and the log are, for what must never be written there. */
+  scratchDir(): string {
+    return this.scratch;
   }
 
   async stop(): Promise<void> {
@@ -136,12 +144,16 @@ export class Caliop {
   }
 }
 
-export async function launchBrowser(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    // Custom hostnames of the white-label test resolve to loopback.
-    args: ["--no-sandbox", "--host-resolver-rules=MAP *.test 127.0.0.1"],
-  });
+/**
+ * Debian's Chromium. `secureOrigins` are plain-HTTP origins to treat as
+ * HTTPS: device sign-in needs a secure page (WebCrypto), which a tenant's
+ * own hostname is in production (over TLS) but not on loopback here.
+ */
+export async function launchBrowser(secureOrigins: string[] = []): Promise<Browser> {
+  const args = ["--no-sandbox", "--host-resolver-rules=MAP *.test 127.0.0.1"];
+  if (secureOrigins.length) args.push(`--unsafely-treat-insecure-origin-as-secure=${secureOrigins.join(",")}`);
+  // Custom hostnames of the white-label test resolve to loopback.
+  return chromium.launch({ executablePath: CHROMIUM, args });
 }
 
 let lastPage: Page | null = null;

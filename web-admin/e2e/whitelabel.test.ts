@@ -80,7 +80,9 @@ describe("on a tenant's own hostname", () => {
   });
 
   it("shows the tenant's name and logo, and never the software's name", async () => {
-    const { context, page } = await newPage(browser);
+    // The tenant's hostname is HTTPS in production; here it is plain HTTP, marked secure.
+    const onTheirHost = await launchBrowser([host]);
+    const { context, page } = await newPage(onTheirHost);
     await page.goto(`${host}/admin/`);
     await page.getByRole("heading", { name: "Sign in to Globex Mail administration" }).waitFor();
     await expect(page.title()).resolves.toBe("Administration · Globex Mail");
@@ -108,6 +110,7 @@ describe("on a tenant's own hostname", () => {
     expect(violations, describeViolations(violations)).toEqual([]);
     await screenshots(page, "whitelabel-branding");
     await context.close();
+    await onTheirHost.close();
   });
 
   it("shows the operator's brand, not the tenant's, on any other host", async () => {

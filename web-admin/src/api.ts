@@ -2,6 +2,7 @@
 // the session it signs requests with. A request that meets an expired session
 // waits for the user to sign in again, then goes out once more: whatever was
 // being typed stays where it was.
+import { type SecondFactor, Refused, deviceSignIn, forgetExportKey } from "./device";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
@@ -47,6 +48,7 @@ export function currentSession(): Session | null {
 
 export function setSession(next: Session | null): void {
   session = next;
+  if (!next) forgetExportKey();
   if (next) sessionStorage.setItem(STORAGE_KEY, JSON.stringify(next));
   else sessionStorage.removeItem(STORAGE_KEY);
   listeners.forEach((l) => l());
@@ -83,20 +85,31 @@ function sendWithToken(request: Request): Promise<Response> {
 
 export const api = createClient<paths>({ baseUrl: location.origin, fetch: authorizedFetch });
 
-/** Exchanges an address and a password for a session. */
-export async function signIn(username: string, password: string): Promise<Session> {
-  const { data, error, response } = await api.POST("/v1/auth/token", {
-    body: { grant_type: "password", username, password },
-  });
-  if (!data) throw asProblem(error, response);
+/**
+ * Signs in on this device (OPAQUE): the password never leaves the browser.
+ * A second factor goes along when the account has one.
+ */
+export async function signIn(username: string, password: string, factor: SecondFactor = {}): Promise<Session> {
+  let data;
+  try {
+    data = await deviceSignIn(username, password, factor);
+  } catch (e) {
+    if (e instanceof Refused) throw { ...e.problem, status: e.status, detail: e.problem.detail ?? e.message } satisfies Problem;
+    throw { status: 0, detail: e instanceof Error ? e.message : String(e) } satisfies Problem;
+  }
   return {
     token: data.access_token,
-    role: data.role,
+    role: data.role as Role,
     tenantId: data.tenant_id,
     accountId: data.account_id ?? null,
     username,
     expiresAt: Date.now() + data.expires_in * 1000,
   };
+}
+
+/** Whether a refused sign-in asks for the second factor. */
+export function wantsSecondFactor(problem: Problem): boolean {
+  return problem.status === 401 && /totp_code/.test(problem.detail);
 }
 
 /** Whatever an API call failed with, as problem details. */

@@ -8,6 +8,7 @@ import { match, navigate, onLinkClick, usePath } from "./router";
 import { Dialog, Field, FormError, Submit, useForm } from "./ui";
 import { password as passwordCheck } from "./validate";
 import { SignIn } from "./views/signin";
+import { Account } from "./views/account";
 import { Overview } from "./views/overview";
 import { Tenants, NewTenant } from "./views/tenants";
 import { TenantPage, type Tab } from "./views/tenant";
@@ -31,6 +32,7 @@ export function navFor(session: Session): NavItem[] {
       { href: "/sites", label: "nav.sites" },
       { href: "/queue", label: "nav.queue" },
       { href: own("audit"), label: "nav.audit" },
+      { href: "/account", label: "nav.account" },
     ],
     reseller_admin: [
       { href: "/", label: "nav.overview" },
@@ -41,6 +43,7 @@ export function navFor(session: Session): NavItem[] {
       { href: own("billing"), label: "nav.billing" },
       { href: own("keys"), label: "nav.keys" },
       { href: own("audit"), label: "nav.audit" },
+      { href: "/account", label: "nav.account" },
     ],
     tenant_admin: [
       { href: "/", label: "nav.overview" },
@@ -52,6 +55,7 @@ export function navFor(session: Session): NavItem[] {
       { href: own("keys"), label: "nav.keys" },
       { href: own("audit"), label: "nav.audit" },
       { href: own("data"), label: "nav.data" },
+      { href: "/account", label: "nav.account" },
     ],
     user: [],
   };
@@ -64,6 +68,7 @@ function Page({ session, path }: { session: Session; path: string }) {
   const parent = operator || role === "reseller_admin";
   let params;
   if (path === "/") return <Overview session={session} />;
+  if (path === "/account") return <Account session={session} />;
   if (parent && path === "/tenants") return <Tenants session={session} />;
   if (parent && path === "/tenants/new") return <NewTenant session={session} />;
   if ((params = match("/tenants/:id", path))) return <TenantPage session={session} tenantId={params.id!} tab="overview" />;

@@ -306,6 +306,28 @@ pub async fn login_finish(
     )?))
 }
 
+/// Checks a proof of the current password: a device sign-in of `account`,
+/// started at `/v1/auth/opaque/login/start` and finished by the caller
+/// instead of at `/login/finish` (the password is given again without the
+/// server seeing it).
+pub fn verify_current_password(
+    state: &AppState,
+    account: AccountId,
+    proof: &LoginFinishRequest,
+) -> ApiResult<()> {
+    let pending = state.pending_logins.take(proof.login_id).ok_or_else(|| {
+        Problem::forbidden("the sign-in in `current_password_proof` expired or is unknown")
+    })?;
+    let proven = vault::opaque::login_finish(&pending.state, &proof.credential_finalization)
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    if !proven || pending.account != Some(account) {
+        drop(pending.attempt);
+        return Err(Problem::forbidden("the current password is wrong"));
+    }
+    state.login_guard.succeeded(pending.attempt);
+    Ok(())
+}
+
 /// Only the account itself registers its sign-in or holds app passwords.
 fn own(actor: &Actor, account: AccountId, what: &str) -> ApiResult<()> {
     if actor.is_account(account) {
@@ -431,16 +453,7 @@ pub async fn register_finish(
                 "changing the password needs `current_password_proof`: a sign-in with the current password",
             ));
         };
-        let pending = state.pending_logins.take(proof.login_id).ok_or_else(|| {
-            Problem::forbidden("the sign-in in `current_password_proof` expired or is unknown")
-        })?;
-        let proven = vault::opaque::login_finish(&pending.state, &proof.credential_finalization)
-            .map_err(|e| Problem::bad_request(e.to_string()))?;
-        if !proven || pending.account != Some(account_id) {
-            drop(pending.attempt);
-            return Err(Problem::forbidden("the current password is wrong"));
-        }
-        state.login_guard.succeeded(pending.attempt);
+        verify_current_password(&state, account_id, &proof)?;
     }
     use base64::Engine;
     let registration = OpaqueRegistration {

@@ -37,6 +37,10 @@ pub struct ExportRequest {
     pub passphrase: Option<String>,
     /// An armored OpenPGP public key; the archive opens with its secret key.
     pub openpgp_public_key: Option<String>,
+    /// For an administrator on device sign-in, in place of `password`: a
+    /// sign-in with their password, started at
+    /// `/v1/auth/opaque/login/start` and finished here.
+    pub current_password_proof: Option<super::device::LoginFinishRequest>,
 }
 
 /// A queued export, and the link that will hand it over once it is ready.
@@ -103,7 +107,15 @@ pub async fn export_tenant(
             "the operator tenant is the instance itself: export its customer tenants instead",
         ));
     }
-    confirm_exporter(&state, peer, &actor, tenant_id, body.password).await?;
+    confirm_exporter(
+        &state,
+        peer,
+        &actor,
+        tenant_id,
+        body.password,
+        body.current_password_proof.as_ref(),
+    )
+    .await?;
     let id = Uuid::now_v7();
     let (recipient, secret) = match (body.passphrase, body.openpgp_public_key) {
         (Some(_), Some(_)) => {
@@ -186,6 +198,7 @@ async fn confirm_exporter(
     actor: &Actor,
     tenant_id: TenantId,
     password: Option<String>,
+    proof: Option<&super::device::LoginFinishRequest>,
 ) -> ApiResult<()> {
     if actor.role != Role::Operator && actor.tenant_id != tenant_id {
         return Err(Problem::forbidden(
@@ -206,8 +219,14 @@ async fn confirm_exporter(
             .await?
             .ok_or_else(|| Problem::unauthorized("the signed-in account is gone"))?,
     };
+    if let Some(proof) = proof {
+        return super::device::verify_current_password(state, account.id, proof);
+    }
     let password = password.ok_or_else(|| {
-        Problem::invalid("give your own password again in `password` to export the tenant")
+        Problem::invalid(
+            "give your own password again in `password` (or, on device sign-in, \
+             `current_password_proof`) to export the tenant",
+        )
     })?;
     match sign_in(
         &state.store,

@@ -4,6 +4,7 @@
 // with the switch that publishes that report on the tenant's own hostnames.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type Schemas, type Session, api, call } from "../api";
+import { Refused, currentPasswordProof } from "../device";
 import { type Key, currentLanguage, formatBytes, formatDate, formatNumber, t } from "../i18n";
 import { Badge, type Column, CopyButton, ErrorBox, FormError, Field, Submit, Table, TextArea, statusLabel, useForm, useLoad } from "../ui";
 
@@ -36,6 +37,7 @@ export function DataAndTransparency({ session, tenantId, tenant, reload }: { ses
   return (
     <>
       <ExportForm
+        username={session.username}
         tenantId={tenantId}
         name={tenant?.name}
         onCreated={(created) => {
@@ -65,25 +67,36 @@ export function DataAndTransparency({ session, tenantId, tenant, reload }: { ses
   );
 }
 
-function ExportForm({ tenantId, name, onCreated }: { tenantId: string; name: string | undefined; onCreated: (created: Schemas["ExportCreated"]) => void }) {
+function ExportForm({ tenantId, username, name, onCreated }: { tenantId: string; username: string; name: string | undefined; onCreated: (created: Schemas["ExportCreated"]) => void }) {
   const [method, setMethod] = useState<Method>("passphrase");
   // One form per way of locking the archive: a problem the API has with one
   // lands next to its own fields, never next to hidden ones.
   const byPassphrase = useForm({ passphrase: "", passphrase_again: "", password: "" });
   const byKey = useForm({ openpgp_public_key: "", password: "" });
   const form = method === "passphrase" ? byPassphrase : byKey;
-  const create = (body: Schemas["ExportRequest"]) => call(api.POST("/v1/tenants/{tenant_id}/export", { params: { path: { tenant_id: tenantId } }, body }));
+  // The password is given again without leaving the browser: a device
+  // sign-in, finished by the export request itself.
+  const create = async (body: Omit<Schemas["ExportRequest"], "password">, password: string) => {
+    let proof;
+    try {
+      proof = await currentPasswordProof(username, password);
+    } catch (e) {
+      if (e instanceof Refused) throw { status: e.status, detail: e.problem.detail ?? e.message, found: ["password"] };
+      throw e;
+    }
+    return call(api.POST("/v1/tenants/{tenant_id}/export", { params: { path: { tenant_id: tenantId } }, body: { ...body, current_password_proof: proof } }));
+  };
   const submit =
     method === "passphrase"
       ? byPassphrase.submit(async (v) => {
           if (v.passphrase !== v.passphrase_again) throw { status: 0, detail: t("export.passphrase_mismatch"), field: "passphrase_again" };
-          const created = await create({ passphrase: v.passphrase, password: v.password });
+          const created = await create({ passphrase: v.passphrase }, v.password);
           byPassphrase.setValues({ passphrase: "", passphrase_again: "", password: "" });
           onCreated(created);
         })
       : byKey.submit(
           async (v) => {
-            const created = await create({ openpgp_public_key: v.openpgp_public_key.trim(), password: v.password });
+            const created = await create({ openpgp_public_key: v.openpgp_public_key.trim() }, v.password);
             byKey.setValues({ openpgp_public_key: "", password: "" });
             onCreated(created);
           },

@@ -1,0 +1,85 @@
+// The signed-in administrator's own account: a new password (the key is
+// unlocked with the current one and locked with the new one in this
+// browser, never on the server) and the secret key, unlocked here, for
+// GnuPG or Thunderbird.
+import { useState } from "preact/hooks";
+import { type Problem, type Session, setSession, signIn } from "../api";
+import { Refused, changePassword, unlockedKey } from "../device";
+import { t } from "../i18n";
+import { Field, FormError, Submit, useForm } from "../ui";
+import { password as passwordCheck } from "../validate";
+
+function asProblem(e: unknown): Problem {
+  if (e instanceof Refused) return { status: e.status, detail: e.problem.detail ?? e.message };
+  if (e && typeof e === "object" && "detail" in e) return e as Problem;
+  return { status: 0, detail: e instanceof Error ? e.message : String(e) };
+}
+
+export function Account({ session }: { session: Session }) {
+  const [changed, setChanged] = useState(false);
+  const [keyError, setKeyError] = useState<string | null>(null);
+  const form = useForm(
+    { current_password: "", new_password: "", new_password_again: "" },
+    {
+      current_password: (v) => (v ? null : t("signin.password_required")),
+      new_password: passwordCheck,
+    },
+  );
+  const accountId = session.accountId;
+  if (!accountId) {
+    return (
+      <section>
+        <h1 id="page-title" tabIndex={-1}>{t("account.title")}</h1>
+        <p>{t("account.no_account")}</p>
+      </section>
+    );
+  }
+  const change = form.submit(async (v) => {
+    if (v.new_password !== v.new_password_again) throw { status: 422, detail: t("account.mismatch") } satisfies Problem;
+    try {
+      await changePassword(session.token, accountId, session.username, v.current_password, v.new_password);
+    } catch (e) {
+      throw asProblem(e);
+    }
+    // Every session of the account ended with the change: sign in again, here.
+    setSession(await signIn(session.username, v.new_password));
+    form.setValues({ current_password: "", new_password: "", new_password_again: "" });
+    setChanged(true);
+  });
+  const download = async () => {
+    setKeyError(null);
+    try {
+      const armored = await unlockedKey(session.token, accountId);
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(new Blob([armored], { type: "application/pgp-keys" }));
+      link.download = `${session.username}.secret.asc`;
+      link.click();
+      URL.revokeObjectURL(link.href);
+    } catch (e) {
+      setKeyError(asProblem(e).detail);
+    }
+  };
+  return (
+    <section>
+      <h1 id="page-title" tabIndex={-1}>{t("account.title")}</h1>
+      <div class="card">
+        <h2>{t("account.password")}</h2>
+        <p>{t("account.password_body")}</p>
+        <form noValidate onSubmit={change}>
+          <Field {...form.field("current_password")} type="password" label={t("account.current")} autoComplete="current-password" required />
+          <Field {...form.field("new_password")} type="password" label={t("account.new")} autoComplete="new-password" required />
+          <Field {...form.field("new_password_again")} type="password" label={t("account.again")} autoComplete="new-password" required />
+          <FormError message={form.formError} />
+          {changed && <p role="status">{t("account.changed")}</p>}
+          <Submit busy={form.busy} label={t("account.change")} />
+        </form>
+      </div>
+      <div class="card">
+        <h2>{t("account.key")}</h2>
+        <p>{t("account.key_body")}</p>
+        <button type="button" onClick={download}>{t("account.download")}</button>
+        {keyError && <p class="error" role="alert">{keyError}</p>}
+      </div>
+    </section>
+  );
+}
