@@ -5,14 +5,16 @@
 // in the data directory or in the logs. The browser's OPAQUE
 // (@serenity-kit/opaque) and key wrapping (WebCrypto) interoperate with the
 // server's (opaque-ke) and the command-line client's: the key the browser
-// downloads is the one `caliop key unlock` gives.
+// downloads is the one `caliop key unlock` gives. A second factor set up on
+// the page is then asked for at sign-in (codes computed by pyotp).
+import { execFileSync } from "node:child_process";
 import { hkdfSync } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import * as opaque from "@serenity-kit/opaque";
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Caliop, launchBrowser, newPage, pictureOfFailure } from "./harness";
+import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pictureOfFailure, screenshots } from "./harness";
 
 const ADDRESS = "ops@operator.test";
 const FIRST = "first operator passphrase";
@@ -57,6 +59,14 @@ async function exportKeyOf(password: string): Promise<string> {
   });
   if (!finished) throw new Error("the password did not sign in");
   return finished.exportKey;
+}
+
+/** The code `pyotp` (not our implementation) computes for `secret`, `offset` seconds from now. */
+function totp(secret: string, offset: number): string {
+  const python = process.env.CALIOP_TEST_PYTHON ?? "python3";
+  return execFileSync(python, ["-c", "import sys, time, pyotp; print(pyotp.TOTP(sys.argv[1]).at(time.time() + int(sys.argv[2])))", secret, String(offset)])
+    .toString()
+    .trim();
 }
 
 /** Every form a secret might be written in. */
@@ -110,6 +120,25 @@ describe("device sign-in in the admin app", () => {
     // The same key the command-line client unlocks with the new password:
     // the browser's OPAQUE and key wrapping are the server's and Rust's.
     expect(downloaded.trim()).toBe(caliop.unlockKey(ADDRESS, SECOND).trim());
+
+    // A second factor, set up on the same page; the next sign-in asks for it.
+    await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+    const secret = (await page.getByTestId("totp-secret").textContent())!.trim();
+    await page.getByLabel("Code from the app").fill(totp(secret, 0));
+    await page.getByRole("button", { name: "Turn on" }).click();
+    await expect.poll(() => page.getByTestId("recovery-codes").locator("li").count()).toBe(10);
+    const violations = await accessibility(page);
+    expect(violations, describeViolations(violations)).toEqual([]);
+    await screenshots(page, "account");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Email address").fill(ADDRESS);
+    await page.getByLabel("Password").fill(SECOND);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("This account has a second factor").waitFor();
+    // The code that turned it on is spent: the next one signs in.
+    await page.getByLabel("Second-factor code").fill(totp(secret, 30));
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
     await context.close();
 
     // What the page sent, the data directory and the logs hold no secret.

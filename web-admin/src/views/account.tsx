@@ -3,10 +3,10 @@
 // browser, never on the server) and the secret key, unlocked here, for
 // GnuPG or Thunderbird.
 import { useState } from "preact/hooks";
-import { type Problem, type Session, setSession, signIn } from "../api";
+import { type Problem, type Session, api, call, setSession, signIn } from "../api";
 import { Refused, changePassword, unlockedKey } from "../device";
 import { t } from "../i18n";
-import { Field, FormError, Submit, useForm } from "../ui";
+import { CopyButton, Field, FormError, Submit, useForm } from "../ui";
 import { password as passwordCheck } from "../validate";
 
 function asProblem(e: unknown): Problem {
@@ -74,6 +74,7 @@ export function Account({ session }: { session: Session }) {
           <Submit busy={form.busy} label={t("account.change")} />
         </form>
       </div>
+      <SecondFactor accountId={accountId} />
       <div class="card">
         <h2>{t("account.key")}</h2>
         <p>{t("account.key_body")}</p>
@@ -81,5 +82,66 @@ export function Account({ session }: { session: Session }) {
         {keyError && <p class="error" role="alert">{keyError}</p>}
       </div>
     </section>
+  );
+}
+
+/** TOTP: a secret to type or open in an authenticator app, a first code, then ten recovery codes shown once. */
+function SecondFactor({ accountId }: { accountId: string }) {
+  const [enrolment, setEnrolment] = useState<{ secret: string; otpauth_uri: string } | null>(null);
+  const [recovery, setRecovery] = useState<string[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const form = useForm({ totp_code: "" }, { totp_code: (v) => (/^\d{6}$/.test(v.replace(/\s/g, "")) ? null : t("signin.code_required")) });
+  const start = async () => {
+    setError(null);
+    setRecovery(null);
+    try {
+      setEnrolment(await call(api.POST("/v1/accounts/{account_id}/totp", { params: { path: { account_id: accountId } } })));
+    } catch (e) {
+      setError(asProblem(e).detail);
+    }
+  };
+  const confirm = form.submit(
+    async (v) => {
+      const done = await call(api.POST("/v1/accounts/{account_id}/totp/confirm", { params: { path: { account_id: accountId } }, body: { code: v.totp_code.replace(/\s/g, "") } }));
+      setEnrolment(null);
+      setRecovery(done.recovery_codes);
+      form.setValues({ totp_code: "" });
+    },
+    { totp_code: ["code"] },
+  );
+  return (
+    <div class="card">
+      <h2>{t("account.second_factor")}</h2>
+      <p>{t("account.second_factor_body")}</p>
+      {!enrolment && <button type="button" onClick={start}>{t("account.totp_start")}</button>}
+      {error && <p class="error" role="alert">{error}</p>}
+      {enrolment && (
+        <form noValidate onSubmit={confirm}>
+          <p>{t("account.totp_secret")}</p>
+          <p>
+            <code data-testid="totp-secret">{enrolment.secret}</code> <CopyButton text={enrolment.secret} label={t("common.copy")} />
+          </p>
+          <p>
+            <a href={enrolment.otpauth_uri}>{t("account.totp_open")}</a>
+          </p>
+          <Field {...form.field("totp_code")} label={t("account.totp_code")} autoComplete="one-time-code" inputMode="numeric" required />
+          <FormError message={form.formError} />
+          <Submit busy={form.busy} label={t("account.totp_confirm")} />
+        </form>
+      )}
+      {recovery && (
+        <div role="status">
+          <p>{t("account.recovery_body")}</p>
+          <ul data-testid="recovery-codes">
+            {recovery.map((code) => (
+              <li key={code}>
+                <code>{code}</code>
+              </li>
+            ))}
+          </ul>
+          <CopyButton text={recovery.join("\n")} label={t("common.copy")} />
+        </div>
+      )}
+    </div>
   );
 }
