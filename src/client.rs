@@ -142,39 +142,10 @@ struct Session {
 
 async fn sign_in(client: &Client, address: &str, password: &str) -> anyhow::Result<Session> {
     for _ in 0..2 {
-        let (state, request) = opaque::client_login_start(password)?;
-        let (status, started) = client
-            .post(
-                "/v1/auth/opaque/login/start",
-                None,
-                json!({"username": address, "credential_request": request}),
-            )
-            .await?;
-        match status {
-            200 => {}
-            409 => {
-                move_to_device(client, address, password).await?;
-                continue;
-            }
-            _ => bail!(
-                "sign-in refused ({status}): {}",
-                detail(&started.to_string())
-            ),
-        }
-        let ksf: KsfParams = serde_json::from_value(started["ksf"].clone())
-            .context("the server's key-stretching parameters")?;
-        let (finalization, export) = match opaque::client_login_finish(
-            state,
-            password,
-            field(&started, "credential_response")?,
-            &ksf,
-        ) {
-            Ok(done) => done,
-            Err(vault::VaultError::WrongPassphrase) => bail!("wrong address or password"),
-            Err(e) => return Err(e.into()),
+        let Some((mut finish, export)) = prove(client, address, password).await? else {
+            move_to_device(client, address, password).await?;
+            continue;
         };
-        let mut finish =
-            json!({"login_id": started["login_id"], "credential_finalization": finalization});
         second_factor(&mut finish);
         let (status, token) = client
             .post("/v1/auth/opaque/login/finish", None, finish)
@@ -209,19 +180,34 @@ async fn move_to_device(client: &Client, address: &str, password: &str) -> anyho
         vault::openpgp::AccountKey::unprotect(&locked, &password_owned)
     })
     .await??;
-    register(client, token, account, password, &armored, None).await
+    register(
+        client,
+        token,
+        account,
+        password,
+        &armored,
+        Current::Password(password),
+    )
+    .await
+}
+
+/// How a registration shows it knows the current password: the account's
+/// password once more when it moves to device sign-in, or a finished
+/// sign-in with it (`(login_id, finalization)`) for a password change.
+enum Current<'a> {
+    Password(&'a str),
+    Proof(Value),
 }
 
 /// Registers `password` for the account, with `armored` locked by its
-/// export key; `proof` is a finished sign-in with the current password
-/// (`(login_id, finalization)`), which a password change needs.
+/// export key, showing it knows the current password.
 async fn register(
     client: &Client,
     token: &str,
     account: &str,
     password: &str,
     armored: &str,
-    proof: Option<(Value, String)>,
+    current: Current<'_>,
 ) -> anyhow::Result<()> {
     let (state, request) = opaque::client_register_start(password)?;
     let (status, started) = client
@@ -246,9 +232,9 @@ async fn register(
     )?;
     let locked_key = export.wrap(armored)?;
     let mut body = json!({"registration_record": record, "ksf": ksf, "locked_key": locked_key});
-    if let Some((login_id, finalization)) = proof {
-        body["current_password_proof"] =
-            json!({"login_id": login_id, "credential_finalization": finalization});
+    match current {
+        Current::Password(password) => body["current_password"] = json!(password),
+        Current::Proof(proof) => body["current_password_proof"] = proof,
     }
     let (status, done) = client
         .post(
@@ -266,9 +252,14 @@ async fn register(
     Ok(())
 }
 
-/// The first half of a sign-in, finished on the device only: (login_id,
-/// finalization), to prove the password to another request.
-async fn prove(client: &Client, address: &str, password: &str) -> anyhow::Result<(Value, String)> {
+/// The first half of a sign-in, finished on the device: the proof to send
+/// (to `/login/finish`, or as `current_password_proof` in another request)
+/// and the export key; `None` for an account still to move to device sign-in.
+async fn prove(
+    client: &Client,
+    address: &str,
+    password: &str,
+) -> anyhow::Result<Option<(Value, ExportKey)>> {
     let (state, request) = opaque::client_login_start(password)?;
     let (status, started) = client
         .post(
@@ -277,21 +268,28 @@ async fn prove(client: &Client, address: &str, password: &str) -> anyhow::Result
             json!({"username": address, "credential_request": request}),
         )
         .await?;
-    if status != 200 {
-        bail!(
+    match status {
+        200 => {}
+        409 => return Ok(None),
+        _ => bail!(
             "sign-in refused ({status}): {}",
             detail(&started.to_string())
-        );
+        ),
     }
-    let ksf: KsfParams = serde_json::from_value(started["ksf"].clone())?;
-    let (finalization, _) = opaque::client_login_finish(
+    let ksf: KsfParams = serde_json::from_value(started["ksf"].clone())
+        .context("the server's key-stretching parameters")?;
+    let (finalization, export) = match opaque::client_login_finish(
         state,
         password,
         field(&started, "credential_response")?,
         &ksf,
-    )
-    .map_err(|_| anyhow::anyhow!("wrong address or password"))?;
-    Ok((started["login_id"].clone(), finalization))
+    ) {
+        Ok(done) => done,
+        Err(vault::VaultError::WrongPassphrase) => bail!("wrong address or password"),
+        Err(e) => return Err(e.into()),
+    };
+    let proof = json!({"login_id": started["login_id"], "credential_finalization": finalization});
+    Ok(Some((proof, export)))
 }
 
 fn client(api: &str) -> Client {
@@ -362,14 +360,16 @@ pub async fn change_password(args: PasswordArgs) -> anyhow::Result<()> {
         .export
         .unwrap(&locked)
         .context("unlocking the secret key")?;
-    let proof = prove(&api, address, &current).await?;
+    let (proof, _) = prove(&api, address, &current)
+        .await?
+        .context("the account signed in a moment ago: it is on device sign-in")?;
     register(
         &api,
         &session.token,
         &session.account_id,
         &new,
         &armored,
-        Some(proof),
+        Current::Proof(proof),
     )
     .await?;
     eprintln!("the password of {address} is changed; its key is locked with the new one");

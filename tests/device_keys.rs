@@ -45,6 +45,42 @@ fn armored(message: &[u8]) -> &[u8] {
     &message[start..end]
 }
 
+/// A registration of `password` with `token` alone (no current password, no
+/// proof of it), as a thief holding only a token would try: the answer.
+async fn thief_registers(
+    caliop: &Caliop,
+    token: &str,
+    account: &str,
+    password: &str,
+) -> (u16, serde_json::Value) {
+    let (state, request) = vault::opaque::client_register_start(password).unwrap();
+    let (status, _, started) = caliop
+        .post(
+            &format!("/v1/accounts/{account}/opaque/register/start"),
+            Some(token),
+            json!({"registration_request": request}),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let ksf = vault::opaque::KsfParams::default();
+    let (record, export) = vault::opaque::client_register_finish(
+        state,
+        password,
+        started["registration_response"].as_str().unwrap(),
+        &ksf,
+    )
+    .unwrap();
+    let (status, _, answer) = caliop
+        .post(
+            &format!("/v1/accounts/{account}/opaque/register/finish"),
+            Some(token),
+            json!({"registration_record": record, "ksf": ksf,
+                   "locked_key": export.wrap("not the key").unwrap()}),
+        )
+        .await;
+    (status, answer)
+}
+
 async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
     let data = tempfile::tempdir().unwrap();
     let dns = mail::dns_server::DnsServer::start().await.unwrap();
@@ -71,6 +107,24 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
     // A wrong password is found out on the device and moves nothing.
     let (ok, _, err) = client(&caliop, &["login", "user@acme.test"], "not the password");
     assert!(!ok && err.contains("wrong address or password"), "{err}");
+
+    // A token alone (stolen, say) cannot move the account to a password of
+    // its own: the move needs the account's password once more.
+    let (status, _, legacy) = caliop
+        .post(
+            "/v1/auth/token",
+            None,
+            json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{legacy}");
+    let legacy = field(&legacy, "access_token");
+    let (status, refused) = thief_registers(&caliop, &legacy, &account, "the thief's").await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        field(&refused, "detail").contains("current_password"),
+        "{refused}"
+    );
 
     // The first sign-in through the client moves the key to the device.
     let (ok, token, err) = client(&caliop, &["login", "user@acme.test"], PASSWORD);
@@ -290,31 +344,7 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
     let (ok, token, err) = client(&caliop, &["login", "user@acme.test"], PASSWORD);
     assert!(ok, "{err}");
     let token = token.trim().to_owned();
-    let (state, request) = vault::opaque::client_register_start("stolen token").unwrap();
-    let (status, _, started) = caliop
-        .post(
-            &format!("/v1/accounts/{account}/opaque/register/start"),
-            Some(&token),
-            json!({"registration_request": request}),
-        )
-        .await;
-    assert_eq!(status, 200, "{started}");
-    let ksf = vault::opaque::KsfParams::default();
-    let (record, export) = vault::opaque::client_register_finish(
-        state,
-        "stolen token",
-        started["registration_response"].as_str().unwrap(),
-        &ksf,
-    )
-    .unwrap();
-    let (status, _, refused) = caliop
-        .post(
-            &format!("/v1/accounts/{account}/opaque/register/finish"),
-            Some(&token),
-            json!({"registration_record": record, "ksf": ksf,
-                   "locked_key": export.wrap("not the key").unwrap()}),
-        )
-        .await;
+    let (status, refused) = thief_registers(&caliop, &token, &account, "stolen token").await;
     assert_eq!(status, 403, "{refused}");
     assert!(field(&refused, "detail").contains("current_password_proof"));
     let new_password = "a new and longer passphrase";

@@ -155,7 +155,9 @@ async function prove(username: string, password: string): Promise<{ status: numb
   };
 }
 
-async function register(token: string, accountId: string, password: string, armored: string, proof?: { login_id: string; credential_finalization: string }): Promise<void> {
+type Current = { current_password: string } | { current_password_proof: { login_id: string; credential_finalization: string } };
+
+async function register(token: string, accountId: string, password: string, armored: string, current: Current): Promise<void> {
   const opaque = await loadOpaque();
   const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
   const started = await post(`/v1/accounts/${accountId}/opaque/register/start`, { registration_request: registrationRequest }, token);
@@ -168,8 +170,7 @@ async function register(token: string, accountId: string, password: string, armo
     keyStretching: stretching(ksf),
   });
   const locked_key = await wrapKey(finished.exportKey, armored);
-  const body: Record<string, unknown> = { registration_record: finished.registrationRecord, ksf, locked_key };
-  if (proof) body.current_password_proof = proof;
+  const body = { registration_record: finished.registrationRecord, ksf, locked_key, ...current };
   const done = await post(`/v1/accounts/${accountId}/opaque/register/finish`, body, token);
   if (done.status !== 204) throw new Refused(done.status, done.json);
 }
@@ -183,7 +184,9 @@ async function moveToDevice(username: string, password: string, factor: SecondFa
   const locked = await getText(`/v1/accounts/${accountId}/secret-key`, token);
   const openpgp = await import("openpgp");
   const privateKey = await openpgp.decryptKey({ privateKey: await openpgp.readPrivateKey({ armoredKey: locked }), passphrase: password });
-  await register(token, accountId, password, privateKey.armor());
+  // The password once more: the server saw it at the grant just above, and
+  // a token alone must not move the account to a password of its own.
+  await register(token, accountId, password, privateKey.armor(), { current_password: password });
 }
 
 /** Signs in on this device; a second factor goes along when asked for. */
@@ -219,7 +222,7 @@ export async function changePassword(token: string, accountId: string, username:
   if (!proven.finish || !proven.exportKey) throw new Refused(proven.status, proven.json);
   const locked = await getText(`/v1/accounts/${accountId}/secret-key`, token);
   const armored = await unwrapKey(proven.exportKey, locked);
-  await register(token, accountId, next, armored, proven.finish);
+  await register(token, accountId, next, armored, { current_password_proof: proven.finish });
 }
 
 /** The account's secret key, unlocked here, for GnuPG or Thunderbird. */

@@ -118,12 +118,7 @@ pub async fn issue_token(
                 .active_tenant(account.tenant_id)
                 .await?
                 .map_err(Problem::forbidden)?;
-            let actor = Actor {
-                subject: Subject::Account(account.id),
-                tenant_id: tenant.id,
-                role: Role::of(tenant.kind, account.role),
-                scopes: vec![Scope::Read, Scope::Write],
-            };
+            let actor = account_actor(&tenant, &account);
             super::second_factor::check(
                 &state,
                 &account,
@@ -169,6 +164,16 @@ pub async fn issue_token(
         }
     };
     Ok(Json(token_response(&state, &actor, account_id, epoch)?))
+}
+
+/// Who a signed-in account acts as: its role in its tenant, reading and writing.
+pub fn account_actor(tenant: &tenants::Tenant, account: &tenants::Account) -> Actor {
+    Actor {
+        subject: Subject::Account(account.id),
+        tenant_id: tenant.id,
+        role: Role::of(tenant.kind, account.role),
+        scopes: vec![Scope::Read, Scope::Write],
+    }
 }
 
 /// The access token for `actor`, as every grant answers it.

@@ -12,9 +12,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tenants::login::{Attempt, Door};
-use tenants::{
-    AccountId, Actor, AppPassword, EmailAddress, OpaqueRegistration, Role, Scope, Subject,
-};
+use tenants::{AccountId, Actor, AppPassword, EmailAddress, OpaqueRegistration};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use vault::opaque::KsfParams;
@@ -281,12 +279,7 @@ pub async fn login_finish(
         .active_tenant(account.tenant_id)
         .await?
         .map_err(Problem::forbidden)?;
-    let actor = Actor {
-        subject: Subject::Account(account.id),
-        tenant_id: tenant.id,
-        role: Role::of(tenant.kind, account.role),
-        scopes: vec![Scope::Read, Scope::Write],
-    };
+    let actor = super::auth::account_actor(&tenant, &account);
     super::second_factor::check(
         &state,
         &account,
@@ -412,6 +405,11 @@ pub struct RegisterFinishRequest {
     /// `/login/finish`, so that a stolen token alone cannot replace the
     /// password and the key.
     pub current_password_proof: Option<LoginFinishRequest>,
+    /// For an account moving to device sign-in: its password, once more
+    /// (the server saw it at the password grant just before), so that a
+    /// stolen token alone cannot move the account to a password of its own.
+    #[schema(format = Password)]
+    pub current_password: Option<String>,
 }
 
 /// Finish registering device sign-in (or a new password)
@@ -424,7 +422,7 @@ pub struct RegisterFinishRequest {
     request_body = RegisterFinishRequest,
     responses(
         (status = 204, description = "Registered; sign in again"),
-        (status = 403, description = "Not the account's owner, or no valid proof of the current password", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner, or no valid current password (or proof of it)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 400, description = "Malformed message or id", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
@@ -434,6 +432,7 @@ pub struct RegisterFinishRequest {
     security(("bearer" = [])))]
 pub async fn register_finish(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Principal(actor): Principal,
     Path(account_id): Path<AccountId>,
     Json(request): Json<RegisterFinishRequest>,
@@ -454,6 +453,34 @@ pub async fn register_finish(
             ));
         };
         verify_current_password(&state, account_id, &proof)?;
+    } else {
+        let account = state
+            .store
+            .account(account_id)
+            .await?
+            .ok_or(Problem::not_found("account"))?;
+        let Some(password) = request.current_password else {
+            return Err(Problem::forbidden(
+                "moving to device sign-in needs the account's `current_password`, once more",
+            ));
+        };
+        // Counted like every sign-in.
+        match tenants::login::sign_in(
+            &state.store,
+            &state.login_guard,
+            peer.ip(),
+            account.address.as_str(),
+            password.into(),
+            Door::Api,
+        )
+        .await
+        {
+            Ok(same) if same.id == account_id => {}
+            Err(tenants::login::SignInRefused::TooManyAttempts(t)) => {
+                return Err(Problem::too_many_attempts(t.retry_after));
+            }
+            _ => return Err(Problem::forbidden("the current password is wrong")),
+        }
     }
     use base64::Engine;
     let registration = OpaqueRegistration {
