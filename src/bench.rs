@@ -821,11 +821,11 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let imap = listener.local_addr()?;
-    let guard = Arc::new(tenants::login::LoginGuard::new(
-        Duration::from_secs(60),
-        1000,
-        1000,
-    ));
+    // The bench signs in with the account's password, as before app passwords.
+    let guard = Arc::new(
+        tenants::login::LoginGuard::new(Duration::from_secs(60), 1000, 1000)
+            .allowing_account_passwords_on_mail(true),
+    );
     let server =
         mail::imap::ImapServer::new(mail::imap::ImapConfig::default(), inbound, guard, None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

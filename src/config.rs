@@ -285,6 +285,10 @@ pub struct ApiSection {
     /// Days an operator or reseller administrator may sign in to the web
     /// without a second factor (TOTP), from their first sign-in.
     pub second_factor_grace_days: i64,
+    /// Whether IMAP and submission still take an account's own password,
+    /// for accounts not yet on device sign-in (a transition setting): off,
+    /// mail clients sign in with app passwords only.
+    pub mail_account_passwords: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -392,6 +396,7 @@ impl Default for ApiSection {
             login_window_seconds: api.login_window.as_secs(),
             exports_max_bytes: api.exports_max_bytes,
             second_factor_grace_days: api.second_factor_grace_days,
+            mail_account_passwords: api.mail_account_passwords,
         }
     }
 }
@@ -616,6 +621,7 @@ impl Config {
             exports_max_bytes: self.api.exports_max_bytes,
             ksf: vault::opaque::KsfParams::default(),
             second_factor_grace_days: self.api.second_factor_grace_days,
+            mail_account_passwords: self.api.mail_account_passwords,
         }
     }
 }

@@ -87,6 +87,8 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
     let mut env = common::environment(backend, data.path(), dns.addr()).await;
     // The story makes several failed sign-ins on purpose.
     env.push(("CALIOP_API_LOGIN_FAILURES_PER_ADDRESS".into(), "20".into()));
+    // The default the other stories turn off: mail doors take app passwords only.
+    env.push(("CALIOP_API_MAIL_ACCOUNT_PASSWORDS".into(), "false".into()));
     let caliop = common::serve(env.clone(), data.path().join("caliop.log")).await;
     let account = mailbox(&caliop, "sealed").await;
 
@@ -103,6 +105,15 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
     )
     .await;
     assert_eq!(mx.read_reply().await.0, 250);
+
+    // Mail clients sign in with app passwords only: the account's password
+    // opens no mail door, even before the account moves to device sign-in.
+    let (mut imap, _) = ImapProbe::connect(caliop.imap).await;
+    let (_, done) = imap
+        .run(&format!("LOGIN user@acme.test \"{PASSWORD}\""))
+        .await;
+    assert!(done.contains("NO [AUTHENTICATIONFAILED]"), "{done}");
+    assert!(done.contains("app password"), "{done}");
 
     // A wrong password is found out on the device and moves nothing.
     let (ok, _, err) = client(&caliop, &["login", "user@acme.test"], "not the password");

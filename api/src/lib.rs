@@ -65,6 +65,10 @@ pub struct ApiConfig {
     /// Days an operator or reseller administrator may sign in without a
     /// second factor, from their first sign-in since second factors exist.
     pub second_factor_grace_days: i64,
+    /// Whether mail doors (IMAP, submission) still take an account's own
+    /// password, for accounts not yet on device sign-in. Off: app passwords
+    /// only, as mail clients should sign in.
+    pub mail_account_passwords: bool,
 }
 
 impl ApiConfig {
@@ -75,6 +79,7 @@ impl ApiConfig {
             self.login_failures_per_address,
             self.login_failures_per_ip,
         )
+        .allowing_account_passwords_on_mail(self.mail_account_passwords)
     }
 }
 
@@ -94,6 +99,7 @@ impl Default for ApiConfig {
             exports_max_bytes: 20 * 1024 * 1024 * 1024,
             ksf: vault::opaque::KsfParams::default(),
             second_factor_grace_days: 7,
+            mail_account_passwords: false,
         }
     }
 }

@@ -667,7 +667,7 @@ async fn early_talkers_and_crowds_are_turned_away(backend: Backend) {
         backend,
         api::ApiConfig {
             mail_hostname: support::MAIL_HOST.into(),
-            ..Default::default()
+            ..support::api_config()
         },
         smtp,
     )
@@ -774,7 +774,7 @@ async fn sessions_time_out(backend: Backend) {
         backend,
         api::ApiConfig {
             mail_hostname: support::MAIL_HOST.into(),
-            ..Default::default()
+            ..support::api_config()
         },
         smtp,
     )

@@ -95,6 +95,9 @@ pub struct LoginGuard {
     per_address: usize,
     per_network: usize,
     counters: Mutex<Counters>,
+    /// Whether a mail door still takes an account's own password (for an
+    /// account not yet on device sign-in); off by default: app passwords only.
+    account_passwords_on_mail: bool,
 }
 
 impl LoginGuard {
@@ -104,7 +107,15 @@ impl LoginGuard {
             per_address,
             per_network,
             counters: Mutex::default(),
+            account_passwords_on_mail: false,
         }
+    }
+
+    /// Lets mail doors take the account's own password too, for accounts
+    /// not yet on device sign-in (a transition setting; off by default).
+    pub fn allowing_account_passwords_on_mail(mut self, allow: bool) -> LoginGuard {
+        self.account_passwords_on_mail = allow;
+        self
     }
 
     /// Takes an attempt for `address` (if any) from `ip`, or says how long
@@ -244,7 +255,8 @@ pub async fn sign_in(
 /// session it opens ends when that app password is revoked).
 ///
 /// A mail client signs in with an app password. The account's own
-/// password opens a mail door only while the account has not moved its
+/// password opens a mail door only where the guard allows it (a transition
+/// setting, off by default) and only while the account has not moved its
 /// key to the device (an account signed in through OPAQUE has no password
 /// hash: the server cannot check its password, by design).
 pub async fn sign_in_with(
@@ -266,7 +278,11 @@ pub async fn sign_in_with(
         .reserve(Some(address.as_str()), ip)
         .map_err(SignInRefused::TooManyAttempts)?;
     let checked = match door {
-        Door::Mail => store.verify_mail_password(&address, password).await,
+        Door::Mail => {
+            store
+                .verify_mail_password(&address, password, guard.account_passwords_on_mail)
+                .await
+        }
         Door::Api => store
             .verify_password(&address, password)
             .await
@@ -320,12 +336,13 @@ impl Store {
     }
 
     /// What opens a mail door: one of the account's app passwords (which
-    /// one is returned), or, for an account whose key has not moved to the
-    /// device yet, its password.
+    /// one is returned), or, where `account_password` allows it and the
+    /// account's key has not moved to the device yet, its password.
     pub async fn verify_mail_password(
         &self,
         address: &EmailAddress,
         password: SecretString,
+        account_password: bool,
     ) -> Result<Option<(Account, Option<uuid::Uuid>)>> {
         let Some(account) = self.account_by_address(address).await? else {
             // As long as a real check: the dummy hash.
@@ -336,7 +353,7 @@ impl Store {
         if let Some(id) = self.use_app_password(account.id, &hash).await? {
             return Ok(Some((account, Some(id))));
         }
-        if account.password_hash.is_empty() {
+        if !account_password || account.password_hash.is_empty() {
             return Ok(None);
         }
         Ok(self

@@ -77,6 +77,12 @@ pub async fn environment(
             "mx.caliop.test".to_owned(),
         ),
         ("CALIOP_LOG_FORMAT".to_owned(), "json".to_owned()),
+        // The stories sign mail clients in with the accounts' passwords;
+        // tests/device_keys.rs checks the default (app passwords only).
+        (
+            "CALIOP_API_MAIL_ACCOUNT_PASSWORDS".to_owned(),
+            "true".to_owned(),
+        ),
     ]
 }
 
