@@ -38,30 +38,23 @@ pub struct PasswordArgs {
     pub login: LoginArgs,
 }
 
-/// The new password: `CALIOP_NEW_PASSWORD`, or the next line of standard input.
-fn new_password() -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("CALIOP_NEW_PASSWORD") {
+/// A secret from the environment variable `var`, or else the next line of
+/// standard input (after saying which on standard error).
+fn secret(var: &str, what: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(var) {
         return Ok(p);
     }
-    eprint!("new password: ");
+    eprint!("{what}: ");
     let mut line = String::new();
     std::io::stdin()
         .read_line(&mut line)
-        .context("reading the new password from standard input")?;
+        .with_context(|| format!("reading the {what} from standard input"))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// The password: `CALIOP_PASSWORD`, or the first line of standard input.
 fn password() -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("CALIOP_PASSWORD") {
-        return Ok(p);
-    }
-    eprint!("password: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    secret("CALIOP_PASSWORD", "password")
 }
 
 /// A second factor, for an account that has one: `CALIOP_TOTP_CODE` or
@@ -344,7 +337,7 @@ pub async fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
 /// `caliop password change`: a new password, the key re-locked here.
 pub async fn change_password(args: PasswordArgs) -> anyhow::Result<()> {
     let current = password()?;
-    let new = new_password()?;
+    let new = secret("CALIOP_NEW_PASSWORD", "new password")?;
     // The server never sees it: the strength rule is kept here.
     tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
     let api = client(&args.login.api);

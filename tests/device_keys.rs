@@ -38,6 +38,21 @@ fn client_with(caliop: &Caliop, args: &[&str], env: &[(&str, &str)]) -> (bool, S
     )
 }
 
+/// `caliop key unlock` into `out`, signed in with `password`; its stderr on failure.
+fn unlock_key(caliop: &Caliop, password: &str, out: &std::path::Path) -> Result<(), String> {
+    let args = [
+        "key",
+        "unlock",
+        "user@acme.test",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    match client(caliop, &args, password) {
+        (true, _, _) => Ok(()),
+        (false, _, err) => Err(err),
+    }
+}
+
 fn armored(message: &[u8]) -> &[u8] {
     let text = std::str::from_utf8(message).unwrap();
     let start = text.find("-----BEGIN PGP MESSAGE-----").expect("PGP/MIME");
@@ -200,18 +215,7 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
 
     // The key, unlocked on this machine, opens the sealed mail in GnuPG.
     let key_file = data.path().join("user.asc");
-    let (ok, _, err) = client(
-        &caliop,
-        &[
-            "key",
-            "unlock",
-            "user@acme.test",
-            "--out",
-            key_file.to_str().unwrap(),
-        ],
-        PASSWORD,
-    );
-    assert!(ok, "{err}");
+    unlock_key(&caliop, PASSWORD, &key_file).unwrap();
     let home = gpg_home();
     let (ok, _, err) = gpg(
         home.path(),
@@ -371,18 +375,7 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
     let (ok, _, err) = client(&caliop, &["login", "user@acme.test"], PASSWORD);
     assert!(!ok && err.contains("wrong address or password"), "{err}");
     let again = data.path().join("again.asc");
-    let (ok, _, err) = client(
-        &caliop,
-        &[
-            "key",
-            "unlock",
-            "user@acme.test",
-            "--out",
-            again.to_str().unwrap(),
-        ],
-        new_password,
-    );
-    assert!(ok, "{err}");
+    unlock_key(&caliop, new_password, &again).unwrap();
     assert_eq!(
         std::fs::read(&again).unwrap(),
         std::fs::read(&key_file).unwrap(),

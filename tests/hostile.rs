@@ -32,25 +32,16 @@ on_both_backends!(
 /// The sign-in failures one address may have in a window.
 const LIMIT: usize = 5;
 
-/// `caliop serve` on `backend`, with `extra` settings on top of the tests'.
+/// `caliop serve` on `backend` with the sign-in limit these stories count
+/// against, and `extra` settings on top.
 async fn start(
     backend: Backend,
     extra: &[(&str, &str)],
 ) -> (Caliop, tempfile::TempDir, mail::dns_server::DnsServer) {
-    let data = tempfile::tempdir().unwrap();
-    let dns = mail::dns_server::DnsServer::start().await.unwrap();
-    let mut env = common::environment(backend, data.path(), dns.addr()).await;
-    env.push((
-        "CALIOP_API_LOGIN_FAILURES_PER_ADDRESS".into(),
-        LIMIT.to_string(),
-    ));
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let caliop = common::serve(env, data.path().join("caliop.log")).await;
-    (caliop, data, dns)
+    let limit = LIMIT.to_string();
+    let mut settings = vec![("CALIOP_API_LOGIN_FAILURES_PER_ADDRESS", limit.as_str())];
+    settings.extend_from_slice(extra);
+    common::start(backend, &settings).await
 }
 
 /// An enterprise whose domain the operator has verified, with its
@@ -474,24 +465,7 @@ async fn a_second_author_is_refused_on_the_submission_port(backend: Backend) {
     let operator = caliop.operator_token();
     let (acme, admin) = enterprise(&caliop, &operator, "acme.test").await;
     account(&caliop, &admin, &acme, "alice@acme.test", "user").await;
-    let forged = [
-        (
-            "From: <alice@acme.test>\r\nFrom: CEO <admin@acme.test>\r\n",
-            "2 From headers",
-        ),
-        (
-            "From: <alice@acme.test>, CEO <admin@acme.test>\r\n",
-            "2 addresses",
-        ),
-        (
-            "From: CEO <admin@acme.test>, <alice@acme.test>\r\n",
-            "2 addresses",
-        ),
-        (
-            "From: <alice@acme.test>\r\nSender: <admin@acme.test>\r\n",
-            "Sender header",
-        ),
-    ];
+    let forged = mail::probe::FORGED_AUTHORS;
     for (headers, why) in forged {
         let mut probe = submit_as(&caliop, "alice@acme.test").await;
         probe

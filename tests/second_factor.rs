@@ -20,20 +20,6 @@ on_both_backends!(
 
 const PASSWORD: &str = "a long operator passphrase";
 
-async fn start(backend: Backend, extra: &[(&str, &str)]) -> (Caliop, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let dns = mail::dns_server::DnsServer::start().await.unwrap();
-    let mut env = common::environment(backend, data.path(), dns.addr()).await;
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let caliop = common::serve(env, data.path().join("caliop.log")).await;
-    std::mem::forget(dns);
-    (caliop, data)
-}
-
 fn create_operator(caliop: &Caliop, address: &str) -> String {
     let out = Command::new(BIN)
         .args(["admin", "create-operator", address])
@@ -96,7 +82,8 @@ fn device_login(caliop: &Caliop, address: &str, env: &[(&str, &str)]) -> (bool, 
 }
 
 async fn an_operator_with_totp_needs_a_code_taken_once(backend: Backend) {
-    let (caliop, _data) = start(backend, &[("CALIOP_API_LOGIN_FAILURES_PER_ADDRESS", "20")]).await;
+    let (caliop, _data, _dns) =
+        common::start(backend, &[("CALIOP_API_LOGIN_FAILURES_PER_ADDRESS", "20")]).await;
     let address = "ops@operator.test";
     let account = create_operator(&caliop, address);
     let (status, token) = grant(&caliop, address, json!({})).await;
@@ -178,7 +165,8 @@ async fn an_operator_with_totp_needs_a_code_taken_once(backend: Backend) {
 }
 
 async fn past_the_grace_an_operator_needs_a_second_factor(backend: Backend) {
-    let (caliop, _data) = start(backend, &[("CALIOP_API_SECOND_FACTOR_GRACE_DAYS", "0")]).await;
+    let (caliop, _data, _dns) =
+        common::start(backend, &[("CALIOP_API_SECOND_FACTOR_GRACE_DAYS", "0")]).await;
     let address = "ops@operator.test";
     create_operator(&caliop, address);
     let (status, refused) = grant(&caliop, address, json!({})).await;

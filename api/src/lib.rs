@@ -125,6 +125,8 @@ pub struct Inner {
     pub reset_guard: LoginGuard,
     /// Device sign-ins between their two messages.
     pub pending_logins: routes::PendingLogins,
+    /// Tenants' OPAQUE secrets, opened once.
+    pub opaque_setups: routes::OpaqueSetups,
 }
 
 /// Shared by every request. Cheap to clone.
@@ -160,6 +162,7 @@ impl AppState {
             billing,
             reset_guard: LoginGuard::new(Duration::from_secs(3600), 3, 20),
             pending_logins: routes::PendingLogins::default(),
+            opaque_setups: routes::OpaqueSetups::default(),
             tokens: Tokens::new(instance_key, config.token_ttl),
             instance_public_key: *instance_key.public_key(),
             login_guard,

@@ -601,24 +601,7 @@ async fn a_second_author_never_rides_along(backend: Backend) {
     let e = app.enterprise("acme.test", 5).await;
     let alice_id = app.user(&e, "alice").await;
     let alice = app.login("alice@acme.test", PASSWORD).await;
-    let spoofs = [
-        (
-            "From: <alice@acme.test>\r\nFrom: CEO <admin@acme.test>\r\n",
-            "2 From headers",
-        ),
-        (
-            "From: <alice@acme.test>, CEO <admin@acme.test>\r\n",
-            "2 addresses",
-        ),
-        (
-            "From: CEO <admin@acme.test>, <alice@acme.test>\r\n",
-            "2 addresses",
-        ),
-        (
-            "From: <alice@acme.test>\r\nSender: <admin@acme.test>\r\n",
-            "Sender header",
-        ),
-    ];
+    let spoofs = mail::probe::FORGED_AUTHORS;
     let raw = |headers: &str| {
         format!(
             "{headers}To: <bob@remote.test>\r\nSubject: Wire transfer\r\n\

@@ -1,6 +1,28 @@
 //! A hand-driven SMTP client for tests, to see every reply code exactly
 //! (and to measure the server without a client library in the way).
 
+/// Headers of a message `alice@acme.test` submits that name an author
+/// besides her (finding 7 of issue 17), each with the words the refusal
+/// must give: both doors (API and submission) are tried with these.
+pub const FORGED_AUTHORS: [(&str, &str); 4] = [
+    (
+        "From: <alice@acme.test>\r\nFrom: CEO <admin@acme.test>\r\n",
+        "2 From headers",
+    ),
+    (
+        "From: <alice@acme.test>, CEO <admin@acme.test>\r\n",
+        "2 addresses",
+    ),
+    (
+        "From: CEO <admin@acme.test>, <alice@acme.test>\r\n",
+        "2 addresses",
+    ),
+    (
+        "From: <alice@acme.test>\r\nSender: <admin@acme.test>\r\n",
+        "Sender header",
+    ),
+];
+
 /// The argument of `AUTH PLAIN` (RFC 4616) for `address` and `password`.
 pub fn auth_plain(address: &str, password: &str) -> String {
     use base64::Engine;

@@ -346,10 +346,14 @@ impl Store {
     ) -> Result<Option<(Account, Option<uuid::Uuid>)>> {
         let Some(account) = self.account_by_address(address).await? else {
             // As long as a real check: the dummy hash.
-            self.verify_password(address, password).await?;
+            tokio::task::spawn_blocking(move || {
+                crate::password::verify_dummy(password.expose_secret())
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
             return Ok(None);
         };
-        let hash = app_password_hash(password.expose_secret());
+        let hash = typed_secret_hash(password.expose_secret());
         if let Some(id) = self.use_app_password(account.id, &hash).await? {
             return Ok(Some((account, Some(id))));
         }
@@ -377,9 +381,10 @@ impl Store {
     }
 }
 
-/// How an app password is stored: its secret is random (160 bits and
-/// more), so one round of SHA-256 suffices and lets it be looked up.
-pub fn app_password_hash(secret: &str) -> String {
+/// How a secret made by [`random_code`] (an app password, a recovery code)
+/// is stored: it is random (100 bits and more), so one round of SHA-256
+/// suffices and lets it be looked up; spaces, dashes and case do not count.
+pub fn typed_secret_hash(secret: &str) -> String {
     use sha2::Digest;
     let normalised: String = secret
         .chars()
@@ -391,13 +396,13 @@ pub fn app_password_hash(secret: &str) -> String {
         .collect()
 }
 
-/// A new app password: 26 characters of base32 (130 bits), shown as five
-/// groups so that a person can type it; spaces, dashes and case do not matter.
-pub fn new_app_password() -> String {
+/// `chars` characters of base32 (5 bits each), in groups of five joined by
+/// dashes so that a person can type them.
+pub fn random_code(chars: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut rng = rand::rng();
-    let chars: Vec<char> = (0..26)
+    let chars: Vec<char> = (0..chars)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     chars
@@ -405,6 +410,11 @@ pub fn new_app_password() -> String {
         .map(|c| c.iter().collect::<String>())
         .collect::<Vec<_>>()
         .join("-")
+}
+
+/// A new app password: 26 characters (130 bits).
+pub fn new_app_password() -> String {
+    random_code(26)
 }
 
 /// The claim rule of [`Store::may_sign_in`], without a database.

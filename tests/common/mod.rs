@@ -149,6 +149,25 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
     }
 }
 
+/// `caliop serve` on `backend` with the tests' environment and `extra`
+/// settings on top (later ones win); the data directory and the DNS server
+/// live as long as what is returned.
+pub async fn start(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (Caliop, tempfile::TempDir, mail::dns_server::DnsServer) {
+    let data = tempfile::tempdir().unwrap();
+    let dns = mail::dns_server::DnsServer::start().await.unwrap();
+    let mut env = environment(backend, data.path(), dns.addr()).await;
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let caliop = serve(env, data.path().join("caliop.log")).await;
+    (caliop, data, dns)
+}
+
 impl Caliop {
     pub fn operator_token(&self) -> String {
         let out = Command::new(BIN)

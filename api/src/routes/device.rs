@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -90,8 +90,16 @@ impl KsfView {
     }
 }
 
+/// Tenants' OPAQUE secrets, opened once per process: they never change once
+/// written, and every sign-in needs them.
+#[derive(Default)]
+pub struct OpaqueSetups(Mutex<HashMap<tenants::TenantId, Arc<Vec<u8>>>>);
+
 /// The tenant's OPAQUE secrets, made and sealed the first time.
-async fn setup(state: &AppState, tenant: tenants::TenantId) -> ApiResult<Vec<u8>> {
+async fn setup(state: &AppState, tenant: tenants::TenantId) -> ApiResult<Arc<Vec<u8>>> {
+    if let Some(known) = state.opaque_setups.0.lock().expect("setups").get(&tenant) {
+        return Ok(known.clone());
+    }
     let master = state.inbound.master();
     let context = vault::opaque::setup_context(&tenant);
     let sealed = state
@@ -102,7 +110,14 @@ async fn setup(state: &AppState, tenant: tenants::TenantId) -> ApiResult<Vec<u8>
                 .map_err(|e| tenants::Error::Internal(e.to_string()))
         })
         .await?;
-    Ok(master.open_secret(&context, &sealed)?)
+    let opened = Arc::new(master.open_secret(&context, &sealed)?);
+    state
+        .opaque_setups
+        .0
+        .lock()
+        .expect("setups")
+        .insert(tenant, opened.clone());
+    Ok(opened)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -549,7 +564,7 @@ pub async fn create_app_password(
             &actor.audit_name(),
             account_id,
             name,
-            &tenants::login::app_password_hash(&secret),
+            &tenants::login::typed_secret_hash(&secret),
         )
         .await?;
     Ok((

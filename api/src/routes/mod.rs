@@ -7,7 +7,7 @@ mod audit;
 mod auth;
 mod device;
 mod second_factor;
-pub use device::PendingLogins;
+pub use device::{OpaqueSetups, PendingLogins};
 mod billing;
 pub(crate) mod branding;
 pub use branding::caliop_brand;

@@ -32,11 +32,6 @@ fn totp(secret: Vec<u8>) -> ApiResult<Totp> {
         .map_err(|e| Problem::internal(format!("TOTP: {e:?}")))
 }
 
-/// How a recovery code is stored: random (100 bits), so one SHA-256.
-fn recovery_hash(code: &str) -> String {
-    tenants::login::app_password_hash(code)
-}
-
 fn now() -> u64 {
     Utc::now().timestamp().max(0) as u64
 }
@@ -105,7 +100,7 @@ pub async fn check(
         let code = recovery_code.unwrap_or_default();
         state
             .store
-            .use_recovery_code(account.id, &recovery_hash(&code))
+            .use_recovery_code(account.id, &tenants::login::typed_secret_hash(&code))
             .await?
     };
     if !proven {
@@ -254,8 +249,12 @@ pub async fn confirm_totp(
             "`code` is not the authenticator's current code",
         ));
     };
-    let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
-    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
+    // 20 characters of base32 each (100 bits).
+    let codes: Vec<String> = (0..10).map(|_| tenants::login::random_code(20)).collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| tenants::login::typed_secret_hash(c))
+        .collect();
     state
         .store
         .enable_totp(&actor.audit_name(), account_id, step as i64, &hashes)
@@ -264,10 +263,4 @@ pub async fn confirm_totp(
         recovery_codes: codes,
         enabled_at: Utc::now(),
     }))
-}
-
-/// 20 characters of base32 (100 bits) in four groups.
-fn recovery_code() -> String {
-    let long = tenants::login::new_app_password();
-    long.split('-').take(4).collect::<Vec<_>>().join("-")
 }
