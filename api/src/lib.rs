@@ -127,6 +127,8 @@ pub struct Inner {
     pub pending_logins: routes::PendingLogins,
     /// Tenants' OPAQUE secrets, opened once.
     pub opaque_setups: routes::OpaqueSetups,
+    /// Passkey registrations between their two messages.
+    pub pending_passkeys: routes::PendingPasskeys,
 }
 
 /// Shared by every request. Cheap to clone.
@@ -163,6 +165,7 @@ impl AppState {
             reset_guard: LoginGuard::new(Duration::from_secs(3600), 3, 20),
             pending_logins: routes::PendingLogins::default(),
             opaque_setups: routes::OpaqueSetups::default(),
+            pending_passkeys: routes::PendingPasskeys::default(),
             tokens: Tokens::new(instance_key, config.token_ttl),
             instance_public_key: *instance_key.public_key(),
             login_guard,

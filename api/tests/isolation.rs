@@ -34,11 +34,20 @@ const USER_OPERATIONS: &[&str] = &[
     "listAppPasswords",
     "revokeAppPassword",
     "enrolTotp",
+    "listPasskeys",
 ];
-/// Operations the owner may call whose success would end the test's own
-/// token (a new sign-in registered); here they must reach the handler's
-/// checks, not be refused: tests/device_keys.rs runs them through.
-const OWNER_OPERATIONS_NOT_RUN: &[&str] = &["finishOpaqueRegistration", "confirmTotp"];
+/// Operations the owner may call that cannot succeed here (a new sign-in
+/// would end the test's own token; a passkey needs a browser's
+/// authenticator and its `Origin`): they must reach the handler's checks,
+/// not be refused, and answer this status. tests/device_keys.rs and the
+/// admin app's browser tests run them through.
+const OWNER_OPERATIONS_NOT_RUN: &[(&str, u16)] = &[
+    ("finishOpaqueRegistration", 422),
+    ("confirmTotp", 422),
+    ("startPasskeyRegistration", 422),
+    ("finishPasskeyRegistration", 422),
+    ("deletePasskey", 404),
+];
 /// Operations that need no token at all.
 const PUBLIC_OPERATIONS: &[&str] = &[
     "issueToken",
@@ -189,6 +198,11 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{request_id}", &ids.request_id),
         ("{export_id}", &ids.export_id),
         ("{app_password_id}", &ids.app_password_id),
+        // None exists: the owner is answered 404, anyone else refused first.
+        (
+            "{passkey_id}",
+            &"0196f000-0000-7000-8000-000000000000".to_owned(),
+        ),
         ("{template}", &"welcome".to_owned()),
         ("{language}", &"fr".to_owned()),
         ("{token}", &"no-such-signup-token".to_owned()),
@@ -301,8 +315,8 @@ async fn users_are_refused_admin_routes(backend: Backend) {
             _ => matches!(method.as_str(), "POST" | "PATCH" | "PUT").then(|| json!({})),
         };
         let reply = app.send(&method, &url, Some(&user), body).await;
-        if OWNER_OPERATIONS_NOT_RUN.contains(&id.as_str()) {
-            reply.problem(422);
+        if let Some((_, status)) = OWNER_OPERATIONS_NOT_RUN.iter().find(|(o, _)| *o == id) {
+            reply.problem(*status);
         } else if USER_OPERATIONS.contains(&id.as_str()) {
             assert!(
                 reply.status.is_success(),

@@ -21,8 +21,9 @@ pub use model::*;
 pub use store::{
     AccessChange, Account, AccountUpdate, ApiKey, AppPassword, AuditEntry, Backend, Correspondent,
     DeadJob, Domain, Ended, Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain, NewMessage,
-    NewTenant, OpaqueRegistration, Page, QueueDepth, RecipientAccount, Standing, Store, Tenant,
-    TenantFilter, TenantUpdate, inactive_tenant, may_send_as,
+    NewPasskey, NewTenant, OpaqueRegistration, Page, Passkey, PasskeyCredential, QueueDepth,
+    RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate, inactive_tenant,
+    may_send_as,
 };
 
 /// What can go wrong in the domain core.

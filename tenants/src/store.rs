@@ -1522,6 +1522,8 @@ mod tests;
 
 mod device_keys;
 pub use device_keys::{AppPassword, MAX_APP_PASSWORDS, OpaqueRegistration, SecondFactor};
+mod passkeys;
+pub use passkeys::{MAX_PASSKEYS, NewPasskey, Passkey, PasskeyCredential};
 mod dkim;
 mod jobs;
 #[macro_use]

@@ -6,7 +6,9 @@
 // (@serenity-kit/opaque) and key wrapping (WebCrypto) interoperate with the
 // server's (opaque-ke) and the command-line client's: the key the browser
 // downloads is the one `caliop key unlock` gives. A second factor set up on
-// the page is then asked for at sign-in (codes computed by pyotp).
+// the page is then asked for at sign-in (codes computed by pyotp). A passkey
+// made by Chromium's virtual authenticator (DevTools' WebAuthn domain) on
+// the account page signs in after the password.
 import { execFileSync } from "node:child_process";
 import { hkdfSync } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -19,6 +21,8 @@ import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pict
 const ADDRESS = "ops@operator.test";
 const FIRST = "first operator passphrase";
 const SECOND = "second operator passphrase, longer";
+const KEYHOLDER = "keys@operator.test";
+const KEYHOLDER_PASSWORD = "a passphrase that a passkey completes";
 
 let caliop: Caliop;
 let browser: Browser;
@@ -30,6 +34,8 @@ afterEach(async (ctx) => {
 beforeAll(async () => {
   caliop = await Caliop.start();
   caliop.createOperator(ADDRESS, FIRST);
+  caliop.createOperator(KEYHOLDER, KEYHOLDER_PASSWORD);
+  await caliop.token(KEYHOLDER, KEYHOLDER_PASSWORD);
   // The one-time move of an account made with a password happens here, on
   // the command line; what the browser does afterwards is recorded.
   await caliop.token(ADDRESS, FIRST);
@@ -43,14 +49,24 @@ afterAll(async () => {
 
 /** The export key a device derives from `password` (a sign-in run here, in Node). */
 async function exportKeyOf(password: string): Promise<string> {
+  return (await finishWith(caliop.base, ADDRESS, password, {})).exportKey;
+}
+
+/**
+ * A sign-in run here, in Node, as if from a page of `origin`, finished with
+ * `extra` (a second factor, or a forged one).
+ */
+async function finishWith(origin: string, username: string, password: string, extra: Record<string, unknown>): Promise<{ status: number; body: any; exportKey: string }> {
   await opaque.ready;
   const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
-  const response = await fetch(`${caliop.base}/v1/auth/opaque/login/start`, {
+  const start = await fetch(`${caliop.base}/v1/auth/opaque/login/start`, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username: ADDRESS, credential_request: startLoginRequest }),
+    headers: { "Content-Type": "application/json", Origin: origin },
+    body: JSON.stringify({ username, credential_request: startLoginRequest }),
   });
-  const started = (await response.json()) as { credential_response: string; ksf: { iterations: number; memory_kib: number; parallelism: number } };
+  const started = (await start.json()) as { login_id: string; credential_response: string; ksf: { iterations: number; memory_kib: number; parallelism: number }; passkey?: { challenge: string } };
+  // A page on localhost is offered a passkey request; the same for every address.
+  if (origin.startsWith("http://localhost:")) expect(started.passkey?.challenge).toMatch(/^[A-Za-z0-9_-]{22}$/);
   const finished = opaque.client.finishLogin({
     clientLoginState,
     loginResponse: started.credential_response,
@@ -58,7 +74,12 @@ async function exportKeyOf(password: string): Promise<string> {
     keyStretching: { "argon2id-custom": { iterations: started.ksf.iterations, memory: started.ksf.memory_kib, parallelism: started.ksf.parallelism } },
   });
   if (!finished) throw new Error("the password did not sign in");
-  return finished.exportKey;
+  const response = await fetch(`${caliop.base}/v1/auth/opaque/login/finish`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ login_id: started.login_id, credential_finalization: finished.finishLoginRequest, ...extra }),
+  });
+  return { status: response.status, body: await response.json(), exportKey: finished.exportKey };
 }
 
 /** The code `pyotp` (not our implementation) computes for `secret`, `offset` seconds from now. */
@@ -160,5 +181,66 @@ describe("device sign-in in the admin app", () => {
     }
     // The log was written (so the search above looked at something).
     expect(readFileSync(join(caliop.scratchDir(), "caliop.log"), "utf8").length).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("signs in with a passkey made on the account page, after the password", async () => {
+    const { context, page } = await newPage(browser);
+    // WebAuthn wants a domain, and plain HTTP only on localhost.
+    const origin = `http://localhost:${caliop.port()}`;
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("WebAuthn.enable");
+    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+      options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    });
+    const signIn = async () => {
+      await page.getByLabel("Email address").fill(KEYHOLDER);
+      await page.getByLabel("Password").fill(KEYHOLDER_PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+    };
+
+    await page.goto(`${origin}/admin/`);
+    await signIn();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await page.getByRole("link", { name: "My account" }).click();
+    await page.getByLabel("Name of the new passkey").fill("virtual key");
+    await page.getByRole("button", { name: "Add a passkey" }).click();
+    await page.getByText("The passkey virtual key is added").waitFor({ timeout: 30_000 });
+    // Its first second factor: recovery codes come with it.
+    await expect.poll(() => page.getByTestId("passkey-recovery-codes").locator("li").count()).toBe(10);
+    await expect.poll(() => page.getByTestId("passkeys").locator("li").count()).toBe(1);
+    await expect(page.getByTestId("passkeys").textContent()).resolves.toContain("virtual key, on localhost");
+    const made = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    expect(made.credentials).toHaveLength(1);
+    expect(made.credentials[0]!.isResidentCredential).toBe(true);
+    expect(made.credentials[0]!.rpId).toBe("localhost");
+    const countBefore = made.credentials[0]!.signCount;
+
+    // The password alone no longer signs in.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn();
+    await page.getByText("This account has a second factor: use your passkey").waitFor();
+    // Outside the page: the right password with no passkey, a forged
+    // assertion, or a real one signing another challenge, get no token.
+    const bare = await finishWith(origin, KEYHOLDER, KEYHOLDER_PASSWORD, {});
+    expect(bare.status).toBe(401);
+    expect(bare.body.found).toEqual(["passkey", "recovery_code"]);
+    const forged = await finishWith(origin, KEYHOLDER, KEYHOLDER_PASSWORD, { passkey: { id: "AAAA", type: "public-key" } });
+    expect(forged.status).toBe(400);
+    const assertion = await page.evaluate(async (rawId) => {
+      const credential = (await navigator.credentials.get({
+        publicKey: { challenge: new Uint8Array(16), rpId: "localhost", allowCredentials: [{ type: "public-key", id: Uint8Array.from(atob(rawId.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)) }], userVerification: "required" },
+      })) as PublicKeyCredential;
+      return credential.toJSON();
+    }, made.credentials[0]!.credentialId);
+    const replayed = await finishWith(origin, KEYHOLDER, KEYHOLDER_PASSWORD, { passkey: assertion });
+    expect(replayed.status).toBe(401);
+    expect(replayed.body.detail).toContain("second-factor");
+    // The passkey does, after the password.
+    await page.getByRole("button", { name: "Use a passkey" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    const used = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+    expect(used.credentials[0]!.signCount).toBeGreaterThan(countBefore);
+
+    await context.close();
   }, 120_000);
 });

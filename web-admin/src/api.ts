@@ -107,9 +107,12 @@ export async function signIn(username: string, password: string, factor: SecondF
   };
 }
 
-/** Whether a refused sign-in asks for the second factor. */
-export function wantsSecondFactor(problem: Problem): boolean {
-  return problem.status === 401 && /totp_code/.test(problem.detail);
+/**
+ * The second factors a refused sign-in asks for (`totp_code`, `passkey`,
+ * `recovery_code`), or null when it asks for none.
+ */
+export function secondFactorsAsked(problem: Problem): string[] | null {
+  return problem.status === 401 && problem.found?.includes("recovery_code") ? problem.found : null;
 }
 
 /** Whatever an API call failed with, as problem details. */

@@ -35,6 +35,8 @@ export interface DeviceSession {
 export interface SecondFactor {
   totp_code?: string;
   recovery_code?: string;
+  /** Answer with a passkey of this browser's (the sign-in's WebAuthn request). */
+  passkey?: true;
 }
 
 export class Refused extends Error {
@@ -189,6 +191,39 @@ async function moveToDevice(username: string, password: string, factor: SecondFa
   await register(token, accountId, password, privateKey.armor(), { current_password: password });
 }
 
+function passkeysHere(options: unknown): void {
+  if (!options || !globalThis.PublicKeyCredential?.parseRequestOptionsFromJSON) {
+    throw new Refused(0, { status: 0, detail: "passkeys work in a recent browser, on this service's own address over https" });
+  }
+}
+
+/** The answer of one of this browser's passkeys to the sign-in's WebAuthn request. */
+async function passkeyAssertion(options: unknown): Promise<unknown> {
+  passkeysHere(options);
+  const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(options as PublicKeyCredentialRequestOptionsJSON);
+  const credential = (await navigator.credentials.get({ publicKey })) as PublicKeyCredential | null;
+  if (!credential) throw new Refused(0, { status: 0, detail: "no passkey was chosen" });
+  return credential.toJSON();
+}
+
+export interface PasskeyAdded {
+  passkey: { id: string; name: string; rp_id: string };
+  recovery_codes: string[];
+}
+
+/** Makes a passkey on this browser's authenticator and registers it (named `name`). */
+export async function addPasskey(token: string, accountId: string, name: string): Promise<PasskeyAdded> {
+  const started = await post(`/v1/accounts/${accountId}/passkeys/register/start`, {}, token);
+  if (started.status !== 200) throw new Refused(started.status, started.json);
+  passkeysHere(started.json.options);
+  const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(started.json.options as PublicKeyCredentialCreationOptionsJSON);
+  const credential = (await navigator.credentials.create({ publicKey })) as PublicKeyCredential | null;
+  if (!credential) throw new Refused(0, { status: 0, detail: "no passkey was made" });
+  const done = await post(`/v1/accounts/${accountId}/passkeys/register/finish`, { name, credential: credential.toJSON() }, token);
+  if (done.status !== 201) throw new Refused(done.status, done.json);
+  return done.json as PasskeyAdded;
+}
+
 /** Signs in on this device; a second factor goes along when asked for. */
 export async function deviceSignIn(username: string, password: string, factor: SecondFactor = {}): Promise<DeviceSession> {
   if (!globalThis.crypto?.subtle) {
@@ -201,7 +236,9 @@ export async function deviceSignIn(username: string, password: string, factor: S
       continue;
     }
     if (!proven.finish) throw new Refused(proven.status, proven.json);
-    const done = await post("/v1/auth/opaque/login/finish", { ...proven.finish, ...factor });
+    const { passkey, ...codes } = factor;
+    const answer = passkey ? { passkey: await passkeyAssertion(proven.json.passkey) } : {};
+    const done = await post("/v1/auth/opaque/login/finish", { ...proven.finish, ...codes, ...answer });
     if (done.status !== 200) throw new Refused(done.status, done.json);
     exportKey = proven.exportKey ?? null;
     return done.json as DeviceSession;

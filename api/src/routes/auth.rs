@@ -127,6 +127,8 @@ pub async fn issue_token(
                 super::second_factor::Codes {
                     totp_code: request.totp_code,
                     recovery_code: request.recovery_code,
+                    // Passkeys answer a challenge: the device sign-in's.
+                    passkey: None,
                 },
             )
             .await?;

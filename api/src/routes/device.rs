@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use tenants::login::{Attempt, Door};
 use tenants::{AccountId, Actor, AppPassword, EmailAddress, OpaqueRegistration};
@@ -36,6 +36,8 @@ struct Pending {
     state: Vec<u8>,
     attempt: Attempt,
     started: Instant,
+    /// The passkey challenge offered with it, from a page passkeys live on.
+    passkey: Option<super::passkeys::Ceremony>,
 }
 
 impl PendingLogins {
@@ -137,6 +139,12 @@ pub struct LoginStartResponse {
     pub credential_response: String,
     /// The parameters to stretch the password with before finishing.
     pub ksf: KsfView,
+    /// For a page on a host passkeys live on (its `Origin`): a WebAuthn
+    /// request (`PublicKeyCredentialRequestOptionsJSON`, discoverable, no
+    /// credential list) to answer at `/login/finish` as `passkey` when the
+    /// account asks for its second factor. The same for every address.
+    #[schema(value_type = Option<Object>)]
+    pub passkey: Option<serde_json::Value>,
 }
 
 /// Start a sign-in (OPAQUE)
@@ -161,6 +169,7 @@ pub struct LoginStartResponse {
 pub async fn login_start(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(request): Json<LoginStartRequest>,
 ) -> ApiResult<Json<LoginStartResponse>> {
     let address = EmailAddress::parse(&request.username)
@@ -211,6 +220,13 @@ pub async fn login_start(
         credential_id.as_bytes(),
     )
     .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let (passkey, ceremony) = match super::passkeys::relying_party(&state, &headers).await? {
+        Some(party) => {
+            let (options, ceremony) = super::passkeys::sign_in_challenge(party)?;
+            (Some(options), Some(ceremony))
+        }
+        None => (None, None),
+    };
     let login_id = Uuid::now_v7();
     state.pending_logins.put(
         login_id,
@@ -219,12 +235,14 @@ pub async fn login_start(
             state: server_state,
             attempt,
             started: Instant::now(),
+            passkey: ceremony,
         },
     );
     Ok(Json(LoginStartResponse {
         login_id,
         credential_response: response,
         ksf: ksf.into(),
+        passkey,
     }))
 }
 
@@ -245,6 +263,11 @@ pub struct LoginFinishRequest {
     pub totp_code: Option<String>,
     /// A single-use recovery code, in place of `totp_code`.
     pub recovery_code: Option<String>,
+    /// A passkey's answer to the `passkey` request of `/login/start`: the
+    /// assertion's `toJSON()` (`AuthenticationResponseJSON`), in place of
+    /// `totp_code`.
+    #[schema(value_type = Option<Object>)]
+    pub passkey: Option<serde_json::Value>,
 }
 
 /// Finish a sign-in (OPAQUE)
@@ -269,10 +292,11 @@ pub async fn login_finish(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(request): Json<LoginFinishRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let pending = state
+    let mut pending = state
         .pending_logins
         .take(request.login_id)
         .ok_or_else(|| Problem::unauthorized("this sign-in expired or is unknown; start again"))?;
+    let passkey = request.passkey.map(|p| (pending.passkey.take(), p));
     let proven = vault::opaque::login_finish(&pending.state, &request.credential_finalization)
         .map_err(|e| Problem::bad_request(e.to_string()))?;
     let Some(account_id) = pending.account.filter(|_| proven) else {
@@ -303,6 +327,7 @@ pub async fn login_finish(
         super::second_factor::Codes {
             totp_code: request.totp_code,
             recovery_code: request.recovery_code,
+            passkey,
         },
     )
     .await?;
@@ -336,8 +361,9 @@ pub fn verify_current_password(
     Ok(())
 }
 
-/// Only the account itself registers its sign-in or holds app passwords.
-fn own(actor: &Actor, account: AccountId, what: &str) -> ApiResult<()> {
+/// Only the account itself registers its sign-in, holds app passwords and
+/// second factors.
+pub(super) fn own(actor: &Actor, account: AccountId, what: &str) -> ApiResult<()> {
     if actor.is_account(account) {
         Ok(())
     } else {

@@ -6,8 +6,10 @@ mod api_keys;
 mod audit;
 mod auth;
 mod device;
+mod passkeys;
 mod second_factor;
 pub use device::{OpaqueSetups, PendingLogins};
+pub use passkeys::PendingPasskeys;
 mod billing;
 pub(crate) mod branding;
 pub use branding::caliop_brand;
@@ -46,6 +48,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
             device::create_app_password
         ))
         .routes(routes!(device::revoke_app_password))
+        .routes(routes!(passkeys::register_start))
+        .routes(routes!(passkeys::register_finish))
+        .routes(routes!(passkeys::list_passkeys))
+        .routes(routes!(passkeys::delete_passkey))
         .routes(routes!(second_factor::enrol_totp))
         .routes(routes!(second_factor::confirm_totp))
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))

@@ -1,15 +1,16 @@
 //! A second factor for the web sign-in: TOTP (RFC 6238: HMAC-SHA-1, six
 //! digits, 30-second steps, one step of skew) with ten single-use recovery
-//! codes. Operators and reseller administrators must have one once their
-//! grace has passed; everyone else may. Mail clients answer with app
-//! passwords instead (made from a signed-in session).
+//! codes, or WebAuthn passkeys (`passkeys`). Operators and reseller
+//! administrators must have one once their grace has passed; everyone else
+//! may. Mail clients answer with app passwords instead (made from a
+//! signed-in session).
 //!
 //! [`check`] is the one rule both grants (password and OPAQUE) call.
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenants::{Account, AccountId, Actor, Role};
+use tenants::{Account, AccountId, Role};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use utoipa::ToSchema;
 
@@ -41,6 +42,20 @@ fn now() -> u64 {
 pub struct Codes {
     pub totp_code: Option<String>,
     pub recovery_code: Option<String>,
+    /// A passkey's assertion, with the challenge its sign-in started with
+    /// (none when the sign-in did not come from a page passkeys live on).
+    pub passkey: Option<(Option<super::passkeys::Ceremony>, serde_json::Value)>,
+}
+
+/// Ten single-use recovery codes (20 characters of base32 each, 100 bits),
+/// and their hashes as stored.
+pub fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+    let codes: Vec<String> = (0..10).map(|_| tenants::login::random_code(20)).collect();
+    let hashes = codes
+        .iter()
+        .map(|c| tenants::login::typed_secret_hash(c))
+        .collect();
+    (codes, hashes)
 }
 
 /// Whether `account` may have a token now, given `codes`: its second factor
@@ -55,7 +70,8 @@ pub async fn check(
     codes: Codes,
 ) -> ApiResult<()> {
     let factor = state.store.second_factor(account.id).await?;
-    if factor.enabled_at.is_none() {
+    let has_passkeys = state.store.has_passkeys(account.id).await?;
+    if factor.enabled_at.is_none() && !has_passkeys {
         if matches!(role, Role::Operator | Role::ResellerAdmin) {
             let due = state
                 .store
@@ -74,20 +90,49 @@ pub async fn check(
         }
         return Ok(());
     }
-    let (totp_code, recovery_code) = (codes.totp_code, codes.recovery_code);
-    if totp_code.is_none() && recovery_code.is_none() {
-        return Err(Problem::unauthorized(
-            "this account has a second factor: give `totp_code` (or a `recovery_code`)",
-        ));
+    let Codes {
+        totp_code,
+        recovery_code,
+        passkey,
+    } = codes;
+    if totp_code.is_none() && recovery_code.is_none() && passkey.is_none() {
+        // The password was right: which factors it has is the owner's to know.
+        let mut found = Vec::new();
+        if factor.enabled_at.is_some() {
+            found.push("totp_code".to_owned());
+        }
+        if has_passkeys {
+            found.push("passkey".to_owned());
+        }
+        let detail = format!(
+            "this account has a second factor: give {} (or a `recovery_code`)",
+            found
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        );
+        found.push("recovery_code".to_owned());
+        return Err(Problem::unauthorized(detail).with_found(found));
     }
     let attempt = state
         .login_guard
         .reserve(Some(account.address.as_str()), ip)
         .map_err(|t| Problem::too_many_attempts(t.retry_after))?;
-    let proven = if let Some(code) = totp_code {
-        let sealed = factor
-            .sealed_secret
-            .ok_or_else(|| Problem::internal("an enabled TOTP without its secret"))?;
+    let proven = if let Some((ceremony, response)) = passkey {
+        match ceremony {
+            Some(ceremony) => {
+                super::passkeys::verify_sign_in(state, account.id, ceremony, &response).await?
+            }
+            None => false,
+        }
+    } else if let Some(code) = totp_code {
+        let Some(sealed) = factor.sealed_secret.filter(|_| factor.enabled_at.is_some()) else {
+            drop(attempt);
+            return Err(Problem::unauthorized(
+                "this account has no authenticator app: give its `passkey` (or a `recovery_code`)",
+            ));
+        };
         let secret = state
             .inbound
             .master()
@@ -112,16 +157,6 @@ pub async fn check(
     }
     state.login_guard.release(attempt);
     Ok(())
-}
-
-fn own(actor: &Actor, account: AccountId) -> ApiResult<()> {
-    if actor.is_account(account) {
-        Ok(())
-    } else {
-        Err(Problem::forbidden(
-            "only the account's owner can enrol its second factor",
-        ))
-    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -162,7 +197,7 @@ pub async fn enrol_totp(
     Principal(actor): Principal,
     Path(account_id): Path<AccountId>,
 ) -> ApiResult<Json<TotpEnrolment>> {
-    own(&actor, account_id)?;
+    super::device::own(&actor, account_id, "enrol its second factor")?;
     let account = state
         .store
         .account(account_id)
@@ -228,7 +263,7 @@ pub async fn confirm_totp(
     Path(account_id): Path<AccountId>,
     Json(body): Json<TotpConfirmation>,
 ) -> ApiResult<Json<RecoveryCodes>> {
-    own(&actor, account_id)?;
+    super::device::own(&actor, account_id, "enrol its second factor")?;
     let factor = state.store.second_factor(account_id).await?;
     let Some(sealed) = factor.sealed_secret else {
         return Err(Problem::conflict(
@@ -249,12 +284,7 @@ pub async fn confirm_totp(
             "`code` is not the authenticator's current code",
         ));
     };
-    // 20 characters of base32 each (100 bits).
-    let codes: Vec<String> = (0..10).map(|_| tenants::login::random_code(20)).collect();
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| tenants::login::typed_secret_hash(c))
-        .collect();
+    let (codes, hashes) = new_recovery_codes();
     state
         .store
         .enable_totp(&actor.audit_name(), account_id, step as i64, &hashes)

@@ -199,6 +199,13 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "id:u account_id:u name secret_hash created_at:t last_used_at:t"
         ),
+        // Public keys only; they sign in where the tenant's hostnames now point.
+        table!(
+            "passkeys",
+            key["id"],
+            "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "id:u account_id:u name rp_id credential_id:x public_key:x state:x transports:i created_at:t last_used_at:t"
+        ),
         table!(
             "mailboxes",
             key["id"],

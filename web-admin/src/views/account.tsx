@@ -2,9 +2,9 @@
 // unlocked with the current one and locked with the new one in this
 // browser, never on the server) and the secret key, unlocked here, for
 // GnuPG or Thunderbird.
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { type Problem, type Session, api, call, setSession, signIn } from "../api";
-import { Refused, changePassword, unlockedKey } from "../device";
+import { Refused, addPasskey, changePassword, unlockedKey } from "../device";
 import { t } from "../i18n";
 import { CopyButton, Field, FormError, Submit, useForm } from "../ui";
 import { password as passwordCheck } from "../validate";
@@ -75,6 +75,7 @@ export function Account({ session }: { session: Session }) {
         </form>
       </div>
       <SecondFactor accountId={accountId} />
+      <Passkeys session={session} accountId={accountId} />
       <div class="card">
         <h2>{t("account.key")}</h2>
         <p>{t("account.key_body")}</p>
@@ -129,19 +130,104 @@ function SecondFactor({ accountId }: { accountId: string }) {
           <Submit busy={form.busy} label={t("account.totp_confirm")} />
         </form>
       )}
-      {recovery && (
-        <div role="status">
-          <p>{t("account.recovery_body")}</p>
-          <ul data-testid="recovery-codes">
-            {recovery.map((code) => (
-              <li key={code}>
-                <code>{code}</code>
-              </li>
-            ))}
-          </ul>
-          <CopyButton text={recovery.join("\n")} label={t("common.copy")} />
-        </div>
+      {recovery && <RecoveryCodes codes={recovery} testId="recovery-codes" />}
+    </div>
+  );
+}
+
+interface PasskeyView {
+  id: string;
+  name: string;
+  rp_id: string;
+  created_at: string;
+  last_used_at?: string | null;
+}
+
+/** Passkeys: made by this browser's authenticator (a security key, the computer's own), asked at sign-in after the password. */
+function Passkeys({ session, accountId }: { session: Session; accountId: string }) {
+  const [items, setItems] = useState<PasskeyView[] | null>(null);
+  const [recovery, setRecovery] = useState<string[] | null>(null);
+  const [added, setAdded] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const form = useForm({ passkey_name: "" }, { passkey_name: (v) => (v.trim() ? null : t("account.passkey_name_required")) });
+  const load = async () => {
+    try {
+      const listed = await call(api.GET("/v1/accounts/{account_id}/passkeys", { params: { path: { account_id: accountId } } }));
+      setItems(listed.items);
+    } catch (e) {
+      setError(asProblem(e).detail);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, [accountId]);
+  const add = form.submit(
+    async (v) => {
+      setAdded(null);
+      setRecovery(null);
+      try {
+        const done = await addPasskey(session.token, accountId, v.passkey_name.trim());
+        setAdded(done.passkey.name);
+        if (done.recovery_codes.length > 0) setRecovery(done.recovery_codes);
+        form.setValues({ passkey_name: "" });
+      } catch (e) {
+        throw asProblem(e);
+      }
+      await load();
+    },
+    { passkey_name: ["name"] },
+  );
+  const remove = async (id: string) => {
+    setError(null);
+    try {
+      await call(api.DELETE("/v1/accounts/{account_id}/passkeys/{passkey_id}", { params: { path: { account_id: accountId, passkey_id: id } } }));
+      await load();
+    } catch (e) {
+      setError(asProblem(e).detail);
+    }
+  };
+  return (
+    <div class="card">
+      <h2>{t("account.passkeys")}</h2>
+      <p>{t("account.passkeys_body")}</p>
+      {items && items.length === 0 && <p>{t("account.passkeys_none")}</p>}
+      {items && items.length > 0 && (
+        <ul data-testid="passkeys">
+          {items.map((p) => (
+            <li key={p.id}>
+              {t("account.passkey_item", { name: p.name, host: p.rp_id })}{" "}
+              <button type="button" onClick={() => remove(p.id)} aria-label={t("account.passkey_remove_named", { name: p.name })}>
+                {t("account.passkey_remove")}
+              </button>
+            </li>
+          ))}
+        </ul>
       )}
+      {error && <p class="error" role="alert">{error}</p>}
+      <form noValidate onSubmit={add}>
+        <Field {...form.field("passkey_name")} label={t("account.passkey_name")} hint={t("account.passkey_name_hint")} required />
+        <FormError message={form.formError} />
+        <Submit busy={form.busy} label={t("account.passkey_add")} />
+      </form>
+      {added && <p role="status">{t("account.passkey_added", { name: added })}</p>}
+      {recovery && <RecoveryCodes codes={recovery} testId="passkey-recovery-codes" />}
+    </div>
+  );
+}
+
+/** Recovery codes, shown once, when a first second factor is turned on. */
+function RecoveryCodes({ codes, testId }: { codes: string[]; testId: string }) {
+  return (
+    <div role="status">
+      <p>{t("account.recovery_body")}</p>
+      <ul data-testid={testId}>
+        {codes.map((code) => (
+          <li key={code}>
+            <code>{code}</code>
+          </li>
+        ))}
+      </ul>
+      <CopyButton text={codes.join("\n")} label={t("common.copy")} />
     </div>
   );
 }

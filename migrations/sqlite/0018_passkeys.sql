@@ -1,0 +1,17 @@
+-- WebAuthn passkeys: a second factor for the web sign-in, beside TOTP.
+-- What the server keeps is public: the credential's id, its public key and
+-- its signature counter and flags (webauthn_rp's binary encodings of the
+-- static and dynamic states), for the relying party (host) it was made on.
+CREATE TABLE passkeys (
+    id            BLOB PRIMARY KEY,
+    account_id    BLOB NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    rp_id         TEXT NOT NULL,
+    credential_id BLOB NOT NULL UNIQUE,
+    public_key    BLOB NOT NULL,
+    state         BLOB NOT NULL,
+    transports    INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    last_used_at  TEXT
+);
+CREATE INDEX passkeys_account ON passkeys (account_id);
