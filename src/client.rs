@@ -1,4 +1,5 @@
-//! `caliop login` and `caliop key unlock`: a small client of device sign-in
+//! `caliop login`, `caliop key unlock`, `caliop password change` and
+//! `caliop activate`: a small client of device sign-in
 //! for scripts, tests and people who read their mail in GnuPG or
 //! Thunderbird. The password is stretched and the key unlocked here, on the
 //! user's machine; the server sees neither (see `vault::opaque`).
@@ -30,6 +31,15 @@ pub struct UnlockArgs {
     /// created readable by you alone). Standard output when absent.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ActivateArgs {
+    /// The activation link an administrator gave (its secret is after `#`).
+    pub link: String,
+    /// The API's base URL.
+    #[arg(long, env = "CALIOP_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
 }
 
 #[derive(Args)]
@@ -88,6 +98,21 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("POST {path}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
         let status = response.status().as_u16();
         let text = response.text().await?;
         Ok((
@@ -202,11 +227,29 @@ async fn register(
     armored: &str,
     current: Current<'_>,
 ) -> anyhow::Result<()> {
+    let extra = match current {
+        Current::Password(password) => ("current_password", json!(password)),
+        Current::Proof(proof) => ("current_password_proof", proof),
+    };
+    let base = format!("/v1/accounts/{account}/opaque/register");
+    upload_registration(client, &base, Some(token), password, armored, Some(extra)).await
+}
+
+/// OPAQUE registration at `{base}/start` and `{base}/finish` (an owner's,
+/// or an activation link's), with `armored` locked by the new export key.
+async fn upload_registration(
+    client: &Client,
+    base: &str,
+    token: Option<&str>,
+    password: &str,
+    armored: &str,
+    extra: Option<(&str, Value)>,
+) -> anyhow::Result<()> {
     let (state, request) = opaque::client_register_start(password)?;
     let (status, started) = client
         .post(
-            &format!("/v1/accounts/{account}/opaque/register/start"),
-            Some(token),
+            &format!("{base}/start"),
+            token,
             json!({"registration_request": request}),
         )
         .await?;
@@ -225,17 +268,10 @@ async fn register(
     )?;
     let locked_key = export.wrap(armored)?;
     let mut body = json!({"registration_record": record, "ksf": ksf, "locked_key": locked_key});
-    match current {
-        Current::Password(password) => body["current_password"] = json!(password),
-        Current::Proof(proof) => body["current_password_proof"] = proof,
+    if let Some((name, value)) = extra {
+        body[name] = value;
     }
-    let (status, done) = client
-        .post(
-            &format!("/v1/accounts/{account}/opaque/register/finish"),
-            Some(token),
-            body,
-        )
-        .await?;
+    let (status, done) = client.post(&format!("{base}/finish"), token, body).await?;
     if status != 204 {
         bail!(
             "registration refused ({status}): {}",
@@ -366,5 +402,36 @@ pub async fn change_password(args: PasswordArgs) -> anyhow::Result<()> {
     )
     .await?;
     eprintln!("the password of {address} is changed; its key is locked with the new one");
+    Ok(())
+}
+
+/// `caliop activate LINK`: sets the password of an account an administrator
+/// made, here: the key is unlocked with the link's secret and locked again
+/// with the new password's export key.
+pub async fn activate(args: ActivateArgs) -> anyhow::Result<()> {
+    let link_secret = args
+        .link
+        .rsplit_once('#')
+        .map_or(args.link.as_str(), |(_, s)| s);
+    let activation = opaque::Activation::parse(link_secret).context("the link's secret")?;
+    let new = secret("CALIOP_NEW_PASSWORD", "new password")?;
+    tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api = client(&args.api);
+    let base = format!("/v1/public/activations/{}", activation.token());
+    let (status, opened) = api.get_json(&base).await?;
+    if status != 200 {
+        bail!(
+            "the link does not open ({status}): {}",
+            detail(&opened.to_string())
+        );
+    }
+    let armored = activation
+        .unlock(field(&opened, "locked_key")?)
+        .context("unlocking the key with the link")?;
+    upload_registration(&api, &base, None, &new, &armored, None).await?;
+    eprintln!(
+        "{} is activated: sign in with the new password",
+        field(&opened, "address")?
+    );
     Ok(())
 }

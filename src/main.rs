@@ -70,6 +70,9 @@ enum Command {
     },
     /// Sign in as a user (the password stays on this machine) and print an access token.
     Login(client::LoginArgs),
+    /// Open an activation link: set the account's password on this machine
+    /// (from CALIOP_NEW_PASSWORD, or a line of stdin).
+    Activate(client::ActivateArgs),
     /// The account's OpenPGP key, unlocked on this machine.
     Key {
         #[command(subcommand)]
@@ -151,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         }
         // The user's side needs no configuration of a server, and logs nothing.
         Command::Login(args) => return on_current_thread(client::login(args)),
+        Command::Activate(args) => return on_current_thread(client::activate(args)),
         Command::Key {
             command: KeyCommand::Unlock(args),
         } => return on_current_thread(client::unlock(args)),
@@ -258,6 +262,7 @@ fn main() -> anyhow::Result<()> {
             Command::Legal { command } => transfer::legal(&config, command).await,
             Command::Openapi
             | Command::Login(_)
+            | Command::Activate(_)
             | Command::Key { .. }
             | Command::Password { .. } => Ok(()),
             Command::Bench {

@@ -3,7 +3,9 @@
 //! (its password hash and password-locked key leave the database), `caliop
 //! key unlock` gives GnuPG a key that opens mail sealed on arrival, and
 //! mail clients sign in with app passwords only, which stop at once when
-//! revoked.
+//! revoked. An account an administrator makes (or resets) without a
+//! password gets an activation link, opened by `caliop activate` on the
+//! user's machine: the server never holds its key unlocked after making it.
 
 mod common;
 
@@ -16,6 +18,7 @@ use serde_json::json;
 use tenants::{AccountId, Backend, on_both_backends};
 
 on_both_backends!(an_old_account_moves_its_key_to_the_device);
+on_both_backends!(an_account_made_without_a_password_opens_with_its_link);
 
 /// Runs `caliop ARGS` as a user would, the password on its environment.
 fn client(caliop: &Caliop, args: &[&str], password: &str) -> (bool, String, String) {
@@ -51,6 +54,31 @@ fn unlock_key(caliop: &Caliop, password: &str, out: &std::path::Path) -> Result<
         (true, _, _) => Ok(()),
         (false, _, err) => Err(err),
     }
+}
+
+/// Mail from outside to `to`, through the MX, with `marker` in its body.
+async fn deliver(caliop: &Caliop, to: &str, marker: &str) {
+    let mut mx = SmtpProbe::connect(caliop.smtp).await;
+    mx.cmd("EHLO sender.test").await;
+    mx.expect("MAIL FROM:<a@sender.test>", 250, "2.1.0").await;
+    mx.expect(&format!("RCPT TO:<{to}>"), 250, "2.1.5").await;
+    mx.expect("DATA", 354, "").await;
+    mx.send(
+        format!("From: <a@sender.test>\r\nTo: <{to}>\r\nSubject: news\r\n\r\n{marker}\r\n.\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(mx.read_reply().await.0, 250);
+}
+
+/// The store the served instance uses, opened beside it.
+async fn store_of(env: &[(String, String)]) -> tenants::Store {
+    let url = &env
+        .iter()
+        .find(|(k, _)| k == "CALIOP_DATABASE_URL")
+        .unwrap()
+        .1;
+    tenants::Store::connect(url, 2).await.unwrap()
 }
 
 fn armored(message: &[u8]) -> &[u8] {
@@ -109,17 +137,7 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
 
     // Mail sealed on arrival, before anything moves.
     let marker = "the-board-meets-on-thursday";
-    let mut mx = SmtpProbe::connect(caliop.smtp).await;
-    mx.cmd("EHLO sender.test").await;
-    mx.expect("MAIL FROM:<a@sender.test>", 250, "2.1.0").await;
-    mx.expect("RCPT TO:<user@acme.test>", 250, "2.1.5").await;
-    mx.expect("DATA", 354, "").await;
-    mx.send(
-        format!("From: <a@sender.test>\r\nTo: <user@acme.test>\r\nSubject: board\r\n\r\n{marker}\r\n.\r\n")
-            .as_bytes(),
-    )
-    .await;
-    assert_eq!(mx.read_reply().await.0, 250);
+    deliver(&caliop, "user@acme.test", marker).await;
 
     // Mail clients sign in with app passwords only: the account's password
     // opens no mail door, even before the account moves to device sign-in.
@@ -165,13 +183,7 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
 
     // What the server holds now: no password hash, no password-locked key,
     // the key locked with what only the device derives.
-    let url = env
-        .iter()
-        .find(|(k, _)| k == "CALIOP_DATABASE_URL")
-        .unwrap()
-        .1
-        .clone();
-    let store = tenants::Store::connect(&url, 2).await.unwrap();
+    let store = store_of(&env).await;
     let id = AccountId(account.parse().unwrap());
     let held = store.account(id).await.unwrap().unwrap();
     assert_eq!(held.password_hash, "", "the password hash is gone");
@@ -409,4 +421,198 @@ async fn an_old_account_moves_its_key_to_the_device(backend: Backend) {
             }
         }
     }
+}
+
+/// Every file under `dir`, read.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+async fn an_account_made_without_a_password_opens_with_its_link(backend: Backend) {
+    let data = tempfile::tempdir().unwrap();
+    let dns = mail::dns_server::DnsServer::start().await.unwrap();
+    let env = common::environment(backend, data.path(), dns.addr()).await;
+    let caliop = common::serve(env.clone(), data.path().join("caliop.log")).await;
+    let admin_id = mailbox(&caliop, "sealed").await;
+    let admin = common::user_token(&caliop).await;
+    let (_, _, me) = caliop
+        .get(&format!("/v1/accounts/{admin_id}"), &admin)
+        .await;
+    let tenant = field(&me, "tenant_id");
+
+    // The administrator makes the account without a password: a link.
+    let (status, _, made) = caliop
+        .post(
+            &format!("/v1/tenants/{tenant}/accounts"),
+            Some(&admin),
+            json!({"address": "new@acme.test", "display_name": "New Hire", "level": "sealed"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let account = field(&made, "id");
+    let link = field(&made["activation"], "url");
+    assert!(link.starts_with("https://"), "{link}");
+    let secret = link.rsplit_once('#').unwrap().1.to_owned();
+    // Listing the account again shows no link: it is given once.
+    let (_, _, again) = caliop.get(&format!("/v1/accounts/{account}"), &admin).await;
+    assert!(again.get("activation").is_none(), "{again}");
+
+    // Mail arriving before the link is opened is sealed to the account's key.
+    let marker = "your-first-day-starts-at-nine";
+    deliver(&caliop, "new@acme.test", marker).await;
+
+    // What the server holds: no password of any kind, the key locked for
+    // the link only; nobody signs in before the link is opened.
+    let store = store_of(&env).await;
+    let id = AccountId(account.parse().unwrap());
+    let held = store.account(id).await.unwrap().unwrap();
+    assert_eq!(held.password_hash, "");
+    assert!(held.secret_key.starts_with("caliop-key-v1:"));
+    assert!(store.opaque_registration(id).await.unwrap().is_none());
+    let (ok, _, err) = client(&caliop, &["login", "new@acme.test"], "any password at all");
+    assert!(!ok && err.contains("wrong address or password"), "{err}");
+    // The link's secret, and the key it opens, are written nowhere here.
+    let key_encryption = vault::opaque::Activation::parse(&secret).unwrap();
+    let plain_key = key_encryption.unlock(&held.secret_key).unwrap();
+    let body = plain_key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.is_empty() && !l.starts_with('='))
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    for (path, bytes) in files_under(data.path()) {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&secret),
+            "the link's secret is in {}",
+            path.display()
+        );
+        assert!(
+            !text.contains(&body),
+            "the unlocked key is in {}",
+            path.display()
+        );
+    }
+
+    // The link opens on the user's machine, once.
+    let password = "the new hire's own passphrase";
+    let activate = |link: &str| {
+        client_with(
+            &caliop,
+            &["activate", link],
+            &[("CALIOP_NEW_PASSWORD", password)],
+        )
+    };
+    let (ok, _, err) = activate(&link);
+    assert!(ok, "{err}");
+    assert!(err.contains("new@acme.test is activated"), "{err}");
+    let (ok, _, err) = activate(&link);
+    assert!(!ok && err.contains("unknown, used or expired"), "{err}");
+    let held = store.account(id).await.unwrap().unwrap();
+    assert!(store.opaque_registration(id).await.unwrap().is_some());
+    assert!(held.secret_key.starts_with("caliop-key-v1:"));
+    assert!(
+        key_encryption.unlock(&held.secret_key).is_err(),
+        "the link no longer opens the key"
+    );
+
+    // The new password signs in and unlocks the key on this machine, and
+    // GnuPG opens the mail sealed before the account was activated.
+    let key_file = data.path().join("new.asc");
+    let (ok, _, err) = client(
+        &caliop,
+        &[
+            "key",
+            "unlock",
+            "new@acme.test",
+            "--out",
+            key_file.to_str().unwrap(),
+        ],
+        password,
+    );
+    assert!(ok, "{err}");
+    let home = gpg_home();
+    let (ok, _, err) = gpg(
+        home.path(),
+        &["--import"],
+        &std::fs::read(&key_file).unwrap(),
+    );
+    assert!(ok, "{err}");
+    let (ok, token, err) = client(&caliop, &["login", "new@acme.test"], password);
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    let (status, _, listed) = caliop
+        .get(&format!("/v1/accounts/{account}/messages"), &token)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let raw = common::raw(&caliop, &token, &field(&listed["items"][0], "id")).await;
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(marker),
+        "stored sealed"
+    );
+    let (ok, clear, err) = gpg(home.path(), &["--decrypt"], armored(&raw));
+    assert!(ok, "{err}");
+    assert!(String::from_utf8_lossy(&clear).contains(marker));
+
+    // The password is lost: the administrator makes a new link. A new key
+    // pair; every sign-in of the account ends; the old key, locked as it
+    // was, stays for its owner.
+    let before = store.account(id).await.unwrap().unwrap();
+    let (status, _, relinked) = caliop
+        .post(
+            &format!("/v1/accounts/{account}/activation"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{relinked}");
+    let (status, _, _) = caliop.get(&format!("/v1/accounts/{account}"), &token).await;
+    assert_eq!(status, 401, "the old token ended");
+    let (ok, _, _) = client(&caliop, &["login", "new@acme.test"], password);
+    assert!(!ok, "the old password signs in no more");
+    // An administrator cannot reset themselves this way, nor a user anyone.
+    let (status, _, _) = caliop
+        .post(
+            &format!("/v1/accounts/{admin_id}/activation"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (ok, _, err) = client_with(
+        &caliop,
+        &["activate", &field(&relinked, "url")],
+        &[("CALIOP_NEW_PASSWORD", "a passphrase after the reset")],
+    );
+    assert!(ok, "{err}");
+    let (ok, token, err) = client(
+        &caliop,
+        &["login", "new@acme.test"],
+        "a passphrase after the reset",
+    );
+    assert!(ok, "{err}");
+    let after = store.account(id).await.unwrap().unwrap();
+    assert_ne!(after.fingerprint, before.fingerprint, "a new key pair");
+    let (status, _, previous) = caliop
+        .get(
+            &format!("/v1/accounts/{account}/previous-secret-key"),
+            token.trim(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        previous.as_str(),
+        Some(before.secret_key.as_str()),
+        "the old key, locked as it was"
+    );
+    store.close().await;
 }

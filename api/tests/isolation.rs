@@ -47,12 +47,16 @@ const OWNER_OPERATIONS_NOT_RUN: &[(&str, u16)] = &[
     ("startPasskeyRegistration", 422),
     ("finishPasskeyRegistration", 422),
     ("deletePasskey", 404),
+    ("getPreviousSecretKey", 404),
 ];
 /// Operations that need no token at all.
 const PUBLIC_OPERATIONS: &[&str] = &[
     "issueToken",
     "startOpaqueLogin",
     "finishOpaqueLogin",
+    "getActivation",
+    "startActivation",
+    "finishActivation",
     "healthz",
     "readyz",
     "stripeWebhook",

@@ -1521,7 +1521,9 @@ fn join_sql(a: &'static str, b: &'static str, c: &'static str) -> sqlx::AssertSq
 mod tests;
 
 mod device_keys;
-pub use device_keys::{AppPassword, MAX_APP_PASSWORDS, OpaqueRegistration, SecondFactor};
+pub use device_keys::{
+    ActivationKey, AppPassword, MAX_APP_PASSWORDS, OpaqueRegistration, SecondFactor,
+};
 mod passkeys;
 pub use passkeys::{MAX_PASSKEYS, NewPasskey, Passkey, PasskeyCredential};
 mod dkim;

@@ -382,6 +382,82 @@ impl ExportKey {
     }
 }
 
+/// A one-time activation secret: 32 random bytes carried in the fragment of
+/// an activation link (after `#`, so no server and no log receives it with
+/// the page). It gives two values: the *token*, which the client shows the
+/// server to act on the activation, and a key-encryption key the server
+/// never sees. An account an administrator creates has its key pair made
+/// on the server, locked at once with that key-encryption key (the same
+/// `caliop-key-v1:` sealing as above, with `export_key` replaced by the
+/// 32-byte `HKDF-SHA-256(salt = "caliop/activation/v1", ikm = secret,
+/// info = "key")`), and the plain key forgotten; the token is
+/// `HKDF-SHA-256(salt = "caliop/activation/v1", ikm = secret,
+/// info = "token")`, unpadded base64url, and the server keeps only its
+/// SHA-256. The person who opens the link unlocks the key on their device
+/// and locks it again under their own password's export key.
+pub struct Activation([u8; 32]);
+
+impl std::fmt::Debug for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Activation(..)")
+    }
+}
+
+impl Activation {
+    pub fn new() -> Activation {
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).expect("randomness for an activation secret");
+        Activation(secret)
+    }
+
+    /// The secret as the link carries it (unpadded base64url).
+    pub fn parse(link_secret: &str) -> Result<Activation, VaultError> {
+        let bytes = decode("activation secret", link_secret)?;
+        let secret: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| VaultError::Opaque("an activation secret has 32 bytes".into()))?;
+        Ok(Activation(secret))
+    }
+
+    pub fn link_secret(&self) -> String {
+        B64.encode(self.0)
+    }
+
+    fn derive(&self, info: &[u8]) -> [u8; 32] {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"caliop/activation/v1").extract(&self.0);
+        let mut out = [0u8; 32];
+        prk.expand(&[info], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out))
+            .expect("32 bytes of HKDF output");
+        out
+    }
+
+    /// What the client shows the server; the server stores its SHA-256.
+    pub fn token(&self) -> String {
+        B64.encode(self.derive(b"token"))
+    }
+
+    fn wrapping(&self) -> ExportKey {
+        ExportKey(self.derive(b"key").to_vec())
+    }
+
+    /// Locks an armored secret key (without a passphrase) for the link's holder.
+    pub fn lock(&self, armored: &str) -> Result<String, VaultError> {
+        self.wrapping().wrap(armored)
+    }
+
+    /// Opens what [`Activation::lock`] sealed.
+    pub fn unlock(&self, locked: &str) -> Result<String, VaultError> {
+        self.wrapping().unwrap(locked)
+    }
+}
+
+impl Default for Activation {
+    fn default() -> Self {
+        Activation::new()
+    }
+}
+
 /// How a secret key locked with the export key starts, where the stored
 /// secret key column tells the two forms apart.
 pub const WRAP_PREFIX: &str = "caliop-key-v1:";
@@ -394,6 +470,29 @@ pub fn is_wrapped(stored: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_activation_link_opens_its_key_and_its_token_does_not() {
+        let activation = Activation::new();
+        let locked = activation
+            .lock("-----BEGIN PGP PRIVATE KEY BLOCK-----")
+            .unwrap();
+        assert!(is_wrapped(&locked));
+        let again = Activation::parse(&activation.link_secret()).unwrap();
+        assert_eq!(again.token(), activation.token());
+        assert_eq!(
+            again.unlock(&locked).unwrap(),
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----"
+        );
+        // What the server holds (the token) is not the key: taken as a
+        // link secret, it opens nothing.
+        let token_as_secret = Activation::parse(&activation.token()).unwrap();
+        assert!(matches!(
+            token_as_secret.unlock(&locked),
+            Err(VaultError::WrongPassphrase)
+        ));
+        assert!(Activation::parse("short").is_err());
+    }
 
     fn register(setup: &[u8], password: &str, ksf: &KsfParams) -> (Vec<u8>, ExportKey) {
         let (state, request) = client_register_start(password).unwrap();

@@ -40,11 +40,21 @@ fn pgp_err(e: impl std::fmt::Display) -> VaultError {
 impl AccountKey {
     /// Generates a key pair for `user_id` (`Name <address>`), locked with `passphrase`.
     pub fn generate(user_id: &str, passphrase: &str) -> Result<AccountKey, VaultError> {
+        Self::generate_with(user_id, Some(passphrase))
+    }
+
+    /// Generates a key pair whose secret half has no passphrase: for a
+    /// caller that locks it otherwise at once (an activation link's key).
+    pub fn generate_unprotected(user_id: &str) -> Result<AccountKey, VaultError> {
+        Self::generate_with(user_id, None)
+    }
+
+    fn generate_with(user_id: &str, passphrase: Option<&str>) -> Result<AccountKey, VaultError> {
         let mut rng = rand08::thread_rng();
         let encryption = SubkeyParamsBuilder::default()
             .key_type(KeyType::ECDH(ECCCurve::Curve25519Legacy))
             .can_encrypt(EncryptionCaps::All)
-            .passphrase(Some(passphrase.to_owned()))
+            .passphrase(passphrase.map(str::to_owned))
             .build()
             .map_err(pgp_err)?;
         let params = SecretKeyParamsBuilder::default()
@@ -52,7 +62,7 @@ impl AccountKey {
             .can_certify(true)
             .can_sign(true)
             .primary_user_id(user_id.to_owned())
-            .passphrase(Some(passphrase.to_owned()))
+            .passphrase(passphrase.map(str::to_owned))
             .preferred_symmetric_algorithms(
                 [SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES128]
                     .into_iter()

@@ -215,7 +215,19 @@ describe("the admin app", () => {
       await page.getByText(`${address} was created.`).waitFor();
     }
     await page.getByRole("cell", { name: /bob@acme\.test/ }).first().waitFor();
+    // Without a password: an activation link for its owner, shown once.
+    await form.getByLabel("Address").fill("carol@acme.test");
+    await form.getByLabel("Display name").fill("Carol");
+    await form.getByRole("button", { name: "Create account" }).click();
+    await page.getByText("carol@acme.test was created.").waitFor();
+    await expect(page.getByTestId("activation-link").textContent()).resolves.toMatch(/^https:\/\/[^/]+\/admin\/activate#[A-Za-z0-9_-]{43}$/);
     await checkView(page, "tenant-accounts");
+    // A lost password: a new link (a new key pair, said before it is made).
+    await page.getByRole("button", { name: "New activation link for alice@acme.test" }).click();
+    await page.getByText("a new key pair is made").waitFor();
+    await page.getByRole("button", { name: "Make the link" }).click();
+    await expect(page.getByRole("dialog").getByTestId("activation-link").textContent()).resolves.toContain("/admin/activate#");
+    await page.getByRole("dialog").getByRole("button", { name: "Close" }).click();
 
     // Suspend Bob from the table.
     await page.getByRole("button", { name: "Suspend bob@acme.test" }).click();
@@ -226,7 +238,7 @@ describe("the admin app", () => {
     const acme = tenants.body.items.find((x) => x.name === "Acme")!;
     const accounts = await caliop.api<Page_<{ address: string; status: string; display_name: string }>>("GET", `/v1/tenants/${acme.id}/accounts`, token);
     const byAddress = Object.fromEntries(accounts.body.items.map((a) => [a.address, a]));
-    expect(Object.keys(byAddress).sort()).toEqual(["alice@acme.test", "bob@acme.test", TENANT.address].sort());
+    expect(Object.keys(byAddress).sort()).toEqual(["alice@acme.test", "bob@acme.test", "carol@acme.test", TENANT.address].sort());
     expect(byAddress["alice@acme.test"]).toMatchObject({ status: "active", display_name: "Alice" });
     expect(byAddress["bob@acme.test"]).toMatchObject({ status: "suspended" });
     await context.close();

@@ -8,7 +8,9 @@
 // downloads is the one `caliop key unlock` gives. A second factor set up on
 // the page is then asked for at sign-in (codes computed by pyotp). A passkey
 // made by Chromium's virtual authenticator (DevTools' WebAuthn domain) on
-// the account page signs in after the password.
+// the account page signs in after the password. An account made without a
+// password opens with its activation link in the browser, which sends
+// neither the link's secret nor the new password.
 import { execFileSync } from "node:child_process";
 import { hkdfSync } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -242,5 +244,45 @@ describe("device sign-in in the admin app", () => {
     expect(used.credentials[0]!.signCount).toBeGreaterThan(countBefore);
 
     await context.close();
+  }, 120_000);
+
+  it("opens an activation link: the password is set in the browser, and the key moves with it", async () => {
+    const operator = caliop.operatorToken();
+    const claims = JSON.parse(Buffer.from(operator.split(".")[1]!, "base64url").toString()) as { tid: string };
+    const made = await caliop.api<{ address: string; activation: { url: string } }>("POST", `/v1/tenants/${claims.tid}/accounts`, operator, {
+      address: "newcomer@operator.test",
+      display_name: "Newcomer",
+    });
+    expect(made.status).toBe(201);
+    const link = new URL(made.body.activation.url);
+    const secret = link.hash.slice(1);
+    const password = "the newcomer's own passphrase";
+
+    const { context, page } = await newPage(browser);
+    const sent: string[] = [];
+    page.on("request", (request) => sent.push([request.url(), JSON.stringify(request.headers()), request.postData() ?? ""].join("\n")));
+    await page.goto(`${caliop.base}${link.pathname}${link.hash}`);
+    await page.getByRole("heading", { name: "Set your password" }).waitFor();
+    await page.getByLabel("New password", { exact: true }).fill(password);
+    await page.getByLabel("New password again").fill(password);
+    await page.getByRole("button", { name: "Set the password" }).click();
+    await page.getByText("newcomer@operator.test is ready").waitFor({ timeout: 30_000 });
+    // The spent link leaves the address bar.
+    expect(new URL(page.url()).hash).toBe("");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByLabel("Email address").fill("newcomer@operator.test");
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await context.close();
+
+    // Neither the link's secret nor the password went anywhere.
+    expect(sent.some((r) => r.includes("/v1/public/activations/"))).toBe(true);
+    for (const request of sent) {
+      expect(request.includes(secret), `the link's secret in ${request.split("\n")[0]}`).toBe(false);
+      expect(request.includes(password), `the password in ${request.split("\n")[0]}`).toBe(false);
+    }
+    // The key the browser locked is the one the command-line client opens.
+    expect(caliop.unlockKey("newcomer@operator.test", password)).toContain("-----BEGIN PGP PRIVATE KEY BLOCK-----");
   }, 120_000);
 });

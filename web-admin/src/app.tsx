@@ -7,6 +7,7 @@ import { type Key, type Language, setLanguage, t, useLanguage } from "./i18n";
 import { match, navigate, onLinkClick, usePath } from "./router";
 import { Dialog, Field, FormError, Submit, useForm } from "./ui";
 import { password as passwordCheck } from "./validate";
+import { Activate } from "./views/activate";
 import { SignIn } from "./views/signin";
 import { Account } from "./views/account";
 import { Overview } from "./views/overview";
@@ -156,7 +157,8 @@ export function App() {
     navigate("/");
   };
 
-  if (!session) {
+  // An activation link opens the same way for anyone, signed in or not.
+  if (!session || path === "/activate") {
     return (
       <div class="signin-shell" onClick={onLinkClick}>
         <header class="topbar plain">
@@ -164,7 +166,7 @@ export function App() {
           <LanguageSwitch />
         </header>
         <main id="main">
-          <SignIn brand={brand} />
+          {path === "/activate" ? <Activate /> : <SignIn brand={brand} />}
         </main>
       </div>
     );

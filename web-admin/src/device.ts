@@ -160,9 +160,14 @@ async function prove(username: string, password: string): Promise<{ status: numb
 type Current = { current_password: string } | { current_password_proof: { login_id: string; credential_finalization: string } };
 
 async function register(token: string, accountId: string, password: string, armored: string, current: Current): Promise<void> {
+  await registerAt(`/v1/accounts/${accountId}/opaque/register`, token, password, armored, current);
+}
+
+/** OPAQUE registration at `${base}/start` and `/finish`, with `armored` locked by the new export key. */
+async function registerAt(base: string, token: string | undefined, password: string, armored: string, extra: object): Promise<void> {
   const opaque = await loadOpaque();
   const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
-  const started = await post(`/v1/accounts/${accountId}/opaque/register/start`, { registration_request: registrationRequest }, token);
+  const started = await post(`${base}/start`, { registration_request: registrationRequest }, token);
   if (started.status !== 200) throw new Refused(started.status, started.json);
   const ksf: Ksf = started.json.ksf;
   const finished = opaque.client.finishRegistration({
@@ -172,9 +177,41 @@ async function register(token: string, accountId: string, password: string, armo
     keyStretching: stretching(ksf),
   });
   const locked_key = await wrapKey(finished.exportKey, armored);
-  const body = { registration_record: finished.registrationRecord, ksf, locked_key, ...current };
-  const done = await post(`/v1/accounts/${accountId}/opaque/register/finish`, body, token);
+  const body = { registration_record: finished.registrationRecord, ksf, locked_key, ...extra };
+  const done = await post(`${base}/finish`, body, token);
   if (done.status !== 204) throw new Refused(done.status, done.json);
+}
+
+/** HKDF-SHA-256 of an activation link's secret (docs/sign-in.md). */
+async function fromActivation(secret: Uint8Array, info: string): Promise<Uint8Array> {
+  const ikm = await crypto.subtle.importKey("raw", secret as BufferSource, "HKDF", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: encoder.encode("caliop/activation/v1"), info: encoder.encode(info) }, ikm, 256);
+  return new Uint8Array(bits);
+}
+
+/**
+ * Opens an activation link (its secret, after `#`): the account's key is
+ * unlocked with the link here, and locked again with `password`'s export
+ * key; the server sees neither. Answers the account's address.
+ */
+export async function activate(linkSecret: string, password: string): Promise<string> {
+  if (!globalThis.crypto?.subtle) {
+    throw new Refused(0, { status: 0, detail: "activating needs a secure page: open this address with https://" });
+  }
+  let secret: Uint8Array;
+  try {
+    secret = fromBase64Url(linkSecret.trim());
+  } catch {
+    secret = new Uint8Array();
+  }
+  if (secret.length !== 32) throw new Refused(0, { status: 0, detail: "this link is incomplete: copy it whole, with what follows #" });
+  const token = toBase64Url(await fromActivation(secret, "token"));
+  const response = await fetch(new URL(`/v1/public/activations/${token}`, location.origin));
+  const opened = await response.json();
+  if (!response.ok) throw new Refused(response.status, opened);
+  const armored = await unwrapKey(toBase64Url(await fromActivation(secret, "key")), opened.locked_key);
+  await registerAt(`/v1/public/activations/${token}`, undefined, password, armored, {});
+  return opened.address as string;
 }
 
 /** The one-time move of an account made before device sign-in. */

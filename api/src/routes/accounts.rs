@@ -38,6 +38,10 @@ pub struct AccountView {
     pub storage_quota_bytes: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Only in the answer that created the account without a password:
+    /// the link its owner opens to set one (shown this once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<super::activation::ActivationLink>,
 }
 
 impl From<&Account> for AccountView {
@@ -56,6 +60,7 @@ impl From<&Account> for AccountView {
             storage_quota_bytes: a.storage_quota_bytes,
             created_at: a.created_at,
             updated_at: a.updated_at,
+            activation: None,
         }
     }
 }
@@ -66,9 +71,13 @@ pub struct NewAccountRequest {
     /// `local@domain`, in one of the tenant's domains.
     pub address: String,
     pub display_name: Option<String>,
-    /// At least 10 characters. Also the passphrase of the account's OpenPGP secret key.
+    /// Leave it out (the way to make accounts): the answer holds an
+    /// activation link with which the account's owner sets a password on
+    /// their own device; the server never knows it. Given (at least 10
+    /// characters), the account starts with this password and the key
+    /// locked by it, and moves to device sign-in at its first sign-in.
     #[schema(format = Password)]
-    pub password: String,
+    pub password: Option<String>,
     /// `user` by default.
     pub role: Option<AccountRole>,
     /// The tenant's floor by default; never below it.
@@ -124,21 +133,24 @@ fn level_within_policy(level: Level, floor: Level) -> ApiResult<Level> {
     Ok(level)
 }
 
-fn user_id(name: &str, address: &EmailAddress) -> String {
+pub(super) fn user_id(name: &str, address: &EmailAddress) -> String {
     format!("{} <{address}>", name.replace(['<', '>'], ""))
 }
 
-/// Creates an account in `tenant_id` with a fresh key pair locked by its password.
+/// Creates an account in `tenant_id` with a fresh key pair: locked for an
+/// activation link (answered with it) or, given a password, by it.
 pub async fn create(
     state: &AppState,
     actor: &Actor,
     tenant_id: TenantId,
     body: NewAccountRequest,
-) -> ApiResult<Account> {
+) -> ApiResult<(Account, Option<super::activation::ActivationLink>)> {
     let address = EmailAddress::parse(&body.address)?;
     let address_for_checks = address.clone();
     let name = display_name(body.display_name.as_deref(), &address)?;
-    tenants::password::check_strength(&body.password)?;
+    if let Some(password) = &body.password {
+        tenants::password::check_strength(password)?;
+    }
     let tenant = state
         .store
         .tenant(tenant_id)
@@ -172,11 +184,25 @@ pub async fn create(
     }
     let uid = user_id(&name, &address);
     let password = body.password;
-    let (hash, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Problem>((
-            tenants::password::hash(&password)?,
-            AccountKey::generate(&uid, &password)?,
-        ))
+    let (hash, key, activation) = tokio::task::spawn_blocking(move || match password {
+        Some(password) => {
+            let key = AccountKey::generate(&uid, &password)?;
+            Ok::<_, Problem>((
+                tenants::password::hash(&password)?,
+                tenants::ActivationKey {
+                    fingerprint: key.fingerprint,
+                    public_key: key.public_armored,
+                    locked_secret_key: key.secret_armored,
+                    token_hash: String::new(),
+                    expires_at: chrono::Utc::now(),
+                },
+                None,
+            ))
+        }
+        None => {
+            let (key, activation) = super::activation::new_key(&uid)?;
+            Ok((String::new(), key, Some(activation)))
+        }
     })
     .await
     .map_err(Problem::internal)??;
@@ -188,9 +214,9 @@ pub async fn create(
         role: body.role.unwrap_or(AccountRole::User),
         level,
         password_hash: hash,
-        fingerprint: key.fingerprint,
-        public_key: key.public_armored,
-        secret_key: key.secret_armored,
+        fingerprint: key.fingerprint.clone(),
+        public_key: key.public_key.clone(),
+        secret_key: key.locked_secret_key.clone(),
     };
     let recovery = match body.recovery_address.as_deref() {
         Some(r) => Some(EmailAddress::parse(r).map_err(|_| {
@@ -207,6 +233,16 @@ pub async fn create(
         ));
     }
     let account = state.store.create_account(&actor.audit_name(), new).await?;
+    let link = match activation {
+        Some(activation) => {
+            state
+                .store
+                .create_activation(account.id, &key.token_hash, key.expires_at)
+                .await?;
+            Some(super::activation::link(state, tenant_id, &activation, key.expires_at).await?)
+        }
+        None => None,
+    };
     if let Some(recovery) = &recovery {
         state
             .store
@@ -217,7 +253,7 @@ pub async fn create(
     state
         .queue_welcome(&account, recovery.as_ref().map(|r| r.as_str()))
         .await;
-    Ok(account)
+    Ok((account, link))
 }
 
 async fn load(state: &AppState, id: AccountId) -> ApiResult<Account> {
@@ -230,8 +266,10 @@ async fn load(state: &AppState, id: AccountId) -> ApiResult<Account> {
 
 /// Create an account
 ///
-/// Generates the account's OpenPGP key pair (Ed25519 + X25519), its secret
-/// half locked with the password.
+/// Generates the account's OpenPGP key pair (Ed25519 + X25519). Without a
+/// password, its secret half is locked for the activation link the answer
+/// holds, and the plain key forgotten: the owner opens the link and sets a
+/// password on their device. With one, it is locked with the password.
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/accounts", tag = "accounts", operation_id = "createAccount",
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
     request_body = NewAccountRequest,
@@ -250,8 +288,14 @@ pub async fn create_account(
     Path(tenant_id): Path<TenantId>,
     Json(body): Json<NewAccountRequest>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
-    let account = create(&state, &actor, tenant_id, body).await?;
-    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+    let (account, activation) = create(&state, &actor, tenant_id, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AccountView {
+            activation,
+            ..AccountView::from(&account)
+        }),
+    ))
 }
 
 /// List a tenant's accounts

@@ -78,7 +78,7 @@ impl From<KsfParams> for KsfView {
 }
 
 impl KsfView {
-    fn params(self) -> ApiResult<KsfParams> {
+    pub(super) fn params(self) -> ApiResult<KsfParams> {
         if self.iterations == 0 || self.memory_kib < 256 || !(1..=16).contains(&self.parallelism) {
             return Err(Problem::invalid(
                 "`ksf` needs iterations ≥ 1, memory_kib ≥ 256 and parallelism from 1 to 16",
@@ -417,17 +417,44 @@ pub async fn register_start(
         .account(account_id)
         .await?
         .ok_or(Problem::not_found("account"))?;
-    let setup = setup(&state, account.tenant_id).await?;
-    let response = vault::opaque::registration_response(
-        &setup,
-        &request.registration_request,
-        account.id.to_string().as_bytes(),
-    )
-    .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let response = registration_response(&state, &account, &request.registration_request).await?;
     Ok(Json(RegisterStartResponse {
         registration_response: response,
         ksf: state.config.ksf.into(),
     }))
+}
+
+/// OPAQUE's `registrationResponse` to `request`, for `account`.
+pub(super) async fn registration_response(
+    state: &AppState,
+    account: &tenants::Account,
+    request: &str,
+) -> ApiResult<String> {
+    let setup = setup(state, account.tenant_id).await?;
+    vault::opaque::registration_response(&setup, request, account.id.to_string().as_bytes())
+        .map_err(|e| Problem::bad_request(e.to_string()))
+}
+
+/// A registration's upload checked: its OPAQUE record, the stretching
+/// parameters it used, and a key locked on the device.
+pub(super) fn registration(
+    record: &str,
+    ksf: KsfView,
+    locked_key: &str,
+) -> ApiResult<OpaqueRegistration> {
+    let ksf = ksf.params()?;
+    if !vault::opaque::is_wrapped(locked_key) {
+        return Err(Problem::invalid(
+            "`locked_key` must be the secret key locked on the device (`caliop-key-v1:…`)",
+        ));
+    }
+    let record = vault::opaque::registration_record(record)
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    use base64::Engine;
+    Ok(OpaqueRegistration {
+        record: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(record),
+        ksf: serde_json::to_string(&ksf).map_err(Problem::internal)?,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -479,14 +506,11 @@ pub async fn register_finish(
     Json(request): Json<RegisterFinishRequest>,
 ) -> ApiResult<StatusCode> {
     own(&actor, account_id, "register its sign-in")?;
-    let ksf = request.ksf.params()?;
-    if !vault::opaque::is_wrapped(&request.locked_key) {
-        return Err(Problem::invalid(
-            "`locked_key` must be the secret key locked on the device (`caliop-key-v1:…`)",
-        ));
-    }
-    let record = vault::opaque::registration_record(&request.registration_record)
-        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let registration = registration(
+        &request.registration_record,
+        request.ksf,
+        &request.locked_key,
+    )?;
     if state.store.opaque_registration(account_id).await?.is_some() {
         let Some(proof) = request.current_password_proof else {
             return Err(Problem::forbidden(
@@ -523,11 +547,6 @@ pub async fn register_finish(
             _ => return Err(Problem::forbidden("the current password is wrong")),
         }
     }
-    use base64::Engine;
-    let registration = OpaqueRegistration {
-        record: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(record),
-        ksf: serde_json::to_string(&ksf).map_err(Problem::internal)?,
-    };
     state
         .store
         .register_opaque(

@@ -2,6 +2,7 @@
 //! the OpenAPI document, plus what the handlers share (views, paging).
 
 mod accounts;
+mod activation;
 mod api_keys;
 mod audit;
 mod auth;
@@ -48,6 +49,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
             device::create_app_password
         ))
         .routes(routes!(device::revoke_app_password))
+        .routes(routes!(activation::get_activation))
+        .routes(routes!(activation::start_activation))
+        .routes(routes!(activation::finish_activation))
+        .routes(routes!(activation::reset_to_activation))
+        .routes(routes!(activation::previous_secret_key))
         .routes(routes!(passkeys::register_start))
         .routes(routes!(passkeys::register_finish))
         .routes(routes!(passkeys::list_passkeys))

@@ -339,10 +339,12 @@ pub async fn onboard(
             "the administrator's address must be in `{name}`"
         )));
     }
-    tenants::password::check_strength(&admin.password)?;
+    if let Some(password) = &admin.password {
+        tenants::password::check_strength(password)?;
+    }
     let domain = domains::create(&state, &actor, tenant_id, name).await?;
-    let account = match accounts::create(&state, &actor, tenant_id, admin).await {
-        Ok(account) => account,
+    let (account, activation) = match accounts::create(&state, &actor, tenant_id, admin).await {
+        Ok(made) => made,
         Err(problem) => {
             if let Err(e) = state
                 .store
@@ -361,7 +363,10 @@ pub async fn onboard(
         StatusCode::CREATED,
         Json(Onboarded {
             domain: DomainView::from(&domain),
-            admin: AccountView::from(&account),
+            admin: AccountView {
+                activation,
+                ..AccountView::from(&account)
+            },
             dns_records,
         }),
     ))
@@ -404,13 +409,13 @@ pub async fn create_operator_admin(
     let request = NewAccountRequest {
         address: parsed.to_string(),
         display_name,
-        password,
+        password: Some(password),
         role: Some(tenants::AccountRole::Admin),
         level: None,
         recovery_address: None,
     };
     match accounts::create(state, &actor, state.operator_tenant, request).await {
-        Ok(account) => {
+        Ok((account, _)) => {
             // The operator's own domain: whoever runs the command runs the
             // instance, so it vouches for it (forced, audited) as it could
             // through the API; only a verified domain is hosted.

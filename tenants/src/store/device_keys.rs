@@ -380,3 +380,146 @@ impl Store {
         Ok(done == 1)
     }
 }
+
+/// A new key pair for an account, its secret half locked with an
+/// activation link's secret (see `vault::opaque::Activation`).
+#[derive(Clone, Debug)]
+pub struct ActivationKey {
+    pub fingerprint: String,
+    pub public_key: String,
+    /// `caliop-key-v1:…`, openable with the link only.
+    pub locked_secret_key: String,
+    /// SHA-256 of the link's token.
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Opens an activation for an account made without a password (its key
+    /// is already the activation-locked one).
+    pub async fn create_activation(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = "INSERT INTO activations (account_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4)";
+        on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(token_hash).bind(expires_at)
+            .bind(Utc::now()).execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// An administrator's reset: a new key pair locked for an activation
+    /// link, every sign-in gone (password, device sign-in, tokens and
+    /// sessions). The key it replaces is kept, as it was locked, for its
+    /// owner to fetch (mail sealed before opens only with it).
+    pub async fn reset_to_activation(
+        &self,
+        actor: &str,
+        account: AccountId,
+        key: &ActivationKey,
+    ) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let sql = "UPDATE accounts SET previous_secret_key = secret_key, fingerprint = $2, public_key = $3, \
+             secret_key = $4, password_hash = '', opaque_record = NULL, ksf_params = NULL, \
+             credentials_epoch = credentials_epoch + 1, updated_at = $5 WHERE id = $1";
+        let upsert = "INSERT INTO activations (account_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id) DO UPDATE SET token_hash = excluded.token_hash, \
+             expires_at = excluded.expires_at, created_at = excluded.created_at";
+        let now = Utc::now();
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql)
+                .bind(account.0)
+                .bind(&key.fingerprint)
+                .bind(&key.public_key)
+                .bind(&key.locked_secret_key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(upsert)
+                .bind(account.0)
+                .bind(&key.token_hash)
+                .bind(key.expires_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: "account.activation_reset",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({"old_fingerprint": current.fingerprint, "new_fingerprint": key.fingerprint}),
+            });
+            tx.commit().await?;
+        });
+        self.access_changed(super::AccessChange::Account(account));
+        Ok(())
+    }
+
+    /// The account an unexpired activation token opens, and until when.
+    pub async fn activation(&self, token_hash: &str) -> Result<Option<(AccountId, DateTime<Utc>)>> {
+        let sql = "SELECT account_id, expires_at FROM activations WHERE token_hash = $1 AND expires_at > $2";
+        let row: Option<(Uuid, DateTime<Utc>)> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(token_hash).bind(Utc::now()).fetch_optional(p).await)?;
+        Ok(row.map(|(id, until)| (AccountId(id), until)))
+    }
+
+    /// Spends the activation: the account's device sign-in and its key,
+    /// locked again on the device, replace the link.
+    pub async fn finish_activation(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        registration: &OpaqueRegistration,
+        locked_key: &str,
+    ) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let spend =
+            "DELETE FROM activations WHERE account_id = $1 AND token_hash = $2 AND expires_at > $3";
+        let sql = "UPDATE accounts SET opaque_record = $2, ksf_params = $3, secret_key = $4, password_hash = '', \
+             credentials_epoch = credentials_epoch + 1, updated_at = $5 WHERE id = $1";
+        let now = Utc::now();
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let spent = sqlx::query(spend).bind(account.0).bind(token_hash).bind(now).execute(&mut *tx).await?;
+            if spent.rows_affected() == 0 {
+                return Err(Error::NotFound("activation"));
+            }
+            sqlx::query(sql)
+                .bind(account.0)
+                .bind(&registration.record)
+                .bind(&registration.ksf)
+                .bind(locked_key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor: &format!("account:{account}"),
+                tenant_id: Some(current.tenant_id.0),
+                action: "account.activate",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({}),
+            });
+            tx.commit().await?;
+        });
+        self.access_changed(super::AccessChange::Account(account));
+        Ok(())
+    }
+
+    /// The key an administrator's reset replaced, as it was locked.
+    pub async fn previous_secret_key(&self, account: AccountId) -> Result<Option<String>> {
+        let sql = "SELECT previous_secret_key FROM accounts WHERE id = $1";
+        let row: Option<(Option<String>,)> = on_pool!(&self.pool, p => sqlx::query_as(sql)
+            .bind(account.0).fetch_optional(p).await)?;
+        Ok(row.and_then(|(k,)| k))
+    }
+}

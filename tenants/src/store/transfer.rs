@@ -184,7 +184,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
              secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address \
-             credentials_epoch:i opaque_record ksf_params",
+             credentials_epoch:i opaque_record ksf_params previous_secret_key",
             left [
                 ("totp_secret", "sealed under the exporting instance's master key: the user enrols again"),
                 ("totp_enabled_at", "goes with the TOTP secret"),
@@ -198,6 +198,13 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             key["id"],
             "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "id:u account_id:u name secret_hash created_at:t last_used_at:t"
+        ),
+        // Open links keep working after the move (the token's hash only).
+        table!(
+            "activations",
+            key["account_id"],
+            "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "account_id:u token_hash expires_at:t created_at:t"
         ),
         // Public keys only; they sign in where the tenant's hostnames now point.
         table!(

@@ -1,9 +1,11 @@
-// Accounts of a tenant: create, suspend or reactivate, reset the password
-// (which makes a new key pair: said before it is done), and a quota bar each.
+// Accounts of a tenant: create (with an activation link, the owner sets the
+// password on their device), suspend or reactivate, a new activation link
+// for who lost their password (which makes a new key pair: said before it
+// is done), and a quota bar each.
 import { useState } from "preact/hooks";
-import { type Schemas, api, call } from "../api";
+import { type Problem, type Schemas, api, call } from "../api";
 import { type Key, formatBytes, t } from "../i18n";
-import { Badge, type Column, Dialog, ErrorBox, Field, FormError, QuotaBar, Select, Submit, Table, useForm, useLoad } from "../ui";
+import { Badge, type Column, CopyButton, Dialog, ErrorBox, Field, FormError, QuotaBar, Select, Submit, Table, useForm, useLoad } from "../ui";
 import { displayName, emailAddress, password } from "../validate";
 
 type Account = Schemas["AccountView"];
@@ -65,7 +67,7 @@ export function Accounts({ tenantId, tenant }: { tenantId: string; tenant: Schem
             ) : (
               <button type="button" onClick={() => setStatus(a, "active")} aria-label={t("accounts.reactivate_who", { address: a.address })}>{t("accounts.reactivate")}</button>
             )}
-            <button type="button" onClick={() => setResetting(a)} aria-label={t("accounts.reset_who", { address: a.address })}>{t("accounts.reset")}</button>
+            <button type="button" onClick={() => setResetting(a)} aria-label={t("accounts.new_link_who", { address: a.address })}>{t("accounts.new_link")}</button>
           </div>
         ),
     },
@@ -81,7 +83,7 @@ export function Accounts({ tenantId, tenant }: { tenantId: string; tenant: Schem
         <Table caption={t("nav.accounts")} columns={columns} rows={rows} loading={accounts.loading} empty={t("accounts.empty")} rowKey={(a) => a.id} />
       )}
       {resetting && (
-        <ResetPassword
+        <NewActivationLink
           account={resetting}
           onClose={() => {
             setResetting(null);
@@ -96,9 +98,10 @@ export function Accounts({ tenantId, tenant }: { tenantId: string; tenant: Schem
 function NewAccount({ tenantId, floor, onCreated }: { tenantId: string; floor: Schemas["Level"] | undefined; onCreated: () => void }) {
   const form = useForm(
     { address: "", display_name: "", password: "", role: "user", level: "" },
-    { address: emailAddress, display_name: (v) => (v.trim() === "" ? null : displayName(v)), password },
+    { address: emailAddress, display_name: (v) => (v.trim() === "" ? null : displayName(v)), password: (v) => (v === "" ? null : password(v)) },
   );
   const [created, setCreated] = useState<string | null>(null);
+  const [link, setLink] = useState<string | null>(null);
   const allowed = floor ? LEVELS.slice(LEVELS.indexOf(floor)) : LEVELS;
   const submit = form.submit(
     async (v) => {
@@ -107,7 +110,7 @@ function NewAccount({ tenantId, floor, onCreated }: { tenantId: string; floor: S
           params: { path: { tenant_id: tenantId } },
           body: {
             address: v.address.trim().toLowerCase(),
-            password: v.password,
+            password: v.password || null,
             display_name: v.display_name.trim() || null,
             role: v.role as Schemas["AccountRole"],
             level: (v.level || null) as Schemas["Level"] | null,
@@ -115,6 +118,7 @@ function NewAccount({ tenantId, floor, onCreated }: { tenantId: string; floor: S
         }),
       );
       setCreated(account.address);
+      setLink(account.activation?.url ?? null);
       form.setValues({ address: "", display_name: "", password: "", role: v.role, level: v.level });
       onCreated();
     },
@@ -128,7 +132,7 @@ function NewAccount({ tenantId, floor, onCreated }: { tenantId: string; floor: S
         <Field {...form.field("display_name")} label={t("accounts.display_name")} autoComplete="off" />
       </div>
       <div class="row">
-        <Field {...form.field("password")} label={t("accounts.password")} type="password" autoComplete="new-password" hint={t("password.hint")} />
+        <Field {...form.field("password")} label={t("accounts.password_optional")} type="password" autoComplete="new-password" hint={t("password.hint")} />
         <Select {...form.field("role")} label={t("accounts.role")} options={[{ value: "user", label: t("accountrole.user") }, { value: "admin", label: t("accountrole.admin") }]} />
         <Select
           {...form.field("level")}
@@ -139,37 +143,56 @@ function NewAccount({ tenantId, floor, onCreated }: { tenantId: string; floor: S
       </div>
       <FormError message={form.formError} />
       {created && <p class="notice" role="status">{t("accounts.created", { address: created })}</p>}
+      {link && <ActivationLinkShown url={link} />}
       <Submit busy={form.busy} label={t("accounts.create")} />
     </form>
   );
 }
 
-function ResetPassword({ account, onClose }: { account: Account; onClose: () => void }) {
-  const form = useForm({ new_password: "" }, { new_password: password });
-  const [done, setDone] = useState(false);
+/** An activation link, shown once, to copy for the account's owner. */
+function ActivationLinkShown({ url }: { url: string }) {
   return (
-    <Dialog title={t("accounts.reset_title", { address: account.address })} onClose={onClose}>
-      {done ? (
+    <div class="notice" role="status">
+      <p>{t("accounts.activation_link")}</p>
+      <p>
+        <code data-testid="activation-link">{url}</code> <CopyButton text={url} label={t("common.copy")} />
+      </p>
+    </div>
+  );
+}
+
+function NewActivationLink({ account, onClose }: { account: Account; onClose: () => void }) {
+  const [link, setLink] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const make = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const made = await call(api.POST("/v1/accounts/{account_id}/activation", { params: { path: { account_id: account.id } } }));
+      setLink(made.url);
+    } catch (e) {
+      setError((e as Problem).detail ?? String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title={t("accounts.new_link_title", { address: account.address })} onClose={onClose}>
+      {link ? (
         <>
-          <p role="status">{t("accounts.reset_done")}</p>
+          <ActivationLinkShown url={link} />
           <button type="button" class="primary" onClick={onClose}>{t("common.close")}</button>
         </>
       ) : (
-        <form
-          noValidate
-          onSubmit={form.submit(async (v) => {
-            await call(api.PATCH("/v1/accounts/{account_id}", { params: { path: { account_id: account.id } }, body: { password: v.new_password } }));
-            setDone(true);
-          })}
-        >
-          <p class="warning">{t("accounts.reset_warning")}</p>
-          <Field {...form.field("new_password")} label={t("accounts.new_password")} type="password" autoComplete="new-password" hint={t("password.hint")} />
-          <FormError message={form.formError} />
+        <>
+          <p class="warning">{t("accounts.new_link_warning")}</p>
+          <FormError message={error} />
           <div class="buttons">
-            <Submit busy={form.busy} label={t("accounts.reset")} />
+            <button type="button" class="primary" disabled={busy} onClick={make}>{t("accounts.new_link_make")}</button>
             <button type="button" onClick={onClose}>{t("common.cancel")}</button>
           </div>
-        </form>
+        </>
       )}
     </Dialog>
   );
