@@ -43,6 +43,15 @@ pub struct ActivateArgs {
 }
 
 #[derive(Args)]
+pub struct ResetArgs {
+    /// The reset link the recovery address received (its token is after `#`).
+    pub link: String,
+    /// The API's base URL.
+    #[arg(long, env = "CALIOP_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+}
+
+#[derive(Args)]
 pub struct PasswordArgs {
     #[command(flatten)]
     pub login: LoginArgs,
@@ -272,7 +281,7 @@ async fn upload_registration(
         body[name] = value;
     }
     let (status, done) = client.post(&format!("{base}/finish"), token, body).await?;
-    if status != 204 {
+    if !(200..300).contains(&status) {
         bail!(
             "registration refused ({status}): {}",
             detail(&done.to_string())
@@ -432,6 +441,70 @@ pub async fn activate(args: ActivateArgs) -> anyhow::Result<()> {
     eprintln!(
         "{} is activated: sign in with the new password",
         field(&opened, "address")?
+    );
+    Ok(())
+}
+
+/// `caliop password reset LINK`: a new password from a reset link, set on
+/// this machine. With the old password (`CALIOP_PASSWORD`), the current key
+/// is unlocked here and locked again with the new one: nothing is lost.
+/// Without it, a new key pair is made here; mail sealed before opens only
+/// with the previous key, which the account keeps.
+pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
+    let token = args
+        .link
+        .rsplit_once('#')
+        .map_or(args.link.as_str(), |(_, t)| t);
+    let new = secret("CALIOP_NEW_PASSWORD", "new password")?;
+    tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api = client(&args.api);
+    let base = format!("/v1/public/password-reset/{token}");
+    let (status, opened) = api.get_json(&base).await?;
+    if status != 200 {
+        bail!(
+            "the link does not open ({status}): {}",
+            detail(&opened.to_string())
+        );
+    }
+    let address = field(&opened, "address")?.to_owned();
+    let current = field(&opened, "secret_key")?;
+    let (armored, public_key) = match std::env::var("CALIOP_PASSWORD").ok() {
+        Some(old) if opaque::is_wrapped(current) => {
+            let (_, export) = prove(&api, &address, &old)
+                .await?
+                .context("the account signs in on its device")?;
+            let armored = export
+                .unwrap(current)
+                .context("the old password does not unlock the key")?;
+            (armored, None)
+        }
+        Some(old) => (
+            vault::openpgp::AccountKey::unprotect(current, &old)
+                .context("the old password does not unlock the key")?,
+            None,
+        ),
+        None => {
+            let key = vault::openpgp::AccountKey::generate_unprotected(&format!("<{address}>"))?;
+            (key.secret_armored, Some(key.public_armored))
+        }
+    };
+    let kept = public_key.is_none();
+    upload_registration(
+        &api,
+        &base,
+        None,
+        &new,
+        &armored,
+        public_key.map(|k| ("public_key", json!(k))),
+    )
+    .await?;
+    eprintln!(
+        "the password of {address} is reset; {}",
+        if kept {
+            "its key is locked with the new one"
+        } else {
+            "a new key pair was made here (mail sealed before opens with the previous key)"
+        }
     );
     Ok(())
 }

@@ -96,6 +96,10 @@ enum Command {
 enum PasswordCommand {
     /// Change it (current from CALIOP_PASSWORD, new from CALIOP_NEW_PASSWORD, or two lines of stdin).
     Change(client::PasswordArgs),
+    /// Set a new one with a reset link (new from CALIOP_NEW_PASSWORD or stdin;
+    /// with the old one in CALIOP_PASSWORD the key is kept, else a new key
+    /// pair is made on this machine).
+    Reset(client::ResetArgs),
 }
 
 #[derive(Subcommand)]
@@ -161,6 +165,9 @@ fn main() -> anyhow::Result<()> {
         Command::Password {
             command: PasswordCommand::Change(args),
         } => return on_current_thread(client::change_password(args)),
+        Command::Password {
+            command: PasswordCommand::Reset(args),
+        } => return on_current_thread(client::reset(args)),
         _ => {}
     }
     let config = Config::load(cli.config.as_deref()).context("reading the configuration")?;

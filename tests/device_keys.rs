@@ -614,5 +614,62 @@ async fn an_account_made_without_a_password_opens_with_its_link(backend: Backend
         Some(before.secret_key.as_str()),
         "the old key, locked as it was"
     );
+
+    // A reset link (as the recovery address would receive), opened with
+    // `caliop password reset`: with the old password the key stays.
+    let reset_link = |token: &str| format!("https://mail.example/reset#{token}");
+    let token = "a-reset-token-the-worker-would-mail";
+    store
+        .create_password_reset(
+            id,
+            &billing::token_hash(token),
+            chrono::Utc::now() + chrono::Duration::minutes(30),
+        )
+        .await
+        .unwrap();
+    let (ok, _, err) = client_with(
+        &caliop,
+        &["password", "reset", &reset_link(token)],
+        &[
+            ("CALIOP_PASSWORD", "a passphrase after the reset"),
+            ("CALIOP_NEW_PASSWORD", "a passphrase from the reset link"),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("its key is locked with the new one"), "{err}");
+    let kept = store.account(id).await.unwrap().unwrap();
+    assert_eq!(kept.fingerprint, after.fingerprint, "the same key");
+    assert_eq!(kept.password_hash, "", "no password reached the server");
+    let (ok, _, err) = client(
+        &caliop,
+        &["login", "new@acme.test"],
+        "a passphrase from the reset link",
+    );
+    assert!(ok, "{err}");
+    // Without the old password: a new key pair, made on this machine.
+    let token = "a-second-reset-token";
+    store
+        .create_password_reset(
+            id,
+            &billing::token_hash(token),
+            chrono::Utc::now() + chrono::Duration::minutes(30),
+        )
+        .await
+        .unwrap();
+    let (ok, _, err) = client_with(
+        &caliop,
+        &["password", "reset", &reset_link(token)],
+        &[("CALIOP_NEW_PASSWORD", "the passphrase after losing it all")],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("a new key pair was made here"), "{err}");
+    let replaced = store.account(id).await.unwrap().unwrap();
+    assert_ne!(replaced.fingerprint, kept.fingerprint);
+    let (ok, _, err) = client(
+        &caliop,
+        &["login", "new@acme.test"],
+        "the passphrase after losing it all",
+    );
+    assert!(ok, "{err}");
     store.close().await;
 }

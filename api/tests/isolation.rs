@@ -55,6 +55,8 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "startOpaqueLogin",
     "finishOpaqueLogin",
     "getActivation",
+    "startDeviceReset",
+    "finishDeviceReset",
     "startActivation",
     "finishActivation",
     "healthz",

@@ -2,7 +2,9 @@
 //! SMTP sink: the link goes to the recovery address (nowhere else, and the
 //! answer does not tell whether an address exists), works once, re-locks
 //! the key when the old password is known and makes a new one otherwise.
-//! The link exists only in the mail: no row of the job queue holds it.
+//! The link exists only in the mail: no row of the job queue holds it. An
+//! account on device sign-in sets its new password on the device, never
+//! sending it.
 
 mod support;
 
@@ -211,5 +213,201 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
         limited.problem(429).contains("too many reset requests"),
         "{limited:?}"
     );
+    workers.stop().await;
+}
+
+/// OPAQUE registration at `{base}/start` and `{base}/finish` (no token: an
+/// activation or reset link), `armored` locked with the new export key,
+/// `extra` fields added to the finish: the finish's answer (or the start's,
+/// when it refused).
+async fn register_at(
+    app: &TestApp,
+    base: &str,
+    password: &str,
+    armored: &str,
+    extra: serde_json::Value,
+) -> support::Reply {
+    let (state, request) = vault::opaque::client_register_start(password).unwrap();
+    let started = app
+        .send(
+            "POST",
+            &format!("{base}/start"),
+            None,
+            Some(json!({"registration_request": request})),
+        )
+        .await;
+    if started.status != 200 {
+        return started;
+    }
+    let started = started.body;
+    let ksf: vault::opaque::KsfParams = serde_json::from_value(started["ksf"].clone()).unwrap();
+    let (record, export) = vault::opaque::client_register_finish(
+        state,
+        password,
+        started["registration_response"].as_str().unwrap(),
+        &ksf,
+    )
+    .unwrap();
+    let mut body = json!({"registration_record": record, "ksf": ksf, "locked_key": export.wrap(armored).unwrap()});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    app.send("POST", &format!("{base}/finish"), None, Some(body))
+        .await
+}
+
+/// A device sign-in: the token and the export key.
+async fn device_sign_in(
+    app: &TestApp,
+    address: &str,
+    password: &str,
+) -> (String, vault::opaque::ExportKey) {
+    let (state, request) = vault::opaque::client_login_start(password).unwrap();
+    let started = app
+        .send(
+            "POST",
+            "/v1/auth/opaque/login/start",
+            None,
+            Some(json!({"username": address, "credential_request": request})),
+        )
+        .await;
+    let started = started.ok(200).clone();
+    let ksf: vault::opaque::KsfParams = serde_json::from_value(started["ksf"].clone()).unwrap();
+    let (finalization, export) = vault::opaque::client_login_finish(
+        state,
+        password,
+        started["credential_response"].as_str().unwrap(),
+        &ksf,
+    )
+    .unwrap();
+    let done = app
+        .send(
+            "POST",
+            "/v1/auth/opaque/login/finish",
+            None,
+            Some(json!({"login_id": started["login_id"], "credential_finalization": finalization})),
+        )
+        .await;
+    let token = done.ok(200)["access_token"].as_str().unwrap().to_owned();
+    (token, export)
+}
+
+on_both_backends!(a_device_account_sets_its_new_password_on_the_device);
+
+async fn a_device_account_sets_its_new_password_on_the_device(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    app.dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
+    app.dns
+        .set_a("mx.remote.test", &[std::net::Ipv4Addr::LOCALHOST]);
+    let sink = Sink::start(&[]);
+    // Made with an activation link, opened on the device.
+    let created = app
+        .post(
+            &format!("/v1/tenants/{}/accounts", e.tenant_id),
+            &e.admin_token,
+            json!({"address": "dana@acme.test", "display_name": "Dana", "recovery_address": "dana@remote.test"}),
+        )
+        .await;
+    let created = created.ok(201).clone();
+    let account = created["id"].as_str().unwrap().to_owned();
+    let link = created["activation"]["url"].as_str().unwrap();
+    let activation = vault::opaque::Activation::parse(link.rsplit_once('#').unwrap().1).unwrap();
+    let base = format!("/v1/public/activations/{}", activation.token());
+    let opened = app.send("GET", &base, None, None).await;
+    let first_key = activation
+        .unlock(opened.ok(200)["locked_key"].as_str().unwrap())
+        .unwrap();
+    register_at(
+        &app,
+        &base,
+        "dana's first passphrase",
+        &first_key,
+        json!({}),
+    )
+    .await
+    .ok(204);
+    device_sign_in(&app, "dana@acme.test", "dana's first passphrase").await;
+
+    // The reset link comes by mail, as for any account.
+    ask(&app, "dana@acme.test").await.ok(202);
+    let workers = app.start_workers(sink.port, Duration::from_millis(200));
+    let received = sink.wait_for(2, Duration::from_secs(20)).await;
+    let token = token_in(&received, 0);
+    let path = format!("/v1/public/password-reset/{token}");
+    let export_before = app.send("GET", &path, None, None).await;
+    let export_before = export_before.ok(200).clone();
+    assert_eq!(export_before["on_device"], true);
+    let blob_before = export_before["secret_key"].as_str().unwrap().to_owned();
+    assert!(blob_before.starts_with("caliop-key-v1:"));
+
+    // The new password never goes to the server, not even here.
+    let sent = app
+        .send(
+            "POST",
+            &path,
+            None,
+            Some(json!({"password": "a password sent in clear"})),
+        )
+        .await;
+    assert!(sent.problem(409).contains("/start and /finish"), "{sent:?}");
+
+    // A key pair made on the device, for another address: refused.
+    let stranger =
+        vault::openpgp::AccountKey::generate_unprotected("Eve <eve@elsewhere.test>").unwrap();
+    let refused = register_at(
+        &app,
+        &path,
+        "dana's second passphrase",
+        &stranger.secret_armored,
+        json!({"public_key": stranger.public_armored}),
+    )
+    .await;
+    assert!(refused.problem(422).contains("`public_key`"), "{refused:?}");
+
+    // A key pair of her own, made on the device: the password and key change.
+    let mine = vault::openpgp::AccountKey::generate_unprotected("Dana <dana@acme.test>").unwrap();
+    let done = register_at(
+        &app,
+        &path,
+        "dana's second passphrase",
+        &mine.secret_armored,
+        json!({"public_key": mine.public_armored}),
+    )
+    .await;
+    let done = done.ok(200).clone();
+    assert_eq!(done["key"], "replaced");
+    assert_eq!(done["fingerprint"], mine.fingerprint.as_str());
+    // Once.
+    let again = register_at(
+        &app,
+        &path,
+        "a third passphrase",
+        &mine.secret_armored,
+        json!({}),
+    )
+    .await;
+    assert!(again.problem(404).contains("used or expired"));
+
+    // The new password signs in; the key it unlocks is the device's; the
+    // key before stays for its owner, locked as it was; mail is sealed to
+    // the new key from now on.
+    let (token, export) = device_sign_in(&app, "dana@acme.test", "dana's second passphrase").await;
+    let locked = app
+        .get(&format!("/v1/accounts/{account}/secret-key"), &token)
+        .await;
+    assert_eq!(
+        export.unwrap(locked.body.as_str().unwrap()).unwrap(),
+        mine.secret_armored
+    );
+    let previous = app
+        .get(
+            &format!("/v1/accounts/{account}/previous-secret-key"),
+            &token,
+        )
+        .await;
+    assert_eq!(previous.body.as_str(), Some(blob_before.as_str()));
+    let me = app.get(&format!("/v1/accounts/{account}"), &token).await;
+    assert_eq!(me.ok(200)["fingerprint"], mine.fingerprint.as_str());
     workers.stop().await;
 }

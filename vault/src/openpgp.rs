@@ -170,6 +170,17 @@ impl AccountKey {
             .map_err(pgp_err)
     }
 
+    /// A public key a user's device made for its own account at `address`:
+    /// accepted only as [`AccountKey::armored_for_address`] accepts one, and
+    /// if a message encrypts to it; answered armored, with its fingerprint.
+    pub fn accept_own(public_armored: &str, address: &str) -> Result<(String, String), VaultError> {
+        use pgp::ser::Serialize;
+        let (key, _) = SignedPublicKey::from_string(public_armored).map_err(pgp_err)?;
+        let armored = Self::armored_for_address(&key.to_bytes().map_err(pgp_err)?, address)?;
+        crate::seal::encrypt(&armored, b"a message sealed to the new key")?;
+        Ok((hex_upper(key.fingerprint().as_bytes()), armored))
+    }
+
     /// Whether `passphrase` unlocks the armored secret key.
     pub fn unlocks(secret_armored: &str, passphrase: &str) -> bool {
         let Ok((secret, _)) = SignedSecretKey::from_string(secret_armored) else {

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use vault::opaque::Activation;
 use vault::openpgp::AccountKey;
 
-use super::device::KsfView;
+use super::device::{KsfView, RegisterStartRequest, RegisterStartResponse};
 use crate::AppState;
 use crate::auth::{Admin, Principal};
 use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
@@ -125,29 +125,15 @@ pub async fn get_activation(
     }))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActivationStart {
-    /// OPAQUE's `registrationRequest`, unpadded base64url.
-    pub registration_request: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ActivationStarted {
-    /// OPAQUE's `registrationResponse`, unpadded base64url.
-    pub registration_response: String,
-    pub ksf: KsfView,
-}
-
 /// Set the password: start
 ///
 /// OPAQUE registration for the account the link opens, as a signed-in
 /// owner's `opaque/register/start`.
 #[utoipa::path(post, path = "/v1/public/activations/{token}/start", tag = "public", operation_id = "startActivation",
     params(("token" = String, Path, description = "The token the link's secret derives")),
-    request_body = ActivationStart,
+    request_body = RegisterStartRequest,
     responses(
-        (status = 200, description = "The server's answer", body = ActivationStarted),
+        (status = 200, description = "The server's answer", body = RegisterStartResponse),
         (status = 400, description = "Malformed message", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "Unknown, used or expired link", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
@@ -156,12 +142,12 @@ pub struct ActivationStarted {
 pub async fn start_activation(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    Json(body): Json<ActivationStart>,
-) -> ApiResult<Json<ActivationStarted>> {
+    Json(body): Json<RegisterStartRequest>,
+) -> ApiResult<Json<RegisterStartResponse>> {
     let (account, _, _) = live(&state, &token).await?;
     let registration_response =
         super::device::registration_response(&state, &account, &body.registration_request).await?;
-    Ok(Json(ActivationStarted {
+    Ok(Json(RegisterStartResponse {
         registration_response,
         ksf: state.config.ksf.into(),
     }))

@@ -49,6 +49,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
             device::create_app_password
         ))
         .routes(routes!(device::revoke_app_password))
+        .routes(routes!(reset::start_device_reset))
+        .routes(routes!(reset::finish_device_reset))
         .routes(routes!(activation::get_activation))
         .routes(routes!(activation::start_activation))
         .routes(routes!(activation::finish_activation))

@@ -1,10 +1,14 @@
 //! Password reset without support staff. A single-use link, valid 30
 //! minutes and kept only as a hash, goes to the account's recovery address.
-//! The OpenPGP secret key is locked with the password, so a reset either
-//! re-locks it (the owner still knows the old password: nothing is lost) or
-//! makes a new key pair, and says plainly that mail sealed before stays
-//! readable only with the old key, which the link lets the owner download
-//! first (still locked with the old password).
+//! The new password is set on the owner's device (`/start` and `/finish`,
+//! OPAQUE registration as at an activation): the device either re-locks the
+//! current key (its owner still knows the old password: nothing is lost) or
+//! makes a new key pair there and uploads its public half, and mail sealed
+//! before stays readable only with the old key, which the link lets the
+//! owner download first, and which the account keeps
+//! (`previous-secret-key`). An account not yet on device sign-in may still
+//! send the new password itself (the older form, which the server locks a
+//! key with); one on device sign-in never can.
 
 use std::net::SocketAddr;
 
@@ -16,6 +20,7 @@ use tenants::{AccountStatus, EmailAddress};
 use utoipa::ToSchema;
 use vault::openpgp::AccountKey;
 
+use super::device::{KsfView, RegisterStartRequest, RegisterStartResponse};
 use crate::AppState;
 use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
 
@@ -106,9 +111,14 @@ pub async fn request_reset(
 pub struct ResetExport {
     pub address: String,
     pub fingerprint: String,
-    /// The current secret key, ASCII-armored and still locked with the old
-    /// password: keep it to read earlier sealed mail should the old password come back.
+    /// The current secret key, still locked with the old password (its
+    /// export key, `caliop-key-v1:…`, for an account on device sign-in; the
+    /// password itself, ASCII-armored, for an older one): keep it to read
+    /// earlier sealed mail should the old password come back.
     pub secret_key: String,
+    /// Whether the account signs in on the device: then the new password is
+    /// set only through `/start` and `/finish`.
+    pub on_device: bool,
 }
 
 async fn live(state: &AppState, token: &str) -> ApiResult<tenants::Account> {
@@ -143,6 +153,7 @@ pub async fn export_before_reset(
     Ok(Json(ResetExport {
         address: account.address.to_string(),
         fingerprint: account.fingerprint.clone(),
+        on_device: account.password_hash.is_empty(),
         secret_key: account.secret_key,
     }))
 }
@@ -179,6 +190,7 @@ pub struct ResetDone {
         (status = 200, description = "Done: sign in with the new password", body = ResetDone),
         (status = 403, description = "The old password given does not unlock the key", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "Unknown, used or expired link", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The account signs in on its device: the password is set there", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Weak password", body = ProblemDetails, content_type = "application/problem+json"),
     ), security(()))]
 pub async fn reset_password(
@@ -187,6 +199,12 @@ pub async fn reset_password(
     Json(body): Json<ResetPassword>,
 ) -> ApiResult<Json<ResetDone>> {
     let account = live(&state, &token).await?;
+    if account.password_hash.is_empty() {
+        return Err(Problem::conflict(
+            "this account signs in on its device: set the new password there, through \
+             POST /v1/public/password-reset/{token}/start and /finish (caliop password reset LINK)",
+        ));
+    }
     tenants::password::check_strength(&body.password)?;
     let secret = account.secret_key.clone();
     let uid = format!("{} <{}>", account.display_name, account.address);
@@ -242,5 +260,110 @@ pub async fn reset_password(
         key: if kept { "kept" } else { "replaced" }.into(),
         fingerprint: key.fingerprint,
         detail,
+    }))
+}
+
+/// Set the new password on the device: start
+///
+/// OPAQUE registration for the account the link opens, as at an activation.
+#[utoipa::path(post, path = "/v1/public/password-reset/{token}/start", tag = "public", operation_id = "startDeviceReset",
+    params(("token" = String, Path, description = "The token of the reset link")),
+    request_body = RegisterStartRequest,
+    responses(
+        (status = 200, description = "The server's answer", body = RegisterStartResponse),
+        (status = 400, description = "Malformed message", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, used or expired link", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = ProblemDetails, content_type = "application/problem+json"),
+    ), security(()))]
+pub async fn start_device_reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Json(body): Json<RegisterStartRequest>,
+) -> ApiResult<Json<RegisterStartResponse>> {
+    let account = live(&state, &token).await?;
+    let registration_response =
+        super::device::registration_response(&state, &account, &body.registration_request).await?;
+    Ok(Json(RegisterStartResponse {
+        registration_response,
+        ksf: state.config.ksf.into(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceResetFinish {
+    /// OPAQUE's `registrationRecord`, unpadded base64url.
+    pub registration_record: String,
+    /// The parameters the client stretched with.
+    pub ksf: KsfView,
+    /// The secret key (the current one unlocked with the old password, or
+    /// one made on the device) locked with the new export key
+    /// (`caliop-key-v1:…`).
+    pub locked_key: String,
+    /// For a key pair made on the device: its public half, ASCII-armored
+    /// (self-signed, a user ID with the account's address, an encryption
+    /// subkey). Absent when the device re-locked the current key.
+    pub public_key: Option<String>,
+}
+
+/// Set the new password on the device: finish
+///
+/// Spends the link. The key blob it replaces stays fetchable by the owner
+/// (`GET /v1/accounts/{id}/previous-secret-key`); every sign-in ends.
+#[utoipa::path(post, path = "/v1/public/password-reset/{token}/finish", tag = "public", operation_id = "finishDeviceReset",
+    params(("token" = String, Path, description = "The token of the reset link")),
+    request_body = DeviceResetFinish,
+    responses(
+        (status = 200, description = "Done: sign in with the new password", body = ResetDone),
+        (status = 400, description = "Malformed message", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, used or expired link", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or a public key that is not the account's", body = ProblemDetails, content_type = "application/problem+json"),
+    ), security(()))]
+pub async fn finish_device_reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Json(body): Json<DeviceResetFinish>,
+) -> ApiResult<Json<ResetDone>> {
+    let account = live(&state, &token).await?;
+    let registration =
+        super::device::registration(&body.registration_record, body.ksf, &body.locked_key)?;
+    let new_key = match &body.public_key {
+        Some(armored) => Some(
+            AccountKey::accept_own(armored, account.address.as_str()).map_err(|e| {
+                Problem::invalid(format!("`public_key` is not a key for this account: {e}"))
+            })?,
+        ),
+        None => None,
+    };
+    state
+        .store
+        .reset_on_device(
+            account.id,
+            &billing::token_hash(&token),
+            tenants::store::DeviceReset {
+                registration: &registration,
+                locked_key: &body.locked_key,
+                new_key: new_key.as_ref().map(|(f, k)| (f.as_str(), k.as_str())),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            tenants::Error::NotFound(_) => {
+                Problem::not_found("password reset (the link is unknown, used or expired)")
+            }
+            other => other.into(),
+        })?;
+    let kept = new_key.is_none();
+    Ok(Json(ResetDone {
+        address: account.address.to_string(),
+        key: if kept { "kept" } else { "replaced" }.into(),
+        fingerprint: new_key.map_or(account.fingerprint, |(f, _)| f),
+        detail: if kept {
+            "the password is changed and the key re-locked with it on the device: all mail stays readable".to_owned()
+        } else {
+            "the password is changed and a new key pair was made on the device: mail sealed before this reset stays readable only with the previous key (GET /v1/accounts/{id}/previous-secret-key) and its old password".to_owned()
+        },
     }))
 }

@@ -523,3 +523,65 @@ impl Store {
         Ok(row.and_then(|(k,)| k))
     }
 }
+
+/// What a reset link's holder registered on their device.
+#[derive(Clone, Debug)]
+pub struct DeviceReset<'a> {
+    pub registration: &'a OpaqueRegistration,
+    /// The secret key locked with the new export key.
+    pub locked_key: &'a str,
+    /// A key pair made on the device (fingerprint, armored public key), or
+    /// none when the device re-locked the current one.
+    pub new_key: Option<(&'a str, &'a str)>,
+}
+
+impl Store {
+    /// Spends a reset link whose holder set a new password on their device.
+    /// The key blob it replaces is kept for its owner, whatever was uploaded;
+    /// every token and session of the account ends.
+    pub async fn reset_on_device(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        reset: DeviceReset<'_>,
+    ) -> Result<()> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let spend = "UPDATE password_resets SET used_at = $3 WHERE account_id = $1 AND token_hash = $2              AND used_at IS NULL AND expires_at > $3";
+        let sql = "UPDATE accounts SET previous_secret_key = secret_key, secret_key = $2, fingerprint = $3,              public_key = $4, opaque_record = $5, ksf_params = $6, password_hash = '',              credentials_epoch = credentials_epoch + 1, updated_at = $7 WHERE id = $1";
+        let (fingerprint, public_key) = reset
+            .new_key
+            .unwrap_or((current.fingerprint.as_str(), current.public_key.as_str()));
+        let now = Utc::now();
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let spent = sqlx::query(spend).bind(account.0).bind(token_hash).bind(now).execute(&mut *tx).await?;
+            if spent.rows_affected() == 0 {
+                return Err(Error::NotFound("password reset"));
+            }
+            sqlx::query(sql)
+                .bind(account.0)
+                .bind(reset.locked_key)
+                .bind(fingerprint)
+                .bind(public_key)
+                .bind(&reset.registration.record)
+                .bind(&reset.registration.ksf)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor: "password-reset",
+                tenant_id: Some(current.tenant_id.0),
+                action: "account.credentials",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({"on_device": true, "new_fingerprint": reset.new_key.map(|k| k.0)}),
+            });
+            tx.commit().await?;
+        });
+        self.access_changed(super::AccessChange::Account(account));
+        Ok(())
+    }
+}
