@@ -19,6 +19,7 @@ use tenants::{AccountId, Backend, on_both_backends};
 
 on_both_backends!(an_old_account_moves_its_key_to_the_device);
 on_both_backends!(an_account_made_without_a_password_opens_with_its_link);
+on_both_backends!(everything_the_server_holds_and_a_captured_sign_in_open_no_key);
 
 /// Runs `caliop ARGS` as a user would, the password on its environment.
 fn client(caliop: &Caliop, args: &[&str], password: &str) -> (bool, String, String) {
@@ -671,5 +672,134 @@ async fn an_account_made_without_a_password_opens_with_its_link(backend: Backend
         "the passphrase after losing it all",
     );
     assert!(ok, "{err}");
+    store.close().await;
+}
+
+/// The base64url (or plain) forms a secret might be stored in, decoded.
+fn decodings(text: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let mut out = vec![text.as_bytes().to_vec()];
+    for engine in [
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ] {
+        if let Ok(bytes) = engine.decode(text.trim().trim_end_matches('=')) {
+            out.push(bytes);
+        }
+    }
+    out
+}
+
+async fn everything_the_server_holds_and_a_captured_sign_in_open_no_key(backend: Backend) {
+    let data = tempfile::tempdir().unwrap();
+    let dns = mail::dns_server::DnsServer::start().await.unwrap();
+    let env = common::environment(backend, data.path(), dns.addr()).await;
+    let caliop = common::serve(env.clone(), data.path().join("caliop.log")).await;
+    let account = mailbox(&caliop, "sealed").await;
+    let (ok, _, err) = client(&caliop, &["login", "user@acme.test"], PASSWORD);
+    assert!(ok, "{err}");
+
+    // A full capture of one sign-in: every request and answer body.
+    let mut captured: Vec<String> = Vec::new();
+    let (state, ke1) = vault::opaque::client_login_start(PASSWORD).unwrap();
+    let start = json!({"username": "user@acme.test", "credential_request": ke1});
+    let (status, _, started) = caliop
+        .post("/v1/auth/opaque/login/start", None, start.clone())
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let ksf: vault::opaque::KsfParams = serde_json::from_value(started["ksf"].clone()).unwrap();
+    let (ke3, export) = vault::opaque::client_login_finish(
+        state,
+        PASSWORD,
+        &field(&started, "credential_response"),
+        &ksf,
+    )
+    .unwrap();
+    let finish = json!({"login_id": started["login_id"], "credential_finalization": ke3});
+    let (status, _, finished) = caliop
+        .post("/v1/auth/opaque/login/finish", None, finish.clone())
+        .await;
+    assert_eq!(status, 200, "{finished}");
+    captured.extend(
+        [start, started, finish, finished]
+            .iter()
+            .map(|v| v.to_string()),
+    );
+
+    // Everything the server holds: its data directory (the database file
+    // and the master key among it), the account's row, and the tenant's
+    // OPAQUE secrets opened with that master key.
+    let store = store_of(&env).await;
+    let id = AccountId(account.parse().unwrap());
+    let held = store.account(id).await.unwrap().unwrap();
+    let registration = store.opaque_registration(id).await.unwrap().unwrap();
+    let master = vault::at_rest::MasterKey::load(data.path()).unwrap();
+    let sealed_setup = store
+        .opaque_setup(held.tenant_id, || unreachable!("made at the first sign-in"))
+        .await
+        .unwrap();
+    let setup = master
+        .open_secret(
+            &vault::opaque::setup_context(&held.tenant_id),
+            &sealed_setup,
+        )
+        .unwrap();
+    let mut candidates: Vec<Vec<u8>> = vec![setup.clone()];
+    for text in captured.iter().chain([
+        &registration.record,
+        &registration.ksf,
+        &held.secret_key,
+        &sealed_setup,
+    ]) {
+        candidates.extend(decodings(text));
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+            for field in value.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(s) = field.as_str() {
+                    candidates.extend(decodings(s));
+                }
+            }
+        }
+    }
+    for (_, bytes) in files_under(data.path()) {
+        candidates.push(bytes);
+    }
+    let locked = &held.secret_key;
+    let needle = export.bytes();
+    for candidate in &candidates {
+        assert!(
+            !candidate.windows(needle.len()).any(|w| w == needle),
+            "the export key is among what the server holds"
+        );
+        assert!(
+            !candidate
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "the password is among what the server holds"
+        );
+        // Taken for an export key, whole or its first 64 bytes: opens nothing.
+        for key in [candidate.as_slice(), &candidate[..candidate.len().min(64)]] {
+            assert!(
+                vault::opaque::ExportKey::from_bytes(key)
+                    .unwrap(locked)
+                    .is_err()
+            );
+        }
+    }
+    // What remains is guessing: every guess runs the whole protocol against
+    // the record and the opened secrets. Wrong guesses open nothing; the
+    // password (the control) does.
+    let guess = |password: &str| {
+        let (state, ke1) = vault::opaque::client_login_start(password).unwrap();
+        let record = decodings(&registration.record).pop().unwrap();
+        let (ke2, _) =
+            vault::opaque::login_start(&setup, Some(&record), &ke1, account.as_bytes()).unwrap();
+        vault::opaque::client_login_finish(state, password, &ke2, &ksf)
+            .ok()
+            .and_then(|(_, export)| export.unwrap(locked).ok())
+    };
+    for wrong in ["password", PASSWORD.to_uppercase().as_str(), &PASSWORD[1..]] {
+        assert!(guess(wrong).is_none(), "{wrong}");
+    }
+    assert!(guess(PASSWORD).is_some_and(|k| k.contains("PGP PRIVATE KEY BLOCK")));
     store.close().await;
 }

@@ -328,6 +328,12 @@ impl ExportKey {
         &self.0
     }
 
+    /// Any bytes taken for an export key: for tests that try what the
+    /// server holds as one.
+    pub fn from_bytes(bytes: &[u8]) -> ExportKey {
+        ExportKey(bytes.to_vec())
+    }
+
     fn key_encryption_key(&self) -> LessSafeKey {
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"caliop/key-wrap/v1");
         let info: &[&[u8]] = &[b"caliop secret key"];
