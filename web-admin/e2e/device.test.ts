@@ -243,6 +243,13 @@ describe("device sign-in in the admin app", () => {
     const used = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
     expect(used.credentials[0]!.signCount).toBeGreaterThan(countBefore);
 
+    // Removed from the account page, it is asked for no more.
+    await page.getByRole("link", { name: "My account" }).click();
+    await page.getByRole("button", { name: "Remove the passkey virtual key" }).click();
+    await page.getByText("No passkey yet.").waitFor();
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
     await context.close();
   }, 120_000);
 
