@@ -1,9 +1,10 @@
 //! WebAuthn passkeys, the second factor a browser holds (Level 3; the
 //! relying party's checks are `webauthn_rp`'s). A passkey belongs to the
-//! host it was made on (its relying party id): `mail.hostname`, a tenant's
-//! verified hostname, or `localhost` for a developer's machine; the host is
-//! the page's (`Origin`), so one account may hold passkeys on several of
-//! its tenant's hosts.
+//! host it was made on (its relying party id): `mail.hostname`, one of the
+//! account's own tenant's verified hostnames (never another tenant's, which
+//! that tenant could point at a page of its own), or `localhost` for a
+//! developer's machine; the host is the page's (`Origin`), so one account
+//! may hold passkeys on several of its tenant's hosts.
 //!
 //! Registration: `register/start` answers `PublicKeyCredentialCreationOptionsJSON`
 //! (resident key and user verification required; no attestation kept), the
@@ -220,7 +221,7 @@ pub struct PasskeyCreationOptions {
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "Not from a page on a host passkeys can belong to", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Not from a page on a host the account's passkeys can belong to", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub async fn register_start(
@@ -241,6 +242,18 @@ pub async fn register_start(
              over https (or on localhost): this request has no such `Origin`",
         ));
     };
+    // Another tenant's hostname is a host that tenant may point anywhere:
+    // a passkey made there would sign in wherever it points.
+    let own_host = party.host == "localhost"
+        || party.host == state.config.mail_hostname.to_ascii_lowercase()
+        || state.store.tenant_by_hostname(&party.host).await? == Some(account.tenant_id);
+    if !own_host {
+        return Err(Problem::invalid(format!(
+            "`{}` is another organisation's hostname: make passkeys on this instance's host or on \
+             one of your organisation's own",
+            party.host
+        )));
+    }
     let mut exclude = Vec::new();
     for known in state
         .store
