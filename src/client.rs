@@ -414,26 +414,35 @@ pub async fn change_password(args: PasswordArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `caliop activate LINK`: sets the password of an account an administrator
-/// made, here: the key is unlocked with the link's secret and locked again
-/// with the new password's export key.
-pub async fn activate(args: ActivateArgs) -> anyhow::Result<()> {
-    let link_secret = args
-        .link
-        .rsplit_once('#')
-        .map_or(args.link.as_str(), |(_, s)| s);
-    let activation = opaque::Activation::parse(link_secret).context("the link's secret")?;
-    let new = secret("CALIOP_NEW_PASSWORD", "new password")?;
-    tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let api = client(&args.api);
-    let base = format!("/v1/public/activations/{}", activation.token());
-    let (status, opened) = api.get_json(&base).await?;
+/// What follows `#` in a link (its secret or token), or the whole text
+/// when it is that alone.
+fn after_hash(link: &str) -> &str {
+    link.rsplit_once('#').map_or(link, |(_, s)| s)
+}
+
+/// What a one-time link (`base`: an activation's or a reset's) opens on.
+async fn open_link(api: &Client, base: &str) -> anyhow::Result<Value> {
+    let (status, opened) = api.get_json(base).await?;
     if status != 200 {
         bail!(
             "the link does not open ({status}): {}",
             detail(&opened.to_string())
         );
     }
+    Ok(opened)
+}
+
+/// `caliop activate LINK`: sets the password of an account an administrator
+/// made, here: the key is unlocked with the link's secret and locked again
+/// with the new password's export key.
+pub async fn activate(args: ActivateArgs) -> anyhow::Result<()> {
+    let activation =
+        opaque::Activation::parse(after_hash(&args.link)).context("the link's secret")?;
+    let new = secret("CALIOP_NEW_PASSWORD", "new password")?;
+    tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api = client(&args.api);
+    let base = format!("/v1/public/activations/{}", activation.token());
+    let opened = open_link(&api, &base).await?;
     let armored = activation
         .unlock(field(&opened, "locked_key")?)
         .context("unlocking the key with the link")?;
@@ -451,21 +460,12 @@ pub async fn activate(args: ActivateArgs) -> anyhow::Result<()> {
 /// Without it, a new key pair is made here; mail sealed before opens only
 /// with the previous key, which the account keeps.
 pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
-    let token = args
-        .link
-        .rsplit_once('#')
-        .map_or(args.link.as_str(), |(_, t)| t);
+    let token = after_hash(&args.link);
     let new = secret("CALIOP_NEW_PASSWORD", "new password")?;
     tenants::password::check_strength(&new).map_err(|e| anyhow::anyhow!("{e}"))?;
     let api = client(&args.api);
     let base = format!("/v1/public/password-reset/{token}");
-    let (status, opened) = api.get_json(&base).await?;
-    if status != 200 {
-        bail!(
-            "the link does not open ({status}): {}",
-            detail(&opened.to_string())
-        );
-    }
+    let opened = open_link(&api, &base).await?;
     let address = field(&opened, "address")?.to_owned();
     let current = field(&opened, "secret_key")?;
     let (armored, public_key) = match std::env::var("CALIOP_PASSWORD").ok() {

@@ -616,28 +616,35 @@ async fn an_account_made_without_a_password_opens_with_its_link(backend: Backend
         "the old key, locked as it was"
     );
 
-    // A reset link (as the recovery address would receive), opened with
-    // `caliop password reset`: with the old password the key stays.
-    let reset_link = |token: &str| format!("https://mail.example/reset#{token}");
-    let token = "a-reset-token-the-worker-would-mail";
-    store
-        .create_password_reset(
-            id,
-            &billing::token_hash(token),
-            chrono::Utc::now() + chrono::Duration::minutes(30),
-        )
-        .await
-        .unwrap();
-    let (ok, _, err) = client_with(
-        &caliop,
-        &["password", "reset", &reset_link(token)],
+    // A reset link (as the recovery address would receive, its token made
+    // here as the mail worker would), opened with `caliop password reset`.
+    let reset = async |token: &str, env: &[(&str, &str)]| {
+        store
+            .create_password_reset(
+                id,
+                &billing::token_hash(token),
+                chrono::Utc::now() + chrono::Duration::minutes(30),
+            )
+            .await
+            .unwrap();
+        let link = format!("https://mail.example/reset#{token}");
+        let (ok, _, err) = client_with(&caliop, &["password", "reset", &link], env);
+        assert!(ok, "{err}");
+        err
+    };
+    // With the old password the key stays.
+    let said = reset(
+        "a-reset-token-the-worker-would-mail",
         &[
             ("CALIOP_PASSWORD", "a passphrase after the reset"),
             ("CALIOP_NEW_PASSWORD", "a passphrase from the reset link"),
         ],
+    )
+    .await;
+    assert!(
+        said.contains("its key is locked with the new one"),
+        "{said}"
     );
-    assert!(ok, "{err}");
-    assert!(err.contains("its key is locked with the new one"), "{err}");
     let kept = store.account(id).await.unwrap().unwrap();
     assert_eq!(kept.fingerprint, after.fingerprint, "the same key");
     assert_eq!(kept.password_hash, "", "no password reached the server");
@@ -648,22 +655,12 @@ async fn an_account_made_without_a_password_opens_with_its_link(backend: Backend
     );
     assert!(ok, "{err}");
     // Without the old password: a new key pair, made on this machine.
-    let token = "a-second-reset-token";
-    store
-        .create_password_reset(
-            id,
-            &billing::token_hash(token),
-            chrono::Utc::now() + chrono::Duration::minutes(30),
-        )
-        .await
-        .unwrap();
-    let (ok, _, err) = client_with(
-        &caliop,
-        &["password", "reset", &reset_link(token)],
+    let said = reset(
+        "a-second-reset-token",
         &[("CALIOP_NEW_PASSWORD", "the passphrase after losing it all")],
-    );
-    assert!(ok, "{err}");
-    assert!(err.contains("a new key pair was made here"), "{err}");
+    )
+    .await;
+    assert!(said.contains("a new key pair was made here"), "{said}");
     let replaced = store.account(id).await.unwrap().unwrap();
     assert_ne!(replaced.fingerprint, kept.fingerprint);
     let (ok, _, err) = client(

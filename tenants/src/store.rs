@@ -1522,7 +1522,8 @@ mod tests;
 
 mod device_keys;
 pub use device_keys::{
-    ActivationKey, AppPassword, DeviceReset, MAX_APP_PASSWORDS, OpaqueRegistration, SecondFactor,
+    ActivationKey, AppPassword, DeviceReset, Link, MAX_APP_PASSWORDS, OpaqueRegistration,
+    SecondFactor,
 };
 mod passkeys;
 pub use passkeys::{MAX_PASSKEYS, NewPasskey, Passkey, PasskeyCredential};

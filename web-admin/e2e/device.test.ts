@@ -283,11 +283,14 @@ describe("device sign-in in the admin app", () => {
     await page.getByRole("button", { name: "Sign out" }).waitFor();
     await context.close();
 
-    // Neither the link's secret nor the password went anywhere.
+    // Neither the link's secret, nor the password, nor the export key and
+    // the key-encryption key it gives, went anywhere.
     expect(sent.some((r) => r.includes("/v1/public/activations/"))).toBe(true);
+    const derived = secretsOf((await finishWith(caliop.base, "newcomer@operator.test", password, {})).exportKey, password);
     for (const request of sent) {
-      expect(request.includes(secret), `the link's secret in ${request.split("\n")[0]}`).toBe(false);
-      expect(request.includes(password), `the password in ${request.split("\n")[0]}`).toBe(false);
+      for (const held of [secret, ...derived.text]) {
+        expect(request.includes(held), `a secret in ${request.split("\n")[0]}`).toBe(false);
+      }
     }
     // The key the browser locked is the one the command-line client opens.
     expect(caliop.unlockKey("newcomer@operator.test", password)).toContain("-----BEGIN PGP PRIVATE KEY BLOCK-----");

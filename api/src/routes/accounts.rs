@@ -184,24 +184,27 @@ pub async fn create(
     }
     let uid = user_id(&name, &address);
     let password = body.password;
-    let (hash, key, activation) = tokio::task::spawn_blocking(move || match password {
+    // The key locked by the password, or for an activation link.
+    let (credentials, activation) = tokio::task::spawn_blocking(move || match password {
         Some(password) => {
             let key = AccountKey::generate(&uid, &password)?;
-            Ok::<_, Problem>((
-                tenants::password::hash(&password)?,
-                tenants::ActivationKey {
-                    fingerprint: key.fingerprint,
-                    public_key: key.public_armored,
-                    locked_secret_key: key.secret_armored,
-                    token_hash: String::new(),
-                    expires_at: chrono::Utc::now(),
-                },
-                None,
-            ))
+            let credentials = Credentials {
+                password_hash: tenants::password::hash(&password)?,
+                fingerprint: key.fingerprint,
+                public_key: key.public_armored,
+                secret_key: key.secret_armored,
+            };
+            Ok::<_, Problem>((credentials, None))
         }
         None => {
             let (key, activation) = super::activation::new_key(&uid)?;
-            Ok((String::new(), key, Some(activation)))
+            let credentials = Credentials {
+                password_hash: String::new(),
+                fingerprint: key.fingerprint.clone(),
+                public_key: key.public_key.clone(),
+                secret_key: key.locked_secret_key.clone(),
+            };
+            Ok((credentials, Some((key, activation))))
         }
     })
     .await
@@ -213,10 +216,10 @@ pub async fn create(
         display_name: name,
         role: body.role.unwrap_or(AccountRole::User),
         level,
-        password_hash: hash,
-        fingerprint: key.fingerprint.clone(),
-        public_key: key.public_key.clone(),
-        secret_key: key.locked_secret_key.clone(),
+        password_hash: credentials.password_hash,
+        fingerprint: credentials.fingerprint,
+        public_key: credentials.public_key,
+        secret_key: credentials.secret_key,
     };
     let recovery = match body.recovery_address.as_deref() {
         Some(r) => Some(EmailAddress::parse(r).map_err(|_| {
@@ -234,7 +237,7 @@ pub async fn create(
     }
     let account = state.store.create_account(&actor.audit_name(), new).await?;
     let link = match activation {
-        Some(activation) => {
+        Some((key, activation)) => {
             state
                 .store
                 .create_activation(account.id, &key.token_hash, key.expires_at)

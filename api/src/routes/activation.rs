@@ -145,12 +145,7 @@ pub async fn start_activation(
     Json(body): Json<RegisterStartRequest>,
 ) -> ApiResult<Json<RegisterStartResponse>> {
     let (account, _, _) = live(&state, &token).await?;
-    let registration_response =
-        super::device::registration_response(&state, &account, &body.registration_request).await?;
-    Ok(Json(RegisterStartResponse {
-        registration_response,
-        ksf: state.config.ksf.into(),
-    }))
+    super::device::registration_started(&state, &account, &body).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -188,7 +183,15 @@ pub async fn finish_activation(
         super::device::registration(&body.registration_record, body.ksf, &body.locked_key)?;
     state
         .store
-        .finish_activation(account.id, &hash, &registration, &body.locked_key)
+        .open_with_link(
+            account.id,
+            tenants::store::Link::Activation(&hash),
+            tenants::store::DeviceReset {
+                registration: &registration,
+                locked_key: &body.locked_key,
+                new_key: None,
+            },
+        )
         .await
         .map_err(|e| match e {
             tenants::Error::NotFound(_) => {

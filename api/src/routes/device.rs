@@ -417,22 +417,27 @@ pub async fn register_start(
         .account(account_id)
         .await?
         .ok_or(Problem::not_found("account"))?;
-    let response = registration_response(&state, &account, &request.registration_request).await?;
+    registration_started(&state, &account, &request).await
+}
+
+/// The server's answer to a registration's first message, for `account`
+/// (its owner's, an activation link's or a reset link's).
+pub(super) async fn registration_started(
+    state: &AppState,
+    account: &tenants::Account,
+    request: &RegisterStartRequest,
+) -> ApiResult<Json<RegisterStartResponse>> {
+    let setup = setup(state, account.tenant_id).await?;
+    let response = vault::opaque::registration_response(
+        &setup,
+        &request.registration_request,
+        account.id.to_string().as_bytes(),
+    )
+    .map_err(|e| Problem::bad_request(e.to_string()))?;
     Ok(Json(RegisterStartResponse {
         registration_response: response,
         ksf: state.config.ksf.into(),
     }))
-}
-
-/// OPAQUE's `registrationResponse` to `request`, for `account`.
-pub(super) async fn registration_response(
-    state: &AppState,
-    account: &tenants::Account,
-    request: &str,
-) -> ApiResult<String> {
-    let setup = setup(state, account.tenant_id).await?;
-    vault::opaque::registration_response(&setup, request, account.id.to_string().as_bytes())
-        .map_err(|e| Problem::bad_request(e.to_string()))
 }
 
 /// A registration's upload checked: its OPAQUE record, the stretching

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use tenants::{AccountId, NewPasskey, Passkey};
+use tenants::{AccountId, NewPasskey, Passkey, TenantId};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use webauthn_rp::bin::{Decode, Encode};
@@ -55,6 +55,18 @@ pub struct RelyingParty {
     /// The page's origin, as the browser writes it in client data.
     origin: String,
     host: String,
+    /// The tenant whose verified hostname it is; none for this instance's
+    /// own host and `localhost`, which every account may use.
+    tenant: Option<TenantId>,
+}
+
+impl RelyingParty {
+    /// Whether an account of `tenant` may make passkeys here: another
+    /// tenant's hostname is a name that tenant may point anywhere, and a
+    /// passkey made for it would sign in wherever it points.
+    fn belongs_to(&self, tenant: TenantId) -> bool {
+        self.tenant.is_none_or(|t| t == tenant)
+    }
 }
 
 /// The relying party of a browser request: its `Origin`'s host when this
@@ -79,16 +91,21 @@ pub async fn relying_party(
         .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(rest, |(h, _)| h)
         .to_ascii_lowercase();
-    let ours = if host == "localhost" {
-        matches!(scheme, "http" | "https")
-    } else {
-        scheme == "https"
-            && (host == state.config.mail_hostname.to_ascii_lowercase()
-                || state.store.tenant_by_hostname(&host).await?.is_some())
-    };
-    if !ours {
+    let tenant = if host == "localhost" {
+        if !matches!(scheme, "http" | "https") {
+            return Ok(None);
+        }
+        None
+    } else if scheme != "https" {
         return Ok(None);
-    }
+    } else if host == state.config.mail_hostname.to_ascii_lowercase() {
+        None
+    } else {
+        match state.store.tenant_by_hostname(&host).await? {
+            Some(tenant) => Some(tenant),
+            None => return Ok(None),
+        }
+    };
     let Ok(domain) = AsciiDomain::try_from(host.clone()) else {
         return Ok(None);
     };
@@ -96,6 +113,7 @@ pub async fn relying_party(
         rp_id: RpId::Domain(domain),
         origin,
         host,
+        tenant,
     }))
 }
 
@@ -242,12 +260,7 @@ pub async fn register_start(
              over https (or on localhost): this request has no such `Origin`",
         ));
     };
-    // Another tenant's hostname is a host that tenant may point anywhere:
-    // a passkey made there would sign in wherever it points.
-    let own_host = party.host == "localhost"
-        || party.host == state.config.mail_hostname.to_ascii_lowercase()
-        || state.store.tenant_by_hostname(&party.host).await? == Some(account.tenant_id);
-    if !own_host {
+    if !party.belongs_to(account.tenant_id) {
         return Err(Problem::invalid(format!(
             "`{}` is another organisation's hostname: make passkeys on this instance's host or on \
              one of your organisation's own",

@@ -282,12 +282,7 @@ pub async fn start_device_reset(
     Json(body): Json<RegisterStartRequest>,
 ) -> ApiResult<Json<RegisterStartResponse>> {
     let account = live(&state, &token).await?;
-    let registration_response =
-        super::device::registration_response(&state, &account, &body.registration_request).await?;
-    Ok(Json(RegisterStartResponse {
-        registration_response,
-        ksf: state.config.ksf.into(),
-    }))
+    super::device::registration_started(&state, &account, &body).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -339,9 +334,9 @@ pub async fn finish_device_reset(
     };
     state
         .store
-        .reset_on_device(
+        .open_with_link(
             account.id,
-            &billing::token_hash(&token),
+            tenants::store::Link::Reset(&billing::token_hash(&token)),
             tenants::store::DeviceReset {
                 registration: &registration,
                 locked_key: &body.locked_key,

@@ -70,8 +70,7 @@ pub async fn check(
     codes: Codes,
 ) -> ApiResult<()> {
     let factor = state.store.second_factor(account.id).await?;
-    let has_passkeys = state.store.has_passkeys(account.id).await?;
-    if factor.enabled_at.is_none() && !has_passkeys {
+    if factor.enabled_at.is_none() && !factor.passkeys {
         if matches!(role, Role::Operator | Role::ResellerAdmin) {
             let due = state
                 .store
@@ -101,7 +100,7 @@ pub async fn check(
         if factor.enabled_at.is_some() {
             found.push("totp_code".to_owned());
         }
-        if has_passkeys {
+        if factor.passkeys {
             found.push("passkey".to_owned());
         }
         let detail = format!(

@@ -261,25 +261,30 @@ pub struct SecondFactor {
     pub last_step: i64,
     /// Operators and reseller administrators must have one from then on.
     pub due_at: Option<DateTime<Utc>>,
+    /// Whether the account holds passkeys (a second factor too).
+    pub passkeys: bool,
 }
 
 impl Store {
     pub async fn second_factor(&self, account: AccountId) -> Result<SecondFactor> {
-        let sql = "SELECT totp_secret, totp_enabled_at, totp_last_step, second_factor_due_at FROM accounts WHERE id = $1";
+        let sql = "SELECT totp_secret, totp_enabled_at, totp_last_step, second_factor_due_at, \
+             (SELECT COUNT(*) FROM passkeys WHERE account_id = accounts.id) FROM accounts WHERE id = $1";
         let row: Option<(
             Option<String>,
             Option<DateTime<Utc>>,
             i64,
             Option<DateTime<Utc>>,
+            i64,
         )> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_optional(p).await)?;
-        let (sealed_secret, enabled_at, last_step, due_at) =
+        let (sealed_secret, enabled_at, last_step, due_at, passkeys) =
             row.ok_or(Error::NotFound("account"))?;
         Ok(SecondFactor {
             sealed_secret,
             enabled_at,
             last_step,
             due_at,
+            passkeys: passkeys > 0,
         })
     }
 
@@ -469,52 +474,6 @@ impl Store {
         Ok(row.map(|(id, until)| (AccountId(id), until)))
     }
 
-    /// Spends the activation: the account's device sign-in and its key,
-    /// locked again on the device, replace the link.
-    pub async fn finish_activation(
-        &self,
-        account: AccountId,
-        token_hash: &str,
-        registration: &OpaqueRegistration,
-        locked_key: &str,
-    ) -> Result<()> {
-        let current = self
-            .account(account)
-            .await?
-            .ok_or(Error::NotFound("account"))?;
-        let spend =
-            "DELETE FROM activations WHERE account_id = $1 AND token_hash = $2 AND expires_at > $3";
-        let sql = "UPDATE accounts SET opaque_record = $2, ksf_params = $3, secret_key = $4, password_hash = '', \
-             credentials_epoch = credentials_epoch + 1, updated_at = $5 WHERE id = $1";
-        let now = Utc::now();
-        on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            let spent = sqlx::query(spend).bind(account.0).bind(token_hash).bind(now).execute(&mut *tx).await?;
-            if spent.rows_affected() == 0 {
-                return Err(Error::NotFound("activation"));
-            }
-            sqlx::query(sql)
-                .bind(account.0)
-                .bind(&registration.record)
-                .bind(&registration.ksf)
-                .bind(locked_key)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            write_audit!(tx, Audit {
-                actor: &format!("account:{account}"),
-                tenant_id: Some(current.tenant_id.0),
-                action: "account.activate",
-                object_type: "account",
-                object_id: account.to_string(),
-                detail: serde_json::json!({}),
-            });
-            tx.commit().await?;
-        });
-        self.access_changed(super::AccessChange::Account(account));
-        Ok(())
-    }
-
     /// The key an administrator's reset replaced, as it was locked.
     pub async fn previous_secret_key(&self, account: AccountId) -> Result<Option<String>> {
         let sql = "SELECT previous_secret_key FROM accounts WHERE id = $1";
@@ -524,7 +483,17 @@ impl Store {
     }
 }
 
-/// What a reset link's holder registered on their device.
+/// A one-time link whose holder sets the account's password on their
+/// device: an activation link, or a reset link from the recovery address.
+#[derive(Clone, Copy, Debug)]
+pub enum Link<'a> {
+    /// The hash of an activation token.
+    Activation(&'a str),
+    /// The hash of a password-reset token.
+    Reset(&'a str),
+}
+
+/// What a link's holder registered on their device.
 #[derive(Clone, Debug)]
 pub struct DeviceReset<'a> {
     pub registration: &'a OpaqueRegistration,
@@ -536,21 +505,41 @@ pub struct DeviceReset<'a> {
 }
 
 impl Store {
-    /// Spends a reset link whose holder set a new password on their device.
-    /// The key blob it replaces is kept for its owner, whatever was uploaded;
-    /// every token and session of the account ends.
-    pub async fn reset_on_device(
+    /// Spends `link` (live, of this account): its holder's device sign-in
+    /// and key replace the account's credentials, and every token and
+    /// session of the account ends. Past a reset link, the key blob it
+    /// replaces is kept for its owner whatever was uploaded (an activation's
+    /// blob opens with the spent link only: nothing to keep).
+    pub async fn open_with_link(
         &self,
         account: AccountId,
-        token_hash: &str,
+        link: Link<'_>,
         reset: DeviceReset<'_>,
     ) -> Result<()> {
         let current = self
             .account(account)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        let spend = "UPDATE password_resets SET used_at = $3 WHERE account_id = $1 AND token_hash = $2              AND used_at IS NULL AND expires_at > $3";
-        let sql = "UPDATE accounts SET previous_secret_key = secret_key, secret_key = $2, fingerprint = $3,              public_key = $4, opaque_record = $5, ksf_params = $6, password_hash = '',              credentials_epoch = credentials_epoch + 1, updated_at = $7 WHERE id = $1";
+        let (spend, token_hash, keeps_previous, action, gone) = match link {
+            Link::Activation(hash) => (
+                "DELETE FROM activations WHERE account_id = $1 AND token_hash = $2 AND expires_at > $3",
+                hash,
+                false,
+                "account.activate",
+                "activation",
+            ),
+            Link::Reset(hash) => (
+                "UPDATE password_resets SET used_at = $3 WHERE account_id = $1 AND token_hash = $2 \
+                 AND used_at IS NULL AND expires_at > $3",
+                hash,
+                true,
+                "account.credentials",
+                "password reset",
+            ),
+        };
+        let sql = "UPDATE accounts SET previous_secret_key = CASE WHEN $8 THEN secret_key ELSE previous_secret_key END, \
+             secret_key = $2, fingerprint = $3, public_key = $4, opaque_record = $5, ksf_params = $6, \
+             password_hash = '', credentials_epoch = credentials_epoch + 1, updated_at = $7 WHERE id = $1";
         let (fingerprint, public_key) = reset
             .new_key
             .unwrap_or((current.fingerprint.as_str(), current.public_key.as_str()));
@@ -559,7 +548,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let spent = sqlx::query(spend).bind(account.0).bind(token_hash).bind(now).execute(&mut *tx).await?;
             if spent.rows_affected() == 0 {
-                return Err(Error::NotFound("password reset"));
+                return Err(Error::NotFound(gone));
             }
             sqlx::query(sql)
                 .bind(account.0)
@@ -569,12 +558,13 @@ impl Store {
                 .bind(&reset.registration.record)
                 .bind(&reset.registration.ksf)
                 .bind(now)
+                .bind(keeps_previous)
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
-                actor: "password-reset",
+                actor: &format!("account:{account}"),
                 tenant_id: Some(current.tenant_id.0),
-                action: "account.credentials",
+                action,
                 object_type: "account",
                 object_id: account.to_string(),
                 detail: serde_json::json!({"on_device": true, "new_fingerprint": reset.new_key.map(|k| k.0)}),

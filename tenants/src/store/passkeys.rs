@@ -220,14 +220,6 @@ impl Store {
         Ok(row.map(PasskeyCredential::from))
     }
 
-    /// Whether the account has any passkey.
-    pub async fn has_passkeys(&self, account: AccountId) -> Result<bool> {
-        let sql = "SELECT COUNT(*) FROM passkeys WHERE account_id = $1";
-        let (n,): (i64,) =
-            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_one(p).await)?;
-        Ok(n > 0)
-    }
-
     /// A passkey signed in: its new state (counter, flags) and the time.
     pub async fn passkey_used(&self, id: Uuid, state: &[u8]) -> Result<()> {
         let sql = "UPDATE passkeys SET state = $2, last_used_at = $3 WHERE id = $1";
