@@ -113,16 +113,9 @@ pub async fn issue_token(
                     Problem::unavailable("sign-in is unavailable; try again later")
                 }
             })?;
-            let tenant = state
-                .store
-                .active_tenant(account.tenant_id)
-                .await?
-                .map_err(Problem::forbidden)?;
-            let actor = account_actor(&tenant, &account);
-            super::second_factor::check(
+            let actor = account_grant(
                 &state,
                 &account,
-                actor.role,
                 ip,
                 super::second_factor::Codes {
                     totp_code: request.totp_code,
@@ -168,14 +161,29 @@ pub async fn issue_token(
     Ok(Json(token_response(&state, &actor, account_id, epoch)?))
 }
 
-/// Who a signed-in account acts as: its role in its tenant, reading and writing.
-pub fn account_actor(tenant: &tenants::Tenant, account: &tenants::Account) -> Actor {
-    Actor {
+/// Who an account that proved its password acts as, once both grants'
+/// common rules hold: its tenant is active, and its second factor (or, for
+/// an operator or reseller administrator past the grace, having one) is
+/// there. Its role in its tenant, reading and writing.
+pub async fn account_grant(
+    state: &AppState,
+    account: &tenants::Account,
+    ip: std::net::IpAddr,
+    codes: super::second_factor::Codes,
+) -> ApiResult<Actor> {
+    let tenant = state
+        .store
+        .active_tenant(account.tenant_id)
+        .await?
+        .map_err(Problem::forbidden)?;
+    let actor = Actor {
         subject: Subject::Account(account.id),
         tenant_id: tenant.id,
         role: Role::of(tenant.kind, account.role),
         scopes: vec![Scope::Read, Scope::Write],
-    }
+    };
+    super::second_factor::check(state, account, actor.role, ip, codes).await?;
+    Ok(actor)
 }
 
 /// The access token for `actor`, as every grant answers it.

@@ -313,16 +313,9 @@ pub async fn login_finish(
     if let Some(why) = state.store.may_sign_in(&account, Door::Api).await? {
         return Err(Problem::forbidden(why));
     }
-    let tenant = state
-        .store
-        .active_tenant(account.tenant_id)
-        .await?
-        .map_err(Problem::forbidden)?;
-    let actor = super::auth::account_actor(&tenant, &account);
-    super::second_factor::check(
+    let actor = super::auth::account_grant(
         &state,
         &account,
-        actor.role,
         peer.ip(),
         super::second_factor::Codes {
             totp_code: request.totp_code,

@@ -5,7 +5,8 @@
 //! may. Mail clients answer with app passwords instead (made from a
 //! signed-in session).
 //!
-//! [`check`] is the one rule both grants (password and OPAQUE) call.
+//! [`check`] is the one rule both grants (password and OPAQUE) call,
+//! through `auth::account_grant`.
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
