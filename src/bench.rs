@@ -810,6 +810,7 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                 },
                 keywords: Vec::new(),
                 received_at: None,
+                verdict: None,
             });
             n += 1;
         }
@@ -1081,6 +1082,7 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
                 flags: Vec::new(),
                 keywords: Vec::new(),
                 received_at: None,
+                verdict: None,
             });
             n += 1;
         }

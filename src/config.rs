@@ -27,6 +27,7 @@ const SECTIONS: &[&str] = &[
     "dns",
     "log",
     "admin",
+    "filter",
 ];
 /// `CALIOP_*` variables that are a command's input, not configuration
 /// (`CALIOP_ADMIN_PASSWORD` is the password of `caliop admin create-operator`).
@@ -57,6 +58,8 @@ pub struct Config {
     pub admin: AdminSection,
     /// Domains added but not verified (claims).
     pub domains: DomainsSection,
+    /// Spam and virus filtering: Rspamd, clamd, or the built-in filter.
+    pub filter: FilterSection,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -353,6 +356,57 @@ pub struct DnsSection {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct FilterSection {
+    /// Rspamd's controller (`http://127.0.0.1:11334`): every message is
+    /// checked there (`/checkv2`) and judgements are learned there. Unset:
+    /// the built-in filter (DNS lists, authentication results, heuristics).
+    pub rspamd_url: Option<String>,
+    /// The controller's password, when Caliop is not in its `secure_ip`.
+    #[serde(skip_serializing)]
+    pub rspamd_password: Option<SecretString>,
+    /// ClamAV's clamd (`127.0.0.1:3310`), asked directly; with Rspamd, its
+    /// antivirus module usually asks clamd instead.
+    pub clamd: Option<String>,
+    /// `tempfail` (451, the sender retries) or `accept` (stored unscanned,
+    /// counted) when the filter fails or times out.
+    pub on_error: mail::filter::OnError,
+    pub timeout_ms: u64,
+    /// The built-in filter's DNS blocklists of client IPs, allowlists of
+    /// client IPs, and blocklists of sender domains, asked through
+    /// `dns.resolver` (Spamhaus refuses public resolvers: run your own).
+    pub dnsbl: Vec<String>,
+    pub dnswl: Vec<String>,
+    pub domain_blocklists: Vec<String>,
+    /// Rspamd symbols that mean a virus (refused with 554 5.7.1).
+    pub virus_symbols: Vec<String>,
+    /// The built-in filter's score from which mail goes to Junk.
+    pub junk_score: f64,
+    /// Refused submissions within 24 hours after which an account loses
+    /// sending until an operator clears it (`GET /v1/abuse`); 0: never.
+    pub outbound_strikes: u32,
+}
+
+impl Default for FilterSection {
+    fn default() -> Self {
+        let filter = mail::filter::FilterConfig::default();
+        FilterSection {
+            rspamd_url: filter.rspamd_url,
+            rspamd_password: None,
+            clamd: filter.clamd,
+            on_error: filter.on_error,
+            timeout_ms: filter.timeout.as_millis() as u64,
+            dnsbl: filter.dnsbl,
+            dnswl: filter.dnswl,
+            domain_blocklists: filter.domain_blocklists,
+            virus_symbols: filter.virus_symbols,
+            junk_score: filter.junk_score,
+            outbound_strikes: filter.outbound_strikes,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     /// `text` or `json`.
     pub format: String,
@@ -379,6 +433,7 @@ impl Default for Config {
             log: LogSection::default(),
             admin: AdminSection::default(),
             domains: DomainsSection::default(),
+            filter: FilterSection::default(),
         }
     }
 }
@@ -510,6 +565,27 @@ impl Config {
                 max_n: self.storage.max_n,
             },
         )
+    }
+
+    /// The spam and virus filter's settings.
+    pub fn filter_config(&self) -> mail::filter::FilterConfig {
+        let f = &self.filter;
+        mail::filter::FilterConfig {
+            rspamd_url: f.rspamd_url.clone().filter(|u| !u.is_empty()),
+            rspamd_password: f
+                .rspamd_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
+            clamd: f.clamd.clone().filter(|c| !c.is_empty()),
+            on_error: f.on_error,
+            timeout: Duration::from_millis(f.timeout_ms.max(100)),
+            dnsbl: f.dnsbl.clone(),
+            dnswl: f.dnswl.clone(),
+            domain_blocklists: f.domain_blocklists.clone(),
+            virus_symbols: f.virus_symbols.clone(),
+            junk_score: f.junk_score,
+            outbound_strikes: f.outbound_strikes,
+        }
     }
 
     /// How submitted mail is sent.

@@ -491,8 +491,16 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             authenticator,
             config.mail.hostname.clone(),
         )
-        .with_dispersed(dispersed.clone()),
+        .with_dispersed(dispersed.clone())
+        .with_filter(std::sync::Arc::new(mail::filter::Filter::new(
+            config.filter_config(),
+            resolver_answers.then(|| dns.clone()),
+        ))),
     );
+    if let Some(filter) = inbound.filter() {
+        banner.push_str(&format!("  filter: {}\n", filter.describe()));
+        tracing::info!(filter = %filter.describe(), "spam and virus filter");
+    }
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stopping = stopping.clone();

@@ -262,7 +262,7 @@ async fn check_path(
             "template" | "language" => continue,
             // Only ever looked up within the account of the same path, whose
             // rule applies; the handler also requires its owner.
-            "app_password_id" | "passkey_id" => continue,
+            "app_password_id" | "passkey_id" | "sender" => continue,
             "hostname_id" => (
                 "hostname",
                 state

@@ -149,6 +149,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
     }
+    if let Some(filter) = state.inbound.filter() {
+        let end = text.rfind("# EOF").unwrap_or(text.len());
+        text.insert_str(end, &filter.metrics());
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -35,6 +35,9 @@ const USER_OPERATIONS: &[&str] = &[
     "revokeAppPassword",
     "enrolTotp",
     "listPasskeys",
+    "listSenderRules",
+    "setSenderRule",
+    "deleteSenderRule",
 ];
 /// Operations the owner may call that cannot succeed here (a new sign-in
 /// would end the test's own token; a passkey needs a browser's
@@ -212,6 +215,7 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{template}", &"welcome".to_owned()),
         ("{language}", &"fr".to_owned()),
         ("{token}", &"no-such-signup-token".to_owned()),
+        ("{sender}", &"someone@sender.test".to_owned()),
     ] {
         out = out.replace(param, value);
     }
@@ -315,6 +319,8 @@ async fn users_are_refused_admin_routes(backend: Backend) {
             "sendMessage" => Some(json!({"to": ["someone@a.test"], "text": "hello"})),
             "createMailbox" => Some(json!({"name": "Made by the test"})),
             "createAppPassword" => Some(json!({"name": "laptop"})),
+            // Set before the deletions run (they come last), which remove it.
+            "setSenderRule" => Some(json!({"sender": "someone@sender.test", "rule": "block"})),
             "startOpaqueRegistration" => Some(json!({
                 "registration_request": vault::opaque::client_register_start("x").unwrap().1
             })),

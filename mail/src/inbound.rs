@@ -28,6 +28,7 @@ use tenants::{
 use vault::at_rest::{DataKey, MasterKey};
 
 use crate::dispersed::Dispersed;
+use crate::filter::{Filter, OnError, Scan};
 use crate::reply::Reply;
 
 /// A recipient that passed RCPT TO.
@@ -87,6 +88,8 @@ pub struct Inbound {
     data_keys: Mutex<HashMap<TenantId, Arc<DataKey>>>,
     /// Where `dispersed` and `end-to-end` messages go; without it they are refused (451).
     dispersed: Option<Arc<Dispersed>>,
+    /// The spam and virus filter; `None` only where none is wanted (benchmarks).
+    filter: Option<Arc<Filter>>,
 }
 
 impl Inbound {
@@ -105,7 +108,18 @@ impl Inbound {
             hostname,
             data_keys: Mutex::default(),
             dispersed: None,
+            filter: None,
         }
+    }
+
+    /// Takes a verdict on every message before it is stored (see [`crate::filter`]).
+    pub fn with_filter(mut self, filter: Arc<Filter>) -> Inbound {
+        self.filter = Some(filter);
+        self
+    }
+
+    pub fn filter(&self) -> Option<&Arc<Filter>> {
+        self.filter.as_ref()
     }
 
     /// Stores `dispersed` and `end-to-end` messages as shards on these sites.
@@ -423,6 +437,8 @@ impl Inbound {
             return Err(over_quota(data.len() as i64, r.quota));
         }
 
+        let verdict = self.verdict(session, envelope, data, &auth).await?;
+
         let received_at = chrono::Utc::now();
         let date = received_at.to_rfc2822();
         // A hosted sender's key is one we hold.
@@ -453,7 +469,22 @@ impl Inbound {
                 received_encrypted_before: history.received_encrypted,
                 sender_key_known,
             });
-            let trace = vec![
+            // The account's own rule about this sender weighs in.
+            let verdict = match &verdict {
+                Some(v) => Some(tenants::Verdict {
+                    sender_rule: self
+                        .store
+                        .sender_rule(account.id, &envelope.from)
+                        .await
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "sender rule lookup failed");
+                            Reply::new(451, "4.3.0", "local error in processing, try again later")
+                        })?,
+                    ..v.clone()
+                }),
+                None => None,
+            };
+            let mut trace = vec![
                 format!(
                     "Received: from {} ([{}]) by {} with {} id {}; {}",
                     sanitize(&session.helo),
@@ -469,6 +500,14 @@ impl Inbound {
                 ),
                 auth.header.clone(),
             ];
+            // Readable headers only where the server reads the message anyway;
+            // above `standard` the verdict is metadata only, and what is
+            // sealed stays what the sender wrote.
+            if recipient.level == Level::Standard
+                && let Some(verdict) = &verdict
+            {
+                trace.extend(spam_headers(verdict));
+            }
             let message_id = format!("<{id}@{}>", self.hostname);
             let copy = crate::stored::Copy {
                 id,
@@ -506,6 +545,7 @@ impl Inbound {
                 flags: Vec::new(),
                 keywords: Vec::new(),
                 received_at: None,
+                verdict,
             });
         }
         let sizes: i64 = messages.iter().map(NewMessage::size).sum();
@@ -529,6 +569,143 @@ impl Inbound {
                 ))
             }
         }
+    }
+
+    /// The filter's verdict on a message about to be stored, or the refusal
+    /// it makes of it: a virus `554 5.7.1`, spam beyond doubt `550 5.7.1`,
+    /// a soft reject `451 4.7.1`; a filter that fails tempfails (`451
+    /// 4.7.1`) or lets the message in unscanned, as `filter.on_error` says.
+    /// Mail the server writes itself (bounces, reports) is not scanned.
+    async fn verdict(
+        &self,
+        session: &Session,
+        envelope: &Envelope,
+        data: &[u8],
+        auth: &AuthOutcome,
+    ) -> Result<Option<tenants::Verdict>, Reply> {
+        let Some(filter) = &self.filter else {
+            return Ok(None);
+        };
+        if auth.generated {
+            return Ok(None);
+        }
+        let fact = |name: &str| auth.json[name].as_str().unwrap_or("none").to_owned();
+        let (spf, dkim, dmarc, dmarc_policy) = (
+            fact("spf"),
+            fact("dkim"),
+            fact("dmarc"),
+            fact("dmarc_policy"),
+        );
+        let tenant = envelope.recipients.first().map(|r| r.account.tenant_id);
+        let class = tenant
+            .filter(|t| {
+                envelope
+                    .recipients
+                    .iter()
+                    .all(|r| r.account.tenant_id == *t)
+            })
+            .map(|t| t.to_string());
+        let scan = Scan {
+            client_ip: session.client_ip,
+            helo: &session.helo,
+            from: &envelope.from,
+            recipients: envelope
+                .recipients
+                .iter()
+                .map(|r| r.account.address.as_str())
+                .collect(),
+            tls_version: session.tls_version,
+            tls_cipher: session.tls_cipher.as_deref(),
+            user: auth.user.as_deref(),
+            class: class.as_deref(),
+            spf: &spf,
+            dkim: &dkim,
+            dmarc: &dmarc,
+            dmarc_policy: &dmarc_policy,
+            data,
+        };
+        match filter.scan(&scan).await {
+            Ok(verdict) => refusal(&verdict).map_or(Ok(Some(verdict)), Err),
+            Err(_) => match filter.config().on_error {
+                OnError::Tempfail => Err(Reply::new(
+                    451,
+                    "4.7.1",
+                    "the content filter is unavailable, try again later",
+                )),
+                OnError::Accept => {
+                    let verdict = tenants::Verdict::unscanned();
+                    filter.count(&verdict);
+                    Ok(Some(verdict))
+                }
+            },
+        }
+    }
+
+    /// An account moved or copied `messages` into Junk (`spam`) or out of
+    /// it (see [`tenants::judgement`]): each sender goes on the account's
+    /// block or allow list at once, which the next verdict uses, and Rspamd
+    /// learns from the `standard` ones (their plaintext is the server's to
+    /// read; nothing above `standard` is opened). Learning runs in the
+    /// background; a failure is logged, never the mover's problem.
+    pub async fn judged(&self, messages: &[tenants::MessageMeta], spam: bool) {
+        let rule = if spam {
+            tenants::SenderRule::Block
+        } else {
+            tenants::SenderRule::Allow
+        };
+        for m in messages {
+            if m.envelope_from.is_empty() {
+                continue;
+            }
+            if let Err(e) = self
+                .store
+                .set_sender_rule(m.account_id, &m.envelope_from, rule)
+                .await
+            {
+                tracing::warn!(message = %m.id, error = %e, "a judgement's sender rule was not kept");
+            }
+        }
+        let Some(filter) = self.filter.clone() else {
+            return;
+        };
+        if filter.config().rspamd_url.is_none() {
+            return;
+        }
+        // A bulk move teaches no more than this many messages.
+        const MAX_LEARNED: usize = 50;
+        let mut lessons = Vec::new();
+        for m in messages
+            .iter()
+            .filter(|m| m.level == Level::Standard)
+            .take(MAX_LEARNED)
+        {
+            let stored = match self.store.message_content(m.id).await {
+                Ok(Some(tenants::store::StoredContent::Inline(bytes))) => bytes,
+                Ok(Some(tenants::store::StoredContent::Dispersed)) => {
+                    match self.read_dispersed(m.id).await {
+                        Ok(bytes) => bytes,
+                        Err(_) => continue,
+                    }
+                }
+                _ => continue,
+            };
+            if let Ok(plain) = self.decrypt_standard(m.tenant_id, m.id, &stored).await {
+                lessons.push((m.id, m.tenant_id, plain));
+            }
+        }
+        if lessons.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for (id, tenant, plain) in lessons {
+                match filter.learn(spam, &plain, &tenant.to_string()).await {
+                    Ok(_) => tracing::info!(message = %id, spam, "Rspamd learned a judgement"),
+                    Err(e) => {
+                        tracing::warn!(message = %id, error = %e, "Rspamd did not learn a judgement")
+                    }
+                }
+            }
+        });
     }
 
     async fn correspondent(
@@ -593,6 +770,8 @@ impl Inbound {
         let dmarc_failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         let dmarc_reject = dmarc_failed && dmarc.policy() == mail_auth::dmarc::Policy::Reject;
         AuthOutcome {
+            user: None,
+            generated: false,
             header: format!("Authentication-Results: {header}"),
             json: serde_json::json!({
                 "spf": format!("{:?}", spf.result()).to_lowercase(),
@@ -611,6 +790,10 @@ impl Inbound {
 }
 
 struct AuthOutcome {
+    /// The account that submitted it, for mail of our own users.
+    user: Option<String>,
+    /// Written by this server (bounces, reports): not scanned.
+    generated: bool,
     header: String,
     json: serde_json::Value,
     dkim_pass: bool,
@@ -633,6 +816,8 @@ impl AuthOutcome {
             ),
         };
         AuthOutcome {
+            user: submitted_by.map(str::to_owned),
+            generated: submitted_by.is_none(),
             header,
             json: serde_json::json!({"spf": "local", "dkim": "local", "dmarc": "local", "auth": who, "tls": 13}),
             dkim_pass: submitted_by.is_some(),
@@ -644,6 +829,8 @@ impl AuthOutcome {
 
     fn none(hostname: &str) -> AuthOutcome {
         AuthOutcome {
+            user: None,
+            generated: false,
             header: format!("Authentication-Results: {hostname}; none"),
             json: serde_json::json!({"spf": "none", "dkim": "none", "dmarc": "none"}),
             dkim_pass: false,
@@ -652,6 +839,61 @@ impl AuthOutcome {
             dmarc_reject: false,
         }
     }
+}
+
+/// What a verdict refuses, as the SMTP client is told: nothing that names
+/// the filter's internals (its rules or scores), but the virus's name.
+pub fn refusal(verdict: &tenants::Verdict) -> Option<Reply> {
+    match verdict.disposition() {
+        tenants::Disposition::RefuseVirus => Some(Reply::new(
+            554,
+            "5.7.1",
+            format!(
+                "refused: the message carries a virus ({})",
+                sanitize(verdict.virus.as_deref().unwrap_or("unnamed"))
+            ),
+        )),
+        tenants::Disposition::RefuseSpam => Some(Reply::new(
+            550,
+            "5.7.1",
+            "refused: this server's content filter judged the message to be spam",
+        )),
+        tenants::Disposition::Defer => Some(Reply::new(
+            451,
+            "4.7.1",
+            "deferred by this server's content filter, try again later",
+        )),
+        tenants::Disposition::Inbox | tenants::Disposition::Junk => None,
+    }
+}
+
+/// The `X-Spam-*` lines of a `standard` copy.
+fn spam_headers(verdict: &tenants::Verdict) -> Vec<String> {
+    let spam = verdict.is_spam();
+    let mut status = format!(
+        "X-Spam-Status: {}, score={:.2} action={} filter={}",
+        if spam { "Yes" } else { "No" },
+        verdict.score,
+        verdict.action,
+        verdict.filter
+    );
+    if let Some(rule) = verdict.sender_rule {
+        status.push_str(&format!(" sender-rule={rule}"));
+    }
+    let mut lines = vec![
+        format!("X-Spam-Flag: {}", if spam { "YES" } else { "NO" }),
+        status,
+    ];
+    if !verdict.symbols.is_empty() {
+        let symbols: Vec<String> = verdict
+            .symbols
+            .iter()
+            .take(30)
+            .map(|s| sanitize(s))
+            .collect();
+        lines.push(format!("X-Spam-Symbols: {}", symbols.join(", ")));
+    }
+    lines
 }
 
 /// The associated data that binds a stored `standard` message to its id.

@@ -7,6 +7,7 @@ pub mod dispersed;
 pub mod dns;
 pub mod dsn;
 pub mod egress;
+pub mod filter;
 pub mod https;
 pub mod imap;
 pub mod inbound;

@@ -180,6 +180,16 @@ pub enum Refusal {
     PaymentOverdue(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The content filter judged it spam (or found a virus); the refusal counts
+    /// towards `filter.outbound_strikes`.
+    #[error("{0}")]
+    Spam(String),
+    /// The content filter could not judge it now; the sender retries.
+    #[error("{0}")]
+    FilterUnavailable(String),
+    /// Sending stopped after repeated spam, until an operator clears it.
+    #[error("{0}")]
+    SendingBlocked(String),
     #[error("{0}")]
     OverQuota(String),
     /// The sender is at `end-to-end` and the message is not encrypted.
@@ -206,7 +216,11 @@ impl Refusal {
             Refusal::Invalid(_) => Reply::new(554, "5.6.0", text),
             Refusal::NotYourAddress(_) => Reply::new(550, "5.7.1", text),
             Refusal::Suspended(_) | Refusal::PaymentOverdue(_) => Reply::new(554, "5.7.1", text),
-            Refusal::RateLimited(_) => Reply::new(450, "4.7.1", text),
+            Refusal::RateLimited(_) | Refusal::FilterUnavailable(_) => {
+                Reply::new(450, "4.7.1", text)
+            }
+            Refusal::Spam(_) => Reply::new(550, "5.7.1", text),
+            Refusal::SendingBlocked(_) => Reply::new(554, "5.7.1", text),
             Refusal::OverQuota(_) => Reply::new(552, "5.2.2", text),
             Refusal::PlaintextAtEndToEnd | Refusal::MissingKeys(_) => {
                 Reply::new(554, "5.7.1", text)
@@ -271,6 +285,110 @@ impl Outbound {
         }
     }
 
+    /// Outbound abuse: an account that lost sending sends nothing; the
+    /// submissions of the public tenant's accounts (and of tenants that ask,
+    /// `scan_outbound`) are judged by the content filter before anything is
+    /// queued. Spam or a virus is refused with the filter's reasons (the
+    /// sender is ours) and counted; at `filter.outbound_strikes` refusals in
+    /// 24 hours the account loses sending until an operator clears it.
+    async fn screen(
+        &self,
+        tenant: &tenants::Tenant,
+        account: &Account,
+        message: &[u8],
+        recipients: &[String],
+    ) -> Result<(), Refusal> {
+        let blocked = self
+            .store
+            .sending_blocked(account.id)
+            .await
+            .map_err(|e| internal("abuse lookup failed", e))?;
+        if let Some(since) = blocked {
+            return Err(Refusal::SendingBlocked(format!(
+                "{} cannot send: sending was stopped on {} after repeated spam; the service's operator reviews it",
+                account.address,
+                since.format("%Y-%m-%d %H:%M UTC")
+            )));
+        }
+        if tenant.kind != TenantKind::Public && !tenant.scan_outbound {
+            return Ok(());
+        }
+        let Some(filter) = self.inbound.filter() else {
+            return Ok(());
+        };
+        let class = tenant.id.to_string();
+        let scan = crate::filter::Scan {
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            helo: &self.config.hostname,
+            from: account.address.as_str(),
+            recipients: recipients.iter().map(String::as_str).collect(),
+            tls_version: 13,
+            tls_cipher: None,
+            user: Some(account.address.as_str()),
+            class: Some(&class),
+            spf: "local",
+            dkim: "local",
+            dmarc: "local",
+            dmarc_policy: "none",
+            data: message,
+        };
+        let verdict = match filter.scan(&scan).await {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                return match filter.config().on_error {
+                    crate::filter::OnError::Accept => {
+                        filter.count(&tenants::Verdict::unscanned());
+                        Ok(())
+                    }
+                    crate::filter::OnError::Tempfail => Err(Refusal::FilterUnavailable(
+                        "the content filter is unavailable; try again later".into(),
+                    )),
+                };
+            }
+        };
+        let spam = verdict.virus.is_some()
+            || matches!(
+                verdict.action,
+                tenants::SpamAction::Reject
+                    | tenants::SpamAction::AddHeader
+                    | tenants::SpamAction::RewriteSubject
+            );
+        if verdict.action == tenants::SpamAction::SoftReject {
+            return Err(Refusal::FilterUnavailable(
+                "the content filter deferred this message; try again later".into(),
+            ));
+        }
+        if !spam {
+            return Ok(());
+        }
+        let mut reason = match &verdict.virus {
+            Some(virus) => format!("a virus ({virus})"),
+            None => format!("spam (score {:.1})", verdict.score),
+        };
+        if !verdict.symbols.is_empty() {
+            let rules: Vec<&str> = verdict.symbols.iter().take(8).map(String::as_str).collect();
+            reason.push_str(&format!("; rules: {}", rules.join(", ")));
+        }
+        let limit = filter.config().outbound_strikes;
+        let (strikes, blocked) = self
+            .store
+            .record_strike(tenant.id, account.id, &reason, verdict.score, limit)
+            .await
+            .map_err(|e| internal("recording an abuse strike failed", e))?;
+        tracing::warn!(account = %account.id, strikes, blocked, "a submission was refused by the content filter");
+        let after = if blocked {
+            "; sending is now stopped for this account until the service's operator reviews it"
+                .to_owned()
+        } else if limit > 0 {
+            format!("; {strikes} of {limit} refusals in 24 hours before sending stops")
+        } else {
+            String::new()
+        };
+        Err(Refusal::Spam(format!(
+            "the content filter refused this message as {reason}{after}"
+        )))
+    }
+
     /// Checks, encrypts where it must, and queues a message.
     pub async fn submit(&self, draft: Draft) -> Result<Submitted, Refusal> {
         let account = &draft.account;
@@ -322,6 +440,8 @@ impl Outbound {
             .ok_or_else(|| Refusal::Invalid("the message is not RFC 5322".into()))?;
         author(&parsed, account)?;
         let recipients = self.recipients(&draft.recipients)?;
+        self.screen(&tenant, account, &draft.message, &recipients)
+            .await?;
 
         let level = account.effective_level(tenant.policy.min_level);
         let (encrypted, _) = openpgp_protection(&parsed);
@@ -433,6 +553,7 @@ impl Outbound {
             flags: vec![tenants::Flag::Seen],
             keywords: Vec::new(),
             received_at: None,
+            verdict: None,
         };
 
         let mut outbound = Vec::with_capacity(versions.len());

@@ -603,6 +603,113 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What the content filter says to do with a message: Rspamd's actions,
+    /// which the built-in filter uses too.
+    SpamAction, "spam action" {
+        NoAction => "no-action",
+        Greylist => "greylist",
+        AddHeader => "add-header",
+        RewriteSubject => "rewrite-subject",
+        SoftReject => "soft-reject",
+        Reject => "reject",
+    }
+);
+
+string_enum!(
+    /// An account's own judgement of a sender: to Junk, or to the Inbox.
+    SenderRule, "sender rule" {
+        Block => "block",
+        Allow => "allow",
+    }
+);
+
+/// The spam and virus verdict on one message, taken on arrival before it is
+/// sealed, and kept as metadata beside its privacy index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Verdict {
+    /// `rspamd` or `builtin`; `unscanned` when the filter failed and
+    /// `filter.on_error` accepted the message anyway.
+    #[schema(example = "rspamd")]
+    pub filter: String,
+    pub action: SpamAction,
+    #[schema(example = 7.2)]
+    pub score: f64,
+    /// The rules that matched, those that weighed most first.
+    #[schema(example = json!(["CALIOP_DNSBL", "R_SPF_FAIL"]))]
+    pub symbols: Vec<String>,
+    /// The virus a scanner named (such a message is refused, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virus: Option<String>,
+    /// The account's own rule about the sender, when one applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_rule: Option<SenderRule>,
+}
+
+/// What moving a message from a mailbox of special use `from` to one of
+/// `to` says of it: into Junk is a judgement of spam (`Some(true)`), out of
+/// Junk into anything but Trash one of not spam (`Some(false)`); any other
+/// move says nothing. IMAP MOVE and COPY and the API all ask this.
+pub fn judgement(from: Option<Folder>, to: Option<Folder>) -> Option<bool> {
+    match (from == Some(Folder::Junk), to) {
+        (false, Some(Folder::Junk)) => Some(true),
+        (true, Some(Folder::Junk | Folder::Trash)) => None,
+        (true, _) => Some(false),
+        (false, _) => None,
+    }
+}
+
+/// What a verdict makes of a message: the one rule the MX, local delivery
+/// and submission apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    Inbox,
+    Junk,
+    /// Refused for good: a virus.
+    RefuseVirus,
+    /// Refused for good: spam beyond doubt.
+    RefuseSpam,
+    /// Refused for now (the sender may retry).
+    Defer,
+}
+
+impl Verdict {
+    /// A verdict for mail accepted without being scanned.
+    pub fn unscanned() -> Verdict {
+        Verdict {
+            filter: "unscanned".into(),
+            action: SpamAction::NoAction,
+            score: 0.0,
+            symbols: Vec::new(),
+            virus: None,
+            sender_rule: None,
+        }
+    }
+
+    /// A virus or a `reject` is refused whatever the account's rules say;
+    /// then the account's block or allow rule for the sender decides; then
+    /// the filter's action (`add-header` and `rewrite-subject` mean Junk,
+    /// `greylist` the Inbox: the MX takes its verdict at once).
+    pub fn disposition(&self) -> Disposition {
+        if self.virus.is_some() {
+            return Disposition::RefuseVirus;
+        }
+        match (self.action, self.sender_rule) {
+            (SpamAction::Reject, _) => Disposition::RefuseSpam,
+            (SpamAction::SoftReject, _) => Disposition::Defer,
+            (_, Some(SenderRule::Block)) => Disposition::Junk,
+            (_, Some(SenderRule::Allow)) => Disposition::Inbox,
+            (SpamAction::AddHeader | SpamAction::RewriteSubject, None) => Disposition::Junk,
+            (SpamAction::NoAction | SpamAction::Greylist, None) => Disposition::Inbox,
+        }
+    }
+
+    /// Whether it is filed in Junk.
+    pub fn is_spam(&self) -> bool {
+        self.disposition() == Disposition::Junk
+    }
+}
+
 /// A tenant's confidentiality policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -713,6 +820,55 @@ mod tests {
     }
 
     #[test]
+    fn moves_into_and_out_of_junk_are_judgements() {
+        use Folder::*;
+        assert_eq!(judgement(Some(Inbox), Some(Junk)), Some(true));
+        assert_eq!(judgement(None, Some(Junk)), Some(true));
+        assert_eq!(judgement(Some(Junk), Some(Inbox)), Some(false));
+        assert_eq!(judgement(Some(Junk), None), Some(false));
+        assert_eq!(judgement(Some(Junk), Some(Trash)), None);
+        assert_eq!(judgement(Some(Junk), Some(Junk)), None);
+        assert_eq!(judgement(Some(Inbox), Some(Archive)), None);
+        assert_eq!(judgement(Some(Inbox), Some(Trash)), None);
+    }
+
+    #[test]
+    fn a_verdict_files_refuses_or_defers() {
+        let verdict = |action, virus: Option<&str>, rule| Verdict {
+            filter: "rspamd".into(),
+            action,
+            score: 0.0,
+            symbols: Vec::new(),
+            virus: virus.map(str::to_owned),
+            sender_rule: rule,
+        };
+        use Disposition::*;
+        use SenderRule::*;
+        use SpamAction::*;
+        let cases = [
+            (NoAction, None, None, Inbox),
+            (Greylist, None, None, Inbox),
+            (AddHeader, None, None, Junk),
+            (RewriteSubject, None, None, Junk),
+            (SoftReject, None, None, Defer),
+            (Reject, None, None, RefuseSpam),
+            // The account's rules move between Inbox and Junk only.
+            (NoAction, None, Some(Block), Junk),
+            (AddHeader, None, Some(Allow), Inbox),
+            (Reject, None, Some(Allow), RefuseSpam),
+            (SoftReject, None, Some(Block), Defer),
+            // A virus is refused whatever the action and the rules.
+            (NoAction, Some("Eicar"), Some(Allow), RefuseVirus),
+        ];
+        for (action, virus, rule, expected) in cases {
+            let v = verdict(action, virus, rule);
+            assert_eq!(v.disposition(), expected, "{action} {virus:?} {rule:?}");
+            assert_eq!(v.is_spam(), expected == Junk);
+        }
+        assert_eq!(Verdict::unscanned().disposition(), Inbox);
+    }
+
+    #[test]
     fn wire_names_agree_with_serde() {
         fn check<T: Serialize + Copy>(all: &[T], as_str: fn(T) -> &'static str) {
             for v in all {
@@ -733,6 +889,8 @@ mod tests {
         check(DeliveryStatus::ALL, DeliveryStatus::as_str);
         check(Decision::ALL, Decision::as_str);
         check(DataKind::ALL, DataKind::as_str);
+        check(SpamAction::ALL, SpamAction::as_str);
+        check(SenderRule::ALL, SenderRule::as_str);
         for kind in DataKind::ALL {
             assert_eq!(kind.as_str().parse::<DataKind>().unwrap(), *kind);
         }

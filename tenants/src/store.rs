@@ -164,6 +164,9 @@ pub struct Tenant {
     pub storage_used_bytes: i64,
     /// Whether the tenant's own transparency report is public on its verified hostnames.
     pub publish_transparency: bool,
+    /// Whether its accounts' submissions are scanned for spam before they
+    /// are queued (always, for the public tenant).
+    pub scan_outbound: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -186,6 +189,7 @@ struct TenantRow {
     dispersal_k: Option<i32>,
     dispersal_n: Option<i32>,
     publish_transparency: bool,
+    scan_outbound: bool,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -221,6 +225,7 @@ impl TryFrom<TenantRow> for Tenant {
             },
             storage_used_bytes: r.storage_used_bytes,
             publish_transparency: r.publish_transparency,
+            scan_outbound: r.scan_outbound,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -248,6 +253,7 @@ pub struct TenantUpdate {
     pub limits: Option<Limits>,
     pub policy: Option<Policy>,
     pub publish_transparency: Option<bool>,
+    pub scan_outbound: Option<bool>,
 }
 
 /// Which tenants a listing returns.
@@ -640,7 +646,7 @@ const UNLIMITED: i64 = (1 << 53) - 1;
 
 const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
      min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes, dispersal_k, dispersal_n, \
-     publish_transparency";
+     publish_transparency, scan_outbound";
 const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
        SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
@@ -920,7 +926,7 @@ impl Store {
                UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
              SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
                t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes, \
-               t.dispersal_k, t.dispersal_n, t.publish_transparency \
+               t.dispersal_k, t.dispersal_n, t.publish_transparency, t.scan_outbound \
              FROM tenants t \
              WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
                AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
@@ -1047,9 +1053,10 @@ impl Store {
         let publish_transparency = update
             .publish_transparency
             .unwrap_or(current.publish_transparency);
+        let scan_outbound = update.scan_outbound.unwrap_or(current.scan_outbound);
         let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
              storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9, \
-             dispersal_k = $10, dispersal_n = $11, publish_transparency = $12 WHERE id = $1";
+             dispersal_k = $10, dispersal_n = $11, publish_transparency = $12, scan_outbound = $13 WHERE id = $1";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(sql)
@@ -1065,6 +1072,7 @@ impl Store {
                 .bind(policy.redundancy.map(|r| i32::from(r.k)))
                 .bind(policy.redundancy.map(|r| i32::from(r.n)))
                 .bind(publish_transparency)
+                .bind(scan_outbound)
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -1076,6 +1084,7 @@ impl Store {
                 detail: serde_json::json!({
                     "name": update.name, "status": update.status, "limits": update.limits, "policy": update.policy,
                     "publish_transparency": update.publish_transparency,
+                    "scan_outbound": update.scan_outbound,
                 }),
             });
             tx.commit().await?;
@@ -1528,6 +1537,8 @@ pub use device_keys::{
 mod passkeys;
 pub use passkeys::{MAX_PASSKEYS, NewPasskey, Passkey, PasskeyCredential};
 mod dkim;
+mod filtering;
+pub use filtering::{AbuseEntry, MAX_SENDER_RULES, SenderRuleEntry, Strike, sender_key};
 mod jobs;
 #[macro_use]
 mod objects;

@@ -129,6 +129,7 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
                 .unwrap()
                 .to_utc(),
         ),
+        verdict: None,
     };
     let batch = vec![
         message(10, vec![], &[]),
@@ -656,6 +657,7 @@ async fn traffic_counts_a_tenant_tree_by_day(backend: Backend) {
         sent,
         received_bytes,
         sent_bytes,
+        spam: 0,
     };
     let tree = store
         .traffic(reseller.id, date("2026-03-10"), 3)

@@ -20,6 +20,8 @@ pub struct Caliop {
     pub smtp: std::net::SocketAddr,
     pub submission: std::net::SocketAddr,
     pub imap: std::net::SocketAddr,
+    /// `http://HOST:PORT` of the `/metrics` listener.
+    pub metrics: String,
     pub env: Vec<(String, String)>,
     pub log: std::path::PathBuf,
 }
@@ -119,8 +121,14 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
             let _ = tx.send(line);
         }
     });
-    let (mut base, mut smtp, mut submission, mut imap) = (None, None, None, None);
-    while base.is_none() || smtp.is_none() || submission.is_none() || imap.is_none() {
+    let (mut base, mut smtp, mut submission, mut imap, mut metrics) =
+        (None, None, None, None, None);
+    while base.is_none()
+        || smtp.is_none()
+        || submission.is_none()
+        || imap.is_none()
+        || metrics.is_none()
+    {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("caliop serve prints where it listens");
@@ -137,6 +145,12 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         if let Some(rest) = line.strip_prefix("imap listening on ") {
             imap = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
+        if let Some(rest) = line.strip_prefix("metrics listening on ") {
+            metrics = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches("/metrics").to_owned());
+        }
     }
     Caliop {
         child,
@@ -144,6 +158,7 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         smtp: smtp.unwrap(),
         submission: submission.unwrap(),
         imap: imap.unwrap(),
+        metrics: metrics.unwrap(),
         env,
         log,
     }

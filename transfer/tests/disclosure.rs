@@ -84,6 +84,7 @@ async fn deliver(
             flags: vec![],
             keywords: vec![],
             received_at: Some(at(when)),
+            verdict: None,
         }])
         .await
         .unwrap();

@@ -146,6 +146,7 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
                 flags: vec![],
                 keywords: vec![],
                 received_at: None,
+                verdict: None,
             });
         }
         source.append_messages(&inbox, &messages).await.unwrap();

@@ -6,7 +6,7 @@ import { formatNumber, t } from "./i18n";
 export interface Series {
   name: string;
   values: number[];
-  tone: "primary" | "accent" | "muted";
+  tone: "primary" | "accent" | "muted" | "warn";
 }
 
 const W = 560;

@@ -192,28 +192,39 @@ pub async fn update_message(
     Json(body): Json<UpdateMessage>,
 ) -> ApiResult<Json<MessageMeta>> {
     let message = load(&state, &actor, message_id).await?;
-    let mailbox = match (body.folder, body.mailbox_id) {
+    let (mailbox, role) = match (body.folder, body.mailbox_id) {
         (Some(_), Some(_)) => {
             return Err(Problem::invalid("give `folder` or `mailbox_id`, not both"));
         }
-        (Some(folder), None) => {
+        (Some(folder), None) => (
             state
                 .store
                 .mailbox_of_role(message.account_id, folder)
                 .await?
-                .id
+                .id,
+            Some(folder),
+        ),
+        (None, Some(id)) => {
+            let target = state.store.mailbox(id).await?;
+            (id, target.and_then(|m| m.role))
         }
-        (None, Some(id)) => id,
-        (None, None) => message.mailbox_id,
+        (None, None) => (message.mailbox_id, message.folder),
     };
     let flags = body.flags.unwrap_or_else(|| message.flags.clone());
     let keywords = body.keywords.unwrap_or_else(|| message.keywords.clone());
-    Ok(Json(
+    let updated = state
+        .store
+        .update_message(&actor.audit_name(), &message, mailbox, &flags, &keywords)
+        .await?;
+    if mailbox != message.mailbox_id
+        && let Some(spam) = tenants::judgement(message.folder, role)
+    {
         state
-            .store
-            .update_message(&actor.audit_name(), &message, mailbox, &flags, &keywords)
-            .await?,
-    ))
+            .inbound
+            .judged(std::slice::from_ref(&message), spam)
+            .await;
+    }
+    Ok(Json(updated))
 }
 
 /// Delete a message
@@ -322,6 +333,15 @@ fn refusal(r: Refusal) -> Problem {
         }
         Refusal::RateLimited(_) => {
             Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+        }
+        Refusal::Spam(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "refused-as-spam", detail)
+        }
+        Refusal::FilterUnavailable(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "try-again", detail)
+        }
+        Refusal::SendingBlocked(_) => {
+            Problem::new(StatusCode::FORBIDDEN, "sending-suspended", detail)
         }
         Refusal::OverQuota(_) => Problem::new(StatusCode::CONFLICT, "limit-exceeded", detail),
         Refusal::PlaintextAtEndToEnd => Problem::new(

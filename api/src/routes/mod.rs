@@ -16,6 +16,7 @@ pub(crate) mod branding;
 pub use branding::caliop_brand;
 mod domains;
 mod exports;
+mod filtering;
 mod legal;
 pub use legal::LEGAL_REGISTER_IS_THE_OPERATORS;
 mod mailboxes;
@@ -49,6 +50,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
             device::create_app_password
         ))
         .routes(routes!(device::revoke_app_password))
+        .routes(routes!(
+            filtering::list_sender_rules,
+            filtering::set_sender_rule
+        ))
+        .routes(routes!(filtering::delete_sender_rule))
+        .routes(routes!(filtering::list_abuse))
+        .routes(routes!(filtering::clear_abuse))
         .routes(routes!(reset::start_device_reset))
         .routes(routes!(reset::finish_device_reset))
         .routes(routes!(activation::get_activation))

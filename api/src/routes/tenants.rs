@@ -43,6 +43,10 @@ pub struct UpdateTenant {
     /// Show the tenant's own transparency report at `/v1/public/transparency`
     /// on its verified hostnames (instead of the instance's).
     pub publish_transparency: Option<bool>,
+    /// Scan the tenant's accounts' submissions for spam before they are
+    /// queued, as the public tenant's always are (refusals count towards
+    /// `filter.outbound_strikes`).
+    pub scan_outbound: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -257,6 +261,7 @@ pub async fn update_tenant(
         limits: body.limits,
         policy: body.policy,
         publish_transparency: body.publish_transparency,
+        scan_outbound: body.scan_outbound,
     };
     Ok(Json(
         state

@@ -1355,12 +1355,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if from.id == target.id {
             return Done::No("[CANNOT] the messages are in that mailbox already".into());
         }
+        let judgement = tenants::judgement(from.role, target.role);
+        let ids: Vec<MessageId> = match judgement {
+            Some(_) => indices.iter().map(|&i| self.view().entries[i].id).collect(),
+            None => Vec::new(),
+        };
         let moved = match self.store.move_messages(&from, &ranges, &target).await {
             Ok(moved) => moved,
             Err(e) => return unavailable(e),
         };
         if moved.is_empty() {
             return Done::Ok("no messages to move".into());
+        }
+        if let Some(spam) = judgement {
+            let mut judged = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Ok(Some(meta)) = self.store.message(id).await {
+                    judged.push(meta);
+                }
+            }
+            self.inbound.judged(&judged, spam).await;
         }
         let (old, new): (Vec<i64>, Vec<i64>) = moved.iter().copied().unzip();
         self.conn.line(&format!(
@@ -1384,6 +1398,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(done) => return done,
         };
         let indices = self.resolve(set, uid);
+        let judgement = tenants::judgement(self.view().mailbox.role, target.role);
+        let mut judged = Vec::new();
         let mut copies = Vec::with_capacity(indices.len());
         let mut old = Vec::with_capacity(indices.len());
         for i in indices {
@@ -1412,6 +1428,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     return done;
                 }
             };
+            if judgement.is_some() {
+                judged.push(meta.clone());
+            }
             copies.push(NewMessage {
                 id,
                 tenant_id: meta.tenant_id,
@@ -1430,6 +1449,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 flags: entry.flags.clone(),
                 keywords: entry.keywords.clone(),
                 received_at: Some(entry.received_at),
+                verdict: None,
             });
             old.push(entry.uid);
         }
@@ -1437,12 +1457,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Done::Ok("no messages to copy".into());
         }
         match self.store.append_messages(&target, &copies).await {
-            Ok(new) => Done::Ok(format!(
-                "[COPYUID {} {} {}] COPY completed",
-                target.uid_validity,
-                uid_set(&old),
-                uid_set(&new)
-            )),
+            Ok(new) => {
+                if let Some(spam) = judgement {
+                    self.inbound.judged(&judged, spam).await;
+                }
+                Done::Ok(format!(
+                    "[COPYUID {} {} {}] COPY completed",
+                    target.uid_validity,
+                    uid_set(&old),
+                    uid_set(&new)
+                ))
+            }
             Err(e) => {
                 self.discard(&copies).await;
                 refusal(e)
@@ -1562,6 +1587,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             flags,
             keywords,
             received_at: date,
+            verdict: None,
         };
         match self
             .store

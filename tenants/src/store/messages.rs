@@ -47,9 +47,26 @@ pub struct NewMessage {
     pub keywords: Vec<String>,
     /// The INTERNALDATE an APPEND gave; else the time it is stored.
     pub received_at: Option<DateTime<Utc>>,
+    /// The spam and virus verdict taken on arrival, before sealing; `None`
+    /// for what was not scanned (APPEND, COPY, Sent copies). A delivery
+    /// whose verdict says Junk is filed there.
+    pub verdict: Option<crate::model::Verdict>,
 }
 
 impl NewMessage {
+    /// Where a delivery is filed: Junk when its verdict says spam.
+    pub fn folder(&self) -> Folder {
+        if self
+            .verdict
+            .as_ref()
+            .is_some_and(crate::model::Verdict::is_spam)
+        {
+            Folder::Junk
+        } else {
+            Folder::Inbox
+        }
+    }
+
     /// Bytes counted against the quota.
     pub fn size(&self) -> i64 {
         self.dispersed
@@ -95,6 +112,8 @@ pub struct MessageMeta {
     pub sender: Option<String>,
     pub privacy: PrivacyIndex,
     pub authentication: serde_json::Value,
+    /// The spam and virus verdict taken on arrival (metadata at every level).
+    pub verdict: Option<crate::model::Verdict>,
 }
 
 #[derive(FromRow)]
@@ -117,6 +136,7 @@ struct MessageRow {
     sender: Option<String>,
     privacy: String,
     authentication: String,
+    verdict: Option<String>,
 }
 
 impl TryFrom<MessageRow> for MessageMeta {
@@ -154,6 +174,12 @@ impl TryFrom<MessageRow> for MessageMeta {
                 .map_err(|e| Error::Internal(e.to_string()))?,
             authentication: serde_json::from_str(&r.authentication)
                 .unwrap_or(serde_json::Value::Null),
+            verdict: r
+                .verdict
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| Error::Internal(format!("stored verdict: {e}")))?,
         })
     }
 }
@@ -178,6 +204,8 @@ pub struct TrafficDay {
     pub sent: i64,
     pub received_bytes: i64,
     pub sent_bytes: i64,
+    /// Received messages the spam filter (or the account's own rules) filed in Junk.
+    pub spam: i64,
 }
 
 /// Messages per UTC day of a tenant and its descendants, by kind. A message
@@ -187,20 +215,20 @@ const TRAFFIC: &str = "WITH RECURSIVE subtree(id) AS ( \
        SELECT id FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
      SELECT day, CAST(SUM(1 - sent) AS BIGINT), CAST(SUM(sent) AS BIGINT), \
-       CAST(SUM(size * (1 - sent)) AS BIGINT), CAST(SUM(size * sent) AS BIGINT) \
-     FROM (SELECT DAY_OF_RECEIVED_AT AS day, m.size, \
+       CAST(SUM(size * (1 - sent)) AS BIGINT), CAST(SUM(size * sent) AS BIGINT), CAST(SUM(spam) AS BIGINT) \
+     FROM (SELECT DAY_OF_RECEIVED_AT AS day, m.size, CASE WHEN m.spam THEN 1 ELSE 0 END AS spam, \
          CASE WHEN EXISTS (SELECT 1 FROM outbound o WHERE o.message_id = m.id) THEN 1 ELSE 0 END AS sent \
        FROM messages m \
        WHERE m.tenant_id IN (SELECT id FROM subtree) AND m.received_at >= $2 AND m.received_at < $3) counted \
      GROUP BY day";
 
 const META_COLUMNS: &str = "m.id, m.tenant_id, m.account_id, m.received_at, m.size, m.level, m.mailbox_id, b.role, \
-     m.uid, m.flags, m.keywords, m.rfc822_size, m.envelope_from, m.envelope_to, m.subject, m.sender, m.privacy, m.authentication";
+     m.uid, m.flags, m.keywords, m.rfc822_size, m.envelope_from, m.envelope_to, m.subject, m.sender, m.privacy, m.authentication, m.verdict";
 
 pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, tenant_id, account_id, received_at, size, level, \
      mailbox_id, uid, modseq, flags, keywords, rfc822_size, envelope_from, envelope_to, subject, sender, privacy, \
-     authentication, content, storage) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
+     authentication, content, storage, verdict, spam) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)";
 /// Counts the bytes against one tenant's quota, in the same statement that
 /// checks it (so that concurrent deliveries cannot both pass), and names the
 /// parent to charge next. A tenant's `storage_used_bytes` is its subtree's:
@@ -319,6 +347,8 @@ macro_rules! store_message {
                 .bind(m.authentication.to_string())
                 .bind(&m.content)
                 .bind(if m.dispersed.is_some() { "dispersed" } else { "database" })
+                .bind(m.verdict.as_ref().map(|v| serde_json::to_string(v).unwrap_or_default()))
+                .bind(m.verdict.as_ref().is_some_and(crate::model::Verdict::is_spam))
                 .execute(&mut *$tx)
                 .await?;
             if let Some(object) = &m.dispersed {
@@ -440,7 +470,7 @@ impl Store {
                 let mut over_quota = false;
                 let mut stored = Vec::with_capacity(messages.len());
                 for m in messages {
-                    let Some((mailbox, _)) = store_message!(savepoint, m, super::mailboxes::Target::Role(Folder::Inbox), now) else {
+                    let Some((mailbox, _)) = store_message!(savepoint, m, super::mailboxes::Target::Role(m.folder()), now) else {
                         over_quota = true;
                         break;
                     };
@@ -563,7 +593,7 @@ impl Store {
         let until = (today + Days::new(1)).and_time(NaiveTime::MIN).and_utc();
         // Timestamps are RFC 3339 text in UTC on SQLite, TIMESTAMPTZ on PostgreSQL.
         let sql = |day: &str| sqlx::AssertSqlSafe(TRAFFIC.replace("DAY_OF_RECEIVED_AT", day));
-        let rows: Vec<(String, i64, i64, i64, i64)> = match &self.pool {
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = match &self.pool {
             Pool::Sqlite(p) => {
                 sqlx::query_as(sql("substr(m.received_at, 1, 10)"))
                     .bind(tenant.0)
@@ -585,7 +615,7 @@ impl Store {
         };
         let mut counted: HashMap<String, TrafficDay> = rows
             .into_iter()
-            .map(|(date, received, sent, received_bytes, sent_bytes)| {
+            .map(|(date, received, sent, received_bytes, sent_bytes, spam)| {
                 (
                     date.clone(),
                     TrafficDay {
@@ -594,6 +624,7 @@ impl Store {
                         sent,
                         received_bytes,
                         sent_bytes,
+                        spam,
                     },
                 )
             })

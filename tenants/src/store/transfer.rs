@@ -92,6 +92,10 @@ pub const LEFT_TABLES: &[(&str, &str)] = &[
     ),
     ("pool_ledger", "the exporting instance's free-account pool"),
     (
+        "abuse_strikes",
+        "the exporting operator's judgement of outbound abuse; the importing instance judges anew",
+    ),
+    (
         "shards",
         "regenerated: dispersed messages are dispersed again on the importing sites",
     ),
@@ -158,7 +162,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "id = $1",
             "id:u name kind parent_id:u status max_accounts:i max_domains:i storage_quota_bytes:i min_level \
              allowed_jurisdictions created_at:t updated_at:t storage_used_bytes:i dispersal_k:i dispersal_n:i self_signup_domain \
-             publish_transparency:b opaque_setup"
+             publish_transparency:b opaque_setup scan_outbound:b"
         ),
         table!(
             "tenant_keys",
@@ -189,7 +193,8 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
                 ("totp_secret", "sealed under the exporting instance's master key: the user enrols again"),
                 ("totp_enabled_at", "goes with the TOTP secret"),
                 ("totp_last_step", "goes with the TOTP secret"),
-                ("second_factor_due_at", "the importing instance gives its own grace")
+                ("second_factor_due_at", "the importing instance gives its own grace"),
+                ("sending_blocked_at", "the exporting operator's abuse decision; the importing instance judges anew")
             ]
         ),
         // Mail clients keep signing in after the move (the hashes only).
@@ -221,11 +226,14 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
         ),
         table!("messages", key ["id"], "tenant_id = $1",
             "id:u tenant_id:u account_id:u received_at:t size:i level flags envelope_from envelope_to subject sender \
-             privacy authentication storage mailbox_id:u uid:i modseq:i keywords rfc822_size:i",
+             privacy authentication storage mailbox_id:u uid:i modseq:i keywords rfc822_size:i verdict spam:b",
             blob "content"),
         table!("expunged", key ["mailbox_id", "uid"],
             "mailbox_id IN (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.tenant_id = $1)",
             "mailbox_id:u uid:i modseq:i"),
+        // The accounts' own rules about senders (their Junk judgements).
+        table!("sender_rules", key ["account_id", "sender"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "account_id:u sender rule created_at:t"),
         table!("correspondents", key ["account_id", "address"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "account_id:u address received:i received_encrypted:i sent:i"),
         table!(
@@ -1026,6 +1034,7 @@ mod tests {
                     flags: if n == 1 { vec![Flag::Seen] } else { vec![] },
                     keywords: vec![],
                     received_at: None,
+                    verdict: None,
                 }])
                 .await
                 .unwrap();

@@ -1,7 +1,8 @@
 // Data and transparency: take the whole tenant away (an encrypted archive
 // behind a download link shown once and kept only in this page's memory),
 // follow its exports, and read what courts and authorities asked about it,
-// with the switch that publishes that report on the tenant's own hostnames.
+// with the switch that publishes that report on the tenant's own hostnames;
+// and the switch that has its accounts' outgoing mail scanned for spam.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type Schemas, type Session, api, call } from "../api";
 import { Refused, currentPasswordProof } from "../device";
@@ -63,6 +64,7 @@ export function DataAndTransparency({ session, tenantId, tenant, reload }: { ses
         {exports.error ? <ErrorBox problem={exports.error} retry={exports.reload} /> : <ExportTable rows={items} loading={exports.loading} session={session} />}
       </section>
       <Transparency tenantId={tenantId} tenant={tenant} reload={reload} />
+      {tenant && <ScanOutbound tenant={tenant} reload={reload} />}
     </>
   );
 }
@@ -281,25 +283,55 @@ function Transparency({ tenantId, tenant, reload }: { tenantId: string; tenant: 
   );
 }
 
+/** Tenant settings that are one switch each, changed with `PATCH /v1/tenants/{tenant_id}`. */
+type SwitchField = "publish_transparency" | "scan_outbound";
+
 function PublishSwitch({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: () => void }) {
-  const [published, setPublished] = useState(tenant.publish_transparency);
+  return <TenantSwitch tenant={tenant} reload={reload} field="publish_transparency" id="publish" class="publish" label="transparency.publish" hint="transparency.publish_hint" on="transparency.published" off="transparency.unpublished" />;
+}
+
+/** Whether the tenant's accounts' submissions are scanned for spam: always for the public tenant. */
+function ScanOutbound({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: () => void }) {
+  const always = tenant.kind === "public";
+  return (
+    <section class="card" aria-labelledby="scan-title">
+      <h2 id="scan-title">{t("scan.title")}</h2>
+      <TenantSwitch
+        tenant={tenant}
+        reload={reload}
+        field="scan_outbound"
+        id="scan"
+        class="setting"
+        label="scan.outbound"
+        hint={always ? "scan.outbound_always" : "scan.outbound_hint"}
+        on="scan.on"
+        off="scan.off"
+        locked={always}
+      />
+    </section>
+  );
+}
+
+function TenantSwitch(p: { tenant: Schemas["Tenant"]; reload: () => void; field: SwitchField; id: string; class: string; label: Key; hint: Key; on: Key; off: Key; locked?: boolean }) {
+  const { tenant, field } = p;
+  const [checked, setChecked] = useState(tenant[field]);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
-  useEffect(() => setPublished(tenant.publish_transparency), [tenant.publish_transparency]);
+  useEffect(() => setChecked(tenant[field]), [tenant[field]]);
 
   const toggle = async (next: boolean) => {
-    setPublished(next);
+    setChecked(next);
     setBusy(true);
     setError(null);
     setSaved(false);
     try {
-      const updated = await call(api.PATCH("/v1/tenants/{tenant_id}", { params: { path: { tenant_id: tenant.id } }, body: { publish_transparency: next } }));
-      setPublished(updated.publish_transparency);
+      const updated = await call(api.PATCH("/v1/tenants/{tenant_id}", { params: { path: { tenant_id: tenant.id } }, body: { [field]: next } }));
+      setChecked(updated[field]);
       setSaved(true);
-      reload();
+      p.reload();
     } catch (e) {
-      setPublished(!next);
+      setChecked(!next);
       setError((e as { detail: string }).detail);
     } finally {
       setBusy(false);
@@ -307,23 +339,24 @@ function PublishSwitch({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: 
   };
 
   return (
-    <div class="publish">
+    <div class={p.class}>
       <label class="choice">
         <input
           type="checkbox"
           role="switch"
-          checked={published}
-          disabled={busy}
-          aria-describedby="publish-hint"
+          class={p.locked ? "locked" : undefined}
+          checked={p.locked || checked}
+          disabled={busy || p.locked}
+          aria-describedby={`${p.id}-hint`}
           onChange={(e) => toggle(e.currentTarget.checked)}
         />
         <span>
-          <strong>{t("transparency.publish")}</strong>
-          <span class="small block" id="publish-hint">{t("transparency.publish_hint")}</span>
+          <strong>{t(p.label)}</strong>
+          <span class="small block" id={`${p.id}-hint`}>{t(p.hint)}</span>
         </span>
       </label>
       <FormError message={error} />
-      <p class="small" role="status">{saved ? (published ? t("transparency.published") : t("transparency.unpublished")) : ""}</p>
+      <p class="small" role="status">{saved ? (checked ? t(p.on) : t(p.off)) : ""}</p>
     </div>
   );
 }

@@ -1,8 +1,10 @@
-// Operator views: the funding pool, the storage sites, the job queue.
-import { api, call } from "../api";
+// Operator views: the funding pool, the storage sites, the job queue and the
+// accounts the outbound spam filter refused.
+import { useState } from "preact/hooks";
+import { type Problem, api, call } from "../api";
 import { Chart } from "../charts";
 import { formatBytes, formatDate, formatNumber, t } from "../i18n";
-import { Badge, type Column, ErrorBox, PageHeader, Table, statusLabel, useLoad } from "../ui";
+import { Badge, type Column, Dialog, ErrorBox, type Loaded, PageHeader, Table, statusLabel, useLoad } from "../ui";
 import type { Schemas } from "../api";
 
 export function PoolChart() {
@@ -92,11 +94,16 @@ export function Sites() {
 
 export function Queue() {
   const queue = useLoad(() => call(api.GET("/v1/queue")), []);
+  const abuse = useLoad(() => call(api.GET("/v1/abuse")), []);
   const q = queue.data;
+  const refresh = () => {
+    queue.reload();
+    abuse.reload();
+  };
   return (
     <section>
       <PageHeader title={t("nav.queue")}>
-        <button type="button" onClick={queue.reload}>{t("common.refresh")}</button>
+        <button type="button" onClick={refresh}>{t("common.refresh")}</button>
       </PageHeader>
       {queue.error && <ErrorBox problem={queue.error} retry={queue.reload} />}
       <Table
@@ -126,6 +133,81 @@ export function Queue() {
         rowKey={(j) => j.id}
         skeletonRows={2}
       />
+      <OutboundAbuse abuse={abuse} />
     </section>
+  );
+}
+
+type AbuseEntry = Schemas["AbuseEntry"];
+
+/** Accounts the outbound filter refused lately; those without sending get it back after a confirmation. */
+function OutboundAbuse({ abuse }: { abuse: Loaded<Schemas["AbuseReport"]> }) {
+  const [clearing, setClearing] = useState<AbuseEntry | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const strikes = abuse.data?.outbound_strikes;
+  const giveBack = async (entry: AbuseEntry) => {
+    setError(null);
+    try {
+      await call(api.DELETE("/v1/abuse/{account_id}", { params: { path: { account_id: entry.account_id } } }));
+    } catch (e) {
+      setError((e as Problem).detail);
+    }
+    setClearing(null);
+    abuse.reload();
+  };
+  const columns: Column<AbuseEntry>[] = [
+    { label: t("abuse.address"), cell: (a) => <span class="strong">{a.address}</span> },
+    {
+      label: t("abuse.status"),
+      cell: (a) =>
+        a.sending_blocked_at ? (
+          <Badge status="suspended" label={t("abuse.blocked_since", { date: formatDate(a.sending_blocked_at, true) })} />
+        ) : (
+          <Badge status="active" label={t("abuse.sending")} />
+        ),
+    },
+    { label: t("abuse.strikes_last_day"), cell: (a) => formatNumber(a.strikes_last_day), class: "num" },
+    {
+      label: t("abuse.latest"),
+      cell: (a) => {
+        const latest = a.strikes[0];
+        return latest ? (
+          <span>
+            <span class="small mono">{latest.reason}</span>
+            <span class="small block"><time dateTime={latest.at}>{formatDate(latest.at, true)}</time></span>
+          </span>
+        ) : (
+          "—"
+        );
+      },
+    },
+    {
+      label: t("common.actions"),
+      cell: (a) =>
+        a.sending_blocked_at ? (
+          <button type="button" onClick={() => setClearing(a)} aria-label={t("abuse.give_back_which", { address: a.address })}>{t("abuse.give_back")}</button>
+        ) : null,
+    },
+  ];
+  return (
+    <>
+      <h2>{t("abuse.title")}</h2>
+      <p class="hint">{strikes === undefined ? "\u00a0" : strikes > 0 ? t("abuse.lead", { n: formatNumber(strikes) }) : t("abuse.lead_never")}</p>
+      {error && <p class="form-error" role="alert">{error}</p>}
+      {abuse.error ? (
+        <ErrorBox problem={abuse.error} retry={abuse.reload} />
+      ) : (
+        <Table caption={t("abuse.title")} columns={columns} rows={abuse.data?.items} loading={abuse.loading} empty={t("abuse.empty")} rowKey={(a) => a.account_id} skeletonRows={2} />
+      )}
+      {clearing && (
+        <Dialog title={t("abuse.give_back_title", { address: clearing.address })} onClose={() => setClearing(null)}>
+          <p>{t("abuse.give_back_warning")}</p>
+          <div class="buttons">
+            <button type="button" class="primary" onClick={() => giveBack(clearing)}>{t("abuse.give_back")}</button>
+            <button type="button" onClick={() => setClearing(null)}>{t("common.cancel")}</button>
+          </div>
+        </Dialog>
+      )}
+    </>
   );
 }

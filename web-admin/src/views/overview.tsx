@@ -17,6 +17,7 @@ export function TrafficChart({ tenantId }: { tenantId: string }) {
       series={[
         { name: t("chart.received"), values: days.map((d) => d.received), tone: "primary" },
         { name: t("chart.sent"), values: days.map((d) => d.sent), tone: "accent" },
+        { name: t("chart.spam"), values: days.map((d) => d.spam), tone: "warn" },
       ]}
     />
   );
