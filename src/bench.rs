@@ -30,9 +30,18 @@ pub struct SmtpBench {
     /// A database URL instead of a throw-away SQLite file.
     #[arg(long)]
     database_url: Option<String>,
+    /// Spam filters to run each level with, comma-separated: `none`,
+    /// `builtin` (its heuristics; no DNS lists, there is no resolver here),
+    /// `rspamd` (needs `--rspamd-url`).
+    #[arg(long, default_value = "none,builtin")]
+    filters: String,
+    /// Rspamd's controller, e.g. `http://127.0.0.1:11334`, for `--filters rspamd`.
+    #[arg(long)]
+    rspamd_url: Option<String>,
 }
 
 struct Outcome {
+    filter: String,
     level: Level,
     sent: usize,
     failed: usize,
@@ -53,77 +62,108 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         master,
         domain_name,
     } = fixture(args.database_url.as_deref(), &levels).await?;
-    let inbound = Arc::new(mail::inbound::Inbound::new(
-        store.clone(),
-        master,
-        None,
-        "bench.caliop.test".into(),
-    ));
-    let config = mail::smtp::SmtpConfig {
-        hostname: "bench.caliop.test".into(),
-        max_connections: args.clients + 1,
-        max_connections_per_ip: args.clients + 1,
-        ..mail::smtp::SmtpConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let smtp = listener.local_addr()?;
-    let server = mail::smtp::SmtpServer::new(config, inbound, None);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-
+    drop(master);
+    let mut filters = Vec::new();
+    for name in args.filters.split(',').map(str::trim) {
+        let config = match name {
+            "none" => None,
+            "builtin" => Some(mail::filter::FilterConfig::default()),
+            "rspamd" => Some(mail::filter::FilterConfig {
+                rspamd_url: Some(
+                    args.rspamd_url
+                        .clone()
+                        .context("--filters rspamd needs --rspamd-url")?,
+                ),
+                ..mail::filter::FilterConfig::default()
+            }),
+            other => anyhow::bail!("unknown filter `{other}`: none, builtin or rspamd"),
+        };
+        filters.push((
+            name.to_owned(),
+            config.map(|c| Arc::new(mail::filter::Filter::new(c, None))),
+        ));
+    }
     let body_line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
     let mut outcomes = Vec::new();
-    for level in &levels {
-        let to = format!("{level}@{domain_name}");
-        let mut raw = format!(
-            "From: <bench@sender.test>\r\nTo: <{to}>\r\nSubject: benchmark\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\n\r\n"
+    for (filter_name, filter) in &filters {
+        let mut inbound = mail::inbound::Inbound::new(
+            store.clone(),
+            vault::at_rest::MasterKey::load_or_create(&dir)?,
+            None,
+            "bench.caliop.test".into(),
         );
-        while raw.len() + body_line.len() <= args.size {
-            raw.push_str(body_line);
+        if let Some(filter) = filter {
+            inbound = inbound.with_filter(filter.clone());
         }
-        let raw = Arc::new(raw);
-        eprintln!(
-            "bench: {} × {} B to a {level} account with {} clients…",
-            args.messages,
-            raw.len(),
-            args.clients
-        );
-        let started = Instant::now();
-        let mut clients = tokio::task::JoinSet::new();
-        let per_client = args.messages.div_ceil(args.clients);
-        for c in 0..args.clients {
-            let count = per_client.min(args.messages.saturating_sub(c * per_client));
-            let (raw, to) = (raw.clone(), to.clone());
-            clients.spawn(async move { client(smtp, &to, &raw, count).await });
-        }
-        let mut latencies = Vec::with_capacity(args.messages);
-        let mut failed = 0;
-        while let Some(done) = clients.join_next().await {
-            match done? {
-                Ok((lat, fails)) => {
-                    latencies.extend(lat);
-                    failed += fails;
-                }
-                Err(e) => {
-                    eprintln!("bench: a client failed: {e:#}");
-                    failed += per_client;
+        let inbound = Arc::new(inbound);
+        let config = mail::smtp::SmtpConfig {
+            hostname: "bench.caliop.test".into(),
+            max_connections: args.clients + 1,
+            max_connections_per_ip: args.clients + 1,
+            ..mail::smtp::SmtpConfig::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let smtp = listener.local_addr()?;
+        let server = mail::smtp::SmtpServer::new(config, inbound, None);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+
+        for level in &levels {
+            let to = format!("{level}@{domain_name}");
+            let mut raw = format!(
+                "From: <bench@sender.test>\r\nTo: <{to}>\r\nSubject: benchmark\r\nDate: Thu, 26 Nov 2026 12:00:00 +0000\r\n\r\n"
+            );
+            while raw.len() + body_line.len() <= args.size {
+                raw.push_str(body_line);
+            }
+            let raw = Arc::new(raw);
+            eprintln!(
+                "bench: {} × {} B to a {level} account with {} clients…",
+                args.messages,
+                raw.len(),
+                args.clients
+            );
+            let started = Instant::now();
+            let mut clients = tokio::task::JoinSet::new();
+            let per_client = args.messages.div_ceil(args.clients);
+            for c in 0..args.clients {
+                let count = per_client.min(args.messages.saturating_sub(c * per_client));
+                let (raw, to) = (raw.clone(), to.clone());
+                clients.spawn(async move { client(smtp, &to, &raw, count).await });
+            }
+            let mut latencies = Vec::with_capacity(args.messages);
+            let mut failed = 0;
+            while let Some(done) = clients.join_next().await {
+                match done? {
+                    Ok((lat, fails)) => {
+                        latencies.extend(lat);
+                        failed += fails;
+                    }
+                    Err(e) => {
+                        eprintln!("bench: a client failed: {e:#}");
+                        failed += per_client;
+                    }
                 }
             }
+            let elapsed = started.elapsed();
+            eprintln!(
+                "bench: {level} with filter {filter_name} done in {:.2} s",
+                elapsed.as_secs_f64()
+            );
+            outcomes.push(Outcome {
+                filter: filter_name.clone(),
+                level: *level,
+                sent: latencies.len(),
+                failed,
+                elapsed,
+                latencies,
+            });
         }
-        let elapsed = started.elapsed();
-        eprintln!("bench: {level} done in {:.2} s", elapsed.as_secs_f64());
-        outcomes.push(Outcome {
-            level: *level,
-            sent: latencies.len(),
-            failed,
-            elapsed,
-            latencies,
-        });
+        let _ = stop.send(());
+        let _ = server.await;
     }
-    let _ = stop.send(());
-    let _ = server.await;
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -301,16 +341,17 @@ fn print_table(args: &SmtpBench, url: &str, outcomes: &[Outcome]) {
         args.clients, args.messages, args.size
     );
     println!(
-        "{:<12} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}",
-        "level", "sent", "failed", "msg/s", "MB/s", "p50 ms", "p95 ms", "p99 ms"
+        "{:<12} {:<9} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "level", "filter", "sent", "failed", "msg/s", "MB/s", "p50 ms", "p95 ms", "p99 ms"
     );
     for o in outcomes {
         let mut sorted = o.latencies.clone();
         sorted.sort();
         let secs = o.elapsed.as_secs_f64().max(f64::EPSILON);
         println!(
-            "{:<12} {:>8} {:>7} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+            "{:<12} {:<9} {:>8} {:>7} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
             o.level.as_str(),
+            o.filter,
             o.sent,
             o.failed,
             o.sent as f64 / secs,

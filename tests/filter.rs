@@ -690,6 +690,53 @@ async fn verdicts(backend: Backend, kind: Kind) -> World {
     assert_eq!(allowed["folder"], "inbox", "{allowed}");
     assert_eq!(allowed["verdict"]["sender_rule"], "allow", "{allowed}");
 
+    // The same judgements through IMAP, on sealed mail: MOVE into Junk
+    // blocks, COPY out of it allows; nothing sealed is opened for it.
+    let (address, account, token) = world.sealed.clone();
+    let sender = "other@sender.test";
+    let arrive = async |subject: &str| {
+        let reply = smtp(
+            caliop,
+            CLEAN,
+            sender,
+            &address,
+            &message(sender, &address, subject, CLEAN_BODY),
+        )
+        .await;
+        assert_eq!(reply.0, 250, "{reply:?}");
+        messages(caliop, &account, &token).await[0].clone()
+    };
+    let first = arrive("before the move").await;
+    assert_eq!(first["folder"], "inbox", "{first}");
+    let (mut imap, _) = mail::imap_probe::ImapProbe::connect(caliop.imap).await;
+    imap.login(&address, PASSWORD).await;
+    let (_, done) = imap.run("SELECT INBOX").await;
+    assert!(done.contains(" OK "), "{done}");
+    let (_, done) = imap.run(&format!("UID MOVE {} Junk", first["uid"])).await;
+    assert!(done.contains(" OK "), "{done}");
+    let rule = async || {
+        let (status, _, rules) = caliop
+            .get(&format!("/v1/accounts/{account}/sender-rules"), &token)
+            .await;
+        assert_eq!(status, 200, "{rules}");
+        rules["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["sender"] == sender)
+            .map(|r| r["rule"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(rule().await.as_deref(), Some("block"));
+    let second = arrive("after the IMAP move").await;
+    assert_eq!(second["folder"], "junk", "{second}");
+    assert_eq!(second["verdict"]["sender_rule"], "block", "{second}");
+    let (_, done) = imap.run("SELECT Junk").await;
+    assert!(done.contains(" OK "), "{done}");
+    let (_, done) = imap.run(&format!("UID COPY {} INBOX", second["uid"])).await;
+    assert!(done.contains(" OK "), "{done}");
+    assert_eq!(rule().await.as_deref(), Some("allow"));
+    imap.run("LOGOUT").await;
+
     // The operator sees the verdicts counted.
     let metrics = metrics(caliop).await;
     let junked = metric(

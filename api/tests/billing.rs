@@ -1452,7 +1452,7 @@ async fn traffic_counts_a_resellers_tree_by_day(backend: Backend) {
     );
     assert_eq!(
         days[0],
-        json!({"date": days[0]["date"], "received": 0, "sent": 0, "received_bytes": 0, "sent_bytes": 0})
+        json!({"date": days[0]["date"], "received": 0, "sent": 0, "received_bytes": 0, "sent_bytes": 0, "spam": 0})
     );
     let now = &days[1];
     assert_eq!(now["date"], today.format("%Y-%m-%d").to_string());
