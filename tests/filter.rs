@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Caliop, PASSWORD, field, gpg, gpg_home, raw};
+use common::{Caliop, PASSWORD, field, gpg, gpg_home, raw, token};
 use mail::probe::SmtpProbe;
 use serde_json::{Value, json};
 use tenants::{Backend, on_both_backends};
@@ -366,18 +366,6 @@ async fn world(backend: Backend, kind: Kind, extra: &[(&str, &str)]) -> World {
         standard,
         sealed,
     }
-}
-
-async fn token(caliop: &Caliop, address: &str) -> String {
-    let (status, _, token) = caliop
-        .post(
-            "/v1/auth/token",
-            None,
-            json!({"grant_type": "password", "username": address, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{token}");
-    field(&token, "access_token")
 }
 
 fn message(from: &str, to: &str, subject: &str, body: &str) -> String {

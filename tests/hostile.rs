@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Caliop, PASSWORD, field};
+use common::{Caliop, PASSWORD, field, token};
 use mail::imap_probe::ImapProbe;
 use mail::probe::{SmtpProbe, auth_plain};
 use serde_json::{Value, json};
@@ -75,18 +75,6 @@ async fn enterprise(caliop: &Caliop, operator: &str, domain: &str) -> (String, S
         .await;
     assert_eq!(status, 200, "{verified}");
     (tenant, token(caliop, &admin).await)
-}
-
-async fn token(caliop: &Caliop, address: &str) -> String {
-    let (status, _, token) = caliop
-        .post(
-            "/v1/auth/token",
-            None,
-            json!({"grant_type": "password", "username": address, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{address}: {token}");
-    field(&token, "access_token")
 }
 
 /// Makes `address` in `tenant`; returns its id.

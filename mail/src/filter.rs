@@ -199,8 +199,10 @@ impl Filter {
             Some(url) => self.rspamd(url, scan).await?,
             None => self.builtin(scan).await,
         };
+        // A message refused anyway needs no virus scan.
         if let Some(clamd) = &self.config.clamd
             && verdict.virus.is_none()
+            && verdict.action != SpamAction::Reject
             && let Some(virus) = self.clamd(clamd, scan.data).await?
         {
             verdict.virus = Some(virus);

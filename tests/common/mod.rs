@@ -303,14 +303,19 @@ pub async fn mailbox(caliop: &Caliop, level: &str) -> String {
 }
 
 pub async fn user_token(caliop: &Caliop) -> String {
+    token(caliop, "user@acme.test").await
+}
+
+/// A password grant's access token for `address` (whose password is [`PASSWORD`]).
+pub async fn token(caliop: &Caliop, address: &str) -> String {
     let (status, _, token) = caliop
         .post(
             "/v1/auth/token",
             None,
-            json!({"grant_type": "password", "username": "user@acme.test", "password": PASSWORD}),
+            json!({"grant_type": "password", "username": address, "password": PASSWORD}),
         )
         .await;
-    assert_eq!(status, 200, "{token}");
+    assert_eq!(status, 200, "{address}: {token}");
     field(&token, "access_token")
 }
 
