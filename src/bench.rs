@@ -856,6 +856,7 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                 keywords: Vec::new(),
                 received_at: None,
                 verdict: None,
+                mailbox: None,
             });
             n += 1;
         }
@@ -1128,6 +1129,7 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
                 keywords: Vec::new(),
                 received_at: None,
                 verdict: None,
+                mailbox: None,
             });
             n += 1;
         }

@@ -19,6 +19,7 @@ const SECTIONS: &[&str] = &[
     "smtp",
     "submission",
     "imap",
+    "managesieve",
     "delivery",
     "worker",
     "storage",
@@ -43,6 +44,8 @@ pub struct Config {
     pub smtp: SmtpSection,
     pub submission: SubmissionSection,
     pub imap: ImapSection,
+    /// ManageSieve (RFC 5804), where mail clients edit Sieve filters.
+    pub managesieve: ManageSieveSection,
     pub delivery: DeliverySection,
     pub worker: WorkerSection,
     /// Storage sites for dispersed mail, and how objects are cut.
@@ -116,6 +119,23 @@ pub struct ImapSection {
     pub max_connections_per_ip: usize,
     /// Minutes a signed-in client may stay silent, IDLE included.
     pub autologout_minutes: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManageSieveSection {
+    /// The ManageSieve listener (4190 in production): STARTTLS, and
+    /// sign-in only after it unless the client is on loopback. It runs
+    /// where IMAP does.
+    pub listen: SocketAddr,
+}
+
+impl Default for ManageSieveSection {
+    fn default() -> Self {
+        ManageSieveSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4190)),
+        }
+    }
 }
 
 impl Default for ImapSection {
@@ -423,6 +443,7 @@ impl Default for Config {
             smtp: SmtpSection::default(),
             submission: SubmissionSection::default(),
             imap: ImapSection::default(),
+            managesieve: ManageSieveSection::default(),
             delivery: DeliverySection::default(),
             worker: WorkerSection::default(),
             storage: StorageSection::default(),

@@ -569,6 +569,27 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             login_guard.clone(),
             Some(tls_config(&config)?),
         );
+        // ManageSieve beside IMAP (announced first: the test harness reads
+        // the banner up to the IMAP line).
+        let sieve_listener = tokio::net::TcpListener::bind(config.managesieve.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.managesieve.listen))?;
+        let sieve_address = sieve_listener.local_addr()?;
+        banner.push_str(&format!(
+            "  managesieve listening on {sieve_address} (STARTTLS, AUTHENTICATE PLAIN)\n"
+        ));
+        tracing::info!(address = %sieve_address, "ManageSieve listening");
+        let sieve_server = mail::managesieve::ManageSieveServer::new(
+            mail::managesieve::ManageSieveConfig {
+                hostname: config.mail.hostname.clone(),
+                ..mail::managesieve::ManageSieveConfig::default()
+            },
+            inbound.clone(),
+            login_guard.clone(),
+            inbound.scripts().clone(),
+            Some(tls_config(&config)?),
+        );
+        services.spawn(sieve_server.serve(sieve_listener, stopped()));
         let listener = tokio::net::TcpListener::bind(config.imap.listen)
             .await
             .with_context(|| format!("listening on {}", config.imap.listen))?;

@@ -88,6 +88,7 @@ async fn a_killed_worker_delivers_exactly_once(backend: Backend) {
         submission: "127.0.0.1:9".parse().unwrap(),
         smtp: "127.0.0.1:9".parse().unwrap(),
         imap: "127.0.0.1:9".parse().unwrap(),
+        managesieve: None,
         metrics: String::new(),
         env: env.clone(),
         log: log.clone(),

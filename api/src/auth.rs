@@ -258,8 +258,17 @@ async fn check_path(
                 };
                 ("mailbox", account.map(|a| a.tenant_id))
             }
-            // Names, not ids: checked by the handler.
-            "template" | "language" => continue,
+            "address_id" => (
+                "address",
+                state
+                    .store
+                    .address(parse("address")?)
+                    .await?
+                    .map(|a| a.tenant_id),
+            ),
+            // Names, not ids: checked by the handler (a Sieve script's name
+            // is only looked up within the account of the same path).
+            "template" | "language" | "name" => continue,
             // Only ever looked up within the account of the same path, whose
             // rule applies; the handler also requires its owner.
             "app_password_id" | "passkey_id" | "sender" => continue,

@@ -273,6 +273,8 @@ impl Modify for BearerAuth {
         (name = "tenants", description = "Operators, resellers and their tenants"),
         (name = "domains", description = "Hosted domains and their DNS records"),
         (name = "accounts", description = "Mail accounts and their OpenPGP keys"),
+        (name = "addresses", description = "Aliases and groups: addresses that are not an account's own"),
+        (name = "sieve", description = "Sieve filters (RFC 5228), run on arrival before sealing"),
         (name = "messages", description = "Received mail, stored at its confidentiality level"),
         (name = "api-keys", description = "Keys for scripts and resellers"),
         (name = "audit", description = "Who changed what"),

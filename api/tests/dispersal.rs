@@ -378,13 +378,13 @@ async fn deliver(
     to: &str,
     subject: &str,
 ) -> Result<MessageId, mail::reply::Reply> {
-    let recipient = inbound.check_recipient(to).await?;
+    let recipients = inbound.check_recipient(to).await?;
     let message = support::message("alice@sender.test", to, subject, MARKER);
     let ids = inbound
         .accept_local(
             &Envelope {
                 from: "alice@sender.test".into(),
-                recipients: vec![recipient],
+                recipients,
             },
             &message,
             None,

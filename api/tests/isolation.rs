@@ -38,6 +38,12 @@ const USER_OPERATIONS: &[&str] = &[
     "listSenderRules",
     "setSenderRule",
     "deleteSenderRule",
+    "getForwarding",
+    "setForwarding",
+    "listSieveScripts",
+    "getSieveScript",
+    "putSieveScript",
+    "deleteSieveScript",
 ];
 /// Operations the owner may call that cannot succeed here (a new sign-in
 /// would end the test's own token; a passkey needs a browser's
@@ -98,6 +104,7 @@ struct Fixture {
     request_id: String,
     export_id: String,
     app_password_id: String,
+    address_id: String,
 }
 
 /// One object of every kind in the enterprise, a message included.
@@ -133,7 +140,24 @@ async fn fixture(app: &TestApp, e: &Enterprise) -> Fixture {
             json!({"name": "phone"}),
         )
         .await;
+    let script = app
+        .send(
+            "PUT",
+            &format!("/v1/accounts/{account_id}/sieve/rules"),
+            Some(&user),
+            Some(json!({"content": "keep;"})),
+        )
+        .await;
+    script.ok(200);
+    let address = app
+        .post(
+            &format!("/v1/tenants/{}/addresses", e.tenant_id),
+            &e.admin_token,
+            json!({"address": format!("alias@{}", e.domain), "kind": "alias", "account_id": account_id}),
+        )
+        .await;
     Fixture {
+        address_id: address.ok(201)["id"].as_str().unwrap().to_owned(),
         app_password_id: app_password.ok(201)["app_password"]["id"]
             .as_str()
             .unwrap()
@@ -207,6 +231,8 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{request_id}", &ids.request_id),
         ("{export_id}", &ids.export_id),
         ("{app_password_id}", &ids.app_password_id),
+        ("{address_id}", &ids.address_id),
+        ("{name}", &"rules".to_owned()),
         // None exists: the owner is answered 404, anyone else refused first.
         (
             "{passkey_id}",
@@ -319,6 +345,7 @@ async fn users_are_refused_admin_routes(backend: Backend) {
             "sendMessage" => Some(json!({"to": ["someone@a.test"], "text": "hello"})),
             "createMailbox" => Some(json!({"name": "Made by the test"})),
             "createAppPassword" => Some(json!({"name": "laptop"})),
+            "putSieveScript" => Some(json!({"content": "keep;"})),
             // Set before the deletions run (they come last), which remove it.
             "setSenderRule" => Some(json!({"sender": "someone@sender.test", "rule": "block"})),
             "startOpaqueRegistration" => Some(json!({

@@ -21,6 +21,7 @@ use mail_auth::{
 use mail_parser::{MessageParser, MimeHeaders};
 use tenants::privacy::{Facts, PrivacyIndex};
 use tenants::store::NewObject;
+use tenants::store::{Poster, Resolution};
 use tenants::{
     Account, AccountStatus, EmailAddress, Level, MessageId, NewMessage, Store, TenantId,
     TenantStatus,
@@ -41,6 +42,36 @@ pub struct Recipient {
     pub room: i64,
     /// The tenant's whole quota: a message larger than this can never be taken.
     pub quota: i64,
+    /// The address that reached the account (its own, an alias, a group),
+    /// without a `+tag`: vacation replies come from it.
+    pub via: String,
+    /// The recipient address as the sender wrote it.
+    pub envelope_to: String,
+    /// The `+tag` of a plus-address.
+    pub tag: Option<String>,
+}
+
+/// Whether `mailbox` takes a message of `size` bytes now: its effective
+/// level and the room left, or the refusal.
+fn admit(mailbox: &tenants::RecipientAccount, size: i64) -> Result<(Level, i64), Reply> {
+    if mailbox.account.status == AccountStatus::Suspended {
+        return Err(Reply::new(550, "5.2.1", "mailbox disabled"));
+    }
+    if mailbox.tenant_status != TenantStatus::Active {
+        return Err(Reply::new(
+            550,
+            "5.2.1",
+            "mailbox disabled: the organisation is suspended",
+        ));
+    }
+    let room = mailbox.storage_quota_bytes - mailbox.storage_used_bytes;
+    if room <= 0 || size > room {
+        return Err(over_quota(size, mailbox.storage_quota_bytes));
+    }
+    Ok((
+        mailbox.account.effective_level(mailbox.tenant_min_level),
+        room,
+    ))
 }
 
 /// The refusal for a message of `size` bytes that does not fit in `room`:
@@ -90,6 +121,8 @@ pub struct Inbound {
     dispersed: Option<Arc<Dispersed>>,
     /// The spam and virus filter; `None` only where none is wanted (benchmarks).
     filter: Option<Arc<Filter>>,
+    /// Sieve, run on arrival before sealing.
+    scripts: Arc<crate::scripts::Engine>,
 }
 
 impl Inbound {
@@ -105,11 +138,28 @@ impl Inbound {
             store,
             master: Arc::new(master),
             authenticator,
-            hostname,
             data_keys: Mutex::default(),
             dispersed: None,
             filter: None,
+            scripts: Arc::new(crate::scripts::Engine::new(
+                &hostname,
+                crate::scripts::Limits::default(),
+            )),
+            hostname,
         }
+    }
+
+    /// The Sieve engine (ManageSieve and the API check scripts with it).
+    pub fn scripts(&self) -> &Arc<crate::scripts::Engine> {
+        &self.scripts
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub(crate) fn authenticator(&self) -> Option<&MessageAuthenticator> {
+        self.authenticator.as_ref()
     }
 
     /// Takes a verdict on every message before it is stored (see [`crate::filter`]).
@@ -214,10 +264,10 @@ impl Inbound {
         &self.master
     }
 
-    /// RCPT TO: is this an address we host, for a live account with room?
-    /// One query on the hot path; the domain is looked up only on a miss.
-    pub async fn check_recipient(&self, address: &str) -> Result<Recipient, Reply> {
-        self.check_recipient_sized(address, 0).await
+    /// RCPT TO from outside: who an address we host reaches (see
+    /// [`tenants::Store::resolve`]), each a live account with room.
+    pub async fn check_recipient(&self, address: &str) -> Result<Vec<Recipient>, Reply> {
+        self.check_recipient_from(address, 0, Poster::Outside).await
     }
 
     /// [`Inbound::check_recipient`] for a message announced at `size` bytes
@@ -226,53 +276,69 @@ impl Inbound {
         &self,
         address: &str,
         size: i64,
-    ) -> Result<Recipient, Reply> {
-        let address = EmailAddress::parse(address)
+    ) -> Result<Vec<Recipient>, Reply> {
+        self.check_recipient_from(address, size, Poster::Outside)
+            .await
+    }
+
+    /// The recipients `address` reaches for mail from `poster`: one account,
+    /// or a group's members (those that cannot take it are left out; the
+    /// address is refused only when none can). A group that does not let
+    /// this sender post answers `550 5.7.1` with why.
+    pub async fn check_recipient_from(
+        &self,
+        address: &str,
+        size: i64,
+        poster: Poster<'_>,
+    ) -> Result<Vec<Recipient>, Reply> {
+        let parsed = EmailAddress::parse(address)
             .map_err(|_| Reply::new(501, "5.1.3", "bad recipient address syntax"))?;
         let internal = |e: tenants::Error| {
             tracing::error!(error = %e, "recipient lookup failed");
             Reply::new(451, "4.3.0", "local error in processing, try again later")
         };
-        let mailbox = match self.store.recipient(&address).await.map_err(internal)? {
-            Some(m) if m.account.status != AccountStatus::Deleted => m,
-            _ => {
-                if self
-                    .store
-                    .hosted_domain(&address.domain())
-                    .await
-                    .map_err(internal)?
-                    .is_none()
-                {
-                    return Err(Reply::new(
-                        550,
-                        "5.1.2",
-                        "relay not permitted: this domain is not hosted here",
-                    ));
-                }
-                return Err(Reply::new(550, "5.1.1", "no such mailbox here"));
+        let reached = match self
+            .store
+            .resolve(&parsed, poster)
+            .await
+            .map_err(internal)?
+        {
+            Resolution::NotHosted => {
+                return Err(Reply::new(
+                    550,
+                    "5.1.2",
+                    "relay not permitted: this domain is not hosted here",
+                ));
             }
+            Resolution::Unknown => return Err(Reply::new(550, "5.1.1", "no such mailbox here")),
+            Resolution::Refused(why) => return Err(Reply::new(550, "5.7.1", why)),
+            Resolution::Reach(reached) => reached,
         };
-        if mailbox.account.status == AccountStatus::Suspended {
-            return Err(Reply::new(550, "5.2.1", "mailbox disabled"));
+        let single = reached.len() == 1;
+        let mut out = Vec::with_capacity(reached.len());
+        let mut refused = None;
+        for r in reached {
+            match admit(&r.recipient, size) {
+                Ok((level, room)) => out.push(Recipient {
+                    level,
+                    room,
+                    quota: r.recipient.storage_quota_bytes,
+                    account: r.recipient.account,
+                    via: r.via,
+                    envelope_to: parsed.to_string(),
+                    tag: r.tag,
+                }),
+                Err(reply) if single => return Err(reply),
+                Err(reply) => {
+                    tracing::info!(account = %r.recipient.account.id, "a group member cannot take this message");
+                    refused.get_or_insert(reply);
+                }
+            }
         }
-        if mailbox.tenant_status != TenantStatus::Active {
-            return Err(Reply::new(
-                550,
-                "5.2.1",
-                "mailbox disabled: the organisation is suspended",
-            ));
+        if out.is_empty() {
+            return Err(refused.unwrap_or_else(|| Reply::new(550, "5.1.1", "no such mailbox here")));
         }
-        let room = mailbox.storage_quota_bytes - mailbox.storage_used_bytes;
-        if room <= 0 || size > room {
-            return Err(over_quota(size, mailbox.storage_quota_bytes));
-        }
-        let level = mailbox.account.effective_level(mailbox.tenant_min_level);
-        Ok(Recipient {
-            account: mailbox.account,
-            level,
-            room,
-            quota: mailbox.storage_quota_bytes,
-        })
+        Ok(out)
     }
 
     async fn data_key(&self, tenant: TenantId) -> Result<Arc<DataKey>, Reply> {
@@ -453,6 +519,8 @@ impl Inbound {
             Err(_) => false,
         };
         let mut messages = Vec::with_capacity(envelope.recipients.len());
+        let mut automatic = Vec::new();
+        let mut rejected: Option<String> = None;
         for recipient in &envelope.recipients {
             let id = MessageId::new();
             let account = &recipient.account;
@@ -509,49 +577,85 @@ impl Inbound {
                 trace.extend(spam_headers(verdict));
             }
             let message_id = format!("<{id}@{}>", self.hostname);
-            let copy = crate::stored::Copy {
-                id,
-                level: recipient.level,
-                account,
-                trace: &trace,
-                from: Some(envelope.from.as_str()),
-                to: &[account.address.as_str()],
-                date: &date,
-                message_id: &message_id,
-                hostname: &self.hostname,
-            };
-            let stored = match self.stored_form(&copy, data, &parsed).await {
-                Ok(stored) => stored,
-                Err(reply) => {
-                    self.discard(&Self::written(&messages)).await;
-                    return Err(reply);
-                }
-            };
-            messages.push(NewMessage {
-                id,
-                tenant_id: account.tenant_id,
-                account_id: account.id,
-                level: recipient.level,
-                envelope_from: envelope.from.to_ascii_lowercase(),
-                envelope_to: account.address.to_string(),
-                subject: stored.subject,
-                sender: stored.sender,
-                privacy,
-                authentication: auth.json.clone(),
-                arrived_encrypted: encrypted,
-                content: stored.content,
-                dispersed: stored.dispersed,
-                rfc822_size: stored.rfc822_size,
-                flags: Vec::new(),
-                keywords: Vec::new(),
-                received_at: None,
-                verdict,
-            });
+            // Sieve and forwarding, on the plaintext that exists for this
+            // moment only (in memory), before the copy is sealed.
+            let decided = self
+                .decide(session, envelope, recipient, id, data, auth.generated)
+                .await?;
+            automatic.extend(decided.automatic);
+            if let Some(reason) = decided.reject {
+                rejected.get_or_insert(reason);
+                continue;
+            }
+            for (n, filing) in decided.filings.into_iter().enumerate() {
+                // The first copy keeps the id the trace names; others get their own.
+                let id = if n == 0 { id } else { MessageId::new() };
+                let copy = crate::stored::Copy {
+                    id,
+                    level: recipient.level,
+                    account,
+                    trace: &trace,
+                    from: Some(envelope.from.as_str()),
+                    to: &[account.address.as_str()],
+                    date: &date,
+                    message_id: &message_id,
+                    hostname: &self.hostname,
+                };
+                let stored = match self.stored_form(&copy, data, &parsed).await {
+                    Ok(stored) => stored,
+                    Err(reply) => {
+                        self.discard(&Self::written(&messages)).await;
+                        return Err(reply);
+                    }
+                };
+                let (flags, keywords) = filing_flags(&filing.flags);
+                messages.push(NewMessage {
+                    id,
+                    tenant_id: account.tenant_id,
+                    account_id: account.id,
+                    level: recipient.level,
+                    envelope_from: envelope.from.to_ascii_lowercase(),
+                    envelope_to: account.address.to_string(),
+                    subject: stored.subject,
+                    sender: stored.sender,
+                    privacy,
+                    authentication: auth.json.clone(),
+                    arrived_encrypted: encrypted,
+                    content: stored.content,
+                    dispersed: stored.dispersed,
+                    rfc822_size: stored.rfc822_size,
+                    flags,
+                    keywords,
+                    received_at: None,
+                    verdict: verdict.clone(),
+                    mailbox: filing.mailbox,
+                });
+            }
+        }
+        if messages.is_empty()
+            && let Some(reason) = rejected
+        {
+            // Every recipient's script refused it: the sender hears why.
+            return Err(Reply::new(
+                550,
+                "5.7.1",
+                format!("rejected by the recipient's filter: {}", one_line(&reason)),
+            ));
         }
         let sizes: i64 = messages.iter().map(NewMessage::size).sum();
-        match self.commit(messages).await {
+        let outcome = if messages.is_empty() {
+            // Discarded or forwarded away by every recipient's rules.
+            Ok(Vec::new())
+        } else {
+            self.commit(messages).await
+        };
+        match outcome {
             Ok(ids) => {
                 tracing::info!(recipients = ids.len(), bytes = sizes, "message stored");
+                // Only once the message is safely stored: what it causes to be sent.
+                for auto in automatic {
+                    self.send_automatic(auto).await;
+                }
                 Ok(ids)
             }
             // Another message took the room since RCPT: the sender may retry.
@@ -960,6 +1064,345 @@ fn pgp_mime_is_encrypted(message: &mail_parser::Message<'_>) -> bool {
         && message
             .part(data)
             .is_some_and(|part| vault::seal::is_encrypted_message(part.contents()))
+}
+
+/// What a recipient's rules made of a message.
+struct Decided {
+    filings: Vec<Filed>,
+    reject: Option<String>,
+    automatic: Vec<crate::automatic::Automatic>,
+}
+
+/// One copy to store: where, and with which flags.
+struct Filed {
+    mailbox: Option<tenants::MailboxId>,
+    flags: Vec<String>,
+}
+
+/// Sieve's flags as stored: system flags (`\Seen`) and keywords (`$label`).
+fn filing_flags(flags: &[String]) -> (Vec<tenants::Flag>, Vec<String>) {
+    let mut system = Vec::new();
+    let mut keywords = Vec::new();
+    for flag in flags.iter().flat_map(|f| f.split_whitespace()) {
+        match flag.strip_prefix('\\') {
+            Some(name) => {
+                if let Ok(f) = name.to_ascii_lowercase().parse::<tenants::Flag>() {
+                    system.push(f);
+                }
+            }
+            None => {
+                let valid = !flag.is_empty()
+                    && flag.len() <= 64
+                    && flag
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b));
+                if valid
+                    && !keywords
+                        .iter()
+                        .any(|k: &String| k.eq_ignore_ascii_case(flag))
+                {
+                    keywords.push(flag.to_owned());
+                }
+            }
+        }
+    }
+    (system, keywords)
+}
+
+/// A reason on one line, for an SMTP reply.
+fn one_line(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    line.trim().to_owned()
+}
+
+/// How many `Received` lines a message carries: past a bound it is looping
+/// and causes no more automatic mail.
+fn hops(data: &[u8]) -> usize {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(data.len());
+    data[..end]
+        .split(|&b| b == b'\n')
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+/// Whether a message is itself automatic or bulk (RFC 3834 §2): then no
+/// vacation reply goes to it, whatever the script says. (sieve-rs checks
+/// this too, but misses `Auto-Submitted` with the mail-parser it builds on.)
+fn automatic_or_bulk(data: &[u8]) -> bool {
+    header_lines(
+        data,
+        &[
+            "auto-submitted",
+            "precedence",
+            "list-id",
+            "list-unsubscribe",
+            "x-auto-response-suppress",
+        ],
+    )
+    .iter()
+    .any(|line| {
+        let (name, value) = line.split_once(':').unwrap_or_default();
+        let value = value.trim().to_ascii_lowercase();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto-submitted" => value != "no",
+            "precedence" => matches!(value.as_str(), "bulk" | "list" | "junk"),
+            "x-auto-response-suppress" => {
+                value.split(',').any(|v| matches!(v.trim(), "all" | "oof"))
+            }
+            _ => true,
+        }
+    })
+}
+
+/// Past this many `Received` lines a message sends nothing automatically.
+const MAX_HOPS: usize = 25;
+
+impl Inbound {
+    /// What `recipient`'s rules (the tenant's Sieve script, the account's,
+    /// its forwarding) make of a message, before any copy is sealed.
+    async fn decide(
+        &self,
+        session: &Session,
+        envelope: &Envelope,
+        recipient: &Recipient,
+        id: MessageId,
+        data: &[u8],
+        generated: bool,
+    ) -> Result<Decided, Reply> {
+        let account = &recipient.account;
+        let rules = self
+            .store
+            .delivery_rules(account.id.0, account.tenant_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "delivery rules lookup failed");
+                Reply::new(451, "4.3.0", "local error in processing, try again later")
+            })?;
+        let outcome = if rules.scripts.is_empty() {
+            crate::scripts::Outcome::keep()
+        } else {
+            let arrival = crate::scripts::Arrival {
+                account: account.id.0,
+                via: &recipient.via,
+                display_name: &account.display_name,
+                envelope_from: &envelope.from,
+                envelope_to: &recipient.envelope_to,
+            };
+            self.scripts
+                .run(&self.store, &rules.scripts, &arrival, data)
+                .await
+        };
+        if let Some(failed) = &outcome.failed {
+            tracing::info!(account = %account.id, failure = %failed, "a Sieve script did not run to its end");
+        }
+        if let Some(reason) = outcome.reject {
+            return Ok(Decided {
+                filings: Vec::new(),
+                reject: Some(reason),
+                automatic: Vec::new(),
+            });
+        }
+        let looping = hops(data) > MAX_HOPS;
+        let mut automatic = Vec::new();
+        // Forwarding and Sieve redirects: never for mail the server wrote.
+        let mut forwarded = false;
+        if !generated && !looping {
+            let mut destinations: Vec<String> = outcome.redirects.clone();
+            destinations.extend(rules.forward_to.clone());
+            destinations.dedup();
+            for to in destinations
+                .iter()
+                .filter(|to| !to.eq_ignore_ascii_case(&envelope.from))
+            {
+                if let Some(auto) = self
+                    .forwarded(
+                        id,
+                        account,
+                        recipient.level,
+                        to,
+                        &envelope.from,
+                        Some((session.client_ip, session.helo.as_str())),
+                        data,
+                    )
+                    .await
+                {
+                    if rules.forward_to.as_deref() == Some(to.as_str()) {
+                        forwarded = true;
+                    }
+                    automatic.push(auto);
+                }
+            }
+        }
+        // Vacation replies (RFC 5230; sieve-rs already skipped lists, bulk,
+        // auto-submitted mail and the null sender).
+        if !looping && !envelope.from.is_empty() && !automatic_or_bulk(data) {
+            for (to, reply) in outcome.replies {
+                automatic.push(
+                    self.vacation_reply(id, account, recipient.level, to, reply)
+                        .await,
+                );
+            }
+        }
+        let mut filings = Vec::with_capacity(outcome.filings.len());
+        for filing in outcome.filings {
+            // Forwarded away without a copy kept: the implicit keep goes.
+            if filing.folder.is_none() && forwarded && !rules.forward_keep {
+                continue;
+            }
+            let mailbox = match (&filing.folder, &recipient.tag) {
+                (Some(folder), _) => self.filing_mailbox(account, folder).await,
+                (None, Some(tag)) => self
+                    .store
+                    .mailbox_named(account.id, tag)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|m| m.id),
+                (None, None) => None,
+            };
+            filings.push(Filed {
+                mailbox,
+                flags: filing.flags,
+            });
+        }
+        Ok(Decided {
+            filings,
+            reject: None,
+            automatic,
+        })
+    }
+
+    /// The mailbox a `fileinto` names, made if it does not exist (as
+    /// Dovecot's `lda_mailbox_autocreate`); `None` (the Inbox) when it
+    /// cannot be.
+    async fn filing_mailbox(&self, account: &Account, folder: &str) -> Option<tenants::MailboxId> {
+        if folder.eq_ignore_ascii_case("inbox") {
+            return None;
+        }
+        match self.store.mailbox_named(account.id, folder).await {
+            Ok(Some(m)) => return Some(m.id),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "mailbox lookup for a fileinto failed");
+                return None;
+            }
+        }
+        match self.store.create_mailbox("sieve", account.id, folder).await {
+            Ok(m) => Some(m.id),
+            Err(tenants::Error::Conflict(_)) => self
+                .store
+                .mailbox_named(account.id, folder)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.id),
+            Err(e) => {
+                tracing::info!(account = %account.id, error = %e, "a fileinto's mailbox could not be made; filed in the Inbox");
+                None
+            }
+        }
+    }
+
+    /// A vacation reply as it may leave: at `sealed` and above it names
+    /// nothing of the message it answers (its subject is replaced), and it is
+    /// encrypted when the correspondent is a hosted account.
+    async fn vacation_reply(
+        &self,
+        stems_from: MessageId,
+        account: &Account,
+        level: Level,
+        to: String,
+        reply: Vec<u8>,
+    ) -> crate::automatic::Automatic {
+        let mut message = reply;
+        if level >= Level::Sealed {
+            message = replace_subject(&message, "Automatic reply");
+            let key = match EmailAddress::parse(&to) {
+                Ok(address) => match self.store.hosted_account(&address).await {
+                    Ok(Some(a)) if a.status == AccountStatus::Active => Some(a.public_key),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            if let Some(key) = key
+                && let Ok(armored) = vault::seal::encrypt_to_all(&[key.as_str()], &message)
+            {
+                let kept = [
+                    "from",
+                    "to",
+                    "date",
+                    "message-id",
+                    "in-reply-to",
+                    "references",
+                    "auto-submitted",
+                ];
+                let mut headers = header_lines(&message, &kept);
+                headers.push("Subject: ...".to_owned());
+                message = vault::seal::pgp_mime(&headers, &armored);
+            }
+        }
+        crate::automatic::Automatic {
+            stems_from,
+            account: account.clone(),
+            // RFC 5230 §5.1: replies go out with the null sender.
+            envelope_from: String::new(),
+            recipients: vec![to],
+            message,
+        }
+    }
+}
+
+/// The header lines (unfolded) of the given names, as `Name: value`.
+fn header_lines(message: &[u8], names: &[&str]) -> Vec<String> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    let head = String::from_utf8_lossy(&message[..end])
+        .replace("\r\n ", " ")
+        .replace("\r\n\t", " ");
+    head.split("\r\n")
+        .filter(|line| {
+            line.split_once(':')
+                .is_some_and(|(n, _)| names.iter().any(|k| n.trim().eq_ignore_ascii_case(k)))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The message with its Subject replaced.
+fn replace_subject(message: &[u8], subject: &str) -> Vec<u8> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap_or(message.len());
+    let (head, body) = message.split_at(end);
+    let mut out = Vec::with_capacity(message.len());
+    let mut dropping = false;
+    let mut replaced = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if !continuation {
+            dropping = line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:");
+            if dropping && !replaced {
+                out.extend_from_slice(format!("Subject: {subject}\r\n").as_bytes());
+                replaced = true;
+            }
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(body);
+    out
 }
 
 #[cfg(test)]

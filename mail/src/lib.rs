@@ -2,6 +2,7 @@
 //! message before answering `250`, MIME parsing, SPF/DKIM/DMARC, TLS, and
 //! the DNS client every mail check goes through.
 
+pub mod automatic;
 mod connections;
 pub mod dispersed;
 pub mod dns;
@@ -12,9 +13,11 @@ pub mod https;
 pub mod imap;
 pub mod inbound;
 mod lines;
+pub mod managesieve;
 pub mod mta_sts;
 pub mod outbound;
 pub mod reply;
+pub mod scripts;
 pub mod smtp;
 pub mod stored;
 pub mod templates;

@@ -438,7 +438,13 @@ impl Outbound {
         let parsed = MessageParser::default()
             .parse(&draft.message)
             .ok_or_else(|| Refusal::Invalid("the message is not RFC 5322".into()))?;
-        author(&parsed, account)?;
+        let addresses = self
+            .store
+            .sending_addresses(account)
+            .await
+            .map_err(|e| internal("sender addresses lookup failed", e))?;
+        // Sent as an alias: the envelope and DKIM are the alias's domain's.
+        let from = author(&parsed, account, &addresses)?.to_ascii_lowercase();
         let recipients = self.recipients(&draft.recipients)?;
         self.screen(&tenant, account, &draft.message, &recipients)
             .await?;
@@ -554,6 +560,7 @@ impl Outbound {
             keywords: Vec::new(),
             received_at: None,
             verdict: None,
+            mailbox: None,
         };
 
         let mut outbound = Vec::with_capacity(versions.len());
@@ -596,7 +603,7 @@ impl Outbound {
         let submission = Submission {
             tenant_id: account.tenant_id,
             account_id: account.id,
-            envelope_from: account.address.to_string(),
+            envelope_from: from.clone(),
             header_message_id: header_message_id.clone(),
             sent_copy,
             outbound,
@@ -755,7 +762,13 @@ impl Outbound {
             self.record(outbound_id, &gave_up).await?;
             outcomes.extend(gave_up);
         } else {
-            let signed = self.sign(&row.envelope_from, &plain).await;
+            // A null sender (vacation replies) is signed for its From domain.
+            let signer = if row.envelope_from.is_empty() {
+                header_recipients_from(&plain).unwrap_or_default()
+            } else {
+                row.envelope_from.clone()
+            };
+            let signed = self.sign(&signer, &plain).await;
             let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for d in pending {
                 let domain = d
@@ -767,8 +780,13 @@ impl Outbound {
             }
             for (domain, recipients) in by_domain {
                 let done = if self.is_hosted(&domain).await? {
-                    self.deliver_locally(&row.envelope_from, &recipients, &signed)
-                        .await
+                    self.deliver_locally(
+                        &row.envelope_from,
+                        &recipients,
+                        &signed,
+                        Some(row.account_id),
+                    )
+                    .await
                 } else {
                     self.deliver_remotely(&domain, &row.envelope_from, &recipients, &signed)
                         .await
@@ -910,21 +928,37 @@ impl Outbound {
         Ok(signature.map_err(|e| e.to_string())?.to_header())
     }
 
+    /// Delivers to hosted recipients; `sender` is the account that
+    /// submitted it (a group's posting policy asks), `None` for system mail.
     async fn deliver_locally(
         &self,
         envelope_from: &str,
         recipients: &[String],
         message: &[u8],
+        sender: Option<Uuid>,
     ) -> Vec<Outcome> {
         let host = Some(self.config.hostname.clone());
+        let poster_account = match sender {
+            Some(id) => self
+                .store
+                .account(tenants::AccountId(id))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let poster = match &poster_account {
+            Some(a) => tenants::store::Poster::Account(a),
+            None => tenants::store::Poster::Outside,
+        };
         let mut outcomes = Vec::with_capacity(recipients.len());
         // One copy per recipient, each at its own level, like mail from outside.
         for r in recipients {
-            let accepted = match self.inbound.check_recipient(r).await {
-                Ok(recipient) => {
+            let accepted = match self.inbound.check_recipient_from(r, 0, poster).await {
+                Ok(recipients) => {
                     let envelope = Envelope {
                         from: envelope_from.to_owned(),
-                        recipients: vec![recipient],
+                        recipients,
                     };
                     self.inbound
                         .accept_local(&envelope, message, Some(envelope_from))
@@ -1118,9 +1152,16 @@ impl Outbound {
                 .await
                 .map_err(|e| format!("STARTTLS with {host} failed: {e}"))?;
         }
-        let from = envelope_from
-            .parse::<lettre::Address>()
-            .map_err(|e| format!("bad sender address: {e}"))?;
+        // The null sender (`MAIL FROM:<>`) for automatic replies.
+        let from = if envelope_from.is_empty() {
+            None
+        } else {
+            Some(
+                envelope_from
+                    .parse::<lettre::Address>()
+                    .map_err(|e| format!("bad sender address: {e}"))?,
+            )
+        };
         let options = if message.is_ascii() {
             vec![]
         } else {
@@ -1128,7 +1169,7 @@ impl Outbound {
                 lettre::transport::smtp::extension::MailBodyParameter::EightBitMime,
             )]
         };
-        if let Err(e) = conn.command(Mail::new(Some(from), options)).await {
+        if let Err(e) = conn.command(Mail::new(from, options)).await {
             conn.abort().await;
             return reply_error(&e).map(|(status, reply)| {
                 Outcome::all(recipients, status, Some(host.to_owned()), reply)
@@ -1200,7 +1241,7 @@ impl Outbound {
             .unwrap_or_default();
         let recipients = vec![recipient.to_owned()];
         let outcomes = if self.is_hosted(&domain).await? {
-            self.deliver_locally(envelope_from, &recipients, &signed)
+            self.deliver_locally(envelope_from, &recipients, &signed, None)
                 .await
         } else {
             self.deliver_remotely(&domain, envelope_from, &recipients, &signed)
@@ -1243,14 +1284,13 @@ impl Outbound {
             self.config.hostname,
             body.replace('\n', "\r\n"),
         );
-        let recipient = self
-            .inbound
-            .check_recipient(to)
-            .await
-            .map_err(|r| r.text.clone())?;
         let envelope = Envelope {
             from: String::new(),
-            recipients: vec![recipient],
+            recipients: self
+                .inbound
+                .check_recipient(to)
+                .await
+                .map_err(|r| r.text.clone())?,
         };
         self.inbound
             .accept_local(&envelope, message.as_bytes(), None)
@@ -1267,7 +1307,15 @@ impl Outbound {
         failures: &[&Outcome],
         expired: bool,
     ) -> Result<(), String> {
-        if failures.is_empty() || row.envelope_from.is_empty() {
+        // A forwarded copy's sender is an SRS address: its failures stay in
+        // the delivery log (they are not relayed back to the original sender).
+        if failures.is_empty()
+            || row.envelope_from.is_empty()
+            || row
+                .envelope_from
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("srs0="))
+        {
             return Ok(());
         }
         let headers_end = original
@@ -1344,14 +1392,13 @@ impl Outbound {
             recipients: &recipients,
             expired,
         });
-        let sender = self
-            .inbound
-            .check_recipient(&row.envelope_from)
-            .await
-            .map_err(|r| r.text.clone())?;
         let envelope = Envelope {
             from: String::new(),
-            recipients: vec![sender],
+            recipients: self
+                .inbound
+                .check_recipient(&row.envelope_from)
+                .await
+                .map_err(|r| r.text.clone())?,
         };
         self.inbound
             .accept_local(&envelope, &report, None)
@@ -1582,6 +1629,16 @@ pub fn header_recipients(message: &[u8]) -> Vec<String> {
     out
 }
 
+/// The first address of a message's From header.
+fn header_recipients_from(message: &[u8]) -> Option<String> {
+    let parsed = MessageParser::default().parse(message)?;
+    parsed
+        .from()?
+        .first()
+        .and_then(|a| a.address())
+        .map(str::to_owned)
+}
+
 /// Every address a header holds, groups included.
 fn addresses_of(address: &Address<'_>) -> Vec<Option<String>> {
     match address {
@@ -1601,7 +1658,11 @@ fn addresses_of(address: &Address<'_>) -> Vec<Option<String>> {
 /// most one `Sender:` holding one address the account owns. Anything else
 /// is how a second author rides along (a second header, or a list of
 /// addresses of which only one was checked).
-fn author(parsed: &mail_parser::Message<'_>, account: &Account) -> Result<String, Refusal> {
+fn author(
+    parsed: &mail_parser::Message<'_>,
+    account: &Account,
+    addresses: &[String],
+) -> Result<String, Refusal> {
     let count = |name: &str| {
         parsed
             .headers()
@@ -1633,7 +1694,7 @@ fn author(parsed: &mail_parser::Message<'_>, account: &Account) -> Result<String
             )));
         }
     };
-    if !tenants::may_send_as(account, &from) {
+    if !tenants::may_send_as(addresses, &from) {
         return Err(Refusal::NotYourAddress(format!(
             "`{from}` is not an address of this account; send as {}",
             account.address
@@ -1644,7 +1705,7 @@ fn author(parsed: &mail_parser::Message<'_>, account: &Account) -> Result<String
         1 => {
             let sender = parsed.sender().map(addresses_of).unwrap_or_default();
             match sender.as_slice() {
-                [Some(address)] if tenants::may_send_as(account, address) => {}
+                [Some(address)] if tenants::may_send_as(addresses, address) => {}
                 _ => {
                     return Err(Refusal::NotYourAddress(format!(
                         "the Sender header must hold exactly one address of this account ({})",

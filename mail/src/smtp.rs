@@ -574,13 +574,16 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                         .check_recipient_sized(&to.address, tx.declared_size as i64)
                         .await
                     {
-                        Ok(recipient) => {
-                            if !tx
-                                .recipients
-                                .iter()
-                                .any(|r| r.account.id == recipient.account.id)
-                            {
-                                tx.recipients.push(recipient);
+                        Ok(recipients) => {
+                            // A group reaches each member once, however written.
+                            for recipient in recipients {
+                                if !tx
+                                    .recipients
+                                    .iter()
+                                    .any(|r| r.account.id == recipient.account.id)
+                                {
+                                    tx.recipients.push(recipient);
+                                }
                             }
                             Reply::new(250, "2.1.5", "recipient ok")
                         }

@@ -167,6 +167,8 @@ pub struct Tenant {
     /// Whether its accounts' submissions are scanned for spam before they
     /// are queued (always, for the public tenant).
     pub scan_outbound: bool,
+    /// Whether its accounts may forward their mail outside the service.
+    pub external_forwarding: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -190,6 +192,7 @@ struct TenantRow {
     dispersal_n: Option<i32>,
     publish_transparency: bool,
     scan_outbound: bool,
+    external_forwarding: bool,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -226,6 +229,7 @@ impl TryFrom<TenantRow> for Tenant {
             storage_used_bytes: r.storage_used_bytes,
             publish_transparency: r.publish_transparency,
             scan_outbound: r.scan_outbound,
+            external_forwarding: r.external_forwarding,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -254,6 +258,7 @@ pub struct TenantUpdate {
     pub policy: Option<Policy>,
     pub publish_transparency: Option<bool>,
     pub scan_outbound: Option<bool>,
+    pub external_forwarding: Option<bool>,
 }
 
 /// Which tenants a listing returns.
@@ -646,7 +651,7 @@ const UNLIMITED: i64 = (1 << 53) - 1;
 
 const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
      min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes, dispersal_k, dispersal_n, \
-     publish_transparency, scan_outbound";
+     publish_transparency, scan_outbound, external_forwarding";
 const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
        SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
@@ -702,6 +707,20 @@ fn jurisdictions_text(policy: &Policy) -> String {
 
 /// The package check for a new object under `chain` (the tenant first, then
 /// its ancestors): every tenant on the way up must still have room.
+const RECIPIENT_SQL: &str = "WITH RECURSIVE chain(id, parent_id) AS ( \
+               SELECT t.id, t.parent_id FROM tenants t JOIN accounts a ON a.tenant_id = t.id WHERE a.address = $1 \
+               UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id), \
+             packages(room, quota) AS ( \
+               SELECT MIN(t.storage_quota_bytes - t.storage_used_bytes), MIN(t.storage_quota_bytes) \
+               FROM tenants t WHERE t.id IN (SELECT id FROM chain)) \
+             SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
+               a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
+               a.storage_used_bytes, a.storage_quota_bytes, a.credentials_epoch, \
+               t.status AS tenant_status, t.min_level AS tenant_min_level, \
+               p.quota - p.room AS tenant_storage_used_bytes, p.quota AS tenant_storage_quota_bytes \
+             FROM accounts a JOIN tenants t ON t.id = a.tenant_id CROSS JOIN packages p \
+             JOIN domains d ON d.id = a.domain_id AND d.verified_at IS NOT NULL WHERE a.address = $1";
+
 fn check_room(what: &str, chain: &[(Tenant, i64)], limit: impl Fn(&Limits) -> i64) -> Result<()> {
     for (tenant, used) in chain {
         if tenant.kind == TenantKind::Operator {
@@ -926,7 +945,7 @@ impl Store {
                UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
              SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
                t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes, \
-               t.dispersal_k, t.dispersal_n, t.publish_transparency, t.scan_outbound \
+               t.dispersal_k, t.dispersal_n, t.publish_transparency, t.scan_outbound, t.external_forwarding \
              FROM tenants t \
              WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
                AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
@@ -1054,9 +1073,13 @@ impl Store {
             .publish_transparency
             .unwrap_or(current.publish_transparency);
         let scan_outbound = update.scan_outbound.unwrap_or(current.scan_outbound);
+        let external_forwarding = update
+            .external_forwarding
+            .unwrap_or(current.external_forwarding);
         let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
              storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9, \
-             dispersal_k = $10, dispersal_n = $11, publish_transparency = $12, scan_outbound = $13 WHERE id = $1";
+             dispersal_k = $10, dispersal_n = $11, publish_transparency = $12, scan_outbound = $13, \
+             external_forwarding = $14 WHERE id = $1";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(sql)
@@ -1073,6 +1096,7 @@ impl Store {
                 .bind(policy.redundancy.map(|r| i32::from(r.n)))
                 .bind(publish_transparency)
                 .bind(scan_outbound)
+                .bind(external_forwarding)
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -1085,6 +1109,7 @@ impl Store {
                     "name": update.name, "status": update.status, "limits": update.limits, "policy": update.policy,
                     "publish_transparency": update.publish_transparency,
                     "scan_outbound": update.scan_outbound,
+                    "external_forwarding": update.external_forwarding,
                 }),
             });
             tx.commit().await?;
@@ -1261,21 +1286,18 @@ impl Store {
     /// query: the hot path of every RCPT TO. Only an account of a hosted
     /// (verified) domain is a recipient: see `hosting`.
     pub async fn recipient(&self, address: &EmailAddress) -> Result<Option<RecipientAccount>> {
-        let sql = "WITH RECURSIVE chain(id, parent_id) AS ( \
-               SELECT t.id, t.parent_id FROM tenants t JOIN accounts a ON a.tenant_id = t.id WHERE a.address = $1 \
-               UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id), \
-             packages(room, quota) AS ( \
-               SELECT MIN(t.storage_quota_bytes - t.storage_used_bytes), MIN(t.storage_quota_bytes) \
-               FROM tenants t WHERE t.id IN (SELECT id FROM chain)) \
-             SELECT a.id, a.tenant_id, a.domain_id, a.address, a.display_name, a.role, a.status, a.level, \
-               a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
-               a.storage_used_bytes, a.storage_quota_bytes, a.credentials_epoch, \
-               t.status AS tenant_status, t.min_level AS tenant_min_level, \
-               p.quota - p.room AS tenant_storage_used_bytes, p.quota AS tenant_storage_quota_bytes \
-             FROM accounts a JOIN tenants t ON t.id = a.tenant_id CROSS JOIN packages p \
-             JOIN domains d ON d.id = a.domain_id AND d.verified_at IS NOT NULL WHERE a.address = $1";
+        let sql = RECIPIENT_SQL;
         let row: Option<RecipientAccountRow> = on_pool!(&self.pool, p =>
             sqlx::query_as(sql).bind(address.as_str()).fetch_optional(p).await)?;
+        row.map(RecipientAccount::try_from).transpose()
+    }
+
+    /// [`Store::recipient`] by account id (an alias's or a group member's).
+    pub async fn recipient_by_id(&self, id: AccountId) -> Result<Option<RecipientAccount>> {
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| RECIPIENT_SQL.replace("a.address = $1", "a.id = $1"));
+        let row: Option<RecipientAccountRow> = on_pool!(&self.pool, p =>
+            sqlx::query_as(sql.as_str()).bind(id.0).fetch_optional(p).await)?;
         row.map(RecipientAccount::try_from).transpose()
     }
 
@@ -1312,6 +1334,16 @@ impl Store {
                 used.push((tenant.clone(), n));
             }
             check_room("account", &used, |l| l.max_accounts)?;
+            // An address is one thing: not an account's if it is an alias or
+            // group, and no account lives in a domain alias.
+            let (taken,): (i64,) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM addresses WHERE address = $1) \
+                 + (SELECT COUNT(*) FROM domains WHERE id = $2 AND alias_of IS NOT NULL)")
+                .bind(new.address.to_string().to_ascii_lowercase()).bind(new.domain_id.0).fetch_one(&mut *tx).await?;
+            if taken > 0 {
+                return Err(Error::Conflict(format!(
+                    "the address `{}` is taken (an alias, a group, or a domain alias's)", new.address)));
+            }
             sqlx::query(insert)
                 .bind(id.0)
                 .bind(new.tenant_id.0)
@@ -1536,7 +1568,17 @@ pub use device_keys::{
 };
 mod passkeys;
 pub use passkeys::{MAX_PASSKEYS, NewPasskey, Passkey, PasskeyCredential};
+mod addresses;
 mod dkim;
+pub use addresses::{
+    Address, AddressKind, DomainRouting, Forwarding, MAX_GROUP_MEMBERS, NewAddress, Poster,
+    Posting, Reached, Resolution, may_post, split_tag,
+};
+mod sieve;
+pub use sieve::{
+    DeliveryRules, MAX_SIEVE_SCRIPT_BYTES, MAX_SIEVE_SCRIPTS, SieveOwner, SieveScript,
+    check_script_name,
+};
 mod filtering;
 pub use filtering::{AbuseEntry, MAX_SENDER_RULES, SenderRuleEntry, Strike, sender_key};
 mod jobs;

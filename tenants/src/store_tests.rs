@@ -130,6 +130,7 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
                 .to_utc(),
         ),
         verdict: None,
+        mailbox: None,
     };
     let batch = vec![
         message(10, vec![], &[]),

@@ -20,6 +20,8 @@ pub struct Caliop {
     pub smtp: std::net::SocketAddr,
     pub submission: std::net::SocketAddr,
     pub imap: std::net::SocketAddr,
+    /// The ManageSieve listener (announced before IMAP's).
+    pub managesieve: Option<std::net::SocketAddr>,
     /// `http://HOST:PORT` of the `/metrics` listener.
     pub metrics: String,
     pub env: Vec<(String, String)>,
@@ -67,6 +69,10 @@ pub async fn environment(
             "127.0.0.1:0".to_owned(),
         ),
         ("CALIOP_IMAP_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "CALIOP_MANAGESIEVE_LISTEN".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ),
         ("CALIOP_DNS_RESOLVER".to_owned(), dns.to_string()),
         ("CALIOP_DNS_TIMEOUT_MS".to_owned(), "500".to_owned()),
         // The test sinks and MX hosts are on loopback.
@@ -123,6 +129,7 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
     });
     let (mut base, mut smtp, mut submission, mut imap, mut metrics) =
         (None, None, None, None, None);
+    let mut managesieve = None;
     while base.is_none()
         || smtp.is_none()
         || submission.is_none()
@@ -142,6 +149,9 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         if let Some(rest) = line.strip_prefix("submission listening on ") {
             submission = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
+        if let Some(rest) = line.strip_prefix("managesieve listening on ") {
+            managesieve = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
         if let Some(rest) = line.strip_prefix("imap listening on ") {
             imap = rest.split_whitespace().next().and_then(|a| a.parse().ok());
         }
@@ -158,6 +168,7 @@ pub async fn serve(env: Vec<(String, String)>, log: std::path::PathBuf) -> Calio
         smtp: smtp.unwrap(),
         submission: submission.unwrap(),
         imap: imap.unwrap(),
+        managesieve,
         metrics: metrics.unwrap(),
         env,
         log,

@@ -41,6 +41,9 @@ Contract with the caller:
       dkim        [object]     one per DKIM-Signature header, top to bottom:
                   {"domain": d=, "selector": s=, "algorithm": a=,
                    "verified": bool, "error": str | null}
+      arc         object|null  the ARC chain's validation by dkimpy when the
+                  message has an ARC set: {"cv": "pass"|"fail"|"none",
+                  "reason": str}
 
   Messages answered with anything but 250 are not recorded.
 
@@ -110,6 +113,22 @@ SERVER_HOSTNAME = "sink.test"
 DNS_LIFETIME_SECONDS = 5.0
 
 log = logging.getLogger("sink")
+
+
+def check_arc(message: bytes, fields: list[tuple[bytes, bytes]],
+              dns_server: Optional[tuple[str, int]]) -> Optional[dict]:
+    """The ARC chain's validation (RFC 8617) by dkimpy, or None without an ARC set:
+    {"cv": "pass" | "fail" | "none", "reason": str}."""
+    if not any(n.lower() == b"arc-seal" for n, _ in fields):
+        return None
+    if dns_server is None:
+        return {"cv": "none", "reason": "no DNS server given"}
+    try:
+        cv, _results, reason = dkim.arc_verify(message, dnsfunc=make_txt_lookup(dns_server))
+        cv = cv.decode() if isinstance(cv, bytes) else str(cv)
+        return {"cv": cv, "reason": str(reason)}
+    except Exception as e:
+        return {"cv": "fail", "reason": f"{type(e).__name__}: {e}"}
 
 
 # --------------------------------------------------------------------------
@@ -444,6 +463,8 @@ class Handler:
         # other sessions are served meanwhile.
         dkim_results = await asyncio.get_running_loop().run_in_executor(
             None, check_dkim, content, fields, self.config.dns_server)
+        arc_result = await asyncio.get_running_loop().run_in_executor(
+            None, check_arc, content, fields, self.config.dns_server)
         doc = {
             "mail_from": envelope.mail_from or "",
             "rcpt_tos": list(envelope.rcpt_tos),
@@ -451,6 +472,7 @@ class Handler:
             "data": content.decode("utf-8", errors="replace"),
             "tls": session.ssl is not None,
             "dkim": dkim_results,
+            "arc": arc_result,
         }
         # No await from here on: numbering and writing cannot interleave
         # with another session's.

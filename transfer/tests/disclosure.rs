@@ -85,6 +85,7 @@ async fn deliver(
             keywords: vec![],
             received_at: Some(at(when)),
             verdict: None,
+            mailbox: None,
         }])
         .await
         .unwrap();

@@ -147,6 +147,7 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
                 keywords: vec![],
                 received_at: None,
                 verdict: None,
+                mailbox: None,
             });
         }
         source.append_messages(&inbox, &messages).await.unwrap();

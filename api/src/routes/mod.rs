@@ -14,6 +14,7 @@ pub use passkeys::PendingPasskeys;
 mod billing;
 pub(crate) mod branding;
 pub use branding::caliop_brand;
+mod business;
 mod domains;
 mod exports;
 mod filtering;
@@ -55,6 +56,28 @@ pub fn routes() -> OpenApiRouter<AppState> {
             filtering::set_sender_rule
         ))
         .routes(routes!(filtering::delete_sender_rule))
+        .routes(routes!(business::list_addresses, business::create_address))
+        .routes(routes!(
+            business::get_address,
+            business::update_address,
+            business::delete_address
+        ))
+        .routes(routes!(
+            business::get_domain_routing,
+            business::set_domain_routing
+        ))
+        .routes(routes!(business::get_forwarding, business::set_forwarding))
+        .routes(routes!(business::list_sieve_scripts))
+        .routes(routes!(
+            business::get_sieve_script,
+            business::put_sieve_script,
+            business::delete_sieve_script
+        ))
+        .routes(routes!(
+            business::get_tenant_sieve,
+            business::put_tenant_sieve,
+            business::delete_tenant_sieve
+        ))
         .routes(routes!(filtering::list_abuse))
         .routes(routes!(filtering::clear_abuse))
         .routes(routes!(reset::start_device_reset))

@@ -47,6 +47,9 @@ pub struct UpdateTenant {
     /// queued, as the public tenant's always are (refusals count towards
     /// `filter.outbound_strikes`).
     pub scan_outbound: Option<bool>,
+    /// Let the tenant's accounts forward their mail outside the service
+    /// (`PUT /v1/accounts/{id}/forwarding`); off by default.
+    pub external_forwarding: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -262,6 +265,7 @@ pub async fn update_tenant(
         policy: body.policy,
         publish_transparency: body.publish_transparency,
         scan_outbound: body.scan_outbound,
+        external_forwarding: body.external_forwarding,
     };
     Ok(Json(
         state

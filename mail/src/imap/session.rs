@@ -1450,6 +1450,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 keywords: entry.keywords.clone(),
                 received_at: Some(entry.received_at),
                 verdict: None,
+                mailbox: None,
             });
             old.push(entry.uid);
         }
@@ -1588,6 +1589,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             keywords,
             received_at: date,
             verdict: None,
+            mailbox: None,
         };
         match self
             .store

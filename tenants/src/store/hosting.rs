@@ -11,10 +11,13 @@ use super::{Account, Audit, DOMAIN_COLUMNS, Domain, DomainRow, INSERT_AUDIT, Poo
 use crate::model::{DomainId, DomainName, EmailAddress};
 use crate::{Error, Result};
 
-/// Whether `account` may send as `address` (in `From:` or `Sender:`): its
-/// own address (aliases will join it here).
-pub fn may_send_as(account: &Account, address: &str) -> bool {
-    address.eq_ignore_ascii_case(account.address.as_str())
+/// Whether an account may send as `address` (in `From:` or `Sender:`):
+/// one of `its_addresses`, its own and its aliases' (see
+/// [`Store::sending_addresses`]).
+pub fn may_send_as(its_addresses: &[String], address: &str) -> bool {
+    its_addresses
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(address))
 }
 
 impl Store {

@@ -22,7 +22,10 @@ use crate::{Error, Result};
 /// a mailbox by id.
 pub(super) enum Target {
     Role(Folder),
+    /// Where a client put it (APPEND, COPY): not counted as mail received.
     Mailbox(MailboxId),
+    /// Where delivery filed it (Sieve, a `+tag`): received mail.
+    Filed(MailboxId),
 }
 
 pub(super) const TAKE_BY_ROLE: &str = "UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = highest_modseq + 1 \
@@ -74,7 +77,7 @@ macro_rules! take_uids {
                     }
                 }
             }
-            super::mailboxes::Target::Mailbox(id) => {
+            super::mailboxes::Target::Mailbox(id) | super::mailboxes::Target::Filed(id) => {
                 sqlx::query_as(super::mailboxes::TAKE_BY_ID)
                     .bind(id.0)
                     .bind(n)

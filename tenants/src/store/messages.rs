@@ -51,6 +51,9 @@ pub struct NewMessage {
     /// for what was not scanned (APPEND, COPY, Sent copies). A delivery
     /// whose verdict says Junk is filed there.
     pub verdict: Option<crate::model::Verdict>,
+    /// The mailbox a Sieve `fileinto` (or a `+tag`) chose; `None`: the
+    /// Inbox, or Junk as the verdict says.
+    pub mailbox: Option<MailboxId>,
 }
 
 impl NewMessage {
@@ -358,7 +361,7 @@ macro_rules! store_message {
             // client files itself (APPEND, COPY) is neither.
             let (received, sent) = match target {
                 super::mailboxes::Target::Role(Folder::Sent) => (0i64, 1i64),
-                super::mailboxes::Target::Role(_) => (1, 0),
+                super::mailboxes::Target::Role(_) | super::mailboxes::Target::Filed(_) => (1, 0),
                 super::mailboxes::Target::Mailbox(_) => (0, 0),
             };
             sqlx::query(super::billing::COUNT_USAGE)
@@ -470,7 +473,11 @@ impl Store {
                 let mut over_quota = false;
                 let mut stored = Vec::with_capacity(messages.len());
                 for m in messages {
-                    let Some((mailbox, _)) = store_message!(savepoint, m, super::mailboxes::Target::Role(m.folder()), now) else {
+                    let target = match m.mailbox {
+                        Some(id) => super::mailboxes::Target::Filed(id),
+                        None => super::mailboxes::Target::Role(m.folder()),
+                    };
+                    let Some((mailbox, _)) = store_message!(savepoint, m, target, now) else {
                         over_quota = true;
                         break;
                     };

@@ -190,6 +190,43 @@ impl Store {
         Ok(message_id)
     }
 
+    /// Queues mail the server sends on an account's behalf on arrival of
+    /// another (a forward, a Sieve redirect, a vacation reply): spooled and
+    /// delivered like a submission, counted in the account's sending rates,
+    /// without a Sent copy. `message_id` is the delivered message it stems from.
+    pub async fn queue_automatic(
+        &self,
+        message_id: MessageId,
+        tenant: TenantId,
+        account: AccountId,
+        envelope_from: &str,
+        header_message_id: &str,
+        outbound_id: Uuid,
+        content: &[u8],
+        recipients: &[String],
+        job: &super::NewJob<'_>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = Utc::now();
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(INSERT_OUTBOUND)
+                .bind(outbound_id).bind(message_id.0).bind(tenant.0).bind(account.0)
+                .bind(envelope_from).bind(header_message_id).bind(content)
+                .bind(recipients.len() as i64).bind(now).bind(expires_at)
+                .execute(&mut *tx).await?;
+            for recipient in recipients {
+                sqlx::query(INSERT_DELIVERY).bind(outbound_id).bind(recipient).bind(now).execute(&mut *tx).await?;
+            }
+            sqlx::query(INSERT_JOB)
+                .bind(Uuid::now_v7()).bind(job.kind).bind(&job.payload).bind(&job.dedup_key)
+                .bind(job.max_attempts).bind(job.run_at).bind(now)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// A spooled version, with its bytes while it has recipients left.
     pub async fn outbound(&self, id: Uuid) -> Result<Option<OutboundRow>> {
         let sql = "SELECT id, message_id, tenant_id, account_id, envelope_from, header_message_id, content, created_at, \

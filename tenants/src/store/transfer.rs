@@ -162,7 +162,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "id = $1",
             "id:u name kind parent_id:u status max_accounts:i max_domains:i storage_quota_bytes:i min_level \
              allowed_jurisdictions created_at:t updated_at:t storage_used_bytes:i dispersal_k:i dispersal_n:i self_signup_domain \
-             publish_transparency:b opaque_setup scan_outbound:b"
+             publish_transparency:b opaque_setup scan_outbound:b external_forwarding:b"
         ),
         table!(
             "tenant_keys",
@@ -174,7 +174,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "domains",
             key["id"],
             "tenant_id = $1",
-            "id:u tenant_id:u name verification_token verified_at:t verification_method created_at:t"
+            "id:u tenant_id:u name verification_token verified_at:t verification_method created_at:t alias_of:u catch_all"
         ),
         table!(
             "dkim_keys",
@@ -188,7 +188,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
              secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address \
-             credentials_epoch:i opaque_record ksf_params previous_secret_key",
+             credentials_epoch:i opaque_record ksf_params previous_secret_key forward_to forward_keep:b forward_refused_notice",
             left [
                 ("totp_secret", "sealed under the exporting instance's master key: the user enrols again"),
                 ("totp_enabled_at", "goes with the TOTP secret"),
@@ -232,6 +232,18 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "mailbox_id IN (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.tenant_id = $1)",
             "mailbox_id:u uid:i modseq:i"),
         // The accounts' own rules about senders (their Junk judgements).
+        table!(
+            "addresses",
+            key["id"],
+            "tenant_id = $1",
+            "id:u tenant_id:u domain_id:u address kind account_id:u posting name created_at:t"
+        ),
+        table!("group_members", key ["address_id", "account_id"], "address_id IN (SELECT id FROM addresses WHERE tenant_id = $1)",
+            "address_id:u account_id:u"),
+        table!("sieve_scripts", key ["owner", "name"], "tenant_id = $1",
+            "owner:u tenant_id:u scope name content active:b updated_at:t"),
+        table!("sieve_memory", key ["account_id", "key"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "account_id:u key expires_at:t"),
         table!("sender_rules", key ["account_id", "sender"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
             "account_id:u sender rule created_at:t"),
         table!("correspondents", key ["account_id", "address"], "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
@@ -1035,6 +1047,7 @@ mod tests {
                     keywords: vec![],
                     received_at: None,
                     verdict: None,
+                    mailbox: None,
                 }])
                 .await
                 .unwrap();
