@@ -9,7 +9,7 @@
 //!   ARC set added (so DKIM and DMARC results survive the hop), both by the
 //!   forwarding account's domain;
 //! - at `sealed` and above, a copy leaves only encrypted to the destination's
-//!   key (a hosted account's); without one nothing leaves, the message
+//!   key (a hosted account's, or its domain's WKD); without one nothing leaves, the message
 //!   stays in the Inbox and the account is told, once per destination;
 //! - a vacation reply carries no text of the message it answers above
 //!   `standard` (the original subject stays out of it).
@@ -24,7 +24,7 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
 use secrecy::ExposeSecret;
-use tenants::{Account, DkimAlgorithm, DkimKeyState, EmailAddress, Level, MessageId};
+use tenants::{Account, DkimAlgorithm, DkimKeyState, Level, MessageId};
 use uuid::Uuid;
 
 use crate::inbound::Inbound;
@@ -95,7 +95,7 @@ impl Inbound {
         let content = match self
             .encrypt_at_rest(
                 auto.account.tenant_id,
-                format!("caliop-outbound:{id}").as_bytes(),
+                crate::outbound::spool_context(id).as_bytes(),
                 &auto.message,
             )
             .await
@@ -153,13 +153,8 @@ impl Inbound {
     ) -> Option<Automatic> {
         let domain = account.address.domain().to_string();
         if level >= Level::Sealed {
-            let key = match EmailAddress::parse(to) {
-                Ok(address) => match self.store().hosted_account(&address).await {
-                    Ok(Some(a)) if a.status == tenants::AccountStatus::Active => Some(a.public_key),
-                    _ => None,
-                },
-                Err(_) => None,
-            };
+            // The destination's key: a hosted account's, or its domain's WKD.
+            let key = crate::wkd::recipient_key(self.store(), self.https(), to).await;
             let Some(key) = key else {
                 self.tell_not_forwarded(account, level, to).await;
                 return None;

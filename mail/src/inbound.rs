@@ -123,6 +123,9 @@ pub struct Inbound {
     filter: Option<Arc<Filter>>,
     /// Sieve, run on arrival before sealing.
     scripts: Arc<crate::scripts::Engine>,
+    /// For Web Key Directory lookups (a forwarding destination's key);
+    /// the outbound side hands its client over.
+    https: std::sync::OnceLock<crate::https::Https>,
 }
 
 impl Inbound {
@@ -146,7 +149,17 @@ impl Inbound {
                 crate::scripts::Limits::default(),
             )),
             hostname,
+            https: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets arrival look up keys in Web Key Directories with this client.
+    pub fn use_https(&self, https: crate::https::Https) {
+        let _ = self.https.set(https);
+    }
+
+    pub(crate) fn https(&self) -> Option<&crate::https::Https> {
+        self.https.get()
     }
 
     /// The Sieve engine (ManageSieve and the API check scripts with it).
@@ -1217,10 +1230,46 @@ impl Inbound {
             let mut destinations: Vec<String> = outcome.redirects.clone();
             destinations.extend(rules.forward_to.clone());
             destinations.dedup();
-            for to in destinations
-                .iter()
-                .filter(|to| !to.eq_ignore_ascii_case(&envelope.from))
+            destinations.retain(|to| !to.eq_ignore_ascii_case(&envelope.from));
+            // Outside the service only where the tenant allows it now (a
+            // Sieve `redirect` is forwarding too).
+            // Past the hour's bound nothing automatic leaves, and the
+            // message stays (it is never dropped for a forward not made).
+            if !destinations.is_empty()
+                && !self.store.automatic_room(account.id).await.unwrap_or(false)
             {
+                tracing::warn!(account = %account.id, "automatic messages over the hour's bound: not forwarded");
+                destinations.clear();
+            }
+            let external_allowed = if destinations.is_empty() {
+                false
+            } else {
+                self.store
+                    .tenant(account.tenant_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|t| t.external_forwarding)
+            };
+            let mut allowed = Vec::with_capacity(destinations.len());
+            for to in destinations {
+                let hosted = match EmailAddress::parse(&to) {
+                    Ok(a) => self
+                        .store
+                        .hosted_domain(&a.domain())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some(),
+                    Err(_) => continue,
+                };
+                if hosted || external_allowed {
+                    allowed.push(to);
+                } else {
+                    tracing::info!(account = %account.id, "a forward outside the service was not made: the organisation does not allow it");
+                }
+            }
+            for to in &allowed {
                 if let Some(auto) = self
                     .forwarded(
                         id,

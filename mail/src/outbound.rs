@@ -275,6 +275,10 @@ impl Outbound {
             .as_ref()
             .zip(https.clone())
             .map(|(dns, https)| Policies::new(dns.clone(), https));
+        // Delivery looks up the keys of forwarding destinations the same way.
+        if let Some(https) = &https {
+            inbound.use_https(https.clone());
+        }
         Outbound {
             store,
             inbound,
@@ -663,51 +667,7 @@ impl Outbound {
     /// The recipient's OpenPGP key: ours when we host them, else what their
     /// domain's Web Key Directory serves (advanced layout first, then direct).
     async fn recipient_key(&self, recipient: &str) -> Option<String> {
-        let address = EmailAddress::parse(recipient).ok()?;
-        match self.store.hosted_account(&address).await {
-            Ok(Some(account)) if account.status == AccountStatus::Active => {
-                return Some(account.public_key);
-            }
-            Ok(Some(_)) => return None,
-            _ => {}
-        }
-        let https = self.https.as_ref()?;
-        let (local, domain) = (address.local(), address.domain());
-        let hash = crate::wkd::hash(local);
-        let local_query: String = local
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        let places = [
-            (
-                format!("openpgpkey.{domain}"),
-                format!("/.well-known/openpgpkey/{domain}/hu/{hash}?l={local_query}"),
-            ),
-            (
-                domain.to_string(),
-                format!("/.well-known/openpgpkey/hu/{hash}?l={local_query}"),
-            ),
-        ];
-        for (host, path) in places {
-            match https.get(&host, &path, 256 * 1024).await {
-                Ok(Some(binary)) => {
-                    match vault::openpgp::AccountKey::armored_for_address(&binary, address.as_str())
-                    {
-                        Ok(armored) => return Some(armored),
-                        Err(e) => tracing::info!(error = %e, %host, "a WKD key was refused"),
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, %host, "no WKD answer"),
-            }
-        }
-        None
+        crate::wkd::recipient_key(&self.store, self.https.as_ref(), recipient).await
     }
 
     /// One delivery attempt for every recipient of `outbound_id` still
@@ -764,7 +724,7 @@ impl Outbound {
         } else {
             // A null sender (vacation replies) is signed for its From domain.
             let signer = if row.envelope_from.is_empty() {
-                header_recipients_from(&plain).unwrap_or_default()
+                header_from_address(&plain).unwrap_or_default()
             } else {
                 row.envelope_from.clone()
             };
@@ -1452,7 +1412,7 @@ pub fn generate_dkim_keys(
     Ok(keys)
 }
 
-fn spool_context(id: Uuid) -> String {
+pub(crate) fn spool_context(id: Uuid) -> String {
     format!("caliop-outbound:{id}")
 }
 
@@ -1630,7 +1590,7 @@ pub fn header_recipients(message: &[u8]) -> Vec<String> {
 }
 
 /// The first address of a message's From header.
-fn header_recipients_from(message: &[u8]) -> Option<String> {
+fn header_from_address(message: &[u8]) -> Option<String> {
     let parsed = MessageParser::default().parse(message)?;
     parsed
         .from()?

@@ -231,6 +231,14 @@ impl Engine {
                 // the tenant's already refused or discarded it; both may send.
                 let ended = outcome.reject.is_some() || outcome.filings.is_empty();
                 if !ended {
+                    // The tenant's flags on its keep (a "mark as read") go
+                    // with wherever the account's script files the message.
+                    let tenant_flags: Vec<String> = outcome
+                        .filings
+                        .iter()
+                        .filter(|f| f.folder.is_none())
+                        .flat_map(|f| f.flags.clone())
+                        .collect();
                     let tenant_filed: Vec<Filing> = outcome
                         .filings
                         .iter()
@@ -238,7 +246,14 @@ impl Engine {
                         .cloned()
                         .collect();
                     outcome.filings = tenant_filed;
-                    outcome.filings.extend(this.filings);
+                    for mut filing in this.filings {
+                        for flag in &tenant_flags {
+                            if !filing.flags.contains(flag) {
+                                filing.flags.push(flag.clone());
+                            }
+                        }
+                        outcome.filings.push(filing);
+                    }
                     outcome.reject = this.reject;
                     outcome.failed = outcome.failed.or(this.failed);
                 }

@@ -3,6 +3,9 @@
 //! lower-cased, hashed with SHA-1 and written in z-base-32.
 
 use sha1::{Digest, Sha1};
+use tenants::{AccountStatus, EmailAddress, Store};
+
+use crate::https::Https;
 
 const ZBASE32: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
 
@@ -27,6 +30,60 @@ fn zbase32(bytes: &[u8]) -> String {
 /// The `hu` name of a local part.
 pub fn hash(local_part: &str) -> String {
     zbase32(&Sha1::digest(local_part.to_lowercase().as_bytes()))
+}
+
+/// A recipient's OpenPGP key: ours when we host them (an active account),
+/// else what their domain's Web Key Directory serves (advanced layout
+/// first, then direct), when an HTTPS client is at hand.
+pub async fn recipient_key(
+    store: &Store,
+    https: Option<&Https>,
+    recipient: &str,
+) -> Option<String> {
+    let address = EmailAddress::parse(recipient).ok()?;
+    match store.hosted_account(&address).await {
+        Ok(Some(account)) if account.status == AccountStatus::Active => {
+            return Some(account.public_key);
+        }
+        Ok(Some(_)) => return None,
+        _ => {}
+    }
+    let https = https?;
+    let (local, domain) = (address.local(), address.domain());
+    let hash = hash(local);
+    let local_query: String = local
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let places = [
+        (
+            format!("openpgpkey.{domain}"),
+            format!("/.well-known/openpgpkey/{domain}/hu/{hash}?l={local_query}"),
+        ),
+        (
+            domain.to_string(),
+            format!("/.well-known/openpgpkey/hu/{hash}?l={local_query}"),
+        ),
+    ];
+    for (host, path) in places {
+        match https.get(&host, &path, 256 * 1024).await {
+            Ok(Some(binary)) => {
+                match vault::openpgp::AccountKey::armored_for_address(&binary, address.as_str()) {
+                    Ok(armored) => return Some(armored),
+                    Err(e) => tracing::info!(error = %e, %host, "a WKD key was refused"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, %host, "no WKD answer"),
+        }
+    }
+    None
 }
 
 #[cfg(test)]

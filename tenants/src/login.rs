@@ -428,6 +428,55 @@ pub fn claim_refusal(hosted: bool, account: &Account, door: Door) -> Option<Stri
     ))
 }
 
+/// Whether a change of who may act can concern a mail session of `account`
+/// signed in with `app_password` (a tenant's status reaches its subtree; a
+/// lost notice is taken as concerning). IMAP and ManageSieve ask this.
+pub fn session_concerned(
+    account: &Account,
+    app_password: Option<uuid::Uuid>,
+    change: std::result::Result<
+        crate::store::AccessChange,
+        tokio::sync::broadcast::error::RecvError,
+    >,
+) -> bool {
+    use crate::store::AccessChange;
+    use tokio::sync::broadcast::error::RecvError;
+    match change {
+        Ok(AccessChange::Account(id)) => id == account.id,
+        Ok(AccessChange::AppPassword(_, id)) => Some(id) == app_password,
+        Ok(AccessChange::Tenant(_)) | Err(RecvError::Lagged(_)) => true,
+        Err(RecvError::Closed) => false,
+    }
+}
+
+impl Store {
+    /// Whether a signed-in mail session may go on: the same standing as
+    /// every API request (a new role, status or password, an unverified
+    /// domain or an inactive organisation ends it), and the app password it
+    /// signed in with still exists. A failed look lets it go on.
+    pub async fn mail_session_may_go_on(
+        &self,
+        account: &Account,
+        app_password: Option<uuid::Uuid>,
+    ) -> bool {
+        if let Some(id) = app_password
+            && matches!(self.app_password_exists(id).await, Ok(false))
+        {
+            return false;
+        }
+        match self.standing(account.id).await {
+            Ok(Some(now)) => now
+                .refusal(now.role(), account.credentials_epoch, Door::Mail)
+                .is_none(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "mail session re-check failed");
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1242,7 +1242,19 @@ impl Store {
                     "the domain `{}` still has {n} account(s); delete or move them first", domain.name
                 )));
             }
+            let held = "SELECT (SELECT COUNT(*) FROM addresses WHERE domain_id = $1) \
+                        + (SELECT COUNT(*) FROM domains WHERE alias_of = $1)";
+            let (n,): (i64,) = sqlx::query_as(held).bind(domain.id.0).fetch_one(&mut *tx).await?;
+            if n > 0 {
+                return Err(Error::Conflict(format!(
+                    "the domain `{}` still has {n} alias(es), group(s) or domain alias(es) pointing to it; remove them first",
+                    domain.name
+                )));
+            }
             sqlx::query("DELETE FROM dkim_keys WHERE domain_id = $1").bind(domain.id.0).execute(&mut *tx).await?;
+            // A catch-all elsewhere naming an address of this domain points nowhere now.
+            sqlx::query("UPDATE domains SET catch_all = NULL WHERE catch_all LIKE $1")
+                .bind(format!("%@{}", domain.name)).execute(&mut *tx).await?;
             sqlx::query(delete).bind(domain.id.0).execute(&mut *tx).await?;
             write_audit!(tx, Audit {
                 actor,

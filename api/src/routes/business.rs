@@ -96,9 +96,9 @@ pub async fn list_addresses(
     responses(
         (status = 201, description = "The alias or group", body = Address),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "Not an administrator, or the package is full", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "The address is taken", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The address is taken, or the package allows no more aliases and groups", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "Not a verified domain of the tenant, or accounts not its own", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -418,8 +418,9 @@ pub async fn get_sieve_script(
     responses(
         (status = 200, description = "The script as kept", body = SieveScript),
         (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "Not the owner, or too many scripts", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Too many scripts", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "The script does not compile (line and column in `detail`), or a bad name", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]

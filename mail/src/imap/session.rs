@@ -269,8 +269,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         () = stopped(&mut stopping) => break Woken::Stopping,
                         change = self.access.recv(), if self.account.is_some() => {
                             let account = self.account.as_ref().expect("signed in");
-                            if concerns(account, self.app_password, change)
-                                && !may_go_on(self.store, account, self.app_password).await
+                            if tenants::login::session_concerned(account, self.app_password, change)
+                                && !self.store.mail_session_may_go_on(account, self.app_password).await
                             {
                                 break Woken::Revoked;
                             }
@@ -689,7 +689,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if self.checked_at.elapsed() < self.config.recheck {
             return true;
         }
-        let allowed = may_go_on(self.store, account, self.app_password).await;
+        let allowed = self
+            .store
+            .mail_session_may_go_on(account, self.app_password)
+            .await;
         if allowed {
             self.checked_at = std::time::Instant::now();
         } else {
@@ -1697,8 +1700,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
                 change = self.access.recv() => {
                     let account = self.account();
-                    if concerns(account, self.app_password, change)
-                        && !may_go_on(self.store, account, self.app_password).await
+                    if tenants::login::session_concerned(account, self.app_password, change)
+                        && !self.store.mail_session_may_go_on(account, self.app_password).await
                     {
                         self.revoked();
                         self.conn.flush().await?;
@@ -1733,48 +1736,6 @@ enum Woken {
     Frame(Result<Frame, Gone>),
     Stopping,
     Revoked,
-}
-
-/// Whether a change of who may act can concern `account` (a tenant's
-/// status reaches its subtree; a lost notice is taken as concerning).
-fn concerns(
-    account: &Account,
-    app_password: Option<uuid::Uuid>,
-    change: Result<tenants::AccessChange, tokio::sync::broadcast::error::RecvError>,
-) -> bool {
-    use tokio::sync::broadcast::error::RecvError;
-    match change {
-        Ok(tenants::AccessChange::Account(id)) => id == account.id,
-        Ok(tenants::AccessChange::AppPassword(_, id)) => Some(id) == app_password,
-        Ok(tenants::AccessChange::Tenant(_)) | Err(RecvError::Lagged(_)) => true,
-        Err(RecvError::Closed) => false,
-    }
-}
-
-/// The same standing as every API request: a new role, status or password
-/// (the credentials epoch), an unverified domain or an inactive
-/// organisation ends the session, and so does revoking the app password it
-/// signed in with. A failed look lets it go on.
-async fn may_go_on(store: &Store, account: &Account, app_password: Option<uuid::Uuid>) -> bool {
-    if let Some(id) = app_password
-        && matches!(store.app_password_exists(id).await, Ok(false))
-    {
-        return false;
-    }
-    match store.standing(account.id).await {
-        Ok(Some(now)) => now
-            .refusal(
-                now.role(),
-                account.credentials_epoch,
-                tenants::login::Door::Mail,
-            )
-            .is_none(),
-        Ok(None) => false,
-        Err(e) => {
-            tracing::warn!(error = %e, "account re-check failed");
-            true
-        }
-    }
 }
 
 async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {

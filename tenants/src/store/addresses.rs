@@ -145,8 +145,8 @@ pub enum Poster<'a> {
 #[derive(Clone, Debug)]
 pub struct Reached {
     pub recipient: RecipientAccount,
-    /// The address as it was reached (the alias, the group, the account's
-    /// own), without a `+tag`: vacation replies come from it.
+    /// The address as it was reached (an alias, or the account's own; a
+    /// group member's own), without a `+tag`: vacation replies come from it.
     pub via: String,
     /// The `+tag` of a plus-address (`user+tag@`), for Sieve's `subaddress`
     /// and for filing into the folder of that name.
@@ -325,9 +325,11 @@ impl Store {
                     if let Some(recipient) = self.recipient_by_id(*member).await?
                         && recipient.account.status == AccountStatus::Active
                     {
+                        // A member answers (vacation) from its own address,
+                        // not the group's.
                         reached.push(Reached {
+                            via: recipient.account.address.to_string(),
                             recipient,
-                            via: via.clone(),
                             tag: tag.clone(),
                         });
                     }

@@ -118,6 +118,10 @@ const COUNTS_TENANT: &str = "SELECT \
        (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE tenant_id = $1 AND created_at > $2), \
        (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE tenant_id = $1 AND created_at > $3)";
 
+/// Messages in an hour past which an account's automatic messages (forwards,
+/// redirects, vacation replies) are no longer queued.
+pub const MAX_AUTOMATIC_PER_HOUR: i64 = 500;
+
 fn over(used: i64, adding: i64, limit: i64, what: &str, per: &str) -> Result<()> {
     if used + adding > limit {
         return Err(Error::RateLimited(format!(
@@ -190,6 +194,15 @@ impl Store {
         Ok(message_id)
     }
 
+    /// Whether the account may still send automatic messages this hour
+    /// (see [`MAX_AUTOMATIC_PER_HOUR`]).
+    pub async fn automatic_room(&self, account: AccountId) -> Result<bool> {
+        let now = Utc::now();
+        let (sent, _): (i64, i64) = on_pool!(&self.pool, p => sqlx::query_as(COUNTS_ACCOUNT)
+            .bind(account.0).bind(now - chrono::Duration::hours(1)).bind(now).fetch_one(p).await)?;
+        Ok(sent < MAX_AUTOMATIC_PER_HOUR)
+    }
+
     /// Queues mail the server sends on an account's behalf on arrival of
     /// another (a forward, a Sieve redirect, a vacation reply): spooled and
     /// delivered like a submission, counted in the account's sending rates,
@@ -208,6 +221,15 @@ impl Store {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         let now = Utc::now();
+        // Mail arriving cannot make an account send without bound: past this
+        // many messages in the hour, automatic ones are dropped (and logged).
+        let (sent, _): (i64, i64) = on_pool!(&self.pool, p => sqlx::query_as(COUNTS_ACCOUNT)
+            .bind(account.0).bind(now - chrono::Duration::hours(1)).bind(now).fetch_one(p).await)?;
+        if sent >= MAX_AUTOMATIC_PER_HOUR {
+            return Err(Error::RateLimited(format!(
+                "the account sent {sent} messages in the last hour; automatic messages wait"
+            )));
+        }
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             sqlx::query(INSERT_OUTBOUND)

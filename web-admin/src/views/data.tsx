@@ -2,7 +2,8 @@
 // behind a download link shown once and kept only in this page's memory),
 // follow its exports, and read what courts and authorities asked about it,
 // with the switch that publishes that report on the tenant's own hostnames;
-// and the switch that has its accounts' outgoing mail scanned for spam.
+// and the switches for its accounts' outgoing mail: scanned for spam, and
+// whether it may be forwarded outside the service.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type Schemas, type Session, api, call } from "../api";
 import { Refused, currentPasswordProof } from "../device";
@@ -64,7 +65,7 @@ export function DataAndTransparency({ session, tenantId, tenant, reload }: { ses
         {exports.error ? <ErrorBox problem={exports.error} retry={exports.reload} /> : <ExportTable rows={items} loading={exports.loading} session={session} />}
       </section>
       <Transparency tenantId={tenantId} tenant={tenant} reload={reload} />
-      {tenant && <ScanOutbound tenant={tenant} reload={reload} />}
+      {tenant && <OutgoingMail tenant={tenant} reload={reload} />}
     </>
   );
 }
@@ -284,14 +285,19 @@ function Transparency({ tenantId, tenant, reload }: { tenantId: string; tenant: 
 }
 
 /** Tenant settings that are one switch each, changed with `PATCH /v1/tenants/{tenant_id}`. */
-type SwitchField = "publish_transparency" | "scan_outbound";
+type SwitchField = "publish_transparency" | "scan_outbound" | "external_forwarding";
 
 function PublishSwitch({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: () => void }) {
   return <TenantSwitch tenant={tenant} reload={reload} field="publish_transparency" id="publish" class="publish" label="transparency.publish" hint="transparency.publish_hint" on="transparency.published" off="transparency.unpublished" />;
 }
 
-/** Whether the tenant's accounts' submissions are scanned for spam: always for the public tenant. */
-function ScanOutbound({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: () => void }) {
+/**
+ * Whether the tenant's accounts' submissions are scanned for spam (always for
+ * the public tenant), and whether its accounts may forward their mail
+ * outside the service (at `sealed` and above, only encrypted to the
+ * destination's key).
+ */
+function OutgoingMail({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: () => void }) {
   const always = tenant.kind === "public";
   return (
     <section class="card" aria-labelledby="scan-title">
@@ -307,6 +313,17 @@ function ScanOutbound({ tenant, reload }: { tenant: Schemas["Tenant"]; reload: (
         on="scan.on"
         off="scan.off"
         locked={always}
+      />
+      <TenantSwitch
+        tenant={tenant}
+        reload={reload}
+        field="external_forwarding"
+        id="forwarding"
+        class="setting"
+        label="forwarding.external"
+        hint="forwarding.external_hint"
+        on="forwarding.on"
+        off="forwarding.off"
       />
     </section>
   );

@@ -1,11 +1,12 @@
 // Domains and the DNS records to publish for each, with a copy button per
 // value and the live status of every record: verified, missing, or wrong
-// (with what DNS returned).
-import { useState } from "preact/hooks";
+// (with what DNS returned); and how each routes what is not an account:
+// delivered as another domain (a domain alias), or to a catch-all.
+import { useEffect, useState } from "preact/hooks";
 import { type Schemas, api, call } from "../api";
 import { type Key, formatDate, t } from "../i18n";
-import { Badge, CopyButton, ErrorBox, Field, FormError, Submit, useForm, useLoad } from "../ui";
-import { domainName } from "../validate";
+import { Badge, CopyButton, ErrorBox, Field, FormError, Loading, Select, Submit, useForm, useLoad } from "../ui";
+import { domainName, emailAddress } from "../validate";
 
 type Domain = Schemas["DomainView"];
 
@@ -34,12 +35,12 @@ export function Domains({ tenantId }: { tenantId: string }) {
       {domains.error && <ErrorBox problem={domains.error} retry={domains.reload} />}
       {!items && !domains.error && <div class="card bone-block" aria-busy="true" />}
       {items && items.length === 0 && <p class="empty card">{t("domains.empty")}</p>}
-      {items?.map((d, i) => <DomainCard key={d.id} domain={d} open={i === 0} onChange={domains.reload} />)}
+      {items?.map((d, i) => <DomainCard key={d.id} domain={d} others={items.filter((o) => o.id !== d.id)} open={i === 0} onChange={domains.reload} />)}
     </>
   );
 }
 
-function DomainCard({ domain, open, onChange }: { domain: Domain; open: boolean; onChange: () => void }) {
+function DomainCard({ domain, others, open, onChange }: { domain: Domain; others: Domain[]; open: boolean; onChange: () => void }) {
   const [expanded, setExpanded] = useState(open);
   const [verifying, setVerifying] = useState(false);
   const [message, setMessage] = useState<string | null>(null);
@@ -85,7 +86,73 @@ function DomainCard({ domain, open, onChange }: { domain: Domain; open: boolean;
         {records.error && <ErrorBox problem={records.error} retry={records.reload} />}
         {expanded && <Records data={records.data} loading={records.loading} />}
       </div>
+      <Routing domain={domain} others={others} />
     </article>
+  );
+}
+
+/** Where mail for the domain goes when it is not an account's: another domain, a catch-all, or nowhere (refused). */
+function Routing({ domain, others }: { domain: Domain; others: Domain[] }) {
+  const routing = useLoad(() => call(api.GET("/v1/domains/{domain_id}/routing", { params: { path: { domain_id: domain.id } } })), [domain.id]);
+  // Field ids are the page's: one pair per domain.
+  const aliasOf = `alias_of_${domain.id}`;
+  const catchAll = `catch_all_${domain.id}`;
+  const form = useForm<string>({ [aliasOf]: "", [catchAll]: "" }, { [catchAll]: (v) => (v.trim() === "" ? null : emailAddress(v.trim())) });
+  const field = (key: string) => ({ ...form.field(key), value: form.values[key] ?? "" });
+  const [saved, setSaved] = useState(false);
+  const show = (r: Schemas["DomainRouting"]) => form.setValues({ [aliasOf]: r.alias_of ?? "", [catchAll]: r.catch_all ?? "" });
+  useEffect(() => {
+    if (routing.data) show(routing.data);
+  }, [routing.data]);
+
+  const save = form.submit(
+    async (v) => {
+      setSaved(false);
+      const kept = await call(
+        api.PUT("/v1/domains/{domain_id}/routing", {
+          params: { path: { domain_id: domain.id } },
+          body: { alias_of: v[aliasOf] || null, catch_all: v[catchAll]!.trim().toLowerCase() || null },
+        }),
+      );
+      show(kept);
+      setSaved(true);
+    },
+    { [aliasOf]: ["alias_of", "alias"], [catchAll]: ["catch_all", "catch-all"] },
+  );
+
+  const titleId = `routing-${domain.id}`;
+  return (
+    <div class="routing">
+      <h3 id={titleId}>{t("routing.title")}</h3>
+      {routing.error ? (
+        <ErrorBox problem={routing.error} retry={routing.reload} />
+      ) : !routing.data ? (
+        <Loading />
+      ) : (
+        <form class="inline-form" noValidate onSubmit={save} aria-labelledby={`${titleId} domain-${domain.id}`}>
+          <Select
+            {...field(aliasOf)}
+            label={t("routing.alias_of")}
+            hint={t("routing.alias_of_hint", { name: domain.name })}
+            options={[
+              { value: "", label: t("routing.none") },
+              ...others.map((d) => ({ value: d.id, label: d.verified ? d.name : t("routing.unverified", { name: d.name }) })),
+            ]}
+          />
+          <Field
+            {...field(catchAll)}
+            label={t("routing.catch_all")}
+            hint={t("routing.catch_all_hint")}
+            type="email"
+            autoComplete="off"
+            placeholder={`postmaster@${domain.name}`}
+          />
+          <Submit busy={form.busy} label={t("routing.save")} />
+          <FormError message={form.formError} />
+          <p class="small" role="status">{saved ? t("routing.saved") : ""}</p>
+        </form>
+      )}
+    </div>
   );
 }
 

@@ -6,6 +6,8 @@ import { type Key, formatBytes, formatDate, formatLimit, t } from "../i18n";
 import { Badge, ErrorBox, PageHeader, QuotaBar, useLoad } from "../ui";
 import { Domains } from "./domains";
 import { Accounts } from "./accounts";
+import { Addresses } from "./addresses";
+import { MailRules } from "./filters";
 import { Policy } from "./policy";
 import { Branding } from "./branding";
 import { Billing } from "./billing";
@@ -14,8 +16,8 @@ import { Audit } from "./audit";
 import { DataAndTransparency } from "./data";
 import { TrafficChart, StorageChart } from "./overview";
 
-export type Tab = "overview" | "domains" | "accounts" | "policy" | "branding" | "billing" | "keys" | "audit" | "data";
-const TABS: Tab[] = ["overview", "domains", "accounts", "policy", "branding", "billing", "keys", "audit", "data"];
+export type Tab = "overview" | "domains" | "accounts" | "addresses" | "policy" | "filters" | "branding" | "billing" | "keys" | "audit" | "data";
+const TABS: Tab[] = ["overview", "domains", "accounts", "addresses", "policy", "filters", "branding", "billing", "keys", "audit", "data"];
 
 export function TenantPage({ session, tenantId, tab }: { session: Session; tenantId: string; tab: Tab }) {
   const tenant = useLoad(() => call(api.GET("/v1/tenants/{tenant_id}", { params: { path: { tenant_id: tenantId } } })), [tenantId]);
@@ -50,8 +52,12 @@ function TabBody({ session, tenantId, tab, tenant, reload }: { session: Session;
       return <Domains tenantId={tenantId} />;
     case "accounts":
       return <Accounts tenantId={tenantId} tenant={tenant} />;
+    case "addresses":
+      return <Addresses tenantId={tenantId} />;
     case "policy":
       return <Policy session={session} tenant={tenant} reload={reload} />;
+    case "filters":
+      return <MailRules tenantId={tenantId} />;
     case "branding":
       return <Branding tenantId={tenantId} />;
     case "billing":
