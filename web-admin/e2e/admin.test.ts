@@ -244,6 +244,46 @@ describe("the admin app", () => {
     await context.close();
   });
 
+  it("makes a group of two accounts and a tenant-wide mail rule, which the server keeps as Sieve", async () => {
+    const { context, page } = await newPage(browser);
+    await signIn(page, TENANT);
+    await page.getByRole("link", { name: "Aliases & groups" }).click();
+    const form = page.locator("form", { hasText: "New alias or group" });
+    await form.getByRole("radio", { name: /^Group/ }).check();
+    // An account's address is not a group's: the API's words, next to the field.
+    await form.getByLabel("Address", { exact: true }).fill("alice@acme.test");
+    await form.getByRole("checkbox", { name: /alice@acme\.test/ }).check();
+    await form.getByRole("button", { name: "Create group" }).click();
+    await page.getByText("alice@acme.test` is taken", { exact: false }).first().waitFor();
+    await form.getByLabel("Address", { exact: true }).fill("team@acme.test");
+    await form.getByRole("checkbox", { name: /carol@acme\.test/ }).check();
+    await form.getByRole("button", { name: "Create group" }).click();
+    await page.getByText("team@acme.test was created.").waitFor();
+    await page.getByRole("cell", { name: /team@acme\.test/ }).first().waitFor();
+    await checkView(page, "tenant-addresses");
+
+    await page.getByRole("link", { name: "Mail rules" }).click();
+    await page.getByLabel("Text").first().fill("invoice");
+    await page.getByLabel("Folder").first().fill("Invoices");
+    await page.getByRole("button", { name: "Save and turn on" }).click();
+    await page.getByText("Saved: the rules apply").waitFor();
+    await checkView(page, "tenant-filters");
+
+    const token = await caliop.token(TENANT.address, TENANT.password);
+    const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
+    const acme = tenants.body.items.find((x) => x.name === "Acme")!;
+    const addresses = await caliop.api<{ items: { address: string; kind: string; members: string[] }[] }>(
+      "GET", `/v1/tenants/${acme.id}/addresses`, token);
+    expect(addresses.body.items).toHaveLength(1);
+    expect(addresses.body.items[0]).toMatchObject({ address: "team@acme.test", kind: "group" });
+    expect(addresses.body.items[0]!.members).toHaveLength(2);
+    const script = await caliop.api<{ content: string; active: boolean }>("GET", `/v1/tenants/${acme.id}/sieve`, token);
+    expect(script.body.active).toBe(true);
+    expect(script.body.content).toContain('fileinto "Invoices"');
+    expect(script.body.content).toContain('"invoice"');
+    await context.close();
+  });
+
   it("changes the branding and the previews show the new colours", async () => {
     const { context, page } = await newPage(browser);
     await signIn(page, TENANT);
