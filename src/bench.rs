@@ -38,6 +38,11 @@ pub struct SmtpBench {
     /// Rspamd's controller, e.g. `http://127.0.0.1:11334`, for `--filters rspamd`.
     #[arg(long)]
     rspamd_url: Option<String>,
+    /// Sieve on arrival, comma-separated: `none`, or `body` (an active
+    /// script with a `body :contains` test and a header test, run before
+    /// sealing, on every account).
+    #[arg(long, default_value = "none")]
+    sieve: String,
 }
 
 struct Outcome {
@@ -84,8 +89,23 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         ));
     }
     let body_line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let mut combos = Vec::new();
+    for sieve in args.sieve.split(',').map(str::trim) {
+        if !matches!(sieve, "none" | "body") {
+            anyhow::bail!("unknown --sieve `{sieve}`: none or body");
+        }
+        for (name, filter) in &filters {
+            combos.push((name.clone(), filter.clone(), sieve == "body"));
+        }
+    }
     let mut outcomes = Vec::new();
-    for (filter_name, filter) in &filters {
+    for (filter_name, filter, sieve) in &combos {
+        let filter_name = if *sieve {
+            format!("{filter_name} + Sieve")
+        } else {
+            filter_name.clone()
+        };
+        set_sieve(&store, &levels, &domain_name, *sieve).await?;
         let mut inbound = mail::inbound::Inbound::new(
             store.clone(),
             vault::at_rest::MasterKey::load_or_create(&dir)?,
@@ -168,6 +188,35 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     print_table(&args, &url, &outcomes);
+    Ok(())
+}
+
+/// Turns the benchmark's Sieve script on or off for every level's account.
+async fn set_sieve(
+    store: &Store,
+    levels: &[Level],
+    domain: &DomainName,
+    on: bool,
+) -> anyhow::Result<()> {
+    const SCRIPT: &str = "require [\"fileinto\", \"body\"];\r\n\
+        if body :contains \"needle that never appears\" { fileinto \"Found\"; stop; }\r\n\
+        if header :contains \"subject\" \"invoice\" { fileinto \"Invoices\"; }\r\n";
+    for level in levels {
+        let address = tenants::EmailAddress::parse(&format!("{level}@{domain}"))?;
+        let account = store
+            .account_by_address(&address)
+            .await?
+            .context("a benchmark account")?;
+        let owner = tenants::store::SieveOwner::Account(account.id.0, account.tenant_id);
+        if on {
+            store
+                .put_sieve_script("bench", owner, "bench", SCRIPT)
+                .await?;
+            store.activate_sieve("bench", owner, Some("bench")).await?;
+        } else {
+            store.activate_sieve("bench", owner, None).await?;
+        }
+    }
     Ok(())
 }
 
@@ -345,7 +394,7 @@ fn print_table(args: &SmtpBench, url: &str, outcomes: &[Outcome]) {
         args.clients, args.messages, args.size
     );
     println!(
-        "{:<12} {:<9} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "{:<12} {:<18} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "level", "filter", "sent", "failed", "msg/s", "MB/s", "p50 ms", "p95 ms", "p99 ms"
     );
     for o in outcomes {
@@ -353,7 +402,7 @@ fn print_table(args: &SmtpBench, url: &str, outcomes: &[Outcome]) {
         sorted.sort();
         let secs = o.elapsed.as_secs_f64().max(f64::EPSILON);
         println!(
-            "{:<12} {:<9} {:>8} {:>7} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
+            "{:<12} {:<18} {:>8} {:>7} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
             o.level.as_str(),
             o.filter,
             o.sent,

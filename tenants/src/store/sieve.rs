@@ -88,23 +88,34 @@ pub struct DeliveryRules {
 }
 
 impl Store {
-    /// The rules delivery applies to `account`, in two short queries.
+    /// The rules delivery applies to `account`, in one query (it runs for
+    /// every recipient of every message).
     pub async fn delivery_rules(&self, account: Uuid, tenant: TenantId) -> Result<DeliveryRules> {
-        let scripts = "SELECT scope, name, content FROM sieve_scripts WHERE owner IN ($1, $2) AND active = TRUE";
-        let rows: Vec<(String, String, String)> = on_pool!(&self.pool, p =>
-            sqlx::query_as(scripts).bind(account).bind(tenant.0).fetch_all(p).await)?;
-        let mut scripts: Vec<(String, String, String)> = rows;
+        let sql = "SELECT a.forward_to, a.forward_keep, s.scope, s.name, s.content FROM accounts a \
+             LEFT JOIN sieve_scripts s ON s.owner IN (a.id, $2) AND s.active = TRUE WHERE a.id = $1";
+        let rows: Vec<(
+            Option<String>,
+            bool,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account).bind(tenant.0).fetch_all(p).await)?;
+        let mut rules = DeliveryRules {
+            forward_keep: true,
+            ..DeliveryRules::default()
+        };
+        let mut scripts: Vec<(String, String, String)> = Vec::new();
+        for (forward_to, forward_keep, scope, name, content) in rows {
+            rules.forward_to = forward_to;
+            rules.forward_keep = forward_keep;
+            if let (Some(scope), Some(name), Some(content)) = (scope, name, content) {
+                scripts.push((scope, name, content));
+            }
+        }
         // "tenant" sorts after "account": the tenant's goes first.
         scripts.sort_by(|a, b| b.0.cmp(&a.0));
-        let forward = "SELECT forward_to, forward_keep FROM accounts WHERE id = $1";
-        let (forward_to, forward_keep): (Option<String>, bool) = on_pool!(&self.pool, p =>
-            sqlx::query_as(forward).bind(account).fetch_optional(p).await)?
-        .unwrap_or((None, true));
-        Ok(DeliveryRules {
-            scripts: scripts.into_iter().map(|(_, n, c)| (n, c)).collect(),
-            forward_to,
-            forward_keep,
-        })
+        rules.scripts = scripts.into_iter().map(|(_, n, c)| (n, c)).collect();
+        Ok(rules)
     }
 
     pub async fn sieve_scripts(&self, owner: SieveOwner) -> Result<Vec<SieveScript>> {
