@@ -132,7 +132,13 @@ pub struct Engine {
     compiler: Compiler,
     runtime: Runtime,
     limits: Limits,
+    /// Compiled scripts by the SHA-1 of their text: a script is compiled
+    /// once, not for every message (emptied when it reaches its bound).
+    compiled: std::sync::Mutex<std::collections::HashMap<[u8; 20], Arc<sieve::Sieve>>>,
 }
+
+/// Compiled scripts kept at most.
+const COMPILED_CACHE: usize = 4096;
 
 impl Engine {
     pub fn new(hostname: &str, limits: Limits) -> Engine {
@@ -153,7 +159,25 @@ impl Engine {
             compiler: Compiler::new().with_max_script_size(tenants::store::MAX_SIEVE_SCRIPT_BYTES),
             runtime,
             limits,
+            compiled: std::sync::Mutex::default(),
         }
+    }
+
+    /// [`Engine::check`], once per distinct script text.
+    fn compiled(&self, script: &str) -> Result<Arc<sieve::Sieve>, ScriptError> {
+        use sha1::Digest;
+        let key: [u8; 20] = sha1::Sha1::digest(script.as_bytes()).into();
+        let cache = || self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cache().get(&key) {
+            return Ok(found.clone());
+        }
+        let compiled = self.check(script)?;
+        let mut cache = cache();
+        if cache.len() >= COMPILED_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        Ok(compiled)
     }
 
     pub fn limits(&self) -> Limits {
@@ -216,7 +240,7 @@ impl Engine {
     ) -> Outcome {
         let mut outcome = Outcome::keep();
         for (i, (name, text)) in scripts.iter().enumerate() {
-            let compiled = match self.check(text) {
+            let compiled = match self.compiled(text) {
                 Ok(c) => c,
                 Err(e) => {
                     outcome.failed = Some(format!("script `{name}` does not compile: {e}"));
