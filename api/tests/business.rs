@@ -19,7 +19,8 @@ on_both_backends!(
     restricted_groups_take_only_their_own_senders,
     the_package_bounds_aliases_and_groups,
     tenant_script_first_then_the_accounts_discard_and_reject,
-    sealed_mail_is_forwarded_encrypted_to_a_wkd_key
+    sealed_mail_is_forwarded_encrypted_to_a_wkd_key,
+    a_vacation_reply_never_speaks_for_another_tenants_domain
 );
 
 async fn nothing_in_a_body_names_another_tenants_objects(backend: Backend) {
@@ -414,5 +415,58 @@ async fn sealed_mail_is_forwarded_encrypted_to_a_wkd_key(backend: Backend) {
     assert!(ok, "dave's key opens it: {err}");
     assert!(String::from_utf8_lossy(&clear).contains("ORCHID-LANTERN-42"));
     assert_eq!(inbox(&app, &ana, &ana_token).await.len(), 1, "kept");
+    workers.stop().await;
+}
+
+async fn a_vacation_reply_never_speaks_for_another_tenants_domain(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let a = app.enterprise("a.test", 10).await;
+    let b = app.enterprise("b.test", 10).await;
+    app.publish_dkim(&a.domain_id, &a.admin_token).await;
+    app.publish_dkim(&b.domain_id, &b.admin_token).await;
+    let alice = app.user(&a, "alice").await;
+    let alice_token = app.login("alice@a.test", PASSWORD).await;
+    app.dns.set_mx("remote.test", &[(10, "mx.remote.test")]);
+    app.dns
+        .set_a("mx.remote.test", &[std::net::Ipv4Addr::LOCALHOST]);
+    // The script claims b.test's chief as the reply's author.
+    app.send(
+        "PUT",
+        &format!("/v1/accounts/{alice}/sieve/away"),
+        Some(&alice_token),
+        Some(json!({"active": true, "content":
+            "require \"vacation\";\r\nvacation :from \"ceo@b.test\" :subject \"Away\" \"Back on Monday.\";\r\n"})),
+    )
+    .await
+    .ok(200);
+    let dns = app.dns.addr().to_string();
+    let sink = Sink::start(&["--dns", &dns]);
+    let workers = app.start_workers(sink.port, Duration::from_secs(1));
+    let raw = support::message(
+        "peer@remote.test",
+        "alice@a.test",
+        "Hello",
+        "are you there?",
+    );
+    support::send_with_lettre(app.smtp, "peer@remote.test", &["alice@a.test"], &raw, false)
+        .await
+        .expect("accepted");
+    let replies = sink.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(replies.len(), 1, "one vacation reply");
+    let data = replies[0]["data"].as_str().unwrap();
+    let from = data
+        .split("\r\n")
+        .find(|l| l.to_ascii_lowercase().starts_with("from:"))
+        .unwrap_or_default();
+    assert!(
+        from.contains("alice@a.test") && !from.contains("b.test"),
+        "{from}"
+    );
+    let signatures = replies[0]["dkim"].as_array().unwrap();
+    assert!(!signatures.is_empty());
+    for signature in signatures {
+        assert_eq!(signature["domain"], "a.test", "{signature}");
+        assert_eq!(signature["verified"], true, "{signature}");
+    }
     workers.stop().await;
 }

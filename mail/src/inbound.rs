@@ -1293,10 +1293,7 @@ impl Inbound {
         // auto-submitted mail and the null sender).
         if !looping && !envelope.from.is_empty() && !automatic_or_bulk(data) {
             for (to, reply) in outcome.replies {
-                automatic.push(
-                    self.vacation_reply(id, account, recipient.level, to, reply)
-                        .await,
-                );
+                automatic.push(self.vacation_reply(id, recipient, to, reply).await);
             }
         }
         let mut filings = Vec::with_capacity(outcome.filings.len());
@@ -1359,20 +1356,40 @@ impl Inbound {
         }
     }
 
-    /// A vacation reply as it may leave: at `sealed` and above it names
-    /// nothing of the message it answers (its subject is replaced), and it is
-    /// encrypted when the correspondent is a hosted account.
+    /// A vacation reply as it may leave: from an address of the account
+    /// (a script's `:from` naming any other is replaced by the address the
+    /// message reached: the reply is DKIM-signed for its From domain); at
+    /// `sealed` and above naming nothing of the message it answers (its
+    /// subject is replaced), and encrypted when the correspondent is a
+    /// hosted account.
     async fn vacation_reply(
         &self,
         stems_from: MessageId,
-        account: &Account,
-        level: Level,
+        recipient: &Recipient,
         to: String,
         reply: Vec<u8>,
     ) -> crate::automatic::Automatic {
+        let (account, level) = (&recipient.account, recipient.level);
         let mut message = reply;
+        let own = self
+            .store
+            .sending_addresses(account)
+            .await
+            .unwrap_or_else(|_| vec![account.address.to_string()]);
+        let from = header_lines(&message, &["from"])
+            .first()
+            .and_then(|line| {
+                let value = line.split_once(':')?.1;
+                let start = value.rfind('<').map(|i| i + 1).unwrap_or(0);
+                let end = value.rfind('>').unwrap_or(value.len());
+                value.get(start..end).map(|a| a.trim().to_owned())
+            })
+            .unwrap_or_default();
+        if !tenants::may_send_as(&own, &from) {
+            message = replace_header(&message, "From", &format!("<{}>", recipient.via));
+        }
         if level >= Level::Sealed {
-            message = replace_subject(&message, "Automatic reply");
+            message = replace_header(&message, "Subject", "Automatic reply");
             let key = match EmailAddress::parse(&to) {
                 Ok(address) => match self.store.hosted_account(&address).await {
                     Ok(Some(a)) if a.status == AccountStatus::Active => Some(a.public_key),
@@ -1426,8 +1443,8 @@ fn header_lines(message: &[u8], names: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The message with its Subject replaced.
-fn replace_subject(message: &[u8], subject: &str) -> Vec<u8> {
+/// The message with the header `name` replaced by `value` (added when absent).
+fn replace_header(message: &[u8], name: &str, value: &str) -> Vec<u8> {
     let end = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -1440,15 +1457,22 @@ fn replace_subject(message: &[u8], subject: &str) -> Vec<u8> {
     for line in head.split_inclusive(|&b| b == b'\n') {
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
         if !continuation {
-            dropping = line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:");
+            let prefix = format!("{name}:");
+            dropping = line.len() >= prefix.len()
+                && line[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes());
             if dropping && !replaced {
-                out.extend_from_slice(format!("Subject: {subject}\r\n").as_bytes());
+                out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
                 replaced = true;
             }
         }
         if !dropping {
             out.extend_from_slice(line);
         }
+    }
+    if !replaced {
+        let mut with = format!("{name}: {value}\r\n").into_bytes();
+        with.extend_from_slice(&out);
+        out = with;
     }
     out.extend_from_slice(body);
     out

@@ -234,6 +234,17 @@ impl Store {
     /// group, then the same without a `+tag`, then the domain's catch-all;
     /// a domain alias is read as the domain it stands for.
     pub async fn resolve(&self, address: &EmailAddress, poster: Poster<'_>) -> Result<Resolution> {
+        // The common case first, in one query: an account of exactly that
+        // address (`recipient` answers only for a hosted domain's).
+        if let Some(recipient) = self.recipient(address).await?
+            && recipient.account.status != AccountStatus::Deleted
+        {
+            return Ok(Resolution::Reach(vec![Reached {
+                via: recipient.account.address.to_string(),
+                recipient,
+                tag: None,
+            }]));
+        }
         let domain_name = address.domain();
         let Some(domain) = self.hosted_domain(&domain_name).await? else {
             return Ok(Resolution::NotHosted);
