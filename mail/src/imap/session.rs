@@ -1355,8 +1355,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         let ranges = self.ranges(&indices);
         let from = self.view().mailbox.clone();
+        // Already there: nothing to do, and nothing wrong (clients and
+        // Dovecot's imaptest expect OK, not NO).
         if from.id == target.id {
-            return Done::No("[CANNOT] the messages are in that mailbox already".into());
+            return Done::Ok("the messages are in that mailbox already".into());
         }
         let judgement = tenants::judgement(from.role, target.role);
         let ids: Vec<MessageId> = match judgement {
