@@ -1340,7 +1340,11 @@ impl Inbound {
                 return None;
             }
         }
-        match self.store.create_mailbox("sieve", account.id, folder).await {
+        match self
+            .store
+            .create_mailbox("sieve", account.id, folder, true)
+            .await
+        {
             Ok(m) => Some(m.id),
             Err(tenants::Error::Conflict(_)) => self
                 .store

@@ -274,8 +274,8 @@ pub async fn sign_in_with(
             .map_err(SignInRefused::TooManyAttempts)?;
         return Err(SignInRefused::Invalid);
     };
-    let attempt = guard
-        .reserve(Some(address.as_str()), ip)
+    let attempt = reserve_waiting(guard, address.as_str(), ip)
+        .await
         .map_err(SignInRefused::TooManyAttempts)?;
     let checked = match door {
         Door::Mail => {
@@ -307,6 +307,31 @@ pub async fn sign_in_with(
         Err(e) => {
             tracing::error!(error = %e, "sign-in check failed");
             Err(SignInRefused::Unavailable)
+        }
+    }
+}
+
+/// Takes an attempt, waiting a little when the limit is reached: slots
+/// are held while passwords are checked, so a mail client that opens
+/// several connections at once (Thunderbird opens five) would otherwise
+/// see its own right password refused as "too many failed sign-ins" for
+/// the whole window. Attempts that were right give their slot back within
+/// a password check's time; refusals that stand are only answered later.
+async fn reserve_waiting(
+    guard: &LoginGuard,
+    address: &str,
+    ip: IpAddr,
+) -> Result<Attempt, TooManyAttempts> {
+    const TRIES: u32 = 40;
+    let mut tries = 0;
+    loop {
+        match guard.reserve(Some(address), ip) {
+            Ok(attempt) => return Ok(attempt),
+            Err(refused) if tries >= TRIES => return Err(refused),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     }
 }

@@ -151,8 +151,8 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
         flags: vec![Flag::Answered],
         keywords: vec!["$work".into(), "Todo".into()],
     };
-    let changed = store
-        .store_flags(inbox.id, &[(2, 2)], &change)
+    let (changed, _) = store
+        .store_flags(inbox.id, &[(2, 2)], &change, None)
         .await
         .unwrap();
     assert_eq!(

@@ -96,7 +96,7 @@ pub async fn create_mailbox(
     owner_only(&actor, account_id)?;
     let mailbox = state
         .store
-        .create_mailbox(&actor.audit_name(), account_id, &body.name)
+        .create_mailbox(&actor.audit_name(), account_id, &body.name, true)
         .await?;
     Ok((StatusCode::CREATED, Json(view(&state, mailbox).await?)))
 }

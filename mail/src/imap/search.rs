@@ -44,6 +44,10 @@ pub struct Candidate<'a> {
     pub internal_date: DateTime<Utc>,
     /// RFC822.SIZE.
     pub size: u64,
+    /// \Recent to this session.
+    pub recent: bool,
+    /// Its MODSEQ (RFC 7162).
+    pub modseq: u64,
     /// The plaintext message, only when the server may read it (level `standard`).
     pub content: Option<&'a [u8]>,
 }
@@ -58,6 +62,21 @@ pub struct Bounds {
 
 /// Whether any key needs the message's content (header, body, text,
 /// sent-date keys), so the caller fetches and decrypts it only then.
+/// Whether a MODSEQ key is among the criteria (the answer then ends with
+/// the highest modseq of what matched, RFC 7162 §3.1.5).
+pub fn uses_modseq(keys: &[SearchKey<'_>]) -> bool {
+    fn one(key: &SearchKey<'_>) -> bool {
+        match key {
+            SearchKey::ModSequence { .. } => true,
+            SearchKey::And(keys) => keys.as_ref().iter().any(one),
+            SearchKey::Not(key) => one(key),
+            SearchKey::Or(a, b) => one(a) || one(b),
+            _ => false,
+        }
+    }
+    keys.iter().any(one)
+}
+
 pub fn needs_content(keys: &[SearchKey<'_>]) -> bool {
     keys.iter().any(key_needs_content)
 }
@@ -135,7 +154,8 @@ fn key_needs_content(key: &SearchKey<'_>) -> bool {
         | SearchKey::Undraft
         | SearchKey::Unflagged
         | SearchKey::Unkeyword(_)
-        | SearchKey::Unseen => false,
+        | SearchKey::Unseen
+        | SearchKey::ModSequence { .. } => false,
     }
 }
 
@@ -162,8 +182,11 @@ fn key_matches(key: &SearchKey<'_>, m: &Candidate<'_>, bounds: Bounds, r: &Reada
         SearchKey::Keyword(keyword) => has_keyword(m, keyword.inner()),
         SearchKey::Unkeyword(keyword) => !has_keyword(m, keyword.inner()),
         // NEW is RECENT UNSEEN, OLD is NOT RECENT.
-        SearchKey::Recent | SearchKey::New => false,
-        SearchKey::Old => true,
+        SearchKey::Recent => m.recent,
+        SearchKey::New => m.recent && !m.seen,
+        SearchKey::Old => !m.recent,
+        // Per-message modseqs only: the entry name and type are not kept apart.
+        SearchKey::ModSequence { modseq, .. } => m.modseq >= *modseq,
 
         SearchKey::Before(date) => internal_date() < *date.as_ref(),
         SearchKey::On(date) => internal_date() == *date.as_ref(),
@@ -404,6 +427,8 @@ mod tests {
             keywords: &[],
             internal_date: Utc.with_ymd_and_hms(2026, 2, 1, 12, 0, 0).unwrap(),
             size: 1000,
+            recent: false,
+            modseq: 1,
             content,
         }
     }

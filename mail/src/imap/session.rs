@@ -17,7 +17,7 @@ use chrono::Utc;
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_types::auth::AuthMechanism;
-use imap_types::command::{Command, CommandBody};
+use imap_types::command::{Command, CommandBody, FetchModifier, SelectParameter, StoreModifier};
 use imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItemName, Part, Section as WireSection,
 };
@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::message::{self, Section, SectionText};
 use super::search::{self, Bounds, Candidate};
-use super::view::{View, flag_list};
+use super::view::{PERMANENT_FLAGS, View, flag_list, uid_set};
 use super::wire::{Conn, Frame, Gone, name_of, tag_of};
 use super::{ImapConfig, utf7};
 use crate::inbound::{Inbound, openpgp_protection};
@@ -46,10 +46,6 @@ const PREFETCH: usize = 100;
 
 /// Largest literal before sign-in.
 const PRE_AUTH_LITERAL: usize = 8 * 1024;
-
-const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
-const FLAGS: &str =
-    "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $MDNSent $Junk $NotJunk";
 
 /// How the connection is protected, and whether the greeting is due.
 #[derive(Clone, Copy)]
@@ -173,6 +169,19 @@ struct Session<'a, S> {
     errors: usize,
     /// When the account was last found still allowed in.
     checked_at: std::time::Instant,
+    /// UIDs of the selected mailbox that are \Recent to this session.
+    recent: std::collections::HashSet<i64>,
+    /// Extensions the client turned on.
+    enabled: Enabled,
+}
+
+/// What ENABLE (or a command that implies it) turned on for the session.
+#[derive(Clone, Copy, Default)]
+struct Enabled {
+    /// RFC 7162: MODSEQ in flag changes, HIGHESTMODSEQ.
+    condstore: bool,
+    /// RFC 7162: VANISHED instead of EXPUNGE, SELECT (QRESYNC ...).
+    qresync: bool,
 }
 
 /// Runs the dialogue on `stream` until LOGOUT, STARTTLS, an error or shutdown.
@@ -204,6 +213,8 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         prefetched: std::collections::HashMap::new(),
         errors: 0,
         checked_at: std::time::Instant::now(),
+        recent: std::collections::HashSet::new(),
+        enabled: Enabled::default(),
     };
     if transport.greet {
         let greeting = format!(
@@ -229,7 +240,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     fn capabilities(&self) -> String {
         let mut caps = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC STATUS=SIZE",
         );
         if self.account.is_none() {
             if self.transport.can_starttls {
@@ -370,7 +381,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 | CommandBody::Search { uid: false, .. }
         );
         let (done, flow) = self.dispatch(&tag, command).await?;
-        self.refresh(may_expunge).await?;
+        // Nothing untagged after LOGOUT's BYE (RFC 9051 §7.1.5).
+        if !matches!(flow, Flow::Logout) {
+            self.refresh(may_expunge).await?;
+        }
         match done {
             Done::Ok(text) => {
                 self.errors = 0;
@@ -444,16 +458,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             | CommandBody::Authenticate { .. } => Done::Bad("already authenticated".into()),
             _ if !authenticated => Done::Bad("sign in first: LOGIN or AUTHENTICATE".into()),
 
-            CommandBody::Enable { .. } => {
-                self.conn.line("* ENABLED");
+            CommandBody::Enable { capabilities } => {
+                let mut turned_on = Vec::new();
+                for capability in capabilities.as_ref() {
+                    let name = capability.to_string().to_ascii_uppercase();
+                    match name.as_str() {
+                        "CONDSTORE" if !self.enabled.condstore => {
+                            self.enable_condstore();
+                            turned_on.push("CONDSTORE");
+                        }
+                        "QRESYNC" if !self.enabled.qresync => {
+                            if !self.enabled.condstore {
+                                self.enable_condstore();
+                            }
+                            self.enabled.qresync = true;
+                            turned_on.push("QRESYNC");
+                        }
+                        _ => {}
+                    }
+                }
+                let mut line = String::from("* ENABLED");
+                for name in turned_on {
+                    line.push(' ');
+                    line.push_str(name);
+                }
+                self.conn.line(&line);
                 Done::Ok(String::new())
             }
             CommandBody::Namespace => {
                 self.conn.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 Done::Ok(String::new())
             }
-            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false).await,
-            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true).await,
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(&mailbox, false, &parameters).await,
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&mailbox, true, &parameters).await,
             CommandBody::Create { mailbox } => self.create(&mailbox).await,
             CommandBody::Delete { mailbox } => self.delete(&mailbox).await,
             CommandBody::Rename { from, to } => self.rename(&from, &to).await,
@@ -529,17 +572,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&sequence_set, macro_or_item_names, uid).await?,
+                modifiers,
+            } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid, &modifiers)
+                    .await?
+            }
             CommandBody::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
+                modifiers,
             } => {
-                self.store_flags(&sequence_set, kind, response, &flags, uid)
+                let unchanged_since = modifiers
+                    .iter()
+                    .map(|StoreModifier::UnchangedSince(n)| *n)
+                    .next();
+                self.store_flags(&sequence_set, kind, response, &flags, uid, unchanged_since)
                     .await
             }
             CommandBody::Copy {
@@ -760,8 +810,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         })
     }
 
-    async fn select(&mut self, mailbox: &WireMailbox<'_>, read_only: bool) -> Done {
+    /// Turns CONDSTORE on; a selected mailbox's HIGHESTMODSEQ is told at
+    /// once (RFC 7162 §3.1).
+    fn enable_condstore(&mut self) {
+        if self.enabled.condstore {
+            return;
+        }
+        self.enabled.condstore = true;
+        if let Some(view) = &mut self.view {
+            view.condstore = true;
+            let line = format!("* OK [HIGHESTMODSEQ {}] modseqs on", view.modseq);
+            self.conn.line(&line);
+        }
+    }
+
+    async fn select(
+        &mut self,
+        mailbox: &WireMailbox<'_>,
+        read_only: bool,
+        parameters: &[SelectParameter],
+    ) -> Done {
         self.view = None;
+        self.recent.clear();
+        let mut resync = None;
+        for parameter in parameters {
+            match parameter {
+                SelectParameter::CondStore => self.enable_condstore(),
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    if !self.enabled.qresync {
+                        return Done::Bad(
+                            "QRESYNC is off: ENABLE QRESYNC first (RFC 7162 §3.2.5)".into(),
+                        );
+                    }
+                    resync = Some((
+                        i64::from(uid_validity.get()),
+                        mod_sequence_value.get(),
+                        known_uids.clone(),
+                    ));
+                }
+            }
+        }
         let found = match self.find(mailbox).await {
             Ok(found) => found,
             Err(done) => return done,
@@ -772,14 +865,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => return unavailable(e),
         };
         while self.feed.try_recv().is_ok() {}
-        let view = View::new(mailbox, entries, read_only);
-        self.conn.line(&format!("* FLAGS ({FLAGS})"));
+        let mut view = View::new(mailbox, entries, read_only);
+        view.condstore = self.enabled.condstore;
+        view.qresync = self.enabled.qresync;
+        // EXAMINE looks at what is recent without taking it (RFC 3501 §6.3.2).
+        let max = i64::from(view.max_uid());
+        let above = if read_only {
+            self.store
+                .recent_since(view.mailbox.id)
+                .await
+                .map(|(r, _)| r)
+        } else {
+            self.store.claim_recent(view.mailbox.id, max).await
+        };
+        let above = match above {
+            Ok(above) => above,
+            Err(e) => return unavailable(e),
+        };
+        self.recent = view
+            .entries
+            .iter()
+            .filter(|e| e.uid > above)
+            .map(|e| e.uid)
+            .collect();
+        self.conn.line(&view.flags_line());
         let permanent = if read_only { "" } else { PERMANENT_FLAGS };
         self.conn.line(&format!(
             "* OK [PERMANENTFLAGS ({permanent})] flags that stay"
         ));
         self.conn.line(&format!("* {} EXISTS", view.exists()));
-        self.conn.line("* 0 RECENT");
+        self.conn.line(&format!("* {} RECENT", self.recent.len()));
         if let Some(i) = view
             .entries
             .iter()
@@ -796,7 +911,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             "* OK [UIDNEXT {}] predicted next UID",
             view.mailbox.uid_next
         ));
+        // Every mailbox keeps modseqs: told whether CONDSTORE is on or not (RFC 7162 §3.1.2.1).
+        self.conn.line(&format!(
+            "* OK [HIGHESTMODSEQ {}] modseq of the last change",
+            view.modseq
+        ));
         self.view = Some(view);
+        if let Some((validity, since, known)) = resync
+            && validity == self.view().mailbox.uid_validity
+            && let Err(done) = self.resync(since, known.as_ref()).await
+        {
+            self.view = None;
+            return done;
+        }
         Done::Ok(if read_only {
             "[READ-ONLY] EXAMINE completed".into()
         } else {
@@ -804,12 +931,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         })
     }
 
+    /// QRESYNC (RFC 7162 §3.2.5): what a client that last saw modseq
+    /// `since` must learn, in one go: the UIDs it knows that are gone
+    /// (VANISHED (EARLIER)), then the flags of every message changed since.
+    async fn resync(&mut self, since: u64, known: Option<&SequenceSet>) -> Result<(), Done> {
+        let view = self.view();
+        let top = view.mailbox.uid_next - 1;
+        let known = match known {
+            Some(set) => uid_ranges(set, top),
+            None => vec![(1, top)],
+        };
+        if let Some(vanished) = self.vanished(since, &known).await? {
+            self.conn.line(&format!("* VANISHED (EARLIER) {vanished}"));
+        }
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        let view = self.view();
+        let lines: Vec<String> = (0..view.entries.len())
+            .filter(|&i| view.entries[i].modseq > since)
+            .map(|i| view.flags_fetch(i, self.recent.contains(&view.entries[i].uid)))
+            .collect();
+        for line in lines {
+            self.conn.line(&line);
+        }
+        Ok(())
+    }
+
+    /// The UIDs among `within` that left the selected mailbox after modseq
+    /// `since`, as a UID set; when tombstones that old were pruned, every
+    /// UID of `within` that is not in the mailbox (RFC 7162 §3.2.5.1 allows
+    /// it). `None` when there are none.
+    async fn vanished(&self, since: u64, within: &[(i64, i64)]) -> Result<Option<String>, Done> {
+        let view = self.view();
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        let inside = |uid: i64| within.iter().any(|&(a, b)| a <= uid && uid <= b);
+        let set = match self.store.expunged_since(view.mailbox.id, since).await {
+            Ok(Some(uids)) => {
+                let uids: Vec<i64> = uids.into_iter().filter(|&u| inside(u)).collect();
+                uid_set(&uids)
+            }
+            Ok(None) => gaps(within, &view.entries),
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok((!set.is_empty()).then_some(set))
+    }
+
     async fn create(&mut self, mailbox: &WireMailbox<'_>) -> Done {
         let name = Self::name_of(mailbox);
         let name = name.trim_end_matches('/');
         match self
             .store
-            .create_mailbox(&self.account().address.to_string(), self.account().id, name)
+            .create_mailbox(
+                &self.account().address.to_string(),
+                self.account().id,
+                name,
+                false,
+            )
             .await
         {
             Ok(_) => Done::Ok(String::new()),
@@ -859,6 +1035,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn subscribe(&mut self, mailbox: &WireMailbox<'_>, subscribed: bool) -> Done {
         let found = match self.find(mailbox).await {
             Ok(found) => found,
+            // Nothing to take out: the name is not subscribed (RFC 9051 §6.3.8).
+            Err(Done::No(_)) if !subscribed => return Done::Ok(String::new()),
             Err(done) => return done,
         };
         match self.store.subscribe_mailbox(found.id, subscribed).await {
@@ -894,8 +1072,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         let keys: Vec<String> = mailboxes.iter().map(|m| m.name.to_lowercase()).collect();
         let wanted = full.to_lowercase();
+        if lsub {
+            self.lsub(&mailboxes, &keys, &wanted);
+            return Done::Ok(String::new());
+        }
         for (m, key) in mailboxes.iter().zip(&keys) {
-            if !wildcard(wanted.as_bytes(), key.as_bytes()) || (lsub && !m.subscribed) {
+            if !wildcard(wanted.as_bytes(), key.as_bytes()) {
                 continue;
             }
             let prefix = format!("{key}/");
@@ -916,6 +1098,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         Done::Ok(String::new())
     }
 
+    /// LSUB (RFC 3501 §6.3.9): the subscribed names the pattern matches,
+    /// and where `%` stops at a level whose name is not subscribed but
+    /// has a subscribed name under it, that level as `\Noselect`.
+    fn lsub(&mut self, mailboxes: &[Mailbox], keys: &[String], wanted: &str) {
+        let mut listed: Vec<(String, bool)> = Vec::new();
+        for (m, key) in mailboxes.iter().zip(keys) {
+            if !m.subscribed {
+                continue;
+            }
+            if wildcard(wanted.as_bytes(), key.as_bytes()) {
+                if !listed.iter().any(|(n, _)| n.to_lowercase() == *key) {
+                    listed.push((m.name.clone(), true));
+                }
+                continue;
+            }
+            // A level above it that `%` matches, not subscribed itself.
+            let levels: Vec<&str> = m.name.split('/').collect();
+            for depth in 1..levels.len() {
+                let parent = levels[..depth].join("/");
+                let parent_key = parent.to_lowercase();
+                if !wildcard(wanted.as_bytes(), parent_key.as_bytes()) {
+                    continue;
+                }
+                let subscribed = mailboxes
+                    .iter()
+                    .any(|o| o.subscribed && o.name.to_lowercase() == parent_key);
+                if !subscribed && !listed.iter().any(|(n, _)| n.to_lowercase() == parent_key) {
+                    listed.push((parent, false));
+                }
+            }
+        }
+        for (name, selectable) in listed {
+            let attributes = if selectable { "" } else { "\\Noselect" };
+            let mut line = format!("* LSUB ({attributes}) \"/\" ").into_bytes();
+            line.extend_from_slice(&Self::wire_name(&name));
+            line.extend_from_slice(b"\r\n");
+            self.conn.write(&line);
+        }
+    }
+
     async fn status(&mut self, mailbox: &WireMailbox<'_>, items: &[StatusDataItemName]) -> Done {
         let found = match self.find(mailbox).await {
             Ok(found) => found,
@@ -925,11 +1147,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(c) => c,
             Err(e) => return unavailable(e),
         };
+        let recent = if items.contains(&StatusDataItemName::Recent) {
+            match self.store.recent_since(found.id).await {
+                Ok((_, recent)) => recent,
+                Err(e) => return unavailable(e),
+            }
+        } else {
+            0
+        };
+        if items.contains(&StatusDataItemName::HighestModSeq) {
+            self.enable_condstore();
+        }
         let mut parts = Vec::new();
         for item in items {
             parts.push(match item {
                 StatusDataItemName::Messages => format!("MESSAGES {}", counts.messages),
-                StatusDataItemName::Recent => "RECENT 0".into(),
+                StatusDataItemName::Recent => format!("RECENT {recent}"),
+                StatusDataItemName::Size => format!("SIZE {}", counts.size),
+                StatusDataItemName::HighestModSeq => {
+                    format!("HIGHESTMODSEQ {}", found.highest_modseq)
+                }
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", found.uid_next),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", found.uid_validity),
                 StatusDataItemName::Unseen => format!("UNSEEN {}", counts.unseen),
@@ -996,9 +1233,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         {
             Ok(Some(changes)) => {
                 let mut out = Vec::new();
-                view.apply(changes, may_expunge, &mut out);
+                let before = view.max_uid();
+                let recent = &self.recent;
+                view.apply(changes, may_expunge, &|uid| recent.contains(&uid), &mut out);
+                let after = view.max_uid();
+                let (id, read_only) = (view.mailbox.id, view.read_only);
                 for line in out {
                     self.conn.line(&line);
+                }
+                if after > before {
+                    self.arrived(id, read_only, before, after).await;
                 }
             }
             Ok(None) => {
@@ -1010,6 +1254,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => tracing::warn!(error = %e, "mailbox changes unavailable"),
         }
         Ok(())
+    }
+
+    /// New messages came (UIDs `before` < uid <= `after`): those no other
+    /// session took are \Recent to this one, which says how many are now.
+    async fn arrived(&mut self, id: MailboxId, read_only: bool, before: u32, after: u32) {
+        let above = if read_only {
+            self.store.recent_since(id).await.map(|(r, _)| r)
+        } else {
+            self.store.claim_recent(id, i64::from(after)).await
+        };
+        let above = match above {
+            Ok(above) => above.max(i64::from(before)),
+            Err(e) => {
+                tracing::warn!(error = %e, "recent messages unavailable");
+                i64::from(after)
+            }
+        };
+        let view = self.view.as_ref().expect("selected");
+        self.recent.extend(
+            view.entries
+                .iter()
+                .rev()
+                .take_while(|e| e.uid > above)
+                .map(|e| e.uid),
+        );
+        let count = view
+            .entries
+            .iter()
+            .filter(|e| self.recent.contains(&e.uid))
+            .count();
+        self.conn.line(&format!("* {count} RECENT"));
     }
 
     fn view(&self) -> &View {
@@ -1167,6 +1442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         set: &SequenceSet,
         items: MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) -> Result<Done, Gone> {
         let mut items = match items {
             MacroOrMessageDataItemNames::Macro(m) => expand(m),
@@ -1174,6 +1450,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
+        }
+        let changed_since = modifiers.iter().find_map(|m| match m {
+            FetchModifier::ChangedSince(n) => Some(n.get()),
+            FetchModifier::Vanished => None,
+        });
+        let vanished = modifiers.contains(&FetchModifier::Vanished);
+        if vanished && !(uid && changed_since.is_some() && self.enabled.qresync) {
+            return Ok(Done::Bad(
+                "VANISHED goes with UID FETCH, CHANGEDSINCE and QRESYNC enabled (RFC 7162 §3.2.6)"
+                    .into(),
+            ));
+        }
+        if changed_since.is_some() && !items.contains(&MessageDataItemName::ModSeq) {
+            items.push(MessageDataItemName::ModSeq);
+        }
+        if items.contains(&MessageDataItemName::ModSeq) {
+            self.enable_condstore();
         }
         if items.iter().any(|i| {
             matches!(
@@ -1190,6 +1483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     | MessageDataItemName::Flags
                     | MessageDataItemName::InternalDate
                     | MessageDataItemName::Rfc822Size
+                    | MessageDataItemName::ModSeq
             )
         });
         let read_only = self.view().read_only;
@@ -1202,7 +1496,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                         | MessageDataItemName::Rfc822Text
                 )
             });
-        let indices = self.resolve(set, uid);
+        let mut indices = self.resolve(set, uid);
+        if let Some(since) = changed_since {
+            let since = i64::try_from(since).unwrap_or(i64::MAX);
+            indices.retain(|&i| self.view().entries[i].modseq > since);
+            if vanished {
+                let top = self.view().mailbox.uid_next - 1;
+                let within = uid_ranges(set, top);
+                match self.vanished(since as u64, &within).await {
+                    Ok(Some(gone)) => self.conn.line(&format!("* VANISHED (EARLIER) {gone}")),
+                    Ok(None) => {}
+                    Err(done) => return Ok(done),
+                }
+            }
+        }
         // Reading a message marks it seen (RFC 3501 §6.4.5), before it is shown.
         let mut newly_seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
         if sets_seen {
@@ -1220,15 +1527,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 };
                 match self
                     .store
-                    .store_flags(self.view().mailbox.id, &ranges, &change)
+                    .store_flags(self.view().mailbox.id, &ranges, &change, None)
                     .await
                 {
-                    Ok(changed) => {
+                    Ok((changed, _)) => {
                         let view = self.view.as_mut().expect("selected");
                         for entry in changed {
                             if let Some(i) = view.index_of(entry.uid) {
                                 newly_seen.insert(entry.uid);
                                 view.entries[i].flags = entry.flags;
+                                view.entries[i].modseq = entry.modseq;
                             }
                         }
                     }
@@ -1237,6 +1545,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         let with_flags = items.contains(&MessageDataItemName::Flags);
+        let with_modseq = items.contains(&MessageDataItemName::ModSeq);
         for (n, &i) in indices.iter().enumerate() {
             if needs_content && n % PREFETCH == 0 {
                 self.prefetch(&indices[n..(n + PREFETCH).min(indices.len())])
@@ -1263,13 +1572,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     &mut out,
                     item,
                     &entry,
+                    self.recent.contains(&entry.uid),
                     content.as_deref().map(Vec::as_slice),
                 );
             }
-            if !with_flags && newly_seen.contains(&entry.uid) {
-                out.extend_from_slice(
-                    format!(" FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes(),
-                );
+            if newly_seen.contains(&entry.uid) {
+                if !with_flags {
+                    let recent = self.recent.contains(&entry.uid);
+                    out.extend_from_slice(b" ");
+                    render(&mut out, &MessageDataItemName::Flags, &entry, recent, None);
+                }
+                if self.enabled.condstore && !with_modseq {
+                    out.extend_from_slice(format!(" MODSEQ ({})", entry.modseq).as_bytes());
+                }
             }
             out.extend_from_slice(b")\r\n");
             self.conn.write(&out);
@@ -1288,9 +1603,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         response: StoreResponse,
         flags: &[WireFlag<'_>],
         uid: bool,
+        unchanged_since: Option<u64>,
     ) -> Done {
         if self.view().read_only {
             return Done::No("[READ-ONLY] the mailbox was opened with EXAMINE".into());
+        }
+        if unchanged_since.is_some() {
+            self.enable_condstore();
         }
         let (flags, keywords) = match split_flags(flags) {
             Ok(split) => split,
@@ -1311,9 +1630,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             flags,
             keywords,
         };
-        let changed = match self
+        let (changed, modified) = match self
             .store
-            .store_flags(self.view().mailbox.id, &ranges, &change)
+            .store_flags(self.view().mailbox.id, &ranges, &change, unchanged_since)
             .await
         {
             Ok(changed) => changed,
@@ -1321,24 +1640,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => return unavailable(e),
         };
         let view = self.view.as_mut().expect("selected");
+        let mut out = Vec::new();
+        let mut touched = std::collections::HashSet::new();
         for entry in changed {
+            view.announce(&entry.keywords, &mut out);
             if let Some(i) = view.index_of(entry.uid) {
+                touched.insert(i);
                 view.entries[i] = entry;
             }
         }
-        if response == StoreResponse::Answer {
-            for i in indices {
-                let e = &self.view().entries[i];
-                let line = format!(
-                    "* {} FETCH (UID {} FLAGS ({}))",
+        let condstore = self.enabled.condstore;
+        for i in indices {
+            let uid = view.entries[i].uid;
+            if modified.contains(&uid) {
+                continue;
+            }
+            if response == StoreResponse::Answer {
+                out.push(view.flags_fetch(i, self.recent.contains(&uid)));
+            } else if condstore && touched.contains(&i) {
+                // .SILENT still tells the new modseq (RFC 7162 §3.1.3).
+                out.push(format!(
+                    "* {} FETCH (UID {uid} MODSEQ ({}))",
                     i + 1,
-                    e.uid,
-                    flag_list(&e.flags, &e.keywords)
-                );
-                self.conn.line(&line);
+                    view.entries[i].modseq
+                ));
             }
         }
-        Done::Ok(String::new())
+        for line in out {
+            self.conn.line(&line);
+        }
+        if modified.is_empty() {
+            return Done::Ok(String::new());
+        }
+        let named: Vec<i64> = if uid {
+            modified
+        } else {
+            modified
+                .iter()
+                .filter_map(|&u| self.view().index_of(u).map(|i| i as i64 + 1))
+                .collect()
+        };
+        Done::Ok(format!(
+            "[MODIFIED {}] conditional STORE failed for these",
+            uid_set(&named)
+        ))
     }
 
     async fn move_to(&mut self, set: &SequenceSet, mailbox: &WireMailbox<'_>, uid: bool) -> Done {
@@ -1354,12 +1699,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Done::Ok("no messages to move".into());
         }
         let ranges = self.ranges(&indices);
+        // Into the mailbox they are in, they move like anywhere else: new
+        // UIDs at the end (as Dovecot does, and imaptest expects).
         let from = self.view().mailbox.clone();
-        // Already there: nothing to do, and nothing wrong (clients and
-        // Dovecot's imaptest expect OK, not NO).
-        if from.id == target.id {
-            return Done::Ok("the messages are in that mailbox already".into());
-        }
         let judgement = tenants::judgement(from.role, target.role);
         let ids: Vec<MessageId> = match judgement {
             Some(_) => indices.iter().map(|&i| self.view().entries[i].id).collect(),
@@ -1615,6 +1957,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     async fn search(&mut self, keys: &[SearchKey<'_>], uid: bool) -> Result<Done, Gone> {
         let needs_content = search::needs_content(keys);
+        let with_modseq = search::uses_modseq(keys);
+        if with_modseq {
+            self.enable_condstore();
+        }
+        let mut highest = 0;
         let bounds = Bounds {
             max_seq: self.view().exists(),
             max_uid: self.view().max_uid(),
@@ -1649,17 +1996,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 keywords: &entry.keywords,
                 internal_date: entry.received_at,
                 size: entry.rfc822_size as u64,
+                recent: self.recent.contains(&entry.uid),
+                modseq: entry.modseq as u64,
                 content: content.as_deref().map(Vec::as_slice),
             };
             if search::matches(keys, &candidate, bounds) {
                 found.push(if uid { entry.uid as u32 } else { i as u32 + 1 });
+                highest = highest.max(entry.modseq);
             }
         }
         self.prefetched.clear();
         let mut line = String::from("* SEARCH");
+        let any = !found.is_empty();
         for n in found {
             line.push(' ');
             line.push_str(&n.to_string());
+        }
+        // The highest modseq of what matched, when asked by MODSEQ (RFC 7162 §3.1.5).
+        if with_modseq && any {
+            line.push_str(&format!(" (MODSEQ {highest})"));
         }
         self.conn.line(&line);
         Ok(Done::Ok(String::new()))
@@ -1765,6 +2120,7 @@ fn render(
     out: &mut Vec<u8>,
     item: &MessageDataItemName<'_>,
     entry: &ViewEntry,
+    recent: bool,
     content: Option<&[u8]>,
 ) {
     use MessageDataItemName as N;
@@ -1775,9 +2131,16 @@ fn render(
     };
     match item {
         N::Uid => out.extend_from_slice(format!("UID {}", entry.uid).as_bytes()),
-        N::Flags => out.extend_from_slice(
-            format!("FLAGS ({})", flag_list(&entry.flags, &entry.keywords)).as_bytes(),
-        ),
+        N::Flags => {
+            let flags = flag_list(&entry.flags, &entry.keywords);
+            let flags = match (recent, flags.is_empty()) {
+                (false, _) => flags,
+                (true, true) => "\\Recent".to_owned(),
+                (true, false) => format!("\\Recent {flags}"),
+            };
+            out.extend_from_slice(format!("FLAGS ({flags})").as_bytes())
+        }
+        N::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", entry.modseq).as_bytes()),
         N::InternalDate => out.extend_from_slice(
             format!(
                 "INTERNALDATE \"{}\"",
@@ -1948,23 +2311,53 @@ fn split_flags(flags: &[WireFlag<'_>]) -> Result<(Vec<Flag>, Vec<String>), Strin
     Ok((system, keywords))
 }
 
-/// A UID set in its shortest form: `3:5,9`.
-fn uid_set(uids: &[i64]) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
-            i += 1;
-            end = uids[i];
+/// The UID ranges a set names, `*` being `top` (each range low to high).
+fn uid_ranges(set: &SequenceSet, top: i64) -> Vec<(i64, i64)> {
+    use imap_types::sequence::{SeqOrUid, Sequence};
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(n) => i64::from(n.get()),
+        SeqOrUid::Asterisk => top,
+    };
+    set.0
+        .as_ref()
+        .iter()
+        .map(|sequence| {
+            let (a, b) = match sequence {
+                Sequence::Single(s) => (value(s), value(s)),
+                Sequence::Range(x, y) => (value(x), value(y)),
+            };
+            (a.min(b), a.max(b))
+        })
+        .collect()
+}
+
+/// The UIDs of `within` that no entry has, as a UID set (entries by UID).
+fn gaps(within: &[(i64, i64)], entries: &[ViewEntry]) -> String {
+    let mut parts = Vec::new();
+    let mut push = |a: i64, b: i64| {
+        if a == b {
+            parts.push(a.to_string());
+        } else if a < b {
+            parts.push(format!("{a}:{b}"));
         }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
+    };
+    let mut within = within.to_vec();
+    within.sort_unstable();
+    for (low, high) in within {
+        if low > high || high < 1 {
+            continue;
+        }
+        let mut next = low.max(1);
+        let start = entries.partition_point(|e| e.uid < next);
+        for entry in entries[start..].iter().take_while(|e| e.uid <= high) {
+            if entry.uid > next {
+                push(next, entry.uid - 1);
+            }
+            next = entry.uid + 1;
+        }
+        if next <= high {
+            push(next, high);
+        }
     }
     parts.join(",")
 }

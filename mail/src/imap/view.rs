@@ -1,10 +1,15 @@
 //! The selected mailbox as one session sees it: its messages by UID (the
-//! sequence number is the position), and what it last knew of the store.
-//! [`View::apply`] turns the store's changes into the untagged responses
-//! that tell the client (EXPUNGE, EXISTS, FETCH FLAGS).
+//! sequence number is the position), the keywords it told the client of,
+//! and what it last knew of the store. [`View::apply`] turns the store's
+//! changes into the untagged responses that tell the client (EXPUNGE or
+//! VANISHED, EXISTS, FLAGS, FETCH FLAGS).
 
 use tenants::store::{MailboxChanges, ViewEntry};
 use tenants::{Flag, Mailbox};
+
+/// Keywords every mailbox offers, announced in FLAGS whether used or not.
+pub const DEFAULT_KEYWORDS: [&str; 4] = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"];
+pub const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
 
 pub struct View {
     pub mailbox: Mailbox,
@@ -13,6 +18,13 @@ pub struct View {
     pub entries: Vec<ViewEntry>,
     /// The store's change counter this view reflects.
     pub modseq: i64,
+    /// Keywords the client was told of in FLAGS: a FETCH never shows one
+    /// that is not among them (RFC 9051 §7.3.5).
+    keywords: Vec<String>,
+    /// CONDSTORE is on: flag changes carry their MODSEQ.
+    pub condstore: bool,
+    /// QRESYNC is on: expunges are told as VANISHED, by UID.
+    pub qresync: bool,
     /// Expunges seen while the client may not be told (during FETCH,
     /// STORE and SEARCH by sequence number).
     pending_expunges: Vec<i64>,
@@ -20,12 +32,79 @@ pub struct View {
 
 impl View {
     pub fn new(mailbox: Mailbox, entries: Vec<ViewEntry>, read_only: bool) -> View {
+        let mut keywords: Vec<String> = DEFAULT_KEYWORDS.iter().map(|k| (*k).to_owned()).collect();
+        for entry in &entries {
+            for keyword in &entry.keywords {
+                if !keywords.iter().any(|k| k.eq_ignore_ascii_case(keyword)) {
+                    keywords.push(keyword.clone());
+                }
+            }
+        }
         View {
             modseq: mailbox.highest_modseq,
             mailbox,
             read_only,
             entries,
+            keywords,
+            condstore: false,
+            qresync: false,
             pending_expunges: Vec::new(),
+        }
+    }
+
+    /// The untagged FLAGS response: system flags and every keyword known.
+    pub fn flags_line(&self) -> String {
+        format!(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft {})",
+            self.keywords.join(" ")
+        )
+    }
+
+    /// Tells the client of keywords it has not been told of yet, before a
+    /// response that shows them.
+    pub fn announce(&mut self, keywords: &[String], out: &mut Vec<String>) {
+        let mut new = false;
+        for keyword in keywords {
+            if !self
+                .keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(keyword))
+            {
+                self.keywords.push(keyword.clone());
+                new = true;
+            }
+        }
+        if new {
+            out.push(self.flags_line());
+            if !self.read_only {
+                out.push(format!(
+                    "* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags that stay"
+                ));
+            }
+        }
+    }
+
+    /// `* n FETCH (UID u FLAGS (...))`, with `MODSEQ` under CONDSTORE and
+    /// `\Recent` when `recent`.
+    pub fn flags_fetch(&self, i: usize, recent: bool) -> String {
+        let entry = &self.entries[i];
+        let mut flags = flag_list(&entry.flags, &entry.keywords);
+        if recent {
+            flags = if flags.is_empty() {
+                "\\Recent".into()
+            } else {
+                format!("\\Recent {flags}")
+            };
+        }
+        if self.condstore {
+            format!(
+                "* {} FETCH (UID {} FLAGS ({flags}) MODSEQ ({}))",
+                i + 1,
+                entry.uid,
+                entry.modseq
+            )
+        } else {
+            format!("* {} FETCH (UID {} FLAGS ({flags}))", i + 1, entry.uid)
         }
     }
 
@@ -41,9 +120,10 @@ impl View {
         self.entries.binary_search_by_key(&uid, |e| e.uid).ok()
     }
 
-    /// Takes these UIDs out of the view, telling the client with EXPUNGE
-    /// responses from the highest number down (each renumbers only those
-    /// after it); one pass over the view, however many go.
+    /// Takes these UIDs out of the view, telling the client: one VANISHED
+    /// under QRESYNC, else EXPUNGE responses from the highest number down
+    /// (each renumbers only those after it); one pass over the view,
+    /// however many go.
     pub fn remove(&mut self, uids: &[i64], out: &mut Vec<String>) {
         let gone: std::collections::HashSet<i64> = uids.iter().copied().collect();
         let mut positions: Vec<usize> = self
@@ -53,14 +133,28 @@ impl View {
             .filter(|(_, e)| gone.contains(&e.uid))
             .map(|(i, _)| i)
             .collect();
-        positions.reverse();
-        out.extend(positions.iter().map(|i| format!("* {} EXPUNGE", i + 1)));
+        if self.qresync {
+            if !positions.is_empty() {
+                let uids: Vec<i64> = positions.iter().map(|&i| self.entries[i].uid).collect();
+                out.push(format!("* VANISHED {}", uid_set(&uids)));
+            }
+        } else {
+            positions.reverse();
+            out.extend(positions.iter().map(|i| format!("* {} EXPUNGE", i + 1)));
+        }
         self.entries.retain(|e| !gone.contains(&e.uid));
     }
 
     /// Applies what changed; writes the untagged responses into `out`.
-    /// With `may_expunge` false, expunges wait for a later call.
-    pub fn apply(&mut self, changes: MailboxChanges, may_expunge: bool, out: &mut Vec<String>) {
+    /// With `may_expunge` false, expunges wait for a later call. `recent`
+    /// says whether a UID is \Recent to the session.
+    pub fn apply(
+        &mut self,
+        changes: MailboxChanges,
+        may_expunge: bool,
+        recent: &dyn Fn(i64) -> bool,
+        out: &mut Vec<String>,
+    ) {
         self.pending_expunges.extend(changes.expunged);
         if may_expunge && !self.pending_expunges.is_empty() {
             let pending = std::mem::take(&mut self.pending_expunges);
@@ -69,6 +163,7 @@ impl View {
         let before = self.entries.len();
         let max = self.entries.last().map_or(0, |e| e.uid);
         for entry in changes.changed {
+            self.announce(&entry.keywords, out);
             if entry.uid > max {
                 if self.entries.last().is_none_or(|last| last.uid < entry.uid) {
                     self.entries.push(entry);
@@ -76,18 +171,14 @@ impl View {
                 continue;
             }
             if let Some(i) = self.index_of(entry.uid) {
-                let known = &mut self.entries[i];
+                let known = &self.entries[i];
                 let differ =
                     !same_flags(&known.flags, &entry.flags) || known.keywords != entry.keywords;
+                let uid = entry.uid;
+                self.entries[i] = entry;
                 if differ {
-                    out.push(format!(
-                        "* {} FETCH (UID {} FLAGS ({}))",
-                        i + 1,
-                        entry.uid,
-                        flag_list(&entry.flags, &entry.keywords)
-                    ));
+                    out.push(self.flags_fetch(i, recent(uid)));
                 }
-                *known = entry;
             }
         }
         if self.entries.len() != before {
@@ -95,6 +186,27 @@ impl View {
         }
         self.modseq = self.modseq.max(changes.highest_modseq);
     }
+}
+
+/// A UID set in its shortest form: `3:5,9` (the UIDs ascending).
+pub fn uid_set(uids: &[i64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 fn same_flags(a: &[Flag], b: &[Flag]) -> bool {
@@ -175,7 +287,7 @@ mod tests {
             changed: vec![entry(3, vec![Flag::Seen]), entry(8, vec![])],
             expunged: vec![2, 4],
         };
-        view.apply(changes, true, &mut out);
+        view.apply(changes, true, &|_| false, &mut out);
         assert_eq!(
             out,
             vec![
@@ -207,6 +319,7 @@ mod tests {
                 expunged: vec![1],
             },
             false,
+            &|_| false,
             &mut out,
         );
         assert!(out.is_empty());
@@ -217,6 +330,7 @@ mod tests {
                 ..MailboxChanges::default()
             },
             true,
+            &|_| false,
             &mut out,
         );
         assert_eq!(out, vec!["* 1 EXPUNGE"]);

@@ -32,17 +32,53 @@ pub(super) const TAKE_BY_ROLE: &str = "UPDATE mailboxes SET uid_next = uid_next 
      WHERE account_id = $1 AND role = $2 RETURNING id, uid_next - $3, highest_modseq";
 pub(super) const TAKE_BY_ID: &str = "UPDATE mailboxes SET uid_next = uid_next + $2, highest_modseq = highest_modseq + 1 \
      WHERE id = $1 RETURNING id, uid_next - $2, highest_modseq";
-pub(super) const INSERT_MAILBOX: &str = "INSERT INTO mailboxes (id, account_id, name, name_key, role, uid_validity, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+pub(super) const INSERT_MAILBOX: &str = "INSERT INTO mailboxes (id, account_id, name, name_key, role, uid_validity, subscribed, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+/// The account's next UIDVALIDITY: the time in seconds, or one more than the
+/// last one given when that is not below it.
+pub(super) const TAKE_UID_VALIDITY: &str = "UPDATE accounts SET last_uid_validity = \
+     CASE WHEN last_uid_validity >= $2 THEN last_uid_validity + 1 ELSE $2 END WHERE id = $1 RETURNING last_uid_validity";
 const BUMP: &str = "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1 RETURNING highest_modseq";
-pub(super) const BURY: &str = "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3) \
-     ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq";
+pub(super) const BURY: &str = "INSERT INTO expunged (mailbox_id, uid, modseq, expunged_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq, expunged_at = excluded.expunged_at";
 const MAILBOX_COLUMNS: &str =
     "id, account_id, name, role, uid_validity, uid_next, highest_modseq, subscribed, created_at";
 macro_rules! view_columns {
     () => {
         "uid, modseq, flags, keywords, rfc822_size, received_at, level, id"
     };
+}
+
+/// Makes a mailbox inside the caller's transaction (nothing when the name
+/// is taken), with a UIDVALIDITY no mailbox of the account ever had, alive
+/// or deleted (RFC 3501 §2.3.1.1). The special-use mailboxes are
+/// subscribed; the others when `$subscribed`. Evaluates to whether it was made.
+macro_rules! insert_mailbox {
+    ($tx:expr, $id:expr, $account:expr, $name:expr, $role:expr, $subscribed:expr) => {{
+        let id: uuid::Uuid = $id;
+        let account: uuid::Uuid = $account;
+        let name: &str = $name;
+        let role: Option<&str> = $role;
+        let subscribed: bool = $subscribed || role.is_some();
+        let (validity,): (i64,) = sqlx::query_as(super::mailboxes::TAKE_UID_VALIDITY)
+            .bind(account)
+            .bind(super::mailboxes::now_uid_validity())
+            .fetch_one(&mut *$tx)
+            .await?;
+        sqlx::query(super::mailboxes::INSERT_MAILBOX)
+            .bind(id)
+            .bind(account)
+            .bind(name)
+            .bind(name.to_lowercase())
+            .bind(role)
+            .bind(validity)
+            .bind(subscribed)
+            .bind(chrono::Utc::now())
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+            == 1
+    }};
 }
 
 /// Takes `$n` UIDs in the target mailbox inside the caller's transaction and
@@ -63,16 +99,14 @@ macro_rules! take_uids {
                 match take().fetch_optional(&mut *$tx).await? {
                     Some(taken) => Some(taken),
                     None => {
-                        sqlx::query(super::mailboxes::INSERT_MAILBOX)
-                            .bind(uuid::Uuid::now_v7())
-                            .bind(account.0)
-                            .bind(role.default_name())
-                            .bind(role.default_name().to_lowercase())
-                            .bind(role.as_str())
-                            .bind(super::mailboxes::new_uid_validity())
-                            .bind(chrono::Utc::now())
-                            .execute(&mut *$tx)
-                            .await?;
+                        let _ = insert_mailbox!(
+                            $tx,
+                            uuid::Uuid::now_v7(),
+                            account.0,
+                            role.default_name(),
+                            Some(role.as_str()),
+                            true
+                        );
                         take().fetch_optional(&mut *$tx).await?
                     }
                 }
@@ -99,7 +133,7 @@ macro_rules! bury {
         .bind(mailbox)
         .fetch_one(&mut *$tx)
         .await?;
-        sqlx::query(super::mailboxes::BURY).bind(mailbox).bind($uid).bind(modseq).execute(&mut *$tx).await?;
+        sqlx::query(super::mailboxes::BURY).bind(mailbox).bind($uid).bind(modseq).bind(chrono::Utc::now()).execute(&mut *$tx).await?;
     }};
 }
 
@@ -140,7 +174,7 @@ macro_rules! remove_messages {
             }
             *freed.entry((tenant, account)).or_default() += size;
             sqlx::query(super::messages::SHRED_OBJECT).bind(id).bind(now).execute(&mut *$tx).await?;
-            sqlx::query(BURY).bind(mailbox).bind(uid).bind(modseq).execute(&mut *$tx).await?;
+            sqlx::query(BURY).bind(mailbox).bind(uid).bind(modseq).bind(now).execute(&mut *$tx).await?;
             removed.push((uid, MessageId(id), storage == "dispersed"));
         }
         for ((tenant, account), size) in freed {
@@ -151,10 +185,10 @@ macro_rules! remove_messages {
     }};
 }
 
-/// A UIDVALIDITY for a new mailbox: the time in seconds, so that a mailbox
-/// deleted and made again under the same name gets a greater one
-/// (RFC 3501 §2.3.1.1); it fits 32 bits until 2106.
-pub(super) fn new_uid_validity() -> i64 {
+/// The least UIDVALIDITY a new mailbox gets: the time in seconds (it fits 32
+/// bits until 2106); [`TAKE_UID_VALIDITY`] goes above it when a mailbox of
+/// the account was made in the same second.
+pub(super) fn now_uid_validity() -> i64 {
     Utc::now().timestamp().clamp(1, i64::from(u32::MAX))
 }
 
@@ -450,18 +484,16 @@ impl Store {
             return Ok(());
         }
         on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
+            // Locked before the read, so that concurrent first sessions queue
+            // here (a SQLite transaction that reads before it writes fails
+            // when another wrote meanwhile).
+            let mut tx = p.begin_account_locked(account.0).await?;
+            let have: Vec<(String,)> = sqlx::query_as("SELECT role FROM mailboxes WHERE account_id = $1 AND role IS NOT NULL")
+                .bind(account.0).fetch_all(&mut *tx).await?;
             for role in Folder::ALL {
-                sqlx::query(INSERT_MAILBOX)
-                    .bind(Uuid::now_v7())
-                    .bind(account.0)
-                    .bind(role.default_name())
-                    .bind(role.default_name().to_lowercase())
-                    .bind(role.as_str())
-                    .bind(new_uid_validity())
-                    .bind(Utc::now())
-                    .execute(&mut *tx)
-                    .await?;
+                if !have.iter().any(|(r,)| r == role.as_str()) {
+                    let _ = insert_mailbox!(tx, Uuid::now_v7(), account.0, role.default_name(), Some(role.as_str()), true);
+                }
             }
             tx.commit().await?;
         });
@@ -537,13 +569,16 @@ impl Store {
     }
 
     /// Makes a mailbox, and the levels above it that do not exist yet.
+    /// `subscribe` adds it to the subscriptions (the API and Sieve's
+    /// `:create` do; IMAP CREATE does not, RFC 9051 §6.3.4).
     pub async fn create_mailbox(
         &self,
         actor: &str,
         account: AccountId,
         name: &str,
+        subscribe: bool,
     ) -> Result<Mailbox> {
-        let (name, key) = mailbox_name(name)?;
+        let (name, _) = mailbox_name(name)?;
         self.ensure_mailboxes(account).await?;
         let levels: Vec<&str> = name.split('/').collect();
         let id = MailboxId::new();
@@ -555,15 +590,9 @@ impl Store {
             let (tenant,) = tenant.ok_or(Error::NotFound("account"))?;
             for depth in 1..levels.len() {
                 let parent = levels[..depth].join("/");
-                sqlx::query(INSERT_MAILBOX)
-                    .bind(Uuid::now_v7()).bind(account.0).bind(&parent).bind(parent.to_lowercase())
-                    .bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
-                    .execute(&mut *tx).await?;
+                let _ = insert_mailbox!(tx, Uuid::now_v7(), account.0, &parent, None, false);
             }
-            let done = sqlx::query(INSERT_MAILBOX)
-                .bind(id.0).bind(account.0).bind(&name).bind(&key).bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
-                .execute(&mut *tx).await?;
-            if done.rows_affected() == 0 {
+            if !insert_mailbox!(tx, id.0, account.0, &name, None, subscribe) {
                 return Err(Error::Conflict(format!("a mailbox named `{name}` exists already")));
             }
             // Counted after the inserts, under the account's lock: the levels
@@ -596,7 +625,7 @@ impl Store {
         let (new_name, new_key) = mailbox_name(new_name)?;
         if mailbox.role == Some(Folder::Inbox) {
             let target = self
-                .create_mailbox(actor, mailbox.account_id, &new_name)
+                .create_mailbox(actor, mailbox.account_id, &new_name, mailbox.subscribed)
                 .await?;
             self.move_messages(mailbox, &[(1, i64::MAX)], &target)
                 .await?;
@@ -638,10 +667,9 @@ impl Store {
             let mut tx = p.begin_account_locked(mailbox.account_id.0).await?;
             for depth in 1..levels.len() {
                 let parent = levels[..depth].join("/");
-                sqlx::query(INSERT_MAILBOX)
-                    .bind(Uuid::now_v7()).bind(mailbox.account_id.0).bind(&parent).bind(parent.to_lowercase())
-                    .bind(None::<String>).bind(new_uid_validity()).bind(Utc::now())
-                    .execute(&mut *tx).await?;
+                if !all.iter().any(|m| m.name.to_lowercase() == parent.to_lowercase()) {
+                    let _ = insert_mailbox!(tx, Uuid::now_v7(), mailbox.account_id.0, &parent, None, false);
+                }
             }
             let (count,): (i64,) = sqlx::query_as(COUNT_MAILBOXES)
                 .bind(mailbox.account_id.0).fetch_one(&mut *tx).await?;
@@ -769,6 +797,76 @@ impl Store {
         Ok(row.map(|(m,)| m))
     }
 
+    /// Takes the messages up to `up_to` as \Recent for the calling session
+    /// (RFC 3501 §2.3.2: one session sees a message as recent, the first
+    /// that selects its mailbox or sees it arrive). Returns the UID above
+    /// which the messages are this session's recent ones: `up_to` when
+    /// another session took them first.
+    pub async fn claim_recent(&self, id: MailboxId, up_to: i64) -> Result<i64> {
+        let read = "SELECT recent_uid FROM mailboxes WHERE id = $1";
+        let take = "UPDATE mailboxes SET recent_uid = $2 WHERE id = $1 AND recent_uid = $3";
+        // Compare and swap: of concurrent sessions, exactly one takes each UID.
+        loop {
+            let row: Option<(i64,)> =
+                on_pool!(&self.pool, p => sqlx::query_as(read).bind(id.0).fetch_optional(p).await)?;
+            let Some((recent,)) = row else {
+                return Ok(up_to);
+            };
+            if recent >= up_to {
+                return Ok(up_to);
+            }
+            let done = on_pool!(&self.pool, p => sqlx::query(take).bind(id.0).bind(up_to).bind(recent).execute(p).await.map(|d| d.rows_affected()))?;
+            if done == 1 {
+                return Ok(recent);
+            }
+        }
+    }
+
+    /// How many messages no session has seen as \Recent yet (STATUS RECENT,
+    /// and EXAMINE, which takes none).
+    pub async fn recent_since(&self, id: MailboxId) -> Result<(i64, i64)> {
+        let sql = "SELECT b.recent_uid, (SELECT COUNT(*) FROM messages m WHERE m.mailbox_id = b.id AND m.uid > b.recent_uid) \
+             FROM mailboxes b WHERE b.id = $1";
+        let row: Option<(i64, i64)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(id.0).fetch_optional(p).await)?;
+        row.ok_or(Error::NotFound("mailbox"))
+    }
+
+    /// The UIDs that left the mailbox after `since` (QRESYNC's VANISHED
+    /// (EARLIER)), or `None` when tombstones that old were pruned and the
+    /// caller must compare what the client knows with what is there.
+    pub async fn expunged_since(&self, id: MailboxId, since: i64) -> Result<Option<Vec<i64>>> {
+        let floor = "SELECT pruned_modseq FROM mailboxes WHERE id = $1";
+        let gone = "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
+        let row: Option<(i64,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(floor).bind(id.0).fetch_optional(p).await)?;
+        let Some((pruned,)) = row else {
+            return Err(Error::NotFound("mailbox"));
+        };
+        if since < pruned {
+            return Ok(None);
+        }
+        let rows: Vec<(i64,)> = on_pool!(&self.pool, p => sqlx::query_as(gone).bind(id.0).bind(since).fetch_all(p).await)?;
+        Ok(Some(rows.into_iter().map(|(u,)| u).collect()))
+    }
+
+    /// Removes the tombstones left before `before`, remembering per mailbox
+    /// the highest modseq removed; returns how many went.
+    pub async fn prune_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {
+        let floor = "UPDATE mailboxes SET pruned_modseq = \
+               (SELECT MAX(e.modseq) FROM expunged e WHERE e.mailbox_id = mailboxes.id AND e.expunged_at < $1) \
+             WHERE id IN (SELECT mailbox_id FROM expunged WHERE expunged_at < $1)";
+        let prune = "DELETE FROM expunged WHERE expunged_at < $1";
+        let pruned = on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(floor).bind(before).execute(&mut *tx).await?;
+            let done = sqlx::query(prune).bind(before).execute(&mut *tx).await?;
+            tx.commit().await?;
+            done.rows_affected()
+        });
+        Ok(pruned)
+    }
+
     /// What changed in the mailbox after `since`; `None` once it is deleted.
     pub async fn mailbox_changes(
         &self,
@@ -806,14 +904,18 @@ impl Store {
     }
 
     /// Changes the flags of the messages with these UIDs; returns those that
-    /// changed, as they are now. Concurrent changes in one mailbox queue on
-    /// its row, so that none is lost.
+    /// changed, as they are now, and the UIDs left alone because they
+    /// changed after `unchanged_since` (RFC 7162's conditional STORE).
+    /// Concurrent changes in one mailbox queue on its row, so that none is
+    /// lost and the condition holds when the change is made.
     pub async fn store_flags(
         &self,
         mailbox: MailboxId,
         uids: &UidRanges,
         change: &FlagChange,
-    ) -> Result<Vec<ViewEntry>> {
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<ViewEntry>, Vec<i64>)> {
+        let unchanged_since = unchanged_since.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         keywords_text(&change.keywords)?;
         let select = concat!(
             "SELECT ",
@@ -821,14 +923,19 @@ impl Store {
             " FROM messages WHERE mailbox_id = $1 AND uid BETWEEN $2 AND $3 ORDER BY uid"
         );
         let update = "UPDATE messages SET flags = $2, keywords = $3, modseq = $4 WHERE id = $1";
-        let changed = on_pool!(&self.pool, p => {
+        let (changed, modified) = on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
             let (modseq,): (i64,) = sqlx::query_as(BUMP).bind(mailbox.0).fetch_one(&mut *tx).await?;
             let mut changed = Vec::new();
+            let mut modified = Vec::new();
             for &(low, high) in uids {
                 let rows: Vec<ViewRow> = sqlx::query_as(select).bind(mailbox.0).bind(low).bind(high).fetch_all(&mut *tx).await?;
                 for row in rows {
                     let mut entry = ViewEntry::try_from(row)?;
+                    if unchanged_since.is_some_and(|since| entry.modseq > since) {
+                        modified.push(entry.uid);
+                        continue;
+                    }
                     let (flags, keywords) = change.apply(&entry.flags, &entry.keywords);
                     if same_set(&flags, &entry.flags) && same_keywords(&keywords, &entry.keywords) {
                         continue;
@@ -846,12 +953,12 @@ impl Store {
             } else {
                 tx.commit().await?;
             }
-            changed
+            (changed, modified)
         });
         if !changed.is_empty() {
             self.changed(mailbox);
         }
-        Ok(changed)
+        Ok((changed, modified))
     }
 
     /// Moves the messages with these UIDs to another mailbox of the account
@@ -888,11 +995,12 @@ impl Store {
             }
             let (_, first, modseq_to) = take_uids!(tx, to.account_id, &Target::Mailbox(to.id), found.len() as i64);
             let mut moved = Vec::with_capacity(found.len());
+            let now = Utc::now();
             for (i, (id, uid)) in found.into_iter().enumerate() {
                 let new_uid = first + i as i64;
                 sqlx::query("UPDATE messages SET mailbox_id = $2, uid = $3, modseq = $4 WHERE id = $1")
                     .bind(id).bind(to.id.0).bind(new_uid).bind(modseq_to).execute(&mut *tx).await?;
-                sqlx::query(BURY).bind(from.id.0).bind(uid).bind(modseq_from).execute(&mut *tx).await?;
+                sqlx::query(BURY).bind(from.id.0).bind(uid).bind(modseq_from).bind(now).execute(&mut *tx).await?;
                 moved.push((uid, new_uid));
             }
             tx.commit().await?;

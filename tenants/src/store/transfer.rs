@@ -188,7 +188,8 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "tenant_id = $1",
             "id:u tenant_id:u domain_id:u address display_name role status level password_hash fingerprint public_key \
              secret_key created_at:t updated_at:t storage_quota_bytes:i storage_used_bytes:i free:b recovery_address \
-             credentials_epoch:i opaque_record ksf_params previous_secret_key forward_to forward_keep:b forward_refused_notice",
+             credentials_epoch:i opaque_record ksf_params previous_secret_key forward_to forward_keep:b forward_refused_notice \
+             last_uid_validity:i",
             left [
                 ("totp_secret", "sealed under the exporting instance's master key: the user enrols again"),
                 ("totp_enabled_at", "goes with the TOTP secret"),
@@ -222,7 +223,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "mailboxes",
             key["id"],
             "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
-            "id:u account_id:u name name_key role uid_validity:i uid_next:i highest_modseq:i subscribed:b created_at:t"
+            "id:u account_id:u name name_key role uid_validity:i uid_next:i highest_modseq:i subscribed:b recent_uid:i pruned_modseq:i created_at:t"
         ),
         table!("messages", key ["id"], "tenant_id = $1",
             "id:u tenant_id:u account_id:u received_at:t size:i level flags envelope_from envelope_to subject sender \
@@ -230,7 +231,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             blob "content"),
         table!("expunged", key ["mailbox_id", "uid"],
             "mailbox_id IN (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.tenant_id = $1)",
-            "mailbox_id:u uid:i modseq:i"),
+            "mailbox_id:u uid:i modseq:i expunged_at:t"),
         // The accounts' own rules about senders (their Junk judgements).
         table!(
             "addresses",
