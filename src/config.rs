@@ -119,6 +119,10 @@ pub struct ImapSection {
     pub max_connections_per_ip: usize,
     /// Minutes a signed-in client may stay silent, IDLE included.
     pub autologout_minutes: u64,
+    /// Days the UIDs of expunged messages are remembered for QRESYNC; a
+    /// client that last synced earlier is told every UID it knows that is
+    /// gone, computed from what is there.
+    pub tombstone_days: u32,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -147,6 +151,7 @@ impl Default for ImapSection {
             max_connections: 1000,
             max_connections_per_ip: 20,
             autologout_minutes: 30,
+            tombstone_days: 90,
         }
     }
 }

@@ -646,6 +646,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         worker::schedule_pool(&store).await?;
         worker::schedule_canary(&store).await?;
         worker::schedule_claim_lapse(&store, config.domains.claim_days).await?;
+        worker::schedule_tombstone_pruning(&store, config.imap.tombstone_days).await?;
         let name = format!("{}-{}", config.mail.hostname, std::process::id());
         banner.push_str("  workers running (job queue)\n");
         let mut workers = worker::caliop_worker(context, name);

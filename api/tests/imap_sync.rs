@@ -12,7 +12,10 @@ use serde_json::Value;
 use support::{PASSWORD, TestApp};
 use tenants::{Backend, on_both_backends};
 
-on_both_backends!(mbsync_mirrors_a_thousand_messages_and_back);
+on_both_backends!(
+    mbsync_mirrors_a_thousand_messages_and_back,
+    mbsync_sees_no_phantoms_when_a_mailbox_is_made_again,
+);
 
 const MESSAGES: usize = 1000;
 
@@ -23,6 +26,13 @@ fn mbsync(config: &Path) -> std::process::Output {
         .arg("-a")
         .output()
         .expect("mbsync is installed (the test command installs isync)")
+}
+
+async fn try_mbsync(config: &Path) -> std::process::Output {
+    let config = config.to_owned();
+    tokio::task::spawn_blocking(move || mbsync(&config))
+        .await
+        .unwrap()
 }
 
 async fn run_mbsync(config: &Path) {
@@ -333,4 +343,114 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
             file.display()
         );
     }
+}
+
+/// Issue 21: a mailbox deleted and made again under the same name, within
+/// the same second, used to get the same UIDVALIDITY: mbsync then took the
+/// new mailbox's UID 1 for the old message it had (a phantom) and never
+/// fetched the new one. Now the UIDVALIDITY differs, and the mirror
+/// holds what the server holds, nothing of the old mailbox.
+async fn mbsync_sees_no_phantoms_when_a_mailbox_is_made_again(backend: Backend) {
+    use mail::imap_probe::ImapProbe;
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    app.user(&e, "dan").await;
+    let address = "dan@acme.test";
+    let (mut imap, _) = ImapProbe::connect(app.imap).await;
+    imap.login(address, PASSWORD).await;
+    let append = |id: &str| {
+        let message = format!(
+            "From: a@sender.test\r\nTo: dan@acme.test\r\nSubject: {id}\r\nMessage-ID: <{id}@sender.test>\r\n\r\nBody of {id}.\r\n"
+        );
+        format!("APPEND Projects {{{}+}}\r\n{message}", message.len())
+    };
+    let (_, done) = imap.run("CREATE Projects").await;
+    assert!(done.contains(" OK"), "{done}");
+    for id in ["old-1", "old-2", "old-3"] {
+        let (_, done) = imap.run(&append(id)).await;
+        assert!(done.contains(" OK"), "{done}");
+    }
+
+    let home = tempfile::tempdir().unwrap();
+    let mail = home.path().join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let config = home.path().join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount caliop\nHost 127.0.0.1\nPort {port}\nUser {address}\nPass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount caliop\n\n\
+             MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\nPatterns Projects\nCreate Near\nExpunge Near\nSync Pull\nSyncState *\n",
+            port = app.imap.port(),
+            mail = mail.display(),
+        ),
+    )
+    .unwrap();
+    run_mbsync(&config).await;
+    let folder = mail.join("Projects");
+    let ids = |folder: &Path| {
+        let mut ids: Vec<String> = maildir(folder)
+            .iter()
+            .map(|f| message_id(&crlf(&std::fs::read(f).unwrap())))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&folder),
+        [
+            "<old-1@sender.test>",
+            "<old-2@sender.test>",
+            "<old-3@sender.test>"
+        ]
+    );
+
+    // Deleted and made again at once, with one new message at UID 1.
+    let (_, done) = imap.run("DELETE Projects").await;
+    assert!(done.contains(" OK"), "{done}");
+    let (_, done) = imap.run("CREATE Projects").await;
+    assert!(done.contains(" OK"), "{done}");
+    let (_, done) = imap.run(&append("new-1")).await;
+    assert!(
+        done.contains(" OK") && done.contains(" 1]"),
+        "UID 1 again: {done}"
+    );
+
+    let out = try_mbsync(&config).await;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "mbsync after the mailbox was made again: {:?}\n{said}",
+        out.status
+    );
+    // mbsync sees the new UIDVALIDITY and refuses to pair the new UID 1
+    // with the old message (with the old one it kept old-1 as if it were
+    // UID 1, dropped the others and never fetched new-1).
+    assert!(
+        !out.status.success() && said.contains("UIDVALIDITY genuinely changed"),
+        "mbsync was not told the mailbox is another one: {said}"
+    );
+    assert!(
+        !ids(&folder).contains(&"<new-1@sender.test>".to_owned()),
+        "nothing was paired by UID across the two mailboxes"
+    );
+    // Its state reset, as its error asks, it mirrors the new mailbox only.
+    std::fs::remove_dir_all(&folder).unwrap();
+    for entry in std::fs::read_dir(&mail).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".mbsyncstate")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    run_mbsync(&config).await;
+    assert_eq!(ids(&folder), ["<new-1@sender.test>"]);
 }

@@ -15,8 +15,10 @@
 
 pub mod claims;
 pub mod exports;
+pub mod tombstones;
 pub use claims::{LapseClaims, schedule_claim_lapse};
 pub use exports::{ExpireTenantExport, ExportTenant};
+pub use tombstones::{PruneTombstones, schedule_tombstone_pruning};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -969,6 +971,7 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<ExportTenant>()
         .register::<ExpireTenantExport>()
         .register::<LapseClaims>()
+        .register::<PruneTombstones>()
 }
 
 #[cfg(test)]
