@@ -790,6 +790,24 @@ impl Store {
 /// filling the table with millions of rows through IMAP CREATE or the API.
 pub const MAX_MAILBOXES_PER_ACCOUNT: usize = 1000;
 
+/// How a SQLite connection waits for the one writer: it looks again every
+/// millisecond, for ten seconds. SQLite's own handler (`busy_timeout`)
+/// backs off to 100 ms naps, so under a steady stream of short write
+/// transactions a napping waiter keeps losing to fresh ones and waits
+/// seconds (imaptest's stress run logged one-second "slow statements"
+/// that were only this); looking often makes each release go to one of
+/// the waiters at random, whoever came first or last.
+unsafe extern "C" fn wait_for_the_writer(
+    _: *mut std::ffi::c_void,
+    count: std::ffi::c_int,
+) -> std::ffi::c_int {
+    if count >= 10_000 {
+        return 0;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    1
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite files are
     /// created if missing, in WAL mode, with foreign keys enforced.
@@ -806,6 +824,22 @@ impl Store {
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(max_connections)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                let mut handle = conn.lock_handle().await?;
+                                let db = handle.as_raw_handle();
+                                // SAFETY: `db` is this connection's open handle, held
+                                // locked; the handler is a plain function with no state.
+                                unsafe {
+                                    libsqlite3_sys::sqlite3_busy_handler(
+                                        db.as_ptr(),
+                                        Some(wait_for_the_writer),
+                                        std::ptr::null_mut(),
+                                    );
+                                }
+                                Ok(())
+                            })
+                        })
                         .connect_with(options)
                         .await?,
                 )
