@@ -25,6 +25,7 @@ on_both_backends!(
     mta_sts_enforce_means_verified_tls_or_waiting,
     expired_messages_bounce_with_the_last_reply,
     remote_keys_found_by_wkd_encrypt_outgoing_mail,
+    plain_text_from_the_api_says_mime_and_its_charset,
 );
 
 /// `remote.test` has its MX on loopback, where the sink listens.
@@ -683,6 +684,43 @@ async fn sealed_senders_encrypt_to_every_key_they_know(backend: Backend) {
     assert!(
         sent_copy.text().contains("multipart/encrypted")
             && !sent_copy.text().contains("Meet at noon.")
+    );
+    workers.stop().await;
+}
+
+async fn plain_text_from_the_api_says_mime_and_its_charset(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    route_remote(&app);
+    let sink = Sink::start(&[]);
+    let workers = app.start_workers(sink.port, Duration::from_secs(1));
+
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@remote.test"], "subject": "Lunch", "text": "Déjeuner à midi ?"}),
+        )
+        .await;
+    sent.ok(202);
+    let received = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    let data = received[0]["data"].as_str().unwrap();
+    let head = data.split("\r\n\r\n").next().unwrap();
+    let fields: Vec<&str> = head.lines().collect();
+    assert!(fields.contains(&"MIME-Version: 1.0"), "{head}");
+    assert!(
+        fields.contains(&"Content-Type: text/plain; charset=utf-8"),
+        "{head}"
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(data.as_bytes())
+        .unwrap();
+    assert_eq!(
+        parsed.body_text(0).as_deref().map(str::trim_end),
+        Some("Déjeuner à midi ?"),
+        "the accents arrive as written"
     );
     workers.stop().await;
 }

@@ -373,7 +373,9 @@ fn mailbox(address: &str, what: &str) -> ApiResult<lettre::message::Mailbox> {
 }
 
 /// The RFC 5322 message a JSON submission describes, Bcc header kept (the
-/// sender's copy shows it; what is sent does not).
+/// sender's copy shows it; what is sent does not). Always MIME: even plain
+/// text says `MIME-Version: 1.0` and its charset, or a reader would guess
+/// (RFC 2045 §5.2 says US-ASCII).
 fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> {
     use lettre::message::{Attachment, MultiPart, SinglePart, header::ContentType};
     let mut builder = lettre::Message::builder()
@@ -400,7 +402,7 @@ fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> 
     let alternative =
         |html: &String| MultiPart::alternative_plain_html(m.text.clone(), html.clone());
     let message = match (&m.html, m.attachments.as_slice()) {
-        (None, []) => builder.body(m.text.clone()),
+        (None, []) => builder.singlepart(SinglePart::plain(m.text.clone())),
         (Some(html), []) => builder.multipart(alternative(html)),
         (html, attachments) => {
             let mut mixed = match html {
