@@ -676,14 +676,26 @@ async fn sealed_senders_encrypt_to_every_key_they_know(backend: Backend) {
         plain.contains("Subject: Plans") && plain.contains("Meet at noon."),
         "{plain}"
     );
+    assert!(
+        plain.contains("Content-Type: text/plain; charset=\"utf-8\"; protected-headers=\"v1\""),
+        "his client shows the Subject inside, not the envelope's: {plain}"
+    );
 
-    // Alice's Sent copy is sealed to her own key.
+    // Alice's Sent copy is sealed to her own key, and threads by what was sent.
     let sent_copy = app
         .get(&format!("/v1/messages/{message_id}/raw"), &alice)
         .await;
     assert!(
         sent_copy.text().contains("multipart/encrypted")
             && !sent_copy.text().contains("Meet at noon.")
+    );
+    let header_message_id = sent["header_message_id"].as_str().unwrap();
+    assert!(
+        sent_copy
+            .text()
+            .contains(&format!("\r\nMessage-ID: {header_message_id}\r\n")),
+        "{}",
+        sent_copy.text()
     );
     workers.stop().await;
 }

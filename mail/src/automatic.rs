@@ -159,7 +159,8 @@ impl Inbound {
                 self.tell_not_forwarded(account, level, to).await;
                 return None;
             };
-            let sealed = match vault::seal::encrypt_to_all(&[key.as_str()], data) {
+            let protected = vault::seal::protect_headers(data);
+            let sealed = match vault::seal::encrypt_to_all(&[key.as_str()], &protected) {
                 Ok(armored) => armored,
                 Err(e) => {
                     tracing::warn!(account = %account.id, error = %e, "sealing a forwarded copy failed");

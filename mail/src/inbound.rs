@@ -38,6 +38,8 @@ pub struct Recipient {
     pub account: Account,
     /// The effective level: the higher of the tenant's floor and the account's.
     pub level: Level,
+    /// The tenant's `outer_thread_headers`: what a sealed copy shows of its conversation.
+    pub outer_thread_headers: bool,
     /// Bytes left in the tenant's quota when the recipient was accepted.
     pub room: i64,
     /// The tenant's whole quota: a message larger than this can never be taken.
@@ -334,6 +336,7 @@ impl Inbound {
             match admit(&r.recipient, size) {
                 Ok((level, room)) => out.push(Recipient {
                     level,
+                    outer_thread_headers: r.recipient.tenant_outer_thread_headers,
                     room,
                     quota: r.recipient.storage_quota_bytes,
                     account: r.recipient.account,
@@ -589,7 +592,12 @@ impl Inbound {
             {
                 trace.extend(spam_headers(verdict));
             }
-            let message_id = format!("<{id}@{}>", self.hostname);
+            let thread = crate::stored::outer_thread(
+                &parsed,
+                recipient.outer_thread_headers,
+                id,
+                &self.hostname,
+            );
             // Sieve and forwarding, on the plaintext that exists for this
             // moment only (in memory), before the copy is sealed.
             let decided = self
@@ -611,7 +619,7 @@ impl Inbound {
                     from: Some(envelope.from.as_str()),
                     to: &[account.address.as_str()],
                     date: &date,
-                    message_id: &message_id,
+                    thread: &thread,
                     hostname: &self.hostname,
                 };
                 let stored = match self.stored_form(&copy, data, &parsed).await {
@@ -1402,7 +1410,10 @@ impl Inbound {
                 Err(_) => None,
             };
             if let Some(key) = key
-                && let Ok(armored) = vault::seal::encrypt_to_all(&[key.as_str()], &message)
+                && let Ok(armored) = vault::seal::encrypt_to_all(
+                    &[key.as_str()],
+                    &vault::seal::protect_headers(&message),
+                )
             {
                 let kept = [
                     "from",

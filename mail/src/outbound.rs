@@ -517,6 +517,15 @@ impl Outbound {
         let sent_plain = rewrite_headers(&draft.message, &added, &[]);
         let date = Utc::now().to_rfc2822();
         let to: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        // Read from what is kept, which has the Message-ID added above.
+        let thread = crate::stored::outer_thread(
+            &MessageParser::default()
+                .parse_headers(&sent_plain)
+                .ok_or_else(|| Refusal::Invalid("the message is not RFC 5322".into()))?,
+            tenant.policy.outer_thread_headers,
+            sent_id,
+            &self.config.hostname,
+        );
         let copy = crate::stored::Copy {
             id: sent_id,
             level,
@@ -525,7 +534,7 @@ impl Outbound {
             from: Some(account.address.as_str()),
             to: &to,
             date: &date,
-            message_id: &header_message_id,
+            thread: &thread,
             hostname: &self.config.hostname,
         };
         let stored = self
@@ -1732,10 +1741,10 @@ fn rewrite_headers(message: &[u8], add: &[String], drop: &[&str]) -> Vec<u8> {
 }
 
 /// The outgoing PGP/MIME message: the whole outgoing message (headers
-/// included, RFC 9788 style) encrypted once to every key, inside an
-/// envelope that shows only what delivery and threading need.
+/// included and marked protected, RFC 9788 style) encrypted once to every
+/// key, inside an envelope that shows only what delivery and threading need.
 fn encrypt_outgoing(outgoing: &[u8], keys: &[&str]) -> Result<Vec<u8>, vault::VaultError> {
-    let armored = vault::seal::encrypt_to_all(keys, outgoing)?;
+    let armored = vault::seal::encrypt_to_all(keys, &vault::seal::protect_headers(outgoing))?;
     let parsed = MessageParser::default()
         .parse(outgoing)
         .ok_or_else(|| vault::VaultError::Encoding("the outgoing message does not parse".into()))?;

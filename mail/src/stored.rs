@@ -6,13 +6,15 @@
 //! written: at `standard`, the trace and the message encrypted at rest (AEAD
 //! under the tenant's data key, which the server holds); at `sealed`, the
 //! message sealed as PGP/MIME to the account's OpenPGP key before anything
-//! is written; at `dispersed`, sealed then cut into shards on the storage
-//! sites; at `end-to-end`, as it came (already encrypted by its sender),
-//! with the trace, then cut into shards. The size an owner is charged is the
-//! size of what they read back.
+//! is written, its headers protected inside and its conversation shown
+//! outside as the tenant's policy says ([`outer_thread`]); at `dispersed`,
+//! sealed then cut into shards on the storage sites; at `end-to-end`, as it
+//! came (already encrypted by its sender), with the trace, then cut into
+//! shards. The size an owner is charged is the size of what they read back.
 
 use tenants::store::NewObject;
 use tenants::{Account, Level, MessageId, TenantId};
+use vault::seal::Thread;
 
 use crate::inbound::Inbound;
 use crate::reply::Reply;
@@ -24,14 +26,34 @@ pub struct Copy<'a> {
     pub level: Level,
     pub account: &'a Account,
     /// Header lines put before the message (Received, Authentication-Results);
-    /// inside the seal at `sealed` and above.
+    /// at `sealed` and `dispersed`, on the sealed wrapper.
     pub trace: &'a [String],
     /// The outer envelope of a sealed copy: what stays readable.
     pub from: Option<&'a str>,
     pub to: &'a [&'a str],
     pub date: &'a str,
-    pub message_id: &'a str,
+    /// Its Message-ID and conversation: [`outer_thread`]'s answer.
+    pub thread: &'a Thread,
     pub hostname: &'a str,
+}
+
+/// What a sealed copy shows of its conversation outside the seal, as the
+/// tenant's policy says (`tenants::Policy::outer_thread_headers`, `shown`):
+/// the message's own Message-ID, In-Reply-To and References, so that mail
+/// clients thread it unopened; or only an id of the server's own for `id`.
+/// Every door that stores mail builds its [`Copy`] with this.
+pub fn outer_thread(
+    parsed: &mail_parser::Message<'_>,
+    shown: bool,
+    id: MessageId,
+    hostname: &str,
+) -> Thread {
+    let own = format!("{id}@{hostname}");
+    if shown {
+        Thread::of(parsed, own)
+    } else {
+        Thread::own(own)
+    }
 }
 
 /// What is written for a copy.
@@ -81,7 +103,7 @@ impl Inbound {
                     from: copy.from.filter(|f| !f.is_empty()),
                     to: copy.to,
                     date: copy.date,
-                    message_id: copy.message_id,
+                    thread: copy.thread,
                     hostname: copy.hostname,
                 };
                 let sealed =
@@ -123,5 +145,31 @@ impl Inbound {
                 Some(self.disperse(tenant, id, &readable).await?),
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_decides_what_a_sealed_copy_shows_of_its_conversation() {
+        let message = b"Message-ID: <reply@x.test>\r\nIn-Reply-To: <first@x.test>\r\n\
+                        References: <first@x.test>\r\nSubject: s\r\n\r\nhi\r\n";
+        let parsed = mail_parser::MessageParser::default()
+            .parse(message.as_slice())
+            .unwrap();
+        let id = MessageId::new();
+        let shown = outer_thread(&parsed, true, id, "mx.caliop.test");
+        assert_eq!(
+            shown,
+            Thread {
+                message_id: "reply@x.test".into(),
+                in_reply_to: vec!["first@x.test".into()],
+                references: vec!["first@x.test".into()],
+            }
+        );
+        let hidden = outer_thread(&parsed, false, id, "mx.caliop.test");
+        assert_eq!(hidden, Thread::own(format!("{id}@mx.caliop.test")));
     }
 }

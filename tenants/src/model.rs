@@ -722,6 +722,22 @@ pub struct Policy {
     /// Absent: the operator's default. Must stay within the operator's bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redundancy: Option<Redundancy>,
+    /// Whether mail sealed at `sealed` and above keeps its own `Message-ID`,
+    /// `In-Reply-To` and `References` outside the seal, so that mail clients
+    /// thread it before opening it. What that reveals to anyone who reads
+    /// the stored form without the key: which messages belong to one
+    /// conversation, and the Message-IDs themselves, which often name the
+    /// sender's host and software. The Subject never leaves the seal. When
+    /// off, a sealed message shows only an id of the server's own and no
+    /// In-Reply-To or References. On when absent (also when a policy is
+    /// replaced without it).
+    #[serde(default = "shown")]
+    #[schema(default = true)]
+    pub outer_thread_headers: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 impl Default for Policy {
@@ -730,6 +746,7 @@ impl Default for Policy {
             min_level: Level::Standard,
             allowed_jurisdictions: Vec::new(),
             redundancy: None,
+            outer_thread_headers: true,
         }
     }
 }

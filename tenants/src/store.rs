@@ -193,6 +193,7 @@ struct TenantRow {
     publish_transparency: bool,
     scan_outbound: bool,
     external_forwarding: bool,
+    outer_thread_headers: bool,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -225,6 +226,7 @@ impl TryFrom<TenantRow> for Tenant {
                     }),
                     _ => None,
                 },
+                outer_thread_headers: r.outer_thread_headers,
             },
             storage_used_bytes: r.storage_used_bytes,
             publish_transparency: r.publish_transparency,
@@ -416,6 +418,8 @@ pub struct RecipientAccount {
     pub account: Account,
     pub tenant_status: TenantStatus,
     pub tenant_min_level: Level,
+    /// The tenant's `outer_thread_headers` (see [`crate::Policy`]).
+    pub tenant_outer_thread_headers: bool,
     /// Storage as the tightest package above the account sees it (its
     /// tenant's or an ancestor's, each counting its subtree):
     /// `storage_quota_bytes - storage_used_bytes` is the room left for mail.
@@ -430,6 +434,7 @@ struct RecipientAccountRow {
     account: AccountRow,
     tenant_status: String,
     tenant_min_level: String,
+    tenant_outer_thread_headers: bool,
     #[sqlx(rename = "tenant_storage_used_bytes")]
     storage_used_bytes: i64,
     #[sqlx(rename = "tenant_storage_quota_bytes")]
@@ -443,6 +448,7 @@ impl TryFrom<RecipientAccountRow> for RecipientAccount {
             account: r.account.try_into()?,
             tenant_status: r.tenant_status.parse().map_err(stored)?,
             tenant_min_level: r.tenant_min_level.parse().map_err(stored)?,
+            tenant_outer_thread_headers: r.tenant_outer_thread_headers,
             storage_used_bytes: r.storage_used_bytes,
             storage_quota_bytes: r.storage_quota_bytes,
         })
@@ -651,7 +657,7 @@ const UNLIMITED: i64 = (1 << 53) - 1;
 
 const TENANT_COLUMNS: &str = "id, name, kind, parent_id, status, max_accounts, max_domains, storage_quota_bytes, \
      min_level, allowed_jurisdictions, created_at, updated_at, storage_used_bytes, dispersal_k, dispersal_n, \
-     publish_transparency, scan_outbound, external_forwarding";
+     publish_transparency, scan_outbound, external_forwarding, outer_thread_headers";
 const ANCESTRY: &str = "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
        SELECT id, parent_id, 0 FROM tenants WHERE id = $1 \
        UNION ALL SELECT t.id, t.parent_id, c.depth + 1 FROM tenants t JOIN chain c ON t.id = c.parent_id) \
@@ -717,6 +723,7 @@ const RECIPIENT_SQL: &str = "WITH RECURSIVE chain(id, parent_id) AS ( \
                a.password_hash, a.fingerprint, a.public_key, a.secret_key, a.created_at, a.updated_at, \
                a.storage_used_bytes, a.storage_quota_bytes, a.credentials_epoch, \
                t.status AS tenant_status, t.min_level AS tenant_min_level, \
+               t.outer_thread_headers AS tenant_outer_thread_headers, \
                p.quota - p.room AS tenant_storage_used_bytes, p.quota AS tenant_storage_quota_bytes \
              FROM accounts a JOIN tenants t ON t.id = a.tenant_id CROSS JOIN packages p \
              JOIN domains d ON d.id = a.domain_id AND d.verified_at IS NOT NULL WHERE a.address = $1";
@@ -979,7 +986,8 @@ impl Store {
                UNION ALL SELECT t.id FROM tenants t JOIN subtree s ON t.parent_id = s.id) \
              SELECT t.id, t.name, t.kind, t.parent_id, t.status, t.max_accounts, t.max_domains, \
                t.storage_quota_bytes, t.min_level, t.allowed_jurisdictions, t.created_at, t.updated_at, t.storage_used_bytes, \
-               t.dispersal_k, t.dispersal_n, t.publish_transparency, t.scan_outbound, t.external_forwarding \
+               t.dispersal_k, t.dispersal_n, t.publish_transparency, t.scan_outbound, t.external_forwarding, \
+               t.outer_thread_headers \
              FROM tenants t \
              WHERE ($1 IS NULL OR t.id IN (SELECT id FROM subtree)) \
                AND ($2 IS NULL OR t.parent_id = $2) AND ($3 IS NULL OR t.kind = $3) \
@@ -1039,8 +1047,9 @@ impl Store {
         let now = Utc::now();
         let id = TenantId::new();
         let insert = "INSERT INTO tenants (id, name, kind, parent_id, status, max_accounts, max_domains, \
-             storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at, dispersal_k, dispersal_n) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $10, $11, $12)";
+             storage_quota_bytes, min_level, allowed_jurisdictions, created_at, updated_at, dispersal_k, dispersal_n, \
+             outer_thread_headers) \
+             VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(insert)
@@ -1056,6 +1065,7 @@ impl Store {
                 .bind(now)
                 .bind(new.policy.redundancy.map(|r| i32::from(r.k)))
                 .bind(new.policy.redundancy.map(|r| i32::from(r.n)))
+                .bind(new.policy.outer_thread_headers)
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {
@@ -1113,7 +1123,7 @@ impl Store {
         let sql = "UPDATE tenants SET name = $2, status = $3, max_accounts = $4, max_domains = $5, \
              storage_quota_bytes = $6, min_level = $7, allowed_jurisdictions = $8, updated_at = $9, \
              dispersal_k = $10, dispersal_n = $11, publish_transparency = $12, scan_outbound = $13, \
-             external_forwarding = $14 WHERE id = $1";
+             external_forwarding = $14, outer_thread_headers = $15 WHERE id = $1";
         on_pool!(&self.pool, p => {
             let mut tx = p.begin_locked(root.0).await?;
             sqlx::query(sql)
@@ -1131,6 +1141,7 @@ impl Store {
                 .bind(publish_transparency)
                 .bind(scan_outbound)
                 .bind(external_forwarding)
+                .bind(policy.outer_thread_headers)
                 .execute(&mut *tx)
                 .await?;
             write_audit!(tx, Audit {

@@ -151,6 +151,10 @@ fn policy_of(row: &Row) -> Result<Policy> {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::Unusable(e.to_string()))?,
         redundancy,
+        outer_thread_headers: row
+            .get("outer_thread_headers")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
     })
 }
 

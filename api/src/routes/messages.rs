@@ -124,7 +124,9 @@ pub async fn get_message(
 ///
 /// `standard` messages come back as the RFC 5322 message received (with our
 /// trace headers). Sealed ones come back exactly as stored: a PGP/MIME
-/// message that the account's OpenPGP key decrypts to the original bytes.
+/// message that the account's OpenPGP key decrypts to the original, its
+/// Content-Type marked `protected-headers="v1"` (its own Subject, From, To,
+/// Date and Message-ID are the ones to show; the wrapper's Subject is `...`).
 #[utoipa::path(get, path = "/v1/messages/{message_id}/raw", tag = "messages", operation_id = "getRawMessage",
     params(("message_id" = MessageId, Path, description = "Message id")),
     responses(

@@ -1886,7 +1886,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .date()
             .map(|d| d.to_rfc822())
             .unwrap_or_else(|| Utc::now().to_rfc2822());
-        let message_id = format!("<{id}@{}>", self.config.hostname);
+        let thread = crate::stored::outer_thread(
+            &parsed,
+            tenant.policy.outer_thread_headers,
+            id,
+            &self.config.hostname,
+        );
         let copy = crate::stored::Copy {
             id,
             level,
@@ -1895,7 +1900,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             from: Some(account.address.as_str()),
             to: &[account.address.as_str()],
             date: &sealed_date,
-            message_id: &message_id,
+            thread: &thread,
             hostname: &self.config.hostname,
         };
         let stored = match self.inbound.stored_form(&copy, &data, &parsed).await {

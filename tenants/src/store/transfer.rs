@@ -162,7 +162,7 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "id = $1",
             "id:u name kind parent_id:u status max_accounts:i max_domains:i storage_quota_bytes:i min_level \
              allowed_jurisdictions created_at:t updated_at:t storage_used_bytes:i dispersal_k:i dispersal_n:i self_signup_domain \
-             publish_transparency:b opaque_setup scan_outbound:b external_forwarding:b"
+             publish_transparency:b opaque_setup scan_outbound:b external_forwarding:b outer_thread_headers:b"
         ),
         table!(
             "tenant_keys",
