@@ -514,7 +514,11 @@ impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             format: "text".into(),
-            filter: "info,sqlx=warn".into(),
+            // The pgp crate warns whenever it writes a secret key packet
+            // whose length changed since it was read, which locking a new
+            // key under its passphrase always does: a notice of its own
+            // internals, nothing an operator can act on.
+            filter: "info,sqlx=warn,pgp::packet::packet_sum=error".into(),
         }
     }
 }

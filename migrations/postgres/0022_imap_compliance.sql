@@ -22,3 +22,13 @@ ALTER TABLE mailboxes ADD COLUMN pruned_modseq BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE expunged ADD COLUMN expunged_at TIMESTAMPTZ;
 UPDATE expunged SET expunged_at = now();
 CREATE INDEX expunged_at ON expunged (expunged_at);
+
+-- Subscriptions are names (RFC 3501 §6.3.6): a subscribed mailbox that is
+-- deleted stays subscribed, listed as \NonExistent by LIST (SUBSCRIBED),
+-- and a mailbox made again under that name is subscribed again.
+CREATE TABLE lost_subscriptions (
+    account_id UUID NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    name_key   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name_key)
+);

@@ -20,5 +20,15 @@ ALTER TABLE mailboxes ADD COLUMN pruned_modseq INTEGER NOT NULL DEFAULT 0;
 -- When each tombstone was left, so that they are pruned after
 -- `imap.tombstone_days` (those from before this migration count from now).
 ALTER TABLE expunged ADD COLUMN expunged_at TEXT;
-UPDATE expunged SET expunged_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now');
+UPDATE expunged SET expunged_at = strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now');
 CREATE INDEX expunged_at ON expunged (expunged_at);
+
+-- Subscriptions are names (RFC 3501 §6.3.6): a subscribed mailbox that is
+-- deleted stays subscribed, listed as \NonExistent by LIST (SUBSCRIBED),
+-- and a mailbox made again under that name is subscribed again.
+CREATE TABLE lost_subscriptions (
+    account_id BLOB NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    name_key   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name_key)
+);

@@ -92,6 +92,28 @@ impl WriteLock for PgPool {
     }
 }
 
+/// Opens a transaction that writes after it reads: on SQLite it takes the
+/// write lock up front (a deferred transaction that reads first fails when
+/// another writer commits in between); PostgreSQL locks rows as it goes.
+trait WriteFirst {
+    type Db: sqlx::Database;
+    fn begin_write(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+impl WriteFirst for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+impl WriteFirst for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Postgres>> {
+        Ok(self.begin().await?)
+    }
+}
+
 /// Opens a write transaction that serialises the changes to one account's
 /// mailboxes, so that two concurrent creations cannot both pass its cap.
 trait AccountLock {

@@ -24,7 +24,7 @@ impl Job<Context> for PruneTombstones {
     const NAME: &'static str = PRUNE_TOMBSTONES_JOB;
 
     async fn run(&self, context: &Context) -> Result<(), String> {
-        let before = Utc::now() - chrono::Duration::days(i64::from(self.keep_days));
+        let before = Utc::now() - chrono::Duration::days(i64::from(self.keep_days.max(1)));
         let pruned = context
             .store
             .prune_tombstones(before)

@@ -5,6 +5,7 @@
 //! served exactly as stored: plaintext for `standard`, the PGP/MIME form the
 //! recipient's key opens above, so the server never needs that key.
 
+mod extended;
 pub mod message;
 pub mod search;
 mod session;

@@ -31,9 +31,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::extended::{self, ListExtended, SearchReturn};
 use super::message::{self, Section, SectionText};
 use super::search::{self, Bounds, Candidate};
-use super::view::{PERMANENT_FLAGS, View, flag_list, uid_set};
+use super::view::{View, flag_list, uid_set};
 use super::wire::{Conn, Frame, Gone, name_of, tag_of};
 use super::{ImapConfig, utf7};
 use crate::inbound::{Inbound, openpgp_protection};
@@ -173,6 +174,8 @@ struct Session<'a, S> {
     recent: std::collections::HashSet<i64>,
     /// Extensions the client turned on.
     enabled: Enabled,
+    /// The result options of the SEARCH being run (ESEARCH, RFC 4731).
+    search_return: Option<SearchReturn>,
 }
 
 /// What ENABLE (or a command that implies it) turned on for the session.
@@ -215,6 +218,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         checked_at: std::time::Instant::now(),
         recent: std::collections::HashSet::new(),
         enabled: Enabled::default(),
+        search_return: None,
     };
     if transport.greet {
         let greeting = format!(
@@ -240,7 +244,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
     fn capabilities(&self) -> String {
         let mut caps = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC STATUS=SIZE",
+            "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC STATUS=SIZE ESEARCH LIST-EXTENDED LIST-STATUS",
         );
         if self.account.is_none() {
             if self.transport.can_starttls {
@@ -354,6 +358,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn command(&mut self, bytes: &[u8]) -> Result<Flow, Gone> {
+        // What the codec does not read yet: LIST-EXTENDED and SEARCH RETURN.
+        self.search_return = None;
+        let cut;
+        let mut bytes = bytes;
+        if self.account.is_some() {
+            if let Some(parsed) = extended::list_extended(bytes) {
+                let tag = tag_of(bytes).unwrap_or_else(|| "*".into());
+                if !self.still_allowed().await {
+                    return Ok(Flow::Logout);
+                }
+                let done = match parsed {
+                    Ok(list) => self.list_extended(&list).await,
+                    Err(text) => Done::Bad(text),
+                };
+                self.refresh(true).await?;
+                self.finish(&tag, "LIST", done);
+                return Ok(Flow::Continue);
+            }
+            match extended::search_return(bytes) {
+                Some(Ok((options, rest))) => {
+                    self.search_return = Some(options);
+                    cut = rest;
+                    bytes = &cut;
+                }
+                Some(Err(text)) => {
+                    let tag = tag_of(bytes).unwrap_or_else(|| "*".into());
+                    self.bad(&tag, &text);
+                    return Ok(Flow::Continue);
+                }
+                None => {}
+            }
+        }
         let command = match CommandCodec::default().decode(bytes) {
             Ok((_, command)) => command,
             Err(_) => {
@@ -385,6 +421,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if !matches!(flow, Flow::Logout) {
             self.refresh(may_expunge).await?;
         }
+        self.finish(&tag, name, done);
+        Ok(flow)
+    }
+
+    /// The tagged answer of a command.
+    fn finish(&mut self, tag: &str, name: &str, done: Done) {
         match done {
             Done::Ok(text) => {
                 self.errors = 0;
@@ -398,10 +440,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 ));
             }
             Done::No(text) => self.conn.line(&format!("{tag} NO {text}")),
-            Done::Bad(text) => self.bad(&tag, &text),
+            Done::Bad(text) => self.bad(tag, &text),
             Done::Sent => {}
         }
-        Ok(flow)
     }
 
     async fn dispatch(&mut self, tag: &str, command: Command<'_>) -> Result<(Done, Flow), Gone> {
@@ -472,6 +513,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                                 self.enable_condstore();
                             }
                             self.enabled.qresync = true;
+                            if let Some(view) = &mut self.view {
+                                view.qresync = true;
+                            }
                             turned_on.push("QRESYNC");
                         }
                         _ => {}
@@ -566,7 +610,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             CommandBody::Expunge => self.expunge(None).await,
             CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set)).await,
             CommandBody::Search { criteria, uid, .. } => {
-                self.search(criteria.as_ref(), uid).await?
+                self.search(tag, criteria.as_ref(), uid).await?
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -830,7 +874,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         read_only: bool,
         parameters: &[SelectParameter],
     ) -> Done {
-        self.view = None;
+        // The open mailbox closes first (RFC 7162 §3.2.11, RFC 9051 §7.1).
+        if self.view.take().is_some() {
+            self.conn
+                .line("* OK [CLOSED] the previous mailbox is closed");
+        }
         self.recent.clear();
         let mut resync = None;
         for parameter in parameters {
@@ -889,10 +937,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .map(|e| e.uid)
             .collect();
         self.conn.line(&view.flags_line());
-        let permanent = if read_only { "" } else { PERMANENT_FLAGS };
-        self.conn.line(&format!(
-            "* OK [PERMANENTFLAGS ({permanent})] flags that stay"
-        ));
+        self.conn.line(&view.permanent_line());
         self.conn.line(&format!("* {} EXISTS", view.exists()));
         self.conn.line(&format!("* {} RECENT", self.recent.len()));
         if let Some(i) = view
@@ -965,8 +1010,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         let inside = |uid: i64| within.iter().any(|&(a, b)| a <= uid && uid <= b);
         let set = match self.store.expunged_since(view.mailbox.id, since).await {
+            // Those still in the view are told by a live VANISHED later.
             Ok(Some(uids)) => {
-                let uids: Vec<i64> = uids.into_iter().filter(|&u| inside(u)).collect();
+                let uids: Vec<i64> = uids
+                    .into_iter()
+                    .filter(|&u| inside(u) && view.index_of(u).is_none())
+                    .collect();
                 uid_set(&uids)
             }
             Ok(None) => gaps(within, &view.entries),
@@ -1035,8 +1084,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     async fn subscribe(&mut self, mailbox: &WireMailbox<'_>, subscribed: bool) -> Done {
         let found = match self.find(mailbox).await {
             Ok(found) => found,
-            // Nothing to take out: the name is not subscribed (RFC 9051 §6.3.8).
-            Err(Done::No(_)) if !subscribed => return Done::Ok(String::new()),
+            // No mailbox: the name may still be subscribed (RFC 9051 §6.3.8).
+            Err(Done::No(_)) if !subscribed => {
+                let name = Self::name_of(mailbox);
+                return match self.store.unsubscribe_lost(self.account().id, &name).await {
+                    Ok(()) => Done::Ok(String::new()),
+                    Err(e) => unavailable(e),
+                };
+            }
             Err(done) => return done,
         };
         match self.store.subscribe_mailbox(found.id, subscribed).await {
@@ -1073,7 +1128,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let keys: Vec<String> = mailboxes.iter().map(|m| m.name.to_lowercase()).collect();
         let wanted = full.to_lowercase();
         if lsub {
-            self.lsub(&mailboxes, &keys, &wanted);
+            let lost = match self.store.lost_subscriptions(self.account().id).await {
+                Ok(lost) => lost,
+                Err(e) => return unavailable(e),
+            };
+            self.lsub(&mailboxes, &keys, &wanted, &lost);
             return Done::Ok(String::new());
         }
         for (m, key) in mailboxes.iter().zip(&keys) {
@@ -1101,8 +1160,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// LSUB (RFC 3501 §6.3.9): the subscribed names the pattern matches,
     /// and where `%` stops at a level whose name is not subscribed but
     /// has a subscribed name under it, that level as `\Noselect`.
-    fn lsub(&mut self, mailboxes: &[Mailbox], keys: &[String], wanted: &str) {
-        let mut listed: Vec<(String, bool)> = Vec::new();
+    fn lsub(&mut self, mailboxes: &[Mailbox], keys: &[String], wanted: &str, lost: &[String]) {
+        let mut listed: Vec<(String, bool)> = lost
+            .iter()
+            .filter(|name| wildcard(wanted.as_bytes(), name.to_lowercase().as_bytes()))
+            .map(|name| (name.clone(), true))
+            .collect();
         for (m, key) in mailboxes.iter().zip(keys) {
             if !m.subscribed {
                 continue;
@@ -1143,15 +1206,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(found) => found,
             Err(done) => return done,
         };
-        let counts = match self.store.mailbox_counts(found.id).await {
-            Ok(c) => c,
-            Err(e) => return unavailable(e),
-        };
+        match self.status_of(&found, items).await {
+            Ok(()) => Done::Ok(String::new()),
+            Err(done) => done,
+        }
+    }
+
+    /// Writes the STATUS response of a mailbox.
+    async fn status_of(
+        &mut self,
+        found: &Mailbox,
+        items: &[StatusDataItemName],
+    ) -> Result<(), Done> {
+        let counts = self
+            .store
+            .mailbox_counts(found.id)
+            .await
+            .map_err(unavailable)?;
         let recent = if items.contains(&StatusDataItemName::Recent) {
-            match self.store.recent_since(found.id).await {
-                Ok((_, recent)) => recent,
-                Err(e) => return unavailable(e),
-            }
+            self.store
+                .recent_since(found.id)
+                .await
+                .map_err(unavailable)?
+                .1
         } else {
             0
         };
@@ -1178,6 +1255,85 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         line.extend_from_slice(&Self::wire_name(&found.name));
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         self.conn.write(&line);
+        Ok(())
+    }
+
+    /// LIST with LIST-EXTENDED's selection and return options and several
+    /// patterns (RFC 5258), and a STATUS after each mailbox (RFC 5819).
+    async fn list_extended(&mut self, list: &ListExtended) -> Done {
+        let mailboxes = match self.store.mailboxes(self.account().id).await {
+            Ok(m) => m,
+            Err(e) => return unavailable(e),
+        };
+        let keys: Vec<String> = mailboxes.iter().map(|m| m.name.to_lowercase()).collect();
+        let wanted: Vec<String> = list
+            .patterns
+            .iter()
+            .map(|p| {
+                let full = format!("{}{p}", list.reference);
+                utf7::decode(&full).unwrap_or(full).to_lowercase()
+            })
+            .collect();
+        let matches = |key: &str| {
+            wanted
+                .iter()
+                .any(|w| wildcard(w.as_bytes(), key.as_bytes()))
+        };
+        for (m, key) in mailboxes.iter().zip(&keys) {
+            if !matches(key) {
+                continue;
+            }
+            let prefix = format!("{key}/");
+            let children = keys.iter().any(|k| k.starts_with(&prefix));
+            // RECURSIVEMATCH tells of a parent whose subscribed descendant
+            // is not itself listed (RFC 5258 §3.5).
+            let subscribed_child = mailboxes
+                .iter()
+                .zip(&keys)
+                .any(|(c, k)| c.subscribed && k.starts_with(&prefix) && !matches(k));
+            let kept = !list.subscribed || m.subscribed;
+            if !(kept || list.recursive_match && subscribed_child) {
+                continue;
+            }
+            let mut attributes = vec![if children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            }];
+            if m.subscribed && (list.subscribed || list.return_subscribed) {
+                attributes.push("\\Subscribed");
+            }
+            if let Some(special) = m.role.and_then(Folder::special_use) {
+                attributes.push(special);
+            }
+            let mut line = format!("* LIST ({}) \"/\" ", attributes.join(" ")).into_bytes();
+            line.extend_from_slice(&Self::wire_name(&m.name));
+            if list.recursive_match && subscribed_child {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            line.extend_from_slice(b"\r\n");
+            self.conn.write(&line);
+            // Each mailbox's STATUS right after its LIST (RFC 5819 §2).
+            if kept
+                && !list.status.is_empty()
+                && let Err(done) = self.status_of(m, &list.status).await
+            {
+                return done;
+            }
+        }
+        if list.subscribed || list.return_subscribed {
+            // Subscribed names whose mailbox is gone.
+            let lost = match self.store.lost_subscriptions(self.account().id).await {
+                Ok(lost) => lost,
+                Err(e) => return unavailable(e),
+            };
+            for name in lost.iter().filter(|n| matches(&n.to_lowercase())) {
+                let mut line = b"* LIST (\\Subscribed \\NonExistent) \"/\" ".to_vec();
+                line.extend_from_slice(&Self::wire_name(name));
+                line.extend_from_slice(b"\r\n");
+                self.conn.write(&line);
+            }
+        }
         Done::Ok(String::new())
     }
 
@@ -1231,6 +1387,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .mailbox_changes(view.mailbox.id, view.modseq)
             .await
         {
+            // While sequence numbers are in use an expunge must wait, and so
+            // must every change after it: a MODSEQ or HIGHESTMODSEQ told
+            // beyond a held expunge would let a QRESYNC client skip it
+            // (RFC 7162 §3.2.10). The next command that may hear it gets all.
+            Ok(Some(changes)) if !may_expunge && !changes.expunged.is_empty() => {}
             Ok(Some(changes)) => {
                 let mut out = Vec::new();
                 let before = view.max_uid();
@@ -1501,7 +1662,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             let since = i64::try_from(since).unwrap_or(i64::MAX);
             indices.retain(|&i| self.view().entries[i].modseq > since);
             if vanished {
-                let top = self.view().mailbox.uid_next - 1;
+                let top = (self.view().mailbox.uid_next - 1).max(i64::from(self.view().max_uid()));
                 let within = uid_ranges(set, top);
                 match self.vanished(since as u64, &within).await {
                     Ok(Some(gone)) => self.conn.line(&format!("* VANISHED (EARLIER) {gone}")),
@@ -1642,20 +1803,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let view = self.view.as_mut().expect("selected");
         let mut out = Vec::new();
         let mut touched = std::collections::HashSet::new();
+        // Changed by others too since this session last looked: told in
+        // full even under .SILENT (RFC 3501 §6.4.6).
+        let mut surprising = std::collections::HashSet::new();
         for entry in changed {
             view.announce(&entry.keywords, &mut out);
             if let Some(i) = view.index_of(entry.uid) {
+                let known = &view.entries[i];
+                let (flags, keywords) = change.apply(&known.flags, &known.keywords);
+                let same = flags.len() == entry.flags.len()
+                    && flags.iter().all(|f| entry.flags.contains(f))
+                    && keywords.len() == entry.keywords.len()
+                    && keywords
+                        .iter()
+                        .all(|k| entry.keywords.iter().any(|e| e.eq_ignore_ascii_case(k)));
+                if !same {
+                    surprising.insert(i);
+                }
                 touched.insert(i);
                 view.entries[i] = entry;
             }
         }
         let condstore = self.enabled.condstore;
+        let modified_set: std::collections::HashSet<i64> = modified.iter().copied().collect();
         for i in indices {
             let uid = view.entries[i].uid;
-            if modified.contains(&uid) {
+            if modified_set.contains(&uid) {
                 continue;
             }
-            if response == StoreResponse::Answer {
+            if response == StoreResponse::Answer || surprising.contains(&i) {
                 out.push(view.flags_fetch(i, self.recent.contains(&uid)));
             } else if condstore && touched.contains(&i) {
                 // .SILENT still tells the new modseq (RFC 7162 §3.1.3).
@@ -1960,7 +2136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
-    async fn search(&mut self, keys: &[SearchKey<'_>], uid: bool) -> Result<Done, Gone> {
+    async fn search(&mut self, tag: &str, keys: &[SearchKey<'_>], uid: bool) -> Result<Done, Gone> {
         let needs_content = search::needs_content(keys);
         let with_modseq = search::uses_modseq(keys);
         if with_modseq {
@@ -2011,6 +2187,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         self.prefetched.clear();
+        if let Some(options) = self.search_return {
+            // ESEARCH (RFC 4731): what was asked of the result, by tag.
+            let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                line.push_str(" UID");
+            }
+            if !found.is_empty() {
+                if options.min {
+                    line.push_str(&format!(" MIN {}", found[0]));
+                }
+                if options.max {
+                    line.push_str(&format!(" MAX {}", found[found.len() - 1]));
+                }
+            }
+            if options.count {
+                line.push_str(&format!(" COUNT {}", found.len()));
+            }
+            if options.all && !found.is_empty() {
+                let all: Vec<i64> = found.iter().map(|&n| i64::from(n)).collect();
+                line.push_str(&format!(" ALL {}", uid_set(&all)));
+            }
+            if with_modseq && !found.is_empty() {
+                // Of all matches with ALL or COUNT; else of those returned (RFC 7162 §3.1.5).
+                let modseq = if options.all || options.count {
+                    highest
+                } else {
+                    let of = |n: u32| {
+                        let i = if uid {
+                            self.view().index_of(i64::from(n))
+                        } else {
+                            Some(n as usize - 1)
+                        };
+                        i.map_or(0, |i| self.view().entries[i].modseq)
+                    };
+                    let mut m = 0;
+                    if options.min {
+                        m = m.max(of(found[0]));
+                    }
+                    if options.max {
+                        m = m.max(of(found[found.len() - 1]));
+                    }
+                    m
+                };
+                line.push_str(&format!(" MODSEQ {modseq}"));
+            }
+            self.conn.line(&line);
+            return Ok(Done::Ok(String::new()));
+        }
         let mut line = String::from("* SEARCH");
         let any = !found.is_empty();
         for n in found {

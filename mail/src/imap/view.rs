@@ -9,7 +9,6 @@ use tenants::{Flag, Mailbox};
 
 /// Keywords every mailbox offers, announced in FLAGS whether used or not.
 pub const DEFAULT_KEYWORDS: [&str; 4] = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"];
-pub const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
 
 pub struct View {
     pub mailbox: Mailbox,
@@ -60,6 +59,18 @@ impl View {
         )
     }
 
+    /// The untagged PERMANENTFLAGS response: the flags and keywords that
+    /// stay, and `\*` (any keyword may be made); none when read-only.
+    pub fn permanent_line(&self) -> String {
+        if self.read_only {
+            return "* OK [PERMANENTFLAGS ()] the mailbox is read-only".into();
+        }
+        format!(
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft {} \\*)] flags that stay",
+            self.keywords.join(" ")
+        )
+    }
+
     /// Tells the client of keywords it has not been told of yet, before a
     /// response that shows them.
     pub fn announce(&mut self, keywords: &[String], out: &mut Vec<String>) {
@@ -77,9 +88,7 @@ impl View {
         if new {
             out.push(self.flags_line());
             if !self.read_only {
-                out.push(format!(
-                    "* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags that stay"
-                ));
+                out.push(self.permanent_line());
             }
         }
     }

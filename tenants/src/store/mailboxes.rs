@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::messages::{flags_text, parse_flags};
-use super::{AccountLock, Audit, INSERT_AUDIT, Pool, Store};
+use super::{AccountLock, Audit, INSERT_AUDIT, Pool, Store, WriteFirst};
 use crate::model::{AccountId, Flag, Folder, Level, MailboxId, MessageId};
 use crate::{Error, Result};
 
@@ -59,7 +59,16 @@ macro_rules! insert_mailbox {
         let account: uuid::Uuid = $account;
         let name: &str = $name;
         let role: Option<&str> = $role;
-        let subscribed: bool = $subscribed || role.is_some();
+        // A subscription outlives its mailbox: made again, it is subscribed again.
+        let lost =
+            sqlx::query("DELETE FROM lost_subscriptions WHERE account_id = $1 AND name_key = $2")
+                .bind(account)
+                .bind(name.to_lowercase())
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected()
+                > 0;
+        let subscribed: bool = $subscribed || role.is_some() || lost;
         let (validity,): (i64,) = sqlx::query_as(super::mailboxes::TAKE_UID_VALIDITY)
             .bind(account)
             .bind(super::mailboxes::now_uid_validity())
@@ -146,8 +155,38 @@ macro_rules! remove_messages {
         let mailbox: Uuid = $mailbox;
         let uids: Option<&UidRanges> = $uids;
         let only_deleted: bool = $only_deleted;
-        // The mailbox's row first: concurrent expunges queue here, and the
-        // second finds nothing left to remove.
+        // Rows are locked in the order delivery and APPEND lock them (the
+        // tenant and its ancestors from the bottom up, the account, then the
+        // mailbox), so that an expunge and an APPEND cannot deadlock on
+        // PostgreSQL. Concurrent expunges queue on the first of them, and
+        // the second finds nothing left to remove.
+        let owner: Option<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT a.id, a.tenant_id FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE b.id = $1",
+        )
+        .bind(mailbox)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if let Some((account, tenant)) = owner {
+            let mut next = Some(tenant);
+            let mut depth = 0;
+            while let Some(id) = next {
+                depth += 1;
+                if depth > super::messages::MAX_TREE_DEPTH {
+                    break;
+                }
+                let row: Option<(Option<Uuid>,)> = sqlx::query_as(
+                    "UPDATE tenants SET storage_used_bytes = storage_used_bytes WHERE id = $1 RETURNING parent_id",
+                )
+                .bind(id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+                next = row.and_then(|(parent,)| parent);
+            }
+            sqlx::query("UPDATE accounts SET storage_used_bytes = storage_used_bytes WHERE id = $1")
+                .bind(account)
+                .execute(&mut *$tx)
+                .await?;
+        }
         let (modseq,): (i64,) = sqlx::query_as(BUMP).bind(mailbox).fetch_one(&mut *$tx).await?;
         let all = [(1i64, i64::MAX)];
         let select = if only_deleted {
@@ -590,7 +629,7 @@ impl Store {
             let (tenant,) = tenant.ok_or(Error::NotFound("account"))?;
             for depth in 1..levels.len() {
                 let parent = levels[..depth].join("/");
-                let _ = insert_mailbox!(tx, Uuid::now_v7(), account.0, &parent, None, false);
+                let _ = insert_mailbox!(tx, Uuid::now_v7(), account.0, &parent, None, subscribe);
             }
             if !insert_mailbox!(tx, id.0, account.0, &name, None, subscribe) {
                 return Err(Error::Conflict(format!("a mailbox named `{name}` exists already")));
@@ -721,9 +760,14 @@ impl Store {
             )));
         }
         let shredded = on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let shredded = remove_messages!(tx, mailbox.id.0, None::<&UidRanges>, false);
             sqlx::query("DELETE FROM expunged WHERE mailbox_id = $1").bind(mailbox.id.0).execute(&mut *tx).await?;
+            if mailbox.subscribed {
+                sqlx::query("INSERT INTO lost_subscriptions (account_id, name_key, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(mailbox.account_id.0).bind(mailbox.name.to_lowercase()).bind(&mailbox.name)
+                    .execute(&mut *tx).await?;
+            }
             sqlx::query("DELETE FROM mailboxes WHERE id = $1").bind(mailbox.id.0).execute(&mut *tx).await?;
             let (tenant,): (Uuid,) = sqlx::query_as("SELECT tenant_id FROM accounts WHERE id = $1")
                 .bind(mailbox.account_id.0).fetch_one(&mut *tx).await?;
@@ -744,6 +788,21 @@ impl Store {
             .filter(|(_, _, dispersed)| *dispersed)
             .map(|(_, id, _)| id)
             .collect())
+    }
+
+    /// Names the account subscribed to whose mailbox was deleted since.
+    pub async fn lost_subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        let sql = "SELECT name FROM lost_subscriptions WHERE account_id = $1 ORDER BY name_key";
+        let rows: Vec<(String,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(account.0).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    /// Takes a name without a mailbox out of the subscriptions.
+    pub async fn unsubscribe_lost(&self, account: AccountId, name: &str) -> Result<()> {
+        let sql = "DELETE FROM lost_subscriptions WHERE account_id = $1 AND name_key = $2";
+        on_pool!(&self.pool, p => sqlx::query(sql).bind(account.0).bind(name.to_lowercase()).execute(p).await.map(|_| ()))?;
+        Ok(())
     }
 
     pub async fn subscribe_mailbox(&self, id: MailboxId, subscribed: bool) -> Result<()> {
@@ -836,8 +895,11 @@ impl Store {
     /// (EARLIER)), or `None` when tombstones that old were pruned and the
     /// caller must compare what the client knows with what is there.
     pub async fn expunged_since(&self, id: MailboxId, since: i64) -> Result<Option<Vec<i64>>> {
-        let floor = "SELECT pruned_modseq FROM mailboxes WHERE id = $1";
         let gone = "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
+        let floor = "SELECT pruned_modseq FROM mailboxes WHERE id = $1";
+        // The tombstones first, then the floor: a prune in between raises the
+        // floor, and the answer falls back rather than miss what was pruned.
+        let rows: Vec<(i64,)> = on_pool!(&self.pool, p => sqlx::query_as(gone).bind(id.0).bind(since).fetch_all(p).await)?;
         let row: Option<(i64,)> =
             on_pool!(&self.pool, p => sqlx::query_as(floor).bind(id.0).fetch_optional(p).await)?;
         let Some((pruned,)) = row else {
@@ -846,7 +908,6 @@ impl Store {
         if since < pruned {
             return Ok(None);
         }
-        let rows: Vec<(i64,)> = on_pool!(&self.pool, p => sqlx::query_as(gone).bind(id.0).bind(since).fetch_all(p).await)?;
         Ok(Some(rows.into_iter().map(|(u,)| u).collect()))
     }
 
@@ -1019,7 +1080,7 @@ impl Store {
         uids: Option<&UidRanges>,
     ) -> Result<Vec<(i64, MessageId, bool)>> {
         let removed = on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let removed = remove_messages!(tx, mailbox.0, uids, true);
             if removed.is_empty() {
                 tx.rollback().await?;

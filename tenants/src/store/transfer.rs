@@ -232,6 +232,9 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
         table!("expunged", key ["mailbox_id", "uid"],
             "mailbox_id IN (SELECT b.id FROM mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.tenant_id = $1)",
             "mailbox_id:u uid:i modseq:i expunged_at:t"),
+        table!("lost_subscriptions", key ["account_id", "name_key"],
+            "account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)",
+            "account_id:u name_key name"),
         // The accounts' own rules about senders (their Junk judgements).
         table!(
             "addresses",

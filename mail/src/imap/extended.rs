@@ -1,0 +1,337 @@
+//! Command syntax `imap-codec` does not read yet, read here before it:
+//! SEARCH's result options (ESEARCH, RFC 4731) and LIST's selection and
+//! return options with several patterns (LIST-EXTENDED, RFC 5258, and
+//! LIST-STATUS, RFC 5819). Only the ASCII head of a command is looked at;
+//! a command with a literal where these options sit is left to the codec.
+
+use imap_types::status::StatusDataItemName;
+
+/// What `SEARCH RETURN (...)` asked for; an empty list means ALL.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SearchReturn {
+    pub min: bool,
+    pub max: bool,
+    pub count: bool,
+    pub all: bool,
+}
+
+/// A SEARCH with result options: the options, and the command without them
+/// for the codec.
+pub fn search_return(command: &[u8]) -> Option<Result<(SearchReturn, Vec<u8>), String>> {
+    let head = String::from_utf8_lossy(&command[..command.len().min(512)]).into_owned();
+    let upper = head.to_ascii_uppercase();
+    let mut words = upper.splitn(4, ' ');
+    let _tag = words.next()?;
+    let mut name = words.next()?;
+    let mut skip = 0;
+    if name == "UID" {
+        skip = 1;
+        name = words.next()?;
+    }
+    if name != "SEARCH" {
+        return None;
+    }
+    // Where the criteria begin: after tag, [UID], SEARCH.
+    let start = nth_space(&upper, 2 + skip)? + 1;
+    let rest = &upper[start..];
+    if !rest.starts_with("RETURN (") {
+        return None;
+    }
+    let open = start + "RETURN ".len();
+    let close = match upper[open..].find(')') {
+        Some(i) => open + i,
+        None => return Some(Err("RETURN options end with `)`".into())),
+    };
+    let mut options = SearchReturn::default();
+    for option in upper[open + 1..close].split_whitespace() {
+        match option {
+            "MIN" => options.min = true,
+            "MAX" => options.max = true,
+            "COUNT" => options.count = true,
+            "ALL" => options.all = true,
+            other => {
+                return Some(Err(format!(
+                    "SEARCH RETURN option {other} is not offered: MIN, MAX, COUNT and ALL are"
+                )));
+            }
+        }
+    }
+    if options == SearchReturn::default() {
+        options.all = true;
+    }
+    let mut cut = command[..start].to_vec();
+    let after = close + 1;
+    cut.extend_from_slice(
+        command[after..]
+            .strip_prefix(b" ")
+            .unwrap_or(&command[after..]),
+    );
+    Some(Ok((options, cut)))
+}
+
+fn nth_space(text: &str, n: usize) -> Option<usize> {
+    text.match_indices(' ').nth(n - 1).map(|(i, _)| i)
+}
+
+/// LIST with LIST-EXTENDED syntax.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListExtended {
+    pub tag: String,
+    /// Selection: only subscribed names.
+    pub subscribed: bool,
+    /// Selection: also the parents of matches that the selection keeps.
+    pub recursive_match: bool,
+    pub reference: String,
+    pub patterns: Vec<String>,
+    /// Return: say `\Subscribed`.
+    pub return_subscribed: bool,
+    /// Return: a STATUS response after each selectable mailbox.
+    pub status: Vec<StatusDataItemName>,
+}
+
+/// A LIST command that uses the extended syntax (selection options,
+/// several patterns or return options); `None` for a plain LIST, which the
+/// codec reads.
+pub fn list_extended(command: &[u8]) -> Option<Result<ListExtended, String>> {
+    let text = std::str::from_utf8(command).ok()?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    let mut tokens = tokenize(text)?;
+    if tokens.len() < 4 {
+        return None;
+    }
+    let tag = match tokens.remove(0) {
+        Token::Word(tag) => tag,
+        _ => return None,
+    };
+    if !matches!(tokens.remove(0), Token::Word(w) if w.eq_ignore_ascii_case("LIST")) {
+        return None;
+    }
+    let extended = matches!(tokens.first(), Some(Token::List(_)))
+        || matches!(tokens.get(1), Some(Token::List(_)))
+        || tokens.len() > 2;
+    if !extended {
+        return None;
+    }
+    let mut list = ListExtended {
+        tag,
+        ..ListExtended::default()
+    };
+    if let Some(Token::List(options)) = tokens.first() {
+        for option in options {
+            match option {
+                Token::Word(w) if w.eq_ignore_ascii_case("SUBSCRIBED") => list.subscribed = true,
+                Token::Word(w) if w.eq_ignore_ascii_case("RECURSIVEMATCH") => {
+                    list.recursive_match = true
+                }
+                // One server holds every mailbox: nothing is remote.
+                Token::Word(w) if w.eq_ignore_ascii_case("REMOTE") => {}
+                other => {
+                    return Some(Err(format!(
+                        "LIST selection option {other:?} is not offered: SUBSCRIBED, REMOTE and RECURSIVEMATCH are"
+                    )));
+                }
+            }
+        }
+        if list.recursive_match && !list.subscribed {
+            return Some(Err(
+                "RECURSIVEMATCH goes with another selection option (RFC 5258 §3.1)".into(),
+            ));
+        }
+        tokens.remove(0);
+    }
+    let reference = match tokens.first() {
+        Some(Token::Word(w)) | Some(Token::Quoted(w)) => w.clone(),
+        _ => return Some(Err("LIST needs a reference name".into())),
+    };
+    tokens.remove(0);
+    list.reference = reference;
+    match tokens.first() {
+        Some(Token::Word(w)) | Some(Token::Quoted(w)) => list.patterns.push(w.clone()),
+        Some(Token::List(patterns)) => {
+            for pattern in patterns {
+                match pattern {
+                    Token::Word(w) | Token::Quoted(w) => list.patterns.push(w.clone()),
+                    Token::List(_) => return Some(Err("a pattern is a string".into())),
+                }
+            }
+        }
+        None => return Some(Err("LIST needs a mailbox pattern".into())),
+    }
+    tokens.remove(0);
+    match tokens.as_slice() {
+        [] => {}
+        [Token::Word(w), Token::List(options)] if w.eq_ignore_ascii_case("RETURN") => {
+            let mut i = 0;
+            while i < options.len() {
+                match &options[i] {
+                    Token::Word(w) if w.eq_ignore_ascii_case("SUBSCRIBED") => {
+                        list.return_subscribed = true
+                    }
+                    // Children are always told (CHILDREN).
+                    Token::Word(w) if w.eq_ignore_ascii_case("CHILDREN") => {}
+                    // Special uses are always told (SPECIAL-USE).
+                    Token::Word(w) if w.eq_ignore_ascii_case("SPECIAL-USE") => {}
+                    Token::Word(w) if w.eq_ignore_ascii_case("STATUS") => {
+                        let Some(Token::List(items)) = options.get(i + 1) else {
+                            return Some(Err("RETURN STATUS takes a list of items".into()));
+                        };
+                        for item in items {
+                            let Token::Word(item) = item else {
+                                return Some(Err("a STATUS item is an atom".into()));
+                            };
+                            match status_item(item) {
+                                Some(item) => list.status.push(item),
+                                None => {
+                                    return Some(Err(format!(
+                                        "{item} is not a STATUS item this server answers"
+                                    )));
+                                }
+                            }
+                        }
+                        i += 1;
+                    }
+                    other => {
+                        return Some(Err(format!(
+                            "LIST return option {other:?} is not offered: SUBSCRIBED, CHILDREN, SPECIAL-USE and STATUS are"
+                        )));
+                    }
+                }
+                i += 1;
+            }
+        }
+        _ => return Some(Err("after the patterns only RETURN (...) may come".into())),
+    }
+    Some(Ok(list))
+}
+
+fn status_item(name: &str) -> Option<StatusDataItemName> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    Quoted(String),
+    List(Vec<Token>),
+}
+
+/// Atoms, quoted strings and parenthesised lists; `None` for anything
+/// else (a literal), which leaves the command to the codec.
+fn tokenize(text: &str) -> Option<Vec<Token>> {
+    fn list(
+        chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+        depth: usize,
+    ) -> Option<Vec<Token>> {
+        let mut out = Vec::new();
+        loop {
+            match chars.peek().copied() {
+                None => return (depth == 0).then_some(out),
+                Some(' ') => {
+                    chars.next();
+                }
+                Some(')') => {
+                    chars.next();
+                    return (depth > 0).then_some(out);
+                }
+                Some('(') => {
+                    chars.next();
+                    if depth > 2 {
+                        return None;
+                    }
+                    out.push(Token::List(list(chars, depth + 1)?));
+                }
+                Some('"') => {
+                    chars.next();
+                    let mut s = String::new();
+                    loop {
+                        match chars.next()? {
+                            '\\' => s.push(chars.next()?),
+                            '"' => break,
+                            c => s.push(c),
+                        }
+                    }
+                    out.push(Token::Quoted(s));
+                }
+                Some('{') => return None,
+                Some(_) => {
+                    let mut s = String::new();
+                    while let Some(&c) = chars.peek() {
+                        if c == ' ' || c == '(' || c == ')' || c == '"' {
+                            break;
+                        }
+                        s.push(c);
+                        chars.next();
+                    }
+                    out.push(Token::Word(s));
+                }
+            }
+        }
+    }
+    list(&mut text.chars().peekable(), 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_return_options_are_cut_out_for_the_codec() {
+        let (options, rest) = search_return(b"a1 UID SEARCH RETURN (MIN COUNT) SEEN\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(options.min && options.count && !options.max && !options.all);
+        assert_eq!(rest, b"a1 UID SEARCH SEEN\r\n");
+        let (options, rest) = search_return(b"a2 search return () all\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(options.all);
+        assert_eq!(rest, b"a2 search all\r\n");
+        assert!(search_return(b"a3 SEARCH ALL\r\n").is_none());
+        assert!(
+            search_return(b"a4 SEARCH RETURN (SAVE) ALL\r\n")
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn list_extended_reads_selection_patterns_and_returns() {
+        assert!(list_extended(b"a LIST \"\" \"*\"\r\n").is_none());
+        let list = list_extended(
+            b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"INBOX\" \"Sent/%\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(list.subscribed && list.recursive_match);
+        assert_eq!(list.patterns, ["INBOX", "Sent/%"]);
+        assert_eq!(
+            list.status,
+            [StatusDataItemName::Messages, StatusDataItemName::Unseen]
+        );
+        let list = list_extended(b"b LIST \"\" % RETURN (SUBSCRIBED)\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(list.return_subscribed && !list.subscribed);
+        assert_eq!(list.patterns, ["%"]);
+        assert!(
+            list_extended(b"c LIST (RECURSIVEMATCH) \"\" %\r\n")
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            list_extended(b"d LIST \"\" % RETURN (FOO)\r\n")
+                .unwrap()
+                .is_err()
+        );
+    }
+}
