@@ -732,7 +732,6 @@ pub struct Policy {
     /// In-Reply-To or References. On when absent (also when a policy is
     /// replaced without it).
     #[serde(default = "shown")]
-    #[schema(default = true)]
     pub outer_thread_headers: bool,
 }
 

@@ -50,6 +50,67 @@ pub fn section(message: &[u8], section: &Section) -> Option<Vec<u8>> {
     locate(message, &parsed, &section.part, &section.text, 0)
 }
 
+/// What BINARY serves of a part (RFC 3516, RFC 9051 §6.4.5): its content
+/// decoded from its Content-Transfer-Encoding; the message as it is for no
+/// part. `None` when there is no such part, `Err` with the encoding when it
+/// is one this server does not know (answered `NO [UNKNOWN-CTE]`).
+pub fn binary(message: &[u8], part: &[u32]) -> Option<Result<Vec<u8>, String>> {
+    if part.is_empty() {
+        return Some(Ok(message.to_vec()));
+    }
+    let body = section(
+        message,
+        &Section {
+            part: part.to_vec(),
+            text: SectionText::Full,
+        },
+    )?;
+    let header = section(
+        message,
+        &Section {
+            part: part.to_vec(),
+            text: SectionText::Mime,
+        },
+    )
+    .unwrap_or_default();
+    let encoding = transfer_encoding(&header);
+    Some(match encoding.as_str() {
+        "" | "7bit" | "8bit" | "binary" => Ok(body),
+        "base64" => mail_parser::decoders::base64::base64_decode(&body)
+            .ok_or_else(|| "base64 that does not decode".to_owned()),
+        "quoted-printable" => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(&body)
+                .ok_or_else(|| "quoted-printable that does not decode".to_owned())
+        }
+        other => Err(other.to_owned()),
+    })
+}
+
+/// The Content-Transfer-Encoding named in a MIME header, lowercase; empty
+/// when there is none.
+fn transfer_encoding(header: &[u8]) -> String {
+    let text = String::from_utf8_lossy(header);
+    let mut value = None::<String>;
+    for line in text.split("\r\n") {
+        match &mut value {
+            Some(v) if line.starts_with([' ', '\t']) => v.push_str(line),
+            Some(_) => break,
+            None => {
+                if let Some((name, rest)) = line.split_once(':')
+                    && name
+                        .trim()
+                        .eq_ignore_ascii_case("content-transfer-encoding")
+                {
+                    value = Some(rest.to_owned());
+                }
+            }
+        }
+    }
+    value
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// The ENVELOPE (RFC 9051 §7.5.2) of the message, wire form. Values are the
 /// header fields as sent (unfolded, encoded-words untouched), NIL when absent;
 /// Sender and Reply-To fall back to From.
@@ -1006,6 +1067,24 @@ fn parse_addresses(value: &[u8]) -> Vec<Entry> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn binary_undoes_the_transfer_encoding_of_a_part() {
+        let message = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =\r\nau lait\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n\
+--b\r\nContent-Type: application/x-odd\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n\
+--b--\r\n";
+        assert_eq!(
+            binary(message, &[1]).unwrap().unwrap(),
+            "café au lait".as_bytes()
+        );
+        assert_eq!(binary(message, &[2]).unwrap().unwrap(), [0u8, 1, 2, 255]);
+        assert_eq!(binary(message, &[3]).unwrap().unwrap_err(), "x-uuencode");
+        assert!(binary(message, &[4]).is_none());
+        assert_eq!(binary(message, &[]).unwrap().unwrap(), message);
+    }
+
     use imap_codec::ResponseCodec;
     use imap_codec::decode::Decoder;
     use imap_types::body::{BodyStructure, SpecificFields};

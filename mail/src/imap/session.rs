@@ -242,6 +242,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.transport.secure || self.peer.ip().is_loopback()
     }
 
+    /// BINARY is served (FETCH BINARY[]/BINARY.SIZE) but not advertised
+    /// yet: RFC 3516 also wants a part APPENDed as `binary` with NULs
+    /// converted for BODY[], which APPEND does not do yet.
     fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC STATUS=SIZE ESEARCH LIST-EXTENDED LIST-STATUS",
@@ -1629,14 +1632,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if items.contains(&MessageDataItemName::ModSeq) {
             self.enable_condstore();
         }
-        if items.iter().any(|i| {
-            matches!(
-                i,
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
-            )
-        }) {
-            return Ok(Done::Bad("BINARY is not offered by this server".into()));
-        }
+
         let needs_content = items.iter().any(|i| {
             !matches!(
                 i,
@@ -1653,6 +1649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 matches!(
                     i,
                     MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Binary { peek: false, .. }
                         | MessageDataItemName::Rfc822
                         | MessageDataItemName::Rfc822Text
                 )
@@ -1722,6 +1719,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             } else {
                 None
             };
+            // BINARY of a part in an encoding this server cannot undo.
+            if let Some(content) = &content
+                && let Some(encoding) = unknown_encoding(&items, content)
+            {
+                return Ok(Done::No(format!(
+                    "[UNKNOWN-CTE] a part is in {encoding}, which this server cannot decode; fetch it with BODY[]"
+                )));
+            }
             let mut out = format!("* {} FETCH (", i + 1).into_bytes();
             let mut first = true;
             for item in &items {
@@ -2445,8 +2450,72 @@ fn render(
                 }
             }
         }
-        N::Binary { .. } | N::BinarySize { .. } => out.extend_from_slice(b"NIL"),
+        N::Binary {
+            section, partial, ..
+        } => {
+            let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
+            let spec = part
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(".");
+            out.extend_from_slice(format!("BINARY[{spec}]").as_bytes());
+            let Some(Ok(bytes)) = message::binary(content, &part) else {
+                out.extend_from_slice(b" NIL");
+                return;
+            };
+            let (start, end) = match partial {
+                Some((origin, length)) => {
+                    let start = (*origin as usize).min(bytes.len());
+                    out.extend_from_slice(format!("<{origin}>").as_bytes());
+                    (
+                        start,
+                        start.saturating_add(length.get() as usize).min(bytes.len()),
+                    )
+                }
+                None => (0, bytes.len()),
+            };
+            let bytes = &bytes[start..end];
+            // literal8 when the bytes hold a NUL (RFC 3516 §4.2).
+            if bytes.contains(&0) {
+                out.extend_from_slice(format!(" ~{{{}}}\r\n", bytes.len()).as_bytes());
+                out.extend_from_slice(bytes);
+            } else {
+                out.push(b' ');
+                literal(out, bytes);
+            }
+        }
+        N::BinarySize { section } => {
+            let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
+            let spec = part
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(".");
+            let size = match message::binary(content, &part) {
+                Some(Ok(bytes)) => bytes.len().to_string(),
+                _ => "NIL".to_owned(),
+            };
+            out.extend_from_slice(format!("BINARY.SIZE[{spec}] {size}").as_bytes());
+        }
     }
+}
+
+/// The encoding of a part a BINARY item asks for, when it is not one this
+/// server decodes.
+fn unknown_encoding(items: &[MessageDataItemName<'_>], content: &[u8]) -> Option<String> {
+    items.iter().find_map(|item| {
+        let section = match item {
+            MessageDataItemName::Binary { section, .. }
+            | MessageDataItemName::BinarySize { section } => section,
+            _ => return None,
+        };
+        let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
+        match message::binary(content, &part) {
+            Some(Err(encoding)) => Some(encoding),
+            _ => None,
+        }
+    })
 }
 
 /// The section as the response names it, and as [`message::section`] takes it.
