@@ -336,8 +336,9 @@ async fn bad_input_gets_bad_or_no_and_the_server_stays(backend: Backend) {
     assert!(c.run("DELETE Customers/Dupont").await.1.contains(" OK "));
     assert!(c.run("DELETE Customers").await.1.contains(" OK "));
     c.run("SELECT INBOX").await;
+    // BINARY is read (issue 21) even where nothing is there to fetch.
     let (_, done) = c.run("FETCH 1:* (BINARY[1])").await;
-    assert!(done.contains(" BAD ") && done.contains("BINARY"), "{done}");
+    assert!(done.contains(" OK "), "{done}");
     let (_, done) = c.run("UID FETCH 1:* (FLAGS)").await;
     assert!(
         done.contains(" OK "),

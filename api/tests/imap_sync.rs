@@ -73,6 +73,27 @@ fn message_id(bytes: &[u8]) -> String {
         .unwrap_or_else(|| panic!("a Message-ID in {text}"))
 }
 
+/// An mbsync configuration in `home` mirroring `address` into `home/mail`
+/// with the channel options given; returns (config file, mail folder).
+fn mbsync_config(home: &Path, app: &TestApp, address: &str, channel: &str) -> (PathBuf, PathBuf) {
+    let mail = home.join("mail");
+    std::fs::create_dir_all(&mail).unwrap();
+    let config = home.join("mbsyncrc");
+    std::fs::write(
+        &config,
+        format!(
+            "IMAPAccount caliop\nHost 127.0.0.1\nPort {port}\nUser {address}\nPass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount caliop\n\n\
+             MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\n{channel}\nSyncState *\n",
+            port = app.imap.port(),
+            mail = mail.display(),
+        ),
+    )
+    .unwrap();
+    (config, mail)
+}
+
 /// What the API serves for each message of the INBOX, by Message-ID, with its flags.
 async fn served(app: &TestApp, account: &str, token: &str) -> HashMap<String, (Vec<u8>, Value)> {
     let mut out = HashMap::new();
@@ -207,21 +228,12 @@ async fn mbsync_mirrors_a_thousand_messages_and_back(backend: Backend) {
     assert_eq!(originals.len(), MESSAGES);
 
     let home = tempfile::tempdir().unwrap();
-    let mail = home.path().join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = home.path().join("mbsyncrc");
-    std::fs::write(
-        &config,
-        format!(
-            "IMAPAccount caliop\nHost 127.0.0.1\nPort {port}\nUser {address}\nPass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount caliop\n\n\
-             MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
-             Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Both\nExpunge Both\nSync All\nSyncState *\n",
-            port = app.imap.port(),
-            mail = mail.display(),
-        ),
-    )
-    .unwrap();
+    let (config, mail) = mbsync_config(
+        home.path(),
+        &app,
+        address,
+        "Patterns INBOX\nCreate Both\nExpunge Both\nSync All",
+    );
 
     // Down: every message, byte for byte.
     run_mbsync(&config).await;
@@ -372,21 +384,12 @@ async fn mbsync_sees_no_phantoms_when_a_mailbox_is_made_again(backend: Backend) 
     }
 
     let home = tempfile::tempdir().unwrap();
-    let mail = home.path().join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    let config = home.path().join("mbsyncrc");
-    std::fs::write(
-        &config,
-        format!(
-            "IMAPAccount caliop\nHost 127.0.0.1\nPort {port}\nUser {address}\nPass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount caliop\n\n\
-             MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
-             Channel sync\nFar :remote:\nNear :local:\nPatterns Projects\nCreate Near\nExpunge Near\nSync Pull\nSyncState *\n",
-            port = app.imap.port(),
-            mail = mail.display(),
-        ),
-    )
-    .unwrap();
+    let (config, mail) = mbsync_config(
+        home.path(),
+        &app,
+        address,
+        "Patterns Projects\nCreate Near\nExpunge Near\nSync Pull",
+    );
     run_mbsync(&config).await;
     let folder = mail.join("Projects");
     let ids = |folder: &Path| {

@@ -2453,12 +2453,7 @@ fn render(
         N::Binary {
             section, partial, ..
         } => {
-            let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
-            let spec = part
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(".");
+            let (part, spec) = binary_part(section);
             out.extend_from_slice(format!("BINARY[{spec}]").as_bytes());
             let Some(Ok(bytes)) = message::binary(content, &part) else {
                 out.extend_from_slice(b" NIL");
@@ -2486,12 +2481,7 @@ fn render(
             }
         }
         N::BinarySize { section } => {
-            let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
-            let spec = part
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(".");
+            let (part, spec) = binary_part(section);
             let size = match message::binary(content, &part) {
                 Some(Ok(bytes)) => bytes.len().to_string(),
                 _ => "NIL".to_owned(),
@@ -2499,6 +2489,17 @@ fn render(
             out.extend_from_slice(format!("BINARY.SIZE[{spec}] {size}").as_bytes());
         }
     }
+}
+
+/// The part numbers of a BINARY section, and the section as the response names it.
+fn binary_part(section: &[std::num::NonZeroU32]) -> (Vec<u32>, String) {
+    let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
+    let spec = part
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    (part, spec)
 }
 
 /// The encoding of a part a BINARY item asks for, when it is not one this
@@ -2510,7 +2511,7 @@ fn unknown_encoding(items: &[MessageDataItemName<'_>], content: &[u8]) -> Option
             | MessageDataItemName::BinarySize { section } => section,
             _ => return None,
         };
-        let part: Vec<u32> = section.iter().map(|n| n.get()).collect();
+        let (part, _) = binary_part(section);
         match message::binary(content, &part) {
             Some(Err(encoding)) => Some(encoding),
             _ => None,
