@@ -1390,11 +1390,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .mailbox_changes(view.mailbox.id, view.modseq)
             .await
         {
-            // While sequence numbers are in use an expunge must wait, and so
-            // must every change after it: a MODSEQ or HIGHESTMODSEQ told
-            // beyond a held expunge would let a QRESYNC client skip it
-            // (RFC 7162 §3.2.10). The next command that may hear it gets all.
-            Ok(Some(changes)) if !may_expunge && !changes.expunged.is_empty() => {}
             Ok(Some(changes)) => {
                 let mut out = Vec::new();
                 let before = view.max_uid();

@@ -24,9 +24,6 @@ pub struct View {
     pub condstore: bool,
     /// QRESYNC is on: expunges are told as VANISHED, by UID.
     pub qresync: bool,
-    /// Expunges seen while the client may not be told (during FETCH,
-    /// STORE and SEARCH by sequence number).
-    pending_expunges: Vec<i64>,
 }
 
 impl View {
@@ -47,7 +44,6 @@ impl View {
             keywords,
             condstore: false,
             qresync: false,
-            pending_expunges: Vec::new(),
         }
     }
 
@@ -155,19 +151,24 @@ impl View {
     }
 
     /// Applies what changed; writes the untagged responses into `out`.
-    /// With `may_expunge` false, expunges wait for a later call. `recent`
-    /// says whether a UID is \Recent to the session.
+    /// With `may_expunge` false (sequence numbers in use, during FETCH,
+    /// STORE and SEARCH by number) changes that hold an expunge are not
+    /// applied at all and the view's modseq stays, so that the store gives
+    /// them again later: a MODSEQ told beyond a held expunge would let a
+    /// QRESYNC client skip it (RFC 7162 §3.2.10). Returns whether they were
+    /// applied. `recent` says whether a UID is \Recent to the session.
     pub fn apply(
         &mut self,
         changes: MailboxChanges,
         may_expunge: bool,
         recent: &dyn Fn(i64) -> bool,
         out: &mut Vec<String>,
-    ) {
-        self.pending_expunges.extend(changes.expunged);
-        if may_expunge && !self.pending_expunges.is_empty() {
-            let pending = std::mem::take(&mut self.pending_expunges);
-            self.remove(&pending, out);
+    ) -> bool {
+        if !changes.expunged.is_empty() {
+            if !may_expunge {
+                return false;
+            }
+            self.remove(&changes.expunged, out);
         }
         let before = self.entries.len();
         let max = self.entries.last().map_or(0, |e| e.uid);
@@ -194,6 +195,7 @@ impl View {
             out.push(format!("* {} EXISTS", self.entries.len()));
         }
         self.modseq = self.modseq.max(changes.highest_modseq);
+        true
     }
 }
 
@@ -320,29 +322,21 @@ mod tests {
             (1..=3).map(|u| entry(u, vec![])).collect(),
             false,
         );
+        let changes = || MailboxChanges {
+            highest_modseq: 6,
+            changed: vec![entry(2, vec![Flag::Seen])],
+            expunged: vec![1],
+        };
         let mut out = Vec::new();
-        view.apply(
-            MailboxChanges {
-                highest_modseq: 6,
-                changed: vec![],
-                expunged: vec![1],
-            },
-            false,
-            &|_| false,
-            &mut out,
-        );
+        // Held whole: no EXPUNGE, and no flag change or modseq beyond it.
+        assert!(!view.apply(changes(), false, &|_| false, &mut out));
         assert!(out.is_empty());
         assert_eq!(view.exists(), 3);
-        view.apply(
-            MailboxChanges {
-                highest_modseq: 6,
-                ..MailboxChanges::default()
-            },
-            true,
-            &|_| false,
-            &mut out,
-        );
-        assert_eq!(out, vec!["* 1 EXPUNGE"]);
+        assert_eq!(view.modseq, 5);
+        // The store gives the same changes again; now they are told.
+        assert!(view.apply(changes(), true, &|_| false, &mut out));
+        assert_eq!(out, vec!["* 1 EXPUNGE", "* 1 FETCH (UID 2 FLAGS (\\Seen))"]);
         assert_eq!(view.exists(), 2);
+        assert_eq!(view.modseq, 6);
     }
 }
