@@ -4,7 +4,8 @@
 //! never reused, `\Recent` told to one session, keywords announced in FLAGS
 //! before a FETCH shows them, LSUB's `\Noselect` parents, nothing after
 //! LOGOUT's BYE, MOVE into the same mailbox, and CONDSTORE/QRESYNC resync in
-//! one SELECT, before and after tombstones are pruned.
+//! one SELECT, before and after tombstones are pruned; IMAP4rev2 once
+//! enabled, SEARCHRES's `$`, and binary parts APPENDed (BINARY).
 
 mod support;
 
@@ -22,6 +23,9 @@ on_both_backends!(
     qresync_resyncs_in_one_select,
     esearch_and_list_extended_answer_in_one_round_trip,
     appends_and_expunges_at_once_all_succeed,
+    imap4rev2_once_enabled,
+    the_saved_search_result_stands_for_a_message_set,
+    binary_parts_appended_stay_readable_and_come_back_whole,
 );
 
 async fn account(app: &TestApp, local: &str) -> String {
@@ -431,7 +435,7 @@ async fn esearch_and_list_extended_answer_in_one_round_trip(backend: Backend) {
         has(&found, &format!("* ESEARCH (TAG \"{tag}\") COUNT 0")),
         "{found:?}"
     );
-    let (_, done) = c.run("SEARCH RETURN (SAVE) ALL").await;
+    let (_, done) = c.run("SEARCH RETURN (PARTIAL 1:2) ALL").await;
     assert!(done.contains(" BAD "), "{done}");
 
     // Several patterns, and each mailbox's STATUS right after its LIST line.
@@ -525,4 +529,227 @@ async fn appends_and_expunges_at_once_all_succeed(backend: Backend) {
     while let Some(done) = sessions.join_next().await {
         done.expect("every APPEND, STORE and EXPUNGE succeeded");
     }
+}
+
+/// The tag of a tagged answer line.
+fn tag_of(done: &str) -> String {
+    done.split(' ').next().unwrap().to_owned()
+}
+
+/// IMAP4rev2 (RFC 9051) is offered beside IMAP4rev1 and changes the
+/// session only once ENABLEd: no `\Recent` (left to IMAP4rev1 sessions),
+/// no UNSEEN code, a LIST response in SELECT, ESEARCH for every SEARCH,
+/// and mailbox names in UTF-8 instead of modified UTF-7.
+async fn imap4rev2_once_enabled(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let address = account(&app, "rev2").await;
+    let mut c = signed_in(&app, &address).await;
+    let caps = ok(&mut c, "CAPABILITY").await.join(" ");
+    for cap in [
+        "IMAP4rev1",
+        "IMAP4rev2",
+        "LITERAL+",
+        "BINARY",
+        "SEARCHRES",
+        "ESEARCH",
+        "LIST-STATUS",
+        "STATUS=SIZE",
+    ] {
+        assert!(caps.split_whitespace().any(|c| c == cap), "{cap} in {caps}");
+    }
+    // LITERAL+ is LITERAL-'s superset; RFC 7888 forbids advertising both.
+    assert!(!caps.contains("LITERAL-"), "{caps}");
+    append(&mut c, "INBOX", "one").await;
+    append(&mut c, "INBOX", "two").await;
+
+    let enabled = ok(&mut c, "ENABLE IMAP4rev2").await;
+    assert!(has(&enabled, "* ENABLED IMAP4rev2"), "{enabled:?}");
+    let selected = ok(&mut c, "SELECT INBOX").await;
+    assert!(has(&selected, "* 2 EXISTS"), "{selected:?}");
+    assert!(
+        has(&selected, "* LIST (\\HasNoChildren) \"/\" \"INBOX\""),
+        "{selected:?}"
+    );
+    assert!(
+        !selected
+            .iter()
+            .any(|l| l.contains("RECENT") || l.contains("[UNSEEN")),
+        "{selected:?}"
+    );
+    let flags = ok(&mut c, "FETCH 1:* FLAGS").await;
+    assert_eq!(flags.len(), 2, "{flags:?}");
+    assert!(!flags.iter().any(|l| l.contains("\\Recent")), "{flags:?}");
+    ok(&mut c, "STORE 2 +FLAGS (\\Seen)").await;
+    let (found, done) = c.run("SEARCH UNSEEN").await;
+    assert!(
+        has(
+            &found,
+            &format!("* ESEARCH (TAG \"{}\") ALL 1", tag_of(&done))
+        ),
+        "{found:?}"
+    );
+    assert!(
+        !found.iter().any(|l| l.starts_with("* SEARCH")),
+        "{found:?}"
+    );
+    let (found, done) = c.run("UID SEARCH ALL").await;
+    assert!(
+        has(
+            &found,
+            &format!("* ESEARCH (TAG \"{}\") UID ALL 1:2", tag_of(&done))
+        ),
+        "{found:?}"
+    );
+    let (found, done) = c.run("SEARCH DELETED").await;
+    assert!(
+        has(&found, &format!("* ESEARCH (TAG \"{}\")", tag_of(&done))),
+        "{found:?}"
+    );
+    let status = ok(&mut c, "STATUS INBOX (MESSAGES DELETED UNSEEN)").await;
+    assert!(
+        has(
+            &status,
+            "* STATUS \"INBOX\" (MESSAGES 2 DELETED 0 UNSEEN 1)"
+        ),
+        "{status:?}"
+    );
+
+    // Mailbox names in UTF-8, both ways; an IMAP4rev1 session sees modified UTF-7.
+    ok(&mut c, "CREATE \"Reçus/Été\"").await;
+    let listed = ok(&mut c, "LIST \"\" \"Reçus/*\"").await;
+    assert!(
+        listed.len() == 1 && listed[0].contains("Reçus/Été") && !listed[0].contains('&'),
+        "{listed:?}"
+    );
+    append(&mut c, "\"Reçus/Été\"", "accented").await;
+    let status = ok(&mut c, "STATUS \"Reçus/Été\" (MESSAGES)").await;
+    assert!(
+        status
+            .iter()
+            .any(|l| l.contains("Reçus/Été") && l.contains("MESSAGES 1")),
+        "{status:?}"
+    );
+    // `&` is a character like any other in IMAP4rev2.
+    ok(&mut c, "CREATE \"R&D\"").await;
+
+    let mut old = signed_in(&app, &address).await;
+    let listed = ok(&mut old, "LIST \"\" *").await;
+    assert!(
+        has(
+            &listed,
+            "* LIST (\\HasNoChildren) \"/\" \"Re&AOc-us/&AMk-t&AOk-\""
+        ),
+        "{listed:?}"
+    );
+    assert!(
+        has(&listed, "* LIST (\\HasNoChildren) \"/\" \"R&-D\""),
+        "{listed:?}"
+    );
+    // The rev2 session took no \Recent: the IMAP4rev1 one still has both.
+    let selected = ok(&mut old, "EXAMINE INBOX").await;
+    assert!(has(&selected, "* 2 RECENT"), "{selected:?}");
+    let (found, _) = old.run("SEARCH ALL").await;
+    assert!(has(&found, "* SEARCH 1 2"), "{found:?}");
+}
+
+/// SEARCHRES (RFC 5182): `SEARCH RETURN (SAVE)` keeps its result as `$`,
+/// which the next commands use where a message set stands, by UID or by
+/// the sequence numbers the saved messages have then; an expunged message
+/// leaves it, a failed SEARCH or a new SELECT empties it.
+async fn the_saved_search_result_stands_for_a_message_set(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let address = account(&app, "saved").await;
+    let mut c = signed_in(&app, &address).await;
+    for n in 1..=5 {
+        append(&mut c, "INBOX", &format!("m{n}")).await;
+    }
+    ok(&mut c, "CREATE kept").await;
+    ok(&mut c, "SELECT INBOX").await;
+    ok(&mut c, "STORE 2,4 +FLAGS.SILENT (\\Flagged $Forwarded)").await;
+    // SAVE alone answers nothing but OK.
+    let saved = ok(&mut c, "SEARCH RETURN (SAVE) FLAGGED").await;
+    assert!(saved.is_empty(), "{saved:?}");
+    let fetched = ok(&mut c, "FETCH $ (UID)").await;
+    assert_eq!(fetched, ["* 2 FETCH (UID 2)\r\n", "* 4 FETCH (UID 4)\r\n"]);
+    let fetched = ok(&mut c, "UID FETCH $ (FLAGS)").await;
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
+    ok(&mut c, "COPY $ kept").await;
+    let status = ok(&mut c, "STATUS kept (MESSAGES)").await;
+    assert!(has(&status, "* STATUS \"kept\" (MESSAGES 2)"), "{status:?}");
+
+    // Message 1 goes: the saved ones are now 1 and 3.
+    ok(&mut c, "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    ok(&mut c, "EXPUNGE").await;
+    let (found, _) = c.run("SEARCH $").await;
+    assert!(has(&found, "* SEARCH 1 3"), "{found:?}");
+    let (found, _) = c.run("UID SEARCH UID $").await;
+    assert!(has(&found, "* SEARCH 2 4"), "{found:?}");
+    // `$` within a SEARCH, and saved again from it.
+    let (found, done) = c.run("UID SEARCH RETURN (SAVE MIN) UNFLAGGED").await;
+    assert!(
+        has(
+            &found,
+            &format!("* ESEARCH (TAG \"{}\") UID MIN 3", tag_of(&done))
+        ),
+        "{found:?}"
+    );
+    let fetched = ok(&mut c, "FETCH $ (UID)").await;
+    assert_eq!(fetched, ["* 2 FETCH (UID 3)\r\n"]);
+    ok(&mut c, "UID STORE $ +FLAGS.SILENT (\\Seen)").await;
+    let (found, _) = c.run("SEARCH SEEN").await;
+    assert!(has(&found, "* SEARCH 2"), "{found:?}");
+
+    // A SEARCH that fails empties `$`; so does SELECT.
+    let (_, done) = c.run("SEARCH RETURN (SAVE) UID").await;
+    assert!(done.contains(" BAD "), "{done}");
+    let fetched = ok(&mut c, "FETCH $ (UID)").await;
+    assert!(fetched.is_empty(), "{fetched:?}");
+    ok(&mut c, "SEARCH RETURN (SAVE) ALL").await;
+    ok(&mut c, "SELECT INBOX").await;
+    let fetched = ok(&mut c, "FETCH $ (UID)").await;
+    assert!(fetched.is_empty(), "{fetched:?}");
+    // A keyword beginning with `$` is not the saved result.
+    let (found, _) = c.run("SEARCH KEYWORD $Forwarded").await;
+    assert!(has(&found, "* SEARCH 1 3"), "{found:?}");
+}
+
+/// A part APPENDed as `Content-Transfer-Encoding: binary` with NULs (a
+/// literal8, RFC 3516): BODY[] shows it as base64 a client can read, and
+/// BINARY[] gives the bytes back, as sent.
+async fn binary_parts_appended_stay_readable_and_come_back_whole(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let address = account(&app, "bin").await;
+    let mut c = signed_in(&app, &address).await;
+    let content = "\u{0}\u{1} -\r\n\r\n\u{0}end";
+    let message = format!(
+        "From: a@sender.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n{content}\r\n--x--\r\n"
+    );
+    ok(
+        &mut c,
+        &format!("APPEND INBOX ~{{{}+}}\r\n{message}", message.len()),
+    )
+    .await;
+    ok(&mut c, "SELECT INBOX").await;
+    let body = ok(&mut c, "FETCH 1 (BODY.PEEK[2] BODY.PEEK[2.MIME])")
+        .await
+        .join("");
+    assert!(!body.contains('\u{0}'), "{body:?}");
+    assert!(body.contains("AAEgLQ0KDQoAZW5k"), "{body:?}");
+    assert!(
+        body.contains("Content-Transfer-Encoding: base64"),
+        "{body:?}"
+    );
+    let binary = ok(&mut c, "FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2])")
+        .await
+        .join("");
+    assert!(
+        binary.contains(&format!("BINARY.SIZE[2] {}", content.len())),
+        "{binary:?}"
+    );
+    assert!(
+        binary.contains(&format!("BINARY[2] ~{{{}}}\r\n{content}", content.len())),
+        "{binary:?}"
+    );
+    let first = ok(&mut c, "FETCH 1 (BODY.PEEK[1])").await.join("");
+    assert!(first.contains("see attached"), "{first:?}");
 }

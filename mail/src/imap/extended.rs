@@ -1,5 +1,6 @@
 //! Command syntax `imap-codec` does not read yet, read here before it:
-//! SEARCH's result options (ESEARCH, RFC 4731) and LIST's selection and
+//! SEARCH's result options (ESEARCH, RFC 4731, and SAVE, RFC 5182), the
+//! saved result `$` where a message set may stand, and LIST's selection and
 //! return options with several patterns (LIST-EXTENDED, RFC 5258, and
 //! LIST-STATUS, RFC 5819). Only the ASCII head of a command is looked at;
 //! a command with a literal where these options sit is left to the codec.
@@ -13,6 +14,22 @@ pub struct SearchReturn {
     pub max: bool,
     pub count: bool,
     pub all: bool,
+    /// Keep the result as `$` (SEARCHRES, RFC 5182).
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// Whether an ESEARCH response is due: SAVE alone asks for none
+    /// (RFC 5182 §2.4).
+    pub fn answers(&self) -> bool {
+        self.min || self.max || self.count || self.all
+    }
+
+    /// Whether `$` keeps only the minimum and maximum found, not all
+    /// (RFC 5182 §2.4: SAVE with MIN or MAX, without ALL or COUNT).
+    pub fn saves_extremes(&self) -> bool {
+        (self.min || self.max) && !(self.all || self.count)
+    }
 }
 
 /// A SEARCH with result options: the options, and the command without them
@@ -49,9 +66,10 @@ pub fn search_return(command: &[u8]) -> Option<Result<(SearchReturn, Vec<u8>), S
             "MAX" => options.max = true,
             "COUNT" => options.count = true,
             "ALL" => options.all = true,
+            "SAVE" => options.save = true,
             other => {
                 return Some(Err(format!(
-                    "SEARCH RETURN option {other} is not offered: MIN, MAX, COUNT and ALL are"
+                    "SEARCH RETURN option {other} is not offered: MIN, MAX, COUNT, ALL and SAVE are"
                 )));
             }
         }
@@ -67,6 +85,83 @@ pub fn search_return(command: &[u8]) -> Option<Result<(SearchReturn, Vec<u8>), S
             .unwrap_or(&command[after..]),
     );
     Some(Ok((options, cut)))
+}
+
+/// Where a command names the saved search result `$` (RFC 5182): the
+/// byte offset of each `$`, and whether it stands for UIDs there (in a
+/// UID command's message set, or after SEARCH's `UID` key) or for
+/// sequence numbers. `None` when the command names none. Quoted strings
+/// and literals are skipped, so a `$` inside them is left alone.
+pub fn saved_result_references(command: &[u8]) -> Option<Vec<(usize, bool)>> {
+    let head = String::from_utf8_lossy(&command[..command.len().min(64)]).to_ascii_uppercase();
+    let mut words = head.split(' ');
+    let _tag = words.next()?;
+    let mut name = words.next()?;
+    let uid_command = name == "UID";
+    if uid_command {
+        name = words.next()?;
+    }
+    let name = name.trim_end_matches(['\r', '\n']);
+    if !matches!(
+        name,
+        "FETCH" | "STORE" | "COPY" | "MOVE" | "SEARCH" | "EXPUNGE"
+    ) {
+        return None;
+    }
+    let search = name == "SEARCH";
+    let delimiter = |b: Option<&u8>| matches!(b, None | Some(b' ' | b'(' | b')' | b'\r' | b'\n'));
+    let mut found = Vec::new();
+    let mut previous_word: &[u8] = b"";
+    let mut i = 0;
+    while i < command.len() {
+        match command[i] {
+            b'"' => {
+                i += 1;
+                while i < command.len() && command[i] != b'"' {
+                    i += if command[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                previous_word = b"";
+            }
+            b'{' => {
+                // {n}, {n+} or ~{n}, then CRLF and n bytes.
+                let close = command[i..].iter().position(|&b| b == b'}').map(|p| i + p);
+                let length = close.and_then(|close| {
+                    std::str::from_utf8(&command[i + 1..close])
+                        .ok()?
+                        .trim_end_matches(['+', '-'])
+                        .parse::<usize>()
+                        .ok()
+                });
+                match (close, length) {
+                    (Some(close), Some(length)) => i = close + 3 + length,
+                    _ => i += 1,
+                }
+                previous_word = b"";
+            }
+            b'$' if delimiter(i.checked_sub(1).map(|p| &command[p]))
+                && delimiter(command.get(i + 1)) =>
+            {
+                let uids = if search {
+                    previous_word.eq_ignore_ascii_case(b"UID")
+                } else {
+                    uid_command
+                };
+                found.push((i, uids));
+                i += 1;
+                previous_word = b"$";
+            }
+            b' ' | b'(' | b')' | b'\r' | b'\n' => i += 1,
+            _ => {
+                let start = i;
+                while i < command.len() && !delimiter(command.get(i)) && command[i] != b'"' {
+                    i += 1;
+                }
+                previous_word = &command[start..i];
+            }
+        }
+    }
+    (!found.is_empty()).then_some(found)
 }
 
 fn nth_space(text: &str, n: usize) -> Option<usize> {
@@ -297,10 +392,50 @@ mod tests {
         assert!(options.all);
         assert_eq!(rest, b"a2 search all\r\n");
         assert!(search_return(b"a3 SEARCH ALL\r\n").is_none());
+        let (options, _) = search_return(b"a4 SEARCH RETURN (SAVE) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(options.save && !options.answers());
+        let (options, _) = search_return(b"a5 SEARCH RETURN (SAVE MIN) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(options.save && options.answers() && options.saves_extremes());
         assert!(
-            search_return(b"a4 SEARCH RETURN (SAVE) ALL\r\n")
+            search_return(b"a6 SEARCH RETURN (PARTIAL 1:5) ALL\r\n")
                 .unwrap()
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn the_saved_result_is_found_where_a_message_set_stands() {
+        assert_eq!(
+            saved_result_references(b"a FETCH $ FLAGS\r\n"),
+            Some(vec![(8, false)])
+        );
+        assert_eq!(
+            saved_result_references(b"a UID FETCH $ FLAGS\r\n"),
+            Some(vec![(12, true)])
+        );
+        // In SEARCH, `$` is a message set key; after UID it is a UID set.
+        assert_eq!(
+            saved_result_references(b"a UID SEARCH OR $ UID $\r\n"),
+            Some(vec![(16, false), (22, true)])
+        );
+        // Keywords, quoted strings and literals keep their `$`.
+        assert_eq!(
+            saved_result_references(b"a STORE 1 +FLAGS ($Forwarded)\r\n"),
+            None
+        );
+        assert_eq!(saved_result_references(b"a SEARCH SUBJECT \"$\"\r\n"), None);
+        assert_eq!(
+            saved_result_references(b"a SEARCH SUBJECT {1}\r\n$ $\r\n"),
+            Some(vec![(24, false)])
+        );
+        assert_eq!(saved_result_references(b"a LIST \"\" $\r\n"), None);
+        assert_eq!(
+            saved_result_references(b"a COPY $ Trash\r\n"),
+            Some(vec![(7, false)])
         );
     }
 

@@ -86,6 +86,76 @@ pub fn binary(message: &[u8], part: &[u32]) -> Option<Result<Vec<u8>, String>> {
     })
 }
 
+/// The message with every part sent as `Content-Transfer-Encoding:
+/// binary` re-encoded as base64, so that BODY[] stays text a client can
+/// read while BINARY[] still gives the bytes back (RFC 3516 §4.2: APPEND of
+/// binary content); `None` when there is no such part. Parts of the top
+/// message are converted; a message enclosed in a part is kept as sent.
+pub fn binary_parts_as_base64(raw: &[u8]) -> Option<Vec<u8>> {
+    let parsed = parse(raw);
+    let mut edits: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    for id in 0..parsed.parts.len() {
+        let node = Node::root(raw, &parsed, 0).child(id, false);
+        let part = node.part()?;
+        if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) {
+            continue;
+        }
+        let (header, body) = node.extent();
+        if transfer_encoding(&raw[header.clone()]) == "binary" {
+            edits.push((header, body));
+        }
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|(header, _)| header.start);
+    let mut out = Vec::with_capacity(raw.len() * 4 / 3 + 64);
+    let mut from = 0;
+    for (header, body) in edits {
+        if header.start < from {
+            continue;
+        }
+        out.extend_from_slice(&raw[from..header.start]);
+        out.extend_from_slice(&with_base64_encoding(&raw[header.clone()]));
+        let encoded = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            &raw[body.clone()],
+        );
+        for line in encoded.as_bytes().chunks(76) {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+        from = body.end;
+        // The line break before a boundary belongs to the boundary.
+        if out.ends_with(b"\r\n") && raw[from..].starts_with(b"\r\n") {
+            out.truncate(out.len() - 2);
+        }
+    }
+    out.extend_from_slice(&raw[from..]);
+    Some(out)
+}
+
+/// A MIME header with its Content-Transfer-Encoding field (and the
+/// field's folded lines) replaced by `base64`.
+fn with_base64_encoding(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    let mut in_field = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if in_field && line.starts_with(b" ") | line.starts_with(b"\t") {
+            continue;
+        }
+        in_field = line.split(|&b| b == b':').next().is_some_and(|name| {
+            name.len() < line.len() && trim(name).eq_ignore_ascii_case(b"content-transfer-encoding")
+        });
+        if in_field {
+            out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n");
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 /// The Content-Transfer-Encoding named in a MIME header, lowercase; empty
 /// when there is none.
 fn transfer_encoding(header: &[u8]) -> String {
@@ -1067,6 +1137,35 @@ fn parse_addresses(value: &[u8]) -> Vec<Entry> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn binary_parts_become_base64_and_binary_fetch_gives_them_back() {
+        use super::{Section, SectionText, binary, binary_parts_as_base64, section};
+        let bytes = b"\x00\x01 -\xff\r\n\r\n";
+        let mut single = b"From: a@example.org\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+        single.extend_from_slice(bytes);
+        let converted = binary_parts_as_base64(&single).expect("a binary part");
+        assert!(!converted.contains(&0));
+        assert!(
+            String::from_utf8_lossy(&converted)
+                .contains("Content-Transfer-Encoding: base64\r\n\r\nAAEgLf8NCg0K\r\n")
+        );
+        assert_eq!(binary(&converted, &[1]).unwrap().unwrap(), bytes);
+
+        let mut multi = b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-transfer-encoding:\r\n  BINARY\r\n\r\n".to_vec();
+        multi.extend_from_slice(bytes);
+        multi.extend_from_slice(b"\r\n--b--\r\n");
+        let converted = binary_parts_as_base64(&multi).expect("a binary part");
+        assert!(!converted.contains(&0));
+        assert_eq!(binary(&converted, &[2]).unwrap().unwrap(), bytes);
+        let first = Section {
+            part: vec![1],
+            text: SectionText::Full,
+        };
+        assert_eq!(section(&converted, &first).unwrap(), b"hello");
+        assert!(converted.ends_with(b"\r\n--b--\r\n"));
+        // Nothing binary: nothing to convert.
+        assert!(binary_parts_as_base64(b"From: a@example.org\r\n\r\nhi\r\n").is_none());
+    }
 
     #[test]
     fn binary_undoes_the_transfer_encoding_of_a_part() {

@@ -176,6 +176,9 @@ struct Session<'a, S> {
     enabled: Enabled,
     /// The result options of the SEARCH being run (ESEARCH, RFC 4731).
     search_return: Option<SearchReturn>,
+    /// The saved search result `$` (SEARCHRES, RFC 5182), by UID: a
+    /// message expunged since is left out where `$` is used.
+    saved: Vec<i64>,
 }
 
 /// What ENABLE (or a command that implies it) turned on for the session.
@@ -185,6 +188,9 @@ struct Enabled {
     condstore: bool,
     /// RFC 7162: VANISHED instead of EXPUNGE, SELECT (QRESYNC ...).
     qresync: bool,
+    /// RFC 9051: no \Recent, ESEARCH for every SEARCH, mailbox names
+    /// in UTF-8, a LIST response in SELECT.
+    rev2: bool,
 }
 
 /// Runs the dialogue on `stream` until LOGOUT, STARTTLS, an error or shutdown.
@@ -219,6 +225,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         recent: std::collections::HashSet::new(),
         enabled: Enabled::default(),
         search_return: None,
+        saved: Vec::new(),
     };
     if transport.greet {
         let greeting = format!(
@@ -242,12 +249,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.transport.secure || self.peer.ip().is_loopback()
     }
 
-    /// BINARY is served (FETCH BINARY[]/BINARY.SIZE) but not advertised
-    /// yet: RFC 3516 also wants a part APPENDed as `binary` with NULs
-    /// converted for BODY[], which APPEND does not do yet.
+    /// IMAP4rev2 needs LITERAL-; LITERAL+ is its superset, and RFC 7888
+    /// §4 forbids advertising both.
     fn capabilities(&self) -> String {
         let mut caps = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC STATUS=SIZE ESEARCH LIST-EXTENDED LIST-STATUS",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE IDLE ID NAMESPACE UIDPLUS MOVE UNSELECT SPECIAL-USE CHILDREN QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC STATUS=SIZE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS BINARY",
         );
         if self.account.is_none() {
             if self.transport.can_starttls {
@@ -364,6 +370,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         // What the codec does not read yet: LIST-EXTENDED and SEARCH RETURN.
         self.search_return = None;
         let cut;
+        let with_saved;
         let mut bytes = bytes;
         if self.account.is_some() {
             if let Some(parsed) = extended::list_extended(bytes) {
@@ -392,10 +399,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
                 None => {}
             }
+            if self.view.is_some()
+                && let Some(references) = extended::saved_result_references(bytes)
+            {
+                with_saved = self.with_saved_result(bytes, &references);
+                bytes = &with_saved;
+            }
         }
         let command = match CommandCodec::default().decode(bytes) {
             Ok((_, command)) => command,
             Err(_) => {
+                // A SEARCH that fails empties `$` (RFC 5182 §2.1).
+                if self.search_return.is_some_and(|r| r.save) {
+                    self.saved.clear();
+                }
                 let tag = tag_of(bytes).unwrap_or_else(|| "*".into());
                 let name = name_of(bytes);
                 let text = if name.is_empty() {
@@ -420,6 +437,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 | CommandBody::Search { uid: false, .. }
         );
         let (done, flow) = self.dispatch(&tag, command).await?;
+        if self.search_return.is_some_and(|r| r.save) && !matches!(done, Done::Ok(_)) {
+            self.saved.clear();
+        }
         // Nothing untagged after LOGOUT's BYE (RFC 9051 §7.1.5).
         if !matches!(flow, Flow::Logout) {
             self.refresh(may_expunge).await?;
@@ -521,6 +541,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                             }
                             turned_on.push("QRESYNC");
                         }
+                        "IMAP4REV2" if !self.enabled.rev2 => {
+                            self.enabled.rev2 = true;
+                            self.recent.clear();
+                            turned_on.push("IMAP4rev2");
+                        }
                         _ => {}
                     }
                 }
@@ -604,10 +629,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     }
                 }
                 self.view = None;
+                self.saved.clear();
                 Done::Ok(String::new())
             }
             CommandBody::Unselect => {
                 self.view = None;
+                self.saved.clear();
                 Done::Ok(String::new())
             }
             CommandBody::Expunge => self.expunge(None).await,
@@ -822,25 +849,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     // -----------------------------------------------------------------
     // Mailboxes
 
-    /// The UTF-8 name a client means (IMAP4rev1 clients write modified UTF-7).
-    fn name_of(mailbox: &WireMailbox<'_>) -> String {
+    /// The UTF-8 name a client means: IMAP4rev1 clients write modified
+    /// UTF-7, IMAP4rev2 ones UTF-8 (RFC 9051 §5.1).
+    fn name_of(&self, mailbox: &WireMailbox<'_>) -> String {
         match mailbox {
             WireMailbox::Inbox => "INBOX".into(),
-            WireMailbox::Other(other) => {
-                let raw = String::from_utf8_lossy(other.as_ref()).into_owned();
-                utf7::decode(&raw).unwrap_or(raw)
-            }
+            WireMailbox::Other(other) => self.pattern_of(other.as_ref()),
         }
     }
 
-    fn wire_name(name: &str) -> Vec<u8> {
+    /// A name or pattern as the client wrote it, in UTF-8.
+    fn pattern_of(&self, raw: &[u8]) -> String {
+        let raw = String::from_utf8_lossy(raw).into_owned();
+        if self.enabled.rev2 {
+            return raw;
+        }
+        utf7::decode(&raw).unwrap_or(raw)
+    }
+
+    /// A mailbox name as the client reads it: modified UTF-7, or UTF-8
+    /// once IMAP4rev2 is on.
+    fn wire_name(&self, name: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        message::string(&mut out, utf7::encode(name).as_bytes());
+        if self.enabled.rev2 {
+            message::string(&mut out, name.as_bytes());
+        } else {
+            message::string(&mut out, utf7::encode(name).as_bytes());
+        }
         out
     }
 
     async fn find(&self, mailbox: &WireMailbox<'_>) -> Result<Mailbox, Done> {
-        let name = Self::name_of(mailbox);
+        let name = self.name_of(mailbox);
         match self.store.mailbox_named(self.account().id, &name).await {
             Ok(Some(found)) => Ok(found),
             Ok(None) => Err(Done::No(format!("[NONEXISTENT] no mailbox named `{name}`"))),
@@ -883,6 +923,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 .line("* OK [CLOSED] the previous mailbox is closed");
         }
         self.recent.clear();
+        self.saved.clear();
         let mut resync = None;
         for parameter in parameters {
             match parameter {
@@ -919,9 +960,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let mut view = View::new(mailbox, entries, read_only);
         view.condstore = self.enabled.condstore;
         view.qresync = self.enabled.qresync;
-        // EXAMINE looks at what is recent without taking it (RFC 3501 §6.3.2).
+        // EXAMINE looks at what is recent without taking it (RFC 3501 §6.3.2);
+        // IMAP4rev2 has no \Recent, and leaves it to IMAP4rev1 sessions.
         let max = i64::from(view.max_uid());
-        let above = if read_only {
+        let above = if self.enabled.rev2 {
+            Ok(i64::MAX)
+        } else if read_only {
             self.store
                 .recent_since(view.mailbox.id)
                 .await
@@ -942,14 +986,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         self.conn.line(&view.flags_line());
         self.conn.line(&view.permanent_line());
         self.conn.line(&format!("* {} EXISTS", view.exists()));
-        self.conn.line(&format!("* {} RECENT", self.recent.len()));
-        if let Some(i) = view
-            .entries
-            .iter()
-            .position(|e| !e.flags.contains(&Flag::Seen))
-        {
-            self.conn
-                .line(&format!("* OK [UNSEEN {}] first unseen", i + 1));
+        if self.enabled.rev2 {
+            // RFC 9051 §6.3.2: the mailbox's LIST response, its name as stored.
+            let line = match self.list_line(&view.mailbox).await {
+                Ok(line) => line,
+                Err(done) => return done,
+            };
+            self.conn.write(&line);
+        } else {
+            self.conn.line(&format!("* {} RECENT", self.recent.len()));
+            if let Some(i) = view
+                .entries
+                .iter()
+                .position(|e| !e.flags.contains(&Flag::Seen))
+            {
+                self.conn
+                    .line(&format!("* OK [UNSEEN {}] first unseen", i + 1));
+            }
         }
         self.conn.line(&format!(
             "* OK [UIDVALIDITY {}] UIDs valid",
@@ -1028,7 +1081,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     }
 
     async fn create(&mut self, mailbox: &WireMailbox<'_>) -> Done {
-        let name = Self::name_of(mailbox);
+        let name = self.name_of(mailbox);
         let name = name.trim_end_matches('/');
         match self
             .store
@@ -1073,7 +1126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(found) => found,
             Err(done) => return done,
         };
-        let to = Self::name_of(to);
+        let to = self.name_of(to);
         match self
             .store
             .rename_mailbox(&self.account().address.to_string(), &found, &to)
@@ -1089,7 +1142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Ok(found) => found,
             // No mailbox: the name may still be subscribed (RFC 9051 §6.3.8).
             Err(Done::No(_)) if !subscribed => {
-                let name = Self::name_of(mailbox);
+                let name = self.name_of(mailbox);
                 return match self.store.unsubscribe_lost(self.account().id, &name).await {
                     Ok(()) => Done::Ok(String::new()),
                     Err(e) => unavailable(e),
@@ -1122,8 +1175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             self.conn.line(&format!("* {verb} (\\Noselect) \"/\" \"\""));
             return Done::Ok(String::new());
         }
-        let full = utf7::decode(&format!("{reference}{pattern}"))
-            .unwrap_or_else(|| format!("{reference}{pattern}"));
+        let full = self.pattern_of(format!("{reference}{pattern}").as_bytes());
         let mailboxes = match self.store.mailboxes(self.account().id).await {
             Ok(m) => m,
             Err(e) => return unavailable(e),
@@ -1142,22 +1194,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             if !wildcard(wanted.as_bytes(), key.as_bytes()) {
                 continue;
             }
-            let prefix = format!("{key}/");
-            let children = keys.iter().any(|k| k.starts_with(&prefix));
-            let mut attributes = vec![if children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            }];
-            if let Some(special) = m.role.and_then(Folder::special_use) {
-                attributes.push(special);
-            }
+            let attributes = attributes(m, key, &keys);
             let mut line = format!("* {verb} ({}) \"/\" ", attributes.join(" ")).into_bytes();
-            line.extend_from_slice(&Self::wire_name(&m.name));
+            line.extend_from_slice(&self.wire_name(&m.name));
             line.extend_from_slice(b"\r\n");
             self.conn.write(&line);
         }
         Done::Ok(String::new())
+    }
+
+    /// The LIST response of one mailbox, as SELECT tells it under IMAP4rev2.
+    async fn list_line(&self, mailbox: &Mailbox) -> Result<Vec<u8>, Done> {
+        let mailboxes = self
+            .store
+            .mailboxes(self.account().id)
+            .await
+            .map_err(unavailable)?;
+        let keys: Vec<String> = mailboxes.iter().map(|m| m.name.to_lowercase()).collect();
+        let attributes = attributes(mailbox, &mailbox.name.to_lowercase(), &keys);
+        let mut line = format!("* LIST ({}) \"/\" ", attributes.join(" ")).into_bytes();
+        line.extend_from_slice(&self.wire_name(&mailbox.name));
+        line.extend_from_slice(b"\r\n");
+        Ok(line)
     }
 
     /// LSUB (RFC 3501 §6.3.9): the subscribed names the pattern matches,
@@ -1198,7 +1256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         for (name, selectable) in listed {
             let attributes = if selectable { "" } else { "\\Noselect" };
             let mut line = format!("* LSUB ({attributes}) \"/\" ").into_bytes();
-            line.extend_from_slice(&Self::wire_name(&name));
+            line.extend_from_slice(&self.wire_name(&name));
             line.extend_from_slice(b"\r\n");
             self.conn.write(&line);
         }
@@ -1255,7 +1313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             });
         }
         let mut line = b"* STATUS ".to_vec();
-        line.extend_from_slice(&Self::wire_name(&found.name));
+        line.extend_from_slice(&self.wire_name(&found.name));
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         self.conn.write(&line);
         Ok(())
@@ -1274,7 +1332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .iter()
             .map(|p| {
                 let full = format!("{}{p}", list.reference);
-                utf7::decode(&full).unwrap_or(full).to_lowercase()
+                self.pattern_of(full.as_bytes()).to_lowercase()
             })
             .collect();
         let matches = |key: &str| {
@@ -1287,7 +1345,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 continue;
             }
             let prefix = format!("{key}/");
-            let children = keys.iter().any(|k| k.starts_with(&prefix));
             // RECURSIVEMATCH tells of a parent whose subscribed descendant
             // is not itself listed (RFC 5258 §3.5).
             let subscribed_child = mailboxes
@@ -1298,19 +1355,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             if !(kept || list.recursive_match && subscribed_child) {
                 continue;
             }
-            let mut attributes = vec![if children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            }];
+            let mut attributes = attributes(m, key, &keys);
             if m.subscribed && (list.subscribed || list.return_subscribed) {
                 attributes.push("\\Subscribed");
             }
-            if let Some(special) = m.role.and_then(Folder::special_use) {
-                attributes.push(special);
-            }
             let mut line = format!("* LIST ({}) \"/\" ", attributes.join(" ")).into_bytes();
-            line.extend_from_slice(&Self::wire_name(&m.name));
+            line.extend_from_slice(&self.wire_name(&m.name));
             if list.recursive_match && subscribed_child {
                 line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
@@ -1332,7 +1382,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             };
             for name in lost.iter().filter(|n| matches(&n.to_lowercase())) {
                 let mut line = b"* LIST (\\Subscribed \\NonExistent) \"/\" ".to_vec();
-                line.extend_from_slice(&Self::wire_name(name));
+                line.extend_from_slice(&self.wire_name(name));
                 line.extend_from_slice(b"\r\n");
                 self.conn.write(&line);
             }
@@ -1347,7 +1397,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 Err(done) => return done,
             };
             let mut line = b"* QUOTAROOT ".to_vec();
-            line.extend_from_slice(&Self::wire_name(&found.name));
+            line.extend_from_slice(&self.wire_name(&found.name));
             line.extend_from_slice(b" \"\"\r\n");
             self.conn.write(&line);
         }
@@ -1418,6 +1468,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// New messages came (UIDs `before` < uid <= `after`): those no other
     /// session took are \Recent to this one, which says how many are now.
     async fn arrived(&mut self, id: MailboxId, read_only: bool, before: u32, after: u32) {
+        if self.enabled.rev2 {
+            return;
+        }
         let above = if read_only {
             self.store.recent_since(id).await.map(|(r, _)| r)
         } else {
@@ -1484,6 +1537,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         indices.sort_unstable();
         indices.dedup();
         indices
+    }
+
+    /// The command with each `$` replaced by the saved search result, as
+    /// UIDs or as the sequence numbers those messages have now; an empty
+    /// result becomes a number no message has, which matches nothing
+    /// (RFC 5182 §2.1).
+    fn with_saved_result(&self, bytes: &[u8], references: &[(usize, bool)]) -> Vec<u8> {
+        let view = self.view();
+        let kept: Vec<(i64, i64)> = self
+            .saved
+            .iter()
+            .filter_map(|&uid| view.index_of(uid).map(|i| (uid, i as i64 + 1)))
+            .collect();
+        let render = |numbers: Vec<i64>| {
+            if numbers.is_empty() {
+                u32::MAX.to_string()
+            } else {
+                uid_set(&numbers)
+            }
+        };
+        let uids = render(kept.iter().map(|k| k.0).collect());
+        let seqs = render(kept.iter().map(|k| k.1).collect());
+        let mut out = Vec::with_capacity(bytes.len() + uids.len());
+        let mut from = 0;
+        for &(at, by_uid) in references {
+            out.extend_from_slice(&bytes[from..at]);
+            out.extend_from_slice(if by_uid {
+                uids.as_bytes()
+            } else {
+                seqs.as_bytes()
+            });
+            from = at + 1;
+        }
+        out.extend_from_slice(&bytes[from..]);
+        out
     }
 
     /// UID ranges covering these view indices, for the store's queries.
@@ -2046,6 +2134,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => return unavailable(e),
         };
         let level = account.effective_level(tenant.policy.min_level);
+        // Binary parts are kept as base64: BODY[] stays text, BINARY[] undoes it.
+        let data = message::binary_parts_as_base64(&data).unwrap_or(data);
         let Some(parsed) = mail_parser::MessageParser::default().parse(&data) else {
             return Done::No("[CANNOT] the message is not RFC 5322".into());
         };
@@ -2187,7 +2277,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         self.prefetched.clear();
-        if let Some(options) = self.search_return {
+        // IMAP4rev2 answers every SEARCH with ESEARCH, ALL by default (RFC 9051 §6.4.4).
+        let options = self.search_return.or_else(|| {
+            self.enabled.rev2.then_some(SearchReturn {
+                all: true,
+                ..SearchReturn::default()
+            })
+        });
+        if let Some(options) = options
+            && options.save
+        {
+            let kept: Vec<u32> = if options.saves_extremes() && !found.is_empty() {
+                let mut kept = Vec::new();
+                if options.min {
+                    kept.push(found[0]);
+                }
+                if options.max && (!options.min || found.len() > 1) {
+                    kept.push(found[found.len() - 1]);
+                }
+                kept
+            } else {
+                found.clone()
+            };
+            let view = self.view();
+            self.saved = kept
+                .into_iter()
+                .map(|n| {
+                    if uid {
+                        i64::from(n)
+                    } else {
+                        view.entries[n as usize - 1].uid
+                    }
+                })
+                .collect();
+        }
+        if let Some(options) = options {
+            if !options.answers() {
+                return Ok(Done::Ok(String::new()));
+            }
             // ESEARCH (RFC 4731): what was asked of the result, by tag.
             let mut line = format!("* ESEARCH (TAG \"{tag}\")");
             if uid {
@@ -2654,6 +2781,22 @@ fn gaps(within: &[(i64, i64)], entries: &[ViewEntry]) -> String {
         }
     }
     parts.join(",")
+}
+
+/// A mailbox's LIST attributes: children (CHILDREN) and special use
+/// (SPECIAL-USE); `key` is its lowercased name, `keys` all of them.
+fn attributes(m: &Mailbox, key: &str, keys: &[String]) -> Vec<&'static str> {
+    let prefix = format!("{key}/");
+    let children = keys.iter().any(|k| k.starts_with(&prefix));
+    let mut attributes = vec![if children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    }];
+    if let Some(special) = m.role.and_then(Folder::special_use) {
+        attributes.push(special);
+    }
+    attributes
 }
 
 /// Whether a LIST pattern (`*` anything, `%` anything but `/`) matches a
