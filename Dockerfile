@@ -18,7 +18,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --home /var/lib/caliop caliop && mkdir -p /var/lib/caliop && chown caliop /var/lib/caliop
 COPY --from=build /src/target/release/caliop /usr/local/bin/caliop
 COPY --from=admin /src/web-admin/dist /usr/share/caliop/admin
+COPY --from=admin /src/web-admin/dist-mail /usr/share/caliop/mail
 USER caliop
-ENV CALIOP_DATA_DIR=/var/lib/caliop CALIOP_LOG_FORMAT=json CALIOP_ADMIN_ASSETS_DIR=/usr/share/caliop/admin
+ENV CALIOP_DATA_DIR=/var/lib/caliop CALIOP_LOG_FORMAT=json CALIOP_ADMIN_ASSETS_DIR=/usr/share/caliop/admin CALIOP_WEBMAIL_ASSETS_DIR=/usr/share/caliop/mail
 ENTRYPOINT ["caliop"]
 CMD ["serve"]

@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "submission",
     "imap",
     "managesieve",
+    "webmail",
     "delivery",
     "worker",
     "storage",
@@ -59,6 +60,8 @@ pub struct Config {
     pub log: LogSection,
     /// The admin app served at `/admin/`.
     pub admin: AdminSection,
+    /// The users' app (signup, mail, account) served at `/`.
+    pub webmail: WebmailSection,
     /// Domains added but not verified (claims).
     pub domains: DomainsSection,
     /// Spam and virus filtering: Rspamd, clamd, or the built-in filter.
@@ -76,6 +79,23 @@ pub struct DomainsSection {
 impl Default for DomainsSection {
     fn default() -> Self {
         DomainsSection { claim_days: 7 }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebmailSection {
+    /// The users' app's build (`npm run build` in `web-admin/` makes it
+    /// beside the admin app's), relative to the working directory unless
+    /// absolute.
+    pub assets_dir: PathBuf,
+}
+
+impl Default for WebmailSection {
+    fn default() -> Self {
+        WebmailSection {
+            assets_dir: api::ApiConfig::default().mail_assets_dir,
+        }
     }
 }
 
@@ -458,6 +478,7 @@ impl Default for Config {
             dns: DnsSection::default(),
             log: LogSection::default(),
             admin: AdminSection::default(),
+            webmail: WebmailSection::default(),
             domains: DomainsSection::default(),
             filter: FilterSection::default(),
         }
@@ -723,6 +744,7 @@ impl Config {
             client_imap_port: self.mail.client_imap_port,
             client_submission_port: self.mail.client_submission_port,
             admin_assets_dir: self.admin.assets_dir.clone(),
+            mail_assets_dir: self.webmail.assets_dir.clone(),
             exports_dir: self.data_dir.join("exports"),
             exports_max_bytes: self.api.exports_max_bytes,
             ksf: vault::opaque::KsfParams::default(),
@@ -780,11 +802,16 @@ mod tests {
                 PathBuf::from("web-admin/dist")
             );
             jail.set_env("CALIOP_ADMIN_ASSETS_DIR", "/srv/caliop/admin");
+            jail.set_env("CALIOP_WEBMAIL_ASSETS_DIR", "/srv/caliop/mail");
             jail.set_env("CALIOP_ADMIN_PASSWORD", "not a setting");
             let config = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(
                 config.api_config().admin_assets_dir,
                 PathBuf::from("/srv/caliop/admin")
+            );
+            assert_eq!(
+                config.api_config().mail_assets_dir,
+                PathBuf::from("/srv/caliop/mail")
             );
             // (A typo goes in the file: a bad variable would reach the tests that run beside this one.)
             jail.create_file("caliop.toml", "[admin]\nasset_dir = \"/typo\"\n")?;

@@ -4,7 +4,7 @@
 //! input), call `tenants`, map the error through [`problem`]. The admin
 //! app's built files are served beside the API, outside its document.
 
-mod admin_app;
+mod apps;
 pub mod auth;
 mod autoconfig;
 mod brand_assets;
@@ -54,6 +54,9 @@ pub struct ApiConfig {
     pub client_submission_port: u16,
     /// The admin app's build (`index.html` and `assets/`), served at `/admin/`.
     pub admin_assets_dir: PathBuf,
+    /// The users' app's build, served at `/` (and any page outside the
+    /// server's own paths).
+    pub mail_assets_dir: PathBuf,
     /// Where the export jobs write tenant archives (`data_dir/exports`).
     pub exports_dir: PathBuf,
     /// Bytes that archives waiting for their download may use, instance-wide;
@@ -95,6 +98,7 @@ impl Default for ApiConfig {
             client_imap_port: 993,
             client_submission_port: 587,
             admin_assets_dir: PathBuf::from("web-admin/dist"),
+            mail_assets_dir: PathBuf::from("web-admin/dist-mail"),
             exports_dir: PathBuf::from("data/exports"),
             exports_max_bytes: 20 * 1024 * 1024 * 1024,
             ksf: vault::opaque::KsfParams::default(),
@@ -316,8 +320,8 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(wkd::routes())
         .merge(autoconfig::routes())
-        .merge(admin_app::routes())
-        .fallback(|| async { Problem::not_found("route") })
+        .merge(apps::routes())
+        .fallback(apps::fallback)
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,

@@ -57,6 +57,7 @@ pub fn api_config() -> ApiConfig {
     ApiConfig {
         mail_hostname: MAIL_HOST.into(),
         admin_assets_dir: std::env::temp_dir().join("caliop-tests-no-admin-app"),
+        mail_assets_dir: std::env::temp_dir().join("caliop-tests-no-mail-app"),
         // The suites sign mail clients in with the accounts' passwords;
         // tests/device_keys.rs checks the default (app passwords only).
         mail_account_passwords: true,

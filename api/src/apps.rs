@@ -1,13 +1,16 @@
-//! The admin app (a single-page app built into `admin_assets_dir`), served
-//! at `/admin/`: its files, `index.html` for any other page of it (the app
-//! routes in the browser), with the brand of the Host in its `<title>`.
-//! Outside the REST API and its OpenAPI document. Only files inside the
-//! build are ever read: a path that is not a plain relative one answers 404.
+//! The two single-page apps: the admin app (built into `admin_assets_dir`)
+//! at `/admin/`, and the users' app (signup, mail, their account; built
+//! into `mail_assets_dir`) at `/`. Each serves its files, and `index.html`
+//! for any other page of it (the app routes in the browser), with the brand
+//! of the Host in its `<title>`. Outside the REST API and its OpenAPI
+//! document: what the API, WKD, autoconfig and metrics answer is theirs.
+//! Only files inside a build are ever read: a path that is not a plain
+//! relative one answers 404.
 
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -15,29 +18,112 @@ use crate::AppState;
 use crate::problem::Problem;
 use crate::routes::branding::{caliop_brand, tenant_for_host};
 
-const PREFIX: &str = "/admin/";
+/// One of the two apps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum App {
+    Admin,
+    Mail,
+}
 
-/// What every answer under `/admin` carries: the app loads only its own
-/// files and talks only to this origin; it may frame only itself (previews).
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
+impl App {
+    fn prefix(self) -> &'static str {
+        match self {
+            App::Admin => "/admin/",
+            App::Mail => "/",
+        }
+    }
+
+    fn dir(self, state: &AppState) -> &Path {
+        match self {
+            App::Admin => &state.config.admin_assets_dir,
+            App::Mail => &state.config.mail_assets_dir,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            App::Admin => "the admin app",
+            App::Mail => "the users' app",
+        }
+    }
+
+    fn not_built(self) -> String {
+        format!(
+            "{} is not built: run `npm ci && npm run build` in web-admin/ (./scripts/serve does it)",
+            self.name()
+        )
+    }
+
+    /// What every answer of the app carries: it loads only its own files,
+    /// runs workers only of its own (the signup's proof of work), talks
+    /// only to this origin, and may frame only itself (previews, and mail
+    /// in a sandboxed frame). The users' app may show remote images: a
+    /// message's frame has its own stricter policy until the reader lets
+    /// them in.
+    fn policy(self) -> &'static str {
+        match self {
+            App::Admin => ADMIN_POLICY,
+            App::Mail => MAIL_POLICY,
+        }
+    }
+}
+
+const ADMIN_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
      script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; frame-src 'self' blob: data:; object-src 'none'; base-uri 'none'; \
      frame-ancestors 'self'";
 
-const NOT_BUILT: &str = "the admin app is not built: run `npm ci && npm run build` in web-admin/ (./scripts/serve does it)";
+const MAIL_POLICY: &str = "default-src 'self'; img-src 'self' data: blob: https:; style-src 'self' 'unsafe-inline'; \
+     script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; connect-src 'self'; frame-src 'self' blob: data:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
+
+/// Paths that are never the users' app: the API, the admin app, the
+/// well-known documents, the API's documentation and the metrics.
+const NOT_THE_APP: [&str; 6] = [
+    "/v1/",
+    "/admin",
+    "/.well-known/",
+    "/docs",
+    "/openapi.json",
+    "/metrics",
+];
 
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/admin", get(to_app))
-        .route("/admin/", get(app))
-        .route("/admin/{*path}", get(app))
-        .layer(axum::middleware::map_response(protect))
+        .route("/admin/", get(admin))
+        .route("/admin/{*path}", get(admin))
+        .layer(axum::middleware::map_response(|r| protect(App::Admin, r)))
+        .merge(
+            axum::Router::new()
+                .route("/", get(mail))
+                .layer(axum::middleware::map_response(|r| protect(App::Mail, r))),
+        )
 }
 
-async fn protect(mut response: Response) -> Response {
+/// What no route answers: a page of the users' app when it is one (a GET
+/// outside the server's own paths, with the app built), else a 404.
+pub async fn fallback(State(state): State<AppState>, request: Request) -> Response {
+    let path = request.uri().path();
+    let mine = matches!(*request.method(), Method::GET | Method::HEAD)
+        && !NOT_THE_APP.iter().any(|p| path.starts_with(p))
+        && is_built(App::Mail, &state).await;
+    if !mine {
+        return Problem::not_found("route").into_response();
+    }
+    protect(App::Mail, serve(App::Mail, &state, request).await).await
+}
+
+async fn is_built(app: App, state: &AppState) -> bool {
+    tokio::fs::metadata(app.dir(state).join("index.html"))
+        .await
+        .is_ok_and(|m| m.is_file())
+}
+
+async fn protect(app: App, mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        HeaderValue::from_static(app.policy()),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -52,22 +138,31 @@ async fn protect(mut response: Response) -> Response {
 
 /// `/admin` is the app's folder: relative links need the slash.
 async fn to_app(uri: Uri) -> Redirect {
+    let prefix = App::Admin.prefix();
     match uri.query() {
-        Some(query) => Redirect::permanent(&format!("{PREFIX}?{query}")),
-        None => Redirect::permanent(PREFIX),
+        Some(query) => Redirect::permanent(&format!("{prefix}?{query}")),
+        None => Redirect::permanent(prefix),
     }
 }
 
-async fn app(State(state): State<AppState>, request: Request) -> Response {
-    let dir = &state.config.admin_assets_dir;
+async fn admin(State(state): State<AppState>, request: Request) -> Response {
+    serve(App::Admin, &state, request).await
+}
+
+async fn mail(State(state): State<AppState>, request: Request) -> Response {
+    serve(App::Mail, &state, request).await
+}
+
+async fn serve(app: App, state: &AppState, request: Request) -> Response {
+    let dir = app.dir(state);
     let index = dir.join("index.html");
-    if !tokio::fs::metadata(&index).await.is_ok_and(|m| m.is_file()) {
-        return Problem::unavailable(NOT_BUILT).into_response();
+    if !is_built(app, state).await {
+        return Problem::unavailable(app.not_built()).into_response();
     }
     let raw = request
         .uri()
         .path()
-        .strip_prefix(PREFIX)
+        .strip_prefix(app.prefix())
         .unwrap_or_default();
     // `pages/` is the page `pages`, never a file.
     let (raw, page) = match raw.strip_suffix('/') {
@@ -78,12 +173,12 @@ async fn app(State(state): State<AppState>, request: Request) -> Response {
         return Problem::new(
             StatusCode::NOT_FOUND,
             "not-found",
-            format!("`{raw}` is not a file of the admin app"),
+            format!("`{raw}` is not a file of {}", app.name()),
         )
         .into_response();
     };
     if page || relative.is_empty() || relative == "index.html" {
-        return index_page(&state, &index, request.headers()).await;
+        return index_page(app, state, &index, request.headers()).await;
     }
     match read_inside(dir, &relative).await {
         Some(bytes) => {
@@ -103,23 +198,23 @@ async fn app(State(state): State<AppState>, request: Request) -> Response {
         }
         // A page of the app (no extension) is the app's to route.
         None if extension(&relative).is_none() => {
-            index_page(&state, &index, request.headers()).await
+            index_page(app, state, &index, request.headers()).await
         }
         None => Problem::new(
             StatusCode::NOT_FOUND,
             "not-found",
-            format!("the admin app has no file `{relative}`"),
+            format!("{} has no file `{relative}`", app.name()),
         )
         .into_response(),
     }
 }
 
 /// `index.html` with the product name of the Host's brand as its title.
-async fn index_page(state: &AppState, index: &Path, headers: &HeaderMap) -> Response {
+async fn index_page(app: App, state: &AppState, index: &Path, headers: &HeaderMap) -> Response {
     let html = match tokio::fs::read(index).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Problem::unavailable(NOT_BUILT).into_response();
+            return Problem::unavailable(app.not_built()).into_response();
         }
         Err(e) => {
             return Problem::internal(format!("reading {}: {e}", index.display())).into_response();
@@ -168,7 +263,7 @@ fn with_title(html: &str, title: &str) -> String {
     )
 }
 
-/// The percent-decoded path below `/admin/`, if it is a plain relative one:
+/// The percent-decoded path below the app's prefix, if it is a plain relative one:
 /// segments of printable text, none empty, `.` or `..`, no backslash. The
 /// empty path is the app itself.
 fn relative_path(raw: &str) -> Option<String> {

@@ -1,8 +1,10 @@
-//! The admin app at `/admin/`, against the real API on both backends: its
-//! files with their types and caching, `index.html` for the app's own
-//! pages with the Host's brand in its title (the operator's, or a tenant's
-//! through its verified hostname), a security policy on every answer, no
-//! way out of the build folder, and a clear 503 while it is not built.
+//! The admin app at `/admin/` and the users' app at `/`, against the real
+//! API on both backends: their files with their types and caching,
+//! `index.html` for each app's own pages with the Host's brand in its title
+//! (the operator's, or a tenant's through its verified hostname), a
+//! security policy on every answer, no way out of the build folder, a clear
+//! 503 while an app is not built, and the server's own paths (API,
+//! well-known documents) never taken for a page of the users' app.
 
 mod support;
 
@@ -19,6 +21,13 @@ const SECRET: &str = "SECRET-OUTSIDE-THE-BUILD";
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self' 'wasm-unsafe-eval'; \
     connect-src 'self'; frame-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'";
 const NOT_BUILT: &str = "the admin app is not built: run `npm ci && npm run build` in web-admin/ (./scripts/serve does it)";
+const MAIL_NOT_BUILT: &str = "the users' app is not built: run `npm ci && npm run build` in web-admin/ (./scripts/serve does it)";
+const MAIL_CSP: &str = "default-src 'self'; img-src 'self' data: blob: https:; style-src 'self' 'unsafe-inline'; \
+    script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; connect-src 'self'; frame-src 'self' blob: data:; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
+const MAIL_INDEX: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Mail</title>\
+    <script type=\"module\" src=\"/assets/mail.js\"></script></head><body><div id=\"app\"></div></body></html>\n";
+const MAIL_JS: &str = "console.log('users app');\n";
 
 /// A build in `root/dist`, with secrets beside it (and a link to one inside) that must never be served.
 fn build(root: &Path) -> std::path::PathBuf {
@@ -107,7 +116,150 @@ on_both_backends!(
     the_title_shows_the_brand_of_the_host,
     no_path_leaves_the_build,
     an_unbuilt_app_says_how_to_build_it,
+    the_users_app_is_served_at_the_root_in_the_brand_of_the_host,
 );
+
+/// Both apps' builds: the admin app's in `root/dist`, the users' app's in `root/dist-mail`.
+async fn both_apps(backend: Backend, root: &Path) -> TestApp {
+    let admin = build(root);
+    let mail = root.join("dist-mail");
+    std::fs::create_dir_all(mail.join("assets")).unwrap();
+    std::fs::write(mail.join("index.html"), MAIL_INDEX).unwrap();
+    std::fs::write(mail.join("assets/mail.js"), MAIL_JS).unwrap();
+    std::os::unix::fs::symlink(root.join("secret.txt"), mail.join("assets/leak.txt")).unwrap();
+    support::spawn_with(
+        backend,
+        api::ApiConfig {
+            admin_assets_dir: admin,
+            mail_assets_dir: mail,
+            ..support::api_config()
+        },
+    )
+    .await
+}
+
+/// The users' app owns `/` and every page outside the server's own paths;
+/// the API, the admin app and the well-known documents stay the server's,
+/// answered as before. Its policy lets workers run (the signup's proof of
+/// work). On a tenant's verified hostname it wears that tenant's brand.
+async fn the_users_app_is_served_at_the_root_in_the_brand_of_the_host(backend: Backend) {
+    let scratch = tempfile::tempdir().unwrap();
+    let app = both_apps(backend, scratch.path()).await;
+    let mail_protected = |reply: &support::Reply| {
+        assert_eq!(
+            header(reply, "content-security-policy"),
+            MAIL_CSP,
+            "{reply:?}"
+        );
+        assert_eq!(header(reply, "x-content-type-options"), "nosniff");
+    };
+    for page in [
+        "/",
+        "/signup",
+        "/mail/INBOX",
+        "/mail/INBOX/0b8f",
+        "/settings/",
+    ] {
+        let reply = get(&app, page, None).await;
+        assert_eq!(reply.status.as_u16(), 200, "{page}: {reply:?}");
+        assert!(
+            reply.text().contains("/assets/mail.js"),
+            "{page}: {reply:?}"
+        );
+        assert_eq!(title(&reply), "Caliop", "{page}");
+        assert_eq!(header(&reply, "cache-control"), "no-cache");
+        mail_protected(&reply);
+    }
+    let script = get(&app, "/assets/mail.js", None).await;
+    assert_eq!((script.status.as_u16(), script.text()), (200, MAIL_JS));
+    assert_eq!(
+        header(&script, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    mail_protected(&script);
+    let missing = get(&app, "/assets/missing.js", None).await;
+    assert!(
+        missing.problem(404).contains("assets/missing.js"),
+        "{missing:?}"
+    );
+
+    // The server's own paths are never the app.
+    let admin = get(&app, "/admin/", None).await;
+    assert!(admin.text().contains("/admin/assets/app.js"), "{admin:?}");
+    assert_protected(&admin);
+    assert_eq!(
+        get(&app, "/v1/nothing-here", None).await.problem(404),
+        "route not found"
+    );
+    for path in ["/.well-known/nothing", "/metrics/x", "/docs/x"] {
+        let reply = get(&app, path, None).await;
+        assert_eq!(reply.status.as_u16(), 404, "{path}: {reply:?}");
+        assert!(!reply.text().contains("mail.js"), "{path}: {reply:?}");
+    }
+    let health = get(&app, "/healthz", None).await;
+    assert_eq!(health.status.as_u16(), 200, "{health:?}");
+    let posted = app.raw(app.http.post(format!("{}/signup", app.base))).await;
+    assert!(!posted.text().contains("mail.js"), "{posted:?}");
+    assert!(posted.status.is_client_error(), "{posted:?}");
+
+    for target in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/assets/leak.txt",
+        "/assets/..%2f..%2fsecret.txt",
+    ] {
+        let (status, answer) = raw_get(&app, target).await;
+        assert!(!answer.contains(SECRET), "{target} leaked: {answer}");
+        assert!(status == 404 || status == 400, "{target}: {answer}");
+    }
+
+    // A tenant's verified hostname: its brand; anything else: the operator's.
+    let acme = app.enterprise("acme.test", 5).await;
+    app.send(
+        "PUT",
+        &format!("/v1/tenants/{}/branding", acme.tenant_id),
+        Some(&acme.admin_token),
+        Some(json!({"product_name": "Acme Mail"})),
+    )
+    .await
+    .ok(200);
+    let created = app
+        .post(
+            &format!("/v1/tenants/{}/hostnames", acme.tenant_id),
+            &acme.admin_token,
+            json!({"hostname": "webmail.acme.test"}),
+        )
+        .await;
+    let host = created.ok(201).clone();
+    assert_eq!(
+        title(&get(&app, "/", Some("webmail.acme.test")).await),
+        "Caliop"
+    );
+    app.dns.set_txt(
+        "_caliop-hostname.webmail.acme.test",
+        &[host["verification_record"]["value"].as_str().unwrap()],
+    );
+    let id = host["id"].as_str().unwrap();
+    app.post(
+        &format!("/v1/hostnames/{id}/verify"),
+        &acme.admin_token,
+        json!({}),
+    )
+    .await
+    .ok(200);
+    assert_eq!(
+        title(&get(&app, "/", Some("webmail.acme.test")).await),
+        "Acme Mail"
+    );
+    assert_eq!(
+        title(&get(&app, "/mail/INBOX", Some("webmail.acme.test")).await),
+        "Acme Mail"
+    );
+    assert_eq!(
+        title(&get(&app, "/", Some("other.example")).await),
+        "Caliop"
+    );
+}
 
 async fn the_app_is_served_with_its_types_caching_and_policy(backend: Backend) {
     let scratch = tempfile::tempdir().unwrap();
@@ -312,6 +464,13 @@ async fn no_path_leaves_the_build(backend: Backend) {
 
 async fn an_unbuilt_app_says_how_to_build_it(backend: Backend) {
     let app = support::spawn(backend).await;
+    // The users' app: its root says how to build it; another page is no route.
+    let root = get(&app, "/", None).await;
+    assert_eq!(root.problem(503), MAIL_NOT_BUILT);
+    assert_eq!(
+        get(&app, "/mail/INBOX", None).await.problem(404),
+        "route not found"
+    );
     for path in ["/admin/", "/admin/tenants/abc", "/admin/assets/app.js"] {
         let reply = get(&app, path, None).await;
         assert_eq!(reply.problem(503), NOT_BUILT, "{path}");
