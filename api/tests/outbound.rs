@@ -904,6 +904,68 @@ async fn remote_keys_found_by_wkd_encrypt_outgoing_mail(backend: Backend) {
         &format!("/.well-known/openpgpkey/remote.test/hu/{hash}?l=dave"),
         binary,
     );
+    // What a mail app shows before sending: each recipient's key and where
+    // it was found, as sending would find it.
+    let (_, bob) = person(&app, &e, "bob").await;
+    let looked = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/recipient-keys"),
+            &alice,
+            json!({"addresses": ["bob@acme.test", " Dave@remote.test", "erin@remote.test"]}),
+        )
+        .await;
+    let keys = looked.ok(200)["keys"].as_array().unwrap().clone();
+    let sources: Vec<(&str, &serde_json::Value)> = keys
+        .iter()
+        .map(|k| (k["address"].as_str().unwrap(), &k["source"]))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("bob@acme.test", &json!("hosted")),
+            ("dave@remote.test", &json!("directory")),
+            ("erin@remote.test", &serde_json::Value::Null),
+        ]
+    );
+    assert_eq!(
+        vault::openpgp::AccountKey::binary_public_key(keys[1]["key"].as_str().unwrap()).unwrap(),
+        vault::openpgp::AccountKey::binary_public_key(&dave.public_armored).unwrap()
+    );
+    assert!(
+        keys[0]["key"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN PGP PUBLIC KEY BLOCK")
+    );
+    assert!(keys[2]["key"].is_null());
+    // Only the account itself asks (another sees no such account);
+    // addresses are checked, and counted.
+    let other = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/recipient-keys"),
+            &bob,
+            json!({"addresses": ["dave@remote.test"]}),
+        )
+        .await;
+    assert_eq!(other.problem(404), "account not found");
+    let bad = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/recipient-keys"),
+            &alice,
+            json!({"addresses": ["not an address"]}),
+        )
+        .await;
+    assert_eq!(bad.problem(422), "`not an address` is not an email address");
+    let many: Vec<String> = (0..51).map(|n| format!("r{n}@remote.test")).collect();
+    let too_many = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/recipient-keys"),
+            &alice,
+            json!({"addresses": many}),
+        )
+        .await;
+    assert!(too_many.problem(422).contains("at most 50"));
+
     let sink = Sink::start(&[]);
     let workers = app.start_workers(sink.port, Duration::from_secs(1));
 

@@ -679,6 +679,12 @@ impl Outbound {
         crate::wkd::recipient_key(&self.store, self.https.as_ref(), recipient).await
     }
 
+    /// The key sending would find for `recipient`, and where it came from:
+    /// what a client shows before sending ("will be encrypted").
+    pub async fn find_key(&self, recipient: &str) -> Option<crate::wkd::FoundKey> {
+        crate::wkd::find_key(&self.store, self.https.as_ref(), recipient).await
+    }
+
     /// One delivery attempt for every recipient of `outbound_id` still
     /// waiting. `Err` asks the queue to retry (some were deferred, or the
     /// store failed); recipients already delivered are never sent again.

@@ -32,6 +32,22 @@ pub fn hash(local_part: &str) -> String {
     zbase32(&Sha1::digest(local_part.to_lowercase().as_bytes()))
 }
 
+/// Where a recipient's key was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// An account hosted here.
+    Hosted,
+    /// The recipient domain's Web Key Directory.
+    Directory,
+}
+
+/// A recipient's OpenPGP key, ASCII-armored, and where it was found.
+#[derive(Debug, Clone)]
+pub struct FoundKey {
+    pub armored: String,
+    pub source: KeySource,
+}
+
 /// A recipient's OpenPGP key: ours when we host them (an active account),
 /// else what their domain's Web Key Directory serves (advanced layout
 /// first, then direct), when an HTTPS client is at hand.
@@ -40,10 +56,18 @@ pub async fn recipient_key(
     https: Option<&Https>,
     recipient: &str,
 ) -> Option<String> {
+    find_key(store, https, recipient).await.map(|k| k.armored)
+}
+
+/// [`recipient_key`], saying where the key came from.
+pub async fn find_key(store: &Store, https: Option<&Https>, recipient: &str) -> Option<FoundKey> {
     let address = EmailAddress::parse(recipient).ok()?;
     match store.hosted_account(&address).await {
         Ok(Some(account)) if account.status == AccountStatus::Active => {
-            return Some(account.public_key);
+            return Some(FoundKey {
+                armored: account.public_key,
+                source: KeySource::Hosted,
+            });
         }
         Ok(Some(_)) => return None,
         _ => {}
@@ -75,7 +99,12 @@ pub async fn recipient_key(
         match https.get(&host, &path, 256 * 1024).await {
             Ok(Some(binary)) => {
                 match vault::openpgp::AccountKey::armored_for_address(&binary, address.as_str()) {
-                    Ok(armored) => return Some(armored),
+                    Ok(armored) => {
+                        return Some(FoundKey {
+                            armored,
+                            source: KeySource::Directory,
+                        });
+                    }
                     Err(e) => tracing::info!(error = %e, %host, "a WKD key was refused"),
                 }
             }

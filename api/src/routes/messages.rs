@@ -548,6 +548,106 @@ pub async fn send_message(
     ))
 }
 
+/// Recipients to look up keys for.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientKeysRequest {
+    /// At most 50 addresses.
+    pub addresses: Vec<String>,
+}
+
+/// Where a recipient's key was found.
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    /// An account hosted here.
+    Hosted,
+    /// The recipient domain's Web Key Directory, fetched by the server.
+    Directory,
+}
+
+/// One recipient's key, as sending would find it.
+#[derive(Serialize, ToSchema)]
+pub struct RecipientKey {
+    pub address: String,
+    /// The ASCII-armored OpenPGP public key; `null` when none is known, so
+    /// that mail to this address would leave unencrypted.
+    pub key: Option<String>,
+    pub source: Option<KeySource>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecipientKeys {
+    /// In the order asked.
+    pub keys: Vec<RecipientKey>,
+}
+
+/// Most addresses one key lookup takes.
+const MAX_LOOKUPS: usize = 50;
+
+/// Recipients' OpenPGP keys, as sending would find them
+///
+/// For each address, the key the server would encrypt to: an account hosted
+/// here, else what the recipient domain's Web Key Directory serves (fetched
+/// by the server, so the recipient's domain learns nothing of the writer).
+/// What a mail app shows per recipient before sending ("will be
+/// encrypted"), and what an `end-to-end` account encrypts to on its device.
+/// Only the account itself may ask.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/recipient-keys", tag = "messages", operation_id = "lookupRecipientKeys",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    request_body = RecipientKeysRequest,
+    responses(
+        (status = 200, description = "One entry per address, in order", body = RecipientKeys),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "An address that is not one, or too many", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn recipient_keys(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(account_id): Path<AccountId>,
+    Json(request): Json<RecipientKeysRequest>,
+) -> ApiResult<Json<RecipientKeys>> {
+    owner_only(&actor, account_id)?;
+    if request.addresses.len() > MAX_LOOKUPS {
+        return Err(Problem::invalid(format!(
+            "{} addresses asked for; at most {MAX_LOOKUPS} are looked up at once",
+            request.addresses.len()
+        )));
+    }
+    let mut addresses = Vec::with_capacity(request.addresses.len());
+    for raw in &request.addresses {
+        let address = tenants::EmailAddress::parse(raw.trim())
+            .map_err(|_| Problem::invalid(format!("`{raw}` is not an email address")))?;
+        addresses.push(address.to_string());
+    }
+    // Looked up side by side: a Web Key Directory may take seconds to answer.
+    let mut lookups = tokio::task::JoinSet::new();
+    for (i, address) in addresses.iter().enumerate() {
+        let (outbound, address) = (state.outbound.clone(), address.clone());
+        lookups.spawn(async move { (i, outbound.find_key(&address).await) });
+    }
+    let mut found = vec![None; addresses.len()];
+    while let Some(done) = lookups.join_next().await {
+        let (i, key) = done.map_err(|e| Problem::internal(format!("key lookup: {e}")))?;
+        found[i] = key;
+    }
+    let keys = addresses
+        .into_iter()
+        .zip(found)
+        .map(|(address, found)| RecipientKey {
+            address,
+            source: found.as_ref().map(|k| match k.source {
+                mail::wkd::KeySource::Hosted => KeySource::Hosted,
+                mail::wkd::KeySource::Directory => KeySource::Directory,
+            }),
+            key: found.map(|k| k.armored),
+        })
+        .collect();
+    Ok(Json(RecipientKeys { keys }))
+}
+
 /// How delivery of a sent message goes
 ///
 /// One entry per recipient: `queued`, `deferred` (with the remote server's
