@@ -16,7 +16,54 @@ on_both_backends!(
     suspended_accounts_and_tenants_cannot_act,
     web_key_directory_serves_what_gnupg_asks_for,
     accounts_show_what_they_store_and_their_own_cap,
+    signing_out_everywhere_else_keeps_only_this_session,
 );
+
+/// "Sign out of other sessions": every token issued before stops at once,
+/// the caller gets a fresh one; nobody else may do it for the account.
+async fn signing_out_everywhere_else_keeps_only_this_session(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let id = app.user(&e, "alice").await;
+    let here = app.login("alice@acme.test", PASSWORD).await;
+    let laptop = app.login("alice@acme.test", PASSWORD).await;
+    let path = format!("/v1/accounts/{id}");
+    app.get(&path, &laptop).await.ok(200);
+
+    let refused = app
+        .post(
+            &format!("{path}/sessions/end-others"),
+            &e.admin_token,
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(
+        refused.problem(403).contains("only the account's owner"),
+        "{refused:?}"
+    );
+    app.get(&path, &laptop).await.ok(200);
+
+    let ended = app
+        .post(
+            &format!("{path}/sessions/end-others"),
+            &here,
+            serde_json::json!({}),
+        )
+        .await;
+    let fresh = ended.ok(200)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(ended.body["account_id"], serde_json::json!(id));
+    app.get(&path, &fresh).await.ok(200);
+    for old in [&laptop, &here] {
+        assert_eq!(app.get(&path, old).await.status, 401);
+    }
+    let audit = app
+        .get(
+            &format!("/v1/tenants/{}/audit", e.tenant_id),
+            &e.admin_token,
+        )
+        .await;
+    assert_eq!(audit.ok(200)["items"][0]["action"], "account.sessions_ended");
+}
 
 /// Whether `passphrase` unlocks the secret key for signing in this gpg home.
 fn can_sign(home: &Path, fingerprint: &str, passphrase: &str) -> bool {

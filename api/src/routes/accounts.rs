@@ -531,6 +531,43 @@ pub async fn public_key(
     ))
 }
 
+/// Sign out everywhere else
+///
+/// Ends every other session of the account: access tokens issued before
+/// stop working at once (and mail sessions signed in with the account's
+/// password end); app passwords stay, they are removed one by one. The
+/// answer is a fresh token for this session.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/sessions/end-others", tag = "accounts", operation_id = "endOtherSessions",
+    params(("account_id" = AccountId, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "Other sessions ended; this session's new token", body = crate::routes::auth::TokenResponse),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(account_id): Path<AccountId>,
+) -> ApiResult<Json<crate::routes::auth::TokenResponse>> {
+    if !actor.is_account(account_id) {
+        return Err(Problem::forbidden(
+            "only the account's owner can end its sessions",
+        ));
+    }
+    let epoch = state
+        .store
+        .end_sessions(&actor.audit_name(), account_id)
+        .await?;
+    Ok(Json(crate::routes::auth::token_response(
+        &state,
+        &actor,
+        Some(account_id),
+        epoch,
+    )?))
+}
+
 /// The account's OpenPGP secret key, locked with its password
 ///
 /// Only the account itself may fetch it; import it into an OpenPGP mail

@@ -117,6 +117,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(accounts::public_key))
         .routes(routes!(accounts::secret_key))
+        .routes(routes!(accounts::end_other_sessions))
         .routes(routes!(messages::list_messages, messages::send_message))
         .routes(routes!(messages::recipient_keys))
         .routes(routes!(messages::delivery))

@@ -466,6 +466,38 @@ impl Store {
         Ok(())
     }
 
+    /// Ends every session of the account: its access tokens (and mail
+    /// sessions signed in with its password) stop at once, app passwords
+    /// stay. Returns the new credentials epoch, for the caller's own new
+    /// token.
+    pub async fn end_sessions(&self, actor: &str, account: AccountId) -> Result<i64> {
+        let current = self
+            .account(account)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let sql = "UPDATE accounts SET credentials_epoch = credentials_epoch + 1, updated_at = $2              WHERE id = $1 RETURNING credentials_epoch";
+        let epoch: i64;
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            epoch = sqlx::query_scalar(sql)
+                .bind(account.0)
+                .bind(Utc::now())
+                .fetch_one(&mut *tx)
+                .await?;
+            write_audit!(tx, Audit {
+                actor,
+                tenant_id: Some(current.tenant_id.0),
+                action: "account.sessions_ended",
+                object_type: "account",
+                object_id: account.to_string(),
+                detail: serde_json::json!({}),
+            });
+            tx.commit().await?;
+        });
+        self.access_changed(super::AccessChange::Account(account));
+        Ok(epoch)
+    }
+
     /// The account an unexpired activation token opens, and until when.
     pub async fn activation(&self, token_hash: &str) -> Result<Option<(AccountId, DateTime<Utc>)>> {
         let sql = "SELECT account_id, expires_at FROM activations WHERE token_hash = $1 AND expires_at > $2";
