@@ -62,7 +62,10 @@ async fn signing_out_everywhere_else_keeps_only_this_session(backend: Backend) {
             &e.admin_token,
         )
         .await;
-    assert_eq!(audit.ok(200)["items"][0]["action"], "account.sessions_ended");
+    assert_eq!(
+        audit.ok(200)["items"][0]["action"],
+        "account.sessions_ended"
+    );
 }
 
 /// Whether `passphrase` unlocks the secret key for signing in this gpg home.

@@ -1,6 +1,7 @@
 //! One stored form, whichever door a message comes through: the same bytes
-//! sent to the MX, appended over IMAP and submitted (its Sent copy) are kept
-//! at the account's level in the same form, and counted the same way.
+//! sent to the MX, appended over IMAP or through the API, and submitted
+//! (its Sent copy) are kept at the account's level in the same form, and
+//! counted the same way.
 
 mod support;
 
@@ -9,7 +10,55 @@ use support::{PASSWORD, TestApp};
 use tenants::{Backend, on_both_backends};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-on_both_backends!(the_mx_imap_append_and_the_sent_copy_store_alike);
+on_both_backends!(
+    the_mx_imap_append_and_the_sent_copy_store_alike,
+    drafts_put_through_the_api_follow_the_rules_of_append,
+);
+
+/// The id of the account's mailbox named `name`.
+async fn mailbox_id(app: &TestApp, token: &str, account: &str, name: &str) -> String {
+    let listed = app
+        .get(&format!("/v1/accounts/{account}/mailboxes"), token)
+        .await;
+    listed
+        .ok(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {listed:?}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn put_message(
+    app: &TestApp,
+    token: &str,
+    mailbox: &str,
+    query: &str,
+    raw: &str,
+    media_type: &str,
+) -> support::Reply {
+    app.raw(
+        app.http
+            .post(format!(
+                "{}/v1/mailboxes/{mailbox}/messages{query}",
+                app.base
+            ))
+            .bearer_auth(token)
+            .header("content-type", media_type)
+            .body(raw.to_owned()),
+    )
+    .await
+}
+
+async fn through_the_api(app: &TestApp, token: &str, account: &str, raw: &str) {
+    let inbox = mailbox_id(app, token, account, "INBOX").await;
+    put_message(app, token, &inbox, "", raw, "message/rfc822")
+        .await
+        .ok(201);
+}
 
 fn message(address: &str, marker: &str) -> String {
     format!(
@@ -114,12 +163,13 @@ async fn the_mx_imap_append_and_the_sent_copy_store_alike(backend: Backend) {
         through_the_mx(&app, &address, &raw).await;
         through_imap_append(&app, &address, &raw).await;
         through_submission(&app, &address, &raw).await;
+        through_the_api(&app, &token, &account, &raw).await;
 
         let listed = app
             .get(&format!("/v1/accounts/{account}/messages"), &token)
             .await;
         let copies: Vec<Value> = listed.ok(200)["items"].as_array().unwrap().clone();
-        assert_eq!(copies.len(), 3, "{level}: one copy per door: {copies:?}");
+        assert_eq!(copies.len(), 4, "{level}: one copy per door: {copies:?}");
         let mut overheads = Vec::new();
         for copy in &copies {
             assert_eq!(copy["level"], level, "{copy}");
@@ -163,4 +213,150 @@ async fn the_mx_imap_append_and_the_sent_copy_store_alike(backend: Backend) {
             "{level}: every door counts the quota alike"
         );
     }
+}
+
+/// A web app saves its drafts with `POST /v1/mailboxes/{id}/messages`: the
+/// same rule as IMAP APPEND (one function of the core), so plaintext is
+/// refused at `end-to-end` with the reason, a sealed account's draft is
+/// sealed, the flags asked for are set, IMAP sees it at the UID the answer
+/// gives, and nobody else may put mail in the mailbox.
+async fn drafts_put_through_the_api_follow_the_rules_of_append(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 10).await;
+    let mut made = Vec::new();
+    for level in ["sealed", "end-to-end"] {
+        let address = format!("{level}@acme.test");
+        let created = app
+            .post(
+                &format!("/v1/tenants/{}/accounts", e.tenant_id),
+                &e.admin_token,
+                json!({"address": address, "password": PASSWORD, "level": level}),
+            )
+            .await;
+        let id = created.ok(201)["id"].as_str().unwrap().to_owned();
+        made.push((
+            address.clone(),
+            id.clone(),
+            app.login(&address, PASSWORD).await,
+        ));
+    }
+    let (address, account, token) = &made[0];
+    let drafts = mailbox_id(&app, token, account, "Drafts").await;
+    let marker = format!("draft-{}", uuid::Uuid::now_v7().simple());
+    let put = put_message(
+        &app,
+        token,
+        &drafts,
+        "?draft=true&seen=true",
+        &message(address, &marker),
+        "message/rfc822",
+    )
+    .await;
+    let put = put.ok(201).clone();
+    let id = put["message_id"].as_str().unwrap();
+    let text = String::from_utf8_lossy(&raw_of(&app, token, id).await).into_owned();
+    assert!(
+        text.contains("-----BEGIN PGP MESSAGE-----") && !text.contains(&marker),
+        "sealed: {text}"
+    );
+    let shown = app.get(&format!("/v1/messages/{id}"), token).await;
+    let flags = shown.ok(200)["flags"].clone();
+    assert!(
+        flags.as_array().unwrap().contains(&json!("draft"))
+            && flags.as_array().unwrap().contains(&json!("seen")),
+        "{flags}"
+    );
+    // IMAP sees it in Drafts, at the UID the answer gave.
+    let (mut imap, _) = mail::imap_probe::ImapProbe::connect(app.imap).await;
+    imap.login(address, PASSWORD).await;
+    imap.run("SELECT Drafts").await;
+    let (fetched, _) = imap.run(&format!("UID FETCH {} (FLAGS)", put["uid"])).await;
+    assert!(
+        fetched
+            .iter()
+            .any(|l| l.contains("\\Draft") && l.contains("\\Seen")),
+        "{fetched:?}"
+    );
+
+    // End-to-end: plaintext refused with the reason; an encrypted draft is kept.
+    let (e2e_address, e2e_account, e2e_token) = &made[1];
+    let e2e_drafts = mailbox_id(&app, e2e_token, e2e_account, "Drafts").await;
+    let refused = put_message(
+        &app,
+        e2e_token,
+        &e2e_drafts,
+        "",
+        &message(e2e_address, "clear"),
+        "message/rfc822",
+    )
+    .await;
+    assert!(
+        refused
+            .problem(422)
+            .contains("only OpenPGP-encrypted messages are kept"),
+        "{refused:?}"
+    );
+    let key = app
+        .get(&format!("/v1/accounts/{e2e_account}/public-key"), e2e_token)
+        .await
+        .text()
+        .to_owned();
+    let armored = vault::seal::encrypt_to_all(
+        &[key.as_str()],
+        message(e2e_address, "secret draft").as_bytes(),
+    )
+    .unwrap();
+    let encrypted = format!(
+        "From: <{e2e_address}>\r\nSubject: ...\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; \
+         protocol=\"application/pgp-encrypted\"; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\n\
+         Version: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n{armored}\r\n--b--\r\n"
+    );
+    put_message(
+        &app,
+        e2e_token,
+        &e2e_drafts,
+        "?draft=true",
+        &encrypted,
+        "message/rfc822",
+    )
+    .await
+    .ok(201);
+
+    // Nobody else puts mail in it; only whole messages are taken.
+    let other = put_message(
+        &app,
+        e2e_token,
+        &drafts,
+        "",
+        &message(address, "x"),
+        "message/rfc822",
+    )
+    .await;
+    // Another user of the tenant does not even see the mailbox; its administrator may not write in it.
+    assert_eq!(other.problem(404), "mailbox not found");
+    let admin = put_message(
+        &app,
+        &e.admin_token,
+        &drafts,
+        "",
+        &message(address, "x"),
+        "message/rfc822",
+    )
+    .await;
+    assert_eq!(admin.status.as_u16(), 403, "{admin:?}");
+    let json_body = put_message(&app, token, &drafts, "", "{}", "application/json").await;
+    assert!(
+        json_body.problem(415).contains("message/rfc822"),
+        "{json_body:?}"
+    );
+    let unknown = put_message(
+        &app,
+        token,
+        &drafts,
+        "?pinned=true",
+        &message(address, "x"),
+        "message/rfc822",
+    )
+    .await;
+    assert_eq!(unknown.status.as_u16(), 400, "{unknown:?}");
 }

@@ -2,6 +2,7 @@
 //! message before answering `250`, MIME parsing, SPF/DKIM/DMARC, TLS, and
 //! the DNS client every mail check goes through.
 
+pub mod append;
 pub mod automatic;
 mod connections;
 pub mod dispersed;

@@ -3,16 +3,17 @@
 //! its own. Like its mail, only the account itself reads and changes them.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use mail::append::{Append, AppendRefused};
 use serde::{Deserialize, Serialize};
 use tenants::store::MailboxCounts;
-use tenants::{AccountId, Actor, Mailbox, MailboxId};
-use utoipa::ToSchema;
+use tenants::{AccountId, Actor, Flag, Mailbox, MailboxId, MessageId};
+use utoipa::{IntoParams, ToSchema};
 
 use super::messages::owner_only;
 use crate::AppState;
 use crate::auth::Principal;
-use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
+use crate::problem::{ApiResult, Bytes, Json, Path, Problem, ProblemDetails, Query};
 
 /// A mailbox with what it holds.
 #[derive(Serialize, ToSchema)]
@@ -169,4 +170,116 @@ pub async fn delete_mailbox(
         }
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The flags a message is put in a mailbox with.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AppendQuery {
+    #[serde(default)]
+    pub seen: bool,
+    #[serde(default)]
+    pub flagged: bool,
+    #[serde(default)]
+    pub answered: bool,
+    /// A draft (`\Draft`), as a mail app saves one in Drafts.
+    #[serde(default)]
+    pub draft: bool,
+}
+
+/// What was put in the mailbox.
+#[derive(Serialize, ToSchema)]
+pub struct AppendedMessage {
+    pub message_id: MessageId,
+    /// Its IMAP UID in the mailbox.
+    pub uid: i64,
+}
+
+/// Put a message in a mailbox
+///
+/// The account's own message (`message/rfc822`), kept as IMAP APPEND keeps
+/// one: at the account's level, sealed to its key before anything is
+/// written at `sealed` and above; at `end-to-end` only an
+/// OpenPGP-encrypted message is taken (a web app encrypts its drafts on the
+/// device). Counted in the storage quota. Nothing is sent.
+#[utoipa::path(post, path = "/v1/mailboxes/{mailbox_id}/messages", tag = "messages", operation_id = "appendMessage",
+    params(("mailbox_id" = MailboxId, Path, description = "Mailbox id"), AppendQuery),
+    request_body(content = String, content_type = "message/rfc822"),
+    responses(
+        (status = 201, description = "Stored", body = AppendedMessage),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not the account's owner", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Storage quota exhausted", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Not `message/rfc822`", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Not a message, or plaintext at `end-to-end`", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn append_message(
+    State(state): State<AppState>,
+    Principal(actor): Principal,
+    Path(mailbox_id): Path<MailboxId>,
+    Query(query): Query<AppendQuery>,
+    headers: HeaderMap,
+    Bytes(body): Bytes,
+) -> ApiResult<(StatusCode, Json<AppendedMessage>)> {
+    let mailbox = load(&state, &actor, mailbox_id).await?;
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if media_type != "message/rfc822" {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the Content-Type must be `message/rfc822`: the whole message, as it is kept",
+        ));
+    }
+    let account = state
+        .store
+        .account(mailbox.account_id)
+        .await?
+        .ok_or(Problem::not_found("account"))?;
+    let mut flags = Vec::new();
+    for (on, flag) in [
+        (query.seen, Flag::Seen),
+        (query.flagged, Flag::Flagged),
+        (query.answered, Flag::Answered),
+        (query.draft, Flag::Draft),
+    ] {
+        if on {
+            flags.push(flag);
+        }
+    }
+    let appended = state
+        .inbound
+        .append(Append {
+            account: &account,
+            mailbox: &mailbox,
+            message: body.to_vec(),
+            flags,
+            keywords: Vec::new(),
+            received_at: None,
+            // Behind a proxy the API cannot tell how the request came.
+            over_tls: false,
+        })
+        .await
+        .map_err(|refused| match refused {
+            AppendRefused::Store(e) => Problem::from(e),
+            AppendRefused::NotAMessage | AppendRefused::PlaintextAtEndToEnd => {
+                Problem::invalid(refused.to_string())
+            }
+            AppendRefused::TenantGone => Problem::not_found("tenant"),
+            AppendRefused::Unavailable => Problem::unavailable(refused.to_string()),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AppendedMessage {
+            message_id: appended.id,
+            uid: appended.uid,
+        }),
+    ))
 }

@@ -135,6 +135,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             mailboxes::update_mailbox,
             mailboxes::delete_mailbox
         ))
+        .routes(routes!(mailboxes::append_message))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(audit::tenant_audit))

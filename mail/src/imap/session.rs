@@ -37,7 +37,8 @@ use super::search::{self, Bounds, Candidate};
 use super::view::{View, flag_list, uid_set};
 use super::wire::{Conn, Frame, Gone, name_of, tag_of};
 use super::{ImapConfig, utf7};
-use crate::inbound::{Inbound, openpgp_protection};
+use crate::append::AppendRefused;
+use crate::inbound::Inbound;
 use tenants::login::{LoginGuard, SignInRefused};
 use tenants::store::{FlagChange, FlagOp, NewMessage, StoredContent, ViewEntry};
 use tenants::{Account, Flag, Folder, Level, Mailbox, MailboxId, MessageId, Store};
@@ -2128,101 +2129,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(text) => return Done::Bad(text),
         };
         let account = self.account().clone();
-        let tenant = match self.store.tenant(account.tenant_id).await {
-            Ok(Some(tenant)) => tenant,
-            Ok(None) => return Done::No("[UNAVAILABLE] the organisation is gone".into()),
-            Err(e) => return unavailable(e),
-        };
-        let level = account.effective_level(tenant.policy.min_level);
-        // Binary parts are kept as base64: BODY[] stays text, BINARY[] undoes it.
-        let data = message::binary_parts_as_base64(&data).unwrap_or(data);
-        let Some(parsed) = mail_parser::MessageParser::default().parse(&data) else {
-            return Done::No("[CANNOT] the message is not RFC 5322".into());
-        };
-        let (encrypted, _) = openpgp_protection(&parsed);
-        if level == Level::EndToEnd && !encrypted {
-            return Done::No(
-                "[CANNOT] this account is end-to-end: APPEND only OpenPGP-encrypted messages (turn on draft encryption)".into(),
-            );
-        }
-        let id = MessageId::new();
-        // Sealed whatever it looks like at `sealed` and above: its headers
-        // are plaintext even when its body is not.
-        let sealed_date = parsed
-            .date()
-            .map(|d| d.to_rfc822())
-            .unwrap_or_else(|| Utc::now().to_rfc2822());
-        let thread = crate::stored::outer_thread(
-            &parsed,
-            tenant.policy.outer_thread_headers,
-            id,
-            &self.config.hostname,
-        );
-        let copy = crate::stored::Copy {
-            id,
-            level,
-            account: &account,
-            trace: &[],
-            from: Some(account.address.as_str()),
-            to: &[account.address.as_str()],
-            date: &sealed_date,
-            thread: &thread,
-            hostname: &self.config.hostname,
-        };
-        let stored = match self.inbound.stored_form(&copy, &data, &parsed).await {
-            Ok(stored) => stored,
-            Err(_) => {
-                return Done::No(
-                    "[UNAVAILABLE] the message could not be stored, try again later".into(),
-                );
-            }
-        };
-        let message = NewMessage {
-            id,
-            tenant_id: account.tenant_id,
-            account_id: account.id,
-            level,
-            envelope_from: account.address.to_string(),
-            envelope_to: account.address.to_string(),
-            subject: stored.subject,
-            sender: stored.sender,
-            privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts {
-                tls_version: if self.transport.secure { 13 } else { 0 },
-                dkim_pass: false,
-                spf_pass: false,
-                dmarc_pass: false,
-                encrypted,
-                signed: false,
-                written_to_sender: true,
-                received_before: 0,
-                received_encrypted_before: 0,
-                sender_key_known: true,
-            }),
-            authentication: serde_json::json!({ "auth": account.address.as_str(), "appended": true }),
-            arrived_encrypted: encrypted,
-            content: stored.content,
-            dispersed: stored.dispersed,
-            rfc822_size: stored.rfc822_size,
-            flags,
-            keywords,
-            received_at: date,
-            verdict: None,
-            mailbox: None,
-        };
-        match self
-            .store
-            .append_messages(&target, std::slice::from_ref(&message))
-            .await
-        {
-            Ok(uids) => Done::Ok(format!(
+        let appended = self
+            .inbound
+            .append(crate::append::Append {
+                account: &account,
+                mailbox: &target,
+                message: data,
+                flags,
+                keywords,
+                received_at: date,
+                over_tls: self.transport.secure,
+            })
+            .await;
+        match appended {
+            Ok(appended) => Done::Ok(format!(
                 "[APPENDUID {} {}] APPEND completed",
-                target.uid_validity,
-                uid_set(&uids)
+                target.uid_validity, appended.uid
             )),
-            Err(e) => {
-                self.discard(std::slice::from_ref(&message)).await;
-                refusal(e)
+            Err(AppendRefused::Store(e)) => refusal(e),
+            Err(AppendRefused::Unavailable | AppendRefused::TenantGone) => {
+                Done::No(format!("[UNAVAILABLE] {}", AppendRefused::Unavailable))
             }
+            Err(refused @ AppendRefused::PlaintextAtEndToEnd) => Done::No(format!(
+                "[CANNOT] {refused}; with IMAP, turn on the mail client's draft encryption"
+            )),
+            Err(refused @ AppendRefused::NotAMessage) => Done::No(format!("[CANNOT] {refused}")),
         }
     }
 
