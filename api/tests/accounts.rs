@@ -17,7 +17,66 @@ on_both_backends!(
     web_key_directory_serves_what_gnupg_asks_for,
     accounts_show_what_they_store_and_their_own_cap,
     signing_out_everywhere_else_keeps_only_this_session,
+    owners_see_their_floor_and_set_their_recovery_address,
 );
+
+/// The owner's settings: the tenant's floor for the levels on offer, and a
+/// recovery address set, checked and cleared by the owner.
+async fn owners_see_their_floor_and_set_their_recovery_address(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let id = app.user(&e, "alice").await;
+    let alice = app.login("alice@acme.test", PASSWORD).await;
+    let path = format!("/v1/accounts/{id}");
+    let own = app.get(&path, &alice).await;
+    assert_eq!(own.ok(200)["level_floor"], "standard");
+    assert!(own.body.get("recovery_address").is_none(), "{own:?}");
+    let set = app
+        .send(
+            "PATCH",
+            &path,
+            Some(&alice),
+            Some(serde_json::json!({"recovery_address": " alice@elsewhere.test "})),
+        )
+        .await;
+    assert_eq!(set.ok(200)["recovery_address"], "alice@elsewhere.test");
+    assert_eq!(
+        app.get(&path, &alice).await.ok(200)["recovery_address"],
+        "alice@elsewhere.test"
+    );
+    let own_address = app
+        .send(
+            "PATCH",
+            &path,
+            Some(&alice),
+            Some(serde_json::json!({"recovery_address": "alice@acme.test"})),
+        )
+        .await;
+    assert!(
+        own_address.problem(422).contains("another address"),
+        "{own_address:?}"
+    );
+    let cleared = app
+        .send(
+            "PATCH",
+            &path,
+            Some(&alice),
+            Some(serde_json::json!({"recovery_address": ""})),
+        )
+        .await;
+    assert!(
+        cleared.ok(200).get("recovery_address").is_none(),
+        "{cleared:?}"
+    );
+    // Lists stay lean: one query per page, not per account.
+    let listed = app
+        .get(
+            &format!("/v1/tenants/{}/accounts", e.tenant_id),
+            &e.admin_token,
+        )
+        .await;
+    assert!(listed.ok(200)["items"][0].get("level_floor").is_none());
+}
 
 /// "Sign out of other sessions": every token issued before stops at once,
 /// the caller gets a fresh one; nobody else may do it for the account.

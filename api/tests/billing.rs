@@ -209,6 +209,7 @@ on_both_backends!(
     traffic_counts_a_resellers_tree_by_day,
     the_pool_jobs_schedule_their_next_run,
     the_operator_reads_the_pool_month_by_month,
+    a_signup_without_a_password_opens_on_the_device,
 );
 
 async fn webhooks_apply_once_and_refuse_what_stripe_did_not_sign(backend: Backend) {
@@ -515,11 +516,19 @@ async fn public_instance(app: &TestApp) {
 }
 
 async fn signup(app: &TestApp, local: &str) -> support::Reply {
+    signup_with(app, local, Some(PASSWORD)).await
+}
+
+/// A public signup as a page makes it: the stamp solved for the whole
+/// address, with a password or (a web app) without.
+async fn signup_with(app: &TestApp, local: &str, password: Option<&str>) -> support::Reply {
     let challenge = app
         .send("GET", "/v1/public/signup/challenge", None, None)
         .await;
     let challenge = challenge.ok(200);
     let c = challenge["challenge"].as_str().unwrap();
+    // The page learns the domain from the challenge, to stamp the whole address.
+    assert_eq!(challenge["domain"], "free.test");
     let address = format!("{local}@free.test");
     let counter =
         billing::signup::solve(c, &address, challenge["difficulty"].as_u64().unwrap() as u8);
@@ -527,9 +536,76 @@ async fn signup(app: &TestApp, local: &str) -> support::Reply {
         "POST",
         "/v1/public/signup",
         None,
-        Some(json!({"address": address, "password": PASSWORD, "stamp": {"challenge": c, "counter": counter}})),
+        Some(json!({"address": address, "password": password, "stamp": {"challenge": c, "counter": counter}})),
     )
     .await
+}
+
+/// A signup without a password (a web app's): the answer holds an
+/// activation link; once the pool admits the signup, the link opens the
+/// account and the person sets the password on their device (OPAQUE), the
+/// key unlocked with the link's secret and locked again there. The password
+/// never reaches the server, and the link's secret neither: the signup's
+/// token is derived from it.
+async fn a_signup_without_a_password_opens_on_the_device(backend: Backend) {
+    let app = app_with(backend, stripe_billing(None)).await;
+    public_instance(&app).await;
+    let plan_id = plan(&app).await;
+    paying(&app, "acme.test", "cus_Acme0001", &plan_id).await;
+    let waiting = signup_with(&app, "nadia", None).await;
+    let waiting = waiting.ok(202).clone();
+    assert_eq!(waiting["status"], "waiting");
+    let url = waiting["activation_url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://") && url.contains("/activate#"),
+        "{url}"
+    );
+    let activation = vault::opaque::Activation::parse(url.rsplit_once('#').unwrap().1).unwrap();
+    let token = waiting["token"].as_str().unwrap();
+    assert_eq!(
+        token,
+        activation.token(),
+        "the signup's token derives from the link's secret"
+    );
+    let base = format!("/v1/public/activations/{token}");
+    let early = app.send("GET", &base, None, None).await;
+    assert!(
+        early.problem(404).contains("activation"),
+        "not open before admission: {early:?}"
+    );
+
+    paid_invoice(&app, "in_1Fund0001", "cus_Acme0001", 1000).await;
+    let status = app
+        .send("GET", &format!("/v1/public/signup/{token}"), None, None)
+        .await;
+    assert_eq!(status.ok(200)["status"], "admitted");
+    let opened = app.send("GET", &base, None, None).await;
+    let opened = opened.ok(200).clone();
+    assert_eq!(opened["address"], "nadia@free.test");
+    let key = activation
+        .unlock(opened["locked_key"].as_str().unwrap())
+        .unwrap();
+    // No password to sign in with yet.
+    let password_grant = app
+        .send("POST", "/v1/auth/token", None,
+            Some(json!({"grant_type": "password", "username": "nadia@free.test", "password": PASSWORD})))
+        .await;
+    assert_eq!(password_grant.status, 401, "{password_grant:?}");
+    support::register_at(&app, &base, "nadia's own passphrase", &key, json!({}))
+        .await
+        .ok(204);
+    let (signed_in, export) =
+        support::device_sign_in(&app, "nadia@free.test", "nadia's own passphrase").await;
+    assert!(!signed_in.is_empty());
+    // The key she locked on her device is the one mail is sealed to.
+    let account = status.body["account_id"].as_str().unwrap();
+    let secret = app
+        .get(&format!("/v1/accounts/{account}/secret-key"), &signed_in)
+        .await;
+    let unlocked = export.unwrap(secret.text()).unwrap();
+    assert_eq!(unlocked, key);
+    // The link is spent.
+    assert_eq!(app.send("GET", &base, None, None).await.status, 404);
 }
 
 async fn paid_invoice(app: &TestApp, id: &str, customer: &str, cents: i64) {

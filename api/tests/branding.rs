@@ -633,6 +633,10 @@ async fn signup_on_a_tenants_hostname_makes_an_account_of_that_tenant(backend: B
     elsewhere.problem(503);
     let challenge = on_host(&app, "/v1/public/signup/challenge", "join.acme.test").await;
     let challenge = challenge.ok(200).clone();
+    assert_eq!(
+        challenge["domain"], "acme.test",
+        "the tenant's self-signup domain"
+    );
     let c = challenge["challenge"].as_str().unwrap();
     let counter = billing::signup::solve(
         c,

@@ -708,11 +708,24 @@ async fn plain_text_from_the_api_says_mime_and_its_charset(backend: Backend) {
     let sink = Sink::start(&[]);
     let workers = app.start_workers(sink.port, Duration::from_secs(1));
 
+    // A reply names what it answers, so that it threads at the recipient's.
+    let not_an_id = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@remote.test"], "text": "x", "in_reply_to": "no brackets@x"}),
+        )
+        .await;
+    assert_eq!(
+        not_an_id.problem(422),
+        "`in_reply_to`: \"no brackets@x\" is not a Message-ID like `<id@host>`"
+    );
     let sent = app
         .post(
             &format!("/v1/accounts/{alice_id}/messages"),
             &alice,
-            json!({"to": ["bob@remote.test"], "subject": "Lunch", "text": "Déjeuner à midi ?"}),
+            json!({"to": ["bob@remote.test"], "subject": "Re: Lunch", "text": "Déjeuner à midi ?",
+                   "in_reply_to": "<b2@remote.test>", "references": ["<a1@remote.test>", "<b2@remote.test>"]}),
         )
         .await;
     sent.ok(202);
@@ -729,6 +742,19 @@ async fn plain_text_from_the_api_says_mime_and_its_charset(backend: Backend) {
     let parsed = mail_parser::MessageParser::default()
         .parse(data.as_bytes())
         .unwrap();
+    assert_eq!(
+        parsed.in_reply_to().as_text(),
+        Some("b2@remote.test"),
+        "{head}"
+    );
+    let references: Vec<&str> = parsed
+        .references()
+        .as_text_list()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.as_ref())
+        .collect();
+    assert_eq!(references, ["a1@remote.test", "b2@remote.test"], "{head}");
     assert_eq!(
         parsed.body_text(0).as_deref().map(str::trim_end),
         Some("Déjeuner à midi ?"),

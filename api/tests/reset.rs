@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mail::sink::Sink;
 use serde_json::json;
-use support::{PASSWORD, TestApp};
+use support::{PASSWORD, TestApp, device_sign_in, register_at};
 use tenants::{Backend, on_both_backends};
 
 /// The token in the newest reset mail the sink holds.
@@ -214,82 +214,6 @@ async fn a_reset_link_works_once_and_says_what_happens_to_the_key(backend: Backe
         "{limited:?}"
     );
     workers.stop().await;
-}
-
-/// OPAQUE registration at `{base}/start` and `{base}/finish` (no token: an
-/// activation or reset link), `armored` locked with the new export key,
-/// `extra` fields added to the finish: the finish's answer (or the start's,
-/// when it refused).
-async fn register_at(
-    app: &TestApp,
-    base: &str,
-    password: &str,
-    armored: &str,
-    extra: serde_json::Value,
-) -> support::Reply {
-    let (state, request) = vault::opaque::client_register_start(password).unwrap();
-    let started = app
-        .send(
-            "POST",
-            &format!("{base}/start"),
-            None,
-            Some(json!({"registration_request": request})),
-        )
-        .await;
-    if started.status != 200 {
-        return started;
-    }
-    let started = started.body;
-    let ksf: vault::opaque::KsfParams = serde_json::from_value(started["ksf"].clone()).unwrap();
-    let (record, export) = vault::opaque::client_register_finish(
-        state,
-        password,
-        started["registration_response"].as_str().unwrap(),
-        &ksf,
-    )
-    .unwrap();
-    let mut body = json!({"registration_record": record, "ksf": ksf, "locked_key": export.wrap(armored).unwrap()});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    app.send("POST", &format!("{base}/finish"), None, Some(body))
-        .await
-}
-
-/// A device sign-in: the token and the export key.
-async fn device_sign_in(
-    app: &TestApp,
-    address: &str,
-    password: &str,
-) -> (String, vault::opaque::ExportKey) {
-    let (state, request) = vault::opaque::client_login_start(password).unwrap();
-    let started = app
-        .send(
-            "POST",
-            "/v1/auth/opaque/login/start",
-            None,
-            Some(json!({"username": address, "credential_request": request})),
-        )
-        .await;
-    let started = started.ok(200).clone();
-    let ksf: vault::opaque::KsfParams = serde_json::from_value(started["ksf"].clone()).unwrap();
-    let (finalization, export) = vault::opaque::client_login_finish(
-        state,
-        password,
-        started["credential_response"].as_str().unwrap(),
-        &ksf,
-    )
-    .unwrap();
-    let done = app
-        .send(
-            "POST",
-            "/v1/auth/opaque/login/finish",
-            None,
-            Some(json!({"login_id": started["login_id"], "credential_finalization": finalization})),
-        )
-        .await;
-    let token = done.ok(200)["access_token"].as_str().unwrap().to_owned();
-    (token, export)
 }
 
 on_both_backends!(a_device_account_sets_its_new_password_on_the_device);

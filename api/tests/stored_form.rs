@@ -170,6 +170,37 @@ async fn the_mx_imap_append_and_the_sent_copy_store_alike(backend: Backend) {
             .await;
         let copies: Vec<Value> = listed.ok(200)["items"].as_array().unwrap().clone();
         assert_eq!(copies.len(), 4, "{level}: one copy per door: {copies:?}");
+        // Newest first, as a mail app lists them, page after page.
+        let ids = |items: &Value| -> Vec<String> {
+            items["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let first = app
+            .get(
+                &format!("/v1/accounts/{account}/messages?order=newest&limit=3"),
+                &token,
+            )
+            .await;
+        let first = first.ok(200).clone();
+        let cursor = first["next_cursor"].as_str().unwrap();
+        let second = app
+            .get(
+                &format!("/v1/accounts/{account}/messages?order=newest&limit=3&cursor={cursor}"),
+                &token,
+            )
+            .await;
+        let mut newest: Vec<String> = ids(&first);
+        newest.extend(ids(second.ok(200)));
+        let mut oldest: Vec<String> = copies
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        oldest.reverse();
+        assert_eq!(newest, oldest, "{level}");
         let mut overheads = Vec::new();
         for copy in &copies {
             assert_eq!(copy["level"], level, "{copy}");

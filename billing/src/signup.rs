@@ -84,6 +84,10 @@ pub struct Challenge {
     /// `sha256`.
     pub algorithm: String,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// The domain a signup here makes its address in (the public domain,
+    /// or the tenant's self-signup domain on its hostname): the stamp is
+    /// computed over `local@domain`.
+    pub domain: Option<String>,
 }
 
 /// Issues and checks challenges.
@@ -163,6 +167,7 @@ impl Challenges {
             difficulty: self.difficulty,
             algorithm: "sha256".into(),
             expires_at,
+            domain: None,
         }
     }
 

@@ -149,6 +149,10 @@ impl AccountLock for PgPool {
     }
 }
 
+/// Days an activation link opens its account: from its making, or, for
+/// a signup that waited in line, from its admission.
+pub const ACTIVATION_DAYS: i64 = 7;
+
 /// Keyset pagination: items after `after`, at most `limit` of them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Page {

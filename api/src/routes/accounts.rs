@@ -42,6 +42,14 @@ pub struct AccountView {
     /// the link its owner opens to set one (shown this once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activation: Option<super::activation::ActivationLink>,
+    /// The lowest level its tenant allows (the account's `level` is never
+    /// below it); in the answers about one account, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level_floor: Option<Level>,
+    /// Where password resets and the welcome mail go, when set; in the
+    /// answers about one account, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_address: Option<String>,
 }
 
 impl From<&Account> for AccountView {
@@ -61,6 +69,8 @@ impl From<&Account> for AccountView {
             created_at: a.created_at,
             updated_at: a.updated_at,
             activation: None,
+            level_floor: None,
+            recovery_address: None,
         }
     }
 }
@@ -107,6 +117,9 @@ pub struct UpdateAccount {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub storage_quota_bytes: Option<Option<i64>>,
+    /// Where password resets go: another address of the owner's; `""`
+    /// removes it.
+    pub recovery_address: Option<String>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -221,20 +234,11 @@ pub async fn create(
         public_key: credentials.public_key,
         secret_key: credentials.secret_key,
     };
-    let recovery = match body.recovery_address.as_deref() {
-        Some(r) => Some(EmailAddress::parse(r).map_err(|_| {
-            Problem::invalid(format!("`recovery_address` {r:?} is not an email address"))
-        })?),
-        None => None,
-    };
-    if recovery
-        .as_ref()
-        .is_some_and(|r| r.as_str().eq_ignore_ascii_case(address_for_checks.as_str()))
-    {
-        return Err(Problem::invalid(
-            "`recovery_address` must be another address than the account's own",
-        ));
-    }
+    let recovery = body
+        .recovery_address
+        .as_deref()
+        .map(|r| recovery_address(r, &address_for_checks))
+        .transpose()?;
     let account = state.store.create_account(&actor.audit_name(), new).await?;
     let link = match activation {
         Some((key, activation)) => {
@@ -342,7 +346,37 @@ pub async fn get_account(
     _principal: Principal,
     Path(account_id): Path<AccountId>,
 ) -> ApiResult<Json<AccountView>> {
-    Ok(Json(AccountView::from(&load(&state, account_id).await?)))
+    let account = load(&state, account_id).await?;
+    Ok(Json(full_view(&state, &account).await?))
+}
+
+/// The view of one account, with its tenant's floor and its recovery address.
+async fn full_view(state: &AppState, account: &Account) -> ApiResult<AccountView> {
+    let tenant = state
+        .store
+        .tenant(account.tenant_id)
+        .await?
+        .ok_or(Problem::not_found("tenant"))?;
+    Ok(AccountView {
+        level_floor: Some(tenant.policy.min_level),
+        recovery_address: state.store.recovery_address(account.id).await?,
+        ..AccountView::from(account)
+    })
+}
+
+/// A recovery address as given: another address than the account's own.
+fn recovery_address(given: &str, own: &EmailAddress) -> ApiResult<EmailAddress> {
+    let recovery = EmailAddress::parse(given.trim()).map_err(|_| {
+        Problem::invalid(format!(
+            "`recovery_address` {given:?} is not an email address"
+        ))
+    })?;
+    if recovery.as_str().eq_ignore_ascii_case(own.as_str()) {
+        return Err(Problem::invalid(
+            "`recovery_address` must be another address than the account's own",
+        ));
+    }
+    Ok(recovery)
 }
 
 /// Update an account
@@ -461,6 +495,12 @@ pub async fn update_account(
         credentials,
     };
     let status_changed = update.status.is_some();
+    // Checked before anything changes: `""` clears it.
+    let recovery = match body.recovery_address.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(given) => Some(Some(recovery_address(given, &account.address)?)),
+    };
     if let Some(cap) = body.storage_quota_bytes {
         state
             .store
@@ -474,7 +514,13 @@ pub async fn update_account(
     if status_changed {
         state.queue_seat_sync(account.tenant_id).await;
     }
-    Ok(Json(AccountView::from(&account)))
+    if let Some(recovery) = recovery {
+        state
+            .store
+            .set_recovery_address(account.id, recovery.as_ref().map(EmailAddress::as_str))
+            .await?;
+    }
+    Ok(Json(full_view(&state, &account).await?))
 }
 
 /// Delete an account

@@ -25,9 +25,6 @@ use crate::AppState;
 use crate::auth::{Admin, Principal};
 use crate::problem::{ApiResult, Json, Path, Problem, ProblemDetails};
 
-/// How long a link opens its account.
-const VALID_DAYS: i64 = 7;
-
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ActivationLink {
     /// For the account's owner, shown this once: whoever opens it sets the
@@ -49,7 +46,7 @@ pub fn new_key(user_id: &str) -> ApiResult<(ActivationKey, Activation)> {
             public_key: key.public_armored,
             locked_secret_key,
             token_hash: billing::token_hash(&activation.token()),
-            expires_at: Utc::now() + chrono::Duration::days(VALID_DAYS),
+            expires_at: Utc::now() + chrono::Duration::days(tenants::store::ACTIVATION_DAYS),
         },
         activation,
     ))

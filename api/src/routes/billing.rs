@@ -445,14 +445,20 @@ pub async fn signup_challenge(
     headers: HeaderMap,
 ) -> ApiResult<Json<Challenge>> {
     let billing = state.billing();
-    if self_signup_target(&state, &headers).await?.is_none()
-        && billing.public_instance().await?.is_none()
-    {
-        return Err(Problem::unavailable(
-            "public signup is not open on this instance",
-        ));
-    }
-    Ok(Json(billing.challenges.issue(Utc::now())))
+    let domain = match self_signup_target(&state, &headers).await? {
+        Some((_, domain)) => domain,
+        None if billing.public_instance().await?.is_some() => {
+            billing.config.public_domain.clone().unwrap_or_default()
+        }
+        None => {
+            return Err(Problem::unavailable(
+                "public signup is not open on this instance",
+            ));
+        }
+    };
+    let mut challenge = billing.challenges.issue(Utc::now());
+    challenge.domain = Some(domain);
+    Ok(Json(challenge))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -467,7 +473,13 @@ pub struct Stamp {
 pub struct SignupRequest {
     /// The whole address on the public domain, or only the part before the `@`.
     pub address: String,
-    pub password: String,
+    /// Leave it out (the way a web app signs up): the answer holds an
+    /// activation link with which the person sets the password on their
+    /// device once admitted, and the server never knows it. Given, the
+    /// account starts with this password and moves to device sign-in at
+    /// its first sign-in.
+    #[schema(format = Password)]
+    pub password: Option<String>,
     pub stamp: Stamp,
 }
 
@@ -481,6 +493,77 @@ pub struct SignupView {
     pub position: Option<i64>,
     /// Keep it: `GET /v1/public/signup/{token}` tells where the signup stands.
     pub token: String,
+    /// Without a password only, shown this once: the link that sets the
+    /// password on the person's device once the account is open (its
+    /// secret is after `#`; the token above derives from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation_url: Option<String>,
+}
+
+/// The key pair of a new signup and what the answer carries: locked with
+/// the password when one is given; else locked for an activation link
+/// (`activation::new_key`), whose derived token is also the signup's.
+struct SignupKey {
+    password_hash: String,
+    fingerprint: String,
+    public_key: String,
+    secret_key: String,
+    /// The token the signer keeps, and its hash.
+    token: String,
+    token_hash: String,
+    /// The link's secret, without a password.
+    activation: Option<vault::opaque::Activation>,
+}
+
+async fn signup_key(uid: String, password: Option<String>) -> ApiResult<SignupKey> {
+    tokio::task::spawn_blocking(move || match password {
+        Some(password) => {
+            tenants::password::check_strength(&password)?;
+            let key = vault::openpgp::AccountKey::generate(&uid, &password)?;
+            let (token, token_hash) = billing::signup_token();
+            Ok(SignupKey {
+                password_hash: tenants::password::hash(&password)?,
+                fingerprint: key.fingerprint,
+                public_key: key.public_armored,
+                secret_key: key.secret_armored,
+                token,
+                token_hash,
+                activation: None,
+            })
+        }
+        None => {
+            let (key, activation) = super::activation::new_key(&uid)?;
+            Ok(SignupKey {
+                password_hash: String::new(),
+                fingerprint: key.fingerprint,
+                public_key: key.public_key,
+                secret_key: key.locked_secret_key,
+                token: activation.token(),
+                token_hash: key.token_hash,
+                activation: Some(activation),
+            })
+        }
+    })
+    .await
+    .map_err(Problem::internal)?
+}
+
+/// The link that opens a passwordless signup, in the users' app of the
+/// tenant's own host (or this instance's).
+async fn activation_url(
+    state: &AppState,
+    tenant: TenantId,
+    activation: &vault::opaque::Activation,
+) -> ApiResult<String> {
+    let host = state
+        .store
+        .tenant_hostname(tenant)
+        .await?
+        .unwrap_or_else(|| state.config.mail_hostname.clone());
+    Ok(format!(
+        "https://{host}/activate#{}",
+        activation.link_secret()
+    ))
 }
 
 /// Sign up for a free account
@@ -527,26 +610,25 @@ pub async fn sign_up(
     }
     let address = billing.public_address(&local)?;
     admissible(&state, peer, &address, &body).await?;
-    let uid = format!("{local} <{address}>");
-    let password = body.password;
-    let (hash, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Problem>((
-            tenants::password::hash(&password)?,
-            vault::openpgp::AccountKey::generate(&uid, &password)?,
-        ))
-    })
-    .await
-    .map_err(Problem::internal)??;
-    let (token, token_hash) = billing::signup_token();
-    let prepared = NewSignup {
-        token_hash,
-        address: address.clone(),
-        password_hash: hash,
-        fingerprint: key.fingerprint,
-        public_key: key.public_armored,
-        secret_key: key.secret_armored,
+    let key = signup_key(format!("{local} <{address}>"), body.password).await?;
+    let activation_url = match &key.activation {
+        Some(activation) => {
+            let public = billing.public_instance().await?.ok_or_else(|| {
+                Problem::unavailable("public signup is not open on this instance")
+            })?;
+            Some(activation_url(&state, public.tenant, activation).await?)
+        }
+        None => None,
     };
-    let outcome = billing.sign_up(prepared, token).await?;
+    let prepared = NewSignup {
+        token_hash: key.token_hash,
+        address: address.clone(),
+        password_hash: key.password_hash,
+        fingerprint: key.fingerprint,
+        public_key: key.public_key,
+        secret_key: key.secret_key,
+    };
+    let outcome = billing.sign_up(prepared, key.token).await?;
     let (status, view) = match outcome {
         SignupOutcome::Admitted { account, token } => (
             StatusCode::CREATED,
@@ -556,6 +638,7 @@ pub async fn sign_up(
                 account_id: Some(account.0),
                 position: None,
                 token,
+                activation_url,
             },
         ),
         SignupOutcome::Waiting { position, token } => (
@@ -566,6 +649,7 @@ pub async fn sign_up(
                 account_id: None,
                 position: Some(position),
                 token,
+                activation_url,
             },
         ),
     };
@@ -591,7 +675,9 @@ async fn admissible(
             Utc::now(),
         )
         .map_err(|why| Problem::invalid(format!("`stamp`: {why}")))?;
-    tenants::password::check_strength(&body.password)?;
+    if let Some(password) = &body.password {
+        tenants::password::check_strength(password)?;
+    }
     if state.store.account_by_address(address).await?.is_some() {
         return Err(Problem::conflict(format!(
             "the address `{address}` is taken"
@@ -666,16 +752,7 @@ async fn tenant_sign_up(
         .ok_or_else(|| {
             Problem::unavailable("self-signup is misconfigured: its domain is not the tenant's")
         })?;
-    let uid = format!("{local} <{address}>");
-    let password = body.password;
-    let (hash, key) = tokio::task::spawn_blocking(move || {
-        Ok::<_, Problem>((
-            tenants::password::hash(&password)?,
-            vault::openpgp::AccountKey::generate(&uid, &password)?,
-        ))
-    })
-    .await
-    .map_err(Problem::internal)??;
+    let key = signup_key(format!("{local} <{address}>"), body.password).await?;
     let new = tenants::store::NewAccount {
         tenant_id: tenant,
         domain_id: domain_row.id,
@@ -683,19 +760,38 @@ async fn tenant_sign_up(
         display_name: local.clone(),
         role: tenants::AccountRole::User,
         level: t.policy.min_level,
-        password_hash: hash,
+        password_hash: key.password_hash,
         fingerprint: key.fingerprint,
-        public_key: key.public_armored,
-        secret_key: key.secret_armored,
+        public_key: key.public_key,
+        secret_key: key.secret_key,
     };
     let account = state.store.create_account("self-signup", new).await?;
+    let activation_url = match &key.activation {
+        Some(activation) => {
+            state
+                .store
+                .create_activation(
+                    account.id,
+                    &key.token_hash,
+                    Utc::now() + chrono::Duration::days(tenants::store::ACTIVATION_DAYS),
+                )
+                .await?;
+            Some(activation_url(state, tenant, activation).await?)
+        }
+        None => None,
+    };
     state.queue_seat_sync(tenant).await;
     let view = SignupView {
         status: "admitted".into(),
         address: address.to_string(),
         account_id: Some(account.id.0),
         position: None,
-        token: String::new(),
+        token: if key.activation.is_some() {
+            key.token
+        } else {
+            String::new()
+        },
+        activation_url,
     };
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }

@@ -28,8 +28,18 @@ pub struct MessageListQuery {
     pub folder: Option<Folder>,
     /// Only this mailbox.
     pub mailbox_id: Option<MailboxId>,
+    /// `oldest` first (the default) or `newest` first, as a mail app lists
+    /// them; the cursor goes on in the same order.
+    pub order: Option<ListOrder>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrder {
+    Oldest,
+    Newest,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -89,7 +99,13 @@ pub async fn list_messages(
     .page()?;
     let messages = state
         .store
-        .list_messages(account_id, query.folder, query.mailbox_id, page)
+        .list_messages_in_order(
+            account_id,
+            query.folder,
+            query.mailbox_id,
+            page,
+            query.order == Some(ListOrder::Newest),
+        )
         .await?;
     Ok(Json(Paged::new(messages, page, |m| m.id.0)))
 }
@@ -276,6 +292,12 @@ pub struct SubmitMessage {
     pub text: String,
     /// An HTML alternative to `text`.
     pub html: Option<String>,
+    /// The `Message-ID` (`<id@host>`) of the message this answers, so that
+    /// the reply threads in the recipient's mail client.
+    pub in_reply_to: Option<String>,
+    /// The conversation's `Message-ID`s, oldest first.
+    #[serde(default)]
+    pub references: Vec<String>,
     #[serde(default)]
     pub attachments: Vec<SubmitAttachment>,
     /// Refuse to send (nothing is queued) unless every recipient's OpenPGP
@@ -378,6 +400,28 @@ fn mailbox(address: &str, what: &str) -> ApiResult<lettre::message::Mailbox> {
 /// sender's copy shows it; what is sent does not). Always MIME: even plain
 /// text says `MIME-Version: 1.0` and its charset, or a reader would guess
 /// (RFC 2045 §5.2 says US-ASCII).
+/// A `Message-ID` as given in `field`: `<left@right>`, printable, no space.
+fn message_id(given: &str, field: &str) -> ApiResult<String> {
+    let id = given.trim();
+    let inner = id.strip_prefix('<').and_then(|i| i.strip_suffix('>'));
+    match inner {
+        Some(inner)
+            if id.len() <= 250
+                && inner
+                    .split_once('@')
+                    .is_some_and(|(l, r)| !l.is_empty() && !r.is_empty())
+                && inner
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && !"<>\\\"".contains(c)) =>
+        {
+            Ok(id.to_owned())
+        }
+        _ => Err(Problem::invalid(format!(
+            "`{field}`: {given:?} is not a Message-ID like `<id@host>`"
+        ))),
+    }
+}
+
 fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> {
     use lettre::message::{Attachment, MultiPart, SinglePart, header::ContentType};
     let mut builder = lettre::Message::builder()
@@ -392,6 +436,17 @@ fn compose(account: &tenants::Account, m: &SubmitMessage) -> ApiResult<Vec<u8>> 
         )
     };
     builder = builder.from(from);
+    if let Some(id) = &m.in_reply_to {
+        builder = builder.in_reply_to(message_id(id, "in_reply_to")?);
+    }
+    if !m.references.is_empty() {
+        let ids = m
+            .references
+            .iter()
+            .map(|id| message_id(id, "references"))
+            .collect::<ApiResult<Vec<String>>>()?;
+        builder = builder.references(ids.join(" "));
+    }
     for to in &m.to {
         builder = builder.to(mailbox(to, "to")?);
     }

@@ -1173,8 +1173,10 @@ impl Store {
             .ok_or(Error::NotFound("tenant"))?;
         let balance = "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger";
         let active = "SELECT COUNT(*) FROM accounts WHERE free = TRUE AND status = 'active'";
-        let next = "SELECT id, address, password_hash, fingerprint, public_key, secret_key FROM waiting_line \
+        let next = "SELECT id, address, password_hash, fingerprint, public_key, secret_key, token_hash FROM waiting_line \
              WHERE admitted_at IS NULL ORDER BY created_at, id LIMIT $1";
+        // A signup without a password opens with its activation link, from now.
+        let activation = "INSERT INTO activations (account_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4)";
         let insert = format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}, storage_quota_bytes, free) \
              VALUES ($1, $2, $3, $4, '', 'user', 'active', $5, $6, $7, $8, $9, $10, $10, $11, TRUE)"
@@ -1190,15 +1192,20 @@ impl Store {
             let room = (b / (MILLI * horizon)).max(0) - a;
             let mut out = Vec::new();
             if room > 0 {
-                let rows: Vec<(Uuid, String, String, String, String, String)> =
+                let rows: Vec<(Uuid, String, String, String, String, String, String)> =
                     sqlx::query_as(next).bind(room).fetch_all(&mut *tx).await?;
                 let now = Utc::now();
-                for (waiting, address, hash, fingerprint, public_key, secret_key) in rows {
+                for (waiting, address, hash, fingerprint, public_key, secret_key, token_hash) in rows {
                     let account = AccountId::new();
                     sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind(account.0).bind(public.tenant.0).bind(public.domain.0).bind(&address)
                         .bind(public.level.as_str()).bind(&hash).bind(&fingerprint).bind(&public_key).bind(&secret_key)
                         .bind(now).bind(public.free_quota_bytes).execute(&mut *tx).await?;
                     sqlx::query(admitted).bind(waiting).bind(now).bind(account.0).execute(&mut *tx).await?;
+                    if hash.is_empty() {
+                        sqlx::query(activation).bind(account.0).bind(&token_hash)
+                            .bind(now + chrono::Duration::days(super::ACTIVATION_DAYS)).bind(now)
+                            .execute(&mut *tx).await?;
+                    }
                     sqlx::query(grow).bind(public.tenant.0).bind(public.free_quota_bytes).execute(&mut *tx).await?;
                     write_audit!(tx, Audit { actor: "pool", tenant_id: Some(public.tenant.0), action: "account.create", object_type: "account", object_id: account.to_string(), detail: serde_json::json!({ "address": address, "free": true, "waited_since": waiting }) });
                     out.push((waiting, account));

@@ -517,14 +517,35 @@ impl Store {
         mailbox: Option<MailboxId>,
         page: Page,
     ) -> Result<Vec<MessageMeta>> {
-        let sql = super::join_sql(
-            "SELECT ",
-            META_COLUMNS,
-            " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.account_id = $1 \
-              AND ($2 IS NULL OR b.role = $2) AND ($3 IS NULL OR m.mailbox_id = $3) AND m.id > $4 ORDER BY m.id LIMIT $5",
-        );
+        self.list_messages_in_order(account, folder, mailbox, page, false)
+            .await
+    }
+
+    /// [`Store::list_messages`], newest first when `newest_first` (the
+    /// cursor then walks back: each page holds older messages).
+    pub async fn list_messages_in_order(
+        &self,
+        account: AccountId,
+        folder: Option<Folder>,
+        mailbox: Option<MailboxId>,
+        page: Page,
+        newest_first: bool,
+    ) -> Result<Vec<MessageMeta>> {
+        let tail = if newest_first {
+            " AND m.id < $4 ORDER BY m.id DESC LIMIT $5"
+        } else {
+            " AND m.id > $4 ORDER BY m.id LIMIT $5"
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {META_COLUMNS} FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id WHERE m.account_id = $1 \
+              AND ($2 IS NULL OR b.role = $2) AND ($3 IS NULL OR m.mailbox_id = $3){tail}"
+        ));
+        let after = match (newest_first, page.after) {
+            (true, None) => Uuid::max(),
+            _ => page.after(),
+        };
         let rows: Vec<MessageRow> = on_pool!(&self.pool, p => sqlx::query_as(sql)
-            .bind(account.0).bind(folder.map(Folder::as_str)).bind(mailbox.map(|m| m.0)).bind(page.after()).bind(page.fetch())
+            .bind(account.0).bind(folder.map(Folder::as_str)).bind(mailbox.map(|m| m.0)).bind(after).bind(page.fetch())
             .fetch_all(p).await)?;
         rows.into_iter().map(MessageMeta::try_from).collect()
     }
