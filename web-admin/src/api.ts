@@ -26,7 +26,8 @@ export interface Problem {
   found?: string[] | null;
 }
 
-const STORAGE_KEY = "caliop.admin.session";
+// Each app (admin at /admin/, the users' at /) keeps its own session.
+const STORAGE_KEY = import.meta.env.BASE_URL === "/" ? "caliop.mail.session" : "caliop.admin.session";
 
 let session: Session | null = loadSession();
 const listeners = new Set<() => void>();

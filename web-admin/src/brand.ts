@@ -3,6 +3,7 @@
 // operator's. Nothing is hard-coded: the app shows what the API says.
 import { useEffect, useState } from "preact/hooks";
 import type { Schemas } from "./api";
+import { adoptBrandLanguage } from "./i18n";
 
 export type Brand = Schemas["PublicBrand"];
 
@@ -24,6 +25,7 @@ export function applyBrand(brand: Brand): void {
   const root = document.documentElement.style;
   if (brand.primary_color) root.setProperty("--primary", brand.primary_color);
   if (brand.accent_color) root.setProperty("--accent", brand.accent_color);
+  adoptBrandLanguage(brand.default_language);
   if (brand.favicon_url) {
     let link = document.querySelector<HTMLLinkElement>("link[rel='icon']");
     if (!link) {

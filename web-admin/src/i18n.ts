@@ -12,7 +12,8 @@ export const dictionaries: Record<Language, Record<Key, string>> = { en, fr };
 const STORAGE_KEY = "caliop.admin.language";
 const listeners = new Set<() => void>();
 
-function initialLanguage(): Language {
+/** The person's own choice, or their browser's; null when neither names French or English. */
+function chosenLanguage(): Language | null {
   const saved = typeof localStorage !== "undefined" ? localStorage.getItem(STORAGE_KEY) : null;
   if (saved === "en" || saved === "fr") return saved;
   const preferred = typeof navigator !== "undefined" ? navigator.languages ?? [navigator.language] : [];
@@ -20,10 +21,19 @@ function initialLanguage(): Language {
     const primary = tag.toLowerCase().split("-")[0];
     if (primary === "fr" || primary === "en") return primary;
   }
-  return "en";
+  return null;
 }
 
-let language: Language = initialLanguage();
+const chosen = chosenLanguage();
+let language: Language = chosen ?? "en";
+
+/** The brand's language, used only when neither the person nor their browser chose one. */
+export function adoptBrandLanguage(tag: string | null | undefined): void {
+  if (chosen || (tag !== "en" && tag !== "fr") || tag === language) return;
+  language = tag;
+  document.documentElement.lang = tag;
+  listeners.forEach((l) => l());
+}
 
 export function currentLanguage(): Language {
   return language;

@@ -1,8 +1,12 @@
-// A small history router under /admin/: the path is the state, links are
-// ordinary anchors, and the server answers index.html for any app path.
+// A small history router under the bundle's base (/admin/ for the admin app,
+// / for the users' app): the path is the state, links are ordinary anchors,
+// and the server answers index.html for any app path.
 import { useEffect, useState } from "preact/hooks";
 
-export const BASE = "/admin";
+export const BASE = import.meta.env.BASE_URL.replace(/\/$/, "");
+
+/** Paths the server keeps for itself: a link there leaves the app. */
+const SERVER_PATHS = ["/v1/", "/admin/", "/.well-known/", "/metrics", "/autodiscover/"];
 
 export function currentPath(): string {
   const path = location.pathname.startsWith(BASE) ? location.pathname.slice(BASE.length) : location.pathname;
@@ -48,6 +52,7 @@ export function onLinkClick(event: MouseEvent): void {
   if (!anchor || anchor.target || anchor.hasAttribute("download")) return;
   const url = new URL(anchor.href, location.href);
   if (url.origin !== location.origin || !url.pathname.startsWith(BASE + "/")) return;
+  if (BASE === "" && SERVER_PATHS.some((p) => url.pathname.startsWith(p))) return;
   event.preventDefault();
   history.pushState(null, "", url.pathname + url.search);
   window.dispatchEvent(new PopStateEvent("popstate"));

@@ -1,3 +1,4 @@
+import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import { type Problem, secondFactorsAsked, setSession, signIn } from "../api";
 import { type Brand, productName } from "../brand";
@@ -12,11 +13,18 @@ import { emailAddress } from "../validate";
  * the password: its authenticator app's code, its passkey, or a recovery
  * code.
  */
-export function SignIn({ brand }: { brand: Brand | null }) {
+export function SignIn({ brand, heading, initialAddress = "", children }: {
+  brand: Brand | null;
+  /** The page's title; the admin app's by default. */
+  heading?: string;
+  initialAddress?: string;
+  /** Below the form: links to sign up, to reset a password. */
+  children?: ComponentChildren;
+}) {
   const [factors, setFactors] = useState<string[] | null>(null);
   const viaPasskey = useRef(false);
   const form = useForm(
-    { address: "", password: "", code: "" },
+    { address: initialAddress, password: "", code: "" },
     {
       address: emailAddress,
       password: (v) => (v ? null : t("signin.password_required")),
@@ -49,7 +57,7 @@ export function SignIn({ brand }: { brand: Brand | null }) {
   );
   return (
     <section class="signin card">
-      <h1 id="page-title" tabIndex={-1}>{name ? t("signin.title_brand", { name }) : t("signin.title")}</h1>
+      <h1 id="page-title" tabIndex={-1}>{heading ?? (name ? t("signin.title_brand", { name }) : t("signin.title"))}</h1>
       <form
         noValidate
         onSubmit={(event) => {
@@ -79,6 +87,7 @@ export function SignIn({ brand }: { brand: Brand | null }) {
         <FormError message={form.formError} />
         <Submit busy={form.busy} label={t("signin.submit")} />
       </form>
+      {children}
     </section>
   );
 }
