@@ -1,0 +1,189 @@
+// Writing: a new message, a reply, a reply to all, a forward. The server
+// builds the MIME and, at `sealed` and above, encrypts each copy to the
+// recipient's key when it knows one; "only if encrypted" refuses to send
+// when a key is missing. Which recipients would be encrypted cannot be
+// asked before sending yet (NEEDS.md §4): the answer says it after.
+import { useEffect, useState } from "preact/hooks";
+import { type Problem, type Schemas, type Session, api, call } from "../../api";
+import { asProblem } from "../../credentials";
+import { formatBytes, t } from "../../i18n";
+import { ErrorBox, Field, FormError, PageHeader, Submit, TextArea, useForm } from "../../ui";
+import { emailAddress } from "../../validate";
+import { type Draft, type Mode, recipients, startDraft } from "../compose";
+import { privateKey } from "../keyring";
+import { getMessage, rawMessage, remember, remembered } from "../messages";
+import { readMessage } from "../reading";
+
+type Account = Schemas["AccountView"];
+
+function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+function checkRecipients(line: string, required: boolean): string | null {
+  const list = recipients(line);
+  if (required && list.length === 0) return t("compose.to_required");
+  for (const a of list) {
+    const problem = emailAddress(a);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+async function originalOf(session: Session, id: string) {
+  const known = remembered(id);
+  if (known) return known;
+  await getMessage(id);
+  const reading = await readMessage(await rawMessage(id), () => privateKey(session));
+  remember(id, reading);
+  return reading;
+}
+
+export function Compose({ session, accountId }: { session: Session; accountId: string }) {
+  const query = new URLSearchParams(location.search);
+  const replyId = query.get("reply");
+  const mode = (replyId ? query.get("mode") ?? "reply" : "new") as Mode;
+  const [draft, setDraft] = useState<Draft | null>(replyId ? null : startDraft("new", undefined, session.username, () => "", ""));
+  const [loadError, setLoadError] = useState<Problem | null>(null);
+  const [account, setAccount] = useState<Account | null>(null);
+
+  useEffect(() => {
+    call(api.GET("/v1/accounts/{account_id}", { params: { path: { account_id: accountId } } })).then(setAccount, () => setAccount(null));
+  }, [accountId]);
+  useEffect(() => {
+    if (!replyId) return;
+    originalOf(session, replyId).then(
+      (original) =>
+        setDraft(startDraft(mode, original, session.username, (who, when) => t("compose.wrote", { who, when }), t("compose.forwarded"))),
+      (e) => setLoadError(asProblem(e)),
+    );
+  }, [replyId, mode]);
+
+  const title = t(mode === "reply" ? "mail.reply" : mode === "all" ? "mail.reply_all" : mode === "forward" ? "mail.forward" : "mail.compose");
+  if (loadError) return <ErrorBox problem={loadError} />;
+  if (!draft) return <p class="loading" role="status">{t("common.loading")}</p>;
+  return (
+    <section class="compose">
+      <PageHeader title={title} />
+      <ComposeForm key={`${replyId}-${mode}`} accountId={accountId} draft={draft} account={account} />
+    </section>
+  );
+}
+
+interface Sent {
+  submitted: Schemas["Submitted"];
+  all: string[];
+}
+
+function ComposeForm({ accountId, draft, account }: { accountId: string; draft: Draft; account: Account | null }) {
+  const [files, setFiles] = useState<{ filename: string; mimeType: string; bytes: Uint8Array }[]>(draft.attachments);
+  const [onlyEncrypted, setOnlyEncrypted] = useState(false);
+  const [sent, setSent] = useState<Sent | null>(null);
+  const form = useForm(
+    { to: draft.to, cc: draft.cc, bcc: "", subject: draft.subject, text: draft.text },
+    { to: (v) => checkRecipients(v, true), cc: (v) => checkRecipients(v, false), bcc: (v) => checkRecipients(v, false) },
+  );
+  const endToEnd = account?.level === "end-to-end";
+  const sealedAccount = account && account.level !== "standard";
+  const everyone = [...recipients(form.values.to), ...recipients(form.values.cc), ...recipients(form.values.bcc)];
+
+  const addFiles = async (list: FileList | null) => {
+    if (!list) return;
+    const added = await Promise.all(Array.from(list).map(async (f) => ({ filename: f.name, mimeType: f.type || "application/octet-stream", bytes: new Uint8Array(await f.arrayBuffer()) })));
+    setFiles((now) => [...now, ...added]);
+  };
+
+  const send = form.submit(
+    async (v) => {
+      if (endToEnd) throw { status: 422, detail: t("compose.e2e_refused") } satisfies Problem;
+      const body: Schemas["SubmitMessage"] = {
+        to: recipients(v.to),
+        cc: recipients(v.cc),
+        bcc: recipients(v.bcc),
+        subject: v.subject,
+        text: v.text,
+        attachments: files.map((f) => ({ filename: f.filename, media_type: f.mimeType, content_base64: base64(f.bytes) })),
+        require_encryption: onlyEncrypted,
+      };
+      try {
+        const submitted = await call(api.POST("/v1/accounts/{account_id}/messages", { params: { path: { account_id: accountId } }, body }));
+        setSent({ submitted, all: everyone });
+      } catch (e) {
+        const problem = asProblem(e);
+        if (problem.found?.length) throw { ...problem, detail: t("compose.keys_missing", { who: problem.found.join(", ") }) } satisfies Problem;
+        throw problem;
+      }
+    },
+    { to: ["to"], cc: ["cc"], bcc: ["bcc"], subject: ["subject"], text: ["text"] },
+  );
+
+  if (sent) {
+    const encrypted = new Set(sent.submitted.encrypted_to.map((a) => a.toLowerCase()));
+    return (
+      <div class="card" role="status" data-testid="sent">
+        <h2>{t("compose.sent")}</h2>
+        <ul class="recipients">
+          {sent.all.map((a) => (
+            <li key={a} class={encrypted.has(a.toLowerCase()) ? "good" : "bad"}>
+              {encrypted.has(a.toLowerCase()) ? t("compose.was_encrypted", { who: a }) : t("compose.was_clear", { who: a })}
+            </li>
+          ))}
+        </ul>
+        <p><a href="/mail/sent">{t("folder.sent")}</a> · <a href="/mail/inbox">{t("folder.inbox")}</a></p>
+      </div>
+    );
+  }
+
+  return (
+    <form noValidate onSubmit={send} class="compose-form">
+      <Field {...form.field("to")} label={t("mail.to")} hint={t("compose.recipients_hint")} type="text" autoComplete="email" required />
+      <div class="row">
+        <Field {...form.field("cc")} label={t("mail.cc")} type="text" autoComplete="email" />
+        <Field {...form.field("bcc")} label={t("compose.bcc")} type="text" autoComplete="email" />
+      </div>
+      {everyone.length > 0 && (
+        <div class="recipients-status">
+          <p class="small" id="key-status-title">{t("compose.key_status")}</p>
+          <ul class="recipients" aria-labelledby="key-status-title">
+            {everyone.map((a) => (
+              <li key={a} class="neutral">{sealedAccount ? t("compose.key_unknown", { who: a }) : t("compose.standard_clear", { who: a })}</li>
+            ))}
+          </ul>
+        </div>
+      )}
+      <Field {...form.field("subject")} label={t("mail.subject")} />
+      <TextArea {...form.field("text")} label={t("compose.body")} rows={12} />
+      <div class="field">
+        <label for="compose-files">{t("compose.attach")}</label>
+        <input id="compose-files" type="file" multiple onChange={(e) => void addFiles(e.currentTarget.files)} />
+      </div>
+      {files.length > 0 && (
+        <ul class="files">
+          {files.map((f, i) => (
+            <li key={`${f.filename}-${i}`}>
+              {f.filename} <span class="small">{formatBytes(f.bytes.length)}</span>{" "}
+              <button type="button" class="link" onClick={() => setFiles(files.filter((_, j) => j !== i))} aria-label={t("compose.remove_file", { name: f.filename })}>
+                {t("common.remove")}
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <label class="choice">
+        <input type="checkbox" checked={onlyEncrypted} onChange={(e) => setOnlyEncrypted(e.currentTarget.checked)} />
+        <span>
+          <span class="strong">{t("compose.only_encrypted")}</span>
+          <span class="hint block">{t("compose.only_encrypted_hint")}</span>
+        </span>
+      </label>
+      {endToEnd && <p class="warning">{t("compose.e2e_refused")}</p>}
+      <FormError message={form.formError} />
+      <div class="buttons">
+        <Submit busy={form.busy} label={t("compose.send")} />
+        <a class="button" href="/mail/inbox">{t("common.cancel")}</a>
+      </div>
+    </form>
+  );
+}

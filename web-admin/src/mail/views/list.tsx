@@ -1,0 +1,102 @@
+// One mailbox's messages, newest first, a page at a time. Standard mail
+// shows its sender and subject from the server; sealed mail shows what the
+// server knows (the envelope sender) until this device has opened it.
+import { useState } from "preact/hooks";
+import type { Session } from "../../api";
+import { formatDate, formatNumber, t } from "../../i18n";
+import { ErrorBox, PageHeader, useLoad } from "../../ui";
+import { type Mailbox, mailboxLabel, mailboxSlug } from "../folders";
+import { type MessageMeta, listMailbox, remembered, setFlag } from "../messages";
+import { Grade } from "./privacy";
+
+const PAGE = 50;
+
+export function subjectOf(meta: MessageMeta): { text: string; sealed: boolean } {
+  const read = remembered(meta.id);
+  if (read) return { text: read.subject || t("mail.no_subject"), sealed: false };
+  if (meta.level !== "standard") return { text: t("mail.sealed_subject"), sealed: true };
+  return { text: meta.subject || t("mail.no_subject"), sealed: false };
+}
+
+export function senderOf(meta: MessageMeta): string {
+  return remembered(meta.id)?.from || meta.sender || meta.envelope_from || t("mail.unknown_sender");
+}
+
+export function MessageList({ session, accountId, mailbox, onChange }: { session: Session; accountId: string; mailbox: Mailbox; boxes: Mailbox[]; onChange: () => void }) {
+  const [page, setPage] = useState(0);
+  const [error, setError] = useState<string | null>(null);
+  const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, session.token]);
+  const items = list.data?.items;
+  const pages = items ? Math.max(1, Math.ceil(items.length / PAGE)) : 1;
+  const shown = items?.slice(page * PAGE, page * PAGE + PAGE);
+  const title = mailboxLabel(mailbox);
+
+  const toggle = async (meta: MessageMeta, flag: "seen" | "flagged") => {
+    setError(null);
+    try {
+      await setFlag(meta, flag, !meta.flags.includes(flag));
+      list.reload();
+      onChange();
+    } catch (e) {
+      setError((e as { detail: string }).detail);
+    }
+  };
+
+  return (
+    <section class="message-list">
+      <PageHeader title={title}>
+        <button type="button" onClick={() => { list.reload(); onChange(); }}>{t("common.refresh")}</button>
+      </PageHeader>
+      <p class="small" aria-live="polite">
+        {items ? t("mail.count", { count: formatNumber(items.length), unread: formatNumber(mailbox.counts.unseen) }) : t("common.loading")}
+      </p>
+      {error && <p class="form-error" role="alert">{error}</p>}
+      {list.error && <ErrorBox problem={list.error} retry={list.reload} />}
+      {list.data?.truncated && <p class="warning">{t("mail.truncated")}</p>}
+      {shown && shown.length === 0 && <p class="empty card">{t("mail.empty")}</p>}
+      {!items && !list.error && (
+        <ul class="messages" aria-busy="true">
+          {[0, 1, 2].map((i) => <li key={i} class="skeleton"><span class="bone" /></li>)}
+        </ul>
+      )}
+      {shown && shown.length > 0 && (
+        <ul class="messages" aria-label={title}>
+          {shown.map((m) => {
+            const unread = !m.flags.includes("seen");
+            const flagged = m.flags.includes("flagged");
+            const subject = subjectOf(m);
+            return (
+              <li key={m.id} class={unread ? "unread" : ""} data-testid="message-row">
+                <a href={`/mail/${mailboxSlug(mailbox)}/${m.id}`} class="message-link">
+                  <span class="from">{senderOf(m)}</span>
+                  <span class={`subject${subject.sealed ? " sealed" : ""}`}>
+                    {subject.sealed && <span class="lock" aria-hidden="true">🔒 </span>}
+                    {subject.text}
+                  </span>
+                  <span class="when">{formatDate(m.received_at, true)}</span>
+                  <span class="visually-hidden">{unread ? t("mail.unread") : t("mail.read")}{flagged ? `, ${t("mail.flagged")}` : ""}</span>
+                </a>
+                <span class="row-tools">
+                  <Grade grade={m.privacy.grade} />
+                  <button type="button" class="icon" aria-pressed={flagged ? "true" : "false"} onClick={() => toggle(m, "flagged")} aria-label={t("mail.flag_named", { subject: subject.text })}>
+                    <span aria-hidden="true">{flagged ? "★" : "☆"}</span>
+                  </button>
+                  <button type="button" class="icon" onClick={() => toggle(m, "seen")} aria-label={t(unread ? "mail.mark_read_named" : "mail.mark_unread_named", { subject: subject.text })}>
+                    <span aria-hidden="true">{unread ? "●" : "○"}</span>
+                  </button>
+                </span>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+      {pages > 1 && (
+        <nav class="pager" aria-label={t("mail.pages")}>
+          <button type="button" disabled={page === 0} onClick={() => setPage(page - 1)}>{t("common.newer")}</button>
+          <span>{t("mail.page_of", { page: page + 1, pages })}</span>
+          <button type="button" disabled={page + 1 >= pages} onClick={() => setPage(page + 1)}>{t("common.older")}</button>
+        </nav>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,186 @@
+// The person's own account: how private their mail is (the level, never
+// below the tenant's floor, which the server enforces), the storage bar,
+// the key's fingerprint and export, the password, and app passwords for
+// mail clients with the IMAP and SMTP settings autoconfig publishes.
+import { useEffect, useState } from "preact/hooks";
+import { type Schemas, type Session, api, call } from "../../api";
+import { KeyExport, PasswordChange, SecondFactor, asProblem } from "../../credentials";
+import { type Key, formatBytes, formatDate, t } from "../../i18n";
+import { CopyButton, Dialog, ErrorBox, Field, FormError, PageHeader, QuotaBar, Submit, useForm, useLoad } from "../../ui";
+
+type Level = Schemas["Level"];
+const LEVELS: Level[] = ["standard", "sealed", "dispersed", "end-to-end"];
+
+export function Settings({ session, accountId }: { session: Session; accountId: string }) {
+  const account = useLoad(() => call(api.GET("/v1/accounts/{account_id}", { params: { path: { account_id: accountId } } })), [accountId]);
+  return (
+    <section class="settings">
+      <PageHeader title={t("mail.settings")} />
+      {account.error && <ErrorBox problem={account.error} retry={account.reload} />}
+      {account.data && (
+        <>
+          <Storage account={account.data} />
+          <LevelChoice account={account.data} onSaved={account.reload} />
+          <KeyExport session={session} accountId={accountId}>
+            <p>
+              {t("settings.fingerprint")} <code data-testid="fingerprint">{account.data.fingerprint}</code>
+            </p>
+          </KeyExport>
+        </>
+      )}
+      <PasswordChange session={session} accountId={accountId} />
+      <AppPasswords accountId={accountId} address={session.username} />
+      <SecondFactor accountId={accountId} />
+    </section>
+  );
+}
+
+function Storage({ account }: { account: Schemas["AccountView"] }) {
+  const quota = account.storage_quota_bytes ?? null;
+  return (
+    <div class="card">
+      <h2>{t("settings.storage")}</h2>
+      <p>
+        {quota
+          ? t("settings.storage_of", { used: formatBytes(account.storage_used_bytes), total: formatBytes(quota) })
+          : t("settings.storage_used", { used: formatBytes(account.storage_used_bytes) })}
+      </p>
+      {quota ? <QuotaBar used={account.storage_used_bytes} total={quota} label={t("settings.storage")} /> : <p class="small">{t("settings.storage_shared")}</p>}
+    </div>
+  );
+}
+
+function LevelChoice({ account, onSaved }: { account: Schemas["AccountView"]; onSaved: () => void }) {
+  const [level, setLevel] = useState<Level>(account.level);
+  const [error, setError] = useState<string | null>(null);
+  const [saved, setSaved] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const save = async (event: Event) => {
+    event.preventDefault();
+    setError(null);
+    setSaved(false);
+    setBusy(true);
+    try {
+      await call(api.PATCH("/v1/accounts/{account_id}", { params: { path: { account_id: account.id } }, body: { level } }));
+      setSaved(true);
+      onSaved();
+    } catch (e) {
+      setError(asProblem(e).detail);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card" onSubmit={save} aria-labelledby="level-title">
+      <h2 id="level-title">{t("settings.level")}</h2>
+      <p>{t("settings.level_body")}</p>
+      <fieldset class="levels">
+        <legend class="visually-hidden">{t("settings.level")}</legend>
+        {LEVELS.map((l) => (
+          <label class="choice" key={l}>
+            <input type="radio" name="level" value={l} checked={level === l} onChange={() => setLevel(l)} />
+            <span>
+              <span class="strong">{t(`level.${l}` as Key)}</span>
+              <span class="hint block">{t(`level.${l}.what` as Key)}</span>
+            </span>
+          </label>
+        ))}
+      </fieldset>
+      <p class="small">{t("settings.level_floor")}</p>
+      {error && <p class="form-error" role="alert">{error}</p>}
+      {saved && <p role="status">{t("common.saved")}</p>}
+      <button type="submit" class="primary" disabled={busy || level === account.level}>{t("common.save")}</button>
+    </form>
+  );
+}
+
+interface ClientSettings {
+  imap: { host: string; port: string; socket: string };
+  smtp: { host: string; port: string; socket: string };
+}
+
+/** The IMAP and SMTP settings the server publishes for mail clients (Mozilla autoconfig). */
+async function clientSettings(address: string): Promise<ClientSettings | null> {
+  const response = await fetch(`/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=${encodeURIComponent(address)}`);
+  if (!response.ok) return null;
+  const xml = new DOMParser().parseFromString(await response.text(), "application/xml");
+  const server = (type: string) => {
+    const node = xml.querySelector(`${type === "imap" ? "incomingServer" : "outgoingServer"}[type="${type}"]`);
+    return { host: node?.querySelector("hostname")?.textContent ?? "", port: node?.querySelector("port")?.textContent ?? "", socket: node?.querySelector("socketType")?.textContent ?? "" };
+  };
+  return { imap: server("imap"), smtp: server("smtp") };
+}
+
+function AppPasswords({ accountId, address }: { accountId: string; address: string }) {
+  const list = useLoad(() => call(api.GET("/v1/accounts/{account_id}/app-passwords", { params: { path: { account_id: accountId } } })), [accountId]);
+  const [settings, setSettings] = useState<ClientSettings | null>(null);
+  const [secret, setSecret] = useState<{ name: string; secret: string } | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const form = useForm({ app_name: "" }, { app_name: (v) => (v.trim() ? null : t("settings.app_name_required")) });
+  useEffect(() => {
+    clientSettings(address).then(setSettings, () => setSettings(null));
+  }, [address]);
+  const create = form.submit(
+    async (v) => {
+      const made = await call(api.POST("/v1/accounts/{account_id}/app-passwords", { params: { path: { account_id: accountId } }, body: { name: v.app_name.trim() } }));
+      setSecret({ name: made.app_password.name, secret: made.secret });
+      form.setValues({ app_name: "" });
+      list.reload();
+    },
+    { app_name: ["name"] },
+  );
+  const revoke = async (id: string) => {
+    setError(null);
+    try {
+      await call(api.DELETE("/v1/accounts/{account_id}/app-passwords/{app_password_id}", { params: { path: { account_id: accountId, app_password_id: id } } }));
+      list.reload();
+    } catch (e) {
+      setError(asProblem(e).detail);
+    }
+  };
+  return (
+    <div class="card">
+      <h2>{t("settings.apps")}</h2>
+      <p>{t("settings.apps_body")}</p>
+      {settings && (
+        <dl class="client-settings" data-testid="client-settings">
+          <dt>{t("settings.imap")}</dt>
+          <dd><code>{settings.imap.host}</code>, {t("settings.port", { port: settings.imap.port, security: settings.imap.socket })}</dd>
+          <dt>{t("settings.smtp")}</dt>
+          <dd><code>{settings.smtp.host}</code>, {t("settings.port", { port: settings.smtp.port, security: settings.smtp.socket })}</dd>
+          <dt>{t("settings.username")}</dt>
+          <dd><code>{address}</code></dd>
+        </dl>
+      )}
+      <p class="small">{t("settings.autoconfig")}</p>
+      {list.error && <ErrorBox problem={list.error} retry={list.reload} />}
+      {list.data && list.data.items.length > 0 && (
+        <ul class="app-passwords">
+          {list.data.items.map((p) => (
+            <li key={p.id}>
+              <span class="strong">{p.name}</span>{" "}
+              <span class="small">{p.last_used_at ? t("settings.app_used", { date: formatDate(p.last_used_at, true) }) : t("keys.never")}</span>{" "}
+              <button type="button" class="danger" onClick={() => revoke(p.id)} aria-label={t("settings.app_revoke_named", { name: p.name })}>{t("keys.revoke")}</button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {error && <p class="form-error" role="alert">{error}</p>}
+      <form noValidate onSubmit={create} class="inline-form">
+        <Field {...form.field("app_name")} label={t("settings.app_name")} placeholder={t("settings.app_name_placeholder")} autoComplete="off" />
+        <Submit busy={form.busy} label={t("settings.app_create")} />
+        <FormError message={form.formError} />
+      </form>
+      {secret && (
+        <Dialog title={t("settings.app_shown_once", { name: secret.name })} onClose={() => setSecret(null)}>
+          <p class="warning">{t("keys.shown_once")}</p>
+          <p class="copyable secret">
+            <code data-testid="app-password">{secret.secret}</code>
+            <CopyButton text={secret.secret} label={t("settings.apps")} />
+          </p>
+          <button type="button" class="primary" onClick={() => setSecret(null)}>{t("keys.stored_it")}</button>
+        </Dialog>
+      )}
+    </div>
+  );
+}
