@@ -75,6 +75,7 @@ export class Caliop {
       CALIOP_DATA_DIR: data,
       CALIOP_DATABASE_URL: `sqlite://${join(data, "caliop.db")}`,
       CALIOP_API_LISTEN: "127.0.0.1:0",
+      CALIOP_API_METRICS_LISTEN: "127.0.0.1:0",
       CALIOP_SMTP_LISTEN: "127.0.0.1:0",
       CALIOP_SUBMISSION_LISTEN: "127.0.0.1:0",
       CALIOP_IMAP_LISTEN: "127.0.0.1:0",

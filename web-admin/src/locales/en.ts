@@ -661,7 +661,7 @@ export const en = {
   "mail.compose": "Write",
   "mail.settings": "Settings",
   "mail.unread_count": "{count} unread",
-  "mail.count": "{count} messages, {unread} unread",
+  "mail.count": "Messages: {count} · unread: {unread}",
   "mail.truncated": "Only the 2,000 most recent messages of this folder are listed.",
   "mail.empty": "No messages in this folder.",
   "mail.pages": "Pages",

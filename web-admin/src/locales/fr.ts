@@ -663,7 +663,7 @@ export const fr: Record<keyof typeof en, string> = {
   "mail.compose": "Écrire",
   "mail.settings": "Réglages",
   "mail.unread_count": "{count} non lus",
-  "mail.count": "{count} messages, {unread} non lus",
+  "mail.count": "Messages : {count} · non lus : {unread}",
   "mail.truncated": "Seuls les 2 000 messages les plus récents de ce dossier sont listés.",
   "mail.empty": "Aucun message dans ce dossier.",
   "mail.pages": "Pages",

@@ -77,10 +77,12 @@ export function sanitizeHtml(html: string, attachments: Attachment[], allowRemot
   });
   const body = purify.sanitize(html, {
     WHOLE_DOCUMENT: false,
+    // A <style> first in the message stays (it would otherwise go to the dropped <head>).
+    FORCE_BODY: true,
     FORBID_TAGS: ["form", "input", "button", "textarea", "select", "iframe", "frame", "object", "embed", "link", "meta", "base", "video", "audio"],
     FORBID_ATTR: ["action", "formaction", "ping"],
     ALLOW_DATA_ATTR: false,
   });
-  const document = `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${frameCsp(allowRemote)}"><meta name="referrer" content="no-referrer"><base target="_blank"><style>body{margin:0;font-family:system-ui,sans-serif;overflow-wrap:anywhere}img{max-width:100%;height:auto}</style></head><body>${body}</body></html>`;
+  const document = `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="${frameCsp(allowRemote)}"><meta name="referrer" content="no-referrer"><base target="_blank"><style>body{margin:0;padding:1rem;font-family:system-ui,sans-serif;overflow-wrap:anywhere}img{max-width:100%;height:auto}</style></head><body>${body}</body></html>`;
   return { document, blocked };
 }

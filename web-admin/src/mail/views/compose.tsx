@@ -6,7 +6,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { type Problem, type Schemas, type Session, api, call } from "../../api";
 import { asProblem } from "../../credentials";
-import { formatBytes, t } from "../../i18n";
+import { formatBytes, formatDate, t } from "../../i18n";
 import { ErrorBox, Field, FormError, PageHeader, Submit, TextArea, useForm } from "../../ui";
 import { emailAddress } from "../../validate";
 import { type Draft, type Mode, recipients, startDraft } from "../compose";
@@ -56,7 +56,7 @@ export function Compose({ session, accountId }: { session: Session; accountId: s
     if (!replyId) return;
     originalOf(session, replyId).then(
       (original) =>
-        setDraft(startDraft(mode, original, session.username, (who, when) => t("compose.wrote", { who, when }), t("compose.forwarded"))),
+        setDraft(startDraft(mode, original, session.username, (who, when) => t("compose.wrote", { who, when: when ? formatDate(when, true) : "" }), t("compose.forwarded"))),
       (e) => setLoadError(asProblem(e)),
     );
   }, [replyId, mode]);

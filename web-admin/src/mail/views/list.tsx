@@ -11,6 +11,15 @@ import { Grade } from "./privacy";
 
 const PAGE = 50;
 
+/** A padlock, drawn (emoji fonts are not everywhere). */
+function Lock() {
+  return (
+    <svg class="lock" viewBox="0 0 16 16" width="14" height="14" aria-hidden="true" focusable="false">
+      <path d="M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7h1zm2 0h4V5a2 2 0 0 0-4 0v2z" fill="currentColor" />
+    </svg>
+  );
+}
+
 export function subjectOf(meta: MessageMeta): { text: string; sealed: boolean } {
   const read = remembered(meta.id);
   if (read) return { text: read.subject || t("mail.no_subject"), sealed: false };
@@ -70,7 +79,7 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
                 <a href={`/mail/${mailboxSlug(mailbox)}/${m.id}`} class="message-link">
                   <span class="from">{senderOf(m)}</span>
                   <span class={`subject${subject.sealed ? " sealed" : ""}`}>
-                    {subject.sealed && <span class="lock" aria-hidden="true">🔒 </span>}
+                    {subject.sealed && <Lock />}
                     {subject.text}
                   </span>
                   <span class="when">{formatDate(m.received_at, true)}</span>
