@@ -6,8 +6,17 @@
 // unlocked key is in any of them. A hostile HTML message renders with no
 // script, no handler and no request leaving the page. Bob replies. The
 // views pass axe-core and are photographed at laptop and phone width.
+//
+// On a public instance, Carol signs up through the page: the proof of work
+// is solved by the page, she lands in the waiting line while the pool is
+// empty, and the page opens her account without a reload when a paid
+// invoice (Stripe's signed webhook) credits the pool. A message sent to her
+// over SMTP arrives sealed and she reads it decrypted in the page.
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
+import { join } from "node:path";
 import type { Browser, Page, Request } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pictureOfFailure, screenshots } from "./harness";
@@ -180,6 +189,15 @@ describe("the users' app", () => {
     const stored_ = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
     expect(stored_).not.toContain("7391-ORCHID");
     expect(stored_).not.toContain("PRIVATE KEY");
+    // A reload forgets the unlocked key: the page asks for the password to open it again, here.
+    await page.locator(`a[href$="/${stored!.id}"]`).click();
+    await page.getByRole("heading", { name: SECRET_SUBJECT }).waitFor();
+    await page.reload();
+    await page.getByRole("heading", { name: "Unlock your key" }).waitFor();
+    await page.getByLabel("Password").fill(BOB.password);
+    await page.getByRole("button", { name: "Unlock" }).click();
+    await expect(page.getByTestId("body").textContent()).resolves.toContain(SECRET_TEXT);
+    for (const request of sent) expect(request.url + request.body).not.toContain(BOB.password);
     await context.close();
   });
 
@@ -259,6 +277,218 @@ describe("the users' app", () => {
     const listed = await caliop.api<{ items: { name: string }[] }>("GET", `/v1/accounts/${bobId}/app-passwords`, bobToken);
     expect(listed.body.items.map((p) => p.name)).toEqual(["Thunderbird at home"]);
     await checkView(page, "settings");
+    await context.close();
+  });
+});
+
+/** Speaks SMTP to `port` and sends `message` from `from` to `to`. */
+async function smtpSend(port: number, from: string, to: string, message: string): Promise<void> {
+  const socket = connect(port, "127.0.0.1");
+  socket.setEncoding("utf8");
+  let buffer = "";
+  const waiters: ((line: string) => void)[] = [];
+  socket.on("data", (chunk: string) => {
+    buffer += chunk;
+    let end;
+    while ((end = buffer.indexOf("\r\n")) >= 0) {
+      const line = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      // The last line of a reply has a space after its code.
+      if (/^\d{3} /.test(line)) waiters.shift()?.(line);
+    }
+  });
+  const reply = () => new Promise<string>((resolve) => waiters.push(resolve));
+  const say = async (command: string, expected: string) => {
+    const answer = reply();
+    socket.write(command + "\r\n");
+    const line = await answer;
+    expect(line.slice(0, 3), `${command.slice(0, 30)} → ${line}`).toBe(expected);
+  };
+  expect((await reply()).slice(0, 3)).toBe("220");
+  await say("EHLO sender.elsewhere.test", "250");
+  await say(`MAIL FROM:<${from}>`, "250");
+  await say(`RCPT TO:<${to}>`, "250");
+  await say("DATA", "354");
+  await say(message.replace(/\r?\n/g, "\r\n").replace(/^\./gm, "..") + "\r\n.", "250");
+  await say("QUIT", "221");
+  socket.end();
+}
+
+/** Where `caliop serve` took its SMTP port (its JSON log says). */
+function smtpPort(instance: Caliop): number {
+  const log = readFileSync(join(instance.scratchDir(), "caliop.log"), "utf8");
+  for (const line of log.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line) as { fields?: { message?: string; address?: string } };
+    if (entry.fields?.message === "SMTP listening") return Number(entry.fields.address!.split(":").pop());
+  }
+  throw new Error("no SMTP port in the log");
+}
+
+const WHSEC = "whsec_e2e_users_app";
+
+/** A Stripe event signed the way Stripe signs them. */
+function stripeEvent(type: string, object: Record<string, unknown>): { body: string; signature: string } {
+  const created = Math.floor(Date.now() / 1000);
+  const body = JSON.stringify({
+    id: `evt_${type}_${created}`,
+    object: "event",
+    api_version: "2025-09-30.clover",
+    created,
+    data: { object, previous_attributes: {} },
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    type,
+  });
+  const v1 = createHmac("sha256", WHSEC).update(`${created}.${body}`).digest("hex");
+  return { body, signature: `t=${created},v1=${v1}` };
+}
+
+function paidInvoice(id: string, customer: string, cents: number): Record<string, unknown> {
+  const start = Math.floor(Date.now() / 1000) - 86_400;
+  return {
+    id, object: "invoice", account_country: "FR", account_name: "Operator", amount_due: cents, amount_paid: cents,
+    amount_remaining: 0, attempt_count: 1, attempted: true, billing_reason: "subscription_cycle",
+    collection_method: "charge_automatically", created: start, currency: "eur", customer, customer_email: "alice@acme.test",
+    hosted_invoice_url: `https://invoice.stripe.com/i/acct_1/${id}`, livemode: false,
+    lines: { object: "list", has_more: false, total_count: 1, url: `/v1/invoices/${id}/lines`,
+      data: [{ id: "il_1", object: "line_item", amount: cents, currency: "eur", period: { start, end: start + 2_592_000 }, quantity: 1 }] },
+    number: `E2E-${id.slice(-4)}`, paid: true, period_start: start, period_end: start + 2_592_000, status: "paid", subtotal: cents, total: cents,
+  };
+}
+
+describe("signing up on the public instance", () => {
+  const CAROL = { address: "carol@free.test", password: "carol picks a long passphrase" };
+  let instance: Caliop;
+  /** Stripe's API as Caliop calls it to start a checkout: a customer, then a Checkout Session. */
+  let stripe: Server;
+  let acmeAdmin: string;
+  let acmeTenant: string;
+
+  beforeAll(async () => {
+    stripe = createServer((req, res) => {
+      res.setHeader("Content-Type", "application/json");
+      if (req.url?.startsWith("/v1/customers")) res.end(JSON.stringify({ id: "cus_E2eAcme0001", object: "customer" }));
+      else if (req.url?.startsWith("/v1/checkout/sessions")) res.end(JSON.stringify({ id: "cs_test_e2e", object: "checkout.session", url: "https://checkout.stripe.test/cs_test_e2e" }));
+      else {
+        res.statusCode = 404;
+        res.end(JSON.stringify({ error: { type: "invalid_request_error", message: `no ${req.url}` } }));
+      }
+    });
+    await new Promise<void>((r) => stripe.listen(0, "127.0.0.1", r));
+    instance = await Caliop.start({
+      CALIOP_BILLING_PROVIDER: "stripe",
+      CALIOP_BILLING_STRIPE_API_BASE: `http://127.0.0.1:${(stripe.address() as AddressInfo).port}/`,
+      CALIOP_BILLING_STRIPE_SECRET_KEY: "sk_test_e2e",
+      CALIOP_BILLING_STRIPE_WEBHOOK_SECRETS: `["${WHSEC}"]`,
+      CALIOP_BILLING_PUBLIC_DOMAIN: "free.test",
+      CALIOP_BILLING_POOL_HORIZON_MONTHS: "1",
+      // About a million tries on average: long enough for the page to show its progress.
+      CALIOP_BILLING_SIGNUP_DIFFICULTY: "20",
+    });
+    const operator = instance.operatorToken();
+    const verify = async (domainId: string, records: { name: string; type: string; value: string }[]) => {
+      const proof = records[0]!;
+      instance.dns.publish(proof.name, proof.type, proof.value);
+      expect((await instance.api("POST", `/v1/domains/${domainId}/verify`, operator, {})).status).toBe(200);
+    };
+    // The public instance: a tenant of kind `public` owning free.test.
+    const free = await instance.api<{ id: string }>("POST", "/v1/tenants", operator, {
+      name: "Free accounts",
+      kind: "public",
+      limits: { max_accounts: 1_000_000, max_domains: 1, storage_quota_bytes: 0 },
+    });
+    expect(free.status).toBe(201);
+    const freeDomain = await instance.api<{ id: string; verification_record: { name: string; type: string; value: string } }>(
+      "POST", `/v1/tenants/${free.body.id}/domains`, operator, { name: "free.test" },
+    );
+    expect(freeDomain.status).toBe(201);
+    await verify(freeDomain.body.id, [freeDomain.body.verification_record]);
+    // A paying enterprise on a plan that gives 20% to the pool.
+    const plan = await instance.api<{ id: string }>("POST", "/v1/plans", operator, {
+      name: "Business", currency: "eur", seat_price_cents: 1000, storage_per_seat_bytes: 1_000_000_000,
+      max_domains: 5, max_accounts: 50, solidarity_percent: 20, stripe_price_id: "price_1E2e",
+    });
+    expect(plan.status).toBe(201);
+    const acme = await instance.api<{ id: string }>("POST", "/v1/tenants", operator, {
+      name: "Acme", kind: "enterprise", limits: { max_accounts: 10, max_domains: 2, storage_quota_bytes: 10_000_000_000 },
+    });
+    acmeTenant = acme.body.id;
+    const onboarded = await instance.api<{ domain: { id: string }; dns_records: { name: string; type: string; value: string }[] }>(
+      "POST", `/v1/tenants/${acmeTenant}/onboard`, operator, { domain: "acme.test", admin: { address: ALICE.address, password: ALICE.password, role: "admin" } },
+    );
+    expect(onboarded.status).toBe(201);
+    await verify(onboarded.body.domain.id, onboarded.body.dns_records);
+    expect((await instance.api("PUT", `/v1/tenants/${acmeTenant}/plan`, operator, { plan_id: plan.body.id })).status).toBe(200);
+    acmeAdmin = await instance.token(ALICE.address, ALICE.password);
+    // Checkout makes Acme's Stripe customer (our fake Stripe answers it).
+    const checkout = await instance.api<{ url: string }>("POST", `/v1/tenants/${acmeTenant}/billing/checkout`, acmeAdmin, {});
+    expect(checkout.status).toBe(201);
+  });
+
+  afterAll(async () => {
+    await instance?.stop();
+    stripe?.close();
+  });
+
+  it("solves the proof of work, waits in line, opens when the pool is funded, and reads sealed mail", async () => {
+    const pool = await (await fetch(`${instance.base}/v1/public/pool`)).json() as { funded_capacity: number };
+    expect(pool.funded_capacity).toBe(0);
+    const { context, page } = await newPage(browser);
+    const sent = record(page);
+    await page.goto(`${instance.base}/signup`);
+    await page.getByRole("heading", { name: /Create/ }).waitFor();
+    await page.getByLabel("Your new address").fill(CAROL.address);
+    await page.getByLabel("Password", { exact: true }).fill("short");
+    await expect(page.getByTestId("strength").textContent()).resolves.toContain("Too short");
+    await page.getByLabel("Password", { exact: true }).fill(CAROL.password);
+    await expect(page.getByTestId("strength").textContent()).resolves.not.toContain("Too short");
+    await page.getByLabel("Password again").fill(CAROL.password);
+    await page.locator("details.explain summary").click();
+    await checkView(page, "signup");
+    await page.getByRole("button", { name: "Create my account" }).click();
+    // The page works on the stamp, and says how far it is.
+    await page.getByRole("progressbar").waitFor();
+    await page.getByRole("heading", { name: "You are in the waiting line" }).waitFor({ timeout: 60_000 });
+    await expect(page.getByTestId("position").textContent()).resolves.toBe("Place 1");
+    await page.getByTestId("pool").waitFor();
+    await checkView(page, "waiting");
+    // The signup that went out carried a stamp the server checked: it answered "waiting".
+    const signup = sent.find((r) => r.url.endsWith("/v1/public/signup"));
+    expect(JSON.parse(signup!.body).stamp.counter).toBeGreaterThanOrEqual(0);
+
+    // A paid invoice credits the pool; the page, still open, sees the account open.
+    await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+    const { body, signature } = stripeEvent("invoice.paid", paidInvoice("in_1E2eFund0001", "cus_E2eAcme0001", 1000));
+    const hook = await fetch(`${instance.base}/v1/billing/stripe/webhook`, { method: "POST", headers: { "Content-Type": "application/json", "Stripe-Signature": signature }, body });
+    expect(hook.status).toBe(200);
+    await page.getByTestId("admitted").waitFor({ timeout: 20_000 });
+    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+    await page.getByRole("button", { name: "Open my mailbox" }).click();
+    await page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 30_000 });
+
+    // Mail from elsewhere, over SMTP, is sealed on arrival to Carol's key.
+    await smtpSend(
+      smtpPort(instance),
+      "dave@elsewhere.test",
+      CAROL.address,
+      `From: Dave <dave@elsewhere.test>\nTo: ${CAROL.address}\nSubject: Welcome aboard\nMessage-ID: <welcome-1@elsewhere.test>\nDate: ${new Date().toUTCString()}\nContent-Type: text/plain; charset=utf-8\n\nThe meeting room code is 5512-HERON.\n`,
+    );
+    const carolToken = await instance.token(CAROL.address, CAROL.password);
+    const carolId = whoami(carolToken).account_id;
+    let fromDave: Listed["items"][number] | undefined;
+    for (let i = 0; i < 100 && !fromDave; i++) {
+      const items = (await instance.api<Listed>("GET", `/v1/accounts/${carolId}/messages?folder=inbox`, carolToken)).body.items;
+      fromDave = items.find((m) => m.envelope_from === "dave@elsewhere.test");
+      if (!fromDave) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(fromDave!.level).toBe("sealed");
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.locator(`a[href$="/${fromDave!.id}"]`).click();
+    await page.getByRole("heading", { name: "Welcome aboard" }).waitFor();
+    await expect(page.getByTestId("body").textContent()).resolves.toContain("5512-HERON");
+    for (const request of sent) expect(request.url + request.body).not.toContain("5512-HERON");
     await context.close();
   });
 });

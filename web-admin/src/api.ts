@@ -66,15 +66,19 @@ export function setReauthHandler(handler: (expired: Session) => Promise<Session 
 }
 
 async function authorizedFetch(input: Request): Promise<Response> {
-  const retry = input.clone();
-  const first = await sendWithToken(input);
+  // The body is read once into bytes: the request can go out again after a
+  // renewed sign-in, and it leaves as bytes, not as a stream (a cloned
+  // Request's body is a stream, which the browser's request log cannot show).
+  const body = input.body ? await input.arrayBuffer() : undefined;
+  const again = () => new Request(input.url, { method: input.method, headers: input.headers, body, redirect: input.redirect, signal: input.signal });
+  const first = await sendWithToken(again());
   if (first.status !== 401 || !session || !reauth || input.url.endsWith("/v1/auth/token")) return first;
   pendingReauth ??= reauth(session).finally(() => {
     pendingReauth = null;
   });
   const renewed = await pendingReauth;
   if (!renewed) return first;
-  return sendWithToken(retry);
+  return sendWithToken(again());
 }
 
 function sendWithToken(request: Request): Promise<Response> {

@@ -815,6 +815,6 @@ export const en = {
   "signup.pool_open": "Free accounts open",
   "signup.pool_waiting": "People waiting",
   "signup.pool_funders": "Organisations funding",
-  "signup.pool_explain": "A place opens when the pool holds {months} months of funding for it.",
+  "signup.pool_explain": "Months of funding the pool must hold for a place before it opens: {months}.",
   "signup.pool_named": "Funded by: {names}",
 } as const;

@@ -817,6 +817,6 @@ export const fr: Record<keyof typeof en, string> = {
   "signup.pool_open": "Comptes gratuits ouverts",
   "signup.pool_waiting": "Personnes en attente",
   "signup.pool_funders": "Organisations qui financent",
-  "signup.pool_explain": "Une place s'ouvre quand la cagnotte détient {months} mois de financement pour elle.",
+  "signup.pool_explain": "Mois de financement que la cagnotte doit détenir pour une place avant qu'elle s'ouvre : {months}.",
   "signup.pool_named": "Financé par : {names}",
 };

@@ -139,7 +139,7 @@ function SignedIn({ session, path, brand }: { session: Session; path: string; br
   } else if ((params = match("/mail/:mailbox", path)) && boxes.data) {
     currentBox = findMailbox(boxes.data, params.mailbox!);
     page = currentBox ? (
-      <MessageList session={session} accountId={accountId} mailbox={currentBox} boxes={boxes.data} onChange={boxes.reload} />
+      <MessageList session={session} accountId={accountId} mailbox={currentBox} onChange={boxes.reload} />
     ) : (
       <NotFound />
     );

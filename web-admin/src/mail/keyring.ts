@@ -3,14 +3,10 @@
 // A tab reloaded after sign-in has a session but no export key; the reader
 // then asks for the password again (src/mail/views/message.tsx).
 import type { PrivateKey } from "openpgp";
-import { type Session, onSessionChange, currentSession } from "../api";
+import type { Session } from "../api";
 import { unlockedKey } from "../device";
 
 let unlocked: { accountId: string; key: Promise<PrivateKey> } | null = null;
-
-onSessionChange(() => {
-  if (!currentSession()) unlocked = null;
-});
 
 /** The key, unlocked here; the first call fetches it locked and opens it. */
 export function privateKey(session: Session): Promise<PrivateKey> {
@@ -30,6 +26,7 @@ export function privateKey(session: Session): Promise<PrivateKey> {
   return unlocked.key;
 }
 
+/** At sign-out (src/mail/app.tsx). */
 export function forgetKey(): void {
   unlocked = null;
 }

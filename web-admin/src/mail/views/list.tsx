@@ -31,7 +31,7 @@ export function senderOf(meta: MessageMeta): string {
   return remembered(meta.id)?.from || meta.sender || meta.envelope_from || t("mail.unknown_sender");
 }
 
-export function MessageList({ session, accountId, mailbox, onChange }: { session: Session; accountId: string; mailbox: Mailbox; boxes: Mailbox[]; onChange: () => void }) {
+export function MessageList({ session, accountId, mailbox, onChange }: { session: Session; accountId: string; mailbox: Mailbox; onChange: () => void }) {
   const [page, setPage] = useState(0);
   const [error, setError] = useState<string | null>(null);
   const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, session.token]);
