@@ -1,6 +1,8 @@
 // Charts drawn as SVG with a fixed aspect ratio, so the page does not move
 // when data arrives. Each chart carries a text summary for screen readers and
 // its numbers in a table one can open.
+import type { RefObject } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { formatNumber, t } from "./i18n";
 
 export interface Series {
@@ -12,6 +14,29 @@ export interface Series {
 const W = 560;
 const H = 240;
 const PAD = { top: 14, right: 14, bottom: 34, left: 72 };
+/** Axis text, in CSS pixels as drawn, whatever the chart's width. */
+const TICK_PX = 13;
+
+/**
+ * The axis text's size in the drawing's own units: the SVG scales with its
+ * width, so a fixed size would grow past the page's headings on a wide chart.
+ * Kept between 9 and 18 units so labels still fit the margins.
+ */
+function useTickSize(): [RefObject<SVGSVGElement | null>, number] {
+  const ref = useRef<SVGSVGElement>(null);
+  const [size, setSize] = useState(15);
+  useEffect(() => {
+    const svg = ref.current;
+    if (!svg || typeof ResizeObserver === "undefined") return;
+    const observer = new ResizeObserver(([entry]) => {
+      const width = entry?.contentRect.width ?? 0;
+      if (width > 0) setSize(Math.min(18, Math.max(9, (TICK_PX * W) / width)));
+    });
+    observer.observe(svg);
+    return () => observer.disconnect();
+  }, []);
+  return [ref, size];
+}
 
 function scale(max: number): { top: number; ticks: number[] } {
   if (max <= 0) return { top: 1, ticks: [0, 1] };
@@ -33,6 +58,7 @@ interface ChartProps {
 }
 
 export function Chart({ title, labels, series, kind, format = formatNumber, loading }: ChartProps) {
+  const [svgRef, tickSize] = useTickSize();
   const max = Math.max(0, ...series.flatMap((s) => s.values));
   const { top, ticks } = scale(max);
   const plotW = W - PAD.left - PAD.right;
@@ -52,7 +78,7 @@ export function Chart({ title, labels, series, kind, format = formatNumber, load
           <span key={s.name}><i class={`swatch ${s.tone}`} />{s.name}</span>
         ))}
       </div>
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={loading ? t("common.loading") : `${title}. ${summary}`}>
+      <svg ref={svgRef} style={{ "--tick-size": `${tickSize.toFixed(1)}px` }} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={loading ? t("common.loading") : `${title}. ${summary}`}>
         {ticks.map((v) => (
           <g key={v}>
             <line x1={PAD.left} x2={W - PAD.right} y1={y(v)} y2={y(v)} class="grid" />
