@@ -492,3 +492,69 @@ describe("signing up on the public instance", () => {
     await context.close();
   });
 });
+
+describe("on a tenant's own hostname, with self-signup", () => {
+  const DANA = { address: "dana@globex.test", password: "dana's long passphrase here" };
+  let instance: Caliop;
+  let tenant: string;
+  let host: string;
+  let brandedBrowser: Browser;
+
+  beforeAll(async () => {
+    instance = await Caliop.start();
+    const operator = instance.operatorToken();
+    const made = await instance.api<{ id: string }>("POST", "/v1/tenants", operator, {
+      name: "Globex",
+      kind: "enterprise",
+      limits: { max_accounts: 10, max_domains: 2, storage_quota_bytes: 10_000_000_000 },
+    });
+    tenant = made.body.id;
+    const onboarded = await instance.api<{ domain: { id: string }; dns_records: { name: string; type: string; value: string }[] }>(
+      "POST", `/v1/tenants/${tenant}/onboard`, operator, { domain: "globex.test", admin: { address: "it@globex.test", password: "globex admin passphrase", role: "admin" } },
+    );
+    const proof = onboarded.body.dns_records[0]!;
+    instance.dns.publish(proof.name, proof.type, proof.value);
+    expect((await instance.api("POST", `/v1/domains/${onboarded.body.domain.id}/verify`, operator, {})).status).toBe(200);
+    expect((await instance.api("PUT", `/v1/tenants/${tenant}/branding`, operator, { product_name: "Globex Mail", primary_color: "#14532d", accent_color: "#9a3412" })).status).toBe(200);
+    const hostname = await instance.api<{ id: string; verification_record: { name: string; value: string } }>("POST", `/v1/tenants/${tenant}/hostnames`, operator, { hostname: "mail.globex.test" });
+    instance.dns.publish(hostname.body.verification_record.name, "TXT", hostname.body.verification_record.value);
+    expect((await instance.api<{ verified: boolean }>("POST", `/v1/hostnames/${hostname.body.id}/verify`, operator, {})).body.verified).toBe(true);
+    expect((await instance.api("PUT", `/v1/tenants/${tenant}/self-signup`, operator, { domain: "globex.test" })).status).toBe(200);
+    host = `http://mail.globex.test:${instance.port()}`;
+    // The tenant's hostname is served over TLS in production: a secure page, as device sign-in needs.
+    brandedBrowser = await launchBrowser([host]);
+  });
+
+  afterAll(async () => {
+    await brandedBrowser?.close();
+    await instance?.stop();
+  });
+
+  it("wears the tenant's brand and signs up into the tenant, never showing another brand", async () => {
+    const { context, page } = await newPage(brandedBrowser);
+    await page.goto(`${host}/signup`);
+    await page.getByRole("heading", { name: "Create your Globex Mail account" }).waitFor();
+    await expect(page.locator(".brand .name").textContent()).resolves.toBe("Globex Mail");
+    const primary = await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--primary").trim());
+    expect(primary).toBe("#14532d");
+    await expect(page.title()).resolves.toContain("Globex Mail");
+    await page.getByLabel("Your new address").fill(DANA.address);
+    await page.getByLabel("Password", { exact: true }).fill(DANA.password);
+    await page.getByLabel("Password again").fill(DANA.password);
+    await page.getByRole("button", { name: "Create my account" }).click();
+    await page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 60_000 });
+    expect(await page.content()).not.toMatch(/caliop/i);
+    await checkView(page, "branded-inbox");
+    const accounts = await instance.api<{ items: { address: string }[] }>("GET", `/v1/tenants/${tenant}/accounts`, instance.operatorToken());
+    expect(accounts.body.items.map((a) => a.address)).toContain(DANA.address);
+    await context.close();
+  });
+
+  it("shows the operator's brand, not the tenant's, on any other host", async () => {
+    const { context, page } = await newPage(brandedBrowser);
+    await page.goto(`${instance.base}/`);
+    await page.getByRole("heading", { name: /Sign in/ }).waitFor();
+    expect(await page.content()).not.toContain("Globex");
+    await context.close();
+  });
+});
