@@ -52,7 +52,7 @@ function whoami(token: string): { account_id: string } {
 }
 
 interface Listed {
-  items: { id: string; level: string; subject?: string | null; flags: string[]; envelope_from: string }[];
+  items: { id: string; level: string; subject?: string | null; flags: string[]; envelope_from: string; received_at: string }[];
 }
 
 async function waitForMessages(count: number): Promise<Listed["items"]> {
@@ -256,6 +256,57 @@ describe("the users' app", () => {
       if (i > 50) throw new Error("the reply never reached Alice");
       await new Promise((r) => setTimeout(r, 200));
     }
+    await context.close();
+  });
+
+  it("searches on the device, flags, files and deletes", async () => {
+    const { context, page } = await newPage(browser);
+    const sent = record(page);
+    await signIn(page, BOB);
+    const rows = page.getByTestId("message-row");
+    await expect.poll(() => rows.count()).toBe(2);
+    const search = page.getByRole("searchbox", { name: "Search senders and subjects" });
+    await search.fill("alice@acme");
+    await expect.poll(() => rows.count()).toBe(2);
+    // A sealed subject is searchable once this device has opened the message, and not before.
+    await search.fill("quarterly");
+    await expect.poll(() => page.getByText("No messages in this folder.").count()).toBe(1);
+    await search.fill("");
+    const inbox = (await caliop.api<Listed>("GET", `/v1/accounts/${bobId}/messages?folder=inbox`, bobToken)).body.items;
+    // The first message Alice sent is the sealed one; the second, the hostile newsletter.
+    const [secret, hostile] = [...inbox].sort((x, y) => x.received_at.localeCompare(y.received_at)) as [Listed["items"][number], Listed["items"][number]];
+    await page.locator(`a[href$="/${secret.id}"]`).click();
+    await page.getByRole("heading", { name: SECRET_SUBJECT }).waitFor();
+    await page.getByRole("link", { name: "← Inbox" }).click();
+    await search.fill("quarterly");
+    await expect.poll(() => rows.count()).toBe(1);
+    // What was searched never left the page.
+    for (const request of sent) expect(request.url + request.body).not.toContain("quarterly");
+    await search.fill("");
+
+    // Flag from the list.
+    const hostileRow = page.locator("li", { has: page.locator(`a[href$="/${hostile.id}"]`) });
+    await hostileRow.getByRole("button", { name: /^Flag/ }).click();
+    await expect.poll(async () => (await caliop.api<{ flags: string[] }>("GET", `/v1/messages/${hostile.id}`, bobToken)).body.flags).toContain("flagged");
+    await expect(hostileRow.getByRole("button", { name: /^Flag/ }).getAttribute("aria-pressed")).resolves.toBe("true");
+
+    // Move to Archive, then delete: to Trash, then for good.
+    await page.locator(`a[href$="/${secret.id}"]`).click();
+    await page.getByRole("heading", { name: SECRET_SUBJECT }).waitFor();
+    await page.getByLabel("Move to…").selectOption({ label: "Archive" });
+    await page.getByRole("button", { name: "Move", exact: true }).click();
+    await page.getByRole("heading", { name: "Inbox" }).waitFor();
+    await expect.poll(async () => (await caliop.api<{ folder: string }>("GET", `/v1/messages/${secret.id}`, bobToken)).body.folder).toBe("archive");
+    await page.getByRole("link", { name: "Archive" }).click();
+    await page.locator(`a[href$="/${secret.id}"]`).click();
+    await page.getByRole("button", { name: "Delete", exact: true }).click();
+    await page.getByRole("heading", { name: "Archive" }).waitFor();
+    await expect.poll(async () => (await caliop.api<{ folder: string }>("GET", `/v1/messages/${secret.id}`, bobToken)).body.folder).toBe("trash");
+    await page.getByRole("link", { name: "Trash" }).click();
+    await page.locator(`a[href$="/${secret.id}"]`).click();
+    await page.getByRole("button", { name: "Delete for good" }).click();
+    await page.getByRole("heading", { name: "Trash" }).waitFor();
+    await expect.poll(async () => (await caliop.api("GET", `/v1/messages/${secret.id}`, bobToken)).status).toBe(404);
     await context.close();
   });
 

@@ -664,6 +664,8 @@ export const en = {
   "mail.count": "Messages: {count} · unread: {unread}",
   "mail.truncated": "Only the 2,000 most recent messages of this folder are listed.",
   "mail.empty": "No messages in this folder.",
+  "mail.search": "Search senders and subjects",
+  "mail.search_hint": "Searched on this device, among the messages listed: sealed messages by the subjects opened here. The server never sees what you search.",
   "mail.pages": "Pages",
   "mail.page_of": "Page {page} of {pages}",
   "mail.no_subject": "(no subject)",

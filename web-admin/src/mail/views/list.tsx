@@ -31,11 +31,25 @@ export function senderOf(meta: MessageMeta): string {
   return remembered(meta.id)?.from || meta.sender || meta.envelope_from || t("mail.unknown_sender");
 }
 
+/**
+ * Whether a message's sender or subject, as this device can read them,
+ * holds every word of `query`. Searching happens here: the server never
+ * learns what was searched.
+ */
+function matches(meta: MessageMeta, query: string): boolean {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return true;
+  const subject = subjectOf(meta);
+  const text = `${senderOf(meta)} ${subject.sealed ? "" : subject.text} ${meta.envelope_from}`.toLowerCase();
+  return words.every((w) => text.includes(w));
+}
+
 export function MessageList({ session, accountId, mailbox, onChange }: { session: Session; accountId: string; mailbox: Mailbox; onChange: () => void }) {
   const [page, setPage] = useState(0);
+  const [query, setQuery] = useState("");
   const [error, setError] = useState<string | null>(null);
   const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, session.token]);
-  const items = list.data?.items;
+  const items = list.data?.items.filter((m) => matches(m, query));
   const pages = items ? Math.max(1, Math.ceil(items.length / PAGE)) : 1;
   const shown = items?.slice(page * PAGE, page * PAGE + PAGE);
   const title = mailboxLabel(mailbox);
@@ -56,6 +70,12 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
       <PageHeader title={title}>
         <button type="button" onClick={() => { list.reload(); onChange(); }}>{t("common.refresh")}</button>
       </PageHeader>
+      <div class="search" role="search">
+        <label for="mail-search" class="visually-hidden">{t("mail.search")}</label>
+        <input id="mail-search" type="search" value={query} placeholder={t("mail.search")} aria-describedby="mail-search-hint"
+          onInput={(e) => { setQuery(e.currentTarget.value); setPage(0); }} />
+        <p class="hint" id="mail-search-hint">{t("mail.search_hint")}</p>
+      </div>
       <p class="small" aria-live="polite">
         {items ? t("mail.count", { count: formatNumber(items.length), unread: formatNumber(mailbox.counts.unseen) }) : t("common.loading")}
       </p>
