@@ -52,7 +52,7 @@ function whoami(token: string): { account_id: string } {
 }
 
 interface Listed {
-  items: { id: string; level: string; subject?: string | null; flags: string[]; envelope_from: string; received_at: string }[];
+  items: { id: string; level: string; subject?: string | null; flags: string[]; envelope_from: string; received_at: string; rfc822_size: number }[];
 }
 
 async function waitForMessages(count: number): Promise<Listed["items"]> {
@@ -157,6 +157,9 @@ describe("the users' app", () => {
 
     const { context, page } = await newPage(browser);
     const sent = record(page);
+    await page.goto(`${caliop.base}/`);
+    await page.getByRole("heading", { name: "Sign in to Caliop" }).waitFor();
+    await checkView(page, "signin");
     await signIn(page, BOB);
     const row = page.getByTestId("message-row").first();
     await expect(row.textContent()).resolves.toContain("Sealed message");
@@ -328,6 +331,60 @@ describe("the users' app", () => {
     const listed = await caliop.api<{ items: { name: string }[] }>("GET", `/v1/accounts/${bobId}/app-passwords`, bobToken);
     expect(listed.body.items.map((p) => p.name)).toEqual(["Thunderbird at home"]);
     await checkView(page, "settings");
+    await context.close();
+  });
+
+  it("downloads an attachment, and forwards it with the attachment", async () => {
+    const report = "Figures for the quarter\n".repeat(200);
+    await deliverFromAlice({
+      subject: "The report",
+      text: "Attached.",
+      attachments: [{ filename: "report.txt", media_type: "text/plain", content_base64: Buffer.from(report).toString("base64") }],
+    });
+    const inbox = await waitForMessages(2);
+    const newest = [...inbox].sort((x, y) => y.received_at.localeCompare(x.received_at))[0]!;
+    const { context, page } = await newPage(browser);
+    await signIn(page, BOB);
+    await page.locator(`a[href$="/${newest.id}"]`).click();
+    await page.getByRole("heading", { name: "The report" }).waitFor();
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "report.txt" }).click()]);
+    expect(download.suggestedFilename()).toBe("report.txt");
+    const path = await download.path();
+    expect(readFileSync(path!, "utf8")).toBe(report);
+    await page.getByRole("link", { name: "Forward" }).click();
+    await page.getByRole("heading", { name: "Forward" }).waitFor();
+    await expect(page.getByLabel("Subject").inputValue()).resolves.toBe("Fwd: The report");
+    await expect(page.locator("ul.files").textContent()).resolves.toContain("report.txt");
+    await page.getByLabel("To", { exact: true }).fill(ALICE.address);
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("sent").waitFor();
+    const aliceId = whoami(aliceToken).account_id;
+    let forwarded: Listed["items"][number] | undefined;
+    for (let i = 0; i < 50 && !forwarded; i++) {
+      const items = (await caliop.api<Listed>("GET", `/v1/accounts/${aliceId}/messages?folder=inbox`, aliceToken)).body.items;
+      // The reply came first; the forward, carrying the report, is the larger one after it.
+      forwarded = items.filter((m) => m.envelope_from === BOB.address).find((m) => m.rfc822_size > report.length);
+      if (!forwarded) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(forwarded, "the forward with its attachment reached Alice").toBeDefined();
+    await context.close();
+  });
+
+  it("changes the level of new mail, in French", async () => {
+    const { context, page } = await newPage(browser, "fr-FR");
+    await page.goto(`${caliop.base}/`);
+    await page.getByRole("heading", { name: "Connexion à Caliop" }).waitFor();
+    await page.getByLabel("Adresse e-mail").fill(BOB.address);
+    await page.getByLabel("Mot de passe").fill(BOB.password);
+    await page.getByRole("button", { name: "Se connecter" }).click();
+    await page.getByRole("heading", { name: "Boîte de réception" }).waitFor();
+    await page.getByRole("link", { name: "Réglages" }).click();
+    await page.getByRole("radio", { name: /^Dispersé/ }).check();
+    await page.getByRole("button", { name: "Enregistrer" }).click();
+    await page.getByText("Enregistré.").waitFor();
+    const account = await caliop.api<{ level: string }>("GET", `/v1/accounts/${bobId}`, bobToken);
+    expect(account.body.level).toBe("dispersed");
+    await checkView(page, "settings-fr");
     await context.close();
   });
 });
