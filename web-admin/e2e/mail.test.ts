@@ -247,6 +247,8 @@ describe("the users' app", () => {
     await expect(page.getByLabel("To", { exact: true }).inputValue()).resolves.toBe(ALICE.address);
     await expect(page.getByLabel("Subject").inputValue()).resolves.toBe(`Re: ${SECRET_SUBJECT}`);
     await expect(page.getByLabel("Message").inputValue()).resolves.toContain(`> ${SECRET_TEXT}`);
+    // Alice is hosted here: her key is found before sending.
+    await expect.poll(() => page.getByTestId("key-status").first().textContent()).toContain("will be encrypted to their key");
     await checkView(page, "compose");
     await page.getByLabel("Message").press("Control+Home");
     await page.getByLabel("Message").pressSequentially("Agreed.");

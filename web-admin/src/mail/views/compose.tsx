@@ -1,8 +1,9 @@
 // Writing: a new message, a reply, a reply to all, a forward. The server
 // builds the MIME and, at `sealed` and above, encrypts each copy to the
 // recipient's key when it knows one; "only if encrypted" refuses to send
-// when a key is missing. Which recipients would be encrypted cannot be
-// asked before sending yet (NEEDS.md §4): the answer says it after.
+// when a key is missing. Keys of accounts hosted here are looked up while
+// typing (this server's WKD); others only by the server when it sends
+// (NEEDS.md §4), and the answer says who got an encrypted copy.
 import { useEffect, useState } from "preact/hooks";
 import { type Problem, type Schemas, type Session, api, call } from "../../api";
 import { asProblem } from "../../credentials";
@@ -10,6 +11,7 @@ import { formatBytes, formatDate, t } from "../../i18n";
 import { ErrorBox, Field, FormError, PageHeader, Submit, TextArea, useForm } from "../../ui";
 import { emailAddress } from "../../validate";
 import { type Draft, type Mode, recipients, startDraft } from "../compose";
+import { type KeyStatus, lookUpKey } from "../keys";
 import { privateKey } from "../keyring";
 import { getMessage, rawMessage, remember, remembered } from "../messages";
 import { readMessage } from "../reading";
@@ -72,6 +74,35 @@ export function Compose({ session, accountId }: { session: Session; accountId: s
   );
 }
 
+/** Each recipient's key status, looked up once per address, a moment after typing stops. */
+function useKeyStatuses(addresses: string[]): Map<string, KeyStatus | "checking"> {
+  const [known, setKnown] = useState<Map<string, KeyStatus | "checking">>(new Map());
+  const wanted = addresses.map((a) => a.toLowerCase()).filter((a) => !emailAddress(a));
+  const key = wanted.join(",");
+  useEffect(() => {
+    const missing = wanted.filter((a) => !known.has(a));
+    if (missing.length === 0) return;
+    const timer = setTimeout(() => {
+      setKnown((now) => new Map([...now, ...missing.map((a) => [a, "checking"] as const)]));
+      for (const address of missing) {
+        lookUpKey(address).then(
+          (status) => setKnown((now) => new Map(now).set(address, status)),
+          () => setKnown((now) => new Map(now).set(address, { kind: "unknown" })),
+        );
+      }
+    }, 400);
+    return () => clearTimeout(timer);
+  }, [key]);
+  return known;
+}
+
+function keyLine(who: string, status: KeyStatus | "checking" | undefined, sealedAccount: boolean): { text: string; tone: string } {
+  if (!sealedAccount) return { text: t("compose.standard_clear", { who }), tone: "neutral" };
+  if (!status || status === "checking") return { text: t("compose.key_checking", { who }), tone: "neutral" };
+  if (status.kind === "hosted") return { text: t("compose.key_hosted", { who, fingerprint: status.fingerprint.slice(-16) }), tone: "good" };
+  return { text: t("compose.key_unknown", { who }), tone: "neutral" };
+}
+
 interface Sent {
   submitted: Schemas["Submitted"];
   all: string[];
@@ -88,6 +119,7 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
   const endToEnd = account?.level === "end-to-end";
   const sealedAccount = account && account.level !== "standard";
   const everyone = [...recipients(form.values.to), ...recipients(form.values.cc), ...recipients(form.values.bcc)];
+  const keys = useKeyStatuses(everyone);
 
   const addFiles = async (list: FileList | null) => {
     if (!list) return;
@@ -147,9 +179,10 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
         <div class="recipients-status">
           <p class="small" id="key-status-title">{t("compose.key_status")}</p>
           <ul class="recipients" aria-labelledby="key-status-title">
-            {everyone.map((a) => (
-              <li key={a} class="neutral">{sealedAccount ? t("compose.key_unknown", { who: a }) : t("compose.standard_clear", { who: a })}</li>
-            ))}
+            {everyone.map((a) => {
+              const line = keyLine(a, keys.get(a.toLowerCase()), Boolean(sealedAccount));
+              return <li key={a} class={line.tone} data-testid="key-status">{line.text}</li>;
+            })}
           </ul>
         </div>
       )}
