@@ -139,6 +139,23 @@ describe("the users' app", () => {
     expect(csp).toContain("object-src 'none'");
     const html = await response.text();
     expect(html).toContain('<div id="app">');
+    expect(html).toMatch(/<title>[^<]*Caliop[^<]*<\/title>/);
+    // The page runs under that policy: an image from a plain-http origin is refused.
+    const { context, page } = await newPage(browser);
+    await page.goto(`${caliop.base}/`);
+    await page.getByRole("heading", { name: /Sign in/ }).waitFor();
+    const violated = await page.evaluate(
+      () =>
+        new Promise<string>((resolve) => {
+          document.addEventListener("securitypolicyviolation", (e) => resolve(e.effectiveDirective));
+          const img = document.createElement("img");
+          img.src = "http://127.0.0.1:9/pixel.png";
+          document.body.append(img);
+          setTimeout(() => resolve("nothing refused"), 3000);
+        }),
+    );
+    expect(violated).toBe("img-src");
+    await context.close();
   });
 
   it("reads a sealed message decrypted in the page, and neither the text nor the key goes to the server", async () => {
