@@ -406,6 +406,58 @@ describe("the users' app", () => {
     await checkView(page, "settings-fr");
     await context.close();
   });
+
+  it("at end to end, encrypts in the page for hosted recipients and refuses, with the reason, those without a key", async () => {
+    expect((await caliop.api("PATCH", `/v1/accounts/${bobId}`, bobToken, { level: "end-to-end" })).status).toBe(200);
+    const { context, page } = await newPage(browser);
+    const sent = record(page);
+    await signIn(page, BOB);
+    await page.getByRole("link", { name: "Write" }).click();
+    await page.getByText("encrypted here, in your browser").waitFor();
+    // Someone with no key known here: refused before anything is submitted.
+    await page.getByLabel("To", { exact: true }).fill("zed@elsewhere.test");
+    await expect.poll(() => page.getByTestId("key-status").first().textContent()).toContain("cannot be sent to them at end to end");
+    await page.getByLabel("Subject").fill("Nope");
+    await page.getByLabel("Message").fill("not for zed");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByText("no key is known here for zed@elsewhere.test").waitFor();
+    expect(sent.filter((r) => r.url.includes("/messages") && r.body.length > 0)).toEqual([]);
+    // Alice is hosted here: the message is encrypted in the page to her key (and Bob's own).
+    const aliceId = whoami(aliceToken).account_id;
+    const fromBob = async () =>
+      (await caliop.api<Listed>("GET", `/v1/accounts/${aliceId}/messages?folder=inbox`, aliceToken)).body.items
+        .filter((m) => m.envelope_from === BOB.address)
+        .sort((x, y) => y.received_at.localeCompare(x.received_at));
+    const before = (await fromBob()).length;
+    await page.getByLabel("To", { exact: true }).fill(ALICE.address);
+    await expect.poll(() => page.getByTestId("key-status").first().textContent()).toContain("will be encrypted to their key");
+    await page.getByLabel("Subject").fill("Sealed by my own browser");
+    await page.getByLabel("Message").fill("The courier arrives at 0615.");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("sent").waitFor();
+    const submitted = sent.find((r) => r.url.includes("/messages?require_encryption=true"));
+    expect(submitted?.body).toContain("-----BEGIN PGP MESSAGE-----");
+    for (const request of sent) {
+      expect(request.url + request.body).not.toContain("0615");
+      expect(request.url + request.body).not.toContain("Sealed by my own browser");
+    }
+    // Alice's copy is what left Bob's browser: her key opens it.
+    let copy: Listed["items"][number] | undefined;
+    for (let i = 0; i < 50 && !copy; i++) {
+      const now = await fromBob();
+      if (now.length > before) copy = now[0];
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+    const raw = await (await fetch(`${caliop.base}/v1/messages/${copy!.id}/raw`, { headers: { Authorization: `Bearer ${aliceToken}` } })).text();
+    expect(raw).not.toContain("0615");
+    const openpgp = await import("openpgp");
+    const aliceKey = await openpgp.readPrivateKey({ armoredKey: caliop.unlockKey(ALICE.address, ALICE.password) });
+    const armored = /-----BEGIN PGP MESSAGE-----[\s\S]*?-----END PGP MESSAGE-----/.exec(raw)![0];
+    const { data } = await openpgp.decrypt({ message: await openpgp.readMessage({ armoredMessage: armored }), decryptionKeys: aliceKey });
+    expect(String(data)).toContain("Subject: Sealed by my own browser");
+    expect(String(data)).toContain(Buffer.from("The courier arrives at 0615.").toString("base64").slice(0, 20));
+    await context.close();
+  });
 });
 
 /** Speaks SMTP to `port` and sends `message` from `from` to `to`. */

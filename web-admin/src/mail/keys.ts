@@ -28,7 +28,9 @@ export async function wkdHash(local: string): Promise<string> {
   return zbase32(new Uint8Array(digest));
 }
 
-export type KeyStatus = { kind: "hosted"; fingerprint: string } | { kind: "unknown" };
+import type { PublicKey } from "openpgp";
+
+export type KeyStatus = { kind: "hosted"; fingerprint: string; key: PublicKey } | { kind: "unknown" };
 
 /** Whether `address` has a key this server publishes, and its fingerprint. */
 export async function lookUpKey(address: string): Promise<KeyStatus> {
@@ -44,5 +46,5 @@ export async function lookUpKey(address: string): Promise<KeyStatus> {
   // A directory answers for the address asked, or not at all.
   const names = key.getUserIDs().map((u) => u.toLowerCase());
   if (!names.some((u) => u.includes(`<${address.toLowerCase()}>`) || u === address.toLowerCase())) return { kind: "unknown" };
-  return { kind: "hosted", fingerprint: key.getFingerprint().toUpperCase() };
+  return { kind: "hosted", fingerprint: key.getFingerprint().toUpperCase(), key };
 }

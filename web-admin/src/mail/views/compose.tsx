@@ -3,9 +3,11 @@
 // recipient's key when it knows one; "only if encrypted" refuses to send
 // when a key is missing. Keys of accounts hosted here are looked up while
 // typing (this server's WKD); others only by the server when it sends
-// (NEEDS.md §4), and the answer says who got an encrypted copy.
+// (NEEDS.md §4), and the answer says who got an encrypted copy. At
+// `end-to-end` the message is encrypted here (src/mail/outgoing.ts) to the
+// keys found, and refused, with the reason, for recipients without one.
 import { useEffect, useState } from "preact/hooks";
-import { type Problem, type Schemas, type Session, api, call } from "../../api";
+import { type Problem, type Schemas, type Session, api, call, fetchAuthorized } from "../../api";
 import { asProblem } from "../../credentials";
 import { formatBytes, formatDate, t } from "../../i18n";
 import { ErrorBox, Field, FormError, PageHeader, Submit, TextArea, useForm } from "../../ui";
@@ -13,6 +15,7 @@ import { emailAddress } from "../../validate";
 import { type Draft, type Mode, recipients, startDraft } from "../compose";
 import { type KeyStatus, lookUpKey } from "../keys";
 import { privateKey } from "../keyring";
+import { encryptedMessage } from "../outgoing";
 import { getMessage, rawMessage, remember, remembered } from "../messages";
 import { readMessage } from "../reading";
 
@@ -69,7 +72,7 @@ export function Compose({ session, accountId }: { session: Session; accountId: s
   return (
     <section class="compose">
       <PageHeader title={title} />
-      <ComposeForm key={`${replyId}-${mode}`} accountId={accountId} draft={draft} account={account} />
+      <ComposeForm key={`${replyId}-${mode}`} session={session} accountId={accountId} draft={draft} account={account} />
     </section>
   );
 }
@@ -96,10 +99,11 @@ function useKeyStatuses(addresses: string[]): Map<string, KeyStatus | "checking"
   return known;
 }
 
-function keyLine(who: string, status: KeyStatus | "checking" | undefined, sealedAccount: boolean): { text: string; tone: string } {
-  if (!sealedAccount) return { text: t("compose.standard_clear", { who }), tone: "neutral" };
+function keyLine(who: string, status: KeyStatus | "checking" | undefined, level: Schemas["Level"] | undefined): { text: string; tone: string } {
+  if (!level || level === "standard") return { text: t("compose.standard_clear", { who }), tone: "neutral" };
   if (!status || status === "checking") return { text: t("compose.key_checking", { who }), tone: "neutral" };
   if (status.kind === "hosted") return { text: t("compose.key_hosted", { who, fingerprint: status.fingerprint.slice(-16) }), tone: "good" };
+  if (level === "end-to-end") return { text: t("compose.key_missing_e2e", { who }), tone: "bad" };
   return { text: t("compose.key_unknown", { who }), tone: "neutral" };
 }
 
@@ -108,7 +112,32 @@ interface Sent {
   all: string[];
 }
 
-function ComposeForm({ accountId, draft, account }: { accountId: string; draft: Draft; account: Account | null }) {
+/** Encrypts here and submits the whole message; the server checks it is encrypted to every recipient. */
+async function sendEncrypted(session: Session, accountId: string, body: Schemas["SubmitMessage"], files: Draft["attachments"], keys: Map<string, KeyStatus | "checking">): Promise<Schemas["Submitted"]> {
+  const everyone = [...body.to, ...(body.cc ?? []), ...(body.bcc ?? [])];
+  const missing = everyone.filter((a) => {
+    const status = keys.get(a.toLowerCase());
+    return !status || status === "checking" || status.kind !== "hosted";
+  });
+  if (missing.length) throw { status: 422, detail: t("compose.e2e_missing", { who: missing.join(", ") }) } satisfies Problem;
+  const openpgp = await import("openpgp");
+  const own = await openpgp.readKey({ armoredKey: await (await fetchAuthorized(`/v1/accounts/${accountId}/public-key`)).text() });
+  const recipientKeys = everyone.map((a) => (keys.get(a.toLowerCase()) as Extract<KeyStatus, { kind: "hosted" }>).key);
+  const signing = await privateKey(session).catch(() => null);
+  const raw = await encryptedMessage(
+    { from: session.username, to: body.to, cc: body.cc ?? [], bcc: body.bcc ?? [], subject: body.subject ?? "", text: body.text, attachments: files },
+    [...recipientKeys, own],
+    signing,
+  );
+  const response = await fetchAuthorized(`/v1/accounts/${accountId}/messages?require_encryption=true`, {
+    method: "POST",
+    headers: { "Content-Type": "message/rfc822" },
+    body: raw,
+  });
+  return (await response.json()) as Schemas["Submitted"];
+}
+
+function ComposeForm({ session, accountId, draft, account }: { session: Session; accountId: string; draft: Draft; account: Account | null }) {
   const [files, setFiles] = useState<{ filename: string; mimeType: string; bytes: Uint8Array }[]>(draft.attachments);
   const [onlyEncrypted, setOnlyEncrypted] = useState(false);
   const [sent, setSent] = useState<Sent | null>(null);
@@ -117,7 +146,6 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
     { to: (v) => checkRecipients(v, true), cc: (v) => checkRecipients(v, false), bcc: (v) => checkRecipients(v, false) },
   );
   const endToEnd = account?.level === "end-to-end";
-  const sealedAccount = account && account.level !== "standard";
   const everyone = [...recipients(form.values.to), ...recipients(form.values.cc), ...recipients(form.values.bcc)];
   const keys = useKeyStatuses(everyone);
 
@@ -129,7 +157,6 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
 
   const send = form.submit(
     async (v) => {
-      if (endToEnd) throw { status: 422, detail: t("compose.e2e_refused") } satisfies Problem;
       const body: Schemas["SubmitMessage"] = {
         to: recipients(v.to),
         cc: recipients(v.cc),
@@ -140,7 +167,9 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
         require_encryption: onlyEncrypted,
       };
       try {
-        const submitted = await call(api.POST("/v1/accounts/{account_id}/messages", { params: { path: { account_id: accountId } }, body }));
+        const submitted = endToEnd
+          ? await sendEncrypted(session, accountId, body, files, keys)
+          : await call(api.POST("/v1/accounts/{account_id}/messages", { params: { path: { account_id: accountId } }, body }));
         setSent({ submitted, all: everyone });
       } catch (e) {
         const problem = asProblem(e);
@@ -180,7 +209,7 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
           <p class="small" id="key-status-title">{t("compose.key_status")}</p>
           <ul class="recipients" aria-labelledby="key-status-title">
             {everyone.map((a) => {
-              const line = keyLine(a, keys.get(a.toLowerCase()), Boolean(sealedAccount));
+              const line = keyLine(a, keys.get(a.toLowerCase()), account?.level);
               return <li key={a} class={line.tone} data-testid="key-status">{line.text}</li>;
             })}
           </ul>
@@ -204,6 +233,7 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
           ))}
         </ul>
       )}
+      {!endToEnd && (
       <label class="choice">
         <input type="checkbox" checked={onlyEncrypted} onChange={(e) => setOnlyEncrypted(e.currentTarget.checked)} />
         <span>
@@ -211,7 +241,8 @@ function ComposeForm({ accountId, draft, account }: { accountId: string; draft: 
           <span class="hint block">{t("compose.only_encrypted_hint")}</span>
         </span>
       </label>
-      {endToEnd && <p class="warning">{t("compose.e2e_refused")}</p>}
+      )}
+      {endToEnd && <p class="notice">{t("compose.e2e_note")}</p>}
       <FormError message={form.formError} />
       <div class="buttons">
         <Submit busy={form.busy} label={t("compose.send")} />

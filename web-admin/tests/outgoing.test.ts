@@ -1,0 +1,44 @@
+import * as openpgp from "openpgp";
+import { describe, expect, it } from "vitest";
+import { encodeWords, encryptedMessage } from "../src/mail/outgoing";
+import { readMessage } from "../src/mail/reading";
+
+describe("a message encrypted in the browser", () => {
+  it("is PGP/MIME that the recipient's key opens, with its headers protected inside", async () => {
+    const bob = await openpgp.generateKey({ type: "curve25519", userIDs: [{ email: "bob@b.test" }], format: "object" });
+    const alice = await openpgp.generateKey({ type: "curve25519", userIDs: [{ email: "alice@a.test" }], format: "object" });
+    const raw = await encryptedMessage(
+      {
+        from: "alice@a.test",
+        to: ["bob@b.test"],
+        cc: [],
+        bcc: ["hidden@c.test"],
+        subject: "Réunion à huis clos",
+        text: "Only for you.\nLine two.",
+        attachments: [{ filename: "plan.txt", mimeType: "text/plain", bytes: new TextEncoder().encode("the plan") }],
+      },
+      [bob.publicKey, alice.publicKey],
+      alice.privateKey,
+    );
+    expect(raw).toContain("Subject: ...\r\n");
+    expect(raw).toContain("Bcc: hidden@c.test");
+    expect(raw).not.toContain("Only for you");
+    expect(raw).not.toContain("huis clos");
+    for (const key of [bob.privateKey, alice.privateKey]) {
+      const read = await readMessage(new TextEncoder().encode(raw), async () => key);
+      expect(read.decrypted).toBe(true);
+      expect(read.subject).toBe("Réunion à huis clos");
+      expect(read.text?.replace(/\r\n/g, "\n").trim()).toBe("Only for you.\nLine two.");
+      expect(read.attachments.map((a) => [a.filename, new TextDecoder().decode(a.bytes)])).toEqual([["plan.txt", "the plan"]]);
+      // The inner part never names the Bcc recipient.
+      expect(read.to).toEqual(["bob@b.test"]);
+    }
+  });
+
+  it("encodes non-ASCII header values as encoded-words of bounded length", () => {
+    expect(encodeWords("plain")).toBe("plain");
+    const long = encodeWords("é".repeat(60));
+    for (const line of long.split("\r\n")) expect(line.length).toBeLessThanOrEqual(78);
+    expect(long.startsWith("=?utf-8?B?")).toBe(true);
+  });
+});
