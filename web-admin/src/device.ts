@@ -299,6 +299,24 @@ export async function changePassword(token: string, accountId: string, username:
   await register(token, accountId, next, armored, { current_password_proof: proven.finish });
 }
 
+/**
+ * A key of this device's own for `purpose` (an AES-GCM key, HKDF of the
+ * export key with its own label), or null when nothing is unlocked: what the
+ * users' app keeps in the browser (its search index) is encrypted with it,
+ * so it opens only after the password has been typed in this tab.
+ */
+export async function deviceKey(purpose: string): Promise<CryptoKey | null> {
+  if (!exportKey) return null;
+  const ikm = await crypto.subtle.importKey("raw", fromBase64Url(exportKey) as BufferSource, "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt: encoder.encode("caliop/device-store/v1"), info: encoder.encode(purpose) },
+    ikm,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt", "decrypt"],
+  );
+}
+
 /** The account's secret key, unlocked here, for GnuPG or Thunderbird. */
 export async function unlockedKey(token: string, accountId: string): Promise<string> {
   if (!exportKey) throw new Refused(401, { status: 401, detail: "sign in again to unlock your key" });

@@ -665,7 +665,7 @@ export const en = {
   "mail.truncated": "Only the 2,000 most recent messages of this folder are listed.",
   "mail.empty": "No messages in this folder.",
   "mail.search": "Search senders and subjects",
-  "mail.search_hint": "Searched on this device, among the messages listed: sealed messages by the subjects opened here. The server never sees what you search.",
+  "mail.search_hint": "Searched on this device, among the messages listed, sealed ones by what this device decrypted. The server never sees what you search.",
   "mail.pages": "Pages",
   "mail.page_of": "Page {page} of {pages}",
   "mail.no_subject": "(no subject)",

@@ -667,7 +667,7 @@ export const fr: Record<keyof typeof en, string> = {
   "mail.truncated": "Seuls les 2 000 messages les plus récents de ce dossier sont listés.",
   "mail.empty": "Aucun message dans ce dossier.",
   "mail.search": "Chercher dans les expéditeurs et les objets",
-  "mail.search_hint": "Recherche faite sur cet appareil, parmi les messages listés : les messages scellés par les objets ouverts ici. Le serveur ne voit jamais ce que vous cherchez.",
+  "mail.search_hint": "Recherche faite sur cet appareil, parmi les messages listés, les scellés d'après ce que cet appareil a déchiffré. Le serveur ne voit jamais ce que vous cherchez.",
   "mail.pages": "Pages",
   "mail.page_of": "Page {page} sur {pages}",
   "mail.no_subject": "(sans objet)",

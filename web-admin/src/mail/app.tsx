@@ -11,6 +11,7 @@ import { password as passwordCheck } from "../validate";
 import { Activate } from "../views/activate";
 import { SignIn } from "../views/signin";
 import { type Mailbox, depth, findMailbox, loadMailboxes, mailboxLabel, mailboxSlug } from "./folders";
+import { forgetIndexKey } from "./index";
 import { forgetKey } from "./keyring";
 import { forgetReadings } from "./messages";
 import { Compose } from "./views/compose";
@@ -204,6 +205,7 @@ export function MailApp() {
         const next = currentSession();
         if (!next) {
           forgetKey();
+          forgetIndexKey();
           forgetReadings();
         }
         setCurrent(next);

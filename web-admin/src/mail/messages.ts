@@ -1,8 +1,13 @@
 // Message metadata and the actions on it (flags, filing, deletion), and the
-// messages read on this device, kept in memory for reply and for the list's
-// subjects of sealed mail. Nothing decrypted is written anywhere.
+// messages read on this device: whole in memory (for reply and forward),
+// their subject and sender also in the device's encrypted index
+// (src/mail/index.ts) for the list and search. Nothing decrypted is written
+// anywhere in clear.
 import { type Schemas, api, call, fetchAuthorized } from "../api";
-import type { Reading } from "./reading";
+import { type Headers, recall, remember as keep } from "./index";
+import { privateKey } from "./keyring";
+import { type Reading, readMessage } from "./reading";
+import type { Session } from "../api";
 
 export type MessageMeta = Schemas["MessageMeta"];
 export type Flag = Schemas["Flag"];
@@ -56,15 +61,50 @@ export async function rawMessage(id: string): Promise<Uint8Array> {
 }
 
 const readings = new Map<string, Reading>();
+const headers = new Map<string, Headers>();
 
 export function remembered(id: string): Reading | undefined {
   return readings.get(id);
 }
 
-export function remember(id: string, reading: Reading): void {
+/** The subject and sender this device read of a message, if it did. */
+export function knownHeaders(id: string): Headers | undefined {
+  const read = readings.get(id);
+  return read ? { subject: read.subject, from: read.from } : headers.get(id);
+}
+
+export function remember(accountId: string, id: string, reading: Reading): void {
   readings.set(id, reading);
+  if (reading.decrypted) void keep(accountId, id, { subject: reading.subject, from: reading.from }).catch(() => {});
 }
 
 export function forgetReadings(): void {
   readings.clear();
+  headers.clear();
+}
+
+/**
+ * Makes the subjects and senders of sealed `messages` known here: from the
+ * device's index first, then by reading the rest (one at a time, while the
+ * key is unlocked; it is never asked for). Calls `progress` as they come.
+ */
+export async function learnHeaders(session: Session, messages: MessageMeta[], progress: () => void, live: () => boolean): Promise<void> {
+  const accountId = session.accountId;
+  if (!accountId) return;
+  const unknown = messages.filter((m) => m.level !== "standard" && !knownHeaders(m.id)).map((m) => m.id);
+  const recalled = await recall(accountId, unknown).catch(() => new Map<string, Headers>());
+  recalled.forEach((h, id) => headers.set(id, h));
+  if (recalled.size) progress();
+  for (const id of unknown.filter((id) => !recalled.has(id))) {
+    if (!live()) return;
+    let reading: Reading;
+    try {
+      reading = await readMessage(await rawMessage(id), () => privateKey(session));
+    } catch {
+      return;
+    }
+    headers.set(id, { subject: reading.subject, from: reading.from });
+    void keep(accountId, id, { subject: reading.subject, from: reading.from }).catch(() => {});
+    progress();
+  }
 }

@@ -42,7 +42,7 @@ async function originalOf(session: Session, id: string) {
   if (known) return known;
   await getMessage(id);
   const reading = await readMessage(await rawMessage(id), () => privateKey(session));
-  remember(id, reading);
+  remember(session.accountId ?? "", id, reading);
   return reading;
 }
 

@@ -1,12 +1,12 @@
 // One mailbox's messages, newest first, a page at a time. Standard mail
 // shows its sender and subject from the server; sealed mail shows what the
 // server knows (the envelope sender) until this device has opened it.
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { Session } from "../../api";
 import { formatDate, formatNumber, t } from "../../i18n";
 import { ErrorBox, PageHeader, useLoad } from "../../ui";
 import { type Mailbox, mailboxLabel, mailboxSlug } from "../folders";
-import { type MessageMeta, listMailbox, remembered, setFlag } from "../messages";
+import { type MessageMeta, knownHeaders, learnHeaders, listMailbox, setFlag } from "../messages";
 import { Grade } from "./privacy";
 
 const PAGE = 50;
@@ -21,14 +21,14 @@ function Lock() {
 }
 
 export function subjectOf(meta: MessageMeta): { text: string; sealed: boolean } {
-  const read = remembered(meta.id);
+  const read = knownHeaders(meta.id);
   if (read) return { text: read.subject || t("mail.no_subject"), sealed: false };
   if (meta.level !== "standard") return { text: t("mail.sealed_subject"), sealed: true };
   return { text: meta.subject || t("mail.no_subject"), sealed: false };
 }
 
 export function senderOf(meta: MessageMeta): string {
-  return remembered(meta.id)?.from || meta.sender || meta.envelope_from || t("mail.unknown_sender");
+  return knownHeaders(meta.id)?.from || meta.sender || meta.envelope_from || t("mail.unknown_sender");
 }
 
 /**
@@ -49,6 +49,17 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
   const [query, setQuery] = useState("");
   const [error, setError] = useState<string | null>(null);
   const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, session.token]);
+  const [, setLearned] = useState(0);
+  // Sealed subjects of the page being looked at, read here (or recalled from the device's index).
+  const unfiltered = list.data?.items.slice(page * PAGE, page * PAGE + PAGE);
+  useEffect(() => {
+    if (!unfiltered) return;
+    let live = true;
+    void learnHeaders(session, unfiltered, () => live && setLearned((n) => n + 1), () => live);
+    return () => {
+      live = false;
+    };
+  }, [list.data, page, session.token]);
   const items = list.data?.items.filter((m) => matches(m, query));
   const pages = items ? Math.max(1, Math.ceil(items.length / PAGE)) : 1;
   const shown = items?.slice(page * PAGE, page * PAGE + PAGE);

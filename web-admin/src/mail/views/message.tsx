@@ -50,7 +50,7 @@ export function MessageView({ session, messageId, mailbox, boxes, onChange }: {
       }
       try {
         const reading = await readMessage(await rawMessage(messageId), () => privateKey(session));
-        remember(messageId, reading);
+        remember(session.accountId ?? "", messageId, reading);
         if (!meta.flags.includes("seen")) {
           meta = await setFlag(meta, "seen", true);
           onChange();
