@@ -318,7 +318,7 @@ describe("the users' app", () => {
     const hostileRow = page.locator("li", { has: page.locator(`a[href$="/${hostile.id}"]`) });
     await hostileRow.getByRole("button", { name: /^Flag/ }).click();
     await expect.poll(async () => (await caliop.api<{ flags: string[] }>("GET", `/v1/messages/${hostile.id}`, bobToken)).body.flags).toContain("flagged");
-    await expect(hostileRow.getByRole("button", { name: /^Flag/ }).getAttribute("aria-pressed")).resolves.toBe("true");
+    await expect.poll(() => hostileRow.getByRole("button", { name: /^Flag/ }).getAttribute("aria-pressed")).toBe("true");
 
     // Move to Archive, then delete: to Trash, then for good.
     await page.locator(`a[href$="/${secret.id}"]`).click();
@@ -357,6 +357,15 @@ describe("the users' app", () => {
     await page.getByRole("button", { name: "I have stored it" }).click();
     const listed = await caliop.api<{ items: { name: string }[] }>("GET", `/v1/accounts/${bobId}/app-passwords`, bobToken);
     expect(listed.body.items.map((p) => p.name)).toEqual(["Thunderbird at home"]);
+    // Bob's own mail rules, with the admin app's rule editor.
+    await page.getByRole("heading", { name: "Your mail rules" }).waitFor();
+    await page.getByLabel("Text", { exact: true }).first().fill("invoice");
+    await page.getByLabel("Folder", { exact: true }).first().fill("Invoices");
+    await page.getByRole("button", { name: "Save and turn on" }).click();
+    await page.getByText("Saved: the rules apply").waitFor();
+    const scripts = await caliop.api<{ items: { name: string; content: string; active: boolean }[] }>("GET", `/v1/accounts/${bobId}/sieve`, bobToken);
+    const active = scripts.body.items.find((s) => s.active);
+    expect(active?.content).toContain('fileinto "Invoices"');
     await checkView(page, "settings");
     await context.close();
   });
@@ -407,7 +416,7 @@ describe("the users' app", () => {
     await page.getByRole("heading", { name: "Boîte de réception" }).waitFor();
     await page.getByRole("link", { name: "Réglages" }).click();
     await page.getByRole("radio", { name: /^Dispersé/ }).check();
-    await page.getByRole("button", { name: "Enregistrer" }).click();
+    await page.getByRole("button", { name: "Enregistrer", exact: true }).click();
     await page.getByText("Enregistré.").waitFor();
     const account = await caliop.api<{ level: string }>("GET", `/v1/accounts/${bobId}`, bobToken);
     expect(account.body.level).toBe("dispersed");

@@ -605,6 +605,10 @@ export const en = {
   "forwarding.on": "Your accounts may now forward their mail outside the service.",
   "forwarding.off": "Your accounts may no longer forward their mail outside the service.",
 
+  "filters.own_title": "Your mail rules",
+  "filters.own_lead": "These rules run on the server on every message that arrives for you, after your organisation's, while the message is still readable and before it is sealed to your key. They file, mark as read or discard; the server applies them for that moment only.",
+  "filters.own_remove_title": "Remove your mail rules?",
+  "filters.own_remove_warning": "Mail then arrives without them; your organisation's rules still run.",
   "filters.title": "Rules for the whole organisation",
   "filters.lead": "These rules run on every message that arrives for any of your accounts, while it is still readable and before it is sealed; then each account's own filters run.",
   "filters.none": "No rules yet: mail arrives as it is.",

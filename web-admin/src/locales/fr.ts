@@ -607,6 +607,10 @@ export const fr: Record<keyof typeof en, string> = {
   "forwarding.on": "Vos comptes peuvent maintenant transférer leur courrier hors du service.",
   "forwarding.off": "Vos comptes ne peuvent plus transférer leur courrier hors du service.",
 
+  "filters.own_title": "Vos règles de courrier",
+  "filters.own_lead": "Ces règles s'appliquent sur le serveur à chaque message qui vous arrive, après celles de votre organisation, tant que le message est encore lisible et avant qu'il soit scellé pour votre clé. Elles classent, marquent comme lu ou jettent ; le serveur ne les applique qu'à ce moment-là.",
+  "filters.own_remove_title": "Supprimer vos règles de courrier ?",
+  "filters.own_remove_warning": "Le courrier arrive alors sans elles ; les règles de votre organisation s'appliquent toujours.",
   "filters.title": "Règles pour toute l’organisation",
   "filters.lead": "Ces règles s’appliquent à chaque message qui arrive pour l’un de vos comptes, tant qu’il est encore lisible et avant qu’il soit scellé ; les filtres propres à chaque compte s’appliquent ensuite.",
   "filters.none": "Aucune règle pour l’instant : le courrier arrive tel quel.",

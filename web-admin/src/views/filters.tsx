@@ -1,9 +1,10 @@
-// The tenant-wide mail rules: a Sieve script that runs on arrival for every
-// account, before the message is sealed and before the account's own. Made
-// with simple rules (if a header contains or is some text, file into a
-// folder, mark as read or discard), whose script is shown as it will run;
-// or written as text. The API compiles it when it is saved and says where a
-// mistake is (line and column).
+// Mail rules: a Sieve script that runs on arrival, before the message is
+// sealed; the tenant-wide one (every account, before the account's own) in
+// the admin app, an account's own in the users' app. Made with simple rules
+// (if a header contains or is some text, file into a folder, mark as read
+// or discard), whose script is shown as it will run; or written as text.
+// The API compiles it when it is saved and says where a mistake is (line
+// and column).
 import { useRef, useState } from "preact/hooks";
 import { type Problem, type Schemas, api, call } from "../api";
 import { type Key, formatDate, t } from "../i18n";
@@ -18,22 +19,67 @@ type RuleErrors = Record<number, { value?: string; folder?: string }>;
 
 const TEXT_ID = fieldId("sieve_script");
 
-export function MailRules({ tenantId }: { tenantId: string }) {
-  // No script yet is a 404: the page then starts from an empty rule.
-  const script = useLoad(async () => {
-    try {
-      return await call(api.GET("/v1/tenants/{tenant_id}/sieve", { params: { path: { tenant_id: tenantId } } }));
-    } catch (e) {
-      if ((e as Problem).status === 404) return null;
-      throw e;
-    }
-  }, [tenantId]);
-  if (script.error) return <ErrorBox problem={script.error} retry={script.reload} />;
-  if (script.data === undefined) return <div class="card bone-block" aria-busy="true" />;
-  return <RuleEditor key={tenantId} tenantId={tenantId} initial={script.data} />;
+/** Where a set of rules is kept, and how the page speaks of it. */
+export interface RuleStore {
+  id: string;
+  load(): Promise<Script | null>;
+  save(content: string): Promise<Script>;
+  remove(): Promise<void>;
+  words: { title: Key; lead: Key; removeTitle: Key; removeWarning: Key };
 }
 
-function RuleEditor({ tenantId, initial }: { tenantId: string; initial: Script | null }) {
+/** No script yet is a 404: the page then starts from an empty rule. */
+async function orNull<T>(load: Promise<T>): Promise<T | null> {
+  try {
+    return await load;
+  } catch (e) {
+    if ((e as Problem).status === 404) return null;
+    throw e;
+  }
+}
+
+export function tenantRules(tenantId: string): RuleStore {
+  const path = { params: { path: { tenant_id: tenantId } } };
+  return {
+    id: tenantId,
+    load: () => orNull(call(api.GET("/v1/tenants/{tenant_id}/sieve", path))),
+    save: (content) => call(api.PUT("/v1/tenants/{tenant_id}/sieve", { ...path, body: { content, active: true } })),
+    remove: async () => {
+      await call(api.DELETE("/v1/tenants/{tenant_id}/sieve", path));
+    },
+    words: { title: "filters.title", lead: "filters.lead", removeTitle: "filters.remove_title", removeWarning: "filters.remove_warning" },
+  };
+}
+
+/** An account's own rules: its active script, or one named `rules` once saved (keep one store per account: it remembers the name). */
+export function accountRules(accountId: string): RuleStore {
+  let name = "rules";
+  const at = () => ({ params: { path: { account_id: accountId, name } } });
+  return {
+    id: accountId,
+    load: async () => {
+      const listed = await call(api.GET("/v1/accounts/{account_id}/sieve", { params: { path: { account_id: accountId } } }));
+      const active = listed.items.find((s) => s.active);
+      if (!active) return null;
+      name = active.name;
+      return active;
+    },
+    save: (content) => call(api.PUT("/v1/accounts/{account_id}/sieve/{name}", { ...at(), body: { content, active: true } })),
+    remove: async () => {
+      await call(api.DELETE("/v1/accounts/{account_id}/sieve/{name}", at()));
+    },
+    words: { title: "filters.own_title", lead: "filters.own_lead", removeTitle: "filters.own_remove_title", removeWarning: "filters.own_remove_warning" },
+  };
+}
+
+export function MailRules({ store }: { store: RuleStore }) {
+  const script = useLoad(() => store.load(), [store.id]);
+  if (script.error) return <ErrorBox problem={script.error} retry={script.reload} />;
+  if (script.data === undefined) return <div class="card bone-block" aria-busy="true" />;
+  return <RuleEditor key={store.id} store={store} initial={script.data} />;
+}
+
+function RuleEditor({ store, initial }: { store: RuleStore; initial: Script | null }) {
   const nextKey = useRef(0);
   const withKeys = (rules: Rule[]): Editing[] => rules.map((r) => ({ ...r, key: nextKey.current++ }));
   const parsed = initial ? parseSieve(initial.content) : [];
@@ -132,7 +178,7 @@ function RuleEditor({ tenantId, initial }: { tenantId: string; initial: Script |
     }
     setBusy(true);
     try {
-      const kept = await call(api.PUT("/v1/tenants/{tenant_id}/sieve", { params: { path: { tenant_id: tenantId } }, body: { content, active: true } }));
+      const kept = await store.save(content);
       setStored(kept);
       setNotice(t("filters.saved"));
     } catch (e) {
@@ -153,7 +199,7 @@ function RuleEditor({ tenantId, initial }: { tenantId: string; initial: Script |
     setFormError(null);
     setNotice(null);
     try {
-      await call(api.DELETE("/v1/tenants/{tenant_id}/sieve", { params: { path: { tenant_id: tenantId } } }));
+      await store.remove();
     } catch (e) {
       // Already gone is what was asked.
       if ((e as Problem).status !== 404) {
@@ -172,8 +218,8 @@ function RuleEditor({ tenantId, initial }: { tenantId: string; initial: Script |
   return (
     <>
       <form class="card form-grid mail-rules" noValidate onSubmit={save} aria-labelledby="rules-title">
-        <h2 id="rules-title">{t("filters.title")}</h2>
-        <p class="lead">{t("filters.lead")}</p>
+        <h2 id="rules-title">{t(store.words.title)}</h2>
+        <p class="lead">{t(store.words.lead)}</p>
         <p class="small">
           {stored
             ? t(stored.active ? "filters.active" : "filters.inactive", { date: formatDate(stored.updated_at, true) })
@@ -229,8 +275,8 @@ function RuleEditor({ tenantId, initial }: { tenantId: string; initial: Script |
         </div>
       </form>
       {removing && (
-        <Dialog title={t("filters.remove_title")} onClose={() => setRemoving(false)}>
-          <p>{t("filters.remove_warning")}</p>
+        <Dialog title={t(store.words.removeTitle)} onClose={() => setRemoving(false)}>
+          <p>{t(store.words.removeWarning)}</p>
           <div class="buttons">
             <button type="button" class="danger" onClick={remove}>{t("filters.remove")}</button>
             <button type="button" onClick={() => setRemoving(false)}>{t("common.cancel")}</button>

@@ -7,7 +7,7 @@ import { Badge, ErrorBox, PageHeader, QuotaBar, useLoad } from "../ui";
 import { Domains } from "./domains";
 import { Accounts } from "./accounts";
 import { Addresses } from "./addresses";
-import { MailRules } from "./filters";
+import { MailRules, tenantRules } from "./filters";
 import { Policy } from "./policy";
 import { Branding } from "./branding";
 import { Billing } from "./billing";
@@ -57,7 +57,7 @@ function TabBody({ session, tenantId, tab, tenant, reload }: { session: Session;
     case "policy":
       return <Policy session={session} tenant={tenant} reload={reload} />;
     case "filters":
-      return <MailRules tenantId={tenantId} />;
+      return <MailRules store={tenantRules(tenantId)} />;
     case "branding":
       return <Branding tenantId={tenantId} />;
     case "billing":

@@ -2,9 +2,10 @@
 // below the tenant's floor, which the server enforces), the storage bar,
 // the key's fingerprint and export, the password, and app passwords for
 // mail clients with the IMAP and SMTP settings autoconfig publishes.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { type Schemas, type Session, api, call } from "../../api";
 import { KeyExport, PasswordChange, SecondFactor, asProblem } from "../../credentials";
+import { MailRules, accountRules } from "../../views/filters";
 import { type Key, formatBytes, formatDate, t } from "../../i18n";
 import { CopyButton, Dialog, ErrorBox, Field, FormError, PageHeader, QuotaBar, Submit, useForm, useLoad } from "../../ui";
 
@@ -13,6 +14,8 @@ const LEVELS: Level[] = ["standard", "sealed", "dispersed", "end-to-end"];
 
 export function Settings({ session, accountId }: { session: Session; accountId: string }) {
   const account = useLoad(() => call(api.GET("/v1/accounts/{account_id}", { params: { path: { account_id: accountId } } })), [accountId]);
+  // One store per account: it remembers the name of the script it loaded.
+  const rules = useMemo(() => accountRules(accountId), [accountId]);
   return (
     <section class="settings">
       <PageHeader title={t("mail.settings")} />
@@ -28,6 +31,7 @@ export function Settings({ session, accountId }: { session: Session; accountId: 
           </KeyExport>
         </>
       )}
+      <MailRules store={rules} />
       <PasswordChange session={session} accountId={accountId} />
       <AppPasswords accountId={accountId} address={session.username} />
       <SecondFactor accountId={accountId} />
