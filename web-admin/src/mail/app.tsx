@@ -11,7 +11,7 @@ import { password as passwordCheck } from "../validate";
 import { Activate } from "../views/activate";
 import { SignIn } from "../views/signin";
 import { type Mailbox, depth, findMailbox, loadMailboxes, mailboxLabel, mailboxSlug } from "./folders";
-import { forgetIndexKey } from "./index";
+import { forgetIndexKey } from "./header-index";
 import { forgetKey } from "./keyring";
 import { forgetReadings } from "./messages";
 import { Compose } from "./views/compose";

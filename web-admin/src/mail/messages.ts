@@ -1,10 +1,10 @@
 // Message metadata and the actions on it (flags, filing, deletion), and the
 // messages read on this device: whole in memory (for reply and forward),
 // their subject and sender also in the device's encrypted index
-// (src/mail/index.ts) for the list and search. Nothing decrypted is written
+// (src/mail/header-index.ts) for the list and search. Nothing decrypted is written
 // anywhere in clear.
 import { type Schemas, api, call, fetchAuthorized } from "../api";
-import { type Headers, recall, remember as keep } from "./index";
+import { type Headers, recall, remember as keep } from "./header-index";
 import { privateKey } from "./keyring";
 import { type Reading, readMessage } from "./reading";
 import type { Session } from "../api";
