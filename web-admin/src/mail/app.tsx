@@ -100,7 +100,10 @@ function FolderNav({ boxes, current }: { boxes: Mailbox[] | undefined; current: 
           <a href={`/mail/${mailboxSlug(m)}`} aria-current={current === m.id ? "page" : undefined}>
             <span class="folder-name">{mailboxLabel(m)}</span>
             {m.counts.unseen > 0 && (
-              <span class="count" aria-label={t("mail.unread_count", { count: m.counts.unseen })}>{formatNumber(m.counts.unseen)}</span>
+              <>
+                <span class="count" aria-hidden="true">{formatNumber(m.counts.unseen)}</span>
+                <span class="visually-hidden">, {t("mail.unread_count", { count: formatNumber(m.counts.unseen) })}</span>
+              </>
             )}
           </a>
         </li>
@@ -136,11 +139,12 @@ function SignedIn({ session, path, brand }: { session: Session; path: string; br
     page = <Settings session={session} accountId={accountId} />;
   } else if ((params = match("/mail/:mailbox/:message", path)) && boxes.data) {
     currentBox = findMailbox(boxes.data, params.mailbox!);
-    page = <MessageView session={session} messageId={params.message!} mailbox={currentBox} boxes={boxes.data} onChange={boxes.reload} />;
+    // Keyed by the message: nothing of one (remote content allowed, say) carries over to the next.
+    page = <MessageView key={params.message!} session={session} messageId={params.message!} mailbox={currentBox} boxes={boxes.data} onChange={boxes.reload} />;
   } else if ((params = match("/mail/:mailbox", path)) && boxes.data) {
     currentBox = findMailbox(boxes.data, params.mailbox!);
     page = currentBox ? (
-      <MessageList session={session} accountId={accountId} mailbox={currentBox} onChange={boxes.reload} />
+      <MessageList key={currentBox.id} session={session} accountId={accountId} mailbox={currentBox} onChange={boxes.reload} />
     ) : (
       <NotFound />
     );

@@ -1,6 +1,7 @@
 // One mailbox's messages, newest first, a page at a time. Standard mail
-// shows its sender and subject from the server; sealed mail shows what the
-// server knows (the envelope sender) until this device has opened it.
+// shows its sender and subject from the server; sealed mail shows them once
+// this device has read them (src/mail/messages.ts learnHeaders), and what the
+// server knows (the envelope sender) until then.
 import { useEffect, useState } from "preact/hooks";
 import type { Session } from "../../api";
 import { formatDate, formatNumber, t } from "../../i18n";
