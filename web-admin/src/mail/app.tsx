@@ -117,6 +117,14 @@ function SignedIn({ session, path, brand }: { session: Session; path: string; br
   const [menuOpen, setMenuOpen] = useState(false);
   const boxes = useLoad(() => (accountId ? loadMailboxes(accountId) : Promise.resolve([])), [accountId]);
   useEffect(() => setMenuOpen(false), [path]);
+  // New mail shows up by itself: the folders are asked again while the page is in view,
+  // and a folder's list reloads when its mailbox changed (src/mail/views/list.tsx).
+  useEffect(() => {
+    const timer = setInterval(() => {
+      if (document.visibilityState === "visible") boxes.reload();
+    }, 30_000);
+    return () => clearInterval(timer);
+  }, [accountId]);
 
   const signOut = () => {
     setSession(null);

@@ -49,7 +49,8 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
   const [page, setPage] = useState(0);
   const [query, setQuery] = useState("");
   const [error, setError] = useState<string | null>(null);
-  const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, session.token]);
+  // Reloaded when the mailbox changed (its modseq moves with every change) or the session was renewed.
+  const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, mailbox.highest_modseq, session.token]);
   const [, setLearned] = useState(0);
   // Sealed subjects of the page being looked at, read here (or recalled from the device's index).
   const unfiltered = list.data?.items.slice(page * PAGE, page * PAGE + PAGE);
@@ -70,7 +71,7 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
     setError(null);
     try {
       await setFlag(meta, flag, !meta.flags.includes(flag));
-      list.reload();
+      // The folders reload; the mailbox's modseq moved, so this list reloads with them.
       onChange();
     } catch (e) {
       setError((e as { detail: string }).detail);
