@@ -372,17 +372,19 @@ describe("the users' app", () => {
 
   it("downloads an attachment, and forwards it with the attachment", async () => {
     const report = "Figures for the quarter\n".repeat(200);
+    const inboxIds = async () => (await caliop.api<Listed>("GET", `/v1/accounts/${bobId}/messages?folder=inbox`, bobToken)).body.items.map((m) => m.id);
+    const before = new Set(await inboxIds());
     await deliverFromAlice({
       subject: "The report",
       text: "Attached.",
       attachments: [{ filename: "report.txt", media_type: "text/plain", content_base64: Buffer.from(report).toString("base64") }],
     });
-    // The one carrying the report (bigger than it), whatever else the inbox holds.
-    let newest: Listed["items"][number] | undefined;
+    // The one that was not there before, whatever else the inbox holds.
+    let newest: { id: string } | undefined;
     for (let i = 0; i < 100 && !newest; i++) {
-      const items = (await caliop.api<Listed>("GET", `/v1/accounts/${bobId}/messages?folder=inbox`, bobToken)).body.items;
-      newest = items.find((m) => m.rfc822_size > report.length);
-      if (!newest) await new Promise((r) => setTimeout(r, 200));
+      const id = (await inboxIds()).find((m) => !before.has(m));
+      if (id) newest = { id };
+      else await new Promise((r) => setTimeout(r, 200));
     }
     const { context, page } = await newPage(browser);
     await signIn(page, BOB);
