@@ -366,6 +366,16 @@ describe("the users' app", () => {
     const scripts = await caliop.api<{ items: { name: string; content: string; active: boolean }[] }>("GET", `/v1/accounts/${bobId}/sieve`, bobToken);
     const active = scripts.body.items.find((s) => s.active);
     expect(active?.content).toContain('fileinto "Invoices"');
+    // Signing out everywhere else ends the other sessions (this test's own token among them), not the page's.
+    const other = await caliop.token(BOB.address, BOB.password);
+    expect((await caliop.api("GET", `/v1/accounts/${bobId}`, other)).status).toBe(200);
+    await page.getByRole("button", { name: "Sign out everywhere else" }).click();
+    await page.getByText("Every other session has ended").waitFor();
+    expect((await caliop.api("GET", `/v1/accounts/${bobId}`, other)).status).toBe(401);
+    await page.getByRole("link", { name: /Inbox/ }).first().click();
+    await page.getByRole("heading", { name: "Inbox" }).waitFor();
+    await expect.poll(() => page.getByTestId("message-row").count()).toBeGreaterThan(0);
+    bobToken = await caliop.token(BOB.address, BOB.password);
     await checkView(page, "settings");
     await context.close();
   });

@@ -1,50 +1,34 @@
-// Recipients' keys the page can find before sending: those of accounts
-// hosted here, through this server's Web Key Directory (the advanced layout
-// names the domain in the path, so one origin answers for every hosted
-// domain). Keys elsewhere are looked up by the server when it sends (WKD of
-// the recipient's domain); asking it beforehand needs an API (NEEDS.md §4).
-
-const ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769";
-
-export function zbase32(bytes: Uint8Array): string {
-  let out = "";
-  let buffer = 0;
-  let bits = 0;
-  for (const byte of bytes) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += ZBASE32[(buffer >> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += ZBASE32[(buffer << (5 - bits)) & 31];
-  return out;
-}
-
-/** The WKD hash of a local part: z-base-32 of SHA-1 of it in lower case. */
-export async function wkdHash(local: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(local.toLowerCase()));
-  return zbase32(new Uint8Array(digest));
-}
-
+// Recipients' keys as sending would find them (POST
+// /v1/accounts/{id}/recipient-keys): an account hosted here, or what the
+// recipient domain's Web Key Directory serves, fetched by the server. The
+// page shows them per recipient and, at `end-to-end`, encrypts to them.
 import type { PublicKey } from "openpgp";
+import { type Schemas, api, call } from "../api";
 
-export type KeyStatus = { kind: "hosted"; fingerprint: string; key: PublicKey } | { kind: "unknown" };
+export type KeyStatus =
+  | { kind: "found"; source: Schemas["KeySource"]; fingerprint: string; key: PublicKey }
+  | { kind: "none" };
 
-/** Whether `address` has a key this server publishes, and its fingerprint. */
-export async function lookUpKey(address: string): Promise<KeyStatus> {
-  const at = address.lastIndexOf("@");
-  if (at < 1) return { kind: "unknown" };
-  const local = address.slice(0, at);
-  const domain = address.slice(at + 1).toLowerCase();
-  const url = `/.well-known/openpgpkey/${encodeURIComponent(domain)}/hu/${await wkdHash(local)}?l=${encodeURIComponent(local)}`;
-  const response = await fetch(url);
-  if (!response.ok) return { kind: "unknown" };
+/** Each address's key status, in a map keyed by the address in lower case. */
+export async function lookUpKeys(accountId: string, addresses: string[]): Promise<Map<string, KeyStatus>> {
+  const found = new Map<string, KeyStatus>();
+  if (addresses.length === 0) return found;
+  const answer = await call(api.POST("/v1/accounts/{account_id}/recipient-keys", { params: { path: { account_id: accountId } }, body: { addresses } }));
   const openpgp = await import("openpgp");
-  const key = await openpgp.readKey({ binaryKey: new Uint8Array(await response.arrayBuffer()) });
-  // A directory answers for the address asked, or not at all.
-  const names = key.getUserIDs().map((u) => u.toLowerCase());
-  if (!names.some((u) => u.includes(`<${address.toLowerCase()}>`) || u === address.toLowerCase())) return { kind: "unknown" };
-  return { kind: "hosted", fingerprint: key.getFingerprint().toUpperCase(), key };
+  await Promise.all(
+    answer.keys.map(async (entry) => {
+      const address = entry.address.toLowerCase();
+      if (!entry.key || !entry.source) {
+        found.set(address, { kind: "none" });
+        return;
+      }
+      try {
+        const key = await openpgp.readKey({ armoredKey: entry.key });
+        found.set(address, { kind: "found", source: entry.source, fingerprint: key.getFingerprint().toUpperCase(), key });
+      } catch {
+        found.set(address, { kind: "none" });
+      }
+    }),
+  );
+  return found;
 }

@@ -1,11 +1,11 @@
 // Writing: a new message, a reply, a reply to all, a forward. The server
 // builds the MIME and, at `sealed` and above, encrypts each copy to the
 // recipient's key when it knows one; "only if encrypted" refuses to send
-// when a key is missing. Keys of accounts hosted here are looked up while
-// typing (this server's WKD); others only by the server when it sends
-// (NEEDS.md §4), and the answer says who got an encrypted copy. At
-// `end-to-end` the message is encrypted here (src/mail/outgoing.ts) to the
-// keys found, and refused, with the reason, for recipients without one.
+// when a key is missing. Each recipient's key is looked up while typing, as
+// sending would find it (hosted here, or their domain's key directory), and
+// shown as "will be encrypted" or not. At `end-to-end` the message is
+// encrypted here (src/mail/outgoing.ts) to the keys found, and refused, with
+// the reason, for recipients without one.
 import { useEffect, useState } from "preact/hooks";
 import { type Problem, type Schemas, type Session, api, call, fetchAuthorized } from "../../api";
 import { asProblem } from "../../credentials";
@@ -13,7 +13,7 @@ import { formatBytes, formatDate, t } from "../../i18n";
 import { ErrorBox, Field, FormError, PageHeader, Submit, TextArea, useForm } from "../../ui";
 import { emailAddress } from "../../validate";
 import { type Draft, type Mode, recipients, startDraft } from "../compose";
-import { type KeyStatus, lookUpKey } from "../keys";
+import { type KeyStatus, lookUpKeys } from "../keys";
 import { privateKey } from "../keyring";
 import { encryptedMessage } from "../outgoing";
 import { getMessage, rawMessage, remember, remembered } from "../messages";
@@ -77,22 +77,21 @@ export function Compose({ session, accountId }: { session: Session; accountId: s
   );
 }
 
-/** Each recipient's key status, looked up once per address, a moment after typing stops. */
-function useKeyStatuses(addresses: string[]): Map<string, KeyStatus | "checking"> {
+/** Each recipient's key status, looked up once per address (50 at a time), a moment after typing stops. */
+function useKeyStatuses(accountId: string, addresses: string[]): Map<string, KeyStatus | "checking"> {
   const [known, setKnown] = useState<Map<string, KeyStatus | "checking">>(new Map());
   const wanted = addresses.map((a) => a.toLowerCase()).filter((a) => !emailAddress(a));
   const key = wanted.join(",");
   useEffect(() => {
-    const missing = wanted.filter((a) => !known.has(a));
+    const missing = wanted.filter((a) => !known.has(a)).slice(0, 50);
     if (missing.length === 0) return;
     const timer = setTimeout(() => {
       setKnown((now) => new Map([...now, ...missing.map((a) => [a, "checking"] as const)]));
-      for (const address of missing) {
-        lookUpKey(address).then(
-          (status) => setKnown((now) => new Map(now).set(address, status)),
-          () => setKnown((now) => new Map(now).set(address, { kind: "unknown" })),
-        );
-      }
+      lookUpKeys(accountId, missing).then(
+        (found) => setKnown((now) => new Map([...now, ...found])),
+        // Not known is what the page can say; sending still looks again.
+        () => setKnown((now) => new Map([...now, ...missing.map((a) => [a, { kind: "none" }] as const)])),
+      );
     }, 400);
     return () => clearTimeout(timer);
   }, [key]);
@@ -102,7 +101,10 @@ function useKeyStatuses(addresses: string[]): Map<string, KeyStatus | "checking"
 function keyLine(who: string, status: KeyStatus | "checking" | undefined, level: Schemas["Level"] | undefined): { text: string; tone: string } {
   if (!level || level === "standard") return { text: t("compose.standard_clear", { who }), tone: "neutral" };
   if (!status || status === "checking") return { text: t("compose.key_checking", { who }), tone: "neutral" };
-  if (status.kind === "hosted") return { text: t("compose.key_hosted", { who, fingerprint: status.fingerprint.slice(-16) }), tone: "good" };
+  if (status.kind === "found") {
+    const words = status.source === "hosted" ? "compose.key_hosted" : "compose.key_directory";
+    return { text: t(words, { who, fingerprint: status.fingerprint.slice(-16) }), tone: "good" };
+  }
   if (level === "end-to-end") return { text: t("compose.key_missing_e2e", { who }), tone: "bad" };
   return { text: t("compose.key_unknown", { who }), tone: "neutral" };
 }
@@ -117,12 +119,12 @@ async function sendEncrypted(session: Session, accountId: string, body: Schemas[
   const everyone = [...body.to, ...(body.cc ?? []), ...(body.bcc ?? [])];
   const missing = everyone.filter((a) => {
     const status = keys.get(a.toLowerCase());
-    return !status || status === "checking" || status.kind !== "hosted";
+    return !status || status === "checking" || status.kind !== "found";
   });
   if (missing.length) throw { status: 422, detail: t("compose.e2e_missing", { who: missing.join(", ") }) } satisfies Problem;
   const openpgp = await import("openpgp");
   const own = await openpgp.readKey({ armoredKey: await (await fetchAuthorized(`/v1/accounts/${accountId}/public-key`)).text() });
-  const recipientKeys = everyone.map((a) => (keys.get(a.toLowerCase()) as Extract<KeyStatus, { kind: "hosted" }>).key);
+  const recipientKeys = everyone.map((a) => (keys.get(a.toLowerCase()) as Extract<KeyStatus, { kind: "found" }>).key);
   const signing = await privateKey(session).catch(() => null);
   const raw = await encryptedMessage(
     { from: session.username, to: body.to, cc: body.cc ?? [], bcc: body.bcc ?? [], subject: body.subject ?? "", text: body.text, attachments: files },
@@ -147,7 +149,7 @@ function ComposeForm({ session, accountId, draft, account }: { session: Session;
   );
   const endToEnd = account?.level === "end-to-end";
   const everyone = [...recipients(form.values.to), ...recipients(form.values.cc), ...recipients(form.values.bcc)];
-  const keys = useKeyStatuses(everyone);
+  const keys = useKeyStatuses(accountId, everyone);
 
   const addFiles = async (list: FileList | null) => {
     if (!list) return;

@@ -3,7 +3,7 @@
 // the key's fingerprint and export, the password, and app passwords for
 // mail clients with the IMAP and SMTP settings autoconfig publishes.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { type Schemas, type Session, api, call } from "../../api";
+import { type Schemas, type Session, api, call, setSession } from "../../api";
 import { KeyExport, PasswordChange, SecondFactor, asProblem } from "../../credentials";
 import { MailRules, accountRules } from "../../views/filters";
 import { type Key, formatBytes, formatDate, t } from "../../i18n";
@@ -35,7 +35,33 @@ export function Settings({ session, accountId }: { session: Session; accountId: 
       <PasswordChange session={session} accountId={accountId} />
       <AppPasswords accountId={accountId} address={session.username} />
       <SecondFactor accountId={accountId} />
+      <OtherSessions session={session} accountId={accountId} />
     </section>
+  );
+}
+
+/** Signs out every other browser and mail app signed in with the password; this one carries on. */
+function OtherSessions({ session, accountId }: { session: Session; accountId: string }) {
+  const [state, setState] = useState<{ busy: boolean; done: boolean; error: string | null }>({ busy: false, done: false, error: null });
+  const end = async () => {
+    setState({ busy: true, done: false, error: null });
+    try {
+      const fresh = await call(api.POST("/v1/accounts/{account_id}/sessions/end-others", { params: { path: { account_id: accountId } } }));
+      // Tokens issued before are void now, this tab's too: it goes on with the fresh one.
+      setSession({ ...session, token: fresh.access_token, expiresAt: Date.now() + fresh.expires_in * 1000 });
+      setState({ busy: false, done: true, error: null });
+    } catch (e) {
+      setState({ busy: false, done: false, error: asProblem(e).detail });
+    }
+  };
+  return (
+    <div class="card">
+      <h2>{t("settings.sessions")}</h2>
+      <p>{t("settings.sessions_body")}</p>
+      <button type="button" class="danger" disabled={state.busy} onClick={end}>{state.busy ? t("common.working") : t("settings.sessions_end")}</button>
+      {state.done && <p role="status">{t("settings.sessions_ended")}</p>}
+      {state.error && <p class="error" role="alert">{state.error}</p>}
+    </div>
   );
 }
 
