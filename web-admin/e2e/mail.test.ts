@@ -492,6 +492,43 @@ describe("the users' app", () => {
     expect(String(data)).toContain(Buffer.from("The courier arrives at 0615.").toString("base64").slice(0, 20));
     await context.close();
   });
+
+  it("keeps a draft sealed to the account's own key, and sends it later", async () => {
+    // Bob is at end to end since the test above: the draft is encrypted in the page.
+    const { context, page } = await newPage(browser);
+    const sent = record(page);
+    await signIn(page, BOB);
+    await page.getByRole("link", { name: "Write" }).click();
+    await page.getByLabel("To", { exact: true }).fill(ALICE.address);
+    await page.getByLabel("Subject").fill("Unfinished thoughts");
+    await page.getByLabel("Message").fill("The first half of 4471-LARCH");
+    await page.getByRole("button", { name: "Save draft" }).click();
+    await expect.poll(() => page.getByTestId("draft-status").textContent()).toContain("Draft saved");
+    const drafts = async () => (await caliop.api<Listed>("GET", `/v1/accounts/${bobId}/messages?folder=drafts`, bobToken)).body.items;
+    const [kept] = await drafts();
+    expect(kept!.flags).toContain("draft");
+    const raw = await (await fetch(`${caliop.base}/v1/messages/${kept!.id}/raw`, { headers: { Authorization: `Bearer ${bobToken}` } })).text();
+    expect(raw).toContain("-----BEGIN PGP MESSAGE-----");
+    expect(raw).not.toContain("4471-LARCH");
+    // Saved again: one draft, the newer.
+    await page.getByLabel("Message").fill("The first half of 4471-LARCH, and more");
+    await page.getByRole("button", { name: "Save draft" }).click();
+    await expect.poll(async () => (await drafts()).map((d) => d.id)).not.toContain(kept!.id);
+    expect(await drafts()).toHaveLength(1);
+    // Later, from Drafts: the page reads it back and sends it; the draft goes.
+    await page.getByRole("link", { name: "Drafts" }).click();
+    await page.getByTestId("message-row").filter({ hasText: "Unfinished thoughts" }).locator("a").click();
+    await page.getByRole("link", { name: "Continue writing" }).click();
+    await page.getByRole("heading", { name: "Draft" }).waitFor();
+    await expect(page.getByLabel("Subject").inputValue()).resolves.toBe("Unfinished thoughts");
+    await expect(page.getByLabel("Message").inputValue()).resolves.toContain("4471-LARCH, and more");
+    await expect.poll(() => page.getByTestId("key-status").first().textContent()).toContain("will be encrypted");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("sent").waitFor();
+    await expect.poll(async () => (await drafts()).length).toBe(0);
+    for (const request of sent) expect(request.url + request.body).not.toContain("4471-LARCH");
+    await context.close();
+  });
 });
 
 /** Speaks SMTP to `port` and sends `message` from `from` to `to`. */

@@ -1,6 +1,6 @@
 import * as openpgp from "openpgp";
 import { describe, expect, it } from "vitest";
-import { encodeWords, encryptedMessage } from "../src/mail/outgoing";
+import { encodeWords, encryptedMessage, plainMessage } from "../src/mail/outgoing";
 import { readMessage } from "../src/mail/reading";
 
 describe("a message encrypted in the browser", () => {
@@ -33,6 +33,15 @@ describe("a message encrypted in the browser", () => {
       // The inner part never names the Bcc recipient.
       expect(read.to).toEqual(["bob@b.test"]);
     }
+  });
+
+  it("writes a draft in clear that reads back whole", async () => {
+    const raw = plainMessage({ from: "a@a.test", to: ["b@b.test"], cc: ["c@c.test"], bcc: ["d@d.test"], subject: "Brouillon été", text: "half written", attachments: [] });
+    expect(raw).toContain("MIME-Version: 1.0");
+    expect(raw).toContain("Bcc: d@d.test");
+    const read = await readMessage(new TextEncoder().encode(raw), () => Promise.reject(new Error("asked for a key")));
+    expect(read.decrypted).toBe(false);
+    expect([read.subject, read.to, read.cc, read.text?.trim()]).toEqual(["Brouillon été", ["b@b.test"], ["c@c.test"], "half written"]);
   });
 
   it("encodes non-ASCII header values as encoded-words of bounded length", () => {

@@ -1,8 +1,9 @@
-// What a reply, a reply to all or a forward starts with, from the message
-// as read on this device; and recipients typed as one comma-separated line.
+// What a reply, a reply to all, a forward or a saved draft starts with, from
+// the message as read on this device; and recipients typed as one
+// comma-separated line.
 import { bareAddress, type Reading } from "./reading";
 
-export type Mode = "new" | "reply" | "all" | "forward";
+export type Mode = "new" | "reply" | "all" | "forward" | "draft";
 
 export interface Draft {
   to: string;
@@ -45,6 +46,15 @@ export function plainText(reading: Reading): string {
 
 export function startDraft(mode: Mode, original: Reading | undefined, self: string, wrote: (who: string, when: string) => string, forwarded: string): Draft {
   if (!original || mode === "new") return { to: "", cc: "", subject: "", text: "", attachments: [] };
+  if (mode === "draft") {
+    return {
+      to: recipients(original.to.join(", ")).join(", "),
+      cc: recipients(original.cc.join(", ")).join(", "),
+      subject: original.subject,
+      text: plainText(original),
+      attachments: original.attachments.filter((a) => !a.inline).map(({ filename, mimeType, bytes }) => ({ filename, mimeType, bytes })),
+    };
+  }
   const me = self.toLowerCase();
   const body = plainText(original);
   const when = original.date ?? "";

@@ -1,7 +1,8 @@
-// A message encrypted in this browser before it is submitted (accounts at
-// `end-to-end`): the MIME is written here with its headers protected inside
-// the encryption (Subject, From, To, Cc; the outside Subject is `...`), then
-// wrapped as PGP/MIME (RFC 3156) and submitted as `message/rfc822`.
+// Messages written as MIME in this browser: drafts as they are saved in
+// Drafts, and, for accounts at `end-to-end`, messages encrypted here before
+// they are submitted, their headers protected inside the encryption
+// (Subject, From, To, Cc; the outside Subject is `...`), wrapped as PGP/MIME
+// (RFC 3156) and submitted as `message/rfc822`.
 import type { PrivateKey, PublicKey } from "openpgp";
 
 export interface Outgoing {
@@ -56,13 +57,25 @@ function boundary(): string {
 
 /** The MIME entity that is encrypted: the body, the attachments, and the real headers. */
 export function innerEntity(message: Outgoing, date: string, messageId: string): string {
+  return entity(message, date, messageId, true);
+}
+
+/** The whole message in clear, as a draft is kept (sealed by the server at `sealed` and above). */
+export function plainMessage(message: Outgoing): string {
+  const domain = message.from.split("@").pop() ?? "localhost";
+  return entity(message, new Date().toUTCString().replace("GMT", "+0000"), `<${crypto.randomUUID()}@${domain}>`, false);
+}
+
+function entity(message: Outgoing, date: string, messageId: string, protectedHeaders: boolean): string {
   const mixed = boundary();
   const headers = [
-    `Content-Type: multipart/mixed; boundary="${mixed}"; protected-headers="v1"`,
+    ...(protectedHeaders ? [] : ["MIME-Version: 1.0"]),
+    `Content-Type: multipart/mixed; boundary="${mixed}"${protectedHeaders ? '; protected-headers="v1"' : ""}`,
     `Subject: ${encodeWords(message.subject)}`,
     `From: ${message.from}`,
     ...(message.to.length ? [`To: ${message.to.join(", ")}`] : []),
     ...(message.cc.length ? [`Cc: ${message.cc.join(", ")}`] : []),
+    ...(!protectedHeaders && message.bcc.length ? [`Bcc: ${message.bcc.join(", ")}`] : []),
     `Date: ${date}`,
     `Message-ID: ${messageId}`,
   ];

@@ -15,8 +15,9 @@ import { emailAddress } from "../../validate";
 import { type Draft, type Mode, recipients, startDraft } from "../compose";
 import { type KeyStatus, lookUpKeys } from "../keys";
 import { privateKey } from "../keyring";
-import { encryptedMessage } from "../outgoing";
-import { getMessage, rawMessage, remember, remembered } from "../messages";
+import { type Outgoing, encryptedMessage, plainMessage } from "../outgoing";
+import { loadMailboxes } from "../folders";
+import { deleteMessage, getMessage, rawMessage, remember, remembered } from "../messages";
 import { readMessage } from "../reading";
 
 type Account = Schemas["AccountView"];
@@ -48,8 +49,9 @@ async function originalOf(session: Session, id: string) {
 
 export function Compose({ session, accountId }: { session: Session; accountId: string }) {
   const query = new URLSearchParams(location.search);
-  const replyId = query.get("reply");
-  const mode = (replyId ? query.get("mode") ?? "reply" : "new") as Mode;
+  const draftId = query.get("draft");
+  const replyId = query.get("reply") ?? draftId;
+  const mode = (draftId ? "draft" : replyId ? query.get("mode") ?? "reply" : "new") as Mode;
   const [draft, setDraft] = useState<Draft | null>(replyId ? null : startDraft("new", undefined, session.username, () => "", ""));
   const [loadError, setLoadError] = useState<Problem | null>(null);
   const [account, setAccount] = useState<Account | null>(null);
@@ -66,13 +68,13 @@ export function Compose({ session, accountId }: { session: Session; accountId: s
     );
   }, [replyId, mode]);
 
-  const title = t(mode === "reply" ? "mail.reply" : mode === "all" ? "mail.reply_all" : mode === "forward" ? "mail.forward" : "mail.compose");
+  const title = t(mode === "reply" ? "mail.reply" : mode === "all" ? "mail.reply_all" : mode === "forward" ? "mail.forward" : mode === "draft" ? "compose.draft_title" : "mail.compose");
   if (loadError) return <ErrorBox problem={loadError} />;
   if (!draft) return <p class="loading" role="status">{t("common.loading")}</p>;
   return (
     <section class="compose">
       <PageHeader title={title} />
-      <ComposeForm key={`${replyId}-${mode}`} session={session} accountId={accountId} draft={draft} account={account} />
+      <ComposeForm key={`${replyId}-${mode}`} session={session} accountId={accountId} draft={draft} account={account} savedAs={draftId} />
     </section>
   );
 }
@@ -139,7 +141,34 @@ async function sendEncrypted(session: Session, accountId: string, body: Schemas[
   return (await response.json()) as Schemas["Submitted"];
 }
 
-function ComposeForm({ session, accountId, draft, account }: { session: Session; accountId: string; draft: Draft; account: Account | null }) {
+/**
+ * Keeps the message in Drafts: in clear for the server to seal at the
+ * account's level, or, at `end-to-end`, encrypted here to the account's own
+ * key. Answers the stored draft's id.
+ */
+async function saveDraft(session: Session, accountId: string, message: Outgoing, endToEnd: boolean): Promise<string> {
+  const drafts = (await loadMailboxes(accountId)).find((m) => m.role === "drafts");
+  if (!drafts) throw { status: 404, detail: t("compose.no_drafts") } satisfies Problem;
+  let raw: string;
+  if (endToEnd) {
+    const openpgp = await import("openpgp");
+    const own = await openpgp.readKey({ armoredKey: await (await fetchAuthorized(`/v1/accounts/${accountId}/public-key`)).text() });
+    raw = await encryptedMessage(message, [own], await privateKey(session).catch(() => null));
+  } else {
+    raw = plainMessage(message);
+  }
+  const response = await fetchAuthorized(`/v1/mailboxes/${drafts.id}/messages?draft=true&seen=true`, {
+    method: "POST",
+    headers: { "Content-Type": "message/rfc822" },
+    body: raw,
+  });
+  return ((await response.json()) as Schemas["AppendedMessage"]).message_id;
+}
+
+function ComposeForm({ session, accountId, draft, account, savedAs }: { session: Session; accountId: string; draft: Draft; account: Account | null; savedAs: string | null }) {
+  const [draftId, setDraftId] = useState<string | null>(savedAs);
+  const [draftSaved, setDraftSaved] = useState<{ at: Date; error: string | null } | null>(null);
+  const [savingDraft, setSavingDraft] = useState(false);
   const [files, setFiles] = useState<{ filename: string; mimeType: string; bytes: Uint8Array }[]>(draft.attachments);
   const [onlyEncrypted, setOnlyEncrypted] = useState(false);
   const [sent, setSent] = useState<Sent | null>(null);
@@ -172,6 +201,8 @@ function ComposeForm({ session, accountId, draft, account }: { session: Session;
         const submitted = endToEnd
           ? await sendEncrypted(session, accountId, body, files, keys)
           : await call(api.POST("/v1/accounts/{account_id}/messages", { params: { path: { account_id: accountId } }, body }));
+        // Sent: its draft is done with.
+        if (draftId) await deleteMessage(draftId).catch(() => {});
         setSent({ submitted, all: everyone });
       } catch (e) {
         const problem = asProblem(e);
@@ -181,6 +212,27 @@ function ComposeForm({ session, accountId, draft, account }: { session: Session;
     },
     { to: ["to"], cc: ["cc"], bcc: ["bcc"], subject: ["subject"], text: ["text"] },
   );
+
+  const keepDraft = async () => {
+    setSavingDraft(true);
+    const v = form.values;
+    try {
+      const saved = await saveDraft(
+        session,
+        accountId,
+        { from: session.username, to: recipients(v.to), cc: recipients(v.cc), bcc: recipients(v.bcc), subject: v.subject, text: v.text, attachments: files },
+        endToEnd,
+      );
+      // One draft per message: the one saved before goes once the new one is kept.
+      if (draftId && draftId !== saved) await deleteMessage(draftId).catch(() => {});
+      setDraftId(saved);
+      setDraftSaved({ at: new Date(), error: null });
+    } catch (e) {
+      setDraftSaved({ at: new Date(), error: asProblem(e).detail });
+    } finally {
+      setSavingDraft(false);
+    }
+  };
 
   if (sent) {
     const encrypted = new Set(sent.submitted.encrypted_to.map((a) => a.toLowerCase()));
@@ -248,8 +300,12 @@ function ComposeForm({ session, accountId, draft, account }: { session: Session;
       <FormError message={form.formError} />
       <div class="buttons">
         <Submit busy={form.busy} label={t("compose.send")} />
+        <button type="button" disabled={savingDraft} onClick={keepDraft}>{savingDraft ? t("common.working") : t("compose.save_draft")}</button>
         <a class="button" href="/mail/inbox">{t("common.cancel")}</a>
       </div>
+      <p class="small" role="status" data-testid="draft-status">
+        {draftSaved && (draftSaved.error ?? t("compose.draft_saved", { time: formatDate(draftSaved.at.toISOString(), true) }))}
+      </p>
     </form>
   );
 }

@@ -91,7 +91,8 @@ export function MessageView({ session, messageId, mailbox, boxes, onChange }: {
       <p class="back"><a href={back}>← {mailbox ? mailboxLabel(mailbox) : t("folder.inbox")}</a></p>
       <PageHeader title={reading.subject || t("mail.no_subject")} />
       <div class="toolbar" role="toolbar" aria-label={t("mail.actions")}>
-        <a class="button primary" href={`/compose?reply=${meta.id}&mode=reply`}>{t("mail.reply")}</a>
+        {mailbox?.role === "drafts" && <a class="button primary" href={`/compose?draft=${meta.id}`}>{t("compose.edit_draft")}</a>}
+        <a class={`button${mailbox?.role === "drafts" ? "" : " primary"}`} href={`/compose?reply=${meta.id}&mode=reply`}>{t("mail.reply")}</a>
         <a class="button" href={`/compose?reply=${meta.id}&mode=all`}>{t("mail.reply_all")}</a>
         <a class="button" href={`/compose?reply=${meta.id}&mode=forward`}>{t("mail.forward")}</a>
         <button type="button" aria-pressed={flagged ? "true" : "false"} onClick={() => act(async () => setMeta(await setFlag(meta, "flagged", !flagged)))}>
