@@ -223,30 +223,12 @@ async fn the_users_app_is_served_at_the_root_in_the_brand_of_the_host(backend: B
     )
     .await
     .ok(200);
-    let created = app
-        .post(
-            &format!("/v1/tenants/{}/hostnames", acme.tenant_id),
-            &acme.admin_token,
-            json!({"hostname": "webmail.acme.test"}),
-        )
-        .await;
-    let host = created.ok(201).clone();
+    let host = app.add_hostname(&acme, "webmail.acme.test").await;
     assert_eq!(
         title(&get(&app, "/", Some("webmail.acme.test")).await),
         "Caliop"
     );
-    app.dns.set_txt(
-        "_caliop-hostname.webmail.acme.test",
-        &[host["verification_record"]["value"].as_str().unwrap()],
-    );
-    let id = host["id"].as_str().unwrap();
-    app.post(
-        &format!("/v1/hostnames/{id}/verify"),
-        &acme.admin_token,
-        json!({}),
-    )
-    .await
-    .ok(200);
+    app.prove_hostname(&acme, &host).await;
     assert_eq!(
         title(&get(&app, "/", Some("webmail.acme.test")).await),
         "Acme Mail"
@@ -373,31 +355,13 @@ async fn the_title_shows_the_brand_of_the_host(backend: Backend) {
     )
     .await
     .ok(200);
-    let created = app
-        .post(
-            &format!("/v1/tenants/{}/hostnames", acme.tenant_id),
-            &acme.admin_token,
-            json!({"hostname": "mail-admin.acme.test"}),
-        )
-        .await;
-    let host = created.ok(201).clone();
+    let host = app.add_hostname(&acme, "mail-admin.acme.test").await;
     // Not proven yet: the operator's brand.
     assert_eq!(
         title(&get(&app, "/admin/", Some("mail-admin.acme.test")).await),
         escaped
     );
-    app.dns.set_txt(
-        "_caliop-hostname.mail-admin.acme.test",
-        &[host["verification_record"]["value"].as_str().unwrap()],
-    );
-    let id = host["id"].as_str().unwrap();
-    app.post(
-        &format!("/v1/hostnames/{id}/verify"),
-        &acme.admin_token,
-        json!({}),
-    )
-    .await
-    .ok(200);
+    app.prove_hostname(&acme, &host).await;
 
     for (path, host, expected) in [
         ("/admin/", "mail-admin.acme.test", "Acme Secure Mail"),

@@ -608,25 +608,8 @@ async fn signup_on_a_tenants_hostname_makes_an_account_of_that_tenant(backend: B
     )
     .await
     .ok(200);
-    let host = app
-        .post(
-            &format!("/v1/tenants/{}/hostnames", acme.tenant_id),
-            &acme.admin_token,
-            json!({"hostname": "join.acme.test"}),
-        )
-        .await;
-    let host = host.ok(201).clone();
-    app.dns.set_txt(
-        "_caliop-hostname.join.acme.test",
-        &[host["verification_record"]["value"].as_str().unwrap()],
-    );
-    app.post(
-        &format!("/v1/hostnames/{}/verify", host["id"].as_str().unwrap()),
-        &acme.admin_token,
-        json!({}),
-    )
-    .await
-    .ok(200);
+    let host = app.add_hostname(&acme, "join.acme.test").await;
+    app.prove_hostname(&acme, &host).await;
 
     // Anywhere else there is no signup on this instance (no public domain configured).
     let elsewhere = on_host(&app, "/v1/public/signup/challenge", "unknown.example").await;

@@ -3,7 +3,7 @@
 //! its own. Like its mail, only the account itself reads and changes them.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use mail::append::{Append, AppendRefused};
 use serde::{Deserialize, Serialize};
 use tenants::store::MailboxCounts;
@@ -225,13 +225,7 @@ pub async fn append_message(
     Bytes(body): Bytes,
 ) -> ApiResult<(StatusCode, Json<AppendedMessage>)> {
     let mailbox = load(&state, &actor, mailbox_id).await?;
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if media_type != "message/rfc822" {
+    if super::messages::media_type(&headers) != "message/rfc822" {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",

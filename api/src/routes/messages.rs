@@ -55,6 +55,17 @@ pub struct UpdateMessage {
     pub keywords: Option<Vec<String>>,
 }
 
+/// The media type a request says its body is, lowercase, without
+/// parameters; empty when it says none.
+pub(super) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 pub(super) fn owner_only(actor: &Actor, account: AccountId) -> ApiResult<()> {
     if actor.is_account(account) {
         Ok(())
@@ -534,13 +545,7 @@ pub async fn send_message(
         .account(account_id)
         .await?
         .ok_or(Problem::not_found("account"))?;
-    let media_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let draft = match media_type.as_str() {
+    let draft = match media_type(&headers).as_str() {
         "application/json" => {
             let m: SubmitMessage = serde_json::from_slice(&body).map_err(|e| {
                 if e.is_data() {

@@ -590,6 +590,36 @@ impl TestApp {
         .ok(200);
     }
 
+    /// A hostname of the enterprise's own (its admin adds it), not proven
+    /// yet: the answer, with its `id` and `verification_record`.
+    pub async fn add_hostname(&self, e: &Enterprise, hostname: &str) -> Value {
+        self.post(
+            &format!("/v1/tenants/{}/hostnames", e.tenant_id),
+            &e.admin_token,
+            json!({ "hostname": hostname }),
+        )
+        .await
+        .ok(201)
+        .clone()
+    }
+
+    /// Publishes the proof of a hostname `add_hostname` gave, in the test's
+    /// DNS, and has it verified.
+    pub async fn prove_hostname(&self, e: &Enterprise, host: &Value) {
+        let name = host["hostname"].as_str().expect("a hostname");
+        self.dns.set_txt(
+            &format!("_caliop-hostname.{name}"),
+            &[host["verification_record"]["value"].as_str().unwrap()],
+        );
+        self.post(
+            &format!("/v1/hostnames/{}/verify", host["id"].as_str().unwrap()),
+            &e.admin_token,
+            json!({}),
+        )
+        .await
+        .ok(200);
+    }
+
     /// A second domain of the enterprise, added by its admin and left
     /// unverified (a claim); returns its id.
     pub async fn claim(&self, e: &Enterprise, name: &str) -> String {
