@@ -30,6 +30,7 @@ pub struct MessageListQuery {
     pub mailbox_id: Option<MailboxId>,
     /// `oldest` first (the default) or `newest` first, as a mail app lists
     /// them; the cursor goes on in the same order.
+    #[param(inline)]
     pub order: Option<ListOrder>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
