@@ -124,6 +124,23 @@ async function signIn(page: Page, who: { address: string; password: string }): P
   await page.getByRole("heading", { name: "Inbox" }).waitFor();
 }
 
+/**
+ * A signup without a password, finished on the device: the request carried
+ * none, the activation ran OPAQUE registration, and neither the password nor
+ * the link's secret went out in any request.
+ */
+function expectPasswordSetOnDevice(sent: { url: string; body: string }[], password: string, linkSecret: string): void {
+  const signup = sent.find((r) => r.url.endsWith("/v1/public/signup"));
+  expect(JSON.parse(signup!.body)).not.toHaveProperty("password");
+  const finish = sent.find((r) => /\/v1\/public\/activations\/[^/]+\/finish$/.test(r.url));
+  expect(Object.keys(JSON.parse(finish!.body)).sort()).toEqual(["ksf", "locked_key", "registration_record"]);
+  expect(sent.some((r) => r.url.endsWith("/v1/auth/opaque/login/start"))).toBe(true);
+  for (const request of sent) {
+    expect(request.url + request.body).not.toContain(password);
+    expect(request.url + request.body).not.toContain(linkSecret);
+  }
+}
+
 async function checkView(page: Page, name: string): Promise<void> {
   const violations = await accessibility(page);
   expect(violations, describeViolations(violations)).toEqual([]);
@@ -703,10 +720,15 @@ describe("signing up on the public instance", () => {
     await page.getByRole("heading", { name: "You are in the waiting line" }).waitFor({ timeout: 60_000 });
     await expect(page.getByTestId("position").textContent()).resolves.toBe("Place 1");
     await page.getByTestId("pool").waitFor();
+    // The link that sets the password is shown to be kept, this once.
+    const link = (await page.getByTestId("activation-link").textContent())!;
+    expect(link).toMatch(/^https:\/\/[^/]+\/activate#[A-Za-z0-9_-]{43}$/);
+    const linkSecret = link.split("#")[1]!;
     await checkView(page, "waiting");
-    // The signup that went out carried a stamp the server checked: it answered "waiting".
+    // The signup that went out carried a stamp the server checked (it answered "waiting"), and no password.
     const signup = sent.find((r) => r.url.endsWith("/v1/public/signup"));
     expect(JSON.parse(signup!.body).stamp.counter).toBeGreaterThanOrEqual(0);
+    expect(Object.keys(JSON.parse(signup!.body)).sort()).toEqual(["address", "stamp"]);
 
     // A paid invoice credits the pool; the page, still open, sees the account open.
     await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
@@ -717,6 +739,8 @@ describe("signing up on the public instance", () => {
     expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
     await page.getByRole("button", { name: "Open my mailbox" }).click();
     await page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 30_000 });
+    // The password was set on the device with the link: the server saw OPAQUE messages only.
+    expectPasswordSetOnDevice(sent, CAROL.password, linkSecret);
 
     // Mail from elsewhere, over SMTP, is sealed on arrival to Carol's key.
     await smtpSend(
@@ -791,8 +815,14 @@ describe("on a tenant's own hostname, with self-signup", () => {
     await page.getByLabel("Your new address").fill(DANA.address);
     await page.getByLabel("Password", { exact: true }).fill(DANA.password);
     await page.getByLabel("Password again").fill(DANA.password);
+    const sent = record(page);
+    const answered = page.waitForResponse((r) => r.url().endsWith("/v1/public/signup") && r.request().method() === "POST", { timeout: 60_000 });
     await page.getByRole("button", { name: "Create my account" }).click();
+    const signup = await (await answered).json() as { status: string; activation_url: string };
+    expect(signup.status).toBe("admitted");
+    expect(signup.activation_url).toMatch(/^https:\/\/mail\.globex\.test\/activate#/);
     await page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 60_000 });
+    expectPasswordSetOnDevice(sent, DANA.password, signup.activation_url.split("#")[1]!);
     expect(await page.content()).not.toMatch(/caliop/i);
     await checkView(page, "branded-inbox");
     const accounts = await instance.api<{ items: { address: string }[] }>("GET", `/v1/tenants/${tenant}/accounts`, instance.operatorToken());

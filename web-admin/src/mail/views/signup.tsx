@@ -4,30 +4,53 @@
 // and an estimate, then the open account or a place in the waiting line,
 // which this page follows until the account opens.
 //
-// The signup request carries the password (NEEDS.md §2): the server makes
-// the key locked with it, and the first sign-in here moves the account to
-// device sign-in (src/device.ts). The password is kept in this tab's memory
-// only while the page waits, to sign in when the account opens.
+// The signup request carries no password: the server answers an activation
+// link, and once the account is open this page sets the password with it on
+// the device (OPAQUE registration, the key unlocked with the link's secret
+// and locked again with the password's export key, as src/device.ts does for
+// every activation link). The link's secret and the password stay in this
+// tab's memory while the page waits; the person keeps the link in case the
+// tab closes, and opens it at /activate once admitted.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { type Problem, type Schemas, api, asProblem, call, setSession, signIn } from "../../api";
+import { Refused, activate } from "../../device";
 import type { Brand } from "../../brand";
 import { productName } from "../../brand";
 import { formatDate, formatNumber, t } from "../../i18n";
-import { navigate } from "../../router";
 import { Field, FormError, Submit, useForm } from "../../ui";
 import { PASSWORD_MIN, emailAddress, localPart } from "../../validate";
 import { type PowProgress, type PowRequest, expectedAttempts } from "../pow";
 import { strength } from "../strength";
 
-type Challenge = Schemas["Challenge"] & {
-  /** The domain addresses are made in; asked for in NEEDS.md §1, read when the server gives it. */
-  domain?: string;
-};
+type Challenge = Schemas["Challenge"];
 
-let waitingPassword: { address: string; password: string } | null = null;
+/** A signup of this tab, until its account is open and its password set. */
+interface Pending {
+  token: string;
+  address: string;
+  /** The activation link as the server gave it (shown so the person can keep it). */
+  link: string;
+  /** What follows `#` in the link: it unlocks the account's key. */
+  secret: string;
+  password: string;
+}
+
+let pending: Pending | null = null;
 
 async function challenge(): Promise<Challenge> {
-  return call(api.GET("/v1/public/signup/challenge")) as Promise<Challenge>;
+  return call(api.GET("/v1/public/signup/challenge"));
+}
+
+/** Sets the password of an admitted signup on this device, then signs in. */
+async function openAccount(signup: Pending): Promise<void> {
+  try {
+    await activate(signup.secret, signup.password);
+  } catch (e) {
+    if (e instanceof Refused) throw { status: e.status, detail: e.problem.detail ?? e.message } satisfies Problem;
+    throw e;
+  }
+  pending = null;
+  setSession(await signIn(signup.address, signup.password));
 }
 
 /** Solves the stamp in a worker; `progress` hears from it about every 20,000 attempts. */
@@ -89,7 +112,7 @@ export function Signup({ brand }: { brand: Brand | null }) {
     challenge().then(setOpen, () => setOpen("closed"));
     return () => abort.current?.abort();
   }, []);
-  const domain = open && open !== "closed" ? open.domain : undefined;
+  const domain = open && open !== "closed" ? (open.domain ?? undefined) : undefined;
   const form = useForm(
     { address: "", new_password: "", new_password_again: "" },
     {
@@ -116,20 +139,23 @@ export function Signup({ brand }: { brand: Brand | null }) {
       } finally {
         setSolving(null);
       }
-      const response = await api.POST("/v1/public/signup", { body: { address, password: v.new_password, stamp: { challenge: fresh.challenge, counter } } });
+      // No password in the request: the answer's link sets it on this device.
+      const response = await api.POST("/v1/public/signup", { body: { address, stamp: { challenge: fresh.challenge, counter } } });
       if (!response.response.ok || !response.data) {
         const problem = asProblem(response.error, response.response);
         if (response.response.status === 429) throw { ...problem, detail: t("signup.rate_limited", { why: problem.detail }) } satisfies Problem;
         throw problem;
       }
       const view = response.data;
+      const link = view.activation_url ?? "";
+      const secret = link.split("#")[1] ?? "";
+      if (!secret) throw { status: 0, detail: t("signup.no_link") } satisfies Problem;
+      pending = { token: view.token, address: view.address, link, secret, password: v.new_password };
       if (view.status === "admitted") {
         setAdmitted(view.address);
-        // The first sign-in moves the new account to device sign-in: its key is re-locked here.
-        setSession(await signIn(view.address, v.new_password));
+        await openAccount(pending);
         return;
       }
-      waitingPassword = { address: view.address, password: v.new_password };
       history.pushState(null, "", `/signup/wait#${view.token}`);
       window.dispatchEvent(new PopStateEvent("popstate"));
     },
@@ -160,6 +186,9 @@ export function Signup({ brand }: { brand: Brand | null }) {
             inputMode="email"
             required
           />
+          {domain && form.values.address.trim() && !form.values.address.includes("@") && (
+            <p class="small" data-testid="new-address">{t("signup.address_preview", { address: `${form.values.address.trim()}@${domain}` })}</p>
+          )}
           <Field {...form.field("new_password")} type="password" label={t("signin.password")} autoComplete="new-password" hint={t("signup.password_hint", { n: PASSWORD_MIN })} required />
           <p class={`strength ${level}`} data-testid="strength" aria-live="polite">
             <span class="meter" aria-hidden="true"><span /></span>
@@ -188,6 +217,30 @@ export function Signup({ brand }: { brand: Brand | null }) {
 }
 
 const POLL_MS = 5_000;
+
+/** The activation link, shown this once: with it the person sets the password if this tab closes. */
+function KeepLink({ link }: { link: string }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div class="keep-link" data-testid="keep-link">
+      <p>{t("signup.keep_link")}</p>
+      <p>
+        <code data-testid="activation-link">{link}</code>
+      </p>
+      <button
+        type="button"
+        onClick={() =>
+          navigator.clipboard?.writeText(link).then(
+            () => setCopied(true),
+            () => setCopied(false),
+          )
+        }
+      >
+        {copied ? t("common.copied") : t("common.copy")}
+      </button>
+    </div>
+  );
+}
 
 /** The waiting line: where this signup stands and the pool's state, until the account opens. */
 export function SignupWaiting({ onAdmitted }: { onAdmitted: (address: string) => void }) {
@@ -225,21 +278,17 @@ export function SignupWaiting({ onAdmitted }: { onAdmitted: (address: string) =>
     };
   }, [token]);
 
+  const mine = pending?.token === token ? pending : null;
   const openMailbox = async () => {
-    if (!status) return;
-    if (waitingPassword?.address === status.address) {
-      setSigningIn(true);
-      try {
-        setSession(await signIn(status.address, waitingPassword.password));
-        waitingPassword = null;
-        return;
-      } catch (e) {
-        setError(asProblem(e).detail);
-      } finally {
-        setSigningIn(false);
-      }
+    if (!mine) return;
+    setSigningIn(true);
+    try {
+      await openAccount(mine);
+    } catch (e) {
+      setError(asProblem(e).detail);
+    } finally {
+      setSigningIn(false);
     }
-    navigate("/");
   };
 
   return (
@@ -252,15 +301,19 @@ export function SignupWaiting({ onAdmitted }: { onAdmitted: (address: string) =>
           <p class="big-number" data-testid="position">{t("signup.position", { position: formatNumber(status.position ?? 0) })}</p>
           <p>{t("signup.wait_body", { address: status.address, date: formatDate(status.joined_at, true) })}</p>
           <p class="small" aria-live="polite">{t("signup.wait_live")}</p>
-          <p class="small">{t("signup.keep_link")}</p>
+          {mine ? <KeepLink link={mine.link} /> : <p class="small">{t("signup.keep_link_lost")}</p>}
         </>
       )}
       {status?.status === "admitted" && (
         <div role="status" data-testid="admitted">
           <p>{t("signup.admitted", { address: status.address })}</p>
-          <button type="button" class="primary" disabled={signingIn} onClick={openMailbox}>
-            {signingIn ? t("common.working") : t("signup.open_mailbox")}
-          </button>
+          {mine ? (
+            <button type="button" class="primary" disabled={signingIn} onClick={openMailbox}>
+              {signingIn ? t("common.working") : t("signup.open_mailbox")}
+            </button>
+          ) : (
+            <p>{t("signup.open_with_link")}</p>
+          )}
         </div>
       )}
       {pool && (
