@@ -327,6 +327,11 @@ describe("the users' app", () => {
     const inbox = (await caliop.api<Listed>("GET", `/v1/accounts/${bobId}/messages?folder=inbox`, bobToken)).body.items;
     // The first message Alice sent is the sealed one; the second, the hostile newsletter.
     const [secret, hostile] = [...inbox].sort((x, y) => x.received_at.localeCompare(y.received_at)) as [Listed["items"][number], Listed["items"][number]];
+    // The list asks the server for the newest first (no walk through every page), and shows them so.
+    const listings = sent.filter((r) => r.url.includes(`/v1/accounts/${bobId}/messages?`));
+    expect(listings.length).toBeGreaterThan(0);
+    for (const r of listings) expect(new URL(r.url).searchParams.get("order")).toBe("newest");
+    await expect.poll(() => rows.first().locator("a").getAttribute("href")).toMatch(new RegExp(`/${hostile.id}$`));
     // What was searched never left the page.
     for (const request of sent) expect(request.url + request.body).not.toContain("quarterly");
     await search.fill("");

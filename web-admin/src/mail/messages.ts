@@ -12,29 +12,28 @@ import type { Session } from "../api";
 export type MessageMeta = Schemas["MessageMeta"];
 export type Flag = Schemas["Flag"];
 
-/** How many pages of metadata the list walks (the API pages oldest first: NEEDS.md §5). */
-const MAX_PAGES = 20;
-const PAGE = 100;
+/** Messages asked for at a time; the list shows them a page at a time. */
+export const PAGE = 50;
 
-/** Every message of a mailbox, newest first (up to MAX_PAGES × PAGE). */
-export async function listMailbox(accountId: string, mailboxId: string): Promise<{ items: MessageMeta[]; truncated: boolean }> {
+/**
+ * The newest `pages` pages of a mailbox, newest first as the server orders
+ * them (`order=newest`, its cursor going on to older ones); `more` says
+ * whether older messages remain.
+ */
+export async function listMailbox(accountId: string, mailboxId: string, pages: number): Promise<{ items: MessageMeta[]; more: boolean }> {
   const items: MessageMeta[] = [];
   let cursor: string | undefined;
-  for (let page = 0; page < MAX_PAGES; page++) {
+  for (let page = 0; page < pages; page++) {
     const got = await call(
       api.GET("/v1/accounts/{account_id}/messages", {
-        params: { path: { account_id: accountId }, query: { mailbox_id: mailboxId, limit: PAGE, ...(cursor ? { cursor } : {}) } },
+        params: { path: { account_id: accountId }, query: { mailbox_id: mailboxId, order: "newest", limit: PAGE, ...(cursor ? { cursor } : {}) } },
       }),
     );
     items.push(...(got.items as MessageMeta[]));
-    if (!got.next_cursor) return { items: newestFirst(items), truncated: false };
+    if (!got.next_cursor) return { items, more: false };
     cursor = got.next_cursor;
   }
-  return { items: newestFirst(items), truncated: true };
-}
-
-export function newestFirst(items: MessageMeta[]): MessageMeta[] {
-  return [...items].sort((a, b) => b.received_at.localeCompare(a.received_at));
+  return { items, more: true };
 }
 
 export async function updateMessage(id: string, body: Schemas["UpdateMessage"]): Promise<MessageMeta> {

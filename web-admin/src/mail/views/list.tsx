@@ -1,4 +1,5 @@
-// One mailbox's messages, newest first, a page at a time. Standard mail
+// One mailbox's messages, newest first, a page at a time (asked of the
+// server only when the person goes to an older page). Standard mail
 // shows its sender and subject from the server; sealed mail shows them once
 // this device has read them (src/mail/messages.ts learnHeaders), and what the
 // server knows (the envelope sender) until then.
@@ -7,10 +8,8 @@ import type { Session } from "../../api";
 import { formatDate, formatNumber, t } from "../../i18n";
 import { ErrorBox, PageHeader, useLoad } from "../../ui";
 import { type Mailbox, mailboxLabel, mailboxSlug } from "../folders";
-import { type MessageMeta, knownHeaders, learnHeaders, listMailbox, setFlag } from "../messages";
+import { type MessageMeta, PAGE, knownHeaders, learnHeaders, listMailbox, setFlag } from "../messages";
 import { Grade } from "./privacy";
-
-const PAGE = 50;
 
 /** A padlock, drawn (emoji fonts are not everywhere). */
 function Lock() {
@@ -47,10 +46,16 @@ function matches(meta: MessageMeta, query: string): boolean {
 
 export function MessageList({ session, accountId, mailbox, onChange }: { session: Session; accountId: string; mailbox: Mailbox; onChange: () => void }) {
   const [page, setPage] = useState(0);
+  // Pages asked of the server so far: the newest, and the older ones the person went to.
+  const [fetched, setFetched] = useState(1);
   const [query, setQuery] = useState("");
   const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setPage(0);
+    setFetched(1);
+  }, [mailbox.id]);
   // Reloaded when the mailbox changed (its modseq moves with every change) or the session was renewed.
-  const list = useLoad(() => listMailbox(accountId, mailbox.id), [accountId, mailbox.id, mailbox.highest_modseq, session.token]);
+  const list = useLoad(() => listMailbox(accountId, mailbox.id, fetched), [accountId, mailbox.id, mailbox.highest_modseq, session.token, fetched]);
   const [, setLearned] = useState(0);
   // Sealed subjects of the page being looked at, read here (or recalled from the device's index).
   const unfiltered = list.data?.items.slice(page * PAGE, page * PAGE + PAGE);
@@ -63,7 +68,11 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
     };
   }, [list.data, page, session.token]);
   const items = list.data?.items.filter((m) => matches(m, query));
-  const pages = items ? Math.max(1, Math.ceil(items.length / PAGE)) : 1;
+  const pages = items ? Math.max(1, Math.ceil(items.length / PAGE)) + (list.data?.more ? 1 : 0) : 1;
+  const older = () => {
+    if (list.data?.more && (page + 2) * PAGE > (items?.length ?? 0)) setFetched(fetched + 1);
+    setPage(page + 1);
+  };
   const shown = items?.slice(page * PAGE, page * PAGE + PAGE);
   const title = mailboxLabel(mailbox);
 
@@ -94,7 +103,6 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
       </p>
       {error && <p class="form-error" role="alert">{error}</p>}
       {list.error && <ErrorBox problem={list.error} retry={list.reload} />}
-      {list.data?.truncated && <p class="warning">{t("mail.truncated")}</p>}
       {shown && shown.length === 0 && <p class="empty card">{t("mail.empty")}</p>}
       {!items && !list.error && (
         <ul class="messages" aria-busy="true">
@@ -135,8 +143,8 @@ export function MessageList({ session, accountId, mailbox, onChange }: { session
       {pages > 1 && (
         <nav class="pager" aria-label={t("mail.pages")}>
           <button type="button" disabled={page === 0} onClick={() => setPage(page - 1)}>{t("common.newer")}</button>
-          <span>{t("mail.page_of", { page: page + 1, pages })}</span>
-          <button type="button" disabled={page + 1 >= pages} onClick={() => setPage(page + 1)}>{t("common.older")}</button>
+          <span>{list.data?.more ? t("mail.page_of_more", { page: page + 1 }) : t("mail.page_of", { page: page + 1, pages })}</span>
+          <button type="button" disabled={page + 1 >= pages} onClick={older}>{t("common.older")}</button>
         </nav>
       )}
     </section>
