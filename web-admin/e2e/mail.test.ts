@@ -18,11 +18,13 @@ import { createServer, type Server } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import { join } from "node:path";
 import type { Browser, Page, Request } from "playwright-core";
+import { encode } from "uqr";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pictureOfFailure, screenshots } from "./harness";
 
 const ALICE = { address: "alice@acme.test", password: "alice's long passphrase" };
 const BOB = { address: "bob@acme.test", password: "bob's own long passphrase" };
+let acmeId: string;
 const SECRET_TEXT = "The vault code is 7391-ORCHID";
 const SECRET_SUBJECT = "Quarterly plans, between us";
 
@@ -78,6 +80,7 @@ beforeAll(async () => {
     limits: { max_accounts: 10, max_domains: 2, storage_quota_bytes: 10_000_000_000 },
   });
   expect(tenant.status).toBe(201);
+  acmeId = tenant.body.id;
   const onboarded = await caliop.api<{ domain: { id: string }; dns_records: { name: string; type: string; value: string }[] }>("POST", `/v1/tenants/${tenant.body.id}/onboard`, operator, {
     domain: "acme.test",
     admin: { address: ALICE.address, password: ALICE.password, role: "admin" },
@@ -370,8 +373,47 @@ describe("the users' app", () => {
     const account = await caliop.api<{ fingerprint: string }>("GET", `/v1/accounts/${bobId}`, bobToken);
     await expect(page.getByTestId("fingerprint").textContent()).resolves.toBe(account.body.fingerprint);
     await expect(page.getByRole("radio", { name: /^Sealed/ }).isChecked()).resolves.toBe(true);
+    // Only the levels at or above the tenant's floor are offered.
+    await expect(page.getByRole("radio", { name: /^Standard/ }).count()).resolves.toBe(1);
+    await expect(page.getByTestId("level-floor").count()).resolves.toBe(0);
+    const policy = (await caliop.api<{ policy: Record<string, unknown> }>("GET", `/v1/tenants/${acmeId}`, caliop.operatorToken())).body.policy;
+    expect((await caliop.api("PATCH", `/v1/tenants/${acmeId}`, caliop.operatorToken(), { policy: { ...policy, min_level: "sealed" } })).status).toBe(200);
+    await page.reload();
+    await page.getByRole("radio", { name: /^Sealed/ }).waitFor();
+    await expect(page.getByRole("radio", { name: /^Standard/ }).count()).resolves.toBe(0);
+    await expect(page.getByTestId("level-floor").textContent()).resolves.toContain("at least Sealed");
+    expect((await caliop.api("PATCH", `/v1/tenants/${acmeId}`, caliop.operatorToken(), { policy })).status).toBe(200);
+    // The recovery address: never the account's own, set, then removed.
+    await expect(page.getByTestId("recovery-current").textContent()).resolves.toBe("No recovery address is set.");
+    const recovery = page.getByLabel("Another address of yours");
+    await recovery.fill(BOB.address);
+    await page.getByRole("form", { name: "Recovery address" }).getByRole("button", { name: "Save" }).click();
+    await page.getByText("Choose another address than this account's own.").waitFor();
+    await recovery.fill("bob.home@elsewhere.test");
+    await page.getByRole("form", { name: "Recovery address" }).getByRole("button", { name: "Save" }).click();
+    await page.getByText("Recovery address set to bob.home@elsewhere.test.").waitFor();
+    await expect.poll(async () => (await caliop.api<{ recovery_address: string | null }>("GET", `/v1/accounts/${bobId}`, bobToken)).body.recovery_address).toBe("bob.home@elsewhere.test");
+    await expect.poll(() => page.getByTestId("recovery-current").textContent()).toBe("Now: bob.home@elsewhere.test.");
+    await page.getByRole("button", { name: "Remove it" }).click();
+    await page.getByText("Recovery address removed.").waitFor();
+    await expect.poll(async () => (await caliop.api<{ recovery_address: string | null }>("GET", `/v1/accounts/${bobId}`, bobToken)).body.recovery_address ?? null).toBeNull();
     await page.getByTestId("client-settings").waitFor();
     await expect(page.getByTestId("client-settings").textContent()).resolves.toContain("mx.caliop.test");
+    // The QR code for phones holds the settings autoconfig publishes, as text: its dark modules are those of that text.
+    const xml = await (await fetch(`${caliop.base}/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=${encodeURIComponent(BOB.address)}`)).text();
+    const server = (tag: string) => {
+      const block = xml.match(new RegExp(`<${tag}[^>]*>([\\s\\S]*?)</${tag}>`))![1]!;
+      const field = (name: string) => block.match(new RegExp(`<${name}>([^<]*)</${name}>`))![1]!;
+      return `${field("hostname")} port ${field("port")} ${field("socketType")}`;
+    };
+    const expected = `IMAP: ${server("incomingServer")}\nSMTP: ${server("outgoingServer")}\nUser: ${BOB.address}`;
+    expect(expected).toContain("mx.caliop.test port ");
+    const drawn = (await page.getByRole("img", { name: "QR code of these mail settings" }).locator("path").getAttribute("d"))!;
+    const dark = new Set([...drawn.matchAll(/M(\d+) (\d+)h1v1h-1z/g)].map((m) => `${m[1]},${m[2]}`));
+    const want = new Set<string>();
+    encode(expected, { ecc: "M", border: 4 }).data.forEach((row, y) => row.forEach((on, x) => on && want.add(`${x},${y}`)));
+    expect(dark.size).toBeGreaterThan(100);
+    expect([...dark].sort()).toEqual([...want].sort());
     await page.getByLabel("Which app or device").fill("Thunderbird at home");
     await page.getByRole("button", { name: "Make an app password" }).click();
     const secret = (await page.getByTestId("app-password").textContent())!.trim();
@@ -455,7 +497,7 @@ describe("the users' app", () => {
     await page.getByRole("heading", { name: "Boîte de réception" }).waitFor();
     await page.getByRole("link", { name: "Réglages" }).click();
     await page.getByRole("radio", { name: /^Dispersé/ }).check();
-    await page.getByRole("button", { name: "Enregistrer", exact: true }).click();
+    await page.getByRole("form", { name: /confidentialité/ }).getByRole("button", { name: "Enregistrer", exact: true }).click();
     await page.getByText("Enregistré.").waitFor();
     const account = await caliop.api<{ level: string }>("GET", `/v1/accounts/${bobId}`, bobToken);
     expect(account.body.level).toBe("dispersed");

@@ -1,5 +1,5 @@
-// The person's own account: how private their mail is (the level, never
-// below the tenant's floor, which the server enforces), the storage bar,
+// The person's own account: how private their mail is (the levels at or
+// above the tenant's floor only), the recovery address, the storage bar,
 // the key's fingerprint and export, the password, and app passwords for
 // mail clients with the IMAP and SMTP settings autoconfig publishes.
 import { useEffect, useMemo, useState } from "preact/hooks";
@@ -8,6 +8,8 @@ import { KeyExport, PasswordChange, SecondFactor, asProblem } from "../../creden
 import { MailRules, accountRules } from "../../views/filters";
 import { type Key, formatBytes, formatDate, t } from "../../i18n";
 import { CopyButton, Dialog, ErrorBox, Field, FormError, PageHeader, QuotaBar, Submit, useForm, useLoad } from "../../ui";
+import { emailAddress } from "../../validate";
+import { QrCode } from "../qr";
 
 type Level = Schemas["Level"];
 const LEVELS: Level[] = ["standard", "sealed", "dispersed", "end-to-end"];
@@ -24,6 +26,7 @@ export function Settings({ session, accountId }: { session: Session; accountId: 
         <>
           <Storage account={account.data} />
           <LevelChoice account={account.data} onSaved={account.reload} />
+          <RecoveryAddress account={account.data} onSaved={account.reload} />
           <KeyExport session={session} accountId={accountId}>
             <p>
               {t("settings.fingerprint")} <code data-testid="fingerprint">{account.data.fingerprint}</code>
@@ -85,6 +88,9 @@ function LevelChoice({ account, onSaved }: { account: Schemas["AccountView"]; on
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState(false);
   const [busy, setBusy] = useState(false);
+  // Levels below the tenant's floor are not offered: the server would refuse them.
+  const floor: Level = account.level_floor ?? "standard";
+  const offered = LEVELS.slice(LEVELS.indexOf(floor));
   const save = async (event: Event) => {
     event.preventDefault();
     setError(null);
@@ -106,7 +112,7 @@ function LevelChoice({ account, onSaved }: { account: Schemas["AccountView"]; on
       <p>{t("settings.level_body")}</p>
       <fieldset class="levels">
         <legend class="visually-hidden">{t("settings.level")}</legend>
-        {LEVELS.map((l) => (
+        {offered.map((l) => (
           <label class="choice" key={l}>
             <input type="radio" name="level" value={l} checked={level === l} onChange={() => setLevel(l)} />
             <span>
@@ -116,7 +122,7 @@ function LevelChoice({ account, onSaved }: { account: Schemas["AccountView"]; on
           </label>
         ))}
       </fieldset>
-      <p class="small">{t("settings.level_floor")}</p>
+      {floor !== "standard" && <p class="small" data-testid="level-floor">{t("settings.level_floor", { level: t(`level.${floor}` as Key) })}</p>}
       {error && <p class="form-error" role="alert">{error}</p>}
       {saved && <p role="status">{t("common.saved")}</p>}
       <button type="submit" class="primary" disabled={busy || level === account.level}>{t("common.save")}</button>
@@ -124,9 +130,63 @@ function LevelChoice({ account, onSaved }: { account: Schemas["AccountView"]; on
   );
 }
 
+/** Where password resets and the welcome mail go: another address of the person's, or none. */
+function RecoveryAddress({ account, onSaved }: { account: Schemas["AccountView"]; onSaved: () => void }) {
+  const current = account.recovery_address ?? "";
+  const [status, setStatus] = useState<string | null>(null);
+  const form = useForm(
+    { recovery_address: current },
+    {
+      recovery_address: (v) => {
+        const address = v.trim();
+        if (!address) return null;
+        if (address.toLowerCase() === account.address.toLowerCase()) return t("settings.recovery_same");
+        return emailAddress(address);
+      },
+    },
+  );
+  useEffect(() => form.setValues({ recovery_address: current }), [current]);
+  const save = async (recovery_address: string) => {
+    setStatus(null);
+    await call(api.PATCH("/v1/accounts/{account_id}", { params: { path: { account_id: account.id } }, body: { recovery_address } }));
+    setStatus(recovery_address ? t("settings.recovery_saved", { address: recovery_address }) : t("settings.recovery_cleared"));
+    onSaved();
+  };
+  const submit = form.submit((v) => save(v.recovery_address.trim()), { recovery_address: ["recovery_address"] });
+  return (
+    <form class="card" noValidate onSubmit={submit} aria-labelledby="recovery-title">
+      <h2 id="recovery-title">{t("settings.recovery")}</h2>
+      <p>{t("settings.recovery_body")}</p>
+      <p data-testid="recovery-current">{current ? t("settings.recovery_is", { address: current }) : t("settings.recovery_none")}</p>
+      <Field {...form.field("recovery_address")} type="email" label={t("settings.recovery_label")} autoComplete="email" inputMode="email" />
+      <FormError message={form.formError} />
+      {status && <p role="status">{status}</p>}
+      <div class="buttons">
+        <Submit busy={form.busy} label={t("common.save")} />
+        {current && (
+          <button type="button" disabled={form.busy} onClick={form.submit(() => save(""))}>{t("settings.recovery_clear")}</button>
+        )}
+      </div>
+    </form>
+  );
+}
+
 interface ClientSettings {
   imap: { host: string; port: string; socket: string };
   smtp: { host: string; port: string; socket: string };
+}
+
+/**
+ * What the QR code for phones holds: the settings as plain text, which any
+ * phone's camera shows and a person copies into their mail app (phones do
+ * not read Mozilla autoconfig from a QR code). The app password is not in it.
+ */
+export function phoneSettings(settings: ClientSettings, address: string): string {
+  return [
+    `IMAP: ${settings.imap.host} port ${settings.imap.port} ${settings.imap.socket}`,
+    `SMTP: ${settings.smtp.host} port ${settings.smtp.port} ${settings.smtp.socket}`,
+    `User: ${address}`,
+  ].join("\n");
 }
 
 /** The IMAP and SMTP settings the server publishes for mail clients (Mozilla autoconfig). */
@@ -181,6 +241,12 @@ function AppPasswords({ accountId, address }: { accountId: string; address: stri
           <dt>{t("settings.username")}</dt>
           <dd><code>{address}</code></dd>
         </dl>
+      )}
+      {settings && (
+        <figure class="phone-setup">
+          <QrCode text={phoneSettings(settings, address)} label={t("settings.qr_label")} />
+          <figcaption class="small">{t("settings.qr_caption")}</figcaption>
+        </figure>
       )}
       <p class="small">{t("settings.autoconfig")}</p>
       {list.error && <ErrorBox problem={list.error} retry={list.reload} />}
