@@ -25,6 +25,8 @@ import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pict
 const ALICE = { address: "alice@acme.test", password: "alice's long passphrase" };
 const BOB = { address: "bob@acme.test", password: "bob's own long passphrase" };
 let acmeId: string;
+/** The Message-ID of the sealed message Alice sends Bob first. */
+let secretMessageId: string;
 const SECRET_TEXT = "The vault code is 7391-ORCHID";
 const SECRET_SUBJECT = "Quarterly plans, between us";
 
@@ -41,10 +43,12 @@ afterEach(async (ctx) => {
   if (ctx.task.result?.state === "fail") await pictureOfFailure(ctx.task.name);
 });
 
-async function deliverFromAlice(body: Record<string, unknown>): Promise<void> {
+/** Sends to Bob as Alice; answers the sent message's Message-ID header. */
+async function deliverFromAlice(body: Record<string, unknown>): Promise<string> {
   const aliceId = whoami(aliceToken).account_id;
-  const sent = await caliop.api<{ encrypted_to: string[] }>("POST", `/v1/accounts/${aliceId}/messages`, aliceToken, { to: [BOB.address], ...body });
+  const sent = await caliop.api<{ encrypted_to: string[]; header_message_id: string }>("POST", `/v1/accounts/${aliceId}/messages`, aliceToken, { to: [BOB.address], ...body });
   expect(sent.status).toBe(202);
+  return sent.body.header_message_id;
 }
 
 /** The account a token signs in as (its `sub` is `account:<uuid>`). */
@@ -179,7 +183,7 @@ describe("the users' app", () => {
   });
 
   it("reads a sealed message decrypted in the page, and neither the text nor the key goes to the server", async () => {
-    await deliverFromAlice({ subject: SECRET_SUBJECT, text: `${SECRET_TEXT}\n\nAlice` });
+    secretMessageId = await deliverFromAlice({ subject: SECRET_SUBJECT, text: `${SECRET_TEXT}\n\nAlice` });
     const [stored] = await waitForMessages(1);
     expect(stored!.level).toBe("sealed");
     // What the server holds and serves is ciphertext: the text is not in it.
@@ -287,6 +291,7 @@ describe("the users' app", () => {
 
   it("replies, and the answer reaches Alice", async () => {
     const { context, page } = await newPage(browser);
+    const sent = record(page);
     await signIn(page, BOB);
     await page.getByTestId("message-row").filter({ hasText: SECRET_SUBJECT }).locator("a").click();
     await page.getByRole("heading", { name: SECRET_SUBJECT }).waitFor();
@@ -302,6 +307,11 @@ describe("the users' app", () => {
     await page.getByLabel("Message").pressSequentially("Agreed.");
     await page.getByRole("button", { name: "Send" }).click();
     await page.getByTestId("sent").waitFor();
+    // The reply threads: it answers the sealed original's Message-ID, read from its decrypted headers.
+    expect(secretMessageId).toMatch(/^<.+@.+>$/);
+    const submitted = JSON.parse(sent.find((r) => r.url.endsWith(`/v1/accounts/${bobId}/messages`))!.body) as { in_reply_to?: string; references?: string[] };
+    expect(submitted.in_reply_to).toBe(secretMessageId);
+    expect(submitted.references).toEqual([secretMessageId]);
     const aliceId = whoami(aliceToken).account_id;
     for (let i = 0; ; i++) {
       const inbox = await caliop.api<Listed>("GET", `/v1/accounts/${aliceId}/messages?folder=inbox`, aliceToken);

@@ -1,6 +1,6 @@
 import * as openpgp from "openpgp";
 import { describe, expect, it } from "vitest";
-import { encodeWords, encryptedMessage, plainMessage } from "../src/mail/outgoing";
+import { encodeWords, encryptedMessage, innerEntity, plainMessage } from "../src/mail/outgoing";
 import { readMessage } from "../src/mail/reading";
 
 describe("a message encrypted in the browser", () => {
@@ -16,12 +16,16 @@ describe("a message encrypted in the browser", () => {
         subject: "Réunion à huis clos",
         text: "Only for you.\nLine two.",
         attachments: [{ filename: "plan.txt", mimeType: "text/plain", bytes: new TextEncoder().encode("the plan") }],
+        inReplyTo: "<2@b.test>",
+        references: ["<1@a.test>", "<2@b.test>"],
       },
       [bob.publicKey, alice.publicKey],
       alice.privateKey,
     );
     expect(raw).toContain("Subject: ...\r\n");
     expect(raw).toContain("Bcc: hidden@c.test");
+    // The thread is outside, for mail clients, and inside with the protected headers.
+    expect(raw).toContain("In-Reply-To: <2@b.test>\r\nReferences: <1@a.test>\r\n <2@b.test>\r\n");
     expect(raw).not.toContain("Only for you");
     expect(raw).not.toContain("huis clos");
     for (const key of [bob.privateKey, alice.privateKey]) {
@@ -32,7 +36,14 @@ describe("a message encrypted in the browser", () => {
       expect(read.attachments.map((a) => [a.filename, new TextDecoder().decode(a.bytes)])).toEqual([["plan.txt", "the plan"]]);
       // The inner part never names the Bcc recipient.
       expect(read.to).toEqual(["bob@b.test"]);
+      expect([read.inReplyTo, read.references?.replace(/\s+/g, " ")]).toEqual(["<2@b.test>", "<1@a.test> <2@b.test>"]);
     }
+  });
+
+  it("keeps the thread's headers inside the encrypted entity too", () => {
+    const inner = innerEntity({ from: "a@a.test", to: ["b@b.test"], cc: [], bcc: [], subject: "Re: x", text: "y", attachments: [], inReplyTo: "<1@a.test>", references: ["<1@a.test>"] }, "Mon, 1 Jun 2026 10:00:00 +0000", "<2@a.test>");
+    expect(inner).toContain('protected-headers="v1"');
+    expect(inner).toContain("In-Reply-To: <1@a.test>\r\nReferences: <1@a.test>\r\n");
   });
 
   it("writes a draft in clear that reads back whole", async () => {

@@ -12,6 +12,27 @@ export interface Draft {
   text: string;
   /** Parts of the original a forward carries along. */
   attachments: { filename: string; mimeType: string; bytes: Uint8Array }[];
+  /** The `Message-ID` this answers (`<id@host>`), so that the reply threads. */
+  inReplyTo: string | null;
+  /** The conversation's `Message-ID`s, oldest first, the answered one last. */
+  references: string[];
+}
+
+/** The `<id@host>` message ids in a header's value, in order, without duplicates. */
+export function messageIds(value: string | null | undefined): string[] {
+  const ids: string[] = [];
+  for (const m of (value ?? "").matchAll(/<[^<>\s]+>/g)) if (!ids.includes(m[0])) ids.push(m[0]);
+  if (ids.length === 0 && value?.trim() && !/[<>\s]/.test(value.trim())) ids.push(`<${value.trim()}>`);
+  return ids;
+}
+
+/** In-Reply-To and References for an answer to `original` (RFC 5322 §3.6.4). */
+export function threading(original: Pick<Reading, "messageId" | "inReplyTo" | "references">): { inReplyTo: string | null; references: string[] } {
+  const answered = messageIds(original.messageId)[0] ?? null;
+  // Without References, the original's In-Reply-To starts the chain.
+  const before = messageIds(original.references).length ? messageIds(original.references) : messageIds(original.inReplyTo).slice(0, 1);
+  const references = answered ? [...before.filter((id) => id !== answered), answered] : before;
+  return { inReplyTo: answered, references };
 }
 
 /** Addresses out of `a@b, Name <c@d>; e@f`, without duplicates (case-insensitive). */
@@ -45,7 +66,7 @@ export function plainText(reading: Reading): string {
 }
 
 export function startDraft(mode: Mode, original: Reading | undefined, self: string, wrote: (who: string, when: string) => string, forwarded: string): Draft {
-  if (!original || mode === "new") return { to: "", cc: "", subject: "", text: "", attachments: [] };
+  if (!original || mode === "new") return { to: "", cc: "", subject: "", text: "", attachments: [], inReplyTo: null, references: [] };
   if (mode === "draft") {
     return {
       to: recipients(original.to.join(", ")).join(", "),
@@ -53,6 +74,9 @@ export function startDraft(mode: Mode, original: Reading | undefined, self: stri
       subject: original.subject,
       text: plainText(original),
       attachments: original.attachments.filter((a) => !a.inline).map(({ filename, mimeType, bytes }) => ({ filename, mimeType, bytes })),
+      // A draft of a reply keeps the thread it answers.
+      inReplyTo: messageIds(original.inReplyTo)[0] ?? null,
+      references: messageIds(original.references),
     };
   }
   const me = self.toLowerCase();
@@ -66,6 +90,8 @@ export function startDraft(mode: Mode, original: Reading | undefined, self: stri
       subject: prefixed("Fwd", original.subject),
       text: `\n\n${header}\n\n${body}`,
       attachments: original.attachments.filter((a) => !a.inline).map(({ filename, mimeType, bytes }) => ({ filename, mimeType, bytes })),
+      inReplyTo: null,
+      references: [],
     };
   }
   const replyTo = original.replyTo.length ? original.replyTo : [original.from];
@@ -82,5 +108,6 @@ export function startDraft(mode: Mode, original: Reading | undefined, self: stri
     subject: prefixed("Re", original.subject),
     text: `\n\n${wrote(original.from, when)}\n${quoted(body)}\n`,
     attachments: [],
+    ...threading(original),
   };
 }

@@ -13,6 +13,17 @@ export interface Outgoing {
   subject: string;
   text: string;
   attachments: { filename: string; mimeType: string; bytes: Uint8Array }[];
+  /** The answered message's `Message-ID`, and the conversation's, oldest first. */
+  inReplyTo?: string | null;
+  references?: string[];
+}
+
+/** In-Reply-To and References: inside the encryption and outside (mail clients thread on the outer ones). */
+function threadHeaders(message: Outgoing): string[] {
+  return [
+    ...(message.inReplyTo ? [`In-Reply-To: ${message.inReplyTo}`] : []),
+    ...(message.references?.length ? [`References: ${message.references.join(`${CRLF} `)}`] : []),
+  ];
 }
 
 const CRLF = "\r\n";
@@ -78,6 +89,7 @@ function entity(message: Outgoing, date: string, messageId: string, protectedHea
     ...(!protectedHeaders && message.bcc.length ? [`Bcc: ${message.bcc.join(", ")}`] : []),
     `Date: ${date}`,
     `Message-ID: ${messageId}`,
+    ...threadHeaders(message),
   ];
   const parts = [
     [`Content-Type: text/plain; charset=utf-8`, `Content-Transfer-Encoding: base64`, "", wrapped(new TextEncoder().encode(message.text.replace(/\r?\n/g, CRLF)))].join(CRLF),
@@ -119,6 +131,7 @@ export async function encryptedMessage(message: Outgoing, keys: PublicKey[], sig
     `Subject: ...`,
     `Date: ${date}`,
     `Message-ID: ${messageId}`,
+    ...threadHeaders(message),
     `MIME-Version: 1.0`,
     `Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="${outer}"`,
     "",

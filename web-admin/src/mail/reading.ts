@@ -24,6 +24,7 @@ export interface Reading {
   replyTo: string[];
   date: string | null;
   messageId: string | null;
+  inReplyTo: string | null;
   references: string | null;
   text: string | null;
   html: string | null;
@@ -88,6 +89,7 @@ function reading(email: Email, decrypted: boolean): Reading {
     replyTo: (email.replyTo ?? []).flatMap(formatAddress),
     date: email.date ?? null,
     messageId: email.messageId ?? null,
+    inReplyTo: email.inReplyTo ?? null,
     references: email.references ?? null,
     text: email.text ?? null,
     html: email.html ?? null,
@@ -127,5 +129,7 @@ export async function readMessage(raw: Uint8Array, unlock: () => Promise<Private
     to: result.to.length ? result.to : reading(outer, false).to,
     date: result.date ?? outer.date ?? null,
     messageId: result.messageId ?? outer.messageId ?? null,
+    inReplyTo: result.inReplyTo ?? outer.inReplyTo ?? null,
+    references: result.references ?? outer.references ?? null,
   };
 }

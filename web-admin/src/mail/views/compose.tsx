@@ -129,7 +129,7 @@ async function sendEncrypted(session: Session, accountId: string, body: Schemas[
   const recipientKeys = everyone.map((a) => (keys.get(a.toLowerCase()) as Extract<KeyStatus, { kind: "found" }>).key);
   const signing = await privateKey(session).catch(() => null);
   const raw = await encryptedMessage(
-    { from: session.username, to: body.to, cc: body.cc ?? [], bcc: body.bcc ?? [], subject: body.subject ?? "", text: body.text, attachments: files },
+    { from: session.username, to: body.to, cc: body.cc ?? [], bcc: body.bcc ?? [], subject: body.subject ?? "", text: body.text, attachments: files, inReplyTo: body.in_reply_to ?? null, references: body.references ?? [] },
     [...recipientKeys, own],
     signing,
   );
@@ -196,6 +196,8 @@ function ComposeForm({ session, accountId, draft, account, savedAs }: { session:
         text: v.text,
         attachments: files.map((f) => ({ filename: f.filename, media_type: f.mimeType, content_base64: base64(f.bytes) })),
         require_encryption: onlyEncrypted,
+        ...(draft.inReplyTo ? { in_reply_to: draft.inReplyTo } : {}),
+        ...(draft.references.length ? { references: draft.references } : {}),
       };
       try {
         const submitted = endToEnd
@@ -220,7 +222,7 @@ function ComposeForm({ session, accountId, draft, account, savedAs }: { session:
       const saved = await saveDraft(
         session,
         accountId,
-        { from: session.username, to: recipients(v.to), cc: recipients(v.cc), bcc: recipients(v.bcc), subject: v.subject, text: v.text, attachments: files },
+        { from: session.username, to: recipients(v.to), cc: recipients(v.cc), bcc: recipients(v.bcc), subject: v.subject, text: v.text, attachments: files, inReplyTo: draft.inReplyTo, references: draft.references },
         endToEnd,
       );
       // One draft per message: the one saved before goes once the new one is kept.
