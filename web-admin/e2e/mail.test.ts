@@ -684,6 +684,9 @@ function paidInvoice(id: string, customer: string, cents: number): Record<string
 
 describe("signing up on the public instance", () => {
   const CAROL = { address: "carol@free.test", password: "carol picks a long passphrase" };
+  const ERIN = { address: "erin@free.test", password: "erin keeps her link safe" };
+  /** Erin's signup, waiting, from a page she closed: its token, the link's secret, and what that page sent. */
+  let erin: { token: string; secret: string; sent: { url: string; body: string }[] };
   let instance: Caliop;
   /** Stripe's API as Caliop calls it to start a checkout: a customer, then a Checkout Session. */
   let stripe: Server;
@@ -771,10 +774,15 @@ describe("signing up on the public instance", () => {
     await page.getByLabel("Password again").fill(CAROL.password);
     await page.locator("details.explain summary").click();
     await checkView(page, "signup");
+    // The page works on the stamp, and says how far it is: seen by an observer, as a lucky stamp is found in a moment.
+    await page.evaluate(() => {
+      new MutationObserver(() => {
+        if (document.querySelector("[role=progressbar]")) (window as unknown as { sawProgress: boolean }).sawProgress = true;
+      }).observe(document.body, { childList: true, subtree: true });
+    });
     await page.getByRole("button", { name: "Create my account" }).click();
-    // The page works on the stamp, and says how far it is.
-    await page.getByRole("progressbar").waitFor();
     await page.getByRole("heading", { name: "You are in the waiting line" }).waitFor({ timeout: 60_000 });
+    expect(await page.evaluate(() => (window as unknown as { sawProgress?: boolean }).sawProgress)).toBe(true);
     await expect(page.getByTestId("position").textContent()).resolves.toBe("Place 1");
     await page.getByTestId("pool").waitFor();
     // The link that sets the password is shown to be kept, this once.
@@ -786,6 +794,25 @@ describe("signing up on the public instance", () => {
     const signup = sent.find((r) => r.url.endsWith("/v1/public/signup"));
     expect(JSON.parse(signup!.body).stamp.counter).toBeGreaterThanOrEqual(0);
     expect(Object.keys(JSON.parse(signup!.body)).sort()).toEqual(["address", "stamp"]);
+
+    // Erin signs up too, waits behind Carol, and closes the page keeping only the link.
+    const first = await newPage(browser);
+    const erinSent = record(first.page);
+    await first.page.goto(`${instance.base}/signup`);
+    await first.page.getByLabel("Your new address").fill("erin");
+    await expect(first.page.getByTestId("new-address").textContent()).resolves.toBe(`Your address will be ${ERIN.address}.`);
+    await first.page.getByLabel("Password", { exact: true }).fill(ERIN.password);
+    await first.page.getByLabel("Password again").fill(ERIN.password);
+    const answered = first.page.waitForResponse((r) => r.url().endsWith("/v1/public/signup") && r.request().method() === "POST", { timeout: 60_000 });
+    await first.page.getByRole("button", { name: "Create my account" }).click();
+    const erinSignup = await (await answered).json() as { status: string; token: string; activation_url: string };
+    expect(erinSignup.status).toBe("waiting");
+    await first.page.getByRole("heading", { name: "You are in the waiting line" }).waitFor();
+    await expect(first.page.getByTestId("position").textContent()).resolves.toBe("Place 2");
+    const erinLink = (await first.page.getByTestId("activation-link").textContent())!;
+    expect(erinLink).toBe(erinSignup.activation_url);
+    erin = { token: erinSignup.token, secret: erinLink.split("#")[1]!, sent: erinSent };
+    await first.context.close();
 
     // A paid invoice credits the pool; the page, still open, sees the account open.
     await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
@@ -821,6 +848,27 @@ describe("signing up on the public instance", () => {
     await expect(page.getByTestId("body").textContent()).resolves.toContain("5512-HERON");
     for (const request of sent) expect(request.url + request.body).not.toContain("5512-HERON");
     await context.close();
+  });
+
+  it("keeps the link for a person who closed the page, and the link sets the password once the account opens", async () => {
+    await expect.poll(async () => ((await (await fetch(`${instance.base}/v1/public/signup/${erin.token}`)).json()) as { status: string }).status, { timeout: 20_000 }).toBe("admitted");
+    const linkSecret = erin.secret;
+    // Later, the kept link opens the users' app, which sets the password on the device.
+    const later = await newPage(browser);
+    const sentLater = record(later.page);
+    await later.page.goto(`${instance.base}/activate#${linkSecret}`);
+    await later.page.getByLabel("New password", { exact: true }).fill(ERIN.password);
+    await later.page.getByLabel("New password again").fill(ERIN.password);
+    await later.page.getByRole("button", { name: "Set the password" }).click();
+    await later.page.getByText(`${ERIN.address} is ready.`).waitFor({ timeout: 30_000 });
+    expect(later.page.url()).not.toContain(linkSecret);
+    await later.page.getByRole("button", { name: "Sign in" }).click();
+    await later.page.getByLabel("Email address").fill(ERIN.address);
+    await later.page.getByLabel("Password").fill(ERIN.password);
+    await later.page.getByRole("button", { name: "Sign in" }).click();
+    await later.page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 30_000 });
+    expectPasswordSetOnDevice([...erin.sent, ...sentLater], ERIN.password, linkSecret);
+    await later.context.close();
   });
 });
 

@@ -48,7 +48,7 @@ export const en = {
   "role.user": "User",
 
   "activate.title": "Set your password",
-  "activate.body": "Your administrator made this account for you. Choose its password: it never leaves this browser, and your key is locked with it here.",
+  "activate.body": "Choose this account's password: it never leaves this browser, and your key is locked with it here. Nobody, not even an administrator, learns it.",
   "activate.submit": "Set the password",
   "activate.done": "{address} is ready. Sign in with your new password.",
   "activate.sign_in": "Sign in",

@@ -50,7 +50,7 @@ export const fr: Record<keyof typeof en, string> = {
   "role.user": "Utilisateur",
 
   "activate.title": "Choisissez votre mot de passe",
-  "activate.body": "Votre administrateur a créé ce compte pour vous. Choisissez son mot de passe : il ne quitte jamais ce navigateur, et votre clé est verrouillée avec lui ici.",
+  "activate.body": "Choisissez le mot de passe de ce compte : il ne quitte jamais ce navigateur, et votre clé est verrouillée avec lui ici. Personne, pas même un administrateur, ne le connaît.",
   "activate.submit": "Enregistrer le mot de passe",
   "activate.done": "{address} est prêt. Connectez-vous avec votre nouveau mot de passe.",
   "activate.sign_in": "Se connecter",
