@@ -935,6 +935,35 @@ describe("on a tenant's own hostname, with self-signup", () => {
     await context.close();
   });
 
+  it("shows the link to keep when the password could not be set at once, and the link sets it", async () => {
+    const FAY = { address: "fay@globex.test", password: "fay's long passphrase here" };
+    const { context, page } = await newPage(brandedBrowser);
+    const sent = record(page);
+    // The network fails just as the page would open the new account.
+    await page.route("**/v1/public/activations/**", (route) => route.abort("connectionreset"));
+    await page.goto(`${host}/signup`);
+    await page.getByLabel("Your new address").fill("fay");
+    await page.getByLabel("Password", { exact: true }).fill(FAY.password);
+    await page.getByLabel("Password again").fill(FAY.password);
+    await page.getByRole("button", { name: "Create my account" }).click();
+    const link = (await page.getByTestId("activation-link").textContent({ timeout: 60_000 }))!;
+    expect(link).toMatch(/^https:\/\/mail\.globex\.test\/activate#/);
+    await page.getByRole("alert").waitFor();
+    await page.unroute("**/v1/public/activations/**");
+    await page.goto(`${host}/activate#${link.split("#")[1]!}`);
+    await page.getByLabel("New password", { exact: true }).fill(FAY.password);
+    await page.getByLabel("New password again").fill(FAY.password);
+    await page.getByRole("button", { name: "Set the password" }).click();
+    await page.getByText(`${FAY.address} is ready.`).waitFor({ timeout: 30_000 });
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByLabel("Email address").fill(FAY.address);
+    await page.getByLabel("Password").fill(FAY.password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 30_000 });
+    expectPasswordSetOnDevice(sent, FAY.password, link.split("#")[1]!);
+    await context.close();
+  });
+
   it("shows the operator's brand, not the tenant's, on any other host", async () => {
     const { context, page } = await newPage(brandedBrowser);
     await page.goto(`${instance.base}/`);

@@ -106,6 +106,7 @@ export function Signup({ brand }: { brand: Brand | null }) {
   const [open, setOpen] = useState<Challenge | null | "closed">(null);
   const [solving, setSolving] = useState<{ tried: number; perSecond: number; difficulty: number } | null>(null);
   const [admitted, setAdmitted] = useState<string | null>(null);
+  const [stuck, setStuck] = useState<string | null>(null);
   const abort = useRef<AbortController | null>(null);
   const name = productName(brand);
   useEffect(() => {
@@ -153,7 +154,13 @@ export function Signup({ brand }: { brand: Brand | null }) {
       pending = { token: view.token, address: view.address, link, secret, password: v.new_password };
       if (view.status === "admitted") {
         setAdmitted(view.address);
-        await openAccount(pending);
+        try {
+          await openAccount(pending);
+        } catch (e) {
+          // The account is open but its password is not set: the link is the way back.
+          setStuck(pending.link);
+          throw e;
+        }
         return;
       }
       history.pushState(null, "", `/signup/wait#${view.token}`);
@@ -175,7 +182,11 @@ export function Signup({ brand }: { brand: Brand | null }) {
     <section class="signin card signup">
       <h1 id="page-title" tabIndex={-1}>{name ? t("signup.title_brand", { name }) : t("signup.title")}</h1>
       {admitted ? (
-        <p role="status">{t("signup.admitted_now", { address: admitted })}</p>
+        <>
+          <p role="status">{t("signup.admitted_now", { address: admitted })}</p>
+          <FormError message={form.formError} />
+          {stuck && <KeepLink link={stuck} />}
+        </>
       ) : (
         <form noValidate onSubmit={submit}>
           <Field
