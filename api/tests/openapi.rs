@@ -2,7 +2,8 @@
 //! `UPDATE_OPENAPI=1 cargo test -p api --test openapi` or
 //! `cargo run -- openapi > openapi/openapi.json`), and every operation is
 //! documented well enough for a reseller to generate a client from it,
-//! with every answer it can give: the extractors' refusals included.
+//! with every answer it can give: the extractors' refusals included; and
+//! every reference in it resolves.
 
 #[path = "support/spec.rs"]
 mod spec;
@@ -98,4 +99,48 @@ fn every_refusal_is_listed() {
         with_bodies >= 25,
         "only {with_bodies} operations with JSON bodies"
     );
+}
+
+/// Every `$ref` names a component the document holds: generated clients
+/// (openapi-typescript) refuse the whole document otherwise.
+#[test]
+fn every_reference_resolves() {
+    fn walk<'a>(value: &'a serde_json::Value, at: String, out: &mut Vec<(String, &'a str)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    if key == "$ref" {
+                        if let Some(target) = inner.as_str() {
+                            out.push((at.clone(), target));
+                        }
+                    } else {
+                        walk(inner, format!("{at}/{key}"), out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    walk(inner, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let spec = serde_json::to_value(api::openapi()).unwrap();
+    let mut references = Vec::new();
+    walk(&spec, String::new(), &mut references);
+    assert!(
+        references.len() > 100,
+        "only {} references found",
+        references.len()
+    );
+    for (at, target) in references {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{at}: `{target}` is not local"));
+        assert!(
+            spec.pointer(pointer).is_some(),
+            "{at}: `{target}` names nothing in the document"
+        );
+    }
 }
