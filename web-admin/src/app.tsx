@@ -1,12 +1,11 @@
 // The shell: brand, sign-in, navigation for the signed-in role, the page for
 // the current path, and the dialog that renews an expired session in place.
 import { useEffect, useState } from "preact/hooks";
-import { type Role, type Session, currentSession, onSessionChange, setReauthHandler, setSession, signIn } from "./api";
+import { type Role, type Session, currentSession, onSessionChange, setReauthHandler, setSession } from "./api";
 import { type Brand, productName, useBrand } from "./brand";
-import { type Key, type Language, setLanguage, t, useLanguage } from "./i18n";
+import { type Key, t, useLanguage } from "./i18n";
 import { match, navigate, onLinkClick, usePath } from "./router";
-import { Dialog, Field, FormError, Submit, useForm } from "./ui";
-import { password as passwordCheck } from "./validate";
+import { LanguageSwitch, Reauth } from "./shell";
 import { Activate } from "./views/activate";
 import { SignIn } from "./views/signin";
 import { Account } from "./views/account";
@@ -90,16 +89,6 @@ function Page({ session, path }: { session: Session; path: string }) {
   );
 }
 
-function LanguageSwitch() {
-  const language = useLanguage();
-  const other: Language = language === "en" ? "fr" : "en";
-  return (
-    <button type="button" class="link" lang={other} onClick={() => setLanguage(other)} aria-label={t("lang.switch")}>
-      {other === "fr" ? "Français" : "English"}
-    </button>
-  );
-}
-
 function Logo({ brand }: { brand: Brand | null }) {
   const name = productName(brand);
   return (
@@ -107,30 +96,6 @@ function Logo({ brand }: { brand: Brand | null }) {
       {brand?.logo_url ? <img src={brand.logo_url} alt="" width={32} height={32} /> : <span class="mark" aria-hidden="true" />}
       <span class="name">{name}</span>
     </a>
-  );
-}
-
-/** Asks for the password again when the session ran out; the page underneath keeps its state. */
-function Reauth({ expired, done }: { expired: Session; done: (s: Session | null) => void }) {
-  const form = useForm({ reauth_password: "" }, { reauth_password: passwordCheck });
-  return (
-    <Dialog title={t("reauth.title")}>
-      <p>{t("reauth.body", { address: expired.username })}</p>
-      <form
-        onSubmit={form.submit(async (v) => {
-          const renewed = await signIn(expired.username, v.reauth_password);
-          setSession(renewed);
-          done(renewed);
-        })}
-      >
-        <Field {...form.field("reauth_password")} type="password" label={t("signin.password")} autoComplete="current-password" />
-        <FormError message={form.formError} />
-        <div class="buttons">
-          <Submit busy={form.busy} label={t("reauth.continue")} />
-          <button type="button" onClick={() => { setSession(null); done(null); }}>{t("nav.signout")}</button>
-        </div>
-      </form>
-    </Dialog>
   );
 }
 

@@ -2,12 +2,12 @@
 // person their folders, the message list, a message, compose and settings.
 // The path is the state (/mail/{mailbox}/{message}, /compose, /settings).
 import { useEffect, useState } from "preact/hooks";
-import { type Session, currentSession, onSessionChange, setReauthHandler, setSession, signIn } from "../api";
+import { type Session, currentSession, onSessionChange, setReauthHandler, setSession } from "../api";
 import { type Brand, productName, useBrand } from "../brand";
-import { type Language, formatNumber, setLanguage, t, useLanguage } from "../i18n";
+import { formatNumber, t, useLanguage } from "../i18n";
 import { match, navigate, onLinkClick, usePath } from "../router";
-import { Dialog, ErrorBox, Field, FormError, Submit, useForm, useLoad } from "../ui";
-import { password as passwordCheck } from "../validate";
+import { LanguageSwitch, Reauth } from "../shell";
+import { ErrorBox, useLoad } from "../ui";
 import { Activate } from "../views/activate";
 import { SignIn } from "../views/signin";
 import { type Mailbox, depth, findMailbox, loadMailboxes, mailboxLabel, mailboxSlug } from "./folders";
@@ -20,16 +20,6 @@ import { MessageView } from "./views/message";
 import { Settings } from "./views/settings";
 import { Signup, SignupWaiting } from "./views/signup";
 
-function LanguageSwitch() {
-  const language = useLanguage();
-  const other: Language = language === "en" ? "fr" : "en";
-  return (
-    <button type="button" class="link" lang={other} onClick={() => setLanguage(other)} aria-label={t("lang.switch")}>
-      {other === "fr" ? "Français" : "English"}
-    </button>
-  );
-}
-
 function Logo({ brand }: { brand: Brand | null }) {
   const name = productName(brand);
   return (
@@ -37,30 +27,6 @@ function Logo({ brand }: { brand: Brand | null }) {
       {brand?.logo_url ? <img src={brand.logo_url} alt="" width={32} height={32} /> : <span class="mark" aria-hidden="true" />}
       <span class="name">{name || t("mail.app_title")}</span>
     </a>
-  );
-}
-
-/** Asks for the password again when the session ran out; the page underneath keeps its state. */
-function Reauth({ expired, done }: { expired: Session; done: (s: Session | null) => void }) {
-  const form = useForm({ reauth_password: "" }, { reauth_password: passwordCheck });
-  return (
-    <Dialog title={t("reauth.title")}>
-      <p>{t("reauth.body", { address: expired.username })}</p>
-      <form
-        onSubmit={form.submit(async (v) => {
-          const renewed = await signIn(expired.username, v.reauth_password);
-          setSession(renewed);
-          done(renewed);
-        })}
-      >
-        <Field {...form.field("reauth_password")} type="password" label={t("signin.password")} autoComplete="current-password" />
-        <FormError message={form.formError} />
-        <div class="buttons">
-          <Submit busy={form.busy} label={t("reauth.continue")} />
-          <button type="button" onClick={() => { setSession(null); done(null); }}>{t("nav.signout")}</button>
-        </div>
-      </form>
-    </Dialog>
   );
 }
 
