@@ -215,14 +215,8 @@ async fn the_users_app_is_served_at_the_root_in_the_brand_of_the_host(backend: B
 
     // A tenant's verified hostname: its brand; anything else: the operator's.
     let acme = app.enterprise("acme.test", 5).await;
-    app.send(
-        "PUT",
-        &format!("/v1/tenants/{}/branding", acme.tenant_id),
-        Some(&acme.admin_token),
-        Some(json!({"product_name": "Acme Mail"})),
-    )
-    .await
-    .ok(200);
+    app.name_brand(&acme.tenant_id, &acme.admin_token, "Acme Mail")
+        .await;
     let host = app.add_hostname(&acme, "webmail.acme.test").await;
     assert_eq!(
         title(&get(&app, "/", Some("webmail.acme.test")).await),
@@ -347,14 +341,8 @@ async fn the_title_shows_the_brand_of_the_host(backend: Backend) {
     assert_eq!(title(&get(&app, "/admin/", None).await), escaped);
 
     let acme = app.enterprise("acme.test", 5).await;
-    app.send(
-        "PUT",
-        &format!("/v1/tenants/{}/branding", acme.tenant_id),
-        Some(&acme.admin_token),
-        Some(json!({"product_name": "Acme Secure Mail"})),
-    )
-    .await
-    .ok(200);
+    app.name_brand(&acme.tenant_id, &acme.admin_token, "Acme Secure Mail")
+        .await;
     let host = app.add_hostname(&acme, "mail-admin.acme.test").await;
     // Not proven yet: the operator's brand.
     assert_eq!(

@@ -438,14 +438,8 @@ fn text<'a>(found: &'a [(String, String, Vec<(String, String)>)], path: &str) ->
 async fn mail_clients_configure_themselves_from_an_address(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 5).await;
-    app.send(
-        "PUT",
-        &format!("/v1/tenants/{}/branding", e.tenant_id),
-        Some(&e.admin_token),
-        Some(json!({"product_name": "Acme & Sons Mail"})),
-    )
-    .await
-    .ok(200);
+    app.name_brand(&e.tenant_id, &e.admin_token, "Acme & Sons Mail")
+        .await;
     let by_address = app
         .raw(app.http.get(format!(
             "{}/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice%40acme.test",

@@ -15,6 +15,21 @@ on_both_backends!(
     drafts_put_through_the_api_follow_the_rules_of_append,
 );
 
+/// `{level}@acme.test`, made at `level` and signed in: its address, id and token.
+async fn at_level(app: &TestApp, e: &support::Enterprise, level: &str) -> (String, String, String) {
+    let address = format!("{level}@acme.test");
+    let created = app
+        .post(
+            &format!("/v1/tenants/{}/accounts", e.tenant_id),
+            &e.admin_token,
+            json!({"address": address, "password": PASSWORD, "level": level}),
+        )
+        .await;
+    let account = created.ok(201)["id"].as_str().unwrap().to_owned();
+    let token = app.login(&address, PASSWORD).await;
+    (address, account, token)
+}
+
 /// The id of the account's mailbox named `name`.
 async fn mailbox_id(app: &TestApp, token: &str, account: &str, name: &str) -> String {
     let listed = app
@@ -148,16 +163,7 @@ async fn the_mx_imap_append_and_the_sent_copy_store_alike(backend: Backend) {
     let app = support::spawn(backend).await;
     let e = app.enterprise("acme.test", 10).await;
     for level in ["standard", "sealed", "dispersed"] {
-        let address = format!("{level}@acme.test");
-        let created = app
-            .post(
-                &format!("/v1/tenants/{}/accounts", e.tenant_id),
-                &e.admin_token,
-                json!({"address": address, "password": PASSWORD, "level": level}),
-            )
-            .await;
-        let account = created.ok(201)["id"].as_str().unwrap().to_owned();
-        let token = app.login(&address, PASSWORD).await;
+        let (address, account, token) = at_level(&app, &e, level).await;
         let marker = format!("marker-{level}-{}", uuid::Uuid::now_v7().simple());
         let raw = message(&address, &marker);
         through_the_mx(&app, &address, &raw).await;
@@ -256,20 +262,7 @@ async fn drafts_put_through_the_api_follow_the_rules_of_append(backend: Backend)
     let e = app.enterprise("acme.test", 10).await;
     let mut made = Vec::new();
     for level in ["sealed", "end-to-end"] {
-        let address = format!("{level}@acme.test");
-        let created = app
-            .post(
-                &format!("/v1/tenants/{}/accounts", e.tenant_id),
-                &e.admin_token,
-                json!({"address": address, "password": PASSWORD, "level": level}),
-            )
-            .await;
-        let id = created.ok(201)["id"].as_str().unwrap().to_owned();
-        made.push((
-            address.clone(),
-            id.clone(),
-            app.login(&address, PASSWORD).await,
-        ));
+        made.push(at_level(&app, &e, level).await);
     }
     let (address, account, token) = &made[0];
     let drafts = mailbox_id(&app, token, account, "Drafts").await;

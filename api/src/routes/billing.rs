@@ -517,8 +517,8 @@ struct SignupKey {
 
 async fn signup_key(uid: String, password: Option<String>) -> ApiResult<SignupKey> {
     tokio::task::spawn_blocking(move || match password {
+        // Its strength was checked with the rest of the signup (`admissible`).
         Some(password) => {
-            tenants::password::check_strength(&password)?;
             let key = vault::openpgp::AccountKey::generate(&uid, &password)?;
             let (token, token_hash) = billing::signup_token();
             Ok(SignupKey {

@@ -590,6 +590,19 @@ impl TestApp {
         .ok(200);
     }
 
+    /// Names the product of `tenant`'s brand, as `token` (its administrator
+    /// or the operator) may.
+    pub async fn name_brand(&self, tenant: &str, token: &str, product_name: &str) {
+        self.send(
+            "PUT",
+            &format!("/v1/tenants/{tenant}/branding"),
+            Some(token),
+            Some(json!({ "product_name": product_name })),
+        )
+        .await
+        .ok(200);
+    }
+
     /// A hostname of the enterprise's own (its admin adds it), not proven
     /// yet: the answer, with its `id` and `verification_record`.
     pub async fn add_hostname(&self, e: &Enterprise, hostname: &str) -> Value {
