@@ -522,6 +522,11 @@ async fn signup(app: &TestApp, local: &str) -> support::Reply {
 /// A public signup as a page makes it: the stamp solved for the whole
 /// address, with a password or (a web app) without.
 async fn signup_with(app: &TestApp, local: &str, password: Option<&str>) -> support::Reply {
+    signup_giving(app, local, json!({ "password": password })).await
+}
+
+/// A public signup with these fields beside the address and the stamp.
+async fn signup_giving(app: &TestApp, local: &str, fields: Value) -> support::Reply {
     let challenge = app
         .send("GET", "/v1/public/signup/challenge", None, None)
         .await;
@@ -532,13 +537,12 @@ async fn signup_with(app: &TestApp, local: &str, password: Option<&str>) -> supp
     let address = format!("{local}@free.test");
     let counter =
         billing::signup::solve(c, &address, challenge["difficulty"].as_u64().unwrap() as u8);
-    app.send(
-        "POST",
-        "/v1/public/signup",
-        None,
-        Some(json!({"address": address, "password": password, "stamp": {"challenge": c, "counter": counter}})),
-    )
-    .await
+    let mut body = json!({"address": address, "stamp": {"challenge": c, "counter": counter}});
+    for (name, value) in fields.as_object().unwrap() {
+        body[name] = value.clone();
+    }
+    app.send("POST", "/v1/public/signup", None, Some(body))
+        .await
 }
 
 /// A signup without a password (a web app's): the answer holds an
@@ -552,7 +556,26 @@ async fn a_signup_without_a_password_opens_on_the_device(backend: Backend) {
     public_instance(&app).await;
     let plan_id = plan(&app).await;
     paying(&app, "acme.test", "cus_Acme0001", &plan_id).await;
-    let waiting = signup_with(&app, "nadia", None).await;
+    // A recovery address must be one, and another than the new address.
+    for (given, detail) in [
+        (
+            "nadia.home",
+            "`recovery_address` \"nadia.home\" is not an email address",
+        ),
+        (
+            "Nadia@free.test",
+            "`recovery_address` must be another address than the account's own",
+        ),
+    ] {
+        let refused = signup_giving(&app, "nadia", json!({ "recovery_address": given })).await;
+        assert_eq!(refused.problem(422), detail);
+    }
+    let waiting = signup_giving(
+        &app,
+        "nadia",
+        json!({ "recovery_address": "nadia.home@elsewhere.test" }),
+    )
+    .await;
     let waiting = waiting.ok(202).clone();
     assert_eq!(waiting["status"], "waiting");
     let url = waiting["activation_url"].as_str().unwrap();
@@ -604,6 +627,14 @@ async fn a_signup_without_a_password_opens_on_the_device(backend: Backend) {
         .await;
     let unlocked = export.unwrap(secret.text()).unwrap();
     assert_eq!(unlocked, key);
+    // The recovery address waited in line with the signup.
+    let view = app
+        .get(&format!("/v1/accounts/{account}"), &signed_in)
+        .await;
+    assert_eq!(
+        view.ok(200)["recovery_address"],
+        "nadia.home@elsewhere.test"
+    );
     // The link is spent.
     assert_eq!(app.send("GET", &base, None, None).await.status, 404);
 }

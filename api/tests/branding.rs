@@ -622,9 +622,19 @@ async fn signup_on_a_tenants_hostname_makes_an_account_of_that_tenant(backend: B
     );
     let signed_up = app
         .raw(app.http.post(format!("{}/v1/public/signup", app.base)).header("host", "join.acme.test")
-            .json(&json!({"address": "zoe", "password": support::PASSWORD, "stamp": {"challenge": c, "counter": counter}})))
+            .json(&json!({"address": "zoe", "password": support::PASSWORD, "recovery_address": "zoe.home@elsewhere.test",
+                "stamp": {"challenge": c, "counter": counter}})))
         .await;
     assert_eq!(signed_up.ok(201)["address"], "zoe@acme.test");
+    let zoe = signed_up.body["account_id"].as_str().unwrap();
+    let zoe_token = app.login("zoe@acme.test", support::PASSWORD).await;
+    assert_eq!(
+        app.get(&format!("/v1/accounts/{zoe}"), &zoe_token)
+            .await
+            .ok(200)["recovery_address"],
+        "zoe.home@elsewhere.test",
+        "the recovery address given at signup"
+    );
     let accounts = app
         .get(
             &format!("/v1/tenants/{}/accounts", acme.tenant_id),

@@ -3,7 +3,7 @@
 // (administration, at /admin/) and dist-mail/ (the users' app, at /), and
 // Debian's Chromium through playwright-core. Screenshots go to artifacts/.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -55,6 +55,62 @@ export class Dns {
     const entry = (this.zone[key] ??= {});
     (entry[type] ??= []).push(value);
     writeFileSync(this.zonePath, JSON.stringify(this.zone));
+  }
+}
+
+/**
+ * Another mail domain on loopback (remote_domain.py): its MX, which keeps
+ * every message it is given, and its Web Key Directory over HTTPS, under a
+ * test authority Caliop is told to trust. Its names must resolve to
+ * loopback in the test's DNS ([`publishIn`]).
+ */
+export class RemoteDomain {
+  private constructor(
+    readonly process: ChildProcess,
+    readonly domain: string,
+    readonly dir: string,
+    readonly httpsPort: number,
+    readonly smtpPort: number,
+  ) {}
+
+  static async start(domain: string): Promise<RemoteDomain> {
+    const dir = mkdtempSync(join(tmpdir(), "caliop-remote-"));
+    const child = spawn(PYTHON, [join(here, "remote_domain.py"), dir, `openpgpkey.${domain}`, domain], { stdio: ["ignore", "pipe", "inherit"] });
+    const ports = await waitForLine(child, "remote listening on ", `the ${domain} test servers`);
+    const [https, smtp] = ports.split(",").map(Number);
+    return new RemoteDomain(child, domain, dir, https!, smtp!);
+  }
+
+  /** What `caliop serve` needs to deliver to this domain and fetch its keys. */
+  env(): Record<string, string> {
+    return {
+      CALIOP_DELIVERY_PORT: String(this.smtpPort),
+      CALIOP_DELIVERY_HTTPS_PORT: String(this.httpsPort),
+      CALIOP_DELIVERY_EXTRA_CA_FILE: join(this.dir, "ca.pem"),
+    };
+  }
+
+  /** Its MX and its key directory's host, on loopback. */
+  publishIn(dns: Dns): void {
+    dns.publish(this.domain, "MX", `10 mx.${this.domain}.`);
+    dns.publish(`mx.${this.domain}`, "A", "127.0.0.1");
+    dns.publish(`openpgpkey.${this.domain}`, "A", "127.0.0.1");
+  }
+
+  /** Publishes `binaryKey` in the key directory for `local`@domain. */
+  publishKey(local: string, binaryKey: Uint8Array): void {
+    writeFileSync(join(this.dir, "keys", local), binaryKey);
+  }
+
+  /** The messages its MX accepted, oldest first. */
+  received(): string[] {
+    const names = readdirSync(join(this.dir, "received")).filter((n) => n.endsWith(".eml"));
+    return names.sort((a, b) => parseInt(a) - parseInt(b)).map((n) => readFileSync(join(this.dir, "received", n), "utf8"));
+  }
+
+  stop(): void {
+    this.process.kill("SIGTERM");
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

@@ -11,7 +11,11 @@
 // is solved by the page, she lands in the waiting line while the pool is
 // empty, and the page opens her account without a reload when a paid
 // invoice (Stripe's signed webhook) credits the pool. A message sent to her
-// over SMTP arrives sealed and she reads it decrypted in the page.
+// over SMTP arrives sealed and she reads it decrypted in the page. She
+// replies to all: Alice, hosted and at `sealed`, reads the reply decrypted
+// in her page, and the copy for elsewhere.test (an MX and a Web Key
+// Directory over HTTPS on loopback, remote_domain.py) leaves encrypted to
+// the key that domain publishes.
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -20,7 +24,7 @@ import { join } from "node:path";
 import type { Browser, Page, Request } from "playwright-core";
 import { encode } from "uqr";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Caliop, accessibility, describeViolations, launchBrowser, newPage, pictureOfFailure, screenshots } from "./harness";
+import { Caliop, RemoteDomain, accessibility, describeViolations, launchBrowser, newPage, pictureOfFailure, screenshots } from "./harness";
 
 const ALICE = { address: "alice@acme.test", password: "alice's long passphrase" };
 const BOB = { address: "bob@acme.test", password: "bob's own long passphrase" };
@@ -123,8 +127,8 @@ function record(page: Page): { url: string; body: string }[] {
   return sent;
 }
 
-async function signIn(page: Page, who: { address: string; password: string }): Promise<void> {
-  await page.goto(`${caliop.base}/`);
+async function signIn(page: Page, who: { address: string; password: string }, base = caliop.base): Promise<void> {
+  await page.goto(`${base}/`);
   await page.getByLabel("Email address").fill(who.address);
   await page.getByLabel("Password").fill(who.password);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -603,6 +607,41 @@ describe("the users' app", () => {
     for (const request of sent) expect(request.url + request.body).not.toContain("4471-LARCH");
     await context.close();
   });
+
+  it("pages through a mailbox of more than one page, asking the server for the older page only when it is opened", async () => {
+    const PAULA = { address: "paula@acme.test", password: "paula's long passphrase" };
+    const made = await caliop.api<{ id: string }>("POST", `/v1/tenants/${acmeId}/accounts`, caliop.operatorToken(), { address: PAULA.address, password: PAULA.password, level: "standard" });
+    expect(made.status).toBe(201);
+    const paulaToken = await caliop.token(PAULA.address, PAULA.password);
+    const boxes = await caliop.api<{ id: string; name: string }[]>("GET", `/v1/accounts/${made.body.id}/mailboxes`, paulaToken);
+    const inbox = boxes.body.find((b) => b.name === "INBOX")!;
+    const start = Date.now() - 60 * 60_000;
+    for (let n = 1; n <= 53; n++) {
+      const message = `From: News <news@acme.test>\r\nTo: ${PAULA.address}\r\nSubject: Note ${String(n).padStart(2, "0")}\r\nDate: ${new Date(start + n * 60_000).toUTCString()}\r\n\r\nNumber ${n}.\r\n`;
+      const stored = await fetch(`${caliop.base}/v1/mailboxes/${inbox.id}/messages`, { method: "POST", headers: { Authorization: `Bearer ${paulaToken}`, "Content-Type": "message/rfc822" }, body: message });
+      expect(stored.status).toBe(201);
+    }
+    const { context, page } = await newPage(browser);
+    const sent = record(page);
+    await signIn(page, PAULA);
+    const rows = page.getByTestId("message-row");
+    await expect.poll(() => rows.count()).toBe(50);
+    await expect(rows.first().textContent()).resolves.toContain("Note 53");
+    await expect(rows.last().textContent()).resolves.toContain("Note 04");
+    const pager = page.getByRole("navigation", { name: "Pages" });
+    await expect(pager.textContent()).resolves.toContain("Page 1, older ones follow");
+    const listed = () => sent.filter((r) => r.url.includes(`/v1/accounts/${made.body.id}/messages?`) && r.url.includes("cursor="));
+    expect(listed()).toEqual([]);
+    await pager.getByRole("button", { name: "Older" }).click();
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(listed().length).toBeGreaterThan(0);
+    await expect(rows.allTextContents()).resolves.toEqual([expect.stringContaining("Note 03"), expect.stringContaining("Note 02"), expect.stringContaining("Note 01")]);
+    await expect(pager.textContent()).resolves.toContain("Page 2 of 2");
+    await expect(pager.getByRole("button", { name: "Older" }).isDisabled()).resolves.toBe(true);
+    await pager.getByRole("button", { name: "Newer" }).click();
+    await expect.poll(() => rows.first().textContent()).toContain("Note 53");
+    await context.close();
+  });
 });
 
 /** Speaks SMTP to `port` and sends `message` from `from` to `to`. */
@@ -692,8 +731,15 @@ describe("signing up on the public instance", () => {
   let stripe: Server;
   let acmeAdmin: string;
   let acmeTenant: string;
+  /** elsewhere.test, Dave's domain: its MX and the key directory publishing his key. */
+  let elsewhere: RemoteDomain;
+  let daveKey: import("openpgp").PrivateKey;
 
   beforeAll(async () => {
+    const openpgp = await import("openpgp");
+    elsewhere = await RemoteDomain.start("elsewhere.test");
+    daveKey = (await openpgp.generateKey({ userIDs: [{ name: "Dave", email: "dave@elsewhere.test" }], format: "object" })).privateKey;
+    elsewhere.publishKey("dave", daveKey.toPublic().write());
     stripe = createServer((req, res) => {
       res.setHeader("Content-Type", "application/json");
       if (req.url?.startsWith("/v1/customers")) res.end(JSON.stringify({ id: "cus_E2eAcme0001", object: "customer" }));
@@ -713,7 +759,9 @@ describe("signing up on the public instance", () => {
       CALIOP_BILLING_POOL_HORIZON_MONTHS: "1",
       // About a million tries on average: long enough for the page to show its progress.
       CALIOP_BILLING_SIGNUP_DIFFICULTY: "20",
+      ...elsewhere.env(),
     });
+    elsewhere.publishIn(instance.dns);
     const operator = instance.operatorToken();
     const verify = async (domainId: string, records: { name: string; type: string; value: string }[]) => {
       const proof = records[0]!;
@@ -757,6 +805,7 @@ describe("signing up on the public instance", () => {
   afterAll(async () => {
     await instance?.stop();
     stripe?.close();
+    elsewhere?.stop();
   });
 
   it("solves the proof of work, waits in line, opens when the pool is funded, and reads sealed mail", async () => {
@@ -772,6 +821,7 @@ describe("signing up on the public instance", () => {
     await page.getByLabel("Password", { exact: true }).fill(CAROL.password);
     await expect(page.getByTestId("strength").textContent()).resolves.not.toContain("Too short");
     await page.getByLabel("Password again").fill(CAROL.password);
+    await page.getByLabel("Recovery address (optional)").fill("carol.home@elsewhere.test");
     await page.locator("details.explain summary").click();
     await checkView(page, "signup");
     // The page works on the stamp, and says how far it is: seen by an observer, as a lucky stamp is found in a moment.
@@ -793,7 +843,7 @@ describe("signing up on the public instance", () => {
     // The signup that went out carried a stamp the server checked (it answered "waiting"), and no password.
     const signup = sent.find((r) => r.url.endsWith("/v1/public/signup"));
     expect(JSON.parse(signup!.body).stamp.counter).toBeGreaterThanOrEqual(0);
-    expect(Object.keys(JSON.parse(signup!.body)).sort()).toEqual(["address", "stamp"]);
+    expect(Object.keys(JSON.parse(signup!.body)).sort()).toEqual(["address", "recovery_address", "stamp"]);
 
     // Erin signs up too, waits behind Carol, and closes the page keeping only the link.
     const first = await newPage(browser);
@@ -831,10 +881,12 @@ describe("signing up on the public instance", () => {
       smtpPort(instance),
       "dave@elsewhere.test",
       CAROL.address,
-      `From: Dave <dave@elsewhere.test>\nTo: ${CAROL.address}\nSubject: Welcome aboard\nMessage-ID: <welcome-1@elsewhere.test>\nDate: ${new Date().toUTCString()}\nContent-Type: text/plain; charset=utf-8\n\nThe meeting room code is 5512-HERON.\n`,
+      `From: Dave <dave@elsewhere.test>\nTo: ${CAROL.address}\nCc: Alice <${ALICE.address}>\nSubject: Welcome aboard\nMessage-ID: <welcome-1@elsewhere.test>\nDate: ${new Date().toUTCString()}\nContent-Type: text/plain; charset=utf-8\n\nThe meeting room code is 5512-HERON.\n`,
     );
     const carolToken = await instance.token(CAROL.address, CAROL.password);
     const carolId = whoami(carolToken).account_id;
+    // The recovery address she gave waited in line with her signup.
+    expect((await instance.api<{ recovery_address: string }>("GET", `/v1/accounts/${carolId}`, carolToken)).body.recovery_address).toBe("carol.home@elsewhere.test");
     let fromDave: Listed["items"][number] | undefined;
     for (let i = 0; i < 100 && !fromDave; i++) {
       const items = (await instance.api<Listed>("GET", `/v1/accounts/${carolId}/messages?folder=inbox`, carolToken)).body.items;
@@ -846,8 +898,74 @@ describe("signing up on the public instance", () => {
     await page.locator(`a[href$="/${fromDave!.id}"]`).click();
     await page.getByRole("heading", { name: "Welcome aboard" }).waitFor();
     await expect(page.getByTestId("body").textContent()).resolves.toContain("5512-HERON");
-    for (const request of sent) expect(request.url + request.body).not.toContain("5512-HERON");
+    // Neither the text nor her unlocked key went out in any request the page made, from signup on.
+    const keyLines = instance.unlockKey(CAROL.address, CAROL.password).split("\n").filter((l) => l.length >= 60 && !l.startsWith("-----"));
+    expect(keyLines.length).toBeGreaterThan(2);
+    for (const request of sent) {
+      expect(request.url + request.body).not.toContain("5512-HERON");
+      for (const line of keyLines) expect(request.url + request.body).not.toContain(line);
+    }
     await context.close();
+  });
+
+  it("replies to all: the hosted recipient at sealed reads it decrypted, the other domain gets it encrypted to the key it publishes", async () => {
+    const REPLY = "Count me in: the code is 8824-KESTREL";
+    // Alice, hosted here, keeps her mail sealed.
+    const aliceId = whoami(acmeAdmin).account_id;
+    expect((await instance.api("PATCH", `/v1/accounts/${aliceId}`, acmeAdmin, { level: "sealed" })).status).toBe(200);
+    const { context, page } = await newPage(browser);
+    const sent = record(page);
+    await signIn(page, CAROL, instance.base);
+    await page.getByTestId("message-row").filter({ hasText: "Welcome aboard" }).locator("a").click();
+    await page.getByRole("heading", { name: "Welcome aboard" }).waitFor();
+    await page.getByRole("link", { name: "Reply to all" }).click();
+    await page.getByRole("heading", { name: "Reply to all" }).waitFor();
+    await expect(page.getByLabel("To", { exact: true }).inputValue()).resolves.toBe("dave@elsewhere.test");
+    await expect(page.getByLabel("Cc", { exact: true }).inputValue()).resolves.toBe(ALICE.address);
+    // Dave's key comes from his domain's key directory (fetched by the server, over HTTPS), Alice's from here.
+    const statuses = page.getByTestId("key-status");
+    await expect.poll(async () => (await statuses.allTextContents()).join("\n")).toContain("dave@elsewhere.test: will be encrypted to the key their domain publishes");
+    await expect.poll(async () => (await statuses.allTextContents()).join("\n")).toContain(`${ALICE.address}: will be encrypted to their key`);
+    await page.getByLabel("Message").press("Control+Home");
+    await page.getByLabel("Message").pressSequentially(REPLY);
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByTestId("sent").waitFor();
+    // It answers Dave's message, whose Message-ID the page read from the sealed original.
+    const submitted = JSON.parse(sent.find((r) => /\/v1\/accounts\/[^/]+\/messages$/.test(r.url))!.body) as { to: string[]; cc: string[]; in_reply_to?: string };
+    expect(submitted.in_reply_to).toBe("<welcome-1@elsewhere.test>");
+    expect([...submitted.to, ...submitted.cc].sort()).toEqual([ALICE.address, "dave@elsewhere.test"]);
+    await context.close();
+
+    // What left for elsewhere.test is PGP/MIME that Dave's key, and only a key, opens.
+    await expect.poll(() => elsewhere.received().length, { timeout: 20_000 }).toBe(1);
+    const [outgoing] = elsewhere.received();
+    expect(outgoing).toMatch(/Content-Type: multipart\/encrypted;[\s\S]*application\/pgp-encrypted/i);
+    expect(outgoing).not.toContain("8824-KESTREL");
+    const openpgp = await import("openpgp");
+    const armored = /-----BEGIN PGP MESSAGE-----[\s\S]*?-----END PGP MESSAGE-----/.exec(outgoing!)![0];
+    const { data } = await openpgp.decrypt({ message: await openpgp.readMessage({ armoredMessage: armored }), decryptionKeys: daveKey });
+    expect(String(data)).toContain("8824-KESTREL");
+    expect(String(data)).toContain("Subject: Re: Welcome aboard");
+
+    // Alice reads it in her page, decrypted there: it is stored sealed, and no request of hers carries the text.
+    let copy: Listed["items"][number] | undefined;
+    for (let i = 0; i < 100 && !copy; i++) {
+      const items = (await instance.api<Listed>("GET", `/v1/accounts/${aliceId}/messages?folder=inbox`, acmeAdmin)).body.items;
+      copy = items.find((m) => m.envelope_from === CAROL.address);
+      if (!copy) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(copy!.level).toBe("sealed");
+    const raw = await (await fetch(`${instance.base}/v1/messages/${copy!.id}/raw`, { headers: { Authorization: `Bearer ${acmeAdmin}` } })).text();
+    expect(raw).not.toContain("8824-KESTREL");
+    const alice = await newPage(browser);
+    const aliceSent = record(alice.page);
+    await signIn(alice.page, ALICE, instance.base);
+    await alice.page.locator(`a[href$="/${copy!.id}"]`).click();
+    await alice.page.getByRole("heading", { name: "Re: Welcome aboard" }).waitFor();
+    await expect(alice.page.getByTestId("body").textContent()).resolves.toContain(REPLY);
+    await expect(alice.page.getByTestId("from").textContent()).resolves.toContain(CAROL.address);
+    for (const request of aliceSent) expect(request.url + request.body).not.toContain("8824-KESTREL");
+    await alice.context.close();
   });
 
   it("keeps the link for a person who closed the page, and the link sets the password once the account opens", async () => {

@@ -68,6 +68,29 @@ JVBERi0xLjQK
     expect(read.attachments.map((a) => [a.filename, a.mimeType, new TextDecoder().decode(a.bytes)])).toEqual([["plan.pdf", "application/pdf", "%PDF-1.4\n"]]);
   });
 
+  it("opens a message its sender encrypted that was sealed again on arrival", async () => {
+    const { privateKey, publicKey } = await keyPair();
+    const fromSender = new TextDecoder().decode(
+      await sealed(publicKey, `Content-Type: text/plain; charset=utf-8; protected-headers="v1"
+Subject: Inside both layers
+From: Carol <carol@example.test>
+
+The code is 8824.
+`),
+    );
+    // The server's seal wraps the whole PGP/MIME message it received.
+    const raw = await sealed(publicKey, fromSender);
+    let asked = 0;
+    const read = await readMessage(raw, async () => {
+      asked++;
+      return privateKey;
+    });
+    expect(read.subject).toBe("Inside both layers");
+    expect(read.text?.trim()).toBe("The code is 8824.");
+    expect(read.attachments).toEqual([]);
+    expect(asked).toBe(2);
+  });
+
   it("refuses to show a sealed message with the wrong key", async () => {
     const { publicKey } = await keyPair();
     const other = await keyPair();

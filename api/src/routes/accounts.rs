@@ -365,7 +365,7 @@ async fn full_view(state: &AppState, account: &Account) -> ApiResult<AccountView
 }
 
 /// A recovery address as given: another address than the account's own.
-fn recovery_address(given: &str, own: &EmailAddress) -> ApiResult<EmailAddress> {
+pub(crate) fn recovery_address(given: &str, own: &EmailAddress) -> ApiResult<EmailAddress> {
     let recovery = EmailAddress::parse(given.trim()).map_err(|_| {
         Problem::invalid(format!(
             "`recovery_address` {given:?} is not an email address"

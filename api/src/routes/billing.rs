@@ -480,6 +480,10 @@ pub struct SignupRequest {
     /// its first sign-in.
     #[schema(format = Password)]
     pub password: Option<String>,
+    /// Where a forgotten password can be reset (another address than the
+    /// new one); set on the account when it opens.
+    #[serde(default)]
+    pub recovery_address: Option<String>,
     pub stamp: Stamp,
 }
 
@@ -609,7 +613,7 @@ pub async fn sign_up(
         return Err(Problem::invalid(format!("`address`: {why}")));
     }
     let address = billing.public_address(&local)?;
-    admissible(&state, peer, &address, &body).await?;
+    let recovery_address = admissible(&state, peer, &address, &body).await?;
     let key = signup_key(format!("{local} <{address}>"), body.password).await?;
     let activation_url = match &key.activation {
         Some(activation) => {
@@ -627,6 +631,7 @@ pub async fn sign_up(
         fingerprint: key.fingerprint,
         public_key: key.public_key,
         secret_key: key.secret_key,
+        recovery_address,
     };
     let outcome = billing.sign_up(prepared, key.token).await?;
     let (status, view) = match outcome {
@@ -657,14 +662,15 @@ pub async fn sign_up(
 }
 
 /// What every signup must pass, in this order: a valid stamp for this
-/// address, a strong password, a free address, the rate limits, and a
-/// challenge not spent before (spent now).
+/// address, a strong password, a usable recovery address, a free address,
+/// the rate limits, and a challenge not spent before (spent now). Answers
+/// the recovery address.
 async fn admissible(
     state: &AppState,
     peer: SocketAddr,
     address: &tenants::EmailAddress,
     body: &SignupRequest,
-) -> ApiResult<()> {
+) -> ApiResult<Option<tenants::EmailAddress>> {
     let billing = state.billing();
     let stamp = billing
         .challenges
@@ -678,6 +684,10 @@ async fn admissible(
     if let Some(password) = &body.password {
         tenants::password::check_strength(password)?;
     }
+    let recovery = match body.recovery_address.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(given) => Some(super::accounts::recovery_address(given, address)?),
+    };
     if state.store.account_by_address(address).await?.is_some() {
         return Err(Problem::conflict(format!(
             "the address `{address}` is taken"
@@ -695,7 +705,7 @@ async fn admissible(
             "`stamp`: this challenge was already used; ask for a new one",
         ));
     }
-    Ok(())
+    Ok(recovery)
 }
 
 /// The tenant (and domain) a signup on this Host goes to, when the Host is
@@ -738,7 +748,7 @@ async fn tenant_sign_up(
     }
     let address = tenants::EmailAddress::parse(&format!("{local}@{domain}"))
         .map_err(|e| Problem::invalid(format!("`address`: {e}")))?;
-    admissible(state, peer, &address, &body).await?;
+    let recovery_address = admissible(state, peer, &address, &body).await?;
     let t = state
         .store
         .tenant(tenant)
@@ -766,6 +776,12 @@ async fn tenant_sign_up(
         secret_key: key.secret_key,
     };
     let account = state.store.create_account("self-signup", new).await?;
+    if let Some(recovery) = &recovery_address {
+        state
+            .store
+            .set_recovery_address(account.id, Some(recovery.as_str()))
+            .await?;
+    }
     let activation_url = match &key.activation {
         Some(activation) => {
             state

@@ -382,6 +382,8 @@ pub struct NewSignup {
     pub fingerprint: String,
     pub public_key: String,
     pub secret_key: String,
+    /// Where a forgotten password is reset, set on the account when it opens.
+    pub recovery_address: Option<EmailAddress>,
 }
 
 /// Where a signup stands.
@@ -1121,8 +1123,8 @@ impl Store {
     pub async fn join_waiting_line(&self, signup: &NewSignup) -> Result<Uuid> {
         let id = Uuid::now_v7();
         let taken = "SELECT COUNT(*) FROM accounts WHERE address = $1";
-        let insert = "INSERT INTO waiting_line (id, token_hash, address, password_hash, fingerprint, public_key, secret_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let insert = "INSERT INTO waiting_line (id, token_hash, address, password_hash, fingerprint, public_key, secret_key, created_at, recovery_address) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         on_pool!(&self.pool, p => {
             let (n,): (i64,) = sqlx::query_as(taken).bind(signup.address.to_string()).fetch_one(p).await?;
             if n > 0 {
@@ -1130,6 +1132,7 @@ impl Store {
             }
             sqlx::query(insert).bind(id).bind(&signup.token_hash).bind(signup.address.to_string()).bind(&signup.password_hash)
                 .bind(&signup.fingerprint).bind(&signup.public_key).bind(&signup.secret_key).bind(Utc::now())
+                .bind(signup.recovery_address.as_ref().map(EmailAddress::to_string))
                 .execute(p).await.map_err(|e| if unique_violation(&e) {
                     Error::Conflict(format!("the address `{}` is taken", signup.address))
                 } else { e.into() })?;
@@ -1173,7 +1176,7 @@ impl Store {
             .ok_or(Error::NotFound("tenant"))?;
         let balance = "SELECT CAST(COALESCE(SUM(milli_months), 0) AS BIGINT) FROM pool_ledger";
         let active = "SELECT COUNT(*) FROM accounts WHERE free = TRUE AND status = 'active'";
-        let next = "SELECT id, address, password_hash, fingerprint, public_key, secret_key, token_hash FROM waiting_line \
+        let next = "SELECT id, address, password_hash, fingerprint, public_key, secret_key, token_hash, recovery_address FROM waiting_line \
              WHERE admitted_at IS NULL ORDER BY created_at, id LIMIT $1";
         // A signup without a password opens with its activation link, from now.
         let activation = "INSERT INTO activations (account_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4)";
@@ -1182,6 +1185,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, '', 'user', 'active', $5, $6, $7, $8, $9, $10, $10, $11, TRUE)"
         );
         let admitted = "UPDATE waiting_line SET admitted_at = $2, account_id = $3 WHERE id = $1";
+        let recovery = "UPDATE accounts SET recovery_address = $2 WHERE id = $1";
         let grow =
             "UPDATE tenants SET storage_quota_bytes = storage_quota_bytes + $2 WHERE id = $1";
         let horizon = public.horizon_months.max(1);
@@ -1192,15 +1196,18 @@ impl Store {
             let room = (b / (MILLI * horizon)).max(0) - a;
             let mut out = Vec::new();
             if room > 0 {
-                let rows: Vec<(Uuid, String, String, String, String, String, String)> =
+                let rows: Vec<(Uuid, String, String, String, String, String, String, Option<String>)> =
                     sqlx::query_as(next).bind(room).fetch_all(&mut *tx).await?;
                 let now = Utc::now();
-                for (waiting, address, hash, fingerprint, public_key, secret_key, token_hash) in rows {
+                for (waiting, address, hash, fingerprint, public_key, secret_key, token_hash, recovery_address) in rows {
                     let account = AccountId::new();
                     sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind(account.0).bind(public.tenant.0).bind(public.domain.0).bind(&address)
                         .bind(public.level.as_str()).bind(&hash).bind(&fingerprint).bind(&public_key).bind(&secret_key)
                         .bind(now).bind(public.free_quota_bytes).execute(&mut *tx).await?;
                     sqlx::query(admitted).bind(waiting).bind(now).bind(account.0).execute(&mut *tx).await?;
+                    if let Some(recovery_address) = recovery_address {
+                        sqlx::query(recovery).bind(account.0).bind(recovery_address).execute(&mut *tx).await?;
+                    }
                     if hash.is_empty() {
                         sqlx::query(activation).bind(account.0).bind(&token_hash)
                             .bind(now + chrono::Duration::days(super::ACTIVATION_DAYS)).bind(now)

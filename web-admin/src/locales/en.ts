@@ -809,6 +809,8 @@ export const en = {
   "signup.address_hint": "The whole address, name@domain.",
   "signup.address_hint_domain": "The name before @{domain}: at least 3 characters.",
   "signup.password_hint": "At least {n} characters. A few unrelated words make a strong password. Nobody can reset it without losing your sealed mail.",
+  "signup.recovery": "Recovery address (optional)",
+  "signup.recovery_hint": "Another address of yours, where a link to reset a forgotten password can be sent. You can set or change it later.",
   "signup.password_short": "The password must be at least {n} characters long.",
   "signup.strength_too_short": "Too short",
   "signup.strength_weak": "Weak: easy to guess",

@@ -811,6 +811,8 @@ export const fr: Record<keyof typeof en, string> = {
   "signup.address_hint": "L'adresse entière, nom@domaine.",
   "signup.address_hint_domain": "Le nom avant @{domain} : au moins 3 caractères.",
   "signup.password_hint": "Au moins {n} caractères. Quelques mots sans rapport font un mot de passe solide. Personne ne peut le réinitialiser sans que vous perdiez vos messages scellés.",
+  "signup.recovery": "Adresse de secours (facultative)",
+  "signup.recovery_hint": "Une autre de vos adresses, où un lien pour réinitialiser un mot de passe oublié peut être envoyé. Vous pourrez l'ajouter ou la changer plus tard.",
   "signup.password_short": "Le mot de passe doit comporter au moins {n} caractères.",
   "signup.strength_too_short": "Trop court",
   "signup.strength_weak": "Faible : facile à deviner",

@@ -104,11 +104,16 @@ function reading(email: Email, decrypted: boolean): Reading {
   };
 }
 
+/** Layers of encryption opened at most: the seal, and one its sender put inside. */
+const MAX_LAYERS = 3;
+
 /**
  * Parses `raw` and, when it is sealed, decrypts it with the key `unlock`
- * gives (asked only then).
+ * gives (asked only then). A message its sender had encrypted, sealed again
+ * on arrival (the server seals whatever arrives at `sealed`, so that even
+ * its outer headers are not kept readable), is opened layer after layer.
  */
-export async function readMessage(raw: Uint8Array, unlock: () => Promise<PrivateKey>): Promise<Reading> {
+export async function readMessage(raw: Uint8Array, unlock: () => Promise<PrivateKey>, layer = 1): Promise<Reading> {
   const outer = await PostalMime.parse(raw, { attachmentEncoding: "arraybuffer" });
   const armored = encryptedPayload(outer, raw);
   if (!armored) return reading(outer, false);
@@ -116,6 +121,9 @@ export async function readMessage(raw: Uint8Array, unlock: () => Promise<Private
   const message = await openpgp.readMessage({ armoredMessage: armored });
   const { data } = await openpgp.decrypt({ message, decryptionKeys: await unlock(), format: "binary" });
   const inner = await PostalMime.parse(data as Uint8Array, { attachmentEncoding: "arraybuffer" });
+  if (layer < MAX_LAYERS && header(inner, "content-type") && encryptedPayload(inner, data as Uint8Array)) {
+    return readMessage(data as Uint8Array, unlock, layer + 1);
+  }
   // Inline OpenPGP carries only a body: the wrapper's headers are the message's.
   if (!header(inner, "content-type") && inner.headers.length === 0) {
     return { ...reading(outer, true), text: new TextDecoder().decode(data as Uint8Array), html: null };

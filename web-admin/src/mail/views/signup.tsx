@@ -115,9 +115,10 @@ export function Signup({ brand }: { brand: Brand | null }) {
   }, []);
   const domain = open && open !== "closed" ? (open.domain ?? undefined) : undefined;
   const form = useForm(
-    { address: "", new_password: "", new_password_again: "" },
+    { address: "", new_password: "", new_password_again: "", recovery_address: "" },
     {
       address: (v) => (v.includes("@") || !domain ? emailAddress(v.trim()) : localPart(v.trim())),
+      recovery_address: (v) => (v.trim() ? emailAddress(v.trim()) : null),
       new_password: (v) => ([...v].length < PASSWORD_MIN ? t("signup.password_short", { n: PASSWORD_MIN }) : null),
     },
   );
@@ -141,7 +142,8 @@ export function Signup({ brand }: { brand: Brand | null }) {
         setSolving(null);
       }
       // No password in the request: the answer's link sets it on this device.
-      const response = await api.POST("/v1/public/signup", { body: { address, stamp: { challenge: fresh.challenge, counter } } });
+      const recovery_address = v.recovery_address.trim() || undefined;
+      const response = await api.POST("/v1/public/signup", { body: { address, recovery_address, stamp: { challenge: fresh.challenge, counter } } });
       if (!response.response.ok || !response.data) {
         const problem = asProblem(response.error, response.response);
         if (response.response.status === 429) throw { ...problem, detail: t("signup.rate_limited", { why: problem.detail }) } satisfies Problem;
@@ -166,7 +168,7 @@ export function Signup({ brand }: { brand: Brand | null }) {
       history.pushState(null, "", `/signup/wait#${view.token}`);
       window.dispatchEvent(new PopStateEvent("popstate"));
     },
-    { address: ["address"], new_password: ["password"] },
+    { address: ["address"], new_password: ["password"], recovery_address: ["recovery_address"] },
   );
 
   if (open === "closed") {
@@ -206,6 +208,7 @@ export function Signup({ brand }: { brand: Brand | null }) {
             {t(`signup.strength_${level}`)}
           </p>
           <Field {...form.field("new_password_again")} type="password" label={t("account.again")} autoComplete="new-password" required />
+          <Field {...form.field("recovery_address")} type="email" label={t("signup.recovery")} hint={t("signup.recovery_hint")} autoComplete="email" inputMode="email" />
           {solving && <Progress {...solving} />}
           <FormError message={form.formError} />
           <Submit busy={form.busy} label={t("signup.submit")} />
