@@ -499,6 +499,7 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         dispersed: None,
         billing: None,
         instance_key: None,
+        acme: None,
         inbound: None,
         exports_dir: None,
         delivery_retry: worker::RetryPolicy {

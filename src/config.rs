@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Top-level keys that are sections: `CALIOP_<SECTION>_<KEY>` maps to `<section>.<key>`.
 const SECTIONS: &[&str] = &[
+    "acme",
     "database",
     "api",
     "smtp",
@@ -66,6 +67,36 @@ pub struct Config {
     pub domains: DomainsSection,
     /// Spam and virus filtering: Rspamd, clamd, or the built-in filter.
     pub filter: FilterSection,
+    /// Certificates by ACME for the mail host and the tenants' hostnames.
+    pub acme: AcmeSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeSection {
+    /// Order certificates. Off by default: a fresh `serve` reaches nothing
+    /// outside loopback; turn it on where the names resolve to this host.
+    pub enabled: bool,
+    /// The CA's directory (Let's Encrypt production by default).
+    pub directory_url: String,
+    /// `mailto:` addresses the CA writes to.
+    pub contact: Vec<String>,
+    /// A PEM file of trust anchors for the directory's own HTTPS (a local CA).
+    pub extra_ca_file: Option<PathBuf>,
+    /// Days before expiry a certificate is renewed.
+    pub renew_days: i64,
+}
+
+impl Default for AcmeSection {
+    fn default() -> Self {
+        AcmeSection {
+            enabled: false,
+            directory_url: mail::acme::LETS_ENCRYPT.into(),
+            contact: Vec::new(),
+            extra_ca_file: None,
+            renew_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -318,7 +349,13 @@ pub struct DatabaseConfig {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
+    /// Plain HTTP: loopback behind a proxy, or port 80 beside `tls_listen`
+    /// (it answers ACME HTTP-01 challenges either way).
     pub listen: SocketAddr,
+    /// HTTPS with the certificates ACME obtained, chosen by name (SNI):
+    /// the API, the apps, WKD, autoconfig, MTA-STS and every verified
+    /// tenant hostname. Unset: no HTTPS listener.
+    pub tls_listen: Option<SocketAddr>,
     /// Where `/metrics` is served, apart from the API (loopback by default:
     /// the series describe the instance and are for its operator's scraper).
     pub metrics_listen: SocketAddr,
@@ -481,6 +518,7 @@ impl Default for Config {
             webmail: WebmailSection::default(),
             domains: DomainsSection::default(),
             filter: FilterSection::default(),
+            acme: AcmeSection::default(),
         }
     }
 }
@@ -490,6 +528,7 @@ impl Default for ApiSection {
         let api = api::ApiConfig::default();
         ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_listen: None,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token_ttl_seconds: api.token_ttl.as_secs(),
             max_body_bytes: api.max_body_bytes,
@@ -575,6 +614,23 @@ impl Config {
                     .into()
             });
         figment.merge(env).extract().map_err(Box::new)
+    }
+
+    /// What the ACME job needs, when it is on.
+    pub fn acme_config(&self) -> Result<Option<mail::acme::AcmeConfig>, String> {
+        if !self.acme.enabled {
+            return Ok(None);
+        }
+        let extra_roots = match &self.acme.extra_ca_file {
+            Some(path) => mail::https::load_roots(path)?,
+            None => Vec::new(),
+        };
+        Ok(Some(mail::acme::AcmeConfig {
+            directory_url: self.acme.directory_url.clone(),
+            contact: self.acme.contact.clone(),
+            extra_roots,
+            renew_before: chrono::Duration::days(self.acme.renew_days.max(1)),
+        }))
     }
 
     /// The configured sites, or the three local ones of the embedded default.

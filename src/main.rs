@@ -430,10 +430,14 @@ struct Roles {
     worker: bool,
 }
 
-fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+/// What every TLS door serves when ACME has nothing for a name: the
+/// configured certificate, else a self-signed one.
+fn fallback_certificate(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<rustls::sign::CertifiedKey>> {
     match (&config.smtp.tls_certificate, &config.smtp.tls_key) {
-        (Some(cert), Some(key)) => Ok(mail::tls::server_config(cert, key)?),
-        (None, None) => Ok(mail::tls::self_signed(
+        (Some(cert), Some(key)) => Ok(mail::tls::certified_key(cert, key)?),
+        (None, None) => Ok(mail::tls::self_signed_key(
             &config.data_dir,
             &config.mail.hostname,
         )?),
@@ -441,8 +445,34 @@ fn tls_config(config: &Config) -> anyhow::Result<std::sync::Arc<rustls::ServerCo
     }
 }
 
+/// The certificates of this instance (ACME's, from the database, and the
+/// fallback), loaded once and then watched for changes.
+async fn certificates(
+    config: &Config,
+    store: &tenants::Store,
+) -> anyhow::Result<std::sync::Arc<mail::certs::Certificates>> {
+    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir)
+        .context("loading the master key")?;
+    let certs = mail::certs::Certificates::new(
+        store.clone(),
+        std::sync::Arc::new(master),
+        &config.mail.hostname,
+        fallback_certificate(config)?,
+    );
+    let served = certs
+        .reload()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the certificates: {e}"))?;
+    tracing::info!(names = served, "certificates loaded");
+    Ok(certs)
+}
+
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    let certs = certificates(&config, &store).await?;
+    let tls_config = || -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+        Ok(certs.server_config(&[])?)
+    };
     let dns = mail::dns::Dns::new(
         config.dns.resolver,
         Duration::from_millis(config.dns.timeout_ms),
@@ -509,17 +539,22 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
     };
     let mut services = tokio::task::JoinSet::new();
+    {
+        let certs = certs.clone();
+        let stopping = stopped();
+        services.spawn(async move {
+            certs.watch(Duration::from_secs(30), stopping).await;
+            Ok(())
+        });
+    }
     if roles.smtp {
         let listener = tokio::net::TcpListener::bind(config.smtp.listen)
             .await
             .with_context(|| format!("listening on {}", config.smtp.listen))?;
         let address = listener.local_addr()?;
         banner.push_str(&format!("  smtp listening on {address} (STARTTLS)\n"));
-        let server = mail::smtp::SmtpServer::new(
-            config.smtp_config(),
-            inbound.clone(),
-            Some(tls_config(&config)?),
-        );
+        let server =
+            mail::smtp::SmtpServer::new(config.smtp_config(), inbound.clone(), Some(tls_config()?));
         tracing::info!(%address, "SMTP listening");
         services.spawn(server.serve(listener, stopped()));
     }
@@ -546,7 +581,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             inbound.clone(),
             outbound.clone(),
             login_guard.clone(),
-            Some(tls_config(&config)?),
+            Some(tls_config()?),
         );
         tracing::info!(%address, "submission listening");
         services.spawn(server.serve(listener, stopped()));
@@ -567,7 +602,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             imap_config,
             inbound.clone(),
             login_guard.clone(),
-            Some(tls_config(&config)?),
+            Some(tls_config()?),
         );
         // ManageSieve beside IMAP (announced first: the test harness reads
         // the banner up to the IMAP line).
@@ -587,7 +622,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             inbound.clone(),
             login_guard.clone(),
             inbound.scripts().clone(),
-            Some(tls_config(&config)?),
+            Some(tls_config()?),
         );
         services.spawn(sieve_server.serve(sieve_listener, stopped()));
         let listener = tokio::net::TcpListener::bind(config.imap.listen)
@@ -600,9 +635,9 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         tracing::info!(%address, "IMAP listening");
         services.spawn(server.clone().serve(listener, false, stopped()));
         if let Some(tls_listen) = config.imap.tls_listen {
-            if config.smtp.tls_certificate.is_none() {
+            if config.smtp.tls_certificate.is_none() && !config.acme.enabled {
                 anyhow::bail!(
-                    "imap.tls_listen needs a certificate: set smtp.tls_certificate and smtp.tls_key"
+                    "imap.tls_listen needs a certificate: set smtp.tls_certificate and smtp.tls_key, or acme.enabled"
                 );
             }
             let listener = tokio::net::TcpListener::bind(tls_listen)
@@ -641,7 +676,28 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             instance_key: Some(std::sync::Arc::new(instance_key(&config)?)),
             inbound: Some(inbound.clone()),
             exports_dir: Some(config.data_dir.join("exports")),
+            acme: match config
+                .acme_config()
+                .map_err(|e| anyhow::anyhow!("acme: {e}"))?
+            {
+                Some(acme) => {
+                    let master = vault::at_rest::MasterKey::load_or_create(&config.data_dir)
+                        .context("loading the master key")?;
+                    Some(std::sync::Arc::new(
+                        mail::acme::Acme::new(store.clone(), std::sync::Arc::new(master), acme)
+                            .map_err(|e| anyhow::anyhow!("acme: {e}"))?,
+                    ))
+                }
+                None => None,
+            },
         };
+        if context.acme.is_some() {
+            worker::schedule_certificates(&store).await?;
+            banner.push_str(&format!(
+                "  certificates by ACME from {}\n",
+                config.acme.directory_url
+            ));
+        }
         worker::schedule_scrub(&store, config.storage.scrub_interval_hours).await?;
         worker::schedule_pool(&store).await?;
         worker::schedule_canary(&store).await?;
@@ -692,6 +748,20 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             state.clone(),
             stopped(),
         ));
+        if let Some(tls_listen) = config.api.tls_listen {
+            let listener = tokio::net::TcpListener::bind(tls_listen)
+                .await
+                .with_context(|| format!("listening on {tls_listen}"))?;
+            let address = listener.local_addr()?;
+            banner.push_str(&format!("  https listening on {address}\n"));
+            tracing::info!(%address, "HTTPS listening");
+            services.spawn(api::https::serve_tls(
+                listener,
+                state.clone(),
+                certs.server_config(&[b"http/1.1"])?,
+                stopped(),
+            ));
+        }
         services.spawn(api::serve(listener, state, stopped()));
     }
     banner.push_str(&format!(

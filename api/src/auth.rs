@@ -314,6 +314,15 @@ async fn check_path(
                         .map(|_| actor.tenant_id),
                 )
             }
+            // The instance's TLS certificates are the operator's alone.
+            "certificate_name" => {
+                if actor.role != Role::Operator {
+                    return Err(Problem::forbidden(
+                        "only the operator sees the instance's certificates",
+                    ));
+                }
+                continue;
+            }
             other => {
                 return Err(Problem::internal(format!(
                     "path parameter `{other}` has no access rule"

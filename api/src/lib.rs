@@ -8,6 +8,7 @@ mod apps;
 pub mod auth;
 mod autoconfig;
 mod brand_assets;
+pub mod https;
 pub mod metrics;
 pub mod problem;
 mod rejections;
@@ -320,6 +321,7 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(wkd::routes())
         .merge(autoconfig::routes())
+        .merge(https::routes())
         .merge(apps::routes())
         .fallback(apps::fallback)
         .method_not_allowed_fallback(|| async {

@@ -94,8 +94,9 @@ const PUBLIC_OPERATIONS: &[&str] = &[
 /// price list, which every administrator may read (and only the operator
 /// change, which `users_are_refused_admin_routes` checks), and the legal
 /// request register, which only the operator may read (anyone else gets 403
-/// whatever the id; api/tests/legal.rs checks it).
-const SHARED_PARAMETERS: &[&str] = &["{plan_id}", "{request_id}"];
+/// whatever the id; api/tests/legal.rs checks it), and the instance's TLS
+/// certificates, likewise the operator's only (api/tests/acme.rs).
+const SHARED_PARAMETERS: &[&str] = &["{plan_id}", "{request_id}", "{certificate_name}"];
 
 struct Fixture {
     tenant_id: String,
@@ -247,6 +248,7 @@ fn fill(path: &str, ids: &Fixture) -> String {
         ("{language}", &"fr".to_owned()),
         ("{token}", &"no-such-signup-token".to_owned()),
         ("{sender}", &"someone@sender.test".to_owned()),
+        ("{certificate_name}", &"mx.caliop.test".to_owned()),
     ] {
         out = out.replace(param, value);
     }

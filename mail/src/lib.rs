@@ -2,8 +2,10 @@
 //! message before answering `250`, MIME parsing, SPF/DKIM/DMARC, TLS, and
 //! the DNS client every mail check goes through.
 
+pub mod acme;
 pub mod append;
 pub mod automatic;
+pub mod certs;
 mod connections;
 pub mod dispersed;
 pub mod dns;

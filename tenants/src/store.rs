@@ -1673,6 +1673,8 @@ mod mailboxes;
 mod messages;
 mod billing;
 mod branding;
+mod certificates;
+pub use certificates::{CertificateView, IssuedCertificate, StoredCertificate};
 mod exports;
 mod hosting;
 mod legal;

@@ -243,6 +243,8 @@ pub struct Context {
     pub exports_dir: Option<std::path::PathBuf>,
     /// What the instance signs with (the warrant canary).
     pub instance_key: Option<Arc<vault::instance::InstanceKey>>,
+    /// Certificates by ACME, when `acme.enabled`.
+    pub acme: Option<Arc<mail::acme::Acme>>,
 }
 
 impl Context {
@@ -791,6 +793,71 @@ pub async fn schedule_canary(store: &Store) -> Result<(), tenants::Error> {
     .map(|_| ())
 }
 
+pub const CERTIFICATES_JOB: &str = "tls.certificates";
+/// How often the wanted names are looked at and due certificates ordered.
+pub const CERTIFICATES_EVERY_MINUTES: i64 = 10;
+
+/// Certificates by ACME: one for the mail host and one for each verified
+/// tenant hostname, ordered when missing, renewed before expiry, retried
+/// with a growing backoff. Runs every few minutes; each process serves
+/// what the database holds.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct RenewCertificates;
+
+impl Job<Context> for RenewCertificates {
+    const NAME: &'static str = CERTIFICATES_JOB;
+
+    async fn run(&self, context: &Context) -> Result<(), String> {
+        let result = renew_certificates(context).await;
+        let next = Utc::now() + chrono::Duration::minutes(CERTIFICATES_EVERY_MINUTES);
+        enqueue::<Context, _>(&context.store, self, Some(next))
+            .await
+            .map_err(|e| e.to_string())?;
+        result
+    }
+}
+
+/// Wants the certificates this instance serves, and orders those due.
+pub async fn renew_certificates(context: &Context) -> Result<(), String> {
+    let Some(acme) = &context.acme else {
+        return Ok(());
+    };
+    let mut wanted = vec![context.outbound.hostname().to_ascii_lowercase()];
+    wanted.extend(
+        context
+            .store
+            .verified_hostnames()
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    for name in wanted {
+        context
+            .store
+            .want_certificate(std::slice::from_ref(&name))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let run = acme.run_due().await?;
+    if !run.issued.is_empty() || !run.failed.is_empty() {
+        tracing::info!(
+            issued = run.issued.len(),
+            failed = run.failed.len(),
+            "certificates ordered"
+        );
+    }
+    Ok(())
+}
+
+/// Starts the certificate job unless it is queued already.
+pub async fn schedule_certificates(store: &Store) -> Result<(), tenants::Error> {
+    if store.live_jobs(CERTIFICATES_JOB).await? > 0 {
+        return Ok(());
+    }
+    enqueue::<Context, _>(store, &RenewCertificates, None)
+        .await
+        .map(|_| ())
+}
+
 /// One mail the system writes to a person, from a template, in the brand
 /// of `tenant` and in the recipient's language, from the tenant's own
 /// domain (DKIM-signed with it). Rendered when sent, so it uses the brand
@@ -968,6 +1035,7 @@ pub fn caliop_worker(context: Context, name: impl Into<String>) -> Worker<Contex
         .register::<SystemMail>()
         .register::<PasswordResetMail>()
         .register::<RenewCanary>()
+        .register::<RenewCertificates>()
         .register::<ExportTenant>()
         .register::<ExpireTenantExport>()
         .register::<LapseClaims>()

@@ -13,6 +13,7 @@ pub use device::{OpaqueSetups, PendingLogins};
 pub use passkeys::PendingPasskeys;
 mod billing;
 pub(crate) mod branding;
+mod certificates;
 pub use branding::caliop_brand;
 mod business;
 mod domains;
@@ -141,6 +142,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::tenant_audit))
         .routes(routes!(queue::queue))
         .routes(routes!(sites::list_sites))
+        .routes(routes!(certificates::list_certificates))
+        .routes(routes!(certificates::renew_certificate))
         .routes(routes!(sites::list_jurisdictions))
         .routes(routes!(billing::list_plans, billing::create_plan))
         .routes(routes!(

@@ -388,6 +388,7 @@ impl TestApp {
             instance_key: Some(self.instance_key.clone()),
             inbound: Some(self.inbound.clone()),
             exports_dir: Some(self.data_dir.path().join("exports")),
+            acme: None,
         }
     }
 

@@ -110,6 +110,15 @@ pub const LEFT_TABLES: &[(&str, &str)] = &[
     ),
     ("waiting_line", "the exporting instance's free signup queue"),
     (
+        "certificates",
+        "the exporting instance's TLS certificates (the importer orders its own)",
+    ),
+    ("acme_accounts", "the exporting instance's ACME accounts"),
+    (
+        "acme_challenges",
+        "pending ACME answers of the exporting instance",
+    ),
+    (
         "legal_requests",
         "the operator's register, not the tenant's data",
     ),

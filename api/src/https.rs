@@ -1,0 +1,88 @@
+//! HTTPS (`api.tls_listen`): the same routes as plain HTTP, under the
+//! certificate the client names (SNI) among those ACME obtained. TLS
+//! handshakes run apart from the accept loop, so that a slow or silent
+//! client delays nobody else. And the HTTP-01 answers of pending ACME
+//! orders, which every API node gives from the database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+
+use crate::AppState;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/.well-known/acme-challenge/{token}", get(acme_challenge))
+}
+
+/// The key authorization of a pending HTTP-01 challenge (RFC 8555 §8.3).
+async fn acme_challenge(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.store.acme_challenge(&token).await {
+        Ok(Some(answer)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "an ACME challenge could not be read");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Serves the API over TLS on `listener` until `shutdown`: each
+/// connection's handshake and requests run on their own task, its peer's
+/// address given to the routes as plain HTTP gives it (`ConnectInfo`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = crate::router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!(error = %e, "an HTTPS connection could not be accepted");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "a TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "a TLS handshake timed out"),
+            };
+            serve_connection(stream, peer, app).await;
+        });
+    }
+}
+
+async fn serve_connection(stream: TlsStream<TcpStream>, peer: SocketAddr, app: axum::Router) {
+    let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades()
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "an HTTPS connection ended with an error");
+    }
+}

@@ -1,0 +1,358 @@
+//! Certificates by ACME against Debian's `pebble` (Let's Encrypt's test
+//! CA), on both backends. Pebble validates HTTP-01 by asking our API (the
+//! names resolve to loopback in the test's DNS server, which pebble uses):
+//! the certificate job orders one certificate for the mail host and one
+//! for a tenant's verified hostname; the operator sees them; HTTPS serves
+//! the tenant's brand under its own certificate by SNI, and the mail host's
+//! to a client naming nothing; `openssl s_client -starttls smtp` sees the
+//! ACME certificate on STARTTLS. A forced renewal swaps the served
+//! certificate (a new serial) without a restart, while a connection opened
+//! before it keeps working; another process on the same database serves
+//! the same certificate without asking the CA.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use support::{MAIL_HOST, TestApp};
+use tenants::{Backend, on_both_backends};
+
+const TENANT_HOST: &str = "mail.acme.test";
+
+/// A running pebble: its directory URL and what it signs with.
+struct Pebble {
+    child: Child,
+    directory: String,
+    management: u16,
+    dir: tempfile::TempDir,
+    /// The authority of pebble's own HTTPS (ours, made here).
+    ca: mail::https_server::TestCa,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_pebble(http_port: u16, dns: std::net::SocketAddr) -> Pebble {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mail::https_server::TestCa::new();
+    let own = ca.issue(&["localhost"]);
+    std::fs::write(dir.path().join("cert.pem"), &own.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &own.key_pem).unwrap();
+    let (listen, management) = (free_port(), free_port());
+    let config = json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{listen}"),
+        "managementListenAddress": format!("127.0.0.1:{management}"),
+        "certificate": dir.path().join("cert.pem"),
+        "privateKey": dir.path().join("key.pem"),
+        "httpPort": http_port,
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false
+    }});
+    std::fs::write(dir.path().join("pebble.json"), config.to_string()).unwrap();
+    let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
+    let child = Command::new("pebble")
+        .arg("-config")
+        .arg(dir.path().join("pebble.json"))
+        .arg("-dnsserver")
+        .arg(dns.to_string())
+        // No random sleeps before validation, and no nonce rejected on purpose.
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("pebble (Debian package `pebble`) must be installed: .ci/run installs it");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Pebble {
+        child,
+        directory: format!("https://localhost:{listen}/dir"),
+        management,
+        dir,
+        ca,
+    }
+}
+
+impl Pebble {
+    /// The root pebble issues certificates under (its management interface).
+    fn issuing_root(&self) -> CertificateDer<'static> {
+        use rustls::pki_types::pem::PemObject;
+        let ca = self.dir.path().join("ca.pem");
+        std::fs::write(&ca, self.ca.root_pem()).unwrap();
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://localhost:{}/roots/0", self.management))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pebble's root: {out:?}");
+        CertificateDer::from_pem_slice(&out.stdout).unwrap()
+    }
+}
+
+/// The serial (hexadecimal) of the certificate served at the end of a TLS
+/// handshake, and the connection.
+async fn tls_connect(
+    port: u16,
+    name: &str,
+    root: &CertificateDer<'static>,
+) -> (
+    String,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    let tls = mail::https::client_config(std::slice::from_ref(root)).unwrap();
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS with {name}: {e}"));
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    (serial(&leaf), stream)
+}
+
+fn serial(der: &CertificateDer<'_>) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.raw_serial_as_string().replace(':', "")
+}
+
+/// An HTTP/1.1 connection over `stream`, kept open for several requests.
+async fn http1(
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+async fn get(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    host: &str,
+    path: &str,
+) -> (u16, Value) {
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// The serial `openssl s_client -starttls smtp` sees on `port`.
+fn starttls_serial(port: u16) -> String {
+    let shown = Command::new("openssl")
+        .args(["s_client", "-starttls", "smtp", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout).to_string();
+    let pem = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .and_then(|start| {
+            text[start..]
+                .find("-----END CERTIFICATE-----")
+                .map(|end| &text[start..start + end + 25])
+        })
+        .unwrap_or_else(|| panic!("no certificate from s_client: {text}"));
+    use rustls::pki_types::pem::PemObject;
+    serial(&CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+}
+
+fn certificates(app: &TestApp) -> Arc<mail::certs::Certificates> {
+    let master = vault::at_rest::MasterKey::load_or_create(app.data_dir.path()).unwrap();
+    let fallback = mail::tls::self_signed_key(app.data_dir.path(), MAIL_HOST).unwrap();
+    mail::certs::Certificates::new(app.store.clone(), Arc::new(master), MAIL_HOST, fallback)
+}
+
+async fn stored(app: &TestApp) -> Vec<Value> {
+    let reply = app.get("/v1/certificates", &app.operator_token).await;
+    reply.ok(200).as_array().unwrap().clone()
+}
+
+async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let acme = app.enterprise("acme.test", 5).await;
+    let host = app.add_hostname(&acme, TENANT_HOST).await;
+    app.prove_hostname(&acme, &host).await;
+    app.send(
+        "PUT",
+        &format!("/v1/tenants/{}/branding", acme.tenant_id),
+        Some(&acme.admin_token),
+        Some(json!({"product_name": "Acme Mail"})),
+    )
+    .await
+    .ok(200);
+    let loopback = [std::net::Ipv4Addr::LOCALHOST];
+    for name in [MAIL_HOST, TENANT_HOST] {
+        app.dns.set_a(name, &loopback);
+    }
+    let api_port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let pebble = start_pebble(api_port, app.dns.addr());
+    let master = vault::at_rest::MasterKey::load_or_create(app.data_dir.path()).unwrap();
+    let acme_client = mail::acme::Acme::new(
+        app.store.clone(),
+        Arc::new(master),
+        mail::acme::AcmeConfig {
+            directory_url: pebble.directory.clone(),
+            contact: vec!["mailto:ops@caliop.test".into()],
+            extra_roots: vec![pebble.ca.root()],
+            ..mail::acme::AcmeConfig::default()
+        },
+    )
+    .unwrap();
+    let mut context = app.worker_context(25, Duration::from_secs(1));
+    context.acme = Some(Arc::new(acme_client));
+
+    // The job wants the mail host's and the verified hostname's, and gets them.
+    worker::renew_certificates(&context).await.unwrap();
+    let listed = stored(&app).await;
+    let names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let mut wanted = vec![MAIL_HOST, TENANT_HOST];
+    wanted.sort();
+    assert_eq!(names, wanted);
+    for certificate in &listed {
+        assert!(certificate["last_error"].is_null(), "{certificate}");
+        assert!(
+            certificate["issuer"].as_str().unwrap().contains("Pebble"),
+            "{certificate}"
+        );
+        assert!(certificate["not_after"].is_string());
+    }
+    // Only the operator sees them.
+    app.get("/v1/certificates", &acme.admin_token)
+        .await
+        .problem(403);
+    app.send(
+        "POST",
+        &format!("/v1/certificates/{MAIL_HOST}/renew"),
+        Some(&acme.admin_token),
+        Some(json!({})),
+    )
+    .await
+    .problem(403);
+
+    // HTTPS: each name its own certificate, the tenant's brand on its hostname.
+    let certs = certificates(&app);
+    assert_eq!(certs.reload().await.unwrap(), 2);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_port = listener.local_addr().unwrap().port();
+    tokio::spawn(api::https::serve_tls(
+        listener,
+        app.state.clone(),
+        certs.server_config(&[b"http/1.1"]).unwrap(),
+        std::future::pending(),
+    ));
+    let root = pebble.issuing_root();
+    let serial_of = |name: &str| {
+        listed.iter().find(|c| c["name"] == name).unwrap()["serial"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (tenant_serial, stream) = tls_connect(https_port, TENANT_HOST, &root).await;
+    assert_eq!(tenant_serial, serial_of(TENANT_HOST));
+    let mut open = http1(stream).await;
+    let (status, brand) = get(&mut open, TENANT_HOST, "/v1/public/branding").await;
+    assert_eq!(status, 200);
+    assert_eq!(brand["product_name"], "Acme Mail");
+    let (mail_serial, _) = tls_connect(https_port, MAIL_HOST, &root).await;
+    assert_eq!(mail_serial, serial_of(MAIL_HOST));
+    assert_ne!(mail_serial, tenant_serial);
+
+    // STARTTLS on an MX serving these certificates: a client naming nothing gets the mail host's.
+    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp_port = smtp.local_addr().unwrap().port();
+    let server = mail::smtp::SmtpServer::new(
+        support::smtp_config(),
+        app.inbound.clone(),
+        Some(certs.server_config(&[]).unwrap()),
+    );
+    tokio::spawn(server.serve(smtp, std::future::pending()));
+    let seen = tokio::task::spawn_blocking(move || starttls_serial(smtp_port))
+        .await
+        .unwrap();
+    assert_eq!(seen, serial_of(MAIL_HOST));
+
+    // A forced renewal: a new certificate, served without a restart; the open connection lives on.
+    app.post(
+        &format!("/v1/certificates/{TENANT_HOST}/renew"),
+        &app.operator_token,
+        json!({}),
+    )
+    .await
+    .ok(202);
+    app.post(
+        "/v1/certificates/nowhere.test/renew",
+        &app.operator_token,
+        json!({}),
+    )
+    .await
+    .problem(404);
+    worker::renew_certificates(&context).await.unwrap();
+    let renewed = stored(&app).await;
+    let new_serial = renewed.iter().find(|c| c["name"] == TENANT_HOST).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_serial, tenant_serial, "a new certificate was issued");
+    assert_eq!(
+        renewed.iter().find(|c| c["name"] == MAIL_HOST).unwrap()["serial"],
+        serial_of(MAIL_HOST).as_str(),
+        "the mail host's was not due"
+    );
+    certs.reload().await.unwrap();
+    let (served, _) = tls_connect(https_port, TENANT_HOST, &root).await;
+    assert_eq!(served, new_serial, "the new certificate is served at once");
+    let (status, _) = get(&mut open, TENANT_HOST, "/v1/public/branding").await;
+    assert_eq!(
+        status, 200,
+        "a connection opened before the swap still works"
+    );
+
+    // Another process on the same database serves the same certificate, asking no CA.
+    drop(pebble);
+    let other = certificates(&app);
+    other.reload().await.unwrap();
+    let theirs = other.for_name(Some(TENANT_HOST));
+    let ours = certs.for_name(Some(TENANT_HOST));
+    assert_eq!(theirs.cert[0], ours.cert[0]);
+    // A name without a certificate never gets another tenant's: it gets the mail host's.
+    assert_eq!(
+        serial(&other.for_name(Some("elsewhere.test")).cert[0]),
+        serial_of(MAIL_HOST)
+    );
+}
+
+on_both_backends!(certificates_by_acme_are_served_by_name_and_renewed_without_a_restart);
