@@ -1,8 +1,9 @@
 //! HTTPS (`api.tls_listen`): the same routes as plain HTTP, under the
 //! certificate the client names (SNI) among those ACME obtained. TLS
 //! handshakes run apart from the accept loop, so that a slow or silent
-//! client delays nobody else. And the HTTP-01 answers of pending ACME
-//! orders, which every API node gives from the database.
+//! client delays nobody else. And what is served on any listener for
+//! TLS: the HTTP-01 answers of pending ACME orders, which every API node
+//! gives from the database, and each verified domain's MTA-STS policy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,50 @@ use crate::AppState;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/.well-known/acme-challenge/{token}", get(acme_challenge))
+    axum::Router::new()
+        .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
+        .route("/.well-known/mta-sts.txt", get(mta_sts_policy))
+}
+
+/// The MTA-STS policy (RFC 8461 §3.2) of the verified domain whose
+/// `mta-sts.` host was asked for; any other host: 404.
+async fn mta_sts_policy(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(name, _)| name)
+                .to_ascii_lowercase()
+        });
+    let Some(domain) = host
+        .as_deref()
+        .and_then(|h| h.strip_prefix("mta-sts."))
+        .and_then(|d| tenants::DomainName::parse(d).ok())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let found = match state.store.domain_by_name(&domain).await {
+        Ok(found) => found.filter(|d| d.verified_at.is_some()),
+        Err(e) => {
+            tracing::warn!(error = %e, "an MTA-STS policy could not be read");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let Some(domain) = found else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match state.store.mta_sts_mode(domain.id).await {
+        Ok(mode) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            tenants::dns_records::mta_sts_policy(mode, &state.config.mail_hostname),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "an MTA-STS policy could not be read");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// The key authorization of a pending HTTP-01 challenge (RFC 8555 §8.3).

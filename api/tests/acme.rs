@@ -23,6 +23,7 @@ use support::{MAIL_HOST, TestApp};
 use tenants::{Backend, on_both_backends};
 
 const TENANT_HOST: &str = "mail.acme.test";
+const STS_HOST: &str = "mta-sts.acme.test";
 
 /// A running pebble: its directory URL and what it signs with.
 struct Pebble {
@@ -159,6 +160,15 @@ async fn get(
     host: &str,
     path: &str,
 ) -> (u16, Value) {
+    let (status, text) = get_text(sender, host, path).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn get_text(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    host: &str,
+    path: &str,
+) -> (u16, String) {
     let request = hyper::Request::get(path)
         .header("host", host)
         .body(http_body_util::Empty::new())
@@ -166,7 +176,25 @@ async fn get(
     let response = sender.send_request(request).await.unwrap();
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The `id` of the `_mta-sts` record the domain's DNS records ask for.
+async fn listed_sts_id(app: &TestApp, domain_id: &str, token: &str) -> String {
+    let records = app
+        .get(&format!("/v1/domains/{domain_id}/dns-records"), token)
+        .await;
+    let records = records.ok(200)["records"].as_array().unwrap().clone();
+    let sts = records
+        .iter()
+        .find(|r| r["purpose"] == "mta_sts")
+        .unwrap_or_else(|| panic!("no MTA-STS record in {records:?}"));
+    sts["value"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("v=STSv1; id=")
+        .unwrap()
+        .to_owned()
 }
 
 /// The serial `openssl s_client -starttls smtp` sees on `port`.
@@ -215,9 +243,14 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
     .await
     .ok(200);
     let loopback = [std::net::Ipv4Addr::LOCALHOST];
-    for name in [MAIL_HOST, TENANT_HOST] {
+    // Our names resolve to us; autoconfig.acme.test points elsewhere, so no certificate is asked for it.
+    for name in [MAIL_HOST, TENANT_HOST, STS_HOST] {
         app.dns.set_a(name, &loopback);
     }
+    app.dns.set_a(
+        "autoconfig.acme.test",
+        &[std::net::Ipv4Addr::new(192, 0, 2, 7)],
+    );
     let api_port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
     let pebble = start_pebble(api_port, app.dns.addr());
     let master = vault::at_rest::MasterKey::load_or_create(app.data_dir.path()).unwrap();
@@ -239,7 +272,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
     worker::renew_certificates(&context).await.unwrap();
     let listed = stored(&app).await;
     let names: Vec<&str> = listed.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    let mut wanted = vec![MAIL_HOST, TENANT_HOST];
+    let mut wanted = vec![MAIL_HOST, TENANT_HOST, STS_HOST];
     wanted.sort();
     assert_eq!(names, wanted);
     for certificate in &listed {
@@ -265,7 +298,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
 
     // HTTPS: each name its own certificate, the tenant's brand on its hostname.
     let certs = certificates(&app);
-    assert_eq!(certs.reload().await.unwrap(), 2);
+    assert_eq!(certs.reload().await.unwrap(), 3);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let https_port = listener.local_addr().unwrap().port();
     tokio::spawn(api::https::serve_tls(
@@ -287,6 +320,71 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
     let (status, brand) = get(&mut open, TENANT_HOST, "/v1/public/branding").await;
     assert_eq!(status, 200);
     assert_eq!(brand["product_name"], "Acme Mail");
+    // The domain's MTA-STS policy, on its own name, and the id its DNS record carries.
+    let (sts_serial, stream) = tls_connect(https_port, STS_HOST, &root).await;
+    assert_eq!(sts_serial, serial_of(STS_HOST));
+    let mut sts = http1(stream).await;
+    let (status, policy) = get_text(&mut sts, STS_HOST, "/.well-known/mta-sts.txt").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        policy,
+        format!("version: STSv1\r\nmode: testing\r\nmx: {MAIL_HOST}\r\nmax_age: 86400\r\n")
+    );
+    let testing_id = listed_sts_id(&app, &acme.domain_id, &acme.admin_token).await;
+    assert_eq!(testing_id, tenants::dns_records::mta_sts_id(&policy));
+    let chosen = app
+        .send(
+            "PUT",
+            &format!("/v1/domains/{}/mta-sts", acme.domain_id),
+            Some(&acme.admin_token),
+            Some(json!({"mode": "enforce"})),
+        )
+        .await;
+    assert_eq!(chosen.ok(200)["mode"], "enforce");
+    let (_, enforced) = get_text(&mut sts, STS_HOST, "/.well-known/mta-sts.txt").await;
+    assert!(enforced.contains("mode: enforce\r\n"), "{enforced}");
+    let enforce_id = listed_sts_id(&app, &acme.domain_id, &acme.admin_token).await;
+    assert_ne!(enforce_id, testing_id, "the id changes with the policy");
+    assert_eq!(enforce_id, chosen.body["id"]);
+    // An independent MTA-STS client (postfix-mta-sts-resolver) fetches it as a sender would, and accepts it.
+    app.dns.set_txt(
+        "_mta-sts.acme.test",
+        &[&format!("v=STSv1; id={enforce_id}")],
+    );
+    let root_pem = pebble.dir.path().join("issuing-root.pem");
+    std::fs::write(
+        &root_pem,
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64_lines(root.as_ref())
+        ),
+    )
+    .unwrap();
+    let python = std::env::var("CALIOP_TEST_PYTHON")
+        .expect("CALIOP_TEST_PYTHON names the venv python with postfix-mta-sts-resolver (set by scripts/test)");
+    let dns = app.dns.addr().to_string();
+    let fetched = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/mta_sts/fetch.py"
+            ))
+            .args(["acme.test", &dns, &https_port.to_string()])
+            .arg(&root_pem)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let verdict: Value = serde_json::from_slice(&fetched.stdout)
+        .unwrap_or_else(|_| panic!("postfix-mta-sts-resolver said: {fetched:?}"));
+    assert_eq!(verdict["result"], "VALID", "{verdict} {fetched:?}");
+    assert_eq!(verdict["id"], enforce_id.as_str());
+    assert_eq!(verdict["policy"]["mode"], "enforce");
+    assert_eq!(verdict["policy"]["mx"], json!([MAIL_HOST]));
+    // Another host has no policy here.
+    let (status, _) = get_text(&mut sts, "mta-sts.unknown.test", "/.well-known/mta-sts.txt").await;
+    assert_eq!(status, 404);
     let (mail_serial, _) = tls_connect(https_port, MAIL_HOST, &root).await;
     assert_eq!(mail_serial, serial_of(MAIL_HOST));
     assert_ne!(mail_serial, tenant_serial);
@@ -356,3 +454,14 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
 }
 
 on_both_backends!(certificates_by_acme_are_served_by_name_and_renewed_without_a_restart);
+
+/// PEM's body: base64 in lines of 64.
+fn base64_lines(der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    text.as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -95,12 +95,65 @@ pub fn dkim_record(domain: &Domain, key: &DkimKey) -> ExpectedRecord {
     }
 }
 
+/// The MTA-STS mode of a domain's policy (RFC 8461 §5): `testing` by
+/// default (failures are reported, mail still flows), `enforce` when the
+/// tenant chooses it, `none` to withdraw a policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MtaStsMode {
+    #[default]
+    Testing,
+    Enforce,
+    None,
+}
+
+impl MtaStsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtaStsMode::Testing => "testing",
+            MtaStsMode::Enforce => "enforce",
+            MtaStsMode::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MtaStsMode> {
+        match text {
+            "testing" => Some(MtaStsMode::Testing),
+            "enforce" => Some(MtaStsMode::Enforce),
+            "none" => Some(MtaStsMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// The policy file served at `https://mta-sts.{domain}/.well-known/mta-sts.txt`:
+/// our MX, and how long senders keep it (a week when enforced, a day otherwise).
+pub fn mta_sts_policy(mode: MtaStsMode, mail_host: &str) -> String {
+    let max_age = match mode {
+        MtaStsMode::Enforce => 604_800,
+        MtaStsMode::Testing | MtaStsMode::None => 86_400,
+    };
+    format!(
+        "version: STSv1\r\nmode: {}\r\nmx: {mail_host}\r\nmax_age: {max_age}\r\n",
+        mode.as_str()
+    )
+}
+
+/// The `id` of the `_mta-sts` record: a digest of the policy, so that it
+/// changes whenever the policy does (and senders fetch it again).
+pub fn mta_sts_id(policy: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(policy.as_bytes());
+    digest.iter().take(10).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every record `domain` must publish for mail to flow through `mail_host`,
 /// with one DKIM record per key that should be in DNS now.
 pub fn expected_records(
     domain: &Domain,
     dkim_keys: &[DkimKey],
     mail_host: &str,
+    mta_sts: MtaStsMode,
 ) -> Vec<ExpectedRecord> {
     let d = domain.name.as_str();
     let record = |purpose, record_type, name: String, value: String, required| ExpectedRecord {
@@ -142,7 +195,10 @@ pub fn expected_records(
             Purpose::MtaSts,
             RecordType::Txt,
             format!("_mta-sts.{d}"),
-            format!("v=STSv1; id={}", domain.created_at.format("%Y%m%d%H%M%S")),
+            format!(
+                "v=STSv1; id={}",
+                mta_sts_id(&mta_sts_policy(mta_sts, mail_host))
+            ),
             false,
         ),
         record(
@@ -320,7 +376,7 @@ mod tests {
             DkimKeyState::Active,
             None,
         )];
-        expected_records(&domain(), &keys, "mx.caliop.test")
+        expected_records(&domain(), &keys, "mx.caliop.test", MtaStsMode::Testing)
             .into_iter()
             .find(|r| r.purpose == purpose)
             .unwrap()
@@ -390,10 +446,11 @@ mod tests {
             key("e1", DkimAlgorithm::Ed25519, DkimKeyState::Active, None),
             key("e2", DkimAlgorithm::Ed25519, DkimKeyState::Pending, None),
         ];
-        let dkim: Vec<ExpectedRecord> = expected_records(&domain(), &keys, "mx.caliop.test")
-            .into_iter()
-            .filter(|r| r.purpose == Purpose::Dkim)
-            .collect();
+        let dkim: Vec<ExpectedRecord> =
+            expected_records(&domain(), &keys, "mx.caliop.test", MtaStsMode::Testing)
+                .into_iter()
+                .filter(|r| r.purpose == Purpose::Dkim)
+                .collect();
         let names: Vec<&str> = dkim.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,

@@ -817,23 +817,66 @@ impl Job<Context> for RenewCertificates {
     }
 }
 
-/// Wants the certificates this instance serves, and orders those due.
+/// Wants the certificates this instance serves, and orders those due: the
+/// mail host's; each verified tenant hostname's; and for each verified
+/// domain, one covering those of its `mta-sts.`, `autoconfig.` and
+/// `openpgpkey.` names that resolve to the mail host's addresses (a name
+/// pointing elsewhere would fail its challenge, and count against the
+/// CA's limits).
 pub async fn renew_certificates(context: &Context) -> Result<(), String> {
     let Some(acme) = &context.acme else {
         return Ok(());
     };
-    let mut wanted = vec![context.outbound.hostname().to_ascii_lowercase()];
-    wanted.extend(
+    let mail_host = context.outbound.hostname().to_ascii_lowercase();
+    let ours: std::collections::HashSet<String> = context
+        .dns
+        .lookup(&mail_host, mail::dns::Kind::A)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let resolves_to_us = |name: String| {
+        let dns = context.dns.clone();
+        let ours = ours.clone();
+        async move {
+            let theirs = dns
+                .lookup(&name, mail::dns::Kind::A)
+                .await
+                .unwrap_or_default();
+            theirs.iter().any(|a| ours.contains(a)).then_some(name)
+        }
+    };
+    let mut wanted = vec![vec![mail_host.clone()]];
+    for hostname in context
+        .store
+        .verified_hostnames()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if let Some(name) = resolves_to_us(hostname).await {
+            wanted.push(vec![name]);
+        }
+    }
+    for domain in context
+        .store
+        .verified_domain_names()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let mut names = Vec::new();
+        for prefix in ["mta-sts", "autoconfig", "openpgpkey"] {
+            if let Some(name) = resolves_to_us(format!("{prefix}.{domain}")).await {
+                names.push(name);
+            }
+        }
+        if !names.is_empty() {
+            wanted.push(names);
+        }
+    }
+    for names in wanted {
         context
             .store
-            .verified_hostnames()
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    for name in wanted {
-        context
-            .store
-            .want_certificate(std::slice::from_ref(&name))
+            .want_certificate(&names)
             .await
             .map_err(|e| e.to_string())?;
     }

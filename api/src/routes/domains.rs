@@ -323,7 +323,8 @@ pub async fn dns_records(
 ) -> ApiResult<Json<DnsRecords>> {
     let domain = load(&state, domain_id).await?;
     let keys = state.store.dkim_keys(domain.id).await?;
-    let expected = dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
+    let mode = state.store.mta_sts_mode(domain.id).await?;
+    let expected = dns_records::expected_records(&domain, &keys, &state.config.mail_hostname, mode);
     let mut lookups = tokio::task::JoinSet::new();
     for (i, record) in expected.iter().enumerate() {
         let (dns, name, kind) = (
@@ -515,4 +516,82 @@ pub async fn rotate_dkim(
         StatusCode::ACCEPTED,
         Json(dkim_view(&state, &domain).await?),
     ))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MtaStsSetting {
+    /// `testing` (the default: failures are reported, mail still flows),
+    /// `enforce` (senders that honour MTA-STS deliver only over verified
+    /// TLS to our MX) or `none` (the policy is withdrawn).
+    pub mode: dns_records::MtaStsMode,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MtaStsView {
+    pub mode: dns_records::MtaStsMode,
+    /// Served at `url`, over HTTPS, with a certificate for `mta-sts.{domain}`.
+    pub policy: String,
+    pub url: String,
+    /// The `id` the `_mta-sts` TXT record carries; it changes with the policy.
+    pub id: String,
+}
+
+fn mta_sts_view(state: &AppState, domain: &Domain, mode: dns_records::MtaStsMode) -> MtaStsView {
+    let policy = dns_records::mta_sts_policy(mode, &state.config.mail_hostname);
+    MtaStsView {
+        mode,
+        id: dns_records::mta_sts_id(&policy),
+        url: format!("https://mta-sts.{}/.well-known/mta-sts.txt", domain.name),
+        policy,
+    }
+}
+
+/// A domain's MTA-STS policy
+#[utoipa::path(get, path = "/v1/domains/{domain_id}/mta-sts", tag = "domains", operation_id = "getMtaSts",
+    params(("domain_id" = DomainId, Path, description = "Domain id")),
+    responses(
+        (status = 200, description = "The policy we publish for the domain", body = MtaStsView),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such domain", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_mta_sts(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(domain_id): Path<DomainId>,
+) -> ApiResult<Json<MtaStsView>> {
+    let domain = load(&state, domain_id).await?;
+    let mode = state.store.mta_sts_mode(domain.id).await?;
+    Ok(Json(mta_sts_view(&state, &domain, mode)))
+}
+
+/// Choose a domain's MTA-STS mode
+///
+/// The policy's `id` changes with it: update the `_mta-sts` TXT record
+/// (listed in the domain's DNS records) so that senders fetch it again.
+#[utoipa::path(put, path = "/v1/domains/{domain_id}/mta-sts", tag = "domains", operation_id = "setMtaSts",
+    params(("domain_id" = DomainId, Path, description = "Domain id")),
+    request_body = MtaStsSetting,
+    responses(
+        (status = 200, description = "The policy now published", body = MtaStsView),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such domain", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "Not a mode", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn set_mta_sts(
+    State(state): State<AppState>,
+    Admin(actor): Admin,
+    Path(domain_id): Path<DomainId>,
+    Json(body): Json<MtaStsSetting>,
+) -> ApiResult<Json<MtaStsView>> {
+    let domain = load(&state, domain_id).await?;
+    state
+        .store
+        .set_mta_sts_mode(&actor.audit_name(), domain.tenant_id, domain.id, body.mode)
+        .await?;
+    Ok(Json(mta_sts_view(&state, &domain, body.mode)))
 }

@@ -366,8 +366,12 @@ pub async fn onboard(
         }
     };
     let keys = state.store.dkim_keys(domain.id).await?;
-    let dns_records =
-        tenants::dns_records::expected_records(&domain, &keys, &state.config.mail_hostname);
+    let dns_records = tenants::dns_records::expected_records(
+        &domain,
+        &keys,
+        &state.config.mail_hostname,
+        state.store.mta_sts_mode(domain.id).await?,
+    );
     Ok((
         StatusCode::CREATED,
         Json(Onboarded {

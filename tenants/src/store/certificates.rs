@@ -242,11 +242,50 @@ impl Store {
         Ok(row.map(|(k,)| k))
     }
 
+    /// Every verified domain's name.
+    pub async fn verified_domain_names(&self) -> Result<Vec<String>> {
+        let sql = "SELECT name FROM domains WHERE verified_at IS NOT NULL ORDER BY name";
+        let rows: Vec<(String,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
     /// Every verified hostname of every tenant.
     pub async fn verified_hostnames(&self) -> Result<Vec<String>> {
         let sql = "SELECT hostname FROM hostnames WHERE verified_at IS NOT NULL ORDER BY hostname";
         let rows: Vec<(String,)> =
             on_pool!(&self.pool, p => sqlx::query_as(sql).fetch_all(p).await)?;
         Ok(rows.into_iter().map(|(h,)| h).collect())
+    }
+
+    /// The MTA-STS mode a domain's tenant chose (`testing` if none).
+    pub async fn mta_sts_mode(
+        &self,
+        domain: crate::model::DomainId,
+    ) -> Result<crate::dns_records::MtaStsMode> {
+        let sql = "SELECT mode FROM domain_mta_sts WHERE domain_id = $1";
+        let row: Option<(String,)> =
+            on_pool!(&self.pool, p => sqlx::query_as(sql).bind(domain.0).fetch_optional(p).await)?;
+        Ok(row
+            .and_then(|(m,)| crate::dns_records::MtaStsMode::parse(&m))
+            .unwrap_or_default())
+    }
+
+    pub async fn set_mta_sts_mode(
+        &self,
+        actor: &str,
+        tenant: crate::model::TenantId,
+        domain: crate::model::DomainId,
+        mode: crate::dns_records::MtaStsMode,
+    ) -> Result<()> {
+        let sql = "INSERT INTO domain_mta_sts (domain_id, mode, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (domain_id) DO UPDATE SET mode = excluded.mode, updated_at = excluded.updated_at";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(sql).bind(domain.0).bind(mode.as_str()).bind(Utc::now()).execute(&mut *tx).await?;
+            write_audit!(tx, Audit { actor, tenant_id: Some(tenant.0), action: "domain.mta_sts", object_type: "domain", object_id: domain.to_string(), detail: serde_json::json!({ "mode": mode.as_str() }) });
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }

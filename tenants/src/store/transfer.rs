@@ -192,6 +192,12 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "id:u domain_id:u selector algorithm public_key private_key state created_at:t activated_at:t retired_at:t"
         ),
         table!(
+            "domain_mta_sts",
+            key["domain_id"],
+            "domain_id IN (SELECT id FROM domains WHERE tenant_id = $1)",
+            "domain_id:u mode updated_at:t"
+        ),
+        table!(
             "accounts",
             key["id"],
             "tenant_id = $1",
