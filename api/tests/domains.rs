@@ -12,6 +12,7 @@ on_both_backends!(
     only_the_operator_can_force,
     a_background_job_verifies_the_domain_once_published,
     dkim_rotation_switches_once_the_new_keys_are_published,
+    tls_reports_mailed_to_the_rua_appear_parsed_for_the_domain_they_are_about,
 );
 
 fn record<'a>(records: &'a Value, purpose: &str) -> &'a Value {
@@ -388,4 +389,133 @@ async fn dkim_rotation_switches_once_the_new_keys_are_published(backend: Backend
             .any(|s| r["name"].as_str().unwrap().starts_with(&format!("{s}.")));
         assert_eq!(r["required"], !retired, "{r}");
     }
+}
+
+/// A TLS report (RFC 8460) as Google or Microsoft mail them: JSON, gzipped,
+/// in an `application/tlsrpt+gzip` part of a `multipart/report`.
+fn tls_report_mail(report_id: &str, domain: &str, failures: i64) -> Vec<u8> {
+    use base64::Engine;
+    use std::io::Write;
+    let json = json!({
+        "organization-name": "Company-X",
+        "date-range": {"start-datetime": "2026-12-01T00:00:00Z", "end-datetime": "2026-12-01T23:59:59Z"},
+        "contact-info": "sts-reporting@company-x.example",
+        "report-id": report_id,
+        "policies": [{
+            "policy": {"policy-type": "sts", "policy-string": ["version: STSv1", "mode: enforce"],
+                       "policy-domain": domain, "mx-host": [support::MAIL_HOST]},
+            "summary": {"total-successful-session-count": 5326, "total-failure-session-count": failures},
+            "failure-details": [{"result-type": "certificate-expired", "sending-mta-ip": "192.0.2.9",
+                                 "receiving-mx-hostname": support::MAIL_HOST, "failed-session-count": failures}]
+        }]
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(json.to_string().as_bytes()).unwrap();
+    let body = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    format!(
+        "From: <reports@company-x.example>\r\nTo: <tls-reports@{host}>\r\nSubject: Report Domain: {domain} Submitter: company-x.example Report-ID: <{report_id}>\r\n\
+         Date: Tue, 02 Dec 2026 00:10:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"r\"\r\n\r\n\
+         --r\r\nContent-Type: text/plain\r\n\r\nThis is an aggregate TLS report.\r\n\
+         --r\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Disposition: attachment; filename=\"report.json.gz\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n--r--\r\n",
+        host = support::MAIL_HOST,
+    )
+    .into_bytes()
+}
+
+async fn tls_reports_mailed_to_the_rua_appear_parsed_for_the_domain_they_are_about(
+    backend: Backend,
+) {
+    let app = support::spawn(backend).await;
+    let acme = app.enterprise("acme.test", 5).await;
+    let other = app.enterprise("globex.test", 5).await;
+    // The domain's _smtp._tls record names the address the MX takes reports at.
+    let records = app
+        .get(
+            &format!("/v1/domains/{}/dns-records", acme.domain_id),
+            &acme.admin_token,
+        )
+        .await;
+    let rua = format!("tls-reports@{}", support::MAIL_HOST);
+    assert_eq!(
+        record(records.ok(200), "tls_reporting")["value"],
+        format!("v=TLSRPTv1; rua=mailto:{rua}")
+    );
+    let sent = support::send_with_lettre(
+        app.smtp,
+        "reports@company-x.example",
+        &[&rua],
+        &tls_report_mail("r-1", "acme.test", 303),
+        true,
+    )
+    .await
+    .expect("the MX takes the report");
+    assert!(
+        sent.message().any(|l| l.contains("1 policy results kept")),
+        "{sent:?}"
+    );
+    // The same report again is not counted twice; one about a domain not hosted here is dropped.
+    support::send_with_lettre(
+        app.smtp,
+        "reports@company-x.example",
+        &[&rua],
+        &tls_report_mail("r-1", "acme.test", 303),
+        true,
+    )
+    .await
+    .unwrap();
+    support::send_with_lettre(
+        app.smtp,
+        "reports@company-x.example",
+        &[&rua],
+        &tls_report_mail("r-2", "elsewhere.example", 1),
+        true,
+    )
+    .await
+    .unwrap();
+    let reports = app
+        .get(
+            &format!("/v1/domains/{}/tls-reports", acme.domain_id),
+            &acme.admin_token,
+        )
+        .await;
+    let reports = reports.ok(200).as_array().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert_eq!(report["organization"], "Company-X");
+    assert_eq!(report["policy_type"], "sts");
+    assert_eq!(
+        (report["successes"].as_i64(), report["failures"].as_i64()),
+        (Some(5326), Some(303))
+    );
+    assert_eq!(
+        report["failure_details"][0]["result-type"],
+        "certificate-expired"
+    );
+    // Another tenant sees neither this domain's reports nor any of its own.
+    app.get(
+        &format!("/v1/domains/{}/tls-reports", acme.domain_id),
+        &other.admin_token,
+    )
+    .await
+    .problem(404);
+    let theirs = app
+        .get(
+            &format!("/v1/domains/{}/tls-reports", other.domain_id),
+            &other.admin_token,
+        )
+        .await;
+    assert_eq!(theirs.ok(200).as_array().unwrap().len(), 0);
+    // What is not a report is refused, with the reason.
+    let refused = support::send_with_lettre(
+        app.smtp,
+        "someone@company-x.example",
+        &[&rua],
+        &support::message("someone@company-x.example", &rua, "hello", "not a report"),
+        true,
+    )
+    .await
+    .expect_err("not a report");
+    assert!(refused.to_string().contains("no TLS report"), "{refused}");
 }

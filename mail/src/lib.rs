@@ -25,6 +25,7 @@ pub mod smtp;
 pub mod stored;
 pub mod templates;
 pub mod tls;
+pub mod tls_reports;
 pub mod wkd;
 
 #[cfg(any(test, feature = "testing"))]

@@ -268,6 +268,8 @@ struct Transaction {
     from: Option<String>,
     declared_size: usize,
     recipients: Vec<Recipient>,
+    /// On the MX: RCPT named the TLS report address (`tls_reports`).
+    tls_report: bool,
     /// On the submission port: every address RCPT named.
     addresses: Vec<String>,
     chunks: Vec<u8>,
@@ -569,6 +571,12 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                         "4.5.3",
                         format!("too many recipients (limit {})", config.max_recipients),
                     )
+                } else if to
+                    .address
+                    .eq_ignore_ascii_case(&crate::tls_reports::address(inbound.hostname()))
+                {
+                    tx.tls_report = true;
+                    Reply::new(250, "2.1.5", "recipient ok (TLS reports)")
                 } else {
                     match inbound
                         .check_recipient_sized(&to.address, tx.declared_size as i64)
@@ -709,7 +717,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
 fn ready_for_data(tx: &Transaction, submission: bool) -> Option<Reply> {
     if tx.from.is_none() {
         Some(Reply::new(503, "5.5.1", "send MAIL first"))
-    } else if (submission && tx.addresses.is_empty()) || (!submission && tx.recipients.is_empty()) {
+    } else if (submission && tx.addresses.is_empty())
+        || (!submission && tx.recipients.is_empty() && !tx.tls_report)
+    {
         Some(Reply::new(554, "5.5.1", "no valid recipients"))
     } else {
         None
@@ -789,6 +799,26 @@ async fn finish(
                 config.max_message_size
             ),
         );
+    }
+    if std::mem::take(&mut tx.tls_report) {
+        let taken = crate::tls_reports::take(inbound.store(), data).await;
+        if tx.recipients.is_empty() {
+            return match taken {
+                Ok(kept) => Reply::new(
+                    250,
+                    "2.0.0",
+                    format!("ok: TLS report read, {kept} policy results kept"),
+                ),
+                Err(e @ crate::tls_reports::ReportError::Store(_)) => {
+                    tracing::error!(error = %e, "a TLS report could not be kept");
+                    Reply::new(451, "4.3.0", "local error in processing, try again later")
+                }
+                Err(e) => Reply::new(550, "5.6.0", e.to_string()),
+            };
+        }
+        if let Err(e) = taken {
+            tracing::info!(error = %e, "a TLS report sent beside other recipients was not read");
+        }
     }
     let envelope = Envelope {
         from: tx.from.clone().unwrap_or_default(),

@@ -212,7 +212,7 @@ pub fn expected_records(
             Purpose::TlsReporting,
             RecordType::Txt,
             format!("_smtp._tls.{d}"),
-            format!("v=TLSRPTv1; rua=mailto:tls-reports@{d}"),
+            format!("v=TLSRPTv1; rua=mailto:tls-reports@{mail_host}"),
             false,
         ),
         record(

@@ -1674,7 +1674,9 @@ mod messages;
 mod billing;
 mod branding;
 mod certificates;
-pub use certificates::{CertificateView, IssuedCertificate, StoredCertificate};
+pub use certificates::{
+    CertificateView, IssuedCertificate, NewTlsReport, StoredCertificate, TlsReport,
+};
 mod exports;
 mod hosting;
 mod legal;

@@ -595,3 +595,27 @@ pub async fn set_mta_sts(
         .await?;
     Ok(Json(mta_sts_view(&state, &domain, body.mode)))
 }
+
+/// TLS reports about a domain
+///
+/// What other MTAs reported (SMTP TLS Reporting, RFC 8460) about delivering
+/// to this domain over TLS: per sender and day, the sessions that
+/// succeeded and failed under the MTA-STS or DANE policy, and why they
+/// failed. They send them to the `rua` of the domain's `_smtp._tls` record.
+#[utoipa::path(get, path = "/v1/domains/{domain_id}/tls-reports", tag = "domains", operation_id = "listTlsReports",
+    params(("domain_id" = DomainId, Path, description = "Domain id")),
+    responses(
+        (status = 200, description = "The newest reports first (at most 200)", body = Vec<tenants::store::TlsReport>),
+        (status = 401, description = "Not authenticated", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such domain", body = ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn tls_reports(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(domain_id): Path<DomainId>,
+) -> ApiResult<Json<Vec<tenants::store::TlsReport>>> {
+    let domain = load(&state, domain_id).await?;
+    Ok(Json(state.store.tls_reports(domain.id, 200).await?))
+}

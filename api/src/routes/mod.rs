@@ -110,6 +110,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::dkim_keys))
         .routes(routes!(domains::rotate_dkim))
         .routes(routes!(domains::get_mta_sts, domains::set_mta_sts))
+        .routes(routes!(domains::tls_reports))
         .routes(routes!(domains::verify_domain))
         .routes(routes!(accounts::list_accounts, accounts::create_account))
         .routes(routes!(

@@ -288,4 +288,104 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Keeps one reported policy of a TLS report about a verified hosted
+    /// domain; false when the domain is not one, or the same report was
+    /// kept already.
+    pub async fn keep_tls_report(&self, report: &NewTlsReport<'_>) -> Result<bool> {
+        let domain = "SELECT id FROM domains WHERE name = $1 AND verified_at IS NOT NULL";
+        let insert = "INSERT INTO tls_reports (id, domain_id, organization, report_id, starts_at, ends_at, policy_type, \
+             successes, failures, failure_details, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (domain_id, organization, report_id, policy_type) DO NOTHING";
+        on_pool!(&self.pool, p => {
+            let found: Option<(uuid::Uuid,)> = sqlx::query_as(domain).bind(report.domain).fetch_optional(p).await?;
+            let Some((domain_id,)) = found else { return Ok(false) };
+            let done = sqlx::query(insert).bind(uuid::Uuid::now_v7()).bind(domain_id).bind(report.organization)
+                .bind(report.report_id).bind(report.starts_at).bind(report.ends_at).bind(report.policy_type)
+                .bind(report.successes).bind(report.failures).bind(report.failure_details).bind(Utc::now())
+                .execute(p).await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// The newest TLS reports about a domain.
+    pub async fn tls_reports(
+        &self,
+        domain: crate::model::DomainId,
+        limit: i64,
+    ) -> Result<Vec<TlsReport>> {
+        let sql = "SELECT organization, report_id, starts_at, ends_at, policy_type, successes, failures, failure_details, received_at \
+             FROM tls_reports WHERE domain_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2";
+        type Row = (
+            String,
+            String,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            String,
+            i64,
+            i64,
+            String,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Row> = on_pool!(&self.pool, p => sqlx::query_as(sql).bind(domain.0).bind(limit).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    organization,
+                    report_id,
+                    starts_at,
+                    ends_at,
+                    policy_type,
+                    successes,
+                    failures,
+                    details,
+                    received_at,
+                )| TlsReport {
+                    organization,
+                    report_id,
+                    starts_at,
+                    ends_at,
+                    policy_type,
+                    successes,
+                    failures,
+                    failure_details: serde_json::from_str(&details).unwrap_or_default(),
+                    received_at,
+                },
+            )
+            .collect())
+    }
+}
+
+/// One reported policy of a TLS report, to keep.
+pub struct NewTlsReport<'a> {
+    /// The policy's domain, as reported.
+    pub domain: &'a str,
+    pub organization: &'a str,
+    pub report_id: &'a str,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub policy_type: &'a str,
+    pub successes: i64,
+    pub failures: i64,
+    pub failure_details: &'a str,
+}
+
+/// What a sender reported about TLS to one of our domains (RFC 8460).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TlsReport {
+    /// Who sent the report.
+    pub organization: String,
+    pub report_id: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// `sts`, `tlsa` or `no-policy-found`.
+    pub policy_type: String,
+    /// Sessions that negotiated TLS as the policy asks.
+    pub successes: i64,
+    pub failures: i64,
+    /// The report's `failure-details`, as sent.
+    #[schema(value_type = Vec<Object>)]
+    pub failure_details: Vec<serde_json::Value>,
+    pub received_at: DateTime<Utc>,
 }

@@ -198,6 +198,12 @@ pub static TABLES: LazyLock<Vec<Table>> = LazyLock::new(|| {
             "domain_id:u mode updated_at:t"
         ),
         table!(
+            "tls_reports",
+            key["id"],
+            "domain_id IN (SELECT id FROM domains WHERE tenant_id = $1)",
+            "id:u domain_id:u organization report_id starts_at:t ends_at:t policy_type successes:i failures:i failure_details received_at:t"
+        ),
+        table!(
             "accounts",
             key["id"],
             "tenant_id = $1",
