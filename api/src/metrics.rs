@@ -153,6 +153,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         let end = text.rfind("# EOF").unwrap_or(text.len());
         text.insert_str(end, &filter.metrics());
     }
+    match state.store.certificates().await {
+        Ok(certificates) => {
+            let end = text.rfind("# EOF").unwrap_or(text.len());
+            text.insert_str(end, &certificate_metrics(&certificates, chrono::Utc::now()));
+        }
+        Err(e) => tracing::warn!(error = %e, "certificates unavailable for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -160,6 +167,54 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         text,
     )
+}
+
+/// Days before expiry from which a certificate not yet renewed is an alert.
+pub const EXPIRY_ALERT_DAYS: i64 = 14;
+
+/// The certificates' series: each one's time left and failed orders, and
+/// how many expire within [`EXPIRY_ALERT_DAYS`] (renewal starts 30 days
+/// before, so one there means renewals have been failing: alert on > 0).
+fn certificate_metrics(
+    certificates: &[tenants::store::StoredCertificate],
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let mut out = String::from(
+        "# HELP caliop_certificate_expiry_seconds Seconds until an issued TLS certificate expires.\n\
+         # TYPE caliop_certificate_expiry_seconds gauge\n",
+    );
+    for c in certificates {
+        if let Some(not_after) = c.not_after {
+            out.push_str(&format!(
+                "caliop_certificate_expiry_seconds{{name=\"{}\"}} {}\n",
+                c.name,
+                (not_after - now).num_seconds()
+            ));
+        }
+    }
+    out.push_str(
+        "# HELP caliop_certificate_failed_orders Orders of a certificate that failed in a row.\n\
+         # TYPE caliop_certificate_failed_orders gauge\n",
+    );
+    for c in certificates {
+        out.push_str(&format!(
+            "caliop_certificate_failed_orders{{name=\"{}\"}} {}\n",
+            c.name, c.attempts
+        ));
+    }
+    let soon = certificates
+        .iter()
+        .filter(|c| {
+            c.not_after
+                .is_some_and(|t| t - now < chrono::Duration::days(EXPIRY_ALERT_DAYS))
+        })
+        .count();
+    out.push_str(&format!(
+        "# HELP caliop_certificates_expiring_soon Certificates expiring within {EXPIRY_ALERT_DAYS} days (renewal failing): alert when above 0.\n\
+         # TYPE caliop_certificates_expiring_soon gauge\n\
+         caliop_certificates_expiring_soon {soon}\n"
+    ));
+    out
 }
 
 /// The metrics listener's application: `GET /metrics` and nothing else.

@@ -439,6 +439,27 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         "a connection opened before the swap still works"
     );
 
+    // The operator's scraper sees each certificate's time left, and no alert.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "caliop_certificate_expiry_seconds{{name=\"{TENANT_HOST}\"}} "
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("caliop_certificates_expiring_soon 0\n"),
+        "{metrics}"
+    );
+
     // Another process on the same database serves the same certificate, asking no CA.
     drop(pebble);
     let other = certificates(&app);
@@ -446,6 +467,36 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
     let theirs = other.for_name(Some(TENANT_HOST));
     let ours = certs.for_name(Some(TENANT_HOST));
     assert_eq!(theirs.cert[0], ours.cert[0]);
+    // A certificate whose renewals kept failing until 13 days before expiry is an alert.
+    let stored = app.store.certificates().await.unwrap();
+    let tenant = stored.iter().find(|c| c.name == TENANT_HOST).unwrap();
+    app.store
+        .certificate_issued(
+            TENANT_HOST,
+            tenants::store::IssuedCertificate {
+                chain_pem: tenant.chain_pem.as_deref().unwrap(),
+                key_sealed: tenant.key_sealed.as_deref().unwrap(),
+                issuer: tenant.issuer.as_deref().unwrap(),
+                serial: tenant.serial.as_deref().unwrap(),
+                not_after: chrono::Utc::now() + chrono::Duration::days(13),
+                renew_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            },
+        )
+        .await
+        .unwrap();
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("caliop_certificates_expiring_soon 1\n"),
+        "{metrics}"
+    );
     // A name without a certificate never gets another tenant's: it gets the mail host's.
     assert_eq!(
         serial(&other.for_name(Some("elsewhere.test")).cert[0]),
