@@ -421,10 +421,13 @@ impl Default for SmtpSection {
 pub struct MailSection {
     /// The public host name of this instance's MX and submission service.
     pub hostname: String,
-    /// The IMAP port mail clients are told to use (autoconfig): 993 (TLS) or 143 (STARTTLS).
-    pub client_imap_port: u16,
-    /// The submission port mail clients are told to use: 587 (STARTTLS) or 465 (TLS).
-    pub client_submission_port: u16,
+    /// The IMAP port mail clients are told to use (autoconfig, SRV), when it
+    /// differs from the port Caliop listens on (a port mapping in front);
+    /// unset: `imap.tls_listen`'s (implicit TLS) if set, else `imap.listen`'s
+    /// (STARTTLS).
+    pub client_imap_port: Option<u16>,
+    /// Likewise for submission (STARTTLS); unset: `submission.listen`'s.
+    pub client_submission_port: Option<u16>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -555,8 +558,8 @@ impl Default for MailSection {
     fn default() -> Self {
         MailSection {
             hostname: "mail.localhost".into(),
-            client_imap_port: 993,
-            client_submission_port: 587,
+            client_imap_port: None,
+            client_submission_port: None,
         }
     }
 }
@@ -614,6 +617,21 @@ impl Config {
                     .into()
             });
         figment.merge(env).extract().map_err(Box::new)
+    }
+
+    /// Where mail clients are told to connect: what listens (see
+    /// `mail.client_imap_port`).
+    pub fn client_ports(&self) -> tenants::dns_records::ClientPorts {
+        let imap_tls = self.imap.tls_listen.is_some();
+        let listening = self.imap.tls_listen.unwrap_or(self.imap.listen).port();
+        tenants::dns_records::ClientPorts {
+            imap: self.mail.client_imap_port.unwrap_or(listening),
+            imap_tls,
+            submission: self
+                .mail
+                .client_submission_port
+                .unwrap_or(self.submission.listen.port()),
+        }
     }
 
     /// What the ACME job needs, when it is on.
@@ -797,8 +815,7 @@ impl Config {
             login_failures_per_address: self.api.login_failures_per_address,
             login_failures_per_ip: self.api.login_failures_per_ip,
             login_window: Duration::from_secs(self.api.login_window_seconds),
-            client_imap_port: self.mail.client_imap_port,
-            client_submission_port: self.mail.client_submission_port,
+            client_ports: self.client_ports(),
             admin_assets_dir: self.admin.assets_dir.clone(),
             mail_assets_dir: self.webmail.assets_dir.clone(),
             exports_dir: self.data_dir.join("exports"),
@@ -826,6 +843,41 @@ mod tests {
         assert_eq!(
             config.database_url_for_display(),
             "postgres://caliop:***@db/caliop"
+        );
+    }
+
+    #[test]
+    fn mail_clients_are_told_the_ports_that_listen() {
+        use tenants::dns_records::ClientPorts;
+        let mut config = Config::default();
+        // Out of the box: IMAP with STARTTLS on its listener, not a 993 nothing listens on.
+        assert_eq!(
+            config.client_ports(),
+            ClientPorts {
+                imap: 2143,
+                imap_tls: false,
+                submission: 2587
+            }
+        );
+        config.imap.tls_listen = Some(SocketAddr::from(([0, 0, 0, 0], 993)));
+        assert_eq!(
+            config.client_ports(),
+            ClientPorts {
+                imap: 993,
+                imap_tls: true,
+                submission: 2587
+            }
+        );
+        // Behind a port mapping, the public ports are said.
+        config.mail.client_imap_port = Some(10993);
+        config.mail.client_submission_port = Some(587);
+        assert_eq!(
+            config.client_ports(),
+            ClientPorts {
+                imap: 10993,
+                imap_tls: true,
+                submission: 587
+            }
         );
     }
 

@@ -117,18 +117,14 @@ async fn mozilla(
   </emailProvider>
 </clientConfig>
 "#,
-        imap_port = c.client_imap_port,
-        imap_socket = if c.client_imap_port == 143 {
-            "STARTTLS"
-        } else {
-            "SSL"
-        },
-        submission_port = c.client_submission_port,
-        submission_socket = if c.client_submission_port == 465 {
+        imap_port = c.client_ports.imap,
+        imap_socket = if c.client_ports.imap_tls {
             "SSL"
         } else {
             "STARTTLS"
         },
+        submission_port = c.client_ports.submission,
+        submission_socket = "STARTTLS",
     ))
 }
 
@@ -167,7 +163,7 @@ async fn microsoft_answer(
         <DomainRequired>off</DomainRequired>
         <LoginName>{login}</LoginName>
         <SPA>off</SPA>
-        <SSL>on</SSL>
+        <Encryption>{imap_encryption}</Encryption>
         <AuthRequired>on</AuthRequired>
       </Protocol>
       <Protocol>
@@ -186,13 +182,14 @@ async fn microsoft_answer(
   </Response>
 </Autodiscover>
 "#,
-        imap_port = c.client_imap_port,
-        submission_port = c.client_submission_port,
-        encryption = if c.client_submission_port == 465 {
+        imap_port = c.client_ports.imap,
+        imap_encryption = if c.client_ports.imap_tls {
             "SSL"
         } else {
             "TLS"
         },
+        submission_port = c.client_ports.submission,
+        encryption = "TLS",
     ))
 }
 

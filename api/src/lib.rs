@@ -49,10 +49,9 @@ pub struct ApiConfig {
     pub login_failures_per_address: usize,
     pub login_failures_per_ip: usize,
     pub login_window: Duration,
-    /// The ports mail clients are told to use (autoconfig): IMAP (993 implicit
-    /// TLS, or 143 STARTTLS) and submission (587 STARTTLS, or 465 implicit TLS).
-    pub client_imap_port: u16,
-    pub client_submission_port: u16,
+    /// Where mail clients are told to connect (autoconfig, SRV records):
+    /// what really listens, with the TLS it speaks.
+    pub client_ports: tenants::dns_records::ClientPorts,
     /// The admin app's build (`index.html` and `assets/`), served at `/admin/`.
     pub admin_assets_dir: PathBuf,
     /// The users' app's build, served at `/` (and any page outside the
@@ -96,8 +95,7 @@ impl Default for ApiConfig {
             login_failures_per_address: 5,
             login_failures_per_ip: 20,
             login_window: Duration::from_secs(15 * 60),
-            client_imap_port: 993,
-            client_submission_port: 587,
+            client_ports: tenants::dns_records::ClientPorts::default(),
             admin_assets_dir: PathBuf::from("web-admin/dist"),
             mail_assets_dir: PathBuf::from("web-admin/dist-mail"),
             exports_dir: PathBuf::from("data/exports"),

@@ -147,6 +147,27 @@ pub fn mta_sts_id(policy: &str) -> String {
     digest.iter().take(10).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where mail clients connect, as autoconfig and the RFC 6186 SRV records
+/// tell them: ports that really listen, with the TLS they really speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientPorts {
+    pub imap: u16,
+    /// Implicit TLS (`imaps`); otherwise STARTTLS.
+    pub imap_tls: bool,
+    /// Submission, with STARTTLS.
+    pub submission: u16,
+}
+
+impl Default for ClientPorts {
+    fn default() -> Self {
+        ClientPorts {
+            imap: 993,
+            imap_tls: true,
+            submission: 587,
+        }
+    }
+}
+
 /// Every record `domain` must publish for mail to flow through `mail_host`,
 /// with one DKIM record per key that should be in DNS now.
 pub fn expected_records(
@@ -154,6 +175,7 @@ pub fn expected_records(
     dkim_keys: &[DkimKey],
     mail_host: &str,
     mta_sts: MtaStsMode,
+    client: ClientPorts,
 ) -> Vec<ExpectedRecord> {
     let d = domain.name.as_str();
     let record = |purpose, record_type, name: String, value: String, required| ExpectedRecord {
@@ -219,14 +241,17 @@ pub fn expected_records(
             Purpose::SubmissionAutodiscovery,
             RecordType::Srv,
             format!("_submission._tcp.{d}"),
-            format!("0 1 587 {mail_host}"),
+            format!("0 1 {} {mail_host}", client.submission),
             false,
         ),
         record(
             Purpose::ImapAutodiscovery,
             RecordType::Srv,
-            format!("_imaps._tcp.{d}"),
-            format!("0 1 993 {mail_host}"),
+            format!(
+                "_{}._tcp.{d}",
+                if client.imap_tls { "imaps" } else { "imap" }
+            ),
+            format!("0 1 {} {mail_host}", client.imap),
             false,
         ),
         record(
@@ -376,10 +401,16 @@ mod tests {
             DkimKeyState::Active,
             None,
         )];
-        expected_records(&domain(), &keys, "mx.caliop.test", MtaStsMode::Testing)
-            .into_iter()
-            .find(|r| r.purpose == purpose)
-            .unwrap()
+        expected_records(
+            &domain(),
+            &keys,
+            "mx.caliop.test",
+            MtaStsMode::Testing,
+            ClientPorts::default(),
+        )
+        .into_iter()
+        .find(|r| r.purpose == purpose)
+        .unwrap()
     }
 
     fn found(values: &[&str]) -> Vec<String> {
@@ -446,11 +477,16 @@ mod tests {
             key("e1", DkimAlgorithm::Ed25519, DkimKeyState::Active, None),
             key("e2", DkimAlgorithm::Ed25519, DkimKeyState::Pending, None),
         ];
-        let dkim: Vec<ExpectedRecord> =
-            expected_records(&domain(), &keys, "mx.caliop.test", MtaStsMode::Testing)
-                .into_iter()
-                .filter(|r| r.purpose == Purpose::Dkim)
-                .collect();
+        let dkim: Vec<ExpectedRecord> = expected_records(
+            &domain(),
+            &keys,
+            "mx.caliop.test",
+            MtaStsMode::Testing,
+            ClientPorts::default(),
+        )
+        .into_iter()
+        .filter(|r| r.purpose == Purpose::Dkim)
+        .collect();
         let names: Vec<&str> = dkim.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,

@@ -324,7 +324,13 @@ pub async fn dns_records(
     let domain = load(&state, domain_id).await?;
     let keys = state.store.dkim_keys(domain.id).await?;
     let mode = state.store.mta_sts_mode(domain.id).await?;
-    let expected = dns_records::expected_records(&domain, &keys, &state.config.mail_hostname, mode);
+    let expected = dns_records::expected_records(
+        &domain,
+        &keys,
+        &state.config.mail_hostname,
+        mode,
+        state.config.client_ports,
+    );
     let mut lookups = tokio::task::JoinSet::new();
     for (i, record) in expected.iter().enumerate() {
         let (dns, name, kind) = (

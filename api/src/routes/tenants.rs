@@ -371,6 +371,7 @@ pub async fn onboard(
         &keys,
         &state.config.mail_hostname,
         state.store.mta_sts_mode(domain.id).await?,
+        state.config.client_ports,
     );
     Ok((
         StatusCode::CREATED,
