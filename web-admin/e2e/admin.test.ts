@@ -109,6 +109,13 @@ describe("the admin app", () => {
       await page.getByRole("heading", { level: 1, name: link }).waitFor();
       await checkView(page, name);
     }
+    // No ACME here: the page says how certificates come, instead of an empty table.
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Certificates" }).click();
+    await page.getByRole("heading", { level: 1, name: "Certificates" }).waitFor();
+    await page.getByRole("cell", { name: /^No certificate yet\. Certificates are obtained by ACME .* when acme\.enabled is set in the configuration/ }).waitFor();
+    await checkView(page, "certificates");
+    const certificates = await caliop.api<unknown[]>("GET", "/v1/certificates", operatorToken);
+    expect(certificates).toEqual({ status: 200, body: [] });
     await context.close();
   });
 
@@ -181,13 +188,30 @@ describe("the admin app", () => {
     await page.getByRole("button", { name: "Verify", exact: true }).first().click();
     await page.getByText("The domain is verified.").waitFor();
 
+    // MTA-STS: testing at first; enforcing changes the policy, its id, and the _mta-sts record to publish.
+    const acmeCard = page.locator("article", { hasText: "acme.test" }).first();
+    const mtaSts = acmeCard.locator(".mta-sts");
+    await mtaSts.getByText("Current mode: Testing.").waitFor();
+    const idBefore = (await mtaSts.locator("code").last().textContent())!;
+    await mtaSts.getByRole("radio", { name: /^Enforce/ }).check();
+    await mtaSts.getByRole("button", { name: "Save MTA-STS mode" }).click();
+    await mtaSts.getByText("MTA-STS mode saved.").waitFor();
+    await mtaSts.getByText("Current mode: Enforce.").waitFor();
+    await expect(mtaSts.locator("pre").textContent()).resolves.toContain("mode: enforce");
+    const idAfter = (await mtaSts.locator("code").last().textContent())!;
+    expect(idAfter).not.toBe(idBefore);
+    await expect.poll(() => acmeCard.locator(".record", { hasText: "_mta-sts." }).locator("code.value").first().textContent()).toContain(`id=${idAfter}`);
+
     const token = await caliop.token(TENANT.address, TENANT.password);
     const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
     const acme = tenants.body.items.find((x) => x.name === "Acme")!;
-    const domains = await caliop.api<Page_<{ name: string; verified: boolean }>>("GET", `/v1/tenants/${acme.id}/domains`, token);
+    const domains = await caliop.api<Page_<{ id: string; name: string; verified: boolean }>>("GET", `/v1/tenants/${acme.id}/domains`, token);
     expect(domains.body.items).toHaveLength(2);
     expect(domains.body.items).toContainEqual(expect.objectContaining({ name: "acme.test", verified: true }));
     expect(domains.body.items).toContainEqual(expect.objectContaining({ name: "acme-mail.test", verified: false }));
+    const acmeDomain = domains.body.items.find((d) => d.name === "acme.test")!;
+    const policy = await caliop.api<{ mode: string; id: string }>("GET", `/v1/domains/${acmeDomain.id}/mta-sts`, token);
+    expect(policy.body).toMatchObject({ mode: "enforce", id: idAfter });
     await context.close();
   });
 

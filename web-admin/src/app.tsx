@@ -13,7 +13,7 @@ import { Overview } from "./views/overview";
 import { Tenants, NewTenant } from "./views/tenants";
 import { TenantPage, type Tab } from "./views/tenant";
 import { Plans } from "./views/plans";
-import { Pool, Queue, Sites } from "./views/operator";
+import { Certificates, Pool, Queue, Sites } from "./views/operator";
 import { Usage } from "./views/usage";
 
 interface NavItem {
@@ -30,6 +30,7 @@ export function navFor(session: Session): NavItem[] {
       { href: "/plans", label: "nav.plans" },
       { href: "/pool", label: "nav.pool" },
       { href: "/sites", label: "nav.sites" },
+      { href: "/certificates", label: "nav.certificates" },
       { href: "/queue", label: "nav.queue" },
       { href: own("audit"), label: "nav.audit" },
       { href: "/account", label: "nav.account" },
@@ -78,6 +79,7 @@ function Page({ session, path }: { session: Session; path: string }) {
   if (operator && path === "/plans") return <Plans />;
   if (operator && path === "/pool") return <Pool />;
   if (operator && path === "/sites") return <Sites />;
+  if (operator && path === "/certificates") return <Certificates />;
   if (operator && path === "/queue") return <Queue />;
   if (parent && path === "/usage") return <Usage session={session} />;
   return (

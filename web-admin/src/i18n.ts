@@ -93,6 +93,11 @@ export function formatDate(iso: string | null | undefined, withTime = false): st
   return new Intl.DateTimeFormat(language, withTime ? { dateStyle: "medium", timeStyle: "short" } : { dateStyle: "medium" }).format(d);
 }
 
+/** A number of whole days from today, in words: "in 12 days", "tomorrow", "3 days ago" (French: "dans 12 jours"…). */
+export function formatDays(days: number): string {
+  return new Intl.RelativeTimeFormat(language, { numeric: "auto" }).format(days, "day");
+}
+
 export function formatMoney(cents: number, currency: string): string {
   return new Intl.NumberFormat(language, { style: "currency", currency: currency.toUpperCase() }).format(cents / 100);
 }

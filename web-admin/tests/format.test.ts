@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { formatBytes, setLanguage } from "../src/i18n";
+import { formatBytes, formatDays, setLanguage } from "../src/i18n";
 
 // setLanguage remembers the choice and sets <html lang>: neither exists under node.
 vi.stubGlobal("localStorage", { getItem: () => null, setItem: () => {} });
@@ -21,5 +21,21 @@ describe("sizes in the current language", () => {
     expect(formatBytes(1_500_000)).toMatch(/^1,5\sMo$/);
     expect(formatBytes(42_000_000_000)).toMatch(/^42\sGo$/);
     expect(formatBytes(2 ** 50)).toBe("Illimité");
+  });
+});
+
+describe("days from today in words", () => {
+  afterEach(() => setLanguage("en"));
+  it("in English", () => {
+    setLanguage("en");
+    expect(formatDays(12)).toBe("in 12 days");
+    expect(formatDays(1)).toBe("tomorrow");
+    expect(formatDays(0)).toBe("today");
+    expect(formatDays(-3)).toBe("3 days ago");
+  });
+  it("in French", () => {
+    setLanguage("fr");
+    expect(formatDays(12)).toMatch(/^dans 12\sjours$/);
+    expect(formatDays(-3)).toMatch(/^il y a 3\sjours$/);
   });
 });

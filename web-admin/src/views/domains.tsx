@@ -1,7 +1,8 @@
 // Domains and the DNS records to publish for each, with a copy button per
 // value and the live status of every record: verified, missing, or wrong
-// (with what DNS returned); and how each routes what is not an account:
-// delivered as another domain (a domain alias), or to a catch-all.
+// (with what DNS returned); how each routes what is not an account:
+// delivered as another domain (a domain alias), or to a catch-all; and the
+// MTA-STS mode of the policy we publish for it.
 import { useEffect, useState } from "preact/hooks";
 import { type Schemas, api, call } from "../api";
 import { type Key, formatDate, t } from "../i18n";
@@ -87,6 +88,7 @@ function DomainCard({ domain, others, open, onChange }: { domain: Domain; others
         {expanded && <Records data={records.data} loading={records.loading} />}
       </div>
       <Routing domain={domain} others={others} />
+      <MtaSts domain={domain} onSaved={records.reload} />
     </article>
   );
 }
@@ -150,6 +152,93 @@ function Routing({ domain, others }: { domain: Domain; others: Domain[] }) {
           <Submit busy={form.busy} label={t("routing.save")} />
           <FormError message={form.formError} />
           <p class="small" role="status">{saved ? t("routing.saved") : ""}</p>
+        </form>
+      )}
+    </div>
+  );
+}
+
+type MtaStsMode = Schemas["MtaStsMode"];
+const MTA_STS_MODES: MtaStsMode[] = ["testing", "enforce", "none"];
+
+/**
+ * The MTA-STS mode of the domain's policy. The `_mta-sts` record's id is a
+ * digest of the policy, so a new mode means a new value to publish:
+ * `onSaved` refreshes the DNS records that show it.
+ */
+function MtaSts({ domain, onSaved }: { domain: Domain; onSaved: () => void }) {
+  const loaded = useLoad(() => call(api.GET("/v1/domains/{domain_id}/mta-sts", { params: { path: { domain_id: domain.id } } })), [domain.id]);
+  const [published, setPublished] = useState<Schemas["MtaStsView"] | null>(null);
+  const [mode, setMode] = useState<MtaStsMode | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [saved, setSaved] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const view = published ?? loaded.data;
+  useEffect(() => {
+    if (loaded.data) setMode(loaded.data.mode);
+  }, [loaded.data]);
+
+  const save = async (event: Event) => {
+    event.preventDefault();
+    if (!mode) return;
+    setBusy(true);
+    setSaved(false);
+    setError(null);
+    try {
+      const now = await call(api.PUT("/v1/domains/{domain_id}/mta-sts", { params: { path: { domain_id: domain.id } }, body: { mode } }));
+      setPublished(now);
+      setMode(now.mode);
+      setSaved(true);
+      onSaved();
+    } catch (e) {
+      setError((e as { detail: string }).detail);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const titleId = `mta-sts-${domain.id}`;
+  return (
+    <div class="mta-sts">
+      <h3 id={titleId}>{t("mta_sts.title")}</h3>
+      {loaded.error ? (
+        <ErrorBox problem={loaded.error} retry={loaded.reload} />
+      ) : !view ? (
+        <Loading />
+      ) : (
+        <form noValidate onSubmit={save} aria-labelledby={`${titleId} domain-${domain.id}`}>
+          <p class="hint">{t("mta_sts.lead")}</p>
+          <p>{t("mta_sts.now", { mode: t(`mta_sts.mode.${view.mode}` as Key) })}</p>
+          <fieldset>
+            <legend>{t("mta_sts.choose")}</legend>
+            {MTA_STS_MODES.map((m) => (
+              <label class="choice" key={m}>
+                <input
+                  type="radio"
+                  name={`mta_sts_mode_${domain.id}`}
+                  value={m}
+                  checked={mode === m}
+                  onChange={() => {
+                    setMode(m);
+                    setSaved(false);
+                  }}
+                />
+                <span>
+                  <strong>{t(`mta_sts.mode.${m}` as Key)}</strong>
+                  <span class="small block">{t(`mta_sts.mode.${m}.what` as Key)}</span>
+                </span>
+              </label>
+            ))}
+          </fieldset>
+          <FormError message={error} />
+          <Submit busy={busy} label={t("mta_sts.save")} />
+          <p class="small" role="status">{saved ? t("mta_sts.saved") : ""}</p>
+          <p class="small">{t("mta_sts.policy", { url: view.url })}</p>
+          <pre class="script">{view.policy}</pre>
+          <p class="small">
+            {t("mta_sts.id")} <code>{view.id}</code>
+          </p>
+          <p class="hint">{t("mta_sts.id_hint")}</p>
         </form>
       )}
     </div>

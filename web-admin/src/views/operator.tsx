@@ -1,9 +1,9 @@
-// Operator views: the funding pool, the storage sites, the job queue and the
-// accounts the outbound spam filter refused.
+// Operator views: the funding pool, the storage sites, the TLS certificates,
+// the job queue and the accounts the outbound spam filter refused.
 import { useState } from "preact/hooks";
 import { type Problem, api, call } from "../api";
 import { Chart } from "../charts";
-import { formatBytes, formatDate, formatNumber, t } from "../i18n";
+import { formatBytes, formatDate, formatDays, formatNumber, t } from "../i18n";
 import { Badge, type Column, Dialog, ErrorBox, type Loaded, PageHeader, Table, statusLabel, useLoad } from "../ui";
 import type { Schemas } from "../api";
 
@@ -88,6 +88,126 @@ export function Sites() {
         rowKey={(r) => `${r.k}-${r.n}-${r.good}`}
         skeletonRows={2}
       />
+    </section>
+  );
+}
+
+type Certificate = Schemas["CertificateView"];
+
+// Renewal starts 30 days before expiry: a certificate this close to it has
+// failed to renew for two weeks, and needs the operator's eyes.
+const EXPIRY_WARNING_DAYS = 14;
+
+/** Whole days from now until `iso`; negative once it has passed. */
+function daysUntil(iso: string): number {
+  return Math.floor((Date.parse(iso) - Date.now()) / 86_400_000);
+}
+
+export function Certificates() {
+  const certificates = useLoad(() => call(api.GET("/v1/certificates")), []);
+  const [renewing, setRenewing] = useState<string | null>(null);
+  // The name, not the sentence: the confirmation follows a change of language.
+  const [renewed, setRenewed] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const renew = async (c: Certificate) => {
+    setRenewing(c.name);
+    setRenewed(null);
+    setError(null);
+    try {
+      await call(api.POST("/v1/certificates/{certificate_name}/renew", { params: { path: { certificate_name: c.name } } }));
+      setRenewed(c.name);
+      certificates.reload();
+    } catch (e) {
+      setError((e as Problem).detail);
+    } finally {
+      setRenewing(null);
+    }
+  };
+  const columns: Column<Certificate>[] = [
+    {
+      label: t("certificates.names"),
+      cell: (c) => (
+        <span>
+          {c.names.map((n, i) => (
+            <span class={i === 0 ? "strong block" : "small block"} key={n}>{n}</span>
+          ))}
+        </span>
+      ),
+    },
+    {
+      label: t("certificates.issuer"),
+      cell: (c) => (
+        <span>
+          {c.issuer ?? "—"}
+          {c.serial && <span class="small mono block">{c.serial}</span>}
+        </span>
+      ),
+    },
+    {
+      label: t("certificates.expires"),
+      cell: (c) => {
+        if (!c.not_after) return "—";
+        const days = daysUntil(c.not_after);
+        return (
+          <span>
+            <time dateTime={c.not_after}>{formatDate(c.not_after)}</time>
+            <span class="block">
+              {days < 0 ? (
+                <Badge status="wrong" label={t("certificates.expired", { when: formatDays(days) })} />
+              ) : days <= EXPIRY_WARNING_DAYS ? (
+                <Badge status="pending" label={formatDays(days)} />
+              ) : (
+                <span class="small">{formatDays(days)}</span>
+              )}
+            </span>
+          </span>
+        );
+      },
+    },
+    {
+      label: t("certificates.status"),
+      cell: (c) =>
+        c.last_error ? (
+          <span>
+            <Badge status="failed" label={t("certificates.failed", { n: formatNumber(c.attempts) })} />
+            <span class="small mono block">{c.last_error}</span>
+          </span>
+        ) : c.not_after ? (
+          <Badge status="verified" label={t("certificates.issued")} />
+        ) : (
+          <Badge status="pending" label={t("certificates.pending")} />
+        ),
+    },
+    { label: t("certificates.next_attempt"), cell: (c) => <time dateTime={c.next_attempt_at}>{formatDate(c.next_attempt_at, true)}</time> },
+    {
+      label: t("common.actions"),
+      cell: (c) => (
+        <button type="button" onClick={() => renew(c)} disabled={renewing !== null} aria-label={t("certificates.renew_which", { name: c.name })}>
+          {renewing === c.name ? t("common.working") : t("certificates.renew")}
+        </button>
+      ),
+    },
+  ];
+  return (
+    <section>
+      <PageHeader title={t("nav.certificates")}>
+        <button type="button" onClick={certificates.reload}>{t("common.refresh")}</button>
+      </PageHeader>
+      <p class="lead">{t("certificates.lead")}</p>
+      {renewed && <p class="notice" role="status">{t("certificates.renew_asked", { name: renewed })}</p>}
+      {error && <p class="form-error" role="alert">{error}</p>}
+      {certificates.error ? (
+        <ErrorBox problem={certificates.error} retry={certificates.reload} />
+      ) : (
+        <Table
+          caption={t("nav.certificates")}
+          columns={columns}
+          rows={certificates.data}
+          loading={certificates.loading}
+          empty={t("certificates.empty")}
+          rowKey={(c) => c.name}
+        />
+      )}
     </section>
   );
 }
