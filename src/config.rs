@@ -71,6 +71,14 @@ pub struct Config {
     pub acme: AcmeSection,
 }
 
+/// The ports the mail listeners were bound to, once they are.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Listening {
+    pub imap: Option<u16>,
+    pub imaps: Option<u16>,
+    pub submission: Option<u16>,
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AcmeSection {
@@ -622,15 +630,24 @@ impl Config {
     /// Where mail clients are told to connect: what listens (see
     /// `mail.client_imap_port`).
     pub fn client_ports(&self) -> tenants::dns_records::ClientPorts {
+        self.client_ports_bound(Listening::default())
+    }
+
+    /// [`Config::client_ports`], with the ports the listeners were bound
+    /// to (a configured port 0 becomes the one the system chose).
+    pub fn client_ports_bound(&self, bound: Listening) -> tenants::dns_records::ClientPorts {
         let imap_tls = self.imap.tls_listen.is_some();
-        let listening = self.imap.tls_listen.unwrap_or(self.imap.listen).port();
+        let listening = match self.imap.tls_listen {
+            Some(tls) => bound.imaps.unwrap_or(tls.port()),
+            None => bound.imap.unwrap_or(self.imap.listen.port()),
+        };
         tenants::dns_records::ClientPorts {
             imap: self.mail.client_imap_port.unwrap_or(listening),
             imap_tls,
             submission: self
                 .mail
                 .client_submission_port
-                .unwrap_or(self.submission.listen.port()),
+                .unwrap_or(bound.submission.unwrap_or(self.submission.listen.port())),
         }
     }
 

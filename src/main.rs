@@ -539,6 +539,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
     };
     let mut services = tokio::task::JoinSet::new();
+    let mut listening = config::Listening::default();
     {
         let certs = certs.clone();
         let stopping = stopped();
@@ -573,6 +574,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.submission.listen))?;
         let address = listener.local_addr()?;
+        listening.submission = Some(address.port());
         banner.push_str(&format!(
             "  submission listening on {address} (STARTTLS, AUTH PLAIN/LOGIN)\n"
         ));
@@ -629,6 +631,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.imap.listen))?;
         let address = listener.local_addr()?;
+        listening.imap = Some(address.port());
         banner.push_str(&format!(
             "  imap listening on {address} (STARTTLS, LOGIN / AUTHENTICATE PLAIN, LOGIN)\n"
         ));
@@ -644,6 +647,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {tls_listen}"))?;
             let address = listener.local_addr()?;
+            listening.imaps = Some(address.port());
             banner.push_str(&format!("  imaps listening on {address} (TLS)\n"));
             services.spawn(server.serve(listener, true, stopped()));
         }
@@ -723,7 +727,10 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             outbound.clone(),
             dns,
             login_guard.clone(),
-            config.api_config(),
+            api::ApiConfig {
+                client_ports: config.client_ports_bound(listening),
+                ..config.api_config()
+            },
         )
         .await?
         .with_billing(billing.clone());
