@@ -840,6 +840,7 @@ impl Config {
             ksf: vault::opaque::KsfParams::default(),
             second_factor_grace_days: self.api.second_factor_grace_days,
             mail_account_passwords: self.api.mail_account_passwords,
+            https_port: self.api.tls_listen.map(|a| a.port()),
         }
     }
 }

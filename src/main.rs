@@ -720,6 +720,19 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles.api {
         let key = instance_key(&config)?;
+        // HTTPS first: plain HTTP redirects to the port it got.
+        let tls_listener = match config.api.tls_listen {
+            Some(tls_listen) => Some(
+                tokio::net::TcpListener::bind(tls_listen)
+                    .await
+                    .with_context(|| format!("listening on {tls_listen}"))?,
+            ),
+            None => None,
+        };
+        let https_port = match &tls_listener {
+            Some(listener) => Some(listener.local_addr()?.port()),
+            None => None,
+        };
         let state = api::AppState::new(
             store.clone(),
             &key,
@@ -729,6 +742,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             login_guard.clone(),
             api::ApiConfig {
                 client_ports: config.client_ports_bound(listening),
+                https_port,
                 ..config.api_config()
             },
         )
@@ -755,10 +769,7 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
             state.clone(),
             stopped(),
         ));
-        if let Some(tls_listen) = config.api.tls_listen {
-            let listener = tokio::net::TcpListener::bind(tls_listen)
-                .await
-                .with_context(|| format!("listening on {tls_listen}"))?;
+        if let Some(listener) = tls_listener {
             let address = listener.local_addr()?;
             banner.push_str(&format!("  https listening on {address}\n"));
             tracing::info!(%address, "HTTPS listening");

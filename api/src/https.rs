@@ -82,6 +82,44 @@ async fn acme_challenge(State(state): State<AppState>, Path(token): Path<String>
     }
 }
 
+/// On plain HTTP beside an HTTPS listener: a client beyond loopback is
+/// sent to the same page over HTTPS (308 keeps the method and body), but
+/// ACME's HTTP-01 challenges are answered here, as RFC 8555 requires.
+pub async fn redirect_to_https(
+    https_port: u16,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if peer.ip().is_loopback() || path.starts_with("/.well-known/acme-challenge/") {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        });
+    let Some(host) = host else {
+        return (StatusCode::BAD_REQUEST, "a Host header is needed").into_response();
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let target = format!(
+        "https://{host}{port}{}",
+        request.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response()
+}
+
 /// Serves the API over TLS on `listener` until `shutdown`: each
 /// connection's handshake and requests run on their own task, its peer's
 /// address given to the routes as plain HTTP gives it (`ConnectInfo`).
@@ -128,5 +166,74 @@ async fn serve_connection(stream: TlsStream<TcpStream>, peer: SocketAddr, app: a
         .await
     {
         tracing::debug!(%peer, error = %e, "an HTTPS connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::connect_info::MockConnectInfo;
+
+    use super::*;
+
+    /// A plain listener beside HTTPS on 8443, seen from `peer`.
+    async fn plain(peer: SocketAddr) -> String {
+        let app = axum::Router::new()
+            .route("/v1/page", get(|| async { "plain" }))
+            .route(
+                "/.well-known/acme-challenge/{token}",
+                get(|| async { "answer" }),
+            )
+            .layer(axum::middleware::from_fn(move |peer, request, next| {
+                redirect_to_https(8443, peer, request, next)
+            }))
+            .layer(MockConnectInfo(peer));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
+        base
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn plain_http_sends_the_world_to_https_but_answers_acme_and_loopback() {
+        let outside = plain(SocketAddr::from(([203, 0, 113, 9], 40000))).await;
+        let moved = client()
+            .post(format!("{outside}/v1/page?x=1"))
+            .header("host", "mail.acme.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(moved.status(), 308);
+        assert_eq!(
+            moved.headers()["location"],
+            "https://mail.acme.test:8443/v1/page?x=1"
+        );
+        let challenge = client()
+            .get(format!("{outside}/.well-known/acme-challenge/abc"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(challenge.text().await.unwrap(), "answer");
+        // A Host that is not a name is not echoed into a Location.
+        let odd = client()
+            .get(format!("{outside}/v1/page"))
+            .header("host", "evil.test/\"><x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(odd.status(), 400);
+        let inside = plain(SocketAddr::from(([127, 0, 0, 1], 40000))).await;
+        let served = client()
+            .get(format!("{inside}/v1/page"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.text().await.unwrap(), "plain");
     }
 }

@@ -72,6 +72,10 @@ pub struct ApiConfig {
     /// password, for accounts not yet on device sign-in. Off: app passwords
     /// only, as mail clients should sign in.
     pub mail_account_passwords: bool,
+    /// The HTTPS port (`api.tls_listen`'s), when there is one: plain HTTP
+    /// then redirects clients beyond loopback there, ACME's challenges
+    /// excepted.
+    pub https_port: Option<u16>,
 }
 
 impl ApiConfig {
@@ -103,6 +107,7 @@ impl Default for ApiConfig {
             ksf: vault::opaque::KsfParams::default(),
             second_factor_grace_days: 7,
             mail_account_passwords: false,
+            https_port: None,
         }
     }
 }
@@ -355,7 +360,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let https_port = state.config.https_port;
+    let mut app = router(state);
+    if let Some(port) = https_port {
+        app = app.layer(axum::middleware::from_fn(move |peer, request, next| {
+            https::redirect_to_https(port, peer, request, next)
+        }));
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
