@@ -197,10 +197,10 @@ async fn listed_sts_id(app: &TestApp, domain_id: &str, token: &str) -> String {
         .to_owned()
 }
 
-/// The serial `openssl s_client -starttls smtp` sees on `port`.
-fn starttls_serial(port: u16) -> String {
+/// The serial `openssl s_client -starttls {protocol}` sees on `port`.
+fn starttls_serial(protocol: &str, port: u16) -> String {
     let shown = Command::new("openssl")
-        .args(["s_client", "-starttls", "smtp", "-connect"])
+        .args(["s_client", "-starttls", protocol, "-connect"])
         .arg(format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .output()
@@ -308,6 +308,15 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         std::future::pending(),
     ));
     let root = pebble.issuing_root();
+    let root_file = pebble.dir.path().join("issuing-root.pem");
+    std::fs::write(
+        &root_file,
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64_lines(root.as_ref())
+        ),
+    )
+    .unwrap();
     let serial_of = |name: &str| {
         listed.iter().find(|c| c["name"] == name).unwrap()["serial"]
             .as_str()
@@ -351,15 +360,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         "_mta-sts.acme.test",
         &[&format!("v=STSv1; id={enforce_id}")],
     );
-    let root_pem = pebble.dir.path().join("issuing-root.pem");
-    std::fs::write(
-        &root_pem,
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            base64_lines(root.as_ref())
-        ),
-    )
-    .unwrap();
+    let root_pem = root_file.clone();
     let python = std::env::var("CALIOP_TEST_PYTHON")
         .expect("CALIOP_TEST_PYTHON names the venv python with postfix-mta-sts-resolver (set by scripts/test)");
     let dns = app.dns.addr().to_string();
@@ -398,10 +399,72 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         Some(certs.server_config(&[]).unwrap()),
     );
     tokio::spawn(server.serve(smtp, std::future::pending()));
-    let seen = tokio::task::spawn_blocking(move || starttls_serial(smtp_port))
+    let seen = tokio::task::spawn_blocking(move || starttls_serial("smtp", smtp_port))
         .await
         .unwrap();
     assert_eq!(seen, serial_of(MAIL_HOST));
+    // And IMAP's STARTTLS.
+    let imap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imap_port = imap.local_addr().unwrap().port();
+    let imap_server = mail::imap::ImapServer::new(
+        support::imap_config(),
+        app.inbound.clone(),
+        Arc::new(api::ApiConfig::default().login_guard()),
+        Some(certs.server_config(&[]).unwrap()),
+    );
+    tokio::spawn(imap_server.serve(imap, false, std::future::pending()));
+    let seen = tokio::task::spawn_blocking(move || starttls_serial("imap", imap_port))
+        .await
+        .unwrap();
+    assert_eq!(seen, serial_of(MAIL_HOST));
+    // curl, trusting only the CA's root, gets the tenant's brand by its name.
+    let curl = Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(&root_file)
+        .arg("--resolve")
+        .arg(format!("{TENANT_HOST}:{https_port}:127.0.0.1"))
+        .arg(format!(
+            "https://{TENANT_HOST}:{https_port}/v1/public/branding"
+        ))
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{curl:?}");
+    let brand: Value = serde_json::from_slice(&curl.stdout).unwrap();
+    assert_eq!(brand["product_name"], "Acme Mail");
+
+    // Each domain's DNS records list the DANE record of our MX: the hash of its certificate's key.
+    let before = app.store.certificates().await.unwrap();
+    let mx_chain = before
+        .iter()
+        .find(|c| c.name == MAIL_HOST)
+        .unwrap()
+        .chain_pem
+        .clone()
+        .unwrap();
+    let records = app
+        .get(
+            &format!("/v1/domains/{}/dns-records", acme.domain_id),
+            &acme.admin_token,
+        )
+        .await;
+    let records = records.ok(200)["records"].as_array().unwrap().clone();
+    let dane = records
+        .iter()
+        .find(|r| r["purpose"] == "dane")
+        .expect("a DANE record");
+    assert_eq!(dane["type"], "TLSA");
+    assert_eq!(dane["name"], format!("_25._tcp.{MAIL_HOST}"));
+    assert_eq!(dane["value"], mail::acme::tlsa(&mx_chain).unwrap().as_str());
+    let tenant_tlsa = mail::acme::tlsa(
+        before
+            .iter()
+            .find(|c| c.name == TENANT_HOST)
+            .unwrap()
+            .chain_pem
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
 
     // A forced renewal: a new certificate, served without a restart; the open connection lives on.
     app.post(
@@ -425,6 +488,24 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         .unwrap()
         .to_owned();
     assert_ne!(new_serial, tenant_serial, "a new certificate was issued");
+    let chain_of = |certificates: &[tenants::store::StoredCertificate], name: &str| {
+        certificates
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .chain_pem
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(
+        mail::acme::tlsa(&chain_of(
+            &app.store.certificates().await.unwrap(),
+            TENANT_HOST
+        ))
+        .unwrap(),
+        tenant_tlsa,
+        "the key is kept across renewals: a DANE record of it stays true"
+    );
     assert_eq!(
         renewed.iter().find(|c| c["name"] == MAIL_HOST).unwrap()["serial"],
         serial_of(MAIL_HOST).as_str(),

@@ -93,7 +93,16 @@ impl Acme {
         let account = self.account().await?;
         for certificate in due {
             tracing::info!(certificate = %certificate.name, names = certificate.names.len(), "ordering a certificate");
-            match self.order(&account, &certificate.names).await {
+            // The key is kept across renewals, so that a DANE record (3 1 1) stays true.
+            let kept_key = match &certificate.key_sealed {
+                Some(sealed) => self
+                    .master
+                    .open_secret(&crate::certs::key_context(&certificate.name), sealed)
+                    .ok()
+                    .and_then(|pem| String::from_utf8(pem).ok()),
+                None => None,
+            };
+            match self.order(&account, &certificate.names, kept_key).await {
                 Ok((chain_pem, key_pem)) => {
                     let facts = facts(&chain_pem)?;
                     let key_sealed = self
@@ -187,11 +196,13 @@ impl Acme {
     }
 
     /// One order, HTTP-01: answers every authorization from the database,
-    /// then finalizes with a new key. Answers the chain and the key (PEM).
+    /// then finalizes with `key` (PEM), or a new key when there is none.
+    /// Answers the chain and the key (PEM).
     async fn order(
         &self,
         account: &Account,
         names: &[String],
+        key: Option<String>,
     ) -> Result<(String, String), Failure> {
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
@@ -229,7 +240,21 @@ impl Acme {
                 .unwrap_or_default();
             return Err(Failure::plain(format!("the order is {status:?}: {detail}")));
         }
-        let key_pem = order.finalize().await?;
+        let key_pem = match key {
+            Some(pem) => {
+                let kept =
+                    rcgen::KeyPair::from_pem(&pem).map_err(|e| Failure::plain(e.to_string()))?;
+                let mut params = rcgen::CertificateParams::new(names.to_vec())
+                    .map_err(|e| Failure::plain(e.to_string()))?;
+                params.distinguished_name = rcgen::DistinguishedName::new();
+                let csr = params
+                    .serialize_request(&kept)
+                    .map_err(|e| Failure::plain(e.to_string()))?;
+                order.finalize_csr(csr.der()).await?;
+                pem
+            }
+            None => order.finalize().await?,
+        };
         let chain_pem = order.poll_certificate(&retries).await?;
         Ok((chain_pem, key_pem))
     }
@@ -295,6 +320,26 @@ pub fn facts(chain_pem: &str) -> Result<Facts, String> {
         serial: cert.raw_serial_as_string().replace(':', ""),
         not_after,
     })
+}
+
+/// The DANE record (RFC 7671, `3 1 1`: the leaf's public key, SHA-256) of
+/// a chain's leaf, as TLSA's presentation format.
+pub fn tlsa(chain_pem: &str) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .ok_or("the chain holds no certificate")?
+        .map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).map_err(|e| e.to_string())?;
+    let digest = sha2::Sha256::digest(cert.public_key().raw);
+    Ok(format!(
+        "3 1 1 {}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
 }
 
 /// `instant-acme`'s HTTP client: one HTTP/1.1 connection per request, over

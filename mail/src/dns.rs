@@ -23,6 +23,7 @@ pub enum Kind {
     Srv,
     A,
     Aaaa,
+    Tlsa,
 }
 
 impl Kind {
@@ -34,6 +35,7 @@ impl Kind {
             Kind::Srv => RecordType::SRV,
             Kind::A => RecordType::A,
             Kind::Aaaa => RecordType::AAAA,
+            Kind::Tlsa => RecordType::TLSA,
         }
     }
 }
@@ -163,6 +165,16 @@ impl Dns {
                 )),
                 RData::A(a) if kind == Kind::A => Some(a.0.to_string()),
                 RData::AAAA(a) if kind == Kind::Aaaa => Some(a.0.to_string()),
+                RData::TLSA(t) if kind == Kind::Tlsa => Some(format!(
+                    "{} {} {} {}",
+                    u8::from(t.cert_usage),
+                    u8::from(t.selector),
+                    u8::from(t.matching),
+                    t.cert_data
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                )),
                 _ => None,
             })
             .collect())

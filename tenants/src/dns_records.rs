@@ -17,6 +17,7 @@ pub enum RecordType {
     Mx,
     Cname,
     Srv,
+    Tlsa,
 }
 
 /// What the record is for.
@@ -34,6 +35,9 @@ pub enum Purpose {
     SubmissionAutodiscovery,
     ImapAutodiscovery,
     Autoconfig,
+    /// The TLSA record of our MX (in the operator's zone, signed with
+    /// DNSSEC): senders that validate DNSSEC then require our certificate.
+    Dane,
 }
 
 /// One record as the tenant must publish it.
@@ -176,6 +180,7 @@ pub fn expected_records(
     mail_host: &str,
     mta_sts: MtaStsMode,
     client: ClientPorts,
+    tlsa: Option<&str>,
 ) -> Vec<ExpectedRecord> {
     let d = domain.name.as_str();
     let record = |purpose, record_type, name: String, value: String, required| ExpectedRecord {
@@ -262,6 +267,15 @@ pub fn expected_records(
             false,
         ),
     ];
+    if let Some(tlsa) = tlsa {
+        records.push(record(
+            Purpose::Dane,
+            RecordType::Tlsa,
+            format!("_25._tcp.{mail_host}"),
+            tlsa.to_owned(),
+            false,
+        ));
+    }
     records.splice(3..3, dkim);
     records
 }
@@ -312,6 +326,13 @@ pub fn judge(expected: &ExpectedRecord, found: &[String]) -> RecordStatus {
         }
         Purpose::MtaStsPolicyHost | Purpose::Autoconfig => status(
             found.iter().any(|v| same_host(v, &expected.value)),
+            !found.is_empty(),
+        ),
+        // One of the published TLSA records must match the key we serve.
+        Purpose::Dane => status(
+            found
+                .iter()
+                .any(|v| v.trim().eq_ignore_ascii_case(&expected.value)),
             !found.is_empty(),
         ),
         Purpose::Spf => {
@@ -407,6 +428,7 @@ mod tests {
             "mx.caliop.test",
             MtaStsMode::Testing,
             ClientPorts::default(),
+            None,
         )
         .into_iter()
         .find(|r| r.purpose == purpose)
@@ -483,6 +505,7 @@ mod tests {
             "mx.caliop.test",
             MtaStsMode::Testing,
             ClientPorts::default(),
+            None,
         )
         .into_iter()
         .filter(|r| r.purpose == Purpose::Dkim)
@@ -524,5 +547,23 @@ mod tests {
             RecordStatus::Verified
         );
         assert_eq!(judge(&expected(Purpose::Dmarc), &[]), RecordStatus::Missing);
+    }
+
+    #[test]
+    fn a_dane_record_must_match_the_key_we_serve() {
+        let want = ExpectedRecord {
+            purpose: Purpose::Dane,
+            record_type: RecordType::Tlsa,
+            name: "_25._tcp.mx.caliop.test".into(),
+            value: "3 1 1 ab12".into(),
+            required: false,
+        };
+        // The next key's record beside it (a rollover) is fine.
+        assert_eq!(
+            judge(&want, &found(&["3 1 1 ffff", "3 1 1 AB12"])),
+            RecordStatus::Verified
+        );
+        assert_eq!(judge(&want, &found(&["3 1 1 ffff"])), RecordStatus::Wrong);
+        assert_eq!(judge(&want, &[]), RecordStatus::Missing);
     }
 }

@@ -303,6 +303,7 @@ fn dns_kind(t: RecordType) -> mail::dns::Kind {
         RecordType::Mx => mail::dns::Kind::Mx,
         RecordType::Cname => mail::dns::Kind::Cname,
         RecordType::Srv => mail::dns::Kind::Srv,
+        RecordType::Tlsa => mail::dns::Kind::Tlsa,
     }
 }
 
@@ -330,6 +331,7 @@ pub async fn dns_records(
         &state.config.mail_hostname,
         mode,
         state.config.client_ports,
+        mx_tlsa(&state).await?.as_deref(),
     );
     let mut lookups = tokio::task::JoinSet::new();
     for (i, record) in expected.iter().enumerate() {
@@ -624,4 +626,17 @@ pub async fn tls_reports(
 ) -> ApiResult<Json<Vec<tenants::store::TlsReport>>> {
     let domain = load(&state, domain_id).await?;
     Ok(Json(state.store.tls_reports(domain.id, 200).await?))
+}
+
+/// The DANE record of our MX: the `3 1 1` hash of the mail host's ACME
+/// certificate, when there is one (its key is kept across renewals, so
+/// the record stays true).
+pub(crate) async fn mx_tlsa(state: &AppState) -> ApiResult<Option<String>> {
+    let mail_host = state.config.mail_hostname.to_ascii_lowercase();
+    let certificates = state.store.certificates().await?;
+    Ok(certificates
+        .iter()
+        .find(|c| c.name == mail_host)
+        .and_then(|c| c.chain_pem.as_deref())
+        .and_then(|chain| mail::acme::tlsa(chain).ok()))
 }

@@ -372,6 +372,7 @@ pub async fn onboard(
         &state.config.mail_hostname,
         state.store.mta_sts_mode(domain.id).await?,
         state.config.client_ports,
+        super::domains::mx_tlsa(&state).await?.as_deref(),
     );
     Ok((
         StatusCode::CREATED,

@@ -196,6 +196,7 @@ export const en = {
   "purpose.submission_autodiscovery": "Sending (autodiscovery)",
   "purpose.imap_autodiscovery": "Reading (autodiscovery)",
   "purpose.autoconfig": "Client setup (autoconfig)",
+  "purpose.dane": "Our MX's certificate (DANE, in the operator's zone)",
 
   "status.active": "Active",
   "status.suspended": "Suspended",

@@ -198,6 +198,7 @@ export const fr: Record<keyof typeof en, string> = {
   "purpose.submission_autodiscovery": "Envoi (découverte automatique)",
   "purpose.imap_autodiscovery": "Lecture (découverte automatique)",
   "purpose.autoconfig": "Configuration des clients (autoconfig)",
+  "purpose.dane": "Certificat de notre MX (DANE, dans la zone de l'opérateur)",
 
   "status.active": "Actif",
   "status.suspended": "Suspendu",
