@@ -23,6 +23,7 @@ on_both_backends!(
     failed_sign_ins_count_across_the_api_and_the_submission_port,
     a_relay_takes_mail_for_every_other_domain,
     mta_sts_enforce_means_verified_tls_or_waiting,
+    dane_means_the_certificate_its_tlsa_names_or_waiting,
     expired_messages_bounce_with_the_last_reply,
     remote_keys_found_by_wkd_encrypt_outgoing_mail,
     plain_text_from_the_api_says_mime_and_its_charset,
@@ -1095,5 +1096,122 @@ async fn expired_messages_bounce_with_the_last_reply(backend: Backend) {
         dsn.contains("Final-Recipient: rfc822; bob@remote.test"),
         "{dsn}"
     );
+    workers.stop().await;
+}
+
+/// A sink speaking STARTTLS with a certificate for `names`, and the DANE
+/// record (3 1 1) of that certificate.
+fn tls_sink(app: &TestApp, dir: &std::path::Path, names: &[&str]) -> (Sink, String) {
+    let issued = app.ca.issue(names);
+    let (cert, key) = (
+        dir.join(format!("{}.pem", names.join("-"))),
+        dir.join(format!("{}.key", names.join("-"))),
+    );
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    let sink = Sink::start(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    (sink, mail::acme::tlsa(&issued.cert_pem).unwrap())
+}
+
+async fn dane_means_the_certificate_its_tlsa_names_or_waiting(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let e = app.enterprise("acme.test", 5).await;
+    let (alice_id, alice) = person(&app, &e, "alice").await;
+    route_remote(&app);
+    let dir = tempfile::tempdir().unwrap();
+    // remote.test is signed (the resolver says so with the AD bit) and its MX
+    // publishes a TLSA record; the MX shows another certificate: the message waits.
+    app.dns.set_authentic("remote.test", true);
+    let (_, expected) = tls_sink(&app, dir.path(), &["mx.remote.test"]);
+    let (impostor, _) = tls_sink(&app, dir.path(), &["mx.remote.test", "impostor"]);
+    app.dns.set_tlsa("_25._tcp.mx.remote.test", &[&expected]);
+    let workers = app.start_workers(impostor.port, Duration::from_secs(1));
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["bob@remote.test"], "text": "only to the right server"}),
+        )
+        .await;
+    let message_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    let deferred = wait_status(&app, &message_id, &alice, "bob@remote.test", "deferred").await;
+    assert!(
+        deferred["remote_reply"]
+            .as_str()
+            .unwrap()
+            .contains("DANE: the certificate of mx.remote.test matches none of its TLSA records"),
+        "{deferred}"
+    );
+    workers.stop().await;
+    assert!(
+        impostor.messages().is_empty(),
+        "nothing went to the impostor"
+    );
+
+    // No STARTTLS at all: still waiting, never in clear.
+    let plain = Sink::start(&[]);
+    let workers = app.start_workers(plain.port, Duration::from_secs(1));
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["carl@remote.test"], "text": "not in clear"}),
+        )
+        .await;
+    let plain_id = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    let deferred = wait_status(&app, &plain_id, &alice, "carl@remote.test", "deferred").await;
+    assert!(
+        deferred["remote_reply"]
+            .as_str()
+            .unwrap()
+            .contains("DANE: mx.remote.test does not offer STARTTLS"),
+        "{deferred}"
+    );
+    workers.stop().await;
+    assert!(plain.messages().is_empty(), "nothing went out in clear");
+
+    // The MX now shows the certificate its record names (not one the web PKI
+    // vouches for by name: DANE-EE binds the key): delivered, over TLS.
+    let issued = app.ca.issue(&["not-even-its-name.test"]);
+    let (cert, key) = (dir.path().join("right.pem"), dir.path().join("right.key"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    app.dns.set_tlsa(
+        "_25._tcp.mx.remote.test",
+        &[&mail::acme::tlsa(&issued.cert_pem).unwrap()],
+    );
+    let right = Sink::start(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let workers = app.start_workers(right.port, Duration::from_secs(1));
+    wait_status(&app, &message_id, &alice, "bob@remote.test", "delivered").await;
+    wait_status(&app, &plain_id, &alice, "carl@remote.test", "delivered").await;
+    let received = right.messages();
+    assert_eq!(received.len(), 2, "both waiting messages went out");
+    assert!(received.iter().all(|m| m["tls"] == true));
+    workers.stop().await;
+
+    // Without DNSSEC the same TLSA record binds nothing (anyone on the path
+    // could have forged it): delivery is opportunistic again.
+    app.dns.set_authentic("remote.test", false);
+    let (other, _) = tls_sink(&app, dir.path(), &["mx.remote.test", "other"]);
+    let workers = app.start_workers(other.port, Duration::from_secs(1));
+    let sent = app
+        .post(
+            &format!("/v1/accounts/{alice_id}/messages"),
+            &alice,
+            json!({"to": ["dan@remote.test"], "text": "unsigned zone"}),
+        )
+        .await;
+    let unsigned = sent.ok(202)["message_id"].as_str().unwrap().to_owned();
+    wait_status(&app, &unsigned, &alice, "dan@remote.test", "delivered").await;
     workers.stop().await;
 }

@@ -57,6 +57,7 @@ pub enum LookupError {
 pub struct Dns {
     resolver: TokioResolver,
     upstream: SocketAddr,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Dns {
@@ -100,7 +101,11 @@ impl Dns {
             name: String::new(),
             reason: e.to_string(),
         })?;
-        Ok(Dns { resolver, upstream })
+        Ok(Dns {
+            resolver,
+            upstream,
+            timeout,
+        })
     }
 
     /// Whether the resolver answers at all (an empty answer counts).
@@ -139,44 +144,122 @@ impl Dns {
                 });
             }
         };
-        let trim = |s: String| s.trim_end_matches('.').to_owned();
         Ok(answer
             .answers()
             .iter()
-            .filter_map(|record| match &record.data {
-                RData::TXT(txt) if kind == Kind::Txt => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|part| String::from_utf8_lossy(part).into_owned())
-                        .collect::<String>(),
-                ),
-                RData::MX(mx) if kind == Kind::Mx => Some(format!(
-                    "{} {}",
-                    mx.preference,
-                    trim(mx.exchange.to_ascii())
-                )),
-                RData::CNAME(target) if kind == Kind::Cname => Some(trim(target.0.to_ascii())),
-                RData::SRV(srv) if kind == Kind::Srv => Some(format!(
-                    "{} {} {} {}",
-                    srv.priority,
-                    srv.weight,
-                    srv.port,
-                    trim(srv.target.to_ascii())
-                )),
-                RData::A(a) if kind == Kind::A => Some(a.0.to_string()),
-                RData::AAAA(a) if kind == Kind::Aaaa => Some(a.0.to_string()),
-                RData::TLSA(t) if kind == Kind::Tlsa => Some(format!(
-                    "{} {} {} {}",
-                    u8::from(t.cert_usage),
-                    u8::from(t.selector),
-                    u8::from(t.matching),
-                    t.cert_data
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>()
-                )),
-                _ => None,
-            })
+            .filter_map(|record| render(kind, &record.data))
             .collect())
+    }
+
+    /// [`Dns::lookup`], asked directly of the configured resolver with the
+    /// AD bit set (RFC 6840 §5.7), answering whether the resolver says the
+    /// answer was validated with DNSSEC. Only a validating resolver on a
+    /// trusted path (loopback, as `dns.resolver` should be) makes that
+    /// worth anything; DANE rests on it.
+    pub async fn lookup_validated(
+        &self,
+        name: &str,
+        kind: Kind,
+    ) -> Result<(Vec<String>, bool), LookupError> {
+        use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+        use hickory_resolver::proto::rr::Name;
+        let unavailable = |reason: String| LookupError::Unavailable {
+            resolver: self.upstream,
+            name: name.to_owned(),
+            reason,
+        };
+        let fqdn = Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+            .map_err(|e| LookupError::BadName(format!("{name}: {e}")))?;
+        let id: u16 = rand::random();
+        let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+        query.metadata.recursion_desired = true;
+        query.metadata.authentic_data = true;
+        query.add_query(Query::query(fqdn, kind.record_type()));
+        let bytes = query.to_vec().map_err(|e| unavailable(e.to_string()))?;
+        let local: SocketAddr = if self.upstream.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let socket = tokio::net::UdpSocket::bind(local)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        socket
+            .connect(self.upstream)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        socket
+            .send(&bytes)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut buf = vec![0u8; 65_535];
+        let response = tokio::time::timeout(self.timeout, async {
+            loop {
+                let len = socket.recv(&mut buf).await?;
+                if let Ok(message) = Message::from_vec(&buf[..len])
+                    && message.metadata.id == id
+                {
+                    return Ok::<_, std::io::Error>(message);
+                }
+            }
+        })
+        .await
+        .map_err(|_| unavailable("no answer in time".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+        let authentic = response.metadata.authentic_data;
+        match response.metadata.response_code {
+            ResponseCode::NoError => {}
+            ResponseCode::NXDomain => return Ok((Vec::new(), authentic)),
+            other => return Err(unavailable(format!("answered {other}"))),
+        }
+        // A truncated answer is not taken as validated (it is incomplete).
+        let authentic = authentic && !response.metadata.truncation;
+        Ok((
+            response
+                .answers
+                .iter()
+                .filter_map(|record| render(kind, &record.data))
+                .collect(),
+            authentic,
+        ))
+    }
+}
+
+/// One record of `kind` as text (see [`Dns::lookup`]).
+fn render(kind: Kind, data: &RData) -> Option<String> {
+    let trim = |s: String| s.trim_end_matches('.').to_owned();
+    match data {
+        RData::TXT(txt) if kind == Kind::Txt => Some(
+            txt.txt_data
+                .iter()
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect::<String>(),
+        ),
+        RData::MX(mx) if kind == Kind::Mx => Some(format!(
+            "{} {}",
+            mx.preference,
+            trim(mx.exchange.to_ascii())
+        )),
+        RData::CNAME(target) if kind == Kind::Cname => Some(trim(target.0.to_ascii())),
+        RData::SRV(srv) if kind == Kind::Srv => Some(format!(
+            "{} {} {} {}",
+            srv.priority,
+            srv.weight,
+            srv.port,
+            trim(srv.target.to_ascii())
+        )),
+        RData::A(a) if kind == Kind::A => Some(a.0.to_string()),
+        RData::AAAA(a) if kind == Kind::Aaaa => Some(a.0.to_string()),
+        RData::TLSA(t) if kind == Kind::Tlsa => Some(format!(
+            "{} {} {} {}",
+            u8::from(t.cert_usage),
+            u8::from(t.selector),
+            u8::from(t.matching),
+            t.cert_data
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )),
+        _ => None,
     }
 }

@@ -16,8 +16,13 @@ type Zone = Arc<Mutex<HashMap<(String, RecordType), Vec<RData>>>>;
 pub struct DnsServer {
     addr: SocketAddr,
     zone: Zone,
+    /// Names under these say their answers are DNSSEC-validated (the AD
+    /// bit), as a validating resolver does for a signed zone.
+    authentic: Authentic,
     task: tokio::task::JoinHandle<()>,
 }
+
+type Authentic = Arc<Mutex<Vec<String>>>;
 
 fn key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
@@ -32,8 +37,14 @@ impl DnsServer {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         let addr = socket.local_addr()?;
         let zone: Zone = Arc::default();
-        let task = tokio::spawn(serve(socket, zone.clone()));
-        Ok(DnsServer { addr, zone, task })
+        let authentic: Authentic = Arc::default();
+        let task = tokio::spawn(serve(socket, zone.clone(), authentic.clone()));
+        Ok(DnsServer {
+            addr,
+            zone,
+            authentic,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -100,6 +111,34 @@ impl DnsServer {
         );
     }
 
+    /// Answers for `zone` and the names under it are said to be validated
+    /// (or no longer, with `false`).
+    pub fn set_authentic(&self, zone: &str, authentic: bool) {
+        let mut zones = self.authentic.lock().unwrap_or_else(|p| p.into_inner());
+        zones.retain(|z| *z != key(zone));
+        if authentic {
+            zones.push(key(zone));
+        }
+    }
+
+    /// Publishes TLSA records (`usage selector matching hex`) at `at`.
+    pub fn set_tlsa(&self, at: &str, values: &[&str]) {
+        use hickory_proto::rr::rdata::TLSA;
+        let records = values
+            .iter()
+            .map(|v| {
+                let t = crate::dane::Tlsa::parse(v).expect("a TLSA record in test");
+                RData::TLSA(TLSA::new(
+                    t.usage.into(),
+                    t.selector.into(),
+                    t.matching.into(),
+                    t.data,
+                ))
+            })
+            .collect();
+        self.set(at, RecordType::TLSA, records);
+    }
+
     pub fn set_srv(&self, at: &str, priority: u16, weight: u16, port: u16, target: &str) {
         self.set(
             at,
@@ -115,7 +154,7 @@ impl Drop for DnsServer {
     }
 }
 
-async fn serve(socket: UdpSocket, zone: Zone) {
+async fn serve(socket: UdpSocket, zone: Zone, authentic: Authentic) {
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
@@ -145,6 +184,15 @@ async fn serve(socket: UdpSocket, zone: Zone) {
             }
             response.add_query(question.clone());
         }
+        let validated = query.queries.iter().all(|q| {
+            let asked = key(&q.name().to_ascii());
+            authentic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|z| asked == *z || asked.ends_with(&format!(".{z}")))
+        });
+        response.metadata.authentic_data = validated && !query.queries.is_empty();
         if response.answers.is_empty() && !known_name {
             response.metadata.response_code = ResponseCode::NXDomain;
         }

@@ -7,6 +7,7 @@ pub mod append;
 pub mod automatic;
 pub mod certs;
 mod connections;
+pub mod dane;
 pub mod dispersed;
 pub mod dns;
 pub mod dsn;

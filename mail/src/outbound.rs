@@ -969,7 +969,14 @@ impl Outbound {
         if let Some(relay) = self.config.relay {
             let host = relay.ip().to_string();
             return match self
-                .smtp_transaction(&host, relay, false, envelope_from, recipients, message)
+                .smtp_transaction(
+                    &host,
+                    relay,
+                    &TlsRule::Opportunistic,
+                    envelope_from,
+                    recipients,
+                    message,
+                )
                 .await
             {
                 Ok(outcomes) => outcomes,
@@ -1018,9 +1025,25 @@ impl Outbound {
             );
         }
         let require_tls = policy.is_some();
+        // DANE applies only when the MX answer itself was validated.
+        let mx_authentic = dns
+            .lookup_validated(domain, Kind::Mx)
+            .await
+            .map(|(_, authentic)| authentic)
+            .unwrap_or(false);
         let mut last = None;
         let mut refused = Vec::new();
         for host in hosts {
+            // DANE, when the host has authentic TLSA records, comes before MTA-STS.
+            let rule = match crate::dane::requirement(dns, mx_authentic, &host).await {
+                Ok(crate::dane::Requirement::Tls(records)) => TlsRule::Dane(records),
+                Ok(crate::dane::Requirement::None) if require_tls => TlsRule::Pkix,
+                Ok(crate::dane::Requirement::None) => TlsRule::Opportunistic,
+                Err(reason) => {
+                    last = Some((host.clone(), reason));
+                    continue;
+                }
+            };
             let addresses = match addresses(dns, &host).await {
                 Ok(a) if !a.is_empty() => a,
                 Ok(_) => {
@@ -1039,14 +1062,7 @@ impl Outbound {
                 }
                 let server = std::net::SocketAddr::new(ip, self.config.delivery_port);
                 match self
-                    .smtp_transaction(
-                        &host,
-                        server,
-                        require_tls,
-                        envelope_from,
-                        recipients,
-                        message,
-                    )
+                    .smtp_transaction(&host, server, &rule, envelope_from, recipients, message)
                     .await
                 {
                     Ok(outcomes) => return outcomes,
@@ -1080,7 +1096,7 @@ impl Outbound {
         &self,
         host: &str,
         server: std::net::SocketAddr,
-        require_tls: bool,
+        rule: &TlsRule,
         envelope_from: &str,
         recipients: &[String],
         message: &[u8],
@@ -1095,7 +1111,30 @@ impl Outbound {
         )
         .await
         .map_err(|e| format!("could not connect to {host} ({server}): {e}"))?;
-        if require_tls {
+        if let TlsRule::Dane(records) = rule {
+            // DANE: TLS, with a certificate its TLSA records name, or no delivery.
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(format!("DANE: {host} does not offer STARTTLS"));
+            }
+            let tls = TlsParameters::builder(host.to_owned())
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true)
+                .build_rustls()
+                .map_err(|e| format!("TLS setup failed: {e}"))?;
+            conn.starttls(tls, &hello)
+                .await
+                .map_err(|e| format!("DANE: TLS with {host} failed: {e}"))?;
+            let leaf = conn
+                .peer_certificate()
+                .map_err(|e| format!("DANE: no certificate from {host}: {e}"))?;
+            if !crate::dane::satisfied(records, &leaf) {
+                conn.abort().await;
+                return Err(format!(
+                    "DANE: the certificate of {host} matches none of its TLSA records"
+                ));
+            }
+        } else if matches!(rule, TlsRule::Pkix) {
             // MTA-STS: a certificate valid for this MX host, or no delivery.
             if !conn.can_starttls() {
                 conn.abort().await;
@@ -1542,6 +1581,16 @@ fn enhanced_status(reply: &str) -> Option<String> {
 enum MxError {
     NoSuchDomain,
     Dns(String),
+}
+
+/// What TLS delivery to one MX host requires.
+enum TlsRule {
+    /// STARTTLS whenever offered, the certificate unchecked (RFC 3207).
+    Opportunistic,
+    /// MTA-STS `enforce`: a certificate valid for the host (web PKI).
+    Pkix,
+    /// DANE: a certificate matching the host's authentic TLSA records.
+    Dane(Vec<crate::dane::Tlsa>),
 }
 
 /// MX hosts by preference; the domain itself when it has none (RFC 5321
