@@ -25,95 +25,6 @@ use tenants::{Backend, on_both_backends};
 const TENANT_HOST: &str = "mail.acme.test";
 const STS_HOST: &str = "mta-sts.acme.test";
 
-/// A running pebble: its directory URL and what it signs with.
-struct Pebble {
-    child: Child,
-    directory: String,
-    management: u16,
-    dir: tempfile::TempDir,
-    /// The authority of pebble's own HTTPS (ours, made here).
-    ca: mail::https_server::TestCa,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_pebble(http_port: u16, dns: std::net::SocketAddr) -> Pebble {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = mail::https_server::TestCa::new();
-    let own = ca.issue(&["localhost"]);
-    std::fs::write(dir.path().join("cert.pem"), &own.cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &own.key_pem).unwrap();
-    let (listen, management) = (free_port(), free_port());
-    let config = json!({"pebble": {
-        "listenAddress": format!("127.0.0.1:{listen}"),
-        "managementListenAddress": format!("127.0.0.1:{management}"),
-        "certificate": dir.path().join("cert.pem"),
-        "privateKey": dir.path().join("key.pem"),
-        "httpPort": http_port,
-        "tlsPort": free_port(),
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false
-    }});
-    std::fs::write(dir.path().join("pebble.json"), config.to_string()).unwrap();
-    let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
-    let child = Command::new("pebble")
-        .arg("-config")
-        .arg(dir.path().join("pebble.json"))
-        .arg("-dnsserver")
-        .arg(dns.to_string())
-        // No random sleeps before validation, and no nonce rejected on purpose.
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_WFE_NONCEREJECT", "0")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("pebble (Debian package `pebble`) must be installed: .ci/run installs it");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Pebble {
-        child,
-        directory: format!("https://localhost:{listen}/dir"),
-        management,
-        dir,
-        ca,
-    }
-}
-
-impl Pebble {
-    /// The root pebble issues certificates under (its management interface).
-    fn issuing_root(&self) -> CertificateDer<'static> {
-        use rustls::pki_types::pem::PemObject;
-        let ca = self.dir.path().join("ca.pem");
-        std::fs::write(&ca, self.ca.root_pem()).unwrap();
-        let out = Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(&ca)
-            .arg(format!("https://localhost:{}/roots/0", self.management))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pebble's root: {out:?}");
-        CertificateDer::from_pem_slice(&out.stdout).unwrap()
-    }
-}
-
 /// The serial (hexadecimal) of the certificate served at the end of a TLS
 /// handshake, and the connection.
 async fn tls_connect(
@@ -252,7 +163,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         &[std::net::Ipv4Addr::new(192, 0, 2, 7)],
     );
     let api_port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
-    let pebble = start_pebble(api_port, app.dns.addr());
+    let pebble = mail::pebble::Pebble::start(api_port, app.dns.addr());
     let master = vault::at_rest::MasterKey::load_or_create(app.data_dir.path()).unwrap();
     let acme_client = mail::acme::Acme::new(
         app.store.clone(),
@@ -308,7 +219,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         std::future::pending(),
     ));
     let root = pebble.issuing_root();
-    let root_file = pebble.dir.path().join("issuing-root.pem");
+    let root_file = pebble.dir().join("issuing-root.pem");
     std::fs::write(
         &root_file,
         format!(

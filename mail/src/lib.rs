@@ -38,6 +38,8 @@ pub mod https_server;
 #[cfg(any(test, feature = "testing"))]
 pub mod imap_probe;
 #[cfg(any(test, feature = "testing"))]
+pub mod pebble;
+#[cfg(any(test, feature = "testing"))]
 pub mod probe;
 #[cfg(any(test, feature = "testing"))]
 pub mod s3_site;
