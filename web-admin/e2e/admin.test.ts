@@ -202,6 +202,12 @@ describe("the admin app", () => {
     expect(idAfter).not.toBe(idBefore);
     await expect.poll(() => acmeCard.locator(".record", { hasText: "_mta-sts." }).locator("code.value").first().textContent()).toContain(`id=${idAfter}`);
 
+    // TLS reports, for the verified domain: none yet, and a sentence saying where they will come from.
+    const tlsReports = acmeCard.locator(".tls-reports");
+    await tlsReports.getByRole("heading", { name: "TLS reports" }).waitFor();
+    await tlsReports.getByText("Mail servers that honour TLS reporting send their daily reports here, once the _smtp._tls record is published.").waitFor();
+    await checkView(page, "tenant-domain-verified");
+
     const token = await caliop.token(TENANT.address, TENANT.password);
     const tenants = await caliop.api<Page_<Tenant>>("GET", "/v1/tenants", operatorToken);
     const acme = tenants.body.items.find((x) => x.name === "Acme")!;

@@ -2,11 +2,12 @@
 // value and the live status of every record: verified, missing, or wrong
 // (with what DNS returned); how each routes what is not an account:
 // delivered as another domain (a domain alias), or to a catch-all; and the
-// MTA-STS mode of the policy we publish for it.
+// MTA-STS mode of the policy we publish for it; and, once it is verified, the
+// TLS reports other mail servers sent about delivering to it (RFC 8460).
 import { useEffect, useState } from "preact/hooks";
 import { type Schemas, api, call } from "../api";
-import { type Key, formatDate, t } from "../i18n";
-import { Badge, CopyButton, ErrorBox, Field, FormError, Loading, Select, Submit, useForm, useLoad } from "../ui";
+import { type Key, formatDate, formatNumber, t } from "../i18n";
+import { Badge, type Column, CopyButton, ErrorBox, Field, FormError, Loading, Select, Submit, Table, statusLabel, useForm, useLoad } from "../ui";
 import { domainName, emailAddress } from "../validate";
 
 type Domain = Schemas["DomainView"];
@@ -89,6 +90,7 @@ function DomainCard({ domain, others, open, onChange }: { domain: Domain; others
       </div>
       <Routing domain={domain} others={others} />
       <MtaSts domain={domain} onSaved={records.reload} />
+      {domain.verified && <TlsReports domain={domain} />}
     </article>
   );
 }
@@ -240,6 +242,71 @@ function MtaSts({ domain, onSaved }: { domain: Domain; onSaved: () => void }) {
           </p>
           <p class="hint">{t("mta_sts.id_hint")}</p>
         </form>
+      )}
+    </div>
+  );
+}
+
+type TlsReport = Schemas["TlsReport"];
+
+/** One `failure-details` entry of a report (RFC 8460), in plain words: what failed, from which sender, how often. */
+function failureText(detail: Record<string, unknown>): string {
+  const result = typeof detail["result-type"] === "string" ? statusLabel(detail["result-type"], "tls_reports.result") : t("tls_reports.result.unknown");
+  const count = typeof detail["failed-session-count"] === "number" ? detail["failed-session-count"] : 0;
+  const ip = typeof detail["sending-mta-ip"] === "string" ? detail["sending-mta-ip"] : null;
+  const sessions = t(count === 1 ? "tls_reports.sessions_one" : "tls_reports.sessions", { count: formatNumber(count) });
+  return ip ? t("tls_reports.failure_from", { result, sessions, ip }) : t("tls_reports.failure", { result, sessions });
+}
+
+function period(r: TlsReport): string {
+  const start = formatDate(r.starts_at);
+  const end = formatDate(r.ends_at);
+  return start === end ? start : `${start} – ${end}`;
+}
+
+/** What other mail servers reported about delivering to the domain over TLS, newest first. */
+function TlsReports({ domain }: { domain: Domain }) {
+  const reports = useLoad(() => call(api.GET("/v1/domains/{domain_id}/tls-reports", { params: { path: { domain_id: domain.id } } })), [domain.id]);
+  const titleId = `tls-reports-${domain.id}`;
+  const columns: Column<TlsReport>[] = [
+    { label: t("tls_reports.organization"), cell: (r) => r.organization },
+    { label: t("tls_reports.period"), cell: period },
+    { label: t("tls_reports.policy"), cell: (r) => statusLabel(r.policy_type, "tls_reports.policy") },
+    { label: t("tls_reports.successes"), class: "num", cell: (r) => formatNumber(r.successes) },
+    {
+      label: t("tls_reports.failures"),
+      class: "num",
+      cell: (r) => (r.failures > 0 ? <span class="badge warn">{formatNumber(r.failures)}</span> : formatNumber(r.failures)),
+    },
+    {
+      label: t("tls_reports.details"),
+      cell: (r) =>
+        r.failure_details.length === 0 ? (
+          "—"
+        ) : (
+          <ul class="plain">
+            {r.failure_details.map((d, i) => <li key={i}>{failureText(d as Record<string, unknown>)}</li>)}
+          </ul>
+        ),
+    },
+  ];
+  return (
+    <div class="tls-reports">
+      <h3 id={titleId}>{t("tls_reports.title")}</h3>
+      <p class="hint">{t("tls_reports.lead")}</p>
+      {reports.error ? (
+        <ErrorBox problem={reports.error} retry={reports.reload} />
+      ) : reports.data && reports.data.length === 0 ? (
+        <p class="empty">{t("tls_reports.empty")}</p>
+      ) : (
+        <Table
+          caption={t("tls_reports.caption", { name: domain.name })}
+          columns={columns}
+          rows={reports.data}
+          loading={reports.loading}
+          empty={t("tls_reports.empty")}
+          rowKey={(r) => `${r.organization}-${r.report_id}`}
+        />
       )}
     </div>
   );
