@@ -17,14 +17,6 @@ const MAIL_HOST: &str = "mx.caliop.test";
 
 on_both_backends!(a_second_process_serves_the_certificate_the_first_obtained);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The serial `openssl s_client` sees at `port` when asking for `name`.
 fn served_serial(port: u16, name: &str) -> String {
     let shown = Command::new("openssl")
@@ -49,7 +41,7 @@ fn served_serial(port: u16, name: &str) -> String {
     x509.stdin
         .take()
         .unwrap()
-        .write_all(text[start..end].as_bytes())
+        .write_all(&text.as_bytes()[start..end])
         .unwrap();
     let out = x509.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -65,7 +57,7 @@ async fn a_second_process_serves_the_certificate_the_first_obtained(backend: Bac
     let data = scratch.path().join("data");
     let dns = mail::dns_server::DnsServer::start().await.unwrap();
     dns.set_a(MAIL_HOST, &[std::net::Ipv4Addr::LOCALHOST]);
-    let http_port = free_port();
+    let http_port = mail::pebble::free_port();
     let pebble = mail::pebble::Pebble::start(http_port, dns.addr());
     let ca = scratch.path().join("pebble-ca.pem");
     std::fs::write(&ca, pebble.ca.root_pem()).unwrap();

@@ -28,7 +28,8 @@ impl Drop for Pebble {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
