@@ -27,6 +27,8 @@ pub(crate) struct Connections {
     max_total: usize,
     max_per_ip: usize,
     counts: Mutex<Counts>,
+    /// Woken whenever a place is given back.
+    freed: tokio::sync::Notify,
 }
 
 /// One admitted connection; its place is given back when dropped.
@@ -41,7 +43,35 @@ impl Connections {
             max_total,
             max_per_ip,
             counts: Mutex::default(),
+            freed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// [`Connections::admit`], waiting up to `grace` for a place to come
+    /// back when this address holds its share. A sender that reconnects as
+    /// soon as its previous session ends (Postfix's `smtp-source`, a relay
+    /// with a connection per message) would otherwise find that session
+    /// still counted: the server learns of the close only when it reads it.
+    /// A full listener is refused at once.
+    pub(crate) async fn admit_within(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        grace: std::time::Duration,
+    ) -> Result<Slot, Full> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.admit(ip) {
+                Err(Full::Address) if tokio::time::Instant::now() < deadline => {
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return self.admit(ip);
+                    }
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// A place for a connection from `ip`, if both caps allow one.
@@ -77,6 +107,8 @@ impl Drop for Slot {
                 counts.per_ip.remove(&self.ip);
             }
         }
+        drop(counts);
+        self.connections.freed.notify_waiters();
     }
 }
 
@@ -98,5 +130,35 @@ mod tests {
             connections.admit(b).is_ok(),
             "a closed connection frees its place"
         );
+    }
+
+    #[tokio::test]
+    async fn a_place_given_back_within_the_grace_admits_the_next() {
+        use std::time::Duration;
+        let connections = Connections::new(10, 1);
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let held = connections.admit(ip).expect("first");
+        // Nobody gives it back: refused once the grace is over.
+        let started = std::time::Instant::now();
+        assert_eq!(
+            connections
+                .admit_within(ip, Duration::from_millis(100))
+                .await
+                .err(),
+            Some(Full::Address)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // The previous session ends a moment after the next one connects: admitted.
+        let freeing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(held);
+        });
+        assert!(
+            connections
+                .admit_within(ip, Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
+        freeing.await.unwrap();
     }
 }

@@ -134,11 +134,11 @@ impl SmtpServer {
                             continue;
                         }
                     };
-                    let slot = self.connections.admit(peer.ip());
+                    let connections = self.connections.clone();
                     let (config, inbound, tls) = (self.config.clone(), self.inbound.clone(), self.tls.clone());
                     let role = self.role.clone();
                     sessions.spawn(async move {
-                        let slot = match slot {
+                        let slot = match connections.admit_within(peer.ip(), ADMISSION_GRACE).await {
                             Ok(slot) => slot,
                             Err(full) => {
                                 let reply = match full {
@@ -262,6 +262,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(kept_all)
     }
 }
+
+/// How long a connection from an address at its cap waits for one of its
+/// sessions to end before it is refused (see `Connections::admit_within`).
+const ADMISSION_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Transaction {
