@@ -672,7 +672,7 @@ impl Inbound {
         };
         match outcome {
             Ok(ids) => {
-                tracing::info!(recipients = ids.len(), bytes = sizes, "message stored");
+                tracing::debug!(recipients = ids.len(), bytes = sizes, "message stored");
                 // Only once the message is safely stored: what it causes to be sent.
                 for auto in automatic {
                     self.send_automatic(auto).await;
