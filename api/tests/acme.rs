@@ -432,15 +432,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
     );
 
     // The operator's scraper sees each certificate's time left, and no alert.
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.metrics))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&app).await;
     assert!(
         metrics.contains(&format!(
             "caliop_certificate_expiry_seconds{{name=\"{TENANT_HOST}\"}} "
@@ -476,15 +468,7 @@ async fn certificates_by_acme_are_served_by_name_and_renewed_without_a_restart(b
         )
         .await
         .unwrap();
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.metrics))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&app).await;
     assert!(
         metrics.contains("caliop_certificates_expiring_soon 1\n"),
         "{metrics}"
@@ -507,4 +491,15 @@ fn base64_lines(der: &[u8]) -> String {
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// What the operator's scraper reads at `/metrics`.
+async fn scrape(app: &TestApp) -> String {
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.metrics))
+        .send()
+        .await
+        .unwrap();
+    response.text().await.unwrap()
 }

@@ -1117,11 +1117,7 @@ impl Outbound {
                 conn.abort().await;
                 return Err(format!("DANE: {host} does not offer STARTTLS"));
             }
-            let tls = TlsParameters::builder(host.to_owned())
-                .dangerous_accept_invalid_certs(true)
-                .dangerous_accept_invalid_hostnames(true)
-                .build_rustls()
-                .map_err(|e| format!("TLS setup failed: {e}"))?;
+            let tls = unchecked_tls(host)?;
             conn.starttls(tls, &hello)
                 .await
                 .map_err(|e| format!("DANE: TLS with {host} failed: {e}"))?;
@@ -1157,11 +1153,7 @@ impl Outbound {
             // Opportunistic TLS (RFC 3207): encrypt whenever offered. Without
             // MTA-STS or DANE a certificate cannot be checked against anything,
             // so it is not; a failed handshake falls back to the next host.
-            let tls = TlsParameters::builder(host.to_owned())
-                .dangerous_accept_invalid_certs(true)
-                .dangerous_accept_invalid_hostnames(true)
-                .build_rustls()
-                .map_err(|e| format!("TLS setup failed: {e}"))?;
+            let tls = unchecked_tls(host)?;
             conn.starttls(tls, &hello)
                 .await
                 .map_err(|e| format!("STARTTLS with {host} failed: {e}"))?;
@@ -1581,6 +1573,16 @@ fn enhanced_status(reply: &str) -> Option<String> {
 enum MxError {
     NoSuchDomain,
     Dns(String),
+}
+
+/// TLS parameters that check no certificate: opportunistic TLS, and DANE,
+/// which checks the certificate itself against the TLSA records.
+fn unchecked_tls(host: &str) -> Result<TlsParameters, String> {
+    TlsParameters::builder(host.to_owned())
+        .dangerous_accept_invalid_certs(true)
+        .dangerous_accept_invalid_hostnames(true)
+        .build_rustls()
+        .map_err(|e| format!("TLS setup failed: {e}"))
 }
 
 /// What TLS delivery to one MX host requires.
