@@ -43,6 +43,11 @@ pub struct SmtpBench {
     /// sealing, on every account).
     #[arg(long, default_value = "none")]
     sieve: String,
+    /// Runs Postfix (Debian's package, as root) beside each measurement:
+    /// an MX that queues each message and discards it, driven by the same
+    /// clients with the same messages, right after Caliop's run.
+    #[arg(long)]
+    peer: bool,
 }
 
 struct Outcome {
@@ -52,6 +57,51 @@ struct Outcome {
     failed: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// Postfix's messages/s under the same load, measured right after.
+    peer: Option<f64>,
+}
+
+/// `messages` transactions spread over `clients` connections to `smtp`.
+struct Load {
+    latencies: Vec<Duration>,
+    failed: usize,
+    elapsed: Duration,
+}
+
+async fn drive(
+    smtp: std::net::SocketAddr,
+    to: &str,
+    raw: &Arc<String>,
+    messages: usize,
+    clients: usize,
+) -> anyhow::Result<Load> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_client = messages.div_ceil(clients);
+    for c in 0..clients {
+        let count = per_client.min(messages.saturating_sub(c * per_client));
+        let (raw, to) = (raw.clone(), to.to_owned());
+        tasks.spawn(async move { client(smtp, &to, &raw, count).await });
+    }
+    let mut latencies = Vec::with_capacity(messages);
+    let mut failed = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done? {
+            Ok((lat, fails)) => {
+                latencies.extend(lat);
+                failed += fails;
+            }
+            Err(e) => {
+                eprintln!("bench: a client failed: {e:#}");
+                failed += per_client;
+            }
+        }
+    }
+    Ok(Load {
+        latencies,
+        failed,
+        elapsed: started.elapsed(),
+    })
 }
 
 pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
@@ -68,6 +118,21 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         domain_name,
     } = fixture(args.database_url.as_deref(), &levels).await?;
     drop(master);
+    let postfix = if args.peer {
+        match crate::peers::missing(&[crate::peers::POSTFIX]) {
+            Some(why) => {
+                eprintln!("bench: no Postfix column: {why}");
+                None
+            }
+            None => Some(crate::peers::Postfix::start(
+                crate::peers::PostfixRole::Discard {
+                    domain: domain_name.to_string(),
+                },
+            )?),
+        }
+    } else {
+        None
+    };
     let mut filters = Vec::new();
     for name in args.filters.split(',').map(str::trim) {
         let config = match name {
@@ -145,33 +210,26 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
                 raw.len(),
                 args.clients
             );
-            let started = Instant::now();
-            let mut clients = tokio::task::JoinSet::new();
-            let per_client = args.messages.div_ceil(args.clients);
-            for c in 0..args.clients {
-                let count = per_client.min(args.messages.saturating_sub(c * per_client));
-                let (raw, to) = (raw.clone(), to.clone());
-                clients.spawn(async move { client(smtp, &to, &raw, count).await });
-            }
-            let mut latencies = Vec::with_capacity(args.messages);
-            let mut failed = 0;
-            while let Some(done) = clients.join_next().await {
-                match done? {
-                    Ok((lat, fails)) => {
-                        latencies.extend(lat);
-                        failed += fails;
-                    }
-                    Err(e) => {
-                        eprintln!("bench: a client failed: {e:#}");
-                        failed += per_client;
-                    }
-                }
-            }
-            let elapsed = started.elapsed();
+            let Load {
+                latencies,
+                failed,
+                elapsed,
+            } = drive(smtp, &to, &raw, args.messages, args.clients).await?;
             eprintln!(
                 "bench: {level} with filter {filter_name} done in {:.2} s",
                 elapsed.as_secs_f64()
             );
+            let peer = match &postfix {
+                Some(postfix) => {
+                    let load = drive(postfix.addr, &to, &raw, args.messages, args.clients).await?;
+                    anyhow::ensure!(load.failed == 0, "Postfix refused {} messages", load.failed);
+                    let rate =
+                        load.latencies.len() as f64 / load.elapsed.as_secs_f64().max(f64::EPSILON);
+                    eprintln!("bench: Postfix, same load: {rate:.0} msg/s");
+                    Some(rate)
+                }
+                None => None,
+            };
             outcomes.push(Outcome {
                 filter: filter_name.clone(),
                 level: *level,
@@ -179,6 +237,7 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
                 failed,
                 elapsed,
                 latencies,
+                peer,
             });
         }
         let _ = stop.send(());
@@ -186,9 +245,119 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
     }
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    drop(postfix);
 
     print_table(&args, &url, &outcomes);
+    let sample = format!(
+        "From: <bench@sender.test>\r\nTo: <sealed@bench.test>\r\nSubject: benchmark\r\n\r\n{}",
+        body_line.repeat(args.size / body_line.len())
+    );
+    print_limits(sample.as_bytes())?;
     Ok(())
+}
+
+/// What one core allows, beside what ingest reaches: sealing one message
+/// to one key, parsing one, and GnuPG sealing one per process when it is
+/// installed. Single-threaded, in memory, no I/O.
+fn print_limits(message: &[u8]) -> anyhow::Result<()> {
+    let key = vault::openpgp::AccountKey::generate_unprotected("Bench <sealed@bench.test>")?;
+    let per_second = |runs: usize, mut f: Box<dyn FnMut() -> anyhow::Result<()> + '_>| {
+        let started = Instant::now();
+        for _ in 0..runs {
+            f()?;
+        }
+        Ok::<f64, anyhow::Error>(runs as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON))
+    };
+    let seal = per_second(
+        500,
+        Box::new(|| {
+            vault::seal::encrypt(&key.public_armored, message)?;
+            Ok(())
+        }),
+    )?;
+    let parse = per_second(
+        5000,
+        Box::new(|| {
+            let parsed = mail_parser::MessageParser::default().parse(message);
+            anyhow::ensure!(parsed.is_some(), "the sample did not parse");
+            Ok(())
+        }),
+    )?;
+    println!(
+        "limits of one core, {} B message: OpenPGP seal to one key {seal:.0} msg/s, MIME parse {parse:.0} msg/s",
+        message.len()
+    );
+    match gpg_encrypt_rate(&key.public_armored, &key.fingerprint, message, 100) {
+        Ok(rate) => println!("GnuPG, one `gpg --encrypt` process per message: {rate:.0} msg/s"),
+        Err(e) => println!("GnuPG line skipped: {e:#}"),
+    }
+    Ok(())
+}
+
+/// `gpg --encrypt` to `fingerprint`, one process per message, `runs` times.
+fn gpg_encrypt_rate(
+    public_armored: &str,
+    fingerprint: &str,
+    message: &[u8],
+    runs: usize,
+) -> anyhow::Result<f64> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let home = std::env::temp_dir().join(format!(
+        "caliop-bench-gpg-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&home)?;
+    let gpg = || {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--quiet", "--no-tty"]);
+        c
+    };
+    let result = (|| {
+        let mut import = gpg()
+            .arg("--import")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        import
+            .stdin
+            .take()
+            .context("gpg's stdin")?
+            .write_all(public_armored.as_bytes())?;
+        anyhow::ensure!(import.wait()?.success(), "gpg --import failed");
+        let started = Instant::now();
+        for _ in 0..runs {
+            let mut child = gpg()
+                .args([
+                    "--trust-model",
+                    "always",
+                    "--armor",
+                    "--encrypt",
+                    "--recipient",
+                    fingerprint,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            child
+                .stdin
+                .take()
+                .context("gpg's stdin")?
+                .write_all(message)?;
+            anyhow::ensure!(child.wait()?.success(), "gpg --encrypt failed");
+        }
+        Ok(runs as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON))
+    })();
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--kill", "all"])
+        .output();
+    let _ = std::fs::remove_dir_all(&home);
+    result
 }
 
 /// Turns the benchmark's Sieve script on or off for every level's account.
@@ -222,15 +391,18 @@ async fn set_sieve(
 
 /// A throw-away database (or the one given) with one tenant, one domain
 /// (with DKIM keys) and one account per level, named `{level}@{domain}`.
-struct Fixture {
-    dir: std::path::PathBuf,
-    url: String,
-    store: Store,
-    master: vault::at_rest::MasterKey,
-    domain_name: DomainName,
+pub(crate) struct Fixture {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) url: String,
+    pub(crate) store: Store,
+    pub(crate) master: vault::at_rest::MasterKey,
+    pub(crate) domain_name: DomainName,
 }
 
-async fn fixture(database_url: Option<&str>, levels: &[Level]) -> anyhow::Result<Fixture> {
+pub(crate) async fn fixture(
+    database_url: Option<&str>,
+    levels: &[Level],
+) -> anyhow::Result<Fixture> {
     let dir = std::env::temp_dir().join(format!("caliop-bench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
     let url = database_url
@@ -316,6 +488,17 @@ async fn client(
     raw: &str,
     count: usize,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let transaction =
+        format!("MAIL FROM:<bench@sender.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n{raw}.\r\n");
+    client_with(smtp, count, |_| transaction.clone()).await
+}
+
+/// [`client`] with transaction `i` (MAIL, RCPT, DATA and the message) made by `transaction(i)`.
+async fn client_with(
+    smtp: std::net::SocketAddr,
+    count: usize,
+    transaction: impl Fn(usize) -> String,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
     let stream = tokio::net::TcpStream::connect(smtp).await?;
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream);
@@ -336,11 +519,10 @@ async fn client(
     reply(&mut reader, &mut line).await?;
     reader.get_mut().write_all(b"EHLO bench.client\r\n").await?;
     reply(&mut reader, &mut line).await?;
-    let transaction =
-        format!("MAIL FROM:<bench@sender.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n{raw}.\r\n");
     let mut latencies = Vec::with_capacity(count);
     let mut failed = 0;
-    for _ in 0..count {
+    for i in 0..count {
+        let transaction = transaction(i);
         let started = Instant::now();
         reader.get_mut().write_all(transaction.as_bytes()).await?;
         let codes = [
@@ -359,7 +541,7 @@ async fn client(
     Ok((latencies, failed))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -393,25 +575,40 @@ fn print_table(args: &SmtpBench, url: &str, outcomes: &[Outcome]) {
         "settings: {} clients, {} messages/level, {} B messages, database {backend}, SPF/DKIM/DMARC off (no DNS), plain SMTP, client in-process",
         args.clients, args.messages, args.size
     );
-    println!(
+    let peer = outcomes.iter().any(|o| o.peer.is_some());
+    print!(
         "{:<12} {:<18} {:>8} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "level", "filter", "sent", "failed", "msg/s", "MB/s", "p50 ms", "p95 ms", "p99 ms"
     );
+    if peer {
+        print!(" {:>13} {:>8}", "Postfix msg/s", "ratio");
+    }
+    println!();
     for o in outcomes {
         let mut sorted = o.latencies.clone();
         sorted.sort();
         let secs = o.elapsed.as_secs_f64().max(f64::EPSILON);
-        println!(
+        let rate = o.sent as f64 / secs;
+        print!(
             "{:<12} {:<18} {:>8} {:>7} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>9.2}",
             o.level.as_str(),
             o.filter,
             o.sent,
             o.failed,
-            o.sent as f64 / secs,
+            rate,
             (o.sent * args.size) as f64 / secs / 1e6,
             percentile(&sorted, 0.50),
             percentile(&sorted, 0.95),
             percentile(&sorted, 0.99),
+        );
+        if let Some(p) = o.peer {
+            print!(" {:>13.0} {:>7.2}×", p, rate / p.max(f64::EPSILON));
+        }
+        println!();
+    }
+    if peer {
+        println!(
+            "Postfix: Debian's package, its own instance on loopback, queue on the same disk (fsync'd), discard transport, run right after each Caliop row with the same clients and messages"
         );
     }
 }
@@ -435,12 +632,17 @@ pub struct OutboundBench {
     /// A database URL instead of a throw-away SQLite file.
     #[arg(long)]
     database_url: Option<String>,
+    /// Runs Postfix (Debian's package, as root) after Caliop: a relay for
+    /// the local network given the same messages over SMTP by as many
+    /// clients as there are submitters, sending them on to a fresh sink.
+    #[arg(long)]
+    peer: bool,
 }
 
 /// What the sink saw: arrival time per Message-ID, and how many carried DKIM signatures.
 #[derive(Default)]
-struct Arrivals {
-    at: std::collections::HashMap<String, Instant>,
+pub(crate) struct Arrivals {
+    pub(crate) at: std::collections::HashMap<String, Instant>,
     signed: usize,
 }
 
@@ -575,6 +777,17 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
     sink.abort();
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+    let peer = if args.peer {
+        match crate::peers::missing(&[crate::peers::POSTFIX]) {
+            Some(why) => {
+                eprintln!("bench: no Postfix line: {why}");
+                None
+            }
+            None => Some(postfix_relay(&args, &text).await?),
+        }
+    } else {
+        None
+    };
 
     let arrivals = arrivals.lock().unwrap_or_else(|p| p.into_inner());
     let mut submit_latency: Vec<Duration> = submitted.iter().map(|(_, _, took)| *took).collect();
@@ -633,12 +846,76 @@ pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
         "queue latency: from the start of the submission to the sink's 250 (p90 {:.1} ms)",
         percentile(&queue_latency, 0.90)
     );
+    if let Some((delivered, rate)) = peer {
+        let ours = queue_latency.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
+        println!(
+            "Postfix relay, same messages over SMTP from {} clients to the same kind of sink (no DKIM signing): {delivered} delivered, {rate:.0} msg/s end to end; Caliop / Postfix = {:.2}×",
+            args.submitters,
+            ours / rate.max(f64::EPSILON)
+        );
+    }
     Ok(())
+}
+
+/// Postfix relaying `args.messages` messages to a sink: how many arrived
+/// and the end-to-end rate (first submission to last arrival).
+async fn postfix_relay(args: &OutboundBench, text: &str) -> anyhow::Result<(usize, f64)> {
+    let arrivals = Arc::new(std::sync::Mutex::new(Arrivals::default()));
+    let (all_arrived, mut arrived) = tokio::sync::watch::channel(0usize);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_addr = listener.local_addr()?;
+    let sink = tokio::spawn(sink(listener, arrivals.clone(), all_arrived));
+    let postfix =
+        crate::peers::Postfix::start(crate::peers::PostfixRole::Relay { relay: sink_addr })?;
+    eprintln!(
+        "bench: the same {} messages through Postfix…",
+        args.messages
+    );
+    let started = Instant::now();
+    let clients = args.submitters.max(1);
+    let per_client = args.messages.div_ceil(clients);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..clients {
+        let count = per_client.min(args.messages.saturating_sub(t * per_client));
+        let (addr, text) = (postfix.addr, text.to_owned());
+        tasks.spawn(async move {
+            client_with(addr, count, |i| {
+                format!(
+                    "MAIL FROM:<standard@bench.test>\r\nRCPT TO:<bench{t}-{i}@remote.test>\r\nDATA\r\n\
+                     From: <standard@bench.test>\r\nTo: <bench{t}-{i}@remote.test>\r\nSubject: bench\r\n\
+                     Message-ID: <{t}-{i}@peer.bench.test>\r\n\r\n{text}.\r\n"
+                )
+            })
+            .await
+        });
+    }
+    let mut accepted = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (latencies, failed) = done??;
+        anyhow::ensure!(failed == 0, "Postfix refused {failed} messages");
+        accepted += latencies.len();
+    }
+    let waited = tokio::time::timeout(
+        Duration::from_secs(600),
+        arrived.wait_for(|n| *n >= accepted),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    sink.abort();
+    drop(postfix);
+    if waited.is_err() {
+        eprintln!("bench: gave up waiting for Postfix after 600 s");
+    }
+    let delivered = arrivals.lock().unwrap_or_else(|p| p.into_inner()).at.len();
+    Ok((
+        delivered,
+        delivered as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+    ))
 }
 
 /// A minimal SMTP sink: answers every command, records each message's
 /// arrival by Message-ID and whether it was DKIM-signed.
-async fn sink(
+pub(crate) async fn sink(
     listener: tokio::net::TcpListener,
     arrivals: Arc<std::sync::Mutex<Arrivals>>,
     count: tokio::sync::watch::Sender<usize>,
@@ -832,6 +1109,25 @@ pub struct ImapBench {
     /// A database URL instead of a throw-away SQLite file.
     #[arg(long)]
     database_url: Option<String>,
+    /// Runs Dovecot (Debian's `dovecot-imapd`, as root) with the same
+    /// messages in a Maildir, and times the same commands on it, each run
+    /// right after Caliop's.
+    #[arg(long)]
+    peer: bool,
+}
+
+/// Message `n` of the IMAP benchmark's mailbox, `size` bytes or a little more.
+fn imap_message(n: usize, to: &str, size: usize) -> String {
+    let filler = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let mut raw = format!(
+        "From: Sender {n} <sender{n}@elsewhere.test>\r\nTo: <{to}>\r\nSubject: Message number {n}\r\n\
+         Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{n}@elsewhere.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    );
+    while raw.len() < size {
+        raw.push_str(filler);
+    }
+    raw
 }
 
 pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
@@ -862,20 +1158,12 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
     progress.set_style(indicatif::ProgressStyle::with_template(
         "{msg} {bar:40} {pos}/{len} ({per_sec})",
     )?);
-    let filler = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
     let started = Instant::now();
     let mut n = 0;
     while n < args.messages {
         let mut batch = Vec::with_capacity(1000);
         for _ in 0..(args.messages - n).min(1000) {
-            let mut raw = format!(
-                "From: Sender {n} <sender{n}@elsewhere.test>\r\nTo: <{address}>\r\nSubject: Message number {n}\r\n\
-                 Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{n}@elsewhere.test>\r\nMIME-Version: 1.0\r\n\
-                 Content-Type: text/plain; charset=utf-8\r\n\r\n"
-            );
-            while raw.len() < args.size {
-                raw.push_str(filler);
-            }
+            let raw = imap_message(n, address.as_str(), args.size);
             let id = tenants::MessageId::new();
             let content = inbound
                 .encrypt_standard(account.tenant_id, id, raw.as_bytes())
@@ -933,6 +1221,53 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
     client
         .run(&format!("LOGIN \"{address}\" \"bench passphrase\""))
         .await?;
+    let dovecot = if args.peer {
+        match crate::peers::missing(&[crate::peers::DOVECOT]) {
+            Some(why) => {
+                eprintln!("bench: no Dovecot column: {why}");
+                None
+            }
+            None => {
+                eprintln!(
+                    "bench: writing the same {} messages into Dovecot's Maildir…",
+                    args.messages
+                );
+                let dovecot = crate::peers::Dovecot::start(|maildir| {
+                    for n in 0..args.messages {
+                        let raw = imap_message(n, address.as_str(), args.size);
+                        let flags = if n % 3 == 0 { "S" } else { "" };
+                        std::fs::write(
+                            maildir.join("cur").join(format!(
+                                "{}.M{n}P1.bench,S={}:2,{flags}",
+                                1_700_000_000 + n,
+                                raw.len()
+                            )),
+                            raw,
+                        )?;
+                    }
+                    Ok(())
+                })?;
+                let mut peer = ImapClient::connect(dovecot.addr).await?;
+                peer.run(&format!(
+                    "LOGIN \"{}\" \"{}\"",
+                    crate::peers::Dovecot::USER,
+                    crate::peers::Dovecot::PASSWORD
+                ))
+                .await?;
+                // Its index, which delivery through its LDA would have built.
+                let indexing = Instant::now();
+                peer.run("SELECT INBOX").await?;
+                eprintln!(
+                    "bench: Dovecot indexed the Maildir in {:.1} s (first SELECT, not timed)",
+                    indexing.elapsed().as_secs_f64()
+                );
+                Some((dovecot, peer))
+            }
+        }
+    } else {
+        None
+    };
+    let mut dovecot = dovecot;
 
     let headers = args.headers.min(args.messages).max(1);
     let operations: Vec<(String, String)> = vec![
@@ -956,17 +1291,25 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for (name, command) in &operations {
         let mut times = Vec::with_capacity(args.runs);
+        let mut peer_times = Vec::with_capacity(args.runs);
         let mut bytes = 0;
         for _ in 0..args.runs.max(1) {
             let started = Instant::now();
             bytes = client.run(command).await?;
             times.push(started.elapsed());
+            if let Some((_, peer)) = &mut dovecot {
+                let started = Instant::now();
+                peer.run(command).await?;
+                peer_times.push(started.elapsed());
+            }
         }
         times.sort();
-        rows.push((name.clone(), times, bytes));
+        peer_times.sort();
+        rows.push((name.clone(), times, bytes, peer_times));
     }
     let _ = stop.send(());
     let _ = server.await;
+    drop(dovecot);
 
     let cpu = cpu_name();
     let cores = std::thread::available_parallelism()
@@ -986,18 +1329,45 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
         fill.as_secs_f64(),
         args.messages as f64 / fill.as_secs_f64().max(f64::EPSILON)
     );
-    println!(
+    let peer = rows.iter().any(|r| !r.3.is_empty());
+    print!(
         "{:<36} {:>6} {:>10} {:>10} {:>12}",
         "operation", "runs", "best ms", "median ms", "response"
     );
-    for (name, times, bytes) in rows {
-        println!(
+    if peer {
+        print!(
+            " {:>17} {:>19} {:>8}",
+            "Dovecot best ms", "Dovecot median ms", "ratio"
+        );
+    }
+    println!();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for (name, times, bytes, peer_times) in rows {
+        let median = times[times.len() / 2];
+        print!(
             "{:<36} {:>6} {:>10.1} {:>10.1} {:>12}",
             name,
             times.len(),
-            times[0].as_secs_f64() * 1000.0,
-            times[times.len() / 2].as_secs_f64() * 1000.0,
+            ms(times[0]),
+            ms(median),
             human(bytes)
+        );
+        if let (Some(best), Some(peer_median)) =
+            (peer_times.first(), peer_times.get(peer_times.len() / 2))
+        {
+            // Time taken relative to Dovecot's: below 1 is faster.
+            print!(
+                " {:>17.1} {:>19.1} {:>7.2}×",
+                ms(*best),
+                ms(*peer_median),
+                ms(median) / ms(*peer_median).max(f64::EPSILON)
+            );
+        }
+        println!();
+    }
+    if peer {
+        println!(
+            "Dovecot: Debian's dovecot-imapd 2.3, its own instance on loopback, the same messages and flags in a Maildir, indexed by one SELECT before timing; ratio = Caliop's median time / Dovecot's (below 1 is faster)"
         );
     }
     store.close().await;
@@ -1009,13 +1379,13 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
 
 /// Just enough of an IMAP client to time commands: sends one, reads to its
 /// tagged answer (literals included) and says how many bytes came back.
-struct ImapClient {
-    reader: BufReader<tokio::net::TcpStream>,
+pub(crate) struct ImapClient {
+    pub(crate) reader: BufReader<tokio::net::TcpStream>,
     next: u32,
 }
 
 impl ImapClient {
-    async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<ImapClient> {
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<ImapClient> {
         let mut client = ImapClient {
             reader: BufReader::new(tokio::net::TcpStream::connect(addr).await?),
             next: 0,
@@ -1025,7 +1395,7 @@ impl ImapClient {
         Ok(client)
     }
 
-    async fn run(&mut self, command: &str) -> anyhow::Result<usize> {
+    pub(crate) async fn run(&mut self, command: &str) -> anyhow::Result<usize> {
         use tokio::io::AsyncReadExt;
         self.next += 1;
         let tag = format!("b{}", self.next);

@@ -5,8 +5,10 @@
 mod bench;
 mod client;
 mod config;
+mod peers;
 mod progress;
 mod sites;
+mod soak;
 mod transfer;
 
 use std::path::PathBuf;
@@ -120,6 +122,8 @@ enum BenchCommand {
     Imap(bench::ImapBench),
     /// Export a tenant of 1 GiB of mail to an encrypted archive and import it, measuring peak memory.
     Transfer(bench::TransferBench),
+    /// Load every door at once for minutes, report throughput, p99 and memory, and count that no acknowledged message is lost.
+    Soak(soak::SoakBench),
 }
 
 #[derive(Subcommand)]
@@ -287,6 +291,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 command: BenchCommand::Transfer(args),
             } => bench::transfer(args).await,
+            Command::Bench {
+                command: BenchCommand::Soak(args),
+            } => soak::soak(args).await,
         }
     })
 }

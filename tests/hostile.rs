@@ -530,29 +530,49 @@ async fn listeners_refuse_connections_past_their_cap(backend: Backend) {
 
 /// Found while measuring (issue 24): a sender at its per-address cap that
 /// closes a session and connects again at once (smtp-source, a relay with
-/// one connection per message) was refused `421 4.7.0`, the closed session
-/// still counted until the server read its end. The new connection now
-/// waits a moment for that place. Twenty rounds at a cap of one.
+/// one connection per message, a mail client reopening its IMAP
+/// connection) was refused, the closed session still counted until the
+/// server read its end. The new connection now waits a moment for that
+/// place. Twenty rounds at a cap of one, on the MX and on IMAP.
 async fn a_sender_reconnecting_at_its_cap_is_served(backend: Backend) {
-    let (caliop, _data, _dns) =
-        start(backend, &[("CALIOP_SMTP_MAX_CONNECTIONS_PER_IP", "1")]).await;
-    for round in 0..20 {
-        let (mut stream, line) = first_line(caliop.smtp).await;
-        assert!(line.starts_with("220 "), "round {round}: {line}");
-        if round % 2 == 0 {
-            stream.write_all(b"QUIT\r\n").await.unwrap();
+    let (caliop, _data, _dns) = start(
+        backend,
+        &[
+            ("CALIOP_SMTP_MAX_CONNECTIONS_PER_IP", "1"),
+            ("CALIOP_IMAP_MAX_CONNECTIONS_PER_IP", "1"),
+        ],
+    )
+    .await;
+    let doors = [
+        (
+            caliop.smtp,
+            "220 ",
+            &b"QUIT\r\n"[..],
+            "421 4.7.0 too many connections from your address, try later\r\n",
+        ),
+        (
+            caliop.imap,
+            "* OK",
+            &b"a LOGOUT\r\n"[..],
+            "* BYE [UNAVAILABLE] too many connections from your address, try later\r\n",
+        ),
+    ];
+    for (server, welcome, goodbye, refusal) in doors {
+        for round in 0..20 {
+            let (mut stream, line) = first_line(server).await;
+            assert!(line.starts_with(welcome), "{server} round {round}: {line}");
+            if round % 2 == 0 {
+                stream.write_all(goodbye).await.unwrap();
+            }
+            // Closed at once, without waiting for anything more.
+            drop(stream);
         }
-        // Closed at once, without waiting for anything more.
-        drop(stream);
+        // Two at the same time are still one too many.
+        let (_held, line) = first_line(server).await;
+        assert!(line.starts_with(welcome), "{server}: {line}");
+        let (_refused, line) = first_line(server).await;
+        assert_eq!(line, refusal, "{server}");
     }
-    // Two at the same time are still one too many.
-    let (_held, line) = first_line(caliop.smtp).await;
-    assert!(line.starts_with("220 "), "{line}");
-    let (_refused, line) = first_line(caliop.smtp).await;
-    assert_eq!(
-        line,
-        "421 4.7.0 too many connections from your address, try later\r\n"
-    );
 }
 
 /// Finding 5, SSRF: a domain whose MX resolved to 127.0.0.1 made the server

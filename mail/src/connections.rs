@@ -37,6 +37,11 @@ pub(crate) struct Slot {
     connections: Arc<Connections>,
 }
 
+/// How long a connection from an address at its cap waits for one of its
+/// sessions to end before it is refused (see `Connections::admit_within`).
+/// Every listener (SMTP, IMAP, ManageSieve) admits with it.
+pub(crate) const ADMISSION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Connections {
     pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Arc<Connections> {
         Arc::new(Connections {

@@ -44,7 +44,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connections::{Connections, Full};
+use crate::connections::{ADMISSION_GRACE, Connections, Full};
 use crate::inbound::Inbound;
 use crate::scripts;
 use tenants::login::{LoginGuard, SignInRefused};
@@ -156,24 +156,21 @@ impl ManageSieveServer {
                             continue;
                         }
                     };
-                    let slot = match self.shared.connections.admit(peer.ip()) {
-                        Ok(slot) => slot,
-                        Err(full) => {
-                            // Answered apart, so that a slow client cannot hold up the accept loop.
-                            sessions.spawn(async move {
+                    let shared = self.shared.clone();
+                    let stopping = stop.subscribe();
+                    sessions.spawn(async move {
+                        let slot = match shared.connections.admit_within(peer.ip(), ADMISSION_GRACE).await {
+                            Ok(slot) => slot,
+                            Err(full) => {
                                 let bye: &[u8] = match full {
                                     Full::Instance => b"BYE (TRYLATER) \"too many connections, try again later\"\r\n",
                                     Full::Address => b"BYE (TRYLATER) \"too many connections from your address, try later\"\r\n",
                                 };
                                 let write = stream.write_all(bye);
                                 let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
-                            });
-                            continue;
-                        }
-                    };
-                    let shared = self.shared.clone();
-                    let stopping = stop.subscribe();
-                    sessions.spawn(async move {
+                                return;
+                            }
+                        };
                         let _ = stream.set_nodelay(true);
                         run(stream, peer, &shared, stopping).await;
                         drop(slot);

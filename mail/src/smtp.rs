@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::connections::{Connections, Full};
+use crate::connections::{ADMISSION_GRACE, Connections, Full};
 use crate::inbound::{Envelope, Inbound, Recipient, Session};
 use crate::outbound::{Draft, Outbound};
 use crate::reply::Reply;
@@ -262,10 +262,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(kept_all)
     }
 }
-
-/// How long a connection from an address at its cap waits for one of its
-/// sessions to end before it is refused (see `Connections::admit_within`).
-const ADMISSION_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Transaction {

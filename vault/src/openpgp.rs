@@ -15,6 +15,28 @@ use pgp::types::{KeyDetails, Password};
 
 use crate::VaultError;
 
+/// The secret key with each packet's header framed for what it now holds.
+/// rpgp keeps a secret key packet's header (its length) when the password
+/// is set or removed, then writes the right length and logs "packet header
+/// mismatch" for every such packet: twice per account created, which an
+/// operator reads as an error. Rebuilding the packets computes the header.
+fn reframed(mut secret: SignedSecretKey) -> Result<SignedSecretKey, VaultError> {
+    use pgp::packet::{SecretKey, SecretSubkey};
+    secret.primary_key = SecretKey::new(
+        secret.primary_key.public_key().clone(),
+        secret.primary_key.secret_params().clone(),
+    )
+    .map_err(pgp_err)?;
+    for sub in &mut secret.secret_subkeys {
+        sub.key = SecretSubkey::new(
+            sub.key.public_key().clone(),
+            sub.key.secret_params().clone(),
+        )
+        .map_err(pgp_err)?;
+    }
+    Ok(secret)
+}
+
 /// A freshly generated or re-locked account key, ASCII-armored.
 #[derive(Clone)]
 pub struct AccountKey {
@@ -77,10 +99,11 @@ impl AccountKey {
             .build()
             .map_err(pgp_err)?;
         let secret = params.generate(&mut rng).map_err(pgp_err)?;
-        Self::from_secret(&secret)
+        Self::from_secret(secret)
     }
 
-    fn from_secret(secret: &SignedSecretKey) -> Result<AccountKey, VaultError> {
+    fn from_secret(secret: SignedSecretKey) -> Result<AccountKey, VaultError> {
+        let secret = reframed(secret)?;
         let public: SignedPublicKey = secret.to_public_key();
         Ok(AccountKey {
             fingerprint: hex_upper(secret.fingerprint().as_bytes()),
@@ -112,7 +135,7 @@ impl AccountKey {
                 .map_err(|_| VaultError::WrongPassphrase)?;
             sub.key.set_password(&mut rng, &new).map_err(pgp_err)?;
         }
-        Self::from_secret(&secret)
+        Self::from_secret(secret)
     }
 
     /// The armored secret key unlocked with `passphrase` and armored again
@@ -129,7 +152,7 @@ impl AccountKey {
                 .remove_password(&passphrase)
                 .map_err(|_| VaultError::WrongPassphrase)?;
         }
-        secret
+        reframed(secret)?
             .to_armored_string(ArmorOptions::default())
             .map_err(pgp_err)
     }
@@ -229,6 +252,43 @@ mod tests {
         assert!(matches!(
             AccountKey::relock(&key.secret_armored, "wrong", "x"),
             Err(VaultError::WrongPassphrase)
+        ));
+    }
+
+    /// Whether any secret key packet's header says a length other than
+    /// what is written (what rpgp logs as "packet header mismatch").
+    fn stale_header(secret: &SignedSecretKey) -> bool {
+        use pgp::packet::PacketTrait;
+        use pgp::ser::Serialize;
+        let stale = |header: &pgp::packet::PacketHeader, len: usize| {
+            header.packet_length().maybe_len() != Some(len as u32)
+        };
+        stale(
+            secret.primary_key.packet_header(),
+            secret.primary_key.write_len(),
+        ) || secret
+            .secret_subkeys
+            .iter()
+            .any(|s| stale(s.key.packet_header(), s.key.write_len()))
+    }
+
+    #[test]
+    fn secret_key_packets_are_framed_for_their_lock() {
+        let key = AccountKey::generate("Carol <carol@example.com>", "carol's passphrase").unwrap();
+        let (mut secret, _) = SignedSecretKey::from_string(&key.secret_armored).unwrap();
+        assert!(!stale_header(&secret), "a parsed key is framed as read");
+        let password = Password::from("carol's passphrase");
+        secret.primary_key.remove_password(&password).unwrap();
+        for sub in &mut secret.secret_subkeys {
+            sub.key.remove_password(&password).unwrap();
+        }
+        assert!(stale_header(&secret), "rpgp keeps the locked length");
+        let secret = reframed(secret).unwrap();
+        assert!(!stale_header(&secret));
+        // Still the same key, and it now opens without a passphrase.
+        assert!(AccountKey::unlocks(
+            &secret.to_armored_string(ArmorOptions::default()).unwrap(),
+            ""
         ));
     }
 

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connections::{Connections, Full};
+use crate::connections::{ADMISSION_GRACE, Connections, Full};
 use crate::inbound::Inbound;
 use tenants::login::LoginGuard;
 
@@ -128,24 +128,21 @@ impl ImapServer {
                             continue;
                         }
                     };
-                    let slot = match self.shared.connections.admit(peer.ip()) {
-                        Ok(slot) => slot,
-                        Err(full) => {
-                            // Answered apart, so that a slow client cannot hold up the accept loop.
-                            sessions.spawn(async move {
+                    let shared = self.shared.clone();
+                    let stopping = stop.subscribe();
+                    sessions.spawn(async move {
+                        let slot = match shared.connections.admit_within(peer.ip(), ADMISSION_GRACE).await {
+                            Ok(slot) => slot,
+                            Err(full) => {
                                 let bye: &[u8] = match full {
                                     Full::Instance => b"* BYE [UNAVAILABLE] too many connections, try again later\r\n",
                                     Full::Address => b"* BYE [UNAVAILABLE] too many connections from your address, try later\r\n",
                                 };
                                 let write = stream.write_all(bye);
                                 let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
-                            });
-                            continue;
-                        }
-                    };
-                    let shared = self.shared.clone();
-                    let stopping = stop.subscribe();
-                    sessions.spawn(async move {
+                                return;
+                            }
+                        };
                         let _ = stream.set_nodelay(true);
                         session::run(stream, peer, &shared.config, &shared.inbound, &shared.guard, shared.tls.clone(), implicit_tls, stopping).await;
                         drop(slot);
