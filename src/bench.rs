@@ -1633,3 +1633,306 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// `caliop bench api`: authenticated reads of the API against bare axum
+/// returning the same JSON, both on loopback in this process, loaded by
+/// `wrk` (Debian's package) in the same run, alternating; then the p99 at
+/// half the load Caliop sustained, paced from this process.
+#[derive(clap::Args, Debug)]
+pub struct ApiBench {
+    /// Connections wrk keeps open.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Runs of each side, alternating.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// A database URL instead of a throw-away SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// What one `wrk` run measured.
+struct WrkRun {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// Runs `wrk` against `url` and reads its summary (`--latency`).
+async fn wrk(url: &str, token: &str, connections: usize, seconds: u64) -> anyhow::Result<WrkRun> {
+    let out = tokio::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            url,
+        ])
+        .output()
+        .await
+        .context("running wrk (Debian: apt-get install wrk)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
+    };
+    let millis = |v: String| -> f64 {
+        let v = v.trim();
+        if let Some(us) = v.strip_suffix("us") {
+            us.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
+        } else if let Some(ms) = v.strip_suffix("ms") {
+            ms.parse().unwrap_or(f64::NAN)
+        } else if let Some(s) = v.strip_suffix('s') {
+            s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
+        } else {
+            f64::NAN
+        }
+    };
+    let non_2xx = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(WrkRun {
+        rps: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .context("wrk printed no Requests/sec")?,
+        p50_ms: field("50%").map(millis).unwrap_or(f64::NAN),
+        p99_ms: field("99%").map(millis).unwrap_or(f64::NAN),
+        errors: non_2xx,
+    })
+}
+
+pub async fn api(args: ApiBench) -> anyhow::Result<()> {
+    let Fixture {
+        dir,
+        url,
+        store,
+        master,
+        domain_name,
+    } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let member = store
+        .account_by_address(&EmailAddress::parse(&format!("standard@{domain_name}"))?)
+        .await?
+        .context("the bench account")?;
+    let address = EmailAddress::parse(&format!("admin@{domain_name}"))?;
+    let key =
+        vault::openpgp::AccountKey::generate(&format!("Admin <{address}>"), "bench passphrase")?;
+    let admin = store
+        .create_account(
+            "bench",
+            NewAccount {
+                tenant_id: member.tenant_id,
+                domain_id: member.domain_id,
+                address,
+                display_name: "Admin".into(),
+                role: AccountRole::Admin,
+                level: Level::Standard,
+                password_hash: tenants::password::hash("bench passphrase")?,
+                fingerprint: key.fingerprint,
+                public_key: key.public_armored,
+                secret_key: key.secret_armored,
+            },
+        )
+        .await?;
+    let inbound = Arc::new(mail::inbound::Inbound::new(
+        store.clone(),
+        master,
+        None,
+        "bench.caliop.test".into(),
+    ));
+    let outbound = Arc::new(mail::outbound::Outbound::new(
+        store.clone(),
+        inbound.clone(),
+        None,
+        mail::outbound::OutboundConfig::default(),
+    ));
+    let instance_key = vault::instance::InstanceKey::load_or_create(&dir)?;
+    let state = api::AppState::new(
+        store.clone(),
+        &instance_key,
+        inbound,
+        outbound,
+        mail::dns::Dns::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
+            Duration::from_secs(1),
+        )?,
+        Arc::new(tenants::login::LoginGuard::new(
+            Duration::from_secs(60),
+            1000,
+            1000,
+        )),
+        api::ApiConfig::default(),
+    )
+    .await?;
+    let token = api::Tokens::new(&instance_key, Duration::from_secs(3600))
+        .issue(
+            &tenants::Actor {
+                subject: tenants::Subject::Account(admin.id),
+                tenant_id: admin.tenant_id,
+                role: tenants::Role::TenantAdmin,
+                scopes: vec![tenants::Scope::Read],
+            },
+            admin.credentials_epoch,
+            Duration::from_secs(3600),
+        )
+        .map_err(|p| anyhow::anyhow!("issuing the bench token: {p:?}"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let caliop = format!(
+        "http://{}/v1/tenants/{}",
+        listener.local_addr()?,
+        admin.tenant_id.0
+    );
+    let server = tokio::spawn(api::serve(listener, state, until_stopped(stopped.clone())));
+    let body = reqwest::Client::new()
+        .get(&caliop)
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare = format!(
+        "http://{}/v1/tenants/{}",
+        bare_listener.local_addr()?,
+        admin.tenant_id.0
+    );
+    let bare_body = body.clone();
+    let bare_app = axum::Router::new().route(
+        "/v1/tenants/{id}",
+        axum::routing::get(move || {
+            let body = bare_body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    );
+    let bare_server = tokio::spawn(
+        axum::serve(bare_listener, bare_app)
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .into_future(),
+    );
+
+    eprintln!(
+        "bench: GET /v1/tenants/{{id}} as a tenant administrator ({} B of JSON), wrk -t1 -c{} -d{}s, {} rounds…",
+        body.len(),
+        args.connections,
+        args.seconds,
+        args.rounds
+    );
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        theirs.push(wrk(&bare, &token, args.connections, args.seconds).await?);
+        ours.push(wrk(&caliop, &token, args.connections, args.seconds).await?);
+    }
+    // The p99 at half of what Caliop sustained, paced from here.
+    let best = ours.iter().map(|r| r.rps).fold(0.0, f64::max);
+    let rate = best / 2.0;
+    let half = paced(&caliop, &token, rate, Duration::from_secs(args.seconds)).await?;
+    let _ = stop.send(true);
+    let _ = server.await;
+    let _ = bare_server.await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let backend = if url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!(
+        "caliop bench api — {} cores, {}, database {backend}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_name()
+    );
+    println!(
+        "GET /v1/tenants/{{id}} with a tenant administrator's token (verify, standing, path scope, handler) against bare axum returning the same {} B; wrk -t1 -c{} -d{}s on the same cores",
+        body.len(),
+        args.connections,
+        args.seconds
+    );
+    println!(
+        "{:<8} {:>14} {:>9} {:>9} {:>14} {:>9} {:>9} {:>8}",
+        "round", "Caliop req/s", "p50 ms", "p99 ms", "axum req/s", "p50 ms", "p99 ms", "ratio"
+    );
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        anyhow::ensure!(
+            o.errors == 0 && t.errors == 0,
+            "non-2xx answers under load: Caliop {}, axum {}",
+            o.errors,
+            t.errors
+        );
+        println!(
+            "{:<8} {:>14.0} {:>9.2} {:>9.2} {:>14.0} {:>9.2} {:>9.2} {:>7.1}%",
+            i + 1,
+            o.rps,
+            o.p50_ms,
+            o.p99_ms,
+            t.rps,
+            t.p50_ms,
+            t.p99_ms,
+            100.0 * o.rps / t.rps.max(f64::EPSILON)
+        );
+    }
+    println!(
+        "at half of Caliop's best ({rate:.0} req/s, paced from this process over 8 connections): {} requests, p50 {:.2} ms, p99 {:.2} ms",
+        half.len(),
+        percentile(&half, 0.50),
+        percentile(&half, 0.99)
+    );
+    Ok(())
+}
+
+/// Requests at `rate` per second for `time` over 8 keep-alive
+/// connections, each latency measured from when it was due (so a stall
+/// counts for every request it delays).
+async fn paced(url: &str, token: &str, rate: f64, time: Duration) -> anyhow::Result<Vec<Duration>> {
+    let connections = 8;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()?;
+        let (url, token) = (url.to_owned(), token.to_owned());
+        let every = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut due = started + every.mul_f64(c as f64 / connections as f64);
+            while due.duration_since(started) < time {
+                tokio::time::sleep_until(due.into()).await;
+                let answer = client.get(&url).bearer_auth(&token).send().await?;
+                anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+                answer.bytes().await?;
+                latencies.push(due.elapsed());
+                due += every;
+            }
+            Ok(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    all.sort();
+    Ok(all)
+}

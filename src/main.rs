@@ -122,6 +122,8 @@ enum BenchCommand {
     Imap(bench::ImapBench),
     /// Export a tenant of 1 GiB of mail to an encrypted archive and import it, measuring peak memory.
     Transfer(bench::TransferBench),
+    /// Authenticated API reads against bare axum returning the same JSON, loaded by wrk.
+    Api(bench::ApiBench),
     /// Load every door at once for minutes, report throughput, p99 and memory, and count that no acknowledged message is lost.
     Soak(soak::SoakBench),
 }
@@ -291,6 +293,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 command: BenchCommand::Transfer(args),
             } => bench::transfer(args).await,
+            Command::Bench {
+                command: BenchCommand::Api(args),
+            } => bench::api(args).await,
             Command::Bench {
                 command: BenchCommand::Soak(args),
             } => soak::soak(args).await,

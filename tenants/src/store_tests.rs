@@ -91,7 +91,102 @@ on_both_backends!(
     traffic_counts_a_tenant_tree_by_day,
     pool_history_runs_month_by_month,
     mailbox_views_read_the_same_both_ways,
+    a_delivery_without_room_is_refused_alone_in_its_batch,
 );
+
+/// A message of `size` bytes from `from` to `a`, for the group commit.
+fn delivery(a: &Account, from: &str, size: usize, encrypted: bool) -> Vec<NewMessage> {
+    vec![NewMessage {
+        id: MessageId::new(),
+        tenant_id: a.tenant_id,
+        account_id: a.id,
+        level: Level::Standard,
+        envelope_from: from.into(),
+        envelope_to: a.address.to_string(),
+        subject: Some("batch".into()),
+        sender: Some(from.into()),
+        privacy: crate::privacy::PrivacyIndex::compute(&crate::privacy::Facts::default()),
+        authentication: serde_json::json!({}),
+        arrived_encrypted: encrypted,
+        content: vec![b'x'; size],
+        dispersed: None,
+        rfc822_size: size as i64,
+        flags: Vec::new(),
+        keywords: Vec::new(),
+        received_at: None,
+        verdict: None,
+        mailbox: None,
+    }]
+}
+
+/// The group commit stores a batch in one transaction without a savepoint
+/// per delivery; when one delivery finds no room, the batch runs again with
+/// savepoints and that delivery alone is refused. Storage, the month's
+/// usage and the senders remembered count exactly what was stored, once.
+async fn a_delivery_without_room_is_refused_alone_in_its_batch(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let small = Limits {
+        storage_quota_bytes: 1000,
+        ..limits(10, 10)
+    };
+    let a = tenant(&store, TenantKind::Enterprise, None, small).await;
+    let b = tenant(&store, TenantKind::Enterprise, None, limits(10, 10)).await;
+    let alice = account(
+        &store,
+        &domain(&store, a.id, "a.test").await.unwrap(),
+        "alice",
+    )
+    .await
+    .unwrap();
+    let bob = account(
+        &store,
+        &domain(&store, b.id, "b.test").await.unwrap(),
+        "bob",
+    )
+    .await
+    .unwrap();
+    let outcomes = store
+        .deliver_batch(vec![
+            delivery(&bob, "news@x.test", 600, false),
+            delivery(&alice, "news@x.test", 600, false),
+            delivery(&alice, "news@x.test", 600, false),
+            delivery(&bob, "News@X.test", 600, true),
+        ])
+        .await
+        .unwrap();
+    let refused: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
+    assert_eq!(refused, [false, false, true, false]);
+    assert!(matches!(outcomes[2], Err(Error::LimitExceeded(_))));
+    assert_eq!(store.storage(a.id).await.unwrap().0, 600);
+    assert_eq!(store.storage(b.id).await.unwrap().0, 1200);
+    for (account, count) in [(&alice, 1), (&bob, 2)] {
+        let inbox = store
+            .mailbox_of_role(account.id, Folder::Inbox)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.mailbox_counts(inbox.id).await.unwrap().messages,
+            count
+        );
+    }
+    let received = |tenant: TenantId| {
+        let store = store.clone();
+        async move {
+            let sql =
+                "SELECT messages_received, storage_bytes FROM usage_monthly WHERE tenant_id = $1";
+            let row: (i64, i64) =
+                on_pool!(&store.pool, p => sqlx::query_as(sql).bind(tenant.0).fetch_one(p).await)
+                    .unwrap();
+            row
+        }
+    };
+    assert_eq!(received(a.id).await, (1, 600));
+    assert_eq!(received(b.id).await, (2, 1200));
+    let seen = store.correspondent(bob.id, "news@x.test").await.unwrap();
+    assert_eq!((seen.received, seen.received_encrypted), (2, 1));
+    let seen = store.correspondent(alice.id, "news@x.test").await.unwrap();
+    assert_eq!(seen.received, 1);
+}
 
 /// SELECT's view (one aggregated read on SQLite) and the change feed (row
 /// by row) agree on every field; UIDs and flags survive APPEND, STORE,

@@ -248,9 +248,10 @@ pub(super) const MAX_TREE_DEPTH: usize = 32;
 /// The account's own cap, when it has one, in the same way.
 pub(super) const COUNT_ACCOUNT_STORAGE: &str = "UPDATE accounts SET storage_used_bytes = storage_used_bytes + $2 \
      WHERE id = $1 AND (storage_quota_bytes IS NULL OR storage_used_bytes + $2 <= storage_quota_bytes)";
+/// `$3` messages from `$2` to account `$1`, `$4` of them encrypted on arrival.
 const REMEMBER_SENDER: &str = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
-     VALUES ($1, $2, 1, $3, 0) ON CONFLICT (account_id, address) DO UPDATE \
-     SET received = correspondents.received + 1, \
+     VALUES ($1, $2, $3, $4, 0) ON CONFLICT (account_id, address) DO UPDATE \
+     SET received = correspondents.received + excluded.received, \
          received_encrypted = correspondents.received_encrypted + excluded.received_encrypted";
 
 pub(super) const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE id = $1";
@@ -311,9 +312,36 @@ macro_rules! count_storage_up_the_tree {
     }};
 }
 
+/// Records in the month's usage of `$tenant` `$received` messages received
+/// and `$sent` sent, and its storage now (and peak), inside the caller's
+/// transaction, after the messages are stored.
+macro_rules! count_usage {
+    ($tx:expr, $tenant:expr, $now:expr, $received:expr, $sent:expr) => {{
+        let (received, sent): (i64, i64) = ($received, $sent);
+        sqlx::query(super::billing::COUNT_USAGE)
+            .bind($tenant)
+            .bind(super::billing::month_of($now))
+            .bind(received)
+            .bind(sent)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
+/// Mail received or sent counts in the month's usage; what a client files
+/// itself (APPEND, COPY) is neither: `(received, sent)` for a message stored in `target`.
+pub(super) fn usage_of(target: &super::mailboxes::Target) -> (i64, i64) {
+    match target {
+        super::mailboxes::Target::Role(Folder::Sent) => (0, 1),
+        super::mailboxes::Target::Role(_) | super::mailboxes::Target::Filed(_) => (1, 0),
+        super::mailboxes::Target::Mailbox(_) => (0, 0),
+    }
+}
+
 /// Stores one message in `$target` (a [`super::mailboxes::Target`]) inside
 /// the caller's transaction, counting its bytes against the quota of the
-/// tenant and of every ancestor;
+/// tenant and of every ancestor (the caller then counts it in the month's
+/// usage with [`count_usage!`]);
 /// evaluates to the mailbox and UID it got, or `None` (and stores nothing)
 /// when the quota has no room.
 macro_rules! store_message {
@@ -357,20 +385,6 @@ macro_rules! store_message {
             if let Some(object) = &m.dispersed {
                 insert_object!($tx, m.id.0, m.tenant_id.0, object, $now);
             }
-            // Mail received or sent counts in the month's usage; what a
-            // client files itself (APPEND, COPY) is neither.
-            let (received, sent) = match target {
-                super::mailboxes::Target::Role(Folder::Sent) => (0i64, 1i64),
-                super::mailboxes::Target::Role(_) | super::mailboxes::Target::Filed(_) => (1, 0),
-                super::mailboxes::Target::Mailbox(_) => (0, 0),
-            };
-            sqlx::query(super::billing::COUNT_USAGE)
-                .bind(m.tenant_id.0)
-                .bind(super::billing::month_of($now))
-                .bind(received)
-                .bind(sent)
-                .execute(&mut *$tx)
-                .await?;
             if let Some(percent) = super::billing::quota_threshold_crossed(used - size, used, quota) {
                 let payload = serde_json::json!({ "tenant": m.tenant_id.0, "percent": percent }).to_string();
                 sqlx::query(super::billing::QUEUE_QUOTA_WARNING)
@@ -458,53 +472,114 @@ impl Store {
             .map_err(|_| Error::Internal("the committer dropped a delivery".into()))?
     }
 
-    /// One transaction for many deliveries, each inside its own savepoint.
-    async fn deliver_batch(
+    /// One transaction for many deliveries. Optimistically without a
+    /// savepoint per delivery (two round trips each): when one delivery
+    /// finds no room, the transaction is rolled back and the batch runs
+    /// again with each delivery in its own savepoint, so that it alone is
+    /// refused. The month's usage and the senders remembered are counted
+    /// once per tenant and per sender for the whole batch, for the
+    /// deliveries that were stored.
+    pub(super) async fn deliver_batch(
         &self,
         batch: Vec<Vec<NewMessage>>,
     ) -> Result<Vec<Result<Vec<MessageId>>>> {
+        if let Some(outcomes) = self.deliver_batch_with(&batch, false).await? {
+            return Ok(outcomes);
+        }
+        self.deliver_batch_with(&batch, true)
+            .await?
+            .ok_or_else(|| Error::Internal("an isolated batch gave up".into()))
+    }
+
+    /// [`Store::deliver_batch`], each delivery in a savepoint when
+    /// `isolate`; `None` when, without, one delivery found no room.
+    async fn deliver_batch_with(
+        &self,
+        batch: &[Vec<NewMessage>],
+        isolate: bool,
+    ) -> Result<Option<Vec<Result<Vec<MessageId>>>>> {
         let now = Utc::now();
-        on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            let mut touched = Vec::new();
-            for messages in &batch {
-                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-                let mut over_quota = false;
-                let mut stored = Vec::with_capacity(messages.len());
-                for m in messages {
+        /// Stores one delivery's messages in `$tx`; `None` when one found no room.
+        macro_rules! store_delivery {
+            ($tx:expr, $messages:expr) => {{
+                let mut stored = Vec::with_capacity($messages.len());
+                for m in $messages {
                     let target = match m.mailbox {
                         Some(id) => super::mailboxes::Target::Filed(id),
                         None => super::mailboxes::Target::Role(m.folder()),
                     };
-                    let Some((mailbox, _)) = store_message!(savepoint, m, target, now) else {
-                        over_quota = true;
-                        break;
-                    };
-                    stored.push(mailbox);
-                    if !m.envelope_from.is_empty() {
-                        sqlx::query(REMEMBER_SENDER)
-                            .bind(m.account_id.0)
-                            .bind(m.envelope_from.to_ascii_lowercase())
-                            .bind(i64::from(m.arrived_encrypted))
-                            .execute(&mut *savepoint)
-                            .await?;
+                    match store_message!($tx, m, target, now) {
+                        Some((mailbox, _)) => stored.push((mailbox, usage_of(&target))),
+                        None => break,
                     }
                 }
-                if over_quota {
-                    savepoint.rollback().await?;
-                    outcomes.push(Err(Error::LimitExceeded("the tenant's storage quota is exhausted".into())));
+                (stored.len() == $messages.len()).then_some(stored)
+            }};
+        }
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut touched = Vec::new();
+            let mut usage: HashMap<Uuid, (i64, i64)> = HashMap::new();
+            let mut senders: HashMap<(Uuid, String), (i64, i64)> = HashMap::new();
+            for messages in batch {
+                let stored = if isolate {
+                    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                    match store_delivery!(savepoint, messages) {
+                        Some(stored) => {
+                            savepoint.commit().await?;
+                            Some(stored)
+                        }
+                        None => {
+                            savepoint.rollback().await?;
+                            None
+                        }
+                    }
                 } else {
-                    savepoint.commit().await?;
-                    touched.extend(stored);
-                    outcomes.push(Ok(messages.iter().map(|m| m.id).collect()));
+                    match store_delivery!(tx, messages) {
+                        Some(stored) => Some(stored),
+                        None => {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
+                    }
+                };
+                let Some(stored) = stored else {
+                    outcomes.push(Err(Error::LimitExceeded("the tenant's storage quota is exhausted".into())));
+                    continue;
+                };
+                for (m, (mailbox, (received, sent))) in messages.iter().zip(stored) {
+                    touched.push(mailbox);
+                    let counted = usage.entry(m.tenant_id.0).or_default();
+                    counted.0 += received;
+                    counted.1 += sent;
+                    if !m.envelope_from.is_empty() {
+                        let seen = senders
+                            .entry((m.account_id.0, m.envelope_from.to_ascii_lowercase()))
+                            .or_default();
+                        seen.0 += 1;
+                        seen.1 += i64::from(m.arrived_encrypted);
+                    }
                 }
+                outcomes.push(Ok(messages.iter().map(|m| m.id).collect()));
+            }
+            for (tenant, (received, sent)) in usage {
+                count_usage!(tx, tenant, now, received, sent);
+            }
+            for ((account, sender), (count, encrypted)) in senders {
+                sqlx::query(REMEMBER_SENDER)
+                    .bind(account)
+                    .bind(sender)
+                    .bind(count)
+                    .bind(encrypted)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             for mailbox in touched {
                 self.changed(mailbox);
             }
-            Ok(outcomes)
+            Ok(Some(outcomes))
         })
     }
 
@@ -739,7 +814,10 @@ impl Store {
             let mut uids = Vec::with_capacity(messages.len());
             for m in messages {
                 match store_message!(tx, m, super::mailboxes::Target::Mailbox(mailbox.id), now) {
-                    Some((_, uid)) => uids.push(uid),
+                    Some((_, uid)) => {
+                        count_usage!(tx, m.tenant_id.0, now, 0, 0);
+                        uids.push(uid);
+                    }
                     None => return Err(Error::LimitExceeded("the organisation's storage quota has no room for this message".into())),
                 }
             }

@@ -157,6 +157,7 @@ impl Store {
                     "the organisation's storage quota is exhausted: the Sent copy does not fit".into(),
                 ));
             };
+            count_usage!(tx, s.tenant_id.0, now, 0, 1);
             for o in &s.outbound {
                 sqlx::query(INSERT_OUTBOUND)
                     .bind(o.id)
