@@ -79,6 +79,35 @@ impl Connections {
         }
     }
 
+    /// [`Connections::admit_within`] the grace for a line protocol (IMAP,
+    /// ManageSieve): a refused client is told why, `instance` or
+    /// `address` by the cap it met, with at most 5 s spent writing it.
+    pub(crate) async fn admit_or_tell<S>(
+        self: &Arc<Self>,
+        stream: &mut S,
+        ip: IpAddr,
+        instance: &[u8],
+        address: &[u8],
+    ) -> Option<Slot>
+    where
+        S: tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::AsyncWriteExt;
+        match self.admit_within(ip, ADMISSION_GRACE).await {
+            Ok(slot) => Some(slot),
+            Err(full) => {
+                let bye = match full {
+                    Full::Instance => instance,
+                    Full::Address => address,
+                };
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(bye))
+                        .await;
+                None
+            }
+        }
+    }
+
     /// A place for a connection from `ip`, if both caps allow one.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());

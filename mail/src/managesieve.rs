@@ -44,7 +44,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connections::{ADMISSION_GRACE, Connections, Full};
+use crate::connections::Connections;
 use crate::inbound::Inbound;
 use crate::scripts;
 use tenants::login::{LoginGuard, SignInRefused};
@@ -159,17 +159,10 @@ impl ManageSieveServer {
                     let shared = self.shared.clone();
                     let stopping = stop.subscribe();
                     sessions.spawn(async move {
-                        let slot = match shared.connections.admit_within(peer.ip(), ADMISSION_GRACE).await {
-                            Ok(slot) => slot,
-                            Err(full) => {
-                                let bye: &[u8] = match full {
-                                    Full::Instance => b"BYE (TRYLATER) \"too many connections, try again later\"\r\n",
-                                    Full::Address => b"BYE (TRYLATER) \"too many connections from your address, try later\"\r\n",
-                                };
-                                let write = stream.write_all(bye);
-                                let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
-                                return;
-                            }
+                        let instance = b"BYE (TRYLATER) \"too many connections, try again later\"\r\n";
+                        let address = b"BYE (TRYLATER) \"too many connections from your address, try later\"\r\n";
+                        let Some(slot) = shared.connections.admit_or_tell(&mut stream, peer.ip(), instance, address).await else {
+                            return;
                         };
                         let _ = stream.set_nodelay(true);
                         run(stream, peer, &shared, stopping).await;

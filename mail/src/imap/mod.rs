@@ -17,11 +17,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::connections::{ADMISSION_GRACE, Connections, Full};
+use crate::connections::Connections;
 use crate::inbound::Inbound;
 use tenants::login::LoginGuard;
 
@@ -131,17 +130,10 @@ impl ImapServer {
                     let shared = self.shared.clone();
                     let stopping = stop.subscribe();
                     sessions.spawn(async move {
-                        let slot = match shared.connections.admit_within(peer.ip(), ADMISSION_GRACE).await {
-                            Ok(slot) => slot,
-                            Err(full) => {
-                                let bye: &[u8] = match full {
-                                    Full::Instance => b"* BYE [UNAVAILABLE] too many connections, try again later\r\n",
-                                    Full::Address => b"* BYE [UNAVAILABLE] too many connections from your address, try later\r\n",
-                                };
-                                let write = stream.write_all(bye);
-                                let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
-                                return;
-                            }
+                        let instance = b"* BYE [UNAVAILABLE] too many connections, try again later\r\n";
+                        let address = b"* BYE [UNAVAILABLE] too many connections from your address, try later\r\n";
+                        let Some(slot) = shared.connections.admit_or_tell(&mut stream, peer.ip(), instance, address).await else {
+                            return;
                         };
                         let _ = stream.set_nodelay(true);
                         session::run(stream, peer, &shared.config, &shared.inbound, &shared.guard, shared.tls.clone(), implicit_tls, stopping).await;
