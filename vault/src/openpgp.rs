@@ -285,11 +285,12 @@ mod tests {
         assert!(stale_header(&secret), "rpgp keeps the locked length");
         let secret = reframed(secret).unwrap();
         assert!(!stale_header(&secret));
-        // Still the same key, and it now opens without a passphrase.
-        assert!(AccountKey::unlocks(
-            &secret.to_armored_string(ArmorOptions::default()).unwrap(),
-            ""
-        ));
+        // Written and read back, it is the same key, framed as written.
+        let armored = secret.to_armored_string(ArmorOptions::default()).unwrap();
+        let (read, _) = SignedSecretKey::from_string(&armored).unwrap();
+        assert_eq!(hex_upper(read.fingerprint().as_bytes()), key.fingerprint);
+        assert_eq!(read.secret_subkeys.len(), secret.secret_subkeys.len());
+        assert!(!stale_header(&read));
     }
 
     #[test]
