@@ -32,7 +32,7 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use mail_parser::{Address, MessageParser};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretSlice};
 use tenants::store::{
     DeliveryUpdate, NewJob, NewMessage, NewOutbound, RecipientDelivery, SendRates, Submission,
 };
@@ -501,11 +501,16 @@ impl Outbound {
             .cloned()
             .partition(|r| keys.contains_key(r));
         if !with_key.is_empty() {
-            let mut armored: Vec<&str> = with_key.iter().map(|r| keys[r].as_str()).collect();
+            let mut armored: Vec<String> = with_key.iter().map(|r| keys[r].clone()).collect();
             // The sender can read what they sent.
-            armored.push(account.public_key.as_str());
-            let sealed = encrypt_outgoing(&outgoing, &armored)
-                .map_err(|e| internal("encrypting a submission failed", e))?;
+            armored.push(account.public_key.clone());
+            let plain = outgoing.clone();
+            let sealed = vault::cpu::run(move || {
+                let keys: Vec<&str> = armored.iter().map(String::as_str).collect();
+                encrypt_outgoing(&plain, &keys)
+            })
+            .await
+            .map_err(|e| internal("encrypting a submission failed", e))?;
             versions.push((sealed, with_key.clone()));
         }
         if !without_key.is_empty() {
@@ -846,61 +851,37 @@ impl Outbound {
                 return message.to_vec();
             }
         };
-        let mut headers = String::new();
+        // The secrets open here; the signing, which hashes the whole
+        // message and (for RSA) does the modular arithmetic, runs on the
+        // CPU pool.
+        let mut signers = Vec::new();
         for key in keys.iter().filter(|k| k.state == DkimKeyState::Active) {
-            match self.dkim_signature(&domain.name, key, message) {
-                Ok(header) => headers.push_str(&header),
+            match self.inbound.master().open_secret(
+                &dkim_key_context(domain.name.as_str()),
+                key.private_key.expose_secret(),
+            ) {
+                Ok(pem) => {
+                    signers.push((key.selector.clone(), key.algorithm, SecretSlice::from(pem)))
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, selector = %key.selector, "DKIM signing failed")
+                    tracing::warn!(error = %e, selector = %key.selector, "DKIM key does not open")
                 }
             }
         }
-        let mut signed = headers.into_bytes();
-        signed.extend_from_slice(message);
-        signed
-    }
-
-    fn dkim_signature(
-        &self,
-        domain: &tenants::DomainName,
-        key: &tenants::store::DkimKey,
-        message: &[u8],
-    ) -> Result<String, String> {
-        let pem = self
-            .inbound
-            .master()
-            .open_secret(
-                &dkim_key_context(domain.as_str()),
-                key.private_key.expose_secret(),
-            )
-            .map_err(|e| e.to_string())?;
-        let pem = String::from_utf8(pem).map_err(|e| e.to_string())?;
-        let signature = match key.algorithm {
-            DkimAlgorithm::Rsa => {
-                use rustls::pki_types::pem::PemObject;
-                let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes())
-                    .map_err(|e| e.to_string())?;
-                let key_pair = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
-                signer_headers(
-                    DkimSigner::from_key(key_pair)
-                        .domain(domain.as_str())
-                        .selector(&key.selector),
-                )
-                .sign(message)
+        let (name, unsigned) = (domain.name.to_string(), message.to_vec());
+        vault::cpu::run(move || {
+            let mut headers = String::new();
+            for (selector, algorithm, pem) in &signers {
+                match dkim_signature(&name, selector, *algorithm, pem.expose_secret(), &unsigned) {
+                    Ok(header) => headers.push_str(&header),
+                    Err(e) => tracing::warn!(error = %e, %selector, "DKIM signing failed"),
+                }
             }
-            DkimAlgorithm::Ed25519 => {
-                let (seed, public) = vault::dkim::ed25519_parts(&pem).map_err(|e| e.to_string())?;
-                let key_pair = Ed25519Key::from_seed_and_public_key(seed.expose_secret(), &public)
-                    .map_err(|e| e.to_string())?;
-                signer_headers(
-                    DkimSigner::from_key(key_pair)
-                        .domain(domain.as_str())
-                        .selector(&key.selector),
-                )
-                .sign(message)
-            }
-        };
-        Ok(signature.map_err(|e| e.to_string())?.to_header())
+            let mut signed = headers.into_bytes();
+            signed.extend_from_slice(&unsigned);
+            signed
+        })
+        .await
     }
 
     /// Delivers to hosted recipients; `sender` is the account that
@@ -1460,6 +1441,44 @@ pub fn generate_dkim_keys(
 
 pub(crate) fn spool_context(id: Uuid) -> String {
     format!("caliop-outbound:{id}")
+}
+
+/// One DKIM-Signature header line (with CRLF) over `message`, by the key
+/// in `pem` (PKCS#8) of `domain`'s `selector`. CPU work: run it on the pool.
+fn dkim_signature(
+    domain: &str,
+    selector: &str,
+    algorithm: DkimAlgorithm,
+    pem: &[u8],
+    message: &[u8],
+) -> Result<String, String> {
+    let signature = match algorithm {
+        DkimAlgorithm::Rsa => {
+            use rustls::pki_types::pem::PemObject;
+            let der =
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).map_err(|e| e.to_string())?;
+            let key_pair = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
+            signer_headers(
+                DkimSigner::from_key(key_pair)
+                    .domain(domain)
+                    .selector(selector),
+            )
+            .sign(message)
+        }
+        DkimAlgorithm::Ed25519 => {
+            let pem = std::str::from_utf8(pem).map_err(|e| e.to_string())?;
+            let (seed, public) = vault::dkim::ed25519_parts(pem).map_err(|e| e.to_string())?;
+            let key_pair = Ed25519Key::from_seed_and_public_key(seed.expose_secret(), &public)
+                .map_err(|e| e.to_string())?;
+            signer_headers(
+                DkimSigner::from_key(key_pair)
+                    .domain(domain)
+                    .selector(selector),
+            )
+            .sign(message)
+        }
+    };
+    Ok(signature.map_err(|e| e.to_string())?.to_header())
 }
 
 /// The headers DKIM covers: what a forger would want to change.

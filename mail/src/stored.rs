@@ -106,11 +106,17 @@ impl Inbound {
                     thread: copy.thread,
                     hostname: copy.hostname,
                 };
-                let sealed =
-                    vault::seal::seal(&account.public_key, message, &outer).map_err(|e| {
-                        tracing::error!(error = %e, account = %account.id, "sealing failed");
-                        Reply::new(451, "4.3.0", "local error in processing, try again later")
-                    })?;
+                // The OpenPGP work runs on the CPU pool, off the executor.
+                let (key, plain) = (account.public_key.clone(), message.to_vec());
+                let sealed = vault::cpu::run(move || {
+                    vault::seal::encrypt(&key, &vault::seal::protect_headers(&plain))
+                })
+                .await
+                .map(|armored| vault::seal::wrap(&outer, &armored))
+                .map_err(|e| {
+                    tracing::error!(error = %e, account = %account.id, "sealing failed");
+                    Reply::new(451, "4.3.0", "local error in processing, try again later")
+                })?;
                 (sealed, None, None)
             }
         };

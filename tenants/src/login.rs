@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::Result;
 use crate::model::{AccountStatus, EmailAddress};
 use crate::store::{Account, Store};
-use crate::{Error, Result};
 
 /// Too many attempts lately; try again in `retry_after` seconds.
 #[derive(Debug, PartialEq, Eq)]
@@ -348,15 +348,14 @@ impl Store {
     ) -> Result<Option<Account>> {
         let account = self.account_by_address(address).await?;
         let hash = account.as_ref().map(|a| a.password_hash.clone());
-        let verified = tokio::task::spawn_blocking(move || match hash {
+        let verified = vault::cpu::run(move || match hash {
             Some(hash) => crate::password::verify(password.expose_secret(), &hash),
             None => {
                 crate::password::verify_dummy(password.expose_secret());
                 false
             }
         })
-        .await
-        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+        .await;
         Ok(account.filter(|_| verified))
     }
 
@@ -371,11 +370,7 @@ impl Store {
     ) -> Result<Option<(Account, Option<uuid::Uuid>)>> {
         let Some(account) = self.account_by_address(address).await? else {
             // As long as a real check: the dummy hash.
-            tokio::task::spawn_blocking(move || {
-                crate::password::verify_dummy(password.expose_secret())
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+            vault::cpu::run(move || crate::password::verify_dummy(password.expose_secret())).await;
             return Ok(None);
         };
         let hash = typed_secret_hash(password.expose_secret());

@@ -5,12 +5,15 @@
 //! ([`at_rest`]); encrypted, resumable tenant archives ([`archive`]); and
 //! k-of-n dispersal of objects over storage sites in several jurisdictions
 //! ([`dispersal`] for the format, [`sites`] for where the shards go).
+//! CPU-heavy work of every crate (sealing, signing, Argon2id, erasure
+//! coding) runs on one bounded pool, [`cpu`].
 //!
 //! Error policy: every failure is a [`VaultError`]; a wrong passphrase is its
 //! own variant so callers can tell a user error from a broken key.
 
 pub mod archive;
 pub mod at_rest;
+pub mod cpu;
 pub mod dispersal;
 pub mod dkim;
 pub mod instance;

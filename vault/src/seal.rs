@@ -366,6 +366,12 @@ pub fn seal(
     outer: &Outer<'_>,
 ) -> Result<Vec<u8>, VaultError> {
     let armored = encrypt(public_key_armored, &protect_headers(message))?;
+    Ok(wrap(outer, &armored))
+}
+
+/// The readable outside of a sealed message around its armored inside
+/// ([`encrypt`] of [`protect_headers`]): what [`seal`] returns.
+pub fn wrap(outer: &Outer<'_>, armored: &str) -> Vec<u8> {
     let from = match outer.from {
         Some(from) if !from.is_empty() => format!("<{from}>"),
         _ => format!("MAILER-DAEMON@{}", outer.hostname),
@@ -379,7 +385,7 @@ pub fn seal(
     ]);
     headers.extend(outer.thread.lines());
     headers.push("Subject: ...".to_owned());
-    Ok(pgp_mime(&headers, &armored))
+    pgp_mime(&headers, armored)
 }
 
 /// Wraps an armored OpenPGP message as PGP/MIME (RFC 3156) under the given

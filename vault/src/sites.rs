@@ -535,7 +535,10 @@ impl Sites {
             .max(usize::from(params.k()) + 1)
             .min(usize::from(params.n()));
         let chosen = self.place(params, allowed)?;
-        let encoded = dispersal::encode_hashed(*object.as_bytes(), params, plaintext)?;
+        let plain = plaintext.to_vec();
+        let encoded =
+            crate::cpu::run(move || dispersal::encode_hashed(*object.as_bytes(), params, &plain))
+                .await?;
         let mut placed: Vec<Placed> = encoded
             .iter()
             .enumerate()
@@ -686,12 +689,13 @@ impl Sites {
         locations: &[Location],
     ) -> Result<(Vec<u8>, ReadReport), VaultError> {
         let (shards, report) = self.read(object, params, locations).await?;
-        let refs: Vec<(&[u8], [u8; 32])> =
-            shards.iter().map(|(s, body)| (s.as_ref(), *body)).collect();
-        Ok((
-            dispersal::decode_checked(*object.as_bytes(), &refs)?,
-            report,
-        ))
+        let plain = crate::cpu::run(move || {
+            let refs: Vec<(&[u8], [u8; 32])> =
+                shards.iter().map(|(s, body)| (s.as_ref(), *body)).collect();
+            dispersal::decode_checked(*object.as_bytes(), &refs)
+        })
+        .await?;
+        Ok((plain, report))
     }
 
     /// Deletes the shards that were placed; failures are only logged (the

@@ -198,7 +198,7 @@ pub async fn create(
     let uid = user_id(&name, &address);
     let password = body.password;
     // The key locked by the password, or for an activation link.
-    let (credentials, activation) = tokio::task::spawn_blocking(move || match password {
+    let (credentials, activation) = vault::cpu::run(move || match password {
         Some(password) => {
             let key = AccountKey::generate(&uid, &password)?;
             let credentials = Credentials {
@@ -220,8 +220,7 @@ pub async fn create(
             Ok((credentials, Some((key, activation))))
         }
     })
-    .await
-    .map_err(Problem::internal)??;
+    .await?;
     let new = NewAccount {
         tenant_id,
         domain_id: domain.id,
@@ -465,7 +464,7 @@ pub async fn update_account(
                 account.password_hash.clone(),
                 user_id(&account.display_name, &account.address),
             );
-            let credentials = tokio::task::spawn_blocking(move || {
+            let credentials = vault::cpu::run(move || {
                 let key = match current {
                     Some(current) => {
                         if !tenants::password::verify(&current, &hash) {
@@ -482,8 +481,7 @@ pub async fn update_account(
                     secret_key: key.secret_armored,
                 })
             })
-            .await
-            .map_err(Problem::internal)??;
+            .await?;
             Some(credentials)
         }
     };

@@ -236,9 +236,7 @@ pub async fn reset_to_activation(
         return Err(Problem::conflict("the account is deleted"));
     }
     let uid = super::accounts::user_id(&account.display_name, &account.address);
-    let (key, activation) = tokio::task::spawn_blocking(move || new_key(&uid))
-        .await
-        .map_err(Problem::internal)??;
+    let (key, activation) = vault::cpu::run(move || new_key(&uid)).await?;
     state
         .store
         .reset_to_activation(&actor.audit_name(), account_id, &key)

@@ -520,7 +520,7 @@ struct SignupKey {
 }
 
 async fn signup_key(uid: String, password: Option<String>) -> ApiResult<SignupKey> {
-    tokio::task::spawn_blocking(move || match password {
+    vault::cpu::run(move || match password {
         // Its strength was checked with the rest of the signup (`admissible`).
         Some(password) => {
             let key = vault::openpgp::AccountKey::generate(&uid, &password)?;
@@ -549,7 +549,6 @@ async fn signup_key(uid: String, password: Option<String>) -> ApiResult<SignupKe
         }
     })
     .await
-    .map_err(Problem::internal)?
 }
 
 /// The link that opens a passwordless signup, in the users' app of the

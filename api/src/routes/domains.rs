@@ -127,11 +127,8 @@ async fn new_dkim_keys(
     let inbound = state.inbound.clone();
     let name = name.to_string();
     // The signing keys are kept sealed under the instance master key, bound to their domain.
-    let keys = tokio::task::spawn_blocking(move || {
-        mail::outbound::generate_dkim_keys(inbound.master(), &name)
-    })
-    .await
-    .map_err(Problem::internal)??;
+    let keys = vault::cpu::run(move || mail::outbound::generate_dkim_keys(inbound.master(), &name))
+        .await?;
     Ok(keys)
 }
 

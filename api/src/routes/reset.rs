@@ -217,15 +217,14 @@ pub async fn reset_password(
         ));
     }
     let kept = current.is_some();
-    let (hash, key) = tokio::task::spawn_blocking(move || {
+    let (hash, key) = vault::cpu::run(move || {
         let key = match &current {
             Some(current) => AccountKey::relock(&secret, current, &new_password)?,
             None => AccountKey::generate(&uid, &new_password)?,
         };
         Ok::<_, Problem>((tenants::password::hash(&new_password)?, key))
     })
-    .await
-    .map_err(Problem::internal)??;
+    .await?;
     // Spent only now, so a weak password or a wrong old one leaves the link usable.
     if !state
         .store
