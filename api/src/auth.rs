@@ -8,6 +8,8 @@
 //! the handler runs, so no handler can forget the check. [`Admin`] adds the
 //! role check (403).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, RawPathParams};
@@ -15,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{Method, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tenants::{
     AccountId, Actor, ApiKeyId, DomainId, Ended, MessageId, Role, Scope, Subject, TenantId,
 };
@@ -46,12 +49,50 @@ pub struct Claims {
     pub epc: i64,
 }
 
+/// How many verified tokens [`Tokens`] remembers at most.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// A token whose signature and claims verified, remembered so that the next
+/// request carrying the same token skips the signature check.
+struct Verified {
+    actor: Actor,
+    epoch: i64,
+    /// The token's `exp`, checked again on every hit: a remembered token
+    /// is never served past its expiry.
+    exp: u64,
+}
+
+/// The key a token is remembered under: the SHA-256 of the whole token
+/// string, header, claims and signature alike, so that a token differing in
+/// any byte (a tampered signature or claim) never finds another's entry.
+fn verified_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// Signs and verifies access tokens with the instance key.
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// Tokens already verified, by [`verified_key`], so that a client
+    /// sending the same token on every request pays for one signature
+    /// check, not one per request. Only tokens that verified in full are
+    /// remembered, never a failure; an entry is served only until the
+    /// token's `exp` (with the same leeway as [`Validation`]), after which
+    /// it is dropped and the token goes through the full check again, which
+    /// answers that it has expired. At most [`VERIFIED_CAPACITY`] entries.
+    ///
+    /// Revocation is not this cache's business: it only stands for the
+    /// signature and claims check of [`Tokens::verify`]. Whether the token's
+    /// subject still exists and may act (an account's role, status or
+    /// password changed, an API key revoked, a tenant suspended) is checked
+    /// by `check_subject` on every request after `verify`, cached or not, so
+    /// a remembered token whose subject changed is still refused there.
+    ///
+    /// The instance key never changes under a `Tokens`; a `Tokens` with a
+    /// new key starts with an empty cache.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 impl Tokens {
@@ -65,6 +106,7 @@ impl Tokens {
             decoding: DecodingKey::from_ed_der(key.public_key()),
             validation,
             ttl,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -93,7 +135,32 @@ impl Tokens {
 
     /// The actor a token speaks for and the credentials epoch it was issued
     /// under, or a 401 that says what is wrong with it.
+    ///
+    /// A token verified before and not yet expired is answered from memory
+    /// without checking its signature again; see the `verified` field. The
+    /// caller must still check the subject (`check_subject`) every time.
     pub fn verify(&self, token: &str) -> Result<(Actor, i64), Problem> {
+        let key = verified_key(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(known) = self.recall(&key, now) {
+            return Ok(known);
+        }
+        let (actor, epoch, exp) = self.decode(token)?;
+        self.remember(
+            key,
+            Verified {
+                actor: actor.clone(),
+                epoch,
+                exp,
+            },
+            now,
+        );
+        Ok((actor, epoch))
+    }
+
+    /// The full check: signature, algorithm, issuer, required claims and
+    /// expiry. Answers the actor, the epoch and the token's `exp`.
+    fn decode(&self, token: &str) -> Result<(Actor, i64, u64), Problem> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 Problem::unauthorized(match e.kind() {
@@ -124,7 +191,58 @@ impl Tokens {
                 scopes: claims.scopes,
             },
             claims.epc,
+            claims.exp,
         ))
+    }
+
+    /// Whether a token with this `exp` has expired at `now`, as
+    /// [`Validation`] judges it: past `exp` by more than the leeway.
+    fn expired(&self, exp: u64, now: u64) -> bool {
+        exp.saturating_add(self.validation.leeway) < now
+    }
+
+    /// The cache, even if a thread panicked while holding it: it only ever
+    /// holds tokens that verified in full, each inserted whole, so a panic
+    /// cannot leave a half-checked entry behind.
+    fn verified(&self) -> MutexGuard<'_, HashMap<[u8; 32], Verified>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The remembered actor and epoch of the token with this key, unless it
+    /// was never verified or has expired (then it is forgotten, and the full
+    /// check says why it is refused).
+    fn recall(&self, key: &[u8; 32], now: u64) -> Option<(Actor, i64)> {
+        let mut verified = self.verified();
+        let known = verified.get(key)?;
+        if self.expired(known.exp, now) {
+            verified.remove(key);
+            return None;
+        }
+        Some((known.actor.clone(), known.epoch))
+    }
+
+    /// Remembers a token that verified in full. When the cache is full it
+    /// first drops the expired entries; if more than half are still live it
+    /// forgets them all (they are verified again on their next use). The
+    /// forgotten entries are freed after the lock is released.
+    fn remember(&self, key: [u8; 32], entry: Verified, now: u64) {
+        let mut forgotten = None;
+        let mut verified = self.verified();
+        if verified.len() >= VERIFIED_CAPACITY && !verified.contains_key(&key) {
+            verified.retain(|_, v| !self.expired(v.exp, now));
+            if verified.len() > VERIFIED_CAPACITY / 2 {
+                forgotten = Some(std::mem::take(&mut *verified));
+            }
+        }
+        verified.insert(key, entry);
+        drop(verified);
+        drop(forgotten);
+    }
+
+    /// How many verified tokens are remembered.
+    #[cfg(test)]
+    fn cached_len(&self) -> usize {
+        self.verified().len()
     }
 }
 
@@ -396,5 +514,172 @@ mod tests {
             other.verify(&token).unwrap_err().status(),
             axum::http::StatusCode::UNAUTHORIZED
         );
+    }
+
+    fn account_actor() -> Actor {
+        Actor {
+            subject: Subject::Account(AccountId(Uuid::now_v7())),
+            tenant_id: TenantId::new(),
+            role: Role::User,
+            scopes: vec![Scope::Read],
+        }
+    }
+
+    /// A token signed with the instance key whose `exp` is `exp`, whatever
+    /// the clock says (`issue` only signs tokens valid from now on).
+    fn signed_with_exp(tokens: &Tokens, actor: &Actor, exp: u64) -> String {
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: actor.subject.to_token_sub(),
+            tid: actor.tenant_id.0,
+            role: actor.role,
+            scopes: actor.scopes.clone(),
+            iat: exp.saturating_sub(60),
+            exp,
+            jti: Uuid::now_v7(),
+            epc: 3,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &tokens.encoding).unwrap()
+    }
+
+    #[test]
+    fn a_verified_token_is_answered_from_the_cache() {
+        let key = vault::instance::InstanceKey::generate();
+        let mut tokens = Tokens::new(&key, Duration::from_secs(60));
+        let actor = account_actor();
+        let token = tokens.issue(&actor, 4, Duration::from_secs(60)).unwrap();
+        assert_eq!(tokens.cached_len(), 0);
+        assert_eq!(tokens.verify(&token).unwrap(), (actor.clone(), 4));
+        assert_eq!(tokens.cached_len(), 1);
+
+        // With a key that cannot verify the signature, only the cache can
+        // still answer for the token: the second call is a hit.
+        tokens.decoding =
+            DecodingKey::from_ed_der(vault::instance::InstanceKey::generate().public_key());
+        assert_eq!(tokens.verify(&token).unwrap(), (actor.clone(), 4));
+        assert_eq!(tokens.cached_len(), 1);
+
+        // A token not remembered goes through the full check, which now
+        // fails; the failure is not remembered.
+        let fresh = Tokens::new(&key, Duration::from_secs(60))
+            .issue(&actor, 4, Duration::from_secs(60))
+            .unwrap();
+        assert!(tokens.verify(&fresh).is_err());
+        assert_eq!(tokens.cached_len(), 1);
+    }
+
+    #[test]
+    fn a_tampered_token_is_refused_after_the_genuine_one_was_cached() {
+        let key = vault::instance::InstanceKey::generate();
+        let tokens = Tokens::new(&key, Duration::from_secs(60));
+        let actor = account_actor();
+        let token = tokens.issue(&actor, 1, Duration::from_secs(60)).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), (actor.clone(), 1));
+        assert_eq!(tokens.cached_len(), 1);
+
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        let refused = |forged: &str| {
+            let problem = tokens.verify(forged).unwrap_err();
+            assert_eq!(problem.status(), axum::http::StatusCode::UNAUTHORIZED);
+            problem.detail().to_owned()
+        };
+
+        // One character of the signature changed.
+        let first = signature.as_bytes()[0];
+        let other = if first == b'A' { 'B' } else { 'A' };
+        let forged = format!("{signed}.{other}{}", &signature[1..]);
+        assert!(refused(&forged).contains("signature does not verify"));
+
+        // The genuine signature under claims raised to operator.
+        let (header, _) = signed.split_once('.').unwrap();
+        let mut claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                signed.split_once('.').unwrap().1,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        claims["role"] = serde_json::to_value(Role::Operator).unwrap();
+        claims["sub"] = "operator".into();
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&claims).unwrap(),
+        );
+        let forged = format!("{header}.{payload}.{signature}");
+        assert!(refused(&forged).contains("signature does not verify"));
+
+        // Nothing forged was remembered; the genuine token still verifies.
+        assert_eq!(tokens.cached_len(), 1);
+        assert_eq!(tokens.verify(&token).unwrap(), (actor, 1));
+    }
+
+    #[test]
+    fn an_expired_cached_token_is_not_served() {
+        let key = vault::instance::InstanceKey::generate();
+        let tokens = Tokens::new(&key, Duration::from_secs(60));
+        let actor = account_actor();
+        let now = jsonwebtoken::get_current_timestamp();
+
+        // The leeway is the validation's: 5 s past `exp` still serves, 6 s
+        // does not.
+        assert!(!tokens.expired(now - 5, now));
+        assert!(tokens.expired(now - 6, now));
+
+        // A token remembered while valid, now well past its expiry.
+        let token = signed_with_exp(&tokens, &actor, now - 60);
+        tokens.remember(
+            verified_key(&token),
+            Verified {
+                actor: actor.clone(),
+                epoch: 3,
+                exp: now - 60,
+            },
+            now - 120,
+        );
+        assert_eq!(tokens.cached_len(), 1);
+        let problem = tokens.verify(&token).unwrap_err();
+        assert_eq!(problem.status(), axum::http::StatusCode::UNAUTHORIZED);
+        assert!(
+            problem.detail().contains("has expired"),
+            "{}",
+            problem.detail()
+        );
+        assert_eq!(tokens.cached_len(), 0);
+
+        // Within the leeway it is still served, as the full check would.
+        let token = signed_with_exp(&tokens, &actor, now - 1);
+        assert_eq!(tokens.verify(&token).unwrap(), (actor, 3));
+        assert_eq!(tokens.cached_len(), 1);
+    }
+
+    #[test]
+    fn the_cache_never_grows_past_its_bound() {
+        let key = vault::instance::InstanceKey::generate();
+        let tokens = Tokens::new(&key, Duration::from_secs(60));
+        let actor = account_actor();
+        let now = jsonwebtoken::get_current_timestamp();
+        let entry = |exp| Verified {
+            actor: actor.clone(),
+            epoch: 0,
+            exp,
+        };
+
+        // Full of expired entries: they go first, the live one stays.
+        for i in 0..VERIFIED_CAPACITY {
+            tokens.remember(verified_key(&format!("expired {i}")), entry(now - 60), now);
+        }
+        assert_eq!(tokens.cached_len(), VERIFIED_CAPACITY);
+        let token = tokens.issue(&actor, 0, Duration::from_secs(60)).unwrap();
+        tokens.verify(&token).unwrap();
+        assert_eq!(tokens.cached_len(), 1);
+
+        // Live entries past the bound: never more than the bound.
+        for i in 0..3 * VERIFIED_CAPACITY {
+            let key = verified_key(&format!("live {i}"));
+            tokens.remember(key, entry(now + 60), now);
+            assert!(tokens.cached_len() <= VERIFIED_CAPACITY);
+            assert!(tokens.recall(&key, now).is_some());
+        }
     }
 }
