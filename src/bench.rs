@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tenants::{
-    AccountRole, DomainName, EmailAddress, Level, Limits, NewAccount, NewDomain, NewTenant, Policy,
-    Store, TenantKind,
+    Account, AccountRole, DomainName, EmailAddress, Level, Limits, NewAccount, NewDomain,
+    NewTenant, Policy, Store, TenantKind,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -110,13 +110,18 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         .split(',')
         .map(|l| l.trim().parse())
         .collect::<Result<_, _>>()?;
+    let fixture = fixture(args.database_url.as_deref(), &levels).await?;
+    let mut accounts = Vec::with_capacity(levels.len());
+    for level in &levels {
+        accounts.push(fixture.account(*level).await?);
+    }
     let Fixture {
         dir,
         url,
         store,
         master,
         domain_name,
-    } = fixture(args.database_url.as_deref(), &levels).await?;
+    } = fixture;
     drop(master);
     let postfix = if args.peer {
         match crate::peers::missing(&[crate::peers::POSTFIX]) {
@@ -124,11 +129,12 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
                 eprintln!("bench: no Postfix column: {why}");
                 None
             }
-            None => Some(crate::peers::Postfix::start(
-                crate::peers::PostfixRole::Discard {
+            None => Some(
+                crate::peers::Postfix::start(crate::peers::PostfixRole::Discard {
                     domain: domain_name.to_string(),
-                },
-            )?),
+                })
+                .await?,
+            ),
         }
     } else {
         None
@@ -170,7 +176,7 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         } else {
             filter_name.clone()
         };
-        set_sieve(&store, &levels, &domain_name, *sieve).await?;
+        set_sieve(&store, &accounts, *sieve).await?;
         let mut inbound = mail::inbound::Inbound::new(
             store.clone(),
             vault::at_rest::MasterKey::load_or_create(&dir)?,
@@ -360,22 +366,12 @@ fn gpg_encrypt_rate(
     result
 }
 
-/// Turns the benchmark's Sieve script on or off for every level's account.
-async fn set_sieve(
-    store: &Store,
-    levels: &[Level],
-    domain: &DomainName,
-    on: bool,
-) -> anyhow::Result<()> {
+/// Turns the benchmark's Sieve script on or off for each of `accounts`.
+async fn set_sieve(store: &Store, accounts: &[Account], on: bool) -> anyhow::Result<()> {
     const SCRIPT: &str = "require [\"fileinto\", \"body\"];\r\n\
         if body :contains \"needle that never appears\" { fileinto \"Found\"; stop; }\r\n\
         if header :contains \"subject\" \"invoice\" { fileinto \"Invoices\"; }\r\n";
-    for level in levels {
-        let address = tenants::EmailAddress::parse(&format!("{level}@{domain}"))?;
-        let account = store
-            .account_by_address(&address)
-            .await?
-            .context("a benchmark account")?;
+    for account in accounts {
         let owner = tenants::store::SieveOwner::Account(account.id.0, account.tenant_id);
         if on {
             store
@@ -397,6 +393,17 @@ pub(crate) struct Fixture {
     pub(crate) store: Store,
     pub(crate) master: vault::at_rest::MasterKey,
     pub(crate) domain_name: DomainName,
+}
+
+impl Fixture {
+    /// The account made for `level`, `{level}@{domain}`.
+    pub(crate) async fn account(&self, level: Level) -> anyhow::Result<Account> {
+        let address = EmailAddress::parse(&format!("{level}@{}", self.domain_name))?;
+        self.store
+            .account_by_address(&address)
+            .await?
+            .with_context(|| format!("the bench account {address} is missing"))
+    }
 }
 
 pub(crate) async fn fixture(
@@ -482,7 +489,7 @@ pub(crate) async fn fixture(
 }
 
 /// One client on one connection, pipelining each transaction.
-async fn client(
+pub(crate) async fn client(
     smtp: std::net::SocketAddr,
     to: &str,
     raw: &str,
@@ -647,17 +654,15 @@ pub(crate) struct Arrivals {
 }
 
 pub async fn outbound(args: OutboundBench) -> anyhow::Result<()> {
+    let fixture = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let sender = fixture.account(Level::Standard).await?;
     let Fixture {
         dir,
         url,
         store,
         master,
-        domain_name,
-    } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
-    let sender = store
-        .account_by_address(&EmailAddress::parse(&format!("standard@{domain_name}"))?)
-        .await?
-        .context("the bench account")?;
+        ..
+    } = fixture;
     let arrivals = Arc::new(std::sync::Mutex::new(Arrivals::default()));
     let (all_arrived, arrived) = tokio::sync::watch::channel(0usize);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -866,7 +871,7 @@ async fn postfix_relay(args: &OutboundBench, text: &str) -> anyhow::Result<(usiz
     let sink_addr = listener.local_addr()?;
     let sink = tokio::spawn(sink(listener, arrivals.clone(), all_arrived));
     let postfix =
-        crate::peers::Postfix::start(crate::peers::PostfixRole::Relay { relay: sink_addr })?;
+        crate::peers::Postfix::start(crate::peers::PostfixRole::Relay { relay: sink_addr }).await?;
     eprintln!(
         "bench: the same {} messages through Postfix…",
         args.messages
@@ -1131,24 +1136,22 @@ fn imap_message(n: usize, to: &str, size: usize) -> String {
 }
 
 pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
+    let fixture = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+    let account = fixture.account(Level::Standard).await?;
+    let address = account.address.clone();
     let Fixture {
         dir,
         url,
         store,
         master,
-        domain_name,
-    } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
+        ..
+    } = fixture;
     let inbound = Arc::new(mail::inbound::Inbound::new(
         store.clone(),
         master,
         None,
         "bench.caliop.test".into(),
     ));
-    let address = EmailAddress::parse(&format!("standard@{domain_name}"))?;
-    let account = store
-        .account_by_address(&address)
-        .await?
-        .context("the bench account")?;
     let inbox = store
         .mailbox_of_role(account.id, tenants::Folder::Inbox)
         .await?;
@@ -1232,7 +1235,7 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                     "bench: writing the same {} messages into Dovecot's Maildir…",
                     args.messages
                 );
-                let dovecot = crate::peers::Dovecot::start(|maildir| {
+                let dovecot = crate::peers::Dovecot::start(move |maildir| {
                     for n in 0..args.messages {
                         let raw = imap_message(n, address.as_str(), args.size);
                         let flags = if n % 3 == 0 { "S" } else { "" };
@@ -1246,7 +1249,8 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                         )?;
                     }
                     Ok(())
-                })?;
+                })
+                .await?;
                 let mut peer = ImapClient::connect(dovecot.addr).await?;
                 peer.run(&format!(
                     "LOGIN \"{}\" \"{}\"",
@@ -1477,27 +1481,25 @@ fn measured(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(Duration, 
 }
 
 pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
+    let fixture = fixture(None, &[Level::Standard, Level::Sealed]).await?;
+    let mut accounts = Vec::new();
+    for level in [Level::Standard, Level::Sealed] {
+        let account = fixture.account(level).await?;
+        let inbox = fixture
+            .store
+            .mailbox_of_role(account.id, tenants::Folder::Inbox)
+            .await?;
+        accounts.push((level, account, inbox));
+    }
     let Fixture {
         dir,
         url,
         store,
         master,
-        domain_name,
-    } = fixture(None, &[Level::Standard, Level::Sealed]).await?;
+        ..
+    } = fixture;
     let inbound =
         mail::inbound::Inbound::new(store.clone(), master, None, "bench.caliop.test".into());
-    let mut accounts = Vec::new();
-    for level in [Level::Standard, Level::Sealed] {
-        let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
-        let account = store
-            .account_by_address(&address)
-            .await?
-            .context("the bench account")?;
-        let inbox = store
-            .mailbox_of_role(account.id, tenants::Folder::Inbox)
-            .await?;
-        accounts.push((level, account, inbox));
-    }
     let tenant = accounts[0].1.tenant_id;
     let total = (args.size_mb << 20) / args.message_size as u64;
     let progress = indicatif::ProgressBar::new(total).with_message("filling the tenant");
@@ -1652,6 +1654,10 @@ pub struct ApiBench {
     /// A database URL instead of a throw-away SQLite file.
     #[arg(long)]
     database_url: Option<String>,
+    /// SMTP clients sending `sealed` mail to the MX of the same process
+    /// during a second paced run (0: no such run).
+    #[arg(long, default_value_t = 16)]
+    ingest_clients: usize,
 }
 
 /// What one `wrk` run measured.
@@ -1713,17 +1719,19 @@ async fn wrk(url: &str, token: &str, connections: usize, seconds: u64) -> anyhow
 }
 
 pub async fn api(args: ApiBench) -> anyhow::Result<()> {
+    let fixture = fixture(
+        args.database_url.as_deref(),
+        &[Level::Standard, Level::Sealed],
+    )
+    .await?;
+    let member = fixture.account(Level::Standard).await?;
     let Fixture {
         dir,
         url,
         store,
         master,
         domain_name,
-    } = fixture(args.database_url.as_deref(), &[Level::Standard]).await?;
-    let member = store
-        .account_by_address(&EmailAddress::parse(&format!("standard@{domain_name}"))?)
-        .await?
-        .context("the bench account")?;
+    } = fixture;
     let address = EmailAddress::parse(&format!("admin@{domain_name}"))?;
     let key =
         vault::openpgp::AccountKey::generate(&format!("Admin <{address}>"), "bench passphrase")?;
@@ -1760,7 +1768,7 @@ pub async fn api(args: ApiBench) -> anyhow::Result<()> {
     let state = api::AppState::new(
         store.clone(),
         &instance_key,
-        inbound,
+        inbound.clone(),
         outbound,
         mail::dns::Dns::new(
             std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
@@ -1846,6 +1854,24 @@ pub async fn api(args: ApiBench) -> anyhow::Result<()> {
     let best = ours.iter().map(|r| r.rps).fold(0.0, f64::max);
     let rate = best / 2.0;
     let half = paced(&caliop, &token, rate, Duration::from_secs(args.seconds)).await?;
+    // The same pace while the MX of this process seals mail at full speed:
+    // what CPU work on the executor would do to everyone else's I/O.
+    let during_ingest = if args.ingest_clients > 0 {
+        let raw = format!(
+            "From: <bench@sender.test>\r\nTo: <sealed@{domain_name}>\r\nSubject: ingest\r\n\r\n{}",
+            "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+                .repeat(140)
+        );
+        let to = format!("sealed@{domain_name}");
+        Some(
+            while_ingesting(inbound.clone(), &to, &raw, args.ingest_clients, async {
+                paced(&caliop, &token, rate, Duration::from_secs(args.seconds)).await
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
     let _ = stop.send(true);
     let _ = server.await;
     let _ = bare_server.await;
@@ -1899,7 +1925,71 @@ pub async fn api(args: ApiBench) -> anyhow::Result<()> {
         percentile(&half, 0.50),
         percentile(&half, 0.99)
     );
+    if let Some((during, ingested)) = during_ingest {
+        println!(
+            "the same pace while {} SMTP clients send sealed 10 KB mail to this process's MX ({ingested:.0} msg/s sealed and stored): {} requests, p50 {:.2} ms, p99 {:.2} ms",
+            args.ingest_clients,
+            during.len(),
+            percentile(&during, 0.50),
+            percentile(&during, 0.99)
+        );
+    }
     Ok(())
+}
+
+/// Runs `measured` while `clients` connections send `raw` to `to` through
+/// an MX on `inbound`, in this process; returns its result and the
+/// messages per second the MX stored meanwhile.
+async fn while_ingesting<T>(
+    inbound: Arc<mail::inbound::Inbound>,
+    to: &str,
+    raw: &str,
+    clients: usize,
+    measured: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, f64)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let smtp = listener.local_addr()?;
+    let config = mail::smtp::SmtpConfig {
+        hostname: "bench.caliop.test".into(),
+        max_connections: clients + 1,
+        max_connections_per_ip: clients + 1,
+        ..mail::smtp::SmtpConfig::default()
+    };
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mail::smtp::SmtpServer::new(config, inbound, None).serve(
+        listener,
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (stop, to, raw) = (stop.clone(), to.to_owned(), raw.to_owned());
+        senders.spawn(async move {
+            let mut stored = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (sent, _) = client(smtp, &to, &raw, 10).await?;
+                stored += sent.len();
+            }
+            anyhow::Ok(stored)
+        });
+    }
+    // The senders reach full speed before the measure starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let result = measured.await;
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut stored = 0;
+    while let Some(done) = senders.join_next().await {
+        stored += done??;
+    }
+    let _ = stop_server.send(());
+    let _ = server.await;
+    // Counted over the senders' whole run, a second longer than the measure.
+    let rate = stored as f64 / (elapsed.as_secs_f64() + 1.0);
+    Ok((result?, rate))
 }
 
 /// Requests at `rate` per second for `time` over 8 keep-alive

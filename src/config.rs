@@ -352,6 +352,10 @@ pub struct DatabaseConfig {
     #[serde(skip_serializing)]
     pub url: Option<SecretString>,
     pub max_connections: u32,
+    /// On PostgreSQL, processes tell each other of new mail and jobs with
+    /// `LISTEN`/`NOTIFY` (one connection each), so IMAP IDLE and the workers
+    /// need not poll every second. Off: they poll.
+    pub notify: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -558,6 +562,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: None,
             max_connections: 16,
+            notify: true,
         }
     }
 }

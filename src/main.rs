@@ -5,6 +5,7 @@
 mod bench;
 mod client;
 mod config;
+mod idle_bench;
 mod peers;
 mod progress;
 mod sites;
@@ -126,6 +127,9 @@ enum BenchCommand {
     Api(bench::ApiBench),
     /// Load every door at once for minutes, report throughput, p99 and memory, and count that no acknowledged message is lost.
     Soak(soak::SoakBench),
+    /// How soon IMAP IDLE in one process hears of mail stored by another
+    /// (PostgreSQL; polling against LISTEN/NOTIFY).
+    Idle(idle_bench::IdleBench),
 }
 
 #[derive(Subcommand)]
@@ -315,6 +319,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 command: BenchCommand::Soak(args),
             } => soak::soak(args).await,
+            Command::Bench {
+                command: BenchCommand::Idle(args),
+            } => idle_bench::idle(args).await,
         }
     })
 }
@@ -497,6 +504,11 @@ async fn certificates(
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    let hears_others = config.database.notify
+        && store
+            .hear_other_processes()
+            .await
+            .context("listening for other processes' changes (database.notify)")?;
     let certs = certificates(&config, &store).await?;
     let tls_config = || -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
         Ok(certs.server_config(&[])?)
@@ -617,9 +629,10 @@ async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
         services.spawn(server.serve(listener, stopped()));
     }
     if roles.imap {
-        // Alone, IMAP learns of new mail by asking the database; beside the
-        // MX, the API and the workers it is told at once, and asks rarely.
-        let poll_interval = if roles.smtp && roles.api && roles.worker {
+        // Alone on SQLite, IMAP learns of new mail by asking the database;
+        // beside the MX, the API and the workers, or told by the other
+        // processes over LISTEN/NOTIFY, it hears at once, and asks rarely.
+        let poll_interval = if hears_others || (roles.smtp && roles.api && roles.worker) {
             Duration::from_secs(30)
         } else {
             Duration::from_secs(1)

@@ -116,7 +116,16 @@ pub struct Postfix {
 }
 
 impl Postfix {
-    pub fn start(role: PostfixRole) -> anyhow::Result<Postfix> {
+    /// Sets the instance up and starts it on Tokio's blocking pool: it
+    /// runs processes and waits for the port to open, which would
+    /// otherwise hold up the async code around it.
+    pub async fn start(role: PostfixRole) -> anyhow::Result<Postfix> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(role))
+            .await
+            .context("starting Postfix")?
+    }
+
+    fn start_blocking(role: PostfixRole) -> anyhow::Result<Postfix> {
         let dir = scratch("postfix")?;
         let addr = free_port()?;
         let (conf, queue, data) = (dir.join("conf"), dir.join("queue"), dir.join("data"));
@@ -227,7 +236,17 @@ impl Dovecot {
 
     /// A Dovecot whose user's Maildir `fill` writes before it starts (as
     /// its LDA would have delivered them: one file per message in `cur/`).
-    pub fn start(fill: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<Dovecot> {
+    /// `fill` and the start run on Tokio's blocking pool, as in
+    /// [`Postfix::start`].
+    pub async fn start(
+        fill: impl FnOnce(&Path) -> anyhow::Result<()> + Send + 'static,
+    ) -> anyhow::Result<Dovecot> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(fill))
+            .await
+            .context("starting Dovecot")?
+    }
+
+    fn start_blocking(fill: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<Dovecot> {
         let dir = scratch("dovecot")?;
         let addr = free_port()?;
         let maildir = dir.join("mail").join(Self::USER).join("Maildir");

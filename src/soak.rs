@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tenants::{EmailAddress, Folder, Level};
+use tenants::{Folder, Level};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::bench::{Arrivals, Fixture, ImapClient, fixture, percentile, sink};
@@ -94,15 +94,25 @@ struct Acknowledged {
     submitted: std::sync::Mutex<HashSet<String>>,
 }
 
-struct Server {
+/// A `caliop` process started on a data directory, killed when dropped.
+pub(crate) struct Process {
     child: std::process::Child,
-    api: String,
-    smtp: std::net::SocketAddr,
-    submission: std::net::SocketAddr,
-    imap: std::net::SocketAddr,
+    /// Where each door listens, as its banner line says (`api`, `smtp`,
+    /// `submission`, `imap`, …).
+    doors: std::collections::HashMap<String, String>,
 }
 
-impl Drop for Server {
+impl Process {
+    pub(crate) fn door(&self, name: &str) -> anyhow::Result<std::net::SocketAddr> {
+        self.doors
+            .get(name)
+            .with_context(|| format!("the process has no {name} listener"))?
+            .parse()
+            .with_context(|| format!("the {name} address"))
+    }
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -126,7 +136,7 @@ fn start_server(
     dir: &std::path::Path,
     url: &str,
     relay: std::net::SocketAddr,
-) -> anyhow::Result<Server> {
+) -> anyhow::Result<Process> {
     let config = dir.join("soak.toml");
     let unlimited = "account_messages_per_hour = 1000000000\naccount_recipients_per_day = 1000000000\n\
                      tenant_messages_per_hour = 1000000000\ntenant_recipients_per_day = 1000000000\n";
@@ -134,9 +144,36 @@ fn start_server(
         &config,
         format!("[send_limits.paid]\n{unlimited}\n[send_limits.public]\n{unlimited}"),
     )?;
+    let server = start_process(
+        dir,
+        url,
+        "serve",
+        &[
+            ("CALIOP_CONFIG", config.display().to_string()),
+            ("CALIOP_DELIVERY_RELAY", relay.to_string()),
+        ],
+    )?;
+    for door in ["api", "smtp", "submission", "imap"] {
+        anyhow::ensure!(
+            server.doors.contains_key(door),
+            "serve opened no {door} door"
+        );
+    }
+    Ok(server)
+}
+
+/// `caliop <command>` (`serve`, `smtp`, `imap`, …) on `dir` and the database
+/// at `url`, every listener on a port of its own, no lookup leaving
+/// loopback; `env` adds to (or overrides) its environment. Returns once
+/// it has said where it listens.
+pub(crate) fn start_process(
+    dir: &std::path::Path,
+    url: &str,
+    command: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Process> {
     let exe = std::env::current_exe()?;
-    let env: Vec<(&str, String)> = vec![
-        ("CALIOP_CONFIG", config.display().to_string()),
+    let defaults: Vec<(&str, String)> = vec![
         ("CALIOP_DATA_DIR", dir.display().to_string()),
         ("CALIOP_DATABASE_URL", url.to_owned()),
         ("CALIOP_API_LISTEN", "127.0.0.1:0".into()),
@@ -145,7 +182,6 @@ fn start_server(
         ("CALIOP_SUBMISSION_LISTEN", "127.0.0.1:0".into()),
         ("CALIOP_IMAP_LISTEN", "127.0.0.1:0".into()),
         ("CALIOP_MANAGESIEVE_LISTEN", "127.0.0.1:0".into()),
-        ("CALIOP_DELIVERY_RELAY", relay.to_string()),
         // Nothing answers there: no lookup leaves loopback.
         ("CALIOP_DNS_RESOLVER", "127.0.0.1:9".into()),
         ("CALIOP_DNS_TIMEOUT_MS", "200".into()),
@@ -154,44 +190,48 @@ fn start_server(
         ("CALIOP_SMTP_MAX_CONNECTIONS_PER_IP", "1000".into()),
         ("CALIOP_IMAP_MAX_CONNECTIONS_PER_IP", "1000".into()),
     ];
-    let log = std::fs::File::create(dir.join("serve.log"))?;
+    let log = std::fs::File::create(
+        dir.join(format!("{command}-{}.log", uuid::Uuid::now_v7().simple())),
+    )?;
     let mut child = Command::new(exe)
-        .arg("serve")
-        .envs(env)
+        .arg(command)
+        .envs(defaults)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
-        .context("starting caliop serve")?;
-    let stdout = child.stdout.take().context("serve's stdout")?;
+        .with_context(|| format!("starting caliop {command}"))?;
+    let stdout = child.stdout.take().context("the process's stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in StdBufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let (mut api, mut smtp, mut submission, mut imap) = (None, None, None, None);
-    while api.is_none() || smtp.is_none() || submission.is_none() || imap.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("caliop serve did not say where it listens (see serve.log)")?;
+    // The banner names each door, `  <door> listening on <address> (…)`,
+    // and ends with how to get an operator token.
+    let mut doors = std::collections::HashMap::new();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).with_context(|| {
+            format!(
+                "caliop {command} did not say where it listens (see its log in {})",
+                dir.display()
+            )
+        })?;
         let line = line.trim();
-        let first = |prefix: &str| {
-            line.strip_prefix(prefix)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_owned)
-        };
-        api = api.or(first("api listening on "));
-        smtp = smtp.or(first("smtp listening on ").and_then(|a| a.parse().ok()));
-        submission = submission.or(first("submission listening on ").and_then(|a| a.parse().ok()));
-        imap = imap.or(first("imap listening on ").and_then(|a| a.parse().ok()));
+        if line.starts_with("Get an operator token") {
+            break;
+        }
+        if let Some((door, rest)) = line.split_once(" listening on ")
+            && let Some(address) = rest.split_whitespace().next()
+        {
+            doors.insert(
+                door.to_owned(),
+                address.trim_start_matches("http://").to_owned(),
+            );
+        }
     }
-    Ok(Server {
-        child,
-        api: api.context("api")?,
-        smtp: smtp.context("smtp")?,
-        submission: submission.context("submission")?,
-        imap: imap.context("imap")?,
-    })
+    Ok(Process { child, doors })
 }
 
 /// Reads one SMTP reply (its last line's code).
@@ -218,6 +258,23 @@ async fn expect(
     Ok(())
 }
 
+/// Runs `session` again and again until `stop`. A session that fails is
+/// counted as an error of `door` (named `name`), and the next one starts
+/// after a pause.
+async fn sessions(
+    door: Arc<Door>,
+    name: &str,
+    stop: Arc<AtomicBool>,
+    mut session: impl AsyncFnMut() -> anyhow::Result<()>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = session().await {
+            door.error(name, &e);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Paces a loop at `rate` per second from `started`, `i` being its count.
 async fn pace(started: Instant, i: usize, rate: f64) {
     let due = started + Duration::from_secs_f64(i as f64 / rate.max(0.001));
@@ -238,13 +295,18 @@ fn message(from: &str, to: &str, id: &str, size: usize) -> String {
 
 pub async fn soak(args: SoakBench) -> anyhow::Result<()> {
     let levels = [Level::Standard, Level::Sealed];
+    let fixture = fixture(args.database_url.as_deref(), &levels).await?;
+    let mut accounts = Vec::with_capacity(levels.len());
+    for level in levels {
+        accounts.push(fixture.account(level).await?);
+    }
     let Fixture {
         dir,
         url,
         store,
         master,
         domain_name,
-    } = fixture(args.database_url.as_deref(), &levels).await?;
+    } = fixture;
     drop(master);
     let arrivals = Arc::new(std::sync::Mutex::new(Arrivals::default()));
     let (arrived_tx, mut arrived) = tokio::sync::watch::channel(0usize);
@@ -262,12 +324,8 @@ pub async fn soak(args: SoakBench) -> anyhow::Result<()> {
         anyhow::ensure!(out.status.success(), "caliop admin operator-token failed");
         String::from_utf8(out.stdout)?.trim().to_owned()
     };
-    let standard = EmailAddress::parse(&format!("standard@{domain_name}"))?;
-    let account = store
-        .account_by_address(&standard)
-        .await?
-        .context("the standard account")?;
-    let tenant = account.tenant_id;
+    let standard = accounts[0].address.clone();
+    let tenant = accounts[0].tenant_id;
     println!(
         "caliop bench soak — {:.1} min, MX {} msg/s of {} B, submission {} msg/s, API {} reads/s, {} IMAP sessions in IDLE; database {}",
         args.minutes,
@@ -299,164 +357,154 @@ pub async fn soak(args: SoakBench) -> anyhow::Result<()> {
     let senders = 4;
     for s in 0..senders {
         let (door, stop, ack) = (mx.clone(), stop.clone(), acknowledged.clone());
-        let (addr, domain, size) = (server.smtp, domain_name.to_string(), args.size);
+        let (addr, domain, size) = (server.door("smtp")?, domain_name.to_string(), args.size);
         let rate = args.smtp_rate / senders as f64;
-        load.spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let session = async {
-                    let stream = tokio::net::TcpStream::connect(addr).await?;
-                    let mut reader = BufReader::new(stream);
-                    expect(&mut reader, 220, "greeting").await?;
-                    reader.get_mut().write_all(b"EHLO sender.soak.test\r\n").await?;
-                    expect(&mut reader, 250, "EHLO").await?;
-                    for _ in 0..10 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        pace(started, i, rate).await;
-                        let level = levels[i % 2];
-                        let to = format!("{level}@{domain}");
-                        let id = format!("in-{s}-{i}@sender.soak.test");
-                        let raw = message("someone@sender.soak.test", &to, &id, size);
-                        let at = Instant::now();
-                        reader
-                            .get_mut()
-                            .write_all(
-                                format!(
-                                    "MAIL FROM:<someone@sender.soak.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n{raw}.\r\n"
-                                )
-                                .as_bytes(),
-                            )
-                            .await?;
-                        expect(&mut reader, 250, "MAIL").await?;
-                        expect(&mut reader, 250, "RCPT").await?;
-                        expect(&mut reader, 354, "DATA").await?;
-                        expect(&mut reader, 250, "end of data").await?;
-                        door.record(at.elapsed());
-                        *ack.inbound
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(level)
-                            .or_default() += 1;
-                        i += 1;
+        let mut i = 0;
+        load.spawn(sessions(
+            door.clone(),
+            "MX",
+            stop.clone(),
+            async move || {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                let mut reader = BufReader::new(stream);
+                expect(&mut reader, 220, "greeting").await?;
+                reader.get_mut().write_all(b"EHLO sender.soak.test\r\n").await?;
+                expect(&mut reader, 250, "EHLO").await?;
+                for _ in 0..10 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
-                    reader.get_mut().write_all(b"QUIT\r\n").await?;
-                    Ok::<(), anyhow::Error>(())
-                };
-                if let Err(e) = session.await {
-                    door.error("MX", &e);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    pace(started, i, rate).await;
+                    let level = levels[i % 2];
+                    let to = format!("{level}@{domain}");
+                    let id = format!("in-{s}-{i}@sender.soak.test");
+                    let raw = message("someone@sender.soak.test", &to, &id, size);
+                    let at = Instant::now();
+                    reader
+                        .get_mut()
+                        .write_all(
+                            format!(
+                                "MAIL FROM:<someone@sender.soak.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n{raw}.\r\n"
+                            )
+                            .as_bytes(),
+                        )
+                        .await?;
+                    expect(&mut reader, 250, "MAIL").await?;
+                    expect(&mut reader, 250, "RCPT").await?;
+                    expect(&mut reader, 354, "DATA").await?;
+                    expect(&mut reader, 250, "end of data").await?;
+                    door.record(at.elapsed());
+                    *ack.inbound
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(level)
+                        .or_default() += 1;
+                    i += 1;
                 }
-            }
-        });
+                reader.get_mut().write_all(b"QUIT\r\n").await?;
+                Ok(())
+            },
+        ));
     }
 
     // Mail out: 2 submitters on the submission port, AUTH PLAIN.
     let submitters = 2;
     for s in 0..submitters {
         let (door, stop, ack) = (submission.clone(), stop.clone(), acknowledged.clone());
-        let (addr, from, size) = (server.submission, standard.to_string(), args.size);
+        let (addr, from, size) = (server.door("submission")?, standard.to_string(), args.size);
         let rate = args.submit_rate / submitters as f64;
-        load.spawn(async move {
-            use base64::Engine;
-            let auth = base64::engine::general_purpose::STANDARD
-                .encode(format!("\0{from}\0bench passphrase"));
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let session = async {
-                    let stream = tokio::net::TcpStream::connect(addr).await?;
-                    let mut reader = BufReader::new(stream);
-                    expect(&mut reader, 220, "greeting").await?;
-                    reader
-                        .get_mut()
-                        .write_all(b"EHLO client.soak.test\r\n")
-                        .await?;
-                    expect(&mut reader, 250, "EHLO").await?;
-                    reader
-                        .get_mut()
-                        .write_all(format!("AUTH PLAIN {auth}\r\n").as_bytes())
-                        .await?;
-                    expect(&mut reader, 235, "AUTH").await?;
-                    for _ in 0..20 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        pace(started, i, rate).await;
-                        let to = format!("friend{s}-{i}@remote.soak.test");
-                        let id = format!("out-{s}-{i}@{}", from.split('@').nth(1).unwrap_or("x"));
-                        let raw = message(&from, &to, &id, size);
-                        let at = Instant::now();
-                        reader
-                            .get_mut()
-                            .write_all(
-                                format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n")
-                                    .as_bytes(),
-                            )
-                            .await?;
-                        expect(&mut reader, 250, "MAIL").await?;
-                        expect(&mut reader, 250, "RCPT").await?;
-                        expect(&mut reader, 354, "DATA").await?;
-                        reader
-                            .get_mut()
-                            .write_all(format!("{raw}.\r\n").as_bytes())
-                            .await?;
-                        expect(&mut reader, 250, "end of data").await?;
-                        door.record(at.elapsed());
-                        ack.submitted
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(format!("<{id}>"));
-                        i += 1;
+        use base64::Engine;
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{from}\0bench passphrase"));
+        let mut i = 0;
+        load.spawn(sessions(
+            door.clone(),
+            "submission",
+            stop.clone(),
+            async move || {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                let mut reader = BufReader::new(stream);
+                expect(&mut reader, 220, "greeting").await?;
+                reader
+                    .get_mut()
+                    .write_all(b"EHLO client.soak.test\r\n")
+                    .await?;
+                expect(&mut reader, 250, "EHLO").await?;
+                reader
+                    .get_mut()
+                    .write_all(format!("AUTH PLAIN {auth}\r\n").as_bytes())
+                    .await?;
+                expect(&mut reader, 235, "AUTH").await?;
+                for _ in 0..20 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
-                    reader.get_mut().write_all(b"QUIT\r\n").await?;
-                    Ok::<(), anyhow::Error>(())
-                };
-                if let Err(e) = session.await {
-                    door.error("submission", &e);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    pace(started, i, rate).await;
+                    let to = format!("friend{s}-{i}@remote.soak.test");
+                    let id = format!("out-{s}-{i}@{}", from.split('@').nth(1).unwrap_or("x"));
+                    let raw = message(&from, &to, &id, size);
+                    let at = Instant::now();
+                    reader
+                        .get_mut()
+                        .write_all(
+                            format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n").as_bytes(),
+                        )
+                        .await?;
+                    expect(&mut reader, 250, "MAIL").await?;
+                    expect(&mut reader, 250, "RCPT").await?;
+                    expect(&mut reader, 354, "DATA").await?;
+                    reader
+                        .get_mut()
+                        .write_all(format!("{raw}.\r\n").as_bytes())
+                        .await?;
+                    expect(&mut reader, 250, "end of data").await?;
+                    door.record(at.elapsed());
+                    ack.submitted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(format!("<{id}>"));
+                    i += 1;
                 }
-            }
-        });
+                reader.get_mut().write_all(b"QUIT\r\n").await?;
+                Ok(())
+            },
+        ));
     }
 
     // IMAP: sessions in IDLE; each wake-up fetches the newest messages.
     for _ in 0..args.imap_sessions {
         let (door, stop, wakeups) = (imap.clone(), stop.clone(), idle_wakeups.clone());
-        let (addr, user) = (server.imap, standard.to_string());
-        load.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let session = async {
-                    let mut client = ImapClient::connect(addr).await?;
+        let (addr, user) = (server.door("imap")?, standard.to_string());
+        load.spawn(sessions(
+            door.clone(),
+            "IMAP",
+            stop.clone(),
+            async move || {
+                let mut client = ImapClient::connect(addr).await?;
+                let at = Instant::now();
+                client
+                    .run(&format!("LOGIN \"{user}\" \"bench passphrase\""))
+                    .await?;
+                client.run("SELECT INBOX").await?;
+                door.record(at.elapsed());
+                // A session lives for 20 wake-ups, then signs in again.
+                for _ in 0..20 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if idle(&mut client, Duration::from_secs(10)).await? {
+                        wakeups.fetch_add(1, Ordering::Relaxed);
+                    }
                     let at = Instant::now();
                     client
-                        .run(&format!("LOGIN \"{user}\" \"bench passphrase\""))
+                        .run("FETCH *:* (UID FLAGS RFC822.SIZE ENVELOPE)")
                         .await?;
-                    client.run("SELECT INBOX").await?;
                     door.record(at.elapsed());
-                    // A session lives for 20 wake-ups, then signs in again.
-                    for _ in 0..20 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        if idle(&mut client, Duration::from_secs(10)).await? {
-                            wakeups.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let at = Instant::now();
-                        client
-                            .run("FETCH *:* (UID FLAGS RFC822.SIZE ENVELOPE)")
-                            .await?;
-                        door.record(at.elapsed());
-                    }
-                    client.run("LOGOUT").await.ok();
-                    Ok::<(), anyhow::Error>(())
-                };
-                if let Err(e) = session.await {
-                    door.error("IMAP", &e);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-            }
-        });
+                client.run("LOGOUT").await.ok();
+                Ok(())
+            },
+        ));
     }
 
     // API: authenticated reads of the tenant, 4 clients.
@@ -464,7 +512,7 @@ pub async fn soak(args: SoakBench) -> anyhow::Result<()> {
     let readers = 4;
     for _ in 0..readers {
         let (door, stop, http) = (api.clone(), stop.clone(), http.clone());
-        let url = format!("{}/v1/tenants/{}", server.api, tenant.0);
+        let url = format!("http://{}/v1/tenants/{}", server.door("api")?, tenant.0);
         let (token, rate) = (token.clone(), args.api_rate / readers as f64);
         load.spawn(async move {
             let mut i = 0;
@@ -571,12 +619,7 @@ pub async fn soak(args: SoakBench) -> anyhow::Result<()> {
         .clone();
     let mut missing_in = 0;
     let mut stored_in = 0;
-    for level in levels {
-        let address = EmailAddress::parse(&format!("{level}@{domain_name}"))?;
-        let account = store
-            .account_by_address(&address)
-            .await?
-            .context("a soak account")?;
+    for (level, account) in levels.into_iter().zip(&accounts) {
         let mut stored = 0;
         for folder in [Folder::Inbox, Folder::Junk] {
             let mailbox = store.mailbox_of_role(account.id, folder).await?;

@@ -69,6 +69,13 @@ trait WriteLock {
         &self,
         root: Uuid,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+    /// Takes the same lock on another tree within a transaction begun
+    /// locked (a batch over several tenants: take them in one order).
+    fn lock_also(
+        &self,
+        tx: &mut Transaction<'static, Self::Db>,
+        root: Uuid,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl WriteLock for SqlitePool {
@@ -78,17 +85,31 @@ impl WriteLock for SqlitePool {
         // deadlock of two readers upgrading at once.
         Ok(self.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    async fn lock_also(&self, _: &mut Transaction<'static, sqlx::Sqlite>, _: Uuid) -> Result<()> {
+        // The transaction holds the one write lock already.
+        Ok(())
+    }
 }
 
 impl WriteLock for PgPool {
     type Db = sqlx::Postgres;
     async fn begin_locked(&self, root: Uuid) -> Result<Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.begin().await?;
+        self.lock_also(&mut tx, root).await?;
+        Ok(tx)
+    }
+
+    async fn lock_also(
+        &self,
+        tx: &mut Transaction<'static, sqlx::Postgres>,
+        root: Uuid,
+    ) -> Result<()> {
         sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
             .bind(root)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        Ok(tx)
+        Ok(())
     }
 }
 
@@ -785,6 +806,8 @@ pub struct Store {
     pool: Pool,
     /// Where message deliveries queue for the group commit.
     committer: Option<tokio::sync::mpsc::Sender<messages::Delivery>>,
+    /// Where submissions queue for theirs.
+    submitter: Option<tokio::sync::mpsc::Sender<outbound::Pending>>,
     /// Mailboxes that changed in this process, for IMAP sessions to look.
     changes: tokio::sync::broadcast::Sender<MailboxId>,
     /// Accounts and tenants whose right to act changed in this process, so
@@ -792,6 +815,10 @@ pub struct Store {
     access: tokio::sync::broadcast::Sender<AccessChange>,
     /// The most mailboxes one account may have ([`MAX_MAILBOXES_PER_ACCOUNT`]).
     max_mailboxes: usize,
+    /// Woken when a job is queued, here or (when heard) in another process.
+    jobs_added: std::sync::Arc<tokio::sync::Notify>,
+    /// News for other processes, once [`Store::hear_other_processes`] started it.
+    signals: std::sync::Arc<std::sync::OnceLock<signals::Signals>>,
 }
 
 /// Something that may end open sessions: an account's role, status or
@@ -891,23 +918,66 @@ impl Store {
         let (queue, deliveries) = tokio::sync::mpsc::channel(1024);
         let (changes, _) = tokio::sync::broadcast::channel(1024);
         let (access, _) = tokio::sync::broadcast::channel(256);
-        tokio::spawn(messages::group_committer(
-            Store {
-                pool: pool.clone(),
-                committer: None,
-                changes: changes.clone(),
-                access: access.clone(),
-                max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
-            },
-            deliveries,
-        ));
+        let jobs_added = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signals = std::sync::Arc::new(std::sync::OnceLock::new());
+        let alone = Store {
+            pool: pool.clone(),
+            committer: None,
+            submitter: None,
+            changes: changes.clone(),
+            access: access.clone(),
+            max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
+            jobs_added: jobs_added.clone(),
+            signals: signals.clone(),
+        };
+        tokio::spawn(messages::group_committer(alone.clone(), deliveries));
+        let (submissions, submitted) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(outbound::submission_committer(alone, submitted));
         Ok(Store {
             pool,
             committer: Some(queue),
+            submitter: Some(submissions),
             changes,
             access,
             max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
+            jobs_added,
+            signals,
         })
+    }
+
+    /// On PostgreSQL, tells other processes of the mailboxes and jobs this
+    /// one changes, and hears theirs (`LISTEN`/`NOTIFY`, see
+    /// [`signals`]); it holds one connection of the pool. Returns whether
+    /// other processes are heard: never on SQLite, where they poll.
+    pub async fn hear_other_processes(&self) -> Result<bool> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return Ok(false);
+        };
+        if self.signals.get().is_none() {
+            let started =
+                signals::start(pool, self.changes.clone(), self.jobs_added.clone()).await?;
+            let _ = self.signals.set(started);
+        }
+        Ok(true)
+    }
+
+    /// Whether changes of other processes reach this one as they happen.
+    pub fn hears_other_processes(&self) -> bool {
+        self.signals.get().is_some()
+    }
+
+    /// Woken when a job is queued (in this process, or in another one that
+    /// is heard): workers wait on it between their polls.
+    pub fn jobs_added(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.jobs_added.clone()
+    }
+
+    /// Wakes the workers of this process and tells the others.
+    pub(crate) fn job_queued(&self) {
+        self.jobs_added.notify_waiters();
+        if let Some(signals) = self.signals.get() {
+            signals.tell(signals::News::Jobs);
+        }
     }
 
     /// The same store with another cap on mailboxes per account (tests use
@@ -1665,6 +1735,7 @@ pub use sieve::{
 mod filtering;
 pub use filtering::{AbuseEntry, MAX_SENDER_RULES, SenderRuleEntry, Strike, sender_key};
 mod jobs;
+mod signals;
 #[macro_use]
 mod objects;
 #[macro_use]

@@ -92,7 +92,149 @@ on_both_backends!(
     pool_history_runs_month_by_month,
     mailbox_views_read_the_same_both_ways,
     a_delivery_without_room_is_refused_alone_in_its_batch,
+    another_process_hears_new_mail_and_jobs,
+    submissions_committed_together_keep_their_own_limits,
 );
+
+/// Two stores on one database stand for two processes. On PostgreSQL the
+/// second hears, over LISTEN/NOTIFY, of the mailbox the first delivered to
+/// and of the job it queued; the first does not hear its own news twice.
+/// On SQLite nothing crosses: the other process polls.
+async fn another_process_hears_new_mail_and_jobs(backend: Backend) {
+    use std::time::Duration;
+    let fresh = crate::testing::fresh_database(backend).await;
+    let here = fresh.store;
+    let there = Store::connect(&fresh.url, 4).await.unwrap();
+    let heard = backend == Backend::Postgres;
+    assert_eq!(here.hear_other_processes().await.unwrap(), heard);
+    assert_eq!(there.hear_other_processes().await.unwrap(), heard);
+    assert_eq!(there.hears_other_processes(), heard);
+    let t = tenant(&here, TenantKind::Enterprise, None, limits(2, 1)).await;
+    let d = domain(&here, t.id, "acme.test").await.unwrap();
+    let a = account(&here, &d, "ann").await.unwrap();
+    let inbox = here.mailbox_of_role(a.id, Folder::Inbox).await.unwrap();
+
+    let mut ours = here.mailbox_changes_feed();
+    let mut theirs = there.mailbox_changes_feed();
+    here.deliver(delivery(&a, "x@y.test", 10, false))
+        .await
+        .unwrap();
+    assert_eq!(ours.recv().await.unwrap(), inbox.id, "heard here at once");
+    let across = tokio::time::timeout(Duration::from_secs(5), theirs.recv()).await;
+    if heard {
+        assert_eq!(across.expect("heard over NOTIFY").unwrap(), inbox.id);
+    } else {
+        assert!(across.is_err(), "SQLite has no channel between processes");
+    }
+    // Our own notification came back to us, and was ignored.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(ours.try_recv().is_err(), "no echo of our own news");
+
+    let added = there.jobs_added();
+    let woken = added.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    here.enqueue(NewJob {
+        kind: "test",
+        payload: "{}".into(),
+        dedup_key: None,
+        run_at: chrono::Utc::now(),
+        max_attempts: 1,
+    })
+    .await
+    .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), woken).await;
+    assert_eq!(woke.is_ok(), heard, "the other process's workers wake");
+    there.close().await;
+    here.close().await;
+}
+
+/// Submissions of two tenants committed in one transaction: each is
+/// counted against its rates after the ones before it, one whose Sent copy
+/// does not fit is refused alone, and what is refused leaves no row.
+async fn submissions_committed_together_keep_their_own_limits(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let small = Limits {
+        storage_quota_bytes: 1000,
+        ..limits(10, 10)
+    };
+    let a = tenant(&store, TenantKind::Enterprise, None, small).await;
+    let b = tenant(&store, TenantKind::Enterprise, None, limits(10, 10)).await;
+    let alice = account(
+        &store,
+        &domain(&store, a.id, "a.test").await.unwrap(),
+        "alice",
+    )
+    .await
+    .unwrap();
+    let bob = account(
+        &store,
+        &domain(&store, b.id, "b.test").await.unwrap(),
+        "bob",
+    )
+    .await
+    .unwrap();
+    let rates = SendRates {
+        account_messages_per_hour: 2,
+        account_recipients_per_day: 100,
+        tenant_messages_per_hour: 100,
+        tenant_recipients_per_day: 100,
+    };
+    let submission = |from: &Account, size: usize| {
+        let sent_copy = delivery(from, from.address.as_str(), size, false).remove(0);
+        Submission {
+            tenant_id: from.tenant_id,
+            account_id: from.id,
+            envelope_from: from.address.to_string(),
+            header_message_id: format!("<{}@test>", sent_copy.id),
+            outbound: vec![NewOutbound {
+                id: Uuid::now_v7(),
+                content: vec![b'y'; size],
+                recipients: vec!["someone@remote.test".into()],
+            }],
+            sent_copy,
+            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            jobs: Vec::new(),
+            limits: rates,
+        }
+    };
+    let outcomes = store
+        .submit_batch(vec![
+            submission(&alice, 100),
+            submission(&alice, 2000),
+            submission(&bob, 100),
+            submission(&alice, 100),
+            submission(&alice, 100),
+        ])
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = outcomes
+        .iter()
+        .map(|o| match o {
+            Ok(_) => "sent",
+            Err(Error::LimitExceeded(_)) => "no room",
+            Err(Error::RateLimited(_)) => "over rate",
+            Err(_) => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["sent", "no room", "sent", "sent", "over rate"]);
+    assert_eq!(store.storage(a.id).await.unwrap().0, 200);
+    for (who, sent) in [(&alice, 2), (&bob, 1)] {
+        let folder = store.mailbox_of_role(who.id, Folder::Sent).await.unwrap();
+        assert_eq!(
+            store.mailbox_counts(folder.id).await.unwrap().messages,
+            sent
+        );
+        let spooled = "SELECT COUNT(*) FROM outbound WHERE account_id = $1";
+        let (n,): (i64,) =
+            on_pool!(&store.pool, p => sqlx::query_as(spooled).bind(who.id.0).fetch_one(p).await)
+                .unwrap();
+        assert_eq!(n, sent, "nothing refused is spooled");
+    }
+    // The next one, alone, still sees the two of the hour.
+    let again = store.submit(submission(&alice, 100)).await;
+    assert!(matches!(again, Err(Error::RateLimited(_))), "{again:?}");
+}
 
 /// A message of `size` bytes from `from` to `a`, for the group commit.
 fn delivery(a: &Account, from: &str, size: usize, encrypted: bool) -> Vec<NewMessage> {

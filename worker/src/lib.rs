@@ -121,7 +121,7 @@ pub struct Worker<C> {
     handlers: HashMap<&'static str, (Handler<C>, RetryPolicy)>,
     /// How long a claimed job is ours before another worker may take it.
     pub lease: Duration,
-    /// How long to sleep when no job is due.
+    /// How long to sleep when no job is due, unless one is queued meanwhile.
     pub idle: Duration,
     pub concurrency: usize,
 }
@@ -165,11 +165,20 @@ impl<C: Send + Sync + 'static> Worker<C> {
             let (this, mut stopping) = (this.clone(), stopping.clone());
             loops.spawn(async move {
                 let name = format!("{}#{slot}", this.name);
+                let added = this.store.jobs_added();
                 while !*stopping.borrow() {
+                    // Listening before looking: a job queued in between wakes us.
+                    let woken = added.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
                     let ran = this.run_one(&name).await;
                     if !ran {
+                        // A job queued here, or in a process heard over
+                        // LISTEN/NOTIFY, wakes the loop; the sleep is for
+                        // jobs due later and processes not heard.
                         tokio::select! {
                             () = tokio::time::sleep(this.idle) => {}
+                            () = &mut woken => {}
                             _ = stopping.changed() => {}
                         }
                     }

@@ -72,7 +72,10 @@ impl Store {
             .bind(id).bind(job.kind).bind(&job.payload).bind(&job.dedup_key).bind(job.max_attempts).bind(job.run_at).bind(now)
             .execute(p).await.map(|_| ()));
         match inserted {
-            Ok(()) => Ok((id, true)),
+            Ok(()) => {
+                self.job_queued();
+                Ok((id, true))
+            }
             Err(e) if unique_violation(&e) => {
                 let live = "SELECT id FROM jobs WHERE kind = $1 AND dedup_key = $2 AND state IN ('queued', 'running')";
                 let found: Option<(Uuid,)> = on_pool!(&self.pool, p =>

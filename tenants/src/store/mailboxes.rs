@@ -512,6 +512,9 @@ impl Store {
 
     pub(super) fn changed(&self, mailbox: MailboxId) {
         let _ = self.changes.send(mailbox);
+        if let Some(signals) = self.signals.get() {
+            signals.tell(super::signals::News::Mailbox(mailbox));
+        }
     }
 
     /// Makes the special-use mailboxes the account does not have yet.

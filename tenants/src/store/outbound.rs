@@ -14,7 +14,7 @@ use super::messages::{
     COUNT_ACCOUNT_STORAGE, COUNT_STORAGE, INSERT_MESSAGE, MAX_TREE_DEPTH, UNCOUNT_STORAGE,
 };
 use super::{NewJob, NewMessage, Pool, Store, WriteLock};
-use crate::model::{AccountId, DeliveryStatus, Folder, MessageId, TenantId};
+use crate::model::{AccountId, DeliveryStatus, Folder, MailboxId, MessageId, TenantId};
 use crate::{Error, Result};
 
 /// One version of a message to send, with the recipients who get it.
@@ -114,9 +114,12 @@ const REMEMBER_RECIPIENT: &str = "INSERT INTO correspondents (account_id, addres
 const COUNTS_ACCOUNT: &str = "SELECT \
        (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE account_id = $1 AND created_at > $2), \
        (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE account_id = $1 AND created_at > $3)";
-const COUNTS_TENANT: &str = "SELECT \
-       (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE tenant_id = $1 AND created_at > $2), \
-       (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE tenant_id = $1 AND created_at > $3)";
+/// The same for the account ($1) and its tenant ($4), in one round trip.
+const COUNTS_BOTH: &str = "SELECT \
+       (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE account_id = $1 AND created_at > $2), \
+       (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE account_id = $1 AND created_at > $3), \
+       (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE tenant_id = $4 AND created_at > $2), \
+       (SELECT COALESCE(SUM(recipients), 0) FROM outbound WHERE tenant_id = $4 AND created_at > $3)";
 
 /// Messages in an hour past which an account's automatic messages (forwards,
 /// redirects, vacation replies) are no longer queued.
@@ -134,65 +137,134 @@ fn over(used: i64, adding: i64, limit: i64, what: &str, per: &str) -> Result<()>
 impl Store {
     /// Stores a submission (Sent copy, spool, deliveries, jobs) in one
     /// transaction, within the sending rates and the storage quota.
+    /// Concurrent submissions are committed together (one fsync for many,
+    /// see [`submission_committer`]); each keeps its own outcome.
     pub async fn submit(&self, s: Submission) -> Result<MessageId> {
+        let Some(submitter) = &self.submitter else {
+            let mut outcomes = self.submit_batch(vec![s]).await?;
+            return outcomes
+                .pop()
+                .unwrap_or_else(|| Err(Error::Internal("empty batch".into())));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        submitter
+            .send(Pending {
+                submission: s,
+                reply,
+            })
+            .await
+            .map_err(|_| Error::Internal("the submission committer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the submission committer dropped a submission".into()))?
+    }
+
+    /// One transaction for many submissions, each in a savepoint of its
+    /// own so that one over its rate or quota is refused alone. Tenants are
+    /// locked in the order of their ids (so that two batches, in this
+    /// process or another, never wait on each other in a circle), and each
+    /// submission's rates are counted after the earlier ones of the batch.
+    pub(super) async fn submit_batch(
+        &self,
+        batch: Vec<Submission>,
+    ) -> Result<Vec<Result<MessageId>>> {
         let now = Utc::now();
         let hour_ago = now - chrono::Duration::hours(1);
         let day_ago = now - chrono::Duration::days(1);
-        let recipients: i64 = s.outbound.iter().map(|o| o.recipients.len() as i64).sum();
-        let message_id = s.sent_copy.id;
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].tenant_id.0);
+        let mut outcomes: Vec<Result<MessageId>> = batch
+            .iter()
+            .map(|_| Err(Error::Internal("not stored".into())))
+            .collect();
+        let mut changed = Vec::new();
         on_pool!(&self.pool, p => {
-            // Serialises one tenant's submissions, so that the rate check holds.
-            let mut tx = p.begin_locked(s.tenant_id.0).await?;
-            let (account_messages, account_recipients): (i64, i64) = sqlx::query_as(COUNTS_ACCOUNT)
-                .bind(s.account_id.0).bind(hour_ago).bind(day_ago).fetch_one(&mut *tx).await?;
-            over(account_messages, 1, s.limits.account_messages_per_hour, "account's", "messages per hour")?;
-            over(account_recipients, recipients, s.limits.account_recipients_per_day, "account's", "recipients per day")?;
-            let (tenant_messages, tenant_recipients): (i64, i64) = sqlx::query_as(COUNTS_TENANT)
-                .bind(s.tenant_id.0).bind(hour_ago).bind(day_ago).fetch_one(&mut *tx).await?;
-            over(tenant_messages, 1, s.limits.tenant_messages_per_hour, "organisation's", "messages per hour")?;
-            over(tenant_recipients, recipients, s.limits.tenant_recipients_per_day, "organisation's", "recipients per day")?;
-
-            let Some((sent_mailbox, _)) = store_message!(tx, &s.sent_copy, super::mailboxes::Target::Role(Folder::Sent), now) else {
-                return Err(Error::LimitExceeded(
-                    "the organisation's storage quota is exhausted: the Sent copy does not fit".into(),
-                ));
+            let Some(&first) = order.first() else {
+                return Ok(outcomes);
             };
-            count_usage!(tx, s.tenant_id.0, now, 0, 1);
-            for o in &s.outbound {
-                sqlx::query(INSERT_OUTBOUND)
-                    .bind(o.id)
-                    .bind(message_id.0)
-                    .bind(s.tenant_id.0)
-                    .bind(s.account_id.0)
-                    .bind(&s.envelope_from)
-                    .bind(&s.header_message_id)
-                    .bind(&o.content)
-                    .bind(o.recipients.len() as i64)
-                    .bind(now)
-                    .bind(s.expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                for recipient in &o.recipients {
-                    sqlx::query(INSERT_DELIVERY).bind(o.id).bind(recipient).bind(now).execute(&mut *tx).await?;
-                    sqlx::query(REMEMBER_RECIPIENT).bind(s.account_id.0).bind(recipient.to_ascii_lowercase()).execute(&mut *tx).await?;
+            let mut tx = p.begin_locked(batch[first].tenant_id.0).await?;
+            let mut locked = batch[first].tenant_id;
+            for &i in &order {
+                let s = &batch[i];
+                if s.tenant_id != locked {
+                    p.lock_also(&mut tx, s.tenant_id.0).await?;
+                    locked = s.tenant_id;
+                }
+                sqlx::query("SAVEPOINT submission").execute(&mut *tx).await?;
+                let stored: Result<MailboxId> = async {
+                    let recipients: i64 = s.outbound.iter().map(|o| o.recipients.len() as i64).sum();
+                    let message_id = s.sent_copy.id;
+                    let (account_messages, account_recipients, tenant_messages, tenant_recipients): (i64, i64, i64, i64) =
+                        sqlx::query_as(COUNTS_BOTH)
+                            .bind(s.account_id.0).bind(hour_ago).bind(day_ago).bind(s.tenant_id.0)
+                            .fetch_one(&mut *tx).await?;
+                    over(account_messages, 1, s.limits.account_messages_per_hour, "account's", "messages per hour")?;
+                    over(account_recipients, recipients, s.limits.account_recipients_per_day, "account's", "recipients per day")?;
+                    over(tenant_messages, 1, s.limits.tenant_messages_per_hour, "organisation's", "messages per hour")?;
+                    over(tenant_recipients, recipients, s.limits.tenant_recipients_per_day, "organisation's", "recipients per day")?;
+
+                    let Some((sent_mailbox, _)) = store_message!(tx, &s.sent_copy, super::mailboxes::Target::Role(Folder::Sent), now) else {
+                        return Err(Error::LimitExceeded(
+                            "the organisation's storage quota is exhausted: the Sent copy does not fit".into(),
+                        ));
+                    };
+                    count_usage!(tx, s.tenant_id.0, now, 0, 1);
+                    for o in &s.outbound {
+                        sqlx::query(INSERT_OUTBOUND)
+                            .bind(o.id)
+                            .bind(message_id.0)
+                            .bind(s.tenant_id.0)
+                            .bind(s.account_id.0)
+                            .bind(&s.envelope_from)
+                            .bind(&s.header_message_id)
+                            .bind(&o.content)
+                            .bind(o.recipients.len() as i64)
+                            .bind(now)
+                            .bind(s.expires_at)
+                            .execute(&mut *tx)
+                            .await?;
+                        for recipient in &o.recipients {
+                            sqlx::query(INSERT_DELIVERY).bind(o.id).bind(recipient).bind(now).execute(&mut *tx).await?;
+                            sqlx::query(REMEMBER_RECIPIENT).bind(s.account_id.0).bind(recipient.to_ascii_lowercase()).execute(&mut *tx).await?;
+                        }
+                    }
+                    for job in &s.jobs {
+                        sqlx::query(INSERT_JOB)
+                            .bind(Uuid::now_v7())
+                            .bind(job.kind)
+                            .bind(&job.payload)
+                            .bind(&job.dedup_key)
+                            .bind(job.max_attempts)
+                            .bind(job.run_at)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(sent_mailbox)
+                }
+                .await;
+                match stored {
+                    Ok(mailbox) => {
+                        sqlx::query("RELEASE SAVEPOINT submission").execute(&mut *tx).await?;
+                        changed.push(mailbox);
+                        outcomes[i] = Ok(s.sent_copy.id);
+                    }
+                    Err(e) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT submission").execute(&mut *tx).await?;
+                        sqlx::query("RELEASE SAVEPOINT submission").execute(&mut *tx).await?;
+                        outcomes[i] = Err(e);
+                    }
                 }
             }
-            for job in &s.jobs {
-                sqlx::query(INSERT_JOB)
-                    .bind(Uuid::now_v7())
-                    .bind(job.kind)
-                    .bind(&job.payload)
-                    .bind(&job.dedup_key)
-                    .bind(job.max_attempts)
-                    .bind(job.run_at)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             tx.commit().await?;
-            self.changed(sent_mailbox);
         });
-        Ok(message_id)
+        for mailbox in changed.iter().copied() {
+            self.changed(mailbox);
+        }
+        if !changed.is_empty() {
+            self.job_queued();
+        }
+        Ok(outcomes)
     }
 
     /// Whether the account may still send automatic messages this hour
@@ -247,6 +319,7 @@ impl Store {
                 .execute(&mut *tx).await?;
             tx.commit().await?;
         });
+        self.job_queued();
         Ok(())
     }
 
@@ -319,4 +392,47 @@ pub struct DeliveryUpdate<'a> {
     pub remote_host: Option<&'a str>,
     /// The remote reply, or why there was none.
     pub remote_reply: &'a str,
+}
+
+/// A submission waiting for the group commit, and where its outcome goes.
+pub(super) struct Pending {
+    submission: Submission,
+    reply: tokio::sync::oneshot::Sender<Result<MessageId>>,
+}
+
+/// Most submissions committed by one transaction.
+const SUBMIT_BATCH_MAX: usize = 64;
+
+/// Runs until every `Store` clone is gone: takes whatever submissions are
+/// waiting, commits them in one transaction, answers each.
+pub(super) async fn submission_committer(
+    store: Store,
+    mut queue: tokio::sync::mpsc::Receiver<Pending>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < SUBMIT_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(next) => waiting.push(next),
+                Err(_) => break,
+            }
+        }
+        let (batch, replies): (Vec<_>, Vec<_>) =
+            waiting.into_iter().map(|p| (p.submission, p.reply)).unzip();
+        match store.submit_batch(batch).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "submission group commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Internal(format!(
+                        "the submission transaction failed: {e}"
+                    ))));
+                }
+            }
+        }
+    }
 }
