@@ -7,7 +7,9 @@
 //!
 //! [`run`] waits for a permit, then runs the work on tokio's blocking
 //! threads; the permit goes with the work, so a caller that gives up does
-//! not let more work run at once than the pool allows.
+//! not let more work run at once than the pool allows. When the runtime
+//! shuts down before the work started, the caller never resumes (its task
+//! is being dropped).
 
 use std::sync::{Arc, OnceLock};
 
@@ -44,7 +46,9 @@ where
     match done {
         Ok(value) => value,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("CPU pool task cancelled: {e}"),
+        // Only a runtime shutting down cancels blocking work not yet
+        // started; the caller's task is dropped with it, so it waits.
+        Err(_) => std::future::pending().await,
     }
 }
 
