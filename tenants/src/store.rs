@@ -61,6 +61,77 @@ macro_rules! on_pool {
     };
 }
 
+/// What the store commits in groups (deliveries, submissions): many
+/// waiting at once go to the database in one transaction, one fsync, and
+/// each gets its own outcome.
+trait GroupCommit: Sized + Send + 'static {
+    type Outcome: Send + 'static;
+    /// Most committed by one transaction.
+    const MAX: usize;
+    /// What it is called in errors.
+    const WHAT: &'static str;
+    fn commit(
+        store: &Store,
+        batch: Vec<Self>,
+    ) -> impl Future<Output = Result<Vec<Result<Self::Outcome>>>> + Send;
+}
+
+/// One item waiting for its group commit, and where its outcome goes.
+struct Waiting<T: GroupCommit> {
+    item: T,
+    reply: tokio::sync::oneshot::Sender<Result<T::Outcome>>,
+}
+
+/// Hands `item` to the group commit behind `queue` and waits for its outcome.
+async fn through_group_commit<T: GroupCommit>(
+    queue: &tokio::sync::mpsc::Sender<Waiting<T>>,
+    item: T,
+) -> Result<T::Outcome> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    queue
+        .send(Waiting { item, reply })
+        .await
+        .map_err(|_| Error::Internal(format!("the {} committer has stopped", T::WHAT)))?;
+    answer
+        .await
+        .map_err(|_| Error::Internal(format!("the {} committer dropped one", T::WHAT)))?
+}
+
+/// Runs until every `Store` clone is gone: takes whatever is waiting (at
+/// most `T::MAX`), commits it in one transaction, answers each.
+async fn group_committer<T: GroupCommit>(
+    store: Store,
+    mut queue: tokio::sync::mpsc::Receiver<Waiting<T>>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < T::MAX {
+            match queue.try_recv() {
+                Ok(next) => waiting.push(next),
+                Err(_) => break,
+            }
+        }
+        let (batch, replies): (Vec<_>, Vec<_>) =
+            waiting.into_iter().map(|w| (w.item, w.reply)).unzip();
+        match T::commit(&store, batch).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, what = T::WHAT, "group commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Internal(format!(
+                        "the {} transaction failed: {e}",
+                        T::WHAT
+                    ))));
+                }
+            }
+        }
+    }
+}
+
 /// Opens a write transaction that serialises every change within one tenant
 /// tree, so that two concurrent creations cannot both pass a package limit.
 trait WriteLock {
@@ -805,9 +876,9 @@ fn check_room(what: &str, chain: &[(Tenant, i64)], limit: impl Fn(&Limits) -> i6
 pub struct Store {
     pool: Pool,
     /// Where message deliveries queue for the group commit.
-    committer: Option<tokio::sync::mpsc::Sender<messages::Delivery>>,
+    committer: Option<tokio::sync::mpsc::Sender<Waiting<Vec<NewMessage>>>>,
     /// Where submissions queue for theirs.
-    submitter: Option<tokio::sync::mpsc::Sender<outbound::Pending>>,
+    submitter: Option<tokio::sync::mpsc::Sender<Waiting<Submission>>>,
     /// Mailboxes that changed in this process, for IMAP sessions to look.
     changes: tokio::sync::broadcast::Sender<MailboxId>,
     /// Accounts and tenants whose right to act changed in this process, so
@@ -930,9 +1001,9 @@ impl Store {
             jobs_added: jobs_added.clone(),
             signals: signals.clone(),
         };
-        tokio::spawn(messages::group_committer(alone.clone(), deliveries));
+        tokio::spawn(group_committer(alone.clone(), deliveries));
         let (submissions, submitted) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(outbound::submission_committer(alone, submitted));
+        tokio::spawn(group_committer(alone, submitted));
         Ok(Store {
             pool,
             committer: Some(queue),

@@ -462,14 +462,7 @@ impl Store {
                 .pop()
                 .unwrap_or_else(|| Err(Error::Internal("empty batch".into())));
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        committer
-            .send(Delivery { messages, reply })
-            .await
-            .map_err(|_| Error::Internal("the committer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("the committer dropped a delivery".into()))?
+        super::through_group_commit(committer, messages).await
     }
 
     /// One transaction for many deliveries. Optimistically without a
@@ -866,45 +859,13 @@ impl Store {
     }
 }
 
-/// A delivery waiting for the group commit.
-pub(super) struct Delivery {
-    messages: Vec<NewMessage>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<MessageId>>>,
-}
+/// What one delivery is for the group commit: its copies, answered by their ids.
+impl super::GroupCommit for Vec<NewMessage> {
+    type Outcome = Vec<MessageId>;
+    const MAX: usize = 256;
+    const WHAT: &'static str = "delivery";
 
-/// Most deliveries committed by one transaction.
-const GROUP_COMMIT_MAX: usize = 256;
-
-/// Runs until every `Store` clone is gone: takes whatever deliveries are
-/// waiting, commits them in one transaction, answers each.
-pub(super) async fn group_committer(
-    store: Store,
-    mut queue: tokio::sync::mpsc::Receiver<Delivery>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut waiting = vec![first];
-        while waiting.len() < GROUP_COMMIT_MAX {
-            match queue.try_recv() {
-                Ok(next) => waiting.push(next),
-                Err(_) => break,
-            }
-        }
-        let (batch, replies): (Vec<_>, Vec<_>) =
-            waiting.into_iter().map(|d| (d.messages, d.reply)).unzip();
-        match store.deliver_batch(batch).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed");
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Internal(format!(
-                        "the delivery transaction failed: {e}"
-                    ))));
-                }
-            }
-        }
+    async fn commit(store: &Store, batch: Vec<Self>) -> Result<Vec<Result<Self::Outcome>>> {
+        store.deliver_batch(batch).await
     }
 }

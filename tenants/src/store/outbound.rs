@@ -138,7 +138,7 @@ impl Store {
     /// Stores a submission (Sent copy, spool, deliveries, jobs) in one
     /// transaction, within the sending rates and the storage quota.
     /// Concurrent submissions are committed together (one fsync for many,
-    /// see [`submission_committer`]); each keeps its own outcome.
+    /// see `GroupCommit`); each keeps its own outcome.
     pub async fn submit(&self, s: Submission) -> Result<MessageId> {
         let Some(submitter) = &self.submitter else {
             let mut outcomes = self.submit_batch(vec![s]).await?;
@@ -146,17 +146,7 @@ impl Store {
                 .pop()
                 .unwrap_or_else(|| Err(Error::Internal("empty batch".into())));
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        submitter
-            .send(Pending {
-                submission: s,
-                reply,
-            })
-            .await
-            .map_err(|_| Error::Internal("the submission committer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("the submission committer dropped a submission".into()))?
+        super::through_group_commit(submitter, s).await
     }
 
     /// One transaction for many submissions, each in a savepoint of its
@@ -394,45 +384,13 @@ pub struct DeliveryUpdate<'a> {
     pub remote_reply: &'a str,
 }
 
-/// A submission waiting for the group commit, and where its outcome goes.
-pub(super) struct Pending {
-    submission: Submission,
-    reply: tokio::sync::oneshot::Sender<Result<MessageId>>,
-}
+/// What one submission is for the group commit: answered by its Sent copy's id.
+impl super::GroupCommit for Submission {
+    type Outcome = MessageId;
+    const MAX: usize = 64;
+    const WHAT: &'static str = "submission";
 
-/// Most submissions committed by one transaction.
-const SUBMIT_BATCH_MAX: usize = 64;
-
-/// Runs until every `Store` clone is gone: takes whatever submissions are
-/// waiting, commits them in one transaction, answers each.
-pub(super) async fn submission_committer(
-    store: Store,
-    mut queue: tokio::sync::mpsc::Receiver<Pending>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut waiting = vec![first];
-        while waiting.len() < SUBMIT_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(next) => waiting.push(next),
-                Err(_) => break,
-            }
-        }
-        let (batch, replies): (Vec<_>, Vec<_>) =
-            waiting.into_iter().map(|p| (p.submission, p.reply)).unzip();
-        match store.submit_batch(batch).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "submission group commit failed");
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Internal(format!(
-                        "the submission transaction failed: {e}"
-                    ))));
-                }
-            }
-        }
+    async fn commit(store: &Store, batch: Vec<Self>) -> Result<Vec<Result<Self::Outcome>>> {
+        store.submit_batch(batch).await
     }
 }
