@@ -123,6 +123,17 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         domain_name,
     } = fixture;
     drop(master);
+    // Mail at `dispersed` and above is cut into shards on the three local
+    // sites of the embedded default, under the throw-away directory.
+    let dispersed = if levels.iter().any(|l| *l >= Level::Dispersed) {
+        let config = crate::config::Config {
+            data_dir: dir.clone(),
+            ..crate::config::Config::default()
+        };
+        Some(Arc::new(config.dispersed(&store)?))
+    } else {
+        None
+    };
     let postfix = if args.peer {
         match crate::peers::missing(&[crate::peers::POSTFIX]) {
             Some(why) => {
@@ -185,6 +196,9 @@ pub async fn run(args: SmtpBench) -> anyhow::Result<()> {
         );
         if let Some(filter) = filter {
             inbound = inbound.with_filter(filter.clone());
+        }
+        if let Some(dispersed) = &dispersed {
+            inbound = inbound.with_dispersed(dispersed.clone());
         }
         let inbound = Arc::new(inbound);
         let config = mail::smtp::SmtpConfig {

@@ -94,6 +94,7 @@ on_both_backends!(
     a_delivery_without_room_is_refused_alone_in_its_batch,
     another_process_hears_new_mail_and_jobs,
     submissions_committed_together_keep_their_own_limits,
+    a_batch_of_submissions_spools_every_row_once,
 );
 
 /// Two stores on one database stand for two processes. On PostgreSQL the
@@ -180,24 +181,8 @@ async fn submissions_committed_together_keep_their_own_limits(backend: Backend) 
         tenant_messages_per_hour: 100,
         tenant_recipients_per_day: 100,
     };
-    let submission = |from: &Account, size: usize| {
-        let sent_copy = delivery(from, from.address.as_str(), size, false).remove(0);
-        Submission {
-            tenant_id: from.tenant_id,
-            account_id: from.id,
-            envelope_from: from.address.to_string(),
-            header_message_id: format!("<{}@test>", sent_copy.id),
-            outbound: vec![NewOutbound {
-                id: Uuid::now_v7(),
-                content: vec![b'y'; size],
-                recipients: vec!["someone@remote.test".into()],
-            }],
-            sent_copy,
-            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
-            jobs: Vec::new(),
-            limits: rates,
-        }
-    };
+    let submission =
+        |from: &Account, size: usize| submission(from, size, &["someone@remote.test"], rates);
     let outcomes = store
         .submit_batch(vec![
             submission(&alice, 100),
@@ -234,6 +219,133 @@ async fn submissions_committed_together_keep_their_own_limits(backend: Backend) 
     // The next one, alone, still sees the two of the hour.
     let again = store.submit(submission(&alice, 100)).await;
     assert!(matches!(again, Err(Error::RateLimited(_))), "{again:?}");
+}
+
+/// A submission of a Sent copy of `size` bytes from `from` to `recipients`,
+/// with its delivery job, within `rates`.
+fn submission(from: &Account, size: usize, recipients: &[&str], rates: SendRates) -> Submission {
+    let sent_copy = delivery(from, from.address.as_str(), size, false).remove(0);
+    let id = Uuid::now_v7();
+    Submission {
+        tenant_id: from.tenant_id,
+        account_id: from.id,
+        envelope_from: from.address.to_string(),
+        header_message_id: format!("<{}@test>", sent_copy.id),
+        outbound: vec![NewOutbound {
+            id,
+            content: vec![b'y'; size],
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        }],
+        sent_copy,
+        expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+        jobs: vec![crate::store::NewJob {
+            kind: "deliver",
+            payload: format!("{{\"outbound_id\":\"{id}\"}}"),
+            dedup_key: Some(id.to_string()),
+            run_at: chrono::Utc::now(),
+            max_attempts: 3,
+        }],
+        limits: rates,
+    }
+}
+
+/// A batch of submissions that all fit is written without savepoints, its
+/// spool, deliveries, jobs and correspondents a few statements for all:
+/// every row is there once, the same recipient twice is remembered twice,
+/// the month counts each message sent, and an organisation's rate counts
+/// what its other accounts sent earlier in the same batch.
+async fn a_batch_of_submissions_spools_every_row_once(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let a = tenant(&store, TenantKind::Enterprise, None, limits(10, 10)).await;
+    let domain = domain(&store, a.id, "a.test").await.unwrap();
+    let alice = account(&store, &domain, "alice").await.unwrap();
+    let carol = account(&store, &domain, "carol").await.unwrap();
+    let rates = SendRates {
+        account_messages_per_hour: 10,
+        account_recipients_per_day: 100,
+        tenant_messages_per_hour: 4,
+        tenant_recipients_per_day: 100,
+    };
+    let outcomes = store
+        .submit_batch(vec![
+            submission(&alice, 100, &["x@remote.test", "y@remote.test"], rates),
+            submission(&carol, 100, &["x@remote.test"], rates),
+            submission(&alice, 100, &["X@Remote.test"], rates),
+        ])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            let (n,): (i64,) =
+                on_pool!(&store.pool, p => sqlx::query_as(sql).fetch_one(p).await).unwrap();
+            n
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM outbound").await, 3);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM deliveries WHERE status = 'queued'").await,
+        4
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM jobs WHERE kind = 'deliver' AND state = 'queued'").await,
+        3
+    );
+    assert_eq!(
+        count("SELECT CAST(COALESCE(SUM(messages_sent), 0) AS BIGINT) FROM usage_monthly").await,
+        3
+    );
+    assert_eq!(
+        store
+            .correspondent(alice.id, "x@remote.test")
+            .await
+            .unwrap()
+            .sent,
+        2
+    );
+    assert_eq!(
+        store
+            .correspondent(alice.id, "y@remote.test")
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
+    assert_eq!(
+        store
+            .correspondent(carol.id, "x@remote.test")
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
+    // One left in the organisation's hour: carol's first is counted after
+    // alice's of the same batch, and her second is over.
+    let outcomes = store
+        .submit_batch(vec![
+            submission(&alice, 100, &["z@remote.test"], rates),
+            submission(&carol, 100, &["z@remote.test"], rates),
+        ])
+        .await
+        .unwrap();
+    let sent: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+    assert_eq!(sent.iter().filter(|ok| **ok).count(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(Error::RateLimited(_)))),
+        "{outcomes:?}"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM outbound").await, 4);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM jobs WHERE kind = 'deliver'").await,
+        4
+    );
+    assert_eq!(
+        count("SELECT CAST(COALESCE(SUM(messages_sent), 0) AS BIGINT) FROM usage_monthly").await,
+        4
+    );
 }
 
 /// A message of `size` bytes from `from` to `a`, for the group commit.

@@ -143,7 +143,11 @@ impl Site {
                         .map_err(|e| bad(format!("{}: {e}", path.display())))?;
                     let store = object_store::local::LocalFileSystem::new_with_prefix(path)
                         .map_err(|e| bad(e.to_string()))?
-                        .with_automatic_cleanup(true);
+                        .with_automatic_cleanup(true)
+                        // A shard is acknowledged (and the message with it)
+                        // only once it and its directory entry are on disk,
+                        // as an S3 site promises of its PUTs.
+                        .with_fsync(true);
                     ("local", path.display().to_string(), Arc::new(store))
                 }
                 (None, Some(s3)) => {

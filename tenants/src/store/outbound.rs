@@ -4,6 +4,8 @@
 //! nothing does; the sending rates are checked inside that transaction, so
 //! parallel submissions cannot overshoot them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::FromRow;
@@ -104,12 +106,45 @@ impl TryFrom<DeliveryRow> for RecipientDelivery {
 }
 
 const INSERT_OUTBOUND: &str = "INSERT INTO outbound (id, message_id, tenant_id, account_id, envelope_from, \
-     header_message_id, content, recipients, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries (outbound_id, recipient, status, attempts, updated_at) VALUES ($1, $2, 'queued', 0, $3)";
-const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, payload, dedup_key, state, attempts, max_attempts, run_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7)";
-const REMEMBER_RECIPIENT: &str = "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) \
-     VALUES ($1, $2, 0, 0, 1) ON CONFLICT (account_id, address) DO UPDATE SET sent = correspondents.sent + 1";
+     header_message_id, content, recipients, created_at, expires_at) VALUES ";
+const OUTBOUND_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_DELIVERY: &str =
+    "INSERT INTO deliveries (outbound_id, recipient, status, attempts, updated_at) VALUES ";
+const DELIVERY_ROW: &str = "(?, ?, 'queued', 0, ?)";
+const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, payload, dedup_key, state, attempts, max_attempts, run_at, created_at, updated_at) VALUES ";
+const JOB_ROW: &str = "(?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)";
+const REMEMBER_RECIPIENT: &str =
+    "INSERT INTO correspondents (account_id, address, received, received_encrypted, sent) VALUES ";
+const RECIPIENT_ROW: &str = "(?, ?, 0, 0, ?)";
+const REMEMBER_RECIPIENT_CONFLICT: &str =
+    " ON CONFLICT (account_id, address) DO UPDATE SET sent = correspondents.sent + excluded.sent";
+/// Rows per multi-row insert: well under either database's limit of bound
+/// parameters (SQLite's 32,766) at ten a row.
+const ROWS_PER_INSERT: usize = 256;
+
+/// `head` and `count` copies of `row`, comma-separated, whose `?`s become
+/// `$1`, `$2`, … in order (one statement for many rows).
+fn rows(head: &str, row: &str, count: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + count * (row.len() + 24));
+    sql.push_str(head);
+    let mut n = 0;
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        for c in row.chars() {
+            if c == '?' {
+                n += 1;
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push(c);
+            }
+        }
+    }
+    sql
+}
+
 /// Messages in the last hour and recipients in the last day, for one sender column.
 const COUNTS_ACCOUNT: &str = "SELECT \
        (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE account_id = $1 AND created_at > $2), \
@@ -149,15 +184,43 @@ impl Store {
         super::through_group_commit(submitter, s).await
     }
 
-    /// One transaction for many submissions, each in a savepoint of its
-    /// own so that one over its rate or quota is refused alone. Tenants are
+    /// One transaction for many submissions, each keeping its own outcome.
+    /// The batch is first tried without savepoints; only when one
+    /// submission is refused (over its rate or the quota) is it run again
+    /// with a savepoint each, so that one alone is refused. Tenants are
     /// locked in the order of their ids (so that two batches, in this
-    /// process or another, never wait on each other in a circle), and each
-    /// submission's rates are counted after the earlier ones of the batch.
+    /// process or another, never wait on each other in a circle).
     pub(super) async fn submit_batch(
         &self,
         batch: Vec<Submission>,
     ) -> Result<Vec<Result<MessageId>>> {
+        let (outcomes, changed) = match self.submit_batch_with(&batch, false).await? {
+            Some(done) => done,
+            None => self
+                .submit_batch_with(&batch, true)
+                .await?
+                .ok_or_else(|| Error::Internal("an isolated batch gave up".into()))?,
+        };
+        for mailbox in changed.iter().copied() {
+            self.changed(mailbox);
+        }
+        if !changed.is_empty() {
+            self.job_queued();
+        }
+        Ok(outcomes)
+    }
+
+    /// [`Store::submit_batch`], each submission in a savepoint when
+    /// `isolate`; `None` when, without, one was refused. Each submission's
+    /// rates count the earlier ones of the batch: the sender's and the
+    /// tenant's counts are read once and added to in memory, and the spool,
+    /// deliveries, correspondents, jobs and usage of the whole batch are
+    /// written at the end, a few statements for all.
+    async fn submit_batch_with(
+        &self,
+        batch: &[Submission],
+        isolate: bool,
+    ) -> Result<Option<(Vec<Result<MessageId>>, Vec<MailboxId>)>> {
         let now = Utc::now();
         let hour_ago = now - chrono::Duration::hours(1);
         let day_ago = now - chrono::Duration::days(1);
@@ -168,9 +231,15 @@ impl Store {
             .map(|_| Err(Error::Internal("not stored".into())))
             .collect();
         let mut changed = Vec::new();
+        // (messages in the hour, recipients in the day) by account and by tenant.
+        let mut accounts: HashMap<Uuid, (i64, i64)> = HashMap::new();
+        let mut tenants: HashMap<Uuid, (i64, i64)> = HashMap::new();
+        let mut sent: HashMap<Uuid, i64> = HashMap::new();
+        let mut correspondents: HashMap<(Uuid, String), i64> = HashMap::new();
+        let mut spooled: Vec<&Submission> = Vec::new();
         on_pool!(&self.pool, p => {
             let Some(&first) = order.first() else {
-                return Ok(outcomes);
+                return Ok(Some((outcomes, changed)));
             };
             let mut tx = p.begin_locked(batch[first].tenant_id.0).await?;
             let mut locked = batch[first].tenant_id;
@@ -180,64 +249,64 @@ impl Store {
                     p.lock_also(&mut tx, s.tenant_id.0).await?;
                     locked = s.tenant_id;
                 }
-                sqlx::query("SAVEPOINT submission").execute(&mut *tx).await?;
+                if isolate {
+                    sqlx::query("SAVEPOINT submission").execute(&mut *tx).await?;
+                }
+                let recipients: i64 = s.outbound.iter().map(|o| o.recipients.len() as i64).sum();
                 let stored: Result<MailboxId> = async {
-                    let recipients: i64 = s.outbound.iter().map(|o| o.recipients.len() as i64).sum();
-                    let message_id = s.sent_copy.id;
-                    let (account_messages, account_recipients, tenant_messages, tenant_recipients): (i64, i64, i64, i64) =
-                        sqlx::query_as(COUNTS_BOTH)
-                            .bind(s.account_id.0).bind(hour_ago).bind(day_ago).bind(s.tenant_id.0)
-                            .fetch_one(&mut *tx).await?;
+                    if let std::collections::hash_map::Entry::Vacant(account) = accounts.entry(s.account_id.0) {
+                        let (account_messages, account_recipients, tenant_messages, tenant_recipients): (i64, i64, i64, i64) =
+                            sqlx::query_as(COUNTS_BOTH)
+                                .bind(s.account_id.0).bind(hour_ago).bind(day_ago).bind(s.tenant_id.0)
+                                .fetch_one(&mut *tx).await?;
+                        account.insert((account_messages, account_recipients));
+                        // Nothing of the batch is in the spool yet: a tenant
+                        // met before keeps its count and what was added to it.
+                        tenants.entry(s.tenant_id.0).or_insert((tenant_messages, tenant_recipients));
+                    }
+                    let (account_messages, account_recipients) = accounts[&s.account_id.0];
+                    let (tenant_messages, tenant_recipients) = tenants[&s.tenant_id.0];
                     over(account_messages, 1, s.limits.account_messages_per_hour, "account's", "messages per hour")?;
                     over(account_recipients, recipients, s.limits.account_recipients_per_day, "account's", "recipients per day")?;
                     over(tenant_messages, 1, s.limits.tenant_messages_per_hour, "organisation's", "messages per hour")?;
                     over(tenant_recipients, recipients, s.limits.tenant_recipients_per_day, "organisation's", "recipients per day")?;
-
                     let Some((sent_mailbox, _)) = store_message!(tx, &s.sent_copy, super::mailboxes::Target::Role(Folder::Sent), now) else {
                         return Err(Error::LimitExceeded(
                             "the organisation's storage quota is exhausted: the Sent copy does not fit".into(),
                         ));
                     };
-                    count_usage!(tx, s.tenant_id.0, now, 0, 1);
-                    for o in &s.outbound {
-                        sqlx::query(INSERT_OUTBOUND)
-                            .bind(o.id)
-                            .bind(message_id.0)
-                            .bind(s.tenant_id.0)
-                            .bind(s.account_id.0)
-                            .bind(&s.envelope_from)
-                            .bind(&s.header_message_id)
-                            .bind(&o.content)
-                            .bind(o.recipients.len() as i64)
-                            .bind(now)
-                            .bind(s.expires_at)
-                            .execute(&mut *tx)
-                            .await?;
-                        for recipient in &o.recipients {
-                            sqlx::query(INSERT_DELIVERY).bind(o.id).bind(recipient).bind(now).execute(&mut *tx).await?;
-                            sqlx::query(REMEMBER_RECIPIENT).bind(s.account_id.0).bind(recipient.to_ascii_lowercase()).execute(&mut *tx).await?;
-                        }
-                    }
-                    for job in &s.jobs {
-                        sqlx::query(INSERT_JOB)
-                            .bind(Uuid::now_v7())
-                            .bind(job.kind)
-                            .bind(&job.payload)
-                            .bind(&job.dedup_key)
-                            .bind(job.max_attempts)
-                            .bind(job.run_at)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
                     Ok(sent_mailbox)
                 }
                 .await;
                 match stored {
                     Ok(mailbox) => {
-                        sqlx::query("RELEASE SAVEPOINT submission").execute(&mut *tx).await?;
+                        if isolate {
+                            sqlx::query("RELEASE SAVEPOINT submission").execute(&mut *tx).await?;
+                        }
+                        for counts in [
+                            accounts.get_mut(&s.account_id.0),
+                            tenants.get_mut(&s.tenant_id.0),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        {
+                            counts.0 += 1;
+                            counts.1 += recipients;
+                        }
+                        *sent.entry(s.tenant_id.0).or_default() += 1;
+                        for recipient in s.outbound.iter().flat_map(|o| &o.recipients) {
+                            *correspondents
+                                .entry((s.account_id.0, recipient.to_ascii_lowercase()))
+                                .or_default() += 1;
+                        }
+                        spooled.push(s);
                         changed.push(mailbox);
                         outcomes[i] = Ok(s.sent_copy.id);
+                    }
+                    Err(e) if !isolate => {
+                        tracing::debug!(error = %e, "a submission of the batch was refused: the batch runs again with savepoints");
+                        tx.rollback().await?;
+                        return Ok(None);
                     }
                     Err(e) => {
                         sqlx::query("ROLLBACK TO SAVEPOINT submission").execute(&mut *tx).await?;
@@ -246,15 +315,71 @@ impl Store {
                     }
                 }
             }
+            for (tenant, count) in &sent {
+                count_usage!(tx, *tenant, now, 0, *count);
+            }
+            let versions: Vec<(&Submission, &NewOutbound)> =
+                spooled.iter().flat_map(|s| s.outbound.iter().map(move |o| (*s, o))).collect();
+            // One statement per version: a multi-row insert of message
+            // bytes makes a Bind message of tens of KB, which the client's
+            // Nagle delay (sqlx leaves it on) held back 40 ms a time.
+            for (s, o) in &versions {
+                sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_OUTBOUND, OUTBOUND_ROW, 1)))
+                    .bind(o.id)
+                    .bind(s.sent_copy.id.0)
+                    .bind(s.tenant_id.0)
+                    .bind(s.account_id.0)
+                    .bind(&s.envelope_from)
+                    .bind(&s.header_message_id)
+                    .bind(&o.content)
+                    .bind(o.recipients.len() as i64)
+                    .bind(now)
+                    .bind(s.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let deliveries: Vec<(Uuid, &String)> = versions
+                .iter()
+                .flat_map(|(_, o)| o.recipients.iter().map(|r| (o.id, r)))
+                .collect();
+            for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+                let sql = rows(INSERT_DELIVERY, DELIVERY_ROW, chunk.len());
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (outbound, recipient) in chunk {
+                    insert = insert.bind(*outbound).bind(*recipient).bind(now);
+                }
+                insert.execute(&mut *tx).await?;
+            }
+            let correspondents: Vec<_> = correspondents.into_iter().collect();
+            for chunk in correspondents.chunks(ROWS_PER_INSERT) {
+                let mut sql = rows(REMEMBER_RECIPIENT, RECIPIENT_ROW, chunk.len());
+                sql.push_str(REMEMBER_RECIPIENT_CONFLICT);
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for ((account, address), count) in chunk {
+                    insert = insert.bind(*account).bind(address).bind(*count);
+                }
+                insert.execute(&mut *tx).await?;
+            }
+            let jobs: Vec<&NewJob<'static>> = spooled.iter().flat_map(|s| &s.jobs).collect();
+            for chunk in jobs.chunks(ROWS_PER_INSERT) {
+                let sql = rows(INSERT_JOB, JOB_ROW, chunk.len());
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for job in chunk {
+                    insert = insert
+                        .bind(Uuid::now_v7())
+                        .bind(job.kind)
+                        .bind(&job.payload)
+                        .bind(&job.dedup_key)
+                        .bind(job.max_attempts)
+                        .bind(job.run_at)
+                        .bind(now)
+                        .bind(now);
+                }
+                insert.execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
-        for mailbox in changed.iter().copied() {
-            self.changed(mailbox);
-        }
-        if !changed.is_empty() {
-            self.job_queued();
-        }
-        Ok(outcomes)
+        Ok(Some((outcomes, changed)))
     }
 
     /// Whether the account may still send automatic messages this hour
@@ -295,17 +420,21 @@ impl Store {
         }
         on_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
-            sqlx::query(INSERT_OUTBOUND)
+            sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_OUTBOUND, OUTBOUND_ROW, 1)))
                 .bind(outbound_id).bind(message_id.0).bind(tenant.0).bind(account.0)
                 .bind(envelope_from).bind(header_message_id).bind(content)
                 .bind(recipients.len() as i64).bind(now).bind(expires_at)
                 .execute(&mut *tx).await?;
-            for recipient in recipients {
-                sqlx::query(INSERT_DELIVERY).bind(outbound_id).bind(recipient).bind(now).execute(&mut *tx).await?;
+            for chunk in recipients.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_DELIVERY, DELIVERY_ROW, chunk.len())));
+                for recipient in chunk {
+                    insert = insert.bind(outbound_id).bind(recipient).bind(now);
+                }
+                insert.execute(&mut *tx).await?;
             }
-            sqlx::query(INSERT_JOB)
+            sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_JOB, JOB_ROW, 1)))
                 .bind(Uuid::now_v7()).bind(job.kind).bind(&job.payload).bind(&job.dedup_key)
-                .bind(job.max_attempts).bind(job.run_at).bind(now)
+                .bind(job.max_attempts).bind(job.run_at).bind(now).bind(now)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
         });
