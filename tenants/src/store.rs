@@ -981,6 +981,14 @@ impl Store {
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(max_connections)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                if !nodelay::set(conn).await? {
+                                    tracing::debug!("TCP_NODELAY not set on a PostgreSQL connection (Unix socket, or its socket not found)");
+                                }
+                                Ok(())
+                            })
+                        })
                         .connect_with(options)
                         .await?,
                 )
@@ -1806,6 +1814,7 @@ pub use sieve::{
 mod filtering;
 pub use filtering::{AbuseEntry, MAX_SENDER_RULES, SenderRuleEntry, Strike, sender_key};
 mod jobs;
+mod nodelay;
 mod signals;
 #[macro_use]
 mod objects;

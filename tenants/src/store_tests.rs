@@ -95,7 +95,28 @@ on_both_backends!(
     another_process_hears_new_mail_and_jobs,
     submissions_committed_together_keep_their_own_limits,
     a_batch_of_submissions_spools_every_row_once,
+    postgres_connections_send_without_nagle,
 );
+
+/// PostgreSQL connections over TCP have Nagle's algorithm off: sqlx leaves
+/// it on, and a statement longer than one TCP segment then waits 40 ms on a
+/// delayed acknowledgement (see `store/nodelay.rs`). SQLite has no socket.
+async fn postgres_connections_send_without_nagle(backend: Backend) {
+    let store = fresh_store(backend).await;
+    match &store.pool {
+        Pool::Sqlite(_) => assert_eq!(backend, Backend::Sqlite),
+        Pool::Postgres(p) => {
+            let mut conn = p.acquire().await.unwrap();
+            let (port, server): (i32, i32) =
+                sqlx::query_as("SELECT inet_client_port(), inet_server_port()")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+            let set = super::nodelay::is_set(port as u16, server as u16);
+            assert_eq!(set, Some(true), "TCP_NODELAY on local port {port}");
+        }
+    }
+}
 
 /// Two stores on one database stand for two processes. On PostgreSQL the
 /// second hears, over LISTEN/NOTIFY, of the mailbox the first delivered to

@@ -320,9 +320,9 @@ impl Store {
             }
             let versions: Vec<(&Submission, &NewOutbound)> =
                 spooled.iter().flat_map(|s| s.outbound.iter().map(move |o| (*s, o))).collect();
-            // One statement per version: a multi-row insert of message
-            // bytes makes a Bind message of tens of KB, which the client's
-            // Nagle delay (sqlx leaves it on) held back 40 ms a time.
+            // One statement per version: each carries a message's bytes, and
+            // one insert of all of them would be one Bind message of them all
+            // (before `nodelay`, such a message waited 40 ms a time).
             for (s, o) in &versions {
                 sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_OUTBOUND, OUTBOUND_ROW, 1)))
                     .bind(o.id)
