@@ -145,6 +145,37 @@ fn rows(head: &str, row: &str, count: usize) -> String {
     sql
 }
 
+/// Inserts `$items` in `$tx`, [`ROWS_PER_INSERT`] a statement: `$head`,
+/// one `$row` per item (see [`rows`]), then `$tail`; `$bind` gives the
+/// query `$q` with one item's values bound.
+macro_rules! insert_rows {
+    ($tx:expr, $head:expr, $row:expr, $tail:expr, $items:expr, |$q:ident, $item:pat_param| $bind:expr) => {{
+        for chunk in $items.chunks(ROWS_PER_INSERT) {
+            let mut sql = rows($head, $row, chunk.len());
+            sql.push_str($tail);
+            let mut $q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for $item in chunk {
+                $q = $bind;
+            }
+            $q.execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// `$q` with the values of [`JOB_ROW`] for `$job`, queued at `$now`.
+macro_rules! bind_job {
+    ($q:expr, $job:expr, $now:expr) => {
+        $q.bind(Uuid::now_v7())
+            .bind($job.kind)
+            .bind(&$job.payload)
+            .bind(&$job.dedup_key)
+            .bind($job.max_attempts)
+            .bind($job.run_at)
+            .bind($now)
+            .bind($now)
+    };
+}
+
 /// Messages in the last hour and recipients in the last day, for one sender column.
 const COUNTS_ACCOUNT: &str = "SELECT \
        (SELECT COUNT(DISTINCT message_id) FROM outbound WHERE account_id = $1 AND created_at > $2), \
@@ -342,41 +373,15 @@ impl Store {
                 .iter()
                 .flat_map(|(_, o)| o.recipients.iter().map(|r| (o.id, r)))
                 .collect();
-            for chunk in deliveries.chunks(ROWS_PER_INSERT) {
-                let sql = rows(INSERT_DELIVERY, DELIVERY_ROW, chunk.len());
-                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (outbound, recipient) in chunk {
-                    insert = insert.bind(*outbound).bind(*recipient).bind(now);
-                }
-                insert.execute(&mut *tx).await?;
-            }
+            insert_rows!(tx, INSERT_DELIVERY, DELIVERY_ROW, "", deliveries, |insert, (outbound, recipient)| {
+                insert.bind(*outbound).bind(*recipient).bind(now)
+            });
             let correspondents: Vec<_> = correspondents.into_iter().collect();
-            for chunk in correspondents.chunks(ROWS_PER_INSERT) {
-                let mut sql = rows(REMEMBER_RECIPIENT, RECIPIENT_ROW, chunk.len());
-                sql.push_str(REMEMBER_RECIPIENT_CONFLICT);
-                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for ((account, address), count) in chunk {
-                    insert = insert.bind(*account).bind(address).bind(*count);
-                }
-                insert.execute(&mut *tx).await?;
-            }
+            insert_rows!(tx, REMEMBER_RECIPIENT, RECIPIENT_ROW, REMEMBER_RECIPIENT_CONFLICT, correspondents, |insert, ((account, address), count)| {
+                insert.bind(*account).bind(address).bind(*count)
+            });
             let jobs: Vec<&NewJob<'static>> = spooled.iter().flat_map(|s| &s.jobs).collect();
-            for chunk in jobs.chunks(ROWS_PER_INSERT) {
-                let sql = rows(INSERT_JOB, JOB_ROW, chunk.len());
-                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for job in chunk {
-                    insert = insert
-                        .bind(Uuid::now_v7())
-                        .bind(job.kind)
-                        .bind(&job.payload)
-                        .bind(&job.dedup_key)
-                        .bind(job.max_attempts)
-                        .bind(job.run_at)
-                        .bind(now)
-                        .bind(now);
-                }
-                insert.execute(&mut *tx).await?;
-            }
+            insert_rows!(tx, INSERT_JOB, JOB_ROW, "", jobs, |insert, job| bind_job!(insert, job, now));
             tx.commit().await?;
         });
         Ok(Some((outcomes, changed)))
@@ -425,17 +430,10 @@ impl Store {
                 .bind(envelope_from).bind(header_message_id).bind(content)
                 .bind(recipients.len() as i64).bind(now).bind(expires_at)
                 .execute(&mut *tx).await?;
-            for chunk in recipients.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_DELIVERY, DELIVERY_ROW, chunk.len())));
-                for recipient in chunk {
-                    insert = insert.bind(outbound_id).bind(recipient).bind(now);
-                }
-                insert.execute(&mut *tx).await?;
-            }
-            sqlx::query(sqlx::AssertSqlSafe(rows(INSERT_JOB, JOB_ROW, 1)))
-                .bind(Uuid::now_v7()).bind(job.kind).bind(&job.payload).bind(&job.dedup_key)
-                .bind(job.max_attempts).bind(job.run_at).bind(now).bind(now)
-                .execute(&mut *tx).await?;
+            insert_rows!(tx, INSERT_DELIVERY, DELIVERY_ROW, "", recipients, |insert, recipient| {
+                insert.bind(outbound_id).bind(recipient).bind(now)
+            });
+            insert_rows!(tx, INSERT_JOB, JOB_ROW, "", [job], |insert, job| bind_job!(insert, job, now));
             tx.commit().await?;
         });
         self.job_queued();
