@@ -19,7 +19,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tenants::{
-    AccountId, Actor, ApiKeyId, DomainId, Ended, MessageId, Role, Scope, Subject, TenantId,
+    AccountId, Actor, ApiKeyId, DomainId, Ended, KeyRefusal, MessageId, Role, Scope, Subject,
+    TenantId,
 };
 use uuid::Uuid;
 
@@ -269,18 +270,21 @@ fn bearer(parts: &Parts) -> Result<&str, Problem> {
 /// Refuses tokens whose subject changed since issue: an account's role,
 /// status or password (its credentials epoch), its domain's verification or
 /// its tenant's status, read in one query ([`tenants::Standing`]); an API
-/// key revoked, or whose maker lost the right to make it.
+/// key revoked, or whose maker lost the right to make it. Both are
+/// remembered for up to [`tenants::HELD_FOR`] and forgotten at once when
+/// any of it changes ([`tenants::Store::standing_now`]), so a busy client
+/// costs no read here.
 async fn check_subject(state: &AppState, actor: &Actor, epoch: i64) -> Result<(), Problem> {
     let gone =
         || Problem::unauthorized("the access token's subject no longer exists or was revoked");
-    let tenant_id = match actor.subject {
-        Subject::Operator => return Ok(()),
+    match actor.subject {
+        Subject::Operator => Ok(()),
         Subject::Account(id) => {
-            let standing = state.store.standing(id).await?.ok_or_else(gone)?;
+            let standing = state.store.standing_now(id).await?.ok_or_else(gone)?;
             if standing.account.tenant_id != actor.tenant_id {
                 return Err(gone());
             }
-            return match standing.refusal(actor.role, epoch, Door::Api) {
+            match standing.refusal(actor.role, epoch, Door::Api) {
                 None => Ok(()),
                 Some(Ended::CredentialsChanged) => Err(Problem::unauthorized(
                     "the account's role, status or password changed since this token was issued; sign in again",
@@ -289,25 +293,20 @@ async fn check_subject(state: &AppState, actor: &Actor, epoch: i64) -> Result<()
                     "the account's domain is not verified; it cannot act until it is",
                 )),
                 Some(Ended::OrganisationInactive(why)) => Err(Problem::forbidden(why)),
-            };
+            }
         }
         Subject::ApiKey(id) => {
-            let key = state.store.api_key(id).await?.ok_or_else(gone)?;
-            if key.tenant_id != actor.tenant_id {
+            let key = state.store.api_key_standing(id).await?.ok_or_else(gone)?;
+            if key.key.tenant_id != actor.tenant_id {
                 return Err(gone());
             }
-            if let Some(why) = state.store.api_key_refusal(&key).await? {
-                return Err(Problem::unauthorized(why));
+            match key.refusal {
+                None => Ok(()),
+                Some(KeyRefusal::Revoked(why)) => Err(Problem::unauthorized(why)),
+                Some(KeyRefusal::OrganisationInactive(why)) => Err(Problem::forbidden(why)),
             }
-            key.tenant_id
         }
-    };
-    state
-        .store
-        .active_tenant(tenant_id)
-        .await?
-        .map_err(Problem::forbidden)?;
-    Ok(())
+    }
 }
 
 /// Finds the tenant owning each id in the path and checks the actor can see it.

@@ -20,10 +20,10 @@ pub use access::{Actor, Role, Subject};
 pub use model::*;
 pub use store::{
     AccessChange, Account, AccountUpdate, ActivationKey, ApiKey, AppPassword, AuditEntry, Backend,
-    Correspondent, DeadJob, Domain, Ended, Mailbox, MessageMeta, NewAccount, NewApiKey, NewDomain,
-    NewMessage, NewPasskey, NewTenant, OpaqueRegistration, Page, Passkey, PasskeyCredential,
-    QueueDepth, RecipientAccount, Standing, Store, Tenant, TenantFilter, TenantUpdate,
-    inactive_tenant, may_send_as,
+    Correspondent, DeadJob, Domain, Ended, HELD_FOR, KeyRefusal, KeyStanding, Mailbox, MessageMeta,
+    NewAccount, NewApiKey, NewDomain, NewMessage, NewPasskey, NewTenant, OpaqueRegistration, Page,
+    Passkey, PasskeyCredential, QueueDepth, RecipientAccount, Standing, Store, Tenant,
+    TenantFilter, TenantUpdate, inactive_tenant, may_send_as,
 };
 
 /// What can go wrong in the domain core.

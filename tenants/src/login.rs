@@ -464,6 +464,8 @@ pub fn session_concerned(
     match change {
         Ok(AccessChange::Account(id)) => id == account.id,
         Ok(AccessChange::AppPassword(_, id)) => Some(id) == app_password,
+        Ok(AccessChange::Domain(id)) => id == account.domain_id,
+        Ok(AccessChange::ApiKey(_)) => false,
         Ok(AccessChange::Tenant(_)) | Err(RecvError::Lagged(_)) => true,
         Err(RecvError::Closed) => false,
     }
@@ -484,7 +486,7 @@ impl Store {
         {
             return false;
         }
-        match self.standing(account.id).await {
+        match self.standing_now(account.id).await {
             Ok(Some(now)) => now
                 .refusal(now.role(), account.credentials_epoch, Door::Mail)
                 .is_none(),

@@ -890,6 +890,10 @@ pub struct Store {
     jobs_added: std::sync::Arc<tokio::sync::Notify>,
     /// News for other processes, once [`Store::hear_other_processes`] started it.
     signals: std::sync::Arc<std::sync::OnceLock<signals::Signals>>,
+    /// Standings read recently ([`Store::standing_now`]), forgotten at every [`AccessChange`].
+    held: std::sync::Arc<standing::Held>,
+    /// How long a remembered standing is used ([`HELD_FOR`]).
+    held_for: std::time::Duration,
 }
 
 /// Something that may end open sessions: an account's role, status or
@@ -900,13 +904,25 @@ pub enum AccessChange {
     Tenant(TenantId),
     /// An app password was revoked: the sessions it opened end.
     AppPassword(AccountId, Uuid),
+    /// A domain's verification changed: what its accounts may do through the mail doors.
+    Domain(DomainId),
+    /// An API key was revoked.
+    ApiKey(ApiKeyId),
 }
 
 impl Store {
-    /// Announces what changed to the sessions of this process (others find
-    /// it at their periodic re-check).
+    /// Announces a committed change of who may act: remembered standings are
+    /// forgotten, then the sessions of this process hear of it, and, on
+    /// PostgreSQL once [`Store::hear_other_processes`] started, other
+    /// processes do the same (otherwise they find it at their periodic
+    /// re-check, and their remembered standings expire within
+    /// [`standing::HELD_FOR`]). Call it after the commit.
     pub fn access_changed(&self, change: AccessChange) {
+        self.held.forget();
         let _ = self.access.send(change);
+        if let Some(signals) = self.signals.get() {
+            signals.tell(signals::News::Access(change));
+        }
     }
 
     /// Changes of who may act, for sessions that outlive a request.
@@ -955,6 +971,11 @@ impl Store {
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(max_connections)
+                        // sqlx pings every connection it hands out; a SQLite
+                        // connection lives in this process and cannot drop,
+                        // and the ping is a round trip to its thread that
+                        // doubled the cost of every one-row read.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 let mut handle = conn.lock_handle().await?;
@@ -999,6 +1020,7 @@ impl Store {
         let (access, _) = tokio::sync::broadcast::channel(256);
         let jobs_added = std::sync::Arc::new(tokio::sync::Notify::new());
         let signals = std::sync::Arc::new(std::sync::OnceLock::new());
+        let held = std::sync::Arc::new(standing::Held::default());
         let alone = Store {
             pool: pool.clone(),
             committer: None,
@@ -1008,6 +1030,8 @@ impl Store {
             max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
             jobs_added: jobs_added.clone(),
             signals: signals.clone(),
+            held: held.clone(),
+            held_for: HELD_FOR,
         };
         tokio::spawn(group_committer(alone.clone(), deliveries));
         let (submissions, submitted) = tokio::sync::mpsc::channel(1024);
@@ -1021,6 +1045,8 @@ impl Store {
             max_mailboxes: MAX_MAILBOXES_PER_ACCOUNT,
             jobs_added,
             signals,
+            held,
+            held_for: HELD_FOR,
         })
     }
 
@@ -1033,8 +1059,16 @@ impl Store {
             return Ok(false);
         };
         if self.signals.get().is_none() {
-            let started =
-                signals::start(pool, self.changes.clone(), self.jobs_added.clone()).await?;
+            let started = signals::start(
+                pool,
+                signals::Hearers {
+                    changes: self.changes.clone(),
+                    jobs: self.jobs_added.clone(),
+                    access: self.access.clone(),
+                    held: self.held.clone(),
+                },
+            )
+            .await?;
             let _ = self.signals.set(started);
         }
         Ok(true)
@@ -1444,6 +1478,7 @@ impl Store {
             });
             tx.commit().await?;
         });
+        self.access_changed(AccessChange::Domain(domain.id));
         self.domain(domain.id)
             .await?
             .ok_or(Error::NotFound("domain"))
@@ -1758,6 +1793,7 @@ impl Store {
             });
             tx.commit().await?;
         });
+        self.access_changed(AccessChange::ApiKey(key.id));
         self.api_key(key.id)
             .await?
             .ok_or(Error::NotFound("API key"))
@@ -1859,4 +1895,4 @@ pub use objects::{
 pub use outbound::{
     DeliveryUpdate, NewOutbound, OutboundRow, RecipientDelivery, SendRates, Submission,
 };
-pub use standing::{Ended, Standing, inactive_tenant};
+pub use standing::{Ended, HELD_FOR, KeyRefusal, KeyStanding, Standing, inactive_tenant};

@@ -96,7 +96,178 @@ on_both_backends!(
     submissions_committed_together_keep_their_own_limits,
     a_batch_of_submissions_spools_every_row_once,
     postgres_connections_send_without_nagle,
+    every_change_of_who_may_act_reaches_a_remembered_standing,
+    another_process_forgets_remembered_standings,
 );
+
+/// Sets an account's status behind the store's back, as another process
+/// on the same SQLite file would (nothing is announced).
+async fn set_status_unannounced(store: &Store, id: AccountId, status: AccountStatus) {
+    let sql = "UPDATE accounts SET status = $2 WHERE id = $1";
+    on_pool!(&store.pool, p => sqlx::query(sql).bind(id.0).bind(status.as_str()).execute(p).await.map(|_| ()))
+        .unwrap();
+}
+
+/// Standings are remembered (a change nobody announced stays unseen until
+/// [`HELD_FOR`] passes), and every change of who may act made through the
+/// store is seen by the very next look: an account's role, a tenant's
+/// status, a domain's verification, a revoked API key, a released claim.
+async fn every_change_of_who_may_act_reaches_a_remembered_standing(backend: Backend) {
+    use std::time::Duration;
+    // Remembered for an hour, so that only announced changes can be seen.
+    let store = fresh_store(backend)
+        .await
+        .holding_standings_for(Duration::from_secs(3600));
+    let t = tenant(&store, TenantKind::Enterprise, None, limits(5, 2)).await;
+    let d = domain(&store, t.id, "acme.test").await.unwrap();
+    let ann = account(&store, &d, "ann").await.unwrap();
+    let now = || async { store.standing_now(ann.id).await.unwrap().unwrap() };
+    assert_eq!(now().await.account.status, AccountStatus::Active);
+
+    // Remembered: a change made behind the store's back is not seen yet…
+    set_status_unannounced(&store, ann.id, AccountStatus::Suspended).await;
+    assert_eq!(now().await.account.status, AccountStatus::Active);
+    assert_eq!(
+        store
+            .standing(ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .account
+            .status,
+        AccountStatus::Suspended,
+        "the uncached read sees it"
+    );
+    // …until the remembered standing is too old (here: at once).
+    let brief = store.clone().holding_standings_for(Duration::ZERO);
+    let seen = brief.standing_now(ann.id).await.unwrap().unwrap();
+    assert_eq!(seen.account.status, AccountStatus::Suspended);
+    set_status_unannounced(&store, ann.id, AccountStatus::Active).await;
+    let seen = brief.standing_now(ann.id).await.unwrap().unwrap();
+    assert_eq!(seen.account.status, AccountStatus::Active);
+
+    // A role change through the store is seen at once.
+    store
+        .update_account(
+            ACTOR,
+            ann.id,
+            AccountUpdate {
+                role: Some(AccountRole::Admin),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(now().await.account.role, AccountRole::Admin);
+
+    // So is the tenant's status.
+    let suspend = TenantUpdate {
+        status: Some(TenantStatus::Suspended),
+        ..Default::default()
+    };
+    store.update_tenant(ACTOR, t.id, suspend).await.unwrap();
+    assert_eq!(now().await.tenant_status, TenantStatus::Suspended);
+    let resume = TenantUpdate {
+        status: Some(TenantStatus::Active),
+        ..Default::default()
+    };
+    store.update_tenant(ACTOR, t.id, resume).await.unwrap();
+    assert_eq!(now().await.tenant_status, TenantStatus::Active);
+
+    // And the domain's verification.
+    assert!(!now().await.domain_verified);
+    store.mark_domain_verified(ACTOR, &d, "dns").await.unwrap();
+    assert!(now().await.domain_verified);
+
+    // An API key: remembered while it holds, refused once revoked.
+    let key = store
+        .create_api_key(
+            ACTOR,
+            NewApiKey {
+                tenant_id: t.id,
+                name: "ci".into(),
+                prefix: "ck_1234".into(),
+                secret_hash: "hash".into(),
+                scopes: vec![Scope::Read],
+            },
+        )
+        .await
+        .unwrap();
+    let held = store.api_key_standing(key.id).await.unwrap().unwrap();
+    assert_eq!(held.refusal, None);
+    store.revoke_api_key(ACTOR, &key).await.unwrap();
+    let held = store.api_key_standing(key.id).await.unwrap().unwrap();
+    assert!(
+        matches!(held.refusal, Some(KeyRefusal::Revoked(_))),
+        "{:?}",
+        held.refusal
+    );
+
+    // An account released with its claim stands no more.
+    let claim = domain(&store, t.id, "claim.test").await.unwrap();
+    let bob = account(&store, &claim, "bob").await.unwrap();
+    assert!(store.standing_now(bob.id).await.unwrap().is_some());
+    assert_eq!(store.release_claim(ACTOR, &claim).await.unwrap(), 1);
+    assert!(store.standing_now(bob.id).await.unwrap().is_none());
+}
+
+/// Two stores on one database stand for two processes. On PostgreSQL, a
+/// change of who may act made by one reaches the other over NOTIFY: its
+/// sessions hear it and its remembered standing is forgotten before they do.
+/// On SQLite nothing crosses, and the remembered standing expires
+/// ([`HELD_FOR`]).
+async fn another_process_forgets_remembered_standings(backend: Backend) {
+    use std::time::Duration;
+    let fresh = crate::testing::fresh_database(backend).await;
+    let here = fresh.store;
+    let there = Store::connect(&fresh.url, 4)
+        .await
+        .unwrap()
+        .holding_standings_for(Duration::from_secs(3600));
+    let heard = backend == Backend::Postgres;
+    assert_eq!(here.hear_other_processes().await.unwrap(), heard);
+    assert_eq!(there.hear_other_processes().await.unwrap(), heard);
+    let t = tenant(&here, TenantKind::Enterprise, None, limits(2, 1)).await;
+    let d = domain(&here, t.id, "acme.test").await.unwrap();
+    let ann = account(&here, &d, "ann").await.unwrap();
+    let status = || async {
+        there
+            .standing_now(ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .account
+            .status
+    };
+    assert_eq!(status().await, AccountStatus::Active);
+
+    let mut sessions = there.access_changes();
+    here.update_account(
+        ACTOR,
+        ann.id,
+        AccountUpdate {
+            status: Some(AccountStatus::Suspended),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let across = tokio::time::timeout(Duration::from_secs(5), sessions.recv()).await;
+    if heard {
+        let change = across.expect("heard over NOTIFY").unwrap();
+        assert_eq!(change, AccessChange::Account(ann.id));
+        assert_eq!(status().await, AccountStatus::Suspended);
+    } else {
+        // Nothing crosses: remembered until it is too old (an hour here, HELD_FOR in service).
+        assert!(across.is_err(), "SQLite has no channel between processes");
+        assert_eq!(status().await, AccountStatus::Active, "still remembered");
+        let brief = there.clone().holding_standings_for(Duration::ZERO);
+        let seen = brief.standing_now(ann.id).await.unwrap().unwrap();
+        assert_eq!(seen.account.status, AccountStatus::Suspended);
+    }
+    there.close().await;
+    here.close().await;
+}
 
 /// PostgreSQL connections over TCP have Nagle's algorithm off: sqlx leaves
 /// it on, and a statement longer than one TCP segment then waits 40 ms on a

@@ -16,6 +16,7 @@ pub mod at_rest;
 pub mod cpu;
 pub mod dispersal;
 pub mod dkim;
+pub mod group_sync;
 pub mod instance;
 pub mod opaque;
 pub mod openpgp;

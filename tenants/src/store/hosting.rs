@@ -84,7 +84,7 @@ impl Store {
             "DELETE FROM dkim_keys WHERE domain_id = $1",
             "DELETE FROM domains WHERE id = $1 AND verified_at IS NULL",
         ];
-        let released: Result<u64> = on_pool!(&self.pool, p => async {
+        let released: Result<Vec<(uuid::Uuid,)>> = on_pool!(&self.pool, p => async {
             let mut tx = p.begin().await?;
             let (n,): (i64,) = sqlx::query_as(held).bind(domain.id.0).fetch_one(&mut *tx).await?;
             if n > 0 {
@@ -105,8 +105,12 @@ impl Store {
                 detail: serde_json::json!({ "name": domain.name, "accounts": accounts.len() }),
             });
             tx.commit().await?;
-            Ok(accounts.len() as u64)
+            Ok(accounts)
         }.await);
-        released
+        let accounts = released?;
+        for (id,) in &accounts {
+            self.access_changed(super::AccessChange::Account(crate::AccountId(*id)));
+        }
+        Ok(accounts.len() as u64)
     }
 }

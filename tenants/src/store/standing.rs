@@ -3,13 +3,19 @@
 //! its domain are read in one query; [`Standing::refusal`] decides, without a
 //! database, whether a token or session issued for `(role, epoch)` still holds.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use sqlx::FromRow;
 
-use super::{Account, AccountRow, Pool, Store, stored};
+use super::{Account, AccountRow, ApiKey, Pool, Store, stored};
 use crate::Result;
 use crate::access::Role;
 use crate::login::Door;
-use crate::model::{AccountId, AccountStatus, TenantKind, TenantStatus};
+use crate::model::{AccountId, AccountStatus, ApiKeyId, TenantKind, TenantStatus};
 
 /// An account as it stands now, with what acting needs of its tenant.
 #[derive(Debug)]
@@ -19,6 +25,110 @@ pub struct Standing {
     pub tenant_kind: TenantKind,
     pub tenant_name: String,
     pub domain_verified: bool,
+}
+
+/// Where an API key stands now: the key, and why it may not act, if it may not.
+#[derive(Clone, Debug)]
+pub struct KeyStanding {
+    pub key: ApiKey,
+    pub refusal: Option<KeyRefusal>,
+}
+
+/// Why an API key may not act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// Revoked, or its maker lost the right to make it (see [`Store::api_key_refusal`]).
+    Revoked(String),
+    /// Its organisation is suspended or closed.
+    OrganisationInactive(String),
+}
+
+/// How long a remembered standing is used without news of a change. Every
+/// change of who may act made through this process (and, on PostgreSQL,
+/// heard from the others) forgets all of them at once; this bounds only what
+/// a process that is not heard (an operator's command on a SQLite file the
+/// server also has open) can leave unseen.
+pub const HELD_FOR: Duration = Duration::from_secs(1);
+
+/// The most standings of each kind remembered; past it they are all forgotten.
+const HELD_CAPACITY: usize = 10_000;
+
+/// Standings read recently, so that a request need not read the account,
+/// its tenant and its domain again for every call. Shared by every clone of
+/// a store.
+///
+/// An entry is used only while no change of who may act was announced since
+/// the read that made it began: [`Held::forget`] is called after the
+/// change's transaction committed, so a read that could have seen the state
+/// before it started before it, and its entry is never used.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    generation: AtomicU64,
+    accounts: Mutex<HashMap<AccountId, Entry<Arc<Standing>>>>,
+    keys: Mutex<HashMap<ApiKeyId, Entry<KeyStanding>>>,
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    value: T,
+    generation: u64,
+    read_at: Instant,
+}
+
+impl Held {
+    /// Forgets every remembered standing (an access change was committed).
+    pub(super) fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The generation a read that starts now belongs to.
+    fn now(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// What a read no older than `held_for` found, unless a change was announced since.
+    fn recall<K: Eq + Hash, T: Clone>(
+        &self,
+        map: &Mutex<HashMap<K, Entry<T>>>,
+        key: &K,
+        held_for: Duration,
+    ) -> Option<T> {
+        let generation = self.now();
+        let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.get(key)?;
+        (entry.generation == generation && entry.read_at.elapsed() < held_for)
+            .then(|| entry.value.clone())
+    }
+
+    /// Remembers what a read begun in `generation` found, unless a change was
+    /// announced since (then the read may predate it).
+    fn remember<K: Eq + Hash, T>(
+        &self,
+        map: &Mutex<HashMap<K, Entry<T>>>,
+        key: K,
+        value: T,
+        generation: u64,
+        read_at: Instant,
+    ) {
+        let mut forgotten = None;
+        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+        if generation != self.now() {
+            return;
+        }
+        if map.len() >= HELD_CAPACITY {
+            forgotten = Some(std::mem::take(&mut *map));
+        }
+        map.insert(
+            key,
+            Entry {
+                value,
+                generation,
+                read_at,
+            },
+        );
+        drop(map);
+        drop(forgotten);
+    }
 }
 
 /// Why a token or a session no longer holds.
@@ -71,6 +181,13 @@ struct StandingRow {
 }
 
 impl Store {
+    /// The same store, using remembered standings for `held_for` instead of
+    /// [`HELD_FOR`] (tests use it to tell remembering from expiry).
+    pub fn holding_standings_for(mut self, held_for: Duration) -> Store {
+        self.held_for = held_for;
+        self
+    }
+
     /// The tenant if it may act, else why not (see [`inactive_tenant`]).
     pub async fn active_tenant(
         &self,
@@ -84,6 +201,54 @@ impl Store {
             Some(why) => Err(why),
             None => Ok(tenant),
         })
+    }
+
+    /// [`Store::standing`], read at most [`HELD_FOR`] ago (see
+    /// [`Store::holding_standings_for`]) and with no change
+    /// of who may act announced since (see [`Held`]). For deciding whether
+    /// a token or a session holds: the account's other columns (storage
+    /// used, say) may be that old.
+    pub async fn standing_now(&self, id: AccountId) -> Result<Option<Arc<Standing>>> {
+        if let Some(held) = self.held.recall(&self.held.accounts, &id, self.held_for) {
+            return Ok(Some(held));
+        }
+        let (generation, read_at) = (self.held.now(), Instant::now());
+        let Some(standing) = self.standing(id).await? else {
+            return Ok(None);
+        };
+        let standing = Arc::new(standing);
+        self.held.remember(
+            &self.held.accounts,
+            id,
+            standing.clone(),
+            generation,
+            read_at,
+        );
+        Ok(Some(standing))
+    }
+
+    /// The API key with whether it may act now (revoked, its maker's right
+    /// gone, its organisation inactive), remembered as [`Store::standing_now`] is.
+    pub async fn api_key_standing(&self, id: ApiKeyId) -> Result<Option<KeyStanding>> {
+        if let Some(held) = self.held.recall(&self.held.keys, &id, self.held_for) {
+            return Ok(Some(held));
+        }
+        let (generation, read_at) = (self.held.now(), Instant::now());
+        let Some(key) = self.api_key(id).await? else {
+            return Ok(None);
+        };
+        let refusal = match self.api_key_refusal(&key).await? {
+            Some(why) => Some(KeyRefusal::Revoked(why)),
+            None => self
+                .active_tenant(key.tenant_id)
+                .await?
+                .err()
+                .map(KeyRefusal::OrganisationInactive),
+        };
+        let standing = KeyStanding { key, refusal };
+        self.held
+            .remember(&self.held.keys, id, standing.clone(), generation, read_at);
+        Ok(Some(standing))
     }
 
     /// The account with its tenant's status and kind and whether its domain
@@ -153,6 +318,78 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_begun_before_a_change_is_not_remembered() {
+        let held = Held::default();
+        let id = AccountId::new();
+        let long = Duration::from_secs(3600);
+        // Read, then remembered: recalled.
+        let begun = held.now();
+        held.remember(
+            &held.keys,
+            ApiKeyId::new(),
+            key_standing(),
+            begun,
+            Instant::now(),
+        );
+        // A read begins, a change commits and is announced, the read ends:
+        // what it found may predate the change and must not be used.
+        let (begun, at) = (held.now(), Instant::now());
+        held.forget();
+        held.remember(
+            &held.accounts,
+            id,
+            Arc::new(standing(1, AccountStatus::Active, true)),
+            begun,
+            at,
+        );
+        assert!(held.recall(&held.accounts, &id, long).is_none());
+        // A read begun after the change is remembered, until the next one.
+        let begun = held.now();
+        held.remember(
+            &held.accounts,
+            id,
+            Arc::new(standing(2, AccountStatus::Active, true)),
+            begun,
+            Instant::now(),
+        );
+        let recalled = held.recall(&held.accounts, &id, long).unwrap();
+        assert_eq!(recalled.account.credentials_epoch, 2);
+        assert!(
+            held.recall(&held.accounts, &id, Duration::ZERO).is_none(),
+            "too old"
+        );
+        held.forget();
+        assert!(held.recall(&held.accounts, &id, long).is_none());
+    }
+
+    #[test]
+    fn remembered_standings_never_pass_their_bound() {
+        let held = Held::default();
+        for epoch in 0..(HELD_CAPACITY as i64 + 10) {
+            let s = Arc::new(standing(epoch, AccountStatus::Active, true));
+            held.remember(&held.accounts, s.account.id, s, held.now(), Instant::now());
+            assert!(held.accounts.lock().unwrap().len() <= HELD_CAPACITY);
+        }
+    }
+
+    fn key_standing() -> KeyStanding {
+        KeyStanding {
+            key: ApiKey {
+                id: ApiKeyId::new(),
+                tenant_id: crate::TenantId::new(),
+                name: "k".into(),
+                prefix: "ck_".into(),
+                scopes: Vec::new(),
+                created_by: "operator".into(),
+                created_at: chrono::Utc::now(),
+                last_used_at: None,
+                revoked_at: None,
+            },
+            refusal: None,
+        }
+    }
 
     fn standing(epoch: i64, status: AccountStatus, verified: bool) -> Standing {
         let now = chrono::Utc::now();
