@@ -955,6 +955,9 @@ unsafe extern "C" fn wait_for_the_writer(
     1
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite files are
     /// created if missing, in WAL mode, with foreign keys enforced.
@@ -1002,6 +1005,19 @@ impl Store {
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(max_connections)
+                        // sqlx pings every connection it hands out: one more
+                        // round trip per statement. Only a connection idle for
+                        // a while (a server restarted, a network that dropped
+                        // it) is checked; one in use a moment ago is trusted.
+                        .test_before_acquire(false)
+                        .before_acquire(|conn, meta| {
+                            Box::pin(async move {
+                                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                                    sqlx::Connection::ping(conn).await?;
+                                }
+                                Ok(true)
+                            })
+                        })
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 if !nodelay::set(conn).await? {
