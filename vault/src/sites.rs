@@ -814,6 +814,27 @@ mod tests {
         }
     }
 
+    /// Where each shard of a write went, as reads ask for them.
+    fn located(placed: &[Placed]) -> Vec<Location> {
+        placed
+            .iter()
+            .map(|p| Location {
+                index: p.index,
+                site: p.site.clone().unwrap(),
+                hash: p.hash,
+            })
+            .collect()
+    }
+
+    /// One local site per jurisdiction, named `site0`, `site1`… under `dir`.
+    fn local_sites(dir: &std::path::Path, jurisdictions: &[&str]) -> Vec<SiteConfig> {
+        jurisdictions
+            .iter()
+            .enumerate()
+            .map(|(i, j)| local(dir, &format!("site{i}"), j))
+            .collect()
+    }
+
     fn temp() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("caliop-sites-{}", Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -904,11 +925,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shards_written_at_once_share_their_sync() {
         let dir = temp();
-        let configs: Vec<SiteConfig> = ["FR", "DE", "CH"]
-            .iter()
-            .enumerate()
-            .map(|(i, j)| local(&dir, &format!("site{i}"), j))
-            .collect();
+        let configs = local_sites(&dir, &["FR", "DE", "CH"]);
         let sites = Arc::new(Sites::open(&configs, SiteOptions::default()).unwrap());
         let params = Params::new(2, 3).unwrap();
         let objects = 40;
@@ -935,15 +952,10 @@ mod tests {
             );
         }
         for (object, body, placed) in written {
-            let locations: Vec<Location> = placed
-                .iter()
-                .map(|p| Location {
-                    index: p.index,
-                    site: p.site.clone().unwrap(),
-                    hash: p.hash,
-                })
-                .collect();
-            let (read, _) = sites.read_object(object, params, &locations).await.unwrap();
+            let (read, _) = sites
+                .read_object(object, params, &located(&placed))
+                .await
+                .unwrap();
             assert_eq!(read, body);
         }
         std::fs::remove_dir_all(dir).ok();
@@ -952,25 +964,14 @@ mod tests {
     #[tokio::test]
     async fn writes_and_reads_survive_a_missing_site_and_a_corrupt_shard() {
         let dir = temp();
-        let configs: Vec<SiteConfig> = ["FR", "DE", "CH", "IS", "NL"]
-            .iter()
-            .enumerate()
-            .map(|(i, j)| local(&dir, &format!("site{i}"), j))
-            .collect();
+        let configs = local_sites(&dir, &["FR", "DE", "CH", "IS", "NL"]);
         let sites = Sites::open(&configs, SiteOptions::default()).unwrap();
         let params = Params::new(3, 5).unwrap();
         let object = Uuid::now_v7();
         let body = b"dispersed body ".repeat(1000);
         let placed = sites.write(object, params, 4, &[], &body).await.unwrap();
         assert!(placed.iter().all(|p| p.site.is_some()));
-        let locations: Vec<Location> = placed
-            .iter()
-            .map(|p| Location {
-                index: p.index,
-                site: p.site.clone().unwrap(),
-                hash: p.hash,
-            })
-            .collect();
+        let locations = located(&placed);
         // Lose one shard's file, corrupt another: still k good ones.
         let gone = &locations[0];
         std::fs::remove_file(
