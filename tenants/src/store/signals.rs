@@ -94,8 +94,7 @@ impl Signals {
 
 /// Starts the publisher and the listener of a PostgreSQL store: what this
 /// process changed goes out, what others changed comes in as if it had
-/// happened here (`changes` for mailboxes, `jobs` for the workers). Both
-/// end when the pool closes.
+/// happened here (see [`Hearers`]). Both end when the pool closes.
 pub(super) async fn start(pool: &PgPool, hearers: Hearers) -> crate::Result<Signals> {
     let origin = Uuid::now_v7().simple().to_string();
     let mut listener = PgListener::connect_with(pool).await?;
