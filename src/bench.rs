@@ -1182,8 +1182,14 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
         for _ in 0..(args.messages - n).min(1000) {
             let raw = imap_message(n, address.as_str(), args.size);
             let id = tenants::MessageId::new();
-            let content = inbound
-                .encrypt_standard(account.tenant_id, id, raw.as_bytes())
+            // Kept as the MX keeps it: encrypted, with its summary.
+            let kept = inbound
+                .store_readable(
+                    Level::Standard,
+                    account.tenant_id,
+                    id,
+                    raw.as_bytes().to_vec(),
+                )
                 .await
                 .map_err(|r| anyhow::anyhow!(r.text))?;
             batch.push(tenants::NewMessage {
@@ -1200,8 +1206,9 @@ pub async fn imap(args: ImapBench) -> anyhow::Result<()> {
                 ),
                 authentication: serde_json::json!({}),
                 arrived_encrypted: false,
-                content,
+                content: kept.content,
                 dispersed: None,
+                summary: kept.summary,
                 rfc822_size: raw.len() as i64,
                 flags: if n % 3 == 0 {
                     vec![tenants::Flag::Seen]
@@ -1561,6 +1568,7 @@ pub async fn transfer(args: TransferBench) -> anyhow::Result<()> {
                 rfc822_size: content.len() as i64,
                 content,
                 dispersed: None,
+                summary: None,
                 flags: Vec::new(),
                 keywords: Vec::new(),
                 received_at: None,

@@ -19,6 +19,7 @@ on_both_backends!(
     bad_input_gets_bad_or_no_and_the_server_stays,
     random_input_on_the_command_path,
     mailboxes_per_account_are_capped_at_every_door,
+    headers_and_structures_come_from_the_summary_kept_at_delivery,
 );
 
 fn python() -> String {
@@ -656,4 +657,132 @@ async fn mailboxes_per_account_are_capped_at_every_door(backend: Backend) {
         .count();
     assert_eq!(made.len() - refused, 3, "{made:?}");
     assert_eq!(count(app.get(&list, &token).await.ok(200)), CAP);
+}
+
+/// The untagged responses of a command that must succeed, as one string.
+async fn fetch(client: &mut Client, command: String) -> String {
+    let (untagged, done) = client.run(&command).await;
+    assert!(done.contains(" OK "), "{command}: {done}");
+    untagged.concat()
+}
+
+/// FETCH answers headers, envelopes and structures from the summary kept
+/// when the message was stored, exactly as the message itself would; a
+/// message stored without one (before summaries were kept, or moved from
+/// another instance) answers the same from its bytes and gets its summary
+/// then; COPY keeps one for the copy.
+async fn headers_and_structures_come_from_the_summary_kept_at_delivery(backend: Backend) {
+    let app = support::spawn(backend).await;
+    let (id, address, _) = user(&app, "acme.test", "dora", "standard").await;
+    let account = app
+        .store
+        .account(tenants::AccountId(id.parse().unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = format!(
+        "From: \"Ann Example\" <ann@sender.test>\r\nTo: {address}\r\n\
+         Cc: friends: a@b.test, c@d.test;\r\nSubject: =?utf-8?q?caf=C3=A9?= and\r\n summary\r\n\
+         Date: Mon, 7 Dec 2026 09:00:00 +0000\r\nMessage-ID: <s1@sender.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--b1\r\n\
+         Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n"
+    );
+    // 1: through the MX, which keeps its summary.
+    support::send_with_lettre(
+        app.smtp,
+        "ann@sender.test",
+        &[&address],
+        raw.as_bytes(),
+        false,
+    )
+    .await
+    .expect("delivered");
+    // 2: the same bytes stored without one.
+    let bare = tenants::MessageId::new();
+    let content = app
+        .inbound
+        .encrypt_standard(account.tenant_id, bare, raw.as_bytes())
+        .await
+        .unwrap();
+    app.store
+        .deliver(vec![tenants::NewMessage {
+            id: bare,
+            tenant_id: account.tenant_id,
+            account_id: account.id,
+            level: tenants::Level::Standard,
+            envelope_from: "ann@sender.test".into(),
+            envelope_to: address.clone(),
+            subject: None,
+            sender: None,
+            privacy: tenants::privacy::PrivacyIndex::compute(&tenants::privacy::Facts::default()),
+            authentication: json!({}),
+            arrived_encrypted: false,
+            content,
+            dispersed: None,
+            summary: None,
+            rfc822_size: raw.len() as i64,
+            flags: Vec::new(),
+            keywords: Vec::new(),
+            received_at: None,
+            verdict: None,
+            mailbox: None,
+        }])
+        .await
+        .unwrap();
+    let summarized = |ids: Vec<tenants::MessageId>| {
+        let store = app.store.clone();
+        async move { store.message_summaries(&ids).await.unwrap() }
+    };
+    assert!(summarized(vec![bare]).await.is_empty());
+
+    let items = "UID ENVELOPE BODY BODYSTRUCTURE RFC822.HEADER BODY.PEEK[HEADER] \
+                 BODY.PEEK[HEADER.FIELDS (From Subject X-None)] BODY.PEEK[HEADER.FIELDS.NOT (Received)]<0.40>";
+    let (mut client, _) = Client::connect(app.imap).await;
+    client.login(&address, PASSWORD).await;
+    client.run("SELECT INBOX").await;
+    // From the bytes (and the summary kept then), then from the summary.
+    let first = fetch(&mut client, format!("FETCH 2 ({items})")).await;
+    assert!(
+        summarized(vec![bare]).await.contains_key(&bare),
+        "the FETCH kept the summary of a message stored without one"
+    );
+    let again = fetch(&mut client, format!("FETCH 2 ({items})")).await;
+    assert_eq!(again, first, "the summary answers as the message did");
+    for expected in [
+        "ENVELOPE (\"Mon, 7 Dec 2026 09:00:00 +0000\" \"=?utf-8?q?caf=C3=A9?= and summary\"",
+        "(NIL NIL \"friends\" NIL)(NIL NIL \"a\" \"b.test\")",
+        "\"APPLICATION\" \"PDF\"",
+        "\"MIXED\"",
+        "Subject: =?utf-8?q?caf=C3=A9?= and\r\n summary\r\n",
+        "BODY[HEADER.FIELDS.NOT (Received)]<0> {40}",
+    ] {
+        assert!(
+            first
+                .to_ascii_uppercase()
+                .contains(&expected.to_ascii_uppercase()),
+            "{expected} in {first}"
+        );
+    }
+    // The MX's copy: from its summary, and as its bytes say.
+    let summary = fetch(&mut client, format!("FETCH 1 ({items})")).await;
+    let whole = fetch(&mut client, format!("FETCH 1 ({items} BODY.PEEK[])")).await;
+    let answered = summary.strip_suffix(")\r\n").expect("one response");
+    assert!(
+        whole.starts_with(answered) && whole.contains("BODY[] {"),
+        "the summary answers as the bytes do:\n{summary}\n{whole}"
+    );
+    // COPY keeps one for the copy.
+    client.run("CREATE Kept").await;
+    let (_, done) = client.run("COPY 1:2 Kept").await;
+    assert!(done.contains(" OK "), "{done}");
+    let all: Vec<tenants::MessageId> =
+        messages(&app, &id, &app.login(&address, PASSWORD).await, "")
+            .await
+            .iter()
+            .map(|m| tenants::MessageId(m["id"].as_str().unwrap().parse().unwrap()))
+            .collect();
+    assert_eq!(all.len(), 4);
+    assert_eq!(summarized(all).await.len(), 4, "every copy has its summary");
 }

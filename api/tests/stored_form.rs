@@ -242,6 +242,35 @@ async fn the_mx_imap_append_and_the_sent_copy_store_alike(backend: Backend) {
                 level == "dispersed",
                 "{level}: dispersed copies live on the sites, the others in the database"
             );
+            // What IMAP FETCH answers without the message: kept by every
+            // door, encrypted, and none where nothing readable may be kept.
+            let message_id = tenants::MessageId(id.parse().unwrap());
+            let summary = app
+                .store
+                .message_summaries(&[message_id])
+                .await
+                .unwrap()
+                .remove(&message_id);
+            if level == "dispersed" {
+                assert_eq!(summary, None, "dispersed: no summary in the database");
+            } else {
+                let summary = summary.unwrap_or_else(|| panic!("{level}: no summary kept"));
+                assert!(
+                    !summary.windows(b"Subject".len()).any(|w| w == b"Subject"),
+                    "{level}: the summary is encrypted at rest"
+                );
+                let tenant = tenants::TenantId(e.tenant_id.parse().unwrap());
+                let opened = app
+                    .inbound
+                    .open_summary(tenant, message_id, &summary)
+                    .await
+                    .unwrap_or_else(|| panic!("{level}: the summary opens"));
+                assert_eq!(
+                    opened,
+                    mail::imap::message::Summary::of(&bytes),
+                    "{level}: the summary is that of the message served"
+                );
+            }
         }
         overheads.dedup();
         assert_eq!(

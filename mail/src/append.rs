@@ -120,6 +120,7 @@ impl Inbound {
             arrived_encrypted: encrypted,
             content: stored.content,
             dispersed: stored.dispersed,
+            summary: stored.summary,
             rfc822_size: stored.rfc822_size,
             flags: append.flags,
             keywords: append.keywords,

@@ -572,6 +572,7 @@ impl Outbound {
             arrived_encrypted: encrypted,
             content: stored.content,
             dispersed: stored.dispersed,
+            summary: stored.summary,
             rfc822_size: stored.rfc822_size,
             // The sender has read what they wrote.
             flags: vec![tenants::Flag::Seen],

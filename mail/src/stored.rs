@@ -16,6 +16,7 @@ use tenants::store::NewObject;
 use tenants::{Account, Level, MessageId, TenantId};
 use vault::seal::Thread;
 
+use crate::imap::message::Summary;
 use crate::inbound::Inbound;
 use crate::reply::Reply;
 
@@ -66,7 +67,23 @@ pub struct Stored {
     /// Kept in clear for listing only at `standard`.
     pub subject: Option<String>,
     pub sender: Option<String>,
+    /// What IMAP FETCH answers without the message ([`Kept::summary`]).
+    pub summary: Option<Vec<u8>>,
 }
+
+/// What is written of a readable form ([`Inbound::store_readable`]).
+pub struct Kept {
+    /// The bytes kept in the database (empty when dispersed).
+    pub content: Vec<u8>,
+    pub dispersed: Option<NewObject>,
+    /// Its [`Summary`], encrypted at rest under the tenant's data key;
+    /// `None` from `dispersed` up, where no single place keeps anything
+    /// readable of a message, not even its outer header.
+    pub summary: Option<Vec<u8>>,
+}
+
+/// Messages larger than this are summarized on the CPU pool, off the executor.
+const SUMMARIZE_INLINE_UP_TO: usize = 256 * 1024;
 
 impl Inbound {
     /// The stored form of `copy` of `message` (see the module doc).
@@ -121,15 +138,16 @@ impl Inbound {
             }
         };
         let rfc822_size = readable.len() as i64;
-        let (content, dispersed) = self
+        let kept = self
             .store_readable(copy.level, account.tenant_id, copy.id, readable)
             .await?;
         Ok(Stored {
-            content,
-            dispersed,
+            content: kept.content,
+            dispersed: kept.dispersed,
             rfc822_size,
             subject,
             sender,
+            summary: kept.summary,
         })
     }
 
@@ -142,16 +160,67 @@ impl Inbound {
         tenant: TenantId,
         id: MessageId,
         readable: Vec<u8>,
-    ) -> Result<(Vec<u8>, Option<NewObject>), Reply> {
-        Ok(match level {
+    ) -> Result<Kept, Reply> {
+        let summary = self.summarize(level, tenant, id, &readable).await?;
+        let (content, dispersed) = match level {
             Level::Standard => (self.encrypt_standard(tenant, id, &readable).await?, None),
             Level::Sealed => (readable, None),
             Level::Dispersed | Level::EndToEnd => (
                 Vec::new(),
                 Some(self.disperse(tenant, id, &readable).await?),
             ),
+        };
+        Ok(Kept {
+            content,
+            dispersed,
+            summary,
         })
     }
+
+    /// The stored [`Summary`] of a readable form at `level` (see
+    /// [`Kept::summary`]). IMAP also calls it for a message stored without
+    /// one (before summaries were kept, or moved here from another instance).
+    pub async fn summarize(
+        &self,
+        level: Level,
+        tenant: TenantId,
+        id: MessageId,
+        readable: &[u8],
+    ) -> Result<Option<Vec<u8>>, Reply> {
+        if matches!(level, Level::Dispersed | Level::EndToEnd) {
+            return Ok(None);
+        }
+        let summary = if readable.len() <= SUMMARIZE_INLINE_UP_TO {
+            Summary::of(readable).encode()
+        } else {
+            let readable = readable.to_vec();
+            vault::cpu::run(move || Summary::of(&readable).encode()).await
+        };
+        let sealed = self
+            .encrypt_at_rest(tenant, &summary_context(id), &summary)
+            .await?;
+        Ok(Some(sealed))
+    }
+
+    /// Opens what [`Inbound::summarize`] stored; `None` when it does not
+    /// open or is of another format (the message is then read instead).
+    pub async fn open_summary(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        stored: &[u8],
+    ) -> Option<Summary> {
+        let plain = self
+            .decrypt_at_rest(tenant, &summary_context(id), stored)
+            .await
+            .ok()?;
+        Summary::decode(&plain)
+    }
+}
+
+/// What a summary's encryption is bound to: its message, and being a summary.
+fn summary_context(id: MessageId) -> Vec<u8> {
+    format!("caliop-summary:{id}").into_bytes()
 }
 
 #[cfg(test)]

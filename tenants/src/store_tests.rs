@@ -92,6 +92,7 @@ on_both_backends!(
     pool_history_runs_month_by_month,
     mailbox_views_read_the_same_both_ways,
     a_delivery_without_room_is_refused_alone_in_its_batch,
+    summaries_are_kept_with_their_message_at_every_store_path,
     another_process_hears_new_mail_and_jobs,
     submissions_committed_together_keep_their_own_limits,
     a_batch_of_submissions_spools_every_row_once,
@@ -556,6 +557,7 @@ fn delivery(a: &Account, from: &str, size: usize, encrypted: bool) -> Vec<NewMes
         arrived_encrypted: encrypted,
         content: vec![b'x'; size],
         dispersed: None,
+        summary: None,
         rfc822_size: size as i64,
         flags: Vec::new(),
         keywords: Vec::new(),
@@ -634,6 +636,79 @@ async fn a_delivery_without_room_is_refused_alone_in_its_batch(backend: Backend)
     assert_eq!(seen.received, 1);
 }
 
+/// A message's summary is written in the transaction that stores it, by
+/// the group commit (only for the deliveries that were stored), by APPEND
+/// and COPY; it is read back in one query, kept after the fact only where
+/// none is and the message still is, and goes when the message does.
+async fn summaries_are_kept_with_their_message_at_every_store_path(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let small = Limits {
+        storage_quota_bytes: 1000,
+        ..limits(10, 10)
+    };
+    let t = tenant(&store, TenantKind::Enterprise, None, small).await;
+    let a = account(
+        &store,
+        &domain(&store, t.id, "a.test").await.unwrap(),
+        "ann",
+    )
+    .await
+    .unwrap();
+    let summarized = |size: usize, summary: &[u8]| {
+        let mut d = delivery(&a, "x@elsewhere.test", size, false);
+        d[0].summary = Some(summary.to_vec());
+        d
+    };
+    let batch = vec![
+        summarized(400, b"first"),
+        summarized(700, b"refused: no room"),
+        summarized(400, b"third"),
+        delivery(&a, "x@elsewhere.test", 100, false),
+    ];
+    let ids: Vec<MessageId> = batch.iter().map(|d| d[0].id).collect();
+    let outcomes = store.deliver_batch(batch).await.unwrap();
+    let refused: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
+    assert_eq!(refused, [false, true, false, false]);
+    let found = store.message_summaries(&ids).await.unwrap();
+    assert_eq!(
+        found.len(),
+        2,
+        "the refused delivery's summary went with it"
+    );
+    assert_eq!(found[&ids[0]], b"first");
+    assert_eq!(found[&ids[2]], b"third");
+
+    // Kept after the fact: only where none is, and only for a message that is.
+    let gone = MessageId::new();
+    store
+        .keep_message_summaries(&[
+            (ids[0], b"replaced?".to_vec()),
+            (ids[3], b"late".to_vec()),
+            (gone, b"nobody's".to_vec()),
+        ])
+        .await
+        .unwrap();
+    let found = store
+        .message_summaries(&[ids[0], ids[3], gone])
+        .await
+        .unwrap();
+    assert_eq!(found.get(&ids[0]).map(Vec::as_slice), Some(&b"first"[..]));
+    assert_eq!(found.get(&ids[3]).map(Vec::as_slice), Some(&b"late"[..]));
+    assert!(!found.contains_key(&gone));
+
+    // APPEND (and COPY, which appends).
+    let archive = store.mailbox_of_role(a.id, Folder::Archive).await.unwrap();
+    let appended = summarized(10, b"appended");
+    store.append_messages(&archive, &appended).await.unwrap();
+    let found = store.message_summaries(&[appended[0].id]).await.unwrap();
+    assert_eq!(found[&appended[0].id], b"appended");
+
+    // Deleting the message deletes its summary.
+    let meta = store.message(ids[0]).await.unwrap().unwrap();
+    store.delete_message(ACTOR, &meta).await.unwrap();
+    assert!(store.message_summaries(&[ids[0]]).await.unwrap().is_empty());
+}
+
 /// SELECT's view (one aggregated read on SQLite) and the change feed (row
 /// by row) agree on every field; UIDs and flags survive APPEND, STORE,
 /// MOVE and EXPUNGE as the session expects.
@@ -662,6 +737,7 @@ async fn mailbox_views_read_the_same_both_ways(backend: Backend) {
         arrived_encrypted: false,
         content: vec![b'x'; n as usize],
         dispersed: None,
+        summary: None,
         rfc822_size: n,
         flags,
         keywords: keywords.iter().map(|k| k.to_string()).collect(),

@@ -81,6 +81,7 @@ async fn deliver(
             rfc822_size: stored.len() as i64,
             content: stored.clone(),
             dispersed: None,
+            summary: None,
             flags: vec![],
             keywords: vec![],
             received_at: Some(at(when)),

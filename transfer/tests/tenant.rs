@@ -143,6 +143,7 @@ async fn a_resumed_export_imports_whole(backend: Backend) {
                 rfc822_size: content.len() as i64,
                 content,
                 dispersed: None,
+                summary: None,
                 flags: vec![],
                 keywords: vec![],
                 received_at: None,

@@ -212,6 +212,111 @@ pub fn body_structure(message: &[u8], extensible: bool) -> Vec<u8> {
     out
 }
 
+/// What FETCH answers of a message without its body: the header section
+/// and the wire forms of ENVELOPE, BODY and BODYSTRUCTURE. Computed once,
+/// when the message is stored (see `Inbound::store_readable`), and kept
+/// beside it, so that a client listing a mailbox is answered without each
+/// message being read, decrypted and parsed again. Every answer it gives is
+/// the one the whole message would give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The top-level header, blank line included: `BODY[HEADER]`.
+    pub header: Vec<u8>,
+    pub envelope: Vec<u8>,
+    pub body: Vec<u8>,
+    pub body_structure: Vec<u8>,
+}
+
+/// The first byte of an encoded [`Summary`]: a later layout gets another.
+const SUMMARY_FORMAT: u8 = 1;
+
+impl Summary {
+    /// The summary of a message as IMAP serves it.
+    pub fn of(message: &[u8]) -> Summary {
+        let parsed = parse(message);
+        let root = Node::root(message, &parsed, 0);
+        let header = root.header_bytes().to_vec();
+        let mut body = Vec::new();
+        write_body(&mut body, &root, false);
+        let mut body_structure = Vec::new();
+        write_body(&mut body_structure, &root, true);
+        Summary {
+            envelope: envelope(message),
+            header,
+            body,
+            body_structure,
+        }
+    }
+
+    /// Whether [`Summary::section`] answers `section`: the top-level header
+    /// and its fields; anything else needs the message.
+    pub fn answers(section: &Section) -> bool {
+        section.part.is_empty()
+            && matches!(
+                section.text,
+                SectionText::Header
+                    | SectionText::HeaderFields(_)
+                    | SectionText::HeaderFieldsNot(_)
+            )
+    }
+
+    /// What [`section`] gives of the whole message, for a section
+    /// [`Summary::answers`]; `None` for the others.
+    pub fn section(&self, section: &Section) -> Option<Vec<u8>> {
+        if !section.part.is_empty() {
+            return None;
+        }
+        match &section.text {
+            SectionText::Header => Some(self.header.clone()),
+            SectionText::HeaderFields(names) => Some(select_fields(&self.header, names, true)),
+            SectionText::HeaderFieldsNot(names) => Some(select_fields(&self.header, names, false)),
+            _ => None,
+        }
+    }
+
+    /// The stored form: a format byte, then each field as a 4-byte
+    /// little-endian length and its bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let fields = [
+            &self.header,
+            &self.envelope,
+            &self.body,
+            &self.body_structure,
+        ];
+        let mut out = Vec::with_capacity(1 + fields.iter().map(|f| 4 + f.len()).sum::<usize>());
+        out.push(SUMMARY_FORMAT);
+        for field in fields {
+            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(field.get(..len as usize).unwrap_or(field));
+        }
+        out
+    }
+
+    /// Reads [`Summary::encode`]'s form; `None` for anything else (another
+    /// format, or damaged bytes), and the message is then read instead.
+    pub fn decode(bytes: &[u8]) -> Option<Summary> {
+        let (&format, mut rest) = bytes.split_first()?;
+        if format != SUMMARY_FORMAT {
+            return None;
+        }
+        let mut field = || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let value = tail.get(..len)?.to_vec();
+            rest = tail.get(len..)?;
+            Some(value)
+        };
+        let summary = Summary {
+            header: field()?,
+            envelope: field()?,
+            body: field()?,
+            body_structure: field()?,
+        };
+        rest.is_empty().then_some(summary)
+    }
+}
+
 /// Appends an IMAP string: quoted when the bytes allow it (no CR, LF, NUL or
 /// 8-bit byte, not too long), otherwise a literal. A literal carries the bytes
 /// as given, so the caller keeps NUL out of it (IMAP forbids it in literals).
@@ -1583,6 +1688,44 @@ three\n\
             Some(message)
         );
         assert_eq!(get(message, &[], SectionText::Mime), None);
+        summarized(message);
+    }
+
+    /// The summary kept at delivery answers as the whole message does, and
+    /// reads back from its stored form.
+    fn summarized(message: &[u8]) {
+        let summary = Summary::of(message);
+        assert_eq!(Summary::decode(&summary.encode()), Some(summary.clone()));
+        assert_eq!(summary.envelope, envelope(message));
+        assert_eq!(summary.body, body_structure(message, false));
+        assert_eq!(summary.body_structure, body_structure(message, true));
+        for text in [
+            SectionText::Header,
+            SectionText::HeaderFields(names(&["From", "subject", "X-Nowhere"])),
+            SectionText::HeaderFieldsNot(names(&["Received", "Content-Type"])),
+        ] {
+            let wanted = Section { part: vec![], text };
+            assert!(Summary::answers(&wanted));
+            assert_eq!(summary.section(&wanted), section(message, &wanted));
+        }
+        let deeper = Section {
+            part: vec![1],
+            text: SectionText::Header,
+        };
+        assert!(!Summary::answers(&deeper));
+        assert_eq!(summary.section(&deeper), None);
+    }
+
+    #[test]
+    fn a_damaged_summary_is_not_read() {
+        let encoded = Summary::of(SAMPLES[0]).encode();
+        assert!(Summary::decode(&encoded).is_some());
+        assert_eq!(Summary::decode(&encoded[..encoded.len() - 1]), None);
+        assert_eq!(Summary::decode(&[encoded.as_slice(), b"x"].concat()), None);
+        let mut other_format = encoded.clone();
+        other_format[0] = 2;
+        assert_eq!(Summary::decode(&other_format), None);
+        assert_eq!(Summary::decode(&[]), None);
     }
 
     #[test]

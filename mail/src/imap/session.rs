@@ -168,6 +168,8 @@ struct Session<'a, S> {
     cached: Option<(MessageId, Arc<Vec<u8>>)>,
     /// Stored bytes read ahead, a batch at a time, by FETCH and SEARCH.
     prefetched: std::collections::HashMap<MessageId, StoredContent>,
+    /// Stored summaries read ahead by a FETCH that they answer.
+    summaries: std::collections::HashMap<MessageId, Vec<u8>>,
     errors: usize,
     /// When the account was last found still allowed in.
     checked_at: std::time::Instant,
@@ -221,6 +223,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         stopping,
         cached: None,
         prefetched: std::collections::HashMap::new(),
+        summaries: std::collections::HashMap::new(),
         errors: 0,
         checked_at: std::time::Instant::now(),
         recent: std::collections::HashSet::new(),
@@ -1685,6 +1688,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
+    /// Reads the stored summaries of the messages at these positions ahead,
+    /// in one query, and the bytes of those that have none in another.
+    async fn prefetch_summaries(&mut self, indices: &[usize]) {
+        let ids: Vec<MessageId> = indices.iter().map(|&i| self.view().entries[i].id).collect();
+        match self.store.message_summaries(&ids).await {
+            Ok(found) => self.summaries = found,
+            // The messages are then read instead.
+            Err(e) => tracing::warn!(error = %e, "reading summaries ahead failed"),
+        }
+        let without: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| !self.summaries.contains_key(&self.view().entries[i].id))
+            .collect();
+        if !without.is_empty() {
+            self.prefetch(&without).await;
+        }
+    }
+
     async fn fetch(
         &mut self,
         set: &SequenceSet,
@@ -1788,13 +1810,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
         let with_flags = items.contains(&MessageDataItemName::Flags);
         let with_modseq = items.contains(&MessageDataItemName::ModSeq);
+        // Headers, envelopes and structures come from the summaries kept at
+        // delivery; a message without one is read, and its summary kept.
+        let from_summaries = needs_content && items.iter().all(answered_by_summary);
+        let mut summarized: Vec<(MessageId, Vec<u8>)> = Vec::new();
         for (n, &i) in indices.iter().enumerate() {
             if needs_content && n % PREFETCH == 0 {
-                self.prefetch(&indices[n..(n + PREFETCH).min(indices.len())])
-                    .await;
+                let batch = &indices[n..(n + PREFETCH).min(indices.len())];
+                if from_summaries {
+                    self.prefetch_summaries(batch).await;
+                } else {
+                    self.prefetch(batch).await;
+                }
             }
             let entry = self.view().entries[i].clone();
-            let content = if needs_content {
+            let summary = match self.summaries.remove(&entry.id) {
+                Some(stored) => {
+                    self.inbound
+                        .open_summary(self.account().tenant_id, entry.id, &stored)
+                        .await
+                }
+                None => None,
+            };
+            let content = if needs_content && summary.is_none() {
                 match self.content(&entry).await {
                     Ok(Some(c)) => Some(c),
                     Ok(None) => continue,
@@ -1802,6 +1840,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
             } else {
                 None
+            };
+            if from_summaries
+                && let Some(content) = &content
+                && let Ok(Some(kept)) = self
+                    .inbound
+                    .summarize(entry.level, self.account().tenant_id, entry.id, content)
+                    .await
+            {
+                summarized.push((entry.id, kept));
+            }
+            let source = match (&summary, &content) {
+                (Some(summary), _) => Source::Summary(summary),
+                (None, Some(content)) => Source::Whole(content),
+                (None, None) => Source::Entry,
             };
             // BINARY of a part in an encoding this server cannot undo.
             if let Some(content) = &content
@@ -1823,14 +1875,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     item,
                     &entry,
                     self.recent.contains(&entry.uid),
-                    content.as_deref().map(Vec::as_slice),
+                    source,
                 );
             }
             if newly_seen.contains(&entry.uid) {
                 if !with_flags {
                     let recent = self.recent.contains(&entry.uid);
                     out.extend_from_slice(b" ");
-                    render(&mut out, &MessageDataItemName::Flags, &entry, recent, None);
+                    render(
+                        &mut out,
+                        &MessageDataItemName::Flags,
+                        &entry,
+                        recent,
+                        Source::Entry,
+                    );
                 }
                 if self.enabled.condstore && !with_modseq {
                     out.extend_from_slice(format!(" MODSEQ ({})", entry.modseq).as_bytes());
@@ -1843,6 +1901,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         self.prefetched.clear();
+        self.summaries.clear();
+        if !summarized.is_empty()
+            && let Err(e) = self.store.keep_message_summaries(&summarized).await
+        {
+            // The next FETCH reads those messages again and retries.
+            tracing::warn!(error = %e, "keeping the summaries of messages stored without one failed");
+        }
         Ok(Done::Ok(String::new()))
     }
 
@@ -2033,7 +2098,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 }
             };
             let id = MessageId::new();
-            let (stored, dispersed) = match self.stored_form(entry.level, id, &content).await {
+            let kept = match self.stored_form(entry.level, id, &content).await {
                 Ok(form) => form,
                 Err(done) => {
                     self.discard(&copies).await;
@@ -2055,8 +2120,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 privacy: meta.privacy,
                 authentication: meta.authentication,
                 arrived_encrypted: false,
-                content: stored,
-                dispersed,
+                content: kept.content,
+                dispersed: kept.dispersed,
+                summary: kept.summary,
                 rfc822_size: entry.rfc822_size,
                 flags: entry.flags.clone(),
                 keywords: entry.keywords.clone(),
@@ -2104,7 +2170,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         level: Level,
         id: MessageId,
         readable: &[u8],
-    ) -> Result<(Vec<u8>, Option<tenants::store::NewObject>), Done> {
+    ) -> Result<crate::stored::Kept, Done> {
         self.inbound
             .store_readable(level, self.account().tenant_id, id, readable.to_vec())
             .await
@@ -2403,15 +2469,52 @@ fn expand(m: Macro) -> Vec<MessageDataItemName<'static>> {
 }
 
 /// Writes one FETCH data item.
+/// What a FETCH response is rendered from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Only what the view knows of the message (flags, sizes, dates).
+    Entry,
+    /// The message as it is served.
+    Whole(&'a [u8]),
+    /// Its summary, for the items [`answered_by_summary`].
+    Summary(&'a message::Summary),
+}
+
+/// Whether a FETCH item is answered by the message's summary (or by the
+/// view) without its bytes.
+fn answered_by_summary(item: &MessageDataItemName<'_>) -> bool {
+    use MessageDataItemName as N;
+    match item {
+        N::Uid
+        | N::Flags
+        | N::InternalDate
+        | N::Rfc822Size
+        | N::ModSeq
+        | N::Envelope
+        | N::Body
+        | N::BodyStructure
+        | N::Rfc822Header => true,
+        N::BodyExt { section, .. } => message::Summary::answers(&section_of(section.as_ref()).1),
+        _ => false,
+    }
+}
+
 fn render(
     out: &mut Vec<u8>,
     item: &MessageDataItemName<'_>,
     entry: &ViewEntry,
     recent: bool,
-    content: Option<&[u8]>,
+    source: Source<'_>,
 ) {
     use MessageDataItemName as N;
-    let content = content.unwrap_or_default();
+    let content = match source {
+        Source::Whole(content) => content,
+        Source::Entry | Source::Summary(_) => &[],
+    };
+    let summary = match source {
+        Source::Summary(summary) => Some(summary),
+        Source::Entry | Source::Whole(_) => None,
+    };
     let literal = |out: &mut Vec<u8>, bytes: &[u8]| {
         out.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
         out.extend_from_slice(bytes);
@@ -2440,15 +2543,24 @@ fn render(
         }
         N::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
-            out.extend_from_slice(&message::envelope(content));
+            match summary {
+                Some(summary) => out.extend_from_slice(&summary.envelope),
+                None => out.extend_from_slice(&message::envelope(content)),
+            }
         }
         N::BodyStructure => {
             out.extend_from_slice(b"BODYSTRUCTURE ");
-            out.extend_from_slice(&message::body_structure(content, true));
+            match summary {
+                Some(summary) => out.extend_from_slice(&summary.body_structure),
+                None => out.extend_from_slice(&message::body_structure(content, true)),
+            }
         }
         N::Body => {
             out.extend_from_slice(b"BODY ");
-            out.extend_from_slice(&message::body_structure(content, false));
+            match summary {
+                Some(summary) => out.extend_from_slice(&summary.body),
+                None => out.extend_from_slice(&message::body_structure(content, false)),
+            }
         }
         N::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
@@ -2456,14 +2568,17 @@ fn render(
         }
         N::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
-            let header = message::section(
-                content,
-                &Section {
-                    part: vec![],
-                    text: SectionText::Header,
-                },
-            )
-            .unwrap_or_default();
+            let header = match summary {
+                Some(summary) => summary.header.clone(),
+                None => message::section(
+                    content,
+                    &Section {
+                        part: vec![],
+                        text: SectionText::Header,
+                    },
+                )
+                .unwrap_or_default(),
+            };
             literal(out, &header);
         }
         N::Rfc822Text => {
@@ -2485,7 +2600,10 @@ fn render(
             out.extend_from_slice(b"BODY[");
             out.extend_from_slice(spec.as_bytes());
             out.push(b']');
-            let bytes = message::section(content, &wanted);
+            let bytes = match summary {
+                Some(summary) => summary.section(&wanted),
+                None => message::section(content, &wanted),
+            };
             let Some(bytes) = bytes else {
                 out.extend_from_slice(b" NIL");
                 return;

@@ -39,6 +39,10 @@ pub struct NewMessage {
     pub content: Vec<u8>,
     /// The shards that hold the bytes, when they are dispersed.
     pub dispersed: Option<super::NewObject>,
+    /// What IMAP FETCH answers without reading the message (its header and
+    /// structure), encrypted under the tenant's data key; `None` from
+    /// `dispersed` up. The mail crate makes it (`Inbound::store_readable`).
+    pub summary: Option<Vec<u8>>,
     /// Bytes of the message as it is served (RFC822.SIZE): the plaintext at
     /// `standard`, the stored PGP/MIME form above.
     pub rfc822_size: i64,
@@ -402,6 +406,43 @@ macro_rules! store_message {
     }};
 }
 
+/// Summaries per multi-row insert (two parameters each).
+pub(super) const SUMMARIES_PER_INSERT: usize = 100;
+
+/// `INSERT INTO message_summaries` of `count` rows.
+pub(super) fn keep_summaries_sql(count: usize) -> String {
+    let mut sql = String::from("INSERT INTO message_summaries (message_id, summary) VALUES ");
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+    }
+    sql
+}
+
+/// Stores, inside the caller's transaction, the summaries
+/// ([`NewMessage::summary`]) of messages `$messages` (an iterator of
+/// `&NewMessage`) that [`store_message!`] stored in it: a few multi-row
+/// inserts for a whole batch rather than one statement per message.
+macro_rules! keep_summaries {
+    ($tx:expr, $messages:expr) => {{
+        let kept: Vec<(uuid::Uuid, &[u8])> = $messages
+            .into_iter()
+            .filter_map(|m: &NewMessage| m.summary.as_deref().map(|s| (m.id.0, s)))
+            .collect();
+        for chunk in kept.chunks(super::messages::SUMMARIES_PER_INSERT) {
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(super::messages::keep_summaries_sql(
+                chunk.len(),
+            )));
+            for (id, summary) in chunk {
+                insert = insert.bind(*id).bind(*summary);
+            }
+            insert.execute(&mut *$tx).await?;
+        }
+    }};
+}
+
 pub(super) fn parse_flags(text: &str) -> Result<Vec<Flag>> {
     text.split(' ')
         .filter(|f| !f.is_empty())
@@ -513,6 +554,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut touched = Vec::new();
+            let mut kept: Vec<&NewMessage> = Vec::new();
             let mut usage: HashMap<Uuid, (i64, i64)> = HashMap::new();
             let mut senders: HashMap<(Uuid, String), (i64, i64)> = HashMap::new();
             for messages in batch {
@@ -554,8 +596,10 @@ impl Store {
                         seen.1 += i64::from(m.arrived_encrypted);
                     }
                 }
+                kept.extend(messages);
                 outcomes.push(Ok(messages.iter().map(|m| m.id).collect()));
             }
+            keep_summaries!(tx, kept);
             for (tenant, (received, sent)) in usage {
                 count_usage!(tx, tenant, now, received, sent);
             }
@@ -672,6 +716,49 @@ impl Store {
                 (MessageId(id), stored)
             })
             .collect())
+    }
+
+    /// The stored summaries ([`NewMessage::summary`]) of those of `ids`
+    /// that have one, in one query.
+    pub async fn message_summaries(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<HashMap<MessageId, Vec<u8>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT message_id, summary FROM message_summaries WHERE message_id IN ({})",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(Uuid, Vec<u8>)> = on_pool!(&self.pool, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in ids {
+                query = query.bind(id.0);
+            }
+            query.fetch_all(p).await?
+        });
+        Ok(rows.into_iter().map(|(id, s)| (MessageId(id), s)).collect())
+    }
+
+    /// Stores summaries made after the fact, for messages stored without
+    /// one (before summaries were kept, or imported from another instance);
+    /// one already there, or a message gone meanwhile, is left alone.
+    pub async fn keep_message_summaries(&self, summaries: &[(MessageId, Vec<u8>)]) -> Result<()> {
+        if summaries.is_empty() {
+            return Ok(());
+        }
+        let sql = "INSERT INTO message_summaries (message_id, summary) SELECT $1, $2 \
+             WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1) ON CONFLICT (message_id) DO NOTHING";
+        on_pool!(&self.pool, p => {
+            let mut tx = p.begin().await?;
+            for (id, summary) in summaries {
+                sqlx::query(sql).bind(id.0).bind(summary.as_slice()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Mail of `tenant` and its descendants per UTC day, for the `days` days
@@ -814,6 +901,7 @@ impl Store {
                     None => return Err(Error::LimitExceeded("the organisation's storage quota has no room for this message".into())),
                 }
             }
+            keep_summaries!(tx, messages);
             tx.commit().await?;
             uids
         });

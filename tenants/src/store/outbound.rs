@@ -346,6 +346,7 @@ impl Store {
                     }
                 }
             }
+            keep_summaries!(tx, spooled.iter().map(|s| &s.sent_copy));
             for (tenant, count) in &sent {
                 count_usage!(tx, *tenant, now, 0, *count);
             }

@@ -183,6 +183,7 @@ struct StandingRow {
 impl Store {
     /// The same store, using remembered standings for `held_for` instead of
     /// [`HELD_FOR`] (tests use it to tell remembering from expiry).
+    #[cfg(any(test, feature = "testing"))]
     pub fn holding_standings_for(mut self, held_for: Duration) -> Store {
         self.held_for = held_for;
         self

@@ -101,6 +101,10 @@ pub const LEFT_TABLES: &[(&str, &str)] = &[
     ),
     ("stored_objects", "regenerated with the shards"),
     (
+        "message_summaries",
+        "a cache made from each message: the importing instance's IMAP makes each again at its first FETCH",
+    ),
+    (
         "spent_challenges",
         "proof-of-work nonces of the instance's signup",
     ),
@@ -1067,6 +1071,7 @@ mod tests {
                     arrived_encrypted: false,
                     content: vec![n; 100 + usize::from(n)],
                     dispersed: None,
+                    summary: None,
                     rfc822_size: 100,
                     flags: if n == 1 { vec![Flag::Seen] } else { vec![] },
                     keywords: vec![],
