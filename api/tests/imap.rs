@@ -765,6 +765,21 @@ async fn headers_and_structures_come_from_the_summary_kept_at_delivery(backend: 
             "{expected} in {first}"
         );
     }
+    // SEARCH by header reads the summaries; by body, the messages.
+    for (search, expected) in [
+        ("SEARCH FROM \"ann example\"", "* SEARCH 1 2"),
+        (
+            "SEARCH HEADER Message-ID s1@sender.test SUBJECT \"and summary\"",
+            "* SEARCH 1 2",
+        ),
+        ("SEARCH SENTON 7-Dec-2026 TO dora", "* SEARCH 1 2"),
+        ("SEARCH FROM hello", "* SEARCH"),
+        ("SEARCH BODY hello", "* SEARCH 1 2"),
+        ("SEARCH NOT TEXT hello", "* SEARCH"),
+    ] {
+        let answer = fetch(&mut client, search.to_owned()).await;
+        assert_eq!(answer.trim_end(), expected, "{search}");
+    }
     // The MX's copy: from its summary, and as its bytes say.
     let summary = fetch(&mut client, format!("FETCH 1 ({items})")).await;
     let whole = fetch(&mut client, format!("FETCH 1 ({items} BODY.PEEK[])")).await;

@@ -60,8 +60,6 @@ pub struct Bounds {
     pub max_uid: u32,
 }
 
-/// Whether any key needs the message's content (header, body, text,
-/// sent-date keys), so the caller fetches and decrypts it only then.
 /// Whether a MODSEQ key is among the criteria (the answer then ends with
 /// the highest modseq of what matched, RFC 7162 §3.1.5).
 pub fn uses_modseq(keys: &[SearchKey<'_>]) -> bool {
@@ -77,8 +75,25 @@ pub fn uses_modseq(keys: &[SearchKey<'_>]) -> bool {
     keys.iter().any(one)
 }
 
+/// Whether any key needs the message's content (header, body, text,
+/// sent-date keys), so the caller fetches and decrypts it only then.
 pub fn needs_content(keys: &[SearchKey<'_>]) -> bool {
     keys.iter().any(key_needs_content)
+}
+
+/// Whether any key looks past the header (BODY, TEXT): the others are
+/// answered by the header alone, which the message's summary holds.
+pub fn needs_body(keys: &[SearchKey<'_>]) -> bool {
+    fn one(key: &SearchKey<'_>) -> bool {
+        match key {
+            SearchKey::Body(_) | SearchKey::Text(_) => true,
+            SearchKey::And(keys) => keys.as_ref().iter().any(one),
+            SearchKey::Not(key) => one(key),
+            SearchKey::Or(a, b) => one(a) || one(b),
+            _ => false,
+        }
+    }
+    keys.iter().any(one)
 }
 
 /// Whether the message matches all the keys (the top-level list of a SEARCH

@@ -2234,16 +2234,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             max_seq: self.view().exists(),
             max_uid: self.view().max_uid(),
         };
+        // Header keys are answered by the header each summary holds.
+        let header_only = needs_content && !search::needs_body(keys);
         let mut found = Vec::new();
         for i in 0..self.view().entries.len() {
             if needs_content && i % PREFETCH == 0 {
                 let batch: Vec<usize> = (i..(i + PREFETCH).min(self.view().entries.len()))
                     .filter(|&j| self.view().entries[j].level == Level::Standard)
                     .collect();
-                self.prefetch(&batch).await;
+                if header_only {
+                    self.prefetch_summaries(&batch).await;
+                } else {
+                    self.prefetch(&batch).await;
+                }
             }
             let entry = self.view().entries[i].clone();
-            let content = if needs_content && entry.level == Level::Standard {
+            let summary = match self.summaries.remove(&entry.id) {
+                Some(stored) => self
+                    .inbound
+                    .open_summary(self.account().tenant_id, entry.id, &stored)
+                    .await
+                    .map(|summary| Arc::new(summary.header)),
+                None => None,
+            };
+            let content = if summary.is_some() {
+                summary
+            } else if needs_content && entry.level == Level::Standard {
                 match self.content(&entry).await {
                     Ok(Some(c)) => Some(c),
                     Ok(None) => continue,
@@ -2274,6 +2290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
         }
         self.prefetched.clear();
+        self.summaries.clear();
         // IMAP4rev2 answers every SEARCH with ESEARCH, ALL by default (RFC 9051 §6.4.4).
         let options = self.search_return.or_else(|| {
             self.enabled.rev2.then_some(SearchReturn {
