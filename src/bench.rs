@@ -2083,6 +2083,18 @@ async fn paced(url: &str, token: &str, rate: f64, time: Duration) -> anyhow::Res
     .await?
 }
 
+/// Reads what the server sent next into `free`, the rest of the pacer's buffer.
+fn read_more(stream: &mut std::net::TcpStream, free: &mut [u8]) -> anyhow::Result<usize> {
+    use std::io::Read;
+    anyhow::ensure!(
+        !free.is_empty(),
+        "a response larger than the pacer's buffer"
+    );
+    let n = stream.read(free)?;
+    anyhow::ensure!(n > 0, "the server closed the connection");
+    Ok(n)
+}
+
 /// One connection of [`paced`]: a request at `first`, then every `every`, until `end`.
 fn pace(
     addr: std::net::SocketAddr,
@@ -2091,7 +2103,7 @@ fn pace(
     every: Duration,
     end: Instant,
 ) -> anyhow::Result<Vec<Duration>> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -2105,13 +2117,7 @@ fn pace(
         // The head, then as much body as Content-Length says.
         let mut filled = 0;
         let (head_end, length) = loop {
-            anyhow::ensure!(
-                filled < buffer.len(),
-                "a response larger than the pacer's buffer"
-            );
-            let n = stream.read(&mut buffer[filled..])?;
-            anyhow::ensure!(n > 0, "the server closed the connection");
-            filled += n;
+            filled += read_more(&mut stream, &mut buffer[filled..])?;
             let Some(at) = buffer[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
                 continue;
             };
@@ -2129,13 +2135,7 @@ fn pace(
             break (at + 4, length);
         };
         while filled < head_end + length {
-            anyhow::ensure!(
-                filled < buffer.len(),
-                "a response larger than the pacer's buffer"
-            );
-            let n = stream.read(&mut buffer[filled..])?;
-            anyhow::ensure!(n > 0, "the server closed the connection");
-            filled += n;
+            filled += read_more(&mut stream, &mut buffer[filled..])?;
         }
         latencies.push(due.elapsed());
         due += every;
