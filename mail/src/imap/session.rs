@@ -2485,7 +2485,6 @@ fn expand(m: Macro) -> Vec<MessageDataItemName<'static>> {
     }
 }
 
-/// Writes one FETCH data item.
 /// What a FETCH response is rendered from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
@@ -2516,6 +2515,7 @@ fn answered_by_summary(item: &MessageDataItemName<'_>) -> bool {
     }
 }
 
+/// Writes one FETCH data item.
 fn render(
     out: &mut Vec<u8>,
     item: &MessageDataItemName<'_>,
