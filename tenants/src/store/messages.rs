@@ -409,17 +409,9 @@ macro_rules! store_message {
 /// Summaries per multi-row insert (two parameters each).
 pub(super) const SUMMARIES_PER_INSERT: usize = 100;
 
-/// `INSERT INTO message_summaries` of `count` rows.
-pub(super) fn keep_summaries_sql(count: usize) -> String {
-    let mut sql = String::from("INSERT INTO message_summaries (message_id, summary) VALUES ");
-    for i in 0..count {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-    }
-    sql
-}
+/// The head of a multi-row insert of summaries, one `(?, ?)` a row.
+pub(super) const KEEP_SUMMARIES: &str =
+    "INSERT INTO message_summaries (message_id, summary) VALUES ";
 
 /// Stores, inside the caller's transaction, the summaries
 /// ([`NewMessage::summary`]) of messages `$messages` (an iterator of
@@ -432,7 +424,9 @@ macro_rules! keep_summaries {
             .filter_map(|m: &NewMessage| m.summary.as_deref().map(|s| (m.id.0, s)))
             .collect();
         for chunk in kept.chunks(super::messages::SUMMARIES_PER_INSERT) {
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(super::messages::keep_summaries_sql(
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(super::outbound::rows(
+                super::messages::KEEP_SUMMARIES,
+                "(?, ?)",
                 chunk.len(),
             )));
             for (id, summary) in chunk {
@@ -693,10 +687,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT id, content, storage FROM messages WHERE id IN ({})",
-            placeholders.join(", ")
+            super::outbound::rows("", "?", ids.len())
         );
         let rows: Vec<(Uuid, Vec<u8>, String)> = on_pool!(&self.pool, p => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
@@ -727,10 +720,9 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT message_id, summary FROM message_summaries WHERE message_id IN ({})",
-            placeholders.join(", ")
+            super::outbound::rows("", "?", ids.len())
         );
         let rows: Vec<(Uuid, Vec<u8>)> = on_pool!(&self.pool, p => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));

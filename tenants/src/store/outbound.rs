@@ -123,8 +123,9 @@ const REMEMBER_RECIPIENT_CONFLICT: &str =
 const ROWS_PER_INSERT: usize = 256;
 
 /// `head` and `count` copies of `row`, comma-separated, whose `?`s become
-/// `$1`, `$2`, … in order (one statement for many rows).
-fn rows(head: &str, row: &str, count: usize) -> String {
+/// `$1`, `$2`, … in order (one statement for many rows; with an empty
+/// `head` and `row` `?`, the list of an `IN (…)`).
+pub(super) fn rows(head: &str, row: &str, count: usize) -> String {
     let mut sql = String::with_capacity(head.len() + count * (row.len() + 24));
     sql.push_str(head);
     let mut n = 0;
